@@ -1,0 +1,38 @@
+# Finds every third-party dependency as ../shared/TOOLCHAIN.md describes and wraps the ones that
+# ship no CMake package in INTERFACE/IMPORTED targets named shoal::dep::*.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+
+find_package(Boost 1.74 REQUIRED COMPONENTS system)
+find_package(CapnProto CONFIG REQUIRED)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+find_package(CURL 7.75 REQUIRED)
+
+# xsimd 8.1's exported target links a non-existent xtl target (TOOLCHAIN.md, friction 3).
+if(NOT TARGET xtl)
+  add_library(xtl INTERFACE)
+endif()
+find_package(xsimd CONFIG REQUIRED)
+
+# hnswlib is header-only without a CMake package. NO_MANUAL_VECTORIZATION: its SSE prefetch
+# over-reads under ASan and our own kernels replace its SIMD anyway (TOOLCHAIN.md, friction 5).
+find_path(HNSWLIB_INCLUDE_DIR hnswlib/hnswlib.h REQUIRED)
+add_library(shoal_dep_hnswlib INTERFACE)
+target_include_directories(shoal_dep_hnswlib SYSTEM INTERFACE ${HNSWLIB_INCLUDE_DIR})
+target_compile_definitions(shoal_dep_hnswlib INTERFACE NO_MANUAL_VECTORIZATION)
+add_library(shoal::dep::hnswlib ALIAS shoal_dep_hnswlib)
+
+# libmdnsd has neither CMake nor pkg-config files (TOOLCHAIN.md, friction 7).
+find_library(MDNSD_LIBRARY mdnsd REQUIRED)
+find_path(MDNSD_INCLUDE_DIR libmdnsd/mdnsd.h REQUIRED)
+add_library(shoal_dep_mdnsd INTERFACE)
+target_include_directories(shoal_dep_mdnsd SYSTEM INTERFACE ${MDNSD_INCLUDE_DIR})
+target_link_libraries(shoal_dep_mdnsd INTERFACE ${MDNSD_LIBRARY})
+add_library(shoal::dep::mdnsd ALIAS shoal_dep_mdnsd)
+
+if(SHOAL_BUILD_TESTS)
+  find_package(Catch2 2.13 CONFIG REQUIRED)
+  include(Catch)
+endif()

@@ -1,0 +1,178 @@
+/* shoal.h: the C API of Shoal, an embeddable vector database for disconnected edge devices.
+ *
+ * Embedded mode: shoal_open() runs a node inside the calling process, on a data directory that
+ * holds an LMDB environment. Everything below is C99 and ABI-stable within a major version.
+ *
+ * Conventions
+ * - Every fallible call returns an int code: 0 (SHOAL_OK) on success. The low byte is the
+ *   primary code, grouped by what the caller should do (SHOAL_EINVAL: fix the call, ...); the
+ *   bits above it are a detail code (SHOAL_E_DIMENSION, ...). Test `(rc & 0xff)` to survive new
+ *   detail codes. shoal_strerror(rc) gives a static description.
+ * - The last argument of a fallible call is an optional, caller-owned `shoal_error *err` (may be
+ *   NULL). On failure it receives the code and a message naming the limit and the value seen.
+ *   Nothing to free, and no "last error" state.
+ * - Handles are opaque. Each has a constructor and a destructor; destructors accept NULL.
+ * - Inputs are copied; nothing the caller passes is retained after a call returns.
+ * - Fixed-size outputs (top-k hits) go to caller arrays with a capacity and an out-count.
+ *   Variable-size outputs (a record read by shoal_get) are library objects freed by their
+ *   matching shoal_*_free; pointers read from them live until that free.
+ * - Lengths are size_t. Strings are NUL-terminated UTF-8 unless a length is given.
+ *
+ * Threads: a shoal_db handle may be used from any number of threads at once; calls are
+ * serialised inside. A shoal_record or shoal_meta belongs to one thread at a time.
+ * Durability: when shoal_upsert, shoal_upsert_batch or shoal_delete returns SHOAL_OK, the change
+ * is committed and synced to disk and survives a crash or power loss.
+ */
+#ifndef SHOAL_H
+#define SHOAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SHOAL_BUILDING_LIBRARY)
+#define SHOAL_API __attribute__((visibility("default")))
+#else
+#define SHOAL_API
+#endif
+
+/* Compile-time version; shoal_version_number() gives the run-time one. */
+#define SHOAL_VERSION_MAJOR 0
+#define SHOAL_VERSION_MINOR 1
+#define SHOAL_VERSION_PATCH 0
+#define SHOAL_VERSION_NUMBER (SHOAL_VERSION_MAJOR * 10000 + SHOAL_VERSION_MINOR * 100 + SHOAL_VERSION_PATCH)
+
+/* Primary codes (the low byte of every return code). Stable; never reused. */
+#define SHOAL_OK 0
+#define SHOAL_EINVAL 1           /* invalid argument: fix the call */
+#define SHOAL_ENOTFOUND 2        /* not found: a normal outcome */
+#define SHOAL_ECONFLICT 3        /* conflict: re-read */
+#define SHOAL_EUNAVAILABLE 4     /* unavailable: reconnect */
+#define SHOAL_EOVERLOADED 5      /* overloaded: back off */
+#define SHOAL_EUNAUTHENTICATED 6 /* unauthenticated: stop */
+#define SHOAL_ECORRUPTION 7      /* corruption: quarantine and re-sync */
+#define SHOAL_EIO 8              /* I/O: report or retry */
+#define SHOAL_EUNIMPLEMENTED 9   /* unimplemented or unsupported version: fall back */
+#define SHOAL_EINTERNAL 10       /* internal: a bug in Shoal */
+
+/* Detail codes: (detail << 8) | primary. */
+#define SHOAL_E_DIMENSION 0x101      /* vector dimension differs from the collection's */
+#define SHOAL_E_NONFINITE 0x201      /* NaN or infinity in a vector or a float value */
+#define SHOAL_E_ZEROVECTOR 0x301     /* zero vector under the cosine metric */
+#define SHOAL_E_TOOLARGE 0x401       /* a size above a limit (id, metadata, batch, k) */
+#define SHOAL_E_OUTOFRANGE 0x501     /* a number outside its range (ef, k = 0, ...) */
+#define SHOAL_E_MALFORMED 0x601      /* text or bytes that do not parse */
+#define SHOAL_E_UNKNOWNNAME 0x701    /* an unknown name (metric, option) */
+#define SHOAL_E_NOCOLLECTION 0x102   /* no such collection */
+#define SHOAL_E_NORECORD 0x202       /* no such record */
+#define SHOAL_E_EXISTS 0x103         /* already exists */
+#define SHOAL_E_QUEUEFULL 0x105
+#define SHOAL_E_QUOTA 0x205
+#define SHOAL_E_CHECKSUM 0x107
+#define SHOAL_E_TRUNCATED 0x207
+#define SHOAL_E_BADMAGIC 0x307
+#define SHOAL_E_MAPFULL 0x108        /* the store reached its configured maximum size */
+#define SHOAL_E_DISKFULL 0x208       /* the disk is full */
+#define SHOAL_E_VERSION 0x109        /* a format or protocol version this build cannot read */
+#define SHOAL_E_PARAMETERS 0x209     /* parameters differ from what a file was made for */
+
+#define SHOAL_ERROR_MESSAGE_BYTES 256
+#define SHOAL_MAX_ID_BYTES 256
+
+typedef struct shoal_error {
+  int code;                                /* the full code, as returned */
+  char message[SHOAL_ERROR_MESSAGE_BYTES]; /* NUL-terminated, truncated if longer */
+} shoal_error;
+
+typedef enum shoal_metric { SHOAL_METRIC_L2 = 0, SHOAL_METRIC_IP = 1, SHOAL_METRIC_COSINE = 2 } shoal_metric;
+
+typedef struct shoal_db shoal_db;
+typedef struct shoal_options shoal_options;
+typedef struct shoal_meta shoal_meta;
+typedef struct shoal_record shoal_record;
+
+/* One search hit: a fixed-size value written into a caller array. */
+typedef struct shoal_hit {
+  float distance;                   /* smaller is closer for every metric */
+  size_t id_len;
+  char id[SHOAL_MAX_ID_BYTES + 1];  /* NUL-terminated copy of the record id */
+} shoal_hit;
+
+/* Versions. */
+SHOAL_API const char *shoal_version(void);   /* "0.1.0", static */
+SHOAL_API int shoal_version_number(void);    /* SHOAL_VERSION_NUMBER of the library */
+/* A static description of a code ("invalid argument: vector dimension mismatch"). */
+SHOAL_API const char *shoal_strerror(int code);
+
+/* Options for shoal_open. NULL options mean defaults. */
+SHOAL_API shoal_options *shoal_options_new(void);
+SHOAL_API void shoal_options_free(shoal_options *opts);
+/* Largest store size in bytes the map may grow to (default 64 GiB). */
+SHOAL_API int shoal_options_set_max_store_bytes(shoal_options *opts, uint64_t bytes, shoal_error *err);
+
+/* Opens (creating if needed) the data directory `path`. On success *out is a handle to close
+ * with shoal_close. Codes: SHOAL_EIO (cannot create or lock the directory), SHOAL_E_VERSION
+ * (a data directory from an incompatible version), SHOAL_ECORRUPTION. */
+SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db **out, shoal_error *err);
+/* Closes the handle; pending work is finished first. Accepts NULL. */
+SHOAL_API void shoal_close(shoal_db *db);
+
+/* Collections. Names are 1..64 bytes of [A-Za-z0-9_.-]; dimension 1..4096. */
+SHOAL_API int shoal_collection_create(shoal_db *db, const char *name, uint32_t dimension,
+                                      shoal_metric metric, shoal_error *err);
+SHOAL_API int shoal_collection_drop(shoal_db *db, const char *name, shoal_error *err);
+/* Number of live records in a collection. */
+SHOAL_API int shoal_collection_count(shoal_db *db, const char *name, uint64_t *out, shoal_error *err);
+
+/* Metadata builder: string, integer, float and bool values under string keys. */
+SHOAL_API shoal_meta *shoal_meta_new(void);
+SHOAL_API void shoal_meta_free(shoal_meta *meta);
+SHOAL_API int shoal_meta_set_string(shoal_meta *meta, const char *key, const char *value, shoal_error *err);
+SHOAL_API int shoal_meta_set_int(shoal_meta *meta, const char *key, int64_t value, shoal_error *err);
+SHOAL_API int shoal_meta_set_float(shoal_meta *meta, const char *key, double value, shoal_error *err);
+SHOAL_API int shoal_meta_set_bool(shoal_meta *meta, const char *key, int value, shoal_error *err);
+
+/* Inserts or replaces record `id` (id_len bytes, 1..256). `meta` and `model` may be NULL.
+ * Durable when it returns SHOAL_OK. On any error the store is unchanged. */
+SHOAL_API int shoal_upsert(shoal_db *db, const char *collection, const char *id, size_t id_len,
+                           const float *vector, size_t dimension, const shoal_meta *meta,
+                           const char *model, shoal_error *err);
+/* Atomic batch of `count` records: vectors is count x dimension floats, ids[i] has id_lens[i]
+ * bytes; metas may be NULL (or hold NULL entries). All or nothing. */
+SHOAL_API int shoal_upsert_batch(shoal_db *db, const char *collection, size_t count,
+                                 const char *const *ids, const size_t *id_lens, const float *vectors,
+                                 size_t dimension, const shoal_meta *const *metas, const char *model,
+                                 shoal_error *err);
+/* Deletes record `id`. SHOAL_E_NORECORD when there is no live record of that id. */
+SHOAL_API int shoal_delete(shoal_db *db, const char *collection, const char *id, size_t id_len,
+                           shoal_error *err);
+
+/* Reads record `id`. On success *out is a record freed with shoal_record_free. */
+SHOAL_API int shoal_get(shoal_db *db, const char *collection, const char *id, size_t id_len,
+                        shoal_record **out, shoal_error *err);
+SHOAL_API void shoal_record_free(shoal_record *rec);
+/* The winning value's vector (dimension floats), model tag, and metadata as JSON text. Pointers
+ * live until shoal_record_free. */
+SHOAL_API const float *shoal_record_vector(const shoal_record *rec, size_t *dimension);
+SHOAL_API const char *shoal_record_model(const shoal_record *rec);
+SHOAL_API const char *shoal_record_metadata_json(const shoal_record *rec);
+/* Concurrent values of the record (1 when there is no conflict); siblings are 0..count-1 and
+ * sibling 0 is the winner. */
+SHOAL_API size_t shoal_record_sibling_count(const shoal_record *rec);
+SHOAL_API const float *shoal_record_sibling_vector(const shoal_record *rec, size_t i, size_t *dimension);
+
+/* k-nearest-neighbour search. `filter` (may be NULL) is a conjunction like
+ * "color=red,year>=2020" (see docs/api.md). ef = 0 picks the default. Hits are written to
+ * hits[0..*count), closest first; *count < k only when fewer than k records match. */
+SHOAL_API int shoal_search(shoal_db *db, const char *collection, const float *query, size_t dimension,
+                           uint32_t k, uint32_t ef, const char *filter, shoal_hit *hits,
+                           size_t capacity, size_t *count, shoal_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHOAL_H */

@@ -1,0 +1,47 @@
+// node/io/datasets.hpp: readers for the vector files the CLI imports and the benchmarks use.
+//
+// Formats: IDX (the MNIST family: magic 0x0000 08 <ndim>, big-endian u32 sizes, u8 data; the
+// file may be gzip-compressed, detected by its magic), .fvecs (per vector: little-endian i32
+// dimension then that many f32), and .npy version 1/2/3 holding a C-order little-endian float32
+// ('<f4') array of shape (n, d). Every header field is checked against the file size before
+// anything is allocated, so a corrupt or hostile file gets a typed Status, never a crash or a
+// huge allocation.
+// Thread rules: pure functions of their inputs; each call opens its own file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.hpp"
+
+namespace shoal::io {
+
+struct VectorSet {
+  std::size_t count = 0;
+  std::size_t dimension = 0;
+  std::vector<float> data;  // count x dimension, row-major
+  const float* row(std::size_t i) const noexcept { return data.data() + i * dimension; }
+};
+
+enum class VectorFormat { kIdx, kFvecs, kNpy };
+
+// Guesses the format from the file name: *.fvecs, *.npy, anything else IDX (e.g.
+// train-images-idx3-ubyte.gz).
+VectorFormat guess_format(const std::string& path) noexcept;
+
+// Reads a whole file, gunzipping when it starts with the gzip magic. `max_bytes` bounds the
+// decompressed size (kTooLarge beyond it).
+Result<std::string> read_file_maybe_gz(const std::string& path, std::size_t max_bytes);
+
+// Parses the bytes of each format. IDX images of shape (n, rows, cols) become n vectors of
+// rows*cols floats with the pixel values 0..255 unchanged; a 1-d IDX (labels) becomes n x 1.
+Result<VectorSet> parse_idx(const std::string& bytes);
+Result<VectorSet> parse_fvecs(const std::string& bytes);
+Result<VectorSet> parse_npy(const std::string& bytes);
+
+// Reads `path` in `format` (or the guessed one), at most `limit` vectors (0 = all).
+Result<VectorSet> read_vectors(const std::string& path, VectorFormat format, std::size_t limit = 0);
+
+}  // namespace shoal::io

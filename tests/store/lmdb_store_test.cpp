@@ -1,0 +1,261 @@
+// Proves LmdbStore's own guarantees beyond the shared contract: the map grows from a tiny size to
+// hold 50 MiB (across transactions and inside one), a configured maximum gives kMapFull with
+// prior data readable and the directory reopening cleanly, growth waits for readers and gives up
+// with kMapFull when one stays open, schema and file-format mismatches are typed errors, stale
+// reader slots of a killed process are cleared at open, and read transactions move across
+// threads while a second writer blocks.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "store_fixtures.hpp"
+
+using namespace shoal;
+using namespace shoal::store;
+using namespace shoal::store::testing;
+
+namespace {
+std::unique_ptr<LmdbStore> must_open(const LmdbStoreOptions& o) {
+  auto r = LmdbStore::open(o);
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+std::string value_for(int batch, int i) {
+  std::string v(4096, static_cast<char>('a' + (batch + i) % 26));
+  v.replace(0, 12, std::to_string(batch * 1000 + i));
+  return v;
+}
+}  // namespace
+
+TEST_CASE("the map grows from 1 MiB to hold 50 MiB written in many transactions",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  auto s = must_open(o);
+  const std::uint64_t initial = s->map_size_bytes();
+  CHECK(initial == (std::uint64_t{1} << 20));
+  // 50 transactions of 256 x 4 KiB = 50 MiB of values.
+  for (int b = 0; b < 50; ++b) {
+    auto w = must_write(*s);
+    for (int i = 0; i < 256; ++i) {
+      must(w->put(Table::kRecords, encode_u64_be(static_cast<std::uint64_t>(b * 256 + i)),
+                  value_for(b, i)));
+    }
+    must(w->commit());
+  }
+  CHECK(s->grow_count() > 0);
+  CHECK(s->map_size_bytes() >= (std::uint64_t{50} << 20));
+  // One transaction of 16 MiB grows the map in the middle of its own writes (replay).
+  {
+    auto w = must_write(*s);
+    for (int i = 0; i < 4096; ++i) {
+      must(w->put(Table::kDeltas, encode_u64_be(static_cast<std::uint64_t>(i)), value_for(99, i)));
+    }
+    must(w->commit());
+  }
+  s.reset();
+  s = must_open(o);
+  auto r = must_read(*s);
+  CHECK(r->count(Table::kRecords).value() == 50 * 256);
+  CHECK(r->count(Table::kDeltas).value() == 4096);
+  CHECK(r->get(Table::kRecords, encode_u64_be(49 * 256 + 7)).value() == value_for(49, 7));
+  CHECK(r->get(Table::kDeltas, encode_u64_be(4095)).value() == value_for(99, 4095));
+}
+
+TEST_CASE("a map at its configured maximum gives kMapFull and the directory reopens cleanly",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  o.map_size_max_bytes = std::uint64_t{4} << 20;
+  auto s = must_open(o);
+  int committed = 0;
+  Status failure;
+  while (failure.ok() && committed < 10000) {
+    auto w = must_write(*s);
+    for (int i = 0; i < 16 && failure.ok(); ++i) {
+      failure = w->put(Table::kRecords, encode_u64_be(static_cast<std::uint64_t>(committed * 16 + i)),
+                       value_for(committed, i));
+    }
+    if (failure.ok()) failure = w->commit();
+    if (failure.ok()) ++committed;
+  }
+  INFO(failure.to_string());
+  CHECK(failure.detail() == Detail::kMapFull);
+  CHECK(failure.message().find(std::to_string(o.map_size_max_bytes)) != std::string::npos);
+  CHECK(s->map_size_bytes() == o.map_size_max_bytes);
+  CHECK(committed > 0);
+  {
+    auto r = must_read(*s);
+    CHECK(r->count(Table::kRecords).value() == static_cast<std::uint64_t>(committed) * 16);
+  }
+  s.reset();
+  s = must_open(o);
+  auto r = must_read(*s);
+  CHECK(r->count(Table::kRecords).value() == static_cast<std::uint64_t>(committed) * 16);
+  CHECK(r->get(Table::kRecords, encode_u64_be(0)).value() == value_for(0, 0));
+}
+
+TEST_CASE("growth waits for open readers and gives up with kMapFull if one stays open",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  o.grow_wait = Duration::millis(20);
+  auto s = must_open(o);
+  auto reader = must_read(*s);  // held on this thread: growth cannot happen
+  auto w = must_write(*s);
+  Status failure;
+  for (int i = 0; i < 1000 && failure.ok(); ++i) {
+    failure = w->put(Table::kRecords, encode_u64_be(static_cast<std::uint64_t>(i)), value_for(0, i));
+  }
+  if (failure.ok()) failure = w->commit();
+  INFO(failure.to_string());
+  CHECK(failure.detail() == Detail::kMapFull);
+  CHECK(failure.message().find("read transactions") != std::string::npos);
+  w.reset();
+  CHECK(reader->count(Table::kRecords).value() == 0);
+  reader.reset();
+  // With the reader gone, the same transaction succeeds by growing.
+  w = must_write(*s);
+  for (int i = 0; i < 1000; ++i) {
+    must(w->put(Table::kRecords, encode_u64_be(static_cast<std::uint64_t>(i)), value_for(0, i)));
+  }
+  must(w->commit());
+  CHECK(s->grow_count() > 0);
+}
+
+TEST_CASE("a schema version mismatch and a foreign file are typed errors at open",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  {
+    auto s = must_open(o);
+    auto w = must_write(*s);
+    must(w->put(Table::kMeta, kSchemaVersionKey, std::string("\0\0\0\x2a", 4)));
+    must(w->commit());
+  }
+  auto r = LmdbStore::open(o);
+  REQUIRE(!r.ok());
+  CHECK(r.status().detail() == Detail::kVersionMismatch);
+  CHECK(r.status().message().find("42") != std::string::npos);
+  CHECK(r.status().context() == o.path);
+
+  LmdbStoreOptions bad;
+  bad.path = dir.sub("garbage");
+  std::filesystem::create_directories(bad.path);
+  {
+    std::ofstream f(bad.path + "/data.mdb", std::ios::binary);
+    f << std::string(16384, 'G');
+  }
+  auto g = LmdbStore::open(bad);
+  REQUIRE(!g.ok());
+  INFO(g.status().to_string());
+  CHECK(g.status().detail() == Detail::kBadMagic);
+
+  LmdbStoreOptions empty_path;
+  CHECK(LmdbStore::open(empty_path).status().detail() == Detail::kOutOfRange);
+}
+
+namespace {
+// Forks a child that opens the store (and a read transaction if `with_reader`), reports ready
+// on a pipe and waits to be killed. Returns its pid once it is ready.
+pid_t spawn_holder(const LmdbStoreOptions& o, bool with_reader) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto r = LmdbStore::open(o);
+    if (!r.ok()) ::_exit(2);
+    std::unique_ptr<ReadTxn> txn;
+    if (with_reader) {
+      auto t = (*r)->begin_read();
+      if (!t.ok()) ::_exit(3);
+      txn = std::move(t).value();
+    }
+    const char ready = 'r';
+    if (::write(fds[1], &ready, 1) != 1) ::_exit(4);
+    while (true) ::pause();
+  }
+  ::close(fds[1]);
+  char c = 0;
+  REQUIRE(::read(fds[0], &c, 1) == 1);
+  ::close(fds[0]);
+  return pid;
+}
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
+}
+}  // namespace
+
+TEST_CASE("open clears the reader slot of a process killed inside a read transaction",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  { auto s = must_open(o); }
+  // A live process keeps the environment open, so the next open is not the first one (the first
+  // opener resets the whole reader table anyway); a second process dies holding a reader slot.
+  const pid_t holder = spawn_holder(o, false);
+  const pid_t reader = spawn_holder(o, true);
+  kill_and_reap(reader);
+  {
+    auto s = must_open(o);
+    CHECK(s->stale_readers_cleared() == 1);
+    auto w = must_write(*s);
+    must(w->put(Table::kRecords, "after", "ok"));
+    must(w->commit());
+  }
+  kill_and_reap(holder);
+}
+
+TEST_CASE("read transactions move across threads and a second writer waits its turn",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  auto s = must_open(o);
+  auto w = must_write(*s);
+  must(w->put(Table::kRecords, "k", "v1"));
+  must(w->commit());
+  w.reset();
+
+  auto r = must_read(*s);
+  std::string seen;
+  std::thread t([&] { seen = r->get(Table::kRecords, "k").value_or(std::string("error")); });
+  t.join();
+  CHECK(seen == "v1");
+  r.reset();  // released on another thread than the one using it: MDB_NOTLS allows it
+
+  // The second writer blocks until the first commits; it then sees the first's write.
+  w = must_write(*s);
+  must(w->put(Table::kRecords, "k", "v2"));
+  std::string second_saw;
+  std::thread t2([&] {
+    auto w2 = s->begin_write();
+    if (!w2.ok()) return;
+    second_saw = (*w2)->get(Table::kRecords, "k").value_or(std::string("missing"));
+    (*w2)->abort();
+  });
+  must(w->commit());
+  w.reset();
+  t2.join();
+  CHECK(second_saw == "v2");
+}

@@ -1,0 +1,147 @@
+// index/hnsw_index.hpp: HnswIndex, the hnswlib 0.6.2 adapter: graph search with our kernels,
+// optional int8 quantization with float re-ranking, the filtered-search planner, snapshots and
+// the background rebuild.
+//
+// Role: hnswlib builds and stores the graph (its addPoint, markDelete, resizeIndex); distances
+// are our kernels (a custom SpaceInterface); the search loop is our own, reading hnswlib 0.6.2's
+// memory layout directly, because 0.6.2 has no filter functor and its loop cannot prefetch
+// without its own (ASan-unsafe) SIMD. Every hnswlib exception is caught here and becomes a
+// Status (kInternal, with hnswlib's message).
+//
+// Planner (search with a filter): with the caller's matching label set, an estimated cost of
+// scanning it exactly (|matching| distances) is compared with the graph's (about
+// kGraphVisitsPerResult * ef / selectivity distances); the cheaper wins. The graph search keeps
+// exploring past its usual stopping point until ef matching results are held (it "widens"), and
+// if the reachable graph still yields fewer than k matches, an exact scan completes the answer,
+// so a search returns k results whenever at least k live records match.
+//
+// Thread rules: const methods run concurrently under a shared lock; writes take it exclusively
+// (one writer at a time; a write excludes searches for its duration). The rebuild triggered when
+// the deleted share passes IndexParams::rebuild_deleted_share copies the live vectors under the
+// shared lock, builds a new graph with no lock held, then takes the exclusive lock only to replay
+// the writes made meanwhile (a journal) and swap the graphs. Queries never wait for the build.
+// The rebuild runs on the RebuildExecutor given at creation (default: a thread owned by the
+// index, joined by its destructor). A custom executor must run or drop the job before the index
+// is destroyed.
+//
+// Ownership: the index owns the hnswlib graph, the quantizer, the float vectors and the journal.
+// Snapshot files are written atomically (temporary file, fsync, rename, directory fsync).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "index/vector_index.hpp"
+
+namespace shoal::index {
+
+namespace detail {
+struct Graph;
+}
+
+// Runs a rebuild job somewhere (a thread, a pool, or inline). Called under no lock of the index.
+using RebuildExecutor = std::function<void(std::function<void()> job)>;
+
+struct RebuildStats {
+  std::uint64_t started = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t replayed_writes = 0;
+  Status last_error;  // OK unless the last rebuild failed (the old graph then stays in place)
+};
+
+class HnswIndex final : public VectorIndex {
+ public:
+  // Statuses: those of validate_params(); kInternal if hnswlib cannot allocate.
+  static Result<std::unique_ptr<HnswIndex>> create(const IndexParams& params,
+                                                   RebuildExecutor executor = {});
+  ~HnswIndex() override;
+
+  const IndexParams& params() const noexcept override { return params_; }
+  Status add(std::uint64_t label, std::span<const float> vector) override;
+  Status remove(std::uint64_t label) override;
+  bool contains(std::uint64_t label) const override;
+  std::size_t size() const override;
+  Status reserve(std::size_t capacity) override;
+  Result<SearchResult> search(const SearchRequest& req) const override;
+  MemoryUsage memory() const override;
+
+  // Adds or replaces many vectors (row-major, labels.size() x dimension) with `threads` threads
+  // (0 or 1: the calling thread). Validates every row before inserting any. Holds the write lock.
+  Status add_batch(std::span<const std::uint64_t> labels, std::span<const float> vectors,
+                   unsigned threads = 1);
+
+  // Removed-but-still-linked vectors over all stored vectors, in [0, 1].
+  double deleted_share() const;
+
+  // --- Snapshots (format: docs/index.md) ---
+
+  // Writes the whole index to `path` atomically: `path`.tmp is written, fsynced, renamed over
+  // `path`, and the directory is fsynced. `covered_position` is the caller's store position that
+  // this index reflects (returned by load). Statuses: kIo (with the path) on any file error.
+  Status save_snapshot(const std::string& path, std::uint64_t covered_position) const;
+
+  struct Loaded {
+    std::unique_ptr<HnswIndex> index;
+    std::uint64_t covered_position = 0;
+  };
+  // Loads a snapshot made for `expected` (dimension, metric, m, ef_construction, quantization
+  // and range must match; the run-time fields of `expected` are applied). Statuses: kIo (cannot
+  // read), kBadMagic, kVersionMismatch, kTruncated, kChecksumMismatch, kCorruption (inconsistent
+  // structure), kParameterMismatch (naming the field). On any error the caller rebuilds.
+  static Result<Loaded> load_snapshot(const std::string& path, const IndexParams& expected,
+                                      RebuildExecutor executor = {});
+
+  // --- Rebuild ---
+
+  // Rebuilds synchronously on the calling thread (same phases as the background rebuild).
+  Status rebuild_now();
+  RebuildStats rebuild_stats() const;
+  // True while a rebuild job has been scheduled and has not finished.
+  bool rebuild_pending() const noexcept { return rebuild_pending_.load(); }
+
+  // Test hook: called by the rebuild job after the new graph is built and before the swap, with
+  // no lock held. Tests search and write from inside it to prove queries are not blocked.
+  void set_rebuild_hook_for_testing(std::function<void()> hook);
+
+  const KernelTable& kernels() const noexcept { return *kernels_; }
+
+ private:
+  HnswIndex(const IndexParams& params, RebuildExecutor executor);
+
+  struct JournalEntry {
+    bool remove = false;
+    std::uint64_t label = 0;
+    std::vector<float> vector;
+  };
+
+  Status add_locked(std::uint64_t label, std::span<const float> vector);
+  void maybe_schedule_rebuild_locked();
+  Status run_rebuild();
+  void submit_rebuild();
+
+  IndexParams params_;
+  const KernelTable* kernels_;
+  RebuildExecutor executor_;
+
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<detail::Graph> graph_;  // guarded by mu_
+  bool journaling_ = false;               // guarded by mu_
+  std::vector<JournalEntry> journal_;     // guarded by mu_
+
+  std::atomic<bool> rebuild_pending_{false};
+  std::mutex rebuild_mu_;         // serializes rebuild jobs
+  mutable std::mutex stats_mu_;   // guards rebuild_stats_ and rebuild_hook_
+  RebuildStats rebuild_stats_;
+  std::function<void()> rebuild_hook_;
+  std::mutex thread_mu_;          // guards rebuild_thread_
+  std::thread rebuild_thread_;    // the default executor's thread
+};
+
+}  // namespace shoal::index

@@ -14,7 +14,7 @@ packages=(
   build-essential cmake pkg-config ccache
   libboost-dev libboost-system-dev libsodium-dev libcapnp-dev capnproto liblmdb-dev
   libhnswlib-dev libxsimd-dev catch2 libmdnsd-dev libcurl4-openssl-dev libxxhash-dev
-  zlib1g-dev iproute2 dataset-fashion-mnist
+  zlib1g-dev libcli11-dev nlohmann-json3-dev iproute2 dataset-fashion-mnist
 )
 
 missing=()

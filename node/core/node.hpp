@@ -17,7 +17,7 @@
 // exclusive lock; get(), search() and the listings share a reader lock, so searches run in
 // parallel with each other. Time comes from the injected wall clock only (the simulator injects
 // virtual time).
-// Ownership: the Node owns its Store and indexes.
+// Ownership: the Node owns its indexes; the Store is the caller's and must outlive the Node.
 #pragma once
 
 #include <cstdint>
@@ -119,10 +119,10 @@ struct OpenReport {
 
 class Node {
  public:
-  // Opens a node on `store`, creating its identity on first use. Statuses: the store's; kCorruption
-  // for undecodable catalogue, context or record bytes (naming the key).
-  [[nodiscard]] static Result<std::unique_ptr<Node>> open(std::unique_ptr<store::Store> store,
-                                                          NodeOptions options);
+  // Opens a node on `store` (which must outlive the node: the simulator keeps a store across a
+  // node's crash and restart), creating its identity on first use. Statuses: the store's;
+  // kCorruption for undecodable catalogue, context or record bytes (naming the key).
+  [[nodiscard]] static Result<std::unique_ptr<Node>> open(store::Store& store, NodeOptions options);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -168,7 +168,7 @@ class Node {
 
  private:
   struct Collection;
-  Node(std::unique_ptr<store::Store> store, NodeOptions options);
+  Node(store::Store& store, NodeOptions options);
 
   Status load();
   Status load_collection(Collection& c);
@@ -184,7 +184,7 @@ class Node {
   Status commit_delta(Collection& c, const crdt::Delta& delta);
   WallTime wall_now() const;
 
-  std::unique_ptr<store::Store> store_;
+  store::Store* store_;  // not owned
   NodeOptions options_;
   crdt::ReplicaId replica_;
   mutable std::shared_mutex mu_;

@@ -1,0 +1,44 @@
+// node/core/data_dir.hpp: a node's data directory on disk, and opening a Node in it.
+//
+// Layout (docs/storage.md): <dir>/LOCK (an flock held while open, so two processes never open
+// one directory), <dir>/store/ (the LMDB environment), <dir>/snapshots/ (index snapshots).
+// Thread rules: open_data_dir() from any thread; the returned object is owned by one holder.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.hpp"
+#include "node/core/node.hpp"
+
+namespace shoal::node {
+
+struct DataDirOptions {
+  NodeOptions node;  // snapshot_dir is set by open_data_dir
+  std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
+};
+
+// Owns the directory lock, the store and the Node; closing releases them, the Node first.
+class OpenDataDir {
+ public:
+  OpenDataDir(int lock_fd, std::unique_ptr<store::Store> store) noexcept;
+  ~OpenDataDir();
+  OpenDataDir(const OpenDataDir&) = delete;
+  OpenDataDir& operator=(const OpenDataDir&) = delete;
+  Node& node() noexcept { return *node_; }
+  // Opens the node on the store; called once by open_data_dir.
+  [[nodiscard]] Status open_node(NodeOptions options);
+
+ private:
+  int lock_fd_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Node> node_;  // declared after store_: destroyed first
+};
+
+// Creates the directory if needed, takes its lock, opens the store and the node. Statuses:
+// kIo (cannot create or lock: names the path; kUnavailable when another process holds the
+// lock), and those of LmdbStore::open and Node::open.
+[[nodiscard]] Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path,
+                                                                 DataDirOptions options);
+
+}  // namespace shoal::node

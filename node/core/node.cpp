@@ -1,0 +1,786 @@
+#include "node/core/node.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <unordered_map>
+
+#include "crdt/codec.hpp"
+#include "crdt/digest.hpp"
+#include "index/hnsw_index.hpp"
+
+namespace shoal::node {
+
+using store::Table;
+
+namespace {
+
+constexpr std::uint8_t kCatalogueVersion = 1;
+constexpr std::uint8_t kRecordVersion = 1;
+constexpr std::string_view kReplicaKey = "node.replica";
+constexpr std::string_view kHlcKey = "node.hlc";
+constexpr std::string_view kNextCollectionKey = "node.next_collection_id";
+
+template <typename T>
+void put_le(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+template <typename T>
+bool get_le(std::string_view& in, T& v) {
+  if (in.size() < sizeof(T)) return false;
+  std::memcpy(&v, in.data(), sizeof(T));
+  in.remove_prefix(sizeof(T));
+  return true;
+}
+
+std::string u32_be(std::uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  return s;
+}
+
+std::string record_key(std::uint32_t cid, std::string_view id) {
+  std::string k = u32_be(cid);
+  k += id;
+  return k;
+}
+
+std::string label_key(std::uint32_t cid) { return "node.next_label." + std::to_string(cid); }
+
+std::span<const std::uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+std::string_view as_view(const crdt::Bytes& b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+index::Metric to_index_metric(Metric m) {
+  switch (m) {
+    case Metric::kL2: return index::Metric::kL2;
+    case Metric::kInnerProduct: return index::Metric::kInnerProduct;
+    case Metric::kCosine: return index::Metric::kCosine;
+  }
+  return index::Metric::kL2;
+}
+
+index::IndexParams index_params(const CollectionSpec& s) {
+  index::IndexParams p;
+  p.dimension = s.dimension;
+  p.metric = to_index_metric(s.metric);
+  p.m = s.m;
+  p.ef_construction = s.ef_construction;
+  p.ef_search = s.ef_search;
+  if (s.quantize) {
+    p.quantization = index::Quantization::kInt8;
+    p.quant_min = s.quant_min;
+    p.quant_max = s.quant_max;
+  }
+  return p;
+}
+
+std::string encode_spec(const CollectionSpec& s, std::uint32_t id) {
+  std::string out;
+  put_le<std::uint8_t>(out, kCatalogueVersion);
+  put_le<std::uint32_t>(out, id);
+  put_le<std::uint32_t>(out, s.dimension);
+  put_le<std::uint8_t>(out, static_cast<std::uint8_t>(s.metric));
+  put_le<std::uint32_t>(out, s.m);
+  put_le<std::uint32_t>(out, s.ef_construction);
+  put_le<std::uint32_t>(out, s.ef_search);
+  put_le<std::uint8_t>(out, s.quantize ? 1 : 0);
+  put_le<float>(out, s.quant_min);
+  put_le<float>(out, s.quant_max);
+  return out;
+}
+
+Result<std::pair<CollectionSpec, std::uint32_t>> decode_spec(std::string_view name,
+                                                             std::string_view in) {
+  CollectionSpec s;
+  s.name = std::string(name);
+  std::uint8_t version = 0, metric = 0, quantize = 0;
+  std::uint32_t id = 0;
+  if (!get_le(in, version) || version != kCatalogueVersion || !get_le(in, id) ||
+      !get_le(in, s.dimension) || !get_le(in, metric) || metric > 2 || !get_le(in, s.m) ||
+      !get_le(in, s.ef_construction) || !get_le(in, s.ef_search) || !get_le(in, quantize) ||
+      quantize > 1 || !get_le(in, s.quant_min) || !get_le(in, s.quant_max) || !in.empty()) {
+    return Status(Code::kCorruption, "undecodable collection entry", "catalogue/" + s.name);
+  }
+  s.metric = static_cast<Metric>(metric);
+  s.quantize = quantize == 1;
+  return std::pair{s, id};
+}
+
+std::string encode_record(std::uint64_t label, const crdt::Entries& entries) {
+  crdt::Bytes b;
+  crdt::encode_entries(entries, b);
+  std::string out;
+  out.reserve(9 + b.size());
+  put_le<std::uint8_t>(out, kRecordVersion);
+  put_le<std::uint64_t>(out, label);
+  out += as_view(b);
+  return out;
+}
+
+struct StoredRecord {
+  std::uint64_t label = 0;
+  crdt::Entries entries;
+};
+
+Result<StoredRecord> decode_record(std::string_view in, std::string_view key_for_errors) {
+  StoredRecord r;
+  std::uint8_t version = 0;
+  if (!get_le(in, version) || version != kRecordVersion || !get_le(in, r.label) || r.label == 0) {
+    return Status(Code::kCorruption, "undecodable record header", std::string(key_for_errors));
+  }
+  auto entries = crdt::decode_entries(as_bytes(in));
+  if (!entries.ok()) return entries.status().with_context(std::string(key_for_errors));
+  r.entries = std::move(entries).value();
+  return r;
+}
+
+Result<RecordValue> decode_entry_payload(const crdt::Entry& e) {
+  return decode_payload(as_view(e.payload));
+}
+
+}  // namespace
+
+// Per-collection in-memory state; all of it is derived from the store.
+struct Node::Collection {
+  CollectionSpec spec;
+  std::uint32_t id = 0;
+  crdt::CausalContext ctx;
+  crdt::DigestTree digests;
+  std::unique_ptr<index::HnswIndex> index;
+  struct Doc {
+    std::string id;  // empty: no live record has this label
+    Metadata metadata;
+    std::string model;
+  };
+  std::vector<Doc> docs;  // by label (label 0 unused)
+  std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
+  std::uint64_t next_label = 1;
+  std::uint64_t live = 0;
+
+  Doc& doc(std::uint64_t label) {
+    if (docs.size() <= label) docs.resize(label + 1);
+    return docs[label];
+  }
+  std::string snapshot_path(const std::string& dir) const {
+    return dir + "/collection-" + std::to_string(id) + ".hnsw";
+  }
+};
+
+// Effects of a write transaction, applied to memory only after it commits.
+struct Node::Pending {
+  struct Change {
+    std::string id;
+    std::uint64_t label = 0;
+    crdt::Entries before;
+    crdt::Entries after;
+  };
+  crdt::CausalContext ctx;
+  std::vector<Change> changes;
+  std::uint64_t next_label = 1;
+  std::uint64_t seq = 0;
+  std::uint64_t oldest = 1;
+};
+
+Node::Node(store::Store& store, NodeOptions options) : store_(&store), options_(std::move(options)) {}
+
+Node::~Node() {
+  if (!options_.snapshot_dir.empty()) {
+    Status s = save_snapshots();
+    if (!s.ok()) SHOAL_LOG(options_.logger, kWarn, "node", "snapshot at close failed: ", s.to_string());
+  }
+}
+
+WallTime Node::wall_now() const {
+  return options_.wall_clock ? options_.wall_clock() : now_wall();
+}
+
+Result<std::unique_ptr<Node>> Node::open(store::Store& store, NodeOptions options) {
+  std::unique_ptr<Node> node(new Node(store, std::move(options)));
+  SHOAL_RETURN_IF_ERROR(node->load());
+  return node;
+}
+
+Status Node::load() {
+  // Identity: created once, in its own transaction, before anything else is written.
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+    auto rep = txn->get(Table::kMeta, kReplicaKey);
+    if (rep.ok()) {
+      std::string_view v = *rep;
+      if (v.size() != crdt::ReplicaId::kIdentityBytes + 4) {
+        return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
+      }
+      std::memcpy(replica_.identity.data(), v.data(), crdt::ReplicaId::kIdentityBytes);
+      std::memcpy(&replica_.incarnation, v.data() + crdt::ReplicaId::kIdentityBytes, 4);
+      txn->abort();
+    } else if (rep.status().code() == Code::kNotFound) {
+      // The device identity key (security/) will supply this; until then a random identity
+      // from the OS, drawn once and persisted.
+      std::random_device rd;
+      for (auto& b : replica_.identity) b = static_cast<std::uint8_t>(rd());
+      replica_.incarnation = 0;
+      std::string v(reinterpret_cast<const char*>(replica_.identity.data()), replica_.identity.size());
+      put_le<std::uint32_t>(v, replica_.incarnation);
+      SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, v));
+      SHOAL_RETURN_IF_ERROR(txn->commit());
+    } else {
+      return rep.status();
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  if (auto h = txn->get(Table::kMeta, kHlcKey); h.ok()) {
+    std::string_view v = *h;
+    std::uint64_t raw = 0;
+    if (!get_le(v, raw)) return Status(Code::kCorruption, "bad clock", "meta/node.hlc");
+    clock_ = crdt::HybridClock(crdt::Hlc::from_raw(raw));
+  }
+  if (auto n = txn->get(Table::kMeta, kNextCollectionKey); n.ok()) {
+    std::string_view v = *n;
+    if (!get_le(v, next_collection_id_)) return Status(Code::kCorruption, "bad collection counter");
+  }
+  // The delta buffer's extent.
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kDeltas, store::Range::all().limited(1),
+                                  [&](std::string_view k, std::string_view) {
+                                    delta_oldest_ = store::decode_u64_be(k).value_or(1);
+                                    return false;
+                                  }));
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kDeltas, store::Range::all().reversed().limited(1),
+                                  [&](std::string_view k, std::string_view) {
+                                    delta_seq_ = store::decode_u64_be(k).value_or(0);
+                                    return false;
+                                  }));
+  if (delta_seq_ == 0) delta_oldest_ = 1;
+  SHOAL_ASSIGN_OR_RETURN(auto catalogue, txn->collect(Table::kCatalogue, store::Range::all()));
+  txn.reset();
+  for (const auto& kv : catalogue) {
+    SHOAL_ASSIGN_OR_RETURN(auto decoded, decode_spec(kv.key, kv.value));
+    auto c = std::make_unique<Collection>();
+    c->spec = decoded.first;
+    c->id = decoded.second;
+    SHOAL_RETURN_IF_ERROR(load_collection(*c));
+    collections_.emplace(c->spec.name, std::move(c));
+  }
+  return {};
+}
+
+Status Node::load_collection(Collection& c) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  auto ctx_bytes = txn->get(Table::kContexts, u32_be(c.id));
+  if (ctx_bytes.ok()) {
+    auto ctx = crdt::decode_context(as_bytes(*ctx_bytes));
+    if (!ctx.ok()) return ctx.status().with_context("contexts/" + c.spec.name);
+    c.ctx = std::move(ctx).value();
+  } else if (ctx_bytes.status().code() != Code::kNotFound) {
+    return ctx_bytes.status();
+  }
+  if (auto nl = txn->get(Table::kMeta, label_key(c.id)); nl.ok()) {
+    std::string_view v = *nl;
+    if (!get_le(v, c.next_label)) return Status(Code::kCorruption, "bad label counter");
+  }
+  // One pass over the records: labels, metadata, digests, and the vectors for a rebuild.
+  std::vector<std::uint64_t> labels;
+  std::vector<float> vectors;
+  Status decode_error;
+  const std::string prefix = u32_be(c.id);
+  SHOAL_RETURN_IF_ERROR(txn->scan(
+      Table::kRecords, store::Range::prefix(prefix), [&](std::string_view k, std::string_view v) {
+        std::string_view id = k.substr(prefix.size());
+        auto rec = decode_record(v, k);
+        if (!rec.ok()) {
+          decode_error = rec.status();
+          return false;
+        }
+        const crdt::Entry* w = crdt::winner(rec->entries);
+        if (w == nullptr) {
+          decode_error = Status(Code::kCorruption, "stored record has no entries", std::string(id));
+          return false;
+        }
+        auto value = decode_entry_payload(*w);
+        if (!value.ok()) {
+          decode_error = value.status().with_context(c.spec.name + "/" + std::string(id));
+          return false;
+        }
+        c.digests.update_record(id, {}, rec->entries);
+        auto& d = c.doc(rec->label);
+        d.id = std::string(id);
+        d.metadata = std::move(value->metadata);
+        d.model = std::move(value->model);
+        c.labels[d.id] = rec->label;
+        c.next_label = std::max(c.next_label, rec->label + 1);
+        ++c.live;
+        labels.push_back(rec->label);
+        vectors.insert(vectors.end(), value->vector.begin(), value->vector.end());
+        return true;
+      }));
+  SHOAL_RETURN_IF_ERROR(decode_error);
+  txn.reset();
+
+  // The index: from the snapshot when it covers a position the delta buffer reaches back to.
+  const index::IndexParams params = index_params(c.spec);
+  if (!options_.snapshot_dir.empty()) {
+    const std::string path = c.snapshot_path(options_.snapshot_dir);
+    if (std::filesystem::exists(path)) {
+      auto loaded = index::HnswIndex::load_snapshot(path, params);
+      if (!loaded.ok()) {
+        open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
+      } else if (loaded->covered_position > delta_seq_ ||
+                 loaded->covered_position + 1 < delta_oldest_) {
+        open_report_.snapshot_rejected[c.spec.name] =
+            str_cat("snapshot covers delta ", loaded->covered_position, "; the buffer holds ",
+                    delta_oldest_, "..", delta_seq_);
+      } else {
+        c.index = std::move(loaded->index);
+        // Catch up: every record named by a later delta gets its current winner (or removal).
+        std::vector<std::string> touched;
+        SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+        Status replay_error;
+        SHOAL_RETURN_IF_ERROR(rtxn->scan(
+            Table::kDeltas,
+            store::Range{store::encode_u64_be(loaded->covered_position + 1), std::nullopt},
+            [&](std::string_view, std::string_view v) {
+              std::uint32_t cid = 0;
+              if (!get_le(v, cid)) {
+                replay_error = Status(Code::kCorruption, "bad delta buffer entry");
+                return false;
+              }
+              if (cid != c.id) return true;
+              auto d = crdt::decode_delta(as_bytes(v));
+              if (!d.ok()) {
+                replay_error = d.status().with_context("deltas");
+                return false;
+              }
+              for (const auto& [id, _] : d->records) touched.push_back(id);
+              return true;
+            }));
+        SHOAL_RETURN_IF_ERROR(replay_error);
+        for (const auto& id : touched) {
+          auto it = c.labels.find(id);
+          if (it == c.labels.end()) continue;
+          auto got = rtxn->get(Table::kRecords, record_key(c.id, id));
+          if (!got.ok()) return got.status();
+          SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(*got, id));
+          SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*crdt::winner(rec.entries)));
+          SHOAL_RETURN_IF_ERROR(c.index->add(it->second, value.vector));
+        }
+        // Labels the index still holds but no live record has: deleted since the snapshot.
+        for (std::uint64_t label = 1; label < c.next_label; ++label) {
+          const bool live = label < c.docs.size() && !c.docs[label].id.empty();
+          if (!live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+        }
+        if (c.index->size() == c.live) {
+          open_report_.index_source[c.spec.name] = "snapshot";
+          return {};
+        }
+        open_report_.snapshot_rejected[c.spec.name] =
+            str_cat("snapshot holds ", c.index->size(), " vectors after catch-up, store ", c.live);
+        c.index.reset();
+      }
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params));
+  if (!labels.empty()) {
+    SHOAL_RETURN_IF_ERROR(c.index->reserve(labels.size()));
+    SHOAL_RETURN_IF_ERROR(c.index->add_batch(labels, vectors, options_.build_threads));
+  }
+  open_report_.index_source[c.spec.name] = labels.empty() ? "empty" : "rebuilt";
+  return {};
+}
+
+Node::Collection* Node::find(std::string_view name) const {
+  auto it = collections_.find(name);
+  return it == collections_.end() ? nullptr : it->second.get();
+}
+
+Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
+  Collection* c = find(name);
+  if (c == nullptr) {
+    return Status(Detail::kNoSuchCollection, str_cat("no collection named '", name, "'"));
+  }
+  return c;
+}
+
+Status Node::create_collection(const CollectionSpec& spec) {
+  SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, options_.limits));
+  if (spec.dimension == 0 || spec.dimension > options_.limits.max_dimension) {
+    return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", options_.limits.max_dimension,
+                                               ", got ", spec.dimension));
+  }
+  SHOAL_RETURN_IF_ERROR(index::validate_params(index_params(spec)));
+  std::unique_lock lock(mu_);
+  if (find(spec.name) != nullptr) {
+    return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
+  }
+  auto c = std::make_unique<Collection>();
+  c->spec = spec;
+  c->id = next_collection_id_;
+  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(index_params(spec)));
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
+  std::string next;
+  put_le<std::uint32_t>(next, c->id + 1);
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, next));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  next_collection_id_ = c->id + 1;
+  open_report_.index_source[spec.name] = "empty";
+  collections_.emplace(spec.name, std::move(c));
+  return {};
+}
+
+Status Node::drop_collection(std::string_view name) {
+  std::unique_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::vector<std::string> keys;
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(u32_be(c->id)),
+                                  [&](std::string_view k, std::string_view) {
+                                    keys.emplace_back(k);
+                                    return true;
+                                  }));
+  for (const auto& k : keys) SHOAL_RETURN_IF_ERROR(txn->del(Table::kRecords, k));
+  SHOAL_RETURN_IF_ERROR(txn->del(Table::kContexts, u32_be(c->id)));
+  SHOAL_RETURN_IF_ERROR(txn->del(Table::kMeta, label_key(c->id)));
+  SHOAL_RETURN_IF_ERROR(txn->del(Table::kCatalogue, name));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (!options_.snapshot_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(c->snapshot_path(options_.snapshot_dir), ec);
+  }
+  open_report_.index_source.erase(std::string(name));
+  collections_.erase(collections_.find(name));
+  return {};
+}
+
+std::vector<CollectionInfo> Node::list_collections() const {
+  std::shared_lock lock(mu_);
+  std::vector<CollectionInfo> out;
+  for (const auto& [name, c] : collections_) {
+    out.push_back(CollectionInfo{c->spec, c->id, c->live, c->index->memory().total()});
+  }
+  return out;
+}
+
+Result<CollectionInfo> Node::collection_info(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
+  return CollectionInfo{c->spec, c->id, c->live, c->index->memory().total()};
+}
+
+Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
+                                Pending& pending) {
+  bool changed = false;
+  for (const auto& [id, remote] : delta.records) {
+    const std::string key = record_key(c.id, id);
+    StoredRecord local;
+    auto got = txn.get(Table::kRecords, key);
+    if (got.ok()) {
+      SHOAL_ASSIGN_OR_RETURN(local, decode_record(*got, key));
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
+    }
+    crdt::Entries before = local.entries;
+    if (!crdt::join_entries(local.entries, pending.ctx, remote, delta.context)) continue;
+    changed = true;
+    if (local.entries.empty()) {
+      SHOAL_RETURN_IF_ERROR(txn.del(Table::kRecords, key));
+    } else {
+      if (local.label == 0) local.label = pending.next_label++;
+      SHOAL_RETURN_IF_ERROR(txn.put(Table::kRecords, key, encode_record(local.label, local.entries)));
+    }
+    pending.changes.push_back({id, local.label, std::move(before), std::move(local.entries)});
+  }
+  crdt::CausalContext merged = pending.ctx;
+  merged.merge(delta.context);
+  if (!(merged == pending.ctx)) {
+    pending.ctx = std::move(merged);
+    crdt::Bytes b;
+    crdt::encode_context(pending.ctx, b);
+    SHOAL_RETURN_IF_ERROR(txn.put(Table::kContexts, u32_be(c.id), as_view(b)));
+    changed = true;
+  }
+  if (!changed) return {};
+  std::string entry;
+  put_le<std::uint32_t>(entry, c.id);
+  crdt::Bytes b;
+  crdt::encode_delta(delta, b);
+  entry += as_view(b);
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kDeltas, store::encode_u64_be(++pending.seq), entry));
+  // Bounded buffer: with no peers yet, the oldest entries go once it is full.
+  while (pending.seq - pending.oldest + 1 > options_.delta_buffer_max) {
+    SHOAL_RETURN_IF_ERROR(txn.del(Table::kDeltas, store::encode_u64_be(pending.oldest++)));
+  }
+  return {};
+}
+
+void Node::apply_pending(Collection& c, Pending& pending) {
+  c.ctx = std::move(pending.ctx);
+  c.next_label = pending.next_label;
+  delta_seq_ = pending.seq;
+  delta_oldest_ = pending.oldest;
+  // The final state of each touched label, in change order.
+  std::map<std::uint64_t, const Pending::Change*> last;
+  for (const auto& ch : pending.changes) {
+    c.digests.update_record(ch.id, ch.before, ch.after);
+    last[ch.label] = &ch;
+  }
+  std::vector<std::uint64_t> add_labels;
+  std::vector<float> add_vectors;
+  for (const auto& [label, ch] : last) {
+    auto& d = c.doc(label);
+    const bool was_live = !d.id.empty();
+    if (ch->after.empty()) {
+      if (was_live) {
+        c.labels.erase(d.id);
+        d = Collection::Doc{};
+        --c.live;
+      }
+      if (c.index->contains(label)) {
+        Status s = c.index->remove(label);
+        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
+      }
+      continue;
+    }
+    // Stored payloads were validated before they were committed; decoding cannot fail short of
+    // memory corruption, and the index is derived state that a reopen rebuilds.
+    auto value = decode_entry_payload(*crdt::winner(ch->after));
+    SHOAL_ASSERT(value.ok());
+    if (!was_live) ++c.live;
+    d.id = ch->id;
+    d.metadata = std::move(value->metadata);
+    d.model = std::move(value->model);
+    c.labels[d.id] = label;
+    add_labels.push_back(label);
+    add_vectors.insert(add_vectors.end(), value->vector.begin(), value->vector.end());
+  }
+  if (!add_labels.empty()) {
+    Status s = add_labels.size() == 1
+                   ? c.index->add(add_labels[0], add_vectors)
+                   : c.index->add_batch(add_labels, add_vectors, options_.build_threads);
+    if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index add: ", s.to_string());
+  }
+}
+
+Status Node::upsert(std::string_view collection, std::string_view id, RecordValue value) {
+  std::vector<RecordInput> one;
+  one.push_back(RecordInput{std::string(id), std::move(value)});
+  return upsert_batch(collection, std::move(one));
+}
+
+Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
+  if (records.size() > options_.limits.max_batch_records) {
+    return Status(Detail::kTooLarge, str_cat("batch has ", records.size(), " records, limit ",
+                                             options_.limits.max_batch_records));
+  }
+  std::unique_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  // Validate everything before touching the store: a rejected batch changes nothing.
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    auto& r = records[i];
+    r.value.metadata.normalize();
+    Status s = validate_record_id(r.id, options_.limits);
+    if (s.ok()) s = validate_record(r.value, c->spec.dimension, c->spec.metric, options_.limits);
+    if (!s.ok()) {
+      return records.size() == 1 ? s : s.with_context(str_cat("batch record ", i, " '", r.id, "'"));
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  Pending pending{c->ctx, {}, c->next_label, delta_seq_, delta_oldest_};
+  crdt::HybridClock clock = clock_;
+  for (auto& r : records) {
+    const std::string key = record_key(c->id, r.id);
+    crdt::Delta delta;
+    const crdt::Dot dot = pending.ctx.next_dot(replica_);
+    auto got = txn->get(Table::kRecords, key);
+    if (got.ok()) {
+      SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(*got, key));
+      for (const auto& e : local.entries) delta.context.add(e.dot);
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
+    }
+    const std::string payload = encode_payload(r.value);
+    crdt::Entry entry{dot, clock.tick(wall_now()),
+                      crdt::Bytes(payload.begin(), payload.end())};
+    delta.records[r.id].push_back(std::move(entry));
+    delta.context.add(dot);
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
+  }
+  std::string hlc;
+  put_le<std::uint64_t>(hlc, clock.last().raw());
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kHlcKey, hlc));
+  std::string next_label;
+  put_le<std::uint64_t>(next_label, pending.next_label);
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, label_key(c->id), next_label));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  clock_ = clock;
+  apply_pending(*c, pending);
+  return {};
+}
+
+Status Node::remove(std::string_view collection, std::string_view id) {
+  SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
+  std::unique_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  const std::string key = record_key(c->id, id);
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  auto got = txn->get(Table::kRecords, key);
+  if (!got.ok()) {
+    if (got.status().code() == Code::kNotFound) {
+      return Status(Detail::kNoSuchRecord, str_cat("no record '", id, "' in '", collection, "'"));
+    }
+    return got.status();
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(*got, key));
+  crdt::Delta delta;
+  delta.records[std::string(id)];  // named with no entries: a delete
+  for (const auto& e : local.entries) delta.context.add(e.dot);
+  Pending pending{c->ctx, {}, c->next_label, delta_seq_, delta_oldest_};
+  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  apply_pending(*c, pending);
+  return {};
+}
+
+Result<GetResult> Node::get(std::string_view collection, std::string_view id) const {
+  SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
+  std::shared_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  const std::string key = record_key(c->id, id);
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  auto got = txn->get(Table::kRecords, key);
+  if (!got.ok()) {
+    if (got.status().code() == Code::kNotFound) {
+      return Status(Detail::kNoSuchRecord, str_cat("no record '", id, "' in '", collection, "'"));
+    }
+    return got.status();
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(*got, key));
+  GetResult out;
+  std::vector<const crdt::Entry*> order;
+  for (const auto& e : rec.entries) order.push_back(&e);
+  // Winner first, then the other siblings in descending winner order.
+  std::sort(order.begin(), order.end(),
+            [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
+  for (const crdt::Entry* e : order) {
+    SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*e));
+    out.siblings.push_back(Sibling{std::move(value), e->clock, e->dot});
+  }
+  return out;
+}
+
+Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<const float> query,
+                                      const SearchOptions& options) const {
+  std::shared_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  SHOAL_RETURN_IF_ERROR(validate_vector(query, c->spec.dimension, c->spec.metric));
+  if (options.k == 0 || options.k > options_.limits.max_k) {
+    return Status(options.k == 0 ? Detail::kOutOfRange : Detail::kTooLarge,
+                  str_cat("k must be 1..", options_.limits.max_k, ", got ", options.k));
+  }
+  index::SearchRequest req;
+  req.query = query;
+  req.k = options.k;
+  req.ef = options.ef == 0 ? 0 : std::max<std::size_t>(options.ef, options.k);
+  index::LabelPredicate predicate;
+  std::vector<std::uint64_t> matching;
+  if (!options.filter.empty()) {
+    const Filter& filter = options.filter;
+    const auto& docs = c->docs;
+    predicate = [&filter, &docs](std::uint64_t label) {
+      return label < docs.size() && !docs[label].id.empty() && filter.matches(docs[label].metadata);
+    };
+    req.filter = &predicate;
+    // Estimate the selectivity on an evenly spaced sample; scan the matching set exactly when
+    // the filter is selective (the planner then searches only that set).
+    const std::size_t n = docs.size();
+    const std::size_t step = std::max<std::size_t>(1, n / 1024);
+    std::size_t sampled = 0, hits = 0;
+    for (std::size_t l = 1; l < n; l += step) {
+      if (docs[l].id.empty()) continue;
+      ++sampled;
+      hits += filter.matches(docs[l].metadata) ? 1 : 0;
+    }
+    const double selectivity = sampled == 0 ? 1.0 : static_cast<double>(hits) / static_cast<double>(sampled);
+    if (selectivity < 0.05) {
+      for (std::size_t l = 1; l < n; ++l) {
+        if (predicate(l)) matching.push_back(l);
+      }
+      req.matching_labels = std::span<const std::uint64_t>(matching);
+    } else {
+      req.estimated_selectivity = selectivity;
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto result, c->index->search(req));
+  std::vector<Hit> hits;
+  hits.reserve(result.neighbors.size());
+  for (const auto& nb : result.neighbors) {
+    SHOAL_ASSERT(nb.label < c->docs.size() && !c->docs[nb.label].id.empty());
+    const auto& d = c->docs[nb.label];
+    hits.push_back(Hit{d.id, nb.distance, d.metadata, d.model});
+  }
+  return hits;
+}
+
+Status Node::save_snapshots() {
+  if (options_.snapshot_dir.empty()) return {};
+  std::shared_lock lock(mu_);
+  std::error_code ec;
+  std::filesystem::create_directories(options_.snapshot_dir, ec);
+  if (ec) return Status(Code::kIo, ec.message(), options_.snapshot_dir);
+  for (const auto& [name, c] : collections_) {
+    SHOAL_RETURN_IF_ERROR(c->index->save_snapshot(c->snapshot_path(options_.snapshot_dir), delta_seq_));
+  }
+  return {};
+}
+
+NodeStats Node::stats() const {
+  std::shared_lock lock(mu_);
+  NodeStats s;
+  s.collections = collections_.size();
+  for (const auto& [name, c] : collections_) {
+    s.live_records += c->live;
+    s.index_bytes += c->index->memory().total();
+  }
+  s.delta_buffer_entries = delta_seq_ == 0 ? 0 : delta_seq_ - delta_oldest_ + 1;
+  s.last_delta_seq = delta_seq_;
+  s.replica = replica_.to_string();
+  return s;
+}
+
+Result<crdt::ORMap> Node::crdt_state_for_testing(std::string_view collection) const {
+  std::shared_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  crdt::Delta all;
+  all.context = c->ctx;
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  const std::string prefix = u32_be(c->id);
+  Status err;
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(prefix),
+                                  [&](std::string_view k, std::string_view v) {
+                                    auto rec = decode_record(v, k);
+                                    if (!rec.ok()) {
+                                      err = rec.status();
+                                      return false;
+                                    }
+                                    all.records.emplace(std::string(k.substr(prefix.size())),
+                                                        std::move(rec->entries));
+                                    return true;
+                                  }));
+  SHOAL_RETURN_IF_ERROR(err);
+  crdt::ORMap map;
+  (void)map.join(all);
+  return map;
+}
+
+Result<std::uint64_t> Node::digest_root(std::string_view collection) const {
+  std::shared_lock lock(mu_);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  return c->digests.root();
+}
+
+}  // namespace shoal::node

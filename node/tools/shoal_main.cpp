@@ -1,0 +1,355 @@
+// shoal: the operator's command-line tool for a local data directory.
+//
+//   shoal [--data DIR] [--json] <command> ...
+//     init                                   create the data directory
+//     collection create NAME --dim N [--metric l2|ip|cosine] [--m 16] [--ef-construction 200]
+//                                            [--ef-search 64] [--quantize --quant-min A --quant-max B]
+//     collection list | collection drop NAME
+//     put COLL ID --vector 1,2,3 [--meta key=value ...] [--model TAG]
+//     get COLL ID
+//     delete COLL ID
+//     import COLL FILE [--format idx|fvecs|npy] [--limit N] [--batch 1000] [--id-prefix P]
+//     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
+//     stats
+// Exit codes: 0 success; 1 the request failed (the message names the reason); 2 usage error.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+
+#include <unistd.h>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+#include "node/core/data_dir.hpp"
+#include "node/io/datasets.hpp"
+
+using namespace shoal;
+using namespace shoal::node;
+using nlohmann::json;
+
+namespace {
+
+struct Globals {
+  std::string data = "./shoal-data";
+  bool json_output = false;
+};
+
+int fail(const Globals& g, const Status& s) {
+  if (g.json_output) {
+    std::cout << json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}}.dump() << "\n";
+  } else {
+    std::cerr << "shoal: " << s.to_string() << "\n";
+  }
+  return 1;
+}
+
+Result<std::vector<float>> parse_vector(const std::string& text) {
+  std::vector<float> v;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    try {
+      std::size_t used = 0;
+      v.push_back(std::stof(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      return Status(Detail::kMalformed, "vector component " + std::to_string(v.size()) + " '" +
+                                            item + "' is not a number");
+    }
+    pos = end + 1;
+  }
+  return v;
+}
+
+json meta_json(const Metadata& m) {
+  json out = json::object();
+  for (const auto& [k, v] : m.fields) {
+    std::visit([&](const auto& x) { out[k] = x; }, v);
+  }
+  return out;
+}
+
+Result<Metadata> parse_meta(const std::vector<std::string>& items) {
+  Metadata m;
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status(Detail::kMalformed, "metadata '" + item + "' must be key=value");
+    }
+    // Reuse the filter value grammar: int, float, true/false, "quoted string", else string.
+    auto f = parse_filter(item);
+    if (!f.ok()) return f.status();
+    m.fields.emplace_back(f->all[0].key, f->all[0].value);
+  }
+  m.normalize();
+  return m;
+}
+
+// Renders a progress bar on stderr when it is a terminal, else a line every 10%.
+class Progress {
+ public:
+  explicit Progress(std::size_t total) : total_(total), start_(now_mono()) {}
+  void update(std::size_t done) {
+    const int pct = total_ == 0 ? 100 : static_cast<int>(100 * done / total_);
+    if (pct == last_) return;
+    last_ = pct;
+    const double secs = (now_mono() - start_).seconds_f();
+    const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    if (!tty_ && pct % 10 != 0) return;
+    const int width = 30;
+    std::string bar(static_cast<std::size_t>(width * pct / 100), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "%s[%s] %3d%% %zu/%zu %.0f vectors/s%s", tty_ ? "\r" : "", bar.c_str(), pct,
+                 done, total_, rate, tty_ ? "" : "\n");
+    if (tty_ && done == total_) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  std::size_t total_;
+  bool tty_ = ::isatty(2) != 0;
+  MonoTime start_;
+  int last_ = -1;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  CLI::App app{"shoal: manage a local Shoal data directory"};
+  app.add_option("--data,-d", g.data, "data directory")->capture_default_str();
+  app.add_flag("--json", g.json_output, "machine-readable JSON output");
+  app.require_subcommand(1);
+
+  auto* init = app.add_subcommand("init", "create the data directory");
+
+  auto* coll = app.add_subcommand("collection", "create, list or drop collections");
+  coll->require_subcommand(1);
+  CollectionSpec spec;
+  std::string metric = "l2";
+  auto* ccreate = coll->add_subcommand("create", "create a collection");
+  ccreate->add_option("name", spec.name)->required();
+  ccreate->add_option("--dim", spec.dimension, "vector dimension")->required();
+  ccreate->add_option("--metric", metric, "l2, ip or cosine")->capture_default_str();
+  ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str();
+  ccreate->add_option("--ef-construction", spec.ef_construction)->capture_default_str();
+  ccreate->add_option("--ef-search", spec.ef_search, "default search beam")->capture_default_str();
+  ccreate->add_flag("--quantize", spec.quantize, "int8 scalar quantization with float re-ranking");
+  ccreate->add_option("--quant-min", spec.quant_min);
+  ccreate->add_option("--quant-max", spec.quant_max);
+  auto* clist = coll->add_subcommand("list", "list collections");
+  std::string drop_name;
+  auto* cdrop = coll->add_subcommand("drop", "drop a collection and its records");
+  cdrop->add_option("name", drop_name)->required();
+
+  std::string c_name, r_id, vector_text, model, filter_text, query_file, format;
+  std::vector<std::string> meta_items;
+  auto* put = app.add_subcommand("put", "insert or replace one record");
+  put->add_option("collection", c_name)->required();
+  put->add_option("id", r_id)->required();
+  put->add_option("--vector", vector_text, "comma-separated floats")->required();
+  put->add_option("--meta", meta_items, "key=value (repeatable)");
+  put->add_option("--model", model, "embedding-model tag");
+
+  auto* get = app.add_subcommand("get", "read one record with its siblings");
+  get->add_option("collection", c_name)->required();
+  get->add_option("id", r_id)->required();
+
+  auto* del = app.add_subcommand("delete", "delete one record");
+  del->add_option("collection", c_name)->required();
+  del->add_option("id", r_id)->required();
+
+  std::string file;
+  std::size_t limit = 0, batch = 1000;
+  std::string id_prefix;
+  auto* imp = app.add_subcommand("import", "import vectors from IDX (.gz), .fvecs or .npy");
+  imp->add_option("collection", c_name)->required();
+  imp->add_option("file", file)->required();
+  imp->add_option("--format", format, "idx, fvecs or npy (default: from the file name)");
+  imp->add_option("--limit", limit, "import at most N vectors");
+  imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str();
+  imp->add_option("--id-prefix", id_prefix, "ids are <prefix><row number>");
+  imp->add_option("--model", model, "embedding-model tag");
+
+  std::uint32_t k = 10, ef = 0;
+  std::size_t row = 0;
+  auto* search = app.add_subcommand("search", "k-nearest-neighbour search");
+  search->add_option("collection", c_name)->required();
+  auto* vopt = search->add_option("--vector", vector_text, "comma-separated floats");
+  auto* qopt = search->add_option("--query-file", query_file, "take the query from this file");
+  vopt->excludes(qopt);
+  search->add_option("--row", row, "row of --query-file")->capture_default_str();
+  search->add_option("-k", k)->capture_default_str();
+  search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
+  search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
+
+  auto* stats = app.add_subcommand("stats", "node statistics");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (!init->parsed() && !std::filesystem::exists(g.data + "/store")) {
+    return fail(g, Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", g.data));
+  }
+  DataDirOptions opts;
+  auto dir = open_data_dir(g.data, std::move(opts));
+  if (!dir.ok()) return fail(g, dir.status());
+  Node& n = (*dir)->node();
+
+  auto ok_json = [&](json extra) {
+    extra["ok"] = true;
+    std::cout << extra.dump() << "\n";
+    return 0;
+  };
+
+  if (init->parsed()) {
+    if (g.json_output) return ok_json({{"data", g.data}, {"replica", n.replica().to_string()}});
+    std::cout << "initialised " << g.data << " (replica " << n.replica().to_string() << ")\n";
+    return 0;
+  }
+  if (ccreate->parsed()) {
+    auto m = parse_metric(metric);
+    if (!m.ok()) return fail(g, m.status());
+    spec.metric = *m;
+    if (Status s = n.create_collection(spec); !s.ok()) return fail(g, s);
+    if (g.json_output) return ok_json({{"created", spec.name}});
+    std::cout << "created collection " << spec.name << "\n";
+    return 0;
+  }
+  if (clist->parsed()) {
+    json arr = json::array();
+    for (const auto& c : n.list_collections()) {
+      arr.push_back({{"name", c.spec.name}, {"dimension", c.spec.dimension},
+                     {"metric", metric_name(c.spec.metric)}, {"records", c.live_records},
+                     {"index_bytes", c.index_bytes}});
+      if (!g.json_output) {
+        std::cout << c.spec.name << "  dim=" << c.spec.dimension << " metric="
+                  << metric_name(c.spec.metric) << " records=" << c.live_records << "\n";
+      }
+    }
+    if (g.json_output) return ok_json({{"collections", arr}});
+    return 0;
+  }
+  if (cdrop->parsed()) {
+    if (Status s = n.drop_collection(drop_name); !s.ok()) return fail(g, s);
+    if (g.json_output) return ok_json({{"dropped", drop_name}});
+    std::cout << "dropped collection " << drop_name << "\n";
+    return 0;
+  }
+  if (put->parsed()) {
+    auto v = parse_vector(vector_text);
+    if (!v.ok()) return fail(g, v.status());
+    auto m = parse_meta(meta_items);
+    if (!m.ok()) return fail(g, m.status());
+    if (Status s = n.upsert(c_name, r_id, RecordValue{*v, *m, model}); !s.ok()) return fail(g, s);
+    if (g.json_output) return ok_json({{"id", r_id}});
+    std::cout << "stored " << r_id << "\n";
+    return 0;
+  }
+  if (get->parsed()) {
+    auto r = n.get(c_name, r_id);
+    if (!r.ok()) return fail(g, r.status());
+    json sibs = json::array();
+    for (const auto& s : r->siblings) {
+      sibs.push_back({{"vector", s.value.vector}, {"metadata", meta_json(s.value.metadata)},
+                      {"model", s.value.model}, {"clock", s.clock.to_string()},
+                      {"dot", s.dot.to_string()}});
+    }
+    json out{{"id", r_id}, {"siblings", sibs}};
+    if (g.json_output) return ok_json(out);
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (del->parsed()) {
+    if (Status s = n.remove(c_name, r_id); !s.ok()) return fail(g, s);
+    if (g.json_output) return ok_json({{"deleted", r_id}});
+    std::cout << "deleted " << r_id << "\n";
+    return 0;
+  }
+  if (imp->parsed()) {
+    io::VectorFormat fmt = io::guess_format(file);
+    if (format == "idx") fmt = io::VectorFormat::kIdx;
+    else if (format == "fvecs") fmt = io::VectorFormat::kFvecs;
+    else if (format == "npy") fmt = io::VectorFormat::kNpy;
+    else if (!format.empty()) return fail(g, Status(Detail::kUnknownName, "unknown format '" + format + "'; expected idx, fvecs or npy"));
+    if (batch == 0) return fail(g, Status(Detail::kOutOfRange, "--batch must be at least 1"));
+    auto vs = io::read_vectors(file, fmt, limit);
+    if (!vs.ok()) return fail(g, vs.status());
+    Progress progress(vs->count);
+    const MonoTime start = now_mono();
+    for (std::size_t i = 0; i < vs->count; i += batch) {
+      std::vector<RecordInput> recs;
+      for (std::size_t j = i; j < std::min(vs->count, i + batch); ++j) {
+        RecordValue v;
+        v.vector.assign(vs->row(j), vs->row(j) + vs->dimension);
+        v.model = model;
+        recs.push_back(RecordInput{id_prefix + std::to_string(j), std::move(v)});
+      }
+      if (Status s = n.upsert_batch(c_name, std::move(recs)); !s.ok()) {
+        std::fprintf(stderr, "\n");
+        return fail(g, s.with_context(str_cat("rows ", i, "..", std::min(vs->count, i + batch) - 1,
+                                              " (earlier batches are stored)")));
+      }
+      if (!g.json_output) progress.update(std::min(vs->count, i + batch));
+    }
+    const double secs = (now_mono() - start).seconds_f();
+    if (g.json_output) return ok_json({{"imported", vs->count}, {"seconds", secs}});
+    std::cout << "imported " << vs->count << " vectors in " << secs << " s\n";
+    return 0;
+  }
+  if (search->parsed()) {
+    std::vector<float> q;
+    if (!query_file.empty()) {
+      auto vs = io::read_vectors(query_file, io::guess_format(query_file), row + 1);
+      if (!vs.ok()) return fail(g, vs.status());
+      if (row >= vs->count) return fail(g, Status(Detail::kOutOfRange, str_cat("--row ", row, " but the file has ", vs->count, " rows")));
+      q.assign(vs->row(row), vs->row(row) + vs->dimension);
+    } else if (!vector_text.empty()) {
+      auto v = parse_vector(vector_text);
+      if (!v.ok()) return fail(g, v.status());
+      q = *v;
+    } else {
+      return fail(g, Status(Code::kInvalidArgument, "give --vector or --query-file"));
+    }
+    SearchOptions so;
+    so.k = k;
+    so.ef = ef;
+    if (!filter_text.empty()) {
+      auto f = parse_filter(filter_text);
+      if (!f.ok()) return fail(g, f.status());
+      so.filter = *f;
+    }
+    const MonoTime t0 = now_mono();
+    auto hits = n.search(c_name, q, so);
+    const auto us = (now_mono() - t0).us();
+    if (!hits.ok()) return fail(g, hits.status());
+    json arr = json::array();
+    for (const auto& h : *hits) {
+      arr.push_back({{"id", h.id}, {"distance", h.distance}, {"metadata", meta_json(h.metadata)},
+                     {"model", h.model}});
+      if (!g.json_output) std::cout << h.id << "\t" << h.distance << "\t" << meta_json(h.metadata).dump() << "\n";
+    }
+    if (g.json_output) return ok_json({{"hits", arr}, {"latency_us", us}});
+    std::cerr << hits->size() << " hits in " << us << " us\n";
+    return 0;
+  }
+  if (stats->parsed()) {
+    NodeStats s = n.stats();
+    json out{{"replica", s.replica}, {"collections", s.collections}, {"records", s.live_records},
+             {"delta_buffer_entries", s.delta_buffer_entries}, {"last_delta_seq", s.last_delta_seq},
+             {"index_bytes", s.index_bytes}};
+    json src = json::object();
+    for (const auto& [name, how] : n.open_report().index_source) src[name] = how;
+    out["index_source"] = src;
+    if (g.json_output) return ok_json(out);
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  return 2;
+}

@@ -1,0 +1,348 @@
+// bench/ann/bench_ann.cpp: Shoal's vector index against raw hnswlib 0.6.2 on Fashion-MNIST.
+//
+// One run, side by side: build both (M=16, efConstruction=200, 2 threads), then for an ef sweep
+// measure recall@10 against exact ground truth, single-thread QPS with one query at a time, and
+// p50/p99 latency; then Shoal's filtered-search recall at 1%, 10% and 50% selectivity. Ground
+// truth is computed once (exact, 2 threads) and cached in $XDG_CACHE_HOME/shoal (or
+// ~/.cache/shoal), keyed by a hash of the data. Machine-readable lines:
+//   ann contestant=<hnswlib|shoal[-variant]> ef=<n> recall=<0..1> qps=<n> p50_us=<n> p99_us=<n>
+// Usage: bench_ann <fashion-mnist dir> [--quick]
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/ann/hnswlib_anchor.hpp"
+#include "common/hash.hpp"
+#include "common/random.hpp"
+#include "common/time.hpp"
+#include "index/exact_index.hpp"
+#include "index/hnsw_index.hpp"
+#include "index/topk.hpp"
+
+namespace {
+
+using namespace shoal;
+using namespace shoal::index;
+
+constexpr std::size_t kK = 10;
+constexpr unsigned kBuildThreads = 2;
+
+struct Matrix {
+  std::size_t rows = 0, cols = 0;
+  std::vector<float> data;
+  const float* row(std::size_t i) const { return data.data() + i * cols; }
+};
+
+std::uint32_t be32(const unsigned char* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+
+// Reads an IDX3 ubyte image file (gzip-compressed) into floats 0..255.
+bool load_idx(const std::string& path, Matrix& out) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return false;
+  unsigned char hdr[16];
+  if (gzread(f, hdr, 16) != 16 || be32(hdr) != 0x803) {
+    gzclose(f);
+    return false;
+  }
+  out.rows = be32(hdr + 4);
+  out.cols = std::size_t{be32(hdr + 8)} * be32(hdr + 12);
+  std::vector<unsigned char> bytes(out.rows * out.cols);
+  const int got = gzread(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+  if (got < 0 || static_cast<std::size_t>(got) != bytes.size()) return false;
+  out.data.assign(bytes.begin(), bytes.end());
+  return true;
+}
+
+std::filesystem::path cache_dir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::filesystem::path(x) / "shoal";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::filesystem::path(h) / ".cache" / "shoal";
+  return std::filesystem::temp_directory_path() / "shoal-cache";
+}
+
+// Exact top-k labels for every query: blocks of queries share each streamed base vector.
+std::vector<std::uint32_t> exact_ground_truth(const Matrix& base, const Matrix& queries) {
+  const KernelTable& k = best_kernels();
+  std::vector<std::uint32_t> gt(queries.rows * kK);
+  std::atomic<std::size_t> next{0};
+  constexpr std::size_t kBlock = 32;
+  auto worker = [&] {
+    for (;;) {
+      const std::size_t q0 = next.fetch_add(kBlock);
+      if (q0 >= queries.rows) return;
+      const std::size_t q1 = std::min(q0 + kBlock, queries.rows);
+      std::vector<shoal::index::detail::TopK> tops;
+      for (std::size_t q = q0; q < q1; ++q) tops.emplace_back(kK);
+      for (std::size_t i = 0; i < base.rows; ++i) {
+        for (std::size_t q = q0; q < q1; ++q) {
+          tops[q - q0].push(k.l2sq(queries.row(q), base.row(i), base.cols), i);
+        }
+      }
+      for (std::size_t q = q0; q < q1; ++q) {
+        auto n = tops[q - q0].take_sorted();
+        for (std::size_t j = 0; j < kK; ++j) gt[q * kK + j] = static_cast<std::uint32_t>(n[j].label);
+      }
+    }
+  };
+  std::thread t(worker);
+  worker();
+  t.join();
+  return gt;
+}
+
+std::vector<std::uint32_t> ground_truth(const Matrix& base, const Matrix& queries) {
+  Hasher64 h;
+  h.update(base.data.data(), base.data.size() * sizeof(float));
+  h.update(queries.data.data(), queries.data.size() * sizeof(float));
+  const std::uint64_t key = h.digest();
+  char name[64];
+  std::snprintf(name, sizeof(name), "ann-gt-%016llx-k%zu.bin", static_cast<unsigned long long>(key), kK);
+  const auto path = cache_dir() / name;
+  std::vector<std::uint32_t> gt(queries.rows * kK);
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (in && in.read(reinterpret_cast<char*>(gt.data()), static_cast<std::streamsize>(gt.size() * 4))) {
+      std::printf("ground truth: cached %s\n", path.c_str());
+      return gt;
+    }
+  }
+  const MonoTime t0 = now_mono();
+  gt = exact_ground_truth(base, queries);
+  std::printf("ground truth: computed in %.1f s, cached at %s\n", (now_mono() - t0).seconds_f(), path.c_str());
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  std::ofstream out(path.string() + ".tmp", std::ios::binary);
+  out.write(reinterpret_cast<const char*>(gt.data()), static_cast<std::streamsize>(gt.size() * 4));
+  out.close();
+  std::filesystem::rename(path.string() + ".tmp", path, ec);
+  return gt;
+}
+
+std::size_t rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  std::size_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+struct Point {
+  std::string contestant;
+  std::size_t ef;
+  double recall, qps, p50_us, p99_us;
+};
+
+template <class SearchFn>
+Point measure(const std::string& name, std::size_t ef, const Matrix& queries, std::size_t nq,
+              const std::vector<std::uint32_t>& gt, SearchFn&& search) {
+  std::vector<std::int64_t> lat(nq);
+  std::uint64_t labels[kK];
+  std::size_t hits = 0;
+  // Warm-up: one pass over a few queries (page faults, caches, thread-local buffers).
+  for (std::size_t q = 0; q < std::min<std::size_t>(nq, 200); ++q) search(queries.row(q), labels);
+  const MonoTime start = now_mono();
+  for (std::size_t q = 0; q < nq; ++q) {
+    const MonoTime t0 = now_mono();
+    const std::size_t n = search(queries.row(q), labels);
+    lat[q] = (now_mono() - t0).ns();
+    const std::uint32_t* truth = gt.data() + q * kK;
+    for (std::size_t i = 0; i < n; ++i) {
+      hits += std::find(truth, truth + kK, static_cast<std::uint32_t>(labels[i])) != truth + kK;
+    }
+  }
+  const double secs = (now_mono() - start).seconds_f();
+  std::sort(lat.begin(), lat.end());
+  Point p;
+  p.contestant = name;
+  p.ef = ef;
+  p.recall = static_cast<double>(hits) / static_cast<double>(nq * kK);
+  p.qps = static_cast<double>(nq) / secs;
+  p.p50_us = static_cast<double>(lat[nq / 2]) / 1000.0;
+  p.p99_us = static_cast<double>(lat[std::min(nq - 1, nq * 99 / 100)]) / 1000.0;
+  std::printf("ann contestant=%s ef=%zu recall=%.4f qps=%.0f p50_us=%.1f p99_us=%.1f\n",
+              p.contestant.c_str(), p.ef, p.recall, p.qps, p.p50_us, p.p99_us);
+  std::fflush(stdout);
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s <fashion-mnist dir> [--quick]\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  bool quick = false;
+  for (int i = 2; i < argc; ++i) quick |= std::strcmp(argv[i], "--quick") == 0;
+
+  Matrix base, queries;
+  if (!load_idx(dir + "/train-images-idx3-ubyte.gz", base) ||
+      !load_idx(dir + "/t10k-images-idx3-ubyte.gz", queries)) {
+    std::fprintf(stderr, "cannot read Fashion-MNIST IDX files from %s\n", dir.c_str());
+    return 1;
+  }
+  const std::size_t dim = base.cols;
+  const std::size_t nq = quick ? 2000 : queries.rows;
+  std::printf("data: %zu base x %zu, %zu queries (measured %zu); kernels %s; M=16 efC=200; build threads %u\n",
+              base.rows, dim, queries.rows, nq, std::string(isa_name(best_kernels().isa)).c_str(),
+              kBuildThreads);
+  const auto gt = ground_truth(base, queries);
+  const std::vector<std::size_t> efs = quick ? std::vector<std::size_t>{10, 20, 40}
+                                             : std::vector<std::size_t>{10, 16, 20, 32, 48, 64, 96};
+  std::vector<Point> points;
+  struct Build {
+    std::string name;
+    double seconds;
+    std::size_t rss_delta, index_bytes;
+  };
+  std::vector<Build> builds;
+
+  // --- raw hnswlib ---
+  {
+    const std::size_t rss0 = rss_bytes();
+    const MonoTime t0 = now_mono();
+    bench::HnswlibAnchor anchor(dim, base.rows, 16, 200);
+    anchor.build(base.data.data(), base.rows, kBuildThreads);
+    builds.push_back({"hnswlib", (now_mono() - t0).seconds_f(), rss_bytes() - rss0, anchor.memory_bytes()});
+    for (std::size_t ef : efs) {
+      anchor.set_ef(ef);
+      points.push_back(measure("hnswlib", ef, queries, nq, gt, [&](const float* q, std::uint64_t* out) {
+        return anchor.search(q, kK, out);
+      }));
+    }
+  }
+
+  // --- Shoal: int8 graph with float re-ranking, and the float graph ---
+  std::vector<std::uint64_t> labels(base.rows);
+  for (std::size_t i = 0; i < base.rows; ++i) labels[i] = i;
+  std::unique_ptr<HnswIndex> keep_sq8;
+  for (bool sq8 : {true, false}) {
+    if (quick && !sq8) break;
+    const std::string name = sq8 ? "shoal-sq8" : "shoal";
+    IndexParams p;
+    p.dimension = static_cast<std::uint32_t>(dim);
+    p.m = 16;
+    p.ef_construction = 200;
+    p.initial_capacity = base.rows;
+    p.rebuild_deleted_share = 0.0;
+    if (sq8) {
+      p.quantization = Quantization::kInt8;
+      p.quant_min = 0.0f;  // pixel range: codes are exact
+      p.quant_max = 255.0f;
+    }
+    const std::size_t rss0 = rss_bytes();
+    const MonoTime t0 = now_mono();
+    auto created = HnswIndex::create(p);
+    if (!created.ok()) {
+      std::fprintf(stderr, "create: %s\n", created.status().to_string().c_str());
+      return 1;
+    }
+    auto idx = std::move(created).value();
+    if (Status s = idx->add_batch(labels, base.data, kBuildThreads); !s.ok()) {
+      std::fprintf(stderr, "build: %s\n", s.to_string().c_str());
+      return 1;
+    }
+    builds.push_back({name, (now_mono() - t0).seconds_f(), rss_bytes() - rss0, idx->memory().total()});
+    for (std::size_t ef : efs) {
+      points.push_back(measure(name, ef, queries, nq, gt, [&](const float* q, std::uint64_t* out) {
+        SearchRequest req;
+        req.query = std::span<const float>(q, dim);
+        req.k = kK;
+        req.ef = ef;
+        auto r = idx->search(req);
+        if (!r.ok()) {
+          std::fprintf(stderr, "search: %s\n", r.status().to_string().c_str());
+          std::exit(1);
+        }
+        for (std::size_t i = 0; i < r->neighbors.size(); ++i) out[i] = r->neighbors[i].label;
+        return r->neighbors.size();
+      }));
+    }
+    if (sq8) keep_sq8 = std::move(idx);
+  }
+
+  // --- Filtered search (shoal-sq8): recall against an exact filtered scan ---
+  std::printf("\nfiltered search (shoal-sq8, k=10, ef=32, caller passes predicate + matching set)\n");
+  const KernelTable& kt = best_kernels();
+  const std::size_t fq = quick ? 100 : 300;
+  for (double sel : {0.01, 0.10, 0.50}) {
+    const std::uint64_t modulus = static_cast<std::uint64_t>(1.0 / sel + 0.5);
+    LabelPredicate pred = [modulus](std::uint64_t l) { return shoal::splitmix64(l) % modulus == 0; };
+    std::vector<std::uint64_t> matching;
+    for (std::uint64_t l = 0; l < base.rows; ++l) {
+      if (pred(l)) matching.push_back(l);
+    }
+    std::size_t hits = 0, total = 0, full = 0;
+    std::vector<std::int64_t> lat;
+    std::string plan;
+    for (std::size_t q = 0; q < fq; ++q) {
+      shoal::index::detail::TopK top(kK);
+      for (std::uint64_t l : matching) top.push(kt.l2sq(queries.row(q), base.row(l), dim), l);
+      const auto truth = top.take_sorted();
+      SearchRequest req;
+      req.query = std::span<const float>(queries.row(q), dim);
+      req.k = kK;
+      req.ef = 32;
+      req.filter = &pred;
+      req.matching_labels = std::span<const std::uint64_t>(matching);
+      const MonoTime t0 = now_mono();
+      auto r = keep_sq8->search(req);
+      lat.push_back((now_mono() - t0).ns());
+      if (!r.ok()) return 1;
+      plan = std::string(plan_name(r->plan));
+      full += r->neighbors.size() == kK;
+      std::set<std::uint64_t> t;
+      for (const auto& n : truth) t.insert(n.label);
+      for (const auto& n : r->neighbors) hits += t.count(n.label);
+      total += truth.size();
+    }
+    std::sort(lat.begin(), lat.end());
+    std::printf("ann-filter contestant=shoal-sq8 selectivity=%.2f matching=%zu plan=%s recall=%.4f "
+                "full_k=%zu/%zu p50_us=%.1f\n",
+                sel, matching.size(), plan.c_str(), static_cast<double>(hits) / static_cast<double>(total),
+                full, fq, static_cast<double>(lat[lat.size() / 2]) / 1000.0);
+  }
+
+  // --- Human table ---
+  std::printf("\n%-12s %5s %8s %9s %9s %9s\n", "contestant", "ef", "recall", "qps", "p50_us", "p99_us");
+  for (const auto& p : points) {
+    std::printf("%-12s %5zu %8.4f %9.0f %9.1f %9.1f\n", p.contestant.c_str(), p.ef, p.recall, p.qps,
+                p.p50_us, p.p99_us);
+  }
+  std::printf("\n%-12s %10s %14s %14s\n", "build", "seconds", "rss_delta_MiB", "index_MiB");
+  for (const auto& b : builds) {
+    std::printf("%-12s %10.1f %14.1f %14.1f\n", b.name.c_str(), b.seconds,
+                static_cast<double>(b.rss_delta) / 1048576.0, static_cast<double>(b.index_bytes) / 1048576.0);
+  }
+  // Target check: best QPS at recall >= 0.95 for each contestant.
+  auto best_at = [&](const std::string& name) {
+    const Point* best = nullptr;
+    for (const auto& p : points) {
+      if (p.contestant == name && p.recall >= 0.95 && (!best || p.qps > best->qps)) best = &p;
+    }
+    return best;
+  };
+  const Point* h = best_at("hnswlib");
+  for (const char* name : {"shoal-sq8", "shoal"}) {
+    const Point* s = best_at(name);
+    if (h && s) {
+      std::printf("target (recall>=0.95): %s %.0f qps (ef=%zu, p99 %.1f us) vs hnswlib %.0f qps (ef=%zu): %.2fx\n",
+                  name, s->qps, s->ef, s->p99_us, h->qps, h->ef, s->qps / h->qps);
+    }
+  }
+  std::printf("peak rss: %.1f MiB\n", static_cast<double>(rss_bytes()) / 1048576.0);
+  return 0;
+}

@@ -1,0 +1,340 @@
+// node/capi/shoal.cpp: the C API (shoal.h) over the node core. Every entry point catches
+// exceptions (none should escape from our code, but the C boundary must never unwind) and turns
+// Statuses into codes plus the optional caller-owned error struct.
+#include "node/capi/shoal.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "node/core/data_dir.hpp"
+
+using namespace shoal;
+using namespace shoal::node;
+
+// The C codes are the C++ codes: pin them together.
+static_assert(SHOAL_EINVAL == static_cast<int>(Code::kInvalidArgument));
+static_assert(SHOAL_ENOTFOUND == static_cast<int>(Code::kNotFound));
+static_assert(SHOAL_ECONFLICT == static_cast<int>(Code::kConflict));
+static_assert(SHOAL_EUNAVAILABLE == static_cast<int>(Code::kUnavailable));
+static_assert(SHOAL_EOVERLOADED == static_cast<int>(Code::kOverloaded));
+static_assert(SHOAL_EUNAUTHENTICATED == static_cast<int>(Code::kUnauthenticated));
+static_assert(SHOAL_ECORRUPTION == static_cast<int>(Code::kCorruption));
+static_assert(SHOAL_EIO == static_cast<int>(Code::kIo));
+static_assert(SHOAL_EUNIMPLEMENTED == static_cast<int>(Code::kUnimplemented));
+static_assert(SHOAL_EINTERNAL == static_cast<int>(Code::kInternal));
+static_assert(SHOAL_E_DIMENSION == static_cast<int>(Detail::kDimensionMismatch));
+static_assert(SHOAL_E_NONFINITE == static_cast<int>(Detail::kNonFinite));
+static_assert(SHOAL_E_ZEROVECTOR == static_cast<int>(Detail::kZeroVector));
+static_assert(SHOAL_E_TOOLARGE == static_cast<int>(Detail::kTooLarge));
+static_assert(SHOAL_E_OUTOFRANGE == static_cast<int>(Detail::kOutOfRange));
+static_assert(SHOAL_E_MALFORMED == static_cast<int>(Detail::kMalformed));
+static_assert(SHOAL_E_UNKNOWNNAME == static_cast<int>(Detail::kUnknownName));
+static_assert(SHOAL_E_NOCOLLECTION == static_cast<int>(Detail::kNoSuchCollection));
+static_assert(SHOAL_E_NORECORD == static_cast<int>(Detail::kNoSuchRecord));
+static_assert(SHOAL_E_EXISTS == static_cast<int>(Detail::kAlreadyExists));
+static_assert(SHOAL_E_QUEUEFULL == static_cast<int>(Detail::kQueueFull));
+static_assert(SHOAL_E_QUOTA == static_cast<int>(Detail::kQuotaExceeded));
+static_assert(SHOAL_E_CHECKSUM == static_cast<int>(Detail::kChecksumMismatch));
+static_assert(SHOAL_E_TRUNCATED == static_cast<int>(Detail::kTruncated));
+static_assert(SHOAL_E_BADMAGIC == static_cast<int>(Detail::kBadMagic));
+static_assert(SHOAL_E_MAPFULL == static_cast<int>(Detail::kMapFull));
+static_assert(SHOAL_E_DISKFULL == static_cast<int>(Detail::kDiskFull));
+static_assert(SHOAL_E_VERSION == static_cast<int>(Detail::kVersionMismatch));
+static_assert(SHOAL_E_PARAMETERS == static_cast<int>(Detail::kParameterMismatch));
+static_assert(SHOAL_MAX_ID_BYTES == 256);
+
+struct shoal_options {
+  std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
+};
+
+struct shoal_db {
+  std::unique_ptr<OpenDataDir> dir;
+};
+
+struct shoal_meta {
+  Metadata metadata;
+};
+
+struct shoal_record {
+  GetResult result;
+  std::string metadata_json;
+};
+
+namespace {
+
+int report(const Status& s, shoal_error* err) {
+  const int code = static_cast<int>(s.full_code());
+  if (err != nullptr) {
+    err->code = code;
+    std::snprintf(err->message, sizeof(err->message), "%s", s.ok() ? "ok" : s.to_string().c_str());
+  }
+  return code;
+}
+
+int null_arg(const char* what, shoal_error* err) {
+  return report(Status(Code::kInvalidArgument, std::string(what) + " must not be NULL"), err);
+}
+
+// Runs `f` (returning Status) and converts anything thrown into kInternal.
+template <typename F>
+int guarded(shoal_error* err, F&& f) {
+  try {
+    return report(f(), err);
+  } catch (const std::bad_alloc&) {
+    return report(Status(Code::kOverloaded, "out of memory"), err);
+  } catch (const std::exception& e) {
+    return report(Status(Code::kInternal, std::string("unexpected exception: ") + e.what()), err);
+  } catch (...) {
+    return report(Status(Code::kInternal, "unexpected exception"), err);
+  }
+}
+
+Status set_meta(shoal_meta* meta, const char* key, MetaValue v) {
+  if (meta == nullptr || key == nullptr) return Status(Code::kInvalidArgument, "meta and key must not be NULL");
+  if (*key == '\0') return Status(Detail::kTooLarge, "metadata key must be 1..65535 bytes, got 0");
+  meta->metadata.fields.emplace_back(key, std::move(v));
+  meta->metadata.normalize();
+  return {};
+}
+
+Metadata copy_meta(const shoal_meta* meta) { return meta == nullptr ? Metadata{} : meta->metadata; }
+
+}  // namespace
+
+extern "C" {
+
+const char* shoal_version(void) { return "0.1.0"; }
+int shoal_version_number(void) { return SHOAL_VERSION_NUMBER; }
+
+const char* shoal_strerror(int code) {
+  switch (code) {
+    case SHOAL_OK: return "ok";
+    case SHOAL_E_DIMENSION: return "invalid argument: vector dimension mismatch";
+    case SHOAL_E_NONFINITE: return "invalid argument: NaN or infinity";
+    case SHOAL_E_ZEROVECTOR: return "invalid argument: zero vector under cosine";
+    case SHOAL_E_TOOLARGE: return "invalid argument: size above a limit";
+    case SHOAL_E_OUTOFRANGE: return "invalid argument: value out of range";
+    case SHOAL_E_MALFORMED: return "invalid argument: malformed input";
+    case SHOAL_E_UNKNOWNNAME: return "invalid argument: unknown name";
+    case SHOAL_E_NOCOLLECTION: return "not found: no such collection";
+    case SHOAL_E_NORECORD: return "not found: no such record";
+    case SHOAL_E_EXISTS: return "conflict: already exists";
+    case SHOAL_E_MAPFULL: return "I/O error: store reached its maximum size";
+    case SHOAL_E_DISKFULL: return "I/O error: disk full";
+    case SHOAL_E_VERSION: return "unimplemented: unsupported format version";
+    case SHOAL_E_PARAMETERS: return "unimplemented: parameters differ";
+    default: break;
+  }
+  const std::string_view name = code_name(primary_code(static_cast<std::uint32_t>(code)));
+  return name.data();  // code_name returns static, NUL-terminated literals
+}
+
+shoal_options* shoal_options_new(void) { return new (std::nothrow) shoal_options(); }
+void shoal_options_free(shoal_options* opts) { delete opts; }
+int shoal_options_set_max_store_bytes(shoal_options* opts, uint64_t bytes, shoal_error* err) {
+  if (opts == nullptr) return null_arg("opts", err);
+  if (bytes < (std::uint64_t{1} << 20)) {
+    return report(Status(Detail::kOutOfRange, "max store bytes must be at least 1048576, got " + std::to_string(bytes)), err);
+  }
+  opts->max_store_bytes = bytes;
+  return report({}, err);
+}
+
+int shoal_open(const char* path, const shoal_options* opts, shoal_db** out, shoal_error* err) {
+  if (path == nullptr) return null_arg("path", err);
+  if (out == nullptr) return null_arg("out", err);
+  *out = nullptr;
+  return guarded(err, [&]() -> Status {
+    DataDirOptions o;
+    if (opts != nullptr) o.max_store_bytes = opts->max_store_bytes;
+    SHOAL_ASSIGN_OR_RETURN(auto dir, open_data_dir(path, std::move(o)));
+    *out = new shoal_db{std::move(dir)};
+    return {};
+  });
+}
+
+void shoal_close(shoal_db* db) {
+  try {
+    delete db;
+  } catch (...) {
+  }
+}
+
+int shoal_collection_create(shoal_db* db, const char* name, uint32_t dimension, shoal_metric metric,
+                            shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (name == nullptr) return null_arg("name", err);
+  if (metric < SHOAL_METRIC_L2 || metric > SHOAL_METRIC_COSINE) {
+    return report(Status(Detail::kUnknownName, "unknown metric " + std::to_string(static_cast<int>(metric))), err);
+  }
+  return guarded(err, [&] {
+    CollectionSpec spec;
+    spec.name = name;
+    spec.dimension = dimension;
+    spec.metric = static_cast<Metric>(metric);
+    return db->dir->node().create_collection(spec);
+  });
+}
+
+int shoal_collection_drop(shoal_db* db, const char* name, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (name == nullptr) return null_arg("name", err);
+  return guarded(err, [&] { return db->dir->node().drop_collection(name); });
+}
+
+int shoal_collection_count(shoal_db* db, const char* name, uint64_t* out, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (name == nullptr) return null_arg("name", err);
+  if (out == nullptr) return null_arg("out", err);
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto info, db->dir->node().collection_info(name));
+    *out = info.live_records;
+    return {};
+  });
+}
+
+shoal_meta* shoal_meta_new(void) { return new (std::nothrow) shoal_meta(); }
+void shoal_meta_free(shoal_meta* meta) { delete meta; }
+int shoal_meta_set_string(shoal_meta* meta, const char* key, const char* value, shoal_error* err) {
+  if (value == nullptr) return null_arg("value", err);
+  return guarded(err, [&] { return set_meta(meta, key, std::string(value)); });
+}
+int shoal_meta_set_int(shoal_meta* meta, const char* key, int64_t value, shoal_error* err) {
+  return guarded(err, [&] { return set_meta(meta, key, std::int64_t{value}); });
+}
+int shoal_meta_set_float(shoal_meta* meta, const char* key, double value, shoal_error* err) {
+  return guarded(err, [&] { return set_meta(meta, key, value); });
+}
+int shoal_meta_set_bool(shoal_meta* meta, const char* key, int value, shoal_error* err) {
+  return guarded(err, [&] { return set_meta(meta, key, value != 0); });
+}
+
+int shoal_upsert(shoal_db* db, const char* collection, const char* id, size_t id_len,
+                 const float* vector, size_t dimension, const shoal_meta* meta, const char* model,
+                 shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (id == nullptr) return null_arg("id", err);
+  if (vector == nullptr && dimension != 0) return null_arg("vector", err);
+  return guarded(err, [&] {
+    RecordValue v;
+    v.vector.assign(vector, vector + dimension);
+    v.metadata = copy_meta(meta);
+    if (model != nullptr) v.model = model;
+    return db->dir->node().upsert(collection, std::string_view(id, id_len), std::move(v));
+  });
+}
+
+int shoal_upsert_batch(shoal_db* db, const char* collection, size_t count, const char* const* ids,
+                       const size_t* id_lens, const float* vectors, size_t dimension,
+                       const shoal_meta* const* metas, const char* model, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (count > 0 && (ids == nullptr || id_lens == nullptr || vectors == nullptr)) {
+    return null_arg("ids, id_lens and vectors", err);
+  }
+  return guarded(err, [&]() -> Status {
+    std::vector<RecordInput> recs;
+    recs.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (ids[i] == nullptr) return Status(Code::kInvalidArgument, "ids[" + std::to_string(i) + "] is NULL");
+      RecordValue v;
+      v.vector.assign(vectors + i * dimension, vectors + (i + 1) * dimension);
+      v.metadata = copy_meta(metas == nullptr ? nullptr : metas[i]);
+      if (model != nullptr) v.model = model;
+      recs.push_back(RecordInput{std::string(ids[i], id_lens[i]), std::move(v)});
+    }
+    return db->dir->node().upsert_batch(collection, std::move(recs));
+  });
+}
+
+int shoal_delete(shoal_db* db, const char* collection, const char* id, size_t id_len, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (id == nullptr) return null_arg("id", err);
+  return guarded(err, [&] { return db->dir->node().remove(collection, std::string_view(id, id_len)); });
+}
+
+int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_len, shoal_record** out,
+              shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (id == nullptr) return null_arg("id", err);
+  if (out == nullptr) return null_arg("out", err);
+  *out = nullptr;
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto r, db->dir->node().get(collection, std::string_view(id, id_len)));
+    auto rec = std::make_unique<shoal_record>();
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : r.siblings.at(0).value.metadata.fields) {
+      std::visit([&](const auto& x) { j[k] = x; }, v);
+    }
+    rec->metadata_json = j.dump();
+    rec->result = std::move(r);
+    *out = rec.release();
+    return {};
+  });
+}
+
+void shoal_record_free(shoal_record* rec) { delete rec; }
+
+const float* shoal_record_vector(const shoal_record* rec, size_t* dimension) {
+  return shoal_record_sibling_vector(rec, 0, dimension);
+}
+const char* shoal_record_model(const shoal_record* rec) {
+  return rec == nullptr ? nullptr : rec->result.siblings.at(0).value.model.c_str();
+}
+const char* shoal_record_metadata_json(const shoal_record* rec) {
+  return rec == nullptr ? nullptr : rec->metadata_json.c_str();
+}
+size_t shoal_record_sibling_count(const shoal_record* rec) {
+  return rec == nullptr ? 0 : rec->result.siblings.size();
+}
+const float* shoal_record_sibling_vector(const shoal_record* rec, size_t i, size_t* dimension) {
+  if (rec == nullptr || i >= rec->result.siblings.size()) {
+    if (dimension != nullptr) *dimension = 0;
+    return nullptr;
+  }
+  const auto& v = rec->result.siblings[i].value.vector;
+  if (dimension != nullptr) *dimension = v.size();
+  return v.data();
+}
+
+int shoal_search(shoal_db* db, const char* collection, const float* query, size_t dimension,
+                 uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
+                 size_t* count, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (query == nullptr && dimension != 0) return null_arg("query", err);
+  if (count == nullptr) return null_arg("count", err);
+  *count = 0;
+  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
+  if (capacity < k) {
+    return report(Status(Detail::kTooLarge, "k is " + std::to_string(k) + " but the hits array holds " +
+                                                std::to_string(capacity)), err);
+  }
+  return guarded(err, [&]() -> Status {
+    SearchOptions o;
+    o.k = k;
+    o.ef = ef;
+    if (filter != nullptr && *filter != '\0') {
+      SHOAL_ASSIGN_OR_RETURN(o.filter, parse_filter(filter));
+    }
+    SHOAL_ASSIGN_OR_RETURN(auto found, db->dir->node().search(collection, std::span<const float>(query, dimension), o));
+    for (std::size_t i = 0; i < found.size(); ++i) {
+      hits[i].distance = found[i].distance;
+      hits[i].id_len = found[i].id.size();
+      std::memcpy(hits[i].id, found[i].id.data(), found[i].id.size());
+      hits[i].id[found[i].id.size()] = '\0';
+    }
+    *count = found.size();
+    return {};
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,139 @@
+/* Proves the C API from C: open/close, collections, upsert (single and batch), get with the
+ * winner's vector and metadata, search into caller arrays, delete, typed error codes with the
+ * limit and value in the message, NULL-tolerant destructors, and persistence across reopen.
+ * Prints "N passed, M failed" and exits non-zero on any failure. Usage: shoal_capi_test DIR */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shoal.h"
+
+static int passed = 0, failed = 0;
+#define CHECK(cond)                                                    \
+  do {                                                                 \
+    if (cond) {                                                        \
+      ++passed;                                                        \
+    } else {                                                           \
+      ++failed;                                                        \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                  \
+  } while (0)
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s DIR\n", argv[0]);
+    return 2;
+  }
+  const char *dir = argv[1];
+  shoal_error err;
+  shoal_db *db = NULL;
+
+  CHECK(shoal_version_number() == SHOAL_VERSION_NUMBER);
+  CHECK(strcmp(shoal_version(), "0.1.0") == 0);
+  CHECK(strlen(shoal_strerror(SHOAL_E_DIMENSION)) > 0);
+  CHECK(strlen(shoal_strerror(0x7f01)) > 0); /* an unknown detail still names its primary code */
+
+  shoal_options *opts = shoal_options_new();
+  CHECK(opts != NULL);
+  CHECK(shoal_options_set_max_store_bytes(opts, 10, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "1048576") != NULL);
+  CHECK(shoal_options_set_max_store_bytes(opts, 1ull << 30, NULL) == SHOAL_OK);
+  CHECK(shoal_open(dir, opts, &db, &err) == SHOAL_OK);
+  shoal_options_free(opts);
+  CHECK(db != NULL);
+  if (db == NULL) {
+    fprintf(stderr, "open failed: %s\n", err.message);
+    return 1;
+  }
+
+  CHECK(shoal_collection_create(db, "items", 3, SHOAL_METRIC_L2, &err) == SHOAL_OK);
+  CHECK(shoal_collection_create(db, "items", 3, SHOAL_METRIC_L2, &err) == SHOAL_E_EXISTS);
+  CHECK((shoal_collection_create(db, "bad name", 3, SHOAL_METRIC_L2, &err) & 0xff) == SHOAL_EINVAL);
+  CHECK(shoal_collection_create(db, "x", 0, SHOAL_METRIC_L2, &err) == SHOAL_E_OUTOFRANGE);
+
+  const float a[3] = {0, 0, 0}, b[3] = {1, 0, 0};
+  shoal_meta *meta = shoal_meta_new();
+  CHECK(shoal_meta_set_string(meta, "color", "red", NULL) == SHOAL_OK);
+  CHECK(shoal_meta_set_int(meta, "year", 2024, NULL) == SHOAL_OK);
+  CHECK(shoal_meta_set_float(meta, "score", 0.5, NULL) == SHOAL_OK);
+  CHECK(shoal_meta_set_bool(meta, "ok", 1, NULL) == SHOAL_OK);
+  CHECK(shoal_upsert(db, "items", "a", 1, a, 3, meta, "model-1", &err) == SHOAL_OK);
+  CHECK(shoal_upsert(db, "items", "b", 1, b, 3, NULL, NULL, &err) == SHOAL_OK);
+  shoal_meta_free(meta);
+
+  /* Typed errors name the limit and the value, and change nothing. */
+  const float nan3[3] = {NAN, 0, 0};
+  CHECK(shoal_upsert(db, "items", "c", 1, a, 2, NULL, NULL, &err) == SHOAL_E_DIMENSION);
+  CHECK(err.code == SHOAL_E_DIMENSION);
+  CHECK(strstr(err.message, "dimension 2") != NULL && strstr(err.message, "3") != NULL);
+  CHECK(shoal_upsert(db, "items", "c", 1, nan3, 3, NULL, NULL, &err) == SHOAL_E_NONFINITE);
+  char long_id[300];
+  memset(long_id, 'x', sizeof long_id);
+  CHECK(shoal_upsert(db, "items", long_id, sizeof long_id, a, 3, NULL, NULL, &err) == SHOAL_E_TOOLARGE);
+  CHECK(strstr(err.message, "256") != NULL && strstr(err.message, "300") != NULL);
+  CHECK(shoal_upsert(db, "nope", "c", 1, a, 3, NULL, NULL, &err) == SHOAL_E_NOCOLLECTION);
+  CHECK(shoal_upsert(NULL, "items", "c", 1, a, 3, NULL, NULL, &err) == SHOAL_EINVAL);
+  uint64_t n = 0;
+  CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 2);
+
+  /* Batch: all or nothing. */
+  const char *ids[3] = {"p", "q", "r"};
+  size_t lens[3] = {1, 1, 1};
+  float vecs[9] = {2, 0, 0, 3, 0, 0, 4, 0, 0};
+  CHECK(shoal_upsert_batch(db, "items", 3, ids, lens, vecs, 3, NULL, NULL, &err) == SHOAL_OK);
+  vecs[8] = INFINITY;
+  const char *ids2[3] = {"s", "t", "u"};
+  CHECK(shoal_upsert_batch(db, "items", 3, ids2, lens, vecs, 3, NULL, NULL, &err) == SHOAL_E_NONFINITE);
+  CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 5);
+
+  /* Get. */
+  shoal_record *rec = NULL;
+  CHECK(shoal_get(db, "items", "a", 1, &rec, &err) == SHOAL_OK);
+  size_t dim = 0;
+  const float *v = shoal_record_vector(rec, &dim);
+  CHECK(dim == 3 && v != NULL && v[0] == 0.0f);
+  CHECK(strcmp(shoal_record_model(rec), "model-1") == 0);
+  CHECK(strstr(shoal_record_metadata_json(rec), "\"color\":\"red\"") != NULL);
+  CHECK(shoal_record_sibling_count(rec) == 1);
+  shoal_record_free(rec);
+  shoal_record_free(NULL);
+  CHECK(shoal_get(db, "items", "zz", 2, &rec, &err) == SHOAL_E_NORECORD);
+  CHECK(rec == NULL);
+
+  /* Search into a caller array. */
+  shoal_hit hits[4];
+  size_t count = 0;
+  const float q[3] = {0.9f, 0, 0};
+  CHECK(shoal_search(db, "items", q, 3, 2, 0, NULL, hits, 4, &count, &err) == SHOAL_OK);
+  CHECK(count == 2);
+  CHECK(strcmp(hits[0].id, "b") == 0 && hits[0].id_len == 1);
+  CHECK(fabsf(hits[0].distance - 0.01f) < 1e-5f);
+  CHECK(shoal_search(db, "items", q, 3, 4, 0, "color=red", hits, 4, &count, &err) == SHOAL_OK);
+  CHECK(count == 1 && strcmp(hits[0].id, "a") == 0);
+  CHECK(shoal_search(db, "items", q, 3, 0, 0, NULL, hits, 4, &count, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(shoal_search(db, "items", q, 3, 8, 0, NULL, hits, 4, &count, &err) == SHOAL_E_TOOLARGE);
+  CHECK(shoal_search(db, "items", q, 3, 2, 0, "color", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
+
+  /* Delete. */
+  CHECK(shoal_delete(db, "items", "b", 1, &err) == SHOAL_OK);
+  CHECK(shoal_delete(db, "items", "b", 1, &err) == SHOAL_E_NORECORD);
+  CHECK(shoal_search(db, "items", q, 3, 1, 0, NULL, hits, 4, &count, &err) == SHOAL_OK);
+  CHECK(count == 1 && strcmp(hits[0].id, "a") == 0);
+
+  /* A second open of the same directory is refused while the first is open. */
+  shoal_db *db2 = NULL;
+  CHECK((shoal_open(dir, NULL, &db2, &err) & 0xff) == SHOAL_EUNAVAILABLE);
+  shoal_close(db);
+  shoal_close(NULL);
+
+  /* Reopen: everything acknowledged is there. */
+  CHECK(shoal_open(dir, NULL, &db, &err) == SHOAL_OK);
+  CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 4);
+  CHECK(shoal_collection_drop(db, "items", &err) == SHOAL_OK);
+  CHECK(shoal_collection_count(db, "items", &n, &err) == SHOAL_E_NOCOLLECTION);
+  shoal_close(db);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,25 @@
+// Shared by kill9_test and kill9_writer: what batch b holds, derived from the seed alone.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/random.hpp"
+
+namespace shoal::kill9 {
+
+inline std::uint64_t batch_size(std::uint64_t seed, std::uint64_t b) {
+  std::uint64_t st = seed ^ (b * 0x9e3779b97f4a7c15ull);
+  return 1 + splitmix64(st) % 20;
+}
+inline std::string record_id(std::uint64_t b, std::uint64_t i) {
+  return "b" + std::to_string(b) + "-" + std::to_string(i);
+}
+inline std::vector<float> vector_of(std::uint64_t b, std::uint64_t i) {
+  std::vector<float> v(8);
+  for (std::size_t j = 0; j < v.size(); ++j) v[j] = static_cast<float>((b * 31 + i * 7 + j) % 97);
+  return v;
+}
+
+}  // namespace shoal::kill9

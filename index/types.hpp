@@ -94,8 +94,10 @@ struct SearchRequest {
   const LabelPredicate* filter = nullptr;
   // Optional: every label that matches the filter, when the caller (the node, which owns
   // metadata) has it at hand. Enables the exact scan of the matching set for selective filters.
-  // Labels unknown to the index are ignored. When both filter and matching_labels are given,
-  // a result must satisfy both.
+  // Labels unknown to the index are ignored. When both are given, the predicate decides
+  // membership on the graph path and matching_labels serves the exact path and the estimate;
+  // they must agree. With matching_labels alone, the graph path tests membership in a sorted
+  // copy (O(m log m) per search).
   std::optional<std::span<const std::uint64_t>> matching_labels;
   // Optional hint in (0, 1]: the share of records the filter matches, when matching_labels is
   // not given. Without either, a filter is assumed broad.

@@ -286,6 +286,7 @@ int main(int argc, char** argv) {
       if (pred(l)) matching.push_back(l);
     }
     std::size_t hits = 0, total = 0, full = 0;
+    std::uint64_t dists = 0;
     std::vector<std::int64_t> lat;
     std::string plan;
     for (std::size_t q = 0; q < fq; ++q) {
@@ -303,6 +304,7 @@ int main(int argc, char** argv) {
       lat.push_back((now_mono() - t0).ns());
       if (!r.ok()) return 1;
       plan = std::string(plan_name(r->plan));
+      dists += r->distance_count;
       full += r->neighbors.size() == kK;
       std::set<std::uint64_t> t;
       for (const auto& n : truth) t.insert(n.label);
@@ -311,9 +313,10 @@ int main(int argc, char** argv) {
     }
     std::sort(lat.begin(), lat.end());
     std::printf("ann-filter contestant=shoal-sq8 selectivity=%.2f matching=%zu plan=%s recall=%.4f "
-                "full_k=%zu/%zu p50_us=%.1f\n",
+                "full_k=%zu/%zu p50_us=%.1f distances=%.0f\n",
                 sel, matching.size(), plan.c_str(), static_cast<double>(hits) / static_cast<double>(total),
-                full, fq, static_cast<double>(lat[lat.size() / 2]) / 1000.0);
+                full, fq, static_cast<double>(lat[lat.size() / 2]) / 1000.0,
+                static_cast<double>(dists) / static_cast<double>(fq));
   }
 
   // --- Human table ---

@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   for (std::uint64_t b = first;; ++b) {
     std::vector<shoal::node::RecordInput> batch;
     for (std::uint64_t i = 0; i < shoal::kill9::batch_size(seed, b); ++i) {
-      batch.push_back({shoal::kill9::record_id(b, i), {shoal::kill9::vector_of(b, i), {}, ""}});
+      shoal::node::RecordValue v{shoal::kill9::vector_of(b, i), {}, ""};
+      v.metadata.fields = {{"batch", static_cast<std::int64_t>(b)}, {"i", static_cast<std::int64_t>(i)}};
+      batch.push_back({shoal::kill9::record_id(b, i), std::move(v)});
     }
     if (!node.upsert_batch("k", std::move(batch)).ok()) return 1;
     std::printf("a %llu\n", static_cast<unsigned long long>(b));

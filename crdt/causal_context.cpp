@@ -21,7 +21,8 @@ void CausalContext::compact(Row& row) {
     row.contiguous = std::max(row.contiguous, row.cloud[taken]);
     ++taken;
   }
-  if (taken > 0) row.cloud.erase(row.cloud.begin(), row.cloud.begin() + static_cast<std::ptrdiff_t>(taken));
+  if (taken > 0)
+    row.cloud.erase(row.cloud.begin(), row.cloud.begin() + static_cast<std::ptrdiff_t>(taken));
 }
 
 void CausalContext::add(const Dot& dot) {

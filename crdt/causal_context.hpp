@@ -26,8 +26,8 @@ namespace shoal::crdt {
 class CausalContext {
  public:
   struct Row {
-    std::uint64_t contiguous = 0;       // dots 1..contiguous are in the set
-    std::vector<std::uint64_t> cloud;   // further dots, sorted, each > contiguous + 1
+    std::uint64_t contiguous = 0;      // dots 1..contiguous are in the set
+    std::vector<std::uint64_t> cloud;  // further dots, sorted, each > contiguous + 1
 
     friend bool operator==(const Row&, const Row&) = default;
   };

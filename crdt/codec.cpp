@@ -46,7 +46,8 @@ class Reader {
   Status fixed64(std::uint64_t& out, const char* what) {
     if (remaining() < 8) return truncated(what);
     std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= std::uint64_t{bytes_[pos_ + static_cast<std::size_t>(i)]} << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      v |= std::uint64_t{bytes_[pos_ + static_cast<std::size_t>(i)]} << (8 * i);
     pos_ += 8;
     out = v;
     return ok_status();
@@ -172,7 +173,8 @@ Status read_context(Reader& r, CausalContext& out) {
     for (std::uint64_t k = 0; k < n; ++k) {
       std::uint64_t gap = 0;
       SHOAL_RETURN_IF_ERROR(r.varint(gap, "context cloud gap"));
-      if (last >= kMaxCounter || gap >= kMaxCounter - last - 1) return corrupt("context cloud counter at or above 2^62");
+      if (last >= kMaxCounter || gap >= kMaxCounter - last - 1)
+        return corrupt("context cloud counter at or above 2^62");
       last = last + gap + 1;
       row.cloud.push_back(last);
     }

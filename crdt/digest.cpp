@@ -12,9 +12,9 @@ namespace shoal::crdt {
 Status validate(const DigestConfig& config) {
   if (config.leaf_bits < 1 || config.leaf_bits > 24 || config.fanout_bits < 1 ||
       config.fanout_bits > config.leaf_bits) {
-    return Status(Detail::kOutOfRange, str_cat("digest tree leaf_bits ", config.leaf_bits,
-                                               " fanout_bits ", config.fanout_bits,
-                                               " outside 1..24 and 1..leaf_bits"));
+    return Status(Detail::kOutOfRange,
+                  str_cat("digest tree leaf_bits ", config.leaf_bits, " fanout_bits ",
+                          config.fanout_bits, " outside 1..24 and 1..leaf_bits"));
   }
   return ok_status();
 }
@@ -33,7 +33,8 @@ std::uint64_t record_digest(std::string_view id, std::span<const Entry> entries)
     std::size_t p = 0;
     std::memcpy(block.data(), e.dot.replica.identity.data(), ReplicaId::kIdentityBytes);
     p += ReplicaId::kIdentityBytes;
-    for (int i = 0; i < 4; ++i) block[p++] = static_cast<std::uint8_t>(e.dot.replica.incarnation >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+      block[p++] = static_cast<std::uint8_t>(e.dot.replica.incarnation >> (8 * i));
     for (int i = 0; i < 8; ++i) block[p++] = static_cast<std::uint8_t>(e.dot.counter >> (8 * i));
     for (int i = 0; i < 8; ++i) block[p++] = static_cast<std::uint8_t>(h >> (8 * i));
     h = hash64(block.data(), block.size(), kDigestSeed);
@@ -78,7 +79,8 @@ std::span<const std::uint64_t> DigestTree::level(std::size_t l) const noexcept {
   return levels_[l];
 }
 
-std::span<const std::uint64_t> DigestTree::children(std::size_t l, std::size_t index) const noexcept {
+std::span<const std::uint64_t> DigestTree::children(std::size_t l,
+                                                    std::size_t index) const noexcept {
   SHOAL_ASSERT(l + 1 < levels_.size());
   SHOAL_ASSERT(index < levels_[l].size());
   const std::size_t per = levels_[l + 1].size() / levels_[l].size();

@@ -33,8 +33,7 @@ Status HybridClock::observe(Hlc remote, WallTime now) noexcept {
   if (remote.physical_ms() > limit.physical_ms()) {
     return Status(Detail::kOutOfRange,
                   str_cat("remote clock ", remote.to_string(), " is more than ",
-                          max_forward_skew_.ms(), " ms ahead of local wall clock ",
-                          now.ms()));
+                          max_forward_skew_.ms(), " ms ahead of local wall clock ", now.ms()));
   }
   last_ = std::max(last_, remote);
   return ok_status();

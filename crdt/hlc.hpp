@@ -63,7 +63,8 @@ inline constexpr Duration kDefaultMaxForwardSkew = Duration::seconds(300);
 class HybridClock {
  public:
   // `last` is the persisted last() of an earlier run (zero for a new replica).
-  explicit HybridClock(Hlc last = Hlc(), Duration max_forward_skew = kDefaultMaxForwardSkew) noexcept
+  explicit HybridClock(Hlc last = Hlc(),
+                       Duration max_forward_skew = kDefaultMaxForwardSkew) noexcept
       : last_(last), max_forward_skew_(max_forward_skew) {}
 
   // A timestamp for a local event (an upsert), strictly greater than every value this clock has

@@ -28,8 +28,8 @@ void Delta::join(const Delta& other) {
 Status validate_record_id(std::string_view id) {
   if (id.empty()) return Status(Detail::kOutOfRange, "record id is empty");
   if (id.size() > kMaxRecordIdBytes) {
-    return Status(Detail::kTooLarge, str_cat("record id has ", id.size(), " bytes, limit ",
-                                             kMaxRecordIdBytes));
+    return Status(Detail::kTooLarge,
+                  str_cat("record id has ", id.size(), " bytes, limit ", kMaxRecordIdBytes));
   }
   return ok_status();
 }

@@ -41,7 +41,7 @@ namespace shoal::crdt {
 using RecordMap = std::map<std::string, Entries, std::less<>>;
 
 struct Delta {
-  RecordMap records;       // named records; an empty list names a delete
+  RecordMap records;  // named records; an empty list names a delete
   CausalContext context;
 
   bool empty() const noexcept { return records.empty() && context.empty(); }
@@ -120,7 +120,8 @@ class ORMap {
 
  private:
   // Joins one record and keeps records_ and digests_ in step. `remote_ctx` judges local entries.
-  bool join_one(std::string_view id, std::span<const Entry> remote, const CausalContext& remote_ctx);
+  bool join_one(std::string_view id, std::span<const Entry> remote,
+                const CausalContext& remote_ctx);
 
   RecordMap records_;
   CausalContext context_;

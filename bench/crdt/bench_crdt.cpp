@@ -78,14 +78,16 @@ int main() {
     std::vector<Delta> deltas(batches);
     for (auto& batch : deltas) {
       for (std::size_t i = 0; i < per; ++i) {
-        auto d = source.upsert(a, id_of(rng.uniform(kRecords)), payload(rng), Hlc::from_raw(clock++));
+        auto d =
+            source.upsert(a, id_of(rng.uniform(kRecords)), payload(rng), Hlc::from_raw(clock++));
         batch.join(*d);
       }
     }
     const MonoTime t0 = now_mono();
     for (const Delta& d : deltas) g_sink = g_sink + (target.join(d) ? 1 : 0);
     const double s = seconds_since(t0);
-    figures.push_back({"join_1000_record_delta_per_s", static_cast<double>(batches) / s, "joins/s"});
+    figures.push_back(
+        {"join_1000_record_delta_per_s", static_cast<double>(batches) / s, "joins/s"});
     figures.push_back({"join_1000_record_delta_records_per_s",
                        static_cast<double>(batches * per) / s, "records/s"});
     // Encoding and decoding those deltas (what sync does around a join).
@@ -126,7 +128,8 @@ int main() {
       g_sink = g_sink + out.size();
     }
     const double s = seconds_since(t0);
-    figures.push_back({"node_record_decode_join_encode_ns", s * 1e9 / static_cast<double>(n), "ns/record"});
+    figures.push_back(
+        {"node_record_decode_join_encode_ns", s * 1e9 / static_cast<double>(n), "ns/record"});
   }
 
   // Digest update per write.
@@ -149,7 +152,8 @@ int main() {
     const MonoTime t1 = now_mono();
     for (std::size_t i = 0; i < n; ++i) tree.update(static_cast<std::uint32_t>(i & 4095), i, i + 1);
     const double s2 = seconds_since(t1);
-    figures.push_back({"digest_tree_update_only_ns", s2 * 1e9 / static_cast<double>(n), "ns/write"});
+    figures.push_back(
+        {"digest_tree_update_only_ns", s2 * 1e9 / static_cast<double>(n), "ns/write"});
   }
 
   // Metadata bytes per live record (single-entry records, as almost all are).
@@ -188,8 +192,10 @@ int main() {
   std::printf("bench_crdt: %zu live records, %zu-byte payloads, one thread, converged=%s\n\n",
               kRecords, kPayloadBytes, converged ? "yes" : "NO");
   std::printf("%-42s %16s  %s\n", "figure", "value", "unit");
-  for (const Figure& f : figures) std::printf("%-42s %16.1f  %s\n", f.name.c_str(), f.value, f.unit.c_str());
+  for (const Figure& f : figures)
+    std::printf("%-42s %16.1f  %s\n", f.name.c_str(), f.value, f.unit.c_str());
   std::printf("\n");
-  for (const Figure& f : figures) std::printf("BENCH %s %.3f %s\n", f.name.c_str(), f.value, f.unit.c_str());
+  for (const Figure& f : figures)
+    std::printf("BENCH %s %.3f %s\n", f.name.c_str(), f.value, f.unit.c_str());
   return converged ? 0 : 1;
 }

@@ -3,9 +3,9 @@
 // decoders are robust: every strict prefix of a valid encoding, random bytes, and valid
 // encodings with random bytes flipped, inserted or removed are refused with a Status or decode
 // to values that satisfy every invariant, never a crash (run under ASan/UBSan too).
-#include "crdt_test_util.hpp"
-
 #include "crdt/codec.hpp"
+
+#include "crdt_test_util.hpp"
 
 using namespace shoal::crdt;
 using namespace shoal::crdt::testing;
@@ -113,7 +113,8 @@ TEST_CASE("decoders refuse truncated, corrupted and random bytes without crashin
         if (kind == 0) {
           x[at] = static_cast<std::uint8_t>(x[at] ^ (1u << rng.uniform(8)));
         } else if (kind == 1) {
-          x.insert(x.begin() + static_cast<std::ptrdiff_t>(at), static_cast<std::uint8_t>(rng.next_u32()));
+          x.insert(x.begin() + static_cast<std::ptrdiff_t>(at),
+                   static_cast<std::uint8_t>(rng.next_u32()));
         } else {
           x.erase(x.begin() + static_cast<std::ptrdiff_t>(at));
         }
@@ -123,7 +124,8 @@ TEST_CASE("decoders refuse truncated, corrupted and random bytes without crashin
     // Pure noise, with a valid version byte most of the time so decoding goes deeper.
     for (int i = 0; i < 20'000; ++i) {
       Bytes x(static_cast<std::size_t>(rng.uniform(64)));
-      for (auto& b : x) b = static_cast<std::uint8_t>(rng.uniform(4) == 0 ? rng.next_u32() : rng.uniform(3));
+      for (auto& b : x)
+        b = static_cast<std::uint8_t>(rng.uniform(4) == 0 ? rng.next_u32() : rng.uniform(3));
       if (!x.empty() && rng.bernoulli(0.9)) x[0] = kFormatVersion;
       decode_everything(x);
     }

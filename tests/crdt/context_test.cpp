@@ -3,7 +3,6 @@
 // associative, idempotent union, and the representation stays compacted (equal sets compare
 // equal; a filled gap leaves no cloud).
 #include <catch2/catch.hpp>
-
 #include <set>
 
 #include "common/random.hpp"

@@ -5,12 +5,11 @@
 // intended semantics computed from the operation log alone: an upsert survives unless some later
 // operation on its id observed it (so concurrent upserts stay as siblings, an upsert concurrent
 // with a delete survives, and a delete after observing removes). Winners agree everywhere.
-#include "crdt_test_util.hpp"
-
 #include <map>
 #include <set>
 
 #include "common/time.hpp"
+#include "crdt_test_util.hpp"
 
 using namespace shoal::crdt;
 using namespace shoal::crdt::testing;
@@ -137,7 +136,8 @@ void run_scenario(Rng& rng, std::size_t n) {
 
   const RecordMap expected = model.expected();
   for (std::size_t i = 0; i < n; ++i) {
-    INFO("replica " << i << "\n" << replicas[i].to_string() << "vs replica 0\n"
+    INFO("replica " << i << "\n"
+                    << replicas[i].to_string() << "vs replica 0\n"
                     << replicas[0].to_string());
     REQUIRE(replicas[i].check_invariants_for_testing());
     REQUIRE(replicas[i] == replicas[0]);
@@ -194,7 +194,7 @@ TEST_CASE("an upsert concurrent with a delete survives; a delete after observing
   auto d0 = ra.upsert(a, "k", Bytes{1}, Hlc::from_parts(1, 0));
   REQUIRE(d0.ok());
   rb.join(*d0);
-  auto del = ra.remove("k");                                   // observed v1
+  auto del = ra.remove("k");                                     // observed v1
   auto up = rb.upsert(b, "k", Bytes{2}, Hlc::from_parts(2, 0));  // concurrent
   REQUIRE(del.ok());
   REQUIRE(up.ok());

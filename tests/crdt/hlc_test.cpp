@@ -3,10 +3,11 @@
 // millisecond part, a clock that observed a remote value ticks above it even when the remote
 // wall clock is skewed ahead, and a remote clock beyond the allowed forward skew is refused with
 // kOutOfRange without moving the local clock.
+#include "crdt/hlc.hpp"
+
 #include <catch2/catch.hpp>
 
 #include "common/random.hpp"
-#include "crdt/hlc.hpp"
 
 using namespace shoal::crdt;
 using shoal::Duration;
@@ -46,8 +47,9 @@ TEST_CASE("hlc ticks are strictly monotone under random wall clocks and remote c
   for (int i = 0; i < 100'000; ++i) {
     wall += rng.uniform_range(-2000, 2000);
     if (rng.bernoulli(0.3)) {
-      const Hlc remote = Hlc::from_parts(static_cast<std::uint64_t>(wall + rng.uniform_range(-1000, 1000)),
-                                         static_cast<std::uint16_t>(rng.next_u32()));
+      const Hlc remote =
+          Hlc::from_parts(static_cast<std::uint64_t>(wall + rng.uniform_range(-1000, 1000)),
+                          static_cast<std::uint16_t>(rng.next_u32()));
       REQUIRE(c.observe(remote, ms(wall)).ok());
       const Hlc t = c.tick(ms(wall));
       REQUIRE(t > remote);

@@ -30,29 +30,28 @@ RandomHistory make_history(Rng& rng) {
 
 }  // namespace
 
-TEST_CASE("join is commutative, associative and idempotent on random states",
-          "[crdt][property]") {
+TEST_CASE("join is commutative, associative and idempotent on random states", "[crdt][property]") {
   for (std::uint64_t seed : test_seeds()) {
-  INFO("seed " << seed);
-  Rng rng(seed);
-  const int cases = kCases;
-  for (int c = 0; c < cases; ++c) {
-    INFO("case " << c);
-    RandomHistory h = make_history(rng);
-    const ORMap a = h.random_state();
-    h.step();
-    const ORMap b = h.random_state();
-    h.step();
-    const ORMap x = h.random_state();
+    INFO("seed " << seed);
+    Rng rng(seed);
+    const int cases = kCases;
+    for (int c = 0; c < cases; ++c) {
+      INFO("case " << c);
+      RandomHistory h = make_history(rng);
+      const ORMap a = h.random_state();
+      h.step();
+      const ORMap b = h.random_state();
+      h.step();
+      const ORMap x = h.random_state();
 
-    const ORMap ab = joined(a, b);
-    REQUIRE(ab.check_invariants_for_testing());
-    REQUIRE(ab == joined(b, a));
-    REQUIRE(ab.digests() == joined(b, a).digests());
-    REQUIRE(joined(ab, x) == joined(a, joined(b, x)));
-    REQUIRE(joined(a, a) == a);
-    REQUIRE(joined(ab, a) == ab);  // absorption: a state joins idempotently into any later one
-  }
+      const ORMap ab = joined(a, b);
+      REQUIRE(ab.check_invariants_for_testing());
+      REQUIRE(ab == joined(b, a));
+      REQUIRE(ab.digests() == joined(b, a).digests());
+      REQUIRE(joined(ab, x) == joined(a, joined(b, x)));
+      REQUIRE(joined(a, a) == a);
+      REQUIRE(joined(ab, a) == ab);  // absorption: a state joins idempotently into any later one
+    }
   }
 }
 

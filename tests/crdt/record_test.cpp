@@ -1,9 +1,9 @@
 // Proves the per-record join on hand-written cases that name each branch of the conflict rule
 // (kept on both sides, kept because unseen, removed because seen, adopted, refused because
 // already removed) and the winner order (clock, then replica id, then counter).
-#include <catch2/catch.hpp>
-
 #include "crdt/record.hpp"
+
+#include <catch2/catch.hpp>
 
 using namespace shoal::crdt;
 

@@ -5,9 +5,9 @@
 // join, in both directions; an interrupted session (no context merge) leaves a valid state that
 // later converges; and merging the sender's context too early (the trap of DESIGN.md section 4)
 // does lose a record, so the rule is necessary.
-#include "crdt_test_util.hpp"
-
 #include <set>
+
+#include "crdt_test_util.hpp"
 
 using namespace shoal::crdt;
 using namespace shoal::crdt::testing;
@@ -29,7 +29,8 @@ std::set<std::uint32_t> buckets_that_differ(const ORMap& x, const ORMap& y) {
     const Entries* other = y.find(id);
     std::set<Dot> a, b;
     for (const Entry& en : e) a.insert(en.dot);
-    if (other) for (const Entry& en : *other) b.insert(en.dot);
+    if (other)
+      for (const Entry& en : *other) b.insert(en.dot);
     if (a != b) out.insert(x.digests().bucket_of(id));
   }
   for (const auto& [id, e] : y.records()) {
@@ -99,8 +100,7 @@ TEST_CASE("bucket repair after random divergence equals the full join", "[crdt][
   }
 }
 
-TEST_CASE("an interrupted repair session merges no context and stays correct",
-          "[crdt][property]") {
+TEST_CASE("an interrupted repair session merges no context and stays correct", "[crdt][property]") {
   for (std::uint64_t seed : test_seeds()) {
     INFO("seed " << seed);
     Rng rng(seed);
@@ -108,7 +108,8 @@ TEST_CASE("an interrupted repair session merges no context and stays correct",
     ORMap x = states[0];
     const ORMap& y = states[1];
     const auto diff = x.digests().differing_buckets(y.digests());
-    std::vector<std::uint32_t> part(diff.begin(), diff.begin() + static_cast<std::ptrdiff_t>(diff.size() / 2));
+    std::vector<std::uint32_t> part(diff.begin(),
+                                    diff.begin() + static_cast<std::ptrdiff_t>(diff.size() / 2));
     x.join_repair(y.slice_buckets(part), part);  // then the link dies: no merge_context
     REQUIRE(x.check_invariants_for_testing());
     // A third replica syncing with the half-repaired x loses nothing y or x had.

@@ -4,11 +4,10 @@
 // (only records it upserted concurrently survive, as the semantics say). And the causal context
 // of the deleting replica, and of a replica receiving the deletes out of order, does not grow
 // with the number of deletes: it stays one compacted row per replica.
-#include "crdt_test_util.hpp"
-
 #include <set>
 
 #include "crdt/codec.hpp"
+#include "crdt_test_util.hpp"
 
 using namespace shoal::crdt;
 using namespace shoal::crdt::testing;

@@ -322,6 +322,7 @@ int shoal_search(shoal_db* db, const char* collection, const float* query, size_
     SearchOptions o;
     o.k = k;
     o.ef = ef;
+    o.with_metadata = false;
     if (filter != nullptr && *filter != '\0') {
       SHOAL_ASSIGN_OR_RETURN(o.filter, parse_filter(filter));
     }

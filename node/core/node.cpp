@@ -19,7 +19,6 @@ namespace {
 constexpr std::uint8_t kCatalogueVersion = 1;
 constexpr std::uint8_t kRecordVersion = 1;
 constexpr std::string_view kReplicaKey = "node.replica";
-constexpr std::string_view kHlcKey = "node.hlc";
 constexpr std::string_view kNextCollectionKey = "node.next_collection_id";
 
 template <typename T>
@@ -42,13 +41,37 @@ std::string u32_be(std::uint32_t v) {
   return s;
 }
 
+// Records are keyed (collection id, repair bucket, record id), all big-endian, so one repair
+// bucket of one collection is one contiguous range scan (docs/storage.md).
+constexpr std::size_t kRecordKeyPrefix = 4 + 2;
+static_assert(crdt::DigestConfig{}.leaf_bits <= 16, "the bucket must fit the key's 2 bytes");
+
 std::string record_key(std::uint32_t cid, std::string_view id) {
   std::string k = u32_be(cid);
+  const std::uint32_t bucket = crdt::bucket_of(id, crdt::DigestConfig{}.leaf_bits);
+  k += static_cast<char>((bucket >> 8) & 0xff);
+  k += static_cast<char>(bucket & 0xff);
   k += id;
   return k;
 }
 
-std::string label_key(std::uint32_t cid) { return "node.next_label." + std::to_string(cid); }
+// A collection's durable state besides its records, written with every change to it (one small
+// value, so a write touches few pages): u8 version | u64 next label | u64 last HLC | context.
+constexpr std::uint8_t kCollectionStateVersion = 1;
+
+std::string encode_collection_state(std::uint64_t next_label, crdt::Hlc hlc,
+                                    const crdt::CausalContext& ctx) {
+  crdt::Bytes b;
+  crdt::encode_context(ctx, b);
+  std::string out;
+  out.reserve(17 + b.size());
+  out += static_cast<char>(kCollectionStateVersion);
+  std::uint64_t raw = hlc.raw();
+  out.append(reinterpret_cast<const char*>(&next_label), 8);
+  out.append(reinterpret_cast<const char*>(&raw), 8);
+  out.append(reinterpret_cast<const char*>(b.data()), b.size());
+  return out;
+}
 
 std::span<const std::uint8_t> as_bytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
@@ -186,6 +209,7 @@ struct Node::Pending {
   std::uint64_t next_label = 1;
   std::uint64_t seq = 0;
   std::uint64_t oldest = 1;
+  bool state_dirty = false;  // the collection state (context, label counter) must be written
 };
 
 Node::Node(store::Store& store, NodeOptions options) : store_(&store), options_(std::move(options)) {}
@@ -235,12 +259,6 @@ Status Node::load() {
     }
   }
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
-  if (auto h = txn->get(Table::kMeta, kHlcKey); h.ok()) {
-    std::string_view v = *h;
-    std::uint64_t raw = 0;
-    if (!get_le(v, raw)) return Status(Code::kCorruption, "bad clock", "meta/node.hlc");
-    clock_ = crdt::HybridClock(crdt::Hlc::from_raw(raw));
-  }
   if (auto n = txn->get(Table::kMeta, kNextCollectionKey); n.ok()) {
     std::string_view v = *n;
     if (!get_le(v, next_collection_id_)) return Status(Code::kCorruption, "bad collection counter");
@@ -272,17 +290,22 @@ Status Node::load() {
 
 Status Node::load_collection(Collection& c) {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
-  auto ctx_bytes = txn->get(Table::kContexts, u32_be(c.id));
-  if (ctx_bytes.ok()) {
-    auto ctx = crdt::decode_context(as_bytes(*ctx_bytes));
+  auto state = txn->get(Table::kContexts, u32_be(c.id));
+  if (state.ok()) {
+    std::string_view v = *state;
+    std::uint8_t version = 0;
+    std::uint64_t hlc = 0;
+    if (!get_le(v, version) || version != kCollectionStateVersion || !get_le(v, c.next_label) ||
+        !get_le(v, hlc)) {
+      return Status(Code::kCorruption, "undecodable collection state", "contexts/" + c.spec.name);
+    }
+    auto ctx = crdt::decode_context(as_bytes(v));
     if (!ctx.ok()) return ctx.status().with_context("contexts/" + c.spec.name);
     c.ctx = std::move(ctx).value();
-  } else if (ctx_bytes.status().code() != Code::kNotFound) {
-    return ctx_bytes.status();
-  }
-  if (auto nl = txn->get(Table::kMeta, label_key(c.id)); nl.ok()) {
-    std::string_view v = *nl;
-    if (!get_le(v, c.next_label)) return Status(Code::kCorruption, "bad label counter");
+    // The node's clock resumes above every clock it persisted.
+    if (crdt::Hlc::from_raw(hlc) > clock_.last()) clock_ = crdt::HybridClock(crdt::Hlc::from_raw(hlc));
+  } else if (state.status().code() != Code::kNotFound) {
+    return state.status();
   }
   // One pass over the records: labels, metadata, digests, and the vectors for a rebuild.
   std::vector<std::uint64_t> labels;
@@ -291,7 +314,7 @@ Status Node::load_collection(Collection& c) {
   const std::string prefix = u32_be(c.id);
   SHOAL_RETURN_IF_ERROR(txn->scan(
       Table::kRecords, store::Range::prefix(prefix), [&](std::string_view k, std::string_view v) {
-        std::string_view id = k.substr(prefix.size());
+        std::string_view id = k.substr(kRecordKeyPrefix);
         auto rec = decode_record(v, k);
         if (!rec.ok()) {
           decode_error = rec.status();
@@ -445,7 +468,6 @@ Status Node::drop_collection(std::string_view name) {
                                   }));
   for (const auto& k : keys) SHOAL_RETURN_IF_ERROR(txn->del(Table::kRecords, k));
   SHOAL_RETURN_IF_ERROR(txn->del(Table::kContexts, u32_be(c->id)));
-  SHOAL_RETURN_IF_ERROR(txn->del(Table::kMeta, label_key(c->id)));
   SHOAL_RETURN_IF_ERROR(txn->del(Table::kCatalogue, name));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   if (!options_.snapshot_dir.empty()) {
@@ -499,12 +521,10 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
   merged.merge(delta.context);
   if (!(merged == pending.ctx)) {
     pending.ctx = std::move(merged);
-    crdt::Bytes b;
-    crdt::encode_context(pending.ctx, b);
-    SHOAL_RETURN_IF_ERROR(txn.put(Table::kContexts, u32_be(c.id), as_view(b)));
     changed = true;
   }
   if (!changed) return {};
+  pending.state_dirty = true;
   std::string entry;
   put_le<std::uint32_t>(entry, c.id);
   crdt::Bytes b;
@@ -516,6 +536,12 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
     SHOAL_RETURN_IF_ERROR(txn.del(Table::kDeltas, store::encode_u64_be(pending.oldest++)));
   }
   return {};
+}
+
+Status Node::write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending,
+                         crdt::Hlc hlc) {
+  if (!pending.state_dirty) return {};
+  return txn.put(Table::kContexts, u32_be(c.id), encode_collection_state(pending.next_label, hlc, pending.ctx));
 }
 
 void Node::apply_pending(Collection& c, Pending& pending) {
@@ -610,12 +636,7 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
     delta.context.add(dot);
     SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
   }
-  std::string hlc;
-  put_le<std::uint64_t>(hlc, clock.last().raw());
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kHlcKey, hlc));
-  std::string next_label;
-  put_le<std::uint64_t>(next_label, pending.next_label);
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, label_key(c->id), next_label));
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   clock_ = clock;
   apply_pending(*c, pending);
@@ -641,6 +662,7 @@ Status Node::remove(std::string_view collection, std::string_view id) {
   for (const auto& e : local.entries) delta.context.add(e.dot);
   Pending pending{c->ctx, {}, c->next_label, delta_seq_, delta_oldest_};
   SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   apply_pending(*c, pending);
   return {};
@@ -721,7 +743,11 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   for (const auto& nb : result.neighbors) {
     SHOAL_ASSERT(nb.label < c->docs.size() && !c->docs[nb.label].id.empty());
     const auto& d = c->docs[nb.label];
-    hits.push_back(Hit{d.id, nb.distance, d.metadata, d.model});
+    if (options.with_metadata) {
+      hits.push_back(Hit{d.id, nb.distance, d.metadata, d.model});
+    } else {
+      hits.push_back(Hit{d.id, nb.distance, {}, {}});
+    }
   }
   return hits;
 }
@@ -767,7 +793,7 @@ Result<crdt::ORMap> Node::crdt_state_for_testing(std::string_view collection) co
                                       err = rec.status();
                                       return false;
                                     }
-                                    all.records.emplace(std::string(k.substr(prefix.size())),
+                                    all.records.emplace(std::string(k.substr(kRecordKeyPrefix)),
                                                         std::move(rec->entries));
                                     return true;
                                   }));

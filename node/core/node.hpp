@@ -100,6 +100,9 @@ struct SearchOptions {
   std::uint32_t k = 10;
   std::uint32_t ef = 0;  // 0: the collection's ef_search
   Filter filter;
+  // Copy each hit's metadata and model tag into the result (callers that need only ids and
+  // distances, such as shoal_search, turn it off).
+  bool with_metadata = true;
 };
 
 struct NodeStats {
@@ -181,6 +184,8 @@ class Node {
   Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
                             Pending& pending);
   void apply_pending(Collection& c, Pending& pending);
+  // Writes the collection's state (context, label counter, clock) when the transaction changed it.
+  Status write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending, crdt::Hlc hlc);
   Status commit_delta(Collection& c, const crdt::Delta& delta);
   WallTime wall_now() const;
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang-14 (ASan+UBSan) into build-fuzz and runs each for N
+# seconds (default 60), starting from a generated seed corpus kept in build-fuzz/corpus/.
+# Crashing inputs are written to build-fuzz/artifacts/<target>/; reproduce one with
+#   build-fuzz/tests/fuzz/<target> <file>
+# Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seconds="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(fuzz_transport_decode fuzz_crdt_delta)
+fi
+build="$root/build-fuzz"
+
+cmake -S "$root" -B "$build" -DSHOAL_FUZZ=ON -DSHOAL_ASAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 \
+  -DSHOAL_BUILD_EXAMPLES=OFF -DSHOAL_BUILD_BENCH=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" shoal_fuzz_seed_corpus
+
+mkdir -p "$build/corpus/fuzz_transport_decode" "$build/corpus/fuzz_crdt_delta"
+"$build/tests/fuzz/shoal_fuzz_seed_corpus" "$build/corpus/fuzz_transport_decode" \
+  "$build/corpus/fuzz_crdt_delta"
+
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "$build/artifacts/$t"
+  echo "== $t: ${seconds}s"
+  if ! "$build/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
+      -artifact_prefix="$build/artifacts/$t/" "$build/corpus/$t"; then
+    echo "== $t: FAILED (see $build/artifacts/$t/)"
+    status=1
+  fi
+done
+exit $status

@@ -6,211 +6,11 @@
 #include <random>
 #include <unordered_map>
 
-#include "crdt/codec.hpp"
-#include "crdt/digest.hpp"
-#include "index/hnsw_index.hpp"
+#include "node/core/node_internal.hpp"
 
 namespace shoal::node {
 
-using store::Table;
-
-namespace {
-
-constexpr std::uint8_t kCatalogueVersion = 1;
-constexpr std::uint8_t kRecordVersion = 1;
-constexpr std::string_view kReplicaKey = "node.replica";
-constexpr std::string_view kNextCollectionKey = "node.next_collection_id";
-
-template <typename T>
-void put_le(std::string& out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.append(b, sizeof(T));
-}
-template <typename T>
-bool get_le(std::string_view& in, T& v) {
-  if (in.size() < sizeof(T)) return false;
-  std::memcpy(&v, in.data(), sizeof(T));
-  in.remove_prefix(sizeof(T));
-  return true;
-}
-
-std::string u32_be(std::uint32_t v) {
-  std::string s(4, '\0');
-  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
-  return s;
-}
-
-// Records are keyed (collection id, repair bucket, record id), all big-endian, so one repair
-// bucket of one collection is one contiguous range scan (docs/storage.md).
-constexpr std::size_t kRecordKeyPrefix = 4 + 2;
-static_assert(crdt::DigestConfig{}.leaf_bits <= 16, "the bucket must fit the key's 2 bytes");
-
-std::string record_key(std::uint32_t cid, std::string_view id) {
-  std::string k = u32_be(cid);
-  const std::uint32_t bucket = crdt::bucket_of(id, crdt::DigestConfig{}.leaf_bits);
-  k += static_cast<char>((bucket >> 8) & 0xff);
-  k += static_cast<char>(bucket & 0xff);
-  k += id;
-  return k;
-}
-
-// A collection's durable state besides its records, written with every change to it (one small
-// value, so a write touches few pages): u8 version | u64 next label | u64 last HLC | context.
-constexpr std::uint8_t kCollectionStateVersion = 1;
-
-std::string encode_collection_state(std::uint64_t next_label, crdt::Hlc hlc,
-                                    const crdt::CausalContext& ctx) {
-  crdt::Bytes b;
-  crdt::encode_context(ctx, b);
-  std::string out;
-  out.reserve(17 + b.size());
-  out += static_cast<char>(kCollectionStateVersion);
-  std::uint64_t raw = hlc.raw();
-  out.append(reinterpret_cast<const char*>(&next_label), 8);
-  out.append(reinterpret_cast<const char*>(&raw), 8);
-  out.append(reinterpret_cast<const char*>(b.data()), b.size());
-  return out;
-}
-
-std::span<const std::uint8_t> as_bytes(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-std::string_view as_view(const crdt::Bytes& b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
-index::Metric to_index_metric(Metric m) {
-  switch (m) {
-    case Metric::kL2: return index::Metric::kL2;
-    case Metric::kInnerProduct: return index::Metric::kInnerProduct;
-    case Metric::kCosine: return index::Metric::kCosine;
-  }
-  return index::Metric::kL2;
-}
-
-index::IndexParams index_params(const CollectionSpec& s) {
-  index::IndexParams p;
-  p.dimension = s.dimension;
-  p.metric = to_index_metric(s.metric);
-  p.m = s.m;
-  p.ef_construction = s.ef_construction;
-  p.ef_search = s.ef_search;
-  if (s.quantize) {
-    p.quantization = index::Quantization::kInt8;
-    p.quant_min = s.quant_min;
-    p.quant_max = s.quant_max;
-  }
-  return p;
-}
-
-std::string encode_spec(const CollectionSpec& s, std::uint32_t id) {
-  std::string out;
-  put_le<std::uint8_t>(out, kCatalogueVersion);
-  put_le<std::uint32_t>(out, id);
-  put_le<std::uint32_t>(out, s.dimension);
-  put_le<std::uint8_t>(out, static_cast<std::uint8_t>(s.metric));
-  put_le<std::uint32_t>(out, s.m);
-  put_le<std::uint32_t>(out, s.ef_construction);
-  put_le<std::uint32_t>(out, s.ef_search);
-  put_le<std::uint8_t>(out, s.quantize ? 1 : 0);
-  put_le<float>(out, s.quant_min);
-  put_le<float>(out, s.quant_max);
-  return out;
-}
-
-Result<std::pair<CollectionSpec, std::uint32_t>> decode_spec(std::string_view name,
-                                                             std::string_view in) {
-  CollectionSpec s;
-  s.name = std::string(name);
-  std::uint8_t version = 0, metric = 0, quantize = 0;
-  std::uint32_t id = 0;
-  if (!get_le(in, version) || version != kCatalogueVersion || !get_le(in, id) ||
-      !get_le(in, s.dimension) || !get_le(in, metric) || metric > 2 || !get_le(in, s.m) ||
-      !get_le(in, s.ef_construction) || !get_le(in, s.ef_search) || !get_le(in, quantize) ||
-      quantize > 1 || !get_le(in, s.quant_min) || !get_le(in, s.quant_max) || !in.empty()) {
-    return Status(Code::kCorruption, "undecodable collection entry", "catalogue/" + s.name);
-  }
-  s.metric = static_cast<Metric>(metric);
-  s.quantize = quantize == 1;
-  return std::pair{s, id};
-}
-
-std::string encode_record(std::uint64_t label, const crdt::Entries& entries) {
-  crdt::Bytes b;
-  crdt::encode_entries(entries, b);
-  std::string out;
-  out.reserve(9 + b.size());
-  put_le<std::uint8_t>(out, kRecordVersion);
-  put_le<std::uint64_t>(out, label);
-  out += as_view(b);
-  return out;
-}
-
-struct StoredRecord {
-  std::uint64_t label = 0;
-  crdt::Entries entries;
-};
-
-Result<StoredRecord> decode_record(std::string_view in, std::string_view key_for_errors) {
-  StoredRecord r;
-  std::uint8_t version = 0;
-  if (!get_le(in, version) || version != kRecordVersion || !get_le(in, r.label) || r.label == 0) {
-    return Status(Code::kCorruption, "undecodable record header", std::string(key_for_errors));
-  }
-  auto entries = crdt::decode_entries(as_bytes(in));
-  if (!entries.ok()) return entries.status().with_context(std::string(key_for_errors));
-  r.entries = std::move(entries).value();
-  return r;
-}
-
-Result<RecordValue> decode_entry_payload(const crdt::Entry& e) {
-  return decode_payload(as_view(e.payload));
-}
-
-}  // namespace
-
-// Per-collection in-memory state; all of it is derived from the store.
-struct Node::Collection {
-  CollectionSpec spec;
-  std::uint32_t id = 0;
-  crdt::CausalContext ctx;
-  crdt::DigestTree digests;
-  std::unique_ptr<index::HnswIndex> index;
-  struct Doc {
-    std::string id;  // empty: no live record has this label
-    Metadata metadata;
-    std::string model;
-  };
-  std::vector<Doc> docs;  // by label (label 0 unused)
-  std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
-  std::uint64_t next_label = 1;
-  std::uint64_t live = 0;
-
-  Doc& doc(std::uint64_t label) {
-    if (docs.size() <= label) docs.resize(label + 1);
-    return docs[label];
-  }
-  std::string snapshot_path(const std::string& dir) const {
-    return dir + "/collection-" + std::to_string(id) + ".hnsw";
-  }
-};
-
-// Effects of a write transaction, applied to memory only after it commits.
-struct Node::Pending {
-  struct Change {
-    std::string id;
-    std::uint64_t label = 0;
-    crdt::Entries before;
-    crdt::Entries after;
-  };
-  crdt::CausalContext ctx;
-  std::vector<Change> changes;
-  std::uint64_t next_label = 1;
-  std::uint64_t seq = 0;
-  std::uint64_t oldest = 1;
-  bool state_dirty = false;  // the collection state (context, label counter) must be written
-};
+using namespace detail;
 
 Node::Node(store::Store& store, NodeOptions options) : store_(&store), options_(std::move(options)) {}
 
@@ -247,9 +47,13 @@ Status Node::load() {
     } else if (rep.status().code() == Code::kNotFound) {
       // The device identity key (security/) will supply this; until then a random identity
       // from the OS, drawn once and persisted.
-      std::random_device rd;
-      for (auto& b : replica_.identity) b = static_cast<std::uint8_t>(rd());
-      replica_.incarnation = 0;
+      if (options_.identity) {
+        replica_ = *options_.identity;
+      } else {
+        std::random_device rd;
+        for (auto& b : replica_.identity) b = static_cast<std::uint8_t>(rd());
+        replica_.incarnation = 0;
+      }
       std::string v(reinterpret_cast<const char*>(replica_.identity.data()), replica_.identity.size());
       put_le<std::uint32_t>(v, replica_.incarnation);
       SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, v));
@@ -285,7 +89,7 @@ Status Node::load() {
     SHOAL_RETURN_IF_ERROR(load_collection(*c));
     collections_.emplace(c->spec.name, std::move(c));
   }
-  return {};
+  return load_peers();
 }
 
 Status Node::load_collection(Collection& c) {
@@ -368,13 +172,13 @@ Status Node::load_collection(Collection& c) {
             Table::kDeltas,
             store::Range{store::encode_u64_be(loaded->covered_position + 1), std::nullopt},
             [&](std::string_view, std::string_view v) {
-              std::uint32_t cid = 0;
-              if (!get_le(v, cid)) {
-                replay_error = Status(Code::kCorruption, "bad delta buffer entry");
+              auto entry = decode_buffer_entry(v);
+              if (!entry.ok()) {
+                replay_error = entry.status();
                 return false;
               }
-              if (cid != c.id) return true;
-              auto d = crdt::decode_delta(as_bytes(v));
+              if (entry->cid != c.id) return true;
+              auto d = crdt::decode_delta(as_bytes(entry->delta));
               if (!d.ok()) {
                 replay_error = d.status().with_context("deltas");
                 return false;
@@ -430,13 +234,17 @@ Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
 }
 
 Status Node::create_collection(const CollectionSpec& spec) {
+  std::unique_lock lock(mu_);
+  return create_collection_locked(spec).status();
+}
+
+Result<Node::Collection*> Node::create_collection_locked(const CollectionSpec& spec) {
   SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, options_.limits));
   if (spec.dimension == 0 || spec.dimension > options_.limits.max_dimension) {
     return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", options_.limits.max_dimension,
                                                ", got ", spec.dimension));
   }
   SHOAL_RETURN_IF_ERROR(index::validate_params(index_params(spec)));
-  std::unique_lock lock(mu_);
   if (find(spec.name) != nullptr) {
     return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
   }
@@ -452,8 +260,9 @@ Status Node::create_collection(const CollectionSpec& spec) {
   SHOAL_RETURN_IF_ERROR(txn->commit());
   next_collection_id_ = c->id + 1;
   open_report_.index_source[spec.name] = "empty";
+  Collection* out = c.get();
   collections_.emplace(spec.name, std::move(c));
-  return {};
+  return out;
 }
 
 Status Node::drop_collection(std::string_view name) {
@@ -494,8 +303,23 @@ Result<CollectionInfo> Node::collection_info(std::string_view name) const {
   return CollectionInfo{c->spec, c->id, c->live, c->index->memory().total()};
 }
 
+bool Node::join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx,
+                       std::span<const crdt::Entry> remote, const crdt::CausalContext& remote_ctx) const {
+  if (!options_.mutations.lww_join) return crdt::join_entries(local, local_ctx, remote, remote_ctx);
+  // Mutation under test: last writer wins, blind to causal contexts.
+  const crdt::Entry* best = crdt::winner(local);
+  for (const auto& e : remote) {
+    if (best == nullptr || crdt::loses_to(*best, e)) best = &e;
+  }
+  if (best == nullptr) return false;
+  crdt::Entries out{*best};
+  if (out == local) return false;
+  local = std::move(out);
+  return true;
+}
+
 Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
-                                Pending& pending) {
+                                Pending& pending, BufferCursor& cursor, const Origin* origin) {
   bool changed = false;
   for (const auto& [id, remote] : delta.records) {
     const std::string key = record_key(c.id, id);
@@ -507,7 +331,7 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
       return got.status();
     }
     crdt::Entries before = local.entries;
-    if (!crdt::join_entries(local.entries, pending.ctx, remote, delta.context)) continue;
+    if (!join_record(local.entries, pending.ctx, remote, delta.context)) continue;
     changed = true;
     if (local.entries.empty()) {
       SHOAL_RETURN_IF_ERROR(txn.del(Table::kRecords, key));
@@ -525,30 +349,45 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
   }
   if (!changed) return {};
   pending.state_dirty = true;
+  return append_delta(txn, c, delta, cursor, origin);
+}
+
+Status Node::append_delta(store::WriteTxn& txn, const Collection& c, const crdt::Delta& delta,
+                          BufferCursor& cursor, const Origin* origin) {
   std::string entry;
   put_le<std::uint32_t>(entry, c.id);
+  put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(origin == nullptr ? 0 : (origin->hot ? 3 : 1)));
+  if (origin != nullptr) entry += encode_replica(origin->peer);
   crdt::Bytes b;
   crdt::encode_delta(delta, b);
   entry += as_view(b);
-  SHOAL_RETURN_IF_ERROR(txn.put(Table::kDeltas, store::encode_u64_be(++pending.seq), entry));
-  // Bounded buffer: with no peers yet, the oldest entries go once it is full.
-  while (pending.seq - pending.oldest + 1 > options_.delta_buffer_max) {
-    SHOAL_RETURN_IF_ERROR(txn.del(Table::kDeltas, store::encode_u64_be(pending.oldest++)));
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kDeltas, store::encode_u64_be(++cursor.seq), entry));
+  // Bounded buffer: peers that fall further behind than this are repaired by digest.
+  while (cursor.seq - cursor.oldest + 1 > options_.delta_buffer_max) {
+    SHOAL_RETURN_IF_ERROR(txn.del(Table::kDeltas, store::encode_u64_be(cursor.oldest++)));
   }
   return {};
+}
+
+Node::BufferCursor Node::cursor() const { return BufferCursor{delta_seq_, delta_oldest_}; }
+
+void Node::commit_cursor(const BufferCursor& cursor) {
+  if (cursor.seq > delta_seq_) push_pending_ = true;
+  delta_seq_ = cursor.seq;
+  delta_oldest_ = cursor.oldest;
 }
 
 Status Node::write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending,
                          crdt::Hlc hlc) {
   if (!pending.state_dirty) return {};
+  // Mutation under test: the dot counter (in the context) is persisted only every 4th write.
+  if (options_.mutations.lazy_counter && (++lazy_counter_writes_ % 4) != 0) return {};
   return txn.put(Table::kContexts, u32_be(c.id), encode_collection_state(pending.next_label, hlc, pending.ctx));
 }
 
 void Node::apply_pending(Collection& c, Pending& pending) {
   c.ctx = std::move(pending.ctx);
   c.next_label = pending.next_label;
-  delta_seq_ = pending.seq;
-  delta_oldest_ = pending.oldest;
   // The final state of each touched label, in change order.
   std::map<std::uint64_t, const Pending::Change*> last;
   for (const auto& ch : pending.changes) {
@@ -616,7 +455,8 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
     }
   }
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  Pending pending{c->ctx, {}, c->next_label, delta_seq_, delta_oldest_};
+  Pending pending{c->ctx, {}, c->next_label};
+  BufferCursor cur = cursor();
   crdt::HybridClock clock = clock_;
   for (auto& r : records) {
     const std::string key = record_key(c->id, r.id);
@@ -634,11 +474,12 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
                       crdt::Bytes(payload.begin(), payload.end())};
     delta.records[r.id].push_back(std::move(entry));
     delta.context.add(dot);
-    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
   }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   clock_ = clock;
+  commit_cursor(cur);
   apply_pending(*c, pending);
   return {};
 }
@@ -660,10 +501,12 @@ Status Node::remove(std::string_view collection, std::string_view id) {
   crdt::Delta delta;
   delta.records[std::string(id)];  // named with no entries: a delete
   for (const auto& e : local.entries) delta.context.add(e.dot);
-  Pending pending{c->ctx, {}, c->next_label, delta_seq_, delta_oldest_};
-  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending));
+  Pending pending{c->ctx, {}, c->next_label};
+  BufferCursor cur = cursor();
+  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  commit_cursor(cur);
   apply_pending(*c, pending);
   return {};
 }

@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -37,6 +39,7 @@
 #include "crdt/replica.hpp"
 #include "node/core/record.hpp"
 #include "node/store/store.hpp"
+#include "transport/messages.hpp"
 
 namespace shoal::node {
 
@@ -60,6 +63,39 @@ struct CollectionInfo {
   std::uint64_t index_bytes = 0;
 };
 
+// How close a peer is (DESIGN.md section 5): hot peers (same site) get every delta at once;
+// warm peers (other sites) on a schedule.
+enum class Tier : std::uint8_t { kHot = 0, kWarm = 1 };
+
+struct SyncOptions {
+  // A delta batch not acknowledged within this time is sent again.
+  Duration retransmit_hot = Duration::millis(300);
+  Duration retransmit_warm = Duration::seconds(2);
+  // Warm peers get the buffered deltas at most this often.
+  Duration warm_push_interval = Duration::seconds(2);
+  // Each peer is compared by digest (repair pulled from it) this often, and when it comes up.
+  Duration repair_interval_hot = Duration::seconds(30);
+  Duration repair_interval_warm = Duration::seconds(20);
+  // A repair session with no reply for this long is abandoned (merging no context).
+  Duration repair_timeout = Duration::seconds(5);
+  bool repair_enabled = true;
+  std::size_t max_batch_entries = 256;
+  std::size_t max_batch_bytes = std::size_t{1} << 20;
+  std::size_t buckets_per_query = 64;
+};
+
+// Test-only faults that the simulator's checkers must catch (tests/sim). All off in production.
+struct MutationsForTesting {
+  // Join keeps only the single latest entry (last writer wins), ignoring causal contexts.
+  bool lww_join = false;
+  // The collection state (context with the dot counter) is persisted only every 4th write.
+  bool lazy_counter = false;
+  // A delta leaves the buffer as soon as it was sent once, before the peer acknowledged it.
+  bool trim_before_ack = false;
+  // A repair session merges the sender's context at its first reply, before reconciling.
+  bool early_context_merge = false;
+};
+
 struct NodeOptions {
   // Where index snapshots live (one file per collection). Empty: no snapshots.
   std::string snapshot_dir;
@@ -71,6 +107,37 @@ struct NodeOptions {
   // Threads used to rebuild an index at open (bulk insert).
   unsigned build_threads = 2;
   Logger* logger = nullptr;  // nullable
+  SyncOptions sync;
+  MutationsForTesting mutations;
+  // Replica identity to use when the store has none yet (the simulator sets it); empty: random.
+  std::optional<crdt::ReplicaId> identity;
+};
+
+// A message the node wants sent; the driver encodes it (transport/codec.hpp) and delivers it.
+struct Outgoing {
+  crdt::ReplicaId to;
+  transport::Message message;
+};
+
+struct PeerProgress {
+  crdt::ReplicaId peer;
+  Tier tier = Tier::kHot;
+  bool up = false;
+  std::uint64_t acked_seq = 0;  // the peer has applied our delta buffer up to here
+  std::uint64_t behind = 0;     // our last delta sequence minus acked_seq
+  WallTime last_seen;           // last message from the peer (persisted)
+};
+
+struct SyncStats {
+  std::uint64_t delta_batches_sent = 0;
+  std::uint64_t delta_items_sent = 0;
+  std::uint64_t delta_bytes_sent = 0;   // encoded delta bytes in batches
+  std::uint64_t repair_sessions_started = 0;
+  std::uint64_t repair_sessions_completed = 0;
+  std::uint64_t repair_sessions_abandoned = 0;
+  std::uint64_t buckets_repaired = 0;
+  std::uint64_t repair_bytes_received = 0;  // slice bytes
+  std::uint64_t messages_rejected = 0;      // undecodable or invalid content from peers
 };
 
 struct RecordInput {
@@ -159,6 +226,22 @@ class Node {
                                                 std::span<const float> query,
                                                 const SearchOptions& options) const;
 
+  // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
+  // what take_outbox() returns). Peers are named by their replica ids. ---
+  void peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now);
+  void peer_down(const crdt::ReplicaId& peer, MonoTime now);
+  // Applies a peer's message. Invalid content (undecodable deltas, a collection whose dimension
+  // differs) is rejected with a Status and changes nothing; the driver may drop the peer.
+  [[nodiscard]] Status receive(const crdt::ReplicaId& from, const transport::Message& message,
+                               MonoTime now);
+  // Retransmissions, scheduled pushes and repairs due at `now`.
+  void tick(MonoTime now);
+  std::vector<Outgoing> take_outbox();
+  // The earliest time tick() has work to do, if any.
+  std::optional<MonoTime> next_wakeup() const;
+  std::vector<PeerProgress> peer_progress() const;
+  SyncStats sync_stats() const;
+
   // Writes an index snapshot for every collection (if options.snapshot_dir is set).
   [[nodiscard]] Status save_snapshots();
   NodeStats stats() const;
@@ -175,18 +258,47 @@ class Node {
 
   Status load();
   Status load_collection(Collection& c);
-  Status build_index(Collection& c, std::uint64_t store_seq);
   Collection* find(std::string_view name) const;
   Result<Collection*> find_or_error(std::string_view name) const;
   // Joins `delta` into collection `c` inside `txn`, appending it to the delta buffer when it
   // changed anything; records the in-memory effects in `pending` (applied after commit).
   struct Pending;
+  struct BufferCursor;
+  struct Origin;
+  struct PeerState;
+  struct RepairSession;
   Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
-                            Pending& pending);
+                            Pending& pending, BufferCursor& cursor, const Origin* origin);
+  // Appends one delta to the buffer inside `txn` (and trims it to its bound).
+  Status append_delta(store::WriteTxn& txn, const Collection& c, const crdt::Delta& delta,
+                      BufferCursor& cursor, const Origin* origin);
+  // The per-record join rule (or the LWW mutation under test).
+  bool join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx,
+                   std::span<const crdt::Entry> remote, const crdt::CausalContext& remote_ctx) const;
   void apply_pending(Collection& c, Pending& pending);
+  BufferCursor cursor() const;
+  void commit_cursor(const BufferCursor& cursor);
+  Result<Collection*> create_collection_locked(const CollectionSpec& spec);
+
+  // Sync engine internals (sync.cpp); all run under the exclusive lock.
+  Status load_peers();
+  PeerState& peer_state(const crdt::ReplicaId& peer);
+  Status persist_peer(const PeerState& p);
+  void push_to(PeerState& p, MonoTime now, bool retransmit);
+  void start_repair(PeerState& p, const std::string& collection, MonoTime now);
+  Status on_hello(PeerState& p, const transport::Hello& m, MonoTime now);
+  Status on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTime now);
+  Status on_delta_ack(PeerState& p, const transport::DeltaAck& m, MonoTime now);
+  Status on_digest_query(PeerState& p, const transport::DigestQuery& m);
+  Status on_digest_reply(PeerState& p, const transport::DigestReply& m, MonoTime now);
+  Status on_bucket_query(PeerState& p, const transport::BucketQuery& m);
+  Status on_bucket_reply(PeerState& p, const transport::BucketReply& m, MonoTime now);
+  void send_next_repair_step(RepairSession& s, MonoTime now);
+  void finish_repair(RepairSession& s, bool completed);
+  Status trim_buffer();
+  Result<Collection*> ensure_collection(const transport::CollectionSpecWire& spec);
   // Writes the collection's state (context, label counter, clock) when the transaction changed it.
   Status write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending, crdt::Hlc hlc);
-  Status commit_delta(Collection& c, const crdt::Delta& delta);
   WallTime wall_now() const;
 
   store::Store* store_;  // not owned
@@ -199,6 +311,15 @@ class Node {
   std::uint64_t delta_seq_ = 0;      // the last sequence written to the delta buffer
   std::uint64_t delta_oldest_ = 1;   // the oldest sequence still in the buffer
   OpenReport open_report_;
+  std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
+
+  // Sync engine state (sync.cpp).
+  std::map<crdt::ReplicaId, std::unique_ptr<PeerState>> peers_;
+  std::map<std::uint64_t, std::unique_ptr<RepairSession>> sessions_;
+  std::uint64_t next_session_ = 1;
+  std::vector<Outgoing> outbox_;
+  SyncStats sync_stats_;
+  bool push_pending_ = false;  // a local commit added deltas that hot peers have not been sent
 };
 
 }  // namespace shoal::node

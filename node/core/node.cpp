@@ -14,6 +14,12 @@ using namespace detail;
 
 Node::Node(store::Store& store, NodeOptions options) : store_(&store), options_(std::move(options)) {}
 
+index::IndexParams Node::node_index_params(const CollectionSpec& spec) const {
+  index::IndexParams p = index_params(spec);
+  p.isa = options_.index_isa;
+  return p;
+}
+
 Node::~Node() {
   if (!options_.snapshot_dir.empty()) {
     Status s = save_snapshots();
@@ -150,11 +156,11 @@ Status Node::load_collection(Collection& c) {
   txn.reset();
 
   // The index: from the snapshot when it covers a position the delta buffer reaches back to.
-  const index::IndexParams params = index_params(c.spec);
+  const index::IndexParams params = node_index_params(c.spec);
   if (!options_.snapshot_dir.empty()) {
     const std::string path = c.snapshot_path(options_.snapshot_dir);
     if (std::filesystem::exists(path)) {
-      auto loaded = index::HnswIndex::load_snapshot(path, params);
+      auto loaded = index::HnswIndex::load_snapshot(path, params, options_.rebuild_executor);
       if (!loaded.ok()) {
         open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
       } else if (loaded->covered_position > delta_seq_ ||
@@ -211,7 +217,7 @@ Status Node::load_collection(Collection& c) {
       }
     }
   }
-  SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params));
+  SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params, options_.rebuild_executor));
   if (!labels.empty()) {
     SHOAL_RETURN_IF_ERROR(c.index->reserve(labels.size()));
     SHOAL_RETURN_IF_ERROR(c.index->add_batch(labels, vectors, options_.build_threads));
@@ -251,7 +257,7 @@ Result<Node::Collection*> Node::create_collection_locked(const CollectionSpec& s
   auto c = std::make_unique<Collection>();
   c->spec = spec;
   c->id = next_collection_id_;
-  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(index_params(spec)));
+  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor));
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
   std::string next;

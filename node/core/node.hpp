@@ -38,6 +38,7 @@
 #include "crdt/or_map.hpp"
 #include "crdt/replica.hpp"
 #include "node/core/record.hpp"
+#include "index/kernels.hpp"
 #include "node/store/store.hpp"
 #include "transport/messages.hpp"
 
@@ -109,6 +110,12 @@ struct NodeOptions {
   Logger* logger = nullptr;  // nullable
   SyncOptions sync;
   MutationsForTesting mutations;
+  // Runs the index's background rebuild jobs; null: a thread per index. The simulator runs them
+  // inline, in order, for determinism.
+  std::function<void(std::function<void()>)> rebuild_executor;
+  // Pins the distance kernels' instruction set (the simulator pins it); unset: the best the CPU
+  // has.
+  std::optional<index::Isa> index_isa;
   // Replica identity to use when the store has none yet (the simulator sets it); empty: random.
   std::optional<crdt::ReplicaId> identity;
 };
@@ -257,6 +264,7 @@ class Node {
   Node(store::Store& store, NodeOptions options);
 
   Status load();
+  index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
   Collection* find(std::string_view name) const;
   Result<Collection*> find_or_error(std::string_view name) const;

@@ -38,7 +38,7 @@
 #include "crdt/or_map.hpp"
 #include "crdt/replica.hpp"
 #include "node/core/record.hpp"
-#include "index/kernels.hpp"
+#include "index/types.hpp"
 #include "node/store/store.hpp"
 #include "transport/messages.hpp"
 

@@ -300,18 +300,19 @@ Status Node::on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTi
     items.emplace_back(c, std::move(delta).value());
   }
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  std::map<Collection*, Pending> pendings;
+  // Keyed by collection id, so the order of effects never depends on pointer values.
+  std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   BufferCursor cur = cursor();
   const Origin origin{p.id, p.tier == Tier::kHot};
   for (auto& [c, delta] : items) {
-    auto it = pendings.find(c);
-    if (it == pendings.end()) it = pendings.emplace(c, Pending{c->ctx, {}, c->next_label}).first;
-    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, it->second, cur, &origin));
+    auto it = pendings.find(c->id);
+    if (it == pendings.end()) it = pendings.emplace(c->id, std::pair{c, Pending{c->ctx, {}, c->next_label}}).first;
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, it->second.second, cur, &origin));
   }
-  for (auto& [c, pending] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
+  for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   commit_cursor(cur);
-  for (auto& [c, pending] : pendings) apply_pending(*c, pending);
+  for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
   const WallTime wall = wall_now();
   for (const auto& [c, delta] : items) {
     for (const auto& [id, entries] : delta.records) {

@@ -1,0 +1,251 @@
+// sim/main.cpp: shoal-sim, the deterministic simulator's command line (docs/sim.md).
+//
+// Runs seeds [--seed, --seed + --seeds) (or the scenarios of a regression list), prints one
+// summary line per seed, the violations and the command reproducing each failing seed, and ends
+// with exactly one line:
+//   sim seeds=<N> violations=<V> converged=<C> max_converge_ms=<T> trace=<16 hex digits>
+// Exit status: 0 when no violation occurred, 1 otherwise, 2 for a usage error.
+// Thread rules: seeds may run on --jobs threads; each seed is independent and its output is
+// printed in seed order, so output and trace hash do not depend on --jobs.
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/hash.hpp"
+#include "sim/measure.hpp"
+#include "sim/simulation.hpp"
+
+namespace {
+
+using shoal::sim::Scenario;
+using shoal::sim::SeedResult;
+
+struct Flags {
+  std::uint64_t seed = 1;
+  std::uint64_t seeds = 1;
+  std::uint32_t peers = 0;
+  std::uint32_t sites = 0;
+  bool no_faults = false;
+  bool no_repair = false;
+  std::string mutation = "none";
+  bool trace = false;
+  std::int64_t max_converge_s = 120;
+};
+
+// Registers the scenario flags (shared by the command line and regression-list lines).
+void add_scenario_flags(CLI::App& app, Flags& f) {
+  app.add_option("--seed", f.seed, "first seed");
+  app.add_option("--seeds", f.seeds, "number of seeds");
+  app.add_option("--peers", f.peers, "peers (default: drawn from the seed, 2..16)");
+  app.add_option("--sites", f.sites, "sites (default: drawn from the seed, 1..4)");
+  app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
+  app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge");
+  app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
+}
+
+bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
+  auto m = shoal::sim::parse_mutation(f.mutation);
+  if (!m.ok()) {
+    error = m.status().to_string();
+    return false;
+  }
+  sc.seed = f.seed;
+  if (f.peers != 0) sc.peers = f.peers;
+  if (f.sites != 0) sc.sites = f.sites;
+  sc.faults = !f.no_faults;
+  sc.repair = !f.no_repair;
+  sc.mutation = *m;
+  sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
+  return true;
+}
+
+// Runs `scenarios` on `jobs` threads; results in input order.
+std::vector<SeedResult> run_all(const std::vector<Scenario>& scenarios, unsigned jobs) {
+  std::vector<SeedResult> results(scenarios.size());
+  std::atomic<std::size_t> next{0};
+  auto worker = [&]() {
+    for (std::size_t i = next++; i < scenarios.size(); i = next++) results[i] = shoal::sim::run_seed(scenarios[i]);
+  };
+  std::vector<std::thread> threads;
+  for (unsigned j = 1; j < jobs; ++j) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+struct Totals {
+  std::uint64_t seeds = 0;
+  std::uint64_t violations = 0;
+  std::uint64_t converged = 0;
+  std::int64_t max_converge_ms = 0;
+  shoal::Hasher64 hasher;
+};
+
+void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
+  std::printf("seed=%" PRIu64 " peers=%u sites=%u converged=%s converge_ms=%lld violations=%zu "
+              "acked=%" PRIu64 "/%" PRIu64 " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
+              r.seed, r.peers, r.sites, r.converged ? "yes" : "no", static_cast<long long>(r.converge_ms),
+              r.violations.size(), r.stats.acked_upserts, r.stats.acked_removes, r.stats.messages_sent,
+              r.stats.events, r.trace_hash);
+  if (!r.violations.empty()) {
+    std::printf("  scenario: %s\n", r.scenario.c_str());
+    for (const auto& v : r.violations) std::printf("  violation %s: %s\n", v.kind.c_str(), v.detail.c_str());
+    std::printf("  reproduce: %s\n", shoal::sim::reproduce_command(sc).c_str());
+  }
+  ++t.seeds;
+  t.violations += r.violations.size();
+  if (r.converged) {
+    ++t.converged;
+    t.max_converge_ms = std::max(t.max_converge_ms, static_cast<std::int64_t>(r.converge_ms));
+  }
+  const std::uint64_t h = r.trace_hash;
+  t.hasher.update(&h, sizeof h);
+}
+
+int report(const Flags& f, std::uint64_t report_records, unsigned jobs) {
+  (void)jobs;
+  const std::uint32_t per_point = static_cast<std::uint32_t>(f.seeds < 5 ? 20 : f.seeds);
+  std::printf("== convergence after heal vs peers (%u faulty seeds each from seed %" PRIu64 ") ==\n", per_point, f.seed);
+  for (const auto& p : shoal::sim::measure_convergence(f.seed, per_point, {2, 4, 8, 16})) {
+    std::printf("peers=%-2u converged=%u/%u median_ms=%lld p90_ms=%lld max_ms=%lld\n", p.peers, p.converged,
+                p.seeds, static_cast<long long>(p.median_ms), static_cast<long long>(p.p90_ms),
+                static_cast<long long>(p.max_ms));
+  }
+  std::fflush(stdout);
+  std::printf("== delta path: bytes per delivered change (2 hot peers, 500 upserts) ==\n");
+  for (std::uint32_t dim : {8u, 128u, 768u}) {
+    auto c = shoal::sim::measure_delta_path(dim, 500);
+    if (!c.ok()) {
+      std::printf("dim=%u error: %s\n", dim, c.status().to_string().c_str());
+      continue;
+    }
+    std::printf("dim=%-3u payload_B=%.1f delta_batch_B=%.1f (%.3fx) all_sync_B=%.1f (%.3fx)\n", dim,
+                c->payload_bytes, c->delta_batch_bytes, c->delta_batch_bytes / c->payload_bytes,
+                c->all_sync_bytes, c->all_sync_bytes / c->payload_bytes);
+  }
+  std::fflush(stdout);
+  std::printf("== digest path: repair of a 1%%-divergent collection (2 peers, dim 4) ==\n");
+  std::vector<std::uint64_t> sizes{10'000};
+  if (report_records != 10'000) sizes.push_back(report_records);
+  for (std::uint64_t n : sizes) {
+    auto c = shoal::sim::measure_repair(n, 0.01);
+    if (!c.ok()) {
+      std::printf("records=%" PRIu64 " error: %s\n", n, c.status().to_string().c_str());
+      continue;
+    }
+    std::printf("records=%" PRIu64 " diverged=%" PRIu64 " full_state_B=%" PRIu64 " initial_sync_B=%" PRIu64
+                " after_reconnect: total_B=%" PRIu64 " (%.2f%% of full state) repair_B=%" PRIu64 " delta_B=%" PRIu64
+                " hello_B=%" PRIu64 " repair_sessions=%" PRIu64 " converged=%s wall_s=%.1f\n",
+                c->records, c->diverged, c->full_state_bytes, c->initial_sync_bytes, c->total_bytes,
+                100.0 * static_cast<double>(c->total_bytes) / static_cast<double>(c->full_state_bytes),
+                c->repair_bytes, c->delta_bytes, c->hello_bytes, c->repair_sessions, c->converged ? "yes" : "no",
+                c->build_seconds);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"shoal-sim: deterministic simulation of a Shoal mesh (docs/sim.md)"};
+  Flags f;
+  add_scenario_flags(app, f);
+  unsigned jobs = 1;
+  std::string regressions;
+  bool do_report = false;
+  std::uint64_t report_records = 100'000;
+  app.add_flag("--trace", f.trace, "print every trace line (use with --seeds 1)");
+  app.add_option("--jobs", jobs, "threads running seeds in parallel (output does not change)");
+  app.add_option("--regressions", regressions,
+                 "run every scenario of this regression list twice and compare trace hashes");
+  app.add_flag("--report", do_report, "print the sync measurements instead of running seeds");
+  app.add_option("--report-records", report_records, "collection size for the repair measurement");
+  CLI11_PARSE(app, argc, argv);
+  if (jobs == 0) jobs = 1;
+  if (f.trace) jobs = 1;
+
+  if (do_report) return report(f, report_records, jobs);
+
+  std::vector<Scenario> scenarios;
+  bool twice = false;
+  if (!regressions.empty()) {
+    std::ifstream in(regressions);
+    if (!in) {
+      std::fprintf(stderr, "cannot read %s\n", regressions.c_str());
+      return 2;
+    }
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      line = line.substr(0, line.find('#'));
+      std::istringstream words(line);
+      std::vector<std::string> args;
+      for (std::string w; words >> w;) args.push_back(w);
+      if (args.empty()) continue;
+      if (args[0] == "shoal-sim") args.erase(args.begin());
+      std::reverse(args.begin(), args.end());  // CLI11 parses a reversed vector
+      CLI::App line_app;
+      Flags lf;
+      add_scenario_flags(line_app, lf);
+      // CLI11 reports errors by exception; this is the boundary where it becomes a message.
+      try {
+        line_app.parse(args);
+      } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "%s:%d: %s\n", regressions.c_str(), lineno, e.what());
+        return 2;
+      }
+      Scenario sc;
+      std::string error;
+      if (!to_scenario(lf, sc, error)) {
+        std::fprintf(stderr, "%s:%d: %s\n", regressions.c_str(), lineno, error.c_str());
+        return 2;
+      }
+      for (std::uint64_t s = 0; s < lf.seeds; ++s) {
+        Scenario one = sc;
+        one.seed = lf.seed + s;
+        scenarios.push_back(one);
+      }
+    }
+    twice = true;
+  } else {
+    Scenario sc;
+    std::string error;
+    if (!to_scenario(f, sc, error)) {
+      std::fprintf(stderr, "%s\n", error.c_str());
+      return 2;
+    }
+    if (f.trace) sc.trace_out = stdout;
+    for (std::uint64_t s = 0; s < f.seeds; ++s) {
+      Scenario one = sc;
+      one.seed = f.seed + s;
+      scenarios.push_back(one);
+    }
+  }
+
+  Totals totals;
+  const std::vector<SeedResult> results = run_all(scenarios, jobs);
+  std::vector<SeedResult> again;
+  if (twice) again = run_all(scenarios, jobs);
+  for (std::size_t i = 0; i < scenarios.size(); ++i) {
+    print_result(scenarios[i], results[i], totals);
+    if (twice && again[i].trace_hash != results[i].trace_hash) {
+      ++totals.violations;
+      std::printf("  violation nondeterministic: trace %016" PRIx64 " then %016" PRIx64 "\n  reproduce: %s\n",
+                  results[i].trace_hash, again[i].trace_hash, shoal::sim::reproduce_command(scenarios[i]).c_str());
+    }
+  }
+  std::printf("sim seeds=%" PRIu64 " violations=%" PRIu64 " converged=%" PRIu64 " max_converge_ms=%lld trace=%016" PRIx64 "\n",
+              totals.seeds, totals.violations, totals.converged, static_cast<long long>(totals.max_converge_ms),
+              totals.hasher.digest());
+  return totals.violations == 0 ? 0 : 1;
+}

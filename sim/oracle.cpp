@@ -1,0 +1,106 @@
+#include "sim/oracle.hpp"
+
+#include <algorithm>
+
+#include "common/hash.hpp"
+
+namespace shoal::sim {
+
+namespace {
+
+std::uint64_t payload_hash(const crdt::Bytes& b) { return hash64(b.data(), b.size()); }
+
+bool has_dot(const crdt::Entries& es, const crdt::Dot& d) {
+  return std::any_of(es.begin(), es.end(), [&](const crdt::Entry& e) { return e.dot == d; });
+}
+
+}  // namespace
+
+crdt::Entries entries_of(const crdt::ORMap& state, std::string_view id) {
+  const crdt::Entries* e = state.find(id);
+  return e == nullptr ? crdt::Entries{} : *e;
+}
+
+void Oracle::upsert(const crdt::ReplicaId& node, std::string_view id, const crdt::Entries& before,
+                    const crdt::Entries& after, std::vector<Violation>& out) {
+  // The new entry: the node's own dot with the highest counter that was not there before.
+  const crdt::Entry* fresh = nullptr;
+  for (const crdt::Entry& e : after) {
+    if (e.dot.replica != node || has_dot(before, e.dot)) continue;
+    if (fresh == nullptr || fresh->dot.counter < e.dot.counter) fresh = &e;
+  }
+  if (fresh == nullptr) {
+    out.push_back({"ack_not_visible", "upsert of '" + std::string(id) + "' acknowledged by " +
+                                          node.to_string() + " has no new entry"});
+    return;
+  }
+  ++upserts_;
+  const std::uint64_t h = payload_hash(fresh->payload);
+  auto [it, inserted] = issued_.emplace(fresh->dot, h);
+  if (!inserted && it->second != h) {
+    out.push_back({"dot_reused", "dot " + fresh->dot.to_string() + " issued twice (id '" +
+                                     std::string(id) + "', another payload)"});
+  }
+  crdt::Delta d;
+  d.records[std::string(id)] = crdt::Entries{*fresh};
+  d.context.add(fresh->dot);
+  for (const crdt::Entry& e : before) d.context.add(e.dot);
+  model_.join(d);
+}
+
+void Oracle::remove(std::string_view id, const crdt::Entries& before) {
+  ++removes_;
+  crdt::Delta d;
+  d.records[std::string(id)] = crdt::Entries{};
+  for (const crdt::Entry& e : before) d.context.add(e.dot);
+  if (!d.context.empty()) model_.join(d);
+}
+
+void Oracle::check_replica(std::string_view replica_name, const crdt::ORMap& replica,
+                           std::vector<Violation>& out, std::size_t max_each) const {
+  std::map<std::string, std::size_t> counts;
+  auto report = [&](const char* kind, std::string detail) {
+    if (++counts[kind] <= max_each) {
+      out.push_back({kind, std::string(replica_name) + ": " + std::move(detail)});
+    }
+  };
+  // Oracle entries missing or different on the replica.
+  for (const auto& [id, want] : model_.records()) {
+    const crdt::Entries have = entries_of(replica, id);
+    for (const crdt::Entry& e : want) {
+      auto it = std::find_if(have.begin(), have.end(), [&](const crdt::Entry& h) { return h.dot == e.dot; });
+      if (it == have.end()) {
+        report("lost", "acknowledged upsert '" + id + "' " + e.dot.to_string() + " missing" +
+                           (replica.context().contains(e.dot) ? " (covered by the replica's context)" : ""));
+      } else if (it->payload != e.payload || it->clock != e.clock) {
+        report("payload_mismatch", "'" + id + "' " + e.dot.to_string());
+      }
+    }
+  }
+  // Replica entries the oracle does not have.
+  for (const auto& [id, have] : replica.records()) {
+    const crdt::Entries want = entries_of(model_, id);
+    for (const crdt::Entry& e : have) {
+      if (has_dot(want, e.dot)) continue;
+      if (!issued_.contains(e.dot) || !model_.context().contains(e.dot)) {
+        report("phantom", "'" + id + "' " + e.dot.to_string() + " was never acknowledged");
+      } else {
+        report("resurrected", "'" + id + "' " + e.dot.to_string() + " was removed");
+      }
+    }
+  }
+  if (!(replica.context() == model_.context())) {
+    const bool over = replica.context().includes(model_.context());
+    const bool under = model_.context().includes(replica.context());
+    report("context_mismatch", std::string(over ? "replica context is a strict superset"
+                                           : under ? "replica context is a strict subset"
+                                                   : "contexts incomparable") +
+                                   ": replica " + replica.context().to_string().substr(0, 160) +
+                                   " oracle " + model_.context().to_string().substr(0, 160));
+  }
+  for (const auto& [kind, n] : counts) {
+    if (n > max_each) out.push_back({kind, std::string(replica_name) + ": " + std::to_string(n - max_each) + " more"});
+  }
+}
+
+}  // namespace shoal::sim

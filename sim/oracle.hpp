@@ -1,0 +1,70 @@
+// sim/oracle.hpp: the model of what the mesh must converge to, and the end-of-seed checkers.
+//
+// Role: the oracle is a crdt::ORMap built ONLY from the effects of acknowledged client
+// operations, never from what replicas received from each other. For an acknowledged upsert of
+// `id` on node X, the simulator reads X's entries of `id` just before and just after the call;
+// the effect is the delta {id: [the new entry]} with context {new dot} + dots(entries before)
+// (an upsert replaces what X had observed, DESIGN.md 3). For an acknowledged remove the effect
+// is {id: []} with context dots(entries before). The join of these deltas is exactly the state a
+// correct mesh reaches after healing (join is the lattice's least upper bound, and sync only
+// moves deltas around), so a replica that differs from it has lost, invented or resurrected
+// something. Reading "before" from X trusts X's view of what it observed, which is what the
+// operation's meaning depends on; it does not trust X's view of anything else.
+//
+// The oracle also keeps the registry of issued dots: every acknowledged upsert's dot with a hash
+// of its payload. The same dot with another payload is a dot issued twice (a counter not made
+// durable before an acknowledgement, then reused after a crash).
+//
+// Checkers (docs/sim.md, "Checkers"): lost (an oracle entry missing on a replica), phantom (a
+// replica entry whose dot no acknowledged operation issued, or that the oracle never saw),
+// resurrected (a replica entry whose dot the oracle's context covers but whose entry the oracle
+// removed), payload mismatch, context mismatch, dot issued twice, search recall.
+// Thread rules: one simulation thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crdt/or_map.hpp"
+
+namespace shoal::sim {
+
+struct Violation {
+  std::string kind;    // "lost", "phantom", "resurrected", "dot_reused", "not_converged", ...
+  std::string detail;  // what, where
+};
+
+class Oracle {
+ public:
+  // An acknowledged upsert of `id` by `node`. `before`/`after`: the node's entries of `id` just
+  // before and after the call. Appends a violation when the new entry cannot be found (an
+  // acknowledged upsert that is not readable) or when its dot was issued before with another
+  // payload.
+  void upsert(const crdt::ReplicaId& node, std::string_view id, const crdt::Entries& before,
+              const crdt::Entries& after, std::vector<Violation>& out);
+  // An acknowledged remove of `id`; `before`: the node's entries just before.
+  void remove(std::string_view id, const crdt::Entries& before);
+
+  const crdt::ORMap& model() const noexcept { return model_; }
+  std::uint64_t acknowledged_upserts() const noexcept { return upserts_; }
+  std::uint64_t acknowledged_removes() const noexcept { return removes_; }
+
+  // Compares a converged replica's state with the model; appends one violation per finding
+  // (at most `max_each` per kind, then a count).
+  void check_replica(std::string_view replica_name, const crdt::ORMap& replica,
+                     std::vector<Violation>& out, std::size_t max_each = 5) const;
+
+ private:
+  crdt::ORMap model_;
+  std::map<crdt::Dot, std::uint64_t> issued_;  // dot -> hash of its payload
+  std::uint64_t upserts_ = 0;
+  std::uint64_t removes_ = 0;
+};
+
+// The entries of `id` in `state` (empty when absent).
+crdt::Entries entries_of(const crdt::ORMap& state, std::string_view id);
+
+}  // namespace shoal::sim

@@ -1,0 +1,92 @@
+// sim/simulation.hpp: one seed of the deterministic simulation, end to end.
+//
+// Role: run_seed() draws a topology and fault rates from the seed, opens one node::Node per peer
+// on its own store::MemoryStore, and drives them from one virtual-time event queue through a
+// chaos phase (workload and faults), a heal phase, and a convergence wait; then it runs the
+// checkers (sim/oracle.hpp) and returns what it found. Every message between nodes passes
+// through transport::encode -> bytes -> transport::decode. docs/sim.md is the manual.
+//
+// Determinism: virtual time starts at 0; events are ordered by (time, insertion sequence); all
+// randomness comes from one Rng seeded by the seed and forked per concern (topology, network,
+// workload, faults); nothing iterates an unordered container or depends on pointer values. Every
+// processed event adds one line to the trace, whose hash is part of the result: the same
+// scenario gives the same hash. Nodes run with build_threads = 1 and collections small enough
+// (exact_below) that the index never starts a background rebuild.
+//
+// Thread rules: run_seed() runs on the calling thread and shares nothing; different seeds may run
+// on different threads concurrently.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.hpp"
+#include "common/time.hpp"
+#include "sim/oracle.hpp"
+
+namespace shoal::sim {
+
+// The test-only mutations of node::MutationsForTesting, one at a time.
+enum class Mutation : std::uint8_t { kNone, kLww, kLazyCounter, kTrimBeforeAck, kEarlyContextMerge };
+const char* mutation_name(Mutation m) noexcept;
+// "none", "lww", "lazy-counter", "trim-before-ack", "early-context-merge". kInvalidArgument else.
+[[nodiscard]] Result<Mutation> parse_mutation(std::string_view text);
+
+struct Scenario {
+  std::uint64_t seed = 1;
+  // Drawn from the seed when absent: 2..16 peers on 1..min(4, peers) sites.
+  std::optional<std::uint32_t> peers;
+  std::optional<std::uint32_t> sites;
+  // false: no network faults, crashes, clock jumps or full disks (the workload still runs).
+  bool faults = true;
+  // false: NodeOptions.sync.repair_enabled = false, and no fault may need repair (no offline
+  // periods beyond the delta buffer: the buffer is large). For trim-before-ack.
+  bool repair = true;
+  Mutation mutation = Mutation::kNone;
+  // After healing, replicas must converge within this much simulated time.
+  Duration max_converge = Duration::seconds(120);
+  // Nullable: where trace lines are printed.
+  std::FILE* trace_out = nullptr;
+};
+
+// Counters for reports.
+struct SeedStats {
+  std::uint64_t events = 0;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_delivered = 0;
+  std::uint64_t messages_dropped = 0;
+  std::uint64_t bytes_sent = 0;          // encoded bytes handed to the network (before loss)
+  std::uint64_t delta_batch_bytes = 0;   // of which DeltaBatch messages
+  std::uint64_t repair_bytes = 0;        // of which DigestQuery/Reply, BucketQuery/Reply
+  std::uint64_t acked_upserts = 0;
+  std::uint64_t acked_removes = 0;
+  std::uint64_t failed_ops = 0;          // client operations not acknowledged
+  std::uint64_t payload_bytes = 0;       // payload bytes of acknowledged upserts
+  std::uint64_t crashes = 0;
+  std::uint64_t partitions = 0;
+  std::uint64_t max_in_flight = 0;
+  std::uint64_t records = 0;             // live records in the converged model
+};
+
+struct SeedResult {
+  std::uint64_t seed = 0;
+  std::uint32_t peers = 0;
+  std::uint32_t sites = 0;
+  std::vector<Violation> violations;
+  bool converged = false;
+  std::int64_t converge_ms = 0;  // simulated time from heal to equal states
+  std::uint64_t trace_hash = 0;
+  SeedStats stats;
+  std::string scenario;  // one line: workload, nemeses and rates drawn from the seed
+};
+
+SeedResult run_seed(const Scenario& scenario);
+
+// The command line that reproduces `scenario` alone: "shoal-sim --seed S --seeds 1 ...".
+std::string reproduce_command(const Scenario& scenario);
+
+}  // namespace shoal::sim

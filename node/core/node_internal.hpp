@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -314,7 +315,12 @@ struct Node::RepairSession {
   // The context of the sender's first (earliest) reply: merged once every differing bucket is
   // reconciled, never earlier, and not at all if the session is abandoned (DESIGN.md 4).
   std::optional<crdt::CausalContext> first_context;
-  std::uint32_t outstanding = 0;       // queries sent and not yet answered
+  // Queries sent and not yet answered, by query number (the low bits of the message's session
+  // field), with the digest level each asked about. A reply is accepted once, and only for a
+  // query in this map: duplicated or stale replies from the network are ignored, so the session
+  // can never finish (and merge first_context) while a differing bucket is still unanswered.
+  std::map<std::uint32_t, std::uint32_t> outstanding;
+  std::uint32_t next_query = 0;
   std::vector<std::uint32_t> buckets;  // differing buckets not yet requested
   MonoTime last_activity;
 };

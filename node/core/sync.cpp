@@ -31,6 +31,10 @@ constexpr std::uint8_t kPeerVersion = 1;
 constexpr std::size_t kMaxDigestIndices = std::size_t{1} << 16;
 constexpr std::size_t kDigestIndicesPerQuery = 1024;
 constexpr std::size_t kMaxBucketsPerQuery = 4096;
+// A message's session field is (session id << 20) | query number.
+constexpr unsigned kQueryBits = 20;
+constexpr std::uint64_t kQueryMask = (std::uint64_t{1} << kQueryBits) - 1;
+constexpr std::uint32_t kBucketLevel = 0xffffffffu;
 
 transport::CollectionSpecWire to_wire(const CollectionSpec& s) {
   return transport::CollectionSpecWire{s.name, s.dimension, static_cast<std::uint8_t>(s.metric), s.m,
@@ -60,6 +64,20 @@ std::string encode_peer(const Tier tier, std::uint64_t acked, WallTime last_seen
   put_le<std::uint64_t>(v, acked);
   put_le<std::int64_t>(v, last_seen.ns());
   return v;
+}
+
+// Peers' deltas must name each dot once: honest replicas never do otherwise, and the join's laws
+// assume it (the fuzzer found decodable deltas that break them: tests/fuzz/regressions).
+Status check_unique_dots(const crdt::Delta& d) {
+  std::set<crdt::Dot> seen;
+  for (const auto& [id, entries] : d.records) {
+    for (const auto& e : entries) {
+      if (!seen.insert(e.dot).second) {
+        return Status(Detail::kMalformed, str_cat("dot ", e.dot.to_string(), " appears twice in one delta"));
+      }
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -169,13 +187,14 @@ void Node::push_to(PeerState& p, MonoTime now, bool retransmit) {
   // Bounded: each round either sends a batch or advances past entries the peer does not need.
   for (int round = 0; round < 64 && p.acked < delta_seq_; ++round) {
     if (p.acked + 1 < delta_oldest_) {
-      // The buffer no longer reaches back to this peer: it must pull a repair from us.
+      // The buffer no longer reaches back to this peer: it must pull a repair from us for what
+      // is gone; what is still buffered goes on the delta path as usual.
       transport::Hello hello;
       hello.replica = encode_replica(replica_);
       for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
       outbox_.push_back(Outgoing{p.id, std::move(hello)});
-      p.acked = delta_seq_;
-      return;
+      p.acked = delta_oldest_ - 1;
+      continue;
     }
     transport::DeltaBatch batch;
     batch.first_seq = p.acked;
@@ -248,8 +267,10 @@ void Node::push_to(PeerState& p, MonoTime now, bool retransmit) {
 
 Status Node::trim_buffer() {
   if (peers_.empty() || options_.mutations.trim_before_ack) return {};
+  // Only positions that are persisted count: after a crash the node resumes from those, and must
+  // still hold every entry after them.
   std::uint64_t min_acked = delta_seq_;
-  for (const auto& [id, p] : peers_) min_acked = std::min(min_acked, p->acked);
+  for (const auto& [id, p] : peers_) min_acked = std::min(min_acked, p->persisted_acked);
   // Trim in steps, not on every acknowledgement.
   if (min_acked < delta_oldest_ + 32 && min_acked != delta_seq_) return {};
   if (min_acked < delta_oldest_) return {};
@@ -289,6 +310,7 @@ Status Node::on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTi
     }
     auto delta = crdt::decode_delta(as_bytes(item.delta));
     if (!delta.ok()) return delta.status().with_context("delta from peer " + p.id.to_string());
+    SHOAL_RETURN_IF_ERROR(check_unique_dots(*delta));
     for (const auto& [id, entries] : delta->records) {
       SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
       for (const auto& e : entries) {
@@ -371,9 +393,10 @@ void Node::start_repair(PeerState& p, const std::string& collection, MonoTime no
   s->id = next_session_++;
   s->peer = p.id;
   s->collection = collection;
-  s->outstanding = 1;
   s->last_activity = now;
-  outbox_.push_back(Outgoing{p.id, transport::DigestQuery{s->id, collection, 0, {0}}});
+  const std::uint32_t q = s->next_query++;
+  s->outstanding.emplace(q, 0);
+  outbox_.push_back(Outgoing{p.id, transport::DigestQuery{(s->id << kQueryBits) | q, collection, 0, {0}}});
   ++sync_stats_.repair_sessions_started;
   sessions_.emplace(s->id, std::move(s));
 }
@@ -412,13 +435,14 @@ Status Node::on_digest_query(PeerState& p, const transport::DigestQuery& m) {
 }
 
 Status Node::on_digest_reply(PeerState& p, const transport::DigestReply& m, MonoTime now) {
-  auto it = sessions_.find(m.session);
+  auto it = sessions_.find(m.session >> kQueryBits);
   if (it == sessions_.end() || !(it->second->peer == p.id) || it->second->collection != m.collection) {
-    return {};  // a stale or duplicated reply
+    return {};  // a reply to a session that ended
   }
   RepairSession& s = *it->second;
-  if (s.outstanding == 0) return {};
-  --s.outstanding;
+  auto q = s.outstanding.find(static_cast<std::uint32_t>(m.session & kQueryMask));
+  if (q == s.outstanding.end() || q->second != m.level) return {};  // duplicated or stale
+  s.outstanding.erase(q);
   s.last_activity = now;
   Collection* c = find(m.collection);
   if (!m.has_collection || c == nullptr) {
@@ -453,7 +477,7 @@ Status Node::on_digest_reply(PeerState& p, const transport::DigestReply& m, Mono
       }
     }
   }
-  if (m.level == 0 && m.root == t.root() && s.outstanding == 0) {
+  if (m.level == 0 && m.root == t.root() && s.outstanding.empty()) {
     finish_repair(s, true);
     return {};
   }
@@ -480,14 +504,15 @@ Status Node::on_digest_reply(PeerState& p, const transport::DigestReply& m, Mono
   } else {
     for (std::size_t from = 0; from < differing.size(); from += kDigestIndicesPerQuery) {
       const std::size_t to = std::min(differing.size(), from + kDigestIndicesPerQuery);
-      transport::DigestQuery q{s.id, s.collection, m.level + 1,
-                               std::vector<std::uint32_t>(differing.begin() + static_cast<std::ptrdiff_t>(from),
-                                                          differing.begin() + static_cast<std::ptrdiff_t>(to))};
-      outbox_.push_back(Outgoing{p.id, std::move(q)});
-      ++s.outstanding;
+      const std::uint32_t qn = s.next_query++;
+      s.outstanding.emplace(qn, m.level + 1);
+      transport::DigestQuery query{(s.id << kQueryBits) | qn, s.collection, m.level + 1,
+                                   std::vector<std::uint32_t>(differing.begin() + static_cast<std::ptrdiff_t>(from),
+                                                              differing.begin() + static_cast<std::ptrdiff_t>(to))};
+      outbox_.push_back(Outgoing{p.id, std::move(query)});
     }
   }
-  if (s.outstanding == 0) send_next_repair_step(s, now);
+  if (s.outstanding.empty()) send_next_repair_step(s, now);
   return {};
 }
 
@@ -497,9 +522,13 @@ void Node::send_next_repair_step(RepairSession& s, MonoTime now) {
     return;
   }
   const std::size_t n = std::min(s.buckets.size(), std::max<std::size_t>(1, options_.sync.buckets_per_query));
-  transport::BucketQuery q{s.id, s.collection, std::vector<std::uint32_t>(s.buckets.begin(), s.buckets.begin() + static_cast<std::ptrdiff_t>(n))};
+  // Bucket queries carry the level past the leaves in `outstanding`, so a digest reply can never
+  // be taken for a bucket reply.
+  const std::uint32_t qn = s.next_query++;
+  s.outstanding.emplace(qn, kBucketLevel);
+  transport::BucketQuery q{(s.id << kQueryBits) | qn, s.collection,
+                           std::vector<std::uint32_t>(s.buckets.begin(), s.buckets.begin() + static_cast<std::ptrdiff_t>(n))};
   s.buckets.erase(s.buckets.begin(), s.buckets.begin() + static_cast<std::ptrdiff_t>(n));
-  s.outstanding = 1;
   s.last_activity = now;
   outbox_.push_back(Outgoing{s.peer, std::move(q)});
 }
@@ -538,12 +567,14 @@ Status Node::on_bucket_query(PeerState& p, const transport::BucketQuery& m) {
 }
 
 Status Node::on_bucket_reply(PeerState& p, const transport::BucketReply& m, MonoTime now) {
-  auto it = sessions_.find(m.session);
-  if (it == sessions_.end() || !(it->second->peer == p.id) || it->second->collection != m.collection ||
-      it->second->outstanding == 0) {
+  auto it = sessions_.find(m.session >> kQueryBits);
+  if (it == sessions_.end() || !(it->second->peer == p.id) || it->second->collection != m.collection) {
     return {};
   }
   RepairSession& s = *it->second;
+  auto q = s.outstanding.find(static_cast<std::uint32_t>(m.session & kQueryMask));
+  if (q == s.outstanding.end() || q->second != kBucketLevel) return {};  // duplicated or stale
+  s.outstanding.erase(q);
   Collection* c = find(m.collection);
   if (c == nullptr) {
     finish_repair(s, false);
@@ -555,6 +586,7 @@ Status Node::on_bucket_reply(PeerState& p, const transport::BucketReply& m, Mono
   };
   auto slice = crdt::decode_delta(as_bytes(m.slice));
   if (!slice.ok()) return fail(slice.status());
+  if (Status st = check_unique_dots(*slice); !st.ok()) return fail(st);
   std::set<std::uint32_t> buckets(m.buckets.begin(), m.buckets.end());
   for (std::uint32_t b : buckets) {
     if (b >= c->digests.leaf_count()) return fail(Status(Detail::kOutOfRange, "bucket out of range"));
@@ -624,7 +656,6 @@ Status Node::on_bucket_reply(PeerState& p, const transport::BucketReply& m, Mono
   apply_pending(*c, pending);
   sync_stats_.buckets_repaired += buckets.size();
   sync_stats_.repair_bytes_received += m.slice.size();
-  s.outstanding = 0;
   s.last_activity = now;
   send_next_repair_step(s, now);
   return {};

@@ -201,7 +201,7 @@ std::string encode_payload(const RecordValue& r) {
               encoded_metadata_size(r.metadata));
   put<std::uint8_t>(out, kPayloadVersion);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(r.vector.size()));
-  out.append(reinterpret_cast<const char*>(r.vector.data()), r.vector.size() * sizeof(float));
+  if (!r.vector.empty()) out.append(reinterpret_cast<const char*>(r.vector.data()), r.vector.size() * sizeof(float));
   put<std::uint16_t>(out, static_cast<std::uint16_t>(r.model.size()));
   out += r.model;
   put<std::uint16_t>(out, static_cast<std::uint16_t>(r.metadata.fields.size()));
@@ -238,7 +238,8 @@ Result<RecordValue> decode_payload(std::string_view bytes) {
     return malformed(r, str_cat("vector of dimension ", dim, " does not fit"));
   }
   out.vector.resize(dim);
-  std::memcpy(out.vector.data(), raw.data(), raw.size());
+  // memcpy with a null pointer is undefined even for 0 bytes (an empty vector has no data).
+  if (!raw.empty()) std::memcpy(out.vector.data(), raw.data(), raw.size());
   std::uint16_t model_len = 0;
   std::string_view model;
   if (!r.get(model_len) || !r.bytes(model_len, model)) return malformed(r, "truncated model tag");

@@ -7,23 +7,18 @@
 // ~/.cache/shoal), keyed by a hash of the data. Machine-readable lines:
 //   ann contestant=<hnswlib|shoal[-variant]> ef=<n> recall=<0..1> qps=<n> p50_us=<n> p99_us=<n>
 // Usage: bench_ann <fashion-mnist dir> [--quick]
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench/ann/hnswlib_anchor.hpp"
-#include "common/hash.hpp"
+#include "bench/common/bench_util.hpp"
 #include "common/random.hpp"
 #include "common/time.hpp"
 #include "index/exact_index.hpp"
@@ -38,106 +33,6 @@ using namespace shoal::index;
 constexpr std::size_t kK = 10;
 constexpr unsigned kBuildThreads = 2;
 
-struct Matrix {
-  std::size_t rows = 0, cols = 0;
-  std::vector<float> data;
-  const float* row(std::size_t i) const { return data.data() + i * cols; }
-};
-
-std::uint32_t be32(const unsigned char* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
-}
-
-// Reads an IDX3 ubyte image file (gzip-compressed) into floats 0..255.
-bool load_idx(const std::string& path, Matrix& out) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) return false;
-  unsigned char hdr[16];
-  if (gzread(f, hdr, 16) != 16 || be32(hdr) != 0x803) {
-    gzclose(f);
-    return false;
-  }
-  out.rows = be32(hdr + 4);
-  out.cols = std::size_t{be32(hdr + 8)} * be32(hdr + 12);
-  std::vector<unsigned char> bytes(out.rows * out.cols);
-  const int got = gzread(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-  gzclose(f);
-  if (got < 0 || static_cast<std::size_t>(got) != bytes.size()) return false;
-  out.data.assign(bytes.begin(), bytes.end());
-  return true;
-}
-
-std::filesystem::path cache_dir() {
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::filesystem::path(x) / "shoal";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::filesystem::path(h) / ".cache" / "shoal";
-  return std::filesystem::temp_directory_path() / "shoal-cache";
-}
-
-// Exact top-k labels for every query: blocks of queries share each streamed base vector.
-std::vector<std::uint32_t> exact_ground_truth(const Matrix& base, const Matrix& queries) {
-  const KernelTable& k = best_kernels();
-  std::vector<std::uint32_t> gt(queries.rows * kK);
-  std::atomic<std::size_t> next{0};
-  constexpr std::size_t kBlock = 32;
-  auto worker = [&] {
-    for (;;) {
-      const std::size_t q0 = next.fetch_add(kBlock);
-      if (q0 >= queries.rows) return;
-      const std::size_t q1 = std::min(q0 + kBlock, queries.rows);
-      std::vector<shoal::index::detail::TopK> tops;
-      for (std::size_t q = q0; q < q1; ++q) tops.emplace_back(kK);
-      for (std::size_t i = 0; i < base.rows; ++i) {
-        for (std::size_t q = q0; q < q1; ++q) {
-          tops[q - q0].push(k.l2sq(queries.row(q), base.row(i), base.cols), i);
-        }
-      }
-      for (std::size_t q = q0; q < q1; ++q) {
-        auto n = tops[q - q0].take_sorted();
-        for (std::size_t j = 0; j < kK; ++j) gt[q * kK + j] = static_cast<std::uint32_t>(n[j].label);
-      }
-    }
-  };
-  std::thread t(worker);
-  worker();
-  t.join();
-  return gt;
-}
-
-std::vector<std::uint32_t> ground_truth(const Matrix& base, const Matrix& queries) {
-  Hasher64 h;
-  h.update(base.data.data(), base.data.size() * sizeof(float));
-  h.update(queries.data.data(), queries.data.size() * sizeof(float));
-  const std::uint64_t key = h.digest();
-  char name[64];
-  std::snprintf(name, sizeof(name), "ann-gt-%016llx-k%zu.bin", static_cast<unsigned long long>(key), kK);
-  const auto path = cache_dir() / name;
-  std::vector<std::uint32_t> gt(queries.rows * kK);
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (in && in.read(reinterpret_cast<char*>(gt.data()), static_cast<std::streamsize>(gt.size() * 4))) {
-      std::printf("ground truth: cached %s\n", path.c_str());
-      return gt;
-    }
-  }
-  const MonoTime t0 = now_mono();
-  gt = exact_ground_truth(base, queries);
-  std::printf("ground truth: computed in %.1f s, cached at %s\n", (now_mono() - t0).seconds_f(), path.c_str());
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  std::ofstream out(path.string() + ".tmp", std::ios::binary);
-  out.write(reinterpret_cast<const char*>(gt.data()), static_cast<std::streamsize>(gt.size() * 4));
-  out.close();
-  std::filesystem::rename(path.string() + ".tmp", path, ec);
-  return gt;
-}
-
-std::size_t rss_bytes() {
-  std::ifstream in("/proc/self/statm");
-  std::size_t size = 0, resident = 0;
-  in >> size >> resident;
-  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
-
 struct Point {
   std::string contestant;
   std::size_t ef;
@@ -145,7 +40,7 @@ struct Point {
 };
 
 template <class SearchFn>
-Point measure(const std::string& name, std::size_t ef, const Matrix& queries, std::size_t nq,
+Point measure(const std::string& name, std::size_t ef, const io::VectorSet& queries, std::size_t nq,
               const std::vector<std::uint32_t>& gt, SearchFn&& search) {
   std::vector<std::int64_t> lat(nq);
   std::uint64_t labels[kK];
@@ -188,18 +83,19 @@ int main(int argc, char** argv) {
   bool quick = false;
   for (int i = 2; i < argc; ++i) quick |= std::strcmp(argv[i], "--quick") == 0;
 
-  Matrix base, queries;
-  if (!load_idx(dir + "/train-images-idx3-ubyte.gz", base) ||
-      !load_idx(dir + "/t10k-images-idx3-ubyte.gz", queries)) {
-    std::fprintf(stderr, "cannot read Fashion-MNIST IDX files from %s\n", dir.c_str());
+  auto data = bench::load_fashion_mnist(dir);
+  if (!data.ok()) {
+    std::fprintf(stderr, "cannot read Fashion-MNIST from %s: %s\n", dir.c_str(), data.status().to_string().c_str());
     return 1;
   }
-  const std::size_t dim = base.cols;
-  const std::size_t nq = quick ? 2000 : queries.rows;
+  const io::VectorSet& base = data->base;
+  const io::VectorSet& queries = data->queries;
+  const std::size_t dim = base.dimension;
+  const std::size_t nq = quick ? 2000 : queries.count;
   std::printf("data: %zu base x %zu, %zu queries (measured %zu); kernels %s; M=16 efC=200; build threads %u\n",
-              base.rows, dim, queries.rows, nq, std::string(isa_name(best_kernels().isa)).c_str(),
+              base.count, dim, queries.count, nq, std::string(isa_name(best_kernels().isa)).c_str(),
               kBuildThreads);
-  const auto gt = ground_truth(base, queries);
+  const auto gt = bench::ground_truth_l2(base, queries, kK);
   const std::vector<std::size_t> efs = quick ? std::vector<std::size_t>{10, 20, 40}
                                              : std::vector<std::size_t>{10, 16, 20, 32, 48, 64, 96};
   std::vector<Point> points;
@@ -212,11 +108,11 @@ int main(int argc, char** argv) {
 
   // --- raw hnswlib ---
   {
-    const std::size_t rss0 = rss_bytes();
+    const std::size_t rss0 = bench::rss_bytes();
     const MonoTime t0 = now_mono();
-    bench::HnswlibAnchor anchor(dim, base.rows, 16, 200);
-    anchor.build(base.data.data(), base.rows, kBuildThreads);
-    builds.push_back({"hnswlib", (now_mono() - t0).seconds_f(), rss_bytes() - rss0, anchor.memory_bytes()});
+    bench::HnswlibAnchor anchor(dim, base.count, 16, 200);
+    anchor.build(base.data.data(), base.count, kBuildThreads);
+    builds.push_back({"hnswlib", (now_mono() - t0).seconds_f(), bench::rss_bytes() - rss0, anchor.memory_bytes()});
     for (std::size_t ef : efs) {
       anchor.set_ef(ef);
       points.push_back(measure("hnswlib", ef, queries, nq, gt, [&](const float* q, std::uint64_t* out) {
@@ -226,8 +122,8 @@ int main(int argc, char** argv) {
   }
 
   // --- Shoal: int8 graph with float re-ranking, and the float graph ---
-  std::vector<std::uint64_t> labels(base.rows);
-  for (std::size_t i = 0; i < base.rows; ++i) labels[i] = i;
+  std::vector<std::uint64_t> labels(base.count);
+  for (std::size_t i = 0; i < base.count; ++i) labels[i] = i;
   std::unique_ptr<HnswIndex> keep_sq8;
   for (bool sq8 : {true, false}) {
     if (quick && !sq8) break;
@@ -236,14 +132,14 @@ int main(int argc, char** argv) {
     p.dimension = static_cast<std::uint32_t>(dim);
     p.m = 16;
     p.ef_construction = 200;
-    p.initial_capacity = base.rows;
+    p.initial_capacity = base.count;
     p.rebuild_deleted_share = 0.0;
     if (sq8) {
       p.quantization = Quantization::kInt8;
       p.quant_min = 0.0f;  // pixel range: codes are exact
       p.quant_max = 255.0f;
     }
-    const std::size_t rss0 = rss_bytes();
+    const std::size_t rss0 = bench::rss_bytes();
     const MonoTime t0 = now_mono();
     auto created = HnswIndex::create(p);
     if (!created.ok()) {
@@ -255,7 +151,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "build: %s\n", s.to_string().c_str());
       return 1;
     }
-    builds.push_back({name, (now_mono() - t0).seconds_f(), rss_bytes() - rss0, idx->memory().total()});
+    builds.push_back({name, (now_mono() - t0).seconds_f(), bench::rss_bytes() - rss0, idx->memory().total()});
     for (std::size_t ef : efs) {
       points.push_back(measure(name, ef, queries, nq, gt, [&](const float* q, std::uint64_t* out) {
         SearchRequest req;
@@ -282,7 +178,7 @@ int main(int argc, char** argv) {
     const std::uint64_t modulus = static_cast<std::uint64_t>(1.0 / sel + 0.5);
     LabelPredicate pred = [modulus](std::uint64_t l) { return shoal::splitmix64(l) % modulus == 0; };
     std::vector<std::uint64_t> matching;
-    for (std::uint64_t l = 0; l < base.rows; ++l) {
+    for (std::uint64_t l = 0; l < base.count; ++l) {
       if (pred(l)) matching.push_back(l);
     }
     std::size_t hits = 0, total = 0, full = 0;
@@ -346,6 +242,6 @@ int main(int argc, char** argv) {
                   name, s->qps, s->ef, s->p99_us, h->qps, h->ef, s->qps / h->qps);
     }
   }
-  std::printf("peak rss: %.1f MiB\n", static_cast<double>(rss_bytes()) / 1048576.0);
+  std::printf("peak rss: %.1f MiB\n", static_cast<double>(bench::rss_bytes()) / 1048576.0);
   return 0;
 }

@@ -97,15 +97,6 @@ inline std::string_view as_view(const crdt::Bytes& b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-inline index::Metric to_index_metric(Metric m) {
-  switch (m) {
-    case Metric::kL2: return index::Metric::kL2;
-    case Metric::kInnerProduct: return index::Metric::kInnerProduct;
-    case Metric::kCosine: return index::Metric::kCosine;
-  }
-  return index::Metric::kL2;
-}
-
 inline index::IndexParams index_params(const CollectionSpec& s) {
   index::IndexParams p;
   p.dimension = s.dimension;

@@ -89,18 +89,18 @@ Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric
     return Status(Detail::kDimensionMismatch,
                   str_cat("vector has dimension ", v.size(), ", collection has ", dimension));
   }
-  double norm2 = 0;
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (!std::isfinite(v[i])) {
-      return Status(Detail::kNonFinite, str_cat("vector component ", i, " is ", v[i],
-                                                "; only finite values are allowed"));
-    }
-    norm2 += static_cast<double>(v[i]) * v[i];
+  // NaN/Inf and the zero vector under cosine: the index's own check, so the node and the index
+  // can never disagree on what a valid vector is.
+  return index::validate_vector(v, dimension, to_index_metric(metric));
+}
+
+index::Metric to_index_metric(Metric m) noexcept {
+  switch (m) {
+    case Metric::kL2: return index::Metric::kL2;
+    case Metric::kInnerProduct: return index::Metric::kInnerProduct;
+    case Metric::kCosine: return index::Metric::kCosine;
   }
-  if (metric == Metric::kCosine && norm2 == 0.0) {
-    return Status(Detail::kZeroVector, "zero vector has no direction under the cosine metric");
-  }
-  return {};
+  return index::Metric::kL2;
 }
 
 namespace {

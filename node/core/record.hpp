@@ -19,12 +19,15 @@
 #include <vector>
 
 #include "common/status.hpp"
+#include "index/types.hpp"
 
 namespace shoal::node {
 
 enum class Metric : std::uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
 std::string_view metric_name(Metric m) noexcept;
 Result<Metric> parse_metric(std::string_view text);
+// The index's number for a metric (index/ numbers its metrics in its snapshot format).
+index::Metric to_index_metric(Metric m) noexcept;
 
 // Limits checked at the edge of the node. The defaults are DESIGN.md section 2's.
 struct Limits {

@@ -68,6 +68,21 @@ enum class Detail : std::uint32_t {
   // unimplemented / version
   kVersionMismatch = (1u << 8) | 9u,
   kParameterMismatch = (2u << 8) | 9u,
+  // unauthenticated (security/: certificates, the handshake and the sealed channel)
+  kBadSignature = (1u << 8) | 6u,       // a signature that does not verify
+  kWrongMesh = (2u << 8) | 6u,          // a certificate or prologue for another mesh
+  kExpired = (3u << 8) | 6u,            // a certificate past its not_after
+  kNotYetValid = (4u << 8) | 6u,        // a certificate before its not_before
+  kWrongRole = (5u << 8) | 6u,          // a role the verifier does not accept here
+  kRevoked = (6u << 8) | 6u,            // a device key in the revocation set
+  kSelfSigned = (7u << 8) | 6u,         // signed by the device key, not the authority
+  kStaticKeyMismatch = (8u << 8) | 6u,  // the Noise static key is not the certificate's key
+  kUnknownIssuer = (9u << 8) | 6u,      // issued by a key that is not a trusted authority
+  kDecryptFailed = (10u << 8) | 6u,     // an AEAD tag that does not verify (tampered, replayed)
+  // unavailable
+  kSessionClosed = (1u << 8) | 4u,      // a secure session already closed by an earlier error
+  // I/O
+  kInsecurePermissions = (3u << 8) | 8u,  // a key file readable by group or others
 };
 
 constexpr Code primary_code(std::uint32_t full) noexcept {

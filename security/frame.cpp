@@ -7,7 +7,7 @@ namespace shoal::security {
 
 Status FrameBuffer::check_headers() noexcept {
   std::size_t at = std::max(checked_, start_);
-  while (data_.size() - at >= kFrameHeaderBytes) {
+  while (at <= data_.size() && data_.size() - at >= kFrameHeaderBytes) {
     const std::uint32_t len = frame_length(data_.data() + at);
     if (len > max_body_) {
       return Status(Detail::kTooLarge, "frame of " + std::to_string(len) +

@@ -289,6 +289,7 @@ struct Node::PeerState {
   bool up = false;
   std::uint64_t acked = 0;
   std::uint64_t persisted_acked = 0;
+  bool durable = false;  // the peers table holds an entry for this peer
   WallTime last_seen;
   MonoTime last_persist;
   bool in_flight = false;  // a delta batch awaits its acknowledgement

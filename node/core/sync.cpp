@@ -98,6 +98,7 @@ Status Node::load_peers() {
     }
     p->tier = static_cast<Tier>(tier);
     p->persisted_acked = p->acked;
+    p->durable = true;
     p->last_seen = WallTime::from_ns(seen);
     // A position beyond our buffer (restored store) means nothing: start over.
     if (p->acked > delta_seq_) p->acked = p->persisted_acked = 0;
@@ -125,6 +126,11 @@ void Node::peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now) {
   std::unique_lock lock(mu_);
   if (peer == replica_) return;
   PeerState& p = peer_state(peer);
+  // A peer is durable from first contact: trim_buffer() keeps every entry after the smallest
+  // persisted position, so a peer that a restart forgot would have its undelivered entries
+  // trimmed away (found by shoal-sim --seed 100977 --no-repair). Until this write succeeds the
+  // peer blocks trimming (trim_buffer() retries it).
+  if (!p.durable) p.durable = persist_peer(p).ok();
   p.up = true;
   p.tier = tier;
   p.in_flight = false;
@@ -267,6 +273,14 @@ void Node::push_to(PeerState& p, MonoTime now, bool retransmit) {
 
 Status Node::trim_buffer() {
   if (peers_.empty() || options_.mutations.trim_before_ack) return {};
+  // A peer not yet durable (its first write failed, or it only ever sent us messages) would be
+  // forgotten by a crash: trim nothing until it is.
+  for (auto& [id, p] : peers_) {
+    if (!p->durable) {
+      p->durable = persist_peer(*p).ok();
+      if (!p->durable) return {};
+    }
+  }
   // Only positions that are persisted count: after a crash the node resumes from those, and must
   // still hold every entry after them.
   std::uint64_t min_acked = delta_seq_;

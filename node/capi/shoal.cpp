@@ -9,8 +9,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <variant>
 
+#include "common/log.hpp"
 #include "node/core/data_dir.hpp"
 
 using namespace shoal;
@@ -97,12 +99,36 @@ int guarded(shoal_error* err, F&& f) {
 Status set_meta(shoal_meta* meta, const char* key, MetaValue v) {
   if (meta == nullptr || key == nullptr) return Status(Code::kInvalidArgument, "meta and key must not be NULL");
   if (*key == '\0') return Status(Detail::kTooLarge, "metadata key must be 1..65535 bytes, got 0");
+  // Refused here already, so the app learns which call was wrong; shoal_upsert checks again
+  // through validate_record, the check peers' records go through too.
+  SHOAL_RETURN_IF_ERROR(validate_utf8("metadata key", key));
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    SHOAL_RETURN_IF_ERROR(validate_utf8(str_cat("metadata value of key '", key, "'"), *s));
+  }
   meta->metadata.fields.emplace_back(key, std::move(v));
   meta->metadata.normalize();
   return {};
 }
 
 Metadata copy_meta(const shoal_meta* meta) { return meta == nullptr ? Metadata{} : meta->metadata; }
+
+// Metadata as a JSON object. A store may hold strings from before UTF-8 was enforced: invalid
+// bytes in keys and string values become U+FFFD (docs/api.md), so reading never fails.
+std::string metadata_json(const Metadata& m) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : m.fields) {
+    std::visit(
+        [&](const auto& x) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+            j[to_valid_utf8(k)] = to_valid_utf8(x);
+          } else {
+            j[to_valid_utf8(k)] = x;
+          }
+        },
+        v);
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 }  // namespace
 
@@ -270,11 +296,7 @@ int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_le
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto r, db->dir->node().get(collection, std::string_view(id, id_len)));
     auto rec = std::make_unique<shoal_record>();
-    nlohmann::json j = nlohmann::json::object();
-    for (const auto& [k, v] : r.siblings.at(0).value.metadata.fields) {
-      std::visit([&](const auto& x) { j[k] = x; }, v);
-    }
-    rec->metadata_json = j.dump();
+    rec->metadata_json = metadata_json(r.siblings.at(0).value.metadata);
     rec->result = std::move(r);
     *out = rec.release();
     return {};

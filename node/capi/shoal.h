@@ -114,8 +114,14 @@ SHOAL_API void shoal_options_free(shoal_options *opts);
 SHOAL_API int shoal_options_set_max_store_bytes(shoal_options *opts, uint64_t bytes, shoal_error *err);
 
 /* Opens (creating if needed) the data directory `path`. On success *out is a handle to close
- * with shoal_close. Codes: SHOAL_EIO (cannot create or lock the directory), SHOAL_E_VERSION
- * (a data directory from an incompatible version), SHOAL_ECORRUPTION. */
+ * with shoal_close. Codes:
+ * - SHOAL_EUNAVAILABLE: the directory is open in another handle, of this process or another
+ *   one. The message names the holder's PID and says "this process" when it is ours. This is
+ *   "unavailable" (retry once the holder closes it), not an I/O error: the call and the disk are
+ *   fine, the directory is busy, and a second handle in one process would not help either (share
+ *   the first; a shoal_db may be used from any thread).
+ * - SHOAL_EIO: the directory or its LOCK file cannot be created or locked for any other reason.
+ * - SHOAL_E_VERSION: a data directory from an incompatible version; SHOAL_ECORRUPTION. */
 SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db **out, shoal_error *err);
 /* Closes the handle; pending work is finished first. Accepts NULL. */
 SHOAL_API void shoal_close(shoal_db *db);
@@ -127,7 +133,9 @@ SHOAL_API int shoal_collection_drop(shoal_db *db, const char *name, shoal_error 
 /* Number of live records in a collection. */
 SHOAL_API int shoal_collection_count(shoal_db *db, const char *name, uint64_t *out, shoal_error *err);
 
-/* Metadata builder: string, integer, float and bool values under string keys. */
+/* Metadata builder: string, integer, float and bool values under string keys. Keys and string
+ * values must be valid UTF-8: otherwise SHOAL_E_MALFORMED, naming the key, the offset of the first
+ * invalid byte and the value seen, and `meta` is unchanged. Setting a key again replaces it. */
 SHOAL_API shoal_meta *shoal_meta_new(void);
 SHOAL_API void shoal_meta_free(shoal_meta *meta);
 SHOAL_API int shoal_meta_set_string(shoal_meta *meta, const char *key, const char *value, shoal_error *err);
@@ -135,8 +143,12 @@ SHOAL_API int shoal_meta_set_int(shoal_meta *meta, const char *key, int64_t valu
 SHOAL_API int shoal_meta_set_float(shoal_meta *meta, const char *key, double value, shoal_error *err);
 SHOAL_API int shoal_meta_set_bool(shoal_meta *meta, const char *key, int value, shoal_error *err);
 
-/* Inserts or replaces record `id` (id_len bytes, 1..256). `meta` and `model` may be NULL.
- * Durable when it returns SHOAL_OK. On any error the store is unchanged. */
+/* Inserts or replaces record `id` (id_len bytes, 1..256, valid UTF-8, no NUL). `meta` and
+ * `model` (valid UTF-8, up to 128 bytes) may be NULL. Durable when it returns SHOAL_OK. On any
+ * error the store is unchanged. Codes: SHOAL_E_DIMENSION, SHOAL_E_NONFINITE, SHOAL_E_ZEROVECTOR,
+ * SHOAL_E_TOOLARGE, SHOAL_E_MALFORMED (an id, model tag or metadata string that is not UTF-8;
+ * the message names the field and the offset), SHOAL_E_NOCOLLECTION, SHOAL_E_MAPFULL,
+ * SHOAL_E_DISKFULL, SHOAL_EIO. */
 SHOAL_API int shoal_upsert(shoal_db *db, const char *collection, const char *id, size_t id_len,
                            const float *vector, size_t dimension, const shoal_meta *meta,
                            const char *model, shoal_error *err);
@@ -154,8 +166,10 @@ SHOAL_API int shoal_delete(shoal_db *db, const char *collection, const char *id,
 SHOAL_API int shoal_get(shoal_db *db, const char *collection, const char *id, size_t id_len,
                         shoal_record **out, shoal_error *err);
 SHOAL_API void shoal_record_free(shoal_record *rec);
-/* The winning value's vector (dimension floats), model tag, and metadata as JSON text. Pointers
- * live until shoal_record_free. */
+/* The winning value's vector (dimension floats), model tag, and metadata as JSON text (UTF-8).
+ * Pointers live until shoal_record_free. A record stored before UTF-8 was enforced is still
+ * read: in the JSON, each invalid byte sequence of a key or string value becomes U+FFFD; the
+ * model tag is returned as stored. */
 SHOAL_API const float *shoal_record_vector(const shoal_record *rec, size_t *dimension);
 SHOAL_API const char *shoal_record_model(const shoal_record *rec);
 SHOAL_API const char *shoal_record_metadata_json(const shoal_record *rec);
@@ -164,9 +178,11 @@ SHOAL_API const char *shoal_record_metadata_json(const shoal_record *rec);
 SHOAL_API size_t shoal_record_sibling_count(const shoal_record *rec);
 SHOAL_API const float *shoal_record_sibling_vector(const shoal_record *rec, size_t i, size_t *dimension);
 
-/* k-nearest-neighbour search. `filter` (may be NULL) is a conjunction like
- * "color=red,year>=2020" (see docs/api.md). ef = 0 picks the default. Hits are written to
- * hits[0..*count), closest first; *count < k only when fewer than k records match. */
+/* k-nearest-neighbour search. `filter` (may be NULL or empty) is a conjunction like
+ * "color=red,year>=2020" in the grammar of docs/api.md ("Filters"); anything else is
+ * SHOAL_E_MALFORMED with "at byte N" (0-based) in the message. ef = 0 picks the default. Hits
+ * are written to hits[0..*count), closest first; *count < k only when fewer than k records
+ * match. */
 SHOAL_API int shoal_search(shoal_db *db, const char *collection, const float *query, size_t dimension,
                            uint32_t k, uint32_t ef, const char *filter, shoal_hit *hits,
                            size_t capacity, size_t *count, shoal_error *err);

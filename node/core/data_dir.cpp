@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 
@@ -27,6 +28,30 @@ Status OpenDataDir::open_node(NodeOptions options) {
   return {};
 }
 
+namespace {
+
+// The message for a refused open: who holds the lock, as far as the LOCK file says. The holder
+// writes its PID there right after taking the lock, so the file can be briefly empty (the
+// holder is still opening) or name a holder from a build that did not write it.
+std::string describe_holder(int fd) {
+  char buf[32] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  long long pid = 0;
+  const char* end = buf + (n > 0 ? n : 0);
+  auto [p, ec] = std::from_chars(buf, end, pid);
+  if (n <= 0 || ec != std::errc() || pid <= 0 || (p != end && *p != '\n')) {
+    return "the data directory is already open (its LOCK file is held; the holder's PID is not "
+           "recorded)";
+  }
+  if (pid == static_cast<long long>(::getpid())) {
+    return str_cat("the data directory is already open in this process (PID ", pid,
+                   ") by another handle; close that handle first or share it");
+  }
+  return str_cat("the data directory is already open in another process (PID ", pid, ")");
+}
+
+}  // namespace
+
 Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, DataDirOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
@@ -36,11 +61,21 @@ Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, Data
   if (fd < 0) return Status(Code::kIo, str_cat("cannot open lock file: ", std::strerror(errno)), lock_path);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
-    ::close(fd);
     if (err == EWOULDBLOCK) {
-      return Status(Code::kUnavailable, "the data directory is open in another process", path);
+      Status held = Status(Code::kUnavailable, describe_holder(fd), path);
+      ::close(fd);
+      return held;
     }
+    ::close(fd);
     return Status(Code::kIo, str_cat("cannot lock data directory: ", std::strerror(err)), path);
+  }
+  // Ours now: record our PID so that a refused opener can name the holder. A failure here only
+  // costs that message, never the open.
+  const std::string pid_line = str_cat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid_line.data(), pid_line.size(), 0) != static_cast<ssize_t>(pid_line.size())) {
+    SHOAL_LOG(options.node.logger, kWarn, "data_dir", "cannot write the PID into ", lock_path, ": ",
+              std::strerror(errno));
   }
   store::LmdbStoreOptions so;
   so.path = path + "/store";

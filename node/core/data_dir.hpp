@@ -1,7 +1,8 @@
 // node/core/data_dir.hpp: a node's data directory on disk, and opening a Node in it.
 //
-// Layout (docs/storage.md): <dir>/LOCK (an flock held while open, so two processes never open
-// one directory), <dir>/store/ (the LMDB environment), <dir>/snapshots/ (index snapshots).
+// Layout (docs/storage.md): <dir>/LOCK (an flock held while open, so two handles, in one process
+// or in two, never open one directory; the holder writes its PID there as decimal text and a
+// newline, read only to name the holder when an open is refused), <dir>/store/ (the LMDB environment), <dir>/snapshots/ (index snapshots).
 // Thread rules: open_data_dir() from any thread; the returned object is owned by one holder.
 #pragma once
 
@@ -36,8 +37,10 @@ class OpenDataDir {
 };
 
 // Creates the directory if needed, takes its lock, opens the store and the node. Statuses:
-// kIo (cannot create or lock: names the path; kUnavailable when another process holds the
-// lock), and those of LmdbStore::open and Node::open.
+// kUnavailable when another handle holds the lock (the message names the holder's PID and says
+// "this process" or "another process"; retry once the holder has closed it); kIo when the
+// directory or its LOCK file cannot be created or locked for any other reason (names the path);
+// and those of LmdbStore::open and Node::open.
 [[nodiscard]] Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path,
                                                                  DataDirOptions options);
 

@@ -52,6 +52,105 @@ void Metadata::normalize() {
   fields = std::move(out);
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is invalid; on 0, `*bad_len`
+// is the length of the maximal invalid subpart (at least 1), which U+FFFD replaces as a whole.
+std::size_t utf8_sequence(std::string_view s, std::size_t i, std::size_t* bad_len) noexcept {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = at(i);
+  *bad_len = 1;
+  if (b0 < 0x80) return 1;
+  std::size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+  if (b0 >= 0xc2 && b0 <= 0xdf) {
+    len = 2;
+  } else if (b0 >= 0xe0 && b0 <= 0xef) {
+    len = 3;
+    if (b0 == 0xe0) lo = 0xa0;  // no overlong forms
+    if (b0 == 0xed) hi = 0x9f;  // no surrogates
+  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+    len = 4;
+    if (b0 == 0xf0) lo = 0x90;  // no overlong forms
+    if (b0 == 0xf4) hi = 0x8f;  // nothing above U+10FFFF
+  } else {
+    return 0;
+  }
+  for (std::size_t k = 1; k < len; ++k) {
+    if (i + k >= s.size()) return 0;
+    const unsigned char b = at(i + k);
+    const bool ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xbf);
+    if (!ok) return 0;
+    *bad_len = k + 1;  // the valid prefix so far, should a later byte fail
+  }
+  return len;
+}
+
+}  // namespace
+
+std::optional<std::size_t> find_invalid_utf8(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t bad = 0;
+    const std::size_t n = utf8_sequence(s, i, &bad);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
+std::string to_valid_utf8(std::string_view s) {
+  if (!find_invalid_utf8(s)) return std::string(s);
+  std::string out;
+  out.reserve(s.size() + 8);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t bad = 0;
+    const std::size_t n = utf8_sequence(s, i, &bad);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      i += bad;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+std::string escape_for_message(std::string_view s, std::size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  std::size_t i = 0;
+  while (i < s.size() && i < max_bytes) {
+    std::size_t bad = 0;
+    const std::size_t n = utf8_sequence(s, i, &bad);
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (n == 0 || (n == 1 && (b < 0x20 || b == 0x7f))) {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 0xf];
+      i += 1;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  if (i < s.size()) out += "...";
+  return out;
+}
+
+Status validate_utf8(std::string_view field, std::string_view value) {
+  const auto bad = find_invalid_utf8(value);
+  if (!bad) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  const auto b = static_cast<unsigned char>(value[*bad]);
+  return Status(Detail::kMalformed,
+                str_cat(field, " must be valid UTF-8; byte 0x", kHex[b >> 4], kHex[b & 0xf],
+                        " at offset ", *bad, " of ", value.size(), " is not (value '",
+                        escape_for_message(value), "')"));
+}
+
 Status validate_collection_name(std::string_view name, const Limits& limits) {
   if (name.empty() || name.size() > limits.max_collection_name_bytes) {
     return Status(Detail::kTooLarge, str_cat("collection name must be 1..",
@@ -73,7 +172,7 @@ Status validate_collection_name(std::string_view name, const Limits& limits) {
   return {};
 }
 
-Status validate_record_id(std::string_view id, const Limits& limits) {
+Status validate_record_id_for_lookup(std::string_view id, const Limits& limits) {
   if (id.empty() || id.size() > limits.max_id_bytes) {
     return Status(Detail::kTooLarge, str_cat("record id must be 1..", limits.max_id_bytes,
                                              " bytes, got ", id.size()));
@@ -82,6 +181,12 @@ Status validate_record_id(std::string_view id, const Limits& limits) {
     return Status(Detail::kMalformed, "record id must not contain NUL bytes");
   }
   return {};
+}
+
+Status validate_record_id(std::string_view id, const Limits& limits) {
+  SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, limits));
+  if (limits.accept_invalid_utf8_for_testing) return {};
+  return validate_utf8("record id", id);
 }
 
 Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric metric) {
@@ -167,6 +272,7 @@ Status validate_record(const RecordValue& r, std::uint32_t dimension, Metric met
     return Status(Detail::kTooLarge, str_cat("model tag is ", r.model.size(), " bytes, limit ",
                                              limits.max_model_tag_bytes));
   }
+  if (!limits.accept_invalid_utf8_for_testing) SHOAL_RETURN_IF_ERROR(validate_utf8("model tag", r.model));
   if (r.metadata.fields.size() > limits.max_metadata_keys) {
     return Status(Detail::kTooLarge, str_cat("metadata has ", r.metadata.fields.size(),
                                              " keys, limit ", limits.max_metadata_keys));
@@ -183,12 +289,18 @@ Status validate_record(const RecordValue& r, std::uint32_t dimension, Metric met
                                                k.size()));
     }
     if (i > 0 && !(r.metadata.fields[i - 1].first < k)) {
-      return Status(Detail::kMalformed,
-                    str_cat("metadata keys must be unique and sorted; '", k, "' is out of order"));
+      return Status(Detail::kMalformed, str_cat("metadata keys must be unique and sorted; '",
+                                                escape_for_message(k), "' is out of order"));
     }
     if (const double* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
-      return Status(Detail::kNonFinite, str_cat("metadata '", k, "' is ", *d,
+      return Status(Detail::kNonFinite, str_cat("metadata '", escape_for_message(k), "' is ", *d,
                                                 "; only finite values are allowed"));
+    }
+    if (!limits.accept_invalid_utf8_for_testing) {
+      SHOAL_RETURN_IF_ERROR(validate_utf8("metadata key", k));
+      if (const auto* str = std::get_if<std::string>(&v)) {
+        SHOAL_RETURN_IF_ERROR(validate_utf8(str_cat("metadata value of key '", escape_for_message(k), "'"), *str));
+      }
     }
   }
   return {};
@@ -346,67 +458,179 @@ bool Filter::matches(const Metadata& m) const noexcept {
 
 namespace {
 
-MetaValue parse_value(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') {
-    return std::string(s.substr(1, s.size() - 2));
+// Bytes that end a bare key or value: whitespace is allowed only between the words of one.
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_bare(char c) noexcept {
+  const auto b = static_cast<unsigned char>(c);
+  if (b < 0x20 || b == 0x7f || is_space(c)) return false;
+  switch (c) {
+    case '"': case '\\': case ',': case '=': case '!': case '<': case '>': case '?': return false;
+    default: return true;
   }
+}
+
+// The type of a bare value: int, then finite float, then true/false, else string.
+MetaValue type_bare_value(std::string_view s) {
   std::int64_t i = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (ec == std::errc() && p == s.data() + s.size() && !s.empty()) return i;
+  if (ec == std::errc() && p == s.data() + s.size()) return i;
   double d = 0;
   auto [q, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (ec2 == std::errc() && q == s.data() + s.size() && !s.empty() && std::isfinite(d)) return d;
+  if (ec2 == std::errc() && q == s.data() + s.size() && std::isfinite(d)) return d;
   if (s == "true") return true;
   if (s == "false") return false;
   return std::string(s);
 }
 
+// A recursive-descent parser of the filter grammar (docs/api.md). Each method consumes its
+// production or fails with the byte offset of the first byte it cannot accept.
+class FilterParser {
+ public:
+  explicit FilterParser(std::string_view text) : t_(text) {}
+
+  Result<Filter> parse(std::size_t* error_offset_or_null) {
+    Filter f;
+    Status s = parse_into(f);
+    if (!s.ok()) {
+      if (error_offset_or_null != nullptr) *error_offset_or_null = error_at_;
+      return s;
+    }
+    return f;
+  }
+
+ private:
+  Status fail(std::size_t at, std::string what) {
+    error_at_ = at;
+    return Status(Detail::kMalformed, str_cat("filter: ", what, " at byte ", at));
+  }
+  bool done() const noexcept { return pos_ >= t_.size(); }
+  char peek() const noexcept { return done() ? '\0' : t_[pos_]; }
+  void skip_space() noexcept {
+    while (!done() && is_space(t_[pos_])) ++pos_;
+  }
+  // What stands at the current position, for messages.
+  std::string seen() const {
+    if (done()) return "the end of the filter";
+    return str_cat("'", escape_for_message(t_.substr(pos_, 1), 1), "'");
+  }
+
+  Status parse_into(Filter& f) {
+    skip_space();
+    if (done()) return {};  // empty or blank: no conditions
+    for (;;) {
+      Condition c;
+      SHOAL_RETURN_IF_ERROR(parse_condition(c));
+      f.all.push_back(std::move(c));
+      skip_space();
+      if (done()) return {};
+      if (peek() != ',') return fail(pos_, str_cat("expected ',' or the end of the filter, got ", seen()));
+      ++pos_;
+      skip_space();
+      if (done() || peek() == ',') return fail(pos_, str_cat("expected a condition after ',', got ", seen()));
+    }
+  }
+
+  Status parse_condition(Condition& c) {
+    const std::size_t key_at = pos_;
+    SHOAL_RETURN_IF_ERROR(parse_text("key", c.key, nullptr));
+    if (c.key.empty()) return fail(key_at, "empty key \"\"");
+    skip_space();
+    if (peek() == '?') {
+      ++pos_;
+      c.op = Condition::Op::kExists;
+      return {};
+    }
+    const std::size_t op_at = pos_;
+    const char a = peek();
+    const char b = pos_ + 1 < t_.size() ? t_[pos_ + 1] : '\0';
+    if (a == '=') {
+      c.op = Condition::Op::kEq;
+      pos_ += 1;
+    } else if (a == '!' && b == '=') {
+      c.op = Condition::Op::kNe;
+      pos_ += 2;
+    } else if (a == '<') {
+      c.op = b == '=' ? Condition::Op::kLe : Condition::Op::kLt;
+      pos_ += b == '=' ? 2 : 1;
+    } else if (a == '>') {
+      c.op = b == '=' ? Condition::Op::kGe : Condition::Op::kGt;
+      pos_ += b == '=' ? 2 : 1;
+    } else {
+      return fail(op_at, str_cat("expected an operator (= != < <= > >=) or '?' after key '",
+                                 escape_for_message(c.key), "', got ", seen()));
+    }
+    skip_space();
+    bool quoted = false;
+    std::string text;
+    SHOAL_RETURN_IF_ERROR(parse_text("value", text, &quoted));
+    c.value = quoted ? MetaValue(std::move(text)) : type_bare_value(text);
+    return {};
+  }
+
+  // A quoted string or a bare run of words (inner whitespace kept, outer whitespace not).
+  // `quoted_or_null` learns which it was; a key does not care.
+  Status parse_text(std::string_view what, std::string& out, bool* quoted_or_null) {
+    const std::size_t start = pos_;
+    if (peek() == '"') {
+      if (quoted_or_null != nullptr) *quoted_or_null = true;
+      ++pos_;
+      for (;;) {
+        if (done()) return fail(start, str_cat("unterminated quoted ", what, " (no closing '\"')"));
+        const char c = t_[pos_];
+        if (c == '"') {
+          ++pos_;
+          break;
+        }
+        if (c == '\\') {
+          const char e = pos_ + 1 < t_.size() ? t_[pos_ + 1] : '\0';
+          if (e != '"' && e != '\\') {
+            return fail(pos_, "unknown escape in a quoted string (only \\\" and \\\\ are allowed)");
+          }
+          out += e;
+          pos_ += 2;
+          continue;
+        }
+        std::size_t bad = 0;
+        const std::size_t n = utf8_sequence(t_, pos_, &bad);
+        if (n == 0) return fail(pos_, str_cat("quoted ", what, " is not valid UTF-8"));
+        out.append(t_.substr(pos_, n));
+        pos_ += n;
+      }
+      return {};
+    }
+    std::size_t end = pos_;  // the end of the last word
+    while (!done()) {
+      const char c = t_[pos_];
+      if (is_space(c)) {
+        std::size_t next = pos_;
+        while (next < t_.size() && is_space(t_[next])) ++next;
+        if (next < t_.size() && is_bare(t_[next])) {
+          pos_ = next;  // inner whitespace: the run goes on
+          continue;
+        }
+        break;
+      }
+      if (!is_bare(c)) break;
+      std::size_t bad = 0;
+      const std::size_t n = utf8_sequence(t_, pos_, &bad);
+      if (n == 0) return fail(pos_, str_cat(what, " is not valid UTF-8"));
+      pos_ += n;
+      end = pos_;
+    }
+    if (end == start) return fail(start, str_cat("expected a ", what, ", got ", seen()));
+    out = std::string(t_.substr(start, end - start));
+    return {};
+  }
+
+  std::string_view t_;
+  std::size_t pos_ = 0;
+  std::size_t error_at_ = 0;
+};
+
 }  // namespace
 
-Result<Filter> parse_filter(std::string_view text) {
-  Filter f;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    std::size_t end = text.find(',', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view cond = text.substr(start, end - start);
-    start = end + 1;
-    if (cond.empty()) {
-      if (end == text.size() && f.all.empty() && text.empty()) break;
-      return Status(Detail::kMalformed, str_cat("empty condition in filter '", text, "'"));
-    }
-    Condition c;
-    if (cond.back() == '?') {
-      c.key = std::string(cond.substr(0, cond.size() - 1));
-      c.op = Condition::Op::kExists;
-    } else {
-      static constexpr std::pair<std::string_view, Condition::Op> kOps[] = {
-          {"!=", Condition::Op::kNe}, {"<=", Condition::Op::kLe}, {">=", Condition::Op::kGe},
-          {"=", Condition::Op::kEq},  {"<", Condition::Op::kLt},  {">", Condition::Op::kGt}};
-      std::size_t best = std::string_view::npos;
-      std::size_t best_len = 0;
-      for (const auto& [tok, op] : kOps) {
-        std::size_t p = cond.find(tok);
-        if (p != std::string_view::npos && (p < best || (p == best && tok.size() > best_len))) {
-          best = p;
-          best_len = tok.size();
-          c.op = op;
-        }
-      }
-      if (best == std::string_view::npos) {
-        return Status(Detail::kMalformed,
-                      str_cat("condition '", cond, "' has no operator (= != < <= > >= or ?)"));
-      }
-      c.key = std::string(cond.substr(0, best));
-      c.value = parse_value(cond.substr(best + best_len));
-    }
-    if (c.key.empty()) {
-      return Status(Detail::kMalformed, str_cat("condition '", cond, "' has no key"));
-    }
-    f.all.push_back(std::move(c));
-    if (end == text.size()) break;
-  }
-  return f;
+Result<Filter> parse_filter(std::string_view text, std::size_t* error_offset_or_null) {
+  return FilterParser(text).parse(error_offset_or_null);
 }
 
 }  // namespace shoal::node

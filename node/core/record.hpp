@@ -39,7 +39,26 @@ struct Limits {
   std::size_t max_batch_records = 10'000;
   std::uint32_t max_k = 1000;
   std::size_t max_collection_name_bytes = 64;
+  // Lets a test write what a store could hold before UTF-8 was enforced (ids, model tags and
+  // metadata strings that are not UTF-8), to prove that readers still render such records.
+  bool accept_invalid_utf8_for_testing = false;
 };
+
+// UTF-8 (RFC 3629, strict: no overlong forms, no surrogates, nothing above U+10FFFF).
+// Returns the byte offset of the first byte that does not start or continue a valid sequence,
+// or nullopt when all of `s` is valid.
+std::optional<std::size_t> find_invalid_utf8(std::string_view s) noexcept;
+// Returns `s` with every maximal invalid subsequence replaced by U+FFFD (EF BF BD), so it can be
+// printed as JSON. Valid input is returned unchanged. Readers use it: a store may hold strings
+// written before validation existed, and reading them must never fail.
+std::string to_valid_utf8(std::string_view s);
+// Renders untrusted bytes for an error message: printable ASCII and valid multi-byte UTF-8 as
+// is; invalid and control bytes as \xNN; at most `max_bytes` of input, then "...".
+std::string escape_for_message(std::string_view s, std::size_t max_bytes = 48);
+// kMalformed when `value` is not valid UTF-8, naming `field`, the rule, the first invalid byte
+// and its offset, and the value seen (escaped): "metadata key must be valid UTF-8; byte 0xff at
+// offset 2 of 3 is not (value 'ab\xff')".
+Status validate_utf8(std::string_view field, std::string_view value);
 
 // A metadata value: string, integer, float or bool (DESIGN.md section 2).
 using MetaValue = std::variant<std::string, std::int64_t, double, bool>;
@@ -63,12 +82,19 @@ struct RecordValue {
 
 // Checks a collection name: 1..limit bytes of [A-Za-z0-9_.-], not starting with '.'.
 Status validate_collection_name(std::string_view name, const Limits& limits);
-// Checks a record id: 1..limit bytes, no NUL.
+// Checks a record id: 1..limit bytes, no NUL, valid UTF-8 (kMalformed naming the offset of the
+// first invalid byte). Used for ids from apps and from peers (Node::upsert_batch,
+// Node::on_delta_batch, the repair-reply handler).
 Status validate_record_id(std::string_view id, const Limits& limits);
+// Checks an id used only to look a record up (get, delete): 1..limit bytes, no NUL, but not
+// UTF-8, so records stored before UTF-8 was enforced can still be read and deleted.
+Status validate_record_id_for_lookup(std::string_view id, const Limits& limits);
 // Checks a vector for a collection: dimension, finite values, and non-zero under cosine.
 Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric metric);
 // Checks everything in a record value against the collection and the limits, including the
-// encoded metadata size and non-finite float metadata values.
+// encoded metadata size, non-finite float metadata values, and that the model tag and every
+// metadata key and string value are valid UTF-8 (kMalformed naming the field and the offset of
+// the first invalid byte). The one check for records from apps and from peers alike.
 Status validate_record(const RecordValue& r, std::uint32_t dimension, Metric metric,
                        const Limits& limits);
 
@@ -94,9 +120,13 @@ struct Filter {
   bool empty() const noexcept { return all.empty(); }
   bool matches(const Metadata& m) const noexcept;
 };
-// Parses "key=value,key>=3,flag=true,key?" (comma = and; ops = != < <= > >=; `key?` = exists).
-// Values parse as int, then float, then bool (true/false), else string; quote with "..." to force
-// a string. Errors name the offending condition.
-Result<Filter> parse_filter(std::string_view text);
+// Parses a filter: the grammar in docs/api.md ("Filters"), in short
+//   filter    = ws [ condition ws *( "," ws condition ws ) ]
+//   condition = key ws ( "?" / op ws value )      op = "=" / "!=" / "<" / "<=" / ">" / ">="
+//   key, value = quoted / bare      quoted = '"' *( char / '\"' / '\\' ) '"'
+// Bare values type as int, then float, then true/false, else string; quoted values are strings.
+// Anything else is kMalformed with "at byte N" (0-based) in the message; N is also written to
+// `error_offset_or_null` when given. Keys and values must be valid UTF-8.
+Result<Filter> parse_filter(std::string_view text, std::size_t* error_offset_or_null = nullptr);
 
 }  // namespace shoal::node

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -18,6 +19,19 @@ bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The first `n` bytes as hex pairs ("72 6f 6f 74"), for messages about files that are not ours.
+std::string hex_bytes(const std::string& b, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n && i < b.size(); ++i) {
+    const auto c = static_cast<unsigned char>(b[i]);
+    if (i > 0) out += ' ';
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
+  return out;
+}
+
 std::uint32_t be32(const unsigned char* p) {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
          std::uint32_t{p[3]};
@@ -32,7 +46,7 @@ VectorFormat guess_format(const std::string& path) noexcept {
 
 Result<std::string> read_file_maybe_gz(const std::string& path, std::size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(Code::kIo, "cannot open file", path);
+  if (!in) return Status(Code::kIo, str_cat("cannot open file: ", std::strerror(errno)), path);
   std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return Status(Code::kIo, "read failed", path);
   if (raw.size() < 2 || static_cast<unsigned char>(raw[0]) != 0x1f ||
@@ -64,7 +78,7 @@ Result<std::string> read_file_maybe_gz(const std::string& path, std::size_t max_
     }
     if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
       inflateEnd(&zs);
-      return Status(Detail::kTruncated, "gzip stream ends early", path);
+      return Status(Detail::kMalformed, "gzip stream ends early (truncated)", path);
     }
   }
   inflateEnd(&zs);
@@ -74,7 +88,10 @@ Result<std::string> read_file_maybe_gz(const std::string& path, std::size_t max_
 Result<VectorSet> parse_idx(const std::string& bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   if (bytes.size() < 4 || p[0] != 0 || p[1] != 0) {
-    return Status(Detail::kBadMagic, "not an IDX file (magic must start with two zero bytes)");
+    return Status(Detail::kMalformed,
+                  str_cat("not an IDX file: it must start with the bytes 00 00 08 <1..3>, but ",
+                          bytes.size() < 4 ? str_cat("it has only ", bytes.size(), " bytes")
+                                           : str_cat("it starts with ", hex_bytes(bytes, 4))));
   }
   if (p[2] != 0x08) {
     return Status(Detail::kMalformed, str_cat("IDX element type 0x", std::hex, int{p[2]},
@@ -82,14 +99,15 @@ Result<VectorSet> parse_idx(const std::string& bytes) {
   }
   const unsigned ndim = p[3];
   if (ndim < 1 || ndim > 3) return Status(Detail::kMalformed, str_cat("IDX has ", ndim, " dimensions; expected 1..3"));
-  if (bytes.size() < 4 + 4 * std::size_t{ndim}) return Status(Detail::kTruncated, "IDX header is truncated");
+  if (bytes.size() < 4 + 4 * std::size_t{ndim}) return Status(Detail::kMalformed, str_cat("IDX header is truncated: ", ndim, " dimensions need ", 4 + 4 * std::size_t{ndim}, " bytes, the file has ", bytes.size()));
   std::size_t count = be32(p + 4);
   std::size_t dim = 1;
   for (unsigned i = 1; i < ndim; ++i) dim *= be32(p + 4 + 4 * i);
   const std::size_t header = 4 + 4 * std::size_t{ndim};
   if (dim == 0 || count > (bytes.size() - header) / dim || count * dim != bytes.size() - header) {
-    return Status(Detail::kTruncated, str_cat("IDX header says ", count, " x ", dim, " bytes but the file holds ",
-                                              bytes.size() - header));
+    return Status(Detail::kMalformed, str_cat("IDX header says ", count, " x ", dim,
+                                              " bytes but the file holds ", bytes.size() - header,
+                                              " (truncated or not an IDX file)"));
   }
   VectorSet out;
   out.count = count;
@@ -104,7 +122,7 @@ Result<VectorSet> parse_fvecs(const std::string& bytes) {
   std::size_t pos = 0;
   while (pos < bytes.size()) {
     std::int32_t d = 0;
-    if (bytes.size() - pos < 4) return Status(Detail::kTruncated, str_cat("fvecs: truncated dimension at byte ", pos));
+    if (bytes.size() - pos < 4) return Status(Detail::kMalformed, str_cat("fvecs: truncated dimension at byte ", pos));
     std::memcpy(&d, bytes.data() + pos, 4);
     pos += 4;
     if (d <= 0 || d > 1 << 20) return Status(Detail::kMalformed, str_cat("fvecs: dimension ", d, " at byte ", pos - 4));
@@ -114,7 +132,7 @@ Result<VectorSet> parse_fvecs(const std::string& bytes) {
                                                         ", the first has ", out.dimension));
     }
     const std::size_t n = out.dimension * 4;
-    if (bytes.size() - pos < n) return Status(Detail::kTruncated, str_cat("fvecs: vector ", out.count, " is truncated"));
+    if (bytes.size() - pos < n) return Status(Detail::kMalformed, str_cat("fvecs: vector ", out.count, " is truncated: it needs ", n, " bytes at byte ", pos, ", the file has ", bytes.size() - pos));
     const std::size_t at = out.data.size();
     out.data.resize(at + out.dimension);
     std::memcpy(out.data.data() + at, bytes.data() + pos, n);
@@ -127,7 +145,10 @@ Result<VectorSet> parse_fvecs(const std::string& bytes) {
 Result<VectorSet> parse_npy(const std::string& bytes) {
   static constexpr std::string_view kMagic("\x93NUMPY", 6);
   if (bytes.size() < 10 || std::string_view(bytes).substr(0, 6) != kMagic) {
-    return Status(Detail::kBadMagic, "not a .npy file");
+    return Status(Detail::kMalformed,
+                  str_cat("not a .npy file: it must start with \\x93NUMPY, but ",
+                          bytes.size() < 6 ? str_cat("it has only ", bytes.size(), " bytes")
+                                           : str_cat("it starts with ", hex_bytes(bytes, 6))));
   }
   const int major = static_cast<unsigned char>(bytes[6]);
   std::size_t header_len = 0, pos = 0;
@@ -135,7 +156,7 @@ Result<VectorSet> parse_npy(const std::string& bytes) {
     header_len = static_cast<unsigned char>(bytes[8]) | (std::size_t{static_cast<unsigned char>(bytes[9])} << 8);
     pos = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) return Status(Detail::kTruncated, ".npy header is truncated");
+    if (bytes.size() < 12) return Status(Detail::kMalformed, ".npy header is truncated");
     std::uint32_t l = 0;
     std::memcpy(&l, bytes.data() + 8, 4);
     header_len = l;
@@ -143,7 +164,10 @@ Result<VectorSet> parse_npy(const std::string& bytes) {
   } else {
     return Status(Detail::kVersionMismatch, str_cat(".npy format version ", major, " is not supported"));
   }
-  if (bytes.size() - pos < header_len) return Status(Detail::kTruncated, ".npy header is truncated");
+  if (bytes.size() - pos < header_len) {
+    return Status(Detail::kMalformed, str_cat(".npy header is truncated: it says ", header_len,
+                                              " bytes, the file has ", bytes.size() - pos));
+  }
   const std::string_view h(bytes.data() + pos, header_len);
   pos += header_len;
   if (h.find("'descr': '<f4'") == std::string_view::npos) {
@@ -176,7 +200,7 @@ Result<VectorSet> parse_npy(const std::string& bytes) {
   out.dimension = dims[1];
   if (out.dimension == 0 || out.count > (bytes.size() - pos) / 4 / out.dimension ||
       out.count * out.dimension * 4 != bytes.size() - pos) {
-    return Status(Detail::kTruncated, str_cat(".npy shape (", out.count, ", ", out.dimension,
+    return Status(Detail::kMalformed, str_cat(".npy shape (", out.count, ", ", out.dimension,
                                               ") does not match the ", bytes.size() - pos, " data bytes"));
   }
   out.data.resize(out.count * out.dimension);

@@ -6,6 +6,19 @@
 // ('<f4') array of shape (n, d). Every header field is checked against the file size before
 // anything is allocated, so a corrupt or hostile file gets a typed Status, never a crash or a
 // huge allocation.
+//
+// Statuses: a file is an argument of the caller, never Shoal's own state, so everything wrong
+// with its bytes is invalid input (fix the call), with the reason in the message:
+// - kMalformed: not a file of the format at all (/etc/passwd read as IDX: "not an IDX file ...
+//   starts with 72 6f 6f 74"), an unsupported element type or layout, a header that does not
+//   match the data (also a truncated file: the message says "truncated"), a corrupt or truncated
+//   gzip stream;
+// - kDimensionMismatch: .fvecs rows of different dimensions;
+// - kTooLarge: above `max_bytes`;
+// - kVersionMismatch (unimplemented): a .npy format version other than 1, 2 or 3;
+// - kIo: the file cannot be opened or read.
+// Corruption codes (kCorruption, kTruncated, kBadMagic, kChecksumMismatch) are never returned:
+// they mean "quarantine and re-sync" Shoal's own store or snapshots, which an operator alerts on.
 // Thread rules: pure functions of their inputs; each call opens its own file.
 #pragma once
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <iostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/time.hpp"
@@ -39,12 +40,35 @@ struct Globals {
   bool json_output = false;
 };
 
+// Every JSON output goes through here: a store may hold ids, model tags and metadata strings
+// written before UTF-8 was enforced, and printing them must never fail; invalid bytes are
+// printed as U+FFFD (docs/api.md).
+std::string dump(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 int fail(const Globals& g, const Status& s) {
   if (g.json_output) {
-    std::cout << json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}}.dump() << "\n";
+    std::cout << dump(json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}}) << "\n";
   } else {
     std::cerr << "shoal: " << s.to_string() << "\n";
   }
+  return 1;
+}
+
+// A filter that does not parse: the status, and on a terminal-style output the filter with a
+// caret under the byte where parsing stopped; in JSON the offset as "error_offset".
+int fail_filter(const Globals& g, const Status& s, const std::string& filter, std::size_t offset) {
+  if (g.json_output) {
+    std::cout << dump(json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()},
+                           {"error_offset", offset}})
+              << "\n";
+    return 1;
+  }
+  std::cerr << "shoal: " << s.to_string() << "\n  " << escape_for_message(filter, 200) << "\n  ";
+  // The caret column counts the escaped rendering of the bytes before the offset.
+  std::cerr << std::string(escape_for_message(std::string_view(filter).substr(0, offset), 200).size(), ' ')
+            << "^\n";
   return 1;
 }
 
@@ -71,7 +95,15 @@ Result<std::vector<float>> parse_vector(const std::string& text) {
 json meta_json(const Metadata& m) {
   json out = json::object();
   for (const auto& [k, v] : m.fields) {
-    std::visit([&](const auto& x) { out[k] = x; }, v);
+    std::visit(
+        [&](const auto& x) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+            out[to_valid_utf8(k)] = to_valid_utf8(x);
+          } else {
+            out[to_valid_utf8(k)] = x;
+          }
+        },
+        v);
   }
   return out;
 }
@@ -204,7 +236,7 @@ int main(int argc, char** argv) {
 
   auto ok_json = [&](json extra) {
     extra["ok"] = true;
-    std::cout << extra.dump() << "\n";
+    std::cout << dump(extra) << "\n";
     return 0;
   };
 
@@ -263,7 +295,7 @@ int main(int argc, char** argv) {
     }
     json out{{"id", r_id}, {"siblings", sibs}};
     if (g.json_output) return ok_json(out);
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump(out, 2) << "\n";
     return 0;
   }
   if (del->parsed()) {
@@ -321,8 +353,9 @@ int main(int argc, char** argv) {
     so.k = k;
     so.ef = ef;
     if (!filter_text.empty()) {
-      auto f = parse_filter(filter_text);
-      if (!f.ok()) return fail(g, f.status());
+      std::size_t error_offset = 0;
+      auto f = parse_filter(filter_text, &error_offset);
+      if (!f.ok()) return fail_filter(g, f.status(), filter_text, error_offset);
       so.filter = *f;
     }
     const MonoTime t0 = now_mono();
@@ -333,7 +366,7 @@ int main(int argc, char** argv) {
     for (const auto& h : *hits) {
       arr.push_back({{"id", h.id}, {"distance", h.distance}, {"metadata", meta_json(h.metadata)},
                      {"model", h.model}});
-      if (!g.json_output) std::cout << h.id << "\t" << h.distance << "\t" << meta_json(h.metadata).dump() << "\n";
+      if (!g.json_output) std::cout << escape_for_message(h.id, 1024) << "\t" << h.distance << "\t" << dump(meta_json(h.metadata)) << "\n";
     }
     if (g.json_output) return ok_json({{"hits", arr}, {"latency_us", us}});
     std::cerr << hits->size() << " hits in " << us << " us\n";
@@ -348,7 +381,7 @@ int main(int argc, char** argv) {
     for (const auto& [name, how] : n.open_report().index_source) src[name] = how;
     out["index_source"] = src;
     if (g.json_output) return ok_json(out);
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump(out, 2) << "\n";
     return 0;
   }
   return 2;

@@ -48,11 +48,9 @@ Status Channel::seal(std::span<const std::uint8_t> payload, MonoTime now,
   std::uint8_t* p = out.data() + at;
   put_frame_length(p, static_cast<std::uint32_t>(body));
   p[kFrameHeaderBytes] = rekey ? kKindDataThenRekey : kKindData;
-  if (!payload.empty()) std::memcpy(p + kFrameHeaderBytes + 1, payload.data(), payload.size());
-  Status st = send_.encrypt_with_ad(std::span<const std::uint8_t>(p, kFrameHeaderBytes),
-                                    std::span<const std::uint8_t>(p + kFrameHeaderBytes,
-                                                                  1 + payload.size()),
-                                    p + kFrameHeaderBytes);
+  // The length and kind are the associated data; the payload is encrypted straight into place.
+  Status st = send_.encrypt_with_ad(std::span<const std::uint8_t>(p, kFrameHeaderBytes + 1),
+                                    payload, p + kFrameHeaderBytes + 1);
   if (!st.ok()) {
     out.resize(at);
     return fail(std::move(st));
@@ -75,9 +73,8 @@ Status Channel::seal_close(std::vector<std::uint8_t>& out) {
   std::uint8_t* p = out.data() + at;
   put_frame_length(p, static_cast<std::uint32_t>(kMinBody));
   p[kFrameHeaderBytes] = kKindClose;
-  Status st = send_.encrypt_with_ad(std::span<const std::uint8_t>(p, kFrameHeaderBytes),
-                                    std::span<const std::uint8_t>(p + kFrameHeaderBytes, 1),
-                                    p + kFrameHeaderBytes);
+  Status st = send_.encrypt_with_ad(std::span<const std::uint8_t>(p, kFrameHeaderBytes + 1), {},
+                                    p + kFrameHeaderBytes + 1);
   if (!st.ok()) {
     out.resize(at);
     return fail(std::move(st));
@@ -107,9 +104,11 @@ Result<std::span<std::uint8_t>> Channel::open_frame(std::span<std::uint8_t> fram
   }
   if (peer_closed_) return fail(Status(Detail::kMalformed, "data after the peer's close frame"));
   std::uint8_t* body = frame.data() + kFrameHeaderBytes;
-  Status st = receive_.decrypt_with_ad(std::span<const std::uint8_t>(frame.data(), kFrameHeaderBytes),
-                                       std::span<const std::uint8_t>(body, len), body);
+  Status st = receive_.decrypt_with_ad(
+      std::span<const std::uint8_t>(frame.data(), kFrameHeaderBytes + 1),
+      std::span<const std::uint8_t>(body + 1, len - 1), body + 1);
   if (!st.ok()) return fail(std::move(st));
+  // The kind is authenticated (associated data), so it is read only now.
   const std::uint8_t kind = body[0];
   const std::size_t payload_len = len - kMinBody;
   switch (kind) {
@@ -134,7 +133,6 @@ Result<bool> Channel::next(std::vector<std::uint8_t>& payload) {
     if (frame.empty()) return false;
     auto opened = open_frame(frame);
     if (!opened.ok()) return std::move(opened).take_status();
-    // After decryption in place, the body's first byte is the plaintext kind.
     const bool was_close = frame[kFrameHeaderBytes] == kKindClose;
     if (!was_close) payload.assign(opened->begin(), opened->end());
     rx_.pop();

@@ -5,12 +5,15 @@
 // secretstream). Sans-I/O and deterministic: bytes and times in, bytes out; no randomness.
 //
 // Wire form of one frame:
-//   [u32 big-endian length L][ChaCha20-Poly1305 ciphertext of L bytes]
-// where the ciphertext seals (kind u8 | payload) under the direction's key and the next nonce,
-// with the four length bytes as associated data, so L = 1 + payload + 16. Kinds: 0 data; 1 data,
-// then both sides rekey this direction (Noise Rekey()); 2 close (empty payload, the sender will
-// send nothing more). L is checked against the limits as soon as its four bytes arrive, before
-// any allocation for the body.
+//   [u32 big-endian length L][u8 kind][ChaCha20-Poly1305 ciphertext of L - 1 bytes]
+// where the ciphertext seals the payload under the direction's key and the next nonce, with the
+// five length and kind bytes as associated data, so L = 1 + payload + 16 and a change to any byte
+// fails authentication. Kinds: 0 data; 1 data, then both sides rekey this direction (Noise
+// Rekey()); 2 close (empty payload, the sender will send nothing more). The kind travels in clear
+// (authenticated, not hidden): it reveals only what timing and the TCP close reveal anyway, and
+// keeping it out of the plaintext keeps the payload block-aligned (a 513-byte plaintext costs
+// ChaCha20 a ninth block at 512 B). L is checked against the limits as soon as its four bytes
+// arrive, before any allocation for the body.
 //
 // Rekeying: the sender decides, on a message budget and a time budget (time passed in by the
 // caller), and marks the last frame under the old key with kind 1; the receiver rekeys after
@@ -58,7 +61,8 @@ class Channel {
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Appends one sealed frame carrying `payload` to `out`. Statuses: kSessionClosed; kTooLarge
+  // Appends one sealed frame carrying `payload` (which must not point into `out`) to `out`.
+  // Statuses: kSessionClosed; kTooLarge
   // (payload above max_payload_bytes; the channel stays open); kInvalidArgument after
   // seal_close.
   [[nodiscard]] Status seal(std::span<const std::uint8_t> payload, MonoTime now,

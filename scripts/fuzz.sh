@@ -3,7 +3,9 @@
 # seconds (default 60), starting from a generated seed corpus kept in build-fuzz/corpus/.
 # Crashing inputs are written to build-fuzz/artifacts/<target>/; reproduce one with
 #   build-fuzz/tests/fuzz/<target> <file>
-# Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta)
+# Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta
+#   fuzz_security_cert fuzz_security_handshake; the security targets' seeds are committed in
+#   tests/fuzz/corpus/<target>/)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_transport_decode fuzz_crdt_delta)
+  targets=(fuzz_transport_decode fuzz_crdt_delta fuzz_security_cert fuzz_security_handshake)
 fi
 build="$root/build-fuzz"
 
@@ -23,6 +25,11 @@ cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" shoal_fuzz_seed_cor
 mkdir -p "$build/corpus/fuzz_transport_decode" "$build/corpus/fuzz_crdt_delta"
 "$build/tests/fuzz/shoal_fuzz_seed_corpus" "$build/corpus/fuzz_transport_decode" \
   "$build/corpus/fuzz_crdt_delta"
+for t in "${targets[@]}"; do
+  if [ -d "$root/tests/fuzz/corpus/$t" ]; then
+    mkdir -p "$build/corpus/$t" && cp -n "$root/tests/fuzz/corpus/$t/"* "$build/corpus/$t/"
+  fi
+done
 
 status=0
 for t in "${targets[@]}"; do

@@ -15,7 +15,8 @@
 //
 // Thread rules: every public method may be called from any thread. Writes are serialised by an
 // exclusive lock; get(), search() and the listings share a reader lock, so searches run in
-// parallel with each other. Time comes from the injected wall clock only (the simulator injects
+// parallel with each other. The lock prefers writers (common/rw_lock.hpp): a write waits only for
+// the reads already running, never for a stream of new ones. Time comes from the injected wall clock only (the simulator injects
 // virtual time).
 // Ownership: the Node owns its indexes; the Store is the caller's and must outlive the Node.
 #pragma once
@@ -26,12 +27,14 @@
 #include <span>
 #include <memory>
 #include <optional>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/rw_lock.hpp"
 #include "common/status.hpp"
 #include "common/time.hpp"
 #include "crdt/hlc.hpp"
@@ -312,7 +315,7 @@ class Node {
   store::Store* store_;  // not owned
   NodeOptions options_;
   crdt::ReplicaId replica_;
-  mutable std::shared_mutex mu_;
+  mutable RwLock mu_;  // writer-preferring: searches cannot starve writes
   crdt::HybridClock clock_;                                     // guarded by mu_ (exclusive)
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
   std::uint32_t next_collection_id_ = 1;

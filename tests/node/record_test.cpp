@@ -143,3 +143,114 @@ TEST_CASE("filters parse and match conjunctions of typed conditions", "[node]") 
   CHECK(parse_filter("a=1,,b=2").status().detail() == Detail::kMalformed);
   CHECK(parse_filter("novalue").status().detail() == Detail::kMalformed);
 }
+
+namespace {
+// The offset parse_filter reports for `text`, or npos when it parses.
+std::size_t error_offset(std::string_view text) {
+  std::size_t at = std::string_view::npos;
+  auto f = parse_filter(text, &at);
+  if (f.ok()) return std::string_view::npos;
+  CHECK(f.status().detail() == Detail::kMalformed);
+  CHECK(f.status().message().find("at byte " + std::to_string(at)) != std::string::npos);
+  return at;
+}
+}  // namespace
+
+TEST_CASE("malformed filters are refused with the byte offset of the error", "[node][filter]") {
+  // What this proves: each input the old splitter accepted and matched nothing with (or split
+  // wrongly) is now kMalformed, and the message and the out-parameter name where it went wrong.
+  CHECK(error_offset("color=\"red") == 6);               // unterminated quote: its opening byte
+  CHECK(error_offset("\"color=red") == 0);
+  CHECK(error_offset("year>>2021") == 5);                // the second '>' is no value
+  CHECK(error_offset("year=<2021") == 5);
+  CHECK(error_offset("year=>2021") == 5);
+  CHECK(error_offset("year!2021") == 4);                 // '!' without '='
+  CHECK(error_offset("k\xff" "y=1") == 1);               // a key that is not UTF-8
+  CHECK(error_offset("\"k\xff\"=1") == 2);
+  CHECK(error_offset("k=\"v\xfe\"") == 4);               // a quoted value that is not UTF-8
+  CHECK(error_offset("k=\"a\\qb\"") == 4);               // unknown escape
+  CHECK(error_offset("=3") == 0);
+  CHECK(error_offset("a=1,,b=2") == 4);
+  CHECK(error_offset("a=1,") == 4);
+  CHECK(error_offset("novalue") == 7);
+  CHECK(error_offset("a=") == 2);
+  CHECK(error_offset("a=b=c") == 3);
+  CHECK(error_offset("a=1 b=2") == 5);                   // a missing comma
+  CHECK(error_offset("a?b") == 2);
+  CHECK(error_offset("a=\"x\"y") == 5);
+  CHECK(error_offset("\"\"=1") == 0);                    // an empty key
+  auto s = parse_filter("year>>2021").status();
+  CHECK(s.message() == "filter: expected a value, got '>' at byte 5");
+}
+
+TEST_CASE("quoted values keep commas, escapes and spaces; whitespace between tokens is ignored",
+          "[node][filter]") {
+  auto f = parse_filter("note=\"a,b\",year>=2020");
+  REQUIRE(f.ok());
+  REQUIRE(f->all.size() == 2);
+  CHECK(f->all[0].key == "note");
+  CHECK(f->all[0].value == MetaValue(std::string("a,b")));
+  CHECK(f->all[1].op == Condition::Op::kGe);
+  f = parse_filter(R"(q="say \"hi\" \\ ok")");
+  REQUIRE(f.ok());
+  CHECK(f->all.at(0).value == MetaValue(std::string(R"(say "hi" \ ok)")));
+  f = parse_filter(" place = living room , \"my key\" ? ,n=\"2021\" ");
+  REQUIRE(f.ok());
+  REQUIRE(f->all.size() == 3);
+  CHECK(f->all[0].key == "place");
+  CHECK(f->all[0].value == MetaValue(std::string("living room")));
+  CHECK(f->all[1].key == "my key");
+  CHECK(f->all[1].op == Condition::Op::kExists);
+  CHECK(f->all[2].value == MetaValue(std::string("2021")));  // quoted: a string, not an int
+  f = parse_filter("  ");
+  REQUIRE(f.ok());
+  CHECK(f->empty());
+  f = parse_filter("name=h\xc3\xa9l\xc3\xa8ne");  // UTF-8 in a bare value
+  REQUIRE(f.ok());
+  CHECK(f->all.at(0).value == MetaValue(std::string("h\xc3\xa9l\xc3\xa8ne")));
+}
+
+TEST_CASE("every filter used in tests and examples parses as before", "[node][filter]") {
+  // What this proves: the new parser is a drop-in for the filters already written down (tests,
+  // examples/quickstart.c, shoal.h, docs/api.md, the kill -9 test); each one yields exactly the
+  // conditions the old splitter produced.
+  using Op = Condition::Op;
+  struct Want {
+    std::string key;
+    Op op;
+    MetaValue value;
+  };
+  const std::vector<std::pair<std::string, std::vector<Want>>> cases = {
+      {"color=red", {{"color", Op::kEq, std::string("red")}}},
+      {"color=blue", {{"color", Op::kEq, std::string("blue")}}},
+      {"color!=blue", {{"color", Op::kNe, std::string("blue")}}},
+      {"year>=2021,year<2022", {{"year", Op::kGe, std::int64_t{2021}}, {"year", Op::kLt, std::int64_t{2022}}}},
+      {"year>2021", {{"year", Op::kGt, std::int64_t{2021}}}},
+      {"year<50", {{"year", Op::kLt, std::int64_t{50}}}},
+      {"year>=1990", {{"year", Op::kGe, std::int64_t{1990}}}},
+      {"score<0.75", {{"score", Op::kLt, 0.75}}},
+      {"score>0", {{"score", Op::kGt, std::int64_t{0}}}},
+      {"ok=true", {{"ok", Op::kEq, true}}},
+      {"year?", {{"year", Op::kExists, MetaValue{}}}},
+      {"missing=1", {{"missing", Op::kEq, std::int64_t{1}}}},
+      {"year!=\"2021\"", {{"year", Op::kNe, std::string("2021")}}},
+      {"color=\"red\",year=2020", {{"color", Op::kEq, std::string("red")}, {"year", Op::kEq, std::int64_t{2020}}}},
+      {"place=indoor", {{"place", Op::kEq, std::string("indoor")}}},
+      {"place=indoor,year>=2020", {{"place", Op::kEq, std::string("indoor")}, {"year", Op::kGe, std::int64_t{2020}}}},
+      {"color=red,year>=2020", {{"color", Op::kEq, std::string("red")}, {"year", Op::kGe, std::int64_t{2020}}}},
+      {"batch=17,i=1", {{"batch", Op::kEq, std::int64_t{17}}, {"i", Op::kEq, std::int64_t{1}}}},
+      {"t=-2.5e3", {{"t", Op::kEq, -2500.0}}},
+      {"flag=false", {{"flag", Op::kEq, false}}},
+  };
+  for (const auto& [text, want] : cases) {
+    INFO(text);
+    auto f = parse_filter(text);
+    REQUIRE(f.ok());
+    REQUIRE(f->all.size() == want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      CHECK(f->all[i].key == want[i].key);
+      CHECK(f->all[i].op == want[i].op);
+      if (want[i].op != Op::kExists) CHECK(f->all[i].value == want[i].value);
+    }
+  }
+}

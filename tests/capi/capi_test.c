@@ -1,6 +1,9 @@
 /* Proves the C API from C: open/close, collections, upsert (single and batch), get with the
  * winner's vector and metadata, search into caller arrays, delete, typed error codes with the
- * limit and value in the message, NULL-tolerant destructors, and persistence across reopen.
+ * limit and value in the message (each message is checked for both, not only for being there),
+ * strings that are not UTF-8 refused by name and offset with nothing stored, malformed filters
+ * refused with their byte offset, a second open refused as unavailable naming this process,
+ * NULL-tolerant destructors, and persistence across reopen.
  * Prints "N passed, M failed" and exits non-zero on any failure. Usage: shoal_capi_test DIR */
 #include <math.h>
 #include <stdio.h>
@@ -31,8 +34,10 @@ int main(int argc, char **argv) {
 
   CHECK(shoal_version_number() == SHOAL_VERSION_NUMBER);
   CHECK(strcmp(shoal_version(), "0.1.0") == 0);
-  CHECK(strlen(shoal_strerror(SHOAL_E_DIMENSION)) > 0);
-  CHECK(strlen(shoal_strerror(0x7f01)) > 0); /* an unknown detail still names its primary code */
+  /* Static descriptions name the cause; an unknown detail still names its primary code. */
+  CHECK(strcmp(shoal_strerror(SHOAL_E_DIMENSION), "invalid argument: vector dimension mismatch") == 0);
+  CHECK(strcmp(shoal_strerror(SHOAL_E_MALFORMED), "invalid argument: malformed input") == 0);
+  CHECK(strcmp(shoal_strerror(0x7f01), "invalid argument") == 0);
 
   shoal_options *opts = shoal_options_new();
   CHECK(opts != NULL);
@@ -68,11 +73,26 @@ int main(int argc, char **argv) {
   CHECK(err.code == SHOAL_E_DIMENSION);
   CHECK(strstr(err.message, "dimension 2") != NULL && strstr(err.message, "3") != NULL);
   CHECK(shoal_upsert(db, "items", "c", 1, nan3, 3, NULL, NULL, &err) == SHOAL_E_NONFINITE);
+  /* The message names the component and the value seen. */
+  CHECK(strstr(err.message, "component 0 is NaN") != NULL);
   char long_id[300];
   memset(long_id, 'x', sizeof long_id);
   CHECK(shoal_upsert(db, "items", long_id, sizeof long_id, a, 3, NULL, NULL, &err) == SHOAL_E_TOOLARGE);
   CHECK(strstr(err.message, "256") != NULL && strstr(err.message, "300") != NULL);
   CHECK(shoal_upsert(db, "nope", "c", 1, a, 3, NULL, NULL, &err) == SHOAL_E_NOCOLLECTION);
+  CHECK(strstr(err.message, "nope") != NULL);
+  /* Strings that are not UTF-8: refused by name, rule and offset, and nothing is stored. */
+  shoal_meta *bad = shoal_meta_new();
+  CHECK(shoal_meta_set_string(bad, "note", "ab\xff" "cd", &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "metadata value of key 'note' must be valid UTF-8") != NULL);
+  CHECK(strstr(err.message, "offset 2") != NULL && strstr(err.message, "ab\\xffcd") != NULL);
+  CHECK(shoal_meta_set_int(bad, "k\xc0\x80", 1, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "metadata key must be valid UTF-8; byte 0xc0 at offset 1") != NULL);
+  shoal_meta_free(bad);
+  CHECK(shoal_upsert(db, "items", "c\xfe", 2, a, 3, NULL, NULL, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "record id must be valid UTF-8; byte 0xfe at offset 1") != NULL);
+  CHECK(shoal_upsert(db, "items", "c", 1, a, 3, NULL, "m\xed\xa0\x80", &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "model tag must be valid UTF-8; byte 0xed at offset 1") != NULL);
   CHECK(shoal_upsert(NULL, "items", "c", 1, a, 3, NULL, NULL, &err) == SHOAL_EINVAL);
   uint64_t n = 0;
   CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 2);
@@ -112,8 +132,21 @@ int main(int argc, char **argv) {
   CHECK(shoal_search(db, "items", q, 3, 4, 0, "color=red", hits, 4, &count, &err) == SHOAL_OK);
   CHECK(count == 1 && strcmp(hits[0].id, "a") == 0);
   CHECK(shoal_search(db, "items", q, 3, 0, 0, NULL, hits, 4, &count, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "k must be 1..1000, got 0") != NULL);
   CHECK(shoal_search(db, "items", q, 3, 8, 0, NULL, hits, 4, &count, &err) == SHOAL_E_TOOLARGE);
+  CHECK(strstr(err.message, "k is 8") != NULL && strstr(err.message, "holds 4") != NULL);
   CHECK(shoal_search(db, "items", q, 3, 2, 0, "color", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "at byte 5") != NULL);
+  /* Malformed filters are refused with the byte offset, never matched against nothing. */
+  CHECK(shoal_search(db, "items", q, 3, 2, 0, "color=\"red", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "unterminated") != NULL && strstr(err.message, "at byte 6") != NULL);
+  CHECK(shoal_search(db, "items", q, 3, 2, 0, "year>>2021", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "at byte 5") != NULL);
+  CHECK(shoal_search(db, "items", q, 3, 2, 0, "k\xff=1", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
+  CHECK(strstr(err.message, "not valid UTF-8 at byte 1") != NULL);
+  /* A quoted comma is part of the value, not a separator. */
+  CHECK(shoal_search(db, "items", q, 3, 4, 0, "color=\"red,blue\"", hits, 4, &count, &err) == SHOAL_OK);
+  CHECK(count == 0);
 
   /* Delete. */
   CHECK(shoal_delete(db, "items", "b", 1, &err) == SHOAL_OK);
@@ -123,7 +156,9 @@ int main(int argc, char **argv) {
 
   /* A second open of the same directory is refused while the first is open. */
   shoal_db *db2 = NULL;
-  CHECK((shoal_open(dir, NULL, &db2, &err) & 0xff) == SHOAL_EUNAVAILABLE);
+  CHECK(shoal_open(dir, NULL, &db2, &err) == SHOAL_EUNAVAILABLE);
+  CHECK(err.code == SHOAL_EUNAVAILABLE && db2 == NULL);
+  CHECK(strstr(err.message, "already open in this process (PID ") != NULL);
   shoal_close(db);
   shoal_close(NULL);
 

@@ -18,7 +18,40 @@
 #include <hnswlib/hnswlib.h>
 
 #include "common/hash.hpp"
+#include "common/random.hpp"
 #include "index/topk.hpp"
+
+// ---------------------------------------------------------------------------------------------
+// Two members of hnswlib 0.6.2 replaced for the one instantiation Shoal uses (this is the only
+// translation unit that instantiates hnswlib::HierarchicalNSW<float>; bench/ann's anchor renames
+// the namespace). Explicit specializations, declared before any use, so hnswlib's own code calls
+// them. Each is checked by a test that fails without it (tests/index/index_test.cpp, run under
+// ASan+UBSan and TSan by .ci/run). A newer hnswlib that changes either signature fails to compile
+// here, which is the moment to re-check both.
+
+// addPoint draws a level from level_generator_, one std::default_random_engine shared by every
+// thread, even when the caller passes a level (which it then uses only if it is above 0): a data
+// race when add_batch inserts with several threads, and levels that depend on thread timing
+// (TOOLCHAIN.md item 5). Graph::insert computes every level itself with our seeded Rng from
+// (IndexParams::seed, label) and passes it; the draw returns 0, so the passed level, 0 included,
+// is the element's level and the shared generator is never touched.
+template <>
+int hnswlib::HierarchicalNSW<float>::getRandomLevel(double /*reverse_size*/) {
+  return 0;
+}
+
+// The original passes result.data(), a null pointer when the list is empty, to memcpy (zero
+// bytes): undefined behaviour that UBSan reports whenever a record with an empty neighbour list
+// is updated (updatePoint, reached from addPoint on an existing label). Same code, minus that.
+template <>
+std::vector<hnswlib::tableint> hnswlib::HierarchicalNSW<float>::getConnectionsWithLock(
+    tableint internalId, int level) {
+  std::unique_lock<std::mutex> lock(link_list_locks_[internalId]);
+  unsigned int* data = get_linklist_at_level(internalId, level);
+  const int size = getListCount(data);
+  const auto* ll = reinterpret_cast<const tableint*>(data + 1);
+  return std::vector<tableint>(ll, ll + size);
+}
 
 namespace shoal::index {
 namespace detail {
@@ -205,16 +238,31 @@ struct Graph {
     }
   }
 
-  // Inserts a prepared vector. May throw (hnswlib); callers catch. Thread-safe against other
-  // insert() calls (hnswlib's locks) as long as capacity suffices.
+  // The HNSW level of `label`: floor(-ln(u) * mult) (hnswlib's distribution, mult = 1/ln(M))
+  // with u uniform in (0, 1] from our Rng seeded by (params.seed, label). A function of the
+  // label alone, so levels are the same whatever the insertion order or thread count. With 53
+  // random bits, -ln(u) <= 36.8, so the level stays below the snapshot loader's limit of 64.
+  int level_of(std::uint64_t label) const noexcept {
+    std::uint64_t mix = label;
+    Rng rng(params.seed ^ splitmix64(mix));
+    const double u = 1.0 - rng.uniform_double();
+    return static_cast<int>(-std::log(u) * h->mult_);
+  }
+
+  // Inserts a prepared vector, or replaces the vector of a label already present (hnswlib's
+  // update path). May throw (hnswlib); callers catch. Thread-safe against other insert() calls
+  // of labels not yet present (hnswlib's locks) as long as capacity suffices; updates of present
+  // labels touch a generator shared by the graph (updatePoint's update_probability_generator_),
+  // so they must run on one thread at a time.
   void insert(std::uint64_t label, const float* prepared) {
+    const int level = level_of(label);
     if (quantized) {
       std::vector<std::int8_t> codes(dim);
       q.encode(prepared, codes.data(), dim);
-      const auto id = h->addPoint(codes.data(), label, -1);
+      const auto id = h->addPoint(codes.data(), label, level);
       if (float_store) std::copy_n(prepared, dim, floats.data() + static_cast<std::size_t>(id) * dim);
     } else {
-      h->addPoint(prepared, label, -1);
+      h->addPoint(prepared, label, level);
     }
   }
 
@@ -443,21 +491,42 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
   } catch (const std::exception& e) {
     return detail::hnswlib_error("resizeIndex", e);
   }
+  // Rows whose label is new to the graph and first in the batch are inserted by `threads`
+  // threads; the others (replacements of present labels, later rows of a label repeated in the
+  // batch) afterwards on this thread, in batch order: hnswlib's update path is not safe to run
+  // concurrently (Graph::insert), and the last row of a label deterministically wins.
+  std::vector<std::size_t> fresh_rows, update_rows;
+  {
+    std::vector<std::size_t> order(labels.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return labels[a] < labels[b]; });
+    std::vector<bool> fresh(labels.size(), false);
+    for (std::size_t j = 0; j < order.size(); ++j) {
+      const std::size_t i = order[j];
+      const bool first_of_label = j == 0 || labels[order[j - 1]] != labels[i];
+      fresh[i] = first_of_label && g.h->label_lookup_.count(labels[i]) == 0;
+    }
+    for (std::size_t i = 0; i < labels.size(); ++i) (fresh[i] ? fresh_rows : update_rows).push_back(i);
+  }
   std::atomic<std::size_t> next{0};
   std::mutex err_mu;
   Status first_error;
+  auto insert_row = [&](std::size_t i, std::vector<float>& prepared) {
+    try {
+      g.prepare(vectors.subspan(i * dim, dim), prepared.data());
+      g.insert(labels[i], prepared.data());
+    } catch (const std::exception& e) {
+      std::lock_guard l(err_mu);
+      if (first_error.ok()) first_error = detail::hnswlib_error("addPoint", e);
+    }
+  };
   auto worker = [&] {
     std::vector<float> prepared(dim);
     for (;;) {
-      const std::size_t i = next.fetch_add(1);
-      if (i >= labels.size()) return;
-      try {
-        g.prepare(vectors.subspan(i * dim, dim), prepared.data());
-        g.insert(labels[i], prepared.data());
-      } catch (const std::exception& e) {
-        std::lock_guard l(err_mu);
-        if (first_error.ok()) first_error = detail::hnswlib_error("addPoint", e);
-      }
+      const std::size_t j = next.fetch_add(1);
+      if (j >= fresh_rows.size()) return;
+      insert_row(fresh_rows[j], prepared);
     }
   };
   const unsigned n = std::max(1u, threads);
@@ -465,6 +534,10 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
   for (unsigned t = 1; t < n; ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
+  {
+    std::vector<float> prepared(dim);
+    for (std::size_t i : update_rows) insert_row(i, prepared);
+  }
   if (journaling_) {
     for (std::size_t i = 0; i < labels.size(); ++i) {
       std::vector<float> prepared(dim);
@@ -739,6 +812,12 @@ RebuildStats HnswIndex::rebuild_stats() const {
   return rebuild_stats_;
 }
 
+int HnswIndex::level_for_testing(std::uint64_t label) const {
+  std::shared_lock lock(mu_);
+  const auto it = graph_->h->label_lookup_.find(label);
+  return it == graph_->h->label_lookup_.end() ? -1 : graph_->h->element_levels_[it->second];
+}
+
 void HnswIndex::set_rebuild_hook_for_testing(std::function<void()> hook) {
   std::lock_guard lock(stats_mu_);
   rebuild_hook_ = std::move(hook);
@@ -937,8 +1016,17 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
   put<std::uint64_t>(header, kHeaderHashOffset, hash64(header.data(), kHeaderHashOffset));
 
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Owner-only, like the store (0600): the snapshot holds every vector. The mode given to open
+  // applies only when the file is created; fchmod also covers a temporary file left behind by a
+  // crash with another mode. rename() then carries the mode over any older snapshot at `path`.
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return io_error("cannot create snapshot", tmp, errno);
+  if (::fchmod(fd, 0600) != 0) {
+    const int e = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return io_error("cannot restrict snapshot permissions", tmp, e);
+  }
   Hasher64 hasher;
   bool ok = true;
   auto emit = [&](const void* p, std::size_t n) {

@@ -25,7 +25,8 @@
 // is destroyed.
 //
 // Ownership: the index owns the hnswlib graph, the quantizer, the float vectors and the journal.
-// Snapshot files are written atomically (temporary file, fsync, rename, directory fsync).
+// Snapshot files are written atomically (temporary file, fsync, rename, directory fsync) and are
+// readable by their owner only (mode 0600, like the store), whatever the umask.
 #pragma once
 
 #include <atomic>
@@ -74,6 +75,9 @@ class HnswIndex final : public VectorIndex {
 
   // Adds or replaces many vectors (row-major, labels.size() x dimension) with `threads` threads
   // (0 or 1: the calling thread). Validates every row before inserting any. Holds the write lock.
+  // New labels are inserted in parallel; replacements (and repeats of a label within the batch)
+  // run afterwards on the calling thread in batch order, so the last row of a label wins.
+  // Element levels depend only on IndexParams::seed and the label, never on the thread count.
   Status add_batch(std::span<const std::uint64_t> labels, std::span<const float> vectors,
                    unsigned threads = 1);
 
@@ -111,6 +115,9 @@ class HnswIndex final : public VectorIndex {
   void set_rebuild_hook_for_testing(std::function<void()> hook);
 
   const KernelTable& kernels() const noexcept { return *kernels_; }
+
+  // Test hook: the HNSW level of a stored label (deleted or not), or -1 when it is not stored.
+  int level_for_testing(std::uint64_t label) const;
 
  private:
   HnswIndex(const IndexParams& params, RebuildExecutor executor);

@@ -5,8 +5,10 @@
 // Status naming the limit and the value seen.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "index/exact_index.hpp"
 #include "index/hnsw_index.hpp"
@@ -254,4 +256,74 @@ TEST_CASE("searching an empty index returns no neighbours", "[index]") {
   auto idx = make(small_params(2));
   const float q[] = {1, 1};
   CHECK(search(*idx, q, 5).empty());
+}
+
+// Under ASan+UBSan (.ci/run), hnswlib 0.6.2's own getConnectionsWithLock passes a null pointer to
+// memcpy when it copies an empty neighbour list, which updatePoint does for every level of an
+// updated element; the element alone on the top level has empty upper-level lists.
+TEST_CASE("replacing the vectors of every record, including ones with empty neighbour lists, "
+          "keeps the index a map of labels to vectors",
+          "[index]") {
+  const std::size_t n = 200, dim = 8;
+  Rng rng(7);
+  auto data = testing::clustered_data(rng, n, dim);
+  auto moved = testing::clustered_data(rng, n, dim);
+  auto idx = make(small_params(dim));
+  std::vector<std::uint64_t> labels(n);
+  for (std::size_t i = 0; i < n; ++i) labels[i] = i;
+  REQUIRE(idx->add_batch(labels, data).ok());
+  // The setup this test exists for: some record sits above level 0 (a record alone on its top
+  // level has an empty list there; with this seed the update path meets such lists).
+  int top = 0;
+  for (std::uint64_t l : labels) top = std::max(top, idx->level_for_testing(l));
+  REQUIRE(top > 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    REQUIRE(idx->add(labels[i], std::span<const float>(moved).subspan(i * dim, dim)).ok());
+  }
+  // Replacements in a batch, twice per label: the last row wins.
+  std::vector<std::uint64_t> twice(labels);
+  twice.insert(twice.end(), labels.begin(), labels.end());
+  std::vector<float> rows(data);
+  rows.insert(rows.end(), moved.begin(), moved.end());
+  REQUIRE(idx->add_batch(twice, rows, 2).ok());
+  CHECK(idx->size() == n);
+  for (std::size_t i = 0; i < n; i += 13) {
+    auto hit = search(*idx, std::span<const float>(moved).subspan(i * dim, dim), 1, 64);
+    REQUIRE(hit.size() == 1);
+    CHECK(hit[0].distance == 0.0f);
+  }
+}
+
+// hnswlib 0.6.2 draws levels from one generator shared by all inserting threads (a data race that
+// TSan reports, TOOLCHAIN.md item 5); the adapter computes each level from the seed and the label.
+TEST_CASE("element levels depend on the seed and the label, not on the number of build threads",
+          "[index]") {
+  const std::size_t n = 3000, dim = 8;
+  Rng rng(11);
+  auto data = testing::clustered_data(rng, n, dim);
+  std::vector<std::uint64_t> labels(n);
+  for (std::size_t i = 0; i < n; ++i) labels[i] = 5000 + i;
+  IndexParams p = small_params(dim);
+  auto one = make(p);
+  auto two = make(p);
+  REQUIRE(one->add_batch(labels, data, 1).ok());
+  REQUIRE(two->add_batch(labels, data, 2).ok());
+  std::size_t above_zero = 0, differ = 0;
+  for (std::uint64_t l : labels) {
+    const int a = one->level_for_testing(l);
+    REQUIRE(a >= 0);
+    differ += a != two->level_for_testing(l) ? 1 : 0;
+    above_zero += a > 0 ? 1 : 0;
+  }
+  CHECK(differ == 0);
+  // hnswlib's distribution: P(level > 0) = 1/M; with M = 12 and 3,000 labels, ~250 (sd ~15).
+  CHECK(above_zero > 150);
+  CHECK(above_zero < 350);
+  // Another seed gives other levels.
+  p.seed += 1;
+  auto other = make(p);
+  REQUIRE(other->add_batch(labels, data, 2).ok());
+  std::size_t other_differ = 0;
+  for (std::uint64_t l : labels) other_differ += one->level_for_testing(l) != other->level_for_testing(l) ? 1 : 0;
+  CHECK(other_differ > 0);
 }

@@ -2,8 +2,13 @@
 // same covered store position, and its deletions; the file is written atomically (no temporary
 // left behind); and a file that is truncated anywhere, has any byte flipped, has a wrong magic
 // or version, or was made for other parameters is rejected with the typed Status the caller
-// uses to decide to rebuild. Files live in a temporary directory under the build tree.
+// uses to decide to rebuild; and it is readable by its owner only (0600, like the store) whether
+// it is new, rewritten, or replaces a stale temporary file, under a permissive umask. Files live
+// in a temporary directory under the build tree.
 #include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include <filesystem>
 #include <fstream>
@@ -41,6 +46,25 @@ void write_file(const std::filesystem::path& p, const std::vector<char>& bytes) 
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
+
+// The permission bits of `p`.
+unsigned mode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  return static_cast<unsigned>(st.st_mode) & 0777u;
+}
+
+// Sets the process umask for the scope of a test and restores it.
+class UmaskGuard {
+ public:
+  explicit UmaskGuard(mode_t mask) : old_(::umask(mask)) {}
+  ~UmaskGuard() { ::umask(old_); }
+  UmaskGuard(const UmaskGuard&) = delete;
+  UmaskGuard& operator=(const UmaskGuard&) = delete;
+
+ private:
+  mode_t old_;
+};
 
 std::vector<Neighbor> query(const HnswIndex& idx, std::span<const float> q) {
   SearchRequest req;
@@ -172,5 +196,35 @@ TEST_CASE("corrupt, truncated and mismatched snapshots are rejected with typed s
   SECTION("an unwritable destination is an I/O error and leaves no file") {
     auto st = idx->save_snapshot((dir / "no_such_dir" / "x.snap").string(), 1);
     CHECK(st.code() == Code::kIo);
+  }
+}
+
+TEST_CASE("a snapshot is readable by its owner only, new, rewritten or over a stale temporary file",
+          "[index]") {
+  const auto dir = testing::temp_dir("snapshot_mode");
+  Rng rng(5);
+  auto data = testing::clustered_data(rng, 50, kDim);
+  auto idx = std::move(HnswIndex::create(params())).value();
+  std::vector<std::uint64_t> labels(50);
+  for (std::size_t i = 0; i < 50; ++i) labels[i] = i;
+  REQUIRE(idx->add_batch(labels, data).ok());
+  for (mode_t mask : {mode_t{022}, mode_t{0}}) {
+    INFO("umask 0" << std::oct << mask);
+    UmaskGuard guard(mask);
+    const auto path = dir / ("index-" + std::to_string(mask) + ".snap");
+    REQUIRE(idx->save_snapshot(path.string(), 1).ok());
+    CHECK(mode_of(path) == 0600u);
+    // An older snapshot made world-readable (as earlier builds did) is replaced by a 0600 one.
+    REQUIRE(::chmod(path.c_str(), 0644) == 0);
+    REQUIRE(idx->save_snapshot(path.string(), 2).ok());
+    CHECK(mode_of(path) == 0600u);
+    // A temporary file a crash left behind keeps its mode through O_TRUNC; it must not leak it.
+    const auto tmp = path.string() + ".tmp";
+    write_file(tmp, {'x'});
+    REQUIRE(::chmod(tmp.c_str(), 0666) == 0);
+    REQUIRE(idx->save_snapshot(path.string(), 3).ok());
+    CHECK(mode_of(path) == 0600u);
+    CHECK_FALSE(std::filesystem::exists(tmp));
+    REQUIRE(HnswIndex::load_snapshot(path.string(), params()).ok());
   }
 }

@@ -68,6 +68,7 @@ void put(wire::Envelope::Builder env, const Hello& m) {
   b.setReplica(as_data(m.replica));
   b.setProtocolVersion(m.protocol_version);
   put_specs(b.initCollections(list_size(m.collections.size())), m.collections);
+  b.setCatalogue(as_data(m.catalogue));
 }
 
 void put(wire::Envelope::Builder env, const DeltaBatch& m) {
@@ -213,6 +214,7 @@ class Reader {
     m.replica.assign(reinterpret_cast<const char*>(replica.begin()), replica.size());
     m.protocol_version = r.getProtocolVersion();
     SHOAL_RETURN_IF_ERROR(specs("Hello.collections", r.getCollections(), m.collections));
+    SHOAL_RETURN_IF_ERROR(payload("Hello.catalogue", r.getCatalogue(), m.catalogue));
     return Message(std::move(m));
   }
 

@@ -31,14 +31,19 @@ struct CollectionSpecWire {
   friend bool operator==(const CollectionSpecWire&, const CollectionSpecWire&) = default;
 };
 
-// Sent when a peer comes up and on every repair round: who I am, and my collections.
+// Sent when a peer comes up and on every repair round: who I am, and my collections (every
+// collection I hold storage for, dropped ones included, so repair can carry their deletes).
 struct Hello {
   std::string replica;  // 20 bytes
   std::uint32_t protocol_version = kProtocolVersion;
   std::vector<CollectionSpecWire> collections;
+  // The replicated catalogue's whole state (crdt::encode_delta of an observed-remove map from
+  // collection name to spec): which collections exist. Empty from a sender that has none.
+  std::string catalogue;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 
+// A delta for one collection; an empty collection name carries a delta of the catalogue.
 struct DeltaItem {
   std::string collection;
   std::string delta;  // crdt::encode_delta bytes

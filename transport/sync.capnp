@@ -32,6 +32,7 @@ struct Hello {
   replica @0 :Data;          # exactly 20 bytes: 16-byte identity, little-endian u32 incarnation
   protocolVersion @1 :UInt32;
   collections @2 :List(CollectionSpec);
+  catalogue @3 :Data;        # the replicated catalogue, whole (crdt::encode_delta of its state)
 }
 
 struct DeltaItem {

@@ -12,7 +12,8 @@ namespace shoal::node {
 
 using namespace detail;
 
-Node::Node(store::Store& store, NodeOptions options) : store_(&store), options_(std::move(options)) {}
+Node::Node(store::Store& store, NodeOptions options)
+    : store_(&store), options_(std::move(options)), catalogue_(kCatalogueDigestConfig) {}
 
 index::IndexParams Node::node_index_params(const CollectionSpec& spec) const {
   index::IndexParams p = index_params(spec);
@@ -95,7 +96,64 @@ Status Node::load() {
     SHOAL_RETURN_IF_ERROR(load_collection(*c));
     collections_.emplace(c->spec.name, std::move(c));
   }
+  SHOAL_RETURN_IF_ERROR(load_catalogue());
   return load_peers();
+}
+
+Status Node::load_catalogue() {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  auto got = txn->get(Table::kMeta, kCatalogueKey);
+  if (got.ok()) {
+    auto state = crdt::decode_delta(as_bytes(*got));
+    if (!state.ok()) return Status(Code::kCorruption, state.status().message(), "meta/node.catalogue");
+    catalogue_ = ormap_from_state(*state, kCatalogueDigestConfig);
+    txn->abort();
+    return {};
+  }
+  if (got.status().code() != Code::kNotFound) return got.status();
+  if (collections_.empty()) {
+    txn->abort();
+    return {};
+  }
+  // A data directory from before the catalogue replicated: every collection it holds is live,
+  // as if created here.
+  for (const auto& [name, c] : collections_) {
+    auto d = catalogue_.upsert(replica_, name, to_bytes(encode_spec(c->spec, 0)), clock_.tick(wall_now()));
+    if (!d.ok()) return d.status();
+  }
+  SHOAL_RETURN_IF_ERROR(put_catalogue(*txn, catalogue_));
+  return txn->commit();
+}
+
+Status Node::put_catalogue(store::WriteTxn& txn, const crdt::ORMap& catalogue) const {
+  crdt::Bytes b;
+  crdt::encode_delta(catalogue.to_delta(), b);
+  return txn.put(Table::kMeta, kCatalogueKey, as_view(b));
+}
+
+Status Node::apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
+                                          BufferCursor& cursor, const Origin* origin) {
+  if (!cat.join(delta)) return {};
+  SHOAL_RETURN_IF_ERROR(put_catalogue(txn, cat));
+  return append_delta(txn, kCatalogueCid, delta, cursor, origin);
+}
+
+Result<crdt::Delta> Node::delete_all_delta(store::WriteTxn& txn, const Collection& c) const {
+  crdt::Delta d;
+  Status err;
+  SHOAL_RETURN_IF_ERROR(txn.scan(Table::kRecords, store::Range::prefix(u32_be(c.id)),
+                                 [&](std::string_view k, std::string_view v) {
+                                   auto rec = decode_record(v, k);
+                                   if (!rec.ok()) {
+                                     err = rec.status();
+                                     return false;
+                                   }
+                                   d.records[std::string(k.substr(kRecordKeyPrefix))];
+                                   crdt::add_entry_dots(d.context, rec->entries);
+                                   return true;
+                                 }));
+  SHOAL_RETURN_IF_ERROR(err);
+  return d;
 }
 
 Status Node::load_collection(Collection& c) {
@@ -233,7 +291,7 @@ Node::Collection* Node::find(std::string_view name) const {
 
 Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
   Collection* c = find(name);
-  if (c == nullptr) {
+  if (c == nullptr || !live(name)) {
     return Status(Detail::kNoSuchCollection, str_cat("no collection named '", name, "'"));
   }
   return c;
@@ -241,16 +299,55 @@ Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
 
 Status Node::create_collection(const CollectionSpec& spec) {
   std::unique_lock lock(mu_);
-  return create_collection_locked(spec).status();
+  SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
+  if (live(spec.name)) {
+    return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
+  }
+  Collection* c = find(spec.name);
+  if (c != nullptr && (c->spec.dimension != spec.dimension || c->spec.metric != spec.metric)) {
+    return Status(Code::kConflict,
+                  str_cat("collection '", spec.name, "' was dropped with dimension ", c->spec.dimension, " and metric ",
+                          metric_name(c->spec.metric), "; a re-create keeps them (peers may still send its deltas): ",
+                          "got dimension ", spec.dimension, " and metric ", metric_name(spec.metric)));
+  }
+  if (c == nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(c, create_collection_locked(spec));  // storage only, not yet live
+  }
+  // One transaction: the catalogue entry, and the deletion of whatever a dropped collection still
+  // holds (concurrent writes from peers), so a re-create starts empty.
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  BufferCursor cur = cursor();
+  crdt::HybridClock clock = clock_;
+  crdt::ORMap scratch = catalogue_;
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta created,
+                         scratch.upsert(replica_, spec.name, to_bytes(encode_spec(c->spec, 0)), clock.tick(wall_now())));
+  crdt::ORMap cat = catalogue_;
+  SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, created, cur, nullptr));
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta leftovers, delete_all_delta(*txn, *c));
+  Pending pending{c->ctx, {}, c->next_label};
+  if (!leftovers.records.empty()) {
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
+  }
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  clock_ = clock;
+  catalogue_ = std::move(cat);
+  commit_cursor(cur);
+  apply_pending(*c, pending);
+  return {};
+}
+
+Status validate_spec(const CollectionSpec& spec, const Limits& limits) {
+  SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, limits));
+  if (spec.dimension == 0 || spec.dimension > limits.max_dimension) {
+    return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", limits.max_dimension,
+                                               ", got ", spec.dimension));
+  }
+  return index::validate_params(index_params(spec));
 }
 
 Result<Node::Collection*> Node::create_collection_locked(const CollectionSpec& spec) {
-  SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, options_.limits));
-  if (spec.dimension == 0 || spec.dimension > options_.limits.max_dimension) {
-    return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", options_.limits.max_dimension,
-                                               ", got ", spec.dimension));
-  }
-  SHOAL_RETURN_IF_ERROR(index::validate_params(index_params(spec)));
+  SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
   if (find(spec.name) != nullptr) {
     return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
   }
@@ -274,23 +371,30 @@ Result<Node::Collection*> Node::create_collection_locked(const CollectionSpec& s
 Status Node::drop_collection(std::string_view name) {
   std::unique_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
+  // One transaction: the catalogue entry goes (a delete of the create dots this node observed)
+  // and so does every record (a delete of every dot observed), both through the delta buffer to
+  // the peers. The collection's storage stays, hidden, with its causal context: that context is
+  // what keeps the deleted records from coming back when a peer that has not heard of the drop
+  // sends them, and what makes a re-create start empty.
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  std::vector<std::string> keys;
-  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(u32_be(c->id)),
-                                  [&](std::string_view k, std::string_view) {
-                                    keys.emplace_back(k);
-                                    return true;
-                                  }));
-  for (const auto& k : keys) SHOAL_RETURN_IF_ERROR(txn->del(Table::kRecords, k));
-  SHOAL_RETURN_IF_ERROR(txn->del(Table::kContexts, u32_be(c->id)));
-  SHOAL_RETURN_IF_ERROR(txn->del(Table::kCatalogue, name));
+  BufferCursor cur = cursor();
+  crdt::ORMap scratch = catalogue_;
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta dropped, scratch.remove(name));
+  crdt::ORMap cat = catalogue_;
+  SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, dropped, cur, nullptr));
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta all, delete_all_delta(*txn, *c));
+  Pending pending{c->ctx, {}, c->next_label};
+  if (!all.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, all, pending, cur, nullptr));
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  catalogue_ = std::move(cat);
+  commit_cursor(cur);
+  apply_pending(*c, pending);
   if (!options_.snapshot_dir.empty()) {
     std::error_code ec;
     std::filesystem::remove(c->snapshot_path(options_.snapshot_dir), ec);
   }
   open_report_.index_source.erase(std::string(name));
-  collections_.erase(collections_.find(name));
   return {};
 }
 
@@ -298,6 +402,7 @@ std::vector<CollectionInfo> Node::list_collections() const {
   std::shared_lock lock(mu_);
   std::vector<CollectionInfo> out;
   for (const auto& [name, c] : collections_) {
+    if (!live(name)) continue;
     out.push_back(CollectionInfo{c->spec, c->id, c->live, c->index->memory().total()});
   }
   return out;
@@ -355,13 +460,13 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
   }
   if (!changed) return {};
   pending.state_dirty = true;
-  return append_delta(txn, c, delta, cursor, origin);
+  return append_delta(txn, c.id, delta, cursor, origin);
 }
 
-Status Node::append_delta(store::WriteTxn& txn, const Collection& c, const crdt::Delta& delta,
+Status Node::append_delta(store::WriteTxn& txn, std::uint32_t cid, const crdt::Delta& delta,
                           BufferCursor& cursor, const Origin* origin) {
   std::string entry;
-  put_le<std::uint32_t>(entry, c.id);
+  put_le<std::uint32_t>(entry, cid);
   put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(origin == nullptr ? 0 : (origin->hot ? 3 : 1)));
   if (origin != nullptr) entry += encode_replica(origin->peer);
   crdt::Bytes b;
@@ -491,7 +596,7 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
 }
 
 Status Node::remove(std::string_view collection, std::string_view id) {
-  SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
+  SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
   std::unique_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   const std::string key = record_key(c->id, id);
@@ -518,7 +623,7 @@ Status Node::remove(std::string_view collection, std::string_view id) {
 }
 
 Result<GetResult> Node::get(std::string_view collection, std::string_view id) const {
-  SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
+  SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
   std::shared_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   const std::string key = record_key(c->id, id);
@@ -616,8 +721,9 @@ Status Node::save_snapshots() {
 NodeStats Node::stats() const {
   std::shared_lock lock(mu_);
   NodeStats s;
-  s.collections = collections_.size();
   for (const auto& [name, c] : collections_) {
+    if (!live(name)) continue;
+    ++s.collections;
     s.live_records += c->live;
     s.index_bytes += c->index->memory().total();
   }

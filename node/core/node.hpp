@@ -211,7 +211,11 @@ class Node {
   const crdt::ReplicaId& replica() const noexcept { return replica_; }
 
   // --- Collections ---
-  // Statuses: kInvalidArgument (name, dimension 1..4096, parameters), kAlreadyExists; store's.
+  // Collections replicate like data (docs/protocol.md, "Catalogue"): the catalogue is an
+  // observed-remove map from name to spec. A create (re-create after a drop included) starts
+  // empty; a drop removes the collection and every record it observed, on every peer.
+  // Statuses: kInvalidArgument (name, dimension 1..4096, parameters), kAlreadyExists;
+  // kConflict when re-creating a dropped name with another dimension or metric; store's.
   [[nodiscard]] Status create_collection(const CollectionSpec& spec);
   // Removes the collection and all its records. kNoSuchCollection when absent.
   [[nodiscard]] Status drop_collection(std::string_view name);
@@ -269,19 +273,35 @@ class Node {
   Status load();
   index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
+  // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;
+  // A live collection (in the catalogue): the API's view.
   Result<Collection*> find_or_error(std::string_view name) const;
-  // Joins `delta` into collection `c` inside `txn`, appending it to the delta buffer when it
-  // changed anything; records the in-memory effects in `pending` (applied after commit).
   struct Pending;
   struct BufferCursor;
   struct Origin;
   struct PeerState;
   struct RepairSession;
+  bool live(std::string_view name) const { return catalogue_.find(name) != nullptr; }
+  // The catalogue (docs/node-format.md): loaded at open, written with every change to it.
+  Status load_catalogue();
+  Status put_catalogue(store::WriteTxn& txn, const crdt::ORMap& catalogue) const;
+  // A delta naming every stored record of `c` with no entries: deletes all it observed.
+  Result<crdt::Delta> delete_all_delta(store::WriteTxn& txn, const Collection& c) const;
+  // Joins a catalogue delta from a peer (or a local create/drop) into `cat` inside `txn` and
+  // appends it to the delta buffer when it changed anything.
+  Status apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
+                                      BufferCursor& cursor, const Origin* origin);
+  transport::Hello make_hello() const;
+  // Joins a peer's whole catalogue (from its Hello); relays what changed on the delta path.
+  Status join_catalogue_state(PeerState& p, std::string_view bytes);
+  // Joins `delta` into collection `c` inside `txn`, appending it to the delta buffer when it
+  // changed anything; records the in-memory effects in `pending` (applied after commit).
   Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
                             Pending& pending, BufferCursor& cursor, const Origin* origin);
   // Appends one delta to the buffer inside `txn` (and trims it to its bound).
-  Status append_delta(store::WriteTxn& txn, const Collection& c, const crdt::Delta& delta,
+  // Collection id 0 is the catalogue.
+  Status append_delta(store::WriteTxn& txn, std::uint32_t cid, const crdt::Delta& delta,
                       BufferCursor& cursor, const Origin* origin);
   // The per-record join rule (or the LWW mutation under test).
   bool join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx,
@@ -317,7 +337,10 @@ class Node {
   crdt::ReplicaId replica_;
   mutable RwLock mu_;  // writer-preferring: searches cannot starve writes
   crdt::HybridClock clock_;                                     // guarded by mu_ (exclusive)
+  // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
+  // Which collections exist: an observed-remove map from name to encoded spec, replicated.
+  crdt::ORMap catalogue_;
   std::uint32_t next_collection_id_ = 1;
   std::uint64_t delta_seq_ = 0;      // the last sequence written to the delta buffer
   std::uint64_t delta_oldest_ = 1;   // the oldest sequence still in the buffer

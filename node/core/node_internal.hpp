@@ -23,12 +23,23 @@ namespace shoal::node {
 
 using store::Table;
 
+// A collection spec an app or a peer may create: name, dimension and index parameters in limits.
+[[nodiscard]] Status validate_spec(const CollectionSpec& spec, const Limits& limits);
+
 namespace detail {
 
 constexpr std::uint8_t kCatalogueVersion = 1;
 constexpr std::uint8_t kRecordVersion = 1;
 constexpr std::string_view kReplicaKey = "node.replica";
 constexpr std::string_view kNextCollectionKey = "node.next_collection_id";
+// The replicated catalogue (an observed-remove map from collection name to encoded spec), stored
+// whole under this meta key as crdt::encode_delta of its state. Its deltas sit in the delta
+// buffer under collection id 0, which no collection takes (ids start at 1).
+constexpr std::string_view kCatalogueKey = "node.catalogue";
+constexpr std::uint32_t kCatalogueCid = 0;
+// A handful of collections: 16 buckets are plenty (the catalogue is never repaired by digest; it
+// travels whole in every Hello).
+constexpr crdt::DigestConfig kCatalogueDigestConfig{4, 2};
 
 template <typename T>
 inline void put_le(std::string& out, T v) {
@@ -143,6 +154,19 @@ inline Result<std::pair<CollectionSpec, std::uint32_t>> decode_spec(std::string_
   s.quantize = quantize == 1;
   return std::pair{s, id};
 }
+
+// An ORMap from a whole state in Delta form (ORMap::to_delta, which breaks the delta invariant):
+// the restricted join over every bucket, then the context.
+inline crdt::ORMap ormap_from_state(const crdt::Delta& state, crdt::DigestConfig config) {
+  crdt::ORMap m(config);
+  std::vector<std::uint32_t> all(std::size_t{1} << config.leaf_bits);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint32_t>(i);
+  (void)m.join_repair(state, all);
+  m.merge_context(state.context);
+  return m;
+}
+
+inline crdt::Bytes to_bytes(std::string_view s) { return crdt::Bytes(s.begin(), s.end()); }
 
 inline std::string encode_record(std::uint64_t label, const crdt::Entries& entries) {
   crdt::Bytes b;

@@ -80,7 +80,32 @@ Status check_unique_dots(const crdt::Delta& d) {
   return {};
 }
 
+// The catalogue's deltas and states from peers: every name a valid collection name, every entry
+// a decodable spec within limits, each dot once.
+Status validate_catalogue(const crdt::Delta& d, const Limits& limits) {
+  SHOAL_RETURN_IF_ERROR(check_unique_dots(d));
+  for (const auto& [name, entries] : d.records) {
+    SHOAL_RETURN_IF_ERROR(validate_collection_name(name, limits));
+    for (const auto& e : entries) {
+      auto spec = decode_spec(name, as_view(e.payload));
+      if (!spec.ok()) return Status(Detail::kMalformed, str_cat("catalogue entry '", name, "' does not decode"));
+      SHOAL_RETURN_IF_ERROR(validate_spec(spec->first, limits));
+    }
+  }
+  return {};
+}
+
 }  // namespace
+
+transport::Hello Node::make_hello() const {
+  transport::Hello hello;
+  hello.replica = encode_replica(replica_);
+  for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
+  crdt::Bytes b;
+  crdt::encode_delta(catalogue_.to_delta(), b);
+  hello.catalogue = std::string(as_view(b));
+  return hello;
+}
 
 // --- peers ---
 
@@ -136,10 +161,7 @@ void Node::peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now) {
   p.in_flight = false;
   p.next_push = now;
   p.next_repair = now + (tier == Tier::kHot ? options_.sync.repair_interval_hot : options_.sync.repair_interval_warm);
-  transport::Hello hello;
-  hello.replica = encode_replica(replica_);
-  for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
-  outbox_.push_back(Outgoing{peer, std::move(hello)});
+  outbox_.push_back(Outgoing{peer, make_hello()});
   if (tier == Tier::kHot) push_to(p, now, false);
 }
 
@@ -195,10 +217,7 @@ void Node::push_to(PeerState& p, MonoTime now, bool retransmit) {
     if (p.acked + 1 < delta_oldest_) {
       // The buffer no longer reaches back to this peer: it must pull a repair from us for what
       // is gone; what is still buffered goes on the delta path as usual.
-      transport::Hello hello;
-      hello.replica = encode_replica(replica_);
-      for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
-      outbox_.push_back(Outgoing{p.id, std::move(hello)});
+      outbox_.push_back(Outgoing{p.id, make_hello()});
       p.acked = delta_oldest_ - 1;
       continue;
     }
@@ -225,6 +244,11 @@ void Node::push_to(PeerState& p, MonoTime now, bool retransmit) {
           const bool skip = entry->has_origin &&
                             (entry->origin == p.id || (entry->origin_hot && p.tier == Tier::kHot));
           if (skip) return true;
+          if (entry->cid == kCatalogueCid) {
+            bytes += entry->delta.size();
+            batch.items.push_back(transport::DeltaItem{std::string(), std::string(entry->delta)});
+            return true;
+          }
           const Collection* c = nullptr;
           for (const auto& [name, col] : collections_) {
             if (col->id == entry->cid) c = col.get();
@@ -312,8 +336,22 @@ Result<Node::Collection*> Node::ensure_collection(const transport::CollectionSpe
 
 Status Node::on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTime) {
   // Validate everything before touching the store: a rejected batch changes nothing.
-  std::vector<std::pair<Collection*, crdt::Delta>> items;
+  std::vector<std::pair<Collection*, crdt::Delta>> items;  // a null collection: the catalogue
   for (const auto& item : m.items) {
+    if (item.collection.empty()) {
+      auto delta = crdt::decode_delta(as_bytes(item.delta));
+      if (!delta.ok()) return delta.status().with_context("catalogue delta from peer " + p.id.to_string());
+      SHOAL_RETURN_IF_ERROR(validate_catalogue(*delta, options_.limits));
+      // Storage for the collections it creates (not live until the catalogue says so).
+      for (const auto& [name, entries] : delta->records) {
+        for (const auto& e : entries) {
+          auto spec = decode_spec(name, as_view(e.payload));
+          SHOAL_RETURN_IF_ERROR(ensure_collection(to_wire(spec->first)).status());
+        }
+      }
+      items.emplace_back(nullptr, std::move(delta).value());
+      continue;
+    }
     auto spec = std::find_if(m.specs.begin(), m.specs.end(), [&](const auto& s) { return s.name == item.collection; });
     Collection* c = find(item.collection);
     if (c == nullptr) {
@@ -340,17 +378,24 @@ Status Node::on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTi
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   BufferCursor cur = cursor();
   const Origin origin{p.id, p.tier == Tier::kHot};
+  crdt::ORMap cat = catalogue_;
   for (auto& [c, delta] : items) {
+    if (c == nullptr) {
+      SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, delta, cur, &origin));
+      continue;
+    }
     auto it = pendings.find(c->id);
     if (it == pendings.end()) it = pendings.emplace(c->id, std::pair{c, Pending{c->ctx, {}, c->next_label}}).first;
     SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, it->second.second, cur, &origin));
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  catalogue_ = std::move(cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
   const WallTime wall = wall_now();
   for (const auto& [c, delta] : items) {
+    if (c == nullptr) continue;
     for (const auto& [id, entries] : delta.records) {
       for (const auto& e : entries) (void)clock_.observe(e.clock, wall);
     }
@@ -386,6 +431,10 @@ Status Node::on_hello(PeerState& p, const transport::Hello& m, MonoTime now) {
     return Status(Code::kUnauthenticated, "hello names another replica than its sender");
   }
   Status first_error;
+  if (!m.catalogue.empty()) {
+    Status st = join_catalogue_state(p, m.catalogue);
+    if (!st.ok()) first_error = st;
+  }
   for (const auto& spec : m.collections) {
     auto c = ensure_collection(spec);
     if (!c.ok()) {
@@ -395,6 +444,47 @@ Status Node::on_hello(PeerState& p, const transport::Hello& m, MonoTime now) {
     if (options_.sync.repair_enabled) start_repair(p, spec.name, now);
   }
   return first_error;
+}
+
+Status Node::join_catalogue_state(PeerState& p, std::string_view bytes) {
+  auto state = crdt::decode_delta(as_bytes(bytes));
+  if (!state.ok()) return state.status().with_context("catalogue from peer " + p.id.to_string());
+  SHOAL_RETURN_IF_ERROR(validate_catalogue(*state, options_.limits));
+  for (const auto& [name, entries] : state->records) {
+    for (const auto& e : entries) {
+      auto spec = decode_spec(name, as_view(e.payload));
+      SHOAL_RETURN_IF_ERROR(ensure_collection(to_wire(spec->first)).status());
+    }
+  }
+  const crdt::ORMap theirs = ormap_from_state(*state, kCatalogueDigestConfig);
+  crdt::ORMap cat = catalogue_;
+  if (!cat.join_state(theirs)) return {};
+  // Relay what changed on the delta path, as a proper delta: each changed name with its new
+  // entries, and the dots of the entries it had and has.
+  crdt::Delta changed;
+  std::set<std::string> names;
+  for (const auto& [name, e] : catalogue_.records()) names.insert(name);
+  for (const auto& [name, e] : cat.records()) names.insert(name);
+  for (const auto& name : names) {
+    const crdt::Entries* before = catalogue_.find(name);
+    const crdt::Entries* after = cat.find(name);
+    if (before != nullptr && after != nullptr && *before == *after) continue;
+    auto& slot = changed.records[name];
+    if (after != nullptr) {
+      slot = *after;
+      crdt::add_entry_dots(changed.context, *after);
+    }
+    if (before != nullptr) crdt::add_entry_dots(changed.context, *before);
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  BufferCursor cur = cursor();
+  const Origin origin{p.id, p.tier == Tier::kHot};
+  SHOAL_RETURN_IF_ERROR(put_catalogue(*txn, cat));
+  if (!changed.records.empty()) SHOAL_RETURN_IF_ERROR(append_delta(*txn, kCatalogueCid, changed, cur, &origin));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  catalogue_ = std::move(cat);
+  commit_cursor(cur);
+  return {};
 }
 
 // --- the digest path ---
@@ -658,7 +748,7 @@ Status Node::on_bucket_reply(PeerState& p, const transport::BucketReply& m, Mono
       d.records[id] = rec.entries;
       crdt::add_entry_dots(d.context, before);
       crdt::add_entry_dots(d.context, rec.entries);
-      if (Status a = append_delta(**txn, *c, d, cur, &origin); !a.ok()) return fail(a);
+      if (Status a = append_delta(**txn, c->id, d, cur, &origin); !a.ok()) return fail(a);
       pending.changes.push_back({id, rec.label, std::move(before), rec.entries});
       pending.state_dirty = true;
     }

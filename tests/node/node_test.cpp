@@ -318,10 +318,9 @@ TEST_CASE("writes make progress under saturating searches and searches never see
   // writer finishes while the readers are still going (the readers stop only when it is done).
   // Torn state: each batch writes a pair (a-i, b-i) atomically, so a search that sees one of a
   // pair's records and asks for both must find both, and the live count only grows.
-  store::MemoryStore store;
-  auto node = Node::open(store, fixed_clock_options());
-  REQUIRE(node.ok());
-  Node& n = **node;
+  auto dir = open_data_dir(temp_dir("concurrency"), {});  // LMDB: the store the C API uses
+  REQUIRE(dir.ok());
+  Node& n = (*dir)->node();
   REQUIRE(n.create_collection({"c", 4, Metric::kL2}).ok());
   std::atomic<bool> done{false};
   std::atomic<int> torn{0}, shrank{0}, failed{0};

@@ -263,3 +263,67 @@ TEST_CASE("a peer first met before a restart still gets every delta (no repair)"
   CHECK(mesh[2].collection_info("c")->live_records == 150);
   require_converged(mesh, 3, "c");
 }
+
+TEST_CASE("a dropped collection stays dropped when a peer that still has it comes back", "[node][sync]") {
+  // Node 0 drops "c" while node 1 is cut off and writes into it. On reconnection node 1's
+  // Hello still lists "c" and its records: the drop must win over every record it observed (as
+  // a delete does), the concurrent write survives only as hidden storage, and the collection is
+  // gone on both sides. A later create on either side starts empty and is live everywhere.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.connect(0, 1);
+  for (int i = 0; i < 10; ++i) REQUIRE(mesh[0].upsert("c", "r" + std::to_string(i), value(static_cast<float>(i))).ok());
+  mesh.run();
+  REQUIRE(mesh[1].collection_info("c").ok());
+  CHECK(mesh[1].collection_info("c")->live_records == 10);
+  mesh[0].peer_down(mesh[1].replica(), mesh.now());
+  mesh[1].peer_down(mesh[0].replica(), mesh.now());
+  REQUIRE(mesh[0].drop_collection("c").ok());
+  REQUIRE(mesh[1].upsert("c", "late", value(42)).ok());  // concurrent with the drop
+  CHECK(mesh[0].collection_info("c").status().detail() == Detail::kNoSuchCollection);
+  mesh.connect(0, 1);
+  mesh.run();
+  for (int i = 0; i < 2; ++i) {
+    INFO("node " << i);
+    CHECK(mesh[i].collection_info("c").status().detail() == Detail::kNoSuchCollection);
+    CHECK(mesh[i].list_collections().empty());
+    CHECK(mesh[i].get("c", "r1").status().detail() == Detail::kNoSuchCollection);
+  }
+  // The hidden storage converged too: every record the drop observed is gone on both sides.
+  for (int i = 0; i < 2; ++i) {
+    auto state = mesh[i].crdt_state_for_testing("c");
+    if (state.ok()) {
+      for (int r = 0; r < 10; ++r) CHECK(state->find("r" + std::to_string(r)) == nullptr);
+    }
+  }
+  // Re-create on node 1: starts empty (the concurrent write included), and node 0 sees it live.
+  REQUIRE(mesh[1].create_collection({"c", 4, Metric::kL2}).ok());
+  CHECK(mesh[1].collection_info("c")->live_records == 0);
+  REQUIRE(mesh[1].upsert("c", "new", value(7)).ok());
+  mesh.run();
+  REQUIRE(mesh[0].collection_info("c").ok());
+  CHECK(mesh[0].collection_info("c")->live_records == 1);
+  CHECK(mesh[0].get("c", "new").ok());
+  CHECK(mesh[0].get("c", "r3").status().detail() == Detail::kNoSuchRecord);
+  // Re-creating a dropped name with another dimension is refused (peers may still send deltas).
+  REQUIRE(mesh[0].drop_collection("c").ok());
+  CHECK(mesh[0].create_collection({"c", 8, Metric::kL2}).code() == Code::kConflict);
+  mesh.run();
+  CHECK(mesh[1].collection_info("c").status().detail() == Detail::kNoSuchCollection);
+}
+
+TEST_CASE("a drop and a re-create survive a restart", "[node][sync]") {
+  Mesh mesh(1);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].create_collection({"d", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
+  REQUIRE(mesh[0].drop_collection("c").ok());
+  mesh.restart(0);
+  CHECK(mesh[0].collection_info("c").status().detail() == Detail::kNoSuchCollection);
+  CHECK(mesh[0].list_collections().size() == 1);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.restart(0);
+  REQUIRE(mesh[0].collection_info("c").ok());
+  CHECK(mesh[0].collection_info("c")->live_records == 0);
+  CHECK(mesh[0].stats().collections == 2);
+}

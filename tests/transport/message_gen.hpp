@@ -83,6 +83,7 @@ inline Message random_message(Rng& rng, std::size_t kind) {
       m.replica = random_bytes(rng, kReplicaWireBytes);
       m.protocol_version = rng.next_u32();
       m.collections = random_specs(rng);
+      m.catalogue = random_bytes(rng, rng.uniform(64));
       return m;
     }
     case 1: {

@@ -16,13 +16,39 @@ const char* shape_name(PartitionShape s) noexcept {
   return "?";
 }
 
-Network::Network(std::vector<std::uint32_t> site_of, const NetworkFaults& faults, Rng rng)
+const char* topology_name(Topology t) noexcept {
+  switch (t) {
+    case Topology::kFullMesh: return "full";
+    case Topology::kChain: return "chain";
+    case Topology::kStar: return "star";
+  }
+  return "?";
+}
+
+Network::Network(std::vector<std::uint32_t> site_of, const NetworkFaults& faults, Rng rng, Topology topology)
     : n_(static_cast<std::uint32_t>(site_of.size())),
       site_of_(std::move(site_of)),
       reorder_(faults.reorder),
       rng_(rng),
       links_(std::size_t{n_} * n_),
-      cut_(std::size_t{n_} * n_, 0) {
+      cut_(std::size_t{n_} * n_, 0),
+      linked_(std::size_t{n_} * n_, 0) {
+  std::uint32_t sites = 0;
+  for (std::uint32_t s : site_of_) sites = std::max(sites, s + 1);
+  for (std::uint32_t a = 0; a < n_; ++a) {
+    for (std::uint32_t b = 0; b < n_; ++b) {
+      if (a == b) continue;
+      const std::uint32_t sa = site_of_[a], sb = site_of_[b];
+      bool link = sa == sb || topology == Topology::kFullMesh;
+      // Cross-site links join gateways only: peer s is site s's gateway.
+      const bool gateways = a == sa && b == sb;
+      if (topology == Topology::kChain) link = link || (gateways && (sa + 1 == sb || sb + 1 == sa));
+      if (topology == Topology::kStar) link = link || (gateways && (sa == 0 || sb == 0));
+      linked_[idx(a, b)] = link ? 1 : 0;
+    }
+  }
+  if (sites >= 2 && topology == Topology::kChain) diameter_ = sites - 1;
+  if (sites >= 3 && topology == Topology::kStar) diameter_ = 2;
   for (std::uint32_t a = 0; a < n_; ++a) {
     for (std::uint32_t b = 0; b < n_; ++b) {
       Link& l = links_[idx(a, b)];
@@ -48,6 +74,10 @@ MonoTime Network::arrival(Link& l, MonoTime now) {
 LinkFate Network::send(std::uint32_t from, std::uint32_t to, MonoTime now) {
   LinkFate fate;
   Link& l = links_[idx(from, to)];
+  if (linked_[idx(from, to)] == 0) {
+    fate.drop_reason = "no_link";
+    return fate;
+  }
   if (cut_[idx(from, to)] != 0) {
     fate.drop_reason = "cut";
     return fate;

@@ -43,6 +43,14 @@ enum class PartitionShape : std::uint8_t {
 };
 const char* shape_name(PartitionShape s) noexcept;
 
+// How sites connect (docs/sim.md, "Topology"). Inside a site every pair of peers has a link (a
+// full mesh of hot peers, D16). Across sites: every pair (kFullMesh), or one link between the
+// gateways of consecutive sites (kChain: site 0 - 1 - 2 - 3), or one link from each site's
+// gateway to site 0's (kStar). Peer s (s < sites) is site s's gateway. Peers without a link never
+// exchange messages and never see each other up: changes travel several hops.
+enum class Topology : std::uint8_t { kFullMesh = 0, kChain = 1, kStar = 2 };
+const char* topology_name(Topology t) noexcept;
+
 struct NetworkFaults {
   double loss = 0.0;         // per-seed mean loss rate, 0..0.3
   double duplication = 0.0;  // per-seed mean duplication rate, 0..0.5
@@ -58,10 +66,17 @@ struct LinkFate {
 class Network {
  public:
   // site_of[i] is peer i's site; peers on one site are hot to each other.
-  Network(std::vector<std::uint32_t> site_of, const NetworkFaults& faults, Rng rng);
+  // Sites are numbered 0..max(site_of); peer s must be on site s for every site s (its gateway).
+  Network(std::vector<std::uint32_t> site_of, const NetworkFaults& faults, Rng rng,
+          Topology topology = Topology::kFullMesh);
 
   std::uint32_t peers() const noexcept { return n_; }
   bool same_site(std::uint32_t a, std::uint32_t b) const noexcept { return site_of_[a] == site_of_[b]; }
+  // Whether a and b have a link at all (the topology); a send without one is dropped ("no_link").
+  bool linked(std::uint32_t a, std::uint32_t b) const noexcept { return linked_[idx(a, b)] != 0; }
+  // The largest number of cross-site links on a shortest path between two sites (1 when there is
+  // one site or a full mesh).
+  std::uint32_t site_diameter() const noexcept { return diameter_; }
 
   // The fate of one message sent a->b at `now` (reserves in-flight slots for each delivery).
   LinkFate send(std::uint32_t from, std::uint32_t to, MonoTime now);
@@ -106,6 +121,8 @@ class Network {
   Rng rng_;
   std::vector<Link> links_;
   std::vector<std::uint8_t> cut_;  // 0 open, 1 detected cut, 2 silent cut
+  std::vector<std::uint8_t> linked_;  // 1 where the topology has a link
+  std::uint32_t diameter_ = 1;
   std::uint64_t in_flight_total_ = 0;
   std::uint64_t max_in_flight_ = 0;
   std::uint64_t queue_drops_ = 0;

@@ -21,8 +21,9 @@ crdt::Entries entries_of(const crdt::ORMap& state, std::string_view id) {
   return e == nullptr ? crdt::Entries{} : *e;
 }
 
-void Oracle::upsert(const crdt::ReplicaId& node, std::string_view id, const crdt::Entries& before,
-                    const crdt::Entries& after, std::vector<Violation>& out) {
+std::optional<crdt::Dot> Oracle::upsert(const crdt::ReplicaId& node, std::string_view id,
+                                        const crdt::Entries& before, const crdt::Entries& after,
+                                        std::vector<Violation>& out, const crdt::Bytes* client_payload) {
   // The new entry: the node's own dot with the highest counter that was not there before.
   const crdt::Entry* fresh = nullptr;
   for (const crdt::Entry& e : after) {
@@ -32,20 +33,23 @@ void Oracle::upsert(const crdt::ReplicaId& node, std::string_view id, const crdt
   if (fresh == nullptr) {
     out.push_back({"ack_not_visible", "upsert of '" + std::string(id) + "' acknowledged by " +
                                           node.to_string() + " has no new entry"});
-    return;
+    return std::nullopt;
   }
   ++upserts_;
-  const std::uint64_t h = payload_hash(fresh->payload);
+  crdt::Entry modeled = *fresh;
+  if (client_payload != nullptr) modeled.payload = *client_payload;
+  const std::uint64_t h = payload_hash(modeled.payload);
   auto [it, inserted] = issued_.emplace(fresh->dot, h);
   if (!inserted && it->second != h) {
     out.push_back({"dot_reused", "dot " + fresh->dot.to_string() + " issued twice (id '" +
                                      std::string(id) + "', another payload)"});
   }
   crdt::Delta d;
-  d.records[std::string(id)] = crdt::Entries{*fresh};
+  d.records[std::string(id)] = crdt::Entries{modeled};
   d.context.add(fresh->dot);
   for (const crdt::Entry& e : before) d.context.add(e.dot);
   model_.join(d);
+  return modeled.dot;
 }
 
 void Oracle::remove(std::string_view id, const crdt::Entries& before) {
@@ -56,10 +60,21 @@ void Oracle::remove(std::string_view id, const crdt::Entries& before) {
   if (!d.context.empty()) model_.join(d);
 }
 
+const crdt::Entry* Oracle::entry(std::string_view id, const crdt::Dot& dot) const noexcept {
+  const crdt::Entries* es = model_.find(id);
+  if (es == nullptr) return nullptr;
+  for (const crdt::Entry& e : *es) {
+    if (e.dot == dot) return &e;
+  }
+  return nullptr;
+}
+
 void Oracle::check_replica(std::string_view replica_name, const crdt::ORMap& replica,
-                           std::vector<Violation>& out, std::size_t max_each) const {
+                           std::vector<Violation>& out, std::size_t max_each,
+                           std::string_view prefix) const {
   std::map<std::string, std::size_t> counts;
-  auto report = [&](const char* kind, std::string detail) {
+  auto report = [&](const char* kind_name, std::string detail) {
+    const std::string kind = std::string(prefix) + kind_name;
     if (++counts[kind] <= max_each) {
       out.push_back({kind, std::string(replica_name) + ": " + std::move(detail)});
     }

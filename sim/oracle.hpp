@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,10 +44,19 @@ class Oracle {
   // before and after the call. Appends a violation when the new entry cannot be found (an
   // acknowledged upsert that is not readable) or when its dot was issued before with another
   // payload.
-  void upsert(const crdt::ReplicaId& node, std::string_view id, const crdt::Entries& before,
-              const crdt::Entries& after, std::vector<Violation>& out);
+  // `client_payload` (nullable): the payload bytes the client asked to store
+  // (node::encode_payload of its request). When given, the model holds these bytes, not the
+  // node's, so a node that stores something else is caught by payload_mismatch (the client-side
+  // oracle); the clock and dot are the node's (the client does not choose them).
+  // Returns the new entry's dot (nullopt when none was found).
+  std::optional<crdt::Dot> upsert(const crdt::ReplicaId& node, std::string_view id,
+                                  const crdt::Entries& before, const crdt::Entries& after,
+                                  std::vector<Violation>& out,
+                                  const crdt::Bytes* client_payload = nullptr);
   // An acknowledged remove of `id`; `before`: the node's entries just before.
   void remove(std::string_view id, const crdt::Entries& before);
+  // The oracle entry of `id` whose dot is `dot`, or null (returns the new entry after upsert()).
+  const crdt::Entry* entry(std::string_view id, const crdt::Dot& dot) const noexcept;
 
   const crdt::ORMap& model() const noexcept { return model_; }
   std::uint64_t acknowledged_upserts() const noexcept { return upserts_; }
@@ -54,8 +64,10 @@ class Oracle {
 
   // Compares a converged replica's state with the model; appends one violation per finding
   // (at most `max_each` per kind, then a count).
+  // `prefix` is prepended to every violation kind ("d:" for the second collection, "catalogue:").
   void check_replica(std::string_view replica_name, const crdt::ORMap& replica,
-                     std::vector<Violation>& out, std::size_t max_each = 5) const;
+                     std::vector<Violation>& out, std::size_t max_each = 5,
+                     std::string_view prefix = {}) const;
 
  private:
   crdt::ORMap model_;

@@ -1,19 +1,23 @@
 #include "sim/simulation.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <variant>
 
 #include "common/random.hpp"
+#include "crdt/codec.hpp"
 #include "crdt/replica.hpp"
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
 #include "node/core/node.hpp"
 #include "node/store/memory_store.hpp"
 #include "sim/event_queue.hpp"
+#include "sim/faulty_store.hpp"
 #include "sim/network.hpp"
 #include "sim/trace.hpp"
 #include "transport/codec.hpp"
@@ -27,17 +31,26 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kLazyCounter: return "lazy-counter";
     case Mutation::kTrimBeforeAck: return "trim-before-ack";
     case Mutation::kEarlyContextMerge: return "early-context-merge";
+    case Mutation::kStoreFlip: return "store-flip";
+    case Mutation::kTightDecode: return "tight-decode";
+    case Mutation::kTinyOutbox: return "tiny-outbox";
+    case Mutation::kSkewBeyondBound: return "skew-beyond-bound";
+    case Mutation::kStranger: return "stranger";
+    case Mutation::kWipeOnRestart: return "wipe-on-restart";
   }
   return "?";
 }
 
 Result<Mutation> parse_mutation(std::string_view text) {
+  std::string all;
   for (Mutation m : {Mutation::kNone, Mutation::kLww, Mutation::kLazyCounter, Mutation::kTrimBeforeAck,
-                     Mutation::kEarlyContextMerge}) {
+                     Mutation::kEarlyContextMerge, Mutation::kStoreFlip, Mutation::kTightDecode,
+                     Mutation::kTinyOutbox, Mutation::kSkewBeyondBound, Mutation::kStranger,
+                     Mutation::kWipeOnRestart}) {
     if (text == mutation_name(m)) return m;
+    all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
-  return Status(Detail::kUnknownName, "unknown mutation '" + std::string(text) +
-                                          "' (none, lww, lazy-counter, trim-before-ack, early-context-merge)");
+  return Status(Detail::kUnknownName, "unknown mutation '" + std::string(text) + "' (" + all + ")");
 }
 
 std::string reproduce_command(const Scenario& s) {
@@ -56,14 +69,41 @@ namespace {
 // Virtual wall time starts here (Nov 2023), so hybrid clocks look like real ones.
 constexpr std::int64_t kEpochNs = 1'700'000'000'000'000'000;
 constexpr std::string_view kCollection = "c";
+// The second collection: dropped and re-created by the workload while "c" keeps running.
+constexpr std::string_view kSecond = "d";
+// Where the node keeps its replicated catalogue (docs/node-format.md, meta table).
+constexpr std::string_view kCatalogueKey = "node.catalogue";
 constexpr std::uint32_t kDim = 8;
+// A client operation is a drop or (re-)create of the second collection with this probability;
+// of the other operations, this share goes to the second collection.
+constexpr double kCatalogueOpRate = 0.015;
+constexpr double kSecondShare = 0.2;
+// Clocks (docs/sim.md, "Clocks"): each peer's wall clock starts 0..250 s ahead of virtual time
+// and stays within 0..290 s after jumps, so two peers differ by less than the HLC's 300 s
+// bound even with drift; timers run at 1 +- up to 1% of the virtual rate.
+constexpr std::int64_t kMaxInitialSkewMs = 250'000;
+constexpr std::int64_t kMaxSkewMs = 290'000;
+constexpr std::int64_t kMaxDriftPpm = 10'000;
 // Bounds the simulator checks during chaos: one outbox, one encoded message.
 constexpr std::size_t kMaxOutbox = 4096;
 constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
-  kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample
+  kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger
 };
+
+// How a lying link altered a frame (docs/sim.md, "Bytes that lie").
+enum class Corruption : std::uint8_t { kNone, kBitFlip, kTruncate, kDouble, kSplice };
+const char* corruption_name(Corruption c) noexcept {
+  switch (c) {
+    case Corruption::kNone: return "none";
+    case Corruption::kBitFlip: return "bit_flip";
+    case Corruption::kTruncate: return "truncate";
+    case Corruption::kDouble: return "double";
+    case Corruption::kSplice: return "splice";
+  }
+  return "?";
+}
 
 struct Event {
   explicit Event(Ev k, std::uint32_t pa = 0, std::uint32_t pb = 0, std::uint64_t g = 0, std::string by = {})
@@ -73,7 +113,33 @@ struct Event {
   std::uint32_t b = 0;  // receiver
   std::uint64_t gen = 0;
   std::string bytes;
+  Corruption corruption = Corruption::kNone;
+  std::string original;  // the frame as sent, when corrupted
 };
+
+// The 20-byte wire form of a replica id (docs/protocol.md, Hello.replica).
+std::string replica_bytes(const crdt::ReplicaId& r) {
+  std::string out(reinterpret_cast<const char*>(r.identity.data()), r.identity.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((r.incarnation >> (8 * i)) & 0xffu));
+  return out;
+}
+
+// The winner order of docs/crdt.md written out again, independently of crdt::winner: highest
+// clock, then highest replica id, then highest counter.
+bool wins_over(const crdt::Entry& a, const crdt::Entry& b) {
+  if (a.clock.raw() != b.clock.raw()) return a.clock.raw() > b.clock.raw();
+  if (a.dot.replica != b.dot.replica) return a.dot.replica > b.dot.replica;
+  return a.dot.counter > b.dot.counter;
+}
+
+std::string vector_bytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+crdt::Bytes payload_bytes(const node::RecordValue& v) {
+  const std::string p = node::encode_payload(v);
+  return crdt::Bytes(p.begin(), p.end());
+}
 
 std::string peer_name(std::uint32_t p) {
   char buf[16];
@@ -82,7 +148,7 @@ std::string peer_name(std::uint32_t p) {
 }
 
 std::string fmt(const char* f, auto... args) {
-  char buf[256];
+  char buf[512];
   std::snprintf(buf, sizeof buf, f, args...);
   return buf;
 }
@@ -99,14 +165,23 @@ class Simulation {
  private:
   struct Peer {
     std::unique_ptr<store::MemoryStore> store;
+    std::unique_ptr<FaultyStore> faulty;  // wraps `store`; the node writes through it
     std::unique_ptr<node::Node> node;  // null while crashed
     crdt::ReplicaId replica;
     std::uint64_t gen = 0;       // bumps on every crash and open; stale events carry old values
-    Duration skew;               // wall clock offset from virtual time
+    Duration skew;               // wall clock offset from the peer's local time
+    std::int64_t drift_ppm = 0;  // the peer's timers run at (1 + drift_ppm / 1e6) x virtual time
     MonoTime wake_at = MonoTime::from_ns(INT64_MAX);
     std::vector<std::uint8_t> view;  // view[q]: this node was told q is up
     std::optional<crdt::CausalContext> last_context;
     std::uint64_t disk_gen = 0;
+    std::optional<crdt::Hlc> last_write_clock;  // of the peer's last acknowledged upsert
+    bool wiped = false;  // wipe-on-restart: came back on an empty store as incarnation 1
+  };
+  // One collection the workload writes: its name and its oracle.
+  struct Target {
+    std::string_view name;
+    Oracle* oracle;
   };
 
   void setup();
@@ -118,20 +193,34 @@ class Simulation {
   void refresh_views();
   void deliver(Event& ev);
   void client_op();
+  void data_op(std::uint32_t p, double r, const Target& t);
+  void catalogue_op(std::uint32_t p);
+  void check_causality(std::uint32_t p, const crdt::ORMap& before, const crdt::Entry& fresh, std::string_view id);
   void fault();
   void heal();
   bool check_converged();
   void sample_contexts();
   void final_checks();
+  void client_checks(std::uint32_t p, const Target& t);
+  void catalogue_checks(std::uint32_t p);
   void search_check(std::uint32_t p, Rng& rng);
-  Result<crdt::ORMap> state(std::uint32_t p);
+  void stranger_hello();
+  Result<crdt::ORMap> state(std::uint32_t p, std::string_view collection = kCollection);
+  // The node's replicated catalogue, read from its store (docs/node-format.md, meta/node.catalogue).
+  Result<crdt::ORMap> catalogue(std::uint32_t p);
+  bool live(std::uint32_t p, std::string_view collection) const;
   void violation(std::string kind, std::string detail);
   node::RecordValue random_value();
+  node::CollectionSpec spec_of(std::string_view name) const;
   node::NodeOptions options_for(std::uint32_t p);
+  // The peer's local monotonic time at virtual time `t` (its timers drift), and back.
+  MonoTime local(std::uint32_t p, MonoTime t) const;
+  MonoTime global(std::uint32_t p, MonoTime local_time) const;
   node::Tier tier(std::uint32_t a, std::uint32_t b) const {
     return net_.same_site(a, b) ? node::Tier::kHot : node::Tier::kWarm;
   }
   void push(MonoTime at, Event ev) { queue_.push(at, std::move(ev)); }
+  std::size_t max_outbox() const { return sc_.mutation == Mutation::kTinyOutbox ? 1 : kMaxOutbox; }
 
   Scenario sc_;
   Rng root_;
@@ -140,11 +229,18 @@ class Simulation {
   EventQueue<Event> queue_;
   std::vector<Peer> peers_;
   std::map<crdt::ReplicaId, std::uint32_t> index_of_;
-  Oracle oracle_;
+  Oracle oracle_;            // records of "c"
+  Oracle oracle_second_;     // records of "d"
+  Oracle oracle_catalogue_;  // the catalogue: name -> spec, created and dropped
+  // Dots of "d" that an acknowledged drop deleted: none may be seen again.
+  std::set<crdt::Dot> dropped_dots_;
+  // What clients asked to store, by (collection, dot): the client-side oracle.
+  std::map<std::pair<std::string, crdt::Dot>, node::RecordValue> client_values_;
   std::vector<Violation> violations_;
   SeedStats stats_;
   Rng workload_rng_{0};
   Rng fault_rng_{0};
+  Rng corrupt_rng_{0};
   MonoTime now_;
   MonoTime heal_at_;
   bool healed_ = false;
@@ -154,17 +250,34 @@ class Simulation {
   std::uint32_t n_ = 0;
   std::uint32_t sites_ = 0;
   std::uint32_t id_pool_ = 0;
+  double corrupt_rate_ = 0.0;
   Duration op_mean_;
   Duration fault_mean_;
   Duration chaos_;
   std::string scenario_line_;
 };
 
+// Both stay within int64 for runs below ~2.5 hours of virtual time (ns x 10^6).
+MonoTime Simulation::local(std::uint32_t p, MonoTime t) const {
+  const std::int64_t ns = t.ns();
+  return MonoTime::from_ns(ns + ns / 1'000'000 * peers_[p].drift_ppm + ns % 1'000'000 * peers_[p].drift_ppm / 1'000'000);
+}
+
+MonoTime Simulation::global(std::uint32_t p, MonoTime local_time) const {
+  // The first virtual time whose local time reaches `local_time`.
+  if (local_time.ns() <= 0 || local_time.ns() > INT64_MAX / 2'000'000) return local_time;
+  const std::int64_t rate = 1'000'000 + peers_[p].drift_ppm;
+  std::int64_t t = (local_time.ns() / rate) * 1'000'000 + (local_time.ns() % rate) * 1'000'000 / rate;
+  while (t > 0 && local(p, MonoTime::from_ns(t - 1)) >= local_time) --t;
+  while (local(p, MonoTime::from_ns(t)) < local_time) ++t;
+  return MonoTime::from_ns(t);
+}
+
 node::NodeOptions Simulation::options_for(std::uint32_t p) {
   node::NodeOptions o;
-  o.identity = peers_[p].replica;
-  // The node reads virtual time plus its skew; the Simulation outlives every Node.
-  o.wall_clock = [this, p]() { return WallTime::from_ns(kEpochNs + now_.ns() + peers_[p].skew.ns()); };
+  o.identity = peers_[p].wiped ? crdt::replica_for_testing(p + 1, 1) : peers_[p].replica;
+  // The node reads its local time plus its skew; the Simulation outlives every Node.
+  o.wall_clock = [this, p]() { return WallTime::from_ns(kEpochNs + local(p, now_).ns() + peers_[p].skew.ns()); };
   o.build_threads = 1;
   // Index rebuilds run inline, in order, and distances use one fixed kernel table: no thread or
   // CPU feature can change a result.
@@ -186,21 +299,62 @@ void Simulation::violation(std::string kind, std::string detail) {
   violations_.push_back({std::move(kind), std::move(detail)});
 }
 
-Result<crdt::ORMap> Simulation::state(std::uint32_t p) {
+Result<crdt::ORMap> Simulation::state(std::uint32_t p, std::string_view collection) {
   SHOAL_ASSERT(peers_[p].node != nullptr);
-  return peers_[p].node->crdt_state_for_testing(kCollection);
+  return peers_[p].node->crdt_state_for_testing(collection);
+}
+
+Result<crdt::ORMap> Simulation::catalogue(std::uint32_t p) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, peers_[p].store->begin_read());
+  auto bytes = txn->get(store::Table::kMeta, kCatalogueKey);
+  crdt::ORMap map;
+  if (!bytes.ok()) {
+    if (bytes.status().code() == Code::kNotFound) return map;
+    return bytes.status();
+  }
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta d,
+                         crdt::decode_delta(std::span<const std::uint8_t>(
+                             reinterpret_cast<const std::uint8_t*>(bytes->data()), bytes->size())));
+  (void)map.join(d);
+  return map;
+}
+
+bool Simulation::live(std::uint32_t p, std::string_view collection) const {
+  return peers_[p].node != nullptr && peers_[p].node->collection_info(collection).ok();
 }
 
 node::RecordValue Simulation::random_value() {
   node::RecordValue v;
   v.vector.resize(kDim);
   for (float& x : v.vector) x = workload_rng_.uniform_float(-1.0f, 1.0f);
+  // Metadata of every type and a model tag, so the client-side oracle compares them too.
+  const std::uint64_t shape = workload_rng_.uniform(4);
+  if (shape >= 1) v.metadata.fields.push_back({"n", static_cast<std::int64_t>(workload_rng_.uniform_range(-1000, 1000))});
+  if (shape >= 2) v.metadata.fields.push_back({"s", std::string("tag-") + std::to_string(workload_rng_.uniform(100))});
+  if (shape >= 3) {
+    v.metadata.fields.push_back({"f", workload_rng_.uniform_double()});
+    v.metadata.fields.push_back({"b", workload_rng_.bernoulli(0.5)});
+  }
+  v.metadata.normalize();
+  if (workload_rng_.bernoulli(0.5)) v.model = "m" + std::to_string(workload_rng_.uniform(3));
   return v;
+}
+
+node::CollectionSpec Simulation::spec_of(std::string_view name) const {
+  node::CollectionSpec spec;
+  spec.name = std::string(name);
+  spec.dimension = kDim;
+  spec.metric = node::Metric::kL2;
+  spec.m = 8;
+  spec.ef_construction = 32;
+  spec.ef_search = 32;
+  return spec;
 }
 
 bool Simulation::open_node(std::uint32_t p) {
   Peer& peer = peers_[p];
-  auto opened = node::Node::open(*peer.store, options_for(p));
+  node::NodeOptions options = options_for(p);
+  auto opened = node::Node::open(*peer.faulty, std::move(options));
   ++peer.gen;
   if (!opened.ok()) {
     trace_.line(now_, static_cast<int>(p), "open_failed", opened.status().to_string());
@@ -220,6 +374,8 @@ void Simulation::setup() {
   Rng netr = root_.fork(2);
   workload_rng_ = root_.fork(3);
   fault_rng_ = root_.fork(4);
+  corrupt_rng_ = root_.fork(6);
+  Rng clocks = root_.fork(7);
   n_ = sc_.peers ? std::clamp<std::uint32_t>(*sc_.peers, 1, 64) : 2 + static_cast<std::uint32_t>(topo.uniform(15));
   const std::uint32_t max_sites = std::min<std::uint32_t>(4, n_);
   sites_ = sc_.sites ? std::clamp<std::uint32_t>(*sc_.sites, 1, n_) : 1 + static_cast<std::uint32_t>(topo.uniform(max_sites));
@@ -227,51 +383,80 @@ void Simulation::setup() {
   for (std::uint32_t i = 0; i < n_; ++i) {
     site_of[i] = i < sites_ ? i : static_cast<std::uint32_t>(topo.uniform(sites_));
   }
+  // Topology (docs/sim.md, "Topology"): inside a site a full mesh (D16); across sites a full
+  // mesh, a chain of sites, or a star through site 0, each cross-site hop one link between the
+  // sites' gateways (peer s is site s's gateway).
+  Topology shape = Topology::kFullMesh;
+  if (sites_ >= 2) {
+    const double x = topo.uniform_double();
+    shape = x < 0.35 ? Topology::kFullMesh : x < 0.7 ? Topology::kChain : Topology::kStar;
+  }
   NetworkFaults nf;
   if (sc_.faults) {
     nf.loss = topo.uniform_double() * 0.3;
     nf.duplication = topo.uniform_double() * 0.5;
     nf.reorder = topo.uniform_double() * 0.2;
+    // Half the faulty seeds have lying links: up to 5% of frames altered.
+    corrupt_rate_ = topo.bernoulli(0.5) ? topo.uniform_double() * 0.05 : 0.0;
   }
-  net_ = Network(site_of, nf, netr);
+  net_ = Network(site_of, nf, netr, shape);
+  stats_.hops = net_.site_diameter();
   id_pool_ = 8 + static_cast<std::uint32_t>(topo.uniform(41));
   op_mean_ = Duration::millis(topo.uniform_range(15, 50));
   fault_mean_ = Duration::millis(topo.uniform_range(150, 800));
   chaos_ = Duration::millis(topo.uniform_range(2000, 8000));
-  scenario_line_ = fmt("peers=%u sites=%u loss=%.3f dup=%.3f reorder=%.3f ids=%u op_mean_ms=%lld "
-                       "fault_mean_ms=%lld chaos_ms=%lld faults=%s repair=%s mutation=%s",
-                       n_, sites_, nf.loss, nf.duplication, nf.reorder, id_pool_,
-                       static_cast<long long>(op_mean_.ms()), static_cast<long long>(fault_mean_.ms()),
-                       static_cast<long long>(chaos_.ms()), sc_.faults ? "on" : "off",
-                       sc_.repair ? "on" : "off", mutation_name(sc_.mutation));
-  trace_.line(now_, kNoPeer, "scenario", scenario_line_);
 
   peers_.resize(n_);
+  std::int64_t max_skew_ms = 0;
+  std::int64_t max_drift = 0;
   for (std::uint32_t i = 0; i < n_; ++i) {
     Peer& p = peers_[i];
     p.store = std::make_unique<store::MemoryStore>();
+    p.faulty = std::make_unique<FaultyStore>(*p.store);
     p.replica = crdt::replica_for_testing(i + 1, 0);
     p.view.assign(n_, 0);
+    if (sc_.faults) {
+      p.skew = Duration::millis(clocks.uniform_range(0, kMaxInitialSkewMs));
+      p.drift_ppm = clocks.uniform_range(-kMaxDriftPpm, kMaxDriftPpm);
+    }
+    if (i == 0 && sc_.mutation == Mutation::kSkewBeyondBound) p.skew += Duration::seconds(400);
+    max_skew_ms = std::max(max_skew_ms, p.skew.ms());
+    max_drift = std::max(max_drift, p.drift_ppm < 0 ? -p.drift_ppm : p.drift_ppm);
     index_of_[p.replica] = i;
   }
-  node::CollectionSpec spec;
-  spec.name = std::string(kCollection);
-  spec.dimension = kDim;
-  spec.metric = node::Metric::kL2;
-  spec.m = 8;
-  spec.ef_construction = 32;
-  spec.ef_search = 32;
+  scenario_line_ = fmt("peers=%u sites=%u topo=%s hops=%u loss=%.3f dup=%.3f reorder=%.3f corrupt=%.3f ids=%u "
+                       "op_mean_ms=%lld fault_mean_ms=%lld chaos_ms=%lld max_skew_ms=%lld max_drift_ppm=%lld "
+                       "faults=%s repair=%s mutation=%s",
+                       n_, sites_, topology_name(shape), stats_.hops, nf.loss, nf.duplication, nf.reorder,
+                       corrupt_rate_, id_pool_, static_cast<long long>(op_mean_.ms()),
+                       static_cast<long long>(fault_mean_.ms()), static_cast<long long>(chaos_.ms()),
+                       static_cast<long long>(max_skew_ms), static_cast<long long>(max_drift),
+                       sc_.faults ? "on" : "off", sc_.repair ? "on" : "off", mutation_name(sc_.mutation));
+  trace_.line(now_, kNoPeer, "scenario", scenario_line_);
+
   for (std::uint32_t i = 0; i < n_; ++i) {
     if (!open_node(i)) {
       violation("open", peer_name(i) + " failed to open");
       continue;
     }
-    const Status st = peers_[i].node->create_collection(spec);
-    if (!st.ok()) violation("open", peer_name(i) + " create_collection: " + st.to_string());
+    // Every peer creates both collections (concurrent creates of one name merge); the catalogue
+    // oracle records each create as an acknowledged operation.
+    for (std::string_view name : {kCollection, kSecond}) {
+      auto before = catalogue(i);
+      const Status st = peers_[i].node->create_collection(spec_of(name));
+      auto after = catalogue(i);
+      if (!st.ok() || !before.ok() || !after.ok()) {
+        violation("open", peer_name(i) + " create_collection " + std::string(name) + ": " + st.to_string());
+        continue;
+      }
+      (void)oracle_catalogue_.upsert(peers_[i].replica, name, entries_of(*before, name), entries_of(*after, name),
+                                     violations_);
+    }
   }
   refresh_views();
   push(now_ + Duration::millis(1), Event{Ev::kClientOp});
   if (sc_.faults) push(now_ + Duration::millis(50), Event{Ev::kFault});
+  if (sc_.mutation == Mutation::kStranger) push(now_ + Duration::millis(100), Event{Ev::kStranger});
   push(now_ + Duration::millis(200), Event{Ev::kSample});
   push(now_ + chaos_, Event{Ev::kHeal});
 }
@@ -287,14 +472,14 @@ void Simulation::crash(std::uint32_t p) {
 
 void Simulation::after_input(std::uint32_t p) {
   if (peers_[p].node == nullptr) return;
-  peers_[p].node->tick(now_);
+  peers_[p].node->tick(local(p, now_));
   drain(p);
   schedule_wake(p);
 }
 
 void Simulation::drain(std::uint32_t p) {
   std::vector<node::Outgoing> out = peers_[p].node->take_outbox();
-  if (out.size() > kMaxOutbox) violation("unbounded", peer_name(p) + fmt(" outbox of %zu messages", out.size()));
+  if (out.size() > max_outbox()) violation("unbounded", peer_name(p) + fmt(" outbox of %zu messages", out.size()));
   for (node::Outgoing& o : out) {
     auto it = index_of_.find(o.to);
     const char* name = transport::message_name(o.message);
@@ -319,6 +504,27 @@ void Simulation::drain(std::uint32_t p) {
     trace_.line(now_, static_cast<int>(p), "send", fmt("to=p%02u %s %zuB x%zu", to, name, bytes.size(), fate.deliveries.size()));
     for (std::size_t i = 0; i < fate.deliveries.size(); ++i) {
       Event ev{Ev::kDeliver, p, to, 0, i + 1 == fate.deliveries.size() ? std::move(bytes) : bytes};
+      // A lying link (before heal): the frame arrives altered.
+      if (!healed_ && corrupt_rate_ > 0 && corrupt_rng_.bernoulli(corrupt_rate_) && !ev.bytes.empty()) {
+        ev.original = ev.bytes;
+        ev.corruption = static_cast<Corruption>(1 + corrupt_rng_.uniform(4));
+        std::string& b = ev.bytes;
+        switch (ev.corruption) {
+          case Corruption::kBitFlip: {
+            const std::uint64_t flips = 1 + corrupt_rng_.uniform(3);
+            for (std::uint64_t f = 0; f < flips; ++f) {
+              const std::size_t at = corrupt_rng_.uniform(b.size());
+              b[at] = static_cast<char>(static_cast<unsigned char>(b[at]) ^ (1u << corrupt_rng_.uniform(8)));
+            }
+            break;
+          }
+          case Corruption::kTruncate: b.resize(corrupt_rng_.uniform(b.size())); break;
+          case Corruption::kDouble: b += ev.original; break;
+          case Corruption::kSplice: b += ev.original.substr(0, 1 + corrupt_rng_.uniform(ev.original.size())); break;
+          case Corruption::kNone: break;
+        }
+        ++stats_.frames_corrupted;
+      }
       push(fate.deliveries[i], std::move(ev));
     }
   }
@@ -329,7 +535,8 @@ void Simulation::schedule_wake(std::uint32_t p) {
   std::optional<MonoTime> w = peer.node->next_wakeup();
   if (!w) return;
   // A wake-up at or before now is due at once; a small step keeps a busy node from spinning.
-  const MonoTime at = std::max(*w, now_ + Duration::micros(100));
+  // The node asks in its local (drifting) time.
+  const MonoTime at = std::max(global(p, *w), now_ + Duration::micros(100));
   if (at >= peer.wake_at) return;
   peer.wake_at = at;
   push(at, Event{Ev::kWake, p, 0, peer.gen});
@@ -342,15 +549,16 @@ void Simulation::refresh_views() {
     bool changed = false;
     for (std::uint32_t b = 0; b < n_; ++b) {
       if (a == b) continue;
-      const bool want = peers_[b].node != nullptr && !net_.detected_cut(a, b) && !net_.detected_cut(b, a);
+      const bool want = net_.linked(a, b) && peers_[b].node != nullptr && !net_.detected_cut(a, b) &&
+                        !net_.detected_cut(b, a);
       if (want == (pa.view[b] != 0)) continue;
       pa.view[b] = want ? 1 : 0;
       changed = true;
       if (want) {
-        pa.node->peer_up(peers_[b].replica, tier(a, b), now_);
+        pa.node->peer_up(peers_[b].replica, tier(a, b), local(a, now_));
         trace_.line(now_, static_cast<int>(a), "peer_up", peer_name(b) + (tier(a, b) == node::Tier::kHot ? " hot" : " warm"));
       } else {
-        pa.node->peer_down(peers_[b].replica, now_);
+        pa.node->peer_down(peers_[b].replica, local(a, now_));
         trace_.line(now_, static_cast<int>(a), "peer_down", peer_name(b));
       }
     }
@@ -366,18 +574,64 @@ void Simulation::deliver(Event& ev) {
     trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB %s", ev.a, ev.bytes.size(), open ? "down" : "cut"));
     return;
   }
-  Result<transport::Message> msg = transport::decode(ev.bytes);
+  transport::DecodeLimits limits;
+  if (sc_.mutation == Mutation::kTightDecode) limits.max_payload_bytes = 200;
+  Result<transport::Message> msg = transport::decode(ev.bytes, limits);
   if (!msg.ok()) {
+    if (ev.corruption != Corruption::kNone) {
+      ++stats_.frames_rejected;
+      trace_.line(now_, static_cast<int>(ev.b), "recv_reject",
+                  fmt("from=p%02u %s %zuB: %s", ev.a, corruption_name(ev.corruption), ev.bytes.size(),
+                      msg.status().to_string().substr(0, 100).c_str()));
+      return;
+    }
     violation("codec", peer_name(ev.b) + " could not decode " + std::to_string(ev.bytes.size()) +
                            " bytes from " + peer_name(ev.a) + ": " + msg.status().to_string());
     return;
   }
+  if (ev.corruption != Corruption::kNone) {
+    // A truncated frame or one with trailing bytes must never decode (docs/protocol.md: the
+    // message fills its input exactly).
+    if (ev.corruption != Corruption::kBitFlip) {
+      violation("bad_frame_accepted", peer_name(ev.b) + fmt(" decoded a %s frame of %zu bytes (sent %zu)",
+                                                             corruption_name(ev.corruption), ev.bytes.size(),
+                                                             ev.original.size()));
+      return;
+    }
+    // A bit flip the codec cannot see that changed the message is the sealed channel's to refuse
+    // (D19: every altered frame fails authentication); the simulator has no channel yet, so it
+    // drops the frame as the channel would. A flip that left the message equal is delivered.
+    if (transport::encode(*msg) != ev.original) {
+      ++stats_.frames_forged;
+      trace_.line(now_, static_cast<int>(ev.b), "recv_forged", fmt("from=p%02u %zuB", ev.a, ev.bytes.size()));
+      return;
+    }
+  }
   ++stats_.messages_delivered;
-  const Status st = to.node->receive(peers_[ev.a].replica, *msg, now_);
+  const Status st = to.node->receive(peers_[ev.a].replica, *msg, local(ev.b, now_));
+  if (!st.ok()) ++stats_.node_rejected;
   trace_.line(now_, static_cast<int>(ev.b), "recv",
               fmt("from=p%02u %s %zuB%s%s", ev.a, transport::message_name(*msg), ev.bytes.size(),
                   st.ok() ? "" : " rejected: ", st.ok() ? "" : st.to_string().substr(0, 120).c_str()));
   after_input(ev.b);
+}
+
+void Simulation::stranger_hello() {
+  // A replica outside the mesh says hello to peer 0 (a hostile or misconfigured device). Whatever
+  // the node answers is addressed to a replica the simulator does not know.
+  if (peers_[0].node == nullptr) return;
+  transport::Hello h;
+  h.replica = replica_bytes(crdt::replica_for_testing(1000, 0));
+  transport::CollectionSpecWire w;
+  w.name = std::string(kCollection);
+  w.dimension = kDim;
+  w.m = 8;
+  w.ef_construction = 32;
+  w.ef_search = 32;
+  h.collections.push_back(w);
+  const Status st = peers_[0].node->receive(crdt::replica_for_testing(1000, 0), transport::Message{h}, local(0, now_));
+  trace_.line(now_, 0, "stranger", st.ok() ? "hello accepted" : "hello rejected: " + st.to_string());
+  after_input(0);
 }
 
 void Simulation::client_op() {
@@ -385,80 +639,206 @@ void Simulation::client_op() {
   push(now_ + Duration::nanos(static_cast<std::int64_t>(workload_rng_.exponential(static_cast<double>(op_mean_.ns())))) + Duration::micros(1),
        Event{Ev::kClientOp});
   const auto p = static_cast<std::uint32_t>(workload_rng_.uniform(n_));
-  Peer& peer = peers_[p];
+  const double which = workload_rng_.uniform_double();
   const double r = workload_rng_.uniform_double();
-  const std::string id = "r" + std::to_string(workload_rng_.uniform(id_pool_));
-  if (peer.node == nullptr) {
+  if (peers_[p].node == nullptr) {
     ++stats_.failed_ops;
-    trace_.line(now_, static_cast<int>(p), "op_down", id);
+    trace_.line(now_, static_cast<int>(p), "op_down", "");
     return;
   }
-  node::Node& nd = *peer.node;
-  if (r < 0.85) {
-    auto before = state(p);
-    if (!before.ok()) {
-      ++stats_.failed_ops;
-      trace_.line(now_, static_cast<int>(p), "op_fail", "state: " + before.status().to_string());
-      after_input(p);
-      return;
-    }
-    std::vector<std::pair<std::string, bool>> done;  // id, is upsert
-    Status st;
-    std::string what;
-    if (r < 0.55) {
-      node::RecordValue v = random_value();
-      stats_.payload_bytes += node::encode_payload(v).size();
-      st = nd.upsert(kCollection, id, std::move(v));
-      done.push_back({id, true});
-      what = "upsert";
-    } else if (r < 0.65) {
-      std::vector<node::RecordInput> batch;
-      const std::uint64_t k = 2 + workload_rng_.uniform(4);
-      for (std::uint64_t i = 0; i < k; ++i) {
-        std::string bid = "r" + std::to_string(workload_rng_.uniform(id_pool_));
-        if (std::any_of(done.begin(), done.end(), [&](const auto& d) { return d.first == bid; })) continue;
-        node::RecordValue v = random_value();
-        stats_.payload_bytes += node::encode_payload(v).size();
-        batch.push_back({bid, std::move(v)});
-        done.push_back({bid, true});
-      }
-      st = nd.upsert_batch(kCollection, std::move(batch));
-      what = "upsert_batch";
-    } else {
-      st = nd.remove(kCollection, id);
-      done.push_back({id, false});
-      what = "remove";
-    }
-    std::string ids;
-    for (const auto& d : done) ids += d.first + ",";
-    trace_.line(now_, static_cast<int>(p), what, ids + (st.ok() ? " ok" : " " + st.to_string()));
-    if (st.ok()) {
-      auto after = state(p);
-      if (!after.ok()) {
-        violation("state_unreadable", peer_name(p) + ": " + after.status().to_string());
-      } else {
-        for (const auto& [did, up] : done) {
-          if (up) {
-            oracle_.upsert(peer.replica, did, entries_of(*before, did), entries_of(*after, did), violations_);
-            ++stats_.acked_upserts;
-          } else {
-            oracle_.remove(did, entries_of(*before, did));
-            ++stats_.acked_removes;
-          }
-        }
-      }
-    } else {
-      ++stats_.failed_ops;
-    }
+  if (which < kCatalogueOpRate) {
+    catalogue_op(p);
+  } else if (which < kCatalogueOpRate + kSecondShare) {
+    data_op(p, r, Target{kSecond, &oracle_second_});
   } else {
+    data_op(p, r, Target{kCollection, &oracle_});
+  }
+  after_input(p);
+}
+
+void Simulation::check_causality(std::uint32_t p, const crdt::ORMap& before, const crdt::Entry& fresh,
+                                 std::string_view id) {
+  // Happened-before (docs/sim.md, "Clocks"): the node's previous acknowledged write, and every
+  // entry the node held when it wrote (it received them first), must carry smaller clocks.
+  Peer& peer = peers_[p];
+  if (peer.last_write_clock) {
+    ++stats_.causal_pairs;
+    if (!(*peer.last_write_clock < fresh.clock)) {
+      violation("hlc_causality", peer_name(p) + " wrote '" + std::string(id) + "' at " + fresh.clock.to_string() +
+                                     ", not after its previous write at " + peer.last_write_clock->to_string());
+    }
+  }
+  peer.last_write_clock = fresh.clock;
+  std::size_t reported = 0;
+  for (const auto& [rid, entries] : before.records()) {
+    for (const crdt::Entry& e : entries) {
+      ++stats_.causal_pairs;
+      if (e.clock < fresh.clock || reported >= 1) continue;
+      ++reported;
+      violation("hlc_causality", peer_name(p) + " wrote '" + std::string(id) + "' at " + fresh.clock.to_string() +
+                                     " after holding '" + rid + "' " + e.dot.to_string() + " at " + e.clock.to_string());
+    }
+  }
+}
+
+void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
+  Peer& peer = peers_[p];
+  node::Node& nd = *peer.node;
+  const std::string id = "r" + std::to_string(workload_rng_.uniform(id_pool_));
+  if (r >= 0.85) {
     node::RecordValue q = random_value();
     node::SearchOptions so;
     so.k = 10;
-    auto hits = nd.search(kCollection, q.vector, so);
+    auto hits = nd.search(t.name, q.vector, so);
     trace_.line(now_, static_cast<int>(p), "search",
-                hits.ok() ? fmt("%zu hits", hits->size()) : hits.status().to_string());
+                std::string(t.name) + " " + (hits.ok() ? fmt("%zu hits", hits->size()) : hits.status().to_string()));
+    return;
   }
-  after_input(p);
+  auto before = state(p, t.name);
+  if (!before.ok()) {
+    ++stats_.failed_ops;
+    trace_.line(now_, static_cast<int>(p), "op_fail", std::string(t.name) + " state: " + before.status().to_string());
+    return;
+  }
+  struct Done {
+    std::string id;
+    bool upsert = false;
+    node::RecordValue value;
+  };
+  std::vector<Done> done;
+  Status st;
+  std::string what;
+  std::vector<std::string> patterns;  // store-flip: the vectors the store must corrupt
+  if (r < 0.55) {
+    node::RecordValue v = random_value();
+    stats_.payload_bytes += node::encode_payload(v).size();
+    done.push_back({id, true, v});
+    patterns.push_back(vector_bytes(v.vector));
+    if (sc_.mutation == Mutation::kStoreFlip) peer.faulty->arm_for_testing(patterns);
+    st = nd.upsert(t.name, id, std::move(v));
+    what = "upsert";
+  } else if (r < 0.65) {
+    std::vector<node::RecordInput> batch;
+    const std::uint64_t k = 2 + workload_rng_.uniform(4);
+    for (std::uint64_t i = 0; i < k; ++i) {
+      std::string bid = "r" + std::to_string(workload_rng_.uniform(id_pool_));
+      if (std::any_of(done.begin(), done.end(), [&](const Done& d) { return d.id == bid; })) continue;
+      node::RecordValue v = random_value();
+      stats_.payload_bytes += node::encode_payload(v).size();
+      patterns.push_back(vector_bytes(v.vector));
+      done.push_back({bid, true, v});
+      batch.push_back({bid, std::move(v)});
+    }
+    if (sc_.mutation == Mutation::kStoreFlip) peer.faulty->arm_for_testing(patterns);
+    st = nd.upsert_batch(t.name, std::move(batch));
+    what = "upsert_batch";
+  } else {
+    st = nd.remove(t.name, id);
+    done.push_back({id, false, {}});
+    what = "remove";
+  }
+  peer.faulty->disarm_for_testing();
+  std::string ids;
+  for (const auto& d : done) ids += d.id + ",";
+  trace_.line(now_, static_cast<int>(p), what, std::string(t.name) + " " + ids + (st.ok() ? " ok" : " " + st.to_string()));
+  if (!st.ok()) {
+    ++stats_.failed_ops;
+    return;
+  }
+  auto after = state(p, t.name);
+  if (!after.ok()) {
+    violation("state_unreadable", peer_name(p) + ": " + after.status().to_string());
+    return;
+  }
+  for (const Done& d : done) {
+    if (d.upsert) {
+      // The oracle models the bytes the client sent, not what the node stored.
+      const crdt::Bytes sent = payload_bytes(d.value);
+      auto dot = t.oracle->upsert(peer.replica, d.id, entries_of(*before, d.id), entries_of(*after, d.id),
+                                  violations_, &sent);
+      ++stats_.acked_upserts;
+      if (dot) {
+        client_values_[{std::string(t.name), *dot}] = d.value;
+        for (const crdt::Entry& e : entries_of(*after, d.id)) {
+          if (e.dot == *dot) check_causality(p, *before, e, d.id);
+        }
+      }
+    } else {
+      t.oracle->remove(d.id, entries_of(*before, d.id));
+      ++stats_.acked_removes;
+    }
+  }
+}
+
+void Simulation::catalogue_op(std::uint32_t p) {
+  // Drop the second collection where it is live, (re-)create it where it is not (docs/protocol.md,
+  // "Catalogue"). The catalogue oracle takes the node's catalogue entries before and after, as the
+  // record oracle does; the record oracle of "d" takes the drop's and the create's effects.
+  Peer& peer = peers_[p];
+  node::Node& nd = *peer.node;
+  auto cat_before = catalogue(p);
+  if (!cat_before.ok()) {
+    ++stats_.failed_ops;
+    return;
+  }
+  const bool was_live = live(p, kSecond);
+  Result<crdt::ORMap> records_before = crdt::ORMap{};
+  if (was_live) {
+    records_before = state(p, kSecond);
+    if (!records_before.ok()) {
+      ++stats_.failed_ops;
+      trace_.line(now_, static_cast<int>(p), "op_fail", "d state: " + records_before.status().to_string());
+      return;
+    }
+  }
+  const Status st = was_live ? nd.drop_collection(kSecond) : nd.create_collection(spec_of(kSecond));
+  trace_.line(now_, static_cast<int>(p), was_live ? "drop" : "create",
+              std::string(kSecond) + (st.ok() ? " ok" : " " + st.to_string()));
+  if (!st.ok()) {
+    ++stats_.failed_ops;
+    return;
+  }
+  ++stats_.catalogue_ops;
+  auto cat_after = catalogue(p);
+  if (!cat_after.ok()) {
+    violation("state_unreadable", peer_name(p) + " catalogue: " + cat_after.status().to_string());
+    return;
+  }
+  if (was_live) {
+    oracle_catalogue_.remove(kSecond, entries_of(*cat_before, kSecond));
+    // The drop deletes every record it observed, as a remove of each would.
+    for (const auto& [id, entries] : records_before->records()) {
+      if (entries.empty()) continue;
+      oracle_second_.remove(id, entries);
+      for (const crdt::Entry& e : entries) dropped_dots_.insert(e.dot);
+    }
+    if (live(p, kSecond)) violation("collection_returned", peer_name(p) + " still lists 'd' right after dropping it");
+    return;
+  }
+  (void)oracle_catalogue_.upsert(peer.replica, kSecond, entries_of(*cat_before, kSecond),
+                                 entries_of(*cat_after, kSecond), violations_);
+  auto fresh = state(p, kSecond);
+  if (!fresh.ok()) {
+    violation("state_unreadable", peer_name(p) + " d after create: " + fresh.status().to_string());
+    return;
+  }
+  // A re-create starts empty: it deleted what the hidden storage held, i.e. every entry the
+  // oracle still has whose dot this node had observed (its context now covers it).
+  for (const auto& [id, entries] : fresh->records()) {
+    if (!entries.empty()) {
+      violation("recreate_not_empty", peer_name(p) + " re-created 'd' with '" + id + "' " + entries[0].dot.to_string());
+      break;
+    }
+  }
+  std::vector<std::pair<std::string, crdt::Entries>> removed;
+  for (const auto& [id, entries] : oracle_second_.model().records()) {
+    crdt::Entries covered;
+    for (const crdt::Entry& e : entries) {
+      if (fresh->context().contains(e.dot)) covered.push_back(e);
+    }
+    if (!covered.empty()) removed.emplace_back(id, std::move(covered));
+  }
+  for (const auto& [id, entries] : removed) oracle_second_.remove(id, entries);
 }
 
 void Simulation::fault() {
@@ -497,11 +877,13 @@ void Simulation::fault() {
     push(now_ + d, Event{Ev::kRestart, p, 0, peers_[p].gen});
     refresh_views();
   } else if (x < 0.75) {
-    // A clock jump, forwards or backwards (NTP step, RTC reset).
+    // A clock jump, forwards or backwards (NTP step, RTC reset), kept within the skew bound.
     const Duration jump = Duration::millis(static_cast<std::int64_t>(r.normal(0.0, 5000.0)));
-    peers_[p].skew += jump;
+    Duration& skew = peers_[p].skew;
+    const Duration extra = (p == 0 && sc_.mutation == Mutation::kSkewBeyondBound) ? Duration::seconds(400) : Duration();
+    skew = std::clamp(skew + jump - extra, Duration(), Duration::millis(kMaxSkewMs)) + extra;
     trace_.line(now_, static_cast<int>(p), "clock_jump", fmt("by_ms=%lld skew_ms=%lld", static_cast<long long>(jump.ms()),
-                                                            static_cast<long long>(peers_[p].skew.ms())));
+                                                            static_cast<long long>(skew.ms())));
   } else if (x < 0.90) {
     store::MemoryStore& st = *peers_[p].store;
     st.set_capacity_bytes(st.used_bytes() + r.uniform(2000));
@@ -509,10 +891,16 @@ void Simulation::fault() {
     trace_.line(now_, static_cast<int>(p), "disk_full", fmt("used=%llu for_ms=%lld", static_cast<unsigned long long>(st.used_bytes()),
                                                            static_cast<long long>(d.ms())));
     push(now_ + d, Event{Ev::kDiskRestore, p, 0, ++peers_[p].disk_gen});
-  } else {
+  } else if (x < 0.95) {
     const auto k = static_cast<std::uint32_t>(1 + r.uniform(3));
     peers_[p].store->fail_next_writes(k);
     trace_.line(now_, static_cast<int>(p), "io_fail", fmt("next_writes=%u", k));
+  } else {
+    // Reads fail too (a bad sector, EIO): whatever reads them must return a status, change
+    // nothing, and the next reads work.
+    const auto k = static_cast<std::uint32_t>(1 + r.uniform(3));
+    peers_[p].store->fail_next_reads(k);
+    trace_.line(now_, static_cast<int>(p), "read_fail", fmt("next_reads=%u", k));
   }
 }
 
@@ -525,6 +913,7 @@ void Simulation::heal() {
   for (std::uint32_t p = 0; p < n_; ++p) {
     peers_[p].store->set_capacity_bytes(UINT64_MAX);
     peers_[p].store->fail_next_writes(0);
+    peers_[p].store->fail_next_reads(0);
     ++peers_[p].disk_gen;
     if (peers_[p].node == nullptr) {
       if (open_node(p)) {
@@ -539,19 +928,32 @@ void Simulation::heal() {
 }
 
 bool Simulation::check_converged() {
-  std::optional<std::uint64_t> root;
   for (std::uint32_t p = 0; p < n_; ++p) {
     if (peers_[p].node == nullptr) return false;
-    auto r = peers_[p].node->digest_root(kCollection);
-    if (!r.ok()) return false;
-    if (root && *root != *r) return false;
-    root = *r;
   }
-  auto first = state(0);
-  if (!first.ok()) return false;
+  // The catalogue first: every node holds the same one, so "d" is live everywhere or nowhere.
+  auto cat0 = catalogue(0);
+  if (!cat0.ok()) return false;
   for (std::uint32_t p = 1; p < n_; ++p) {
-    auto s = state(p);
-    if (!s.ok() || !(*s == *first)) return false;
+    auto c = catalogue(p);
+    if (!c.ok() || !(*c == *cat0)) return false;
+  }
+  std::vector<std::string_view> names{kCollection};
+  if (live(0, kSecond)) names.push_back(kSecond);
+  for (std::string_view name : names) {
+    std::optional<std::uint64_t> root;
+    for (std::uint32_t p = 0; p < n_; ++p) {
+      auto r = peers_[p].node->digest_root(name);
+      if (!r.ok()) return false;
+      if (root && *root != *r) return false;
+      root = *r;
+    }
+    auto first = state(0, name);
+    if (!first.ok()) return false;
+    for (std::uint32_t p = 1; p < n_; ++p) {
+      auto s = state(p, name);
+      if (!s.ok() || !(*s == *first)) return false;
+    }
   }
   return true;
 }
@@ -561,7 +963,11 @@ void Simulation::sample_contexts() {
     Peer& peer = peers_[p];
     if (peer.node == nullptr) continue;
     auto s = state(p);
-    if (!s.ok()) continue;  // an injected read fault; sampled next time
+    if (!s.ok()) {
+      // An injected read fault; sampled next time.
+      trace_.line(now_, static_cast<int>(p), "sample_fail", s.status().to_string().substr(0, 100));
+      continue;
+    }
     if (peer.last_context && !s->context().includes(*peer.last_context)) {
       violation("context_shrank", peer_name(p) + " context lost dots: was " +
                                       peer.last_context->to_string().substr(0, 160) + " now " +
@@ -613,6 +1019,91 @@ void Simulation::search_check(std::uint32_t p, Rng& rng) {
   if (recall < 0.95) violation("search_recall", peer_name(p) + fmt(": recall@10 %.3f < 0.95", recall));
 }
 
+void Simulation::client_checks(std::uint32_t p, const Target& t) {
+  // The client-side oracle (docs/sim.md): through the node's own get(), every record the model
+  // holds reads back as exactly what the client wrote for each sibling (vector bytes, metadata,
+  // model tag), the winner first in the documented order; a record the model deleted is absent.
+  std::map<std::string, std::size_t> counts;
+  auto report = [&](const char* kind, std::string detail) {
+    if (++counts[kind] <= 3) violation(kind, peer_name(p) + " " + std::string(t.name) + ": " + std::move(detail));
+  };
+  node::Node& nd = *peers_[p].node;
+  for (const auto& [id, entries] : t.oracle->model().records()) {
+    auto got = nd.get(t.name, id);
+    if (entries.empty()) {
+      if (got.ok()) report("client_mismatch", "'" + id + "' was deleted by an acknowledged operation but reads back");
+      continue;
+    }
+    if (!got.ok()) {
+      report("client_mismatch", "'" + id + "' does not read back: " + got.status().to_string());
+      continue;
+    }
+    if (got->siblings.size() != entries.size()) {
+      report("client_mismatch", "'" + id + fmt("' has %zu siblings, the clients' writes leave %zu", got->siblings.size(), entries.size()));
+      continue;
+    }
+    const crdt::Entry* best = &entries[0];
+    for (const crdt::Entry& e : entries) {
+      if (wins_over(e, *best)) best = &e;
+    }
+    if (!(got->siblings[0].dot == best->dot)) {
+      report("winner_order", "'" + id + "' reads " + got->siblings[0].dot.to_string() + " as the winner, the highest clock is " +
+                                 best->dot.to_string() + " at " + best->clock.to_string());
+    }
+    for (const node::Sibling& s : got->siblings) {
+      auto it = client_values_.find({std::string(t.name), s.dot});
+      if (it == client_values_.end()) {
+        report("client_mismatch", "'" + id + "' " + s.dot.to_string() + " was never written by a client");
+        continue;
+      }
+      const node::RecordValue& want = it->second;
+      const bool same_vector = s.value.vector.size() == want.vector.size() &&
+                               std::memcmp(s.value.vector.data(), want.vector.data(), want.vector.size() * sizeof(float)) == 0;
+      if (!same_vector || !(s.value.metadata == want.metadata) || s.value.model != want.model) {
+        report("client_mismatch", "'" + id + "' " + s.dot.to_string() + " reads back other bytes than the client wrote (" +
+                                      (same_vector ? "metadata or model" : "vector") + ")");
+      }
+    }
+  }
+  for (const auto& [kind, n] : counts) {
+    if (n > 3) violation(kind, peer_name(p) + " " + std::string(t.name) + ": " + std::to_string(n - 3) + " more");
+  }
+}
+
+void Simulation::catalogue_checks(std::uint32_t p) {
+  // No dropped collection comes back: the node's catalogue equals the oracle's, and the API shows
+  // "d" exactly when the oracle's catalogue has it.
+  auto cat = catalogue(p);
+  if (!cat.ok()) {
+    violation("state_unreadable", peer_name(p) + " catalogue: " + cat.status().to_string());
+    return;
+  }
+  oracle_catalogue_.check_replica(peer_name(p), *cat, violations_, 5, "catalogue:");
+  const bool want = oracle_catalogue_.model().find(kSecond) != nullptr &&
+                    !oracle_catalogue_.model().find(kSecond)->empty();
+  const bool have = live(p, kSecond);
+  if (want != have) {
+    violation(have ? "collection_returned" : "collection_missing",
+              peer_name(p) + (have ? " shows 'd', which the acknowledged operations dropped"
+                                   : " does not show 'd', which an acknowledged create left live"));
+  }
+  if (!have || !want) return;
+  auto s = state(p, kSecond);
+  if (!s.ok()) {
+    violation("state_unreadable", peer_name(p) + " d: " + s.status().to_string());
+    return;
+  }
+  // No record a drop deleted returns (also in a re-created collection).
+  for (const auto& [id, entries] : s->records()) {
+    for (const crdt::Entry& e : entries) {
+      if (dropped_dots_.contains(e.dot)) {
+        violation("drop_resurrected", peer_name(p) + " 'd' holds '" + id + "' " + e.dot.to_string() + ", deleted by a drop");
+      }
+    }
+  }
+  oracle_second_.check_replica(peer_name(p), *s, violations_, 5, "d:");
+}
+
 void Simulation::final_checks() {
   for (std::uint32_t p = 0; p < n_; ++p) {
     if (peers_[p].node == nullptr) continue;
@@ -623,6 +1114,9 @@ void Simulation::final_checks() {
     }
     const std::size_t before = violations_.size();
     oracle_.check_replica(peer_name(p), *s, violations_);
+    catalogue_checks(p);
+    client_checks(p, Target{kCollection, &oracle_});
+    if (live(p, kSecond)) client_checks(p, Target{kSecond, &oracle_second_});
     for (std::size_t i = before; i < violations_.size(); ++i) {
       trace_.line(now_, static_cast<int>(p), "violation", violations_[i].kind + " " + violations_[i].detail);
     }
@@ -660,8 +1154,19 @@ SeedResult Simulation::run() {
       case Ev::kFault:
         fault();
         break;
+      case Ev::kStranger:
+        stranger_hello();
+        break;
       case Ev::kRestart:
         if (healed_ || peers_[ev.a].node != nullptr || peers_[ev.a].gen != ev.gen) break;
+        if (sc_.mutation == Mutation::kWipeOnRestart && !peers_[ev.a].wiped) {
+          // The device comes back with an empty disk and a new incarnation.
+          Peer& peer = peers_[ev.a];
+          peer.store = std::make_unique<store::MemoryStore>();
+          peer.faulty = std::make_unique<FaultyStore>(*peer.store);
+          peer.wiped = true;
+          trace_.line(now_, static_cast<int>(ev.a), "wiped", "");
+        }
         if (open_node(ev.a)) {
           trace_.line(now_, static_cast<int>(ev.a), "restart", "");
           refresh_views();

@@ -30,10 +30,21 @@
 
 namespace shoal::sim {
 
-// The test-only mutations of node::MutationsForTesting, one at a time.
-enum class Mutation : std::uint8_t { kNone, kLww, kLazyCounter, kTrimBeforeAck, kEarlyContextMerge };
+// The test-only mutations of node::MutationsForTesting, one at a time, then the simulator-side
+// ones (docs/sim.md, "Proving the checkers"): each makes one checker fire.
+//   store-flip         the node's store flips a bit of every client vector it is given
+//                      (sim/faulty_store.hpp): client_mismatch, payload_mismatch
+//   tight-decode       receivers decode with max_payload_bytes 200, below what senders send: codec
+//   tiny-outbox        the outbox bound checked is 1 message: unbounded
+//   skew-beyond-bound  peer 0's clock runs 400 s ahead (past the 300 s HLC bound): hlc_causality
+//   stranger           a replica outside the mesh says hello to peer 0: unknown_peer
+//   wipe-on-restart    a restarted peer comes back on an empty store under incarnation 1: identity
+enum class Mutation : std::uint8_t {
+  kNone, kLww, kLazyCounter, kTrimBeforeAck, kEarlyContextMerge,
+  kStoreFlip, kTightDecode, kTinyOutbox, kSkewBeyondBound, kStranger, kWipeOnRestart
+};
 const char* mutation_name(Mutation m) noexcept;
-// "none", "lww", "lazy-counter", "trim-before-ack", "early-context-merge". kInvalidArgument else.
+// The names above ("none", "lww", ...). kInvalidArgument else.
 [[nodiscard]] Result<Mutation> parse_mutation(std::string_view text);
 
 struct Scenario {
@@ -70,6 +81,13 @@ struct SeedStats {
   std::uint64_t partitions = 0;
   std::uint64_t max_in_flight = 0;
   std::uint64_t records = 0;             // live records in the converged model
+  std::uint64_t catalogue_ops = 0;       // acknowledged drops and creates of the second collection
+  std::uint64_t frames_corrupted = 0;    // frames a lying link altered (bit flip, truncation, doubling)
+  std::uint64_t frames_rejected = 0;     // of which transport::decode refused
+  std::uint64_t frames_forged = 0;       // of which decoded to another message (the channel's job)
+  std::uint64_t node_rejected = 0;       // messages Node::receive refused (any reason)
+  std::uint64_t causal_pairs = 0;        // (observed write, later write) clock pairs checked
+  std::uint32_t hops = 1;                // the topology's diameter in sites (1: one site or full)
 };
 
 struct SeedResult {

@@ -47,7 +47,7 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_option("--sites", f.sites, "sites (default: drawn from the seed, 1..4)");
   app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
 }
 
@@ -91,10 +91,12 @@ struct Totals {
 
 void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
   std::printf("seed=%" PRIu64 " peers=%u sites=%u converged=%s converge_ms=%lld violations=%zu "
-              "acked=%" PRIu64 "/%" PRIu64 " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
+              "acked=%" PRIu64 "/%" PRIu64 " cat_ops=%" PRIu64 " hops=%u bad_frames=%" PRIu64 "/%" PRIu64 "/%" PRIu64
+              " causal_pairs=%" PRIu64 " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
               r.seed, r.peers, r.sites, r.converged ? "yes" : "no", static_cast<long long>(r.converge_ms),
-              r.violations.size(), r.stats.acked_upserts, r.stats.acked_removes, r.stats.messages_sent,
-              r.stats.events, r.trace_hash);
+              r.violations.size(), r.stats.acked_upserts, r.stats.acked_removes, r.stats.catalogue_ops, r.stats.hops,
+              r.stats.frames_corrupted, r.stats.frames_rejected, r.stats.frames_forged, r.stats.causal_pairs,
+              r.stats.messages_sent, r.stats.events, r.trace_hash);
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());
     for (const auto& v : r.violations) std::printf("  violation %s: %s\n", v.kind.c_str(), v.detail.c_str());

@@ -575,7 +575,7 @@ void Simulation::deliver(Event& ev) {
     return;
   }
   transport::DecodeLimits limits;
-  if (sc_.mutation == Mutation::kTightDecode) limits.max_payload_bytes = 200;
+  if (sc_.mutation == Mutation::kTightDecode) limits.max_payload_bytes = 32;
   Result<transport::Message> msg = transport::decode(ev.bytes, limits);
   if (!msg.ok()) {
     if (ev.corruption != Corruption::kNone) {

@@ -34,7 +34,7 @@ namespace shoal::sim {
 // ones (docs/sim.md, "Proving the checkers"): each makes one checker fire.
 //   store-flip         the node's store flips a bit of every client vector it is given
 //                      (sim/faulty_store.hpp): client_mismatch, payload_mismatch
-//   tight-decode       receivers decode with max_payload_bytes 200, below what senders send: codec
+//   tight-decode       receivers decode with max_payload_bytes 32, below what senders send: codec
 //   tiny-outbox        the outbox bound checked is 1 message: unbounded
 //   skew-beyond-bound  peer 0's clock runs 400 s ahead (past the 300 s HLC bound): hlc_causality
 //   stranger           a replica outside the mesh says hello to peer 0: unknown_peer

@@ -1,8 +1,13 @@
-// Proves the checkers bite (issue 6): each test-only mutation of node::MutationsForTesting is
-// caught, i.e. some seed among the first 100 reports at least one violation. trim-before-ack runs
-// with repair disabled, because the digest path legitimately repairs what the delta path loses;
-// early-context-merge needs repairs with concurrent divergence, which the default scenario's
-// long offline periods (beyond a 64-entry delta buffer) provide.
+// Proves the checkers bite (issues 6 and 11): each test-only mutation of node::MutationsForTesting,
+// and each simulator-side mutation or scenario (sim/simulation.hpp), is caught, i.e. some seed
+// among the first 100 reports a violation of the kind the mutation exists for. trim-before-ack
+// runs with repair disabled, because the digest path legitimately repairs what the delta path
+// loses; early-context-merge needs repairs with concurrent divergence, which the default
+// scenario's long offline periods (beyond a 64-entry delta buffer) provide. The simulator-side
+// ones name the checker they prove: store-flip (client_mismatch: a node storing another vector
+// than the client sent, consistently on every replica, which the node-derived oracle could not
+// see), tight-decode (codec), tiny-outbox (unbounded), skew-beyond-bound (hlc_causality),
+// stranger (unknown_peer), wipe-on-restart (identity).
 #include <catch2/catch.hpp>
 
 #include "sim/simulation.hpp"
@@ -12,19 +17,20 @@ using namespace shoal::sim;
 
 namespace {
 
-// The first seed in [1, 100] with a violation, or 0.
-std::uint64_t first_caught(Mutation m, bool repair) {
+// The first seed in [1, 100] with a violation (of `kind`, when given), or 0.
+std::uint64_t first_caught(Mutation m, bool repair, const std::string& kind = {}, bool faults = true) {
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     Scenario sc;
     sc.seed = seed;
     sc.mutation = m;
     sc.repair = repair;
+    sc.faults = faults;
     // A mutation that breaks convergence is caught at the bound; a shorter bound keeps it cheap.
     sc.max_converge = Duration::seconds(60);
     const SeedResult r = run_seed(sc);
-    if (!r.violations.empty()) {
-      UNSCOPED_INFO(mutation_name(m) << " caught by " << reproduce_command(sc) << ": "
-                                     << r.violations[0].kind << " " << r.violations[0].detail);
+    for (const Violation& v : r.violations) {
+      if (!kind.empty() && v.kind != kind) continue;
+      UNSCOPED_INFO(mutation_name(m) << " caught by " << reproduce_command(sc) << ": " << v.kind << " " << v.detail);
       return seed;
     }
   }
@@ -47,4 +53,30 @@ TEST_CASE("trimming a delta before every peer acknowledged it is caught within 1
 
 TEST_CASE("merging a repair sender's context before reconciling is caught within 100 seeds", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kEarlyContextMerge, true) != 0);
+}
+
+TEST_CASE("a node storing another vector than the client sent is caught by the client-side oracle", "[sim][mutation]") {
+  // Without faults: the corruption is consistent on every replica, so only the client's bytes tell.
+  CHECK(first_caught(Mutation::kStoreFlip, true, "client_mismatch", false) != 0);
+  CHECK(first_caught(Mutation::kStoreFlip, true, "payload_mismatch", false) != 0);
+}
+
+TEST_CASE("a message the receiver cannot decode is caught by the codec checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTightDecode, true, "codec", false) != 0);
+}
+
+TEST_CASE("an outbox above the bound is caught by the unbounded checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTinyOutbox, true, "unbounded", false) != 0);
+}
+
+TEST_CASE("a clock beyond the skew bound breaks causality and is caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSkewBeyondBound, true, "hlc_causality", false) != 0);
+}
+
+TEST_CASE("a message to a replica outside the mesh is caught by the unknown_peer checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kStranger, true, "unknown_peer", false) != 0);
+}
+
+TEST_CASE("a node that comes back under another replica id is caught by the identity checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kWipeOnRestart, true, "identity") != 0);
 }

@@ -21,6 +21,22 @@ ReplicaId replica_for_testing(std::uint64_t n, std::uint32_t incarnation) noexce
   return r;
 }
 
+std::string ReplicaId::encode() const {
+  std::string out(reinterpret_cast<const char*>(identity.data()), identity.size());
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((incarnation >> (8 * i)) & 0xff);
+  return out;
+}
+
+bool ReplicaId::decode(std::string_view in, ReplicaId& out) noexcept {
+  if (in.size() != kEncodedBytes) return false;
+  for (std::size_t i = 0; i < kIdentityBytes; ++i) out.identity[i] = static_cast<std::uint8_t>(in[i]);
+  out.incarnation = 0;
+  for (int i = 0; i < 4; ++i) {
+    out.incarnation |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(in[kIdentityBytes + static_cast<std::size_t>(i)])) << (8 * i);
+  }
+  return true;
+}
+
 std::string Dot::to_string() const { return replica.to_string() + ":" + std::to_string(counter); }
 
 }  // namespace shoal::crdt

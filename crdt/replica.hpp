@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace shoal::crdt {
 
@@ -32,6 +33,13 @@ struct ReplicaId {
 
   // "0a1b2c3d/7": the first 4 identity bytes in hex and the incarnation, for traces.
   std::string to_string() const;
+
+  // The one binary form of a replica id, used on disk and on the wire: the identity bytes, then
+  // the incarnation as a little-endian u32.
+  static constexpr std::size_t kEncodedBytes = kIdentityBytes + 4;
+  std::string encode() const;
+  // False unless `in` is exactly kEncodedBytes long.
+  [[nodiscard]] static bool decode(std::string_view in, ReplicaId& out) noexcept;
 };
 
 // A replica id whose identity is `n` in little-endian in the first 8 bytes. For tests, the

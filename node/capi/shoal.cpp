@@ -13,7 +13,7 @@
 #include <variant>
 
 #include "common/log.hpp"
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 
 using namespace shoal;
 using namespace shoal::node;

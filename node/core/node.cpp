@@ -1,19 +1,58 @@
+// node/core/node.cpp: the node's local data path: open, collections, writes, reads, search.
+// What the sync engine asks of the data (peers' deltas, repair, the catalogue) is in
+// node_sync_host.cpp; both end in join_in_txn(), the one path from a delta to the store.
 #include "node/core/node.hpp"
 
 #include <algorithm>
-#include <cstring>
-#include <filesystem>
-#include <random>
-#include <unordered_map>
 
-#include "node/core/node_internal.hpp"
+#include "common/assert.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/node_state.hpp"
 
 namespace shoal::node {
 
-using namespace detail;
+using namespace format;
+using store::Table;
+
+namespace {
+
+SyncMutations sync_mutations(const MutationsForTesting& m) {
+  return SyncMutations{m.trim_before_ack, m.early_context_merge};
+}
+
+}  // namespace
+
+index::IndexParams index_params(const CollectionSpec& s) {
+  index::IndexParams p;
+  p.dimension = s.dimension;
+  p.metric = to_index_metric(s.metric);
+  p.m = s.m;
+  p.ef_construction = s.ef_construction;
+  p.ef_search = s.ef_search;
+  if (s.quantize) {
+    p.quantization = index::Quantization::kInt8;
+    p.quant_min = s.quant_min;
+    p.quant_max = s.quant_max;
+  }
+  return p;
+}
+
+Status validate_spec(const CollectionSpec& spec, const Limits& limits) {
+  SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, limits));
+  if (spec.dimension == 0 || spec.dimension > limits.max_dimension) {
+    return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", limits.max_dimension, ", got ", spec.dimension));
+  }
+  return index::validate_params(index_params(spec));
+}
 
 Node::Node(store::Store& store, NodeOptions options)
-    : store_(&store), options_(std::move(options)), catalogue_(kCatalogueDigestConfig) {}
+    : store_(&store),
+      options_(std::move(options)),
+      catalogue_(kCatalogueDigestConfig),
+      buffer_(options_.delta_buffer_max),
+      sync_(*this, store, buffer_, options_.sync, sync_mutations(options_.mutations), options_.logger) {}
+
+Node::~Node() = default;
 
 index::IndexParams Node::node_index_params(const CollectionSpec& spec) const {
   index::IndexParams p = index_params(spec);
@@ -21,72 +60,42 @@ index::IndexParams Node::node_index_params(const CollectionSpec& spec) const {
   return p;
 }
 
-Node::~Node() {
-  if (!options_.snapshot_dir.empty()) {
-    Status s = save_snapshots();
-    if (!s.ok()) SHOAL_LOG(options_.logger, kWarn, "node", "snapshot at close failed: ", s.to_string());
-  }
-}
-
-WallTime Node::wall_now() const {
-  return options_.wall_clock ? options_.wall_clock() : now_wall();
-}
-
 Result<std::unique_ptr<Node>> Node::open(store::Store& store, NodeOptions options) {
+  if (!options.wall_clock) return Status(Code::kInvalidArgument, "NodeOptions.wall_clock is required");
   std::unique_ptr<Node> node(new Node(store, std::move(options)));
   SHOAL_RETURN_IF_ERROR(node->load());
   return node;
 }
 
-Status Node::load() {
-  // Identity: created once, in its own transaction, before anything else is written.
-  {
-    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-    auto rep = txn->get(Table::kMeta, kReplicaKey);
-    if (rep.ok()) {
-      std::string_view v = *rep;
-      if (v.size() != crdt::ReplicaId::kIdentityBytes + 4) {
-        return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
-      }
-      std::memcpy(replica_.identity.data(), v.data(), crdt::ReplicaId::kIdentityBytes);
-      std::memcpy(&replica_.incarnation, v.data() + crdt::ReplicaId::kIdentityBytes, 4);
-      txn->abort();
-    } else if (rep.status().code() == Code::kNotFound) {
-      // The device identity key (security/) will supply this; until then a random identity
-      // from the OS, drawn once and persisted.
-      if (options_.identity) {
-        replica_ = *options_.identity;
-      } else {
-        std::random_device rd;
-        for (auto& b : replica_.identity) b = static_cast<std::uint8_t>(rd());
-        replica_.incarnation = 0;
-      }
-      std::string v(reinterpret_cast<const char*>(replica_.identity.data()), replica_.identity.size());
-      put_le<std::uint32_t>(v, replica_.incarnation);
-      SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, v));
-      SHOAL_RETURN_IF_ERROR(txn->commit());
-    } else {
-      return rep.status();
-    }
+Status Node::load_identity() {
+  // Created once, in its own transaction, before anything else is written.
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  auto rep = txn->get(Table::kMeta, kReplicaKey);
+  if (rep.ok()) {
+    if (!crdt::ReplicaId::decode(*rep, replica_)) return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
+    txn->abort();
+    return {};
   }
+  if (rep.status().code() != Code::kNotFound) return rep.status();
+  if (!options_.identity) {
+    return Status(Code::kInvalidArgument, "a new store needs NodeOptions.identity (the runtime draws one)");
+  }
+  replica_ = *options_.identity;
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, replica_.encode()));
+  return txn->commit();
+}
+
+Status Node::load() {
+  SHOAL_RETURN_IF_ERROR(load_identity());
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   if (auto n = txn->get(Table::kMeta, kNextCollectionKey); n.ok()) {
-    std::string_view v = *n;
-    if (!get_le(v, next_collection_id_)) return Status(Code::kCorruption, "bad collection counter");
+    SHOAL_ASSIGN_OR_RETURN(next_collection_id_, decode_u32(*n, "meta/node.next_collection_id"));
+  } else if (n.status().code() != Code::kNotFound) {
+    return n.status();
   }
-  // The delta buffer's extent.
-  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kDeltas, store::Range::all().limited(1),
-                                  [&](std::string_view k, std::string_view) {
-                                    delta_oldest_ = store::decode_u64_be(k).value_or(1);
-                                    return false;
-                                  }));
-  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kDeltas, store::Range::all().reversed().limited(1),
-                                  [&](std::string_view k, std::string_view) {
-                                    delta_seq_ = store::decode_u64_be(k).value_or(0);
-                                    return false;
-                                  }));
-  if (delta_seq_ == 0) delta_oldest_ = 1;
+  SHOAL_RETURN_IF_ERROR(buffer_.load(*txn));
   SHOAL_ASSIGN_OR_RETURN(auto catalogue, txn->collect(Table::kCatalogue, store::Range::all()));
+  SHOAL_RETURN_IF_ERROR(sync_.load(*txn));
   txn.reset();
   for (const auto& kv : catalogue) {
     SHOAL_ASSIGN_OR_RETURN(auto decoded, decode_spec(kv.key, kv.value));
@@ -96,17 +105,14 @@ Status Node::load() {
     SHOAL_RETURN_IF_ERROR(load_collection(*c));
     collections_.emplace(c->spec.name, std::move(c));
   }
-  SHOAL_RETURN_IF_ERROR(load_catalogue());
-  return load_peers();
+  return load_catalogue();
 }
 
 Status Node::load_catalogue() {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   auto got = txn->get(Table::kMeta, kCatalogueKey);
   if (got.ok()) {
-    auto state = crdt::decode_delta(as_bytes(*got));
-    if (!state.ok()) return Status(Code::kCorruption, state.status().message(), "meta/node.catalogue");
-    catalogue_ = ormap_from_state(*state, kCatalogueDigestConfig);
+    SHOAL_ASSIGN_OR_RETURN(catalogue_, decode_catalogue(*got));
     txn->abort();
     return {};
   }
@@ -121,68 +127,30 @@ Status Node::load_catalogue() {
     auto d = catalogue_.upsert(replica_, name, to_bytes(encode_spec(c->spec, 0)), clock_.tick(wall_now()));
     if (!d.ok()) return d.status();
   }
-  SHOAL_RETURN_IF_ERROR(put_catalogue(*txn, catalogue_));
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kCatalogueKey, encode_catalogue(catalogue_)));
   return txn->commit();
-}
-
-Status Node::put_catalogue(store::WriteTxn& txn, const crdt::ORMap& catalogue) const {
-  crdt::Bytes b;
-  crdt::encode_delta(catalogue.to_delta(), b);
-  return txn.put(Table::kMeta, kCatalogueKey, as_view(b));
-}
-
-Status Node::apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
-                                          BufferCursor& cursor, const Origin* origin) {
-  if (!cat.join(delta)) return {};
-  SHOAL_RETURN_IF_ERROR(put_catalogue(txn, cat));
-  return append_delta(txn, kCatalogueCid, delta, cursor, origin);
-}
-
-Result<crdt::Delta> Node::delete_all_delta(store::WriteTxn& txn, const Collection& c) const {
-  crdt::Delta d;
-  Status err;
-  SHOAL_RETURN_IF_ERROR(txn.scan(Table::kRecords, store::Range::prefix(u32_be(c.id)),
-                                 [&](std::string_view k, std::string_view v) {
-                                   auto rec = decode_record(v, k);
-                                   if (!rec.ok()) {
-                                     err = rec.status();
-                                     return false;
-                                   }
-                                   d.records[std::string(k.substr(kRecordKeyPrefix))];
-                                   crdt::add_entry_dots(d.context, rec->entries);
-                                   return true;
-                                 }));
-  SHOAL_RETURN_IF_ERROR(err);
-  return d;
 }
 
 Status Node::load_collection(Collection& c) {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   auto state = txn->get(Table::kContexts, u32_be(c.id));
   if (state.ok()) {
-    std::string_view v = *state;
-    std::uint8_t version = 0;
-    std::uint64_t hlc = 0;
-    if (!get_le(v, version) || version != kCollectionStateVersion || !get_le(v, c.next_label) ||
-        !get_le(v, hlc)) {
-      return Status(Code::kCorruption, "undecodable collection state", "contexts/" + c.spec.name);
-    }
-    auto ctx = crdt::decode_context(as_bytes(v));
-    if (!ctx.ok()) return ctx.status().with_context("contexts/" + c.spec.name);
-    c.ctx = std::move(ctx).value();
+    SHOAL_ASSIGN_OR_RETURN(auto st, decode_collection_state(*state, "contexts/" + c.spec.name));
+    c.ctx = std::move(st.ctx);
+    c.next_label = st.next_label;
     // The node's clock resumes above every clock it persisted.
-    if (crdt::Hlc::from_raw(hlc) > clock_.last()) clock_ = crdt::HybridClock(crdt::Hlc::from_raw(hlc));
+    if (st.hlc > clock_.last()) clock_ = crdt::HybridClock(st.hlc);
   } else if (state.status().code() != Code::kNotFound) {
     return state.status();
   }
   // One pass over the records: labels, metadata, digests, and the vectors for a rebuild.
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
+  crdt::Hlc max_clock;
   Status decode_error;
-  const std::string prefix = u32_be(c.id);
   SHOAL_RETURN_IF_ERROR(txn->scan(
-      Table::kRecords, store::Range::prefix(prefix), [&](std::string_view k, std::string_view v) {
-        std::string_view id = k.substr(kRecordKeyPrefix);
+      Table::kRecords, store::Range::prefix(collection_prefix(c.id)), [&](std::string_view k, std::string_view v) {
+        std::string_view id = id_of_record_key(k);
         auto rec = decode_record(v, k);
         if (!rec.ok()) {
           decode_error = rec.status();
@@ -199,6 +167,11 @@ Status Node::load_collection(Collection& c) {
           return false;
         }
         c.digests.update_record(id, {}, rec->entries);
+        // The clock resumes above every clock this node holds, not only those it persisted with
+        // its own writes: a write after a restart must still follow what it received before.
+        for (const auto& e : rec->entries) {
+          if (e.clock > max_clock) max_clock = e.clock;
+        }
         auto& d = c.doc(rec->label);
         d.id = std::string(id);
         d.metadata = std::move(value->metadata);
@@ -212,58 +185,51 @@ Status Node::load_collection(Collection& c) {
       }));
   SHOAL_RETURN_IF_ERROR(decode_error);
   txn.reset();
+  if (max_clock > clock_.last()) clock_ = crdt::HybridClock(max_clock);
+  return load_index(c, std::move(labels), std::move(vectors));
+}
 
-  // The index: from the snapshot when it covers a position the delta buffer reaches back to.
+Status Node::load_index(Collection& c, std::vector<std::uint64_t> labels, std::vector<float> vectors) {
+  // From the snapshot when it covers a position the delta buffer reaches back to.
   const index::IndexParams params = node_index_params(c.spec);
-  if (!options_.snapshot_dir.empty()) {
-    const std::string path = c.snapshot_path(options_.snapshot_dir);
-    if (std::filesystem::exists(path)) {
-      auto loaded = index::HnswIndex::load_snapshot(path, params, options_.rebuild_executor);
-      if (!loaded.ok()) {
-        open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
-      } else if (loaded->covered_position > delta_seq_ ||
-                 loaded->covered_position + 1 < delta_oldest_) {
-        open_report_.snapshot_rejected[c.spec.name] =
-            str_cat("snapshot covers delta ", loaded->covered_position, "; the buffer holds ",
-                    delta_oldest_, "..", delta_seq_);
+  if (options_.snapshots != nullptr) {
+    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor);
+    if (!loaded.ok()) {
+      open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
+    } else if (loaded->has_value()) {
+      index::HnswIndex::Loaded& snap = **loaded;
+      if (snap.covered_position > buffer_.last() || snap.covered_position + 1 < buffer_.oldest()) {
+        open_report_.snapshot_rejected[c.spec.name] = str_cat("snapshot covers delta ", snap.covered_position,
+                                                              "; the buffer holds ", buffer_.oldest(), "..", buffer_.last());
       } else {
-        c.index = std::move(loaded->index);
+        c.index = std::move(snap.index);
         // Catch up: every record named by a later delta gets its current winner (or removal).
         std::vector<std::string> touched;
         SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
         Status replay_error;
-        SHOAL_RETURN_IF_ERROR(rtxn->scan(
-            Table::kDeltas,
-            store::Range{store::encode_u64_be(loaded->covered_position + 1), std::nullopt},
-            [&](std::string_view, std::string_view v) {
-              auto entry = decode_buffer_entry(v);
-              if (!entry.ok()) {
-                replay_error = entry.status();
-                return false;
-              }
-              if (entry->cid != c.id) return true;
-              auto d = crdt::decode_delta(as_bytes(entry->delta));
-              if (!d.ok()) {
-                replay_error = d.status().with_context("deltas");
-                return false;
-              }
-              for (const auto& [id, _] : d->records) touched.push_back(id);
-              return true;
-            }));
+        SHOAL_RETURN_IF_ERROR(buffer_.scan(*rtxn, snap.covered_position, 0, [&](std::uint64_t, const BufferEntry& e) {
+          if (e.cid != c.id) return true;
+          auto d = crdt::decode_delta(as_bytes(e.delta));
+          if (!d.ok()) {
+            replay_error = d.status().with_context("deltas");
+            return false;
+          }
+          for (const auto& [id, _] : d->records) touched.push_back(id);
+          return true;
+        }));
         SHOAL_RETURN_IF_ERROR(replay_error);
         for (const auto& id : touched) {
           auto it = c.labels.find(id);
           if (it == c.labels.end()) continue;
-          auto got = rtxn->get(Table::kRecords, record_key(c.id, id));
-          if (!got.ok()) return got.status();
-          SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(*got, id));
+          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kRecords, record_key(c.id, id)));
+          SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(got, id));
           SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*crdt::winner(rec.entries)));
           SHOAL_RETURN_IF_ERROR(c.index->add(it->second, value.vector));
         }
         // Labels the index still holds but no live record has: deleted since the snapshot.
         for (std::uint64_t label = 1; label < c.next_label; ++label) {
-          const bool live = label < c.docs.size() && !c.docs[label].id.empty();
-          if (!live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+          const bool is_live = label < c.docs.size() && !c.docs[label].id.empty();
+          if (!is_live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
         }
         if (c.index->size() == c.live) {
           open_report_.index_source[c.spec.name] = "snapshot";
@@ -284,25 +250,47 @@ Status Node::load_collection(Collection& c) {
   return {};
 }
 
+// --- collections ---
+
 Node::Collection* Node::find(std::string_view name) const {
   auto it = collections_.find(name);
   return it == collections_.end() ? nullptr : it->second.get();
 }
 
+Node::Collection* Node::find_by_id(std::uint32_t cid) const {
+  for (const auto& [name, c] : collections_) {
+    if (c->id == cid) return c.get();
+  }
+  return nullptr;
+}
+
 Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
   Collection* c = find(name);
-  if (c == nullptr || !live(name)) {
-    return Status(Detail::kNoSuchCollection, str_cat("no collection named '", name, "'"));
-  }
+  if (c == nullptr || !live(name)) return Status(Detail::kNoSuchCollection, str_cat("no collection named '", name, "'"));
   return c;
 }
 
-Status Node::create_collection(const CollectionSpec& spec) {
-  std::unique_lock lock(mu_);
+Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
   SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
-  if (live(spec.name)) {
-    return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
-  }
+  SHOAL_ASSERT(find(spec.name) == nullptr);
+  auto c = std::make_unique<Collection>();
+  c->spec = spec;
+  c->id = next_collection_id_;
+  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor));
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  next_collection_id_ = c->id + 1;
+  open_report_.index_source[spec.name] = "empty";
+  Collection* out = c.get();
+  collections_.emplace(spec.name, std::move(c));
+  return out;
+}
+
+Status Node::create_collection(const CollectionSpec& spec) {
+  SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
+  if (live(spec.name)) return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
   Collection* c = find(spec.name);
   if (c != nullptr && (c->spec.dimension != spec.dimension || c->spec.metric != spec.metric)) {
     return Status(Code::kConflict,
@@ -311,12 +299,12 @@ Status Node::create_collection(const CollectionSpec& spec) {
                           "got dimension ", spec.dimension, " and metric ", metric_name(spec.metric)));
   }
   if (c == nullptr) {
-    SHOAL_ASSIGN_OR_RETURN(c, create_collection_locked(spec));  // storage only, not yet live
+    SHOAL_ASSIGN_OR_RETURN(c, create_storage(spec));  // not yet live
   }
   // One transaction: the catalogue entry, and the deletion of whatever a dropped collection still
   // holds (concurrent writes from peers), so a re-create starts empty.
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  BufferCursor cur = cursor();
+  DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::HybridClock clock = clock_;
   crdt::ORMap scratch = catalogue_;
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta created,
@@ -324,10 +312,8 @@ Status Node::create_collection(const CollectionSpec& spec) {
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, created, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta leftovers, delete_all_delta(*txn, *c));
-  Pending pending{c->ctx, {}, c->next_label};
-  if (!leftovers.records.empty()) {
-    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
-  }
+  Pending pending = Pending::of(*c);
+  if (!leftovers.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   clock_ = clock;
@@ -337,39 +323,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   return {};
 }
 
-Status validate_spec(const CollectionSpec& spec, const Limits& limits) {
-  SHOAL_RETURN_IF_ERROR(validate_collection_name(spec.name, limits));
-  if (spec.dimension == 0 || spec.dimension > limits.max_dimension) {
-    return Status(Detail::kOutOfRange, str_cat("dimension must be 1..", limits.max_dimension,
-                                               ", got ", spec.dimension));
-  }
-  return index::validate_params(index_params(spec));
-}
-
-Result<Node::Collection*> Node::create_collection_locked(const CollectionSpec& spec) {
-  SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
-  if (find(spec.name) != nullptr) {
-    return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
-  }
-  auto c = std::make_unique<Collection>();
-  c->spec = spec;
-  c->id = next_collection_id_;
-  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor));
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
-  std::string next;
-  put_le<std::uint32_t>(next, c->id + 1);
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, next));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
-  next_collection_id_ = c->id + 1;
-  open_report_.index_source[spec.name] = "empty";
-  Collection* out = c.get();
-  collections_.emplace(spec.name, std::move(c));
-  return out;
-}
-
 Status Node::drop_collection(std::string_view name) {
-  std::unique_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
   // One transaction: the catalogue entry goes (a delete of the create dots this node observed)
   // and so does every record (a delete of every dot observed), both through the delta buffer to
@@ -377,29 +331,25 @@ Status Node::drop_collection(std::string_view name) {
   // what keeps the deleted records from coming back when a peer that has not heard of the drop
   // sends them, and what makes a re-create start empty.
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  BufferCursor cur = cursor();
+  DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::ORMap scratch = catalogue_;
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta dropped, scratch.remove(name));
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, dropped, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta all, delete_all_delta(*txn, *c));
-  Pending pending{c->ctx, {}, c->next_label};
+  Pending pending = Pending::of(*c);
   if (!all.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, all, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   catalogue_ = std::move(cat);
   commit_cursor(cur);
   apply_pending(*c, pending);
-  if (!options_.snapshot_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove(c->snapshot_path(options_.snapshot_dir), ec);
-  }
+  if (options_.snapshots != nullptr) options_.snapshots->remove(c->id);
   open_report_.index_source.erase(std::string(name));
   return {};
 }
 
 std::vector<CollectionInfo> Node::list_collections() const {
-  std::shared_lock lock(mu_);
   std::vector<CollectionInfo> out;
   for (const auto& [name, c] : collections_) {
     if (!live(name)) continue;
@@ -409,13 +359,14 @@ std::vector<CollectionInfo> Node::list_collections() const {
 }
 
 Result<CollectionInfo> Node::collection_info(std::string_view name) const {
-  std::shared_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
   return CollectionInfo{c->spec, c->id, c->live, c->index->memory().total()};
 }
 
-bool Node::join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx,
-                       std::span<const crdt::Entry> remote, const crdt::CausalContext& remote_ctx) const {
+// --- the one path from a delta to the store ---
+
+bool Node::join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx, std::span<const crdt::Entry> remote,
+                       const crdt::CausalContext& remote_ctx) const {
   if (!options_.mutations.lww_join) return crdt::join_entries(local, local_ctx, remote, remote_ctx);
   // Mutation under test: last writer wins, blind to causal contexts.
   const crdt::Entry* best = crdt::winner(local);
@@ -429,10 +380,13 @@ bool Node::join_record(crdt::Entries& local, const crdt::CausalContext& local_ct
   return true;
 }
 
-Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
-                                Pending& pending, BufferCursor& cursor, const Origin* origin) {
+Status Node::join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<std::string>& ids,
+                         const crdt::RecordMap& remote, const crdt::CausalContext& remote_ctx, JoinKind kind,
+                         Pending& pending, DeltaBuffer::Cursor& cursor, const Origin* origin) {
+  const crdt::CausalContext ctx_before = pending.ctx;
+  crdt::Delta relay;  // kRepair: what changed here, as a delta (the changed records and their dots)
   bool changed = false;
-  for (const auto& [id, remote] : delta.records) {
+  for (const auto& id : ids) {
     const std::string key = record_key(c.id, id);
     StoredRecord local;
     auto got = txn.get(Table::kRecords, key);
@@ -441,8 +395,15 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
     } else if (got.status().code() != Code::kNotFound) {
       return got.status();
     }
+    auto rit = remote.find(id);
+    const std::span<const crdt::Entry> theirs =
+        rit == remote.end() ? std::span<const crdt::Entry>() : std::span<const crdt::Entry>(rit->second);
     crdt::Entries before = local.entries;
-    if (!join_record(local.entries, pending.ctx, remote, delta.context)) continue;
+    const bool record_changed = join_record(local.entries, pending.ctx, theirs, remote_ctx);
+    // A repair adds only the dots it received: the sender's context also covers records of
+    // buckets not exchanged (DESIGN.md section 4).
+    if (kind == JoinKind::kRepair) crdt::add_entry_dots(pending.ctx, theirs);
+    if (!record_changed) continue;
     changed = true;
     if (local.entries.empty()) {
       SHOAL_RETURN_IF_ERROR(txn.del(Table::kRecords, key));
@@ -450,46 +411,65 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
       if (local.label == 0) local.label = pending.next_label++;
       SHOAL_RETURN_IF_ERROR(txn.put(Table::kRecords, key, encode_record(local.label, local.entries)));
     }
+    if (kind == JoinKind::kRepair) {
+      relay.records[id] = local.entries;
+      crdt::add_entry_dots(relay.context, before);
+      crdt::add_entry_dots(relay.context, local.entries);
+    }
     pending.changes.push_back({id, local.label, std::move(before), std::move(local.entries)});
   }
-  crdt::CausalContext merged = pending.ctx;
-  merged.merge(delta.context);
-  if (!(merged == pending.ctx)) {
-    pending.ctx = std::move(merged);
-    changed = true;
-  }
+  if (kind == JoinKind::kDelta) pending.ctx.merge(remote_ctx);
+  if (!(pending.ctx == ctx_before)) changed = true;
   if (!changed) return {};
   pending.state_dirty = true;
-  return append_delta(txn, c.id, delta, cursor, origin);
-}
-
-Status Node::append_delta(store::WriteTxn& txn, std::uint32_t cid, const crdt::Delta& delta,
-                          BufferCursor& cursor, const Origin* origin) {
-  std::string entry;
-  put_le<std::uint32_t>(entry, cid);
-  put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(origin == nullptr ? 0 : (origin->hot ? 3 : 1)));
-  if (origin != nullptr) entry += encode_replica(origin->peer);
-  crdt::Bytes b;
-  crdt::encode_delta(delta, b);
-  entry += as_view(b);
-  SHOAL_RETURN_IF_ERROR(txn.put(Table::kDeltas, store::encode_u64_be(++cursor.seq), entry));
-  // Bounded buffer: peers that fall further behind than this are repaired by digest.
-  while (cursor.seq - cursor.oldest + 1 > options_.delta_buffer_max) {
-    SHOAL_RETURN_IF_ERROR(txn.del(Table::kDeltas, store::encode_u64_be(cursor.oldest++)));
+  if (kind == JoinKind::kDelta) {
+    crdt::Delta whole;
+    whole.context = remote_ctx;
+    whole.records = remote;
+    return buffer_.append(txn, cursor, c.id, origin, whole);
   }
-  return {};
+  if (relay.records.empty()) return {};
+  return buffer_.append(txn, cursor, c.id, origin, relay);
 }
 
-Node::BufferCursor Node::cursor() const { return BufferCursor{delta_seq_, delta_oldest_}; }
-
-void Node::commit_cursor(const BufferCursor& cursor) {
-  if (cursor.seq > delta_seq_) push_pending_ = true;
-  delta_seq_ = cursor.seq;
-  delta_oldest_ = cursor.oldest;
+Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta, Pending& pending,
+                                DeltaBuffer::Cursor& cursor, const Origin* origin) {
+  std::vector<std::string> ids;
+  ids.reserve(delta.records.size());
+  for (const auto& [id, entries] : delta.records) ids.push_back(id);
+  return join_in_txn(txn, c, ids, delta.records, delta.context, JoinKind::kDelta, pending, cursor, origin);
 }
 
-Status Node::write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending,
-                         crdt::Hlc hlc) {
+Status Node::apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
+                                          DeltaBuffer::Cursor& cursor, const Origin* origin) {
+  if (!cat.join(delta)) return {};
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kCatalogueKey, encode_catalogue(cat)));
+  return buffer_.append(txn, cursor, kCatalogueCid, origin, delta);
+}
+
+Result<crdt::Delta> Node::delete_all_delta(store::WriteTxn& txn, const Collection& c) const {
+  crdt::Delta d;
+  Status err;
+  SHOAL_RETURN_IF_ERROR(txn.scan(Table::kRecords, store::Range::prefix(collection_prefix(c.id)),
+                                 [&](std::string_view k, std::string_view v) {
+                                   auto rec = decode_record(v, k);
+                                   if (!rec.ok()) {
+                                     err = rec.status();
+                                     return false;
+                                   }
+                                   d.records[std::string(id_of_record_key(k))];
+                                   crdt::add_entry_dots(d.context, rec->entries);
+                                   return true;
+                                 }));
+  SHOAL_RETURN_IF_ERROR(err);
+  return d;
+}
+
+void Node::commit_cursor(const DeltaBuffer::Cursor& cursor) {
+  if (buffer_.commit(cursor)) sync_.on_buffer_grew();
+}
+
+Status Node::write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending, crdt::Hlc hlc) {
   if (!pending.state_dirty) return {};
   // Mutation under test: the dot counter (in the context) is persisted only every 4th write.
   if (options_.mutations.lazy_counter && (++lazy_counter_writes_ % 4) != 0) return {};
@@ -497,6 +477,9 @@ Status Node::write_state(store::WriteTxn& txn, const Collection& c, const Pendin
 }
 
 void Node::apply_pending(Collection& c, Pending& pending) {
+  // A collection's context only grows: a transaction that would shrink it is a bug.
+  SHOAL_ASSERT(pending.ctx.includes(c.ctx));
+  SHOAL_ASSERT(pending.next_label >= c.next_label);
   c.ctx = std::move(pending.ctx);
   c.next_label = pending.next_label;
   // The final state of each touched label, in change order.
@@ -535,12 +518,14 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     add_vectors.insert(add_vectors.end(), value->vector.begin(), value->vector.end());
   }
   if (!add_labels.empty()) {
-    Status s = add_labels.size() == 1
-                   ? c.index->add(add_labels[0], add_vectors)
-                   : c.index->add_batch(add_labels, add_vectors, options_.build_threads);
-    if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index add: ", s.to_string());
+    Status s = add_labels.size() == 1 ? c.index->add(add_labels[0], add_vectors)
+                                      : c.index->add_batch(add_labels, add_vectors, options_.build_threads);
+    // The write is durable; the index is derived state that a reopen rebuilds from the store.
+    if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index add after a durable write: ", s.to_string());
   }
 }
+
+// --- writes ---
 
 Status Node::upsert(std::string_view collection, std::string_view id, RecordValue value) {
   std::vector<RecordInput> one;
@@ -550,10 +535,9 @@ Status Node::upsert(std::string_view collection, std::string_view id, RecordValu
 
 Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
   if (records.size() > options_.limits.max_batch_records) {
-    return Status(Detail::kTooLarge, str_cat("batch has ", records.size(), " records, limit ",
-                                             options_.limits.max_batch_records));
+    return Status(Detail::kTooLarge,
+                  str_cat("batch has ", records.size(), " records, limit ", options_.limits.max_batch_records));
   }
-  std::unique_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   // Validate everything before touching the store: a rejected batch changes nothing.
   for (std::size_t i = 0; i < records.size(); ++i) {
@@ -561,13 +545,11 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
     r.value.metadata.normalize();
     Status s = validate_record_id(r.id, options_.limits);
     if (s.ok()) s = validate_record(r.value, c->spec.dimension, c->spec.metric, options_.limits);
-    if (!s.ok()) {
-      return records.size() == 1 ? s : s.with_context(str_cat("batch record ", i, " '", r.id, "'"));
-    }
+    if (!s.ok()) return records.size() == 1 ? s : s.with_context(str_cat("batch record ", i, " '", r.id, "'"));
   }
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  Pending pending{c->ctx, {}, c->next_label};
-  BufferCursor cur = cursor();
+  Pending pending = Pending::of(*c);
+  DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::HybridClock clock = clock_;
   for (auto& r : records) {
     const std::string key = record_key(c->id, r.id);
@@ -581,9 +563,7 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
       return got.status();
     }
     const std::string payload = encode_payload(r.value);
-    crdt::Entry entry{dot, clock.tick(wall_now()),
-                      crdt::Bytes(payload.begin(), payload.end())};
-    delta.records[r.id].push_back(std::move(entry));
+    delta.records[r.id].push_back(crdt::Entry{dot, clock.tick(wall_now()), to_bytes(payload)});
     delta.context.add(dot);
     SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
   }
@@ -597,7 +577,6 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
 
 Status Node::remove(std::string_view collection, std::string_view id) {
   SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
-  std::unique_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   const std::string key = record_key(c->id, id);
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
@@ -612,8 +591,8 @@ Status Node::remove(std::string_view collection, std::string_view id) {
   crdt::Delta delta;
   delta.records[std::string(id)];  // named with no entries: a delete
   for (const auto& e : local.entries) delta.context.add(e.dot);
-  Pending pending{c->ctx, {}, c->next_label};
-  BufferCursor cur = cursor();
+  Pending pending = Pending::of(*c);
+  DeltaBuffer::Cursor cur = buffer_.cursor();
   SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
@@ -622,9 +601,10 @@ Status Node::remove(std::string_view collection, std::string_view id) {
   return {};
 }
 
+// --- reads ---
+
 Result<GetResult> Node::get(std::string_view collection, std::string_view id) const {
   SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
-  std::shared_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   const std::string key = record_key(c->id, id);
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
@@ -640,8 +620,7 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
   std::vector<const crdt::Entry*> order;
   for (const auto& e : rec.entries) order.push_back(&e);
   // Winner first, then the other siblings in descending winner order.
-  std::sort(order.begin(), order.end(),
-            [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
+  std::sort(order.begin(), order.end(), [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
   for (const crdt::Entry* e : order) {
     SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*e));
     out.siblings.push_back(Sibling{std::move(value), e->clock, e->dot});
@@ -651,7 +630,6 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
 
 Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<const float> query,
                                       const SearchOptions& options) const {
-  std::shared_lock lock(mu_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   SHOAL_RETURN_IF_ERROR(validate_vector(query, c->spec.dimension, c->spec.metric));
   if (options.k == 0 || options.k > options_.limits.max_k) {
@@ -707,19 +685,14 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
 }
 
 Status Node::save_snapshots() {
-  if (options_.snapshot_dir.empty()) return {};
-  std::shared_lock lock(mu_);
-  std::error_code ec;
-  std::filesystem::create_directories(options_.snapshot_dir, ec);
-  if (ec) return Status(Code::kIo, ec.message(), options_.snapshot_dir);
+  if (options_.snapshots == nullptr) return {};
   for (const auto& [name, c] : collections_) {
-    SHOAL_RETURN_IF_ERROR(c->index->save_snapshot(c->snapshot_path(options_.snapshot_dir), delta_seq_));
+    SHOAL_RETURN_IF_ERROR(options_.snapshots->save(c->id, *c->index, buffer_.last()));
   }
   return {};
 }
 
 NodeStats Node::stats() const {
-  std::shared_lock lock(mu_);
   NodeStats s;
   for (const auto& [name, c] : collections_) {
     if (!live(name)) continue;
@@ -727,29 +700,27 @@ NodeStats Node::stats() const {
     s.live_records += c->live;
     s.index_bytes += c->index->memory().total();
   }
-  s.delta_buffer_entries = delta_seq_ == 0 ? 0 : delta_seq_ - delta_oldest_ + 1;
-  s.last_delta_seq = delta_seq_;
+  s.delta_buffer_entries = buffer_.size();
+  s.last_delta_seq = buffer_.last();
   s.replica = replica_.to_string();
   return s;
 }
 
 Result<crdt::ORMap> Node::crdt_state_for_testing(std::string_view collection) const {
-  std::shared_lock lock(mu_);
-  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  Collection* c = find(collection);
+  if (c == nullptr) return Status(Detail::kNoSuchCollection, str_cat("no collection named '", collection, "'"));
   crdt::Delta all;
   all.context = c->ctx;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
-  const std::string prefix = u32_be(c->id);
   Status err;
-  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(prefix),
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(collection_prefix(c->id)),
                                   [&](std::string_view k, std::string_view v) {
                                     auto rec = decode_record(v, k);
                                     if (!rec.ok()) {
                                       err = rec.status();
                                       return false;
                                     }
-                                    all.records.emplace(std::string(k.substr(kRecordKeyPrefix)),
-                                                        std::move(rec->entries));
+                                    all.records.emplace(std::string(id_of_record_key(k)), std::move(rec->entries));
                                     return true;
                                   }));
   SHOAL_RETURN_IF_ERROR(err);
@@ -759,8 +730,8 @@ Result<crdt::ORMap> Node::crdt_state_for_testing(std::string_view collection) co
 }
 
 Result<std::uint64_t> Node::digest_root(std::string_view collection) const {
-  std::shared_lock lock(mu_);
-  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  Collection* c = find(collection);
+  if (c == nullptr) return Status(Detail::kNoSuchCollection, str_cat("no collection named '", collection, "'"));
   return c->digests.root();
 }
 

@@ -13,12 +13,13 @@
 // (docs/index.md) when that snapshot covers a delta-buffer position the buffer still reaches
 // back to; the deltas after it are replayed. Otherwise it is rebuilt.
 //
-// Thread rules: every public method may be called from any thread. Writes are serialised by an
-// exclusive lock; get(), search() and the listings share a reader lock, so searches run in
-// parallel with each other. The lock prefers writers (common/rw_lock.hpp): a write waits only for
-// the reads already running, never for a stream of new ones. Time comes from the injected wall clock only (the simulator injects
-// virtual time).
-// Ownership: the Node owns its indexes; the Store is the caller's and must outlive the Node.
+// Thread rules: one owner, no locks (DESIGN.md section 8). Const methods (get, search, the
+// listings and statistics) only read, so several threads may run them at once while no non-const
+// method runs; node/runtime/shared_node.hpp is the thread-safe wrapper that the C API, the CLI
+// and the daemon use. Time comes from the injected wall clock, identity from the options: the
+// core reads no clock, no random source and no file.
+// Ownership: the Node owns its indexes; the Store and the SnapshotStore are the caller's and
+// must outlive the Node.
 #pragma once
 
 #include <cstdint>
@@ -27,65 +28,32 @@
 #include <span>
 #include <memory>
 #include <optional>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/log.hpp"
-#include "common/rw_lock.hpp"
 #include "common/status.hpp"
 #include "common/time.hpp"
 #include "crdt/hlc.hpp"
 #include "crdt/or_map.hpp"
 #include "crdt/replica.hpp"
 #include "node/core/record.hpp"
+#include "node/core/spec.hpp"
+#include "node/core/delta_buffer.hpp"
+#include "node/core/snapshot_store.hpp"
+#include "node/core/sync_engine.hpp"
 #include "index/types.hpp"
 #include "node/store/store.hpp"
 #include "transport/messages.hpp"
 
 namespace shoal::node {
 
-struct CollectionSpec {
-  std::string name;
-  std::uint32_t dimension = 0;
-  Metric metric = Metric::kL2;
-  std::uint32_t m = 16;
-  std::uint32_t ef_construction = 200;
-  std::uint32_t ef_search = 64;
-  // Int8 scalar quantization of the graph; the range comes from the first vectors (see docs).
-  bool quantize = false;
-  float quant_min = 0.0f;
-  float quant_max = 0.0f;
-};
-
 struct CollectionInfo {
   CollectionSpec spec;
   std::uint32_t id = 0;
   std::uint64_t live_records = 0;
   std::uint64_t index_bytes = 0;
-};
-
-// How close a peer is (DESIGN.md section 5): hot peers (same site) get every delta at once;
-// warm peers (other sites) on a schedule.
-enum class Tier : std::uint8_t { kHot = 0, kWarm = 1 };
-
-struct SyncOptions {
-  // A delta batch not acknowledged within this time is sent again.
-  Duration retransmit_hot = Duration::millis(300);
-  Duration retransmit_warm = Duration::seconds(2);
-  // Warm peers get the buffered deltas at most this often.
-  Duration warm_push_interval = Duration::seconds(2);
-  // Each peer is compared by digest (repair pulled from it) this often, and when it comes up.
-  Duration repair_interval_hot = Duration::seconds(30);
-  Duration repair_interval_warm = Duration::seconds(20);
-  // A repair session with no reply for this long is abandoned (merging no context).
-  Duration repair_timeout = Duration::seconds(5);
-  bool repair_enabled = true;
-  std::size_t max_batch_entries = 256;
-  std::size_t max_batch_bytes = std::size_t{1} << 20;
-  std::size_t buckets_per_query = 64;
 };
 
 // Test-only faults that the simulator's checkers must catch (tests/sim). All off in production.
@@ -101,10 +69,11 @@ struct MutationsForTesting {
 };
 
 struct NodeOptions {
-  // Where index snapshots live (one file per collection). Empty: no snapshots.
-  std::string snapshot_dir;
+  // Where index snapshots live; null: none (every open rebuilds). Must outlive the node.
+  SnapshotStore* snapshots = nullptr;
   Limits limits;
-  // The wall clock for hybrid logical clocks. Null: the real clock (now_wall()).
+  // The wall clock for hybrid logical clocks. Required (the runtime passes the real clock, the
+  // simulator virtual time).
   std::function<WallTime()> wall_clock;
   // Keep at most this many entries in the delta buffer when no peer needs older ones.
   std::uint64_t delta_buffer_max = 100'000;
@@ -119,35 +88,9 @@ struct NodeOptions {
   // Pins the distance kernels' instruction set (the simulator pins it); unset: the best the CPU
   // has.
   std::optional<index::Isa> index_isa;
-  // Replica identity to use when the store has none yet (the simulator sets it); empty: random.
+  // Replica identity to use when the store has none yet. Required for a new store (the runtime
+  // draws one from the OS; the simulator and tests pass their own); ignored once stored.
   std::optional<crdt::ReplicaId> identity;
-};
-
-// A message the node wants sent; the driver encodes it (transport/codec.hpp) and delivers it.
-struct Outgoing {
-  crdt::ReplicaId to;
-  transport::Message message;
-};
-
-struct PeerProgress {
-  crdt::ReplicaId peer;
-  Tier tier = Tier::kHot;
-  bool up = false;
-  std::uint64_t acked_seq = 0;  // the peer has applied our delta buffer up to here
-  std::uint64_t behind = 0;     // our last delta sequence minus acked_seq
-  WallTime last_seen;           // last message from the peer (persisted)
-};
-
-struct SyncStats {
-  std::uint64_t delta_batches_sent = 0;
-  std::uint64_t delta_items_sent = 0;
-  std::uint64_t delta_bytes_sent = 0;   // encoded delta bytes in batches
-  std::uint64_t repair_sessions_started = 0;
-  std::uint64_t repair_sessions_completed = 0;
-  std::uint64_t repair_sessions_abandoned = 0;
-  std::uint64_t buckets_repaired = 0;
-  std::uint64_t repair_bytes_received = 0;  // slice bytes
-  std::uint64_t messages_rejected = 0;      // undecodable or invalid content from peers
 };
 
 struct RecordInput {
@@ -197,18 +140,20 @@ struct OpenReport {
   std::map<std::string, std::string> snapshot_rejected;  // why a snapshot was not used
 };
 
-class Node {
+class Node final : private SyncHost {
  public:
   // Opens a node on `store` (which must outlive the node: the simulator keeps a store across a
-  // node's crash and restart), creating its identity on first use. Statuses: the store's;
-  // kCorruption for undecodable catalogue, context or record bytes (naming the key).
+  // node's crash and restart), storing options.identity as its replica id on first use.
+  // Statuses: kInvalidArgument when options.wall_clock is missing, or options.identity for a new
+  // store; the store's; kCorruption for undecodable catalogue, context or record bytes (naming
+  // the key).
   [[nodiscard]] static Result<std::unique_ptr<Node>> open(store::Store& store, NodeOptions options);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
   const OpenReport& open_report() const noexcept { return open_report_; }
-  const crdt::ReplicaId& replica() const noexcept { return replica_; }
+  const crdt::ReplicaId& replica() const noexcept override { return replica_; }
 
   // --- Collections ---
   // Collections replicate like data (docs/protocol.md, "Catalogue"): the catalogue is an
@@ -241,22 +186,23 @@ class Node {
                                                 const SearchOptions& options) const;
 
   // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
-  // what take_outbox() returns). Peers are named by their replica ids. ---
-  void peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now);
-  void peer_down(const crdt::ReplicaId& peer, MonoTime now);
+  // what take_outbox() returns). Peers are named by their replica ids. See SyncEngine. ---
+  void peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now) { sync_.peer_up(peer, tier, now); }
+  void peer_down(const crdt::ReplicaId& peer, MonoTime now) { sync_.peer_down(peer, now); }
   // Applies a peer's message. Invalid content (undecodable deltas, a collection whose dimension
   // differs) is rejected with a Status and changes nothing; the driver may drop the peer.
-  [[nodiscard]] Status receive(const crdt::ReplicaId& from, const transport::Message& message,
-                               MonoTime now);
+  [[nodiscard]] Status receive(const crdt::ReplicaId& from, const transport::Message& message, MonoTime now) {
+    return sync_.receive(from, message, now, wall_now());
+  }
   // Retransmissions, scheduled pushes and repairs due at `now`.
-  void tick(MonoTime now);
-  std::vector<Outgoing> take_outbox();
+  void tick(MonoTime now) { sync_.tick(now); }
+  std::vector<Outgoing> take_outbox() { return sync_.take_outbox(); }
   // The earliest time tick() has work to do, if any.
-  std::optional<MonoTime> next_wakeup() const;
-  std::vector<PeerProgress> peer_progress() const;
-  SyncStats sync_stats() const;
+  std::optional<MonoTime> next_wakeup() const { return sync_.next_wakeup(); }
+  std::vector<PeerProgress> peer_progress() const { return sync_.peer_progress(); }
+  SyncStats sync_stats() const { return sync_.stats(); }
 
-  // Writes an index snapshot for every collection (if options.snapshot_dir is set).
+  // Writes an index snapshot for every collection (if options.snapshots is set).
   [[nodiscard]] Status save_snapshots();
   NodeStats stats() const;
 
@@ -268,92 +214,85 @@ class Node {
 
  private:
   struct Collection;
+  struct Pending;
   Node(store::Store& store, NodeOptions options);
 
   Status load();
+  Status load_identity();
+  Status load_catalogue();
   index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
+  Status load_index(Collection& c, std::vector<std::uint64_t> labels, std::vector<float> vectors);
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;
+  Collection* find_by_id(std::uint32_t cid) const;
   // A live collection (in the catalogue): the API's view.
   Result<Collection*> find_or_error(std::string_view name) const;
-  struct Pending;
-  struct BufferCursor;
-  struct Origin;
-  struct PeerState;
-  struct RepairSession;
   bool live(std::string_view name) const { return catalogue_.find(name) != nullptr; }
-  // The catalogue (docs/node-format.md): loaded at open, written with every change to it.
-  Status load_catalogue();
-  Status put_catalogue(store::WriteTxn& txn, const crdt::ORMap& catalogue) const;
+  // Storage for a collection (hidden until the catalogue makes it live), in its own transaction.
+  Result<Collection*> create_storage(const CollectionSpec& spec);
+  Result<Collection*> storage_for(const transport::CollectionSpecWire& spec);
+
+  // --- The one path from a delta to the store (local writes, peers' deltas, repairs) ---
+  enum class JoinKind {
+    kDelta,   // a delta: merge its whole context; buffer it as is
+    kRepair,  // a repair slice: add only the received entries' dots; buffer what changed
+  };
+  // Joins `remote` (entries of `ids`, judged by `remote_ctx`) into collection `c` inside `txn`,
+  // appending the change to the delta buffer; the in-memory effects go to `pending`, applied
+  // after commit by apply_pending().
+  Status join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<std::string>& ids,
+                     const crdt::RecordMap& remote, const crdt::CausalContext& remote_ctx, JoinKind kind,
+                     Pending& pending, DeltaBuffer::Cursor& cursor, const Origin* origin);
+  Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta, Pending& pending,
+                            DeltaBuffer::Cursor& cursor, const Origin* origin);
+  // Joins a catalogue delta into `cat` inside `txn`, buffering it when it changed anything.
+  Status apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
+                                      DeltaBuffer::Cursor& cursor, const Origin* origin);
   // A delta naming every stored record of `c` with no entries: deletes all it observed.
   Result<crdt::Delta> delete_all_delta(store::WriteTxn& txn, const Collection& c) const;
-  // Joins a catalogue delta from a peer (or a local create/drop) into `cat` inside `txn` and
-  // appends it to the delta buffer when it changed anything.
-  Status apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
-                                      BufferCursor& cursor, const Origin* origin);
-  transport::Hello make_hello() const;
-  // Joins a peer's whole catalogue (from its Hello); relays what changed on the delta path.
-  Status join_catalogue_state(PeerState& p, std::string_view bytes);
-  // Joins `delta` into collection `c` inside `txn`, appending it to the delta buffer when it
-  // changed anything; records the in-memory effects in `pending` (applied after commit).
-  Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta,
-                            Pending& pending, BufferCursor& cursor, const Origin* origin);
-  // Appends one delta to the buffer inside `txn` (and trims it to its bound).
-  // Collection id 0 is the catalogue.
-  Status append_delta(store::WriteTxn& txn, std::uint32_t cid, const crdt::Delta& delta,
-                      BufferCursor& cursor, const Origin* origin);
   // The per-record join rule (or the LWW mutation under test).
   bool join_record(crdt::Entries& local, const crdt::CausalContext& local_ctx,
                    std::span<const crdt::Entry> remote, const crdt::CausalContext& remote_ctx) const;
-  void apply_pending(Collection& c, Pending& pending);
-  BufferCursor cursor() const;
-  void commit_cursor(const BufferCursor& cursor);
-  Result<Collection*> create_collection_locked(const CollectionSpec& spec);
-
-  // Sync engine internals (sync.cpp); all run under the exclusive lock.
-  Status load_peers();
-  PeerState& peer_state(const crdt::ReplicaId& peer);
-  Status persist_peer(const PeerState& p);
-  void push_to(PeerState& p, MonoTime now, bool retransmit);
-  void start_repair(PeerState& p, const std::string& collection, MonoTime now);
-  Status on_hello(PeerState& p, const transport::Hello& m, MonoTime now);
-  Status on_delta_batch(PeerState& p, const transport::DeltaBatch& m, MonoTime now);
-  Status on_delta_ack(PeerState& p, const transport::DeltaAck& m, MonoTime now);
-  Status on_digest_query(PeerState& p, const transport::DigestQuery& m);
-  Status on_digest_reply(PeerState& p, const transport::DigestReply& m, MonoTime now);
-  Status on_bucket_query(PeerState& p, const transport::BucketQuery& m);
-  Status on_bucket_reply(PeerState& p, const transport::BucketReply& m, MonoTime now);
-  void send_next_repair_step(RepairSession& s, MonoTime now);
-  void finish_repair(RepairSession& s, bool completed);
-  Status trim_buffer();
-  Result<Collection*> ensure_collection(const transport::CollectionSpecWire& spec);
   // Writes the collection's state (context, label counter, clock) when the transaction changed it.
   Status write_state(store::WriteTxn& txn, const Collection& c, const Pending& pending, crdt::Hlc hlc);
-  WallTime wall_now() const;
+  // After commit: the buffer's extent, then the collections' memory and indexes.
+  void commit_cursor(const DeltaBuffer::Cursor& cursor);
+  void apply_pending(Collection& c, Pending& pending);
+  // Validates a peer's delta for `c` exactly as an app's write.
+  Status validate_peer_delta(const Collection& c, const crdt::Delta& delta) const;
+  Status validate_catalogue(const crdt::Delta& d) const;
+  WallTime wall_now() const { return options_.wall_clock(); }
+  // Moves the hybrid clock past every entry received from a peer.
+  void observe_clocks(const crdt::RecordMap& records);
+
+  // --- SyncHost (the sync engine's view of the data) ---
+  transport::Hello hello() const override;
+  std::vector<std::string> collection_names() const override;
+  std::optional<transport::CollectionSpecWire> collection_spec(std::uint32_t cid) const override;
+  Status ensure_collection(const transport::CollectionSpecWire& spec) override;
+  Status apply_peer_batch(const Origin& origin, const transport::DeltaBatch& batch) override;
+  Status join_catalogue_state(const Origin& origin, std::string_view bytes) override;
+  const crdt::DigestTree* digests(std::string_view collection) const override;
+  std::optional<std::string> encoded_context(std::string_view collection) const override;
+  Result<std::string> bucket_slice(std::string_view collection, std::span<const std::uint32_t> buckets) const override;
+  Status apply_repair_slice(const Origin& origin, std::string_view collection, std::span<const std::uint32_t> buckets,
+                            std::string_view slice) override;
+  Status merge_context(std::string_view collection, const crdt::CausalContext& ctx) override;
 
   store::Store* store_;  // not owned
   NodeOptions options_;
   crdt::ReplicaId replica_;
-  mutable RwLock mu_;  // writer-preferring: searches cannot starve writes
-  crdt::HybridClock clock_;                                     // guarded by mu_ (exclusive)
+  crdt::HybridClock clock_;
   // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
   // Which collections exist: an observed-remove map from name to encoded spec, replicated.
   crdt::ORMap catalogue_;
   std::uint32_t next_collection_id_ = 1;
-  std::uint64_t delta_seq_ = 0;      // the last sequence written to the delta buffer
-  std::uint64_t delta_oldest_ = 1;   // the oldest sequence still in the buffer
+  DeltaBuffer buffer_;
+  SyncEngine sync_;
   OpenReport open_report_;
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
-
-  // Sync engine state (sync.cpp).
-  std::map<crdt::ReplicaId, std::unique_ptr<PeerState>> peers_;
-  std::map<std::uint64_t, std::unique_ptr<RepairSession>> sessions_;
-  std::uint64_t next_session_ = 1;
-  std::vector<Outgoing> outbox_;
-  SyncStats sync_stats_;
-  bool push_pending_ = false;  // a local commit added deltas that hot peers have not been sent
 };
 
 }  // namespace shoal::node

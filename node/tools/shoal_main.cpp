@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "common/time.hpp"
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 #include "node/io/datasets.hpp"
 
 using namespace shoal;
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
   DataDirOptions opts;
   auto dir = open_data_dir(g.data, std::move(opts));
   if (!dir.ok()) return fail(g, dir.status());
-  Node& n = (*dir)->node();
+  SharedNode& n = (*dir)->node();
 
   auto ok_json = [&](json extra) {
     extra["ok"] = true;

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 #include "tests/node/kill9_common.hpp"
 
 int main(int argc, char** argv) {

@@ -10,7 +10,7 @@
 #include <limits>
 
 #include "common/random.hpp"
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 #include "node/core/node.hpp"
 #include "node/store/memory_store.hpp"
 
@@ -44,6 +44,7 @@ NodeOptions fixed_clock_options() {
   NodeOptions o;
   std::int64_t t = 1'700'000'000'000'000'000;
   o.wall_clock = [t]() mutable { return WallTime::from_ns(t += 1000); };
+  o.identity = crdt::replica_for_testing(1);
   return o;
 }
 
@@ -251,7 +252,7 @@ TEST_CASE("reopening loads the index snapshot and catches up from the delta buff
   {
     auto d = open_data_dir(dir, {});
     REQUIRE(d.ok());
-    Node& node = (*d)->node();
+    SharedNode& node = (*d)->node();
     REQUIRE(node.create_collection({"c", 8, Metric::kL2}).ok());
     std::vector<RecordInput> batch;
     for (int i = 0; i < 200; ++i) batch.push_back({"r" + std::to_string(i), value_of(vecs[i])});
@@ -268,7 +269,7 @@ TEST_CASE("reopening loads the index snapshot and catches up from the delta buff
                              std::filesystem::copy_options::overwrite_existing);
   auto d = open_data_dir(dir, {});
   REQUIRE(d.ok());
-  Node& node = (*d)->node();
+  SharedNode& node = (*d)->node();
   CHECK(node.open_report().index_source.at("c") == "snapshot");
   CHECK(node.collection_info("c")->live_records == 250);
   auto hits = node.search("c", vecs[299], SearchOptions{2, 64, {}});
@@ -320,7 +321,7 @@ TEST_CASE("writes make progress under saturating searches and searches never see
   // pair's records and asks for both must find both, and the live count only grows.
   auto dir = open_data_dir(temp_dir("concurrency"), {});  // LMDB: the store the C API uses
   REQUIRE(dir.ok());
-  Node& n = (*dir)->node();
+  SharedNode& n = (*dir)->node();
   REQUIRE(n.create_collection({"c", 4, Metric::kL2}).ok());
   std::atomic<bool> done{false};
   std::atomic<int> torn{0}, shrank{0}, failed{0};

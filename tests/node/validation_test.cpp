@@ -18,7 +18,7 @@
 #include <filesystem>
 
 #include "crdt/codec.hpp"
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 #include "node/core/node.hpp"
 #include "node/store/memory_store.hpp"
 #include "shoal.h"
@@ -102,7 +102,10 @@ TEST_CASE("ids, model tags, metadata keys and values that are not UTF-8 are refu
 
 TEST_CASE("an app's record that is not UTF-8 is refused and nothing is stored", "[node][utf8]") {
   store::MemoryStore st;
-  auto n = Node::open(st, NodeOptions{});
+  NodeOptions o;
+  o.identity = crdt::replica_for_testing(1);
+  o.wall_clock = [] { return WallTime::from_ns(1'700'000'000'000'000'000); };
+  auto n = Node::open(st, std::move(o));
   REQUIRE(n.ok());
   Node& node = **n;
   REQUIRE(node.create_collection({"c", 4, Metric::kL2}).ok());
@@ -121,12 +124,13 @@ TEST_CASE("an app's record that is not UTF-8 is refused and nothing is stored", 
 }
 
 TEST_CASE("a peer's delta that is not UTF-8 is refused and changes nothing", "[node][utf8][sync]") {
-  // What this proves: the peer path (Node::on_delta_batch, reached through receive) runs the same
+  // What this proves: the peer path (Node::apply_peer_batch, reached through receive) runs the same
   // validate_record_id / validate_record as the app path, so a peer cannot store what an app
   // may not.
   store::MemoryStore st;
   NodeOptions o;
   o.identity = crdt::replica_for_testing(2);
+  o.wall_clock = [] { return WallTime::from_ns(1'700'000'000'000'000'000); };
   auto n = Node::open(st, std::move(o));
   REQUIRE(n.ok());
   Node& node = **n;
@@ -174,7 +178,7 @@ TEST_CASE("records a store already holds with bytes that are not UTF-8 are still
     o.node.limits.accept_invalid_utf8_for_testing = true;
     auto d = open_data_dir(dir, std::move(o));
     REQUIRE(d.ok());
-    Node& node = (*d)->node();
+    SharedNode& node = (*d)->node();
     REQUIRE(node.create_collection({"c", 4, Metric::kL2}).ok());
     Metadata m;
     m.fields = {{"note", kBadValue}, {std::string("k\xfe", 2), std::int64_t{7}}, {"year", std::int64_t{2021}}};

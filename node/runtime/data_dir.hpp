@@ -1,4 +1,4 @@
-// node/core/data_dir.hpp: a node's data directory on disk, and opening a Node in it.
+// node/runtime/data_dir.hpp: a node's data directory on disk, and opening a Node in it.
 //
 // Layout (docs/storage.md): <dir>/LOCK (an flock held while open, so two handles, in one process
 // or in two, never open one directory; the holder writes its PID there as decimal text and a
@@ -11,29 +11,37 @@
 
 #include "common/status.hpp"
 #include "node/core/node.hpp"
+#include "node/runtime/file_snapshot_store.hpp"
+#include "node/runtime/shared_node.hpp"
 
 namespace shoal::node {
 
 struct DataDirOptions {
-  NodeOptions node;  // snapshot_dir is set by open_data_dir
+  // snapshots is set by open_data_dir; wall_clock defaults to the real clock, and a new
+  // directory's identity to 16 random bytes from the OS.
+  NodeOptions node;
   std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
 };
 
-// Owns the directory lock, the store and the Node; closing releases them, the Node first.
+// Owns the directory lock, the store, the snapshot files and the Node; closing writes the index
+// snapshots, then releases them, the Node first.
 class OpenDataDir {
  public:
-  OpenDataDir(int lock_fd, std::unique_ptr<store::Store> store) noexcept;
+  OpenDataDir(std::string path, int lock_fd, std::unique_ptr<store::Store> store) noexcept;
   ~OpenDataDir();
   OpenDataDir(const OpenDataDir&) = delete;
   OpenDataDir& operator=(const OpenDataDir&) = delete;
-  Node& node() noexcept { return *node_; }
+  // The node, thread-safe.
+  SharedNode& node() noexcept { return *node_; }
   // Opens the node on the store; called once by open_data_dir.
   [[nodiscard]] Status open_node(NodeOptions options);
 
  private:
+  Logger* logger_ = nullptr;
   int lock_fd_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Node> node_;  // declared after store_: destroyed first
+  FileSnapshotStore snapshots_;
+  std::unique_ptr<SharedNode> node_;  // declared after store_ and snapshots_: destroyed first
 };
 
 // Creates the directory if needed, takes its lock, opens the store and the node. Statuses:

@@ -1,4 +1,4 @@
-#include "node/core/data_dir.hpp"
+#include "node/runtime/data_dir.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -8,23 +8,39 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
 #include "common/log.hpp"
 #include "node/store/lmdb_store.hpp"
 
 namespace shoal::node {
 
-OpenDataDir::OpenDataDir(int lock_fd, std::unique_ptr<store::Store> store) noexcept
-    : lock_fd_(lock_fd), store_(std::move(store)) {}
+OpenDataDir::OpenDataDir(std::string path, int lock_fd, std::unique_ptr<store::Store> store) noexcept
+    : lock_fd_(lock_fd), store_(std::move(store)), snapshots_(path + "/snapshots") {}
 
 OpenDataDir::~OpenDataDir() {
+  if (node_) {
+    Status s = node_->save_snapshots();
+    if (!s.ok()) SHOAL_LOG(logger_, kWarn, "node", "snapshot at close failed: ", s.to_string());
+  }
   node_.reset();
   store_.reset();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 Status OpenDataDir::open_node(NodeOptions options) {
-  SHOAL_ASSIGN_OR_RETURN(node_, Node::open(*store_, std::move(options)));
+  logger_ = options.logger;
+  options.snapshots = &snapshots_;
+  if (!options.wall_clock) options.wall_clock = [] { return now_wall(); };
+  if (!options.identity) {
+    // Used only when the store has no identity yet (a new directory): 16 bytes from the OS.
+    crdt::ReplicaId id;
+    std::random_device rd;
+    for (auto& b : id.identity) b = static_cast<std::uint8_t>(rd());
+    options.identity = id;
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto node, Node::open(*store_, std::move(options)));
+  node_ = std::make_unique<SharedNode>(std::move(node));
   return {};
 }
 
@@ -85,8 +101,7 @@ Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, Data
     ::close(fd);
     return store.status();
   }
-  options.node.snapshot_dir = path + "/snapshots";
-  auto dir = std::make_unique<OpenDataDir>(fd, std::move(store).value());
+  auto dir = std::make_unique<OpenDataDir>(path, fd, std::move(store).value());
   SHOAL_RETURN_IF_ERROR(dir->open_node(std::move(options.node)));
   return dir;
 }

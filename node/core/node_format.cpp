@@ -1,0 +1,206 @@
+#include "node/core/node_format.hpp"
+
+#include <vector>
+
+#include "crdt/codec.hpp"
+
+namespace shoal::node::format {
+
+namespace {
+constexpr std::uint8_t kCatalogueVersion = 1;
+constexpr std::uint8_t kRecordVersion = 1;
+constexpr std::uint8_t kCollectionStateVersion = 1;
+constexpr std::uint8_t kPeerVersion = 1;
+constexpr std::uint8_t kMaxMetric = 2;  // Metric::kCosine
+}  // namespace
+
+std::string u32_be(std::uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  return s;
+}
+
+std::string bucket_prefix(std::uint32_t cid, std::uint32_t bucket) {
+  std::string k = u32_be(cid);
+  k += static_cast<char>((bucket >> 8) & 0xff);
+  k += static_cast<char>(bucket & 0xff);
+  return k;
+}
+
+std::string record_key(std::uint32_t cid, std::string_view id) {
+  std::string k = bucket_prefix(cid, crdt::bucket_of(id, kDigestConfig.leaf_bits));
+  k += id;
+  return k;
+}
+
+std::string encode_record(std::uint64_t label, const crdt::Entries& entries) {
+  crdt::Bytes b;
+  crdt::encode_entries(entries, b);
+  std::string out;
+  out.reserve(9 + b.size());
+  put_le<std::uint8_t>(out, kRecordVersion);
+  put_le<std::uint64_t>(out, label);
+  out += as_view(b);
+  return out;
+}
+
+Result<StoredRecord> decode_record(std::string_view in, std::string_view key_for_errors) {
+  StoredRecord r;
+  std::uint8_t version = 0;
+  if (!get_le(in, version) || version != kRecordVersion || !get_le(in, r.label) || r.label == 0) {
+    return Status(Code::kCorruption, "undecodable record header", std::string(key_for_errors));
+  }
+  auto entries = crdt::decode_entries(as_bytes(in));
+  if (!entries.ok()) return entries.status().with_context(std::string(key_for_errors));
+  r.entries = std::move(entries).value();
+  return r;
+}
+
+Result<RecordValue> decode_entry_payload(const crdt::Entry& e) { return decode_payload(as_view(e.payload)); }
+
+std::string encode_spec(const CollectionSpec& s, std::uint32_t id) {
+  std::string out;
+  put_le<std::uint8_t>(out, kCatalogueVersion);
+  put_le<std::uint32_t>(out, id);
+  put_le<std::uint32_t>(out, s.dimension);
+  put_le<std::uint8_t>(out, static_cast<std::uint8_t>(s.metric));
+  put_le<std::uint32_t>(out, s.m);
+  put_le<std::uint32_t>(out, s.ef_construction);
+  put_le<std::uint32_t>(out, s.ef_search);
+  put_le<std::uint8_t>(out, s.quantize ? 1 : 0);
+  put_le<float>(out, s.quant_min);
+  put_le<float>(out, s.quant_max);
+  return out;
+}
+
+Result<std::pair<CollectionSpec, std::uint32_t>> decode_spec(std::string_view name, std::string_view in) {
+  CollectionSpec s;
+  s.name = std::string(name);
+  std::uint8_t version = 0, metric = 0, quantize = 0;
+  std::uint32_t id = 0;
+  if (!get_le(in, version) || version != kCatalogueVersion || !get_le(in, id) || !get_le(in, s.dimension) ||
+      !get_le(in, metric) || metric > kMaxMetric || !get_le(in, s.m) || !get_le(in, s.ef_construction) ||
+      !get_le(in, s.ef_search) || !get_le(in, quantize) || quantize > 1 || !get_le(in, s.quant_min) ||
+      !get_le(in, s.quant_max) || !in.empty()) {
+    return Status(Code::kCorruption, "undecodable collection entry", "catalogue/" + s.name);
+  }
+  s.metric = static_cast<Metric>(metric);
+  s.quantize = quantize == 1;
+  return std::pair{s, id};
+}
+
+std::string encode_collection_state(std::uint64_t next_label, crdt::Hlc hlc, const crdt::CausalContext& ctx) {
+  crdt::Bytes b;
+  crdt::encode_context(ctx, b);
+  std::string out;
+  out.reserve(17 + b.size());
+  put_le<std::uint8_t>(out, kCollectionStateVersion);
+  put_le<std::uint64_t>(out, next_label);
+  put_le<std::uint64_t>(out, hlc.raw());
+  out += as_view(b);
+  return out;
+}
+
+Result<CollectionState> decode_collection_state(std::string_view v, std::string_view key_for_errors) {
+  CollectionState st;
+  std::uint8_t version = 0;
+  std::uint64_t hlc = 0;
+  if (!get_le(v, version) || version != kCollectionStateVersion || !get_le(v, st.next_label) || !get_le(v, hlc)) {
+    return Status(Code::kCorruption, "undecodable collection state", std::string(key_for_errors));
+  }
+  st.hlc = crdt::Hlc::from_raw(hlc);
+  auto ctx = crdt::decode_context(as_bytes(v));
+  if (!ctx.ok()) return ctx.status().with_context(std::string(key_for_errors));
+  st.ctx = std::move(ctx).value();
+  return st;
+}
+
+// u32 collection id | u8 flags (bit 0: has origin, bit 1: origin is hot) | [origin replica] |
+// crdt::encode_delta bytes.
+std::string encode_buffer_entry(std::uint32_t cid, const crdt::ReplicaId* origin, bool origin_hot,
+                                const crdt::Delta& delta) {
+  std::string entry;
+  put_le<std::uint32_t>(entry, cid);
+  put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(origin == nullptr ? 0 : (origin_hot ? 3 : 1)));
+  if (origin != nullptr) entry += origin->encode();
+  crdt::Bytes b;
+  crdt::encode_delta(delta, b);
+  entry += as_view(b);
+  return entry;
+}
+
+Result<BufferEntry> decode_buffer_entry(std::string_view v) {
+  BufferEntry e;
+  std::uint8_t flags = 0;
+  if (!get_le(v, e.cid) || !get_le(v, flags) || flags > 3) {
+    return Status(Code::kCorruption, "bad delta buffer entry header");
+  }
+  e.has_origin = (flags & 1) != 0;
+  e.origin_hot = (flags & 2) != 0;
+  if (e.has_origin) {
+    constexpr std::size_t n = crdt::ReplicaId::kEncodedBytes;
+    if (v.size() < n || !crdt::ReplicaId::decode(v.substr(0, n), e.origin)) {
+      return Status(Code::kCorruption, "bad delta buffer entry origin");
+    }
+    v.remove_prefix(n);
+  }
+  e.delta = v;
+  return e;
+}
+
+std::string encode_peer(const PeerRecord& p) {
+  std::string v;
+  put_le<std::uint8_t>(v, kPeerVersion);
+  put_le<std::uint8_t>(v, static_cast<std::uint8_t>(p.tier));
+  put_le<std::uint64_t>(v, p.acked);
+  put_le<std::int64_t>(v, p.last_seen.ns());
+  return v;
+}
+
+Result<PeerRecord> decode_peer(std::string_view v) {
+  PeerRecord p;
+  std::uint8_t version = 0, tier = 0;
+  std::int64_t seen = 0;
+  if (!get_le(v, version) || version != kPeerVersion || !get_le(v, tier) || tier > 1 || !get_le(v, p.acked) ||
+      !get_le(v, seen) || !v.empty()) {
+    return Status(Code::kCorruption, "undecodable peer entry", "peers");
+  }
+  p.tier = static_cast<Tier>(tier);
+  p.last_seen = WallTime::from_ns(seen);
+  return p;
+}
+
+std::string encode_u32(std::uint32_t v) {
+  std::string out;
+  put_le<std::uint32_t>(out, v);
+  return out;
+}
+
+Result<std::uint32_t> decode_u32(std::string_view v, std::string_view key_for_errors) {
+  std::uint32_t out = 0;
+  if (!get_le(v, out) || !v.empty()) return Status(Code::kCorruption, "undecodable counter", std::string(key_for_errors));
+  return out;
+}
+
+std::string encode_catalogue(const crdt::ORMap& catalogue) {
+  crdt::Bytes b;
+  crdt::encode_delta(catalogue.to_delta(), b);
+  return std::string(as_view(b));
+}
+
+Result<crdt::ORMap> decode_catalogue(std::string_view in) {
+  auto state = crdt::decode_delta(as_bytes(in));
+  if (!state.ok()) return Status(Code::kCorruption, state.status().message(), "meta/node.catalogue");
+  return ormap_from_state(*state, kCatalogueDigestConfig);
+}
+
+crdt::ORMap ormap_from_state(const crdt::Delta& state, crdt::DigestConfig config) {
+  crdt::ORMap m(config);
+  std::vector<std::uint32_t> all(std::size_t{1} << config.leaf_bits);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint32_t>(i);
+  (void)m.join_repair(state, all);
+  m.merge_context(state.context);
+  return m;
+}
+
+}  // namespace shoal::node::format

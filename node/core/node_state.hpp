@@ -1,0 +1,66 @@
+// node/core/node_state.hpp: the node's private in-memory state, shared by node.cpp (the local
+// data path) and node_sync_host.cpp (what the sync engine asks of the data). Not a public header.
+// Thread rules: as Node.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "crdt/digest.hpp"
+#include "index/hnsw_index.hpp"
+#include "node/core/node.hpp"
+#include "node/core/node_format.hpp"
+
+namespace shoal::node {
+
+// Per-collection in-memory state; all of it is derived from the store.
+struct Node::Collection {
+  CollectionSpec spec;
+  std::uint32_t id = 0;
+  crdt::CausalContext ctx;  // only grows (asserted when a transaction's effects are applied)
+  crdt::DigestTree digests{format::kDigestConfig};
+  std::unique_ptr<index::HnswIndex> index;
+  struct Doc {
+    std::string id;  // empty: no live record has this label
+    Metadata metadata;
+    std::string model;
+  };
+  std::vector<Doc> docs;  // by label (label 0 unused)
+  std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
+  std::uint64_t next_label = 1;
+  std::uint64_t live = 0;
+
+  Doc& doc(std::uint64_t label) {
+    if (docs.size() <= label) docs.resize(label + 1);
+    return docs[label];
+  }
+};
+
+// Effects of a write transaction, applied to memory only after it commits.
+struct Node::Pending {
+  struct Change {
+    std::string id;
+    std::uint64_t label = 0;
+    crdt::Entries before;
+    crdt::Entries after;
+  };
+  crdt::CausalContext ctx;
+  std::vector<Change> changes;
+  std::uint64_t next_label = 1;
+  bool state_dirty = false;  // the collection state (context, label counter) must be written
+
+  static Pending of(const Collection& c) { return Pending{c.ctx, {}, c.next_label, false}; }
+};
+
+// Peers' deltas must name each dot once: honest replicas never do otherwise, and the join's laws
+// assume it (the fuzzer found decodable deltas that break them: tests/fuzz/regressions).
+[[nodiscard]] Status check_unique_dots(const crdt::Delta& d);
+// A collection spec an app or a peer may create: name, dimension and index parameters in limits.
+[[nodiscard]] Status validate_spec(const CollectionSpec& spec, const Limits& limits);
+transport::CollectionSpecWire to_wire(const CollectionSpec& s);
+[[nodiscard]] Result<CollectionSpec> from_wire(const transport::CollectionSpecWire& w);
+index::IndexParams index_params(const CollectionSpec& s);
+
+}  // namespace shoal::node

@@ -1,0 +1,318 @@
+// node/core/node_sync_host.cpp: what the sync engine asks of the node's data (SyncHost): peers'
+// delta batches, the replicated catalogue, repair slices in both directions. Every change here
+// is validated exactly as an app's write and joined through join_in_txn(), the one path from a
+// delta to the store; a rejected message changes nothing.
+#include <algorithm>
+#include <set>
+
+#include "common/assert.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/node.hpp"
+#include "node/core/node_state.hpp"
+
+namespace shoal::node {
+
+using namespace format;
+using store::Table;
+
+transport::CollectionSpecWire to_wire(const CollectionSpec& s) {
+  return transport::CollectionSpecWire{s.name, s.dimension, static_cast<std::uint8_t>(s.metric), s.m,
+                                       s.ef_construction, s.ef_search, s.quantize, s.quant_min, s.quant_max};
+}
+
+Result<CollectionSpec> from_wire(const transport::CollectionSpecWire& w) {
+  if (w.metric > static_cast<std::uint8_t>(Metric::kCosine)) {
+    return Status(Detail::kUnknownName, str_cat("unknown metric ", int{w.metric}));
+  }
+  CollectionSpec s;
+  s.name = w.name;
+  s.dimension = w.dimension;
+  s.metric = static_cast<Metric>(w.metric);
+  s.m = w.m;
+  s.ef_construction = w.ef_construction;
+  s.ef_search = w.ef_search;
+  s.quantize = w.quantize;
+  s.quant_min = w.quant_min;
+  s.quant_max = w.quant_max;
+  return s;
+}
+
+Status check_unique_dots(const crdt::Delta& d) {
+  std::set<crdt::Dot> seen;
+  for (const auto& [id, entries] : d.records) {
+    for (const auto& e : entries) {
+      if (!seen.insert(e.dot).second) {
+        return Status(Detail::kMalformed, str_cat("dot ", e.dot.to_string(), " appears twice in one delta"));
+      }
+    }
+  }
+  return {};
+}
+
+Status Node::validate_peer_delta(const Collection& c, const crdt::Delta& delta) const {
+  SHOAL_RETURN_IF_ERROR(check_unique_dots(delta));
+  for (const auto& [id, entries] : delta.records) {
+    SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
+    for (const auto& e : entries) {
+      auto value = decode_entry_payload(e);
+      if (!value.ok()) return value.status().with_context(str_cat("record '", id, "' from peer"));
+      SHOAL_RETURN_IF_ERROR(validate_record(*value, c.spec.dimension, c.spec.metric, options_.limits));
+    }
+  }
+  return {};
+}
+
+// The catalogue's deltas and states from peers: every name a valid collection name, every entry
+// a decodable spec within limits, each dot once.
+Status Node::validate_catalogue(const crdt::Delta& d) const {
+  SHOAL_RETURN_IF_ERROR(check_unique_dots(d));
+  for (const auto& [name, entries] : d.records) {
+    SHOAL_RETURN_IF_ERROR(validate_collection_name(name, options_.limits));
+    for (const auto& e : entries) {
+      auto spec = decode_spec(name, as_view(e.payload));
+      if (!spec.ok()) return Status(Detail::kMalformed, str_cat("catalogue entry '", name, "' does not decode"));
+      SHOAL_RETURN_IF_ERROR(validate_spec(spec->first, options_.limits));
+    }
+  }
+  return {};
+}
+
+// --- identity and collections ---
+
+transport::Hello Node::hello() const {
+  transport::Hello hello;
+  hello.replica = replica_.encode();
+  for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
+  hello.catalogue = encode_catalogue(catalogue_);
+  return hello;
+}
+
+std::vector<std::string> Node::collection_names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, c] : collections_) out.push_back(name);
+  return out;
+}
+
+std::optional<transport::CollectionSpecWire> Node::collection_spec(std::uint32_t cid) const {
+  const Collection* c = find_by_id(cid);
+  if (c == nullptr) return std::nullopt;
+  return to_wire(c->spec);
+}
+
+Result<Node::Collection*> Node::storage_for(const transport::CollectionSpecWire& wire) {
+  SHOAL_ASSIGN_OR_RETURN(CollectionSpec spec, from_wire(wire));
+  if (Collection* c = find(spec.name); c != nullptr) {
+    if (c->spec.dimension != spec.dimension || c->spec.metric != spec.metric) {
+      return Status(Code::kConflict, str_cat("peer's collection '", spec.name, "' has dimension ", spec.dimension,
+                                             " and metric ", metric_name(spec.metric), "; ours has ", c->spec.dimension,
+                                             " and ", metric_name(c->spec.metric)));
+    }
+    return c;
+  }
+  return create_storage(spec);
+}
+
+Status Node::ensure_collection(const transport::CollectionSpecWire& spec) { return storage_for(spec).status(); }
+
+// --- the delta path ---
+
+Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch& m) {
+  // Validate everything before touching the store: a rejected batch changes nothing.
+  std::vector<std::pair<Collection*, crdt::Delta>> items;  // a null collection: the catalogue
+  for (const auto& item : m.items) {
+    if (item.collection.empty()) {
+      auto delta = crdt::decode_delta(as_bytes(item.delta));
+      if (!delta.ok()) return delta.status().with_context("catalogue delta from peer " + origin.peer.to_string());
+      SHOAL_RETURN_IF_ERROR(validate_catalogue(*delta));
+      // Storage for the collections it creates (not live until the catalogue says so).
+      for (const auto& [name, entries] : delta->records) {
+        for (const auto& e : entries) {
+          auto spec = decode_spec(name, as_view(e.payload));
+          SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
+        }
+      }
+      items.emplace_back(nullptr, std::move(delta).value());
+      continue;
+    }
+    auto spec = std::find_if(m.specs.begin(), m.specs.end(), [&](const auto& s) { return s.name == item.collection; });
+    Collection* c = find(item.collection);
+    if (c == nullptr) {
+      if (spec == m.specs.end()) {
+        return Status(Detail::kNoSuchCollection, str_cat("delta for unknown collection '", item.collection, "'"));
+      }
+      SHOAL_ASSIGN_OR_RETURN(c, storage_for(*spec));
+    }
+    auto delta = crdt::decode_delta(as_bytes(item.delta));
+    if (!delta.ok()) return delta.status().with_context("delta from peer " + origin.peer.to_string());
+    SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, *delta));
+    items.emplace_back(c, std::move(delta).value());
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  // Keyed by collection id, so the order of effects never depends on pointer values.
+  std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
+  DeltaBuffer::Cursor cur = buffer_.cursor();
+  crdt::ORMap cat = catalogue_;
+  for (auto& [c, delta] : items) {
+    if (c == nullptr) {
+      SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, delta, cur, &origin));
+      continue;
+    }
+    auto it = pendings.find(c->id);
+    if (it == pendings.end()) it = pendings.emplace(c->id, std::pair{c, Pending::of(*c)}).first;
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, it->second.second, cur, &origin));
+  }
+  for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  catalogue_ = std::move(cat);
+  commit_cursor(cur);
+  for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
+  for (const auto& [c, delta] : items) {
+    if (c != nullptr) observe_clocks(delta.records);
+  }
+  return {};
+}
+
+Status Node::join_catalogue_state(const Origin& origin, std::string_view bytes) {
+  auto state = crdt::decode_delta(as_bytes(bytes));
+  if (!state.ok()) return state.status().with_context("catalogue from peer " + origin.peer.to_string());
+  SHOAL_RETURN_IF_ERROR(validate_catalogue(*state));
+  for (const auto& [name, entries] : state->records) {
+    for (const auto& e : entries) {
+      auto spec = decode_spec(name, as_view(e.payload));
+      SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
+    }
+  }
+  const crdt::ORMap theirs = ormap_from_state(*state, kCatalogueDigestConfig);
+  crdt::ORMap cat = catalogue_;
+  if (!cat.join_state(theirs)) return {};
+  // Relay what changed on the delta path, as a proper delta: each changed name with its new
+  // entries, and the dots of the entries it had and has.
+  crdt::Delta changed;
+  std::set<std::string> names;
+  for (const auto& [name, e] : catalogue_.records()) names.insert(name);
+  for (const auto& [name, e] : cat.records()) names.insert(name);
+  for (const auto& name : names) {
+    const crdt::Entries* before = catalogue_.find(name);
+    const crdt::Entries* after = cat.find(name);
+    if (before != nullptr && after != nullptr && *before == *after) continue;
+    auto& slot = changed.records[name];
+    if (after != nullptr) {
+      slot = *after;
+      crdt::add_entry_dots(changed.context, *after);
+    }
+    if (before != nullptr) crdt::add_entry_dots(changed.context, *before);
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  DeltaBuffer::Cursor cur = buffer_.cursor();
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kCatalogueKey, encode_catalogue(cat)));
+  if (!changed.records.empty()) SHOAL_RETURN_IF_ERROR(buffer_.append(*txn, cur, kCatalogueCid, &origin, changed));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  catalogue_ = std::move(cat);
+  commit_cursor(cur);
+  return {};
+}
+
+// --- the digest path ---
+
+const crdt::DigestTree* Node::digests(std::string_view collection) const {
+  const Collection* c = find(collection);
+  return c == nullptr ? nullptr : &c->digests;
+}
+
+std::optional<std::string> Node::encoded_context(std::string_view collection) const {
+  const Collection* c = find(collection);
+  if (c == nullptr) return std::nullopt;
+  crdt::Bytes b;
+  crdt::encode_context(c->ctx, b);
+  return std::string(as_view(b));
+}
+
+Result<std::string> Node::bucket_slice(std::string_view collection, std::span<const std::uint32_t> buckets) const {
+  crdt::Delta slice;
+  if (const Collection* c = find(collection); c != nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+    Status err;
+    for (std::uint32_t b : buckets) {
+      SHOAL_ASSERT(b < c->digests.leaf_count());
+      SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(bucket_prefix(c->id, b)),
+                                      [&](std::string_view k, std::string_view v) {
+                                        auto rec = decode_record(v, k);
+                                        if (!rec.ok()) {
+                                          err = rec.status();
+                                          return false;
+                                        }
+                                        slice.records.emplace(std::string(id_of_record_key(k)), std::move(rec->entries));
+                                        return true;
+                                      }));
+      SHOAL_RETURN_IF_ERROR(err);
+    }
+    slice.context = c->ctx;
+  }
+  crdt::Bytes bytes;
+  crdt::encode_delta(slice, bytes);
+  return std::string(as_view(bytes));
+}
+
+Status Node::apply_repair_slice(const Origin& origin, std::string_view collection,
+                                std::span<const std::uint32_t> bucket_list, std::string_view bytes) {
+  Collection* c = find(collection);
+  if (c == nullptr) return Status(Detail::kNoSuchCollection, str_cat("repair slice for unknown collection '", collection, "'"));
+  auto slice = crdt::decode_delta(as_bytes(bytes));
+  if (!slice.ok()) return slice.status();
+  const std::set<std::uint32_t> buckets(bucket_list.begin(), bucket_list.end());
+  for (std::uint32_t b : buckets) {
+    if (b >= c->digests.leaf_count()) return Status(Detail::kOutOfRange, "bucket out of range");
+  }
+  for (const auto& [id, entries] : slice->records) {
+    if (buckets.count(crdt::bucket_of(id, kDigestConfig.leaf_bits)) == 0) {
+      return Status(Detail::kMalformed, str_cat("record '", id, "' is not in the buckets of the reply"));
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, *slice));
+  // The restricted join: every record of those buckets on either side.
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::set<std::string> ids;
+  for (std::uint32_t b : buckets) {
+    Status scanned = txn->scan(Table::kRecords, store::Range::prefix(bucket_prefix(c->id, b)),
+                               [&](std::string_view k, std::string_view) {
+                                 ids.emplace(id_of_record_key(k));
+                                 return true;
+                               });
+    SHOAL_RETURN_IF_ERROR(scanned);
+  }
+  for (const auto& [id, entries] : slice->records) ids.insert(id);
+  Pending pending = Pending::of(*c);
+  DeltaBuffer::Cursor cur = buffer_.cursor();
+  SHOAL_RETURN_IF_ERROR(join_in_txn(*txn, *c, std::vector<std::string>(ids.begin(), ids.end()), slice->records,
+                                    slice->context, JoinKind::kRepair, pending, cur, &origin));
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  commit_cursor(cur);
+  apply_pending(*c, pending);
+  observe_clocks(slice->records);
+  return {};
+}
+
+void Node::observe_clocks(const crdt::RecordMap& records) {
+  // What we received happened before whatever we write next: our clock moves past it (remote
+  // clocks beyond the skew bound are refused by observe() and counted; the data still joins).
+  const WallTime wall = wall_now();
+  for (const auto& [id, entries] : records) {
+    for (const auto& e : entries) (void)clock_.observe(e.clock, wall);
+  }
+}
+
+Status Node::merge_context(std::string_view collection, const crdt::CausalContext& ctx) {
+  Collection* c = find(collection);
+  if (c == nullptr || c->ctx.includes(ctx)) return {};
+  Pending pending = Pending::of(*c);
+  pending.ctx.merge(ctx);
+  pending.state_dirty = true;
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  apply_pending(*c, pending);
+  return {};
+}
+
+}  // namespace shoal::node

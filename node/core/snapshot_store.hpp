@@ -1,0 +1,29 @@
+// node/core/snapshot_store.hpp: where a node's index snapshots live, behind an interface, so that
+// the core never touches a file (node/runtime/ keeps them as files in the data directory; the
+// simulator keeps none).
+// Thread rules: called by the node's owner only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "common/status.hpp"
+#include "index/hnsw_index.hpp"
+
+namespace shoal::node {
+
+class SnapshotStore {
+ public:
+  virtual ~SnapshotStore() = default;
+  // The snapshot of collection `cid`, if one exists: nullopt when none; an error when one exists
+  // but cannot be used (the node then rebuilds and reports why).
+  [[nodiscard]] virtual Result<std::optional<index::HnswIndex::Loaded>> load(
+      std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor) = 0;
+  // Replaces the snapshot of collection `cid` (atomically: a crash leaves the old or the new).
+  [[nodiscard]] virtual Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) = 0;
+  // Removes the snapshot of collection `cid`, if any.
+  virtual void remove(std::uint32_t cid) noexcept = 0;
+};
+
+}  // namespace shoal::node

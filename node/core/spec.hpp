@@ -1,0 +1,31 @@
+// node/core/spec.hpp: a collection's parameters and a peer's tier: values shared by the node's
+// public API, its on-disk format (node_format.hpp) and the sync engine.
+// Thread rules: values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "node/core/record.hpp"
+
+namespace shoal::node {
+
+// A collection's parameters (the catalogue's value, and the replicated catalogue's payload).
+struct CollectionSpec {
+  std::string name;
+  std::uint32_t dimension = 0;
+  Metric metric = Metric::kL2;
+  std::uint32_t m = 16;
+  std::uint32_t ef_construction = 200;
+  std::uint32_t ef_search = 64;
+  // Int8 scalar quantization of the graph; the range comes from the first vectors (see docs).
+  bool quantize = false;
+  float quant_min = 0.0f;
+  float quant_max = 0.0f;
+};
+
+// How close a peer is (DESIGN.md section 5): hot peers (same site) get every delta at once;
+// warm peers (other sites) on a schedule. Stored in the peers table: never renumber.
+enum class Tier : std::uint8_t { kHot = 0, kWarm = 1 };
+
+}  // namespace shoal::node

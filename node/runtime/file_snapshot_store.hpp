@@ -1,0 +1,26 @@
+// node/runtime/file_snapshot_store.hpp: index snapshots as files in a directory, one per
+// collection (`collection-<id>.hnsw`, format: docs/index.md); written atomically and mode 0600 by
+// index::HnswIndex::save_snapshot.
+// Thread rules: as its node (called by the node's owner).
+#pragma once
+
+#include <string>
+
+#include "node/core/snapshot_store.hpp"
+
+namespace shoal::node {
+
+class FileSnapshotStore final : public SnapshotStore {
+ public:
+  explicit FileSnapshotStore(std::string dir) : dir_(std::move(dir)) {}
+  Result<std::optional<index::HnswIndex::Loaded>> load(std::uint32_t cid, const index::IndexParams& expected,
+                                                       std::function<void(std::function<void()>)> executor) override;
+  Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) override;
+  void remove(std::uint32_t cid) noexcept override;
+  std::string path(std::uint32_t cid) const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace shoal::node

@@ -306,11 +306,11 @@ Status Node::create_collection(const CollectionSpec& spec) {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::HybridClock clock = clock_;
-  crdt::ORMap scratch = catalogue_;
-  SHOAL_ASSIGN_OR_RETURN(crdt::Delta created,
-                         scratch.upsert(replica_, spec.name, to_bytes(encode_spec(c->spec, 0)), clock.tick(wall_now())));
+  crdt::ORMap created = catalogue_;
+  SHOAL_RETURN_IF_ERROR(
+      created.upsert(replica_, spec.name, to_bytes(encode_spec(c->spec, 0)), clock.tick(wall_now())).status());
   crdt::ORMap cat = catalogue_;
-  SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, created, cur, nullptr));
+  SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, created, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta leftovers, delete_all_delta(*txn, *c));
   Pending pending = Pending::of(*c);
   if (!leftovers.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
@@ -332,10 +332,10 @@ Status Node::drop_collection(std::string_view name) {
   // sends them, and what makes a re-create start empty.
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   DeltaBuffer::Cursor cur = buffer_.cursor();
-  crdt::ORMap scratch = catalogue_;
-  SHOAL_ASSIGN_OR_RETURN(crdt::Delta dropped, scratch.remove(name));
+  crdt::ORMap dropped = catalogue_;
+  SHOAL_RETURN_IF_ERROR(dropped.remove(name).status());
   crdt::ORMap cat = catalogue_;
-  SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, dropped, cur, nullptr));
+  SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, dropped, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta all, delete_all_delta(*txn, *c));
   Pending pending = Pending::of(*c);
   if (!all.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, all, pending, cur, nullptr));
@@ -440,11 +440,11 @@ Status Node::apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt:
   return join_in_txn(txn, c, ids, delta.records, delta.context, JoinKind::kDelta, pending, cursor, origin);
 }
 
-Status Node::apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
-                                          DeltaBuffer::Cursor& cursor, const Origin* origin) {
-  if (!cat.join(delta)) return {};
+Status Node::join_catalogue_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::ORMap& theirs,
+                                   DeltaBuffer::Cursor& cursor, const Origin* origin) {
+  if (!cat.join_state(theirs)) return {};
   SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kCatalogueKey, encode_catalogue(cat)));
-  return buffer_.append(txn, cursor, kCatalogueCid, origin, delta);
+  return buffer_.append(txn, cursor, kCatalogueCid, origin, cat.to_delta());
 }
 
 Result<crdt::Delta> Node::delete_all_delta(store::WriteTxn& txn, const Collection& c) const {

@@ -246,9 +246,14 @@ class Node final : private SyncHost {
                      Pending& pending, DeltaBuffer::Cursor& cursor, const Origin* origin);
   Status apply_delta_in_txn(store::WriteTxn& txn, Collection& c, const crdt::Delta& delta, Pending& pending,
                             DeltaBuffer::Cursor& cursor, const Origin* origin);
-  // Joins a catalogue delta into `cat` inside `txn`, buffering it when it changed anything.
-  Status apply_catalogue_delta_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::Delta& delta,
-                                      DeltaBuffer::Cursor& cursor, const Origin* origin);
+  // Joins a whole catalogue state into `cat` inside `txn`; when that changed anything, writes it
+  // and buffers the whole result (the catalogue travels as whole states, never as deltas: a
+  // relayed delta could not carry the dots of entries a drop removed that the relay never held).
+  Status join_catalogue_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::ORMap& theirs,
+                               DeltaBuffer::Cursor& cursor, const Origin* origin);
+  // Decodes and validates a peer's catalogue state (Hello or delta batch) and makes storage for
+  // the collections it names.
+  Result<crdt::ORMap> peer_catalogue(const Origin& origin, std::string_view bytes);
   // A delta naming every stored record of `c` with no entries: deletes all it observed.
   Result<crdt::Delta> delete_all_delta(store::WriteTxn& txn, const Collection& c) const;
   // The per-record join rule (or the LWW mutation under test).

@@ -116,22 +116,28 @@ Status Node::ensure_collection(const transport::CollectionSpecWire& spec) { retu
 
 // --- the delta path ---
 
+Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view bytes) {
+  auto state = crdt::decode_delta(as_bytes(bytes));
+  if (!state.ok()) return state.status().with_context("catalogue from peer " + origin.peer.to_string());
+  SHOAL_RETURN_IF_ERROR(validate_catalogue(*state));
+  // Storage for the collections it names (not live until the catalogue says so).
+  for (const auto& [name, entries] : state->records) {
+    for (const auto& e : entries) {
+      auto spec = decode_spec(name, as_view(e.payload));
+      SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
+    }
+  }
+  return ormap_from_state(*state, kCatalogueDigestConfig);
+}
+
 Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch& m) {
   // Validate everything before touching the store: a rejected batch changes nothing.
-  std::vector<std::pair<Collection*, crdt::Delta>> items;  // a null collection: the catalogue
+  std::vector<std::pair<Collection*, crdt::Delta>> items;
+  std::vector<crdt::ORMap> catalogues;  // whole catalogue states (items with no collection name)
   for (const auto& item : m.items) {
     if (item.collection.empty()) {
-      auto delta = crdt::decode_delta(as_bytes(item.delta));
-      if (!delta.ok()) return delta.status().with_context("catalogue delta from peer " + origin.peer.to_string());
-      SHOAL_RETURN_IF_ERROR(validate_catalogue(*delta));
-      // Storage for the collections it creates (not live until the catalogue says so).
-      for (const auto& [name, entries] : delta->records) {
-        for (const auto& e : entries) {
-          auto spec = decode_spec(name, as_view(e.payload));
-          SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
-        }
-      }
-      items.emplace_back(nullptr, std::move(delta).value());
+      SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, item.delta));
+      catalogues.push_back(std::move(theirs));
       continue;
     }
     auto spec = std::find_if(m.specs.begin(), m.specs.end(), [&](const auto& s) { return s.name == item.collection; });
@@ -152,11 +158,8 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::ORMap cat = catalogue_;
+  for (const auto& theirs : catalogues) SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, theirs, cur, &origin));
   for (auto& [c, delta] : items) {
-    if (c == nullptr) {
-      SHOAL_RETURN_IF_ERROR(apply_catalogue_delta_in_txn(*txn, cat, delta, cur, &origin));
-      continue;
-    }
     auto it = pendings.find(c->id);
     if (it == pendings.end()) it = pendings.emplace(c->id, std::pair{c, Pending::of(*c)}).first;
     SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, it->second.second, cur, &origin));
@@ -167,45 +170,18 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
   for (const auto& [c, delta] : items) {
-    if (c != nullptr) observe_clocks(delta.records);
+    observe_clocks(delta.records);
   }
   return {};
 }
 
 Status Node::join_catalogue_state(const Origin& origin, std::string_view bytes) {
-  auto state = crdt::decode_delta(as_bytes(bytes));
-  if (!state.ok()) return state.status().with_context("catalogue from peer " + origin.peer.to_string());
-  SHOAL_RETURN_IF_ERROR(validate_catalogue(*state));
-  for (const auto& [name, entries] : state->records) {
-    for (const auto& e : entries) {
-      auto spec = decode_spec(name, as_view(e.payload));
-      SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
-    }
-  }
-  const crdt::ORMap theirs = ormap_from_state(*state, kCatalogueDigestConfig);
-  crdt::ORMap cat = catalogue_;
-  if (!cat.join_state(theirs)) return {};
-  // Relay what changed on the delta path, as a proper delta: each changed name with its new
-  // entries, and the dots of the entries it had and has.
-  crdt::Delta changed;
-  std::set<std::string> names;
-  for (const auto& [name, e] : catalogue_.records()) names.insert(name);
-  for (const auto& [name, e] : cat.records()) names.insert(name);
-  for (const auto& name : names) {
-    const crdt::Entries* before = catalogue_.find(name);
-    const crdt::Entries* after = cat.find(name);
-    if (before != nullptr && after != nullptr && *before == *after) continue;
-    auto& slot = changed.records[name];
-    if (after != nullptr) {
-      slot = *after;
-      crdt::add_entry_dots(changed.context, *after);
-    }
-    if (before != nullptr) crdt::add_entry_dots(changed.context, *before);
-  }
+  SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, bytes));
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   DeltaBuffer::Cursor cur = buffer_.cursor();
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kCatalogueKey, encode_catalogue(cat)));
-  if (!changed.records.empty()) SHOAL_RETURN_IF_ERROR(buffer_.append(*txn, cur, kCatalogueCid, &origin, changed));
+  crdt::ORMap cat = catalogue_;
+  SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, theirs, cur, &origin));
+  if (cur.last == buffer_.last()) return {};  // nothing new: nothing to write
   SHOAL_RETURN_IF_ERROR(txn->commit());
   catalogue_ = std::move(cat);
   commit_cursor(cur);

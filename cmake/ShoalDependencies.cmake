@@ -3,12 +3,16 @@
 find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
 
-find_package(Boost 1.74 REQUIRED COMPONENTS system)
 find_package(CapnProto CONFIG REQUIRED)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
-find_package(CURL 7.75 REQUIRED)
+if(SHOAL_BUILD_DAEMON)
+  find_package(Boost 1.74 REQUIRED COMPONENTS system)
+endif()
+if(SHOAL_WITH_S3)
+  find_package(CURL 7.75 REQUIRED)
+endif()
 
 # xsimd 8.1's exported target links a non-existent xtl target (TOOLCHAIN.md, friction 3).
 if(NOT TARGET xtl)
@@ -24,13 +28,15 @@ target_include_directories(shoal_dep_hnswlib SYSTEM INTERFACE ${HNSWLIB_INCLUDE_
 target_compile_definitions(shoal_dep_hnswlib INTERFACE NO_MANUAL_VECTORIZATION)
 add_library(shoal::dep::hnswlib ALIAS shoal_dep_hnswlib)
 
-# libmdnsd has neither CMake nor pkg-config files (TOOLCHAIN.md, friction 7).
-find_library(MDNSD_LIBRARY mdnsd REQUIRED)
-find_path(MDNSD_INCLUDE_DIR libmdnsd/mdnsd.h REQUIRED)
-add_library(shoal_dep_mdnsd INTERFACE)
-target_include_directories(shoal_dep_mdnsd SYSTEM INTERFACE ${MDNSD_INCLUDE_DIR})
-target_link_libraries(shoal_dep_mdnsd INTERFACE ${MDNSD_LIBRARY})
-add_library(shoal::dep::mdnsd ALIAS shoal_dep_mdnsd)
+if(SHOAL_BUILD_DAEMON)
+  # libmdnsd has neither CMake nor pkg-config files (TOOLCHAIN.md, friction 7).
+  find_library(MDNSD_LIBRARY mdnsd REQUIRED)
+  find_path(MDNSD_INCLUDE_DIR libmdnsd/mdnsd.h REQUIRED)
+  add_library(shoal_dep_mdnsd INTERFACE)
+  target_include_directories(shoal_dep_mdnsd SYSTEM INTERFACE ${MDNSD_INCLUDE_DIR})
+  target_link_libraries(shoal_dep_mdnsd INTERFACE ${MDNSD_LIBRARY})
+  add_library(shoal::dep::mdnsd ALIAS shoal_dep_mdnsd)
+endif()
 
 if(SHOAL_BUILD_TESTS)
   find_package(Catch2 2.13 CONFIG REQUIRED)

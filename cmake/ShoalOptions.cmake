@@ -21,8 +21,10 @@ if(SHOAL_TSAN)
 endif()
 
 # Release keeps assertions (SHOAL_ASSERT is always on; NDEBUG only silences <cassert>).
-set(CMAKE_CXX_FLAGS_RELEASE "-O2 -DNDEBUG" CACHE STRING "" FORCE)
-set(CMAKE_C_FLAGS_RELEASE "-O2 -DNDEBUG" CACHE STRING "" FORCE)
+# A directory-scope variable, not a cache entry: it applies to Shoal's own targets and never
+# overrides the cache of a project that includes Shoal.
+set(CMAKE_CXX_FLAGS_RELEASE "-O2 -DNDEBUG")
+set(CMAKE_C_FLAGS_RELEASE "-O2 -DNDEBUG")
 
 add_library(shoal_warnings INTERFACE)
 target_compile_options(shoal_warnings INTERFACE

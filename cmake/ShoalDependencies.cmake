@@ -1,5 +1,5 @@
-# Finds every third-party dependency as ../shared/TOOLCHAIN.md describes and wraps the ones that
-# ship no CMake package in INTERFACE/IMPORTED targets named shoal::dep::*.
+# Finds every third-party dependency (Debian 12 packages; scripts/setup.sh installs them) and wraps
+# the ones that ship no CMake package in INTERFACE/IMPORTED targets named shoal::dep::*.
 find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
 
@@ -14,14 +14,14 @@ if(SHOAL_WITH_S3)
   find_package(CURL 7.75 REQUIRED)
 endif()
 
-# xsimd 8.1's exported target links a non-existent xtl target (TOOLCHAIN.md, friction 3).
+# xsimd 8.1's exported target links a non-existent xtl target: an empty one stands in for it.
 if(NOT TARGET xtl)
   add_library(xtl INTERFACE)
 endif()
 find_package(xsimd CONFIG REQUIRED)
 
 # hnswlib is header-only without a CMake package. NO_MANUAL_VECTORIZATION: its SSE prefetch
-# over-reads under ASan and our own kernels replace its SIMD anyway (TOOLCHAIN.md, friction 5).
+# over-reads under ASan and our own kernels replace its SIMD anyway.
 find_path(HNSWLIB_INCLUDE_DIR hnswlib/hnswlib.h REQUIRED)
 add_library(shoal_dep_hnswlib INTERFACE)
 target_include_directories(shoal_dep_hnswlib SYSTEM INTERFACE ${HNSWLIB_INCLUDE_DIR})
@@ -29,7 +29,7 @@ target_compile_definitions(shoal_dep_hnswlib INTERFACE NO_MANUAL_VECTORIZATION)
 add_library(shoal::dep::hnswlib ALIAS shoal_dep_hnswlib)
 
 if(SHOAL_BUILD_DAEMON)
-  # libmdnsd has neither CMake nor pkg-config files (TOOLCHAIN.md, friction 7).
+  # libmdnsd has neither CMake nor pkg-config files: found by library and header name.
   find_library(MDNSD_LIBRARY mdnsd REQUIRED)
   find_path(MDNSD_INCLUDE_DIR libmdnsd/mdnsd.h REQUIRED)
   add_library(shoal_dep_mdnsd INTERFACE)

@@ -2,7 +2,7 @@
 //
 // Role: SHOAL_ASSERT(cond) aborts the process with the file, line and condition when `cond` is
 // false. It is for invariants of our own code only; input from an app, a file or a peer is never
-// asserted on, it becomes a Status (STYLE.md section 3). SHOAL_DEBUG_ASSERT is for expensive
+// asserted on, it becomes a Status (common/status.hpp). SHOAL_DEBUG_ASSERT is for expensive
 // whole-state checks and compiles away unless SHOAL_EXPENSIVE_CHECKS is defined (debug, sim).
 // Thread rules: safe from any thread.
 #pragma once

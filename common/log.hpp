@@ -1,8 +1,8 @@
 // common/log.hpp: minimal leveled logging for the runtime, tools and tests.
 //
 // Role: a Logger is an object the program's main (or the C API's open call) creates and passes
-// down; there is no global logger (STYLE.md section 4). The sans-I/O core never logs directly; it
-// reports through its outbox and the driver logs. A line is
+// down; there is no global logger. The sans-I/O node core logs only through the Logger its owner
+// injects (NodeOptions::logger, which may be null). A line is
 //   "<level> <component>: <message>"
 // and goes to the sink, stderr by default. Messages below the logger's level are dropped before
 // they are formatted when callers use SHOAL_LOG.

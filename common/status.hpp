@@ -5,7 +5,7 @@
 // boundary and turned into a Status.
 //
 // Codes: a 32-bit integer. The low byte is the primary code, grouped by what the caller should
-// do (the table in STYLE.md section 3); the bits above it are an optional detail code that names
+// do (the table of Code below); the bits above it are an optional detail code that names
 // the precise cause. Checking `code & 0xff` keeps working when new detail codes appear. Every
 // number here is stable, never reused, and shared with the C API (shoal.h mirrors them; a
 // static_assert there keeps them equal). Add new detail codes at the end of their group.

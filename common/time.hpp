@@ -1,6 +1,6 @@
 // common/time.hpp: integer time types that keep monotonic and wall time apart.
 //
-// Role: protocol code gets time only through ticks (STYLE.md section 2), as these types. All are
+// Role: protocol code gets time only as arguments (ticks), as these types. All are
 // signed 64-bit nanosecond counts. MonoTime (a monotonic clock: durations, timeouts, schedules)
 // and WallTime (Unix epoch: hybrid logical clocks, expiry, "last seen") are distinct types, so
 // mixing them is a compile error; both combine with Duration. Reading the real clocks is confined

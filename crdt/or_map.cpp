@@ -134,7 +134,7 @@ bool ORMap::join_repair(const Delta& slice, std::span<const std::uint32_t> bucke
     // A record outside the requested buckets is not part of this exchange; ignore it.
     if (!wanted[digests_.bucket_of(id)]) continue;
     changed |= join_one(id, entries, slice.context);
-    // Only the received entries' own dots join our context (DESIGN.md 4, the repair trap).
+    // Only the received entries' own dots join our context (the repair trap, docs/crdt.md).
     for (const Entry& e : entries) {
       if (!context_.contains(e.dot)) {
         context_.add(e.dot);

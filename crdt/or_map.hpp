@@ -1,6 +1,6 @@
 // crdt/or_map.hpp: deltas and the in-memory observed-remove map of records.
 //
-// Role: the collection state of DESIGN.md 3. An ORMap maps record ids to their entries (see
+// Role: a collection's replicated state (docs/crdt.md). An ORMap maps record ids to entries (see
 // crdt/record.hpp), with one causal context and a DigestTree kept up to date on every change.
 // The node keeps the same state in its store instead (records keyed by id, the context apart)
 // and drives the same free functions record by record; ORMap is the in-memory form used by

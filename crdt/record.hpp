@@ -5,7 +5,7 @@
 // the "siblings". An empty list means the record does not exist (it was never written, or every
 // entry was removed). The payload (vector, metadata, model tag) is opaque here.
 //
-// The per-record join is the whole conflict rule of the observed-remove map (DESIGN.md 3): an
+// The per-record join is the whole conflict rule of the observed-remove map (docs/crdt.md): an
 // entry survives if both sides have it, or if one side has it and the other side's context does
 // not cover its dot. join_entries() applies it to one record, so the node can keep each record's
 // entries in its store, keyed by record id, keep the causal context separately, and apply a
@@ -43,7 +43,7 @@ namespace shoal::crdt {
 // Opaque payload bytes.
 using Bytes = std::vector<std::uint8_t>;
 
-// Record ids are 1..256 bytes (DESIGN.md 2); decoders and ORMap::upsert refuse others.
+// Record ids are 1..256 bytes; decoders and ORMap::upsert refuse others.
 inline constexpr std::size_t kMaxRecordIdBytes = 256;
 // Payloads above this are refused by decoders (a vector plus 40 KiB of metadata fits easily).
 inline constexpr std::size_t kMaxPayloadBytes = std::size_t{16} << 20;
@@ -71,7 +71,7 @@ bool join_entries(Entries& local, const CausalContext& local_ctx, std::span<cons
                   const CausalContext& remote_ctx);
 
 // Adds the dot of every entry of `entries` to `ctx`: what a receiver does for a record received
-// in a repair session, instead of merging the sender's whole context (DESIGN.md 4).
+// in a repair session, instead of merging the sender's whole context (docs/crdt.md).
 void add_entry_dots(CausalContext& ctx, std::span<const Entry> entries);
 
 // The deterministic winner among siblings: highest clock, then highest replica id, then highest

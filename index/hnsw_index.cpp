@@ -32,7 +32,7 @@
 // addPoint draws a level from level_generator_, one std::default_random_engine shared by every
 // thread, even when the caller passes a level (which it then uses only if it is above 0): a data
 // race when add_batch inserts with several threads, and levels that depend on thread timing
-// (TOOLCHAIN.md item 5). Graph::insert computes every level itself with our seeded Rng from
+// (TSan reports it). Graph::insert computes every level itself with our seeded Rng from
 // (IndexParams::seed, label) and passes it; the draw returns 0, so the passed level, 0 included,
 // is the element's level and the shared generator is never touched.
 template <>
@@ -1249,7 +1249,7 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
       h.enterpoint_node_ = entry;
       h.maxlevel_ = max_level;
     }
-    // hnswlib's loading path leaves num_deleted_ uninitialised (TOOLCHAIN.md); we count it.
+    // hnswlib's loading path leaves num_deleted_ uninitialised; we count it.
     h.num_deleted_ = deleted;
     index->graph_ = std::move(g);
   } catch (const std::exception& e) {

@@ -35,7 +35,7 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# ccache shared across fresh clones (TOOLCHAIN.md, item 11).
+# ccache shared across fresh clones: paths relative to the clone, no directory in the hash (D7).
 export CCACHE_BASEDIR="$here"
 export CCACHE_NOHASHDIR=1
 

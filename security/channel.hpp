@@ -1,7 +1,7 @@
 // security/channel.hpp: the sealed channel between two peers after the handshake.
 //
 // Role: each direction seals messages with one of the CipherStates from the Noise Split()
-// (ChaCha20-Poly1305 IETF with counter nonces; docs/decisions.md D18 says why not
+// (ChaCha20-Poly1305 IETF with counter nonces; docs/decisions.md D19 says why not
 // secretstream). Sans-I/O and deterministic: bytes and times in, bytes out; no randomness.
 //
 // Wire form of one frame:

@@ -4,7 +4,7 @@
 // operations, never from what replicas received from each other. For an acknowledged upsert of
 // `id` on node X, the simulator reads X's entries of `id` just before and just after the call;
 // the effect is the delta {id: [the new entry]} with context {new dot} + dots(entries before)
-// (an upsert replaces what X had observed, DESIGN.md 3). For an acknowledged remove the effect
+// (an upsert replaces what X had observed, docs/crdt.md). For an acknowledged remove the effect
 // is {id: []} with context dots(entries before). The join of these deltas is exactly the state a
 // correct mesh reaches after healing (join is the lattice's least upper bound, and sync only
 // moves deltas around), so a replica that differs from it has lost, invented or resurrected

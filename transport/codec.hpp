@@ -8,7 +8,7 @@
 //
 // Wire form: one Cap'n Proto message in the standard flat-array serialization (segment table,
 // then segments), whose root is an Envelope. Framing and encryption are added around it by the
-// session layer (DESIGN.md 7); they are not part of these bytes.
+// session layer (security/channel.hpp; not wired yet); they are not part of these bytes.
 // Thread rules: pure functions; safe from any thread.
 #pragma once
 
@@ -40,7 +40,7 @@ struct DecodeLimits {
   std::size_t max_digests = std::size_t{1} << 20;
   // DeltaBatch.items.
   std::size_t max_items = 100000;
-  // Hello.collections and DeltaBatch.specs.
+  // Hello.collections, Hello.yourCounters and DeltaBatch.specs.
   std::size_t max_specs = 4096;
   // Every collection name (specs, items, queries, replies).
   std::size_t max_collection_name_bytes = 64;

@@ -1,4 +1,4 @@
-// node/core/delta_buffer.hpp: the node's durable, bounded delta buffer (DESIGN.md section 4).
+// node/core/delta_buffer.hpp: the node's durable, bounded delta buffer (docs/protocol.md).
 //
 // Role: every change that altered the node's state (a local write, or a peer's delta or repair
 // that was new here) is appended under the next sequence number, with its origin, inside the

@@ -29,7 +29,7 @@ Result<Metric> parse_metric(std::string_view text);
 // The index's number for a metric (index/ numbers its metrics in its snapshot format).
 index::Metric to_index_metric(Metric m) noexcept;
 
-// Limits checked at the edge of the node. The defaults are DESIGN.md section 2's.
+// Limits checked at the edge of the node. The defaults are the documented ones (docs/api.md).
 struct Limits {
   std::size_t max_id_bytes = 256;
   std::size_t max_metadata_bytes = 40 * 1024;  // encoded size of all metadata of one record
@@ -60,7 +60,7 @@ std::string escape_for_message(std::string_view s, std::size_t max_bytes = 48);
 // offset 2 of 3 is not (value 'ab\xff')".
 Status validate_utf8(std::string_view field, std::string_view value);
 
-// A metadata value: string, integer, float or bool (DESIGN.md section 2).
+// A metadata value: string, integer, float or bool.
 using MetaValue = std::variant<std::string, std::int64_t, double, bool>;
 
 // Metadata as (key, value) pairs sorted by key with unique keys (normalize() makes it so).

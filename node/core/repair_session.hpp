@@ -4,7 +4,7 @@
 // Role: the puller's side of a session, with no store and no node: it descends the peer's digest
 // tree against ours to the differing leaf buckets, asks for those buckets a batch at a time, and
 // keeps the context of the peer's FIRST reply, which the engine merges only once every differing
-// bucket is reconciled (never earlier; an abandoned session merges nothing: DESIGN.md section 4).
+// bucket is reconciled (never earlier; an abandoned session merges nothing: docs/crdt.md).
 // A reply is accepted once, and only for a query still outstanding: duplicated or stale replies
 // are ignored, so the session can never finish while a differing bucket is unanswered.
 // Thread rules: one owner (the sync engine).

@@ -24,7 +24,7 @@ struct CollectionSpec {
   float quant_max = 0.0f;
 };
 
-// How close a peer is (DESIGN.md section 5): hot peers (same site) get every delta at once;
+// How close a peer is: hot peers (same site) get every delta at once;
 // warm peers (other sites) on a schedule. Stored in the peers table: never renumber.
 enum class Tier : std::uint8_t { kHot = 0, kWarm = 1 };
 

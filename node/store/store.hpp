@@ -1,6 +1,6 @@
 // node/store/store.hpp: the narrow transactional key-value interface the node core writes through.
 //
-// Role: Storage is the one synchronous dependency of the sans-I/O core (DESIGN.md section 8). A
+// Role: Storage is the one synchronous dependency of the sans-I/O core (docs/architecture.md). A
 // Store is an ordered byte-string key-value store with a fixed set of named tables (Table), read
 // transactions that see a snapshot, and one write transaction at a time whose commit is atomic and
 // durable before it returns OK. Two implementations pass one shared contract test suite

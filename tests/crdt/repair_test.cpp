@@ -3,7 +3,7 @@
 // the trees are exactly the buckets whose records differ; after random divergence, a join
 // restricted to the differing buckets followed by the final context merge gives exactly the full
 // join, in both directions; an interrupted session (no context merge) leaves a valid state that
-// later converges; and merging the sender's context too early (the trap of DESIGN.md section 4)
+// later converges; and merging the sender's context too early (the repair trap of docs/crdt.md)
 // does lose a record, so the rule is necessary.
 #include <set>
 
@@ -125,7 +125,7 @@ TEST_CASE("an interrupted repair session merges no context and stays correct", "
 
 TEST_CASE("merging the sender's context before all buckets are reconciled loses records",
           "[crdt]") {
-  // The trap of DESIGN.md section 4, made concrete: Y has two new records in different buckets.
+  // The repair trap of docs/crdt.md, made concrete: Y has two new records in different buckets.
   const ReplicaId idy = replica_for_testing(2);
   const DigestConfig cfg{8, 4};
   ORMap x(cfg), y(cfg);

@@ -295,7 +295,7 @@ TEST_CASE("replacing the vectors of every record, including ones with empty neig
 }
 
 // hnswlib 0.6.2 draws levels from one generator shared by all inserting threads (a data race that
-// TSan reports, TOOLCHAIN.md item 5); the adapter computes each level from the seed and the label.
+// TSan reports); the adapter computes each level from the seed and the label.
 TEST_CASE("element levels depend on the seed and the label, not on the number of build threads",
           "[index]") {
   const std::size_t n = 3000, dim = 8;

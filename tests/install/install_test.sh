@@ -13,6 +13,9 @@
 set -eu
 build=$1 src=$2 work=$3 cc=$4
 cmake=${CMAKE_COMMAND:-cmake}
+# Sanitizer builds: the consumer must link the sanitizer runtime too (it has to come first in the
+# process), so CMake passes the same -fsanitize flags here; empty otherwise.
+extra=${SHOAL_CONSUMER_FLAGS:-}
 
 fail() { echo "install_test: FAIL: $*" >&2; exit 1; }
 rm -rf "$work"
@@ -54,7 +57,7 @@ build_with_pkg_config() {  # $1: label; PKG_CONFIG_* set by the caller
   flags=$(pkg-config --cflags --libs shoal) || fail "$1: pkg-config shoal failed"
   echo "  [$1] pkg-config --cflags --libs shoal: $flags"
   # shellcheck disable=SC2086  # word splitting of the flags is the point
-  "$cc" -std=c99 -Wall -Wextra -Werror -o "$work/qs-$1" "$src/examples/quickstart.c" $flags ||
+  "$cc" -std=c99 -Wall -Wextra -Werror $extra -o "$work/qs-$1" "$src/examples/quickstart.c" $flags ||
     fail "$1: cc with pkg-config flags"
 }
 
@@ -69,6 +72,7 @@ add_executable(quickstart "$src/examples/quickstart.c")
 target_link_libraries(quickstart PRIVATE Shoal::shoal)
 CMAKE
   "$cmake" -S "$proj" -B "$proj/build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$2" \
+    -DCMAKE_C_FLAGS="$extra" \
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$proj/configure.log" 2>&1 ||
     { cat "$proj/configure.log"; fail "$1: configure with find_package(Shoal)"; }
   "$cmake" --build "$proj/build" >"$proj/build.log" 2>&1 ||

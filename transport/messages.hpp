@@ -31,6 +31,14 @@ struct CollectionSpecWire {
   friend bool operator==(const CollectionSpecWire&, const CollectionSpecWire&) = default;
 };
 
+// The highest counter of the receiver's dots the sender holds in one collection ("" for the
+// catalogue).
+struct CounterWire {
+  std::string collection;
+  std::uint64_t counter = 0;
+  friend bool operator==(const CounterWire&, const CounterWire&) = default;
+};
+
 // Sent when a peer comes up and on every repair round: who I am, and my collections (every
 // collection I hold storage for, dropped ones included, so repair can carry their deletes).
 struct Hello {
@@ -40,6 +48,10 @@ struct Hello {
   // The replicated catalogue's whole state (crdt::encode_delta of an observed-remove map from
   // collection name to spec): which collections exist. Empty from a sender that has none.
   std::string catalogue;
+  // Per collection, the highest counter of the receiver's replica id (as it last announced it)
+  // that the sender holds. A receiver whose own counter is lower was restored from an older copy
+  // of itself and takes a new incarnation before it issues another dot (docs/crdt.md).
+  std::vector<CounterWire> your_counters;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 

@@ -2,7 +2,7 @@
 #
 # One struct per message of transport/messages.hpp, and one top-level Envelope whose union says
 # which message it carries. Plain structs only: no interfaces, so no capnp-rpc or kj-async is
-# linked (TOOLCHAIN.md, friction 2).
+# linked (a schema that declares an interface needs capnp-rpc and kj-async at link time).
 #
 # Evolution (Cap'n Proto rules): never renumber, retype or remove a field; add new fields with the
 # next ordinal at the end of their struct; add new messages as new union members with the next
@@ -33,6 +33,14 @@ struct Hello {
   protocolVersion @1 :UInt32;
   collections @2 :List(CollectionSpec);
   catalogue @3 :Data;        # the replicated catalogue, whole (crdt::encode_delta of its state)
+  yourCounters @4 :List(Counter);  # the highest dot counters the sender holds of the receiver
+}
+
+# The highest counter of one replica's dots that the sender holds in one collection ("" for the
+# catalogue): how a node restored from an older copy of itself learns that it is behind.
+struct Counter {
+  collection @0 :Data;
+  counter @1 :UInt64;
 }
 
 struct DeltaItem {

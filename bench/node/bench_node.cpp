@@ -11,10 +11,15 @@
 // 3. Open: reopening the 60,000-record node from its index snapshot vs rebuilding the index.
 // 4. Durable single-record upserts through the C API vs a raw LMDB commit-per-write loop writing
 //    the same bytes on the same disk. Goal: >= 0.8x.
+// 5. Concurrency: search QPS with 1 and 2 threads through the C API (goal >= 1.8x), and durable
+//    single upserts alone vs under a 2-thread search load (goal: within 2x).
 // Machine-readable lines start with "node "; --quick uses 10,000 base vectors and 1,000 queries.
 #include <lmdb.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -239,6 +244,62 @@ int main(int argc, char** argv) {
               1e6 * (node_s - raw_s - index_s) / static_cast<double>(singles));
   std::printf("node durable_upsert node_per_s=%.0f raw_lmdb_per_s=%.0f ratio=%.3f index_insert_us=%.0f\n", node_rate,
               raw_rate, node_rate / raw_rate, 1e6 * index_s / static_cast<double>(singles));
+
+  // 5. Concurrency through the C API: search QPS with 1 and 2 threads (at ef=32; 2 threads must
+  // give >= 1.8x one thread's QPS, as searches share the lock), and the rate of durable single
+  // upserts alone and under that 2-thread search load (goal: within 2x, i.e. ratio >= 0.5).
+  {
+    constexpr std::uint32_t kEf = 32;
+    const std::size_t per_thread = std::min<std::size_t>(queries.count, quick ? 1000 : 5000);
+    auto search_some = [&](std::size_t offset, std::size_t n, const std::atomic<bool>* stop) {
+      std::vector<shoal_hit> h(kK);
+      shoal_error e{};
+      std::size_t done = 0;
+      for (std::size_t i = 0; stop != nullptr ? !stop->load() : i < n; ++i) {
+        size_t count = 0;
+        const float* q = queries.row((offset + i) % queries.count);
+        if (shoal_search(db, "fm", q, dim, kK, kEf, nullptr, h.data(), h.size(), &count, &e) != SHOAL_OK) break;
+        ++done;
+      }
+      return done;
+    };
+    t0 = now_mono();
+    const std::size_t one = search_some(0, per_thread, nullptr);
+    const double qps1 = static_cast<double>(one) / seconds_since(t0);
+    std::size_t two_a = 0, two_b = 0;
+    t0 = now_mono();
+    {
+      std::thread a([&] { two_a = search_some(0, per_thread, nullptr); });
+      std::thread b([&] { two_b = search_some(per_thread, per_thread, nullptr); });
+      a.join();
+      b.join();
+    }
+    const double qps2 = static_cast<double>(two_a + two_b) / seconds_since(t0);
+    std::printf("\nsearch threads (C API, ef=%u): 1 thread %.0f qps, 2 threads %.0f qps, ratio %.2fx (goal >= 1.8x)\n", kEf,
+                qps1, qps2, qps2 / qps1);
+    std::printf("node search_threads ef=%u qps1=%.0f qps2=%.0f ratio=%.3f\n", kEf, qps1, qps2, qps2 / qps1);
+    const std::size_t writes = quick ? 50 : 100;
+    auto write_some = [&](const char* prefix) {
+      const MonoTime w0 = now_mono();
+      for (std::size_t i = 0; i < writes; ++i) {
+        std::string id = std::string(prefix) + std::to_string(i);
+        int r = shoal_upsert(db, "fm", id.c_str(), id.size(), base.row(i), dim, nullptr, "fashion-mnist-pixels", &err);
+        if (r != SHOAL_OK) die("upsert", r, err);
+      }
+      return static_cast<double>(writes) / seconds_since(w0);
+    };
+    const double alone = write_some("alone-");
+    std::atomic<bool> stop{false};
+    std::thread r1([&] { (void)search_some(0, 0, &stop); });
+    std::thread r2([&] { (void)search_some(7, 0, &stop); });
+    const double loaded = write_some("loaded-");
+    stop = true;
+    r1.join();
+    r2.join();
+    std::printf("durable single upserts: alone %.0f/s, under 2 searching threads %.0f/s, ratio %.2fx (goal >= 0.5x)\n",
+                alone, loaded, loaded / alone);
+    std::printf("node writes_under_search alone_per_s=%.0f loaded_per_s=%.0f ratio=%.3f\n", alone, loaded, loaded / alone);
+  }
 
   // 3. Open time: from the snapshot written at close, then with the snapshot removed.
   shoal_close(db);

@@ -73,6 +73,7 @@ Status Node::load_identity() {
   auto rep = txn->get(Table::kMeta, kReplicaKey);
   if (rep.ok()) {
     if (!crdt::ReplicaId::decode(*rep, replica_)) return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
+    issuer_ = replica_;
     txn->abort();
     return {};
   }
@@ -80,7 +81,7 @@ Status Node::load_identity() {
   if (!options_.identity) {
     return Status(Code::kInvalidArgument, "a new store needs NodeOptions.identity (the runtime draws one)");
   }
-  replica_ = *options_.identity;
+  replica_ = issuer_ = *options_.identity;
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, replica_.encode()));
   return txn->commit();
 }
@@ -124,7 +125,7 @@ Status Node::load_catalogue() {
   // A data directory from before the catalogue replicated: every collection it holds is live,
   // as if created here.
   for (const auto& [name, c] : collections_) {
-    auto d = catalogue_.upsert(replica_, name, to_bytes(encode_spec(c->spec, 0)), clock_.tick(wall_now()));
+    auto d = catalogue_.upsert(issuer_, name, to_bytes(encode_spec(c->spec, 0)), clock_.tick(wall_now()));
     if (!d.ok()) return d.status();
   }
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kCatalogueKey, encode_catalogue(catalogue_)));
@@ -308,7 +309,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   crdt::HybridClock clock = clock_;
   crdt::ORMap created = catalogue_;
   SHOAL_RETURN_IF_ERROR(
-      created.upsert(replica_, spec.name, to_bytes(encode_spec(c->spec, 0)), clock.tick(wall_now())).status());
+      created.upsert(issuer_, spec.name, to_bytes(encode_spec(c->spec, 0)), clock.tick(wall_now())).status());
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, created, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta leftovers, delete_all_delta(*txn, *c));
@@ -401,7 +402,7 @@ Status Node::join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<
     crdt::Entries before = local.entries;
     const bool record_changed = join_record(local.entries, pending.ctx, theirs, remote_ctx);
     // A repair adds only the dots it received: the sender's context also covers records of
-    // buckets not exchanged (DESIGN.md section 4).
+    // buckets not exchanged (docs/protocol.md, "Digest path").
     if (kind == JoinKind::kRepair) crdt::add_entry_dots(pending.ctx, theirs);
     if (!record_changed) continue;
     changed = true;
@@ -554,7 +555,7 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
   for (auto& r : records) {
     const std::string key = record_key(c->id, r.id);
     crdt::Delta delta;
-    const crdt::Dot dot = pending.ctx.next_dot(replica_);
+    const crdt::Dot dot = pending.ctx.next_dot(issuer_);
     auto got = txn->get(Table::kRecords, key);
     if (got.ok()) {
       SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(*got, key));
@@ -702,7 +703,8 @@ NodeStats Node::stats() const {
   }
   s.delta_buffer_entries = buffer_.size();
   s.last_delta_seq = buffer_.last();
-  s.replica = replica_.to_string();
+  s.replica = issuer_.to_string();
+  s.remote_clocks_refused = remote_clocks_refused_;
   return s;
 }
 

@@ -5,15 +5,15 @@
 // joined into the stored state inside one store write transaction together with the new causal
 // context and a delta-buffer entry; the write is acknowledged only after that transaction
 // commits (durably). Only then is the in-memory mirror (labels, metadata, digests) and the index
-// updated. Local writes and (later) peers' deltas go through the same apply_delta() join, so
-// there is one code path from a delta to the store and the index.
+// updated. Local writes, peers' deltas and repair slices all go through join_in_txn(), so there
+// is one code path from a delta to the store and the index.
 //
 // Derived state: the index, the id<->label map, the metadata mirror used by filters, and the
 // repair digests are all rebuilt from the store at open. The index may start from its snapshot
 // (docs/index.md) when that snapshot covers a delta-buffer position the buffer still reaches
 // back to; the deltas after it are replayed. Otherwise it is rebuilt.
 //
-// Thread rules: one owner, no locks (DESIGN.md section 8). Const methods (get, search, the
+// Thread rules: one owner, no locks (docs/architecture.md). Const methods (get, search, the
 // listings and statistics) only read, so several threads may run them at once while no non-const
 // method runs; node/runtime/shared_node.hpp is the thread-safe wrapper that the C API, the CLI
 // and the daemon use. Time comes from the injected wall clock, identity from the options: the
@@ -105,7 +105,7 @@ struct Sibling {
 };
 
 struct GetResult {
-  // siblings[0] is the winner; more than one means concurrent upserts (DESIGN.md 3).
+  // siblings[0] is the winner; more than one means concurrent upserts (docs/crdt.md).
   std::vector<Sibling> siblings;
 };
 
@@ -131,7 +131,9 @@ struct NodeStats {
   std::uint64_t delta_buffer_entries = 0;
   std::uint64_t last_delta_seq = 0;
   std::uint64_t index_bytes = 0;
-  std::string replica;
+  std::string replica;  // the id new dots are issued under
+  // Peers' hybrid clocks beyond the skew bound that the node refused to follow (the data joined).
+  std::uint64_t remote_clocks_refused = 0;
 };
 
 // How the open went, per collection: "snapshot" (loaded and caught up), "rebuilt", "empty".
@@ -154,6 +156,8 @@ class Node final : private SyncHost {
 
   const OpenReport& open_report() const noexcept { return open_report_; }
   const crdt::ReplicaId& replica() const noexcept override { return replica_; }
+  // The replica id new dots are issued under (see check_own_counters).
+  const crdt::ReplicaId& issuer() const noexcept { return issuer_; }
 
   // --- Collections ---
   // Collections replicate like data (docs/protocol.md, "Catalogue"): the catalogue is an
@@ -272,7 +276,8 @@ class Node final : private SyncHost {
   void observe_clocks(const crdt::RecordMap& records);
 
   // --- SyncHost (the sync engine's view of the data) ---
-  transport::Hello hello() const override;
+  transport::Hello hello(const crdt::ReplicaId& to) const override;
+  Status check_own_counters(const std::vector<transport::CounterWire>& counters) override;
   std::vector<std::string> collection_names() const override;
   std::optional<transport::CollectionSpecWire> collection_spec(std::uint32_t cid) const override;
   Status ensure_collection(const transport::CollectionSpecWire& spec) override;
@@ -287,7 +292,10 @@ class Node final : private SyncHost {
 
   store::Store* store_;  // not owned
   NodeOptions options_;
-  crdt::ReplicaId replica_;
+  crdt::ReplicaId replica_;  // the id the node was opened with: how drivers and peers name it
+  // The id this node issues dots under: replica_, or a newer incarnation once a peer showed that
+  // this store is an older copy of itself (check_own_counters). Persisted as meta/node.replica.
+  crdt::ReplicaId issuer_;
   crdt::HybridClock clock_;
   // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
@@ -298,6 +306,7 @@ class Node final : private SyncHost {
   SyncEngine sync_;
   OpenReport open_report_;
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
+  std::uint64_t remote_clocks_refused_ = 0;
 };
 
 }  // namespace shoal::node

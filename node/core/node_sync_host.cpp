@@ -3,6 +3,7 @@
 // is validated exactly as an app's write and joined through join_in_txn(), the one path from a
 // delta to the store; a rejected message changes nothing.
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "common/assert.hpp"
@@ -79,12 +80,44 @@ Status Node::validate_catalogue(const crdt::Delta& d) const {
 
 // --- identity and collections ---
 
-transport::Hello Node::hello() const {
+transport::Hello Node::hello(const crdt::ReplicaId& to) const {
   transport::Hello hello;
-  hello.replica = replica_.encode();
-  for (const auto& [name, c] : collections_) hello.collections.push_back(to_wire(c->spec));
+  hello.replica = issuer_.encode();
+  for (const auto& [name, c] : collections_) {
+    hello.collections.push_back(to_wire(c->spec));
+    if (const std::uint64_t n = c->ctx.max_counter(to); n > 0) hello.your_counters.push_back({name, n});
+  }
   hello.catalogue = encode_catalogue(catalogue_);
+  if (const std::uint64_t n = catalogue_.context().max_counter(to); n > 0) hello.your_counters.push_back({"", n});
   return hello;
+}
+
+Status Node::check_own_counters(const std::vector<transport::CounterWire>& counters) {
+  for (const auto& [name, theirs] : counters) {
+    const crdt::CausalContext* ctx = nullptr;
+    if (name.empty()) {
+      ctx = &catalogue_.context();
+    } else if (const Collection* c = find(name); c != nullptr) {
+      ctx = &c->ctx;
+    }
+    if (ctx == nullptr || theirs <= ctx->max_counter(issuer_)) continue;
+    // A peer holds a dot of ours that we do not: this store is an older copy of itself (a
+    // restore, a VM rollback, a cloned image). Counters after ours were issued already, so the
+    // next dot could collide: take a new incarnation first, durably, before any other write.
+    crdt::ReplicaId next = issuer_;
+    if (next.incarnation == std::numeric_limits<std::uint32_t>::max()) {
+      return Status(Code::kInternal, "replica incarnation exhausted");
+    }
+    ++next.incarnation;
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+    SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, next.encode()));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+    SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", theirs, " of ", issuer_.to_string(), " in '", name,
+              "', beyond ours: this store is an older copy; new incarnation ", next.to_string());
+    issuer_ = next;
+    return {};
+  }
+  return {};
 }
 
 std::vector<std::string> Node::collection_names() const {
@@ -274,7 +307,10 @@ void Node::observe_clocks(const crdt::RecordMap& records) {
   // clocks beyond the skew bound are refused by observe() and counted; the data still joins).
   const WallTime wall = wall_now();
   for (const auto& [id, entries] : records) {
-    for (const auto& e : entries) (void)clock_.observe(e.clock, wall);
+    for (const auto& e : entries) {
+      // Refused (beyond the skew bound): the data still joins; counted in stats().
+      if (!clock_.observe(e.clock, wall).ok()) ++remote_clocks_refused_;
+    }
   }
 }
 

@@ -16,6 +16,7 @@ Status PeerTable::load(store::ReadView& txn, std::uint64_t last_seq) {
       err = Status(Code::kCorruption, "undecodable peer entry", "peers");
       return false;
     }
+    p->announced = p->id;
     p->tier = rec->tier;
     p->acked = p->persisted_acked = rec->acked > last_seq ? 0 : rec->acked;
     p->last_seen = rec->last_seen;
@@ -31,6 +32,7 @@ PeerState& PeerTable::get(const crdt::ReplicaId& peer) {
   if (it != peers_.end()) return *it->second;
   auto p = std::make_unique<PeerState>();
   p->id = peer;
+  p->announced = peer;
   return *peers_.emplace(peer, std::move(p)).first->second;
 }
 
@@ -49,10 +51,11 @@ Status PeerTable::persist(store::Store& store, PeerState& p, MonoTime now) {
   return {};
 }
 
-void PeerTable::persist_if_due(store::Store& store, PeerState& p, MonoTime now, Duration interval, bool force) {
-  if (p.acked == p.persisted_acked && p.durable) return;
-  if (!force && now - p.last_persist < interval) return;
-  (void)persist(store, p, now);  // a failure keeps the old durable position: we only resend more
+Status PeerTable::persist_if_due(store::Store& store, PeerState& p, MonoTime now, Duration interval, bool force) {
+  if (p.acked == p.persisted_acked && p.durable) return {};
+  if (!force && now - p.last_persist < interval) return {};
+  // A failure keeps the old durable position: after a crash we only resend more.
+  return persist(store, p, now);
 }
 
 std::optional<std::uint64_t> PeerTable::trim_floor(store::Store& store, std::uint64_t last_seq, MonoTime now) {

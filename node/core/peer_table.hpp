@@ -23,7 +23,8 @@
 namespace shoal::node {
 
 struct PeerState {
-  crdt::ReplicaId id;
+  crdt::ReplicaId id;         // how the driver names the peer
+  crdt::ReplicaId announced;  // the replica id the peer issues dots under (its last Hello)
   Tier tier = Tier::kHot;
   bool up = false;
   std::uint64_t acked = 0;            // the peer applied our buffer up to here
@@ -65,9 +66,10 @@ class PeerTable {
   // Writes the peer's progress in a transaction of its own; on success it is durable and its
   // persisted position is its acknowledged one.
   [[nodiscard]] Status persist(store::Store& store, PeerState& p, MonoTime now);
-  // Persists the peer when its position moved and the last write is older than `interval` (or
-  // `force`). Failures are logged by the caller's next attempt: the position stays in memory.
-  void persist_if_due(store::Store& store, PeerState& p, MonoTime now, Duration interval, bool force);
+  // Persists the peer when its position moved (or it is not durable yet) and the last write is
+  // older than `interval` (or `force`). On failure the position stays in memory and the next
+  // attempt repeats the write; the caller reports the status.
+  [[nodiscard]] Status persist_if_due(store::Store& store, PeerState& p, MonoTime now, Duration interval, bool force);
 
   // How far the buffer may be trimmed: the smallest persisted position of all peers; nullopt
   // when a peer is not durable yet and cannot be made so now (then nothing may be trimmed).

@@ -31,8 +31,8 @@ void SyncEngine::peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now) {
   p.next_push = now;
   p.next_repair = now + (tier == Tier::kHot ? options_.repair_interval_hot : options_.repair_interval_warm);
   // Durable from first contact (see peer_table.hpp); a failure blocks trimming until it works.
-  if (!p.durable) (void)peers_.persist(store_, p, now);
-  outbox_.push_back(Outgoing{peer, host_.hello()});
+  if (!p.durable) report_persist(p, peers_.persist(store_, p, now));
+  outbox_.push_back(Outgoing{peer, host_.hello(p.announced)});
   if (tier == Tier::kHot) push_to(p, now, false);
 }
 
@@ -46,13 +46,20 @@ void SyncEngine::peer_down(const crdt::ReplicaId& peer, MonoTime now) {
     if (s->second->peer() == peer) finish_repair(*s->second, false);
     s = next;
   }
-  peers_.persist_if_due(store_, *p, now, options_.persist_interval, /*force=*/true);
+  report_persist(*p, peers_.persist_if_due(store_, *p, now, options_.persist_interval, /*force=*/true));
 }
 
 std::vector<Outgoing> SyncEngine::take_outbox() {
   std::vector<Outgoing> out;
   out.swap(outbox_);
   return out;
+}
+
+void SyncEngine::report_persist(const PeerState& p, const Status& st) {
+  if (st.ok()) return;
+  ++stats_.peer_persist_failures;
+  SHOAL_LOG(logger_, kWarn, "sync", "persisting peer ", p.id.to_string(), " failed (retried; trimming waits): ",
+            st.to_string());
 }
 
 // --- the delta path ---
@@ -65,7 +72,7 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
     if (p.acked + 1 < buffer_.oldest()) {
       // The buffer no longer reaches back to this peer: it must pull a repair from us for what
       // is gone; what is still buffered goes on the delta path as usual.
-      outbox_.push_back(Outgoing{p.id, host_.hello()});
+      outbox_.push_back(Outgoing{p.id, host_.hello(p.announced)});
       p.acked = buffer_.oldest() - 1;
       continue;
     }
@@ -140,8 +147,8 @@ Status SyncEngine::on_delta_ack(PeerState& p, const transport::DeltaAck& m, Mono
   }
   if (m.last_seq > p.acked) p.acked = m.last_seq;
   if (p.in_flight && m.last_seq >= p.in_flight_last) p.in_flight = false;
-  peers_.persist_if_due(store_, p, now, options_.persist_interval,
-                        /*force=*/p.acked >= p.persisted_acked + options_.persist_every_entries);
+  report_persist(p, peers_.persist_if_due(store_, p, now, options_.persist_interval,
+                                          /*force=*/p.acked >= p.persisted_acked + options_.persist_every_entries));
   SHOAL_RETURN_IF_ERROR(trim(now));
   push_to(p, now, false);
   return {};
@@ -153,10 +160,13 @@ Status SyncEngine::on_hello(PeerState& p, const transport::Hello& m, MonoTime no
                   str_cat("peer speaks protocol ", m.protocol_version, ", we speak ", transport::kProtocolVersion));
   }
   crdt::ReplicaId said;
-  if (!crdt::ReplicaId::decode(m.replica, said) || !(said == p.id)) {
+  // The identity must be the sender's; the incarnation may be newer than the one we know it by
+  // (a peer that was restored takes a new one).
+  if (!crdt::ReplicaId::decode(m.replica, said) || said.identity != p.id.identity) {
     return Status(Code::kUnauthenticated, "hello names another replica than its sender");
   }
-  Status first_error;
+  p.announced = said;
+  Status first_error = host_.check_own_counters(m.your_counters);
   if (!m.catalogue.empty()) {
     Status st = host_.join_catalogue_state(origin_of(p), m.catalogue);
     if (!st.ok()) first_error = st;
@@ -335,11 +345,11 @@ void SyncEngine::tick(MonoTime now) {
       // Every repair round also sends our Hello: it carries the whole catalogue, which the
       // digest path does not cover (a hot peer reached only through others hears of a create or
       // drop no other way).
-      outbox_.push_back(Outgoing{p.id, host_.hello()});
+      outbox_.push_back(Outgoing{p.id, host_.hello(p.announced)});
       for (const auto& name : host_.collection_names()) start_repair(p, name, now);
       p.next_repair = now + (p.tier == Tier::kHot ? o.repair_interval_hot : o.repair_interval_warm);
     }
-    peers_.persist_if_due(store_, p, now, o.persist_interval, /*force=*/false);
+    report_persist(p, peers_.persist_if_due(store_, p, now, o.persist_interval, /*force=*/false));
   }
   if (push_pending_) {
     push_pending_ = false;

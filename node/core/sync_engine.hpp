@@ -1,4 +1,4 @@
-// node/core/sync_engine.hpp: the sync engine, sans-I/O (DESIGN.md sections 4 and 8;
+// node/core/sync_engine.hpp: the sync engine, sans-I/O (docs/architecture.md;
 // docs/protocol.md, "Sync engine").
 //
 // Role: decides what to tell which peer and when. Delta path: every change sits in the node's
@@ -82,6 +82,7 @@ struct SyncStats {
   std::uint64_t buckets_repaired = 0;
   std::uint64_t repair_bytes_received = 0;  // slice bytes
   std::uint64_t messages_rejected = 0;      // undecodable or invalid content from peers
+  std::uint64_t peer_persist_failures = 0;  // writes of a peer's progress that failed (retried)
 };
 
 // What the sync engine needs of the node's data: implemented by Node over its store, index and
@@ -91,8 +92,12 @@ struct SyncStats {
 class SyncHost {
  public:
   virtual const crdt::ReplicaId& replica() const noexcept = 0;
-  // Who we are, every collection we hold storage for, and the whole catalogue.
-  virtual transport::Hello hello() const = 0;
+  // Who we are, every collection we hold storage for, the whole catalogue, and the highest
+  // counters we hold of `to`'s dots (`to` as it last announced itself).
+  virtual transport::Hello hello(const crdt::ReplicaId& to) const = 0;
+  // A peer's report of the highest counters it holds of our dots: when one is above ours, this
+  // node was restored from an older copy of itself and takes a new incarnation.
+  [[nodiscard]] virtual Status check_own_counters(const std::vector<transport::CounterWire>& counters) = 0;
   // Names of every collection we hold storage for (dropped ones too), in order.
   virtual std::vector<std::string> collection_names() const = 0;
   // The wire spec of the collection with local id `cid`; nullopt when there is none.
@@ -147,6 +152,8 @@ class SyncEngine {
   Origin origin_of(const PeerState& p) const { return Origin{p.id, p.tier == Tier::kHot}; }
   void push_to(PeerState& p, MonoTime now, bool retransmit);
   Status trim(MonoTime now);
+  // Counts and logs a failed write of a peer's progress (the next attempt repeats it).
+  void report_persist(const PeerState& p, const Status& st);
   void start_repair(PeerState& p, const std::string& collection, MonoTime now);
   void finish_repair(RepairSession& s, bool completed);
   void run_step(RepairSession& s, RepairSession::Outcome outcome);

@@ -2,15 +2,21 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <random>
+#include <sstream>
 
 #include "common/log.hpp"
+#include "node/core/node_format.hpp"
 #include "node/store/lmdb_store.hpp"
 
 namespace shoal::node {
@@ -66,6 +72,216 @@ std::string describe_holder(int fd) {
   return str_cat("the data directory is already open in another process (PID ", pid, ")");
 }
 
+// --- The fingerprint (docs/node-format.md, "FINGERPRINT") ---
+
+constexpr std::string_view kFingerprintMagic = "shoal-fingerprint 1";
+
+// Where a data directory lives. Two opens of one directory that was not copied see the same
+// place; a copy (`cp -a`, a restore, a move across filesystems or machines) sees another.
+struct Place {
+  std::string machine;          // the machine id, or "host:<hostname>" without one
+  std::uint64_t filesystem = 0;  // statvfs f_fsid (from the filesystem's UUID), or st_dev
+  std::uint64_t store_inode = 0;
+  std::uint64_t data_inode = 0;  // store/data.mdb: LMDB writes it in place for its whole life
+  friend bool operator==(const Place&, const Place&) = default;
+};
+
+struct Recorded {
+  Place place;
+  crdt::ReplicaId replica;
+};
+
+std::string first_line_of(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
+std::string machine_id() {
+  for (const char* p : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+    if (std::string id = first_line_of(p); !id.empty()) return id;
+  }
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return str_cat("host:", host);
+  return "unknown";
+}
+
+// Statuses: kIo (names the path) when the store directory or its data file cannot be examined.
+Result<Place> place_of(const std::string& dir, const std::optional<std::string>& machine_override) {
+  Place p;
+  p.machine = machine_override ? *machine_override : machine_id();
+  const std::string store_dir = dir + "/store";
+  const std::string data_file = store_dir + "/data.mdb";
+  struct stat st {};
+  if (::stat(store_dir.c_str(), &st) != 0) {
+    return Status(Code::kIo, str_cat("cannot stat the store directory: ", std::strerror(errno)), store_dir);
+  }
+  p.store_inode = st.st_ino;
+  struct statvfs vfs {};
+  p.filesystem = (::statvfs(store_dir.c_str(), &vfs) == 0 && vfs.f_fsid != 0) ? vfs.f_fsid : st.st_dev;
+  if (::stat(data_file.c_str(), &st) != 0) {
+    return Status(Code::kIo, str_cat("cannot stat the store's data file: ", std::strerror(errno)), data_file);
+  }
+  p.data_inode = st.st_ino;
+  return p;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> unhex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    int v = 0;
+    auto [p, ec] = std::from_chars(text.data() + i, text.data() + i + 2, v, 16);
+    if (ec != std::errc() || p != text.data() + i + 2) return std::nullopt;
+    out += static_cast<char>(v);
+  }
+  return out;
+}
+
+std::string render(const Recorded& r) {
+  return str_cat(kFingerprintMagic, "\nmachine ", r.place.machine, "\nfilesystem ", r.place.filesystem,
+                 "\nstore-inode ", r.place.store_inode, "\ndata-inode ", r.place.data_inode, "\nreplica ",
+                 hex(r.replica.encode()), "\n");
+}
+
+// nullopt when the file is absent or is not a fingerprint this build reads (both mean: no
+// trustworthy record, so the caller takes a new incarnation).
+std::optional<Recorded> read_fingerprint(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  std::string line;
+  if (!std::getline(in, line) || line != kFingerprintMagic) return std::nullopt;
+  Recorded r;
+  int fields = 0;
+  while (std::getline(in, line)) {
+    const auto sp = line.find(' ');
+    if (sp == std::string::npos) return std::nullopt;
+    const std::string key = line.substr(0, sp);
+    const std::string value = line.substr(sp + 1);
+    auto number = [&](std::uint64_t& out) {
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+      return ec == std::errc() && p == value.data() + value.size();
+    };
+    bool ok = true;
+    if (key == "machine") {
+      r.place.machine = value;
+    } else if (key == "filesystem") {
+      ok = number(r.place.filesystem);
+    } else if (key == "store-inode") {
+      ok = number(r.place.store_inode);
+    } else if (key == "data-inode") {
+      ok = number(r.place.data_inode);
+    } else if (key == "replica") {
+      auto bytes = unhex(value);
+      ok = bytes && crdt::ReplicaId::decode(*bytes, r.replica);
+    } else {
+      ok = false;
+    }
+    if (!ok) return std::nullopt;
+    ++fields;
+  }
+  if (fields != 5) return std::nullopt;
+  return r;
+}
+
+// Writes `file` atomically (a temporary file, fsync, rename, fsync of the directory), mode 0600.
+Status write_fingerprint(const std::string& dir, const Recorded& r) {
+  const std::string file = dir + "/FINGERPRINT";
+  const std::string tmp = file + ".tmp";
+  const std::string text = render(r);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status(Code::kIo, str_cat("cannot create: ", std::strerror(errno)), tmp);
+  bool ok = ::fchmod(fd, 0600) == 0 &&
+            ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) return Status(Code::kIo, str_cat("cannot write: ", std::strerror(err)), tmp);
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    return Status(Code::kIo, str_cat("cannot rename into place: ", std::strerror(errno)), file);
+  }
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    (void)::fsync(dfd);  // best effort: a lost rename only costs one more incarnation
+    ::close(dfd);
+  }
+  return {};
+}
+
+std::string describe_move(const Place& was, const Place& now) {
+  std::string out;
+  auto add = [&](std::string_view what, const auto& a, const auto& b) {
+    if (a != b) out += str_cat(out.empty() ? "" : ", ", what, " ", a, " -> ", b);
+  };
+  add("machine", was.machine, now.machine);
+  add("filesystem", was.filesystem, now.filesystem);
+  add("store inode", was.store_inode, now.store_inode);
+  add("data file inode", was.data_inode, now.data_inode);
+  return out;
+}
+
+// Before Node::open: takes a new incarnation when the directory is not where its FINGERPRINT
+// says, or when asked to. Returns why it did (empty: it did not). A new directory (no replica in
+// the store yet) has nothing to renew. Statuses: those of the store, kCorruption (undecodable
+// node.replica), kInternal (incarnation exhausted).
+Result<std::string> renew_identity_if_moved(store::Store& store, const std::string& dir, const Place& here,
+                                            bool force, Logger* logger) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store.begin_write());
+  auto rep = txn->get(store::Table::kMeta, format::kReplicaKey);
+  if (!rep.ok()) {
+    if (rep.status().code() == Code::kNotFound) return std::string();
+    return rep.status();
+  }
+  crdt::ReplicaId current;
+  if (!crdt::ReplicaId::decode(*rep, current)) {
+    return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
+  }
+  const std::optional<Recorded> recorded = read_fingerprint(dir + "/FINGERPRINT");
+  std::string reason;
+  if (force) {
+    reason = "a new incarnation was requested (restore)";
+  } else if (!recorded) {
+    reason = "FINGERPRINT is missing or unreadable (a directory from before fingerprints, or a partial copy)";
+  } else if (recorded->place != here) {
+    reason = str_cat("the data directory was copied or moved (", describe_move(recorded->place, here), ")");
+  } else if (recorded->replica.identity != current.identity) {
+    reason = "the store holds another replica than the one recorded for this directory";
+  } else if (recorded->replica.incarnation > current.incarnation) {
+    reason = str_cat("the store is an older copy put back in place (it holds incarnation ", current.incarnation,
+                     ", this directory was last opened as ", recorded->replica.incarnation, ")");
+  }
+  if (reason.empty()) {
+    txn->abort();
+    return reason;
+  }
+  // One above every incarnation this identity may have used here: the store's, and the recorded
+  // one when the store was put back from an older copy.
+  std::uint32_t base = current.incarnation;
+  if (recorded && recorded->replica.identity == current.identity) {
+    base = std::max(base, recorded->replica.incarnation);
+  }
+  if (base == std::numeric_limits<std::uint32_t>::max()) {
+    return Status(Code::kInternal, "replica incarnation exhausted", "meta/node.replica");
+  }
+  crdt::ReplicaId next = current;
+  next.incarnation = base + 1;
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, format::kReplicaKey, next.encode()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  reason += str_cat("; new incarnation ", next.to_string(), " (was ", current.to_string(), ")");
+  SHOAL_LOG(logger, kWarn, "data_dir", dir, ": ", reason);
+  return reason;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, DataDirOptions options) {
@@ -101,8 +317,38 @@ Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, Data
     ::close(fd);
     return store.status();
   }
+  // The identity check runs on the store before the node exists, so no dot is ever issued under
+  // an identity that a copy of this directory also holds.
+  std::optional<Place> here;
+  std::string reason;
+  if (!options.skip_fingerprint_for_testing) {
+    auto place = place_of(path, options.machine_id_for_testing);
+    if (!place.ok()) {
+      ::close(fd);
+      return place.status();
+    }
+    here = *place;
+    auto renewed = renew_identity_if_moved(**store, path, *here, options.new_incarnation, options.node.logger);
+    if (!renewed.ok()) {
+      ::close(fd);
+      return renewed.status();
+    }
+    reason = std::move(renewed).value();
+  }
+  Logger* logger = options.node.logger;
   auto dir = std::make_unique<OpenDataDir>(path, fd, std::move(store).value());
+  dir->set_new_incarnation_reason(std::move(reason));
   SHOAL_RETURN_IF_ERROR(dir->open_node(std::move(options.node)));
+  if (here) {
+    const Recorded now{*here, dir->node().replica()};
+    const std::optional<Recorded> was = read_fingerprint(path + "/FINGERPRINT");
+    if (!was || render(*was) != render(now)) {
+      if (Status s = write_fingerprint(path, now); !s.ok()) {
+        SHOAL_LOG(logger, kWarn, "data_dir", "cannot record the fingerprint (the next open will take a new "
+                  "incarnation): ", s.to_string());
+      }
+    }
+  }
   return dir;
 }
 

@@ -47,7 +47,7 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_option("--sites", f.sites, "sites (default: drawn from the seed, 1..4)");
   app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
 }
 

@@ -37,6 +37,11 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSkewBeyondBound: return "skew-beyond-bound";
     case Mutation::kStranger: return "stranger";
     case Mutation::kWipeOnRestart: return "wipe-on-restart";
+    case Mutation::kHlcIgnoreRemote: return "hlc-ignore-remote";
+    case Mutation::kWinnerByDot: return "winner-by-dot";
+    case Mutation::kDropKeepsRecords: return "drop-keeps-records";
+    case Mutation::kRecreateKeepsHidden: return "recreate-keeps-hidden";
+    case Mutation::kCatalogueNotRelayed: return "catalogue-not-relayed";
   }
   return "?";
 }
@@ -46,7 +51,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
   for (Mutation m : {Mutation::kNone, Mutation::kLww, Mutation::kLazyCounter, Mutation::kTrimBeforeAck,
                      Mutation::kEarlyContextMerge, Mutation::kStoreFlip, Mutation::kTightDecode,
                      Mutation::kTinyOutbox, Mutation::kSkewBeyondBound, Mutation::kStranger,
-                     Mutation::kWipeOnRestart}) {
+                     Mutation::kWipeOnRestart, Mutation::kHlcIgnoreRemote, Mutation::kWinnerByDot,
+                     Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -291,6 +297,11 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   o.mutations.lazy_counter = sc_.mutation == Mutation::kLazyCounter;
   o.mutations.trim_before_ack = sc_.mutation == Mutation::kTrimBeforeAck;
   o.mutations.early_context_merge = sc_.mutation == Mutation::kEarlyContextMerge;
+  o.mutations.hlc_ignore_remote = sc_.mutation == Mutation::kHlcIgnoreRemote;
+  o.mutations.winner_by_dot = sc_.mutation == Mutation::kWinnerByDot;
+  o.mutations.drop_keeps_records = sc_.mutation == Mutation::kDropKeepsRecords;
+  o.mutations.recreate_keeps_hidden = sc_.mutation == Mutation::kRecreateKeepsHidden;
+  o.mutations.catalogue_not_relayed = sc_.mutation == Mutation::kCatalogueNotRelayed;
   return o;
 }
 

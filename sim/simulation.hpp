@@ -41,7 +41,12 @@ namespace shoal::sim {
 //   wipe-on-restart    a restarted peer comes back on an empty store under incarnation 1: identity
 enum class Mutation : std::uint8_t {
   kNone, kLww, kLazyCounter, kTrimBeforeAck, kEarlyContextMerge,
-  kStoreFlip, kTightDecode, kTinyOutbox, kSkewBeyondBound, kStranger, kWipeOnRestart
+  kStoreFlip, kTightDecode, kTinyOutbox, kSkewBeyondBound, kStranger, kWipeOnRestart,
+  // Node-side mutations for the newer checkers (node::MutationsForTesting):
+  //   hlc-ignore-remote      hlc_causality;   winner-by-dot          winner_order
+  //   drop-keeps-records     drop_resurrected; recreate-keeps-hidden recreate_not_empty
+  //   catalogue-not-relayed  catalogue convergence (catalogue:*, collection_*)
+  kHlcIgnoreRemote, kWinnerByDot, kDropKeepsRecords, kRecreateKeepsHidden, kCatalogueNotRelayed
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.

@@ -313,6 +313,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, created, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta leftovers, delete_all_delta(*txn, *c));
+  if (options_.mutations.recreate_keeps_hidden) leftovers = {};  // mutation under test
   Pending pending = Pending::of(*c);
   if (!leftovers.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
@@ -338,6 +339,7 @@ Status Node::drop_collection(std::string_view name) {
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, dropped, cur, nullptr));
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta all, delete_all_delta(*txn, *c));
+  if (options_.mutations.drop_keeps_records) all = {};  // mutation under test
   Pending pending = Pending::of(*c);
   if (!all.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, all, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
@@ -445,6 +447,7 @@ Status Node::join_catalogue_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const
                                    DeltaBuffer::Cursor& cursor, const Origin* origin) {
   if (!cat.join_state(theirs)) return {};
   SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kCatalogueKey, encode_catalogue(cat)));
+  if (origin != nullptr && options_.mutations.catalogue_not_relayed) return {};  // mutation under test
   return buffer_.append(txn, cursor, kCatalogueCid, origin, cat.to_delta());
 }
 
@@ -621,7 +624,11 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
   std::vector<const crdt::Entry*> order;
   for (const auto& e : rec.entries) order.push_back(&e);
   // Winner first, then the other siblings in descending winner order.
-  std::sort(order.begin(), order.end(), [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
+  if (options_.mutations.winner_by_dot) {  // mutation under test
+    std::sort(order.begin(), order.end(), [](const crdt::Entry* a, const crdt::Entry* b) { return b->dot < a->dot; });
+  } else {
+    std::sort(order.begin(), order.end(), [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
+  }
   for (const crdt::Entry* e : order) {
     SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*e));
     out.siblings.push_back(Sibling{std::move(value), e->clock, e->dot});

@@ -66,6 +66,16 @@ struct MutationsForTesting {
   bool trim_before_ack = false;
   // A repair session merges the sender's context at its first reply, before reconciling.
   bool early_context_merge = false;
+  // The hybrid clock ignores the clocks of what peers send (hlc_causality must fire).
+  bool hlc_ignore_remote = false;
+  // get() orders siblings by dot instead of the winner order (winner_order must fire).
+  bool winner_by_dot = false;
+  // A drop removes the catalogue entry but keeps the records (drop_resurrected must fire).
+  bool drop_keeps_records = false;
+  // A re-create keeps what the dropped collection still held (recreate_not_empty must fire).
+  bool recreate_keeps_hidden = false;
+  // Catalogue changes learnt from peers are not relayed (catalogue convergence must fail).
+  bool catalogue_not_relayed = false;
 };
 
 struct NodeOptions {

@@ -303,6 +303,7 @@ Status Node::apply_repair_slice(const Origin& origin, std::string_view collectio
 }
 
 void Node::observe_clocks(const crdt::RecordMap& records) {
+  if (options_.mutations.hlc_ignore_remote) return;  // mutation under test
   // What we received happened before whatever we write next: our clock moves past it (remote
   // clocks beyond the skew bound are refused by observe() and counted; the data still joins).
   const WallTime wall = wall_now();

@@ -80,3 +80,24 @@ TEST_CASE("a message to a replica outside the mesh is caught by the unknown_peer
 TEST_CASE("a node that comes back under another replica id is caught by the identity checker", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kWipeOnRestart, true, "identity") != 0);
 }
+
+// Node-side mutations for the newer checkers (node::MutationsForTesting).
+TEST_CASE("a clock that ignores what peers send is caught by hlc_causality", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kHlcIgnoreRemote, true, "hlc_causality") != 0);
+}
+
+TEST_CASE("siblings read back in another order than the winner order are caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kWinnerByDot, true, "winner_order") != 0);
+}
+
+TEST_CASE("a drop that keeps the records it observed is caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kDropKeepsRecords, true, "drop_resurrected") != 0);
+}
+
+TEST_CASE("a re-create that keeps what the dropped collection held is caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kRecreateKeepsHidden, true, "recreate_not_empty") != 0);
+}
+
+TEST_CASE("catalogue changes that are not relayed are caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kCatalogueNotRelayed, false, "catalogue:context_mismatch") != 0);
+}

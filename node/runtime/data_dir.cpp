@@ -1,6 +1,7 @@
 #include "node/runtime/data_dir.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2 (glibc 2.28+, _GNU_SOURCE)
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -284,7 +285,11 @@ Result<std::string> renew_identity_if_moved(store::Store& store, const std::stri
 
 }  // namespace
 
-Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, DataDirOptions options) {
+namespace {
+
+// Creates the directory if needed and takes its lock. Returns the lock's file descriptor (closing
+// it releases the lock). Statuses: those of open_data_dir for the lock.
+Result<int> lock_data_dir(const std::string& path, Logger* logger) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Status(Code::kIo, str_cat("cannot create data directory: ", ec.message()), path);
@@ -306,9 +311,15 @@ Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, Data
   const std::string pid_line = str_cat(::getpid(), "\n");
   if (::ftruncate(fd, 0) != 0 ||
       ::pwrite(fd, pid_line.data(), pid_line.size(), 0) != static_cast<ssize_t>(pid_line.size())) {
-    SHOAL_LOG(options.node.logger, kWarn, "data_dir", "cannot write the PID into ", lock_path, ": ",
-              std::strerror(errno));
+    SHOAL_LOG(logger, kWarn, "data_dir", "cannot write the PID into ", lock_path, ": ", std::strerror(errno));
   }
+  return fd;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, DataDirOptions options) {
+  SHOAL_ASSIGN_OR_RETURN(const int fd, lock_data_dir(path, options.node.logger));
   store::LmdbStoreOptions so;
   so.path = path + "/store";
   so.map_size_max_bytes = options.max_store_bytes;
@@ -350,6 +361,132 @@ Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path, Data
     }
   }
   return dir;
+}
+
+// --- Maintenance ---
+
+namespace {
+
+// Closes the lock's descriptor (releasing the lock) when it goes.
+struct LockGuard {
+  int fd;
+  ~LockGuard() { ::close(fd); }
+};
+
+std::uint64_t file_bytes(const std::string& file) {
+  std::error_code ec;
+  const auto n = std::filesystem::file_size(file, ec);
+  return ec ? 0 : static_cast<std::uint64_t>(n);
+}
+
+// A data directory's store must exist before it is locked (locking creates the directory).
+Status require_store(const std::string& path) {
+  if (!std::filesystem::exists(path + "/store/data.mdb")) {
+    return Status(Code::kNotFound, "no Shoal store here (no store/data.mdb)", path);
+  }
+  return {};
+}
+
+// `dir` must not exist or be empty; it is created.
+Status require_empty(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
+    return Status(Detail::kAlreadyExists, "the destination exists and is not empty", dir);
+  }
+  std::filesystem::create_directories(dir + "/store", ec);
+  if (ec) return Status(Code::kIo, str_cat("cannot create: ", ec.message()), dir + "/store");
+  return {};
+}
+
+Result<std::string> stored_replica(store::Store& store) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store.begin_read());
+  auto rep = txn->get(store::Table::kMeta, format::kReplicaKey);
+  if (!rep.ok()) {
+    if (rep.status().code() == Code::kNotFound) return std::string("(none)");
+    return rep.status();
+  }
+  crdt::ReplicaId id;
+  if (!crdt::ReplicaId::decode(*rep, id)) return Status(Code::kCorruption, "bad replica id", "meta/node.replica");
+  return id.to_string();
+}
+
+// Copies the store of `src` (locked by the caller, or a backup) into `dest`/store.
+Result<StoreCopyReport> copy_store(const std::string& src, const std::string& dest_store, bool compact) {
+  store::LmdbStoreOptions so;
+  so.path = src + "/store";
+  SHOAL_ASSIGN_OR_RETURN(auto store, store::LmdbStore::open(so));
+  StoreCopyReport r;
+  SHOAL_ASSIGN_OR_RETURN(r.replica, stored_replica(*store));
+  SHOAL_RETURN_IF_ERROR(store->copy_to(dest_store, compact));
+  r.source_bytes = file_bytes(so.path + "/data.mdb");
+  r.copy_bytes = file_bytes(dest_store + "/data.mdb");
+  return r;
+}
+
+}  // namespace
+
+Result<StoreCopyReport> backup_data_dir(const std::string& path, const std::string& dest, bool compact) {
+  SHOAL_RETURN_IF_ERROR(require_store(path));
+  SHOAL_ASSIGN_OR_RETURN(const int fd, lock_data_dir(path, nullptr));
+  LockGuard lock{fd};
+  SHOAL_RETURN_IF_ERROR(require_empty(dest));
+  return copy_store(path, dest + "/store", compact);
+}
+
+Result<StoreCopyReport> restore_data_dir(const std::string& backup, const std::string& path,
+                                         DataDirOptions options) {
+  SHOAL_RETURN_IF_ERROR(require_store(backup));
+  SHOAL_RETURN_IF_ERROR(require_empty(path));
+  StoreCopyReport r;
+  {
+    SHOAL_ASSIGN_OR_RETURN(const int fd, lock_data_dir(path, options.node.logger));
+    LockGuard lock{fd};
+    SHOAL_ASSIGN_OR_RETURN(r, copy_store(backup, path + "/store", false));
+  }
+  options.new_incarnation = true;
+  SHOAL_ASSIGN_OR_RETURN(auto dir, open_data_dir(path, std::move(options)));
+  r.replica = dir->node().replica().to_string();
+  return r;
+}
+
+Result<StoreCopyReport> compact_data_dir(const std::string& path) {
+  SHOAL_RETURN_IF_ERROR(require_store(path));
+  SHOAL_ASSIGN_OR_RETURN(const int fd, lock_data_dir(path, nullptr));
+  LockGuard lock{fd};
+  const std::string store_dir = path + "/store";
+  const std::string fresh = path + "/store.compact";
+  std::error_code ec;
+  std::filesystem::remove_all(fresh, ec);  // left by a compaction that crashed before the exchange
+  std::filesystem::create_directories(fresh, ec);
+  if (ec) return Status(Code::kIo, str_cat("cannot create: ", ec.message()), fresh);
+  SHOAL_ASSIGN_OR_RETURN(const Place before, place_of(path, std::nullopt));
+  const std::optional<Recorded> recorded = read_fingerprint(path + "/FINGERPRINT");
+  SHOAL_ASSIGN_OR_RETURN(StoreCopyReport r, copy_store(path, fresh, true));
+  // The old environment is closed (copy_store's store is gone) before the exchange.
+  if (::renameat2(AT_FDCWD, fresh.c_str(), AT_FDCWD, store_dir.c_str(), RENAME_EXCHANGE) != 0) {
+    const int err = errno;
+    std::filesystem::remove_all(fresh, ec);
+    return Status(err == EINVAL || err == ENOSYS ? Code::kUnimplemented : Code::kIo,
+                  str_cat("cannot exchange the compacted store into place: ", std::strerror(err)), store_dir);
+  }
+  if (int dfd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  std::filesystem::remove_all(fresh, ec);  // now the old store
+  // Same data, new inodes: keep the directory's identity when it was in its recorded place.
+  if (recorded && recorded->place == before) {
+    auto after = place_of(path, std::nullopt);
+    if (after.ok()) {
+      if (Status s = write_fingerprint(path, Recorded{*after, recorded->replica}); !s.ok()) {
+        r.note = str_cat("the fingerprint was not updated, so the next open takes a new incarnation: ", s.to_string());
+      }
+    } else {
+      r.note = str_cat("the fingerprint was not updated, so the next open takes a new incarnation: ",
+                       after.status().to_string());
+    }
+  }
+  return r;
 }
 
 }  // namespace shoal::node

@@ -82,4 +82,41 @@ class OpenDataDir {
 [[nodiscard]] Result<std::unique_ptr<OpenDataDir>> open_data_dir(const std::string& path,
                                                                  DataDirOptions options);
 
+// --- Maintenance of a closed data directory (docs/operations.md) ---
+// Each takes the directory's lock for its whole run, so it fails with kUnavailable (naming the
+// holder) while a process has the directory open; backing up a directory a running daemon holds
+// goes through the daemon (not yet).
+
+struct StoreCopyReport {
+  std::uint64_t source_bytes = 0;  // the size of the source's store/data.mdb
+  std::uint64_t copy_bytes = 0;    // the size of the copy (after compaction, for compact)
+  std::string replica;             // the replica id the store holds (ReplicaId::to_string)
+  std::string note;                // a problem that did not fail the call, for the operator; or empty
+};
+
+// Writes a consistent copy of the store of the data directory `path` into `dest`/store (`dest`
+// must not exist or be an empty directory; it is created). compact: free pages are left out. The
+// copy holds only the store: no LOCK, FINGERPRINT or index snapshots (indexes are rebuilt after a
+// restore). Statuses: kNotFound (no store at `path`), kConflict/kAlreadyExists (`dest` is not
+// empty), kUnavailable (the directory is open), kIo, kIo/kDiskFull; those of LmdbStore::open.
+[[nodiscard]] Result<StoreCopyReport> backup_data_dir(const std::string& path, const std::string& dest, bool compact);
+
+// Creates the data directory `path` (must not exist or be empty) from `backup` (a directory
+// written by backup_data_dir, or any closed data directory) by a consistent copy of its store,
+// then opens it once with a new incarnation (DataDirOptions::new_incarnation), so the restored
+// directory never reissues a dot its source issued, even when `backup` is a copy of this very
+// directory. `options` are used for that open. Returns the new replica id. Statuses: kNotFound
+// (no store in `backup`), kConflict/kAlreadyExists (`path` not empty), those of backup_data_dir
+// and open_data_dir.
+[[nodiscard]] Result<StoreCopyReport> restore_data_dir(const std::string& backup, const std::string& path,
+                                                       DataDirOptions options);
+
+// Rewrites the store of the data directory `path` without its free pages (LMDB's file never
+// shrinks): a compacting copy beside it, fsynced, then an atomic exchange of the two directories
+// (renameat2 RENAME_EXCHANGE), so a crash leaves either the old or the new store, whole. The
+// FINGERPRINT is rewritten for the new file when it matched the old one, so compaction does not
+// cost an incarnation (a crash before that rewrite costs one at the next open). Statuses: as
+// backup_data_dir, kUnimplemented when the filesystem cannot exchange directories.
+[[nodiscard]] Result<StoreCopyReport> compact_data_dir(const std::string& path);
+
 }  // namespace shoal::node

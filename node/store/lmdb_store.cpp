@@ -1,6 +1,8 @@
 #include "node/store/lmdb_store.hpp"
 
+#include <fcntl.h>
 #include <lmdb.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -417,6 +419,33 @@ Result<std::unique_ptr<ReadTxn>> LmdbStore::begin_read() {
     return to_status(rc, "mdb_txn_begin (read)", options_.path);
   }
   return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn));
+}
+
+Status LmdbStore::copy_to(const std::string& dir, bool compact) {
+  const std::string file = dir + "/data.mdb";
+  if (::access(file.c_str(), F_OK) == 0) return Status(Code::kIo, "the destination already holds a store", file);
+  {
+    // Registered as a reader: mdb_env_copy2 holds a read transaction, and the map must not be
+    // resized under it.
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !growing_; });
+    ++active_readers_;
+  }
+  const int rc = mdb_env_copy2(env_, dir.c_str(), compact ? MDB_CP_COMPACT : 0u);
+  end_read();
+  if (rc != 0) return to_status(rc, compact ? "mdb_env_copy2 (compact)" : "mdb_env_copy2", file);
+  // mdb_env_copy2 creates the file 0666 & ~umask; the store's own file is 0600 (mdb_env_open).
+  if (::chmod(file.c_str(), 0600) != 0) return to_status(errno, "chmod 0600 of the copy", file);
+  for (const std::string& p : {file, dir}) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      return to_status(err, "fsync of the copy", p);
+    }
+    ::close(fd);
+  }
+  return {};
 }
 
 void LmdbStore::end_read() noexcept {

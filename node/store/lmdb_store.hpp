@@ -72,6 +72,17 @@ class LmdbStore final : public Store {
   [[nodiscard]] Result<std::unique_ptr<WriteTxn>> begin_write() override;
   StoreLimits limits() const noexcept override { return limits_; }
 
+  // Writes a consistent copy of the environment into the existing directory `dir` as
+  // `dir/data.mdb` (mdb_env_copy2): the state of one read transaction, taken while writers go on.
+  // compact: free pages are left out and pages renumbered (MDB_CP_COMPACT), so the copy holds only
+  // live data (LMDB's own file never shrinks). The copy is mode 0600 like the store's own file, and
+  // fsynced (file and directory) before OK.
+  // Thread-safe; counts as an open read transaction for map growth, so a writer that must grow the
+  // map meanwhile waits (up to grow_wait) and then fails with kMapFull: copy when writes are few.
+  // Statuses: kIo (names the file; also when dir/data.mdb already exists or dir does not exist),
+  // kIo/kDiskFull.
+  [[nodiscard]] Status copy_to(const std::string& dir, bool compact);
+
   // The current map size; grows over time. Thread-safe.
   std::uint64_t map_size_bytes() const noexcept { return map_size_.load(); }
   // How many times the map has grown since open. Thread-safe.

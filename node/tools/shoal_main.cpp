@@ -11,6 +11,9 @@
 //     import COLL FILE [--format idx|fvecs|npy] [--limit N] [--batch 1000] [--id-prefix P]
 //     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
 //     stats
+//     backup DEST [--compact]                a consistent copy of the store into DEST (closed dir)
+//     restore BACKUP                         create the data directory from BACKUP, new incarnation
+//     compact                                rewrite the store without its free pages
 // Exit codes: 0 success; 1 the request failed (the message names the reason); 2 usage error.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -224,7 +227,45 @@ int main(int argc, char** argv) {
 
   auto* stats = app.add_subcommand("stats", "node statistics");
 
+  // Maintenance of a closed data directory (docs/operations.md): they take the directory's lock
+  // themselves and never open the node.
+  std::string backup_dest, restore_from;
+  bool backup_compact = false;
+  auto* backup = app.add_subcommand("backup", "write a consistent copy of the store to DEST");
+  backup->add_option("dest", backup_dest, "a new (or empty) directory")->required();
+  backup->add_flag("--compact", backup_compact, "leave free pages out of the copy");
+  auto* restore = app.add_subcommand("restore", "create the data directory from a backup, under a new incarnation");
+  restore->add_option("backup", restore_from, "a directory written by 'shoal backup'")->required();
+  auto* compact = app.add_subcommand("compact", "rewrite the store without its free pages");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (backup->parsed() || restore->parsed() || compact->parsed()) {
+    Result<StoreCopyReport> r = backup->parsed()    ? backup_data_dir(g.data, backup_dest, backup_compact)
+                                : restore->parsed() ? restore_data_dir(restore_from, g.data, DataDirOptions{})
+                                                    : compact_data_dir(g.data);
+    if (!r.ok()) return fail(g, r.status());
+    const char* verb = backup->parsed() ? "backup" : restore->parsed() ? "restore" : "compact";
+    if (g.json_output) {
+      json out{{"ok", true}, {verb, backup->parsed() ? backup_dest : g.data}, {"replica", r->replica},
+               {"source_bytes", r->source_bytes}, {"copy_bytes", r->copy_bytes}};
+      if (!r->note.empty()) out["note"] = r->note;
+      std::cout << dump(out) << "\n";
+      return 0;
+    }
+    if (backup->parsed()) {
+      std::cout << "backed up " << g.data << " (replica " << r->replica << ") to " << backup_dest << ": "
+                << r->copy_bytes << " bytes" << (backup_compact ? " (compacted from " : " (store file ")
+                << r->source_bytes << ")\n";
+    } else if (restore->parsed()) {
+      std::cout << "restored " << restore_from << " into " << g.data << " under the new incarnation "
+                << r->replica << " (" << r->copy_bytes << " bytes)\n";
+    } else {
+      std::cout << "compacted " << g.data << ": " << r->source_bytes << " -> " << r->copy_bytes << " bytes\n";
+    }
+    if (!r->note.empty()) std::cerr << "shoal: note: " << r->note << "\n";
+    return 0;
+  }
 
   if (!init->parsed() && !std::filesystem::exists(g.data + "/store")) {
     return fail(g, Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", g.data));

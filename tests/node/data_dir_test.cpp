@@ -6,7 +6,9 @@
 // copy keep their incarnation; another machine id, a missing FINGERPRINT, an older copy put back
 // in place and a requested restore each take one above every incarnation used before; FINGERPRINT
 // is mode 0600. The mutation case turns the check off and shows the same copy reusing dots, so the
-// first case would catch its removal.
+// first case would catch its removal. Backup/restore/compact (item 4): a backup of a closed
+// directory restored elsewhere opens under a new incarnation and syncs with its source without
+// losing a write; compaction shrinks a store with free pages in place, keeping records and identity.
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -240,4 +242,81 @@ TEST_CASE("mutation: without the fingerprint check, a copied data directory reus
   b.reset();
   std::filesystem::remove_all(a_path);
   std::filesystem::remove_all(b_path);
+}
+
+TEST_CASE("a restored backup holds every record under a new incarnation, and syncing it with its still-running "
+          "source loses no write",
+          "[node][data_dir][backup]") {
+  const std::string src = fresh_dir("bk-src"), backup = fresh_dir("bk-backup"), restored = fresh_dir("bk-restored");
+  const crdt::ReplicaId original = make_source(src);
+  {
+    auto open = open_dir(src);  // a backup needs the directory closed
+    auto busy = backup_data_dir(src, backup, false);
+    CHECK(busy.status().code() == Code::kUnavailable);
+  }
+  auto b = backup_data_dir(src, backup, false);
+  REQUIRE(b.ok());
+  CHECK(b->replica == original.to_string());
+  CHECK(std::filesystem::exists(backup + "/store/data.mdb"));
+  CHECK(!std::filesystem::exists(backup + "/FINGERPRINT"));
+  struct stat st {};
+  REQUIRE(::stat((backup + "/store/data.mdb").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(backup_data_dir(src, backup, false).status().detail() == Detail::kAlreadyExists);
+
+  auto r = restore_data_dir(backup, restored, options());
+  REQUIRE(r.ok());
+  crdt::ReplicaId next = original;
+  ++next.incarnation;
+  CHECK(r->replica == next.to_string());
+  CHECK(restore_data_dir(backup, restored, options()).status().detail() == Detail::kAlreadyExists);
+
+  auto a = open_dir(src);
+  auto c = open_dir(restored);
+  CHECK(c->node().replica() == next);  // recorded at restore: no further incarnation
+  CHECK(c->node().collection_info("c")->live_records == 3);
+  auto [dots_a, dots_c] = write_on_both(*a, *c);
+  for (const auto& d : dots_a) CHECK(std::find(dots_c.begin(), dots_c.end(), d) == dots_c.end());
+  sync(a->node(), c->node());
+  CHECK(a->node().collection_info("c")->live_records == 14);
+  CHECK(*a->node().crdt_state_for_testing("c") == *c->node().crdt_state_for_testing("c"));
+  a.reset();
+  c.reset();
+  for (const auto& p : {src, backup, restored}) std::filesystem::remove_all(p);
+}
+
+TEST_CASE("compact shrinks a store with free pages in place, keeps every record and keeps the incarnation",
+          "[node][data_dir][backup]") {
+  const std::string path = fresh_dir("compact");
+  crdt::ReplicaId id;
+  {
+    auto d = open_dir(path);
+    id = d->node().replica();
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = 256;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < 1000; ++i) {
+      RecordValue v;
+      v.vector.assign(256, float(i % 97) + 0.5f);
+      batch.push_back({"r-" + std::to_string(i), std::move(v)});
+    }
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    for (int i = 0; i < 900; ++i) REQUIRE(d->node().remove("c", "r-" + std::to_string(i)).ok());
+  }
+  auto r = compact_data_dir(path);
+  REQUIRE(r.ok());
+  INFO(r->source_bytes << " -> " << r->copy_bytes);
+  CHECK(r->copy_bytes < r->source_bytes);
+  CHECK(r->note.empty());
+  CHECK(std::filesystem::file_size(path + "/store/data.mdb") == r->copy_bytes);
+  CHECK(!std::filesystem::exists(path + "/store.compact"));
+  auto d = open_dir(path);
+  CHECK(d->node().replica() == id);
+  CHECK(d->new_incarnation_reason().empty());
+  CHECK(d->node().collection_info("c")->live_records == 100);
+  CHECK(d->node().get("c", "r-999").ok());
+  d.reset();
+  std::filesystem::remove_all(path);
 }

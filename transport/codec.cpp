@@ -69,6 +69,7 @@ void put(wire::Envelope::Builder env, const Hello& m) {
   b.setProtocolVersion(m.protocol_version);
   put_specs(b.initCollections(list_size(m.collections.size())), m.collections);
   b.setCatalogue(as_data(m.catalogue));
+  b.setRevocations(as_data(m.revocations));
   auto counters = b.initYourCounters(list_size(m.your_counters.size()));
   for (std::size_t i = 0; i < m.your_counters.size(); ++i) {
     counters[static_cast<unsigned>(i)].setCollection(as_data(m.your_counters[i].collection));
@@ -220,6 +221,7 @@ class Reader {
     m.protocol_version = r.getProtocolVersion();
     SHOAL_RETURN_IF_ERROR(specs("Hello.collections", r.getCollections(), m.collections));
     SHOAL_RETURN_IF_ERROR(payload("Hello.catalogue", r.getCatalogue(), m.catalogue));
+    SHOAL_RETURN_IF_ERROR(payload("Hello.revocations", r.getRevocations(), m.revocations));
     auto counters = r.getYourCounters();
     SHOAL_RETURN_IF_ERROR(count("Hello.yourCounters", counters.size(), "max_specs", limits_.max_specs));
     m.your_counters.reserve(counters.size());

@@ -52,6 +52,9 @@ struct Hello {
   // that the sender holds. A receiver whose own counter is lower was restored from an older copy
   // of itself and takes a new incarnation before it issues another dot (docs/crdt.md).
   std::vector<CounterWire> your_counters;
+  // The sender's whole revocation set (security/revocation.hpp's wire form), or empty. A node
+  // whose set grew sends a Hello to every up peer at once.
+  std::string revocations;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 

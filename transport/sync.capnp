@@ -34,6 +34,7 @@ struct Hello {
   collections @2 :List(CollectionSpec);
   catalogue @3 :Data;        # the replicated catalogue, whole (crdt::encode_delta of its state)
   yourCounters @4 :List(Counter);  # the highest dot counters the sender holds of the receiver
+  revocations @5 :Data;      # the sender's whole revocation set (security/revocation.hpp), or empty
 }
 
 # The highest counter of one replica's dots that the sender holds in one collection ("" for the

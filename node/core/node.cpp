@@ -106,7 +106,39 @@ Status Node::load() {
     SHOAL_RETURN_IF_ERROR(load_collection(*c));
     collections_.emplace(c->spec.name, std::move(c));
   }
-  return load_catalogue();
+  SHOAL_RETURN_IF_ERROR(load_catalogue());
+  return load_revocations();
+}
+
+Status Node::load_revocations() {
+  if (options_.revocations == nullptr) return {};
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  auto got = txn->get(Table::kMeta, kRevocationsKey);
+  if (got.status().code() == Code::kNotFound) return {};
+  if (!got.ok()) return got.status();
+  auto joined = options_.revocations->join(*got);
+  if (!joined.ok()) return Status(Code::kCorruption, joined.status().message(), "meta/node.revocations");
+  return {};
+}
+
+Result<bool> Node::join_revocations(std::string_view encoded) {
+  if (options_.revocations == nullptr) return false;  // this node does not keep revocations
+  SHOAL_ASSIGN_OR_RETURN(bool grew, options_.revocations->join(encoded));
+  if (!grew) return false;
+  // Durable before anyone hears of it from us: a crash must not forget a revocation we passed on.
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kRevocationsKey, options_.revocations->encode()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  return true;
+}
+
+Status Node::add_revocations(std::string_view encoded) {
+  if (options_.revocations == nullptr) {
+    return Status(Code::kUnimplemented, "this node keeps no revocation set (NodeOptions.revocations)");
+  }
+  SHOAL_ASSIGN_OR_RETURN(bool grew, join_revocations(encoded));
+  if (grew) sync_.on_revocations_grew();
+  return {};
 }
 
 Status Node::load_catalogue() {

@@ -41,6 +41,7 @@
 #include "node/core/record.hpp"
 #include "node/core/spec.hpp"
 #include "node/core/delta_buffer.hpp"
+#include "node/core/replicated_set.hpp"
 #include "node/core/snapshot_store.hpp"
 #include "node/core/sync_engine.hpp"
 #include "index/types.hpp"
@@ -81,6 +82,9 @@ struct MutationsForTesting {
 struct NodeOptions {
   // Where index snapshots live; null: none (every open rebuilds). Must outlive the node.
   SnapshotStore* snapshots = nullptr;
+  // The revocation set this node replicates (node/runtime/revocation_replica.hpp); null: the
+  // node neither keeps nor forwards revocations. Must outlive the node.
+  ReplicatedSet* revocations = nullptr;
   Limits limits;
   // The wall clock for hybrid logical clocks. Required (the runtime passes the real clock, the
   // simulator virtual time).
@@ -216,6 +220,12 @@ class Node final : private SyncHost {
   std::vector<PeerProgress> peer_progress() const { return sync_.peer_progress(); }
   SyncStats sync_stats() const { return sync_.stats(); }
 
+  // --- Revocations (see ReplicatedSet) ---
+  // Joins `encoded` (e.g. a revocation signed by the mesh authority, from the operator) into the
+  // replicated set, persists it and tells every up peer. Statuses: kUnimplemented without
+  // options.revocations; the set's decode errors; the store's.
+  [[nodiscard]] Status add_revocations(std::string_view encoded);
+
   // Writes an index snapshot for every collection (if options.snapshots is set).
   [[nodiscard]] Status save_snapshots();
   NodeStats stats() const;
@@ -288,6 +298,8 @@ class Node final : private SyncHost {
   // --- SyncHost (the sync engine's view of the data) ---
   transport::Hello hello(const crdt::ReplicaId& to) const override;
   Status check_own_counters(const std::vector<transport::CounterWire>& counters) override;
+  Result<bool> join_revocations(std::string_view encoded) override;
+  Status load_revocations();
   std::vector<std::string> collection_names() const override;
   std::optional<transport::CollectionSpecWire> collection_spec(std::uint32_t cid) const override;
   Status ensure_collection(const transport::CollectionSpecWire& spec) override;

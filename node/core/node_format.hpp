@@ -36,6 +36,8 @@ inline constexpr std::string_view kNextCollectionKey = "node.next_collection_id"
 // The replicated catalogue (an observed-remove map from collection name to encoded spec), stored
 // whole as crdt::encode_delta of its state.
 inline constexpr std::string_view kCatalogueKey = "node.catalogue";
+// The replicated revocation set (node/core/replicated_set.hpp), stored whole as its encoding.
+inline constexpr std::string_view kRevocationsKey = "node.revocations";
 // Delta-buffer entries of the catalogue carry this collection id, which no collection takes (ids
 // start at 1).
 inline constexpr std::uint32_t kCatalogueCid = 0;

@@ -89,6 +89,7 @@ transport::Hello Node::hello(const crdt::ReplicaId& to) const {
   }
   hello.catalogue = encode_catalogue(catalogue_);
   if (const std::uint64_t n = catalogue_.context().max_counter(to); n > 0) hello.your_counters.push_back({"", n});
+  if (options_.revocations != nullptr) hello.revocations = options_.revocations->encode();
   return hello;
 }
 

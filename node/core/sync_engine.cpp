@@ -55,6 +55,12 @@ std::vector<Outgoing> SyncEngine::take_outbox() {
   return out;
 }
 
+void SyncEngine::on_revocations_grew() {
+  for (auto& [id, p] : peers_.all()) {
+    if (p->up) outbox_.push_back(Outgoing{p->id, host_.hello(p->announced)});
+  }
+}
+
 void SyncEngine::report_persist(const PeerState& p, const Status& st) {
   if (st.ok()) return;
   ++stats_.peer_persist_failures;
@@ -167,6 +173,14 @@ Status SyncEngine::on_hello(PeerState& p, const transport::Hello& m, MonoTime no
   }
   p.announced = said;
   Status first_error = host_.check_own_counters(m.your_counters);
+  if (!m.revocations.empty()) {
+    auto grew = host_.join_revocations(m.revocations);
+    if (!grew.ok()) {
+      if (first_error.ok()) first_error = grew.status();
+    } else if (*grew) {
+      on_revocations_grew();
+    }
+  }
   if (!m.catalogue.empty()) {
     Status st = host_.join_catalogue_state(origin_of(p), m.catalogue);
     if (!st.ok()) first_error = st;

@@ -98,6 +98,8 @@ class SyncHost {
   // A peer's report of the highest counters it holds of our dots: when one is above ours, this
   // node was restored from an older copy of itself and takes a new incarnation.
   [[nodiscard]] virtual Status check_own_counters(const std::vector<transport::CounterWire>& counters) = 0;
+  // Joins a peer's revocation set; true when ours grew (then every up peer hears of it at once).
+  [[nodiscard]] virtual Result<bool> join_revocations(std::string_view encoded) = 0;
   // Names of every collection we hold storage for (dropped ones too), in order.
   virtual std::vector<std::string> collection_names() const = 0;
   // The wire spec of the collection with local id `cid`; nullopt when there is none.
@@ -143,6 +145,8 @@ class SyncEngine {
   void tick(MonoTime now);
   // The node committed new buffer entries: hot peers are pushed on the next tick.
   void on_buffer_grew() noexcept { push_pending_ = true; }
+  // The revocation set grew (locally or from a peer): every up peer gets our Hello now.
+  void on_revocations_grew();
   std::vector<Outgoing> take_outbox();
   std::optional<MonoTime> next_wakeup() const;
   std::vector<PeerProgress> peer_progress() const { return peers_.progress(buffer_.last()); }

@@ -7,11 +7,14 @@
 #include <catch2/catch.hpp>
 
 #include <deque>
+#include <functional>
 #include <set>
 
 #include "common/random.hpp"
 #include "node/core/node.hpp"
+#include "node/runtime/revocation_replica.hpp"
 #include "node/store/memory_store.hpp"
+#include "security/identity.hpp"
 #include "crdt/codec.hpp"
 #include "transport/codec.hpp"
 
@@ -29,8 +32,9 @@ struct Peer {
 // A tiny lossless network: delivers queued messages in order, through the codec.
 class Mesh {
  public:
-  explicit Mesh(int n, std::uint64_t buffer_max = 100000, bool repair = true)
-      : buffer_max_(buffer_max), repair_(repair) {
+  explicit Mesh(int n, std::uint64_t buffer_max = 100000, bool repair = true,
+                std::function<void(int, NodeOptions&)> configure = {})
+      : buffer_max_(buffer_max), repair_(repair), configure_(std::move(configure)) {
     for (int i = 0; i < n; ++i) {
       auto p = std::make_unique<Peer>();
       peers_.push_back(std::move(p));
@@ -116,6 +120,7 @@ class Mesh {
     o.sync.repair_enabled = repair_;
     std::int64_t* clock = &wall_;
     o.wall_clock = [clock] { return WallTime::from_ns(*clock); };
+    if (configure_) configure_(i, o);
     auto node = Node::open(p.store, std::move(o));
     REQUIRE(node.ok());
     p.node = std::move(node).value();
@@ -139,6 +144,7 @@ class Mesh {
   }
   std::uint64_t buffer_max_;
   bool repair_;
+  std::function<void(int, NodeOptions&)> configure_;
   std::set<int> isolated_;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::deque<std::tuple<int, int, std::string>> queue_;
@@ -393,4 +399,74 @@ TEST_CASE("a node restored from an older copy of itself takes a new incarnation 
     REQUIRE(got.ok());
     CHECK(got->siblings[0].dot.replica.incarnation == before.incarnation + 1);
   }
+}
+
+namespace {
+
+security::Identity test_identity(std::uint8_t seed) {
+  std::array<std::uint8_t, security::kSeedBytes> bytes{};
+  bytes.fill(seed);
+  auto id = security::Identity::from_seed(bytes);
+  REQUIRE(id.ok());
+  return std::move(*id);
+}
+
+std::string encoded(const security::RevocationSet& set) {
+  const auto bytes = security::encode_revocations(set);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+}  // namespace
+
+TEST_CASE("revocations replicate as a signed grow-only set: a partitioned node learns them, "
+          "forgeries are dropped, a restart keeps them", "[node][sync][security]") {
+  // Three nodes in a chain 0 - 1 - 2 (node 2 hears only through node 1). The authority revokes a
+  // device on node 0 while node 2 is cut off; after the cut heals, node 2 holds the revocation,
+  // relayed by node 1 (a set that grew is sent to every up peer at once). A revocation signed by
+  // a device key (not the authority) is dropped everywhere. A restarted node still has it.
+  const security::Identity authority = test_identity(1);
+  const security::Identity victim = test_identity(2);
+  const security::Identity rogue = test_identity(3);
+  security::TrustAnchor anchor;
+  anchor.mesh_id.fill(0x5a);
+  anchor.authorities = {authority.public_key()};
+  std::vector<std::unique_ptr<RevocationReplica>> sets;
+  for (int i = 0; i < 3; ++i) sets.push_back(std::make_unique<RevocationReplica>(anchor));
+  Mesh mesh(3, 100000, /*repair=*/false, [&](int i, NodeOptions& o) { o.revocations = sets[static_cast<std::size_t>(i)].get(); });
+  mesh.connect(0, 1);
+  mesh.isolate(2, true);
+  mesh.connect(1, 2);
+  mesh.run();
+
+  security::RevocationSet forged;
+  forged.insert_unverified(security::make_revocation(anchor.mesh_id, victim.public_key(), 1'700'000'000, rogue));
+  REQUIRE(mesh[0].add_revocations(encoded(forged)).ok());  // decodes, but nothing verifies
+  CHECK(sets[0]->set().size() == 0);
+  CHECK(sets[0]->rejected() == 1);
+
+  security::RevocationSet real;
+  REQUIRE(real.insert(security::make_revocation(anchor.mesh_id, victim.public_key(), 1'700'000'000, authority), anchor).ok());
+  REQUIRE(mesh[0].add_revocations(encoded(real)).ok());
+  mesh.run();
+  CHECK(sets[1]->revoked(victim.public_key()));
+  CHECK_FALSE(sets[2]->revoked(victim.public_key()));  // still cut off
+  mesh.isolate(2, false);
+  mesh.connect(1, 2);
+  mesh.run();
+  CHECK(sets[2]->revoked(victim.public_key()));
+  CHECK(sets[2]->rejected() == 0);
+  // With every link up, a second revocation reaches node 2 through node 1's relay alone (no
+  // reconnection, no repair round): node 1's set grew, so it told its peers at once.
+  const security::Identity second = test_identity(4);
+  security::RevocationSet more;
+  REQUIRE(more.insert(security::make_revocation(anchor.mesh_id, second.public_key(), 1'700'000'100, authority), anchor).ok());
+  REQUIRE(mesh[0].add_revocations(encoded(more)).ok());
+  mesh.run();
+  CHECK(sets[2]->revoked(second.public_key()));
+
+  // Restart: the set comes back from the store (a fresh replica object joins meta/node.revocations).
+  sets[2] = std::make_unique<RevocationReplica>(anchor);
+  mesh.restart(2);
+  CHECK(sets[2]->revoked(victim.public_key()));
+  CHECK_FALSE(sets[2]->revoked(rogue.public_key()));
 }

@@ -274,7 +274,13 @@ Result<std::string> renew_identity_if_moved(store::Store& store, const std::stri
   if (base == std::numeric_limits<std::uint32_t>::max()) {
     return Status(Code::kInternal, "replica incarnation exhausted", "meta/node.replica");
   }
+  // New identity bytes as well: copies of one source (a golden image cloned to many devices, one
+  // backup restored twice) all detect the same move and would all take the same next
+  // incarnation; fresh random identity bytes keep their dots apart. The incarnation still counts
+  // up, so the id also tells how many times this directory's replica was renewed.
   crdt::ReplicaId next = current;
+  std::random_device rd;
+  for (auto& b : next.identity) b = static_cast<std::uint8_t>(rd());
   next.incarnation = base + 1;
   SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, format::kReplicaKey, next.encode()));
   SHOAL_RETURN_IF_ERROR(txn->commit());

@@ -139,7 +139,7 @@ TEST_CASE("a data directory copied with cp -a takes a new incarnation before its
   auto b = open_dir(b_path);
   CHECK(a->node().replica() == original);
   CHECK(a->new_incarnation_reason().empty());
-  CHECK(b->node().replica().identity == original.identity);
+  CHECK(b->node().replica().identity != original.identity);  // new identity bytes: see the next test
   CHECK(b->node().replica().incarnation == original.incarnation + 1);
   CHECK_THAT(b->new_incarnation_reason(), Catch::Contains("copied or moved"));
 
@@ -191,39 +191,70 @@ TEST_CASE("a data directory keeps its incarnation when reopened or renamed in pl
   std::filesystem::rename(renamed, path);
   run("cp -a '" + path + "' '" + old_copy + "'");  // a backup, taken now (incarnation 0)
 
+  // Every renewal takes a replica id never used before (new identity bytes, the incarnation one
+  // above the store's): `used` collects them.
+  std::vector<crdt::ReplicaId> used{original};
+  auto fresh = [&](const crdt::ReplicaId& id) {
+    const bool is_new = std::find(used.begin(), used.end(), id) == used.end();
+    used.push_back(id);
+    return is_new;
+  };
   {
     DataDirOptions o = options();
     o.machine_id_for_testing = "another-machine";
     auto d = open_dir(path, o);
+    CHECK(fresh(d->node().replica()));
     CHECK(d->node().replica().incarnation == original.incarnation + 1);
     CHECK_THAT(d->new_incarnation_reason(), Catch::Contains("machine"));
   }
   // Back on the real machine id: a move again, so one more.
-  CHECK(open_dir(path)->node().replica().incarnation == original.incarnation + 2);
-  CHECK(open_dir(path)->node().replica().incarnation == original.incarnation + 2);
+  const crdt::ReplicaId back = open_dir(path)->node().replica();
+  CHECK(fresh(back));
+  CHECK(back.incarnation == original.incarnation + 2);
+  CHECK(open_dir(path)->node().replica() == back);
 
-  // The old backup's store put back in place over this directory's store: the store says
-  // incarnation 0, this directory was last 2, so 3 (1 and 2 were used here already).
+  // The old backup's store put back in place over this directory's store: it holds the
+  // original id, which this directory no longer issues under; a new one.
   run("rm -rf '" + path + "/store' && cp -a '" + old_copy + "/store' '" + path + "/store'");
   {
     auto d = open_dir(path);
-    CHECK(d->node().replica().incarnation == original.incarnation + 3);
+    CHECK(fresh(d->node().replica()));
+    CHECK_THAT(d->new_incarnation_reason(), Catch::Contains("another replica"));
   }
   // FINGERPRINT missing (a partial copy, or a directory from before fingerprints): one more.
   std::filesystem::remove(path + "/FINGERPRINT");
-  CHECK(open_dir(path)->node().replica().incarnation == original.incarnation + 4);
+  CHECK(fresh(open_dir(path)->node().replica()));
   // A requested new incarnation (shoal restore), even in place.
+  crdt::ReplicaId restored;
   {
     DataDirOptions o = options();
     o.new_incarnation = true;
     auto d = open_dir(path, o);
-    CHECK(d->node().replica().incarnation == original.incarnation + 5);
+    restored = d->node().replica();
+    CHECK(fresh(restored));
     CHECK_THAT(d->new_incarnation_reason(), Catch::Contains("requested"));
   }
-  CHECK(open_dir(path)->node().replica().incarnation == original.incarnation + 5);
-  CHECK(open_dir(path)->node().replica().identity == original.identity);
+  CHECK(open_dir(path)->node().replica() == restored);
   std::filesystem::remove_all(path);
   std::filesystem::remove_all(old_copy);
+}
+
+TEST_CASE("two copies of one source (a golden image cloned twice) never share a dot", "[node][data_dir]") {
+  // Both copies detect the same move and take the same next incarnation; only fresh identity
+  // bytes keep their dots apart.
+  const std::string src = fresh_dir("gold-src"), one = fresh_dir("gold-1"), two = fresh_dir("gold-2");
+  const crdt::ReplicaId original = make_source(src);
+  run("cp -a '" + src + "' '" + one + "' && cp -a '" + src + "' '" + two + "'");
+  auto a = open_dir(one);
+  auto b = open_dir(two);
+  CHECK(a->node().replica().incarnation == b->node().replica().incarnation);
+  CHECK(a->node().replica() != b->node().replica());
+  CHECK(a->node().replica() != original);
+  auto [dots_a, dots_b] = write_on_both(*a, *b);
+  for (const auto& d : dots_a) CHECK(std::find(dots_b.begin(), dots_b.end(), d) == dots_b.end());
+  a.reset();
+  b.reset();
+  for (const auto& p : {src, one, two}) std::filesystem::remove_all(p);
 }
 
 TEST_CASE("mutation: without the fingerprint check, a copied data directory reuses the original's dots",
@@ -266,14 +297,13 @@ TEST_CASE("a restored backup holds every record under a new incarnation, and syn
 
   auto r = restore_data_dir(backup, restored, options());
   REQUIRE(r.ok());
-  crdt::ReplicaId next = original;
-  ++next.incarnation;
-  CHECK(r->replica == next.to_string());
+  CHECK(r->replica != original.to_string());
   CHECK(restore_data_dir(backup, restored, options()).status().detail() == Detail::kAlreadyExists);
 
   auto a = open_dir(src);
   auto c = open_dir(restored);
-  CHECK(c->node().replica() == next);  // recorded at restore: no further incarnation
+  CHECK(c->node().replica().to_string() == r->replica);  // recorded at restore: no further renewal
+  CHECK(c->node().replica().incarnation == original.incarnation + 1);
   CHECK(c->node().collection_info("c")->live_records == 3);
   auto [dots_a, dots_c] = write_on_both(*a, *c);
   for (const auto& d : dots_a) CHECK(std::find(dots_c.begin(), dots_c.end(), d) == dots_c.end());

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/file_io.hpp"
 #include "security/secret.hpp"
 
 namespace shoal::security {
@@ -26,26 +27,6 @@ std::string mode_string(mode_t mode) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
   return buf;
-}
-
-bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 }  // namespace
@@ -93,13 +74,7 @@ Status write_key_file(const std::string& path, const Identity& identity, KeyKind
     return s;
   }
   ::unlink(tmp.c_str());
-  const int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int r = ::fsync(dfd);
-    ::close(dfd);
-    if (r != 0) return io_error("cannot sync the key file's directory", path);
-  }
-  return ok_status();
+  return fsync_dir(parent_dir(path)).with_context("the key file's directory");
 }
 
 Result<Identity> read_key_file(const std::string& path, KeyKind kind) {

@@ -16,6 +16,7 @@
 #include <random>
 #include <sstream>
 
+#include "common/file_io.hpp"
 #include "common/log.hpp"
 #include "node/core/node_format.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -197,26 +198,9 @@ std::optional<Recorded> read_fingerprint(const std::string& file) {
   return r;
 }
 
-// Writes `file` atomically (a temporary file, fsync, rename, fsync of the directory), mode 0600.
+// Writes FINGERPRINT atomically, mode 0600 (a lost rename only costs one more renewal).
 Status write_fingerprint(const std::string& dir, const Recorded& r) {
-  const std::string file = dir + "/FINGERPRINT";
-  const std::string tmp = file + ".tmp";
-  const std::string text = render(r);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status(Code::kIo, str_cat("cannot create: ", std::strerror(errno)), tmp);
-  bool ok = ::fchmod(fd, 0600) == 0 &&
-            ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) return Status(Code::kIo, str_cat("cannot write: ", std::strerror(err)), tmp);
-  if (::rename(tmp.c_str(), file.c_str()) != 0) {
-    return Status(Code::kIo, str_cat("cannot rename into place: ", std::strerror(errno)), file);
-  }
-  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);  // best effort: a lost rename only costs one more incarnation
-    ::close(dfd);
-  }
-  return {};
+  return write_file_atomic(dir + "/FINGERPRINT", render(r));
 }
 
 std::string describe_move(const Place& was, const Place& now) {
@@ -475,10 +459,9 @@ Result<StoreCopyReport> compact_data_dir(const std::string& path) {
     return Status(err == EINVAL || err == ENOSYS ? Code::kUnimplemented : Code::kIo,
                   str_cat("cannot exchange the compacted store into place: ", std::strerror(err)), store_dir);
   }
-  if (int dfd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  // The exchange is in place; a failed directory sync only means a crash now could undo it (the
+  // old store, still whole, would come back): said in the report, not an error.
+  if (Status s = fsync_dir(path); !s.ok()) r.note = str_cat("the exchange may not be durable yet: ", s.to_string());
   std::filesystem::remove_all(fresh, ec);  // now the old store
   // Same data, new inodes: keep the directory's identity when it was in its recorded place.
   if (recorded && recorded->place == before) {

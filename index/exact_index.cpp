@@ -21,7 +21,7 @@ ExactIndex::ExactIndex(const IndexParams& params)
 }
 
 Status ExactIndex::add(std::uint64_t label, std::span<const float> vector) {
-  SHOAL_RETURN_IF_ERROR(validate_vector(vector, params_.dimension, params_.metric));
+  SHOAL_RETURN_IF_ERROR(check_vector(vector, params_.dimension, params_.metric));
   std::unique_lock lock(mu_);
   const std::size_t dim = params_.dimension;
   auto it = slot_of_.find(label);

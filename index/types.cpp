@@ -76,7 +76,7 @@ Status validate_params(const IndexParams& p) {
   return ok_status();
 }
 
-Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric metric) {
+Status check_vector(std::span<const float> v, std::uint32_t dimension, Metric metric) {
   if (v.size() != dimension) {
     return Status(Detail::kDimensionMismatch, "vector dimension " + std::to_string(v.size()) +
                                                   " does not match index dimension " +
@@ -110,7 +110,7 @@ Status validate_search(const SearchRequest& req, const IndexParams& params) {
     return Status(Detail::kOutOfRange, "estimated_selectivity must be in [0, 1], got " +
                                            std::to_string(req.estimated_selectivity));
   }
-  return validate_vector(req.query, params.dimension, params.metric);
+  return check_vector(req.query, params.dimension, params.metric);
 }
 
 }  // namespace shoal::index

@@ -18,15 +18,13 @@
 
 #include "common/status.hpp"
 #include "index/kernels.hpp"
+#include "index/metric.hpp"
 
 namespace shoal::index {
 
-// Numbers are stored in snapshots: never renumber.
-enum class Metric : std::uint8_t { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
+// The metric (one enum for index and node) and its encodings: index/metric.hpp.
 // Numbers are stored in snapshots: never renumber.
 enum class Quantization : std::uint8_t { kNone = 0, kInt8 = 1 };
-
-std::string_view metric_name(Metric m) noexcept;
 
 // Limits on caller input; each violation is a typed Status naming the limit and the value seen.
 inline constexpr std::uint32_t kMaxDimension = 4096;
@@ -130,7 +128,7 @@ struct MemoryUsage {
 };
 
 // Input checks shared by every index. The Status names the limit and the value seen.
-Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric metric);
+Status check_vector(std::span<const float> v, std::uint32_t dimension, Metric metric);
 Status validate_search(const SearchRequest& req, const IndexParams& params);
 
 }  // namespace shoal::index

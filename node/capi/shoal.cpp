@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -130,6 +131,20 @@ std::string metadata_json(const Metadata& m) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// SHOAL_METRIC_* (node/capi/shoal.h) is an ABI: its values never change. The one conversion
+// from it to the metric; any other value is refused.
+constexpr std::optional<Metric> metric_from_c(int m) noexcept {
+  switch (m) {
+    case SHOAL_METRIC_L2: return Metric::kL2;
+    case SHOAL_METRIC_IP: return Metric::kInnerProduct;
+    case SHOAL_METRIC_COSINE: return Metric::kCosine;
+    default: return std::nullopt;
+  }
+}
+static_assert(SHOAL_METRIC_L2 == 0 && SHOAL_METRIC_IP == 1 && SHOAL_METRIC_COSINE == 2);
+static_assert(metric_from_c(0) == Metric::kL2 && metric_from_c(1) == Metric::kInnerProduct &&
+              metric_from_c(2) == Metric::kCosine && !metric_from_c(-1) && !metric_from_c(3));
+
 }  // namespace
 
 extern "C" {
@@ -195,14 +210,15 @@ int shoal_collection_create(shoal_db* db, const char* name, uint32_t dimension, 
                             shoal_error* err) {
   if (db == nullptr) return null_arg("db", err);
   if (name == nullptr) return null_arg("name", err);
-  if (metric < SHOAL_METRIC_L2 || metric > SHOAL_METRIC_COSINE) {
+  const std::optional<Metric> m = metric_from_c(static_cast<int>(metric));
+  if (!m) {
     return report(Status(Detail::kUnknownName, "unknown metric " + std::to_string(static_cast<int>(metric))), err);
   }
   return guarded(err, [&] {
     CollectionSpec spec;
     spec.name = name;
     spec.dimension = dimension;
-    spec.metric = static_cast<Metric>(metric);
+    spec.metric = *m;
     return db->dir->node().create_collection(spec);
   });
 }

@@ -7,6 +7,7 @@
 
 #include "common/assert.hpp"
 #include "crdt/codec.hpp"
+#include "index/planner.hpp"
 #include "node/core/node_state.hpp"
 
 namespace shoal::node {
@@ -680,7 +681,7 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   req.query = query;
   req.k = options.k;
   req.ef = options.ef == 0 ? 0 : std::max<std::size_t>(options.ef, options.k);
-  index::LabelPredicate predicate;
+  index::LabelPredicate predicate, present;
   std::vector<std::uint64_t> matching;
   if (!options.filter.empty()) {
     const Filter& filter = options.filter;
@@ -688,26 +689,10 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
     predicate = [&filter, &docs](std::uint64_t label) {
       return label < docs.size() && !docs[label].id.empty() && filter.matches(docs[label].metadata);
     };
-    req.filter = &predicate;
-    // Estimate the selectivity on an evenly spaced sample; scan the matching set exactly when
-    // the filter is selective (the planner then searches only that set).
-    const std::size_t n = docs.size();
-    const std::size_t step = std::max<std::size_t>(1, n / 1024);
-    std::size_t sampled = 0, hits = 0;
-    for (std::size_t l = 1; l < n; l += step) {
-      if (docs[l].id.empty()) continue;
-      ++sampled;
-      hits += filter.matches(docs[l].metadata) ? 1 : 0;
-    }
-    const double selectivity = sampled == 0 ? 1.0 : static_cast<double>(hits) / static_cast<double>(sampled);
-    if (selectivity < 0.05) {
-      for (std::size_t l = 1; l < n; ++l) {
-        if (predicate(l)) matching.push_back(l);
-      }
-      req.matching_labels = std::span<const std::uint64_t>(matching);
-    } else {
-      req.estimated_selectivity = selectivity;
-    }
+    present = [&docs](std::uint64_t label) { return label < docs.size() && !docs[label].id.empty(); };
+    // Labels start at 1. The index's pre-planner samples the filter's selectivity and, when it
+    // is selective, lists the matching labels for an exact scan (index/planner.hpp).
+    index::plan_filter(req, 1, docs.size(), present, predicate, matching);
   }
   SHOAL_ASSIGN_OR_RETURN(auto result, c->index->search(req));
   std::vector<Hit> hits;

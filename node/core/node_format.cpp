@@ -11,7 +11,6 @@ constexpr std::uint8_t kCatalogueVersion = 1;
 constexpr std::uint8_t kRecordVersion = 1;
 constexpr std::uint8_t kCollectionStateVersion = 1;
 constexpr std::uint8_t kPeerVersion = 1;
-constexpr std::uint8_t kMaxMetric = 2;  // Metric::kCosine
 }  // namespace
 
 std::string u32_be(std::uint32_t v) {
@@ -63,7 +62,7 @@ std::string encode_spec(const CollectionSpec& s, std::uint32_t id) {
   put_le<std::uint8_t>(out, kCatalogueVersion);
   put_le<std::uint32_t>(out, id);
   put_le<std::uint32_t>(out, s.dimension);
-  put_le<std::uint8_t>(out, static_cast<std::uint8_t>(s.metric));
+  put_le<std::uint8_t>(out, metric_to_catalogue_byte(s.metric));
   put_le<std::uint32_t>(out, s.m);
   put_le<std::uint32_t>(out, s.ef_construction);
   put_le<std::uint32_t>(out, s.ef_search);
@@ -79,12 +78,12 @@ Result<std::pair<CollectionSpec, std::uint32_t>> decode_spec(std::string_view na
   std::uint8_t version = 0, metric = 0, quantize = 0;
   std::uint32_t id = 0;
   if (!get_le(in, version) || version != kCatalogueVersion || !get_le(in, id) || !get_le(in, s.dimension) ||
-      !get_le(in, metric) || metric > kMaxMetric || !get_le(in, s.m) || !get_le(in, s.ef_construction) ||
+      !get_le(in, metric) || !metric_from_catalogue_byte(metric) || !get_le(in, s.m) || !get_le(in, s.ef_construction) ||
       !get_le(in, s.ef_search) || !get_le(in, quantize) || quantize > 1 || !get_le(in, s.quant_min) ||
       !get_le(in, s.quant_max) || !in.empty()) {
     return Status(Code::kCorruption, "undecodable collection entry", "catalogue/" + s.name);
   }
-  s.metric = static_cast<Metric>(metric);
+  s.metric = *metric_from_catalogue_byte(metric);
   s.quantize = quantize == 1;
   return std::pair{s, id};
 }

@@ -17,18 +17,19 @@ using namespace format;
 using store::Table;
 
 transport::CollectionSpecWire to_wire(const CollectionSpec& s) {
-  return transport::CollectionSpecWire{s.name, s.dimension, static_cast<std::uint8_t>(s.metric), s.m,
+  return transport::CollectionSpecWire{s.name, s.dimension, metric_to_wire_byte(s.metric), s.m,
                                        s.ef_construction, s.ef_search, s.quantize, s.quant_min, s.quant_max};
 }
 
 Result<CollectionSpec> from_wire(const transport::CollectionSpecWire& w) {
-  if (w.metric > static_cast<std::uint8_t>(Metric::kCosine)) {
+  const std::optional<Metric> metric = metric_from_wire_byte(w.metric);
+  if (!metric) {
     return Status(Detail::kUnknownName, str_cat("unknown metric ", int{w.metric}));
   }
   CollectionSpec s;
   s.name = w.name;
   s.dimension = w.dimension;
-  s.metric = static_cast<Metric>(w.metric);
+  s.metric = *metric;
   s.m = w.m;
   s.ef_construction = w.ef_construction;
   s.ef_search = w.ef_search;

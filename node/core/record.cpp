@@ -13,17 +13,8 @@ namespace shoal::node {
 static_assert(std::endian::native == std::endian::little,
               "payload encoding assumes a little-endian host; add byte swaps for big-endian");
 
-std::string_view metric_name(Metric m) noexcept {
-  switch (m) {
-    case Metric::kL2: return "l2";
-    case Metric::kInnerProduct: return "ip";
-    case Metric::kCosine: return "cosine";
-  }
-  return "?";
-}
-
 Result<Metric> parse_metric(std::string_view text) {
-  for (Metric m : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+  for (Metric m : index::kAllMetrics) {
     if (text == metric_name(m)) return m;
   }
   return Status(Detail::kUnknownName,
@@ -196,16 +187,7 @@ Status validate_vector(std::span<const float> v, std::uint32_t dimension, Metric
   }
   // NaN/Inf and the zero vector under cosine: the index's own check, so the node and the index
   // can never disagree on what a valid vector is.
-  return index::validate_vector(v, dimension, to_index_metric(metric));
-}
-
-index::Metric to_index_metric(Metric m) noexcept {
-  switch (m) {
-    case Metric::kL2: return index::Metric::kL2;
-    case Metric::kInnerProduct: return index::Metric::kInnerProduct;
-    case Metric::kCosine: return index::Metric::kCosine;
-  }
-  return index::Metric::kL2;
+  return index::check_vector(v, dimension, metric);
 }
 
 namespace {

@@ -23,11 +23,59 @@
 
 namespace shoal::node {
 
-enum class Metric : std::uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
-std::string_view metric_name(Metric m) noexcept;
+// The metric is the index's (index/metric.hpp): one enum, whose numbers are no format. The
+// node's encodings of it each have a conversion below; metric_name is index::metric_name.
+using Metric = index::Metric;
+using index::metric_name;
+// "l2", "ip" or "cosine"; kUnknownName otherwise.
 Result<Metric> parse_metric(std::string_view text);
-// The index's number for a metric (index/ numbers its metrics in its snapshot format).
-index::Metric to_index_metric(Metric m) noexcept;
+// The identity since the node and the index share the enum; kept for its callers.
+constexpr index::Metric to_index_metric(Metric m) noexcept { return m; }
+
+// Catalogue byte (docs/node-format.md, collection entry). Stored: never renumber.
+constexpr std::uint8_t metric_to_catalogue_byte(Metric m) noexcept {
+  switch (m) {
+    case Metric::kL2: return 0;
+    case Metric::kInnerProduct: return 1;
+    case Metric::kCosine: return 2;
+  }
+  return 0xff;
+}
+constexpr std::optional<Metric> metric_from_catalogue_byte(std::uint8_t b) noexcept {
+  switch (b) {
+    case 0: return Metric::kL2;
+    case 1: return Metric::kInnerProduct;
+    case 2: return Metric::kCosine;
+    default: return std::nullopt;
+  }
+}
+// Wire byte (transport::CollectionSpecWire::metric, the replicated catalogue). A protocol
+// value: never renumber. Equal to the catalogue byte today, but a format of its own.
+constexpr std::uint8_t metric_to_wire_byte(Metric m) noexcept {
+  switch (m) {
+    case Metric::kL2: return 0;
+    case Metric::kInnerProduct: return 1;
+    case Metric::kCosine: return 2;
+  }
+  return 0xff;
+}
+constexpr std::optional<Metric> metric_from_wire_byte(std::uint8_t b) noexcept {
+  switch (b) {
+    case 0: return Metric::kL2;
+    case 1: return Metric::kInnerProduct;
+    case 2: return Metric::kCosine;
+    default: return std::nullopt;
+  }
+}
+
+static_assert(metric_to_catalogue_byte(Metric::kL2) == 0 && metric_to_catalogue_byte(Metric::kInnerProduct) == 1 &&
+              metric_to_catalogue_byte(Metric::kCosine) == 2);
+static_assert(metric_from_catalogue_byte(0) == Metric::kL2 && metric_from_catalogue_byte(1) == Metric::kInnerProduct &&
+              metric_from_catalogue_byte(2) == Metric::kCosine && !metric_from_catalogue_byte(3));
+static_assert(metric_to_wire_byte(Metric::kL2) == 0 && metric_to_wire_byte(Metric::kInnerProduct) == 1 &&
+              metric_to_wire_byte(Metric::kCosine) == 2);
+static_assert(metric_from_wire_byte(0) == Metric::kL2 && metric_from_wire_byte(1) == Metric::kInnerProduct &&
+              metric_from_wire_byte(2) == Metric::kCosine && !metric_from_wire_byte(3));
 
 // Limits checked at the edge of the node. The defaults are the documented ones (docs/api.md).
 struct Limits {

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "index/hnsw_index.hpp"
+#include "index/planner.hpp"
 #include "test_util.hpp"
 
 using namespace shoal::index;
@@ -130,5 +131,44 @@ TEST_CASE("removed vectors never appear, filtered or not", "[index]") {
       CHECK(n.label % 2 == 1);
       if (f) CHECK(n.label % 3 == 0);
     }
+  }
+}
+
+// plan_filter, the caller's pre-planner (moved from Node::search): it samples every
+// (end / 1024)-th present label, enumerates the matches below 5% and otherwise passes the
+// sampled share on; absent labels are neither sampled nor matched.
+TEST_CASE("plan_filter enumerates selective filters and estimates broad ones", "[index][planner]") {
+  const std::uint64_t end = 4097;  // labels 1..4096; step 4
+  const LabelPredicate present = [](std::uint64_t l) { return l % 2 == 1 || l % 4 == 0; };
+  SECTION("selective: the matching labels, in order") {
+    const LabelPredicate matches = [&](std::uint64_t l) { return present(l) && l % 100 == 0; };
+    SearchRequest req;
+    std::vector<std::uint64_t> matching;
+    plan_filter(req, 1, end, present, matches, matching);
+    CHECK(req.filter == &matches);
+    REQUIRE(req.matching_labels.has_value());
+    CHECK(req.matching_labels->data() == matching.data());
+    CHECK(matching.size() == 40);
+    CHECK(matching.front() == 100);
+    CHECK(std::is_sorted(matching.begin(), matching.end()));
+    CHECK(req.estimated_selectivity == 0.0);
+  }
+  SECTION("broad: the sampled share of present labels") {
+    // Sampled labels 1, 5, 9, ...: all present (odd); a match when l % 8 == 1: every other one.
+    const LabelPredicate matches = [&](std::uint64_t l) { return present(l) && l % 8 == 1; };
+    SearchRequest req;
+    std::vector<std::uint64_t> matching;
+    plan_filter(req, 1, end, present, matches, matching);
+    CHECK(!req.matching_labels.has_value());
+    CHECK(matching.empty());
+    CHECK(req.estimated_selectivity == 0.5);
+  }
+  SECTION("nothing present in the sample: taken as broad") {
+    const LabelPredicate none = [](std::uint64_t) { return false; };
+    SearchRequest req;
+    std::vector<std::uint64_t> matching;
+    plan_filter(req, 1, end, none, none, matching);
+    CHECK(!req.matching_labels.has_value());
+    CHECK(req.estimated_selectivity == 1.0);
   }
 }

@@ -228,3 +228,31 @@ TEST_CASE("a snapshot is readable by its owner only, new, rewritten or over a st
     REQUIRE(HnswIndex::load_snapshot(path.string(), params()).ok());
   }
 }
+
+// The metric is one enum (index/metric.hpp); the snapshot stores it as header byte 20 with its
+// own numbering (1 l2, 2 ip, 3 cosine), which must never change. Pinned here on real files, and
+// a byte outside the encoding is a parameter mismatch naming the byte.
+TEST_CASE("the snapshot's metric byte is pinned: 1 l2, 2 ip, 3 cosine", "[index]") {
+  const auto dir = testing::temp_dir("snapshot_metric_byte");
+  const std::pair<Metric, int> pinned[] = {
+      {Metric::kL2, 1}, {Metric::kInnerProduct, 2}, {Metric::kCosine, 3}};
+  for (const auto& [metric, byte] : pinned) {
+    INFO("metric " << metric_name(metric));
+    CHECK(metric_to_snapshot_byte(metric) == byte);
+    CHECK(metric_from_snapshot_byte(static_cast<std::uint8_t>(byte)) == metric);
+    IndexParams p = params();
+    p.metric = metric;
+    auto idx = HnswIndex::create(p);
+    REQUIRE(idx.ok());
+    const std::vector<float> v(kDim, 0.5f);
+    REQUIRE((*idx)->add(7, v).ok());
+    const auto file = dir / (std::string(metric_name(metric)) + ".snap");
+    REQUIRE((*idx)->save_snapshot(file.string(), 1).ok());
+    const auto bytes = read_file(file);
+    REQUIRE(bytes.size() > 20);
+    CHECK(static_cast<int>(static_cast<unsigned char>(bytes[20])) == byte);
+    CHECK(HnswIndex::load_snapshot(file.string(), p).ok());
+  }
+  CHECK(!metric_from_snapshot_byte(0));
+  CHECK(!metric_from_snapshot_byte(4));
+}

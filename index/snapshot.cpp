@@ -1,0 +1,317 @@
+// index/snapshot.cpp: the snapshot format (docs/index.md, "Snapshot file format"), its header
+// offsets defined once, and HnswIndex::save_snapshot / load_snapshot. The graph's part of the
+// payload is read and written by Graph (graph.cpp), which knows hnswlib's layout.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/hash.hpp"
+#include "index/hnsw_index.hpp"
+#include "index/hnsw_internal.hpp"
+
+namespace shoal::index {
+
+using detail::Graph;
+
+namespace detail {
+Status snapshot_corrupt(const std::string& path, const std::string& why) {
+  return Status(Code::kCorruption, "inconsistent snapshot: " + why, path);
+}
+}  // namespace detail
+
+namespace {
+
+constexpr char kMagic[8] = {'S', 'H', 'O', 'A', 'L', 'I', 'D', 'X'};
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::size_t kHeaderBytes = 128;
+
+// Header field offsets (docs/index.md, "Snapshot file format"), the only definition of them.
+namespace field {
+constexpr std::size_t kVersion = 8;          // u32
+constexpr std::size_t kHeaderSize = 12;      // u32
+constexpr std::size_t kDimension = 16;       // u32
+constexpr std::size_t kMetric = 20;          // u8, metric_to_snapshot_byte
+constexpr std::size_t kQuantization = 21;    // u8
+constexpr std::size_t kFloatStore = 22;      // u8
+constexpr std::size_t kM = 24;               // u32
+constexpr std::size_t kEfConstruction = 28;  // u32
+constexpr std::size_t kQuantMin = 32;        // f32
+constexpr std::size_t kQuantMax = 36;        // f32
+constexpr std::size_t kCovered = 40;         // u64
+constexpr std::size_t kCount = 48;           // u64
+constexpr std::size_t kDeleted = 56;         // u64
+constexpr std::size_t kMaxLevel = 64;        // i32
+constexpr std::size_t kEntry = 68;           // u32
+constexpr std::size_t kDataPerElement = 72;  // u64
+constexpr std::size_t kLinksPerLevel = 80;   // u64
+constexpr std::size_t kPayload = 88;         // u64
+constexpr std::size_t kHeaderHash = 120;     // u64, hash64 of bytes [0, 120)
+}  // namespace field
+static_assert(field::kHeaderHash + sizeof(std::uint64_t) == kHeaderBytes);
+
+template <typename T>
+void put(std::vector<char>& buf, std::size_t offset, T v) {
+  std::memcpy(buf.data() + offset, &v, sizeof(T));
+}
+template <typename T>
+T get(const char* p, std::size_t offset) {
+  T v;
+  std::memcpy(&v, p + offset, sizeof(T));
+  return v;
+}
+
+Status io_error(const std::string& what, const std::string& path, int err) {
+  return Status(Code::kIo, what + ": " + std::strerror(err), path);
+}
+
+// Writes all of [data, data+size) to fd, retrying short writes.
+bool write_all(int fd, const void* data, std::size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t w = ::write(fd, p, size);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    size -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_position) const {
+  if constexpr (std::endian::native != std::endian::little) {
+    return Status(Code::kUnimplemented, "snapshots are little-endian only", path);
+  }
+  std::shared_lock lock(mu_);
+  const Graph& g = *graph_;
+  const Graph::Layout layout = g.layout();
+  const std::size_t count = g.count();
+  const std::size_t level0_bytes = count * layout.data_bytes_per_element;
+  const std::size_t upper_bytes = count * sizeof(std::uint32_t) + g.upper_link_bytes();
+  const std::size_t float_bytes = g.float_store ? count * g.dim * sizeof(float) : 0;
+  const std::uint64_t payload = level0_bytes + upper_bytes + float_bytes;
+
+  std::vector<char> header(kHeaderBytes, 0);
+  std::memcpy(header.data(), kMagic, sizeof(kMagic));
+  put<std::uint32_t>(header, field::kVersion, kFormatVersion);
+  put<std::uint32_t>(header, field::kHeaderSize, static_cast<std::uint32_t>(kHeaderBytes));
+  put<std::uint32_t>(header, field::kDimension, params_.dimension);
+  put<std::uint8_t>(header, field::kMetric, metric_to_snapshot_byte(params_.metric));
+  put<std::uint8_t>(header, field::kQuantization, static_cast<std::uint8_t>(params_.quantization));
+  put<std::uint8_t>(header, field::kFloatStore, g.float_store ? 1 : 0);
+  put<std::uint32_t>(header, field::kM, params_.m);
+  put<std::uint32_t>(header, field::kEfConstruction, params_.ef_construction);
+  put<float>(header, field::kQuantMin, params_.quant_min);
+  put<float>(header, field::kQuantMax, params_.quant_max);
+  put<std::uint64_t>(header, field::kCovered, covered_position);
+  put<std::uint64_t>(header, field::kCount, count);
+  put<std::uint64_t>(header, field::kDeleted, g.deleted());
+  put<std::int32_t>(header, field::kMaxLevel, layout.max_level);
+  put<std::uint32_t>(header, field::kEntry, layout.entry);
+  put<std::uint64_t>(header, field::kDataPerElement, layout.data_bytes_per_element);
+  put<std::uint64_t>(header, field::kLinksPerLevel, layout.link_bytes_per_level);
+  put<std::uint64_t>(header, field::kPayload, payload);
+  put<std::uint64_t>(header, field::kHeaderHash, hash64(header.data(), field::kHeaderHash));
+
+  const std::string tmp = path + ".tmp";
+  // Owner-only, like the store (0600): the snapshot holds every vector. The mode given to open
+  // applies only when the file is created; fchmod also covers a temporary file left behind by a
+  // crash with another mode. rename() then carries the mode over any older snapshot at `path`.
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return io_error("cannot create snapshot", tmp, errno);
+  if (::fchmod(fd, 0600) != 0) {
+    const int e = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return io_error("cannot restrict snapshot permissions", tmp, e);
+  }
+  Hasher64 hasher;
+  bool ok = true;
+  auto emit = [&](const void* p, std::size_t n) {
+    if (!ok || n == 0) return;
+    hasher.update(p, n);
+    ok = write_all(fd, p, n);
+  };
+  emit(header.data(), header.size());
+  g.write_links(emit);
+  if (float_bytes) emit(g.floats.data(), float_bytes);
+  const std::uint64_t digest = hasher.digest();
+  if (ok) ok = write_all(fd, &digest, sizeof(digest));
+  if (ok && ::fsync(fd) != 0) ok = false;
+  const int err = errno;
+  if (::close(fd) != 0 && ok) {
+    ::unlink(tmp.c_str());
+    return io_error("cannot close snapshot", tmp, errno);
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return io_error("cannot write snapshot", tmp, err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return io_error("cannot rename snapshot into place", path, e);
+  }
+  const std::string dir = parent_dir(path);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return io_error("cannot open snapshot directory", dir, errno);
+  const int frc = ::fsync(dfd);
+  const int ferr = errno;
+  ::close(dfd);
+  if (frc != 0) return io_error("cannot fsync snapshot directory", dir, ferr);
+  return ok_status();
+}
+
+Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
+                                                   const IndexParams& expected,
+                                                   RebuildExecutor executor) {
+  if constexpr (std::endian::native != std::endian::little) {
+    return Status(Code::kUnimplemented, "snapshots are little-endian only", path);
+  }
+  SHOAL_RETURN_IF_ERROR(validate_params(expected));
+  // Read the whole file.
+  std::vector<char> file;
+  {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_error("cannot open snapshot", path, errno);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return io_error("cannot stat snapshot", path, e);
+    }
+    file.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < file.size()) {
+      const ssize_t r = ::read(fd, file.data() + got, file.size() - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    ::close(fd);
+    file.resize(got);
+  }
+  const char* p = file.data();
+  if (file.size() < sizeof(kMagic) || std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
+    return Status(Detail::kBadMagic, "not a Shoal index snapshot", path);
+  }
+  if (file.size() < field::kVersion + sizeof(std::uint32_t)) return Status(Detail::kTruncated, "snapshot ends inside its header", path);
+  const auto version = get<std::uint32_t>(p, field::kVersion);
+  if (version != kFormatVersion) {
+    return Status(Detail::kVersionMismatch, "snapshot format version " + std::to_string(version) +
+                                                ", this build reads version " +
+                                                std::to_string(kFormatVersion), path);
+  }
+  if (file.size() < kHeaderBytes) {
+    return Status(Detail::kTruncated, "snapshot ends inside its header (" +
+                                          std::to_string(file.size()) + " bytes)", path);
+  }
+  if (get<std::uint64_t>(p, field::kHeaderHash) != hash64(p, field::kHeaderHash)) {
+    return Status(Detail::kChecksumMismatch, "snapshot header checksum does not match", path);
+  }
+  const auto payload = get<std::uint64_t>(p, field::kPayload);
+  const std::uint64_t expected_size = kHeaderBytes + payload + sizeof(std::uint64_t);
+  if (file.size() < expected_size) {
+    return Status(Detail::kTruncated, "snapshot has " + std::to_string(file.size()) +
+                                          " bytes, its header announces " +
+                                          std::to_string(expected_size), path);
+  }
+  if (file.size() > expected_size) {
+    return Status(Detail::kChecksumMismatch, "snapshot has trailing bytes", path);
+  }
+  if (get<std::uint64_t>(p, kHeaderBytes + payload) != hash64(p, kHeaderBytes + payload)) {
+    return Status(Detail::kChecksumMismatch, "snapshot checksum does not match", path);
+  }
+
+  // Parameters the file was made for.
+  auto mismatch = [&](const char* field, std::string file_v, std::string want) {
+    return Status(Detail::kParameterMismatch, std::string("snapshot ") + field + " is " + file_v +
+                                                  ", the collection expects " + want, path);
+  };
+  const auto dimension = get<std::uint32_t>(p, field::kDimension);
+  const auto metric_byte = get<std::uint8_t>(p, field::kMetric);
+  const std::optional<Metric> metric = metric_from_snapshot_byte(metric_byte);
+  const auto quant = static_cast<Quantization>(get<std::uint8_t>(p, field::kQuantization));
+  const bool float_store = get<std::uint8_t>(p, field::kFloatStore) != 0;
+  const auto m = get<std::uint32_t>(p, field::kM);
+  const auto efc = get<std::uint32_t>(p, field::kEfConstruction);
+  const auto qmin = get<float>(p, field::kQuantMin);
+  const auto qmax = get<float>(p, field::kQuantMax);
+  if (dimension != expected.dimension) return mismatch("dimension", std::to_string(dimension), std::to_string(expected.dimension));
+  if (metric != expected.metric) {
+    return mismatch("metric", std::to_string(int{metric_byte}), std::string(metric_name(expected.metric)));
+  }
+  if (m != expected.m) return mismatch("m", std::to_string(m), std::to_string(expected.m));
+  if (efc != expected.ef_construction) {
+    return mismatch("ef_construction", std::to_string(efc), std::to_string(expected.ef_construction));
+  }
+  if (quant != expected.quantization) {
+    return mismatch("quantization", std::to_string(static_cast<int>(quant)),
+                    std::to_string(static_cast<int>(expected.quantization)));
+  }
+  if (quant == Quantization::kInt8) {
+    if (qmin != expected.quant_min || qmax != expected.quant_max) {
+      return mismatch("quantization range", std::to_string(qmin) + ".." + std::to_string(qmax),
+                      std::to_string(expected.quant_min) + ".." + std::to_string(expected.quant_max));
+    }
+    if (float_store != expected.keep_float_vectors) {
+      return mismatch("keep_float_vectors", float_store ? "true" : "false",
+                      expected.keep_float_vectors ? "true" : "false");
+    }
+  }
+
+  const auto covered = get<std::uint64_t>(p, field::kCovered);
+  const auto count = get<std::uint64_t>(p, field::kCount);
+  Graph::Layout file_layout;
+  file_layout.max_level = get<std::int32_t>(p, field::kMaxLevel);
+  file_layout.entry = get<std::uint32_t>(p, field::kEntry);
+  file_layout.data_bytes_per_element = get<std::uint64_t>(p, field::kDataPerElement);
+  file_layout.link_bytes_per_level = get<std::uint64_t>(p, field::kLinksPerLevel);
+  auto corrupt = [&](const std::string& why) { return detail::snapshot_corrupt(path, why); };
+  if (count > kMaxElements) return corrupt("element count " + std::to_string(count));
+
+  std::unique_ptr<HnswIndex> index(new HnswIndex(expected, std::move(executor)));
+  try {
+    auto g = Graph::make(expected, index->kernels_,
+                         std::max<std::size_t>(count, expected.initial_capacity));
+    std::size_t off = kHeaderBytes;
+    const std::size_t end = kHeaderBytes + payload;
+    SHOAL_RETURN_IF_ERROR(g->read_links(p, off, end, count, file_layout, path));
+    if (g->float_store) {
+      const std::size_t fb = count * g->dim * sizeof(float);
+      if (off + fb > end) return corrupt("float vectors overrun the payload");
+      std::memcpy(g->floats.data(), p + off, fb);
+      off += fb;
+    }
+    if (off != end) return corrupt("payload has unparsed bytes");
+    SHOAL_RETURN_IF_ERROR(g->finish_load(count, file_layout, path));
+    index->graph_ = std::move(g);
+  } catch (const std::exception& e) {
+    return detail::hnswlib_error("snapshot load", e);
+  }
+  Loaded out;
+  out.index = std::move(index);
+  out.covered_position = covered;
+  return out;
+}
+
+}  // namespace shoal::index

@@ -21,7 +21,7 @@ inline constexpr std::uint32_t kProtocolVersion = 1;
 struct CollectionSpecWire {
   std::string name;
   std::uint32_t dimension = 0;
-  std::uint8_t metric = 0;  // 0 l2, 1 ip, 2 cosine (node::Metric)
+  std::uint8_t metric = 0;  // 0 l2, 1 ip, 2 cosine (metric_to_wire_byte, node/core/record.hpp)
   std::uint32_t m = 16;
   std::uint32_t ef_construction = 200;
   std::uint32_t ef_search = 64;

@@ -134,7 +134,10 @@ TEST_CASE("recall@10 against brute force is high for every metric, float and int
       REQUIRE(exact.ok());
       std::vector<std::uint64_t> labels(n);
       for (std::size_t i = 0; i < n; ++i) labels[i] = 1000 + i;
-      REQUIRE(idx->add_batch(labels, base, 2).ok());
+      // One build thread: a parallel build's graph depends on thread timing, so its recall would
+      // vary from run to run (a sanitizer build once measured 0.948 here). With one thread the
+      // graph, and so this figure, is a function of the seed alone.
+      REQUIRE(idx->add_batch(labels, base, 1).ok());
       for (std::size_t i = 0; i < n; ++i) {
         REQUIRE((*exact)->add(labels[i], std::span<const float>(base).subspan(i * dim, dim)).ok());
       }
@@ -149,6 +152,7 @@ TEST_CASE("recall@10 against brute force is high for every metric, float and int
         for (std::size_t i = 1; i < got.size(); ++i) CHECK(got[i - 1].distance <= got[i].distance);
       }
       recall /= static_cast<double>(nq);
+      UNSCOPED_INFO("recall " << recall);
       // Raw inner product is not a metric, so HNSW's triangle-inequality intuition fails on
       // unnormalized data; its bar is lower (cosine, the normalized case, meets the full bar).
       CHECK(recall >= (metric == Metric::kInnerProduct ? 0.6 : 0.95));

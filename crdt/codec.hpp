@@ -26,7 +26,7 @@
 #include "common/status.hpp"
 #include "crdt/causal_context.hpp"
 #include "crdt/or_map.hpp"
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 
 namespace shoal::crdt {
 

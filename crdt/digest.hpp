@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "common/status.hpp"
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 
 namespace shoal::crdt {
 

@@ -1,7 +1,7 @@
 // crdt/or_map.hpp: deltas and the in-memory observed-remove map of records.
 //
 // Role: a collection's replicated state (docs/crdt.md). An ORMap maps record ids to entries (see
-// crdt/record.hpp), with one causal context and a DigestTree kept up to date on every change.
+// crdt/entries.hpp), with one causal context and a DigestTree kept up to date on every change.
 // The node keeps the same state in its store instead (records keyed by id, the context apart)
 // and drives the same free functions record by record; ORMap is the in-memory form used by
 // tests, benchmarks and the simulator's checkers, and the reference for what the node must do.
@@ -33,7 +33,7 @@
 #include "crdt/causal_context.hpp"
 #include "crdt/digest.hpp"
 #include "crdt/hlc.hpp"
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 
 namespace shoal::crdt {
 

@@ -21,7 +21,7 @@
 #include "crdt/digest.hpp"
 #include "crdt/hlc.hpp"
 #include "crdt/or_map.hpp"
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 #include "crdt/replica.hpp"
 #include "node/core/record.hpp"
 #include "node/core/spec.hpp"

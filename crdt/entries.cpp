@@ -1,4 +1,4 @@
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 
 #include <tuple>
 #include <utility>

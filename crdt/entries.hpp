@@ -1,4 +1,4 @@
-// crdt/record.hpp: a record's multi-value register and the per-record join.
+// crdt/entries.hpp: the entries of one record id (its multi-value register) and the per-record join.
 //
 // Role: the value of one record id is a list of Entries (dot, hybrid logical clock, opaque
 // payload bytes), sorted by dot. Usually it holds one entry; concurrent upserts leave several,

@@ -1,7 +1,7 @@
 // Proves the per-record join on hand-written cases that name each branch of the conflict rule
 // (kept on both sides, kept because unseen, removed because seen, adopted, refused because
 // already removed) and the winner order (clock, then replica id, then counter).
-#include "crdt/record.hpp"
+#include "crdt/entries.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -49,6 +49,18 @@ static_assert(SHOAL_E_MAPFULL == static_cast<int>(Detail::kMapFull));
 static_assert(SHOAL_E_DISKFULL == static_cast<int>(Detail::kDiskFull));
 static_assert(SHOAL_E_VERSION == static_cast<int>(Detail::kVersionMismatch));
 static_assert(SHOAL_E_PARAMETERS == static_cast<int>(Detail::kParameterMismatch));
+static_assert(SHOAL_E_SESSIONCLOSED == static_cast<int>(Detail::kSessionClosed));
+static_assert(SHOAL_E_BADSIGNATURE == static_cast<int>(Detail::kBadSignature));
+static_assert(SHOAL_E_WRONGMESH == static_cast<int>(Detail::kWrongMesh));
+static_assert(SHOAL_E_EXPIRED == static_cast<int>(Detail::kExpired));
+static_assert(SHOAL_E_NOTYETVALID == static_cast<int>(Detail::kNotYetValid));
+static_assert(SHOAL_E_WRONGROLE == static_cast<int>(Detail::kWrongRole));
+static_assert(SHOAL_E_REVOKED == static_cast<int>(Detail::kRevoked));
+static_assert(SHOAL_E_SELFSIGNED == static_cast<int>(Detail::kSelfSigned));
+static_assert(SHOAL_E_STATICKEY == static_cast<int>(Detail::kStaticKeyMismatch));
+static_assert(SHOAL_E_UNKNOWNISSUER == static_cast<int>(Detail::kUnknownIssuer));
+static_assert(SHOAL_E_DECRYPT == static_cast<int>(Detail::kDecryptFailed));
+static_assert(SHOAL_E_KEYPERMS == static_cast<int>(Detail::kInsecurePermissions));
 static_assert(SHOAL_MAX_ID_BYTES == 256);
 
 struct shoal_options {
@@ -169,6 +181,18 @@ const char* shoal_strerror(int code) {
     case SHOAL_E_DISKFULL: return "I/O error: disk full";
     case SHOAL_E_VERSION: return "unimplemented: unsupported format version";
     case SHOAL_E_PARAMETERS: return "unimplemented: parameters differ";
+    case SHOAL_E_SESSIONCLOSED: return "unavailable: secure session closed";
+    case SHOAL_E_BADSIGNATURE: return "unauthenticated: bad signature";
+    case SHOAL_E_WRONGMESH: return "unauthenticated: another mesh";
+    case SHOAL_E_EXPIRED: return "unauthenticated: certificate expired";
+    case SHOAL_E_NOTYETVALID: return "unauthenticated: certificate not yet valid";
+    case SHOAL_E_WRONGROLE: return "unauthenticated: role not accepted";
+    case SHOAL_E_REVOKED: return "unauthenticated: device revoked";
+    case SHOAL_E_SELFSIGNED: return "unauthenticated: self-signed certificate";
+    case SHOAL_E_STATICKEY: return "unauthenticated: handshake key is not the certificate's";
+    case SHOAL_E_UNKNOWNISSUER: return "unauthenticated: unknown issuer";
+    case SHOAL_E_DECRYPT: return "unauthenticated: frame does not authenticate";
+    case SHOAL_E_KEYPERMS: return "I/O error: key file readable by others";
     default: break;
   }
   const std::string_view name = code_name(primary_code(static_cast<std::uint32_t>(code)));

@@ -78,6 +78,20 @@ extern "C" {
 #define SHOAL_E_DISKFULL 0x208       /* the disk is full */
 #define SHOAL_E_VERSION 0x109        /* a format or protocol version this build cannot read */
 #define SHOAL_E_PARAMETERS 0x209     /* parameters differ from what a file was made for */
+/* Mesh security (docs/security.md): why a peer, a certificate or a session was refused. Not
+   returned by the local calls above; reported by the mesh and by client mode. */
+#define SHOAL_E_SESSIONCLOSED 0x104  /* a secure session already closed by an earlier error */
+#define SHOAL_E_BADSIGNATURE 0x106   /* a signature that does not verify */
+#define SHOAL_E_WRONGMESH 0x206      /* a certificate or handshake for another mesh */
+#define SHOAL_E_EXPIRED 0x306        /* a certificate past its not_after */
+#define SHOAL_E_NOTYETVALID 0x406    /* a certificate before its not_before */
+#define SHOAL_E_WRONGROLE 0x506      /* a role not accepted here */
+#define SHOAL_E_REVOKED 0x606        /* a revoked device key */
+#define SHOAL_E_SELFSIGNED 0x706     /* a certificate signed by the device, not the authority */
+#define SHOAL_E_STATICKEY 0x806      /* the handshake key is not the certificate's key */
+#define SHOAL_E_UNKNOWNISSUER 0x906  /* issued by a key that is not a trusted authority */
+#define SHOAL_E_DECRYPT 0xa06        /* a frame that does not authenticate (tampered, replayed) */
+#define SHOAL_E_KEYPERMS 0x308       /* a key file readable by group or others */
 
 #define SHOAL_ERROR_MESSAGE_BYTES 256
 #define SHOAL_MAX_ID_BYTES 256

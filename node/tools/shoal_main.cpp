@@ -31,6 +31,7 @@
 #include "common/time.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/io/datasets.hpp"
+#include "node/tools/mesh_commands.hpp"
 
 using namespace shoal;
 using namespace shoal::node;
@@ -237,6 +238,8 @@ int main(int argc, char** argv) {
   auto* restore = app.add_subcommand("restore", "create the data directory from a backup, under a new incarnation");
   restore->add_option("backup", restore_from, "a directory written by 'shoal backup'")->required();
   auto* compact = app.add_subcommand("compact", "rewrite the store without its free pages");
+
+  add_mesh_commands(app, g.json_output);
 
   CLI11_PARSE(app, argc, argv);
 

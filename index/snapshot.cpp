@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_io.hpp"
 #include "common/hash.hpp"
 #include "index/hnsw_index.hpp"
 #include "index/hnsw_internal.hpp"
@@ -71,28 +72,6 @@ T get(const char* p, std::size_t offset) {
 
 Status io_error(const std::string& what, const std::string& path, int err) {
   return Status(Code::kIo, what + ": " + std::strerror(err), path);
-}
-
-// Writes all of [data, data+size) to fd, retrying short writes.
-bool write_all(int fd, const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t w = ::write(fd, p, size);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    size -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 }  // namespace
@@ -171,14 +150,7 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
     ::unlink(tmp.c_str());
     return io_error("cannot rename snapshot into place", path, e);
   }
-  const std::string dir = parent_dir(path);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return io_error("cannot open snapshot directory", dir, errno);
-  const int frc = ::fsync(dfd);
-  const int ferr = errno;
-  ::close(dfd);
-  if (frc != 0) return io_error("cannot fsync snapshot directory", dir, ferr);
-  return ok_status();
+  return fsync_dir(parent_dir(path));
 }
 
 Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,

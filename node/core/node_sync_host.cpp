@@ -4,6 +4,7 @@
 // delta to the store; a rejected message changes nothing.
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "common/assert.hpp"
@@ -192,8 +193,10 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   // Keyed by collection id, so the order of effects never depends on pointer values.
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   DeltaBuffer::Cursor cur = buffer_.cursor();
-  crdt::ORMap cat = catalogue_;
-  for (const auto& theirs : catalogues) SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, theirs, cur, &origin));
+  // The catalogue is copied only when the batch carries one (most batches are records only).
+  std::optional<crdt::ORMap> cat;
+  if (!catalogues.empty()) cat = catalogue_;
+  for (const auto& theirs : catalogues) SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, *cat, theirs, cur, &origin));
   for (auto& [c, delta] : items) {
     auto it = pendings.find(c->id);
     if (it == pendings.end()) it = pendings.emplace(c->id, std::pair{c, Pending::of(*c)}).first;
@@ -201,7 +204,7 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  catalogue_ = std::move(cat);
+  if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
   for (const auto& [c, delta] : items) {

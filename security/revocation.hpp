@@ -1,8 +1,8 @@
 // security/revocation.hpp: the revocation set, a grow-only set of revoked device keys, each
 // entry signed by the mesh authority.
 //
-// Role: a pure value type that the sync engine replicates as its own CRDT (wiring it is not done
-// here). Its join is a set union that verifies every incoming entry's signature against the trust
+// Role: a pure value type that the sync engine replicates as its own CRDT (through
+// node/runtime/revocation_replica.hpp). Its join is a set union that verifies every incoming entry's signature against the trust
 // anchor, so a peer cannot inject a revocation, and nothing can remove one: a partitioned site
 // enforces the revocations it has, and a concurrent re-enrolment of the same key cannot undo one
 // (the key stays revoked; a device that must return gets a new key).

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "common/assert.hpp"
+#include "transport/codec_wire.hpp"
 #include "transport/sync.capnp.h"
 
 namespace shoal::transport {
@@ -63,8 +64,9 @@ void put_values(ListBuilder list, const std::vector<T>& values) {
   for (std::size_t i = 0; i < values.size(); ++i) list.set(static_cast<unsigned>(i), values[i]);
 }
 
-void put(wire::Envelope::Builder env, const Hello& m) {
-  auto b = env.initHello();
+}  // namespace
+
+void write(wire::Hello::Builder b, const Hello& m) {
   b.setReplica(as_data(m.replica));
   b.setProtocolVersion(m.protocol_version);
   put_specs(b.initCollections(list_size(m.collections.size())), m.collections);
@@ -77,8 +79,7 @@ void put(wire::Envelope::Builder env, const Hello& m) {
   }
 }
 
-void put(wire::Envelope::Builder env, const DeltaBatch& m) {
-  auto b = env.initDeltaBatch();
+void write(wire::DeltaBatch::Builder b, const DeltaBatch& m) {
   b.setFirstSeq(m.first_seq);
   b.setLastSeq(m.last_seq);
   put_specs(b.initSpecs(list_size(m.specs.size())), m.specs);
@@ -90,20 +91,16 @@ void put(wire::Envelope::Builder env, const DeltaBatch& m) {
   }
 }
 
-void put(wire::Envelope::Builder env, const DeltaAck& m) {
-  env.initDeltaAck().setLastSeq(m.last_seq);
-}
+void write(wire::DeltaAck::Builder b, const DeltaAck& m) { b.setLastSeq(m.last_seq); }
 
-void put(wire::Envelope::Builder env, const DigestQuery& m) {
-  auto b = env.initDigestQuery();
+void write(wire::DigestQuery::Builder b, const DigestQuery& m) {
   b.setSession(m.session);
   b.setCollection(as_data(m.collection));
   b.setLevel(m.level);
   put_values(b.initIndices(list_size(m.indices.size())), m.indices);
 }
 
-void put(wire::Envelope::Builder env, const DigestReply& m) {
-  auto b = env.initDigestReply();
+void write(wire::DigestReply::Builder b, const DigestReply& m) {
   b.setSession(m.session);
   b.setCollection(as_data(m.collection));
   b.setHasCollection(m.has_collection);
@@ -116,20 +113,28 @@ void put(wire::Envelope::Builder env, const DigestReply& m) {
   b.setContext(as_data(m.context));
 }
 
-void put(wire::Envelope::Builder env, const BucketQuery& m) {
-  auto b = env.initBucketQuery();
+void write(wire::BucketQuery::Builder b, const BucketQuery& m) {
   b.setSession(m.session);
   b.setCollection(as_data(m.collection));
   put_values(b.initBuckets(list_size(m.buckets.size())), m.buckets);
 }
 
-void put(wire::Envelope::Builder env, const BucketReply& m) {
-  auto b = env.initBucketReply();
+void write(wire::BucketReply::Builder b, const BucketReply& m) {
   b.setSession(m.session);
   b.setCollection(as_data(m.collection));
   put_values(b.initBuckets(list_size(m.buckets.size())), m.buckets);
   b.setSlice(as_data(m.slice));
 }
+
+namespace {
+
+void put(wire::Envelope::Builder env, const Hello& m) { write(env.initHello(), m); }
+void put(wire::Envelope::Builder env, const DeltaBatch& m) { write(env.initDeltaBatch(), m); }
+void put(wire::Envelope::Builder env, const DeltaAck& m) { write(env.initDeltaAck(), m); }
+void put(wire::Envelope::Builder env, const DigestQuery& m) { write(env.initDigestQuery(), m); }
+void put(wire::Envelope::Builder env, const DigestReply& m) { write(env.initDigestReply(), m); }
+void put(wire::Envelope::Builder env, const BucketQuery& m) { write(env.initBucketQuery(), m); }
+void put(wire::Envelope::Builder env, const BucketReply& m) { write(env.initBucketReply(), m); }
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -431,6 +436,49 @@ Result<Message> decode(std::string_view bytes, const DecodeLimits& limits) {
   } catch (...) {
     return Status(Detail::kMalformed, "message failed to decode: unknown exception");
   }
+}
+
+namespace {
+
+// Runs a Reader method on a struct inside a message someone else decoded (an RPC call's
+// parameters), with the same exception handling as decode().
+template <typename T, typename F>
+Result<T> read_struct(const DecodeLimits& limits, F&& f) {
+  try {
+    Result<Message> m = f(Reader(limits));
+    if (!m.ok()) return m.status();
+    return std::get<T>(std::move(*m));
+  } catch (const kj::Exception& e) {
+    return from_kj(e, limits);
+  } catch (const std::bad_alloc&) {
+    return Status(Code::kOverloaded, "out of memory while decoding a message");
+  } catch (const std::exception& e) {
+    return Status(Detail::kMalformed, std::string("message failed to decode: ") + e.what());
+  }
+}
+
+}  // namespace
+
+Result<Hello> read(wire::Hello::Reader r, const DecodeLimits& limits) {
+  return read_struct<Hello>(limits, [&](const Reader& rd) { return rd.hello(r); });
+}
+Result<DeltaBatch> read(wire::DeltaBatch::Reader r, const DecodeLimits& limits) {
+  return read_struct<DeltaBatch>(limits, [&](const Reader& rd) { return rd.delta_batch(r); });
+}
+Result<DeltaAck> read(wire::DeltaAck::Reader r, const DecodeLimits& limits) {
+  return read_struct<DeltaAck>(limits, [&](const Reader& rd) { return rd.delta_ack(r); });
+}
+Result<DigestQuery> read(wire::DigestQuery::Reader r, const DecodeLimits& limits) {
+  return read_struct<DigestQuery>(limits, [&](const Reader& rd) { return rd.digest_query(r); });
+}
+Result<DigestReply> read(wire::DigestReply::Reader r, const DecodeLimits& limits) {
+  return read_struct<DigestReply>(limits, [&](const Reader& rd) { return rd.digest_reply(r); });
+}
+Result<BucketQuery> read(wire::BucketQuery::Reader r, const DecodeLimits& limits) {
+  return read_struct<BucketQuery>(limits, [&](const Reader& rd) { return rd.bucket_query(r); });
+}
+Result<BucketReply> read(wire::BucketReply::Reader r, const DecodeLimits& limits) {
+  return read_struct<BucketReply>(limits, [&](const Reader& rd) { return rd.bucket_reply(r); });
 }
 
 }  // namespace shoal::transport

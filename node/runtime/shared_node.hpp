@@ -9,6 +9,7 @@
 // Thread rules: every method may be called from any thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -34,9 +35,28 @@ class SharedNode {
   }
   template <typename F>
   decltype(auto) write(F&& f) {
+    // Declared before the lock, so it runs after the lock is released.
+    struct Notify {
+      const std::function<void()>& fn;
+      ~Notify() {
+        if (fn) fn();
+      }
+    } notify{after_write_};
     std::unique_lock lock(mu_);
     return std::forward<F>(f)(*node_);
   }
+  // As write(), without the after-write notification: for the sync driver itself (the mesh
+  // host), whose own calls must not wake it again.
+  template <typename F>
+  decltype(auto) write_quiet(F&& f) {
+    std::unique_lock lock(mu_);
+    return std::forward<F>(f)(*node_);
+  }
+
+  // Called after every write() (outside the lock, on the writer's thread): how the mesh host
+  // learns of local writes and pushes their deltas at once. Must be thread-safe. Set it before the
+  // wrapper is shared with other threads, and clear it before its target goes away.
+  void set_after_write(std::function<void()> fn) { after_write_ = std::move(fn); }
 
   // Set at open and never changed: no lock needed.
   const crdt::ReplicaId& replica() const noexcept { return node_->replica(); }
@@ -112,6 +132,7 @@ class SharedNode {
  private:
   mutable RwLock mu_;
   std::unique_ptr<Node> node_;
+  std::function<void()> after_write_;
 };
 
 }  // namespace shoal::node

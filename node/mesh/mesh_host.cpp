@@ -1,0 +1,741 @@
+// node/mesh/mesh_host.cpp: the sync engine over RPC links (see mesh_host.hpp).
+//
+// One engine step: under the node's exclusive lock, give the engine its input (a tick, a peer
+// coming up or going down, a message), take its outbox and its next wake-up; outside the lock,
+// turn each outgoing message into a call and re-arm the timer. A call the peer makes is the same
+// step with the message as input; the engine's reply to that message (it emits exactly one, to
+// the caller, for a DeltaBatch, a DigestQuery and a BucketQuery) is taken out of the outbox and
+// returned as the call's result.
+#include "node/mesh/mesh_host.hpp"
+
+#include <capnp/message.h>
+#include <kj/async.h>
+#include <kj/debug.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "common/random.hpp"
+#include "crdt/replica.hpp"
+#include "transport/codec_wire.hpp"
+#include "transport/rpc.capnp.h"
+
+namespace shoal::node {
+namespace rpc = transport::rpc;
+
+// capnp's Server classes and kj::TaskSet::ErrorHandler have no virtual destructor; ours are
+// owned and destroyed as themselves (kj::heap) or by value.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+
+namespace {
+
+constexpr const char* kComponent = "mesh";
+
+kj::Exception status_exception(const Status& st) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str("shoal-status ", st.full_code(), " ", st.to_string().c_str()));
+}
+
+struct Conn {
+  std::uint64_t id = 0;
+  kj::Own<transport::Link> link;
+  security::Certificate cert;
+  std::optional<crdt::ReplicaId> peer;
+  std::uint32_t protocol = 0;
+  Tier tier = Tier::kHot;
+  bool up = false;
+  bool closed = false;
+  int dial = -1;  // index into Impl::dials, or -1 for an accepted link
+  std::optional<rpc::ReplicaReader::Client> remote;
+  std::optional<rpc::Replica::Client> remote_writer;
+};
+
+struct Dial {
+  MeshPeerAddress address;
+  std::optional<security::SignPublicKey> device;  // learned at the first handshake
+  Duration backoff;
+  bool busy = false;     // a dial or a scheduled redial is pending
+  bool self = false;     // the address is this node: never dialed again
+};
+
+}  // namespace
+
+struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
+  Impl(transport::KjLoop& l, SharedNode& n, RevocationReplica& r, MeshCredentials c, MeshOptions o, Logger* lg)
+      : loop(l), node(n), revocations(r), creds(std::move(c)), options(std::move(o)), logger(lg), tasks(*this) {
+    std::array<std::uint8_t, 8> seed{};
+    randombytes_buf(seed.data(), seed.size());
+    std::uint64_t s = 0;
+    for (auto b : seed) s = (s << 8) | b;
+    rng.emplace(s);
+  }
+
+  void taskFailed(kj::Exception&& e) override {
+    SHOAL_LOG(logger, kWarn, kComponent, "background task failed: ", e.getDescription().cStr());
+  }
+
+  // ---- the engine step -------------------------------------------------------------------
+
+  template <typename F>
+  void run_engine(F&& input) {
+    if (stopped) return;
+    const MonoTime now = now_mono();
+    std::vector<Outgoing> out;
+    std::optional<MonoTime> next;
+    node.write_quiet([&](Node& n) {
+      input(n, now);
+      n.tick(now);
+      out = std::exchange(pending_out, {});  // what serve() left after taking a call's reply
+      auto more = n.take_outbox();
+      out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+      next = n.next_wakeup();
+    });
+    after_engine(std::move(out), next);
+  }
+
+  void after_engine(std::vector<Outgoing> out, std::optional<MonoTime> next) {
+    refresh_revocations();
+    for (auto& o : out) dispatch(std::move(o));
+    arm(next);
+  }
+
+  // One kj timer per earlier wake-up; a later one left pending only runs an idle step. (A timer
+  // promise is never replaced from inside its own continuation: kj forbids destroying a promise
+  // node while it runs.)
+  void arm(std::optional<MonoTime> next) {
+    if (!next || stopped) return;
+    if (wake_at && *wake_at <= *next) return;
+    wake_at = *next;
+    std::int64_t ns = (*next - now_mono()).ns();
+    if (ns < 0) ns = 0;
+    const MonoTime at = *next;
+    tasks.add(loop.timer().afterDelay(ns * kj::NANOSECONDS).then([this, at]() {
+      if (wake_at && *wake_at == at) wake_at.reset();
+      run_engine([](Node&, MonoTime) {});
+    }));
+  }
+
+  // ---- outgoing: the engine's messages become calls ----------------------------------------
+
+  Conn* conn_for(const crdt::ReplicaId& to) {
+    for (auto& [id, c] : conns) {
+      if (c->up && c->peer && *c->peer == to) return c.get();
+    }
+    return nullptr;
+  }
+
+  void dispatch(Outgoing o) {
+    Conn* c = conn_for(o.to);
+    if (c == nullptr || !c->remote) return;  // the peer went down: the engine times the message out
+    const std::uint64_t id = c->id;
+    const crdt::ReplicaId peer = *c->peer;
+    std::visit(
+        [&](auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<T, transport::Hello>) {
+            auto req = c->remote->helloRequest();
+            transport::write(req.initHello(), m);
+            track(id, req.send().ignoreResult(), false);
+          } else if constexpr (std::is_same_v<T, transport::DeltaBatch>) {
+            if (!c->remote_writer) return;  // our certificate does not let us write to this peer
+            auto req = c->remote_writer->pushDeltasRequest();
+            transport::write(req.initBatch(), m);
+            track(id, req.send().then([this, peer](auto&& resp) { deliver(peer, transport::read(resp.getAck(), limits)); }),
+                  false);
+          } else if constexpr (std::is_same_v<T, transport::DigestQuery>) {
+            if (c->cert.role == security::DeviceRole::kReader) return;  // never import a reader's data
+            auto req = c->remote->digestRequest();
+            transport::write(req.initQuery(), m);
+            track(id, req.send().then([this, peer](auto&& resp) { deliver(peer, transport::read(resp.getReply(), limits)); }),
+                  false);
+          } else if constexpr (std::is_same_v<T, transport::BucketQuery>) {
+            if (c->cert.role == security::DeviceRole::kReader) return;
+            auto req = c->remote->bucketsRequest();
+            transport::write(req.initQuery(), m);
+            track(id, req.send().then([this, peer](auto&& resp) { deliver(peer, transport::read(resp.getReply(), limits)); }),
+                  false);
+          } else {
+            // DeltaAck, DigestReply, BucketReply: only ever the result of a call (serve()).
+            SHOAL_LOG(logger, kWarn, kComponent, "dropped a reply the engine sent outside a call to ",
+                      peer.to_string());
+          }
+        },
+        o.message);
+  }
+
+  // Every call gets the deadline; a failed ping closes the link, a failed sync call is counted
+  // (the engine retransmits or abandons on its own timers).
+  void track(std::uint64_t id, kj::Promise<void> call, bool is_ping) {
+    ++stats.calls_sent;
+    tasks.add(loop.timer()
+                  .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, kj::mv(call))
+                  .catch_([this, id, is_ping](kj::Exception&& e) {
+                    ++stats.calls_failed;
+                    Status st = transport::status_of(e);
+                    SHOAL_LOG(logger, kDebug, kComponent, is_ping ? "ping" : "call", " to link ", id,
+                              " failed: ", st.to_string());
+                    if (is_ping) close_conn(id, "keepalive failed: " + st.to_string());
+                  }));
+  }
+
+  template <typename T>
+  void deliver(const crdt::ReplicaId& peer, Result<T> reply) {
+    if (!reply.ok()) {
+      ++stats.calls_failed;
+      SHOAL_LOG(logger, kWarn, kComponent, "invalid reply from ", peer.to_string(), ": ",
+                reply.status().to_string());
+      return;
+    }
+    if (conn_for(peer) == nullptr) return;
+    Status st;
+    run_engine([&](Node& n, MonoTime now) { st = n.receive(peer, transport::Message(std::move(*reply)), now); });
+    if (!st.ok()) {
+      SHOAL_LOG(logger, kWarn, kComponent, "reply from ", peer.to_string(), " rejected: ", st.to_string());
+    }
+  }
+
+  // ---- incoming: a call becomes the engine's input; its reply becomes the result ------------
+
+  template <typename Reply>
+  Result<Reply> serve(std::uint64_t id, transport::Message message, std::uint64_t session) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closed) return Status(Detail::kSessionClosed, "link closed");
+    Conn& c = *it->second;
+    if (!c.up || !c.peer) return Status(Code::kUnavailable, "call before the introduction");
+    ++stats.calls_served;
+    const crdt::ReplicaId peer = *c.peer;
+    Status st;
+    std::optional<Reply> reply;
+    run_engine([&](Node& n, MonoTime now) {
+      st = n.receive(peer, message, now);
+      // Take the engine's reply to this call out of the outbox (the rest is dispatched).
+      auto out = n.take_outbox();
+      for (auto o = out.begin(); o != out.end(); ++o) {
+        if (!(o->to == peer)) continue;
+        if (auto* r = std::get_if<Reply>(&o->message)) {
+          bool matches = true;
+          if constexpr (!std::is_same_v<Reply, transport::DeltaAck>) matches = r->session == session;
+          if (matches) {
+            reply = std::move(*r);
+            out.erase(o);
+            break;
+          }
+        }
+      }
+      // Put the rest back in front of whatever tick() adds; run_engine takes the outbox again.
+      pending_out = std::move(out);
+    });
+    if (!st.ok()) {
+      ++stats.calls_refused;
+      return st;
+    }
+    if (!reply) {
+      ++stats.calls_refused;
+      return Status(Code::kInternal, "the sync engine produced no reply to this call");
+    }
+    return std::move(*reply);
+  }
+
+  Status serve_hello(std::uint64_t id, transport::Hello hello) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closed) return Status(Detail::kSessionClosed, "link closed");
+    Conn& c = *it->second;
+    if (!c.up || !c.peer) return Status(Code::kUnavailable, "hello before the introduction");
+    ++stats.calls_served;
+    // A reader may not change the catalogue (which collections exist).
+    if (c.cert.role == security::DeviceRole::kReader) hello.catalogue.clear();
+    const crdt::ReplicaId peer = *c.peer;
+    Status st;
+    run_engine([&](Node& n, MonoTime now) { st = n.receive(peer, transport::Message(std::move(hello)), now); });
+    if (!st.ok()) ++stats.calls_refused;
+    return st;
+  }
+
+  // Write grants: every named collection in the batch must be writable by the sender's
+  // certificate (the catalogue item, with no name, needs a member).
+  Status check_write(std::uint64_t id, const transport::DeltaBatch& batch) {
+    auto it = conns.find(id);
+    if (it == conns.end()) return Status(Detail::kSessionClosed, "link closed");
+    const security::Certificate& cert = it->second->cert;
+    for (const auto& item : batch.items) {
+      if (item.collection.empty()) continue;
+      if (!cert.access(item.collection).write) {
+        return Status(Detail::kWrongRole, "certificate of " + security::key_label(cert.device_key) +
+                                              " grants no write on collection '" + item.collection + "'");
+      }
+    }
+    return {};
+  }
+
+  // ---- links -----------------------------------------------------------------------------
+
+  void on_link(kj::Own<transport::Link> link, int dial) {
+    if (stopped) {
+      link->close();
+      return;
+    }
+    const security::SignPublicKey key = link->peer().device_key;
+    const security::SignPublicKey own = creds.identity->public_key();
+    if (dial >= 0) dials[dial].device = key;
+    if (key == own) {
+      if (dial >= 0) dials[dial].self = true;
+      link->close();
+      return;
+    }
+    if (revoked_copy.contains(key)) {
+      link->close();
+      return;
+    }
+    if (auto e = by_device.find(key); e != by_device.end()) {
+      Conn& old = *conns.at(e->second);
+      bool keep_new = true;
+      if (link->dialed() != old.link->dialed()) {
+        // Simultaneous dials: both ends keep the link dialed by the smaller device key.
+        const security::SignPublicKey& dialer = link->dialed() ? own : key;
+        keep_new = dialer == std::min(own, key);
+      }
+      ++stats.duplicate_links;
+      if (!keep_new) {
+        link->close();
+        return;
+      }
+      close_conn(old.id, "replaced by a newer link from the same device");
+    }
+    auto c = std::make_unique<Conn>();
+    c->id = next_conn_id++;
+    c->cert = link->peer();
+    c->dial = dial;
+    c->tier = options.accepted_tier;
+    for (auto& d : dials) {
+      if (d.device && *d.device == key) c->tier = d.address.tier;
+    }
+    if (dial >= 0) c->tier = dials[dial].address.tier;
+    c->link = kj::mv(link);
+    const std::uint64_t id = c->id;
+    by_device[key] = id;
+    Conn& conn = *c;
+    conns.emplace(id, std::move(c));
+    ++stats.links_opened;
+    if (listener) listener->set_links_alive(conns.size());
+    SHOAL_LOG(logger, kInfo, kComponent, "link ", id, " to ", security::key_label(key), " at ",
+              conn.link->remote(), conn.link->dialed() ? " (dialed)" : " (accepted)");
+
+    conn.link->serve(kj::heap<GateServer>(*this, id));
+    tasks.add(conn.link->on_disconnect().then([this, id]() { close_conn(id, "disconnected"); },
+                                              [this, id](kj::Exception&& e) {
+                                                close_conn(id, "disconnected: " + transport::status_of(e).to_string());
+                                              }));
+    // Introduce ourselves; the Replica capability comes back pipelined, usable at once.
+    auto gate = conn.link->peer_bootstrap().castAs<rpc::Gate>();
+    auto req = gate.introduceRequest();
+    fill_intro(req.initIntro());
+    auto answer = req.send();
+    conn.remote = answer.getReplica();
+    if (creds_role != security::DeviceRole::kReader) conn.remote_writer = conn.remote->castAs<rpc::Replica>();
+    tasks.add(answer.then(
+        [this, id](auto&& resp) {
+          crdt::ReplicaId peer;
+          auto r = resp.getIntro().getReplica();
+          if (!crdt::ReplicaId::decode(std::string_view(reinterpret_cast<const char*>(r.begin()), r.size()), peer)) {
+            close_conn(id, "introduction with a malformed replica id");
+            return;
+          }
+          introduced(id, peer, resp.getProtocol());
+        },
+        [this, id](kj::Exception&& e) {
+          Status st = transport::status_of(e);
+          if (st.detail() == Detail::kVersionMismatch) ++stats.version_refusals;
+          SHOAL_LOG(logger, kWarn, kComponent, "link ", id, ": introduction refused: ", st.to_string());
+          close_conn(id, "introduction refused");
+        }));
+    tasks.add(loop.timer().afterDelay(options.introduce_timeout.ns() * kj::NANOSECONDS).then([this, id]() {
+      auto it = conns.find(id);
+      if (it != conns.end() && !it->second->up) close_conn(id, "no introduction in time");
+    }));
+  }
+
+  void fill_intro(rpc::Intro::Builder b) {
+    const std::string replica = node.replica().encode();
+    b.setReplica(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(replica.data()), replica.size()));
+    b.setMinProtocol(options.min_protocol);
+    b.setMaxProtocol(options.max_protocol);
+  }
+
+  // The protocol both speak: the highest in both ranges.
+  Result<std::uint32_t> negotiate(std::uint32_t their_min, std::uint32_t their_max) const {
+    const std::uint32_t hi = std::min(options.max_protocol, their_max);
+    const std::uint32_t lo = std::max(options.min_protocol, their_min);
+    if (their_min > their_max || hi < lo) {
+      return Status(Detail::kVersionMismatch,
+                    str_cat("no common sync protocol version: the peer speaks ", their_min, "..", their_max,
+                            ", this node speaks ", options.min_protocol, "..", options.max_protocol));
+    }
+    return hi;
+  }
+
+  // The peer named its replica (in its call or its answer): the engine learns of it once.
+  void introduced(std::uint64_t id, const crdt::ReplicaId& peer, std::uint32_t protocol) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closed) return;
+    Conn& c = *it->second;
+    if (c.peer) {
+      if (!(*c.peer == peer)) close_conn(id, "the peer named two different replica ids");
+      return;
+    }
+    for (auto& [oid, o] : conns) {
+      if (oid != id && o->peer && o->peer->identity == peer.identity && !o->closed) {
+        close_conn(id, "replica " + peer.to_string() + " is already up on another device's link");
+        return;
+      }
+    }
+    c.peer = peer;
+    c.protocol = protocol;
+    c.up = true;
+    SHOAL_LOG(logger, kInfo, kComponent, "peer ", peer.to_string(), " up on link ", id, " (",
+              security::key_label(c.cert.device_key), ", ", security::role_name(c.cert.role), ", protocol ", protocol,
+              ")");
+    const Tier tier = c.tier;
+    run_engine([&](Node& n, MonoTime now) { n.peer_up(peer, tier, now); });
+  }
+
+  void close_conn(std::uint64_t id, const std::string& why) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closed) return;
+    Conn& c = *it->second;
+    c.closed = true;
+    ++stats.links_closed;
+    SHOAL_LOG(logger, kInfo, kComponent, "link ", id, " to ", security::key_label(c.cert.device_key),
+              " closed: ", why);
+    c.link->close();
+    if (auto d = by_device.find(c.cert.device_key); d != by_device.end() && d->second == id) by_device.erase(d);
+    if (c.up && c.peer) {
+      const crdt::ReplicaId peer = *c.peer;
+      c.up = false;
+      run_engine([&](Node& n, MonoTime now) { n.peer_down(peer, now); });
+    }
+    const security::SignPublicKey key = c.cert.device_key;
+    // Destroyed on a later turn: this may run inside a callback of the link's own RPC system.
+    tasks.add(kj::evalLater([this, id]() {
+      conns.erase(id);
+      if (listener) listener->set_links_alive(conns.size());
+    }));
+    for (std::size_t i = 0; i < dials.size(); ++i) {
+      if (static_cast<int>(i) == c.dial || (dials[i].device && *dials[i].device == key)) schedule_redial(i);
+    }
+  }
+
+  bool connected(const Dial& d) const { return d.device && by_device.count(*d.device) != 0; }
+
+  void start_dial(std::size_t i) {
+    if (stopped || dials[i].self) return;
+    dials[i].busy = true;
+    ++stats.dials;
+    const MeshPeerAddress a = dials[i].address;
+    tasks.add(transport::dial(loop, a.host, a.port, linksec, options.link)
+                  .then(
+                      [this, i](kj::Own<transport::Link> link) {
+                        dials[i].busy = false;
+                        dials[i].backoff = options.backoff_min;
+                        on_link(kj::mv(link), static_cast<int>(i));
+                        if (!connected(dials[i])) schedule_redial(i);
+                      },
+                      [this, i, a](kj::Exception&& e) {
+                        dials[i].busy = false;
+                        ++stats.dial_failures;
+                        SHOAL_LOG(logger, kDebug, kComponent, "dial ", a.host, ":", a.port, " failed: ",
+                                  transport::status_of(e).to_string());
+                        schedule_redial(i);
+                      }));
+  }
+
+  void schedule_redial(std::size_t i) {
+    Dial& d = dials[i];
+    if (stopped || stopping || d.busy || d.self) return;
+    d.busy = true;
+    const std::int64_t w = std::max<std::int64_t>(d.backoff.ns(), 1);
+    const std::int64_t wait = w / 2 + static_cast<std::int64_t>(rng->uniform(static_cast<std::uint64_t>(w / 2 + 1)));
+    d.backoff = std::min(d.backoff * 2, options.backoff_max);
+    tasks.add(loop.timer().afterDelay(wait * kj::NANOSECONDS).then([this, i]() {
+      dials[i].busy = false;
+      if (!connected(dials[i])) start_dial(i);
+    }));
+  }
+
+  void ping_all() {
+    for (auto& [id, c] : conns) {
+      if (!c->up || c->closed || !c->remote) continue;
+      track(id, c->remote->pingRequest().send().ignoreResult(), true);
+    }
+    tasks.add(loop.timer().afterDelay(options.ping_interval.ns() * kj::NANOSECONDS).then([this]() {
+      if (!stopped) ping_all();
+    }));
+  }
+
+  // A revocation (from a peer's hello or the operator) closes the revoked device's links at once.
+  void refresh_revocations() {
+    bool grew = false;
+    node.read([&](const Node&) {
+      if (revocations.set().size() != revoked_copy.size()) {
+        revoked_copy = revocations.set();
+        grew = true;
+      }
+    });
+    if (!grew) return;
+    std::vector<std::uint64_t> doomed;
+    for (auto& [id, c] : conns) {
+      if (!c->closed && revoked_copy.contains(c->cert.device_key)) doomed.push_back(id);
+    }
+    for (auto id : doomed) {
+      ++stats.revoked_closed;
+      close_conn(id, "device revoked");
+    }
+  }
+
+  // ---- the capabilities a peer is served ------------------------------------------------
+
+  template <typename Base>
+  class ReaderMethods : public Base {
+   public:
+    ReaderMethods(Impl& host, std::uint64_t id) : host_(host), id_(id) {}
+
+    kj::Promise<void> hello(typename Base::HelloContext ctx) override {
+      auto m = transport::read(ctx.getParams().getHello(), host_.limits);
+      if (!m.ok()) return status_exception(m.status());
+      Status st = host_.serve_hello(id_, std::move(*m));
+      if (!st.ok()) return status_exception(st);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> digest(typename Base::DigestContext ctx) override {
+      auto q = transport::read(ctx.getParams().getQuery(), host_.limits);
+      if (!q.ok()) return status_exception(q.status());
+      const std::uint64_t session = q->session;
+      auto r = host_.template serve<transport::DigestReply>(id_, transport::Message(std::move(*q)), session);
+      if (!r.ok()) return status_exception(r.status());
+      transport::write(ctx.getResults().initReply(), *r);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> buckets(typename Base::BucketsContext ctx) override {
+      auto q = transport::read(ctx.getParams().getQuery(), host_.limits);
+      if (!q.ok()) return status_exception(q.status());
+      const std::uint64_t session = q->session;
+      auto r = host_.template serve<transport::BucketReply>(id_, transport::Message(std::move(*q)), session);
+      if (!r.ok()) return status_exception(r.status());
+      transport::write(ctx.getResults().initReply(), *r);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> ping(typename Base::PingContext) override { return kj::READY_NOW; }
+
+   protected:
+    Impl& host_;
+    std::uint64_t id_;
+  };
+
+  using ReaderServer = ReaderMethods<rpc::ReplicaReader::Server>;
+
+  class WriterServer final : public ReaderMethods<rpc::Replica::Server> {
+   public:
+    using ReaderMethods<rpc::Replica::Server>::ReaderMethods;
+    kj::Promise<void> pushDeltas(PushDeltasContext ctx) override {
+      auto b = transport::read(ctx.getParams().getBatch(), host_.limits);
+      if (!b.ok()) return status_exception(b.status());
+      Status allowed = host_.check_write(id_, *b);
+      if (!allowed.ok()) {
+        ++host_.stats.calls_refused;
+        return status_exception(allowed);
+      }
+      auto r = host_.template serve<transport::DeltaAck>(id_, transport::Message(std::move(*b)), 0);
+      if (!r.ok()) return status_exception(r.status());
+      transport::write(ctx.getResults().initAck(), *r);
+      return kj::READY_NOW;
+    }
+  };
+
+  class GateServer final : public rpc::Gate::Server {
+   public:
+    GateServer(Impl& host, std::uint64_t id) : host_(host), id_(id) {}
+    kj::Promise<void> introduce(IntroduceContext ctx) override {
+      auto it = host_.conns.find(id_);
+      if (it == host_.conns.end() || it->second->closed) return status_exception(Status(Detail::kSessionClosed, "link closed"));
+      auto intro = ctx.getParams().getIntro();
+      auto r = intro.getReplica();
+      crdt::ReplicaId peer;
+      if (!crdt::ReplicaId::decode(std::string_view(reinterpret_cast<const char*>(r.begin()), r.size()), peer)) {
+        return status_exception(
+            Status(Detail::kMalformed, str_cat("Intro.replica is ", r.size(), " bytes, expected exactly 20")));
+      }
+      auto protocol = host_.negotiate(intro.getMinProtocol(), intro.getMaxProtocol());
+      if (!protocol.ok()) {
+        ++host_.stats.version_refusals;
+        SHOAL_LOG(host_.logger, kWarn, kComponent, "refused ", peer.to_string(), ": ",
+                  protocol.status().to_string());
+        return status_exception(protocol.status());
+      }
+      auto results = ctx.getResults();
+      host_.fill_intro(results.initIntro());
+      results.setProtocol(*protocol);
+      if (it->second->cert.role == security::DeviceRole::kReader) {
+        results.setReplica(kj::heap<ReaderServer>(host_, id_));
+      } else {
+        results.setReplica(kj::heap<WriterServer>(host_, id_));
+      }
+      host_.introduced(id_, peer, *protocol);
+      return kj::READY_NOW;
+    }
+
+   private:
+    Impl& host_;
+    std::uint64_t id_;
+  };
+
+  // ---- state ------------------------------------------------------------------------------
+
+  transport::KjLoop& loop;
+  SharedNode& node;
+  RevocationReplica& revocations;
+  MeshCredentials creds;
+  MeshOptions options;
+  Logger* logger;
+  security::DeviceRole creds_role = security::DeviceRole::kMember;
+  transport::DecodeLimits limits;
+  security::RevocationSet revoked_copy;
+  transport::LinkSecurity linksec;
+  std::unique_ptr<transport::Listener> listener;
+  std::map<std::uint64_t, std::unique_ptr<Conn>> conns;
+  std::map<security::SignPublicKey, std::uint64_t> by_device;
+  std::uint64_t next_conn_id = 1;
+  std::vector<Dial> dials;
+  std::vector<Outgoing> pending_out;
+  std::optional<Rng> rng;
+  MeshStats stats;
+  std::shared_ptr<std::atomic<bool>> write_posted = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  bool stopped = false;
+  bool stopping = false;
+  kj::TaskSet tasks;
+  std::optional<MonoTime> wake_at;
+};
+
+#pragma GCC diagnostic pop
+
+MeshHost::MeshHost(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MeshHost::~MeshHost() {
+  stop();
+  *impl_->alive = false;
+}
+
+Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, SharedNode& node,
+                                                  RevocationReplica& revocations, MeshCredentials credentials,
+                                                  MeshOptions options, Logger* logger) {
+  if (credentials.identity == nullptr) return Status(Code::kInvalidArgument, "the mesh host needs this device's identity");
+  auto own = security::decode_certificate(credentials.certificate);
+  if (!own.ok()) return own.status().with_context("this device's certificate");
+  auto impl = std::make_unique<Impl>(loop, node, revocations, std::move(credentials), std::move(options), logger);
+  Impl& h = *impl;
+  h.creds_role = own->role;
+  h.revoked_copy = node.read([&](const Node&) { return revocations.set(); });
+  h.linksec.identity = h.creds.identity;
+  h.linksec.certificate = h.creds.certificate;
+  h.linksec.anchor = &h.creds.anchor;
+  h.linksec.revocations = [&h]() -> const security::RevocationSet& { return h.revoked_copy; };
+  h.linksec.trusted_now = [] { return now_wall(); };
+  auto listener = transport::listen(
+      loop, h.options.listen_address, h.options.listen_port, h.linksec, h.options.link, h.options.listener,
+      [&h](kj::Own<transport::Link> link) { h.on_link(kj::mv(link), -1); },
+      [&h](const Status& st, const std::string& remote) {
+        SHOAL_LOG(h.logger, kInfo, kComponent, "refused a connection from ", remote, ": ", st.to_string());
+      });
+  if (!listener.ok()) return listener.status();
+  h.listener = std::move(*listener);
+  for (const auto& p : h.options.peers) {
+    h.dials.push_back(Dial{p, std::nullopt, h.options.backoff_min});
+  }
+  for (std::size_t i = 0; i < h.dials.size(); ++i) h.start_dial(i);
+  h.ping_all();
+  auto alive = h.alive;
+  auto posted = h.write_posted;
+  Impl* raw = impl.get();
+  node.set_after_write([&loop, alive, posted, raw]() {
+    if (posted->exchange(true)) return;
+    loop.post([alive, posted, raw]() {
+      posted->store(false);
+      if (*alive) raw->run_engine([](Node&, MonoTime) {});
+    });
+  });
+  h.run_engine([](Node&, MonoTime) {});
+  SHOAL_LOG(logger, kInfo, kComponent, "listening on ", h.options.listen_address, ":", h.listener->port(),
+            " as ", node.replica().to_string(), " (", security::key_label(h.creds.identity->public_key()), ")");
+  return std::unique_ptr<MeshHost>(new MeshHost(std::move(impl)));
+}
+
+std::uint16_t MeshHost::port() const noexcept { return impl_->listener ? impl_->listener->port() : 0; }
+
+void MeshHost::add_peer(const MeshPeerAddress& peer) {
+  for (auto& d : impl_->dials) {
+    if (d.address.host == peer.host && d.address.port == peer.port) {
+      if (!d.busy && !impl_->connected(d) && !d.self) impl_->start_dial(static_cast<std::size_t>(&d - impl_->dials.data()));
+      return;
+    }
+  }
+  impl_->dials.push_back(Dial{peer, std::nullopt, impl_->options.backoff_min});
+  impl_->start_dial(impl_->dials.size() - 1);
+}
+
+void MeshHost::notify_local_write() {
+  // The same path as SharedNode's after-write hook.
+  auto alive = impl_->alive;
+  auto posted = impl_->write_posted;
+  Impl* raw = impl_.get();
+  if (posted->exchange(true)) return;
+  impl_->loop.post([alive, posted, raw]() {
+    posted->store(false);
+    if (*alive) raw->run_engine([](Node&, MonoTime) {});
+  });
+}
+
+void MeshHost::pump() { impl_->run_engine([](Node&, MonoTime) {}); }
+
+MeshStats MeshHost::stats() const {
+  MeshStats s = impl_->stats;
+  if (impl_->listener) s.listener = impl_->listener->stats();
+  return s;
+}
+
+std::vector<MeshPeerView> MeshHost::peers() const {
+  std::vector<MeshPeerView> out;
+  for (const auto& [id, c] : impl_->conns) {
+    if (c->closed) continue;
+    MeshPeerView v;
+    v.device = security::key_label(c->cert.device_key);
+    v.replica = c->peer ? c->peer->to_string() : "";
+    v.remote = c->link->remote();
+    v.role = std::string(security::role_name(c->cert.role));
+    v.tier = c->tier;
+    v.dialed = c->link->dialed();
+    v.up = c->up;
+    v.protocol = c->protocol;
+    v.bytes = c->link->stats();
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+void MeshHost::stop() {
+  Impl& h = *impl_;
+  if (h.stopped) return;
+  h.node.set_after_write(nullptr);
+  h.stopping = true;
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, c] : h.conns) ids.push_back(id);
+  for (auto id : ids) h.close_conn(id, "shutting down");
+  h.stopped = true;
+  h.listener.reset();
+}
+
+}  // namespace shoal::node

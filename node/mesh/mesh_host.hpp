@@ -1,0 +1,135 @@
+// node/mesh/mesh_host.hpp: a node on the real network: the sync engine driven over encrypted
+// Cap'n Proto RPC links (docs/architecture.md, "The mesh host").
+//
+// Role: the runtime layer above the node core and transport/. It listens and dials
+// (transport/link.hpp), serves each peer the Gate its certificate allows (a reader gets a
+// ReplicaReader, with no write method; transport/rpc.capnp), and is the thin adapter between the
+// sans-I/O SyncEngine and RPC: each message the engine emits becomes a call, each call's result is
+// fed back to the engine as the reply message, and each call received is handed to the engine,
+// whose reply (the DeltaAck, DigestReply or BucketReply it emits for that call) becomes the
+// result. The engine decides everything else (what to send, retransmits, repair); this file only
+// moves messages. Also here: one link per pair of devices (simultaneous dials resolved by device
+// key), redial with jittered exponential backoff, keepalive pings and a deadline on every call,
+// closing the links of revoked devices, and the protocol version agreed in the introduction.
+// Ownership: the KjLoop, the SharedNode and the RevocationReplica must outlive the host.
+// Thread rules: every method on the loop's thread, except notify_local_write() (any thread).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/log.hpp"
+#include "common/status.hpp"
+#include "common/time.hpp"
+#include "node/core/spec.hpp"
+#include "node/runtime/revocation_replica.hpp"
+#include "node/runtime/shared_node.hpp"
+#include "security/certificate.hpp"
+#include "security/identity.hpp"
+#include "security/mesh.hpp"
+#include "transport/kj_loop.hpp"
+#include "transport/link.hpp"
+
+namespace shoal::node {
+
+// The sync protocol versions this build speaks (transport::kProtocolVersion is the newest).
+inline constexpr std::uint32_t kMinProtocolVersion = 1;
+
+struct MeshPeerAddress {
+  std::string host;  // a name or an address
+  std::uint16_t port = 0;
+  Tier tier = Tier::kHot;
+  friend bool operator==(const MeshPeerAddress&, const MeshPeerAddress&) = default;
+};
+
+struct MeshOptions {
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 0;  // 0: any free port (see MeshHost::port)
+  // Peers dialed at start and redialed after every loss (warm peers, configured hot peers).
+  std::vector<MeshPeerAddress> peers;
+  // The tier of a peer that dialed us and is not among `peers`.
+  Tier accepted_tier = Tier::kHot;
+  // Redial backoff: from min, doubling to max, each wait drawn uniformly in [w/2, w].
+  Duration backoff_min = Duration::millis(100);
+  Duration backoff_max = Duration::seconds(30);
+  // Every up link is pinged this often; a call (ping or sync) without an answer after
+  // call_timeout fails, and a failed ping closes the link.
+  Duration ping_interval = Duration::seconds(5);
+  Duration call_timeout = Duration::seconds(10);
+  // A link whose peer has not introduced itself by then is closed.
+  Duration introduce_timeout = Duration::seconds(10);
+  transport::LinkOptions link;
+  transport::ListenerLimits listener;
+  // The sync protocol range announced in the introduction (tests narrow it to check refusals).
+  std::uint32_t min_protocol = kMinProtocolVersion;
+  std::uint32_t max_protocol = transport::kProtocolVersion;
+};
+
+// What this device proves and trusts. Copied into the host.
+struct MeshCredentials {
+  const security::Identity* identity = nullptr;  // must outlive the host
+  std::vector<std::uint8_t> certificate;
+  security::TrustAnchor anchor;
+};
+
+struct MeshStats {
+  std::uint64_t links_opened = 0;
+  std::uint64_t links_closed = 0;
+  std::uint64_t duplicate_links = 0;        // closed by the one-link-per-pair rule
+  std::uint64_t version_refusals = 0;       // introductions refused: no common protocol version
+  std::uint64_t revoked_closed = 0;         // links closed because their device was revoked
+  std::uint64_t calls_sent = 0;
+  std::uint64_t calls_failed = 0;           // errors and timeouts of our calls
+  std::uint64_t calls_served = 0;
+  std::uint64_t calls_refused = 0;          // calls we answered with an error
+  std::uint64_t dials = 0;
+  std::uint64_t dial_failures = 0;
+  transport::ListenerStats listener;
+};
+
+struct MeshPeerView {
+  std::string device;       // security::key_label of its device key
+  std::string replica;      // crdt::ReplicaId::to_string, empty before the introduction
+  std::string remote;       // address:port
+  std::string role;
+  Tier tier = Tier::kHot;
+  bool dialed = false;
+  bool up = false;          // introduced and known to the sync engine
+  std::uint32_t protocol = 0;
+  transport::LinkStats bytes;
+};
+
+class MeshHost {
+ public:
+  // Listens, dials options.peers and starts serving. Statuses: those of transport::listen;
+  // kInvalidArgument (missing identity, an undecodable own certificate).
+  [[nodiscard]] static Result<std::unique_ptr<MeshHost>> start(transport::KjLoop& loop, SharedNode& node,
+                                                               RevocationReplica& revocations,
+                                                               MeshCredentials credentials, MeshOptions options,
+                                                               Logger* logger);
+  ~MeshHost();
+  MeshHost(const MeshHost&) = delete;
+  MeshHost& operator=(const MeshHost&) = delete;
+
+  std::uint16_t port() const noexcept;
+  // Dials a peer (an address hint from discovery or an operator); one link per device is kept.
+  void add_peer(const MeshPeerAddress& peer);
+  // Safe from any thread: the node has new local writes (SharedNode::set_after_write calls it).
+  void notify_local_write();
+  // Runs the engine now (ticks, dispatches its messages, re-arms its timer).
+  void pump();
+  MeshStats stats() const;
+  std::vector<MeshPeerView> peers() const;
+  // Closes every link (close frames sent where the socket takes them) and stops dialing.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit MeshHost(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal::node

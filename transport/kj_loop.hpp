@@ -1,0 +1,79 @@
+// transport/kj_loop.hpp: Cap'n Proto's event loop (kj) run on a Boost.Asio io_context.
+//
+// Role: one thread, one loop (docs/architecture.md, "Transport"). Asio owns every socket and
+// timer; capnp-rpc needs a kj::EventLoop. A kj::EventPort adapter lets the io_context drive it:
+// when kj has work, setRunnable(true) posts a handler that runs the kj loop; wake() (kj events
+// from other threads) posts an empty handler; kj timers are kept by a kj::TimerImpl that one Asio
+// steady_timer advances. Code on the loop thread uses kj promises and `timer()` freely; nothing
+// blocks.
+// Ownership: construct on the thread that runs `io`, keep it alive while any kj object made on
+// this loop exists (declare it before them), destroy it on the same thread.
+// Thread rules: every method on the loop's thread, except that kj's cross-thread executor may
+// wake it from anywhere.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+#include <kj/async.h>
+#include <kj/debug.h>
+#include <kj/timer.h>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace shoal::transport {
+
+class KjLoop {
+ public:
+  explicit KjLoop(boost::asio::io_context& io);
+  ~KjLoop();
+  KjLoop(const KjLoop&) = delete;
+  KjLoop& operator=(const KjLoop&) = delete;
+
+  boost::asio::io_context& io() noexcept;
+  // kj timers (timeouts, backoff, keepalive) on the io_context's clock.
+  kj::Timer& timer() noexcept;
+  kj::WaitScope& wait_scope() noexcept;
+  // For tests: runs the io_context until `promise` settles (or throws its exception).
+  template <typename T>
+  T run_until(kj::Promise<T>&& promise);
+  // Runs the io_context until `done()` is true or `max_turns` handlers have run; returns done().
+  bool run_while(const std::function<bool()>& done, std::size_t max_turns);
+  // Schedules a kj turn (fires due timers, arms the next one): call after registering a kj timer
+  // from outside a kj callback (from an Asio handler or another thread's post).
+  void kick();
+  // Runs `fn` on the loop's thread soon. The one method safe from any thread.
+  void post(std::function<void()> fn);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+template <typename T>
+T KjLoop::run_until(kj::Promise<T>&& promise) {
+  bool settled = false;
+  kj::Maybe<kj::Exception> error;
+  kj::Maybe<T> value;
+  auto p = promise.then([&](T v) { value = kj::mv(v); settled = true; },
+                        [&](kj::Exception&& e) { error = kj::mv(e); settled = true; }).eagerlyEvaluate(nullptr);
+  run_while([&] { return settled; }, std::size_t(-1));
+  KJ_IF_MAYBE(e, error) { kj::throwFatalException(kj::mv(*e)); }
+  KJ_IF_MAYBE(v, value) { return kj::mv(*v); }
+  KJ_FAIL_REQUIRE("promise did not settle");
+}
+
+template <>
+inline void KjLoop::run_until(kj::Promise<void>&& promise) {
+  bool settled = false;
+  kj::Maybe<kj::Exception> error;
+  auto p = promise.then([&]() { settled = true; },
+                        [&](kj::Exception&& e) { error = kj::mv(e); settled = true; }).eagerlyEvaluate(nullptr);
+  run_while([&] { return settled; }, std::size_t(-1));
+  KJ_IF_MAYBE(e, error) { kj::throwFatalException(kj::mv(*e)); }
+}
+
+}  // namespace shoal::transport

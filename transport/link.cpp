@@ -1,0 +1,647 @@
+// transport/link.cpp: TCP, the handshake, the sealed message stream and RPC (see link.hpp).
+//
+// Asio lives here and in kj_loop.cpp only. Every Asio operation's handler holds a shared_ptr to
+// the Wire that owns its socket and buffers, so a kj promise cancelled while Asio still reads or
+// writes never leaves Asio touching freed memory; received bytes go into the Wire's channel even
+// when nobody waits for them, so nothing is lost either.
+#include "transport/link.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.h>
+#include <capnp/serialize-async.h>
+#include <capnp/serialize.h>
+#include <kj/debug.h>
+#include <sodium.h>
+
+#include <array>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <utility>
+
+#include "common/log.hpp"
+#include "security/handshake.hpp"
+
+namespace shoal::transport {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr const char* kStatusTag = "shoal-status ";
+
+kj::Exception to_exception(const Status& st, kj::Exception::Type type = kj::Exception::Type::FAILED) {
+  return kj::Exception(type, __FILE__, __LINE__,
+                       kj::str(kStatusTag, st.full_code(), " ", st.to_string().c_str()));
+}
+
+// A closed channel is a disconnect to capnp (which then ends the connection quietly).
+kj::Exception::Type type_of(const Status& st) {
+  return st.detail() == Detail::kSessionClosed ? kj::Exception::Type::DISCONNECTED : kj::Exception::Type::FAILED;
+}
+
+std::string endpoint_text(const tcp::socket& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// The socket, the sealed channel and the buffers Asio reads into and writes from: shared by the
+// stream and by every pending Asio handler.
+struct Wire {
+  Wire(tcp::socket s, security::Channel c, const LinkOptions& o)
+      : socket(std::move(s)), channel(std::move(c)), options(o), rbuf(o.read_chunk_bytes) {}
+
+  tcp::socket socket;
+  security::Channel channel;
+  LinkOptions options;
+  std::vector<std::uint8_t> rbuf;
+  Status read_error;        // the first error from the socket or the channel
+  bool eof = false;
+  bool reading = false;
+  kj::Own<kj::PromiseFulfiller<void>> read_waiter;  // wakes the reader when bytes arrive
+
+  struct Out {
+    std::vector<std::uint8_t> bytes;
+    kj::Own<kj::PromiseFulfiller<void>> done;
+  };
+  std::deque<Out> out;
+  bool writing = false;
+  Status write_error;
+  LinkStats stats;
+
+  void close_socket() {
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+  }
+};
+
+void start_read(const std::shared_ptr<Wire>& w) {
+  if (w->reading || w->eof || !w->read_error.ok()) return;
+  w->reading = true;
+  w->socket.async_read_some(asio::buffer(w->rbuf), [w](const boost::system::error_code& ec, std::size_t n) {
+    w->reading = false;
+    if (ec == asio::error::eof) {
+      w->eof = true;
+    } else if (ec) {
+      if (w->read_error.ok()) w->read_error = Status(Code::kUnavailable, "connection lost: " + ec.message());
+    } else {
+      w->stats.bytes_in += n;
+      Status st = w->channel.receive(std::span<const std::uint8_t>(w->rbuf.data(), n));
+      if (!st.ok() && w->read_error.ok()) w->read_error = st;
+    }
+    if (w->read_waiter && w->read_waiter->isWaiting()) w->read_waiter->fulfill();
+  });
+}
+
+void pump_writes(const std::shared_ptr<Wire>& w) {
+  if (w->writing || w->out.empty()) return;
+  w->writing = true;
+  asio::async_write(w->socket, asio::buffer(w->out.front().bytes),
+                    [w](const boost::system::error_code& ec, std::size_t n) {
+                      w->writing = false;
+                      Wire::Out done = std::move(w->out.front());
+                      w->out.pop_front();
+                      if (ec) {
+                        if (w->write_error.ok()) w->write_error = Status(Code::kUnavailable, "send failed: " + ec.message());
+                        if (done.done->isWaiting()) done.done->reject(to_exception(w->write_error, kj::Exception::Type::DISCONNECTED));
+                        for (auto& o : w->out) {
+                          if (o.done->isWaiting()) o.done->reject(to_exception(w->write_error, kj::Exception::Type::DISCONNECTED));
+                        }
+                        w->out.clear();
+                        return;
+                      }
+                      w->stats.bytes_out += n;
+                      if (done.done->isWaiting()) done.done->fulfill();
+                      pump_writes(w);
+                    });
+}
+
+kj::Promise<void> send_bytes(const std::shared_ptr<Wire>& w, std::vector<std::uint8_t> bytes) {
+  if (!w->write_error.ok()) return to_exception(w->write_error, kj::Exception::Type::DISCONNECTED);
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  w->out.push_back(Wire::Out{std::move(bytes), kj::mv(paf.fulfiller)});
+  pump_writes(w);
+  return kj::mv(paf.promise);
+}
+
+// One Cap'n Proto message per sealed frame. (capnp::MessageStream has no virtual destructor;
+// SealedStream is final and owned as itself.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class SealedStream final : public capnp::MessageStream {
+ public:
+  explicit SealedStream(std::shared_ptr<Wire> w) : w_(std::move(w)) {}
+
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(kj::ArrayPtr<kj::AutoCloseFd>,
+                                                                    capnp::ReaderOptions options,
+                                                                    kj::ArrayPtr<capnp::word>) override {
+    return read_one(w_, options);
+  }
+
+  kj::Promise<void> writeMessage(kj::ArrayPtr<const int>,
+                                 kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
+    std::vector<std::uint8_t> out;
+    Status st = seal(segments, out);
+    if (!st.ok()) return to_exception(st, type_of(st));
+    return send_bytes(w_, std::move(out));
+  }
+
+  kj::Promise<void> writeMessages(
+      kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
+    std::vector<std::uint8_t> out;
+    for (auto& segments : messages) {
+      Status st = seal(segments, out);
+      if (!st.ok()) return to_exception(st, type_of(st));
+    }
+    return send_bytes(w_, std::move(out));
+  }
+
+  kj::Maybe<int> getSendBufferSize() override {
+    boost::system::error_code ec;
+    asio::socket_base::send_buffer_size option;
+    w_->socket.get_option(option, ec);
+    if (ec) return nullptr;
+    return option.value();
+  }
+
+  kj::Promise<void> end() override {
+    std::vector<std::uint8_t> out;
+    Status st = w_->channel.seal_close(out);
+    if (!st.ok()) return kj::READY_NOW;
+    auto w = w_;
+    return send_bytes(w_, std::move(out)).then([w]() {
+      boost::system::error_code ec;
+      w->socket.shutdown(tcp::socket::shutdown_send, ec);
+    });
+  }
+
+ private:
+  Status seal(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::vector<std::uint8_t>& out) {
+    kj::Array<capnp::word> flat = capnp::messageToFlatArray(segments);
+    auto bytes = flat.asBytes();
+    if (bytes.size() > w_->options.max_message_bytes) {
+      return Status(Detail::kTooLarge, str_cat("outgoing message of ", bytes.size(), " bytes is above max_message_bytes ",
+                                               w_->options.max_message_bytes));
+    }
+    SHOAL_RETURN_IF_ERROR(w_->channel.seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now_mono(), out));
+    ++w_->stats.messages_out;
+    return {};
+  }
+
+  static kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> read_one(std::shared_ptr<Wire> w,
+                                                                     capnp::ReaderOptions options) {
+    if (!w->read_error.ok()) return to_exception(w->read_error, kj::Exception::Type::DISCONNECTED);
+    std::vector<std::uint8_t> payload;
+    auto got = w->channel.next(payload);
+    if (!got.ok()) {
+      w->read_error = got.status();
+      return to_exception(got.status(), kj::Exception::Type::DISCONNECTED);
+    }
+    if (*got) {
+      ++w->stats.messages_in;
+      if (payload.size() < sizeof(capnp::word) || payload.size() % sizeof(capnp::word) != 0) {
+        w->read_error = Status(Detail::kMalformed, str_cat("a frame of ", payload.size(), " bytes is not a Cap'n Proto message"));
+        return to_exception(w->read_error, kj::Exception::Type::DISCONNECTED);
+      }
+      // The vector's storage comes from operator new, aligned for words; the reader keeps it.
+      auto words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(payload.data()), payload.size() / sizeof(capnp::word));
+      kj::Own<capnp::MessageReader> reader =
+          kj::heap<capnp::FlatArrayMessageReader>(words, options).attach(kj::mv(payload));
+      return kj::Maybe<capnp::MessageReaderAndFds>(capnp::MessageReaderAndFds{kj::mv(reader), nullptr});
+    }
+    if (w->channel.peer_closed()) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
+    if (w->eof) {
+      Status st = w->channel.end_of_stream();
+      if (st.ok()) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
+      w->read_error = st;
+      return to_exception(st, kj::Exception::Type::DISCONNECTED);
+    }
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    w->read_waiter = kj::mv(paf.fulfiller);
+    start_read(w);
+    return paf.promise.then([w, options]() { return read_one(w, options); });
+  }
+
+  std::shared_ptr<Wire> w_;
+};
+#pragma GCC diagnostic pop
+
+class LinkImpl final : public Link {
+ public:
+  LinkImpl(std::shared_ptr<Wire> w, security::Certificate peer, bool dialed, std::string remote)
+      : LinkImpl(std::move(w), std::move(peer), dialed, std::move(remote), kj::newPromiseAndFulfiller<capnp::Capability::Client>()) {}
+
+  LinkImpl(std::shared_ptr<Wire> w, security::Certificate peer, bool dialed, std::string remote,
+           kj::PromiseFulfillerPair<capnp::Capability::Client> bootstrap)
+      : w_(std::move(w)),
+        bootstrap_(kj::mv(bootstrap.fulfiller)),
+        peer_(std::move(peer)),
+        dialed_(dialed),
+        remote_(std::move(remote)),
+        stream_(kj::heap<SealedStream>(w_)),
+        network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_,
+                                                      dialed ? capnp::rpc::twoparty::Side::CLIENT
+                                                             : capnp::rpc::twoparty::Side::SERVER,
+                                                      reader_options(w_->options))),
+        rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+            capnp::makeRpcServer(*network_, capnp::Capability::Client(kj::mv(bootstrap.promise))))),
+        disconnected_(network_->onDisconnect().fork()) {
+    if (w_->options.flow_limit_bytes > 0) rpc_->setFlowLimit(w_->options.flow_limit_bytes / sizeof(capnp::word));
+  }
+
+  ~LinkImpl() noexcept override {
+    rpc_ = nullptr;
+    network_ = nullptr;
+    stream_ = nullptr;
+    w_->close_socket();
+  }
+
+  const security::Certificate& peer() const noexcept override { return peer_; }
+  bool dialed() const noexcept override { return dialed_; }
+  const std::string& remote() const noexcept override { return remote_; }
+
+  capnp::Capability::Client peer_bootstrap() override {
+    capnp::MallocMessageBuilder message(8);
+    auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+    vat.setSide(dialed_ ? capnp::rpc::twoparty::Side::SERVER : capnp::rpc::twoparty::Side::CLIENT);
+    return rpc_->bootstrap(vat);
+  }
+
+  void serve(capnp::Capability::Client bootstrap) override {
+    if (bootstrap_->isWaiting()) bootstrap_->fulfill(kj::mv(bootstrap));
+  }
+
+  kj::Promise<void> on_disconnect() override { return disconnected_.addBranch(); }
+
+  void close() override {
+    std::vector<std::uint8_t> out;
+    if (w_->channel.seal_close(out).ok() && w_->write_error.ok() && !w_->writing && w_->out.empty()) {
+      // Best effort: the close frame goes out if the socket takes it at once.
+      boost::system::error_code ec;
+      asio::write(w_->socket, asio::buffer(out), ec);
+    }
+    w_->close_socket();
+  }
+
+  LinkStats stats() const noexcept override { return w_->stats; }
+
+ private:
+  static capnp::ReaderOptions reader_options(const LinkOptions& o) {
+    capnp::ReaderOptions r;
+    r.traversalLimitInWords = o.traversal_limit_words;
+    r.nestingLimit = o.nesting_limit;
+    return r;
+  }
+
+  std::shared_ptr<Wire> w_;
+  kj::Own<kj::PromiseFulfiller<capnp::Capability::Client>> bootstrap_;
+  security::Certificate peer_;
+  bool dialed_;
+  std::string remote_;
+  kj::Own<SealedStream> stream_;
+  kj::Own<capnp::TwoPartyVatNetwork> network_;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
+  kj::ForkedPromise<void> disconnected_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The handshake, driven by Asio with a deadline.
+
+struct HandshakeResult {
+  std::shared_ptr<Wire> wire;
+  security::Certificate peer;
+  std::string remote;
+};
+
+class HandshakeOp : public std::enable_shared_from_this<HandshakeOp> {
+ public:
+  using Done = std::function<void(Result<HandshakeResult>)>;
+
+  HandshakeOp(tcp::socket socket, security::SecureHandshake hs, LinkOptions options, Done done)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), hs_(std::move(hs)), options_(options),
+        done_(std::move(done)) {}
+
+  void start(bool initiator) {
+    remote_ = endpoint_text(socket_);
+    timer_.expires_after(std::chrono::nanoseconds(options_.handshake_timeout.ns()));
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      self->fail(Status(Code::kUnavailable, str_cat("handshake timeout: not complete after ",
+                                                    self->options_.handshake_timeout.ns() / 1'000'000, " ms")));
+    });
+    if (initiator) {
+      Status st = hs_.start();
+      if (!st.ok()) return fail(st);
+      flush();
+    }
+    read();
+  }
+
+  void cancel() { fail(Status(Code::kUnavailable, "handshake cancelled")); }
+
+ private:
+  void flush() {
+    auto out = hs_.take_output();
+    if (out.empty()) return;
+    bytes_out_ += out.size();
+    auto buf = std::make_shared<std::vector<std::uint8_t>>(std::move(out));
+    ++writes_;
+    asio::async_write(socket_, asio::buffer(*buf),
+                      [self = shared_from_this(), buf](const boost::system::error_code& ec, std::size_t) {
+                        --self->writes_;
+                        if (ec) return self->fail(Status(Code::kUnavailable, "handshake send failed: " + ec.message()));
+                        self->maybe_complete();
+                      });
+  }
+
+  void read() {
+    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](const boost::system::error_code& ec,
+                                                                            std::size_t n) {
+      if (self->finished_) return;
+      if (ec) {
+        return self->fail(Status(Code::kUnavailable, ec == asio::error::eof
+                                                         ? std::string("peer closed during the handshake")
+                                                         : "handshake receive failed: " + ec.message()));
+      }
+      self->bytes_in_ += n;
+      Status st = self->hs_.receive(std::span<const std::uint8_t>(self->buf_.data(), n));
+      if (!st.ok()) return self->fail(st);
+      self->flush();
+      if (self->hs_.is_complete()) return self->maybe_complete();
+      self->read();
+    });
+  }
+
+  void maybe_complete() {
+    if (finished_ || !hs_.is_complete() || writes_ > 0) return;
+    finished_ = true;
+    timer_.cancel();
+    security::Certificate peer = hs_.peer_certificate();
+    auto channel = hs_.into_channel(now_mono());
+    if (!channel.ok()) {
+      boost::system::error_code ignored;
+      socket_.close(ignored);
+      return done_(channel.status());
+    }
+    auto wire = std::make_shared<Wire>(std::move(socket_), std::move(*channel), options_);
+    wire->stats.bytes_in = bytes_in_;
+    wire->stats.bytes_out = bytes_out_;
+    done_(HandshakeResult{std::move(wire), std::move(peer), remote_});
+  }
+
+  void fail(Status st) {
+    if (finished_) return;
+    finished_ = true;
+    boost::system::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+    done_(st.with_context(remote_));
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  security::SecureHandshake hs_;
+  LinkOptions options_;
+  Done done_;
+  std::array<std::uint8_t, 4096> buf_{};
+  std::string remote_;
+  int writes_ = 0;
+  bool finished_ = false;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+};
+
+Result<security::SecureHandshake> make_handshake(const LinkSecurity& sec, const LinkOptions& options,
+                                                 security::noise::Role role) {
+  if (sec.identity == nullptr || sec.anchor == nullptr || !sec.revocations || !sec.trusted_now) {
+    return Status(Code::kInvalidArgument, "LinkSecurity needs an identity, a trust anchor, revocations and a clock");
+  }
+  security::HandshakeSetup setup;
+  setup.role = role;
+  setup.identity = sec.identity;
+  setup.certificate = sec.certificate;
+  setup.anchor = sec.anchor;
+  setup.revocations = &sec.revocations();
+  setup.accepted_roles = sec.accepted_roles;
+  setup.trusted_now = sec.trusted_now();
+  std::array<std::uint8_t, security::noise::kDhLen> eph{};
+  randombytes_buf(eph.data(), eph.size());
+  setup.ephemeral = security::noise::KeyPair::from_private(eph);
+  sodium_memzero(eph.data(), eph.size());
+  setup.channel_limits.max_payload_bytes = options.max_message_bytes;
+  setup.channel_limits.rekey_after_messages = options.rekey_after_messages;
+  setup.channel_limits.rekey_after = options.rekey_after;
+  return security::SecureHandshake::create(std::move(setup));
+}
+
+class ListenerImpl final : public Listener {
+ public:
+  ListenerImpl(KjLoop& loop, tcp::acceptor acceptor, const LinkSecurity& sec, LinkOptions options,
+               ListenerLimits limits, std::function<void(kj::Own<Link>)> on_link,
+               std::function<void(const Status&, const std::string&)> on_refused)
+      : loop_(loop),
+        acceptor_(std::move(acceptor)),
+        sec_(sec),
+        options_(options),
+        limits_(limits),
+        on_link_(std::move(on_link)),
+        on_refused_(std::move(on_refused)) {
+    port_ = acceptor_.local_endpoint().port();
+  }
+
+  ~ListenerImpl() override {
+    *alive_ = false;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    for (auto& [id, op] : pending_) {
+      if (auto p = op.lock()) p->cancel();
+    }
+  }
+
+  void accept() {
+    acceptor_.async_accept([this, a = alive_](const boost::system::error_code& ec, tcp::socket socket) {
+      if (!*a) return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+        // EMFILE and friends: keep accepting (the next accept may succeed once links close).
+        if (on_refused_) on_refused_(Status(Code::kIo, "accept failed: " + ec.message()), "");
+        accept();
+        return;
+      }
+      ++stats_.accepted;
+      on_socket(std::move(socket));
+      accept();
+    });
+  }
+
+  std::uint16_t port() const noexcept override { return port_; }
+  ListenerStats stats() const noexcept override {
+    ListenerStats s = stats_;
+    s.pending = pending_.size();
+    return s;
+  }
+  void set_links_alive(std::size_t n) noexcept override { links_alive_ = n; }
+
+ private:
+  void on_socket(tcp::socket socket) {
+    if (pending_.size() >= limits_.max_pending_handshakes) {
+      ++stats_.refused_pending;
+      std::string remote = endpoint_text(socket);
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      if (on_refused_) {
+        on_refused_(Status(Detail::kQueueFull, str_cat("handshakes in progress reached max_pending_handshakes ",
+                                                       limits_.max_pending_handshakes)),
+                    remote);
+      }
+      return;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto hs = make_handshake(sec_, options_, security::noise::Role::kResponder);
+    if (!hs.ok()) {
+      if (on_refused_) on_refused_(hs.status(), endpoint_text(socket));
+      return;
+    }
+    const std::uint64_t id = next_id_++;
+    auto op = std::make_shared<HandshakeOp>(
+        std::move(socket), std::move(*hs), options_, [this, a = alive_, id](Result<HandshakeResult> r) {
+          if (!*a) return;
+          pending_.erase(id);
+          if (!r.ok()) {
+            ++stats_.handshakes_failed;
+            if (on_refused_) on_refused_(r.status(), r.status().context());
+            return;
+          }
+          ++stats_.handshakes_ok;
+          if (links_alive_ >= limits_.max_links) {
+            ++stats_.refused_links;
+            r->wire->close_socket();
+            if (on_refused_) {
+              on_refused_(Status(Detail::kQueueFull, str_cat("links alive reached max_links ", limits_.max_links)),
+                          r->remote);
+            }
+            return;
+          }
+          auto link = kj::heap<LinkImpl>(r->wire, std::move(r->peer), false, r->remote);
+          on_link_(kj::mv(link));
+        });
+    pending_.emplace(id, op);
+    op->start(false);
+  }
+
+  KjLoop& loop_;
+  tcp::acceptor acceptor_;
+  const LinkSecurity& sec_;
+  LinkOptions options_;
+  ListenerLimits limits_;
+  std::function<void(kj::Own<Link>)> on_link_;
+  std::function<void(const Status&, const std::string&)> on_refused_;
+  std::map<std::uint64_t, std::weak_ptr<HandshakeOp>> pending_;
+  std::uint64_t next_id_ = 1;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ListenerStats stats_;
+  std::size_t links_alive_ = 0;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace
+
+Status status_of(const kj::Exception& e) {
+  kj::StringPtr d = e.getDescription();
+  // capnp may prefix the description ("remote exception: ..."): find our tag anywhere.
+  const char* tag = std::strstr(d.cStr(), kStatusTag);
+  if (tag != nullptr) {
+    char* end = nullptr;
+    unsigned long code = std::strtoul(tag + std::strlen(kStatusTag), &end, 10);
+    std::string message = (end != nullptr && *end == ' ') ? std::string(end + 1) : std::string(d.cStr());
+    if (code != 0 && code <= 0xffffffffUL) {
+      if (primary_code(static_cast<std::uint32_t>(code)) == Code::kOk) return Status(Code::kInternal, message);
+      // Rebuild the exact code: Detail values carry the primary code in their low byte.
+      return Status(static_cast<Detail>(code), message);
+    }
+  }
+  if (e.getType() == kj::Exception::Type::UNIMPLEMENTED) return Status(Code::kUnimplemented, d.cStr());
+  if (e.getType() == kj::Exception::Type::OVERLOADED) return Status(Code::kOverloaded, d.cStr());
+  return Status(Code::kUnavailable, d.cStr());
+}
+
+kj::Promise<kj::Own<Link>> dial(KjLoop& loop, std::string host, std::uint16_t port, const LinkSecurity& security,
+                                LinkOptions options) {
+  auto hs = make_handshake(security, options, security::noise::Role::kInitiator);
+  if (!hs.ok()) return to_exception(hs.status());
+  auto paf = kj::newPromiseAndFulfiller<HandshakeResult>();
+  auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<HandshakeResult>>>(kj::mv(paf.fulfiller));
+  auto resolver = std::make_shared<tcp::resolver>(loop.io());
+  auto socket = std::make_shared<tcp::socket>(loop.io());
+  auto handshake = std::make_shared<security::SecureHandshake>(std::move(*hs));
+  std::string where = host + ":" + std::to_string(port);
+  resolver->async_resolve(
+      host, std::to_string(port),
+      [resolver, socket, handshake, fulfiller, options, where](const boost::system::error_code& ec,
+                                                               tcp::resolver::results_type results) {
+        if (!(*fulfiller)->isWaiting()) return;
+        if (ec) {
+          (*fulfiller)->reject(to_exception(Status(Code::kUnavailable, "cannot resolve " + where + ": " + ec.message())));
+          return;
+        }
+        asio::async_connect(*socket, results, [socket, handshake, fulfiller, options, where](
+                                                  const boost::system::error_code& cec, const tcp::endpoint&) {
+          if (!(*fulfiller)->isWaiting()) return;
+          if (cec) {
+            (*fulfiller)->reject(to_exception(Status(Code::kUnavailable, "cannot connect to " + where + ": " + cec.message()),
+                                              kj::Exception::Type::DISCONNECTED));
+            return;
+          }
+          boost::system::error_code ignored;
+          socket->set_option(tcp::no_delay(true), ignored);
+          auto op = std::make_shared<HandshakeOp>(std::move(*socket), std::move(*handshake), options,
+                                                  [fulfiller](Result<HandshakeResult> r) {
+                                                    if (!(*fulfiller)->isWaiting()) {
+                                                      if (r.ok()) r->wire->close_socket();
+                                                      return;
+                                                    }
+                                                    if (!r.ok()) {
+                                                      (*fulfiller)->reject(to_exception(r.status()));
+                                                    } else {
+                                                      (*fulfiller)->fulfill(std::move(*r));
+                                                    }
+                                                  });
+          op->start(true);
+        });
+      });
+  return paf.promise.then([](HandshakeResult r) -> kj::Own<Link> {
+    return kj::heap<LinkImpl>(r.wire, std::move(r.peer), true, r.remote);
+  });
+}
+
+Result<std::unique_ptr<Listener>> listen(KjLoop& loop, const std::string& address, std::uint16_t port,
+                                         const LinkSecurity& security, LinkOptions options, ListenerLimits limits,
+                                         std::function<void(kj::Own<Link>)> on_link,
+                                         std::function<void(const Status&, const std::string&)> on_refused) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address, ec);
+  if (ec) return Status(Detail::kMalformed, "listen address '" + address + "' is not an IP address: " + ec.message());
+  tcp::acceptor acceptor(loop.io());
+  tcp::endpoint ep(addr, port);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kIo, str_cat("cannot listen on ", address, ":", port, ": ", ec.message()));
+  auto l = std::make_unique<ListenerImpl>(loop, std::move(acceptor), security, options, limits, std::move(on_link),
+                                          std::move(on_refused));
+  l->accept();
+  return std::unique_ptr<Listener>(std::move(l));
+}
+
+}  // namespace shoal::transport

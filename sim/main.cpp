@@ -92,10 +92,13 @@ struct Totals {
 void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
   std::printf("seed=%" PRIu64 " peers=%u sites=%u converged=%s converge_ms=%lld violations=%zu "
               "acked=%" PRIu64 "/%" PRIu64 " cat_ops=%" PRIu64 " hops=%u bad_frames=%" PRIu64 "/%" PRIu64 "/%" PRIu64
-              " causal_pairs=%" PRIu64 " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
+              " causal_pairs=%" PRIu64 " store_crashes=%" PRIu64 "/%" PRIu64 "/%" PRIu64 " probe=%lld/%lldms"
+              " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
               r.seed, r.peers, r.sites, r.converged ? "yes" : "no", static_cast<long long>(r.converge_ms),
               r.violations.size(), r.stats.acked_upserts, r.stats.acked_removes, r.stats.catalogue_ops, r.stats.hops,
               r.stats.frames_corrupted, r.stats.frames_rejected, r.stats.frames_forged, r.stats.causal_pairs,
+              r.stats.crashes_in_op, r.stats.commits_landed, r.stats.landed_client_ops,
+              static_cast<long long>(r.stats.probe_max_ms), static_cast<long long>(r.stats.probe_bound_ms),
               r.stats.messages_sent, r.stats.events, r.trace_hash);
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());

@@ -42,6 +42,9 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kDropKeepsRecords: return "drop-keeps-records";
     case Mutation::kRecreateKeepsHidden: return "recreate-keeps-hidden";
     case Mutation::kCatalogueNotRelayed: return "catalogue-not-relayed";
+    case Mutation::kNoSyncStore: return "nosync-store";
+    case Mutation::kTornCommit: return "torn-commit";
+    case Mutation::kLoseDeltas: return "lose-deltas";
   }
   return "?";
 }
@@ -52,7 +55,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kEarlyContextMerge, Mutation::kStoreFlip, Mutation::kTightDecode,
                      Mutation::kTinyOutbox, Mutation::kSkewBeyondBound, Mutation::kStranger,
                      Mutation::kWipeOnRestart, Mutation::kHlcIgnoreRemote, Mutation::kWinnerByDot,
-                     Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed}) {
+                     Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed,
+                     Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -95,8 +99,13 @@ constexpr std::size_t kMaxOutbox = 4096;
 constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
-  kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger
+  kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
+  kProbe, kProbeDeadline
 };
+
+// Delta-path probes (docs/sim.md, "The delta path within a bound").
+constexpr int kProbes = 3;
+constexpr Duration kProbeSpacing = Duration::millis(50);
 
 // How a lying link altered a frame (docs/sim.md, "Bytes that lie").
 enum class Corruption : std::uint8_t { kNone, kBitFlip, kTruncate, kDouble, kSplice };
@@ -183,6 +192,7 @@ class Simulation {
     std::uint64_t disk_gen = 0;
     std::optional<crdt::Hlc> last_write_clock;  // of the peer's last acknowledged upsert
     bool wiped = false;  // wipe-on-restart: came back on an empty store as incarnation 1
+    Duration restart_after;  // for a crash armed inside a store call: the downtime once it strikes
   };
   // One collection the workload writes: its name and its oracle.
   struct Target {
@@ -193,6 +203,17 @@ class Simulation {
   void setup();
   [[nodiscard]] bool open_node(std::uint32_t p);
   void crash(std::uint32_t p);
+  // A peer whose process died inside a store call: destroyed now, restarted at once (`now`) or
+  // after its drawn downtime. Returns true when it was reaped.
+  bool reap(std::uint32_t p, bool now = false);
+  // After a client operation failed: true when the process died in its commit and the commit
+  // landed (the node is reopened at once; the caller records the operation as done).
+  bool landed_restart(std::uint32_t p);
+  StoreMode store_mode() const {
+    return sc_.mutation == Mutation::kNoSyncStore ? StoreMode::kNoSync
+           : sc_.mutation == Mutation::kTornCommit ? StoreMode::kTorn
+                                                   : StoreMode::kHonest;
+  }
   void after_input(std::uint32_t p);
   void drain(std::uint32_t p);
   void schedule_wake(std::uint32_t p);
@@ -211,6 +232,14 @@ class Simulation {
   void catalogue_checks(std::uint32_t p);
   void search_check(std::uint32_t p, Rng& rng);
   void stranger_hello();
+  // The delta path within a bound: after convergence, probe writes on random peers must reach
+  // every peer within the bound of the pair (delta_bound) on the healed network.
+  Duration hop_bound(std::uint32_t a, std::uint32_t b) const;
+  std::vector<Duration> delta_bounds(std::uint32_t from) const;
+  void start_probes();
+  void probe_write(int i);
+  void probe_arrivals(std::uint32_t p, const char* by);
+  void probe_deadline();
   Result<crdt::ORMap> state(std::uint32_t p, std::string_view collection = kCollection);
   // The node's replicated catalogue, read from its store (docs/node-format.md, meta/node.catalogue).
   Result<crdt::ORMap> catalogue(std::uint32_t p);
@@ -252,6 +281,21 @@ class Simulation {
   bool healed_ = false;
   bool done_ = false;
   bool converged_ = false;
+  bool views_dirty_ = false;
+  // Probes: 0 before convergence, 1 while probes run, 2 after their deadline.
+  int probe_phase_ = 0;
+  std::int64_t converge_ms_ = 0;
+  Duration probe_window_;  // from the first convergence to the probes' deadline
+  struct Probe {
+    std::string id;
+    std::uint32_t origin = 0;
+    crdt::Dot dot;
+    MonoTime at;
+    std::vector<std::optional<MonoTime>> arrived;  // per peer
+    std::vector<Duration> bound;                  // per peer
+  };
+  std::vector<Probe> probes_;
+  Rng probe_rng_{0};  // a peer was reaped: refresh the up/down views after this event
   std::uint64_t partition_gen_ = 0;
   std::uint32_t n_ = 0;
   std::uint32_t sites_ = 0;
@@ -312,7 +356,11 @@ void Simulation::violation(std::string kind, std::string detail) {
 
 Result<crdt::ORMap> Simulation::state(std::uint32_t p, std::string_view collection) {
   SHOAL_ASSERT(peers_[p].node != nullptr);
-  return peers_[p].node->crdt_state_for_testing(collection);
+  // The simulator's own reads do not move an armed crash point.
+  peers_[p].faulty->set_observing(true);
+  auto s = peers_[p].node->crdt_state_for_testing(collection);
+  peers_[p].faulty->set_observing(false);
+  return s;
 }
 
 Result<crdt::ORMap> Simulation::catalogue(std::uint32_t p) {
@@ -365,6 +413,7 @@ node::CollectionSpec Simulation::spec_of(std::string_view name) const {
 bool Simulation::open_node(std::uint32_t p) {
   Peer& peer = peers_[p];
   node::NodeOptions options = options_for(p);
+  peer.faulty->restarted();
   auto opened = node::Node::open(*peer.faulty, std::move(options));
   ++peer.gen;
   if (!opened.ok()) {
@@ -386,6 +435,7 @@ void Simulation::setup() {
   workload_rng_ = root_.fork(3);
   fault_rng_ = root_.fork(4);
   corrupt_rng_ = root_.fork(6);
+  probe_rng_ = root_.fork(8);
   Rng clocks = root_.fork(7);
   n_ = sc_.peers ? std::clamp<std::uint32_t>(*sc_.peers, 1, 64) : 2 + static_cast<std::uint32_t>(topo.uniform(15));
   const std::uint32_t max_sites = std::min<std::uint32_t>(4, n_);
@@ -423,7 +473,7 @@ void Simulation::setup() {
   for (std::uint32_t i = 0; i < n_; ++i) {
     Peer& p = peers_[i];
     p.store = std::make_unique<store::MemoryStore>();
-    p.faulty = std::make_unique<FaultyStore>(*p.store);
+    p.faulty = std::make_unique<FaultyStore>(*p.store, store_mode());
     p.replica = crdt::replica_for_testing(i + 1, 0);
     p.view.assign(n_, 0);
     if (sc_.faults) {
@@ -475,14 +525,57 @@ void Simulation::setup() {
 void Simulation::crash(std::uint32_t p) {
   Peer& peer = peers_[p];
   peer.node.reset();
-  peer.store->crash();
+  peer.faulty->crash_now();
   ++peer.gen;
   std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
   ++stats_.crashes;
 }
 
+bool Simulation::landed_restart(std::uint32_t p) {
+  // The process died inside this client operation. When the crash caught the operation's commit
+  // and the commit reached the disk, the write happened although the client got no answer: the
+  // node restarts at once and the oracle records the effect as for an acknowledged one (what a
+  // client learns by reading after a timeout). Otherwise nothing of it may remain.
+  Peer& peer = peers_[p];
+  if (peer.node == nullptr || !peer.faulty->crashed()) return false;
+  const bool landed = peer.faulty->commit_fate() == CommitFate::kLanded && peer.faulty->crashed_in() == "commit";
+  reap(p, landed);
+  if (!landed) return false;
+  if (peer.node == nullptr) {
+    violation("reopen", peer_name(p) + " could not reopen after a crash whose commit landed");
+    return false;
+  }
+  ++stats_.landed_client_ops;
+  return true;
+}
+
+bool Simulation::reap(std::uint32_t p, bool now) {
+  Peer& peer = peers_[p];
+  if (peer.node == nullptr || !peer.faulty->crashed()) return false;
+  const CommitFate fate = peer.faulty->commit_fate();
+  ++stats_.crashes_in_op;
+  if (fate == CommitFate::kLanded) ++stats_.commits_landed;
+  trace_.line(now_, static_cast<int>(p), "crash_in_op",
+              peer.faulty->crashed_in() + (fate == CommitFate::kLanded ? " landed" : fate == CommitFate::kLost ? " lost" : "") +
+                  fmt(" restart_in_ms=%lld", static_cast<long long>(now ? 0 : peer.restart_after.ms())));
+  crash(p);
+  views_dirty_ = true;
+  if (now) {
+    if (open_node(p)) {
+      trace_.line(now_, static_cast<int>(p), "restart", "at once");
+    } else {
+      push(now_ + Duration::millis(500), Event{Ev::kRestart, p, 0, peer.gen});
+    }
+  } else {
+    push(now_ + peer.restart_after, Event{Ev::kRestart, p, 0, peer.gen});
+  }
+  return true;
+}
+
 void Simulation::after_input(std::uint32_t p) {
   if (peers_[p].node == nullptr) return;
+  // A process that died inside a store call sends nothing more.
+  if (reap(p)) return;
   peers_[p].node->tick(local(p, now_));
   drain(p);
   schedule_wake(p);
@@ -618,8 +711,14 @@ void Simulation::deliver(Event& ev) {
       return;
     }
   }
+  if (sc_.mutation == Mutation::kLoseDeltas && healed_ && std::holds_alternative<transport::DeltaBatch>(*msg)) {
+    ++stats_.messages_dropped;
+    trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB lose-deltas", ev.a, ev.bytes.size()));
+    return;
+  }
   ++stats_.messages_delivered;
   const Status st = to.node->receive(peers_[ev.a].replica, *msg, local(ev.b, now_));
+  if (probe_phase_ == 1) probe_arrivals(ev.b, transport::message_name(*msg));
   if (!st.ok()) ++stats_.node_rejected;
   trace_.line(now_, static_cast<int>(ev.b), "recv",
               fmt("from=p%02u %s %zuB%s%s", ev.a, transport::message_name(*msg), ev.bytes.size(),
@@ -752,7 +851,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
   std::string ids;
   for (const auto& d : done) ids += d.id + ",";
   trace_.line(now_, static_cast<int>(p), what, std::string(t.name) + " " + ids + (st.ok() ? " ok" : " " + st.to_string()));
-  if (!st.ok()) {
+  if (!st.ok() && !landed_restart(p)) {
     ++stats_.failed_ops;
     return;
   }
@@ -805,7 +904,7 @@ void Simulation::catalogue_op(std::uint32_t p) {
   const Status st = was_live ? nd.drop_collection(kSecond) : nd.create_collection(spec_of(kSecond));
   trace_.line(now_, static_cast<int>(p), was_live ? "drop" : "create",
               std::string(kSecond) + (st.ok() ? " ok" : " " + st.to_string()));
-  if (!st.ok()) {
+  if (!st.ok() && !landed_restart(p)) {
     ++stats_.failed_ops;
     return;
   }
@@ -883,6 +982,19 @@ void Simulation::fault() {
     const bool long_offline = sc_.repair && r.bernoulli(0.3);
     const Duration d = long_offline ? Duration::millis(r.uniform_range(5000, 20000))
                                     : Duration::millis(r.uniform_range(50, 2000));
+    if (!long_offline && r.bernoulli(0.5)) {
+      // The crash strikes inside the node's next store calls (sim/faulty_store.hpp): in a
+      // client write, a peer's batch, a progress write or an open; a commit it catches lands or
+      // not (half each).
+      const bool commits_only = r.bernoulli(0.5);
+      const auto at = static_cast<std::uint32_t>(1 + r.uniform(commits_only ? 4 : 40));
+      const bool land = r.bernoulli(0.5);
+      peers_[p].faulty->arm_crash_at(at, land, commits_only);
+      peers_[p].restart_after = d;
+      trace_.line(now_, static_cast<int>(p), "crash_armed", fmt("at_%s=%u commit_lands=%d restart_in_ms=%lld", commits_only ? "commit" : "call", at, land ? 1 : 0,
+                                                                static_cast<long long>(d.ms())));
+      return;
+    }
     crash(p);
     trace_.line(now_, static_cast<int>(p), "crash", fmt("restart_in_ms=%lld", static_cast<long long>(d.ms())));
     push(now_ + d, Event{Ev::kRestart, p, 0, peers_[p].gen});
@@ -925,6 +1037,8 @@ void Simulation::heal() {
     peers_[p].store->set_capacity_bytes(UINT64_MAX);
     peers_[p].store->fail_next_writes(0);
     peers_[p].store->fail_next_reads(0);
+    peers_[p].faulty->disarm_crash();
+    reap(p);
     ++peers_[p].disk_gen;
     if (peers_[p].node == nullptr) {
       if (open_node(p)) {
@@ -1140,6 +1254,132 @@ void Simulation::final_checks() {
   }
 }
 
+// One hop of the delta path on the healed network (no loss, no reordering, no clogs), from the
+// product's SyncOptions: a hot peer is pushed at once, a warm one at the next warm push; a batch
+// lost just before heal is resent after the retransmit time; then the batch, its ack and the
+// next batch each cross the link once more (at most 4 one-way delays of the link: hot 5 ms base
+// plus half of it as jitter, warm 80 ms plus 40). Timers drift by up to 1%.
+Duration Simulation::hop_bound(std::uint32_t a, std::uint32_t b) const {
+  const node::SyncOptions o;
+  const Duration d = tier(a, b) == node::Tier::kHot
+                         ? o.retransmit_hot + Duration::micros(4 * 7500)
+                         : o.warm_push_interval + o.retransmit_warm + Duration::millis(4 * 120);
+  return d + Duration::nanos(d.ns() / 100) + Duration::millis(1);
+}
+
+// The bound from `from` to every peer: the shortest path over the topology's links weighted by
+// hop_bound (relays included: a gateway passes on what it receives).
+std::vector<Duration> Simulation::delta_bounds(std::uint32_t from) const {
+  const Duration inf = Duration::seconds(1'000'000);
+  std::vector<Duration> dist(n_, inf);
+  std::vector<std::uint8_t> done(n_, 0);
+  dist[from] = Duration();
+  for (std::uint32_t round = 0; round < n_; ++round) {
+    std::uint32_t u = n_;
+    for (std::uint32_t i = 0; i < n_; ++i) {
+      if (!done[i] && dist[i] < inf && (u == n_ || dist[i] < dist[u])) u = i;
+    }
+    if (u == n_) break;
+    done[u] = 1;
+    for (std::uint32_t v = 0; v < n_; ++v) {
+      if (v != u && net_.linked(u, v) && dist[u] + hop_bound(u, v) < dist[v]) dist[v] = dist[u] + hop_bound(u, v);
+    }
+  }
+  return dist;
+}
+
+void Simulation::start_probes() {
+  probe_phase_ = 1;
+  Duration worst;
+  for (std::uint32_t a = 0; a < n_; ++a) {
+    for (const Duration& d : delta_bounds(a)) worst = std::max(worst, d);
+  }
+  for (int i = 0; i < kProbes; ++i) {
+    push(now_ + Duration::millis(10) + Duration::nanos(kProbeSpacing.ns() * i), Event{Ev::kProbe, static_cast<std::uint32_t>(i)});
+  }
+  const Duration until = Duration::millis(20) + Duration::nanos(kProbeSpacing.ns() * (kProbes - 1)) + worst;
+  probe_window_ = until + (now_ - heal_at_);
+  push(now_ + until, Event{Ev::kProbeDeadline});
+  trace_.line(now_, kNoPeer, "probes", fmt("n=%d worst_bound_ms=%lld", kProbes, static_cast<long long>(worst.ms())));
+}
+
+void Simulation::probe_write(int i) {
+  const auto p = static_cast<std::uint32_t>(probe_rng_.uniform(n_));
+  Peer& peer = peers_[p];
+  if (peer.node == nullptr) return;
+  const std::string id = "probe" + std::to_string(i);
+  auto before = state(p);
+  node::RecordValue v = random_value();
+  const crdt::Bytes sent = payload_bytes(v);
+  const Status st = peer.node->upsert(kCollection, id, v);
+  trace_.line(now_, static_cast<int>(p), "probe", id + (st.ok() ? " ok" : " " + st.to_string()));
+  auto after = state(p);
+  if (!st.ok() || !before.ok() || !after.ok()) {
+    violation("delta_probe", peer_name(p) + " could not write " + id + " on the healed mesh: " + st.to_string());
+    return;
+  }
+  auto dot = oracle_.upsert(peer.replica, id, entries_of(*before, id), entries_of(*after, id), violations_, &sent);
+  ++stats_.acked_upserts;
+  if (dot) {
+    client_values_[{std::string(kCollection), *dot}] = v;
+    Probe pr;
+    pr.id = id;
+    pr.origin = p;
+    pr.dot = *dot;
+    pr.at = now_;
+    pr.arrived.assign(n_, std::nullopt);
+    pr.arrived[p] = now_;
+    pr.bound = delta_bounds(p);
+    probes_.push_back(std::move(pr));
+  }
+  after_input(p);
+}
+
+void Simulation::probe_arrivals(std::uint32_t p, const char* by) {
+  if (peers_[p].node == nullptr) return;
+  for (Probe& pr : probes_) {
+    if (pr.arrived[p]) continue;
+    peers_[p].faulty->set_observing(true);
+    auto got = peers_[p].node->get(kCollection, pr.id);
+    peers_[p].faulty->set_observing(false);
+    if (!got.ok()) continue;
+    bool holds = false;
+    for (const node::Sibling& s : got->siblings) holds = holds || s.dot == pr.dot;
+    if (!holds) continue;
+    pr.arrived[p] = now_;
+    ++stats_.probe_arrivals;
+    const bool by_delta = std::string_view(by) == "delta_batch";
+    if (!by_delta) ++stats_.probe_by_repair;
+    const Duration took = now_ - pr.at;
+    trace_.line(now_, static_cast<int>(p), "probe_arrived", fmt("%s from=p%02u after_ms=%.1f bound_ms=%lld by=%s", pr.id.c_str(), pr.origin,
+                                                                static_cast<double>(took.ns()) / 1e6, static_cast<long long>(pr.bound[p].ms()), by));
+    const double ratio = static_cast<double>(took.ns()) / static_cast<double>(pr.bound[p].ns());
+    if (ratio > stats_.probe_max_ratio) {
+      stats_.probe_max_ratio = ratio;
+      stats_.probe_max_ms = took.ms();
+      stats_.probe_bound_ms = pr.bound[p].ms();
+    }
+  }
+}
+
+void Simulation::probe_deadline() {
+  int reported = 0, late = 0;
+  for (const Probe& pr : probes_) {
+    for (std::uint32_t q = 0; q < n_; ++q) {
+      const bool ok = pr.arrived[q] && *pr.arrived[q] - pr.at <= pr.bound[q];
+      if (ok) continue;
+      ++late;
+      if (++reported > 3) continue;
+      violation("delta_late", pr.id + " written on " + peer_name(pr.origin) + " " + pr.dot.to_string() + (pr.arrived[q] ? " reached " : " had not reached ") +
+                                  peer_name(q) + fmt(" %s ms (bound %lld ms)", pr.arrived[q] ? fmt("after %.1f", static_cast<double>((*pr.arrived[q] - pr.at).ns()) / 1e6).c_str() : "within",
+                                                     static_cast<long long>(pr.bound[q].ms())));
+    }
+  }
+  if (late > 3) violation("delta_late", fmt("%d more (probe, peer) pairs late", late - 3));
+  probe_phase_ = 2;
+  push(now_ + Duration::millis(10), Event{Ev::kCheck});
+}
+
 SeedResult Simulation::run() {
   setup();
   while (!done_ && !queue_.empty()) {
@@ -1174,7 +1414,7 @@ SeedResult Simulation::run() {
           // The device comes back with an empty disk and a new incarnation.
           Peer& peer = peers_[ev.a];
           peer.store = std::make_unique<store::MemoryStore>();
-          peer.faulty = std::make_unique<FaultyStore>(*peer.store);
+          peer.faulty = std::make_unique<FaultyStore>(*peer.store, store_mode());
           peer.wiped = true;
           trace_.line(now_, static_cast<int>(ev.a), "wiped", "");
         }
@@ -1202,21 +1442,41 @@ SeedResult Simulation::run() {
         break;
       case Ev::kCheck:
         if (check_converged()) {
-          converged_ = true;
+          if (!converged_) {
+            converged_ = true;
+            converge_ms_ = (now_ - heal_at_).ms();
+            trace_.line(now_, kNoPeer, "converged", fmt("after_ms=%lld", static_cast<long long>(converge_ms_)));
+          }
+          if (probe_phase_ == 0) {
+            start_probes();
+            break;
+          }
           done_ = true;
-          trace_.line(now_, kNoPeer, "converged", fmt("after_ms=%lld", static_cast<long long>((now_ - heal_at_).ms())));
-        } else if (now_ - heal_at_ > sc_.max_converge) {
+        } else if (now_ - heal_at_ > sc_.max_converge + (probe_phase_ == 2 ? probe_window_ : Duration())) {
           done_ = true;
+          converged_ = false;
           violation("not_converged", fmt("replicas differ %lld ms after heal", static_cast<long long>((now_ - heal_at_).ms())));
         } else {
           push(now_ + Duration::millis(20), Event{Ev::kCheck});
         }
+        break;
+      case Ev::kProbe:
+        probe_write(static_cast<int>(ev.a));
+        break;
+      case Ev::kProbeDeadline:
+        probe_deadline();
         break;
       case Ev::kSample:
         if (healed_) break;
         sample_contexts();
         push(now_ + Duration::millis(200), Event{Ev::kSample});
         break;
+    }
+    // A process that died inside a store call during this event is gone now.
+    for (std::uint32_t p = 0; p < n_; ++p) reap(p);
+    if (views_dirty_) {
+      views_dirty_ = false;
+      refresh_views();
     }
   }
   if (!done_) violation("not_converged", "event queue ran dry before convergence");
@@ -1228,7 +1488,7 @@ SeedResult Simulation::run() {
   res.sites = sites_;
   res.violations = std::move(violations_);
   res.converged = converged_;
-  res.converge_ms = converged_ ? (now_ - heal_at_).ms() : 0;
+  res.converge_ms = converged_ ? converge_ms_ : 0;
   stats_.max_in_flight = net_.max_in_flight();
   stats_.records = oracle_.model().size();
   res.stats = stats_;

@@ -46,7 +46,14 @@ enum class Mutation : std::uint8_t {
   //   hlc-ignore-remote      hlc_causality;   winner-by-dot          winner_order
   //   drop-keeps-records     drop_resurrected; recreate-keeps-hidden recreate_not_empty
   //   catalogue-not-relayed  catalogue convergence (catalogue:*, collection_*)
-  kHlcIgnoreRemote, kWinnerByDot, kDropKeepsRecords, kRecreateKeepsHidden, kCatalogueNotRelayed
+  kHlcIgnoreRemote, kWinnerByDot, kDropKeepsRecords, kRecreateKeepsHidden, kCatalogueNotRelayed,
+  // Dishonest stores (sim/faulty_store.hpp): a crash undoes the last acknowledged commits
+  // (nosync-store: lost, context_shrank, dot_reused), or keeps half of the commit it interrupted
+  // (torn-commit).
+  kNoSyncStore, kTornCommit,
+  // lose-deltas: after heal every DeltaBatch is dropped in flight (a delta path that silently
+  // stops; repair still converges): delta_late.
+  kLoseDeltas
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -93,6 +100,15 @@ struct SeedStats {
   std::uint64_t node_rejected = 0;       // messages Node::receive refused (any reason)
   std::uint64_t causal_pairs = 0;        // (observed write, later write) clock pairs checked
   std::uint32_t hops = 1;                // the topology's diameter in sites (1: one site or full)
+  std::uint64_t crashes_in_op = 0;       // crashes that struck inside a store call
+  std::uint64_t commits_landed = 0;      // of which struck a commit that reached the disk anyway
+  std::uint64_t landed_client_ops = 0;   // client operations unanswered but durable (oracle records them)
+  // The delta-path probes after convergence (docs/sim.md, "The delta path within a bound").
+  std::uint64_t probe_arrivals = 0;      // (probe, peer) pairs that received the probe
+  std::uint64_t probe_by_repair = 0;     // of which by a repair message first
+  std::int64_t probe_max_ms = 0;         // the slowest arrival
+  std::int64_t probe_bound_ms = 0;       // the bound of that pair
+  double probe_max_ratio = 0.0;          // the highest arrival time / bound over all pairs
 };
 
 struct SeedResult {

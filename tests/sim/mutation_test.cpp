@@ -101,3 +101,23 @@ TEST_CASE("a re-create that keeps what the dropped collection held is caught", "
 TEST_CASE("catalogue changes that are not relayed are caught", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kCatalogueNotRelayed, false, "catalogue:context_mismatch") != 0);
 }
+
+// Dishonest stores (sim/faulty_store.hpp): what an environment without sync, or a store that
+// tears a transaction, would do to a node. The honest store model is what LmdbStore is proven to
+// keep (tests/store/durability_test.cpp).
+TEST_CASE("a store that acknowledges commits a crash then undoes (MDB_NOSYNC) is caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kNoSyncStore, true, "lost") != 0);
+  CHECK(first_caught(Mutation::kNoSyncStore, true, "dot_reused") != 0);
+}
+
+TEST_CASE("a store that keeps half of a commit interrupted by a crash is caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTornCommit, true, "phantom") != 0);
+}
+
+// The delta path within a bound (docs/sim.md): after heal every DeltaBatch is dropped. With
+// repair on the mesh still converges through digests (every end-state checker passes), so only
+// the probes' delta_late sees it; with repair off it also fails to converge.
+TEST_CASE("a delta path that stops delivering is caught by delta_late, with repair on and off", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kLoseDeltas, true, "delta_late") != 0);
+  CHECK(first_caught(Mutation::kLoseDeltas, false, "delta_late") != 0);
+}

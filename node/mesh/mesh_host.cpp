@@ -497,6 +497,58 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     }
   }
 
+  // ---- discovery ---------------------------------------------------------------------------
+
+  static std::string to_hex(std::span<const std::uint8_t> b) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (auto x : b) {
+      s += d[x >> 4];
+      s += d[x & 15];
+    }
+    return s;
+  }
+
+  Status start_discovery(const security::MeshId& mesh_id) {
+    std::array<std::uint8_t, 8> h{};
+    crypto_generichash(h.data(), h.size(), mesh_id.data(), mesh_id.size(), nullptr, 0);
+    mesh_hash = to_hex(h);
+    own_device_hex = to_hex(creds.identity->public_key());
+    transport::Announcement self;
+    self.device_id = own_device_hex;
+    self.protocol_version = options.max_protocol;
+    self.mesh_hash = mesh_hash;
+    self.port = listener->port();
+    transport::DiscoveryCallbacks cb;
+    cb.found = [this](const transport::Sighting& s) {
+      if (stopped || stopping || s.device_id == own_device_hex || s.mesh_hash != mesh_hash) return;
+      if (s.protocol_version < options.min_protocol) return;  // it speaks nothing we do
+      ++stats.discovered;
+      SHOAL_LOG(logger, kInfo, kComponent, "discovered device ", s.device_id.substr(0, 16), " at ", s.address, ":",
+                s.port);
+      add_peer(MeshPeerAddress{s.address, s.port, Tier::kHot});
+      loop.kick();
+    };
+    cb.lost = [this](const std::string& device) {
+      SHOAL_LOG(logger, kInfo, kComponent, "device ", device.substr(0, 16), " said goodbye or expired");
+    };
+    auto d = transport::start_mdns_discovery(loop.io(), options.discovery_options, std::move(self), std::move(cb));
+    if (!d.ok()) return d.status();
+    discovery = std::move(*d);
+    return {};
+  }
+
+  void add_peer(const MeshPeerAddress& peer) {
+    for (auto& d : dials) {
+      if (d.address.host == peer.host && d.address.port == peer.port) {
+        if (!d.busy && !connected(d) && !d.self) start_dial(static_cast<std::size_t>(&d - dials.data()));
+        return;
+      }
+    }
+    dials.push_back(Dial{peer, std::nullopt, options.backoff_min});
+    start_dial(dials.size() - 1);
+  }
+
   // ---- the capabilities a peer is served ------------------------------------------------
 
   template <typename Base>
@@ -606,6 +658,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
   security::RevocationSet revoked_copy;
   transport::LinkSecurity linksec;
   std::unique_ptr<transport::Listener> listener;
+  std::unique_ptr<transport::Discovery> discovery;
   std::map<std::uint64_t, std::unique_ptr<Conn>> conns;
   std::map<security::SignPublicKey, std::uint64_t> by_device;
   std::uint64_t next_conn_id = 1;
@@ -619,6 +672,8 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
   bool stopping = false;
   kj::TaskSet tasks;
   std::optional<MonoTime> wake_at;
+  std::string mesh_hash;
+  std::string own_device_hex;
 };
 
 #pragma GCC diagnostic pop
@@ -657,6 +712,10 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
     h.dials.push_back(Dial{p, std::nullopt, h.options.backoff_min});
   }
   for (std::size_t i = 0; i < h.dials.size(); ++i) h.start_dial(i);
+  if (h.options.discovery) {
+    Status st = h.start_discovery(own->mesh_id);
+    if (!st.ok()) return st.with_context("mDNS discovery");
+  }
   h.ping_all();
   auto alive = h.alive;
   auto posted = h.write_posted;
@@ -676,16 +735,7 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
 
 std::uint16_t MeshHost::port() const noexcept { return impl_->listener ? impl_->listener->port() : 0; }
 
-void MeshHost::add_peer(const MeshPeerAddress& peer) {
-  for (auto& d : impl_->dials) {
-    if (d.address.host == peer.host && d.address.port == peer.port) {
-      if (!d.busy && !impl_->connected(d) && !d.self) impl_->start_dial(static_cast<std::size_t>(&d - impl_->dials.data()));
-      return;
-    }
-  }
-  impl_->dials.push_back(Dial{peer, std::nullopt, impl_->options.backoff_min});
-  impl_->start_dial(impl_->dials.size() - 1);
-}
+void MeshHost::add_peer(const MeshPeerAddress& peer) { impl_->add_peer(peer); }
 
 void MeshHost::notify_local_write() {
   // The same path as SharedNode's after-write hook.
@@ -704,6 +754,7 @@ void MeshHost::pump() { impl_->run_engine([](Node&, MonoTime) {}); }
 MeshStats MeshHost::stats() const {
   MeshStats s = impl_->stats;
   if (impl_->listener) s.listener = impl_->listener->stats();
+  if (impl_->discovery) s.discovery = impl_->discovery->stats();
   return s;
 }
 
@@ -735,6 +786,8 @@ void MeshHost::stop() {
   for (auto& [id, c] : h.conns) ids.push_back(id);
   for (auto id : ids) h.close_conn(id, "shutting down");
   h.stopped = true;
+  if (h.discovery) h.discovery->stop();  // the goodbye
+  h.discovery.reset();
   h.listener.reset();
 }
 

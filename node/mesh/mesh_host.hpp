@@ -30,6 +30,7 @@
 #include "security/certificate.hpp"
 #include "security/identity.hpp"
 #include "security/mesh.hpp"
+#include "transport/discovery.hpp"
 #include "transport/kj_loop.hpp"
 #include "transport/link.hpp"
 
@@ -63,6 +64,11 @@ struct MeshOptions {
   Duration introduce_timeout = Duration::seconds(10);
   transport::LinkOptions link;
   transport::ListenerLimits listener;
+  // mDNS discovery (transport/discovery.hpp): announce this host on _shoal._tcp.local and dial,
+  // as hot peers, the devices found that announce our mesh's hash and a protocol we speak. An
+  // answer is only an address hint; the handshake decides. Off by default.
+  bool discovery = false;
+  transport::DiscoveryOptions discovery_options;
   // The sync protocol range announced in the introduction (tests narrow it to check refusals).
   std::uint32_t min_protocol = kMinProtocolVersion;
   std::uint32_t max_protocol = transport::kProtocolVersion;
@@ -87,7 +93,9 @@ struct MeshStats {
   std::uint64_t calls_refused = 0;          // calls we answered with an error
   std::uint64_t dials = 0;
   std::uint64_t dial_failures = 0;
+  std::uint64_t discovered = 0;             // sightings of devices of our mesh (each dialed)
   transport::ListenerStats listener;
+  transport::DiscoveryStats discovery;
 };
 
 struct MeshPeerView {

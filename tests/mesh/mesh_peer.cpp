@@ -5,6 +5,7 @@
 //
 //   shoal-mesh-peer --data DIR --print-device-key         create/read DIR/identity.key, print it
 //   shoal-mesh-peer --data DIR --certificate FILE [--listen ADDR:PORT] [--peer HOST:PORT[:warm]]...
+//                   [--discover IFACE_IPV4]     (mDNS: announce, and dial the devices of our mesh found)
 //
 // The trust anchor is the certificate's own mesh id and issuer (the device trusts the authority
 // that enrolled it). On start it prints `ready port=P device=HEX replica=R`. Commands (one per
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
   std::string data, cert_path, listen = "127.0.0.1:0";
   std::vector<node::MeshPeerAddress> peers;
   bool print_key = false;
+  std::string discover;  // mDNS on the interface with this IPv4 address ("" = off)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
     else if (a == "--certificate") cert_path = next();
     else if (a == "--listen") listen = next();
     else if (a == "--print-device-key") print_key = true;
+    else if (a == "--discover") discover = next();
     else if (a == "--peer") {
       node::MeshPeerAddress p;
       std::string rest;
@@ -162,6 +165,12 @@ int main(int argc, char** argv) {
   mo.call_timeout = Duration::seconds(5);
   mo.backoff_min = Duration::millis(50);
   mo.backoff_max = Duration::seconds(1);
+  if (!discover.empty()) {
+    mo.discovery = true;
+    mo.discovery_options.interface_address = discover;
+    mo.discovery_options.refresh = Duration::seconds(1);
+    mo.discovery_options.record_ttl = Duration::seconds(3);
+  }
   node::MeshCredentials creds;
   creds.identity = &*identity;
   creds.certificate = cert_bytes;

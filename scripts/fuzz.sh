@@ -4,8 +4,11 @@
 # Crashing inputs are written to build-fuzz/artifacts/<target>/; reproduce one with
 #   build-fuzz/tests/fuzz/<target> <file>
 # Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta
-#   fuzz_security_cert fuzz_security_handshake; the security targets' seeds are committed in
-#   tests/fuzz/corpus/<target>/)
+#   fuzz_security_cert fuzz_security_handshake fuzz_mdns_packet; the security and mDNS targets'
+#   seeds are committed in tests/fuzz/corpus/<target>/)
+# Before fuzzing, fuzz_mdns_packet replays its committed regressions
+# (tests/fuzz/regressions/mdns_*.bin). A crash, a UBSan report,
+# or one input running longer than 10 s (a hang) fails the script. CI: scripts/fuzz.sh 25.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +16,8 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_transport_decode fuzz_crdt_delta fuzz_security_cert fuzz_security_handshake)
+  targets=(fuzz_transport_decode fuzz_crdt_delta fuzz_security_cert fuzz_security_handshake
+           fuzz_mdns_packet)
 fi
 build="$root/build-fuzz"
 
@@ -31,11 +35,28 @@ for t in "${targets[@]}"; do
   fi
 done
 
+# Committed regressions replayed by target (mdns_*.bin; the crdt_delta_*.bin files document
+# findings that the node handles above the decoder, see fuzz_crdt_delta.cpp).
+regressions_of() {
+  case "$1" in
+    fuzz_mdns_packet) compgen -G "$root/tests/fuzz/regressions/mdns_*.bin" || true ;;
+  esac
+}
+
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "$build/artifacts/$t"
+  mapfile -t regressions < <(regressions_of "$t")
+  if [ ${#regressions[@]} -gt 0 ]; then
+    echo "== $t: ${#regressions[@]} regressions"
+    if ! "$build/tests/fuzz/$t" -timeout=10 "${regressions[@]}"; then
+      echo "== $t: a regression FAILED"
+      status=1
+      continue
+    fi
+  fi
   echo "== $t: ${seconds}s"
-  if ! "$build/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
+  if ! "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$t/" "$build/corpus/$t"; then
     echo "== $t: FAILED (see $build/artifacts/$t/)"
     status=1

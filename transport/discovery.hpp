@@ -5,7 +5,7 @@
 // browses for the others, reporting each one found and lost. What it reports is an address hint
 // and nothing more: anyone on the link can announce anything, so trust comes only from the
 // handshake that follows (security/). The wire format, timings and limits are in
-// docs/protocol.md, "Discovery"; the choices in docs/decisions.md, D29.
+// docs/protocol.md, "Discovery"; the choices in docs/decisions.md, D31.
 //
 // Implementation: libmdnsd 0.12 (through one C file, transport/mdns_glue.c) drives one Asio UDP
 // socket and one steady_timer on the caller's io_context; there are no threads of our own.

@@ -6,17 +6,18 @@
 // Role: everything that turns hostile multicast bytes into a Sighting is here and is
 // bounds-checked C++. canonicalize() reads a received packet with explicit lengths and, when it
 // is acceptable, re-encodes the part Shoal cares about in the one form libmdnsd 0.12's parser
-// handles safely (docs/protocol.md, "Discovery"; docs/decisions.md, D29):
+// handles safely (docs/protocol.md, "Discovery"; docs/decisions.md, D31):
 //   - at most PacketLimits::max_packet_bytes, and at least the 12-byte header;
 //   - questions and answers only (authority and additional records dropped), and of those only
 //     the ones in Shoal's namespace: `_shoal._tcp.local`, `<instance>._shoal._tcp.local`,
 //     `shoal-<...>.local`; answers only of type A, PTR, SRV or TXT, class IN;
-//   - names written out in full (no compression pointers: libmdnsd 0.12 follows a pointer loop
-//     forever and misreads pointers whose low byte is 0x80 or above), each at most 255 bytes,
-//     labels without '.' or NUL;
-//   - counts bounded so that libmdnsd's fixed scratch area (its parser writes the question and
-//     record arrays, names and rdata into one 64 KiB buffer, and refuses names past its first
-//     4096 bytes) always has room.
+//   - names written out in full, so that none of libmdnsd's compression-pointer handling runs
+//     (it has no packet length to check a pointer against), each at most 255 bytes, labels
+//     without '.' or NUL;
+//   - counts bounded so that libmdnsd's fixed scratch area always has room: its parser lays out
+//     the question and record arrays, names and rdata in one 64 KiB buffer, checking each header
+//     count alone, so counts that pass each check put the arrays past its end (valgrind shows it
+//     on tests/fuzz/regressions/mdns_count_overflow.bin), and it refuses names past 4096 bytes.
 // The parse that canonicalize() returns (Packet) is the one the discovery code uses; libmdnsd
 // parses the canonical bytes only to run its responder and query logic. The fuzzer checks that
 // both parses agree on every canonical packet.

@@ -247,7 +247,7 @@ Result<Packet> canonicalize(std::span<const std::uint8_t> d, const PacketLimits&
                                                 std::to_string(target.end) + ", rdata at " +
                                                 std::to_string(rdata + rdlen));
         }
-        if (!target.representable) {
+        if (!target.representable || target.text.empty()) {  // the root name points nowhere
           ++packet.skipped;
           continue;
         }

@@ -34,6 +34,7 @@ struct Flags {
   std::uint32_t sites = 0;
   bool no_faults = false;
   bool no_repair = false;
+  bool hostile_own_context = false;
   std::string mutation = "none";
   bool trace = false;
   std::int64_t max_converge_s = 120;
@@ -47,6 +48,8 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_option("--sites", f.sites, "sites (default: drawn from the seed, 1..4)");
   app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
+  app.add_flag("--hostile-own-context", f.hostile_own_context,
+               "the hostile peer also sends contexts claiming the receiver's own dots beyond its counter");
   app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
 }
@@ -62,6 +65,7 @@ bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
   if (f.sites != 0) sc.sites = f.sites;
   sc.faults = !f.no_faults;
   sc.repair = !f.no_repair;
+  sc.hostile_own_context = f.hostile_own_context;
   sc.mutation = *m;
   sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
   return true;

@@ -45,6 +45,8 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kNoSyncStore: return "nosync-store";
     case Mutation::kTornCommit: return "torn-commit";
     case Mutation::kLoseDeltas: return "lose-deltas";
+    case Mutation::kHostileSplit: return "hostile-split";
+    case Mutation::kReadElsewhere: return "read-elsewhere";
   }
   return "?";
 }
@@ -56,7 +58,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kTinyOutbox, Mutation::kSkewBeyondBound, Mutation::kStranger,
                      Mutation::kWipeOnRestart, Mutation::kHlcIgnoreRemote, Mutation::kWinnerByDot,
                      Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed,
-                     Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas}) {
+                     Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas,
+                     Mutation::kHostileSplit, Mutation::kReadElsewhere}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -70,6 +73,7 @@ std::string reproduce_command(const Scenario& s) {
   if (!s.faults) cmd += " --no-faults";
   if (!s.repair) cmd += " --no-repair";
   if (s.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + mutation_name(s.mutation);
+  if (s.hostile_own_context) cmd += " --hostile-own-context";
   if (s.max_converge != Duration::seconds(120)) cmd += " --max-converge-s " + std::to_string(s.max_converge.ms() / 1000);
   return cmd;
 }
@@ -100,7 +104,7 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
   kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
-  kProbe, kProbeDeadline
+  kProbe, kProbeDeadline, kHostile
 };
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
@@ -232,6 +236,12 @@ class Simulation {
   void catalogue_checks(std::uint32_t p);
   void search_check(std::uint32_t p, Rng& rng);
   void stranger_hello();
+  // A known peer turned buggy sends a well-formed delta that breaks the join laws (kind 0: one
+  // dot on two records; kind 1: a context claiming the receiver's own dots beyond its counter).
+  void hostile_delta(std::uint32_t kind);
+  // Session guarantees of a client on peer p, checked on a read of `id` (docs/sim.md).
+  void session_read(std::uint32_t p, const std::string& id);
+  void search_holds(std::uint32_t p, const std::vector<node::Hit>& hits);
   // The delta path within a bound: after convergence, probe writes on random peers must reach
   // every peer within the bound of the pair (delta_bound) on the healed network.
   Duration hop_bound(std::uint32_t a, std::uint32_t b) const;
@@ -295,6 +305,14 @@ class Simulation {
     std::vector<Duration> bound;                  // per peer
   };
   std::vector<Probe> probes_;
+  Rng hostile_rng_{0};
+  // Dots the hostile peer put on the wire that no receiver may keep (kind 0), and (replica,
+  // counter) claims no receiver may merge (kind 1).
+  std::set<crdt::Dot> hostile_dots_;
+  // Per peer: the dots its client session has written or read, by id (read-your-writes,
+  // monotonic reads), and the dots its acknowledged removes deleted (never returned again).
+  std::vector<std::map<std::string, std::set<crdt::Dot>>> session_seen_;
+  std::vector<std::set<crdt::Dot>> session_removed_;
   Rng probe_rng_{0};  // a peer was reaped: refresh the up/down views after this event
   std::uint64_t partition_gen_ = 0;
   std::uint32_t n_ = 0;
@@ -436,6 +454,7 @@ void Simulation::setup() {
   fault_rng_ = root_.fork(4);
   corrupt_rng_ = root_.fork(6);
   probe_rng_ = root_.fork(8);
+  hostile_rng_ = root_.fork(9);
   Rng clocks = root_.fork(7);
   n_ = sc_.peers ? std::clamp<std::uint32_t>(*sc_.peers, 1, 64) : 2 + static_cast<std::uint32_t>(topo.uniform(15));
   const std::uint32_t max_sites = std::min<std::uint32_t>(4, n_);
@@ -468,6 +487,8 @@ void Simulation::setup() {
   chaos_ = Duration::millis(topo.uniform_range(2000, 8000));
 
   peers_.resize(n_);
+  session_seen_.resize(n_);
+  session_removed_.resize(n_);
   std::int64_t max_skew_ms = 0;
   std::int64_t max_drift = 0;
   for (std::uint32_t i = 0; i < n_; ++i) {
@@ -518,6 +539,12 @@ void Simulation::setup() {
   push(now_ + Duration::millis(1), Event{Ev::kClientOp});
   if (sc_.faults) push(now_ + Duration::millis(50), Event{Ev::kFault});
   if (sc_.mutation == Mutation::kStranger) push(now_ + Duration::millis(100), Event{Ev::kStranger});
+  // Two hostile batches per faulty seed (one of each kind) at random times during chaos.
+  if ((sc_.faults || sc_.mutation == Mutation::kHostileSplit) && n_ >= 2) {
+    for (std::uint32_t kind = 0; kind < (sc_.hostile_own_context ? 3u : 1u); ++kind) {
+      push(now_ + Duration::millis(hostile_rng_.uniform_range(100, std::max<std::int64_t>(200, chaos_.ms() - 100))), Event{Ev::kHostile, kind});
+    }
+  }
   push(now_ + Duration::millis(200), Event{Ev::kSample});
   push(now_ + chaos_, Event{Ev::kHeal});
 }
@@ -711,7 +738,7 @@ void Simulation::deliver(Event& ev) {
       return;
     }
   }
-  if (sc_.mutation == Mutation::kLoseDeltas && healed_ && std::holds_alternative<transport::DeltaBatch>(*msg)) {
+  if (sc_.mutation == Mutation::kLoseDeltas && probe_phase_ == 1 && std::holds_alternative<transport::DeltaBatch>(*msg)) {
     ++stats_.messages_dropped;
     trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB lose-deltas", ev.a, ev.bytes.size()));
     return;
@@ -742,6 +769,160 @@ void Simulation::stranger_hello() {
   const Status st = peers_[0].node->receive(crdt::replica_for_testing(1000, 0), transport::Message{h}, local(0, now_));
   trace_.line(now_, 0, "stranger", st.ok() ? "hello accepted" : "hello rejected: " + st.to_string());
   after_input(0);
+}
+
+void Simulation::hostile_delta(std::uint32_t kind) {
+  // A known, up peer h of target t (t was told h is up) sends t a batch through the real codec.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> pairs;
+  for (std::uint32_t t = 0; t < n_; ++t) {
+    if (peers_[t].node == nullptr) continue;
+    for (std::uint32_t h = 0; h < n_; ++h) {
+      if (h != t && peers_[t].view[h] != 0) pairs.emplace_back(h, t);
+    }
+  }
+  if (pairs.empty()) return;
+  const auto [h, t] = pairs[hostile_rng_.uniform(pairs.size())];
+  auto before = state(t);
+  if (!before.ok()) return;
+  const crdt::ReplicaId& hr = peers_[h].replica;
+  const auto wall_ms = static_cast<std::uint64_t>((kEpochNs + local(h, now_).ns() + peers_[h].skew.ns()) / 1'000'000);
+  std::vector<crdt::Delta> deltas;
+  crdt::Dot bad;
+  std::string what;
+  if (kind == 0) {
+    // One dot of h's, far beyond any it issued, on two records with different payloads.
+    bad = crdt::Dot{hr, 1'000'000 + stats_.hostile_sent};
+    crdt::Delta d;
+    d.context.add(bad);
+    d.records["r0"] = {crdt::Entry{bad, crdt::Hlc::from_parts(wall_ms, 0), payload_bytes(random_value())}};
+    crdt::Delta d2 = d;
+    d2.records.clear();
+    d2.records["r1"] = {crdt::Entry{bad, crdt::Hlc::from_parts(wall_ms, 1), payload_bytes(random_value())}};
+    if (sc_.mutation == Mutation::kHostileSplit) {
+      deltas = {d, d2};  // each batch alone is a legitimate write
+    } else {
+      d.records["r1"] = d2.records["r1"];  // not Delta::join: the join would let each side's context delete the other's entry
+      deltas = {d};
+    }
+    what = "one dot on two records " + bad.to_string();
+  } else if (kind == 2) {
+    // A delete whose context claims a dot of the sender far beyond any it issued: no receiver
+    // can tell it from a real one, but it reaches the sender's own replica through relays.
+    bad = crdt::Dot{hr, 1'000'000 + stats_.hostile_sent};
+    crdt::Delta d;
+    d.context.add(bad);
+    d.records["r0"] = {};
+    deltas = {d};
+    what = "a context claiming the sender's own " + bad.to_string();
+  } else {
+    // A delete whose context claims t's own dots beyond its counter.
+    bad = crdt::Dot{peers_[t].replica, before->context().max_counter(peers_[t].replica) + 50};
+    crdt::Delta d;
+    d.context.add(bad);
+    d.records["r0"] = {};
+    deltas = {d};
+    what = "a context claiming the receiver's own " + bad.to_string();
+  }
+  hostile_dots_.insert(bad);
+  bool any_ok = false;
+  for (const crdt::Delta& d : deltas) {
+    transport::DeltaBatch batch;
+    transport::CollectionSpecWire w;
+    w.name = std::string(kCollection);
+    w.dimension = kDim;
+    w.m = 8;
+    w.ef_construction = 32;
+    w.ef_search = 32;
+    batch.specs.push_back(w);
+    crdt::Bytes bytes;
+    crdt::encode_delta(d, bytes);
+    batch.items.push_back(transport::DeltaItem{std::string(kCollection), std::string(bytes.begin(), bytes.end())});
+    // Well-formed: it passes the real codec.
+    auto decoded = transport::decode(transport::encode(transport::Message{batch}));
+    if (!decoded.ok()) {
+      violation("codec", "the hostile batch does not decode: " + decoded.status().to_string());
+      return;
+    }
+    ++stats_.hostile_sent;
+    const Status st = peers_[t].node->receive(hr, *decoded, local(t, now_));
+    any_ok = any_ok || st.ok();
+    if (!st.ok()) ++stats_.hostile_rejected;
+    trace_.line(now_, static_cast<int>(t), "hostile", fmt("from=p%02u ", h) + what + (st.ok() ? " accepted" : " rejected: " + st.to_string().substr(0, 100)));
+  }
+  if (any_ok && sc_.mutation != Mutation::kHostileSplit && kind != 2) {
+    violation("hostile_accepted", peer_name(t) + " accepted from " + peer_name(h) + " " + what);
+  }
+  // Whatever the status said, nothing of it may be kept.
+  if (peers_[t].node != nullptr && !peers_[t].faulty->crashed()) {
+    auto after = state(t);
+    if (after.ok()) {
+      std::size_t holding = 0;
+      for (const auto& [id, entries] : after->records()) {
+        for (const crdt::Entry& e : entries) holding += e.dot == bad ? 1 : 0;
+      }
+      if (holding > 0 || (kind == 1 && after->context().contains(bad))) {
+        violation("hostile_applied", peer_name(t) + " kept " + what + fmt(" (%zu records hold it)", holding));
+      }
+    }
+  }
+  after_input(t);
+}
+
+void Simulation::session_read(std::uint32_t p, const std::string& id) {
+  // The client session of peer p (docs/sim.md, "Reads during chaos"). read-elsewhere sends the
+  // read to another peer, as a session routed to the wrong node would be.
+  std::uint32_t q = p;
+  if (sc_.mutation == Mutation::kReadElsewhere && n_ >= 2) {
+    q = static_cast<std::uint32_t>(workload_rng_.uniform(n_ - 1));
+    if (q >= p) ++q;
+    if (peers_[q].node == nullptr) return;
+  }
+  auto got = peers_[q].node->get(kCollection, id);
+  if (!got.ok() && got.status().code() != Code::kNotFound) return;  // a read fault: no answer
+  ++stats_.session_reads;
+  std::set<crdt::Dot> now;
+  if (got.ok()) {
+    for (const node::Sibling& sb : got->siblings) now.insert(sb.dot);
+  }
+  const crdt::Entries* live = oracle_.model().find(id);
+  auto is_live = [&](const crdt::Dot& d) {
+    return live != nullptr && std::any_of(live->begin(), live->end(), [&](const crdt::Entry& e) { return e.dot == d; });
+  };
+  std::set<crdt::Dot>& seen = session_seen_[p][id];
+  for (const crdt::Dot& d : seen) {
+    // A dot this session wrote or read is gone only when an acknowledged operation removed it.
+    if (now.contains(d) || !is_live(d)) continue;
+    violation(d.replica == peers_[p].replica ? "read_your_writes" : "monotonic_read",
+              peer_name(p) + " reads '" + id + "' without " + d.to_string() + ", which its session " +
+                  (d.replica == peers_[p].replica ? "wrote" : "read before") + " and no acknowledged operation removed");
+    break;
+  }
+  for (const crdt::Dot& d : now) {
+    if (session_removed_[p].contains(d)) {
+      violation("deleted_returned", peer_name(p) + " returns '" + id + "' " + d.to_string() + ", which its own acknowledged remove deleted");
+      break;
+    }
+  }
+  seen.insert(now.begin(), now.end());
+}
+
+void Simulation::search_holds(std::uint32_t p, const std::vector<node::Hit>& hits) {
+  // Search returns only records some replica holds.
+  for (const node::Hit& h : hits) {
+    bool held = false;
+    for (std::uint32_t q = 0; q < n_ && !held; ++q) {
+      if (peers_[q].node == nullptr || peers_[q].faulty->crashed()) continue;
+      peers_[q].faulty->set_observing(true);
+      auto got = peers_[q].node->get(kCollection, h.id);
+      peers_[q].faulty->set_observing(false);
+      held = got.ok() && !got->siblings.empty();
+      if (!got.ok() && got.status().code() != Code::kNotFound) held = true;  // unreadable: not evidence
+    }
+    if (!held) {
+      violation("search_phantom", peer_name(p) + " search returned '" + h.id + "', which no replica holds");
+      return;
+    }
+  }
 }
 
 void Simulation::client_op() {
@@ -802,6 +983,10 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     auto hits = nd.search(t.name, q.vector, so);
     trace_.line(now_, static_cast<int>(p), "search",
                 std::string(t.name) + " " + (hits.ok() ? fmt("%zu hits", hits->size()) : hits.status().to_string()));
+    if (t.name == kCollection) {
+      if (hits.ok()) search_holds(p, *hits);
+      session_read(p, id);
+    }
     return;
   }
   auto before = state(p, t.name);
@@ -868,6 +1053,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
                                   violations_, &sent);
       ++stats_.acked_upserts;
       if (dot) {
+        if (t.name == kCollection) session_seen_[p][d.id].insert(*dot);
         client_values_[{std::string(t.name), *dot}] = d.value;
         for (const crdt::Entry& e : entries_of(*after, d.id)) {
           if (e.dot == *dot) check_causality(p, *before, e, d.id);
@@ -875,6 +1061,12 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
       }
     } else {
       t.oracle->remove(d.id, entries_of(*before, d.id));
+      if (t.name == kCollection) {
+        for (const crdt::Entry& e : entries_of(*before, d.id)) {
+          session_removed_[p].insert(e.dot);
+          session_seen_[p][d.id].erase(e.dot);
+        }
+      }
       ++stats_.acked_removes;
     }
   }
@@ -1459,6 +1651,9 @@ SeedResult Simulation::run() {
         } else {
           push(now_ + Duration::millis(20), Event{Ev::kCheck});
         }
+        break;
+      case Ev::kHostile:
+        if (!healed_) hostile_delta(ev.a);
         break;
       case Ev::kProbe:
         probe_write(static_cast<int>(ev.a));

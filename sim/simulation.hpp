@@ -51,9 +51,15 @@ enum class Mutation : std::uint8_t {
   // (nosync-store: lost, context_shrank, dot_reused), or keeps half of the commit it interrupted
   // (torn-commit).
   kNoSyncStore, kTornCommit,
-  // lose-deltas: after heal every DeltaBatch is dropped in flight (a delta path that silently
-  // stops; repair still converges): delta_late.
-  kLoseDeltas
+  // lose-deltas: once the probes start (after convergence) every DeltaBatch is dropped in flight
+  // (a delta path that silently stops; repair, when on, still converges): delta_late.
+  kLoseDeltas,
+  // hostile-split: the hostile peer sends its one dot on two records in two separate batches,
+  // which no receiver can tell from a legitimate write: hostile_applied, phantom (proves those
+  // checkers fire when a hostile delta gets through). read-elsewhere: a client's reads go to
+  // another peer than its writes (a session routed elsewhere): read_your_writes, monotonic_read,
+  // deleted_returned.
+  kHostileSplit, kReadElsewhere
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -72,6 +78,9 @@ struct Scenario {
   Mutation mutation = Mutation::kNone;
   // After healing, replicas must converge within this much simulated time.
   Duration max_converge = Duration::seconds(120);
+  // Also send the second hostile kind: a delta whose context claims the receiver's own dots
+  // beyond its counter. Off by default: today's node accepts it (docs/sim.md, "Hostile deltas").
+  bool hostile_own_context = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;
 };
@@ -109,6 +118,9 @@ struct SeedStats {
   std::int64_t probe_max_ms = 0;         // the slowest arrival
   std::int64_t probe_bound_ms = 0;       // the bound of that pair
   double probe_max_ratio = 0.0;          // the highest arrival time / bound over all pairs
+  std::uint64_t hostile_sent = 0;        // hostile well-formed delta batches sent
+  std::uint64_t hostile_rejected = 0;    // of which the receiver refused
+  std::uint64_t session_reads = 0;       // reads checked against the session guarantees
 };
 
 struct SeedResult {

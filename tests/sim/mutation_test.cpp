@@ -114,10 +114,23 @@ TEST_CASE("a store that keeps half of a commit interrupted by a crash is caught"
   CHECK(first_caught(Mutation::kTornCommit, true, "phantom") != 0);
 }
 
-// The delta path within a bound (docs/sim.md): after heal every DeltaBatch is dropped. With
+// The delta path within a bound (docs/sim.md): once the probes start every DeltaBatch is dropped. With
 // repair on the mesh still converges through digests (every end-state checker passes), so only
 // the probes' delta_late sees it; with repair off it also fails to converge.
 TEST_CASE("a delta path that stops delivering is caught by delta_late, with repair on and off", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kLoseDeltas, true, "delta_late") != 0);
   CHECK(first_caught(Mutation::kLoseDeltas, false, "delta_late") != 0);
+}
+
+// Hostile deltas: split over two batches, one dot on two records cannot be told from a real
+// write by the receiver; the checkers that guard the state (hostile_applied, phantom) fire.
+TEST_CASE("a hostile dot that gets through is caught by hostile_applied", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kHostileSplit, true, "hostile_applied") != 0);
+}
+
+// Reads during chaos: a client session whose reads go to another peer than its writes.
+TEST_CASE("reads routed away from the session's node break the session guarantees and are caught", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kReadElsewhere, true, "read_your_writes") != 0);
+  CHECK(first_caught(Mutation::kReadElsewhere, true, "deleted_returned") != 0);
+  CHECK(first_caught(Mutation::kReadElsewhere, true, "monotonic_read") != 0);
 }

@@ -118,6 +118,8 @@ def main():
         a.ask("batch photos a 0 100")
         b.ask("batch photos b 0 100")
         c.ask("put photos c0 5000")
+        wait_for("all three hold the 201 writes", lambda: converged(peers, "photos", 201))
+        # Deletes of records written elsewhere (each host deletes what another wrote).
         a.ask("del photos b5")
         c.ask("del photos a7")
         wait_for("all three converge on 199 records", lambda: converged(peers, "photos", 199))

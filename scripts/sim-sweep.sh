@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # scripts/sim-sweep.sh: a long sweep of simulator seeds (docs/sim.md). Runs shoal-sim over
-# [FIRST, FIRST+COUNT) in chunks, and appends every failing seed, with its scenario and first
-# violation, to sim/regressions.txt (unless it is already listed).
+# [FIRST, FIRST+COUNT) in chunks of 500, the first half of the seeds with repair and the second
+# half with --no-repair, appends every failing seed (with its scenario and first violation) to
+# sim/regressions.txt unless it is already listed, runs a few seeds of each half twice and
+# compares their trace hashes, and prints the totals. Exit status 1 on any violation, any seed
+# not converged or any hash mismatch.
 # Usage: scripts/sim-sweep.sh [FIRST=1] [COUNT=10000] [extra shoal-sim flags...]
 #   SHOAL_SIM=path/to/shoal-sim (default build-sim/sim/shoal-sim), JOBS=threads (default nproc).
 set -euo pipefail
@@ -16,11 +19,24 @@ chunk=500
 list="$root/sim/regressions.txt"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
-failed=0
-for (( s = first; s < first + count; s += chunk )); do
+start=$SECONDS
+failed=0 seeds=0 violations=0 converged=0 max_ms=0 mismatches=0
+half=$(( count / 2 ))
+s=$first
+while (( s < first + count )); do
   n=$(( first + count - s < chunk ? first + count - s : chunk ))
-  "$sim" --seed "$s" --seeds "$n" --jobs "$jobs" "${extra[@]}" > "$out" || true
-  tail -n 1 "$out"
+  # The chunk's mode: repair for the first half of the range, --no-repair for the second.
+  mode=()
+  if (( s >= first + half )); then mode=(--no-repair); fi
+  if (( s < first + half && s + n > first + half )); then n=$(( first + half - s )); fi
+  "$sim" --seed "$s" --seeds "$n" --jobs "$jobs" "${mode[@]}" "${extra[@]}" > "$out" || true
+  last="$(tail -n 1 "$out")"
+  echo "${mode[*]:-repair} $last"
+  seeds=$(( seeds + $(sed -E 's/.*seeds=([0-9]+).*/\1/' <<< "$last") ))
+  violations=$(( violations + $(sed -E 's/.*violations=([0-9]+).*/\1/' <<< "$last") ))
+  converged=$(( converged + $(sed -E 's/.*converged=([0-9]+).*/\1/' <<< "$last") ))
+  ms=$(sed -E 's/.*max_converge_ms=([0-9]+).*/\1/' <<< "$last")
+  (( ms > max_ms )) && max_ms=$ms
   # Each failing seed prints "  reproduce: shoal-sim ..." after its scenario and violations.
   while IFS= read -r cmd; do
     args="${cmd#*shoal-sim }"
@@ -33,6 +49,16 @@ for (( s = first; s < first + count; s += chunk )); do
       echo "added: $args"
     fi
   done < <(sed -n 's/^  reproduce: //p' "$out")
+  # Determinism: the chunk's first 3 seeds again, one thread, same hashes.
+  k=$(( n < 3 ? n : 3 ))
+  again="$("$sim" --seed "$s" --seeds "$k" --jobs 1 "${mode[@]}" "${extra[@]}" | grep -E '^seed=' | sed -E 's/.* trace=([0-9a-f]+)$/\1/' || true)"
+  before="$(grep -E '^seed=' "$out" | head -n "$k" | sed -E 's/.* trace=([0-9a-f]+)$/\1/')"
+  if [ "$again" != "$before" ]; then
+    mismatches=$(( mismatches + 1 ))
+    echo "trace hash mismatch in seeds $s..$(( s + k - 1 )) ${mode[*]}"
+  fi
+  s=$(( s + n ))
 done
-echo "sweep seeds=$count failing=$failed"
-[ "$failed" -eq 0 ]
+echo "sweep seeds=$seeds (repair $half, no-repair $(( count - half ))) violations=$violations converged=$converged" \
+     "failing=$failed max_converge_ms=$max_ms hash_mismatches=$mismatches seconds=$(( SECONDS - start ))"
+[ "$failed" -eq 0 ] && [ "$mismatches" -eq 0 ] && [ "$converged" -eq "$seeds" ]

@@ -397,6 +397,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     c.peer = peer;
     c.protocol = protocol;
     c.up = true;
+    if (c.dial >= 0) dials[static_cast<std::size_t>(c.dial)].backoff = options.backoff_min;
     SHOAL_LOG(logger, kInfo, kComponent, "peer ", peer.to_string(), " up on link ", id, " (",
               security::key_label(c.cert.device_key), ", ", security::role_name(c.cert.role), ", protocol ", protocol,
               ")");
@@ -440,8 +441,10 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     tasks.add(transport::dial(loop, a.host, a.port, linksec, options.link)
                   .then(
                       [this, i](kj::Own<transport::Link> link) {
+                        // The backoff is reset only once the peer introduced itself (introduced()):
+                        // a device whose handshakes complete here but which the peer then refuses
+                        // (revoked, wrong version) keeps backing off.
                         dials[i].busy = false;
-                        dials[i].backoff = options.backoff_min;
                         on_link(kj::mv(link), static_cast<int>(i));
                         if (!connected(dials[i])) schedule_redial(i);
                       },

@@ -18,6 +18,7 @@
 //   state NAME                           -> state coll=0|1 live=N root=R up=K
 //   has NAME ID                          -> has ID 1|0
 //   search NAME X                        -> hit ID|none
+//   revoke FILE                          -> ok revoke          (joins a `shoal mesh revoke` file)
 //   quit                                 -> (clean stop, exit 0)
 // Errors answer `err <status>`. Thread rules: the loop runs on the main thread; a reader thread
 // turns lines into work: writes go straight to the thread-safe SharedNode, mesh calls are posted.
@@ -246,6 +247,11 @@ int main(int argc, char** argv) {
         auto hits = db.search(name, q, so);
         if (!hits.ok()) { report(hits.status(), ""); continue; }
         say(hits->empty() ? "hit none" : "hit " + hits->front().id);
+      } else if (cmd == "revoke") {
+        std::ifstream rf(name, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
+        if (!rf) { report(Status(Code::kIo, "cannot read " + name), ""); continue; }
+        report(db.write([&](node::Node& n) { return n.add_revocations(bytes); }), "ok revoke");
       } else if (cmd == "peer") {
         std::string host = name;
         unsigned port = 0;

@@ -6,7 +6,9 @@ Proves, with real processes, real LMDB data directories, the operator's enrolmen
   1. three hosts: upserts, batches and deletes on any host reach every other; digests equal;
      search on each host finds another host's write;
   2. kill -9 of a host while another pushes to it: after restart nothing acknowledged is lost
-     (every id the writer acknowledged is on the restarted host) and it catches up.
+     (every id the writer acknowledged is on the restarted host) and it catches up;
+  3. a revocation written by `shoal mesh revoke` and given to one host closes the revoked
+     device's links on every host (the set replicates), and the device cannot link again.
 Checks are on data only; the polling bound (60 s) only decides when to give up.
 
 usage: multiprocess_test.py SHOAL_BIN MESH_PEER_BIN
@@ -145,6 +147,20 @@ def main():
         missing = [k for k in acked if not a.has("photos", k)]
         assert not missing, f"a lost acknowledged writes after kill -9: {missing[:5]}"
         print("3. kill -9 during pushes: a restarted, caught up, 0 of 80 acknowledged writes lost")
+
+        # The operator revokes c; only a is told. a closes c's link at once, b learns the
+        # revocation from a's hello and closes its link too; c's redials are refused.
+        c_key = run(PEER, "--data", c.data, "--print-device-key").strip()
+        rev = os.path.join(root, "c.revocation")
+        run(SHOAL, "mesh", "revoke", "--mesh", mesh, "--device-key", c_key, "--out", rev)
+        a.ask(f"revoke {rev}")
+        wait_for("c's links closed everywhere", lambda: a.state("photos")["up"] == 1 and b.state("photos")["up"] == 1
+                 and c.state("photos")["up"] == 0)
+        c.ask("put photos after-revoke 1")
+        time.sleep(2)  # c keeps redialing meanwhile; nothing may get through
+        assert not a.has("photos", "after-revoke") and not b.has("photos", "after-revoke"), "a revoked device's write arrived"
+        assert c.state("photos")["up"] == 0, "the revoked device linked again"
+        print("4. shoal mesh revoke: c's links closed on a and on b (replicated), c's writes no longer arrive")
         print("PASS")
     finally:
         for p in peers:

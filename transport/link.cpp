@@ -7,6 +7,8 @@
 #include "transport/link.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -23,10 +25,18 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <cerrno>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <grp.h>
 #include <utility>
 
 #include "common/log.hpp"
+#include "security/frame.hpp"
 #include "security/handshake.hpp"
+#include "transport/local_link.hpp"
 
 namespace shoal::transport {
 namespace asio = boost::asio;
@@ -53,17 +63,91 @@ std::string endpoint_text(const tcp::socket& s) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-// The socket, the sealed channel and the buffers Asio reads into and writes from: shared by the
-// stream and by every pending Asio handler.
-struct Wire {
-  Wire(tcp::socket s, security::Channel c, const LinkOptions& o)
-      : socket(std::move(s)), channel(std::move(c)), options(o), rbuf(o.read_chunk_bytes) {}
+// How messages become frames on the stream: sealed (security::Channel, between peers) or plain
+// length-prefixed (local apps on the Unix socket, where the kernel is the boundary). Same shape
+// as security::Channel.
+class Framer {
+ public:
+  virtual ~Framer() = default;
+  virtual Status receive(std::span<const std::uint8_t> bytes) = 0;
+  virtual Result<bool> next(std::vector<std::uint8_t>& payload) = 0;
+  virtual bool peer_closed() const noexcept = 0;
+  virtual Status end_of_stream() = 0;
+  virtual Status seal(std::span<const std::uint8_t> payload, MonoTime now, std::vector<std::uint8_t>& out) = 0;
+  virtual Status seal_close(std::vector<std::uint8_t>& out) = 0;
+};
 
-  tcp::socket socket;
-  security::Channel channel;
+class ChannelFramer final : public Framer {
+ public:
+  explicit ChannelFramer(security::Channel c) : c_(std::move(c)) {}
+  Status receive(std::span<const std::uint8_t> bytes) override { return c_.receive(bytes); }
+  Result<bool> next(std::vector<std::uint8_t>& payload) override { return c_.next(payload); }
+  bool peer_closed() const noexcept override { return c_.peer_closed(); }
+  Status end_of_stream() override { return c_.end_of_stream(); }
+  Status seal(std::span<const std::uint8_t> payload, MonoTime now, std::vector<std::uint8_t>& out) override {
+    return c_.seal(payload, now, out);
+  }
+  Status seal_close(std::vector<std::uint8_t>& out) override { return c_.seal_close(out); }
+
+ private:
+  security::Channel c_;
+};
+
+// `[u32 big-endian length][Cap'n Proto message]`, the length checked before the body is kept.
+class PlainFramer final : public Framer {
+ public:
+  explicit PlainFramer(std::size_t max_message_bytes) : rx_(sizeof(capnp::word), max_message_bytes), max_(max_message_bytes) {}
+  Status receive(std::span<const std::uint8_t> bytes) override {
+    if (closed_) return Status(Detail::kSessionClosed, "the local stream is closed");
+    Status st = rx_.append(bytes);
+    if (!st.ok()) closed_ = true;
+    return st;
+  }
+  Result<bool> next(std::vector<std::uint8_t>& payload) override {
+    if (closed_) return Status(Detail::kSessionClosed, "the local stream is closed");
+    auto f = rx_.front();
+    if (f.empty()) return false;
+    payload.assign(f.begin() + security::kFrameHeaderBytes, f.end());
+    rx_.pop();
+    return true;
+  }
+  bool peer_closed() const noexcept override { return false; }
+  Status end_of_stream() override {
+    closed_ = true;
+    if (rx_.buffered() != 0) return Status(Detail::kTruncated, str_cat("stream ended inside a frame (", rx_.buffered(), " bytes)"));
+    return {};
+  }
+  Status seal(std::span<const std::uint8_t> payload, MonoTime, std::vector<std::uint8_t>& out) override {
+    if (payload.size() > max_) {
+      return Status(Detail::kTooLarge, str_cat("message of ", payload.size(), " bytes is above max_message_bytes ", max_));
+    }
+    const std::size_t at = out.size();
+    out.resize(at + security::kFrameHeaderBytes + payload.size());
+    security::put_frame_length(out.data() + at, static_cast<std::uint32_t>(payload.size()));
+    std::memcpy(out.data() + at + security::kFrameHeaderBytes, payload.data(), payload.size());
+    return {};
+  }
+  Status seal_close(std::vector<std::uint8_t>&) override { return {}; }
+
+ private:
+  security::FrameBuffer rx_;
+  std::size_t max_;
+  bool closed_ = false;
+};
+
+using Socket = asio::generic::stream_protocol::socket;
+
+// The socket, the framer and the buffers Asio reads into and writes from: shared by the stream
+// and by every pending Asio handler.
+struct Wire {
+  Wire(Socket s, std::unique_ptr<Framer> f, const LinkOptions& o)
+      : socket(std::move(s)), channel(std::move(f)), options(o), rbuf(o.read_chunk_bytes) {}
+
+  Socket socket;
+  std::unique_ptr<Framer> channel;
   LinkOptions options;
   std::vector<std::uint8_t> rbuf;
-  Status read_error;        // the first error from the socket or the channel
+  Status read_error;        // the first error from the socket or the framer
   bool eof = false;
   bool reading = false;
   kj::Own<kj::PromiseFulfiller<void>> read_waiter;  // wakes the reader when bytes arrive
@@ -79,7 +163,7 @@ struct Wire {
 
   void close_socket() {
     boost::system::error_code ec;
-    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.shutdown(Socket::shutdown_both, ec);
     socket.close(ec);
   }
 };
@@ -95,7 +179,7 @@ void start_read(const std::shared_ptr<Wire>& w) {
       if (w->read_error.ok()) w->read_error = Status(Code::kUnavailable, "connection lost: " + ec.message());
     } else {
       w->stats.bytes_in += n;
-      Status st = w->channel.receive(std::span<const std::uint8_t>(w->rbuf.data(), n));
+      Status st = w->channel->receive(std::span<const std::uint8_t>(w->rbuf.data(), n));
       if (!st.ok() && w->read_error.ok()) w->read_error = st;
     }
     if (w->read_waiter && w->read_waiter->isWaiting()) w->read_waiter->fulfill();
@@ -175,12 +259,12 @@ class SealedStream final : public capnp::MessageStream {
 
   kj::Promise<void> end() override {
     std::vector<std::uint8_t> out;
-    Status st = w_->channel.seal_close(out);
+    Status st = w_->channel->seal_close(out);
     if (!st.ok()) return kj::READY_NOW;
     auto w = w_;
     return send_bytes(w_, std::move(out)).then([w]() {
       boost::system::error_code ec;
-      w->socket.shutdown(tcp::socket::shutdown_send, ec);
+      w->socket.shutdown(Socket::shutdown_send, ec);
     });
   }
 
@@ -192,7 +276,7 @@ class SealedStream final : public capnp::MessageStream {
       return Status(Detail::kTooLarge, str_cat("outgoing message of ", bytes.size(), " bytes is above max_message_bytes ",
                                                w_->options.max_message_bytes));
     }
-    SHOAL_RETURN_IF_ERROR(w_->channel.seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now_mono(), out));
+    SHOAL_RETURN_IF_ERROR(w_->channel->seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now_mono(), out));
     ++w_->stats.messages_out;
     return {};
   }
@@ -201,7 +285,7 @@ class SealedStream final : public capnp::MessageStream {
                                                                      capnp::ReaderOptions options) {
     if (!w->read_error.ok()) return to_exception(w->read_error, kj::Exception::Type::DISCONNECTED);
     std::vector<std::uint8_t> payload;
-    auto got = w->channel.next(payload);
+    auto got = w->channel->next(payload);
     if (!got.ok()) {
       w->read_error = got.status();
       return to_exception(got.status(), kj::Exception::Type::DISCONNECTED);
@@ -218,9 +302,9 @@ class SealedStream final : public capnp::MessageStream {
           kj::heap<capnp::FlatArrayMessageReader>(words, options).attach(kj::mv(payload));
       return kj::Maybe<capnp::MessageReaderAndFds>(capnp::MessageReaderAndFds{kj::mv(reader), nullptr});
     }
-    if (w->channel.peer_closed()) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
+    if (w->channel->peer_closed()) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
     if (w->eof) {
-      Status st = w->channel.end_of_stream();
+      Status st = w->channel->end_of_stream();
       if (st.ok()) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
       w->read_error = st;
       return to_exception(st, kj::Exception::Type::DISCONNECTED);
@@ -235,18 +319,17 @@ class SealedStream final : public capnp::MessageStream {
 };
 #pragma GCC diagnostic pop
 
-class LinkImpl final : public Link {
+// The capnp stack on a Wire, for either kind of link (Iface: Link or LocalLink).
+template <typename Iface>
+class RpcLinkBase : public Iface {
  public:
-  LinkImpl(std::shared_ptr<Wire> w, security::Certificate peer, bool dialed, std::string remote)
-      : LinkImpl(std::move(w), std::move(peer), dialed, std::move(remote), kj::newPromiseAndFulfiller<capnp::Capability::Client>()) {}
+  RpcLinkBase(std::shared_ptr<Wire> w, bool dialed)
+      : RpcLinkBase(std::move(w), dialed, kj::newPromiseAndFulfiller<capnp::Capability::Client>()) {}
 
-  LinkImpl(std::shared_ptr<Wire> w, security::Certificate peer, bool dialed, std::string remote,
-           kj::PromiseFulfillerPair<capnp::Capability::Client> bootstrap)
+  RpcLinkBase(std::shared_ptr<Wire> w, bool dialed, kj::PromiseFulfillerPair<capnp::Capability::Client> bootstrap)
       : w_(std::move(w)),
         bootstrap_(kj::mv(bootstrap.fulfiller)),
-        peer_(std::move(peer)),
         dialed_(dialed),
-        remote_(std::move(remote)),
         stream_(kj::heap<SealedStream>(w_)),
         network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_,
                                                       dialed ? capnp::rpc::twoparty::Side::CLIENT
@@ -258,16 +341,12 @@ class LinkImpl final : public Link {
     if (w_->options.flow_limit_bytes > 0) rpc_->setFlowLimit(w_->options.flow_limit_bytes / sizeof(capnp::word));
   }
 
-  ~LinkImpl() noexcept override {
+  ~RpcLinkBase() noexcept override {
     rpc_ = nullptr;
     network_ = nullptr;
     stream_ = nullptr;
     w_->close_socket();
   }
-
-  const security::Certificate& peer() const noexcept override { return peer_; }
-  bool dialed() const noexcept override { return dialed_; }
-  const std::string& remote() const noexcept override { return remote_; }
 
   capnp::Capability::Client peer_bootstrap() override {
     capnp::MallocMessageBuilder message(8);
@@ -284,7 +363,8 @@ class LinkImpl final : public Link {
 
   void close() override {
     std::vector<std::uint8_t> out;
-    if (w_->channel.seal_close(out).ok() && w_->write_error.ok() && !w_->writing && w_->out.empty()) {
+    if (w_->channel->seal_close(out).ok() && !out.empty() && w_->write_error.ok() && !w_->writing &&
+        w_->out.empty()) {
       // Best effort: the close frame goes out if the socket takes it at once.
       boost::system::error_code ec;
       asio::write(w_->socket, asio::buffer(out), ec);
@@ -293,6 +373,9 @@ class LinkImpl final : public Link {
   }
 
   LinkStats stats() const noexcept override { return w_->stats; }
+
+ protected:
+  bool dialed_flag() const noexcept { return dialed_; }
 
  private:
   static capnp::ReaderOptions reader_options(const LinkOptions& o) {
@@ -304,13 +387,34 @@ class LinkImpl final : public Link {
 
   std::shared_ptr<Wire> w_;
   kj::Own<kj::PromiseFulfiller<capnp::Capability::Client>> bootstrap_;
-  security::Certificate peer_;
   bool dialed_;
-  std::string remote_;
   kj::Own<SealedStream> stream_;
   kj::Own<capnp::TwoPartyVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   kj::ForkedPromise<void> disconnected_;
+};
+
+class LinkImpl final : public RpcLinkBase<Link> {
+ public:
+  LinkImpl(std::shared_ptr<Wire> w, security::Certificate peer, bool dialed, std::string remote)
+      : RpcLinkBase<Link>(std::move(w), dialed), peer_(std::move(peer)), remote_(std::move(remote)) {}
+  const security::Certificate& peer() const noexcept override { return peer_; }
+  bool dialed() const noexcept override { return dialed_flag(); }
+  const std::string& remote() const noexcept override { return remote_; }
+
+ private:
+  security::Certificate peer_;
+  std::string remote_;
+};
+
+class LocalLinkImpl final : public RpcLinkBase<LocalLink> {
+ public:
+  LocalLinkImpl(std::shared_ptr<Wire> w, bool dialed, PeerCredentials creds)
+      : RpcLinkBase<LocalLink>(std::move(w), dialed), creds_(creds) {}
+  const PeerCredentials& credentials() const noexcept override { return creds_; }
+
+ private:
+  PeerCredentials creds_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +496,7 @@ class HandshakeOp : public std::enable_shared_from_this<HandshakeOp> {
       socket_.close(ignored);
       return done_(channel.status());
     }
-    auto wire = std::make_shared<Wire>(std::move(socket_), std::move(*channel), options_);
+    auto wire = std::make_shared<Wire>(Socket(std::move(socket_)), std::make_unique<ChannelFramer>(std::move(*channel)), options_);
     wire->stats.bytes_in = bytes_in_;
     wire->stats.bytes_out = bytes_out_;
     done_(HandshakeResult{std::move(wire), std::move(peer), remote_});
@@ -554,6 +658,149 @@ class ListenerImpl final : public Listener {
   std::uint16_t port_ = 0;
 };
 
+
+// ---------------------------------------------------------------------------------------------
+// Local links (Unix domain sockets).
+
+PeerCredentials credentials_of(Socket& s) {
+  PeerCredentials c;
+  struct ucred uc {};
+  socklen_t len = sizeof uc;
+  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+    c.uid = uc.uid;
+    c.gid = uc.gid;
+    c.pid = uc.pid;
+  }
+  return c;
+}
+
+class LocalListenerImpl final : public LocalListener {
+ public:
+  LocalListenerImpl(asio::local::stream_protocol::acceptor acceptor, std::string path, LinkOptions options,
+                    LocalListenerOptions local, std::function<void(kj::Own<LocalLink>)> on_client,
+                    std::function<void(const Status&)> on_refused)
+      : acceptor_(std::move(acceptor)),
+        path_(std::move(path)),
+        options_(options),
+        local_(local),
+        on_client_(std::move(on_client)),
+        on_refused_(std::move(on_refused)) {}
+
+  ~LocalListenerImpl() override {
+    *alive_ = false;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    ::unlink(path_.c_str());
+  }
+
+  void accept() {
+    acceptor_.async_accept([this, a = alive_](const boost::system::error_code& ec,
+                                              asio::local::stream_protocol::socket socket) {
+      if (!*a) return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+        if (on_refused_) on_refused_(Status(Code::kIo, "accept failed: " + ec.message()));
+        accept();
+        return;
+      }
+      ++stats_.accepted;
+      Socket s(std::move(socket));
+      if (alive_clients_ >= local_.max_clients) {
+        ++stats_.refused_links;
+        boost::system::error_code ignored;
+        s.close(ignored);
+        if (on_refused_) {
+          on_refused_(Status(Detail::kQueueFull, str_cat("clients connected reached max_clients ", local_.max_clients)));
+        }
+      } else {
+        PeerCredentials creds = credentials_of(s);
+        auto wire = std::make_shared<Wire>(std::move(s), std::make_unique<PlainFramer>(options_.max_message_bytes), options_);
+        on_client_(kj::heap<LocalLinkImpl>(wire, false, creds));
+      }
+      accept();
+    });
+  }
+
+  const std::string& path() const noexcept override { return path_; }
+  ListenerStats stats() const noexcept override { return stats_; }
+  void set_clients_alive(std::size_t n) noexcept override { alive_clients_ = n; }
+
+ private:
+  asio::local::stream_protocol::acceptor acceptor_;
+  std::string path_;
+  LinkOptions options_;
+  LocalListenerOptions local_;
+  std::function<void(kj::Own<LocalLink>)> on_client_;
+  std::function<void(const Status&)> on_refused_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ListenerStats stats_;
+  std::size_t alive_clients_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<LocalListener>> listen_local(KjLoop& loop, const std::string& path, LinkOptions options,
+                                                    LocalListenerOptions local,
+                                                    std::function<void(kj::Own<LocalLink>)> on_client,
+                                                    std::function<void(const Status&)> on_refused) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status(Code::kInvalidArgument, str_cat("socket path '", path, "' must be 1 to ",
+                                                  sizeof(sockaddr_un{}.sun_path) - 1, " bytes, is ", path.size()));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status(Code::kIo, "a file that is not a socket is in the way", path);
+    }
+    // A socket file: live (someone answers) or stale (left by a process that died).
+    asio::local::stream_protocol::socket probe(loop.io());
+    boost::system::error_code ec;
+    probe.connect(asio::local::stream_protocol::endpoint(path), ec);
+    if (!ec) return Status(Detail::kAlreadyExists, "another process already listens on this socket", path);
+    ::unlink(path.c_str());
+  }
+  boost::system::error_code ec;
+  asio::local::stream_protocol::acceptor acceptor(loop.io());
+  asio::local::stream_protocol::endpoint ep(path);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kIo, "cannot listen: " + ec.message(), path);
+  if (::chmod(path.c_str(), static_cast<mode_t>(local.mode)) != 0) {
+    return Status(Code::kIo, str_cat("cannot chmod the socket to ", std::oct, local.mode, ": ", std::strerror(errno)), path);
+  }
+  if (local.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *local.group) != 0) {
+    return Status(Code::kIo, str_cat("cannot chown the socket to group ", *local.group, ": ", std::strerror(errno)), path);
+  }
+  auto l = std::make_unique<LocalListenerImpl>(std::move(acceptor), path, options, local, std::move(on_client),
+                                               std::move(on_refused));
+  l->accept();
+  return std::unique_ptr<LocalListener>(std::move(l));
+}
+
+kj::Promise<kj::Own<LocalLink>> connect_local(KjLoop& loop, const std::string& path, LinkOptions options) {
+  auto paf = kj::newPromiseAndFulfiller<kj::Own<LocalLink>>();
+  auto fulfiller = std::make_shared<kj::Own<kj::PromiseFulfiller<kj::Own<LocalLink>>>>(kj::mv(paf.fulfiller));
+  auto socket = std::make_shared<asio::local::stream_protocol::socket>(loop.io());
+  socket->async_connect(asio::local::stream_protocol::endpoint(path),
+                        [socket, fulfiller, options, path](const boost::system::error_code& ec) {
+                          if (!(*fulfiller)->isWaiting()) return;
+                          if (ec) {
+                            (*fulfiller)->reject(to_exception(
+                                Status(Code::kUnavailable, "cannot connect to " + path + ": " + ec.message()),
+                                kj::Exception::Type::DISCONNECTED));
+                            return;
+                          }
+                          Socket s(std::move(*socket));
+                          PeerCredentials creds = credentials_of(s);
+                          auto wire = std::make_shared<Wire>(std::move(s), std::make_unique<PlainFramer>(options.max_message_bytes),
+                                                             options);
+                          (*fulfiller)->fulfill(kj::heap<LocalLinkImpl>(wire, true, creds));
+                        });
+  return kj::mv(paf.promise);
+}
+
+namespace {
 }  // namespace
 
 Status status_of(const kj::Exception& e) {

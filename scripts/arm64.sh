@@ -70,8 +70,9 @@ if [ "$quick" = yes ]; then
   # Every CRDT case; of the index binary, the kernel cases (kernels_test.cpp) only.
   tests='^shoal_crdt_tests:|^shoal_index_tests:.*kernel'
 else
-  targets=(shoal_index_tests shoal_crdt_tests shoal_store_tests shoal_capi shoal_capi_test)
-  tests='^shoal_(index|crdt|store)_tests:|^shoal_capi_test$'
+  targets=(shoal_index_tests shoal_crdt_tests shoal_store_tests shoal_capi shoal_capi_test
+           shoal_capi_collections_test)
+  tests='^shoal_(index|crdt|store)_tests:|^shoal_capi_(collections_)?test$'
 fi
 cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]}"
 stage "cross build done (${targets[*]})"

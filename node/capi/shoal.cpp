@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -12,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <variant>
+#include <vector>
 
 #include "common/log.hpp"
 #include "node/runtime/data_dir.hpp"
@@ -62,6 +65,11 @@ static_assert(SHOAL_E_UNKNOWNISSUER == static_cast<int>(Detail::kUnknownIssuer))
 static_assert(SHOAL_E_DECRYPT == static_cast<int>(Detail::kDecryptFailed));
 static_assert(SHOAL_E_KEYPERMS == static_cast<int>(Detail::kInsecurePermissions));
 static_assert(SHOAL_MAX_ID_BYTES == 256);
+static_assert(SHOAL_MAX_COLLECTION_NAME_BYTES == Limits{}.max_collection_name_bytes);
+// shoal_collection_desc grows only at its end; these offsets are the ABI of its first version.
+static_assert(offsetof(shoal_collection_desc, name) == 0);
+static_assert(sizeof(shoal_collection_desc) == offsetof(shoal_collection_desc, index_bytes) + sizeof(uint64_t));
+constexpr std::size_t kCollectionDescV1Size = sizeof(shoal_collection_desc);
 
 struct shoal_options {
   std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
@@ -73,6 +81,10 @@ struct shoal_db {
 
 struct shoal_meta {
   Metadata metadata;
+};
+
+struct shoal_name_list {
+  std::vector<std::string> names;
 };
 
 struct shoal_record {
@@ -154,6 +166,18 @@ constexpr std::optional<Metric> metric_from_c(int m) noexcept {
   }
 }
 static_assert(SHOAL_METRIC_L2 == 0 && SHOAL_METRIC_IP == 1 && SHOAL_METRIC_COSINE == 2);
+// The other direction, for shoal_collection_info.
+constexpr shoal_metric metric_to_c(Metric m) noexcept {
+  switch (m) {
+    case Metric::kL2: return SHOAL_METRIC_L2;
+    case Metric::kInnerProduct: return SHOAL_METRIC_IP;
+    case Metric::kCosine: return SHOAL_METRIC_COSINE;
+  }
+  return SHOAL_METRIC_L2;  // unreachable: every decoder refuses other values
+}
+static_assert(metric_from_c(metric_to_c(Metric::kL2)) == Metric::kL2 &&
+              metric_from_c(metric_to_c(Metric::kInnerProduct)) == Metric::kInnerProduct &&
+              metric_from_c(metric_to_c(Metric::kCosine)) == Metric::kCosine);
 static_assert(metric_from_c(0) == Metric::kL2 && metric_from_c(1) == Metric::kInnerProduct &&
               metric_from_c(2) == Metric::kCosine && !metric_from_c(-1) && !metric_from_c(3));
 
@@ -260,6 +284,56 @@ int shoal_collection_count(shoal_db* db, const char* name, uint64_t* out, shoal_
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto info, db->dir->node().collection_info(name));
     *out = info.live_records;
+    return {};
+  });
+}
+
+int shoal_collection_list(shoal_db* db, shoal_name_list** out, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (out == nullptr) return null_arg("out", err);
+  *out = nullptr;
+  return guarded(err, [&]() -> Status {
+    auto list = std::make_unique<shoal_name_list>();
+    for (const auto& info : db->dir->node().list_collections()) list->names.push_back(info.spec.name);
+    std::sort(list->names.begin(), list->names.end());
+    *out = list.release();
+    return {};
+  });
+}
+
+size_t shoal_name_list_count(const shoal_name_list* list) { return list == nullptr ? 0 : list->names.size(); }
+const char* shoal_name_list_get(const shoal_name_list* list, size_t i) {
+  return list == nullptr || i >= list->names.size() ? nullptr : list->names[i].c_str();
+}
+void shoal_name_list_free(shoal_name_list* list) { delete list; }
+
+int shoal_collection_info(shoal_db* db, const char* name, shoal_collection_desc* out, size_t out_size,
+                          shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (name == nullptr) return null_arg("name", err);
+  if (out == nullptr) return null_arg("out", err);
+  if (out_size < kCollectionDescV1Size) {
+    return report(Status(Code::kInvalidArgument, "out_size must be at least " + std::to_string(kCollectionDescV1Size) +
+                                                     " (sizeof(shoal_collection_desc)), got " + std::to_string(out_size)),
+                  err);
+  }
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto info, db->dir->node().collection_info(name));
+    shoal_collection_desc d{};
+    const std::size_t n = std::min(info.spec.name.size(), std::size_t{SHOAL_MAX_COLLECTION_NAME_BYTES});
+    std::memcpy(d.name, info.spec.name.data(), n);
+    d.name[n] = '\0';
+    d.dimension = info.spec.dimension;
+    d.metric = metric_to_c(info.spec.metric);
+    d.count = info.live_records;
+    d.m = info.spec.m;
+    d.ef_construction = info.spec.ef_construction;
+    d.ef_search = info.spec.ef_search;
+    d.quantized = info.spec.quantize ? 1 : 0;
+    d.index_bytes = info.index_bytes;
+    // A caller compiled against a later, longer struct gets the fields this library knows; the
+    // rest of its struct is left as it was.
+    std::memcpy(out, &d, std::min(out_size, sizeof d));
     return {};
   });
 }

@@ -95,6 +95,7 @@ extern "C" {
 
 #define SHOAL_ERROR_MESSAGE_BYTES 256
 #define SHOAL_MAX_ID_BYTES 256
+#define SHOAL_MAX_COLLECTION_NAME_BYTES 64
 
 typedef struct shoal_error {
   int code;                                /* the full code, as returned */
@@ -140,12 +141,45 @@ SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db *
 /* Closes the handle; pending work is finished first. Accepts NULL. */
 SHOAL_API void shoal_close(shoal_db *db);
 
-/* Collections. Names are 1..64 bytes of [A-Za-z0-9_.-]; dimension 1..4096. */
+/* Collections. Names are 1..SHOAL_MAX_COLLECTION_NAME_BYTES (64) bytes of [A-Za-z0-9_.-], not
+ * starting with '.'; dimension 1..4096. */
 SHOAL_API int shoal_collection_create(shoal_db *db, const char *name, uint32_t dimension,
                                       shoal_metric metric, shoal_error *err);
 SHOAL_API int shoal_collection_drop(shoal_db *db, const char *name, shoal_error *err);
 /* Number of live records in a collection. */
 SHOAL_API int shoal_collection_count(shoal_db *db, const char *name, uint64_t *out, shoal_error *err);
+
+/* The names of the collections, in byte order of their names. On success *out is a list freed
+ * with shoal_name_list_free; it is a copy (collections created or dropped later do not change it).
+ * Codes: SHOAL_EINVAL (a NULL argument). */
+typedef struct shoal_name_list shoal_name_list;
+SHOAL_API int shoal_collection_list(shoal_db *db, shoal_name_list **out, shoal_error *err);
+SHOAL_API size_t shoal_name_list_count(const shoal_name_list *list);   /* 0 for NULL */
+/* Name i (NUL-terminated), or NULL when i >= count. Lives until shoal_name_list_free. */
+SHOAL_API const char *shoal_name_list_get(const shoal_name_list *list, size_t i);
+SHOAL_API void shoal_name_list_free(shoal_name_list *list);
+
+/* A collection's parameters and state, written by shoal_collection_info into a caller struct.
+ * Fields are only ever appended (never reordered or resized), and the caller passes the size it
+ * was compiled with, so a program built against this header keeps working with later libraries. */
+typedef struct shoal_collection_desc {
+  char name[SHOAL_MAX_COLLECTION_NAME_BYTES + 1]; /* NUL-terminated */
+  uint32_t dimension;
+  shoal_metric metric;
+  uint64_t count;            /* live records (as shoal_collection_count) */
+  uint32_t m;                /* HNSW graph degree */
+  uint32_t ef_construction;  /* HNSW beam width while inserting */
+  uint32_t ef_search;        /* the ef a search uses when it passes ef = 0 */
+  int quantized;             /* 1 when the graph holds int8-quantized vectors, else 0 */
+  uint64_t index_bytes;      /* memory held by the collection's index (approximate) */
+} shoal_collection_desc;
+
+/* Describes collection `name`: pass `out` and `out_size` = sizeof(shoal_collection_desc). The
+ * library writes min(out_size, its own size) bytes. Codes: SHOAL_E_NOCOLLECTION (no such
+ * collection, or a dropped one), SHOAL_EINVAL (a NULL argument, or out_size smaller than the
+ * first version of the struct, which ended at index_bytes). On error *out is unchanged. */
+SHOAL_API int shoal_collection_info(shoal_db *db, const char *name, shoal_collection_desc *out,
+                                    size_t out_size, shoal_error *err);
 
 /* Metadata builder: string, integer, float and bool values under string keys. Keys and string
  * values must be valid UTF-8: otherwise SHOAL_E_MALFORMED, naming the key, the offset of the first

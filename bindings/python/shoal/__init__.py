@@ -18,7 +18,11 @@ header and the library disagree on the major version.
 
 Errors: every failed call raises ShoalError, whose .code is the C API's full code (primary code
 in the low byte, detail above it: `e.code == shoal.E_DIMENSION`, `e.primary == shoal.EINVAL`) and
-whose .message is the library's message (it names the limit and the value seen). "Not found" is a
+whose .message is the library's message (it names the limit and the value seen). The exception's
+class says what the caller should do, one subclass per primary code: InvalidArgumentError (fix
+the call), NotFoundError, ConflictError (re-read; E_EXISTS), UnavailableError (reconnect; the
+directory is open elsewhere), OverloadedError, UnauthenticatedError, CorruptionError, IoError
+(E_MAPFULL, E_DISKFULL), UnimplementedError, InternalError; all are ShoalError. "Not found" is a
 normal outcome where Python has a natural value for it: get() returns None and delete() returns
 False for a record that is not there. Wrong Python types or shapes raise TypeError/ValueError
 before any C call.
@@ -39,7 +43,10 @@ from cffi import FFI
 
 from ._header import HeaderError, parse_header
 
-__all__ = ["open", "Database", "Record", "ShoalError", "version", "HeaderError"]
+__all__ = ["open", "Database", "Record", "CollectionInfo", "ShoalError", "InvalidArgumentError",
+           "NotFoundError", "ConflictError", "UnavailableError", "OverloadedError",
+           "UnauthenticatedError", "CorruptionError", "IoError", "UnimplementedError",
+           "InternalError", "version", "HeaderError"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 
@@ -102,6 +109,7 @@ for _name, _value in constants.items():
 del _name, _value
 
 _METRICS = {"l2": lib.SHOAL_METRIC_L2, "ip": lib.SHOAL_METRIC_IP, "cosine": lib.SHOAL_METRIC_COSINE}
+_METRIC_NAMES = {v: k for k, v in _METRICS.items()}
 
 
 def version():
@@ -119,12 +127,71 @@ class ShoalError(Exception):
         super().__init__(f"{message} (code 0x{code:x})")
 
 
+class InvalidArgumentError(ShoalError, ValueError):
+    """SHOAL_EINVAL: fix the call (E_DIMENSION, E_NONFINITE, E_MALFORMED, ...)."""
+
+
+class NotFoundError(ShoalError, LookupError):
+    """SHOAL_ENOTFOUND: a normal outcome (E_NOCOLLECTION, E_NORECORD)."""
+
+
+class ConflictError(ShoalError):
+    """SHOAL_ECONFLICT: re-read (E_EXISTS)."""
+
+
+class UnavailableError(ShoalError):
+    """SHOAL_EUNAVAILABLE: retry later or reconnect (the data directory is open elsewhere)."""
+
+
+class OverloadedError(ShoalError):
+    """SHOAL_EOVERLOADED: back off."""
+
+
+class UnauthenticatedError(ShoalError):
+    """SHOAL_EUNAUTHENTICATED: stop."""
+
+
+class CorruptionError(ShoalError):
+    """SHOAL_ECORRUPTION: quarantine and re-sync."""
+
+
+class IoError(ShoalError, OSError):
+    """SHOAL_EIO: report or retry (E_MAPFULL, E_DISKFULL)."""
+
+
+class UnimplementedError(ShoalError):
+    """SHOAL_EUNIMPLEMENTED: fall back (E_VERSION, E_PARAMETERS)."""
+
+
+class InternalError(ShoalError):
+    """SHOAL_EINTERNAL: a bug in Shoal."""
+
+
+_ERROR_CLASSES = {
+    constants["SHOAL_EINVAL"]: InvalidArgumentError,
+    constants["SHOAL_ENOTFOUND"]: NotFoundError,
+    constants["SHOAL_ECONFLICT"]: ConflictError,
+    constants["SHOAL_EUNAVAILABLE"]: UnavailableError,
+    constants["SHOAL_EOVERLOADED"]: OverloadedError,
+    constants["SHOAL_EUNAUTHENTICATED"]: UnauthenticatedError,
+    constants["SHOAL_ECORRUPTION"]: CorruptionError,
+    constants["SHOAL_EIO"]: IoError,
+    constants["SHOAL_EUNIMPLEMENTED"]: UnimplementedError,
+    constants["SHOAL_EINTERNAL"]: InternalError,
+}
+
+
+def _error(rc, msg):
+    """The ShoalError subclass of a code's primary code (ShoalError itself for an unknown one)."""
+    return _ERROR_CLASSES.get(rc & 0xFF, ShoalError)(rc, msg)
+
+
 def _check(rc, err):
     if rc != 0:
         msg = ffi.string(err.message).decode("utf-8", "replace")
         if not msg:
             msg = ffi.string(lib.shoal_strerror(rc)).decode("utf-8", "replace")
-        raise ShoalError(rc, msg)
+        raise _error(rc, msg)
 
 
 def _text(s, what):
@@ -186,6 +253,21 @@ class Record:
     siblings: list = field(default_factory=list)
 
 
+@dataclass
+class CollectionInfo:
+    """A collection's parameters and state (shoal_collection_info)."""
+
+    name: str
+    dimension: int
+    metric: str  # "l2", "ip" or "cosine"
+    count: int  # live records
+    m: int  # HNSW graph degree
+    ef_construction: int
+    ef_search: int  # the ef of a search that passes ef=0
+    quantized: bool  # int8-quantized graph
+    index_bytes: int  # memory held by the index (approximate)
+
+
 def _float_copy(ptr, n):
     return np.frombuffer(ffi.buffer(ptr, 4 * n), dtype=np.float32).copy()
 
@@ -243,10 +325,28 @@ class Database:
         _check(lib.shoal_collection_count(self._handle(), _text(name, "name"), out, err), err)
         return int(out[0])
 
+    def collections(self):
+        """The names of the collections (a list of str, in byte order of the names)."""
+        err = ffi.new("shoal_error *")
+        out = ffi.new("shoal_name_list **")
+        _check(lib.shoal_collection_list(self._handle(), out, err), err)
+        try:
+            return [_decode_id(ffi.string(lib.shoal_name_list_get(out[0], i)))
+                    for i in range(lib.shoal_name_list_count(out[0]))]
+        finally:
+            lib.shoal_name_list_free(out[0])
+
     def collection_info(self, name):
-        """What the C API tells about a collection: {"name", "count"}. (Listing collections and
-        reading their dimension and metric need C API calls that do not exist yet.)"""
-        return {"name": name, "count": self.count(name)}
+        """A CollectionInfo: dimension, metric, live count and index parameters. NotFoundError
+        (E_NOCOLLECTION) when there is no such collection."""
+        err = ffi.new("shoal_error *")
+        d = ffi.new("shoal_collection_desc *")
+        _check(lib.shoal_collection_info(self._handle(), _text(name, "name"), d,
+                                         ffi.sizeof("shoal_collection_desc"), err), err)
+        return CollectionInfo(name=_decode_id(ffi.string(d.name)), dimension=d.dimension,
+                              metric=_METRIC_NAMES.get(d.metric, str(d.metric)), count=d.count,
+                              m=d.m, ef_construction=d.ef_construction, ef_search=d.ef_search,
+                              quantized=bool(d.quantized), index_bytes=d.index_bytes)
 
     # Records. ----------------------------------------------------------------------------------
     def upsert(self, collection, id, vector, metadata=None, model=None):

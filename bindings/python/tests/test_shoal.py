@@ -2,8 +2,9 @@
 # (every export of node/capi/exports.txt is declared and callable, the codes are the header's),
 # collections, single and batch upserts from NumPy arrays (float64 and non-contiguous input
 # converted), get with metadata and model, delete, search returning NumPy ids and distances that
-# agree with brute force, filters, persistence across a reopen, and every failure as ShoalError
-# carrying the C code and message (or a Python TypeError/ValueError before any C call).
+# agree with brute force, filters, persistence across a reopen, collections listed and described
+# (shoal_collection_list/info), and every failure as ShoalError carrying the C code and message,
+# of the subclass of its primary code (or a Python TypeError/ValueError before any C call).
 import os
 import threading
 
@@ -55,7 +56,9 @@ def test_header_parser_refuses_what_it_cannot_read():
 def test_collections_create_count_drop(db):
     db.create_collection("a", 8, metric="cosine")
     db.create_collection("b", 3)
-    assert db.collection_info("a") == {"name": "a", "count": 0}
+    info = db.collection_info("a")
+    assert (info.name, info.dimension, info.metric, info.count) == ("a", 8, "cosine", 0)
+    assert db.collections() == ["a", "b"]
     with pytest.raises(shoal.ShoalError) as e:
         db.create_collection("a", 8)
     assert e.value.code == shoal.E_EXISTS and e.value.primary == shoal.ECONFLICT
@@ -200,3 +203,44 @@ def test_threads_share_one_handle(db):
         t.join()
     assert not errors
     assert db.count("t") == 401
+
+
+def test_collections_are_listed_and_described(db):
+    assert db.collections() == []
+    db.create_collection("photos", 4, metric="cosine")
+    db.create_collection("Audio", 2, metric="ip")
+    db.create_collection("tmp", 3)
+    db.drop_collection("tmp")
+    assert db.collections() == ["Audio", "photos"]  # byte order, dropped ones left out
+    db.upsert_batch("photos", ["a", "b"], np.eye(2, 4, dtype=np.float32))
+    info = db.collection_info("photos")
+    assert info == shoal.CollectionInfo(name="photos", dimension=4, metric="cosine", count=2,
+                                        m=16, ef_construction=200, ef_search=64, quantized=False,
+                                        index_bytes=info.index_bytes)
+    assert info.index_bytes > 0
+    assert db.collection_info("Audio").metric == "ip"
+    with pytest.raises(shoal.NotFoundError) as e:
+        db.collection_info("tmp")
+    assert e.value.code == shoal.E_NOCOLLECTION and "tmp" in e.value.message
+
+
+def test_errors_are_typed_by_primary_code(db, tmp_path):
+    db.create_collection("v", 3)
+    with pytest.raises(shoal.InvalidArgumentError) as e:
+        db.upsert("v", "x", [1.0, 2.0])
+    assert e.value.code == shoal.E_DIMENSION and isinstance(e.value, shoal.ShoalError)
+    assert isinstance(e.value, ValueError)  # what Python code already catches for bad input
+    with pytest.raises(shoal.ConflictError) as e:
+        db.create_collection("v", 3)
+    assert e.value.code == shoal.E_EXISTS
+    with pytest.raises(shoal.NotFoundError) as e:
+        db.count("missing")
+    assert isinstance(e.value, LookupError)
+    with pytest.raises(shoal.UnavailableError) as e:
+        shoal.open(db.path)
+    assert e.value.code == shoal.EUNAVAILABLE
+    # Every primary code has its class; an unknown one is still a ShoalError.
+    for code, cls in [(shoal.EIO, shoal.IoError), (shoal.ECORRUPTION, shoal.CorruptionError),
+                      (shoal.EINTERNAL, shoal.InternalError), (shoal.E_MAPFULL, shoal.IoError)]:
+        assert type(shoal._error(code, "m")) is cls
+    assert type(shoal._error(0x7F, "m")) is shoal.ShoalError

@@ -8,19 +8,24 @@
 //     put COLL ID --vector 1,2,3 [--meta key=value ...] [--model TAG]
 //     get COLL ID
 //     delete COLL ID
-//     import COLL FILE [--format idx|fvecs|npy] [--limit N] [--batch 1000] [--id-prefix P]
+//     import COLL FILE [--format idx|fvecs|npy|jsonl] [--limit N] [--batch 1000] [--id-prefix P]
+//     export COLL [FILE]                     the records as JSON lines (records_io.hpp)
 //     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
 //     stats
 //     backup DEST [--compact]                a consistent copy of the store into DEST (closed dir)
 //     restore BACKUP                         create the data directory from BACKUP, new incarnation
 //     compact                                rewrite the store without its free pages
-// Exit codes: 0 success; 1 the request failed (the message names the reason); 2 usage error.
+//   shoal --version
+// Exit codes: 0 success; 1 the request failed (the message names the reason); 2 usage error (an
+// unknown command or option, a missing or malformed argument; JSON under --json). --json and
+// --data may come anywhere on the line.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include <unistd.h>
 #include <iostream>
@@ -28,10 +33,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/log.hpp"
 #include "common/time.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/io/datasets.hpp"
 #include "node/tools/mesh_commands.hpp"
+#include "node/tools/records_io.hpp"
 
 using namespace shoal;
 using namespace shoal::node;
@@ -58,6 +65,12 @@ int fail(const Globals& g, const Status& s) {
     std::cerr << "shoal: " << s.to_string() << "\n";
   }
   return 1;
+}
+
+// A usage error found after parsing (an option value that cannot work): exit code 2.
+int fail_usage(const Globals& g, const std::string& message) {
+  fail(g, Status(Code::kInvalidArgument, message));
+  return 2;
 }
 
 // A filter that does not parse: the status, and on a terminal-style output the filter with a
@@ -155,13 +168,49 @@ class Progress {
   int last_ = -1;
 };
 
+// Parses the command line. Returns -1 to go on, or the exit code to end with: 0 after --help or
+// --version (printed by CLI11), 2 after a usage error (printed like fail(), as JSON under --json,
+// which is looked for on the whole line since the parse stopped early), or the code a subcommand's
+// callback ended the parse with (mesh_commands.cpp; it printed its own message).
+int parse_command_line(CLI::App& app, Globals& g, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    for (int i = 1; i < argc; ++i) {
+      if (std::string_view(argv[i]) == "--json") g.json_output = true;
+    }
+    const Status s(Code::kInvalidArgument, e.what());
+    if (g.json_output) {
+      std::cout << dump(json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}, {"usage", true}})
+                << "\n";
+    } else {
+      std::cerr << "shoal: " << e.what() << "\nRun 'shoal --help' (or 'shoal COMMAND --help') for usage.\n";
+    }
+    return 2;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Globals g;
   CLI::App app{"shoal: manage a local Shoal data directory"};
+  // The global options may come anywhere on the line (`shoal collection list --json`): options a
+  // subcommand does not know fall through to the parent. Set before any subcommand is added, which
+  // inherits it.
+  app.fallthrough();
   app.add_option("--data,-d", g.data, "data directory")->capture_default_str();
   app.add_flag("--json", g.json_output, "machine-readable JSON output");
+  app.set_version_flag("--version", std::string("shoal ") + SHOAL_VERSION_STRING);
   app.require_subcommand(1);
 
   auto* init = app.add_subcommand("init", "create the data directory");
@@ -205,10 +254,10 @@ int main(int argc, char** argv) {
   std::string file;
   std::size_t limit = 0, batch = 1000;
   std::string id_prefix;
-  auto* imp = app.add_subcommand("import", "import vectors from IDX (.gz), .fvecs or .npy");
+  auto* imp = app.add_subcommand("import", "import vectors from IDX (.gz), .fvecs or .npy, or records from JSON lines");
   imp->add_option("collection", c_name)->required();
   imp->add_option("file", file)->required();
-  imp->add_option("--format", format, "idx, fvecs or npy (default: from the file name)");
+  imp->add_option("--format", format, "idx, fvecs, npy or jsonl (default: from the file name; '-' is jsonl)");
   imp->add_option("--limit", limit, "import at most N vectors");
   imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str();
   imp->add_option("--id-prefix", id_prefix, "ids are <prefix><row number>");
@@ -226,6 +275,11 @@ int main(int argc, char** argv) {
   search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
   search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
 
+  std::string export_to;
+  auto* exp = app.add_subcommand("export", "write a collection's records as JSON lines");
+  exp->add_option("collection", c_name)->required();
+  exp->add_option("file", export_to, "output file (default: standard output)");
+
   auto* stats = app.add_subcommand("stats", "node statistics");
 
   // Maintenance of a closed data directory (docs/operations.md): they take the directory's lock
@@ -241,7 +295,7 @@ int main(int argc, char** argv) {
 
   add_mesh_commands(app, g.json_output);
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parse_command_line(app, g, argc, argv); rc >= 0) return rc;
 
   if (backup->parsed() || restore->parsed() || compact->parsed()) {
     Result<StoreCopyReport> r = backup->parsed()    ? backup_data_dir(g.data, backup_dest, backup_compact)
@@ -267,6 +321,29 @@ int main(int argc, char** argv) {
       std::cout << "compacted " << g.data << ": " << r->source_bytes << " -> " << r->copy_bytes << " bytes\n";
     }
     if (!r->note.empty()) std::cerr << "shoal: note: " << r->note << "\n";
+    return 0;
+  }
+
+  // Export reads the store directly (records_io.hpp): no index is loaded.
+  if (exp->parsed()) {
+    std::ofstream file_out;
+    if (!export_to.empty() && export_to != "-") {
+      file_out.open(export_to, std::ios::binary | std::ios::trunc);
+      if (!file_out) return fail(g, Status(Code::kIo, "cannot create the export file", export_to));
+    }
+    // Under --json the records go to the file and the summary to stdout; without a file, the
+    // records are the output.
+    const bool to_stdout = !file_out.is_open();
+    if (to_stdout && g.json_output) {
+      return fail_usage(g, "export --json needs an output file (the records are JSON already)");
+    }
+    const MonoTime start = now_mono();
+    auto n_written = tools::export_jsonl(g.data, c_name, to_stdout ? std::cout : file_out);
+    if (!n_written.ok()) return fail(g, n_written.status());
+    const double secs = (now_mono() - start).seconds_f();
+    if (g.json_output) return std::cout << dump(json{{"ok", true}, {"exported", *n_written}, {"file", export_to},
+                                                     {"seconds", secs}}) << "\n", 0;
+    std::cerr << "exported " << *n_written << " records of " << c_name << " in " << secs << " s\n";
     return 0;
   }
 
@@ -348,13 +425,30 @@ int main(int argc, char** argv) {
     std::cout << "deleted " << r_id << "\n";
     return 0;
   }
+  if (imp->parsed() && (format == "jsonl" || (format.empty() && (file == "-" || file.ends_with(".jsonl") ||
+                                                                   file.ends_with(".ndjson"))))) {
+    if (batch == 0) return fail_usage(g, "--batch must be at least 1");
+    std::ifstream file_in;
+    if (file != "-") {
+      file_in.open(file, std::ios::binary);
+      if (!file_in) return fail(g, Status(Code::kNotFound, "cannot open the file", file));
+    }
+    tools::ImportReport report;
+    const MonoTime start = now_mono();
+    Status s = tools::import_jsonl(n, c_name, file == "-" ? std::cin : file_in, batch, model, report);
+    if (!s.ok()) return fail(g, s);
+    const double secs = (now_mono() - start).seconds_f();
+    if (g.json_output) return ok_json({{"imported", report.records}, {"lines", report.lines}, {"seconds", secs}});
+    std::cout << "imported " << report.records << " records in " << secs << " s\n";
+    return 0;
+  }
   if (imp->parsed()) {
     io::VectorFormat fmt = io::guess_format(file);
     if (format == "idx") fmt = io::VectorFormat::kIdx;
     else if (format == "fvecs") fmt = io::VectorFormat::kFvecs;
     else if (format == "npy") fmt = io::VectorFormat::kNpy;
-    else if (!format.empty()) return fail(g, Status(Detail::kUnknownName, "unknown format '" + format + "'; expected idx, fvecs or npy"));
-    if (batch == 0) return fail(g, Status(Detail::kOutOfRange, "--batch must be at least 1"));
+    else if (!format.empty()) return fail_usage(g, "unknown format '" + format + "'; expected idx, fvecs, npy or jsonl");
+    if (batch == 0) return fail_usage(g, "--batch must be at least 1");
     auto vs = io::read_vectors(file, fmt, limit);
     if (!vs.ok()) return fail(g, vs.status());
     Progress progress(vs->count);

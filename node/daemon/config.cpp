@@ -1,0 +1,849 @@
+// node/daemon/config.cpp: shoald's TOML configuration (config.hpp).
+//
+// One table of rules (kRules) lists every key once: its table, its name, whether a SIGHUP may
+// apply it, whether it is required, how its value is parsed into a DaemonConfig, and which
+// members hold it (for plan_reload). Adding a key is adding one rule; the tests check that every
+// rule is documented, shown in packaging/shoald.toml and classified by plan_reload.
+//
+// toml++ reports syntax errors by throwing toml::parse_error: it is caught in exactly one place
+// (parse_document) and becomes a kMalformed status. Everything after that is our own checks,
+// which collect every problem instead of stopping at the first.
+#include "node/daemon/config.hpp"
+
+#include <arpa/inet.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace shoal::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Limits on lists in the file.
+constexpr std::size_t kMaxPeers = 1024;
+constexpr std::size_t kMaxIds = 1024;
+// The longest value echoed in a message; longer ones are cut with "...".
+constexpr std::size_t kMaxEchoChars = 80;
+// A Unix socket path must fit sockaddr_un::sun_path with its terminating NUL.
+constexpr std::size_t kMaxSocketPathBytes = sizeof(sockaddr_un::sun_path) - 1;
+
+// Ranges of the numeric keys.
+constexpr std::int64_t kMinIntervalMs = 100;
+constexpr std::int64_t kMaxIntervalMs = 3'600'000;
+constexpr std::int64_t kMaxLinkCount = 65'536;
+constexpr std::int64_t kMaxClients = 65'536;
+constexpr std::int64_t kMaxId = 4'294'967'294;  // (uid_t)-1 means "no id" to the kernel
+
+// --- Problems -------------------------------------------------------------------------------
+
+struct Problem {
+  std::uint32_t line = 0;  // 0: no position (a missing table)
+  std::uint32_t column = 0;
+  Detail detail = Detail::kNone;  // kNone: plain kInvalidArgument
+  std::string key;
+  std::string text;
+};
+
+std::string type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+// A TOML basic string: double quotes, with \" \\ and control characters escaped.
+std::string basic_string_literal(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// The value as written in TOML, on one line, cut when long. Strings are shown as basic strings
+// (toml++ would print a literal 'string' when it can; messages keep one form).
+std::string echo_full(const toml::node& value) {
+  if (value.is_table()) return "{...}";
+  if (const auto* s = value.as_string()) return basic_string_literal(s->get());
+  if (const auto* a = value.as_array()) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < a->size() && out.size() <= kMaxEchoChars; ++i) {
+      if (i > 0) out += ", ";
+      out += echo_full(*a->get(i));
+    }
+    return out + "]";
+  }
+  std::ostringstream out;
+  value.visit([&out](const auto& v) { out << v; });
+  return out.str();
+}
+
+std::string echo(const toml::node& value) {
+  std::string text = echo_full(value);
+  if (text.size() > kMaxEchoChars) {
+    std::size_t cut = kMaxEchoChars;
+    // Not inside a UTF-8 sequence: back up over continuation bytes.
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut) + "...";
+  }
+  return text;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate closest to `name`, if close enough to be a likely typo.
+std::string_view closest(std::string_view name, const std::vector<std::string_view>& candidates) {
+  std::string_view best;
+  std::size_t best_distance = std::max<std::size_t>(2, name.size() / 4) + 1;
+  for (std::string_view c : candidates) {
+    const std::size_t d = edit_distance(name, c);
+    if (d < best_distance) {
+      best = c;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string join(const std::vector<std::string_view>& items, std::string_view separator) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += separator;
+    out += items[i];
+  }
+  return out;
+}
+
+// Collects problems and knows the file they are about.
+class Report {
+ public:
+  Report(const std::string& path, fs::path base_dir) : path_(path), base_dir_(std::move(base_dir)) {}
+
+  void add(const toml::source_region* where, Detail detail, std::string key, std::string text) {
+    Problem p;
+    if (where != nullptr && where->begin) {
+      p.line = where->begin.line;
+      p.column = where->begin.column;
+    }
+    p.detail = detail;
+    p.key = std::move(key);
+    p.text = std::move(text);
+    problems_.push_back(std::move(p));
+  }
+
+  bool empty() const noexcept { return problems_.empty(); }
+
+  // A path from the file, absolute: relative ones are taken from the file's directory.
+  std::string resolve(const std::string& value) const {
+    fs::path p(value);
+    if (p.is_relative()) p = base_dir_ / p;
+    return p.lexically_normal().string();
+  }
+
+  // Every problem, in file order (positionless ones last), one line each.
+  Status status() {
+    std::stable_sort(problems_.begin(), problems_.end(), [](const Problem& a, const Problem& b) {
+      const auto rank = [](const Problem& p) {
+        return std::pair(p.line == 0 ? UINT32_MAX : p.line, p.column);
+      };
+      return rank(a) < rank(b);
+    });
+    std::string message;
+    for (const Problem& p : problems_) {
+      if (!message.empty()) message += '\n';
+      message += path_;
+      if (p.line != 0) message += str_cat(":", p.line, ":", p.column);
+      message += ": ";
+      message += p.text;
+    }
+    const Problem& first = problems_.front();
+    if (first.detail == Detail::kNone) return Status(Code::kInvalidArgument, message, first.key);
+    return Status(first.detail, message, first.key);
+  }
+
+ private:
+  const std::string& path_;
+  fs::path base_dir_;
+  std::vector<Problem> problems_;
+};
+
+// One key's value, with what a message about it needs.
+class Field {
+ public:
+  Field(Report& report, std::string key, const toml::source_region& where, const toml::node& value)
+      : report_(report), key_(std::move(key)), where_(where), value_(value) {}
+
+  const std::string& key() const noexcept { return key_; }
+  const toml::node& value() const noexcept { return value_; }
+  Report& report() noexcept { return report_; }
+
+  // "key mesh.listen = "0.0.0.0:99999": port must be 0..65535".
+  void fail(Detail detail, std::string_view problem) {
+    report_.add(&where_, detail, key_, str_cat("key ", key_, " = ", echo(value_), ": ", problem));
+  }
+
+  bool expect(toml::node_type type, std::string_view expected) {
+    if (value_.type() == type) return true;
+    fail(Detail::kMalformed, str_cat("expected ", expected, ", saw ", type_name(value_.type())));
+    return false;
+  }
+
+  std::optional<std::string> string(std::string_view expected = "a string") {
+    if (!expect(toml::node_type::string, expected)) return std::nullopt;
+    return value_.as_string()->get();
+  }
+
+  std::optional<bool> boolean() {
+    if (!expect(toml::node_type::boolean, "a boolean (true or false)")) return std::nullopt;
+    return value_.as_boolean()->get();
+  }
+
+  std::optional<std::int64_t> integer(std::int64_t min, std::int64_t max, std::string_view unit = {}) {
+    const std::string expected = unit.empty() ? std::string("an integer") : str_cat("an integer (", unit, ")");
+    if (!expect(toml::node_type::integer, expected)) return std::nullopt;
+    const std::int64_t v = value_.as_integer()->get();
+    if (v < min || v > max) {
+      fail(Detail::kOutOfRange, str_cat("must be ", min, "..", max, unit.empty() ? "" : " ", unit));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  // A non-empty path without NUL, made absolute against the file's directory.
+  std::optional<std::string> path() {
+    auto text = string("a string (a path)");
+    if (!text) return std::nullopt;
+    if (text->empty()) {
+      fail(Detail::kMalformed, "must not be empty; expected a path");
+      return std::nullopt;
+    }
+    if (text->find('\0') != std::string::npos) {
+      fail(Detail::kMalformed, "a path must not contain a NUL character");
+      return std::nullopt;
+    }
+    return report_.resolve(*text);
+  }
+
+ private:
+  Report& report_;
+  std::string key_;
+  const toml::source_region& where_;
+  const toml::node& value_;
+};
+
+// --- Values ---------------------------------------------------------------------------------
+
+bool is_ipv4(const std::string& text) {
+  in_addr a{};
+  return inet_pton(AF_INET, text.c_str(), &a) == 1;
+}
+
+bool is_ipv6(const std::string& text) {
+  in6_addr a{};
+  return inet_pton(AF_INET6, text.c_str(), &a) == 1;
+}
+
+// A DNS name: labels of letters, digits and '-', not starting or ending with '-'.
+bool is_host_name(std::string_view text) {
+  if (text.empty() || text.size() > 253) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    if (i == text.size() || text[i] == '.') {
+      if (label == 0 || label > 63 || text[i - 1] == '-' || text[i - label] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const char c = text[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+    ++label;
+  }
+  return true;
+}
+
+struct HostPort {
+  std::string host;  // without brackets
+  bool bracketed = false;
+  std::uint32_t port = 0;
+};
+
+// Splits "HOST:PORT" or "[IPV6]:PORT". On failure, the reason in `problem`.
+std::optional<HostPort> split_host_port(const std::string& text, std::string& problem) {
+  HostPort out;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      problem = "expected [IPV6]:PORT";
+      return std::nullopt;
+    }
+    out.host = text.substr(1, close - 1);
+    out.bracketed = true;
+    if (!is_ipv6(out.host)) {
+      problem = "expected an IPv6 address inside [ ]";
+      return std::nullopt;
+    }
+    port_text = std::string_view(text).substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      problem = "expected ADDRESS:PORT";
+      return std::nullopt;
+    }
+    out.host = text.substr(0, colon);
+    if (out.host.find(':') != std::string::npos) {
+      problem = "an IPv6 address is written in brackets: [ADDRESS]:PORT";
+      return std::nullopt;
+    }
+    if (out.host.empty()) {
+      problem = "expected an address before the ':'";
+      return std::nullopt;
+    }
+    port_text = std::string_view(text).substr(colon + 1);
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    problem = "the port must be a decimal number";
+    return std::nullopt;
+  }
+  for (char c : port_text) out.port = out.port * 10 + static_cast<std::uint32_t>(c - '0');
+  return out;
+}
+
+// "ADDR:PORT" for a socket we listen on: an IP address (IPv6 in brackets), port 0..65535.
+bool parse_listen(Field& f, std::string& address, std::uint16_t& port) {
+  auto text = f.string("a string \"ADDRESS:PORT\"");
+  if (!text) return false;
+  std::string problem;
+  auto hp = split_host_port(*text, problem);
+  if (!hp) {
+    f.fail(Detail::kMalformed, problem);
+    return false;
+  }
+  if (!hp->bracketed && !is_ipv4(hp->host)) {
+    f.fail(Detail::kMalformed, "the address must be an IP address, such as 0.0.0.0, 127.0.0.1 or [::]");
+    return false;
+  }
+  if (hp->port > 65535) {
+    f.fail(Detail::kOutOfRange, "port must be 0..65535 (0: any free port)");
+    return false;
+  }
+  address = hp->host;
+  port = static_cast<std::uint16_t>(hp->port);
+  return true;
+}
+
+// --- The rules ------------------------------------------------------------------------------
+
+using ParseFn = void (*)(Field&, DaemonConfig&);
+using SameFn = bool (*)(const DaemonConfig&, const DaemonConfig&);
+using TakeFn = void (*)(DaemonConfig&, const DaemonConfig&);
+
+// The members that hold one key.
+template <auto... Members>
+struct Fields {
+  static bool same(const DaemonConfig& a, const DaemonConfig& b) { return ((a.*Members == b.*Members) && ...); }
+  static void take(DaemonConfig& to, const DaemonConfig& from) { ((to.*Members = from.*Members), ...); }
+};
+
+struct Rule {
+  std::string_view table;
+  std::string_view name;  // within the table
+  bool reloadable;
+  bool required;
+  ParseFn parse;
+  SameFn same;
+  TakeFn take;
+};
+
+constexpr bool kReload = true;
+constexpr bool kRestart = false;
+constexpr bool kRequired = true;
+constexpr bool kOptional = false;
+
+template <auto... Members>
+constexpr Rule rule(std::string_view table, std::string_view name, bool reloadable, bool required, ParseFn parse) {
+  return Rule{table, name, reloadable, required, parse, &Fields<Members...>::same, &Fields<Members...>::take};
+}
+
+void parse_data_dir(Field& f, DaemonConfig& c) {
+  if (auto p = f.path()) c.data_dir = std::move(*p);
+}
+
+void parse_certificate(Field& f, DaemonConfig& c) {
+  if (auto p = f.path()) c.certificate = std::move(*p);
+}
+
+void parse_log_level_key(Field& f, DaemonConfig& c) {
+  auto text = f.string();
+  if (!text) return;
+  static constexpr std::array<std::pair<std::string_view, LogLevel>, 4> kLevels{{
+      {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn}, {"error", LogLevel::kError}}};
+  for (const auto& [name, level] : kLevels) {
+    if (*text == name) {
+      c.log_level = level;
+      return;
+    }
+  }
+  f.fail(Detail::kMalformed, "expected \"debug\", \"info\", \"warn\" or \"error\"");
+}
+
+void parse_mesh_listen(Field& f, DaemonConfig& c) { parse_listen(f, c.listen_address, c.listen_port); }
+
+void parse_discovery(Field& f, DaemonConfig& c) {
+  if (auto b = f.boolean()) c.discovery = *b;
+}
+
+void parse_discovery_interface(Field& f, DaemonConfig& c) {
+  auto text = f.string("a string (an IPv4 address)");
+  if (!text) return;
+  if (!is_ipv4(*text)) {
+    f.fail(Detail::kMalformed, "expected an IPv4 address (0.0.0.0: the kernel's choice of interface)");
+    return;
+  }
+  c.discovery_interface = std::move(*text);
+}
+
+std::optional<node::Tier> parse_tier(Field& f) {
+  auto text = f.string("a string, \"hot\" or \"warm\"");
+  if (!text) return std::nullopt;
+  if (*text == "hot") return node::Tier::kHot;
+  if (*text == "warm") return node::Tier::kWarm;
+  f.fail(Detail::kMalformed, "expected \"hot\" or \"warm\"");
+  return std::nullopt;
+}
+
+std::optional<PeerConfig> parse_peer(Field& f, std::size_t index) {
+  if (!f.expect(toml::node_type::table, "a table with address and tier")) return std::nullopt;
+  const toml::table& t = *f.value().as_table();
+  const std::string prefix = str_cat("mesh.peers[", index, "].");
+  PeerConfig peer;
+  bool ok = true;
+  bool have_address = false;
+  for (const auto& [k, v] : t) {
+    Field sub(f.report(), prefix + std::string(k.str()), k.source(), v);
+    if (k.str() == "address") {
+      have_address = true;
+      auto text = sub.string("a string \"HOST:PORT\"");
+      if (!text) {
+        ok = false;
+        continue;
+      }
+      std::string problem;
+      auto hp = split_host_port(*text, problem);
+      if (!hp) {
+        sub.fail(Detail::kMalformed, problem);
+        ok = false;
+      } else if (!hp->bracketed && !is_ipv4(hp->host) && !is_host_name(hp->host)) {
+        sub.fail(Detail::kMalformed, "the host must be a host name or an IP address");
+        ok = false;
+      } else if (hp->port == 0 || hp->port > 65535) {
+        sub.fail(Detail::kOutOfRange, "port must be 1..65535");
+        ok = false;
+      } else {
+        peer.host = hp->host;
+        peer.port = static_cast<std::uint16_t>(hp->port);
+      }
+    } else if (k.str() == "tier") {
+      if (auto tier = parse_tier(sub)) peer.tier = *tier; else ok = false;
+    } else {
+      std::string_view hint = closest(k.str(), {"address", "tier"});
+      sub.fail(Detail::kUnknownName,
+               hint.empty() ? std::string("unknown key; a peer has address and tier")
+                            : str_cat("unknown key (did you mean ", prefix, hint, "?)"));
+      ok = false;
+    }
+  }
+  if (!have_address) {
+    f.report().add(&f.value().source(), Detail::kNone, prefix + "address",
+                   str_cat("key ", prefix, "address is missing; a peer needs address = \"HOST:PORT\""));
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return peer;
+}
+
+void parse_peers(Field& f, DaemonConfig& c) {
+  if (!f.expect(toml::node_type::array, "an array of tables ([[mesh.peers]])")) return;
+  const toml::array& a = *f.value().as_array();
+  if (a.size() > kMaxPeers) {
+    f.fail(Detail::kTooLarge, str_cat(a.size(), " peers; at most ", kMaxPeers));
+    return;
+  }
+  std::vector<PeerConfig> peers;
+  bool ok = true;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const toml::node& element = *a.get(i);
+    Field item(f.report(), str_cat("mesh.peers[", i, "]"), element.source(), element);
+    auto peer = parse_peer(item, i);
+    if (!peer) {
+      ok = false;
+      continue;
+    }
+    const auto dup = std::find_if(peers.begin(), peers.end(), [&](const PeerConfig& p) {
+      return p.port == peer->port && p.host == peer->host;
+    });
+    if (dup != peers.end()) {
+      item.fail(Detail::kMalformed, str_cat("the same address as mesh.peers[", dup - peers.begin(), "]"));
+      ok = false;
+      continue;
+    }
+    peers.push_back(std::move(*peer));
+  }
+  if (ok) c.peers = std::move(peers);
+}
+
+void parse_ping_interval(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(kMinIntervalMs, kMaxIntervalMs, "milliseconds")) c.ping_interval = Duration::millis(*v);
+}
+
+void parse_call_timeout(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(kMinIntervalMs, kMaxIntervalMs, "milliseconds")) c.call_timeout = Duration::millis(*v);
+}
+
+void parse_backoff_max(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(kMinIntervalMs, kMaxIntervalMs, "milliseconds")) c.backoff_max = Duration::millis(*v);
+}
+
+void parse_max_links(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(1, kMaxLinkCount)) c.max_links = static_cast<std::size_t>(*v);
+}
+
+void parse_max_pending_handshakes(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(1, kMaxLinkCount)) c.max_pending_handshakes = static_cast<std::size_t>(*v);
+}
+
+void parse_socket(Field& f, DaemonConfig& c) {
+  auto p = f.path();
+  if (!p) return;
+  if (p->size() > kMaxSocketPathBytes) {
+    f.fail(Detail::kTooLarge, str_cat("the socket path is ", p->size(), " bytes once absolute (", *p,
+                                      "); a Unix socket path holds at most ", kMaxSocketPathBytes));
+    return;
+  }
+  c.socket = std::move(*p);
+}
+
+void parse_socket_mode(Field& f, DaemonConfig& c) {
+  constexpr std::string_view kExpected = "expected an octal mode string such as \"0660\" (3 or 4 octal digits, at most 0777)";
+  if (!f.value().is_string()) {
+    f.fail(Detail::kMalformed, str_cat(kExpected, ", saw ", type_name(f.value().type())));
+    return;
+  }
+  const std::string& text = f.value().as_string()->get();
+  const bool digits = std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '7'; });
+  if (text.size() < 3 || text.size() > 4 || !digits) {
+    f.fail(Detail::kMalformed, kExpected);
+    return;
+  }
+  std::uint32_t mode = 0;
+  for (char ch : text) mode = mode * 8 + static_cast<std::uint32_t>(ch - '0');
+  if (mode > 0777) {
+    f.fail(Detail::kOutOfRange, "setuid, setgid and sticky bits have no meaning on a socket; at most 0777");
+    return;
+  }
+  c.socket_mode = mode;
+}
+
+void parse_socket_group(Field& f, DaemonConfig& c) {
+  auto text = f.string("a string (a group name)");
+  if (!text) return;
+  if (text->empty() || text->find_first_of(std::string_view(":/ \t\n\0", 6)) != std::string::npos) {
+    f.fail(Detail::kMalformed, "expected a group name (not empty; no ':', '/', space or NUL)");
+    return;
+  }
+  c.socket_group = std::move(*text);
+}
+
+std::optional<std::vector<std::uint32_t>> parse_ids(Field& f) {
+  if (!f.expect(toml::node_type::array, "an array of integers")) return std::nullopt;
+  const toml::array& a = *f.value().as_array();
+  if (a.size() > kMaxIds) {
+    f.fail(Detail::kTooLarge, str_cat(a.size(), " ids; at most ", kMaxIds));
+    return std::nullopt;
+  }
+  std::vector<std::uint32_t> ids;
+  bool ok = true;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const toml::node& element = *a.get(i);
+    Field item(f.report(), str_cat(f.key(), "[", i, "]"), element.source(), element);
+    if (auto v = item.integer(0, kMaxId)) ids.push_back(static_cast<std::uint32_t>(*v)); else ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return ids;
+}
+
+void parse_allow_uids(Field& f, DaemonConfig& c) {
+  if (auto ids = parse_ids(f)) c.allow_uids = std::move(*ids);
+}
+
+void parse_allow_gids(Field& f, DaemonConfig& c) {
+  if (auto ids = parse_ids(f)) c.allow_gids = std::move(*ids);
+}
+
+void parse_max_clients(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(1, kMaxClients)) c.max_clients = static_cast<std::size_t>(*v);
+}
+
+void parse_metrics_enabled(Field& f, DaemonConfig& c) {
+  if (auto b = f.boolean()) c.metrics_enabled = *b;
+}
+
+void parse_metrics_listen(Field& f, DaemonConfig& c) { parse_listen(f, c.metrics_address, c.metrics_port); }
+
+using C = DaemonConfig;
+const std::array kRules{
+    rule<&C::data_dir>("node", "data_dir", kRestart, kRequired, parse_data_dir),
+    rule<&C::certificate>("node", "certificate", kRestart, kRequired, parse_certificate),
+    rule<&C::log_level>("node", "log_level", kReload, kOptional, parse_log_level_key),
+    rule<&C::listen_address, &C::listen_port>("mesh", "listen", kRestart, kOptional, parse_mesh_listen),
+    rule<&C::discovery>("mesh", "discovery", kRestart, kOptional, parse_discovery),
+    rule<&C::discovery_interface>("mesh", "discovery_interface", kRestart, kOptional, parse_discovery_interface),
+    rule<&C::peers>("mesh", "peers", kReload, kOptional, parse_peers),
+    rule<&C::ping_interval>("mesh", "ping_interval_ms", kRestart, kOptional, parse_ping_interval),
+    rule<&C::call_timeout>("mesh", "call_timeout_ms", kRestart, kOptional, parse_call_timeout),
+    rule<&C::backoff_max>("mesh", "backoff_max_ms", kRestart, kOptional, parse_backoff_max),
+    rule<&C::max_links>("mesh", "max_links", kRestart, kOptional, parse_max_links),
+    rule<&C::max_pending_handshakes>("mesh", "max_pending_handshakes", kRestart, kOptional, parse_max_pending_handshakes),
+    rule<&C::socket>("api", "socket", kRestart, kOptional, parse_socket),
+    rule<&C::socket_mode>("api", "socket_mode", kRestart, kOptional, parse_socket_mode),
+    rule<&C::socket_group>("api", "socket_group", kRestart, kOptional, parse_socket_group),
+    rule<&C::allow_uids>("api", "allow_uids", kRestart, kOptional, parse_allow_uids),
+    rule<&C::allow_gids>("api", "allow_gids", kRestart, kOptional, parse_allow_gids),
+    rule<&C::max_clients>("api", "max_clients", kRestart, kOptional, parse_max_clients),
+    rule<&C::metrics_enabled>("metrics", "enabled", kReload, kOptional, parse_metrics_enabled),
+    rule<&C::metrics_address, &C::metrics_port>("metrics", "listen", kReload, kOptional, parse_metrics_listen),
+};
+
+constexpr std::array<std::string_view, 4> kTables{"node", "mesh", "api", "metrics"};
+
+std::string dotted(const Rule& r) { return str_cat(r.table, ".", r.name); }
+
+// The keys of one table.
+std::vector<std::string_view> names_in(std::string_view table) {
+  std::vector<std::string_view> names;
+  for (const Rule& r : kRules) {
+    if (r.table == table) names.push_back(r.name);
+  }
+  return names;
+}
+
+void unknown_in_table(Report& report, std::string_view table, const toml::key& k, const toml::node& v) {
+  const std::string key = str_cat(table, ".", k.str());
+  std::string_view hint = closest(k.str(), names_in(table));
+  std::string text = v.is_table() ? str_cat("table [", key, "]: unknown table") : str_cat("key ", key, " = ", echo(v), ": unknown key");
+  if (!hint.empty()) {
+    text += str_cat(" (did you mean ", table, ".", hint, "?)");
+  } else {
+    text += str_cat("; [", table, "] has ", join(names_in(table), ", "));
+  }
+  report.add(&k.source(), Detail::kUnknownName, key, std::move(text));
+}
+
+void unknown_at_root(Report& report, const toml::key& k, const toml::node& v) {
+  const std::vector<std::string_view> tables(kTables.begin(), kTables.end());
+  std::string text;
+  if (v.is_table()) {
+    text = str_cat("table [", k.str(), "]: unknown table");
+    std::string_view hint = closest(k.str(), tables);
+    text += hint.empty() ? str_cat("; the tables are [", join(tables, "], ["), "]") : str_cat(" (did you mean [", hint, "]?)");
+  } else {
+    text = str_cat("key ", k.str(), " = ", echo(v), ": unknown key; every key belongs in a table");
+    for (const Rule& r : kRules) {
+      if (r.name == k.str()) {
+        text += str_cat(" (did you mean ", r.table, ".", r.name, "?)");
+        break;
+      }
+    }
+  }
+  report.add(&k.source(), Detail::kUnknownName, std::string(k.str()), std::move(text));
+}
+
+// One of kTables: every key known, parsed; every required key present.
+void parse_table(Report& report, std::string_view table, const toml::key& header, const toml::node& value, DaemonConfig& c) {
+  if (!value.is_table()) {
+    report.add(&header.source(), Detail::kMalformed, std::string(table),
+               str_cat("key ", table, " = ", echo(value), ": expected a table [", table, "], saw ", type_name(value.type())));
+    return;
+  }
+  const toml::table& t = *value.as_table();
+  for (const auto& [k, v] : t) {
+    const auto r = std::find_if(kRules.begin(), kRules.end(), [&](const Rule& x) { return x.table == table && x.name == k.str(); });
+    if (r == kRules.end()) {
+      unknown_in_table(report, table, k, v);
+      continue;
+    }
+    Field f(report, dotted(*r), k.source(), v);
+    r->parse(f, c);
+  }
+  for (const Rule& r : kRules) {
+    if (r.table == table && r.required && !t.contains(r.name)) {
+      report.add(&t.source(), Detail::kNone, dotted(r),
+                 str_cat("table [", table, "] lacks key ", dotted(r), ", which is required"));
+    }
+  }
+}
+
+// The one place toml++'s exception is caught.
+std::optional<toml::table> parse_document(std::string_view text, const std::string& path, Report& report) {
+  try {
+    return toml::parse(text, std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    report.add(&e.source(), Detail::kMalformed, {}, str_cat("TOML syntax error: ", e.description()));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<DaemonConfig> parse_config(std::string_view text, const std::string& path) {
+  std::error_code ec;
+  fs::path base = fs::path(path).parent_path();
+  if (base.empty()) base = ".";
+  fs::path absolute_base = fs::absolute(base, ec);
+  if (ec) {
+    return Status(Code::kIo, str_cat(path, ": cannot make the config directory absolute: ", ec.message()), path);
+  }
+  Report report(path, absolute_base.lexically_normal());
+  auto document = parse_document(text, path, report);
+  if (!document) return report.status();
+
+  DaemonConfig config;
+  config.path = path;
+  std::array<bool, kTables.size()> seen{};
+  for (const auto& [k, v] : *document) {
+    const auto t = std::find(kTables.begin(), kTables.end(), k.str());
+    if (t == kTables.end()) {
+      unknown_at_root(report, k, v);
+      continue;
+    }
+    seen[static_cast<std::size_t>(t - kTables.begin())] = true;
+    parse_table(report, *t, k, v, config);
+  }
+  for (std::size_t i = 0; i < kTables.size(); ++i) {
+    if (seen[i]) continue;
+    for (const Rule& r : kRules) {
+      if (r.table == kTables[i] && r.required) {
+        report.add(nullptr, Detail::kNone, dotted(r),
+                   str_cat("table [", r.table, "] is missing; key ", dotted(r), " is required"));
+      }
+    }
+  }
+  if (!report.empty()) return report.status();
+  return config;
+}
+
+Result<DaemonConfig> load_config(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) return Status(Code::kIo, str_cat(path, ": cannot open the config file: ", std::strerror(errno)), path);
+  std::string text;
+  char buffer[16384];
+  for (;;) {
+    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
+    text.append(buffer, n);
+    if (text.size() > kMaxConfigBytes) {
+      return Status(Detail::kTooLarge, str_cat(path, ": the config file is larger than ", kMaxConfigBytes, " bytes"), path);
+    }
+    if (n < sizeof buffer) break;
+  }
+  if (std::ferror(file.get())) {
+    return Status(Code::kIo, str_cat(path, ": cannot read the config file: ", std::strerror(errno)), path);
+  }
+  return parse_config(text, path);
+}
+
+std::span<const ConfigKey> config_keys() noexcept {
+  static const std::vector<ConfigKey> keys = [] {
+    // The names must outlive the call: built once from the rules into static strings.
+    static std::vector<std::string> names;
+    names.reserve(kRules.size() + 2);
+    std::vector<ConfigKey> out;
+    for (const Rule& r : kRules) {
+      names.push_back(dotted(r));
+      out.push_back(ConfigKey{names.back(), r.reloadable, r.required});
+      if (r.table == "mesh" && r.name == "peers") {
+        // The fields of each [[mesh.peers]] entry, reloaded with the list.
+        out.push_back(ConfigKey{"mesh.peers.address", true, true});  // required in each entry
+        out.push_back(ConfigKey{"mesh.peers.tier", true, false});
+      }
+    }
+    return out;
+  }();
+  return keys;
+}
+
+ReloadPlan plan_reload(const DaemonConfig& current, const DaemonConfig& next) {
+  ReloadPlan plan;
+  plan.next = current;
+  plan.next.path = next.path;
+  for (const Rule& r : kRules) {
+    if (r.same(current, next)) continue;
+    if (r.reloadable) {
+      r.take(plan.next, next);
+      plan.applied.push_back(dotted(r));
+    } else {
+      plan.need_restart.push_back(dotted(r));
+    }
+  }
+  return plan;
+}
+
+Status ReloadPlan::status() const {
+  if (need_restart.empty()) return ok_status();
+  std::string keys;
+  for (const std::string& k : need_restart) {
+    if (!keys.empty()) keys += ", ";
+    keys += k;
+  }
+  return Status(Code::kInvalidArgument,
+                str_cat(next.path, ": changed but need a restart (kept their current values): ", keys),
+                need_restart.front());
+}
+
+}  // namespace shoal::daemon

@@ -822,6 +822,8 @@ Status status_of(const kj::Exception& e) {
   return Status(Code::kUnavailable, d.cStr());
 }
 
+kj::Exception exception_of(const Status& st) { return to_exception(st); }
+
 kj::Promise<kj::Own<Link>> dial(KjLoop& loop, std::string host, std::uint16_t port, const LinkSecurity& security,
                                 LinkOptions options) {
   auto hs = make_handshake(security, options, security::noise::Role::kInitiator);

@@ -143,5 +143,7 @@ class Listener {
 // The Status a kj exception from this layer stands for (its description starts with the
 // Status text when this layer made it; anything else is kUnavailable).
 Status status_of(const kj::Exception& e);
+// The kj exception that carries `st` across RPC (status_of reads it back at the caller).
+kj::Exception exception_of(const Status& st);
 
 }  // namespace shoal::transport

@@ -640,6 +640,41 @@ Status Node::remove(std::string_view collection, std::string_view id) {
 
 // --- reads ---
 
+Result<ChangeBatch> Node::changes_after(std::uint64_t after, std::size_t max_entries) const {
+  ChangeBatch out;
+  out.next = after;
+  if (after + 1 < buffer_.oldest()) {
+    out.gap = true;
+    after = buffer_.oldest() - 1;
+    out.next = after;
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  Status inner;
+  SHOAL_RETURN_IF_ERROR(buffer_.scan(*txn, after, max_entries, [&](std::uint64_t seq, const format::BufferEntry& e) {
+    out.next = seq;
+    if (e.cid == format::kCatalogueCid) return true;
+    const Collection* c = find_by_id(e.cid);
+    if (c == nullptr) return true;
+    auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(e.delta.data()), e.delta.size()));
+    if (!delta.ok()) {
+      inner = delta.status();
+      return false;
+    }
+    for (const auto& [id, entries] : delta->records) {
+      Change ch;
+      ch.seq = seq;
+      ch.collection = c->spec.name;
+      ch.id = id;
+      ch.deleted = entries.empty();
+      if (e.has_origin) ch.origin = e.origin;
+      out.changes.push_back(std::move(ch));
+    }
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(inner);
+  return out;
+}
+
 Result<GetResult> Node::get(std::string_view collection, std::string_view id) const {
   SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));

@@ -150,6 +150,21 @@ struct NodeStats {
   std::uint64_t remote_clocks_refused = 0;
 };
 
+// One record changed, as the delta buffer recorded it (Node::changes_after).
+struct Change {
+  std::uint64_t seq = 0;             // the delta buffer entry it came from
+  std::string collection;
+  std::string id;
+  bool deleted = false;              // the delta removed the record (an upsert otherwise)
+  std::optional<crdt::ReplicaId> origin;  // the peer it came from; nullopt for a local write
+};
+
+struct ChangeBatch {
+  std::vector<Change> changes;
+  std::uint64_t next = 0;  // pass as `after` to continue
+  bool gap = false;        // entries after `after` were already trimmed: some changes are not here
+};
+
 // How the open went, per collection: "snapshot" (loaded and caught up), "rebuilt", "empty".
 struct OpenReport {
   std::map<std::string, std::string> index_source;
@@ -199,6 +214,11 @@ class Node final : private SyncHost {
   // The k nearest live records (winners only) that match the filter, closest first.
   // Statuses: kNoSuchCollection; query validation (dimension, NaN/Inf, zero under cosine);
   // kOutOfRange/kTooLarge for k or ef.
+  // The record changes in the delta buffer after sequence `after`, at most `max_entries` buffer
+  // entries (local writes and those applied from peers; catalogue entries are left out). The
+  // buffer is trimmed once every peer acknowledged it, so a reader that falls behind sees `gap`.
+  [[nodiscard]] Result<ChangeBatch> changes_after(std::uint64_t after, std::size_t max_entries) const;
+  std::uint64_t last_change() const noexcept { return buffer_.last(); }
   [[nodiscard]] Result<std::vector<Hit>> search(std::string_view collection,
                                                 std::span<const float> query,
                                                 const SearchOptions& options) const;

@@ -103,6 +103,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     refresh_revocations();
     for (auto& o : out) dispatch(std::move(o));
     arm(next);
+    if (on_step) on_step();
   }
 
   // One kj timer per earlier wake-up; a later one left pending only runs an idle step. (A timer
@@ -255,6 +256,11 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     run_engine([&](Node& n, MonoTime now) { st = n.receive(peer, transport::Message(std::move(hello)), now); });
     if (!st.ok()) ++stats.calls_refused;
     return st;
+  }
+
+  void note_delta(std::uint64_t id) {
+    auto it = conns.find(id);
+    if (it != conns.end() && it->second->peer) last_delta[*it->second->peer] = now_mono();
   }
 
   // Write grants: every named collection in the batch must be writable by the sender's
@@ -606,6 +612,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
       }
       auto r = host_.template serve<transport::DeltaAck>(id_, transport::Message(std::move(*b)), 0);
       if (!r.ok()) return status_exception(r.status());
+      host_.note_delta(id_);
       transport::write(ctx.getResults().initAck(), *r);
       return kj::READY_NOW;
     }
@@ -677,6 +684,9 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
   std::optional<MonoTime> wake_at;
   std::string mesh_hash;
   std::string own_device_hex;
+  std::size_t observer = 0;                        // SharedNode after-write observer id
+  std::function<void()> on_step;                   // MeshHost::set_on_step
+  std::map<crdt::ReplicaId, MonoTime> last_delta;  // when a batch from each peer was last applied
 };
 
 #pragma GCC diagnostic pop
@@ -723,7 +733,7 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
   auto alive = h.alive;
   auto posted = h.write_posted;
   Impl* raw = impl.get();
-  node.set_after_write([&loop, alive, posted, raw]() {
+  h.observer = node.add_after_write([&loop, alive, posted, raw]() {
     if (posted->exchange(true)) return;
     loop.post([alive, posted, raw]() {
       posted->store(false);
@@ -754,6 +764,8 @@ void MeshHost::notify_local_write() {
 
 void MeshHost::pump() { impl_->run_engine([](Node&, MonoTime) {}); }
 
+void MeshHost::set_on_step(std::function<void()> fn) { impl_->on_step = std::move(fn); }
+
 MeshStats MeshHost::stats() const {
   MeshStats s = impl_->stats;
   if (impl_->listener) s.listener = impl_->listener->stats();
@@ -775,6 +787,9 @@ std::vector<MeshPeerView> MeshHost::peers() const {
     v.up = c->up;
     v.protocol = c->protocol;
     v.bytes = c->link->stats();
+    if (c->peer) {
+      if (auto d = impl_->last_delta.find(*c->peer); d != impl_->last_delta.end()) v.last_delta = d->second;
+    }
     out.push_back(std::move(v));
   }
   return out;
@@ -783,7 +798,7 @@ std::vector<MeshPeerView> MeshHost::peers() const {
 void MeshHost::stop() {
   Impl& h = *impl_;
   if (h.stopped) return;
-  h.node.set_after_write(nullptr);
+  h.node.remove_after_write(h.observer);
   h.stopping = true;
   std::vector<std::uint64_t> ids;
   for (auto& [id, c] : h.conns) ids.push_back(id);

@@ -17,7 +17,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -108,6 +110,7 @@ struct MeshPeerView {
   bool up = false;          // introduced and known to the sync engine
   std::uint32_t protocol = 0;
   transport::LinkStats bytes;
+  std::optional<MonoTime> last_delta;  // when a delta batch from it was last applied here
 };
 
 class MeshHost {
@@ -129,6 +132,9 @@ class MeshHost {
   void notify_local_write();
   // Runs the engine now (ticks, dispatches its messages, re-arms its timer).
   void pump();
+  // Called after every engine step (on the loop thread), e.g. to wake watchers of changes that
+  // peers' deltas made.
+  void set_on_step(std::function<void()> fn);
   MeshStats stats() const;
   std::vector<MeshPeerView> peers() const;
   // Closes every link (close frames sent where the socket takes them) and stops dialing.

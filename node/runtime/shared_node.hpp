@@ -14,6 +14,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <utility>
+#include <vector>
 
 #include "common/rw_lock.hpp"
 #include "node/core/node.hpp"
@@ -37,9 +38,9 @@ class SharedNode {
   decltype(auto) write(F&& f) {
     // Declared before the lock, so it runs after the lock is released.
     struct Notify {
-      const std::function<void()>& fn;
+      const std::vector<std::pair<std::size_t, std::function<void()>>>& fns;
       ~Notify() {
-        if (fn) fn();
+        for (const auto& [id, fn] : fns) fn();
       }
     } notify{after_write_};
     std::unique_lock lock(mu_);
@@ -53,10 +54,18 @@ class SharedNode {
     return std::forward<F>(f)(*node_);
   }
 
-  // Called after every write() (outside the lock, on the writer's thread): how the mesh host
-  // learns of local writes and pushes their deltas at once. Must be thread-safe. Set it before the
-  // wrapper is shared with other threads, and clear it before its target goes away.
-  void set_after_write(std::function<void()> fn) { after_write_ = std::move(fn); }
+  // Observers called after every write() (outside the lock, on the writer's thread): how the
+  // mesh host learns of local writes and pushes their deltas at once, and the local API wakes its
+  // watchers. Each must be thread-safe. Add them before the wrapper is shared with other threads,
+  // and remove them (by the id add returned) before their target goes away, while no other
+  // thread writes.
+  std::size_t add_after_write(std::function<void()> fn) {
+    after_write_.emplace_back(++next_observer_, std::move(fn));
+    return next_observer_;
+  }
+  void remove_after_write(std::size_t id) {
+    std::erase_if(after_write_, [id](const auto& o) { return o.first == id; });
+  }
 
   // Set at open and never changed: no lock needed.
   const crdt::ReplicaId& replica() const noexcept { return node_->replica(); }
@@ -132,7 +141,8 @@ class SharedNode {
  private:
   mutable RwLock mu_;
   std::unique_ptr<Node> node_;
-  std::function<void()> after_write_;
+  std::vector<std::pair<std::size_t, std::function<void()>>> after_write_;
+  std::size_t next_observer_ = 0;
 };
 
 }  // namespace shoal::node

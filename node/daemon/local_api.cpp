@@ -1,0 +1,484 @@
+// node/daemon/local_api.cpp: the Node capability over the Unix socket (see local_api.hpp).
+#include "node/daemon/local_api.hpp"
+
+#include <capnp/message.h>
+#include <kj/async.h>
+#include <kj/debug.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "node/core/node_state.hpp"
+#include "transport/node_api.capnp.h"
+
+namespace shoal::daemon {
+namespace api = transport::api;
+
+bool ApiPolicy::allows(const transport::PeerCredentials& c) const noexcept {
+  if (c.uid == 0 || c.uid == daemon_uid) return true;
+  for (auto u : allow_uids) {
+    if (u == c.uid) return true;
+  }
+  for (auto g : allow_gids) {
+    if (g == c.gid) return true;
+  }
+  return false;
+}
+
+namespace {
+
+constexpr const char* kComponent = "api";
+// Changes sent to one listener per call.
+constexpr std::size_t kChangesPerCall = 256;
+
+kj::Promise<void> fail(const Status& st) { return transport::exception_of(st); }
+
+std::string_view text(capnp::Text::Reader t) { return std::string_view(t.cStr(), t.size()); }
+std::string_view bytes(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+capnp::Data::Reader data_of(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+transport::CollectionSpecWire spec_of(transport::wire::CollectionSpec::Reader r) {
+  transport::CollectionSpecWire w;
+  w.name.assign(bytes(r.getName()));
+  w.dimension = r.getDimension();
+  w.metric = r.getMetric();
+  w.m = r.getM();
+  w.ef_construction = r.getEfConstruction();
+  w.ef_search = r.getEfSearch();
+  w.quantize = r.getQuantize();
+  w.quant_min = r.getQuantMin();
+  w.quant_max = r.getQuantMax();
+  return w;
+}
+
+void put_spec(transport::wire::CollectionSpec::Builder b, const node::CollectionSpec& spec) {
+  const transport::CollectionSpecWire w = node::to_wire(spec);
+  b.setName(data_of(w.name));
+  b.setDimension(w.dimension);
+  b.setMetric(w.metric);
+  b.setM(w.m);
+  b.setEfConstruction(w.ef_construction);
+  b.setEfSearch(w.ef_search);
+  b.setQuantize(w.quantize);
+  b.setQuantMin(w.quant_min);
+  b.setQuantMax(w.quant_max);
+}
+
+node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
+  node::Metadata m;
+  for (auto f : list) {
+    node::MetaValue v;
+    auto u = f.getValue();
+    switch (u.which()) {
+      case api::MetaField::Value::TEXT: v = std::string(text(u.getText())); break;
+      case api::MetaField::Value::INT: v = u.getInt(); break;
+      case api::MetaField::Value::FLOAT: v = u.getFloat(); break;
+      case api::MetaField::Value::BOOL: v = u.getBool(); break;
+    }
+    m.fields.emplace_back(std::string(text(f.getKey())), std::move(v));
+  }
+  return m;
+}
+
+void put_metadata(capnp::List<api::MetaField>::Builder list, const node::Metadata& m) {
+  unsigned i = 0;
+  for (const auto& [key, value] : m.fields) {
+    auto f = list[i++];
+    f.setKey(key);
+    auto u = f.initValue();
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) u.setText(v);
+          else if constexpr (std::is_same_v<T, std::int64_t>) u.setInt(v);
+          else if constexpr (std::is_same_v<T, double>) u.setFloat(v);
+          else u.setBool(v);
+        },
+        value);
+  }
+}
+
+void put_value(api::Value::Builder b, const node::RecordValue& v) {
+  auto vec = b.initVector(static_cast<unsigned>(v.vector.size()));
+  for (unsigned i = 0; i < v.vector.size(); ++i) vec.set(i, v.vector[i]);
+  put_metadata(b.initMetadata(static_cast<unsigned>(v.metadata.fields.size())), v.metadata);
+  b.setModel(v.model);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+// kj's Server classes have no virtual destructor; ours are owned by kj::heap as themselves.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+
+struct LocalApi::Impl {
+  struct Watcher {
+    std::uint64_t id = 0;
+    std::string collection;  // "" = all
+    api::Listener::Client listener = nullptr;
+    std::uint64_t next = 0;  // buffer sequence already sent
+    bool in_flight = false;
+    bool gap = false;
+  };
+
+  Impl(transport::KjLoop& l, node::SharedNode& n, node::MeshHost* m, ApiPolicy p, LocalApiHooks h, Logger* lg)
+      : loop(l), node(n), mesh(m), policy(std::move(p)), hooks(std::move(h)), logger(lg), tasks(handler) {}
+
+  struct Handler final : public kj::TaskSet::ErrorHandler {
+    Logger* logger = nullptr;
+    void taskFailed(kj::Exception&& e) override {
+      SHOAL_LOG(logger, kDebug, kComponent, "task failed: ", e.getDescription().cStr());
+    }
+  };
+
+  class SubscriptionServer final : public api::Subscription::Server {
+   public:
+    SubscriptionServer(Impl& impl, std::uint64_t id, std::shared_ptr<bool> alive)
+        : impl_(impl), id_(id), alive_(std::move(alive)) {}
+    ~SubscriptionServer() {
+      if (*alive_) impl_.watchers.erase(id_);
+    }
+
+   private:
+    Impl& impl_;
+    std::uint64_t id_;
+    std::shared_ptr<bool> alive_;
+  };
+
+  class NodeServer final : public api::Node::Server {
+   public:
+    explicit NodeServer(Impl& impl) : impl_(impl) {}
+
+    kj::Promise<void> createCollection(CreateCollectionContext ctx) override {
+      ++impl_.stats.calls;
+      auto spec = node::from_wire(spec_of(ctx.getParams().getSpec()));
+      if (!spec.ok()) return failed(spec.status());
+      return done(impl_.node.create_collection(*spec));
+    }
+    kj::Promise<void> dropCollection(DropCollectionContext ctx) override {
+      ++impl_.stats.calls;
+      return done(impl_.node.drop_collection(text(ctx.getParams().getName())));
+    }
+    kj::Promise<void> listCollections(ListCollectionsContext ctx) override {
+      ++impl_.stats.calls;
+      auto infos = impl_.node.list_collections();
+      auto list = ctx.getResults().initCollections(static_cast<unsigned>(infos.size()));
+      for (unsigned i = 0; i < infos.size(); ++i) {
+        put_spec(list[i].initSpec(), infos[i].spec);
+        list[i].setLiveRecords(infos[i].live_records);
+      }
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> collectionInfo(CollectionInfoContext ctx) override {
+      ++impl_.stats.calls;
+      auto info = impl_.node.collection_info(text(ctx.getParams().getName()));
+      if (!info.ok()) return failed(info.status());
+      auto out = ctx.getResults().initInfo();
+      put_spec(out.initSpec(), info->spec);
+      out.setLiveRecords(info->live_records);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> upsert(UpsertContext ctx) override {
+      ++impl_.stats.calls;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto p = ctx.getParams();
+      std::vector<node::RecordInput> records;
+      records.reserve(p.getRecords().size());
+      for (auto r : p.getRecords()) {
+        node::RecordInput in;
+        in.id.assign(bytes(r.getId()));
+        auto v = r.getValue();
+        auto vec = v.getVector();
+        in.value.vector.reserve(vec.size());
+        for (float x : vec) in.value.vector.push_back(x);
+        in.value.metadata = metadata_of(v.getMetadata());
+        in.value.model.assign(text(v.getModel()));
+        records.push_back(std::move(in));
+      }
+      const std::string collection(text(p.getCollection()));
+      Status st = records.size() == 1
+                      ? impl_.node.upsert(collection, records[0].id, std::move(records[0].value))
+                      : impl_.node.upsert_batch(collection, std::move(records));
+      if (impl_.hooks.write_seconds) impl_.hooks.write_seconds(seconds_since(t0));
+      return done(st);
+    }
+    kj::Promise<void> delete_(DeleteContext ctx) override {
+      ++impl_.stats.calls;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto p = ctx.getParams();
+      Status st = impl_.node.remove(text(p.getCollection()), bytes(p.getId()));
+      if (impl_.hooks.write_seconds) impl_.hooks.write_seconds(seconds_since(t0));
+      return done(st);
+    }
+    kj::Promise<void> get(GetContext ctx) override {
+      ++impl_.stats.calls;
+      auto p = ctx.getParams();
+      auto got = impl_.node.get(text(p.getCollection()), bytes(p.getId()));
+      if (!got.ok()) return failed(got.status());
+      auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
+      for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> search(SearchContext ctx) override {
+      ++impl_.stats.calls;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto p = ctx.getParams();
+      node::SearchOptions o;
+      o.k = p.getK();
+      o.ef = p.getEf();
+      o.with_metadata = p.getWithMetadata();
+      if (p.getFilter().size() > 0) {
+        auto f = node::parse_filter(text(p.getFilter()));
+        if (!f.ok()) return failed(f.status());
+        o.filter = std::move(*f);
+      }
+      std::vector<float> q;
+      q.reserve(p.getQuery().size());
+      for (float x : p.getQuery()) q.push_back(x);
+      auto hits = impl_.node.search(text(p.getCollection()), q, o);
+      if (impl_.hooks.search_seconds) impl_.hooks.search_seconds(seconds_since(t0));
+      if (!hits.ok()) return failed(hits.status());
+      auto r = ctx.getResults();
+      auto list = r.initHits(static_cast<unsigned>(hits->size()));
+      for (unsigned i = 0; i < hits->size(); ++i) {
+        const auto& h = (*hits)[i];
+        list[i].setId(data_of(h.id));
+        list[i].setDistance(h.distance);
+        put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())), h.metadata);
+        list[i].setModel(h.model);
+      }
+      impl_.put_freshness(r);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> stats(StatsContext ctx) override {
+      ++impl_.stats.calls;
+      ctx.getResults().setJson(impl_.stats_json());
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> watch(WatchContext ctx) override {
+      ++impl_.stats.calls;
+      auto p = ctx.getParams();
+      Watcher w;
+      w.id = impl_.next_watcher++;
+      w.collection.assign(text(p.getCollection()));
+      w.listener = p.getListener();
+      w.next = impl_.node.read([](const node::Node& n) { return n.last_change(); });
+      const std::uint64_t id = w.id;
+      impl_.watchers.emplace(id, std::move(w));
+      ctx.getResults().setSubscription(kj::heap<SubscriptionServer>(impl_, id, impl_.alive));
+      return kj::READY_NOW;
+    }
+
+   private:
+    kj::Promise<void> failed(const Status& st) {
+      ++impl_.stats.calls_failed;
+      return fail(st);
+    }
+    kj::Promise<void> done(const Status& st) {
+      if (!st.ok()) return failed(st);
+      return kj::READY_NOW;
+    }
+    Impl& impl_;
+  };
+
+  template <typename Results>
+  void put_freshness(Results r) {
+    if (mesh == nullptr) {
+      r.initFreshness(0);
+      return;
+    }
+    auto peers = mesh->peers();
+    auto list = r.initFreshness(static_cast<unsigned>(peers.size()));
+    const MonoTime now = now_mono();
+    for (unsigned i = 0; i < peers.size(); ++i) {
+      list[i].setDevice(peers[i].device);
+      list[i].setUp(peers[i].up);
+      list[i].setSinceLastDeltaMs(peers[i].last_delta ? (now - *peers[i].last_delta).ms() : -1);
+    }
+  }
+
+  std::string stats_json() {
+    nlohmann::json j;
+    auto s = node.read([](const node::Node& n) { return n.stats(); });
+    j["replica"] = s.replica;
+    j["collections"] = s.collections;
+    j["live_records"] = s.live_records;
+    j["delta_buffer_entries"] = s.delta_buffer_entries;
+    j["index_bytes"] = s.index_bytes;
+    if (mesh != nullptr) {
+      auto peers = nlohmann::json::array();
+      const MonoTime now = now_mono();
+      for (const auto& p : mesh->peers()) {
+        peers.push_back({{"device", p.device},
+                         {"replica", p.replica},
+                         {"remote", p.remote},
+                         {"role", p.role},
+                         {"tier", p.tier == node::Tier::kHot ? "hot" : "warm"},
+                         {"up", p.up},
+                         {"since_last_delta_ms", p.last_delta ? (now - *p.last_delta).ms() : -1},
+                         {"bytes_in", p.bytes.bytes_in},
+                         {"bytes_out", p.bytes.bytes_out}});
+      }
+      j["peers"] = peers;
+      auto ms = mesh->stats();
+      j["mesh"] = {{"links_opened", ms.links_opened},     {"links_closed", ms.links_closed},
+                   {"calls_sent", ms.calls_sent},         {"calls_failed", ms.calls_failed},
+                   {"calls_served", ms.calls_served},     {"discovered", ms.discovered},
+                   {"handshakes_failed", ms.listener.handshakes_failed}};
+    }
+    j["api"] = {{"clients", clients.size()}, {"calls", stats.calls}, {"calls_failed", stats.calls_failed},
+                {"watches", watchers.size()}};
+    return j.dump();
+  }
+
+  void on_client(kj::Own<transport::LocalLink> link) {
+    const auto creds = link->credentials();
+    if (!policy.allows(creds)) {
+      ++stats.clients_refused;
+      SHOAL_LOG(logger, kWarn, kComponent, "refused a client: uid ", creds.uid, " gid ", creds.gid, " pid ", creds.pid,
+                " is not allowed by the api policy (api.allow_uids / api.allow_gids)");
+      link->close();
+      return;
+    }
+    ++stats.clients_accepted;
+    const std::uint64_t id = next_client++;
+    link->serve(kj::heap<NodeServer>(*this));
+    tasks.add(link->on_disconnect().then([this, id]() { drop_client(id); }, [this, id](kj::Exception&&) { drop_client(id); }));
+    clients.emplace(id, kj::mv(link));
+    if (listener) listener->set_clients_alive(clients.size());
+  }
+
+  void drop_client(std::uint64_t id) {
+    // Destroyed on a later turn: this runs in a callback of the link's own RPC system.
+    tasks.add(kj::evalLater([this, id]() {
+      clients.erase(id);
+      if (listener) listener->set_clients_alive(clients.size());
+    }));
+  }
+
+  // Sends each idle watcher the changes after its position.
+  void pump_watchers() {
+    for (auto& [id, w] : watchers) {
+      if (w.in_flight) continue;
+      auto batch = node.read([&](const node::Node& n) { return n.changes_after(w.next, kChangesPerCall); });
+      if (!batch.ok()) {
+        SHOAL_LOG(logger, kWarn, kComponent, "watch ", id, ": ", batch.status().to_string());
+        continue;
+      }
+      if (batch->next == w.next && !batch->gap) continue;
+      w.next = batch->next;
+      std::vector<const node::Change*> mine;
+      for (const auto& c : batch->changes) {
+        if (w.collection.empty() || c.collection == w.collection) mine.push_back(&c);
+      }
+      if (mine.empty() && !batch->gap) continue;
+      auto req = w.listener.changesRequest();
+      req.setGap(batch->gap);
+      auto list = req.initChanges(static_cast<unsigned>(mine.size()));
+      for (unsigned i = 0; i < mine.size(); ++i) {
+        list[i].setSeq(mine[i]->seq);
+        list[i].setCollection(mine[i]->collection);
+        list[i].setId(data_of(mine[i]->id));
+        list[i].setDeleted(mine[i]->deleted);
+        if (mine[i]->origin) {
+          const std::string o = mine[i]->origin->encode();
+          list[i].setOrigin(data_of(o));
+        }
+      }
+      w.in_flight = true;
+      const std::uint64_t wid = id;
+      tasks.add(req.send().then(
+          [this, wid](auto&&) {
+            if (auto it = watchers.find(wid); it != watchers.end()) it->second.in_flight = false;
+            pump_watchers();
+          },
+          [this, wid](kj::Exception&&) { watchers.erase(wid); }));
+    }
+    stats.watches = watchers.size();
+  }
+
+  transport::KjLoop& loop;
+  node::SharedNode& node;
+  node::MeshHost* mesh;
+  ApiPolicy policy;
+  LocalApiHooks hooks;
+  Logger* logger;
+  Handler handler;
+  std::unique_ptr<transport::LocalListener> listener;
+  std::map<std::uint64_t, kj::Own<transport::LocalLink>> clients;
+  std::map<std::uint64_t, Watcher> watchers;
+  std::uint64_t next_client = 1;
+  std::uint64_t next_watcher = 1;
+  LocalApiStats stats;
+  std::size_t observer = 0;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  std::shared_ptr<std::atomic<bool>> posted = std::make_shared<std::atomic<bool>>(false);
+  kj::TaskSet tasks;
+};
+
+#pragma GCC diagnostic pop
+
+LocalApi::LocalApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+LocalApi::~LocalApi() {
+  impl_->node.remove_after_write(impl_->observer);
+  if (impl_->mesh != nullptr) impl_->mesh->set_on_step(nullptr);
+  *impl_->alive = false;
+  impl_->watchers.clear();
+  impl_->clients.clear();
+  impl_->listener.reset();
+}
+
+Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node::SharedNode& node, node::MeshHost* mesh,
+                                                  const std::string& socket_path,
+                                                  transport::LocalListenerOptions listener, ApiPolicy policy,
+                                                  LocalApiHooks hooks, Logger* logger) {
+  auto impl = std::make_unique<Impl>(loop, node, mesh, std::move(policy), std::move(hooks), logger);
+  impl->handler.logger = logger;
+  Impl* raw = impl.get();
+  auto l = transport::listen_local(
+      loop, socket_path, transport::LinkOptions{}, listener,
+      [raw](kj::Own<transport::LocalLink> link) { raw->on_client(kj::mv(link)); },
+      [raw](const Status& st) { SHOAL_LOG(raw->logger, kWarn, kComponent, "refused a client: ", st.to_string()); });
+  if (!l.ok()) return l.status();
+  impl->listener = std::move(*l);
+  std::unique_ptr<LocalApi> api(new LocalApi(std::move(impl)));
+  LocalApi* self = api.get();
+  raw->observer = node.add_after_write([self]() { self->notify(); });
+  if (mesh != nullptr) mesh->set_on_step([raw]() { raw->pump_watchers(); });
+  SHOAL_LOG(logger, kInfo, kComponent, "local API on ", socket_path);
+  return api;
+}
+
+void LocalApi::notify() {
+  auto alive = impl_->alive;
+  auto posted = impl_->posted;
+  Impl* raw = impl_.get();
+  if (posted->exchange(true)) return;
+  impl_->loop.post([alive, posted, raw]() {
+    posted->store(false);
+    if (*alive) raw->pump_watchers();
+  });
+}
+
+LocalApiStats LocalApi::stats() const {
+  LocalApiStats s = impl_->stats;
+  s.clients = impl_->clients.size();
+  s.watches = impl_->watchers.size();
+  return s;
+}
+
+void LocalApi::set_policy(ApiPolicy policy) { impl_->policy = std::move(policy); }
+
+}  // namespace shoal::daemon

@@ -1,0 +1,92 @@
+# transport/node_api.capnp: the local API, what an app on the device calls on the daemon over
+# its Unix socket (docs/mesh.md, "The local API"). The operations are the C API's (shoal.h): a
+# client-mode shoal_db turns each call into one of these.
+#
+# Errors: a refused call fails with an exception whose description carries the Status
+# ("shoal-status <code> <text>", transport::status_of), so a client returns the same code the
+# embedded library would. Evolution: the rules of sync.capnp.
+@0xcf82d99021909082;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("shoal::transport::api");
+
+using Sync = import "sync.capnp";
+
+struct MetaField {
+  key @0 :Text;
+  value :union {
+    text @1 :Text;
+    int @2 :Int64;
+    float @3 :Float64;
+    bool @4 :Bool;
+  }
+}
+
+struct Value {
+  vector @0 :List(Float32);
+  metadata @1 :List(MetaField);
+  model @2 :Text;
+}
+
+struct RecordInput {
+  id @0 :Data;
+  value @1 :Value;
+}
+
+struct CollectionInfo {
+  spec @0 :Sync.CollectionSpec;
+  liveRecords @1 :UInt64;
+}
+
+struct Hit {
+  id @0 :Data;
+  distance @1 :Float32;
+  metadata @2 :List(MetaField);
+  model @3 :Text;
+}
+
+# How fresh an answer is: per peer this node has synced with, the time since the last delta
+# applied from it (-1: none since this daemon started).
+struct Freshness {
+  replica @0 :Data;          # 20 bytes
+  device @1 :Text;           # the peer's device label
+  sinceLastDeltaMs @2 :Int64;
+  up @3 :Bool;
+}
+
+struct Change {
+  seq @0 :UInt64;
+  collection @1 :Text;
+  id @2 :Data;
+  deleted @3 :Bool;
+  origin @4 :Data;           # 20-byte replica id of the peer it came from; empty for a local write
+}
+
+interface Listener {
+  # Changes in buffer order. `gap`: the listener fell behind the delta buffer's trimming and
+  # missed some (re-read what it needs).
+  changes @0 (changes :List(Change), gap :Bool) -> ();
+}
+
+interface Subscription {
+  # Dropping the capability ends the watch.
+}
+
+interface Node {
+  createCollection @0 (spec :Sync.CollectionSpec) -> ();
+  dropCollection @1 (name :Text) -> ();
+  listCollections @2 () -> (collections :List(CollectionInfo));
+  collectionInfo @3 (name :Text) -> (info :CollectionInfo);
+  # All or nothing; durable when it returns.
+  upsert @4 (collection :Text, records :List(RecordInput)) -> ();
+  delete @5 (collection :Text, id :Data) -> ();
+  # siblings[0] is the winner.
+  get @6 (collection :Text, id :Data) -> (siblings :List(Value));
+  search @7 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32, filter :Text,
+             withMetadata :Bool) -> (hits :List(Hit), freshness :List(Freshness));
+  # The node's and the mesh's statistics as JSON.
+  stats @8 () -> (json :Text);
+  # Streams every change after this call (local, or applied from peers) to `listener`, for the
+  # collection named ("" for all), until the subscription is dropped.
+  watch @9 (collection :Text, listener :Listener) -> (subscription :Subscription);
+}

@@ -1,0 +1,82 @@
+// node/daemon/status.hpp: what the daemon knows about itself and its peers at one instant, as
+// plain values: the input of the metrics registry (metrics.hpp), the status page and
+// /status.json (status_page.hpp).
+//
+// Role: the seam between the daemon and its observability. shoald fills a DaemonSnapshot on its
+// loop about once a second from MeshHost::stats() and peers(), Node::stats(), sync_stats(),
+// peer_progress() and list_collections(); nothing here reads a clock, a node or a socket, so
+// tests and the status demo build snapshots by hand.
+// Thread rules: values; no shared state.
+// Invariants the producer keeps: one PeerSnapshot per device (the metrics keep the first of
+// duplicates); cumulative fields never decrease except across a restart of what they count
+// (MetricsRegistry::update treats a decrease as a reset and counts the new value from zero).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shoal::daemon {
+
+// The tier of a peer (node::Tier, without the node's headers): hot peers get every delta at
+// once, warm peers are synced on a schedule.
+enum class PeerTier : std::uint8_t { kHot = 0, kWarm = 1 };
+
+// "hot" or "warm": the value of the `tier` label and of the status page's tier column.
+const char* tier_name(PeerTier tier) noexcept;
+
+struct PeerSnapshot {
+  // The device's key label (security::key_label; MeshPeerView::device): the `peer` label.
+  std::string device;
+  std::string replica;  // MeshPeerView::replica; empty before the introduction
+  std::string remote;   // "address:port"; empty when no link exists
+  std::string role;     // the certificate's role ("member", "reader", "sink")
+  PeerTier tier = PeerTier::kHot;
+  bool up = false;  // introduced and known to the sync engine (MeshPeerView::up)
+  // Our delta-buffer entries the peer has not acknowledged (PeerProgress::behind).
+  std::uint64_t lag_entries = 0;
+  // Seconds since the last delta from this peer; nullopt when none arrived yet.
+  std::optional<double> lag_seconds;
+  // The current link's counters (transport::LinkStats). A new link starts again from zero.
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+  // Wall time of the last message from the peer (PeerProgress::last_seen), Unix milliseconds;
+  // nullopt when never heard from.
+  std::optional<std::int64_t> last_contact_unix_ms;
+
+  // A peer we know of without a live, introduced link.
+  bool partitioned() const noexcept { return !up; }
+};
+
+struct CollectionSnapshot {
+  std::string name;
+  std::uint64_t records = 0;      // CollectionInfo::live_records
+  std::uint64_t index_bytes = 0;  // CollectionInfo::index_bytes
+};
+
+struct DaemonSnapshot {
+  // This node: its device key label and replica id (the middle of the status page's picture).
+  std::string device;
+  std::string replica;
+  // When the snapshot was taken (Unix milliseconds): "last contact" ages are relative to it.
+  std::int64_t taken_unix_ms = 0;
+  std::vector<PeerSnapshot> peers;
+  // Handshakes refused or failed, cumulative, by reason (a short stable word such as "revoked",
+  // "expired", "wrong_mesh", "timeout"; the daemon's choice, one `reason` label each).
+  std::map<std::string, std::uint64_t> handshake_failures;
+  std::uint64_t store_bytes = 0;  // the data directory's store file(s)
+  std::vector<CollectionSnapshot> collections;
+  std::uint64_t delta_buffer_entries = 0;  // NodeStats::delta_buffer_entries
+  // SyncStats, cumulative.
+  std::uint64_t repair_sessions_started = 0;
+  std::uint64_t repair_sessions_completed = 0;
+  std::uint64_t repair_sessions_abandoned = 0;
+  // Sightings of devices of our mesh by mDNS discovery, cumulative (MeshStats::discovered).
+  std::uint64_t discovered_devices = 0;
+};
+
+}  // namespace shoal::daemon

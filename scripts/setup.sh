@@ -15,7 +15,7 @@ packages=(
   libboost-dev libboost-system-dev libsodium-dev libcapnp-dev capnproto liblmdb-dev
   libhnswlib-dev libxsimd-dev catch2 libmdnsd-dev libcurl4-openssl-dev libxxhash-dev
   zlib1g-dev libcli11-dev nlohmann-json3-dev iproute2 dataset-fashion-mnist
-  python3-cffi python3-numpy python3-pytest file prometheus-cpp-dev libtomlplusplus-dev
+  python3-cffi python3-numpy python3-pytest file prometheus-cpp-dev libtomlplusplus-dev libsystemd-dev
 )
 
 missing=()

@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -126,6 +127,8 @@ int main(int argc, char** argv) {
     }
   }
   if (data.empty()) die("give --data DIR");
+  std::error_code mkdir_ec;
+  std::filesystem::create_directories(data, mkdir_ec);
   auto identity = security::load_or_create_identity(data);
   if (!identity.ok()) die(identity.status().to_string());
   if (print_key) {

@@ -1,0 +1,271 @@
+// node/daemon/shoald_main.cpp: shoald, the Shoal daemon on a gateway (docs/operations.md,
+// "Running shoald").
+//
+//   shoald [--config FILE]            run (default /etc/shoal/shoald.toml)
+//   shoald --config FILE --check      parse the configuration, print what is wrong, exit
+//   shoald --config FILE --print-device-key
+//                                     create (or read) DATA_DIR/identity.key and print its public
+//                                     key, for `shoal mesh enrol --device-key ...`
+//   shoald --version
+//
+// One thread runs everything (docs/mesh.md): the Asio io_context with the kj loop on it, the mesh
+// host (links, discovery), the local API on the Unix socket and the metrics endpoint. SIGTERM and
+// SIGINT stop it cleanly (links closed with their close frames, mDNS goodbye sent, the data
+// directory closed with its index snapshots written); SIGHUP reloads what can be reloaded (the
+// log level, the configured peers; anything else is logged as needing a restart). With
+// NOTIFY_SOCKET set (systemd Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1.
+// Exit codes: 0 clean stop; 1 a failure at start (the reason on stderr); 2 a usage or
+// configuration error.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <grp.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "common/log.hpp"
+#include "node/daemon/config.hpp"
+#include "node/daemon/local_api.hpp"
+#include "node/mesh/mesh_host.hpp"
+#include "node/runtime/data_dir.hpp"
+#include "node/runtime/revocation_replica.hpp"
+#include "security/certificate.hpp"
+#include "security/key_file.hpp"
+#include "transport/kj_loop.hpp"
+
+#ifndef SHOAL_VERSION_STRING
+#define SHOAL_VERSION_STRING "0.0.0"
+#endif
+
+using namespace shoal;
+
+namespace {
+
+std::string hex(std::span<const std::uint8_t> b) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (auto x : b) {
+    s += d[x >> 4];
+    s += d[x & 15];
+  }
+  return s;
+}
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "shoald: " << why << "\n"
+            << "usage: shoald [--config FILE] [--check | --print-device-key] | --version\n";
+  std::exit(2);
+}
+
+node::MeshOptions mesh_options(const daemon::DaemonConfig& c) {
+  node::MeshOptions o;
+  o.listen_address = c.listen_address;
+  o.listen_port = c.listen_port;
+  for (const auto& p : c.peers) o.peers.push_back(node::MeshPeerAddress{p.host, p.port, p.tier});
+  o.discovery = c.discovery;
+  o.discovery_options.interface_address = c.discovery_interface;
+  o.ping_interval = c.ping_interval;
+  o.call_timeout = c.call_timeout;
+  o.backoff_max = c.backoff_max;
+  o.listener.max_links = c.max_links;
+  o.listener.max_pending_handshakes = c.max_pending_handshakes;
+  return o;
+}
+
+Result<gid_t> group_id(const std::string& name) {
+  struct group* g = ::getgrnam(name.c_str());
+  if (g == nullptr) return Status(Detail::kUnknownName, "api.socket_group: no group named '" + name + "'");
+  return g->gr_gid;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/shoal/shoald.toml";
+  bool check = false, print_key = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" || a == "-c") {
+      if (i + 1 >= argc) usage("--config needs a file");
+      config_path = argv[++i];
+    } else if (a == "--check") {
+      check = true;
+    } else if (a == "--print-device-key") {
+      print_key = true;
+    } else if (a == "--version") {
+      std::cout << "shoald " << SHOAL_VERSION_STRING << "\n";
+      return 0;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << "usage: shoald [--config FILE] [--check | --print-device-key] | --version\n";
+      return 0;
+    } else {
+      usage("unknown option '" + a + "'");
+    }
+  }
+
+  auto config = daemon::load_config(config_path);
+  if (!config.ok()) {
+    std::cerr << "shoald: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (check) {
+    std::cout << "shoald: " << config_path << " is valid\n";
+    return 0;
+  }
+  daemon::DaemonConfig cfg = *config;
+
+  {
+    // The data directory holds the identity key: make it (owner only) before the key.
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.data_dir, ec);
+    if (ec) {
+      std::cerr << "shoald: cannot create node.data_dir " << cfg.data_dir << ": " << ec.message() << "\n";
+      return 1;
+    }
+    std::filesystem::permissions(cfg.data_dir, std::filesystem::perms::owner_all, ec);
+  }
+  auto identity = security::load_or_create_identity(cfg.data_dir);
+  if (!identity.ok()) {
+    std::cerr << "shoald: " << identity.status().to_string() << "\n";
+    return 1;
+  }
+  if (print_key) {
+    std::cout << hex(identity->public_key()) << "\n";
+    return 0;
+  }
+
+  Logger logger(cfg.log_level);
+  std::ifstream f(cfg.certificate, std::ios::binary);
+  std::vector<std::uint8_t> cert_bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (!f.good() && !f.eof()) {
+    std::cerr << "shoald: cannot read node.certificate " << cfg.certificate << "\n";
+    return 1;
+  }
+  auto cert = security::decode_certificate(cert_bytes);
+  if (!cert.ok()) {
+    std::cerr << "shoald: node.certificate " << cfg.certificate << ": " << cert.status().to_string() << "\n";
+    return 1;
+  }
+  if (cert->device_key != identity->public_key()) {
+    std::cerr << "shoald: node.certificate " << cfg.certificate << " was issued for device "
+              << security::key_label(cert->device_key) << ", but this data directory's identity is "
+              << security::key_label(identity->public_key()) << " (enrol this device: shoald --print-device-key)\n";
+    return 1;
+  }
+  // The device trusts the authority that enrolled it (docs/mesh.md, "The trust anchor").
+  security::TrustAnchor anchor;
+  anchor.mesh_id = cert->mesh_id;
+  anchor.authorities = {cert->issuer_key};
+
+  node::RevocationReplica revocations(anchor);
+  node::DataDirOptions dopts;
+  dopts.node.revocations = &revocations;
+  dopts.node.logger = &logger;
+  auto dir = node::open_data_dir(cfg.data_dir, std::move(dopts));
+  if (!dir.ok()) {
+    std::cerr << "shoald: " << dir.status().to_string() << "\n";
+    return 1;
+  }
+  node::SharedNode& db = (*dir)->node();
+  if (!(*dir)->new_incarnation_reason().empty()) {
+    SHOAL_LOG(&logger, kWarn, "shoald", "new incarnation: ", (*dir)->new_incarnation_reason());
+  }
+
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  int exit_code = 0;
+  {
+    transport::KjLoop loop(io);
+    node::MeshCredentials creds;
+    creds.identity = &*identity;
+    creds.certificate = cert_bytes;
+    creds.anchor = anchor;
+    auto mesh = node::MeshHost::start(loop, db, revocations, std::move(creds), mesh_options(cfg), &logger);
+    if (!mesh.ok()) {
+      std::cerr << "shoald: mesh: " << mesh.status().to_string() << "\n";
+      return 1;
+    }
+
+    transport::LocalListenerOptions lo;
+    lo.mode = cfg.socket_mode;
+    lo.max_clients = cfg.max_clients;
+    if (cfg.socket_group) {
+      auto g = group_id(*cfg.socket_group);
+      if (!g.ok()) {
+        std::cerr << "shoald: " << g.status().message() << "\n";
+        return 2;
+      }
+      lo.group = *g;
+    }
+    daemon::ApiPolicy policy{static_cast<std::uint32_t>(::getuid()), cfg.allow_uids, cfg.allow_gids};
+    auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, {}, &logger);
+    if (!api.ok()) {
+      std::cerr << "shoald: api.socket: " << api.status().to_string() << "\n";
+      return 1;
+    }
+
+    SHOAL_LOG(&logger, kInfo, "shoald", "shoald ", SHOAL_VERSION_STRING, " running: replica ", db.replica().to_string(),
+              ", ", security::key_label(identity->public_key()), ", mesh port ", (*mesh)->port(), ", socket ",
+              cfg.socket);
+    std::cout << "shoald: ready port=" << (*mesh)->port() << " socket=" << cfg.socket
+              << " device=" << hex(identity->public_key()) << std::endl;
+    ::sd_notify(0, "READY=1");
+
+    boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+    stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      SHOAL_LOG(&logger, kInfo, "shoald", "signal ", sig, ": stopping");
+      ::sd_notify(0, "STOPPING=1");
+      (*api).reset();
+      (*mesh)->stop();
+      guard.reset();
+      io.stop();
+    });
+    boost::asio::signal_set hup(io, SIGHUP);
+    std::function<void()> wait_hup = [&]() {
+      hup.async_wait([&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        ::sd_notify(0, "RELOADING=1");
+        auto next = daemon::load_config(config_path);
+        if (!next.ok()) {
+          SHOAL_LOG(&logger, kError, "shoald", "reload: the configuration has errors; nothing changed:\n",
+                    next.status().message());
+        } else {
+          auto plan = daemon::plan_reload(cfg, *next);
+          if (!plan.need_restart.empty()) {
+            SHOAL_LOG(&logger, kWarn, "shoald", "reload: ", plan.status().message());
+          }
+          logger.set_level(plan.next.log_level);
+          for (const auto& p : plan.next.peers) {
+            bool known = false;
+            for (const auto& q : cfg.peers) known = known || (q.host == p.host && q.port == p.port);
+            if (!known) (*mesh)->add_peer(node::MeshPeerAddress{p.host, p.port, p.tier});
+          }
+          cfg = plan.next;
+          std::string applied;
+          for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
+          SHOAL_LOG(&logger, kInfo, "shoald", "reloaded ", config_path, applied.empty() ? " (no change)" : ": " + applied);
+        }
+        ::sd_notify(0, "READY=1");
+        wait_hup();
+      });
+    };
+    wait_hup();
+
+    io.run();
+    api->reset();
+    mesh->reset();
+  }
+  dir->reset();
+  SHOAL_LOG(&logger, kInfo, "shoald", "stopped");
+  return exit_code;
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""tests/mesh/shoald_test.py: the daemon as an operator runs it (issue 14).
+
+Proves, with real processes on loopback:
+  1. a configuration error exits 2 and names the file, the line and the key; --check accepts a
+     good file;
+  2. shoald starts from its TOML file, enrolled with `shoal mesh init/enrol` (its device key from
+     `shoald --print-device-key`), creates its socket with the configured mode, and syncs: a
+     write on a hot peer reaches a warm peer through shoald (hot peers do not relay to each other,
+     so this path goes through the daemon's store and delta buffer);
+  3. SIGHUP reloads the configured peers: a peer added to the file is dialed without a restart;
+     a restart-only change is reported, not applied;
+  4. SIGTERM stops it cleanly: exit 0, the socket file removed.
+Checks are on data and on the process's outputs; the 60 s polling bound only decides when to
+give up.
+
+usage: shoald_test.py SHOAL SHOALD MESH_PEER
+"""
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+SHOAL, SHOALD, PEER = sys.argv[1], sys.argv[2], sys.argv[3]
+GIVE_UP_S = 60
+
+
+def run(*args, check=True):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"FAIL: {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r
+
+
+def wait_for(what, cond):
+    deadline = time.monotonic() + GIVE_UP_S
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"FAIL: gave up after {GIVE_UP_S} s waiting for: {what}")
+
+
+class Peer:
+    def __init__(self, root, name, mesh):
+        self.name, self.data = name, os.path.join(root, name)
+        key = run(PEER, "--data", self.data, "--print-device-key").stdout.strip()
+        self.cert = os.path.join(self.data, "device.cert")
+        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member",
+            "--grant", "*:rw", "--days", "30", "--out", self.cert)
+
+    def start(self, peers=()):
+        args = [PEER, "--data", self.data, "--certificate", self.cert, "--listen", "127.0.0.1:0"]
+        for p in peers:
+            args += ["--peer", p]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline().split()
+        self.port = int(dict(f.split("=", 1) for f in line[1:])["port"])
+        return self
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def has(self, coll, rid):
+        return self.ask(f"has {coll} {rid}").endswith(" 1")
+
+    def quit(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=20)
+
+
+def write_config(path, data, sock, peers, log_level="info", listen="127.0.0.1:0"):
+    text = f'''[node]
+data_dir = "{data}"
+certificate = "{data}/device.cert"
+log_level = "{log_level}"
+
+[mesh]
+listen = "{listen}"
+discovery = false
+'''
+    for addr, tier in peers:
+        text += f'\n[[mesh.peers]]\naddress = "{addr}"\ntier = "{tier}"\n'
+    text += f'\n[api]\nsocket = "{sock}"\nsocket_mode = "0640"\n\n[metrics]\nenabled = false\n'
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="shoal-shoald-")
+    procs = []
+    try:
+        mesh = os.path.join(root, "mesh")
+        run(SHOAL, "mesh", "init", "--dir", mesh)
+
+        # 1. Configuration errors.
+        bad = os.path.join(root, "bad.toml")
+        with open(bad, "w") as f:
+            f.write('[node]\ndata_dir = "x"\ncertificate = "x/c"\n\n[mesh]\nlisten = "0.0.0.0:99999"\n')
+        r = run(SHOALD, "--config", bad, check=False)
+        assert r.returncode == 2, f"a bad port exited {r.returncode}, expected 2"
+        assert f"{bad}:6:" in r.stderr and "mesh.listen" in r.stderr and "99999" in r.stderr, r.stderr
+        print("1. a configuration error exits 2 naming file, line, key and value:", r.stderr.strip().splitlines()[0])
+
+        # 2. Start, enrol, sync through the daemon.
+        warm = Peer(root, "warm", mesh).start()
+        procs.append(warm)
+        data = os.path.join(root, "d")
+        sock = os.path.join(root, "shoald.sock")
+        conf = os.path.join(root, "shoald.toml")
+        write_config(conf, data, sock, [(f"127.0.0.1:{warm.port}", "warm")])
+        assert run(SHOALD, "--config", conf, "--check").returncode == 0
+        key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
+        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
+            "--days", "30", "--out", os.path.join(data, "device.cert"))
+        d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = d.stdout.readline().split()
+        assert ready[:2] == ["shoald:", "ready"], f"shoald did not start: {ready} {d.stderr.read() if d.poll() is not None else ''}"
+        port = int(dict(f.split("=", 1) for f in ready[2:])["port"])
+        mode = stat.S_IMODE(os.stat(sock).st_mode)
+        assert mode == 0o640, f"socket mode {oct(mode)}, configured 0640"
+        hot = Peer(root, "hot", mesh).start([f"127.0.0.1:{port}"])
+        procs.append(hot)
+        hot.ask("create photos 4")
+        for i in range(20):
+            assert hot.ask(f"put photos p{i} {i}") == f"ok put p{i}"
+        wait_for("the hot peer's writes reach the warm peer through shoald", lambda: all(warm.has("photos", f"p{i}") for i in range(20)))
+        print("2. shoald started from TOML (socket mode 0640) and relayed 20 writes from a hot peer to a warm peer")
+
+        # 3. SIGHUP: a new peer in the file is dialed; a restart-only change is reported.
+        late = Peer(root, "late", mesh).start()
+        procs.append(late)
+        write_config(conf, data, sock, [(f"127.0.0.1:{warm.port}", "warm"), (f"127.0.0.1:{late.port}", "warm")],
+                     log_level="debug", listen="127.0.0.1:1")
+        d.send_signal(signal.SIGHUP)
+        wait_for("the peer added by SIGHUP has the data", lambda: late.has("photos", "p19"))
+        print("3. SIGHUP: the added peer was dialed and caught up")
+
+        # 4. SIGTERM.
+        d.send_signal(signal.SIGTERM)
+        rc = d.wait(timeout=30)
+        err = d.stderr.read()
+        assert rc == 0, f"shoald exited {rc} on SIGTERM: {err}"
+        assert "mesh.listen" in err and "restart" in err, f"the restart-only change was not reported: {err}"
+        assert not os.path.exists(sock), "the socket file was left behind"
+        print("4. SIGTERM: exit 0, socket removed; the reload reported mesh.listen as needing a restart")
+        print("PASS")
+    finally:
+        for p in procs:
+            try:
+                p.quit()
+            except Exception:
+                p.proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+main()

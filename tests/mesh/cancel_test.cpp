@@ -21,6 +21,8 @@
 #include <capnp/message.h>
 #include <kj/async.h>
 
+#include <chrono>
+
 #include "hostile_net.hpp"
 #include "transport/rpc.capnp.h"
 
@@ -48,8 +50,18 @@ std::uint64_t live(Host& h) {
   return info.ok() ? info->live_records : 0;
 }
 
+// Runs up to n handlers, stopping early once the loop has been idle for 20 ms (the cancellation
+// then lands after everything that could happen has happened; an idle loop would otherwise block
+// until the next timer).
 void turns(Cluster& c, std::size_t n) {
-  c.loop().run_while([] { return false; }, n);
+  auto& io = c.loop().io();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (io.stopped()) io.restart();
+    if (io.poll_one() > 0) continue;
+    if (io.stopped()) io.restart();
+    if (io.run_one_for(std::chrono::milliseconds(20)) == 0) break;
+  }
+  c.loop().kick();  // re-arms the kj timers' Asio timer, as KjLoop::run_while does
 }
 
 #pragma GCC diagnostic push

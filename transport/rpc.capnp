@@ -39,6 +39,14 @@ interface ReplicaReader {
   buckets @2 (query :Sync.BucketQuery) -> (reply :Sync.BucketReply);
   # Liveness: answered at once; a connection whose pings go unanswered is closed.
   ping @3 () -> ();
+  # k-nearest-neighbour search on the callee's replica of a collection the caller's certificate
+  # may read (for fan-out and cold-tier queries). ef = 0: the collection's default.
+  search @4 (collection :Data, query :List(Float32), k :UInt32, ef :UInt32) -> (hits :List(SearchHit));
+}
+
+struct SearchHit {
+  id @0 :Data;
+  distance @1 :Float32;
 }
 
 interface Replica extends(ReplicaReader) {

@@ -258,6 +258,29 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     return st;
   }
 
+  // Replica.search: the caller's certificate must grant read on the collection.
+  Result<std::vector<Hit>> serve_search(std::uint64_t id, const std::string& collection,
+                                        capnp::List<float>::Reader query, std::uint32_t k, std::uint32_t ef) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->closed) return Status(Detail::kSessionClosed, "link closed");
+    if (!it->second->cert.access(collection).read) {
+      ++stats.calls_refused;
+      return Status(Detail::kWrongRole, "certificate of " + security::key_label(it->second->cert.device_key) +
+                                            " grants no read on collection '" + collection + "'");
+    }
+    ++stats.calls_served;
+    std::vector<float> q;
+    q.reserve(query.size());
+    for (float x : query) q.push_back(x);
+    SearchOptions o;
+    o.k = k;
+    o.ef = ef;
+    o.with_metadata = false;
+    auto hits = node.search(collection, q, o);
+    if (!hits.ok()) ++stats.calls_refused;
+    return hits;
+  }
+
   void note_delta(std::uint64_t id) {
     auto it = conns.find(id);
     if (it != conns.end() && it->second->peer) last_delta[*it->second->peer] = now_mono();
@@ -591,6 +614,19 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
       return kj::READY_NOW;
     }
     kj::Promise<void> ping(typename Base::PingContext) override { return kj::READY_NOW; }
+    kj::Promise<void> search(typename Base::SearchContext ctx) override {
+      auto p = ctx.getParams();
+      const std::string collection(reinterpret_cast<const char*>(p.getCollection().begin()), p.getCollection().size());
+      auto hits = host_.serve_search(id_, collection, p.getQuery(), p.getK(), p.getEf());
+      if (!hits.ok()) return status_exception(hits.status());
+      auto list = ctx.getResults().initHits(static_cast<unsigned>(hits->size()));
+      for (unsigned i = 0; i < hits->size(); ++i) {
+        const auto& h = (*hits)[i];
+        list[i].setId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(h.id.data()), h.id.size()));
+        list[i].setDistance(h.distance);
+      }
+      return kj::READY_NOW;
+    }
 
    protected:
     Impl& host_;

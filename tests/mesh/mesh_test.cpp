@@ -260,3 +260,52 @@ TEST_CASE("a member's pushDeltas for a collection its certificate cannot write i
   CHECK(st.message().find("photos") != std::string::npos);
   CHECK(a.mesh->stats().calls_refused >= 1);
 }
+
+TEST_CASE("Replica.search answers a peer's k-NN query on a collection its certificate may read, and refuses others",
+          "[mesh]") {
+  Cluster c;
+  Host& a = c.add();
+  create(a);
+  for (int i = 0; i < 30; ++i) REQUIRE(a.db().upsert(kCollection, "s" + std::to_string(i), value(float(i))).ok());
+  auto ask = [&](std::vector<security::Grant> grants) -> Result<std::vector<std::string>> {
+    security::Identity rid = fresh_identity();
+    transport::LinkSecurity sec;
+    sec.identity = &rid;
+    sec.certificate = c.authority().certify(rid, security::DeviceRole::kReader, std::move(grants));
+    sec.anchor = &c.authority().anchor;
+    security::RevocationSet none;
+    sec.revocations = [&]() -> const security::RevocationSet& { return none; };
+    sec.trusted_now = [] { return now_wall(); };
+    auto link = c.loop().run_until(transport::dial(c.loop(), "127.0.0.1", a.port(), sec, {}));
+    link->serve(capnp::Capability::Client(KJ_EXCEPTION(FAILED, "this test serves nothing")));
+    auto req = link->peer_bootstrap().castAs<transport::rpc::Gate>().introduceRequest();
+    const std::string fake = crdt::replica_for_testing(90).encode();
+    req.getIntro().setReplica(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(fake.data()), fake.size()));
+    req.getIntro().setMinProtocol(1);
+    req.getIntro().setMaxProtocol(1);
+    auto s = req.send().getReplica().searchRequest();
+    const std::string name = kCollection;
+    s.setCollection(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(name.data()), name.size()));
+    auto q = s.initQuery(4);
+    q.set(0, 12.2f);
+    q.set(1, 1.0f);
+    q.set(2, 0.5f);
+    q.set(3, 0.25f);
+    s.setK(3);
+    try {
+      auto r = c.loop().run_until(s.send());
+      std::vector<std::string> ids;
+      for (auto h : r.getHits()) ids.emplace_back(reinterpret_cast<const char*>(h.getId().begin()), h.getId().size());
+      return ids;
+    } catch (const kj::Exception& e) {
+      return transport::status_of(e);
+    }
+  };
+  auto ok = ask({{"photos", security::kRead}});
+  REQUIRE(ok.ok());
+  REQUIRE(ok->size() == 3);
+  CHECK(ok->front() == "s12");
+  auto refused = ask({{"other", security::kRead}});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().detail() == Detail::kWrongRole);
+}

@@ -1,6 +1,7 @@
-// node/capi/shoal.cpp: the C API (shoal.h) over the node core. Every entry point catches
-// exceptions (none should escape from our code, but the C boundary must never unwind) and turns
-// Statuses into codes plus the optional caller-owned error struct.
+// node/capi/shoal.cpp: the C API (shoal.h). Every entry point checks its arguments, calls the
+// handle's backend (node/capi/backend.hpp: embedded, or the client library in client mode),
+// catches exceptions (none should escape from our code, but the C boundary must never unwind) and
+// turns Statuses into codes plus the optional caller-owned error struct.
 #include "node/capi/shoal.h"
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -17,6 +19,9 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "node/capi/backend.hpp"
+#include "node/capi/client_loader.hpp"
+#include "node/capi/embedded.hpp"
 #include "node/runtime/data_dir.hpp"
 
 using namespace shoal;
@@ -75,8 +80,26 @@ struct shoal_options {
   std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
 };
 
+// A watch's slot: shoal_close ends the watch (resets `watch`) while the handle stays for
+// shoal_unwatch to free.
+struct WatchSlot {
+  std::mutex mu;
+  std::unique_ptr<shoal::capi::Watch> watch;
+};
+
 struct shoal_db {
-  std::unique_ptr<OpenDataDir> dir;
+  std::unique_ptr<shoal::capi::Backend> backend;
+  std::mutex watches_mu;
+  std::vector<std::weak_ptr<WatchSlot>> watches;
+  shoal::capi::Backend& b() { return *backend; }
+};
+
+struct shoal_watch_handle {
+  std::shared_ptr<WatchSlot> slot;
+};
+
+struct shoal_freshness {
+  std::vector<shoal::capi::Freshness> peers;
 };
 
 struct shoal_meta {
@@ -241,14 +264,48 @@ int shoal_open(const char* path, const shoal_options* opts, shoal_db** out, shoa
   return guarded(err, [&]() -> Status {
     DataDirOptions o;
     if (opts != nullptr) o.max_store_bytes = opts->max_store_bytes;
-    SHOAL_ASSIGN_OR_RETURN(auto dir, open_data_dir(path, std::move(o)));
-    *out = new shoal_db{std::move(dir)};
+    SHOAL_ASSIGN_OR_RETURN(auto backend, shoal::capi::open_embedded(path, std::move(o)));
+    auto db = std::make_unique<shoal_db>();
+    db->backend = std::move(backend);
+    *out = db.release();
+    return {};
+  });
+}
+
+int shoal_connect(const char* socket_path, const shoal_options* opts, shoal_db** out, shoal_error* err) {
+  (void)opts;  // the store size is the daemon's to decide
+  if (socket_path == nullptr) return null_arg("socket_path", err);
+  if (out == nullptr) return null_arg("out", err);
+  *out = nullptr;
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto entry, shoal::capi::load_client_library());
+    std::unique_ptr<shoal::capi::Backend> backend;
+    SHOAL_RETURN_IF_ERROR(entry.connect(socket_path, &backend));
+    auto db = std::make_unique<shoal_db>();
+    db->backend = std::move(backend);
+    *out = db.release();
     return {};
   });
 }
 
 void shoal_close(shoal_db* db) {
+  if (db == nullptr) return;
   try {
+    std::vector<std::weak_ptr<WatchSlot>> watches;
+    {
+      std::lock_guard lock(db->watches_mu);
+      watches.swap(db->watches);
+    }
+    for (auto& w : watches) {
+      if (auto slot = w.lock()) {
+        std::unique_ptr<shoal::capi::Watch> ending;
+        {
+          std::lock_guard lock(slot->mu);
+          ending = std::move(slot->watch);
+        }
+        ending.reset();
+      }
+    }
     delete db;
   } catch (...) {
   }
@@ -267,14 +324,14 @@ int shoal_collection_create(shoal_db* db, const char* name, uint32_t dimension, 
     spec.name = name;
     spec.dimension = dimension;
     spec.metric = *m;
-    return db->dir->node().create_collection(spec);
+    return db->b().create_collection(spec);
   });
 }
 
 int shoal_collection_drop(shoal_db* db, const char* name, shoal_error* err) {
   if (db == nullptr) return null_arg("db", err);
   if (name == nullptr) return null_arg("name", err);
-  return guarded(err, [&] { return db->dir->node().drop_collection(name); });
+  return guarded(err, [&] { return db->b().drop_collection(name); });
 }
 
 int shoal_collection_count(shoal_db* db, const char* name, uint64_t* out, shoal_error* err) {
@@ -282,7 +339,7 @@ int shoal_collection_count(shoal_db* db, const char* name, uint64_t* out, shoal_
   if (name == nullptr) return null_arg("name", err);
   if (out == nullptr) return null_arg("out", err);
   return guarded(err, [&]() -> Status {
-    SHOAL_ASSIGN_OR_RETURN(auto info, db->dir->node().collection_info(name));
+    SHOAL_ASSIGN_OR_RETURN(auto info, db->b().collection_info(name));
     *out = info.live_records;
     return {};
   });
@@ -294,7 +351,8 @@ int shoal_collection_list(shoal_db* db, shoal_name_list** out, shoal_error* err)
   *out = nullptr;
   return guarded(err, [&]() -> Status {
     auto list = std::make_unique<shoal_name_list>();
-    for (const auto& info : db->dir->node().list_collections()) list->names.push_back(info.spec.name);
+    SHOAL_ASSIGN_OR_RETURN(auto infos, db->b().list_collections());
+    for (const auto& info : infos) list->names.push_back(info.spec.name);
     std::sort(list->names.begin(), list->names.end());
     *out = list.release();
     return {};
@@ -318,7 +376,7 @@ int shoal_collection_info(shoal_db* db, const char* name, shoal_collection_desc*
                   err);
   }
   return guarded(err, [&]() -> Status {
-    SHOAL_ASSIGN_OR_RETURN(auto info, db->dir->node().collection_info(name));
+    SHOAL_ASSIGN_OR_RETURN(auto info, db->b().collection_info(name));
     shoal_collection_desc d{};
     const std::size_t n = std::min(info.spec.name.size(), std::size_t{SHOAL_MAX_COLLECTION_NAME_BYTES});
     std::memcpy(d.name, info.spec.name.data(), n);
@@ -366,7 +424,7 @@ int shoal_upsert(shoal_db* db, const char* collection, const char* id, size_t id
     v.vector.assign(vector, vector + dimension);
     v.metadata = copy_meta(meta);
     if (model != nullptr) v.model = model;
-    return db->dir->node().upsert(collection, std::string_view(id, id_len), std::move(v));
+    return db->b().upsert(collection, std::string(id, id_len), std::move(v));
   });
 }
 
@@ -389,7 +447,7 @@ int shoal_upsert_batch(shoal_db* db, const char* collection, size_t count, const
       if (model != nullptr) v.model = model;
       recs.push_back(RecordInput{std::string(ids[i], id_lens[i]), std::move(v)});
     }
-    return db->dir->node().upsert_batch(collection, std::move(recs));
+    return db->b().upsert_batch(collection, std::move(recs));
   });
 }
 
@@ -397,7 +455,7 @@ int shoal_delete(shoal_db* db, const char* collection, const char* id, size_t id
   if (db == nullptr) return null_arg("db", err);
   if (collection == nullptr) return null_arg("collection", err);
   if (id == nullptr) return null_arg("id", err);
-  return guarded(err, [&] { return db->dir->node().remove(collection, std::string_view(id, id_len)); });
+  return guarded(err, [&] { return db->b().remove(collection, std::string(id, id_len)); });
 }
 
 int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_len, shoal_record** out,
@@ -408,7 +466,8 @@ int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_le
   if (out == nullptr) return null_arg("out", err);
   *out = nullptr;
   return guarded(err, [&]() -> Status {
-    SHOAL_ASSIGN_OR_RETURN(auto r, db->dir->node().get(collection, std::string_view(id, id_len)));
+    SHOAL_ASSIGN_OR_RETURN(auto r, db->b().get(collection, std::string(id, id_len)));
+    if (r.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
     auto rec = std::make_unique<shoal_record>();
     rec->metadata_json = metadata_json(r.siblings.at(0).value.metadata);
     rec->result = std::move(r);
@@ -444,6 +503,13 @@ const float* shoal_record_sibling_vector(const shoal_record* rec, size_t i, size
 int shoal_search(shoal_db* db, const char* collection, const float* query, size_t dimension,
                  uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
                  size_t* count, shoal_error* err) {
+  return shoal_search_freshness(db, collection, query, dimension, k, ef, filter, hits, capacity, count, nullptr, err);
+}
+
+int shoal_search_freshness(shoal_db* db, const char* collection, const float* query, size_t dimension,
+                           uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
+                           size_t* count, shoal_freshness** freshness, shoal_error* err) {
+  if (freshness != nullptr) *freshness = nullptr;
   if (db == nullptr) return null_arg("db", err);
   if (collection == nullptr) return null_arg("collection", err);
   if (query == nullptr && dimension != 0) return null_arg("query", err);
@@ -455,23 +521,97 @@ int shoal_search(shoal_db* db, const char* collection, const float* query, size_
                                                 std::to_string(capacity)), err);
   }
   return guarded(err, [&]() -> Status {
-    SearchOptions o;
-    o.k = k;
-    o.ef = ef;
-    o.with_metadata = false;
-    if (filter != nullptr && *filter != '\0') {
-      SHOAL_ASSIGN_OR_RETURN(o.filter, parse_filter(filter));
+    SHOAL_ASSIGN_OR_RETURN(auto answer, db->b().search(collection, std::span<const float>(query, dimension), k, ef,
+                                                       filter == nullptr ? std::string() : std::string(filter)));
+    const auto& found = answer.hits;
+    if (found.size() > capacity) {
+      return Status(Code::kInternal, "the node returned " + std::to_string(found.size()) + " hits for k = " +
+                                         std::to_string(k));
     }
-    SHOAL_ASSIGN_OR_RETURN(auto found, db->dir->node().search(collection, std::span<const float>(query, dimension), o));
+    std::unique_ptr<shoal_freshness> fresh;
+    if (freshness != nullptr) {
+      fresh = std::make_unique<shoal_freshness>();
+      fresh->peers = std::move(answer.freshness);
+    }
     for (std::size_t i = 0; i < found.size(); ++i) {
+      const std::size_t n = std::min(found[i].id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
       hits[i].distance = found[i].distance;
-      hits[i].id_len = found[i].id.size();
-      std::memcpy(hits[i].id, found[i].id.data(), found[i].id.size());
-      hits[i].id[found[i].id.size()] = '\0';
+      hits[i].id_len = n;
+      std::memcpy(hits[i].id, found[i].id.data(), n);
+      hits[i].id[n] = '\0';
     }
     *count = found.size();
+    if (freshness != nullptr) *freshness = fresh.release();
     return {};
   });
+}
+
+size_t shoal_freshness_count(const shoal_freshness* list) { return list == nullptr ? 0 : list->peers.size(); }
+const char* shoal_freshness_device(const shoal_freshness* list, size_t i) {
+  return list == nullptr || i >= list->peers.size() ? nullptr : list->peers[i].device.c_str();
+}
+int64_t shoal_freshness_since_last_delta_ms(const shoal_freshness* list, size_t i) {
+  return list == nullptr || i >= list->peers.size() ? -1 : list->peers[i].since_last_delta_ms;
+}
+int shoal_freshness_up(const shoal_freshness* list, size_t i) {
+  return list == nullptr || i >= list->peers.size() ? 0 : (list->peers[i].up ? 1 : 0);
+}
+const uint8_t* shoal_freshness_replica(const shoal_freshness* list, size_t i) {
+  if (list == nullptr || i >= list->peers.size() || list->peers[i].replica.size() != 20) return nullptr;
+  return reinterpret_cast<const uint8_t*>(list->peers[i].replica.data());
+}
+void shoal_freshness_free(shoal_freshness* list) { delete list; }
+
+int shoal_watch(shoal_db* db, const char* collection, shoal_watch_fn cb, void* ctx, shoal_watch_handle** out,
+                shoal_error* err) {
+  if (out != nullptr) *out = nullptr;
+  if (db == nullptr) return null_arg("db", err);
+  if (cb == nullptr) return null_arg("cb", err);
+  if (out == nullptr) return null_arg("out", err);
+  return guarded(err, [&]() -> Status {
+    // The C view of a batch: shoal_change structs pointing into the C++ changes.
+    shoal::capi::ChangeSink sink = [cb, ctx](const std::vector<shoal::node::Change>& changes, bool gap) {
+      std::vector<shoal_change> c(changes.size());
+      std::vector<std::string> origins(changes.size());
+      for (std::size_t i = 0; i < changes.size(); ++i) {
+        c[i].seq = changes[i].seq;
+        c[i].collection = changes[i].collection.c_str();
+        c[i].id = changes[i].id.c_str();
+        c[i].id_len = changes[i].id.size();
+        c[i].deleted = changes[i].deleted ? 1 : 0;
+        c[i].origin = nullptr;
+        if (changes[i].origin) {
+          origins[i] = changes[i].origin->encode();
+          c[i].origin = reinterpret_cast<const uint8_t*>(origins[i].data());
+        }
+      }
+      cb(ctx, c.data(), c.size(), gap ? 1 : 0);
+    };
+    auto slot = std::make_shared<WatchSlot>();
+    SHOAL_ASSIGN_OR_RETURN(slot->watch, db->b().watch(collection == nullptr ? std::string() : std::string(collection),
+                                                      std::move(sink)));
+    {
+      std::lock_guard lock(db->watches_mu);
+      std::erase_if(db->watches, [](const auto& w) { return w.expired(); });
+      db->watches.push_back(slot);
+    }
+    *out = new shoal_watch_handle{std::move(slot)};
+    return {};
+  });
+}
+
+void shoal_unwatch(shoal_watch_handle* watch) {
+  if (watch == nullptr) return;
+  try {
+    std::unique_ptr<shoal::capi::Watch> ending;
+    {
+      std::lock_guard lock(watch->slot->mu);
+      ending = std::move(watch->slot->watch);
+    }
+    ending.reset();  // joins the watch's thread (unless called from it)
+    delete watch;
+  } catch (...) {
+  }
 }
 
 }  // extern "C"

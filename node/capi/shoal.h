@@ -1,7 +1,10 @@
 /* shoal.h: the C API of Shoal, an embeddable vector database for disconnected edge devices.
  *
- * Embedded mode: shoal_open() runs a node inside the calling process, on a data directory that
- * holds an LMDB environment. Everything below is C99 and ABI-stable within a major version.
+ * Two modes, one handle. Embedded mode: shoal_open() runs a node inside the calling process, on a
+ * data directory that holds an LMDB environment. Client mode: shoal_connect() talks to a running
+ * daemon (shoald) over its Unix socket; every call below works the same on either handle, with
+ * the same codes and messages (docs/api.md, "Client mode"). Everything below is C99 and
+ * ABI-stable within a major version.
  *
  * Conventions
  * - Every fallible call returns an int code: 0 (SHOAL_OK) on success. The low byte is the
@@ -138,7 +141,23 @@ SHOAL_API int shoal_options_set_max_store_bytes(shoal_options *opts, uint64_t by
  * - SHOAL_EIO: the directory or its LOCK file cannot be created or locked for any other reason.
  * - SHOAL_E_VERSION: a data directory from an incompatible version; SHOAL_ECORRUPTION. */
 SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db **out, shoal_error *err);
-/* Closes the handle; pending work is finished first. Accepts NULL. */
+/* Client mode: connects to the daemon listening on the Unix socket `socket_path` (shoald's
+ * [api] socket). On success *out is a handle on which every call of this header works as on an
+ * embedded one, with the same codes and messages (the daemon runs the call and returns its
+ * status); close it with shoal_close, which closes the connection. `opts` may be NULL; its store
+ * size does not apply (the daemon's configuration decides). The connection and its network stack
+ * live in libshoal_client.so.0, loaded at the first shoal_connect from libshoal's own directory,
+ * else by the dynamic loader's search ($SHOAL_CLIENT_LIBRARY, a path, replaces both). Calls from
+ * several threads are sent on the one connection and answered in parallel. Codes:
+ * - SHOAL_EUNAVAILABLE: nothing listens on socket_path (the message names it and the reason), or
+ *   libshoal_client cannot be loaded (the message names the library and dlerror()). A call on a
+ *   handle whose connection was lost fails with SHOAL_EUNAVAILABLE; the call is not retried, and
+ *   the next call connects again.
+ * - SHOAL_E_VERSION: a libshoal_client from another build than this libshoal.
+ * - SHOAL_EINVAL: a NULL or too long socket_path (a NULL out). */
+SHOAL_API int shoal_connect(const char *socket_path, const shoal_options *opts, shoal_db **out, shoal_error *err);
+/* Closes the handle (embedded: pending work is finished first; client: the connection is closed).
+ * Ends the handle's watches (their handles must still be freed with shoal_unwatch). Accepts NULL. */
 SHOAL_API void shoal_close(shoal_db *db);
 
 /* Collections. Names are 1..SHOAL_MAX_COLLECTION_NAME_BYTES (64) bytes of [A-Za-z0-9_.-], not
@@ -234,6 +253,59 @@ SHOAL_API const float *shoal_record_sibling_vector(const shoal_record *rec, size
 SHOAL_API int shoal_search(shoal_db *db, const char *collection, const float *query, size_t dimension,
                            uint32_t k, uint32_t ef, const char *filter, shoal_hit *hits,
                            size_t capacity, size_t *count, shoal_error *err);
+
+/* How fresh a search answer is: in client mode, one entry per peer the daemon has synced with,
+ * with the peer's device label and the milliseconds since the daemon last applied a delta from
+ * it (-1: none since the daemon started). Empty in embedded mode (no mesh in the process). A
+ * list freed with shoal_freshness_free; accessors return 0, -1 or NULL for NULL or i >= count. */
+typedef struct shoal_freshness shoal_freshness;
+/* shoal_search, plus the answer's freshness in *freshness (may be NULL: then as shoal_search). On
+ * success *freshness is a list to free; on error it is NULL. Codes: those of shoal_search. */
+SHOAL_API int shoal_search_freshness(shoal_db *db, const char *collection, const float *query, size_t dimension,
+                                     uint32_t k, uint32_t ef, const char *filter, shoal_hit *hits,
+                                     size_t capacity, size_t *count, shoal_freshness **freshness,
+                                     shoal_error *err);
+SHOAL_API size_t shoal_freshness_count(const shoal_freshness *list);
+/* The peer's device label (NUL-terminated); lives until shoal_freshness_free. */
+SHOAL_API const char *shoal_freshness_device(const shoal_freshness *list, size_t i);
+/* Milliseconds since the last delta from the peer; -1 when none since the daemon started. */
+SHOAL_API int64_t shoal_freshness_since_last_delta_ms(const shoal_freshness *list, size_t i);
+/* 1 when the daemon is linked to the peer now, else 0. */
+SHOAL_API int shoal_freshness_up(const shoal_freshness *list, size_t i);
+/* The peer's replica id (20 bytes), or NULL when the daemon did not report it. */
+SHOAL_API const uint8_t *shoal_freshness_replica(const shoal_freshness *list, size_t i);
+SHOAL_API void shoal_freshness_free(shoal_freshness *list);
+
+/* Watching changes, in both modes. One record changed, as passed to a shoal_watch_fn; pointers
+ * live until the callback returns. This struct never changes (callbacks receive arrays of it). */
+typedef struct shoal_change {
+  uint64_t seq;             /* position in the node's change log; increases */
+  const char *collection;   /* NUL-terminated */
+  const char *id;           /* the record id, id_len bytes (NUL-terminated too) */
+  size_t id_len;
+  int deleted;              /* 1: the record was deleted; 0: inserted or replaced */
+  const uint8_t *origin;    /* 20-byte replica id of the peer it came from; NULL for a local write */
+} shoal_change;
+/* Called with changes in order, count >= 1, or count = 0 with gap = 1. gap = 1: some changes
+ * were missed before these (the node trimmed its change log past the watcher, or, in client mode,
+ * the connection was lost; re-read what matters). Runs on a thread of the library, never on the
+ * caller's: one call at a time per watch, for as long as it returns. It may call any shoal_*
+ * function, including shoal_unwatch of its own watch (the current call is then the last). */
+typedef void (*shoal_watch_fn)(void *ctx, const shoal_change *changes, size_t count, int gap);
+typedef struct shoal_watch_handle shoal_watch_handle;
+/* Calls cb(ctx, ...) with every change made after this call (local writes, and changes applied
+ * from peers) to records of `collection` (NULL or "" for every collection), until shoal_unwatch.
+ * Embedded mode: a library thread per watch reads the change log after each write (and at least
+ * every 200 ms). Client mode: the daemon streams the changes. In client mode a lost connection
+ * ends the stream with one count = 0, gap = 1 call, and the next call that reconnects the handle
+ * resumes the watch. Codes: SHOAL_EINVAL (a NULL db, cb or out), SHOAL_EUNAVAILABLE (client mode,
+ * no connection). */
+SHOAL_API int shoal_watch(shoal_db *db, const char *collection, shoal_watch_fn cb, void *ctx,
+                          shoal_watch_handle **out, shoal_error *err);
+/* Ends the watch: when it returns (called from another thread than the watch's), cb is not
+ * running and will not be called again. Frees the handle. Accepts NULL. Call it before or after
+ * shoal_close of its db, never concurrently with it. */
+SHOAL_API void shoal_unwatch(shoal_watch_handle *watch);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,10 @@
  * strings that are not UTF-8 refused by name and offset with nothing stored, malformed filters
  * refused with their byte offset, a second open refused as unavailable naming this process,
  * NULL-tolerant destructors, and persistence across reopen.
+ * Both modes: embedded (shoal_open DIR), and client mode when SHOAL_TEST_CONNECT names the socket
+ * of a daemon serving DIR (tests/capi/run_client_mode.sh starts one): every check is the same,
+ * codes and messages included, except that the second open of DIR names another process and a
+ * "reopen" is a new connection.
  * Prints "N passed, M failed" and exits non-zero on any failure. Usage: shoal_capi_test DIR */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +26,15 @@ static int passed = 0, failed = 0;
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
     }                                                                  \
   } while (0)
+
+/* Client mode when SHOAL_TEST_CONNECT is set: the handle is a connection to the daemon. */
+static const char *connect_path(void) {
+  const char *p = getenv("SHOAL_TEST_CONNECT");
+  return p != NULL && *p != '\0' ? p : NULL;
+}
+static int open_db(const char *dir, const shoal_options *opts, shoal_db **db, shoal_error *err) {
+  return connect_path() != NULL ? shoal_connect(connect_path(), opts, db, err) : shoal_open(dir, opts, db, err);
+}
 
 int main(int argc, char **argv) {
   if (argc != 2) {
@@ -44,7 +57,7 @@ int main(int argc, char **argv) {
   CHECK(shoal_options_set_max_store_bytes(opts, 10, &err) == SHOAL_E_OUTOFRANGE);
   CHECK(strstr(err.message, "1048576") != NULL);
   CHECK(shoal_options_set_max_store_bytes(opts, 1ull << 30, NULL) == SHOAL_OK);
-  CHECK(shoal_open(dir, opts, &db, &err) == SHOAL_OK);
+  CHECK(open_db(dir, opts, &db, &err) == SHOAL_OK);
   shoal_options_free(opts);
   CHECK(db != NULL);
   if (db == NULL) {
@@ -154,16 +167,18 @@ int main(int argc, char **argv) {
   CHECK(shoal_search(db, "items", q, 3, 1, 0, NULL, hits, 4, &count, &err) == SHOAL_OK);
   CHECK(count == 1 && strcmp(hits[0].id, "a") == 0);
 
-  /* A second open of the same directory is refused while the first is open. */
+  /* A second open of the same directory is refused while the first is open (in client mode, the
+   * daemon holds it). */
   shoal_db *db2 = NULL;
   CHECK(shoal_open(dir, NULL, &db2, &err) == SHOAL_EUNAVAILABLE);
   CHECK(err.code == SHOAL_EUNAVAILABLE && db2 == NULL);
-  CHECK(strstr(err.message, "already open in this process (PID ") != NULL);
+  CHECK(strstr(err.message, connect_path() != NULL ? "already open in another process (PID "
+                                                   : "already open in this process (PID ") != NULL);
   shoal_close(db);
   shoal_close(NULL);
 
   /* Reopen: everything acknowledged is there. */
-  CHECK(shoal_open(dir, NULL, &db, &err) == SHOAL_OK);
+  CHECK(open_db(dir, NULL, &db, &err) == SHOAL_OK);
   CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 4);
   CHECK(shoal_collection_drop(db, "items", &err) == SHOAL_OK);
   CHECK(shoal_collection_count(db, "items", &n, &err) == SHOAL_E_NOCOLLECTION);

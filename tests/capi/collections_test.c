@@ -5,9 +5,12 @@
  * unknown or dropped collection with SHOAL_E_NOCOLLECTION (naming it) and a too small or NULL out
  * with SHOAL_EINVAL, leaving the caller's struct unchanged on error, and writes no byte past the
  * out_size it is given (an older caller's struct). Both survive a reopen. NULL-tolerant accessors.
+ * Both modes: embedded, and client mode when SHOAL_TEST_CONNECT names the socket of a daemon
+ * serving DIR (a reopen is then a new connection).
  * Prints "N passed, M failed" and exits non-zero on any failure. Usage: shoal_capi_collections_test DIR */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shoal.h"
@@ -37,6 +40,14 @@ static const char *names(shoal_db *db, char *buf, size_t cap) {
   return buf;
 }
 
+static const char *connect_path(void) {
+  const char *p = getenv("SHOAL_TEST_CONNECT");
+  return p != NULL && *p != '\0' ? p : NULL;
+}
+static int open_db(const char *dir, shoal_db **db, shoal_error *err) {
+  return connect_path() != NULL ? shoal_connect(connect_path(), NULL, db, err) : shoal_open(dir, NULL, db, err);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -45,7 +56,7 @@ int main(int argc, char **argv) {
   shoal_error err;
   shoal_db *db = NULL;
   char buf[512];
-  if (shoal_open(argv[1], NULL, &db, &err) != SHOAL_OK) {
+  if (open_db(argv[1], &db, &err) != SHOAL_OK) {
     fprintf(stderr, "open failed: %s\n", err.message);
     return 1;
   }
@@ -133,7 +144,7 @@ int main(int argc, char **argv) {
   /* Reopen: the same list and parameters. */
   shoal_close(db);
   db = NULL;
-  CHECK(shoal_open(argv[1], NULL, &db, &err) == SHOAL_OK);
+  CHECK(open_db(argv[1], &db, &err) == SHOAL_OK);
   if (db == NULL) return 1;
   CHECK(strcmp(names(db, buf, sizeof buf), "Zeta,audio.v2,photos") == 0);
   CHECK(shoal_collection_info(db, "photos", &d, sizeof d, &err) == SHOAL_OK);

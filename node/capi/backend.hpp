@@ -1,0 +1,107 @@
+// node/capi/backend.hpp: what a shoal_db handle dispatches to (internal to libshoal and
+// libshoal_client; never installed).
+//
+// Role: shoal.h has two modes behind one opaque handle. shoal_open() makes an embedded backend
+// (node/capi/embedded.cpp: the node in this process, over an OpenDataDir); shoal_connect() makes
+// a client backend (node/client/client.cpp: the daemon's Node capability over its Unix socket).
+// The C entry points in node/capi/shoal.cpp check their arguments, call one Backend method and
+// turn its Status into the code and message, so both modes return the same codes and messages.
+// The client backend lives in its own shared library, loaded with dlopen() at the first
+// shoal_connect (node/capi/client_loader.cpp), so that libshoal itself links no capnp-rpc, kj-async
+// or Boost. The two libraries exchange C++ objects (std::string, Status, node::RecordValue ...):
+// they must come from one build, which ClientEntry::build_key checks before anything else is used.
+// Thread rules: every Backend method may be called from any number of threads at once. A
+// ChangeSink runs on a thread of the backend's own, never on the caller's, one call at a time
+// per watch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.hpp"
+#include "node/core/node.hpp"
+
+namespace shoal::capi {
+
+// One peer's contribution to how fresh an answer is (node_api.capnp, Freshness).
+struct Freshness {
+  std::string replica;                  // 20 bytes, or empty when the daemon did not say
+  std::string device;                   // the peer's device label
+  std::int64_t since_last_delta_ms = -1;  // -1: no delta from it since the daemon started
+  bool up = false;                      // linked now
+};
+
+struct SearchAnswer {
+  std::vector<node::Hit> hits;
+  std::vector<Freshness> freshness;  // empty in embedded mode (no mesh in this process)
+};
+
+// Receives a watch's changes in order. `gap`: some changes were missed (the delta buffer was
+// trimmed past them, or the connection to the daemon was lost).
+using ChangeSink = std::function<void(const std::vector<node::Change>& changes, bool gap)>;
+
+// A running watch. Destroying it ends the watch: when the destructor returns, the sink is not
+// running and will not run again (except when the destructor runs on the sink's own thread, from
+// inside the sink: then the current call finishes and no other follows).
+class Watch {
+ public:
+  virtual ~Watch() = default;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  [[nodiscard]] virtual Status create_collection(const node::CollectionSpec& spec) = 0;
+  [[nodiscard]] virtual Status drop_collection(const std::string& name) = 0;
+  [[nodiscard]] virtual Result<std::vector<node::CollectionInfo>> list_collections() = 0;
+  [[nodiscard]] virtual Result<node::CollectionInfo> collection_info(const std::string& name) = 0;
+  [[nodiscard]] virtual Status upsert(const std::string& collection, std::string id, node::RecordValue value) = 0;
+  [[nodiscard]] virtual Status upsert_batch(const std::string& collection, std::vector<node::RecordInput> records) = 0;
+  [[nodiscard]] virtual Status remove(const std::string& collection, const std::string& id) = 0;
+  // siblings[0] is the winner; only each sibling's value is meaningful in client mode.
+  [[nodiscard]] virtual Result<node::GetResult> get(const std::string& collection, const std::string& id) = 0;
+  // `filter` is the text of docs/api.md ("Filters"), parsed where the node runs.
+  [[nodiscard]] virtual Result<SearchAnswer> search(const std::string& collection, std::span<const float> query,
+                                                    std::uint32_t k, std::uint32_t ef, const std::string& filter) = 0;
+  // Changes after this call, to records of `collection` ("" for all), until the Watch is destroyed.
+  [[nodiscard]] virtual Result<std::unique_ptr<Watch>> watch(const std::string& collection, ChangeSink sink) = 0;
+};
+
+// --- The client library's one C entry point ---
+// libshoal_client.so exports `shoal_client_entry_v1`, which fills a ClientEntry. libshoal checks
+// abi and build_key before calling connect.
+inline constexpr std::uint32_t kBackendAbi = 1;
+
+// Sizes of the objects the two libraries exchange: a different build (another compiler, another
+// version of a struct) changes this string, and the client library is then refused.
+#define SHOAL_CAPI_STR2(x) #x
+#define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
+inline std::string backend_build_key() {
+  return std::string("shoal-backend abi 1; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
+         "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +
+         std::to_string(sizeof(node::Metadata)) + "," + std::to_string(sizeof(node::GetResult)) + "," +
+         std::to_string(sizeof(node::Sibling)) + "," + std::to_string(sizeof(node::Hit)) + "," +
+         std::to_string(sizeof(node::Change)) + "," + std::to_string(sizeof(node::CollectionInfo)) + "," +
+         std::to_string(sizeof(node::CollectionSpec)) + "," + std::to_string(sizeof(Freshness)) + "," +
+         std::to_string(sizeof(SearchAnswer)) + "," + std::to_string(sizeof(ChangeSink)) + "," +
+         std::to_string(sizeof(Result<node::GetResult>)) + "," + std::to_string(sizeof(std::string));
+}
+
+struct ClientEntry {
+  std::uint32_t abi = 0;         // kBackendAbi of the client library
+  const char* build_key = nullptr;  // its backend_build_key(), static storage
+  // Connects to the daemon listening on `socket_path`. On success *out is a Backend the caller
+  // deletes; on failure returns the Status (kUnavailable when nothing answers there).
+  Status (*connect)(const std::string& socket_path, std::unique_ptr<Backend>* out) = nullptr;
+};
+
+// The entry point's name and type.
+inline constexpr const char* kClientEntryName = "shoal_client_entry_v1";
+using ClientEntryFn = int (*)(ClientEntry* entry, std::size_t entry_size);
+
+}  // namespace shoal::capi

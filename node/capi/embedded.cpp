@@ -1,0 +1,170 @@
+// node/capi/embedded.cpp: the embedded backend (see embedded.hpp): each call goes straight to the
+// SharedNode of the open data directory. Watches are threads that read Node::changes_after
+// whenever a write was made (the after-write observer) and, as a fallback for changes that come
+// without one, every kPollPeriod.
+#include "node/capi/embedded.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace shoal::capi {
+namespace {
+
+// Changes read per changes_after call (one sink call each at most).
+constexpr std::size_t kChangesPerCall = 256;
+// A watch looks at the delta buffer at least this often, even without a local write (a change a
+// mesh driver applied quietly, with SharedNode::write_quiet).
+constexpr auto kPollPeriod = std::chrono::milliseconds(200);
+
+// Counts writes; watches wait on it. Shared with the observer, which may outlive nothing: the
+// backend removes the observer before it goes.
+struct WriteSignal {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t generation = 0;
+  void bump() {
+    {
+      std::lock_guard lock(mu);
+      ++generation;
+    }
+    cv.notify_all();
+  }
+};
+
+class EmbeddedWatch final : public Watch {
+ public:
+  EmbeddedWatch(node::SharedNode& node, std::shared_ptr<WriteSignal> signal, std::string collection, ChangeSink sink)
+      : state_(std::make_shared<State>()), signal_(signal) {
+    state_->next = node.read([](const node::Node& n) { return n.last_change(); });
+    state_->thread = std::thread([st = state_, &node, signal = std::move(signal), collection = std::move(collection),
+                                  sink = std::move(sink)]() { run(*st, node, *signal, collection, sink); });
+  }
+
+  ~EmbeddedWatch() override {
+    {
+      std::lock_guard lock(state_->mu);
+      state_->stop = true;
+    }
+    { std::lock_guard lock(signal_->mu); }  // the thread is either before its wait or in it
+    signal_->cv.notify_all();
+    if (state_->thread.get_id() == std::this_thread::get_id()) {
+      state_->thread.detach();  // unwatched from its own sink: the loop sees `stop` and ends
+    } else {
+      state_->thread.join();
+    }
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    bool stop = false;
+    std::uint64_t next = 0;
+    std::thread thread;
+  };
+
+  static bool stopping(State& st) {
+    std::lock_guard lock(st.mu);
+    return st.stop;
+  }
+
+  static void run(State& st, node::SharedNode& node, WriteSignal& signal, const std::string& collection,
+                  const ChangeSink& sink) {
+    std::uint64_t seen = 0;
+    {
+      std::lock_guard lock(signal.mu);
+      seen = signal.generation;
+    }
+    while (!stopping(st)) {
+      // Drain what the buffer holds after our position.
+      for (;;) {
+        if (stopping(st)) return;
+        const std::uint64_t last = node.read([](const node::Node& n) { return n.last_change(); });
+        if (last <= st.next) break;
+        auto batch = node.read([&](const node::Node& n) { return n.changes_after(st.next, kChangesPerCall); });
+        if (!batch.ok() || (batch->next == st.next && !batch->gap)) break;
+        st.next = batch->next;
+        std::vector<node::Change> mine;
+        for (auto& c : batch->changes) {
+          if (collection.empty() || c.collection == collection) mine.push_back(std::move(c));
+        }
+        if (mine.empty() && !batch->gap) continue;
+        if (stopping(st)) return;
+        sink(mine, batch->gap);
+      }
+      // Wait for a write, a stop, or the poll period.
+      std::unique_lock lock(signal.mu);
+      signal.cv.wait_for(lock, kPollPeriod, [&] { return signal.generation != seen || stopping(st); });
+      seen = signal.generation;
+    }
+  }
+
+  std::shared_ptr<State> state_;
+  std::shared_ptr<WriteSignal> signal_;
+};
+
+class EmbeddedBackend final : public Backend {
+ public:
+  explicit EmbeddedBackend(std::unique_ptr<node::OpenDataDir> dir) : dir_(std::move(dir)) {
+    // Registered before the handle is shared with any other thread (SharedNode's rule).
+    observer_ = dir_->node().add_after_write([s = signal_]() { s->bump(); });
+  }
+  ~EmbeddedBackend() override {
+    // Watches are ended by shoal_close before the backend goes; the observer leaves while no
+    // other thread writes (the handle is being closed).
+    dir_->node().remove_after_write(observer_);
+  }
+
+  Status create_collection(const node::CollectionSpec& spec) override { return node().create_collection(spec); }
+  Status drop_collection(const std::string& name) override { return node().drop_collection(name); }
+  Result<std::vector<node::CollectionInfo>> list_collections() override { return node().list_collections(); }
+  Result<node::CollectionInfo> collection_info(const std::string& name) override {
+    return node().collection_info(name);
+  }
+  Status upsert(const std::string& collection, std::string id, node::RecordValue value) override {
+    return node().upsert(collection, id, std::move(value));
+  }
+  Status upsert_batch(const std::string& collection, std::vector<node::RecordInput> records) override {
+    return node().upsert_batch(collection, std::move(records));
+  }
+  Status remove(const std::string& collection, const std::string& id) override {
+    return node().remove(collection, id);
+  }
+  Result<node::GetResult> get(const std::string& collection, const std::string& id) override {
+    return node().get(collection, id);
+  }
+  Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
+                              std::uint32_t ef, const std::string& filter) override {
+    node::SearchOptions o;
+    o.k = k;
+    o.ef = ef;
+    o.with_metadata = false;
+    if (!filter.empty()) {
+      SHOAL_ASSIGN_OR_RETURN(o.filter, node::parse_filter(filter));
+    }
+    SearchAnswer answer;
+    SHOAL_ASSIGN_OR_RETURN(answer.hits, node().search(collection, query, o));
+    return answer;
+  }
+  Result<std::unique_ptr<Watch>> watch(const std::string& collection, ChangeSink sink) override {
+    return std::unique_ptr<Watch>(std::make_unique<EmbeddedWatch>(node(), signal_, collection, std::move(sink)));
+  }
+
+ private:
+  node::SharedNode& node() { return dir_->node(); }
+
+  std::unique_ptr<node::OpenDataDir> dir_;
+  std::shared_ptr<WriteSignal> signal_ = std::make_shared<WriteSignal>();
+  std::size_t observer_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> open_embedded(const std::string& path, node::DataDirOptions options) {
+  SHOAL_ASSIGN_OR_RETURN(auto dir, node::open_data_dir(path, std::move(options)));
+  return std::unique_ptr<Backend>(std::make_unique<EmbeddedBackend>(std::move(dir)));
+}
+
+}  // namespace shoal::capi

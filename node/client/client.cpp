@@ -1,0 +1,683 @@
+// node/client/client.cpp: libshoal_client.so, the client mode of the C API (shoal_connect): a
+// capi::Backend (node/capi/backend.hpp) that sends each call to the daemon's Node capability
+// (transport/node_api.capnp) over its Unix socket (transport/local_link.hpp).
+//
+// Threads: the backend owns one thread running an Asio io_context with a transport::KjLoop and
+// the one LocalLink; every kj object lives and dies on it. An app thread's call posts a closure
+// to the loop (KjLoop::post) and waits on a std::promise for the answer, so any number of app
+// threads may call at once, each call answered as the daemon returns it. Each watch has a thread
+// of its own that runs the app's callback, so a slow callback holds back only its watch (the
+// daemon sends a listener its next batch once the previous call returned) and a callback may call
+// back into the library.
+// Connection: made by connect(); when it is lost, calls in flight fail (kUnavailable, from the
+// kj exception) and watches get one (no changes, gap) call; the next call connects again and
+// re-subscribes the watches. No call is retried by the library.
+// Errors: the daemon sends each refused call's Status in the exception (transport::exception_of);
+// status_of restores the code, and the message is the daemon's text, exactly as embedded.
+#include <sys/un.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <capnp/capability.h>
+#include <kj/async.h>
+#include <kj/debug.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "node/capi/backend.hpp"
+#include "node/core/node_state.hpp"
+#include "transport/kj_loop.hpp"
+#include "transport/link.hpp"
+#include "transport/local_link.hpp"
+#include "transport/node_api.capnp.h"
+
+namespace shoal::client {
+namespace {
+
+namespace api = transport::api;
+namespace asio = boost::asio;
+using capi::Backend;
+using capi::ChangeSink;
+using capi::Freshness;
+using capi::SearchAnswer;
+
+// --- Conversions between the node's types and node_api.capnp ---
+
+std::string_view text(capnp::Text::Reader t) { return std::string_view(t.cStr(), t.size()); }
+std::string bytes(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+capnp::Data::Reader data_of(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+void put_spec(transport::wire::CollectionSpec::Builder b, const node::CollectionSpec& spec) {
+  const transport::CollectionSpecWire w = node::to_wire(spec);
+  b.setName(data_of(w.name));
+  b.setDimension(w.dimension);
+  b.setMetric(w.metric);
+  b.setM(w.m);
+  b.setEfConstruction(w.ef_construction);
+  b.setEfSearch(w.ef_search);
+  b.setQuantize(w.quantize);
+  b.setQuantMin(w.quant_min);
+  b.setQuantMax(w.quant_max);
+}
+
+Result<node::CollectionInfo> info_of(api::CollectionInfo::Reader r) {
+  auto s = r.getSpec();
+  transport::CollectionSpecWire w;
+  w.name = bytes(s.getName());
+  w.dimension = s.getDimension();
+  w.metric = s.getMetric();
+  w.m = s.getM();
+  w.ef_construction = s.getEfConstruction();
+  w.ef_search = s.getEfSearch();
+  w.quantize = s.getQuantize();
+  w.quant_min = s.getQuantMin();
+  w.quant_max = s.getQuantMax();
+  node::CollectionInfo info;
+  SHOAL_ASSIGN_OR_RETURN(info.spec, node::from_wire(w));
+  info.live_records = r.getLiveRecords();
+  // index_bytes is not on the wire (node_api.capnp CollectionInfo): 0 in client mode.
+  return info;
+}
+
+void put_metadata(capnp::List<api::MetaField>::Builder list, const node::Metadata& m) {
+  unsigned i = 0;
+  for (const auto& [key, value] : m.fields) {
+    auto f = list[i++];
+    f.setKey(key);
+    auto u = f.initValue();
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            u.setText(v);
+          } else if constexpr (std::is_same_v<T, std::int64_t>) {
+            u.setInt(v);
+          } else if constexpr (std::is_same_v<T, double>) {
+            u.setFloat(v);
+          } else {
+            u.setBool(v);
+          }
+        },
+        value);
+  }
+}
+
+node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
+  node::Metadata m;
+  for (auto f : list) {
+    node::MetaValue v;
+    auto u = f.getValue();
+    switch (u.which()) {
+      case api::MetaField::Value::TEXT: v = std::string(text(u.getText())); break;
+      case api::MetaField::Value::INT: v = u.getInt(); break;
+      case api::MetaField::Value::FLOAT: v = u.getFloat(); break;
+      case api::MetaField::Value::BOOL: v = u.getBool(); break;
+    }
+    m.fields.emplace_back(std::string(text(f.getKey())), std::move(v));
+  }
+  return m;
+}
+
+void put_value(api::Value::Builder b, const node::RecordValue& v) {
+  auto vec = b.initVector(static_cast<unsigned>(v.vector.size()));
+  for (unsigned i = 0; i < v.vector.size(); ++i) vec.set(i, v.vector[i]);
+  put_metadata(b.initMetadata(static_cast<unsigned>(v.metadata.fields.size())), v.metadata);
+  b.setModel(v.model);
+}
+
+node::RecordValue value_of(api::Value::Reader r) {
+  node::RecordValue v;
+  auto vec = r.getVector();
+  v.vector.reserve(vec.size());
+  for (float x : vec) v.vector.push_back(x);
+  v.metadata = metadata_of(r.getMetadata());
+  v.model.assign(text(r.getModel()));
+  return v;
+}
+
+// Roughly the bytes a record takes in a request (vector, id, metadata, framing).
+std::size_t approx_bytes(const std::string& id, const node::RecordValue& v) {
+  std::size_t n = 64 + id.size() + v.vector.size() * sizeof(float) + v.model.size();
+  for (const auto& [k, val] : v.metadata.fields) {
+    n += 32 + k.size();
+    if (const auto* s = std::get_if<std::string>(&val)) n += s->size();
+  }
+  return n;
+}
+
+// --- Threads that run a watch's callback ---
+
+struct Delivery {
+  std::vector<node::Change> changes;
+  bool gap = false;
+  std::uint64_t ack = 0;  // 0: nothing to acknowledge
+};
+
+// Shared by the app (the Watch), the loop (which queues batches) and the watch's own thread.
+struct WatchShared {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Delivery> queue;
+  bool stop = false;
+  ChangeSink sink;
+  std::thread thread;
+};
+
+}  // namespace
+
+// kj's Server classes have no virtual destructor; ours are owned by kj::heap as themselves.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+
+class ClientBackend final : public Backend {
+ public:
+  explicit ClientBackend(std::string path) : path_(std::move(path)) {}
+
+  ~ClientBackend() override {
+    if (!thread_.joinable()) return;
+    post([this] {
+      if (loop_state_) loop_state_->shutdown();
+      stopping_ = true;
+    });
+    thread_.join();
+  }
+
+  // Starts the loop thread and connects once.
+  Status start() {
+    std::promise<void> started;
+    auto ready = started.get_future();
+    thread_ = std::thread([this, &started] { run(started); });
+    ready.wait();
+    return invoke<Status>([](api::Node::Client&) -> kj::Promise<Status> { return Status(); });
+  }
+
+  Status create_collection(const node::CollectionSpec& spec) override {
+    return invoke<Status>([&](api::Node::Client& n) {
+      auto req = n.createCollectionRequest();
+      put_spec(req.initSpec(), spec);
+      return req.send().then([](auto&&) { return Status(); });
+    });
+  }
+
+  Status drop_collection(const std::string& name) override {
+    return invoke<Status>([&](api::Node::Client& n) {
+      auto req = n.dropCollectionRequest();
+      req.setName(name);
+      return req.send().then([](auto&&) { return Status(); });
+    });
+  }
+
+  Result<std::vector<node::CollectionInfo>> list_collections() override {
+    using R = Result<std::vector<node::CollectionInfo>>;
+    return invoke<R>([&](api::Node::Client& n) {
+      return n.listCollectionsRequest().send().then([](auto&& r) -> R {
+        std::vector<node::CollectionInfo> out;
+        for (auto c : r.getCollections()) {
+          SHOAL_ASSIGN_OR_RETURN(auto info, info_of(c));
+          out.push_back(std::move(info));
+        }
+        return out;
+      });
+    });
+  }
+
+  Result<node::CollectionInfo> collection_info(const std::string& name) override {
+    using R = Result<node::CollectionInfo>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.collectionInfoRequest();
+      req.setName(name);
+      return req.send().then([](auto&& r) -> R { return info_of(r.getInfo()); });
+    });
+  }
+
+  Status upsert(const std::string& collection, std::string id, node::RecordValue value) override {
+    std::vector<node::RecordInput> one;
+    one.push_back(node::RecordInput{std::move(id), std::move(value)});
+    return send_records(collection, one);
+  }
+
+  Status upsert_batch(const std::string& collection, std::vector<node::RecordInput> records) override {
+    return send_records(collection, records);
+  }
+
+  Status remove(const std::string& collection, const std::string& id) override {
+    return invoke<Status>([&](api::Node::Client& n) {
+      auto req = n.deleteRequest();
+      req.setCollection(collection);
+      req.setId(data_of(id));
+      return req.send().then([](auto&&) { return Status(); });
+    });
+  }
+
+  Result<node::GetResult> get(const std::string& collection, const std::string& id) override {
+    using R = Result<node::GetResult>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.getRequest();
+      req.setCollection(collection);
+      req.setId(data_of(id));
+      return req.send().then([](auto&& r) -> R {
+        node::GetResult out;
+        for (auto v : r.getSiblings()) {
+          node::Sibling s;
+          s.value = value_of(v);
+          out.siblings.push_back(std::move(s));
+        }
+        return out;
+      });
+    });
+  }
+
+  Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
+                              std::uint32_t ef, const std::string& filter) override {
+    using R = Result<SearchAnswer>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.searchRequest();
+      req.setCollection(collection);
+      auto q = req.initQuery(static_cast<unsigned>(query.size()));
+      for (unsigned i = 0; i < query.size(); ++i) q.set(i, query[i]);
+      req.setK(k);
+      req.setEf(ef);
+      req.setFilter(filter);
+      req.setWithMetadata(false);
+      return req.send().then([](auto&& r) -> R {
+        SearchAnswer a;
+        for (auto h : r.getHits()) {
+          node::Hit hit;
+          hit.id = bytes(h.getId());
+          hit.distance = h.getDistance();
+          a.hits.push_back(std::move(hit));
+        }
+        for (auto f : r.getFreshness()) {
+          Freshness fr;
+          fr.replica = bytes(f.getReplica());
+          fr.device.assign(text(f.getDevice()));
+          fr.since_last_delta_ms = f.getSinceLastDeltaMs();
+          fr.up = f.getUp();
+          a.freshness.push_back(std::move(fr));
+        }
+        return a;
+      });
+    });
+  }
+
+  Result<std::unique_ptr<capi::Watch>> watch(const std::string& collection, ChangeSink sink) override;
+
+  // --- Used by watches and listeners ---
+  void post(std::function<void()> fn) { loop_->post(std::move(fn)); }
+
+ private:
+  class ListenerServer;
+  class ClientWatch;
+
+  // What lives on the loop thread: the link, the Node capability, the watches' subscriptions.
+  struct LoopState {
+    struct LoopWatch {
+      std::string collection;
+      std::shared_ptr<WatchShared> shared;
+      kj::Maybe<api::Subscription::Client> subscription;
+    };
+    struct Ack {
+      std::uint64_t watch = 0;
+      kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+    };
+    struct ErrorHandler final : public kj::TaskSet::ErrorHandler {
+      void taskFailed(kj::Exception&&) override {}
+    };
+
+    explicit LoopState(transport::KjLoop& l) : loop(l), tasks(handler) {}
+
+    void shutdown() {
+      watches.clear();
+      acks.clear();
+      node = nullptr;
+      KJ_IF_MAYBE(l, link) { (*l)->close(); }
+      link = nullptr;
+      connecting = nullptr;
+    }
+
+    transport::KjLoop& loop;
+    ErrorHandler handler;
+    kj::Maybe<kj::Own<transport::LocalLink>> link;
+    kj::Maybe<api::Node::Client> node;
+    kj::Maybe<kj::ForkedPromise<void>> connecting;
+    std::uint64_t epoch = 0;  // counts connections, so a stale disconnect is ignored
+    std::map<std::uint64_t, LoopWatch> watches;
+    std::map<std::uint64_t, Ack> acks;
+    std::uint64_t next_ack = 1;
+    kj::TaskSet tasks;
+  };
+
+  void run(std::promise<void>& started) {
+    auto guard = asio::make_work_guard(io_);
+    {
+      transport::KjLoop loop(io_);
+      loop_ = &loop;
+      {
+        LoopState state(loop);
+        loop_state_ = &state;
+        started.set_value();
+        loop.run_while([this] { return stopping_; }, static_cast<std::size_t>(-1));
+        state.shutdown();
+        loop_state_ = nullptr;
+      }
+      loop_ = nullptr;
+    }
+  }
+
+  // The daemon's Status for a failed call.
+  Status restore(const kj::Exception& e) const {
+    const char* d = e.getDescription().cStr();
+    if (std::strstr(d, "shoal-status ") == nullptr) {
+      return Status(Code::kUnavailable, "connection to the daemon at " + path_ + " lost: " + d);
+    }
+    Status s = transport::status_of(e);
+    // The message carries the daemon's whole Status text ("not found: ..."): drop the code name
+    // the text begins with, so the message reads exactly as the embedded library's.
+    const std::string prefix = std::string(code_name(s.code())) + ": ";
+    if (s.message().compare(0, prefix.size(), prefix) == 0) {
+      return Status(static_cast<Detail>(s.full_code()), s.message().substr(prefix.size()));
+    }
+    return s;
+  }
+
+  // Connects when there is no live connection (loop thread). Concurrent callers share one try.
+  kj::Promise<void> ensure_connected() {
+    LoopState& st = *loop_state_;
+    if (st.node != nullptr) return kj::READY_NOW;
+    KJ_IF_MAYBE(c, st.connecting) { return c->addBranch(); }
+    auto p = transport::connect_local(st.loop, path_, transport::LinkOptions{})
+                 .then([this](kj::Own<transport::LocalLink> link) {
+                   LoopState& s = *loop_state_;
+                   const std::uint64_t epoch = ++s.epoch;
+                   s.node = link->peer_bootstrap().castAs<api::Node>();
+                   s.tasks.add(link->on_disconnect().then([this, epoch]() { lost(epoch); },
+                                                          [this, epoch](kj::Exception&&) { lost(epoch); }));
+                   s.link = kj::mv(link);
+                   forget_connecting();
+                   for (auto& [id, w] : s.watches) {
+                     if (w.subscription == nullptr) s.tasks.add(subscribe(id));
+                   }
+                 },
+                 [this](kj::Exception&& e) {
+                   forget_connecting();
+                   kj::throwFatalException(kj::mv(e));
+                 })
+                 .fork();
+    st.connecting = kj::mv(p);
+    KJ_IF_MAYBE(c, st.connecting) { return c->addBranch(); }
+    return kj::READY_NOW;  // unreachable
+  }
+
+  // The connection attempt settled: forget it on a later turn (not from inside its own chain), so
+  // the next call that finds no connection tries again.
+  void forget_connecting() {
+    loop_state_->tasks.add(kj::evalLater([this]() {
+      if (loop_state_ != nullptr) loop_state_->connecting = nullptr;
+    }));
+  }
+
+  // The connection `epoch` ended: the next call connects again; watches hear of the gap.
+  void lost(std::uint64_t epoch) {
+    LoopState& st = *loop_state_;
+    if (epoch != st.epoch) return;
+    ++st.epoch;
+    st.node = nullptr;
+    // The link is destroyed on a later turn: this runs inside its own disconnect callback.
+    KJ_IF_MAYBE(l, st.link) {
+      auto dead = kj::mv(*l);
+      st.link = nullptr;
+      st.tasks.add(kj::evalLater([dead = kj::mv(dead)]() mutable { dead = nullptr; }));
+    }
+    for (auto& [id, w] : st.watches) {
+      w.subscription = nullptr;
+      enqueue(*w.shared, Delivery{{}, true, 0});
+    }
+    st.acks.clear();  // their listeners went with the connection
+  }
+
+  static void enqueue(WatchShared& w, Delivery d) {
+    {
+      std::lock_guard lock(w.mu);
+      if (w.stop) return;
+      w.queue.push_back(std::move(d));
+    }
+    w.cv.notify_one();
+  }
+
+  kj::Promise<void> subscribe(std::uint64_t id);
+
+  // Runs make(node) on the loop thread once connected, and waits for its answer.
+  template <typename R, typename F>
+  R invoke(F&& make) {
+    // Shared, so that neither side frees the promise while the other is still in it. `make` is
+    // only called while this thread waits, so it may capture the caller's arguments by reference.
+    auto answer = std::make_shared<std::promise<R>>();
+    auto got = answer->get_future();
+    post([this, &make, answer]() {
+      loop_state_->tasks.add(ensure_connected()
+                                 .then([this, &make]() {
+                                   KJ_IF_MAYBE(n, loop_state_->node) { return make(*n); }
+                                   return kj::Promise<R>(R(Status(Code::kUnavailable, "not connected to " + path_)));
+                                 })
+                                 .then([answer](R r) { answer->set_value(std::move(r)); },
+                                       [this, answer](kj::Exception&& e) { answer->set_value(R(restore(e))); }));
+    });
+    return got.get();
+  }
+
+  Status send_records(const std::string& collection, const std::vector<node::RecordInput>& records) {
+    // The local API carries one message of at most LinkOptions::max_message_bytes: refuse a
+    // batch above it here, with the numbers, rather than have the daemon drop the connection.
+    const std::size_t limit = transport::LinkOptions{}.max_message_bytes - (std::size_t{64} << 10);
+    std::size_t total = 256 + collection.size();
+    for (const auto& r : records) total += approx_bytes(r.id, r.value);
+    if (total > limit) {
+      return Status(Detail::kTooLarge, "a request of " + std::to_string(records.size()) + " records is about " +
+                                           std::to_string(total) + " bytes, above the " + std::to_string(limit) +
+                                           " bytes one call to the daemon may carry; split the batch");
+    }
+    return invoke<Status>([&](api::Node::Client& n) {
+      auto req = n.upsertRequest();
+      req.setCollection(collection);
+      auto list = req.initRecords(static_cast<unsigned>(records.size()));
+      for (unsigned i = 0; i < records.size(); ++i) {
+        list[i].setId(data_of(records[i].id));
+        put_value(list[i].initValue(), records[i].value);
+      }
+      return req.send().then([](auto&&) { return Status(); });
+    });
+  }
+
+  std::string path_;
+  asio::io_context io_;
+  std::thread thread_;
+  transport::KjLoop* loop_ = nullptr;    // set by the loop thread before start() returns
+  LoopState* loop_state_ = nullptr;      // the loop thread's
+  bool stopping_ = false;                // the loop thread's
+  std::uint64_t next_watch_ = 1;         // the loop thread's
+};
+
+// The Listener the daemon calls with changes: queues them to the watch's thread and answers once
+// the app's callback returned (so the daemon does not send faster than the app takes them).
+class ClientBackend::ListenerServer final : public api::Listener::Server {
+ public:
+  ListenerServer(ClientBackend& backend, std::uint64_t watch) : backend_(backend), watch_(watch) {}
+
+  kj::Promise<void> changes(ChangesContext ctx) override {
+    LoopState* st = backend_.loop_state_;
+    if (st == nullptr) return kj::READY_NOW;
+    auto it = st->watches.find(watch_);
+    if (it == st->watches.end()) return kj::READY_NOW;  // ended: the subscription is going away
+    auto p = ctx.getParams();
+    Delivery d;
+    d.gap = p.getGap();
+    for (auto c : p.getChanges()) {
+      node::Change ch;
+      ch.seq = c.getSeq();
+      ch.collection.assign(text(c.getCollection()));
+      ch.id = bytes(c.getId());
+      ch.deleted = c.getDeleted();
+      if (c.getOrigin().size() == crdt::ReplicaId::kEncodedBytes) {
+        crdt::ReplicaId r;
+        if (crdt::ReplicaId::decode(bytes(c.getOrigin()), r)) ch.origin = r;
+      }
+      d.changes.push_back(std::move(ch));
+    }
+    if (d.changes.empty() && !d.gap) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    d.ack = st->next_ack++;
+    st->acks.emplace(d.ack, LoopState::Ack{watch_, kj::mv(paf.fulfiller)});
+    enqueue(*it->second.shared, std::move(d));
+    return kj::mv(paf.promise);
+  }
+
+ private:
+  ClientBackend& backend_;
+  std::uint64_t watch_;
+};
+
+#pragma GCC diagnostic pop
+
+kj::Promise<void> ClientBackend::subscribe(std::uint64_t id) {
+  LoopState& st = *loop_state_;
+  auto it = st.watches.find(id);
+  if (it == st.watches.end()) return kj::READY_NOW;
+  api::Node::Client* node = nullptr;
+  KJ_IF_MAYBE(n, st.node) { node = n; }
+  if (node == nullptr) return transport::exception_of(Status(Code::kUnavailable, "not connected to " + path_));
+  auto req = node->watchRequest();
+  req.setCollection(it->second.collection);
+  req.setListener(kj::heap<ListenerServer>(*this, id));
+  const std::uint64_t epoch = st.epoch;
+  return req.send().then([this, id, epoch](auto&& r) {
+    LoopState& s = *loop_state_;
+    auto w = s.watches.find(id);
+    if (w == s.watches.end() || epoch != s.epoch) return;  // ended, or that connection is gone
+    w->second.subscription = r.getSubscription();
+  });
+}
+
+// The app's handle on a client watch: its thread runs the callback; destroying it ends the watch.
+class ClientBackend::ClientWatch final : public capi::Watch {
+ public:
+  ClientWatch(ClientBackend& backend, std::uint64_t id, std::shared_ptr<WatchShared> shared)
+      : backend_(backend), id_(id), shared_(std::move(shared)) {}
+
+  ~ClientWatch() override {
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->stop = true;
+      shared_->queue.clear();
+    }
+    shared_->cv.notify_all();
+    const bool own_thread = shared_->thread.get_id() == std::this_thread::get_id();
+    if (own_thread) {
+      shared_->thread.detach();
+    } else if (shared_->thread.joinable()) {
+      shared_->thread.join();
+    }
+    // Drop the subscription (the daemon stops sending) and any unanswered batch, on the loop.
+    std::promise<void> done;
+    auto finished = done.get_future();
+    backend_.post([b = &backend_, id = id_, &done]() {
+      if (b->loop_state_ != nullptr) {
+        b->loop_state_->watches.erase(id);
+        std::erase_if(b->loop_state_->acks, [id](const auto& a) { return a.second.watch == id; });
+      }
+      done.set_value();
+    });
+    finished.wait();
+  }
+
+  // The watch's thread: runs the callback for each queued batch, then acknowledges it.
+  static void run(ClientBackend* backend, std::shared_ptr<WatchShared> w) {
+    for (;;) {
+      Delivery d;
+      {
+        std::unique_lock lock(w->mu);
+        w->cv.wait(lock, [&] { return w->stop || !w->queue.empty(); });
+        if (w->stop) return;
+        d = std::move(w->queue.front());
+        w->queue.pop_front();
+      }
+      w->sink(d.changes, d.gap);
+      {
+        std::lock_guard lock(w->mu);
+        if (w->stop) return;  // unwatched (maybe from the callback): touch nothing else
+      }
+      if (d.ack != 0) {
+        backend->post([backend, ack = d.ack]() {
+          if (backend->loop_state_ == nullptr) return;
+          auto it = backend->loop_state_->acks.find(ack);
+          if (it == backend->loop_state_->acks.end()) return;
+          it->second.fulfiller->fulfill();
+          backend->loop_state_->acks.erase(it);
+        });
+      }
+    }
+  }
+
+ private:
+  ClientBackend& backend_;
+  std::uint64_t id_;
+  std::shared_ptr<WatchShared> shared_;
+};
+
+Result<std::unique_ptr<capi::Watch>> ClientBackend::watch(const std::string& collection, ChangeSink sink) {
+  auto shared = std::make_shared<WatchShared>();
+  shared->sink = std::move(sink);
+  std::uint64_t id = 0;
+  Status st = invoke<Status>([&](api::Node::Client&) {
+    LoopState& s = *loop_state_;
+    id = next_watch_++;
+    s.watches.emplace(id, LoopState::LoopWatch{collection, shared, nullptr});
+    return subscribe(id).then([]() { return Status(); }, [this, id](kj::Exception&& e) {
+      loop_state_->watches.erase(id);
+      return restore(e);
+    });
+  });
+  if (!st.ok()) return st;
+  shared->thread = std::thread(&ClientWatch::run, this, shared);
+  return std::unique_ptr<capi::Watch>(std::make_unique<ClientWatch>(*this, id, shared));
+}
+
+namespace {
+
+Status connect(const std::string& socket_path, std::unique_ptr<Backend>* out) {
+  if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status(Code::kInvalidArgument, "socket path must be 1 to " +
+                                              std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes, got " +
+                                              std::to_string(socket_path.size()) + ": '" + socket_path + "'");
+  }
+  auto backend = std::make_unique<ClientBackend>(socket_path);
+  SHOAL_RETURN_IF_ERROR(backend->start());
+  *out = std::move(backend);
+  return {};
+}
+
+const std::string& build_key() {
+  static const std::string key = capi::backend_build_key();
+  return key;
+}
+
+}  // namespace
+}  // namespace shoal::client
+
+// The one exported symbol (libshoal_client.map).
+extern "C" __attribute__((visibility("default"))) int shoal_client_entry_v1(shoal::capi::ClientEntry* entry,
+                                                                             std::size_t entry_size) {
+  if (entry == nullptr || entry_size < sizeof(shoal::capi::ClientEntry)) return 1;
+  entry->abi = shoal::capi::kBackendAbi;
+  entry->build_key = shoal::client::build_key().c_str();
+  entry->connect = &shoal::client::connect;
+  return 0;
+}

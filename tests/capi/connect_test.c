@@ -1,0 +1,265 @@
+/* Proves what only client mode has (shoal_connect), against tests/capi/shoal_test_server, which
+ * this test starts, kills and restarts itself:
+ * - a client library that cannot be loaded ($SHOAL_CLIENT_LIBRARY pointing nowhere) fails
+ *   shoal_connect with SHOAL_EUNAVAILABLE naming the library and the loader's reason, and a later
+ *   shoal_connect loads the real one;
+ * - nothing listening, a NULL or too long path: SHOAL_EUNAVAILABLE naming the path / SHOAL_EINVAL;
+ * - four threads writing and searching on one handle at once all succeed, and every write is there;
+ * - after the daemon is killed (SIGKILL), a call fails with SHOAL_EUNAVAILABLE (not retried, no
+ *   hang), a watch hears of it once (count 0, gap 1), and calls keep failing while nothing
+ *   listens;
+ * - once a daemon listens again on the same socket, the next call reconnects: everything
+ *   acknowledged before the kill is there, and the watch resumes.
+ * Prints "N passed, M failed". Usage: shoal_capi_connect_test SERVER DIR */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shoal.h"
+
+static int passed = 0, failed = 0;
+#define CHECK(cond)                                                             \
+  do {                                                                          \
+    if (cond) {                                                                 \
+      ++passed;                                                                 \
+    } else {                                                                    \
+      ++failed;                                                                 \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                           \
+  } while (0)
+
+typedef struct server {
+  pid_t pid;
+  int in;  /* its stdin: closing it stops the server */
+} server;
+
+/* Starts SERVER DIR SOCKET and waits for its "ready" line. */
+static int start_server(server *s, const char *bin, const char *dir, const char *sock) {
+  int in[2], out[2];
+  if (pipe(in) != 0 || pipe(out) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    execl(bin, bin, dir, sock, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  char line[16] = {0};
+  size_t n = 0;
+  while (n < sizeof line - 1) {
+    ssize_t r = read(out[0], line + n, 1);
+    if (r <= 0) break;
+    if (line[n] == '\n') break;
+    ++n;
+  }
+  line[n] = '\0';
+  close(out[0]);
+  s->pid = pid;
+  s->in = in[1];
+  return strcmp(line, "ready") == 0 ? 0 : -1;
+}
+
+static int stop_server(server *s) {
+  close(s->in);
+  int status = 0;
+  waitpid(s->pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void kill_server(server *s) {
+  kill(s->pid, SIGKILL);
+  waitpid(s->pid, NULL, 0);
+  close(s->in);
+}
+
+/* Four writers on one handle. */
+typedef struct worker {
+  shoal_db *db;
+  int index;
+  int failures;
+} worker;
+
+static void *work(void *arg) {
+  worker *w = (worker *)arg;
+  shoal_error err;
+  for (int i = 0; i < 50; ++i) {
+    char id[32];
+    int len = snprintf(id, sizeof id, "w%d-%d", w->index, i);
+    float v[4] = {(float)w->index, (float)i, 1.0f, 0.5f};
+    if (shoal_upsert(w->db, "items", id, (size_t)len, v, 4, NULL, NULL, &err) != SHOAL_OK) {
+      fprintf(stderr, "worker %d upsert: %s\n", w->index, err.message);
+      ++w->failures;
+    }
+    shoal_hit hits[5];
+    size_t count = 0;
+    if (shoal_search(w->db, "items", v, 4, 5, 0, NULL, hits, 5, &count, &err) != SHOAL_OK || count == 0 ||
+        strcmp(hits[0].id, id) != 0) {
+      ++w->failures;
+    }
+  }
+  return NULL;
+}
+
+typedef struct seen {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int changes;
+  int gap_calls;
+  char last[64];
+} seen;
+
+static void on_changes(void *ctx, const shoal_change *changes, size_t count, int gap) {
+  seen *s = (seen *)ctx;
+  pthread_mutex_lock(&s->mu);
+  if (gap && count == 0) ++s->gap_calls;
+  for (size_t i = 0; i < count; ++i) {
+    ++s->changes;
+    snprintf(s->last, sizeof s->last, "%.*s", (int)changes[i].id_len, changes[i].id);
+  }
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits up to 5 s for pred(s). */
+static int wait_until(seen *s, int (*pred)(seen *)) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  pthread_mutex_lock(&s->mu);
+  while (!pred(s)) {
+    if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) != 0) break;
+  }
+  int ok = pred(s);
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+static int saw_gap(seen *s) { return s->gap_calls >= 1; }
+static int saw_after(seen *s) { return strcmp(s->last, "after") == 0; }
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s SERVER DIR\n", argv[0]);
+    return 2;
+  }
+  const char *bin = argv[1], *dir = argv[2];
+  char tmp[] = "/tmp/shoal-connect.XXXXXX";
+  if (mkdtemp(tmp) == NULL) return 1;
+  char sock[128];
+  snprintf(sock, sizeof sock, "%s/api.sock", tmp);
+  shoal_error err;
+  shoal_db *db = NULL;
+
+  /* The client library cannot be loaded: the message names it and the loader's reason. */
+  setenv("SHOAL_CLIENT_LIBRARY", "/nonexistent/libshoal_client.so.0", 1);
+  CHECK(shoal_connect(sock, NULL, &db, &err) == SHOAL_EUNAVAILABLE && db == NULL);
+  CHECK(strstr(err.message, "/nonexistent/libshoal_client.so.0") != NULL);
+  CHECK(strstr(err.message, "No such file") != NULL);
+  unsetenv("SHOAL_CLIENT_LIBRARY");
+
+  /* Nothing listens yet; bad paths. */
+  CHECK(shoal_connect(sock, NULL, &db, &err) == SHOAL_EUNAVAILABLE && db == NULL);
+  CHECK(strstr(err.message, sock) != NULL);
+  CHECK(shoal_connect(NULL, NULL, &db, &err) == SHOAL_EINVAL);
+  char long_path[200];
+  memset(long_path, 'p', sizeof long_path - 1);
+  long_path[sizeof long_path - 1] = '\0';
+  CHECK(shoal_connect(long_path, NULL, &db, &err) == SHOAL_EINVAL);
+  CHECK(strstr(err.message, "199") != NULL);
+
+  server srv;
+  if (start_server(&srv, bin, dir, sock) != 0) {
+    fprintf(stderr, "cannot start %s\n", bin);
+    return 1;
+  }
+  CHECK(shoal_connect(sock, NULL, &db, &err) == SHOAL_OK && db != NULL);
+  if (db == NULL) {
+    fprintf(stderr, "connect: %s\n", err.message);
+    kill_server(&srv);
+    return 1;
+  }
+  CHECK(shoal_collection_create(db, "items", 4, SHOAL_METRIC_L2, &err) == SHOAL_OK);
+
+  /* Four threads at once on one handle. */
+  pthread_t threads[4];
+  worker workers[4];
+  for (int i = 0; i < 4; ++i) {
+    workers[i].db = db;
+    workers[i].index = i;
+    workers[i].failures = 0;
+    pthread_create(&threads[i], NULL, work, &workers[i]);
+  }
+  int failures = 0;
+  for (int i = 0; i < 4; ++i) {
+    pthread_join(threads[i], NULL);
+    failures += workers[i].failures;
+  }
+  CHECK(failures == 0);
+  uint64_t n = 0;
+  CHECK(shoal_collection_count(db, "items", &n, &err) == SHOAL_OK && n == 200);
+
+  seen s;
+  memset(&s, 0, sizeof s);
+  pthread_mutex_init(&s.mu, NULL);
+  pthread_cond_init(&s.cv, NULL);
+  shoal_watch_handle *watch = NULL;
+  CHECK(shoal_watch(db, "items", on_changes, &s, &watch, &err) == SHOAL_OK);
+
+  /* The daemon dies: calls fail as unavailable, the watch hears of the gap once. */
+  kill_server(&srv);
+  const float v[4] = {9, 9, 9, 9};
+  int rc = shoal_upsert(db, "items", "lost", 4, v, 4, NULL, NULL, &err);
+  CHECK((rc & 0xff) == SHOAL_EUNAVAILABLE && err.code == rc);
+  fprintf(stderr, "after the kill: %s\n", err.message);
+  CHECK(wait_until(&s, saw_gap));
+  rc = shoal_collection_count(db, "items", &n, &err);
+  CHECK((rc & 0xff) == SHOAL_EUNAVAILABLE);
+  CHECK(strstr(err.message, sock) != NULL);
+  shoal_hit hits[2];
+  size_t count = 7;
+  rc = shoal_search(db, "items", v, 4, 1, 0, NULL, hits, 2, &count, &err);
+  CHECK((rc & 0xff) == SHOAL_EUNAVAILABLE && count == 0);
+
+  /* A daemon again on the same socket (the stale socket file is replaced): the next call
+   * reconnects, nothing acknowledged was lost, and the watch resumes. */
+  if (start_server(&srv, bin, dir, sock) != 0) {
+    fprintf(stderr, "cannot restart %s\n", bin);
+    return 1;
+  }
+  CHECK(shoal_collection_count(db, "items", &n, &err) == SHOAL_OK && n == 200);
+  shoal_record *rec = NULL;
+  CHECK(shoal_get(db, "items", "lost", 4, &rec, &err) == SHOAL_E_NORECORD);
+  CHECK(shoal_get(db, "items", "w3-49", 5, &rec, &err) == SHOAL_OK && rec != NULL);
+  shoal_record_free(rec);
+  /* The watch re-subscribes as the connection comes back; give it a moment. */
+  struct timespec t = {0, 200 * 1000000L};
+  nanosleep(&t, NULL);
+  CHECK(shoal_upsert(db, "items", "after", 5, v, 4, NULL, NULL, &err) == SHOAL_OK);
+  CHECK(wait_until(&s, saw_after));
+  pthread_mutex_lock(&s.mu);
+  CHECK(s.gap_calls == 1);
+  pthread_mutex_unlock(&s.mu);
+
+  shoal_unwatch(watch);
+  shoal_close(db);
+  CHECK(stop_server(&srv) == 0);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -22,7 +22,9 @@
  * - Lengths are size_t. Strings are NUL-terminated UTF-8 unless a length is given.
  *
  * Threads: a shoal_db handle may be used from any number of threads at once; calls are
- * serialised inside. A shoal_record or shoal_meta belongs to one thread at a time.
+ * serialised inside (client mode: sent on the handle's one connection, answered in parallel). A
+ * shoal_record or shoal_meta belongs to one thread at a time. The library runs threads of its
+ * own: watch callbacks (shoal_watch) and, in client mode, the connection's.
  * Durability: when shoal_upsert, shoal_upsert_batch or shoal_delete returns SHOAL_OK, the change
  * is committed and synced to disk and survives a crash or power loss.
  */

@@ -8,10 +8,13 @@
  * - after the daemon is killed (SIGKILL), a call fails with SHOAL_EUNAVAILABLE (not retried, no
  *   hang), a watch hears of it once (count 0, gap 1), and calls keep failing while nothing
  *   listens;
+ * - every refused call returns exactly the code and the message an embedded handle returns for
+ *   it (an embedded handle on DIR-embedded runs the same calls side by side);
  * - once a daemon listens again on the same socket, the next call reconnects: everything
  *   acknowledged before the kill is there, and the watch resumes.
  * Prints "N passed, M failed". Usage: shoal_capi_connect_test SERVER DIR */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -150,6 +153,83 @@ static int wait_until(seen *s, int (*pred)(seen *)) {
 static int saw_gap(seen *s) { return s->gap_calls >= 1; }
 static int saw_after(seen *s) { return strcmp(s->last, "after") == 0; }
 
+/* The same call on the embedded handle `e` and the client handle `c`: same code, same message. */
+static shoal_error err_e, err_c;
+static void same(int line, int rc_e, int rc_c) {
+  ++passed;
+  if (rc_e == rc_c && rc_e != SHOAL_OK && strcmp(err_e.message, err_c.message) == 0) return;
+  --passed;
+  ++failed;
+  fprintf(stderr, "%s:%d: modes differ:\n  embedded 0x%x %s\n  client   0x%x %s\n", __FILE__, line, rc_e,
+          err_e.message, rc_c, err_c.message);
+}
+#define SAME(call_with_db_and_err)                   \
+  do {                                                \
+    shoal_db *db_ = emb;                              \
+    shoal_error *err_ = &err_e;                       \
+    int rc_e_ = (call_with_db_and_err);               \
+    db_ = cli;                                        \
+    err_ = &err_c;                                    \
+    int rc_c_ = (call_with_db_and_err);               \
+    same(__LINE__, rc_e_, rc_c_);                     \
+  } while (0)
+
+static void compare_errors(shoal_db *emb, shoal_db *cli) {
+  const float a[4] = {0, 0, 0, 0};
+  float bad[4] = {1, 2, 3, 4};
+  bad[2] = HUGE_VALF; /* infinity */
+  char long_id[300];
+  memset(long_id, 'x', sizeof long_id);
+  shoal_record *rec = NULL;
+  shoal_hit hits[4];
+  size_t count = 0;
+  uint64_t n = 0;
+  shoal_collection_desc d;
+  CHECK(shoal_collection_create(emb, "cmp", 4, SHOAL_METRIC_COSINE, &err_e) == SHOAL_OK);
+  CHECK(shoal_collection_create(cli, "cmp", 4, SHOAL_METRIC_COSINE, &err_c) == SHOAL_OK);
+  SAME(shoal_collection_create(db_, "cmp", 4, SHOAL_METRIC_COSINE, err_));
+  SAME(shoal_collection_create(db_, "cmp", 5, SHOAL_METRIC_COSINE, err_));
+  SAME(shoal_collection_create(db_, "bad name", 3, SHOAL_METRIC_L2, err_));
+  SAME(shoal_collection_create(db_, ".hidden", 3, SHOAL_METRIC_L2, err_));
+  SAME(shoal_collection_create(db_, "x", 0, SHOAL_METRIC_L2, err_));
+  SAME(shoal_collection_create(db_, "x", 5000, SHOAL_METRIC_L2, err_));
+  SAME(shoal_collection_create(db_, "x", 3, (shoal_metric)7, err_));
+  SAME(shoal_collection_drop(db_, "nope", err_));
+  SAME(shoal_collection_count(db_, "nope", &n, err_));
+  SAME(shoal_collection_info(db_, "nope", &d, sizeof d, err_));
+  SAME(shoal_upsert(db_, "cmp", "a", 1, a, 3, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "cmp", "a", 1, bad, 4, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "cmp", "a", 1, a, 4, NULL, NULL, err_)); /* zero vector under cosine */
+  SAME(shoal_upsert(db_, "cmp", long_id, sizeof long_id, bad, 4, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "cmp", "", 0, bad, 4, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "nope", "a", 1, a, 4, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "cmp", "c\xfe", 2, a, 4, NULL, NULL, err_));
+  SAME(shoal_upsert(db_, "cmp", "c", 1, a, 4, NULL, "m\xed\xa0\x80", err_));
+  const char *ids[3] = {"p", "q", "r"};
+  size_t lens[3] = {1, 1, 1};
+  float vecs[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
+  vecs[9] = bad[2];
+  SAME(shoal_upsert_batch(db_, "cmp", 3, ids, lens, vecs, 4, NULL, NULL, err_));
+  SAME(shoal_upsert_batch(db_, "nope", 3, ids, lens, vecs, 4, NULL, NULL, err_));
+  SAME(shoal_upsert_batch(db_, "cmp", 3, ids, lens, vecs, 3, NULL, NULL, err_));
+  SAME(shoal_upsert_batch(db_, "cmp", 1, ids, lens, vecs, 3, NULL, NULL, err_)); /* a batch of one */
+  SAME(shoal_upsert_batch(db_, "cmp", 1, ids, lens, vecs + 8, 4, NULL, NULL, err_));
+  SAME(shoal_get(db_, "cmp", "zz", 2, &rec, err_));
+  SAME(shoal_get(db_, "nope", "zz", 2, &rec, err_));
+  SAME(shoal_get(db_, "cmp", long_id, sizeof long_id, &rec, err_));
+  SAME(shoal_delete(db_, "cmp", "zz", 2, err_));
+  SAME(shoal_delete(db_, "nope", "zz", 2, err_));
+  const float q[4] = {1, 0, 0, 0};
+  SAME(shoal_search(db_, "cmp", q, 4, 0, 0, NULL, hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", q, 4, 8, 0, NULL, hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", q, 3, 2, 0, NULL, hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", a, 4, 2, 0, NULL, hits, 4, &count, err_));
+  SAME(shoal_search(db_, "nope", q, 4, 2, 0, NULL, hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", q, 4, 2, 0, "color", hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", q, 4, 2, 0, "color=\"red", hits, 4, &count, err_));
+  SAME(shoal_search(db_, "cmp", q, 4, 2, 0, "k\xff=1", hits, 4, &count, err_));
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s SERVER DIR\n", argv[0]);
@@ -192,6 +272,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   CHECK(shoal_collection_create(db, "items", 4, SHOAL_METRIC_L2, &err) == SHOAL_OK);
+
+  /* Refused calls: the same code and message as embedded. */
+  char emb_dir[512];
+  snprintf(emb_dir, sizeof emb_dir, "%s-embedded", dir);
+  shoal_db *emb = NULL;
+  CHECK(shoal_open(emb_dir, NULL, &emb, &err) == SHOAL_OK);
+  if (emb != NULL) compare_errors(emb, db);
+  shoal_close(emb);
 
   /* Four threads at once on one handle. */
   pthread_t threads[4];

@@ -43,7 +43,7 @@ from cffi import FFI
 
 from ._header import HeaderError, parse_header
 
-__all__ = ["open", "Database", "Record", "CollectionInfo", "ShoalError", "InvalidArgumentError",
+__all__ = ["open", "connect", "Database", "Record", "CollectionInfo", "ShoalError", "InvalidArgumentError",
            "NotFoundError", "ConflictError", "UnavailableError", "OverloadedError",
            "UnauthenticatedError", "CorruptionError", "IoError", "UnimplementedError",
            "InternalError", "version", "HeaderError"]
@@ -273,7 +273,8 @@ def _float_copy(ptr, n):
 
 
 class Database:
-    """An open data directory (shoal_open). Use as a context manager, or call close()."""
+    """An open data directory (shoal.open), or a connection to the daemon (shoal.connect). Use as
+    a context manager, or call close()."""
 
     def __init__(self, path, max_store_bytes=None):
         err = ffi.new("shoal_error *")
@@ -444,6 +445,21 @@ class Database:
             ids[i] = _decode_id(ffi.buffer(hits[i].id, hits[i].id_len)[:])
             distances[i] = hits[i].distance
         return ids, distances
+
+
+def connect(socket_path):
+    """Client mode (shoal_connect): a Database on the daemon (shoald) listening on the Unix socket
+    `socket_path`. Every method works as on an opened directory, with the same errors; close()
+    closes the connection. UnavailableError when nothing listens there, when the connection was
+    lost (the next call reconnects), or when libshoal_client.so.0 cannot be loaded (the message
+    names it; $SHOAL_CLIENT_LIBRARY overrides where it is looked for)."""
+    err = ffi.new("shoal_error *")
+    out = ffi.new("shoal_db **")
+    _check(lib.shoal_connect(os.fsencode(socket_path), ffi.NULL, out, err), err)
+    db = Database.__new__(Database)
+    db._db = ffi.gc(out[0], lib.shoal_close)
+    db.path = socket_path
+    return db
 
 
 def open(path, max_store_bytes=None):  # noqa: A001 (shoal.open, like sqlite3.connect)

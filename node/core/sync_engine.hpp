@@ -55,7 +55,7 @@ struct SyncOptions {
   // A peer's acknowledged position is written at most this often (a lost one only makes us
   // resend), or after this many entries.
   Duration persist_interval = Duration::seconds(1);
-  std::uint64_t persist_every_entries = 64;
+  std::uint64_t persist_every_entries = 1024;
 };
 
 // Test-only sync faults that the simulator's checkers must catch (tests/sim). Off in production.

@@ -129,7 +129,7 @@ struct HandDrivenHandshake {
 
 }  // namespace
 
-TEST_CASE("random bytes on the port: closed, counted, nothing applied; enrolled peers still served",
+TEST_CASE("random bytes on the port: closed, counted, nothing applied, and enrolled peers still served",
           "[mesh][hostile]") {
   Cluster c;
   Host& a = c.add(security::DeviceRole::kMember, true, tweak_short_handshake);
@@ -279,7 +279,7 @@ TEST_CASE("an oversized length prefix is refused before any allocation, in the h
   enrolled_peer_syncs(c, a);
 }
 
-TEST_CASE("a certificate from another mesh is refused (kWrongMesh); a foreign mesh's device gets no link",
+TEST_CASE("a certificate from another mesh is refused (kWrongMesh) and a foreign mesh device gets no link",
           "[mesh][hostile]") {
   Cluster c;
   Host& a = c.add(security::DeviceRole::kMember, true, tweak_short_handshake);

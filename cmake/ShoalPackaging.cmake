@@ -4,8 +4,8 @@
 # One package per install component group (the components are named by the install rules):
 #   libshoal0     component runtime   the shared library (soname libshoal.so.0), shlibs, ldconfig
 #   libshoal-dev  component dev       shoal.h, libshoal.so, shoal.pc, the CMake package files
-#   shoal         components tools    the CLI (and, once it exists, the daemon shoald with its
-#                 and doc             systemd unit: packaging/README.md), the docs, the system
+#   shoal         components tools    the CLI, the daemon shoald with its systemd unit
+#                 and doc             (packaging/README.md), the docs, the system
 #                                     user `shoal` (packaging/deb/shoal/postinst)
 #
 # Build them with scripts/package.sh, which configures a build with CMAKE_INSTALL_PREFIX=/usr (so
@@ -79,8 +79,8 @@ set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/postrm)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
-# --- The daemon's place (packaging/README.md). shoald does not exist yet; when its target and
-# its unit file packaging/shoald.service are added, they land in the `shoal` package from here.
+# --- The daemon's place (packaging/README.md): its unit file lands in the `shoal` package from
+# here once the shoald target exists (the binary through its own install rule, COMPONENT tools).
 # TODO(soon): enable and start the unit from packaging/deb/shoal/postinst (deb-systemd-helper)
 # once it ships.
 if(TARGET shoald AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoald.service)

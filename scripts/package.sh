@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds Shoal's Debian packages with CPack (cmake/ShoalPackaging.cmake): libshoal0, libshoal-dev
 # and shoal, into <build-dir>/packages/. Configures <build-dir> with CMAKE_INSTALL_PREFIX=/usr
-# (the library then goes to the multiarch directory /usr/lib/<triplet>), builds only what the
-# packages hold, and runs `cpack -G DEB`. Needs the build's Debian packages (scripts/setup.sh
+# (the library then goes to the multiarch directory /usr/lib/<triplet>), builds it without tests,
+# examples and benchmarks, and runs `cpack -G DEB`. Needs the build's Debian packages (scripts/setup.sh
 # installs them) and dpkg-dev and file (for dpkg-shlibdeps); does not need root.
 #
 #   scripts/package.sh [build-dir] [extra cmake args...]     (default build dir: build-deb)
@@ -23,18 +23,14 @@ done
 export CCACHE_BASEDIR="$here"
 export CCACHE_NOHASHDIR=1
 
-# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY: cpack's install step must not build every target (the
-# simulator, work in progress); the targets below are built explicitly.
+# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY: cpack's install step builds nothing itself; the build below
+# does, so that its errors show here.
 cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
   -DSHOAL_BUILD_TESTS=OFF -DSHOAL_BUILD_EXAMPLES=OFF -DSHOAL_BUILD_BENCH=OFF \
   -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON "$@" >/dev/null
-# What the packages hold, and nothing else (not the simulator): the library, the CLI, and the
-# daemon once its target exists.
-targets=(shoal_capi shoal)
-if cmake --build "$build_dir" --target help | grep -qw shoald; then
-  targets+=(shoald)
-fi
-cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]}"
+# Everything the install rules name must be built (libshoal, libshoal_client, the CLI, the
+# daemon, ...): build the default target, with tests, examples and benchmarks off.
+cmake --build "$build_dir" -j"$(nproc)"
 
 rm -rf "$build_dir/packages"
 (cd "$build_dir" && cpack -G DEB -B "$build_dir/packages" >"$build_dir/cpack.log") ||

@@ -339,21 +339,21 @@ class RpcLinkBase : public Iface {
             capnp::makeRpcServer(*network_, capnp::Capability::Client(kj::mv(bootstrap.promise))))),
         disconnected_(network_->onDisconnect().fork()) {
     if (w_->options.flow_limit_bytes > 0) rpc_->setFlowLimit(w_->options.flow_limit_bytes / sizeof(capnp::word));
+    // The client side of a two-party network starts reading only when it first connects: ask
+    // for the peer's bootstrap now, so a peer that closes is noticed even if the owner never
+    // calls it (on_disconnect promises "either side, any reason").
+    peer_cap_ = bootstrap_of_peer();
   }
 
   ~RpcLinkBase() noexcept override {
+    peer_cap_ = nullptr;
     rpc_ = nullptr;
     network_ = nullptr;
     stream_ = nullptr;
     w_->close_socket();
   }
 
-  capnp::Capability::Client peer_bootstrap() override {
-    capnp::MallocMessageBuilder message(8);
-    auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
-    vat.setSide(dialed_ ? capnp::rpc::twoparty::Side::SERVER : capnp::rpc::twoparty::Side::CLIENT);
-    return rpc_->bootstrap(vat);
-  }
+  capnp::Capability::Client peer_bootstrap() override { return peer_cap_; }
 
   void serve(capnp::Capability::Client bootstrap) override {
     if (bootstrap_->isWaiting()) bootstrap_->fulfill(kj::mv(bootstrap));
@@ -378,6 +378,14 @@ class RpcLinkBase : public Iface {
   bool dialed_flag() const noexcept { return dialed_; }
 
  private:
+  capnp::Capability::Client bootstrap_of_peer() {
+    capnp::MallocMessageBuilder message(8);
+    auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+    vat.setSide(dialed_ ? capnp::rpc::twoparty::Side::SERVER : capnp::rpc::twoparty::Side::CLIENT);
+    return rpc_->bootstrap(vat);
+  }
+
+ private:
   static capnp::ReaderOptions reader_options(const LinkOptions& o) {
     capnp::ReaderOptions r;
     r.traversalLimitInWords = o.traversal_limit_words;
@@ -392,6 +400,7 @@ class RpcLinkBase : public Iface {
   kj::Own<capnp::TwoPartyVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   kj::ForkedPromise<void> disconnected_;
+  capnp::Capability::Client peer_cap_ = nullptr;
 };
 
 class LinkImpl final : public RpcLinkBase<Link> {
@@ -494,7 +503,7 @@ class HandshakeOp : public std::enable_shared_from_this<HandshakeOp> {
     if (!channel.ok()) {
       boost::system::error_code ignored;
       socket_.close(ignored);
-      return done_(channel.status());
+      return done_(channel.status().with_context(remote_));
     }
     auto wire = std::make_shared<Wire>(Socket(std::move(socket_)), std::make_unique<ChannelFramer>(std::move(*channel)), options_);
     wire->stats.bytes_in = bytes_in_;

@@ -34,7 +34,11 @@
 
 #include "common/log.hpp"
 #include "node/daemon/config.hpp"
+#include "node/daemon/http_server.hpp"
 #include "node/daemon/local_api.hpp"
+#include "node/daemon/metrics.hpp"
+#include "node/daemon/status.hpp"
+#include "node/daemon/status_page.hpp"
 #include "node/mesh/mesh_host.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/runtime/revocation_replica.hpp"
@@ -79,6 +83,80 @@ node::MeshOptions mesh_options(const daemon::DaemonConfig& c) {
   o.listener.max_links = c.max_links;
   o.listener.max_pending_handshakes = c.max_pending_handshakes;
   return o;
+}
+
+std::uint64_t dir_bytes(const std::string& dir) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+// What the metrics and the status page show, taken on the loop thread.
+daemon::DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const std::string& device,
+                                     const std::string& data_dir) {
+  daemon::DaemonSnapshot s;
+  s.device = device;
+  s.replica = db.replica().to_string();
+  s.taken_unix_ms = now_wall().ns() / 1'000'000;
+  std::vector<node::PeerProgress> progress;
+  node::NodeStats ns;
+  node::SyncStats ss;
+  std::vector<node::CollectionInfo> colls;
+  db.read([&](const node::Node& n) {
+    progress = n.peer_progress();
+    ns = n.stats();
+    ss = n.sync_stats();
+    colls = n.list_collections();
+  });
+  const MonoTime now = now_mono();
+  for (const auto& p : mesh.peers()) {
+    daemon::PeerSnapshot ps;
+    ps.device = p.device;
+    ps.replica = p.replica;
+    ps.remote = p.remote;
+    ps.role = p.role;
+    ps.tier = p.tier == node::Tier::kHot ? daemon::PeerTier::kHot : daemon::PeerTier::kWarm;
+    ps.up = p.up;
+    ps.bytes_in = p.bytes.bytes_in;
+    ps.bytes_out = p.bytes.bytes_out;
+    ps.messages_in = p.bytes.messages_in;
+    ps.messages_out = p.bytes.messages_out;
+    if (p.last_delta) ps.lag_seconds = (now - *p.last_delta).seconds_f();
+    for (const auto& pr : progress) {
+      if (pr.peer.to_string() == p.replica) {
+        ps.lag_entries = pr.behind;
+        if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
+      }
+    }
+    s.peers.push_back(std::move(ps));
+  }
+  // Peers the engine knows that have no link now: partitioned.
+  for (const auto& pr : progress) {
+    bool linked = false;
+    for (const auto& p : s.peers) linked = linked || p.replica == pr.peer.to_string();
+    if (linked) continue;
+    daemon::PeerSnapshot ps;
+    ps.device = pr.peer.to_string();
+    ps.replica = pr.peer.to_string();
+    ps.tier = pr.tier == node::Tier::kHot ? daemon::PeerTier::kHot : daemon::PeerTier::kWarm;
+    ps.lag_entries = pr.behind;
+    if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
+    s.peers.push_back(std::move(ps));
+  }
+  auto ms = mesh.stats();
+  s.handshake_failures = ms.handshake_failures;
+  s.discovered_devices = ms.discovered;
+  s.store_bytes = dir_bytes(data_dir + "/store");
+  for (const auto& c : colls) s.collections.push_back(daemon::CollectionSnapshot{c.spec.name, c.live_records, c.index_bytes});
+  s.delta_buffer_entries = ns.delta_buffer_entries;
+  s.repair_sessions_started = ss.repair_sessions_started;
+  s.repair_sessions_completed = ss.repair_sessions_completed;
+  s.repair_sessions_abandoned = ss.repair_sessions_abandoned;
+  return s;
 }
 
 Result<gid_t> group_id(const std::string& name) {
@@ -207,16 +285,58 @@ int main(int argc, char** argv) {
       lo.group = *g;
     }
     daemon::ApiPolicy policy{static_cast<std::uint32_t>(::getuid()), cfg.allow_uids, cfg.allow_gids};
-    auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, {}, &logger);
+    daemon::MetricsRegistry registry;
+    daemon::LocalApiHooks hooks;
+    hooks.search_seconds = [&registry](double s) { registry.observe_search(s); };
+    hooks.write_seconds = [&registry](double s) { registry.observe_write(s); };
+    auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, hooks, &logger);
     if (!api.ok()) {
       std::cerr << "shoald: api.socket: " << api.status().to_string() << "\n";
       return 1;
     }
 
+    // Metrics and the status page: a snapshot each second, served on metrics.listen.
+    const std::string device_label = security::key_label(identity->public_key());
+    daemon::DaemonSnapshot last = take_snapshot(db, **mesh, device_label, cfg.data_dir);
+    registry.update(last);
+    std::unique_ptr<daemon::HttpServer> http;
+    auto start_http = [&]() -> Status {
+      http.reset();
+      if (!cfg.metrics_enabled) return {};
+      daemon::HttpServerOptions ho;
+      ho.address = cfg.metrics_address;
+      ho.port = cfg.metrics_port;
+      daemon::HttpContent content;
+      content.metrics = [&registry] { return registry.serialize(); };
+      content.status_page = [&last] { return daemon::render_status_page(last); };
+      content.status_json = [&last] { return daemon::render_status_json(last); };
+      auto h = daemon::HttpServer::start(io, ho, std::move(content), &logger);
+      if (!h.ok()) return h.status();
+      http = std::move(*h);
+      SHOAL_LOG(&logger, kInfo, "shoald", "metrics and status page on http://", cfg.metrics_address, ":", http->port(), "/");
+      return {};
+    };
+    if (Status st = start_http(); !st.ok()) {
+      std::cerr << "shoald: metrics.listen: " << st.to_string() << "\n";
+      return 1;
+    }
+    boost::asio::steady_timer snap_timer(io);
+    std::function<void()> every_second = [&]() {
+      snap_timer.expires_after(std::chrono::seconds(1));
+      snap_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (ec) return;
+        last = take_snapshot(db, **mesh, device_label, cfg.data_dir);
+        registry.update(last);
+        every_second();
+      });
+    };
+    every_second();
+
     SHOAL_LOG(&logger, kInfo, "shoald", "shoald ", SHOAL_VERSION_STRING, " running: replica ", db.replica().to_string(),
               ", ", security::key_label(identity->public_key()), ", mesh port ", (*mesh)->port(), ", socket ",
               cfg.socket);
     std::cout << "shoald: ready port=" << (*mesh)->port() << " socket=" << cfg.socket
+              << " metrics=" << (http ? std::to_string(http->port()) : std::string("off"))
               << " device=" << hex(identity->public_key()) << std::endl;
     ::sd_notify(0, "READY=1");
 
@@ -227,6 +347,8 @@ int main(int argc, char** argv) {
       ::sd_notify(0, "STOPPING=1");
       (*api).reset();
       (*mesh)->stop();
+      snap_timer.cancel();
+      if (http) http->stop();
       guard.reset();
       io.stop();
     });
@@ -250,7 +372,15 @@ int main(int argc, char** argv) {
             for (const auto& q : cfg.peers) known = known || (q.host == p.host && q.port == p.port);
             if (!known) (*mesh)->add_peer(node::MeshPeerAddress{p.host, p.port, p.tier});
           }
+          const bool metrics_changed = plan.next.metrics_enabled != cfg.metrics_enabled ||
+                                       plan.next.metrics_address != cfg.metrics_address ||
+                                       plan.next.metrics_port != cfg.metrics_port;
           cfg = plan.next;
+          if (metrics_changed) {
+            if (Status st = start_http(); !st.ok()) {
+              SHOAL_LOG(&logger, kError, "shoald", "reload: metrics.listen: ", st.to_string());
+            }
+          }
           std::string applied;
           for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
           SHOAL_LOG(&logger, kInfo, "shoald", "reloaded ", config_path, applied.empty() ? " (no change)" : ": " + applied);
@@ -262,6 +392,7 @@ int main(int argc, char** argv) {
     wait_hup();
 
     io.run();
+    http.reset();
     api->reset();
     mesh->reset();
   }

@@ -42,6 +42,29 @@ kj::Exception status_exception(const Status& st) {
                        kj::str("shoal-status ", st.full_code(), " ", st.to_string().c_str()));
 }
 
+// The short stable word a metrics label uses for why a handshake failed.
+std::string failure_reason(const Status& st) {
+  switch (st.detail()) {
+    case Detail::kRevoked: return "revoked";
+    case Detail::kExpired: return "expired";
+    case Detail::kNotYetValid: return "not_yet_valid";
+    case Detail::kWrongMesh: return "wrong_mesh";
+    case Detail::kUnknownIssuer: return "unknown_issuer";
+    case Detail::kBadSignature: return "bad_signature";
+    case Detail::kSelfSigned: return "self_signed";
+    case Detail::kStaticKeyMismatch: return "static_key_mismatch";
+    case Detail::kWrongRole: return "wrong_role";
+    case Detail::kDecryptFailed: return "decrypt_failed";
+    case Detail::kMalformed: return "malformed";
+    case Detail::kTooLarge: return "too_large";
+    case Detail::kQueueFull: return "overloaded";
+    default: break;
+  }
+  if (st.message().find("timeout") != std::string::npos) return "timeout";
+  if (st.code() == Code::kUnavailable) return "closed";
+  return "other";
+}
+
 struct Conn {
   std::uint64_t id = 0;
   kj::Own<transport::Link> link;
@@ -480,6 +503,10 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
                       [this, i, a](kj::Exception&& e) {
                         dials[i].busy = false;
                         ++stats.dial_failures;
+                        Status st = transport::status_of(e);
+                        if (st.code() != Code::kUnavailable || st.message().find("timeout") != std::string::npos) {
+                          ++stats.handshake_failures[failure_reason(st)];  // not a mere refused connect
+                        }
                         SHOAL_LOG(logger, kDebug, kComponent, "dial ", a.host, ":", a.port, " failed: ",
                                   transport::status_of(e).to_string());
                         schedule_redial(i);
@@ -753,6 +780,7 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
       loop, h.options.listen_address, h.options.listen_port, h.linksec, h.options.link, h.options.listener,
       [&h](kj::Own<transport::Link> link) { h.on_link(kj::mv(link), -1); },
       [&h](const Status& st, const std::string& remote) {
+        ++h.stats.handshake_failures[failure_reason(st)];
         SHOAL_LOG(h.logger, kInfo, kComponent, "refused a connection from ", remote, ": ", st.to_string());
       });
   if (!listener.ok()) return listener.status();

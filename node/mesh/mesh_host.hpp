@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,10 @@ struct MeshStats {
   std::uint64_t dials = 0;
   std::uint64_t dial_failures = 0;
   std::uint64_t discovered = 0;             // sightings of devices of our mesh (each dialed)
+  // Handshakes refused or failed (accepted and dialed), by reason: revoked, expired,
+  // not_yet_valid, wrong_mesh, unknown_issuer, bad_signature, self_signed, static_key_mismatch,
+  // wrong_role, decrypt_failed, malformed, too_large, timeout, overloaded, closed, other.
+  std::map<std::string, std::uint64_t> handshake_failures;
   transport::ListenerStats listener;
   transport::DiscoveryStats discovery;
 };

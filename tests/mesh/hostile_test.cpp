@@ -309,7 +309,7 @@ TEST_CASE("a certificate from another mesh is refused (kWrongMesh) and a foreign
     // the dial may succeed and its link end at once, or fail: either way it ends.
     auto p = transport::dial(c.loop(), "127.0.0.1", port, stray.sec, {})
                  .then([](kj::Own<transport::Link> l) {
-                   // A dialed link reads only once its RpcSystem connects (see the known-bug case
+                   // A dialed link reads only once its RpcSystem connects (see the regression case
                    // below): bootstrap so that the close is noticed.
                    l->peer_bootstrap();
                    return l->on_disconnect().attach(kj::mv(l));
@@ -450,14 +450,11 @@ TEST_CASE("1,000 unauthenticated connections at once: pending handshakes bounded
   CHECK(c.up_peers(a) == 2);
 }
 
-// KNOWN BUG (transport/link.cpp, reported to the transport owner; hidden from the default run
-// with "[.]" so CI stays green until it is fixed): Link::on_disconnect() is documented to
-// resolve "when the connection ends (either side, any reason)", but on a DIALED link it never
-// resolves if peer_bootstrap() was never called: the TwoPartyVatNetwork of the CLIENT side starts
-// reading only when the RpcSystem connects (on the first bootstrap), so the peer's close is never
-// read. (MeshHost bootstraps every link at once, so it is not affected today.) Run it with
-//   shoal_mesh_hostile_tests "[known-bug]"
-TEST_CASE("KNOWN BUG: a dialed link that never bootstraps notices its peer's close", "[.][known-bug][mesh][hostile]") {
+// Regression (was a bug in transport/link.cpp): Link::on_disconnect() resolves "when the
+// connection ends (either side, any reason)", also on a DIALED link whose owner never called
+// peer_bootstrap(): the CLIENT side of a TwoPartyVatNetwork starts reading only once its
+// RpcSystem connects, so the link now asks for the peer's bootstrap when it is made.
+TEST_CASE("a dialed link that never bootstraps notices its peer's close", "[mesh][hostile]") {
   Cluster c;
   Device server_dev(c.authority().anchor, [&](const security::Identity& id) { return c.authority().certify(id); });
   Device client_dev(c.authority().anchor, [&](const security::Identity& id) { return c.authority().certify(id); });

@@ -151,12 +151,16 @@ SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db *
  * live in libshoal_client.so.0, loaded at the first shoal_connect from libshoal's own directory,
  * else by the dynamic loader's search ($SHOAL_CLIENT_LIBRARY, a path, replaces both). Calls from
  * several threads are sent on the one connection and answered in parallel. Codes:
- * - SHOAL_EUNAVAILABLE: nothing listens on socket_path (the message names it and the reason), or
+ * - SHOAL_EUNAVAILABLE: nothing listens on socket_path (the message names it and the reason),
+ *   the daemon closed the connection at once (its API policy refuses this user), or
  *   libshoal_client cannot be loaded (the message names the library and dlerror()). A call on a
  *   handle whose connection was lost fails with SHOAL_EUNAVAILABLE; the call is not retried, and
  *   the next call connects again.
  * - SHOAL_E_VERSION: a libshoal_client from another build than this libshoal.
- * - SHOAL_EINVAL: a NULL or too long socket_path (a NULL out). */
+ * - SHOAL_EINVAL: a NULL or too long socket_path (a NULL out).
+ * Differences from embedded: shoal_collection_info's index_bytes is 0 (not carried by the local
+ * API yet), and shoal_upsert_batch refuses a request above the local API's 16 MiB message limit
+ * with SHOAL_E_TOOLARGE (split the batch); see docs/api.md, "Client mode". */
 SHOAL_API int shoal_connect(const char *socket_path, const shoal_options *opts, shoal_db **out, shoal_error *err);
 /* Closes the handle (embedded: pending work is finished first; client: the connection is closed).
  * Ends the handle's watches (their handles must still be freed with shoal_unwatch). Accepts NULL. */

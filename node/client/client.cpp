@@ -197,7 +197,18 @@ class ClientBackend final : public Backend {
     auto ready = started.get_future();
     thread_ = std::thread([this, &started] { run(started); });
     ready.wait();
-    return invoke<Status>([](api::Node::Client&) -> kj::Promise<Status> { return Status(); });
+    // One round trip, so that a daemon that takes the connection and then refuses this process
+    // (its uid/gid policy) fails shoal_connect rather than every later call.
+    Status st = invoke<Status>([](api::Node::Client& n) {
+      return n.listCollectionsRequest().send().then([](auto&&) { return Status(); });
+    });
+    if (st.code() == Code::kUnavailable && st.message().find("cannot connect") == std::string::npos) {
+      return Status(Code::kUnavailable, "the daemon at " + path_ +
+                                            " closed the connection before answering (does its API policy, "
+                                            "api.allow_uids / api.allow_gids, allow this user?): " +
+                                            st.message());
+    }
+    return st;
   }
 
   Status create_collection(const node::CollectionSpec& spec) override {

@@ -89,4 +89,8 @@ interface Node {
   # Streams every change after this call (local, or applied from peers) to `listener`, for the
   # collection named ("" for all), until the subscription is dropped.
   watch @9 (collection :Text, listener :Listener) -> (subscription :Subscription);
+  # A consistent copy of the store into `dest`/store, written by the daemon while it keeps
+  # running (`dest`: an absolute path that does not exist or is an empty directory). Root and
+  # the daemon's own user only.
+  backup @10 (dest :Text, compact :Bool) -> (sourceBytes :UInt64, copyBytes :UInt64, replica :Text);
 }

@@ -158,7 +158,7 @@ struct LocalApi::Impl {
 
   class NodeServer final : public api::Node::Server {
    public:
-    explicit NodeServer(Impl& impl) : impl_(impl) {}
+    NodeServer(Impl& impl, transport::PeerCredentials creds) : impl_(impl), creds_(creds) {}
 
     kj::Promise<void> createCollection(CreateCollectionContext ctx) override {
       ++impl_.stats.calls;
@@ -280,6 +280,28 @@ struct LocalApi::Impl {
       return kj::READY_NOW;
     }
 
+    kj::Promise<void> backup(BackupContext ctx) override {
+      ++impl_.stats.calls;
+      if (!impl_.hooks.backup) return failed(Status(Code::kUnimplemented, "this server does not back up"));
+      // The copy is written with the daemon's privileges: only root and the daemon's own user.
+      if (creds_.uid != 0 && creds_.uid != impl_.policy.daemon_uid) {
+        return failed(Status(Code::kUnauthenticated, str_cat("backup is for root and the daemon's user (uid ",
+                                                             impl_.policy.daemon_uid, "); the caller is uid ", creds_.uid)));
+      }
+      const std::string dest(text(ctx.getParams().getDest()));
+      if (dest.empty() || dest.front() != '/') {
+        return failed(Status(Detail::kMalformed, "backup destination '" + dest + "' must be an absolute path"));
+      }
+      auto r = impl_.hooks.backup(dest, ctx.getParams().getCompact());
+      if (!r.ok()) return failed(r.status());
+      auto out = ctx.getResults();
+      out.setSourceBytes(r->source_bytes);
+      out.setCopyBytes(r->copy_bytes);
+      out.setReplica(r->replica);
+      SHOAL_LOG(impl_.logger, kInfo, kComponent, "backup to ", dest, " (", r->copy_bytes, " bytes) for uid ", creds_.uid);
+      return kj::READY_NOW;
+    }
+
    private:
     kj::Promise<void> failed(const Status& st) {
       ++impl_.stats.calls_failed;
@@ -290,6 +312,7 @@ struct LocalApi::Impl {
       return kj::READY_NOW;
     }
     Impl& impl_;
+    transport::PeerCredentials creds_;
   };
 
   template <typename Results>
@@ -353,7 +376,7 @@ struct LocalApi::Impl {
     }
     ++stats.clients_accepted;
     const std::uint64_t id = next_client++;
-    link->serve(kj::heap<NodeServer>(*this));
+    link->serve(kj::heap<NodeServer>(*this, creds));
     tasks.add(link->on_disconnect().then([this, id]() { drop_client(id); }, [this, id](kj::Exception&&) { drop_client(id); }));
     clients.emplace(id, kj::mv(link));
     if (listener) listener->set_clients_alive(clients.size());

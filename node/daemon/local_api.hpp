@@ -18,6 +18,7 @@
 #include "common/log.hpp"
 #include "common/status.hpp"
 #include "node/mesh/mesh_host.hpp"
+#include "node/runtime/data_dir.hpp"
 #include "node/runtime/shared_node.hpp"
 #include "transport/kj_loop.hpp"
 #include "transport/local_link.hpp"
@@ -45,6 +46,8 @@ struct LocalApiHooks {
   // Called with each served search's and write's duration (seconds), for the metrics.
   std::function<void(double)> search_seconds;
   std::function<void(double)> write_seconds;
+  // Serves Node.backup (OpenDataDir::backup_to); unset: backup is refused as unimplemented.
+  std::function<Result<node::StoreCopyReport>(const std::string& dest, bool compact)> backup;
 };
 
 class LocalApi {

@@ -6,6 +6,9 @@
 //   shoald --config FILE --print-device-key
 //                                     create (or read) DATA_DIR/identity.key and print its public
 //                                     key, for `shoal mesh enrol --device-key ...`
+//   shoald --config FILE --backup DEST [--compact]
+//                                     ask the daemon running with FILE for a consistent copy of
+//                                     its store in DEST (it keeps serving); exit 0 when written
 //   shoald --version
 //
 // One thread runs everything (docs/mesh.md): the Asio io_context with the kj loop on it, the mesh
@@ -45,6 +48,9 @@
 #include "security/certificate.hpp"
 #include "security/key_file.hpp"
 #include "transport/kj_loop.hpp"
+#include "transport/link.hpp"
+#include "transport/local_link.hpp"
+#include "transport/node_api.capnp.h"
 
 #ifndef SHOAL_VERSION_STRING
 #define SHOAL_VERSION_STRING "0.0.0"
@@ -66,7 +72,7 @@ std::string hex(std::span<const std::uint8_t> b) {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "shoald: " << why << "\n"
-            << "usage: shoald [--config FILE] [--check | --print-device-key] | --version\n";
+            << "usage: shoald [--config FILE] [--check | --print-device-key | --backup DEST [--compact]] | --version\n";
   std::exit(2);
 }
 
@@ -159,6 +165,29 @@ daemon::DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh,
   return s;
 }
 
+// shoald --backup DEST: asks the daemon running with this configuration (through its local API
+// socket) to write a consistent copy of its store while it keeps serving.
+int backup_running(const std::string& socket, std::string dest, bool compact) {
+  std::error_code ec;
+  dest = std::filesystem::absolute(dest, ec).string();
+  boost::asio::io_context io;
+  transport::KjLoop loop(io);
+  try {
+    auto link = loop.run_until(transport::connect_local(loop, socket, {}));
+    link->serve(capnp::Capability::Client(KJ_EXCEPTION(FAILED, "a backup client serves nothing")));
+    auto req = link->peer_bootstrap().castAs<transport::api::Node>().backupRequest();
+    req.setDest(dest);
+    req.setCompact(compact);
+    auto r = loop.run_until(req.send());
+    std::cout << "backed up replica " << r.getReplica().cStr() << " to " << dest << "/store (" << r.getCopyBytes()
+              << " bytes, store " << r.getSourceBytes() << " bytes)\n";
+    return 0;
+  } catch (const kj::Exception& e) {
+    std::cerr << "shoald: backup through " << socket << ": " << transport::status_of(e).to_string() << "\n";
+    return 1;
+  }
+}
+
 Result<gid_t> group_id(const std::string& name) {
   struct group* g = ::getgrnam(name.c_str());
   if (g == nullptr) return Status(Detail::kUnknownName, "api.socket_group: no group named '" + name + "'");
@@ -169,7 +198,8 @@ Result<gid_t> group_id(const std::string& name) {
 
 int main(int argc, char** argv) {
   std::string config_path = "/etc/shoal/shoald.toml";
-  bool check = false, print_key = false;
+  bool check = false, print_key = false, compact = false;
+  std::string backup_dest;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--config" || a == "-c") {
@@ -179,6 +209,11 @@ int main(int argc, char** argv) {
       check = true;
     } else if (a == "--print-device-key") {
       print_key = true;
+    } else if (a == "--backup") {
+      if (i + 1 >= argc) usage("--backup needs a destination directory");
+      backup_dest = argv[++i];
+    } else if (a == "--compact") {
+      compact = true;
     } else if (a == "--version") {
       std::cout << "shoald " << SHOAL_VERSION_STRING << "\n";
       return 0;
@@ -200,6 +235,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   daemon::DaemonConfig cfg = *config;
+  if (!backup_dest.empty()) return backup_running(cfg.socket, backup_dest, compact);
 
   {
     // The data directory holds the identity key: make it (owner only) before the key.
@@ -289,6 +325,7 @@ int main(int argc, char** argv) {
     daemon::LocalApiHooks hooks;
     hooks.search_seconds = [&registry](double s) { registry.observe_search(s); };
     hooks.write_seconds = [&registry](double s) { registry.observe_write(s); };
+    hooks.backup = [&dir](const std::string& dest, bool compact) { return (*dir)->backup_to(dest, compact); };
     auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, hooks, &logger);
     if (!api.ok()) {
       std::cerr << "shoald: api.socket: " << api.status().to_string() << "\n";

@@ -24,7 +24,7 @@
 namespace shoal::node {
 
 OpenDataDir::OpenDataDir(std::string path, int lock_fd, std::unique_ptr<store::Store> store) noexcept
-    : lock_fd_(lock_fd), store_(std::move(store)), snapshots_(path + "/snapshots") {}
+    : path_(path), lock_fd_(lock_fd), store_(std::move(store)), snapshots_(path + "/snapshots") {}
 
 OpenDataDir::~OpenDataDir() {
   if (node_) {
@@ -414,6 +414,18 @@ Result<StoreCopyReport> copy_store(const std::string& src, const std::string& de
 }
 
 }  // namespace
+
+Result<StoreCopyReport> OpenDataDir::backup_to(const std::string& dest, bool compact) {
+  auto* lmdb = dynamic_cast<store::LmdbStore*>(store_.get());
+  if (lmdb == nullptr) return Status(Code::kUnimplemented, "this store cannot be copied");
+  SHOAL_RETURN_IF_ERROR(require_empty(dest));
+  StoreCopyReport r;
+  r.replica = node_ ? node_->replica().to_string() : std::string();
+  SHOAL_RETURN_IF_ERROR(lmdb->copy_to(dest + "/store", compact));
+  r.source_bytes = file_bytes(path_ + "/store/data.mdb");
+  r.copy_bytes = file_bytes(dest + "/store/data.mdb");
+  return r;
+}
 
 Result<StoreCopyReport> backup_data_dir(const std::string& path, const std::string& dest, bool compact) {
   SHOAL_RETURN_IF_ERROR(require_store(path));

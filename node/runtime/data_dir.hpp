@@ -46,6 +46,13 @@ struct DataDirOptions {
   bool skip_fingerprint_for_testing = false;
 };
 
+struct StoreCopyReport {
+  std::uint64_t source_bytes = 0;  // the size of the source's store/data.mdb
+  std::uint64_t copy_bytes = 0;    // the size of the copy (after compaction, for compact)
+  std::string replica;             // the replica id the store holds (ReplicaId::to_string)
+  std::string note;                // a problem that did not fail the call, for the operator; or empty
+};
+
 // Owns the directory lock, the store, the snapshot files and the Node; closing writes the index
 // snapshots, then releases them, the Node first.
 class OpenDataDir {
@@ -61,9 +68,14 @@ class OpenDataDir {
   // Why this open took a new incarnation ("the data directory moved: ..."); empty when it did
   // not. Set once by open_data_dir.
   const std::string& new_incarnation_reason() const noexcept { return new_incarnation_reason_; }
+  // A consistent copy of the open store into `dest`/store while the node keeps running (`dest`
+  // must not exist or be empty): how `shoald --backup` backs up a running daemon. Statuses: those
+  // of backup_data_dir.
+  [[nodiscard]] Result<StoreCopyReport> backup_to(const std::string& dest, bool compact);
   void set_new_incarnation_reason(std::string reason) { new_incarnation_reason_ = std::move(reason); }
 
  private:
+  std::string path_;
   Logger* logger_ = nullptr;
   int lock_fd_;
   std::unique_ptr<store::Store> store_;
@@ -87,12 +99,6 @@ class OpenDataDir {
 // holder) while a process has the directory open; backing up a directory a running daemon holds
 // goes through the daemon (not yet).
 
-struct StoreCopyReport {
-  std::uint64_t source_bytes = 0;  // the size of the source's store/data.mdb
-  std::uint64_t copy_bytes = 0;    // the size of the copy (after compaction, for compact)
-  std::string replica;             // the replica id the store holds (ReplicaId::to_string)
-  std::string note;                // a problem that did not fail the call, for the operator; or empty
-};
 
 // Writes a consistent copy of the store of the data directory `path` into `dest`/store (`dest`
 // must not exist or be an empty directory; it is created). compact: free pages are left out. The

@@ -8,6 +8,7 @@ Proves, with real processes on loopback:
      `shoald --print-device-key`), creates its socket with the configured mode, and syncs: a
      write on a hot peer reaches a warm peer through shoald (hot peers do not relay to each other,
      so this path goes through the daemon's store and delta buffer);
+     shoald --backup copies a running daemon's store through its socket, and the copy restores;
   3. SIGHUP reloads the configured peers: a peer added to the file is dialed without a restart;
      a restart-only change is reported, not applied;
   4. SIGTERM stops it cleanly: exit 0, the socket file removed.
@@ -134,6 +135,16 @@ def main():
             assert hot.ask(f"put photos p{i} {i}") == f"ok put p{i}"
         wait_for("the hot peer's writes reach the warm peer through shoald", lambda: all(warm.has("photos", f"p{i}") for i in range(20)))
         print("2. shoald started from TOML (socket mode 0640) and relayed 20 writes from a hot peer to a warm peer")
+
+        # 2b. A backup of the running daemon, through its socket; restored, it holds the records.
+        bk = os.path.join(root, "backup")
+        r = run(SHOALD, "--config", conf, "--backup", bk)
+        assert os.path.exists(os.path.join(bk, "store", "data.mdb")), r.stdout
+        restored = os.path.join(root, "restored")
+        run(SHOAL, "-d", restored, "restore", bk)
+        got = run(SHOAL, "-d", restored, "get", "photos", "p19", check=False)
+        assert got.returncode == 0, f"the restored backup lacks p19: {got.stdout} {got.stderr}"
+        print("2b. shoald --backup copied the running daemon's store; restored, it holds the records:", r.stdout.strip())
 
         # 3. SIGHUP: a new peer in the file is dialed; a restart-only change is reported.
         late = Peer(root, "late", mesh).start()

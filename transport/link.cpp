@@ -822,6 +822,9 @@ Status status_of(const kj::Exception& e) {
     std::string message = (end != nullptr && *end == ' ') ? std::string(end + 1) : std::string(d.cStr());
     if (code != 0 && code <= 0xffffffffUL) {
       if (primary_code(static_cast<std::uint32_t>(code)) == Code::kOk) return Status(Code::kInternal, message);
+      // The text is Status::to_string() ("not found: ..."): keep the message without the code name.
+      const std::string prefix = std::string(code_name(primary_code(static_cast<std::uint32_t>(code)))) + ": ";
+      if (message.compare(0, prefix.size(), prefix) == 0) message.erase(0, prefix.size());
       // Rebuild the exact code: Detail values carry the primary code in their low byte.
       return Status(static_cast<Detail>(code), message);
     }

@@ -36,6 +36,7 @@ struct RecordInput {
 struct CollectionInfo {
   spec @0 :Sync.CollectionSpec;
   liveRecords @1 :UInt64;
+  indexBytes @2 :UInt64;
 }
 
 struct Hit {

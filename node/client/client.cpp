@@ -84,7 +84,7 @@ Result<node::CollectionInfo> info_of(api::CollectionInfo::Reader r) {
   node::CollectionInfo info;
   SHOAL_ASSIGN_OR_RETURN(info.spec, node::from_wire(w));
   info.live_records = r.getLiveRecords();
-  // index_bytes is not on the wire (node_api.capnp CollectionInfo): 0 in client mode.
+  info.index_bytes = r.getIndexBytes();
   return info;
 }
 

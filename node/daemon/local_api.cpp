@@ -177,6 +177,7 @@ struct LocalApi::Impl {
       for (unsigned i = 0; i < infos.size(); ++i) {
         put_spec(list[i].initSpec(), infos[i].spec);
         list[i].setLiveRecords(infos[i].live_records);
+        list[i].setIndexBytes(infos[i].index_bytes);
       }
       return kj::READY_NOW;
     }
@@ -187,6 +188,7 @@ struct LocalApi::Impl {
       auto out = ctx.getResults().initInfo();
       put_spec(out.initSpec(), info->spec);
       out.setLiveRecords(info->live_records);
+      out.setIndexBytes(info->index_bytes);
       return kj::READY_NOW;
     }
     kj::Promise<void> upsert(UpsertContext ctx) override {
@@ -328,6 +330,10 @@ struct LocalApi::Impl {
       list[i].setDevice(peers[i].device);
       list[i].setUp(peers[i].up);
       list[i].setSinceLastDeltaMs(peers[i].last_delta ? (now - *peers[i].last_delta).ms() : -1);
+      if (peers[i].replica_id) {
+        const std::string r = peers[i].replica_id->encode();
+        list[i].setReplica(data_of(r));
+      }
     }
   }
 

@@ -844,6 +844,7 @@ std::vector<MeshPeerView> MeshHost::peers() const {
     MeshPeerView v;
     v.device = security::key_label(c->cert.device_key);
     v.replica = c->peer ? c->peer->to_string() : "";
+    v.replica_id = c->peer;
     v.remote = c->link->remote();
     v.role = std::string(security::role_name(c->cert.role));
     v.tier = c->tier;

@@ -108,6 +108,7 @@ struct MeshStats {
 struct MeshPeerView {
   std::string device;       // security::key_label of its device key
   std::string replica;      // crdt::ReplicaId::to_string, empty before the introduction
+  std::optional<crdt::ReplicaId> replica_id;  // the same, as an id
   std::string remote;       // address:port
   std::string role;
   Tier tier = Tier::kHot;

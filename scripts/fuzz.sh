@@ -4,8 +4,8 @@
 # Crashing inputs are written to build-fuzz/artifacts/<target>/; reproduce one with
 #   build-fuzz/tests/fuzz/<target> <file>
 # Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta
-#   fuzz_security_cert fuzz_security_handshake fuzz_mdns_packet; the security and mDNS targets'
-#   seeds are committed in tests/fuzz/corpus/<target>/)
+#   fuzz_security_cert fuzz_security_handshake fuzz_mdns_packet fuzz_sink_segment; the security,
+#   mDNS and sink targets' seeds are committed in tests/fuzz/corpus/<target>/)
 # Before fuzzing, fuzz_mdns_packet replays its committed regressions
 # (tests/fuzz/regressions/mdns_*.bin). A crash, a UBSan report,
 # or one input running longer than 10 s (a hang) fails the script. CI: scripts/fuzz.sh 25.
@@ -17,7 +17,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_transport_decode fuzz_crdt_delta fuzz_security_cert fuzz_security_handshake
-           fuzz_mdns_packet)
+           fuzz_mdns_packet fuzz_sink_segment)
 fi
 build="$root/build-fuzz"
 

@@ -19,7 +19,8 @@
 //     (kInvalidArgument/kTooLarge naming the limit and the value).
 //   - Errors: kNotFound (absent key), kUnauthenticated (the service refused the credentials: the
 //     message names the key id, never the secret), kUnavailable (the store cannot be reached:
-//     connection refused, timeout, a simulated outage), kIo (anything else the backend reports:
+//     connection refused, timeout, a simulated outage), kOverloaded (the service asks to slow
+//     down: HTTP 429/503), kIo (anything else the backend reports:
 //     the HTTP status and the service's error code, or the OS/LMDB reason; kIo/kMapFull when the
 //     LMDB map is full).
 //

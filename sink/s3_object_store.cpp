@@ -250,6 +250,10 @@ Status S3ObjectStore::http_error(const Response& response, std::string_view cont
     }
     return Status(Detail::kNoSuchRecord, "no such object (" + what + ")", std::string(context));
   }
+  if (response.http == 429 || response.http == 503) {
+    return Status(Code::kOverloaded, "the S3 service asks to slow down (" + what + ")",
+                  std::string(context));
+  }
   return Status(Code::kIo, "S3 request failed: " + what, std::string(context));
 }
 

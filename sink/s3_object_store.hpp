@@ -11,8 +11,9 @@
 //
 // Statuses (see sink/object_store.hpp): HTTP 403/401 -> kUnauthenticated naming the key id and
 // the service's error code; 404 -> kNotFound (kNoSuchRecord for a missing key); connection
-// refused, timeouts and resets -> kUnavailable with curl's reason; any other HTTP status -> kIo
-// naming the status and the service's error code and message.
+// refused, timeouts and resets -> kUnavailable with curl's reason; 429 and 503 (SlowDown) ->
+// kOverloaded; any other HTTP status -> kIo naming the status and the service's error code and
+// message.
 //
 // Thread rules: any thread, concurrently: each request uses its own curl easy handle.
 // Ownership: the options (including the secret) are copied into the store.

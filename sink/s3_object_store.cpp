@@ -31,7 +31,7 @@ std::string sha256_hex(std::string_view bytes) {
   return std::string(hex, crypto_hash_sha256_BYTES * 2);
 }
 
-// The text of the first <tag>...</tag> in `xml` at or after `from`, entities decoded.
+// Decodes XML's five named entities and numeric ASCII references (keys are printable ASCII).
 std::string xml_unescape(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -68,6 +68,8 @@ std::string xml_unescape(std::string_view s) {
   return out;
 }
 
+// The raw text of the first <tag>...</tag> at or after *from; moves *from past it. Empty with a
+// null data() when there is none. S3's XML has no attributes on these elements.
 std::string_view xml_tag(std::string_view xml, std::string_view tag, std::size_t* from) {
   const std::string open = "<" + std::string(tag) + ">";
   const std::string close = "</" + std::string(tag) + ">";
@@ -79,6 +81,7 @@ std::string_view xml_tag(std::string_view xml, std::string_view tag, std::size_t
   return xml.substr(a + open.size(), b - a - open.size());
 }
 
+// The first <tag>'s text, entities decoded; "" when absent.
 std::string xml_first(std::string_view xml, std::string_view tag) {
   std::size_t from = 0;
   return xml_unescape(xml_tag(xml, tag, &from));

@@ -65,24 +65,33 @@ class Backend {
   [[nodiscard]] virtual Status remove(const std::string& collection, const std::string& id) = 0;
   // siblings[0] is the winner; only each sibling's value is meaningful in client mode.
   [[nodiscard]] virtual Result<node::GetResult> get(const std::string& collection, const std::string& id) = 0;
-  // `filter` is the text of docs/api.md ("Filters"), parsed where the node runs.
+  // `filter` is the text of docs/api.md ("Filters"), parsed where the node runs. `with_metadata`:
+  // each hit carries its metadata and model tag (the CLI's search; shoal_search passes false).
   [[nodiscard]] virtual Result<SearchAnswer> search(const std::string& collection, std::span<const float> query,
-                                                    std::uint32_t k, std::uint32_t ef, const std::string& filter) = 0;
+                                                    std::uint32_t k, std::uint32_t ef, const std::string& filter,
+                                                    bool with_metadata) = 0;
   // Changes after this call, to records of `collection` ("" for all), until the Watch is destroyed.
   [[nodiscard]] virtual Result<std::unique_ptr<Watch>> watch(const std::string& collection, ChangeSink sink) = 0;
+  // The node's statistics as a JSON object (shoal_stats_json). Both modes: "replica",
+  // "collections", "live_records", "delta_buffer_entries", "index_bytes". Client mode adds what
+  // the daemon knows (node/daemon/local_api.cpp: "peers", "mesh", "api"); embedded mode adds
+  // "last_delta_seq" and "index_source" (how each collection's index was loaded).
+  [[nodiscard]] virtual Result<std::string> stats_json() = 0;
 };
 
 // --- The client library's one C entry point ---
 // libshoal_client.so exports `shoal_client_entry_v1`, which fills a ClientEntry. libshoal checks
 // abi and build_key before calling connect.
-inline constexpr std::uint32_t kBackendAbi = 1;
+// 2: search's with_metadata and stats_json (the vtable changed).
+inline constexpr std::uint32_t kBackendAbi = 2;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
+#define SHOAL_CAPI_BACKEND_ABI 2  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
-  return std::string("shoal-backend abi 1; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
+  return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +
          std::to_string(sizeof(node::Metadata)) + "," + std::to_string(sizeof(node::GetResult)) + "," +
          std::to_string(sizeof(node::Sibling)) + "," + std::to_string(sizeof(node::Hit)) + "," +

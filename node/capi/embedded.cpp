@@ -4,6 +4,8 @@
 // without one, every kPollPeriod.
 #include "node/capi/embedded.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -136,17 +138,30 @@ class EmbeddedBackend final : public Backend {
     return node().get(collection, id);
   }
   Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
-                              std::uint32_t ef, const std::string& filter) override {
+                              std::uint32_t ef, const std::string& filter, bool with_metadata) override {
     node::SearchOptions o;
     o.k = k;
     o.ef = ef;
-    o.with_metadata = false;
+    o.with_metadata = with_metadata;
     if (!filter.empty()) {
       SHOAL_ASSIGN_OR_RETURN(o.filter, node::parse_filter(filter));
     }
     SearchAnswer answer;
     SHOAL_ASSIGN_OR_RETURN(answer.hits, node().search(collection, query, o));
     return answer;
+  }
+  Result<std::string> stats_json() override {
+    const node::NodeStats s = node().stats();
+    nlohmann::json j{{"replica", s.replica},
+                     {"collections", s.collections},
+                     {"live_records", s.live_records},
+                     {"delta_buffer_entries", s.delta_buffer_entries},
+                     {"last_delta_seq", s.last_delta_seq},
+                     {"index_bytes", s.index_bytes}};
+    nlohmann::json src = nlohmann::json::object();
+    for (const auto& [name, how] : node().open_report().index_source) src[node::to_valid_utf8(name)] = how;
+    j["index_source"] = src;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   Result<std::unique_ptr<Watch>> watch(const std::string& collection, ChangeSink sink) override {
     return std::unique_ptr<Watch>(std::make_unique<EmbeddedWatch>(node(), signal_, collection, std::move(sink)));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -522,7 +523,8 @@ int shoal_search_freshness(shoal_db* db, const char* collection, const float* qu
   }
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto answer, db->b().search(collection, std::span<const float>(query, dimension), k, ef,
-                                                       filter == nullptr ? std::string() : std::string(filter)));
+                                                       filter == nullptr ? std::string() : std::string(filter),
+                                                       /*with_metadata=*/false));
     const auto& found = answer.hits;
     if (found.size() > capacity) {
       return Status(Code::kInternal, "the node returned " + std::to_string(found.size()) + " hits for k = " +
@@ -561,6 +563,22 @@ const uint8_t* shoal_freshness_replica(const shoal_freshness* list, size_t i) {
   return reinterpret_cast<const uint8_t*>(list->peers[i].replica.data());
 }
 void shoal_freshness_free(shoal_freshness* list) { delete list; }
+
+int shoal_stats_json(shoal_db* db, char** out, shoal_error* err) {
+  if (out != nullptr) *out = nullptr;
+  if (db == nullptr) return null_arg("db", err);
+  if (out == nullptr) return null_arg("out", err);
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(const std::string text, db->b().stats_json());
+    char* copy = static_cast<char*>(std::malloc(text.size() + 1));
+    if (copy == nullptr) return Status(Code::kOverloaded, "out of memory");
+    std::memcpy(copy, text.c_str(), text.size() + 1);
+    *out = copy;
+    return {};
+  });
+}
+
+void shoal_string_free(char* s) { std::free(s); }
 
 int shoal_watch(shoal_db* db, const char* collection, shoal_watch_fn cb, void* ctx, shoal_watch_handle** out,
                 shoal_error* err) {

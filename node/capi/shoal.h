@@ -158,9 +158,9 @@ SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db *
  *   the next call connects again.
  * - SHOAL_E_VERSION: a libshoal_client from another build than this libshoal.
  * - SHOAL_EINVAL: a NULL or too long socket_path (a NULL out).
- * Differences from embedded: shoal_collection_info's index_bytes is 0 (not carried by the local
- * API yet), and shoal_upsert_batch refuses a request above the local API's 16 MiB message limit
- * with SHOAL_E_TOOLARGE (split the batch); see docs/api.md, "Client mode". */
+ * Differences from embedded: shoal_upsert_batch refuses a request above the local API's 16 MiB
+ * message limit with SHOAL_E_TOOLARGE (split the batch), and shoal_stats_json says more (the
+ * daemon's peers); see docs/api.md, "Client mode". */
 SHOAL_API int shoal_connect(const char *socket_path, const shoal_options *opts, shoal_db **out, shoal_error *err);
 /* Closes the handle (embedded: pending work is finished first; client: the connection is closed).
  * Ends the handle's watches (their handles must still be freed with shoal_unwatch). Accepts NULL. */
@@ -281,6 +281,16 @@ SHOAL_API int shoal_freshness_up(const shoal_freshness *list, size_t i);
 /* The peer's replica id (20 bytes), or NULL when the daemon did not report it. */
 SHOAL_API const uint8_t *shoal_freshness_replica(const shoal_freshness *list, size_t i);
 SHOAL_API void shoal_freshness_free(shoal_freshness *list);
+
+/* The node's statistics as a JSON object (UTF-8, NUL-terminated), in both modes: "replica",
+ * "collections", "live_records", "delta_buffer_entries" and "index_bytes"; client mode adds the
+ * daemon's view of the mesh ("peers": device, replica, remote, role, tier, up,
+ * since_last_delta_ms, bytes_in, bytes_out; "mesh"; "api"), embedded mode "last_delta_seq" and
+ * "index_source". Keys are only ever added. On success *out is a string freed with
+ * shoal_string_free. Codes: SHOAL_EINVAL (a NULL argument), SHOAL_EUNAVAILABLE (client mode). */
+SHOAL_API int shoal_stats_json(shoal_db *db, char **out, shoal_error *err);
+/* Frees a string returned by the library (shoal_stats_json). Accepts NULL. */
+SHOAL_API void shoal_string_free(char *s);
 
 /* Watching changes, in both modes. One record changed, as passed to a shoal_watch_fn; pointers
  * live until the callback returns. This struct never changes (callbacks receive arrays of it). */

@@ -288,7 +288,7 @@ class ClientBackend final : public Backend {
   }
 
   Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
-                              std::uint32_t ef, const std::string& filter) override {
+                              std::uint32_t ef, const std::string& filter, bool with_metadata) override {
     using R = Result<SearchAnswer>;
     return invoke<R>([&](api::Node::Client& n) {
       auto req = n.searchRequest();
@@ -298,13 +298,15 @@ class ClientBackend final : public Backend {
       req.setK(k);
       req.setEf(ef);
       req.setFilter(filter);
-      req.setWithMetadata(false);
+      req.setWithMetadata(with_metadata);
       return req.send().then([](auto&& r) -> R {
         SearchAnswer a;
         for (auto h : r.getHits()) {
           node::Hit hit;
           hit.id = bytes(h.getId());
           hit.distance = h.getDistance();
+          hit.metadata = metadata_of(h.getMetadata());
+          hit.model.assign(text(h.getModel()));
           a.hits.push_back(std::move(hit));
         }
         for (auto f : r.getFreshness()) {
@@ -321,6 +323,13 @@ class ClientBackend final : public Backend {
   }
 
   Result<std::unique_ptr<capi::Watch>> watch(const std::string& collection, ChangeSink sink) override;
+
+  Result<std::string> stats_json() override {
+    using R = Result<std::string>;
+    return invoke<R>([](api::Node::Client& n) {
+      return n.statsRequest().send().then([](auto&& r) -> R { return std::string(text(r.getJson())); });
+    });
+  }
 
   // --- Used by watches and listeners ---
   void post(std::function<void()> fn) { loop_->post(std::move(fn)); }

@@ -148,32 +148,167 @@ Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::strin
   return written;
 }
 
-Status import_jsonl(SharedNode& node, const std::string& collection, std::istream& in, std::size_t batch,
-                    const std::string& model, ImportReport& report) {
-  std::vector<RecordInput> pending;
-  std::uint64_t first_line = 0;
-  auto flush = [&]() -> Status {
-    if (pending.empty()) return {};
-    const std::size_t n = pending.size();
-    Status s = node.upsert_batch(collection, std::move(pending));
-    pending.clear();
-    if (!s.ok()) {
-      return s.with_context(str_cat("lines ", first_line, "..", report.lines, " (earlier batches are stored)"));
+namespace {
+
+class JsonlSource final : public RecordSource {
+ public:
+  JsonlSource(std::unique_ptr<ByteReader> in, std::string model) : in_(std::move(in)), model_(std::move(model)) {}
+  Result<bool> next(RecordInput& out) override {
+    for (;;) {
+      SHOAL_ASSIGN_OR_RETURN(const bool more, in_->line(text_));
+      if (!more) return false;
+      ++line_;
+      if (text_.find_first_not_of(" \t\r") == std::string::npos) continue;
+      SHOAL_ASSIGN_OR_RETURN(out, parse_line(text_, line_, model_));
+      return true;
     }
-    report.records += n;
-    return {};
-  };
-  std::string text;
-  while (std::getline(in, text)) {
-    ++report.lines;
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    SHOAL_ASSIGN_OR_RETURN(auto rec, parse_line(text, report.lines, model));
-    if (pending.empty()) first_line = report.lines;
-    pending.push_back(std::move(rec));
-    if (pending.size() >= batch) SHOAL_RETURN_IF_ERROR(flush());
   }
-  if (in.bad()) return Status(Code::kIo, str_cat("reading line ", report.lines + 1, " failed"));
-  return flush();
+  std::string where() const override { return str_cat("line ", line_); }
+
+ private:
+  std::unique_ptr<ByteReader> in_;
+  std::string model_;
+  std::string text_;
+  std::uint64_t line_ = 0;
+};
+
+class VectorSource final : public RecordSource {
+ public:
+  VectorSource(std::unique_ptr<VectorReader> v, std::unique_ptr<ByteReader> ids, std::unique_ptr<ByteReader> meta,
+               std::string prefix, std::string model)
+      : v_(std::move(v)), ids_(std::move(ids)), meta_(std::move(meta)), prefix_(std::move(prefix)),
+        model_(std::move(model)) {}
+
+  Result<bool> next(RecordInput& out) override {
+    SHOAL_ASSIGN_OR_RETURN(const bool more, v_->next(out.value.vector));
+    if (!more) return false;
+    const std::uint64_t row = row_++;
+    out.value.model = model_;
+    out.value.metadata = Metadata{};
+    if (ids_) {
+      SHOAL_ASSIGN_OR_RETURN(const bool got, ids_->line(out.id));
+      if (!got) {
+        return Status(Detail::kMalformed, str_cat("the ids file ends at line ", row, " but the vector file has more rows"),
+                      ids_->path());
+      }
+    } else {
+      out.id = str_cat(prefix_, row);
+    }
+    if (meta_) {
+      SHOAL_ASSIGN_OR_RETURN(const bool got, meta_->line(text_));
+      if (!got) {
+        return Status(Detail::kMalformed,
+                      str_cat("the metadata file ends at line ", row, " but the vector file has more rows"), meta_->path());
+      }
+      json j = json::parse(text_, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !(j.is_object() || j.is_null())) {
+        return Status(Detail::kMalformed, str_cat("line ", row + 1, ": not a JSON object"), meta_->path());
+      }
+      if (j.is_object()) {
+        for (const auto& [k, v] : j.items()) {
+          auto value = meta_value(v, k, row + 1);
+          if (!value.ok()) return value.status().with_context(meta_->path());
+          out.value.metadata.fields.emplace_back(k, std::move(*value));
+        }
+        out.value.metadata.normalize();
+      }
+    }
+    return true;
+  }
+  std::string where() const override { return str_cat("row ", row_ == 0 ? 0 : row_ - 1); }
+
+ private:
+  std::unique_ptr<VectorReader> v_;
+  std::unique_ptr<ByteReader> ids_, meta_;
+  std::string prefix_, model_, text_;
+  std::uint64_t row_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<RecordSource> jsonl_source(std::unique_ptr<ByteReader> in, std::string model) {
+  return std::make_unique<JsonlSource>(std::move(in), std::move(model));
+}
+
+std::unique_ptr<RecordSource> vector_source(std::unique_ptr<VectorReader> vectors, std::unique_ptr<ByteReader> ids,
+                                            std::unique_ptr<ByteReader> metadata, std::string id_prefix,
+                                            std::string model) {
+  return std::make_unique<VectorSource>(std::move(vectors), std::move(ids), std::move(metadata), std::move(id_prefix),
+                                        std::move(model));
+}
+
+Status import_records(capi::Backend& db, const std::string& collection, RecordSource& source,
+                      const ImportOptions& options, ImportReport& report,
+                      const std::function<void(std::uint64_t)>& progress) {
+  const std::size_t batch = std::max<std::size_t>(options.batch, 1);
+  auto stopping = [&] { return options.stop != nullptr && *options.stop != 0; };
+  RecordInput rec;
+  // Skipped records are read and dropped (a stream cannot seek), without writing anything.
+  while (report.position < options.skip) {
+    if (stopping()) {
+      report.stopped = true;
+      return {};
+    }
+    auto more = source.next(rec);
+    if (!more.ok()) return more.status();
+    if (!*more) return {};
+    ++report.position;
+  }
+  std::uint64_t taken = 0;
+  std::vector<RecordInput> pending;
+  for (;;) {
+    pending.clear();
+    bool end = false;
+    std::uint64_t read = 0;
+    while (pending.size() < batch) {
+      if (options.limit != 0 && taken + read >= options.limit) {
+        end = true;
+        break;
+      }
+      if (stopping()) break;
+      auto more = source.next(rec);
+      if (!more.ok()) {
+        // An interrupted read (SIGINT while the file or pipe blocked) is a stop, not an error.
+        if (stopping()) break;
+        return more.status().with_context(
+            str_cat("records before ", report.position + read, " are stored; resume with --skip ", report.position));
+      }
+      if (!*more) {
+        end = true;
+        break;
+      }
+      ++read;
+      // Idempotence: an identical stored value is not written again.
+      auto stored = db.get(collection, rec.id);
+      if (stored.ok() && stored->siblings.size() == 1 && stored->siblings[0].value == rec.value) {
+        ++report.unchanged;
+        continue;
+      }
+      if (!stored.ok() && stored.status().code() != Code::kNotFound) {
+        return stored.status().with_context(str_cat(source.where(), " (records before ", report.position,
+                                                    " are stored; resume with --skip ", report.position, ")"));
+      }
+      pending.push_back(std::move(rec));
+      rec = RecordInput{};
+    }
+    if (!pending.empty()) {
+      const std::size_t n = pending.size();
+      Status s = db.upsert_batch(collection, std::move(pending));
+      if (!s.ok()) {
+        return s.with_context(str_cat("the batch of records ", report.position, "..", report.position + read - 1,
+                                      " (earlier batches are stored; resume with --skip ", report.position, ")"));
+      }
+      report.written += n;
+    }
+    report.position += read;
+    taken += read;
+    if (progress) progress(report.position);
+    if (end) return {};
+    if (stopping()) {
+      report.stopped = true;
+      return {};
+    }
+  }
 }
 
 }  // namespace shoal::node::tools

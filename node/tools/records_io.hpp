@@ -1,4 +1,4 @@
-// node/tools/records_io.hpp: `shoal export` and the JSON-lines side of `shoal import`.
+// node/tools/records_io.hpp: `shoal export`, and `shoal import` from JSON lines or vector files.
 //
 // The JSON-lines record format, one object per line (UTF-8, "\n" separated; blank lines ignored):
 //   {"id": "img-7", "vector": [0.1, 0.2, ...], "metadata": {"place": "indoor", "year": 2024},
@@ -7,17 +7,22 @@
 // values) and "model" are optional. Export writes exactly this (the winning value of each record,
 // in store order); import reads it, so export | import copies a collection's records.
 //
-// Thread rules: none of these keep state; export opens the store itself and must not run in a
-// process that holds the same data directory open (the CLI never does).
+// Thread rules: none of these keep state; export opens the store itself (read only, without the
+// data directory's lock, which LMDB allows while another process, shoald, writes), so it must
+// not run in a process that holds the same data directory open (the CLI never does).
 #pragma once
 
+#include <csignal>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <istream>
 #include <ostream>
 #include <string>
 
 #include "common/status.hpp"
-#include "node/runtime/shared_node.hpp"
+#include "node/capi/backend.hpp"
+#include "node/tools/streams.hpp"
 
 namespace shoal::node::tools {
 
@@ -30,18 +35,52 @@ namespace shoal::node::tools {
 [[nodiscard]] Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::string& collection,
                                                  std::ostream& out);
 
-struct ImportReport {
-  std::uint64_t records = 0;
-  std::uint64_t lines = 0;  // lines read, blank ones included
+// Where import's records come from, one at a time (streams.hpp: bounded memory).
+class RecordSource {
+ public:
+  virtual ~RecordSource() = default;
+  // The next record into `out`; false at the end.
+  [[nodiscard]] virtual Result<bool> next(RecordInput& out) = 0;
+  // Where the last record came from, for messages ("line 7", "row 12").
+  virtual std::string where() const = 0;
 };
 
-// Reads JSON-lines records from `in` and upserts them into `collection` in atomic batches of
-// `batch` records (memory is bounded by one batch). `model` is used for records without a
-// "model". Statuses: kInvalidArgument/kMalformed naming the line and the field (a line that is not
-// a JSON object, a missing or wrong-typed id or vector, a metadata value that is not a string,
-// number or boolean); those of upsert_batch, with the line range of the failed batch. Batches
-// before a failure are stored (`report` counts them).
-[[nodiscard]] Status import_jsonl(SharedNode& node, const std::string& collection, std::istream& in,
-                                  std::size_t batch, const std::string& model, ImportReport& report);
+// JSON-lines records from `in` (blank lines skipped). Errors are kMalformed naming the line and
+// the field (a line that is not a JSON object, a missing or wrong-typed id or vector, a metadata
+// value that is not a string, number or boolean). `model` is used for records without "model".
+[[nodiscard]] std::unique_ptr<RecordSource> jsonl_source(std::unique_ptr<ByteReader> in, std::string model);
+
+// Rows of a vector file; the id of row i is line i of `ids` (one id per line), else
+// `id_prefix` + i; its metadata is line i of `metadata` (a JSON object per line), else none. A
+// side file shorter than the vector file is kMalformed naming it and the line.
+[[nodiscard]] std::unique_ptr<RecordSource> vector_source(std::unique_ptr<VectorReader> vectors,
+                                                          std::unique_ptr<ByteReader> ids,
+                                                          std::unique_ptr<ByteReader> metadata, std::string id_prefix,
+                                                          std::string model);
+
+struct ImportOptions {
+  std::size_t batch = 1000;         // records per atomic upsert_batch (>= 1)
+  std::uint64_t skip = 0;           // records to pass over first (resuming: --skip)
+  std::uint64_t limit = 0;          // import at most this many after the skipped ones (0: all)
+  const volatile std::sig_atomic_t* stop = nullptr;  // set (by SIGINT): finish the batch and stop
+};
+
+struct ImportReport {
+  std::uint64_t position = 0;   // records of the source behind us: skipped + imported (resume here)
+  std::uint64_t written = 0;    // records written
+  std::uint64_t unchanged = 0;  // records already stored with the identical value: not written
+  bool stopped = false;         // ended by `stop` before the end of the source
+};
+
+// Imports `source` into `collection` through `db` (either mode) in atomic batches. Re-importing
+// identical records writes nothing new: each record is read first (Backend::get), and a record
+// whose stored value has no concurrent siblings and equals the one read (vector, metadata and
+// model, bit for bit) is left alone, so neither the store, the delta buffer nor the peers see it
+// again. Statuses: the source's; those of upsert_batch and get (other than kNotFound), with
+// where the failed batch began ("(earlier batches are stored; resume with --skip N)").
+// `progress(position)` is called after each batch.
+[[nodiscard]] Status import_records(capi::Backend& db, const std::string& collection, RecordSource& source,
+                                    const ImportOptions& options, ImportReport& report,
+                                    const std::function<void(std::uint64_t)>& progress);
 
 }  // namespace shoal::node::tools

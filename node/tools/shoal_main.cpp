@@ -1,29 +1,42 @@
-// shoal: the operator's command-line tool for a local data directory.
+// shoal: the operator's command-line tool, for a running daemon or a local data directory.
 //
-//   shoal [--data DIR] [--json] <command> ...
+//   shoal [--connect SOCKET | --data DIR] [--json] <command> ...
+// The data verbs (collection, put/upsert, get, delete, search, import, count, stats) run through
+// capi::Backend (node/capi/backend.hpp), the interface behind a shoal_db: against a running
+// shoald (client mode, libshoal_client) with --connect SOCKET, and by default when -d is not
+// given and $SHOAL_SOCKET (else /run/shoal/shoald.sock) exists; otherwise on the data directory
+// (embedded mode: the node runs in this process). One code path per verb for both modes. `status`
+// needs the daemon. init, export, backup, restore, compact and mesh work on files only.
 //     init                                   create the data directory
 //     collection create NAME --dim N [--metric l2|ip|cosine] [--m 16] [--ef-construction 200]
 //                                            [--ef-search 64] [--quantize --quant-min A --quant-max B]
-//     collection list | collection drop NAME
-//     put COLL ID --vector 1,2,3 [--meta key=value ...] [--model TAG]
-//     get COLL ID
+//     collection list | collection drop NAME | collection info NAME
+//     put (or upsert) COLL ID --vector 1,2,3 [--meta key=value ...] [--model TAG]
+//     get COLL ID [--full]                   vectors compact unless --full
 //     delete COLL ID
+//     count COLL
 //     import COLL FILE [--format idx|fvecs|npy|jsonl] [--limit N] [--batch 1000] [--id-prefix P]
+//                      [--ids FILE] [--metadata FILE] [--skip N]   streamed; Ctrl-C stops after
+//                                            the current batch and prints the --skip to resume
 //     export COLL [FILE]                     the records as JSON lines (records_io.hpp)
 //     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
 //     stats
+//     status                                 the daemon's peers and sink backlog
 //     backup DEST [--compact]                a consistent copy of the store into DEST (closed dir)
 //     restore BACKUP                         create the data directory from BACKUP, new incarnation
 //     compact                                rewrite the store without its free pages
 //   shoal --version
 // Exit codes: 0 success; 1 the request failed (the message names the reason); 2 usage error (an
-// unknown command or option, a missing or malformed argument; JSON under --json). --json and
-// --data may come anywhere on the line.
+// unknown command or option, a missing or malformed argument; JSON under --json); 130 an import
+// stopped by Ctrl-C (after its current batch). --json, --data and --connect may come anywhere on
+// the line.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -35,10 +48,14 @@
 
 #include "common/log.hpp"
 #include "common/time.hpp"
+#include "node/capi/backend.hpp"
+#include "node/capi/client_loader.hpp"
+#include "node/capi/embedded.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/io/datasets.hpp"
 #include "node/tools/mesh_commands.hpp"
 #include "node/tools/records_io.hpp"
+#include "node/tools/streams.hpp"
 
 using namespace shoal;
 using namespace shoal::node;
@@ -48,8 +65,15 @@ namespace {
 
 struct Globals {
   std::string data = "./shoal-data";
+  std::string connect;  // --connect SOCKET
   bool json_output = false;
 };
+
+constexpr const char* kDefaultSocket = "/run/shoal/shoald.sock";
+
+// Set by SIGINT during an import: the import finishes its current batch and stops.
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_sigint(int) { g_stop = 1; }
 
 // Every JSON output goes through here: a store may hold ids, model tags and metadata strings
 // written before UTF-8 was enforced, and printing them must never fail; invalid bytes are
@@ -69,7 +93,12 @@ int fail(const Globals& g, const Status& s) {
 
 // A usage error found after parsing (an option value that cannot work): exit code 2.
 int fail_usage(const Globals& g, const std::string& message) {
-  fail(g, Status(Code::kInvalidArgument, message));
+  const Status s(Code::kInvalidArgument, message);
+  if (g.json_output) {
+    std::cout << dump(json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}, {"usage", true}}) << "\n";
+  } else {
+    std::cerr << "shoal: " << s.to_string() << "\n";
+  }
   return 2;
 }
 
@@ -141,12 +170,112 @@ Result<Metadata> parse_meta(const std::vector<std::string>& items) {
   return m;
 }
 
+// What a hit's distance is, per metric, exactly as node/core and index/ compute it
+// (index/topk.hpp float_distance; cosine vectors are stored normalized and scored 1 - dot).
+std::string distance_label(Metric m) {
+  switch (m) {
+    case Metric::kL2: return "squared L2";
+    case Metric::kInnerProduct: return "inner product distance (1 - dot)";
+    case Metric::kCosine: return "cosine distance (1 - cos)";
+  }
+  return "distance";
+}
+
+std::string hex(const std::string& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+std::string num(float x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(x));
+  return buf;
+}
+
+// "dim 784 [0, 0, 12, 255, ..., 0, 3]": all values up to 8, else the first 4 and the last 2.
+std::string compact_vector(const std::vector<float>& v, bool full) {
+  std::string out = str_cat("dim ", v.size(), " [");
+  const bool all = full || v.size() <= 8;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!all && i == 4) {
+      out += "..., ";
+      i = v.size() - 2;
+    }
+    out += num(v[i]);
+    if (i + 1 < v.size()) out += ", ";
+  }
+  out += "]";
+  if (!all) out += " (--full for all)";
+  return out;
+}
+
+std::string age_text(std::int64_t ms) {
+  if (ms < 0) return "no delta since the daemon started";
+  char buf[64];
+  if (ms < 1000) std::snprintf(buf, sizeof buf, "%lld ms since the last delta", static_cast<long long>(ms));
+  else std::snprintf(buf, sizeof buf, "%.1f s since the last delta", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+std::string short_age(std::int64_t ms) {
+  if (ms < 0) return "never";
+  char buf[32];
+  if (ms < 1000) std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(ms));
+  else std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+// `shoal status`'s table, from the daemon's statistics (node/daemon/local_api.cpp stats_json).
+void print_status(const json& s, const std::string& socket) {
+  auto get = [&](const json& j, const char* key) -> std::string {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return "-";
+    return it->is_string() ? it->get<std::string>() : it->dump();
+  };
+  std::cout << "shoald at " << socket << ": replica " << get(s, "replica") << ", " << get(s, "collections")
+            << " collections, " << get(s, "live_records") << " records, delta buffer "
+            << get(s, "delta_buffer_entries") << " entries\n";
+  const json peers = s.contains("peers") && s["peers"].is_array() ? s["peers"] : json::array();
+  if (peers.empty()) {
+    std::cout << "peers: none\n";
+  } else {
+    std::printf("%-20s %-14s %-5s %-12s %-16s %12s %12s\n", "DEVICE", "REPLICA", "TIER", "STATE", "SINCE LAST DELTA",
+                "BYTES IN", "BYTES OUT");
+    std::fflush(stdout);
+    for (const auto& p : peers) {
+      std::string replica = get(p, "replica");
+      if (replica.size() > 12) replica = replica.substr(0, 12) + "..";
+      const bool up = p.value("up", false);
+      const std::int64_t since = p.value("since_last_delta_ms", std::int64_t{-1});
+      std::printf("%-20s %-14s %-5s %-12s %-16s %12s %12s\n", escape_for_message(get(p, "device"), 20).c_str(),
+                  replica.c_str(), get(p, "tier").c_str(), up ? "up" : "linking", short_age(since).c_str(),
+                  get(p, "bytes_in").c_str(), get(p, "bytes_out").c_str());
+    }
+    std::fflush(stdout);
+  }
+  std::cout << "sink backlog: n/a (no sink yet)\n";
+}
+
 // Renders a progress bar on stderr when it is a terminal, else a line every 10%.
 class Progress {
  public:
   explicit Progress(std::size_t total) : total_(total), start_(now_mono()) {}
   void update(std::size_t done) {
-    const int pct = total_ == 0 ? 100 : static_cast<int>(100 * done / total_);
+    if (total_ == 0) {  // unknown total: a count every 10,000 records
+      if (done / 10000 == last_count_ / 10000) return;
+      last_count_ = done;
+      const double secs = (now_mono() - start_).seconds_f();
+      std::fprintf(stderr, "%s%zu records %.0f/s%s", tty_ ? "\r" : "", done, secs > 0 ? static_cast<double>(done) / secs : 0.0,
+                   tty_ ? "" : "\n");
+      std::fflush(stderr);
+      return;
+    }
+    const int pct = static_cast<int>(100 * std::min(done, total_) / total_);
     if (pct == last_) return;
     last_ = pct;
     const double secs = (now_mono() - start_).seconds_f();
@@ -166,6 +295,7 @@ class Progress {
   bool tty_ = ::isatty(2) != 0;
   MonoTime start_;
   int last_ = -1;
+  std::size_t last_count_ = 0;
 };
 
 // Parses the command line. Returns -1 to go on, or the exit code to end with: 0 after --help or
@@ -208,7 +338,11 @@ int main(int argc, char** argv) {
   // subcommand does not know fall through to the parent. Set before any subcommand is added, which
   // inherits it.
   app.fallthrough();
-  app.add_option("--data,-d", g.data, "data directory")->capture_default_str();
+  auto* data_opt = app.add_option("--data,-d", g.data, "data directory (offline: the node runs in this process)")
+                       ->capture_default_str();
+  auto* connect_opt = app.add_option("--connect", g.connect,
+                                     "a running shoald's socket (default when -d is not given: $SHOAL_SOCKET, else " +
+                                         std::string(kDefaultSocket) + ", when it exists)");
   app.add_flag("--json", g.json_output, "machine-readable JSON output");
   app.set_version_flag("--version", std::string("shoal ") + SHOAL_VERSION_STRING);
   app.require_subcommand(1);
@@ -233,19 +367,27 @@ int main(int argc, char** argv) {
   std::string drop_name;
   auto* cdrop = coll->add_subcommand("drop", "drop a collection and its records");
   cdrop->add_option("name", drop_name)->required();
+  auto* cinfo = coll->add_subcommand("info", "a collection's parameters and size");
+  cinfo->add_option("name", drop_name)->required();
 
   std::string c_name, r_id, vector_text, model, filter_text, query_file, format;
   std::vector<std::string> meta_items;
   auto* put = app.add_subcommand("put", "insert or replace one record");
+  put->alias("upsert");
   put->add_option("collection", c_name)->required();
   put->add_option("id", r_id)->required();
   put->add_option("--vector", vector_text, "comma-separated floats")->required();
   put->add_option("--meta", meta_items, "key=value (repeatable)");
   put->add_option("--model", model, "embedding-model tag");
 
+  bool full = false;
   auto* get = app.add_subcommand("get", "read one record with its siblings");
   get->add_option("collection", c_name)->required();
   get->add_option("id", r_id)->required();
+  get->add_flag("--full", full, "print every vector component (default: the first and last few)");
+
+  auto* count = app.add_subcommand("count", "the number of live records in a collection");
+  count->add_option("collection", c_name)->required();
 
   auto* del = app.add_subcommand("delete", "delete one record");
   del->add_option("collection", c_name)->required();
@@ -253,7 +395,8 @@ int main(int argc, char** argv) {
 
   std::string file;
   std::size_t limit = 0, batch = 1000;
-  std::string id_prefix;
+  std::string id_prefix, ids_file, meta_file;
+  std::uint64_t skip = 0;
   auto* imp = app.add_subcommand("import", "import vectors from IDX (.gz), .fvecs or .npy, or records from JSON lines");
   imp->add_option("collection", c_name)->required();
   imp->add_option("file", file)->required();
@@ -262,6 +405,9 @@ int main(int argc, char** argv) {
   imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str();
   imp->add_option("--id-prefix", id_prefix, "ids are <prefix><row number>");
   imp->add_option("--model", model, "embedding-model tag");
+  imp->add_option("--ids", ids_file, "vector files: the ids, one per line (default: <prefix><row number>)");
+  imp->add_option("--metadata", meta_file, "vector files: each row's metadata, a JSON object per line");
+  imp->add_option("--skip", skip, "pass over the first N records (resume an interrupted import)");
 
   std::uint32_t k = 10, ef = 0;
   std::size_t row = 0;
@@ -281,6 +427,7 @@ int main(int argc, char** argv) {
   exp->add_option("file", export_to, "output file (default: standard output)");
 
   auto* stats = app.add_subcommand("stats", "node statistics");
+  auto* status = app.add_subcommand("status", "a running daemon's peers, tiers, lag and sink backlog");
 
   // Maintenance of a closed data directory (docs/operations.md): they take the directory's lock
   // themselves and never open the node.
@@ -296,6 +443,14 @@ int main(int argc, char** argv) {
   add_mesh_commands(app, g.json_output);
 
   if (const int rc = parse_command_line(app, g, argc, argv); rc >= 0) return rc;
+
+  const bool data_given = data_opt->count() > 0;
+  const bool connect_given = connect_opt->count() > 0;
+  if (data_given && connect_given) return fail_usage(g, "give --connect SOCKET or -d DIR, not both");
+  if (connect_given && (init->parsed() || backup->parsed() || restore->parsed() || compact->parsed() || exp->parsed())) {
+    return fail_usage(g, "init, export, backup, restore and compact work on a data directory (-d DIR), not through "
+                         "the daemon (export reads the store directly, which is safe while shoald runs)");
+  }
 
   if (backup->parsed() || restore->parsed() || compact->parsed()) {
     Result<StoreCopyReport> r = backup->parsed()    ? backup_data_dir(g.data, backup_dest, backup_compact)
@@ -347,13 +502,48 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (!init->parsed() && !std::filesystem::exists(g.data + "/store")) {
-    return fail(g, Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", g.data));
+
+  if (init->parsed()) {
+    auto dir = open_data_dir(g.data, DataDirOptions{});
+    if (!dir.ok()) return fail(g, dir.status());
+    const std::string replica = (*dir)->node().replica().to_string();
+    if (g.json_output) {
+      std::cout << dump(json{{"ok", true}, {"data", g.data}, {"replica", replica}}) << "\n";
+      return 0;
+    }
+    std::cout << "initialised " << g.data << " (replica " << replica << ")\n";
+    return 0;
   }
-  DataDirOptions opts;
-  auto dir = open_data_dir(g.data, std::move(opts));
-  if (!dir.ok()) return fail(g, dir.status());
-  SharedNode& n = (*dir)->node();
+
+  // Client mode (the daemon) or embedded mode (the data directory), behind one interface.
+  std::string socket = g.connect;
+  if (socket.empty() && !data_given) {
+    const char* env = std::getenv("SHOAL_SOCKET");
+    const std::string fallback = env != nullptr && *env != '\0' ? env : kDefaultSocket;
+    std::error_code ec;
+    if (std::filesystem::exists(fallback, ec)) socket = fallback;
+  }
+  const bool remote = !socket.empty();
+  if (status->parsed() && !remote) {
+    return fail(g, Status(Code::kUnavailable, data_given ? "status reports a running shoald; -d opens a data directory "
+                                                           "offline: give --connect SOCKET"
+                                                         : str_cat("status needs a running shoald, and no socket is at ",
+                                                                   kDefaultSocket, " (give --connect SOCKET or set "
+                                                                   "SHOAL_SOCKET)")));
+  }
+  std::unique_ptr<capi::Backend> db;
+  if (remote) {
+    auto entry = capi::load_client_library();
+    if (!entry.ok()) return fail(g, entry.status());
+    if (Status s = entry->connect(socket, &db); !s.ok()) return fail(g, s);
+  } else {
+    if (!std::filesystem::exists(g.data + "/store")) {
+      return fail(g, Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", g.data));
+    }
+    auto b = capi::open_embedded(g.data, DataDirOptions{});
+    if (!b.ok()) return fail(g, b.status());
+    db = std::move(*b);
+  }
 
   auto ok_json = [&](json extra) {
     extra["ok"] = true;
@@ -361,23 +551,20 @@ int main(int argc, char** argv) {
     return 0;
   };
 
-  if (init->parsed()) {
-    if (g.json_output) return ok_json({{"data", g.data}, {"replica", n.replica().to_string()}});
-    std::cout << "initialised " << g.data << " (replica " << n.replica().to_string() << ")\n";
-    return 0;
-  }
   if (ccreate->parsed()) {
     auto m = parse_metric(metric);
     if (!m.ok()) return fail(g, m.status());
     spec.metric = *m;
-    if (Status s = n.create_collection(spec); !s.ok()) return fail(g, s);
+    if (Status s = db->create_collection(spec); !s.ok()) return fail(g, s);
     if (g.json_output) return ok_json({{"created", spec.name}});
     std::cout << "created collection " << spec.name << "\n";
     return 0;
   }
   if (clist->parsed()) {
+    auto infos = db->list_collections();
+    if (!infos.ok()) return fail(g, infos.status());
     json arr = json::array();
-    for (const auto& c : n.list_collections()) {
+    for (const auto& c : *infos) {
       arr.push_back({{"name", c.spec.name}, {"dimension", c.spec.dimension},
                      {"metric", metric_name(c.spec.metric)}, {"records", c.live_records},
                      {"index_bytes", c.index_bytes}});
@@ -389,8 +576,28 @@ int main(int argc, char** argv) {
     if (g.json_output) return ok_json({{"collections", arr}});
     return 0;
   }
+  if (cinfo->parsed() || count->parsed()) {
+    auto info = db->collection_info(cinfo->parsed() ? drop_name : c_name);
+    if (!info.ok()) return fail(g, info.status());
+    if (count->parsed()) {
+      if (g.json_output) return ok_json({{"collection", c_name}, {"count", info->live_records}});
+      std::cout << info->live_records << "\n";
+      return 0;
+    }
+    const auto& sp = info->spec;
+    json out{{"name", sp.name}, {"dimension", sp.dimension}, {"metric", metric_name(sp.metric)},
+             {"distance", distance_label(sp.metric)}, {"records", info->live_records}, {"m", sp.m},
+             {"ef_construction", sp.ef_construction}, {"ef_search", sp.ef_search}, {"quantize", sp.quantize},
+             {"index_bytes", info->index_bytes}};
+    if (g.json_output) return ok_json(out);
+    std::cout << sp.name << "  dim=" << sp.dimension << " metric=" << metric_name(sp.metric) << " ("
+              << distance_label(sp.metric) << ") records=" << info->live_records << " m=" << sp.m
+              << " ef_construction=" << sp.ef_construction << " ef_search=" << sp.ef_search
+              << (sp.quantize ? " quantized" : "") << " index_bytes=" << info->index_bytes << "\n";
+    return 0;
+  }
   if (cdrop->parsed()) {
-    if (Status s = n.drop_collection(drop_name); !s.ok()) return fail(g, s);
+    if (Status s = db->drop_collection(drop_name); !s.ok()) return fail(g, s);
     if (g.json_output) return ok_json({{"dropped", drop_name}});
     std::cout << "dropped collection " << drop_name << "\n";
     return 0;
@@ -400,86 +607,138 @@ int main(int argc, char** argv) {
     if (!v.ok()) return fail(g, v.status());
     auto m = parse_meta(meta_items);
     if (!m.ok()) return fail(g, m.status());
-    if (Status s = n.upsert(c_name, r_id, RecordValue{*v, *m, model}); !s.ok()) return fail(g, s);
+    if (Status s = db->upsert(c_name, r_id, RecordValue{*v, *m, model}); !s.ok()) return fail(g, s);
     if (g.json_output) return ok_json({{"id", r_id}});
     std::cout << "stored " << r_id << "\n";
     return 0;
   }
   if (get->parsed()) {
-    auto r = n.get(c_name, r_id);
+    auto r = db->get(c_name, r_id);
     if (!r.ok()) return fail(g, r.status());
     json sibs = json::array();
     for (const auto& s : r->siblings) {
-      sibs.push_back({{"vector", s.value.vector}, {"metadata", meta_json(s.value.metadata)},
-                      {"model", s.value.model}, {"clock", s.clock.to_string()},
-                      {"dot", s.dot.to_string()}});
+      json one{{"vector", s.value.vector}, {"metadata", meta_json(s.value.metadata)}, {"model", s.value.model}};
+      // The clock and dot are the node's; the local API does not carry them.
+      if (!remote) {
+        one["clock"] = s.clock.to_string();
+        one["dot"] = s.dot.to_string();
+      }
+      sibs.push_back(std::move(one));
     }
-    json out{{"id", r_id}, {"siblings", sibs}};
-    if (g.json_output) return ok_json(out);
-    std::cout << dump(out, 2) << "\n";
+    if (g.json_output) return ok_json({{"id", r_id}, {"siblings", sibs}});
+    std::cout << "id: " << escape_for_message(r_id, 1024) << "\n";
+    for (std::size_t i = 0; i < r->siblings.size(); ++i) {
+      const auto& s = r->siblings[i];
+      if (r->siblings.size() > 1) {
+        std::cout << "sibling " << i + 1 << " of " << r->siblings.size() << (i == 0 ? " (the winner)" : "")
+                  << ":\n";
+      }
+      std::cout << "  vector: " << compact_vector(s.value.vector, full) << "\n";
+      std::cout << "  metadata: " << dump(meta_json(s.value.metadata)) << "\n";
+      if (!s.value.model.empty()) std::cout << "  model: " << escape_for_message(s.value.model, 256) << "\n";
+      if (!remote) std::cout << "  clock: " << s.clock.to_string() << "  dot: " << s.dot.to_string() << "\n";
+    }
     return 0;
   }
   if (del->parsed()) {
-    if (Status s = n.remove(c_name, r_id); !s.ok()) return fail(g, s);
+    if (Status s = db->remove(c_name, r_id); !s.ok()) return fail(g, s);
     if (g.json_output) return ok_json({{"deleted", r_id}});
     std::cout << "deleted " << r_id << "\n";
     return 0;
   }
-  if (imp->parsed() && (format == "jsonl" || (format.empty() && (file == "-" || file.ends_with(".jsonl") ||
-                                                                   file.ends_with(".ndjson"))))) {
-    if (batch == 0) return fail_usage(g, "--batch must be at least 1");
-    std::ifstream file_in;
-    if (file != "-") {
-      file_in.open(file, std::ios::binary);
-      if (!file_in) return fail(g, Status(Code::kNotFound, "cannot open the file", file));
-    }
-    tools::ImportReport report;
-    const MonoTime start = now_mono();
-    Status s = tools::import_jsonl(n, c_name, file == "-" ? std::cin : file_in, batch, model, report);
-    if (!s.ok()) return fail(g, s);
-    const double secs = (now_mono() - start).seconds_f();
-    if (g.json_output) return ok_json({{"imported", report.records}, {"lines", report.lines}, {"seconds", secs}});
-    std::cout << "imported " << report.records << " records in " << secs << " s\n";
-    return 0;
-  }
   if (imp->parsed()) {
+    if (batch == 0) return fail_usage(g, "--batch must be at least 1");
+    const bool jsonl = format == "jsonl" || (format.empty() && (file == "-" || file.ends_with(".jsonl") ||
+                                                                file.ends_with(".jsonl.gz") || file.ends_with(".ndjson")));
     io::VectorFormat fmt = io::guess_format(file);
     if (format == "idx") fmt = io::VectorFormat::kIdx;
     else if (format == "fvecs") fmt = io::VectorFormat::kFvecs;
     else if (format == "npy") fmt = io::VectorFormat::kNpy;
-    else if (!format.empty()) return fail_usage(g, "unknown format '" + format + "'; expected idx, fvecs, npy or jsonl");
-    if (batch == 0) return fail_usage(g, "--batch must be at least 1");
-    auto vs = io::read_vectors(file, fmt, limit);
-    if (!vs.ok()) return fail(g, vs.status());
-    Progress progress(vs->count);
-    const MonoTime start = now_mono();
-    for (std::size_t i = 0; i < vs->count; i += batch) {
-      std::vector<RecordInput> recs;
-      for (std::size_t j = i; j < std::min(vs->count, i + batch); ++j) {
-        RecordValue v;
-        v.vector.assign(vs->row(j), vs->row(j) + vs->dimension);
-        v.model = model;
-        recs.push_back(RecordInput{id_prefix + std::to_string(j), std::move(v)});
-      }
-      if (Status s = n.upsert_batch(c_name, std::move(recs)); !s.ok()) {
-        std::fprintf(stderr, "\n");
-        return fail(g, s.with_context(str_cat("rows ", i, "..", std::min(vs->count, i + batch) - 1,
-                                              " (earlier batches are stored)")));
-      }
-      if (!g.json_output) progress.update(std::min(vs->count, i + batch));
+    else if (!format.empty() && !jsonl) return fail_usage(g, "unknown format '" + format + "'; expected idx, fvecs, npy or jsonl");
+    if (jsonl && (!ids_file.empty() || !meta_file.empty() || !id_prefix.empty())) {
+      return fail_usage(g, "--ids, --metadata and --id-prefix are for vector files; JSON lines carry their ids and metadata");
     }
+    std::unique_ptr<tools::RecordSource> source;
+    std::optional<std::uint64_t> rows;
+    if (jsonl) {
+      auto in = tools::ByteReader::open(file);
+      if (!in.ok()) return fail(g, in.status());
+      source = tools::jsonl_source(std::move(*in), model);
+    } else {
+      auto vr = tools::VectorReader::open(file, fmt);
+      if (!vr.ok()) return fail(g, vr.status());
+      rows = (*vr)->rows();
+      std::unique_ptr<tools::ByteReader> ids, metas;
+      if (!ids_file.empty()) {
+        auto r = tools::ByteReader::open(ids_file);
+        if (!r.ok()) return fail(g, r.status());
+        ids = std::move(*r);
+      }
+      if (!meta_file.empty()) {
+        auto r = tools::ByteReader::open(meta_file);
+        if (!r.ok()) return fail(g, r.status());
+        metas = std::move(*r);
+      }
+      source = tools::vector_source(std::move(*vr), std::move(ids), std::move(metas), id_prefix, model);
+    }
+    tools::ImportOptions io_opts;
+    io_opts.batch = batch;
+    io_opts.skip = skip;
+    io_opts.limit = limit;
+    io_opts.stop = &g_stop;
+    // Ctrl-C: finish the current batch, then stop (a second Ctrl-C kills, SA_RESETHAND). No
+    // SA_RESTART, so a read blocked on a pipe returns.
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    std::uint64_t total = 0;
+    if (rows) total = limit != 0 ? std::min<std::uint64_t>(*rows, skip + limit) : *rows;
+    Progress progress(static_cast<std::size_t>(total));
+    tools::ImportReport report;
+    const MonoTime start = now_mono();
+    Status s = tools::import_records(*db, c_name, *source, io_opts, report, [&](std::uint64_t pos) {
+      if (!g.json_output) progress.update(static_cast<std::size_t>(pos));
+    });
+    if (!g.json_output && ::isatty(2)) std::fprintf(stderr, "\n");
+    if (!s.ok()) return fail(g, s);
     const double secs = (now_mono() - start).seconds_f();
-    if (g.json_output) return ok_json({{"imported", vs->count}, {"seconds", secs}});
-    std::cout << "imported " << vs->count << " vectors in " << secs << " s\n";
+    const std::uint64_t imported = report.position - std::min(report.position, skip);
+    if (report.stopped) {
+      const std::string msg = str_cat("stopped after ", report.position, " records; resume with --skip ", report.position);
+      if (g.json_output) {
+        std::cout << dump(json{{"ok", false}, {"stopped", true}, {"position", report.position},
+                               {"written", report.written}, {"unchanged", report.unchanged}, {"error", msg}})
+                  << "\n";
+      } else {
+        std::cerr << "shoal: " << msg << "\n";
+      }
+      return 130;
+    }
+    if (g.json_output) {
+      return ok_json({{"imported", imported}, {"written", report.written}, {"unchanged", report.unchanged},
+                      {"position", report.position}, {"seconds", secs}});
+    }
+    std::cout << "imported " << imported << " records (" << report.written << " written, " << report.unchanged
+              << " unchanged) in " << secs << " s\n";
     return 0;
   }
   if (search->parsed()) {
     std::vector<float> q;
     if (!query_file.empty()) {
-      auto vs = io::read_vectors(query_file, io::guess_format(query_file), row + 1);
-      if (!vs.ok()) return fail(g, vs.status());
-      if (row >= vs->count) return fail(g, Status(Detail::kOutOfRange, str_cat("--row ", row, " but the file has ", vs->count, " rows")));
-      q.assign(vs->row(row), vs->row(row) + vs->dimension);
+      auto vr = tools::VectorReader::open(query_file, io::guess_format(query_file));
+      if (!vr.ok()) return fail(g, vr.status());
+      bool found = false;
+      for (std::size_t i = 0; i <= row; ++i) {
+        auto more = (*vr)->next(q);
+        if (!more.ok()) return fail(g, more.status());
+        if (!*more) {
+          return fail(g, Status(Detail::kOutOfRange, str_cat("--row ", row, " but the file has ", i, " rows")));
+        }
+        found = i == row;
+      }
+      if (!found) return fail(g, Status(Code::kInternal, "query row not read"));
     } else if (!vector_text.empty()) {
       auto v = parse_vector(vector_text);
       if (!v.ok()) return fail(g, v.status());
@@ -487,39 +746,65 @@ int main(int argc, char** argv) {
     } else {
       return fail(g, Status(Code::kInvalidArgument, "give --vector or --query-file"));
     }
-    SearchOptions so;
-    so.k = k;
-    so.ef = ef;
     if (!filter_text.empty()) {
+      // Parsed here too, for the caret under the offending byte; the node parses the text again.
       std::size_t error_offset = 0;
       auto f = parse_filter(filter_text, &error_offset);
       if (!f.ok()) return fail_filter(g, f.status(), filter_text, error_offset);
-      so.filter = *f;
     }
     const MonoTime t0 = now_mono();
-    auto hits = n.search(c_name, q, so);
+    auto answer = db->search(c_name, q, k, ef, filter_text, /*with_metadata=*/true);
     const auto us = (now_mono() - t0).us();
-    if (!hits.ok()) return fail(g, hits.status());
+    if (!answer.ok()) return fail(g, answer.status());
+    auto info = db->collection_info(c_name);  // the metric, to say what the distances are
+    const std::string label = info.ok() ? distance_label(info->spec.metric) : "distance";
     json arr = json::array();
-    for (const auto& h : *hits) {
+    if (!g.json_output) std::cout << "# id\t" << label << "\tmetadata\n";
+    for (const auto& h : answer->hits) {
       arr.push_back({{"id", h.id}, {"distance", h.distance}, {"metadata", meta_json(h.metadata)},
                      {"model", h.model}});
       if (!g.json_output) std::cout << escape_for_message(h.id, 1024) << "\t" << h.distance << "\t" << dump(meta_json(h.metadata)) << "\n";
     }
-    if (g.json_output) return ok_json({{"hits", arr}, {"latency_us", us}});
-    std::cerr << hits->size() << " hits in " << us << " us\n";
+    json fresh = json::array();
+    for (const auto& f : answer->freshness) {
+      fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", hex(f.replica)},
+                       {"since_last_delta_ms", f.since_last_delta_ms}, {"up", f.up}});
+    }
+    if (g.json_output) {
+      json out{{"hits", arr}, {"latency_us", us}, {"distance", label}};
+      if (info.ok()) out["metric"] = metric_name(info->spec.metric);
+      if (remote) out["freshness"] = fresh;
+      return ok_json(out);
+    }
+    std::cerr << answer->hits.size() << " hits in " << us << " us; distances are " << label << "\n";
+    if (remote) {
+      if (answer->freshness.empty()) std::cerr << "freshness: the daemon has no peers (its own data only)\n";
+      for (const auto& f : answer->freshness) {
+        std::cerr << "freshness: " << escape_for_message(f.device, 128) << " " << (f.up ? "up" : "not linked")
+                  << ", " << age_text(f.since_last_delta_ms) << "\n";
+      }
+    }
     return 0;
   }
-  if (stats->parsed()) {
-    NodeStats s = n.stats();
-    json out{{"replica", s.replica}, {"collections", s.collections}, {"records", s.live_records},
-             {"delta_buffer_entries", s.delta_buffer_entries}, {"last_delta_seq", s.last_delta_seq},
-             {"index_bytes", s.index_bytes}};
-    json src = json::object();
-    for (const auto& [name, how] : n.open_report().index_source) src[name] = how;
-    out["index_source"] = src;
-    if (g.json_output) return ok_json(out);
-    std::cout << dump(out, 2) << "\n";
+  if (stats->parsed() || status->parsed()) {
+    auto text = db->stats_json();
+    if (!text.ok()) return fail(g, text.status());
+    json out = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (out.is_discarded() || !out.is_object()) {
+      return fail(g, Status(Detail::kMalformed, "the node's statistics are not a JSON object"));
+    }
+    if (stats->parsed()) {
+      if (g.json_output) return ok_json(out);
+      std::cout << dump(out, 2) << "\n";
+      return 0;
+    }
+    // The sink does not exist yet: its backlog is reported as such, never as 0.
+    if (g.json_output) {
+      out["sink_backlog"] = nullptr;
+      out["sink_backlog_note"] = "n/a (no sink yet)";
+      return ok_json(out);
+    }
+    print_status(out, socket);
     return 0;
   }
   return 2;

@@ -40,6 +40,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <pthread.h>
 #include <unistd.h>
 #include <iostream>
 #include <string>
@@ -531,6 +532,12 @@ int main(int argc, char** argv) {
                                                                    kDefaultSocket, " (give --connect SOCKET or set "
                                                                    "SHOAL_SOCKET)")));
   }
+  // The backend's threads (client mode's connection, embedded watches) inherit a mask with
+  // SIGINT blocked, so an import's Ctrl-C reaches this thread and interrupts a blocked read.
+  sigset_t sigint_only, old_mask;
+  sigemptyset(&sigint_only);
+  sigaddset(&sigint_only, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &sigint_only, &old_mask);
   std::unique_ptr<capi::Backend> db;
   if (remote) {
     auto entry = capi::load_client_library();
@@ -544,6 +551,7 @@ int main(int argc, char** argv) {
     if (!b.ok()) return fail(g, b.status());
     db = std::move(*b);
   }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 
   auto ok_json = [&](json extra) {
     extra["ok"] = true;

@@ -12,7 +12,8 @@ the daemon dials):
   3. `shoal status`: the peer's row (device, tier, up, bytes) and "sink backlog: n/a (no sink
      yet)"; the daemon's JSON under --json; after the peer stops, its row goes (the daemon
      reports open links only);
-  4. import streams JSON lines and vector files (.fvecs with --ids and --metadata side files);
+  4. import streams JSON lines (gzip-compressed too) and vector files (.fvecs with --ids and
+     --metadata side files, .npy, IDX), a 15.7 MB IDX file with the CLI's peak memory under 50 MB;
      re-importing identical records writes nothing (written 0, all unchanged); an import stopped
      by SIGINT (reading a FIFO) exits 130 saying "stopped after N records; resume with --skip
      N", and --skip N then imports exactly the rest;
@@ -137,6 +138,8 @@ def main():
         ok("count through the daemon", j.get("count") == 2, j)
         _, j = cj("collection", "info", "v")
         ok("collection info through the daemon", j.get("dimension") == 3 and j.get("distance") == "squared L2", j)
+        r = run(SHOAL, "count", "v", "--connect", sock)
+        ok("--connect after the command", r.stdout.strip() == "2", r.stdout)
         env = dict(os.environ, SHOAL_SOCKET=sock)
         r = run(SHOAL, "collection", "list", "--json", env=env)
         ok("without -d, $SHOAL_SOCKET is used by default", '"name":"v"' in r.stdout, r.stdout)
@@ -206,6 +209,42 @@ def main():
         _, j = cj("import", "vec", fv, "--ids", ids, "--metadata", meta)
         ok("re-importing the vector file writes nothing", j.get("written") == 0 and j.get("unchanged") == 30, j)
 
+        # Other formats: .npy, gzip-compressed JSON lines, IDX; memory bounded by a batch.
+        import gzip
+        import resource
+        npy = os.path.join(root, "v.npy")
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (30, 3), }"
+        header += " " * (63 - (10 + len(header)) % 64) + "\n"
+        with open(npy, "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+            f.write(struct.pack("<90f", *range(90)))
+        run(*c, "collection", "create", "npy", "--dim", "3")
+        _, j = cj("import", "npy", npy, "--id-prefix", "n")
+        got = cj("get", "npy", "n29")[1]
+        ok("import of .npy", j.get("written") == 30 and got["siblings"][0]["vector"] == [87.0, 88.0, 89.0], (j, got))
+        gz = os.path.join(root, "recs.jsonl.gz")
+        with open(jl, "rb") as f, gzip.open(gz, "wb") as g:
+            g.write(f.read())
+        run(*c, "collection", "create", "gz", "--dim", "4")
+        _, j = cj("import", "gz", gz)
+        ok("import of gzip-compressed JSON lines", j.get("written") == 100, j)
+        rows, dim = 20000, 784
+        idx = os.path.join(root, "big-idx3-ubyte")
+        with open(idx, "wb") as f:
+            f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, rows, 28, 28))
+            row = bytes(range(256)) * 3 + bytes(dim - 768)
+            for i in range(rows):
+                f.write(row[i % 7:] + row[:i % 7])
+        run(*c, "collection", "create", "big", "--dim", str(dim))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        _, j = cj("import", "big", idx, "--batch", "500")
+        rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        ok(f"import of a 15.7 MB IDX file through the daemon ({j.get('seconds', 0):.1f} s)", j.get("written") == rows, j)
+        # Read whole, the file would take 15.7 MB of bytes plus 63 MB of floats; streamed, the CLI
+        # holds one batch (500 x 784 floats, 1.6 MB, plus its request).
+        ok(f"the CLI's peak memory stays bounded ({rss_kb // 1024} MB, bound 50 MB)", rss_kb < 50 * 1024,
+           (before, rss_kb))
+
         run(*c, "collection", "create", "res", "--dim", "4")
         fifo = os.path.join(root, "fifo")
         os.mkfifo(fifo)
@@ -263,8 +302,8 @@ def main():
         ok("offline: the same code and message for a missing record",
            r.returncode == 1 and j.get("code") == 514 and j.get("error") == missing_msg, (j, missing_msg))
         j = c_stats("open", data)
-        ok("shoal_stats_json in embedded mode: the node's counts", j.get("collections") == 5
-           and j.get("live_records") == 2 + 1 + 100 + 30 + 100 and "index_source" in j, j)
+        ok("shoal_stats_json in embedded mode: the node's counts", j.get("collections") == 8
+           and j.get("live_records") == 2 + 1 + 100 + 30 + 30 + 100 + 20000 + 100 and "index_source" in j, j)
         r = run(*c, "status", check=False)
         ok("status without a running daemon fails with exit 1", r.returncode == 1, (r.returncode, r.stderr))
         r = run(*d, "status", check=False)

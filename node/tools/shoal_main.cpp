@@ -245,7 +245,7 @@ void print_status(const json& s, const std::string& socket) {
   if (peers.empty()) {
     std::cout << "peers: none\n";
   } else {
-    std::printf("%-20s %-14s %-5s %-12s %-16s %12s %12s\n", "DEVICE", "REPLICA", "TIER", "STATE", "SINCE LAST DELTA",
+    std::printf("%-24s %-14s %-5s %-12s %-16s %12s %12s\n", "DEVICE", "REPLICA", "TIER", "STATE", "SINCE LAST DELTA",
                 "BYTES IN", "BYTES OUT");
     std::fflush(stdout);
     for (const auto& p : peers) {
@@ -253,7 +253,7 @@ void print_status(const json& s, const std::string& socket) {
       if (replica.size() > 12) replica = replica.substr(0, 12) + "..";
       const bool up = p.value("up", false);
       const std::int64_t since = p.value("since_last_delta_ms", std::int64_t{-1});
-      std::printf("%-20s %-14s %-5s %-12s %-16s %12s %12s\n", escape_for_message(get(p, "device"), 20).c_str(),
+      std::printf("%-24s %-14s %-5s %-12s %-16s %12s %12s\n", escape_for_message(get(p, "device"), 24).c_str(),
                   replica.c_str(), get(p, "tier").c_str(), up ? "up" : "linking", short_age(since).c_str(),
                   get(p, "bytes_in").c_str(), get(p, "bytes_out").c_str());
     }

@@ -359,6 +359,24 @@ struct LocalApi::Impl {
                          {"bytes_in", p.bytes.bytes_in},
                          {"bytes_out", p.bytes.bytes_out}});
       }
+      // Peers the sync engine knows with no link now: partitioned (or gone).
+      std::vector<node::PeerProgress> progress = node.read([](const node::Node& n) { return n.peer_progress(); });
+      for (const auto& pr : progress) {
+        bool linked = false;
+        for (const auto& p : peers) linked = linked || p["replica"] == pr.peer.to_string();
+        if (linked) continue;
+        peers.push_back({{"device", ""},
+                         {"replica", pr.peer.to_string()},
+                         {"remote", ""},
+                         {"role", ""},
+                         {"tier", pr.tier == node::Tier::kHot ? "hot" : "warm"},
+                         {"up", false},
+                         {"partitioned", true},
+                         {"behind", pr.behind},
+                         {"since_last_delta_ms", -1},
+                         {"bytes_in", 0},
+                         {"bytes_out", 0}});
+      }
       j["peers"] = peers;
       auto ms = mesh->stats();
       j["mesh"] = {{"links_opened", ms.links_opened},     {"links_closed", ms.links_closed},

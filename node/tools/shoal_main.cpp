@@ -254,7 +254,8 @@ void print_status(const json& s, const std::string& socket) {
       const bool up = p.value("up", false);
       const std::int64_t since = p.value("since_last_delta_ms", std::int64_t{-1});
       std::printf("%-24s %-14s %-5s %-12s %-16s %12s %12s\n", escape_for_message(get(p, "device"), 24).c_str(),
-                  replica.c_str(), get(p, "tier").c_str(), up ? "up" : "linking", short_age(since).c_str(),
+                  replica.c_str(), get(p, "tier").c_str(),
+                  up ? "up" : p.value("partitioned", false) ? "partitioned" : "linking", short_age(since).c_str(),
                   get(p, "bytes_in").c_str(), get(p, "bytes_out").c_str());
     }
     std::fflush(stdout);

@@ -74,6 +74,10 @@ class Err(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 256)]
 
 
+# Sanitizer builds: libshoal needs its sanitizer runtime loaded first, which python3 does not do.
+NO_CTYPES = os.environ.get("SHOAL_TEST_NO_CTYPES") == "1"
+
+
 def c_stats(how, path):
     """shoal_stats_json on a handle from shoal_connect or shoal_open: the parsed JSON."""
     lib = ctypes.CDLL(LIBSHOAL)
@@ -178,9 +182,12 @@ def main():
         ok("status --json: the daemon's JSON", j.get("ok") is True and len(j.get("peers", [])) == 1
            and j.get("sink_backlog") is None and "bytes_in" in j["peers"][0], j)
 
-        j = c_stats("connect", sock)
-        ok("shoal_stats_json in client mode: the daemon's JSON with its peer",
-           len(j.get("peers", [])) == 1 and j.get("collections") == 2, j)
+        if NO_CTYPES:
+            print("skip: shoal_stats_json through ctypes (a sanitizer build's libshoal cannot be loaded into python3)")
+        else:
+            j = c_stats("connect", sock)
+            ok("shoal_stats_json in client mode: the daemon's JSON with its peer",
+               len(j.get("peers", [])) == 1 and j.get("collections") == 2, j)
 
         # 4. Import: JSON lines, vector files with side files, idempotence, resume.
         run(*c, "collection", "create", "imp", "--dim", "4")
@@ -301,9 +308,10 @@ def main():
         j = json.loads(r.stdout)
         ok("offline: the same code and message for a missing record",
            r.returncode == 1 and j.get("code") == 514 and j.get("error") == missing_msg, (j, missing_msg))
-        j = c_stats("open", data)
-        ok("shoal_stats_json in embedded mode: the node's counts", j.get("collections") == 8
-           and j.get("live_records") == 2 + 1 + 100 + 30 + 30 + 100 + 20000 + 100 and "index_source" in j, j)
+        if not NO_CTYPES:
+            j = c_stats("open", data)
+            ok("shoal_stats_json in embedded mode: the node's counts", j.get("collections") == 8
+               and j.get("live_records") == 2 + 1 + 100 + 30 + 30 + 100 + 20000 + 100 and "index_source" in j, j)
         r = run(*c, "status", check=False)
         ok("status without a running daemon fails with exit 1", r.returncode == 1, (r.returncode, r.stderr))
         r = run(*d, "status", check=False)

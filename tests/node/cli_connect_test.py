@@ -74,7 +74,8 @@ class Err(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 256)]
 
 
-# Sanitizer builds: libshoal needs its sanitizer runtime loaded first, which python3 does not do.
+# Sanitizer builds: libshoal needs its sanitizer runtime loaded first, which python3 does not do;
+# the big import is made smaller there and its memory bound is not checked.
 NO_CTYPES = os.environ.get("SHOAL_TEST_NO_CTYPES") == "1"
 
 
@@ -235,7 +236,9 @@ def main():
         run(*c, "collection", "create", "gz", "--dim", "4")
         _, j = cj("import", "gz", gz)
         ok("import of gzip-compressed JSON lines", j.get("written") == 100, j)
-        rows, dim = 20000, 784
+        # Under a sanitizer build (NO_CTYPES), 2,000 rows (the import runs ~50x slower there) and no
+        # memory bound (the sanitizer's shadow memory is in the RSS).
+        rows, dim = (2000 if NO_CTYPES else 20000), 784
         idx = os.path.join(root, "big-idx3-ubyte")
         with open(idx, "wb") as f:
             f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, rows, 28, 28))
@@ -246,11 +249,12 @@ def main():
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         _, j = cj("import", "big", idx, "--batch", "500")
         rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        ok(f"import of a 15.7 MB IDX file through the daemon ({j.get('seconds', 0):.1f} s)", j.get("written") == rows, j)
+        ok(f"import of a {rows * dim / 1e6:.1f} MB IDX file through the daemon ({j.get('seconds', 0):.1f} s)", j.get("written") == rows, j)
         # Read whole, the file would take 15.7 MB of bytes plus 63 MB of floats; streamed, the CLI
         # holds one batch (500 x 784 floats, 1.6 MB, plus its request).
-        ok(f"the CLI's peak memory stays bounded ({rss_kb // 1024} MB, bound 50 MB)", rss_kb < 50 * 1024,
-           (before, rss_kb))
+        if not NO_CTYPES:
+            ok(f"the CLI's peak memory stays bounded ({rss_kb // 1024} MB, bound 50 MB)", rss_kb < 50 * 1024,
+               (before, rss_kb))
 
         run(*c, "collection", "create", "res", "--dim", "4")
         fifo = os.path.join(root, "fifo")

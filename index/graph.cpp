@@ -117,6 +117,7 @@ std::unique_ptr<Graph> Graph::make(const IndexParams& p, const KernelTable* k, s
   g->quantized = p.quantization == Quantization::kInt8;
   g->float_store = g->quantized && p.keep_float_vectors;
   g->q = Quantizer::make(p);
+  g->calibrated = quant_calibrated(p);
   g->hnsw = std::make_unique<HnswGraph>();
   HnswGraph& hg = *g->hnsw;
   hg.dist_param = DistParam{g->dim, k};
@@ -176,6 +177,42 @@ int Graph::level_of(std::uint64_t label) const noexcept {
   Rng rng(params.seed ^ splitmix64(mix));
   const double u = 1.0 - rng.uniform_double();
   return static_cast<int>(-std::log(u) * hnsw->h->mult_);
+}
+
+void Graph::set_range(float lo, float hi) noexcept {
+  if (!calibrated) return;
+  has_range = true;
+  range_lo = lo;
+  range_hi = hi;
+  q = Quantizer::for_range(params.metric, lo, hi);
+}
+
+void Graph::cover(std::span<const float> rows) {
+  if (!calibrated || rows.empty()) return;
+  float lo = has_range ? range_lo : rows[0];
+  float hi = has_range ? range_hi : rows[0];
+  for (float x : rows) {
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  if (has_range && lo == range_lo && hi == range_hi) return;
+  const Quantizer old = q;
+  set_range(lo, hi);
+  if (old.symmetric == q.symmetric && old.lo == q.lo && old.step == q.step) return;
+  // The codes of every stored element follow the new range. The links were chosen with the old
+  // codes; the range only ever widens between rebuilds, so the graph stays a good one.
+  Hnsw& h = *hnsw->h;
+  const std::size_t n = count();
+  std::vector<float> decoded(dim);
+  for (std::size_t id = 0; id < n; ++id) {
+    auto* codes = reinterpret_cast<std::int8_t*>(h.data_level0_memory_ + id * h.size_data_per_element_ + h.offsetData_);
+    const float* v = float_store ? floats.data() + id * dim : nullptr;
+    if (v == nullptr) {
+      for (std::size_t i = 0; i < dim; ++i) decoded[i] = old.decode(codes[i]);
+      v = decoded.data();
+    }
+    q.encode(v, codes, dim);
+  }
 }
 
 // hnswlib's update path (addPoint on a present label) touches a generator shared by the graph

@@ -51,6 +51,7 @@ Status HnswIndex::add_locked(std::uint64_t label, std::span<const float> vector)
       }
       g.grow(std::min<std::size_t>(g.capacity() * 2, kMaxElements));
     }
+    g.cover(vector);
     std::vector<float> prepared(g.dim);
     g.prepare(vector, prepared.data());
     g.insert(label, prepared.data());
@@ -88,6 +89,8 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
                                            std::to_string(kMaxElements) + " vectors");
     }
     if (need > g.capacity()) g.grow(std::max(need, std::min<std::size_t>(g.capacity() * 2, kMaxElements)));
+    // The whole batch's range before any insert: the inserts below run on several threads.
+    g.cover(vectors);
   } catch (const std::exception& e) {
     return detail::hnswlib_error("resizeIndex", e);
   }
@@ -188,6 +191,17 @@ double HnswIndex::deleted_share() const {
   std::shared_lock lock(mu_);
   const Graph& g = *graph_;
   return g.count() == 0 ? 0.0 : static_cast<double>(g.deleted()) / static_cast<double>(g.count());
+}
+
+std::pair<float, float> HnswIndex::quant_range() const {
+  if (params_.quantization != Quantization::kInt8) return {0.0f, 0.0f};
+  std::shared_lock lock(mu_);
+  const Graph& g = *graph_;
+  if (g.calibrated) return g.has_range ? std::pair{g.range_lo, g.range_hi} : std::pair{0.0f, 0.0f};
+  if (params_.metric == Metric::kCosine && params_.quant_min == 0.0f && params_.quant_max == 0.0f) {
+    return {-1.0f, 1.0f};
+  }
+  return {params_.quant_min, params_.quant_max};
 }
 
 Status HnswIndex::reserve(std::size_t capacity) {

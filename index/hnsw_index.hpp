@@ -37,6 +37,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "index/vector_index.hpp"
@@ -84,6 +85,11 @@ class HnswIndex final : public VectorIndex {
   // Removed-but-still-linked vectors over all stored vectors, in [0, 1].
   double deleted_share() const;
 
+  // The value range the int8 codes cover, {min, max}: the caller's quant_min/quant_max, cosine's
+  // {-1, 1}, or, when calibrated (quant_calibrated()), the smallest and largest component the
+  // graph has covered ({0, 0} before its first vector). {0, 0} without quantization.
+  std::pair<float, float> quant_range() const;
+
   // --- Snapshots (format: docs/index.md) ---
 
   // Writes the whole index to `path` atomically: `path`.tmp is written, fsynced, renamed over
@@ -96,7 +102,8 @@ class HnswIndex final : public VectorIndex {
     std::uint64_t covered_position = 0;
   };
   // Loads a snapshot made for `expected` (dimension, metric, m, ef_construction, quantization
-  // and range must match; the run-time fields of `expected` are applied). Statuses: kIo (cannot
+  // and a fixed range must match; a calibrated range is taken from the file; the run-time fields
+  // of `expected` are applied). Statuses: kIo (cannot
   // read), kBadMagic, kVersionMismatch, kTruncated, kChecksumMismatch, kCorruption (inconsistent
   // structure), kParameterMismatch (naming the field). On any error the caller rebuilds.
   static Result<Loaded> load_snapshot(const std::string& path, const IndexParams& expected,

@@ -80,6 +80,12 @@ struct Graph {
   bool quantized = false;
   bool float_store = false;  // quantized with a separate float array
   Quantizer q;
+  // Calibrated int8 graphs (quant_calibrated(params)): the data range q covers, the smallest and
+  // largest component of every vector covered so far (has_range: at least one).
+  bool calibrated = false;
+  bool has_range = false;
+  float range_lo = 0.0f;
+  float range_hi = 0.0f;
   std::vector<float> floats;  // float_store only: capacity x dim, prepared (normalized if cosine)
   std::unique_ptr<HnswGraph> hnsw;
 
@@ -118,6 +124,14 @@ struct Graph {
   void prepare(std::span<const float> v, float* out) const noexcept;
   // The HNSW level of `label`, a function of (params.seed, label) alone (graph.cpp).
   int level_of(std::uint64_t label) const noexcept;
+  // Calibrated graphs: widens the range to cover `rows` (row-major, dim floats each; L2 and inner
+  // product vectors, which prepare() does not change) and, when the quantizer changes, re-encodes
+  // every stored code (from the float vectors when kept, else from the old codes). A no-op on
+  // other graphs. Must run before those rows are inserted, with no insert() running (callers hold
+  // the write lock, or own the graph).
+  void cover(std::span<const float> rows);  // may throw std::bad_alloc
+  // Installs the range a snapshot recorded (calibrated graphs).
+  void set_range(float lo, float hi) noexcept;
   // Inserts a prepared vector, or replaces the vector of a label already present. May throw.
   // Thread-safe against other insert() calls of labels not yet present as long as capacity
   // suffices; updates of present labels must run on one thread at a time (graph.cpp).

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -99,8 +100,9 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
   put<std::uint8_t>(header, field::kFloatStore, g.float_store ? 1 : 0);
   put<std::uint32_t>(header, field::kM, params_.m);
   put<std::uint32_t>(header, field::kEfConstruction, params_.ef_construction);
-  put<float>(header, field::kQuantMin, params_.quant_min);
-  put<float>(header, field::kQuantMax, params_.quant_max);
+  // A calibrated graph records the range its codes cover (0, 0 while it has held no vector).
+  put<float>(header, field::kQuantMin, g.calibrated ? (g.has_range ? g.range_lo : 0.0f) : params_.quant_min);
+  put<float>(header, field::kQuantMax, g.calibrated ? (g.has_range ? g.range_hi : 0.0f) : params_.quant_max);
   put<std::uint64_t>(header, field::kCovered, covered_position);
   put<std::uint64_t>(header, field::kCount, count);
   put<std::uint64_t>(header, field::kDeleted, g.deleted());
@@ -241,7 +243,12 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
                     std::to_string(static_cast<int>(expected.quantization)));
   }
   if (quant == Quantization::kInt8) {
-    if (qmin != expected.quant_min || qmax != expected.quant_max) {
+    if (quant_calibrated(expected)) {
+      // The file's range is the data's: any finite range with min <= max (0, 0 when empty).
+      if (!std::isfinite(qmin) || !std::isfinite(qmax) || qmin > qmax) {
+        return detail::snapshot_corrupt(path, "calibrated range " + std::to_string(qmin) + ".." + std::to_string(qmax));
+      }
+    } else if (qmin != expected.quant_min || qmax != expected.quant_max) {
       return mismatch("quantization range", std::to_string(qmin) + ".." + std::to_string(qmax),
                       std::to_string(expected.quant_min) + ".." + std::to_string(expected.quant_max));
     }
@@ -267,6 +274,7 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
                          std::max<std::size_t>(count, expected.initial_capacity));
     std::size_t off = kHeaderBytes;
     const std::size_t end = kHeaderBytes + payload;
+    if (count > 0) g->set_range(qmin, qmax);
     SHOAL_RETURN_IF_ERROR(g->read_links(p, off, end, count, file_layout, path));
     if (g->float_store) {
       const std::size_t fb = count * g->dim * sizeof(float);

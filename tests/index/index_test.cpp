@@ -244,7 +244,10 @@ TEST_CASE("bad input gets a typed status naming the limit and the value", "[inde
   CHECK(HnswIndex::create(bad).status().detail() == Detail::kOutOfRange);
   bad = small_params(4);
   bad.quantization = Quantization::kInt8;
-  CHECK(HnswIndex::create(bad).status().detail() == Detail::kOutOfRange);  // empty range
+  bad.quant_min = 2.0f;  // an explicit range must not be empty (both 0 means calibrated)
+  bad.quant_max = 2.0f;
+  CHECK(HnswIndex::create(bad).status().detail() == Detail::kOutOfRange);
+  CHECK_THAT(HnswIndex::create(bad).status().message(), Catch::Contains("quant_max must be greater"));
 
   // A batch with one bad row inserts nothing and names the row.
   auto batch = make(small_params(2));

@@ -17,6 +17,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("shoal::transport::rpc");
 
 using Sync = import "sync.capnp";
+using SinkRpc = import "sink.capnp";
 
 struct Intro {
   replica @0 :Data;          # exactly 20 bytes: 16-byte identity, little-endian u32 incarnation
@@ -28,7 +29,9 @@ interface Gate {
   # Who the caller is; the answer says who we are, which protocol version the two speak (the
   # highest both speak), and hands out the capability the caller's certificate allows. Refused
   # (an exception naming both ranges) when the ranges do not meet.
-  introduce @0 (intro :Intro) -> (intro :Intro, protocol :UInt32, replica :ReplicaReader);
+  # A sink (shoal-sink) answers a member with `sink` (sink.capnp) and leaves `replica` unset; a
+  # node leaves `sink` unset.
+  introduce @0 (intro :Intro) -> (intro :Intro, protocol :UInt32, replica :ReplicaReader, sink :SinkRpc.Sink);
 }
 
 interface ReplicaReader {

@@ -1,0 +1,233 @@
+// sink/shoal_sink_main.cpp: shoal-sink, the cold-tier sink (issue 15; docs/sink.md).
+//
+//   shoal-sink --config FILE                    run
+//   shoal-sink --config FILE --check            parse the configuration, print what is wrong, exit
+//   shoal-sink --config FILE --print-device-key create (or read) DATA_DIR/identity.key and print
+//                                               its public key, for `shoal mesh enrol --role sink`
+//   shoal-sink --config FILE --compact          open the store, compact it once, exit
+//
+// One thread runs everything, as in shoald: the Asio io_context with the kj loop on it
+// (transport::KjLoop), the listener and its links (transport/link.hpp: Noise XX with
+// certificates, the sealed channel, Cap'n Proto RPC), the compaction timer and the signals.
+// SIGTERM and SIGINT stop it cleanly (links closed with their close frames, the store closed).
+// Exit codes: 0 clean stop; 1 a failure at start (the reason on stderr); 2 a usage or
+// configuration error.
+//
+// What could later be shared with shoald's runtime (being extracted into node/daemon/ now): the
+// identity and certificate loading (here open_identity/load_certificate, the same rules as
+// shoald's), the stop-signal set, the "ready" line. The sink does not link the node's runtime.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "common/log.hpp"
+#include "security/certificate.hpp"
+#include "security/key_file.hpp"
+#include "sink/lmdb_object_store.hpp"
+#include "sink/sink_config.hpp"
+#include "sink/sink_server.hpp"
+#include "sink/sink_service.hpp"
+#include "transport/kj_loop.hpp"
+#ifdef SHOAL_SINK_HAS_S3
+#include "sink/s3_object_store.hpp"
+#endif
+
+using namespace shoal;
+
+namespace {
+
+std::string hex(const security::SignPublicKey& key) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (auto x : key) {
+    s += d[x >> 4];
+    s += d[x & 15];
+  }
+  return s;
+}
+
+Result<security::Identity> open_identity(const sink::SinkConfig& cfg) {
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) return Status(Code::kIo, "cannot create sink.data_dir " + cfg.data_dir + ": " + ec.message());
+  std::filesystem::permissions(cfg.data_dir, std::filesystem::perms::owner_all, ec);
+  auto id = security::load_or_create_identity(cfg.data_dir);
+  if (!id.ok()) return Status(id.status().detail(), id.status().to_string());
+  return id;
+}
+
+// The sink's certificate: decoded, issued for this identity, with the sink role. The sink trusts
+// the authority that enrolled it (docs/mesh.md, "The trust anchor").
+Result<sink::SinkCredentials> load_certificate(const sink::SinkConfig& cfg, const security::Identity& identity) {
+  std::ifstream f(cfg.certificate, std::ios::binary);
+  if (!f) return Status(Code::kIo, "cannot read sink.certificate " + cfg.certificate);
+  sink::SinkCredentials c;
+  c.identity = &identity;
+  c.certificate.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  auto cert = security::decode_certificate(c.certificate);
+  if (!cert.ok()) return Status(cert.status().detail(), "sink.certificate " + cfg.certificate + ": " + cert.status().to_string());
+  if (cert->device_key != identity.public_key()) {
+    return Status(Code::kInvalidArgument, "sink.certificate " + cfg.certificate + " was issued for device " +
+                                              security::key_label(cert->device_key) + ", but this identity is " +
+                                              security::key_label(identity.public_key()) +
+                                              " (enrol it: shoal-sink --print-device-key)");
+  }
+  if (cert->role != security::DeviceRole::kSink) {
+    return Status(Detail::kWrongRole, "sink.certificate " + cfg.certificate + " has role " +
+                                          std::string(security::role_name(cert->role)) + ", expected sink");
+  }
+  c.anchor.mesh_id = cert->mesh_id;
+  c.anchor.authorities = {cert->issuer_key};
+  return c;
+}
+
+Result<std::unique_ptr<sink::ObjectStore>> open_store(const sink::SinkConfig& cfg) {
+  if (cfg.store_kind == "s3") {
+#ifdef SHOAL_SINK_HAS_S3
+    sink::S3Options o;
+    o.endpoint = cfg.s3_endpoint;
+    o.region = cfg.s3_region;
+    o.bucket = cfg.s3_bucket;
+    o.access_key_id = cfg.s3_access_key_id;
+    o.secret_access_key = cfg.s3_secret_access_key;
+    SHOAL_ASSIGN_OR_RETURN(auto s3, sink::S3ObjectStore::create(std::move(o)));
+    if (cfg.s3_create_bucket) SHOAL_RETURN_IF_ERROR(s3->create_bucket());
+    return std::unique_ptr<sink::ObjectStore>(std::move(s3));
+#else
+    return Status(Code::kUnimplemented, "store.kind = \"s3\": this shoal-sink was built without libcurl");
+#endif
+  }
+  sink::LmdbObjectStore::Options o;
+  o.map_size_bytes = cfg.lmdb_map_size_mb << 20;
+  SHOAL_ASSIGN_OR_RETURN(auto lmdb, sink::LmdbObjectStore::open(cfg.data_dir + "/objects", o));
+  return std::unique_ptr<sink::ObjectStore>(std::move(lmdb));
+}
+
+int usage() {
+  std::cerr << "usage: shoal-sink --config FILE [--check | --print-device-key | --compact]\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check = false;
+  bool print_key = false;
+  bool compact_once = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a == "--check") {
+      check = true;
+    } else if (a == "--print-device-key") {
+      print_key = true;
+    } else if (a == "--compact") {
+      compact_once = true;
+    } else {
+      return usage();
+    }
+  }
+  if (config_path.empty()) return usage();
+  auto loaded = sink::load_sink_config(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "shoal-sink: " << loaded.status().message() << "\n";
+    return 2;
+  }
+  const sink::SinkConfig cfg = std::move(*loaded);
+  if (check) {
+    std::cout << "shoal-sink: " << config_path << " is valid\n";
+    return 0;
+  }
+  Logger logger(cfg.log_level);
+  auto identity = open_identity(cfg);
+  if (!identity.ok()) {
+    std::cerr << "shoal-sink: " << identity.status().message() << "\n";
+    return 1;
+  }
+  if (print_key) {
+    std::cout << hex(identity->public_key()) << "\n";
+    return 0;
+  }
+  auto store = open_store(cfg);
+  if (!store.ok()) {
+    std::cerr << "shoal-sink: store: " << store.status().to_string() << "\n";
+    return 1;
+  }
+  auto service = sink::SinkService::open(**store, cfg.limits);
+  if (!service.ok()) {
+    std::cerr << "shoal-sink: opening the sink's objects: " << service.status().to_string() << "\n";
+    return 1;
+  }
+  if (compact_once) {
+    auto r = (*service)->compact();
+    if (!r.ok()) {
+      std::cerr << "shoal-sink: compaction: " << r.status().to_string() << "\n";
+      return 1;
+    }
+    std::cout << "shoal-sink: compacted collections=" << r->collections << " removed=" << r->objects_removed
+              << " written=" << r->objects_written << " bytes_before=" << r->bytes_before
+              << " bytes_after=" << r->bytes_after << "\n";
+    return 0;
+  }
+  auto creds = load_certificate(cfg, *identity);
+  if (!creds.ok()) {
+    std::cerr << "shoal-sink: " << creds.status().message() << "\n";
+    return 1;
+  }
+
+  boost::asio::io_context io;
+  {
+    transport::KjLoop loop(io);
+    sink::SinkServerOptions so;
+    so.listen_address = cfg.listen_address;
+    so.listen_port = cfg.listen_port;
+    auto server = sink::SinkServer::start(loop, **service, std::move(*creds), so, &logger);
+    if (!server.ok()) {
+      std::cerr << "shoal-sink: sink.listen " << cfg.listen_address << ":" << cfg.listen_port << ": "
+                << server.status().to_string() << "\n";
+      return 1;
+    }
+    boost::asio::steady_timer compact_timer(io);
+    std::function<void()> arm = [&]() {
+      if (cfg.compact_interval_s == 0) return;
+      compact_timer.expires_after(std::chrono::seconds(cfg.compact_interval_s));
+      compact_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto r = (*service)->compact();
+        if (!r.ok()) {
+          SHOAL_LOG(&logger, kWarn, "shoal-sink", "compaction failed (retried next interval): ", r.status().to_string());
+        } else if (r->collections > 0) {
+          SHOAL_LOG(&logger, kInfo, "shoal-sink", "compacted ", r->collections, " collections: ", r->objects_removed,
+                    " objects removed, ", r->bytes_before, " -> ", r->bytes_after, " bytes");
+        }
+        arm();
+      });
+    };
+    arm();
+    boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+    stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      SHOAL_LOG(&logger, kInfo, "shoal-sink", "signal ", sig, ": stopping");
+      compact_timer.cancel();
+      server->reset();
+      io.stop();
+    });
+    SHOAL_LOG(&logger, kInfo, "shoal-sink", "running: ", security::key_label(identity->public_key()), ", store ",
+              (*store)->kind(), ", port ", (*server)->port());
+    std::cout << "shoal-sink: ready port=" << (*server)->port() << " store=" << (*store)->kind()
+              << " device=" << hex(identity->public_key()) << std::endl;
+    io.run();
+    server->reset();
+  }
+  SHOAL_LOG(&logger, kInfo, "shoal-sink", "stopped");
+  return 0;
+}

@@ -1,0 +1,371 @@
+// sink/sink_server.cpp: see sink_server.hpp.
+#include "sink/sink_server.hpp"
+
+#include <map>
+
+#include <capnp/message.h>
+
+#include "node/core/record.hpp"
+#include "transport/rpc.capnp.h"
+#include "transport/sink.capnp.h"
+
+namespace shoal::sink {
+
+namespace rpc = transport::rpc;
+namespace sr = transport::sinkrpc;
+
+namespace {
+
+constexpr const char* kComponent = "sink";
+constexpr std::uint32_t kProtocolMin = 1;
+constexpr std::uint32_t kProtocolMax = 1;
+// Record ids on the wire: the node's limit is 256 bytes; anything longer is refused unread.
+constexpr std::size_t kMaxIdBytes = 1024;
+
+kj::Promise<void> fail(const Status& st) { return transport::exception_of(st); }
+
+std::string_view view(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+std::string_view view(capnp::Text::Reader t) { return std::string_view(t.cStr(), t.size()); }
+capnp::Data::Reader as_data(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+std::uint16_t read_u16(std::string_view b, std::size_t at) {
+  return static_cast<std::uint16_t>(static_cast<std::uint8_t>(b[at]) | (static_cast<std::uint8_t>(b[at + 1]) << 8));
+}
+
+void fill_ack(sr::Ack::Builder out, const UploadAck& ack) {
+  out.setKey(ack.key);
+  out.setSeq(ack.seq);
+  out.setRecords(ack.records);
+  out.setBytes(ack.bytes);
+}
+
+}  // namespace
+
+Result<std::string> segment_collection(std::string_view b) {
+  // magic 8 | version u16 | flags u16 | coll_len u16 | collection (docs/sink-format.md)
+  if (b.size() < 14) return Status(Detail::kTruncated, str_cat("segment of ", b.size(), " bytes has no header"));
+  if (b.substr(0, kSegmentMagic.size()) != kSegmentMagic) return Status(Detail::kBadMagic, "not a segment (bad magic)");
+  const std::size_t len = read_u16(b, 12);
+  if (b.size() < 14 + len) return Status(Detail::kTruncated, "segment header ends inside the collection name");
+  return std::string(b.substr(14, len));
+}
+
+struct SinkServer::Impl {
+  transport::KjLoop& loop;
+  SinkService& service;
+  SinkCredentials creds;
+  SinkServerOptions options;
+  Logger* logger;
+  transport::LinkSecurity linksec;
+  std::unique_ptr<transport::Listener> listener;
+  std::string replica;
+  SinkServerStats stats;
+  std::uint64_t next_id = 1;
+  std::map<std::uint64_t, kj::Own<transport::Link>> links;
+  // Disconnect watchers fail only when the link is torn down with the server: nothing to do.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+  struct ErrorHandler final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } error_handler;
+#pragma GCC diagnostic pop
+  kj::TaskSet tasks{error_handler};
+
+  Impl(transport::KjLoop& l, SinkService& s, SinkCredentials c, SinkServerOptions o, Logger* lg)
+      : loop(l), service(s), creds(std::move(c)), options(std::move(o)), logger(lg) {}
+
+  std::int64_t now_ns() const { return options.wall_clock().ns(); }
+
+  Status refuse(Status st) {
+    ++stats.calls_refused;
+    SHOAL_LOG(logger, kDebug, kComponent, "refused: ", st.to_string());
+    return st;
+  }
+
+  void on_link(kj::Own<transport::Link> link) {
+    const std::uint64_t id = next_id++;
+    ++stats.links_opened;
+    SHOAL_LOG(logger, kInfo, kComponent, "link from ", link->remote(), " (",
+              security::key_label(link->peer().device_key), ", ", security::role_name(link->peer().role), ")");
+    link->serve(kj::heap<GateServer>(*this, link->peer()));
+    auto done = link->on_disconnect();
+    links.emplace(id, kj::mv(link));
+    listener->set_links_alive(links.size());
+    tasks.add(done.then([this, id]() { drop(id); }, [this, id](kj::Exception&&) { drop(id); }));
+  }
+
+  void drop(std::uint64_t id) {
+    if (links.erase(id) != 0) ++stats.links_closed;
+    if (listener) listener->set_links_alive(links.size());
+  }
+
+  // ---- the Sink capability for one certificate ----------------------------------------------
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+  class SinkImpl final : public sr::Sink::Server {
+   public:
+    SinkImpl(Impl& host, security::Certificate cert) : host_(host), cert_(std::move(cert)) {}
+
+   protected:
+    kj::Promise<void> uploadSegment(UploadSegmentContext ctx) override {
+      ++host_.stats.calls;
+      auto bytes = view(ctx.getParams().getSegment());
+      const SinkLimits& l = host_.service.limits();
+      if (bytes.size() > l.max_upload_bytes) {
+        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("segment of ", bytes.size(), " bytes, limit ", l.max_upload_bytes))));
+      }
+      auto coll = segment_collection(bytes);
+      if (!coll.ok()) return fail(host_.refuse(coll.status()));
+      Status allowed = may(*coll, true);
+      if (!allowed.ok()) return fail(host_.refuse(allowed));
+      auto ack = host_.service.upload_segment(bytes, host_.now_ns());
+      if (!ack.ok()) return fail(host_.refuse(ack.status()));
+      fill_ack(ctx.getResults().initAck(), *ack);
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> pushDelta(PushDeltaContext ctx) override {
+      ++host_.stats.calls;
+      auto p = ctx.getParams();
+      auto coll = view(p.getCollection());
+      auto bytes = view(p.getDelta());
+      Status st = check_name(coll);
+      if (st.ok()) st = may(coll, true);
+      if (!st.ok()) return fail(host_.refuse(st));
+      auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns());
+      if (!ack.ok()) return fail(host_.refuse(ack.status()));
+      fill_ack(ctx.getResults().initAck(), *ack);
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> coldSearch(ColdSearchContext ctx) override {
+      ++host_.stats.calls;
+      auto p = ctx.getParams();
+      auto coll = view(p.getCollection());
+      Status st = check_name(coll);
+      if (st.ok()) st = may(coll, false);
+      if (!st.ok()) return fail(host_.refuse(st));
+      auto q = p.getQuery();
+      const SinkLimits& l = host_.service.limits();
+      if (q.size() > l.max_dimension) {
+        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("query of ", q.size(), " floats, limit ", l.max_dimension))));
+      }
+      auto metric = node::metric_from_wire_byte(p.getMetric());
+      if (!metric) {
+        return fail(host_.refuse(Status(Detail::kOutOfRange, str_cat("metric byte ", unsigned(p.getMetric()),
+                                                                     ", expected 0 (l2), 1 (ip) or 2 (cosine)"))));
+      }
+      std::vector<float> query;
+      query.reserve(q.size());
+      for (float x : q) query.push_back(x);
+      auto r = host_.service.cold_search(coll, query, p.getK(), *metric);
+      if (!r.ok()) return fail(host_.refuse(r.status()));
+      auto res = ctx.getResults();
+      auto hits = res.initHits(static_cast<unsigned>(r->hits.size()));
+      for (unsigned i = 0; i < hits.size(); ++i) {
+        hits[i].setId(as_data(r->hits[i].id));
+        hits[i].setDistance(r->hits[i].distance);
+      }
+      auto f = res.initFreshness();
+      f.setObjects(r->freshness.objects);
+      f.setLastSeq(r->freshness.last_seq);
+      f.setLastAckWallNs(r->freshness.last_ack_wall_ns);
+      f.setRecords(r->freshness.records);
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> fetch(FetchContext ctx) override {
+      ++host_.stats.calls;
+      auto p = ctx.getParams();
+      auto coll = view(p.getCollection());
+      Status st = check_name(coll);
+      if (st.ok()) st = may(coll, false);
+      if (!st.ok()) return fail(host_.refuse(st));
+      auto in = p.getIds();
+      const SinkLimits& l = host_.service.limits();
+      if (in.size() > l.max_fetch_ids) {
+        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("fetch of ", in.size(), " ids, limit ", l.max_fetch_ids))));
+      }
+      std::vector<std::string> ids;
+      ids.reserve(in.size());
+      for (auto id : in) {
+        if (id.size() > kMaxIdBytes) {
+          return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("record id of ", id.size(), " bytes, limit ", kMaxIdBytes))));
+        }
+        ids.emplace_back(view(id));
+      }
+      auto r = host_.service.fetch(coll, ids);
+      if (!r.ok()) return fail(host_.refuse(r.status()));
+      auto out = ctx.getResults().initRecords(static_cast<unsigned>(r->size()));
+      for (unsigned i = 0; i < out.size(); ++i) {
+        const FetchedRecord& f = (*r)[i];
+        out[i].setId(as_data(f.id));
+        out[i].setFound(f.found);
+        if (!f.found) continue;
+        out[i].setPayload(as_data(f.payload));
+        out[i].setHlc(f.hlc);
+        out[i].setDigest(capnp::Data::Reader(f.digest.data(), f.digest.size()));
+        out[i].setObject(f.object);
+      }
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> bootstrap(BootstrapContext ctx) override {
+      ++host_.stats.calls;
+      auto p = ctx.getParams();
+      auto coll = view(p.getCollection());
+      Status st = check_name(coll);
+      if (st.ok()) st = may(coll, false);
+      auto after = view(p.getAfter());
+      if (st.ok() && after.size() > kMaxIdBytes) {
+        st = Status(Detail::kTooLarge, str_cat("bootstrap cursor of ", after.size(), " bytes, limit ", kMaxIdBytes));
+      }
+      if (!st.ok()) return fail(host_.refuse(st));
+      auto page = host_.service.bootstrap(coll, after);
+      if (!page.ok()) return fail(host_.refuse(page.status()));
+      auto res = ctx.getResults();
+      res.setSegment(as_data(page->segment));
+      res.setContext(as_data(page->context));
+      res.setNextAfter(as_data(page->next_after));
+      res.setDone(page->done);
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> status(StatusContext ctx) override {
+      ++host_.stats.calls;
+      const SinkStatus s = host_.service.status();
+      auto out = ctx.getResults().initStatus();
+      out.setRecords(s.records);
+      out.setObjects(s.objects);
+      out.setBytesStored(s.bytes_stored);
+      out.setPayloadBytes(s.payload_bytes);
+      out.setBacklogObjects(s.backlog_objects);
+      out.setUploads(s.uploads);
+      out.setDeltas(s.deltas);
+      out.setLastAckSeq(s.last_ack_seq);
+      out.setLastAckWallNs(s.last_ack_wall_ns);
+      out.setStoreKind(s.store_kind);
+      auto cs = out.initCollections(static_cast<unsigned>(s.collections.size()));
+      for (unsigned i = 0; i < cs.size(); ++i) {
+        const CollectionStatus& c = s.collections[i];
+        cs[i].setName(c.name);
+        cs[i].setRecords(c.records);
+        cs[i].setSegments(c.segments);
+        cs[i].setDeltas(c.deltas);
+        cs[i].setBytes(c.bytes);
+      }
+      return kj::READY_NOW;
+    }
+
+   private:
+    Status check_name(std::string_view name) const {
+      const std::size_t limit = host_.service.limits().max_collection_name_bytes;
+      if (name.size() > limit) {
+        return Status(Detail::kTooLarge, str_cat("collection name of ", name.size(), " bytes, limit ", limit));
+      }
+      return ok_status();
+    }
+    Status may(std::string_view collection, bool write) const {
+      const security::Access a = cert_.access(collection);
+      if (write ? a.write : a.read) return ok_status();
+      return Status(Detail::kWrongRole, str_cat("certificate of ", security::key_label(cert_.device_key), " may not ",
+                                                write ? "write" : "read", " collection '",
+                                                node::escape_for_message(collection), "'"));
+    }
+
+    Impl& host_;
+    security::Certificate cert_;
+  };
+
+  class GateServer final : public rpc::Gate::Server {
+   public:
+    GateServer(Impl& host, security::Certificate cert) : host_(host), cert_(std::move(cert)) {}
+
+   protected:
+    kj::Promise<void> introduce(IntroduceContext ctx) override {
+      auto intro = ctx.getParams().getIntro();
+      if (intro.getReplica().size() != 20) {
+        ++host_.stats.introductions_refused;
+        return fail(Status(Detail::kMalformed, str_cat("Intro.replica is ", intro.getReplica().size(),
+                                                        " bytes, expected exactly 20")));
+      }
+      if (intro.getMaxProtocol() < kProtocolMin || intro.getMinProtocol() > kProtocolMax ||
+          intro.getMinProtocol() > intro.getMaxProtocol()) {
+        ++host_.stats.introductions_refused;
+        return fail(Status(Detail::kVersionMismatch,
+                           str_cat("peer speaks protocol ", intro.getMinProtocol(), "..", intro.getMaxProtocol(),
+                                   ", this sink ", kProtocolMin, "..", kProtocolMax)));
+      }
+      if (cert_.role != security::DeviceRole::kMember) {
+        ++host_.stats.introductions_refused;
+        return fail(Status(Detail::kWrongRole, str_cat("certificate of ", security::key_label(cert_.device_key),
+                                                        " has role ", security::role_name(cert_.role),
+                                                        "; the sink serves members only")));
+      }
+      auto results = ctx.getResults();
+      auto out = results.initIntro();
+      out.setReplica(as_data(host_.replica));
+      out.setMinProtocol(kProtocolMin);
+      out.setMaxProtocol(kProtocolMax);
+      results.setProtocol(std::min(kProtocolMax, intro.getMaxProtocol()));
+      results.setSink(kj::heap<SinkImpl>(host_, cert_));
+      return kj::READY_NOW;
+    }
+
+   private:
+    Impl& host_;
+    security::Certificate cert_;
+  };
+#pragma GCC diagnostic pop
+};
+
+SinkServer::SinkServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SinkServer::~SinkServer() {
+  if (!impl_) return;
+  impl_->listener.reset();
+  for (auto& [id, link] : impl_->links) link->close();
+  impl_->links.clear();
+}
+
+Result<std::unique_ptr<SinkServer>> SinkServer::start(transport::KjLoop& loop, SinkService& service,
+                                                      SinkCredentials credentials, SinkServerOptions options,
+                                                      Logger* logger) {
+  if (credentials.identity == nullptr) return Status(Code::kInvalidArgument, "the sink has no identity");
+  auto cert = security::decode_certificate(credentials.certificate);
+  if (!cert.ok()) return Status(Code::kInvalidArgument, "the sink's certificate: " + cert.status().to_string());
+  if (cert->device_key != credentials.identity->public_key()) {
+    return Status(Code::kInvalidArgument, "the sink's certificate was issued for device " +
+                                              security::key_label(cert->device_key) + ", not this identity " +
+                                              security::key_label(credentials.identity->public_key()));
+  }
+  auto impl = std::make_unique<Impl>(loop, service, std::move(credentials), std::move(options), logger);
+  Impl* h = impl.get();
+  h->replica.assign(reinterpret_cast<const char*>(h->creds.identity->public_key().data()), 16);
+  h->replica.append(4, '\0');  // incarnation 0, little-endian
+  h->linksec.identity = h->creds.identity;
+  h->linksec.certificate = h->creds.certificate;
+  h->linksec.anchor = &h->creds.anchor;
+  h->linksec.revocations = [h]() -> const security::RevocationSet& { return h->creds.revocations; };
+  h->linksec.trusted_now = [h] { return h->options.wall_clock(); };
+  auto listener = transport::listen(
+      loop, h->options.listen_address, h->options.listen_port, h->linksec, h->options.link, h->options.listener,
+      [h](kj::Own<transport::Link> link) { h->on_link(kj::mv(link)); },
+      [h](const Status& st, const std::string& remote) {
+        SHOAL_LOG(h->logger, kInfo, kComponent, "refused ", remote, ": ", st.to_string());
+      });
+  if (!listener.ok()) return listener.status();
+  h->listener = std::move(*listener);
+  return std::unique_ptr<SinkServer>(new SinkServer(std::move(impl)));
+}
+
+std::uint16_t SinkServer::port() const noexcept { return impl_->listener->port(); }
+const std::string& SinkServer::replica() const noexcept { return impl_->replica; }
+SinkServerStats SinkServer::stats() const noexcept { return impl_->stats; }
+std::size_t SinkServer::links() const noexcept { return impl_->links.size(); }
+
+}  // namespace shoal::sink

@@ -1,0 +1,238 @@
+// sink/sink_service.hpp: the cold-tier sink's state machine: a replica of the cold collections'
+// CRDT state, kept in an ObjectStore as segments and deltas, with cold search, fetch, bootstrap
+// and compaction (issue 15; docs/sink.md).
+//
+// Role: what `shoal-sink` serves through the `Sink` capability (transport/sink.capnp). It is
+// sans-I/O apart from its one storage dependency, the ObjectStore it is given (LMDB by default,
+// S3 when configured, the memory store in tests); no sockets, clocks (wall time is passed in),
+// threads or randomness.
+//
+// The state. Per collection, the sink keeps the CRDT state in crdt::Delta form (records with
+// their entries, and one causal context): Delta::join is the exact state join, so every object
+// the sink holds joins into it in any order, duplicates included, and the result is the same.
+// What reaches the sink:
+//   - a segment upload (sink/segment.hpp): each record's entries, with their dots as the
+//     context (a record the sink already holds keeps its other entries: an upload is a delta of
+//     the entries it carries, never a delete);
+//   - a delta (crdt::encode_delta bytes, exactly what peers push): an upsert or a delete after
+//     upload, which reaches the sink like any delta; a deleted record leaves the state (and cold
+//     search) at once, and its payload leaves the object store at the next compaction.
+// Both are written to the object store first, under a new key, and joined into the state only
+// after the put returned OK: an acknowledgement means durable. Object keys:
+//   seg/<collection>/<seq>   an uploaded or compacted segment
+//   dlt/<collection>/<seq>   a delta (crdt::encode_delta bytes)
+//   ctx/<collection>/<seq>   a collection's whole causal context (crdt::encode_context bytes),
+//                            written by compaction so the dots of deleted records stay covered
+// where <seq> is 20 decimal digits, one counter for the whole sink (the highest seen + 1 at open).
+// open() lists and joins every object, so a restarted sink has the same state.
+//
+// Compaction rewrites a collection whose objects hold anything dead (a deleted or superseded
+// entry, or any delta object): it writes the live records as new segments, then the context,
+// then removes the older objects. A crash between those steps leaves objects that join to the
+// same state (joins are idempotent), and the next compaction removes them.
+//
+// Cold search is exact, over the winner of every live record, with the same kernels and metric
+// numbering as the node's search (index::exact_knn), so its hits merge with the local ones.
+//
+// Limits: every request is checked against SinkLimits before it touches the store; a refused
+// request names the limit and the value seen and changes nothing.
+//
+// Thread rules: one thread at a time (shoal-sink calls it from its loop thread).
+// Ownership: the ObjectStore must outlive the service. Results are values.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.hpp"
+#include "crdt/or_map.hpp"
+#include "index/types.hpp"
+#include "sink/object_store.hpp"
+#include "sink/segment.hpp"
+
+namespace shoal::sink {
+
+struct SinkLimits {
+  // Collections the sink holds.
+  std::size_t max_collections = 1024;
+  // Collection names: the node's rule (1..64 bytes of [A-Za-z0-9_.-], not starting with '.').
+  std::size_t max_collection_name_bytes = 64;
+  std::uint32_t max_k = 1000;
+  std::uint32_t max_dimension = 4096;
+  // Ids in one fetch.
+  std::size_t max_fetch_ids = 1000;
+  // One uploaded segment and one delta (the RPC message limit of links is 16 MiB + 64 KiB).
+  std::size_t max_upload_bytes = std::size_t{16} << 20;
+  std::size_t max_delta_bytes = std::size_t{16} << 20;
+  // Records in one bootstrap page, and the payload bytes one page may carry (a page holds at
+  // least one record).
+  std::size_t max_bootstrap_records = 4096;
+  std::size_t max_bootstrap_bytes = std::size_t{4} << 20;
+  // Records per segment written by compaction.
+  std::size_t max_compacted_segment_records = 65536;
+  SegmentLimits segment;
+};
+
+struct UploadAck {
+  std::string key;        // the object that holds it
+  std::uint64_t seq = 0;  // its sequence number
+  std::uint32_t records = 0;
+  std::uint64_t bytes = 0;
+};
+
+// How current the sink's answer is: the newest object it joined, and when.
+struct Freshness {
+  std::uint64_t objects = 0;       // objects of this collection in the store
+  std::uint64_t last_seq = 0;      // the newest acknowledged object of this collection
+  std::int64_t last_ack_wall_ns = 0;
+  std::uint64_t records = 0;       // live records of this collection
+};
+
+struct ColdHit {
+  std::string id;
+  float distance = 0.0f;
+};
+
+struct ColdSearchResult {
+  std::vector<ColdHit> hits;  // closest first, ties by id
+  Freshness freshness;
+};
+
+struct FetchedRecord {
+  std::string id;
+  bool found = false;
+  // The winner's payload (the node's payload encoding, node/core/record.hpp), its clock and its
+  // BLAKE2b-256 digest (what an evicted record's stub keeps).
+  std::string payload;
+  std::uint64_t hlc = 0;
+  PayloadDigest digest{};
+  std::string object;  // the object (segment or delta) that holds the winner: the sink's index
+};
+
+struct BootstrapPage {
+  // The records after the cursor, as an encoded segment (its records' entries are the sink's).
+  std::string segment;
+  // On the last page: the collection's whole causal context (crdt::encode_context bytes), which
+  // also covers the dots of deleted records, so a restored replica never resurrects them.
+  std::string context;
+  std::string next_after;  // pass as `after` for the next page
+  bool done = false;
+};
+
+struct CollectionStatus {
+  std::string name;
+  std::uint64_t records = 0;
+  std::uint64_t segments = 0;
+  std::uint64_t deltas = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct SinkStatus {
+  std::uint64_t records = 0;
+  std::uint64_t objects = 0;
+  std::uint64_t bytes_stored = 0;      // bytes of every object the sink holds
+  std::uint64_t payload_bytes = 0;     // payload bytes of the live records' entries
+  // Backlog seen: objects written since the last compaction that compaction would fold or drop
+  // (delta objects, and segments holding dead entries).
+  std::uint64_t backlog_objects = 0;
+  std::uint64_t uploads = 0;           // acknowledged segment uploads since open
+  std::uint64_t deltas = 0;            // acknowledged deltas since open
+  std::uint64_t last_ack_seq = 0;
+  std::int64_t last_ack_wall_ns = 0;
+  std::string store_kind;
+  std::vector<CollectionStatus> collections;
+};
+
+struct CompactionReport {
+  std::uint64_t collections = 0;       // rewritten
+  std::uint64_t objects_removed = 0;
+  std::uint64_t objects_written = 0;
+  std::uint64_t bytes_before = 0;
+  std::uint64_t bytes_after = 0;
+};
+
+class SinkService {
+ public:
+  // Lists and joins every object of `store`. Statuses: the store's (kUnavailable, kIo...);
+  // kCorruption naming the key for an object that does not decode.
+  [[nodiscard]] static Result<std::unique_ptr<SinkService>> open(ObjectStore& store, SinkLimits limits = {});
+  ~SinkService();
+  SinkService(const SinkService&) = delete;
+  SinkService& operator=(const SinkService&) = delete;
+
+  // Stores `segment_bytes` (an encoded segment) and joins it. Durable when OK.
+  // Statuses: kInvalidArgument/kTooLarge (bytes, records, k...), decode_segment's, kMalformed
+  // (an id, or a payload that is not the node's payload encoding, naming the record),
+  // kDimensionMismatch (a vector whose dimension differs from the collection's), kTooLarge
+  // (max_collections), the store's. Nothing changes on error.
+  [[nodiscard]] Result<UploadAck> upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns);
+
+  // Stores a delta for `collection` and joins it: how deletes and later upserts reach the sink.
+  // Statuses: as upload_segment's; crdt::decode_delta's (kMalformed...). An empty delta is
+  // acknowledged without a write.
+  [[nodiscard]] Result<UploadAck> apply_delta(std::string_view collection, std::string_view delta_bytes,
+                                              std::int64_t now_wall_ns);
+
+  // The k nearest live records (winners) of `collection` to `query` under `metric`, exactly.
+  // Statuses: kNoSuchCollection; kOutOfRange (k = 0), kTooLarge (k above max_k);
+  // kDimensionMismatch; kNonFinite; kZeroVector (cosine).
+  [[nodiscard]] Result<ColdSearchResult> cold_search(std::string_view collection, std::span<const float> query,
+                                                     std::uint32_t k, index::Metric metric) const;
+
+  // The winners of `ids`; absent ids come back with found = false. Statuses: kNoSuchCollection,
+  // kTooLarge (max_fetch_ids), kMalformed (an id breaking the record id rules).
+  [[nodiscard]] Result<std::vector<FetchedRecord>> fetch(std::string_view collection,
+                                                         std::span<const std::string> ids) const;
+
+  // One page of the collection's records with ids after `after` ("" to start). Statuses:
+  // kNoSuchCollection.
+  [[nodiscard]] Result<BootstrapPage> bootstrap(std::string_view collection, std::string_view after) const;
+
+  // Rewrites every collection with dead data (see above). Statuses: the store's; on error the
+  // state is unchanged and the objects already written are harmless (they join to the same state).
+  [[nodiscard]] Result<CompactionReport> compact();
+
+  SinkStatus status() const;
+  std::vector<std::string> collections() const;
+  const SinkLimits& limits() const noexcept { return limits_; }
+
+ private:
+  struct Collection;
+  struct Object;
+  explicit SinkService(ObjectStore& store, SinkLimits limits);
+
+  Status load();
+  Status check_collection_name(std::string_view name) const;
+  // Validates the records a delta or segment brings for `c` (ids, payload encoding, dimension);
+  // returns the dimension they use (0 when they carry no entry).
+  Result<std::uint32_t> validate_records(const Collection* c, std::string_view collection,
+                                         const crdt::RecordMap& records) const;
+  Result<Collection*> collection_for_write(std::string_view name);
+  const Collection* find(std::string_view name) const;
+  std::string next_key(std::string_view kind, std::string_view collection);
+  void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);
+  Result<std::uint64_t> compact_one(Collection& c, CompactionReport& report);
+
+  ObjectStore& store_;
+  SinkLimits limits_;
+  std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t uploads_ = 0;
+  std::uint64_t deltas_ = 0;
+  std::uint64_t last_ack_seq_ = 0;
+  std::int64_t last_ack_wall_ns_ = 0;
+};
+
+// Converts between the segment form and the CRDT form of records. A segment's records carry
+// their entries' dots as the context. Statuses (to_delta): kCorruption for an invalid counter.
+crdt::Delta segment_to_delta(const Segment& segment);
+// The records of `records` (entries only) as a segment of `collection`, entries in segment order.
+Segment records_to_segment(std::string_view collection, const crdt::RecordMap& records);
+
+}  // namespace shoal::sink

@@ -161,51 +161,90 @@ Result<std::unique_ptr<SinkService>> SinkService::open(ObjectStore& store, SinkL
 }
 
 Status SinkService::load() {
+  struct Found {
+    std::string key;
+    std::string_view kind;
+    std::uint64_t seq = 0;
+  };
+  std::map<std::string, std::vector<Found>, std::less<>> by_collection;
   for (std::string_view kind : {kContextKind, kSegmentKind, kDeltaKind}) {
     SHOAL_ASSIGN_OR_RETURN(auto keys, store_.list(std::string(kind) + "/"));
-    for (const std::string& key : keys) {
+    for (std::string& key : keys) {
       std::string_view k, coll;
       std::uint64_t seq = 0;
       if (!parse_key(key, k, coll, seq)) continue;  // not the sink's: left alone
-      SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(key));
+      const std::string_view kind_const = k == kSegmentKind ? kSegmentKind : (k == kDeltaKind ? kDeltaKind : kContextKind);
+      by_collection[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
+    }
+  }
+  for (auto& [name, found] : by_collection) {
+    auto fresh = std::make_unique<Collection>();
+    fresh->name = name;
+    Collection& c = *fresh;
+    collections_.emplace(name, std::move(fresh));
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
+    // The newest compaction: its context object names the first sequence number of its segments.
+    std::uint64_t base = 0, top = 0;
+    crdt::Delta compacted;
+    for (auto it = found.rbegin(); it != found.rend(); ++it) {
+      if (it->kind != kContextKind) continue;
+      SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(it->key));
+      if (bytes.size() < 8) return Status(Detail::kTruncated, "context object shorter than its 8-byte header", it->key);
+      for (int i = 7; i >= 0; --i) base = (base << 8) | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
+      auto ctx = crdt::decode_context(as_bytes(std::string_view(bytes).substr(8)));
+      if (!ctx.ok()) return Status(Code::kCorruption, "context object does not decode: " + ctx.status().to_string(), it->key);
+      compacted.context = std::move(*ctx);
+      top = it->seq;
+      break;
+    }
+    for (const Found& f : found) {
+      next_seq_ = std::max(next_seq_, f.seq + 1);
+      last_ack_seq_ = std::max(last_ack_seq_, f.seq);
+      c.last_seq = std::max(c.last_seq, f.seq);
+      if (f.kind == kContextKind) {
+        auto got = store_.get(f.key);
+        if (!got.ok()) return got.status().with_context(f.key);
+        c.objects[f.key] = Object{got->size(), kContextKind, 0};
+        continue;
+      }
+      SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
       crdt::Delta delta;
-      if (k == kSegmentKind) {
+      if (f.kind == kSegmentKind) {
         auto seg = decode_segment(bytes, limits_.segment);
-        if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), key);
-        if (seg->collection != coll) {
-          return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", key);
+        if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
+        if (seg->collection != name) {
+          return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
         }
         delta = segment_to_delta(*seg);
-      } else if (k == kDeltaKind) {
+      } else {
         auto d = crdt::decode_delta(as_bytes(bytes));
-        if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), key);
+        if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
         delta = std::move(*d);
-      } else {
-        auto ctx = crdt::decode_context(as_bytes(bytes));
-        if (!ctx.ok()) return Status(Code::kCorruption, "context object does not decode: " + ctx.status().to_string(), key);
-        delta.context = std::move(*ctx);
       }
-      Collection* c = nullptr;
-      auto it = collections_.find(coll);
-      if (it == collections_.end()) {
-        auto fresh = std::make_unique<Collection>();
-        fresh->name = std::string(coll);
-        c = fresh.get();
-        collections_.emplace(fresh->name, std::move(fresh));
-      } else {
-        c = it->second.get();
+      if (c.dimension == 0) {
+        auto dim = validate_records(&c, name, delta.records);
+        if (dim.ok()) c.dimension = *dim;
       }
-      if (c->dimension == 0) {
-        auto dim = validate_records(c, coll, delta.records);
-        if (dim.ok()) c->dimension = *dim;
+      if (f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top) {
+        // One of the newest compaction's segments: part of the state that context describes.
+        const std::uint64_t n = entry_count(delta.records);
+        for (auto& [id, entries] : delta.records) {
+          c.holder[id] = f.key;
+          compacted.records[id] = std::move(entries);
+        }
+        c.objects[f.key] = Object{bytes.size(), kSegmentKind, n};
+        c.segment_entries += n;
+        continue;
       }
-      if (k == kSegmentKind) c->segment_entries += entry_count(delta.records);
-      join(*c, delta, key, bytes.size(), k == kDeltaKind);
-      c->objects[key].kind = k == kSegmentKind ? kSegmentKind : (k == kDeltaKind ? kDeltaKind : kContextKind);
-      c->last_seq = std::max(c->last_seq, seq);
-      next_seq_ = std::max(next_seq_, seq + 1);
-      last_ack_seq_ = std::max(last_ack_seq_, seq);
+      if (f.kind == kSegmentKind) c.segment_entries += entry_count(delta.records);
+      pending_.push_back(Pending{f.key, bytes.size(), f.kind == kDeltaKind, std::move(delta)});
     }
+    // The compacted state first, then every other object as the delta it is. Delta::join is the
+    // state join, so the order of the others does not matter, and an object older than the
+    // compaction whose entries are dead there is judged by the compacted context.
+    if (top != 0) join(c, compacted, std::string(), 0, false);
+    for (Pending& p : pending_) join(c, p.delta, p.key, p.bytes, p.is_delta);
+    pending_.clear();
   }
   return ok_status();
 }
@@ -276,13 +315,14 @@ void SinkService::join(Collection& c, const crdt::Delta& delta, std::string key,
     if (live == c.state.records.end()) continue;
     const crdt::Entry* w = crdt::winner(live->second);
     const bool here = std::any_of(entries.begin(), entries.end(), [&](const crdt::Entry& e) { return e.dot == w->dot; });
-    if (here) c.holder[id] = key;
+    if (here && !key.empty()) c.holder[id] = key;
   }
+  ++c.version;
+  if (key.empty()) return;
   Object& o = c.objects[key];
   o.bytes = bytes;
   o.kind = is_delta ? kDeltaKind : kSegmentKind;
   o.entries = is_delta ? 0 : entry_count(delta.records);
-  ++c.version;
 }
 
 Result<SinkService::Collection*> SinkService::collection_for_write(std::string_view name) {
@@ -445,7 +485,8 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
 }
 
 Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& report) {
-  // 1. The live records as new segments.
+  // 1. The live records as new segments, numbered from `base` on.
+  const std::uint64_t base = next_seq_;
   std::vector<std::string> old_keys;
   for (const auto& [key, o] : c.objects) old_keys.push_back(key);
   std::map<std::string, Object, std::less<>> fresh;
@@ -479,6 +520,7 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
   SHOAL_RETURN_IF_ERROR(flush());
   // 2. The context, so deleted records' dots stay covered once their deltas are gone.
   crdt::Bytes ctx;
+  for (int i = 0; i < 8; ++i) ctx.push_back(static_cast<std::uint8_t>(base >> (8 * i)));
   crdt::encode_context(c.state.context, ctx);
   std::string ctx_key = next_key(kContextKind, c.name);
   SHOAL_RETURN_IF_ERROR(store_.put(ctx_key, as_view(ctx)));

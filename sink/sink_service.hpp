@@ -21,10 +21,14 @@
 // after the put returned OK: an acknowledgement means durable. Object keys:
 //   seg/<collection>/<seq>   an uploaded or compacted segment
 //   dlt/<collection>/<seq>   a delta (crdt::encode_delta bytes)
-//   ctx/<collection>/<seq>   a collection's whole causal context (crdt::encode_context bytes),
-//                            written by compaction so the dots of deleted records stay covered
+//   ctx/<collection>/<seq>   written by compaction: u64 little-endian `base`, then the
+//                            collection's whole causal context (crdt::encode_context bytes).
+//                            With the segments numbered base..seq-1 it is the whole state at
+//                            compaction time, so the dots of deleted records stay covered
 // where <seq> is 20 decimal digits, one counter for the whole sink (the highest seen + 1 at open).
-// open() lists and joins every object, so a restarted sink has the same state.
+// open() lists every object and rebuilds the same state: the newest compaction's state (its
+// context with its segments) first, then every other object joined as the delta it is (an older
+// object the compaction already folded is judged by that context, so nothing dead comes back).
 //
 // Compaction rewrites a collection whose objects hold anything dead (a deleted or superseded
 // entry, or any delta object): it writes the live records as new segments, then the context,
@@ -219,8 +223,17 @@ class SinkService {
   void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);
   Result<std::uint64_t> compact_one(Collection& c, CompactionReport& report);
 
+  // Objects read at open, joined after the newest compaction's state.
+  struct Pending {
+    std::string key;
+    std::uint64_t bytes = 0;
+    bool is_delta = false;
+    crdt::Delta delta;
+  };
+
   ObjectStore& store_;
   SinkLimits limits_;
+  std::vector<Pending> pending_;
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t uploads_ = 0;

@@ -1,0 +1,410 @@
+// tests/sink/sink_service_test.cpp: the sink's state machine (sink/sink_service.hpp) on the
+// memory and LMDB object stores, fed with a real node's records. Proves: an upload is
+// acknowledged only once the store has it (a failed put acknowledges nothing and changes
+// nothing); cold search equals exact search over the node's live records (same ids, same
+// distances, same order) under each metric; a delete after upload removes the record from cold
+// search at once and, after compaction, its payload from every object, and a re-upload of the old
+// segment does not resurrect it (the context is kept); fetch returns winners with their digest
+// and reports absent ids; bootstrap pages restore the collection into a fresh node with the same
+// CRDT state; a reopened sink has the same state; every malformed request gets a typed error
+// naming the limit and changes nothing. Random data uses the seed printed with each case.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <unistd.h>
+
+#include "sink/lmdb_object_store.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink_fixture.hpp"
+
+using namespace shoal;
+using namespace shoal::sink_test;
+using sink::SinkService;
+
+namespace {
+
+constexpr const char* kColl = "photos";
+constexpr std::int64_t kNow = 1'800'000'000'000'000'000;
+
+std::uint64_t seed_of() {
+  const std::uint64_t s = Catch::rngSeed();
+  return s == 0 ? 42 : s;
+}
+
+std::unique_ptr<SinkService> open_service(sink::ObjectStore& store, sink::SinkLimits limits = {}) {
+  auto s = SinkService::open(store, limits);
+  INFO(s.status().to_string());
+  REQUIRE(s.ok());
+  return std::move(*s);
+}
+
+// Every object's bytes, to look for a payload.
+bool any_object_contains(sink::ObjectStore& store, std::string_view needle) {
+  auto keys = store.list("");
+  REQUIRE(keys.ok());
+  for (const auto& k : *keys) {
+    auto v = store.get(k);
+    REQUIRE(v.ok());
+    if (v->find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string winner_payload(node::Node& node, const std::string& id) {
+  auto state = node.crdt_state_for_testing(kColl);
+  REQUIRE(state.ok());
+  const crdt::Entry* w = state->winner(id);
+  REQUIRE(w != nullptr);
+  return std::string(w->payload.begin(), w->payload.end());
+}
+
+void check_cold_equals_exact(SinkService& sink, node::Node& node, node::Metric metric, std::uint32_t dim, Rng& rng,
+                             int queries) {
+  for (int q = 0; q < queries; ++q) {
+    std::vector<float> query(dim);
+    for (auto& x : query) x = rng.uniform_float(-1, 1);
+    const std::uint32_t k = 1 + static_cast<std::uint32_t>(rng.uniform(20));
+    auto cold = sink.cold_search(kColl, query, k, metric);
+    REQUIRE(cold.ok());
+    const Exact exact = exact_search(node, kColl, query, k, metric);
+    REQUIRE(cold->hits.size() == exact.ids.size());
+    for (std::size_t i = 0; i < exact.ids.size(); ++i) {
+      CHECK(cold->hits[i].id == exact.ids[i]);
+      CHECK(cold->hits[i].distance == exact.distances[i]);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("uploaded segments are acknowledged after the store has them, and cold search equals exact search",
+          "[sink][service]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  for (node::Metric metric : {node::Metric::kL2, node::Metric::kInnerProduct, node::Metric::kCosine}) {
+    Rng rng(seed);
+    TestNode n(1);
+    fill(*n, kColl, 8, metric, 300, rng);
+    sink::MemoryObjectStore store;
+    auto sink = open_service(store);
+    std::uint64_t last = 0;
+    for (const std::string& seg : segments_of(*n, kColl, 64)) {
+      auto ack = sink->upload_segment(seg, kNow);
+      REQUIRE(ack.ok());
+      CHECK(ack->seq > last);
+      last = ack->seq;
+      // Durable before the ack: the store returns the very bytes under the acknowledged key.
+      auto stored = store.get(ack->key);
+      REQUIRE(stored.ok());
+      CHECK(*stored == seg);
+    }
+    CHECK(sink->status().records == 300);
+    CHECK(sink->status().uploads == 5);
+    check_cold_equals_exact(*sink, *n, metric, 8, rng, 30);
+    auto r = sink->cold_search(kColl, std::vector<float>(8, 0.5f), 5, metric);
+    REQUIRE(r.ok());
+    CHECK(r->freshness.records == 300);
+    CHECK(r->freshness.last_seq == last);
+    CHECK(r->freshness.last_ack_wall_ns == kNow);
+  }
+}
+
+TEST_CASE("a put the store fails is not acknowledged and changes nothing", "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 40, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  auto segs = segments_of(*n, kColl, 20);
+  REQUIRE(sink->upload_segment(segs[0], kNow).ok());
+  store.fail_next_writes(1, false);
+  auto refused = sink->upload_segment(segs[1], kNow);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == Code::kIo);
+  CHECK(sink->status().records == 20);
+  store.set_unreachable(true);
+  CHECK(sink->upload_segment(segs[1], kNow).status().code() == Code::kUnavailable);
+  store.set_unreachable(false);
+  CHECK(sink->status().records == 20);
+  REQUIRE(sink->upload_segment(segs[1], kNow).ok());
+  CHECK(sink->status().records == 40);
+}
+
+TEST_CASE("a delete after upload leaves cold search at once and the object store after compaction; nothing resurrects",
+          "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 6, node::Metric::kL2, 100, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  const auto segs = segments_of(*n, kColl, 30);
+  for (const auto& s : segs) REQUIRE(sink->upload_segment(s, kNow).ok());
+
+  const std::string victim = "r0042";
+  const std::string payload = winner_payload(*n, victim);
+  // The victim's own vector as the query: before the delete it is the nearest hit.
+  auto value = node::decode_payload(payload);
+  REQUIRE(value.ok());
+  auto before = sink->cold_search(kColl, value->vector, 1, node::Metric::kL2);
+  REQUIRE(before.ok());
+  REQUIRE(before->hits.at(0).id == victim);
+
+  auto ack = sink->apply_delta(kColl, delete_delta(*n, kColl, victim), kNow + 1);
+  REQUIRE(ack.ok());
+  CHECK(ack->key.rfind("dlt/photos/", 0) == 0);
+  auto after = sink->cold_search(kColl, value->vector, 100, node::Metric::kL2);
+  REQUIRE(after.ok());
+  CHECK(after->hits.size() == 99);
+  for (const auto& h : after->hits) CHECK(h.id != victim);
+  check_cold_equals_exact(*sink, *n, node::Metric::kL2, 6, rng, 10);
+  auto f = sink->fetch(kColl, std::vector<std::string>{victim});
+  REQUIRE(f.ok());
+  CHECK_FALSE(f->at(0).found);
+  // Not compacted yet: the payload is still in its segment, and the status says so.
+  CHECK(any_object_contains(store, payload));
+  CHECK(sink->status().backlog_objects > 0);
+
+  auto report = sink->compact();
+  REQUIRE(report.ok());
+  CHECK(report->collections == 1);
+  CHECK(report->objects_removed == segs.size() + 1);  // the segments and the delta
+  CHECK_FALSE(any_object_contains(store, payload));
+  CHECK(sink->status().backlog_objects == 0);
+  CHECK(sink->status().records == 99);
+  // Nothing more to do the second time.
+  auto again = sink->compact();
+  REQUIRE(again.ok());
+  CHECK(again->collections == 0);
+
+  // A late retry of the old upload does not bring the deleted record back: the compacted
+  // context still covers its dot.
+  for (const auto& s : segs) REQUIRE(sink->upload_segment(s, kNow + 2).ok());
+  CHECK(sink->status().records == 99);
+  auto retried = sink->fetch(kColl, std::vector<std::string>{victim});
+  REQUIRE(retried.ok());
+  CHECK_FALSE(retried->at(0).found);
+
+  // And a reopened sink agrees.
+  auto reopened = open_service(store);
+  CHECK(reopened->status().records == 99);
+  check_cold_equals_exact(*reopened, *n, node::Metric::kL2, 6, rng, 10);
+}
+
+TEST_CASE("an upsert after upload replaces the record at the sink", "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 20, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  for (const auto& s : segments_of(*n, kColl, 20)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  const std::string old_payload = winner_payload(*n, "r0003");
+  node::RecordValue v = random_value(rng, 4, 999);
+  REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "r0003", v), kNow).ok());
+  CHECK(sink->status().records == 20);
+  auto f = sink->fetch(kColl, std::vector<std::string>{"r0003"});
+  REQUIRE(f.ok());
+  REQUIRE(f->at(0).found);
+  auto got = node::decode_payload(f->at(0).payload);
+  REQUIRE(got.ok());
+  CHECK(got->vector == v.vector);
+  CHECK(f->at(0).object.rfind("dlt/", 0) == 0);
+  CHECK(any_object_contains(store, old_payload));
+  REQUIRE(sink->compact().ok());
+  // The superseded payload left the store with compaction; the new one and the others stay.
+  CHECK_FALSE(any_object_contains(store, old_payload));
+  CHECK(any_object_contains(store, winner_payload(*n, "r0003")));
+  CHECK(any_object_contains(store, winner_payload(*n, "r0000")));
+  check_cold_equals_exact(*sink, *n, node::Metric::kL2, 4, rng, 10);
+}
+
+TEST_CASE("fetch returns each winner with its metadata, clock and digest; absent ids are not found",
+          "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 5, node::Metric::kCosine, 50, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  for (const auto& s : segments_of(*n, kColl, 16)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  const std::vector<std::string> ids = {"r0007", "nope", "r0049"};
+  auto f = sink->fetch(kColl, ids);
+  REQUIRE(f.ok());
+  REQUIRE(f->size() == 3);
+  for (std::size_t i : {std::size_t{0}, std::size_t{2}}) {
+    const auto& r = f->at(i);
+    REQUIRE(r.found);
+    CHECK(r.id == ids[i]);
+    auto local = n->get(kColl, ids[i]);
+    REQUIRE(local.ok());
+    auto v = node::decode_payload(r.payload);
+    REQUIRE(v.ok());
+    CHECK(*v == local->siblings.at(0).value);
+    CHECK(r.hlc == local->siblings.at(0).clock.raw());
+    CHECK(r.digest == sink::payload_digest(r.payload));
+    CHECK(r.object.rfind("seg/photos/", 0) == 0);
+  }
+  CHECK(f->at(1).id == "nope");
+  CHECK_FALSE(f->at(1).found);
+}
+
+TEST_CASE("bootstrap pages restore the collection into a fresh node with the same CRDT state", "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 8, node::Metric::kL2, 120, rng);
+  sink::MemoryObjectStore store;
+  sink::SinkLimits limits;
+  limits.max_bootstrap_records = 17;  // several pages
+  auto sink = open_service(store, limits);
+  for (const auto& s : segments_of(*n, kColl, 50)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0010"), kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0011"), kNow).ok());
+
+  std::vector<sink::BootstrapPage> pages;
+  std::string after;
+  for (int guard = 0; guard < 100; ++guard) {
+    auto p = sink->bootstrap(kColl, after);
+    REQUIRE(p.ok());
+    after = p->next_after;
+    const bool done = p->done;
+    pages.push_back(std::move(*p));
+    if (done) break;
+  }
+  REQUIRE(pages.back().done);
+  CHECK(pages.size() == 7);  // 118 records, 17 a page
+  TestNode fresh(2);
+  auto spec = n->collection_info(kColl);
+  REQUIRE(spec.ok());
+  restore(*fresh, spec->spec, pages, 9);
+  auto a = n->crdt_state_for_testing(kColl);
+  auto b = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->records() == b->records());
+  CHECK(a->context() == b->context());
+  auto info = fresh->collection_info(kColl);
+  REQUIRE(info.ok());
+  CHECK(info->live_records == 118);
+  CHECK_FALSE(fresh->get(kColl, "r0010").ok());
+}
+
+TEST_CASE("a sink on LMDB reopens with the same state", "[sink][service][lmdb]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 60, rng);
+  const auto dir = std::filesystem::temp_directory_path() / ("shoal-sink-svc-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  {
+    auto store = sink::LmdbObjectStore::open(dir.string());
+    REQUIRE(store.ok());
+    auto sink = open_service(**store);
+    for (const auto& s : segments_of(*n, kColl, 25)) REQUIRE(sink->upload_segment(s, kNow).ok());
+    REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0001"), kNow).ok());
+  }
+  {
+    auto store = sink::LmdbObjectStore::open(dir.string());
+    REQUIRE(store.ok());
+    auto sink = open_service(**store);
+    CHECK(sink->status().records == 59);
+    CHECK(sink->status().store_kind == "lmdb");
+    check_cold_equals_exact(*sink, *n, node::Metric::kL2, 4, rng, 10);
+    REQUIRE(sink->compact().ok());
+  }
+  {
+    auto store = sink::LmdbObjectStore::open(dir.string());
+    REQUIRE(store.ok());
+    auto sink = open_service(**store);
+    CHECK(sink->status().records == 59);
+    CHECK(sink->status().objects == 2);  // one segment of the 59 records, and the context
+    check_cold_equals_exact(*sink, *n, node::Metric::kL2, 4, rng, 10);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("malformed requests get typed errors naming the limit, and change nothing", "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
+  sink::MemoryObjectStore store;
+  sink::SinkLimits limits;
+  limits.max_collections = 1;
+  limits.max_upload_bytes = 64 * 1024;
+  auto sink = open_service(store, limits);
+  const auto segs = segments_of(*n, kColl, 10);
+  REQUIRE(sink->upload_segment(segs[0], kNow).ok());
+  const auto objects_before = store.object_count();
+
+  // Segments.
+  CHECK(sink->upload_segment("not a segment at all", kNow).status().detail() == Detail::kBadMagic);
+  std::string flipped = segs[0];
+  flipped[flipped.size() / 2] ^= 0x01;
+  CHECK(sink->upload_segment(flipped, kNow).status().detail() == Detail::kChecksumMismatch);
+  auto big = sink->upload_segment(std::string(64 * 1024 + 1, 'x'), kNow);
+  CHECK(big.status().detail() == Detail::kTooLarge);
+  CHECK(big.status().message().find("65537") != std::string::npos);
+  CHECK(big.status().message().find("65536") != std::string::npos);
+  {
+    // A record whose payload is not the node's payload encoding.
+    sink::Segment s;
+    s.collection = kColl;
+    sink::SegmentRecord r;
+    r.id = "zz";
+    sink::SegmentEntry e;
+    e.dot.replica[0] = 7;
+    e.dot.counter = 1;
+    e.payload = "garbage";
+    r.entries.push_back(e);
+    s.records.push_back(r);
+    auto bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    auto st = sink->upload_segment(*bytes, kNow).status();
+    CHECK(st.detail() == Detail::kVersionMismatch);  // its first byte is no payload version
+    CHECK(st.message().find("zz") != std::string::npos);
+    // A vector of another dimension.
+    node::RecordValue v;
+    v.vector = {1, 2, 3};
+    s.records[0].entries[0].payload = node::encode_payload(v);
+    bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    st = sink->upload_segment(*bytes, kNow).status();
+    CHECK(st.detail() == Detail::kDimensionMismatch);
+    CHECK(st.message().find("dimension 3") != std::string::npos);
+    // Another collection, past max_collections.
+    s.collection = "other";
+    v.vector = {1, 2, 3, 4};
+    s.records[0].entries[0].payload = node::encode_payload(v);
+    bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    CHECK(sink->upload_segment(*bytes, kNow).status().detail() == Detail::kTooLarge);
+    // A bad collection name.
+    s.collection = ".hidden";
+    bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    CHECK(sink->upload_segment(*bytes, kNow).status().code() == Code::kInvalidArgument);
+  }
+  // Deltas.
+  CHECK(sink->apply_delta(kColl, "\x01garbage", kNow).status().code() != Code::kOk);
+  CHECK(sink->apply_delta("bad/name", "", kNow).status().code() == Code::kInvalidArgument);
+  // Searches.
+  const std::vector<float> q4(4, 0.1f);
+  CHECK(sink->cold_search("missing", q4, 3, node::Metric::kL2).status().detail() == Detail::kNoSuchCollection);
+  CHECK(sink->cold_search(kColl, q4, 0, node::Metric::kL2).status().detail() == Detail::kOutOfRange);
+  auto kbig = sink->cold_search(kColl, q4, 1001, node::Metric::kL2);
+  CHECK(kbig.status().detail() == Detail::kTooLarge);
+  CHECK(kbig.status().message().find("1001") != std::string::npos);
+  CHECK(sink->cold_search(kColl, std::vector<float>(5, 0.1f), 3, node::Metric::kL2).status().detail() ==
+        Detail::kDimensionMismatch);
+  CHECK(sink->cold_search(kColl, std::vector<float>{0, 0, 0, std::numeric_limits<float>::quiet_NaN()}, 3,
+                          node::Metric::kL2)
+            .status()
+            .detail() == Detail::kNonFinite);
+  CHECK(sink->cold_search(kColl, std::vector<float>(4, 0.0f), 3, node::Metric::kCosine).status().detail() ==
+        Detail::kZeroVector);
+  // Fetch and bootstrap.
+  CHECK(sink->fetch(kColl, std::vector<std::string>(1001, "a")).status().detail() == Detail::kTooLarge);
+  CHECK(sink->fetch(kColl, std::vector<std::string>{""}).status().code() == Code::kInvalidArgument);
+  CHECK(sink->fetch("missing", std::vector<std::string>{"a"}).status().detail() == Detail::kNoSuchCollection);
+  CHECK(sink->bootstrap("missing", "").status().detail() == Detail::kNoSuchCollection);
+
+  CHECK(store.object_count() == objects_before);
+  CHECK(sink->status().records == 10);
+  CHECK(sink->collections() == std::vector<std::string>{kColl});
+}

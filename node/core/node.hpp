@@ -16,7 +16,8 @@
 // Thread rules: one owner, no locks (docs/architecture.md). Const methods (get, search, the
 // listings and statistics) only read, so several threads may run them at once while no non-const
 // method runs; node/runtime/shared_node.hpp is the thread-safe wrapper that the C API, the CLI
-// and the daemon use. Time comes from the injected wall clock, identity from the options: the
+// and the daemon use. The one exception is IndexWork::run(), which may run on another thread
+// while the owner goes on (see IndexWork). Time comes from the injected wall clock, identity from the options: the
 // core reads no clock, no random source and no file.
 // Ownership: the Node owns its indexes; the Store and the SnapshotStore are the caller's and
 // must outlive the Node.
@@ -48,6 +49,10 @@
 #include "node/store/store.hpp"
 #include "transport/messages.hpp"
 
+namespace shoal::index {
+class HnswIndex;
+}
+
 namespace shoal::node {
 
 struct CollectionInfo {
@@ -77,6 +82,9 @@ struct MutationsForTesting {
   bool recreate_keeps_hidden = false;
   // Catalogue changes learnt from peers are not relayed (catalogue convergence must fail).
   bool catalogue_not_relayed = false;
+  // A peer's context claiming our own dots beyond our counter is joined as it came, not
+  // stripped (the simulator's hostile_applied must fire under --hostile-own-context).
+  bool keep_own_claims = false;
 };
 
 struct NodeOptions {
@@ -102,6 +110,14 @@ struct NodeOptions {
   // Pins the distance kernels' instruction set (the simulator pins it); unset: the best the CPU
   // has.
   std::optional<index::Isa> index_isa;
+  // Index upkeep off the write path: 0 (the default, and the simulator's) updates the index
+  // before a write returns (D10). Above 0, a committed write queues its index operations
+  // (IndexOp) and returns; search scans the queue exactly and merges it with the graph, so a
+  // write is still visible to the next search; whoever drives the node applies the queue
+  // (take_index_work / finish_index_work, or drain_index). The value is the queue's bound in
+  // operations, which the driver enforces by holding writers back (the core never waits):
+  // node/runtime/shared_node.hpp. The embedded runtime sets it (OpenDataDir::open_node).
+  std::size_t index_queue_max = 0;
   // Replica identity to use when the store has none yet. Required for a new store (the runtime
   // draws one from the OS; the simulator and tests pass their own); ignored once stored.
   std::optional<crdt::ReplicaId> identity;
@@ -110,6 +126,40 @@ struct NodeOptions {
 struct RecordInput {
   std::string id;
   RecordValue value;
+};
+
+// One local write of a group committed together (Node::write_group): an upsert of `records`
+// (validated first by Node::check_upsert) or, when `remove_id` is set, a delete.
+struct WriteRequest {
+  std::string collection;
+  std::vector<RecordInput> records;
+  std::optional<std::string> remove_id;
+};
+
+// One queued index operation of a committed write: add (or replace) `vector` under `label`, or,
+// when `vector` is empty, remove the label.
+struct IndexOp {
+  std::uint64_t label = 0;
+  std::vector<float> vector;
+};
+
+// A slice from the front of one collection's index queue, taken by Node::take_index_work and
+// applied by run() on any thread WITHOUT the node (it touches only the collection's HnswIndex,
+// which has its own lock and which nothing else changes while the work is out), then handed back
+// to Node::finish_index_work, which drops it from the queue. Until then search keeps answering
+// for these operations from the queue, so applying them never changes what a search returns.
+class IndexWork {
+ public:
+  // Applies the operations in order; adds in runs of up to `threads` threads. The first index
+  // error (logged by finish_index_work; the index is rebuilt from the store at the next open).
+  [[nodiscard]] Status run(unsigned threads) const;
+  std::size_t size() const noexcept { return ops_.size(); }
+
+ private:
+  friend class Node;
+  index::HnswIndex* index_ = nullptr;
+  std::uint32_t cid_ = 0;
+  std::vector<IndexOp> ops_;
 };
 
 struct Sibling {
@@ -148,6 +198,9 @@ struct NodeStats {
   std::string replica;  // the id new dots are issued under
   // Peers' hybrid clocks beyond the skew bound that the node refused to follow (the data joined).
   std::uint64_t remote_clocks_refused = 0;
+  // Dots of ours beyond our counter that peers' contexts claimed and the node stripped
+  // (node_sync_host.cpp, strip_own_claims).
+  std::uint64_t own_claims_stripped = 0;
 };
 
 // One record changed, as the delta buffer recorded it (Node::changes_after).
@@ -209,6 +262,36 @@ class Node final : private SyncHost {
   [[nodiscard]] Status upsert_batch(std::string_view collection, std::vector<RecordInput> records);
   // kNoSuchRecord when there is no live record with this id.
   [[nodiscard]] Status remove(std::string_view collection, std::string_view id);
+
+  // --- Group commit (the runtime batches concurrent writers: node/runtime/shared_node.hpp) ---
+  // Validates an upsert before it joins a group (normalizing the metadata in place), exactly as
+  // upsert_batch does: kNoSuchCollection, kTooLarge for the batch size, validate_record_id() and
+  // validate_record() details. Reads only.
+  [[nodiscard]] Status check_upsert(std::string_view collection, std::vector<RecordInput>& records) const;
+  // Validates a delete's id and collection before it joins a group. Reads only.
+  [[nodiscard]] Status check_remove(std::string_view collection, std::string_view id) const;
+  // Applies the requests (each validated by check_upsert / check_remove) in order in ONE store
+  // write transaction with ONE durable commit; statuses[i] is request i's. A request that fails
+  // on its own (its collection was dropped meanwhile, a delete of an id that is not there, a
+  // stored record that does not decode) gets its status and leaves no trace, and the others go
+  // on. A store failure inside the shared transaction, or of its commit, fails every request
+  // that had joined it, and changes nothing. Later requests see the effects of earlier ones.
+  [[nodiscard]] std::vector<Status> write_group(std::span<WriteRequest> requests);
+
+  // --- The index queue (NodeOptions::index_queue_max > 0) ---
+  // Operations committed but not yet in an index, over all collections.
+  std::size_t index_backlog() const noexcept { return index_backlog_; }
+  std::size_t index_queue_max() const noexcept { return options_.index_queue_max; }
+  unsigned build_threads() const noexcept { return options_.build_threads; }
+  // Up to `max_ops` operations from the front of one collection's queue (the collections take
+  // turns), or nothing when every queue is empty. At most one IndexWork may be out at a time
+  // (asserted), and it must come back through finish_index_work before drain_index,
+  // save_snapshots or the node's destruction.
+  std::optional<IndexWork> take_index_work(std::size_t max_ops);
+  // Drops the work's operations from its queue; logs `result` if it is an error.
+  void finish_index_work(const IndexWork& work, const Status& result);
+  // Applies every queued operation on the calling thread (close, snapshots, tests).
+  void drain_index();
   // kNoSuchCollection, kNoSuchRecord; kCorruption if stored bytes do not decode.
   [[nodiscard]] Result<GetResult> get(std::string_view collection, std::string_view id) const;
   // The k nearest live records (winners only) that match the filter, closest first.
@@ -239,6 +322,10 @@ class Node final : private SyncHost {
   std::optional<MonoTime> next_wakeup() const { return sync_.next_wakeup(); }
   std::vector<PeerProgress> peer_progress() const { return sync_.peer_progress(); }
   SyncStats sync_stats() const { return sync_.stats(); }
+  // What each collection sends warm peers (node/core/tier_policy.hpp). kOutOfRange (nothing
+  // changed) for a policy outside the documented limits.
+  [[nodiscard]] Status set_tier_policies(TierPolicies policies) { return sync_.set_tier_policies(std::move(policies)); }
+  const TierPolicies& tier_policies() const noexcept { return sync_.tier_policies(); }
 
   // --- Revocations (see ReplicatedSet) ---
   // Joins `encoded` (e.g. a revocation signed by the mesh authority, from the operator) into the
@@ -260,6 +347,17 @@ class Node final : private SyncHost {
   struct Collection;
   struct Pending;
   Node(store::Store& store, NodeOptions options);
+
+  // The two halves of a request in write_group: a check that only reads (a failure leaves the
+  // transaction as it was), then the join, whose failure poisons the whole transaction.
+  Status prepare_request(store::WriteTxn& txn, Collection& c, const WriteRequest& r);
+  Status join_request(store::WriteTxn& txn, Collection& c, const WriteRequest& r, Pending& pending,
+                      DeltaBuffer::Cursor& cursor, crdt::HybridClock& clock);
+  // Search's exact half over the collection's index queue: its hits, and (through `queued`) the
+  // sorted labels the graph must not answer for.
+  std::vector<index::Neighbor> search_queue(const Collection& c, std::span<const float> query, std::size_t k,
+                                            const index::LabelPredicate* filter,
+                                            std::vector<std::uint64_t>& queued) const;
 
   Status load();
   Status load_identity();
@@ -318,6 +416,13 @@ class Node final : private SyncHost {
   // --- SyncHost (the sync engine's view of the data) ---
   transport::Hello hello(const crdt::ReplicaId& to) const override;
   Status check_own_counters(const std::vector<transport::CounterWire>& counters) override;
+  // Strips from a peer's context the dots of issuer_ above `ours`' counter for it (dots no
+  // version of this store issued: forged, or this store is an older copy), keeping those its
+  // entries carry; counts them. True when any were stripped: the caller then writes
+  // new_incarnation() in the same transaction, so those counters are never issued.
+  bool strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
+                        crdt::CausalContext& theirs, const crdt::ReplicaId& from);
+  Result<crdt::ReplicaId> new_incarnation(store::WriteTxn& txn) const;
   Result<bool> join_revocations(std::string_view encoded) override;
   Status load_revocations();
   std::vector<std::string> collection_names() const override;
@@ -349,6 +454,11 @@ class Node final : private SyncHost {
   OpenReport open_report_;
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
   std::uint64_t remote_clocks_refused_ = 0;
+  std::uint64_t own_claims_stripped_ = 0;
+  bool own_claims_logged_ = false;  // the first stripped claim is logged, later ones only counted
+  std::size_t index_backlog_ = 0;       // sum of the collections' queue lengths
+  bool index_work_out_ = false;         // an IndexWork is out (take_index_work)
+  std::uint32_t next_work_cid_ = 0;     // take_index_work starts its turn here
 };
 
 }  // namespace shoal::node

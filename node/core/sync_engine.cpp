@@ -30,6 +30,9 @@ void SyncEngine::peer_up(const crdt::ReplicaId& peer, Tier tier, MonoTime now) {
   p.in_flight = false;
   p.next_push = now;
   p.next_repair = now + (tier == Tier::kHot ? options_.repair_interval_hot : options_.repair_interval_warm);
+  for (auto it = warm_repair_due_.lower_bound({peer, std::string()}); it != warm_repair_due_.end() && it->first.first == peer;) {
+    it = warm_repair_due_.erase(it);
+  }
   // Durable from first contact (see peer_table.hpp); a failure blocks trimming until it works.
   if (!p.durable) report_persist(p, peers_.persist(store_, p, now));
   outbox_.push_back(Outgoing{peer, host_.hello(p.announced)});
@@ -68,6 +71,37 @@ void SyncEngine::report_persist(const PeerState& p, const Status& st) {
             st.to_string());
 }
 
+// --- tiers ---
+
+Status SyncEngine::set_tier_policies(TierPolicies policies) {
+  SHOAL_RETURN_IF_ERROR(validate(policies));
+  policies_ = std::move(policies);
+  return {};
+}
+
+Duration SyncEngine::warm_interval(const TierPolicy& policy) const {
+  return policy.warm_interval == Duration::zero() ? options_.repair_interval_warm : policy.warm_interval;
+}
+
+SyncEngine::BudgetWindow& SyncEngine::window(const std::string& collection, MonoTime now) {
+  BudgetWindow& w = windows_[collection];
+  if (!w.open || now >= w.start + warm_interval(policies_.of(collection))) w = BudgetWindow{now, 0, true};
+  return w;
+}
+
+void SyncEngine::start_due_warm_repairs(PeerState& p, MonoTime now) {
+  for (const auto& name : host_.collection_names()) {
+    const TierPolicy& policy = policies_.of(name);
+    if (!policy.warm) continue;
+    // A collection first seen for this peer is compared one interval on (its Hello started the
+    // first comparison of every collection it holds).
+    auto [it, fresh] = warm_repair_due_.try_emplace({p.id, name}, now + warm_interval(policy));
+    if (now < it->second) continue;
+    it->second = now + warm_interval(policy);
+    start_repair(p, name, now);
+  }
+}
+
 // --- the delta path ---
 
 void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
@@ -87,20 +121,42 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
     batch.last_seq = p.acked;
     std::set<std::uint32_t> cids;
     std::size_t bytes = 0;
+    const bool warm = p.tier == Tier::kWarm;
+    std::map<std::string, std::uint64_t, std::less<>> planned;  // warm: bytes per collection in this batch
+    bool over_budget = false;
     auto txn = store_.begin_read();
     if (!txn.ok()) return;
     Status scanned = buffer_.scan(**txn, p.acked, options_.max_batch_entries, [&](std::uint64_t seq, const format::BufferEntry& e) {
       if (bytes > 0 && bytes + e.delta.size() > options_.max_batch_bytes) return false;
-      batch.last_seq = seq;
       const bool skip = e.has_origin && (e.origin == p.id || (e.origin_hot && p.tier == Tier::kHot));
-      if (skip) return true;
       std::string name;  // empty: the catalogue
-      if (e.cid != format::kCatalogueCid) {
-        auto spec = host_.collection_spec(e.cid);
-        if (!spec) return true;  // no storage for it any more
-        name = spec->name;
-        cids.insert(e.cid);
+      std::optional<transport::CollectionSpecWire> spec;
+      if (!skip && e.cid != format::kCatalogueCid) spec = host_.collection_spec(e.cid);
+      if (skip || (e.cid != format::kCatalogueCid && !spec)) {  // not for this peer, or no storage any more
+        batch.last_seq = seq;
+        return true;
       }
+      if (spec) name = spec->name;
+      if (warm && !name.empty()) {
+        const TierPolicy& policy = policies_.of(name);
+        if (!policy.warm) {  // not replicated to warm peers: passed over, as if acknowledged
+          batch.last_seq = seq;
+          ++stats_.warm_entries_withheld;
+          return true;
+        }
+        if (policy.warm_budget_bytes != 0) {
+          const BudgetWindow& w = window(name, now);
+          std::uint64_t& mine = planned[name];
+          const bool first_of_window = w.spent == 0 && mine == 0;
+          if (!first_of_window && w.spent + mine + e.delta.size() > policy.warm_budget_bytes) {
+            over_budget = true;  // this entry and the ones behind it wait for the next window
+            return false;
+          }
+          mine += e.delta.size();
+        }
+      }
+      batch.last_seq = seq;
+      if (spec) cids.insert(e.cid);
       bytes += e.delta.size();
       batch.items.push_back(transport::DeltaItem{std::move(name), std::string(e.delta)});
       return true;
@@ -110,11 +166,15 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
       return;
     }
     txn->reset();
-    if (batch.last_seq == p.acked) return;  // nothing readable (cannot happen while acked < last)
+    if (over_budget) ++stats_.warm_budget_deferrals;
+    if (batch.last_seq == p.acked) return;  // over budget at once (else cannot happen while acked < last)
     if (batch.items.empty()) {
       p.acked = batch.last_seq;  // nothing this peer needs in that range
+      if (over_budget) return;
       continue;
     }
+    for (const auto& [name, n] : planned) window(name, now).spent += n;
+    if (warm) stats_.warm_bytes_sent += bytes;
     for (std::uint32_t cid : cids) batch.specs.push_back(*host_.collection_spec(cid));
     std::sort(batch.specs.begin(), batch.specs.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     p.in_flight = true;
@@ -191,7 +251,13 @@ Status SyncEngine::on_hello(PeerState& p, const transport::Hello& m, MonoTime no
       if (first_error.ok()) first_error = st;
       continue;
     }
-    if (options_.repair_enabled) start_repair(p, spec.name, now);
+    if (!options_.repair_enabled) continue;
+    if (p.tier == Tier::kHot) {
+      start_repair(p, spec.name, now);
+    } else if (const TierPolicy& policy = policies_.of(spec.name); policy.warm) {
+      warm_repair_due_[{p.id, spec.name}] = now + warm_interval(policy);
+      start_repair(p, spec.name, now);
+    }
   }
   return first_error;
 }
@@ -208,12 +274,24 @@ void SyncEngine::start_repair(PeerState& p, const std::string& collection, MonoT
   sessions_.emplace(s->id(), std::move(s));
 }
 
-Status SyncEngine::on_digest_query(PeerState& p, const transport::DigestQuery& m) {
+Status SyncEngine::on_digest_query(PeerState& p, const transport::DigestQuery& m, MonoTime now) {
   transport::DigestReply r;
   r.session = m.session;
   r.collection = m.collection;
   r.level = m.level;
-  if (const crdt::DigestTree* t = host_.digests(m.collection); t != nullptr) {
+  // A warm peer is answered only for collections replicated warm, and not when the collection's
+  // budget for this window is spent (it asks again at its next comparison).
+  bool answer = true;
+  if (p.tier == Tier::kWarm) {
+    const TierPolicy& policy = policies_.of(m.collection);
+    if (!policy.warm) {
+      answer = false;
+    } else if (policy.warm_budget_bytes != 0 && window(m.collection, now).spent >= policy.warm_budget_bytes) {
+      answer = false;
+      ++stats_.warm_budget_deferrals;
+    }
+  }
+  if (const crdt::DigestTree* t = answer ? host_.digests(m.collection) : nullptr; t != nullptr) {
     if (m.level >= t->depth()) {
       return Status(Detail::kOutOfRange, str_cat("digest level ", m.level, " has no children; depth ", t->depth()));
     }
@@ -280,7 +358,7 @@ void SyncEngine::run_step(RepairSession& s, RepairSession::Outcome outcome) {
   if (outcome.step == RepairSession::Step::kFailed) finish_repair(s, false);
 }
 
-Status SyncEngine::on_bucket_query(PeerState& p, const transport::BucketQuery& m) {
+Status SyncEngine::on_bucket_query(PeerState& p, const transport::BucketQuery& m, MonoTime now) {
   if (m.buckets.size() > kMaxBucketsPerQuery) {
     return Status(Detail::kTooLarge, str_cat("bucket query for ", m.buckets.size(), " buckets, limit ", kMaxBucketsPerQuery));
   }
@@ -289,7 +367,15 @@ Status SyncEngine::on_bucket_query(PeerState& p, const transport::BucketQuery& m
       if (b >= t->leaf_count()) return Status(Detail::kOutOfRange, str_cat("bucket ", b, " of ", t->leaf_count()));
     }
   }
+  if (p.tier == Tier::kWarm && !policies_.of(m.collection).warm) {
+    return Status(Detail::kOutOfRange, str_cat("collection '", m.collection, "' is not replicated to warm peers"));
+  }
   SHOAL_ASSIGN_OR_RETURN(std::string slice, host_.bucket_slice(m.collection, m.buckets));
+  if (p.tier == Tier::kWarm) {
+    // Charged, never refused: the session was admitted at its digest query.
+    if (policies_.of(m.collection).warm_budget_bytes != 0) window(m.collection, now).spent += slice.size();
+    stats_.warm_bytes_sent += slice.size();
+  }
   outbox_.push_back(Outgoing{p.id, transport::BucketReply{m.session, m.collection, m.buckets, std::move(slice)}});
   return {};
 }
@@ -334,9 +420,9 @@ Status SyncEngine::receive(const crdt::ReplicaId& from, const transport::Message
         if constexpr (std::is_same_v<M, transport::Hello>) return on_hello(p, m, now);
         else if constexpr (std::is_same_v<M, transport::DeltaBatch>) return on_delta_batch(p, m);
         else if constexpr (std::is_same_v<M, transport::DeltaAck>) return on_delta_ack(p, m, now);
-        else if constexpr (std::is_same_v<M, transport::DigestQuery>) return on_digest_query(p, m);
+        else if constexpr (std::is_same_v<M, transport::DigestQuery>) return on_digest_query(p, m, now);
         else if constexpr (std::is_same_v<M, transport::DigestReply>) return on_digest_reply(p, m, now);
-        else if constexpr (std::is_same_v<M, transport::BucketQuery>) return on_bucket_query(p, m);
+        else if constexpr (std::is_same_v<M, transport::BucketQuery>) return on_bucket_query(p, m, now);
         else return on_bucket_reply(p, m, now);
       },
       message);
@@ -360,9 +446,12 @@ void SyncEngine::tick(MonoTime now) {
       // digest path does not cover (a hot peer reached only through others hears of a create or
       // drop no other way).
       outbox_.push_back(Outgoing{p.id, host_.hello(p.announced)});
-      for (const auto& name : host_.collection_names()) start_repair(p, name, now);
+      if (p.tier == Tier::kHot) {
+        for (const auto& name : host_.collection_names()) start_repair(p, name, now);
+      }
       p.next_repair = now + (p.tier == Tier::kHot ? o.repair_interval_hot : o.repair_interval_warm);
     }
+    if (o.repair_enabled && p.tier == Tier::kWarm) start_due_warm_repairs(p, now);
     report_persist(p, peers_.persist_if_due(store_, p, now, o.persist_interval, /*force=*/false));
   }
   if (push_pending_) {
@@ -389,6 +478,12 @@ std::optional<MonoTime> SyncEngine::next_wakeup() const {
     if (p->in_flight) consider(p->sent_at + (p->tier == Tier::kHot ? o.retransmit_hot : o.retransmit_warm));
     if (p->tier == Tier::kWarm && p->acked < buffer_.last()) consider(p->next_push);
     if (o.repair_enabled) consider(p->next_repair);
+    if (o.repair_enabled && p->tier == Tier::kWarm) {
+      for (auto it = warm_repair_due_.lower_bound({p->id, std::string()});
+           it != warm_repair_due_.end() && it->first.first == p->id; ++it) {
+        consider(it->second);
+      }
+    }
     if (p->acked != p->persisted_acked) consider(p->last_persist + o.persist_interval);
   }
   for (const auto& [id, s] : sessions_) consider(s->last_activity() + o.repair_timeout);

@@ -32,6 +32,7 @@
 #include "node/core/delta_buffer.hpp"
 #include "node/core/peer_table.hpp"
 #include "node/core/repair_session.hpp"
+#include "node/core/tier_policy.hpp"
 #include "node/store/store.hpp"
 #include "transport/messages.hpp"
 
@@ -83,6 +84,12 @@ struct SyncStats {
   std::uint64_t repair_bytes_received = 0;  // slice bytes
   std::uint64_t messages_rejected = 0;      // undecodable or invalid content from peers
   std::uint64_t peer_persist_failures = 0;  // writes of a peer's progress that failed (retried)
+  // Warm tier (tier_policy.hpp): bytes sent to warm peers (deltas and repair slices), times a
+  // delta batch or a digest comparison waited for the next budget window, and buffer entries
+  // warm peers were not sent because their collection is not replicated warm.
+  std::uint64_t warm_bytes_sent = 0;
+  std::uint64_t warm_budget_deferrals = 0;
+  std::uint64_t warm_entries_withheld = 0;
 };
 
 // What the sync engine needs of the node's data: implemented by Node over its store, index and
@@ -147,6 +154,10 @@ class SyncEngine {
   void on_buffer_grew() noexcept { push_pending_ = true; }
   // The revocation set grew (locally or from a peer): every up peer gets our Hello now.
   void on_revocations_grew();
+  // What each collection sends warm peers (tier_policy.hpp); takes effect at the next push or
+  // comparison. kInvalidArgument (nothing changed) for a policy outside the documented limits.
+  [[nodiscard]] Status set_tier_policies(TierPolicies policies);
+  const TierPolicies& tier_policies() const noexcept { return policies_; }
   std::vector<Outgoing> take_outbox();
   std::optional<MonoTime> next_wakeup() const;
   std::vector<PeerProgress> peer_progress() const { return peers_.progress(buffer_.last()); }
@@ -155,6 +166,16 @@ class SyncEngine {
  private:
   Origin origin_of(const PeerState& p) const { return Origin{p.id, p.tier == Tier::kHot}; }
   void push_to(PeerState& p, MonoTime now, bool retransmit);
+  // The warm budget window of `collection` at `now` (a new one once the last has run out).
+  struct BudgetWindow {
+    MonoTime start;
+    std::uint64_t spent = 0;
+    bool open = false;
+  };
+  BudgetWindow& window(const std::string& collection, MonoTime now);
+  Duration warm_interval(const TierPolicy& policy) const;
+  // Digest comparisons with a warm peer, each collection on its own schedule.
+  void start_due_warm_repairs(PeerState& p, MonoTime now);
   Status trim(MonoTime now);
   // Counts and logs a failed write of a peer's progress (the next attempt repeats it).
   void report_persist(const PeerState& p, const Status& st);
@@ -165,9 +186,9 @@ class SyncEngine {
   Status on_hello(PeerState& p, const transport::Hello& m, MonoTime now);
   Status on_delta_batch(PeerState& p, const transport::DeltaBatch& m);
   Status on_delta_ack(PeerState& p, const transport::DeltaAck& m, MonoTime now);
-  Status on_digest_query(PeerState& p, const transport::DigestQuery& m);
+  Status on_digest_query(PeerState& p, const transport::DigestQuery& m, MonoTime now);
   Status on_digest_reply(PeerState& p, const transport::DigestReply& m, MonoTime now);
-  Status on_bucket_query(PeerState& p, const transport::BucketQuery& m);
+  Status on_bucket_query(PeerState& p, const transport::BucketQuery& m, MonoTime now);
   Status on_bucket_reply(PeerState& p, const transport::BucketReply& m, MonoTime now);
 
   SyncHost& host_;
@@ -182,6 +203,9 @@ class SyncEngine {
   std::vector<Outgoing> outbox_;
   SyncStats stats_;
   bool push_pending_ = false;  // new buffer entries that hot peers have not been sent
+  TierPolicies policies_;
+  std::map<std::string, BudgetWindow, std::less<>> windows_;
+  std::map<std::pair<crdt::ReplicaId, std::string>, MonoTime> warm_repair_due_;
 };
 
 }  // namespace shoal::node

@@ -87,9 +87,14 @@ class Mesh {
   }
   store::MemoryStore& store(int i) { return peers_[static_cast<std::size_t>(i)]->store; }
 
-  void connect(int a, int b) {
-    (*this)[a].peer_up(peers_[b]->id, Tier::kHot, now_);
-    (*this)[b].peer_up(peers_[a]->id, Tier::kHot, now_);
+  void connect(int a, int b, Tier tier = Tier::kHot) {
+    (*this)[a].peer_up(peers_[b]->id, tier, now_);
+    (*this)[b].peer_up(peers_[a]->id, tier, now_);
+  }
+  // Time passes with nothing delivered (the next run() ticks every node at the new time).
+  void advance(Duration d) {
+    now_ += d;
+    wall_ += d.ns();
   }
   // Delivers until quiet (bounded), ticking every node after each step.
   void run(int max_steps = 100000) {
@@ -469,4 +474,89 @@ TEST_CASE("revocations replicate as a signed grow-only set: a partitioned node l
   mesh.restart(2);
   CHECK(sets[2]->revoked(victim.public_key()));
   CHECK_FALSE(sets[2]->revoked(rogue.public_key()));
+}
+
+// --- Tiers (node/core/tier_policy.hpp, docs/tiers.md) ---
+
+TEST_CASE("a warm peer gets only the collections marked warm, on either path; a hot peer gets all",
+          "[node][sync][tiers]") {
+  // Node 0 holds "c" (warm by default) and "x" (marked not warm). Node 1 is its warm peer,
+  // node 2 its hot peer. Part 1, delta path alone (repair off): node 1 receives c's records and
+  // none of x's; node 2 receives both. Part 2, digest path alone (a buffer of 4 entries, so the
+  // writes are beyond it): node 1 cannot pull x from node 0 either.
+  for (const bool digest_path : {false, true}) {
+    INFO((digest_path ? "digest path" : "delta path"));
+    Mesh mesh(3, digest_path ? 4 : 100000, /*repair=*/digest_path);
+    TierPolicies policies;
+    policies.collections["x"].warm = false;
+    REQUIRE(mesh[0].set_tier_policies(policies).ok());
+    REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+    REQUIRE(mesh[0].create_collection({"x", 4, Metric::kL2}).ok());
+    if (digest_path) mesh.isolate(0, true);  // the writes happen while nobody hears
+    mesh.connect(0, 1, Tier::kWarm);
+    mesh.connect(0, 2, Tier::kHot);
+    mesh.run();
+    for (int i = 0; i < 20; ++i) {
+      REQUIRE(mesh[0].upsert("c", "c" + std::to_string(i), value(static_cast<float>(i))).ok());
+      REQUIRE(mesh[0].upsert("x", "x" + std::to_string(i), value(static_cast<float>(i))).ok());
+    }
+    mesh.isolate(0, false);
+    if (digest_path) {
+      mesh.connect(0, 1, Tier::kWarm);  // a reconnection: Hellos start the comparisons
+      mesh.connect(0, 2, Tier::kHot);
+    }
+    for (int round = 0; round < 5; ++round) {
+      mesh.advance(Duration::seconds(30));  // past every warm push and comparison schedule
+      mesh.run();
+    }
+    CHECK(mesh[1].collection_info("c")->live_records == 20);
+    CHECK(mesh[2].collection_info("c")->live_records == 20);
+    CHECK(mesh[2].collection_info("x")->live_records == 20);
+    // The catalogue replicates to every tier (x exists on node 1), its records do not.
+    REQUIRE(mesh[1].collection_info("x").ok());
+    CHECK(mesh[1].collection_info("x")->live_records == 0);
+    if (!digest_path) CHECK(mesh[0].sync_stats().warm_entries_withheld >= 20);
+  }
+}
+
+TEST_CASE("a warm budget caps the bytes per window; the backlog drains in later windows, nothing lost",
+          "[node][sync][tiers]") {
+  // Repair off: the delta path alone must deliver everything, budget or not. 60 records of
+  // ~100 encoded bytes against a budget of 1,000 bytes per 10 s window: no window sends more
+  // than the budget plus one entry, and everything arrives after enough windows.
+  Mesh mesh(2, 100000, /*repair=*/false);
+  TierPolicies policies;
+  policies.defaults.warm_interval = Duration::seconds(10);
+  policies.defaults.warm_budget_bytes = 1000;
+  REQUIRE(mesh[0].set_tier_policies(policies).ok());
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.connect(0, 1, Tier::kWarm);
+  mesh.run();
+  for (int i = 0; i < 60; ++i) REQUIRE(mesh[0].upsert("c", "r" + std::to_string(i), value(static_cast<float>(i))).ok());
+  std::uint64_t largest_window = 0, before = mesh[0].sync_stats().warm_bytes_sent;
+  int windows = 0;
+  for (; windows < 100 && mesh[1].collection_info("c")->live_records < 60; ++windows) {
+    mesh.advance(Duration::seconds(10));
+    mesh.run();
+    const std::uint64_t sent = mesh[0].sync_stats().warm_bytes_sent;
+    largest_window = std::max(largest_window, sent - before);
+    before = sent;
+  }
+  INFO("windows " << windows << ", largest window " << largest_window << " bytes");
+  CHECK(mesh[1].collection_info("c")->live_records == 60);
+  CHECK(largest_window <= 1000 + 200);  // the budget plus at most one entry (each well under 200)
+  CHECK(windows >= 4);                  // ~6,000 bytes cannot pass a 1,000-byte window in fewer
+  CHECK(mesh[0].sync_stats().warm_budget_deferrals > 0);
+  require_converged(mesh, 2, "c");
+}
+
+TEST_CASE("a tier policy outside its limits is refused and changes nothing", "[node][sync][tiers]") {
+  Mesh mesh(1);
+  TierPolicies bad;
+  bad.collections["c"].warm_interval = Duration::millis(500);
+  Status st = mesh[0].set_tier_policies(bad);
+  CHECK(st.detail() == Detail::kOutOfRange);
+  CHECK(st.message().find("500 ms") != std::string::npos);
+  CHECK(st.message().find("'c'") != std::string::npos);
+  CHECK(mesh[0].tier_policies().collections.empty());
 }

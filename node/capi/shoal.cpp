@@ -314,17 +314,64 @@ void shoal_close(shoal_db* db) {
 
 int shoal_collection_create(shoal_db* db, const char* name, uint32_t dimension, shoal_metric metric,
                             shoal_error* err) {
+  return shoal_collection_create_ex(db, name, dimension, metric, nullptr, err);
+}
+
+namespace {
+
+// The first version of shoal_collection_options ends at `quantization`; later versions append.
+constexpr std::size_t kCollectionOptionsV1Size = offsetof(shoal_collection_options, quantization) + sizeof(int);
+
+// The spec's index fields from the caller's options (0: the CollectionSpec default). The limits
+// themselves are checked by the node (index::validate_params), which names field, range and value.
+Status apply_collection_options(const shoal_collection_options& o, CollectionSpec& spec) {
+  if (o.struct_size < kCollectionOptionsV1Size) {
+    return Status(Code::kInvalidArgument, "shoal_collection_options.struct_size must be at least " +
+                                              std::to_string(kCollectionOptionsV1Size) + ", got " +
+                                              std::to_string(o.struct_size));
+  }
+  if (o.struct_size > sizeof(shoal_collection_options)) {
+    // A caller built against a later header: refuse only fields it set that this library lacks.
+    const auto* extra = reinterpret_cast<const unsigned char*>(&o) + sizeof(shoal_collection_options);
+    for (std::size_t i = 0; i < o.struct_size - sizeof(shoal_collection_options); ++i) {
+      if (extra[i] != 0) {
+        return Status(Code::kUnimplemented, "shoal_collection_options has a field this library (" +
+                                                std::to_string(sizeof(shoal_collection_options)) +
+                                                " bytes) does not know set at byte " +
+                                                std::to_string(sizeof(shoal_collection_options) + i));
+      }
+    }
+  }
+  if (o.m != 0) spec.m = o.m;
+  if (o.ef_construction != 0) spec.ef_construction = o.ef_construction;
+  if (o.ef_search != 0) spec.ef_search = o.ef_search;
+  switch (o.quantization) {
+    case SHOAL_QUANTIZATION_DEFAULT: break;
+    case SHOAL_QUANTIZATION_INT8: spec.quantize = true; break;
+    case SHOAL_QUANTIZATION_NONE: spec.quantize = false; break;
+    default:
+      return Status(Detail::kUnknownName, "unknown quantization " + std::to_string(o.quantization) +
+                                              " (SHOAL_QUANTIZATION_DEFAULT 0, _INT8 1, _NONE 2)");
+  }
+  return {};
+}
+
+}  // namespace
+
+int shoal_collection_create_ex(shoal_db* db, const char* name, uint32_t dimension, shoal_metric metric,
+                               const shoal_collection_options* opts, shoal_error* err) {
   if (db == nullptr) return null_arg("db", err);
   if (name == nullptr) return null_arg("name", err);
   const std::optional<Metric> m = metric_from_c(static_cast<int>(metric));
   if (!m) {
     return report(Status(Detail::kUnknownName, "unknown metric " + std::to_string(static_cast<int>(metric))), err);
   }
-  return guarded(err, [&] {
+  return guarded(err, [&]() -> Status {
     CollectionSpec spec;
     spec.name = name;
     spec.dimension = dimension;
     spec.metric = *m;
+    if (opts != nullptr) SHOAL_RETURN_IF_ERROR(apply_collection_options(*opts, spec));
     return db->b().create_collection(spec);
   });
 }

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace shoal::capi {
 namespace {
@@ -107,9 +108,50 @@ class EmbeddedWatch final : public Watch {
   std::shared_ptr<WriteSignal> signal_;
 };
 
-class EmbeddedBackend final : public Backend {
+// The node's revocation set in embedded mode (mesh_attach.hpp): pending until a mesh attaches
+// its RevocationReplica. Called under the node's lock (the node's owner), as every ReplicatedSet.
+class DeferredRevocations final : public node::ReplicatedSet {
  public:
-  explicit EmbeddedBackend(std::unique_ptr<node::OpenDataDir> dir) : dir_(std::move(dir)) {
+  Result<bool> join(std::string_view encoded) override {
+    if (target_ != nullptr) return target_->join(encoded);
+    // Without a mesh nothing verifies or forwards it: keep it for the mesh, never grow here (so the
+    // node persists nothing new).
+    if (!encoded.empty()) pending_.emplace_back(encoded);
+    return false;
+  }
+  std::string encode() const override {
+    if (target_ != nullptr) return target_->encode();
+    // The last state kept; only a mesh reads it (in its Hello), and none is attached.
+    return pending_.empty() ? std::string() : pending_.back();
+  }
+  // Under the node's exclusive lock.
+  Status attach(node::ReplicatedSet* target) {
+    for (const auto& p : pending_) {
+      auto joined = target->join(p);
+      if (!joined.ok()) return Status(Code::kCorruption, joined.status().message(), "meta/node.revocations");
+    }
+    target_ = target;
+    return {};
+  }
+  void detach() {
+    if (target_ == nullptr) return;
+    pending_.clear();
+    std::string state = target_->encode();
+    if (!state.empty()) pending_.push_back(std::move(state));
+    target_ = nullptr;
+  }
+  bool attached() const noexcept { return target_ != nullptr; }
+
+ private:
+  node::ReplicatedSet* target_ = nullptr;
+  std::vector<std::string> pending_;
+};
+
+class EmbeddedBackend final : public Backend, public MeshAttachment {
+ public:
+  EmbeddedBackend(std::unique_ptr<node::OpenDataDir> dir, std::unique_ptr<DeferredRevocations> revocations,
+                  std::string path)
+      : revocations_(std::move(revocations)), dir_(std::move(dir)), path_(std::move(path)) {
     // Registered before the handle is shared with any other thread (SharedNode's rule).
     observer_ = dir_->node().add_after_write([s = signal_]() { s->bump(); });
   }
@@ -167,19 +209,55 @@ class EmbeddedBackend final : public Backend {
     return std::unique_ptr<Watch>(std::make_unique<EmbeddedWatch>(node(), signal_, collection, std::move(sink)));
   }
 
+  // --- MeshAttachment (mesh_attach.hpp) ---
+  node::SharedNode& shared_node() override { return node(); }
+  const std::string& data_dir() const override { return path_; }
+  Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop) override {
+    std::lock_guard lock(mesh_mu_);
+    if (mesh_attached_) {
+      return Status(Detail::kAlreadyExists, "this handle's mesh is running already (shoal_mesh_stop it first)");
+    }
+    SHOAL_RETURN_IF_ERROR(node().write_quiet([&](node::Node&) { return revocations_->attach(revocations); }));
+    mesh_attached_ = true;
+    mesh_stop_ = std::move(stop);
+    return {};
+  }
+  void detach_mesh() override {
+    std::lock_guard lock(mesh_mu_);
+    if (!mesh_attached_) return;
+    node().write_quiet([&](node::Node&) { revocations_->detach(); });
+    mesh_attached_ = false;
+    mesh_stop_ = nullptr;
+  }
+  std::function<void()> take_mesh_stop() override {
+    std::lock_guard lock(mesh_mu_);
+    return std::exchange(mesh_stop_, nullptr);
+  }
+
  private:
   node::SharedNode& node() { return dir_->node(); }
 
+  // Declared before dir_: the node holds a pointer to it (NodeOptions::revocations) until it goes.
+  std::unique_ptr<DeferredRevocations> revocations_;
   std::unique_ptr<node::OpenDataDir> dir_;
+  std::string path_;
+  std::mutex mesh_mu_;  // guards mesh_attached_ and mesh_stop_
+  bool mesh_attached_ = false;
+  std::function<void()> mesh_stop_;
   std::shared_ptr<WriteSignal> signal_ = std::make_shared<WriteSignal>();
   std::size_t observer_ = 0;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Backend>> open_embedded(const std::string& path, node::DataDirOptions options) {
+Result<std::unique_ptr<Backend>> open_embedded(const std::string& path, node::DataDirOptions options,
+                                               MeshAttachment** attachment) {
+  auto revocations = std::make_unique<DeferredRevocations>();
+  if (options.node.revocations == nullptr) options.node.revocations = revocations.get();
   SHOAL_ASSIGN_OR_RETURN(auto dir, node::open_data_dir(path, std::move(options)));
-  return std::unique_ptr<Backend>(std::make_unique<EmbeddedBackend>(std::move(dir)));
+  auto backend = std::make_unique<EmbeddedBackend>(std::move(dir), std::move(revocations), path);
+  if (attachment != nullptr) *attachment = backend.get();
+  return std::unique_ptr<Backend>(std::move(backend));
 }
 
 }  // namespace shoal::capi

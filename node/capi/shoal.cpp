@@ -23,6 +23,7 @@
 #include "node/capi/backend.hpp"
 #include "node/capi/client_loader.hpp"
 #include "node/capi/embedded.hpp"
+#include "node/capi/mesh_attach.hpp"
 #include "node/runtime/data_dir.hpp"
 
 using namespace shoal;
@@ -90,6 +91,8 @@ struct WatchSlot {
 
 struct shoal_db {
   std::unique_ptr<shoal::capi::Backend> backend;
+  // Embedded handles only: what libshoal_mesh attaches to (mesh_attach.hpp); part of `backend`.
+  shoal::capi::MeshAttachment* mesh = nullptr;
   std::mutex watches_mu;
   std::vector<std::weak_ptr<WatchSlot>> watches;
   shoal::capi::Backend& b() { return *backend; }
@@ -265,9 +268,11 @@ int shoal_open(const char* path, const shoal_options* opts, shoal_db** out, shoa
   return guarded(err, [&]() -> Status {
     DataDirOptions o;
     if (opts != nullptr) o.max_store_bytes = opts->max_store_bytes;
-    SHOAL_ASSIGN_OR_RETURN(auto backend, shoal::capi::open_embedded(path, std::move(o)));
+    shoal::capi::MeshAttachment* mesh = nullptr;
+    SHOAL_ASSIGN_OR_RETURN(auto backend, shoal::capi::open_embedded(path, std::move(o), &mesh));
     auto db = std::make_unique<shoal_db>();
     db->backend = std::move(backend);
+    db->mesh = mesh;
     *out = db.release();
     return {};
   });
@@ -292,6 +297,10 @@ int shoal_connect(const char* socket_path, const shoal_options* opts, shoal_db**
 void shoal_close(shoal_db* db) {
   if (db == nullptr) return;
   try {
+    // An embedded mesh the app did not stop (shoal_mesh.h): stopped first, while the node is whole.
+    if (db->mesh != nullptr) {
+      if (auto stop = db->mesh->take_mesh_stop()) stop();
+    }
     std::vector<std::weak_ptr<WatchSlot>> watches;
     {
       std::lock_guard lock(db->watches_mu);
@@ -680,3 +689,23 @@ void shoal_unwatch(shoal_watch_handle* watch) {
 }
 
 }  // extern "C"
+
+int shoal_internal_mesh_attachment_v1(shoal_db* db, const char* build_key, void** out, shoal_error* err) {
+  if (db == nullptr) return null_arg("db", err);
+  if (build_key == nullptr) return null_arg("build_key", err);
+  if (out == nullptr) return null_arg("out", err);
+  *out = nullptr;
+  return guarded(err, [&]() -> Status {
+    const std::string mine = shoal::capi::mesh_attach_build_key();
+    if (mine != build_key) {
+      return Status(Detail::kVersionMismatch, std::string("libshoal_mesh comes from another build than libshoal: '") +
+                                                  build_key + "', libshoal has '" + mine + "'");
+    }
+    if (db->mesh == nullptr) {
+      return Status(Code::kInvalidArgument,
+                    "the embedded mesh needs an embedded handle (shoal_open); this one is client mode (shoal_connect)");
+    }
+    *out = db->mesh;
+    return {};
+  });
+}

@@ -39,6 +39,7 @@
 #include "node/daemon/config.hpp"
 #include "node/daemon/http_server.hpp"
 #include "node/daemon/local_api.hpp"
+#include "node/daemon/mesh_runtime.hpp"
 #include "node/daemon/metrics.hpp"
 #include "node/daemon/status.hpp"
 #include "node/daemon/status_page.hpp"
@@ -60,109 +61,10 @@ using namespace shoal;
 
 namespace {
 
-std::string hex(std::span<const std::uint8_t> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += d[x >> 4];
-    s += d[x & 15];
-  }
-  return s;
-}
-
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "shoald: " << why << "\n"
             << "usage: shoald [--config FILE] [--check | --print-device-key | --backup DEST [--compact]] | --version\n";
   std::exit(2);
-}
-
-node::MeshOptions mesh_options(const daemon::DaemonConfig& c) {
-  node::MeshOptions o;
-  o.listen_address = c.listen_address;
-  o.listen_port = c.listen_port;
-  for (const auto& p : c.peers) o.peers.push_back(node::MeshPeerAddress{p.host, p.port, p.tier});
-  o.discovery = c.discovery;
-  o.discovery_options.interface_address = c.discovery_interface;
-  o.ping_interval = c.ping_interval;
-  o.call_timeout = c.call_timeout;
-  o.backoff_max = c.backoff_max;
-  o.listener.max_links = c.max_links;
-  o.listener.max_pending_handshakes = c.max_pending_handshakes;
-  return o;
-}
-
-std::uint64_t dir_bytes(const std::string& dir) {
-  std::uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator();
-       it.increment(ec)) {
-    if (it->is_regular_file(ec)) total += it->file_size(ec);
-  }
-  return total;
-}
-
-// What the metrics and the status page show, taken on the loop thread.
-daemon::DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const std::string& device,
-                                     const std::string& data_dir) {
-  daemon::DaemonSnapshot s;
-  s.device = device;
-  s.replica = db.replica().to_string();
-  s.taken_unix_ms = now_wall().ns() / 1'000'000;
-  std::vector<node::PeerProgress> progress;
-  node::NodeStats ns;
-  node::SyncStats ss;
-  std::vector<node::CollectionInfo> colls;
-  db.read([&](const node::Node& n) {
-    progress = n.peer_progress();
-    ns = n.stats();
-    ss = n.sync_stats();
-    colls = n.list_collections();
-  });
-  const MonoTime now = now_mono();
-  for (const auto& p : mesh.peers()) {
-    daemon::PeerSnapshot ps;
-    ps.device = p.device;
-    ps.replica = p.replica;
-    ps.remote = p.remote;
-    ps.role = p.role;
-    ps.tier = p.tier == node::Tier::kHot ? daemon::PeerTier::kHot : daemon::PeerTier::kWarm;
-    ps.up = p.up;
-    ps.bytes_in = p.bytes.bytes_in;
-    ps.bytes_out = p.bytes.bytes_out;
-    ps.messages_in = p.bytes.messages_in;
-    ps.messages_out = p.bytes.messages_out;
-    if (p.last_delta) ps.lag_seconds = (now - *p.last_delta).seconds_f();
-    for (const auto& pr : progress) {
-      if (pr.peer.to_string() == p.replica) {
-        ps.lag_entries = pr.behind;
-        if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
-      }
-    }
-    s.peers.push_back(std::move(ps));
-  }
-  // Peers the engine knows that have no link now: partitioned.
-  for (const auto& pr : progress) {
-    bool linked = false;
-    for (const auto& p : s.peers) linked = linked || p.replica == pr.peer.to_string();
-    if (linked) continue;
-    daemon::PeerSnapshot ps;
-    ps.device = pr.peer.to_string();
-    ps.replica = pr.peer.to_string();
-    ps.tier = pr.tier == node::Tier::kHot ? daemon::PeerTier::kHot : daemon::PeerTier::kWarm;
-    ps.lag_entries = pr.behind;
-    if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
-    s.peers.push_back(std::move(ps));
-  }
-  auto ms = mesh.stats();
-  s.handshake_failures = ms.handshake_failures;
-  s.discovered_devices = ms.discovered;
-  s.store_bytes = dir_bytes(data_dir + "/store");
-  for (const auto& c : colls) s.collections.push_back(daemon::CollectionSnapshot{c.spec.name, c.live_records, c.index_bytes});
-  s.delta_buffer_entries = ns.delta_buffer_entries;
-  s.repair_sessions_started = ss.repair_sessions_started;
-  s.repair_sessions_completed = ss.repair_sessions_completed;
-  s.repair_sessions_abandoned = ss.repair_sessions_abandoned;
-  return s;
 }
 
 // shoald --backup DEST: asks the daemon running with this configuration (through its local API
@@ -237,48 +139,24 @@ int main(int argc, char** argv) {
   daemon::DaemonConfig cfg = *config;
   if (!backup_dest.empty()) return backup_running(cfg.socket, backup_dest, compact);
 
-  {
-    // The data directory holds the identity key: make it (owner only) before the key.
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.data_dir, ec);
-    if (ec) {
-      std::cerr << "shoald: cannot create node.data_dir " << cfg.data_dir << ": " << ec.message() << "\n";
-      return 1;
-    }
-    std::filesystem::permissions(cfg.data_dir, std::filesystem::perms::owner_all, ec);
-  }
-  auto identity = security::load_or_create_identity(cfg.data_dir);
+  // The steps shared with the embedded mesh (node/daemon/mesh_runtime.hpp).
+  auto identity = daemon::open_identity(cfg);
   if (!identity.ok()) {
-    std::cerr << "shoald: " << identity.status().to_string() << "\n";
+    std::cerr << "shoald: " << identity.status().message() << "\n";
     return 1;
   }
   if (print_key) {
-    std::cout << hex(identity->public_key()) << "\n";
+    std::cout << daemon::hex(identity->public_key()) << "\n";
     return 0;
   }
 
   Logger logger(cfg.log_level);
-  std::ifstream f(cfg.certificate, std::ios::binary);
-  std::vector<std::uint8_t> cert_bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (!f.good() && !f.eof()) {
-    std::cerr << "shoald: cannot read node.certificate " << cfg.certificate << "\n";
+  auto trust = daemon::load_trust(cfg, *identity);
+  if (!trust.ok()) {
+    std::cerr << "shoald: " << trust.status().message() << "\n";
     return 1;
   }
-  auto cert = security::decode_certificate(cert_bytes);
-  if (!cert.ok()) {
-    std::cerr << "shoald: node.certificate " << cfg.certificate << ": " << cert.status().to_string() << "\n";
-    return 1;
-  }
-  if (cert->device_key != identity->public_key()) {
-    std::cerr << "shoald: node.certificate " << cfg.certificate << " was issued for device "
-              << security::key_label(cert->device_key) << ", but this data directory's identity is "
-              << security::key_label(identity->public_key()) << " (enrol this device: shoald --print-device-key)\n";
-    return 1;
-  }
-  // The device trusts the authority that enrolled it (docs/mesh.md, "The trust anchor").
-  security::TrustAnchor anchor;
-  anchor.mesh_id = cert->mesh_id;
-  anchor.authorities = {cert->issuer_key};
+  const security::TrustAnchor& anchor = trust->anchor;
 
   node::RevocationReplica revocations(anchor);
   node::DataDirOptions dopts;
@@ -299,11 +177,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     transport::KjLoop loop(io);
-    node::MeshCredentials creds;
-    creds.identity = &*identity;
-    creds.certificate = cert_bytes;
-    creds.anchor = anchor;
-    auto mesh = node::MeshHost::start(loop, db, revocations, std::move(creds), mesh_options(cfg), &logger);
+    auto mesh = daemon::start_mesh_host(loop, db, revocations, *identity, *trust, cfg, &logger);
     if (!mesh.ok()) {
       std::cerr << "shoald: mesh: " << mesh.status().to_string() << "\n";
       return 1;
@@ -334,7 +208,7 @@ int main(int argc, char** argv) {
 
     // Metrics and the status page: a snapshot each second, served on metrics.listen.
     const std::string device_label = security::key_label(identity->public_key());
-    daemon::DaemonSnapshot last = take_snapshot(db, **mesh, device_label, cfg.data_dir);
+    daemon::DaemonSnapshot last = daemon::take_snapshot(db, **mesh, device_label, cfg.data_dir);
     registry.update(last);
     std::unique_ptr<daemon::HttpServer> http;
     auto start_http = [&]() -> Status {
@@ -362,7 +236,7 @@ int main(int argc, char** argv) {
       snap_timer.expires_after(std::chrono::seconds(1));
       snap_timer.async_wait([&](const boost::system::error_code& ec) {
         if (ec) return;
-        last = take_snapshot(db, **mesh, device_label, cfg.data_dir);
+        last = daemon::take_snapshot(db, **mesh, device_label, cfg.data_dir);
         registry.update(last);
         every_second();
       });
@@ -374,7 +248,7 @@ int main(int argc, char** argv) {
               cfg.socket);
     std::cout << "shoald: ready port=" << (*mesh)->port() << " socket=" << cfg.socket
               << " metrics=" << (http ? std::to_string(http->port()) : std::string("off"))
-              << " device=" << hex(identity->public_key()) << std::endl;
+              << " device=" << daemon::hex(identity->public_key()) << std::endl;
     ::sd_notify(0, "READY=1");
 
     boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
@@ -399,16 +273,7 @@ int main(int argc, char** argv) {
           SHOAL_LOG(&logger, kError, "shoald", "reload: the configuration has errors; nothing changed:\n",
                     next.status().message());
         } else {
-          auto plan = daemon::plan_reload(cfg, *next);
-          if (!plan.need_restart.empty()) {
-            SHOAL_LOG(&logger, kWarn, "shoald", "reload: ", plan.status().message());
-          }
-          logger.set_level(plan.next.log_level);
-          for (const auto& p : plan.next.peers) {
-            bool known = false;
-            for (const auto& q : cfg.peers) known = known || (q.host == p.host && q.port == p.port);
-            if (!known) (*mesh)->add_peer(node::MeshPeerAddress{p.host, p.port, p.tier});
-          }
+          auto plan = daemon::apply_reload(cfg, *next, **mesh, logger, "shoald");
           const bool metrics_changed = plan.next.metrics_enabled != cfg.metrics_enabled ||
                                        plan.next.metrics_address != cfg.metrics_address ||
                                        plan.next.metrics_port != cfg.metrics_port;
@@ -418,9 +283,6 @@ int main(int argc, char** argv) {
               SHOAL_LOG(&logger, kError, "shoald", "reload: metrics.listen: ", st.to_string());
             }
           }
-          std::string applied;
-          for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
-          SHOAL_LOG(&logger, kInfo, "shoald", "reloaded ", config_path, applied.empty() ? " (no change)" : ": " + applied);
         }
         ::sd_notify(0, "READY=1");
         wait_hup();

@@ -38,11 +38,12 @@ class SharedNode {
   decltype(auto) write(F&& f) {
     // Declared before the lock, so it runs after the lock is released.
     struct Notify {
-      const std::vector<std::pair<std::size_t, std::function<void()>>>& fns;
+      SharedNode& self;
       ~Notify() {
-        for (const auto& [id, fn] : fns) fn();
+        std::shared_lock observers(self.observers_mu_);
+        for (const auto& [id, fn] : self.after_write_) fn();
       }
-    } notify{after_write_};
+    } notify{*this};
     std::unique_lock lock(mu_);
     return std::forward<F>(f)(*node_);
   }
@@ -54,16 +55,19 @@ class SharedNode {
     return std::forward<F>(f)(*node_);
   }
 
-  // Observers called after every write() (outside the lock, on the writer's thread): how the
-  // mesh host learns of local writes and pushes their deltas at once, and the local API wakes its
-  // watchers. Each must be thread-safe. Add them before the wrapper is shared with other threads,
-  // and remove them (by the id add returned) before their target goes away, while no other
-  // thread writes.
+  // Observers called after every write() (outside the node's lock, on the writer's thread): how
+  // the mesh host learns of local writes and pushes their deltas at once, and the local API wakes
+  // its watchers. Each must be thread-safe, quick, and must not add or remove observers. Add and
+  // remove them from any thread, also while others write (an app starts its embedded mesh,
+  // shoal_mesh_start, while its own threads write): they run under a lock of their own, so when
+  // remove_after_write returns, the observer is not running and is never called again.
   std::size_t add_after_write(std::function<void()> fn) {
+    std::unique_lock observers(observers_mu_);
     after_write_.emplace_back(++next_observer_, std::move(fn));
     return next_observer_;
   }
   void remove_after_write(std::size_t id) {
+    std::unique_lock observers(observers_mu_);
     std::erase_if(after_write_, [id](const auto& o) { return o.first == id; });
   }
 
@@ -141,6 +145,8 @@ class SharedNode {
  private:
   mutable RwLock mu_;
   std::unique_ptr<Node> node_;
+  // Guards after_write_ and next_observer_ (shared while observers run, exclusive to change them).
+  mutable std::shared_mutex observers_mu_;
   std::vector<std::pair<std::size_t, std::function<void()>>> after_write_;
   std::size_t next_observer_ = 0;
 };

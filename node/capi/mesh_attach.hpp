@@ -1,0 +1,64 @@
+// node/capi/mesh_attach.hpp: what the embedded mesh (libshoal_mesh, node/mesh_capi/) needs of an
+// embedded shoal_db (internal to libshoal and libshoal_mesh; never installed).
+//
+// Role: shoal_mesh_start joins the mesh with the node that shoal_open already runs in the app. It
+// reaches that node through one exported C entry point of libshoal,
+// shoal_internal_mesh_attachment_v1 (not in shoal.h), which hands out the handle's
+// MeshAttachment after checking that both libraries come from one build (the objects exchanged
+// are C++ objects, as with libshoal_client; backend.hpp). A client-mode handle has none.
+//
+// Revocations: the node must be opened with its revocation set (NodeOptions::revocations), but
+// the set is verified against the mesh's trust anchor, which only the mesh's certificate names.
+// So an embedded node opens with a DeferredRevocations (embedded.cpp) that keeps what the store
+// holds until a mesh attaches its RevocationReplica, then forwards to it; after the mesh detaches
+// it keeps the replica's encoded state (no mesh, no Hello, so nothing else reads it).
+// Thread rules: every method from any thread; attach_mesh and detach_mesh are serialised by the
+// caller (one mesh per handle), and shoal_close never runs concurrently with them (shoal_mesh.h).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/status.hpp"
+#include "node/capi/backend.hpp"
+#include "node/core/replicated_set.hpp"
+#include "node/runtime/shared_node.hpp"
+
+namespace shoal::capi {
+
+class MeshAttachment {
+ public:
+  // The handle's node (lives as long as the handle).
+  virtual node::SharedNode& shared_node() = 0;
+  // The data directory as given to shoal_open.
+  virtual const std::string& data_dir() const = 0;
+  // Makes `revocations` (which must outlive detach_mesh) the node's revocation set, after joining
+  // into it what the node loaded from its store; records `stop`, which shoal_close calls when the
+  // app closes the handle with the mesh still running. Statuses: kConflict when a mesh is
+  // attached already (the message says so); kCorruption when the stored revocations do not decode
+  // (nothing attached).
+  [[nodiscard]] virtual Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop) = 0;
+  // Undoes attach_mesh (keeps the set's state, forgets `stop`). No-op when nothing is attached.
+  virtual void detach_mesh() = 0;
+  // Takes the `stop` of the attached mesh, if any (shoal_close calls it, outside every lock).
+  virtual std::function<void()> take_mesh_stop() = 0;
+
+ protected:
+  ~MeshAttachment() = default;
+};
+
+// The build key both libraries compare before the attachment is used.
+inline std::string mesh_attach_build_key() {
+  return backend_build_key() + "; mesh attachment 1; sizes " + std::to_string(sizeof(node::SharedNode));
+}
+
+}  // namespace shoal::capi
+
+// The entry point (exported by libshoal, version node SHOAL_0.2). On success *out is the
+// handle's shoal::capi::MeshAttachment*. Codes: SHOAL_EINVAL (a NULL argument; a client-mode
+// handle: "the embedded mesh needs an embedded handle (shoal_open), this one is client mode
+// (shoal_connect)"), SHOAL_E_VERSION (build_key differs from libshoal's: the two libraries come
+// from different builds).
+extern "C" __attribute__((visibility("default"))) int shoal_internal_mesh_attachment_v1(struct shoal_db* db,
+                                                                                  const char* build_key, void** out,
+                                                                                  struct shoal_error* err);

@@ -1,0 +1,180 @@
+// node/daemon/mesh_runtime.cpp: see mesh_runtime.hpp. Moved out of shoald_main.cpp so that the
+// embedded mesh (libshoal_mesh) runs the daemon's own steps.
+#include "node/daemon/mesh_runtime.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "security/certificate.hpp"
+#include "security/key_file.hpp"
+
+namespace shoal::daemon {
+namespace {
+
+std::uint64_t dir_bytes(const std::string& dir) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+}  // namespace
+
+std::string hex(std::span<const std::uint8_t> bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (auto x : bytes) {
+    s += d[x >> 4];
+    s += d[x & 15];
+  }
+  return s;
+}
+
+Result<security::Identity> open_identity(const DaemonConfig& config) {
+  // The data directory holds the identity key: make it (owner only) before the key.
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) {
+    return Status(Code::kIo, "cannot create node.data_dir " + config.data_dir + ": " + ec.message(), "node.data_dir");
+  }
+  std::filesystem::permissions(config.data_dir, std::filesystem::perms::owner_all, ec);
+  auto identity = security::load_or_create_identity(config.data_dir);
+  if (!identity.ok()) return Status(identity.status().detail(), identity.status().to_string());
+  return identity;
+}
+
+Result<MeshTrust> load_trust(const DaemonConfig& config, const security::Identity& identity) {
+  std::ifstream f(config.certificate, std::ios::binary);
+  MeshTrust trust;
+  trust.certificate.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  if (!f.good() && !f.eof()) {
+    return Status(Code::kIo, "cannot read node.certificate " + config.certificate, "node.certificate");
+  }
+  auto cert = security::decode_certificate(trust.certificate);
+  if (!cert.ok()) {
+    return Status(cert.status().detail(), "node.certificate " + config.certificate + ": " + cert.status().to_string(),
+                  "node.certificate");
+  }
+  if (cert->device_key != identity.public_key()) {
+    return Status(Code::kInvalidArgument,
+                  "node.certificate " + config.certificate + " was issued for device " +
+                      security::key_label(cert->device_key) + ", but this data directory's identity is " +
+                      security::key_label(identity.public_key()) + " (enrol this device: shoald --print-device-key)",
+                  "node.certificate");
+  }
+  // The device trusts the authority that enrolled it (docs/mesh.md, "The trust anchor").
+  trust.anchor.mesh_id = cert->mesh_id;
+  trust.anchor.authorities = {cert->issuer_key};
+  return trust;
+}
+
+node::MeshOptions mesh_options(const DaemonConfig& c) {
+  node::MeshOptions o;
+  o.listen_address = c.listen_address;
+  o.listen_port = c.listen_port;
+  for (const auto& p : c.peers) o.peers.push_back(node::MeshPeerAddress{p.host, p.port, p.tier});
+  o.discovery = c.discovery;
+  o.discovery_options.interface_address = c.discovery_interface;
+  o.ping_interval = c.ping_interval;
+  o.call_timeout = c.call_timeout;
+  o.backoff_max = c.backoff_max;
+  o.listener.max_links = c.max_links;
+  o.listener.max_pending_handshakes = c.max_pending_handshakes;
+  return o;
+}
+
+Result<std::unique_ptr<node::MeshHost>> start_mesh_host(transport::KjLoop& loop, node::SharedNode& node,
+                                                        node::RevocationReplica& revocations,
+                                                        const security::Identity& identity, const MeshTrust& trust,
+                                                        const DaemonConfig& config, Logger* logger) {
+  node::MeshCredentials creds;
+  creds.identity = &identity;
+  creds.certificate = trust.certificate;
+  creds.anchor = trust.anchor;
+  return node::MeshHost::start(loop, node, revocations, std::move(creds), mesh_options(config), logger);
+}
+
+ReloadPlan apply_reload(const DaemonConfig& current, const DaemonConfig& next, node::MeshHost& mesh, Logger& logger,
+                        const char* component) {
+  ReloadPlan plan = plan_reload(current, next);
+  if (!plan.need_restart.empty()) SHOAL_LOG(&logger, kWarn, component, "reload: ", plan.status().message());
+  logger.set_level(plan.next.log_level);
+  for (const auto& p : plan.next.peers) {
+    bool known = false;
+    for (const auto& q : current.peers) known = known || (q.host == p.host && q.port == p.port);
+    if (!known) mesh.add_peer(node::MeshPeerAddress{p.host, p.port, p.tier});
+  }
+  std::string applied;
+  for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
+  SHOAL_LOG(&logger, kInfo, component, "reloaded ", plan.next.path, applied.empty() ? " (no change)" : ": " + applied);
+  return plan;
+}
+
+DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const std::string& device,
+                             const std::string& data_dir) {
+  DaemonSnapshot s;
+  s.device = device;
+  s.replica = db.replica().to_string();
+  s.taken_unix_ms = now_wall().ns() / 1'000'000;
+  std::vector<node::PeerProgress> progress;
+  node::NodeStats ns;
+  node::SyncStats ss;
+  std::vector<node::CollectionInfo> colls;
+  db.read([&](const node::Node& n) {
+    progress = n.peer_progress();
+    ns = n.stats();
+    ss = n.sync_stats();
+    colls = n.list_collections();
+  });
+  const MonoTime now = now_mono();
+  for (const auto& p : mesh.peers()) {
+    PeerSnapshot ps;
+    ps.device = p.device;
+    ps.replica = p.replica;
+    ps.remote = p.remote;
+    ps.role = p.role;
+    ps.tier = p.tier == node::Tier::kHot ? PeerTier::kHot : PeerTier::kWarm;
+    ps.up = p.up;
+    ps.bytes_in = p.bytes.bytes_in;
+    ps.bytes_out = p.bytes.bytes_out;
+    ps.messages_in = p.bytes.messages_in;
+    ps.messages_out = p.bytes.messages_out;
+    if (p.last_delta) ps.lag_seconds = (now - *p.last_delta).seconds_f();
+    for (const auto& pr : progress) {
+      if (pr.peer.to_string() == p.replica) {
+        ps.lag_entries = pr.behind;
+        if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
+      }
+    }
+    s.peers.push_back(std::move(ps));
+  }
+  // Peers the engine knows that have no link now: partitioned.
+  for (const auto& pr : progress) {
+    bool linked = false;
+    for (const auto& p : s.peers) linked = linked || p.replica == pr.peer.to_string();
+    if (linked) continue;
+    PeerSnapshot ps;
+    ps.device = pr.peer.to_string();
+    ps.replica = pr.peer.to_string();
+    ps.tier = pr.tier == node::Tier::kHot ? PeerTier::kHot : PeerTier::kWarm;
+    ps.lag_entries = pr.behind;
+    if (pr.last_seen.ns() > 0) ps.last_contact_unix_ms = pr.last_seen.ns() / 1'000'000;
+    s.peers.push_back(std::move(ps));
+  }
+  auto ms = mesh.stats();
+  s.handshake_failures = ms.handshake_failures;
+  s.discovered_devices = ms.discovered;
+  s.store_bytes = dir_bytes(data_dir + "/store");
+  for (const auto& c : colls) s.collections.push_back(CollectionSnapshot{c.spec.name, c.live_records, c.index_bytes});
+  s.delta_buffer_entries = ns.delta_buffer_entries;
+  s.repair_sessions_started = ss.repair_sessions_started;
+  s.repair_sessions_completed = ss.repair_sessions_completed;
+  s.repair_sessions_abandoned = ss.repair_sessions_abandoned;
+  return s;
+}
+
+}  // namespace shoal::daemon

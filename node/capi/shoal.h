@@ -167,9 +167,38 @@ SHOAL_API int shoal_connect(const char *socket_path, const shoal_options *opts, 
 SHOAL_API void shoal_close(shoal_db *db);
 
 /* Collections. Names are 1..SHOAL_MAX_COLLECTION_NAME_BYTES (64) bytes of [A-Za-z0-9_.-], not
- * starting with '.'; dimension 1..4096. */
+ * starting with '.'; dimension 1..4096. shoal_collection_create uses the default index options
+ * (see shoal_collection_options): M 16, ef_construction 200, ef_search 64, int8 quantization. */
 SHOAL_API int shoal_collection_create(shoal_db *db, const char *name, uint32_t dimension,
                                       shoal_metric metric, shoal_error *err);
+
+/* Index options of a collection, for shoal_collection_create_ex. Zero-initialise it and set
+ * struct_size first: `shoal_collection_options o = {sizeof o};`. A field left 0 takes its
+ * default. Fields are only ever appended; a caller built against a later header passes its larger
+ * struct_size, and this library refuses fields it does not know only when they are set (non-zero)
+ * with SHOAL_EUNIMPLEMENTED. */
+typedef enum shoal_quantization {
+  SHOAL_QUANTIZATION_DEFAULT = 0, /* the library's default: int8 */
+  SHOAL_QUANTIZATION_INT8 = 1,    /* int8 graph vectors, results re-ranked with the float vectors */
+  SHOAL_QUANTIZATION_NONE = 2     /* float graph vectors (more memory traffic per search) */
+} shoal_quantization;
+typedef struct shoal_collection_options {
+  size_t struct_size;       /* sizeof(shoal_collection_options) as the caller compiled it */
+  uint32_t m;               /* HNSW graph degree, 2..256; 0: 16 */
+  uint32_t ef_construction; /* HNSW beam width while inserting, 1..65536; 0: 200 */
+  uint32_t ef_search;       /* the ef a search uses when it passes ef = 0, 1..65536; 0: 64 */
+  int quantization;         /* a shoal_quantization value */
+} shoal_collection_options;
+
+/* shoal_collection_create with index options (`opts` may be NULL: every default). Same codes, plus
+ * SHOAL_E_OUTOFRANGE (m, ef_construction or ef_search outside its range; the message names the
+ * field, the range and the value), SHOAL_E_UNKNOWNNAME (a quantization that is not one of the
+ * shoal_quantization values), SHOAL_EINVAL (struct_size smaller than the first version of the
+ * struct), SHOAL_EUNIMPLEMENTED (a later struct with a field this library does not know set). The
+ * options are stored with the collection, replicated with it to peers, and reported by
+ * shoal_collection_info. On any error nothing is created. Defaults and why: docs/api.md. */
+SHOAL_API int shoal_collection_create_ex(shoal_db *db, const char *name, uint32_t dimension, shoal_metric metric,
+                                         const shoal_collection_options *opts, shoal_error *err);
 SHOAL_API int shoal_collection_drop(shoal_db *db, const char *name, shoal_error *err);
 /* Number of live records in a collection. */
 SHOAL_API int shoal_collection_count(shoal_db *db, const char *name, uint64_t *out, shoal_error *err);

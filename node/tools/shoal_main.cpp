@@ -9,7 +9,8 @@
 // needs the daemon. init, export, backup, restore, compact and mesh work on files only.
 //     init                                   create the data directory
 //     collection create NAME --dim N [--metric l2|ip|cosine] [--m 16] [--ef-construction 200]
-//                                            [--ef-search 64] [--quantize --quant-min A --quant-max B]
+//                                            [--ef 64] [--quantization int8|none]
+//                                            [--quant-min A --quant-max B]
 //     collection list | collection drop NAME | collection info NAME
 //     put (or upsert) COLL ID --vector 1,2,3 [--meta key=value ...] [--model TAG]
 //     get COLL ID [--full]                   vectors compact unless --full
@@ -361,8 +362,15 @@ int main(int argc, char** argv) {
   ccreate->add_option("--metric", metric, "l2, ip or cosine")->capture_default_str();
   ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str();
   ccreate->add_option("--ef-construction", spec.ef_construction)->capture_default_str();
-  ccreate->add_option("--ef-search", spec.ef_search, "default search beam")->capture_default_str();
-  ccreate->add_flag("--quantize", spec.quantize, "int8 scalar quantization with float re-ranking");
+  ccreate->add_option("--ef,--ef-search", spec.ef_search, "default search beam (ef when a search passes 0)")
+      ->capture_default_str();
+  std::string quantization = "int8";
+  ccreate->add_option("--quantization", quantization,
+                      "int8 (graph vectors as int8, results re-ranked with the floats) or none")
+      ->check(CLI::IsMember({"int8", "none"}))
+      ->capture_default_str();
+  ccreate->add_flag("--quantize", "same as --quantization int8 (kept for scripts)");
+  // Explicit int8 range (L2 and ip: calibrated from the data when both are 0; cosine: [-1, 1]).
   ccreate->add_option("--quant-min", spec.quant_min);
   ccreate->add_option("--quant-max", spec.quant_max);
   auto* clist = coll->add_subcommand("list", "list collections");
@@ -600,6 +608,7 @@ int main(int argc, char** argv) {
              {"index_bytes", info->index_bytes}};
     if (g.json_output) return ok_json(out);
     std::cout << sp.name << "  dim=" << sp.dimension << " metric=" << metric_name(sp.metric) << " ("
+    spec.quantize = quantization == "int8" || ccreate->count("--quantize") > 0;
               << distance_label(sp.metric) << ") records=" << info->live_records << " m=" << sp.m
               << " ef_construction=" << sp.ef_construction << " ef_search=" << sp.ef_search
               << (sp.quantize ? " quantized" : "") << " index_bytes=" << info->index_bytes << "\n";

@@ -4,7 +4,11 @@
  * and index parameters each collection was created with, follows upserts and deletes, refuses an
  * unknown or dropped collection with SHOAL_E_NOCOLLECTION (naming it) and a too small or NULL out
  * with SHOAL_EINVAL, leaving the caller's struct unchanged on error, and writes no byte past the
- * out_size it is given (an older caller's struct). Both survive a reopen. NULL-tolerant accessors.
+ * out_size it is given (an older caller's struct). shoal_collection_create_ex stores the index
+ * options it is given (0 fields and NULL take the defaults: M 16, efConstruction 200, ef 64, int8)
+ * and refuses values outside their limits with typed errors naming field, range and value, an
+ * unknown quantization, a short struct_size and set fields of a later struct. Everything survives
+ * a reopen. NULL-tolerant accessors.
  * Both modes: embedded, and client mode when SHOAL_TEST_CONNECT names the socket of a daemon
  * serving DIR (a reopen is then a new connection).
  * Prints "N passed, M failed" and exits non-zero on any failure. Usage: shoal_capi_collections_test DIR */
@@ -91,7 +95,8 @@ int main(int argc, char **argv) {
   CHECK(shoal_collection_info(db, "photos", &d, sizeof d, &err) == SHOAL_OK);
   CHECK(strcmp(d.name, "photos") == 0);
   CHECK(d.dimension == 4 && d.metric == SHOAL_METRIC_COSINE && d.count == 2);
-  CHECK(d.m == 16 && d.ef_construction == 200 && d.ef_search == 64 && d.quantized == 0);
+  /* The defaults: M 16, efConstruction 200, ef 64, int8 quantization. */
+  CHECK(d.m == 16 && d.ef_construction == 200 && d.ef_search == 64 && d.quantized == 1);
   CHECK(d.index_bytes > 0); /* both modes: the local API carries the index size */
   CHECK(shoal_delete(db, "photos", "a", 1, &err) == SHOAL_OK);
   CHECK(shoal_collection_info(db, "photos", &d, sizeof d, &err) == SHOAL_OK && d.count == 1);
@@ -141,14 +146,92 @@ int main(int argc, char **argv) {
   CHECK(shoal_collection_info(db, longest, &d, sizeof d, &err) == SHOAL_OK && strcmp(d.name, longest) == 0);
   CHECK(shoal_collection_drop(db, longest, &err) == SHOAL_OK);
 
+  /* Index options (shoal_collection_create_ex): stored with the collection and reported back. */
+  shoal_collection_options o;
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.m = 24;
+  o.ef_construction = 300;
+  o.ef_search = 96;
+  o.quantization = SHOAL_QUANTIZATION_NONE;
+  CHECK(shoal_collection_create_ex(db, "tuned", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_OK);
+  CHECK(shoal_collection_info(db, "tuned", &d, sizeof d, &err) == SHOAL_OK);
+  CHECK(d.m == 24 && d.ef_construction == 300 && d.ef_search == 96 && d.quantized == 0);
+  /* Fields left 0 take the defaults; NULL options are every default. */
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.ef_search = 40;
+  CHECK(shoal_collection_create_ex(db, "partly", 8, SHOAL_METRIC_IP, &o, &err) == SHOAL_OK);
+  CHECK(shoal_collection_info(db, "partly", &d, sizeof d, &err) == SHOAL_OK);
+  CHECK(d.m == 16 && d.ef_construction == 200 && d.ef_search == 40 && d.quantized == 1);
+  CHECK(shoal_collection_create_ex(db, "plain", 8, SHOAL_METRIC_COSINE, NULL, &err) == SHOAL_OK);
+  CHECK(shoal_collection_info(db, "plain", &d, sizeof d, &err) == SHOAL_OK);
+  CHECK(d.m == 16 && d.ef_search == 64 && d.quantized == 1);
+  CHECK(shoal_collection_drop(db, "plain", &err) == SHOAL_OK);
+  /* Limits: typed errors naming the field, the range and the value seen; nothing is created. */
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.m = 1;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "m must be in [2, 256], got 1") != NULL);
+  o.m = 257;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "got 257") != NULL);
+  o.m = 0;
+  o.ef_construction = 65537;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "ef_construction") != NULL && strstr(err.message, "65537") != NULL);
+  o.ef_construction = 0;
+  o.ef_search = 70000;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_E_OUTOFRANGE);
+  CHECK(strstr(err.message, "ef_search") != NULL && strstr(err.message, "70000") != NULL);
+  o.ef_search = 0;
+  o.quantization = 7;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_E_UNKNOWNNAME);
+  CHECK(strstr(err.message, "quantization 7") != NULL);
+  o.quantization = 0;
+  o.struct_size = 4;
+  CHECK(shoal_collection_create_ex(db, "bad", 8, SHOAL_METRIC_L2, &o, &err) == SHOAL_EINVAL);
+  CHECK(strstr(err.message, "got 4") != NULL);
+  {
+    /* A caller built against a later header: unknown fields left 0 are fine, set ones refused. */
+    struct {
+      shoal_collection_options o;
+      unsigned char later_fields[16];
+    } later;
+    memset(&later, 0, sizeof later);
+    later.o.struct_size = sizeof later;
+    later.o.m = 20;
+    CHECK(shoal_collection_create_ex(db, "later", 8, SHOAL_METRIC_L2, &later.o, &err) == SHOAL_OK);
+    CHECK(shoal_collection_info(db, "later", &d, sizeof d, &err) == SHOAL_OK && d.m == 20);
+    CHECK(shoal_collection_drop(db, "later", &err) == SHOAL_OK);
+    later.later_fields[3] = 1;
+    CHECK(shoal_collection_create_ex(db, "later2", 8, SHOAL_METRIC_L2, &later.o, &err) == SHOAL_EUNIMPLEMENTED);
+  }
+  CHECK(strcmp(names(db, buf, sizeof buf), "Zeta,audio.v2,partly,photos,tuned") == 0);
+  /* The tuned collection searches like any other (float graph, ef from the spec). */
+  {
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(shoal_upsert(db, "tuned", "x", 1, v, 8, NULL, NULL, &err) == SHOAL_OK);
+    shoal_hit hit[1];
+    size_t nh = 0;
+    CHECK(shoal_search(db, "tuned", v, 8, 1, 0, NULL, hit, 1, &nh, &err) == SHOAL_OK);
+    CHECK(nh == 1 && strcmp(hit[0].id, "x") == 0 && hit[0].distance == 0.0f);
+  }
+
   /* Reopen: the same list and parameters. */
   shoal_close(db);
   db = NULL;
   CHECK(open_db(argv[1], &db, &err) == SHOAL_OK);
   if (db == NULL) return 1;
-  CHECK(strcmp(names(db, buf, sizeof buf), "Zeta,audio.v2,photos") == 0);
+  CHECK(strcmp(names(db, buf, sizeof buf), "Zeta,audio.v2,partly,photos,tuned") == 0);
   CHECK(shoal_collection_info(db, "photos", &d, sizeof d, &err) == SHOAL_OK);
   CHECK(d.dimension == 4 && d.metric == SHOAL_METRIC_COSINE && d.count == 1);
+  CHECK(d.quantized == 1);
+  CHECK(shoal_collection_info(db, "tuned", &d, sizeof d, &err) == SHOAL_OK);
+  CHECK(d.m == 24 && d.ef_construction == 300 && d.ef_search == 96 && d.quantized == 0 && d.count == 1);
+  CHECK(shoal_collection_info(db, "partly", &d, sizeof d, &err) == SHOAL_OK);
+  CHECK(d.m == 16 && d.ef_search == 40 && d.quantized == 1);
   shoal_close(db);
 
   printf("%d passed, %d failed\n", passed, failed);

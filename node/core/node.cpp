@@ -4,9 +4,12 @@
 #include "node/core/node.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 #include "common/assert.hpp"
 #include "crdt/codec.hpp"
+#include "index/exact_index.hpp"
+#include "index/kernels.hpp"
 #include "index/planner.hpp"
 #include "node/core/node_state.hpp"
 
@@ -525,6 +528,9 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     c.digests.update_record(ch.id, ch.before, ch.after);
     last[ch.label] = &ch;
   }
+  // With a queue (NodeOptions::index_queue_max), index operations wait there for the driver;
+  // search answers for them from the queue meanwhile.
+  const bool deferred = options_.index_queue_max > 0;
   std::vector<std::uint64_t> add_labels;
   std::vector<float> add_vectors;
   for (const auto& [label, ch] : last) {
@@ -536,7 +542,10 @@ void Node::apply_pending(Collection& c, Pending& pending) {
         d = Collection::Doc{};
         --c.live;
       }
-      if (c.index->contains(label)) {
+      if (deferred) {
+        c.unindexed.push_back(IndexOp{label, {}});
+        ++index_backlog_;
+      } else if (c.index->contains(label)) {
         Status s = c.index->remove(label);
         if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
       }
@@ -551,6 +560,11 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     d.metadata = std::move(value->metadata);
     d.model = std::move(value->model);
     c.labels[d.id] = label;
+    if (deferred) {
+      c.unindexed.push_back(IndexOp{label, std::move(value->vector)});
+      ++index_backlog_;
+      continue;
+    }
     add_labels.push_back(label);
     add_vectors.insert(add_vectors.end(), value->vector.begin(), value->vector.end());
   }
@@ -570,7 +584,7 @@ Status Node::upsert(std::string_view collection, std::string_view id, RecordValu
   return upsert_batch(collection, std::move(one));
 }
 
-Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
+Status Node::check_upsert(std::string_view collection, std::vector<RecordInput>& records) const {
   if (records.size() > options_.limits.max_batch_records) {
     return Status(Detail::kTooLarge,
                   str_cat("batch has ", records.size(), " records, limit ", options_.limits.max_batch_records));
@@ -584,58 +598,235 @@ Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> 
     if (s.ok()) s = validate_record(r.value, c->spec.dimension, c->spec.metric, options_.limits);
     if (!s.ok()) return records.size() == 1 ? s : s.with_context(str_cat("batch record ", i, " '", r.id, "'"));
   }
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  Pending pending = Pending::of(*c);
-  DeltaBuffer::Cursor cur = buffer_.cursor();
-  crdt::HybridClock clock = clock_;
-  for (auto& r : records) {
-    const std::string key = record_key(c->id, r.id);
+  return {};
+}
+
+Status Node::check_remove(std::string_view collection, std::string_view id) const {
+  SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
+  return find_or_error(collection).status();
+}
+
+Status Node::upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
+  SHOAL_RETURN_IF_ERROR(check_upsert(collection, records));
+  WriteRequest r{std::string(collection), std::move(records), std::nullopt};
+  return write_group(std::span<WriteRequest>(&r, 1))[0];
+}
+
+Status Node::remove(std::string_view collection, std::string_view id) {
+  SHOAL_RETURN_IF_ERROR(check_remove(collection, id));
+  WriteRequest r{std::string(collection), {}, std::string(id)};
+  return write_group(std::span<WriteRequest>(&r, 1))[0];
+}
+
+Status Node::prepare_request(store::WriteTxn& txn, Collection& c, const WriteRequest& r) {
+  // Reads only: every way a request can fail on its own is found here, before it changes the
+  // shared transaction, so that it can be left out and the group go on without it.
+  if (r.remove_id) {
+    const std::string key = record_key(c.id, *r.remove_id);
+    auto got = txn.get(Table::kRecords, key);
+    if (!got.ok()) {
+      if (got.status().code() == Code::kNotFound) {
+        return Status(Detail::kNoSuchRecord, str_cat("no record '", *r.remove_id, "' in '", r.collection, "'"));
+      }
+      return got.status();
+    }
+    return decode_record(*got, key).status();
+  }
+  for (const auto& rec : r.records) {
+    const std::string key = record_key(c.id, rec.id);
+    auto got = txn.get(Table::kRecords, key);
+    if (got.ok()) {
+      SHOAL_RETURN_IF_ERROR(decode_record(*got, key).status());
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
+    }
+  }
+  return {};
+}
+
+Status Node::join_request(store::WriteTxn& txn, Collection& c, const WriteRequest& r, Pending& pending,
+                          DeltaBuffer::Cursor& cursor, crdt::HybridClock& clock) {
+  if (r.remove_id) {
+    const std::string key = record_key(c.id, *r.remove_id);
+    SHOAL_ASSIGN_OR_RETURN(auto got, txn.get(Table::kRecords, key));
+    SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(got, key));
+    crdt::Delta delta;
+    delta.records[*r.remove_id];  // named with no entries: a delete
+    for (const auto& e : local.entries) delta.context.add(e.dot);
+    return apply_delta_in_txn(txn, c, delta, pending, cursor, nullptr);
+  }
+  for (const auto& rec : r.records) {
+    const std::string key = record_key(c.id, rec.id);
     crdt::Delta delta;
     const crdt::Dot dot = pending.ctx.next_dot(issuer_);
-    auto got = txn->get(Table::kRecords, key);
+    auto got = txn.get(Table::kRecords, key);
     if (got.ok()) {
       SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(*got, key));
       for (const auto& e : local.entries) delta.context.add(e.dot);
     } else if (got.status().code() != Code::kNotFound) {
       return got.status();
     }
-    const std::string payload = encode_payload(r.value);
-    delta.records[r.id].push_back(crdt::Entry{dot, clock.tick(wall_now()), to_bytes(payload)});
+    const std::string payload = encode_payload(rec.value);
+    delta.records[rec.id].push_back(crdt::Entry{dot, clock.tick(wall_now()), to_bytes(payload)});
     delta.context.add(dot);
-    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
+    SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(txn, c, delta, pending, cursor, nullptr));
   }
-  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
-  clock_ = clock;
-  commit_cursor(cur);
-  apply_pending(*c, pending);
   return {};
 }
 
-Status Node::remove(std::string_view collection, std::string_view id) {
-  SHOAL_RETURN_IF_ERROR(validate_record_id_for_lookup(id, options_.limits));
-  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
-  const std::string key = record_key(c->id, id);
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  auto got = txn->get(Table::kRecords, key);
-  if (!got.ok()) {
-    if (got.status().code() == Code::kNotFound) {
-      return Status(Detail::kNoSuchRecord, str_cat("no record '", id, "' in '", collection, "'"));
-    }
-    return got.status();
+std::vector<Status> Node::write_group(std::span<WriteRequest> requests) {
+  std::vector<Status> out(requests.size());
+  if (requests.empty()) return out;
+  auto begun = store_->begin_write();
+  if (!begun.ok()) {
+    for (auto& s : out) s = begun.status();
+    return out;
   }
-  SHOAL_ASSIGN_OR_RETURN(auto local, decode_record(*got, key));
-  crdt::Delta delta;
-  delta.records[std::string(id)];  // named with no entries: a delete
-  for (const auto& e : local.entries) delta.context.add(e.dot);
-  Pending pending = Pending::of(*c);
+  store::WriteTxn& txn = **begun;
   DeltaBuffer::Cursor cur = buffer_.cursor();
-  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, delta, pending, cur, nullptr));
-  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
+  crdt::HybridClock clock = clock_;
+  // One Pending per collection the group touches, in the order of first appearance (never by
+  // pointer value: the order of effects must not depend on addresses).
+  std::vector<std::pair<Collection*, Pending>> pendings;
+  std::vector<std::size_t> joined;
+  Status shared;  // a failure of the shared transaction: fails every request that joined it
+  for (std::size_t i = 0; i < requests.size() && shared.ok(); ++i) {
+    const WriteRequest& r = requests[i];
+    auto c = find_or_error(r.collection);  // it may have been dropped since check_upsert
+    if (!c.ok()) {
+      out[i] = c.status();
+      continue;
+    }
+    if (Status s = prepare_request(txn, **c, r); !s.ok()) {
+      out[i] = std::move(s);
+      continue;
+    }
+    auto p = std::find_if(pendings.begin(), pendings.end(), [&](const auto& e) { return e.first == *c; });
+    if (p == pendings.end()) p = pendings.insert(pendings.end(), {*c, Pending::of(**c)});
+    joined.push_back(i);
+    shared = join_request(txn, **c, r, p->second, cur, clock);
+  }
+  if (joined.empty()) return out;  // the transaction aborts unchanged
+  for (auto& [c, p] : pendings) {
+    if (shared.ok()) shared = write_state(txn, *c, p, clock.last());
+  }
+  if (shared.ok()) shared = txn.commit();
+  if (!shared.ok()) {
+    // Aborted (or its commit failed): neither the store nor memory changed for any of them.
+    for (std::size_t i : joined) out[i] = shared;
+    return out;
+  }
+  clock_ = clock;
   commit_cursor(cur);
-  apply_pending(*c, pending);
-  return {};
+  for (auto& [c, p] : pendings) apply_pending(*c, p);
+  return out;
+}
+
+// --- the index queue ---
+
+Status IndexWork::run(unsigned threads) const {
+  // Single adds hold the index's write lock one insert at a time, so searches interleave; a long
+  // run of adds (a backlog after a batch) goes in parallel as one add_batch.
+  constexpr std::size_t kBatchFrom = 128;
+  Status first;
+  std::vector<std::uint64_t> labels;
+  std::vector<float> vectors;
+  auto keep = [&first](Status s) {
+    if (!s.ok() && first.ok()) first = std::move(s);
+  };
+  auto flush = [&] {
+    if (labels.size() >= kBatchFrom && threads > 1) {
+      keep(index_->add_batch(labels, vectors, threads));
+    } else {
+      const std::size_t dim = labels.empty() ? 0 : vectors.size() / labels.size();
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        keep(index_->add(labels[i], std::span<const float>(vectors).subspan(i * dim, dim)));
+      }
+    }
+    labels.clear();
+    vectors.clear();
+  };
+  for (const IndexOp& op : ops_) {
+    if (op.vector.empty()) {
+      flush();
+      if (index_->contains(op.label)) keep(index_->remove(op.label));
+      continue;
+    }
+    labels.push_back(op.label);
+    vectors.insert(vectors.end(), op.vector.begin(), op.vector.end());
+  }
+  flush();
+  return first;
+}
+
+std::optional<IndexWork> Node::take_index_work(std::size_t max_ops) {
+  SHOAL_ASSERT(!index_work_out_);
+  if (index_backlog_ == 0 || max_ops == 0) return std::nullopt;
+  // Collections take turns by id: the next one after the last served that has work, else the
+  // first that has.
+  Collection* pick = nullptr;
+  Collection* first = nullptr;
+  for (const auto& [name, c] : collections_) {
+    if (c->unindexed.empty()) continue;
+    if (first == nullptr || c->id < first->id) first = c.get();
+    if (c->id > next_work_cid_ && (pick == nullptr || c->id < pick->id)) pick = c.get();
+  }
+  if (pick == nullptr) pick = first;
+  SHOAL_ASSERT(pick != nullptr);
+  next_work_cid_ = pick->id;
+  IndexWork w;
+  w.index_ = pick->index.get();
+  w.cid_ = pick->id;
+  const std::size_t n = std::min(max_ops, pick->unindexed.size());
+  w.ops_.assign(pick->unindexed.begin(), pick->unindexed.begin() + static_cast<std::ptrdiff_t>(n));
+  index_work_out_ = true;
+  return w;
+}
+
+void Node::finish_index_work(const IndexWork& work, const Status& result) {
+  SHOAL_ASSERT(index_work_out_);
+  index_work_out_ = false;
+  Collection* c = find_by_id(work.cid_);
+  SHOAL_ASSERT(c != nullptr && c->unindexed.size() >= work.ops_.size());
+  for (std::size_t i = 0; i < work.ops_.size(); ++i) c->unindexed.pop_front();
+  index_backlog_ -= work.ops_.size();
+  // The writes are durable; the index is derived state that a reopen rebuilds from the store.
+  if (!result.ok()) SHOAL_LOG(options_.logger, kError, "node", "queued index update: ", result.to_string());
+}
+
+void Node::drain_index() {
+  while (auto w = take_index_work(index_backlog_)) {
+    const Status s = w->run(options_.build_threads);
+    finish_index_work(*w, s);
+  }
+}
+
+std::vector<index::Neighbor> Node::search_queue(const Collection& c, std::span<const float> query, std::size_t k,
+                                                const index::LabelPredicate* filter,
+                                                std::vector<std::uint64_t>& queued) const {
+  // The latest operation of each queued label decides: an add is a candidate scored exactly, a
+  // remove hides the label. Either way the graph must not answer for it (stale or gone).
+  std::vector<std::pair<std::uint64_t, std::size_t>> order;  // (label, position in the queue)
+  order.reserve(c.unindexed.size());
+  for (std::size_t i = 0; i < c.unindexed.size(); ++i) order.emplace_back(c.unindexed[i].label, i);
+  std::sort(order.begin(), order.end());
+  queued.clear();
+  std::vector<std::uint64_t> labels;
+  std::vector<float> base;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (i + 1 < order.size() && order[i + 1].first == order[i].first) continue;  // a later op decides
+    const std::uint64_t label = order[i].first;
+    queued.push_back(label);
+    const IndexOp& op = c.unindexed[order[i].second];
+    if (op.vector.empty() || (filter != nullptr && !(*filter)(label))) continue;
+    labels.push_back(label);
+    base.insert(base.end(), op.vector.begin(), op.vector.end());
+  }
+  const index::KernelTable* kernels = options_.index_isa ? index::kernels_for(*options_.index_isa) : nullptr;
+  if (kernels == nullptr) kernels = &index::best_kernels();
+  auto hits = index::exact_knn(*kernels, to_index_metric(c.spec.metric), base, c.spec.dimension, query, k);
+  for (auto& h : hits) h.label = labels[h.label];
+  return hits;
 }
 
 // --- reads ---
@@ -716,7 +907,7 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   req.query = query;
   req.k = options.k;
   req.ef = options.ef == 0 ? 0 : std::max<std::size_t>(options.ef, options.k);
-  index::LabelPredicate predicate, present;
+  index::LabelPredicate predicate, present, graph_predicate;
   std::vector<std::uint64_t> matching;
   if (!options.filter.empty()) {
     const Filter& filter = options.filter;
@@ -725,11 +916,36 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
       return label < docs.size() && !docs[label].id.empty() && filter.matches(docs[label].metadata);
     };
     present = [&docs](std::uint64_t label) { return label < docs.size() && !docs[label].id.empty(); };
+  }
+  // Read-your-writes with the index queue: queued labels are scored exactly from the queue, and
+  // the graph (stale or not yet holding them) is kept from answering for them.
+  std::vector<std::uint64_t> queued;
+  std::vector<index::Neighbor> fresh;
+  if (!c->unindexed.empty()) {
+    fresh = search_queue(*c, query, options.k, options.filter.empty() ? nullptr : &predicate, queued);
+    const index::LabelPredicate* user = options.filter.empty() ? nullptr : &predicate;
+    graph_predicate = [&queued, user](std::uint64_t label) {
+      return !std::binary_search(queued.begin(), queued.end(), label) && (user == nullptr || (*user)(label));
+    };
+    req.filter = &graph_predicate;
+  }
+  if (!options.filter.empty()) {
     // Labels start at 1. The index's pre-planner samples the filter's selectivity and, when it
     // is selective, lists the matching labels for an exact scan (index/planner.hpp).
-    index::plan_filter(req, 1, docs.size(), present, predicate, matching);
+    index::plan_filter(req, 1, c->docs.size(), present, queued.empty() ? predicate : graph_predicate, matching);
   }
   SHOAL_ASSIGN_OR_RETURN(auto result, c->index->search(req));
+  if (!fresh.empty()) {
+    std::vector<index::Neighbor> merged;
+    merged.reserve(result.neighbors.size() + fresh.size());
+    auto closer = [](const index::Neighbor& a, const index::Neighbor& b) {
+      return a.distance < b.distance || (a.distance == b.distance && a.label < b.label);
+    };
+    std::merge(result.neighbors.begin(), result.neighbors.end(), fresh.begin(), fresh.end(),
+               std::back_inserter(merged), closer);
+    if (merged.size() > options.k) merged.resize(options.k);
+    result.neighbors = std::move(merged);
+  }
   std::vector<Hit> hits;
   hits.reserve(result.neighbors.size());
   for (const auto& nb : result.neighbors) {
@@ -746,6 +962,8 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
 
 Status Node::save_snapshots() {
   if (options_.snapshots == nullptr) return {};
+  // A snapshot claims to cover the whole buffer: the queue goes into the index first.
+  drain_index();
   for (const auto& [name, c] : collections_) {
     SHOAL_RETURN_IF_ERROR(options_.snapshots->save(c->id, *c->index, buffer_.last()));
   }

@@ -3,6 +3,7 @@
 // Thread rules: as Node.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -31,6 +32,9 @@ struct Node::Collection {
   std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
   std::uint64_t next_label = 1;
   std::uint64_t live = 0;
+  // Index operations of committed writes not yet applied to `index`, oldest first
+  // (NodeOptions::index_queue_max > 0). Search answers for their labels from here.
+  std::deque<IndexOp> unindexed;
 
   Doc& doc(std::uint64_t label) {
     if (docs.size() <= label) docs.resize(label + 1);

@@ -40,6 +40,8 @@ Status OpenDataDir::open_node(NodeOptions options) {
   logger_ = options.logger;
   options.snapshots = &snapshots_;
   if (!options.wall_clock) options.wall_clock = [] { return now_wall(); };
+  // Index upkeep off the acknowledgement path (SharedNode's index thread), unless asked.
+  if (options.index_queue_max == 0) options.index_queue_max = kDefaultIndexQueueMax;
   if (!options.identity) {
     // Used only when the store has no identity yet (a new directory): 16 bytes from the OS.
     crdt::ReplicaId id;

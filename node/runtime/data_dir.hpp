@@ -32,6 +32,12 @@
 
 namespace shoal::node {
 
+// The index queue's bound for an open data directory (NodeOptions::index_queue_max when the
+// caller leaves it 0): writes return after their durable commit, and SharedNode's index thread
+// inserts them into the index; past this many queued operations writers wait. At 784-d floats
+// that is at most ~3 MiB of vectors, and the exact scan of a full queue costs a search ~0.1 ms.
+inline constexpr std::size_t kDefaultIndexQueueMax = 1024;
+
 struct DataDirOptions {
   // snapshots is set by open_data_dir; wall_clock defaults to the real clock, and a new
   // directory's identity to 16 random bytes from the OS.

@@ -1,18 +1,45 @@
 // node/runtime/shared_node.hpp: the thread-safe face of a Node for embedded use (the C API, the
-// CLI, and later the daemon's handlers).
+// CLI, and the daemon's handlers).
 //
 // Role: the node core (node/core/node.hpp) is a single-owner state machine with no locks; this
 // wrapper is where serialisation lives. Writes and sync calls take the lock exclusively; get(),
 // search(), listings and statistics share it, so searches run in parallel. The lock prefers
 // writers (common/rw_lock.hpp): a write waits only for the reads already running, never for a
 // stream of new ones, so saturating searches cannot starve writes.
-// Thread rules: every method may be called from any thread.
+//
+// Group commit: upsert(), upsert_batch() and remove() are validated on the caller's thread (under
+// the shared lock), then join a queue of writes. The first writer that finds no commit running
+// becomes the leader: it takes what is queued (up to kMaxGroupWrites writes, kMaxGroupRecords
+// records), applies it with Node::write_group in ONE store transaction with ONE durable commit,
+// hands each writer its own status and wakes them; writers that arrived meanwhile form the next
+// group. So every write is acknowledged only after the commit that covers it, and concurrent
+// writers share the disk's sync instead of paying one each. A write that fails on its own inside
+// a group (a delete of an absent id, its collection dropped meanwhile) fails alone; a failed
+// commit fails exactly the writes of its group.
+//
+// Index thread: when the node queues index operations (NodeOptions::index_queue_max > 0, as
+// OpenDataDir sets it), a thread owned by this wrapper applies them: it takes an IndexWork under
+// the exclusive lock, runs it with no lock of ours (the HnswIndex has its own), and hands it back
+// under the exclusive lock. Searches stay read-your-writes meanwhile (the node scans the queue).
+// A writer waits before joining a group while the queue is at its bound (back-pressure; nothing
+// is dropped); peers' batches (receive, write_quiet) wait the same way. Snapshots and the
+// destructor drain the queue first, so close leaves the index complete.
+//
+// Thread rules: every method may be called from any thread, but not from inside a read() or
+// write() callback (the lock is not recursive). Lock order: drain_mu_, then the node lock;
+// group_mu_ and signal_mu_ are never held while taking another.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,9 +48,38 @@
 
 namespace shoal::node {
 
+// What group commit did (SharedNode::write_stats): the commits that covered the writes.
+struct WriteGroupStats {
+  std::uint64_t groups = 0;   // Node::write_group calls, i.e. shared transactions
+  std::uint64_t writes = 0;   // writes they carried (upserts, batches and deletes)
+  std::uint64_t largest = 0;  // the most writes one group carried
+};
+
 class SharedNode {
  public:
-  explicit SharedNode(std::unique_ptr<Node> node) noexcept : node_(std::move(node)) {}
+  // A group carries at most this many writes, and stops taking more once it holds this many
+  // records (a single larger batch still goes, alone).
+  static constexpr std::size_t kMaxGroupWrites = 256;
+  static constexpr std::size_t kMaxGroupRecords = 4096;
+  // The index thread takes at most this many queued operations at a time.
+  static constexpr std::size_t kIndexWorkOps = 256;
+
+  explicit SharedNode(std::unique_ptr<Node> node) : node_(std::move(node)) {
+    if (node_->index_queue_max() > 0) index_thread_ = std::thread([this] { index_loop(); });
+  }
+  // Stops the index thread and drains what is left of the queue into the index.
+  ~SharedNode() {
+    {
+      std::lock_guard l(signal_mu_);
+      stop_ = true;
+    }
+    signal_cv_.notify_all();
+    progress_cv_.notify_all();
+    if (index_thread_.joinable()) index_thread_.join();
+    std::lock_guard d(drain_mu_);
+    std::unique_lock lock(mu_);
+    node_->drain_index();
+  }
   SharedNode(const SharedNode&) = delete;
   SharedNode& operator=(const SharedNode&) = delete;
 
@@ -44,14 +100,20 @@ class SharedNode {
         for (const auto& [id, fn] : self.after_write_) fn();
       }
     } notify{*this};
+    Kick kick{*this};
     std::unique_lock lock(mu_);
+    Track track{*this};
     return std::forward<F>(f)(*node_);
   }
   // As write(), without the after-write notification: for the sync driver itself (the mesh
-  // host), whose own calls must not wake it again.
+  // host), whose own calls must not wake it again. Waits first while the index queue is full
+  // (a peer's batch adds to it like an app's write).
   template <typename F>
   decltype(auto) write_quiet(F&& f) {
+    admit(1);
+    Kick kick{*this};
     std::unique_lock lock(mu_);
+    Track track{*this};
     return std::forward<F>(f)(*node_);
   }
 
@@ -87,15 +149,29 @@ class SharedNode {
   [[nodiscard]] Result<CollectionInfo> collection_info(std::string_view name) const {
     return read([&](const Node& n) { return n.collection_info(name); });
   }
+  // Durable when OK (group commit, above). Statuses: Node::upsert_batch's and Node::remove's.
   [[nodiscard]] Status upsert(std::string_view collection, std::string_view id, RecordValue value) {
-    return write([&](Node& n) { return n.upsert(collection, id, std::move(value)); });
+    std::vector<RecordInput> one;
+    one.push_back(RecordInput{std::string(id), std::move(value)});
+    return upsert_batch(collection, std::move(one));
   }
   [[nodiscard]] Status upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
-    return write([&](Node& n) { return n.upsert_batch(collection, std::move(records)); });
+    // Validation first, on this thread: a rejected write never joins a group.
+    SHOAL_RETURN_IF_ERROR(read([&](const Node& n) { return n.check_upsert(collection, records); }));
+    const std::size_t ops = records.size();
+    return submit(WriteRequest{std::string(collection), std::move(records), std::nullopt}, ops);
   }
   [[nodiscard]] Status remove(std::string_view collection, std::string_view id) {
-    return write([&](Node& n) { return n.remove(collection, id); });
+    SHOAL_RETURN_IF_ERROR(read([&](const Node& n) { return n.check_remove(collection, id); }));
+    return submit(WriteRequest{std::string(collection), {}, std::string(id)}, 1);
   }
+  WriteGroupStats write_stats() const {
+    std::lock_guard g(group_mu_);
+    return stats_;
+  }
+  // Index operations committed but not yet in the index (0 without a queue).
+  std::size_t index_backlog() const noexcept { return backlog_.load(std::memory_order_relaxed); }
+
   [[nodiscard]] Result<GetResult> get(std::string_view collection, std::string_view id) const {
     return read([&](const Node& n) { return n.get(collection, id); });
   }
@@ -103,7 +179,9 @@ class SharedNode {
                                                 const SearchOptions& options) const {
     return read([&](const Node& n) { return n.search(collection, query, options); });
   }
+  // Drains the index queue, then writes the snapshots (Node::save_snapshots).
   [[nodiscard]] Status save_snapshots() {
+    std::lock_guard d(drain_mu_);  // no IndexWork is out while we hold it
     return write([&](Node& n) { return n.save_snapshots(); });
   }
   NodeStats stats() const {
@@ -130,6 +208,7 @@ class SharedNode {
     write([&](Node& n) { n.peer_down(peer, now); });
   }
   [[nodiscard]] Status receive(const crdt::ReplicaId& from, const transport::Message& message, MonoTime now) {
+    admit(1);
     return write([&](Node& n) { return n.receive(from, message, now); });
   }
   void tick(MonoTime now) {
@@ -142,13 +221,194 @@ class SharedNode {
     return read([&](const Node& n) { return n.next_wakeup(); });
   }
 
+  // --- Test hooks (deterministic, no timing) ---
+  // While held, writes queue up and no group commits; releasing lets the next leader take them
+  // all as one group.
+  void hold_commits_for_testing(bool hold) {
+    {
+      std::lock_guard g(group_mu_);
+      hold_ = hold;
+    }
+    group_cv_.notify_all();
+  }
+  // Writes waiting in the group queue (not yet taken by a leader).
+  std::size_t queued_writes_for_testing() const {
+    std::lock_guard g(group_mu_);
+    return queue_.size();
+  }
+  // While paused, the index thread takes no work, so the queue only grows.
+  void pause_index_for_testing(bool pause) {
+    {
+      std::lock_guard l(signal_mu_);
+      paused_ = pause;
+      hint_ = true;
+    }
+    signal_cv_.notify_all();
+  }
+  // Writers held back by a full index queue right now.
+  std::size_t writers_waiting_for_testing() const {
+    std::lock_guard l(signal_mu_);
+    return waiting_;
+  }
+  // Blocks until the index queue is empty (the index thread must not be paused).
+  void wait_index_idle_for_testing() {
+    std::unique_lock l(signal_mu_);
+    progress_cv_.wait(l, [&] { return stop_ || backlog_.load() == 0; });
+  }
+
+ private:
+  // One writer's place in the group queue; lives on the writer's stack until it is done.
+  struct Ticket {
+    WriteRequest request;
+    std::size_t records = 0;
+    Status status;
+    bool done = false;
+  };
+  // Runs before the node lock is released (declared after it): publishes the queue's length.
+  struct Track {
+    SharedNode& s;
+    ~Track() { s.backlog_.store(s.node_->index_backlog(), std::memory_order_relaxed); }
+  };
+  // Runs after the node lock is released: wakes the index thread when there is work.
+  struct Kick {
+    SharedNode& s;
+    ~Kick() {
+      if (!s.index_thread_.joinable() || s.backlog_.load(std::memory_order_relaxed) == 0) return;
+      {
+        std::lock_guard l(s.signal_mu_);
+        s.hint_ = true;
+      }
+      s.signal_cv_.notify_one();
+    }
+  };
+
+  // Back-pressure: waits while adding `ops` operations would pass the queue's bound (an empty
+  // queue always admits, so a batch larger than the bound still goes, alone). The bound is
+  // soft by the writes admitted at the same moment: they were all under it when they passed.
+  void admit(std::size_t ops) {
+    const std::size_t max = node_->index_queue_max();
+    if (max == 0) return;
+    auto room = [&] {
+      const std::size_t b = backlog_.load(std::memory_order_relaxed);
+      return b == 0 || b + ops <= max;
+    };
+    if (room()) return;
+    std::unique_lock l(signal_mu_);
+    ++waiting_;
+    progress_cv_.wait(l, [&] { return stop_ || room(); });
+    --waiting_;
+  }
+
+  Status submit(WriteRequest request, std::size_t ops) {
+    admit(ops);
+    Ticket t{std::move(request), std::max<std::size_t>(ops, 1), {}, false};
+    std::unique_lock g(group_mu_);
+    queue_.push_back(&t);
+    while (!t.done) {
+      if (!leading_ && !hold_) {
+        lead(g);  // our own ticket is still queued: no other leader took it
+        continue;
+      }
+      group_cv_.wait(g);
+    }
+    return std::move(t.status);
+  }
+
+  // Called with group_mu_ held and no leader: commits one group, then wakes every waiter.
+  void lead(std::unique_lock<std::mutex>& g) {
+    leading_ = true;
+    std::vector<Ticket*> group;
+    std::size_t records = 0;
+    std::size_t taken = 0;
+    while (taken < queue_.size() && group.size() < kMaxGroupWrites &&
+           (group.empty() || records + queue_[taken]->records <= kMaxGroupRecords)) {
+      records += queue_[taken]->records;
+      group.push_back(queue_[taken++]);
+    }
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(taken));
+    g.unlock();
+    std::vector<WriteRequest> requests;
+    requests.reserve(group.size());
+    for (Ticket* t : group) requests.push_back(std::move(t->request));
+    std::vector<Status> statuses = write([&](Node& n) { return n.write_group(requests); });
+    g.lock();
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      group[i]->status = std::move(statuses[i]);
+      group[i]->done = true;
+    }
+    ++stats_.groups;
+    stats_.writes += group.size();
+    stats_.largest = std::max<std::uint64_t>(stats_.largest, group.size());
+    leading_ = false;
+    group_cv_.notify_all();
+  }
+
+  // The index thread: applies the node's queued index operations until stopped.
+  void index_loop() {
+    for (;;) {
+      {
+        std::unique_lock l(signal_mu_);
+        signal_cv_.wait(l, [&] { return stop_ || (hint_ && !paused_); });
+        if (stop_) return;
+        hint_ = false;
+      }
+      for (;;) {
+        {
+          std::lock_guard l(signal_mu_);
+          if (stop_ || paused_) break;
+        }
+        std::lock_guard d(drain_mu_);
+        std::optional<IndexWork> work;
+        unsigned threads = 1;
+        {
+          std::unique_lock lock(mu_);
+          work = node_->take_index_work(kIndexWorkOps);
+          threads = node_->build_threads();
+        }
+        if (!work) break;
+        const Status result = work->run(threads);  // no node lock: searches and commits go on
+        {
+          std::unique_lock lock(mu_);
+          node_->finish_index_work(*work, result);
+          backlog_.store(node_->index_backlog(), std::memory_order_relaxed);
+        }
+        {
+          std::lock_guard l(signal_mu_);  // orders the store above with admit()'s predicate
+        }
+        progress_cv_.notify_all();
+      }
+    }
+  }
+
  private:
   mutable RwLock mu_;
+
   std::unique_ptr<Node> node_;
   // Guards after_write_ and next_observer_ (shared while observers run, exclusive to change them).
   mutable std::shared_mutex observers_mu_;
   std::vector<std::pair<std::size_t, std::function<void()>>> after_write_;
   std::size_t next_observer_ = 0;
+
+  // Group commit.
+  mutable std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::vector<Ticket*> queue_;  // oldest first
+  bool leading_ = false;
+  bool hold_ = false;
+  WriteGroupStats stats_;
+
+  // The index thread.
+  std::atomic<std::size_t> backlog_{0};
+  std::mutex drain_mu_;  // held while an IndexWork is out
+  mutable std::mutex signal_mu_;
+  std::condition_variable signal_cv_;    // wakes the index thread
+  std::condition_variable progress_cv_;  // the queue shrank (admit, tests)
+  bool hint_ = false;
+  bool paused_ = false;
+  bool stop_ = false;
+  std::size_t waiting_ = 0;
+  std::thread index_thread_;  // last: started after everything it uses exists
 };
+
 
 }  // namespace shoal::node

@@ -16,6 +16,10 @@ inline std::uint64_t batch_size(std::uint64_t seed, std::uint64_t b) {
 inline std::string record_id(std::uint64_t b, std::uint64_t i) {
   return "b" + std::to_string(b) + "-" + std::to_string(i);
 }
+// The multi-threaded writer's record n of thread t, in the cycle that started at `first`.
+inline std::string thread_record_id(std::uint64_t first, std::uint64_t t, std::uint64_t n) {
+  return "m" + std::to_string(first) + "-t" + std::to_string(t) + "-" + std::to_string(n);
+}
 inline std::vector<float> vector_of(std::uint64_t b, std::uint64_t i) {
   std::vector<float> v(8);
   for (std::size_t j = 0; j < v.size(); ++j) v[j] = static_cast<float>((b * 31 + i * 7 + j) % 97);

@@ -3,15 +3,50 @@
 // prints "a <b>" once it is acknowledged, then deletes record "b<b-2>-0" and prints "d <b-2>"
 // once that is acknowledged. The parent kills it with SIGKILL at a random moment.
 //   kill9_writer DIR SEED FIRST
+// With a fourth argument THREADS, it instead runs THREADS writer threads at once (group commit):
+// thread t upserts single records "m<FIRST>-t<t>-<n>" for n = 0, 1, ... (metadata first, t, n),
+// printing "m <t> <n>" once each is acknowledged.
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "node/runtime/data_dir.hpp"
 #include "tests/node/kill9_common.hpp"
 
+namespace {
+
+int run_threads(shoal::node::SharedNode& node, std::uint64_t first, unsigned threads) {
+  std::mutex out;
+  std::vector<std::thread> writers;
+  for (unsigned t = 0; t < threads; ++t) {
+    writers.emplace_back([&, t] {
+      for (std::uint64_t n = 0;; ++n) {
+        shoal::node::RecordValue v{shoal::kill9::vector_of(first * 64 + t, n), {}, ""};
+        v.metadata.fields = {{"first", static_cast<std::int64_t>(first)},
+                             {"t", static_cast<std::int64_t>(t)},
+                             {"n", static_cast<std::int64_t>(n)}};
+        const shoal::Status s = node.upsert("k", shoal::kill9::thread_record_id(first, t, n), std::move(v));
+        if (!s.ok()) {
+          std::fprintf(stderr, "writer: %s\n", s.to_string().c_str());
+          std::_Exit(1);
+        }
+        std::lock_guard l(out);
+        std::printf("m %u %llu\n", t, static_cast<unsigned long long>(n));
+        std::fflush(stdout);
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc != 4) return 2;
+  if (argc != 4 && argc != 5) return 2;
   const std::string dir = argv[1];
   const std::uint64_t seed = std::strtoull(argv[2], nullptr, 10);
   const std::uint64_t first = std::strtoull(argv[3], nullptr, 10);
@@ -24,6 +59,7 @@ int main(int argc, char** argv) {
   if (!node.collection_info("k").ok()) {
     if (!node.create_collection({"k", 8, shoal::node::Metric::kL2}).ok()) return 1;
   }
+  if (argc == 5) return run_threads(node, first, static_cast<unsigned>(std::strtoul(argv[4], nullptr, 10)));
   for (std::uint64_t b = first;; ++b) {
     std::vector<shoal::node::RecordInput> batch;
     for (std::uint64_t i = 0; i < shoal::kill9::batch_size(seed, b); ++i) {

@@ -33,6 +33,8 @@ struct TierPolicy {
   // by at most one item or one repair slice. Deltas wait in buffer order: an entry over budget
   // holds back the entries behind it on that peer's warm link until the next window.
   std::uint64_t warm_budget_bytes = 0;
+
+  friend bool operator==(const TierPolicy&, const TierPolicy&) = default;
 };
 
 // Documented limits (docs/tiers.md): an interval outside them is a typed error naming the value.
@@ -50,6 +52,7 @@ struct TierPolicies {
     auto it = collections.find(collection);
     return it == collections.end() ? defaults : it->second;
   }
+  friend bool operator==(const TierPolicies&, const TierPolicies&) = default;
 };
 
 // Every policy valid (the collection named in the error).

@@ -631,6 +631,106 @@ void parse_max_clients(Field& f, DaemonConfig& c) {
   if (auto v = f.integer(1, kMaxClients)) c.max_clients = static_cast<std::size_t>(*v);
 }
 
+// [tiers]: the limits are node::validate's (tier_policy.hpp), checked here so that the file's
+// line is named.
+constexpr std::int64_t kMaxTierCollections = 1024;
+
+std::optional<Duration> parse_warm_interval(Field& f) {
+  auto v = f.integer(node::kMinWarmInterval.ms(), node::kMaxWarmInterval.ms(), "milliseconds");
+  if (!v) return std::nullopt;
+  return Duration::millis(*v);
+}
+
+std::optional<std::uint64_t> parse_warm_budget(Field& f) {
+  // 0: no budget; at most 1 TiB per interval.
+  auto v = f.integer(0, std::int64_t{1} << 40, "bytes");
+  if (!v) return std::nullopt;
+  return static_cast<std::uint64_t>(*v);
+}
+
+void parse_tiers_warm(Field& f, DaemonConfig& c) {
+  if (auto b = f.boolean()) c.tier_warm = *b;
+}
+
+void parse_tiers_warm_interval(Field& f, DaemonConfig& c) {
+  if (auto d = parse_warm_interval(f)) c.tier_warm_interval = *d;
+}
+
+void parse_tiers_warm_budget(Field& f, DaemonConfig& c) {
+  if (auto b = parse_warm_budget(f)) c.tier_warm_budget_bytes = *b;
+}
+
+std::optional<DaemonConfig::CollectionTier> parse_collection_tier(Field& f, std::size_t index) {
+  if (!f.expect(toml::node_type::table, "a table with name and any of warm, warm_interval_ms, warm_budget_bytes")) {
+    return std::nullopt;
+  }
+  const toml::table& t = *f.value().as_table();
+  const std::string prefix = str_cat("tiers.collections[", index, "].");
+  DaemonConfig::CollectionTier entry;
+  bool ok = true;
+  bool have_name = false;
+  for (const auto& [k, v] : t) {
+    Field sub(f.report(), prefix + std::string(k.str()), k.source(), v);
+    if (k.str() == "name") {
+      have_name = true;
+      auto text = sub.string("a string, a collection name");
+      if (!text || text->empty()) {
+        if (text) sub.fail(Detail::kMalformed, "expected a collection name, saw an empty string");
+        ok = false;
+      } else {
+        entry.name = std::move(*text);
+      }
+    } else if (k.str() == "warm") {
+      if (auto b = sub.boolean()) entry.warm = *b; else ok = false;
+    } else if (k.str() == "warm_interval_ms") {
+      if (auto d = parse_warm_interval(sub)) entry.warm_interval = *d; else ok = false;
+    } else if (k.str() == "warm_budget_bytes") {
+      if (auto b = parse_warm_budget(sub)) entry.warm_budget_bytes = *b; else ok = false;
+    } else {
+      std::string_view hint = closest(k.str(), {"name", "warm", "warm_interval_ms", "warm_budget_bytes"});
+      sub.fail(Detail::kUnknownName,
+               hint.empty() ? std::string("unknown key; an entry has name, warm, warm_interval_ms and warm_budget_bytes")
+                            : str_cat("unknown key (did you mean ", prefix, hint, "?)"));
+      ok = false;
+    }
+  }
+  if (!have_name) {
+    f.report().add(&f.value().source(), Detail::kNone, prefix + "name",
+                   str_cat("key ", prefix, "name is missing; an entry names its collection"));
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return entry;
+}
+
+void parse_tier_collections(Field& f, DaemonConfig& c) {
+  if (!f.expect(toml::node_type::array, "an array of tables ([[tiers.collections]])")) return;
+  const toml::array& a = *f.value().as_array();
+  if (a.size() > static_cast<std::size_t>(kMaxTierCollections)) {
+    f.fail(Detail::kTooLarge, str_cat(a.size(), " collections; at most ", kMaxTierCollections));
+    return;
+  }
+  std::vector<DaemonConfig::CollectionTier> entries;
+  bool ok = true;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const toml::node& element = *a.get(i);
+    Field item(f.report(), str_cat("tiers.collections[", i, "]"), element.source(), element);
+    auto entry = parse_collection_tier(item, i);
+    if (!entry) {
+      ok = false;
+      continue;
+    }
+    const auto dup = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.name == entry->name; });
+    if (dup != entries.end()) {
+      item.fail(Detail::kMalformed, str_cat("the same collection as tiers.collections[", dup - entries.begin(), "]"));
+      ok = false;
+      continue;
+    }
+    entries.push_back(std::move(*entry));
+  }
+  if (ok) c.tier_collections = std::move(entries);
+}
+
 void parse_metrics_enabled(Field& f, DaemonConfig& c) {
   if (auto b = f.boolean()) c.metrics_enabled = *b;
 }
@@ -657,11 +757,15 @@ const std::array kRules{
     rule<&C::allow_uids>("api", "allow_uids", kRestart, kOptional, parse_allow_uids),
     rule<&C::allow_gids>("api", "allow_gids", kRestart, kOptional, parse_allow_gids),
     rule<&C::max_clients>("api", "max_clients", kRestart, kOptional, parse_max_clients),
+    rule<&C::tier_warm>("tiers", "warm", kReload, kOptional, parse_tiers_warm),
+    rule<&C::tier_warm_interval>("tiers", "warm_interval_ms", kReload, kOptional, parse_tiers_warm_interval),
+    rule<&C::tier_warm_budget_bytes>("tiers", "warm_budget_bytes", kReload, kOptional, parse_tiers_warm_budget),
+    rule<&C::tier_collections>("tiers", "collections", kReload, kOptional, parse_tier_collections),
     rule<&C::metrics_enabled>("metrics", "enabled", kReload, kOptional, parse_metrics_enabled),
     rule<&C::metrics_address, &C::metrics_port>("metrics", "listen", kReload, kOptional, parse_metrics_listen),
 };
 
-constexpr std::array<std::string_view, 4> kTables{"node", "mesh", "api", "metrics"};
+constexpr std::array<std::string_view, 5> kTables{"node", "mesh", "api", "tiers", "metrics"};
 
 std::string dotted(const Rule& r) { return str_cat(r.table, ".", r.name); }
 
@@ -798,6 +902,19 @@ Result<DaemonConfig> load_config(const std::string& path) {
   return parse_config(text, path);
 }
 
+node::TierPolicies tier_policies(const DaemonConfig& config) {
+  node::TierPolicies out;
+  out.defaults = node::TierPolicy{config.tier_warm, config.tier_warm_interval, config.tier_warm_budget_bytes};
+  for (const auto& e : config.tier_collections) {
+    node::TierPolicy p = out.defaults;
+    if (e.warm) p.warm = *e.warm;
+    if (e.warm_interval) p.warm_interval = *e.warm_interval;
+    if (e.warm_budget_bytes) p.warm_budget_bytes = *e.warm_budget_bytes;
+    out.collections.emplace(e.name, p);
+  }
+  return out;
+}
+
 std::span<const ConfigKey> config_keys() noexcept {
   static const std::vector<ConfigKey> keys = [] {
     // The names must outlive the call: built once from the rules into static strings.
@@ -811,6 +928,13 @@ std::span<const ConfigKey> config_keys() noexcept {
         // The fields of each [[mesh.peers]] entry, reloaded with the list.
         out.push_back(ConfigKey{"mesh.peers.address", true, true});  // required in each entry
         out.push_back(ConfigKey{"mesh.peers.tier", true, false});
+      }
+      if (r.table == "tiers" && r.name == "collections") {
+        // The fields of each [[tiers.collections]] entry, reloaded with the list.
+        out.push_back(ConfigKey{"tiers.collections.name", true, true});  // required in each entry
+        out.push_back(ConfigKey{"tiers.collections.warm", true, false});
+        out.push_back(ConfigKey{"tiers.collections.warm_interval_ms", true, false});
+        out.push_back(ConfigKey{"tiers.collections.warm_budget_bytes", true, false});
       }
     }
     return out;

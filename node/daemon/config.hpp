@@ -32,6 +32,7 @@
 #include "common/status.hpp"
 #include "common/time.hpp"
 #include "node/core/spec.hpp"
+#include "node/core/tier_policy.hpp"
 
 namespace shoal::daemon {
 
@@ -75,6 +76,22 @@ struct DaemonConfig {
   std::vector<std::uint32_t> allow_gids;
   std::size_t max_clients = 1024;  // api.max_clients
 
+  // [tiers]: what each collection sends warm peers (node/core/tier_policy.hpp, docs/tiers.md).
+  // tiers.warm, tiers.warm_interval_ms, tiers.warm_budget_bytes set the default policy;
+  // [[tiers.collections]] name = "...", with any of the same three keys, one collection's (the
+  // keys it leaves out take the defaults).
+  bool tier_warm = true;                              // tiers.warm
+  Duration tier_warm_interval = Duration::seconds(20);  // tiers.warm_interval_ms
+  std::uint64_t tier_warm_budget_bytes = 0;           // tiers.warm_budget_bytes (0: no budget)
+  struct CollectionTier {
+    std::string name;
+    std::optional<bool> warm;
+    std::optional<Duration> warm_interval;
+    std::optional<std::uint64_t> warm_budget_bytes;
+    friend bool operator==(const CollectionTier&, const CollectionTier&) = default;
+  };
+  std::vector<CollectionTier> tier_collections;
+
   // [metrics]
   bool metrics_enabled = true;                  // metrics.enabled
   std::string metrics_address = "127.0.0.1";    // metrics.listen = "ADDR:PORT" (port 0: any free port)
@@ -82,6 +99,9 @@ struct DaemonConfig {
 
   friend bool operator==(const DaemonConfig&, const DaemonConfig&) = default;
 };
+
+// The tier policies the [tiers] table describes (valid: parse_config checked every limit).
+node::TierPolicies tier_policies(const DaemonConfig& config);
 
 // The largest configuration file load_config reads.
 inline constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
@@ -112,9 +132,9 @@ struct ConfigKey {
 // Every key parse_config accepts, in documentation order. Static storage.
 std::span<const ConfigKey> config_keys() noexcept;
 
-// What a SIGHUP does with a re-read file: reloadable keys (node.log_level, mesh.peers,
-// metrics.enabled, metrics.listen; later the tier policies) take their new values, every other
-// change waits for a restart.
+// What a SIGHUP does with a re-read file: reloadable keys (node.log_level, mesh.peers, the
+// [tiers] keys, metrics.enabled, metrics.listen) take their new values, every other change
+// waits for a restart.
 struct ReloadPlan {
   // The configuration to run with after the reload: `current` with the new values of the
   // reloadable keys only (a restart-only key keeps its current value), and the new file's path.

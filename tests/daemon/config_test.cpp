@@ -183,9 +183,9 @@ TEST_CASE("an unknown table is an error with a suggestion", "[daemon][config][er
   CHECK(s.context() == "metric");
   CHECK(s.message() == "/etc/shoal/shoald.toml:5:2: table [metric]: unknown table (did you mean [metrics]?)");
 
-  const Status far = error_of(kRequired + "[tiers]\n");
+  const Status far = error_of(kRequired + "[replication]\n");
   CHECK(far.detail() == Detail::kUnknownName);
-  CHECK_THAT(far.message(), Contains("/etc/shoal/shoald.toml:4:2: table [tiers]: unknown table; the tables are [node], [mesh], [api], [metrics]"));
+  CHECK_THAT(far.message(), Contains("/etc/shoal/shoald.toml:4:2: table [replication]: unknown table; the tables are [node], [mesh], [api], [tiers], [metrics]"));
 
   const Status nested = error_of(kRequired + "[mesh.listen_options]\n");
   CHECK(nested.detail() == Detail::kUnknownName);
@@ -402,6 +402,15 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
       {"api.allow_uids", [](DaemonConfig& c) { c.allow_uids = {1000}; }},
       {"api.allow_gids", [](DaemonConfig& c) { c.allow_gids = {1000}; }},
       {"api.max_clients", [](DaemonConfig& c) { c.max_clients = 3; }},
+      {"tiers.warm", [](DaemonConfig& c) { c.tier_warm = false; }},
+      {"tiers.warm_interval_ms", [](DaemonConfig& c) { c.tier_warm_interval = Duration::seconds(60); }},
+      {"tiers.warm_budget_bytes", [](DaemonConfig& c) { c.tier_warm_budget_bytes = 4096; }},
+      {"tiers.collections", [](DaemonConfig& c) { c.tier_collections.push_back({"a", false, {}, {}}); }},
+      {"tiers.collections.name", [](DaemonConfig& c) { c.tier_collections.push_back({"b", {}, {}, {}}); }},
+      {"tiers.collections.warm", [](DaemonConfig& c) { c.tier_collections.push_back({"c", true, {}, {}}); }},
+      {"tiers.collections.warm_interval_ms",
+       [](DaemonConfig& c) { c.tier_collections.push_back({"d", {}, Duration::seconds(5), {}}); }},
+      {"tiers.collections.warm_budget_bytes", [](DaemonConfig& c) { c.tier_collections.push_back({"e", {}, {}, 10}); }},
       {"metrics.enabled", [](DaemonConfig& c) { c.metrics_enabled = false; }},
       {"metrics.listen", [](DaemonConfig& c) { c.metrics_address = "0.0.0.0"; }},
   };
@@ -416,7 +425,9 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
     REQUIRE_FALSE(next == current);
     const daemon::ReloadPlan plan = daemon::plan_reload(current, next);
     // Fields of [[mesh.peers]] are reported as mesh.peers, the list they reload with.
-    const std::string reported = name.rfind("mesh.peers", 0) == 0 ? "mesh.peers" : name;
+    const std::string reported = name.rfind("mesh.peers", 0) == 0          ? "mesh.peers"
+                                 : name.rfind("tiers.collections", 0) == 0 ? "tiers.collections"
+                                                                           : name;
     if (key.reloadable) {
       CHECK(plan.applied == std::vector<std::string>{reported});
       CHECK(plan.need_restart.empty());
@@ -475,6 +486,7 @@ TEST_CASE("packaging/shoald.toml parses, and shows the true defaults", "[daemon]
   DaemonConfig expected = *as_shipped;
   expected.peers = {PeerConfig{"10.0.0.5", 7411, node::Tier::kWarm}};
   expected.socket_group = "shoal";
+  expected.tier_collections = {DaemonConfig::CollectionTier{"images", false, Duration::seconds(60), 1048576}};
   CHECK(*all == expected);
   // And the shipped file changes nothing but the required keys.
   DaemonConfig defaults;
@@ -486,8 +498,8 @@ TEST_CASE("packaging/shoald.toml parses, and shows the true defaults", "[daemon]
   // Every key appears in it (mesh.peers as its [[mesh.peers]] header).
   for (const ConfigKey& key : daemon::config_keys()) {
     INFO(key.name);
-    if (key.name == "mesh.peers") {
-      CHECK(uncommented.find("\n[[mesh.peers]]\n") != std::string::npos);
+    if (key.name == "mesh.peers" || key.name == "tiers.collections") {
+      CHECK(uncommented.find(str_cat("\n[[", key.name, "]]\n")) != std::string::npos);
       continue;
     }
     const std::string leaf(key.name.substr(key.name.rfind('.') + 1));
@@ -509,4 +521,44 @@ TEST_CASE("docs/operations.md documents every key and whether it reloads", "[dae
     REQUIRE(std::regex_search(section, m, row));
     CHECK((m[1] == "yes") == key.reloadable);
   }
+}
+
+// --- [tiers] ---
+
+TEST_CASE("[tiers] gives each collection its policy; the keys an entry leaves out take the defaults",
+          "[daemon][config][tiers]") {
+  auto c = parse(kRequired +
+                 "[tiers]\nwarm_budget_bytes = 65536\n"
+                 "[[tiers.collections]]\nname = \"images\"\nwarm = false\n"
+                 "[[tiers.collections]]\nname = \"logs\"\nwarm_interval_ms = 3600000\n");
+  INFO(c.status().to_string());
+  REQUIRE(c.ok());
+  const node::TierPolicies p = daemon::tier_policies(*c);
+  CHECK(p.defaults == node::TierPolicy{true, Duration::seconds(20), 65536});
+  CHECK(p.of("images") == node::TierPolicy{false, Duration::seconds(20), 65536});
+  CHECK(p.of("logs") == node::TierPolicy{true, Duration::seconds(3600), 65536});
+  CHECK(p.of("other") == p.defaults);
+  CHECK(node::validate(p).ok());
+}
+
+TEST_CASE("[tiers] errors name the file, line, key and value", "[daemon][config][tiers][errors]") {
+  const Status fast = error_of(kRequired + "[tiers]\nwarm_interval_ms = 500\n");
+  CHECK(fast.detail() == Detail::kOutOfRange);
+  CHECK_THAT(fast.message(), Contains("/etc/shoal/shoald.toml:5:1: key tiers.warm_interval_ms = 500"));
+  CHECK_THAT(fast.message(), Contains("1000"));
+
+  const Status unknown = error_of(kRequired + "[[tiers.collections]]\nname = \"a\"\nbudget = 4\n");
+  CHECK(unknown.detail() == Detail::kUnknownName);
+  CHECK_THAT(unknown.message(), Contains("tiers.collections[0].budget"));
+
+  const Status nameless = error_of(kRequired + "[[tiers.collections]]\nwarm = false\n");
+  CHECK_THAT(nameless.message(), Contains("tiers.collections[0].name is missing"));
+
+  const Status twice = error_of(kRequired + "[[tiers.collections]]\nname = \"a\"\n[[tiers.collections]]\nname = \"a\"\n");
+  CHECK(twice.detail() == Detail::kMalformed);
+  CHECK_THAT(twice.message(), Contains("the same collection as tiers.collections[0]"));
+
+  const Status negative = error_of(kRequired + "[tiers]\nwarm_budget_bytes = -1\n");
+  CHECK(negative.detail() == Detail::kOutOfRange);
+  CHECK_THAT(negative.message(), Contains("tiers.warm_budget_bytes = -1"));
 }

@@ -376,7 +376,12 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   if (delta_bytes.size() > limits_.max_delta_bytes) {
     return Status(Detail::kTooLarge, str_cat("delta of ", delta_bytes.size(), " bytes, limit ", limits_.max_delta_bytes));
   }
-  SHOAL_ASSIGN_OR_RETURN(crdt::Delta delta, crdt::decode_delta(as_bytes(delta_bytes)));
+  auto decoded = crdt::decode_delta(as_bytes(delta_bytes));
+  if (!decoded.ok()) {
+    return Status(Detail::kMalformed, "delta of '" + std::string(collection) + "' does not decode: " +
+                                          decoded.status().to_string());
+  }
+  crdt::Delta delta = std::move(*decoded);
   if (delta.empty()) return UploadAck{};
   const Collection* existing = find(collection);
   SHOAL_ASSIGN_OR_RETURN(std::uint32_t dim, validate_records(existing, collection, delta.records));

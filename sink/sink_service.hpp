@@ -178,7 +178,8 @@ class SinkService {
   [[nodiscard]] Result<UploadAck> upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns);
 
   // Stores a delta for `collection` and joins it: how deletes and later upserts reach the sink.
-  // Statuses: as upload_segment's; crdt::decode_delta's (kMalformed...). An empty delta is
+  // Statuses: as upload_segment's; kMalformed when the bytes do not decode (crdt::decode_delta's
+  // reason in the message). An empty delta is
   // acknowledged without a write.
   [[nodiscard]] Result<UploadAck> apply_delta(std::string_view collection, std::string_view delta_bytes,
                                               std::int64_t now_wall_ns);

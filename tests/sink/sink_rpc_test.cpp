@@ -1,0 +1,550 @@
+// tests/sink/sink_rpc_test.cpp: the Sink capability over real loopback links (TCP, the Noise XX
+// handshake with certificates, the sealed channel, Cap'n Proto RPC), served by a SinkServer in
+// this process and by the shoal-sink program. Proves: a member's uploads are acknowledged with
+// the key the store holds; cold search over RPC equals exact search over the node's records; a
+// delete pushed after upload leaves cold search, and compaction removes its payload from the
+// store; fetch and status answer; bootstrap over RPC restores a collection into a fresh node; a
+// reader, another sink and a member without a grant are refused (kWrongRole); malformed calls
+// get typed errors and change nothing; shoal-sink started from a TOML file serves a member, keeps
+// its objects across a restart, and exits 0 on SIGTERM. Loopback only.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <capnp/message.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "security/certificate.hpp"
+#include "security/identity.hpp"
+#include "security/key_file.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink/sink_server.hpp"
+#include "sink_fixture.hpp"
+#include "transport/link.hpp"
+#include "transport/rpc.capnp.h"
+#include "transport/sink.capnp.h"
+
+using namespace shoal;
+using namespace shoal::sink_test;
+namespace sr = shoal::transport::sinkrpc;
+
+namespace {
+
+constexpr const char* kColl = "photos";
+
+security::Identity fresh_identity() {
+  std::array<std::uint8_t, security::kSeedBytes> seed{};
+  randombytes_buf(seed.data(), seed.size());
+  auto id = security::Identity::from_seed(seed);
+  REQUIRE(id.ok());
+  return std::move(*id);
+}
+
+struct Authority {
+  security::Identity key = fresh_identity();
+  security::TrustAnchor anchor;
+  Authority() {
+    randombytes_buf(anchor.mesh_id.data(), anchor.mesh_id.size());
+    anchor.authorities = {key.public_key()};
+  }
+  std::vector<std::uint8_t> certify(const security::Identity& device, security::DeviceRole role,
+                                    std::vector<security::Grant> grants = {{"*", security::kReadWrite}}) const {
+    security::Certificate c;
+    c.role = role;
+    c.mesh_id = anchor.mesh_id;
+    c.device_key = device.public_key();
+    c.serial = 1;
+    const std::int64_t now_s = now_wall().ns() / 1'000'000'000;
+    c.not_before_s = now_s - 3600;
+    c.not_after_s = now_s + 24 * 3600;
+    c.grants = std::move(grants);
+    auto issued = security::issue_certificate(c, key);
+    REQUIRE(issued.ok());
+    auto bytes = security::encode_certificate(*issued);
+    REQUIRE(bytes.ok());
+    return *bytes;
+  }
+};
+
+capnp::Data::Reader bytes_of(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+std::string str_of(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
+
+// Runs `promise` and returns the Status it failed with (OK when it succeeded).
+template <typename P>
+Status status_of_call(transport::KjLoop& loop, P&& promise) {
+  try {
+    loop.run_until(kj::mv(promise).ignoreResult());
+    return ok_status();
+  } catch (const kj::Exception& e) {
+    return transport::status_of(e);
+  }
+}
+
+class Rig {
+ public:
+  Rig() : loop_(io_) {}
+  ~Rig() {
+    server_.reset();
+    clients_.clear();
+  }
+
+  transport::KjLoop& loop() { return loop_; }
+  Authority& authority() { return authority_; }
+  sink::MemoryObjectStore& store() { return store_; }
+  sink::SinkService& service() { return *service_; }
+  sink::SinkServer& server() { return *server_; }
+
+  void start(sink::SinkLimits limits = {}) {
+    auto s = sink::SinkService::open(store_, limits);
+    REQUIRE(s.ok());
+    service_ = std::move(*s);
+    sink::SinkCredentials creds;
+    creds.identity = &sink_identity_;
+    creds.certificate = authority_.certify(sink_identity_, security::DeviceRole::kSink);
+    creds.anchor = authority_.anchor;
+    auto srv = sink::SinkServer::start(loop_, *service_, std::move(creds), {}, nullptr);
+    INFO(srv.status().to_string());
+    REQUIRE(srv.ok());
+    server_ = std::move(*srv);
+  }
+
+  // Dials the sink as a device with `role` and `grants` and introduces itself; returns the
+  // introduction's promise for the Sink capability.
+  capnp::RemotePromise<transport::rpc::Gate::IntroduceResults> introduce(
+      security::DeviceRole role, std::vector<security::Grant> grants = {{"*", security::kReadWrite}}) {
+    auto c = std::make_unique<Conn>();
+    c->sec.identity = &c->identity;
+    c->sec.certificate = authority_.certify(c->identity, role, std::move(grants));
+    c->sec.anchor = &authority_.anchor;
+    c->sec.revocations = [p = c.get()]() -> const security::RevocationSet& { return p->none; };
+    c->sec.trusted_now = [] { return now_wall(); };
+    c->link = loop_.run_until(transport::dial(loop_, "127.0.0.1", server_->port(), c->sec, {}));
+    auto gate = c->link->peer_bootstrap().castAs<transport::rpc::Gate>();
+    auto req = gate.introduceRequest();
+    const std::string me = crdt::replica_for_testing(clients_.size() + 100).encode();
+    req.getIntro().setReplica(bytes_of(me));
+    req.getIntro().setMinProtocol(1);
+    req.getIntro().setMaxProtocol(1);
+    clients_.push_back(std::move(c));
+    return req.send();
+  }
+
+  sr::Sink::Client member(std::vector<security::Grant> grants = {{"*", security::kReadWrite}}) {
+    auto intro = introduce(security::DeviceRole::kMember, std::move(grants));
+    auto result = loop_.run_until(kj::mv(intro));
+    return result.getSink();
+  }
+
+ private:
+  struct Conn {
+    security::Identity identity = fresh_identity();
+    security::RevocationSet none;
+    transport::LinkSecurity sec;
+    kj::Own<transport::Link> link;
+  };
+
+  boost::asio::io_context io_;
+  transport::KjLoop loop_;
+  Authority authority_;
+  security::Identity sink_identity_ = fresh_identity();
+  sink::MemoryObjectStore store_;
+  std::unique_ptr<sink::SinkService> service_;
+  std::unique_ptr<sink::SinkServer> server_;
+  std::vector<std::unique_ptr<Conn>> clients_;
+};
+
+std::string upload(transport::KjLoop& loop, sr::Sink::Client& sink, const std::string& segment) {
+  auto req = sink.uploadSegmentRequest();
+  req.setSegment(bytes_of(segment));
+  auto resp = loop.run_until(req.send());
+  return resp.getAck().getKey();
+}
+
+std::vector<std::pair<std::string, float>> cold_search(transport::KjLoop& loop, sr::Sink::Client& sink,
+                                                       const std::vector<float>& q, std::uint32_t k,
+                                                       node::Metric metric) {
+  auto req = sink.coldSearchRequest();
+  req.setCollection(kColl);
+  auto ql = req.initQuery(static_cast<unsigned>(q.size()));
+  for (unsigned i = 0; i < q.size(); ++i) ql.set(i, q[i]);
+  req.setK(k);
+  req.setMetric(node::metric_to_wire_byte(metric));
+  auto resp = loop.run_until(req.send());
+  std::vector<std::pair<std::string, float>> out;
+  for (auto h : resp.getHits()) out.emplace_back(str_of(h.getId()), h.getDistance());
+  return out;
+}
+
+std::uint64_t seed_of() {
+  const std::uint64_t s = Catch::rngSeed();
+  return s == 0 ? 42 : s;
+}
+
+}  // namespace
+
+TEST_CASE("a member uploads segments over a link and gets durable acks; cold search over RPC equals exact search",
+          "[sink][rpc]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TestNode n(1);
+  fill(*n, kColl, 16, node::Metric::kCosine, 400, rng);
+  Rig rig;
+  rig.start();
+  auto sink = rig.member();
+  for (const auto& seg : segments_of(*n, kColl, 100)) {
+    const std::string key = upload(rig.loop(), sink, seg);
+    auto stored = rig.store().get(key);  // the ack names an object the store already holds
+    REQUIRE(stored.ok());
+    CHECK(*stored == seg);
+  }
+  for (int q = 0; q < 20; ++q) {
+    std::vector<float> query(16);
+    for (auto& x : query) x = rng.uniform_float(-1, 1);
+    auto cold = cold_search(rig.loop(), sink, query, 10, node::Metric::kCosine);
+    const Exact exact = exact_search(*n, kColl, query, 10, node::Metric::kCosine);
+    REQUIRE(cold.size() == exact.ids.size());
+    for (std::size_t i = 0; i < cold.size(); ++i) {
+      CHECK(cold[i].first == exact.ids[i]);
+      CHECK(cold[i].second == exact.distances[i]);
+    }
+  }
+  auto st = rig.loop().run_until(sink.statusRequest().send());
+  CHECK(st.getStatus().getRecords() == 400);
+  CHECK(st.getStatus().getUploads() == 4);
+  CHECK(st.getStatus().getBytesStored() > 0);
+  CHECK(st.getStatus().getLastAckSeq() == 4);
+  CHECK(std::string(st.getStatus().getStoreKind().cStr()) == "memory");
+}
+
+TEST_CASE("a delete pushed after upload leaves cold search; compaction removes its payload; fetch answers",
+          "[sink][rpc]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 50, rng);
+  Rig rig;
+  rig.start();
+  auto sink = rig.member();
+  for (const auto& seg : segments_of(*n, kColl, 50)) upload(rig.loop(), sink, seg);
+  auto state = n->crdt_state_for_testing(kColl);
+  REQUIRE(state.ok());
+  const crdt::Entry* w = state->winner("r0005");
+  REQUIRE(w != nullptr);
+  const std::string payload(w->payload.begin(), w->payload.end());
+  auto value = node::decode_payload(payload);
+  REQUIRE(value.ok());
+
+  auto push = sink.pushDeltaRequest();
+  push.setCollection(kColl);
+  const std::string delta = delete_delta(*n, kColl, "r0005");
+  push.setDelta(bytes_of(delta));
+  auto ack = rig.loop().run_until(push.send());
+  CHECK(ack.getAck().getSeq() == 2);
+  auto hits = cold_search(rig.loop(), sink, value->vector, 50, node::Metric::kL2);
+  CHECK(hits.size() == 49);
+  for (const auto& h : hits) CHECK(h.first != "r0005");
+
+  auto fetch = sink.fetchRequest();
+  fetch.setCollection(kColl);
+  auto ids = fetch.initIds(2);
+  ids.set(0, bytes_of("r0005"));
+  ids.set(1, bytes_of("r0006"));
+  auto got = rig.loop().run_until(fetch.send());
+  REQUIRE(got.getRecords().size() == 2);
+  CHECK_FALSE(got.getRecords()[0].getFound());
+  REQUIRE(got.getRecords()[1].getFound());
+  auto v6 = node::decode_payload(str_of(got.getRecords()[1].getPayload()));
+  REQUIRE(v6.ok());
+  auto local = n->get(kColl, "r0006");
+  REQUIRE(local.ok());
+  CHECK(*v6 == local->siblings.at(0).value);
+
+  auto has_payload = [&] {
+    auto keys = rig.store().list("");
+    REQUIRE(keys.ok());
+    for (const auto& k : *keys) {
+      if (rig.store().get(k)->find(payload) != std::string::npos) return true;
+    }
+    return false;
+  };
+  CHECK(has_payload());
+  REQUIRE(rig.service().compact().ok());
+  CHECK_FALSE(has_payload());
+  CHECK(cold_search(rig.loop(), sink, value->vector, 50, node::Metric::kL2).size() == 49);
+}
+
+TEST_CASE("bootstrap over RPC restores a collection into a fresh node", "[sink][rpc]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 8, node::Metric::kL2, 90, rng);
+  Rig rig;
+  sink::SinkLimits limits;
+  limits.max_bootstrap_records = 25;
+  rig.start(limits);
+  auto sink = rig.member();
+  for (const auto& seg : segments_of(*n, kColl, 40)) upload(rig.loop(), sink, seg);
+  std::vector<sink::BootstrapPage> pages;
+  std::string after;
+  for (int guard = 0; guard < 20; ++guard) {
+    auto req = sink.bootstrapRequest();
+    req.setCollection(kColl);
+    req.setAfter(bytes_of(after));
+    auto page = rig.loop().run_until(req.send());
+    sink::BootstrapPage p;
+    p.segment = str_of(page.getSegment());
+    p.context = str_of(page.getContext());
+    p.next_after = str_of(page.getNextAfter());
+    p.done = page.getDone();
+    after = p.next_after;
+    pages.push_back(p);
+    if (p.done) break;
+  }
+  REQUIRE(pages.back().done);
+  CHECK(pages.size() == 4);
+  TestNode fresh(2);
+  auto info = n->collection_info(kColl);
+  REQUIRE(info.ok());
+  restore(*fresh, info->spec, pages, 9);
+  auto a = n->crdt_state_for_testing(kColl);
+  auto b = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->records() == b->records());
+  node::SearchOptions so;
+  so.k = 1;
+  auto v = n->get(kColl, "r0033");
+  REQUIRE(v.ok());
+  auto hit = fresh->search(kColl, v->siblings.at(0).value.vector, so);
+  REQUIRE(hit.ok());
+  REQUIRE(hit->size() == 1);
+  CHECK(hit->at(0).id == "r0033");
+}
+
+TEST_CASE("a reader or another sink is refused at introduce; a member is refused collections it has no grant for",
+          "[sink][rpc]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
+  Rig rig;
+  rig.start();
+  for (auto role : {security::DeviceRole::kReader, security::DeviceRole::kSink}) {
+    Status st = status_of_call(rig.loop(), rig.introduce(role));
+    CHECK(st.detail() == Detail::kWrongRole);
+    CHECK(st.message().find("members only") != std::string::npos);
+  }
+  CHECK(rig.server().stats().introductions_refused == 2);
+
+  // A member that may read "photos" but write only "other".
+  auto sink = rig.member({{"other", security::kReadWrite}, {kColl, security::kRead}});
+  auto req = sink.uploadSegmentRequest();
+  const auto segs = segments_of(*n, kColl, 10);
+  req.setSegment(bytes_of(segs[0]));
+  Status st = status_of_call(rig.loop(), req.send());
+  CHECK(st.detail() == Detail::kWrongRole);
+  CHECK(st.message().find("may not write collection 'photos'") != std::string::npos);
+  auto push = sink.pushDeltaRequest();
+  push.setCollection(kColl);
+  CHECK(status_of_call(rig.loop(), push.send()).detail() == Detail::kWrongRole);
+  CHECK(rig.store().object_count() == 0);
+
+  // A member with no grant on "photos" at all cannot read it either.
+  rig.service().upload_segment(segs[0], 1).status().ok();
+  auto blind = rig.member({{"other", security::kReadWrite}});
+  auto search = blind.coldSearchRequest();
+  search.setCollection(kColl);
+  search.initQuery(4);
+  search.setK(1);
+  Status sst = status_of_call(rig.loop(), search.send());
+  CHECK(sst.detail() == Detail::kWrongRole);
+  CHECK(sst.message().find("may not read") != std::string::npos);
+}
+
+TEST_CASE("malformed calls over RPC get typed errors naming the limit and change nothing", "[sink][rpc]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
+  Rig rig;
+  sink::SinkLimits limits;
+  limits.max_fetch_ids = 8;
+  rig.start(limits);
+  auto sink = rig.member();
+  upload(rig.loop(), sink, segments_of(*n, kColl, 10)[0]);
+  const auto objects = rig.store().object_count();
+
+  auto garbage = sink.uploadSegmentRequest();
+  garbage.setSegment(bytes_of("SHOALSEG but nothing else"));
+  CHECK(status_of_call(rig.loop(), garbage.send()).code() == Code::kCorruption);
+
+  auto metric = sink.coldSearchRequest();
+  metric.setCollection(kColl);
+  metric.initQuery(4).set(0, 1.0f);
+  metric.setK(3);
+  metric.setMetric(7);
+  Status ms = status_of_call(rig.loop(), metric.send());
+  CHECK(ms.detail() == Detail::kOutOfRange);
+  CHECK(ms.message().find("metric byte 7") != std::string::npos);
+
+  auto k0 = sink.coldSearchRequest();
+  k0.setCollection(kColl);
+  k0.initQuery(4).set(0, 1.0f);
+  k0.setK(0);
+  CHECK(status_of_call(rig.loop(), k0.send()).detail() == Detail::kOutOfRange);
+
+  auto longq = sink.coldSearchRequest();
+  longq.setCollection(kColl);
+  longq.initQuery(5000);
+  longq.setK(1);
+  Status lq = status_of_call(rig.loop(), longq.send());
+  CHECK(lq.detail() == Detail::kTooLarge);
+  CHECK(lq.message().find("5000") != std::string::npos);
+
+  auto many = sink.fetchRequest();
+  many.setCollection(kColl);
+  many.initIds(9);
+  Status fs = status_of_call(rig.loop(), many.send());
+  CHECK(fs.detail() == Detail::kTooLarge);
+  CHECK(fs.message().find("limit 8") != std::string::npos);
+
+  auto name = sink.pushDeltaRequest();
+  name.setCollection(std::string(65, 'x'));
+  CHECK(status_of_call(rig.loop(), name.send()).detail() == Detail::kTooLarge);
+
+  auto bad_delta = sink.pushDeltaRequest();
+  bad_delta.setCollection(kColl);
+  bad_delta.setDelta(bytes_of("\x01\xff\xff\xff\xff\xff"));
+  CHECK(status_of_call(rig.loop(), bad_delta.send()).detail() == Detail::kMalformed);
+
+  auto missing = sink.bootstrapRequest();
+  missing.setCollection("missing");
+  CHECK(status_of_call(rig.loop(), missing.send()).detail() == Detail::kNoSuchCollection);
+
+  CHECK(rig.store().object_count() == objects);
+  CHECK(rig.service().status().records == 10);
+  CHECK(rig.server().stats().calls_refused >= 8);
+}
+
+#ifdef SHOAL_SINK_BINARY
+namespace {
+
+struct Process {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+  std::uint16_t port = 0;
+};
+
+Process spawn_sink(const std::string& config) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  Process p;
+  p.pid = ::fork();
+  REQUIRE(p.pid >= 0);
+  if (p.pid == 0) {
+    ::dup2(fds[1], 1);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::execl(SHOAL_SINK_BINARY, "shoal-sink", "--config", config.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  p.out = ::fdopen(fds[0], "r");
+  char line[512];
+  while (std::fgets(line, sizeof line, p.out) != nullptr) {
+    unsigned port = 0;
+    if (std::sscanf(line, "shoal-sink: ready port=%u", &port) == 1) {
+      p.port = static_cast<std::uint16_t>(port);
+      break;
+    }
+  }
+  REQUIRE(p.port != 0);
+  return p;
+}
+
+int stop(Process& p) {
+  ::kill(p.pid, SIGTERM);
+  int status = 0;
+  REQUIRE(::waitpid(p.pid, &status, 0) == p.pid);
+  std::fclose(p.out);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST_CASE("shoal-sink from a TOML file serves a member, keeps its objects across a restart, and exits 0 on SIGTERM",
+          "[sink][rpc][process]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 8, node::Metric::kL2, 120, rng);
+  const auto dir = std::filesystem::temp_directory_path() / ("shoal-sink-proc-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "data");
+  std::filesystem::permissions(dir / "data", std::filesystem::perms::owner_all);
+  Authority authority;
+  const security::Identity sink_id = fresh_identity();
+  REQUIRE(security::write_key_file((dir / "data" / security::kIdentityFileName).string(), sink_id,
+                                   security::KeyKind::kDevice)
+              .ok());
+  {
+    const auto cert = authority.certify(sink_id, security::DeviceRole::kSink);
+    std::ofstream f(dir / "sink.cert", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(cert.data()), static_cast<std::streamsize>(cert.size()));
+    std::ofstream c(dir / "sink.toml");
+    c << "[sink]\ndata_dir = \"data\"\ncertificate = \"sink.cert\"\nlisten = \"127.0.0.1:0\"\nlog_level = \"error\"\n"
+         "[store]\nkind = \"lmdb\"\nlmdb_map_size_mb = 64\n";
+  }
+  const std::string config = (dir / "sink.toml").string();
+
+  boost::asio::io_context io;
+  transport::KjLoop loop(io);
+  security::Identity me = fresh_identity();
+  security::RevocationSet none;
+  transport::LinkSecurity sec;
+  sec.identity = &me;
+  sec.certificate = authority.certify(me, security::DeviceRole::kMember);
+  sec.anchor = &authority.anchor;
+  sec.revocations = [&]() -> const security::RevocationSet& { return none; };
+  sec.trusted_now = [] { return now_wall(); };
+  auto connect = [&](std::uint16_t port) {
+    auto link = loop.run_until(transport::dial(loop, "127.0.0.1", port, sec, {}));
+    auto req = link->peer_bootstrap().castAs<transport::rpc::Gate>().introduceRequest();
+    const std::string rid = crdt::replica_for_testing(5).encode();
+    req.getIntro().setReplica(bytes_of(rid));
+    req.getIntro().setMinProtocol(1);
+    req.getIntro().setMaxProtocol(1);
+    auto sink = loop.run_until(req.send()).getSink();
+    return std::make_pair(kj::mv(link), sink);
+  };
+  std::vector<float> query(8, 0.25f);
+  const Exact exact = exact_search(*n, kColl, query, 5, node::Metric::kL2);
+  {
+    Process p = spawn_sink(config);
+    auto [link, sink] = connect(p.port);
+    for (const auto& seg : segments_of(*n, kColl, 50)) upload(loop, sink, seg);
+    auto hits = cold_search(loop, sink, query, 5, node::Metric::kL2);
+    REQUIRE(hits.size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(hits[i].first == exact.ids[i]);
+    link->close();
+    CHECK(stop(p) == 0);
+  }
+  {
+    Process p = spawn_sink(config);
+    auto [link, sink] = connect(p.port);
+    auto st = loop.run_until(sink.statusRequest().send());
+    CHECK(st.getStatus().getRecords() == 120);
+    CHECK(std::string(st.getStatus().getStoreKind().cStr()) == "lmdb");
+    auto hits = cold_search(loop, sink, query, 5, node::Metric::kL2);
+    REQUIRE(hits.size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(hits[i].first == exact.ids[i]);
+    link->close();
+    CHECK(stop(p) == 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+#endif

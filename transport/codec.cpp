@@ -199,18 +199,20 @@ class Reader {
     SHOAL_RETURN_IF_ERROR(count(what, r.size(), "max_specs", limits_.max_specs));
     out.clear();
     out.reserve(r.size());
-    for (auto s : r) {
-      CollectionSpecWire& spec = out.emplace_back();
-      SHOAL_RETURN_IF_ERROR(name("CollectionSpec.name", s.getName(), spec.name));
-      spec.dimension = s.getDimension();
-      spec.metric = s.getMetric();
-      spec.m = s.getM();
-      spec.ef_construction = s.getEfConstruction();
-      spec.ef_search = s.getEfSearch();
-      spec.quantize = s.getQuantize();
-      spec.quant_min = s.getQuantMin();
-      spec.quant_max = s.getQuantMax();
-    }
+    for (auto s : r) SHOAL_RETURN_IF_ERROR(spec(s, out.emplace_back()));
+    return ok_status();
+  }
+
+  Status spec(wire::CollectionSpec::Reader s, CollectionSpecWire& out) const {
+    SHOAL_RETURN_IF_ERROR(name("CollectionSpec.name", s.getName(), out.name));
+    out.dimension = s.getDimension();
+    out.metric = s.getMetric();
+    out.m = s.getM();
+    out.ef_construction = s.getEfConstruction();
+    out.ef_search = s.getEfSearch();
+    out.quantize = s.getQuantize();
+    out.quant_min = s.getQuantMin();
+    out.quant_max = s.getQuantMax();
     return ok_status();
   }
 
@@ -440,14 +442,12 @@ Result<Message> decode(std::string_view bytes, const DecodeLimits& limits) {
 
 namespace {
 
-// Runs a Reader method on a struct inside a message someone else decoded (an RPC call's
+// Runs `f(reader)` on a struct inside a message someone else decoded (an RPC call's
 // parameters), with the same exception handling as decode().
 template <typename T, typename F>
-Result<T> read_struct(const DecodeLimits& limits, F&& f) {
+Result<T> read_guarded(const DecodeLimits& limits, F&& f) {
   try {
-    Result<Message> m = f(Reader(limits));
-    if (!m.ok()) return m.status();
-    return std::get<T>(std::move(*m));
+    return f(Reader(limits));
   } catch (const kj::Exception& e) {
     return from_kj(e, limits);
   } catch (const std::bad_alloc&) {
@@ -457,7 +457,27 @@ Result<T> read_struct(const DecodeLimits& limits, F&& f) {
   }
 }
 
+// The same for a Reader method that returns a Message holding a T.
+template <typename T, typename F>
+Result<T> read_struct(const DecodeLimits& limits, F&& f) {
+  return read_guarded<T>(limits, [&](const Reader& rd) -> Result<T> {
+    Result<Message> m = f(rd);
+    if (!m.ok()) return m.status();
+    return std::get<T>(std::move(*m));
+  });
+}
+
 }  // namespace
+
+void write(wire::CollectionSpec::Builder b, const CollectionSpecWire& s) { put_spec(b, s); }
+
+Result<CollectionSpecWire> read(wire::CollectionSpec::Reader r, const DecodeLimits& limits) {
+  return read_guarded<CollectionSpecWire>(limits, [&](const Reader& rd) -> Result<CollectionSpecWire> {
+    CollectionSpecWire out;
+    SHOAL_RETURN_IF_ERROR(rd.spec(r, out));
+    return out;
+  });
+}
 
 Result<Hello> read(wire::Hello::Reader r, const DecodeLimits& limits) {
   return read_struct<Hello>(limits, [&](const Reader& rd) { return rd.hello(r); });

@@ -17,6 +17,12 @@
 
 namespace shoal::transport {
 
+// A collection's spec: the one conversion of its fields, used by the sync messages and by the
+// local API (transport/node_api.capnp carries the same struct). read() checks the name's length
+// (max_collection_name_bytes); the node validates the rest.
+void write(wire::CollectionSpec::Builder b, const CollectionSpecWire& s);
+[[nodiscard]] Result<CollectionSpecWire> read(wire::CollectionSpec::Reader r, const DecodeLimits& limits = {});
+
 void write(wire::Hello::Builder b, const Hello& m);
 void write(wire::DeltaBatch::Builder b, const DeltaBatch& m);
 void write(wire::DeltaAck::Builder b, const DeltaAck& m);

@@ -37,6 +37,7 @@
 #include "transport/link.hpp"
 #include "transport/local_link.hpp"
 #include "transport/node_api.capnp.h"
+#include "transport/node_api_convert.hpp"
 
 namespace shoal::client {
 namespace {
@@ -50,97 +51,34 @@ using capi::SearchAnswer;
 
 // --- Conversions between the node's types and node_api.capnp ---
 
-std::string_view text(capnp::Text::Reader t) { return std::string_view(t.cStr(), t.size()); }
-std::string bytes(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
-capnp::Data::Reader data_of(const std::string& s) {
-  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
-}
-
-void put_spec(transport::wire::CollectionSpec::Builder b, const node::CollectionSpec& spec) {
-  const transport::CollectionSpecWire w = node::to_wire(spec);
-  b.setName(data_of(w.name));
-  b.setDimension(w.dimension);
-  b.setMetric(w.metric);
-  b.setM(w.m);
-  b.setEfConstruction(w.ef_construction);
-  b.setEfSearch(w.ef_search);
-  b.setQuantize(w.quantize);
-  b.setQuantMin(w.quant_min);
-  b.setQuantMax(w.quant_max);
-}
+using transport::data_of;
+using transport::text_of;
+std::string bytes(capnp::Data::Reader d) { return std::string(transport::bytes_of(d)); }
+static_assert(std::is_same_v<node::MetaValue, transport::MetaValueWire> &&
+                  std::is_same_v<decltype(node::Metadata::fields), transport::MetaFieldsWire>,
+              "node_api_convert.hpp carries node::Metadata::fields as is");
 
 Result<node::CollectionInfo> info_of(api::CollectionInfo::Reader r) {
-  auto s = r.getSpec();
-  transport::CollectionSpecWire w;
-  w.name = bytes(s.getName());
-  w.dimension = s.getDimension();
-  w.metric = s.getMetric();
-  w.m = s.getM();
-  w.ef_construction = s.getEfConstruction();
-  w.ef_search = s.getEfSearch();
-  w.quantize = s.getQuantize();
-  w.quant_min = s.getQuantMin();
-  w.quant_max = s.getQuantMax();
   node::CollectionInfo info;
-  SHOAL_ASSIGN_OR_RETURN(info.spec, node::from_wire(w));
+  SHOAL_ASSIGN_OR_RETURN(auto wire, transport::read(r.getSpec()));
+  SHOAL_ASSIGN_OR_RETURN(info.spec, node::from_wire(wire));
   info.live_records = r.getLiveRecords();
   info.index_bytes = r.getIndexBytes();
   return info;
 }
 
-void put_metadata(capnp::List<api::MetaField>::Builder list, const node::Metadata& m) {
-  unsigned i = 0;
-  for (const auto& [key, value] : m.fields) {
-    auto f = list[i++];
-    f.setKey(key);
-    auto u = f.initValue();
-    std::visit(
-        [&](const auto& v) {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::string>) {
-            u.setText(v);
-          } else if constexpr (std::is_same_v<T, std::int64_t>) {
-            u.setInt(v);
-          } else if constexpr (std::is_same_v<T, double>) {
-            u.setFloat(v);
-          } else {
-            u.setBool(v);
-          }
-        },
-        value);
-  }
-}
-
 node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
   node::Metadata m;
-  for (auto f : list) {
-    node::MetaValue v;
-    auto u = f.getValue();
-    switch (u.which()) {
-      case api::MetaField::Value::TEXT: v = std::string(text(u.getText())); break;
-      case api::MetaField::Value::INT: v = u.getInt(); break;
-      case api::MetaField::Value::FLOAT: v = u.getFloat(); break;
-      case api::MetaField::Value::BOOL: v = u.getBool(); break;
-    }
-    m.fields.emplace_back(std::string(text(f.getKey())), std::move(v));
-  }
+  m.fields = transport::metadata_of(list);
   return m;
 }
 
-void put_value(api::Value::Builder b, const node::RecordValue& v) {
-  auto vec = b.initVector(static_cast<unsigned>(v.vector.size()));
-  for (unsigned i = 0; i < v.vector.size(); ++i) vec.set(i, v.vector[i]);
-  put_metadata(b.initMetadata(static_cast<unsigned>(v.metadata.fields.size())), v.metadata);
-  b.setModel(v.model);
-}
-
 node::RecordValue value_of(api::Value::Reader r) {
+  transport::ValueWire w = transport::value_of(r);
   node::RecordValue v;
-  auto vec = r.getVector();
-  v.vector.reserve(vec.size());
-  for (float x : vec) v.vector.push_back(x);
-  v.metadata = metadata_of(r.getMetadata());
-  v.model.assign(text(r.getModel()));
+  v.vector = std::move(w.vector);
+  v.metadata.fields = std::move(w.metadata);
+  v.model = std::move(w.model);
   return v;
 }
 
@@ -214,7 +152,7 @@ class ClientBackend final : public Backend {
   Status create_collection(const node::CollectionSpec& spec) override {
     return invoke<Status>([&](api::Node::Client& n) {
       auto req = n.createCollectionRequest();
-      put_spec(req.initSpec(), spec);
+      transport::write(req.initSpec(), node::to_wire(spec));
       return req.send().then([](auto&&) { return Status(); });
     });
   }
@@ -293,8 +231,7 @@ class ClientBackend final : public Backend {
     return invoke<R>([&](api::Node::Client& n) {
       auto req = n.searchRequest();
       req.setCollection(collection);
-      auto q = req.initQuery(static_cast<unsigned>(query.size()));
-      for (unsigned i = 0; i < query.size(); ++i) q.set(i, query[i]);
+      transport::put_floats(req.initQuery(static_cast<unsigned>(query.size())), query);
       req.setK(k);
       req.setEf(ef);
       req.setFilter(filter);
@@ -306,13 +243,13 @@ class ClientBackend final : public Backend {
           hit.id = bytes(h.getId());
           hit.distance = h.getDistance();
           hit.metadata = metadata_of(h.getMetadata());
-          hit.model.assign(text(h.getModel()));
+          hit.model.assign(text_of(h.getModel()));
           a.hits.push_back(std::move(hit));
         }
         for (auto f : r.getFreshness()) {
           Freshness fr;
           fr.replica = bytes(f.getReplica());
-          fr.device.assign(text(f.getDevice()));
+          fr.device.assign(text_of(f.getDevice()));
           fr.since_last_delta_ms = f.getSinceLastDeltaMs();
           fr.up = f.getUp();
           a.freshness.push_back(std::move(fr));
@@ -327,7 +264,7 @@ class ClientBackend final : public Backend {
   Result<std::string> stats_json() override {
     using R = Result<std::string>;
     return invoke<R>([](api::Node::Client& n) {
-      return n.statsRequest().send().then([](auto&& r) -> R { return std::string(text(r.getJson())); });
+      return n.statsRequest().send().then([](auto&& r) -> R { return std::string(text_of(r.getJson())); });
     });
   }
 
@@ -511,7 +448,8 @@ class ClientBackend final : public Backend {
       auto list = req.initRecords(static_cast<unsigned>(records.size()));
       for (unsigned i = 0; i < records.size(); ++i) {
         list[i].setId(data_of(records[i].id));
-        put_value(list[i].initValue(), records[i].value);
+        transport::put_value(list[i].initValue(), records[i].value.vector, records[i].value.metadata.fields,
+                            records[i].value.model);
       }
       return req.send().then([](auto&&) { return Status(); });
     });
@@ -543,7 +481,7 @@ class ClientBackend::ListenerServer final : public api::Listener::Server {
     for (auto c : p.getChanges()) {
       node::Change ch;
       ch.seq = c.getSeq();
-      ch.collection.assign(text(c.getCollection()));
+      ch.collection.assign(text_of(c.getCollection()));
       ch.id = bytes(c.getId());
       ch.deleted = c.getDeleted();
       if (c.getOrigin().size() == crdt::ReplicaId::kEncodedBytes) {

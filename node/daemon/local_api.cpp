@@ -13,6 +13,7 @@
 
 #include "node/core/node_state.hpp"
 #include "transport/node_api.capnp.h"
+#include "transport/node_api_convert.hpp"
 
 namespace shoal::daemon {
 namespace api = transport::api;
@@ -36,80 +37,19 @@ constexpr std::size_t kChangesPerCall = 256;
 
 kj::Promise<void> fail(const Status& st) { return transport::exception_of(st); }
 
-std::string_view text(capnp::Text::Reader t) { return std::string_view(t.cStr(), t.size()); }
-std::string_view bytes(capnp::Data::Reader d) {
-  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
-}
-capnp::Data::Reader data_of(const std::string& s) {
-  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
-}
-
-transport::CollectionSpecWire spec_of(transport::wire::CollectionSpec::Reader r) {
-  transport::CollectionSpecWire w;
-  w.name.assign(bytes(r.getName()));
-  w.dimension = r.getDimension();
-  w.metric = r.getMetric();
-  w.m = r.getM();
-  w.ef_construction = r.getEfConstruction();
-  w.ef_search = r.getEfSearch();
-  w.quantize = r.getQuantize();
-  w.quant_min = r.getQuantMin();
-  w.quant_max = r.getQuantMax();
-  return w;
-}
+using transport::bytes_of;
+using transport::data_of;
+using transport::text_of;
+static_assert(std::is_same_v<node::MetaValue, transport::MetaValueWire> &&
+                  std::is_same_v<decltype(node::Metadata::fields), transport::MetaFieldsWire>,
+              "node_api_convert.hpp carries node::Metadata::fields as is");
 
 void put_spec(transport::wire::CollectionSpec::Builder b, const node::CollectionSpec& spec) {
-  const transport::CollectionSpecWire w = node::to_wire(spec);
-  b.setName(data_of(w.name));
-  b.setDimension(w.dimension);
-  b.setMetric(w.metric);
-  b.setM(w.m);
-  b.setEfConstruction(w.ef_construction);
-  b.setEfSearch(w.ef_search);
-  b.setQuantize(w.quantize);
-  b.setQuantMin(w.quant_min);
-  b.setQuantMax(w.quant_max);
-}
-
-node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
-  node::Metadata m;
-  for (auto f : list) {
-    node::MetaValue v;
-    auto u = f.getValue();
-    switch (u.which()) {
-      case api::MetaField::Value::TEXT: v = std::string(text(u.getText())); break;
-      case api::MetaField::Value::INT: v = u.getInt(); break;
-      case api::MetaField::Value::FLOAT: v = u.getFloat(); break;
-      case api::MetaField::Value::BOOL: v = u.getBool(); break;
-    }
-    m.fields.emplace_back(std::string(text(f.getKey())), std::move(v));
-  }
-  return m;
-}
-
-void put_metadata(capnp::List<api::MetaField>::Builder list, const node::Metadata& m) {
-  unsigned i = 0;
-  for (const auto& [key, value] : m.fields) {
-    auto f = list[i++];
-    f.setKey(key);
-    auto u = f.initValue();
-    std::visit(
-        [&](const auto& v) {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, std::string>) u.setText(v);
-          else if constexpr (std::is_same_v<T, std::int64_t>) u.setInt(v);
-          else if constexpr (std::is_same_v<T, double>) u.setFloat(v);
-          else u.setBool(v);
-        },
-        value);
-  }
+  transport::write(b, node::to_wire(spec));
 }
 
 void put_value(api::Value::Builder b, const node::RecordValue& v) {
-  auto vec = b.initVector(static_cast<unsigned>(v.vector.size()));
-  for (unsigned i = 0; i < v.vector.size(); ++i) vec.set(i, v.vector[i]);
-  put_metadata(b.initMetadata(static_cast<unsigned>(v.metadata.fields.size())), v.metadata);
-  b.setModel(v.model);
+  transport::put_value(b, v.vector, v.metadata.fields, v.model);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -162,13 +102,15 @@ struct LocalApi::Impl {
 
     kj::Promise<void> createCollection(CreateCollectionContext ctx) override {
       ++impl_.stats.calls;
-      auto spec = node::from_wire(spec_of(ctx.getParams().getSpec()));
+      auto wire = transport::read(ctx.getParams().getSpec());
+      if (!wire.ok()) return failed(wire.status());
+      auto spec = node::from_wire(*wire);
       if (!spec.ok()) return failed(spec.status());
       return done(impl_.node.create_collection(*spec));
     }
     kj::Promise<void> dropCollection(DropCollectionContext ctx) override {
       ++impl_.stats.calls;
-      return done(impl_.node.drop_collection(text(ctx.getParams().getName())));
+      return done(impl_.node.drop_collection(text_of(ctx.getParams().getName())));
     }
     kj::Promise<void> listCollections(ListCollectionsContext ctx) override {
       ++impl_.stats.calls;
@@ -183,7 +125,7 @@ struct LocalApi::Impl {
     }
     kj::Promise<void> collectionInfo(CollectionInfoContext ctx) override {
       ++impl_.stats.calls;
-      auto info = impl_.node.collection_info(text(ctx.getParams().getName()));
+      auto info = impl_.node.collection_info(text_of(ctx.getParams().getName()));
       if (!info.ok()) return failed(info.status());
       auto out = ctx.getResults().initInfo();
       put_spec(out.initSpec(), info->spec);
@@ -199,16 +141,14 @@ struct LocalApi::Impl {
       records.reserve(p.getRecords().size());
       for (auto r : p.getRecords()) {
         node::RecordInput in;
-        in.id.assign(bytes(r.getId()));
-        auto v = r.getValue();
-        auto vec = v.getVector();
-        in.value.vector.reserve(vec.size());
-        for (float x : vec) in.value.vector.push_back(x);
-        in.value.metadata = metadata_of(v.getMetadata());
-        in.value.model.assign(text(v.getModel()));
+        in.id.assign(bytes_of(r.getId()));
+        transport::ValueWire v = transport::value_of(r.getValue());
+        in.value.vector = std::move(v.vector);
+        in.value.metadata.fields = std::move(v.metadata);
+        in.value.model = std::move(v.model);
         records.push_back(std::move(in));
       }
-      const std::string collection(text(p.getCollection()));
+      const std::string collection(text_of(p.getCollection()));
       Status st = records.size() == 1
                       ? impl_.node.upsert(collection, records[0].id, std::move(records[0].value))
                       : impl_.node.upsert_batch(collection, std::move(records));
@@ -219,14 +159,14 @@ struct LocalApi::Impl {
       ++impl_.stats.calls;
       const auto t0 = std::chrono::steady_clock::now();
       auto p = ctx.getParams();
-      Status st = impl_.node.remove(text(p.getCollection()), bytes(p.getId()));
+      Status st = impl_.node.remove(text_of(p.getCollection()), bytes_of(p.getId()));
       if (impl_.hooks.write_seconds) impl_.hooks.write_seconds(seconds_since(t0));
       return done(st);
     }
     kj::Promise<void> get(GetContext ctx) override {
       ++impl_.stats.calls;
       auto p = ctx.getParams();
-      auto got = impl_.node.get(text(p.getCollection()), bytes(p.getId()));
+      auto got = impl_.node.get(text_of(p.getCollection()), bytes_of(p.getId()));
       if (!got.ok()) return failed(got.status());
       auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
       for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
@@ -241,14 +181,12 @@ struct LocalApi::Impl {
       o.ef = p.getEf();
       o.with_metadata = p.getWithMetadata();
       if (p.getFilter().size() > 0) {
-        auto f = node::parse_filter(text(p.getFilter()));
+        auto f = node::parse_filter(text_of(p.getFilter()));
         if (!f.ok()) return failed(f.status());
         o.filter = std::move(*f);
       }
-      std::vector<float> q;
-      q.reserve(p.getQuery().size());
-      for (float x : p.getQuery()) q.push_back(x);
-      auto hits = impl_.node.search(text(p.getCollection()), q, o);
+      std::vector<float> q = transport::floats_of(p.getQuery());
+      auto hits = impl_.node.search(text_of(p.getCollection()), q, o);
       if (impl_.hooks.search_seconds) impl_.hooks.search_seconds(seconds_since(t0));
       if (!hits.ok()) return failed(hits.status());
       auto r = ctx.getResults();
@@ -257,7 +195,7 @@ struct LocalApi::Impl {
         const auto& h = (*hits)[i];
         list[i].setId(data_of(h.id));
         list[i].setDistance(h.distance);
-        put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())), h.metadata);
+        transport::put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())), h.metadata.fields);
         list[i].setModel(h.model);
       }
       impl_.put_freshness(r);
@@ -273,7 +211,7 @@ struct LocalApi::Impl {
       auto p = ctx.getParams();
       Watcher w;
       w.id = impl_.next_watcher++;
-      w.collection.assign(text(p.getCollection()));
+      w.collection.assign(text_of(p.getCollection()));
       w.listener = p.getListener();
       w.next = impl_.node.read([](const node::Node& n) { return n.last_change(); });
       const std::uint64_t id = w.id;
@@ -290,7 +228,7 @@ struct LocalApi::Impl {
         return failed(Status(Code::kUnauthenticated, str_cat("backup is for root and the daemon's user (uid ",
                                                              impl_.policy.daemon_uid, "); the caller is uid ", creds_.uid)));
       }
-      const std::string dest(text(ctx.getParams().getDest()));
+      const std::string dest(text_of(ctx.getParams().getDest()));
       if (dest.empty() || dest.front() != '/') {
         return failed(Status(Detail::kMalformed, "backup destination '" + dest + "' must be an absolute path"));
       }
@@ -331,8 +269,8 @@ struct LocalApi::Impl {
       list[i].setUp(peers[i].up);
       list[i].setSinceLastDeltaMs(peers[i].last_delta ? (now - *peers[i].last_delta).ms() : -1);
       if (peers[i].replica_id) {
-        const std::string r = peers[i].replica_id->encode();
-        list[i].setReplica(data_of(r));
+        const std::string replica = peers[i].replica_id->encode();
+        list[i].setReplica(data_of(replica));
       }
     }
   }

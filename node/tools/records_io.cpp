@@ -3,11 +3,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include <bit>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <type_traits>
 #include <variant>
 #include <vector>
 
+#include "common/assert.hpp"
 #include "crdt/entries.hpp"
 #include "node/core/node_format.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -146,6 +155,356 @@ Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::strin
   out.flush();
   if (!out) return Status(Code::kIo, "writing the export failed");
   return written;
+}
+
+// --- .npy -------------------------------------------------------------------------------------
+
+namespace {
+
+// The dict of a .npy header, parsed strictly: a Python dict literal of quoted keys whose values
+// are quoted strings, True/False or tuples of integers, spaces between tokens (what NumPy
+// writes; a header is machine-written, so nothing more of Python's syntax is accepted).
+class NpyDict {
+ public:
+  explicit NpyDict(std::string_view text) : s_(text) {}
+
+  Status parse(std::string& descr, std::string& fortran, std::vector<std::uint64_t>& shape, bool& have_shape) {
+    space();
+    if (!eat('{')) return error("it does not begin with '{'");
+    bool have_descr = false, have_fortran = false;
+    have_shape = false;
+    space();
+    while (!eat('}')) {
+      std::string key;
+      if (!quoted(key)) return error("a key is not a quoted string");
+      space();
+      if (!eat(':')) return error(str_cat("no ':' after the key '", key, "'"));
+      space();
+      if (key == "descr") {
+        if (have_descr) return error("the key 'descr' appears twice");
+        if (!quoted(descr)) return error("'descr' is not a quoted string (a structured dtype?)");
+        have_descr = true;
+      } else if (key == "fortran_order") {
+        if (have_fortran) return error("the key 'fortran_order' appears twice");
+        if (!word(fortran)) return error("'fortran_order' is not True or False");
+        have_fortran = true;
+      } else if (key == "shape") {
+        if (have_shape) return error("the key 'shape' appears twice");
+        if (!tuple(shape)) return error("'shape' is not a tuple of integers");
+        have_shape = true;
+      } else {
+        return error(str_cat("unknown key '", escape_for_message(key), "' (a .npy header has 'descr', "
+                             "'fortran_order' and 'shape' only)"));
+      }
+      space();
+      if (eat(',')) {
+        space();
+        continue;
+      }
+      space();
+      if (i_ < s_.size() && s_[i_] == '}') continue;
+      return error("entries are not separated by ','");
+    }
+    // Padding: spaces, then the final newline, and nothing else.
+    space();
+    if (i_ + 1 != s_.size() || s_[i_] != '\n') return error("the dict is not followed by spaces and one final newline");
+    if (!have_descr) return error("no 'descr'");
+    if (!have_fortran) return error("no 'fortran_order'");
+    if (!have_shape) return error("no 'shape'");
+    return {};
+  }
+
+ private:
+  Status error(const std::string& why) const {
+    return Status(Detail::kMalformed, str_cat(".npy header dict at byte ", i_, ": ", why, "; the header is '",
+                                              escape_for_message(s_, 200), "'"));
+  }
+  void space() {
+    while (i_ < s_.size() && s_[i_] == ' ') ++i_;
+  }
+  bool eat(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool quoted(std::string& out) {
+    if (i_ >= s_.size() || (s_[i_] != '\'' && s_[i_] != '"')) return false;
+    const char q = s_[i_];
+    const auto end = s_.find(q, i_ + 1);
+    if (end == std::string_view::npos) return false;
+    const std::string_view body = s_.substr(i_ + 1, end - i_ - 1);
+    if (body.find('\\') != std::string_view::npos) return false;  // no escapes in what NumPy writes
+    out.assign(body);
+    i_ = end + 1;
+    return true;
+  }
+  bool word(std::string& out) {
+    const auto b = i_;
+    while (i_ < s_.size() && std::isalpha(static_cast<unsigned char>(s_[i_])) != 0) ++i_;
+    out.assign(s_.substr(b, i_ - b));
+    return !out.empty();
+  }
+  bool tuple(std::vector<std::uint64_t>& out) {
+    out.clear();
+    if (!eat('(')) return false;
+    space();
+    while (!eat(')')) {
+      const auto b = i_;
+      std::uint64_t v = 0;
+      const auto [p, ec] = std::from_chars(s_.data() + i_, s_.data() + s_.size(), v);
+      if (ec != std::errc{} || p == s_.data() + b) return false;
+      i_ = static_cast<std::size_t>(p - s_.data());
+      // Python 2's long suffix, which NumPy wrote for large shapes under Python 2.
+      if (i_ < s_.size() && s_[i_] == 'L') ++i_;
+      out.push_back(v);
+      space();
+      if (eat(',')) {
+        space();
+        continue;
+      }
+      if (i_ < s_.size() && s_[i_] == ')') continue;
+      return false;
+    }
+    return true;
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string out = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += str_cat(i ? ", " : "", shape[i]);
+  if (shape.size() == 1) out += ",";
+  return out + ")";
+}
+
+}  // namespace
+
+Result<NpyShape> read_npy_header(ByteReader& in) {
+  const std::string& path = in.path();
+  std::uint8_t head[8] = {};
+  SHOAL_ASSIGN_OR_RETURN(const std::size_t got, in.read(head, 8));
+  if (got < 8 || std::memcmp(head, "\x93NUMPY", 6) != 0) {
+    std::string seen;
+    for (std::size_t i = 0; i < got; ++i) {
+      char b[4];
+      std::snprintf(b, sizeof b, "%02x", head[i]);
+      seen += str_cat(i ? " " : "", b);
+    }
+    return Status(Detail::kMalformed, str_cat("not a .npy file: it must start with 93 4e 55 4d 50 59, but it starts "
+                                              "with '", seen, "'"), path);
+  }
+  const int major = head[6], minor = head[7];
+  if (major < 1 || major > 3 || minor != 0) {
+    return Status(Detail::kVersionMismatch,
+                  str_cat(".npy format version ", major, ".", minor, " is not supported (1.0, 2.0 and 3.0 are)"), path);
+  }
+  // The header length: u16 little-endian in version 1, u32 in 2 and 3.
+  const std::size_t len_bytes = major == 1 ? 2 : 4;
+  std::uint8_t l[4] = {};
+  SHOAL_ASSIGN_OR_RETURN(const std::size_t gl, in.read(l, len_bytes));
+  if (gl < len_bytes) return Status(Detail::kMalformed, ".npy file ends inside its header length", path);
+  std::size_t header_len = std::size_t{l[0]} | (std::size_t{l[1]} << 8);
+  if (major > 1) header_len |= (std::size_t{l[2]} << 16) | (std::size_t{l[3]} << 24);
+  if (header_len > kMaxNpyHeaderBytes) {
+    return Status(Detail::kTooLarge, str_cat(".npy header length ", header_len, " is above the limit of ",
+                                             kMaxNpyHeaderBytes, " bytes"), path);
+  }
+  const std::size_t data_offset = 6 + 2 + len_bytes + header_len;
+  if (data_offset % 16 != 0) {
+    return Status(Detail::kMalformed, str_cat(".npy header length ", header_len, " puts the data at byte ",
+                                              data_offset, ", which is not a multiple of 16 (NumPy pads it to 64)"),
+                  path);
+  }
+  std::string h(header_len, '\0');
+  SHOAL_ASSIGN_OR_RETURN(const std::size_t gh, in.read(h.data(), header_len));
+  if (gh < header_len) {
+    return Status(Detail::kMalformed, str_cat(".npy file ends after ", gh, " of the ", header_len,
+                                              " header bytes its length field announces"), path);
+  }
+  std::string descr, fortran;
+  std::vector<std::uint64_t> shape;
+  bool have_shape = false;
+  if (Status st = NpyDict(h).parse(descr, fortran, shape, have_shape); !st.ok()) return st.with_context(path);
+  if (descr != "<f4") {
+    return Status(Detail::kMalformed, str_cat(".npy dtype '", escape_for_message(descr),
+                                              "' is not supported: export little-endian float32 ('<f4', "
+                                              "numpy: a.astype('<f4'))"), path);
+  }
+  if (fortran != "False") {
+    return Status(Detail::kMalformed, str_cat(".npy fortran_order ", escape_for_message(fortran),
+                                              " is not supported: only C order (numpy: np.ascontiguousarray(a))"),
+                  path);
+  }
+  if (shape.size() != 2) {
+    return Status(Detail::kMalformed, str_cat(".npy shape ", shape_text(shape), " is not (n, d): a 2-d array of n "
+                                              "vectors of d components is needed"), path);
+  }
+  if (shape[1] == 0 || shape[1] > 65536) {
+    return Status(Detail::kOutOfRange, str_cat(".npy shape ", shape_text(shape), ": the dimension ", shape[1],
+                                               " is outside 1..65536"), path);
+  }
+  if (shape[0] > (std::numeric_limits<std::uint64_t>::max() - data_offset) / (shape[1] * sizeof(float))) {
+    return Status(Detail::kOutOfRange, str_cat(".npy shape ", shape_text(shape), " counts more bytes than a file can "
+                                               "hold"), path);
+  }
+  return NpyShape{shape[0], static_cast<std::size_t>(shape[1])};
+}
+
+std::string npy_header(std::uint64_t rows, std::size_t dim) {
+  std::string dict = str_cat("{'descr': '<f4', 'fortran_order': False, 'shape': (", rows, ", ", dim, "), }");
+  const std::size_t fixed = 6 + 2 + 2;  // magic, version, u16 length
+  std::string out("\x93NUMPY\x01\x00", 8);
+  const std::size_t header_len = kNpyHeaderBytes - fixed;
+  SHOAL_ASSERT(dict.size() + 1 <= header_len);
+  dict.append(header_len - dict.size() - 1, ' ');
+  dict += '\n';
+  out += static_cast<char>(header_len & 0xff);
+  out += static_cast<char>(header_len >> 8);
+  return out + dict;
+}
+
+namespace {
+
+// One output file written at NAME.tmp and renamed over NAME by commit(); removed if not committed.
+class TempFile {
+ public:
+  explicit TempFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {}
+  ~TempFile() {
+    if (!committed_) {
+      out_.close();
+      std::error_code ec;
+      std::filesystem::remove(tmp_, ec);
+    }
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  Status open() {
+    out_.open(tmp_, std::ios::binary | std::ios::trunc);
+    if (!out_) return Status(Code::kIo, str_cat("cannot create ", tmp_, ": ", std::strerror(errno)), path_);
+    return {};
+  }
+  std::ofstream& out() { return out_; }
+  Status check() const {
+    if (!out_) return Status(Code::kIo, "writing the export failed", path_);
+    return {};
+  }
+  // Flushes and closes; then rename() makes it visible under its name.
+  Status close() {
+    out_.flush();
+    SHOAL_RETURN_IF_ERROR(check());
+    out_.close();
+    if (out_.fail()) return Status(Code::kIo, "closing the export failed", path_);
+    return {};
+  }
+  Status commit() {
+    std::error_code ec;
+    std::filesystem::rename(tmp_, path_, ec);
+    if (ec) return Status(Code::kIo, str_cat("cannot rename ", tmp_, ": ", ec.message()), path_);
+    committed_ = true;
+    return {};
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::ofstream out_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+Result<NpyExportReport> export_npy(const std::string& data_dir, const std::string& collection,
+                                   const NpyExportFiles& files) {
+  const std::string store_path = data_dir + "/store";
+  if (!std::filesystem::exists(store_path + "/data.mdb")) {
+    return Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", data_dir);
+  }
+  if (files.vectors == files.ids || files.vectors == files.metadata || files.ids == files.metadata) {
+    return Status(Detail::kOutOfRange, str_cat("the vectors, ids and metadata files must differ, got '", files.vectors,
+                                               "', '", files.ids, "' and '", files.metadata, "'"));
+  }
+  store::LmdbStoreOptions options;
+  options.path = store_path;
+  SHOAL_ASSIGN_OR_RETURN(auto st, store::LmdbStore::open(options));
+  SHOAL_ASSIGN_OR_RETURN(auto txn, st->begin_read());
+  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t cid, collection_id(*txn, collection));
+  SHOAL_ASSIGN_OR_RETURN(const std::string spec_row, txn->get(Table::kCatalogue, collection));
+  SHOAL_ASSIGN_OR_RETURN(auto spec, format::decode_spec(collection, spec_row));
+  NpyExportReport report;
+  report.dim = spec.first.dimension;
+
+  TempFile vectors(files.vectors), ids(files.ids), metadata(files.metadata);
+  SHOAL_RETURN_IF_ERROR(vectors.open());
+  SHOAL_RETURN_IF_ERROR(ids.open());
+  SHOAL_RETURN_IF_ERROR(metadata.open());
+  // The row count is not known before the scan: a header of the final length now, rewritten at
+  // the end with the count.
+  vectors.out() << npy_header(0, report.dim);
+  bool first = true;
+  std::vector<float> le;
+  Status error;
+  SHOAL_RETURN_IF_ERROR(txn->scan(
+      Table::kRecords, store::Range::prefix(format::collection_prefix(cid)),
+      [&](std::string_view key, std::string_view value) {
+        auto fail = [&](Status s) {
+          error = std::move(s);
+          return false;
+        };
+        auto rec = format::decode_record(value, key);
+        if (!rec.ok()) return fail(rec.status());
+        const crdt::Entry* win = crdt::winner(rec->entries);
+        if (win == nullptr) return true;  // no value: nothing to export
+        auto v = format::decode_entry_payload(*win);
+        if (!v.ok()) return fail(v.status());
+        const std::string id(format::id_of_record_key(key));
+        if (id.find_first_of("\n\r") != std::string::npos) {
+          return fail(Status(Detail::kMalformed, str_cat("the id '", escape_for_message(id), "' holds a line break, so "
+                                                          "it cannot be a line of the ids file; export JSON lines")));
+        }
+        if (v->vector.size() != report.dim) {
+          return fail(Status(Detail::kDimensionMismatch,
+                             str_cat("record '", escape_for_message(id), "' has ", v->vector.size(),
+                                     " components, the collection ", report.dim)));
+        }
+        if (first) {
+          report.model = v->model;
+          first = false;
+        } else if (v->model != report.model) {
+          return fail(Status(Code::kInvalidArgument,
+                             str_cat("the records carry different model tags ('", escape_for_message(report.model),
+                                     "' and '", escape_for_message(v->model), "' on '", escape_for_message(id),
+                                     "'), which .npy export cannot keep (import sets one --model); export JSON "
+                                     "lines")));
+        }
+        // .npy data is little-endian (descr '<f4').
+        le.assign(v->vector.begin(), v->vector.end());
+        if constexpr (std::endian::native == std::endian::big) {
+          for (float& f : le) f = std::bit_cast<float>(__builtin_bswap32(std::bit_cast<std::uint32_t>(f)));
+        }
+        vectors.out().write(reinterpret_cast<const char*>(le.data()),
+                            static_cast<std::streamsize>(le.size() * sizeof(float)));
+        ids.out() << id << '\n';
+        metadata.out() << metadata_to_json(v->metadata).dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        if (Status s = vectors.check(); !s.ok()) return fail(s);
+        if (Status s = ids.check(); !s.ok()) return fail(s);
+        if (Status s = metadata.check(); !s.ok()) return fail(s);
+        ++report.records;
+        return true;
+      }));
+  SHOAL_RETURN_IF_ERROR(error);
+  vectors.out().seekp(0);
+  vectors.out() << npy_header(report.records, report.dim);
+  SHOAL_RETURN_IF_ERROR(vectors.close());
+  SHOAL_RETURN_IF_ERROR(ids.close());
+  SHOAL_RETURN_IF_ERROR(metadata.close());
+  SHOAL_RETURN_IF_ERROR(vectors.commit());
+  SHOAL_RETURN_IF_ERROR(ids.commit());
+  SHOAL_RETURN_IF_ERROR(metadata.commit());
+  return report;
 }
 
 namespace {

@@ -7,6 +7,14 @@
 // values) and "model" are optional. Export writes exactly this (the winning value of each record,
 // in store order); import reads it, so export | import copies a collection's records.
 //
+//
+// NumPy (.npy, https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html): export
+// writes a collection's vectors as one version 1.0 .npy file (little-endian float32, C order,
+// shape (n, dim)), the ids as a text file of one id per line, and the metadata as a file of one
+// JSON object per line ({} for none), the three in the same record order, which are exactly the
+// files `shoal import COLL F.npy --ids F.ids.txt --metadata F.metadata.jsonl` reads. Import's
+// reader (VectorReader, streams.hpp) checks the header with read_npy_header below.
+//
 // Thread rules: none of these keep state; export opens the store itself (read only, without the
 // data directory's lock, which LMDB allows while another process, shoald, writes), so it must
 // not run in a process that holds the same data directory open (the CLI never does).
@@ -34,6 +42,58 @@ namespace shoal::node::tools {
 // (`out` failed), and those of LmdbStore::open.
 [[nodiscard]] Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::string& collection,
                                                  std::ostream& out);
+
+// --- NumPy .npy files.
+
+// The largest header read_npy_header accepts, in bytes (NumPy's own reader refuses larger ones by
+// default too: its max_header_size).
+inline constexpr std::size_t kMaxNpyHeaderBytes = 10000;
+// The length of every header npy_header writes: magic, version, length and dict, padded with
+// spaces to a multiple of 64 as the format asks, with room for any row count (20 digits).
+inline constexpr std::size_t kNpyHeaderBytes = 128;
+
+struct NpyShape {
+  std::uint64_t rows = 0;
+  std::size_t dim = 0;
+};
+
+// Reads the header of a .npy file from `in` and checks it strictly, leaving `in` at the first
+// data byte. Accepted: format versions 1.0, 2.0 and 3.0; a header (the text from the dict to its
+// "\n") of at most kMaxNpyHeaderBytes bytes whose end falls on a multiple of 16 (NumPy aligns
+// to 64 today, to 16 before 1.9); that text being exactly a Python dict of the three keys
+// 'descr', 'fortran_order' and 'shape', padded with spaces and ended by "\n"; descr '<f4'
+// (little-endian float32); fortran_order False; shape a tuple of two integers (n, d) with
+// 1 <= d <= 65536 and n * d * 4 bytes countable in 64 bits. Anything else is kMalformed (an
+// unsupported version: kVersionMismatch; a header above the limit: kTooLarge), naming `in`'s
+// path and the value seen ("dtype '<f8'", "fortran_order True", "shape (3, 4, 5)", ...).
+[[nodiscard]] Result<NpyShape> read_npy_header(ByteReader& in);
+
+// The kNpyHeaderBytes-byte version 1.0 header of a rows x dim little-endian float32 C-order array.
+std::string npy_header(std::uint64_t rows, std::size_t dim);
+
+struct NpyExportFiles {
+  std::string vectors;   // the .npy file
+  std::string ids;       // one id per line
+  std::string metadata;  // one JSON object per line
+};
+
+struct NpyExportReport {
+  std::uint64_t records = 0;
+  std::size_t dim = 0;
+  std::string model;  // the model tag every record carries ("" for none)
+};
+
+// Writes every live record of `collection` (as export_jsonl: one consistent snapshot, store
+// order, the winning value) into the three files of `files`, streaming: memory stays one record
+// whatever the collection's size. Each file is written beside its name (NAME.tmp) and renamed
+// over it only when all three are complete, so a failed export leaves no partial files. The
+// .npy header's row count is written last (the header has a fixed length). The records must
+// share one model tag (import's --model sets one for all); records with different tags are
+// kInvalidArgument naming two of them (export JSON lines instead, which keeps each record's). An
+// id holding a line break cannot be one line of the ids file: kMalformed naming it. Other
+// statuses as export_jsonl's, and kIo naming the file that could not be written.
+[[nodiscard]] Result<NpyExportReport> export_npy(const std::string& data_dir, const std::string& collection,
+                                                 const NpyExportFiles& files);
 
 // Where import's records come from, one at a time (streams.hpp: bounded memory).
 class RecordSource {

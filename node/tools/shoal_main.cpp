@@ -19,7 +19,9 @@
 //     import COLL FILE [--format idx|fvecs|npy|jsonl] [--limit N] [--batch 1000] [--id-prefix P]
 //                      [--ids FILE] [--metadata FILE] [--skip N]   streamed; Ctrl-C stops after
 //                                            the current batch and prints the --skip to resume
-//     export COLL [FILE]                     the records as JSON lines (records_io.hpp)
+//     export COLL [FILE] [--format jsonl|npy] [--ids FILE] [--metadata FILE]
+//                                            the records as JSON lines, or as .npy with the ids
+//                                            and metadata in side files (records_io.hpp)
 //     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
 //     stats
 //     status                                 the daemon's peers and sink backlog
@@ -431,10 +433,14 @@ int main(int argc, char** argv) {
   search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
   search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
 
-  std::string export_to;
-  auto* exp = app.add_subcommand("export", "write a collection's records as JSON lines");
+  std::string export_to, export_format, export_ids, export_meta;
+  auto* exp = app.add_subcommand("export", "write a collection's records as JSON lines or NumPy .npy");
   exp->add_option("collection", c_name)->required();
-  exp->add_option("file", export_to, "output file (default: standard output)");
+  exp->add_option("file", export_to, "output file (default: standard output, JSON lines)");
+  exp->add_option("--format", export_format, "jsonl or npy (default: npy for a FILE ending in .npy, else jsonl)");
+  exp->add_option("--ids", export_ids, "npy: the ids file, one per line (default: FILE without .npy + .ids.txt)");
+  exp->add_option("--metadata", export_meta,
+                  "npy: the metadata file, a JSON object per line (default: FILE without .npy + .metadata.jsonl)");
 
   auto* stats = app.add_subcommand("stats", "node statistics");
   auto* status = app.add_subcommand("status", "a running daemon's peers, tiers, lag and sink backlog");
@@ -490,6 +496,36 @@ int main(int argc, char** argv) {
   }
 
   // Export reads the store directly (records_io.hpp): no index is loaded.
+  if (exp->parsed() && (export_format == "npy" || (export_format.empty() && export_to.ends_with(".npy")))) {
+    if (export_to.empty() || export_to == "-") {
+      return fail_usage(g, "export --format npy needs an output FILE (a .npy file is written in place, not streamed)");
+    }
+    const std::string base = export_to.ends_with(".npy") ? export_to.substr(0, export_to.size() - 4) : export_to;
+    const tools::NpyExportFiles files{export_to, export_ids.empty() ? base + ".ids.txt" : export_ids,
+                                      export_meta.empty() ? base + ".metadata.jsonl" : export_meta};
+    const MonoTime start = now_mono();
+    auto r = tools::export_npy(g.data, c_name, files);
+    if (!r.ok()) return fail(g, r.status());
+    const double secs = (now_mono() - start).seconds_f();
+    if (g.json_output) {
+      return std::cout << dump(json{{"ok", true}, {"exported", r->records}, {"file", files.vectors},
+                                    {"ids", files.ids}, {"metadata", files.metadata}, {"dim", r->dim},
+                                    {"model", r->model}, {"seconds", secs}}) << "\n", 0;
+    }
+    std::cerr << "exported " << r->records << " records of " << c_name << " (" << r->dim << "-d float32) in " << secs
+              << " s: vectors " << files.vectors << ", ids " << files.ids << ", metadata " << files.metadata << "\n";
+    if (!r->model.empty()) {
+      std::cerr << "shoal: note: every record has the model tag '" << r->model << "'; import with --model "
+                << r->model << " to keep it\n";
+    }
+    return 0;
+  }
+  if (exp->parsed() && !export_format.empty() && export_format != "jsonl") {
+    return fail_usage(g, "unknown export format '" + export_format + "'; expected jsonl or npy");
+  }
+  if (exp->parsed() && (!export_ids.empty() || !export_meta.empty())) {
+    return fail_usage(g, "--ids and --metadata are for .npy exports; JSON lines carry their ids and metadata");
+  }
   if (exp->parsed()) {
     std::ofstream file_out;
     if (!export_to.empty() && export_to != "-") {
@@ -572,6 +608,7 @@ int main(int argc, char** argv) {
     auto m = parse_metric(metric);
     if (!m.ok()) return fail(g, m.status());
     spec.metric = *m;
+    spec.quantize = quantization == "int8" || ccreate->count("--quantize") > 0;
     if (Status s = db->create_collection(spec); !s.ok()) return fail(g, s);
     if (g.json_output) return ok_json({{"created", spec.name}});
     std::cout << "created collection " << spec.name << "\n";
@@ -608,7 +645,6 @@ int main(int argc, char** argv) {
              {"index_bytes", info->index_bytes}};
     if (g.json_output) return ok_json(out);
     std::cout << sp.name << "  dim=" << sp.dimension << " metric=" << metric_name(sp.metric) << " ("
-    spec.quantize = quantization == "int8" || ccreate->count("--quantize") > 0;
               << distance_label(sp.metric) << ") records=" << info->live_records << " m=" << sp.m
               << " ef_construction=" << sp.ef_construction << " ef_search=" << sp.ef_search
               << (sp.quantize ? " quantized" : "") << " index_bytes=" << info->index_bytes << "\n";

@@ -1,6 +1,8 @@
 // node/tools/streams.cpp: see streams.hpp.
 #include "node/tools/streams.hpp"
 
+#include "node/tools/records_io.hpp"
+
 #include <cerrno>
 #include <cstring>
 
@@ -179,57 +181,28 @@ Status VectorReader::read_header() {
     return {};
   }
   if (format_ == io::VectorFormat::kFvecs) return {};  // each row carries its dimension
-  // .npy: "\x93NUMPY", version, header length, a Python dict literal.
-  std::uint8_t head[10] = {};
-  SHOAL_ASSIGN_OR_RETURN(const std::size_t got, in_->read(head, 8));
-  if (got < 8 || std::memcmp(head, "\x93NUMPY", 6) != 0) {
-    return Status(Detail::kMalformed, str_cat("not a .npy file: it must start with 93 4e 55 4d 50 59, but it starts with ",
-                                              hex_bytes(head, got)), path);
-  }
-  const int major = head[6];
-  if (major < 1 || major > 3) return Status(Detail::kVersionMismatch, str_cat(".npy format version ", major, " is not supported"), path);
-  std::size_t header_len = 0;
-  if (major == 1) {
-    std::uint8_t l[2] = {};
-    SHOAL_ASSIGN_OR_RETURN(const std::size_t g, in_->read(l, 2));
-    if (g < 2) return Status(Detail::kMalformed, "truncated .npy header", path);
-    header_len = std::size_t{l[0]} | (std::size_t{l[1]} << 8);
-  } else {
-    std::uint8_t l[4] = {};
-    SHOAL_ASSIGN_OR_RETURN(const std::size_t g, in_->read(l, 4));
-    if (g < 4) return Status(Detail::kMalformed, "truncated .npy header", path);
-    header_len = le32(l);
-  }
-  if (header_len > (std::size_t{1} << 20)) return Status(Detail::kMalformed, ".npy header above 1 MiB", path);
-  std::string h(header_len, '\0');
-  SHOAL_ASSIGN_OR_RETURN(const std::size_t g, in_->read(h.data(), header_len));
-  if (g < header_len) return Status(Detail::kMalformed, "truncated .npy header", path);
-  auto field = [&](const char* key) -> std::string {
-    const auto k = h.find(std::string("'") + key + "'");
-    if (k == std::string::npos) return {};
-    auto c = h.find(':', k);
-    if (c == std::string::npos) return {};
-    ++c;
-    while (c < h.size() && h[c] == ' ') ++c;
-    const char close = h[c] == '(' ? ')' : h[c] == '\'' ? '\'' : ',';
-    const auto e = h.find(close, c + 1);
-    return h.substr(c, e == std::string::npos ? std::string::npos : e - c + 1);
-  };
-  const std::string descr = field("descr"), fortran = field("fortran_order"), shape = field("shape");
-  if (descr != "'<f4'") return Status(Detail::kMalformed, str_cat(".npy dtype ", descr, " is not supported (need '<f4')"), path);
-  if (fortran.rfind("False", 0) != 0) return Status(Detail::kMalformed, ".npy in Fortran order is not supported", path);
-  unsigned long long n = 0, d = 0;
-  if (std::sscanf(shape.c_str(), "(%llu, %llu)", &n, &d) != 2 || d == 0 || d > 65536) {
-    return Status(Detail::kMalformed, str_cat(".npy shape ", shape, " is not (n, d)"), path);
-  }
-  rows_ = n;
-  dim_ = static_cast<std::size_t>(d);
+  // .npy: checked strictly by records_io.cpp (the writer of .npy exports lives there too).
+  SHOAL_ASSIGN_OR_RETURN(const NpyShape shape, read_npy_header(*in_));
+  rows_ = shape.rows;
+  dim_ = shape.dim;
   return {};
 }
 
 Result<bool> VectorReader::next(std::vector<float>& out) {
   const std::string& path = in_->path();
-  if (rows_ && row_ >= *rows_) return false;
+  if (rows_ && row_ >= *rows_) {
+    // A .npy holds exactly the rows its shape says; more bytes mean a wrong shape or a damaged file.
+    if (format_ == io::VectorFormat::kNpy && !trailing_checked_) {
+      trailing_checked_ = true;
+      char extra = 0;
+      SHOAL_ASSIGN_OR_RETURN(const std::size_t got, in_->read(&extra, 1));
+      if (got != 0) {
+        return Status(Detail::kMalformed, str_cat("the .npy file has bytes after the ", *rows_, " x ", dim_,
+                                                  " float32 values its shape announces"), path);
+      }
+    }
+    return false;
+  }
   if (format_ == io::VectorFormat::kFvecs) {
     std::uint8_t d4[4] = {};
     SHOAL_ASSIGN_OR_RETURN(const std::size_t got, in_->read(d4, 4));

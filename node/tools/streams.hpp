@@ -77,6 +77,7 @@ class VectorReader {
   std::size_t dim_ = 0;
   std::optional<std::uint64_t> rows_;
   std::uint64_t row_ = 0;
+  bool trailing_checked_ = false;
   std::vector<std::uint8_t> raw_;
 };
 

@@ -164,6 +164,21 @@ struct MetricsRegistry::Impl {
       .Name("shoal_discovered_devices_total")
       .Help("Sightings of devices of our mesh by mDNS discovery (each one dialed)")
       .Register(registry);
+  Family<Counter>& warm_bytes_family = prometheus::BuildCounter()
+      .Name("shoal_warm_bytes_sent_total")
+      .Help("Bytes sent to warm peers (delta entries and repair slices; docs/tiers.md)")
+      .Register(registry);
+  Family<Counter>& warm_deferrals_family = prometheus::BuildCounter()
+      .Name("shoal_warm_budget_deferrals_total")
+      .Help("Delta batches or digest comparisons with warm peers deferred to the next budget window")
+      .Register(registry);
+  Family<Counter>& warm_withheld_family = prometheus::BuildCounter()
+      .Name("shoal_warm_entries_withheld_total")
+      .Help("Delta entries not sent to warm peers because their collection is not replicated warm")
+      .Register(registry);
+  Counter& warm_bytes = warm_bytes_family.Add({});
+  Counter& warm_deferrals = warm_deferrals_family.Add({});
+  Counter& warm_withheld = warm_withheld_family.Add({});
   Counter& repair_started = repair_started_family.Add({});
   Counter& repair_completed = repair_completed_family.Add({});
   Counter& repair_abandoned = repair_abandoned_family.Add({});
@@ -178,6 +193,7 @@ struct MetricsRegistry::Impl {
   std::map<std::string, FailureSeries> failure_series;
   std::uint64_t last_repair_started = 0, last_repair_completed = 0, last_repair_abandoned = 0;
   std::uint64_t last_discovered = 0;
+  std::uint64_t last_warm_bytes = 0, last_warm_deferrals = 0, last_warm_withheld = 0;
 
   void remove_peer(PeerSeries& s) {
     remove_if_set(peer_up, s.up);
@@ -333,6 +349,9 @@ void MetricsRegistry::update(const DaemonSnapshot& snapshot) {
   advance(m.repair_completed, m.last_repair_completed, snapshot.repair_sessions_completed);
   advance(m.repair_abandoned, m.last_repair_abandoned, snapshot.repair_sessions_abandoned);
   advance(m.discovered, m.last_discovered, snapshot.discovered_devices);
+  advance(m.warm_bytes, m.last_warm_bytes, snapshot.warm_bytes_sent);
+  advance(m.warm_deferrals, m.last_warm_deferrals, snapshot.warm_budget_deferrals);
+  advance(m.warm_withheld, m.last_warm_withheld, snapshot.warm_entries_withheld);
 }
 
 std::string MetricsRegistry::serialize() const {

@@ -75,6 +75,10 @@ struct DaemonSnapshot {
   std::uint64_t repair_sessions_started = 0;
   std::uint64_t repair_sessions_completed = 0;
   std::uint64_t repair_sessions_abandoned = 0;
+  // The warm tier (docs/tiers.md): bytes sent to warm peers, budget deferrals, entries withheld.
+  std::uint64_t warm_bytes_sent = 0;
+  std::uint64_t warm_budget_deferrals = 0;
+  std::uint64_t warm_entries_withheld = 0;
   // Sightings of devices of our mesh by mDNS discovery, cumulative (MeshStats::discovered).
   std::uint64_t discovered_devices = 0;
 };

@@ -200,6 +200,9 @@ TEST_CASE("a snapshot's values appear under their names with the peer and tier l
   CHECK(value(e, "shoal_repair_sessions_completed_total") == 7);
   CHECK(value(e, "shoal_repair_sessions_abandoned_total") == 1);
   CHECK(value(e, "shoal_discovered_devices_total") == 4);
+  CHECK(value(e, "shoal_warm_bytes_sent_total") == 123456);
+  CHECK(value(e, "shoal_warm_budget_deferrals_total") == 3);
+  CHECK(value(e, "shoal_warm_entries_withheld_total") == 17);
 }
 
 TEST_CASE("counters add the growth of a total, and a total that went down counts as a new link",

@@ -61,6 +61,9 @@ inline daemon::DaemonSnapshot three_peer_snapshot() {
   s.repair_sessions_completed = 7;
   s.repair_sessions_abandoned = 1;
   s.discovered_devices = 4;
+  s.warm_bytes_sent = 123456;
+  s.warm_budget_deferrals = 3;
+  s.warm_entries_withheld = 17;
   return s;
 }
 

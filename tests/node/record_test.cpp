@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/random.hpp"
+#include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
 
 using namespace shoal;
@@ -253,4 +254,46 @@ TEST_CASE("every filter used in tests and examples parses as before", "[node][fi
       if (want[i].op != Op::kExists) CHECK(f->all[i].value == want[i].value);
     }
   }
+}
+
+TEST_CASE("a catalogue entry written before int8 became the default reads back as written", "[node]") {
+  // The catalogue value exactly as every earlier build wrote it (docs/node-format.md, catalogue
+  // table): version 1, id 7, dimension 3, metric 1 (ip), m 16, ef_construction 200, ef_search 64,
+  // quantize 0, range 0..0. Its collection stays a float graph; only new specs default to int8.
+  auto le32 = [](std::string& out, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  std::string old;
+  old.push_back(1);
+  le32(old, 7);
+  le32(old, 3);
+  old.push_back(1);
+  le32(old, 16);
+  le32(old, 200);
+  le32(old, 64);
+  old.push_back(0);
+  le32(old, 0);  // f32 0.0
+  le32(old, 0);
+  auto d = format::decode_spec("old", old);
+  REQUIRE(d.ok());
+  CHECK(d->second == 7);
+  CHECK(d->first.name == "old");
+  CHECK(d->first.dimension == 3);
+  CHECK(d->first.metric == Metric::kInnerProduct);
+  CHECK(d->first.m == 16);
+  CHECK(d->first.ef_construction == 200);
+  CHECK(d->first.ef_search == 64);
+  CHECK_FALSE(d->first.quantize);
+  // The same bytes, but for the quantize flag, are what a spec created now encodes to.
+  CollectionSpec fresh;
+  fresh.name = "old";
+  fresh.dimension = 3;
+  fresh.metric = Metric::kInnerProduct;
+  CHECK(fresh.quantize);
+  std::string want = old;
+  want[22] = 1;  // u8 quantize after 1 + 4 + 4 + 1 + 4 + 4 + 4 bytes
+  CHECK(format::encode_spec(fresh, 7) == want);
+  auto back = format::decode_spec("old", want);
+  REQUIRE(back.ok());
+  CHECK(back->first.quantize);
 }

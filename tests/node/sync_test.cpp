@@ -560,3 +560,44 @@ TEST_CASE("a tier policy outside its limits is refused and changes nothing", "[n
   CHECK(st.message().find("'c'") != std::string::npos);
   CHECK(mesh[0].tier_policies().collections.empty());
 }
+
+TEST_CASE("a collection's index options replicate with the catalogue and survive a restart", "[node][sync]") {
+  Mesh mesh(2);
+  CollectionSpec tuned;
+  tuned.name = "tuned";
+  tuned.dimension = 4;
+  tuned.metric = Metric::kInnerProduct;
+  tuned.m = 24;
+  tuned.ef_construction = 150;
+  tuned.ef_search = 90;
+  tuned.quantize = false;
+  REQUIRE(mesh[0].create_collection(tuned).ok());
+  REQUIRE(mesh[0].create_collection({"dflt", 4, Metric::kCosine}).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  for (int restart = 0; restart < 2; ++restart) {
+    INFO("after restart " << restart);
+    auto t = mesh[1].collection_info("tuned");
+    REQUIRE(t.ok());
+    CHECK(t->spec.m == 24);
+    CHECK(t->spec.ef_construction == 150);
+    CHECK(t->spec.ef_search == 90);
+    CHECK_FALSE(t->spec.quantize);
+    auto d = mesh[1].collection_info("dflt");
+    REQUIRE(d.ok());
+    CHECK(d->spec.m == 16);
+    CHECK(d->spec.ef_search == 64);
+    CHECK(d->spec.quantize);  // the default travels as a value, not as "whatever the peer defaults to"
+    mesh.restart(1);
+  }
+  // The replica's index is built with those options and answers like the origin's.
+  REQUIRE(mesh[0].upsert("tuned", "a", value(1.0f)).ok());
+  REQUIRE(mesh[0].upsert("dflt", "a", value(1.0f)).ok());
+  mesh.run();
+  for (const char* c : {"tuned", "dflt"}) {
+    auto hits = mesh[1].search(c, std::vector<float>{1, 1, 0.5f, 0.25f}, SearchOptions{1, 0, {}});
+    REQUIRE(hits.ok());
+    REQUIRE(hits->size() == 1);
+    CHECK(hits->at(0).id == "a");
+  }
+}

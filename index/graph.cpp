@@ -161,10 +161,16 @@ int Graph::stored_level(std::uint64_t label) const {
 void Graph::prepare(std::span<const float> v, float* out) const noexcept {
   std::copy(v.begin(), v.end(), out);
   if (params.metric == Metric::kCosine) {
-    double n2 = 0;
-    for (float x : v) n2 += static_cast<double>(x) * static_cast<double>(x);
-    const float inv = static_cast<float>(1.0 / std::sqrt(n2));
-    for (std::size_t i = 0; i < dim; ++i) out[i] *= inv;
+    // In double: the norm of a vector of tiny components (valid input) has a reciprocal beyond
+    // float's range. Four partial sums let the compiler use vector registers.
+    double n2[4] = {0, 0, 0, 0};
+    std::size_t i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      for (std::size_t j = 0; j < 4; ++j) n2[j] += static_cast<double>(v[i + j]) * static_cast<double>(v[i + j]);
+    }
+    for (; i < dim; ++i) n2[0] += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+    const double inv = 1.0 / std::sqrt((n2[0] + n2[1]) + (n2[2] + n2[3]));
+    for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(static_cast<double>(v[j]) * inv);
   }
 }
 

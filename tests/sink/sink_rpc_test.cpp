@@ -24,6 +24,7 @@
 #include "security/identity.hpp"
 #include "security/key_file.hpp"
 #include "sink/memory_object_store.hpp"
+#include "sink/sink_config.hpp"
 #include "sink/sink_server.hpp"
 #include "sink_fixture.hpp"
 #include "transport/link.hpp"
@@ -429,6 +430,40 @@ TEST_CASE("malformed calls over RPC get typed errors naming the limit and change
   CHECK(rig.store().object_count() == objects);
   CHECK(rig.service().status().records == 10);
   CHECK(rig.server().stats().calls_refused >= 8);
+}
+
+TEST_CASE("shoal-sink's configuration: defaults, relative paths, and every problem named with its position and value",
+          "[sink][config]") {
+  auto ok = sink::parse_sink_config(
+      "[sink]\ndata_dir = \"data\"\ncertificate = \"/etc/shoal/sink.cert\"\nlisten = \"[::1]:7500\"\n"
+      "[limits]\nmax_k = 50\n",
+      "/etc/shoal/shoal-sink.toml");
+  INFO(ok.status().to_string());
+  REQUIRE(ok.ok());
+  CHECK(ok->data_dir == "/etc/shoal/data");
+  CHECK(ok->listen_address == "::1");
+  CHECK(ok->listen_port == 7500);
+  CHECK(ok->store_kind == "lmdb");
+  CHECK(ok->compact_interval_s == 3600);
+  CHECK(ok->limits.max_k == 50);
+
+  auto bad = sink::parse_sink_config(
+      "[sink]\ndata_dir = \"d\"\nlisten = \"0.0.0.0:99999\"\ncolour = 3\n[store]\nkind = \"s3\"\n", "/x/s.toml");
+  REQUIRE_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  CHECK(m.find("/x/s.toml:3:10: key sink.listen = \"0.0.0.0:99999\": port must be 0..65535") != std::string::npos);
+  CHECK(m.find("key sink.colour: unknown key") != std::string::npos);
+  CHECK(m.find("sink.certificate: required") != std::string::npos);
+  CHECK(m.find("store.s3_bucket: required when store.kind = \"s3\"") != std::string::npos);
+  CHECK(bad.status().detail() == Detail::kUnknownName);
+
+  auto syntax = sink::parse_sink_config("[sink\n", "/x/s.toml");
+  CHECK(syntax.status().detail() == Detail::kMalformed);
+  auto range = sink::parse_sink_config(
+      "[sink]\ndata_dir = \"d\"\ncertificate = \"c\"\n[limits]\nmax_upload_bytes = 99999999999\n", "/x/s.toml");
+  REQUIRE_FALSE(range.ok());
+  CHECK(range.status().message().find("limits.max_upload_bytes = 99999999999: must be 1024..16777216") !=
+        std::string::npos);
 }
 
 #ifdef SHOAL_SINK_BINARY

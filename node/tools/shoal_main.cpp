@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
                       "int8 (graph vectors as int8, results re-ranked with the floats) or none")
       ->check(CLI::IsMember({"int8", "none"}))
       ->capture_default_str();
-  ccreate->add_flag("--quantize", "same as --quantization int8 (kept for scripts)");
+  ccreate->add_flag("--quantize")->description("same as --quantization int8 (kept for scripts)");
   // Explicit int8 range (L2 and ip: calibrated from the data when both are 0; cosine: [-1, 1]).
   ccreate->add_option("--quant-min", spec.quant_min);
   ccreate->add_option("--quant-max", spec.quant_max);

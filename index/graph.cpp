@@ -161,15 +161,7 @@ int Graph::stored_level(std::uint64_t label) const {
 void Graph::prepare(std::span<const float> v, float* out) const noexcept {
   std::copy(v.begin(), v.end(), out);
   if (params.metric == Metric::kCosine) {
-    // In double: the norm of a vector of tiny components (valid input) has a reciprocal beyond
-    // float's range. Four partial sums let the compiler use vector registers.
-    double n2[4] = {0, 0, 0, 0};
-    std::size_t i = 0;
-    for (; i + 4 <= dim; i += 4) {
-      for (std::size_t j = 0; j < 4; ++j) n2[j] += static_cast<double>(v[i + j]) * static_cast<double>(v[i + j]);
-    }
-    for (; i < dim; ++i) n2[0] += static_cast<double>(v[i]) * static_cast<double>(v[i]);
-    const double inv = 1.0 / std::sqrt((n2[0] + n2[1]) + (n2[2] + n2[3]));
+    const double inv = inv_norm(v.data());
     for (std::size_t j = 0; j < dim; ++j) out[j] = static_cast<float>(static_cast<double>(v[j]) * inv);
   }
 }
@@ -185,6 +177,18 @@ int Graph::level_of(std::uint64_t label) const noexcept {
   return static_cast<int>(-std::log(u) * hnsw->h->mult_);
 }
 
+// In double: the norm of a vector of tiny components (valid input) has a reciprocal beyond
+// float's range. Four partial sums let the compiler use vector registers.
+double Graph::inv_norm(const float* v) const noexcept {
+  double n2[4] = {0, 0, 0, 0};
+  std::size_t i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    for (std::size_t j = 0; j < 4; ++j) n2[j] += static_cast<double>(v[i + j]) * static_cast<double>(v[i + j]);
+  }
+  for (; i < dim; ++i) n2[0] += static_cast<double>(v[i]) * static_cast<double>(v[i]);
+  return 1.0 / std::sqrt((n2[0] + n2[1]) + (n2[2] + n2[3]));
+}
+
 void Graph::set_range(float lo, float hi) noexcept {
   if (!calibrated) return;
   has_range = true;
@@ -193,13 +197,29 @@ void Graph::set_range(float lo, float hi) noexcept {
   q = Quantizer::for_range(params.metric, lo, hi);
 }
 
-void Graph::cover(std::span<const float> rows) {
+void Graph::cover(std::span<const float> rows, bool prepared) {
   if (!calibrated || rows.empty()) return;
-  float lo = has_range ? range_lo : rows[0];
-  float hi = has_range ? range_hi : rows[0];
-  for (float x : rows) {
-    lo = std::min(lo, x);
-    hi = std::max(hi, x);
+  const bool normalize = params.metric == Metric::kCosine && !prepared;
+  float lo = std::numeric_limits<float>::max();
+  float hi = std::numeric_limits<float>::lowest();
+  if (has_range) {
+    lo = range_lo;
+    hi = range_hi;
+  }
+  for (std::size_t r = 0; r + dim <= rows.size(); r += dim) {
+    float rlo = rows[r], rhi = rows[r];
+    for (std::size_t i = r; i < r + dim; ++i) {
+      rlo = std::min(rlo, rows[i]);
+      rhi = std::max(rhi, rows[i]);
+    }
+    if (normalize) {
+      // What prepare() makes of them: scaling by a positive factor keeps the order.
+      const double inv = inv_norm(rows.data() + r);
+      rlo = static_cast<float>(static_cast<double>(rlo) * inv);
+      rhi = static_cast<float>(static_cast<double>(rhi) * inv);
+    }
+    lo = std::min(lo, rlo);
+    hi = std::max(hi, rhi);
   }
   if (has_range && lo == range_lo && hi == range_hi) return;
   const Quantizer old = q;

@@ -198,9 +198,6 @@ std::pair<float, float> HnswIndex::quant_range() const {
   std::shared_lock lock(mu_);
   const Graph& g = *graph_;
   if (g.calibrated) return g.has_range ? std::pair{g.range_lo, g.range_hi} : std::pair{0.0f, 0.0f};
-  if (params_.metric == Metric::kCosine && params_.quant_min == 0.0f && params_.quant_max == 0.0f) {
-    return {-1.0f, 1.0f};
-  }
   return {params_.quant_min, params_.quant_max};
 }
 

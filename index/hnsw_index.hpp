@@ -85,9 +85,9 @@ class HnswIndex final : public VectorIndex {
   // Removed-but-still-linked vectors over all stored vectors, in [0, 1].
   double deleted_share() const;
 
-  // The value range the int8 codes cover, {min, max}: the caller's quant_min/quant_max, cosine's
-  // {-1, 1}, or, when calibrated (quant_calibrated()), the smallest and largest component the
-  // graph has covered ({0, 0} before its first vector). {0, 0} without quantization.
+  // The value range the int8 codes cover, {min, max}: the caller's quant_min/quant_max, or, when
+  // calibrated (quant_calibrated()), the smallest and largest component the graph has covered
+  // (normalized, for cosine; {0, 0} before its first vector). {0, 0} without quantization.
   std::pair<float, float> quant_range() const;
 
   // --- Snapshots (format: docs/index.md) ---

@@ -122,14 +122,16 @@ struct Graph {
 
   // Normalizes for cosine into `out` (size dim).
   void prepare(std::span<const float> v, float* out) const noexcept;
+  // The factor prepare() scales a cosine vector by (1 / its norm, in double).
+  double inv_norm(const float* v) const noexcept;
   // The HNSW level of `label`, a function of (params.seed, label) alone (graph.cpp).
   int level_of(std::uint64_t label) const noexcept;
-  // Calibrated graphs: widens the range to cover `rows` (row-major, dim floats each; L2 and inner
-  // product vectors, which prepare() does not change) and, when the quantizer changes, re-encodes
+  // Calibrated graphs: widens the range to cover `rows` (row-major, dim floats each; as the app
+  // gave them, or already prepare()d when `prepared`) and, when the quantizer changes, re-encodes
   // every stored code (from the float vectors when kept, else from the old codes). A no-op on
   // other graphs. Must run before those rows are inserted, with no insert() running (callers hold
-  // the write lock, or own the graph).
-  void cover(std::span<const float> rows);  // may throw std::bad_alloc
+  // the write lock, or own the graph). May throw std::bad_alloc.
+  void cover(std::span<const float> rows, bool prepared = false);
   // Installs the range a snapshot recorded (calibrated graphs).
   void set_range(float lo, float hi) noexcept;
   // Inserts a prepared vector, or replaces the vector of a label already present. May throw.

@@ -6,11 +6,10 @@
 // r = max(|lo|, |hi|), so code dot products scale by step^2. Values outside the range are
 // clamped.
 //
-// Where the range comes from (docs/index.md, "Int8 scalar quantization"): cosine always covers
-// [-1, 1] (vectors are normalized inside the index); L2 and inner product use the caller's
-// [quant_min, quant_max] when it gives one, otherwise they are calibrated from the data
-// (Graph::cover): the range is the smallest and largest component of every vector the graph has
-// held, so it depends on the set of vectors, never on their order.
+// Where the range comes from (docs/index.md, "Int8 scalar quantization"): the caller's
+// [quant_min, quant_max] when it gives one, otherwise it is calibrated from the data
+// (Graph::cover): the smallest and largest component of every vector the graph has held (after
+// cosine's normalization), so it depends on the set of vectors, never on their order.
 // Thread rules: a value; its const methods are pure.
 #pragma once
 
@@ -27,8 +26,8 @@ struct Quantizer {
   float step = 1.0f;
   float inv_step = 1.0f;
 
-  // The quantizer of a fixed range: the caller's, or cosine's [-1, 1]. For a calibrated index
-  // (quant_calibrated(p)) this is a placeholder until the first vector arrives.
+  // The quantizer of the caller's range. For a calibrated index (quant_calibrated(p)) a
+  // placeholder ([-1, 1], or [0, 1] for L2) until the first vector arrives.
   static Quantizer make(const IndexParams& p);
   // The quantizer covering [lo, hi] for `metric`. An empty L2 range (hi <= lo) covers [lo, lo+1];
   // a symmetric range of radius 0 covers [-1, 1].

@@ -90,7 +90,7 @@ Status HnswIndex::run_rebuild() {
         {labels.size() + labels.size() / 4 + 1, static_cast<std::size_t>(params_.initial_capacity)});
     fresh = Graph::make(params_, kernels_, cap);
     // A calibrated range is recomputed from the live vectors alone.
-    fresh->cover(vectors);
+    fresh->cover(vectors, /*prepared=*/true);
     for (std::size_t i = 0; i < labels.size(); ++i) fresh->insert(labels[i], vectors.data() + i * dim);
   } catch (const std::exception& e) {
     return fail(detail::hnswlib_error("rebuild", e));
@@ -112,7 +112,7 @@ Status HnswIndex::run_rebuild() {
           if (fresh->find_live(e.label) >= 0) fresh->mark_deleted(e.label);
         } else {
           if (fresh->count() >= fresh->capacity()) fresh->grow(fresh->capacity() * 2);
-          fresh->cover(e.vector);
+          fresh->cover(e.vector, /*prepared=*/true);
           fresh->insert(e.label, e.vector.data());
         }
         ++replayed;

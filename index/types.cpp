@@ -58,7 +58,7 @@ Status validate_params(const IndexParams& p) {
     if (!std::isfinite(p.quant_min) || !std::isfinite(p.quant_max)) {
       return Status(Detail::kNonFinite, "quant_min and quant_max must be finite");
     }
-    // Both 0: cosine's fixed [-1, 1], or calibrated from the data (L2, inner product).
+    // Both 0: calibrated from the data (quant_calibrated()).
     const bool default_range = p.quant_min == 0.0f && p.quant_max == 0.0f;
     if (!default_range && !(p.quant_max > p.quant_min)) {
       return Status(Detail::kOutOfRange, "quant_max must be greater than quant_min, got [" +

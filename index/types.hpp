@@ -49,10 +49,10 @@ struct IndexParams {
   Quantization quantization = Quantization::kNone;
   // The value range the int8 codes cover. Values outside are clamped. For L2 the range maps
   // onto [-128, 127]; for inner product and cosine the codes are symmetric around 0 and cover
-  // [-max(|min|,|max|), +max(|min|,|max|)]. Both 0 (the default): cosine covers [-1, 1]; L2 and
-  // inner product are calibrated from the data (quant_calibrated(): the smallest and largest
-  // component of every vector the graph has held, recomputed from the live vectors by a rebuild),
-  // so replicas holding the same vectors use the same range whatever the order of their writes.
+  // [-max(|min|,|max|), +max(|min|,|max|)]. Both 0 (the default): calibrated from the data
+  // (quant_calibrated(): the smallest and largest component of every vector the graph has held,
+  // after cosine's normalization; recomputed from the live vectors by a rebuild), so replicas
+  // holding the same vectors use the same range whatever the order of their writes.
   float quant_min = 0.0f;
   float quant_max = 0.0f;
   // Int8 only: keep the float vectors (1.25x the memory of float alone) for exact re-ranking
@@ -75,11 +75,10 @@ struct IndexParams {
 // Checks every field against its limit; invalid-argument statuses name field, limit and value.
 Status validate_params(const IndexParams& params);
 
-// True when the int8 range of `p` is calibrated from the data (int8, L2 or inner product, and
-// quant_min == quant_max == 0).
+// True when the int8 range of `p` is calibrated from the data (int8 and quant_min == quant_max
+// == 0).
 constexpr bool quant_calibrated(const IndexParams& p) noexcept {
-  return p.quantization == Quantization::kInt8 && p.metric != Metric::kCosine && p.quant_min == 0.0f &&
-         p.quant_max == 0.0f;
+  return p.quantization == Quantization::kInt8 && p.quant_min == 0.0f && p.quant_max == 0.0f;
 }
 
 struct Neighbor {

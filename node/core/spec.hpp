@@ -20,8 +20,8 @@ struct CollectionSpec {
   std::uint32_t ef_search = 64;
   // Int8 scalar quantization of the graph with float re-ranking: the default for new
   // collections (issue 16; docs/decisions.md D34). Collections stored or replicated before it
-  // carry their own value. The range [quant_min, quant_max]: both 0 (the default) means [-1, 1]
-  // for cosine and calibrated from the data for L2 and inner product (index/types.hpp).
+  // carry their own value. The range [quant_min, quant_max]: both 0 (the default) means
+  // calibrated from the data (index/types.hpp).
   bool quantize = true;
   float quant_min = 0.0f;
   float quant_max = 0.0f;

@@ -75,6 +75,24 @@ bool CausalContext::includes(const CausalContext& other) const noexcept {
   return true;
 }
 
+std::uint64_t CausalContext::drop_above(const ReplicaId& replica, std::uint64_t counter) {
+  auto it = rows_.find(replica);
+  if (it == rows_.end()) return 0;
+  Row& row = it->second;
+  std::uint64_t dropped = 0;
+  // Cloud counters are sorted: cut the tail above `counter`.
+  auto cut = std::upper_bound(row.cloud.begin(), row.cloud.end(), counter);
+  dropped += static_cast<std::uint64_t>(row.cloud.end() - cut);
+  row.cloud.erase(cut, row.cloud.end());
+  if (row.contiguous > counter) {
+    // Every cloud counter exceeds contiguous + 1 > counter, so the cloud is empty already.
+    dropped += row.contiguous - counter;
+    row.contiguous = counter;
+  }
+  if (row.contiguous == 0 && row.cloud.empty()) rows_.erase(it);
+  return dropped;
+}
+
 std::uint64_t CausalContext::max_counter(const ReplicaId& replica) const noexcept {
   auto it = rows_.find(replica);
   if (it == rows_.end()) return 0;

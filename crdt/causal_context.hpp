@@ -43,6 +43,10 @@ class CausalContext {
   // True when every dot of `other` is in this context.
   bool includes(const CausalContext& other) const noexcept;
 
+  // Removes the dots of `replica` above `counter` and returns how many there were (a node strips
+  // claims on its own dots beyond what it issued from a peer's context: node_sync_host.cpp).
+  std::uint64_t drop_above(const ReplicaId& replica, std::uint64_t counter);
+
   // The largest counter seen for `replica` (0 if none).
   std::uint64_t max_counter(const ReplicaId& replica) const noexcept;
   // The next dot `replica` should issue: max_counter + 1. Only the replica itself issues dots;

@@ -49,8 +49,8 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
   app.add_flag("--hostile-own-context", f.hostile_own_context,
-               "the hostile peer also sends contexts claiming the receiver's own dots beyond its counter");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed");
+               "the hostile peer also sends contexts claiming dots beyond their owner's counter (the receiver's own; with repair, the sender's own)");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
 }
 

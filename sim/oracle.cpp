@@ -52,6 +52,12 @@ std::optional<crdt::Dot> Oracle::upsert(const crdt::ReplicaId& node, std::string
   return modeled.dot;
 }
 
+void Oracle::claimed(const crdt::Dot& dot) {
+  crdt::Delta d;
+  d.context.add(dot);
+  model_.join(d);
+}
+
 void Oracle::remove(std::string_view id, const crdt::Entries& before) {
   ++removes_;
   crdt::Delta d;

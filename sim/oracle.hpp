@@ -55,6 +55,11 @@ class Oracle {
                                   const crdt::Bytes* client_payload = nullptr);
   // An acknowledged remove of `id`; `before`: the node's entries just before.
   void remove(std::string_view id, const crdt::Entries& before);
+  // A dot that a peer claimed in a context, with no entry, and a receiver accepted (a claim on a
+  // third replica's dot, which no receiver can tell from the remove of a write it never saw):
+  // the mesh converges to a context holding it. Its owner must never issue it (dot_reused,
+  // lost and resurrected would show it).
+  void claimed(const crdt::Dot& dot);
   // The oracle entry of `id` whose dot is `dot`, or null (returns the new entry after upsert()).
   const crdt::Entry* entry(std::string_view id, const crdt::Dot& dot) const noexcept;
 

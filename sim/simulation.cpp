@@ -15,6 +15,7 @@
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
 #include "node/core/node.hpp"
+#include "node/core/node_format.hpp"
 #include "node/store/memory_store.hpp"
 #include "sim/event_queue.hpp"
 #include "sim/faulty_store.hpp"
@@ -47,6 +48,9 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kLoseDeltas: return "lose-deltas";
     case Mutation::kHostileSplit: return "hostile-split";
     case Mutation::kReadElsewhere: return "read-elsewhere";
+    case Mutation::kKeepOwnClaims: return "keep-own-claims";
+    case Mutation::kLaxDecode: return "lax-decode";
+    case Mutation::kSearchWrongCollection: return "search-wrong-collection";
   }
   return "?";
 }
@@ -59,7 +63,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kWipeOnRestart, Mutation::kHlcIgnoreRemote, Mutation::kWinnerByDot,
                      Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed,
                      Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas,
-                     Mutation::kHostileSplit, Mutation::kReadElsewhere}) {
+                     Mutation::kHostileSplit, Mutation::kReadElsewhere, Mutation::kKeepOwnClaims,
+                     Mutation::kLaxDecode, Mutation::kSearchWrongCollection}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -196,6 +201,9 @@ class Simulation {
     std::uint64_t disk_gen = 0;
     std::optional<crdt::Hlc> last_write_clock;  // of the peer's last acknowledged upsert
     bool wiped = false;  // wipe-on-restart: came back on an empty store as incarnation 1
+    // The incarnation the node last issued dots under (Node::issuer): a node that learns its
+    // store is an older copy, or strips a claim on its own dots, takes a new one (docs/crdt.md).
+    std::uint32_t incarnation = 0;
     Duration restart_after;  // for a crash armed inside a store call: the downtime once it strikes
   };
   // One collection the workload writes: its name and its oracle.
@@ -206,6 +214,8 @@ class Simulation {
 
   void setup();
   [[nodiscard]] bool open_node(std::uint32_t p);
+  // Follows a change of the node's incarnation (traced; never backwards: identity).
+  void note_incarnation(std::uint32_t p);
   void crash(std::uint32_t p);
   // A peer whose process died inside a store call: destroyed now, restarted at once (`now`) or
   // after its drawn downtime. Returns true when it was reaped.
@@ -364,6 +374,7 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   o.mutations.drop_keeps_records = sc_.mutation == Mutation::kDropKeepsRecords;
   o.mutations.recreate_keeps_hidden = sc_.mutation == Mutation::kRecreateKeepsHidden;
   o.mutations.catalogue_not_relayed = sc_.mutation == Mutation::kCatalogueNotRelayed;
+  o.mutations.keep_own_claims = sc_.mutation == Mutation::kKeepOwnClaims;
   return o;
 }
 
@@ -432,6 +443,19 @@ bool Simulation::open_node(std::uint32_t p) {
   Peer& peer = peers_[p];
   node::NodeOptions options = options_for(p);
   peer.faulty->restarted();
+  // The incarnation the store holds (a crash may have landed a commit that took a new one before
+  // the node could use it): the node must reopen under exactly that, never below what it used.
+  std::uint32_t expected = peer.incarnation;
+  {
+    peer.faulty->set_observing(true);
+    auto txn = peer.store->begin_read();
+    if (txn.ok()) {
+      auto rep = (*txn)->get(store::Table::kMeta, node::format::kReplicaKey);
+      crdt::ReplicaId stored;
+      if (rep.ok() && crdt::ReplicaId::decode(*rep, stored) && stored.incarnation > expected) expected = stored.incarnation;
+    }
+    peer.faulty->set_observing(false);
+  }
   auto opened = node::Node::open(*peer.faulty, std::move(options));
   ++peer.gen;
   if (!opened.ok()) {
@@ -439,9 +463,12 @@ bool Simulation::open_node(std::uint32_t p) {
     return false;
   }
   peer.node = std::move(opened).value();
-  if (peer.node->replica() != peer.replica) {
-    violation("identity", peer_name(p) + " reopened as " + peer.node->replica().to_string());
+  crdt::ReplicaId want = peer.replica;
+  want.incarnation = expected;
+  if (peer.node->issuer() != want) {
+    violation("identity", peer_name(p) + " reopened as " + peer.node->issuer().to_string() + ", not " + want.to_string());
   }
+  peer.incarnation = peer.node->issuer().incarnation;
   std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
   peer.wake_at = MonoTime::from_ns(INT64_MAX);
   return true;
@@ -541,7 +568,10 @@ void Simulation::setup() {
   if (sc_.mutation == Mutation::kStranger) push(now_ + Duration::millis(100), Event{Ev::kStranger});
   // Two hostile batches per faulty seed (one of each kind) at random times during chaos.
   if ((sc_.faults || sc_.mutation == Mutation::kHostileSplit) && n_ >= 2) {
-    for (std::uint32_t kind = 0; kind < (sc_.hostile_own_context ? 3u : 1u); ++kind) {
+    // Kind 2 (a claim on the sender's own dot) only with repair: the forged batch reaches one
+    // receiver, which does not relay it to its hot peers (D16), so only repair can spread it.
+    const std::uint32_t kinds = !sc_.hostile_own_context ? 1u : sc_.repair ? 3u : 2u;
+    for (std::uint32_t kind = 0; kind < kinds; ++kind) {
       push(now_ + Duration::millis(hostile_rng_.uniform_range(100, std::max<std::int64_t>(200, chaos_.ms() - 100))), Event{Ev::kHostile, kind});
     }
   }
@@ -603,9 +633,21 @@ void Simulation::after_input(std::uint32_t p) {
   if (peers_[p].node == nullptr) return;
   // A process that died inside a store call sends nothing more.
   if (reap(p)) return;
+  note_incarnation(p);
   peers_[p].node->tick(local(p, now_));
   drain(p);
   schedule_wake(p);
+}
+
+void Simulation::note_incarnation(std::uint32_t p) {
+  Peer& peer = peers_[p];
+  const std::uint32_t now_inc = peer.node->issuer().incarnation;
+  if (now_inc == peer.incarnation) return;
+  if (now_inc < peer.incarnation || peer.node->issuer().identity != peer.replica.identity) {
+    violation("identity", peer_name(p) + " issues under " + peer.node->issuer().to_string() + fmt(" after incarnation %u", peer.incarnation));
+  }
+  trace_.line(now_, static_cast<int>(p), "incarnation", peer.node->issuer().to_string());
+  peer.incarnation = now_inc;
 }
 
 void Simulation::drain(std::uint32_t p) {
@@ -708,6 +750,12 @@ void Simulation::deliver(Event& ev) {
   transport::DecodeLimits limits;
   if (sc_.mutation == Mutation::kTightDecode) limits.max_payload_bytes = 32;
   Result<transport::Message> msg = transport::decode(ev.bytes, limits);
+  if (sc_.mutation == Mutation::kLaxDecode) {
+    // Mutation under test: a decoder that stops at the end of the first message it finds.
+    for (std::size_t n = ev.bytes.size(); !msg.ok() && n-- > 1;) {
+      msg = transport::decode(std::string_view(ev.bytes).substr(0, n), limits);
+    }
+  }
   if (!msg.ok()) {
     if (ev.corruption != Corruption::kNone) {
       ++stats_.frames_rejected;
@@ -816,7 +864,8 @@ void Simulation::hostile_delta(std::uint32_t kind) {
     what = "a context claiming the sender's own " + bad.to_string();
   } else {
     // A delete whose context claims t's own dots beyond its counter.
-    bad = crdt::Dot{peers_[t].replica, before->context().max_counter(peers_[t].replica) + 50};
+    const crdt::ReplicaId& own = peers_[t].node->issuer();
+    bad = crdt::Dot{own, before->context().max_counter(own) + 50};
     crdt::Delta d;
     d.context.add(bad);
     d.records["r0"] = {};
@@ -849,7 +898,10 @@ void Simulation::hostile_delta(std::uint32_t kind) {
     if (!st.ok()) ++stats_.hostile_rejected;
     trace_.line(now_, static_cast<int>(t), "hostile", fmt("from=p%02u ", h) + what + (st.ok() ? " accepted" : " rejected: " + st.to_string().substr(0, 100)));
   }
-  if (any_ok && sc_.mutation != Mutation::kHostileSplit && kind != 2) {
+  // Kind 0 must be refused; kinds 1 and 2 are accepted (the receiver cannot refuse a relayed
+  // claim without stalling the delta path), kind 1 with the claim stripped (checked below).
+  if (any_ok && kind == 2) oracle_.claimed(bad);
+  if (any_ok && sc_.mutation != Mutation::kHostileSplit && kind == 0) {
     violation("hostile_accepted", peer_name(t) + " accepted from " + peer_name(h) + " " + what);
   }
   // Whatever the status said, nothing of it may be kept.
@@ -892,9 +944,9 @@ void Simulation::session_read(std::uint32_t p, const std::string& id) {
   for (const crdt::Dot& d : seen) {
     // A dot this session wrote or read is gone only when an acknowledged operation removed it.
     if (now.contains(d) || !is_live(d)) continue;
-    violation(d.replica == peers_[p].replica ? "read_your_writes" : "monotonic_read",
+    violation(d.replica.identity == peers_[p].replica.identity ? "read_your_writes" : "monotonic_read",
               peer_name(p) + " reads '" + id + "' without " + d.to_string() + ", which its session " +
-                  (d.replica == peers_[p].replica ? "wrote" : "read before") + " and no acknowledged operation removed");
+                  (d.replica.identity == peers_[p].replica.identity ? "wrote" : "read before") + " and no acknowledged operation removed");
     break;
   }
   for (const crdt::Dot& d : now) {
@@ -980,7 +1032,8 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     node::RecordValue q = random_value();
     node::SearchOptions so;
     so.k = 10;
-    auto hits = nd.search(t.name, q.vector, so);
+    const bool wrong = sc_.mutation == Mutation::kSearchWrongCollection && t.name == kCollection;
+    auto hits = nd.search(wrong ? kSecond : t.name, q.vector, so);
     trace_.line(now_, static_cast<int>(p), "search",
                 std::string(t.name) + " " + (hits.ok() ? fmt("%zu hits", hits->size()) : hits.status().to_string()));
     if (t.name == kCollection) {
@@ -1049,7 +1102,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     if (d.upsert) {
       // The oracle models the bytes the client sent, not what the node stored.
       const crdt::Bytes sent = payload_bytes(d.value);
-      auto dot = t.oracle->upsert(peer.replica, d.id, entries_of(*before, d.id), entries_of(*after, d.id),
+      auto dot = t.oracle->upsert(peer.node->issuer(), d.id, entries_of(*before, d.id), entries_of(*after, d.id),
                                   violations_, &sent);
       ++stats_.acked_upserts;
       if (dot) {
@@ -1117,7 +1170,7 @@ void Simulation::catalogue_op(std::uint32_t p) {
     if (live(p, kSecond)) violation("collection_returned", peer_name(p) + " still lists 'd' right after dropping it");
     return;
   }
-  (void)oracle_catalogue_.upsert(peer.replica, kSecond, entries_of(*cat_before, kSecond),
+  (void)oracle_catalogue_.upsert(peer.node->issuer(), kSecond, entries_of(*cat_before, kSecond),
                                  entries_of(*cat_after, kSecond), violations_);
   auto fresh = state(p, kSecond);
   if (!fresh.ok()) {
@@ -1510,7 +1563,7 @@ void Simulation::probe_write(int i) {
     violation("delta_probe", peer_name(p) + " could not write " + id + " on the healed mesh: " + st.to_string());
     return;
   }
-  auto dot = oracle_.upsert(peer.replica, id, entries_of(*before, id), entries_of(*after, id), violations_, &sent);
+  auto dot = oracle_.upsert(peer.node->issuer(), id, entries_of(*before, id), entries_of(*after, id), violations_, &sent);
   ++stats_.acked_upserts;
   if (dot) {
     client_values_[{std::string(kCollection), *dot}] = v;

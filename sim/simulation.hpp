@@ -59,7 +59,14 @@ enum class Mutation : std::uint8_t {
   // checkers fire when a hostile delta gets through). read-elsewhere: a client's reads go to
   // another peer than its writes (a session routed elsewhere): read_your_writes, monotonic_read,
   // deleted_returned.
-  kHostileSplit, kReadElsewhere
+  kHostileSplit, kReadElsewhere,
+  // keep-own-claims: the node joins a peer's claim on its own dots beyond its counter instead of
+  // stripping it (node::MutationsForTesting::keep_own_claims; run with hostile_own_context):
+  // hostile_applied. lax-decode: the receiver decodes the longest prefix of a frame that the
+  // codec accepts (a codec that ignores trailing bytes): bad_frame_accepted.
+  // search-wrong-collection: searches of `c` run on the second collection `d` (a search routed
+  // to the wrong index): search_phantom.
+  kKeepOwnClaims, kLaxDecode, kSearchWrongCollection
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -78,8 +85,9 @@ struct Scenario {
   Mutation mutation = Mutation::kNone;
   // After healing, replicas must converge within this much simulated time.
   Duration max_converge = Duration::seconds(120);
-  // Also send the second hostile kind: a delta whose context claims the receiver's own dots
-  // beyond its counter. Off by default: today's node accepts it (docs/sim.md, "Hostile deltas").
+  // Also send the hostile kinds whose contexts claim dots beyond their owner's counter: the
+  // receiver's own (stripped by the node) and, with repair on, the sender's own (joined, as no
+  // receiver can tell it from a real remove). docs/sim.md, "Hostile deltas". CI turns it on.
   bool hostile_own_context = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;

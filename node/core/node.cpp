@@ -982,6 +982,7 @@ NodeStats Node::stats() const {
   s.last_delta_seq = buffer_.last();
   s.replica = issuer_.to_string();
   s.remote_clocks_refused = remote_clocks_refused_;
+  s.own_claims_stripped = own_claims_stripped_;
   return s;
 }
 

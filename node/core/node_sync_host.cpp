@@ -107,13 +107,8 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     // A peer holds a dot of ours that we do not: this store is an older copy of itself (a
     // restore, a VM rollback, a cloned image). Counters after ours were issued already, so the
     // next dot could collide: take a new incarnation first, durably, before any other write.
-    crdt::ReplicaId next = issuer_;
-    if (next.incarnation == std::numeric_limits<std::uint32_t>::max()) {
-      return Status(Code::kInternal, "replica incarnation exhausted");
-    }
-    ++next.incarnation;
     SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-    SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, next.encode()));
+    SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
     SHOAL_RETURN_IF_ERROR(txn->commit());
     SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", theirs, " of ", issuer_.to_string(), " in '", name,
               "', beyond ours: this store is an older copy; new incarnation ", next.to_string());
@@ -121,6 +116,51 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     return {};
   }
   return {};
+}
+
+Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn) const {
+  crdt::ReplicaId next = issuer_;
+  if (next.incarnation == std::numeric_limits<std::uint32_t>::max()) {
+    return Status(Code::kInternal, "replica incarnation exhausted");
+  }
+  ++next.incarnation;
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kReplicaKey, next.encode()));
+  return next;
+}
+
+// A context from a peer may claim dots of ours beyond the counter we issued: a forged claim (a
+// buggy or hostile peer), or the truth about a store that is an older copy of itself (a restore
+// the hello has not revealed yet). Rejecting the batch would stall the delta path for good (an
+// honest peer relaying the claim would resend it forever); joining it would spread a dot nobody
+// issued. So the claim is stripped (the rest of the batch joins and is relayed without it), and
+// because the claim may be true the caller moves to a new incarnation in the same transaction:
+// the claimed counters are never issued under the id they name. Dots that the peer's entries
+// carry stay (a record of ours we lost, which the join must keep). Contexts of repair slices
+// need no stripping: a slice adds only its entries' dots (join_in_txn, JoinKind::kRepair).
+bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
+                            crdt::CausalContext& theirs, const crdt::ReplicaId& from) {
+  if (options_.mutations.keep_own_claims) return false;  // mutation under test
+  const std::uint64_t issued = ours.max_counter(issuer_);
+  if (theirs.max_counter(issuer_) <= issued) return false;
+  const crdt::CausalContext claimed = theirs;
+  std::uint64_t stripped = theirs.drop_above(issuer_, issued);
+  for (const auto& [id, entries] : records) {
+    for (const auto& e : entries) {
+      if (e.dot.replica == issuer_ && e.dot.counter > issued && !theirs.contains(e.dot) && claimed.contains(e.dot)) {
+        theirs.add(e.dot);
+        --stripped;
+      }
+    }
+  }
+  if (stripped == 0) return false;
+  own_claims_stripped_ += stripped;
+  if (!own_claims_logged_) {
+    own_claims_logged_ = true;
+    SHOAL_LOG(options_.logger, kWarn, "node", from == crdt::ReplicaId{} ? std::string("a repair") : "peer " + from.to_string(), " sent a context claiming ", stripped,
+              " dot(s) of ", issuer_.to_string(), " beyond our counter ", issued, " (up to ", claimed.max_counter(issuer_),
+              "): stripped, and a new incarnation taken; later claims are only counted (own_claims_stripped)");
+  }
+  return true;
 }
 
 std::vector<std::string> Node::collection_names() const {
@@ -189,7 +229,13 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
     SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, *delta));
     items.emplace_back(c, std::move(delta).value());
   }
+  bool claims = false;
+  for (auto& [c, delta] : items) claims = strip_own_claims(c->ctx, delta.records, delta.context, origin.peer) || claims;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::optional<crdt::ReplicaId> next;
+  if (claims) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   // Keyed by collection id, so the order of effects never depends on pointer values.
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   DeltaBuffer::Cursor cur = buffer_.cursor();
@@ -204,6 +250,7 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (next) issuer_ = *next;
   if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
@@ -323,12 +370,19 @@ void Node::observe_clocks(const crdt::RecordMap& records) {
 Status Node::merge_context(std::string_view collection, const crdt::CausalContext& ctx) {
   Collection* c = find(collection);
   if (c == nullptr || c->ctx.includes(ctx)) return {};
+  crdt::CausalContext theirs = ctx;
+  const bool claims = strip_own_claims(c->ctx, {}, theirs, crdt::ReplicaId{});  // the peer is not known here
   Pending pending = Pending::of(*c);
-  pending.ctx.merge(ctx);
+  pending.ctx.merge(theirs);
   pending.state_dirty = true;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::optional<crdt::ReplicaId> next;
+  if (claims) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (next) issuer_ = *next;
   apply_pending(*c, pending);
   return {};
 }

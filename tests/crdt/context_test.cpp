@@ -102,3 +102,29 @@ TEST_CASE("out-of-order dots compact into the version vector as gaps fill", "[cr
   CHECK_FALSE(c.contains(Dot{r, 6}));
   CHECK_FALSE(c.contains(Dot{r, 0}));
 }
+
+TEST_CASE("drop_above removes exactly the dots of one replica above a counter and stays canonical", "[crdt][property]") {
+  // The node strips a peer's claims on its own dots beyond its counter with drop_above: against
+  // the std::set model, the result is the set minus those dots, the count is their number, other
+  // replicas are untouched, and the form stays canonical (an emptied row disappears).
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  for (int c = 0; c < 5'000; ++c) {
+    Pair a = random_context(rng);
+    const ReplicaId r = replica_for_testing(rng.uniform(3));
+    const std::uint64_t counter = rng.uniform(14);
+    Pair expect;
+    std::uint64_t removed = 0;
+    for (const Dot& d : a.model) {
+      if (d.replica == r && d.counter > counter) {
+        ++removed;
+      } else {
+        expect.ctx.add(d);
+      }
+    }
+    REQUIRE(a.ctx.drop_above(r, counter) == removed);
+    REQUIRE(a.ctx == expect.ctx);
+    REQUIRE(canonical(a.ctx));
+  }
+}

@@ -7,7 +7,9 @@
 // ones name the checker they prove: store-flip (client_mismatch: a node storing another vector
 // than the client sent, consistently on every replica, which the node-derived oracle could not
 // see), tight-decode (codec), tiny-outbox (unbounded), skew-beyond-bound (hlc_causality),
-// stranger (unknown_peer), wipe-on-restart (identity).
+// stranger (unknown_peer), wipe-on-restart (identity: it reopens under another incarnation than
+// its store held), keep-own-claims (hostile_applied), lax-decode (bad_frame_accepted),
+// search-wrong-collection (search_phantom).
 #include <catch2/catch.hpp>
 
 #include "sim/simulation.hpp"
@@ -110,8 +112,11 @@ TEST_CASE("a store that acknowledges commits a crash then undoes (MDB_NOSYNC) is
   CHECK(first_caught(Mutation::kNoSyncStore, true, "dot_reused") != 0);
 }
 
+// A torn commit that keeps a record but not the counter makes the node issue that dot again
+// (dot_reused). Before the oracle followed incarnation changes this showed as phantom: the
+// restore detection moved the node to a new incarnation whose dots the oracle did not know.
 TEST_CASE("a store that keeps half of a commit interrupted by a crash is caught", "[sim][mutation]") {
-  CHECK(first_caught(Mutation::kTornCommit, true, "phantom") != 0);
+  CHECK(first_caught(Mutation::kTornCommit, true, "dot_reused") != 0);
 }
 
 // The delta path within a bound (docs/sim.md): once the probes start every DeltaBatch is dropped. With
@@ -133,4 +138,53 @@ TEST_CASE("reads routed away from the session's node break the session guarantee
   CHECK(first_caught(Mutation::kReadElsewhere, true, "read_your_writes") != 0);
   CHECK(first_caught(Mutation::kReadElsewhere, true, "deleted_returned") != 0);
   CHECK(first_caught(Mutation::kReadElsewhere, true, "monotonic_read") != 0);
+}
+
+// A peer's context claiming the receiver's own dots beyond its counter (--hostile-own-context):
+// the node strips the claim (node_sync_host.cpp, strip_own_claims). With the stripping mutated
+// away the receiver keeps the claimed dot, and hostile_applied fires.
+TEST_CASE("a claim on the receiver's own dots that is joined, not stripped, is caught", "[sim][mutation]") {
+  std::uint64_t caught = 0;
+  for (std::uint64_t seed = 1; seed <= 20 && caught == 0; ++seed) {
+    Scenario sc;
+    sc.seed = seed;
+    sc.mutation = Mutation::kKeepOwnClaims;
+    sc.hostile_own_context = true;
+    sc.max_converge = Duration::seconds(60);
+    for (const Violation& v : run_seed(sc).violations) {
+      if (v.kind == "hostile_applied") caught = seed;
+    }
+  }
+  CHECK(caught != 0);
+}
+
+// The unmodified node under --hostile-own-context, repair on and off: the claims are stripped
+// (or, for a claim on the sender's own dot, joined like any remove), nothing is violated, every
+// seed converges.
+TEST_CASE("claims on owners' dots beyond their counters cause no violation on the real node", "[sim]") {
+  for (const bool repair : {true, false}) {
+    for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+      Scenario sc;
+      sc.seed = repair ? seed : 99990 + seed;
+      sc.repair = repair;
+      sc.hostile_own_context = true;
+      const SeedResult r = run_seed(sc);
+      INFO(reproduce_command(sc));
+      CHECK(r.converged);
+      for (const Violation& v : r.violations) FAIL_CHECK(v.kind << " " << v.detail);
+      CHECK(r.stats.hostile_sent >= 1);
+    }
+  }
+}
+
+// A decoder that accepts the longest decodable prefix (trailing bytes ignored) lets a doubled or
+// spliced frame through: bad_frame_accepted.
+TEST_CASE("a codec that ignores trailing bytes is caught by bad_frame_accepted", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kLaxDecode, true, "bad_frame_accepted") != 0);
+}
+
+// Searches answered from another collection's index return records that no replica holds in
+// the collection searched: search_phantom.
+TEST_CASE("a search routed to another collection's index is caught by search_phantom", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSearchWrongCollection, true, "search_phantom") != 0);
 }

@@ -82,14 +82,14 @@ class Backend {
 // --- The client library's one C entry point ---
 // libshoal_client.so exports `shoal_client_entry_v1`, which fills a ClientEntry. libshoal checks
 // abi and build_key before calling connect.
-// 2: search's with_metadata and stats_json (the vtable changed).
-inline constexpr std::uint32_t kBackendAbi = 2;
+// 2: search's with_metadata and stats_json (the vtable changed). 3: ClientEntry::connect_with.
+inline constexpr std::uint32_t kBackendAbi = 3;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
-#define SHOAL_CAPI_BACKEND_ABI 2  // kBackendAbi, for the build key string
+#define SHOAL_CAPI_BACKEND_ABI 3  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
   return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +
@@ -101,12 +101,25 @@ inline std::string backend_build_key() {
          std::to_string(sizeof(Result<node::GetResult>)) + "," + std::to_string(sizeof(std::string));
 }
 
+// The default call deadline of client mode (shoal_options_set_timeout_ms).
+inline constexpr std::uint32_t kDefaultCallTimeoutMs = 30000;
+
+// Client mode's settings (from shoal_options).
+struct ConnectOptions {
+  // How long a call waits for the daemon's answer before it fails with kUnavailable naming the
+  // deadline; 0: no deadline.
+  std::uint32_t timeout_ms = kDefaultCallTimeoutMs;
+};
+
 struct ClientEntry {
   std::uint32_t abi = 0;         // kBackendAbi of the client library
   const char* build_key = nullptr;  // its backend_build_key(), static storage
   // Connects to the daemon listening on `socket_path`. On success *out is a Backend the caller
   // deletes; on failure returns the Status (kUnavailable when nothing answers there).
   Status (*connect)(const std::string& socket_path, std::unique_ptr<Backend>* out) = nullptr;
+  // The same with settings (connect uses the defaults).
+  Status (*connect_with)(const std::string& socket_path, const ConnectOptions& options,
+                         std::unique_ptr<Backend>* out) = nullptr;
 };
 
 // The entry point's name and type.

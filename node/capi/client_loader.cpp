@@ -77,7 +77,8 @@ Status load_locked() {
   }
   ClientEntry entry;
   const int rc = fn(&entry, sizeof entry);
-  if (rc != 0 || entry.abi != kBackendAbi || entry.build_key == nullptr || entry.connect == nullptr) {
+  if (rc != 0 || entry.abi != kBackendAbi || entry.build_key == nullptr || entry.connect == nullptr ||
+      entry.connect_with == nullptr) {
     ::dlclose(handle);
     return Status(Detail::kVersionMismatch, loaded_from + " speaks client interface " + std::to_string(entry.abi) +
                                                 ", libshoal needs " + std::to_string(kBackendAbi));

@@ -80,6 +80,7 @@ constexpr std::size_t kCollectionDescV1Size = sizeof(shoal_collection_desc);
 
 struct shoal_options {
   std::uint64_t max_store_bytes = std::uint64_t{64} << 30;
+  std::uint32_t timeout_ms = shoal::capi::kDefaultCallTimeoutMs;  // client mode's call deadline
 };
 
 // A watch's slot: shoal_close ends the watch (resets `watch`) while the handle stays for
@@ -261,6 +262,12 @@ int shoal_options_set_max_store_bytes(shoal_options* opts, uint64_t bytes, shoal
   return report({}, err);
 }
 
+int shoal_options_set_timeout_ms(shoal_options* opts, uint32_t timeout_ms, shoal_error* err) {
+  if (opts == nullptr) return null_arg("opts", err);
+  opts->timeout_ms = timeout_ms;
+  return report({}, err);
+}
+
 int shoal_open(const char* path, const shoal_options* opts, shoal_db** out, shoal_error* err) {
   if (path == nullptr) return null_arg("path", err);
   if (out == nullptr) return null_arg("out", err);
@@ -279,14 +286,16 @@ int shoal_open(const char* path, const shoal_options* opts, shoal_db** out, shoa
 }
 
 int shoal_connect(const char* socket_path, const shoal_options* opts, shoal_db** out, shoal_error* err) {
-  (void)opts;  // the store size is the daemon's to decide
+  // The store size is the daemon's to decide; the call deadline is ours.
+  shoal::capi::ConnectOptions options;
+  if (opts != nullptr) options.timeout_ms = opts->timeout_ms;
   if (socket_path == nullptr) return null_arg("socket_path", err);
   if (out == nullptr) return null_arg("out", err);
   *out = nullptr;
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto entry, shoal::capi::load_client_library());
     std::unique_ptr<shoal::capi::Backend> backend;
-    SHOAL_RETURN_IF_ERROR(entry.connect(socket_path, &backend));
+    SHOAL_RETURN_IF_ERROR(entry.connect_with(socket_path, options, &backend));
     auto db = std::make_unique<shoal_db>();
     db->backend = std::move(backend);
     *out = db.release();

@@ -132,6 +132,11 @@ SHOAL_API shoal_options *shoal_options_new(void);
 SHOAL_API void shoal_options_free(shoal_options *opts);
 /* Largest store size in bytes the map may grow to (default 64 GiB). */
 SHOAL_API int shoal_options_set_max_store_bytes(shoal_options *opts, uint64_t bytes, shoal_error *err);
+/* Client mode (shoal_connect): how long each call, shoal_connect's own round trip included,
+ * waits for the daemon's answer before it fails with SHOAL_EUNAVAILABLE, the message naming the
+ * deadline (a write may still take effect: re-read). Default 30000 ms; 0: no deadline. Embedded
+ * handles ignore it. */
+SHOAL_API int shoal_options_set_timeout_ms(shoal_options *opts, uint32_t timeout_ms, shoal_error *err);
 
 /* Opens (creating if needed) the data directory `path`. On success *out is a handle to close
  * with shoal_close. Codes:

@@ -12,6 +12,10 @@
 // Connection: made by connect(); when it is lost, calls in flight fail (kUnavailable, from the
 // kj exception) and watches get one (no changes, gap) call; the next call connects again and
 // re-subscribes the watches. No call is retried by the library.
+// Deadline: every call waits at most ConnectOptions::timeout_ms (shoal_options_set_timeout_ms)
+// for its answer, then returns kUnavailable naming the deadline, so a daemon that stops answering
+// (stopped, hung, swapped out) never hangs the app. The request may still reach the daemon and
+// take effect later; its late answer is dropped.
 // Errors: the daemon sends each refused call's Status in the exception (transport::exception_of);
 // status_of restores the code, and the message is the daemon's text, exactly as embedded.
 #include <sys/un.h>
@@ -23,6 +27,7 @@
 #include <kj/async.h>
 #include <kj/debug.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -118,7 +123,7 @@ struct WatchShared {
 
 class ClientBackend final : public Backend {
  public:
-  explicit ClientBackend(std::string path) : path_(std::move(path)) {}
+  ClientBackend(std::string path, capi::ConnectOptions options) : path_(std::move(path)), options_(options) {}
 
   ~ClientBackend() override {
     if (!thread_.joinable()) return;
@@ -140,7 +145,8 @@ class ClientBackend final : public Backend {
     Status st = invoke<Status>([](api::Node::Client& n) {
       return n.listCollectionsRequest().send().then([](auto&&) { return Status(); });
     });
-    if (st.code() == Code::kUnavailable && st.message().find("cannot connect") == std::string::npos) {
+    if (st.code() == Code::kUnavailable && st.message().find("cannot connect") == std::string::npos &&
+        st.message().find("call deadline") == std::string::npos) {
       return Status(Code::kUnavailable, "the daemon at " + path_ +
                                             " closed the connection before answering (does its API policy, "
                                             "api.allow_uids / api.allow_gids, allow this user?): " +
@@ -412,23 +418,42 @@ class ClientBackend final : public Backend {
 
   kj::Promise<void> subscribe(std::uint64_t id);
 
-  // Runs make(node) on the loop thread once connected, and waits for its answer.
+  // Runs make(node) on the loop thread once connected, and waits for its answer until the
+  // deadline (options_.timeout_ms; 0: none).
   template <typename R, typename F>
   R invoke(F&& make) {
     // Shared, so that neither side frees the promise while the other is still in it. `make` is
-    // only called while this thread waits, so it may capture the caller's arguments by reference.
+    // only called while this thread waits (under call->mu, and never once the caller gave up), so
+    // it may capture the caller's arguments by reference.
+    struct Call {
+      std::mutex mu;
+      bool abandoned = false;
+    };
+    auto call = std::make_shared<Call>();
     auto answer = std::make_shared<std::promise<R>>();
     auto got = answer->get_future();
-    post([this, &make, answer]() {
+    post([this, &make, answer, call]() {
       loop_state_->tasks.add(ensure_connected()
-                                 .then([this, &make]() {
+                                 .then([this, &make, call]() {
+                                   std::lock_guard lock(call->mu);
+                                   if (call->abandoned) return kj::Promise<R>(R(Status(Code::kUnavailable, "abandoned")));
                                    KJ_IF_MAYBE(n, loop_state_->node) { return make(*n); }
                                    return kj::Promise<R>(R(Status(Code::kUnavailable, "not connected to " + path_)));
                                  })
                                  .then([answer](R r) { answer->set_value(std::move(r)); },
                                        [this, answer](kj::Exception&& e) { answer->set_value(R(restore(e))); }));
     });
-    return got.get();
+    if (options_.timeout_ms == 0) return got.get();
+    if (got.wait_for(std::chrono::milliseconds(options_.timeout_ms)) == std::future_status::ready) return got.get();
+    {
+      // Once this is set, `make` has either returned or will never run.
+      std::lock_guard lock(call->mu);
+      call->abandoned = true;
+    }
+    if (got.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return got.get();
+    return R(Status(Code::kUnavailable, "no answer from the daemon at " + path_ + " within the call deadline of " +
+                                            std::to_string(options_.timeout_ms) +
+                                            " ms (shoal_options_set_timeout_ms); the request may still take effect"));
   }
 
   Status send_records(const std::string& collection, const std::vector<node::RecordInput>& records) {
@@ -456,6 +481,7 @@ class ClientBackend final : public Backend {
   }
 
   std::string path_;
+  capi::ConnectOptions options_;
   asio::io_context io_;
   std::thread thread_;
   transport::KjLoop* loop_ = nullptr;    // set by the loop thread before start() returns
@@ -610,16 +636,21 @@ Result<std::unique_ptr<capi::Watch>> ClientBackend::watch(const std::string& col
 
 namespace {
 
-Status connect(const std::string& socket_path, std::unique_ptr<Backend>* out) {
+Status connect_with(const std::string& socket_path, const capi::ConnectOptions& options,
+                    std::unique_ptr<Backend>* out) {
   if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status(Code::kInvalidArgument, "socket path must be 1 to " +
                                               std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes, got " +
                                               std::to_string(socket_path.size()) + ": '" + socket_path + "'");
   }
-  auto backend = std::make_unique<ClientBackend>(socket_path);
+  auto backend = std::make_unique<ClientBackend>(socket_path, options);
   SHOAL_RETURN_IF_ERROR(backend->start());
   *out = std::move(backend);
   return {};
+}
+
+Status connect(const std::string& socket_path, std::unique_ptr<Backend>* out) {
+  return connect_with(socket_path, capi::ConnectOptions{}, out);
 }
 
 const std::string& build_key() {
@@ -637,5 +668,6 @@ extern "C" __attribute__((visibility("default"))) int shoal_client_entry_v1(shoa
   entry->abi = shoal::capi::kBackendAbi;
   entry->build_key = shoal::client::build_key().c_str();
   entry->connect = &shoal::client::connect;
+  entry->connect_with = &shoal::client::connect_with;
   return 0;
 }

@@ -9,9 +9,11 @@
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "node/core/node_state.hpp"
+#include "node/daemon/read_pool.hpp"
 #include "transport/node_api.capnp.h"
 #include "transport/node_api_convert.hpp"
 
@@ -51,6 +53,12 @@ void put_spec(transport::wire::CollectionSpec::Builder b, const node::Collection
 void put_value(api::Value::Builder b, const node::RecordValue& v) {
   transport::put_value(b, v.vector, v.metadata.fields, v.model);
 }
+
+// What a stats call reads from the node (on the read pool).
+struct NodeFigures {
+  node::NodeStats stats;
+  std::vector<node::PeerProgress> progress;
+};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -114,24 +122,24 @@ struct LocalApi::Impl {
     }
     kj::Promise<void> listCollections(ListCollectionsContext ctx) override {
       ++impl_.stats.calls;
-      auto infos = impl_.node.list_collections();
-      auto list = ctx.getResults().initCollections(static_cast<unsigned>(infos.size()));
-      for (unsigned i = 0; i < infos.size(); ++i) {
-        put_spec(list[i].initSpec(), infos[i].spec);
-        list[i].setLiveRecords(infos[i].live_records);
-        list[i].setIndexBytes(infos[i].index_bytes);
-      }
-      return kj::READY_NOW;
+      return on_pool([&node = impl_.node]() { return node.list_collections(); },
+                     [ctx](Impl&, std::vector<node::CollectionInfo> infos) mutable -> kj::Promise<void> {
+                       auto list = ctx.getResults().initCollections(static_cast<unsigned>(infos.size()));
+                       for (unsigned i = 0; i < infos.size(); ++i) put_info(list[i], infos[i]);
+                       return kj::READY_NOW;
+                     });
     }
     kj::Promise<void> collectionInfo(CollectionInfoContext ctx) override {
       ++impl_.stats.calls;
-      auto info = impl_.node.collection_info(text_of(ctx.getParams().getName()));
-      if (!info.ok()) return failed(info.status());
-      auto out = ctx.getResults().initInfo();
-      put_spec(out.initSpec(), info->spec);
-      out.setLiveRecords(info->live_records);
-      out.setIndexBytes(info->index_bytes);
-      return kj::READY_NOW;
+      return on_pool(
+          [&node = impl_.node, name = std::string(text_of(ctx.getParams().getName()))]() {
+            return node.collection_info(name);
+          },
+          [ctx](Impl& impl, Result<node::CollectionInfo> info) mutable -> kj::Promise<void> {
+            if (!info.ok()) return impl.failed(info.status());
+            put_info(ctx.getResults().initInfo(), *info);
+            return kj::READY_NOW;
+          });
     }
     kj::Promise<void> upsert(UpsertContext ctx) override {
       ++impl_.stats.calls;
@@ -166,11 +174,15 @@ struct LocalApi::Impl {
     kj::Promise<void> get(GetContext ctx) override {
       ++impl_.stats.calls;
       auto p = ctx.getParams();
-      auto got = impl_.node.get(text_of(p.getCollection()), bytes_of(p.getId()));
-      if (!got.ok()) return failed(got.status());
-      auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
-      for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
-      return kj::READY_NOW;
+      return on_pool(
+          [&node = impl_.node, collection = std::string(text_of(p.getCollection())),
+           id = std::string(bytes_of(p.getId()))]() { return node.get(collection, id); },
+          [ctx](Impl& impl, Result<node::GetResult> got) mutable -> kj::Promise<void> {
+            if (!got.ok()) return impl.failed(got.status());
+            auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
+            for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
+            return kj::READY_NOW;
+          });
     }
     kj::Promise<void> search(SearchContext ctx) override {
       ++impl_.stats.calls;
@@ -185,26 +197,37 @@ struct LocalApi::Impl {
         if (!f.ok()) return failed(f.status());
         o.filter = std::move(*f);
       }
-      std::vector<float> q = transport::floats_of(p.getQuery());
-      auto hits = impl_.node.search(text_of(p.getCollection()), q, o);
-      if (impl_.hooks.search_seconds) impl_.hooks.search_seconds(seconds_since(t0));
-      if (!hits.ok()) return failed(hits.status());
-      auto r = ctx.getResults();
-      auto list = r.initHits(static_cast<unsigned>(hits->size()));
-      for (unsigned i = 0; i < hits->size(); ++i) {
-        const auto& h = (*hits)[i];
-        list[i].setId(data_of(h.id));
-        list[i].setDistance(h.distance);
-        transport::put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())), h.metadata.fields);
-        list[i].setModel(h.model);
-      }
-      impl_.put_freshness(r);
-      return kj::READY_NOW;
+      return on_pool(
+          [&node = impl_.node, collection = std::string(text_of(p.getCollection())),
+           q = transport::floats_of(p.getQuery()), o = std::move(o)]() { return node.search(collection, q, o); },
+          [ctx, t0](Impl& impl, Result<std::vector<node::Hit>> hits) mutable -> kj::Promise<void> {
+            if (impl.hooks.search_seconds) impl.hooks.search_seconds(seconds_since(t0));
+            if (!hits.ok()) return impl.failed(hits.status());
+            auto r = ctx.getResults();
+            auto list = r.initHits(static_cast<unsigned>(hits->size()));
+            for (unsigned i = 0; i < hits->size(); ++i) {
+              const auto& h = (*hits)[i];
+              list[i].setId(data_of(h.id));
+              list[i].setDistance(h.distance);
+              transport::put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())),
+                                      h.metadata.fields);
+              list[i].setModel(h.model);
+            }
+            // The mesh host is the loop's: freshness is read here, not on the pool.
+            impl.put_freshness(r);
+            return kj::READY_NOW;
+          });
     }
     kj::Promise<void> stats(StatsContext ctx) override {
       ++impl_.stats.calls;
-      ctx.getResults().setJson(impl_.stats_json());
-      return kj::READY_NOW;
+      return on_pool(
+          [&node = impl_.node]() {
+            return node.read([](const node::Node& n) { return NodeFigures{n.stats(), n.peer_progress()}; });
+          },
+          [ctx](Impl& impl, NodeFigures figures) mutable -> kj::Promise<void> {
+            ctx.getResults().setJson(impl.stats_json(figures));
+            return kj::READY_NOW;
+          });
     }
     kj::Promise<void> watch(WatchContext ctx) override {
       ++impl_.stats.calls;
@@ -243,17 +266,72 @@ struct LocalApi::Impl {
     }
 
    private:
-    kj::Promise<void> failed(const Status& st) {
-      ++impl_.stats.calls_failed;
-      return fail(st);
-    }
+    kj::Promise<void> failed(const Status& st) { return impl_.failed(st); }
     kj::Promise<void> done(const Status& st) {
       if (!st.ok()) return failed(st);
       return kj::READY_NOW;
     }
+
+    // Runs `work()` on the read pool (it reads the node: no capnp object, no mesh) and then
+    // `finish(impl, answer)` back on the loop thread, which builds the results. A full queue is
+    // refused at once with kOverloaded (busy), naming the limit.
+    template <typename Work, typename Finish>
+    kj::Promise<void> on_pool(Work work, Finish finish) {
+      using T = decltype(work());
+      // The answer is written by the pool thread and read on the loop after KjLoop::post (an
+      // Asio post: it orders the two). The fulfiller stays on the loop thread, in `pending`.
+      // (Not kj's cross-thread fulfiller: KjLoop's event port does not poll kj's executor.)
+      auto answer = std::make_shared<std::optional<T>>();
+      auto error = std::make_shared<std::string>();
+      const std::uint64_t id = impl_.next_read++;
+      const bool queued = impl_.pool->submit(
+          [answer, error, id, work = std::move(work), loop = &impl_.loop, alive = impl_.alive, impl = &impl_]() mutable {
+            try {
+              answer->emplace(work());
+            } catch (const std::exception& e) {
+              *error = e.what();
+            }
+            loop->post([alive, impl, id]() {
+              if (*alive) impl->complete_read(id);
+            });
+          });
+      if (!queued) {
+        ++impl_.stats.calls_busy;
+        return failed(Status(Code::kOverloaded, str_cat("busy: ", impl_.pool->queue_max(),
+                                                        " read calls already wait for the daemon's ",
+                                                        impl_.pool->threads(), " read threads (the limit); retry")));
+      }
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      impl_.pending_reads.emplace(id, kj::mv(paf.fulfiller));
+      return paf.promise.then([impl = &impl_, answer, error, finish = std::move(finish)]() mutable -> kj::Promise<void> {
+        if (!answer->has_value()) return impl->failed(Status(Code::kInternal, "read call failed: " + *error));
+        return finish(*impl, std::move(**answer));
+      });
+    }
+
     Impl& impl_;
     transport::PeerCredentials creds_;
   };
+
+  kj::Promise<void> failed(const Status& st) {
+    ++stats.calls_failed;
+    return fail(st);
+  }
+
+  // A read job finished on the pool: its call continues on this (the loop's) thread.
+  void complete_read(std::uint64_t id) {
+    auto it = pending_reads.find(id);
+    if (it == pending_reads.end()) return;
+    auto fulfiller = kj::mv(it->second);
+    pending_reads.erase(it);
+    fulfiller->fulfill();
+  }
+
+  static void put_info(api::CollectionInfo::Builder b, const node::CollectionInfo& info) {
+    put_spec(b.initSpec(), info.spec);
+    b.setLiveRecords(info.live_records);
+    b.setIndexBytes(info.index_bytes);
+  }
 
   template <typename Results>
   void put_freshness(Results r) {
@@ -275,9 +353,9 @@ struct LocalApi::Impl {
     }
   }
 
-  std::string stats_json() {
+  std::string stats_json(const NodeFigures& figures) {
     nlohmann::json j;
-    auto s = node.read([](const node::Node& n) { return n.stats(); });
+    const node::NodeStats& s = figures.stats;
     j["replica"] = s.replica;
     j["collections"] = s.collections;
     j["live_records"] = s.live_records;
@@ -298,8 +376,7 @@ struct LocalApi::Impl {
                          {"bytes_out", p.bytes.bytes_out}});
       }
       // Peers the sync engine knows with no link now: partitioned (or gone).
-      std::vector<node::PeerProgress> progress = node.read([](const node::Node& n) { return n.peer_progress(); });
-      for (const auto& pr : progress) {
+      for (const auto& pr : figures.progress) {
         bool linked = false;
         for (const auto& p : peers) linked = linked || p["replica"] == pr.peer.to_string();
         if (linked) continue;
@@ -322,8 +399,13 @@ struct LocalApi::Impl {
                    {"calls_served", ms.calls_served},     {"discovered", ms.discovered},
                    {"handshakes_failed", ms.listener.handshakes_failed}};
     }
-    j["api"] = {{"clients", clients.size()}, {"calls", stats.calls}, {"calls_failed", stats.calls_failed},
-                {"watches", watchers.size()}};
+    j["api"] = {{"clients", clients.size()},
+                {"calls", stats.calls},
+                {"calls_failed", stats.calls_failed},
+                {"calls_busy", stats.calls_busy},
+                {"watches", watchers.size()},
+                {"read_threads", pool->threads()},
+                {"read_queue_max", pool->queue_max()}};
     return j.dump();
   }
 
@@ -401,6 +483,11 @@ struct LocalApi::Impl {
   Logger* logger;
   Handler handler;
   std::unique_ptr<transport::LocalListener> listener;
+  // Declared after what its jobs use (the node is outside): destroyed, its threads joined, first.
+  std::unique_ptr<ReadPool> pool;
+  // Read calls running on the pool, by id (loop thread).
+  std::map<std::uint64_t, kj::Own<kj::PromiseFulfiller<void>>> pending_reads;
+  std::uint64_t next_read = 1;
   std::map<std::uint64_t, kj::Own<transport::LocalLink>> clients;
   std::map<std::uint64_t, Watcher> watchers;
   std::uint64_t next_client = 1;
@@ -417,6 +504,9 @@ struct LocalApi::Impl {
 LocalApi::LocalApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 LocalApi::~LocalApi() {
+  // No read job runs after this; the answers of jobs that ran and were not yet delivered are
+  // dropped with the clients below.
+  impl_->pool.reset();
   impl_->node.remove_after_write(impl_->observer);
   if (impl_->mesh != nullptr) impl_->mesh->set_on_step(nullptr);
   *impl_->alive = false;
@@ -429,8 +519,19 @@ Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node:
                                                   const std::string& socket_path,
                                                   transport::LocalListenerOptions listener, ApiPolicy policy,
                                                   LocalApiHooks hooks, Logger* logger) {
+  return start(loop, node, mesh, socket_path, listener, std::move(policy), std::move(hooks), LocalApiOptions{}, logger);
+}
+
+Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node::SharedNode& node, node::MeshHost* mesh,
+                                                  const std::string& socket_path,
+                                                  transport::LocalListenerOptions listener, ApiPolicy policy,
+                                                  LocalApiHooks hooks, LocalApiOptions options, Logger* logger) {
+  if (options.read_queue_max == 0) {
+    return Status(Code::kInvalidArgument, "local API read_queue_max must be at least 1, got 0");
+  }
   auto impl = std::make_unique<Impl>(loop, node, mesh, std::move(policy), std::move(hooks), logger);
   impl->handler.logger = logger;
+  impl->pool = std::make_unique<ReadPool>(options.read_threads, options.read_queue_max);
   Impl* raw = impl.get();
   auto l = transport::listen_local(
       loop, socket_path, transport::LinkOptions{}, listener,
@@ -442,7 +543,8 @@ Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node:
   LocalApi* self = api.get();
   raw->observer = node.add_after_write([self]() { self->notify(); });
   if (mesh != nullptr) mesh->set_on_step([raw]() { raw->pump_watchers(); });
-  SHOAL_LOG(logger, kInfo, kComponent, "local API on ", socket_path);
+  SHOAL_LOG(logger, kInfo, kComponent, "local API on ", socket_path, " (", raw->pool->threads(), " read threads, ",
+            raw->pool->queue_max(), " queued reads at most)");
   return api;
 }
 

@@ -6,6 +6,9 @@
 // SharedNode an embedded app would, so validation, durability and error codes are identical.
 // watch() streams changes (local writes and deltas applied from peers) from the delta buffer.
 // Ownership: the KjLoop, the SharedNode and the MeshHost (optional) outlive the LocalApi.
+// Reads (search, get, listCollections, collectionInfo, stats) run on a read pool (read_pool.hpp)
+// under SharedNode's shared lock, so concurrent clients search in parallel; their results are
+// built back on the loop thread. Writes, watch and backup run on the loop thread, in arrival order.
 // Thread rules: the loop's thread; notify() may be called from any thread.
 #pragma once
 
@@ -38,6 +41,7 @@ struct LocalApiStats {
   std::uint64_t clients_refused = 0;   // by the policy
   std::uint64_t calls = 0;
   std::uint64_t calls_failed = 0;
+  std::uint64_t calls_busy = 0;        // reads refused because the read queue was full
   std::uint64_t watches = 0;           // alive now
   std::size_t clients = 0;             // alive now
 };
@@ -50,12 +54,26 @@ struct LocalApiHooks {
   std::function<Result<node::StoreCopyReport>(const std::string& dest, bool compact)> backup;
 };
 
+struct LocalApiOptions {
+  // Threads serving reads; 0: the hardware's concurrency.
+  std::size_t read_threads = 0;
+  // Reads that may wait for a read thread; beyond it a read fails at once with kOverloaded
+  // ("busy"), naming the limit. At least 1.
+  std::size_t read_queue_max = 1024;
+};
+
 class LocalApi {
  public:
   [[nodiscard]] static Result<std::unique_ptr<LocalApi>> start(transport::KjLoop& loop, node::SharedNode& node,
                                                                node::MeshHost* mesh, const std::string& socket_path,
                                                                transport::LocalListenerOptions listener,
                                                                ApiPolicy policy, LocalApiHooks hooks, Logger* logger);
+  // The same with the read pool's settings; kInvalidArgument when read_queue_max is 0.
+  [[nodiscard]] static Result<std::unique_ptr<LocalApi>> start(transport::KjLoop& loop, node::SharedNode& node,
+                                                               node::MeshHost* mesh, const std::string& socket_path,
+                                                               transport::LocalListenerOptions listener,
+                                                               ApiPolicy policy, LocalApiHooks hooks,
+                                                               LocalApiOptions options, Logger* logger);
   ~LocalApi();
   LocalApi(const LocalApi&) = delete;
   LocalApi& operator=(const LocalApi&) = delete;

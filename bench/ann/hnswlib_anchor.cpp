@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <queue>
 #include <thread>
 #include <unordered_map>
@@ -20,21 +21,29 @@ namespace shoal::bench {
 
 namespace hn = shoal_bench_anchor_hnswlib;
 
+namespace {
+std::unique_ptr<hn::SpaceInterface<float>> make_space(std::size_t dim, HnswlibAnchor::Space s) {
+  if (s == HnswlibAnchor::Space::kInnerProduct) return std::make_unique<hn::InnerProductSpace>(dim);
+  return std::make_unique<hn::L2Space>(dim);
+}
+}  // namespace
+
 struct HnswlibAnchor::Impl {
-  hn::L2Space space;
+  std::size_t dim;
+  std::unique_ptr<hn::SpaceInterface<float>> space;
   hn::HierarchicalNSW<float> index;
-  Impl(std::size_t dim, std::size_t max_elements, std::size_t m, std::size_t efc)
-      : space(dim), index(&space, max_elements, m, efc) {}
+  Impl(std::size_t d, std::size_t max_elements, std::size_t m, std::size_t efc, Space s)
+      : dim(d), space(make_space(d, s)), index(space.get(), max_elements, m, efc) {}
 };
 
 HnswlibAnchor::HnswlibAnchor(std::size_t dim, std::size_t max_elements, std::size_t m,
-                             std::size_t ef_construction)
-    : impl_(std::make_unique<Impl>(dim, max_elements, m, ef_construction)) {}
+                             std::size_t ef_construction, Space space)
+    : impl_(std::make_unique<Impl>(dim, max_elements, m, ef_construction, space)) {}
 
 HnswlibAnchor::~HnswlibAnchor() = default;
 
 void HnswlibAnchor::build(const float* data, std::size_t n, unsigned threads) {
-  const std::size_t dim = *static_cast<std::size_t*>(impl_->space.get_dist_func_param());
+  const std::size_t dim = impl_->dim;
   std::atomic<std::size_t> next{0};
   auto worker = [&] {
     for (;;) {

@@ -11,7 +11,11 @@ namespace shoal::bench {
 
 class HnswlibAnchor {
  public:
-  HnswlibAnchor(std::size_t dim, std::size_t max_elements, std::size_t m, std::size_t ef_construction);
+  // hnswlib's two spaces: L2Space (squared L2), and InnerProductSpace (1 - dot), the one users
+  // pick for inner product and for cosine on vectors they normalized themselves.
+  enum class Space { kL2, kInnerProduct };
+  HnswlibAnchor(std::size_t dim, std::size_t max_elements, std::size_t m, std::size_t ef_construction,
+                Space space = Space::kL2);
   ~HnswlibAnchor();
   HnswlibAnchor(const HnswlibAnchor&) = delete;
   HnswlibAnchor& operator=(const HnswlibAnchor&) = delete;

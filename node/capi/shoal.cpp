@@ -126,7 +126,12 @@ int report(const Status& s, shoal_error* err) {
   const int code = static_cast<int>(s.full_code());
   if (err != nullptr) {
     err->code = code;
-    std::snprintf(err->message, sizeof(err->message), "%s", s.ok() ? "ok" : s.to_string().c_str());
+    // Success is the hot path (every search): no formatting.
+    if (s.ok()) {
+      std::memcpy(err->message, "ok", 3);
+    } else {
+      std::snprintf(err->message, sizeof(err->message), "%s", s.to_string().c_str());
+    }
   }
   return code;
 }

@@ -326,6 +326,7 @@ Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
 }
 
 Status Node::create_collection(const CollectionSpec& spec) {
+  SHOAL_ASSERT(!open_group_);
   SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
   if (live(spec.name)) return Status(Detail::kAlreadyExists, str_cat("collection '", spec.name, "' already exists"));
   Collection* c = find(spec.name);
@@ -362,6 +363,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
 }
 
 Status Node::drop_collection(std::string_view name) {
+  SHOAL_ASSERT(!open_group_);
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(name));
   // One transaction: the catalogue entry goes (a delete of the create dots this node observed)
   // and so does every record (a delete of every dot observed), both through the delta buffer to
@@ -675,20 +677,25 @@ Status Node::join_request(store::WriteTxn& txn, Collection& c, const WriteReques
 }
 
 std::vector<Status> Node::write_group(std::span<WriteRequest> requests) {
-  std::vector<Status> out(requests.size());
-  if (requests.empty()) return out;
+  std::vector<Status> out;
+  if (begin_group(requests, out)) {
+    const Status committed = commit_group();
+    end_group(committed, out);
+  }
+  return out;
+}
+
+bool Node::begin_group(std::span<WriteRequest> requests, std::vector<Status>& out) {
+  SHOAL_ASSERT(!open_group_);
+  out.assign(requests.size(), Status());
+  if (requests.empty()) return false;
   auto begun = store_->begin_write();
   if (!begun.ok()) {
     for (auto& s : out) s = begun.status();
-    return out;
+    return false;
   }
-  store::WriteTxn& txn = **begun;
-  DeltaBuffer::Cursor cur = buffer_.cursor();
-  crdt::HybridClock clock = clock_;
-  // One Pending per collection the group touches, in the order of first appearance (never by
-  // pointer value: the order of effects must not depend on addresses).
-  std::vector<std::pair<Collection*, Pending>> pendings;
-  std::vector<std::size_t> joined;
+  auto g = std::make_unique<OpenGroup>(OpenGroup{std::move(*begun), buffer_.cursor(), clock_, {}, {}});
+  store::WriteTxn& txn = *g->txn;
   Status shared;  // a failure of the shared transaction: fails every request that joined it
   for (std::size_t i = 0; i < requests.size() && shared.ok(); ++i) {
     const WriteRequest& r = requests[i];
@@ -701,25 +708,40 @@ std::vector<Status> Node::write_group(std::span<WriteRequest> requests) {
       out[i] = std::move(s);
       continue;
     }
-    auto p = std::find_if(pendings.begin(), pendings.end(), [&](const auto& e) { return e.first == *c; });
-    if (p == pendings.end()) p = pendings.insert(pendings.end(), {*c, Pending::of(**c)});
-    joined.push_back(i);
-    shared = join_request(txn, **c, r, p->second, cur, clock);
+    auto p = std::find_if(g->pendings.begin(), g->pendings.end(), [&](const auto& e) { return e.first == *c; });
+    if (p == g->pendings.end()) p = g->pendings.insert(g->pendings.end(), {*c, Pending::of(**c)});
+    g->joined.push_back(i);
+    shared = join_request(txn, **c, r, p->second, g->cursor, g->clock);
   }
-  if (joined.empty()) return out;  // the transaction aborts unchanged
-  for (auto& [c, p] : pendings) {
-    if (shared.ok()) shared = write_state(txn, *c, p, clock.last());
+  if (g->joined.empty()) return false;  // the transaction aborts unchanged
+  for (auto& [c, p] : g->pendings) {
+    if (shared.ok()) shared = write_state(txn, *c, p, g->clock.last());
   }
-  if (shared.ok()) shared = txn.commit();
   if (!shared.ok()) {
-    // Aborted (or its commit failed): neither the store nor memory changed for any of them.
-    for (std::size_t i : joined) out[i] = shared;
-    return out;
+    // Aborted: neither the store nor memory changed for any of them.
+    for (std::size_t i : g->joined) out[i] = shared;
+    return false;
   }
-  clock_ = clock;
-  commit_cursor(cur);
-  for (auto& [c, p] : pendings) apply_pending(*c, p);
-  return out;
+  open_group_ = std::move(g);
+  return true;
+}
+
+Status Node::commit_group() {
+  SHOAL_ASSERT(open_group_);
+  return open_group_->txn->commit();
+}
+
+void Node::end_group(const Status& committed, std::vector<Status>& out) {
+  SHOAL_ASSERT(open_group_);
+  std::unique_ptr<OpenGroup> g = std::move(open_group_);
+  if (!committed.ok()) {
+    // The commit failed: LMDB kept nothing of it, and memory was never touched.
+    for (std::size_t i : g->joined) out[i] = committed;
+    return;
+  }
+  clock_ = g->clock;
+  commit_cursor(g->cursor);
+  for (auto& [c, p] : g->pendings) apply_pending(*c, p);
 }
 
 // --- the index queue ---

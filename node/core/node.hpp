@@ -277,6 +277,17 @@ class Node final : private SyncHost {
   // on. A store failure inside the shared transaction, or of its commit, fails every request
   // that had joined it, and changes nothing. Later requests see the effects of earlier ones.
   [[nodiscard]] std::vector<Status> write_group(std::span<WriteRequest> requests);
+  // write_group in three steps, so that a driver can wait for the disk without excluding
+  // readers: begin_group does everything up to the commit (statuses as write_group's so far) and
+  // returns true when there is a transaction to commit; commit_group commits it (the durable
+  // sync), and touches nothing but that transaction, so const methods may run meanwhile (they
+  // see the state before the group, in memory and in the store alike); end_group applies the
+  // group to memory, or on a failed commit gives each joined request that status. Between
+  // begin_group and end_group no other non-const method may run but the index queue's
+  // (take_index_work, finish_index_work); writes assert it.
+  [[nodiscard]] bool begin_group(std::span<WriteRequest> requests, std::vector<Status>& statuses);
+  [[nodiscard]] Status commit_group();
+  void end_group(const Status& committed, std::vector<Status>& statuses);
 
   // --- The index queue (NodeOptions::index_queue_max > 0) ---
   // Operations committed but not yet in an index, over all collections.
@@ -346,6 +357,7 @@ class Node final : private SyncHost {
  private:
   struct Collection;
   struct Pending;
+  struct OpenGroup;
   Node(store::Store& store, NodeOptions options);
 
   // The two halves of a request in write_group: a check that only reads (a failure leaves the
@@ -458,6 +470,7 @@ class Node final : private SyncHost {
   bool own_claims_logged_ = false;  // the first stripped claim is logged, later ones only counted
   std::size_t index_backlog_ = 0;       // sum of the collections' queue lengths
   bool index_work_out_ = false;         // an IndexWork is out (take_index_work)
+  std::unique_ptr<OpenGroup> open_group_;  // between begin_group and end_group
   std::uint32_t next_work_cid_ = 0;     // take_index_work starts its turn here
 };
 

@@ -58,6 +58,17 @@ struct Node::Pending {
   static Pending of(const Collection& c) { return Pending{c.ctx, {}, c.next_label, false}; }
 };
 
+// A group's transaction between Node::begin_group and Node::end_group.
+struct Node::OpenGroup {
+  std::unique_ptr<store::WriteTxn> txn;
+  DeltaBuffer::Cursor cursor;
+  crdt::HybridClock clock;
+  // One Pending per collection the group touches, in the order of first appearance (never by
+  // pointer value: the order of effects must not depend on addresses).
+  std::vector<std::pair<Collection*, Pending>> pendings;
+  std::vector<std::size_t> joined;  // the requests in the transaction
+};
+
 // Peers' deltas must name each dot once: honest replicas never do otherwise, and the join's laws
 // assume it (the fuzzer found decodable deltas that break them: tests/fuzz/regressions).
 [[nodiscard]] Status check_unique_dots(const crdt::Delta& d);

@@ -10,9 +10,10 @@
 // Group commit: upsert(), upsert_batch() and remove() are validated on the caller's thread (under
 // the shared lock), then join a queue of writes. The first writer that finds no commit running
 // becomes the leader: it takes what is queued (up to kMaxGroupWrites writes, kMaxGroupRecords
-// records), applies it with Node::write_group in ONE store transaction with ONE durable commit,
-// hands each writer its own status and wakes them; writers that arrived meanwhile form the next
-// group. So every write is acknowledged only after the commit that covers it, and concurrent
+// records), applies it in ONE store transaction with ONE durable commit (Node::begin_group under
+// the exclusive lock, commit_group with no node lock, so reads go on during the sync, and
+// end_group under the exclusive lock again), hands each writer its own status and wakes them;
+// writers that arrived meanwhile form the next group. So every write is acknowledged only after the commit that covers it, and concurrent
 // writers share the disk's sync instead of paying one each. A write that fails on its own inside
 // a group (a delete of an absent id, its collection dropped meanwhile) fails alone; a failed
 // commit fails exactly the writes of its group.
@@ -26,12 +27,13 @@
 // destructor drain the queue first, so close leaves the index complete.
 //
 // Thread rules: every method may be called from any thread, but not from inside a read() or
-// write() callback (the lock is not recursive). Lock order: drain_mu_, then the node lock;
-// group_mu_ and signal_mu_ are never held while taking another.
+// write() callback (the lock is not recursive). Lock order: drain_mu_, commit_mu_, then the node
+// lock; group_mu_ and signal_mu_ are never held while taking another.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -63,6 +65,8 @@ class SharedNode {
   static constexpr std::size_t kMaxGroupRecords = 4096;
   // The index thread takes at most this many queued operations at a time.
   static constexpr std::size_t kIndexWorkOps = 256;
+  // The longest a leader waits for busy writers to join its group (lead(), "Gathering").
+  static constexpr std::chrono::steady_clock::duration kMaxGather = std::chrono::milliseconds(2);
 
   explicit SharedNode(std::unique_ptr<Node> node) : node_(std::move(node)) {
     if (node_->index_queue_max() > 0) index_thread_ = std::thread([this] { index_loop(); });
@@ -92,15 +96,10 @@ class SharedNode {
   }
   template <typename F>
   decltype(auto) write(F&& f) {
-    // Declared before the lock, so it runs after the lock is released.
-    struct Notify {
-      SharedNode& self;
-      ~Notify() {
-        std::shared_lock observers(self.observers_mu_);
-        for (const auto& [id, fn] : self.after_write_) fn();
-      }
-    } notify{*this};
+    // Declared before the locks, so they run after the locks are released.
+    Notify notify{*this};
     Kick kick{*this};
+    std::lock_guard store_writer(commit_mu_);
     std::unique_lock lock(mu_);
     Track track{*this};
     return std::forward<F>(f)(*node_);
@@ -112,6 +111,7 @@ class SharedNode {
   decltype(auto) write_quiet(F&& f) {
     admit(1);
     Kick kick{*this};
+    std::lock_guard store_writer(commit_mu_);
     std::unique_lock lock(mu_);
     Track track{*this};
     return std::forward<F>(f)(*node_);
@@ -257,6 +257,14 @@ class SharedNode {
   }
 
  private:
+  // Runs the after-write observers (declared before the locks, so it runs after their release).
+  struct Notify {
+    SharedNode& self;
+    ~Notify() {
+      std::shared_lock observers(self.observers_mu_);
+      for (const auto& [id, fn] : self.after_write_) fn();
+    }
+  };
   // One writer's place in the group queue; lives on the writer's stack until it is done.
   struct Ticket {
     WriteRequest request;
@@ -304,6 +312,7 @@ class SharedNode {
     Ticket t{std::move(request), std::max<std::size_t>(ops, 1), {}, false};
     std::unique_lock g(group_mu_);
     queue_.push_back(&t);
+    if (gathering_) group_cv_.notify_all();
     while (!t.done) {
       if (!leading_ && !hold_) {
         lead(g);  // our own ticket is still queued: no other leader took it
@@ -317,6 +326,16 @@ class SharedNode {
   // Called with group_mu_ held and no leader: commits one group, then wakes every waiter.
   void lead(std::unique_lock<std::mutex>& g) {
     leading_ = true;
+    // Gathering: the writers the last group acknowledged usually write again at once, a few
+    // microseconds after the next leader took the queue, which would split N busy writers into
+    // alternating groups of k and N - k. So when fewer writes are queued than were active at the
+    // last commit (its group plus those already waiting), the leader waits for them, at most a
+    // quarter of the last commit's time (capped at kMaxGather). A lone writer never waits.
+    if (queue_.size() < active_) {
+      gathering_ = true;
+      group_cv_.wait_for(g, gather_limit_, [&] { return queue_.size() >= active_ || hold_; });
+      gathering_ = false;
+    }
     std::vector<Ticket*> group;
     std::size_t records = 0;
     std::size_t taken = 0;
@@ -330,8 +349,32 @@ class SharedNode {
     std::vector<WriteRequest> requests;
     requests.reserve(group.size());
     for (Ticket* t : group) requests.push_back(std::move(t->request));
-    std::vector<Status> statuses = write([&](Node& n) { return n.write_group(requests); });
+    std::vector<Status> statuses;
+    std::chrono::steady_clock::duration commit_time{};
+    {
+      // The exclusive lock covers building the transaction and applying it to memory, not the
+      // sync between: searches, gets and the next writers' validation go on while the disk
+      // works. commit_mu_ keeps every other store writer out until the group is applied.
+      Notify notify{*this};
+      Kick kick{*this};
+      std::lock_guard store_writer(commit_mu_);
+      bool open = false;
+      {
+        std::unique_lock lock(mu_);
+        open = node_->begin_group(requests, statuses);
+      }
+      if (open) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Status committed = node_->commit_group();  // the durable sync, no node lock
+        commit_time = std::chrono::steady_clock::now() - t0;
+        std::unique_lock lock(mu_);
+        Track track{*this};
+        node_->end_group(committed, statuses);
+      }
+    }
     g.lock();
+    active_ = group.size() + queue_.size();
+    gather_limit_ = std::min<std::chrono::steady_clock::duration>(commit_time / 4, kMaxGather);
     for (std::size_t i = 0; i < group.size(); ++i) {
       group[i]->status = std::move(statuses[i]);
       group[i]->done = true;
@@ -382,7 +425,10 @@ class SharedNode {
 
  private:
   mutable RwLock mu_;
-
+  // Held by every caller that may write the store or the node's state (write(), write_quiet(),
+  // and a group from begin_group to end_group), before mu_: a group's commit runs without mu_,
+  // and nothing else may change the node meanwhile.
+  std::mutex commit_mu_;
   std::unique_ptr<Node> node_;
   // Guards after_write_ and next_observer_ (shared while observers run, exclusive to change them).
   mutable std::shared_mutex observers_mu_;
@@ -395,6 +441,9 @@ class SharedNode {
   std::vector<Ticket*> queue_;  // oldest first
   bool leading_ = false;
   bool hold_ = false;
+  bool gathering_ = false;   // a leader waits for writers to join (lead())
+  std::size_t active_ = 0;   // writers active at the last commit: its group and those waiting
+  std::chrono::steady_clock::duration gather_limit_{};
   WriteGroupStats stats_;
 
   // The index thread.

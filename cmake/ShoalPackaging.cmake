@@ -4,9 +4,16 @@
 # One package per install component group (the components are named by the install rules):
 #   libshoal0     component runtime   the shared library (soname libshoal.so.0), shlibs, ldconfig
 #   libshoal-dev  component dev       shoal.h, libshoal.so, shoal.pc, the CMake package files
-#   shoal         components tools    the CLI, the daemon shoald with its systemd unit
-#                 and doc             (packaging/README.md), the docs, the system
-#                                     user `shoal` (packaging/deb/shoal/postinst)
+#   libshoal-client0  component client  libshoal_client.so.0, the C API's client mode, which
+#                                     libshoal and the CLI dlopen() at the first connect (only
+#                                     when the daemon is built: it links capnp-rpc, kj-async and
+#                                     Boost, which libshoal0 must not pull in for embedding apps)
+#   shoal         components tools    the CLI, the daemon shoald with its systemd unit (enabled
+#                 and doc             by the postinst, started once the device is enrolled) and
+#                                     its configuration /etc/shoal/shoald.toml (a conffile), the
+#                                     docs, the system user `shoal` (packaging/deb/shoal/)
+#   python3-shoal component python    the Python binding (bindings/python), Architecture all,
+#                                     with the shoal.h of its libshoal0
 #
 # Build them with scripts/package.sh, which configures a build with CMAKE_INSTALL_PREFIX=/usr (so
 # that GNUInstallDirs puts the library under the multiarch directory, lib/<triplet>) and runs
@@ -35,11 +42,16 @@ endif()
 
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_GROUPING ONE_PER_GROUP)
-set(CPACK_COMPONENTS_ALL runtime dev tools doc)
+set(CPACK_COMPONENTS_ALL runtime dev tools doc python)
+if(TARGET shoal_client)
+  list(APPEND CPACK_COMPONENTS_ALL client)
+endif()
 set(CPACK_COMPONENT_RUNTIME_GROUP lib)
 set(CPACK_COMPONENT_DEV_GROUP dev)
 set(CPACK_COMPONENT_TOOLS_GROUP tools)
 set(CPACK_COMPONENT_DOC_GROUP tools)
+set(CPACK_COMPONENT_CLIENT_GROUP client)
+set(CPACK_COMPONENT_PYTHON_GROUP python)
 # Debian's file names: name_version-revision_arch.deb.
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
@@ -66,26 +78,70 @@ The C header shoal.h, the libshoal.so link, shoal.pc for pkg-config and the CMak
 # dependency is stated by hand.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libshoal0 (= ${PROJECT_VERSION}-1)")
 
+set(CPACK_DEBIAN_CLIENT_PACKAGE_NAME libshoal-client0)
+set(CPACK_DEBIAN_CLIENT_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_CLIENT_DESCRIPTION "Shoal vector database: client mode of the shared library
+libshoal_client.so.0 lets libshoal (shoal_connect) and the shoal command talk to a running shoald
+through its local API socket. libshoal loads it on demand, so apps that only embed a node do not
+need it.")
+# libshoal_client must come from the same build as libshoal (node/capi/backend.hpp checks it at
+# load): depend on exactly that libshoal0. Its other dependencies come from dpkg-shlibdeps.
+set(CPACK_DEBIAN_CLIENT_PACKAGE_DEPENDS "libshoal0 (= ${PROJECT_VERSION}-1)")
+
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME shoal)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION database)
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION "Shoal vector database: command-line tool and documentation
 The shoal command creates and inspects data directories, imports datasets, searches, backs up,
 restores and compacts, and manages mesh certificates. Installs the system user shoal with the
 data directory /var/lib/shoal for the daemon.")
-# The postinst creates the system user with useradd (package passwd, priority required).
-set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "passwd")
+# The postinst creates the system user with useradd (package passwd, priority required) and
+# enables the unit with deb-systemd-helper (init-system-helpers). The CLI's client mode (--connect,
+# and the default when /run/shoal/shoald.sock exists) dlopen()s libshoal_client.so.0, which no
+# NEEDED entry shows dpkg-shlibdeps: stated by hand, at exactly this build.
+set(shoal_tools_depends "passwd, init-system-helpers (>= 1.54~)")
+if(TARGET shoal_client)
+  string(APPEND shoal_tools_depends ", libshoal-client0 (= ${PROJECT_VERSION}-1)")
+endif()
+set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "${shoal_tools_depends}")
 set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/postinst
+    ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/prerm
     ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/postrm)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
+# python3-shoal: pure Python (cffi in ABI mode parses shoal.h at import), so Architecture all; it
+# carries a copy of shoal.h, which must match the library exactly.
+set(CPACK_DEBIAN_PYTHON_PACKAGE_NAME python3-shoal)
+set(CPACK_DEBIAN_PYTHON_PACKAGE_SECTION python)
+set(CPACK_DEBIAN_PYTHON_PACKAGE_ARCHITECTURE all)
+set(CPACK_DEBIAN_PYTHON_PACKAGE_SHLIBDEPS OFF)
+set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS
+    "python3:any, python3-cffi, python3-numpy, libshoal0 (= ${PROJECT_VERSION}-1)")
+set(CPACK_DEBIAN_PYTHON_DESCRIPTION "Shoal vector database: Python 3 binding
+import shoal: open a data directory or connect to shoald, create collections, upsert NumPy
+arrays, get, delete and search (ids and distances as arrays), with errors as exceptions carrying
+the C API's code. cffi over the installed libshoal.")
+# Debian's python3 puts /usr/lib/python3/dist-packages on sys.path. Under another prefix (a
+# `cmake --install --prefix /usr/local`), point PYTHONPATH at <prefix>/lib/python3/dist-packages.
+set(SHOAL_PYTHON_INSTALL_DIR lib/python3/dist-packages/shoal)
+install(FILES ${PROJECT_SOURCE_DIR}/bindings/python/shoal/__init__.py
+              ${PROJECT_SOURCE_DIR}/bindings/python/shoal/_header.py
+              ${PROJECT_SOURCE_DIR}/node/capi/shoal.h
+        DESTINATION ${SHOAL_PYTHON_INSTALL_DIR} COMPONENT python)
+
 # --- The daemon's place (packaging/README.md): its unit file lands in the `shoal` package from
 # here once the shoald target exists (the binary through its own install rule, COMPONENT tools).
-# TODO(soon): enable and start the unit from packaging/deb/shoal/postinst (deb-systemd-helper)
-# once it ships.
+# packaging/deb/shoal/postinst enables it with deb-systemd-helper; its configuration is the
+# conffile /etc/shoal/shoald.toml (packaging/deb/shoal/conffiles), installed only into packages
+# (an absolute path: `cmake --install --prefix P` must not write to the machine's /etc).
 if(TARGET shoald AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoald.service)
   install(FILES ${PROJECT_SOURCE_DIR}/packaging/shoald.service
           DESTINATION lib/systemd/system COMPONENT tools)
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/shoald.toml DESTINATION /etc/shoal COMPONENT etc
+          EXCLUDE_FROM_ALL)
+  list(APPEND CPACK_COMPONENTS_ALL etc)
+  set(CPACK_COMPONENT_ETC_GROUP tools)
+  list(APPEND CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/conffiles)
 endif()
 
 include(CPack)

@@ -1,12 +1,20 @@
 #!/bin/sh
-# Proves that Shoal's Debian packages work on the machine, as an operator and a C developer use
-# them: scripts/package.sh builds libshoal0, libshoal-dev and shoal; `dpkg -i` installs them into
-# the system; then `shoal --help` runs from /usr/bin, `pkg-config --modversion shoal` answers the
-# project version from the default search path, examples/quickstart.c builds with
+# Proves that Shoal's Debian packages work on the machine, as an operator, a C developer and a
+# Python developer use them: scripts/package.sh builds libshoal0, libshoal-client0, libshoal-dev,
+# shoal and python3-shoal, whose control data say the right things (dependencies, shlibs, the
+# conffile, Architecture all for the binding); `dpkg -i` installs them into the system; then
+# `shoal --help` runs from /usr/bin, `pkg-config --modversion shoal` answers the project version
+# from the default search path, examples/quickstart.c builds with
 # `cc quickstart.c $(pkg-config --cflags --libs shoal)` and with find_package(Shoal), and runs
 # against /usr/lib/<triplet>/libshoal.so.0 through the loader cache (no LD_LIBRARY_PATH); the
 # postinst made the system user `shoal` and /var/lib/shoal (0750), where that user can create a
-# data directory. Then `dpkg -r` removes every file and `dpkg --purge` the rest.
+# data directory, and enabled shoald.service through deb-systemd-helper (the wants symlink and
+# its record, checked without systemd running); `python3 -c 'import shoal'` loads the packaged
+# binding with the packaged header and library and searches; the packaged /usr/sbin/shoald,
+# enrolled in a scratch directory (loopback, its API on a Unix socket there), serves
+# `shoal --connect` (the packaged libshoal_client) and Python's shoal.connect. Then `dpkg -r`
+# removes every file (and masks the unit) and `dpkg --purge` the rest: the enablement, the
+# records, the mask and the conffile.
 #
 # Needs root: exits 77 (CTest SKIP_RETURN_CODE) otherwise. It must leave the system as it found
 # it, so it also skips when any of the three packages is installed or /usr already holds a
@@ -17,7 +25,7 @@
 set -eu
 src=$1 pkg_build=$2 work=$3 cc=$4
 cmake=${CMAKE_COMMAND:-cmake}
-packages="shoal libshoal-dev libshoal0"
+packages="python3-shoal shoal libshoal-dev libshoal-client0 libshoal0"
 
 skip() { echo "deb_test: SKIP: $*"; exit 77; }
 fail() { echo "deb_test: FAIL: $*" >&2; exit 1; }
@@ -30,7 +38,11 @@ for p in $packages; do
   fi
 done
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-for f in /usr/bin/shoal /usr/include/shoal.h /usr/lib/$multiarch/libshoal.so.0 /usr/lib/libshoal.so.0; do
+unit_wants=/etc/systemd/system/multi-user.target.wants/shoald.service
+dsh=/var/lib/systemd/deb-systemd-helper-enabled
+for f in /usr/bin/shoal /usr/sbin/shoald /usr/include/shoal.h /usr/lib/$multiarch/libshoal.so.0 /usr/lib/libshoal.so.0 \
+         /usr/lib/python3/dist-packages/shoal /etc/shoal/shoald.toml "$unit_wants" /etc/systemd/system/shoald.service \
+         "$dsh/shoald.service.dsh-also"; do
   [ ! -e "$f" ] || skip "$f already exists (installed by hand?); not overwriting it"
 done
 
@@ -45,7 +57,9 @@ version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$pkg_build/CMakeCache.tx
 arch=$(dpkg --print-architecture)
 debs=""
 for p in $packages; do
-  f="$pkg_build/packages/${p}_${version}-1_${arch}.deb"
+  a=$arch
+  [ "$p" != python3-shoal ] || a=all
+  f="$pkg_build/packages/${p}_${version}-1_${a}.deb"
   [ -f "$f" ] || fail "no $f (have: $(ls "$pkg_build/packages"))"
   debs="$debs $f"
 done
@@ -54,6 +68,29 @@ done
 lib_deb="$pkg_build/packages/libshoal0_${version}-1_${arch}.deb"
 dev_deb="$pkg_build/packages/libshoal-dev_${version}-1_${arch}.deb"
 tools_deb="$pkg_build/packages/shoal_${version}-1_${arch}.deb"
+client_deb="$pkg_build/packages/libshoal-client0_${version}-1_${arch}.deb"
+py_deb="$pkg_build/packages/python3-shoal_${version}-1_all.deb"
+# The CLI dlopen()s libshoal_client (no NEEDED entry): shoal depends on its package by hand.
+dpkg-deb -f "$tools_deb" Depends | grep -q "libshoal-client0 (= $version-1)" ||
+  fail "shoal must depend on libshoal-client0 (= $version-1): $(dpkg-deb -f "$tools_deb" Depends)"
+dpkg-deb -f "$tools_deb" Depends | grep -q "init-system-helpers" ||
+  fail "shoal's maintainer scripts use deb-systemd-helper: $(dpkg-deb -f "$tools_deb" Depends)"
+dpkg-deb -f "$client_deb" Depends | grep -q "libshoal0 (= $version-1)" ||
+  fail "libshoal-client0 must depend on exactly its libshoal0: $(dpkg-deb -f "$client_deb" Depends)"
+dpkg-deb -f "$client_deb" Depends | grep -q 'libcapnp-rpc' || fail "libshoal-client0 does not depend on libcapnp-rpc"
+# libshoal0 stays light: the client's heavy libraries are in libshoal-client0 only.
+! dpkg-deb -f "$lib_deb" Depends | grep -Eq 'capnp|kj|boost' || fail "libshoal0 depends on $(dpkg-deb -f "$lib_deb" Depends)"
+[ "$(dpkg-deb -f "$py_deb" Architecture)" = all ] || fail "python3-shoal is not Architecture all"
+for dep in python3-cffi python3-numpy "libshoal0 (= $version-1)"; do
+  dpkg-deb -f "$py_deb" Depends | grep -qF "$dep" || fail "python3-shoal does not depend on $dep: $(dpkg-deb -f "$py_deb" Depends)"
+done
+dpkg-deb -c "$py_deb" | grep -q ' \./usr/lib/python3/dist-packages/shoal/shoal\.h$' || fail "python3-shoal lacks its shoal.h"
+dpkg-deb -c "$client_deb" | grep -q "usr/lib/$multiarch/libshoal_client.so.0\$" || fail "libshoal_client.so.0 not packaged"
+dpkg-deb -e "$tools_deb" "$work/control/tools"
+grep -qx /etc/shoal/shoald.toml "$work/control/tools/conffiles" || fail "shoald.toml is not a conffile"
+for script in postinst prerm postrm; do
+  [ -x "$work/control/tools/$script" ] || fail "shoal has no $script"
+done
 dpkg-deb -f "$dev_deb" Depends | grep -qx "libshoal0 (= $version-1)" ||
   fail "libshoal-dev must depend on exactly its libshoal0: $(dpkg-deb -f "$dev_deb" Depends)"
 dpkg-deb -f "$lib_deb" Depends | grep -q 'liblmdb0' || fail "libshoal0 does not depend on liblmdb0"
@@ -61,7 +98,7 @@ mkdir -p "$work/control"
 dpkg-deb -e "$lib_deb" "$work/control/lib"
 grep -qx "libshoal 0 libshoal0 (>= $version-1)" "$work/control/lib/shlibs" ||
   fail "libshoal0 shlibs: $(cat "$work/control/lib/shlibs" 2>/dev/null)"
-if dpkg-deb -c "$lib_deb" "$dev_deb" "$tools_deb" 2>/dev/null | grep -E '\.(a|hpp)$'; then
+if for d in $debs; do dpkg-deb -c "$d"; done | grep -E '\.(a|hpp)$'; then
   fail "a static library or an internal header is packaged"
 fi
 dpkg-deb -c "$lib_deb" | grep -q "usr/lib/$multiarch/libshoal.so.0.1.0\$" || fail "library not under /usr/lib/$multiarch"
@@ -72,8 +109,10 @@ getent passwd shoal >/dev/null && user_existed=yes
 getent group shoal >/dev/null && group_existed=yes
 varlib_existed=no
 [ -e /var/lib/shoal ] && varlib_existed=yes
+daemon_pid=""
 cleanup() {
   rc=$?
+  [ -z "$daemon_pid" ] || kill "$daemon_pid" 2>/dev/null || true
   dpkg --purge $packages >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; rc=1; }
   [ "$varlib_existed" = yes ] || rm -rf /var/lib/shoal
   [ "$user_existed" = yes ] || ! getent passwd shoal >/dev/null || userdel shoal || rc=1
@@ -148,17 +187,111 @@ setpriv --reuid=shoal --regid=shoal --clear-groups /usr/bin/shoal -d /var/lib/sh
 [ "$(getent passwd shoal | cut -d: -f3)" = "$uid" ] || fail "reconfigure changed the user"
 rm -rf /var/lib/shoal/deb-test
 
+# 5b. The unit, enabled the Debian way. deb-systemd-helper works without a running systemd: the
+# wants symlink and its record (the purge removes exactly what the record lists).
+[ -L "$unit_wants" ] || fail "postinst did not enable shoald.service ($unit_wants missing)"
+case $(readlink "$unit_wants") in
+  */lib/systemd/system/shoald.service) ;;
+  *) fail "$unit_wants points to $(readlink "$unit_wants")" ;;
+esac
+grep -qx "$unit_wants" "$dsh/shoald.service.dsh-also" ||
+  fail "no deb-systemd-helper record of the enablement: $(cat "$dsh/shoald.service.dsh-also" 2>&1)"
+deb-systemd-helper --quiet was-enabled shoald.service || fail "deb-systemd-helper says shoald was not enabled"
+grep -qx 'ConditionPathExists=/etc/shoal/device.cert' /usr/lib/systemd/system/shoald.service ||
+  grep -qx 'ConditionPathExists=/etc/shoal/device.cert' /lib/systemd/system/shoald.service ||
+  fail "the unit does not wait for the device certificate"
+# An administrator's disable survives a reconfigure (an upgrade): was-enabled reads the record.
+deb-systemd-helper disable shoald.service >/dev/null
+[ ! -e "$unit_wants" ] || fail "deb-systemd-helper disable left $unit_wants"
+/var/lib/dpkg/info/shoal.postinst configure "$version-1" || fail "postinst configure after a disable"
+[ ! -e "$unit_wants" ] || fail "a reconfigure re-enabled a unit the administrator disabled"
+deb-systemd-helper enable shoald.service >/dev/null
+[ -L "$unit_wants" ] || fail "re-enable"
+
+# 5c. Python: the packaged binding, header and library, from a directory far from the clone.
+py_out=$(cd / && env -u PYTHONPATH -u SHOAL_LIBRARY -u SHOAL_HEADER -u LD_LIBRARY_PATH python3 -c '
+import sys, numpy as np, shoal
+print(shoal.version(), shoal.header_path, shoal.library_path)
+with shoal.open(sys.argv[1]) as db:
+    db.create_collection("v", 3)
+    db.upsert_batch("v", ["a", "b"], np.array([[0, 0, 1], [5, 5, 5]], dtype=np.float32))
+    ids, dist = db.search("v", np.array([0, 0, 1.1], dtype=np.float32), k=1)
+    print("nearest", ids[0])
+' "$work/py-data") || fail "python3 -c 'import shoal' with the packaged binding: $py_out"
+echo "deb_test: python: $py_out"
+echo "$py_out" | grep -q "^$version /usr/lib/python3/dist-packages/shoal/shoal.h " || fail "python used another header"
+echo "$py_out" | grep -qx 'nearest a' || fail "python search through the packaged library"
+
+# 5d. Client mode: the packaged shoald (root, loopback, its socket in the work directory) serves
+# `shoal --connect` through the packaged libshoal_client, and Python's shoal.connect.
+d=$work/daemon
+mkdir -p "$d"
+/usr/bin/shoal mesh init --dir "$d/mesh" >/dev/null || fail "shoal mesh init"
+cat >"$d/shoald.toml" <<TOML
+[node]
+data_dir = "$d/data"
+certificate = "$d/data/device.cert"
+
+[mesh]
+listen = "127.0.0.1:0"
+discovery = false
+
+[api]
+socket = "$d/shoald.sock"
+
+[metrics]
+enabled = false
+TOML
+key=$(/usr/sbin/shoald --config "$d/shoald.toml" --print-device-key) || fail "shoald --print-device-key"
+/usr/bin/shoal mesh enrol --mesh "$d/mesh" --device-key "$key" --role member --grant '*:rw' --days 1 \
+  --out "$d/data/device.cert" >/dev/null || fail "shoal mesh enrol"
+/usr/sbin/shoald --config "$d/shoald.toml" >"$d/shoald.out" 2>"$d/shoald.err" &
+daemon_pid=$!
+tries=0
+until [ -S "$d/shoald.sock" ]; do
+  kill -0 "$daemon_pid" 2>/dev/null || { cat "$d/shoald.err"; fail "the packaged shoald exited"; }
+  tries=$((tries + 1))
+  [ "$tries" -lt 300 ] || fail "shoald's socket did not appear in 30 s"
+  sleep 0.1
+done
+sh_c() { env -u LD_LIBRARY_PATH -u SHOAL_CLIENT_LIBRARY /usr/bin/shoal --connect "$d/shoald.sock" "$@"; }
+sh_c collection create t --dim 3 >/dev/null || fail "shoal --connect collection create"
+sh_c put t rec-1 --vector 1,2,3 --meta place=indoor >/dev/null || fail "shoal --connect put"
+got=$(sh_c --json count t) || fail "shoal --connect count"
+echo "$got" | grep -q '"count":1' || fail "count through the daemon: $got"
+hit=$(sh_c search t --vector 1,2,3.5 -k 1) || fail "shoal --connect search"
+echo "$hit" | grep -q '^rec-1' || fail "search through the daemon: $hit"
+py_c=$(cd / && env -u PYTHONPATH -u SHOAL_LIBRARY -u SHOAL_HEADER -u LD_LIBRARY_PATH python3 -c '
+import sys, shoal
+with shoal.connect(sys.argv[1]) as db:
+    print(db.get("t", "rec-1").vector.tolist())
+' "$d/shoald.sock") || fail "python shoal.connect to the packaged shoald: $py_c"
+[ "$py_c" = "[1.0, 2.0, 3.0]" ] || fail "python shoal.connect read $py_c"
+echo "deb_test: client mode: shoal --connect and shoal.connect against the packaged shoald"
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" || fail "shoald exited with $? on SIGTERM"
+daemon_pid=""
+
 # 6. Remove, then purge: nothing of the packages is left.
 # shellcheck disable=SC2086
 dpkg_retry -r $packages || fail "dpkg -r"
-for f in /usr/bin/shoal /usr/include/shoal.h "/usr/lib/$multiarch/libshoal.so.0" \
-         "/usr/lib/$multiarch/pkgconfig/shoal.pc" "/usr/lib/$multiarch/cmake/Shoal"; do
+for f in /usr/bin/shoal /usr/sbin/shoald /usr/include/shoal.h "/usr/lib/$multiarch/libshoal.so.0" \
+         "/usr/lib/$multiarch/libshoal_client.so.0" "/usr/lib/$multiarch/pkgconfig/shoal.pc" \
+         "/usr/lib/$multiarch/cmake/Shoal" /usr/lib/python3/dist-packages/shoal /usr/lib/systemd/system/shoald.service; do
   [ ! -e "$f" ] || fail "$f left after dpkg -r"
 done
+# The removed unit is masked (its record kept for the purge); the conffile stays until the purge.
+[ "$(readlink /etc/systemd/system/shoald.service)" = /dev/null ] || fail "dpkg -r did not mask shoald.service"
+[ -e /etc/shoal/shoald.toml ] || fail "dpkg -r removed the conffile (only a purge should)"
 ! ldconfig -p | grep -q 'libshoal\.so' || fail "libshoal still in the loader cache after dpkg -r"
 # shellcheck disable=SC2086
 dpkg_retry --purge $packages || fail "dpkg --purge"
 [ ! -e /var/lib/shoal ] || [ "$varlib_existed" = yes ] || fail "/var/lib/shoal left after purge (it was empty)"
+for f in "$unit_wants" /etc/systemd/system/shoald.service "$dsh/shoald.service.dsh-also" \
+         "$dsh/multi-user.target.wants/shoald.service" /var/lib/systemd/deb-systemd-helper-masked/shoald.service \
+         /etc/shoal; do
+  [ ! -e "$f" ] && [ ! -L "$f" ] || fail "$f left after dpkg --purge"
+done
 for p in $packages; do
   ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' || fail "$p still known to dpkg"
 done

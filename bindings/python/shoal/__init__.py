@@ -11,8 +11,10 @@ Declarations come from shoal.h itself, parsed at import (shoal._header; no layou
 hand). Where the pieces are found:
 - the library: $SHOAL_LIBRARY (a path to libshoal.so), else the dynamic loader's search for
   libshoal.so.0 (an installed Shoal, or LD_LIBRARY_PATH);
-- the header: $SHOAL_HEADER, else <libdir>/../include/shoal.h beside the library, else the source
-  tree (../../node/capi/shoal.h from this package), else /usr/local/include and /usr/include.
+- the header: $SHOAL_HEADER, else the copy installed in this package's directory (the Debian
+  package python3-shoal ships the shoal.h of its libshoal0), else <libdir>/../include/shoal.h
+  beside the library, else the source tree (../../node/capi/shoal.h from this package), else
+  /usr/local/include and /usr/include.
 Importing fails with ImportError naming what was searched when either is missing, or when the
 header and the library disagree on the major version.
 
@@ -65,7 +67,7 @@ def _find_header(library_path):
     env = os.environ.get("SHOAL_HEADER")
     if env:
         return env, [env]
-    candidates = []
+    candidates = [os.path.join(_here, "shoal.h")]
     if os.path.isabs(library_path):
         candidates.append(os.path.join(os.path.dirname(library_path), "..", "include", "shoal.h"))
     candidates += [

@@ -1,7 +1,7 @@
 // node/daemon/mesh_runtime.hpp: how a process joins the mesh from shoald's configuration file,
 // shared by shoald (node/daemon/shoald_main.cpp) and the embedded mesh of the C API
 // (libshoal_mesh, node/mesh_capi/shoal_mesh.cpp), so that both run the same code with the same
-// settings (docs/operations.md, "shoald configuration"; docs/decisions.md, D33).
+// settings (docs/operations.md, "shoald configuration"; docs/decisions.md, D37).
 //
 // Role: the steps between a checked DaemonConfig and a running MeshHost, in order:
 //   1. open_identity: node.data_dir made (owner only) and DATA_DIR/identity.key read or created;
@@ -68,8 +68,9 @@ node::MeshOptions mesh_options(const DaemonConfig& config);
                                                                       const DaemonConfig& config, Logger* logger);
 
 // A reload (SIGHUP; shoal_mesh_reload): plans `current` -> `next` (plan_reload), then applies what
-// the mesh takes without a restart: the log level (on `logger`) and the peers added to
-// [[mesh.peers]] (dialed now; a removed peer stays linked until its link drops). Logs the keys that
+// the mesh takes without a restart: the log level (on `logger`), the peers added to
+// [[mesh.peers]] (dialed now; a removed peer stays linked until its link drops) and the tier
+// policies ([tiers]). Logs the keys that
 // need a restart (kWarn) and those applied (kInfo, naming next.path). The caller applies what is its
 // own (shoald: the metrics server) and then takes plan.next as its configuration.
 ReloadPlan apply_reload(const DaemonConfig& current, const DaemonConfig& next, node::MeshHost& mesh, Logger& logger,

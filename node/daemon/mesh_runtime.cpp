@@ -84,6 +84,7 @@ node::MeshOptions mesh_options(const DaemonConfig& c) {
   o.backoff_max = c.backoff_max;
   o.listener.max_links = c.max_links;
   o.listener.max_pending_handshakes = c.max_pending_handshakes;
+  o.tier_policies = tier_policies(c);
   return o;
 }
 
@@ -107,6 +108,12 @@ ReloadPlan apply_reload(const DaemonConfig& current, const DaemonConfig& next, n
     bool known = false;
     for (const auto& q : current.peers) known = known || (q.host == p.host && q.port == p.port);
     if (!known) mesh.add_peer(node::MeshPeerAddress{p.host, p.port, p.tier});
+  }
+  if (tier_policies(plan.next) != tier_policies(current)) {
+    // parse_config checked every limit, so this cannot fail; a failure keeps the old policies.
+    if (Status st = mesh.set_tier_policies(tier_policies(plan.next)); !st.ok()) {
+      SHOAL_LOG(&logger, kError, component, "reload: tier policies kept: ", st.to_string());
+    }
   }
   std::string applied;
   for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
@@ -174,6 +181,9 @@ DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const s
   s.repair_sessions_started = ss.repair_sessions_started;
   s.repair_sessions_completed = ss.repair_sessions_completed;
   s.repair_sessions_abandoned = ss.repair_sessions_abandoned;
+  s.warm_bytes_sent = ss.warm_bytes_sent;
+  s.warm_budget_deferrals = ss.warm_budget_deferrals;
+  s.warm_entries_withheld = ss.warm_entries_withheld;
   return s;
 }
 

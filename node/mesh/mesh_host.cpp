@@ -767,6 +767,10 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
   if (credentials.identity == nullptr) return Status(Code::kInvalidArgument, "the mesh host needs this device's identity");
   auto own = security::decode_certificate(credentials.certificate);
   if (!own.ok()) return own.status().with_context("this device's certificate");
+  if (options.tier_policies) {
+    Status st = node.write_quiet([&](Node& n) { return n.set_tier_policies(*options.tier_policies); });
+    if (!st.ok()) return st.with_context("tier policies");
+  }
   auto impl = std::make_unique<Impl>(loop, node, revocations, std::move(credentials), std::move(options), logger);
   Impl& h = *impl;
   h.creds_role = own->role;
@@ -813,6 +817,12 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
 std::uint16_t MeshHost::port() const noexcept { return impl_->listener ? impl_->listener->port() : 0; }
 
 void MeshHost::add_peer(const MeshPeerAddress& peer) { impl_->add_peer(peer); }
+
+Status MeshHost::set_tier_policies(TierPolicies policies) {
+  Status st;
+  impl_->run_engine([&](Node& n, MonoTime) { st = n.set_tier_policies(std::move(policies)); });
+  return st;
+}
 
 void MeshHost::notify_local_write() {
   // The same path as SharedNode's after-write hook.

@@ -29,6 +29,7 @@
 #include "common/time.hpp"
 #include "node/core/spec.hpp"
 #include "node/runtime/revocation_replica.hpp"
+#include "node/core/tier_policy.hpp"
 #include "node/runtime/shared_node.hpp"
 #include "security/certificate.hpp"
 #include "security/identity.hpp"
@@ -72,6 +73,9 @@ struct MeshOptions {
   // answer is only an address hint; the handshake decides. Off by default.
   bool discovery = false;
   transport::DiscoveryOptions discovery_options;
+  // What each collection sends warm peers (node/core/tier_policy.hpp), set on the node's sync
+  // engine at start; nullopt leaves the node's policies as they are.
+  std::optional<TierPolicies> tier_policies;
   // The sync protocol range announced in the introduction (tests narrow it to check refusals).
   std::uint32_t min_protocol = kMinProtocolVersion;
   std::uint32_t max_protocol = transport::kProtocolVersion;
@@ -134,6 +138,9 @@ class MeshHost {
   std::uint16_t port() const noexcept;
   // Dials a peer (an address hint from discovery or an operator); one link per device is kept.
   void add_peer(const MeshPeerAddress& peer);
+  // New tier policies for the node's sync engine, from the next engine step on (SIGHUP).
+  // kOutOfRange (nothing changed) for a policy outside its limits. On the loop's thread.
+  [[nodiscard]] Status set_tier_policies(TierPolicies policies);
   // Safe from any thread: the node has new local writes (SharedNode::set_after_write calls it).
   void notify_local_write();
   // Runs the engine now (ticks, dispatches its messages, re-arms its timer).

@@ -9,6 +9,7 @@ Proves, with real processes on loopback:
      write on a hot peer reaches a warm peer through shoald (hot peers do not relay to each other,
      so this path goes through the daemon's store and delta buffer);
      shoald --backup copies a running daemon's store through its socket, and the copy restores;
+     a collection marked warm = false in [tiers] reaches no warm peer (docs/tiers.md);
   3. SIGHUP reloads the configured peers: a peer added to the file is dialed without a restart;
      a restart-only change is reported, not applied;
   4. SIGTERM stops it cleanly: exit 0, the socket file removed.
@@ -78,6 +79,10 @@ class Peer:
             self.proc.wait(timeout=20)
 
 
+# docs/tiers.md: this daemon sends collection "private" to no warm peer.
+TIERS = '\n[[tiers.collections]]\nname = "private"\nwarm = false\n'
+
+
 def write_config(path, data, sock, peers, log_level="info", listen="127.0.0.1:0"):
     text = f'''[node]
 data_dir = "{data}"
@@ -90,7 +95,7 @@ discovery = false
 '''
     for addr, tier in peers:
         text += f'\n[[mesh.peers]]\naddress = "{addr}"\ntier = "{tier}"\n'
-    text += f'\n[api]\nsocket = "{sock}"\nsocket_mode = "0640"\n\n[metrics]\nenabled = false\n'
+    text += f'\n[api]\nsocket = "{sock}"\nsocket_mode = "0640"\n' + TIERS + '\n[metrics]\nenabled = false\n'
     with open(path, "w") as f:
         f.write(text)
 
@@ -135,6 +140,18 @@ def main():
             assert hot.ask(f"put photos p{i} {i}") == f"ok put p{i}"
         wait_for("the hot peer's writes reach the warm peer through shoald", lambda: all(warm.has("photos", f"p{i}") for i in range(20)))
         print("2. shoald started from TOML (socket mode 0640) and relayed 20 writes from a hot peer to a warm peer")
+
+        # 2a. Tier policy: "private" is not sent to warm peers. The hot peer writes it first, then
+        # one more photo: once the photo reached the warm peer, the private records ahead of it in
+        # shoald's delta buffer were passed over, not delayed; the warm peer's digest comparisons
+        # of "private" are refused too.
+        hot.ask("create private 4")
+        for i in range(5):
+            assert hot.ask(f"put private x{i} {i}") == f"ok put x{i}"
+        assert hot.ask("put photos p20 20") == "ok put p20"
+        wait_for("the photo written after the private records reaches the warm peer", lambda: warm.has("photos", "p20"))
+        assert not any(warm.has("private", f"x{i}") for i in range(5)), "a collection marked warm = false reached a warm peer"
+        print("2a. [tiers] warm = false: the warm peer got the later photo and none of the 5 private records")
 
         # 2b. A backup of the running daemon, through its socket; restored, it holds the records.
         bk = os.path.join(root, "backup")

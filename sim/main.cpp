@@ -20,7 +20,9 @@
 
 #include "common/hash.hpp"
 #include "sim/measure.hpp"
+#include "sim/scenario_file.hpp"
 #include "sim/simulation.hpp"
+#include "sim/timeline.hpp"
 
 namespace {
 
@@ -178,6 +180,11 @@ int main(int argc, char** argv) {
                  "run every scenario of this regression list twice and compare trace hashes");
   app.add_flag("--report", do_report, "print the sync measurements instead of running seeds");
   app.add_option("--report-records", report_records, "collection size for the repair measurement");
+  std::string scenario_file, timeline_file, svg_file;
+  app.add_option("--scenario", scenario_file,
+                 "run the TOML scenario FILE (mesh, workload, fault schedule; docs/sim.md) and print its timeline");
+  app.add_option("--timeline", timeline_file, "with --scenario: write the timeline text to this file instead of stdout");
+  app.add_option("--svg", svg_file, "with --scenario: write the timeline as an SVG picture to this file");
   CLI11_PARSE(app, argc, argv);
   if (jobs == 0) jobs = 1;
   if (f.trace) jobs = 1;
@@ -226,6 +233,29 @@ int main(int argc, char** argv) {
       }
     }
     twice = true;
+  } else if (!scenario_file.empty()) {
+    auto parsed = shoal::sim::parse_scenario_file(scenario_file);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "%s\n", parsed.status().to_string().c_str());
+      return 2;
+    }
+    Scenario sc = *parsed;
+    auto m = shoal::sim::parse_mutation(f.mutation);
+    if (!m.ok()) {
+      std::fprintf(stderr, "%s\n", m.status().to_string().c_str());
+      return 2;
+    }
+    sc.mutation = *m;
+    if (app.count("--seed") > 0) sc.seed = f.seed;
+    if (f.hostile_own_context) sc.hostile_own_context = true;
+    if (f.no_repair) sc.repair = false;
+    sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
+    if (f.trace) sc.trace_out = stdout;
+    for (std::uint64_t s = 0; s < f.seeds; ++s) {
+      Scenario one = sc;
+      one.seed = sc.seed + s;
+      scenarios.push_back(one);
+    }
   } else {
     Scenario sc;
     std::string error;
@@ -251,6 +281,21 @@ int main(int argc, char** argv) {
       ++totals.violations;
       std::printf("  violation nondeterministic: trace %016" PRIx64 " then %016" PRIx64 "\n  reproduce: %s\n",
                   results[i].trace_hash, again[i].trace_hash, shoal::sim::reproduce_command(scenarios[i]).c_str());
+    }
+  }
+  if (!scenario_file.empty() && !results.empty()) {
+    // The first seed's timeline (docs/sim.md, "Scenario files").
+    const std::string text = shoal::sim::timeline_text(results[0]);
+    if (timeline_file.empty()) {
+      std::printf("timeline (seed %" PRIu64 "):\n%s", results[0].seed, text.c_str());
+    } else if (!(std::ofstream(timeline_file) << text)) {
+      std::fprintf(stderr, "cannot write %s\n", timeline_file.c_str());
+      return 2;
+    }
+    const std::string title = scenarios[0].plan->name.empty() ? scenario_file : scenarios[0].plan->name;
+    if (!svg_file.empty() && !(std::ofstream(svg_file) << shoal::sim::timeline_svg(results[0], title))) {
+      std::fprintf(stderr, "cannot write %s\n", svg_file.c_str());
+      return 2;
     }
   }
   std::printf("sim seeds=%" PRIu64 " violations=%" PRIu64 " converged=%" PRIu64 " max_converge_ms=%lld trace=%016" PRIx64 "\n",

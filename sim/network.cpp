@@ -109,6 +109,22 @@ bool Network::deliver(std::uint32_t from, std::uint32_t to) {
   return cut_[idx(from, to)] == 0;
 }
 
+std::string Network::isolate(const std::vector<std::uint32_t>& group) {
+  std::fill(cut_.begin(), cut_.end(), std::uint8_t{0});
+  std::vector<std::uint8_t> in(n_, 0);
+  std::string desc = "isolate peers=";
+  for (std::uint32_t p : group) {
+    if (p < n_) in[p] = 1;
+    desc += std::to_string(p) + ",";
+  }
+  for (std::uint32_t a = 0; a < n_; ++a) {
+    for (std::uint32_t b = 0; b < n_; ++b) {
+      if (in[a] != in[b]) cut_[idx(a, b)] = 1;
+    }
+  }
+  return desc;
+}
+
 std::string Network::partition(PartitionShape shape) {
   std::fill(cut_.begin(), cut_.end(), std::uint8_t{0});
   std::string desc = shape_name(shape);

@@ -86,6 +86,9 @@ class Network {
   // Replaces the current partition by a new one of `shape`. Returns a description for the trace.
   std::string partition(PartitionShape shape);
   void clear_partition();
+  // Replaces the current partition by one that cuts every link between `group` and the other
+  // peers (detected). Returns a description for the trace.
+  std::string isolate(const std::vector<std::uint32_t>& group);
   // Adds `extra` latency to a->b until `until`.
   void clog(std::uint32_t from, std::uint32_t to, Duration extra, MonoTime until);
   // Ends every fault: no cuts, clogs, loss or duplication.

@@ -79,6 +79,7 @@ std::string reproduce_command(const Scenario& s) {
   if (!s.repair) cmd += " --no-repair";
   if (s.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + mutation_name(s.mutation);
   if (s.hostile_own_context) cmd += " --hostile-own-context";
+  if (s.plan) cmd += " --scenario " + s.plan->path;
   if (s.max_converge != Duration::seconds(120)) cmd += " --max-converge-s " + std::to_string(s.max_converge.ms() / 1000);
   return cmd;
 }
@@ -109,7 +110,7 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
   kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
-  kProbe, kProbeDeadline, kHostile
+  kProbe, kProbeDeadline, kHostile, kPlanned
 };
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
@@ -216,6 +217,13 @@ class Simulation {
   [[nodiscard]] bool open_node(std::uint32_t p);
   // Follows a change of the node's incarnation (traced; never backwards: identity).
   void note_incarnation(std::uint32_t p);
+  // A fault of the scenario file's schedule (sc_.plan->faults[i]).
+  void planned_fault(std::uint32_t i);
+  // Adds a line to the timeline (scenario files only).
+  void mark(int peer, std::string kind, std::string detail = {}) {
+    if (sc_.plan) timeline_.push_back(TimelineEvent{Duration::nanos(now_.ns()), peer, std::move(kind), std::move(detail)});
+  }
+  std::vector<TimelineEvent> timeline_;
   void crash(std::uint32_t p);
   // A peer whose process died inside a store call: destroyed now, restarted at once (`now`) or
   // after its drawn downtime. Returns true when it was reaped.
@@ -497,6 +505,7 @@ void Simulation::setup() {
   if (sites_ >= 2) {
     const double x = topo.uniform_double();
     shape = x < 0.35 ? Topology::kFullMesh : x < 0.7 ? Topology::kChain : Topology::kStar;
+    if (sc_.plan && sc_.plan->topology) shape = static_cast<Topology>(*sc_.plan->topology);
   }
   NetworkFaults nf;
   if (sc_.faults) {
@@ -512,6 +521,10 @@ void Simulation::setup() {
   op_mean_ = Duration::millis(topo.uniform_range(15, 50));
   fault_mean_ = Duration::millis(topo.uniform_range(150, 800));
   chaos_ = Duration::millis(topo.uniform_range(2000, 8000));
+  if (sc_.plan) {
+    chaos_ = sc_.plan->chaos;
+    op_mean_ = sc_.plan->op_mean;
+  }
 
   peers_.resize(n_);
   session_seen_.resize(n_);
@@ -576,7 +589,36 @@ void Simulation::setup() {
     }
   }
   push(now_ + Duration::millis(200), Event{Ev::kSample});
+  if (sc_.plan) {
+    for (std::uint32_t i = 0; i < sc_.plan->faults.size(); ++i) {
+      push(now_ + sc_.plan->faults[i].at, Event{Ev::kPlanned, i});
+    }
+  }
   push(now_ + chaos_, Event{Ev::kHeal});
+}
+
+void Simulation::planned_fault(std::uint32_t i) {
+  if (healed_) return;
+  const PlannedFault& f = sc_.plan->faults[i];
+  std::string who;
+  for (std::uint32_t p : f.peers) who += (who.empty() ? "" : ",") + std::to_string(p);
+  if (f.kind == PlannedFault::Kind::kCut) {
+    const std::string desc = net_.isolate(f.peers);
+    ++stats_.partitions;
+    trace_.line(now_, kNoPeer, "partition", desc + fmt(" for_ms=%lld", static_cast<long long>(f.length.ms())));
+    for (std::uint32_t p : f.peers) mark(static_cast<int>(p), "cut", fmt("for %lld ms", static_cast<long long>(f.length.ms())));
+    push(now_ + f.length, Event{Ev::kUnpartition, 0, 0, ++partition_gen_});
+    refresh_views();
+    return;
+  }
+  for (std::uint32_t p : f.peers) {
+    if (peers_[p].node == nullptr) continue;
+    crash(p);
+    trace_.line(now_, static_cast<int>(p), "crash", fmt("planned restart_in_ms=%lld", static_cast<long long>(f.length.ms())));
+    mark(static_cast<int>(p), "crash", fmt("for %lld ms", static_cast<long long>(f.length.ms())));
+    push(now_ + f.length, Event{Ev::kRestart, p, 0, peers_[p].gen});
+  }
+  refresh_views();
 }
 
 void Simulation::crash(std::uint32_t p) {
@@ -1105,6 +1147,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
       auto dot = t.oracle->upsert(peer.node->issuer(), d.id, entries_of(*before, d.id), entries_of(*after, d.id),
                                   violations_, &sent);
       ++stats_.acked_upserts;
+      mark(static_cast<int>(p), "write", d.id);
       if (dot) {
         if (t.name == kCollection) session_seen_[p][d.id].insert(*dot);
         client_values_[{std::string(t.name), *dot}] = d.value;
@@ -1278,6 +1321,7 @@ void Simulation::heal() {
   net_.heal();
   ++partition_gen_;
   trace_.line(now_, kNoPeer, "heal", "");
+  mark(-1, "heal");
   for (std::uint32_t p = 0; p < n_; ++p) {
     peers_[p].store->set_capacity_bytes(UINT64_MAX);
     peers_[p].store->fail_next_writes(0);
@@ -1288,6 +1332,7 @@ void Simulation::heal() {
     if (peers_[p].node == nullptr) {
       if (open_node(p)) {
         trace_.line(now_, static_cast<int>(p), "restart", "at heal");
+        mark(static_cast<int>(p), "restart", "at heal");
       } else {
         violation("reopen", peer_name(p) + " failed to reopen at heal");
       }
@@ -1665,6 +1710,7 @@ SeedResult Simulation::run() {
         }
         if (open_node(ev.a)) {
           trace_.line(now_, static_cast<int>(ev.a), "restart", "");
+          mark(static_cast<int>(ev.a), "restart");
           refresh_views();
         } else {
           // E.g. a full disk; try again shortly (the event keeps the new generation).
@@ -1675,6 +1721,7 @@ SeedResult Simulation::run() {
         if (healed_ || ev.gen != partition_gen_) break;
         net_.clear_partition();
         trace_.line(now_, kNoPeer, "unpartition", "");
+        mark(-1, "uncut");
         refresh_views();
         break;
       case Ev::kDiskRestore:
@@ -1691,6 +1738,7 @@ SeedResult Simulation::run() {
             converged_ = true;
             converge_ms_ = (now_ - heal_at_).ms();
             trace_.line(now_, kNoPeer, "converged", fmt("after_ms=%lld", static_cast<long long>(converge_ms_)));
+            mark(-1, "converged", fmt("%lld ms after heal", static_cast<long long>(converge_ms_)));
           }
           if (probe_phase_ == 0) {
             start_probes();
@@ -1707,6 +1755,9 @@ SeedResult Simulation::run() {
         break;
       case Ev::kHostile:
         if (!healed_) hostile_delta(ev.a);
+        break;
+      case Ev::kPlanned:
+        planned_fault(ev.a);
         break;
       case Ev::kProbe:
         probe_write(static_cast<int>(ev.a));
@@ -1742,6 +1793,7 @@ SeedResult Simulation::run() {
   res.stats = stats_;
   res.scenario = scenario_line_;
   res.trace_hash = trace_.hash();
+  res.timeline = std::move(timeline_);
   return res;
 }
 

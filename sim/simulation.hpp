@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,8 +73,40 @@ const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
 [[nodiscard]] Result<Mutation> parse_mutation(std::string_view text);
 
+// A fault at a fixed time, from a scenario file (sim/scenario_file.hpp, docs/sim.md "Scenario
+// files"): `cut` isolates `peers` from the others (every link between the two groups cut and
+// detected; one cut at a time, a new one replaces it), `crash` takes each of `peers` down
+// (in-memory state lost, the store kept) and restarts it after `length`.
+struct PlannedFault {
+  enum class Kind : std::uint8_t { kCut, kCrash };
+  Kind kind = Kind::kCut;
+  Duration at;
+  Duration length;
+  std::vector<std::uint32_t> peers;
+};
+
+// What a scenario file fixes instead of drawing it from the seed.
+struct Plan {
+  std::string name;
+  std::string path;  // the file it came from (for the reproduce command)
+  std::optional<std::uint8_t> topology;  // sim::Topology (network.hpp): 0 full, 1 chain, 2 star
+  Duration chaos = Duration::seconds(5);     // workload and faults, then heal
+  Duration op_mean = Duration::millis(30);   // mean time between client operations
+  std::vector<PlannedFault> faults;
+};
+
+// One line of a scenario's timeline (sim/timeline.hpp).
+struct TimelineEvent {
+  Duration at;
+  int peer = -1;  // -1: the whole mesh
+  std::string kind;  // "cut", "uncut", "crash", "restart", "heal", "converged", "write"
+  std::string detail;
+};
+
 struct Scenario {
   std::uint64_t seed = 1;
+  // Set by --scenario FILE: topology, chaos length, workload rate and a fault schedule.
+  std::shared_ptr<const Plan> plan;
   // Drawn from the seed when absent: 2..16 peers on 1..min(4, peers) sites.
   std::optional<std::uint32_t> peers;
   std::optional<std::uint32_t> sites;
@@ -141,6 +174,7 @@ struct SeedResult {
   std::uint64_t trace_hash = 0;
   SeedStats stats;
   std::string scenario;  // one line: workload, nemeses and rates drawn from the seed
+  std::vector<TimelineEvent> timeline;  // filled when the scenario has a plan
 };
 
 SeedResult run_seed(const Scenario& scenario);

@@ -103,7 +103,7 @@ class Rig {
   sink::SinkService& service() { return *service_; }
   sink::SinkServer& server() { return *server_; }
 
-  void start(sink::SinkLimits limits = {}) {
+  void start(sink::SinkLimits limits = {}, const security::Identity* revoked = nullptr) {
     auto s = sink::SinkService::open(store_, limits);
     REQUIRE(s.ok());
     service_ = std::move(*s);
@@ -111,6 +111,10 @@ class Rig {
     creds.identity = &sink_identity_;
     creds.certificate = authority_.certify(sink_identity_, security::DeviceRole::kSink);
     creds.anchor = authority_.anchor;
+    if (revoked != nullptr) {
+      creds.revocations.insert_unverified(security::make_revocation(
+          authority_.anchor.mesh_id, revoked->public_key(), now_wall().ns() / 1'000'000'000, authority_.key));
+    }
     auto srv = sink::SinkServer::start(loop_, *service_, std::move(creds), {}, nullptr);
     INFO(srv.status().to_string());
     REQUIRE(srv.ok());
@@ -120,8 +124,14 @@ class Rig {
   // Dials the sink as a device with `role` and `grants` and introduces itself; returns the
   // introduction's promise for the Sink capability.
   capnp::RemotePromise<transport::rpc::Gate::IntroduceResults> introduce(
-      security::DeviceRole role, std::vector<security::Grant> grants = {{"*", security::kReadWrite}}) {
+      security::DeviceRole role, std::vector<security::Grant> grants = {{"*", security::kReadWrite}},
+      const std::array<std::uint8_t, security::kSeedBytes>* seed = nullptr) {
     auto c = std::make_unique<Conn>();
+    if (seed != nullptr) {
+      auto id = security::Identity::from_seed(*seed);
+      REQUIRE(id.ok());
+      c->identity = std::move(*id);
+    }
     c->sec.identity = &c->identity;
     c->sec.certificate = authority_.certify(c->identity, role, std::move(grants));
     c->sec.anchor = &authority_.anchor;
@@ -366,6 +376,26 @@ TEST_CASE("a reader or another sink is refused at introduce; a member is refused
   Status sst = status_of_call(rig.loop(), search.send());
   CHECK(sst.detail() == Detail::kWrongRole);
   CHECK(sst.message().find("may not read") != std::string::npos);
+}
+
+TEST_CASE("a revoked member's connection is refused at the handshake", "[sink][rpc]") {
+  std::array<std::uint8_t, security::kSeedBytes> seed{};
+  randombytes_buf(seed.data(), seed.size());
+  auto revoked = security::Identity::from_seed(seed);
+  REQUIRE(revoked.ok());
+  Rig rig;
+  rig.start({}, &*revoked);
+  bool refused = false;
+  try {
+    rig.loop().run_until(rig.introduce(security::DeviceRole::kMember, {{"*", security::kReadWrite}}, &seed));
+  } catch (const kj::Exception&) {
+    refused = true;
+  }
+  CHECK(refused);
+  CHECK(rig.server().stats().links_opened == 0);
+  // Another member of the same mesh still gets in.
+  auto sink = rig.member();
+  CHECK(rig.loop().run_until(sink.statusRequest().send()).getStatus().getRecords() == 0);
 }
 
 TEST_CASE("malformed calls over RPC get typed errors naming the limit and change nothing", "[sink][rpc]") {

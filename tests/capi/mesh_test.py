@@ -6,9 +6,11 @@ app's data directory and shoald's, their keys from `shoald --config F --print-de
 reads the same configuration format the app passes to shoal_mesh_start), shoald started from its
 file, and the app's file naming shoald as a hot peer. Then runs shoal_capi_mesh_test (C, linking
 libshoal and libshoal_mesh only), which proves convergence both ways, deletes, the typed errors,
-stop, close while running (see mesh_test.c). Finally shoald is stopped with SIGTERM and must exit 0.
+stop, close while running (see mesh_test.c). With MESH_APP given, examples/mesh_app.c then runs on
+the app's directory and configuration, and its record must reach shoald (read back through the
+CLI's --connect). Finally shoald is stopped with SIGTERM and must exit 0.
 
-usage: mesh_test.py SHOAL SHOALD MESH_TEST
+usage: mesh_test.py SHOAL SHOALD MESH_TEST [MESH_APP]
 """
 import os
 import shutil
@@ -18,6 +20,7 @@ import sys
 import tempfile
 
 SHOAL, SHOALD, TEST = sys.argv[1], sys.argv[2], sys.argv[3]
+MESH_APP = sys.argv[4] if len(sys.argv) > 4 else None
 
 
 def run(*args):
@@ -82,6 +85,14 @@ def main():
                            timeout=240)
         if r.returncode != 0:
             raise SystemExit(f"FAIL: {TEST} exited {r.returncode}")
+
+        if MESH_APP:
+            # The example: start, write, search, stay 3 s (the mesh pushes the write at once), stop.
+            out = run(MESH_APP, a_data, a_conf, "3")
+            assert "1. beach.jpg" in out, out
+            got = run(SHOAL, "--connect", sock, "get", "photos", "beach.jpg")
+            assert "beach.jpg" in got, got
+            print("examples/mesh_app.c: its record reached shoald")
 
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=30)

@@ -24,9 +24,13 @@
  * Threads: a shoal_db handle may be used from any number of threads at once; calls are
  * serialised inside (client mode: sent on the handle's one connection, answered in parallel). A
  * shoal_record or shoal_meta belongs to one thread at a time. The library runs threads of its
- * own: watch callbacks (shoal_watch) and, in client mode, the connection's.
+ * own: watch callbacks (shoal_watch), in embedded mode an index thread (it inserts acknowledged
+ * writes into the search index; until then searches scan them exactly, so a search always sees
+ * every acknowledged write) and, in client mode, the connection's.
  * Durability: when shoal_upsert, shoal_upsert_batch or shoal_delete returns SHOAL_OK, the change
- * is committed and synced to disk and survives a crash or power loss.
+ * is committed and synced to disk and survives a crash or power loss. Writes made at the same
+ * time from several threads share one commit and one sync (group commit), each returning only
+ * after the commit that holds it.
  */
 #ifndef SHOAL_H
 #define SHOAL_H

@@ -297,7 +297,7 @@ struct LocalApi::Impl {
           });
       if (!queued) {
         ++impl_.stats.calls_busy;
-        return failed(Status(Code::kOverloaded, str_cat("busy: ", impl_.pool->queue_max(),
+        return failed(Status(Detail::kQueueFull, str_cat("busy: ", impl_.pool->queue_max(),
                                                         " read calls already wait for the daemon's ",
                                                         impl_.pool->threads(), " read threads (the limit); retry")));
       }

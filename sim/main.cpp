@@ -37,6 +37,8 @@ struct Flags {
   bool no_faults = false;
   bool no_repair = false;
   bool hostile_own_context = false;
+  std::uint32_t large = 0;
+  std::uint32_t large_dim = 128;
   std::string mutation = "none";
   bool trace = false;
   std::int64_t max_converge_s = 120;
@@ -54,6 +56,8 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
                "the hostile peer also sends contexts claiming dots beyond their owner's counter (the receiver's own; with repair, the sender's own)");
   app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
+  app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
+  app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension (default 128)");
 }
 
 bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
@@ -68,6 +72,8 @@ bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
   sc.faults = !f.no_faults;
   sc.repair = !f.no_repair;
   sc.hostile_own_context = f.hostile_own_context;
+  sc.large_records = f.large;
+  sc.large_dim = f.large_dim;
   sc.mutation = *m;
   sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
   return true;

@@ -1,6 +1,7 @@
 #include "sim/simulation.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <cinttypes>
 #include <cstdio>
@@ -80,6 +81,7 @@ std::string reproduce_command(const Scenario& s) {
   if (s.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + mutation_name(s.mutation);
   if (s.hostile_own_context) cmd += " --hostile-own-context";
   if (s.plan) cmd += " --scenario " + s.plan->path;
+  if (s.large_records > 0) cmd += " --large " + std::to_string(s.large_records) + " --large-dim " + std::to_string(s.large_dim);
   if (s.max_converge != Duration::seconds(120)) cmd += " --max-converge-s " + std::to_string(s.max_converge.ms() / 1000);
   return cmd;
 }
@@ -94,6 +96,9 @@ constexpr std::string_view kSecond = "d";
 // Where the node keeps its replicated catalogue (docs/node-format.md, meta table).
 constexpr std::string_view kCatalogueKey = "node.catalogue";
 constexpr std::uint32_t kDim = 8;
+constexpr std::size_t kLargeClusters = 16;
+constexpr std::size_t kLargeIntrinsic = 4;
+constexpr std::uint32_t kLargeBatch = 100;
 // A client operation is a drop or (re-)create of the second collection with this probability;
 // of the other operations, this share goes to the second collection.
 constexpr double kCatalogueOpRate = 0.015;
@@ -110,7 +115,7 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
   kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
-  kProbe, kProbeDeadline, kHostile, kPlanned
+  kProbe, kProbeDeadline, kHostile, kPlanned, kBulk
 };
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
@@ -274,6 +279,13 @@ class Simulation {
   bool live(std::uint32_t p, std::string_view collection) const;
   void violation(std::string kind, std::string detail);
   node::RecordValue random_value();
+  std::vector<float> random_vector(Rng& rng);
+  // Large seeds: one batch of the initial load (records [first, first + 100)).
+  void bulk_load(std::uint32_t first);
+  std::uint32_t dim_ = kDim;
+  std::optional<std::uint32_t> bulk_first_;  // set while data_op runs a bulk_load batch
+  std::vector<std::vector<float>> centers_;  // large seeds: cluster centers
+  std::vector<std::vector<float>> axes_;     // large seeds: kLargeIntrinsic axes per center
   node::CollectionSpec spec_of(std::string_view name) const;
   node::NodeOptions options_for(std::uint32_t p);
   // The peer's local monotonic time at virtual time `t` (its timers drift), and back.
@@ -419,10 +431,27 @@ bool Simulation::live(std::uint32_t p, std::string_view collection) const {
   return peers_[p].node != nullptr && peers_[p].node->collection_info(collection).ok();
 }
 
+std::vector<float> Simulation::random_vector(Rng& rng) {
+  std::vector<float> v(dim_);
+  if (centers_.empty()) {
+    for (float& x : v) x = rng.uniform_float(-1.0f, 1.0f);
+    return v;
+  }
+  // Large seeds: a cluster center plus a point of its 4-d subspace plus a little noise.
+  const std::size_t c = rng.uniform(centers_.size());
+  v = centers_[c];
+  for (std::size_t j = 0; j < kLargeIntrinsic; ++j) {
+    const float g = static_cast<float>(rng.normal(0.0, 0.3));
+    const std::vector<float>& axis = axes_[c * kLargeIntrinsic + j];
+    for (std::uint32_t i = 0; i < dim_; ++i) v[i] += g * axis[i];
+  }
+  for (float& x : v) x += static_cast<float>(rng.normal(0.0, 0.02));
+  return v;
+}
+
 node::RecordValue Simulation::random_value() {
   node::RecordValue v;
-  v.vector.resize(kDim);
-  for (float& x : v.vector) x = workload_rng_.uniform_float(-1.0f, 1.0f);
+  v.vector = random_vector(workload_rng_);
   // Metadata of every type and a model tag, so the client-side oracle compares them too.
   const std::uint64_t shape = workload_rng_.uniform(4);
   if (shape >= 1) v.metadata.fields.push_back({"n", static_cast<std::int64_t>(workload_rng_.uniform_range(-1000, 1000))});
@@ -439,8 +468,9 @@ node::RecordValue Simulation::random_value() {
 node::CollectionSpec Simulation::spec_of(std::string_view name) const {
   node::CollectionSpec spec;
   spec.name = std::string(name);
-  spec.dimension = kDim;
+  spec.dimension = dim_;
   spec.metric = node::Metric::kL2;
+  if (sc_.large_records > 0) return spec;  // the product's default index parameters
   spec.m = 8;
   spec.ef_construction = 32;
   spec.ef_search = 32;
@@ -492,6 +522,8 @@ void Simulation::setup() {
   hostile_rng_ = root_.fork(9);
   Rng clocks = root_.fork(7);
   n_ = sc_.peers ? std::clamp<std::uint32_t>(*sc_.peers, 1, 64) : 2 + static_cast<std::uint32_t>(topo.uniform(15));
+  // Large seeds keep the mesh small (2-4 peers): every convergence check compares whole states.
+  if (sc_.large_records > 0 && !sc_.peers) n_ = 2 + n_ % 3;
   const std::uint32_t max_sites = std::min<std::uint32_t>(4, n_);
   sites_ = sc_.sites ? std::clamp<std::uint32_t>(*sc_.sites, 1, n_) : 1 + static_cast<std::uint32_t>(topo.uniform(max_sites));
   std::vector<std::uint32_t> site_of(n_);
@@ -525,6 +557,24 @@ void Simulation::setup() {
     chaos_ = sc_.plan->chaos;
     op_mean_ = sc_.plan->op_mean;
   }
+  if (sc_.large_records > 0) {
+    // Large seeds (docs/sim.md): clustered vectors of low intrinsic dimension, every id loaded
+    // once in batches during chaos; the workload then updates and deletes among them.
+    dim_ = std::clamp<std::uint32_t>(sc_.large_dim, 4, 1024);
+    id_pool_ = sc_.large_records;
+    Rng lr = root_.fork(10);
+    centers_.resize(kLargeClusters);
+    for (auto& c : centers_) {
+      c.resize(dim_);
+      for (float& x : c) x = lr.uniform_float(-1.0f, 1.0f);
+    }
+    axes_.resize(kLargeClusters * kLargeIntrinsic);
+    for (auto& a : axes_) {
+      a.resize(dim_);
+      for (float& x : a) x = static_cast<float>(lr.normal(0.0, 1.0 / std::sqrt(static_cast<double>(dim_)))) * 4.0f;
+    }
+    chaos_ = std::max(chaos_, Duration::millis(20 + 10 * ((id_pool_ + kLargeBatch - 1) / kLargeBatch)));
+  }
 
   peers_.resize(n_);
   session_seen_.resize(n_);
@@ -554,6 +604,7 @@ void Simulation::setup() {
                        static_cast<long long>(fault_mean_.ms()), static_cast<long long>(chaos_.ms()),
                        static_cast<long long>(max_skew_ms), static_cast<long long>(max_drift),
                        sc_.faults ? "on" : "off", sc_.repair ? "on" : "off", mutation_name(sc_.mutation));
+  if (sc_.large_records > 0) scenario_line_ += fmt(" large=%u dim=%u", id_pool_, dim_);
   trace_.line(now_, kNoPeer, "scenario", scenario_line_);
 
   for (std::uint32_t i = 0; i < n_; ++i) {
@@ -589,12 +640,29 @@ void Simulation::setup() {
     }
   }
   push(now_ + Duration::millis(200), Event{Ev::kSample});
+  for (std::uint32_t first = 0; sc_.large_records > 0 && first < id_pool_; first += kLargeBatch) {
+    push(now_ + Duration::millis(5 + 10 * (first / kLargeBatch)), Event{Ev::kBulk, first});
+  }
   if (sc_.plan) {
     for (std::uint32_t i = 0; i < sc_.plan->faults.size(); ++i) {
       push(now_ + sc_.plan->faults[i].at, Event{Ev::kPlanned, i});
     }
   }
   push(now_ + chaos_, Event{Ev::kHeal});
+}
+
+void Simulation::bulk_load(std::uint32_t first) {
+  if (healed_) return;
+  const auto p = static_cast<std::uint32_t>(workload_rng_.uniform(n_));
+  if (peers_[p].node == nullptr) {
+    // The peer is down: the batch goes to the next live one (the load must land somewhere).
+    push(now_ + Duration::millis(10), Event{Ev::kBulk, first});
+    return;
+  }
+  bulk_first_ = first;
+  data_op(p, 0.6, Target{kCollection, &oracle_});
+  bulk_first_.reset();
+  after_input(p);
 }
 
 void Simulation::planned_fault(std::uint32_t i) {
@@ -851,7 +919,7 @@ void Simulation::stranger_hello() {
   h.replica = replica_bytes(crdt::replica_for_testing(1000, 0));
   transport::CollectionSpecWire w;
   w.name = std::string(kCollection);
-  w.dimension = kDim;
+  w.dimension = dim_;
   w.m = 8;
   w.ef_construction = 32;
   w.ef_search = 32;
@@ -920,7 +988,7 @@ void Simulation::hostile_delta(std::uint32_t kind) {
     transport::DeltaBatch batch;
     transport::CollectionSpecWire w;
     w.name = std::string(kCollection);
-    w.dimension = kDim;
+    w.dimension = dim_;
     w.m = 8;
     w.ef_construction = 32;
     w.ef_search = 32;
@@ -1109,9 +1177,9 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     what = "upsert";
   } else if (r < 0.65) {
     std::vector<node::RecordInput> batch;
-    const std::uint64_t k = 2 + workload_rng_.uniform(4);
+    const std::uint64_t k = bulk_first_ ? std::min<std::uint64_t>(kLargeBatch, id_pool_ - *bulk_first_) : 2 + workload_rng_.uniform(4);
     for (std::uint64_t i = 0; i < k; ++i) {
-      std::string bid = "r" + std::to_string(workload_rng_.uniform(id_pool_));
+      std::string bid = "r" + std::to_string(bulk_first_ ? *bulk_first_ + i : workload_rng_.uniform(id_pool_));
       if (std::any_of(done.begin(), done.end(), [&](const Done& d) { return d.id == bid; })) continue;
       node::RecordValue v = random_value();
       stats_.payload_bytes += node::encode_payload(v).size();
@@ -1400,7 +1468,7 @@ void Simulation::search_check(std::uint32_t p, Rng& rng) {
     const crdt::Entry* w = crdt::winner(entries);
     if (w == nullptr) continue;
     auto v = node::decode_payload(std::string_view(reinterpret_cast<const char*>(w->payload.data()), w->payload.size()));
-    if (!v.ok() || v->vector.size() != kDim) {
+    if (!v.ok() || v->vector.size() != dim_) {
       violation("payload", "oracle winner of '" + id + "' does not decode");
       return;
     }
@@ -1409,9 +1477,8 @@ void Simulation::search_check(std::uint32_t p, Rng& rng) {
   }
   double found = 0, wanted = 0;
   for (int qi = 0; qi < 3; ++qi) {
-    std::vector<float> q(kDim);
-    for (float& x : q) x = rng.uniform_float(-1.0f, 1.0f);
-    auto exact = index::exact_knn(index::scalar_kernels(), index::Metric::kL2, base, kDim, q, 10);
+    const std::vector<float> q = random_vector(rng);
+    auto exact = index::exact_knn(index::scalar_kernels(), index::Metric::kL2, base, dim_, q, 10);
     node::SearchOptions so;
     so.k = 10;
     so.with_metadata = false;
@@ -1758,6 +1825,9 @@ SeedResult Simulation::run() {
         break;
       case Ev::kPlanned:
         planned_fault(ev.a);
+        break;
+      case Ev::kBulk:
+        bulk_load(ev.a);
         break;
       case Ev::kProbe:
         probe_write(static_cast<int>(ev.a));

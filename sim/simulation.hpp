@@ -122,6 +122,12 @@ struct Scenario {
   // receiver's own (stripped by the node) and, with repair on, the sender's own (joined, as no
   // receiver can tell it from a real remove). docs/sim.md, "Hostile deltas". CI turns it on.
   bool hostile_own_context = false;
+  // Large seeds (--large N): collection `c` gets N records of `large_dim`-d clustered vectors
+  // (16 clusters, 4 intrinsic dimensions, like real embeddings) with metadata, loaded in batches
+  // of 100 at random peers during chaos, under the product's default index parameters, so the
+  // HNSW graph is built and search_recall checks the real index. 0: the small default (8-d).
+  std::uint32_t large_records = 0;
+  std::uint32_t large_dim = 128;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;
 };

@@ -91,11 +91,19 @@ struct SinkServer::Impl {
     ++stats.links_opened;
     SHOAL_LOG(logger, kInfo, kComponent, "link from ", link->remote(), " (",
               security::key_label(link->peer().device_key), ", ", security::role_name(link->peer().role), ")");
-    link->serve(kj::heap<GateServer>(*this, link->peer()));
+    link->serve(kj::heap<GateServer>(*this, link->peer(), id));
     auto done = link->on_disconnect();
     links.emplace(id, kj::mv(link));
     listener->set_links_alive(links.size());
     tasks.add(done.then([this, id]() { drop(id); }, [this, id](kj::Exception&&) { drop(id); }));
+  }
+
+  // Closes a link soon (not inside the call that decided it, whose answer must still go out).
+  void close_later(std::uint64_t id) {
+    tasks.add(loop.timer().afterDelay(100 * kj::MILLISECONDS).then([this, id]() {
+      auto it = links.find(id);
+      if (it != links.end()) it->second->close();
+    }));
   }
 
   void drop(std::uint64_t id) {
@@ -283,7 +291,8 @@ struct SinkServer::Impl {
 
   class GateServer final : public rpc::Gate::Server {
    public:
-    GateServer(Impl& host, security::Certificate cert) : host_(host), cert_(std::move(cert)) {}
+    GateServer(Impl& host, security::Certificate cert, std::uint64_t id)
+        : host_(host), cert_(std::move(cert)), id_(id) {}
 
    protected:
     kj::Promise<void> introduce(IntroduceContext ctx) override {
@@ -301,7 +310,9 @@ struct SinkServer::Impl {
                                    ", this sink ", kProtocolMin, "..", kProtocolMax)));
       }
       if (cert_.role != security::DeviceRole::kMember) {
+        // Nothing else to offer this peer: the link is closed once the refusal is sent.
         ++host_.stats.introductions_refused;
+        host_.close_later(id_);
         return fail(Status(Detail::kWrongRole, str_cat("certificate of ", security::key_label(cert_.device_key),
                                                         " has role ", security::role_name(cert_.role),
                                                         "; the sink serves members only")));
@@ -319,6 +330,7 @@ struct SinkServer::Impl {
    private:
     Impl& host_;
     security::Certificate cert_;
+    std::uint64_t id_;
   };
 #pragma GCC diagnostic pop
 };

@@ -8,7 +8,8 @@
 //   - a member: the Sink capability, built for its certificate: uploadSegment and pushDelta need
 //     write access to the collection, coldSearch, fetch and bootstrap read access
 //     (Certificate::access); anything else is refused with kWrongRole naming the collection;
-//   - a reader or another sink: refused (kWrongRole naming the role); members talk to a sink.
+//   - a reader or another sink: refused (kWrongRole naming the role), and the link closed;
+//     members talk to a sink.
 // Every call's parameters are checked against the SinkLimits (the DecodeLimits of this
 // capability: names, query length, id counts and sizes, bytes) before the service sees them;
 // a refused call fails with the Status (transport::exception_of) and changes nothing.

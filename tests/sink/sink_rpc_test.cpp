@@ -352,6 +352,10 @@ TEST_CASE("a reader or another sink is refused at introduce; a member is refused
     CHECK(st.message().find("members only") != std::string::npos);
   }
   CHECK(rig.server().stats().introductions_refused == 2);
+  // Their links are closed by the sink (the bound only decides when to give up).
+  rig.loop().run_while([&] { return rig.server().links() == 0; }, 1'000'000);
+  CHECK(rig.server().links() == 0);
+  CHECK(rig.server().stats().links_closed == 2);
 
   // A member that may read "photos" but write only "other".
   auto sink = rig.member({{"other", security::kReadWrite}, {kColl, security::kRead}});

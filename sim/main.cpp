@@ -137,6 +137,16 @@ int report(const Flags& f, std::uint64_t report_records, unsigned jobs) {
                 static_cast<long long>(p.max_ms));
   }
   std::fflush(stdout);
+  for (const bool repair : {true, false}) {
+    std::printf("== convergence after heal vs hops (chains of sites, 2 peers each; %u faulty seeds each; repair %s) ==\n",
+                per_point, repair ? "on" : "off");
+    for (const auto& p : shoal::sim::measure_convergence_hops(f.seed, per_point, {1, 2, 3, 5, 7}, repair)) {
+      std::printf("hops=%u peers=%-2u converged=%u/%u median_ms=%lld p90_ms=%lld max_ms=%lld\n", p.hops, p.peers,
+                  p.converged, p.seeds, static_cast<long long>(p.median_ms), static_cast<long long>(p.p90_ms),
+                  static_cast<long long>(p.max_ms));
+    }
+    std::fflush(stdout);
+  }
   std::printf("== delta path: bytes per delivered change (2 hot peers, 500 upserts) ==\n");
   for (std::uint32_t dim : {8u, 128u, 768u}) {
     auto c = shoal::sim::measure_delta_path(dim, 500);

@@ -44,6 +44,42 @@ std::vector<ConvergencePoint> measure_convergence(std::uint64_t first_seed, std:
   return out;
 }
 
+std::vector<ConvergencePoint> measure_convergence_hops(std::uint64_t first_seed, std::uint32_t seeds_per_point,
+                                                       const std::vector<std::uint32_t>& hop_counts, bool repair) {
+  std::vector<ConvergencePoint> out;
+  for (std::uint32_t hops : hop_counts) {
+    ConvergencePoint pt;
+    pt.hops = hops;
+    pt.peers = 2 * (hops + 1);
+    auto plan = std::make_shared<Plan>();
+    plan->name = "chain";
+    plan->topology = 1;  // Topology::kChain
+    std::vector<std::int64_t> ms;
+    for (std::uint32_t i = 0; i < seeds_per_point; ++i) {
+      Scenario sc;
+      sc.seed = first_seed + i;
+      sc.peers = pt.peers;
+      sc.sites = hops + 1;
+      sc.repair = repair;
+      sc.plan = plan;  // the chain; the seed draws the faults (Plan: 5 s of chaos, an op per 30 ms)
+      SeedResult r = run_seed(sc);
+      ++pt.seeds;
+      if (r.converged) {
+        ++pt.converged;
+        ms.push_back(r.converge_ms);
+      }
+    }
+    std::sort(ms.begin(), ms.end());
+    if (!ms.empty()) {
+      pt.median_ms = ms[ms.size() / 2];
+      pt.p90_ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+      pt.max_ms = ms.back();
+    }
+    out.push_back(pt);
+  }
+  return out;
+}
+
 namespace {
 
 constexpr std::int64_t kEpochNs = 1'700'000'000'000'000'000;

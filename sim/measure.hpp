@@ -22,6 +22,7 @@ namespace shoal::sim {
 
 struct ConvergencePoint {
   std::uint32_t peers = 0;
+  std::uint32_t hops = 0;  // measure_convergence_hops: gateway links on the longest path
   std::uint32_t seeds = 0;
   std::uint32_t converged = 0;
   std::int64_t median_ms = 0;
@@ -30,6 +31,10 @@ struct ConvergencePoint {
 };
 std::vector<ConvergencePoint> measure_convergence(std::uint64_t first_seed, std::uint32_t seeds_per_point,
                                                   const std::vector<std::uint32_t>& peer_counts);
+// The same against hop count: chains of `hops + 1` sites with 2 peers each (every change crosses
+// up to `hops` gateway links, relayed by each gateway), the seed's faults, repair on or off.
+std::vector<ConvergencePoint> measure_convergence_hops(std::uint64_t first_seed, std::uint32_t seeds_per_point,
+                                                       const std::vector<std::uint32_t>& hop_counts, bool repair);
 
 struct DeltaPathCost {
   std::uint32_t dimension = 0;

@@ -629,7 +629,16 @@ Result<std::unique_ptr<capi::Watch>> ClientBackend::watch(const std::string& col
       return restore(e);
     });
   });
-  if (!st.ok()) return st;
+  if (!st.ok()) {
+    // A call that passed its deadline may have registered the watch on the loop: forget it there
+    // (`id` is read after the deadline's lock or the answer, so the loop's write is visible).
+    if (id != 0) {
+      post([this, id]() {
+        if (loop_state_ != nullptr) loop_state_->watches.erase(id);
+      });
+    }
+    return st;
+  }
   shared->thread = std::thread(&ClientWatch::run, this, shared);
   return std::unique_ptr<capi::Watch>(std::make_unique<ClientWatch>(*this, id, shared));
 }

@@ -4,7 +4,9 @@
 //   never joins one);
 // - the index queue: a search sees writes whose HNSW insert is still queued (new records,
 //   updates, and deletes that hide the graph's stale hit), with and without a filter; writers
-//   wait while the queue is full and none is dropped; closing drains the queue into the snapshot.
+//   wait while the queue is full and none is dropped; closing drains the queue into the snapshot;
+// - the core alone (Node on a MemoryStore): a failed group commit (injected) fails exactly the
+//   writes that joined it and changes nothing; index work taken off the queue keeps search exact.
 // Deterministic: the test hooks hold the group leader (hold_commits_for_testing) and the index
 // thread (pause_index_for_testing), and the tests wait for states (queued writes, waiting
 // writers), never for time.
@@ -18,7 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "crdt/replica.hpp"
 #include "node/runtime/data_dir.hpp"
+#include "node/store/memory_store.hpp"
 
 using namespace shoal;
 using namespace shoal::node;
@@ -281,4 +285,107 @@ TEST_CASE("eight threads writing at once: every acknowledged write is readable a
   }
   d.reset();
   std::filesystem::remove_all(dir);
+}
+
+// --- The core alone (Node on a MemoryStore, one thread): what SharedNode relies on. ---
+
+namespace {
+
+NodeOptions core_options(std::size_t queue_max) {
+  NodeOptions o;
+  std::int64_t t = 1'700'000'000'000'000'000;
+  o.wall_clock = [t]() mutable { return WallTime::from_ns(t += 1000); };
+  o.identity = crdt::replica_for_testing(1);
+  o.index_queue_max = queue_max;
+  o.build_threads = 1;
+  return o;
+}
+
+WriteRequest upsert_request(const std::string& id, std::vector<float> v) {
+  WriteRequest r;
+  r.collection = "c";
+  r.records.push_back({id, value(std::move(v))});
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a failed group commit fails exactly the writes that joined it and changes nothing",
+          "[node][write_path]") {
+  store::MemoryStore st;
+  auto opened = Node::open(st, core_options(0));
+  REQUIRE(opened.ok());
+  Node& n = **opened;
+  REQUIRE(n.create_collection({"c", 4, Metric::kL2}).ok());
+  const std::uint64_t seq_before = n.stats().last_delta_seq;
+  std::vector<WriteRequest> group;
+  group.push_back(upsert_request("a", {1, 0, 0, 0}));
+  group.push_back(upsert_request("b", {0, 1, 0, 0}));
+  WriteRequest missing;
+  missing.collection = "c";
+  missing.remove_id = "missing";
+  group.push_back(missing);
+  WriteRequest dropped;  // a collection that is not there fails alone too
+  dropped.collection = "nope";
+  dropped.records.push_back({"x", value({1, 1, 1, 1})});
+  group.push_back(dropped);
+  st.fail_next_writes(1);  // the group's commit
+  std::vector<Status> out = n.write_group(group);
+  REQUIRE(out.size() == 4);
+  CHECK(out[0].code() == Code::kIo);
+  CHECK(out[1].code() == Code::kIo);
+  CHECK(out[2].detail() == Detail::kNoSuchRecord);  // its own status, not the commit's
+  CHECK(out[3].detail() == Detail::kNoSuchCollection);
+  CHECK_FALSE(n.get("c", "a").ok());
+  CHECK(n.stats().last_delta_seq == seq_before);
+  CHECK(n.collection_info("c")->live_records == 0);
+  // The same group again, with a healthy store: the two upserts land in one transaction.
+  out = n.write_group(group);
+  CHECK(out[0].ok());
+  CHECK(out[1].ok());
+  CHECK(out[2].detail() == Detail::kNoSuchRecord);
+  CHECK(n.get("c", "a").ok());
+  CHECK(n.get("c", "b").ok());
+  CHECK(n.stats().last_delta_seq == seq_before + 2);  // one buffer entry per upserted record
+}
+
+TEST_CASE("index work taken from the queue keeps search exact until it is handed back", "[node][write_path]") {
+  store::MemoryStore st;
+  auto opened = Node::open(st, core_options(64));
+  REQUIRE(opened.ok());
+  Node& n = **opened;
+  REQUIRE(n.create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(n.upsert("c", "a", value({1, 0, 0, 0})).ok());
+  REQUIRE(n.upsert("c", "b", value({0, 1, 0, 0})).ok());
+  CHECK(n.index_backlog() == 2);
+  auto q = [&](std::vector<float> v) {
+    SearchOptions o;
+    o.k = 2;
+    auto r = n.search("c", v, o);
+    REQUIRE(r.ok());
+    return *r;
+  };
+  auto before = q({1, 0, 0, 0});
+  REQUIRE(before.size() == 2);
+  CHECK(before[0].id == "a");
+  CHECK(before[0].distance == 0.0f);
+  auto work = n.take_index_work(1);
+  REQUIRE(work.has_value());
+  CHECK(work->size() == 1);
+  REQUIRE(work->run(1).ok());  // "a" is in the graph and still queued: answered once
+  auto during = q({1, 0, 0, 0});
+  REQUIRE(during.size() == 2);
+  CHECK(during[0].id == "a");
+  CHECK(during[1].id == "b");
+  n.finish_index_work(*work, Status());
+  CHECK(n.index_backlog() == 1);
+  REQUIRE(n.remove("c", "a").ok());  // a delete queued behind a graph entry hides it
+  auto after_delete = q({1, 0, 0, 0});
+  REQUIRE(after_delete.size() == 1);
+  CHECK(after_delete[0].id == "b");
+  n.drain_index();
+  CHECK(n.index_backlog() == 0);
+  auto drained = q({1, 0, 0, 0});
+  REQUIRE(drained.size() == 1);
+  CHECK(drained[0].id == "b");
 }

@@ -601,3 +601,59 @@ TEST_CASE("a collection's index options replicate with the catalogue and survive
     CHECK(hits->at(0).id == "a");
   }
 }
+
+TEST_CASE("a context claiming our own dots beyond our counter is stripped and we take a new incarnation", "[node][sync]") {
+  // Proves Node::strip_own_claims (docs/crdt.md, "Incarnations"): a well-formed batch from a
+  // peer whose context claims dots of node 1 above its counter is accepted (refusing it would
+  // stall the delta path), its record joins, the claimed dots are not in node 1's context and
+  // are counted, and node 1's next write is issued under a new incarnation, so the claimed
+  // counters are never issued under the id they name. The relay to node 2 carries no claim.
+  Mesh mesh(3);
+  REQUIRE(mesh[1].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.connect(0, 1);
+  mesh.connect(1, 2, Tier::kWarm);  // node 1 relays what node 0 sends to a warm peer (D16)
+  mesh.run();
+  REQUIRE(mesh[1].upsert("c", "mine", value(1)).ok());
+  mesh.run();
+  const crdt::ReplicaId own = mesh[1].issuer();
+  const std::uint64_t issued = mesh[1].crdt_state_for_testing("c")->context().max_counter(own);
+  REQUIRE(issued == 1);
+  // Node 0's upsert of "theirs", with a context that also claims node 1's dots 5 and 6.
+  crdt::ORMap other;
+  std::string payload = encode_payload(value(2));
+  auto d = other.upsert(mesh[0].replica(), "theirs", crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+  REQUIRE(d.ok());
+  d->context.add(crdt::Dot{own, 5});
+  d->context.add(crdt::Dot{own, 6});
+  crdt::Bytes bytes;
+  crdt::encode_delta(*d, bytes);
+  transport::DeltaBatch batch;
+  batch.last_seq = 1;
+  batch.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+  REQUIRE(mesh[1].receive(mesh[0].replica(), batch, mesh.now()).ok());
+  const auto state = mesh[1].crdt_state_for_testing("c");
+  REQUIRE(state.ok());
+  CHECK(state->find("theirs") != nullptr);
+  CHECK(state->context().max_counter(own) == issued);
+  CHECK(mesh[1].stats().own_claims_stripped == 2);
+  CHECK(mesh[1].issuer().identity == own.identity);
+  CHECK(mesh[1].issuer().incarnation == own.incarnation + 1);
+  REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
+  auto after = mesh[1].get("c", "after");
+  REQUIRE(after.ok());
+  CHECK(after->siblings.at(0).dot.replica == mesh[1].issuer());
+  for (int i = 0; i < 10; ++i) {
+    mesh.advance(Duration::seconds(10));  // past the warm push interval
+    mesh.run();
+  }
+  // Node 2 got "theirs" through node 1's relay, without the claim.
+  const auto relayed = mesh[2].crdt_state_for_testing("c");
+  REQUIRE(relayed.ok());
+  CHECK(relayed->find("theirs") != nullptr);
+  CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 5}));
+  CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 6}));
+  // A restart keeps the new incarnation (it was written in the batch's transaction).
+  const crdt::ReplicaId newer = mesh[1].issuer();
+  mesh.restart(1);
+  CHECK(mesh[1].issuer() == newer);
+}

@@ -533,7 +533,6 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
   written += ctx.size();
   ++report.objects_written;
   // 3. The old objects. A failure here leaves some behind; they join to the same state.
-  std::uint64_t removed_bytes = 0;
   Status first_error;
   for (const std::string& key : old_keys) {
     Status st = store_.remove(key);
@@ -542,7 +541,6 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
       fresh[key] = c.objects[key];
       continue;
     }
-    removed_bytes += c.objects[key].bytes;
     ++report.objects_removed;
   }
   c.objects = std::move(fresh);
@@ -550,7 +548,6 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
   c.segment_entries = 0;
   for (const auto& [k, o] : c.objects) c.segment_entries += o.kind == kSegmentKind ? o.entries : 0;
   if (!first_error.ok()) return first_error;
-  (void)removed_bytes;
   return written;
 }
 

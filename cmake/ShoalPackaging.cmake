@@ -144,4 +144,13 @@ if(TARGET shoald AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoald.service)
   list(APPEND CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/conffiles)
 endif()
 
+# What the packages hold, built by scripts/package.sh (`--target shoal_packaged`): only these, so
+# that a target no package holds (the simulator, tests, tools in progress) never blocks packaging.
+add_custom_target(shoal_packaged)
+foreach(t shoal_capi shoal shoal_client shoald)
+  if(TARGET ${t})
+    add_dependencies(shoal_packaged ${t})
+  endif()
+endforeach()
+
 include(CPack)

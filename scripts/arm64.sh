@@ -25,7 +25,8 @@ start=$(date +%s)
 stage() { echo "arm64: $1 ($(( $(date +%s) - start )) s)"; }
 
 # --- Packages.
-arch_packages=(liblmdb-dev libsodium-dev libcapnp-dev libxxhash-dev zlib1g-dev libxsimd-dev)
+# libtomlplusplus-dev: the simulator's scenario files (sim/CMakeLists.txt finds it at configure time).
+arch_packages=(liblmdb-dev libsodium-dev libcapnp-dev libxxhash-dev zlib1g-dev libxsimd-dev libtomlplusplus-dev)
 packages=(crossbuild-essential-arm64 qemu-user-static)
 for p in "${arch_packages[@]}"; do packages+=("$p:arm64"); done
 

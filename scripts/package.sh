@@ -53,15 +53,10 @@ fi
 cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
   -DSHOAL_BUILD_TESTS=OFF -DSHOAL_BUILD_EXAMPLES=OFF -DSHOAL_BUILD_BENCH=OFF \
   -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON "${cross_args[@]}" "$@" >/dev/null
-if [ "$arch" = arm64 ]; then
-  # Only what the install rules name when the daemon is off (libshoal and the CLI): the simulator
-  # and the rest of the default target are not packaged, and emulated nothing here.
-  cmake --build "$build_dir" -j"$(nproc)" --target shoal_capi shoal
-else
-  # Everything the install rules name must be built (libshoal, libshoal_client, the CLI, the
-  # daemon, ...): build the default target, with tests, examples and benchmarks off.
-  cmake --build "$build_dir" -j"$(nproc)"
-fi
+# Everything the packaged components hold (libshoal, libshoal_client, the CLI, the daemon; in an
+# arm64 build, libshoal and the CLI): the target shoal_packaged (cmake/ShoalPackaging.cmake), not
+# the default target, so that a target no package holds cannot break or slow packaging.
+cmake --build "$build_dir" -j"$(nproc)" --target shoal_packaged
 
 rm -rf "$build_dir/packages"
 host_env=()

@@ -144,7 +144,7 @@ TEST_CASE("three hosts: writes on any host reach every other; a restarted host c
   int n = 0;
   for (Host* h : {&a, &b, &d}) {
     REQUIRE(c.run_until([&] { return h->db().collection_info(kCollection).ok(); }));
-    for (int i = 0; i < 20; ++i) REQUIRE(h->db().upsert(kCollection, "r" + std::to_string(n++), value(float(n))).ok());
+    for (int i = 0; i < 20; ++i, ++n) REQUIRE(h->db().upsert(kCollection, "r" + std::to_string(n), value(float(n + 1))).ok());
   }
   REQUIRE(c.run_until([&] { return live(a) == 60 && live(b) == 60 && live(d) == 60 && same_data(c); }));
 

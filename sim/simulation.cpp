@@ -339,6 +339,7 @@ class Simulation {
   // Dots the hostile peer put on the wire that no receiver may keep (kind 0), and (replica,
   // counter) claims no receiver may merge (kind 1).
   std::set<crdt::Dot> hostile_dots_;
+  std::vector<crdt::Dot> unsure_claims_;  // kind-2 claims whose batch a crash struck (final_checks)
   // Per peer: the dots its client session has written or read, by id (read-your-writes,
   // monotonic reads), and the dots its acknowledged removes deleted (never returned again).
   std::vector<std::map<std::string, std::set<crdt::Dot>>> session_seen_;
@@ -1011,6 +1012,9 @@ void Simulation::hostile_delta(std::uint32_t kind) {
   // Kind 0 must be refused; kinds 1 and 2 are accepted (the receiver cannot refuse a relayed
   // claim without stalling the delta path), kind 1 with the claim stripped (checked below).
   if (any_ok && kind == 2) oracle_.claimed(bad);
+  // The receiver died inside the batch's commit, which may have landed (sim/faulty_store.hpp):
+  // as for a client operation, the outcome decides (final_checks).
+  if (!any_ok && kind == 2 && peers_[t].faulty->crashed()) unsure_claims_.push_back(bad);
   if (any_ok && sc_.mutation != Mutation::kHostileSplit && kind == 0) {
     violation("hostile_accepted", peer_name(t) + " accepted from " + peer_name(h) + " " + what);
   }
@@ -1587,6 +1591,19 @@ void Simulation::catalogue_checks(std::uint32_t p) {
 }
 
 void Simulation::final_checks() {
+  // A claim whose batch was struck by a crash inside its commit joined if the commit landed:
+  // then the converged replicas hold it (if only some do, convergence failed already).
+  for (const crdt::Dot& d : unsure_claims_) {
+    for (std::uint32_t p = 0; p < n_; ++p) {
+      if (peers_[p].node == nullptr) continue;
+      auto s = state(p);
+      if (s.ok() && s->context().contains(d)) {
+        oracle_.claimed(d);
+        trace_.line(now_, kNoPeer, "claim_landed", d.to_string());
+        break;
+      }
+    }
+  }
   for (std::uint32_t p = 0; p < n_; ++p) {
     if (peers_[p].node == nullptr) continue;
     auto s = state(p);

@@ -77,6 +77,8 @@ float hn_ip_i8(const void* a, const void* b, const void* p) {
       dp->k->dot_i8(static_cast<const std::int8_t*>(a), static_cast<const std::int8_t*>(b), dp->dim));
 }
 
+constexpr std::size_t padded_codes(std::size_t dim) noexcept { return (dim + 3) / 4 * 4; }
+
 class Space final : public hnswlib::SpaceInterface<float> {
  public:
   Space(std::size_t data_size, hnswlib::DISTFUNC<float> f, DistParam p)
@@ -123,7 +125,10 @@ std::unique_ptr<Graph> Graph::make(const IndexParams& p, const KernelTable* k, s
   hg.dist_param = DistParam{g->dim, k};
   const bool l2 = p.metric == Metric::kL2;
   if (g->quantized) {
-    hg.space = std::make_unique<Space>(g->dim, l2 ? &hn_l2_i8 : &hn_ip_i8, hg.dist_param);
+    // hnswlib packs [links | data | label] per element and reads the next element's links as
+    // ints: codes are padded to 4 bytes so every element stays 4-byte aligned (a 5-d collection
+    // made UBSan report misaligned loads). The distance reads `dim` codes; the padding is zero.
+    hg.space = std::make_unique<Space>(padded_codes(g->dim), l2 ? &hn_l2_i8 : &hn_ip_i8, hg.dist_param);
   } else {
     hg.space = std::make_unique<Space>(g->dim * sizeof(float), l2 ? &hn_l2 : &hn_ip, hg.dist_param);
   }
@@ -247,7 +252,7 @@ void Graph::insert(std::uint64_t label, const float* prepared) {
   Hnsw& h = *hnsw->h;
   const int level = level_of(label);
   if (quantized) {
-    std::vector<std::int8_t> codes(dim);
+    std::vector<std::int8_t> codes(padded_codes(dim));  // hnswlib copies the padded size
     q.encode(prepared, codes.data(), dim);
     const auto id = h.addPoint(codes.data(), label, level);
     if (float_store) std::copy_n(prepared, dim, floats.data() + static_cast<std::size_t>(id) * dim);

@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
     daemon::LocalApiHooks hooks;
     hooks.search_seconds = [&registry](double s) { registry.observe_search(s); };
     hooks.write_seconds = [&registry](double s) { registry.observe_write(s); };
-    hooks.backup = [&dir](const std::string& dest, bool compact) { return (*dir)->backup_to(dest, compact); };
+    hooks.backup = [&dir](const std::string& dest, bool compacting) { return (*dir)->backup_to(dest, compacting); };
     auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, hooks, &logger);
     if (!api.ok()) {
       std::cerr << "shoald: api.socket: " << api.status().to_string() << "\n";

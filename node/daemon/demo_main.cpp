@@ -21,6 +21,9 @@
 #include <signal.h>
 #include <sodium.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -138,10 +141,28 @@ class Demo {
         sh("ip netns exec " + g.ns + " ip link set lo up");
       } else {
         g.address = "127.0.0.1";
-        g.port = static_cast<std::uint16_t>(20000 + (::getpid() * 7 + i * 13) % 30000);
+        g.port = free_loopback_port();
       }
       gateways_.push_back(std::move(g));
     }
+  }
+
+  // A port the kernel just handed out on 127.0.0.1 (bound, then released). Another process may
+  // still take it before shoald binds: start() then picks another.
+  static std::uint16_t free_loopback_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die(std::string("socket: ") + std::strerror(errno));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ::close(fd);
+      die(std::string("probing a free loopback port: ") + std::strerror(errno));
+    }
+    ::close(fd);
+    return ntohs(a.sin_port);
   }
 
   void write_config(Gateway& g, bool with_peers) {
@@ -163,6 +184,17 @@ class Demo {
   }
 
   void start(Gateway& g, bool with_peers = true) {
+    for (int attempt = 1;; ++attempt) {
+      if (try_start(g, with_peers)) return;
+      // Loopback only: the port was taken between the probe and shoald's bind. The gateways
+      // started before it are dialed by it, so a new port of its own is enough.
+      if (mode_ != "loopback" || attempt == 5) die("gateway " + std::to_string(g.index) + " exited; see " + g.dir + "/shoald.log");
+      g.port = free_loopback_port();
+    }
+  }
+
+  // False when shoald exited because its mesh port was in use; dies on any other failure.
+  bool try_start(Gateway& g, bool with_peers) {
     write_config(g, with_peers);
     const std::string log = g.dir + "/shoald.log";
     g.pid = ::fork();
@@ -185,13 +217,20 @@ class Demo {
         break;
       } catch (const kj::Exception&) {
         int st = 0;
-        if (::waitpid(g.pid, &st, WNOHANG) == g.pid) die("gateway " + std::to_string(g.index) + " exited; see " + log);
+        if (::waitpid(g.pid, &st, WNOHANG) == g.pid) {
+          g.pid = -1;
+          std::ifstream in(log);
+          const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          if (text.find("Address already in use") != std::string::npos) return false;
+          die("gateway " + std::to_string(g.index) + " exited; see " + log);
+        }
         if (ms_since(t0) > 30000) die("gateway " + std::to_string(g.index) + " did not open its socket; see " + log);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     }
     g.link->serve(capnp::Capability::Client(KJ_EXCEPTION(FAILED, "the demo serves nothing")));
     g.node = g.link->peer_bootstrap().castAs<api::Node>();
+    return true;
   }
 
   void stop(Gateway& g) {
@@ -316,7 +355,7 @@ class Demo {
     }
     const double import_ms = ms_since(ti);
     std::cout << "demo: gateway 1 imported " << images << " Fashion-MNIST images (784-d) through its local API in "
-              << static_cast<long>(import_ms) << " ms (" << static_cast<long>(images / (import_ms / 1000.0)) << " records/s)\n";
+              << static_cast<long>(import_ms) << " ms (" << static_cast<long>(static_cast<double>(images) / (import_ms / 1000.0)) << " records/s)\n";
     bool all = wait([&] {
       for (auto& g : gateways_) if (live(g) != images) return false;
       return true;

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <thread>
 #include <condition_variable>
 #include <mutex>
 
@@ -67,8 +68,9 @@ TEST_CASE("a full read queue refuses the next job and accepts again once drained
   CHECK(pool.submit([&] { ++ran; }));
   CHECK_FALSE(pool.submit([&] { ++ran; }));  // the fourth waiting job: busy
   gate.open();
-  // Drained: a job that waits on a second gate proves the three queued ones ran first on its thread
-  // or the other; then the pool accepts again.
+  // Drained: once the three queued jobs ran, the pool accepts again (waiting on the count, not
+  // on time: right after the gate opens the queue may still hold all three).
+  while (ran.load() < 3) std::this_thread::yield();
   Gate done;
   REQUIRE(pool.submit([&] { done.wait(); }));
   REQUIRE(pool.submit([&] { done.wait(); }));

@@ -29,7 +29,24 @@ Status DeltaBuffer::load(store::ReadView& txn) {
                                    return false;
                                  }));
   SHOAL_RETURN_IF_ERROR(err);
-  if (last_ == 0) oldest_ = 1;
+  // What was trimmed: without it, a buffer trimmed empty would restart its sequence at 1 and
+  // reuse numbers that peers' stored positions already cover (shoal-sim --seed 5225 --no-repair
+  // lost those entries on the delta path).
+  std::uint64_t trimmed = 0;
+  if (auto t = txn.get(store::Table::kMeta, format::kDeltaTrimmedKey); t.ok()) {
+    auto v = store::decode_u64_be(*t);
+    if (!v.ok()) return Status(Code::kCorruption, "undecodable " + std::string(format::kDeltaTrimmedKey), "meta");
+    trimmed = *v;
+  } else if (t.status().code() != Code::kNotFound) {
+    return t.status();
+  }
+  if (last_ == 0) {
+    last_ = trimmed;
+    oldest_ = trimmed + 1;
+  } else if (oldest_ <= trimmed) {
+    return Status(Code::kCorruption,
+                  str_cat("delta buffer entry ", oldest_, " at or below the trimmed sequence ", trimmed), "deltas");
+  }
   if (oldest_ == 0 || oldest_ > last_ + 1) {
     return Status(Code::kCorruption, str_cat("delta buffer extent ", oldest_, "..", last_), "deltas");
   }
@@ -64,6 +81,7 @@ Status DeltaBuffer::trim_through(store::Store& store, std::uint64_t seq) {
   for (std::uint64_t s = oldest_; s <= seq; ++s) {
     SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kDeltas, store::encode_u64_be(s)));
   }
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, format::kDeltaTrimmedKey, store::encode_u64_be(seq)));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   oldest_ = seq + 1;
   check();

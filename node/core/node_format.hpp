@@ -38,6 +38,10 @@ inline constexpr std::string_view kNextCollectionKey = "node.next_collection_id"
 inline constexpr std::string_view kCatalogueKey = "node.catalogue";
 // The replicated revocation set (node/core/replicated_set.hpp), stored whole as its encoding.
 inline constexpr std::string_view kRevocationsKey = "node.revocations";
+// The highest delta-buffer sequence ever trimmed (encode_u64_be), written in each trim's
+// transaction: a buffer trimmed empty still knows its last sequence at the next open, so a
+// sequence is never issued twice (peers' positions refer to them). Absent: nothing was trimmed.
+inline constexpr std::string_view kDeltaTrimmedKey = "node.delta_trimmed_through";
 // Delta-buffer entries of the catalogue carry this collection id, which no collection takes (ids
 // start at 1).
 inline constexpr std::uint32_t kCatalogueCid = 0;

@@ -657,3 +657,36 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   mesh.restart(1);
   CHECK(mesh[1].issuer() == newer);
 }
+
+TEST_CASE("a delta buffer trimmed empty never reuses a sequence after a restart (no repair)", "[node][sync]") {
+  // shoal-sim --seed 5225 --no-repair: a node whose buffer every peer had acknowledged (trimmed
+  // empty) restarted, numbered its next entries from 1 again, and after a second restart took a
+  // peer's stored position (from the old numbering) as covering them: those entries never went
+  // on the delta path. Here node 0's buffer is trimmed empty, node 0 restarts twice while writing
+  // with node 1 cut off, and node 1 must still receive every write by deltas alone.
+  // Every acknowledgement is persisted at once, so the buffer is trimmed as soon as it is acked.
+  Mesh mesh(2, 100000, /*repair=*/false, [](int, NodeOptions& o) { o.sync.persist_every_entries = 1; });
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  const int written = 40;
+  for (int i = 0; i < written; ++i) REQUIRE(mesh[0].upsert("c", "a" + std::to_string(i), value(float(i))).ok());
+  mesh.run();
+  REQUIRE(mesh[0].stats().delta_buffer_entries == 0);
+  REQUIRE(mesh[1].collection_info("c")->live_records == static_cast<std::uint64_t>(written));
+  mesh.isolate(1, true);
+  mesh.restart(0);
+  mesh.connect(0, 1);
+  for (int i = 0; i < 60; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(float(i))).ok());
+  mesh.run();
+  mesh.restart(0);
+  mesh.isolate(1, false);
+  mesh.connect(0, 1);
+  for (int round = 0; round < 5; ++round) {
+    mesh.run();
+    mesh.advance(Duration::seconds(2));
+  }
+  mesh.run();
+  CHECK(mesh[1].collection_info("c")->live_records == static_cast<std::uint64_t>(written + 60));
+  require_converged(mesh, 2, "c");
+}

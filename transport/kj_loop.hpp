@@ -8,8 +8,10 @@
 // blocks.
 // Ownership: construct on the thread that runs `io`, keep it alive while any kj object made on
 // this loop exists (declare it before them), destroy it on the same thread.
-// Thread rules: every method on the loop's thread, except that kj's cross-thread executor may
-// wake it from anywhere.
+// Thread rules: every method on the loop's thread, except post(). Known gap: events queued on kj's
+// cross-thread executor (kj::Executor::executeAsync, cross-thread fulfillers) are not run by this
+// port, so they never complete; hand results to the loop with post() instead (the local API's
+// read pool does, D38).
 #pragma once
 
 #include <cstddef>

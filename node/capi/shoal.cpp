@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "node/capi/c_boundary.hpp"
 #include "node/capi/backend.hpp"
 #include "node/capi/client_loader.hpp"
 #include "node/capi/embedded.hpp"
@@ -122,37 +123,9 @@ struct shoal_record {
 
 namespace {
 
-int report(const Status& s, shoal_error* err) {
-  const int code = static_cast<int>(s.full_code());
-  if (err != nullptr) {
-    err->code = code;
-    // Success is the hot path (every search): no formatting.
-    if (s.ok()) {
-      std::memcpy(err->message, "ok", 3);
-    } else {
-      std::snprintf(err->message, sizeof(err->message), "%s", s.to_string().c_str());
-    }
-  }
-  return code;
-}
-
-int null_arg(const char* what, shoal_error* err) {
-  return report(Status(Code::kInvalidArgument, std::string(what) + " must not be NULL"), err);
-}
-
-// Runs `f` (returning Status) and converts anything thrown into kInternal.
-template <typename F>
-int guarded(shoal_error* err, F&& f) {
-  try {
-    return report(f(), err);
-  } catch (const std::bad_alloc&) {
-    return report(Status(Code::kOverloaded, "out of memory"), err);
-  } catch (const std::exception& e) {
-    return report(Status(Code::kInternal, std::string("unexpected exception: ") + e.what()), err);
-  } catch (...) {
-    return report(Status(Code::kInternal, "unexpected exception"), err);
-  }
-}
+using capi::guarded;
+using capi::null_arg;
+using capi::report;
 
 Status set_meta(shoal_meta* meta, const char* key, MetaValue v) {
   if (meta == nullptr || key == nullptr) return Status(Code::kInvalidArgument, "meta and key must not be NULL");

@@ -30,6 +30,7 @@
 #include <pthread.h>
 
 #include "common/log.hpp"
+#include "node/capi/c_boundary.hpp"
 #include "node/capi/mesh_attach.hpp"
 #include "node/daemon/config.hpp"
 #include "node/daemon/mesh_runtime.hpp"
@@ -43,32 +44,9 @@ namespace {
 
 constexpr const char* kComponent = "shoal_mesh";
 
-int report(const Status& s, shoal_error* err) {
-  const int code = static_cast<int>(s.full_code());
-  if (err != nullptr) {
-    err->code = code;
-    std::snprintf(err->message, sizeof(err->message), "%s", s.ok() ? "ok" : s.to_string().c_str());
-  }
-  return code;
-}
-
-int null_arg(const char* what, shoal_error* err) {
-  return report(Status(Code::kInvalidArgument, std::string(what) + " must not be NULL"), err);
-}
-
-// Runs `f` (returning Status); anything thrown becomes a status (the C boundary never unwinds).
-template <typename F>
-int guarded(shoal_error* err, F&& f) {
-  try {
-    return report(f(), err);
-  } catch (const std::bad_alloc&) {
-    return report(Status(Code::kOverloaded, "out of memory"), err);
-  } catch (const std::exception& e) {
-    return report(Status(Code::kInternal, std::string("unexpected exception: ") + e.what()), err);
-  } catch (...) {
-    return report(Status(Code::kInternal, "unexpected exception"), err);
-  }
-}
+using capi::guarded;
+using capi::null_arg;
+using capi::report;
 
 Status unavailable() { return Status(Code::kUnavailable, "the embedded mesh was stopped (shoal_close of its handle)"); }
 

@@ -623,6 +623,7 @@ Status Node::remove(std::string_view collection, std::string_view id) {
 Status Node::prepare_request(store::WriteTxn& txn, Collection& c, const WriteRequest& r) {
   // Reads only: every way a request can fail on its own is found here, before it changes the
   // shared transaction, so that it can be left out and the group go on without it.
+  SHOAL_RETURN_IF_ERROR(check_sink_quota(c));
   if (r.remove_id) {
     const std::string key = record_key(c.id, *r.remove_id);
     auto got = txn.get(Table::kRecords, key);

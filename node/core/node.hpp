@@ -218,6 +218,49 @@ struct ChangeBatch {
   bool gap = false;        // entries after `after` were already trimmed: some changes are not here
 };
 
+// The cold tier's upload feed (node/core/node_sink_feed.cpp; docs/tiers.md, "The sink feed";
+// D41): the delta buffer's entries of collections whose tier policy has `sink` go to the sink
+// in buffer order, and the sink's durable acknowledgement moves a persisted cursor
+// (meta/node.sink_uploaded_through). Entries after the cursor are never trimmed; local writes
+// to a sink collection are refused with kQuotaExceeded once `quota_entries` entries wait.
+struct SinkFeedOptions {
+  std::uint64_t quota_entries = 50'000;         // 1..NodeOptions::delta_buffer_max
+  std::size_t max_upload_bytes = std::size_t{4} << 20;  // per upload (at least one entry goes)
+  std::size_t max_upload_entries = 256;         // buffer entries per upload
+};
+
+// One step of the feed. kDelta and kFullChunk carry a delta of one collection
+// (crdt::encode_delta bytes, the sink's pushDelta) to send; an empty `delta` (entries of other
+// collections only, or an empty collection) has nothing to send and is acknowledged at once, as
+// are kFullDone and kGap.
+struct SinkUpload {
+  enum class Kind {
+    kDelta,      // consecutive buffer entries first_seq..last_seq joined
+    kFullChunk,  // records of `collection` after the previous chunk, their dots as the context
+    kFullDone,   // every sink collection was sent whole: the delta path resumes after last_seq
+    kGap,        // the buffer dropped entries the sink never got: a full-state upload starts
+  };
+  Kind kind = Kind::kDelta;
+  std::string collection;
+  std::string delta;
+  std::uint64_t first_seq = 0;
+  std::uint64_t last_seq = 0;   // kDelta: pass the upload to sink_acked once the sink acknowledged
+  std::uint64_t entries = 0;    // buffer entries of `collection` joined
+  std::uint64_t records = 0;    // records named
+  std::string next_key;         // kFullChunk: where the next chunk starts; empty: the last one
+};
+
+struct SinkFeedStatus {
+  bool enabled = false;
+  std::uint64_t uploaded_through = 0;   // the buffer sequence the sink acknowledged through
+  std::uint64_t backlog_entries = 0;    // buffer entries after it (every collection)
+  std::uint64_t quota_entries = 0;
+  bool full_state_pending = false;      // a full-state upload is under way or due
+  std::uint64_t uploads_acked = 0;      // since open
+  std::uint64_t bytes_acked = 0;
+  std::uint64_t quota_refusals = 0;     // local writes refused with kQuotaExceeded
+};
+
 // How the open went, per collection: "snapshot" (loaded and caught up), "rebuilt", "empty".
 struct OpenReport {
   std::map<std::string, std::string> index_source;
@@ -316,6 +359,19 @@ class Node final : private SyncHost {
   [[nodiscard]] Result<std::vector<Hit>> search(std::string_view collection,
                                                 std::span<const float> query,
                                                 const SearchOptions& options) const;
+
+  // --- The sink feed (SinkFeedOptions above). The driver (node/mesh/sink_uploader.cpp) asks for
+  // the next upload, sends it, and reports the sink's durable acknowledgement. ---
+  // Turns the feed on (or updates its options). Statuses: kOutOfRange naming the limit and the
+  // value for a quota outside 1..delta_buffer_max; the store's (reading the cursor).
+  [[nodiscard]] Status enable_sink_feed(const SinkFeedOptions& options);
+  // The next upload after the acknowledged cursor, or nullopt when nothing waits. Statuses: the
+  // store's; kCorruption for an undecodable buffer entry.
+  [[nodiscard]] Result<std::optional<SinkUpload>> next_sink_upload() const;
+  // The sink acknowledged `upload` durably: the cursor moves (persisted) and the buffer may be
+  // trimmed up to it. An acknowledgement for an older cursor than the current one is ignored.
+  [[nodiscard]] Status sink_acked(const SinkUpload& upload);
+  SinkFeedStatus sink_feed_status() const;
 
   // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
   // what take_outbox() returns). Peers are named by their replica ids. See SyncEngine. ---
@@ -464,6 +520,22 @@ class Node final : private SyncHost {
   DeltaBuffer buffer_;
   SyncEngine sync_;
   OpenReport open_report_;
+  // The sink feed (node_sink_feed.cpp).
+  struct SinkFeed {
+    bool enabled = false;
+    SinkFeedOptions options;
+    std::uint64_t cursor = 0;       // persisted: meta/node.sink_uploaded_through
+    bool full_state = false;        // a full-state upload is due or under way (persisted with it)
+    std::string full_collection;    // the collection being sent whole, and where it stands
+    std::string full_key;
+    std::uint64_t full_through = 0; // the buffer sequence the full-state snapshot covers
+    std::uint64_t uploads_acked = 0;
+    std::uint64_t bytes_acked = 0;
+    std::uint64_t quota_refusals = 0;
+  };
+  SinkFeed sink_;
+  Status check_sink_quota(const Collection& c);
+  Status persist_sink_feed();
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
   std::uint64_t remote_clocks_refused_ = 0;
   std::uint64_t own_claims_stripped_ = 0;

@@ -196,6 +196,8 @@ Status SyncEngine::trim(MonoTime now) {
   // hold every entry after them.
   auto floor = peers_.trim_floor(store_, buffer_.last(), now);
   if (!floor) return {};
+  if (trim_cap_) floor = std::min(*floor, *trim_cap_);
+  if (*floor < buffer_.oldest()) return {};
   // Trim in steps, not on every acknowledgement.
   if (*floor < buffer_.oldest() + 32 && *floor != buffer_.last()) return {};
   return buffer_.trim_through(store_, *floor);

@@ -158,6 +158,9 @@ class SyncEngine {
   // comparison. kInvalidArgument (nothing changed) for a policy outside the documented limits.
   [[nodiscard]] Status set_tier_policies(TierPolicies policies);
   const TierPolicies& tier_policies() const noexcept { return policies_; }
+  // The buffer is never trimmed past `cap` (the sink feed's acknowledged position: entries the
+  // sink has not taken stay, whatever peers acknowledged); nullopt: no cap.
+  void set_trim_cap(std::optional<std::uint64_t> cap) noexcept { trim_cap_ = cap; }
   std::vector<Outgoing> take_outbox();
   std::optional<MonoTime> next_wakeup() const;
   std::vector<PeerProgress> peer_progress() const { return peers_.progress(buffer_.last()); }
@@ -177,6 +180,7 @@ class SyncEngine {
   // Digest comparisons with a warm peer, each collection on its own schedule.
   void start_due_warm_repairs(PeerState& p, MonoTime now);
   Status trim(MonoTime now);
+  std::optional<std::uint64_t> trim_cap_;
   // Counts and logs a failed write of a peer's progress (the next attempt repeats it).
   void report_persist(const PeerState& p, const Status& st);
   void start_repair(PeerState& p, const std::string& collection, MonoTime now);

@@ -33,6 +33,10 @@ struct TierPolicy {
   // by at most one item or one repair slice. Deltas wait in buffer order: an entry over budget
   // holds back the entries behind it on that peer's warm link until the next window.
   std::uint64_t warm_budget_bytes = 0;
+  // Upload this collection to the cold-tier sink (node/core/node_sink_feed.cpp): every change
+  // goes in buffer order once the device has a sink configured; local writes are refused with
+  // kQuotaExceeded while the sink's backlog is at its quota.
+  bool sink = false;
 
   friend bool operator==(const TierPolicy&, const TierPolicy&) = default;
 };

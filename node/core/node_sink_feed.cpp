@@ -1,0 +1,305 @@
+// node/core/node_sink_feed.cpp: the cold tier's upload feed (docs/tiers.md, "The sink feed";
+// docs/decisions.md, D41). Sans-I/O: the driver (node/mesh/sink_uploader.cpp) asks for the next
+// upload, sends it to the sink, and reports the sink's durable acknowledgement.
+//
+// What goes: the delta buffer's entries of every collection whose tier policy has `sink`, in
+// buffer order, consecutive entries of one collection joined into one delta (the sink joins
+// deltas exactly as a peer does: sink/sink_service.hpp). Every entry goes, whatever its origin:
+// each device that has a sink uploads what it holds, so a change reaches the sink from whichever
+// device reaches it first; the sink's join is idempotent, so the copies cost bytes, not
+// correctness (D41).
+//
+// Why a full-state upload exists: the first time the feed runs on a data directory, the buffer
+// may no longer hold the writes made before (peers' acknowledgements trimmed them), and a
+// buffer that dropped entries at its bound (peers' deltas can push it while the sink is away)
+// has the same hole. The feed then sends each sink collection whole, one chunk of records at a
+// time, each chunk a delta whose context is only the dots of the entries it carries: it never
+// deletes at the sink. (A chunk carrying the collection's whole context would be wrong: the sink
+// would merge dots of records in later chunks and then drop them when they arrive, the same rule
+// as a repair slice, crdt/digest.hpp.) The delta path resumes after the sequence the full state
+// covers. What a full-state upload cannot carry is a delete of a record the sink holds from
+// before the hole: that record stays at the sink until a later write names it (stated in
+// docs/tiers.md).
+//
+// Invariants: the buffer is never trimmed past the acknowledged cursor (nor, during a full-state
+// upload, past the sequence it covers): SyncEngine::set_trim_cap. The cursor only moves forward
+// and is persisted before an acknowledgement is reported done.
+#include <algorithm>
+
+#include "common/assert.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/node.hpp"
+#include "node/core/node_state.hpp"
+
+namespace shoal::node {
+
+using namespace format;
+using store::Table;
+
+namespace {
+
+constexpr std::string_view kSinkFeedKey = "node.sink_feed";
+constexpr std::uint8_t kSinkFeedVersion = 1;
+
+void put_u64(std::string& out, std::uint64_t v) { out += store::encode_u64_be(v); }
+void put_text(std::string& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.append(s);
+}
+
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  std::uint64_t u64() {
+    if (in.size() < 8) {
+      ok = false;
+      return 0;
+    }
+    auto v = store::decode_u64_be(in.substr(0, 8));
+    in.remove_prefix(8);
+    return v.ok() ? *v : (ok = false, 0);
+  }
+  std::string text() {
+    const std::uint64_t n = u64();
+    if (!ok || n > in.size()) {
+      ok = false;
+      return {};
+    }
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+  }
+};
+
+}  // namespace
+
+Status Node::enable_sink_feed(const SinkFeedOptions& options) {
+  if (options.quota_entries < 1 || options.quota_entries > options_.delta_buffer_max) {
+    return Status(Detail::kOutOfRange, str_cat("sink quota_entries ", options.quota_entries, " outside 1..",
+                                               options_.delta_buffer_max, " (the delta buffer's bound)"));
+  }
+  if (options.max_upload_bytes < 1024 || options.max_upload_entries < 1) {
+    return Status(Detail::kOutOfRange, str_cat("sink upload limits ", options.max_upload_bytes, " bytes, ",
+                                               options.max_upload_entries, " entries: at least 1024 and 1"));
+  }
+  const bool was_enabled = sink_.enabled;
+  sink_.options = options;
+  sink_.enabled = true;
+  if (was_enabled) return {};
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  auto got = txn->get(Table::kMeta, kSinkFeedKey);
+  if (got.ok()) {
+    Reader r{*got};
+    const std::string version = r.text();
+    sink_.cursor = r.u64();
+    sink_.full_state = r.u64() != 0;
+    sink_.full_through = r.u64();
+    sink_.full_collection = r.text();
+    sink_.full_key = r.text();
+    if (!r.ok || version.size() != 1 || static_cast<std::uint8_t>(version[0]) != kSinkFeedVersion ||
+        !r.in.empty()) {
+      sink_.enabled = false;
+      return Status(Code::kCorruption, "meta/node.sink_feed does not decode", std::string(kSinkFeedKey));
+    }
+  } else if (got.status().code() == Code::kNotFound) {
+    // The first run on this data directory: send every sink collection whole, then the deltas
+    // after the sequence that snapshot covers.
+    sink_.full_state = true;
+    sink_.full_through = buffer_.last();
+    sink_.full_collection.clear();
+    sink_.full_key.clear();
+    sink_.cursor = 0;
+  } else {
+    sink_.enabled = false;
+    return got.status();
+  }
+  sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
+  return persist_sink_feed();
+}
+
+Status Node::persist_sink_feed() {
+  std::string v;
+  put_text(v, std::string(1, static_cast<char>(kSinkFeedVersion)));
+  put_u64(v, sink_.cursor);
+  put_u64(v, sink_.full_state ? 1 : 0);
+  put_u64(v, sink_.full_through);
+  put_text(v, sink_.full_collection);
+  put_text(v, sink_.full_key);
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kSinkFeedKey, v));
+  return txn->commit();
+}
+
+Status Node::check_sink_quota(const Collection& c) {
+  if (!sink_.enabled || !sync_.tier_policies().of(c.spec.name).sink) return {};
+  const std::uint64_t backlog = buffer_.last() - std::min(buffer_.last(), sink_.cursor);
+  if (backlog < sink_.options.quota_entries) return {};
+  ++sink_.quota_refusals;
+  return Status(Detail::kQuotaExceeded,
+                str_cat("collection '", c.spec.name, "' goes to the sink, and ", backlog,
+                        " delta buffer entries wait for its acknowledgement (quota ", sink_.options.quota_entries,
+                        "): writes resume when the sink is reachable and has taken them"));
+}
+
+Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
+  using Kind = SinkUpload::Kind;
+  if (!sink_.enabled) return std::optional<SinkUpload>();
+  const TierPolicies& policies = sync_.tier_policies();
+  if (sink_.full_state) {
+    // The next chunk of the collection being sent whole (collections in name order).
+    auto it = sink_.full_collection.empty() ? collections_.begin() : collections_.lower_bound(sink_.full_collection);
+    for (; it != collections_.end(); ++it) {
+      if (!live(it->first) || !policies.of(it->first).sink) continue;
+      const Collection& c = *it->second;
+      const std::string key = it->first == sink_.full_collection ? sink_.full_key : std::string();
+      SinkUpload up;
+      up.kind = Kind::kFullChunk;
+      up.collection = c.spec.name;
+      up.first_seq = up.last_seq = sink_.full_through;
+      crdt::Delta delta;
+      std::size_t bytes = 0;
+      store::Range range = store::Range::prefix(collection_prefix(c.id));
+      if (!key.empty()) range.begin = key + std::string(1, '\0');
+      SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+      Status err;
+      bool more = false;
+      SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, range, [&](std::string_view k, std::string_view v) {
+        if (bytes >= sink_.options.max_upload_bytes) {
+          more = true;
+          return false;
+        }
+        auto rec = decode_record(v, k);
+        if (!rec.ok()) {
+          err = rec.status();
+          return false;
+        }
+        for (const auto& e : rec->entries) {
+          delta.context.add(e.dot);
+          bytes += e.payload.size() + 64;
+        }
+        delta.records.emplace(std::string(id_of_record_key(k)), std::move(rec->entries));
+        up.next_key = std::string(k);
+        ++up.records;
+        return true;
+      }));
+      SHOAL_RETURN_IF_ERROR(err);
+      if (!more) up.next_key.clear();
+      if (!delta.records.empty()) {
+        crdt::Bytes out;
+        crdt::encode_delta(delta, out);
+        up.delta.assign(reinterpret_cast<const char*>(out.data()), out.size());
+        up.entries = 1;
+      }
+      return std::optional<SinkUpload>(std::move(up));
+    }
+    SinkUpload done;
+    done.kind = Kind::kFullDone;
+    done.first_seq = done.last_seq = sink_.full_through;
+    return std::optional<SinkUpload>(std::move(done));
+  }
+
+  if (sink_.cursor >= buffer_.last()) return std::optional<SinkUpload>();
+  SinkUpload up;
+  crdt::Delta joined;
+  std::size_t bytes = 0;
+  Status err;
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  SHOAL_RETURN_IF_ERROR(buffer_.scan(*txn, sink_.cursor, sink_.options.max_upload_entries,
+                                     [&](std::uint64_t seq, const format::BufferEntry& e) {
+    const Collection* c = e.cid == kCatalogueCid ? nullptr : find_by_id(e.cid);
+    const bool goes = c != nullptr && policies.of(c->spec.name).sink;
+    if (!goes) {
+      if (up.first_seq == 0) up.first_seq = seq;
+      up.last_seq = seq;  // skipped: acknowledged together with this upload
+      return true;
+    }
+    if (!up.collection.empty() &&
+        (up.collection != c->spec.name || bytes + e.delta.size() > sink_.options.max_upload_bytes)) {
+      return false;  // the next upload starts here
+    }
+    auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(e.delta.data()), e.delta.size()));
+    if (!delta.ok()) {
+      err = delta.status().with_context(str_cat("delta buffer entry ", seq));
+      return false;
+    }
+    if (up.first_seq == 0) up.first_seq = seq;
+    up.collection = c->spec.name;
+    up.last_seq = seq;
+    ++up.entries;
+    bytes += e.delta.size();
+    joined.join(*delta);
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(err);
+  if (up.last_seq == 0) return std::optional<SinkUpload>();
+  if (up.first_seq != sink_.cursor + 1) {
+    // The buffer no longer holds the entries right after the cursor (dropped at its bound).
+    SinkUpload gap;
+    gap.kind = Kind::kGap;
+    return std::optional<SinkUpload>(std::move(gap));
+  }
+  up.records = joined.records.size();
+  if (!up.collection.empty()) {
+    crdt::Bytes out;
+    crdt::encode_delta(joined, out);
+    up.delta.assign(reinterpret_cast<const char*>(out.data()), out.size());
+  }
+  return std::optional<SinkUpload>(std::move(up));
+}
+
+Status Node::sink_acked(const SinkUpload& upload) {
+  using Kind = SinkUpload::Kind;
+  if (!sink_.enabled) return {};
+  switch (upload.kind) {
+    case Kind::kGap:
+      if (sink_.full_state) return {};
+      sink_.full_state = true;
+      sink_.full_through = buffer_.last();
+      sink_.full_collection.clear();
+      sink_.full_key.clear();
+      break;
+    case Kind::kFullChunk:
+      if (!sink_.full_state || upload.last_seq != sink_.full_through) return {};  // stale
+      if (upload.next_key.empty()) {
+        // This collection is done; the next sink collection after it in name order follows.
+        sink_.full_collection = upload.collection + std::string(1, '\0');
+        sink_.full_key.clear();
+      } else {
+        sink_.full_collection = upload.collection;
+        sink_.full_key = upload.next_key;
+      }
+      break;
+    case Kind::kFullDone:
+      if (!sink_.full_state || upload.last_seq != sink_.full_through) return {};
+      sink_.full_state = false;
+      sink_.cursor = std::max(sink_.cursor, sink_.full_through);
+      sink_.full_collection.clear();
+      sink_.full_key.clear();
+      break;
+    case Kind::kDelta:
+      if (sink_.full_state || upload.first_seq != sink_.cursor + 1 || upload.last_seq <= sink_.cursor) return {};
+      sink_.cursor = upload.last_seq;
+      break;
+  }
+  if (!upload.delta.empty()) {
+    ++sink_.uploads_acked;
+    sink_.bytes_acked += upload.delta.size();
+  }
+  sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
+  return persist_sink_feed();
+}
+
+SinkFeedStatus Node::sink_feed_status() const {
+  SinkFeedStatus s;
+  s.enabled = sink_.enabled;
+  s.uploaded_through = sink_.cursor;
+  s.backlog_entries = buffer_.last() - std::min(buffer_.last(), sink_.cursor);
+  s.quota_entries = sink_.options.quota_entries;
+  s.full_state_pending = sink_.full_state;
+  s.uploads_acked = sink_.uploads_acked;
+  s.bytes_acked = sink_.bytes_acked;
+  s.quota_refusals = sink_.quota_refusals;
+  return s;
+}
+
+}  // namespace shoal::node

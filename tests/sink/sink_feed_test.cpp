@@ -1,0 +1,263 @@
+// tests/sink/sink_feed_test.cpp: the node's side of the cold tier, sans-I/O (node/core/
+// node_sink_feed.cpp), feeding a real SinkService on a memory object store, the way the mesh's
+// uploader drives it (every upload applied with SinkService::apply_delta, then acknowledged).
+// Proves: the first run sends each sink collection whole (in chunks) and the sink then equals the
+// node (cold search equals exact search, fetch returns the node's winners); later upserts and
+// deletes reach the sink as deltas, and a deleted record leaves cold search; collections without
+// the sink policy never reach it; local writes to a sink collection are refused with
+// kQuotaExceeded (naming the backlog and the quota) while the sink has not taken the backlog, the
+// refused write changes nothing, and writes resume after the acknowledgement; the cursor
+// survives a reopen; a buffer that dropped entries the sink never got starts a full-state upload;
+// an acknowledgement the node did not ask for (stale) moves nothing. Random data uses the seed
+// printed with each case.
+#include <catch2/catch.hpp>
+
+#include "node/core/tier_policy.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink_fixture.hpp"
+
+using namespace shoal;
+using namespace shoal::sink_test;
+using node::SinkUpload;
+using sink::SinkService;
+
+namespace {
+
+constexpr std::int64_t kNow = 1'800'000'000'000'000'000;
+
+std::uint64_t seed_of() {
+  const std::uint64_t s = Catch::rngSeed();
+  return s == 0 ? 42 : s;
+}
+
+node::TierPolicies sink_policy_for(std::initializer_list<const char*> names) {
+  node::TierPolicies p;
+  for (const char* n : names) {
+    node::TierPolicy t;
+    t.sink = true;
+    p.collections.emplace(n, t);
+  }
+  return p;
+}
+
+// Runs the feed until it has nothing left: each upload with a delta goes to the sink and is
+// acknowledged after the sink took it. Returns the uploads sent.
+int drain(node::Node& n, SinkService& sink) {
+  int sent = 0;
+  for (int guard = 0; guard < 100'000; ++guard) {
+    auto up = n.next_sink_upload();
+    INFO(up.status().to_string());
+    REQUIRE(up.ok());
+    if (!*up) return sent;
+    if (!(*up)->delta.empty()) {
+      auto ack = sink.apply_delta((*up)->collection, (*up)->delta, kNow);
+      INFO(ack.status().to_string());
+      REQUIRE(ack.ok());
+      ++sent;
+    }
+    REQUIRE(n.sink_acked(**up).ok());
+  }
+  FAIL("the sink feed never ran dry");
+  return sent;
+}
+
+void check_sink_equals_node(SinkService& sink, node::Node& n, const std::string& coll, std::uint32_t dim, Rng& rng) {
+  auto state = n.crdt_state_for_testing(coll);
+  REQUIRE(state.ok());
+  const auto live = state->records().size();
+  REQUIRE(sink.status().records >= live);
+  for (int q = 0; q < 8; ++q) {
+    std::vector<float> query(dim);
+    for (auto& x : query) x = rng.uniform_float(-1, 1);
+    auto cold = sink.cold_search(coll, query, 10, node::Metric::kL2);
+    REQUIRE(cold.ok());
+    const Exact exact = exact_search(n, coll, query, 10, node::Metric::kL2);
+    REQUIRE(cold->hits.size() == exact.ids.size());
+    for (std::size_t i = 0; i < exact.ids.size(); ++i) {
+      CHECK(cold->hits[i].id == exact.ids[i]);
+      CHECK(cold->hits[i].distance == exact.distances[i]);
+    }
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, entries] : state->records()) ids.push_back(id);
+  for (std::size_t i = 0; i < ids.size(); i += 100) {
+    std::vector<std::string> some(ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                  ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + 100)));
+    auto got = sink.fetch(coll, some);
+    REQUIRE(got.ok());
+    for (const auto& r : *got) {
+      REQUIRE(r.found);
+      const crdt::Entry* w = state->winner(r.id);
+      REQUIRE(w != nullptr);
+      CHECK(r.payload == std::string(w->payload.begin(), w->payload.end()));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the first run sends sink collections whole, then deltas; the sink equals the node; others stay home",
+          "[sink][feed]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TestNode n(1);
+  fill(*n, "cold", 16, node::Metric::kL2, 600, rng);
+  fill(*n, "local", 16, node::Metric::kL2, 50, rng);
+  REQUIRE(n->set_tier_policies(sink_policy_for({"cold"})).ok());
+  node::SinkFeedOptions o;
+  o.max_upload_bytes = 16 * 1024;  // several chunks for 600 records of 16-d
+  REQUIRE(n->enable_sink_feed(o).ok());
+  CHECK(n->sink_feed_status().full_state_pending);
+
+  sink::MemoryObjectStore store;
+  auto opened = SinkService::open(store);
+  REQUIRE(opened.ok());
+  SinkService& sink = **opened;
+  const int chunks = drain(*n, sink);
+  CHECK(chunks > 1);
+  CHECK_FALSE(n->sink_feed_status().full_state_pending);
+  CHECK(n->sink_feed_status().backlog_entries == 0);
+  CHECK(sink.status().records == 600);
+  check_sink_equals_node(sink, *n, "cold", 16, rng);
+  // The collection without the sink policy never went.
+  CHECK(sink.cold_search("local", std::vector<float>(16, 0.5f), 1, node::Metric::kL2).status().detail() ==
+        Detail::kNoSuchCollection);
+
+  // Later writes go as deltas: upserts of new and old ids, deletes; writes to "local" are skipped.
+  std::vector<node::RecordInput> batch;
+  for (int i = 0; i < 40; ++i) batch.push_back({"new" + std::to_string(i), random_value(rng, 16, i)});
+  REQUIRE(n->upsert_batch("cold", std::move(batch)).ok());
+  REQUIRE(n->upsert("cold", "r0001", random_value(rng, 16, 1)).ok());
+  REQUIRE(n->remove("cold", "r0002").ok());
+  REQUIRE(n->remove("cold", "new3").ok());
+  REQUIRE(n->upsert("local", "l-new", random_value(rng, 16, 1)).ok());
+  CHECK(n->sink_feed_status().backlog_entries == 44);  // one buffer entry per record written, "local" included
+  CHECK(drain(*n, sink) >= 1);
+  CHECK(n->sink_feed_status().backlog_entries == 0);
+  CHECK(sink.status().records == 600 + 40 - 2);
+  check_sink_equals_node(sink, *n, "cold", 16, rng);
+  auto gone = sink.fetch("cold", std::vector<std::string>{"r0002", "new3"});
+  REQUIRE(gone.ok());
+  CHECK_FALSE((*gone)[0].found);
+  CHECK_FALSE((*gone)[1].found);
+}
+
+TEST_CASE("local writes to a sink collection are refused at the quota and resume after the acknowledgement",
+          "[sink][feed][quota]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TestNode n(1);
+  fill(*n, "cold", 8, node::Metric::kL2, 10, rng);
+  fill(*n, "local", 8, node::Metric::kL2, 1, rng);
+  REQUIRE(n->set_tier_policies(sink_policy_for({"cold"})).ok());
+  node::SinkFeedOptions o;
+  o.quota_entries = 5;
+  REQUIRE(n->enable_sink_feed(o).ok());
+  sink::MemoryObjectStore store;
+  auto opened = SinkService::open(store);
+  REQUIRE(opened.ok());
+  drain(*n, **opened);
+
+  // The sink is away: nothing is acknowledged. Five writes wait, the sixth is refused.
+  for (int i = 0; i < 5; ++i) REQUIRE(n->upsert("cold", "w" + std::to_string(i), random_value(rng, 8, i)).ok());
+  const std::uint64_t seq = n->stats().last_delta_seq;
+  Status refused = n->upsert("cold", "w5", random_value(rng, 8, 5));
+  INFO(refused.to_string());
+  CHECK(refused.detail() == Detail::kQuotaExceeded);
+  CHECK(refused.message().find("quota 5") != std::string::npos);
+  CHECK(refused.message().find("5 delta buffer entries") != std::string::npos);
+  CHECK(n->remove("cold", "r0001").detail() == Detail::kQuotaExceeded);
+  CHECK(n->stats().last_delta_seq == seq);  // nothing changed
+  CHECK(n->get("cold", "w5").status().detail() == Detail::kNoSuchRecord);
+  CHECK(n->sink_feed_status().quota_refusals == 2);
+  // A collection that does not go to the sink is not held back.
+  CHECK(n->upsert("local", "x", random_value(rng, 8, 0)).ok());
+
+  // The uploads the feed offers now are acknowledged: writes resume.
+  drain(*n, **opened);
+  CHECK(n->upsert("cold", "w5", random_value(rng, 8, 5)).ok());
+  CHECK((*opened)->status().records == 15);
+}
+
+TEST_CASE("the sink cursor survives a reopen, a stale acknowledgement moves nothing, and a dropped entry restarts a "
+          "full-state upload",
+          "[sink][feed]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  store::MemoryStore st;
+  sink::MemoryObjectStore objects;
+  auto opened = SinkService::open(objects);
+  REQUIRE(opened.ok());
+  SinkService& sink = **opened;
+  auto options = node_options(1);
+  options.delta_buffer_max = 8;
+  std::uint64_t cursor = 0;
+  {
+    auto n = node::Node::open(st, options);
+    REQUIRE(n.ok());
+    fill(**n, "cold", 8, node::Metric::kL2, 20, rng);
+    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
+    node::SinkFeedOptions o;
+    o.quota_entries = 8;
+    REQUIRE((*n)->enable_sink_feed(o).ok());
+    drain(**n, sink);
+    REQUIRE((*n)->upsert("cold", "a", random_value(rng, 8, 0)).ok());
+    auto up = (*n)->next_sink_upload();
+    REQUIRE(up.ok());
+    REQUIRE(*up);
+    CHECK((*up)->kind == SinkUpload::Kind::kDelta);
+    // Not acknowledged before the "crash". A stale acknowledgement (an older range) is ignored.
+    SinkUpload stale = **up;
+    stale.first_seq = 1;
+    stale.last_seq = 1;
+    REQUIRE((*n)->sink_acked(stale).ok());
+    cursor = (*n)->sink_feed_status().uploaded_through;
+    CHECK((*n)->sink_feed_status().backlog_entries == 1);
+  }
+  {
+    auto n = node::Node::open(st, options);
+    REQUIRE(n.ok());
+    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
+    node::SinkFeedOptions o;
+    o.quota_entries = 8;
+    REQUIRE((*n)->enable_sink_feed(o).ok());
+    CHECK((*n)->sink_feed_status().uploaded_through == cursor);
+    CHECK_FALSE((*n)->sink_feed_status().full_state_pending);
+    drain(**n, sink);
+    CHECK(sink.status().records == 21);
+  }
+  {
+    // Without the feed (a device whose sink is not configured for a while) the buffer drops
+    // entries at its bound; when the feed runs again the sink's hole is filled by a full state.
+    auto n = node::Node::open(st, options);
+    REQUIRE(n.ok());
+    for (int i = 0; i < 12; ++i) REQUIRE((*n)->upsert("cold", "b" + std::to_string(i), random_value(rng, 8, i)).ok());
+    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
+    node::SinkFeedOptions o;
+    o.quota_entries = 8;
+    REQUIRE((*n)->enable_sink_feed(o).ok());
+    auto up = (*n)->next_sink_upload();
+    REQUIRE(up.ok());
+    REQUIRE(*up);
+    CHECK((*up)->kind == SinkUpload::Kind::kGap);
+    drain(**n, sink);
+    CHECK_FALSE((*n)->sink_feed_status().full_state_pending);
+    CHECK(sink.status().records == 33);
+    check_sink_equals_node(sink, **n, "cold", 8, rng);
+  }
+}
+
+TEST_CASE("a quota outside its limits is refused naming the value", "[sink][feed]") {
+  TestNode n(1);
+  node::SinkFeedOptions o;
+  o.quota_entries = 0;
+  Status st = n->enable_sink_feed(o);
+  CHECK(st.detail() == Detail::kOutOfRange);
+  CHECK(st.message().find("quota_entries 0 outside 1..100000") != std::string::npos);
+  o.quota_entries = 100'001;
+  CHECK(n->enable_sink_feed(o).detail() == Detail::kOutOfRange);
+  CHECK_FALSE(n->sink_feed_status().enabled);
+}

@@ -17,6 +17,10 @@ class FaultyStore::Read final : public store::ReadTxn {
     if (owner_->strike("get")) return dead_status();
     return inner_->get(t, k);
   }
+  [[nodiscard]] Result<std::string_view> get_view(store::Table t, std::string_view k) override {
+    if (owner_->strike("get")) return dead_status();
+    return inner_->get_view(t, k);
+  }
   [[nodiscard]] Status scan(store::Table t, const store::Range& r, store::Visitor v) override {
     if (owner_->strike("scan")) return dead_status();
     return inner_->scan(t, r, v);
@@ -38,6 +42,10 @@ class FaultyStore::Write final : public store::WriteTxn {
   [[nodiscard]] Result<std::string> get(store::Table t, std::string_view k) override {
     if (owner_->strike("get")) return dead_status();
     return inner_->get(t, k);
+  }
+  [[nodiscard]] Result<std::string_view> get_view(store::Table t, std::string_view k) override {
+    if (owner_->strike("get")) return dead_status();
+    return inner_->get_view(t, k);
   }
   [[nodiscard]] Status scan(store::Table t, const store::Range& r, store::Visitor v) override {
     if (owner_->strike("scan")) return dead_status();

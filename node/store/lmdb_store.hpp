@@ -89,6 +89,9 @@ class LmdbStore final : public Store {
   std::uint64_t grow_count() const noexcept { return grow_count_.load(); }
   // Reader slots of dead processes cleared at open.
   int stale_readers_cleared() const noexcept { return stale_readers_cleared_; }
+  // The schema version this open upgraded the file from (1: the vectors table was added), or 0
+  // when the file already had the current version or was new.
+  std::uint32_t upgraded_from() const noexcept { return upgraded_from_; }
   const std::string& path() const noexcept { return options_.path; }
 
  private:
@@ -108,6 +111,7 @@ class LmdbStore final : public Store {
   MDB_env* env_ = nullptr;
   std::array<unsigned int, kTableCount> dbi_{};  // MDB_dbi handles, valid for the env's life
   int stale_readers_cleared_ = 0;
+  std::uint32_t upgraded_from_ = 0;
   std::atomic<std::uint64_t> map_size_{0};
   std::atomic<std::uint64_t> grow_count_{0};
 

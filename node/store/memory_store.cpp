@@ -76,11 +76,16 @@ class MemoryStore::Read final : public ReadTxn {
   ~Read() override { --store_->open_txns_; }
 
   Result<std::string> get(Table table, std::string_view key) override {
+    SHOAL_ASSIGN_OR_RETURN(std::string_view v, get_view(table, key));
+    return std::string(v);
+  }
+  // The shared map this snapshot holds is never changed while shared (commit copies it first).
+  Result<std::string_view> get_view(Table table, std::string_view key) override {
     SHOAL_RETURN_IF_ERROR(check());
     const Map& m = *tables_[index_of(table)];
     auto it = m.find(key);
     if (it == m.end()) return Status(Code::kNotFound, "no such key", std::string(table_name(table)));
-    return it->second;
+    return std::string_view(it->second);
   }
   Status scan(Table table, const Range& range, Visitor visit) override {
     SHOAL_RETURN_IF_ERROR(check());
@@ -116,17 +121,21 @@ class MemoryStore::Write final : public WriteTxn {
   }
 
   Result<std::string> get(Table table, std::string_view key) override {
+    SHOAL_ASSIGN_OR_RETURN(std::string_view v, get_view(table, key));
+    return std::string(v);
+  }
+  Result<std::string_view> get_view(Table table, std::string_view key) override {
     SHOAL_RETURN_IF_ERROR(check_read());
     const Overlay& over = overlay_[index_of(table)];
     auto o = over.find(key);
     if (o != over.end()) {
-      if (o->second) return *o->second;
+      if (o->second) return std::string_view(*o->second);
       return Status(Code::kNotFound, "no such key", std::string(table_name(table)));
     }
     const Map& m = *store_->tables_[index_of(table)];
     auto it = m.find(key);
     if (it == m.end()) return Status(Code::kNotFound, "no such key", std::string(table_name(table)));
-    return it->second;
+    return std::string_view(it->second);
   }
   Status scan(Table table, const Range& range, Visitor visit) override {
     SHOAL_RETURN_IF_ERROR(check_read());

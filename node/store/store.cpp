@@ -12,6 +12,7 @@ std::string_view table_name(Table table) noexcept {
     case Table::kCatalogue: return "catalogue";
     case Table::kPeers: return "peers";
     case Table::kMeta: return "meta";
+    case Table::kVectors: return "vectors";
   }
   return "unknown";
 }

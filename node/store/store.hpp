@@ -47,17 +47,19 @@ enum class Table : std::uint8_t {
   kCatalogue = 3,  // collections: name -> parameters
   kPeers = 4,      // per-peer progress (acknowledged delta sequence, last seen)
   kMeta = 5,       // schema version, node id, counters; keys "store.*" are reserved
+  kVectors = 6,    // float vectors apart from their records, read in place (schema version 2)
 };
-inline constexpr std::size_t kTableCount = 6;
+inline constexpr std::size_t kTableCount = 7;
 inline constexpr std::array<Table, kTableCount> kAllTables = {
     Table::kRecords, Table::kContexts, Table::kDeltas,
-    Table::kCatalogue, Table::kPeers, Table::kMeta};
+    Table::kCatalogue, Table::kPeers, Table::kMeta, Table::kVectors};
 
-// "records", "contexts", "deltas", "catalogue", "peers", "meta". Static strings.
+// "records", "contexts", "deltas", "catalogue", "peers", "meta", "vectors". Static strings.
 std::string_view table_name(Table table) noexcept;
 
 // The store layout version written to meta at creation and checked at every open.
-inline constexpr std::uint32_t kSchemaVersion = 1;
+// Version 2 added the vectors table; a version 1 store is upgraded at open (docs/storage.md).
+inline constexpr std::uint32_t kSchemaVersion = 2;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 
@@ -126,6 +128,11 @@ class ReadView {
   // Statuses: kNotFound (detail none) when absent; kIo; kUnavailable after a MemoryStore crash;
   // the transaction's failure status once a write failed. Returns a copy of the value.
   [[nodiscard]] virtual Result<std::string> get(Table table, std::string_view key) = 0;
+  // As get, without a copy: the view points into the store's own memory (LmdbStore: the memory
+  // map, read in place) and stays valid until this transaction ends, or, in a write transaction,
+  // until its next put, del or commit. Its address has no alignment guarantee from the interface
+  // (callers that need one check it; docs/storage.md says when LMDB gives one).
+  [[nodiscard]] virtual Result<std::string_view> get_view(Table table, std::string_view key) = 0;
   // Visits the entries of `range` in key order (descending when range.reverse). Statuses: as get,
   // never kNotFound (an empty range visits nothing).
   [[nodiscard]] virtual Status scan(Table table, const Range& range, Visitor visit) = 0;

@@ -2,13 +2,16 @@
 // hold 50 MiB (across transactions and inside one), a configured maximum gives kMapFull with
 // prior data readable and the directory reopening cleanly, growth waits for readers and gives up
 // with kMapFull when one stays open, schema and file-format mismatches are typed errors, stale
-// reader slots of a killed process are cleared at open, and read transactions move across
-// threads while a second writer blocks.
+// reader slots of a killed process are cleared at open, read transactions move across threads
+// while a second writer blocks, and a schema version 1 file (written here with raw LMDB, six
+// tables) is upgraded to version 2 at open with its data kept and an empty vectors table.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include <cstdio>
 #include <fstream>
@@ -167,6 +170,53 @@ TEST_CASE("a schema version mismatch and a foreign file are typed errors at open
 
   LmdbStoreOptions empty_path;
   CHECK(LmdbStore::open(empty_path).status().detail() == Detail::kOutOfRange);
+}
+
+TEST_CASE("a schema version 1 store is upgraded to version 2 at open, keeping its data",
+          "[store][lmdb]") {
+  TempDir dir;
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  std::filesystem::create_directories(o.path);
+  {
+    // Version 1's layout, as builds before the vectors table wrote it: six named tables.
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+    REQUIRE(mdb_env_open(env, o.path.c_str(), MDB_NOTLS, 0600) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    auto put = [&](const char* table, std::string key, std::string value) {
+      MDB_dbi dbi = 0;
+      REQUIRE(mdb_dbi_open(txn, table, MDB_CREATE, &dbi) == 0);
+      MDB_val k{key.size(), key.data()};
+      MDB_val v{value.size(), value.data()};
+      REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    };
+    for (const char* t : {"records", "contexts", "deltas", "catalogue", "peers"}) {
+      MDB_dbi dbi = 0;
+      REQUIRE(mdb_dbi_open(txn, t, MDB_CREATE, &dbi) == 0);
+    }
+    put("meta", std::string(kSchemaVersionKey), std::string("\0\0\0\x01", 4));
+    put("records", "r1", "payload one");
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  {
+    auto s = must_open(o);
+    CHECK(s->upgraded_from() == 1);
+    auto r = must_read(*s);
+    CHECK(r->get(Table::kRecords, "r1").value() == "payload one");
+    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x02", 4));
+    CHECK(r->count(Table::kVectors).value() == 0);
+    r.reset();
+    auto w = must_write(*s);
+    must(w->put(Table::kVectors, "v1", "vector bytes"));
+    must(w->commit());
+  }
+  auto s = must_open(o);
+  CHECK(s->upgraded_from() == 0);
+  CHECK(must_read(*s)->get(Table::kVectors, "v1").value() == "vector bytes");
 }
 
 namespace {

@@ -37,6 +37,7 @@ struct Flags {
   bool no_faults = false;
   bool no_repair = false;
   bool hostile_own_context = false;
+  bool rollbacks = false;
   std::uint32_t large = 0;
   std::uint32_t large_dim = 128;
   std::string mutation = "none";
@@ -54,6 +55,8 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
   app.add_flag("--hostile-own-context", f.hostile_own_context,
                "the hostile peer also sends contexts claiming dots beyond their owner's counter (the receiver's own; with repair, the sender's own)");
+  app.add_flag("--rollbacks", f.rollbacks,
+               "drawn restores are undetected rollbacks (the copy keeps its incarnation; only a peer's hello reveals it)");
   app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
   app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
@@ -72,6 +75,7 @@ bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
   sc.faults = !f.no_faults;
   sc.repair = !f.no_repair;
   sc.hostile_own_context = f.hostile_own_context;
+  sc.rollbacks = f.rollbacks;
   sc.large_records = f.large;
   sc.large_dim = f.large_dim;
   sc.mutation = *m;
@@ -105,13 +109,13 @@ void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
   std::printf("seed=%" PRIu64 " peers=%u sites=%u converged=%s converge_ms=%lld violations=%zu "
               "acked=%" PRIu64 "/%" PRIu64 " cat_ops=%" PRIu64 " hops=%u bad_frames=%" PRIu64 "/%" PRIu64 "/%" PRIu64
               " causal_pairs=%" PRIu64 " store_crashes=%" PRIu64 "/%" PRIu64 "/%" PRIu64 " probe=%lld/%lldms"
-              " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
+              " restores=%" PRIu64 "/%" PRIu64 "/%" PRIu64 " msgs=%" PRIu64 " events=%" PRIu64 " trace=%016" PRIx64 "\n",
               r.seed, r.peers, r.sites, r.converged ? "yes" : "no", static_cast<long long>(r.converge_ms),
               r.violations.size(), r.stats.acked_upserts, r.stats.acked_removes, r.stats.catalogue_ops, r.stats.hops,
               r.stats.frames_corrupted, r.stats.frames_rejected, r.stats.frames_forged, r.stats.causal_pairs,
               r.stats.crashes_in_op, r.stats.commits_landed, r.stats.landed_client_ops,
               static_cast<long long>(r.stats.probe_max_ms), static_cast<long long>(r.stats.probe_bound_ms),
-              r.stats.messages_sent, r.stats.events, r.trace_hash);
+              r.stats.restores, r.stats.clones, r.stats.ops_forgotten, r.stats.messages_sent, r.stats.events, r.trace_hash);
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());
     for (const auto& v : r.violations) std::printf("  violation %s: %s\n", v.kind.c_str(), v.detail.c_str());
@@ -264,6 +268,7 @@ int main(int argc, char** argv) {
     sc.mutation = *m;
     if (app.count("--seed") > 0) sc.seed = f.seed;
     if (f.hostile_own_context) sc.hostile_own_context = true;
+    if (f.rollbacks) sc.rollbacks = true;
     if (f.no_repair) sc.repair = false;
     sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
     if (f.trace) sc.trace_out = stdout;

@@ -49,6 +49,7 @@ std::optional<crdt::Dot> Oracle::upsert(const crdt::ReplicaId& node, std::string
   d.context.add(fresh->dot);
   for (const crdt::Entry& e : before) d.context.add(e.dot);
   model_.join(d);
+  ops_.push_back(Op{std::move(d), modeled.dot, h, false, {}});
   return modeled.dot;
 }
 
@@ -56,14 +57,59 @@ void Oracle::claimed(const crdt::Dot& dot) {
   crdt::Delta d;
   d.context.add(dot);
   model_.join(d);
+  ops_.push_back(Op{std::move(d), std::nullopt, 0, false, {}});
 }
 
-void Oracle::remove(std::string_view id, const crdt::Entries& before) {
+void Oracle::remove(std::string_view id, const crdt::Entries& before, bool by_drop) {
   ++removes_;
   crdt::Delta d;
   d.records[std::string(id)] = crdt::Entries{};
   for (const crdt::Entry& e : before) d.context.add(e.dot);
-  if (!d.context.empty()) model_.join(d);
+  if (d.context.empty()) return;
+  model_.join(d);
+  Op op{std::move(d), std::nullopt, 0, by_drop, {}};
+  if (by_drop) {
+    for (const crdt::Entry& e : before) op.dropped.push_back(e.dot);
+  }
+  ops_.push_back(std::move(op));
+}
+
+bool Oracle::includes(const crdt::ORMap& state, const crdt::Delta& delta) {
+  if (!state.context().includes(delta.context)) return false;
+  for (const auto& [id, entries] : delta.records) {
+    for (const crdt::Entry& e : entries_of(state, id)) {
+      if (delta.context.contains(e.dot) && !has_dot(entries, e.dot)) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<crdt::Dot> Oracle::forget_unheld(const std::function<bool(const crdt::Delta&)>& held) {
+  std::vector<crdt::Dot> forgotten;
+  std::vector<Op> kept;
+  for (Op& op : ops_) {
+    if (held(op.delta)) {
+      kept.push_back(std::move(op));
+    } else if (op.dot) {
+      forgotten.push_back(*op.dot);
+    }
+  }
+  ops_ = std::move(kept);
+  model_ = crdt::ORMap{};
+  issued_.clear();
+  for (const Op& op : ops_) {
+    model_.join(op.delta);
+    if (op.dot) issued_.emplace(*op.dot, op.payload_hash);
+  }
+  return forgotten;
+}
+
+std::set<crdt::Dot> Oracle::dropped_dots() const {
+  std::set<crdt::Dot> out;
+  for (const Op& op : ops_) {
+    out.insert(op.dropped.begin(), op.dropped.end());
+  }
+  return out;
 }
 
 const crdt::Entry* Oracle::entry(std::string_view id, const crdt::Dot& dot) const noexcept {

@@ -23,6 +23,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <set>
 #include <map>
 #include <optional>
 #include <string>
@@ -53,8 +55,9 @@ class Oracle {
                                   const crdt::Entries& before, const crdt::Entries& after,
                                   std::vector<Violation>& out,
                                   const crdt::Bytes* client_payload = nullptr);
-  // An acknowledged remove of `id`; `before`: the node's entries just before.
-  void remove(std::string_view id, const crdt::Entries& before);
+  // An acknowledged remove of `id`; `before`: the node's entries just before. `by_drop`: the
+  // remove is part of a collection drop (dropped_dots() collects the dots such removes deleted).
+  void remove(std::string_view id, const crdt::Entries& before, bool by_drop = false);
   // A dot that a peer claimed in a context, with no entry, and a receiver accepted (a claim on a
   // third replica's dot, which no receiver can tell from the remove of a write it never saw):
   // the mesh converges to a context holding it. Its owner must never issue it (dot_reused,
@@ -63,7 +66,22 @@ class Oracle {
   // The oracle entry of `id` whose dot is `dot`, or null (returns the new entry after upsert()).
   const crdt::Entry* entry(std::string_view id, const crdt::Dot& dot) const noexcept;
 
+  // A restore (docs/sim.md, "Restores and clones"): a replica came back from an older copy of a
+  // store, so acknowledged operations whose effect only it held are gone for good. Keeps each
+  // recorded operation whose delta some replica's state still includes (join(state, delta) ==
+  // state: `held(delta)` says so), forgets the others, and rebuilds the model and the registry of
+  // issued dots from what is kept. Returns the dots of the forgotten upserts (their client
+  // payloads and session reads go with them).
+  std::vector<crdt::Dot> forget_unheld(const std::function<bool(const crdt::Delta&)>& held);
+  // The dots deleted by the recorded removes marked by_drop.
+  std::set<crdt::Dot> dropped_dots() const;
+  // Whether `state` includes `delta` in the lattice order: every dot of the delta's context is in
+  // the state's context, and no entry of the state whose dot the delta's context covers is
+  // missing from the delta (the join would delete it).
+  static bool includes(const crdt::ORMap& state, const crdt::Delta& delta);
+
   const crdt::ORMap& model() const noexcept { return model_; }
+  std::size_t ops() const noexcept { return ops_.size(); }
   std::uint64_t acknowledged_upserts() const noexcept { return upserts_; }
   std::uint64_t acknowledged_removes() const noexcept { return removes_; }
 
@@ -75,6 +93,16 @@ class Oracle {
                      std::string_view prefix = {}) const;
 
  private:
+  // One recorded operation: its delta (what it contributed to the model) and, for an upsert, its
+  // dot and payload hash.
+  struct Op {
+    crdt::Delta delta;
+    std::optional<crdt::Dot> dot;
+    std::uint64_t payload_hash = 0;
+    bool by_drop = false;
+    std::vector<crdt::Dot> dropped;  // by_drop: the dots it deleted
+  };
+  std::vector<Op> ops_;
   crdt::ORMap model_;
   std::map<crdt::Dot, std::uint64_t> issued_;  // dot -> hash of its payload
   std::uint64_t upserts_ = 0;

@@ -1,5 +1,6 @@
 #include "sim/scenario_file.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -153,7 +154,7 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
     }
     for (const auto& item : *arr) {
       const auto& f = *item.as_table();
-      SHOAL_RETURN_IF_ERROR(only_keys(path, f, "fault.", {"kind", "at_s", "for_s", "peers"}));
+      SHOAL_RETURN_IF_ERROR(only_keys(path, f, "fault.", {"kind", "at_s", "for_s", "peers", "copy_at_s", "source"}));
       PlannedFault pf;
       const auto* kind = f.get("kind");
       const std::string k = kind != nullptr && kind->is_string() ? kind->as_string()->get() : std::string();
@@ -161,9 +162,30 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
         pf.kind = PlannedFault::Kind::kCut;
       } else if (k == "crash") {
         pf.kind = PlannedFault::Kind::kCrash;
+      } else if (k == "restore" || k == "rollback") {
+        pf.kind = PlannedFault::Kind::kRestore;
+        pf.detected = k == "restore";
+      } else if (k == "clone") {
+        pf.kind = PlannedFault::Kind::kClone;
+        pf.detected = true;
       } else {
         return bad(path, kind != nullptr ? kind : &item, "fault.kind",
-                   "expected \"cut\" or \"crash\", got " + (kind != nullptr ? shown(*kind) : std::string("nothing")));
+                   "expected \"cut\", \"crash\", \"restore\", \"rollback\" or \"clone\", got " +
+                       (kind != nullptr ? shown(*kind) : std::string("nothing")));
+      }
+      const bool copies = pf.kind == PlannedFault::Kind::kRestore || pf.kind == PlannedFault::Kind::kClone;
+      const auto* copy_at = f.get("copy_at_s");
+      const auto* source = f.get("source");
+      if (!copies && copy_at != nullptr) return bad(path, copy_at, "fault.copy_at_s", "only a restore, rollback or clone takes a copy, got kind " + shown(*kind));
+      if (pf.kind != PlannedFault::Kind::kClone && source != nullptr) return bad(path, source, "fault.source", "only a clone has a source, got kind " + shown(*kind));
+      if (copies && copy_at == nullptr) return bad(path, &item, "fault.copy_at_s", "required (when the copy was taken, seconds from the start)");
+      if (pf.kind == PlannedFault::Kind::kClone && source == nullptr) return bad(path, &item, "fault.source", "required (the peer whose store is copied)");
+      if (copy_at != nullptr) {
+        SHOAL_ASSIGN_OR_RETURN(pf.copy_at, seconds(path, *copy_at, "fault.copy_at_s", 0.0, static_cast<double>(kScenarioMaxSeconds)));
+      }
+      if (source != nullptr) {
+        SHOAL_ASSIGN_OR_RETURN(const std::int64_t v, integer(path, *source, "fault.source", 0, peers - 1));
+        pf.source = static_cast<std::uint32_t>(v);
       }
       const auto* at = f.get("at_s");
       const auto* len = f.get("for_s");
@@ -186,6 +208,13 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
       }
       if (pf.at >= plan->chaos) {
         return bad(path, at, "fault.at_s", "starts at or after the workload ends (workload.seconds), got " + shown(*at));
+      }
+      if (copies && !(pf.copy_at < pf.at)) {
+        return bad(path, copy_at, "fault.copy_at_s", "the copy must be taken before the fault (at_s), got " + shown(*copy_at));
+      }
+      if (pf.kind == PlannedFault::Kind::kClone &&
+          std::find(pf.peers.begin(), pf.peers.end(), pf.source) != pf.peers.end()) {
+        return bad(path, source, "fault.source", "a clone's source cannot be one of its peers (that is a restore), got " + shown(*source));
       }
       plan->faults.push_back(std::move(pf));
     }

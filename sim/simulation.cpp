@@ -1,6 +1,7 @@
 #include "sim/simulation.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <cinttypes>
@@ -80,6 +81,7 @@ std::string reproduce_command(const Scenario& s) {
   if (!s.repair) cmd += " --no-repair";
   if (s.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + mutation_name(s.mutation);
   if (s.hostile_own_context) cmd += " --hostile-own-context";
+  if (s.rollbacks) cmd += " --rollbacks";
   if (s.plan) cmd += " --scenario " + s.plan->path;
   if (s.large_records > 0) cmd += " --large " + std::to_string(s.large_records) + " --large-dim " + std::to_string(s.large_dim);
   if (s.max_converge != Duration::seconds(120)) cmd += " --max-converge-s " + std::to_string(s.max_converge.ms() / 1000);
@@ -115,7 +117,7 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
   kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
-  kProbe, kProbeDeadline, kHostile, kPlanned, kBulk
+  kProbe, kProbeDeadline, kHostile, kPlanned, kBulk, kCopy, kRestore
 };
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
@@ -183,6 +185,52 @@ std::string fmt(const char* f, auto... args) {
   return buf;
 }
 
+// A copy of a store (a backup, a VM snapshot, a golden image): every table's entries.
+using Image = std::array<std::vector<store::KeyValue>, store::kTableCount>;
+
+// Keys the store itself owns ("store.*" in meta): never copied over.
+bool store_owned(store::Table t, std::string_view key) {
+  return t == store::Table::kMeta && key.starts_with("store.");
+}
+
+// What `s` holds now (committed data only: a copy never sees an open transaction).
+Result<Image> copy_tables(store::Store& s) {
+  Image img;
+  SHOAL_ASSIGN_OR_RETURN(auto txn, s.begin_read());
+  for (store::Table t : store::kAllTables) {
+    auto& out = img[static_cast<std::size_t>(t)];
+    SHOAL_RETURN_IF_ERROR(txn->scan(t, store::Range::all(), [&](std::string_view k, std::string_view v) {
+      if (!store_owned(t, k)) out.push_back({std::string(k), std::string(v)});
+      return true;
+    }));
+  }
+  return img;
+}
+
+// Replaces everything `s` holds by `img`, in one transaction.
+Status put_tables(store::Store& s, const Image& img) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, s.begin_write());
+  for (store::Table t : store::kAllTables) {
+    std::vector<std::string> keys;
+    SHOAL_RETURN_IF_ERROR(txn->scan(t, store::Range::all(), [&](std::string_view k, std::string_view) {
+      if (!store_owned(t, k)) keys.emplace_back(k);
+      return true;
+    }));
+    for (const std::string& k : keys) SHOAL_RETURN_IF_ERROR(txn->del(t, k));
+    for (const store::KeyValue& kv : img[static_cast<std::size_t>(t)]) SHOAL_RETURN_IF_ERROR(txn->put(t, kv.key, kv.value));
+  }
+  return txn->commit();
+}
+
+// The replica id a store image holds (meta/node.replica), if any.
+std::optional<crdt::ReplicaId> image_replica(const Image& img) {
+  for (const store::KeyValue& kv : img[static_cast<std::size_t>(store::Table::kMeta)]) {
+    crdt::ReplicaId r;
+    if (kv.key == node::format::kReplicaKey && crdt::ReplicaId::decode(kv.value, r)) return r;
+  }
+  return std::nullopt;
+}
+
 class Simulation {
  public:
   explicit Simulation(const Scenario& sc)
@@ -211,7 +259,32 @@ class Simulation {
     // store is an older copy, or strips a claim on its own dots, takes a new one (docs/crdt.md).
     std::uint32_t incarnation = 0;
     Duration restart_after;  // for a crash armed inside a store call: the downtime once it strikes
+    // Bumps when the peer is put on another copy of a store: frames its earlier life sent and
+    // that are still in flight are dropped (a restore takes longer than any network delay).
+    std::uint64_t life = 0;
   };
+  // A restore or clone (docs/sim.md, "Restores and clones"): `source`'s store is copied at
+  // `copy_at`; at `at`, `target` (the same peer for a restore) is stopped, put on the copy and
+  // restarted after `downtime`.
+  struct Restore {
+    bool clone = false;
+    bool detected = false;  // the restore path took a new incarnation before the first open
+    std::uint32_t source = 0;
+    std::uint32_t target = 0;
+    Duration copy_at;
+    Duration at;
+    Duration downtime;
+    std::optional<Image> image;
+  };
+  std::vector<Restore> restores_;
+  void take_copy(std::uint32_t i);
+  void restore(std::uint32_t i);
+  // After a restore or clone: every oracle forgets the acknowledged operations no replica holds
+  // any more (Oracle::forget_unheld), and what depends on them.
+  void forget_lost();
+  // Peer p's state of `collection` ("" for the catalogue) as its store holds it, also while it is
+  // down (read through a throwaway node on a copy of its store).
+  Result<crdt::ORMap> durable_state(std::uint32_t p, std::string_view collection);
   // One collection the workload writes: its name and its oracle.
   struct Target {
     std::string_view name;
@@ -646,8 +719,50 @@ void Simulation::setup() {
   }
   if (sc_.plan) {
     for (std::uint32_t i = 0; i < sc_.plan->faults.size(); ++i) {
-      push(now_ + sc_.plan->faults[i].at, Event{Ev::kPlanned, i});
+      const PlannedFault& f = sc_.plan->faults[i];
+      if (f.kind != PlannedFault::Kind::kRestore && f.kind != PlannedFault::Kind::kClone) {
+        push(now_ + f.at, Event{Ev::kPlanned, i});
+        continue;
+      }
+      for (std::uint32_t t : f.peers) {
+        Restore r;
+        r.clone = f.kind == PlannedFault::Kind::kClone;
+        r.detected = f.detected;
+        r.target = t;
+        r.source = r.clone ? f.source : t;
+        r.copy_at = f.copy_at;
+        r.at = f.at;
+        r.downtime = f.length;
+        restores_.push_back(std::move(r));
+      }
     }
+  }
+  // Drawn restores and clones (docs/sim.md, "Restores and clones"), with repair only: a restored
+  // peer has acknowledged deltas its copy lost, which its peers never send again; only repair
+  // brings them back. Their own stream (not forked from the root), so other seeds keep their
+  // traces.
+  if (!sc_.plan && sc_.faults && sc_.repair && n_ >= 2) {
+    Rng rr(sc_.seed * 0x9E3779B97F4A7C15ull + 11);
+    for (int kind = 0; kind < 2; ++kind) {
+      if (!rr.bernoulli(kind == 0 ? 0.25 : 0.15)) continue;
+      Restore r;
+      r.clone = kind == 1;
+      r.target = static_cast<std::uint32_t>(rr.uniform(n_));
+      r.source = r.target;
+      if (r.clone) {
+        r.source = static_cast<std::uint32_t>(rr.uniform(n_ - 1));
+        if (r.source >= r.target) ++r.source;
+      }
+      r.detected = !sc_.rollbacks;
+      r.copy_at = Duration::millis(chaos_.ms() / 10 + rr.uniform_range(0, chaos_.ms() * 4 / 10));
+      r.at = r.copy_at + Duration::millis(rr.uniform_range(300, std::max<std::int64_t>(301, chaos_.ms() * 9 / 10 - r.copy_at.ms())));
+      r.downtime = Duration::millis(rr.uniform_range(50, 2000));
+      restores_.push_back(std::move(r));
+    }
+  }
+  for (std::uint32_t i = 0; i < restores_.size(); ++i) {
+    push(now_ + restores_[i].copy_at, Event{Ev::kCopy, i});
+    push(now_ + restores_[i].at, Event{Ev::kRestore, i});
   }
   push(now_ + chaos_, Event{Ev::kHeal});
 }
@@ -758,6 +873,7 @@ void Simulation::note_incarnation(std::uint32_t p) {
     violation("identity", peer_name(p) + " issues under " + peer.node->issuer().to_string() + fmt(" after incarnation %u", peer.incarnation));
   }
   trace_.line(now_, static_cast<int>(p), "incarnation", peer.node->issuer().to_string());
+  mark(static_cast<int>(p), "incarnation", peer.node->issuer().to_string());
   peer.incarnation = now_inc;
 }
 
@@ -787,7 +903,7 @@ void Simulation::drain(std::uint32_t p) {
     }
     trace_.line(now_, static_cast<int>(p), "send", fmt("to=p%02u %s %zuB x%zu", to, name, bytes.size(), fate.deliveries.size()));
     for (std::size_t i = 0; i < fate.deliveries.size(); ++i) {
-      Event ev{Ev::kDeliver, p, to, 0, i + 1 == fate.deliveries.size() ? std::move(bytes) : bytes};
+      Event ev{Ev::kDeliver, p, to, peers_[p].life, i + 1 == fate.deliveries.size() ? std::move(bytes) : bytes};
       // A lying link (before heal): the frame arrives altered.
       if (!healed_ && corrupt_rate_ > 0 && corrupt_rng_.bernoulli(corrupt_rate_) && !ev.bytes.empty()) {
         ev.original = ev.bytes;
@@ -853,6 +969,11 @@ void Simulation::refresh_views() {
 void Simulation::deliver(Event& ev) {
   const bool open = net_.deliver(ev.a, ev.b);
   Peer& to = peers_[ev.b];
+  if (ev.gen != peers_[ev.a].life) {
+    ++stats_.messages_dropped;
+    trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB sender restored", ev.a, ev.bytes.size()));
+    return;
+  }
   if (!open || to.node == nullptr) {
     ++stats_.messages_dropped;
     trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB %s", ev.a, ev.bytes.size(), open ? "down" : "cut"));
@@ -1279,7 +1400,7 @@ void Simulation::catalogue_op(std::uint32_t p) {
     // The drop deletes every record it observed, as a remove of each would.
     for (const auto& [id, entries] : records_before->records()) {
       if (entries.empty()) continue;
-      oracle_second_.remove(id, entries);
+      oracle_second_.remove(id, entries, /*by_drop=*/true);
       for (const crdt::Entry& e : entries) dropped_dots_.insert(e.dot);
     }
     if (live(p, kSecond)) violation("collection_returned", peer_name(p) + " still lists 'd' right after dropping it");
@@ -1385,6 +1506,143 @@ void Simulation::fault() {
     peers_[p].store->fail_next_reads(k);
     trace_.line(now_, static_cast<int>(p), "read_fail", fmt("next_reads=%u", k));
   }
+}
+
+void Simulation::take_copy(std::uint32_t i) {
+  Restore& r = restores_[i];
+  // Whatever the disk holds, also while the peer is down. The simulator's own reads leave
+  // injected read faults for the node.
+  store::MemoryStore& st = *peers_[r.source].store;
+  const std::uint32_t pending = st.pending_read_faults();
+  st.fail_next_reads(0);
+  auto img = copy_tables(st);
+  st.fail_next_reads(pending);
+  if (!img.ok()) {
+    trace_.line(now_, static_cast<int>(r.source), "copy_failed", img.status().to_string());
+    return;
+  }
+  r.image = std::move(img).value();
+  const auto rep = image_replica(*r.image);
+  trace_.line(now_, static_cast<int>(r.source), "copy", fmt("for=p%02u %s replica=%s", r.target, r.clone ? "clone" : "restore",
+                                                            rep ? rep->to_string().c_str() : "none"));
+  mark(static_cast<int>(r.source), "copy", r.clone ? fmt("image for p%02u", r.target) : std::string("backup"));
+}
+
+void Simulation::restore(std::uint32_t i) {
+  Restore& r = restores_[i];
+  const std::uint32_t t = r.target;
+  Peer& peer = peers_[t];
+  if (healed_ || !r.image) {
+    trace_.line(now_, static_cast<int>(t), "restore_skipped", healed_ ? "healed" : "no copy");
+    return;
+  }
+  // The device is stopped (if it runs), its disk is replaced by the copy, and it starts again
+  // after the downtime. Faults pending on the old disk go with it.
+  if (peer.node != nullptr) {
+    crash(t);
+  } else {
+    ++peer.gen;  // a restart already scheduled for the old disk is void
+  }
+  ++peer.life;
+  ++peer.disk_gen;
+  peer.store->set_capacity_bytes(UINT64_MAX);
+  peer.store->fail_next_writes(0);
+  peer.store->fail_next_reads(0);
+  peer.faulty->disarm_crash();
+  Image img = *r.image;
+  const std::optional<crdt::ReplicaId> held = image_replica(img);
+  std::string how = "undetected";
+  if (r.clone || r.detected) {
+    // What the data directory's open does for a copy it detects (node/runtime/data_dir.hpp): a
+    // new incarnation above every one this device used, written before the node opens. The
+    // simulator keeps the peer's identity bytes (peers are named by them here); the runtime also
+    // draws new ones.
+    crdt::ReplicaId next = peer.replica;
+    next.incarnation = std::max(peer.incarnation, held && held->identity == peer.replica.identity ? held->incarnation : 0) + 1;
+    auto& meta = img[static_cast<std::size_t>(store::Table::kMeta)];
+    bool found = false;
+    for (store::KeyValue& kv : meta) {
+      if (kv.key == node::format::kReplicaKey) {
+        kv.value = next.encode();
+        found = true;
+      }
+    }
+    if (!found) {
+      meta.push_back({std::string(node::format::kReplicaKey), next.encode()});
+      std::sort(meta.begin(), meta.end(), [](const store::KeyValue& a, const store::KeyValue& b) { return a.key < b.key; });
+    }
+    how = "new incarnation " + next.to_string();
+  }
+  if (Status st = put_tables(*peer.store, img); !st.ok()) {
+    violation("restore", peer_name(t) + " could not be put on the copy: " + st.to_string());
+    return;
+  }
+  if (auto now_held = image_replica(img)) peer.incarnation = now_held->incarnation;
+  // The device's history went back: its sessions, its last clock and its context samples start
+  // again from the copy.
+  session_seen_[t].clear();
+  session_removed_[t].clear();
+  peer.last_write_clock.reset();
+  peer.last_context.reset();
+  ++(r.clone ? stats_.clones : stats_.restores);
+  trace_.line(now_, static_cast<int>(t), r.clone ? "clone" : "restore",
+              fmt("of=p%02u copy_at_ms=%lld %s restart_in_ms=%lld", r.source, static_cast<long long>(r.copy_at.ms()), how.c_str(),
+                  static_cast<long long>(r.downtime.ms())));
+  mark(static_cast<int>(t), r.clone ? "clone" : "restore",
+       fmt("copy of p%02u from %lld ms, %s, down %lld ms", r.source, static_cast<long long>(r.copy_at.ms()), how.c_str(),
+           static_cast<long long>(r.downtime.ms())));
+  forget_lost();
+  push(now_ + r.downtime, Event{Ev::kRestart, t, 0, peer.gen});
+  refresh_views();
+}
+
+Result<crdt::ORMap> Simulation::durable_state(std::uint32_t p, std::string_view collection) {
+  if (collection.empty()) return catalogue(p);
+  if (peers_[p].node != nullptr) return state(p, collection);
+  SHOAL_ASSIGN_OR_RETURN(Image img, copy_tables(*peers_[p].store));
+  store::MemoryStore scratch;
+  SHOAL_RETURN_IF_ERROR(put_tables(scratch, img));
+  SHOAL_ASSIGN_OR_RETURN(auto nd, node::Node::open(scratch, options_for(p)));
+  return nd->crdt_state_for_testing(collection);
+}
+
+void Simulation::forget_lost() {
+  // An acknowledged operation survives when some replica's store still includes its effect (it
+  // got there directly or through others); otherwise nobody holds it and nobody ever will, so the
+  // mesh converges without it. Messages from the restored peer's earlier life are dropped (see
+  // Peer::life); every other message in flight carries what its sender holds.
+  std::vector<std::uint32_t> pending(n_);
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    pending[p] = peers_[p].store->pending_read_faults();
+    peers_[p].store->fail_next_reads(0);
+  }
+  std::uint64_t forgotten = 0;
+  auto judge = [&](Oracle& o, std::string_view coll) -> std::vector<crdt::Dot> {
+    std::vector<crdt::ORMap> states;
+    for (std::uint32_t p = 0; p < n_; ++p) {
+      auto s = durable_state(p, coll);
+      if (!s.ok()) {
+        if (s.status().detail() == Detail::kNoSuchCollection) continue;  // never held it
+        violation("state_unreadable", peer_name(p) + " during a restore: " + s.status().to_string());
+        return {};
+      }
+      states.push_back(std::move(s).value());
+    }
+    const std::size_t before = o.ops();
+    auto lost = o.forget_unheld([&](const crdt::Delta& d) {
+      return std::any_of(states.begin(), states.end(), [&](const crdt::ORMap& s) { return Oracle::includes(s, d); });
+    });
+    forgotten += before - o.ops();
+    return lost;
+  };
+  for (const crdt::Dot& d : judge(oracle_, kCollection)) client_values_.erase({std::string(kCollection), d});
+  for (const crdt::Dot& d : judge(oracle_second_, kSecond)) client_values_.erase({std::string(kSecond), d});
+  (void)judge(oracle_catalogue_, "");
+  dropped_dots_ = oracle_second_.dropped_dots();
+  for (std::uint32_t p = 0; p < n_; ++p) peers_[p].store->fail_next_reads(pending[p]);
+  stats_.ops_forgotten += forgotten;
+  trace_.line(now_, kNoPeer, "forget", fmt("%llu acknowledged operations no replica holds", static_cast<unsigned long long>(forgotten)));
+  mark(-1, "forget", fmt("%llu acknowledged operations no replica holds any more", static_cast<unsigned long long>(forgotten)));
 }
 
 void Simulation::heal() {
@@ -1845,6 +2103,12 @@ SeedResult Simulation::run() {
         break;
       case Ev::kBulk:
         bulk_load(ev.a);
+        break;
+      case Ev::kCopy:
+        take_copy(ev.a);
+        break;
+      case Ev::kRestore:
+        restore(ev.a);
         break;
       case Ev::kProbe:
         probe_write(static_cast<int>(ev.a));

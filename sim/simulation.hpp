@@ -77,12 +77,22 @@ const char* mutation_name(Mutation m) noexcept;
 // files"): `cut` isolates `peers` from the others (every link between the two groups cut and
 // detected; one cut at a time, a new one replaces it), `crash` takes each of `peers` down
 // (in-memory state lost, the store kept) and restarts it after `length`.
+// `restore` puts each of `peers` back on the copy of its own store taken at `copy_at` (a backup
+// restored, a VM rolled back) and restarts it after `length`; `clone` starts each of `peers` on
+// the copy of peer `source`'s store taken at `copy_at` (a golden image). docs/sim.md, "Restores
+// and clones".
 struct PlannedFault {
-  enum class Kind : std::uint8_t { kCut, kCrash };
+  enum class Kind : std::uint8_t { kCut, kCrash, kRestore, kClone };
   Kind kind = Kind::kCut;
   Duration at;
   Duration length;
   std::vector<std::uint32_t> peers;
+  Duration copy_at;          // restore, clone: when the copy was taken (before `at`)
+  std::uint32_t source = 0;  // clone: whose store was copied
+  // restore: the restore path took a new incarnation before the first open (`shoal restore`, or
+  // the data directory's FINGERPRINT saw the copy). false: nothing local can tell (a VM rollback,
+  // a backup put back over the same inode), so only the mesh's hello reveals it (D36).
+  bool detected = false;
 };
 
 // What a scenario file fixes instead of drawing it from the seed.
@@ -122,6 +132,11 @@ struct Scenario {
   // receiver's own (stripped by the node) and, with repair on, the sender's own (joined, as no
   // receiver can tell it from a real remove). docs/sim.md, "Hostile deltas". CI turns it on.
   bool hostile_own_context = false;
+  // Drawn restores (docs/sim.md, "Restores and clones") are undetected rollbacks: the copy keeps
+  // its incarnation and only a peer's hello reveals it. Off: they take the restore path's new
+  // incarnation, as `shoal restore` and a data directory that sees the copy do. Off by default
+  // because a rollback can reissue a dot before any hello arrives (docs/sim.md says when).
+  bool rollbacks = false;
   // Large seeds (--large N): collection `c` gets N records of `large_dim`-d clustered vectors
   // (16 clusters, 4 intrinsic dimensions, like real embeddings) with metadata, loaded in batches
   // of 100 at random peers during chaos, under the product's default index parameters, so the
@@ -168,6 +183,9 @@ struct SeedStats {
   std::uint64_t hostile_sent = 0;        // hostile well-formed delta batches sent
   std::uint64_t hostile_rejected = 0;    // of which the receiver refused
   std::uint64_t session_reads = 0;       // reads checked against the session guarantees
+  std::uint64_t restores = 0;            // peers put back on an older copy of their own store
+  std::uint64_t clones = 0;              // peers started on a copy of another peer's store
+  std::uint64_t ops_forgotten = 0;       // acknowledged operations a restore or clone lost for good
 };
 
 struct SeedResult {

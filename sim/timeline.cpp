@@ -82,19 +82,28 @@ std::string timeline_svg(const SeedResult& r, const std::string& title) {
   auto close_bar = [&](int p, std::int64_t at) {
     auto it = open_bar.find(p);
     if (it == open_bar.end()) return;
-    const bool crash = it->second.second == "crash";
+    const std::string& why = it->second.second;
+    const bool crash = why == "crash";
+    // Down after a restore or a clone: purple, the peer comes back on a copy of a store.
+    const bool copied = why == "restore" || why == "clone";
     std::snprintf(buf, sizeof buf,
                   "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" opacity=\"0.6\"><title>%s</title></rect>\n",
                   x(it->second.first), y(p) + 4, std::max(1.0, x(at) - x(it->second.first)), lane_h - 8,
-                  crash ? "#d33" : "#888", crash ? "down" : "cut off");
+                  crash ? "#d33" : copied ? "#93c" : "#888",
+                  crash ? "down" : copied ? "down, then started on a copy of a store" : "cut off");
     s += buf;
     open_bar.erase(it);
   };
   for (const TimelineEvent& e : r.timeline) {
     const std::int64_t at = e.at.ns();
-    if (e.kind == "cut" || e.kind == "crash") {
+    if (e.kind == "cut" || e.kind == "crash" || e.kind == "restore" || e.kind == "clone") {
       close_bar(e.peer, at);
       open_bar[e.peer] = {at, e.kind};
+    } else if (e.kind == "copy" && e.peer >= 0) {
+      // The moment a store was copied (a backup or a golden image).
+      std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#93c\"><title>%s</title></circle>\n", x(at),
+                    y(e.peer) + lane_h / 2, escape("copy: " + e.detail).c_str());
+      s += buf;
     } else if (e.kind == "restart") {
       close_bar(e.peer, at);
     } else if (e.kind == "uncut") {

@@ -58,6 +58,8 @@ class MemoryStore final : public Store {
     options_.capacity_bytes = capacity_bytes;
   }
   void fail_next_reads(std::uint32_t n) noexcept { fail_reads_ = n; }
+  // The injected read failures still pending (the simulator's own reads set them aside).
+  std::uint32_t pending_read_faults() const noexcept { return fail_reads_; }
   void fail_next_writes(std::uint32_t n) noexcept { fail_writes_ = n; }
   std::uint64_t used_bytes() const noexcept { return used_bytes_; }
   // Number of crash() calls so far; transactions of an earlier generation are dead.

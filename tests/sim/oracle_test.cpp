@@ -90,3 +90,57 @@ TEST_CASE("the checkers name lost, phantom, resurrected and reused dots", "[sim]
     CHECK(has_kind(vs, "dot_reused"));
   }
 }
+
+TEST_CASE("after a restore the oracle forgets exactly the operations no replica holds", "[sim]") {
+  // Replica A acknowledges five operations; a peer received the first two (and, in the second
+  // section, the third as well). A is then put back on a copy taken after the second: what only
+  // A held is gone, and the oracle must converge to what the peer holds. The restored replica may
+  // then issue the lost counters again with other payloads: not a reused dot, since nobody holds
+  // the first ones.
+  const auto a = crdt::replica_for_testing(1);
+  crdt::ORMap ra;
+  Oracle oracle;
+  std::vector<Violation> vs;
+  auto upsert = [&](crdt::ORMap& r, const std::string& id, std::uint8_t v, std::uint64_t ms) {
+    const crdt::Entries before = entries_of(r, id);
+    REQUIRE(r.upsert(a, id, crdt::Bytes{v}, clock_at(ms)).ok());
+    oracle.upsert(a, id, before, entries_of(r, id), vs);
+  };
+  upsert(ra, "x", 1, 1);
+  upsert(ra, "y", 2, 2);
+  const crdt::ORMap copy = ra;  // the backup
+  upsert(ra, "x", 3, 3);        // overwrites x
+  const crdt::ORMap after_third = ra;
+  const crdt::Entries y_before = entries_of(ra, "y");
+  REQUIRE(ra.remove("y").ok());
+  oracle.remove("y", y_before);
+  upsert(ra, "z", 5, 5);
+  REQUIRE(vs.empty());
+  REQUIRE(oracle.model() == ra);
+
+  SECTION("the peer holds only what the copy holds") {
+    const crdt::ORMap peer = copy;
+    const auto forgotten = oracle.forget_unheld([&](const crdt::Delta& d) { return Oracle::includes(peer, d); });
+    CHECK(forgotten.size() == 2);  // the upserts of x (second) and z
+    CHECK(oracle.ops() == 2);
+    CHECK(oracle.model() == copy);
+    crdt::ORMap restored = copy;
+    upsert(restored, "z", 9, 9);  // counter 3 again, another payload
+    CHECK(vs.empty());
+    oracle.check_replica("p00", restored, vs);
+    CHECK(vs.empty());
+  }
+  SECTION("an operation the peer received survives; one it subsumes stays harmless") {
+    const crdt::ORMap peer = after_third;  // holds x's overwrite, whose context covers the first x
+    (void)oracle.forget_unheld([&](const crdt::Delta& d) { return Oracle::includes(peer, d); });
+    CHECK(oracle.ops() == 3);
+    CHECK(oracle.model() == after_third);
+  }
+  SECTION("a replica that still holds an entry the delta's context removes does not include it") {
+    crdt::Delta remove_y;
+    remove_y.records["y"] = {};
+    for (const crdt::Entry& e : y_before) remove_y.context.add(e.dot);
+    CHECK_FALSE(Oracle::includes(copy, remove_y));
+    CHECK(Oracle::includes(ra, remove_y));
+  }
+}

@@ -241,4 +241,16 @@ Result<Segment> decode_segment(std::string_view bytes, const SegmentLimits& limi
   return seg;
 }
 
+Result<std::string> segment_collection(std::string_view b) {
+  // magic 8 | version u16 | flags u16 | coll_len u16 | collection (docs/sink-format.md)
+  constexpr std::size_t kHeader = 14;
+  if (b.size() < kHeader) {
+    return Status(Detail::kTruncated, "segment of " + std::to_string(b.size()) + " bytes has no header");
+  }
+  if (b.substr(0, kSegmentMagic.size()) != kSegmentMagic) return Status(Detail::kBadMagic, "not a segment (bad magic)");
+  const std::size_t len = static_cast<std::uint8_t>(b[12]) | (std::size_t{static_cast<std::uint8_t>(b[13])} << 8);
+  if (b.size() < kHeader + len) return Status(Detail::kTruncated, "segment header ends inside the collection name");
+  return std::string(b.substr(kHeader, len));
+}
+
 }  // namespace shoal::sink

@@ -78,4 +78,9 @@ PayloadDigest payload_digest(std::string_view payload);
 [[nodiscard]] Result<Segment> decode_segment(std::string_view bytes,
                                              const SegmentLimits& limits = {});
 
+// The collection a segment names, read from its header without decoding the rest (so the sink
+// checks a member's access before it parses the bytes). Checks only the header's bounds and the
+// magic; decode_segment checks the rest. Statuses: kCorruption/kTruncated, kCorruption/kBadMagic.
+[[nodiscard]] Result<std::string> segment_collection(std::string_view segment_bytes);
+
 }  // namespace shoal::sink

@@ -5,13 +5,15 @@
 //   shoal-sink --config FILE --print-device-key create (or read) DATA_DIR/identity.key and print
 //                                               its public key, for `shoal mesh enrol --role sink`
 //   shoal-sink --config FILE --compact          open the store, compact it once, exit
+//   shoal-sink --help                           print this usage, exit 0
 //
 // One thread runs everything, as in shoald: the Asio io_context with the kj loop on it
 // (transport::KjLoop), the listener and its links (transport/link.hpp: Noise XX with
 // certificates, the sealed channel, Cap'n Proto RPC), the compaction timer and the signals.
 // SIGTERM and SIGINT stop it cleanly (links closed with their close frames, the store closed).
 // Exit codes: 0 clean stop; 1 a failure at start (the reason on stderr); 2 a usage or
-// configuration error.
+// configuration error. With NOTIFY_SOCKET set (systemd Type=notify, packaging/shoal-sink.service)
+// it reports READY=1 once it listens and STOPPING=1 on a stop signal, as shoald does.
 //
 // What could later be shared with shoald's runtime (being extracted into node/daemon/ now): the
 // identity and certificate loading (here open_identity/load_certificate, the same rules as
@@ -19,6 +21,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <systemd/sd-daemon.h>
 
 #include <filesystem>
 #include <fstream>
@@ -110,8 +114,18 @@ Result<std::unique_ptr<sink::ObjectStore>> open_store(const sink::SinkConfig& cf
   return std::unique_ptr<sink::ObjectStore>(std::move(lmdb));
 }
 
+constexpr const char* kUsage =
+    "usage: shoal-sink --config FILE [--check | --print-device-key | --compact]\n"
+    "  --config FILE        the sink's TOML configuration (packaged: /etc/shoal/shoal-sink.toml)\n"
+    "  --check              check the configuration, print what is wrong, exit\n"
+    "  --print-device-key   create or read DATA_DIR/identity.key and print its public key\n"
+    "                       (enrol it: shoal mesh enrol --role sink --device-key KEY ...)\n"
+    "  --compact            compact the object store once, exit\n"
+    "  --help               print this, exit\n"
+    "Without --check, --print-device-key or --compact it serves until SIGTERM or SIGINT.\n";
+
 int usage() {
-  std::cerr << "usage: shoal-sink --config FILE [--check | --print-device-key | --compact]\n";
+  std::cerr << kUsage;
   return 2;
 }
 
@@ -132,6 +146,9 @@ int main(int argc, char** argv) {
       print_key = true;
     } else if (a == "--compact") {
       compact_once = true;
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
     } else {
       return usage();
     }
@@ -217,6 +234,7 @@ int main(int argc, char** argv) {
     stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       SHOAL_LOG(&logger, kInfo, "shoal-sink", "signal ", sig, ": stopping");
+      ::sd_notify(0, "STOPPING=1");
       compact_timer.cancel();
       server->reset();
       io.stop();
@@ -225,6 +243,7 @@ int main(int argc, char** argv) {
               (*store)->kind(), ", port ", (*server)->port());
     std::cout << "shoal-sink: ready port=" << (*server)->port() << " store=" << (*store)->kind()
               << " device=" << hex(identity->public_key()) << std::endl;
+    ::sd_notify(0, "READY=1");
     io.run();
     server->reset();
   }

@@ -32,10 +32,6 @@ capnp::Data::Reader as_data(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
-std::uint16_t read_u16(std::string_view b, std::size_t at) {
-  return static_cast<std::uint16_t>(static_cast<std::uint8_t>(b[at]) | (static_cast<std::uint8_t>(b[at + 1]) << 8));
-}
-
 void fill_ack(sr::Ack::Builder out, const UploadAck& ack) {
   out.setKey(ack.key);
   out.setSeq(ack.seq);
@@ -44,15 +40,6 @@ void fill_ack(sr::Ack::Builder out, const UploadAck& ack) {
 }
 
 }  // namespace
-
-Result<std::string> segment_collection(std::string_view b) {
-  // magic 8 | version u16 | flags u16 | coll_len u16 | collection (docs/sink-format.md)
-  if (b.size() < 14) return Status(Detail::kTruncated, str_cat("segment of ", b.size(), " bytes has no header"));
-  if (b.substr(0, kSegmentMagic.size()) != kSegmentMagic) return Status(Detail::kBadMagic, "not a segment (bad magic)");
-  const std::size_t len = read_u16(b, 12);
-  if (b.size() < 14 + len) return Status(Detail::kTruncated, "segment header ends inside the collection name");
-  return std::string(b.substr(14, len));
-}
 
 struct SinkServer::Impl {
   transport::KjLoop& loop;
@@ -124,14 +111,13 @@ struct SinkServer::Impl {
       auto bytes = view(ctx.getParams().getSegment());
       const SinkLimits& l = host_.service.limits();
       if (bytes.size() > l.max_upload_bytes) {
-        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("segment of ", bytes.size(), " bytes, limit ", l.max_upload_bytes))));
+        return refused(Status(Detail::kTooLarge, str_cat("segment of ", bytes.size(), " bytes, limit ", l.max_upload_bytes)));
       }
       auto coll = segment_collection(bytes);
-      if (!coll.ok()) return fail(host_.refuse(coll.status()));
-      Status allowed = may(*coll, true);
-      if (!allowed.ok()) return fail(host_.refuse(allowed));
+      if (!coll.ok()) return refused(coll.status());
+      if (Status st = admit(*coll, true); !st.ok()) return refused(st);
       auto ack = host_.service.upload_segment(bytes, host_.now_ns());
-      if (!ack.ok()) return fail(host_.refuse(ack.status()));
+      if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
     }
@@ -141,11 +127,9 @@ struct SinkServer::Impl {
       auto p = ctx.getParams();
       auto coll = view(p.getCollection());
       auto bytes = view(p.getDelta());
-      Status st = check_name(coll);
-      if (st.ok()) st = may(coll, true);
-      if (!st.ok()) return fail(host_.refuse(st));
+      if (Status st = admit(coll, true); !st.ok()) return refused(st);
       auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns());
-      if (!ack.ok()) return fail(host_.refuse(ack.status()));
+      if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
     }
@@ -154,24 +138,22 @@ struct SinkServer::Impl {
       ++host_.stats.calls;
       auto p = ctx.getParams();
       auto coll = view(p.getCollection());
-      Status st = check_name(coll);
-      if (st.ok()) st = may(coll, false);
-      if (!st.ok()) return fail(host_.refuse(st));
+      if (Status st = admit(coll, false); !st.ok()) return refused(st);
       auto q = p.getQuery();
       const SinkLimits& l = host_.service.limits();
       if (q.size() > l.max_dimension) {
-        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("query of ", q.size(), " floats, limit ", l.max_dimension))));
+        return refused(Status(Detail::kTooLarge, str_cat("query of ", q.size(), " floats, limit ", l.max_dimension)));
       }
       auto metric = node::metric_from_wire_byte(p.getMetric());
       if (!metric) {
-        return fail(host_.refuse(Status(Detail::kOutOfRange, str_cat("metric byte ", unsigned(p.getMetric()),
-                                                                     ", expected 0 (l2), 1 (ip) or 2 (cosine)"))));
+        return refused(Status(Detail::kOutOfRange, str_cat("metric byte ", unsigned(p.getMetric()),
+                                                           ", expected 0 (l2), 1 (ip) or 2 (cosine)")));
       }
       std::vector<float> query;
       query.reserve(q.size());
       for (float x : q) query.push_back(x);
       auto r = host_.service.cold_search(coll, query, p.getK(), *metric);
-      if (!r.ok()) return fail(host_.refuse(r.status()));
+      if (!r.ok()) return refused(r.status());
       auto res = ctx.getResults();
       auto hits = res.initHits(static_cast<unsigned>(r->hits.size()));
       for (unsigned i = 0; i < hits.size(); ++i) {
@@ -190,24 +172,22 @@ struct SinkServer::Impl {
       ++host_.stats.calls;
       auto p = ctx.getParams();
       auto coll = view(p.getCollection());
-      Status st = check_name(coll);
-      if (st.ok()) st = may(coll, false);
-      if (!st.ok()) return fail(host_.refuse(st));
+      if (Status st = admit(coll, false); !st.ok()) return refused(st);
       auto in = p.getIds();
       const SinkLimits& l = host_.service.limits();
       if (in.size() > l.max_fetch_ids) {
-        return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("fetch of ", in.size(), " ids, limit ", l.max_fetch_ids))));
+        return refused(Status(Detail::kTooLarge, str_cat("fetch of ", in.size(), " ids, limit ", l.max_fetch_ids)));
       }
       std::vector<std::string> ids;
       ids.reserve(in.size());
       for (auto id : in) {
         if (id.size() > kMaxIdBytes) {
-          return fail(host_.refuse(Status(Detail::kTooLarge, str_cat("record id of ", id.size(), " bytes, limit ", kMaxIdBytes))));
+          return refused(Status(Detail::kTooLarge, str_cat("record id of ", id.size(), " bytes, limit ", kMaxIdBytes)));
         }
         ids.emplace_back(view(id));
       }
       auto r = host_.service.fetch(coll, ids);
-      if (!r.ok()) return fail(host_.refuse(r.status()));
+      if (!r.ok()) return refused(r.status());
       auto out = ctx.getResults().initRecords(static_cast<unsigned>(r->size()));
       for (unsigned i = 0; i < out.size(); ++i) {
         const FetchedRecord& f = (*r)[i];
@@ -226,15 +206,13 @@ struct SinkServer::Impl {
       ++host_.stats.calls;
       auto p = ctx.getParams();
       auto coll = view(p.getCollection());
-      Status st = check_name(coll);
-      if (st.ok()) st = may(coll, false);
+      if (Status st = admit(coll, false); !st.ok()) return refused(st);
       auto after = view(p.getAfter());
-      if (st.ok() && after.size() > kMaxIdBytes) {
-        st = Status(Detail::kTooLarge, str_cat("bootstrap cursor of ", after.size(), " bytes, limit ", kMaxIdBytes));
+      if (after.size() > kMaxIdBytes) {
+        return refused(Status(Detail::kTooLarge, str_cat("bootstrap cursor of ", after.size(), " bytes, limit ", kMaxIdBytes)));
       }
-      if (!st.ok()) return fail(host_.refuse(st));
       auto page = host_.service.bootstrap(coll, after);
-      if (!page.ok()) return fail(host_.refuse(page.status()));
+      if (!page.ok()) return refused(page.status());
       auto res = ctx.getResults();
       res.setSegment(as_data(page->segment));
       res.setContext(as_data(page->context));
@@ -270,20 +248,22 @@ struct SinkServer::Impl {
     }
 
    private:
-    Status check_name(std::string_view name) const {
+    // The admission every call naming a collection passes before the service sees it: the name
+    // within its limit (so a long name is refused unread), then this certificate's grant for it:
+    // write access for uploads and deltas, read access for the rest.
+    Status admit(std::string_view collection, bool write) const {
       const std::size_t limit = host_.service.limits().max_collection_name_bytes;
-      if (name.size() > limit) {
-        return Status(Detail::kTooLarge, str_cat("collection name of ", name.size(), " bytes, limit ", limit));
+      if (collection.size() > limit) {
+        return Status(Detail::kTooLarge, str_cat("collection name of ", collection.size(), " bytes, limit ", limit));
       }
-      return ok_status();
-    }
-    Status may(std::string_view collection, bool write) const {
       const security::Access a = cert_.access(collection);
       if (write ? a.write : a.read) return ok_status();
       return Status(Detail::kWrongRole, str_cat("certificate of ", security::key_label(cert_.device_key), " may not ",
                                                 write ? "write" : "read", " collection '",
                                                 node::escape_for_message(collection), "'"));
     }
+    // A refused call: counted and logged by the host, failed with the Status.
+    kj::Promise<void> refused(Status st) { return fail(host_.refuse(std::move(st))); }
 
     Impl& host_;
     security::Certificate cert_;

@@ -86,8 +86,4 @@ class SinkServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The collection a segment names, read from its header without decoding the rest (so access is
-// checked before the bytes are parsed). Statuses: kCorruption/kTruncated, kBadMagic.
-[[nodiscard]] Result<std::string> segment_collection(std::string_view segment_bytes);
-
 }  // namespace shoal::sink

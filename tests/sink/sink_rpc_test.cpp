@@ -26,6 +26,7 @@
 #include "sink/memory_object_store.hpp"
 #include "sink/sink_config.hpp"
 #include "sink/sink_server.hpp"
+#include "../mesh/test_authority.hpp"
 #include "sink_fixture.hpp"
 #include "transport/link.hpp"
 #include "transport/rpc.capnp.h"
@@ -33,45 +34,13 @@
 
 using namespace shoal;
 using namespace shoal::sink_test;
+using shoal::mesh_test::Authority;
+using shoal::mesh_test::fresh_identity;
 namespace sr = shoal::transport::sinkrpc;
 
 namespace {
 
 constexpr const char* kColl = "photos";
-
-security::Identity fresh_identity() {
-  std::array<std::uint8_t, security::kSeedBytes> seed{};
-  randombytes_buf(seed.data(), seed.size());
-  auto id = security::Identity::from_seed(seed);
-  REQUIRE(id.ok());
-  return std::move(*id);
-}
-
-struct Authority {
-  security::Identity key = fresh_identity();
-  security::TrustAnchor anchor;
-  Authority() {
-    randombytes_buf(anchor.mesh_id.data(), anchor.mesh_id.size());
-    anchor.authorities = {key.public_key()};
-  }
-  std::vector<std::uint8_t> certify(const security::Identity& device, security::DeviceRole role,
-                                    std::vector<security::Grant> grants = {{"*", security::kReadWrite}}) const {
-    security::Certificate c;
-    c.role = role;
-    c.mesh_id = anchor.mesh_id;
-    c.device_key = device.public_key();
-    c.serial = 1;
-    const std::int64_t now_s = now_wall().ns() / 1'000'000'000;
-    c.not_before_s = now_s - 3600;
-    c.not_after_s = now_s + 24 * 3600;
-    c.grants = std::move(grants);
-    auto issued = security::issue_certificate(c, key);
-    REQUIRE(issued.ok());
-    auto bytes = security::encode_certificate(*issued);
-    REQUIRE(bytes.ok());
-    return *bytes;
-  }
-};
 
 capnp::Data::Reader bytes_of(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());

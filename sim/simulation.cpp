@@ -53,6 +53,10 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kKeepOwnClaims: return "keep-own-claims";
     case Mutation::kLaxDecode: return "lax-decode";
     case Mutation::kSearchWrongCollection: return "search-wrong-collection";
+    case Mutation::kLenientDots: return "lenient-dots";
+    case Mutation::kWrongMetric: return "wrong-metric";
+    case Mutation::kReadOnlyDisk: return "read-only-disk";
+    case Mutation::kUnreadableAfterAck: return "unreadable-after-ack";
   }
   return "?";
 }
@@ -66,7 +70,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kDropKeepsRecords, Mutation::kRecreateKeepsHidden, Mutation::kCatalogueNotRelayed,
                      Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas,
                      Mutation::kHostileSplit, Mutation::kReadElsewhere, Mutation::kKeepOwnClaims,
-                     Mutation::kLaxDecode, Mutation::kSearchWrongCollection}) {
+                     Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
+                     Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -543,7 +548,7 @@ node::CollectionSpec Simulation::spec_of(std::string_view name) const {
   node::CollectionSpec spec;
   spec.name = std::string(name);
   spec.dimension = dim_;
-  spec.metric = node::Metric::kL2;
+  spec.metric = sc_.mutation == Mutation::kWrongMetric && name == kCollection ? node::Metric::kInnerProduct : node::Metric::kL2;
   if (sc_.large_records > 0) return spec;  // the product's default index parameters
   spec.m = 8;
   spec.ef_construction = 32;
@@ -681,6 +686,8 @@ void Simulation::setup() {
   if (sc_.large_records > 0) scenario_line_ += fmt(" large=%u dim=%u", id_pool_, dim_);
   trace_.line(now_, kNoPeer, "scenario", scenario_line_);
 
+  // read-only-disk: peer 0's store refuses every commit (and again after the heal).
+  if (sc_.mutation == Mutation::kReadOnlyDisk) peers_[0].store->fail_next_writes(UINT32_MAX);
   for (std::uint32_t i = 0; i < n_; ++i) {
     if (!open_node(i)) {
       violation("open", peer_name(i) + " failed to open");
@@ -1124,6 +1131,22 @@ void Simulation::hostile_delta(std::uint32_t kind) {
       violation("codec", "the hostile batch does not decode: " + decoded.status().to_string());
       return;
     }
+    if (sc_.mutation == Mutation::kLenientDots) {
+      // Mutation under test: the receiving side keeps the first record of a dot that appears
+      // twice instead of refusing the delta.
+      auto& b = std::get<transport::DeltaBatch>(*decoded);
+      for (auto& item : b.items) {
+        auto delta = crdt::decode_delta(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(item.delta.data()), item.delta.size()));
+        if (!delta.ok()) continue;
+        std::set<crdt::Dot> seen;
+        for (auto& [id, entries] : delta->records) {
+          std::erase_if(entries, [&](const crdt::Entry& e) { return !seen.insert(e.dot).second; });
+        }
+        crdt::Bytes fixed;
+        crdt::encode_delta(*delta, fixed);
+        item.delta.assign(fixed.begin(), fixed.end());
+      }
+    }
     ++stats_.hostile_sent;
     const Status st = peers_[t].node->receive(hr, *decoded, local(t, now_));
     any_ok = any_ok || st.ok();
@@ -1328,6 +1351,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     ++stats_.failed_ops;
     return;
   }
+  if (sc_.mutation == Mutation::kUnreadableAfterAck) peers_[p].store->fail_next_reads(1);
   auto after = state(p, t.name);
   if (!after.ok()) {
     violation("state_unreadable", peer_name(p) + ": " + after.status().to_string());
@@ -1654,7 +1678,7 @@ void Simulation::heal() {
   mark(-1, "heal");
   for (std::uint32_t p = 0; p < n_; ++p) {
     peers_[p].store->set_capacity_bytes(UINT64_MAX);
-    peers_[p].store->fail_next_writes(0);
+    peers_[p].store->fail_next_writes(p == 0 && sc_.mutation == Mutation::kReadOnlyDisk ? UINT32_MAX : 0);
     peers_[p].store->fail_next_reads(0);
     peers_[p].faulty->disarm_crash();
     reap(p);

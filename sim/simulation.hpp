@@ -67,7 +67,16 @@ enum class Mutation : std::uint8_t {
   // codec accepts (a codec that ignores trailing bytes): bad_frame_accepted.
   // search-wrong-collection: searches of `c` run on the second collection `d` (a search routed
   // to the wrong index): search_phantom.
-  kKeepOwnClaims, kLaxDecode, kSearchWrongCollection
+  kKeepOwnClaims, kLaxDecode, kSearchWrongCollection,
+  // lenient-dots: the receiving side repairs a delta that carries one dot on two records by
+  // keeping the first, instead of refusing it (a decoder that "fixes" malformed input), so the
+  // node accepts the hostile batch: hostile_accepted. wrong-metric: collection `c` ranks by inner
+  // product while the oracle's exact search ranks by L2 (an index built with another metric than
+  // the collection's): search_recall. read-only-disk: peer 0's store refuses every commit, from
+  // the start and after the heal (a disk that turned read-only): open, reopen.
+  // unreadable-after-ack: the store fails the first read after each acknowledged client write:
+  // state_unreadable.
+  kLenientDots, kWrongMetric, kReadOnlyDisk, kUnreadableAfterAck
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.

@@ -9,7 +9,10 @@
 // see), tight-decode (codec), tiny-outbox (unbounded), skew-beyond-bound (hlc_causality),
 // stranger (unknown_peer), wipe-on-restart (identity: it reopens under another incarnation than
 // its store held), keep-own-claims (hostile_applied), lax-decode (bad_frame_accepted),
-// search-wrong-collection (search_phantom).
+// search-wrong-collection (search_phantom), lenient-dots (hostile_accepted), wrong-metric
+// (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
+// driver's state_unreadable). docs/sim.md, "Proving the checkers", lists every checker with the
+// mutation that proves it.
 #include <catch2/catch.hpp>
 
 #include "sim/simulation.hpp"
@@ -187,4 +190,22 @@ TEST_CASE("a codec that ignores trailing bytes is caught by bad_frame_accepted",
 // the collection searched: search_phantom.
 TEST_CASE("a search routed to another collection's index is caught by search_phantom", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kSearchWrongCollection, true, "search_phantom") != 0);
+}
+
+TEST_CASE("a receiver that repairs a delta with one dot on two records instead of refusing it is caught by hostile_accepted",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kLenientDots, true, "hostile_accepted") != 0);
+}
+
+TEST_CASE("an index that ranks by another metric than the collection's is caught by search_recall", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kWrongMetric, true, "search_recall", false) != 0);
+}
+
+TEST_CASE("a store that refuses every commit is caught by the driver's open and reopen checks", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kReadOnlyDisk, true, "open", false) != 0);
+  CHECK(first_caught(Mutation::kReadOnlyDisk, true, "reopen", false) != 0);
+}
+
+TEST_CASE("a store whose reads fail right after an acknowledged write is caught by state_unreadable", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kUnreadableAfterAck, true, "state_unreadable", false) != 0);
 }

@@ -56,6 +56,7 @@ namespace {
 struct DistParam {
   std::size_t dim = 0;
   const KernelTable* k = nullptr;
+  std::size_t corr_offset = 0;  // int8 inner product: where the correction follows the codes
 };
 
 float hn_l2(const void* a, const void* b, const void* p) {
@@ -71,13 +72,15 @@ float hn_l2_i8(const void* a, const void* b, const void* p) {
   return static_cast<float>(
       dp->k->l2sq_i8(static_cast<const std::int8_t*>(a), static_cast<const std::int8_t*>(b), dp->dim));
 }
+// Minus the code inner product with both vectors' corrections (index/quantizer.hpp), in units
+// of step^2: the same value Graph::code_distance computes for a query.
 float hn_ip_i8(const void* a, const void* b, const void* p) {
   const auto* dp = static_cast<const DistParam*>(p);
-  return -static_cast<float>(
-      dp->k->dot_i8(static_cast<const std::int8_t*>(a), static_cast<const std::int8_t*>(b), dp->dim));
+  const auto* ca = static_cast<const std::int8_t*>(a);
+  const auto* cb = static_cast<const std::int8_t*>(b);
+  return -(static_cast<float>(dp->k->dot_i8(ca, cb, dp->dim)) + Graph::correction_at(ca, dp->corr_offset) +
+           Graph::correction_at(cb, dp->corr_offset));
 }
-
-constexpr std::size_t padded_codes(std::size_t dim) noexcept { return (dim + 3) / 4 * 4; }
 
 class Space final : public hnswlib::SpaceInterface<float> {
  public:
@@ -92,8 +95,6 @@ class Space final : public hnswlib::SpaceInterface<float> {
   hnswlib::DISTFUNC<float> f_;
   DistParam param_;
 };
-
-// Int8 scalar quantizer. L2: the range [lo, hi] maps onto codes [-128, 127] (L2 is shift
 
 }  // namespace
 
@@ -122,13 +123,16 @@ std::unique_ptr<Graph> Graph::make(const IndexParams& p, const KernelTable* k, s
   g->calibrated = quant_calibrated(p);
   g->hnsw = std::make_unique<HnswGraph>();
   HnswGraph& hg = *g->hnsw;
-  hg.dist_param = DistParam{g->dim, k};
   const bool l2 = p.metric == Metric::kL2;
+  // hnswlib packs [links | data | label] per element and reads the next element's links as
+  // ints: codes are padded to 4 bytes so every element stays 4-byte aligned (a 5-d collection
+  // made UBSan report misaligned loads). The distance reads `dim` codes; the padding is zero.
+  // Inner product and cosine append their float correction after the padding.
+  g->code_bytes = (g->dim + 3) / 4 * 4;
+  g->element_bytes = g->code_bytes + (l2 ? 0 : sizeof(float));
+  hg.dist_param = DistParam{g->dim, k, g->code_bytes};
   if (g->quantized) {
-    // hnswlib packs [links | data | label] per element and reads the next element's links as
-    // ints: codes are padded to 4 bytes so every element stays 4-byte aligned (a 5-d collection
-    // made UBSan report misaligned loads). The distance reads `dim` codes; the padding is zero.
-    hg.space = std::make_unique<Space>(padded_codes(g->dim), l2 ? &hn_l2_i8 : &hn_ip_i8, hg.dist_param);
+    hg.space = std::make_unique<Space>(g->element_bytes, l2 ? &hn_l2_i8 : &hn_ip_i8, hg.dist_param);
   } else {
     hg.space = std::make_unique<Space>(g->dim * sizeof(float), l2 ? &hn_l2 : &hn_ip, hg.dist_param);
   }
@@ -199,7 +203,17 @@ void Graph::set_range(float lo, float hi) noexcept {
   has_range = true;
   range_lo = lo;
   range_hi = hi;
-  q = Quantizer::for_range(params.metric, lo, hi);
+  q = Quantizer::for_range(lo, hi);
+}
+
+void Graph::encode(const float* prepared, char* out) const noexcept {
+  auto* codes = reinterpret_cast<std::int8_t*>(out);
+  q.encode(prepared, codes, dim);
+  std::fill(codes + dim, codes + code_bytes, std::int8_t{0});
+  if (element_bytes > code_bytes) {
+    const float corr = q.correction(codes, dim);
+    std::memcpy(out + code_bytes, &corr, sizeof(corr));
+  }
 }
 
 void Graph::cover(std::span<const float> rows, bool prepared) {
@@ -229,20 +243,21 @@ void Graph::cover(std::span<const float> rows, bool prepared) {
   if (has_range && lo == range_lo && hi == range_hi) return;
   const Quantizer old = q;
   set_range(lo, hi);
-  if (old.symmetric == q.symmetric && old.lo == q.lo && old.step == q.step) return;
+  if (old == q) return;
   // The codes of every stored element follow the new range. The links were chosen with the old
   // codes; the range only ever widens between rebuilds, so the graph stays a good one.
   Hnsw& h = *hnsw->h;
   const std::size_t n = count();
   std::vector<float> decoded(dim);
   for (std::size_t id = 0; id < n; ++id) {
-    auto* codes = reinterpret_cast<std::int8_t*>(h.data_level0_memory_ + id * h.size_data_per_element_ + h.offsetData_);
+    char* elem = h.data_level0_memory_ + id * h.size_data_per_element_ + h.offsetData_;
     const float* v = float_store ? floats.data() + id * dim : nullptr;
     if (v == nullptr) {
+      const auto* codes = reinterpret_cast<const std::int8_t*>(elem);
       for (std::size_t i = 0; i < dim; ++i) decoded[i] = old.decode(codes[i]);
       v = decoded.data();
     }
-    q.encode(v, codes, dim);
+    encode(v, elem);
   }
 }
 
@@ -252,9 +267,9 @@ void Graph::insert(std::uint64_t label, const float* prepared) {
   Hnsw& h = *hnsw->h;
   const int level = level_of(label);
   if (quantized) {
-    std::vector<std::int8_t> codes(padded_codes(dim));  // hnswlib copies the padded size
-    q.encode(prepared, codes.data(), dim);
-    const auto id = h.addPoint(codes.data(), label, level);
+    std::vector<char> elem(element_bytes);  // hnswlib copies the whole element's data
+    encode(prepared, elem.data());
+    const auto id = h.addPoint(elem.data(), label, level);
     if (float_store) std::copy_n(prepared, dim, floats.data() + static_cast<std::size_t>(id) * dim);
   } else {
     h.addPoint(prepared, label, level);
@@ -409,9 +424,11 @@ void Graph::search(const float* query, const std::int8_t* qc, std::size_t ef, co
             g.k->l2sq_i8(qc, reinterpret_cast<const std::int8_t*>(g.data(id)), dim));
       });
     } else {
+      const float qcorr = correction_at(qc, code_bytes);
       run_graph([&](std::uint32_t id) {
-        return -static_cast<float>(
-            g.k->dot_i8(qc, reinterpret_cast<const std::int8_t*>(g.data(id)), dim));
+        const char* e = g.data(id);
+        return -(static_cast<float>(g.k->dot_i8(qc, reinterpret_cast<const std::int8_t*>(e), dim)) + qcorr +
+                 correction_at(e, g.code_bytes));
       });
     }
   } else if (g.params.metric == Metric::kL2) {

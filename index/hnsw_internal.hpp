@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -79,6 +80,11 @@ struct Graph {
   std::size_t dim = 0;
   bool quantized = false;
   bool float_store = false;  // quantized with a separate float array
+  // Int8 graphs: the codes padded to 4 bytes, and the element's data (for inner product and
+  // cosine, the codes then their float correction, index/quantizer.hpp). A query is encoded into
+  // the same layout (encode()).
+  std::size_t code_bytes = 0;
+  std::size_t element_bytes = 0;
   Quantizer q;
   // Calibrated int8 graphs (quant_calibrated(params)): the data range q covers, the smallest and
   // largest component of every vector covered so far (has_range: at least one).
@@ -134,6 +140,15 @@ struct Graph {
   void cover(std::span<const float> rows, bool prepared = false);
   // Installs the range a snapshot recorded (calibrated graphs).
   void set_range(float lo, float hi) noexcept;
+  // Int8 graphs: the element data of a prepared vector into out[0, element_bytes): its codes,
+  // zero padding and, for inner product and cosine, its correction.
+  void encode(const float* prepared, char* out) const noexcept;
+  // The inner-product correction stored at byte `offset` of encoded element data.
+  static float correction_at(const void* elem, std::size_t offset) noexcept {
+    float c;
+    std::memcpy(&c, static_cast<const char*>(elem) + offset, sizeof(c));
+    return c;
+  }
   // Inserts a prepared vector, or replaces the vector of a label already present. May throw.
   // Thread-safe against other insert() calls of labels not yet present as long as capacity
   // suffices; updates of present labels must run on one thread at a time (graph.cpp).
@@ -147,18 +162,25 @@ struct Graph {
   float exact_distance(const float* query, const float* v) const noexcept {
     return params.metric == Metric::kL2 ? k->l2sq(query, v, dim) : 1.0f - k->dot(query, v, dim);
   }
+  // The graph's distance between an encoded query (encode()) and stored element `id` of an int8
+  // graph, in units of step^2: the squared L2 distance of the codes, or minus the corrected code
+  // inner product (index/quantizer.hpp). The same value hnswlib's space computes.
+  float code_distance(const std::int8_t* qcodes, std::uint32_t id) const noexcept {
+    const char* e = data(id);
+    const auto* c = reinterpret_cast<const std::int8_t*>(e);
+    if (params.metric == Metric::kL2) return static_cast<float>(k->l2sq_i8(qcodes, c, dim));
+    return -(static_cast<float>(k->dot_i8(qcodes, c, dim)) + correction_at(qcodes, code_bytes) +
+             correction_at(e, code_bytes));
+  }
   // Code distance converted to the metric's scale (used when no floats are kept).
   float code_distance_scaled(float raw) const noexcept {
     const float s2 = q.step * q.step;
-    return params.metric == Metric::kL2 ? raw * s2 : 1.0f + raw * s2;  // raw = -dot for IP
+    return params.metric == Metric::kL2 ? raw * s2 : 1.0f + raw * s2;  // raw ~ -dot / s2 for IP
   }
   // The best distance available for `id`: exact float when stored, else from the codes.
   float best_distance(const float* query, const std::int8_t* qcodes, std::uint32_t id) const noexcept {
     if (const float* v = float_vec(id)) return exact_distance(query, v);
-    const auto* c = reinterpret_cast<const std::int8_t*>(data(id));
-    const float raw = params.metric == Metric::kL2 ? static_cast<float>(k->l2sq_i8(qcodes, c, dim))
-                                                   : -static_cast<float>(k->dot_i8(qcodes, c, dim));
-    return code_distance_scaled(raw);
+    return code_distance_scaled(code_distance(qcodes, id));
   }
 
   std::size_t upper_link_bytes() const noexcept;

@@ -1,10 +1,16 @@
 // index/quantizer.hpp: the int8 scalar quantizer of HnswIndex (IndexParams::quantization).
 // Internal to index/: never included outside it.
 //
-// L2: the range [lo, hi] maps onto codes [-128, 127] (L2 is shift invariant, so code distances
-// scale exactly by step^2). Inner product and cosine: symmetric codes [-127, 127] for [-r, r],
-// r = max(|lo|, |hi|), so code dot products scale by step^2. Values outside the range are
-// clamped.
+// Every metric maps the range [lo, hi] affinely onto the codes [-128, 127]: x ~ lo + step * (c +
+// 128) = step * (m + c), with step = (hi - lo) / 255 and m = lo / step + 128 (the offset, in steps,
+// that code 0 stands for). Values outside the range are clamped. So codes use all 8 bits whatever
+// the sign of the data (D34: the symmetric codes this replaced used only 0..127 on non-negative
+// data).
+// - L2 is shift invariant: code distances scale exactly by step^2.
+// - Inner product and cosine: x . y ~ step^2 * (sum c_x c_y + m (S_x + S_y) + n m^2), where S is
+//   the sum of a vector's codes. The correction m S_x + n m^2 / 2 is a per-vector constant
+//   (correction()), stored next to the codes (index/graph.cpp), so a code inner product is one
+//   int8 kernel call plus two additions, and x . y ~ step^2 * (dot_i8 + corr_x + corr_y).
 //
 // Where the range comes from (docs/index.md, "Int8 scalar quantization"): the caller's
 // [quant_min, quant_max] when it gives one, otherwise it is calibrated from the data
@@ -21,21 +27,28 @@
 namespace shoal::index::detail {
 
 struct Quantizer {
-  bool symmetric = false;
   float lo = 0.0f;
   float step = 1.0f;
   float inv_step = 1.0f;
+  // lo / step + 128: the value code 0 stands for, in steps.
+  double offset = 128.0;
 
   // The quantizer of the caller's range. For a calibrated index (quant_calibrated(p)) a
-  // placeholder ([-1, 1], or [0, 1] for L2) until the first vector arrives.
+  // placeholder ([0, 1]) until the first vector arrives.
   static Quantizer make(const IndexParams& p);
-  // The quantizer covering [lo, hi] for `metric`. An empty L2 range (hi <= lo) covers [lo, lo+1];
-  // a symmetric range of radius 0 covers [-1, 1].
-  static Quantizer for_range(Metric metric, float lo, float hi);
+  // The quantizer covering [lo, hi]. An empty range (hi <= lo) covers [lo, lo + 1].
+  static Quantizer for_range(float lo, float hi);
   // Codes of n floats into out[0, n).
   void encode(const float* x, std::int8_t* out, std::size_t n) const noexcept;
   // The float a code stands for (the centre of its step).
   float decode(std::int8_t c) const noexcept;
+  // The inner-product correction of the n codes c (see above): offset * sum(c) + n * offset^2 / 2,
+  // in units of step^2. Computed in double and rounded once.
+  float correction(const std::int8_t* c, std::size_t n) const noexcept;
+
+  friend bool operator==(const Quantizer& a, const Quantizer& b) noexcept {
+    return a.lo == b.lo && a.step == b.step;
+  }
 };
 
 }  // namespace shoal::index::detail

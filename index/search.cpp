@@ -33,8 +33,8 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
   g.prepare(req.query, s.query.data());
   const float* q = s.query.data();
   if (g.quantized) {
-    s.codes.resize(dim);
-    g.q.encode(q, s.codes.data(), dim);
+    s.codes.resize(g.element_bytes);
+    g.encode(q, reinterpret_cast<char*>(s.codes.data()));
   }
   const std::int8_t* qc = s.codes.data();
 
@@ -57,12 +57,8 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
   auto exact_scan = [&](Plan plan, const auto& each_id) {
     if (g.quantized && g.float_store) {
       detail::TopK coarse(std::max(ef, 4 * k));
-      const bool l2 = g.params.metric == Metric::kL2;
       each_id([&](std::uint32_t id) {
-        const auto* c = reinterpret_cast<const std::int8_t*>(g.data(id));
-        const float raw = l2 ? static_cast<float>(g.k->l2sq_i8(qc, c, dim))
-                             : -static_cast<float>(g.k->dot_i8(qc, c, dim));
-        coarse.push(raw, id);
+        coarse.push(g.code_distance(qc, id), id);
         ++out.distance_count;
       });
       detail::TopK top(k);

@@ -256,3 +256,24 @@ TEST_CASE("the snapshot's metric byte is pinned: 1 l2, 2 ip, 3 cosine", "[index]
   CHECK(!metric_from_snapshot_byte(0));
   CHECK(!metric_from_snapshot_byte(4));
 }
+
+// Version 2 changed what inner-product and cosine int8 codes mean (offset codes with a
+// per-vector correction, docs/decisions.md D34). tests/index/data/snapshot_v1_ip_int8.hnsw is a
+// real version-1 file, written by the code before that change (an inner-product int8 index with
+// the node's defaults: 100 vectors of 8 dimensions, labels 1..100, covered position 100). This
+// build refuses it with kVersionMismatch naming both versions, the status on which the node
+// rebuilds the index from the store (tests/node/node_test.cpp proves the rebuild end to end).
+TEST_CASE("a version 1 snapshot (symmetric inner-product codes) is refused as a version mismatch", "[index]") {
+  const std::string path = std::string(SHOAL_INDEX_TEST_DATA) + "/snapshot_v1_ip_int8.hnsw";
+  const auto bytes = read_file(path);
+  REQUIRE(bytes.size() > 16);
+  REQUIRE(bytes[8] == 1);  // the fixture really is version 1
+  IndexParams p;
+  p.dimension = 8;
+  p.metric = Metric::kInnerProduct;
+  p.quantization = Quantization::kInt8;
+  auto st = HnswIndex::load_snapshot(path, p).status();
+  CHECK(st.code() == Code::kUnimplemented);
+  CHECK(st.detail() == Detail::kVersionMismatch);
+  CHECK_THAT(st.message(), Catch::Contains("version 1") && Catch::Contains("version 2"));
+}

@@ -310,6 +310,53 @@ TEST_CASE("a corrupt snapshot is rejected and the index rebuilt from the store",
   std::filesystem::remove_all(dir);
 }
 
+// A data directory written before the index snapshot format's version 2 (offset int8 codes for
+// inner product and cosine) holds a version-1 snapshot: tests/index/data/snapshot_v1_ip_int8.hnsw,
+// a real one from that code, for an 8-d inner-product collection. Opening refuses it (reported in
+// snapshot_rejected) and rebuilds the index from the store, which then answers correctly.
+TEST_CASE("a version 1 index snapshot is rejected and the index rebuilt from the store", "[node]") {
+  const std::string dir = temp_dir("snapshot_v1");
+  std::vector<std::vector<float>> vecs;
+  Rng rng(16);
+  for (int i = 0; i < 300; ++i) {
+    std::vector<float> v(8);
+    for (float& x : v) x = rng.uniform_float(0.0f, 1.0f);
+    vecs.push_back(v);
+  }
+  {
+    auto d = open_data_dir(dir, {});
+    REQUIRE(d.ok());
+    REQUIRE((*d)->node().create_collection({"c", 8, Metric::kInnerProduct}).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < 300; ++i) batch.push_back({"r" + std::to_string(i), value_of(vecs[i])});
+    REQUIRE((*d)->node().upsert_batch("c", std::move(batch)).ok());
+  }
+  std::filesystem::copy_file(std::string(SHOAL_INDEX_TEST_DATA) + "/snapshot_v1_ip_int8.hnsw",
+                             dir + "/snapshots/collection-1.hnsw", std::filesystem::copy_options::overwrite_existing);
+  auto d = open_data_dir(dir, {});
+  REQUIRE(d.ok());
+  SharedNode& node = (*d)->node();
+  CHECK(node.open_report().index_source.at("c") == "rebuilt");
+  REQUIRE(node.open_report().snapshot_rejected.count("c") == 1);
+  CHECK_THAT(node.open_report().snapshot_rejected.at("c"), Catch::Contains("version 1"));
+  // The rebuilt index answers as brute force does: the largest inner product first.
+  for (int q = 0; q < 300; q += 29) {
+    int want = 0;
+    double best = -1;
+    for (int i = 0; i < 300; ++i) {
+      double s = 0;
+      for (int j = 0; j < 8; ++j) s += static_cast<double>(vecs[q][j]) * vecs[i][j];
+      if (s > best) best = s, want = i;
+    }
+    auto hits = node.search("c", vecs[q], SearchOptions{1, 64, {}});
+    REQUIRE(hits.ok());
+    REQUIRE(hits->size() == 1);
+    CHECK((*hits)[0].id == "r" + std::to_string(want));
+  }
+  d = Status(Code::kInternal, "closed");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("writes make progress under saturating searches and searches never see torn state",
           "[node][concurrency]") {
   // Three threads search as fast as they can (more than the machine's cores) while one thread

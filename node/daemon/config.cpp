@@ -459,6 +459,29 @@ std::optional<node::Tier> parse_tier(Field& f) {
   return std::nullopt;
 }
 
+// "HOST:PORT" of a device to dial (a peer, the sink) into peer.host and peer.port.
+bool parse_dial_address(Field& f, PeerConfig& peer) {
+  auto text = f.string("a string \"HOST:PORT\"");
+  if (!text) return false;
+  std::string problem;
+  auto hp = split_host_port(*text, problem);
+  if (!hp) {
+    f.fail(Detail::kMalformed, problem);
+    return false;
+  }
+  if (!hp->bracketed && !is_ipv4(hp->host) && !is_host_name(hp->host)) {
+    f.fail(Detail::kMalformed, "the host must be a host name or an IP address");
+    return false;
+  }
+  if (hp->port == 0 || hp->port > 65535) {
+    f.fail(Detail::kOutOfRange, "port must be 1..65535");
+    return false;
+  }
+  peer.host = hp->host;
+  peer.port = static_cast<std::uint16_t>(hp->port);
+  return true;
+}
+
 std::optional<PeerConfig> parse_peer(Field& f, std::size_t index) {
   if (!f.expect(toml::node_type::table, "a table with address and tier")) return std::nullopt;
   const toml::table& t = *f.value().as_table();
@@ -470,26 +493,7 @@ std::optional<PeerConfig> parse_peer(Field& f, std::size_t index) {
     Field sub(f.report(), prefix + std::string(k.str()), k.source(), v);
     if (k.str() == "address") {
       have_address = true;
-      auto text = sub.string("a string \"HOST:PORT\"");
-      if (!text) {
-        ok = false;
-        continue;
-      }
-      std::string problem;
-      auto hp = split_host_port(*text, problem);
-      if (!hp) {
-        sub.fail(Detail::kMalformed, problem);
-        ok = false;
-      } else if (!hp->bracketed && !is_ipv4(hp->host) && !is_host_name(hp->host)) {
-        sub.fail(Detail::kMalformed, "the host must be a host name or an IP address");
-        ok = false;
-      } else if (hp->port == 0 || hp->port > 65535) {
-        sub.fail(Detail::kOutOfRange, "port must be 1..65535");
-        ok = false;
-      } else {
-        peer.host = hp->host;
-        peer.port = static_cast<std::uint16_t>(hp->port);
-      }
+      if (!parse_dial_address(sub, peer)) ok = false;
     } else if (k.str() == "tier") {
       if (auto tier = parse_tier(sub)) peer.tier = *tier; else ok = false;
     } else {
@@ -660,8 +664,22 @@ void parse_tiers_warm_budget(Field& f, DaemonConfig& c) {
   if (auto b = parse_warm_budget(f)) c.tier_warm_budget_bytes = *b;
 }
 
+void parse_tiers_sink(Field& f, DaemonConfig& c) {
+  if (auto b = f.boolean()) c.tier_sink = *b;
+}
+
+void parse_sink_address(Field& f, DaemonConfig& c) {
+  PeerConfig sink;
+  if (parse_dial_address(f, sink)) c.sink = sink;
+}
+
+// The quota cannot exceed the node's delta buffer bound (NodeOptions::delta_buffer_max).
+void parse_sink_quota(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(1, 100'000)) c.sink_quota_entries = static_cast<std::uint64_t>(*v);
+}
+
 std::optional<DaemonConfig::CollectionTier> parse_collection_tier(Field& f, std::size_t index) {
-  if (!f.expect(toml::node_type::table, "a table with name and any of warm, warm_interval_ms, warm_budget_bytes")) {
+  if (!f.expect(toml::node_type::table, "a table with name and any of warm, warm_interval_ms, warm_budget_bytes, sink")) {
     return std::nullopt;
   }
   const toml::table& t = *f.value().as_table();
@@ -686,10 +704,12 @@ std::optional<DaemonConfig::CollectionTier> parse_collection_tier(Field& f, std:
       if (auto d = parse_warm_interval(sub)) entry.warm_interval = *d; else ok = false;
     } else if (k.str() == "warm_budget_bytes") {
       if (auto b = parse_warm_budget(sub)) entry.warm_budget_bytes = *b; else ok = false;
+    } else if (k.str() == "sink") {
+      if (auto b = sub.boolean()) entry.sink = *b; else ok = false;
     } else {
-      std::string_view hint = closest(k.str(), {"name", "warm", "warm_interval_ms", "warm_budget_bytes"});
+      std::string_view hint = closest(k.str(), {"name", "warm", "warm_interval_ms", "warm_budget_bytes", "sink"});
       sub.fail(Detail::kUnknownName,
-               hint.empty() ? std::string("unknown key; an entry has name, warm, warm_interval_ms and warm_budget_bytes")
+               hint.empty() ? std::string("unknown key; an entry has name, warm, warm_interval_ms, warm_budget_bytes and sink")
                             : str_cat("unknown key (did you mean ", prefix, hint, "?)"));
       ok = false;
     }
@@ -760,12 +780,15 @@ const std::array kRules{
     rule<&C::tier_warm>("tiers", "warm", kReload, kOptional, parse_tiers_warm),
     rule<&C::tier_warm_interval>("tiers", "warm_interval_ms", kReload, kOptional, parse_tiers_warm_interval),
     rule<&C::tier_warm_budget_bytes>("tiers", "warm_budget_bytes", kReload, kOptional, parse_tiers_warm_budget),
+    rule<&C::tier_sink>("tiers", "sink", kReload, kOptional, parse_tiers_sink),
     rule<&C::tier_collections>("tiers", "collections", kReload, kOptional, parse_tier_collections),
+    rule<&C::sink>("sink", "address", kRestart, kOptional, parse_sink_address),
+    rule<&C::sink_quota_entries>("sink", "quota_entries", kRestart, kOptional, parse_sink_quota),
     rule<&C::metrics_enabled>("metrics", "enabled", kReload, kOptional, parse_metrics_enabled),
     rule<&C::metrics_address, &C::metrics_port>("metrics", "listen", kReload, kOptional, parse_metrics_listen),
 };
 
-constexpr std::array<std::string_view, 5> kTables{"node", "mesh", "api", "tiers", "metrics"};
+constexpr std::array<std::string_view, 6> kTables{"node", "mesh", "api", "tiers", "sink", "metrics"};
 
 std::string dotted(const Rule& r) { return str_cat(r.table, ".", r.name); }
 
@@ -904,12 +927,14 @@ Result<DaemonConfig> load_config(const std::string& path) {
 
 node::TierPolicies tier_policies(const DaemonConfig& config) {
   node::TierPolicies out;
-  out.defaults = node::TierPolicy{config.tier_warm, config.tier_warm_interval, config.tier_warm_budget_bytes};
+  out.defaults = node::TierPolicy{config.tier_warm, config.tier_warm_interval, config.tier_warm_budget_bytes,
+                                  config.tier_sink};
   for (const auto& e : config.tier_collections) {
     node::TierPolicy p = out.defaults;
     if (e.warm) p.warm = *e.warm;
     if (e.warm_interval) p.warm_interval = *e.warm_interval;
     if (e.warm_budget_bytes) p.warm_budget_bytes = *e.warm_budget_bytes;
+    if (e.sink) p.sink = *e.sink;
     out.collections.emplace(e.name, p);
   }
   return out;
@@ -935,6 +960,7 @@ std::span<const ConfigKey> config_keys() noexcept {
         out.push_back(ConfigKey{"tiers.collections.warm", true, false});
         out.push_back(ConfigKey{"tiers.collections.warm_interval_ms", true, false});
         out.push_back(ConfigKey{"tiers.collections.warm_budget_bytes", true, false});
+        out.push_back(ConfigKey{"tiers.collections.sink", true, false});
       }
     }
     return out;

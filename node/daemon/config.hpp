@@ -83,14 +83,21 @@ struct DaemonConfig {
   bool tier_warm = true;                              // tiers.warm
   Duration tier_warm_interval = Duration::seconds(20);  // tiers.warm_interval_ms
   std::uint64_t tier_warm_budget_bytes = 0;           // tiers.warm_budget_bytes (0: no budget)
+  bool tier_sink = false;                             // tiers.sink: upload to the [sink]
   struct CollectionTier {
     std::string name;
     std::optional<bool> warm;
     std::optional<Duration> warm_interval;
     std::optional<std::uint64_t> warm_budget_bytes;
+    std::optional<bool> sink;
     friend bool operator==(const CollectionTier&, const CollectionTier&) = default;
   };
   std::vector<CollectionTier> tier_collections;
+
+  // [sink]: the cold-tier sink this device uploads its sink collections to (docs/tiers.md, "The
+  // sink feed"). No address: none.
+  std::optional<PeerConfig> sink;                  // sink.address = "HOST:PORT"
+  std::uint64_t sink_quota_entries = 50'000;       // sink.quota_entries
 
   // [metrics]
   bool metrics_enabled = true;                  // metrics.enabled

@@ -85,6 +85,14 @@ node::MeshOptions mesh_options(const DaemonConfig& c) {
   o.listener.max_links = c.max_links;
   o.listener.max_pending_handshakes = c.max_pending_handshakes;
   o.tier_policies = tier_policies(c);
+  if (c.sink) {
+    node::SinkUploaderOptions sink;
+    sink.host = c.sink->host;
+    sink.port = c.sink->port;
+    sink.backoff_max = c.backoff_max;
+    o.sink = sink;
+    o.sink_feed.quota_entries = c.sink_quota_entries;
+  }
   return o;
 }
 
@@ -184,6 +192,23 @@ DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const s
   s.warm_bytes_sent = ss.warm_bytes_sent;
   s.warm_budget_deferrals = ss.warm_budget_deferrals;
   s.warm_entries_withheld = ss.warm_entries_withheld;
+  if (auto up = mesh.sink_stats()) {
+    const node::SinkFeedStatus feed = db.read([](const node::Node& n) { return n.sink_feed_status(); });
+    DaemonSnapshot::Sink k;
+    k.address = up->address;
+    k.connected = up->connected;
+    k.uploaded_through = feed.uploaded_through;
+    k.backlog_entries = feed.backlog_entries;
+    k.quota_entries = feed.quota_entries;
+    k.full_state_pending = feed.full_state_pending;
+    k.uploads = up->uploads;
+    k.upload_failures = up->upload_failures;
+    k.bytes = up->bytes;
+    k.quota_refusals = feed.quota_refusals;
+    if (up->last_ack) k.last_ack_unix_ms = up->last_ack->ns() / 1'000'000;
+    k.last_error = up->last_error;
+    s.sink = std::move(k);
+  }
   return s;
 }
 

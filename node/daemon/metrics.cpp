@@ -176,6 +176,27 @@ struct MetricsRegistry::Impl {
       .Name("shoal_warm_entries_withheld_total")
       .Help("Delta entries not sent to warm peers because their collection is not replicated warm")
       .Register(registry);
+  Family<Gauge>& sink_backlog_family = prometheus::BuildGauge()
+      .Name("shoal_sink_backlog_entries")
+      .Help("Delta buffer entries the cold-tier sink has not acknowledged yet (docs/tiers.md)")
+      .Register(registry);
+  Family<Gauge>& sink_connected_family = prometheus::BuildGauge()
+      .Name("shoal_sink_connected")
+      .Help("1 while a link to the configured sink is up")
+      .Register(registry);
+  Family<Counter>& sink_bytes_family = prometheus::BuildCounter()
+      .Name("shoal_sink_uploaded_bytes_total")
+      .Help("Delta bytes the sink acknowledged durably")
+      .Register(registry);
+  Family<Counter>& sink_refusals_family = prometheus::BuildCounter()
+      .Name("shoal_sink_quota_refusals_total")
+      .Help("Local writes refused because the sink backlog reached its quota")
+      .Register(registry);
+  Gauge* sink_backlog = nullptr;  // present only when a sink is configured
+  Gauge* sink_connected = nullptr;
+  Counter* sink_bytes = nullptr;
+  Counter* sink_refusals = nullptr;
+  std::uint64_t last_sink_bytes = 0, last_sink_refusals = 0;
   Counter& warm_bytes = warm_bytes_family.Add({});
   Counter& warm_deferrals = warm_deferrals_family.Add({});
   Counter& warm_withheld = warm_withheld_family.Add({});
@@ -352,6 +373,18 @@ void MetricsRegistry::update(const DaemonSnapshot& snapshot) {
   advance(m.warm_bytes, m.last_warm_bytes, snapshot.warm_bytes_sent);
   advance(m.warm_deferrals, m.last_warm_deferrals, snapshot.warm_budget_deferrals);
   advance(m.warm_withheld, m.last_warm_withheld, snapshot.warm_entries_withheld);
+  if (snapshot.sink) {
+    if (m.sink_backlog == nullptr) {
+      m.sink_backlog = &m.sink_backlog_family.Add({});
+      m.sink_connected = &m.sink_connected_family.Add({});
+      m.sink_bytes = &m.sink_bytes_family.Add({});
+      m.sink_refusals = &m.sink_refusals_family.Add({});
+    }
+    m.sink_backlog->Set(static_cast<double>(snapshot.sink->backlog_entries));
+    m.sink_connected->Set(snapshot.sink->connected ? 1.0 : 0.0);
+    advance(*m.sink_bytes, m.last_sink_bytes, snapshot.sink->bytes);
+    advance(*m.sink_refusals, m.last_sink_refusals, snapshot.sink->quota_refusals);
+  }
 }
 
 std::string MetricsRegistry::serialize() const {

@@ -81,6 +81,22 @@ struct DaemonSnapshot {
   std::uint64_t warm_entries_withheld = 0;
   // Sightings of devices of our mesh by mDNS discovery, cumulative (MeshStats::discovered).
   std::uint64_t discovered_devices = 0;
+  // The cold-tier sink link ([sink]; node/mesh/sink_uploader.hpp); nullopt when none is set.
+  struct Sink {
+    std::string address;                   // "host:port"
+    bool connected = false;
+    std::uint64_t uploaded_through = 0;    // the buffer sequence the sink acknowledged through
+    std::uint64_t backlog_entries = 0;     // buffer entries waiting for it
+    std::uint64_t quota_entries = 0;
+    bool full_state_pending = false;
+    std::uint64_t uploads = 0;             // acknowledged uploads, cumulative
+    std::uint64_t upload_failures = 0;
+    std::uint64_t bytes = 0;               // acknowledged bytes, cumulative
+    std::uint64_t quota_refusals = 0;      // local writes refused at the quota, cumulative
+    std::optional<std::int64_t> last_ack_unix_ms;
+    std::string last_error;
+  };
+  std::optional<Sink> sink;
 };
 
 }  // namespace shoal::daemon

@@ -410,7 +410,20 @@ std::string render_status_json(const DaemonSnapshot& s) {
          ",\"repair_sessions_started\":" + std::to_string(s.repair_sessions_started) +
          ",\"repair_sessions_completed\":" + std::to_string(s.repair_sessions_completed) +
          ",\"repair_sessions_abandoned\":" + std::to_string(s.repair_sessions_abandoned) +
-         ",\"discovered_devices\":" + std::to_string(s.discovered_devices) + "}";
+         ",\"discovered_devices\":" + std::to_string(s.discovered_devices);
+  if (s.sink) {
+    const auto& k = *s.sink;
+    out += ",\"sink\":{\"address\":" + json_string(k.address) + ",\"connected\":" + (k.connected ? "true" : "false") +
+           ",\"uploaded_through\":" + std::to_string(k.uploaded_through) +
+           ",\"backlog_entries\":" + std::to_string(k.backlog_entries) +
+           ",\"quota_entries\":" + std::to_string(k.quota_entries) +
+           ",\"full_state_pending\":" + (k.full_state_pending ? "true" : "false") +
+           ",\"uploads\":" + std::to_string(k.uploads) + ",\"upload_failures\":" + std::to_string(k.upload_failures) +
+           ",\"bytes\":" + std::to_string(k.bytes) + ",\"quota_refusals\":" + std::to_string(k.quota_refusals) +
+           ",\"last_ack_unix_ms\":" + (k.last_ack_unix_ms ? std::to_string(*k.last_ack_unix_ms) : "null") +
+           ",\"last_error\":" + json_string(k.last_error) + "}";
+  }
+  out += "}";
   return out;
 }
 

@@ -126,6 +126,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
     refresh_revocations();
     for (auto& o : out) dispatch(std::move(o));
     arm(next);
+    if (uploader) uploader->poke();  // new buffer entries may be due at the sink
     if (on_step) on_step();
   }
 
@@ -750,6 +751,7 @@ struct MeshHost::Impl final : public kj::TaskSet::ErrorHandler {
   std::size_t observer = 0;                        // SharedNode after-write observer id
   std::function<void()> on_step;                   // MeshHost::set_on_step
   std::map<crdt::ReplicaId, MonoTime> last_delta;  // when a batch from each peer was last applied
+  std::unique_ptr<SinkUploader> uploader;          // MeshOptions::sink
 };
 
 #pragma GCC diagnostic pop
@@ -797,6 +799,11 @@ Result<std::unique_ptr<MeshHost>> MeshHost::start(transport::KjLoop& loop, Share
     Status st = h.start_discovery(own->mesh_id);
     if (!st.ok()) return st.with_context("mDNS discovery");
   }
+  if (h.options.sink) {
+    auto up = SinkUploader::start(loop, node, h.linksec, *h.options.sink, h.options.sink_feed, logger);
+    if (!up.ok()) return up.status().with_context("[sink]");
+    h.uploader = std::move(*up);
+  }
   h.ping_all();
   auto alive = h.alive;
   auto posted = h.write_posted;
@@ -834,6 +841,11 @@ void MeshHost::notify_local_write() {
     posted->store(false);
     if (*alive) raw->run_engine([](Node&, MonoTime) {});
   });
+}
+
+std::optional<SinkUploaderStats> MeshHost::sink_stats() const {
+  if (!impl_->uploader) return std::nullopt;
+  return impl_->uploader->stats();
 }
 
 void MeshHost::pump() { impl_->run_engine([](Node&, MonoTime) {}); }
@@ -879,6 +891,7 @@ void MeshHost::stop() {
   for (auto& [id, c] : h.conns) ids.push_back(id);
   for (auto id : ids) h.close_conn(id, "shutting down");
   h.stopped = true;
+  if (h.uploader) h.uploader->stop();
   if (h.discovery) h.discovery->stop();  // the goodbye
   h.discovery.reset();
   h.listener.reset();

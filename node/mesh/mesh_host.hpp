@@ -30,6 +30,7 @@
 #include "node/core/spec.hpp"
 #include "node/runtime/revocation_replica.hpp"
 #include "node/core/tier_policy.hpp"
+#include "node/mesh/sink_uploader.hpp"
 #include "node/runtime/shared_node.hpp"
 #include "security/certificate.hpp"
 #include "security/identity.hpp"
@@ -76,6 +77,10 @@ struct MeshOptions {
   // What each collection sends warm peers (node/core/tier_policy.hpp), set on the node's sync
   // engine at start; nullopt leaves the node's policies as they are.
   std::optional<TierPolicies> tier_policies;
+  // The cold-tier sink this device uploads its sink collections to (node/mesh/sink_uploader.hpp;
+  // collections whose TierPolicy has `sink`); nullopt: none, and the node's sink feed stays off.
+  std::optional<SinkUploaderOptions> sink;
+  SinkFeedOptions sink_feed;  // the quota and upload sizes, when `sink` is set
   // The sync protocol range announced in the introduction (tests narrow it to check refusals).
   std::uint32_t min_protocol = kMinProtocolVersion;
   std::uint32_t max_protocol = transport::kProtocolVersion;
@@ -149,6 +154,8 @@ class MeshHost {
   // peers' deltas made.
   void set_on_step(std::function<void()> fn);
   MeshStats stats() const;
+  // The sink link's counters; nullopt when no sink is configured.
+  std::optional<SinkUploaderStats> sink_stats() const;
   std::vector<MeshPeerView> peers() const;
   // Closes every link (close frames sent where the socket takes them) and stops dialing.
   void stop();

@@ -185,7 +185,7 @@ TEST_CASE("an unknown table is an error with a suggestion", "[daemon][config][er
 
   const Status far = error_of(kRequired + "[replication]\n");
   CHECK(far.detail() == Detail::kUnknownName);
-  CHECK_THAT(far.message(), Contains("/etc/shoal/shoald.toml:4:2: table [replication]: unknown table; the tables are [node], [mesh], [api], [tiers], [metrics]"));
+  CHECK_THAT(far.message(), Contains("/etc/shoal/shoald.toml:4:2: table [replication]: unknown table; the tables are [node], [mesh], [api], [tiers], [sink], [metrics]"));
 
   const Status nested = error_of(kRequired + "[mesh.listen_options]\n");
   CHECK(nested.detail() == Detail::kUnknownName);
@@ -411,6 +411,10 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
       {"tiers.collections.warm_interval_ms",
        [](DaemonConfig& c) { c.tier_collections.push_back({"d", {}, Duration::seconds(5), {}}); }},
       {"tiers.collections.warm_budget_bytes", [](DaemonConfig& c) { c.tier_collections.push_back({"e", {}, {}, 10}); }},
+      {"tiers.sink", [](DaemonConfig& c) { c.tier_sink = true; }},
+      {"tiers.collections.sink", [](DaemonConfig& c) { c.tier_collections.push_back({"f", {}, {}, {}, true}); }},
+      {"sink.address", [](DaemonConfig& c) { c.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot}; }},
+      {"sink.quota_entries", [](DaemonConfig& c) { c.sink_quota_entries = 10; }},
       {"metrics.enabled", [](DaemonConfig& c) { c.metrics_enabled = false; }},
       {"metrics.listen", [](DaemonConfig& c) { c.metrics_address = "0.0.0.0"; }},
   };
@@ -486,7 +490,8 @@ TEST_CASE("packaging/shoald.toml parses, and shows the true defaults", "[daemon]
   DaemonConfig expected = *as_shipped;
   expected.peers = {PeerConfig{"10.0.0.5", 7411, node::Tier::kWarm}};
   expected.socket_group = "shoal";
-  expected.tier_collections = {DaemonConfig::CollectionTier{"images", false, Duration::seconds(60), 1048576}};
+  expected.tier_collections = {DaemonConfig::CollectionTier{"images", false, Duration::seconds(60), 1048576, true}};
+  expected.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot};
   CHECK(*all == expected);
   // And the shipped file changes nothing but the required keys.
   DaemonConfig defaults;
@@ -539,6 +544,37 @@ TEST_CASE("[tiers] gives each collection its policy; the keys an entry leaves ou
   CHECK(p.of("logs") == node::TierPolicy{true, Duration::seconds(3600), 65536});
   CHECK(p.of("other") == p.defaults);
   CHECK(node::validate(p).ok());
+}
+
+TEST_CASE("[sink] and tiers' sink key: the sink's address and quota, which collections go to it",
+          "[daemon][config][tiers][sink]") {
+  auto c = parse(kRequired + "[tiers]\nsink = false\n[[tiers.collections]]\nname = \"images\"\nsink = true\n"
+                 "[sink]\naddress = \"[::1]:7420\"\nquota_entries = 1000\n");
+  INFO(c.status().to_string());
+  REQUIRE(c.ok());
+  REQUIRE(c->sink);
+  CHECK(c->sink->host == "::1");
+  CHECK(c->sink->port == 7420);
+  CHECK(c->sink_quota_entries == 1000);
+  const node::TierPolicies p = daemon::tier_policies(*c);
+  CHECK(p.of("images").sink);
+  CHECK_FALSE(p.of("other").sink);
+  // No [sink]: none.
+  auto none = parse(kRequired);
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->sink);
+
+  const Status port = error_of(kRequired + "[sink]\naddress = \"sink:0\"\n");
+  CHECK(port.detail() == Detail::kOutOfRange);
+  CHECK_THAT(port.message(), Contains("/etc/shoal/shoald.toml:5:1: key sink.address = \"sink:0\""));
+  const Status quota = error_of(kRequired + "[sink]\nquota_entries = 0\n");
+  CHECK(quota.detail() == Detail::kOutOfRange);
+  CHECK_THAT(quota.message(), Contains("sink.quota_entries = 0"));
+  const Status big = error_of(kRequired + "[sink]\nquota_entries = 100001\n");
+  CHECK(big.detail() == Detail::kOutOfRange);
+  const Status typo = error_of(kRequired + "[sink]\nadress = \"a:1\"\n");
+  CHECK(typo.detail() == Detail::kUnknownName);
+  CHECK_THAT(typo.message(), Contains("did you mean sink.address?"));
 }
 
 TEST_CASE("[tiers] errors name the file, line, key and value", "[daemon][config][tiers][errors]") {

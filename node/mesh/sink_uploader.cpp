@@ -1,0 +1,265 @@
+// node/mesh/sink_uploader.cpp: see sink_uploader.hpp.
+#include "node/mesh/sink_uploader.hpp"
+
+#include <sodium.h>
+
+#include <capnp/message.h>
+
+#include "common/status.hpp"
+#include "transport/rpc.capnp.h"
+#include "transport/sink.capnp.h"
+
+namespace shoal::node {
+
+namespace rpc = transport::rpc;
+namespace sr = transport::sinkrpc;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+
+namespace {
+constexpr const char* kComponent = "sink-feed";
+
+capnp::Data::Reader data_of(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+}  // namespace
+
+struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
+  Impl(transport::KjLoop& l, SharedNode& n, const transport::LinkSecurity& s, SinkUploaderOptions o, Logger* lg)
+      : loop(l), node(n), security(s), options(std::move(o)), logger(lg), backoff(options.backoff_min), tasks(*this) {
+    stats.address = str_cat(options.host, ":", options.port);
+  }
+
+  void taskFailed(kj::Exception&& e) override {
+    SHOAL_LOG(logger, kWarn, kComponent, "background task failed: ", e.getDescription().cStr());
+  }
+
+  // ---- the link ---------------------------------------------------------------------------
+
+  void connect() {
+    if (stopped) return;
+    ++stats.dials;
+    tasks.add(transport::dial(loop, options.host, options.port, security, options.link)
+                  .then([this](kj::Own<transport::Link> l) { introduce(kj::mv(l)); },
+                        [this](kj::Exception&& e) { failed_link(transport::status_of(e).to_string()); }));
+  }
+
+  void introduce(kj::Own<transport::Link> l) {
+    if (stopped) {
+      l->close();
+      return;
+    }
+    if (l->peer().role != security::DeviceRole::kSink) {
+      const std::string role(security::role_name(l->peer().role));
+      l->close();
+      failed_link(str_cat("the device at ", options.host, ":", options.port, " is a ", role, ", not a sink"));
+      return;
+    }
+    link = kj::mv(l);
+    const std::uint64_t generation = ++link_generation;
+    tasks.add(link->on_disconnect().then([this, generation]() { lost(generation, "disconnected"); },
+                                         [this, generation](kj::Exception&& e) {
+                                           lost(generation, "disconnected: " + transport::status_of(e).to_string());
+                                         }));
+    auto req = link->peer_bootstrap().castAs<rpc::Gate>().introduceRequest();
+    const std::string replica = node.replica().encode();
+    req.getIntro().setReplica(data_of(replica));
+    req.getIntro().setMinProtocol(1);
+    req.getIntro().setMaxProtocol(transport::kProtocolVersion);
+    tasks.add(loop.timer()
+                  .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+                  .then(
+                      [this, generation](capnp::Response<rpc::Gate::IntroduceResults>&& resp) {
+                        if (generation != link_generation || stopped) return;
+                        if (!resp.hasSink()) {
+                          drop_link(generation, "the sink's introduction carried no Sink capability");
+                          return;
+                        }
+                        sink = resp.getSink();
+                        stats.connected = true;
+                        backoff = options.backoff_min;
+                        SHOAL_LOG(logger, kInfo, kComponent, "sink ", options.host, ":", options.port, " up (",
+                                  link->remote(), ")");
+                        step();
+                      },
+                      [this, generation](kj::Exception&& e) {
+                        drop_link(generation, "introduction refused: " + transport::status_of(e).to_string());
+                      }));
+  }
+
+  void failed_link(const std::string& why) {
+    ++stats.dial_failures;
+    stats.last_error = why;
+    SHOAL_LOG(logger, kDebug, kComponent, "sink ", options.host, ":", options.port, ": ", why);
+    retry_later();
+  }
+
+  // Closes the link of `generation` (if it is still the current one) and dials again later.
+  void drop_link(std::uint64_t generation, const std::string& why) {
+    if (generation != link_generation) return;
+    ++stats.dial_failures;
+    lost(generation, why);
+  }
+
+  void lost(std::uint64_t generation, const std::string& why) {
+    if (generation != link_generation || !link) return;
+    ++link_generation;
+    stats.connected = false;
+    stats.last_error = why;
+    SHOAL_LOG(logger, kInfo, kComponent, "sink ", options.host, ":", options.port, " link closed: ", why);
+    sink = std::nullopt;
+    in_flight = false;
+    auto old = kj::mv(link);
+    old->close();
+    // Destroyed on a later turn: this may run inside a callback of the link's own RPC system.
+    tasks.add(kj::evalLater([o = kj::mv(old)]() mutable { o = nullptr; }));
+    retry_later();
+  }
+
+  void retry_later() {
+    if (stopped || retry_armed) return;
+    retry_armed = true;
+    const std::int64_t w = std::max<std::int64_t>(backoff.ns(), 1);
+    std::uint64_t r = 0;
+    randombytes_buf(&r, sizeof r);
+    const std::int64_t wait = w / 2 + static_cast<std::int64_t>(r % static_cast<std::uint64_t>(w / 2 + 1));
+    backoff = std::min(backoff * 2, options.backoff_max);
+    tasks.add(loop.timer().afterDelay(wait * kj::NANOSECONDS).then([this]() {
+      retry_armed = false;
+      if (stopped) return;
+      if (!link) {
+        connect();
+      } else {
+        step();
+      }
+    }));
+  }
+
+  // ---- the feed ---------------------------------------------------------------------------
+
+  // Sends the next upload, if the link is up and none is in flight.
+  void step() {
+    if (stopped || in_flight || !sink) return;
+    for (int skipped = 0; skipped < 64; ++skipped) {
+      auto next = node.read([](const Node& n) { return n.next_sink_upload(); });
+      if (!next.ok()) {
+        stats.last_error = next.status().to_string();
+        SHOAL_LOG(logger, kWarn, kComponent, "the sink feed cannot read the delta buffer: ", stats.last_error);
+        poll_later();
+        return;
+      }
+      if (!*next) {
+        poll_later();
+        return;
+      }
+      SinkUpload up = std::move(**next);
+      if (up.delta.empty()) {
+        // Nothing to send (entries of other collections, a marker): acknowledged here.
+        Status st = node.write_quiet([&](Node& n) { return n.sink_acked(up); });
+        if (!st.ok()) {
+          stats.last_error = st.to_string();
+          retry_later();
+          return;
+        }
+        continue;
+      }
+      send(std::move(up));
+      return;
+    }
+    tasks.add(kj::evalLater([this]() { step(); }));
+  }
+
+  void send(SinkUpload up) {
+    in_flight = true;
+    const std::uint64_t generation = link_generation;
+    auto req = sink->pushDeltaRequest();
+    req.setCollection(up.collection);
+    req.setDelta(data_of(up.delta));
+    auto upload = std::make_shared<SinkUpload>(std::move(up));
+    tasks.add(loop.timer()
+                  .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+                  .then(
+                      [this, generation, upload](capnp::Response<sr::Sink::PushDeltaResults>&& resp) {
+                        if (generation != link_generation || stopped) return;
+                        in_flight = false;
+                        Status st = node.write_quiet([&](Node& n) { return n.sink_acked(*upload); });
+                        if (!st.ok()) {
+                          stats.last_error = st.to_string();
+                          SHOAL_LOG(logger, kWarn, kComponent, "cannot record the sink's acknowledgement: ",
+                                    stats.last_error);
+                          retry_later();
+                          return;
+                        }
+                        ++stats.uploads;
+                        stats.bytes += upload->delta.size();
+                        stats.last_ack_seq = resp.getAck().getSeq();
+                        stats.last_ack = now_wall();
+                        backoff = options.backoff_min;
+                        step();
+                      },
+                      [this, generation](kj::Exception&& e) {
+                        if (generation != link_generation || stopped) return;
+                        in_flight = false;
+                        ++stats.upload_failures;
+                        stats.last_error = transport::status_of(e).to_string();
+                        SHOAL_LOG(logger, kWarn, kComponent, "upload to the sink failed: ", stats.last_error);
+                        retry_later();
+                      }));
+  }
+
+  void poll_later() {
+    if (stopped || poll_armed) return;
+    poll_armed = true;
+    tasks.add(loop.timer().afterDelay(options.poll.ns() * kj::NANOSECONDS).then([this]() {
+      poll_armed = false;
+      step();
+    }));
+  }
+
+  transport::KjLoop& loop;
+  SharedNode& node;
+  transport::LinkSecurity security;
+  SinkUploaderOptions options;
+  Logger* logger;
+  Duration backoff;
+  kj::Own<transport::Link> link;
+  std::optional<sr::Sink::Client> sink;
+  std::uint64_t link_generation = 0;
+  bool in_flight = false;
+  bool retry_armed = false;
+  bool poll_armed = false;
+  bool stopped = false;
+  SinkUploaderStats stats;
+  kj::TaskSet tasks;
+};
+
+#pragma GCC diagnostic pop
+
+SinkUploader::SinkUploader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SinkUploader::~SinkUploader() { stop(); }
+
+Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loop, SharedNode& node,
+                                                          const transport::LinkSecurity& security,
+                                                          SinkUploaderOptions options, const SinkFeedOptions& feed,
+                                                          Logger* logger) {
+  Status st = node.write_quiet([&](Node& n) { return n.enable_sink_feed(feed); });
+  if (!st.ok()) return st;
+  auto impl = std::make_unique<Impl>(loop, node, security, std::move(options), logger);
+  impl->connect();
+  return std::unique_ptr<SinkUploader>(new SinkUploader(std::move(impl)));
+}
+
+void SinkUploader::poke() { impl_->step(); }
+
+SinkUploaderStats SinkUploader::stats() const { return impl_->stats; }
+
+void SinkUploader::stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->sink = std::nullopt;
+  if (impl_->link) impl_->link->close();
+}
+
+}  // namespace shoal::node

@@ -1,0 +1,77 @@
+// node/mesh/sink_uploader.hpp: the device's link to its cold-tier sink (docs/tiers.md, "The sink
+// feed"; issue 15). The node core decides what to upload (Node::next_sink_upload,
+// node/core/node_sink_feed.cpp); this file only moves it: it dials the sink (the mesh's
+// connection stack: TCP, Noise XX with certificates, the sealed channel, Cap'n Proto RPC),
+// introduces itself at the sink's Gate, calls Sink.pushDelta for each upload and reports the
+// durable acknowledgement back to the node. One upload is in flight at a time, so the sink
+// receives the buffer in order. A failed call or a lost link is retried after a jittered backoff;
+// nothing is acknowledged to the node that the sink did not acknowledge.
+// Ownership: the KjLoop and the SharedNode must outlive the uploader; the LinkSecurity's
+// identity, anchor and revocation callback too.
+// Thread rules: every method on the loop's thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/log.hpp"
+#include "common/time.hpp"
+#include "node/runtime/shared_node.hpp"
+#include "transport/kj_loop.hpp"
+#include "transport/link.hpp"
+
+namespace shoal::node {
+
+struct SinkUploaderOptions {
+  std::string host;  // the sink's address (a name or an address)
+  std::uint16_t port = 0;
+  // How often the feed is looked at when it had nothing to send (new writes and peers' deltas
+  // are picked up within this), and the retry backoff after a failure (doubling, jittered).
+  Duration poll = Duration::millis(200);
+  Duration backoff_min = Duration::millis(500);
+  Duration backoff_max = Duration::seconds(60);
+  // A pushDelta without an answer after this fails (and is retried).
+  Duration call_timeout = Duration::seconds(30);
+  transport::LinkOptions link;
+};
+
+struct SinkUploaderStats {
+  std::string address;              // "host:port", as configured
+  bool connected = false;           // a link with the Sink capability is up
+  std::uint64_t dials = 0;
+  std::uint64_t dial_failures = 0;  // connects, handshakes and introductions that failed
+  std::uint64_t uploads = 0;        // pushDelta calls the sink acknowledged
+  std::uint64_t upload_failures = 0;
+  std::uint64_t bytes = 0;          // delta bytes the sink acknowledged
+  std::uint64_t last_ack_seq = 0;   // the sink's sequence number of its last acknowledgement
+  std::optional<WallTime> last_ack; // when it came (this device's wall clock)
+  std::string last_error;           // the last failure, for status pages
+};
+
+class SinkUploader {
+ public:
+  // Turns the node's sink feed on (Node::enable_sink_feed with `feed`) and starts dialing.
+  // Statuses: enable_sink_feed's.
+  [[nodiscard]] static Result<std::unique_ptr<SinkUploader>> start(transport::KjLoop& loop, SharedNode& node,
+                                                                   const transport::LinkSecurity& security,
+                                                                   SinkUploaderOptions options,
+                                                                   const SinkFeedOptions& feed, Logger* logger);
+  ~SinkUploader();
+  SinkUploader(const SinkUploader&) = delete;
+  SinkUploader& operator=(const SinkUploader&) = delete;
+
+  // Looks at the feed now (after local writes or peers' deltas), if no upload is in flight.
+  void poke();
+  SinkUploaderStats stats() const;
+  // Closes the link and stops (an upload in flight is not acknowledged to the node).
+  void stop();
+
+ private:
+  struct Impl;
+  explicit SinkUploader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal::node

@@ -1,0 +1,208 @@
+// tests/mesh/sink_uplink_test.cpp: a device's link to its cold-tier sink on real loopback sockets
+// (node/mesh/sink_uploader.cpp driving node/core/node_sink_feed.cpp, against sink::SinkServer,
+// the code shoal-sink runs): the Noise XX handshake with certificates, the sealed channel,
+// Cap'n Proto RPC. Proves: a mesh host configured with a sink uploads its sink collection's
+// records and deletes (the sink's live records and fetch follow the node), and nothing of a
+// collection without the sink policy; while the sink is down, local writes to the sink
+// collection are accepted up to the quota and then refused with kQuotaExceeded, which changes
+// nothing; when the sink comes back the backlog drains and writes are accepted again; a device
+// that is not a sink at the configured address is never sent anything; the cursor survives a
+// restart of the node (no second full-state upload).
+#include <catch2/catch.hpp>
+
+#include "mesh_fixture.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink/sink_server.hpp"
+#include "sink/sink_service.hpp"
+
+using namespace shoal;
+using namespace shoal::mesh_test;
+
+namespace {
+
+constexpr const char* kCold = "cold";
+constexpr const char* kLocal = "local";
+
+node::RecordValue value(float x) {
+  node::RecordValue r;
+  r.vector = {x, 1.0f, 0.5f, 0.25f};
+  r.metadata.fields.emplace_back("x", static_cast<double>(x));
+  return r;
+}
+
+void create(Host& h, const char* name) {
+  node::CollectionSpec spec;
+  spec.name = name;
+  spec.dimension = 4;
+  REQUIRE(h.db().create_collection(spec).ok());
+}
+
+// A sink on loopback (SinkServer over a memory object store that outlives restarts of it).
+struct TestSink {
+  Cluster& cluster;
+  security::Identity identity = fresh_identity();
+  sink::MemoryObjectStore store;
+  std::unique_ptr<sink::SinkService> service;
+  std::unique_ptr<sink::SinkServer> server;
+  std::uint16_t port = 0;
+
+  explicit TestSink(Cluster& c) : cluster(c) {}
+  ~TestSink() { stop(); }
+
+  void start() {
+    auto s = sink::SinkService::open(store);
+    REQUIRE(s.ok());
+    service = std::move(*s);
+    sink::SinkCredentials creds;
+    creds.identity = &identity;
+    creds.certificate = cluster.authority().certify(identity, security::DeviceRole::kSink);
+    creds.anchor = cluster.authority().anchor;
+    sink::SinkServerOptions o;
+    o.listen_port = port;  // 0 the first time; the same port after a restart
+    auto srv = sink::SinkServer::start(cluster.loop(), *service, std::move(creds), o, test_logger());
+    INFO(srv.status().to_string());
+    REQUIRE(srv.ok());
+    server = std::move(*srv);
+    port = server->port();
+  }
+  void stop() {
+    server.reset();
+    service.reset();
+  }
+  std::uint64_t records() { return service ? service->status().records : 0; }
+};
+
+std::function<void(node::MeshOptions&)> with_sink(std::uint16_t port, std::uint64_t quota) {
+  return [port, quota](node::MeshOptions& o) {
+    node::SinkUploaderOptions s;
+    s.host = "127.0.0.1";
+    s.port = port;
+    s.poll = Duration::millis(20);
+    s.backoff_min = Duration::millis(20);
+    s.backoff_max = Duration::millis(200);
+    s.call_timeout = Duration::seconds(5);
+    o.sink = s;
+    o.sink_feed.quota_entries = quota;
+    node::TierPolicies p;
+    node::TierPolicy cold;
+    cold.sink = true;
+    p.collections.emplace(kCold, cold);
+    o.tier_policies = p;
+  };
+}
+
+node::SinkFeedStatus feed(Host& h) {
+  return h.db().read([](const node::Node& n) { return n.sink_feed_status(); });
+}
+
+}  // namespace
+
+TEST_CASE("a device uploads its sink collection, refuses writes at the quota while the sink is down, and drains "
+          "when it returns",
+          "[mesh][sink]") {
+  Cluster c;
+  TestSink sink(c);
+  sink.start();
+  Host& a = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 20));
+  create(a, kCold);
+  create(a, kLocal);
+  std::vector<node::RecordInput> batch;
+  for (int i = 0; i < 50; ++i) batch.push_back({"r" + std::to_string(i), value(static_cast<float>(i))});
+  REQUIRE(a.db().upsert_batch(kCold, std::move(batch)).ok());
+  REQUIRE(a.db().upsert(kLocal, "stays-home", value(1)).ok());
+  // One write group may pass the quota (it was checked before the group); the sink takes it.
+  REQUIRE(c.run_until([&] { return sink.records() == 50 && feed(a).backlog_entries == 0; }));
+  for (int i = 0; i < 5; ++i) REQUIRE(a.db().remove(kCold, "r" + std::to_string(i)).ok());
+  REQUIRE(c.run_until([&] { return sink.records() == 45 && feed(a).backlog_entries == 0; }));
+  CHECK(a.mesh->sink_stats()->connected);
+  CHECK(a.mesh->sink_stats()->uploads >= 1);
+  auto fetched = sink.service->fetch(kCold, std::vector<std::string>{"r0", "r5"});
+  REQUIRE(fetched.ok());
+  CHECK_FALSE((*fetched)[0].found);  // deleted after upload: gone at the sink too
+  CHECK((*fetched)[1].found);
+  CHECK(sink.service->fetch(kLocal, std::vector<std::string>{"stays-home"}).status().detail() ==
+        Detail::kNoSuchCollection);
+
+  // The sink goes away. Twenty writes wait for it (the quota); the next is refused.
+  sink.stop();
+  REQUIRE(c.run_until([&] { return !a.mesh->sink_stats()->connected; }));
+  int accepted = 0;
+  Status refused;
+  for (int i = 0; i < 100 && refused.ok(); ++i) {
+    refused = a.db().upsert(kCold, "w" + std::to_string(i), value(static_cast<float>(i)));
+    if (refused.ok()) ++accepted;
+  }
+  INFO(refused.to_string());
+  CHECK(accepted == 20);
+  CHECK(refused.detail() == Detail::kQuotaExceeded);
+  CHECK(refused.message().find("quota 20") != std::string::npos);
+  CHECK_FALSE(a.db().get(kCold, "w20").ok());  // the refused write changed nothing
+  CHECK(a.db().upsert(kLocal, "still-ok", value(2)).ok());  // other collections are not held back
+
+  // The sink returns (same port, same object store): the backlog drains; writes resume.
+  sink.start();
+  REQUIRE(c.run_until([&] { return sink.records() == 65 && feed(a).backlog_entries == 0; }));
+  CHECK(a.db().upsert(kCold, "w20", value(20)).ok());
+  REQUIRE(c.run_until([&] { return sink.records() == 66; }));
+
+  // A restart of the node resumes from its cursor: no full-state upload again.
+  const std::uint64_t through = feed(a).uploaded_through;
+  c.stop(a);
+  c.start(a);
+  CHECK(feed(a).uploaded_through == through);
+  CHECK_FALSE(feed(a).full_state_pending);
+  REQUIRE(a.db().upsert(kCold, "after-restart", value(3)).ok());
+  REQUIRE(c.run_until([&] { return sink.records() == 67 && feed(a).backlog_entries == 0; }));
+}
+
+TEST_CASE("a device at the sink's address that is not a sink is sent nothing", "[mesh][sink]") {
+  Cluster c;
+  Host& other = c.add();  // a member, listening
+  Host& a = c.add(security::DeviceRole::kMember, true, with_sink(other.port(), 20));
+  create(a, kCold);
+  REQUIRE(a.db().upsert(kCold, "x", value(1)).ok());
+  REQUIRE(c.run_until([&] { return a.mesh->sink_stats()->dial_failures >= 2; }));
+  const auto st = *a.mesh->sink_stats();
+  CHECK_FALSE(st.connected);
+  CHECK(st.uploads == 0);
+  CHECK(st.last_error.find("not a sink") != std::string::npos);
+  CHECK(feed(a).backlog_entries > 0);
+}
+
+TEST_CASE("a peer's acknowledgements do not trim what the sink has not taken: deletes made while it is down reach it",
+          "[mesh][sink]") {
+  Cluster c;
+  TestSink sink(c);
+  sink.start();
+  Host& b = c.add();
+  Host& a = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 100));
+  c.dial(a, b);
+  REQUIRE(c.run_until([&] { return c.up_peers(a) == 1 && c.up_peers(b) == 1; }));
+  create(a, kCold);
+  for (int i = 0; i < 10; ++i) REQUIRE(a.db().upsert(kCold, "r" + std::to_string(i), value(static_cast<float>(i))).ok());
+  REQUIRE(c.run_until([&] { return sink.records() == 10 && feed(a).backlog_entries == 0; }));
+
+  sink.stop();
+  REQUIRE(c.run_until([&] { return !a.mesh->sink_stats()->connected; }));
+  for (int i = 0; i < 5; ++i) REQUIRE(a.db().remove(kCold, "r" + std::to_string(i)).ok());
+  for (int i = 0; i < 60; ++i) REQUIRE(a.db().upsert(kCold, "w" + std::to_string(i), value(static_cast<float>(i))).ok());
+  // b has every entry (and acknowledged them); a keeps them all for the sink.
+  REQUIRE(c.run_until([&] { return b.db().get(kCold, "w59").ok(); }));
+  // Peers' positions are persisted at most once a second, and only persisted positions trim: one
+  // more write after that lets b's acknowledgement trim everything it has, were it not for the
+  // sink's cursor.
+  c.run_for(Duration::millis(1200));
+  REQUIRE(a.db().upsert(kCold, "w60", value(60)).ok());
+  REQUIRE(c.run_until([&] { return b.db().get(kCold, "w60").ok(); }));
+  c.run_for(Duration::millis(300));
+  CHECK(a.db().stats().delta_buffer_entries >= 66);
+
+  sink.start();
+  REQUIRE(c.run_until([&] { return feed(a).backlog_entries == 0 && !feed(a).full_state_pending; }));
+  CHECK(sink.records() == 66);
+  auto fetched = sink.service->fetch(kCold, std::vector<std::string>{"r0", "r4", "r5"});
+  REQUIRE(fetched.ok());
+  CHECK_FALSE((*fetched)[0].found);
+  CHECK_FALSE((*fetched)[1].found);
+  CHECK((*fetched)[2].found);
+}

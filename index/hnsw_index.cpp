@@ -30,11 +30,13 @@ HnswIndex::~HnswIndex() {
 }
 
 Result<std::unique_ptr<HnswIndex>> HnswIndex::create(const IndexParams& params,
-                                                     RebuildExecutor executor) {
+                                                     RebuildExecutor executor,
+                                                     const FloatSource* floats) {
   SHOAL_RETURN_IF_ERROR(validate_params(params));
   std::unique_ptr<HnswIndex> index(new HnswIndex(params, std::move(executor)));
+  index->floats_ = floats;
   try {
-    index->graph_ = Graph::make(params, index->kernels_, params.initial_capacity);
+    index->graph_ = Graph::make(params, index->kernels_, params.initial_capacity, floats);
   } catch (const std::exception& e) {
     return detail::hnswlib_error("allocation", e);
   }

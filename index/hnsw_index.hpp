@@ -24,7 +24,8 @@
 // index, joined by its destructor). A custom executor must run or drop the job before the index
 // is destroyed.
 //
-// Ownership: the index owns the hnswlib graph, the quantizer, the float vectors and the journal.
+// Ownership: the index owns the hnswlib graph, the quantizer, the float vectors (unless a
+// FloatSource holds them: index/float_source.hpp) and the journal.
 // Snapshot files are written atomically (temporary file, fsync, rename, directory fsync) and are
 // readable by their owner only (mode 0600, like the store), whatever the umask.
 #pragma once
@@ -40,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "index/float_source.hpp"
 #include "index/vector_index.hpp"
 
 namespace shoal::index {
@@ -61,8 +63,12 @@ struct RebuildStats {
 class HnswIndex final : public VectorIndex {
  public:
   // Statuses: those of validate_params(); kInternal if hnswlib cannot allocate.
+  // `floats` (optional, not owned, must outlive the index): an int8 index with
+  // keep_float_vectors reads the vectors it re-ranks with from it instead of keeping a copy
+  // (index/float_source.hpp); ignored otherwise.
   static Result<std::unique_ptr<HnswIndex>> create(const IndexParams& params,
-                                                   RebuildExecutor executor = {});
+                                                   RebuildExecutor executor = {},
+                                                   const FloatSource* floats = nullptr);
   ~HnswIndex() override;
 
   const IndexParams& params() const noexcept override { return params_; }
@@ -106,8 +112,11 @@ class HnswIndex final : public VectorIndex {
   // of `expected` are applied). Statuses: kIo (cannot
   // read), kBadMagic, kVersionMismatch, kTruncated, kChecksumMismatch, kCorruption (inconsistent
   // structure), kParameterMismatch (naming the field). On any error the caller rebuilds.
+  // `floats` as for create(): a snapshot of an index that read its floats from a source holds
+  // none, and loads only with a source (kParameterMismatch otherwise, and the other way round).
   static Result<Loaded> load_snapshot(const std::string& path, const IndexParams& expected,
-                                      RebuildExecutor executor = {});
+                                      RebuildExecutor executor = {},
+                                      const FloatSource* floats = nullptr);
 
   // --- Rebuild ---
 
@@ -142,6 +151,7 @@ class HnswIndex final : public VectorIndex {
 
   IndexParams params_;
   const KernelTable* kernels_;
+  const FloatSource* floats_ = nullptr;  // not owned; see create()
   RebuildExecutor executor_;
 
   mutable std::shared_mutex mu_;

@@ -70,13 +70,14 @@ Status HnswIndex::run_rebuild() {
     labels.reserve(g.live());
     vectors.reserve(g.live() * dim);
     std::vector<float> decoded(dim);
+    const std::unique_ptr<FloatReader> reader = g.reader();
     for (std::uint32_t id = 0; id < g.count(); ++id) {
       if (g.is_deleted(id)) continue;
       labels.push_back(g.label(id));
       const float* v = g.float_vec(id);
+      if (v == nullptr && g.source_vector(id, reader.get(), decoded.data())) v = decoded.data();
       if (v == nullptr) {
-        const auto* c = reinterpret_cast<const std::int8_t*>(g.data(id));
-        for (std::size_t i = 0; i < dim; ++i) decoded[i] = g.q.decode(c[i]);
+        g.decode(g.data(id), g.q, decoded.data());
         v = decoded.data();
       }
       vectors.insert(vectors.end(), v, v + dim);
@@ -88,7 +89,7 @@ Status HnswIndex::run_rebuild() {
   try {
     const std::size_t cap = std::max<std::size_t>(
         {labels.size() + labels.size() / 4 + 1, static_cast<std::size_t>(params_.initial_capacity)});
-    fresh = Graph::make(params_, kernels_, cap);
+    fresh = Graph::make(params_, kernels_, cap, floats_);
     // A calibrated range is recomputed from the live vectors alone.
     fresh->cover(vectors, /*prepared=*/true);
     for (std::size_t i = 0; i < labels.size(); ++i) fresh->insert(labels[i], vectors.data() + i * dim);

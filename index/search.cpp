@@ -54,8 +54,11 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
 
   // Exact scan over the ids `each_id` yields. With int8 codes, the scan ranks by code distance
   // (4x less memory traffic) and re-ranks the best max(ef, 4k) with the float vectors.
+  // Int8 graphs whose floats live in the caller's source read them through one reader per search.
+  std::unique_ptr<FloatReader> reader;
+  if (g.source != nullptr) reader = g.reader();
   auto exact_scan = [&](Plan plan, const auto& each_id) {
-    if (g.quantized && g.float_store) {
+    if (g.reranks()) {
       detail::TopK coarse(std::max(ef, 4 * k));
       each_id([&](std::uint32_t id) {
         coarse.push(g.code_distance(qc, id), id);
@@ -64,7 +67,7 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
       detail::TopK top(k);
       for (const Neighbor& n : coarse.take_sorted()) {
         const auto id = static_cast<std::uint32_t>(n.label);
-        top.push(g.exact_distance(q, g.float_vec(id)), g.label(id));
+        top.push(g.rerank_distance(q, qc, id, reader.get()), g.label(id));
         ++out.distance_count;
       }
       out.neighbors = top.take_sorted();
@@ -140,8 +143,8 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
   for (const detail::Cand& c : s.top) {
     float d = c.d;
     if (g.quantized) {
-      if (g.float_store) {
-        d = g.exact_distance(q, g.float_vec(c.id));
+      if (g.reranks()) {
+        d = g.rerank_distance(q, qc, c.id, reader.get());
         ++out.distance_count;
       } else {
         d = g.code_distance_scaled(c.d);

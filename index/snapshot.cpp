@@ -100,7 +100,7 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
   put<std::uint32_t>(header, field::kDimension, params_.dimension);
   put<std::uint8_t>(header, field::kMetric, metric_to_snapshot_byte(params_.metric));
   put<std::uint8_t>(header, field::kQuantization, static_cast<std::uint8_t>(params_.quantization));
-  put<std::uint8_t>(header, field::kFloatStore, g.float_store ? 1 : 0);
+  put<std::uint8_t>(header, field::kFloatStore, g.float_store ? 1 : (g.source != nullptr ? 2 : 0));
   put<std::uint32_t>(header, field::kM, params_.m);
   put<std::uint32_t>(header, field::kEfConstruction, params_.ef_construction);
   // A calibrated graph records the range its codes cover (0, 0 while it has held no vector).
@@ -160,7 +160,8 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
 
 Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
                                                    const IndexParams& expected,
-                                                   RebuildExecutor executor) {
+                                                   RebuildExecutor executor,
+                                                   const FloatSource* floats) {
   if constexpr (std::endian::native != std::endian::little) {
     return Status(Code::kUnimplemented, "snapshots are little-endian only", path);
   }
@@ -228,7 +229,8 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
   const auto metric_byte = get<std::uint8_t>(p, field::kMetric);
   const std::optional<Metric> metric = metric_from_snapshot_byte(metric_byte);
   const auto quant = static_cast<Quantization>(get<std::uint8_t>(p, field::kQuantization));
-  const bool float_store = get<std::uint8_t>(p, field::kFloatStore) != 0;
+  // 0: codes only; 1: float vectors follow the links; 2: read from the caller's FloatSource.
+  const auto float_mode = get<std::uint8_t>(p, field::kFloatStore);
   const auto m = get<std::uint32_t>(p, field::kM);
   const auto efc = get<std::uint32_t>(p, field::kEfConstruction);
   const auto qmin = get<float>(p, field::kQuantMin);
@@ -255,9 +257,13 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
       return mismatch("quantization range", std::to_string(qmin) + ".." + std::to_string(qmax),
                       std::to_string(expected.quant_min) + ".." + std::to_string(expected.quant_max));
     }
-    if (float_store != expected.keep_float_vectors) {
-      return mismatch("keep_float_vectors", float_store ? "true" : "false",
-                      expected.keep_float_vectors ? "true" : "false");
+    const std::uint8_t want_mode = !expected.keep_float_vectors ? 0 : (floats != nullptr ? 2 : 1);
+    if (float_mode != want_mode) {
+      auto name = [](int mode) {
+        return std::string(mode == 0 ? "none" : mode == 1 ? "in the snapshot" : mode == 2 ? "read from the store" : "unknown (") +
+               (mode > 2 ? std::to_string(mode) + ")" : "");
+      };
+      return mismatch("float vectors", name(float_mode), name(want_mode));
     }
   }
 
@@ -272,9 +278,10 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
   if (count > kMaxElements) return corrupt("element count " + std::to_string(count));
 
   std::unique_ptr<HnswIndex> index(new HnswIndex(expected, std::move(executor)));
+  index->floats_ = floats;
   try {
     auto g = Graph::make(expected, index->kernels_,
-                         std::max<std::size_t>(count, expected.initial_capacity));
+                         std::max<std::size_t>(count, expected.initial_capacity), floats);
     std::size_t off = kHeaderBytes;
     const std::size_t end = kHeaderBytes + payload;
     if (count > 0) g->set_range(qmin, qmax);

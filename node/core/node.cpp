@@ -4,6 +4,7 @@
 #include "node/core/node.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <iterator>
 
 #include "common/assert.hpp"
@@ -92,6 +93,9 @@ Status Node::load_identity() {
 
 Status Node::load() {
   SHOAL_RETURN_IF_ERROR(load_identity());
+  // Data directories written before the vectors table hold each record's vector inline: moved
+  // once, here (docs/node-format.md, "Vectors apart from their records").
+  SHOAL_RETURN_IF_ERROR(format::migrate_vectors(*store_).status());
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   if (auto n = txn->get(Table::kMeta, kNextCollectionKey); n.ok()) {
     SHOAL_ASSIGN_OR_RETURN(next_collection_id_, decode_u32(*n, "meta/node.next_collection_id"));
@@ -180,9 +184,7 @@ Status Node::load_collection(Collection& c) {
   } else if (state.status().code() != Code::kNotFound) {
     return state.status();
   }
-  // One pass over the records: labels, metadata, digests, and the vectors for a rebuild.
-  std::vector<std::uint64_t> labels;
-  std::vector<float> vectors;
+  // One pass over the records: labels, metadata, digests. The vectors stay in the vectors table.
   crdt::Hlc max_clock;
   Status decode_error;
   SHOAL_RETURN_IF_ERROR(txn->scan(
@@ -198,7 +200,7 @@ Status Node::load_collection(Collection& c) {
           decode_error = Status(Code::kCorruption, "stored record has no entries", std::string(id));
           return false;
         }
-        auto value = decode_entry_payload(*w);
+        auto value = format::decode_stored_payload(*w);
         if (!value.ok()) {
           decode_error = value.status().with_context(c.spec.name + "/" + std::string(id));
           return false;
@@ -216,21 +218,20 @@ Status Node::load_collection(Collection& c) {
         c.labels[d.id] = rec->label;
         c.next_label = std::max(c.next_label, rec->label + 1);
         ++c.live;
-        labels.push_back(rec->label);
-        vectors.insert(vectors.end(), value->vector.begin(), value->vector.end());
         return true;
       }));
   SHOAL_RETURN_IF_ERROR(decode_error);
   txn.reset();
   if (max_clock > clock_.last()) clock_ = crdt::HybridClock(max_clock);
-  return load_index(c, std::move(labels), std::move(vectors));
+  return load_index(c);
 }
 
-Status Node::load_index(Collection& c, std::vector<std::uint64_t> labels, std::vector<float> vectors) {
+Status Node::load_index(Collection& c) {
+  c.floats = std::make_unique<StoreFloatSource>(*store_, c.id, c.spec.dimension);
   // From the snapshot when it covers a position the delta buffer reaches back to.
   const index::IndexParams params = node_index_params(c.spec);
   if (options_.snapshots != nullptr) {
-    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor);
+    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get());
     if (!loaded.ok()) {
       open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
     } else if (loaded->has_value()) {
@@ -255,13 +256,17 @@ Status Node::load_index(Collection& c, std::vector<std::uint64_t> labels, std::v
           return true;
         }));
         SHOAL_RETURN_IF_ERROR(replay_error);
+        std::vector<float> vec(c.spec.dimension);
         for (const auto& id : touched) {
           auto it = c.labels.find(id);
           if (it == c.labels.end()) continue;
-          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kRecords, record_key(c.id, id)));
-          SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(got, id));
-          SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*crdt::winner(rec.entries)));
-          SHOAL_RETURN_IF_ERROR(c.index->add(it->second, value.vector));
+          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, it->second)));
+          if (got.size() != vec.size() * sizeof(float)) {
+            return Status(Code::kCorruption, str_cat("vector of label ", it->second, " has ", got.size(), " bytes"),
+                          c.spec.name + "/" + id);
+          }
+          std::memcpy(vec.data(), got.data(), got.size());
+          SHOAL_RETURN_IF_ERROR(c.index->add(it->second, vec));
         }
         // Labels the index still holds but no live record has: deleted since the snapshot.
         for (std::uint64_t label = 1; label < c.next_label; ++label) {
@@ -278,7 +283,36 @@ Status Node::load_index(Collection& c, std::vector<std::uint64_t> labels, std::v
       }
     }
   }
-  SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params, options_.rebuild_executor));
+  SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params, options_.rebuild_executor, c.floats.get()));
+  // The live records' vectors, from the vectors table (ordered by label).
+  std::vector<std::uint64_t> labels;
+  std::vector<float> vectors;
+  labels.reserve(c.live);
+  vectors.reserve(c.live * c.spec.dimension);
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+    Status bad;
+    SHOAL_RETURN_IF_ERROR(txn->scan(Table::kVectors, store::Range::prefix(collection_prefix(c.id)),
+                                    [&](std::string_view k, std::string_view v) {
+                                      auto label = store::decode_u64_be(k.substr(4));
+                                      if (!label.ok() || v.size() != std::size_t{c.spec.dimension} * sizeof(float)) {
+                                        bad = Status(Code::kCorruption, "malformed vectors table entry", c.spec.name);
+                                        return false;
+                                      }
+                                      // Only live records (a stale entry would be a bug; skip it).
+                                      if (*label >= c.docs.size() || c.docs[*label].id.empty()) return true;
+                                      labels.push_back(*label);
+                                      const std::size_t at = vectors.size();
+                                      vectors.resize(at + c.spec.dimension);
+                                      std::memcpy(vectors.data() + at, v.data(), v.size());
+                                      return true;
+                                    }));
+    SHOAL_RETURN_IF_ERROR(bad);
+  }
+  if (labels.size() != c.live) {
+    return Status(Code::kCorruption, str_cat("the vectors table holds ", labels.size(), " of ", c.live, " live records"),
+                  c.spec.name);
+  }
   if (!labels.empty()) {
     SHOAL_RETURN_IF_ERROR(c.index->reserve(labels.size()));
     SHOAL_RETURN_IF_ERROR(c.index->add_batch(labels, vectors, options_.build_threads));
@@ -313,7 +347,9 @@ Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
   auto c = std::make_unique<Collection>();
   c->spec = spec;
   c->id = next_collection_id_;
-  SHOAL_ASSIGN_OR_RETURN(c->index, index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor));
+  c->floats = std::make_unique<StoreFloatSource>(*store_, c->id, spec.dimension);
+  SHOAL_ASSIGN_OR_RETURN(c->index,
+                         index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor, c->floats.get()));
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
@@ -432,7 +468,7 @@ Status Node::join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<
     StoredRecord local;
     auto got = txn.get(Table::kRecords, key);
     if (got.ok()) {
-      SHOAL_ASSIGN_OR_RETURN(local, decode_record(*got, key));
+      SHOAL_ASSIGN_OR_RETURN(local, format::read_record(txn, c.id, key, *got));
     } else if (got.status().code() != Code::kNotFound) {
       return got.status();
     }
@@ -447,10 +483,10 @@ Status Node::join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<
     if (!record_changed) continue;
     changed = true;
     if (local.entries.empty()) {
-      SHOAL_RETURN_IF_ERROR(txn.del(Table::kRecords, key));
+      SHOAL_RETURN_IF_ERROR(format::del_record(txn, c.id, key, local.label));
     } else {
       if (local.label == 0) local.label = pending.next_label++;
-      SHOAL_RETURN_IF_ERROR(txn.put(Table::kRecords, key, encode_record(local.label, local.entries)));
+      SHOAL_RETURN_IF_ERROR(format::put_record(txn, c.id, key, local.label, local.entries));
     }
     if (kind == JoinKind::kRepair) {
       relay.records[id] = local.entries;
@@ -901,7 +937,7 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
     }
     return got.status();
   }
-  SHOAL_ASSIGN_OR_RETURN(auto rec, decode_record(*got, key));
+  SHOAL_ASSIGN_OR_RETURN(auto rec, format::read_record(*txn, c->id, key, *got));
   GetResult out;
   std::vector<const crdt::Entry*> order;
   for (const auto& e : rec.entries) order.push_back(&e);
@@ -1018,7 +1054,7 @@ Result<crdt::ORMap> Node::crdt_state_for_testing(std::string_view collection) co
   Status err;
   SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(collection_prefix(c->id)),
                                   [&](std::string_view k, std::string_view v) {
-                                    auto rec = decode_record(v, k);
+                                    auto rec = format::read_record(*txn, c->id, k, v);
                                     if (!rec.ok()) {
                                       err = rec.status();
                                       return false;

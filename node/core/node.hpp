@@ -432,7 +432,7 @@ class Node final : private SyncHost {
   Status load_catalogue();
   index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
-  Status load_index(Collection& c, std::vector<std::uint64_t> labels, std::vector<float> vectors);
+  Status load_index(Collection& c);
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;
   Collection* find_by_id(std::uint32_t cid) const;

@@ -168,7 +168,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
           more = true;
           return false;
         }
-        auto rec = decode_record(v, k);
+        auto rec = format::read_record(*txn, c.id, k, v);
         if (!rec.ok()) {
           err = rec.status();
           return false;

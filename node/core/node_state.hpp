@@ -13,6 +13,7 @@
 #include "index/hnsw_index.hpp"
 #include "node/core/node.hpp"
 #include "node/core/node_format.hpp"
+#include "node/core/vector_store.hpp"
 
 namespace shoal::node {
 
@@ -22,6 +23,9 @@ struct Node::Collection {
   std::uint32_t id = 0;
   crdt::CausalContext ctx;  // only grows (asserted when a transaction's effects are applied)
   crdt::DigestTree digests{format::kDigestConfig};
+  // The vectors the index re-ranks with, read in place from the store (node/core/vector_store.hpp).
+  // Declared before `index`, which refers to it, so that it is destroyed after.
+  std::unique_ptr<StoreFloatSource> floats;
   std::unique_ptr<index::HnswIndex> index;
   struct Doc {
     std::string id;  // empty: no live record has this label

@@ -297,7 +297,7 @@ Result<std::string> Node::bucket_slice(std::string_view collection, std::span<co
       SHOAL_ASSERT(b < c->digests.leaf_count());
       SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(bucket_prefix(c->id, b)),
                                       [&](std::string_view k, std::string_view v) {
-                                        auto rec = decode_record(v, k);
+                                        auto rec = format::read_record(*txn, c->id, k, v);
                                         if (!rec.ok()) {
                                           err = rec.status();
                                           return false;

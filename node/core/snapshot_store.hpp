@@ -17,9 +17,11 @@ class SnapshotStore {
  public:
   virtual ~SnapshotStore() = default;
   // The snapshot of collection `cid`, if one exists: nullopt when none; an error when one exists
-  // but cannot be used (the node then rebuilds and reports why).
+  // but cannot be used (the node then rebuilds and reports why). `floats` as for
+  // index::HnswIndex::load_snapshot (the collection's vectors in the store; may be null).
   [[nodiscard]] virtual Result<std::optional<index::HnswIndex::Loaded>> load(
-      std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor) = 0;
+      std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
+      const index::FloatSource* floats) = 0;
   // Replaces the snapshot of collection `cid` (atomically: a crash leaves the old or the new).
   [[nodiscard]] virtual Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) = 0;
   // Removes the snapshot of collection `cid`, if any.

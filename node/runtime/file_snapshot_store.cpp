@@ -9,11 +9,12 @@ std::string FileSnapshotStore::path(std::uint32_t cid) const {
 }
 
 Result<std::optional<index::HnswIndex::Loaded>> FileSnapshotStore::load(
-    std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor) {
+    std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
+    const index::FloatSource* floats) {
   const std::string p = path(cid);
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) return std::optional<index::HnswIndex::Loaded>();
-  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor)));
+  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor), floats));
   return std::optional<index::HnswIndex::Loaded>(std::move(loaded));
 }
 

@@ -14,7 +14,8 @@ class FileSnapshotStore final : public SnapshotStore {
  public:
   explicit FileSnapshotStore(std::string dir) : dir_(std::move(dir)) {}
   Result<std::optional<index::HnswIndex::Loaded>> load(std::uint32_t cid, const index::IndexParams& expected,
-                                                       std::function<void(std::function<void()>)> executor) override;
+                                                       std::function<void(std::function<void()>)> executor,
+                                                       const index::FloatSource* floats) override;
   Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) override;
   void remove(std::uint32_t cid) noexcept override;
   std::string path(std::uint32_t cid) const;

@@ -19,6 +19,7 @@
 #include "common/assert.hpp"
 #include "crdt/entries.hpp"
 #include "node/core/node_format.hpp"
+#include "node/core/vector_store.hpp"
 #include "node/store/lmdb_store.hpp"
 
 namespace shoal::node::tools {
@@ -127,7 +128,7 @@ Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::strin
   SHOAL_RETURN_IF_ERROR(txn->scan(
       Table::kRecords, store::Range::prefix(format::collection_prefix(cid)),
       [&](std::string_view key, std::string_view value) {
-        auto rec = format::decode_record(value, key);
+        auto rec = format::read_record(*txn, cid, key, value);
         if (!rec.ok()) {
           error = rec.status();
           return false;
@@ -454,7 +455,7 @@ Result<NpyExportReport> export_npy(const std::string& data_dir, const std::strin
           error = std::move(s);
           return false;
         };
-        auto rec = format::decode_record(value, key);
+        auto rec = format::read_record(*txn, cid, key, value);
         if (!rec.ok()) return fail(rec.status());
         const crdt::Entry* win = crdt::winner(rec->entries);
         if (win == nullptr) return true;  // no value: nothing to export

@@ -1,0 +1,85 @@
+// node/core/vector_store.hpp: float vectors apart from their records (docs/node-format.md,
+// "Vectors apart from their records"; docs/decisions.md, D41).
+//
+// Role: the winning entry's vector of each record lives once, in the store's `vectors` table,
+// keyed by (collection id, label) and 4-byte aligned, so that the index reads the floats it
+// re-ranks with in place from the store's memory map (StoreFloatSource) instead of keeping a
+// copy in RAM or in its snapshot. The record in the `records` table then holds the winner's
+// payload with its vector elided (a dimension field of kElidedDimension and no floats). Every
+// reader of stored records goes through read_record(), which puts the vector back, so the rest of
+// the node (sync, repair, get, the sink feed) sees the same bytes as before; every writer goes
+// through put_record()/del_record(). An elided payload never leaves the node, and one from a
+// peer is refused (decode_payload rejects it: its dimension does not fit).
+//
+// Thread rules: the functions are pure over the transaction they are given. A StoreFloatSource
+// is called from any thread (searches, the index thread, the rebuild thread); each reader holds
+// one read transaction and belongs to one thread for one operation.
+//
+// Ownership: a StoreFloatSource refers to the Store (which outlives it) and owns nothing else.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.hpp"
+#include "index/float_source.hpp"
+#include "node/core/node_format.hpp"
+#include "node/store/store.hpp"
+
+namespace shoal::node::format {
+
+// The meta key that says every record's winner vector is in the vectors table (u8 1). Absent in
+// data directories written before it: Node::open migrates them (migrate_vectors).
+inline constexpr std::string_view kVectorsApartKey = "node.vectors_apart";
+// The payload's dimension field when the vector is in the vectors table.
+inline constexpr std::uint32_t kElidedDimension = 0xffffffffu;
+
+// vectors table key: u32be collection id, u64be label (12 bytes; see docs/storage.md for why
+// this size keeps values aligned).
+std::string vector_key(std::uint32_t cid, std::uint64_t label);
+
+// Decodes a stored record and puts the winner's vector back from the vectors table when it was
+// moved there. `view` is the transaction the record was read in. Statuses: those of
+// decode_record; kCorruption when the vector is missing or of the wrong size; the store's.
+[[nodiscard]] Result<StoredRecord> read_record(store::ReadView& view, std::uint32_t cid, std::string_view key,
+                                               std::string_view value);
+// Writes a record whose entries are whole (as read_record returns them or a peer sent them): the
+// winner's vector to the vectors table under `label`, the record with that vector elided.
+// Statuses: the store's; kInternal if the winner's payload is already elided (a bug).
+[[nodiscard]] Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label,
+                                const crdt::Entries& entries);
+// Deletes a record and its vector (label 0: none was stored).
+[[nodiscard]] Status del_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label);
+// The payload of a stored entry, elided or not (the vector is then empty). For readers that need
+// the metadata and model only (the open scan).
+[[nodiscard]] Result<RecordValue> decode_stored_payload(const crdt::Entry& e);
+// True when `payload` is an elided one.
+bool payload_elided(const crdt::Bytes& payload) noexcept;
+
+// Moves the winner's vector of every record whose payload still holds it into the vectors
+// table, `batch` records per transaction (each record once: a crash in between resumes where it
+// stopped), then writes kVectorsApartKey. Returns the number of records moved. A no-op when the
+// key is present. Statuses: the store's; those of decode_record.
+[[nodiscard]] Result<std::uint64_t> migrate_vectors(store::Store& store, std::size_t batch = 4096);
+
+}  // namespace shoal::node::format
+
+namespace shoal::node {
+
+// The vectors of one collection, read in place: the node's index::FloatSource.
+class StoreFloatSource final : public index::FloatSource {
+ public:
+  StoreFloatSource(store::Store& store, std::uint32_t cid, std::uint32_t dimension) noexcept
+      : store_(&store), cid_(cid), dimension_(dimension) {}
+  // One read transaction; nullptr when the store cannot open one (the index then uses codes).
+  std::unique_ptr<index::FloatReader> reader() const override;
+
+ private:
+  store::Store* store_;  // not owned; outlives this
+  std::uint32_t cid_;
+  std::uint32_t dimension_;
+};
+
+}  // namespace shoal::node

@@ -1,0 +1,281 @@
+// Proves that float vectors live once, in the store's vectors table (docs/node-format.md,
+// "Vectors apart from their records"; issue 16): a data directory written before it (schema 1,
+// each record holding its winner's vector inline, made here by rewriting a real directory into
+// version 1's layout with raw LMDB: six tables, inline vectors, no vectors key) is migrated at its
+// next open, and then answers get, search and its CRDT state byte for byte as before (the
+// payloads that sync and repair send are rebuilt identical); after it, every record's winner
+// payload is elided and the vectors table holds exactly the live records' vectors, through
+// upserts, updates and deletes; a reopen loads the snapshot, which holds no floats; and an elided
+// payload is refused by decode_payload, so a peer cannot send one. Data: seeded (seed printed).
+#include <catch2/catch.hpp>
+
+#include <lmdb.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "common/random.hpp"
+#include "node/core/vector_store.hpp"
+#include "node/runtime/data_dir.hpp"
+#include "node/store/lmdb_store.hpp"
+
+using namespace shoal;
+using namespace shoal::node;
+
+namespace {
+
+constexpr std::uint32_t kDim = 12;
+
+std::string fresh_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("shoal-vectors-" + std::to_string(::getpid()) + "-" + name);
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
+std::unique_ptr<OpenDataDir> open_dir(const std::string& path) {
+  DataDirOptions o;
+  o.node.build_threads = 1;
+  auto d = open_data_dir(path, std::move(o));
+  INFO(path << ": " << d.status().to_string());
+  REQUIRE(d.ok());
+  return std::move(d).value();
+}
+
+std::vector<float> random_vector(Rng& rng) {
+  std::vector<float> v(kDim);
+  for (float& x : v) x = rng.uniform_float(-1.0f, 1.0f);
+  return v;
+}
+
+struct Tables {
+  std::map<store::Table, std::vector<store::KeyValue>> rows;
+};
+
+Tables read_all(const std::string& store_path) {
+  store::LmdbStoreOptions o;
+  o.path = store_path;
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  auto txn = (*st)->begin_read();
+  REQUIRE(txn.ok());
+  Tables t;
+  for (store::Table table : store::kAllTables) {
+    auto rows = (*txn)->collect(table, store::Range::all());
+    REQUIRE(rows.ok());
+    t.rows[table] = std::move(rows).value();
+  }
+  return t;
+}
+
+// Rewrites the store at `store_path` into schema 1's layout: six tables, each record with its
+// winner's vector inline (as builds before the vectors table wrote it), no vectors key, version 1.
+void rewrite_as_version_1(const std::string& store_path) {
+  Tables t = read_all(store_path);
+  std::map<std::string, std::string> vectors;
+  for (const auto& kv : t.rows[store::Table::kVectors]) vectors[kv.key] = kv.value;
+  std::filesystem::remove_all(store_path);
+  std::filesystem::create_directories(store_path);
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+  REQUIRE(mdb_env_set_mapsize(env, std::size_t{64} << 20) == 0);
+  REQUIRE(mdb_env_open(env, store_path.c_str(), MDB_NOTLS, 0600) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  for (store::Table table : store::kAllTables) {
+    if (table == store::Table::kVectors) continue;
+    MDB_dbi dbi = 0;
+    REQUIRE(mdb_dbi_open(txn, std::string(store::table_name(table)).c_str(), MDB_CREATE, &dbi) == 0);
+    for (const auto& kv : t.rows[table]) {
+      std::string key = kv.key, value = kv.value;
+      if (table == store::Table::kMeta && key == format::kVectorsApartKey) continue;
+      if (table == store::Table::kMeta && key == store::kSchemaVersionKey) value = std::string("\0\0\0\x01", 4);
+      if (table == store::Table::kRecords) {
+        // Put the vector back into the winner's payload, as version 1 stored it.
+        auto rec = format::decode_record(value, key);
+        REQUIRE(rec.ok());
+        const crdt::Entry* w = crdt::winner(rec->entries);
+        REQUIRE(w != nullptr);
+        REQUIRE(format::payload_elided(w->payload));
+        std::uint32_t cid = 0;
+        for (int i = 0; i < 4; ++i) cid = (cid << 8) | static_cast<unsigned char>(key[static_cast<std::size_t>(i)]);
+        const std::string& vec = vectors.at(format::vector_key(cid, rec->label));
+        crdt::Entry& e = rec->entries[static_cast<std::size_t>(w - rec->entries.data())];
+        crdt::Bytes p(e.payload.begin(), e.payload.begin() + 1);
+        const std::uint32_t dim = static_cast<std::uint32_t>(vec.size() / 4);
+        p.resize(5);
+        std::memcpy(p.data() + 1, &dim, 4);
+        p.insert(p.end(), vec.begin(), vec.end());
+        p.insert(p.end(), e.payload.begin() + 5, e.payload.end());
+        e.payload = std::move(p);
+        value = format::encode_record(rec->label, rec->entries);
+      }
+      MDB_val k{key.size(), key.data()};
+      MDB_val v{value.size(), value.data()};
+      REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    }
+  }
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+}
+
+// Every record's winner payload is elided and the vectors table holds one entry per live record.
+void check_vectors_apart(const std::string& store_path, std::size_t live) {
+  Tables t = read_all(store_path);
+  CHECK(t.rows[store::Table::kVectors].size() == live);
+  CHECK(t.rows[store::Table::kRecords].size() == live);
+  for (const auto& kv : t.rows[store::Table::kRecords]) {
+    auto rec = format::decode_record(kv.value, kv.key);
+    REQUIRE(rec.ok());
+    CHECK(format::payload_elided(crdt::winner(rec->entries)->payload));
+  }
+  bool marked = false;
+  for (const auto& kv : t.rows[store::Table::kMeta]) marked |= kv.key == format::kVectorsApartKey;
+  CHECK(marked);
+}
+
+struct Answers {
+  std::map<std::string, std::vector<float>> vectors;
+  std::vector<std::vector<std::pair<std::string, float>>> hits;
+  crdt::ORMap state;
+};
+
+Answers answers(OpenDataDir& d, const std::vector<std::string>& ids, const std::vector<std::vector<float>>& queries) {
+  Answers a;
+  for (const auto& id : ids) {
+    auto g = d.node().get("c", id);
+    REQUIRE(g.ok());
+    a.vectors[id] = g->siblings.at(0).value.vector;
+  }
+  for (const auto& q : queries) {
+    SearchOptions o;
+    o.k = 10;
+    auto hits = d.node().search("c", q, o);
+    REQUIRE(hits.ok());
+    std::vector<std::pair<std::string, float>> h;
+    for (const auto& hit : *hits) h.emplace_back(hit.id, hit.distance);
+    a.hits.push_back(std::move(h));
+  }
+  auto st = d.node().crdt_state_for_testing("c");
+  REQUIRE(st.ok());
+  a.state = std::move(st).value();
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("a data directory from before the vectors table is migrated at open and answers as before",
+          "[node][vectors][data_dir]") {
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string path = fresh_dir("migrate");
+  std::vector<std::string> ids;
+  std::vector<std::vector<float>> queries;
+  for (int i = 0; i < 8; ++i) queries.push_back(random_vector(rng));
+  Answers before;
+  {
+    auto d = open_dir(path);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < 400; ++i) {
+      ids.push_back("r" + std::to_string(i));
+      RecordValue v;
+      v.vector = random_vector(rng);
+      v.model = "m";
+      v.metadata.fields.emplace_back("i", std::int64_t{i});
+      batch.push_back(RecordInput{ids.back(), std::move(v)});
+    }
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    // An update and a delete, so labels are not just 1..n.
+    RecordValue upd;
+    upd.vector = random_vector(rng);
+    REQUIRE(d->node().upsert("c", "r7", upd).ok());
+    REQUIRE(d->node().remove("c", "r9").ok());
+    ids.erase(std::find(ids.begin(), ids.end(), "r9"));
+    before = answers(*d, ids, queries);
+  }
+  check_vectors_apart(path + "/store", ids.size());
+  rewrite_as_version_1(path + "/store");
+  std::filesystem::remove_all(path + "/snapshots");  // version 1's snapshots held floats: rebuilt
+  {
+    Tables old = read_all(path + "/store");  // opening for reading upgrades the schema only
+    CHECK(old.rows[store::Table::kVectors].empty());
+    for (const auto& kv : old.rows[store::Table::kRecords]) {
+      auto rec = format::decode_record(kv.value, kv.key);
+      REQUIRE(rec.ok());
+      CHECK(!format::payload_elided(crdt::winner(rec->entries)->payload));
+    }
+  }
+  {
+    auto d = open_dir(path);
+    CHECK(d->node().open_report().index_source.at("c") == "rebuilt");
+    const Answers after = answers(*d, ids, queries);
+    CHECK(after.vectors == before.vectors);
+    CHECK(after.hits == before.hits);
+    CHECK(after.state == before.state);  // payloads rebuilt byte for byte
+  }
+  check_vectors_apart(path + "/store", ids.size());
+  {
+    auto d = open_dir(path);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+    const Answers again = answers(*d, ids, queries);
+    CHECK(again.hits == before.hits);
+    CHECK(again.vectors == before.vectors);
+  }
+  std::filesystem::remove_all(path);
+}
+
+TEST_CASE("the vectors table follows upserts, updates and deletes, and snapshots hold no floats",
+          "[node][vectors]") {
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string path = fresh_dir("follow");
+  std::size_t live = 0;
+  {
+    auto d = open_dir(path);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    for (int i = 0; i < 50; ++i) {
+      RecordValue v;
+      v.vector = random_vector(rng);
+      REQUIRE(d->node().upsert("c", "r" + std::to_string(i), v).ok());
+    }
+    for (int i = 0; i < 50; i += 5) REQUIRE(d->node().remove("c", "r" + std::to_string(i)).ok());
+    RecordValue v;
+    v.vector = random_vector(rng);
+    REQUIRE(d->node().upsert("c", "r1", v).ok());
+    auto g = d->node().get("c", "r1");
+    REQUIRE(g.ok());
+    CHECK(g->siblings.at(0).value.vector == v.vector);
+    live = 40;
+  }
+  check_vectors_apart(path + "/store", live);
+  // The snapshot's float-vector byte (docs/index.md, offset 22) says "read from the store".
+  const auto snap = path + "/snapshots/collection-1.hnsw";
+  REQUIRE(std::filesystem::exists(snap));
+  std::ifstream f(snap, std::ios::binary);
+  char header[23] = {};
+  REQUIRE(f.read(header, sizeof header));
+  CHECK(int{header[22]} == 2);
+  std::filesystem::remove_all(path);
+}
+
+TEST_CASE("an elided payload is not a valid payload, so no peer can send one", "[node][vectors]") {
+  RecordValue v;
+  v.vector = {1.0f, 2.0f};
+  std::string p = encode_payload(v);
+  std::string elided = p.substr(0, 1) + std::string("\xff\xff\xff\xff", 4) + p.substr(5 + 8);
+  auto r = decode_payload(elided);
+  REQUIRE(!r.ok());
+  CHECK(r.status().detail() == Detail::kMalformed);
+}

@@ -77,7 +77,8 @@ Status HnswIndex::run_rebuild() {
       const float* v = g.float_vec(id);
       if (v == nullptr && g.source_vector(id, reader.get(), decoded.data())) v = decoded.data();
       if (v == nullptr) {
-        g.decode(g.data(id), g.q, decoded.data());
+        const auto* c = reinterpret_cast<const std::int8_t*>(g.data(id));
+        for (std::size_t i = 0; i < dim; ++i) decoded[i] = g.q.decode(c[i]);
         v = decoded.data();
       }
       vectors.insert(vectors.end(), v, v + dim);

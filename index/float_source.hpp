@@ -5,7 +5,7 @@
 // re-ranked with exact float distances (IndexParams::keep_float_vectors). Without a source the
 // index keeps those floats in its own memory (capacity x dimension x 4 bytes). With a source it
 // keeps none and reads each vector by label when it needs it: the node's source reads the
-// store's vectors table in place, from LMDB's memory map (docs/decisions.md, D41), so the
+// store's vectors table in place, from LMDB's memory map (docs/decisions.md, D43), so the
 // vectors live once, in the page cache, and only the ones a search touches are resident.
 //
 // What the index reads, and when: the re-ranked candidates of a search (ef of them), the coarse

@@ -1,5 +1,5 @@
 // node/core/vector_store.hpp: float vectors apart from their records (docs/node-format.md,
-// "Vectors apart from their records"; docs/decisions.md, D41).
+// "Vectors apart from their records"; docs/decisions.md, D43).
 //
 // Role: the winning entry's vector of each record lives once, in the store's `vectors` table,
 // keyed by (collection id, label) and 4-byte aligned, so that the index reads the floats it

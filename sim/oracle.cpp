@@ -84,30 +84,34 @@ bool Oracle::includes(const crdt::ORMap& state, const crdt::Delta& delta) {
   return true;
 }
 
-std::vector<crdt::Dot> Oracle::forget_unheld(const std::function<bool(const crdt::Delta&)>& held) {
-  std::vector<crdt::Dot> forgotten;
-  std::vector<Op> kept;
-  for (Op& op : ops_) {
-    if (held(op.delta)) {
-      kept.push_back(std::move(op));
-    } else if (op.dot) {
-      forgotten.push_back(*op.dot);
-    }
-  }
-  ops_ = std::move(kept);
+std::size_t Oracle::forget_unheld(const std::function<bool(const crdt::Delta&)>& held, std::vector<Violation>& out) {
+  std::size_t gone = 0;
   model_ = crdt::ORMap{};
   issued_.clear();
-  for (const Op& op : ops_) {
+  for (Op& op : ops_) {
+    op.held = held(op.delta);
+    if (!op.held) {
+      ++gone;
+      continue;
+    }
     model_.join(op.delta);
-    if (op.dot) issued_.emplace(*op.dot, op.payload_hash);
+    if (!op.dot) continue;
+    auto [it, inserted] = issued_.emplace(*op.dot, op.payload_hash);
+    if (!inserted && it->second != op.payload_hash) {
+      out.push_back({"dot_reused", "dot " + op.dot->to_string() + " issued twice (both writes are held after a restore)"});
+    }
   }
-  return forgotten;
+  return gone;
+}
+
+std::size_t Oracle::held_ops() const noexcept {
+  return static_cast<std::size_t>(std::count_if(ops_.begin(), ops_.end(), [](const Op& op) { return op.held; }));
 }
 
 std::set<crdt::Dot> Oracle::dropped_dots() const {
   std::set<crdt::Dot> out;
   for (const Op& op : ops_) {
-    out.insert(op.dropped.begin(), op.dropped.end());
+    if (op.held) out.insert(op.dropped.begin(), op.dropped.end());
   }
   return out;
 }

@@ -67,12 +67,14 @@ class Oracle {
   const crdt::Entry* entry(std::string_view id, const crdt::Dot& dot) const noexcept;
 
   // A restore (docs/sim.md, "Restores and clones"): a replica came back from an older copy of a
-  // store, so acknowledged operations whose effect only it held are gone for good. Keeps each
-  // recorded operation whose delta some replica's state still includes (join(state, delta) ==
-  // state: `held(delta)` says so), forgets the others, and rebuilds the model and the registry of
-  // issued dots from what is kept. Returns the dots of the forgotten upserts (their client
-  // payloads and session reads go with them).
-  std::vector<crdt::Dot> forget_unheld(const std::function<bool(const crdt::Delta&)>& held);
+  // store, so acknowledged operations whose effect only it held are gone. Marks each recorded
+  // operation held or not (`held(delta)`: some replica's state, or a copy of a store that may
+  // still be put back, includes its delta: join(state, delta) == state), and rebuilds the model
+  // and the registry of issued dots from the held ones. Operations stay recorded: one that a
+  // copy brings back later is held again at the next call. Two held upserts of one dot with
+  // different payloads are a dot issued twice (appended to `out`). Returns the number of
+  // operations not held.
+  std::size_t forget_unheld(const std::function<bool(const crdt::Delta&)>& held, std::vector<Violation>& out);
   // The dots deleted by the recorded removes marked by_drop.
   std::set<crdt::Dot> dropped_dots() const;
   // Whether `state` includes `delta` in the lattice order: every dot of the delta's context is in
@@ -81,7 +83,9 @@ class Oracle {
   static bool includes(const crdt::ORMap& state, const crdt::Delta& delta);
 
   const crdt::ORMap& model() const noexcept { return model_; }
+  // Recorded operations, and of them those the model holds.
   std::size_t ops() const noexcept { return ops_.size(); }
+  std::size_t held_ops() const noexcept;
   std::uint64_t acknowledged_upserts() const noexcept { return upserts_; }
   std::uint64_t acknowledged_removes() const noexcept { return removes_; }
 
@@ -101,6 +105,7 @@ class Oracle {
     std::uint64_t payload_hash = 0;
     bool by_drop = false;
     std::vector<crdt::Dot> dropped;  // by_drop: the dots it deleted
+    bool held = true;                // false: no replica holds it (forget_unheld)
   };
   std::vector<Op> ops_;
   crdt::ORMap model_;

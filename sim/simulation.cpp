@@ -236,6 +236,9 @@ std::optional<crdt::ReplicaId> image_replica(const Image& img) {
   return std::nullopt;
 }
 
+// The replicated catalogue a store holds (docs/node-format.md, meta/node.catalogue).
+Result<crdt::ORMap> catalogue_in(store::Store& st);
+
 class Simulation {
  public:
   explicit Simulation(const Scenario& sc)
@@ -280,6 +283,7 @@ class Simulation {
     Duration at;
     Duration downtime;
     std::optional<Image> image;
+    bool applied = false;  // the copy was put on `target` (or will never be)
   };
   std::vector<Restore> restores_;
   void take_copy(std::uint32_t i);
@@ -290,6 +294,8 @@ class Simulation {
   // Peer p's state of `collection` ("" for the catalogue) as its store holds it, also while it is
   // down (read through a throwaway node on a copy of its store).
   Result<crdt::ORMap> durable_state(std::uint32_t p, std::string_view collection);
+  // The state of `collection` ("" for the catalogue) in a copy of peer p's store.
+  Result<crdt::ORMap> image_state(const Image& img, std::uint32_t p, std::string_view collection);
   // One collection the workload writes: its name and its oracle.
   struct Target {
     std::string_view name;
@@ -491,8 +497,10 @@ Result<crdt::ORMap> Simulation::state(std::uint32_t p, std::string_view collecti
   return s;
 }
 
-Result<crdt::ORMap> Simulation::catalogue(std::uint32_t p) {
-  SHOAL_ASSIGN_OR_RETURN(auto txn, peers_[p].store->begin_read());
+Result<crdt::ORMap> Simulation::catalogue(std::uint32_t p) { return catalogue_in(*peers_[p].store); }
+
+Result<crdt::ORMap> catalogue_in(store::Store& st) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_read());
   auto bytes = txn->get(store::Table::kMeta, kCatalogueKey);
   crdt::ORMap map;
   if (!bytes.ok()) {
@@ -1558,8 +1566,13 @@ void Simulation::restore(std::uint32_t i) {
   Peer& peer = peers_[t];
   if (healed_ || !r.image) {
     trace_.line(now_, static_cast<int>(t), "restore_skipped", healed_ ? "healed" : "no copy");
+    if (r.image && !r.applied) {
+      r.applied = true;  // this copy will never come back: what only it held is gone
+      forget_lost();
+    }
     return;
   }
+  r.applied = true;
   // The device is stopped (if it runs), its disk is replaced by the copy, and it starts again
   // after the downtime. Faults pending on the old disk go with it.
   if (peer.node != nullptr) {
@@ -1624,47 +1637,58 @@ Result<crdt::ORMap> Simulation::durable_state(std::uint32_t p, std::string_view 
   if (collection.empty()) return catalogue(p);
   if (peers_[p].node != nullptr) return state(p, collection);
   SHOAL_ASSIGN_OR_RETURN(Image img, copy_tables(*peers_[p].store));
+  return image_state(img, p, collection);
+}
+
+Result<crdt::ORMap> Simulation::image_state(const Image& img, std::uint32_t p, std::string_view collection) {
   store::MemoryStore scratch;
   SHOAL_RETURN_IF_ERROR(put_tables(scratch, img));
+  if (collection.empty()) return catalogue_in(scratch);
   SHOAL_ASSIGN_OR_RETURN(auto nd, node::Node::open(scratch, options_for(p)));
   return nd->crdt_state_for_testing(collection);
 }
 
 void Simulation::forget_lost() {
   // An acknowledged operation survives when some replica's store still includes its effect (it
-  // got there directly or through others); otherwise nobody holds it and nobody ever will, so the
-  // mesh converges without it. Messages from the restored peer's earlier life are dropped (see
-  // Peer::life); every other message in flight carries what its sender holds.
+  // got there directly or through others), or a copy of a store that may still be put back does;
+  // otherwise nobody holds it and the mesh converges without it. Frames the restored peer's
+  // earlier life sent are dropped (see Peer::life); every other frame in flight carries what its
+  // sender holds.
   std::vector<std::uint32_t> pending(n_);
   for (std::uint32_t p = 0; p < n_; ++p) {
     pending[p] = peers_[p].store->pending_read_faults();
     peers_[p].store->fail_next_reads(0);
   }
   std::uint64_t forgotten = 0;
-  auto judge = [&](Oracle& o, std::string_view coll) -> std::vector<crdt::Dot> {
+  auto judge = [&](Oracle& o, std::string_view coll) {
     std::vector<crdt::ORMap> states;
-    for (std::uint32_t p = 0; p < n_; ++p) {
-      auto s = durable_state(p, coll);
-      if (!s.ok()) {
-        if (s.status().detail() == Detail::kNoSuchCollection) continue;  // never held it
-        violation("state_unreadable", peer_name(p) + " during a restore: " + s.status().to_string());
-        return {};
+    auto add = [&](Result<crdt::ORMap> s, std::uint32_t p, const char* what) {
+      if (s.ok()) {
+        states.push_back(std::move(s).value());
+        return true;
       }
-      states.push_back(std::move(s).value());
+      if (s.status().detail() == Detail::kNoSuchCollection) return true;  // never held it
+      violation("state_unreadable", peer_name(p) + " " + what + " during a restore: " + s.status().to_string());
+      return false;
+    };
+    for (std::uint32_t p = 0; p < n_; ++p) {
+      if (!add(durable_state(p, coll), p, "store")) return;
     }
-    const std::size_t before = o.ops();
-    auto lost = o.forget_unheld([&](const crdt::Delta& d) {
-      return std::any_of(states.begin(), states.end(), [&](const crdt::ORMap& s) { return Oracle::includes(s, d); });
-    });
-    forgotten += before - o.ops();
-    return lost;
+    for (const Restore& r : restores_) {
+      if (r.image && !r.applied && !add(image_state(*r.image, r.source, coll), r.source, "copy")) return;
+    }
+    forgotten += o.forget_unheld(
+        [&](const crdt::Delta& d) {
+          return std::any_of(states.begin(), states.end(), [&](const crdt::ORMap& s) { return Oracle::includes(s, d); });
+        },
+        violations_);
   };
-  for (const crdt::Dot& d : judge(oracle_, kCollection)) client_values_.erase({std::string(kCollection), d});
-  for (const crdt::Dot& d : judge(oracle_second_, kSecond)) client_values_.erase({std::string(kSecond), d});
-  (void)judge(oracle_catalogue_, "");
+  judge(oracle_, kCollection);
+  judge(oracle_second_, kSecond);
+  judge(oracle_catalogue_, "");
   dropped_dots_ = oracle_second_.dropped_dots();
   for (std::uint32_t p = 0; p < n_; ++p) peers_[p].store->fail_next_reads(pending[p]);
-  stats_.ops_forgotten += forgotten;
+  stats_.ops_forgotten = forgotten;
   trace_.line(now_, kNoPeer, "forget", fmt("%llu acknowledged operations no replica holds", static_cast<unsigned long long>(forgotten)));
   mark(-1, "forget", fmt("%llu acknowledged operations no replica holds any more", static_cast<unsigned long long>(forgotten)));
 }

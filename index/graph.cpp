@@ -56,7 +56,7 @@ namespace {
 struct DistParam {
   std::size_t dim = 0;
   const KernelTable* k = nullptr;
-  std::size_t corr_offset = 0;  // int8 inner product: where the correction follows the codes
+  std::size_t terms_offset = 0;  // int8 inner product: where the IpTerms follow the codes
 };
 
 float hn_l2(const void* a, const void* b, const void* p) {
@@ -72,14 +72,14 @@ float hn_l2_i8(const void* a, const void* b, const void* p) {
   return static_cast<float>(
       dp->k->l2sq_i8(static_cast<const std::int8_t*>(a), static_cast<const std::int8_t*>(b), dp->dim));
 }
-// Minus the code inner product with both vectors' corrections (index/quantizer.hpp), in units
-// of step^2: the same value Graph::code_distance computes for a query.
+// Minus the inner product estimated from both vectors' codes and terms (index/quantizer.hpp):
+// the same value Graph::code_distance computes for a query.
 float hn_ip_i8(const void* a, const void* b, const void* p) {
   const auto* dp = static_cast<const DistParam*>(p);
   const auto* ca = static_cast<const std::int8_t*>(a);
   const auto* cb = static_cast<const std::int8_t*>(b);
-  return -(static_cast<float>(dp->k->dot_i8(ca, cb, dp->dim)) + Graph::correction_at(ca, dp->corr_offset) +
-           Graph::correction_at(cb, dp->corr_offset));
+  return -Quantizer::ip_score(dp->k->dot_i8(ca, cb, dp->dim), Graph::terms_at(ca, dp->terms_offset),
+                              Graph::terms_at(cb, dp->terms_offset));
 }
 
 class Space final : public hnswlib::SpaceInterface<float> {
@@ -130,9 +130,9 @@ std::unique_ptr<Graph> Graph::make(const IndexParams& p, const KernelTable* k, s
   // hnswlib packs [links | data | label] per element and reads the next element's links as
   // ints: codes are padded to 4 bytes so every element stays 4-byte aligned (a 5-d collection
   // made UBSan report misaligned loads). The distance reads `dim` codes; the padding is zero.
-  // Inner product and cosine append their float correction after the padding.
+  // Inner product and cosine append their per-vector terms (step, a, b) after the padding.
   g->code_bytes = (g->dim + 3) / 4 * 4;
-  g->element_bytes = g->code_bytes + (l2 ? 0 : sizeof(float));
+  g->element_bytes = g->code_bytes + (l2 ? 0 : sizeof(IpTerms));
   hg.dist_param = DistParam{g->dim, k, g->code_bytes};
   if (g->quantized) {
     hg.space = std::make_unique<Space>(g->element_bytes, l2 ? &hn_l2_i8 : &hn_ip_i8, hg.dist_param);
@@ -211,11 +211,22 @@ void Graph::set_range(float lo, float hi) noexcept {
 
 void Graph::encode(const float* prepared, char* out) const noexcept {
   auto* codes = reinterpret_cast<std::int8_t*>(out);
-  q.encode(prepared, codes, dim);
   std::fill(codes + dim, codes + code_bytes, std::int8_t{0});
-  if (element_bytes > code_bytes) {
-    const float corr = q.correction(codes, dim);
-    std::memcpy(out + code_bytes, &corr, sizeof(corr));
+  if (params.metric == Metric::kL2) {
+    q.encode(prepared, codes, dim);
+  } else {
+    const IpTerms t = q.encode_ip(prepared, codes, dim);
+    std::memcpy(out + code_bytes, &t, sizeof(t));
+  }
+}
+
+void Graph::decode(const char* elem, const Quantizer& with, float* out) const noexcept {
+  const auto* codes = reinterpret_cast<const std::int8_t*>(elem);
+  if (params.metric == Metric::kL2) {
+    for (std::size_t i = 0; i < dim; ++i) out[i] = with.decode(codes[i]);
+  } else {
+    const float vstep = terms_at(elem, code_bytes).step;
+    for (std::size_t i = 0; i < dim; ++i) out[i] = with.decode_ip(codes[i], vstep);
   }
 }
 
@@ -258,8 +269,7 @@ void Graph::cover(std::span<const float> rows, bool prepared) {
     const float* v = float_store ? floats.data() + id * dim : nullptr;
     if (v == nullptr && source_vector(static_cast<std::uint32_t>(id), r.get(), decoded.data())) v = decoded.data();
     if (v == nullptr) {
-      const auto* codes = reinterpret_cast<const std::int8_t*>(elem);
-      for (std::size_t i = 0; i < dim; ++i) decoded[i] = old.decode(codes[i]);
+      decode(elem, old, decoded.data());
       v = decoded.data();
     }
     encode(v, elem);
@@ -429,11 +439,11 @@ void Graph::search(const float* query, const std::int8_t* qc, std::size_t ef, co
             g.k->l2sq_i8(qc, reinterpret_cast<const std::int8_t*>(g.data(id)), dim));
       });
     } else {
-      const float qcorr = correction_at(qc, code_bytes);
+      const IpTerms qt = terms_at(qc, code_bytes);
       run_graph([&](std::uint32_t id) {
         const char* e = g.data(id);
-        return -(static_cast<float>(g.k->dot_i8(qc, reinterpret_cast<const std::int8_t*>(e), dim)) + qcorr +
-                 correction_at(e, g.code_bytes));
+        return -Quantizer::ip_score(g.k->dot_i8(qc, reinterpret_cast<const std::int8_t*>(e), dim), qt,
+                                    terms_at(e, g.code_bytes));
       });
     }
   } else if (g.params.metric == Metric::kL2) {

@@ -82,8 +82,8 @@ struct Graph {
   bool quantized = false;
   bool float_store = false;  // quantized with a separate float array
   // Int8 graphs: the codes padded to 4 bytes, and the element's data (for inner product and
-  // cosine, the codes then their float correction, index/quantizer.hpp). A query is encoded into
-  // the same layout (encode()).
+  // cosine, the codes then their IpTerms, index/quantizer.hpp). A query is encoded into the same
+  // layout (encode()).
   std::size_t code_bytes = 0;
   std::size_t element_bytes = 0;
   Quantizer q;
@@ -158,13 +158,16 @@ struct Graph {
   // Installs the range a snapshot recorded (calibrated graphs).
   void set_range(float lo, float hi) noexcept;
   // Int8 graphs: the element data of a prepared vector into out[0, element_bytes): its codes,
-  // zero padding and, for inner product and cosine, its correction.
+  // zero padding and, for inner product and cosine, its IpTerms.
   void encode(const float* prepared, char* out) const noexcept;
-  // The inner-product correction stored at byte `offset` of encoded element data.
-  static float correction_at(const void* elem, std::size_t offset) noexcept {
-    float c;
-    std::memcpy(&c, static_cast<const char*>(elem) + offset, sizeof(c));
-    return c;
+  // The floats the codes of element data `elem` stand for under quantizer `with`, into
+  // out[0, dim).
+  void decode(const char* elem, const Quantizer& with, float* out) const noexcept;
+  // The inner-product terms stored at byte `offset` of encoded element data.
+  static IpTerms terms_at(const void* elem, std::size_t offset) noexcept {
+    IpTerms t;
+    std::memcpy(&t, static_cast<const char*>(elem) + offset, sizeof(t));
+    return t;
   }
   // Inserts a prepared vector, or replaces the vector of a label already present. May throw.
   // Thread-safe against other insert() calls of labels not yet present as long as capacity
@@ -180,19 +183,18 @@ struct Graph {
     return params.metric == Metric::kL2 ? k->l2sq(query, v, dim) : 1.0f - k->dot(query, v, dim);
   }
   // The graph's distance between an encoded query (encode()) and stored element `id` of an int8
-  // graph, in units of step^2: the squared L2 distance of the codes, or minus the corrected code
-  // inner product (index/quantizer.hpp). The same value hnswlib's space computes.
+  // graph: the squared L2 distance of the codes (in units of step^2), or minus the inner product
+  // estimated from the codes and terms (index/quantizer.hpp). The same value hnswlib's space
+  // computes.
   float code_distance(const std::int8_t* qcodes, std::uint32_t id) const noexcept {
     const char* e = data(id);
     const auto* c = reinterpret_cast<const std::int8_t*>(e);
     if (params.metric == Metric::kL2) return static_cast<float>(k->l2sq_i8(qcodes, c, dim));
-    return -(static_cast<float>(k->dot_i8(qcodes, c, dim)) + correction_at(qcodes, code_bytes) +
-             correction_at(e, code_bytes));
+    return -Quantizer::ip_score(k->dot_i8(qcodes, c, dim), terms_at(qcodes, code_bytes), terms_at(e, code_bytes));
   }
   // Code distance converted to the metric's scale (used when no floats are kept).
   float code_distance_scaled(float raw) const noexcept {
-    const float s2 = q.step * q.step;
-    return params.metric == Metric::kL2 ? raw * s2 : 1.0f + raw * s2;  // raw ~ -dot / s2 for IP
+    return params.metric == Metric::kL2 ? raw * q.step * q.step : 1.0f + raw;  // raw ~ -dot for IP
   }
   // The best distance available for `id`: exact float when stored, else from the codes.
   float best_distance(const float* query, const std::int8_t* qcodes, std::uint32_t id) const noexcept {

@@ -1,16 +1,20 @@
 // index/quantizer.hpp: the int8 scalar quantizer of HnswIndex (IndexParams::quantization).
 // Internal to index/: never included outside it.
 //
-// Every metric maps the range [lo, hi] affinely onto the codes [-128, 127]: x ~ lo + step * (c +
-// 128) = step * (m + c), with step = (hi - lo) / 255 and m = lo / step + 128 (the offset, in steps,
-// that code 0 stands for). Values outside the range are clamped. So codes use all 8 bits whatever
-// the sign of the data (D34: the symmetric codes this replaced used only 0..127 on non-negative
-// data).
-// - L2 is shift invariant: code distances scale exactly by step^2.
-// - Inner product and cosine: x . y ~ step^2 * (sum c_x c_y + m (S_x + S_y) + n m^2), where S is
-//   the sum of a vector's codes. The correction m S_x + n m^2 / 2 is a per-vector constant
-//   (correction()), stored next to the codes (index/graph.cpp), so a code inner product is one
-//   int8 kernel call plus two additions, and x . y ~ step^2 * (dot_i8 + corr_x + corr_y).
+// L2 maps the range [lo, hi] affinely onto the codes [-128, 127]: x ~ lo + step * (c + 128),
+// step = (hi - lo) / 255. L2 is shift invariant, so code distances scale exactly by step^2.
+//
+// Inner product and cosine keep the range's low end but give each vector a step of its own,
+// step_x = (max_i x_i - lo) / 255, so each vector's codes span all of [-128, 127] whatever the
+// data's sign and however small its components (normalized 784-d pixels: the largest component
+// of a typical vector is ~0.08 where the range reaches ~0.35). Then, with u = c + 128,
+//   x . y ~ sum (lo + step_x u_x)(lo + step_y u_y)
+//         = step_x step_y (D + a_x + a_y) + b_x + b_y,
+// where D = sum c_x c_y (the int8 kernel), S = sum c, a = 128 S + 8192 n and
+// b = lo step (S + 128 n) + n lo^2 / 2. (step, a, b) are per-vector constants (IpTerms) stored
+// after the codes (index/graph.cpp): a code inner product is one int8 kernel call and four
+// multiply-adds. The codes of a vector depend on the vector and lo alone, so replicas agree.
+// Values outside the range are clamped.
 //
 // Where the range comes from (docs/index.md, "Int8 scalar quantization"): the caller's
 // [quant_min, quant_max] when it gives one, otherwise it is calibrated from the data
@@ -26,28 +30,42 @@
 
 namespace shoal::index::detail {
 
+// The per-vector constants of inner-product codes (see above).
+struct IpTerms {
+  float step = 1.0f;
+  float a = 0.0f;
+  float b = 0.0f;
+};
+
 struct Quantizer {
   float lo = 0.0f;
+  float hi = 1.0f;
   float step = 1.0f;
   float inv_step = 1.0f;
-  // lo / step + 128: the value code 0 stands for, in steps.
-  double offset = 128.0;
 
   // The quantizer of the caller's range. For a calibrated index (quant_calibrated(p)) a
   // placeholder ([0, 1]) until the first vector arrives.
   static Quantizer make(const IndexParams& p);
   // The quantizer covering [lo, hi]. An empty range (hi <= lo) covers [lo, lo + 1].
   static Quantizer for_range(float lo, float hi);
-  // Codes of n floats into out[0, n).
+  // L2 codes of n floats into out[0, n).
   void encode(const float* x, std::int8_t* out, std::size_t n) const noexcept;
-  // The float a code stands for (the centre of its step).
+  // The float an L2 code stands for (the centre of its step).
   float decode(std::int8_t c) const noexcept;
-  // The inner-product correction of the n codes c (see above): offset * sum(c) + n * offset^2 / 2,
-  // in units of step^2. Computed in double and rounded once.
-  float correction(const std::int8_t* c, std::size_t n) const noexcept;
+
+  // Inner-product codes of n floats into out[0, n), with their per-vector constants.
+  IpTerms encode_ip(const float* x, std::int8_t* out, std::size_t n) const noexcept;
+  // The float an inner-product code of a vector with step `vstep` stands for.
+  float decode_ip(std::int8_t c, float vstep) const noexcept {
+    return lo + vstep * (static_cast<float>(c) + 128.0f);
+  }
+  // x . y from the int8 inner product D of two vectors' codes and their constants.
+  static float ip_score(std::int32_t d, const IpTerms& x, const IpTerms& y) noexcept {
+    return x.step * y.step * (static_cast<float>(d) + x.a + y.a) + (x.b + y.b);
+  }
 
   friend bool operator==(const Quantizer& a, const Quantizer& b) noexcept {
-    return a.lo == b.lo && a.step == b.step;
+    return a.lo == b.lo && a.hi == b.hi;
   }
 };
 

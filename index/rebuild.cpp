@@ -77,8 +77,7 @@ Status HnswIndex::run_rebuild() {
       const float* v = g.float_vec(id);
       if (v == nullptr && g.source_vector(id, reader.get(), decoded.data())) v = decoded.data();
       if (v == nullptr) {
-        const auto* c = reinterpret_cast<const std::int8_t*>(g.data(id));
-        for (std::size_t i = 0; i < dim; ++i) decoded[i] = g.q.decode(c[i]);
+        g.decode(g.data(id), g.q, decoded.data());
         v = decoded.data();
       }
       vectors.insert(vectors.end(), v, v + dim);

@@ -2,9 +2,9 @@
 // cosine, an int8 graph with float re-ranking and the default range (calibrated from the data;
 // for cosine, from the normalized vectors) keeps recall@10 >= 0.95 against brute force on
 // seeded data, signed and non-negative (pixel-like, where inner-product codes must use all 8
-// bits); the inner-product correction is right (code scores within the bound that the
-// quantization step implies of the float inner product); the calibrated range, the codes and
-// their corrections are a function of the set of vectors (the same whatever the insertion order
+// bits); the inner-product terms are right (code scores within the bound that the vectors'
+// quantization steps imply of the float inner product); the calibrated range, the codes and
+// their terms are a function of the set of vectors (the same whatever the insertion order
 // or the batching); widening it re-encodes the stored codes (checked with no float vectors kept,
 // where wrong codes would be visible); a snapshot carries the range; and a rebuild recomputes it
 // from the live vectors. Each case prints its seed.
@@ -176,7 +176,7 @@ TEST_CASE("a calibrated range depends on the vectors, not on their order or batc
   }
 }
 
-TEST_CASE("indexes fed the same vectors in any order hold the same codes and corrections", "[index][property]") {
+TEST_CASE("indexes fed the same vectors in any order hold the same codes and terms", "[index][property]") {
   // Replicas must build comparable indexes: with no float vectors kept, an exact scan (every
   // vector scored on its codes) returns code distances, which must then agree bit for bit
   // between an index fed the vectors in order on one thread and one fed them shuffled on two
@@ -325,18 +325,20 @@ TEST_CASE("inner-product codes use the whole int8 range: recall on non-negative 
   }
 }
 
-TEST_CASE("the inner-product correction makes code scores match float inner products within the step's bound",
+TEST_CASE("the inner-product terms make code scores match float inner products within the steps' bound",
           "[index][property]") {
   // With no float vectors kept and every vector scanned (exact_below above n), a search returns
-  // 1 - step^2 (dot_i8 + corr_q + corr_x): the code inner product with both corrections
-  // (index/quantizer.hpp). Each component is off by at most step/2 from its code's value, so
-  //   |x.y - xq.yq| <= step/2 (|x|_1 + |y|_1) + n step^2/4,
-  // plus float rounding of terms of size ~ n (|range| / step)^2 (a few ulps, times step^2).
-  // Without the correction this bound fails by orders of magnitude. Statistically, each error is
+  // 1 - (step_q step_x (dot_i8 + a_q + a_x) + b_q + b_x): the inner product estimated from the
+  // codes and both vectors' terms (index/quantizer.hpp), where step_x = (max_i x_i - lo) / 255
+  // is the vector's own step over the range's low end lo. Each component is off by at most half
+  // its vector's step from its code's value, so
+  //   |x.y - xq.yq| <= step_x/2 |y|_1 + step_y/2 |x|_1 + n step_x step_y / 4,
+  // plus float rounding of terms of size ~ n 128^2 step_x step_y (a few ulps).
+  // Without the terms this bound fails by orders of magnitude. Statistically, each error is
   // uniform in +-step/2 (variance step^2/12), so the mean square error over all pairs is at most
-  // step^2/12 (|x|^2 + |y|^2) on average (less, as components at the range's ends are exact);
-  // checked with 1.5x room for sampling noise (the queries' own errors are shared by all their
-  // pairs), where codes with twice the step would give 4x.
+  // (step_x^2 |y|^2 + step_y^2 |x|^2) / 12 on average (less, as each vector's extremes are
+  // exact); checked with 1.5x room for sampling noise (the queries' own errors are shared by all
+  // their pairs), where codes with twice the step would give 4x.
   const std::uint64_t seed = 5150;
   INFO("seed " << seed);
   const std::size_t n = 400, dim = 40;
@@ -357,25 +359,31 @@ TEST_CASE("the inner-product correction makes code scores match float inner prod
       const auto [lo, hi] = idx->quant_range();
       CHECK(lo == Approx(min_max(base).first).margin(1e-6));
       CHECK(hi == Approx(min_max(base).second).margin(1e-6));
-      const double step = (static_cast<double>(hi) - lo) / 255.0;
-      const double big = std::max(std::fabs(lo), std::fabs(hi)) / step + 128.0;
-      const double rounding = 8.0 * dim * big * big * step * step * std::ldexp(1.0, -24);
+      // Each vector's step (with a little room for cosine's renormalization inside the index).
+      auto step_of = [&, lo = lo](const float* v) {
+        return (static_cast<double>(*std::max_element(v, v + dim)) - lo) / 255.0 * (1 + 1e-5);
+      };
       double worst = 0, sq_err = 0, sq_predicted = 0;
       for (std::size_t qi = 0; qi < n; qi += 7) {
         const float* q = base.data() + qi * dim;
         auto got = search(*idx, std::span<const float>(q, dim), n, n);
         REQUIRE(got.size() == n);
+        const double sq = step_of(q);
         double q1 = 0;
         for (std::size_t j = 0; j < dim; ++j) q1 += std::fabs(q[j]);
         for (const Neighbor& nb : got) {
           const float* x = base.data() + nb.label * dim;
+          const double sx = step_of(x);
           double x1 = 0;
           for (std::size_t j = 0; j < dim; ++j) x1 += std::fabs(x[j]);
-          const double bound = step / 2 * (q1 + x1) + dim * step * step / 4 + rounding;
+          const double rounding = 8.0 * std::ldexp(1.0, -24) *
+                                  (3.0 * 16384.0 * dim * sq * sx + 256.0 * dim * std::fabs(lo) * (sq + sx) +
+                                   dim * static_cast<double>(lo) * lo);
+          const double bound = sq / 2 * x1 + sx / 2 * q1 + dim * sq * sx / 4 + rounding;
           const double err = std::fabs((1.0 - nb.distance) - dot(q, x, dim));
           worst = std::max(worst, err / bound);
           sq_err += err * err;
-          sq_predicted += step * step / 12 * (dot(q, q, dim) + dot(x, x, dim));
+          sq_predicted += (sq * sq * dot(x, x, dim) + sx * sx * dot(q, q, dim)) / 12;
           if (err > bound) {
             FAIL_CHECK("query " << qi << " label " << nb.label << ": code score " << 1.0 - nb.distance
                                 << ", float " << dot(q, x, dim) << ", error " << err << " > bound " << bound);

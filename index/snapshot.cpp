@@ -33,9 +33,9 @@ Status snapshot_corrupt(const std::string& path, const std::string& why) {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'H', 'O', 'A', 'L', 'I', 'D', 'X'};
-// Version 2: inner-product and cosine int8 codes map the range onto [-128, 127] and carry a
-// per-vector correction (index/quantizer.hpp); version 1's symmetric codes mean something else,
-// so a version 1 file is refused (kVersionMismatch) and the caller rebuilds from the store.
+// Version 2: inner-product and cosine int8 codes have a step per vector and carry per-vector
+// terms (index/quantizer.hpp); version 1's symmetric codes mean something else, so a version 1
+// file is refused (kVersionMismatch) and the caller rebuilds from the store.
 constexpr std::uint32_t kFormatVersion = 2;
 constexpr std::size_t kHeaderBytes = 128;
 

@@ -48,8 +48,8 @@ struct IndexParams {
   // float vectors when keep_float_vectors is set.
   Quantization quantization = Quantization::kNone;
   // The value range the int8 codes cover. Values outside are clamped. For L2 the range maps
-  // onto [-128, 127]; for inner product and cosine the codes are symmetric around 0 and cover
-  // [-max(|min|,|max|), +max(|min|,|max|)]. Both 0 (the default): calibrated from the data
+  // onto [-128, 127]; for inner product and cosine each vector's codes map [min, the vector's
+  // largest component] onto [-128, 127] (index/quantizer.hpp). Both 0 (the default): calibrated from the data
   // (quant_calibrated(): the smallest and largest component of every vector the graph has held,
   // after cosine's normalization; recomputed from the live vectors by a rebuild), so replicas
   // holding the same vectors use the same range whatever the order of their writes.

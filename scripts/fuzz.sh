@@ -4,10 +4,10 @@
 # Crashing inputs are written to build-fuzz/artifacts/<target>/; reproduce one with
 #   build-fuzz/tests/fuzz/<target> <file>
 # Usage: scripts/fuzz.sh [seconds] [target...]   (targets: fuzz_transport_decode fuzz_crdt_delta
-#   fuzz_security_cert fuzz_security_handshake fuzz_mdns_packet fuzz_sink_segment; the security,
-#   mDNS and sink targets' seeds are committed in tests/fuzz/corpus/<target>/)
-# Before fuzzing, fuzz_mdns_packet replays its committed regressions
-# (tests/fuzz/regressions/mdns_*.bin). A crash, a UBSan report,
+#   fuzz_security_cert fuzz_security_handshake fuzz_mdns_packet fuzz_sink_segment fuzz_sink_service;
+#   the security, mDNS and sink targets' seeds are committed in tests/fuzz/corpus/<target>/)
+# Before fuzzing, fuzz_mdns_packet and fuzz_sink_service replay their committed regressions
+# (tests/fuzz/regressions/mdns_*.bin, sink_service_*.bin). A crash, a UBSan report,
 # or one input running longer than 10 s (a hang) fails the script. CI: scripts/fuzz.sh 25.
 set -euo pipefail
 
@@ -17,7 +17,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_transport_decode fuzz_crdt_delta fuzz_security_cert fuzz_security_handshake
-           fuzz_mdns_packet fuzz_sink_segment)
+           fuzz_mdns_packet fuzz_sink_segment fuzz_sink_service)
 fi
 build="$root/build-fuzz"
 
@@ -40,6 +40,7 @@ done
 regressions_of() {
   case "$1" in
     fuzz_mdns_packet) compgen -G "$root/tests/fuzz/regressions/mdns_*.bin" || true ;;
+    fuzz_sink_service) compgen -G "$root/tests/fuzz/regressions/sink_service_*.bin" || true ;;
   esac
 }
 

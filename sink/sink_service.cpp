@@ -267,6 +267,13 @@ Result<std::uint32_t> SinkService::validate_records(const Collection* c, std::st
                                             "' are not sorted by dot or carry a zero counter");
     }
     for (const crdt::Entry& e : entries) {
+      // A segment's counter is any u64 >= 1, but the CRDT's decoders refuse kMaxCounter and up:
+      // the sink would store a context that neither a restored node (bootstrap) nor the sink
+      // itself (its compaction's context object, at the next open) could decode.
+      if (e.dot.counter >= crdt::kMaxCounter) {
+        return Status(Detail::kOutOfRange, str_cat("record '", node::escape_for_message(id), "' has dot counter ",
+                                                   e.dot.counter, ", limit ", crdt::kMaxCounter - 1));
+      }
       auto v = node::decode_payload(as_view(e.payload));
       if (!v.ok()) {
         return Status(v.status().detail(), "payload of record '" + node::escape_for_message(id) +
@@ -281,6 +288,13 @@ Result<std::uint32_t> SinkService::validate_records(const Collection* c, std::st
       if (n != dim) {
         return Status(Detail::kDimensionMismatch, str_cat("record '", node::escape_for_message(id), "' has dimension ",
                                                           n, ", collection '", collection, "' has ", dim));
+      }
+      // The node's one check for records from apps and peers (finite values, metadata, model
+      // tag), so cold search never scores a NaN. Under l2's rules: a collection's metric is not
+      // known here, so the zero vector that only cosine refuses is accepted.
+      Status valid = node::validate_record(*v, n, index::Metric::kL2, l);
+      if (!valid.ok()) {
+        return Status(valid.detail(), "record '" + node::escape_for_message(id) + "': " + valid.message());
       }
     }
   }

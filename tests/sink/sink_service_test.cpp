@@ -6,8 +6,9 @@
 // search at once and, after compaction, its payload from every object, and a re-upload of the old
 // segment does not resurrect it (the context is kept); fetch returns winners with their digest
 // and reports absent ids; bootstrap pages restore the collection into a fresh node with the same
-// CRDT state; a reopened sink has the same state; every malformed request gets a typed error
-// naming the limit and changes nothing. Random data uses the seed printed with each case.
+// CRDT state; a reopened sink has the same state; every malformed request (NaN vectors and dot
+// counters past the CRDT's limit included) gets a typed error naming the limit and changes
+// nothing. Random data uses the seed printed with each case.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -373,6 +374,26 @@ TEST_CASE("malformed requests get typed errors naming the limit, and change noth
     st = sink->upload_segment(*bytes, kNow).status();
     CHECK(st.detail() == Detail::kDimensionMismatch);
     CHECK(st.message().find("dimension 3") != std::string::npos);
+    // A NaN in a vector: the node's record check, so cold search never scores one.
+    v.vector = {1, 2, std::numeric_limits<float>::quiet_NaN(), 4};
+    s.records[0].entries[0].payload = node::encode_payload(v);
+    bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    st = sink->upload_segment(*bytes, kNow).status();
+    CHECK(st.detail() == Detail::kNonFinite);
+    CHECK(st.message().find("zz") != std::string::npos);
+    // A dot counter the CRDT's decoders refuse (found by fuzz_sink_service: accepted, it made the
+    // bootstrap context undecodable, and after a compaction the sink could not reopen).
+    v.vector = {1, 2, 3, 4};
+    s.records[0].entries[0].payload = node::encode_payload(v);
+    s.records[0].entries[0].dot.counter = crdt::kMaxCounter;
+    bytes = sink::encode_segment(s);
+    REQUIRE(bytes.ok());
+    st = sink->upload_segment(*bytes, kNow).status();
+    CHECK(st.detail() == Detail::kOutOfRange);
+    CHECK(st.message().find(std::to_string(crdt::kMaxCounter)) != std::string::npos);
+    CHECK(st.message().find(std::to_string(crdt::kMaxCounter - 1)) != std::string::npos);
+    s.records[0].entries[0].dot.counter = 1;
     // Another collection, past max_collections.
     s.collection = "other";
     v.vector = {1, 2, 3, 4};

@@ -263,7 +263,23 @@ void print_status(const json& s, const std::string& socket) {
     }
     std::fflush(stdout);
   }
-  std::cout << "sink backlog: n/a (no sink yet)\n";
+  const auto sink = s.find("sink");
+  if (sink == s.end() || !sink->is_object()) {
+    std::cout << "sink: none configured\n";
+    return;
+  }
+  const json& k = *sink;
+  std::cout << "sink " << escape_for_message(get(k, "address"), 64) << ": "
+            << (k.value("connected", false) ? "connected" : "not connected") << ", backlog "
+            << get(k, "backlog_entries") << " entries (quota " << get(k, "quota_entries") << "), "
+            << get(k, "uploads") << " uploads acknowledged (" << get(k, "bytes") << " bytes), "
+            << get(k, "quota_refusals") << " writes refused at the quota";
+  if (k.value("full_state_pending", false)) std::cout << ", sending collections whole";
+  const std::string err = get(k, "last_error");
+  if (!k.value("connected", false) && err != "-" && !err.empty()) {
+    std::cout << "; last error: " << escape_for_message(err, 200);
+  }
+  std::cout << "\n";
 }
 
 // Renders a progress bar on stderr when it is a terminal, else a line every 10%.

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""tests/mesh/sink_daemon_test.py: shoald uploading to shoal-sink, as an operator runs them (issue 15).
+
+Proves, with the real programs on loopback:
+  1. shoal-sink starts from its TOML file, enrolled with `shoal mesh enrol --role sink`;
+  2. shoald with [sink] address and a collection with sink = true uploads what the CLI writes
+     through it: `shoal status` reports the sink connected with no backlog;
+  3. with shoal-sink stopped, writes to that collection are accepted up to sink.quota_entries and
+     the next is refused with the quota named, while a collection without the sink policy still
+     takes writes;
+  4. shoal-sink restarted on the same port (same store): the backlog drains and writes resume.
+Checks are on the programs' outputs; the 60 s polling bound only decides when to give up.
+
+usage: sink_daemon_test.py SHOAL SHOALD SHOAL_SINK
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SHOAL, SHOALD, SINK = sys.argv[1], sys.argv[2], sys.argv[3]
+GIVE_UP_S = 60
+QUOTA = 5
+
+
+def run(*args, check=True):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"FAIL: {' '.join(args)} exited {r.returncode}: {r.stdout} {r.stderr}")
+    return r
+
+
+def wait_for(what, cond):
+    deadline = time.monotonic() + GIVE_UP_S
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"FAIL: gave up after {GIVE_UP_S} s waiting for: {what}")
+
+
+def start_sink(conf):
+    p = subprocess.Popen([SINK, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline().split()
+    if line[:2] != ["shoal-sink:", "ready"]:
+        raise SystemExit(f"FAIL: shoal-sink did not start: {line} {p.stderr.read() if p.poll() is not None else ''}")
+    return p, int(dict(f.split("=", 1) for f in line[2:])["port"])
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="shoal-sinkd-")
+    procs = []
+    try:
+        mesh = os.path.join(root, "mesh")
+        run(SHOAL, "mesh", "init", "--dir", mesh)
+
+        # 1. The sink.
+        sdata = os.path.join(root, "sink")
+        sconf = os.path.join(root, "sink.toml")
+
+        def write_sink_config(listen):
+            with open(sconf, "w") as f:
+                f.write(f'[sink]\ndata_dir = "{sdata}"\ncertificate = "{root}/sink.cert"\nlisten = "{listen}"\n'
+                        'log_level = "warn"\n[store]\nkind = "lmdb"\nlmdb_map_size_mb = 64\n')
+
+        write_sink_config("127.0.0.1:0")
+        key = run(SINK, "--config", sconf, "--print-device-key").stdout.strip()
+        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "sink", "--days", "30",
+            "--out", os.path.join(root, "sink.cert"))
+        sink, sport = start_sink(sconf)
+        procs.append(sink)
+        print(f"1. shoal-sink enrolled with the sink role and serving on 127.0.0.1:{sport}")
+
+        # 2. shoald with [sink].
+        data = os.path.join(root, "d")
+        sock = os.path.join(root, "shoald.sock")
+        conf = os.path.join(root, "shoald.toml")
+        with open(conf, "w") as f:
+            f.write(f'''[node]
+data_dir = "{data}"
+certificate = "{data}/device.cert"
+
+[mesh]
+listen = "127.0.0.1:0"
+discovery = false
+
+[api]
+socket = "{sock}"
+
+[[tiers.collections]]
+name = "cold"
+sink = true
+
+[sink]
+address = "127.0.0.1:{sport}"
+quota_entries = {QUOTA}
+
+[metrics]
+enabled = false
+''')
+        key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
+        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
+            "--days", "30", "--out", os.path.join(data, "device.cert"))
+        d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(d)
+        ready = d.stdout.readline().split()
+        assert ready[:2] == ["shoald:", "ready"], f"shoald did not start: {ready} {d.stderr.read() if d.poll() is not None else ''}"
+        cli = [SHOAL, "--connect", sock]
+        run(*cli, "collection", "create", "cold", "--dim", "4")
+        run(*cli, "collection", "create", "warmonly", "--dim", "4")
+        for i in range(10):
+            run(*cli, "put", "cold", f"c{i}", "--vector", f"{i},1,0.5,0.25")
+
+        def sink_status():
+            s = json.loads(run(*cli, "--json", "status").stdout)
+            return s.get("sink", {})
+
+        wait_for("the sink acknowledges the 10 writes", lambda: sink_status().get("connected") and
+                 sink_status().get("backlog_entries") == 0 and sink_status().get("uploads", 0) >= 1)
+        text = run(*cli, "status").stdout
+        assert f"sink 127.0.0.1:{sport}: connected, backlog 0 entries (quota {QUOTA})" in text, text
+        print("2. shoald uploaded the CLI's writes; `shoal status`:", [l for l in text.splitlines() if l.startswith("sink")][0])
+
+        # 3. The sink stops: writes up to the quota, then a clear refusal.
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(timeout=30) == 0, sink.stderr.read()
+        wait_for("shoald notices the sink is gone", lambda: not sink_status().get("connected"))
+        accepted, refused = 0, None
+        for i in range(20):
+            r = run(*cli, "put", "cold", f"w{i}", "--vector", f"{i},2,0.5,0.25", check=False)
+            if r.returncode != 0:
+                refused = r
+                break
+            accepted += 1
+        assert accepted == QUOTA, f"{accepted} writes accepted while the sink was away, quota {QUOTA}"
+        assert refused is not None and f"quota {QUOTA}" in refused.stderr, refused.stderr if refused else "none refused"
+        assert run(*cli, "get", "cold", f"w{QUOTA}", check=False).returncode != 0, "the refused write was stored"
+        run(*cli, "put", "warmonly", "x", "--vector", "1,1,1,1")
+        print(f"3. sink down: {accepted} writes accepted, then refused:", refused.stderr.strip().splitlines()[0])
+
+        # 4. The sink returns on the same port with the same store: the backlog drains.
+        write_sink_config(f"127.0.0.1:{sport}")
+        sink, _ = start_sink(sconf)
+        procs.append(sink)
+        wait_for("the backlog drains", lambda: sink_status().get("connected") and sink_status().get("backlog_entries") == 0)
+        run(*cli, "put", "cold", f"w{QUOTA}", "--vector", "9,9,9,9")
+        print("4. sink back: the backlog drained and writes are accepted again")
+
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=30) == 0, d.stderr.read()
+        print("PASS")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+main()

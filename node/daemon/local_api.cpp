@@ -398,6 +398,21 @@ struct LocalApi::Impl {
                    {"calls_sent", ms.calls_sent},         {"calls_failed", ms.calls_failed},
                    {"calls_served", ms.calls_served},     {"discovered", ms.discovered},
                    {"handshakes_failed", ms.listener.handshakes_failed}};
+      if (auto up = mesh->sink_stats()) {  // the cold-tier sink link (docs/tiers.md, "The sink feed")
+        const node::SinkFeedStatus feed = node.read([](const node::Node& n) { return n.sink_feed_status(); });
+        j["sink"] = {{"address", up->address},
+                     {"connected", up->connected},
+                     {"uploaded_through", feed.uploaded_through},
+                     {"backlog_entries", feed.backlog_entries},
+                     {"quota_entries", feed.quota_entries},
+                     {"full_state_pending", feed.full_state_pending},
+                     {"uploads", up->uploads},
+                     {"upload_failures", up->upload_failures},
+                     {"bytes", up->bytes},
+                     {"quota_refusals", feed.quota_refusals},
+                     {"last_ack_unix_ms", up->last_ack ? nlohmann::json(up->last_ack->ns() / 1'000'000) : nlohmann::json(nullptr)},
+                     {"last_error", up->last_error}};
+      }
     }
     j["api"] = {{"clients", clients.size()},
                 {"calls", stats.calls},
@@ -569,18 +584,3 @@ LocalApiStats LocalApi::stats() const {
 void LocalApi::set_policy(ApiPolicy policy) { impl_->policy = std::move(policy); }
 
 }  // namespace shoal::daemon
-      if (auto up = mesh->sink_stats()) {  // the cold-tier sink link (docs/tiers.md, "The sink feed")
-        const node::SinkFeedStatus feed = node.read([](const node::Node& n) { return n.sink_feed_status(); });
-        j["sink"] = {{"address", up->address},
-                     {"connected", up->connected},
-                     {"uploaded_through", feed.uploaded_through},
-                     {"backlog_entries", feed.backlog_entries},
-                     {"quota_entries", feed.quota_entries},
-                     {"full_state_pending", feed.full_state_pending},
-                     {"uploads", up->uploads},
-                     {"upload_failures", up->upload_failures},
-                     {"bytes", up->bytes},
-                     {"quota_refusals", feed.quota_refusals},
-                     {"last_ack_unix_ms", up->last_ack ? nlohmann::json(up->last_ack->ns() / 1'000'000) : nlohmann::json(nullptr)},
-                     {"last_error", up->last_error}};
-      }

@@ -103,6 +103,11 @@ Status Node::load() {
     return n.status();
   }
   SHOAL_RETURN_IF_ERROR(buffer_.load(*txn));
+  if (auto k = txn->get(Table::kMeta, format::kIndexDirtyKey); k.ok()) {
+    index_dirty_kept_ = true;
+  } else if (k.status().code() != Code::kNotFound) {
+    return k.status();
+  }
   SHOAL_ASSIGN_OR_RETURN(auto catalogue, txn->collect(Table::kCatalogue, store::Range::all()));
   SHOAL_RETURN_IF_ERROR(sync_.load(*txn));
   txn.reset();
@@ -115,7 +120,24 @@ Status Node::load() {
     collections_.emplace(c->spec.name, std::move(c));
   }
   SHOAL_RETURN_IF_ERROR(load_catalogue());
+  SHOAL_RETURN_IF_ERROR(mark_index_dirty_kept());
   return load_revocations();
+}
+
+// From now on every record change is in the index_dirty table when snapshots are kept; a node
+// opened without them (none kept) says so, so that a later open with snapshots rebuilds instead
+// of trusting a snapshot the table no longer covers.
+Status Node::mark_index_dirty_kept() {
+  if ((options_.snapshots != nullptr) == index_dirty_kept_) return {};
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  if (options_.snapshots != nullptr) {
+    SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, format::kIndexDirtyKey, std::string(1, '\1')));
+  } else {
+    SHOAL_RETURN_IF_ERROR(txn->del(Table::kMeta, format::kIndexDirtyKey));
+  }
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  index_dirty_kept_ = options_.snapshots != nullptr;
+  return {};
 }
 
 Status Node::load_revocations() {
@@ -228,46 +250,49 @@ Status Node::load_collection(Collection& c) {
 
 Status Node::load_index(Collection& c) {
   c.floats = std::make_unique<StoreFloatSource>(*store_, c.id, c.spec.dimension);
-  // From the snapshot when it covers a position the delta buffer reaches back to.
+  // From the snapshot, with the labels changed since it was written (the index_dirty table)
+  // replayed on it.
   const index::IndexParams params = node_index_params(c.spec);
   if (options_.snapshots != nullptr) {
     auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get());
     if (!loaded.ok()) {
       open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
+    } else if (loaded->has_value() && !index_dirty_kept_) {
+      open_report_.snapshot_rejected[c.spec.name] = "the store does not say which labels changed since the snapshot";
     } else if (loaded->has_value()) {
       index::HnswIndex::Loaded& snap = **loaded;
-      if (snap.covered_position > buffer_.last() || snap.covered_position + 1 < buffer_.oldest()) {
+      if (snap.covered_position > buffer_.last()) {
         open_report_.snapshot_rejected[c.spec.name] = str_cat("snapshot covers delta ", snap.covered_position,
-                                                              "; the buffer holds ", buffer_.oldest(), "..", buffer_.last());
+                                                              ", newer than the buffer's last, ", buffer_.last());
       } else {
         c.index = std::move(snap.index);
-        // Catch up: every record named by a later delta gets its current winner (or removal).
-        std::vector<std::string> touched;
+        // Catch up: every label changed since the snapshot gets its current vector; removals below.
         SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-        Status replay_error;
-        SHOAL_RETURN_IF_ERROR(buffer_.scan(*rtxn, snap.covered_position, 0, [&](std::uint64_t, const BufferEntry& e) {
-          if (e.cid != c.id) return true;
-          auto d = crdt::decode_delta(as_bytes(e.delta));
-          if (!d.ok()) {
-            replay_error = d.status().with_context("deltas");
-            return false;
-          }
-          for (const auto& [id, _] : d->records) touched.push_back(id);
-          return true;
-        }));
-        SHOAL_RETURN_IF_ERROR(replay_error);
+        std::vector<std::uint64_t> touched;
+        Status bad;
+        SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
+                                         [&](std::string_view k, std::string_view) {
+                                           auto label = store::decode_u64_be(k.substr(4));
+                                           if (!label.ok()) {
+                                             bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
+                                             return false;
+                                           }
+                                           touched.push_back(*label);
+                                           return true;
+                                         }));
+        SHOAL_RETURN_IF_ERROR(bad);
         std::vector<float> vec(c.spec.dimension);
-        for (const auto& id : touched) {
-          auto it = c.labels.find(id);
-          if (it == c.labels.end()) continue;
-          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, it->second)));
+        for (std::uint64_t label : touched) {
+          if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
+          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, label)));
           if (got.size() != vec.size() * sizeof(float)) {
-            return Status(Code::kCorruption, str_cat("vector of label ", it->second, " has ", got.size(), " bytes"),
-                          c.spec.name + "/" + id);
+            return Status(Code::kCorruption, str_cat("vector of label ", label, " has ", got.size(), " bytes"),
+                          c.spec.name);
           }
           std::memcpy(vec.data(), got.data(), got.size());
-          SHOAL_RETURN_IF_ERROR(c.index->add(it->second, vec));
+          SHOAL_RETURN_IF_ERROR(c.index->add(label, vec));
         }
+        open_report_.snapshot_replayed[c.spec.name] = touched.size();
         // Labels the index still holds but no live record has: deleted since the snapshot.
         for (std::uint64_t label = 1; label < c.next_label; ++label) {
           const bool is_live = label < c.docs.size() && !c.docs[label].id.empty();
@@ -275,6 +300,7 @@ Status Node::load_index(Collection& c) {
         }
         if (c.index->size() == c.live) {
           open_report_.index_source[c.spec.name] = "snapshot";
+          c.snapshot_valid = true;
           return {};
         }
         open_report_.snapshot_rejected[c.spec.name] =
@@ -487,6 +513,10 @@ Status Node::join_in_txn(store::WriteTxn& txn, Collection& c, const std::vector<
     } else {
       if (local.label == 0) local.label = pending.next_label++;
       SHOAL_RETURN_IF_ERROR(format::put_record(txn, c.id, key, local.label, local.entries));
+    }
+    // The index snapshot no longer shows this label as stored: replayed at the next open.
+    if (index_dirty_kept_ && local.label != 0) {
+      SHOAL_RETURN_IF_ERROR(txn.put(Table::kIndexDirty, format::vector_key(c.id, local.label), ""));
     }
     if (kind == JoinKind::kRepair) {
       relay.records[id] = local.entries;
@@ -1024,7 +1054,32 @@ Status Node::save_snapshots() {
   // A snapshot claims to cover the whole buffer: the queue goes into the index first.
   drain_index();
   for (const auto& [name, c] : collections_) {
+    // O(changes): a snapshot that, with the labels changed since, still gives the index is kept
+    // while they are few (each costs an insert at the next open).
+    std::uint64_t dirty = 0;
+    {
+      SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+      store::Range r = store::Range::prefix(collection_prefix(c->id));
+      r.limit = options_.snapshot_dirty_max + 1;
+      SHOAL_RETURN_IF_ERROR(txn->scan(Table::kIndexDirty, r, [&](std::string_view, std::string_view) {
+        ++dirty;
+        return true;
+      }));
+    }
+    if (c->snapshot_valid && dirty <= options_.snapshot_dirty_max) continue;
     SHOAL_RETURN_IF_ERROR(options_.snapshots->save(c->id, *c->index, buffer_.last()));
+    c->snapshot_valid = true;
+    // The snapshot covers every change so far (the queue was drained, and no write runs during
+    // this call); a crash before this commit only replays them again.
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+    std::vector<std::string> keys;
+    SHOAL_RETURN_IF_ERROR(txn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c->id)),
+                                    [&](std::string_view k, std::string_view) {
+                                      keys.emplace_back(k);
+                                      return true;
+                                    }));
+    for (const auto& k : keys) SHOAL_RETURN_IF_ERROR(txn->del(Table::kIndexDirty, k));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
   }
   return {};
 }

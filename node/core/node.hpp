@@ -118,6 +118,10 @@ struct NodeOptions {
   // operations, which the driver enforces by holding writers back (the core never waits):
   // node/runtime/shared_node.hpp. The embedded runtime sets it (OpenDataDir::open_node).
   std::size_t index_queue_max = 0;
+  // With snapshots: save_snapshots keeps a collection's snapshot (writes nothing) while at most
+  // this many labels changed since it was written (the index_dirty table, replayed at the next
+  // open; docs/node-format.md, "The index's dirty set"), so closing costs O(changes).
+  std::size_t snapshot_dirty_max = 2048;
   // Replica identity to use when the store has none yet. Required for a new store (the runtime
   // draws one from the OS; the simulator and tests pass their own); ignored once stored.
   std::optional<crdt::ReplicaId> identity;
@@ -265,6 +269,7 @@ struct SinkFeedStatus {
 struct OpenReport {
   std::map<std::string, std::string> index_source;
   std::map<std::string, std::string> snapshot_rejected;  // why a snapshot was not used
+  std::map<std::string, std::size_t> snapshot_replayed;  // labels replayed on a loaded snapshot
 };
 
 class Node final : private SyncHost {
@@ -433,6 +438,7 @@ class Node final : private SyncHost {
   index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
   Status load_index(Collection& c);
+  Status mark_index_dirty_kept();
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;
   Collection* find_by_id(std::uint32_t cid) const;
@@ -541,6 +547,7 @@ class Node final : private SyncHost {
   std::uint64_t own_claims_stripped_ = 0;
   bool own_claims_logged_ = false;  // the first stripped claim is logged, later ones only counted
   std::size_t index_backlog_ = 0;       // sum of the collections' queue lengths
+  bool index_dirty_kept_ = false;       // meta/node.index_dirty_kept: the index_dirty table is kept
   bool index_work_out_ = false;         // an IndexWork is out (take_index_work)
   std::unique_ptr<OpenGroup> open_group_;  // between begin_group and end_group
   std::uint32_t next_work_cid_ = 0;     // take_index_work starts its turn here

@@ -27,6 +27,9 @@ struct Node::Collection {
   // Declared before `index`, which refers to it, so that it is destroyed after.
   std::unique_ptr<StoreFloatSource> floats;
   std::unique_ptr<index::HnswIndex> index;
+  // The snapshot file, with the index_dirty table's labels replayed on it, gives `index`: it was
+  // loaded at open or saved since.
+  bool snapshot_valid = false;
   struct Doc {
     std::string id;  // empty: no live record has this label
     Metadata metadata;

@@ -33,6 +33,9 @@ namespace shoal::node::format {
 // The meta key that says every record's winner vector is in the vectors table (u8 1). Absent in
 // data directories written before it: Node::open migrates them (migrate_vectors).
 inline constexpr std::string_view kVectorsApartKey = "node.vectors_apart";
+// The meta key that says the index_dirty table is kept (u8 1): every label changed since a
+// collection's snapshot was written is in it. Absent: snapshots are not trusted (rebuilt).
+inline constexpr std::string_view kIndexDirtyKey = "node.index_dirty_kept";
 // The payload's dimension field when the vector is in the vectors table.
 inline constexpr std::uint32_t kElidedDimension = 0xffffffffu;
 

@@ -380,18 +380,20 @@ Status LmdbStore::open_impl() {
   MDB_val k = to_val(kSchemaVersionKey);
   MDB_val v;
   rc = mdb_get(txn, dbi_[index_of(Table::kMeta)], &k, &v);
-  // Version 1 lacks only the vectors table, which mdb_dbi_open just created empty: the upgrade
-  // is the new version number, in this transaction. Filling the table is the node core's job
-  // (docs/node-format.md, "Vectors apart from their records").
+  // Versions 1 and 2 lack only tables that mdb_dbi_open just created empty (vectors,
+  // index_dirty): the upgrade is the new version number, in this transaction. Filling the
+  // vectors table is the node core's job (docs/node-format.md, "Vectors apart from their
+  // records").
   const std::string version1 = encode_u64_be(1).substr(4);
-  if (rc == 0 && to_view(v) == version1) {
+  const std::string version2 = encode_u64_be(2).substr(4);
+  if (rc == 0 && (to_view(v) == version1 || to_view(v) == version2)) {
+    upgraded_from_ = to_view(v) == version1 ? 1 : 2;
     MDB_val val = to_val(expected);
     rc = mdb_put(txn, dbi_[index_of(Table::kMeta)], &k, &val, 0);
     if (rc != 0) {
       mdb_txn_abort(txn);
       return to_status(rc, "upgrading the schema version", path);
     }
-    upgraded_from_ = 1;
   } else if (rc == 0) {
     const std::string_view found = to_view(v);
     if (found != expected) {

@@ -13,6 +13,7 @@ std::string_view table_name(Table table) noexcept {
     case Table::kPeers: return "peers";
     case Table::kMeta: return "meta";
     case Table::kVectors: return "vectors";
+    case Table::kIndexDirty: return "index_dirty";
   }
   return "unknown";
 }

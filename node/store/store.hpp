@@ -48,18 +48,21 @@ enum class Table : std::uint8_t {
   kPeers = 4,      // per-peer progress (acknowledged delta sequence, last seen)
   kMeta = 5,       // schema version, node id, counters; keys "store.*" are reserved
   kVectors = 6,    // float vectors apart from their records, read in place (schema version 2)
+  kIndexDirty = 7, // labels whose index state may differ from the index snapshot (version 3)
 };
-inline constexpr std::size_t kTableCount = 7;
+inline constexpr std::size_t kTableCount = 8;
 inline constexpr std::array<Table, kTableCount> kAllTables = {
-    Table::kRecords, Table::kContexts, Table::kDeltas,
-    Table::kCatalogue, Table::kPeers, Table::kMeta, Table::kVectors};
+    Table::kRecords, Table::kContexts, Table::kDeltas, Table::kCatalogue,
+    Table::kPeers,   Table::kMeta,     Table::kVectors, Table::kIndexDirty};
 
-// "records", "contexts", "deltas", "catalogue", "peers", "meta", "vectors". Static strings.
+// "records", "contexts", "deltas", "catalogue", "peers", "meta", "vectors", "index_dirty".
+// Static strings.
 std::string_view table_name(Table table) noexcept;
 
 // The store layout version written to meta at creation and checked at every open.
-// Version 2 added the vectors table; a version 1 store is upgraded at open (docs/storage.md).
-inline constexpr std::uint32_t kSchemaVersion = 2;
+// Version 2 added the vectors table, version 3 the index_dirty table; older stores are upgraded
+// at open (docs/storage.md).
+inline constexpr std::uint32_t kSchemaVersion = 3;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 

@@ -12,7 +12,9 @@
 #include <lmdb.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -86,12 +88,12 @@ void rewrite_as_version_1(const std::string& store_path) {
   MDB_txn* txn = nullptr;
   REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
   for (store::Table table : store::kAllTables) {
-    if (table == store::Table::kVectors) continue;
+    if (table == store::Table::kVectors || table == store::Table::kIndexDirty) continue;
     MDB_dbi dbi = 0;
     REQUIRE(mdb_dbi_open(txn, std::string(store::table_name(table)).c_str(), MDB_CREATE, &dbi) == 0);
     for (const auto& kv : t.rows[table]) {
       std::string key = kv.key, value = kv.value;
-      if (table == store::Table::kMeta && key == format::kVectorsApartKey) continue;
+      if (table == store::Table::kMeta && (key == format::kVectorsApartKey || key == format::kIndexDirtyKey)) continue;
       if (table == store::Table::kMeta && key == store::kSchemaVersionKey) value = std::string("\0\0\0\x01", 4);
       if (table == store::Table::kRecords) {
         // Put the vector back into the winner's payload, as version 1 stored it.
@@ -278,4 +280,117 @@ TEST_CASE("an elided payload is not a valid payload, so no peer can send one", "
   auto r = decode_payload(elided);
   REQUIRE(!r.ok());
   CHECK(r.status().detail() == Detail::kMalformed);
+}
+
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::size_t dirty_count(const std::string& store_path) {
+  return read_all(store_path).rows[store::Table::kIndexDirty].size();
+}
+
+std::unique_ptr<OpenDataDir> open_dir_with(const std::string& path, std::size_t dirty_max) {
+  DataDirOptions o;
+  o.node.build_threads = 1;
+  o.node.snapshot_dirty_max = dirty_max;
+  auto d = open_data_dir(path, std::move(o));
+  INFO(path << ": " << d.status().to_string());
+  REQUIRE(d.ok());
+  return std::move(d).value();
+}
+
+}  // namespace
+
+TEST_CASE("closing after a few changes keeps the snapshot, and the next open replays the changed labels",
+          "[node][vectors][snapshot]") {
+  // Close in O(changes): the snapshot file is left as it is while at most snapshot_dirty_max
+  // labels changed since it was written; they wait in the index_dirty table, and the next open
+  // loads the snapshot and replays them (updates, deletes, new records), so every search sees
+  // them. Past the limit, close writes the snapshot again and empties the table.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string path = fresh_dir("dirty");
+  const std::string snap = path + "/snapshots/collection-1.hnsw";
+  std::map<std::string, std::vector<float>> live;
+  {
+    auto d = open_dir_with(path, 64);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < 300; ++i) {
+      RecordValue v;
+      v.vector = random_vector(rng);
+      live["r" + std::to_string(i)] = v.vector;
+      batch.push_back(RecordInput{"r" + std::to_string(i), std::move(v)});
+    }
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+  }
+  CHECK(dirty_count(path + "/store") == 0);  // the first close wrote the snapshot
+  const std::string first = file_bytes(snap);
+  REQUIRE(!first.empty());
+  std::vector<std::string> deleted;
+  {
+    auto d = open_dir_with(path, 64);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+    for (int i = 0; i < 20; ++i) {  // updates
+      RecordValue v;
+      v.vector = random_vector(rng);
+      live["r" + std::to_string(i)] = v.vector;
+      REQUIRE(d->node().upsert("c", "r" + std::to_string(i), v).ok());
+    }
+    for (int i = 20; i < 25; ++i) {  // deletes
+      REQUIRE(d->node().remove("c", "r" + std::to_string(i)).ok());
+      deleted.push_back("r" + std::to_string(i));
+      live.erase("r" + std::to_string(i));
+    }
+    for (int i = 300; i < 310; ++i) {  // new records
+      RecordValue v;
+      v.vector = random_vector(rng);
+      live["r" + std::to_string(i)] = v.vector;
+      REQUIRE(d->node().upsert("c", "r" + std::to_string(i), v).ok());
+    }
+  }
+  CHECK(file_bytes(snap) == first);  // close wrote no snapshot
+  CHECK(dirty_count(path + "/store") == 35);
+  {
+    auto d = open_dir_with(path, 64);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+    CHECK(d->node().open_report().snapshot_replayed.at("c") == 35);
+    // Every live record is found by its own vector, at distance 0; no deleted one is returned.
+    for (const auto& [id, vec] : live) {
+      SearchOptions o;
+      o.k = 3;
+      o.ef = 64;
+      auto hits = d->node().search("c", vec, o);
+      REQUIRE(hits.ok());
+      REQUIRE(!hits->empty());
+      CHECK(hits->front().id == id);
+      CHECK(hits->front().distance == Approx(0.0).margin(1e-4));
+      for (const auto& h : *hits) CHECK(std::find(deleted.begin(), deleted.end(), h.id) == deleted.end());
+    }
+  }
+  CHECK(file_bytes(snap) == first);
+  // Past the limit (here 10), close writes the snapshot and empties the table.
+  {
+    auto d = open_dir_with(path, 10);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+  }
+  CHECK(file_bytes(snap) != first);
+  CHECK(dirty_count(path + "/store") == 0);
+  {
+    auto d = open_dir_with(path, 10);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+    CHECK(d->node().open_report().snapshot_replayed.at("c") == 0);
+    auto hits = d->node().search("c", live.at("r305"), SearchOptions{});
+    REQUIRE(hits.ok());
+    CHECK(hits->front().id == "r305");
+  }
+  std::filesystem::remove_all(path);
 }

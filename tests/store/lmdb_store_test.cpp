@@ -4,7 +4,8 @@
 // with kMapFull when one stays open, schema and file-format mismatches are typed errors, stale
 // reader slots of a killed process are cleared at open, read transactions move across threads
 // while a second writer blocks, and a schema version 1 file (written here with raw LMDB, six
-// tables) is upgraded to version 2 at open with its data kept and an empty vectors table.
+// tables) is upgraded to version 3 at open with its data kept and empty vectors and index_dirty
+// tables.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -172,7 +173,7 @@ TEST_CASE("a schema version mismatch and a foreign file are typed errors at open
   CHECK(LmdbStore::open(empty_path).status().detail() == Detail::kOutOfRange);
 }
 
-TEST_CASE("a schema version 1 store is upgraded to version 2 at open, keeping its data",
+TEST_CASE("a schema version 1 store is upgraded to version 3 at open, keeping its data",
           "[store][lmdb]") {
   TempDir dir;
   LmdbStoreOptions o;
@@ -207,8 +208,9 @@ TEST_CASE("a schema version 1 store is upgraded to version 2 at open, keeping it
     CHECK(s->upgraded_from() == 1);
     auto r = must_read(*s);
     CHECK(r->get(Table::kRecords, "r1").value() == "payload one");
-    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x02", 4));
+    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x03", 4));
     CHECK(r->count(Table::kVectors).value() == 0);
+    CHECK(r->count(Table::kIndexDirty).value() == 0);
     r.reset();
     auto w = must_write(*s);
     must(w->put(Table::kVectors, "v1", "vector bytes"));

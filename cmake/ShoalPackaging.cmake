@@ -11,9 +11,13 @@
 #   shoal         components tools    the CLI, the daemon shoald with its systemd unit (enabled
 #                 and doc             by the postinst, started once the device is enrolled) and
 #                                     its configuration /etc/shoal/shoald.toml (a conffile), the
-#                                     docs, the system user `shoal` (packaging/deb/shoal/)
+#                                     docs, the system user `shoal` (packaging/deb/)
 #   python3-shoal component python    the Python binding (bindings/python), Architecture all,
 #                                     with the shoal.h of its libshoal0
+#   shoal-sink    components sink     the cold-tier sink shoal-sink with its systemd unit, its
+#                 and sink_etc        configuration /etc/shoal/shoal-sink.toml (a conffile) and
+#                                     the system user `shoal-sink`; the only package that depends
+#                                     on libcurl (only when shoal-sink is built: not for arm64)
 #
 # Build them with scripts/package.sh, which configures a build with CMAKE_INSTALL_PREFIX=/usr (so
 # that GNUInstallDirs puts the library under the multiarch directory, lib/<triplet>) and runs
@@ -103,10 +107,33 @@ if(TARGET shoal_client)
   string(APPEND shoal_tools_depends ", libshoal-client0 (= ${PROJECT_VERSION}-1)")
 endif()
 set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "${shoal_tools_depends}")
-set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA
-    ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/postinst
-    ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/prerm
-    ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/postrm)
+
+# The maintainer scripts of the two packages with a service (shoal: shoald; shoal-sink), written
+# from one set of templates (packaging/deb/{postinst,prerm,postrm}.in) into
+# <build>/packaging/deb/<package>/: the system user, its directory, the unit enabled with
+# deb-systemd-helper, stopped, masked and purged. Sets <out_var> to the three scripts.
+function(shoal_deb_maintainer_scripts out_var package unit user user_comment state_dir cert state_what)
+  set(SHOAL_DEB_PACKAGE ${package})
+  set(SHOAL_DEB_UNIT ${unit})
+  set(SHOAL_DEB_USER ${user})
+  set(SHOAL_DEB_USER_COMMENT "${user_comment}")
+  set(SHOAL_DEB_STATE_DIR ${state_dir})
+  set(SHOAL_DEB_CERT ${cert})
+  set(SHOAL_DEB_STATE_WHAT "${state_what}")
+  set(scripts "")
+  foreach(script postinst prerm postrm)
+    set(out ${PROJECT_BINARY_DIR}/packaging/deb/${package}/${script})
+    configure_file(${PROJECT_SOURCE_DIR}/packaging/deb/${script}.in ${out} @ONLY
+                   FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                                    WORLD_READ WORLD_EXECUTE)
+    list(APPEND scripts ${out})
+  endforeach()
+  set(${out_var} ${scripts} PARENT_SCOPE)
+endfunction()
+
+shoal_deb_maintainer_scripts(shoal_tools_scripts shoal shoald.service shoal "Shoal vector database"
+                             /var/lib/shoal /etc/shoal/device.cert "data directories")
+set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA ${shoal_tools_scripts})
 set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 # python3-shoal: pure Python (cffi in ABI mode parses shoal.h at import), so Architecture all; it
@@ -131,7 +158,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/bindings/python/shoal/__init__.py
 
 # --- The daemon's place (packaging/README.md): its unit file lands in the `shoal` package from
 # here once the shoald target exists (the binary through its own install rule, COMPONENT tools).
-# packaging/deb/shoal/postinst enables it with deb-systemd-helper; its configuration is the
+# Its postinst (packaging/deb/postinst.in) enables it with deb-systemd-helper; its configuration is the
 # conffile /etc/shoal/shoald.toml (packaging/deb/shoal/conffiles), installed only into packages
 # (an absolute path: `cmake --install --prefix P` must not write to the machine's /etc).
 if(TARGET shoald AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoald.service)
@@ -144,10 +171,43 @@ if(TARGET shoald AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoald.service)
   list(APPEND CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/packaging/deb/shoal/conffiles)
 endif()
 
+# --- shoal-sink: the cold-tier sink (docs/sink.md) in a package of its own, since it alone links
+# libcurl (the S3 object store) and a gateway never runs it. The program (its install rule in
+# sink/CMakeLists.txt, COMPONENT sink), its unit (Type=notify), the example configuration
+# /etc/shoal/shoal-sink.toml as a conffile, its docs, and the system user `shoal-sink` with
+# /var/lib/shoal-sink. Only where shoal-sink is built: the daemon side (SHOAL_BUILD_DAEMON), so
+# not in the arm64 cross build (scripts/package.sh --arch arm64 builds no daemon).
+if(TARGET shoal-sink AND EXISTS ${PROJECT_SOURCE_DIR}/packaging/shoal-sink.service)
+  list(APPEND CPACK_COMPONENTS_ALL sink sink_etc)
+  set(CPACK_COMPONENT_SINK_GROUP sink)
+  set(CPACK_COMPONENT_SINK_ETC_GROUP sink)
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/shoal-sink.service DESTINATION lib/systemd/system COMPONENT sink)
+  install(FILES ${PROJECT_SOURCE_DIR}/docs/sink.md ${PROJECT_SOURCE_DIR}/docs/sink-format.md
+          DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/shoal-sink COMPONENT sink)
+  # An absolute path, in packages only (as shoald.toml above).
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/shoal-sink.toml DESTINATION /etc/shoal COMPONENT sink_etc
+          EXCLUDE_FROM_ALL)
+  set(CPACK_DEBIAN_SINK_PACKAGE_NAME shoal-sink)
+  set(CPACK_DEBIAN_SINK_PACKAGE_SECTION database)
+  set(CPACK_DEBIAN_SINK_DESCRIPTION "Shoal vector database: cold-tier sink
+shoal-sink keeps the cold tier of a Shoal mesh's collections: members upload checksummed
+segments and push deletes to it over the mesh's authenticated links, and it answers cold
+searches, fetches and bootstraps. Its objects live in LMDB or an S3-compatible store
+(AWS S3, MinIO, Ceph RGW). Installs the system user shoal-sink with /var/lib/shoal-sink.")
+  # Its libraries (libcurl, libsystemd, capnp, sodium, LMDB) come from dpkg-shlibdeps; the
+  # maintainer scripts need useradd (passwd) and deb-systemd-helper (init-system-helpers).
+  set(CPACK_DEBIAN_SINK_PACKAGE_DEPENDS "passwd, init-system-helpers (>= 1.54~)")
+  shoal_deb_maintainer_scripts(shoal_sink_scripts shoal-sink shoal-sink.service shoal-sink "Shoal cold-tier sink"
+                               /var/lib/shoal-sink /etc/shoal/sink.cert "the sink's key and objects")
+  set(CPACK_DEBIAN_SINK_PACKAGE_CONTROL_EXTRA ${shoal_sink_scripts}
+      ${PROJECT_SOURCE_DIR}/packaging/deb/shoal-sink/conffiles)
+  set(CPACK_DEBIAN_SINK_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+endif()
+
 # What the packages hold, built by scripts/package.sh (`--target shoal_packaged`): only these, so
 # that a target no package holds (the simulator, tests, tools in progress) never blocks packaging.
 add_custom_target(shoal_packaged)
-foreach(t shoal_capi shoal shoal_client shoald)
+foreach(t shoal_capi shoal shoal_client shoald shoal-sink)
   if(TARGET ${t})
     add_dependencies(shoal_packaged ${t})
   endif()

@@ -15,6 +15,12 @@
 # `shoal --connect` (the packaged libshoal_client) and Python's shoal.connect. Then `dpkg -r`
 # removes every file (and masks the unit) and `dpkg --purge` the rest: the enablement, the
 # records, the mask and the conffile.
+# The sink's own package, shoal-sink (issue 15): it alone depends on libcurl (no other package
+# does); its conffile /etc/shoal/shoal-sink.toml passes `shoal-sink --check`, `shoal-sink --help`
+# runs, its postinst made the system user `shoal-sink` and /var/lib/shoal-sink and enabled
+# shoal-sink.service (Type=notify, waiting for the sink's certificate); the packaged shoal-sink,
+# enrolled with the sink role by the packaged CLI in a scratch directory, serves on loopback until
+# SIGTERM (exit 0); dpkg -r masks its unit and keeps its conffile, and the purge removes them.
 #
 # Needs root: exits 77 (CTest SKIP_RETURN_CODE) otherwise. It must leave the system as it found
 # it, so it also skips when any of the three packages is installed or /usr already holds a
@@ -25,7 +31,7 @@
 set -eu
 src=$1 pkg_build=$2 work=$3 cc=$4
 cmake=${CMAKE_COMMAND:-cmake}
-packages="python3-shoal shoal libshoal-dev libshoal-client0 libshoal0"
+packages="shoal-sink python3-shoal shoal libshoal-dev libshoal-client0 libshoal0"
 
 skip() { echo "deb_test: SKIP: $*"; exit 77; }
 fail() { echo "deb_test: FAIL: $*" >&2; exit 1; }
@@ -40,7 +46,9 @@ done
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 unit_wants=/etc/systemd/system/multi-user.target.wants/shoald.service
 dsh=/var/lib/systemd/deb-systemd-helper-enabled
-for f in /usr/bin/shoal /usr/sbin/shoald /usr/include/shoal.h /usr/lib/$multiarch/libshoal.so.0 /usr/lib/libshoal.so.0 \
+sink_wants=/etc/systemd/system/multi-user.target.wants/shoal-sink.service
+for f in /usr/sbin/shoal-sink /etc/shoal/shoal-sink.toml "$sink_wants" /etc/systemd/system/shoal-sink.service \
+         "$dsh/shoal-sink.service.dsh-also" /usr/bin/shoal /usr/sbin/shoald /usr/include/shoal.h /usr/lib/$multiarch/libshoal.so.0 /usr/lib/libshoal.so.0 \
          /usr/lib/python3/dist-packages/shoal /etc/shoal/shoald.toml "$unit_wants" /etc/systemd/system/shoald.service \
          "$dsh/shoald.service.dsh-also"; do
   [ ! -e "$f" ] || skip "$f already exists (installed by hand?); not overwriting it"
@@ -70,6 +78,24 @@ dev_deb="$pkg_build/packages/libshoal-dev_${version}-1_${arch}.deb"
 tools_deb="$pkg_build/packages/shoal_${version}-1_${arch}.deb"
 client_deb="$pkg_build/packages/libshoal-client0_${version}-1_${arch}.deb"
 py_deb="$pkg_build/packages/python3-shoal_${version}-1_all.deb"
+sink_deb="$pkg_build/packages/shoal-sink_${version}-1_${arch}.deb"
+# Only the sink links curl: its package depends on libcurl, and no other package does.
+dpkg-deb -f "$sink_deb" Depends | grep -q 'libcurl' || fail "shoal-sink does not depend on libcurl: $(dpkg-deb -f "$sink_deb" Depends)"
+for d in $debs; do
+  [ "$d" = "$sink_deb" ] && continue
+  ! dpkg-deb -f "$d" Depends | grep -q 'curl' || fail "$(basename "$d") depends on curl: $(dpkg-deb -f "$d" Depends)"
+done
+for dep in passwd init-system-helpers; do
+  dpkg-deb -f "$sink_deb" Depends | grep -q "$dep" || fail "shoal-sink's maintainer scripts need $dep: $(dpkg-deb -f "$sink_deb" Depends)"
+done
+mkdir -p "$work/control"
+dpkg-deb -e "$sink_deb" "$work/control/sink"
+grep -qx /etc/shoal/shoal-sink.toml "$work/control/sink/conffiles" || fail "shoal-sink.toml is not a conffile"
+for script in postinst prerm postrm; do
+  [ -x "$work/control/sink/$script" ] || fail "shoal-sink has no $script"
+done
+dpkg-deb -c "$sink_deb" >"$work/sink-contents.txt"
+grep -q ' \./usr/sbin/shoal-sink$' "$work/sink-contents.txt" || fail "shoal-sink does not hold /usr/sbin/shoal-sink"
 # The CLI dlopen()s libshoal_client (no NEEDED entry): shoal depends on its package by hand.
 dpkg-deb -f "$tools_deb" Depends | grep -q "libshoal-client0 (= $version-1)" ||
   fail "shoal must depend on libshoal-client0 (= $version-1): $(dpkg-deb -f "$tools_deb" Depends)"
@@ -110,14 +136,23 @@ getent passwd shoal >/dev/null && user_existed=yes
 getent group shoal >/dev/null && group_existed=yes
 varlib_existed=no
 [ -e /var/lib/shoal ] && varlib_existed=yes
-daemon_pid=""
+daemon_pid="" sink_pid=""
+sink_user_existed=no sink_group_existed=no
+getent passwd shoal-sink >/dev/null && sink_user_existed=yes
+getent group shoal-sink >/dev/null && sink_group_existed=yes
+sink_varlib_existed=no
+[ -e /var/lib/shoal-sink ] && sink_varlib_existed=yes
 cleanup() {
   rc=$?
   [ -z "$daemon_pid" ] || kill "$daemon_pid" 2>/dev/null || true
+  [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
   dpkg --purge $packages >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; rc=1; }
   [ "$varlib_existed" = yes ] || rm -rf /var/lib/shoal
   [ "$user_existed" = yes ] || ! getent passwd shoal >/dev/null || userdel shoal || rc=1
   [ "$group_existed" = yes ] || ! getent group shoal >/dev/null || groupdel shoal || rc=1
+  [ "$sink_varlib_existed" = yes ] || rm -rf /var/lib/shoal-sink
+  [ "$sink_user_existed" = yes ] || ! getent passwd shoal-sink >/dev/null || userdel shoal-sink || rc=1
+  [ "$sink_group_existed" = yes ] || ! getent group shoal-sink >/dev/null || groupdel shoal-sink || rc=1
   exit "$rc"
 }
 trap cleanup EXIT
@@ -190,6 +225,46 @@ as_dpkg="env DPKG_MAINTSCRIPT_PACKAGE=shoal DPKG_MAINTSCRIPT_NAME=postinst"
 $as_dpkg /var/lib/dpkg/info/shoal.postinst configure "$version-1" || fail "postinst configure, run again"
 [ "$(getent passwd shoal | cut -d: -f3)" = "$uid" ] || fail "reconfigure changed the user"
 rm -rf /var/lib/shoal/deb-test
+
+# 5a. The sink's package: the program, its conffile, its user and directory, its unit.
+/usr/sbin/shoal-sink --help >"$work/sink-help.txt" || fail "shoal-sink --help exited with $?"
+grep -qi 'usage' "$work/sink-help.txt" || fail "shoal-sink --help printed no usage"
+/usr/sbin/shoal-sink --config /etc/shoal/shoal-sink.toml --check >"$work/sink-check.txt" 2>&1 ||
+  fail "shoal-sink --check of the packaged configuration: $(cat "$work/sink-check.txt")"
+entry=$(getent passwd shoal-sink) || fail "no user shoal-sink"
+[ "$(echo "$entry" | cut -d: -f3)" -lt 1000 ] || fail "shoal-sink is not a system user: $entry"
+echo "$entry" | grep -q ':/var/lib/shoal-sink:/usr/sbin/nologin$' || fail "user entry: $entry"
+[ "$(stat -c '%U:%G %a' /var/lib/shoal-sink)" = "shoal-sink:shoal-sink 750" ] ||
+  fail "/var/lib/shoal-sink is $(stat -c '%U:%G %a' /var/lib/shoal-sink)"
+[ -L "$sink_wants" ] || fail "postinst did not enable shoal-sink.service ($sink_wants missing)"
+grep -qx "$sink_wants" "$dsh/shoal-sink.service.dsh-also" || fail "no deb-systemd-helper record of shoal-sink's enablement"
+sink_unit=/usr/lib/systemd/system/shoal-sink.service
+[ -e "$sink_unit" ] || sink_unit=/lib/systemd/system/shoal-sink.service
+grep -qx 'Type=notify' "$sink_unit" || fail "shoal-sink.service is not Type=notify"
+grep -qx 'ConditionPathExists=/etc/shoal/sink.cert' "$sink_unit" || fail "shoal-sink.service does not wait for its certificate"
+# The packaged shoal-sink serves: identity and certificate in a scratch directory (the packaged CLI
+# enrols it with the sink role), the packaged example's other defaults, loopback, SIGTERM -> 0.
+s=$work/sink
+mkdir -p "$s"
+/usr/bin/shoal mesh init --dir "$s/mesh" >/dev/null || fail "shoal mesh init (sink)"
+sed -e "s|^data_dir = .*|data_dir = \"$s/data\"|" -e "s|^certificate = .*|certificate = \"$s/sink.cert\"|" \
+  -e 's|^#listen = .*|listen = "127.0.0.1:0"|' /etc/shoal/shoal-sink.toml >"$s/shoal-sink.toml"
+sink_key=$(/usr/sbin/shoal-sink --config "$s/shoal-sink.toml" --print-device-key) || fail "shoal-sink --print-device-key"
+/usr/bin/shoal mesh enrol --mesh "$s/mesh" --device-key "$sink_key" --role sink --days 1 --out "$s/sink.cert" >/dev/null ||
+  fail "shoal mesh enrol --role sink"
+/usr/sbin/shoal-sink --config "$s/shoal-sink.toml" >"$s/out" 2>"$s/err" &
+sink_pid=$!
+tries=0
+until grep -q '^shoal-sink: ready port=[0-9]* store=lmdb device=' "$s/out"; do
+  kill -0 "$sink_pid" 2>/dev/null || { cat "$s/err"; fail "the packaged shoal-sink exited"; }
+  tries=$((tries + 1))
+  [ "$tries" -lt 300 ] || fail "shoal-sink was not ready in 30 s"
+  sleep 0.1
+done
+kill -TERM "$sink_pid"
+wait "$sink_pid" || fail "shoal-sink exited with $? on SIGTERM"
+sink_pid=""
+echo "deb_test: shoal-sink: $(cat "$s/out")"
 
 # 5b. The unit, enabled the Debian way. deb-systemd-helper works without a running systemd: the
 # wants symlink and its record (the purge removes exactly what the record lists).
@@ -279,9 +354,13 @@ daemon_pid=""
 dpkg_retry -r $packages || fail "dpkg -r"
 for f in /usr/bin/shoal /usr/sbin/shoald /usr/include/shoal.h "/usr/lib/$multiarch/libshoal.so.0" \
          "/usr/lib/$multiarch/libshoal_client.so.0" "/usr/lib/$multiarch/pkgconfig/shoal.pc" \
-         "/usr/lib/$multiarch/cmake/Shoal" /usr/lib/python3/dist-packages/shoal /usr/lib/systemd/system/shoald.service; do
+         "/usr/lib/$multiarch/cmake/Shoal" /usr/lib/python3/dist-packages/shoal /usr/lib/systemd/system/shoald.service \
+         /usr/sbin/shoal-sink /usr/lib/systemd/system/shoal-sink.service /usr/share/doc/shoal-sink; do
   [ ! -e "$f" ] || fail "$f left after dpkg -r"
 done
+[ "$(readlink /etc/systemd/system/shoal-sink.service)" = /dev/null ] || fail "dpkg -r did not mask shoal-sink.service"
+[ -e /etc/shoal/shoal-sink.toml ] || fail "dpkg -r removed shoal-sink's conffile (only a purge should)"
+
 # The removed unit is masked (its record kept for the purge); the conffile stays until the purge.
 [ "$(readlink /etc/systemd/system/shoald.service)" = /dev/null ] || fail "dpkg -r did not mask shoald.service"
 [ -e /etc/shoal/shoald.toml ] || fail "dpkg -r removed the conffile (only a purge should)"
@@ -289,8 +368,11 @@ done
 # shellcheck disable=SC2086
 dpkg_retry --purge $packages || fail "dpkg --purge"
 [ ! -e /var/lib/shoal ] || [ "$varlib_existed" = yes ] || fail "/var/lib/shoal left after purge (it was empty)"
+[ ! -e /var/lib/shoal-sink ] || [ "$sink_varlib_existed" = yes ] || fail "/var/lib/shoal-sink left after purge (it was empty)"
 for f in "$unit_wants" /etc/systemd/system/shoald.service "$dsh/shoald.service.dsh-also" \
          "$dsh/multi-user.target.wants/shoald.service" /var/lib/systemd/deb-systemd-helper-masked/shoald.service \
+         "$sink_wants" /etc/systemd/system/shoal-sink.service "$dsh/shoal-sink.service.dsh-also" \
+         "$dsh/multi-user.target.wants/shoal-sink.service" /var/lib/systemd/deb-systemd-helper-masked/shoal-sink.service \
          /etc/shoal; do
   [ ! -e "$f" ] && [ ! -L "$f" ] || fail "$f left after dpkg --purge"
 done

@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <regex>
 
 #include "security/certificate.hpp"
 #include "security/identity.hpp"
@@ -467,6 +469,60 @@ TEST_CASE("shoal-sink's configuration: defaults, relative paths, and every probl
   REQUIRE_FALSE(range.ok());
   CHECK(range.status().message().find("limits.max_upload_bytes = 99999999999: must be 1024..16777216") !=
         std::string::npos);
+}
+
+TEST_CASE("packaging/shoal-sink.toml (the package's conffile) parses, shows the true defaults and every documented key",
+          "[sink][config][docs]") {
+  auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    REQUIRE(f);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  const std::string text = read(std::string(SHOAL_SOURCE_DIR) + "/packaging/shoal-sink.toml");
+  auto shipped = sink::parse_sink_config(text, "/etc/shoal/shoal-sink.toml");
+  INFO(shipped.status().to_string());
+  REQUIRE(shipped.ok());
+  CHECK(shipped->data_dir == "/var/lib/shoal-sink");
+  CHECK(shipped->certificate == "/etc/shoal/sink.cert");
+
+  // Every setting is shown commented out as "#key = value" (prose comments have a space after
+  // '#'): uncommented, they must parse and give the defaults (the S3 ones are examples).
+  const std::string all_text = std::regex_replace(text, std::regex("(^|\n)#([a-z_])"), "$1$2");
+  auto all = sink::parse_sink_config(all_text, "/etc/shoal/shoal-sink.toml");
+  INFO(all.status().to_string());
+  REQUIRE(all.ok());
+  const sink::SinkConfig defaults;
+  CHECK(all->listen_address == defaults.listen_address);
+  CHECK(all->listen_port == defaults.listen_port);
+  CHECK(all->log_level == defaults.log_level);
+  CHECK(all->compact_interval_s == defaults.compact_interval_s);
+  CHECK(all->store_kind == defaults.store_kind);
+  CHECK(all->lmdb_map_size_mb == defaults.lmdb_map_size_mb);
+  CHECK(all->s3_region == defaults.s3_region);
+  CHECK(all->s3_create_bucket == defaults.s3_create_bucket);
+  CHECK(all->limits.max_collections == defaults.limits.max_collections);
+  CHECK(all->limits.max_k == defaults.limits.max_k);
+  CHECK(all->limits.max_fetch_ids == defaults.limits.max_fetch_ids);
+  CHECK(all->limits.max_upload_bytes == defaults.limits.max_upload_bytes);
+
+  // Every key of docs/sink.md's configuration table is in the file.
+  const std::string doc = read(std::string(SHOAL_SOURCE_DIR) + "/docs/sink.md");
+  const auto start = doc.find("### Configuration (TOML)");
+  REQUIRE(start != std::string::npos);
+  const std::string section = doc.substr(start, doc.find("\n## ", start) - start);
+  std::size_t keys = 0;
+  const std::regex row("\\n\\| (`[^|]*`) \\|");
+  for (auto it = std::sregex_iterator(section.begin(), section.end(), row); it != std::sregex_iterator(); ++it) {
+    const std::string cell = (*it)[1];
+    const std::regex name("`(?:[a-z]+\\.)?([a-z0-9_]+)`");
+    for (auto k = std::sregex_iterator(cell.begin(), cell.end(), name); k != std::sregex_iterator(); ++k) {
+      const std::string leaf = (*k)[1];
+      INFO(leaf);
+      CHECK(std::regex_search(all_text, std::regex("(^|\n)" + leaf + " = ")));
+      ++keys;
+    }
+  }
+  CHECK(keys == 17);
 }
 
 #ifdef SHOAL_SINK_BINARY

@@ -365,31 +365,27 @@ TEST_CASE("malformed requests get typed errors naming the limit, and change noth
     auto st = sink->upload_segment(*bytes, kNow).status();
     CHECK(st.detail() == Detail::kVersionMismatch);  // its first byte is no payload version
     CHECK(st.message().find("zz") != std::string::npos);
-    // A vector of another dimension.
+    // The record "zz" with `vector` under the dot counter `counter`, uploaded.
     node::RecordValue v;
-    v.vector = {1, 2, 3};
-    s.records[0].entries[0].payload = node::encode_payload(v);
-    bytes = sink::encode_segment(s);
-    REQUIRE(bytes.ok());
-    st = sink->upload_segment(*bytes, kNow).status();
+    auto upload_zz = [&](std::vector<float> vector, std::uint64_t counter) {
+      v.vector = std::move(vector);
+      s.records[0].entries[0].payload = node::encode_payload(v);
+      s.records[0].entries[0].dot.counter = counter;
+      auto encoded = sink::encode_segment(s);
+      REQUIRE(encoded.ok());
+      return sink->upload_segment(*encoded, kNow).status();
+    };
+    // A vector of another dimension.
+    st = upload_zz({1, 2, 3}, 1);
     CHECK(st.detail() == Detail::kDimensionMismatch);
     CHECK(st.message().find("dimension 3") != std::string::npos);
     // A NaN in a vector: the node's record check, so cold search never scores one.
-    v.vector = {1, 2, std::numeric_limits<float>::quiet_NaN(), 4};
-    s.records[0].entries[0].payload = node::encode_payload(v);
-    bytes = sink::encode_segment(s);
-    REQUIRE(bytes.ok());
-    st = sink->upload_segment(*bytes, kNow).status();
+    st = upload_zz({1, 2, std::numeric_limits<float>::quiet_NaN(), 4}, 1);
     CHECK(st.detail() == Detail::kNonFinite);
     CHECK(st.message().find("zz") != std::string::npos);
     // A dot counter the CRDT's decoders refuse (found by fuzz_sink_service: accepted, it made the
     // bootstrap context undecodable, and after a compaction the sink could not reopen).
-    v.vector = {1, 2, 3, 4};
-    s.records[0].entries[0].payload = node::encode_payload(v);
-    s.records[0].entries[0].dot.counter = crdt::kMaxCounter;
-    bytes = sink::encode_segment(s);
-    REQUIRE(bytes.ok());
-    st = sink->upload_segment(*bytes, kNow).status();
+    st = upload_zz({1, 2, 3, 4}, crdt::kMaxCounter);
     CHECK(st.detail() == Detail::kOutOfRange);
     CHECK(st.message().find(std::to_string(crdt::kMaxCounter)) != std::string::npos);
     CHECK(st.message().find(std::to_string(crdt::kMaxCounter - 1)) != std::string::npos);

@@ -1302,7 +1302,9 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     auto hits = nd.search(wrong ? kSecond : t.name, q.vector, so);
     trace_.line(now_, static_cast<int>(p), "search",
                 std::string(t.name) + " " + (hits.ok() ? fmt("%zu hits", hits->size()) : hits.status().to_string()));
-    if (t.name == kCollection) {
+    // A process that died inside the search (it reads the store) answered nothing: no client
+    // saw these hits, and its own store, which held them, cannot be read until it restarts.
+    if (t.name == kCollection && !peer.faulty->crashed()) {
       if (hits.ok()) search_holds(p, *hits);
       session_read(p, id);
     }

@@ -17,8 +17,10 @@ namespace asio = boost::asio;
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
 
 struct KjLoop::Impl final : public kj::EventPort {
-  explicit Impl(asio::io_context& io_in)
-      : io(io_in), timer(clock_now()), asio_timer(io_in), loop(*this), scope(loop) {}
+  Impl(asio::io_context& io_in, bool bound)
+      : io(io_in), timer(clock_now()), asio_timer(io_in), loop(*this) {
+    if (bound) scope.emplace(loop);
+  }
 
   ~Impl() {
     *alive = false;
@@ -84,17 +86,37 @@ struct KjLoop::Impl final : public kj::EventPort {
   bool runnable = false;
   bool turn_posted = false;
   kj::EventLoop loop;
-  kj::WaitScope scope;
+  // Bound: for the loop's life. Floating: while a thread is inside an Enter.
+  std::optional<kj::WaitScope> scope;
 };
 
 #pragma GCC diagnostic pop
 
-KjLoop::KjLoop(asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {}
+KjLoop::KjLoop(asio::io_context& io, Binding binding)
+    : impl_(std::make_unique<Impl>(io, binding == Binding::kBound)) {}
 KjLoop::~KjLoop() = default;
 
 asio::io_context& KjLoop::io() noexcept { return impl_->io; }
 kj::Timer& KjLoop::timer() noexcept { return impl_->timer; }
-kj::WaitScope& KjLoop::wait_scope() noexcept { return impl_->scope; }
+kj::WaitScope& KjLoop::wait_scope() noexcept { return *impl_->scope; }
+
+KjLoop::Enter::Enter(KjLoop& loop) : loop_(loop) { loop_.impl_->scope.emplace(loop_.impl_->loop); }
+KjLoop::Enter::~Enter() { loop_.impl_->scope.reset(); }
+
+void KjLoop::poll() {
+  impl_->arm();
+  if (impl_->io.stopped()) impl_->io.restart();
+  impl_->io.poll();
+  impl_->arm();
+}
+
+bool KjLoop::run_one_until(std::chrono::steady_clock::time_point deadline) {
+  impl_->arm();
+  if (impl_->io.stopped()) impl_->io.restart();
+  const bool ran = impl_->io.run_one_until(deadline) != 0;
+  impl_->arm();
+  return ran;
+}
 
 bool KjLoop::run_while(const std::function<bool()>& done, std::size_t max_turns) {
   // A timer registered outside a kj turn (by the caller, before running) is armed here.

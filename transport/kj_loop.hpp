@@ -8,12 +8,17 @@
 // blocks.
 // Ownership: construct on the thread that runs `io`, keep it alive while any kj object made on
 // this loop exists (declare it before them), destroy it on the same thread.
-// Thread rules: every method on the loop's thread, except post(). Known gap: events queued on kj's
+// Thread rules: every method on the loop's thread, except post(). A loop made with kFloating has no
+// thread of its own: a thread uses it only inside a KjLoop::Enter scope, one thread at a time (the
+// owner serialises them, e.g. with a mutex), and kj objects of the loop are made, used and
+// destroyed only inside such scopes (the client library's calls run the loop on the app's own
+// thread this way, D41). Known gap: events queued on kj's
 // cross-thread executor (kj::Executor::executeAsync, cross-thread fulfillers) are not run by this
 // port, so they never complete; hand results to the loop with post() instead (the local API's
 // read pool does, D38).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -30,7 +35,9 @@ namespace shoal::transport {
 
 class KjLoop {
  public:
-  explicit KjLoop(boost::asio::io_context& io);
+  // kBound: the constructing thread is the loop's for its whole life. kFloating: see Enter.
+  enum class Binding { kBound, kFloating };
+  explicit KjLoop(boost::asio::io_context& io, Binding binding = Binding::kBound);
   ~KjLoop();
   KjLoop(const KjLoop&) = delete;
   KjLoop& operator=(const KjLoop&) = delete;
@@ -49,6 +56,24 @@ class KjLoop {
   void kick();
   // Runs `fn` on the loop's thread soon. The one method safe from any thread.
   void post(std::function<void()> fn);
+  // Runs one Asio handler (kj turns included), waiting until `deadline` at most; false when none
+  // ran. For a floating loop's current thread (inside Enter).
+  bool run_one_until(std::chrono::steady_clock::time_point deadline);
+  // Runs every handler that is ready now, without waiting (inside Enter for a floating loop).
+  void poll();
+
+  // Makes a floating loop the calling thread's current kj loop for the scope's life. Precondition:
+  // no other thread is inside an Enter of this loop, and this thread is in no kj loop's scope.
+  class Enter {
+   public:
+    explicit Enter(KjLoop& loop);
+    ~Enter();
+    Enter(const Enter&) = delete;
+    Enter& operator=(const Enter&) = delete;
+
+   private:
+    KjLoop& loop_;
+  };
 
  private:
   struct Impl;

@@ -687,12 +687,13 @@ class LocalListenerImpl final : public LocalListener {
  public:
   LocalListenerImpl(asio::local::stream_protocol::acceptor acceptor, std::string path, LinkOptions options,
                     LocalListenerOptions local, std::function<void(kj::Own<LocalLink>)> on_client,
-                    std::function<void(const Status&)> on_refused)
+                    std::function<void(LocalSocket)> on_socket, std::function<void(const Status&)> on_refused)
       : acceptor_(std::move(acceptor)),
         path_(std::move(path)),
         options_(options),
         local_(local),
         on_client_(std::move(on_client)),
+        on_socket_(std::move(on_socket)),
         on_refused_(std::move(on_refused)) {}
 
   ~LocalListenerImpl() override {
@@ -723,8 +724,18 @@ class LocalListenerImpl final : public LocalListener {
         }
       } else {
         PeerCredentials creds = credentials_of(s);
-        auto wire = std::make_shared<Wire>(std::move(s), std::make_unique<PlainFramer>(options_.max_message_bytes), options_);
-        on_client_(kj::heap<LocalLinkImpl>(wire, false, creds));
+        if (on_socket_) {
+          boost::system::error_code rec;
+          const int fd = s.release(rec);
+          if (rec) {
+            if (on_refused_) on_refused_(Status(Code::kIo, "cannot hand over an accepted client: " + rec.message()));
+          } else {
+            on_socket_(LocalSocket(fd, creds));
+          }
+        } else {
+          auto wire = std::make_shared<Wire>(std::move(s), std::make_unique<PlainFramer>(options_.max_message_bytes), options_);
+          on_client_(kj::heap<LocalLinkImpl>(wire, false, creds));
+        }
       }
       accept();
     });
@@ -740,18 +751,18 @@ class LocalListenerImpl final : public LocalListener {
   LinkOptions options_;
   LocalListenerOptions local_;
   std::function<void(kj::Own<LocalLink>)> on_client_;
+  std::function<void(LocalSocket)> on_socket_;  // set: clients are handed over as sockets
   std::function<void(const Status&)> on_refused_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   ListenerStats stats_;
   std::size_t alive_clients_ = 0;
 };
 
-}  // namespace
-
-Result<std::unique_ptr<LocalListener>> listen_local(KjLoop& loop, const std::string& path, LinkOptions options,
-                                                    LocalListenerOptions local,
-                                                    std::function<void(kj::Own<LocalLink>)> on_client,
-                                                    std::function<void(const Status&)> on_refused) {
+Result<std::unique_ptr<LocalListener>> listen_local_with(KjLoop& loop, const std::string& path, LinkOptions options,
+                                                         LocalListenerOptions local,
+                                                         std::function<void(kj::Own<LocalLink>)> on_client,
+                                                         std::function<void(LocalSocket)> on_socket,
+                                                         std::function<void(const Status&)> on_refused) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status(Code::kInvalidArgument, str_cat("socket path '", path, "' must be 1 to ",
                                                   sizeof(sockaddr_un{}.sun_path) - 1, " bytes, is ", path.size()));
@@ -782,9 +793,51 @@ Result<std::unique_ptr<LocalListener>> listen_local(KjLoop& loop, const std::str
     return Status(Code::kIo, str_cat("cannot chown the socket to group ", *local.group, ": ", std::strerror(errno)), path);
   }
   auto l = std::make_unique<LocalListenerImpl>(std::move(acceptor), path, options, local, std::move(on_client),
-                                               std::move(on_refused));
+                                               std::move(on_socket), std::move(on_refused));
   l->accept();
   return std::unique_ptr<LocalListener>(std::move(l));
+}
+
+}  // namespace
+
+LocalSocket::~LocalSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+LocalSocket& LocalSocket::operator=(LocalSocket&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    creds_ = o.creds_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+Result<std::unique_ptr<LocalListener>> listen_local(KjLoop& loop, const std::string& path, LinkOptions options,
+                                                    LocalListenerOptions local,
+                                                    std::function<void(kj::Own<LocalLink>)> on_client,
+                                                    std::function<void(const Status&)> on_refused) {
+  return listen_local_with(loop, path, options, local, std::move(on_client), nullptr, std::move(on_refused));
+}
+
+Result<std::unique_ptr<LocalListener>> listen_local_sockets(KjLoop& loop, const std::string& path,
+                                                            LocalListenerOptions local,
+                                                            std::function<void(LocalSocket)> on_client,
+                                                            std::function<void(const Status&)> on_refused) {
+  return listen_local_with(loop, path, LinkOptions{}, local, nullptr, std::move(on_client), std::move(on_refused));
+}
+
+kj::Own<LocalLink> adopt_local(KjLoop& loop, LocalSocket socket, LinkOptions options) {
+  const PeerCredentials creds = socket.credentials();
+  Socket s(loop.io());
+  boost::system::error_code ec;
+  const int fd = socket.release();
+  if (fd >= 0) s.assign(asio::generic::stream_protocol(AF_UNIX, 0), fd, ec);
+  if (fd >= 0 && ec) ::close(fd);
+  auto wire = std::make_shared<Wire>(std::move(s), std::make_unique<PlainFramer>(options.max_message_bytes), options);
+  // A socket that could not be assigned is not open: the link's first read fails and it ends.
+  return kj::heap<LocalLinkImpl>(wire, false, creds);
 }
 
 kj::Promise<kj::Own<LocalLink>> connect_local(KjLoop& loop, const std::string& path, LinkOptions options) {

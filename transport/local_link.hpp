@@ -73,6 +73,44 @@ class LocalListener {
     std::function<void(kj::Own<LocalLink>)> on_client,
     std::function<void(const Status&)> on_refused);
 
+// A client the listener accepted, not yet bound to any loop: its socket descriptor (owned; the
+// destructor closes it unless adopt_local took it) and its credentials. Movable between threads,
+// so that an owner can serve each client on a loop of its own choosing (the daemon's local API
+// gives each client to one of its API threads, D41).
+class LocalSocket {
+ public:
+  LocalSocket() = default;
+  LocalSocket(int fd, PeerCredentials creds) noexcept : fd_(fd), creds_(creds) {}
+  ~LocalSocket();
+  LocalSocket(LocalSocket&& o) noexcept : fd_(o.fd_), creds_(o.creds_) { o.fd_ = -1; }
+  LocalSocket& operator=(LocalSocket&& o) noexcept;
+  LocalSocket(const LocalSocket&) = delete;
+  LocalSocket& operator=(const LocalSocket&) = delete;
+
+  const PeerCredentials& credentials() const noexcept { return creds_; }
+  bool valid() const noexcept { return fd_ >= 0; }
+  // Gives up the descriptor (the caller closes it); -1 when there is none.
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_ = -1;
+  PeerCredentials creds_;
+};
+
+// As listen_local, but each client is handed over as a LocalSocket (on `loop`'s thread), for the
+// owner to serve on any loop with adopt_local. Same statuses.
+[[nodiscard]] Result<std::unique_ptr<LocalListener>> listen_local_sockets(
+    KjLoop& loop, const std::string& path, LocalListenerOptions local, std::function<void(LocalSocket)> on_client,
+    std::function<void(const Status&)> on_refused);
+
+// The server side of a local link on `socket`, served by `loop` (call on that loop's thread). The
+// link owns the descriptor from here on. An invalid socket gives a link that is already closed.
+kj::Own<LocalLink> adopt_local(KjLoop& loop, LocalSocket socket, LinkOptions options);
+
 // Connects to the daemon at `path`. Fails (kj exception carrying the Status, see status_of) when
 // nothing listens there.
 kj::Promise<kj::Own<LocalLink>> connect_local(KjLoop& loop, const std::string& path, LinkOptions options);

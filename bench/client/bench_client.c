@@ -1,9 +1,10 @@
 /* bench/client/bench_client.c: client mode against embedded mode, through the C API (shoal.h)
  * with default settings, on the same data in the same run (issue 14).
  *
- * Embedded: shoal_open on a fresh directory. Client: shoal_connect to a daemon stand-in this
- * program starts (tests/capi/shoal_test_server: the daemon's own LocalApi on a Unix socket,
- * default read pool, no mesh) on another fresh directory. Both get the same Fashion-MNIST subset
+ * Embedded: shoal_open on a fresh directory. Client: shoal_connect to the daemon this program
+ * starts as SERVER DIR SOCKET (it prints "ready" and stops when its stdin closes) on another fresh
+ * directory: bench/client/shoald_server.sh, a real shoald with default API settings (what
+ * scripts/bench-client.sh runs), or tests/capi/shoal_test_server (the daemon's LocalApi, no mesh). Both get the same Fashion-MNIST subset
  * (train images, --n of them, 784-d floats) by shoal_upsert_batch in batches of 500; then:
  * - write throughput: records per second of those batches (client / embedded);
  * - QPS at ef=16, k=10: 4 threads on --q test images each (embedded: one shared handle, as an app

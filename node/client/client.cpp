@@ -2,13 +2,18 @@
 // capi::Backend (node/capi/backend.hpp) that sends each call to the daemon's Node capability
 // (transport/node_api.capnp) over its Unix socket (transport/local_link.hpp).
 //
-// Threads: the backend owns one thread running an Asio io_context with a transport::KjLoop and
-// the one LocalLink; every kj object lives and dies on it. An app thread's call posts a closure
-// to the loop (KjLoop::post) and waits on a std::promise for the answer, so any number of app
-// threads may call at once, each call answered as the daemon returns it. Each watch has a thread
-// of its own that runs the app's callback, so a slow callback holds back only its watch (the
-// daemon sends a listener its next batch once the previous call returned) and a callback may call
-// back into the library.
+// Threads (docs/decisions.md, D41): the backend owns an Asio io_context with a floating
+// transport::KjLoop and the one LocalLink, and no thread of its own while nothing is watched. An
+// app thread's call runs the loop itself when no other thread does (it sends the request and
+// waits in epoll for the answer, so a call costs no thread hand-off); a call made while another
+// thread runs the loop posts its request to that thread (KjLoop::post) and waits for its answer,
+// taking the loop over if the other thread leaves first. So any number of app threads may call at
+// once, each call answered as the daemon returns it. One thread at a time runs the loop (mu_,
+// held_); every kj object is made and destroyed inside a KjLoop::Enter scope. Once the handle has
+// watched, a driver thread runs the loop for good (the daemon calls the listener at any time),
+// and calls post to it. Each watch has a thread of its own that runs the app's callback, so a
+// slow callback holds back only its watch (the daemon sends a listener its next batch once the
+// previous call returned) and a callback may call back into the library.
 // Connection: made by connect(); when it is lost, calls in flight fail (kUnavailable, from the
 // kj exception) and watches get one (no changes, gap) call; the next call connects again and
 // re-subscribes the watches. No call is retried by the library.
@@ -22,16 +27,17 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <capnp/capability.h>
 #include <kj/async.h>
 #include <kj/debug.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -123,23 +129,40 @@ struct WatchShared {
 
 class ClientBackend final : public Backend {
  public:
-  ClientBackend(std::string path, capi::ConnectOptions options) : path_(std::move(path)), options_(options) {}
+  ClientBackend(std::string path, capi::ConnectOptions options)
+      : path_(std::move(path)), options_(options), guard_(io_.get_executor()) {}
 
   ~ClientBackend() override {
-    if (!thread_.joinable()) return;
-    post([this] {
-      if (loop_state_) loop_state_->shutdown();
-      stopping_ = true;
-    });
-    thread_.join();
+    if (!loop_) return;
+    if (driver_.joinable()) {
+      driver_stop_.store(true);
+      asio::post(io_, [] {});  // wakes the driver if it waits in epoll
+      wake_waiters();          // or for the loop
+      driver_.join();
+    }
+    // No call is in flight (shoal_close's contract), but a late one may still hold the loop.
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !held_; });
+    held_ = true;
+    lock.unlock();
+    {
+      transport::KjLoop::Enter enter(*loop_);
+      state_->shutdown();
+      loop_->poll();
+      loop_state_ = nullptr;
+      state_.reset();
+    }
+    loop_.reset();
   }
 
-  // Starts the loop thread and connects once.
+  // Makes the loop and connects once.
   Status start() {
-    std::promise<void> started;
-    auto ready = started.get_future();
-    thread_ = std::thread([this, &started] { run(started); });
-    ready.wait();
+    loop_ = std::make_unique<transport::KjLoop>(io_, transport::KjLoop::Binding::kFloating);
+    {
+      transport::KjLoop::Enter enter(*loop_);
+      state_ = std::make_unique<LoopState>(*loop_);
+      loop_state_ = state_.get();
+    }
     // One round trip, so that a daemon that takes the connection and then refuses this process
     // (its uid/gid policy) fails shoal_connect rather than every later call.
     Status st = invoke<Status>([](api::Node::Client& n) {
@@ -319,23 +342,6 @@ class ClientBackend final : public Backend {
     kj::TaskSet tasks;
   };
 
-  void run(std::promise<void>& started) {
-    auto guard = asio::make_work_guard(io_);
-    {
-      transport::KjLoop loop(io_);
-      loop_ = &loop;
-      {
-        LoopState state(loop);
-        loop_state_ = &state;
-        started.set_value();
-        loop.run_while([this] { return stopping_; }, static_cast<std::size_t>(-1));
-        state.shutdown();
-        loop_state_ = nullptr;
-      }
-      loop_ = nullptr;
-    }
-  }
-
   // The daemon's Status for a failed call.
   Status restore(const kj::Exception& e) const {
     const char* d = e.getDescription().cStr();
@@ -418,42 +424,142 @@ class ClientBackend final : public Backend {
 
   kj::Promise<void> subscribe(std::uint64_t id);
 
-  // Runs make(node) on the loop thread once connected, and waits for its answer until the
-  // deadline (options_.timeout_ms; 0: none).
+  using Clock = std::chrono::steady_clock;
+
+  // Waits until `ready()` (an atomic flag a loop handler sets) or the deadline, running the loop
+  // on this thread whenever no other thread runs it. Returns ready().
+  template <typename Ready>
+  bool wait_driving(Ready ready, std::optional<Clock::time_point> deadline) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (ready()) return true;
+      if (deadline && Clock::now() >= *deadline) return false;
+      if (!held_) {
+        held_ = true;
+        lock.unlock();
+        {
+          transport::KjLoop::Enter enter(*loop_);
+          drive(ready, deadline);
+        }
+        lock.lock();
+        held_ = false;
+        cv_.notify_all();
+        continue;
+      }
+      if (deadline) {
+        cv_.wait_until(lock, *deadline);
+      } else {
+        cv_.wait(lock);
+      }
+    }
+  }
+
+  // Runs the loop (this thread is inside Enter and holds it) until ready() or the deadline.
+  template <typename Ready>
+  void drive(Ready& ready, std::optional<Clock::time_point> deadline) {
+    const Clock::time_point until = deadline ? *deadline : Clock::now() + std::chrono::hours(24);
+    while (!ready()) {
+      if (!loop_->run_one_until(until) && Clock::now() >= until) return;
+    }
+  }
+
+  // Wakes the threads that wait for an answer or for the loop (a handler just set a flag).
+  void wake_waiters() {
+    { std::lock_guard lock(mu_); }
+    cv_.notify_all();
+  }
+
+  // Runs `fn` on the loop and waits for it (no connection needed).
+  void run_on_loop(std::function<void()> fn) {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    post([this, fn = std::move(fn), done]() {
+      fn();
+      done->store(true);
+      wake_waiters();
+    });
+    wait_driving([&done] { return done->load(); }, std::nullopt);
+  }
+
+  // The state of one call, shared by the caller and the loop's handlers.
+  template <typename R>
+  struct Call {
+    std::atomic<bool> done{false};
+    bool abandoned = false;  // under mu_
+    std::optional<R> answer;  // written before `done`
+  };
+
+  // Sends make(node) once connected (on the loop); its answer goes to `call`.
+  template <typename R, typename F>
+  void issue(F& make, const std::shared_ptr<Call<R>>& call) {
+    loop_state_->tasks.add(ensure_connected()
+                               .then([this, &make, call]() {
+                                 // Under mu_, so that a caller who gave up (and whose arguments
+                                 // `make` refers to) is seen.
+                                 std::lock_guard lock(mu_);
+                                 if (call->abandoned) return kj::Promise<R>(R(Status(Code::kUnavailable, "abandoned")));
+                                 KJ_IF_MAYBE(n, loop_state_->node) { return make(*n); }
+                                 return kj::Promise<R>(R(Status(Code::kUnavailable, "not connected to " + path_)));
+                               })
+                               .then([this, call](R r) { finish(*call, std::move(r)); },
+                                     [this, call](kj::Exception&& e) { finish(*call, R(restore(e))); }));
+  }
+
+  template <typename R>
+  void finish(Call<R>& call, R r) {
+    call.answer.emplace(std::move(r));
+    call.done.store(true);
+    wake_waiters();
+  }
+
+  // Runs make(node) on the loop once connected, and waits for its answer until the deadline
+  // (options_.timeout_ms; 0: none). `make` runs only while this thread waits (under mu_, never
+  // once the caller gave up), so it may capture the caller's arguments by reference.
   template <typename R, typename F>
   R invoke(F&& make) {
-    // Shared, so that neither side frees the promise while the other is still in it. `make` is
-    // only called while this thread waits (under call->mu, and never once the caller gave up), so
-    // it may capture the caller's arguments by reference.
-    struct Call {
-      std::mutex mu;
-      bool abandoned = false;
-    };
-    auto call = std::make_shared<Call>();
-    auto answer = std::make_shared<std::promise<R>>();
-    auto got = answer->get_future();
-    post([this, &make, answer, call]() {
-      loop_state_->tasks.add(ensure_connected()
-                                 .then([this, &make, call]() {
-                                   std::lock_guard lock(call->mu);
-                                   if (call->abandoned) return kj::Promise<R>(R(Status(Code::kUnavailable, "abandoned")));
-                                   KJ_IF_MAYBE(n, loop_state_->node) { return make(*n); }
-                                   return kj::Promise<R>(R(Status(Code::kUnavailable, "not connected to " + path_)));
-                                 })
-                                 .then([answer](R r) { answer->set_value(std::move(r)); },
-                                       [this, answer](kj::Exception&& e) { answer->set_value(R(restore(e))); }));
-    });
-    if (options_.timeout_ms == 0) return got.get();
-    if (got.wait_for(std::chrono::milliseconds(options_.timeout_ms)) == std::future_status::ready) return got.get();
+    auto call = std::make_shared<Call<R>>();
+    std::optional<Clock::time_point> deadline;
+    if (options_.timeout_ms != 0) deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
+    auto ready = [&call] { return call->done.load(); };
+    std::unique_lock lock(mu_);
+    if (!held_) {
+      // The usual case: nobody runs the loop, so this thread does, with no hand-off. Events
+      // already waiting (a disconnect) are taken first, so a lost connection is redialed.
+      held_ = true;
+      lock.unlock();
+      {
+        transport::KjLoop::Enter enter(*loop_);
+        loop_->poll();
+        issue<R>(make, call);
+        drive(ready, deadline);
+      }
+      lock.lock();
+      held_ = false;
+      cv_.notify_all();
+      lock.unlock();
+    } else {
+      lock.unlock();
+      post([this, &make, call]() { issue<R>(make, call); });
+    }
+    if (wait_driving(ready, deadline)) return std::move(*call->answer);
     {
       // Once this is set, `make` has either returned or will never run.
-      std::lock_guard lock(call->mu);
+      std::lock_guard guard(mu_);
+      if (call->done.load()) return std::move(*call->answer);
       call->abandoned = true;
     }
-    if (got.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return got.get();
     return R(Status(Code::kUnavailable, "no answer from the daemon at " + path_ + " within the call deadline of " +
                                             std::to_string(options_.timeout_ms) +
                                             " ms (shoal_options_set_timeout_ms); the request may still take effect"));
+  }
+
+  // Once the handle watches, a thread runs the loop for good: the daemon may call a listener at
+  // any time. Calls then post to it.
+  void start_driver() {
+    std::lock_guard lock(mu_);
+    if (driver_.joinable()) return;
+    driver_ = std::thread([this] {
+      wait_driving([this] { return driver_stop_.load(); }, std::nullopt);
+    });
   }
 
   Status send_records(const std::string& collection, const std::vector<node::RecordInput>& records) {
@@ -483,11 +589,19 @@ class ClientBackend final : public Backend {
   std::string path_;
   capi::ConnectOptions options_;
   asio::io_context io_;
-  std::thread thread_;
-  transport::KjLoop* loop_ = nullptr;    // set by the loop thread before start() returns
-  LoopState* loop_state_ = nullptr;      // the loop thread's
-  bool stopping_ = false;                // the loop thread's
-  std::uint64_t next_watch_ = 1;         // the loop thread's
+  // Keeps run_one waiting for the socket when no handler is queued.
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::unique_ptr<transport::KjLoop> loop_;  // floating: run by whichever thread holds it
+  std::unique_ptr<LoopState> state_;         // made and destroyed inside KjLoop::Enter
+  LoopState* loop_state_ = nullptr;          // state_, for the loop's handlers
+  std::uint64_t next_watch_ = 1;             // the loop's
+  // Who runs the loop: held_ (under mu_) while a thread is inside Enter; cv_ wakes the threads
+  // that wait for their answer or for the loop.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  std::thread driver_;  // runs the loop once the handle watches
+  std::atomic<bool> driver_stop_{false};
 };
 
 // The Listener the daemon calls with changes: queues them to the watch's thread and answers once
@@ -570,16 +684,12 @@ class ClientBackend::ClientWatch final : public capi::Watch {
       shared_->thread.join();
     }
     // Drop the subscription (the daemon stops sending) and any unanswered batch, on the loop.
-    std::promise<void> done;
-    auto finished = done.get_future();
-    backend_.post([b = &backend_, id = id_, &done]() {
+    backend_.run_on_loop([b = &backend_, id = id_]() {
       if (b->loop_state_ != nullptr) {
         b->loop_state_->watches.erase(id);
         std::erase_if(b->loop_state_->acks, [id](const auto& a) { return a.second.watch == id; });
       }
-      done.set_value();
     });
-    finished.wait();
   }
 
   // The watch's thread: runs the callback for each queued batch, then acknowledges it.
@@ -639,6 +749,7 @@ Result<std::unique_ptr<capi::Watch>> ClientBackend::watch(const std::string& col
     }
     return st;
   }
+  start_driver();
   shared->thread = std::thread(&ClientWatch::run, this, shared);
   return std::unique_ptr<capi::Watch>(std::make_unique<ClientWatch>(*this, id, shared));
 }

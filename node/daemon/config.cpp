@@ -635,6 +635,12 @@ void parse_max_clients(Field& f, DaemonConfig& c) {
   if (auto v = f.integer(1, kMaxClients)) c.max_clients = static_cast<std::size_t>(*v);
 }
 
+void parse_read_threads(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(0, static_cast<std::int64_t>(kMaxApiReadThreads), "threads; 0: four per core")) {
+    c.read_threads = static_cast<std::size_t>(*v);
+  }
+}
+
 // [tiers]: the limits are node::validate's (tier_policy.hpp), checked here so that the file's
 // line is named.
 constexpr std::int64_t kMaxTierCollections = 1024;
@@ -777,6 +783,7 @@ const std::array kRules{
     rule<&C::allow_uids>("api", "allow_uids", kRestart, kOptional, parse_allow_uids),
     rule<&C::allow_gids>("api", "allow_gids", kRestart, kOptional, parse_allow_gids),
     rule<&C::max_clients>("api", "max_clients", kRestart, kOptional, parse_max_clients),
+    rule<&C::read_threads>("api", "read_threads", kRestart, kOptional, parse_read_threads),
     rule<&C::tier_warm>("tiers", "warm", kReload, kOptional, parse_tiers_warm),
     rule<&C::tier_warm_interval>("tiers", "warm_interval_ms", kReload, kOptional, parse_tiers_warm_interval),
     rule<&C::tier_warm_budget_bytes>("tiers", "warm_budget_bytes", kReload, kOptional, parse_tiers_warm_budget),

@@ -36,6 +36,9 @@
 
 namespace shoal::daemon {
 
+// The most local API threads api.read_threads may ask for.
+inline constexpr std::size_t kMaxApiReadThreads = 256;
+
 // A configured peer ([[mesh.peers]]): dialed at start and redialed after every loss.
 struct PeerConfig {
   std::string host;  // a name, an IPv4 address, or an IPv6 address (written "[::1]:7411" in the file)
@@ -75,6 +78,9 @@ struct DaemonConfig {
   std::vector<std::uint32_t> allow_uids;
   std::vector<std::uint32_t> allow_gids;
   std::size_t max_clients = 1024;  // api.max_clients
+  // api.read_threads: the local API's threads serving clients' calls (daemon::LocalApiOptions;
+  // 0: four per core). At most kMaxApiReadThreads (the same as daemon::kMaxReadThreads).
+  std::size_t read_threads = 0;
 
   // [tiers]: what each collection sends warm peers (node/core/tier_policy.hpp, docs/tiers.md).
   // tiers.warm, tiers.warm_interval_ms, tiers.warm_budget_bytes set the default policy;

@@ -5,7 +5,15 @@
 #include <kj/async.h>
 #include <kj/debug.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
 #include <atomic>
+#include <future>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,12 +21,12 @@
 #include <set>
 
 #include "node/core/node_state.hpp"
-#include "node/daemon/read_pool.hpp"
 #include "transport/node_api.capnp.h"
 #include "transport/node_api_convert.hpp"
 
 namespace shoal::daemon {
 namespace api = transport::api;
+namespace asio = boost::asio;
 
 bool ApiPolicy::allows(const transport::PeerCredentials& c) const noexcept {
   if (c.uid == 0 || c.uid == daemon_uid) return true;
@@ -54,7 +62,7 @@ void put_value(api::Value::Builder b, const node::RecordValue& v) {
   transport::put_value(b, v.vector, v.metadata.fields, v.model);
 }
 
-// What a stats call reads from the node (on the read pool).
+// What a stats call reads from the node.
 struct NodeFigures {
   node::NodeStats stats;
   std::vector<node::PeerProgress> progress;
@@ -66,23 +74,20 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+// A search answer's freshness, as the mesh last reported it (published by the main loop after
+// every engine step, read by the API threads, which may not touch the mesh host).
+struct FreshPeer {
+  std::string device;
+  std::string replica;  // encoded replica id, empty before the introduction
+  bool up = false;
+  std::optional<MonoTime> last_delta;
+};
+
 // kj's Server classes have no virtual destructor; ours are owned by kj::heap as themselves.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
 
 struct LocalApi::Impl {
-  struct Watcher {
-    std::uint64_t id = 0;
-    std::string collection;  // "" = all
-    api::Listener::Client listener = nullptr;
-    std::uint64_t next = 0;  // buffer sequence already sent
-    bool in_flight = false;
-    bool gap = false;
-  };
-
-  Impl(transport::KjLoop& l, node::SharedNode& n, node::MeshHost* m, ApiPolicy p, LocalApiHooks h, Logger* lg)
-      : loop(l), node(n), mesh(m), policy(std::move(p)), hooks(std::move(h)), logger(lg), tasks(handler) {}
-
   struct Handler final : public kj::TaskSet::ErrorHandler {
     Logger* logger = nullptr;
     void taskFailed(kj::Exception&& e) override {
@@ -90,26 +95,233 @@ struct LocalApi::Impl {
     }
   };
 
-  class SubscriptionServer final : public api::Subscription::Server {
+  struct Watcher {
+    std::uint64_t id = 0;
+    std::string collection;  // "" = all
+    api::Listener::Client listener = nullptr;
+    std::uint64_t next = 0;  // buffer sequence already sent
+    bool in_flight = false;
+  };
+
+  class ApiThread;
+
+  // What lives on one API thread's loop (created and destroyed on that thread).
+  struct ThreadState {
+    explicit ThreadState(transport::KjLoop& l, Logger* logger) : loop(l), tasks(handler) { handler.logger = logger; }
+    transport::KjLoop& loop;
+    Handler handler;
+    std::map<std::uint64_t, kj::Own<transport::LocalLink>> clients;
+    std::map<std::uint64_t, Watcher> watchers;
+    // Calls waiting for the main loop (stats, backup), by id.
+    std::map<std::uint64_t, kj::Own<kj::PromiseFulfiller<void>>> pending;
+    std::uint64_t next_pending = 1;
+    std::uint64_t next_watcher = 1;
+    // Declared last: destroyed first, with the tasks that refer to the members above.
+    kj::TaskSet tasks;
+  };
+
+  // One thread with its own Asio io_context and kj loop, serving the clients handed to it: every
+  // call of those clients runs here, reads and writes alike, so a search crosses no thread.
+  class ApiThread {
    public:
-    SubscriptionServer(Impl& impl, std::uint64_t id, std::shared_ptr<bool> alive)
-        : impl_(impl), id_(id), alive_(std::move(alive)) {}
-    ~SubscriptionServer() {
-      if (*alive_) impl_.watchers.erase(id_);
+    ApiThread(Impl& impl, std::size_t index) : impl_(impl), index_(index), guard_(io_.get_executor()) {}
+    ~ApiThread() { stop(); }
+    ApiThread(const ApiThread&) = delete;
+    ApiThread& operator=(const ApiThread&) = delete;
+
+    void start() {
+      std::promise<void> ready;
+      auto started = ready.get_future();
+      thread_ = std::thread([this, &ready] { run(ready); });
+      started.wait();
+    }
+    // Ends the thread: its clients' links are closed and destroyed there. Any thread but its own.
+    void stop() {
+      if (!thread_.joinable()) return;
+      post([this] { stopping_ = true; });
+      thread_.join();
+    }
+
+    // Runs `fn` on this thread while its loop runs (dropped once it has stopped). Any thread.
+    void post(std::function<void()> fn) { asio::post(io_, std::move(fn)); }
+
+    // Serves a client (a socket the main loop accepted and the policy allowed). Any thread.
+    void adopt(transport::LocalSocket socket, std::uint64_t id) {
+      clients_.fetch_add(1, std::memory_order_relaxed);
+      auto sock = std::make_shared<transport::LocalSocket>(std::move(socket));
+      post([this, sock, id]() mutable { serve(std::move(*sock), id); });
+    }
+
+    // New changes may be in the delta buffer: this thread's watchers are sent them. Any thread.
+    void notify() {
+      if (pump_posted_.exchange(true)) return;
+      post([this] {
+        pump_posted_.store(false);
+        pump_watchers();
+      });
+    }
+
+    std::size_t clients() const noexcept { return clients_.load(std::memory_order_relaxed); }
+    std::size_t watches() const noexcept { return watches_.load(std::memory_order_relaxed); }
+    ThreadState& state() noexcept { return *state_; }
+    Impl& impl() noexcept { return impl_; }
+
+    // Runs `work()` on the main loop (what only it may touch: the mesh host, the backup hook)
+    // and then `finish(answer)` here, which builds the results. The answer crosses by Asio posts
+    // both ways (KjLoop does not run kj's cross-thread executor).
+    template <typename T, typename Finish>
+    kj::Promise<void> on_main(std::function<T()> work, Finish finish) {
+      auto answer = std::make_shared<std::optional<T>>();
+      auto error = std::make_shared<std::string>();
+      const std::uint64_t id = state_->next_pending++;
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      state_->pending.emplace(id, kj::mv(paf.fulfiller));
+      impl_.loop.post([this, alive = impl_.alive, answer, error, id, work = std::move(work)]() {
+        if (!*alive) return;  // the API is going away; the call ends with its client
+        try {
+          answer->emplace(work());
+        } catch (const std::exception& e) {
+          *error = e.what();
+        }
+        post([this, id]() { complete(id); });
+      });
+      return paf.promise.then([answer, error, finish = std::move(finish)]() mutable -> kj::Promise<void> {
+        if (!answer->has_value()) return transport::exception_of(Status(Code::kInternal, "call failed: " + *error));
+        return finish(std::move(**answer));
+      });
+    }
+
+   private:
+    void run(std::promise<void>& ready) {
+      {
+        transport::KjLoop loop(io_);
+        {
+          ThreadState state(loop, impl_.logger);
+          state_ = &state;
+          ready.set_value();
+          loop.run_while([this] { return stopping_; }, static_cast<std::size_t>(-1));
+          // Links first (their RPC systems refer to the servers), then the rest of the state.
+          state.watchers.clear();
+          for (auto& [id, link] : state.clients) link->close();
+          state.clients.clear();
+          state.pending.clear();
+          state_ = nullptr;
+        }
+      }
+      watches_.store(0);
+    }
+
+    void serve(transport::LocalSocket socket, std::uint64_t id) {
+      ThreadState& st = *state_;
+      auto link = transport::adopt_local(st.loop, std::move(socket), transport::LinkOptions{});
+      link->serve(kj::heap<NodeServer>(*this, link->credentials()));
+      st.tasks.add(link->on_disconnect().then([this, id]() { drop(id); }, [this, id](kj::Exception&&) { drop(id); }));
+      st.clients.emplace(id, kj::mv(link));
+    }
+
+    void drop(std::uint64_t id) {
+      // Destroyed on a later turn: this runs in a callback of the link's own RPC system.
+      state_->tasks.add(kj::evalLater([this, id]() {
+        if (state_->clients.erase(id) == 0) return;
+        clients_.fetch_sub(1, std::memory_order_relaxed);
+        impl_.loop.post([alive = impl_.alive, impl = &impl_]() {
+          if (*alive) impl->client_gone();
+        });
+      }));
+    }
+
+    void complete(std::uint64_t id) {
+      auto it = state_->pending.find(id);
+      if (it == state_->pending.end()) return;
+      auto fulfiller = kj::mv(it->second);
+      state_->pending.erase(it);
+      fulfiller->fulfill();
+    }
+
+    // Sends each idle watcher the changes after its position.
+    void pump_watchers() {
+      ThreadState& st = *state_;
+      for (auto& [id, w] : st.watchers) {
+        if (w.in_flight) continue;
+        auto batch = impl_.node.read([&](const node::Node& n) { return n.changes_after(w.next, kChangesPerCall); });
+        if (!batch.ok()) {
+          SHOAL_LOG(impl_.logger, kWarn, kComponent, "watch ", id, ": ", batch.status().to_string());
+          continue;
+        }
+        if (batch->next == w.next && !batch->gap) continue;
+        w.next = batch->next;
+        std::vector<const node::Change*> mine;
+        for (const auto& c : batch->changes) {
+          if (w.collection.empty() || c.collection == w.collection) mine.push_back(&c);
+        }
+        if (mine.empty() && !batch->gap) continue;
+        auto req = w.listener.changesRequest();
+        req.setGap(batch->gap);
+        auto list = req.initChanges(static_cast<unsigned>(mine.size()));
+        for (unsigned i = 0; i < mine.size(); ++i) {
+          list[i].setSeq(mine[i]->seq);
+          list[i].setCollection(mine[i]->collection);
+          list[i].setId(data_of(mine[i]->id));
+          list[i].setDeleted(mine[i]->deleted);
+          if (mine[i]->origin) {
+            const std::string o = mine[i]->origin->encode();
+            list[i].setOrigin(data_of(o));
+          }
+        }
+        w.in_flight = true;
+        const std::uint64_t wid = id;
+        st.tasks.add(req.send().then(
+            [this, wid](auto&&) {
+              if (auto it = state_->watchers.find(wid); it != state_->watchers.end()) it->second.in_flight = false;
+              pump_watchers();
+            },
+            [this, wid](kj::Exception&&) { forget_watcher(wid); }));
+      }
+      watches_.store(st.watchers.size(), std::memory_order_relaxed);
+    }
+
+   public:
+    void add_watcher(Watcher w) {
+      const std::uint64_t id = w.id;
+      state_->watchers.emplace(id, std::move(w));
+      watches_.store(state_->watchers.size(), std::memory_order_relaxed);
+    }
+    void forget_watcher(std::uint64_t id) {
+      if (state_ == nullptr) return;
+      state_->watchers.erase(id);
+      watches_.store(state_->watchers.size(), std::memory_order_relaxed);
     }
 
    private:
     Impl& impl_;
+    [[maybe_unused]] std::size_t index_;
+    asio::io_context io_;
+    asio::executor_work_guard<asio::io_context::executor_type> guard_;
+    std::thread thread_;
+    ThreadState* state_ = nullptr;  // this thread's, while its loop runs
+    bool stopping_ = false;         // this thread's
+    std::atomic<bool> pump_posted_{false};
+    std::atomic<std::size_t> clients_{0};
+    std::atomic<std::size_t> watches_{0};
+  };
+
+  class SubscriptionServer final : public api::Subscription::Server {
+   public:
+    SubscriptionServer(ApiThread& thread, std::uint64_t id) : thread_(thread), id_(id) {}
+    ~SubscriptionServer() { thread_.forget_watcher(id_); }
+
+   private:
+    ApiThread& thread_;
     std::uint64_t id_;
-    std::shared_ptr<bool> alive_;
   };
 
   class NodeServer final : public api::Node::Server {
    public:
-    NodeServer(Impl& impl, transport::PeerCredentials creds) : impl_(impl), creds_(creds) {}
+    NodeServer(ApiThread& thread, transport::PeerCredentials creds)
+        : thread_(thread), impl_(thread.impl()), creds_(creds) {}
 
     kj::Promise<void> createCollection(CreateCollectionContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       auto wire = transport::read(ctx.getParams().getSpec());
       if (!wire.ok()) return failed(wire.status());
       auto spec = node::from_wire(*wire);
@@ -117,32 +329,25 @@ struct LocalApi::Impl {
       return done(impl_.node.create_collection(*spec));
     }
     kj::Promise<void> dropCollection(DropCollectionContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       return done(impl_.node.drop_collection(text_of(ctx.getParams().getName())));
     }
     kj::Promise<void> listCollections(ListCollectionsContext ctx) override {
-      ++impl_.stats.calls;
-      return on_pool([&node = impl_.node]() { return node.list_collections(); },
-                     [ctx](Impl&, std::vector<node::CollectionInfo> infos) mutable -> kj::Promise<void> {
-                       auto list = ctx.getResults().initCollections(static_cast<unsigned>(infos.size()));
-                       for (unsigned i = 0; i < infos.size(); ++i) put_info(list[i], infos[i]);
-                       return kj::READY_NOW;
-                     });
+      impl_.count_call();
+      auto infos = impl_.node.list_collections();
+      auto list = ctx.getResults().initCollections(static_cast<unsigned>(infos.size()));
+      for (unsigned i = 0; i < infos.size(); ++i) put_info(list[i], infos[i]);
+      return kj::READY_NOW;
     }
     kj::Promise<void> collectionInfo(CollectionInfoContext ctx) override {
-      ++impl_.stats.calls;
-      return on_pool(
-          [&node = impl_.node, name = std::string(text_of(ctx.getParams().getName()))]() {
-            return node.collection_info(name);
-          },
-          [ctx](Impl& impl, Result<node::CollectionInfo> info) mutable -> kj::Promise<void> {
-            if (!info.ok()) return impl.failed(info.status());
-            put_info(ctx.getResults().initInfo(), *info);
-            return kj::READY_NOW;
-          });
+      impl_.count_call();
+      auto info = impl_.node.collection_info(text_of(ctx.getParams().getName()));
+      if (!info.ok()) return failed(info.status());
+      put_info(ctx.getResults().initInfo(), *info);
+      return kj::READY_NOW;
     }
     kj::Promise<void> upsert(UpsertContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       const auto t0 = std::chrono::steady_clock::now();
       auto p = ctx.getParams();
       std::vector<node::RecordInput> records;
@@ -157,6 +362,8 @@ struct LocalApi::Impl {
         records.push_back(std::move(in));
       }
       const std::string collection(text_of(p.getCollection()));
+      // SharedNode's write path (validation, group commit with other threads' writers, the
+      // index queue) exactly as an embedded app's; this client's calls run in order here.
       Status st = records.size() == 1
                       ? impl_.node.upsert(collection, records[0].id, std::move(records[0].value))
                       : impl_.node.upsert_batch(collection, std::move(records));
@@ -164,7 +371,7 @@ struct LocalApi::Impl {
       return done(st);
     }
     kj::Promise<void> delete_(DeleteContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       const auto t0 = std::chrono::steady_clock::now();
       auto p = ctx.getParams();
       Status st = impl_.node.remove(text_of(p.getCollection()), bytes_of(p.getId()));
@@ -172,20 +379,16 @@ struct LocalApi::Impl {
       return done(st);
     }
     kj::Promise<void> get(GetContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       auto p = ctx.getParams();
-      return on_pool(
-          [&node = impl_.node, collection = std::string(text_of(p.getCollection())),
-           id = std::string(bytes_of(p.getId()))]() { return node.get(collection, id); },
-          [ctx](Impl& impl, Result<node::GetResult> got) mutable -> kj::Promise<void> {
-            if (!got.ok()) return impl.failed(got.status());
-            auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
-            for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
-            return kj::READY_NOW;
-          });
+      auto got = impl_.node.get(text_of(p.getCollection()), bytes_of(p.getId()));
+      if (!got.ok()) return failed(got.status());
+      auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
+      for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
+      return kj::READY_NOW;
     }
     kj::Promise<void> search(SearchContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       const auto t0 = std::chrono::steady_clock::now();
       auto p = ctx.getParams();
       node::SearchOptions o;
@@ -197,72 +400,76 @@ struct LocalApi::Impl {
         if (!f.ok()) return failed(f.status());
         o.filter = std::move(*f);
       }
-      return on_pool(
-          [&node = impl_.node, collection = std::string(text_of(p.getCollection())),
-           q = transport::floats_of(p.getQuery()), o = std::move(o)]() { return node.search(collection, q, o); },
-          [ctx, t0](Impl& impl, Result<std::vector<node::Hit>> hits) mutable -> kj::Promise<void> {
-            if (impl.hooks.search_seconds) impl.hooks.search_seconds(seconds_since(t0));
-            if (!hits.ok()) return impl.failed(hits.status());
-            auto r = ctx.getResults();
-            auto list = r.initHits(static_cast<unsigned>(hits->size()));
-            for (unsigned i = 0; i < hits->size(); ++i) {
-              const auto& h = (*hits)[i];
-              list[i].setId(data_of(h.id));
-              list[i].setDistance(h.distance);
-              transport::put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())),
-                                      h.metadata.fields);
-              list[i].setModel(h.model);
-            }
-            // The mesh host is the loop's: freshness is read here, not on the pool.
-            impl.put_freshness(r);
-            return kj::READY_NOW;
-          });
+      const std::vector<float> query = transport::floats_of(p.getQuery());
+      // Under SharedNode's shared lock, in parallel with the other API threads' searches.
+      auto hits = impl_.node.search(text_of(p.getCollection()), query, o);
+      if (impl_.hooks.search_seconds) impl_.hooks.search_seconds(seconds_since(t0));
+      if (!hits.ok()) return failed(hits.status());
+      auto r = ctx.getResults();
+      auto list = r.initHits(static_cast<unsigned>(hits->size()));
+      for (unsigned i = 0; i < hits->size(); ++i) {
+        const auto& h = (*hits)[i];
+        list[i].setId(data_of(h.id));
+        list[i].setDistance(h.distance);
+        transport::put_metadata(list[i].initMetadata(static_cast<unsigned>(h.metadata.fields.size())),
+                                h.metadata.fields);
+        list[i].setModel(h.model);
+      }
+      impl_.put_freshness(r);
+      return kj::READY_NOW;
     }
     kj::Promise<void> stats(StatsContext ctx) override {
-      ++impl_.stats.calls;
-      return on_pool(
-          [&node = impl_.node]() {
-            return node.read([](const node::Node& n) { return NodeFigures{n.stats(), n.peer_progress()}; });
-          },
-          [ctx](Impl& impl, NodeFigures figures) mutable -> kj::Promise<void> {
-            ctx.getResults().setJson(impl.stats_json(figures));
-            return kj::READY_NOW;
-          });
+      impl_.count_call();
+      // The mesh's part is the main loop's to read.
+      Impl* impl = &impl_;
+      return thread_.on_main<std::string>([impl]() { return impl->stats_json(); },
+                                          [ctx](std::string json) mutable -> kj::Promise<void> {
+                                            ctx.getResults().setJson(json);
+                                            return kj::READY_NOW;
+                                          });
     }
     kj::Promise<void> watch(WatchContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       auto p = ctx.getParams();
       Watcher w;
-      w.id = impl_.next_watcher++;
+      w.id = thread_.state().next_watcher++;
       w.collection.assign(text_of(p.getCollection()));
       w.listener = p.getListener();
       w.next = impl_.node.read([](const node::Node& n) { return n.last_change(); });
       const std::uint64_t id = w.id;
-      impl_.watchers.emplace(id, std::move(w));
-      ctx.getResults().setSubscription(kj::heap<SubscriptionServer>(impl_, id, impl_.alive));
+      thread_.add_watcher(std::move(w));
+      ctx.getResults().setSubscription(kj::heap<SubscriptionServer>(thread_, id));
       return kj::READY_NOW;
     }
 
     kj::Promise<void> backup(BackupContext ctx) override {
-      ++impl_.stats.calls;
+      impl_.count_call();
       if (!impl_.hooks.backup) return failed(Status(Code::kUnimplemented, "this server does not back up"));
       // The copy is written with the daemon's privileges: only root and the daemon's own user.
-      if (creds_.uid != 0 && creds_.uid != impl_.policy.daemon_uid) {
+      const std::uint32_t daemon_uid = impl_.daemon_uid;
+      if (creds_.uid != 0 && creds_.uid != daemon_uid) {
         return failed(Status(Code::kUnauthenticated, str_cat("backup is for root and the daemon's user (uid ",
-                                                             impl_.policy.daemon_uid, "); the caller is uid ", creds_.uid)));
+                                                             daemon_uid, "); the caller is uid ", creds_.uid)));
       }
       const std::string dest(text_of(ctx.getParams().getDest()));
       if (dest.empty() || dest.front() != '/') {
         return failed(Status(Detail::kMalformed, "backup destination '" + dest + "' must be an absolute path"));
       }
-      auto r = impl_.hooks.backup(dest, ctx.getParams().getCompact());
-      if (!r.ok()) return failed(r.status());
-      auto out = ctx.getResults();
-      out.setSourceBytes(r->source_bytes);
-      out.setCopyBytes(r->copy_bytes);
-      out.setReplica(r->replica);
-      SHOAL_LOG(impl_.logger, kInfo, kComponent, "backup to ", dest, " (", r->copy_bytes, " bytes) for uid ", creds_.uid);
-      return kj::READY_NOW;
+      const bool compact = ctx.getParams().getCompact();
+      Impl* impl = &impl_;
+      const std::uint32_t uid = creds_.uid;
+      // The hook (the data directory's) runs on the main loop, as shoald's other owners of it do.
+      return thread_.on_main<Result<node::StoreCopyReport>>(
+          [impl, dest, compact]() { return impl->hooks.backup(dest, compact); },
+          [ctx, impl, dest, uid](Result<node::StoreCopyReport> r) mutable -> kj::Promise<void> {
+            if (!r.ok()) return impl->failed(r.status());
+            auto out = ctx.getResults();
+            out.setSourceBytes(r->source_bytes);
+            out.setCopyBytes(r->copy_bytes);
+            out.setReplica(r->replica);
+            SHOAL_LOG(impl->logger, kInfo, kComponent, "backup to ", dest, " (", r->copy_bytes, " bytes) for uid ", uid);
+            return kj::READY_NOW;
+          });
     }
 
    private:
@@ -272,59 +479,19 @@ struct LocalApi::Impl {
       return kj::READY_NOW;
     }
 
-    // Runs `work()` on the read pool (it reads the node: no capnp object, no mesh) and then
-    // `finish(impl, answer)` back on the loop thread, which builds the results. A full queue is
-    // refused at once with kOverloaded (busy), naming the limit.
-    template <typename Work, typename Finish>
-    kj::Promise<void> on_pool(Work work, Finish finish) {
-      using T = decltype(work());
-      // The answer is written by the pool thread and read on the loop after KjLoop::post (an
-      // Asio post: it orders the two). The fulfiller stays on the loop thread, in `pending`.
-      // (Not kj's cross-thread fulfiller: KjLoop's event port does not poll kj's executor.)
-      auto answer = std::make_shared<std::optional<T>>();
-      auto error = std::make_shared<std::string>();
-      const std::uint64_t id = impl_.next_read++;
-      const bool queued = impl_.pool->submit(
-          [answer, error, id, work = std::move(work), loop = &impl_.loop, alive = impl_.alive, impl = &impl_]() mutable {
-            try {
-              answer->emplace(work());
-            } catch (const std::exception& e) {
-              *error = e.what();
-            }
-            loop->post([alive, impl, id]() {
-              if (*alive) impl->complete_read(id);
-            });
-          });
-      if (!queued) {
-        ++impl_.stats.calls_busy;
-        return failed(Status(Detail::kQueueFull, str_cat("busy: ", impl_.pool->queue_max(),
-                                                        " read calls already wait for the daemon's ",
-                                                        impl_.pool->threads(), " read threads (the limit); retry")));
-      }
-      auto paf = kj::newPromiseAndFulfiller<void>();
-      impl_.pending_reads.emplace(id, kj::mv(paf.fulfiller));
-      return paf.promise.then([impl = &impl_, answer, error, finish = std::move(finish)]() mutable -> kj::Promise<void> {
-        if (!answer->has_value()) return impl->failed(Status(Code::kInternal, "read call failed: " + *error));
-        return finish(*impl, std::move(**answer));
-      });
-    }
-
+    ApiThread& thread_;
     Impl& impl_;
     transport::PeerCredentials creds_;
   };
 
-  kj::Promise<void> failed(const Status& st) {
-    ++stats.calls_failed;
-    return fail(st);
-  }
+  Impl(transport::KjLoop& l, node::SharedNode& n, node::MeshHost* m, ApiPolicy p, LocalApiHooks h, Logger* lg)
+      : loop(l), node(n), mesh(m), policy(std::move(p)), daemon_uid(policy.daemon_uid), hooks(std::move(h)), logger(lg) {}
 
-  // A read job finished on the pool: its call continues on this (the loop's) thread.
-  void complete_read(std::uint64_t id) {
-    auto it = pending_reads.find(id);
-    if (it == pending_reads.end()) return;
-    auto fulfiller = kj::mv(it->second);
-    pending_reads.erase(it);
-    fulfiller->fulfill();
+  void count_call() { calls.fetch_add(1, std::memory_order_relaxed); }
+
+  kj::Promise<void> failed(const Status& st) {
+    calls_failed.fetch_add(1, std::memory_order_relaxed);
+    return fail(st);
   }
 
   static void put_info(api::CollectionInfo::Builder b, const node::CollectionInfo& info) {
@@ -333,27 +500,50 @@ struct LocalApi::Impl {
     b.setIndexBytes(info.index_bytes);
   }
 
+  // Any thread: from the board the main loop publishes.
   template <typename Results>
   void put_freshness(Results r) {
     if (mesh == nullptr) {
       r.initFreshness(0);
       return;
     }
-    auto peers = mesh->peers();
-    auto list = r.initFreshness(static_cast<unsigned>(peers.size()));
+    std::shared_ptr<const std::vector<FreshPeer>> peers;
+    {
+      std::lock_guard lock(fresh_mu);
+      peers = fresh;
+    }
+    const unsigned n = peers ? static_cast<unsigned>(peers->size()) : 0;
+    auto list = r.initFreshness(n);
     const MonoTime now = now_mono();
-    for (unsigned i = 0; i < peers.size(); ++i) {
-      list[i].setDevice(peers[i].device);
-      list[i].setUp(peers[i].up);
-      list[i].setSinceLastDeltaMs(peers[i].last_delta ? (now - *peers[i].last_delta).ms() : -1);
-      if (peers[i].replica_id) {
-        const std::string replica = peers[i].replica_id->encode();
-        list[i].setReplica(data_of(replica));
-      }
+    for (unsigned i = 0; i < n; ++i) {
+      const FreshPeer& f = (*peers)[i];
+      list[i].setDevice(f.device);
+      list[i].setUp(f.up);
+      list[i].setSinceLastDeltaMs(f.last_delta ? (now - *f.last_delta).ms() : -1);
+      if (!f.replica.empty()) list[i].setReplica(data_of(f.replica));
     }
   }
 
-  std::string stats_json(const NodeFigures& figures) {
+  // Main loop: publishes the mesh's peers for put_freshness. After every engine step, so a
+  // delta applied from a peer is on the board before any later search reads it.
+  void publish_freshness() {
+    if (mesh == nullptr) return;
+    auto board = std::make_shared<std::vector<FreshPeer>>();
+    for (const auto& p : mesh->peers()) {
+      FreshPeer f;
+      f.device = p.device;
+      f.up = p.up;
+      f.last_delta = p.last_delta;
+      if (p.replica_id) f.replica = p.replica_id->encode();
+      board->push_back(std::move(f));
+    }
+    std::lock_guard lock(fresh_mu);
+    fresh = std::move(board);
+  }
+
+  // Main loop.
+  std::string stats_json() {
+    const NodeFigures figures = node.read([](const node::Node& n) { return NodeFigures{n.stats(), n.peer_progress()}; });
     nlohmann::json j;
     const node::NodeStats& s = figures.stats;
     j["replica"] = s.replica;
@@ -414,104 +604,73 @@ struct LocalApi::Impl {
                      {"last_error", up->last_error}};
       }
     }
-    j["api"] = {{"clients", clients.size()},
-                {"calls", stats.calls},
-                {"calls_failed", stats.calls_failed},
-                {"calls_busy", stats.calls_busy},
-                {"watches", watchers.size()},
-                {"read_threads", pool->threads()},
-                {"read_queue_max", pool->queue_max()}};
+    const LocalApiStats a = api_stats();
+    j["api"] = {{"clients", a.clients},
+                {"calls", a.calls},
+                {"calls_failed", a.calls_failed},
+                {"watches", a.watches},
+                {"read_threads", threads.size()}};
     return j.dump();
   }
 
-  void on_client(kj::Own<transport::LocalLink> link) {
-    const auto creds = link->credentials();
+  LocalApiStats api_stats() const {
+    LocalApiStats s;
+    s.clients_accepted = clients_accepted;
+    s.clients_refused = clients_refused;
+    s.calls = calls.load(std::memory_order_relaxed);
+    s.calls_failed = calls_failed.load(std::memory_order_relaxed);
+    s.clients = clients_alive;
+    for (const auto& t : threads) s.watches += t->watches();
+    return s;
+  }
+
+  // Main loop: a client the listener accepted.
+  void on_client(transport::LocalSocket socket) {
+    const auto creds = socket.credentials();
     if (!policy.allows(creds)) {
-      ++stats.clients_refused;
+      ++clients_refused;
       SHOAL_LOG(logger, kWarn, kComponent, "refused a client: uid ", creds.uid, " gid ", creds.gid, " pid ", creds.pid,
                 " is not allowed by the api policy (api.allow_uids / api.allow_gids)");
-      link->close();
-      return;
+      return;  // the socket closes here
     }
-    ++stats.clients_accepted;
-    const std::uint64_t id = next_client++;
-    link->serve(kj::heap<NodeServer>(*this, creds));
-    tasks.add(link->on_disconnect().then([this, id]() { drop_client(id); }, [this, id](kj::Exception&&) { drop_client(id); }));
-    clients.emplace(id, kj::mv(link));
-    if (listener) listener->set_clients_alive(clients.size());
+    ++clients_accepted;
+    ++clients_alive;
+    if (listener) listener->set_clients_alive(clients_alive);
+    // The API thread with the fewest clients (the first of them on a tie) serves it.
+    ApiThread* best = threads.front().get();
+    for (const auto& t : threads) {
+      if (t->clients() < best->clients()) best = t.get();
+    }
+    best->adopt(std::move(socket), next_client++);
   }
 
-  void drop_client(std::uint64_t id) {
-    // Destroyed on a later turn: this runs in a callback of the link's own RPC system.
-    tasks.add(kj::evalLater([this, id]() {
-      clients.erase(id);
-      if (listener) listener->set_clients_alive(clients.size());
-    }));
-  }
-
-  // Sends each idle watcher the changes after its position.
-  void pump_watchers() {
-    for (auto& [id, w] : watchers) {
-      if (w.in_flight) continue;
-      auto batch = node.read([&](const node::Node& n) { return n.changes_after(w.next, kChangesPerCall); });
-      if (!batch.ok()) {
-        SHOAL_LOG(logger, kWarn, kComponent, "watch ", id, ": ", batch.status().to_string());
-        continue;
-      }
-      if (batch->next == w.next && !batch->gap) continue;
-      w.next = batch->next;
-      std::vector<const node::Change*> mine;
-      for (const auto& c : batch->changes) {
-        if (w.collection.empty() || c.collection == w.collection) mine.push_back(&c);
-      }
-      if (mine.empty() && !batch->gap) continue;
-      auto req = w.listener.changesRequest();
-      req.setGap(batch->gap);
-      auto list = req.initChanges(static_cast<unsigned>(mine.size()));
-      for (unsigned i = 0; i < mine.size(); ++i) {
-        list[i].setSeq(mine[i]->seq);
-        list[i].setCollection(mine[i]->collection);
-        list[i].setId(data_of(mine[i]->id));
-        list[i].setDeleted(mine[i]->deleted);
-        if (mine[i]->origin) {
-          const std::string o = mine[i]->origin->encode();
-          list[i].setOrigin(data_of(o));
-        }
-      }
-      w.in_flight = true;
-      const std::uint64_t wid = id;
-      tasks.add(req.send().then(
-          [this, wid](auto&&) {
-            if (auto it = watchers.find(wid); it != watchers.end()) it->second.in_flight = false;
-            pump_watchers();
-          },
-          [this, wid](kj::Exception&&) { watchers.erase(wid); }));
-    }
-    stats.watches = watchers.size();
+  // Main loop: an API thread dropped a client.
+  void client_gone() {
+    if (clients_alive > 0) --clients_alive;
+    if (listener) listener->set_clients_alive(clients_alive);
   }
 
   transport::KjLoop& loop;
   node::SharedNode& node;
   node::MeshHost* mesh;
-  ApiPolicy policy;
-  LocalApiHooks hooks;
+  ApiPolicy policy;  // main loop
+  const std::uint32_t daemon_uid;
+  const LocalApiHooks hooks;  // called from the API threads: search_seconds and write_seconds must be thread-safe
   Logger* logger;
-  Handler handler;
   std::unique_ptr<transport::LocalListener> listener;
-  // Declared after what its jobs use (the node is outside): destroyed, its threads joined, first.
-  std::unique_ptr<ReadPool> pool;
-  // Read calls running on the pool, by id (loop thread).
-  std::map<std::uint64_t, kj::Own<kj::PromiseFulfiller<void>>> pending_reads;
-  std::uint64_t next_read = 1;
-  std::map<std::uint64_t, kj::Own<transport::LocalLink>> clients;
-  std::map<std::uint64_t, Watcher> watchers;
+  std::vector<std::unique_ptr<ApiThread>> threads;
+  // Main loop.
   std::uint64_t next_client = 1;
-  std::uint64_t next_watcher = 1;
-  LocalApiStats stats;
+  std::uint64_t clients_accepted = 0;
+  std::uint64_t clients_refused = 0;
+  std::size_t clients_alive = 0;
   std::size_t observer = 0;
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
-  std::shared_ptr<std::atomic<bool>> posted = std::make_shared<std::atomic<bool>>(false);
-  kj::TaskSet tasks;
+  // Any thread.
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> calls_failed{0};
+  std::mutex fresh_mu;
+  std::shared_ptr<const std::vector<FreshPeer>> fresh;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // main loop
 };
 
 #pragma GCC diagnostic pop
@@ -519,15 +678,14 @@ struct LocalApi::Impl {
 LocalApi::LocalApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 LocalApi::~LocalApi() {
-  // No read job runs after this; the answers of jobs that ran and were not yet delivered are
-  // dropped with the clients below.
-  impl_->pool.reset();
+  // Nothing the API threads post to the main loop runs after this.
+  *impl_->alive = false;
   impl_->node.remove_after_write(impl_->observer);
   if (impl_->mesh != nullptr) impl_->mesh->set_on_step(nullptr);
-  *impl_->alive = false;
-  impl_->watchers.clear();
-  impl_->clients.clear();
   impl_->listener.reset();
+  // Each thread closes and destroys its clients' links (their calls end) and joins.
+  for (auto& t : impl_->threads) t->stop();
+  impl_->threads.clear();
 }
 
 Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node::SharedNode& node, node::MeshHost* mesh,
@@ -537,49 +695,59 @@ Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node:
   return start(loop, node, mesh, socket_path, listener, std::move(policy), std::move(hooks), LocalApiOptions{}, logger);
 }
 
+Status check_read_threads(std::size_t n) {
+  if (n > kMaxReadThreads) {
+    return Status(Detail::kOutOfRange, str_cat("api.read_threads must be 0 (one per core) to ", kMaxReadThreads,
+                                               ", got ", n));
+  }
+  return {};
+}
+
+std::size_t effective_read_threads(std::size_t n) {
+  if (n != 0) return n;
+  const std::size_t cores = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  return std::min(kMaxReadThreads, kReadThreadsPerCore * cores);
+}
+
 Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node::SharedNode& node, node::MeshHost* mesh,
                                                   const std::string& socket_path,
                                                   transport::LocalListenerOptions listener, ApiPolicy policy,
                                                   LocalApiHooks hooks, LocalApiOptions options, Logger* logger) {
-  if (options.read_queue_max == 0) {
-    return Status(Code::kInvalidArgument, "local API read_queue_max must be at least 1, got 0");
-  }
+  SHOAL_RETURN_IF_ERROR(check_read_threads(options.read_threads));
   auto impl = std::make_unique<Impl>(loop, node, mesh, std::move(policy), std::move(hooks), logger);
-  impl->handler.logger = logger;
-  impl->pool = std::make_unique<ReadPool>(options.read_threads, options.read_queue_max);
+  const std::size_t n = effective_read_threads(options.read_threads);
+  for (std::size_t i = 0; i < n; ++i) {
+    impl->threads.push_back(std::make_unique<Impl::ApiThread>(*impl, i));
+    impl->threads.back()->start();
+  }
   Impl* raw = impl.get();
-  auto l = transport::listen_local(
-      loop, socket_path, transport::LinkOptions{}, listener,
-      [raw](kj::Own<transport::LocalLink> link) { raw->on_client(kj::mv(link)); },
+  auto l = transport::listen_local_sockets(
+      loop, socket_path, listener, [raw](transport::LocalSocket s) { raw->on_client(std::move(s)); },
       [raw](const Status& st) { SHOAL_LOG(raw->logger, kWarn, kComponent, "refused a client: ", st.to_string()); });
-  if (!l.ok()) return l.status();
+  if (!l.ok()) {
+    for (auto& t : impl->threads) t->stop();
+    return l.status();
+  }
   impl->listener = std::move(*l);
   std::unique_ptr<LocalApi> api(new LocalApi(std::move(impl)));
   LocalApi* self = api.get();
   raw->observer = node.add_after_write([self]() { self->notify(); });
-  if (mesh != nullptr) mesh->set_on_step([raw]() { raw->pump_watchers(); });
-  SHOAL_LOG(logger, kInfo, kComponent, "local API on ", socket_path, " (", raw->pool->threads(), " read threads, ",
-            raw->pool->queue_max(), " queued reads at most)");
+  if (mesh != nullptr) {
+    raw->publish_freshness();
+    mesh->set_on_step([raw, self]() {
+      raw->publish_freshness();
+      self->notify();
+    });
+  }
+  SHOAL_LOG(logger, kInfo, kComponent, "local API on ", socket_path, " (", n, " API threads)");
   return api;
 }
 
 void LocalApi::notify() {
-  auto alive = impl_->alive;
-  auto posted = impl_->posted;
-  Impl* raw = impl_.get();
-  if (posted->exchange(true)) return;
-  impl_->loop.post([alive, posted, raw]() {
-    posted->store(false);
-    if (*alive) raw->pump_watchers();
-  });
+  for (auto& t : impl_->threads) t->notify();
 }
 
-LocalApiStats LocalApi::stats() const {
-  LocalApiStats s = impl_->stats;
-  s.clients = impl_->clients.size();
-  s.watches = impl_->watchers.size();
-  return s;
-}
+LocalApiStats LocalApi::stats() const { return impl_->api_stats(); }
 
 void LocalApi::set_policy(ApiPolicy policy) { impl_->policy = std::move(policy); }
 

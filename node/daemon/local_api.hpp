@@ -6,10 +6,18 @@
 // SharedNode an embedded app would, so validation, durability and error codes are identical.
 // watch() streams changes (local writes and deltas applied from peers) from the delta buffer.
 // Ownership: the KjLoop, the SharedNode and the MeshHost (optional) outlive the LocalApi.
-// Reads (search, get, listCollections, collectionInfo, stats) run on a read pool (read_pool.hpp)
-// under SharedNode's shared lock, so concurrent clients search in parallel; their results are
-// built back on the loop thread. Writes, watch and backup run on the loop thread, in arrival order.
-// Thread rules: the loop's thread; notify() may be called from any thread.
+// Threads (docs/decisions.md, D41): the loop's thread accepts clients and checks the policy; each
+// allowed client is then served by one of `read_threads` API threads (the one with the fewest
+// clients), each with its own io_context and kj loop. Every call of that client runs on its API
+// thread, in the client's order: reads under SharedNode's shared lock (so clients on different API
+// threads search in parallel, and a search crosses no thread), writes through SharedNode's write
+// path (group commit with the other threads' writers). What only the loop may touch is reached
+// from there: stats and backup run on the loop and resume on the API thread; search freshness is
+// read from a copy of the mesh's peers that the loop publishes after every engine step. Watches
+// are the API thread's, woken by notify().
+// Thread rules: start, the destructor, stats() and set_policy() on the loop's thread; notify()
+// from any thread. The hooks' search_seconds and write_seconds are called on API threads, at once
+// from several: they must be thread-safe. backup is called on the loop's thread.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +49,6 @@ struct LocalApiStats {
   std::uint64_t clients_refused = 0;   // by the policy
   std::uint64_t calls = 0;
   std::uint64_t calls_failed = 0;
-  std::uint64_t calls_busy = 0;        // reads refused because the read queue was full
   std::uint64_t watches = 0;           // alive now
   std::size_t clients = 0;             // alive now
 };
@@ -54,13 +61,26 @@ struct LocalApiHooks {
   std::function<Result<node::StoreCopyReport>(const std::string& dest, bool compact)> backup;
 };
 
+// The most API threads (api.read_threads; node/daemon/config.hpp has the same limit).
+inline constexpr std::size_t kMaxReadThreads = 256;
+// The default API threads per core. More than one, so that up to this many clients per core each
+// have a thread of their own, as the threads of an embedded app do: on a machine that also runs
+// other work, CPU time is shared per runnable thread, and two threads serving four busy clients
+// got a quarter of the search throughput four embedded threads got (scripts/bench-client.sh; D41).
+// An idle API thread costs a stack and a sleeping epoll.
+inline constexpr std::size_t kReadThreadsPerCore = 4;
+
 struct LocalApiOptions {
-  // Threads serving reads; 0: the hardware's concurrency.
+  // API threads serving the clients' calls (0: kReadThreadsPerCore per core, at most
+  // kMaxReadThreads).
   std::size_t read_threads = 0;
-  // Reads that may wait for a read thread; beyond it a read fails at once with kOverloaded
-  // ("busy"), naming the limit. At least 1.
-  std::size_t read_queue_max = 1024;
 };
+
+// kOutOfRange naming the limit and the value when `read_threads` is above kMaxReadThreads.
+[[nodiscard]] Status check_read_threads(std::size_t read_threads);
+// The number of API threads `read_threads` means (0: kReadThreadsPerCore per core, at most
+// kMaxReadThreads).
+std::size_t effective_read_threads(std::size_t read_threads);
 
 class LocalApi {
  public:
@@ -68,7 +88,7 @@ class LocalApi {
                                                                node::MeshHost* mesh, const std::string& socket_path,
                                                                transport::LocalListenerOptions listener,
                                                                ApiPolicy policy, LocalApiHooks hooks, Logger* logger);
-  // The same with the read pool's settings; kInvalidArgument when read_queue_max is 0.
+  // The same with the API threads' settings; kOutOfRange (check_read_threads) for a bad count.
   [[nodiscard]] static Result<std::unique_ptr<LocalApi>> start(transport::KjLoop& loop, node::SharedNode& node,
                                                                node::MeshHost* mesh, const std::string& socket_path,
                                                                transport::LocalListenerOptions listener,

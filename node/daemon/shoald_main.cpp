@@ -200,7 +200,10 @@ int main(int argc, char** argv) {
     hooks.search_seconds = [&registry](double s) { registry.observe_search(s); };
     hooks.write_seconds = [&registry](double s) { registry.observe_write(s); };
     hooks.backup = [&dir](const std::string& dest, bool compacting) { return (*dir)->backup_to(dest, compacting); };
-    auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, hooks, &logger);
+    static_assert(daemon::kMaxApiReadThreads == daemon::kMaxReadThreads, "api.read_threads' limit is LocalApi's");
+    daemon::LocalApiOptions api_options;
+    api_options.read_threads = cfg.read_threads;
+    auto api = daemon::LocalApi::start(loop, db, mesh->get(), cfg.socket, lo, policy, hooks, api_options, &logger);
     if (!api.ok()) {
       std::cerr << "shoald: api.socket: " << api.status().to_string() << "\n";
       return 1;

@@ -258,6 +258,8 @@ TEST_CASE("other numbers out of range are refused with their range", "[daemon][c
   CHECK_THAT(error_of(kRequired + "[api]\nallow_gids = [-1]\n").message(),
              Contains(":5:15: key api.allow_gids[0] = -1: must be 0..4294967294"));
   CHECK_THAT(error_of(kRequired + "[api]\nmax_clients = 100000\n").message(), Contains("key api.max_clients = 100000: must be 1..65536"));
+  CHECK_THAT(error_of(kRequired + "[api]\nread_threads = 300\n").message(), Contains("key api.read_threads = 300: must be 0..256"));
+  CHECK_THAT(error_of(kRequired + "[api]\nread_threads = -1\n").message(), Contains("key api.read_threads = -1: must be 0..256"));
 }
 
 TEST_CASE("a bad tier names the peer's key", "[daemon][config][errors]") {
@@ -402,6 +404,7 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
       {"api.allow_uids", [](DaemonConfig& c) { c.allow_uids = {1000}; }},
       {"api.allow_gids", [](DaemonConfig& c) { c.allow_gids = {1000}; }},
       {"api.max_clients", [](DaemonConfig& c) { c.max_clients = 3; }},
+      {"api.read_threads", [](DaemonConfig& c) { c.read_threads = 3; }},
       {"tiers.warm", [](DaemonConfig& c) { c.tier_warm = false; }},
       {"tiers.warm_interval_ms", [](DaemonConfig& c) { c.tier_warm_interval = Duration::seconds(60); }},
       {"tiers.warm_budget_bytes", [](DaemonConfig& c) { c.tier_warm_budget_bytes = 4096; }},

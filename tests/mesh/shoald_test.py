@@ -27,24 +27,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proc_util import run, wait_for  # noqa: E402
+
 SHOAL, SHOALD, PEER = sys.argv[1], sys.argv[2], sys.argv[3]
-GIVE_UP_S = 60
 
 
-def run(*args, check=True):
-    r = subprocess.run(args, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise SystemExit(f"FAIL: {' '.join(args)} exited {r.returncode}: {r.stderr}")
-    return r
-
-
-def wait_for(what, cond):
-    deadline = time.monotonic() + GIVE_UP_S
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"FAIL: gave up after {GIVE_UP_S} s waiting for: {what}")
 
 
 class Peer:

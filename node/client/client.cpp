@@ -147,8 +147,8 @@ class ClientBackend final : public Backend {
     lock.unlock();
     {
       transport::KjLoop::Enter enter(*loop_);
+      // Handlers still queued (a late call's request) are dropped with the io_context, unrun.
       state_->shutdown();
-      loop_->poll();
       loop_state_ = nullptr;
       state_.reset();
     }

@@ -320,6 +320,9 @@ class Simulation {
   // After a client operation failed: true when the process died in its commit and the commit
   // landed (the node is reopened at once; the caller records the operation as done).
   bool landed_restart(std::uint32_t p);
+  // After a client operation returned OK: reopens the node at once when the process died inside
+  // the call after its commit. False when it could not reopen (the operation is not recorded).
+  bool died_after_commit(std::uint32_t p);
   StoreMode store_mode() const {
     return sc_.mutation == Mutation::kNoSyncStore ? StoreMode::kNoSync
            : sc_.mutation == Mutation::kTornCommit ? StoreMode::kTorn
@@ -847,6 +850,23 @@ bool Simulation::landed_restart(std::uint32_t p) {
   return true;
 }
 
+bool Simulation::died_after_commit(std::uint32_t p) {
+  // The call returned OK, but the process died inside it after its commit (a store read the
+  // node makes after committing, e.g. to index the vector it stored, struck the armed crash). No
+  // answer would have reached the client, yet the write is durable: as for a landed commit, the
+  // node restarts at once and the operation counts as done.
+  Peer& peer = peers_[p];
+  if (peer.node == nullptr || !peer.faulty->crashed()) return true;
+  trace_.line(now_, static_cast<int>(p), "died_after_commit", "");
+  reap(p, /*now=*/true);
+  if (peer.node == nullptr) {
+    violation("reopen", peer_name(p) + " could not reopen after dying past a commit");
+    return false;
+  }
+  ++stats_.landed_client_ops;
+  return true;
+}
+
 bool Simulation::reap(std::uint32_t p, bool now) {
   Peer& peer = peers_[p];
   if (peer.node == nullptr || !peer.faulty->crashed()) return false;
@@ -1361,6 +1381,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     ++stats_.failed_ops;
     return;
   }
+  if (st.ok() && !died_after_commit(p)) return;
   if (sc_.mutation == Mutation::kUnreadableAfterAck) peers_[p].store->fail_next_reads(1);
   auto after = state(p, t.name);
   if (!after.ok()) {
@@ -1423,6 +1444,7 @@ void Simulation::catalogue_op(std::uint32_t p) {
     ++stats_.failed_ops;
     return;
   }
+  if (st.ok() && !died_after_commit(p)) return;
   ++stats_.catalogue_ops;
   auto cat_after = catalogue(p);
   if (!cat_after.ok()) {

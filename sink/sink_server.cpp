@@ -159,6 +159,7 @@ struct SinkServer::Impl {
       for (unsigned i = 0; i < hits.size(); ++i) {
         hits[i].setId(as_data(r->hits[i].id));
         hits[i].setDistance(r->hits[i].distance);
+        hits[i].setDots(as_data(r->hits[i].dots));
       }
       auto f = res.initFreshness();
       f.setObjects(r->freshness.objects);

@@ -440,7 +440,14 @@ Result<ColdSearchResult> SinkService::cold_search(std::string_view collection, s
     c->cached_version = c->version;
   }
   auto near = index::exact_knn(index::best_kernels(), metric, c->vectors, c->dimension, query, k);
-  for (const auto& n : near) out.hits.push_back(ColdHit{c->ids[n.label], n.distance});
+  for (const auto& n : near) {
+    const std::string& id = c->ids[n.label];
+    crdt::CausalContext dots;
+    for (const auto& e : c->state.records.at(id)) dots.add(e.dot);
+    crdt::Bytes bytes;
+    crdt::encode_context(dots, bytes);
+    out.hits.push_back(ColdHit{id, n.distance, std::string(as_view(bytes))});
+  }
   // exact_knn breaks ties by row, and rows are in id order: ties come out by id.
   return out;
 }

@@ -101,6 +101,10 @@ struct Freshness {
 struct ColdHit {
   std::string id;
   float distance = 0.0f;
+  // The dots of the record's entries at the sink (crdt::encode_context bytes): a member judges
+  // with them whether it has seen this version of the record and removed it since (a delete the
+  // sink has not received yet), so that a cold hit never brings back what the member deleted.
+  std::string dots;
 };
 
 struct ColdSearchResult {

@@ -31,6 +31,7 @@ struct Freshness {
 struct ColdHit {
   id @0 :Data;
   distance @1 :Float32;
+  dots @2 :Data;             # the record's entries' dots at the sink (crdt::encode_context bytes)
 }
 
 struct FetchedRecord {

@@ -184,6 +184,15 @@ struct Hit {
   std::string model;
 };
 
+// A hit from the cold-tier sink's search (Sink.coldSearch): the record's id, its distance under
+// the collection's metric, and its entries' dots at the sink (crdt::encode_context bytes).
+struct ColdHit {
+  std::string id;
+  float distance = 0.0f;
+  std::string dots;
+  bool cold = false;  // in merge_cold_hits' answer: true when the hit came from the sink
+};
+
 struct SearchOptions {
   std::uint32_t k = 10;
   std::uint32_t ef = 0;  // 0: the collection's ef_search
@@ -377,6 +386,15 @@ class Node final : private SyncHost {
   // trimmed up to it. An acknowledgement for an older cursor than the current one is ignored.
   [[nodiscard]] Status sink_acked(const SinkUpload& upload);
   SinkFeedStatus sink_feed_status() const;
+  // Cold search's merge (docs/tiers.md, "Cold search"): `local` (this node's answer, closest
+  // first) and the sink's `cold` hits for the same query, metric and k, as one answer of at most
+  // k hits, closest first (ties by id). A cold hit is left out when the record is live here (the
+  // local version answers for it) or when every dot it carries is in this collection's context
+  // (this node saw that version and removed it: a delete the sink has not received yet); the
+  // others are records this node does not hold. Statuses: kNoSuchCollection; kMalformed for dots
+  // that do not decode (naming the id).
+  [[nodiscard]] Result<std::vector<ColdHit>> merge_cold_hits(std::string_view collection, const std::vector<Hit>& local,
+                                                             const std::vector<ColdHit>& cold, std::uint32_t k) const;
 
   // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
   // what take_outbox() returns). Peers are named by their replica ids. See SyncEngine. ---

@@ -289,6 +289,30 @@ Status Node::sink_acked(const SinkUpload& upload) {
   return persist_sink_feed();
 }
 
+Result<std::vector<ColdHit>> Node::merge_cold_hits(std::string_view collection, const std::vector<Hit>& local,
+                                                   const std::vector<ColdHit>& cold, std::uint32_t k) const {
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  std::vector<ColdHit> out;
+  out.reserve(local.size() + cold.size());
+  for (const Hit& h : local) out.push_back(ColdHit{h.id, h.distance, {}, false});
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  for (const ColdHit& h : cold) {
+    auto here = txn->get(Table::kRecords, record_key(c->id, h.id));
+    if (here.ok()) continue;  // live here: the local version answers for it
+    if (here.status().code() != Code::kNotFound) return here.status();
+    auto dots = crdt::decode_context(
+        std::span(reinterpret_cast<const std::uint8_t*>(h.dots.data()), h.dots.size()));
+    if (!dots.ok()) return Status(Detail::kMalformed, str_cat("cold hit '", h.id, "': dots do not decode: ", dots.status().message()));
+    if (!dots->empty() && c->ctx.includes(*dots)) continue;  // seen here and removed since
+    out.push_back(ColdHit{h.id, h.distance, h.dots, true});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const ColdHit& a, const ColdHit& b) {
+    return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+  });
+  if (out.size() > k) out.resize(k);
+  return out;
+}
+
 SinkFeedStatus Node::sink_feed_status() const {
   SinkFeedStatus s;
   s.enabled = sink_.enabled;

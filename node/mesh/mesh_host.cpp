@@ -843,6 +843,36 @@ void MeshHost::notify_local_write() {
   });
 }
 
+kj::Promise<Result<MeshHost::ColdSearch>> MeshHost::search_with_cold(std::string collection, std::vector<float> query,
+                                                                     SearchOptions options) {
+  Impl& h = *impl_;
+  options.with_metadata = false;
+  auto local = h.node.read([&](const Node& n) { return n.search(collection, query, options); });
+  if (!local.ok()) return Result<ColdSearch>(local.status());
+  auto info = h.node.read([&](const Node& n) { return n.collection_info(collection); });
+  if (!info.ok()) return Result<ColdSearch>(info.status());
+  const std::uint32_t k = options.k;
+  auto merge = [&h, collection, k, local = std::move(*local)](Result<ColdAnswer> cold) -> Result<ColdSearch> {
+    ColdSearch out;
+    std::vector<ColdHit> cold_hits;
+    if (cold.ok()) {
+      cold_hits = std::move(cold->hits);
+      out.sink = std::move(*cold);
+    } else {
+      out.cold_error = cold.status();
+    }
+    auto merged = h.node.read([&](const Node& n) { return n.merge_cold_hits(collection, local, cold_hits, k); });
+    if (!merged.ok()) return merged.status();
+    out.hits = std::move(*merged);
+    return out;
+  };
+  if (!h.uploader) {
+    return merge(Result<ColdAnswer>(Status(Code::kUnavailable, "no sink is configured ([sink] address)")));
+  }
+  return h.uploader->cold_search(collection, std::move(query), k, metric_to_wire_byte(info->spec.metric))
+      .then(kj::mv(merge));
+}
+
 std::optional<SinkUploaderStats> MeshHost::sink_stats() const {
   if (!impl_->uploader) return std::nullopt;
   return impl_->uploader->stats();

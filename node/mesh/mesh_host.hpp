@@ -156,6 +156,17 @@ class MeshHost {
   MeshStats stats() const;
   // The sink link's counters; nullopt when no sink is configured.
   std::optional<SinkUploaderStats> sink_stats() const;
+  // A search that includes the cold tier (docs/tiers.md, "Cold search"): this node's answer and
+  // the sink's, for the same query, metric and k, merged (Node::merge_cold_hits). When no sink is
+  // configured or it does not answer, the local hits come back with `cold_error` saying why.
+  struct ColdSearch {
+    std::vector<ColdHit> hits;  // closest first; `cold` marks those from the sink
+    std::optional<ColdAnswer> sink;  // the sink's freshness (its hits are merged into `hits`)
+    Status cold_error;               // why the sink's answer is missing (OK when it is there)
+  };
+  // Statuses: the node's search's (kNoSuchCollection, kDimensionMismatch...). On the loop's thread.
+  kj::Promise<Result<ColdSearch>> search_with_cold(std::string collection, std::vector<float> query,
+                                                   SearchOptions options);
   std::vector<MeshPeerView> peers() const;
   // Closes every link (close frames sent where the socket takes them) and stops dialing.
   void stop();

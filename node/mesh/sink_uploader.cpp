@@ -251,6 +251,39 @@ Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loo
   return std::unique_ptr<SinkUploader>(new SinkUploader(std::move(impl)));
 }
 
+kj::Promise<Result<ColdAnswer>> SinkUploader::cold_search(const std::string& collection, std::vector<float> query,
+                                                          std::uint32_t k, std::uint8_t metric) {
+  Impl& h = *impl_;
+  if (h.stopped || !h.sink) {
+    return Result<ColdAnswer>(Status(Code::kUnavailable, str_cat("the sink ", h.stats.address, " is not connected",
+                                                                 h.stats.last_error.empty() ? "" : ": ", h.stats.last_error)));
+  }
+  auto req = h.sink->coldSearchRequest();
+  req.setCollection(collection);
+  auto q = req.initQuery(static_cast<unsigned>(query.size()));
+  for (unsigned i = 0; i < q.size(); ++i) q.set(i, query[i]);
+  req.setK(k);
+  req.setMetric(metric);
+  return h.loop.timer()
+      .timeoutAfter(h.options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+      .then(
+          [](capnp::Response<sr::Sink::ColdSearchResults>&& resp) -> Result<ColdAnswer> {
+            ColdAnswer a;
+            for (auto hit : resp.getHits()) {
+              auto id = hit.getId();
+              auto dots = hit.getDots();
+              a.hits.push_back(ColdHit{std::string(reinterpret_cast<const char*>(id.begin()), id.size()), hit.getDistance(),
+                                       std::string(reinterpret_cast<const char*>(dots.begin()), dots.size()), true});
+            }
+            auto f = resp.getFreshness();
+            a.objects = f.getObjects();
+            a.records = f.getRecords();
+            a.last_ack_wall_ns = f.getLastAckWallNs();
+            return a;
+          },
+          [](kj::Exception&& e) -> Result<ColdAnswer> { return transport::status_of(e); });
+}
+
 void SinkUploader::poke() { impl_->step(); }
 
 SinkUploaderStats SinkUploader::stats() const { return impl_->stats; }

@@ -50,6 +50,14 @@ struct SinkUploaderStats {
   std::string last_error;           // the last failure, for status pages
 };
 
+// The sink's answer to a cold search (Sink.coldSearch): its hits and how current it is.
+struct ColdAnswer {
+  std::vector<ColdHit> hits;        // closest first
+  std::uint64_t objects = 0;        // the collection's objects at the sink
+  std::uint64_t records = 0;        // its live records there
+  std::int64_t last_ack_wall_ns = 0;  // when the sink last acknowledged an object of it
+};
+
 class SinkUploader {
  public:
   // Turns the node's sink feed on (Node::enable_sink_feed with `feed`) and starts dialing.
@@ -62,6 +70,10 @@ class SinkUploader {
   SinkUploader(const SinkUploader&) = delete;
   SinkUploader& operator=(const SinkUploader&) = delete;
 
+  // Asks the sink for the k nearest records of `collection` (metric: the wire byte). Fails with
+  // kUnavailable when no link is up; otherwise the sink's status or the call's failure.
+  kj::Promise<Result<ColdAnswer>> cold_search(const std::string& collection, std::vector<float> query,
+                                              std::uint32_t k, std::uint8_t metric);
   // Looks at the feed now (after local writes or peers' deltas), if no upload is in flight.
   void poke();
   SinkUploaderStats stats() const;

@@ -206,3 +206,48 @@ TEST_CASE("a peer's acknowledgements do not trim what the sink has not taken: de
   CHECK_FALSE((*fetched)[1].found);
   CHECK((*fetched)[2].found);
 }
+
+TEST_CASE("a search that includes the cold tier merges the sink's hits over the link; without a sink it says why",
+          "[mesh][sink][cold]") {
+  Cluster c;
+  TestSink sink(c);
+  sink.start();
+  Host& a = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 100));
+  Host& b = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 100));
+  Host& lone = c.add();  // no sink configured
+  create(a, kCold);
+  create(b, kCold);
+  create(lone, kCold);
+  for (int i = 0; i < 20; ++i) REQUIRE(a.db().upsert(kCold, "a" + std::to_string(i), value(static_cast<float>(i))).ok());
+  REQUIRE(b.db().upsert(kCold, "b-local", value(100)).ok());
+  REQUIRE(c.run_until([&] { return sink.records() == 21 && feed(a).backlog_entries == 0; }));
+
+  // b never peered with a: a's records reach b's answer only from the sink.
+  node::SearchOptions o;
+  o.k = 3;
+  auto got = c.loop().run_until(b.mesh->search_with_cold(kCold, {0.0f, 1.0f, 0.5f, 0.25f}, o));
+  INFO(got.status().to_string());
+  REQUIRE(got.ok());
+  CHECK(got->cold_error.ok());
+  REQUIRE(got->sink);
+  CHECK(got->sink->records == 21);
+  REQUIRE(got->hits.size() == 3);
+  CHECK(got->hits[0].id == "a0");  // value(0) is the query itself
+  CHECK(got->hits[1].id == "a1");
+  CHECK(got->hits[2].id == "a2");
+  for (const auto& h : got->hits) CHECK(h.cold);
+  // b's own record answers locally, not as a cold copy.
+  auto near_b = c.loop().run_until(b.mesh->search_with_cold(kCold, {100.0f, 1.0f, 0.5f, 0.25f}, o));
+  REQUIRE(near_b.ok());
+  CHECK(near_b->hits[0].id == "b-local");
+  CHECK_FALSE(near_b->hits[0].cold);
+
+  auto alone = c.loop().run_until(lone.mesh->search_with_cold(kCold, {0.0f, 1.0f, 0.5f, 0.25f}, o));
+  REQUIRE(alone.ok());
+  CHECK(alone->hits.empty());
+  CHECK(alone->cold_error.code() == Code::kUnavailable);
+  CHECK(alone->cold_error.message().find("no sink is configured") != std::string::npos);
+  // A bad query fails as a local search does.
+  auto bad = c.loop().run_until(b.mesh->search_with_cold(kCold, {1.0f}, o));
+  CHECK(bad.status().detail() == Detail::kDimensionMismatch);
+}

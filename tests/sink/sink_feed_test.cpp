@@ -12,6 +12,8 @@
 // printed with each case.
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "node/core/tier_policy.hpp"
 #include "sink/memory_object_store.hpp"
 #include "sink_fixture.hpp"
@@ -260,4 +262,64 @@ TEST_CASE("a quota outside its limits is refused naming the value", "[sink][feed
   o.quota_entries = 100'001;
   CHECK(n->enable_sink_feed(o).detail() == Detail::kOutOfRange);
   CHECK_FALSE(n->sink_feed_status().enabled);
+}
+
+TEST_CASE("cold hits merge with local ones: a live record answers locally, a record deleted here but not yet at the "
+          "sink stays out, a record this node never held comes in",
+          "[sink][feed][cold]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TestNode a(1);
+  fill(*a, "cold", 8, node::Metric::kL2, 40, rng);
+  REQUIRE(a->set_tier_policies(sink_policy_for({"cold"})).ok());
+  REQUIRE(a->enable_sink_feed({}).ok());
+  sink::MemoryObjectStore store;
+  auto opened = SinkService::open(store);
+  REQUIRE(opened.ok());
+  SinkService& sink = **opened;
+  drain(*a, sink);
+
+  // Another device's record reaches the sink (not this node): it must come in.
+  TestNode b(2);
+  fill(*b, "cold", 8, node::Metric::kL2, 0, rng);
+  REQUIRE(b->set_tier_policies(sink_policy_for({"cold"})).ok());
+  REQUIRE(b->enable_sink_feed({}).ok());
+  node::RecordValue far = random_value(rng, 8, 0);
+  for (auto& x : far.vector) x = 0.0f;  // next to the query below
+  REQUIRE(b->upsert("cold", "from-b", far).ok());
+  drain(*b, sink);
+  // A delete here the sink has not received (the feed is not drained).
+  REQUIRE(a->remove("cold", "r0003").ok());
+
+  const std::vector<float> query(8, 0.0f);
+  auto local = a->search("cold", query, node::SearchOptions{45, 200, {}, false});
+  REQUIRE(local.ok());
+  auto cold = sink.cold_search("cold", query, 45, node::Metric::kL2);
+  REQUIRE(cold.ok());
+  std::vector<node::ColdHit> cold_hits;
+  for (const auto& h : cold->hits) cold_hits.push_back({h.id, h.distance, h.dots, true});
+  auto merged = a->merge_cold_hits("cold", *local, cold_hits, 45);
+  INFO(merged.status().to_string());
+  REQUIRE(merged.ok());
+  // Every live local record once (from the local answer), "from-b" from the sink, never r0003.
+  CHECK(merged->size() == 40);
+  std::set<std::string> ids;
+  for (const auto& h : *merged) {
+    CHECK(ids.insert(h.id).second);
+    CHECK(h.cold == (h.id == "from-b"));
+  }
+  CHECK(ids.count("from-b") == 1);
+  CHECK(ids.count("r0003") == 0);
+  CHECK((*merged)[0].id == "from-b");  // the closest: distance 0
+  for (std::size_t i = 1; i < merged->size(); ++i) CHECK((*merged)[i - 1].distance <= (*merged)[i].distance);
+  // k bounds the answer.
+  auto top = a->merge_cold_hits("cold", *local, cold_hits, 3);
+  REQUIRE(top.ok());
+  CHECK(top->size() == 3);
+  // Dots that do not decode are refused naming the id.
+  std::vector<node::ColdHit> bad{{"zz", 0.0f, "\x01\x02", true}};
+  auto refused = a->merge_cold_hits("cold", *local, bad, 3);
+  CHECK(refused.status().detail() == Detail::kMalformed);
+  CHECK(refused.status().message().find("'zz'") != std::string::npos);
 }

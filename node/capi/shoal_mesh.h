@@ -93,6 +93,21 @@ SHOAL_MESH_API int shoal_mesh_reload(shoal_mesh *mesh, shoal_error *err);
  * SHOAL_EINVAL (a NULL argument), SHOAL_EUNAVAILABLE (the mesh was stopped by shoal_close). */
 SHOAL_MESH_API int shoal_mesh_status_json(shoal_mesh *mesh, char **out, shoal_error *err);
 
+/* A k-nearest-neighbour search that includes the cold tier (docs/tiers.md, "Cold search"): this
+ * node's answer and the sink's ([sink] address in the mesh's config) for the same query, metric
+ * and k, merged into at most k hits, closest first. A record live here answers locally; a
+ * record this node deleted that the sink still holds stays out; records this node never held
+ * come from the sink. hits[i] as shoal_search's; cold[i] (cold may be NULL) is 1 for a hit from
+ * the sink, 0 for a local one. When the sink cannot answer (none configured, unreachable, it
+ * refused), the local hits are returned and *sink_code (may be NULL) holds the code why, with its
+ * text in sink_err (may be NULL); SHOAL_OK when the sink answered. ef as shoal_search's (0: the
+ * collection's). Codes: those of shoal_search (SHOAL_EINVAL for NULL arguments, SHOAL_E_TOOLARGE for capacity < k,
+ * a missing collection, a dimension mismatch), SHOAL_EUNAVAILABLE once the mesh is stopped. */
+SHOAL_MESH_API int shoal_mesh_search_cold(shoal_mesh *mesh, const char *collection, const float *query,
+                                          size_t dimension, uint32_t k, uint32_t ef, shoal_hit *hits,
+                                          unsigned char *cold, size_t capacity, size_t *count, int *sink_code,
+                                          shoal_error *sink_err, shoal_error *err);
+
 #ifdef __cplusplus
 }
 #endif

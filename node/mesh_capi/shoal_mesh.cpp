@@ -137,6 +137,28 @@ class MeshRun {
     }
   }
 
+  // MeshHost::search_with_cold on the loop thread; this thread waits for its answer.
+  Result<node::MeshHost::ColdSearch> search_cold(std::string collection, std::vector<float> query,
+                                                 node::SearchOptions options) {
+    auto done = std::make_shared<std::promise<Result<node::MeshHost::ColdSearch>>>();
+    auto result = done->get_future();
+    {
+      std::lock_guard lock(mu_);
+      if (!running_) return unavailable();
+      loop_->post([this, done, collection = std::move(collection), query = std::move(query), options]() mutable {
+        host_->search_with_cold(std::move(collection), std::move(query), std::move(options))
+            .then([done](Result<node::MeshHost::ColdSearch>&& r) { done->set_value(std::move(r)); },
+                  [done](kj::Exception&& e) { done->set_value(transport::status_of(e)); })
+            .detach([](kj::Exception&&) {});
+      });
+    }
+    try {
+      return result.get();
+    } catch (const std::future_error&) {
+      return unavailable();  // stopped before the task ran
+    }
+  }
+
   Status status_json(std::string& out) {
     return on_loop([&]() -> Status {
       const daemon::DaemonSnapshot snap = daemon::take_snapshot(attach_.shared_node(), *host_, device_label_, config_.data_dir);
@@ -257,6 +279,43 @@ int shoal_mesh_stop(shoal_mesh* mesh, shoal_error* err) {
 int shoal_mesh_reload(shoal_mesh* mesh, shoal_error* err) {
   if (mesh == nullptr) return null_arg("mesh", err);
   return guarded(err, [&] { return mesh->run->reload(); });
+}
+
+int shoal_mesh_search_cold(shoal_mesh* mesh, const char* collection, const float* query, size_t dimension, uint32_t k,
+                           uint32_t ef, shoal_hit* hits, unsigned char* cold, size_t capacity, size_t* count,
+                           int* sink_code, shoal_error* sink_err, shoal_error* err) {
+  if (count != nullptr) *count = 0;
+  if (mesh == nullptr) return null_arg("mesh", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (query == nullptr && dimension != 0) return null_arg("query", err);
+  if (count == nullptr) return null_arg("count", err);
+  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
+  if (capacity < k) {
+    return report(Status(Detail::kTooLarge, str_cat("k is ", k, " but the hits array holds ", capacity)), err);
+  }
+  return guarded(err, [&]() -> Status {
+    node::SearchOptions o;
+    o.k = k;
+    o.ef = ef;
+    o.with_metadata = false;
+    SHOAL_ASSIGN_OR_RETURN(auto answer, mesh->run->search_cold(collection, std::vector<float>(query, query + dimension), o));
+    if (answer.hits.size() > capacity) {
+      return Status(Code::kInternal, str_cat("the merge returned ", answer.hits.size(), " hits for k = ", k));
+    }
+    for (std::size_t i = 0; i < answer.hits.size(); ++i) {
+      const auto& h = answer.hits[i];
+      const std::size_t n = std::min(h.id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
+      hits[i].distance = h.distance;
+      hits[i].id_len = n;
+      std::memcpy(hits[i].id, h.id.data(), n);
+      hits[i].id[n] = '\0';
+      if (cold != nullptr) cold[i] = h.cold ? 1 : 0;
+    }
+    *count = answer.hits.size();
+    const int code = report(answer.cold_error, sink_err);
+    if (sink_code != nullptr) *sink_code = code;
+    return {};
+  });
 }
 
 int shoal_mesh_status_json(shoal_mesh* mesh, char** out, shoal_error* err) {

@@ -150,6 +150,23 @@ int main(int argc, char **argv) {
   CHECK(status != NULL && strstr(status, "\"up\":true") != NULL);
   if (status != NULL) printf("status: %.300s\n", status);
   shoal_string_free(status);
+  /* A search that includes the cold tier, with no [sink] in the app's config: the local answer,
+   * every hit marked local, and the reason the sink did not answer. */
+  {
+    const float q[4] = {7.0f, 1.0f, 2.0f, 3.0f};
+    shoal_hit hits[2];
+    unsigned char cold[2] = {7, 7};
+    size_t n = 0;
+    int sink_code = SHOAL_OK;
+    shoal_error sink_err;
+    CHECK(shoal_mesh_search_cold(mesh, "c", q, 4, 1, 0, hits, cold, 2, &n, &sink_code, &sink_err, &err) == SHOAL_OK);
+    CHECK(n == 1 && strcmp(hits[0].id, "near") == 0 && cold[0] == 0);
+    CHECK(sink_code == SHOAL_EUNAVAILABLE);
+    CHECK(strstr(sink_err.message, "no sink is configured") != NULL);
+    CHECK(shoal_mesh_search_cold(mesh, "c", q, 4, 3, 0, hits, cold, 2, &n, NULL, NULL, &err) == SHOAL_E_TOOLARGE);
+    CHECK(shoal_mesh_search_cold(mesh, "nope", q, 4, 1, 0, hits, NULL, 2, &n, NULL, NULL, &err) != SHOAL_OK);
+    CHECK(shoal_mesh_search_cold(NULL, "c", q, 4, 1, 0, hits, NULL, 2, &n, NULL, NULL, &err) == SHOAL_EINVAL);
+  }
   /* One mesh per handle; an unchanged file reloads cleanly. */
   shoal_mesh *second = NULL;
   CHECK(shoal_mesh_start(app, app_config, &second, &err) == SHOAL_E_EXISTS);

@@ -9,8 +9,8 @@ the daemon dials):
   2. `get` prints a vector compactly (dimension, first and last values; --full for all);
      `search` labels its distances "squared L2" (text and JSON) and, in client mode, prints the
      peer's freshness;
-  3. `shoal status`: the peer's row (device, tier, up, bytes) and "sink backlog: n/a (no sink
-     yet)"; the daemon's JSON under --json; after the peer stops, its row goes (the daemon
+  3. `shoal status`: the peer's row (device, tier, up, bytes) and "sink: none configured" (this
+     daemon has no [sink]); the daemon's JSON under --json; after the peer stops, its row goes (the daemon
      reports open links only);
   4. import streams JSON lines (gzip-compressed too) and vector files (.fvecs with --ids and
      --metadata side files, .npy, IDX), a 15.7 MB IDX file with the CLI's peak memory under 50 MB;
@@ -178,7 +178,7 @@ def main():
         # 3. Status.
         r = run(*c, "status")
         ok("status: a peer row (warm, up)", any(" warm " in l and " up " in l for l in r.stdout.splitlines()), r.stdout)
-        ok("status: sink backlog n/a", "sink backlog: n/a (no sink yet)" in r.stdout, r.stdout)
+        ok("status: no sink configured", "sink: none configured" in r.stdout, r.stdout)
         _, j = cj("status")
         ok("status --json: the daemon's JSON", j.get("ok") is True and len(j.get("peers", [])) == 1
            and j.get("sink_backlog") is None and "bytes_in" in j["peers"][0], j)

@@ -135,10 +135,7 @@ Result<std::uint64_t> txn_count(MDB_txn* txn, MDB_dbi dbi, Table table) {
 class LmdbStore::Read final : public ReadTxn {
  public:
   Read(LmdbStore* store, MDB_txn* txn) : store_(store), txn_(txn) {}
-  ~Read() override {
-    mdb_txn_abort(txn_);
-    store_->end_read();
-  }
+  ~Read() override { store_->end_read(txn_); }
   Result<std::string> get(Table table, std::string_view key) override {
     return txn_get(txn_, store_->dbi_[index_of(table)], table, key);
   }
@@ -312,6 +309,9 @@ LmdbStore::~LmdbStore() {
     SHOAL_ASSERT(active_readers_ == 0);  // transactions must die before their store
   }
   SHOAL_ASSERT(writer_thread_.load() == std::thread::id{});
+  // Kept read transactions hold reader slots; LMDB wants every transaction gone before close.
+  for (MDB_txn* txn : idle_reads_) mdb_txn_abort(txn);
+  idle_reads_.clear();
   if (env_ != nullptr) mdb_env_close(env_);
 }
 
@@ -435,15 +435,27 @@ Status LmdbStore::open_impl() {
 }
 
 Result<std::unique_ptr<ReadTxn>> LmdbStore::begin_read() {
+  MDB_txn* txn = nullptr;
   {
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [&] { return !growing_; });
     ++active_readers_;
+    if (!idle_reads_.empty()) {
+      txn = idle_reads_.back();
+      idle_reads_.pop_back();
+    }
   }
-  MDB_txn* txn = nullptr;
+  if (txn != nullptr) {
+    // LMDB's pattern for frequent readers: renewing a reset transaction takes a fresh snapshot in
+    // the reader slot it kept, without allocating a transaction or claiming a slot (D43).
+    const int rc = mdb_txn_renew(txn);
+    if (rc == 0) return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn));
+    mdb_txn_abort(txn);  // and begin a new one below
+    txn = nullptr;
+  }
   const int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) {
-    end_read();
+    end_read(nullptr);
     return to_status(rc, "mdb_txn_begin (read)", options_.path);
   }
   return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn));
@@ -460,7 +472,7 @@ Status LmdbStore::copy_to(const std::string& dir, bool compact) {
     ++active_readers_;
   }
   const int rc = mdb_env_copy2(env_, dir.c_str(), compact ? MDB_CP_COMPACT : 0u);
-  end_read();
+  end_read(nullptr);
   if (rc != 0) return to_status(rc, compact ? "mdb_env_copy2 (compact)" : "mdb_env_copy2", file);
   // mdb_env_copy2 creates the file 0666 & ~umask; the store's own file is 0600 (mdb_env_open).
   if (::chmod(file.c_str(), 0600) != 0) return to_status(errno, "chmod 0600 of the copy", file);
@@ -476,8 +488,21 @@ Status LmdbStore::copy_to(const std::string& dir, bool compact) {
   return {};
 }
 
-void LmdbStore::end_read() noexcept {
+void LmdbStore::end_read(MDB_txn* txn) noexcept {
+  if (txn != nullptr) {
+    // Reset releases the snapshot at once (old pages are free for writers again, and a reset
+    // transaction does not block mdb_env_set_mapsize, which only refuses an open write
+    // transaction); only the reader slot stays claimed, for the next begin_read to renew.
+    mdb_txn_reset(txn);
+  }
   std::lock_guard<std::mutex> lk(mu_);
+  if (txn != nullptr) {
+    if (idle_reads_.size() < kIdleReadsKept) {
+      idle_reads_.push_back(txn);
+    } else {
+      mdb_txn_abort(txn);
+    }
+  }
   --active_readers_;
   cv_.notify_all();
 }

@@ -38,11 +38,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/time.hpp"
 #include "node/store/store.hpp"
 
 struct MDB_env;
+struct MDB_txn;
 
 namespace shoal::store {
 
@@ -104,7 +106,8 @@ class LmdbStore final : public Store {
   [[nodiscard]] Status open_impl();
   // Grows the map; called by the writer with its LMDB transaction aborted. Statuses: kMapFull.
   [[nodiscard]] Status grow();
-  void end_read() noexcept;
+  // Ends a read: `txn` (nullptr for none) is reset and kept for reuse, up to kIdleReadsKept.
+  void end_read(MDB_txn* txn) noexcept;
 
   LmdbStoreOptions options_;
   StoreLimits limits_;
@@ -123,6 +126,11 @@ class LmdbStore final : public Store {
   std::condition_variable cv_;
   std::uint64_t active_readers_ = 0;
   bool growing_ = false;
+  // Reset read transactions (no snapshot; each keeps its reader slot) that begin_read renews
+  // instead of beginning a new one. At most kIdleReadsKept, so they leave most of max_readers to
+  // concurrent readers; aborted before mdb_env_close.
+  static constexpr std::size_t kIdleReadsKept = 8;
+  std::vector<MDB_txn*> idle_reads_;
 };
 
 }  // namespace shoal::store

@@ -38,6 +38,7 @@ struct Flags {
   bool no_repair = false;
   bool hostile_own_context = false;
   bool rollbacks = false;
+  bool sink = false;
   std::uint32_t large = 0;
   std::uint32_t large_dim = 128;
   std::string mutation = "none";
@@ -57,7 +58,9 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
                "the hostile peer also sends contexts claiming dots beyond their owner's counter (the receiver's own; with repair, the sender's own)");
   app.add_flag("--rollbacks", f.rollbacks,
                "drawn restores are undetected rollbacks (the copy keeps its incarnation; only a peer's hello reveals it)");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack");
+  app.add_flag("--sink", f.sink,
+               "a simulated cold-tier sink with outages of up to 7 simulated days; collection c goes to it, quota 40 entries (docs/sim.md)");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
   app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
   app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension (default 128)");
@@ -76,6 +79,7 @@ bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
   sc.repair = !f.no_repair;
   sc.hostile_own_context = f.hostile_own_context;
   sc.rollbacks = f.rollbacks;
+  sc.sink = f.sink;
   sc.large_records = f.large;
   sc.large_dim = f.large_dim;
   sc.mutation = *m;
@@ -116,6 +120,12 @@ void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
               r.stats.crashes_in_op, r.stats.commits_landed, r.stats.landed_client_ops,
               static_cast<long long>(r.stats.probe_max_ms), static_cast<long long>(r.stats.probe_bound_ms),
               r.stats.restores, r.stats.clones, r.stats.ops_forgotten, r.stats.messages_sent, r.stats.events, r.trace_hash);
+  if (sc.sink) {
+    std::printf("  sink: uploads=%" PRIu64 " acks=%" PRIu64 " lost=%" PRIu64 " quota_refusals=%" PRIu64
+                " longest_outage_s=%lld records=%" PRIu64 "\n",
+                r.stats.sink_uploads, r.stats.sink_acks, r.stats.sink_lost, r.stats.quota_refusals,
+                static_cast<long long>(r.stats.sink_outage_ms / 1000), r.stats.sink_records);
+  }
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());
     for (const auto& v : r.violations) std::printf("  violation %s: %s\n", v.kind.c_str(), v.detail.c_str());

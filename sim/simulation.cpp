@@ -19,6 +19,9 @@
 #include "node/core/node.hpp"
 #include "node/core/node_format.hpp"
 #include "node/store/memory_store.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink/segment.hpp"
+#include "sink/sink_service.hpp"
 #include "sim/event_queue.hpp"
 #include "sim/faulty_store.hpp"
 #include "sim/network.hpp"
@@ -57,6 +60,9 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kWrongMetric: return "wrong-metric";
     case Mutation::kReadOnlyDisk: return "read-only-disk";
     case Mutation::kUnreadableAfterAck: return "unreadable-after-ack";
+    case Mutation::kSinkAckUnapplied: return "sink-ack-unapplied";
+    case Mutation::kSinkQuotaOff: return "sink-quota-off";
+    case Mutation::kColdWrongMetric: return "cold-wrong-metric";
   }
   return "?";
 }
@@ -71,7 +77,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kNoSyncStore, Mutation::kTornCommit, Mutation::kLoseDeltas,
                      Mutation::kHostileSplit, Mutation::kReadElsewhere, Mutation::kKeepOwnClaims,
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
-                     Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck}) {
+                     Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
+                     Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -87,6 +94,7 @@ std::string reproduce_command(const Scenario& s) {
   if (s.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + mutation_name(s.mutation);
   if (s.hostile_own_context) cmd += " --hostile-own-context";
   if (s.rollbacks) cmd += " --rollbacks";
+  if (s.sink) cmd += " --sink";
   if (s.plan) cmd += " --scenario " + s.plan->path;
   if (s.large_records > 0) cmd += " --large " + std::to_string(s.large_records) + " --large-dim " + std::to_string(s.large_dim);
   if (s.max_converge != Duration::seconds(120)) cmd += " --max-converge-s " + std::to_string(s.max_converge.ms() / 1000);
@@ -122,8 +130,19 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{4} << 20;
 
 enum class Ev : std::uint8_t {
   kDeliver, kWake, kClientOp, kFault, kRestart, kUnpartition, kDiskRestore, kHeal, kCheck, kSample, kStranger,
-  kProbe, kProbeDeadline, kHostile, kPlanned, kBulk, kCopy, kRestore
+  kProbe, kProbeDeadline, kHostile, kPlanned, kBulk, kCopy, kRestore,
+  // --sink only: a peer's feed looks for its next upload; an upload reaches the sink; the sink's
+  // acknowledgement (b = 1) or the driver's timeout (b = 0) reaches the peer; an outage ends;
+  // the drain is checked.
+  kSinkPump, kSinkArrive, kSinkAck, kSinkBack, kSinkCheck
 };
+
+// The sink (docs/sim.md, "The sink and its outages").
+constexpr std::uint64_t kSinkQuota = 40;
+constexpr Duration kSinkPumpEvery = Duration::millis(50);
+constexpr std::int64_t kMaxSinkOutageMs = 7LL * 24 * 3600 * 1000;
+// After the drain starts, every backlog must reach 0 within this much simulated time.
+constexpr Duration kMaxSinkDrain = Duration::seconds(600);
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
 constexpr int kProbes = 3;
@@ -270,7 +289,35 @@ class Simulation {
     // Bumps when the peer is put on another copy of a store: frames its earlier life sent and
     // that are still in flight are dropped (a restore takes longer than any network delay).
     std::uint64_t life = 0;
+    // --sink: the upload on the way (at most one), and the one-way delay of the sink link.
+    std::optional<node::SinkUpload> sink_inflight;
+    Duration sink_delay;
   };
+  // --sink (docs/sim.md, "The sink and its outages").
+  struct SinkOutage {
+    MonoTime from;
+    MonoTime to;
+  };
+  std::unique_ptr<sink::MemoryObjectStore> sink_store_;
+  std::unique_ptr<sink::SinkService> sink_;
+  std::vector<SinkOutage> sink_outages_;
+  MonoTime sink_back_;      // the end of the last outage
+  MonoTime drain_start_;
+  bool sink_draining_ = false;
+  double sink_loss_ = 0.0;
+  Rng sink_rng_{0};
+  void sink_setup();
+  void sink_enable(std::uint32_t p);
+  bool sink_down() const;
+  void sink_pump(std::uint32_t p);
+  void sink_arrive(const Event& ev);
+  void sink_ack(const Event& ev);
+  void sink_reopen();
+  // Returns true when the drain phase starts (the event loop runs again).
+  bool sink_start_drain();
+  bool sink_check_drained();
+  void sink_checks();
+  void loop();
   // A restore or clone (docs/sim.md, "Restores and clones"): `source`'s store is copied at
   // `copy_at`; at `at`, `target` (the same peer for a restore) is stopped, put on the copy and
   // restarted after `downtime`.
@@ -451,8 +498,11 @@ MonoTime Simulation::local(std::uint32_t p, MonoTime t) const {
 
 MonoTime Simulation::global(std::uint32_t p, MonoTime local_time) const {
   // The first virtual time whose local time reaches `local_time`.
-  if (local_time.ns() <= 0 || local_time.ns() > INT64_MAX / 2'000'000) return local_time;
+  if (local_time.ns() <= 0) return local_time;
   const std::int64_t rate = 1'000'000 + peers_[p].drift_ppm;
+  // No overflow at any int64 time (the quotient is at most the time, the remainder's product at
+  // most 1e12); before --sink's long outages this returned local_time unchanged past ~76 minutes,
+  // which no run reached, so every other seed keeps its trace.
   std::int64_t t = (local_time.ns() / rate) * 1'000'000 + (local_time.ns() % rate) * 1'000'000 / rate;
   while (t > 0 && local(p, MonoTime::from_ns(t - 1)) >= local_time) --t;
   while (local(p, MonoTime::from_ns(t)) < local_time) ++t;
@@ -472,6 +522,11 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   // Small, so offline periods outlast what the buffer reaches back to and repair must run;
   // without repair, large, so the delta path alone must deliver everything.
   o.delta_buffer_max = sc_.repair ? 64 : 1'000'000;
+  // --sink: the buffer holds the sink's backlog (never trimmed past its cursor); at 64 entries
+  // peers' deltas would overflow it in every outage and each feed would fall back to full-state
+  // uploads, which cannot carry a delete or an overwrite of what the sink already holds
+  // (docs/tiers.md): docs/sim.md, "The sink and its outages".
+  if (sc_.sink) o.delta_buffer_max = 1'000'000;
   o.sync.repair_enabled = sc_.repair;
   o.mutations.lww_join = sc_.mutation == Mutation::kLww;
   o.mutations.lazy_counter = sc_.mutation == Mutation::kLazyCounter;
@@ -599,6 +654,7 @@ bool Simulation::open_node(std::uint32_t p) {
   peer.incarnation = peer.node->issuer().incarnation;
   std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
   peer.wake_at = MonoTime::from_ns(INT64_MAX);
+  if (sc_.sink) sink_enable(p);
   return true;
 }
 
@@ -783,6 +839,7 @@ void Simulation::setup() {
     push(now_ + restores_[i].at, Event{Ev::kRestore, i});
   }
   push(now_ + chaos_, Event{Ev::kHeal});
+  if (sc_.sink) sink_setup();
 }
 
 void Simulation::bulk_load(std::uint32_t first) {
@@ -1344,6 +1401,8 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
   std::vector<Done> done;
   Status st;
   std::string what;
+  // The quota checker: the backlog the node's quota check sees (nothing runs in between).
+  const std::uint64_t backlog_before = sc_.sink ? nd.sink_feed_status().backlog_entries : 0;
   std::vector<std::string> patterns;  // store-flip: the vectors the store must corrupt
   if (r < 0.55) {
     node::RecordValue v = random_value();
@@ -1377,6 +1436,24 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
   std::string ids;
   for (const auto& d : done) ids += d.id + ",";
   trace_.line(now_, static_cast<int>(p), what, std::string(t.name) + " " + ids + (st.ok() ? " ok" : " " + st.to_string()));
+  if (sc_.sink && t.name == kCollection) {
+    // Refused for the quota only at the quota; accepted only below it (docs/tiers.md).
+    if (st.detail() == Detail::kQuotaExceeded) {
+      ++stats_.quota_refusals;
+      if (backlog_before < kSinkQuota) {
+        violation("quota", peer_name(p) + fmt(" refused %s with kQuotaExceeded at backlog %llu < quota %llu: ", what.c_str(),
+                                             static_cast<unsigned long long>(backlog_before),
+                                             static_cast<unsigned long long>(kSinkQuota)) + st.to_string());
+      }
+      ++stats_.failed_ops;
+      return;  // never an acknowledged write: the oracle does not see it
+    }
+    if (st.ok() && backlog_before >= kSinkQuota) {
+      violation("quota", peer_name(p) + fmt(" accepted %s at backlog %llu >= quota %llu", what.c_str(),
+                                           static_cast<unsigned long long>(backlog_before),
+                                           static_cast<unsigned long long>(kSinkQuota)));
+    }
+  }
   if (!st.ok() && !landed_restart(p)) {
     ++stats_.failed_ops;
     return;
@@ -2086,6 +2163,32 @@ void Simulation::probe_deadline() {
 
 SeedResult Simulation::run() {
   setup();
+  loop();
+  if (!done_) violation("not_converged", "event queue ran dry before convergence");
+  if (sc_.sink && sink_start_drain()) {
+    loop();
+    if (!done_) violation("sink_not_drained", "event queue ran dry during the sink drain");
+  }
+  final_checks();
+  if (sc_.sink && sink_draining_) sink_checks();
+
+  SeedResult res;
+  res.seed = sc_.seed;
+  res.peers = n_;
+  res.sites = sites_;
+  res.violations = std::move(violations_);
+  res.converged = converged_;
+  res.converge_ms = converged_ ? converge_ms_ : 0;
+  stats_.max_in_flight = net_.max_in_flight();
+  stats_.records = oracle_.model().size();
+  res.stats = stats_;
+  res.scenario = scenario_line_;
+  res.trace_hash = trace_.hash();
+  res.timeline = std::move(timeline_);
+  return res;
+}
+
+void Simulation::loop() {
   while (!done_ && !queue_.empty()) {
     auto item = queue_.pop();
     now_ = item.at;
@@ -2154,7 +2257,9 @@ SeedResult Simulation::run() {
             trace_.line(now_, kNoPeer, "converged", fmt("after_ms=%lld", static_cast<long long>(converge_ms_)));
             mark(-1, "converged", fmt("%lld ms after heal", static_cast<long long>(converge_ms_)));
           }
-          if (probe_phase_ == 0) {
+          // --sink: no probes (a probe write at a node whose sink backlog is at its quota is
+          // refused, as it must be, while the sink is still out).
+          if (probe_phase_ == 0 && !sc_.sink) {
             start_probes();
             break;
           }
@@ -2193,6 +2298,30 @@ SeedResult Simulation::run() {
         sample_contexts();
         push(now_ + Duration::millis(200), Event{Ev::kSample});
         break;
+      case Ev::kSinkPump:
+        sink_pump(ev.a);
+        break;
+      case Ev::kSinkArrive:
+        sink_arrive(ev);
+        break;
+      case Ev::kSinkAck:
+        sink_ack(ev);
+        break;
+      case Ev::kSinkBack:
+        trace_.line(now_, kNoPeer, "sink_back", "");
+        sink_reopen();
+        break;
+      case Ev::kSinkCheck:
+        if (sink_check_drained()) {
+          done_ = true;
+        } else if (now_ - drain_start_ > kMaxSinkDrain) {
+          done_ = true;
+          violation("sink_not_drained", fmt("backlogs left %lld s after the drain started",
+                                            static_cast<long long>((now_ - drain_start_).ms() / 1000)));
+        } else {
+          push(now_ + Duration::millis(100), Event{Ev::kSinkCheck});
+        }
+        break;
     }
     // A process that died inside a store call during this event is gone now.
     for (std::uint32_t p = 0; p < n_; ++p) reap(p);
@@ -2201,23 +2330,283 @@ SeedResult Simulation::run() {
       refresh_views();
     }
   }
-  if (!done_) violation("not_converged", "event queue ran dry before convergence");
-  final_checks();
+}
 
-  SeedResult res;
-  res.seed = sc_.seed;
-  res.peers = n_;
-  res.sites = sites_;
-  res.violations = std::move(violations_);
-  res.converged = converged_;
-  res.converge_ms = converged_ ? converge_ms_ : 0;
-  stats_.max_in_flight = net_.max_in_flight();
-  stats_.records = oracle_.model().size();
-  res.stats = stats_;
-  res.scenario = scenario_line_;
-  res.trace_hash = trace_.hash();
-  res.timeline = std::move(timeline_);
-  return res;
+// --- The sink (docs/sim.md, "The sink and its outages") ---
+
+void Simulation::sink_setup() {
+  // Its own stream (not forked from the root), so the other concerns draw what they drew before.
+  sink_rng_ = Rng(sc_.seed * 0x9E3779B97F4A7C15ull + 15);
+  sink_store_ = std::make_unique<sink::MemoryObjectStore>();
+  auto opened = sink::SinkService::open(*sink_store_);
+  if (!opened.ok()) {
+    violation("sink", "the sink failed to open: " + opened.status().to_string());
+    return;
+  }
+  sink_ = std::move(opened).value();
+  sink_loss_ = sc_.faults ? sink_rng_.uniform_double() * 0.1 : 0.0;
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    peers_[p].sink_delay = Duration::millis(sink_rng_.uniform_range(20, 200));
+    push(now_ + Duration::millis(sink_rng_.uniform_range(1, 50)), Event{Ev::kSinkPump, p});
+  }
+  // 1-3 outages starting during chaos: short ones (0.2-4 s) or long ones (1 minute to 7 days).
+  const int outages = sc_.faults ? 1 + static_cast<int>(sink_rng_.uniform(3)) : 0;
+  for (int i = 0; i < outages; ++i) {
+    const MonoTime from = now_ + Duration::millis(sink_rng_.uniform_range(0, chaos_.ms()));
+    const std::int64_t ms = sink_rng_.bernoulli(0.6) ? sink_rng_.uniform_range(200, 4000)
+                                                     : sink_rng_.uniform_range(60'000, kMaxSinkOutageMs);
+    sink_outages_.push_back(SinkOutage{from, from + Duration::millis(ms)});
+    sink_back_ = std::max(sink_back_, from + Duration::millis(ms));
+    stats_.sink_outage_ms = std::max(stats_.sink_outage_ms, ms);
+    push(from + Duration::millis(ms), Event{Ev::kSinkBack});
+    scenario_line_ += fmt(" sink_outage=%lld+%lldms", static_cast<long long>(from.ns() / 1'000'000), static_cast<long long>(ms));
+  }
+  scenario_line_ += fmt(" sink_loss=%.3f", sink_loss_);
+  trace_.line(now_, kNoPeer, "sink", scenario_line_);
+}
+
+void Simulation::sink_enable(std::uint32_t p) {
+  node::Node& nd = *peers_[p].node;
+  node::TierPolicies policies = nd.tier_policies();
+  policies.collections[std::string(kCollection)].sink = true;
+  if (Status st = nd.set_tier_policies(std::move(policies)); !st.ok()) {
+    violation("sink", peer_name(p) + " set_tier_policies: " + st.to_string());
+    return;
+  }
+  node::SinkFeedOptions o;
+  // sink-quota-off: the quota the node checks is the buffer's bound, not the 40 expected.
+  o.quota_entries = sc_.mutation == Mutation::kSinkQuotaOff ? options_for(p).delta_buffer_max : kSinkQuota;
+  o.max_upload_entries = 16;
+  if (Status st = nd.enable_sink_feed(o); !st.ok()) {
+    // A store fault can strike the read or the persist: the pump tries again.
+    trace_.line(now_, static_cast<int>(p), "sink_enable_failed", st.to_string());
+  }
+  peers_[p].sink_inflight.reset();
+}
+
+bool Simulation::sink_down() const {
+  return std::any_of(sink_outages_.begin(), sink_outages_.end(),
+                     [&](const SinkOutage& o) { return now_ >= o.from && now_ < o.to; });
+}
+
+void Simulation::sink_pump(std::uint32_t p) {
+  if (!sink_draining_ && done_) return;
+  push(now_ + kSinkPumpEvery, Event{Ev::kSinkPump, p});
+  Peer& peer = peers_[p];
+  if (peer.node == nullptr || peer.faulty->crashed() || peer.sink_inflight) return;
+  if (!peer.node->sink_feed_status().enabled) {
+    sink_enable(p);
+    if (!peer.node->sink_feed_status().enabled) return;
+  }
+  auto up = peer.node->next_sink_upload();
+  if (!up.ok()) {
+    trace_.line(now_, static_cast<int>(p), "sink_next_failed", up.status().to_string());
+    return;
+  }
+  if (!*up) return;
+  node::SinkUpload& u = **up;
+  trace_.line(now_, static_cast<int>(p), "sink_send",
+              fmt("kind=%d seq=%llu..%llu bytes=%zu", static_cast<int>(u.kind), static_cast<unsigned long long>(u.first_seq),
+                  static_cast<unsigned long long>(u.last_seq), u.delta.size()));
+  Event ev{Ev::kSinkArrive, p, 0, peer.gen, u.delta};
+  ev.original = u.collection;
+  peer.sink_inflight = std::move(u);
+  push(now_ + peer.sink_delay, std::move(ev));
+}
+
+void Simulation::sink_arrive(const Event& ev) {
+  Peer& peer = peers_[ev.a];
+  const bool ack_anyway = sc_.mutation == Mutation::kSinkAckUnapplied;
+  bool taken = false;
+  if (sink_ == nullptr || sink_down() || (!healed_ && sink_rng_.bernoulli(sink_loss_))) {
+    trace_.line(now_, static_cast<int>(ev.a), "sink_lost", sink_down() ? "outage" : "loss");
+  } else if (ev.bytes.empty()) {
+    taken = true;  // nothing to store: acknowledged at once (as SinkService::apply_delta does)
+  } else {
+    // Before the heal, 5% of puts fail (half of them after the object was stored).
+    if (!healed_ && sink_rng_.bernoulli(0.05)) sink_store_->fail_next_writes(1, sink_rng_.bernoulli(0.5));
+    const std::int64_t wall = kEpochNs + now_.ns();
+    auto ack = sink_->apply_delta(ev.original, ev.bytes, wall);
+    sink_store_->fail_next_writes(0, false);
+    if (ack.ok()) {
+      taken = true;
+      ++stats_.sink_uploads;
+    } else {
+      trace_.line(now_, static_cast<int>(ev.a), "sink_refused", ack.status().to_string());
+    }
+  }
+  if (!taken) ++stats_.sink_lost;
+  const bool back = (taken || ack_anyway) && !(!healed_ && sink_rng_.bernoulli(sink_loss_));
+  // The acknowledgement, or the driver's timeout after the same round trip.
+  push(now_ + peer.sink_delay, Event{Ev::kSinkAck, ev.a, back ? 1u : 0u, ev.gen});
+}
+
+void Simulation::sink_ack(const Event& ev) {
+  Peer& peer = peers_[ev.a];
+  if (peer.node == nullptr || peer.gen != ev.gen || !peer.sink_inflight) return;
+  node::SinkUpload up = std::move(*peer.sink_inflight);
+  peer.sink_inflight.reset();
+  if (ev.b == 0) {
+    trace_.line(now_, static_cast<int>(ev.a), "sink_timeout", "");
+    return;
+  }
+  const Status st = peer.node->sink_acked(up);
+  trace_.line(now_, static_cast<int>(ev.a), "sink_acked", st.ok() ? fmt("through=%llu backlog=%llu",
+              static_cast<unsigned long long>(peer.node->sink_feed_status().uploaded_through),
+              static_cast<unsigned long long>(peer.node->sink_feed_status().backlog_entries)) : st.to_string());
+  if (st.ok()) ++stats_.sink_acks;
+  after_input(ev.a);
+}
+
+void Simulation::sink_reopen() {
+  // The sink comes back as a new process: its state is rebuilt from the object store.
+  if (sink_ == nullptr) return;
+  sink_.reset();
+  auto opened = sink::SinkService::open(*sink_store_);
+  if (!opened.ok()) {
+    violation("sink", "the sink failed to reopen: " + opened.status().to_string());
+    return;
+  }
+  sink_ = std::move(opened).value();
+}
+
+bool Simulation::sink_start_drain() {
+  if (!done_ || !converged_ || sink_ == nullptr) return false;
+  // The mesh converged and the workload stopped. If the sink is still out, the devices sit idle
+  // until it returns (up to 7 simulated days): virtual time jumps there, as for a suspended
+  // machine; what was in flight is dropped (a network that lost it).
+  done_ = false;
+  sink_draining_ = true;
+  queue_ = EventQueue<Event>();
+  const bool jump = now_ < sink_back_;
+  if (jump) {
+    trace_.line(now_, kNoPeer, "sink_jump", fmt("to_ms=%lld", static_cast<long long>(sink_back_.ns() / 1'000'000)));
+    now_ = sink_back_;
+    sink_reopen();
+  }
+  drain_start_ = now_;
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    Peer& peer = peers_[p];
+    ++peer.gen;  // events of the old queue are gone; nothing stale may match
+    peer.wake_at = MonoTime::from_ns(INT64_MAX);
+    peer.sink_inflight.reset();
+    if (peer.node == nullptr) continue;
+    after_input(p);
+    push(now_ + Duration::millis(1 + p), Event{Ev::kSinkPump, p});
+  }
+  push(now_ + Duration::millis(100), Event{Ev::kSinkCheck});
+  return true;
+}
+
+bool Simulation::sink_check_drained() {
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    const Peer& peer = peers_[p];
+    if (peer.node == nullptr) continue;
+    const node::SinkFeedStatus fs = peer.node->sink_feed_status();
+    if (!fs.enabled || fs.backlog_entries > 0 || fs.full_state_pending || peer.sink_inflight) return false;
+  }
+  return true;
+}
+
+void Simulation::sink_checks() {
+  // quota: after the sink returned and the feeds drained, every node's backlog is 0.
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    if (peers_[p].node == nullptr) continue;
+    const node::SinkFeedStatus fs = peers_[p].node->sink_feed_status();
+    if (fs.backlog_entries > 0 || fs.full_state_pending) {
+      violation("quota", peer_name(p) + fmt(": backlog %llu (full state pending: %d) after the drain",
+                                           static_cast<unsigned long long>(fs.backlog_entries), fs.full_state_pending ? 1 : 0));
+    }
+  }
+  // sink_state: the sink's live records of `c` are the oracle's (ids, dots and payloads).
+  crdt::RecordMap at_sink;
+  std::string after;
+  bool have = true;
+  for (int page = 0; page < 10'000; ++page) {
+    auto got = sink_->bootstrap(kCollection, after);
+    if (!got.ok()) {
+      if (got.status().detail() != Detail::kNoSuchCollection) violation("sink_state", "bootstrap: " + got.status().to_string());
+      have = got.status().detail() == Detail::kNoSuchCollection;
+      break;
+    }
+    if (!got->segment.empty()) {
+      auto seg = sink::decode_segment(got->segment);
+      if (!seg.ok()) {
+        violation("sink_state", "bootstrap page does not decode: " + seg.status().to_string());
+        have = false;
+        break;
+      }
+      crdt::Delta d = sink::segment_to_delta(*seg);
+      for (auto& [id, entries] : d.records) at_sink[id] = std::move(entries);
+    }
+    if (got->done) break;
+    after = got->next_after;
+  }
+  if (have) {
+    std::map<std::string, std::size_t> counts;
+    auto report = [&](const char* what, std::string detail) {
+      if (++counts[what] <= 3) violation("sink_state", std::move(detail));
+    };
+    std::size_t live = 0;
+    for (const auto& [id, entries] : oracle_.model().records()) {
+      if (entries.empty()) {
+        if (at_sink.count(id) != 0) report("deleted", "'" + id + "' was deleted by an acknowledged operation but the sink holds it");
+        continue;
+      }
+      ++live;
+      auto it = at_sink.find(id);
+      if (it == at_sink.end()) {
+        report("missing", "'" + id + "' is live in the oracle but not at the sink");
+        continue;
+      }
+      std::size_t extra = 0, missing = 0, other = 0;
+      for (const crdt::Entry& e : it->second) {
+        auto m = std::find_if(entries.begin(), entries.end(), [&](const crdt::Entry& o) { return o.dot == e.dot; });
+        if (m == entries.end()) ++extra;
+        else if (m->payload != e.payload) ++other;
+      }
+      for (const crdt::Entry& e : entries) {
+        if (std::none_of(it->second.begin(), it->second.end(), [&](const crdt::Entry& o) { return o.dot == e.dot; })) ++missing;
+      }
+      if (extra + missing + other > 0) {
+        report("differs", "'" + id + fmt("': the sink's entries differ from the oracle's (%zu extra, %zu missing, %zu other payload)",
+                                         extra, missing, other));
+      }
+    }
+    for (const auto& [id, entries] : at_sink) {
+      if (!oracle_.model().records().contains(id)) report("phantom", "'" + id + "' is at the sink but never written");
+    }
+    stats_.sink_records = at_sink.size();
+    trace_.line(now_, kNoPeer, "sink_state", fmt("sink=%zu oracle=%zu", at_sink.size(), live));
+  }
+  // cold_search: the sink's cold search equals exact search over the oracle's live records.
+  std::vector<std::string> ids;
+  std::vector<float> base;
+  for (const auto& [id, entries] : oracle_.model().records()) {
+    const crdt::Entry* w = crdt::winner(entries);
+    if (w == nullptr) continue;
+    auto v = node::decode_payload(std::string_view(reinterpret_cast<const char*>(w->payload.data()), w->payload.size()));
+    if (!v.ok() || v->vector.size() != dim_) return;  // search_check reported it
+    ids.push_back(id);
+    base.insert(base.end(), v->vector.begin(), v->vector.end());
+  }
+  Rng qr = sink_rng_.fork(1);
+  const index::Metric metric = sc_.mutation == Mutation::kColdWrongMetric ? index::Metric::kInnerProduct : index::Metric::kL2;
+  for (int qi = 0; qi < 3; ++qi) {
+    const std::vector<float> q = random_vector(qr);
+    auto exact = index::exact_knn(index::scalar_kernels(), index::Metric::kL2, base, dim_, q, 10);
+    auto cold = sink_->cold_search(kCollection, q, 10, metric);
+    if (!cold.ok()) {
+      if (!(ids.empty() && cold.status().detail() == Detail::kNoSuchCollection)) {
+        violation("cold_search", "the sink's cold search failed: " + cold.status().to_string());
+      }
+      continue;
+    }
+    std::string want, got;
+    for (const auto& nb : exact) want += ids[nb.label] + ",";
+    for (const auto& h : cold->hits) got += h.id + ",";
+    if (want != got) violation("cold_search", fmt("query %d: the sink answered [%s], exact search over the oracle [%s]", qi, got.c_str(), want.c_str()));
+  }
 }
 
 }  // namespace

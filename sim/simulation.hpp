@@ -76,7 +76,15 @@ enum class Mutation : std::uint8_t {
   // the start and after the heal (a disk that turned read-only): open, reopen.
   // unreadable-after-ack: the store fails the first read after each acknowledged client write:
   // state_unreadable.
-  kLenientDots, kWrongMetric, kReadOnlyDisk, kUnreadableAfterAck
+  kLenientDots, kWrongMetric, kReadOnlyDisk, kUnreadableAfterAck,
+  // The sink (--sink; docs/sim.md, "The sink and its outages"), simulator-side:
+  // sink-ack-unapplied: the driver acknowledges every upload as soon as it is sent, whether or
+  // not the sink took it (lost in an outage, or its put failed): sink_state.
+  // sink-quota-off: the feed is enabled with the delta buffer's bound as its quota while the
+  // checker expects 40 (a quota check that never fires): quota.
+  // cold-wrong-metric: the sink's cold search ranks by inner product while the oracle's exact
+  // search ranks by L2: cold_search.
+  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -152,6 +160,11 @@ struct Scenario {
   // HNSW graph is built and search_recall checks the real index. 0: the small default (8-d).
   std::uint32_t large_records = 0;
   std::uint32_t large_dim = 128;
+  // --sink (docs/sim.md, "The sink and its outages"): one simulated sink (sink::SinkService on a
+  // sink::MemoryObjectStore), collection `c` goes to it (TierPolicy::sink), each peer's feed has a
+  // quota of 40 entries and is driven over a per-peer sink link (delay, loss, the sink's outages
+  // of up to 7 simulated days). Off: nothing of it runs, so every seed keeps its trace.
+  bool sink = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;
 };
@@ -195,6 +208,13 @@ struct SeedStats {
   std::uint64_t restores = 0;            // peers put back on an older copy of their own store
   std::uint64_t clones = 0;              // peers started on a copy of another peer's store
   std::uint64_t ops_forgotten = 0;       // acknowledged operations a restore or clone lost for good
+  // --sink only.
+  std::uint64_t sink_uploads = 0;        // uploads the sink applied (non-empty deltas)
+  std::uint64_t sink_acks = 0;           // acknowledgements a node took (sink_acked OK)
+  std::uint64_t sink_lost = 0;           // uploads or acknowledgements lost (outage, loss, put failure)
+  std::uint64_t quota_refusals = 0;      // client writes refused with kQuotaExceeded
+  std::int64_t sink_outage_ms = 0;       // the longest drawn outage
+  std::uint64_t sink_records = 0;        // live records at the sink after the drain
 };
 
 struct SeedResult {

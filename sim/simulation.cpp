@@ -815,7 +815,10 @@ void Simulation::setup() {
   // peer has acknowledged deltas its copy lost, which its peers never send again; only repair
   // brings them back. Their own stream (not forked from the root), so other seeds keep their
   // traces.
-  if (!sc_.plan && sc_.faults && sc_.repair && n_ >= 2) {
+  // Not with --sink: a restore or clone makes the mesh forget acknowledged writes the sink
+  // already holds, and nothing brings them back to the mesh or removes them from the sink
+  // (docs/sim.md, "The sink and its outages").
+  if (!sc_.plan && sc_.faults && sc_.repair && n_ >= 2 && !sc_.sink) {
     Rng rr(sc_.seed * 0x9E3779B97F4A7C15ull + 11);
     for (int kind = 0; kind < 2; ++kind) {
       if (!rr.bernoulli(kind == 0 ? 0.25 : 0.15)) continue;

@@ -11,7 +11,8 @@
 // its store held), keep-own-claims (hostile_applied), lax-decode (bad_frame_accepted),
 // search-wrong-collection (search_phantom), lenient-dots (hostile_accepted), wrong-metric
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
-// driver's state_unreadable). docs/sim.md, "Proving the checkers", lists every checker with the
+// driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
+// (quota), cold-wrong-metric (cold_search). docs/sim.md, "Proving the checkers", lists every checker with the
 // mutation that proves it.
 #include <catch2/catch.hpp>
 
@@ -23,13 +24,15 @@ using namespace shoal::sim;
 namespace {
 
 // The first seed in [1, 100] with a violation (of `kind`, when given), or 0.
-std::uint64_t first_caught(Mutation m, bool repair, const std::string& kind = {}, bool faults = true) {
+std::uint64_t first_caught(Mutation m, bool repair, const std::string& kind = {}, bool faults = true,
+                           bool sink = false) {
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     Scenario sc;
     sc.seed = seed;
     sc.mutation = m;
     sc.repair = repair;
     sc.faults = faults;
+    sc.sink = sink;
     // A mutation that breaks convergence is caught at the bound; a shorter bound keeps it cheap.
     sc.max_converge = Duration::seconds(60);
     const SeedResult r = run_seed(sc);
@@ -208,4 +211,17 @@ TEST_CASE("a store that refuses every commit is caught by the driver's open and 
 
 TEST_CASE("a store whose reads fail right after an acknowledged write is caught by state_unreadable", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kUnreadableAfterAck, true, "state_unreadable", false) != 0);
+}
+
+// --sink (docs/sim.md, "The sink and its outages"): each sink checker fires on its mutation.
+TEST_CASE("a driver that acknowledges uploads the sink never took is caught by sink_state", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkAckUnapplied, true, "sink_state", true, true) != 0);
+}
+
+TEST_CASE("a feed whose quota check lets writes past the quota is caught by the quota checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkQuotaOff, true, "quota", true, true) != 0);
+}
+
+TEST_CASE("a sink whose cold search ranks by another metric is caught by cold_search", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kColdWrongMetric, true, "cold_search", true, true) != 0);
 }

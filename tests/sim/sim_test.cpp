@@ -44,6 +44,10 @@ TEST_CASE("a reproduce command names every option that shaped the scenario", "[s
   CHECK(reproduce_command(sc) == "shoal-sim --seed 42 --seeds 1 --peers 5 --no-repair --mutation lazy-counter");
   CHECK(parse_mutation("early-context-merge").value() == Mutation::kEarlyContextMerge);
   CHECK_FALSE(parse_mutation("bogus").ok());
+  sc.sink = true;
+  sc.mutation = Mutation::kSinkAckUnapplied;
+  CHECK(reproduce_command(sc) == "shoal-sim --seed 42 --seeds 1 --peers 5 --no-repair --mutation sink-ack-unapplied --sink");
+  CHECK(parse_mutation("cold-wrong-metric").value() == Mutation::kColdWrongMetric);
 }
 
 TEST_CASE("faulty seeds without mutations converge with no violation", "[sim]") {

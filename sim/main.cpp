@@ -280,6 +280,7 @@ int main(int argc, char** argv) {
     if (f.hostile_own_context) sc.hostile_own_context = true;
     if (f.rollbacks) sc.rollbacks = true;
     if (f.no_repair) sc.repair = false;
+    if (f.sink) sc.sink = true;
     sc.max_converge = shoal::Duration::seconds(f.max_converge_s);
     if (f.trace) sc.trace_out = stdout;
     for (std::uint64_t s = 0; s < f.seeds; ++s) {

@@ -90,7 +90,7 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
   }
   SHOAL_RETURN_IF_ERROR(only_keys(path, doc, "",
                                   {"name", "seed", "peers", "sites", "topology", "repair", "random_faults",
-                                   "hostile_own_context", "workload", "fault"}));
+                                   "hostile_own_context", "sink", "workload", "fault"}));
   Scenario sc;
   auto plan = std::make_shared<Plan>();
   if (const auto* n = doc.get("name")) {
@@ -124,13 +124,14 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
     }
     if (sites < 2 && t != "full") return bad(path, n, "topology", "a " + t + " of sites needs sites >= 2, got sites = " + std::to_string(sites));
   }
-  for (const char* key : {"repair", "random_faults", "hostile_own_context"}) {
+  for (const char* key : {"repair", "random_faults", "hostile_own_context", "sink"}) {
     if (const auto* n = doc.get(key)) {
       if (!n->is_boolean()) return bad(path, n, key, "expected true or false, got " + shown(*n));
       const bool v = n->as_boolean()->get();
       if (std::string_view(key) == "repair") sc.repair = v;
       if (std::string_view(key) == "random_faults") sc.faults = v;
       if (std::string_view(key) == "hostile_own_context") sc.hostile_own_context = v;
+      if (std::string_view(key) == "sink") sc.sink = v;
     }
   }
   if (!doc.get("random_faults")) sc.faults = false;  // a scenario's faults are its schedule unless asked

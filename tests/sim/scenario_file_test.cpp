@@ -75,6 +75,7 @@ TEST_CASE("bad scenario files are refused with file, line, key and value", "[sim
       {"peers = 3\n[[fault]]\nkind = \"crash\"\nat_s = 1\npeers = [0]\n", "key fault.for_s: required"},
       {"peers = 3\n[[fault]]\nkind = \"crash\"\nat_s = 99\nfor_s = 1\npeers = [0]\n", "x.toml:4: key fault.at_s: starts at or after the workload ends"},
       {"peers = 3\nrepair = 1\n", "x.toml:2: key repair: expected true or false, got 1"},
+      {"peers = 3\nsink = 1\n", "x.toml:2: key sink: expected true or false, got 1"},
       {"peers = [\n", "x.toml:"},  // a syntax error names its line too
   };
   for (const Case& c : cases) {
@@ -85,6 +86,15 @@ TEST_CASE("bad scenario files are refused with file, line, key and value", "[sim
     CHECK(sc.status().to_string().find(c.expect) != std::string::npos);
   }
   CHECK(parse_scenario_file("/nonexistent/x.toml").status().code() == Code::kIo);
+}
+
+TEST_CASE("a scenario file's sink key turns on the simulated sink", "[sim][scenario]") {
+  auto on = parse_scenario_text("peers = 3\nsink = true\n", "x.toml");
+  REQUIRE(on.ok());
+  CHECK(on->sink);
+  auto off = parse_scenario_text("peers = 3\n", "x.toml");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off->sink);
 }
 
 TEST_CASE("restores, rollbacks and clones in scenario files take a new incarnation and the oracle forgets what was lost",

@@ -1405,7 +1405,10 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
   Status st;
   std::string what;
   // The quota checker: the backlog the node's quota check sees (nothing runs in between).
-  const std::uint64_t backlog_before = sc_.sink ? nd.sink_feed_status().backlog_entries : 0;
+  // A feed not enabled (its enable_sink_feed struck by a store fault; the pump retries) checks
+  // no quota: nothing to judge.
+  const node::SinkFeedStatus feed_before = sc_.sink ? nd.sink_feed_status() : node::SinkFeedStatus{};
+  const std::uint64_t backlog_before = feed_before.backlog_entries;
   std::vector<std::string> patterns;  // store-flip: the vectors the store must corrupt
   if (r < 0.55) {
     node::RecordValue v = random_value();
@@ -1439,7 +1442,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
   std::string ids;
   for (const auto& d : done) ids += d.id + ",";
   trace_.line(now_, static_cast<int>(p), what, std::string(t.name) + " " + ids + (st.ok() ? " ok" : " " + st.to_string()));
-  if (sc_.sink && t.name == kCollection) {
+  if (sc_.sink && t.name == kCollection && feed_before.enabled) {
     // Refused for the quota only at the quota; accepted only below it (docs/tiers.md).
     if (st.detail() == Detail::kQuotaExceeded) {
       ++stats_.quota_refusals;

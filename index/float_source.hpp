@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
 namespace shoal::index {
 
@@ -36,6 +37,14 @@ class FloatReader {
   // yet normalized: the index normalizes), or nullptr when the source holds none. 4-byte aligned.
   // Valid until the next get() or the reader's destruction.
   virtual const float* get(std::uint64_t label) = 0;
+  // The vectors of labels[i] into out[i] (nullptr for none), all valid together until the next
+  // get() or get_many() or the reader's destruction. A search re-ranks its candidates with one
+  // call, so the reader can look them up in one pass and the index can prefetch every vector
+  // before it reads the first. The default calls get() per label: a reader whose get() reuses a
+  // buffer (a copy of an unaligned vector) must override it.
+  virtual void get_many(std::span<const std::uint64_t> labels, const float** out) {
+    for (std::size_t i = 0; i < labels.size(); ++i) out[i] = get(labels[i]);
+  }
 };
 
 class FloatSource {

@@ -132,6 +132,10 @@ struct Graph {
   // The re-ranking distance of `id` from a prepared query: exact from the kept floats or from
   // the source's vector through `r` (may be null), else from the codes, scaled. external_floats.cpp.
   float rerank_distance(const float* query, const std::int8_t* qcodes, std::uint32_t id, FloatReader* r) const noexcept;
+  // rerank_distance of every id into out[i], reading the source's vectors with one get_many and
+  // prefetching each vector while the one before it is measured (external_floats.cpp).
+  void rerank_many(const float* query, const std::int8_t* qcodes, std::span<const std::uint32_t> ids,
+                   FloatReader* r, float* out) const;
   // The source's vector of `id`, prepared (normalized for cosine), into out[0, dim); false when
   // there is no source or reader or it holds no vector for the label. external_floats.cpp.
   bool source_vector(std::uint32_t id, FloatReader* r, float* out) const noexcept;

@@ -57,6 +57,9 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
   // Int8 graphs whose floats live in the caller's source read them through one reader per search.
   std::unique_ptr<FloatReader> reader;
   if (g.source != nullptr) reader = g.reader();
+  // The candidates to re-rank and their distances, measured in one pass (Graph::rerank_many).
+  thread_local std::vector<std::uint32_t> rerank_ids;
+  thread_local std::vector<float> rerank_d;
   auto exact_scan = [&](Plan plan, const auto& each_id) {
     if (g.reranks()) {
       detail::TopK coarse(std::max(ef, 4 * k));
@@ -65,11 +68,12 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
         ++out.distance_count;
       });
       detail::TopK top(k);
-      for (const Neighbor& n : coarse.take_sorted()) {
-        const auto id = static_cast<std::uint32_t>(n.label);
-        top.push(g.rerank_distance(q, qc, id, reader.get()), g.label(id));
-        ++out.distance_count;
-      }
+      rerank_ids.clear();
+      for (const Neighbor& n : coarse.take_sorted()) rerank_ids.push_back(static_cast<std::uint32_t>(n.label));
+      rerank_d.resize(rerank_ids.size());
+      g.rerank_many(q, qc, rerank_ids, reader.get(), rerank_d.data());
+      for (std::size_t i = 0; i < rerank_ids.size(); ++i) top.push(rerank_d[i], g.label(rerank_ids[i]));
+      out.distance_count += rerank_ids.size();
       out.neighbors = top.take_sorted();
     } else {
       detail::TopK top(k);
@@ -140,17 +144,17 @@ Result<SearchResult> HnswIndex::search(const SearchRequest& req) const {
 
   // Results: exact re-ranking when floats are kept; code distances scaled otherwise.
   detail::TopK top(k);
-  for (const detail::Cand& c : s.top) {
-    float d = c.d;
-    if (g.quantized) {
-      if (g.reranks()) {
-        d = g.rerank_distance(q, qc, c.id, reader.get());
-        ++out.distance_count;
-      } else {
-        d = g.code_distance_scaled(c.d);
-      }
+  if (g.reranks()) {
+    rerank_ids.clear();
+    for (const detail::Cand& c : s.top) rerank_ids.push_back(c.id);
+    rerank_d.resize(rerank_ids.size());
+    g.rerank_many(q, qc, rerank_ids, reader.get(), rerank_d.data());
+    for (std::size_t i = 0; i < rerank_ids.size(); ++i) top.push(rerank_d[i], g.label(rerank_ids[i]));
+    out.distance_count += rerank_ids.size();
+  } else {
+    for (const detail::Cand& c : s.top) {
+      top.push(g.quantized ? g.code_distance_scaled(c.d) : c.d, g.label(c.id));
     }
-    top.push(d, g.label(c.id));
   }
   out.plan = Plan::kGraph;
   out.neighbors = top.take_sorted();

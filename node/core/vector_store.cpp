@@ -2,8 +2,10 @@
 // (node/core/vector_store.hpp; docs/node-format.md, "Vectors apart from their records").
 #include "node/core/vector_store.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -169,25 +171,53 @@ class StoreFloatReader final : public index::FloatReader {
       : txn_(std::move(txn)), key_(format::vector_key(cid, 0)), dimension_(dimension) {}
 
   const float* get(std::uint64_t label) override {
+    const char* p = lookup(label);
+    if (p == nullptr || !unaligned(p)) return reinterpret_cast<const float*>(p);
+    scratch_.resize(dimension_);
+    std::memcpy(scratch_.data(), p, std::size_t{dimension_} * sizeof(float));
+    return scratch_.data();
+  }
+
+  void get_many(std::span<const std::uint64_t> labels, const float** out) override {
+    // Looked up in key order, so consecutive lookups walk the B-tree's pages in order (the
+    // branch pages they share stay in cache). Views into the map stay valid together for the
+    // transaction's life; only an unaligned vector is copied, each to its own slot.
+    order_.resize(labels.size());
+    for (std::size_t i = 0; i < labels.size(); ++i) order_[i] = static_cast<std::uint32_t>(i);
+    std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) { return labels[a] < labels[b]; });
+    for (const std::uint32_t i : order_) {
+      const char* p = lookup(labels[i]);
+      if (p != nullptr && unaligned(p)) {
+        if (scratch_.size() < labels.size() * dimension_) scratch_.resize(labels.size() * dimension_);
+        float* slot = scratch_.data() + std::size_t{i} * dimension_;
+        std::memcpy(slot, p, std::size_t{dimension_} * sizeof(float));
+        out[i] = slot;
+      } else {
+        out[i] = reinterpret_cast<const float*>(p);
+      }
+    }
+  }
+
+ private:
+  // The vector's bytes in place, or nullptr when the label has none (or of another size).
+  const char* lookup(std::uint64_t label) {
     // The key's last 8 bytes are the label, big-endian: rewritten in place, no allocation.
     for (std::size_t i = 0; i < 8; ++i) key_[4 + i] = static_cast<char>((label >> (56 - 8 * i)) & 0xff);
     auto v = txn_->get_view(Table::kVectors, key_);
     if (!v.ok() || v->size() != std::size_t{dimension_} * sizeof(float)) return nullptr;
-    // In place, from the memory map, when aligned (docs/storage.md says why it always is in the
-    // vectors table); a copy otherwise.
-    if (reinterpret_cast<std::uintptr_t>(v->data()) % alignof(float) != 0) {
-      scratch_.resize(dimension_);
-      std::memcpy(scratch_.data(), v->data(), v->size());
-      return scratch_.data();
-    }
-    return reinterpret_cast<const float*>(v->data());
+    return v->data();
+  }
+  // In place, from the memory map, when aligned (docs/storage.md says why it always is in the
+  // vectors table); a copy otherwise.
+  static bool unaligned(const char* p) noexcept {
+    return reinterpret_cast<std::uintptr_t>(p) % alignof(float) != 0;
   }
 
- private:
   std::unique_ptr<store::ReadTxn> txn_;
   std::string key_;
   std::uint32_t dimension_;
   std::vector<float> scratch_;
+  std::vector<std::uint32_t> order_;
 };
 
 }  // namespace

@@ -65,7 +65,7 @@ TEST_CASE("faulty seeds without mutations converge with no violation", "[sim]") 
   CHECK(converged == 25);
 }
 
-TEST_CASE("--sink: through outages of up to 7 days, writes stop at the quota, the backlog drains, the sink equals the oracle", "[sim]") {
+TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the quota, the backlog drains, the sink equals the oracle", "[sim]") {
   // Seeds 1..20 with the sink: no violation (quota, sink_state, cold_search and the mesh's own
   // checkers), and among them some writes were refused at the quota, some outage lasted more
   // than a simulated day, and the sink holds records after the drain.

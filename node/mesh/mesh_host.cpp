@@ -22,9 +22,7 @@
 #include <variant>
 
 #include "common/random.hpp"
-#include "crdt/codec.hpp"
 #include "crdt/replica.hpp"
-#include "sink/segment.hpp"
 #include "sink/sink_service.hpp"
 #include "transport/codec_wire.hpp"
 #include "transport/rpc.capnp.h"
@@ -889,25 +887,11 @@ struct BootstrapRun {
 
 // Joins one page into the node.
 Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootstrapPage& page) {
-  crdt::Delta delta;
-  if (!page.segment.empty()) {
-    auto seg = sink::decode_segment(page.segment);
-    if (!seg.ok()) return seg.status().with_context("the sink's bootstrap page of '" + run.collection + "'");
-    if (seg->collection != run.collection) {
-      return Status(Detail::kMalformed, str_cat("the sink's bootstrap page names collection '", seg->collection,
-                                                "', asked for '", run.collection, "'"));
-    }
-    delta = sink::segment_to_delta(*seg);
-    for (const auto& r : seg->records) run.ids.insert(r.id);
-    run.report.records += seg->records.size();
-    run.report.bytes += page.segment.size();
-  }
-  if (page.done && !page.context.empty()) {
-    auto ctx = crdt::decode_context(std::span<const std::uint8_t>(
-        reinterpret_cast<const std::uint8_t*>(page.context.data()), page.context.size()));
-    if (!ctx.ok()) return ctx.status().with_context("the sink's context of '" + run.collection + "'");
-    delta.context.merge(*ctx);
-  }
+  const std::size_t before = run.ids.size();
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta delta,
+                         sink::bootstrap_page_delta(run.collection, page.segment, page.context, page.done, run.ids));
+  run.report.records += run.ids.size() - before;
+  run.report.bytes += page.segment.size();
   ++run.report.pages;
   return node.write([&](Node& n) { return n.join_sink_page(run.collection, std::move(delta), page.done, run.ids); });
 }

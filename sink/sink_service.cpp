@@ -91,6 +91,30 @@ crdt::Delta segment_to_delta(const Segment& segment) {
   return d;
 }
 
+Result<crdt::Delta> bootstrap_page_delta(std::string_view collection, std::string_view segment,
+                                         std::string_view context, bool done, std::set<std::string>& ids) {
+  crdt::Delta delta;
+  if (!segment.empty()) {
+    auto seg = decode_segment(segment);
+    if (!seg.ok()) return seg.status().with_context(str_cat("the sink's bootstrap page of '", collection, "'"));
+    if (seg->collection != collection) {
+      return Status(Detail::kMalformed, str_cat("the sink's bootstrap page names collection '", seg->collection,
+                                                "', asked for '", collection, "'"));
+    }
+    delta = segment_to_delta(*seg);
+    for (const auto& r : seg->records) ids.insert(r.id);
+  }
+  if (done && !context.empty()) {
+    auto ctx = crdt::decode_context(as_bytes(context));
+    if (!ctx.ok()) {
+      return Status(Detail::kMalformed, str_cat("the sink's context of '", collection, "' does not decode: ",
+                                                ctx.status().to_string()));
+    }
+    delta.context.merge(*ctx);
+  }
+  return delta;
+}
+
 Segment records_to_segment(std::string_view collection, const crdt::RecordMap& records) {
   Segment s;
   s.collection = std::string(collection);

@@ -213,20 +213,26 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
       up.last_seq = seq;  // skipped: acknowledged together with this upload
       return true;
     }
-    if (!up.collection.empty() &&
-        (up.collection != c->spec.name || bytes + e.delta.size() > sink_.options.max_upload_bytes)) {
-      return false;  // the next upload starts here
-    }
-    auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(e.delta.data()), e.delta.size()));
+    if (!up.collection.empty() && up.collection != c->spec.name) return false;  // the next upload starts here
+    // A skeleton is re-hydrated from the records' current state (D51); the byte limit counts
+    // what is sent.
+    auto delta = DeltaBuffer::delta_of(*txn, e);
     if (!delta.ok()) {
       err = delta.status().with_context(str_cat("delta buffer entry ", seq));
       return false;
     }
+    std::size_t delta_size = e.stored.size();
+    if (e.skeleton) {
+      crdt::Bytes sized;
+      crdt::encode_delta(*delta, sized);
+      delta_size = sized.size();
+    }
+    if (!up.collection.empty() && bytes + delta_size > sink_.options.max_upload_bytes) return false;
     if (up.first_seq == 0) up.first_seq = seq;
     up.collection = c->spec.name;
     up.last_seq = seq;
     ++up.entries;
-    bytes += e.delta.size();
+    bytes += delta_size;
     joined.join(*delta);
     return true;
   }));

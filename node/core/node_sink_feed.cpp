@@ -355,7 +355,19 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
   }
   Pending pending = Pending::of(*c);
   DeltaBuffer::Cursor cur = buffer_.cursor();
-  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, page, pending, cur, nullptr));
+  // Joined as a repair, not as a delta: the last page's context is the sink's whole context,
+  // which covers the dots of records on earlier pages that this page does not name. Kept in the
+  // buffer as a delta, it would tell a full-state joiner (the sink, when this device's feed
+  // uploads it) that those records were removed. A repair judges the records it names by that
+  // context, adds only the dots it received, and buffers what changed here with those records'
+  // dots alone (docs/protocol.md, "Digest path"). The cost: the dots of records deleted at the
+  // sink that this device never held are not learned here (peers that hold such a record stale
+  // hear the delete from its origin, as any peer does).
+  std::vector<std::string> ids;
+  ids.reserve(page.records.size());
+  for (const auto& [id, entries] : page.records) ids.push_back(id);
+  SHOAL_RETURN_IF_ERROR(
+      join_in_txn(*txn, *c, ids, page.records, page.context, JoinKind::kRepair, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   if (next) issuer_ = *next;

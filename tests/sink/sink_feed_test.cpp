@@ -42,26 +42,7 @@ node::TierPolicies sink_policy_for(std::initializer_list<const char*> names) {
   return p;
 }
 
-// Runs the feed until it has nothing left: each upload with a delta goes to the sink and is
-// acknowledged after the sink took it. Returns the uploads sent.
-int drain(node::Node& n, SinkService& sink) {
-  int sent = 0;
-  for (int guard = 0; guard < 100'000; ++guard) {
-    auto up = n.next_sink_upload();
-    INFO(up.status().to_string());
-    REQUIRE(up.ok());
-    if (!*up) return sent;
-    if (!(*up)->delta.empty()) {
-      auto ack = sink.apply_delta((*up)->collection, (*up)->delta, kNow);
-      INFO(ack.status().to_string());
-      REQUIRE(ack.ok());
-      ++sent;
-    }
-    REQUIRE(n.sink_acked(**up).ok());
-  }
-  FAIL("the sink feed never ran dry");
-  return sent;
-}
+int drain(node::Node& n, SinkService& sink) { return sink_test::drain(n, sink, kNow); }
 
 void check_sink_equals_node(SinkService& sink, node::Node& n, const std::string& coll, std::uint32_t dim, Rng& rng) {
   auto state = n.crdt_state_for_testing(coll);

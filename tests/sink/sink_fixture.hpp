@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,46 @@ inline void restore(node::Node& fresh, const node::CollectionSpec& spec, const s
   INFO(st.to_string());
   REQUIRE(st.ok());
   (void)fresh.take_outbox();
+}
+
+// Runs `n`'s sink feed until it has nothing left: each upload with a delta goes to `sink` and is
+// acknowledged after the sink took it. Returns the uploads sent.
+inline int drain(node::Node& n, sink::SinkService& sink, std::int64_t now_wall_ns) {
+  int sent = 0;
+  for (int guard = 0; guard < 100'000; ++guard) {
+    auto up = n.next_sink_upload();
+    INFO(up.status().to_string());
+    REQUIRE(up.ok());
+    if (!*up) return sent;
+    if (!(*up)->delta.empty()) {
+      auto ack = sink.apply_delta((*up)->collection, (*up)->delta, now_wall_ns);
+      INFO(ack.status().to_string());
+      REQUIRE(ack.ok());
+      ++sent;
+    }
+    REQUIRE(n.sink_acked(**up).ok());
+  }
+  FAIL("the sink feed never ran dry");
+  return sent;
+}
+
+// Joins every bootstrap page of `collection` into `node` as shoald's bootstrap does
+// (MeshHost::bootstrap_from_sink): sink::bootstrap_page_delta, then Node::join_sink_page.
+inline void bootstrap_into(node::Node& node, const sink::SinkService& sink, const std::string& collection) {
+  std::set<std::string> ids;
+  std::string after;
+  for (int guard = 0; guard < 1000; ++guard) {
+    auto page = sink.bootstrap(collection, after);
+    REQUIRE(page.ok());
+    auto delta = sink::bootstrap_page_delta(collection, page->segment, page->context, page->done, ids);
+    REQUIRE(delta.ok());
+    Status st = node.join_sink_page(collection, std::move(*delta), page->done, ids);
+    INFO(st.to_string());
+    REQUIRE(st.ok());
+    if (page->done) return;
+    after = page->next_after;
+  }
+  FAIL("the bootstrap did not end");
 }
 
 }  // namespace shoal::sink_test

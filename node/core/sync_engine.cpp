@@ -137,6 +137,13 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
         batch.last_seq = seq;
         return true;
       }
+      if (spec) name = spec->name;
+      const TierPolicy* policy = warm && !name.empty() ? &policies_.of(name) : nullptr;
+      if (policy != nullptr && !policy->warm) {  // not replicated to warm peers: passed over, as if acknowledged
+        batch.last_seq = seq;
+        ++stats_.warm_entries_withheld;
+        return true;
+      }
       // Only entries that go are re-hydrated; the limits count the bytes sent.
       auto sent = DeltaBuffer::delta_bytes(**txn, e, scratch);
       if (!sent.ok()) {
@@ -145,24 +152,15 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
       }
       const std::string_view delta = *sent;
       if (bytes > 0 && bytes + delta.size() > options_.max_batch_bytes) return false;
-      if (spec) name = spec->name;
-      if (warm && !name.empty()) {
-        const TierPolicy& policy = policies_.of(name);
-        if (!policy.warm) {  // not replicated to warm peers: passed over, as if acknowledged
-          batch.last_seq = seq;
-          ++stats_.warm_entries_withheld;
-          return true;
+      if (policy != nullptr && policy->warm_budget_bytes != 0) {
+        const BudgetWindow& w = window(name, now);
+        std::uint64_t& mine = planned[name];
+        const bool first_of_window = w.spent == 0 && mine == 0;
+        if (!first_of_window && w.spent + mine + delta.size() > policy->warm_budget_bytes) {
+          over_budget = true;  // this entry and the ones behind it wait for the next window
+          return false;
         }
-        if (policy.warm_budget_bytes != 0) {
-          const BudgetWindow& w = window(name, now);
-          std::uint64_t& mine = planned[name];
-          const bool first_of_window = w.spent == 0 && mine == 0;
-          if (!first_of_window && w.spent + mine + delta.size() > policy.warm_budget_bytes) {
-            over_budget = true;  // this entry and the ones behind it wait for the next window
-            return false;
-          }
-          mine += delta.size();
-        }
+        mine += delta.size();
       }
       batch.last_seq = seq;
       if (spec) cids.insert(e.cid);

@@ -63,6 +63,7 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSinkAckUnapplied: return "sink-ack-unapplied";
     case Mutation::kSinkQuotaOff: return "sink-quota-off";
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
+    case Mutation::kStaleIncarnation: return "stale-incarnation";
   }
   return "?";
 }
@@ -78,7 +79,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kHostileSplit, Mutation::kReadElsewhere, Mutation::kKeepOwnClaims,
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
-                     Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric}) {
+                     Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
+                     Mutation::kStaleIncarnation}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -261,7 +263,7 @@ Result<crdt::ORMap> catalogue_in(store::Store& st);
 class Simulation {
  public:
   explicit Simulation(const Scenario& sc)
-      : sc_(sc), root_(sc.seed), trace_(sc.trace_out), net_({0}, {}, Rng(0)) {}
+      : sc_(sc), root_(sc.seed), incarnation_rng_(sc.seed * 0x9E3779B97F4A7C15ull + 23), trace_(sc.trace_out), net_({0}, {}, Rng(0)) {}
   Simulation(const Simulation&) = delete;
   Simulation& operator=(const Simulation&) = delete;
 
@@ -433,6 +435,7 @@ class Simulation {
 
   Scenario sc_;
   Rng root_;
+  Rng incarnation_rng_;  // NodeOptions::entropy of every peer (its own stream)
   Trace trace_;
   Network net_;
   EventQueue<Event> queue_;
@@ -538,6 +541,10 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   o.mutations.recreate_keeps_hidden = sc_.mutation == Mutation::kRecreateKeepsHidden;
   o.mutations.catalogue_not_relayed = sc_.mutation == Mutation::kCatalogueNotRelayed;
   o.mutations.keep_own_claims = sc_.mutation == Mutation::kKeepOwnClaims;
+  o.mutations.stale_incarnation = sc_.mutation == Mutation::kStaleIncarnation;
+  // New incarnations take a random step (docs/crdt.md, "Incarnations"): bits from the seed's own
+  // stream, drawn in event order, so a seed still gives one run.
+  o.entropy = [this]() { return incarnation_rng_.next_u64(); };
   return o;
 }
 
@@ -830,7 +837,9 @@ void Simulation::setup() {
         r.source = static_cast<std::uint32_t>(rr.uniform(n_ - 1));
         if (r.source >= r.target) ++r.source;
       }
-      r.detected = !sc_.rollbacks;
+      // Half are undetected rollbacks by default (the node's fresh incarnation at its first write
+      // closes the window they used to open, D48); --rollbacks makes them all undetected.
+      r.detected = !sc_.rollbacks && rr.bernoulli(0.5);
       r.copy_at = Duration::millis(chaos_.ms() / 10 + rr.uniform_range(0, chaos_.ms() * 4 / 10));
       r.at = r.copy_at + Duration::millis(rr.uniform_range(300, std::max<std::int64_t>(301, chaos_.ms() * 9 / 10 - r.copy_at.ms())));
       r.downtime = Duration::millis(rr.uniform_range(50, 2000));

@@ -64,6 +64,9 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSinkQuotaOff: return "sink-quota-off";
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
     case Mutation::kStaleIncarnation: return "stale-incarnation";
+    case Mutation::kTruncatedRequest: return "truncated-request";
+    case Mutation::kRestoreDiskFull: return "restore-disk-full";
+    case Mutation::kFullAfterHeal: return "full-after-heal";
   }
   return "?";
 }
@@ -80,7 +83,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
                      Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
-                     Mutation::kStaleIncarnation}) {
+                     Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
+                     Mutation::kFullAfterHeal}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -1480,10 +1484,19 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     violation("state_unreadable", peer_name(p) + ": " + after.status().to_string());
     return;
   }
+  if (!st.ok() && *after == *before) {
+    // The commit that landed was not the operation's: the node's fresh incarnation before its
+    // first write after an open (D48) commits on its own, and the crash struck there. Nothing of
+    // the operation happened (shoal-sim --seed 5789 --no-repair).
+    trace_.line(now_, static_cast<int>(p), "landed_not_op", "");
+    ++stats_.failed_ops;
+    return;
+  }
   for (const Done& d : done) {
     if (d.upsert) {
       // The oracle models the bytes the client sent, not what the node stored.
-      const crdt::Bytes sent = payload_bytes(d.value);
+      crdt::Bytes sent = payload_bytes(d.value);
+      if (sc_.mutation == Mutation::kTruncatedRequest && !sent.empty()) sent.pop_back();  // mutation under test
       auto dot = t.oracle->upsert(peer.node->issuer(), d.id, entries_of(*before, d.id), entries_of(*after, d.id),
                                   violations_, &sent);
       ++stats_.acked_upserts;
@@ -1537,12 +1550,18 @@ void Simulation::catalogue_op(std::uint32_t p) {
     return;
   }
   if (st.ok() && !died_after_commit(p)) return;
-  ++stats_.catalogue_ops;
   auto cat_after = catalogue(p);
   if (!cat_after.ok()) {
     violation("state_unreadable", peer_name(p) + " catalogue: " + cat_after.status().to_string());
     return;
   }
+  if (!st.ok() && cat_before.ok() && *cat_after == *cat_before) {
+    // As in data_op: the landed commit was the fresh incarnation's (D48), not the operation's.
+    trace_.line(now_, static_cast<int>(p), "landed_not_op", "");
+    ++stats_.failed_ops;
+    return;
+  }
+  ++stats_.catalogue_ops;
   if (was_live) {
     oracle_catalogue_.remove(kSecond, entries_of(*cat_before, kSecond));
     // The drop deletes every record it observed, as a remove of each would.
@@ -1726,6 +1745,7 @@ void Simulation::restore(std::uint32_t i) {
     }
     how = "new incarnation " + next.to_string();
   }
+  if (sc_.mutation == Mutation::kRestoreDiskFull) peer.store->fail_next_writes(1);  // mutation under test
   if (Status st = put_tables(*peer.store, img); !st.ok()) {
     violation("restore", peer_name(t) + " could not be put on the copy: " + st.to_string());
     return;
@@ -2086,6 +2106,9 @@ std::vector<Duration> Simulation::delta_bounds(std::uint32_t from) const {
 
 void Simulation::start_probes() {
   probe_phase_ = 1;
+  if (sc_.mutation == Mutation::kFullAfterHeal) {  // mutation under test
+    for (Peer& peer : peers_) peer.store->set_capacity_bytes(peer.store->used_bytes());
+  }
   Duration worst;
   for (std::uint32_t a = 0; a < n_; ++a) {
     for (const Duration& d : delta_bounds(a)) worst = std::max(worst, d);

@@ -245,3 +245,19 @@ TEST_CASE("a feed whose quota check lets writes past the quota is caught by the 
 TEST_CASE("a sink whose cold search ranks by another metric is caught by cold_search", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kColdWrongMetric, true, "cold_search", true, true) != 0);
 }
+
+// The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a
+// simulator-side mutation that breaks what the checker guards.
+TEST_CASE("an oracle winner that does not decode is caught by payload", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTruncatedRequest, true, "payload") != 0);
+}
+
+TEST_CASE("a copy that cannot be written to the restored device's disk is caught by restore", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kRestoreDiskFull, true, "restore") != 0);
+}
+
+TEST_CASE("a probe write that fails on the healed mesh is caught by delta_probe, with repair on and off",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kFullAfterHeal, true, "delta_probe") != 0);
+  CHECK(first_caught(Mutation::kFullAfterHeal, false, "delta_probe") != 0);
+}

@@ -150,7 +150,21 @@ class ReadView {
 // A snapshot: sees every transaction committed before it began and nothing later. Destroying it
 // releases the snapshot. Keep read transactions short: LmdbStore cannot grow its map while one
 // is open (see lmdb_store.hpp).
-class ReadTxn : public ReadView {};
+class ReadTxn : public ReadView {
+ public:
+  // Which snapshot, at which addresses, this transaction reads: two read transactions with the
+  // same non-zero stamp see the same bytes at the same addresses through get_view, and a view
+  // read by one stays valid for as long as any transaction with that stamp is open (LmdbStore:
+  // the same txnid of the same map; LMDB frees no page of a snapshot while a reader holds it, and
+  // the map moves only when it grows). Readers use it to share views between transactions
+  // (StoreFloatSource's pointer cache). {} (zero): no such promise (MemoryStore).
+  struct Stamp {
+    std::uint64_t snapshot = 0;  // LmdbStore: the txnid; 0: none
+    std::uint64_t mapping = 0;   // LmdbStore: how many times the map has grown
+    friend bool operator==(const Stamp&, const Stamp&) = default;
+  };
+  virtual Stamp stamp() const noexcept { return {}; }
+};
 
 // The one write transaction. Destroying it without commit() aborts it. After commit() or abort()
 // the object may only be destroyed (calling anything else is a bug and asserts).

@@ -60,7 +60,7 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
                "drawn restores are undetected rollbacks (the copy keeps its incarnation; only a peer's hello reveals it)");
   app.add_flag("--sink", f.sink,
                "a simulated cold-tier sink with outages of up to 7 simulated days; collection c goes to it, quota 40 entries (docs/sim.md)");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric|stale-incarnation|truncated-request|restore-disk-full|full-after-heal");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
   app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
   app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension (default 128)");

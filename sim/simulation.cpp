@@ -63,6 +63,10 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSinkAckUnapplied: return "sink-ack-unapplied";
     case Mutation::kSinkQuotaOff: return "sink-quota-off";
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
+    case Mutation::kStaleIncarnation: return "stale-incarnation";
+    case Mutation::kTruncatedRequest: return "truncated-request";
+    case Mutation::kRestoreDiskFull: return "restore-disk-full";
+    case Mutation::kFullAfterHeal: return "full-after-heal";
   }
   return "?";
 }
@@ -78,7 +82,9 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kHostileSplit, Mutation::kReadElsewhere, Mutation::kKeepOwnClaims,
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
-                     Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric}) {
+                     Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
+                     Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
+                     Mutation::kFullAfterHeal}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -261,7 +267,7 @@ Result<crdt::ORMap> catalogue_in(store::Store& st);
 class Simulation {
  public:
   explicit Simulation(const Scenario& sc)
-      : sc_(sc), root_(sc.seed), trace_(sc.trace_out), net_({0}, {}, Rng(0)) {}
+      : sc_(sc), root_(sc.seed), incarnation_rng_(sc.seed * 0x9E3779B97F4A7C15ull + 23), trace_(sc.trace_out), net_({0}, {}, Rng(0)) {}
   Simulation(const Simulation&) = delete;
   Simulation& operator=(const Simulation&) = delete;
 
@@ -433,6 +439,7 @@ class Simulation {
 
   Scenario sc_;
   Rng root_;
+  Rng incarnation_rng_;  // NodeOptions::entropy of every peer (its own stream)
   Trace trace_;
   Network net_;
   EventQueue<Event> queue_;
@@ -538,6 +545,10 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   o.mutations.recreate_keeps_hidden = sc_.mutation == Mutation::kRecreateKeepsHidden;
   o.mutations.catalogue_not_relayed = sc_.mutation == Mutation::kCatalogueNotRelayed;
   o.mutations.keep_own_claims = sc_.mutation == Mutation::kKeepOwnClaims;
+  o.mutations.stale_incarnation = sc_.mutation == Mutation::kStaleIncarnation;
+  // New incarnations take a random step (docs/crdt.md, "Incarnations"): bits from the seed's own
+  // stream, drawn in event order, so a seed still gives one run.
+  o.entropy = [this]() { return incarnation_rng_.next_u64(); };
   return o;
 }
 
@@ -629,12 +640,16 @@ bool Simulation::open_node(std::uint32_t p) {
   // The incarnation the store holds (a crash may have landed a commit that took a new one before
   // the node could use it): the node must reopen under exactly that, never below what it used.
   std::uint32_t expected = peer.incarnation;
+  bool had_replica = true;
   {
     peer.faulty->set_observing(true);
     auto txn = peer.store->begin_read();
     if (txn.ok()) {
       auto rep = (*txn)->get(store::Table::kMeta, node::format::kReplicaKey);
       crdt::ReplicaId stored;
+      // Only a store that surely holds no replica (wiped) must give exactly the expected one; a
+      // read the store's injected faults refused tells nothing.
+      had_replica = rep.status().code() != Code::kNotFound;
       if (rep.ok() && crdt::ReplicaId::decode(*rep, stored) && stored.incarnation > expected) expected = stored.incarnation;
     }
     peer.faulty->set_observing(false);
@@ -648,7 +663,11 @@ bool Simulation::open_node(std::uint32_t p) {
   peer.node = std::move(opened).value();
   crdt::ReplicaId want = peer.replica;
   want.incarnation = expected;
-  if (peer.node->issuer() != want) {
+  // Above it is allowed when the store held its replica: an open that finds collections without
+  // a catalogue (a crash between a create's two commits) writes their catalogue entries, which
+  // takes a fresh incarnation (D48; seed 1654). A store without one (wiped) must give exactly it.
+  const crdt::ReplicaId& got = peer.node->issuer();
+  if (had_replica ? got.identity != want.identity || got.incarnation < want.incarnation : got != want) {
     violation("identity", peer_name(p) + " reopened as " + peer.node->issuer().to_string() + ", not " + want.to_string());
   }
   peer.incarnation = peer.node->issuer().incarnation;
@@ -830,7 +849,9 @@ void Simulation::setup() {
         r.source = static_cast<std::uint32_t>(rr.uniform(n_ - 1));
         if (r.source >= r.target) ++r.source;
       }
-      r.detected = !sc_.rollbacks;
+      // Half are undetected rollbacks by default (the node's fresh incarnation at its first write
+      // closes the window they used to open, D48); --rollbacks makes them all undetected.
+      r.detected = !sc_.rollbacks && rr.bernoulli(0.5);
       r.copy_at = Duration::millis(chaos_.ms() / 10 + rr.uniform_range(0, chaos_.ms() * 4 / 10));
       r.at = r.copy_at + Duration::millis(rr.uniform_range(300, std::max<std::int64_t>(301, chaos_.ms() * 9 / 10 - r.copy_at.ms())));
       r.downtime = Duration::millis(rr.uniform_range(50, 2000));
@@ -1471,10 +1492,19 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     violation("state_unreadable", peer_name(p) + ": " + after.status().to_string());
     return;
   }
+  if (!st.ok() && *after == *before) {
+    // The commit that landed was not the operation's: the node's fresh incarnation before its
+    // first write after an open (D48) commits on its own, and the crash struck there. Nothing of
+    // the operation happened (shoal-sim --seed 5789 --no-repair).
+    trace_.line(now_, static_cast<int>(p), "landed_not_op", "");
+    ++stats_.failed_ops;
+    return;
+  }
   for (const Done& d : done) {
     if (d.upsert) {
       // The oracle models the bytes the client sent, not what the node stored.
-      const crdt::Bytes sent = payload_bytes(d.value);
+      crdt::Bytes sent = payload_bytes(d.value);
+      if (sc_.mutation == Mutation::kTruncatedRequest && !sent.empty()) sent.pop_back();  // mutation under test
       auto dot = t.oracle->upsert(peer.node->issuer(), d.id, entries_of(*before, d.id), entries_of(*after, d.id),
                                   violations_, &sent);
       ++stats_.acked_upserts;
@@ -1528,12 +1558,18 @@ void Simulation::catalogue_op(std::uint32_t p) {
     return;
   }
   if (st.ok() && !died_after_commit(p)) return;
-  ++stats_.catalogue_ops;
   auto cat_after = catalogue(p);
   if (!cat_after.ok()) {
     violation("state_unreadable", peer_name(p) + " catalogue: " + cat_after.status().to_string());
     return;
   }
+  if (!st.ok() && cat_before.ok() && *cat_after == *cat_before) {
+    // As in data_op: the landed commit was the fresh incarnation's (D48), not the operation's.
+    trace_.line(now_, static_cast<int>(p), "landed_not_op", "");
+    ++stats_.failed_ops;
+    return;
+  }
+  ++stats_.catalogue_ops;
   if (was_live) {
     oracle_catalogue_.remove(kSecond, entries_of(*cat_before, kSecond));
     // The drop deletes every record it observed, as a remove of each would.
@@ -1717,6 +1753,7 @@ void Simulation::restore(std::uint32_t i) {
     }
     how = "new incarnation " + next.to_string();
   }
+  if (sc_.mutation == Mutation::kRestoreDiskFull) peer.store->fail_next_writes(1);  // mutation under test
   if (Status st = put_tables(*peer.store, img); !st.ok()) {
     violation("restore", peer_name(t) + " could not be put on the copy: " + st.to_string());
     return;
@@ -2077,6 +2114,9 @@ std::vector<Duration> Simulation::delta_bounds(std::uint32_t from) const {
 
 void Simulation::start_probes() {
   probe_phase_ = 1;
+  if (sc_.mutation == Mutation::kFullAfterHeal) {  // mutation under test
+    for (Peer& peer : peers_) peer.store->set_capacity_bytes(peer.store->used_bytes());
+  }
   Duration worst;
   for (std::uint32_t a = 0; a < n_; ++a) {
     for (const Duration& d : delta_bounds(a)) worst = std::max(worst, d);

@@ -84,7 +84,20 @@ enum class Mutation : std::uint8_t {
   // checker expects 40 (a quota check that never fires): quota.
   // cold-wrong-metric: the sink's cold search ranks by inner product while the oracle's exact
   // search ranks by L2: cold_search.
-  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric
+  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric,
+  // stale-incarnation: a node issues dots under the incarnation it opened with instead of taking
+  // a fresh one at its first local write (node::MutationsForTesting::stale_incarnation): a
+  // rolled-back peer reissues dots its lost life issued: dot_reused.
+  kStaleIncarnation,
+  // Simulator-side, for the checkers no node fault reaches:
+  // truncated-request: the oracle records each client upsert's vector bytes one byte short (a
+  // client-side record of the request that is wrong): payload (the oracle's winner does not
+  // decode; client_mismatch too).
+  // restore-disk-full: the disk a restore or clone writes its copy to fails the commit that
+  // puts the copy there (an I/O error): restore.
+  // full-after-heal: every peer's disk fills up when the probes start (capacity = used bytes), so
+  // a probe write fails on the healed mesh: delta_probe.
+  kTruncatedRequest, kRestoreDiskFull, kFullAfterHeal
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.

@@ -76,6 +76,10 @@ void write(wire::Hello::Builder b, const Hello& m) {
   for (std::size_t i = 0; i < m.your_counters.size(); ++i) {
     counters[static_cast<unsigned>(i)].setCollection(as_data(m.your_counters[i].collection));
     counters[static_cast<unsigned>(i)].setCounter(m.your_counters[i].counter);
+    if (m.your_counters[i].incarnation) {
+      counters[static_cast<unsigned>(i)].setIncarnation(*m.your_counters[i].incarnation);
+      counters[static_cast<unsigned>(i)].setHasIncarnation(true);
+    }
   }
 }
 
@@ -236,6 +240,7 @@ class Reader {
       CounterWire& out = m.your_counters.emplace_back();
       SHOAL_RETURN_IF_ERROR(name("Counter.collection", c.getCollection(), out.collection));
       out.counter = c.getCounter();
+      if (c.getHasIncarnation()) out.incarnation = c.getIncarnation();
     }
     return Message(std::move(m));
   }

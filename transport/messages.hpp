@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -32,10 +33,12 @@ struct CollectionSpecWire {
 };
 
 // The highest counter of the receiver's dots the sender holds in one collection ("" for the
-// catalogue).
+// catalogue), and the incarnation of the receiver's replica it counts (as the receiver last
+// announced it). No incarnation: a sender from before the field, read as the receiver's current.
 struct CounterWire {
   std::string collection;
   std::uint64_t counter = 0;
+  std::optional<std::uint32_t> incarnation;
   friend bool operator==(const CounterWire&, const CounterWire&) = default;
 };
 

@@ -42,6 +42,8 @@ struct Hello {
 struct Counter {
   collection @0 :Data;
   counter @1 :UInt64;
+  incarnation @2 :UInt32;    # the incarnation of the receiver's replica the counter belongs to,
+  hasIncarnation @3 :Bool;   # when true (false from senders before it: the receiver's current one)
 }
 
 struct DeltaItem {

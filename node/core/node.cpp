@@ -88,7 +88,10 @@ Status Node::load_identity() {
   }
   replica_ = issuer_ = *options_.identity;
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kReplicaKey, replica_.encode()));
-  return txn->commit();
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  // A store created by this process: no copy of it can have issued a dot yet.
+  fresh_issuer_ = true;
+  return {};
 }
 
 Status Node::load() {
@@ -189,6 +192,9 @@ Status Node::load_catalogue() {
   }
   // A data directory from before the catalogue replicated: every collection it holds is live,
   // as if created here.
+  txn->abort();
+  SHOAL_RETURN_IF_ERROR(ensure_fresh_issuer());
+  SHOAL_ASSIGN_OR_RETURN(txn, store_->begin_write());
   for (const auto& [name, c] : collections_) {
     auto d = catalogue_.upsert(issuer_, name, to_bytes(encode_spec(c->spec, 0)), clock_.tick(wall_now()));
     if (!d.ok()) return d.status();
@@ -404,6 +410,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   if (c == nullptr) {
     SHOAL_ASSIGN_OR_RETURN(c, create_storage(spec));  // not yet live
   }
+  SHOAL_RETURN_IF_ERROR(ensure_fresh_issuer());
   // One transaction: the catalogue entry, and the deletion of whatever a dropped collection still
   // holds (concurrent writes from peers), so a re-create starts empty.
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
@@ -759,6 +766,10 @@ bool Node::begin_group(std::span<WriteRequest> requests, std::vector<Status>& ou
   SHOAL_ASSERT(!open_group_);
   out.assign(requests.size(), Status());
   if (requests.empty()) return false;
+  if (Status fresh = ensure_fresh_issuer(); !fresh.ok()) {
+    for (auto& s : out) s = fresh;
+    return false;
+  }
   auto begun = store_->begin_write();
   if (!begun.ok()) {
     for (auto& s : out) s = begun.status();

@@ -86,6 +86,9 @@ struct MutationsForTesting {
   // A peer's context claiming our own dots beyond our counter is joined as it came, not
   // stripped (the simulator's hostile_applied must fire under --hostile-own-context).
   bool keep_own_claims = false;
+  // A node issues dots under the incarnation it opened with instead of taking a fresh one at
+  // its first local write (the simulator's dot_reused must fire when a peer is rolled back).
+  bool stale_incarnation = false;
 };
 
 struct NodeOptions {
@@ -126,6 +129,10 @@ struct NodeOptions {
   // Replica identity to use when the store has none yet. Required for a new store (the runtime
   // draws one from the OS; the simulator and tests pass their own); ignored once stored.
   std::optional<crdt::ReplicaId> identity;
+  // Random bits for new incarnations (docs/crdt.md, "Incarnations"): the runtime passes the
+  // OS's, the simulator a seeded stream. Null: bits mixed from the wall clock, which keeps
+  // copies apart only when they draw at different nanoseconds.
+  std::function<std::uint64_t()> entropy;
 };
 
 struct RecordInput {
@@ -529,7 +536,16 @@ class Node final : private SyncHost {
   // new_incarnation() in the same transaction, so those counters are never issued.
   bool strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                         crdt::CausalContext& theirs, const crdt::ReplicaId& from);
-  Result<crdt::ReplicaId> new_incarnation(store::WriteTxn& txn) const;
+  // A new incarnation of our identity, written to meta/node.replica in `txn`: above every one
+  // this store knows of it (issuer_, `floor`, its contexts' rows) by a random step of
+  // 1..kIncarnationSpread, so two copies of one store do not pick the same one.
+  Result<crdt::ReplicaId> new_incarnation(store::WriteTxn& txn, std::uint32_t floor = 0) const;
+  // Before this process's first local dot: a new incarnation in its own durable transaction,
+  // unless one was taken since open. A store copied or put back (a restore, a VM snapshot, a
+  // cloned image) may have issued dots after its copy under the incarnation it holds; those
+  // counters are never issued again (docs/crdt.md, "Incarnations", D48).
+  Status ensure_fresh_issuer();
+  void take_issuer(const crdt::ReplicaId& next);
   Result<bool> join_revocations(std::string_view encoded) override;
   Status load_revocations();
   std::vector<std::string> collection_names() const override;
@@ -550,6 +566,8 @@ class Node final : private SyncHost {
   // The id this node issues dots under: replica_, or a newer incarnation once a peer showed that
   // this store is an older copy of itself (check_own_counters). Persisted as meta/node.replica.
   crdt::ReplicaId issuer_;
+  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer).
+  bool fresh_issuer_ = false;
   crdt::HybridClock clock_;
   // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;

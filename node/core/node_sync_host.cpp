@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/assert.hpp"
+#include "common/random.hpp"
 #include "crdt/codec.hpp"
 #include "node/core/node.hpp"
 #include "node/core/node_state.hpp"
@@ -87,45 +88,100 @@ transport::Hello Node::hello(const crdt::ReplicaId& to) const {
   hello.replica = issuer_.encode();
   for (const auto& [name, c] : collections_) {
     hello.collections.push_back(to_wire(c->spec));
-    if (const std::uint64_t n = c->ctx.max_counter(to); n > 0) hello.your_counters.push_back({name, n});
+    if (const std::uint64_t n = c->ctx.max_counter(to); n > 0) hello.your_counters.push_back({name, n, to.incarnation});
   }
   hello.catalogue = encode_catalogue(catalogue_);
-  if (const std::uint64_t n = catalogue_.context().max_counter(to); n > 0) hello.your_counters.push_back({"", n});
+  if (const std::uint64_t n = catalogue_.context().max_counter(to); n > 0) {
+    hello.your_counters.push_back({"", n, to.incarnation});
+  }
   if (options_.revocations != nullptr) hello.revocations = options_.revocations->encode();
   return hello;
 }
 
 Status Node::check_own_counters(const std::vector<transport::CounterWire>& counters) {
-  for (const auto& [name, theirs] : counters) {
-    const crdt::CausalContext* ctx = nullptr;
-    if (name.empty()) {
-      ctx = &catalogue_.context();
-    } else if (const Collection* c = find(name); c != nullptr) {
-      ctx = &c->ctx;
+  for (const auto& w : counters) {
+    // A counter names the incarnation it counts (as we last announced it to that peer); one
+    // from a sender before the field counts our current one. A counter of an older incarnation
+    // says nothing about the dots we issue now (we never issue under it again), so a hello still
+    // naming the incarnation we just left does not move us again.
+    const std::uint32_t inc = w.incarnation.value_or(issuer_.incarnation);
+    if (inc < issuer_.incarnation) continue;
+    if (inc == issuer_.incarnation) {
+      const crdt::CausalContext* ctx = nullptr;
+      if (w.collection.empty()) {
+        ctx = &catalogue_.context();
+      } else if (const Collection* c = find(w.collection); c != nullptr) {
+        ctx = &c->ctx;
+      }
+      if (ctx == nullptr || w.counter <= ctx->max_counter(issuer_)) continue;
     }
-    if (ctx == nullptr || theirs <= ctx->max_counter(issuer_)) continue;
-    // A peer holds a dot of ours that we do not: this store is an older copy of itself (a
-    // restore, a VM rollback, a cloned image). Counters after ours were issued already, so the
-    // next dot could collide: take a new incarnation first, durably, before any other write.
+    // A peer holds a dot of ours that we do not, or knows us by a later incarnation than the one
+    // we issue under: this process runs on an older copy of its store (a VM rolled back with its
+    // memory, a restore the fresh incarnation at the first write did not cover). Counters after
+    // ours were issued already, so the next dot could collide: take a new incarnation above the
+    // one named, durably, before any other write.
     SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-    SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
+    SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn, inc));
     SHOAL_RETURN_IF_ERROR(txn->commit());
-    SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", theirs, " of ", issuer_.to_string(), " in '", name,
-              "', beyond ours: this store is an older copy; new incarnation ", next.to_string());
-    issuer_ = next;
+    crdt::ReplicaId named = issuer_;
+    named.incarnation = inc;
+    SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", w.counter, " of ", named.to_string(), " in '",
+              w.collection, "', beyond ours (", issuer_.to_string(), "): this store is an older copy; new incarnation ",
+              next.to_string());
+    take_issuer(next);
     return {};
   }
   return {};
 }
 
-Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn) const {
+// Why a random step (D48): a copy of a store (a clone of a golden image, a VM snapshot or backup
+// put back) starts from the same incarnation as its original, and both then move on at their
+// first write. Sequential incarnations would have both pick the same one and issue the same dots;
+// a step drawn from 1..2^16 makes that a 1 in 65,536 event per pair of copies that both write,
+// and keeps incarnations increasing (data_dir.cpp compares them) with room for over 100,000
+// opens-with-writes on average before the u32 runs out.
+inline constexpr std::uint64_t kIncarnationSpread = std::uint64_t{1} << 16;
+
+Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn, std::uint32_t floor) const {
   crdt::ReplicaId next = issuer_;
-  if (next.incarnation == std::numeric_limits<std::uint32_t>::max()) {
-    return Status(Code::kInternal, "replica incarnation exhausted");
+  std::uint64_t base = std::max(issuer_.incarnation, floor);
+  auto above_rows = [&](const crdt::CausalContext& ctx) {
+    for (const auto& [r, row] : ctx.rows()) {
+      if (r.identity == issuer_.identity) base = std::max<std::uint64_t>(base, r.incarnation);
+    }
+  };
+  above_rows(catalogue_.context());
+  for (const auto& [name, c] : collections_) above_rows(c->ctx);
+  std::uint64_t bits = 0;
+  if (options_.entropy) {
+    bits = options_.entropy();
+  } else {
+    std::uint64_t state = static_cast<std::uint64_t>(wall_now().ns()) ^ (base << 20);
+    bits = splitmix64(state);
   }
-  ++next.incarnation;
+  const std::uint64_t candidate = base + 1 + bits % kIncarnationSpread;
+  if (candidate > std::numeric_limits<std::uint32_t>::max()) {
+    return Status(Code::kInternal, str_cat("replica incarnation exhausted: ", base, " + a step of up to ",
+                                           kIncarnationSpread, " passes the limit ",
+                                           std::numeric_limits<std::uint32_t>::max()));
+  }
+  next.incarnation = static_cast<std::uint32_t>(candidate);
   SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kReplicaKey, next.encode()));
   return next;
+}
+
+Status Node::ensure_fresh_issuer() {
+  if (fresh_issuer_ || options_.mutations.stale_incarnation) return {};
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  take_issuer(next);
+  return {};
+}
+
+void Node::take_issuer(const crdt::ReplicaId& next) {
+  issuer_ = next;
+  fresh_issuer_ = true;
 }
 
 // A context from a peer may claim dots of ours beyond the counter we issued: a forged claim (a
@@ -250,7 +306,7 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) issuer_ = *next;
+  if (next) take_issuer(*next);
   if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
@@ -382,7 +438,7 @@ Status Node::merge_context(std::string_view collection, const crdt::CausalContex
   }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) issuer_ = *next;
+  if (next) take_issuer(*next);
   apply_pending(*c, pending);
   return {};
 }

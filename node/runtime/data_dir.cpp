@@ -49,6 +49,13 @@ Status OpenDataDir::open_node(NodeOptions options) {
     for (auto& b : id.identity) b = static_cast<std::uint8_t>(rd());
     options.identity = id;
   }
+  if (!options.entropy) {
+    // New incarnations take a random step (docs/crdt.md, "Incarnations"): bits from the OS.
+    options.entropy = [] {
+      std::random_device rd;
+      return (std::uint64_t{rd()} << 32) | rd();
+    };
+  }
   SHOAL_ASSIGN_OR_RETURN(auto node, Node::open(*store_, std::move(options)));
   node_ = std::make_unique<SharedNode>(std::move(node));
   return {};

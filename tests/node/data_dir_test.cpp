@@ -165,12 +165,17 @@ TEST_CASE("a data directory copied with cp -a takes a new incarnation before its
   CHECK(*a->node().crdt_state_for_testing("c") == *b->node().crdt_state_for_testing("c"));
   CHECK(*a->node().digest_root("c") == *b->node().digest_root("c"));
 
-  // Reopened where they are, neither takes another incarnation.
+  // Reopened where they are, the data directory takes no other incarnation (each node took a
+  // fresh one at its first write, D48, which the store keeps).
   const auto b_id = b->node().replica();
   a.reset();
   b.reset();
-  CHECK(open_dir(a_path)->node().replica() == original);
-  CHECK(open_dir(b_path)->node().replica() == b_id);
+  for (const auto& [path, id] : {std::pair{a_path, original}, std::pair{b_path, b_id}}) {
+    auto d = open_dir(path);
+    CHECK(d->new_incarnation_reason().empty());
+    CHECK(d->node().replica().identity == id.identity);
+    CHECK(d->node().replica().incarnation > id.incarnation);
+  }
   std::filesystem::remove_all(a_path);
   std::filesystem::remove_all(b_path);
 }
@@ -259,13 +264,43 @@ TEST_CASE("two copies of one source (a golden image cloned twice) never share a 
   for (const auto& p : {src, one, two}) std::filesystem::remove_all(p);
 }
 
-TEST_CASE("mutation: without the fingerprint check, a copied data directory reuses the original's dots",
+TEST_CASE("without the fingerprint check, the fresh incarnation at the first write still keeps a copied data "
+          "directory's dots apart from the original's (an undetected clone)",
+          "[node][data_dir]") {
+  // Two devices under one replica id (an image cloned with its machine id and fingerprint): each
+  // node takes a new incarnation, a random step above the copied one, at its first write (D48).
+  // Fixed, different entropy per copy (what the OS gives two devices, made deterministic here).
+  const std::string a_path = fresh_dir("clone-a"), b_path = fresh_dir("clone-b");
+  const crdt::ReplicaId original = make_source(a_path);
+  run("cp -a '" + a_path + "' '" + b_path + "'");
+  DataDirOptions oa = options(false), ob = options(false);
+  oa.node.entropy = [] { return std::uint64_t{1}; };
+  ob.node.entropy = [] { return std::uint64_t{2}; };
+  auto a = open_dir(a_path, std::move(oa));
+  auto b = open_dir(b_path, std::move(ob));
+  CHECK(a->node().replica() == b->node().replica());  // nothing local told them apart
+  auto [dots_a, dots_b] = write_on_both(*a, *b);
+  for (const auto& d : dots_a) {
+    CHECK(d.replica.identity == original.identity);
+    CHECK(std::find(dots_b.begin(), dots_b.end(), d) == dots_b.end());
+  }
+  CHECK(dots_a.front().replica.incarnation != dots_b.front().replica.incarnation);
+  a.reset();
+  b.reset();
+  std::filesystem::remove_all(a_path);
+  std::filesystem::remove_all(b_path);
+}
+
+TEST_CASE("mutation: without the fingerprint check and the fresh incarnation, a copied data directory reuses the "
+          "original's dots",
           "[node][data_dir][mutation]") {
   const std::string a_path = fresh_dir("mut-a"), b_path = fresh_dir("mut-b");
   make_source(a_path);
   run("cp -a '" + a_path + "' '" + b_path + "'");
-  auto a = open_dir(a_path, options(false));
-  auto b = open_dir(b_path, options(false));
+  DataDirOptions stale = options(false);
+  stale.node.mutations.stale_incarnation = true;
+  auto a = open_dir(a_path, stale);
+  auto b = open_dir(b_path, stale);
   CHECK(a->node().replica() == b->node().replica());
   auto [dots_a, dots_b] = write_on_both(*a, *b);
   std::size_t shared = 0;

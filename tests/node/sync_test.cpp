@@ -394,7 +394,7 @@ TEST_CASE("a node restored from an older copy of itself takes a new incarnation 
   mesh.connect(0, 1);
   mesh.run();
   CHECK(mesh[0].issuer().identity == before.identity);
-  CHECK(mesh[0].issuer().incarnation == before.incarnation + 1);
+  CHECK(mesh[0].issuer().incarnation > before.incarnation);
   // Writes after the restore carry the new incarnation; nothing is lost on either side.
   for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
   mesh.run();
@@ -403,7 +403,7 @@ TEST_CASE("a node restored from an older copy of itself takes a new incarnation 
   for (int i = 0; i < 5; ++i) {
     auto got = mesh[1].get("c", "b" + std::to_string(i));
     REQUIRE(got.ok());
-    CHECK(got->siblings[0].dot.replica.incarnation == before.incarnation + 1);
+    CHECK(got->siblings[0].dot.replica == mesh[0].issuer());
   }
 }
 
@@ -603,6 +603,86 @@ TEST_CASE("a collection's index options replicate with the catalogue and survive
   }
 }
 
+TEST_CASE("a store rolled back with no local sign takes a fresh incarnation at its first write, so writes before "
+          "any hello reuse no dot",
+          "[node][sync]") {
+  // The rollback window (docs/crdt.md, "Incarnations", D48): node 0 is copied, writes 5 more
+  // records that node 1 holds, and is put back on the copy while cut off from node 1, keeping
+  // its incarnation. It writes before any hello could tell it: those writes must carry an
+  // incarnation its lost life never used, or node 1 would take them for the ones it holds.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  for (int i = 0; i < 3; ++i) REQUIRE(mesh[0].upsert("c", "a" + std::to_string(i), value(static_cast<float>(i))).ok());
+  const auto snapshot = mesh.copy_store(0);
+  mesh.connect(0, 1);
+  for (int i = 3; i < 8; ++i) REQUIRE(mesh[0].upsert("c", "a" + std::to_string(i), value(static_cast<float>(i))).ok());
+  mesh.run();
+  REQUIRE(mesh[1].collection_info("c")->live_records == 8);
+  const crdt::ReplicaId lost_life = mesh[0].issuer();
+  mesh.restore(0, snapshot);  // no peer_up: no hello yet
+  const crdt::ReplicaId opened = mesh[0].issuer();
+  for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
+  const crdt::ReplicaId fresh = mesh[0].issuer();
+  CHECK(fresh.identity == opened.identity);
+  CHECK(fresh.incarnation > opened.incarnation);
+  CHECK(fresh != lost_life);
+  for (int i = 0; i < 5; ++i) {
+    auto got = mesh[0].get("c", "b" + std::to_string(i));
+    REQUIRE(got.ok());
+    CHECK(got->siblings.at(0).dot.replica == fresh);
+    const auto theirs = mesh[1].crdt_state_for_testing("c");
+    REQUIRE(theirs.ok());
+    CHECK_FALSE(theirs->context().contains(got->siblings.at(0).dot));  // a dot node 1 never saw
+  }
+  // Once connected, nothing is lost: 8 of the lost life (node 1 holds them) and 5 new ones.
+  mesh.connect(0, 1);
+  mesh.run();
+  require_converged(mesh, 2, "c");
+  CHECK(mesh[0].collection_info("c")->live_records == 13);
+  CHECK(mesh[0].issuer() == fresh);  // the hello named an incarnation it no longer issues under
+}
+
+TEST_CASE("a hello moves a node to a new incarnation only for a counter of its current incarnation above its own, "
+          "or for a later incarnation; a hello naming an older one does not move it",
+          "[node][sync]") {
+  // Hello.yourCounters names the incarnation each counter counts. A hello still naming the
+  // incarnation a node just left (sent before its peer heard the new one) used to move it again.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  const crdt::ReplicaId first = mesh[0].issuer();
+  const std::uint64_t issued = mesh[0].crdt_state_for_testing("c")->context().max_counter(first);
+  auto hello = [&](std::uint64_t counter, std::optional<std::uint32_t> incarnation) {
+    transport::Hello h;
+    h.replica = mesh[1].replica().encode();
+    h.your_counters.push_back({"c", counter, incarnation});
+    REQUIRE(mesh[0].receive(mesh[1].replica(), h, mesh.now()).ok());
+    return mesh[0].issuer();
+  };
+  // Not above our counter: no move.
+  CHECK(hello(issued, first.incarnation) == first);
+  // Above it, in our incarnation: a move.
+  const crdt::ReplicaId second = hello(issued + 5, first.incarnation);
+  CHECK(second.incarnation > first.incarnation);
+  // The same stale counter again (a hello sent before the peer heard of `second`): no move.
+  CHECK(hello(issued + 5, first.incarnation) == second);
+  // A sender from before the field: its counter counts our current incarnation (which has issued
+  // one dot now), so it moves us only above that.
+  REQUIRE(mesh[0].upsert("c", "z", value(3)).ok());
+  CHECK(hello(1, std::nullopt) == second);
+  const crdt::ReplicaId third = hello(issued + 9, std::nullopt);
+  CHECK(third.incarnation > second.incarnation);
+  // A later incarnation than ours (we run on an older copy of ourselves): a move above it.
+  const std::uint32_t later = third.incarnation + 1000;
+  const crdt::ReplicaId fourth = hello(1, later);
+  CHECK(fourth.incarnation > later);
+  // Dots after the moves are issued under the last one.
+  REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
+  CHECK(mesh[0].get("c", "y")->siblings.at(0).dot.replica == fourth);
+}
+
 TEST_CASE("a context claiming our own dots beyond our counter is stripped and we take a new incarnation", "[node][sync]") {
   // Proves Node::strip_own_claims (docs/crdt.md, "Incarnations"): a well-formed batch from a
   // peer whose context claims dots of node 1 above its counter is accepted (refusing it would
@@ -638,7 +718,7 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(state->context().max_counter(own) == issued);
   CHECK(mesh[1].stats().own_claims_stripped == 2);
   CHECK(mesh[1].issuer().identity == own.identity);
-  CHECK(mesh[1].issuer().incarnation == own.incarnation + 1);
+  CHECK(mesh[1].issuer().incarnation > own.incarnation);
   REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
   auto after = mesh[1].get("c", "after");
   REQUIRE(after.ok());

@@ -118,11 +118,31 @@ TEST_CASE("a store that acknowledges commits a crash then undoes (MDB_NOSYNC) is
   CHECK(first_caught(Mutation::kNoSyncStore, true, "dot_reused") != 0);
 }
 
-// A torn commit that keeps a record but not the counter makes the node issue that dot again
-// (dot_reused). Before the oracle followed incarnation changes this showed as phantom: the
-// restore detection moved the node to a new incarnation whose dots the oracle did not know.
+// A torn commit keeps some of a commit's writes and not others (a record without its counter,
+// a context without its entry). Since a node takes a fresh incarnation at its first write after
+// each open (D48), a counter lost this way is never issued again, so dot_reused no longer shows
+// it; what the torn commit lost does: an acknowledged write missing everywhere (lost), or an
+// acknowledged upsert whose entry the node does not hold right after (ack_not_visible: the
+// crash struck inside the write's commit, which kept the context but not the entry, and the
+// node restarted at once; seed 25). Before the oracle followed incarnation changes this showed
+// as phantom.
 TEST_CASE("a store that keeps half of a commit interrupted by a crash is caught", "[sim][mutation]") {
-  CHECK(first_caught(Mutation::kTornCommit, true, "dot_reused") != 0);
+  CHECK(first_caught(Mutation::kTornCommit, true, "lost") != 0);
+}
+
+// ack_not_visible (an acknowledged upsert with no new entry on its node) had no mutation; the
+// torn commit above is one (seed 25 of 1..100).
+TEST_CASE("an acknowledged upsert whose entry a torn commit dropped is caught by ack_not_visible", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTornCommit, true, "ack_not_visible") != 0);
+}
+
+// The rollback window (docs/crdt.md, "Incarnations", D48): drawn restores are undetected
+// rollbacks in half the seeds; a node that keeps issuing under the incarnation it opened with
+// reissues dots its lost life issued, before any peer's hello can tell it.
+TEST_CASE("a node that does not take a fresh incarnation at its first write after an open is caught by dot_reused "
+          "when rolled back",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kStaleIncarnation, true, "dot_reused") != 0);
 }
 
 // The delta path within a bound (docs/sim.md): once the probes start every DeltaBatch is dropped. With
@@ -224,4 +244,20 @@ TEST_CASE("a feed whose quota check lets writes past the quota is caught by the 
 
 TEST_CASE("a sink whose cold search ranks by another metric is caught by cold_search", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kColdWrongMetric, true, "cold_search", true, true) != 0);
+}
+
+// The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a
+// simulator-side mutation that breaks what the checker guards.
+TEST_CASE("an oracle winner that does not decode is caught by payload", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kTruncatedRequest, true, "payload") != 0);
+}
+
+TEST_CASE("a copy that cannot be written to the restored device's disk is caught by restore", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kRestoreDiskFull, true, "restore") != 0);
+}
+
+TEST_CASE("a probe write that fails on the healed mesh is caught by delta_probe, with repair on and off",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kFullAfterHeal, true, "delta_probe") != 0);
+  CHECK(first_caught(Mutation::kFullAfterHeal, false, "delta_probe") != 0);
 }

@@ -85,7 +85,10 @@ inline Message random_message(Rng& rng, std::size_t kind) {
       m.collections = random_specs(rng);
       m.catalogue = random_bytes(rng, rng.uniform(64));
       m.revocations = random_bytes(rng, rng.uniform(64));
-      for (std::uint64_t i = rng.uniform(4); i > 0; --i) m.your_counters.push_back({random_name(rng), rng.next_u64()});
+      for (std::uint64_t i = rng.uniform(4); i > 0; --i) {
+        m.your_counters.push_back({random_name(rng), rng.next_u64(), std::nullopt});
+        if (rng.uniform(2) == 0) m.your_counters.back().incarnation = rng.next_u32();  // and senders without it
+      }
       return m;
     }
     case 1: {

@@ -77,6 +77,7 @@ class KjLoop {
 
  private:
   struct Impl;
+  class Driving;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -94,4 +94,9 @@ interface Node {
   # running (`dest`: an absolute path that does not exist or is an empty directory). Root and
   # the daemon's own user only.
   backup @10 (dest :Text, compact :Bool) -> (sourceBytes :UInt64, copyBytes :UInt64, replica :Text);
+  # One page of `collection`'s live records (each with its winning value) after the record `after`
+  # in store order (empty: from the first), at most `limit` of them (the daemon caps it, and the
+  # page's size, so that an answer stays well under a message's limit). `more`: ask again after
+  # the last record's id. Export through the daemon (shoal export), page by page.
+  exportRecords @11 (collection :Text, after :Data, limit :UInt32) -> (records :List(RecordInput), more :Bool);
 }

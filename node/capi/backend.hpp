@@ -77,19 +77,26 @@ class Backend {
   // the daemon knows (node/daemon/local_api.cpp: "peers", "mesh", "api"); embedded mode adds
   // "last_delta_seq" and "index_source" (how each collection's index was loaded).
   [[nodiscard]] virtual Result<std::string> stats_json() = 0;
+  // One page of `collection`'s live records after the record `after` in store order ("" for the
+  // first), at most `max_records` (Node::records_after; the daemon caps a page): `shoal export`
+  // through the daemon, which holds one page at a time.
+  [[nodiscard]] virtual Result<node::RecordsPage> records_after(const std::string& collection,
+                                                                const std::string& after,
+                                                                std::uint32_t max_records) = 0;
 };
 
 // --- The client library's one C entry point ---
 // libshoal_client.so exports `shoal_client_entry_v1`, which fills a ClientEntry. libshoal checks
 // abi and build_key before calling connect.
 // 2: search's with_metadata and stats_json (the vtable changed). 3: ClientEntry::connect_with.
-inline constexpr std::uint32_t kBackendAbi = 3;
+// 4: records_after (the vtable changed).
+inline constexpr std::uint32_t kBackendAbi = 4;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
-#define SHOAL_CAPI_BACKEND_ABI 3  // kBackendAbi, for the build key string
+#define SHOAL_CAPI_BACKEND_ABI 4  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
   return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +

@@ -192,6 +192,12 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
     SHOAL_ASSIGN_OR_RETURN(answer.hits, node().search(collection, query, o));
     return answer;
   }
+  Result<node::RecordsPage> records_after(const std::string& collection, const std::string& after,
+                                          std::uint32_t max_records) override {
+    return node().read([&](const node::Node& n) {
+      return n.records_after(collection, after, max_records, node::kRecordsPageBytes);
+    });
+  }
   Result<std::string> stats_json() override {
     const node::NodeStats s = node().stats();
     nlohmann::json j{{"replica", s.replica},

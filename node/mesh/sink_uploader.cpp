@@ -23,6 +23,9 @@ constexpr const char* kComponent = "sink-feed";
 capnp::Data::Reader data_of(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
+std::string_view bytes_of(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
+}
 }  // namespace
 
 struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
@@ -110,11 +113,20 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
     SHOAL_LOG(logger, kInfo, kComponent, "sink ", options.host, ":", options.port, " link closed: ", why);
     sink = std::nullopt;
     in_flight = false;
+    revocations_sent = 0;  // a new link (perhaps a restarted sink) gets the set again
     auto old = kj::mv(link);
     old->close();
     // Destroyed on a later turn: this may run inside a callback of the link's own RPC system.
     tasks.add(kj::evalLater([o = kj::mv(old)]() mutable { o = nullptr; }));
     retry_later();
+  }
+
+  // kUnavailable naming the address (and the last failure) when no link with the Sink capability
+  // is up: what a call on the sink (cold search, bootstrap) fails with.
+  Status check_connected() const {
+    if (!stopped && sink) return {};
+    return Status(Code::kUnavailable, str_cat("the sink ", stats.address, " is not connected",
+                                              stats.last_error.empty() ? "" : ": ", stats.last_error));
   }
 
   void retry_later() {
@@ -138,8 +150,41 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
 
   // ---- the feed ---------------------------------------------------------------------------
 
+  // Sends this device's revocation set when the sink has not seen it at its current size (after
+  // each introduction, and when a peer's hello or the operator grows it), so that the sink
+  // refuses the devices the mesh revoked. One call in flight; a failure is retried on a later
+  // step. The set only grows, so its size says whether there is anything new.
+  void push_revocations() {
+    if (stopped || !sink || revocations_in_flight || !security.revocations) return;
+    const security::RevocationSet& set = security.revocations();
+    if (set.size() == revocations_sent || set.size() == 0) return;
+    revocations_in_flight = true;
+    const std::uint64_t generation = link_generation;
+    const std::size_t size = set.size();
+    const auto encoded = security::encode_revocations(set);
+    auto req = sink->revocationsRequest();
+    req.setSet(capnp::Data::Reader(encoded.data(), encoded.size()));
+    tasks.add(loop.timer()
+                  .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+                  .then(
+                      [this, generation, size](capnp::Response<sr::Sink::RevocationsResults>&& resp) {
+                        revocations_in_flight = false;
+                        if (generation != link_generation || stopped) return;
+                        revocations_sent = size;
+                        stats.sink_revocations = resp.getSize();
+                      },
+                      [this, generation](kj::Exception&& e) {
+                        revocations_in_flight = false;
+                        if (generation != link_generation || stopped) return;
+                        stats.last_error = "revocations: " + transport::status_of(e).to_string();
+                        SHOAL_LOG(logger, kWarn, kComponent, "the sink did not take the revocation set: ",
+                                  stats.last_error);
+                      }));
+  }
+
   // Sends the next upload, if the link is up and none is in flight.
   void step() {
+    push_revocations();
     if (stopped || in_flight || !sink) return;
     for (int skipped = 0; skipped < 64; ++skipped) {
       auto next = node.read([](const Node& n) { return n.next_sink_upload(); });
@@ -227,6 +272,8 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
   std::optional<sr::Sink::Client> sink;
   std::uint64_t link_generation = 0;
   bool in_flight = false;
+  bool revocations_in_flight = false;
+  std::size_t revocations_sent = 0;  // the set's size the sink last acknowledged on this link
   bool retry_armed = false;
   bool poll_armed = false;
   bool stopped = false;
@@ -254,10 +301,7 @@ Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loo
 kj::Promise<Result<ColdAnswer>> SinkUploader::cold_search(const std::string& collection, std::vector<float> query,
                                                           std::uint32_t k, std::uint8_t metric) {
   Impl& h = *impl_;
-  if (h.stopped || !h.sink) {
-    return Result<ColdAnswer>(Status(Code::kUnavailable, str_cat("the sink ", h.stats.address, " is not connected",
-                                                                 h.stats.last_error.empty() ? "" : ": ", h.stats.last_error)));
-  }
+  if (Status st = h.check_connected(); !st.ok()) return Result<ColdAnswer>(st);
   auto req = h.sink->coldSearchRequest();
   req.setCollection(collection);
   auto q = req.initQuery(static_cast<unsigned>(query.size()));
@@ -282,6 +326,27 @@ kj::Promise<Result<ColdAnswer>> SinkUploader::cold_search(const std::string& col
             return a;
           },
           [](kj::Exception&& e) -> Result<ColdAnswer> { return transport::status_of(e); });
+}
+
+kj::Promise<Result<SinkBootstrapPage>> SinkUploader::bootstrap_page(const std::string& collection,
+                                                                    const std::string& after) {
+  Impl& h = *impl_;
+  if (Status st = h.check_connected(); !st.ok()) return Result<SinkBootstrapPage>(st);
+  auto req = h.sink->bootstrapRequest();
+  req.setCollection(collection);
+  req.setAfter(data_of(after));
+  return h.loop.timer()
+      .timeoutAfter(h.options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+      .then(
+          [](capnp::Response<sr::Sink::BootstrapResults>&& resp) -> Result<SinkBootstrapPage> {
+            SinkBootstrapPage p;
+            p.segment.assign(bytes_of(resp.getSegment()));
+            p.context.assign(bytes_of(resp.getContext()));
+            p.next_after.assign(bytes_of(resp.getNextAfter()));
+            p.done = resp.getDone();
+            return p;
+          },
+          [](kj::Exception&& e) -> Result<SinkBootstrapPage> { return transport::status_of(e); });
 }
 
 void SinkUploader::poke() { impl_->step(); }

@@ -5,7 +5,8 @@
 // introduces itself at the sink's Gate, calls Sink.pushDelta for each upload and reports the
 // durable acknowledgement back to the node. One upload is in flight at a time, so the sink
 // receives the buffer in order. A failed call or a lost link is retried after a jittered backoff;
-// nothing is acknowledged to the node that the sink did not acknowledge.
+// nothing is acknowledged to the node that the sink did not acknowledge. It also pushes the mesh's
+// revocation set to the sink (Sink.revocations) after each introduction and when the set grows.
 // Ownership: the KjLoop and the SharedNode must outlive the uploader; the LinkSecurity's
 // identity, anchor and revocation callback too.
 // Thread rules: every method on the loop's thread.
@@ -48,6 +49,7 @@ struct SinkUploaderStats {
   std::uint64_t last_ack_seq = 0;   // the sink's sequence number of its last acknowledgement
   std::optional<WallTime> last_ack; // when it came (this device's wall clock)
   std::string last_error;           // the last failure, for status pages
+  std::uint64_t sink_revocations = 0;  // the sink's revocation set's size after our last push
 };
 
 // The sink's answer to a cold search (Sink.coldSearch): its hits and how current it is.
@@ -56,6 +58,14 @@ struct ColdAnswer {
   std::uint64_t objects = 0;        // the collection's objects at the sink
   std::uint64_t records = 0;        // its live records there
   std::int64_t last_ack_wall_ns = 0;  // when the sink last acknowledged an object of it
+};
+
+// One page of the sink's bootstrap of a collection (Sink.bootstrap; sink/sink_service.hpp).
+struct SinkBootstrapPage {
+  std::string segment;     // the records after the cursor, an encoded segment (docs/sink-format.md)
+  std::string context;     // on the last page: the collection's whole causal context
+  std::string next_after;  // the cursor for the next page
+  bool done = false;
 };
 
 class SinkUploader {
@@ -74,6 +84,9 @@ class SinkUploader {
   // kUnavailable when no link is up; otherwise the sink's status or the call's failure.
   kj::Promise<Result<ColdAnswer>> cold_search(const std::string& collection, std::vector<float> query,
                                               std::uint32_t k, std::uint8_t metric);
+  // One bootstrap page of `collection` after the cursor `after` ("" to start). Fails as
+  // cold_search does.
+  kj::Promise<Result<SinkBootstrapPage>> bootstrap_page(const std::string& collection, const std::string& after);
   // Looks at the feed now (after local writes or peers' deltas), if no upload is in flight.
   void poke();
   SinkUploaderStats stats() const;

@@ -381,13 +381,16 @@ Status LmdbStore::open_impl() {
   MDB_val v;
   rc = mdb_get(txn, dbi_[index_of(Table::kMeta)], &k, &v);
   // Versions 1 and 2 lack only tables that mdb_dbi_open just created empty (vectors,
-  // index_dirty): the upgrade is the new version number, in this transaction. Filling the
-  // vectors table is the node core's job (docs/node-format.md, "Vectors apart from their
-  // records").
-  const std::string version1 = encode_u64_be(1).substr(4);
-  const std::string version2 = encode_u64_be(2).substr(4);
-  if (rc == 0 && (to_view(v) == version1 || to_view(v) == version2)) {
-    upgraded_from_ = to_view(v) == version1 ? 1 : 2;
+  // index_dirty); version 3 differs only in the delta buffer's entries, which version 4 writes
+  // without payloads: the upgrade is the new version number, in this transaction. Filling the
+  // vectors table and rewriting the buffer's entries are the node core's job (docs/node-format.md,
+  // "Vectors apart from their records" and "Delta-buffer entries without payloads").
+  std::uint32_t older = 0;
+  for (std::uint32_t version = 1; version < kSchemaVersion && rc == 0; ++version) {
+    if (to_view(v) == encode_u64_be(version).substr(4)) older = version;
+  }
+  if (rc == 0 && older != 0) {
+    upgraded_from_ = older;
     MDB_val val = to_val(expected);
     rc = mdb_put(txn, dbi_[index_of(Table::kMeta)], &k, &val, 0);
     if (rc != 0) {

@@ -60,9 +60,10 @@ inline constexpr std::array<Table, kTableCount> kAllTables = {
 std::string_view table_name(Table table) noexcept;
 
 // The store layout version written to meta at creation and checked at every open.
-// Version 2 added the vectors table, version 3 the index_dirty table; older stores are upgraded
+// Version 2 added the vectors table, version 3 the index_dirty table, version 4 delta-buffer
+// entries without payloads (same tables); older stores are upgraded
 // at open (docs/storage.md).
-inline constexpr std::uint32_t kSchemaVersion = 3;
+inline constexpr std::uint32_t kSchemaVersion = 4;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 

@@ -20,6 +20,8 @@
 #include <map>
 
 #include "common/random.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/delta_buffer.hpp"
 #include "node/core/vector_store.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -392,5 +394,144 @@ TEST_CASE("closing after a few changes keeps the snapshot, and the next open rep
     REQUIRE(hits.ok());
     CHECK(hits->front().id == "r305");
   }
+  std::filesystem::remove_all(path);
+}
+
+namespace {
+
+// Every collection entry of the delta buffer at `store_path`, as DeltaBuffer::delta_of sends it,
+// and whether each is stored as a skeleton; also the deltas table's bytes.
+struct BufferView {
+  std::vector<crdt::Delta> sent;
+  std::vector<bool> skeleton;
+  std::size_t bytes = 0;
+};
+BufferView buffer_view(const std::string& store_path) {
+  store::LmdbStoreOptions o;
+  o.path = store_path;
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  auto txn = (*st)->begin_read();
+  REQUIRE(txn.ok());
+  BufferView out;
+  DeltaBuffer reader(1000000);
+  REQUIRE(reader.scan(**txn, 0, 1000000, [&](std::uint64_t, const format::BufferEntry& e) {
+    out.bytes += e.stored.size();
+    if (e.cid == format::kCatalogueCid) return true;
+    auto d = DeltaBuffer::delta_of(**txn, e);
+    REQUIRE(d.ok());
+    out.sent.push_back(std::move(d).value());
+    out.skeleton.push_back(e.skeleton);
+    return true;
+  }).ok());
+  return out;
+}
+
+// Rewrites the buffer at `store_path` as schema version 3 wrote it: every collection entry whole
+// (each entry with a payload: the record's current one while its dot is live, else `lost`, the
+// payload an overwritten write had then), schema version 3, no skeletons key.
+void rewrite_buffer_as_version_3(const std::string& store_path, const std::string& lost) {
+  store::LmdbStoreOptions o;
+  o.path = store_path;
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  auto txn = (*st)->begin_write();
+  REQUIRE(txn.ok());
+  auto rows = (*txn)->collect(store::Table::kDeltas, store::Range::all());
+  REQUIRE(rows.ok());
+  for (const auto& kv : *rows) {
+    auto e = format::decode_buffer_entry(kv.value);
+    REQUIRE(e.ok());
+    if (!e->skeleton) continue;
+    auto bones = crdt::decode_delta(format::as_bytes(e->stored));
+    auto sent = DeltaBuffer::delta_of(**txn, *e);
+    REQUIRE(bones.ok());
+    REQUIRE(sent.ok());
+    crdt::Delta whole = *bones;
+    for (auto& [id, entries] : whole.records) {
+      for (auto& entry : entries) {
+        entry.payload = format::to_bytes(lost);
+        for (const auto& live : sent->records.at(id)) {
+          if (live.dot == entry.dot) entry.payload = live.payload;
+        }
+      }
+    }
+    REQUIRE((*txn)->put(store::Table::kDeltas, kv.key,
+                        format::encode_buffer_entry(e->cid, e->has_origin ? &e->origin : nullptr, e->origin_hot, whole,
+                                                    /*skeleton=*/false))
+                .ok());
+  }
+  REQUIRE((*txn)->put(store::Table::kMeta, store::kSchemaVersionKey, std::string("\0\0\0\x03", 4)).ok());
+  REQUIRE((*txn)->del(store::Table::kMeta, format::kBufferSkeletonsKey).ok());
+  REQUIRE((*txn)->commit().ok());
+}
+
+}  // namespace
+
+TEST_CASE("a data directory whose delta buffer holds whole payloads (schema 3) is rewritten to skeletons at open, "
+          "and every entry sends what it sent before", "[node][vectors][data_dir][buffer]") {
+  // Proves DeltaBuffer::migrate (schema version 4, D51): a real directory written by this build
+  // is rewritten into version 3's buffer (every entry with its payloads; an overwritten write's
+  // entry with a payload the store no longer holds); the next open marks the store version 4,
+  // writes node.buffer_skeletons, stores every collection entry as a skeleton in fewer bytes,
+  // and each entry re-hydrates exactly as before the rewrite (the overwritten payload is never
+  // sent again: the entry is context-only, as it was). A second open rewrites nothing.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string path = fresh_dir("buffer");
+  std::vector<float> r1_now;
+  {
+    auto d = open_dir(path);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    for (int i = 0; i < 20; ++i) {
+      RecordValue v;
+      v.vector = random_vector(rng);
+      REQUIRE(d->node().upsert("c", "r" + std::to_string(i), v).ok());
+    }
+    RecordValue v;
+    v.vector = random_vector(rng);
+    REQUIRE(d->node().upsert("c", "r1", v).ok());
+    REQUIRE(d->node().remove("c", "r2").ok());
+    r1_now = v.vector;
+  }
+  const BufferView before = buffer_view(path + "/store");
+  REQUIRE(before.sent.size() == 22);
+  CHECK(before.sent[1].records.at("r1").empty());  // overwritten since: context only
+  RecordValue old;
+  old.vector = std::vector<float>(kDim, 7.0f);
+  rewrite_buffer_as_version_3(path + "/store", encode_payload(old));
+  const BufferView v3 = buffer_view(path + "/store");
+  for (bool s : v3.skeleton) CHECK_FALSE(s);
+  // As version 3 sent them: whole, so the overwritten write's entry still carries its old payload.
+  REQUIRE(v3.sent.size() == before.sent.size());
+  REQUIRE(v3.sent[1].records.at("r1").size() == 1);
+  CHECK(v3.sent[1].records.at("r1").at(0).payload == format::to_bytes(encode_payload(old)));
+  CHECK(v3.sent[3] == before.sent[3]);
+  {
+    auto d = open_dir(path);
+    auto g = d->node().get("c", "r1");
+    REQUIRE(g.ok());
+    CHECK(g->siblings.at(0).value.vector == r1_now);
+  }
+  const BufferView after = buffer_view(path + "/store");
+  for (bool s : after.skeleton) CHECK(s);
+  CHECK(after.sent == before.sent);
+  CHECK(after.bytes < v3.bytes);
+  Tables t = read_all(path + "/store");
+  bool marked = false;
+  for (const auto& kv : t.rows[store::Table::kMeta]) {
+    marked |= kv.key == format::kBufferSkeletonsKey;
+    if (kv.key == store::kSchemaVersionKey) CHECK(kv.value == std::string("\0\0\0\x04", 4));
+  }
+  CHECK(marked);
+  {
+    auto d = open_dir(path);  // nothing left to rewrite
+    CHECK(d->node().get("c", "r2").status().detail() == Detail::kNoSuchRecord);
+  }
+  CHECK(buffer_view(path + "/store").sent == before.sent);
   std::filesystem::remove_all(path);
 }

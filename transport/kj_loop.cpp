@@ -40,7 +40,10 @@ struct KjLoop::Impl final : public kj::EventPort {
   }
   void setRunnable(bool r) override {
     runnable = r;
-    if (r) post_turn();
+    // While a driver below runs the io_context on this thread, it runs kj's turn itself as soon
+    // as the current handler returns: posting one would cost an Asio round (an epoll_wait and,
+    // on this thread, nothing else) for every kj event, several per RPC call.
+    if (r && driving == 0) post_turn();
   }
   void wake() const override {
     asio::post(io, [] {});
@@ -85,12 +88,35 @@ struct KjLoop::Impl final : public kj::EventPort {
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   bool runnable = false;
   bool turn_posted = false;
+  int driving = 0;  // > 0 inside run_one_until, poll or run_while (Driving)
   kj::EventLoop loop;
   // Bound: for the loop's life. Floating: while a thread is inside an Enter.
   std::optional<kj::WaitScope> scope;
 };
 
 #pragma GCC diagnostic pop
+
+// Marks the loop as driven by this thread for a scope: kj events are run inline (Impl::
+// setRunnable posts no turn). On leaving, events still queued get a posted turn, so whoever runs
+// the io_context next (io.run(), another driver) runs them as before.
+class KjLoop::Driving {
+ public:
+  explicit Driving(KjLoop::Impl& impl) : impl_(impl) { ++impl_.driving; }
+  ~Driving() {
+    if (--impl_.driving == 0 && impl_.runnable) impl_.post_turn();
+  }
+  Driving(const Driving&) = delete;
+  Driving& operator=(const Driving&) = delete;
+  // Runs kj's queued events now if there are any; true when it did.
+  bool run_kj() {
+    if (!impl_.runnable) return false;
+    impl_.turn();
+    return true;
+  }
+
+ private:
+  KjLoop::Impl& impl_;
+};
 
 KjLoop::KjLoop(asio::io_context& io, Binding binding)
     : impl_(std::make_unique<Impl>(io, binding == Binding::kBound)) {}
@@ -104,28 +130,42 @@ KjLoop::Enter::Enter(KjLoop& loop) : loop_(loop) { loop_.impl_->scope.emplace(lo
 KjLoop::Enter::~Enter() { loop_.impl_->scope.reset(); }
 
 void KjLoop::poll() {
+  Driving driving(*impl_);
+  driving.run_kj();
   impl_->arm();
   if (impl_->io.stopped()) impl_->io.restart();
   impl_->io.poll();
+  driving.run_kj();
   impl_->arm();
 }
 
 bool KjLoop::run_one_until(std::chrono::steady_clock::time_point deadline) {
+  Driving driving(*impl_);
+  // kj's queued events count as the one handler, and cost no trip through the io_context.
+  if (driving.run_kj()) return true;
   impl_->arm();
   if (impl_->io.stopped()) impl_->io.restart();
   const bool ran = impl_->io.run_one_until(deadline) != 0;
+  // What the handler made ready (a read's answer) runs now, not after another Asio round.
+  driving.run_kj();
   impl_->arm();
   return ran;
 }
 
 bool KjLoop::run_while(const std::function<bool()>& done, std::size_t max_turns) {
+  Driving driving(*impl_);
   // A timer registered outside a kj turn (by the caller, before running) is armed here.
   impl_->arm();
   for (std::size_t turns = 0; !done() && turns < max_turns; ++turns) {
+    if (driving.run_kj()) {
+      impl_->arm();
+      continue;
+    }
     if (impl_->io.stopped()) impl_->io.restart();
     if (impl_->io.run_one() == 0) {
       impl_->io.restart();
       impl_->arm();
+      if (driving.run_kj()) continue;
       if (impl_->io.run_one() == 0) break;  // nothing left that could change anything
     }
     impl_->arm();

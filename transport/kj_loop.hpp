@@ -2,7 +2,9 @@
 //
 // Role: one thread, one loop (docs/architecture.md, "Transport"). Asio owns every socket and
 // timer; capnp-rpc needs a kj::EventLoop. A kj::EventPort adapter lets the io_context drive it:
-// when kj has work, setRunnable(true) posts a handler that runs the kj loop; wake() (kj events
+// when kj has work, setRunnable(true) posts a handler that runs the kj loop, except while a
+// thread is inside run_one_until, poll or run_while, which run kj's events inline between Asio
+// handlers (no Asio round, so no epoll_wait, per kj event: D46); wake() (kj events
 // from other threads) posts an empty handler; kj timers are kept by a kj::TimerImpl that one Asio
 // steady_timer advances. Code on the loop thread uses kj promises and `timer()` freely; nothing
 // blocks.
@@ -77,6 +79,7 @@ class KjLoop {
 
  private:
   struct Impl;
+  class Driving;
   std::unique_ptr<Impl> impl_;
 };
 

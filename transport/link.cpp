@@ -155,9 +155,11 @@ struct Wire {
   struct Out {
     std::vector<std::uint8_t> bytes;
     kj::Own<kj::PromiseFulfiller<void>> done;
+    std::size_t sent = 0;  // bytes the socket took so far
   };
   std::deque<Out> out;
-  bool writing = false;
+  bool writing = false;        // an async_write is in flight
+  bool nonblocking_set = false;
   Status write_error;
   LinkStats stats;
 
@@ -186,24 +188,49 @@ void start_read(const std::shared_ptr<Wire>& w) {
   });
 }
 
+// A failed send: every queued write fails with it.
+void fail_writes(const std::shared_ptr<Wire>& w, const boost::system::error_code& ec) {
+  if (w->write_error.ok()) w->write_error = Status(Code::kUnavailable, "send failed: " + ec.message());
+  for (auto& o : w->out) {
+    if (o.done->isWaiting()) o.done->reject(to_exception(w->write_error, kj::Exception::Type::DISCONNECTED));
+  }
+  w->out.clear();
+}
+
 void pump_writes(const std::shared_ptr<Wire>& w) {
-  if (w->writing || w->out.empty()) return;
+  if (w->writing) return;
+  // Each queued frame is first written at once, without blocking: a frame the socket takes
+  // whole completes here, with no Asio round (a speculative async_write completes the same
+  // sendto, but its handler then waits a trip through the io_context: an epoll_wait per message,
+  // D46). What the socket does not take now goes by async_write.
+  if (!w->nonblocking_set) {
+    boost::system::error_code ignored;
+    w->socket.non_blocking(true, ignored);
+    w->nonblocking_set = true;
+  }
+  while (!w->out.empty()) {
+    Wire::Out& front = w->out.front();
+    boost::system::error_code ec;
+    const std::size_t n =
+        w->socket.write_some(asio::buffer(front.bytes.data() + front.sent, front.bytes.size() - front.sent), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return fail_writes(w, ec);
+    front.sent += n;
+    w->stats.bytes_out += n;
+    if (front.sent < front.bytes.size()) break;
+    Wire::Out done = std::move(front);
+    w->out.pop_front();
+    if (done.done->isWaiting()) done.done->fulfill();
+  }
+  if (w->out.empty()) return;
   w->writing = true;
-  asio::async_write(w->socket, asio::buffer(w->out.front().bytes),
+  Wire::Out& front = w->out.front();
+  asio::async_write(w->socket, asio::buffer(front.bytes.data() + front.sent, front.bytes.size() - front.sent),
                     [w](const boost::system::error_code& ec, std::size_t n) {
                       w->writing = false;
+                      if (ec) return fail_writes(w, ec);
+                      w->stats.bytes_out += n;
                       Wire::Out done = std::move(w->out.front());
                       w->out.pop_front();
-                      if (ec) {
-                        if (w->write_error.ok()) w->write_error = Status(Code::kUnavailable, "send failed: " + ec.message());
-                        if (done.done->isWaiting()) done.done->reject(to_exception(w->write_error, kj::Exception::Type::DISCONNECTED));
-                        for (auto& o : w->out) {
-                          if (o.done->isWaiting()) o.done->reject(to_exception(w->write_error, kj::Exception::Type::DISCONNECTED));
-                        }
-                        w->out.clear();
-                        return;
-                      }
-                      w->stats.bytes_out += n;
                       if (done.done->isWaiting()) done.done->fulfill();
                       pump_writes(w);
                     });

@@ -111,4 +111,9 @@ interface Node {
   # Restores `collection` (which must exist here) from the daemon's sink, page by page
   # (docs/tiers.md, "Bootstrap from the sink"). Durable when it returns.
   bootstrapFromSink @12 (collection :Text) -> (pages :UInt32, records :UInt64, bytes :UInt64);
+  # One page of `collection`'s live records (each with its winning value) after the record `after`
+  # in store order (empty: from the first), at most `limit` of them (the daemon caps it, and the
+  # page's size, so that an answer stays well under a message's limit). `more`: ask again after
+  # the last record's id. Export through the daemon (shoal export), page by page.
+  exportRecords @13 (collection :Text, after :Data, limit :UInt32) -> (records :List(RecordInput), more :Bool);
 }

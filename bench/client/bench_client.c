@@ -9,7 +9,9 @@
  * - write throughput: records per second of those batches (client / embedded);
  * - QPS at ef=16, k=10: 4 threads on --q test images each (embedded: one shared handle, as an app
  *   would; client: each thread its own shoal_connect handle, as four apps would);
- * - the added latency per call: one thread, p50 and p99 of single searches.
+ * - the added latency per call: one thread, p50 and p99 of single searches;
+ * - the transport's anchor: bare Unix-socket round trips of the same sizes, 4 pairs at once, and
+ *   the client-mode QPS they allow when the CPU is the limit (search plus one round trip).
  * Prints one line per figure and the ratios; the goal is client/embedded QPS >= 0.7.
  * Usage: bench_client SERVER [--n 10000] [--q 1000] [--dir /tmp/shoal-bench-client]
  *                            [--data /usr/share/datasets/fashion-mnist] */
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +130,58 @@ static double qps(shoal_db *db, const char *socket, const float *queries, size_t
   return (double)(kThreads * q) / (now_s() - t0);
 }
 
+/* The anchor for the transport: q round trips on a bare Unix stream socket pair per thread, kThreads
+ * pairs at once, a request of a search's size (3,308 bytes) and an answer of its size (668), no
+ * work between, blocking send/recv: what any socket RPC costs on this machine at least (two
+ * syscalls and one sleep and wake-up per side). */
+enum { kReqBytes = 3308, kRspBytes = 668 };
+typedef struct pingpong {
+  int fd;
+  size_t q;
+  int serve;
+} pingpong;
+
+static void *pingpong_loop(void *arg) {
+  pingpong *p = arg;
+  char buf[kReqBytes];
+  memset(buf, 0, sizeof buf);
+  for (size_t i = 0; i < p->q; ++i) {
+    const size_t out = p->serve ? kRspBytes : kReqBytes, in = p->serve ? kReqBytes : kRspBytes;
+    if (!p->serve && send(p->fd, buf, out, 0) != (ssize_t)out) break;
+    for (size_t got = 0; got < in;) {
+      const ssize_t r = recv(p->fd, buf, sizeof buf, 0);
+      if (r <= 0) return NULL;
+      got += (size_t)r;
+    }
+    if (p->serve && send(p->fd, buf, out, 0) != (ssize_t)out) break;
+  }
+  return NULL;
+}
+
+/* Round trips per second of kThreads socket pairs. */
+static double socket_floor(size_t q) {
+  pthread_t t[2 * kThreads];
+  pingpong p[2 * kThreads];
+  int sv[kThreads][2];
+  for (int i = 0; i < kThreads; ++i) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) return 0;
+  }
+  const double t0 = now_s();
+  for (int i = 0; i < kThreads; ++i) {
+    p[2 * i] = (pingpong){sv[i][0], q, 0};
+    p[2 * i + 1] = (pingpong){sv[i][1], q, 1};
+    pthread_create(&t[2 * i], NULL, pingpong_loop, &p[2 * i]);
+    pthread_create(&t[2 * i + 1], NULL, pingpong_loop, &p[2 * i + 1]);
+  }
+  for (int i = 0; i < 2 * kThreads; ++i) pthread_join(t[i], NULL);
+  const double rate = (double)(kThreads * q) / (now_s() - t0);
+  for (int i = 0; i < kThreads; ++i) {
+    close(sv[i][0]);
+    close(sv[i][1]);
+  }
+  return rate;
+}
+
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -213,14 +268,22 @@ int main(int argc, char **argv) {
   const double qe = qps(e, NULL, queries, q), qc = qps(c, sock, queries, q);
   printf("search embedded %10.0f QPS        client %10.0f QPS        client/embedded %.2f (goal >= 0.70)\n", qe, qc,
          qc / qe);
+  /* When the CPU is the limit, a call costs a search plus at least one bare round trip, so client
+   * mode cannot pass 1 / (1/embedded + 1/floor) on this machine, whatever the RPC layer does. */
+  const double floor_rt = socket_floor(q);
+  const double bound = 1.0 / (1.0 / qe + 1.0 / floor_rt);
+  printf("anchor socket round trips %10.0f /s (%d pairs, no work); CPU-bound client mode at most %.0f QPS = %.2f x "
+         "embedded; client reached %.2f of that\n",
+         floor_rt, kThreads, bound, bound / qe, qc / bound);
   double e50, e99, c50, c99;
   latency(e, queries, q, &e50, &e99);
   latency(c, queries, q, &c50, &c99);
   printf("latency one thread: embedded p50 %.1f us p99 %.1f us; client p50 %.1f us p99 %.1f us; added p50 %.1f us "
          "p99 %.1f us\n",
          e50, e99, c50, c99, c50 - e50, c99 - e99);
-  printf("bench_client ratio_qps=%.2f ratio_write=%.2f added_p50_us=%.1f added_p99_us=%.1f\n", qc / qe, wc / we,
-         c50 - e50, c99 - e99);
+  printf("bench_client ratio_qps=%.2f ratio_write=%.2f added_p50_us=%.1f added_p99_us=%.1f socket_rt_per_s=%.0f "
+         "bound_ratio=%.2f\n",
+         qc / qe, wc / we, c50 - e50, c99 - e99, floor_rt, bound / qe);
   shoal_close(c);
   shoal_close(e);
   close(in[1]);

@@ -102,6 +102,12 @@ class Backend {
   // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink").
   // Embedded mode: kUnavailable (the daemon holds the sink's link and the device's identity).
   [[nodiscard]] virtual Result<SinkBootstrapReport> bootstrap_from_sink(const std::string& collection) = 0;
+  // One page of `collection`'s live records after the record `after` in store order ("" for the
+  // first), at most `max_records` (Node::records_after; the daemon caps a page): `shoal export`
+  // through the daemon, which holds one page at a time.
+  [[nodiscard]] virtual Result<node::RecordsPage> records_after(const std::string& collection,
+                                                                const std::string& after,
+                                                                std::uint32_t max_records) = 0;
 };
 
 // --- The client library's one C entry point ---
@@ -109,13 +115,14 @@ class Backend {
 // abi and build_key before calling connect.
 // 2: search's with_metadata and stats_json (the vtable changed). 3: ClientEntry::connect_with.
 // 4: search_cold and bootstrap_from_sink.
-inline constexpr std::uint32_t kBackendAbi = 4;
+// 5: records_after (the vtable changed).
+inline constexpr std::uint32_t kBackendAbi = 5;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
-#define SHOAL_CAPI_BACKEND_ABI 4  // kBackendAbi, for the build key string
+#define SHOAL_CAPI_BACKEND_ABI 5  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
   return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +

@@ -192,6 +192,12 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
     SHOAL_ASSIGN_OR_RETURN(answer.hits, node().search(collection, query, o));
     return answer;
   }
+  Result<node::RecordsPage> records_after(const std::string& collection, const std::string& after,
+                                          std::uint32_t max_records) override {
+    return node().read([&](const node::Node& n) {
+      return n.records_after(collection, after, max_records, node::kRecordsPageBytes);
+    });
+  }
   Result<ColdSearchAnswer> search_cold(const std::string&, std::span<const float>, std::uint32_t, std::uint32_t) override {
     return Status(Code::kUnavailable, "no sink is configured: a handle from shoal_open has no mesh; cold search goes "
                                       "through shoald (shoal_connect) or the embedded mesh (shoal_mesh_search_cold)");

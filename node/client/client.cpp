@@ -349,6 +349,23 @@ class ClientBackend final : public Backend {
 
   Result<std::unique_ptr<capi::Watch>> watch(const std::string& collection, ChangeSink sink) override;
 
+  Result<node::RecordsPage> records_after(const std::string& collection, const std::string& after,
+                                          std::uint32_t max_records) override {
+    using R = Result<node::RecordsPage>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.exportRecordsRequest();
+      req.setCollection(collection);
+      req.setAfter(data_of(after));
+      req.setLimit(max_records);
+      return req.send().then([](auto&& r) -> R {
+        node::RecordsPage page;
+        for (auto rec : r.getRecords()) page.records.push_back(node::RecordInput{bytes(rec.getId()), value_of(rec.getValue())});
+        page.more = r.getMore();
+        return page;
+      });
+    });
+  }
+
   Result<std::string> stats_json() override {
     using R = Result<std::string>;
     return invoke<R>([](api::Node::Client& n) {

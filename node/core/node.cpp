@@ -999,6 +999,46 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
   return out;
 }
 
+Result<RecordsPage> Node::records_after(std::string_view collection, std::string_view after,
+                                        std::size_t max_records, std::size_t max_bytes) const {
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  store::Range range = store::Range::prefix(collection_prefix(c->id));
+  // The first key after `after`'s: the key itself with one zero byte appended.
+  if (!after.empty()) range.begin = record_key(c->id, after) + std::string(1, '\0');
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
+  RecordsPage page;
+  std::size_t bytes = 0;
+  Status error;
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, range, [&](std::string_view key, std::string_view value) {
+    if (page.records.size() >= std::max<std::size_t>(max_records, 1) || (bytes >= max_bytes && !page.records.empty())) {
+      page.more = true;
+      return false;
+    }
+    auto rec = format::read_record(*txn, c->id, key, value);
+    if (!rec.ok()) {
+      error = rec.status();
+      return false;
+    }
+    const crdt::Entry* win = crdt::winner(rec->entries);
+    if (win == nullptr) return true;  // no value (deleted): nothing to export
+    auto v = decode_entry_payload(*win);
+    if (!v.ok()) {
+      error = v.status();
+      return false;
+    }
+    RecordInput r{std::string(id_of_record_key(key)), std::move(*v)};
+    bytes += r.id.size() + r.value.vector.size() * sizeof(float) + r.value.model.size() + 64;
+    for (const auto& [k, val] : r.value.metadata.fields) {
+      bytes += k.size() + 32;
+      if (const auto* text = std::get_if<std::string>(&val)) bytes += text->size();
+    }
+    page.records.push_back(std::move(r));
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(error);
+  return page;
+}
+
 Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<const float> query,
                                       const SearchOptions& options) const {
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));

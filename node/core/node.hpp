@@ -233,6 +233,16 @@ struct Change {
   std::optional<crdt::ReplicaId> origin;  // the peer it came from; nullopt for a local write
 };
 
+// One page of a collection's live records (Node::records_after), for export through the daemon:
+// page by page, so neither side holds more than a page whatever the collection's size.
+struct RecordsPage {
+  std::vector<RecordInput> records;  // each record's winning value, in store order
+  bool more = false;                 // records may follow: ask again after the last one's id
+};
+// About the most bytes of records one page gathers (a 65,536-d vector alone is 256 KiB; a local
+// API message may carry 16 MiB).
+inline constexpr std::size_t kRecordsPageBytes = std::size_t{4} << 20;
+
 struct ChangeBatch {
   std::vector<Change> changes;
   std::uint64_t next = 0;  // pass as `after` to continue
@@ -370,6 +380,13 @@ class Node final : private SyncHost {
   void drain_index();
   // kNoSuchCollection, kNoSuchRecord; kCorruption if stored bytes do not decode.
   [[nodiscard]] Result<GetResult> get(std::string_view collection, std::string_view id) const;
+  // The live records of `collection` after the record `after` in store order (the order of
+  // export; "" for the first), each with its winning value: at most `max_records`, and no more
+  // once about `max_bytes` are gathered (always at least one record when any is left). One read
+  // transaction per page; a record written between pages is seen if it sorts after the page.
+  // Statuses: kNoSuchCollection; kCorruption if stored bytes do not decode.
+  [[nodiscard]] Result<RecordsPage> records_after(std::string_view collection, std::string_view after,
+                                                  std::size_t max_records, std::size_t max_bytes) const;
   // The k nearest live records (winners only) that match the filter, closest first.
   // Statuses: kNoSuchCollection; query validation (dimension, NaN/Inf, zero under cosine);
   // kOutOfRange/kTooLarge for k or ef.

@@ -44,6 +44,8 @@ namespace {
 constexpr const char* kComponent = "api";
 // Changes sent to one listener per call.
 constexpr std::size_t kChangesPerCall = 256;
+// Export's pages (exportRecords): at most this many records, and node::kRecordsPageBytes.
+constexpr std::uint32_t kExportPageRecords = 1024;
 
 kj::Promise<void> fail(const Status& st) { return transport::exception_of(st); }
 
@@ -395,6 +397,23 @@ struct LocalApi::Impl {
       if (!got.ok()) return failed(got.status());
       auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
       for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> exportRecords(ExportRecordsContext ctx) override {
+      impl_.count_call();
+      auto p = ctx.getParams();
+      const std::uint32_t limit = p.getLimit() == 0 ? kExportPageRecords : std::min(p.getLimit(), kExportPageRecords);
+      auto page = impl_.node.read([&](const node::Node& n) {
+        return n.records_after(text_of(p.getCollection()), bytes_of(p.getAfter()), limit, node::kRecordsPageBytes);
+      });
+      if (!page.ok()) return failed(page.status());
+      auto r = ctx.getResults();
+      auto list = r.initRecords(static_cast<unsigned>(page->records.size()));
+      for (unsigned i = 0; i < page->records.size(); ++i) {
+        list[i].setId(data_of(page->records[i].id));
+        put_value(list[i].initValue(), page->records[i].value);
+      }
+      r.setMore(page->more);
       return kj::READY_NOW;
     }
     kj::Promise<void> search(SearchContext ctx) override {

@@ -113,46 +113,111 @@ Result<RecordInput> parse_line(const std::string& text, std::uint64_t line, cons
 
 }  // namespace
 
-Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::string& collection, std::ostream& out) {
-  const std::string store_path = data_dir + "/store";
-  if (!std::filesystem::exists(store_path + "/data.mdb")) {
-    return Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", data_dir);
+namespace {
+
+// The store's records, read in place (export without a daemon): one read transaction, no index.
+class StoreExport final : public ExportSource {
+ public:
+  static Result<std::unique_ptr<ExportSource>> open(const std::string& data_dir, const std::string& collection) {
+    const std::string store_path = data_dir + "/store";
+    if (!std::filesystem::exists(store_path + "/data.mdb")) {
+      return Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", data_dir);
+    }
+    auto out = std::make_unique<StoreExport>();
+    store::LmdbStoreOptions options;
+    options.path = store_path;
+    SHOAL_ASSIGN_OR_RETURN(out->store_, store::LmdbStore::open(options));
+    SHOAL_ASSIGN_OR_RETURN(out->txn_, out->store_->begin_read());
+    SHOAL_ASSIGN_OR_RETURN(out->cid_, collection_id(*out->txn_, collection));
+    SHOAL_ASSIGN_OR_RETURN(const std::string spec_row, out->txn_->get(Table::kCatalogue, collection));
+    SHOAL_ASSIGN_OR_RETURN(auto spec, format::decode_spec(collection, spec_row));
+    out->dim_ = spec.first.dimension;
+    return std::unique_ptr<ExportSource>(std::move(out));
   }
-  store::LmdbStoreOptions options;
-  options.path = store_path;
-  SHOAL_ASSIGN_OR_RETURN(auto st, store::LmdbStore::open(options));
-  SHOAL_ASSIGN_OR_RETURN(auto txn, st->begin_read());
-  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t cid, collection_id(*txn, collection));
+
+  std::size_t dim() const override { return dim_; }
+
+  Status for_each(const Visit& visit) override {
+    Status error;
+    SHOAL_RETURN_IF_ERROR(txn_->scan(
+        Table::kRecords, store::Range::prefix(format::collection_prefix(cid_)),
+        [&](std::string_view key, std::string_view value) {
+          auto rec = format::read_record(*txn_, cid_, key, value);
+          if (!rec.ok()) {
+            error = rec.status();
+            return false;
+          }
+          const crdt::Entry* win = crdt::winner(rec->entries);
+          if (win == nullptr) return true;  // no value: nothing to export
+          auto v = format::decode_entry_payload(*win);
+          if (!v.ok()) {
+            error = v.status();
+            return false;
+          }
+          return visit(format::id_of_record_key(key), *v, error);
+        }));
+    return error;
+  }
+
+ private:
+  std::unique_ptr<store::LmdbStore> store_;
+  std::unique_ptr<store::ReadTxn> txn_;
+  std::uint32_t cid_ = 0;
+  std::size_t dim_ = 0;
+};
+
+// A running daemon's records, a page (Backend::records_after) at a time.
+class DaemonExport final : public ExportSource {
+ public:
+  DaemonExport(capi::Backend& db, std::string collection, std::size_t dim)
+      : db_(db), collection_(std::move(collection)), dim_(dim) {}
+
+  std::size_t dim() const override { return dim_; }
+
+  Status for_each(const Visit& visit) override {
+    std::string after;
+    for (;;) {
+      // A page as large as the daemon gives (it caps the count and the bytes).
+      SHOAL_ASSIGN_OR_RETURN(auto page, db_.records_after(collection_, after, 1024));
+      Status error;
+      for (const auto& r : page.records) {
+        if (!visit(r.id, r.value, error)) return error;
+      }
+      if (!page.more || page.records.empty()) return {};
+      after = page.records.back().id;
+    }
+  }
+
+ private:
+  capi::Backend& db_;
+  std::string collection_;
+  std::size_t dim_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ExportSource>> open_store_export(const std::string& data_dir, const std::string& collection) {
+  return StoreExport::open(data_dir, collection);
+}
+
+Result<std::unique_ptr<ExportSource>> open_daemon_export(capi::Backend& db, const std::string& collection) {
+  SHOAL_ASSIGN_OR_RETURN(const CollectionInfo info, db.collection_info(collection));
+  return std::unique_ptr<ExportSource>(std::make_unique<DaemonExport>(db, collection, info.spec.dimension));
+}
+
+Result<std::uint64_t> export_jsonl(ExportSource& source, std::ostream& out) {
   std::uint64_t written = 0;
-  Status error;
-  SHOAL_RETURN_IF_ERROR(txn->scan(
-      Table::kRecords, store::Range::prefix(format::collection_prefix(cid)),
-      [&](std::string_view key, std::string_view value) {
-        auto rec = format::read_record(*txn, cid, key, value);
-        if (!rec.ok()) {
-          error = rec.status();
-          return false;
-        }
-        const crdt::Entry* win = crdt::winner(rec->entries);
-        if (win == nullptr) return true;  // no value: nothing to export
-        auto v = format::decode_entry_payload(*win);
-        if (!v.ok()) {
-          error = v.status();
-          return false;
-        }
-        json line{{"id", to_valid_utf8(format::id_of_record_key(key))},
-                  {"vector", v->vector},
-                  {"metadata", metadata_to_json(v->metadata)}};
-        if (!v->model.empty()) line["model"] = to_valid_utf8(v->model);
-        out << line.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
-        if (!out) {
-          error = Status(Code::kIo, "writing the export failed");
-          return false;
-        }
-        ++written;
-        return true;
-      }));
-  SHOAL_RETURN_IF_ERROR(error);
+  SHOAL_RETURN_IF_ERROR(source.for_each([&](std::string_view id, const RecordValue& v, Status& error) {
+    json line{{"id", to_valid_utf8(id)}, {"vector", v.vector}, {"metadata", metadata_to_json(v.metadata)}};
+    if (!v.model.empty()) line["model"] = to_valid_utf8(v.model);
+    out << line.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+    if (!out) {
+      error = Status(Code::kIo, "writing the export failed");
+      return false;
+    }
+    ++written;
+    return true;
+  }));
   out.flush();
   if (!out) return Status(Code::kIo, "writing the export failed");
   return written;
@@ -418,25 +483,13 @@ class TempFile {
 
 }  // namespace
 
-Result<NpyExportReport> export_npy(const std::string& data_dir, const std::string& collection,
-                                   const NpyExportFiles& files) {
-  const std::string store_path = data_dir + "/store";
-  if (!std::filesystem::exists(store_path + "/data.mdb")) {
-    return Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", data_dir);
-  }
+Result<NpyExportReport> export_npy(ExportSource& source, const NpyExportFiles& files) {
   if (files.vectors == files.ids || files.vectors == files.metadata || files.ids == files.metadata) {
     return Status(Detail::kOutOfRange, str_cat("the vectors, ids and metadata files must differ, got '", files.vectors,
                                                "', '", files.ids, "' and '", files.metadata, "'"));
   }
-  store::LmdbStoreOptions options;
-  options.path = store_path;
-  SHOAL_ASSIGN_OR_RETURN(auto st, store::LmdbStore::open(options));
-  SHOAL_ASSIGN_OR_RETURN(auto txn, st->begin_read());
-  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t cid, collection_id(*txn, collection));
-  SHOAL_ASSIGN_OR_RETURN(const std::string spec_row, txn->get(Table::kCatalogue, collection));
-  SHOAL_ASSIGN_OR_RETURN(auto spec, format::decode_spec(collection, spec_row));
   NpyExportReport report;
-  report.dim = spec.first.dimension;
+  report.dim = source.dim();
 
   TempFile vectors(files.vectors), ids(files.ids), metadata(files.metadata);
   SHOAL_RETURN_IF_ERROR(vectors.open());
@@ -447,21 +500,13 @@ Result<NpyExportReport> export_npy(const std::string& data_dir, const std::strin
   vectors.out() << npy_header(0, report.dim);
   bool first = true;
   std::vector<float> le;
-  Status error;
-  SHOAL_RETURN_IF_ERROR(txn->scan(
-      Table::kRecords, store::Range::prefix(format::collection_prefix(cid)),
-      [&](std::string_view key, std::string_view value) {
+  SHOAL_RETURN_IF_ERROR(source.for_each([&](std::string_view id_view, const RecordValue& value, Status& error) {
+        const RecordValue* v = &value;
         auto fail = [&](Status s) {
           error = std::move(s);
           return false;
         };
-        auto rec = format::read_record(*txn, cid, key, value);
-        if (!rec.ok()) return fail(rec.status());
-        const crdt::Entry* win = crdt::winner(rec->entries);
-        if (win == nullptr) return true;  // no value: nothing to export
-        auto v = format::decode_entry_payload(*win);
-        if (!v.ok()) return fail(v.status());
-        const std::string id(format::id_of_record_key(key));
+        const std::string id(id_view);
         if (id.find_first_of("\n\r") != std::string::npos) {
           return fail(Status(Detail::kMalformed, str_cat("the id '", escape_for_message(id), "' holds a line break, so "
                                                           "it cannot be a line of the ids file; export JSON lines")));
@@ -496,7 +541,6 @@ Result<NpyExportReport> export_npy(const std::string& data_dir, const std::strin
         ++report.records;
         return true;
       }));
-  SHOAL_RETURN_IF_ERROR(error);
   vectors.out().seekp(0);
   vectors.out() << npy_header(report.records, report.dim);
   SHOAL_RETURN_IF_ERROR(vectors.close());

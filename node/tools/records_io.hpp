@@ -15,9 +15,10 @@
 // files `shoal import COLL F.npy --ids F.ids.txt --metadata F.metadata.jsonl` reads. Import's
 // reader (VectorReader, streams.hpp) checks the header with read_npy_header below.
 //
-// Thread rules: none of these keep state; export opens the store itself (read only, without the
-// data directory's lock, which LMDB allows while another process, shoald, writes), so it must
-// not run in a process that holds the same data directory open (the CLI never does).
+// Thread rules: none of these keep state; open_store_export opens the store itself (read only,
+// without the data directory's lock, which LMDB allows while another process, shoald, writes),
+// so it must not run in a process that holds the same data directory open (the CLI never does).
+// Against a running daemon, export pages through the local API instead (open_daemon_export).
 #pragma once
 
 #include <csignal>
@@ -34,14 +35,35 @@
 
 namespace shoal::node::tools {
 
-// Writes every live record of `collection` in the data directory `data_dir` as JSON lines to
-// `out`, reading one consistent snapshot of the store (an LMDB read transaction, so it is safe
-// while another process writes). Reads the store without opening the node: no index is loaded.
-// Returns the number of records written. Statuses: kNotFound (no store at `data_dir`),
-// kNotFound/kNoSuchCollection, kCorruption (a value that does not decode, naming its key), kIo
-// (`out` failed), and those of LmdbStore::open.
-[[nodiscard]] Result<std::uint64_t> export_jsonl(const std::string& data_dir, const std::string& collection,
-                                                 std::ostream& out);
+// Where export's records come from: every live record of one collection with its winning value,
+// in store order. Memory: one record (the store) or one page (the daemon) at a time.
+class ExportSource {
+ public:
+  // Takes one record; returns false to stop, with `error` set if it failed.
+  using Visit = std::function<bool(std::string_view id, const RecordValue& value, Status& error)>;
+  virtual ~ExportSource() = default;
+  virtual std::size_t dim() const = 0;  // the collection's dimension
+  // Visits each record until `visit` returns false; returns the first error (the source's or
+  // the one `visit` set).
+  [[nodiscard]] virtual Status for_each(const Visit& visit) = 0;
+};
+
+// The records of `collection` in the data directory `data_dir`, read from one consistent snapshot
+// of the store (an LMDB read transaction, so it is safe while another process writes), without
+// opening the node: no index is loaded. Statuses: kNotFound (no store at `data_dir`),
+// kNotFound/kNoSuchCollection, and those of LmdbStore::open.
+[[nodiscard]] Result<std::unique_ptr<ExportSource>> open_store_export(const std::string& data_dir,
+                                                                      const std::string& collection);
+// The records of `collection` on a running daemon (client mode), page by page
+// (Backend::records_after): each page is one read transaction there, so a record written during
+// the export is seen if it sorts after the current page. Statuses: those of the backend's calls.
+[[nodiscard]] Result<std::unique_ptr<ExportSource>> open_daemon_export(capi::Backend& db,
+                                                                       const std::string& collection);
+
+// Writes every record of `source` as JSON lines to `out`. Returns the number of records written.
+// Statuses: the source's, kCorruption (a value that does not decode, naming its key), kIo
+// (`out` failed).
+[[nodiscard]] Result<std::uint64_t> export_jsonl(ExportSource& source, std::ostream& out);
 
 // --- NumPy .npy files.
 
@@ -83,17 +105,16 @@ struct NpyExportReport {
   std::string model;  // the model tag every record carries ("" for none)
 };
 
-// Writes every live record of `collection` (as export_jsonl: one consistent snapshot, store
-// order, the winning value) into the three files of `files`, streaming: memory stays one record
-// whatever the collection's size. Each file is written beside its name (NAME.tmp) and renamed
+// Writes every record of `source` (as export_jsonl: store order, the winning value) into the
+// three files of `files`, streaming: memory stays one record (or one daemon page) whatever the
+// collection's size. Each file is written beside its name (NAME.tmp) and renamed
 // over it only when all three are complete, so a failed export leaves no partial files. The
 // .npy header's row count is written last (the header has a fixed length). The records must
 // share one model tag (import's --model sets one for all); records with different tags are
 // kInvalidArgument naming two of them (export JSON lines instead, which keeps each record's). An
 // id holding a line break cannot be one line of the ids file: kMalformed naming it. Other
 // statuses as export_jsonl's, and kIo naming the file that could not be written.
-[[nodiscard]] Result<NpyExportReport> export_npy(const std::string& data_dir, const std::string& collection,
-                                                 const NpyExportFiles& files);
+[[nodiscard]] Result<NpyExportReport> export_npy(ExportSource& source, const NpyExportFiles& files);
 
 // Where import's records come from, one at a time (streams.hpp: bounded memory).
 class RecordSource {

@@ -44,6 +44,7 @@
 #include <algorithm>
 #include <charconv>
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -641,9 +642,8 @@ int main(int argc, char** argv) {
   const bool data_given = data_opt->count() > 0;
   const bool connect_given = connect_opt->count() > 0;
   if (data_given && connect_given) return fail_usage(g, "give --connect SOCKET or -d DIR, not both");
-  if (connect_given && (init->parsed() || backup->parsed() || restore->parsed() || compact->parsed() || exp->parsed())) {
-    return fail_usage(g, "init, export, backup, restore and compact work on a data directory (-d DIR), not through "
-                         "the daemon (export reads the store directly, which is safe while shoald runs)");
+  if (connect_given && (init->parsed() || backup->parsed() || restore->parsed() || compact->parsed())) {
+    return fail_usage(g, "init, backup, restore and compact work on a data directory (-d DIR), not through the daemon");
   }
 
   if (backup->parsed() || restore->parsed() || compact->parsed()) {
@@ -673,59 +673,79 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Export reads the store directly (records_io.hpp): no index is loaded.
-  if (exp->parsed() && (export_format == "npy" || (export_format.empty() && export_to.ends_with(".npy")))) {
-    if (export_to.empty() || export_to == "-") {
-      return fail_usage(g, "export --format npy needs an output FILE (a .npy file is written in place, not streamed)");
+  // Export (records_io.hpp): offline it reads the store directly (no index is loaded); against a
+  // running daemon it pages through the local API. `open` gives the source once the arguments
+  // are checked.
+  using OpenExport = std::function<Result<std::unique_ptr<tools::ExportSource>>()>;
+  auto run_export = [&](const OpenExport& open) -> int {
+    if (export_format == "npy" || (export_format.empty() && export_to.ends_with(".npy"))) {
+      if (export_to.empty() || export_to == "-") {
+        return fail_usage(g, "export --format npy needs an output FILE (a .npy file is written in place, not streamed)");
+      }
+      const std::string base = export_to.ends_with(".npy") ? export_to.substr(0, export_to.size() - 4) : export_to;
+      const tools::NpyExportFiles files{export_to, export_ids.empty() ? base + ".ids.txt" : export_ids,
+                                        export_meta.empty() ? base + ".metadata.jsonl" : export_meta};
+      const MonoTime start = now_mono();
+      auto source = open();
+      if (!source.ok()) return fail(g, source.status());
+      auto r = tools::export_npy(**source, files);
+      if (!r.ok()) return fail(g, r.status());
+      const double secs = (now_mono() - start).seconds_f();
+      if (g.json_output) {
+        return std::cout << dump(json{{"ok", true}, {"exported", r->records}, {"file", files.vectors},
+                                      {"ids", files.ids}, {"metadata", files.metadata}, {"dim", r->dim},
+                                      {"model", r->model}, {"seconds", secs}}) << "\n", 0;
+      }
+      std::cerr << "exported " << r->records << " records of " << c_name << " (" << r->dim << "-d float32) in " << secs
+                << " s: vectors " << files.vectors << ", ids " << files.ids << ", metadata " << files.metadata << "\n";
+      if (!r->model.empty()) {
+        std::cerr << "shoal: note: every record has the model tag '" << r->model << "'; import with --model "
+                  << r->model << " to keep it\n";
+      }
+      return 0;
     }
-    const std::string base = export_to.ends_with(".npy") ? export_to.substr(0, export_to.size() - 4) : export_to;
-    const tools::NpyExportFiles files{export_to, export_ids.empty() ? base + ".ids.txt" : export_ids,
-                                      export_meta.empty() ? base + ".metadata.jsonl" : export_meta};
-    const MonoTime start = now_mono();
-    auto r = tools::export_npy(g.data, c_name, files);
-    if (!r.ok()) return fail(g, r.status());
-    const double secs = (now_mono() - start).seconds_f();
-    if (g.json_output) {
-      return std::cout << dump(json{{"ok", true}, {"exported", r->records}, {"file", files.vectors},
-                                    {"ids", files.ids}, {"metadata", files.metadata}, {"dim", r->dim},
-                                    {"model", r->model}, {"seconds", secs}}) << "\n", 0;
+    if (!export_format.empty() && export_format != "jsonl") {
+      return fail_usage(g, "unknown export format '" + export_format + "'; expected jsonl or npy");
     }
-    std::cerr << "exported " << r->records << " records of " << c_name << " (" << r->dim << "-d float32) in " << secs
-              << " s: vectors " << files.vectors << ", ids " << files.ids << ", metadata " << files.metadata << "\n";
-    if (!r->model.empty()) {
-      std::cerr << "shoal: note: every record has the model tag '" << r->model << "'; import with --model "
-                << r->model << " to keep it\n";
+    if (!export_ids.empty() || !export_meta.empty()) {
+      return fail_usage(g, "--ids and --metadata are for .npy exports; JSON lines carry their ids and metadata");
     }
-    return 0;
-  }
-  if (exp->parsed() && !export_format.empty() && export_format != "jsonl") {
-    return fail_usage(g, "unknown export format '" + export_format + "'; expected jsonl or npy");
-  }
-  if (exp->parsed() && (!export_ids.empty() || !export_meta.empty())) {
-    return fail_usage(g, "--ids and --metadata are for .npy exports; JSON lines carry their ids and metadata");
-  }
-  if (exp->parsed()) {
-    std::ofstream file_out;
-    if (!export_to.empty() && export_to != "-") {
-      file_out.open(export_to, std::ios::binary | std::ios::trunc);
-      if (!file_out) return fail(g, Status(Code::kIo, "cannot create the export file", export_to));
+    {
+      // Under --json the records go to the file and the summary to stdout; without a file, the
+      // records are the output.
+      const bool to_stdout = export_to.empty() || export_to == "-";
+      if (to_stdout && g.json_output) {
+        return fail_usage(g, "export --json needs an output file (the records are JSON already)");
+      }
+      // The source first: a missing collection creates no file.
+      auto source = open();
+      if (!source.ok()) return fail(g, source.status());
+      std::ofstream file_out;
+      if (!to_stdout) {
+        file_out.open(export_to, std::ios::binary | std::ios::trunc);
+        if (!file_out) return fail(g, Status(Code::kIo, "cannot create the export file", export_to));
+      }
+      const MonoTime start = now_mono();
+      auto n_written = tools::export_jsonl(**source, to_stdout ? std::cout : file_out);
+      if (!n_written.ok()) return fail(g, n_written.status());
+      const double secs = (now_mono() - start).seconds_f();
+      if (g.json_output) return std::cout << dump(json{{"ok", true}, {"exported", *n_written}, {"file", export_to},
+                                                       {"seconds", secs}}) << "\n", 0;
+      std::cerr << "exported " << *n_written << " records of " << c_name << " in " << secs << " s\n";
+      return 0;
     }
-    // Under --json the records go to the file and the summary to stdout; without a file, the
-    // records are the output.
-    const bool to_stdout = !file_out.is_open();
-    if (to_stdout && g.json_output) {
-      return fail_usage(g, "export --json needs an output file (the records are JSON already)");
-    }
-    const MonoTime start = now_mono();
-    auto n_written = tools::export_jsonl(g.data, c_name, to_stdout ? std::cout : file_out);
-    if (!n_written.ok()) return fail(g, n_written.status());
-    const double secs = (now_mono() - start).seconds_f();
-    if (g.json_output) return std::cout << dump(json{{"ok", true}, {"exported", *n_written}, {"file", export_to},
-                                                     {"seconds", secs}}) << "\n", 0;
-    std::cerr << "exported " << *n_written << " records of " << c_name << " in " << secs << " s\n";
-    return 0;
-  }
+  };
 
+  // Client mode (the daemon) or embedded mode (the data directory), behind one interface.
+  std::string socket = g.connect;
+  if (socket.empty() && !data_given) {
+    const char* env = std::getenv("SHOAL_SOCKET");
+    const std::string fallback = env != nullptr && *env != '\0' ? env : kDefaultSocket;
+    std::error_code ec;
+    if (std::filesystem::exists(fallback, ec)) socket = fallback;
+  }
+  const bool remote = !socket.empty();
+  if (exp->parsed() && !remote) return run_export([&] { return tools::open_store_export(g.data, c_name); });
 
   if (init->parsed()) {
     auto dir = open_data_dir(g.data, DataDirOptions{});
@@ -739,15 +759,6 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Client mode (the daemon) or embedded mode (the data directory), behind one interface.
-  std::string socket = g.connect;
-  if (socket.empty() && !data_given) {
-    const char* env = std::getenv("SHOAL_SOCKET");
-    const std::string fallback = env != nullptr && *env != '\0' ? env : kDefaultSocket;
-    std::error_code ec;
-    if (std::filesystem::exists(fallback, ec)) socket = fallback;
-  }
-  const bool remote = !socket.empty();
   if (tier->parsed() && !tier_set.empty()) {
     return fail_usage(g, "tier --set is not supported: a collection's tier policy is set in shoald's config file "
                          "([tiers] and [[tiers.collections]], docs/tiers.md) and applied with SIGHUP "
@@ -791,6 +802,7 @@ int main(int argc, char** argv) {
     db = std::move(*b);
   }
   ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (exp->parsed()) return run_export([&] { return tools::open_daemon_export(*db, c_name); });
 
   auto ok_json = [&](json extra) {
     extra["ok"] = true;

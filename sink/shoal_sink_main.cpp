@@ -67,6 +67,8 @@ Result<security::Identity> open_identity(const sink::SinkConfig& cfg) {
   return id;
 }
 
+std::string revocations_path(const sink::SinkConfig& cfg) { return cfg.data_dir + "/revocations.bin"; }
+
 // The sink's certificate: decoded, issued for this identity, with the sink role. The sink trusts
 // the authority that enrolled it (docs/mesh.md, "The trust anchor").
 Result<sink::SinkCredentials> load_certificate(const sink::SinkConfig& cfg, const security::Identity& identity) {
@@ -89,6 +91,8 @@ Result<sink::SinkCredentials> load_certificate(const sink::SinkConfig& cfg, cons
   }
   c.anchor.mesh_id = cert->mesh_id;
   c.anchor.authorities = {cert->issuer_key};
+  // The revocations members pushed before a restart (Sink.revocations).
+  SHOAL_ASSIGN_OR_RETURN(c.revocations, sink::load_revocations(revocations_path(cfg), c.anchor));
   return c;
 }
 
@@ -207,6 +211,7 @@ int main(int argc, char** argv) {
     sink::SinkServerOptions so;
     so.listen_address = cfg.listen_address;
     so.listen_port = cfg.listen_port;
+    so.revocations_path = revocations_path(cfg);
     auto server = sink::SinkServer::start(loop, **service, std::move(*creds), so, &logger);
     if (!server.ok()) {
       std::cerr << "shoal-sink: sink.listen " << cfg.listen_address << ":" << cfg.listen_port << ": "

@@ -1,9 +1,14 @@
 // sink/sink_server.cpp: see sink_server.hpp.
 #include "sink/sink_server.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include <capnp/message.h>
+
+#include "common/file_io.hpp"
 
 #include "node/core/record.hpp"
 #include "transport/rpc.capnp.h"
@@ -67,6 +72,35 @@ struct SinkServer::Impl {
 
   std::int64_t now_ns() const { return options.wall_clock().ns(); }
 
+  // Joins a member's revocation set: verified entries join (a bad one is dropped and counted),
+  // the grown set is saved, and the links of newly revoked devices close. The set is applied in
+  // memory even when saving fails (a revoked device must not keep its link over a full disk);
+  // the failure is returned so that the member sends the set again later.
+  Status join_revocations(std::string_view bytes, std::uint32_t& size, std::uint32_t& rejected) {
+    auto theirs = security::decode_revocations(
+        std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), options.max_revocations);
+    if (!theirs.ok()) return theirs.status();
+    const security::JoinStats js = creds.revocations.join(*theirs, creds.anchor);
+    stats.revocations = creds.revocations.size();
+    stats.revocations_rejected += js.rejected;
+    size = static_cast<std::uint32_t>(creds.revocations.size());
+    rejected = static_cast<std::uint32_t>(js.rejected);
+    if (js.added == 0) return Status::ok_status();
+    SHOAL_LOG(logger, kInfo, kComponent, js.added, " devices revoked by a member's set (", size, " in all)");
+    std::vector<std::uint64_t> doomed;
+    for (auto& [id, link] : links) {
+      if (creds.revocations.contains(link->peer().device_key)) doomed.push_back(id);
+    }
+    for (auto id : doomed) {
+      ++stats.revoked_closed;
+      close_later(id);
+    }
+    if (options.revocations_path.empty()) return Status::ok_status();
+    const auto encoded = security::encode_revocations(creds.revocations);
+    return write_file_atomic(options.revocations_path,
+                             std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()));
+  }
+
   Status refuse(Status st) {
     ++stats.calls_refused;
     SHOAL_LOG(logger, kDebug, kComponent, "refused: ", st.to_string());
@@ -119,6 +153,16 @@ struct SinkServer::Impl {
       auto ack = host_.service.upload_segment(bytes, host_.now_ns());
       if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
+      return kj::READY_NOW;
+    }
+
+    kj::Promise<void> revocations(RevocationsContext ctx) override {
+      ++host_.stats.calls;
+      std::uint32_t size = 0, rejected = 0;
+      Status st = host_.join_revocations(view(ctx.getParams().getSet()), size, rejected);
+      if (!st.ok()) return refused(st);
+      ctx.getResults().setSize(size);
+      ctx.getResults().setRejected(rejected);
       return kj::READY_NOW;
     }
 
@@ -338,6 +382,7 @@ Result<std::unique_ptr<SinkServer>> SinkServer::start(transport::KjLoop& loop, S
   }
   auto impl = std::make_unique<Impl>(loop, service, std::move(credentials), std::move(options), logger);
   Impl* h = impl.get();
+  h->stats.revocations = h->creds.revocations.size();
   h->replica.assign(reinterpret_cast<const char*>(h->creds.identity->public_key().data()), 16);
   h->replica.append(4, '\0');  // incarnation 0, little-endian
   h->linksec.identity = h->creds.identity;
@@ -360,5 +405,23 @@ std::uint16_t SinkServer::port() const noexcept { return impl_->listener->port()
 const std::string& SinkServer::replica() const noexcept { return impl_->replica; }
 SinkServerStats SinkServer::stats() const noexcept { return impl_->stats; }
 std::size_t SinkServer::links() const noexcept { return impl_->links.size(); }
+const security::RevocationSet& SinkServer::revocations() const noexcept { return impl_->creds.revocations; }
+
+Result<security::RevocationSet> load_revocations(const std::string& path, const security::TrustAnchor& anchor) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return security::RevocationSet{};
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return Status(Code::kIo, "cannot read the revocation set " + path);
+  auto saved = security::decode_revocations(bytes);
+  if (!saved.ok()) return Status(saved.status().detail(), "the revocation set " + path + ": " + saved.status().message());
+  security::RevocationSet out;
+  const security::JoinStats js = out.join(*saved, anchor);
+  if (js.rejected != 0) {
+    return Status(Detail::kBadSignature, str_cat("the revocation set ", path, ": ", js.rejected, " of ",
+                                                 saved->size(), " entries do not verify against this sink's trust anchor"));
+  }
+  return out;
+}
 
 }  // namespace shoal::sink

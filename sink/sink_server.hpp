@@ -39,8 +39,8 @@ struct SinkCredentials {
   const security::Identity* identity = nullptr;  // must outlive the server
   std::vector<std::uint8_t> certificate;         // this sink's certificate (role sink)
   security::TrustAnchor anchor;
-  // Devices refused at the handshake (from the operator; the sink does not replicate
-  // revocations from peers yet).
+  // Devices refused at the handshake: the set the sink starts with (its saved set, see
+  // SinkServerOptions::revocations_path). It grows as members push theirs (Sink.revocations).
   security::RevocationSet revocations;
 };
 
@@ -51,6 +51,11 @@ struct SinkServerOptions {
   transport::ListenerLimits listener;
   // Wall time for acknowledgements (the only clock the service sees).
   std::function<WallTime()> wall_clock = [] { return now_wall(); };
+  // Where the revocation set is kept (security::encode_revocations bytes, replaced atomically
+  // when it grows); empty: in memory only (tests). load_revocations reads it at start.
+  std::string revocations_path;
+  // Entries one Sink.revocations call may carry.
+  std::size_t max_revocations = 1u << 16;
 };
 
 struct SinkServerStats {
@@ -59,7 +64,17 @@ struct SinkServerStats {
   std::uint64_t introductions_refused = 0;  // a role without the Sink capability
   std::uint64_t calls = 0;
   std::uint64_t calls_refused = 0;          // limits, access, or the service's error
+  std::uint64_t revocations = 0;            // devices in the sink's revocation set
+  std::uint64_t revocations_rejected = 0;   // pushed entries whose signature did not verify
+  std::uint64_t revoked_closed = 0;         // links closed because their device was revoked
 };
+
+// The saved revocation set at `path`, every entry verified against `anchor`: an empty set when
+// the file does not exist. Statuses: kIo (unreadable), decode_revocations's (a damaged file is an
+// error, not an empty set: the operator must look), kBadSignature naming how many entries did not
+// verify.
+[[nodiscard]] Result<security::RevocationSet> load_revocations(const std::string& path,
+                                                               const security::TrustAnchor& anchor);
 
 class SinkServer {
  public:
@@ -78,6 +93,8 @@ class SinkServer {
   const std::string& replica() const noexcept;
   SinkServerStats stats() const noexcept;
   std::size_t links() const noexcept;
+  // The sink's revocation set now.
+  const security::RevocationSet& revocations() const noexcept;
 
   struct Impl;
 

@@ -84,4 +84,10 @@ interface Sink {
   bootstrap @4 (collection :Text, after :Data) -> (segment :Data, context :Data, nextAfter :Data, done :Bool);
   # Backlog seen, last acknowledgement, bytes stored.
   status @5 () -> (status :SinkStatus);
+  # The member's revocation set (security::encode_revocations bytes): the sink joins every entry
+  # whose signature verifies against its trust anchor, keeps the set durably, refuses revoked
+  # devices at the handshake and closes their links. Members send it after the introduction and
+  # whenever their set grows. `size`: the sink's set after the join; `rejected`: entries dropped
+  # because they did not verify. Any member may call it (the authority's signature is the trust).
+  revocations @6 (set :Data) -> (size :UInt32, rejected :UInt32);
 }

@@ -356,9 +356,14 @@ std::optional<HostPort> split_host_port(const std::string& text, std::string& pr
   return out;
 }
 
-// "ADDR:PORT" for a socket we listen on: an IP address (IPv6 in brackets), port 0..65535.
-bool parse_listen(Field& f, std::string& address, std::uint16_t& port) {
-  auto text = f.string("a string \"ADDRESS:PORT\"");
+// Which addresses a key takes: a socket we listen on (an IP address, port 0 = any free port) or a
+// device we dial (a peer, the sink: a host name too, and a real port).
+enum class AddressUse { kListen, kDial };
+
+// "HOST:PORT" ("[IPV6]:PORT") into host and port, under the rules of `use`.
+bool parse_address(Field& f, AddressUse use, std::string& host, std::uint16_t& port) {
+  const bool dial = use == AddressUse::kDial;
+  auto text = f.string(dial ? "a string \"HOST:PORT\"" : "a string \"ADDRESS:PORT\"");
   if (!text) return false;
   std::string problem;
   auto hp = split_host_port(*text, problem);
@@ -366,15 +371,17 @@ bool parse_listen(Field& f, std::string& address, std::uint16_t& port) {
     f.fail(Detail::kMalformed, problem);
     return false;
   }
-  if (!hp->bracketed && !is_ipv4(hp->host)) {
-    f.fail(Detail::kMalformed, "the address must be an IP address, such as 0.0.0.0, 127.0.0.1 or [::]");
+  if (!hp->bracketed && !is_ipv4(hp->host) && !(dial && is_host_name(hp->host))) {
+    f.fail(Detail::kMalformed, dial ? "the host must be a host name or an IP address"
+                                    : "the address must be an IP address, such as 0.0.0.0, 127.0.0.1 or [::]");
     return false;
   }
-  if (hp->port > 65535) {
-    f.fail(Detail::kOutOfRange, "port must be 0..65535 (0: any free port)");
+  const std::uint32_t lowest = dial ? 1 : 0;
+  if (hp->port < lowest || hp->port > 65535) {
+    f.fail(Detail::kOutOfRange, dial ? "port must be 1..65535" : "port must be 0..65535 (0: any free port)");
     return false;
   }
-  address = hp->host;
+  host = hp->host;
   port = static_cast<std::uint16_t>(hp->port);
   return true;
 }
@@ -434,7 +441,7 @@ void parse_log_level_key(Field& f, DaemonConfig& c) {
   f.fail(Detail::kMalformed, "expected \"debug\", \"info\", \"warn\" or \"error\"");
 }
 
-void parse_mesh_listen(Field& f, DaemonConfig& c) { parse_listen(f, c.listen_address, c.listen_port); }
+void parse_mesh_listen(Field& f, DaemonConfig& c) { parse_address(f, AddressUse::kListen, c.listen_address, c.listen_port); }
 
 void parse_discovery(Field& f, DaemonConfig& c) {
   if (auto b = f.boolean()) c.discovery = *b;
@@ -460,27 +467,7 @@ std::optional<node::Tier> parse_tier(Field& f) {
 }
 
 // "HOST:PORT" of a device to dial (a peer, the sink) into peer.host and peer.port.
-bool parse_dial_address(Field& f, PeerConfig& peer) {
-  auto text = f.string("a string \"HOST:PORT\"");
-  if (!text) return false;
-  std::string problem;
-  auto hp = split_host_port(*text, problem);
-  if (!hp) {
-    f.fail(Detail::kMalformed, problem);
-    return false;
-  }
-  if (!hp->bracketed && !is_ipv4(hp->host) && !is_host_name(hp->host)) {
-    f.fail(Detail::kMalformed, "the host must be a host name or an IP address");
-    return false;
-  }
-  if (hp->port == 0 || hp->port > 65535) {
-    f.fail(Detail::kOutOfRange, "port must be 1..65535");
-    return false;
-  }
-  peer.host = hp->host;
-  peer.port = static_cast<std::uint16_t>(hp->port);
-  return true;
-}
+bool parse_dial_address(Field& f, PeerConfig& peer) { return parse_address(f, AddressUse::kDial, peer.host, peer.port); }
 
 std::optional<PeerConfig> parse_peer(Field& f, std::size_t index) {
   if (!f.expect(toml::node_type::table, "a table with address and tier")) return std::nullopt;
@@ -761,7 +748,7 @@ void parse_metrics_enabled(Field& f, DaemonConfig& c) {
   if (auto b = f.boolean()) c.metrics_enabled = *b;
 }
 
-void parse_metrics_listen(Field& f, DaemonConfig& c) { parse_listen(f, c.metrics_address, c.metrics_port); }
+void parse_metrics_listen(Field& f, DaemonConfig& c) { parse_address(f, AddressUse::kListen, c.metrics_address, c.metrics_port); }
 
 using C = DaemonConfig;
 const std::array kRules{

@@ -110,6 +110,7 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
     SHOAL_LOG(logger, kInfo, kComponent, "sink ", options.host, ":", options.port, " link closed: ", why);
     sink = std::nullopt;
     in_flight = false;
+    revocations_sent = 0;  // a new link (perhaps a restarted sink) gets the set again
     auto old = kj::mv(link);
     old->close();
     // Destroyed on a later turn: this may run inside a callback of the link's own RPC system.
@@ -138,8 +139,41 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
 
   // ---- the feed ---------------------------------------------------------------------------
 
+  // Sends this device's revocation set when the sink has not seen it at its current size (after
+  // each introduction, and when a peer's hello or the operator grows it), so that the sink
+  // refuses the devices the mesh revoked. One call in flight; a failure is retried on a later
+  // step. The set only grows, so its size says whether there is anything new.
+  void push_revocations() {
+    if (stopped || !sink || revocations_in_flight || !security.revocations) return;
+    const security::RevocationSet& set = security.revocations();
+    if (set.size() == revocations_sent || set.size() == 0) return;
+    revocations_in_flight = true;
+    const std::uint64_t generation = link_generation;
+    const std::size_t size = set.size();
+    const auto encoded = security::encode_revocations(set);
+    auto req = sink->revocationsRequest();
+    req.setSet(capnp::Data::Reader(encoded.data(), encoded.size()));
+    tasks.add(loop.timer()
+                  .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+                  .then(
+                      [this, generation, size](capnp::Response<sr::Sink::RevocationsResults>&& resp) {
+                        revocations_in_flight = false;
+                        if (generation != link_generation || stopped) return;
+                        revocations_sent = size;
+                        stats.sink_revocations = resp.getSize();
+                      },
+                      [this, generation](kj::Exception&& e) {
+                        revocations_in_flight = false;
+                        if (generation != link_generation || stopped) return;
+                        stats.last_error = "revocations: " + transport::status_of(e).to_string();
+                        SHOAL_LOG(logger, kWarn, kComponent, "the sink did not take the revocation set: ",
+                                  stats.last_error);
+                      }));
+  }
+
   // Sends the next upload, if the link is up and none is in flight.
   void step() {
+    push_revocations();
     if (stopped || in_flight || !sink) return;
     for (int skipped = 0; skipped < 64; ++skipped) {
       auto next = node.read([](const Node& n) { return n.next_sink_upload(); });
@@ -227,6 +261,8 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
   std::optional<sr::Sink::Client> sink;
   std::uint64_t link_generation = 0;
   bool in_flight = false;
+  bool revocations_in_flight = false;
+  std::size_t revocations_sent = 0;  // the set's size the sink last acknowledged on this link
   bool retry_armed = false;
   bool poll_armed = false;
   bool stopped = false;

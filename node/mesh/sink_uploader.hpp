@@ -5,7 +5,8 @@
 // introduces itself at the sink's Gate, calls Sink.pushDelta for each upload and reports the
 // durable acknowledgement back to the node. One upload is in flight at a time, so the sink
 // receives the buffer in order. A failed call or a lost link is retried after a jittered backoff;
-// nothing is acknowledged to the node that the sink did not acknowledge.
+// nothing is acknowledged to the node that the sink did not acknowledge. It also pushes the mesh's
+// revocation set to the sink (Sink.revocations) after each introduction and when the set grows.
 // Ownership: the KjLoop and the SharedNode must outlive the uploader; the LinkSecurity's
 // identity, anchor and revocation callback too.
 // Thread rules: every method on the loop's thread.
@@ -48,6 +49,7 @@ struct SinkUploaderStats {
   std::uint64_t last_ack_seq = 0;   // the sink's sequence number of its last acknowledgement
   std::optional<WallTime> last_ack; // when it came (this device's wall clock)
   std::string last_error;           // the last failure, for status pages
+  std::uint64_t sink_revocations = 0;  // the sink's revocation set's size after our last push
 };
 
 // The sink's answer to a cold search (Sink.coldSearch): its hits and how current it is.

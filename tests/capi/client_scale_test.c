@@ -117,6 +117,33 @@ static void sleep_ms(long ms) {
   nanosleep(&t, NULL);
 }
 
+/* 1 when every thread of pid is stopped ('T' in /proc/PID/task/TID/stat). kill(SIGSTOP) returns
+ * before the stop takes effect: a thread running on the other core can still answer a call that
+ * arrives right after, so the deadline check waits for the stop first (bounded). */
+static int all_threads_stopped(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return 0;
+  int stopped = 1, seen = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL && stopped) {
+    if (e->d_name[0] == '.') continue;
+    char stat_path[300], buf[512];
+    snprintf(stat_path, sizeof stat_path, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+    FILE *f = fopen(stat_path, "r");
+    if (f == NULL) continue; /* the thread exited */
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *close_paren = strrchr(buf, ')'); /* the state follows "(comm) " */
+    ++seen;
+    if (close_paren == NULL || close_paren[1] != ' ' || (close_paren[2] != 'T' && close_paren[2] != 't')) stopped = 0;
+  }
+  closedir(d);
+  return stopped && seen > 0;
+}
+
 static int connect_to(const char *sock, uint32_t timeout_ms, shoal_db **db, shoal_error *err) {
   shoal_options *o = shoal_options_new();
   shoal_options_set_timeout_ms(o, timeout_ms, NULL);
@@ -178,6 +205,8 @@ static int scale(const char *bin, const char *dir) {
 
   /* --- The deadline: a stopped daemon makes calls fail, never hang. --- */
   kill(s.pid, SIGSTOP);
+  for (int t = 0; t < 500 && !all_threads_stopped(s.pid); ++t) sleep_ms(10);
+  CHECK(all_threads_stopped(s.pid));
   {
     float q[kDim];
     vector_of("id-1", q);

@@ -7,7 +7,8 @@
 // collection are accepted up to the quota and then refused with kQuotaExceeded, which changes
 // nothing; when the sink comes back the backlog drains and writes are accepted again; a device
 // that is not a sink at the configured address is never sent anything; the cursor survives a
-// restart of the node (no second full-state upload).
+// restart of the node (no second full-state upload); a revocation a device holds reaches the
+// sink, which closes the revoked device's link.
 #include <catch2/catch.hpp>
 
 #include "mesh_fixture.hpp"
@@ -153,6 +154,28 @@ TEST_CASE("a device uploads its sink collection, refuses writes at the quota whi
   CHECK_FALSE(feed(a).full_state_pending);
   REQUIRE(a.db().upsert(kCold, "after-restart", value(3)).ok());
   REQUIRE(c.run_until([&] { return sink.records() == 67 && feed(a).backlog_entries == 0; }));
+}
+
+// Proves the mesh's revocations reach the sink through its members: a device that learns a
+// revocation pushes its set to the sink, which closes the revoked device's link to it and
+// refuses it from then on.
+TEST_CASE("a revocation a device holds reaches its sink, which closes the revoked device's link", "[mesh][sink]") {
+  Cluster c;
+  TestSink sink(c);
+  sink.start();
+  Host& a = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 100));
+  Host& b = c.add(security::DeviceRole::kMember, true, with_sink(sink.port, 100));
+  REQUIRE(c.run_until([&] { return a.mesh->sink_stats()->connected && b.mesh->sink_stats()->connected; }));
+  CHECK(sink.server->revocations().size() == 0);
+  REQUIRE(a.db().write([&](node::Node& n) { return n.add_revocations(c.authority().revoke(b.identity)); }).ok());
+  REQUIRE(c.run_until([&] { return sink.server->stats().revoked_closed == 1; }));
+  CHECK(sink.server->revocations().contains(b.identity.public_key()));
+  REQUIRE(c.run_until([&] { return a.mesh->sink_stats()->sink_revocations == 1; }));
+  REQUIRE(c.run_until([&] { return !b.mesh->sink_stats()->connected; }));
+  // b keeps redialing and is refused at each handshake; a stays connected.
+  REQUIRE(c.run_until([&] { return sink.server->stats().links_opened >= 2 && b.mesh->sink_stats()->dial_failures >= 2; }));
+  CHECK_FALSE(b.mesh->sink_stats()->connected);
+  CHECK(a.mesh->sink_stats()->connected);
 }
 
 TEST_CASE("a device at the sink's address that is not a sink is sent nothing", "[mesh][sink]") {

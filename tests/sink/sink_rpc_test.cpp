@@ -5,7 +5,8 @@
 // delete pushed after upload leaves cold search, and compaction removes its payload from the
 // store; fetch and status answer; bootstrap over RPC restores a collection into a fresh node; a
 // reader, another sink and a member without a grant are refused (kWrongRole); malformed calls
-// get typed errors and change nothing; shoal-sink started from a TOML file serves a member, keeps
+// get typed errors and change nothing; a member's revocation set reaches the sink (the revoked
+// device's link closes, forged entries are dropped, the set is saved); shoal-sink started from a TOML file serves a member, keeps
 // its objects across a restart, and exits 0 on SIGTERM. Loopback only.
 #include <catch2/catch.hpp>
 
@@ -74,7 +75,8 @@ class Rig {
   sink::SinkService& service() { return *service_; }
   sink::SinkServer& server() { return *server_; }
 
-  void start(sink::SinkLimits limits = {}, const security::Identity* revoked = nullptr) {
+  void start(sink::SinkLimits limits = {}, const security::Identity* revoked = nullptr,
+             sink::SinkServerOptions options = {}) {
     auto s = sink::SinkService::open(store_, limits);
     REQUIRE(s.ok());
     service_ = std::move(*s);
@@ -86,7 +88,7 @@ class Rig {
       creds.revocations.insert_unverified(security::make_revocation(
           authority_.anchor.mesh_id, revoked->public_key(), now_wall().ns() / 1'000'000'000, authority_.key));
     }
-    auto srv = sink::SinkServer::start(loop_, *service_, std::move(creds), {}, nullptr);
+    auto srv = sink::SinkServer::start(loop_, *service_, std::move(creds), std::move(options), nullptr);
     INFO(srv.status().to_string());
     REQUIRE(srv.ok());
     server_ = std::move(*srv);
@@ -371,6 +373,104 @@ TEST_CASE("a revoked member's connection is refused at the handshake", "[sink][r
   // Another member of the same mesh still gets in.
   auto sink = rig.member();
   CHECK(rig.loop().run_until(sink.statusRequest().send()).getStatus().getRecords() == 0);
+}
+
+// Proves the sink replicates revocations from members (Sink.revocations): an entry signed by the
+// authority joins, closes the revoked member's open link and refuses its next handshake; an entry
+// signed by anyone else is dropped and counted; bytes that do not decode are refused with a typed
+// error and change nothing; the joined set is saved and load_revocations reads it back (a damaged
+// file is an error naming it, never an empty set).
+TEST_CASE("a member's revocation set reaches the sink: the revoked device's link closes and stays out, forged entries are dropped, the set is saved",
+          "[sink][rpc]") {
+  const std::string dir = (std::filesystem::temp_directory_path() / ("shoal-sink-rev-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/revocations.bin";
+  std::array<std::uint8_t, security::kSeedBytes> victim_seed{};
+  randombytes_buf(victim_seed.data(), victim_seed.size());
+  auto victim_id = security::Identity::from_seed(victim_seed);
+  REQUIRE(victim_id.ok());
+
+  Rig rig;
+  sink::SinkServerOptions so;
+  so.revocations_path = path;
+  rig.start({}, nullptr, so);
+  auto victim = rig.loop().run_until(
+      rig.introduce(security::DeviceRole::kMember, {{"*", security::kReadWrite}}, &victim_seed)).getSink();
+  CHECK(rig.loop().run_until(victim.statusRequest().send()).getStatus().getRecords() == 0);
+  auto pusher = rig.member();
+
+  // Undecodable bytes: a typed error, nothing joined, nothing saved.
+  {
+    auto req = pusher.revocationsRequest();
+    const std::string junk = "not a revocation set";
+    req.setSet(bytes_of(junk));
+    Status st = status_of_call(rig.loop(), req.send());
+    INFO(st.to_string());
+    CHECK(st.detail() == Detail::kBadMagic);
+    CHECK(rig.server().revocations().size() == 0);
+    CHECK_FALSE(std::filesystem::exists(path));
+  }
+
+  // One real entry and one forged by a key that is not the authority's.
+  security::RevocationSet pushed;
+  pushed.insert_unverified(security::make_revocation(rig.authority().anchor.mesh_id, victim_id->public_key(),
+                                                     now_wall().ns() / 1'000'000'000, rig.authority().key));
+  const security::Identity bystander = fresh_identity();
+  const security::Identity forger = fresh_identity();
+  pushed.insert_unverified(security::make_revocation(rig.authority().anchor.mesh_id, bystander.public_key(),
+                                                     now_wall().ns() / 1'000'000'000, forger));
+  const auto encoded = security::encode_revocations(pushed);
+  auto req = pusher.revocationsRequest();
+  req.setSet(capnp::Data::Reader(encoded.data(), encoded.size()));
+  auto resp = rig.loop().run_until(req.send());
+  CHECK(resp.getSize() == 1);
+  CHECK(resp.getRejected() == 1);
+  CHECK(rig.server().revocations().contains(victim_id->public_key()));
+  CHECK_FALSE(rig.server().revocations().contains(bystander.public_key()));
+  CHECK(rig.server().stats().revocations_rejected == 1);
+
+  // The victim's open link is closed (soon after the answer went out), and it cannot come back.
+  rig.loop().run_until(rig.loop().timer().afterDelay(400 * kj::MILLISECONDS));
+  CHECK(rig.server().stats().revoked_closed == 1);
+  Status after = status_of_call(rig.loop(), victim.statusRequest().send());
+  CHECK_FALSE(after.ok());
+  bool refused = false;
+  try {
+    rig.loop().run_until(rig.introduce(security::DeviceRole::kMember, {{"*", security::kReadWrite}}, &victim_seed));
+  } catch (const kj::Exception&) {
+    refused = true;
+  }
+  CHECK(refused);
+  // The pusher was not revoked and still works.
+  CHECK(rig.loop().run_until(pusher.statusRequest().send()).getStatus().getRecords() == 0);
+
+  // Saved: what a restarted sink starts with.
+  auto saved = sink::load_revocations(path, rig.authority().anchor);
+  REQUIRE(saved.ok());
+  CHECK(saved->size() == 1);
+  CHECK(saved->contains(victim_id->public_key()));
+  // A missing file is an empty set; a damaged one is an error naming the file.
+  auto none = sink::load_revocations(dir + "/absent.bin", rig.authority().anchor);
+  REQUIRE(none.ok());
+  CHECK(none->size() == 0);
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << "damaged";
+  }
+  auto damaged = sink::load_revocations(path, rig.authority().anchor);
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().message().find(path) != std::string::npos);
+  // Entries of another authority in the file are an error too, not silently dropped.
+  {
+    const auto bytes = security::encode_revocations(pushed);
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  auto mixed = sink::load_revocations(path, rig.authority().anchor);
+  REQUIRE_FALSE(mixed.ok());
+  CHECK(mixed.status().detail() == Detail::kBadSignature);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("malformed calls over RPC get typed errors naming the limit and change nothing", "[sink][rpc]") {

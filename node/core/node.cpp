@@ -1030,10 +1030,14 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   if (!options.filter.empty()) {
     const Filter& filter = options.filter;
     const auto& docs = c->docs;
+    // A stub (an evicted record, node_evict.cpp) has metadata but no vector: never a candidate.
     predicate = [&filter, &docs](std::uint64_t label) {
-      return label < docs.size() && !docs[label].id.empty() && filter.matches(docs[label].metadata);
+      return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted &&
+             filter.matches(docs[label].metadata);
     };
-    present = [&docs](std::uint64_t label) { return label < docs.size() && !docs[label].id.empty(); };
+    present = [&docs](std::uint64_t label) {
+      return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted;
+    };
   }
   // Read-your-writes with the index queue: queued labels are scored exactly from the queue, and
   // the graph (stale or not yet holding them) is kept from answering for them.

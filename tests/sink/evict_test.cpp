@@ -298,6 +298,16 @@ TEST_CASE("an evicted record leaves local search, cold search brings it back; ge
     auto local = n.search("cold", v, so);
     REQUIRE(local.ok());
     for (const auto& h : *local) CHECK(h.id.rfind("old", 0) != 0);
+    // A filtered search (whose planner may scan the matching labels exactly) skips stubs too.
+    auto filter = node::parse_filter("tag=even");
+    REQUIRE(filter.ok());
+    so.filter = *filter;
+    auto filtered = n.search("cold", v, so);
+    INFO(filtered.status().to_string());
+    REQUIRE(filtered.ok());
+    CHECK(filtered->size() == 5);
+    for (const auto& h : *filtered) CHECK(h.id.rfind("old", 0) != 0);
+    so.filter = node::Filter{};
     auto cold = s.sink->cold_search("cold", v, 5, node::Metric::kL2);
     REQUIRE(cold.ok());
     std::vector<node::ColdHit> hits;

@@ -60,8 +60,15 @@ void Graph::rerank_many(const float* query, const std::int8_t* qcodes, std::span
   r->get_many(labels, vecs.data());
   // The vectors are cold (read in place from the page cache, a few KiB each): measuring one
   // while the next two stream in keeps the memory busy instead of stalling on each in turn.
+  // First, one line of every vector: each lies on a page of its own in the map, so this starts
+  // every candidate's page walk at once instead of one per distance (perf: the re-ranking's
+  // samples fell from 0.78 to 0.67 of the beam search's; the whole of every vector at once was
+  // worse, 0.80: at ef 64 that is 200 KB of prefetches competing with the ones that matter).
   const std::size_t bytes = std::size_t{dim} * sizeof(float);
   constexpr std::size_t kAhead = 2;
+  for (std::size_t i = kAhead; i < vecs.size(); ++i) {
+    if (vecs[i] != nullptr) __builtin_prefetch(vecs[i]);
+  }
   for (std::size_t i = 0; i < kAhead && i < vecs.size(); ++i) prefetch_vector(vecs[i], bytes);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i + kAhead < vecs.size()) prefetch_vector(vecs[i + kAhead], bytes);

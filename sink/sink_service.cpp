@@ -91,6 +91,30 @@ crdt::Delta segment_to_delta(const Segment& segment) {
   return d;
 }
 
+Result<crdt::Delta> bootstrap_page_delta(std::string_view collection, std::string_view segment,
+                                         std::string_view context, bool done, std::set<std::string>& ids) {
+  crdt::Delta delta;
+  if (!segment.empty()) {
+    auto seg = decode_segment(segment);
+    if (!seg.ok()) return seg.status().with_context(str_cat("the sink's bootstrap page of '", collection, "'"));
+    if (seg->collection != collection) {
+      return Status(Detail::kMalformed, str_cat("the sink's bootstrap page names collection '", seg->collection,
+                                                "', asked for '", collection, "'"));
+    }
+    delta = segment_to_delta(*seg);
+    for (const auto& r : seg->records) ids.insert(r.id);
+  }
+  if (done && !context.empty()) {
+    auto ctx = crdt::decode_context(as_bytes(context));
+    if (!ctx.ok()) {
+      return Status(Detail::kMalformed, str_cat("the sink's context of '", collection, "' does not decode: ",
+                                                ctx.status().to_string()));
+    }
+    delta.context.merge(*ctx);
+  }
+  return delta;
+}
+
 Segment records_to_segment(std::string_view collection, const crdt::RecordMap& records) {
   Segment s;
   s.collection = std::string(collection);
@@ -121,7 +145,7 @@ struct SinkService::Object {
 struct SinkService::Collection {
   std::string name;
   crdt::Delta state;                                // records (live only) and the whole context
-  std::uint32_t dimension = 0;                      // 0 until the first record
+  std::uint32_t dimension = 0;                      // the live records' (0: none live)
   std::map<std::string, Object, std::less<>> objects;  // key -> what it holds
   std::map<std::string, std::string, std::less<>> holder;  // record id -> object holding its winner
   std::uint64_t segment_entries = 0;  // entries carried by the segment objects
@@ -220,10 +244,6 @@ Status SinkService::load() {
         auto d = crdt::decode_delta(as_bytes(bytes));
         if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
         delta = std::move(*d);
-      }
-      if (c.dimension == 0) {
-        auto dim = validate_records(&c, name, delta.records);
-        if (dim.ok()) c.dimension = *dim;
       }
       if (f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top) {
         // One of the newest compaction's segments: part of the state that context describes.
@@ -331,6 +351,16 @@ void SinkService::join(Collection& c, const crdt::Delta& delta, std::string key,
     const bool here = std::any_of(entries.begin(), entries.end(), [&](const crdt::Entry& e) { return e.dot == w->dot; });
     if (here && !key.empty()) c.holder[id] = key;
   }
+  // The dimension is the live records' (they all share it, validate_records sees to that): with
+  // none live the collection has none, so a device that deleted everything and recreated the
+  // collection with another dimension is taken, and open() never keeps the dimension of records
+  // deleted since.
+  c.dimension = 0;
+  if (!c.state.records.empty()) {
+    auto v = node::decode_payload(as_view(crdt::winner(c.state.records.begin()->second)->payload));
+    SHOAL_ASSERT(v.ok());  // validated before it was stored
+    c.dimension = static_cast<std::uint32_t>(v->vector.size());
+  }
   ++c.version;
   if (key.empty()) return;
   Object& o = c.objects[key];
@@ -364,7 +394,7 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   if (seg.records.empty()) return Status(Detail::kOutOfRange, "segment of '" + seg.collection + "' has no records");
   crdt::Delta delta = segment_to_delta(seg);
   const Collection* existing = find(seg.collection);
-  SHOAL_ASSIGN_OR_RETURN(std::uint32_t dim, validate_records(existing, seg.collection, delta.records));
+  SHOAL_RETURN_IF_ERROR(validate_records(existing, seg.collection, delta.records).status());
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", seg.collection, "'"));
@@ -373,7 +403,6 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   std::string key = next_key(kSegmentKind, seg.collection);
   SHOAL_RETURN_IF_ERROR(store_.put(key, segment_bytes));
   SHOAL_ASSIGN_OR_RETURN(Collection * c, collection_for_write(seg.collection));
-  if (c->dimension == 0) c->dimension = dim;
   c->segment_entries += entry_count(delta.records);
   join(*c, delta, key, segment_bytes.size(), false);
   c->last_seq = seq;
@@ -398,7 +427,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   crdt::Delta delta = std::move(*decoded);
   if (delta.empty()) return UploadAck{};
   const Collection* existing = find(collection);
-  SHOAL_ASSIGN_OR_RETURN(std::uint32_t dim, validate_records(existing, collection, delta.records));
+  SHOAL_RETURN_IF_ERROR(validate_records(existing, collection, delta.records).status());
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", collection, "'"));
@@ -407,7 +436,6 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   std::string key = next_key(kDeltaKind, collection);
   SHOAL_RETURN_IF_ERROR(store_.put(key, delta_bytes));
   SHOAL_ASSIGN_OR_RETURN(Collection * c, collection_for_write(collection));
-  if (c->dimension == 0) c->dimension = dim;
   join(*c, delta, key, delta_bytes.size(), true);
   c->last_seq = seq;
   c->last_ack_wall_ns = now_wall_ns;

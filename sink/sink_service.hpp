@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -246,6 +247,14 @@ class SinkService {
   std::uint64_t last_ack_seq_ = 0;
   std::int64_t last_ack_wall_ns_ = 0;
 };
+
+// A bootstrap page in the CRDT form a node joins (node::Node::join_sink_page): its records with
+// their dots as the context, and on the last page (`done`) the collection's whole context too.
+// Adds the page's record ids to `ids` (the last join needs every page's). Statuses:
+// decode_segment's; kMalformed (a segment of another collection; a context that does not decode).
+[[nodiscard]] Result<crdt::Delta> bootstrap_page_delta(std::string_view collection, std::string_view segment,
+                                                       std::string_view context, bool done,
+                                                       std::set<std::string>& ids);
 
 // Converts between the segment form and the CRDT form of records. A segment's records carry
 // their entries' dots as the context. Statuses (to_delta): kCorruption for an invalid counter.

@@ -63,6 +63,13 @@ struct Change {
   origin @4 :Data;           # 20-byte replica id of the peer it came from; empty for a local write
 }
 
+# The sink's part of a cold search's freshness (docs/tiers.md, "Cold search").
+struct SinkFreshness {
+  objects @0 :UInt64;        # the collection's objects at the sink
+  records @1 :UInt64;        # its live records there
+  lastAckWallNs @2 :Int64;   # when the sink last acknowledged an object of it (its wall clock)
+}
+
 interface Listener {
   # Changes in buffer order. `gap`: the listener fell behind the delta buffer's trimming and
   # missed some (re-read what it needs).
@@ -94,4 +101,14 @@ interface Node {
   # running (`dest`: an absolute path that does not exist or is an empty directory). Root and
   # the daemon's own user only.
   backup @10 (dest :Text, compact :Bool) -> (sourceBytes :UInt64, copyBytes :UInt64, replica :Text);
+  # A search that includes the cold tier (docs/tiers.md, "Cold search"): the daemon's hits and
+  # its sink's for the same query, metric and k, merged; cold[i] is true for a hit from the sink.
+  # When the sink cannot answer (none configured, not connected, it refused), the local hits come
+  # back with sinkAnswered false and the reason in sinkCode (a Status full code) and sinkError.
+  searchCold @11 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32)
+      -> (hits :List(Hit), cold :List(Bool), freshness :List(Freshness), sinkAnswered :Bool,
+          sink :SinkFreshness, sinkCode :UInt32, sinkError :Text);
+  # Restores `collection` (which must exist here) from the daemon's sink, page by page
+  # (docs/tiers.md, "Bootstrap from the sink"). Durable when it returns.
+  bootstrapFromSink @12 (collection :Text) -> (pages :UInt32, records :UInt64, bytes :UInt64);
 }

@@ -41,6 +41,24 @@ struct SearchAnswer {
   std::vector<Freshness> freshness;  // empty in embedded mode (no mesh in this process)
 };
 
+// A search that includes the cold tier (docs/tiers.md, "Cold search"; node_api.capnp searchCold).
+struct ColdSearchAnswer {
+  std::vector<node::ColdHit> hits;   // closest first; `cold` marks the sink's (no dots, no metadata)
+  std::vector<Freshness> freshness;  // the daemon's peers, as for search
+  bool sink_answered = false;        // false: local hits only, and sink_error says why
+  Status sink_error;
+  std::uint64_t sink_objects = 0;    // when the sink answered: the collection's objects there,
+  std::uint64_t sink_records = 0;    // its live records there,
+  std::int64_t sink_last_ack_wall_ns = 0;  // and when the sink last acknowledged one (its clock)
+};
+
+// What a bootstrap from the sink did (node_api.capnp bootstrapFromSink).
+struct SinkBootstrapReport {
+  std::uint32_t pages = 0;
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+};
+
 // Receives a watch's changes in order. `gap`: some changes were missed (the delta buffer was
 // trimmed past them, or the connection to the daemon was lost).
 using ChangeSink = std::function<void(const std::vector<node::Change>& changes, bool gap)>;
@@ -77,19 +95,27 @@ class Backend {
   // the daemon knows (node/daemon/local_api.cpp: "peers", "mesh", "api"); embedded mode adds
   // "last_delta_seq" and "index_source" (how each collection's index was loaded).
   [[nodiscard]] virtual Result<std::string> stats_json() = 0;
+  // A search that includes the cold tier, through the daemon's sink. Embedded mode has no sink
+  // (only the embedded mesh's shoal_mesh_search_cold reaches one): kUnavailable saying so.
+  [[nodiscard]] virtual Result<ColdSearchAnswer> search_cold(const std::string& collection, std::span<const float> query,
+                                                             std::uint32_t k, std::uint32_t ef) = 0;
+  // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink").
+  // Embedded mode: kUnavailable (the daemon holds the sink's link and the device's identity).
+  [[nodiscard]] virtual Result<SinkBootstrapReport> bootstrap_from_sink(const std::string& collection) = 0;
 };
 
 // --- The client library's one C entry point ---
 // libshoal_client.so exports `shoal_client_entry_v1`, which fills a ClientEntry. libshoal checks
 // abi and build_key before calling connect.
 // 2: search's with_metadata and stats_json (the vtable changed). 3: ClientEntry::connect_with.
-inline constexpr std::uint32_t kBackendAbi = 3;
+// 4: search_cold and bootstrap_from_sink.
+inline constexpr std::uint32_t kBackendAbi = 4;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
-#define SHOAL_CAPI_BACKEND_ABI 3  // kBackendAbi, for the build key string
+#define SHOAL_CAPI_BACKEND_ABI 4  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
   return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +
@@ -97,7 +123,7 @@ inline std::string backend_build_key() {
          std::to_string(sizeof(node::Sibling)) + "," + std::to_string(sizeof(node::Hit)) + "," +
          std::to_string(sizeof(node::Change)) + "," + std::to_string(sizeof(node::CollectionInfo)) + "," +
          std::to_string(sizeof(node::CollectionSpec)) + "," + std::to_string(sizeof(Freshness)) + "," +
-         std::to_string(sizeof(SearchAnswer)) + "," + std::to_string(sizeof(ChangeSink)) + "," +
+         std::to_string(sizeof(SearchAnswer)) + "," + std::to_string(sizeof(ColdSearchAnswer)) + "," + std::to_string(sizeof(ChangeSink)) + "," +
          std::to_string(sizeof(Result<node::GetResult>)) + "," + std::to_string(sizeof(std::string));
 }
 

@@ -192,6 +192,14 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
     SHOAL_ASSIGN_OR_RETURN(answer.hits, node().search(collection, query, o));
     return answer;
   }
+  Result<ColdSearchAnswer> search_cold(const std::string&, std::span<const float>, std::uint32_t, std::uint32_t) override {
+    return Status(Code::kUnavailable, "no sink is configured: a handle from shoal_open has no mesh; cold search goes "
+                                      "through shoald (shoal_connect) or the embedded mesh (shoal_mesh_search_cold)");
+  }
+  Result<SinkBootstrapReport> bootstrap_from_sink(const std::string&) override {
+    return Status(Code::kUnavailable, "no sink is configured: bootstrap from the sink runs in shoald, which holds the "
+                                      "sink's link and the device's identity (shoal --connect SOCKET bootstrap)");
+  }
   Result<std::string> stats_json() override {
     const node::NodeStats s = node().stats();
     nlohmann::json j{{"replica", s.replica},

@@ -553,6 +553,17 @@ const float* shoal_record_sibling_vector(const shoal_record* rec, size_t i, size
   return v.data();
 }
 
+namespace {
+// One hit into the caller's array (the id truncated to SHOAL_MAX_ID_BYTES, NUL-terminated).
+void put_hit(shoal_hit& out, const std::string& id, float distance) {
+  const std::size_t n = std::min(id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
+  out.distance = distance;
+  out.id_len = n;
+  std::memcpy(out.id, id.data(), n);
+  out.id[n] = '\0';
+}
+}  // namespace
+
 int shoal_search(shoal_db* db, const char* collection, const float* query, size_t dimension,
                  uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
                  size_t* count, shoal_error* err) {
@@ -587,15 +598,45 @@ int shoal_search_freshness(shoal_db* db, const char* collection, const float* qu
       fresh = std::make_unique<shoal_freshness>();
       fresh->peers = std::move(answer.freshness);
     }
-    for (std::size_t i = 0; i < found.size(); ++i) {
-      const std::size_t n = std::min(found[i].id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
-      hits[i].distance = found[i].distance;
-      hits[i].id_len = n;
-      std::memcpy(hits[i].id, found[i].id.data(), n);
-      hits[i].id[n] = '\0';
-    }
+    for (std::size_t i = 0; i < found.size(); ++i) put_hit(hits[i], found[i].id, found[i].distance);
     *count = found.size();
     if (freshness != nullptr) *freshness = fresh.release();
+    return {};
+  });
+}
+
+int shoal_search_cold(shoal_db* db, const char* collection, const float* query, size_t dimension, uint32_t k,
+                      uint32_t ef, shoal_hit* hits, unsigned char* cold, size_t capacity, size_t* count,
+                      shoal_freshness** freshness, int* sink_code, shoal_error* sink_err, shoal_error* err) {
+  if (freshness != nullptr) *freshness = nullptr;
+  if (db == nullptr) return null_arg("db", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  if (query == nullptr && dimension != 0) return null_arg("query", err);
+  if (count == nullptr) return null_arg("count", err);
+  *count = 0;
+  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
+  if (capacity < k) {
+    return report(Status(Detail::kTooLarge, "k is " + std::to_string(k) + " but the hits array holds " +
+                                                std::to_string(capacity)), err);
+  }
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto answer, db->b().search_cold(collection, std::span<const float>(query, dimension), k, ef));
+    if (answer.hits.size() > capacity) {
+      return Status(Code::kInternal, "the daemon returned " + std::to_string(answer.hits.size()) + " hits for k = " +
+                                         std::to_string(k));
+    }
+    for (std::size_t i = 0; i < answer.hits.size(); ++i) {
+      put_hit(hits[i], answer.hits[i].id, answer.hits[i].distance);
+      if (cold != nullptr) cold[i] = answer.hits[i].cold ? 1 : 0;
+    }
+    *count = answer.hits.size();
+    const int code = report(answer.sink_answered ? Status() : answer.sink_error, sink_err);
+    if (sink_code != nullptr) *sink_code = code;
+    if (freshness != nullptr) {
+      auto fresh = std::make_unique<shoal_freshness>();
+      fresh->peers = std::move(answer.freshness);
+      *freshness = fresh.release();
+    }
     return {};
   });
 }

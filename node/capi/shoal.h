@@ -314,6 +314,22 @@ SHOAL_API int shoal_search_freshness(shoal_db *db, const char *collection, const
                                      uint32_t k, uint32_t ef, const char *filter, shoal_hit *hits,
                                      size_t capacity, size_t *count, shoal_freshness **freshness,
                                      shoal_error *err);
+/* A search that includes the cold tier (docs/tiers.md, "Cold search"), in client mode: the
+ * daemon's hits and its sink's ([sink] address in shoald's config) for the same query, metric
+ * and k, merged into at most k hits, closest first, exactly as shoal_mesh_search_cold (shoal_mesh.h)
+ * merges them: a record live on the daemon answers from there; a record it deleted that the sink
+ * still holds stays out; records it never held come from the sink. hits[i] as shoal_search's;
+ * cold[i] (cold may be NULL) is 1 for a hit from the sink. *freshness (may be NULL) as
+ * shoal_search_freshness's. When the sink cannot answer (none configured, not connected, it
+ * refused) the daemon's own hits are returned and *sink_code (may be NULL) holds the code why,
+ * with its text in sink_err (may be NULL); SHOAL_OK when the sink answered. No filter: the sink
+ * does not filter. Codes: those of shoal_search; SHOAL_EUNAVAILABLE for a handle from shoal_open
+ * ("no sink is configured": only the embedded mesh's shoal_mesh_search_cold reaches a sink
+ * from an app without a daemon). */
+SHOAL_API int shoal_search_cold(shoal_db *db, const char *collection, const float *query, size_t dimension,
+                                uint32_t k, uint32_t ef, shoal_hit *hits, unsigned char *cold, size_t capacity,
+                                size_t *count, shoal_freshness **freshness, int *sink_code, shoal_error *sink_err,
+                                shoal_error *err);
 SHOAL_API size_t shoal_freshness_count(const shoal_freshness *list);
 /* The peer's device label (NUL-terminated); lives until shoal_freshness_free. */
 SHOAL_API const char *shoal_freshness_device(const shoal_freshness *list, size_t i);

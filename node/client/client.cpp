@@ -59,6 +59,8 @@ using capi::Backend;
 using capi::ChangeSink;
 using capi::Freshness;
 using capi::SearchAnswer;
+using capi::ColdSearchAnswer;
+using capi::SinkBootstrapReport;
 
 // --- Conversions between the node's types and node_api.capnp ---
 
@@ -76,6 +78,20 @@ Result<node::CollectionInfo> info_of(api::CollectionInfo::Reader r) {
   info.live_records = r.getLiveRecords();
   info.index_bytes = r.getIndexBytes();
   return info;
+}
+
+// A search answer's freshness (node_api.capnp Freshness).
+std::vector<Freshness> freshness_of(capnp::List<api::Freshness>::Reader list) {
+  std::vector<Freshness> out;
+  for (auto f : list) {
+    Freshness fr;
+    fr.replica = bytes(f.getReplica());
+    fr.device.assign(text_of(f.getDevice()));
+    fr.since_last_delta_ms = f.getSinceLastDeltaMs();
+    fr.up = f.getUp();
+    out.push_back(std::move(fr));
+  }
+  return out;
 }
 
 node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
@@ -275,15 +291,58 @@ class ClientBackend final : public Backend {
           hit.model.assign(text_of(h.getModel()));
           a.hits.push_back(std::move(hit));
         }
-        for (auto f : r.getFreshness()) {
-          Freshness fr;
-          fr.replica = bytes(f.getReplica());
-          fr.device.assign(text_of(f.getDevice()));
-          fr.since_last_delta_ms = f.getSinceLastDeltaMs();
-          fr.up = f.getUp();
-          a.freshness.push_back(std::move(fr));
+        a.freshness = freshness_of(r.getFreshness());
+        return a;
+      });
+    });
+  }
+
+  Result<ColdSearchAnswer> search_cold(const std::string& collection, std::span<const float> query, std::uint32_t k,
+                                       std::uint32_t ef) override {
+    using R = Result<ColdSearchAnswer>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.searchColdRequest();
+      req.setCollection(collection);
+      transport::put_floats(req.initQuery(static_cast<unsigned>(query.size())), query);
+      req.setK(k);
+      req.setEf(ef);
+      return req.send().then([](auto&& r) -> R {
+        ColdSearchAnswer a;
+        auto cold = r.getCold();
+        unsigned i = 0;
+        for (auto h : r.getHits()) {
+          node::ColdHit hit;
+          hit.id = bytes(h.getId());
+          hit.distance = h.getDistance();
+          hit.cold = i < cold.size() && cold[i];
+          a.hits.push_back(std::move(hit));
+          ++i;
+        }
+        a.freshness = freshness_of(r.getFreshness());
+        a.sink_answered = r.getSinkAnswered();
+        if (a.sink_answered) {
+          a.sink_objects = r.getSink().getObjects();
+          a.sink_records = r.getSink().getRecords();
+          a.sink_last_ack_wall_ns = r.getSink().getLastAckWallNs();
+        } else {
+          const std::uint32_t code = r.getSinkCode();
+          std::string why(text_of(r.getSinkError()));
+          // A daemon that sent no code: say so rather than report an OK sink that did not answer.
+          a.sink_error = code == 0 ? Status(Code::kUnavailable, "the sink did not answer: " + why)
+                                   : Status(static_cast<Detail>(code), std::move(why));
         }
         return a;
+      });
+    });
+  }
+
+  Result<SinkBootstrapReport> bootstrap_from_sink(const std::string& collection) override {
+    using R = Result<SinkBootstrapReport>;
+    return invoke<R>([&](api::Node::Client& n) {
+      auto req = n.bootstrapFromSinkRequest();
+      req.setCollection(collection);
+      return req.send().then([](auto&& r) -> R {
+        return SinkBootstrapReport{r.getPages(), r.getRecords(), r.getBytes()};
       });
     });
   }

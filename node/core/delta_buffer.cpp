@@ -1,9 +1,14 @@
 #include "node/core/delta_buffer.hpp"
 
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/assert.hpp"
 #include "common/log.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/vector_store.hpp"
 
 namespace shoal::node {
 
@@ -53,10 +58,57 @@ Status DeltaBuffer::load(store::ReadView& txn) {
   return {};
 }
 
+Result<std::uint64_t> DeltaBuffer::migrate(store::Store& st, std::size_t batch) {
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
+    auto got = r->get(store::Table::kMeta, format::kBufferSkeletonsKey);
+    if (got.ok()) return std::uint64_t{0};
+    if (got.status().code() != Code::kNotFound) return got.status();
+  }
+  std::uint64_t rewritten = 0;
+  std::uint64_t after = 0;  // the last sequence visited; the next batch starts past it
+  while (true) {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_write());
+    std::vector<std::pair<std::string, std::string>> todo;
+    std::size_t visited = 0;
+    Status err;
+    const store::Range range{store::encode_u64_be(after + 1), std::nullopt, false, batch};
+    SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kDeltas, range, [&](std::string_view k, std::string_view v) {
+      ++visited;
+      auto seq = store::decode_u64_be(k);
+      auto entry = format::decode_buffer_entry(v);
+      if (!seq.ok() || !entry.ok()) {
+        err = Status(Code::kCorruption, "bad delta buffer entry", "deltas");
+        return false;
+      }
+      after = *seq;
+      if (entry->skeleton || entry->cid == format::kCatalogueCid) return true;
+      auto delta = crdt::decode_delta(format::as_bytes(entry->stored));
+      if (!delta.ok()) {
+        err = delta.status().with_context(str_cat("delta buffer entry ", *seq));
+        return false;
+      }
+      todo.emplace_back(std::string(k), format::encode_buffer_entry(entry->cid, entry->has_origin ? &entry->origin : nullptr,
+                                                                   entry->origin_hot, *delta, /*skeleton=*/true));
+      return true;
+    }));
+    SHOAL_RETURN_IF_ERROR(err);
+    for (const auto& [k, v] : todo) SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kDeltas, k, v));
+    rewritten += todo.size();
+    const bool done = visited < batch;
+    if (done) SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, format::kBufferSkeletonsKey, std::string(1, '\1')));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+    if (done) return rewritten;
+  }
+}
+
 Status DeltaBuffer::append(store::WriteTxn& txn, Cursor& cursor, std::uint32_t cid, const Origin* origin,
                            const crdt::Delta& delta) const {
-  const std::string entry =
-      format::encode_buffer_entry(cid, origin == nullptr ? nullptr : &origin->peer, origin != nullptr && origin->hot, delta);
+  // A collection's payloads are in its records (put in this transaction): the entry keeps the
+  // dots (D51). The catalogue's state is a meta value, not records: its entries stay whole.
+  const std::string entry = format::encode_buffer_entry(cid, origin == nullptr ? nullptr : &origin->peer,
+                                                        origin != nullptr && origin->hot, delta,
+                                                        /*skeleton=*/cid != format::kCatalogueCid);
   SHOAL_RETURN_IF_ERROR(txn.put(store::Table::kDeltas, store::encode_u64_be(++cursor.last), entry));
   // Bounded: peers that fall further behind than this are repaired by digest.
   while (cursor.last - cursor.oldest + 1 > max_entries_) {
@@ -111,6 +163,43 @@ Status DeltaBuffer::scan(store::ReadView& txn, std::uint64_t after, std::size_t 
                                    return visit(*seq, *entry);
                                  }));
   return err;
+}
+
+Result<crdt::Delta> DeltaBuffer::delta_of(store::ReadView& txn, const format::BufferEntry& entry) {
+  auto decoded = crdt::decode_delta(format::as_bytes(entry.stored));
+  if (!decoded.ok()) return decoded.status().with_context("delta buffer entry");
+  crdt::Delta delta = std::move(decoded).value();
+  if (!entry.skeleton) return delta;
+  for (auto& [id, entries] : delta.records) {
+    if (entries.empty()) continue;  // a delete names no entries: nothing to fill
+    const std::string key = format::record_key(entry.cid, id);
+    auto got = txn.get(store::Table::kRecords, key);
+    if (!got.ok()) {
+      if (got.status().code() != Code::kNotFound) return got.status();
+      entries.clear();  // every dot of it was removed here since: context only
+      continue;
+    }
+    SHOAL_ASSIGN_OR_RETURN(auto rec, format::read_record(txn, entry.cid, key, *got));
+    // Both lists are sorted by dot: keep the skeleton's dots still live, with their stored entry.
+    crdt::Entries live;
+    auto cur = rec.entries.begin();
+    for (const auto& bone : entries) {
+      while (cur != rec.entries.end() && cur->dot < bone.dot) ++cur;
+      if (cur != rec.entries.end() && cur->dot == bone.dot) live.push_back(std::move(*cur));
+    }
+    entries = std::move(live);
+  }
+  return delta;
+}
+
+Result<std::string_view> DeltaBuffer::delta_bytes(store::ReadView& txn, const format::BufferEntry& entry,
+                                                  std::string& scratch) {
+  if (!entry.skeleton) return entry.stored;
+  SHOAL_ASSIGN_OR_RETURN(auto delta, delta_of(txn, entry));
+  crdt::Bytes out;
+  crdt::encode_delta(delta, out);
+  scratch.assign(format::as_view(out));
+  return std::string_view(scratch);
 }
 
 }  // namespace shoal::node

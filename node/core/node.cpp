@@ -96,6 +96,9 @@ Status Node::load() {
   // Data directories written before the vectors table hold each record's vector inline: moved
   // once, here (docs/node-format.md, "Vectors apart from their records").
   SHOAL_RETURN_IF_ERROR(format::migrate_vectors(*store_).status());
+  // And before schema version 4 the buffer's entries held whole payloads: rewritten once, here
+  // (docs/node-format.md, "Delta-buffer entries without payloads").
+  SHOAL_RETURN_IF_ERROR(DeltaBuffer::migrate(*store_).status());
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   if (auto n = txn->get(Table::kMeta, kNextCollectionKey); n.ok()) {
     SHOAL_ASSIGN_OR_RETURN(next_collection_id_, decode_u32(*n, "meta/node.next_collection_id"));
@@ -959,7 +962,8 @@ Result<ChangeBatch> Node::changes_after(std::uint64_t after, std::size_t max_ent
     if (e.cid == format::kCatalogueCid) return true;
     const Collection* c = find_by_id(e.cid);
     if (c == nullptr) return true;
-    auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(e.delta.data()), e.delta.size()));
+    // As stored: a skeleton names the same ids, and an empty entry list still means a delete.
+    auto delta = crdt::decode_delta(format::as_bytes(e.stored));
     if (!delta.ok()) {
       inner = delta.status();
       return false;

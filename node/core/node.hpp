@@ -29,6 +29,7 @@
 #include <span>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -452,6 +453,20 @@ class Node final : private SyncHost {
   // that do not decode (naming the id).
   [[nodiscard]] Result<std::vector<ColdHit>> merge_cold_hits(std::string_view collection, const std::vector<Hit>& local,
                                                              const std::vector<ColdHit>& cold, std::uint32_t k) const;
+  // Bootstrap from the sink (docs/tiers.md, "Bootstrap from the sink"): joins one page of the
+  // sink's records of `collection` (Sink.bootstrap: each record's entries with their dots as the
+  // context, so a page removes nothing). With `last`, `page.context` is the sink's whole context
+  // of the collection (it covers the dots of records deleted there), and each record held here
+  // whose id is not in `sink_ids` (the ids of every page) is joined against it as a removal: its
+  // entries the sink saw and no longer holds go (deleted elsewhere), the others (writes the sink
+  // has not received) stay. Joined as a peer's delta is: validated first, and a context claiming
+  // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
+  // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
+  // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
+  // sink feed get it; their joins are idempotent). Statuses: kNoSuchCollection; a peer delta's
+  // validation statuses (nothing changed); the store's.
+  [[nodiscard]] Status join_sink_page(std::string_view collection, crdt::Delta page, bool last,
+                                      const std::set<std::string>& sink_ids);
 
   // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
   // what take_outbox() returns). Peers are named by their replica ids. See SyncEngine. ---

@@ -118,16 +118,29 @@ Result<CollectionState> decode_collection_state(std::string_view v, std::string_
   return st;
 }
 
-// u32 collection id | u8 flags (bit 0: has origin, bit 1: origin is hot) | [origin replica] |
-// crdt::encode_delta bytes.
+// u32 collection id | u8 flags (bit 0: has origin, bit 1: origin is hot, bit 2: skeleton) |
+// [origin replica] | crdt::encode_delta bytes.
 std::string encode_buffer_entry(std::uint32_t cid, const crdt::ReplicaId* origin, bool origin_hot,
-                                const crdt::Delta& delta) {
+                                const crdt::Delta& delta, bool skeleton) {
   std::string entry;
   put_le<std::uint32_t>(entry, cid);
-  put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(origin == nullptr ? 0 : (origin_hot ? 3 : 1)));
+  const unsigned flags = (origin == nullptr ? 0u : (origin_hot ? 3u : 1u)) | (skeleton ? 4u : 0u);
+  put_le<std::uint8_t>(entry, static_cast<std::uint8_t>(flags));
   if (origin != nullptr) entry += origin->encode();
   crdt::Bytes b;
-  crdt::encode_delta(delta, b);
+  if (skeleton) {
+    // Dots and clocks only: no payload is copied (the record store holds them).
+    crdt::Delta bones;
+    bones.context = delta.context;
+    for (const auto& [id, entries] : delta.records) {
+      crdt::Entries& out = bones.records[id];
+      out.reserve(entries.size());
+      for (const auto& e : entries) out.push_back(crdt::Entry{e.dot, e.clock, {}});
+    }
+    crdt::encode_delta(bones, b);
+  } else {
+    crdt::encode_delta(delta, b);
+  }
   entry += as_view(b);
   return entry;
 }
@@ -135,11 +148,12 @@ std::string encode_buffer_entry(std::uint32_t cid, const crdt::ReplicaId* origin
 Result<BufferEntry> decode_buffer_entry(std::string_view v) {
   BufferEntry e;
   std::uint8_t flags = 0;
-  if (!get_le(v, e.cid) || !get_le(v, flags) || flags > 3) {
+  if (!get_le(v, e.cid) || !get_le(v, flags) || flags > 7) {
     return Status(Code::kCorruption, "bad delta buffer entry header");
   }
   e.has_origin = (flags & 1) != 0;
   e.origin_hot = (flags & 2) != 0;
+  e.skeleton = (flags & 4) != 0;
   if (e.has_origin) {
     constexpr std::size_t n = crdt::ReplicaId::kEncodedBytes;
     if (v.size() < n || !crdt::ReplicaId::decode(v.substr(0, n), e.origin)) {
@@ -147,7 +161,7 @@ Result<BufferEntry> decode_buffer_entry(std::string_view v) {
     }
     v.remove_prefix(n);
   }
-  e.delta = v;
+  e.stored = v;
   return e;
 }
 

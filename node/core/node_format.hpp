@@ -42,6 +42,9 @@ inline constexpr std::string_view kRevocationsKey = "node.revocations";
 // transaction: a buffer trimmed empty still knows its last sequence at the next open, so a
 // sequence is never issued twice (peers' positions refer to them). Absent: nothing was trimmed.
 inline constexpr std::string_view kDeltaTrimmedKey = "node.delta_trimmed_through";
+// Says every collection's delta-buffer entry is a skeleton (u8 1; schema version 4). Absent in
+// data directories written before: Node::open rewrites their entries (DeltaBuffer::migrate).
+inline constexpr std::string_view kBufferSkeletonsKey = "node.buffer_skeletons";
 // Delta-buffer entries of the catalogue carry this collection id, which no collection takes (ids
 // start at 1).
 inline constexpr std::uint32_t kCatalogueCid = 0;
@@ -115,12 +118,16 @@ struct BufferEntry {
   std::uint32_t cid = 0;
   bool has_origin = false;
   bool origin_hot = false;
+  // The delta is a skeleton: its entries keep their dots and clocks but not their payloads, which
+  // the record store holds (docs/crdt.md, "Delta-buffer entries without payloads"). Send only
+  // what DeltaBuffer::delta_of / delta_bytes rebuild from the record's current state.
+  bool skeleton = false;
   crdt::ReplicaId origin;
-  std::string_view delta;  // views the value it was decoded from
+  std::string_view stored;  // the encode_delta bytes as stored; views the value it was decoded from
 };
-// `origin` null: a local change.
+// `origin` null: a local change. `skeleton`: the delta's payloads are left out (flag bit 2).
 std::string encode_buffer_entry(std::uint32_t cid, const crdt::ReplicaId* origin, bool origin_hot,
-                                const crdt::Delta& delta);
+                                const crdt::Delta& delta, bool skeleton);
 [[nodiscard]] Result<BufferEntry> decode_buffer_entry(std::string_view v);
 
 // --- peers table: replica id -> progress ---

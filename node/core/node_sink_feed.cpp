@@ -258,20 +258,26 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
       up.last_seq = seq;  // skipped: acknowledged together with this upload
       return true;
     }
-    if (!up.collection.empty() &&
-        (up.collection != c->spec.name || bytes + e.delta.size() > sink_.options.max_upload_bytes)) {
-      return false;  // the next upload starts here
-    }
-    auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(e.delta.data()), e.delta.size()));
+    if (!up.collection.empty() && up.collection != c->spec.name) return false;  // the next upload starts here
+    // A skeleton is re-hydrated from the records' current state (D51); the byte limit counts
+    // what is sent.
+    auto delta = DeltaBuffer::delta_of(*txn, e);
     if (!delta.ok()) {
       err = delta.status().with_context(str_cat("delta buffer entry ", seq));
       return false;
     }
+    std::size_t delta_size = e.stored.size();
+    if (e.skeleton) {
+      crdt::Bytes sized;
+      crdt::encode_delta(*delta, sized);
+      delta_size = sized.size();
+    }
+    if (!up.collection.empty() && bytes + delta_size > sink_.options.max_upload_bytes) return false;
     if (up.first_seq == 0) up.first_seq = seq;
     up.collection = c->spec.name;
     up.last_seq = seq;
     ++up.entries;
-    bytes += e.delta.size();
+    bytes += delta_size;
     joined.join(*delta);
     return true;
   }));
@@ -382,6 +388,39 @@ SinkFeedStatus Node::sink_feed_status() const {
   s.bytes_acked = sink_.bytes_acked;
   s.quota_refusals = sink_.quota_refusals;
   return s;
+}
+
+Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool last,
+                            const std::set<std::string>& sink_ids) {
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, page));
+  // The sink's context may name dots of this replica (a device restored under its own identity,
+  // or an older copy of this store): the rule of a peer's delta (strip, new incarnation).
+  const bool claims = strip_own_claims(c->ctx, page.records, page.context, crdt::ReplicaId{});
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  if (last) {
+    // Records held here that the sink does not hold: judged against its whole context.
+    SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(collection_prefix(c->id)),
+                                    [&](std::string_view k, std::string_view) {
+                                      std::string id(id_of_record_key(k));
+                                      if (!sink_ids.contains(id) && !page.records.contains(id)) page.records[std::move(id)];
+                                      return true;
+                                    }));
+  }
+  std::optional<crdt::ReplicaId> next;
+  if (claims) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
+  Pending pending = Pending::of(*c);
+  DeltaBuffer::Cursor cur = buffer_.cursor();
+  SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, page, pending, cur, nullptr));
+  SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (next) issuer_ = *next;
+  commit_cursor(cur);
+  apply_pending(*c, pending);
+  observe_clocks(page.records);
+  return {};
 }
 
 }  // namespace shoal::node

@@ -126,8 +126,9 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
     bool over_budget = false;
     auto txn = store_.begin_read();
     if (!txn.ok()) return;
+    std::string scratch;  // a skeleton entry's re-hydrated delta (DeltaBuffer::delta_bytes)
+    Status hydrated;
     Status scanned = buffer_.scan(**txn, p.acked, options_.max_batch_entries, [&](std::uint64_t seq, const format::BufferEntry& e) {
-      if (bytes > 0 && bytes + e.delta.size() > options_.max_batch_bytes) return false;
       const bool skip = e.has_origin && (e.origin == p.id || (e.origin_hot && p.tier == Tier::kHot));
       std::string name;  // empty: the catalogue
       std::optional<transport::CollectionSpecWire> spec;
@@ -136,6 +137,14 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
         batch.last_seq = seq;
         return true;
       }
+      // Only entries that go are re-hydrated; the limits count the bytes sent.
+      auto sent = DeltaBuffer::delta_bytes(**txn, e, scratch);
+      if (!sent.ok()) {
+        hydrated = sent.status().with_context(str_cat("delta buffer entry ", seq));
+        return false;
+      }
+      const std::string_view delta = *sent;
+      if (bytes > 0 && bytes + delta.size() > options_.max_batch_bytes) return false;
       if (spec) name = spec->name;
       if (warm && !name.empty()) {
         const TierPolicy& policy = policies_.of(name);
@@ -148,19 +157,20 @@ void SyncEngine::push_to(PeerState& p, MonoTime now, bool retransmit) {
           const BudgetWindow& w = window(name, now);
           std::uint64_t& mine = planned[name];
           const bool first_of_window = w.spent == 0 && mine == 0;
-          if (!first_of_window && w.spent + mine + e.delta.size() > policy.warm_budget_bytes) {
+          if (!first_of_window && w.spent + mine + delta.size() > policy.warm_budget_bytes) {
             over_budget = true;  // this entry and the ones behind it wait for the next window
             return false;
           }
-          mine += e.delta.size();
+          mine += delta.size();
         }
       }
       batch.last_seq = seq;
       if (spec) cids.insert(e.cid);
-      bytes += e.delta.size();
-      batch.items.push_back(transport::DeltaItem{std::move(name), std::string(e.delta)});
+      bytes += delta.size();
+      batch.items.push_back(transport::DeltaItem{std::move(name), std::string(delta)});
       return true;
     });
+    if (scanned.ok()) scanned = hydrated;
     if (!scanned.ok()) {
       SHOAL_LOG(logger_, kError, "sync", "reading the delta buffer: ", scanned.to_string());
       return;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <span>
 #include <utility>
 #include <vector>
@@ -164,12 +165,39 @@ Result<std::uint64_t> migrate_vectors(store::Store& st, std::size_t batch) {
 
 }  // namespace format
 
+VectorPointerCache::~VectorPointerCache() {
+  for (auto& c : chunks_) delete[] c.load(std::memory_order_relaxed);
+}
+
+const char* VectorPointerCache::find(std::uint64_t label) const noexcept {
+  if (label >= kLabels) return nullptr;
+  const Slot* chunk = chunks_[label / kChunkLabels].load(std::memory_order_acquire);
+  return chunk == nullptr ? nullptr : chunk[label % kChunkLabels].load(std::memory_order_acquire);
+}
+
+void VectorPointerCache::remember(std::uint64_t label, const char* p) noexcept {
+  if (label >= kLabels) return;
+  std::atomic<Slot*>& dir = chunks_[label / kChunkLabels];
+  Slot* chunk = dir.load(std::memory_order_acquire);
+  if (chunk == nullptr) {
+    Slot* fresh = new (std::nothrow) Slot[kChunkLabels]();  // every slot nullptr
+    if (fresh == nullptr) return;
+    if (dir.compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
+      chunk = fresh;
+    } else {
+      delete[] fresh;  // another reader installed one first: `chunk` is it
+    }
+  }
+  chunk[label % kChunkLabels].store(p, std::memory_order_release);
+}
+
 namespace {
 
 class StoreFloatReader final : public index::FloatReader {
  public:
-  StoreFloatReader(std::unique_ptr<store::ReadTxn> txn, std::uint32_t cid, std::uint32_t dimension)
-      : txn_(std::move(txn)), key_(format::vector_key(cid, 0)), dimension_(dimension) {}
+  StoreFloatReader(std::unique_ptr<store::ReadTxn> txn, std::shared_ptr<VectorPointerCache> cache, std::uint32_t cid,
+                   std::uint32_t dimension)
+      : txn_(std::move(txn)), cache_(std::move(cache)), key_(format::vector_key(cid, 0)), dimension_(dimension) {}
 
   const float* get(std::uint64_t label) override {
     const char* p = lookup(label);
@@ -180,13 +208,19 @@ class StoreFloatReader final : public index::FloatReader {
   }
 
   void get_many(std::span<const std::uint64_t> labels, const float** out) override {
-    // Looked up in key order, so consecutive lookups walk the B-tree's pages in order (the
-    // branch pages they share stay in cache). Views into the map stay valid together for the
+    // Per thread (a reader belongs to one thread), so a warm search allocates nothing here.
+    thread_local std::vector<std::uint32_t> misses;
+    misses.clear();
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      const char* p = cache_ != nullptr ? cache_->find(labels[i]) : nullptr;
+      out[i] = reinterpret_cast<const float*>(p);  // remembered vectors are aligned and whole
+      if (p == nullptr) misses.push_back(static_cast<std::uint32_t>(i));
+    }
+    // The rest looked up in key order, so consecutive lookups walk the B-tree's pages in order
+    // (the branch pages they share stay in cache). Views into the map stay valid together for the
     // transaction's life; only an unaligned vector is copied, each to its own slot.
-    order_.resize(labels.size());
-    for (std::size_t i = 0; i < labels.size(); ++i) order_[i] = static_cast<std::uint32_t>(i);
-    std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) { return labels[a] < labels[b]; });
-    for (const std::uint32_t i : order_) {
+    std::sort(misses.begin(), misses.end(), [&](std::uint32_t a, std::uint32_t b) { return labels[a] < labels[b]; });
+    for (const std::uint32_t i : misses) {
       const char* p = lookup(labels[i]);
       if (p != nullptr && unaligned(p)) {
         if (scratch_.size() < labels.size() * dimension_) scratch_.resize(labels.size() * dimension_);
@@ -200,12 +234,18 @@ class StoreFloatReader final : public index::FloatReader {
   }
 
  private:
-  // The vector's bytes in place, or nullptr when the label has none (or of another size).
+  // The vector's bytes in place, or nullptr when the label has none (or of another size): from
+  // the snapshot's pointer cache, else from the vectors table (and then remembered there).
   const char* lookup(std::uint64_t label) {
+    if (cache_ != nullptr) {
+      if (const char* p = cache_->find(label)) return p;
+    }
     // The key's last 8 bytes are the label, big-endian: rewritten in place, no allocation.
     for (std::size_t i = 0; i < 8; ++i) key_[4 + i] = static_cast<char>((label >> (56 - 8 * i)) & 0xff);
     auto v = txn_->get_view(Table::kVectors, key_);
     if (!v.ok() || v->size() != std::size_t{dimension_} * sizeof(float)) return nullptr;
+    // Only aligned views are remembered, so get_many can hand a remembered one out as it is.
+    if (cache_ != nullptr && !unaligned(v->data())) cache_->remember(label, v->data());
     return v->data();
   }
   // In place, from the memory map, when aligned (docs/storage.md says why it always is in the
@@ -215,18 +255,39 @@ class StoreFloatReader final : public index::FloatReader {
   }
 
   std::unique_ptr<store::ReadTxn> txn_;
+  // This snapshot's pointers (nullptr: the store gives no stamp, or a newer snapshot's cache
+  // replaced this one's before this reader began). Declared after txn_, so released first.
+  std::shared_ptr<VectorPointerCache> cache_;
   std::string key_;
   std::uint32_t dimension_;
   std::vector<float> scratch_;
-  std::vector<std::uint32_t> order_;
 };
 
+// Whether `a` is a later snapshot than `b` (the map's growth count first: a grown map is newer
+// whatever the txnids).
+bool newer(const store::ReadTxn::Stamp& a, const store::ReadTxn::Stamp& b) noexcept {
+  return a.mapping != b.mapping ? a.mapping > b.mapping : a.snapshot > b.snapshot;
+}
+
 }  // namespace
+
+StoreFloatSource::~StoreFloatSource() = default;
 
 std::unique_ptr<index::FloatReader> StoreFloatSource::reader() const {
   auto txn = store_->begin_read();
   if (!txn.ok()) return nullptr;
-  return std::make_unique<StoreFloatReader>(std::move(txn).value(), cid_, dimension_);
+  const store::ReadTxn::Stamp stamp = (*txn)->stamp();
+  std::shared_ptr<VectorPointerCache> cache;
+  if (stamp.snapshot != 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (cache_ == nullptr || newer(stamp, cache_->stamp())) {
+      cache_ = std::make_shared<VectorPointerCache>(stamp);
+    }
+    // A reader of an older snapshot than the cache's (it began before a write that a newer
+    // reader already saw) does without: the cache's pointers are not its snapshot's.
+    if (cache_->stamp() == stamp) cache = cache_;
+  }
+  return std::make_unique<StoreFloatReader>(std::move(txn).value(), std::move(cache), cid_, dimension_);
 }
 
 }  // namespace shoal::node

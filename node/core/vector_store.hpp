@@ -15,11 +15,15 @@
 // is called from any thread (searches, the index thread, the rebuild thread); each reader holds
 // one read transaction and belongs to one thread for one operation.
 //
-// Ownership: a StoreFloatSource refers to the Store (which outlives it) and owns nothing else.
+// Ownership: a StoreFloatSource refers to the Store (which outlives it) and owns the pointer cache
+// of the newest snapshot its readers saw (VectorPointerCache), shared with those readers.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -71,18 +75,59 @@ bool payload_elided(const crdt::Bytes& payload) noexcept;
 
 namespace shoal::node {
 
+// Where the vectors of one snapshot lie in the store's map, by label: filled by the readers of
+// that snapshot as they look vectors up, so that the next search re-ranks its candidates with one
+// load each instead of a B-tree descent (mdb_get) each. Valid for the readers whose transaction
+// has the same store::ReadTxn::Stamp: LMDB frees no page of a snapshot while a reader holds it,
+// so a pointer found by one reader of the snapshot is good for every later reader of it, and a
+// write makes a new snapshot (a new stamp, a new cache), so no reader after a write can see a
+// vector's old floats through it. Labels below kLabels only (the rest are looked up each time).
+// Thread rules: find and remember from any thread, concurrently (atomic slots; chunks of slots
+// are allocated on first use and installed with a compare-and-swap).
+class VectorPointerCache {
+ public:
+  static constexpr std::size_t kChunkLabels = 4096;  // 32 KiB of slots per chunk
+  static constexpr std::size_t kChunks = 1024;       // an 8 KiB directory
+  static constexpr std::uint64_t kLabels = std::uint64_t{kChunkLabels} * kChunks;
+
+  explicit VectorPointerCache(store::ReadTxn::Stamp stamp) noexcept : stamp_(stamp) {}
+  ~VectorPointerCache();
+  VectorPointerCache(const VectorPointerCache&) = delete;
+  VectorPointerCache& operator=(const VectorPointerCache&) = delete;
+
+  store::ReadTxn::Stamp stamp() const noexcept { return stamp_; }
+  // The vector's bytes in the map, or nullptr when not remembered yet.
+  const char* find(std::uint64_t label) const noexcept;
+  // Remembers where `label`'s vector lies in this snapshot (a no-op past kLabels, or when a
+  // chunk cannot be allocated).
+  void remember(std::uint64_t label, const char* p) noexcept;
+
+ private:
+  using Slot = std::atomic<const char*>;
+  store::ReadTxn::Stamp stamp_;
+  std::array<std::atomic<Slot*>, kChunks> chunks_{};
+};
+
 // The vectors of one collection, read in place: the node's index::FloatSource.
 class StoreFloatSource final : public index::FloatSource {
  public:
   StoreFloatSource(store::Store& store, std::uint32_t cid, std::uint32_t dimension) noexcept
       : store_(&store), cid_(cid), dimension_(dimension) {}
+  ~StoreFloatSource() override;
   // One read transaction; nullptr when the store cannot open one (the index then uses codes).
+  // The reader shares the pointer cache of its snapshot when that is the newest one seen (a
+  // reader of a newer snapshot replaces it; a reader of an older one does without).
   std::unique_ptr<index::FloatReader> reader() const override;
 
  private:
   store::Store* store_;  // not owned; outlives this
   std::uint32_t cid_;
   std::uint32_t dimension_;
+  mutable std::mutex mu_;
+  // The newest snapshot's cache. Shared (the one mutable-shared exception to STYLE 4): every
+  // reader of that snapshot holds it for its life, so a reader of a newer snapshot can replace it
+  // here while older readers finish with theirs; its slots are atomics.
+  mutable std::shared_ptr<VectorPointerCache> cache_;  // guarded by mu_
 };
 
 }  // namespace shoal::node

@@ -171,19 +171,29 @@ struct LocalApi::Impl {
     // both ways (KjLoop does not run kj's cross-thread executor).
     template <typename T, typename Finish>
     kj::Promise<void> on_main(std::function<T()> work, Finish finish) {
+      return on_main_async<T>([work = std::move(work)]() { return kj::Promise<T>(work()); }, std::move(finish));
+    }
+    // The same for work that answers later on the main loop (a call to the sink): the promise
+    // `work()` returns is kept there until it resolves.
+    template <typename T, typename Finish>
+    kj::Promise<void> on_main_async(std::function<kj::Promise<T>()> work, Finish finish) {
       auto answer = std::make_shared<std::optional<T>>();
       auto error = std::make_shared<std::string>();
       const std::uint64_t id = state_->next_pending++;
       auto paf = kj::newPromiseAndFulfiller<void>();
       state_->pending.emplace(id, kj::mv(paf.fulfiller));
-      impl_.loop.post([this, alive = impl_.alive, answer, error, id, work = std::move(work)]() {
+      Impl* impl = &impl_;
+      impl_.loop.post([this, impl, alive = impl_.alive, answer, error, id, work = std::move(work)]() {
         if (!*alive) return;  // the API is going away; the call ends with its client
-        try {
-          answer->emplace(work());
-        } catch (const std::exception& e) {
-          *error = e.what();
-        }
-        post([this, id]() { complete(id); });
+        auto reply = [this, alive, id]() {
+          if (*alive) post([this, id]() { complete(id); });
+        };
+        impl->main_tasks->add(kj::evalNow([&work]() { return work(); })
+                                  .then([answer, reply](T v) { answer->emplace(kj::mv(v)); reply(); },
+                                        [error, reply](kj::Exception&& e) {
+                                          *error = e.getDescription().cStr();
+                                          reply();
+                                        }));
       });
       return paf.promise.then([answer, error, finish = std::move(finish)]() mutable -> kj::Promise<void> {
         if (!answer->has_value()) return transport::exception_of(Status(Code::kInternal, "call failed: " + *error));
@@ -472,6 +482,69 @@ struct LocalApi::Impl {
           });
     }
 
+    kj::Promise<void> searchCold(SearchColdContext ctx) override {
+      impl_.count_call();
+      if (impl_.mesh == nullptr) return failed(Status(Code::kUnavailable, "cold search needs the mesh, and this server runs none"));
+      const auto t0 = std::chrono::steady_clock::now();
+      auto p = ctx.getParams();
+      node::SearchOptions o;
+      o.k = p.getK();
+      o.ef = p.getEf();
+      std::string collection(text_of(p.getCollection()));
+      std::vector<float> query = transport::floats_of(p.getQuery());
+      Impl* impl = &impl_;
+      // The sink's link is the main loop's: the search runs there and answers when the sink has.
+      return thread_.on_main_async<Result<node::MeshHost::ColdSearch>>(
+          [impl, collection = std::move(collection), query = std::move(query), o]() mutable {
+            return impl->mesh->search_with_cold(std::move(collection), std::move(query), o);
+          },
+          [ctx, impl, t0](Result<node::MeshHost::ColdSearch> r) mutable -> kj::Promise<void> {
+            if (impl->hooks.search_seconds) impl->hooks.search_seconds(seconds_since(t0));
+            if (!r.ok()) return impl->failed(r.status());
+            auto out = ctx.getResults();
+            const unsigned n = static_cast<unsigned>(r->hits.size());
+            auto hits = out.initHits(n);
+            auto cold = out.initCold(n);
+            for (unsigned i = 0; i < n; ++i) {
+              hits[i].setId(data_of(r->hits[i].id));
+              hits[i].setDistance(r->hits[i].distance);
+              cold.set(i, r->hits[i].cold);
+            }
+            out.setSinkAnswered(r->sink.has_value());
+            if (r->sink) {
+              auto f = out.initSink();
+              f.setObjects(r->sink->objects);
+              f.setRecords(r->sink->records);
+              f.setLastAckWallNs(r->sink->last_ack_wall_ns);
+            } else {
+              out.setSinkCode(r->cold_error.full_code());
+              out.setSinkError(r->cold_error.message());
+            }
+            impl->put_freshness(out);
+            return kj::READY_NOW;
+          });
+    }
+
+    kj::Promise<void> bootstrapFromSink(BootstrapFromSinkContext ctx) override {
+      impl_.count_call();
+      if (impl_.mesh == nullptr) return failed(Status(Code::kUnavailable, "bootstrap needs the mesh, and this server runs none"));
+      std::string collection(text_of(ctx.getParams().getCollection()));
+      Impl* impl = &impl_;
+      const std::uint32_t uid = creds_.uid;
+      return thread_.on_main_async<Result<node::MeshHost::SinkBootstrap>>(
+          [impl, collection]() mutable { return impl->mesh->bootstrap_from_sink(collection); },
+          [ctx, impl, collection, uid](Result<node::MeshHost::SinkBootstrap> r) mutable -> kj::Promise<void> {
+            if (!r.ok()) return impl->failed(r.status());
+            auto out = ctx.getResults();
+            out.setPages(r->pages);
+            out.setRecords(r->records);
+            out.setBytes(r->bytes);
+            SHOAL_LOG(impl->logger, kInfo, kComponent, "bootstrap of '", collection, "' from the sink for uid ", uid, ": ",
+                      r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)");
+            return kj::READY_NOW;
+          });
+    }
+
    private:
     kj::Promise<void> failed(const Status& st) { return impl_.failed(st); }
     kj::Promise<void> done(const Status& st) {
@@ -604,6 +677,20 @@ struct LocalApi::Impl {
                      {"last_error", up->last_error}};
       }
     }
+    // The tier policies in effect (the config file's [tiers], reloaded on SIGHUP; docs/tiers.md):
+    // the defaults and each collection's, for `shoal tier`.
+    {
+      const node::TierPolicies tiers = node.read([](const node::Node& n) { return n.tier_policies(); });
+      auto policy_json = [](const node::TierPolicy& t) {
+        return nlohmann::json{{"warm", t.warm},
+                              {"warm_interval_ms", t.warm_interval.ms()},
+                              {"warm_budget_bytes", t.warm_budget_bytes},
+                              {"sink", t.sink}};
+      };
+      auto named = nlohmann::json::object();
+      for (const auto& [name, t] : tiers.collections) named[name] = policy_json(t);
+      j["tiers"] = {{"defaults", policy_json(tiers.defaults)}, {"collections", named}};
+    }
     const LocalApiStats a = api_stats();
     j["api"] = {{"clients", a.clients},
                 {"calls", a.calls},
@@ -671,6 +758,9 @@ struct LocalApi::Impl {
   std::mutex fresh_mu;
   std::shared_ptr<const std::vector<FreshPeer>> fresh;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // main loop
+  // Main loop: the API threads' calls waiting there for an answer (on_main_async).
+  Handler main_handler;
+  std::unique_ptr<kj::TaskSet> main_tasks = std::make_unique<kj::TaskSet>(main_handler);
 };
 
 #pragma GCC diagnostic pop
@@ -680,6 +770,7 @@ LocalApi::LocalApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LocalApi::~LocalApi() {
   // Nothing the API threads post to the main loop runs after this.
   *impl_->alive = false;
+  impl_->main_tasks.reset();  // calls waiting on the main loop end with their clients
   impl_->node.remove_after_write(impl_->observer);
   if (impl_->mesh != nullptr) impl_->mesh->set_on_step(nullptr);
   impl_->listener.reset();
@@ -715,6 +806,7 @@ Result<std::unique_ptr<LocalApi>> LocalApi::start(transport::KjLoop& loop, node:
                                                   LocalApiHooks hooks, LocalApiOptions options, Logger* logger) {
   SHOAL_RETURN_IF_ERROR(check_read_threads(options.read_threads));
   auto impl = std::make_unique<Impl>(loop, node, mesh, std::move(policy), std::move(hooks), logger);
+  impl->main_handler.logger = logger;
   const std::size_t n = effective_read_threads(options.read_threads);
   for (std::size_t i = 0; i < n; ++i) {
     impl->threads.push_back(std::make_unique<Impl::ApiThread>(*impl, i));

@@ -12,7 +12,8 @@
 // thread, in the client's order: reads under SharedNode's shared lock (so clients on different API
 // threads search in parallel, and a search crosses no thread), writes through SharedNode's write
 // path (group commit with the other threads' writers). What only the loop may touch is reached
-// from there: stats and backup run on the loop and resume on the API thread; search freshness is
+// from there: stats, backup, cold search and bootstrap from the sink run on the loop (the last two
+// wait there for the sink's answers) and resume on the API thread; search freshness is
 // read from a copy of the mesh's peers that the loop publishes after every engine step. Watches
 // are the API thread's, woken by notify().
 // Thread rules: start, the destructor, stats() and set_policy() on the loop's thread; notify()

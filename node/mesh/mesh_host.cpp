@@ -17,11 +17,13 @@
 #include <atomic>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 #include <variant>
 
 #include "common/random.hpp"
 #include "crdt/replica.hpp"
+#include "sink/sink_service.hpp"
 #include "transport/codec_wire.hpp"
 #include "transport/rpc.capnp.h"
 
@@ -909,6 +911,59 @@ kj::Promise<Result<MeshHost::ColdGet>> MeshHost::get_with_cold(std::string colle
         stub.evicted = false;
         return std::move(out);
       });
+}
+
+namespace {
+
+// Where a bootstrap from the sink stands between its pages.
+struct BootstrapRun {
+  std::string collection;
+  std::string after;               // the sink's cursor
+  std::set<std::string> ids;       // the ids of every page so far (the last join needs them)
+  MeshHost::SinkBootstrap report;
+};
+
+// Joins one page into the node.
+Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootstrapPage& page) {
+  const std::size_t before = run.ids.size();
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta delta,
+                         sink::bootstrap_page_delta(run.collection, page.segment, page.context, page.done, run.ids));
+  run.report.records += run.ids.size() - before;
+  run.report.bytes += page.segment.size();
+  ++run.report.pages;
+  return node.write([&](Node& n) { return n.join_sink_page(run.collection, std::move(delta), page.done, run.ids); });
+}
+
+kj::Promise<Result<MeshHost::SinkBootstrap>> next_bootstrap_page(SinkUploader& uploader, SharedNode& node,
+                                                                  std::shared_ptr<BootstrapRun> run) {
+  return uploader.bootstrap_page(run->collection, run->after)
+      .then([&uploader, &node, run](Result<SinkBootstrapPage> page) -> kj::Promise<Result<MeshHost::SinkBootstrap>> {
+        if (!page.ok()) return Result<MeshHost::SinkBootstrap>(page.status());
+        if (Status st = join_bootstrap_page(node, *run, *page); !st.ok()) return Result<MeshHost::SinkBootstrap>(st);
+        if (page->done) return Result<MeshHost::SinkBootstrap>(run->report);
+        if (page->next_after <= run->after) {
+          return Result<MeshHost::SinkBootstrap>(Status(Detail::kMalformed, "the sink's bootstrap cursor did not advance"));
+        }
+        run->after = std::move(page->next_after);
+        return next_bootstrap_page(uploader, node, run);
+      });
+}
+
+}  // namespace
+
+kj::Promise<Result<MeshHost::SinkBootstrap>> MeshHost::bootstrap_from_sink(std::string collection) {
+  Impl& h = *impl_;
+  if (!h.uploader) {
+    return Result<SinkBootstrap>(Status(Code::kUnavailable, "no sink is configured ([sink] address)"));
+  }
+  auto info = h.node.read([&](const Node& n) { return n.collection_info(collection); });
+  if (!info.ok()) {
+    return Result<SinkBootstrap>(info.status().with_context(
+        "bootstrap needs the collection here: create it with the same settings, or let a peer's catalogue bring it"));
+  }
+  auto run = std::make_shared<BootstrapRun>();
+  run->collection = std::move(collection);
+  return next_bootstrap_page(*h.uploader, h.node, run);
 }
 
 std::optional<SinkUploaderStats> MeshHost::sink_stats() const {

@@ -178,6 +178,21 @@ class MeshHost {
     Status cold_error;
   };
   kj::Promise<Result<ColdGet>> get_with_cold(std::string collection, std::string id);
+  // Restores `collection` from the sink (docs/tiers.md, "Bootstrap from the sink"): pulls its
+  // bootstrap pages (Sink.bootstrap) one at a time and joins each into the node
+  // (Node::join_sink_page; the last page brings the sink's whole context, so what was deleted
+  // stays deleted); peers then bring what the sink lacks, as they always do. A failure leaves the
+  // pages joined so far (each is a valid join; running it again is harmless). Statuses:
+  // kUnavailable (no sink configured, or not connected); kNoSuchCollection (the collection must
+  // exist here: created, or arrived with the catalogue from a peer); the sink's
+  // (kNoSuchCollection when it holds none); kMalformed (a page that does not decode, or one of
+  // another collection, or a cursor that does not advance); join_sink_page's. On the loop's thread.
+  struct SinkBootstrap {
+    std::uint32_t pages = 0;
+    std::uint64_t records = 0;  // records the pages carried
+    std::uint64_t bytes = 0;    // segment bytes received
+  };
+  kj::Promise<Result<SinkBootstrap>> bootstrap_from_sink(std::string collection);
   std::vector<MeshPeerView> peers() const;
   // Closes every link (close frames sent where the socket takes them) and stops dialing.
   void stop();

@@ -23,6 +23,9 @@ constexpr const char* kComponent = "sink-feed";
 capnp::Data::Reader data_of(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
+std::string_view bytes_of(capnp::Data::Reader d) {
+  return std::string_view(reinterpret_cast<const char*>(d.begin()), d.size());
+}
 }  // namespace
 
 struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
@@ -116,6 +119,14 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
     // Destroyed on a later turn: this may run inside a callback of the link's own RPC system.
     tasks.add(kj::evalLater([o = kj::mv(old)]() mutable { o = nullptr; }));
     retry_later();
+  }
+
+  // kUnavailable naming the address (and the last failure) when no link with the Sink capability
+  // is up: what a call on the sink (cold search, bootstrap) fails with.
+  Status check_connected() const {
+    if (!stopped && sink) return {};
+    return Status(Code::kUnavailable, str_cat("the sink ", stats.address, " is not connected",
+                                              stats.last_error.empty() ? "" : ": ", stats.last_error));
   }
 
   void retry_later() {
@@ -314,10 +325,7 @@ Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loo
 kj::Promise<Result<ColdAnswer>> SinkUploader::cold_search(const std::string& collection, std::vector<float> query,
                                                           std::uint32_t k, std::uint8_t metric) {
   Impl& h = *impl_;
-  if (h.stopped || !h.sink) {
-    return Result<ColdAnswer>(Status(Code::kUnavailable, str_cat("the sink ", h.stats.address, " is not connected",
-                                                                 h.stats.last_error.empty() ? "" : ": ", h.stats.last_error)));
-  }
+  if (Status st = h.check_connected(); !st.ok()) return Result<ColdAnswer>(st);
   auto req = h.sink->coldSearchRequest();
   req.setCollection(collection);
   auto q = req.initQuery(static_cast<unsigned>(query.size()));
@@ -365,6 +373,27 @@ kj::Promise<Result<std::optional<std::string>>> SinkUploader::fetch(const std::s
             return std::optional<std::string>(std::string(reinterpret_cast<const char*>(p.begin()), p.size()));
           },
           [](kj::Exception&& e) -> Out { return transport::status_of(e); });
+}
+
+kj::Promise<Result<SinkBootstrapPage>> SinkUploader::bootstrap_page(const std::string& collection,
+                                                                    const std::string& after) {
+  Impl& h = *impl_;
+  if (Status st = h.check_connected(); !st.ok()) return Result<SinkBootstrapPage>(st);
+  auto req = h.sink->bootstrapRequest();
+  req.setCollection(collection);
+  req.setAfter(data_of(after));
+  return h.loop.timer()
+      .timeoutAfter(h.options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+      .then(
+          [](capnp::Response<sr::Sink::BootstrapResults>&& resp) -> Result<SinkBootstrapPage> {
+            SinkBootstrapPage p;
+            p.segment.assign(bytes_of(resp.getSegment()));
+            p.context.assign(bytes_of(resp.getContext()));
+            p.next_after.assign(bytes_of(resp.getNextAfter()));
+            p.done = resp.getDone();
+            return p;
+          },
+          [](kj::Exception&& e) -> Result<SinkBootstrapPage> { return transport::status_of(e); });
 }
 
 void SinkUploader::poke() { impl_->step(); }

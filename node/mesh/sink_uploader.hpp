@@ -64,6 +64,14 @@ struct ColdAnswer {
   std::int64_t last_ack_wall_ns = 0;  // when the sink last acknowledged an object of it
 };
 
+// One page of the sink's bootstrap of a collection (Sink.bootstrap; sink/sink_service.hpp).
+struct SinkBootstrapPage {
+  std::string segment;     // the records after the cursor, an encoded segment (docs/sink-format.md)
+  std::string context;     // on the last page: the collection's whole causal context
+  std::string next_after;  // the cursor for the next page
+  bool done = false;
+};
+
 class SinkUploader {
  public:
   // Turns the node's sink feed on (Node::enable_sink_feed with `feed`) and starts dialing.
@@ -84,6 +92,9 @@ class SinkUploader {
   // does not have it. Fails with kUnavailable when no link is up; otherwise the sink's status or
   // the call's failure.
   kj::Promise<Result<std::optional<std::string>>> fetch(const std::string& collection, const std::string& id);
+  // One bootstrap page of `collection` after the cursor `after` ("" to start). Fails as
+  // cold_search does.
+  kj::Promise<Result<SinkBootstrapPage>> bootstrap_page(const std::string& collection, const std::string& after);
   // Looks at the feed now (after local writes or peers' deltas), if no upload is in flight.
   void poke();
   SinkUploaderStats stats() const;

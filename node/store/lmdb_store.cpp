@@ -134,8 +134,10 @@ Result<std::uint64_t> txn_count(MDB_txn* txn, MDB_dbi dbi, Table table) {
 
 class LmdbStore::Read final : public ReadTxn {
  public:
-  Read(LmdbStore* store, MDB_txn* txn) : store_(store), txn_(txn) {}
+  Read(LmdbStore* store, MDB_txn* txn, std::uint64_t mapping)
+      : store_(store), txn_(txn), stamp_{static_cast<std::uint64_t>(mdb_txn_id(txn)), mapping} {}
   ~Read() override { store_->end_read(txn_); }
+  Stamp stamp() const noexcept override { return stamp_; }
   Result<std::string> get(Table table, std::string_view key) override {
     return txn_get(txn_, store_->dbi_[index_of(table)], table, key);
   }
@@ -152,6 +154,7 @@ class LmdbStore::Read final : public ReadTxn {
  private:
   LmdbStore* store_;
   MDB_txn* txn_;
+  Stamp stamp_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -381,13 +384,16 @@ Status LmdbStore::open_impl() {
   MDB_val v;
   rc = mdb_get(txn, dbi_[index_of(Table::kMeta)], &k, &v);
   // Versions 1 and 2 lack only tables that mdb_dbi_open just created empty (vectors,
-  // index_dirty): the upgrade is the new version number, in this transaction. Filling the
-  // vectors table is the node core's job (docs/node-format.md, "Vectors apart from their
-  // records").
-  const std::string version1 = encode_u64_be(1).substr(4);
-  const std::string version2 = encode_u64_be(2).substr(4);
-  if (rc == 0 && (to_view(v) == version1 || to_view(v) == version2)) {
-    upgraded_from_ = to_view(v) == version1 ? 1 : 2;
+  // index_dirty); version 3 differs only in the delta buffer's entries, which version 4 writes
+  // without payloads: the upgrade is the new version number, in this transaction. Filling the
+  // vectors table and rewriting the buffer's entries are the node core's job (docs/node-format.md,
+  // "Vectors apart from their records" and "Delta-buffer entries without payloads").
+  std::uint32_t older = 0;
+  for (std::uint32_t version = 1; version < kSchemaVersion && rc == 0; ++version) {
+    if (to_view(v) == encode_u64_be(version).substr(4)) older = version;
+  }
+  if (rc == 0 && older != 0) {
+    upgraded_from_ = older;
     MDB_val val = to_val(expected);
     rc = mdb_put(txn, dbi_[index_of(Table::kMeta)], &k, &val, 0);
     if (rc != 0) {
@@ -436,10 +442,14 @@ Status LmdbStore::open_impl() {
 
 Result<std::unique_ptr<ReadTxn>> LmdbStore::begin_read() {
   MDB_txn* txn = nullptr;
+  std::uint64_t mapping = 0;
   {
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [&] { return !growing_; });
     ++active_readers_;
+    // The map cannot move until this reader ends (grow waits for active_readers_ == 0, and
+    // counts under mu_).
+    mapping = grow_count_.load();
     if (!idle_reads_.empty()) {
       txn = idle_reads_.back();
       idle_reads_.pop_back();
@@ -449,7 +459,7 @@ Result<std::unique_ptr<ReadTxn>> LmdbStore::begin_read() {
     // LMDB's pattern for frequent readers: renewing a reset transaction takes a fresh snapshot in
     // the reader slot it kept, without allocating a transaction or claiming a slot (D43).
     const int rc = mdb_txn_renew(txn);
-    if (rc == 0) return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn));
+    if (rc == 0) return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn, mapping));
     mdb_txn_abort(txn);  // and begin a new one below
     txn = nullptr;
   }
@@ -458,7 +468,7 @@ Result<std::unique_ptr<ReadTxn>> LmdbStore::begin_read() {
     end_read(nullptr);
     return to_status(rc, "mdb_txn_begin (read)", options_.path);
   }
-  return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn));
+  return std::unique_ptr<ReadTxn>(std::make_unique<Read>(this, txn, mapping));
 }
 
 Status LmdbStore::copy_to(const std::string& dir, bool compact) {

@@ -91,7 +91,7 @@ class LmdbStore final : public Store {
   std::uint64_t grow_count() const noexcept { return grow_count_.load(); }
   // Reader slots of dead processes cleared at open.
   int stale_readers_cleared() const noexcept { return stale_readers_cleared_; }
-  // The schema version this open upgraded the file from (1 or 2: the tables added since were
+  // The schema version this open upgraded the file from (1, 2 or 3: the tables added since were
   // created empty), or 0 when the file already had the current version or was new.
   std::uint32_t upgraded_from() const noexcept { return upgraded_from_; }
   const std::string& path() const noexcept { return options_.path; }

@@ -60,9 +60,10 @@ inline constexpr std::array<Table, kTableCount> kAllTables = {
 std::string_view table_name(Table table) noexcept;
 
 // The store layout version written to meta at creation and checked at every open.
-// Version 2 added the vectors table, version 3 the index_dirty table; older stores are upgraded
+// Version 2 added the vectors table, version 3 the index_dirty table, version 4 delta-buffer
+// entries without payloads (same tables); older stores are upgraded
 // at open (docs/storage.md).
-inline constexpr std::uint32_t kSchemaVersion = 3;
+inline constexpr std::uint32_t kSchemaVersion = 4;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 
@@ -149,7 +150,21 @@ class ReadView {
 // A snapshot: sees every transaction committed before it began and nothing later. Destroying it
 // releases the snapshot. Keep read transactions short: LmdbStore cannot grow its map while one
 // is open (see lmdb_store.hpp).
-class ReadTxn : public ReadView {};
+class ReadTxn : public ReadView {
+ public:
+  // Which snapshot, at which addresses, this transaction reads: two read transactions with the
+  // same non-zero stamp see the same bytes at the same addresses through get_view, and a view
+  // read by one stays valid for as long as any transaction with that stamp is open (LmdbStore:
+  // the same txnid of the same map; LMDB frees no page of a snapshot while a reader holds it, and
+  // the map moves only when it grows). Readers use it to share views between transactions
+  // (StoreFloatSource's pointer cache). {} (zero): no such promise (MemoryStore).
+  struct Stamp {
+    std::uint64_t snapshot = 0;  // LmdbStore: the txnid; 0: none
+    std::uint64_t mapping = 0;   // LmdbStore: how many times the map has grown
+    friend bool operator==(const Stamp&, const Stamp&) = default;
+  };
+  virtual Stamp stamp() const noexcept { return {}; }
+};
 
 // The one write transaction. Destroying it without commit() aborts it. After commit() or abort()
 // the object may only be destroyed (calling anything else is a bug and asserts).

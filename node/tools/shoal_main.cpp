@@ -5,8 +5,8 @@
 // capi::Backend (node/capi/backend.hpp), the interface behind a shoal_db: against a running
 // shoald (client mode, libshoal_client) with --connect SOCKET, and by default when -d is not
 // given and $SHOAL_SOCKET (else /run/shoal/shoald.sock) exists; otherwise on the data directory
-// (embedded mode: the node runs in this process). One code path per verb for both modes. `status`
-// needs the daemon. init, export, backup, restore, compact and mesh work on files only.
+// (embedded mode: the node runs in this process). One code path per verb for both modes. `status`,
+// `sink status`, `tier`, `bootstrap` and `search --cold` need the daemon (its sink link and config). init, export, backup, restore, compact and mesh work on files only.
 //     init                                   create the data directory
 //     collection create NAME --dim N [--metric l2|ip|cosine] [--m 16] [--ef-construction 200]
 //                                            [--ef 64] [--quantization int8|none]
@@ -23,8 +23,13 @@
 //                                            the records as JSON lines, or as .npy with the ids
 //                                            and metadata in side files (records_io.hpp)
 //     search COLL (--vector 1,2,3 | --query-file FILE --row I) [-k 10] [--ef 0] [--filter EXPR]
+//                 [--cold]                   --cold: the sink's records too (daemon only)
 //     stats
 //     status                                 the daemon's peers and sink backlog
+//     sink status                            the daemon's link to its sink: backlog, last ack, bytes
+//     tier [COLL]                            the tier policy in effect per collection (set in the
+//                                            config file's [tiers], reloaded on SIGHUP)
+//     bootstrap COLL                         restore COLL from the daemon's sink, then peers catch up
 //     backup DEST [--compact]                a consistent copy of the store into DEST (closed dir)
 //     restore BACKUP                         create the data directory from BACKUP, new incarnation
 //     compact                                rewrite the store without its free pages
@@ -36,6 +41,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -287,6 +293,150 @@ void print_status(const json& s, const std::string& socket) {
   }
 }
 
+std::string wall_ms_text(std::int64_t unix_ms) {
+  const std::int64_t age = now_wall().ns() / 1'000'000 - unix_ms;
+  return str_cat(short_age(age < 0 ? 0 : age), " ago");
+}
+
+// `search --cold`: the daemon's hits and its sink's, merged (docs/tiers.md, "Cold search").
+int print_cold_search(const Globals& g, capi::Backend& db, const std::string& collection, const std::vector<float>& q,
+                      std::uint32_t k, std::uint32_t ef) {
+  const MonoTime t0 = now_mono();
+  auto answer = db.search_cold(collection, q, k, ef);
+  const auto us = (now_mono() - t0).us();
+  if (!answer.ok()) return fail(g, answer.status());
+  auto info = db.collection_info(collection);
+  const std::string label = info.ok() ? distance_label(info->spec.metric) : "distance";
+  json arr = json::array();
+  json fresh = json::array();
+  for (const auto& h : answer->hits) {
+    arr.push_back({{"id", h.id}, {"distance", h.distance}, {"tier", h.cold ? "cold" : "local"}});
+  }
+  for (const auto& f : answer->freshness) {
+    fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", hex(f.replica)},
+                     {"since_last_delta_ms", f.since_last_delta_ms}, {"up", f.up}});
+  }
+  json sink{{"answered", answer->sink_answered}};
+  if (answer->sink_answered) {
+    sink["objects"] = answer->sink_objects;
+    sink["records"] = answer->sink_records;
+    sink["last_ack_unix_ms"] = answer->sink_last_ack_wall_ns / 1'000'000;
+  } else {
+    sink["code"] = answer->sink_error.full_code();
+    sink["error"] = answer->sink_error.to_string();
+  }
+  if (g.json_output) {
+    json out{{"ok", true}, {"hits", arr}, {"latency_us", us}, {"distance", label}, {"freshness", fresh}, {"sink", sink}};
+    if (info.ok()) out["metric"] = metric_name(info->spec.metric);
+    std::cout << dump(out) << "\n";
+    return 0;
+  }
+  std::cout << "# id\t" << label << "\ttier\n";
+  for (const auto& h : answer->hits) {
+    std::cout << escape_for_message(h.id, 1024) << "\t" << h.distance << "\t" << (h.cold ? "cold" : "local") << "\n";
+  }
+  std::cerr << answer->hits.size() << " hits in " << us << " us; distances are " << label << "\n";
+  if (answer->sink_answered) {
+    std::cerr << "sink: " << answer->sink_records << " live records in " << answer->sink_objects
+              << " objects, last acknowledgement "
+              << (answer->sink_last_ack_wall_ns > 0 ? wall_ms_text(answer->sink_last_ack_wall_ns / 1'000'000) : "never")
+              << "\n";
+  } else {
+    std::cerr << "sink did not answer (local hits only): " << answer->sink_error.to_string() << "\n";
+  }
+  if (answer->freshness.empty()) std::cerr << "freshness: the daemon has no peers (its own data only)\n";
+  for (const auto& f : answer->freshness) {
+    std::cerr << "freshness: " << escape_for_message(f.device, 128) << " " << (f.up ? "up" : "not linked") << ", "
+              << age_text(f.since_last_delta_ms) << "\n";
+  }
+  return 0;
+}
+
+// `shoal sink status`, from the daemon's statistics' "sink" object (local_api.cpp stats_json).
+int print_sink_status(const Globals& g, const json& stats) {
+  const auto sink = stats.find("sink");
+  const bool configured = sink != stats.end() && sink->is_object();
+  if (g.json_output) {
+    json out = configured ? *sink : json::object();
+    out["configured"] = configured;
+    out["ok"] = true;
+    std::cout << dump(out) << "\n";
+    return 0;
+  }
+  if (!configured) {
+    std::cout << "sink: none configured (shoald's [sink] address)\n";
+    return 0;
+  }
+  const json& k = *sink;
+  auto get = [&](const char* key) -> std::string {
+    auto it = k.find(key);
+    if (it == k.end() || it->is_null()) return "-";
+    return it->is_string() ? escape_for_message(it->get<std::string>(), 200) : it->dump();
+  };
+  std::cout << "sink:            " << get("address") << "\n"
+            << "connected:       " << (k.value("connected", false) ? "yes" : "no") << "\n"
+            << "backlog:         " << get("backlog_entries") << " delta buffer entries (quota " << get("quota_entries")
+            << ")" << (k.value("full_state_pending", false) ? ", sending collections whole" : "") << "\n";
+  const auto last = k.find("last_ack_unix_ms");
+  std::cout << "last ack:        "
+            << (last != k.end() && last->is_number() ? wall_ms_text(last->get<std::int64_t>()) : std::string("never"))
+            << "\n"
+            << "uploaded:        " << get("uploads") << " uploads, " << get("bytes") << " bytes acknowledged, "
+            << get("upload_failures") << " failed\n"
+            << "quota refusals:  " << get("quota_refusals") << " writes\n";
+  const std::string err = get("last_error");
+  if (err != "-" && !err.empty()) std::cout << "last error:      " << err << "\n";
+  return 0;
+}
+
+// `shoal tier [COLL]`: the policy in effect per collection (the daemon's "tiers": defaults and
+// the collections its config names; docs/tiers.md).
+int print_tiers(const Globals& g, const json& stats, const std::vector<CollectionInfo>& infos, const std::string& only) {
+  const auto tiers = stats.find("tiers");
+  if (tiers == stats.end() || !tiers->is_object() || !tiers->contains("defaults")) {
+    return fail(g, Status(Code::kUnimplemented, "this daemon does not report its tier policies (an older shoald)"));
+  }
+  const json& defaults = (*tiers)["defaults"];
+  const json named = tiers->value("collections", json::object());
+  std::vector<std::string> names;
+  for (const auto& info : infos) names.push_back(info.spec.name);
+  // Policies the config names for collections that do not exist (yet) are shown too.
+  for (const auto& [name, p] : named.items()) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  if (!only.empty()) {
+    if (std::find(names.begin(), names.end(), only) == names.end()) {
+      return fail(g, Status(Detail::kNoSuchCollection, "no collection '" + only + "' on this daemon, and its config names none"));
+    }
+    names = {only};
+  }
+  json rows = json::array();
+  for (const auto& name : names) {
+    const bool configured = named.contains(name);
+    json row = configured ? named[name] : defaults;
+    row["collection"] = name;
+    row["source"] = configured ? "[[tiers.collections]]" : "[tiers] defaults";
+    row["exists"] = std::any_of(infos.begin(), infos.end(), [&](const CollectionInfo& i) { return i.spec.name == name; });
+    rows.push_back(std::move(row));
+  }
+  if (g.json_output) {
+    std::cout << dump(json{{"ok", true}, {"collections", rows}, {"defaults", defaults}}) << "\n";
+    return 0;
+  }
+  std::printf("%-24s %-5s %-14s %-16s %-5s %s\n", "COLLECTION", "WARM", "WARM INTERVAL", "WARM BUDGET", "SINK", "FROM");
+  for (const auto& r : rows) {
+    const std::int64_t interval = r.value("warm_interval_ms", std::int64_t{0});
+    const std::uint64_t budget = r.value("warm_budget_bytes", std::uint64_t{0});
+    std::printf("%-24s %-5s %-14s %-16s %-5s %s%s\n", escape_for_message(r["collection"].get<std::string>(), 24).c_str(),
+                r.value("warm", true) ? "yes" : "no", interval == 0 ? "default" : short_age(interval).c_str(),
+                budget == 0 ? "none" : str_cat(budget, " B").c_str(), r.value("sink", false) ? "yes" : "no",
+                r["source"].get<std::string>().c_str(), r["exists"].get<bool>() ? "" : " (no such collection yet)");
+  }
+  std::fflush(stdout);
+  std::cout << "policies are set in shoald's config file ([tiers]) and applied with SIGHUP\n";
+  return 0;
+}
+
 // Renders a progress bar on stderr when it is a terminal, else a line every 10%.
 class Progress {
  public:
@@ -453,6 +603,8 @@ int main(int argc, char** argv) {
   search->add_option("-k", k)->capture_default_str();
   search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
   search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
+  bool cold_search = false;
+  search->add_flag("--cold", cold_search, "include the cold tier: the daemon's sink answers too (docs/tiers.md)");
 
   std::string export_to, export_format, export_ids, export_meta;
   auto* exp = app.add_subcommand("export", "write a collection's records as JSON lines or NumPy .npy");
@@ -465,6 +617,16 @@ int main(int argc, char** argv) {
 
   auto* stats = app.add_subcommand("stats", "node statistics");
   auto* status = app.add_subcommand("status", "a running daemon's peers, tiers, lag and sink backlog");
+  auto* sink_cmd = app.add_subcommand("sink", "the daemon's cold-tier sink");
+  sink_cmd->require_subcommand(1);
+  auto* sink_status = sink_cmd->add_subcommand("status", "the sink link: connected, backlog, last acknowledgement, bytes, quota");
+  std::string tier_name;
+  std::vector<std::string> tier_set;
+  auto* tier = app.add_subcommand("tier", "the tier policy in effect per collection (the config file's [tiers])");
+  tier->add_option("collection", tier_name, "one collection (default: every collection)");
+  tier->add_option("--set", tier_set, "not supported: policies are set in shoald's config file and reloaded on SIGHUP");
+  auto* boot = app.add_subcommand("bootstrap", "restore a collection from the daemon's sink (a new or replaced device)");
+  boot->add_option("collection", c_name, "the collection (it must exist on this device)")->required();
 
   // Maintenance of a closed data directory (docs/operations.md): they take the directory's lock
   // themselves and never open the node.
@@ -591,10 +753,23 @@ int main(int argc, char** argv) {
     if (std::filesystem::exists(fallback, ec)) socket = fallback;
   }
   const bool remote = !socket.empty();
-  if (status->parsed() && !remote) {
-    return fail(g, Status(Code::kUnavailable, data_given ? "status reports a running shoald; -d opens a data directory "
-                                                           "offline: give --connect SOCKET"
-                                                         : str_cat("status needs a running shoald, and no socket is at ",
+  if (tier->parsed() && !tier_set.empty()) {
+    return fail_usage(g, "tier --set is not supported: a collection's tier policy is set in shoald's config file "
+                         "([tiers] and [[tiers.collections]], docs/tiers.md) and applied with SIGHUP "
+                         "(systemctl reload shoald); 'shoal tier' shows what is in effect");
+  }
+  if (search->parsed() && cold_search && !filter_text.empty()) {
+    return fail_usage(g, "search --cold takes no --filter: the sink answers by distance only");
+  }
+  const bool daemon_only = status->parsed() || sink_status->parsed() || tier->parsed() || boot->parsed() ||
+                           (search->parsed() && cold_search);
+  if (daemon_only && !remote) {
+    const char* verb = status->parsed() ? "status" : sink_status->parsed() ? "sink status" : tier->parsed() ? "tier"
+                       : boot->parsed() ? "bootstrap" : "search --cold";
+    return fail(g, Status(Code::kUnavailable, data_given ? str_cat(verb, " needs a running shoald (its sink link and "
+                                                                   "config); -d opens a data directory offline: give "
+                                                                   "--connect SOCKET")
+                                                         : str_cat(verb, " needs a running shoald, and no socket is at ",
                                                                    kDefaultSocket, " (give --connect SOCKET or set "
                                                                    "SHOAL_SOCKET)")));
   }
@@ -608,7 +783,10 @@ int main(int argc, char** argv) {
   if (remote) {
     auto entry = capi::load_client_library();
     if (!entry.ok()) return fail(g, entry.status());
-    if (Status s = entry->connect(socket, &db); !s.ok()) return fail(g, s);
+    // A bootstrap lasts as long as the sink takes to send the collection: no call deadline.
+    capi::ConnectOptions copts;
+    if (boot->parsed()) copts.timeout_ms = 0;
+    if (Status s = entry->connect_with(socket, copts, &db); !s.ok()) return fail(g, s);
   } else {
     if (!std::filesystem::exists(g.data + "/store")) {
       return fail(g, Status(Code::kNotFound, "no data directory here; create it with 'shoal init'", g.data));
@@ -827,6 +1005,7 @@ int main(int argc, char** argv) {
       auto f = parse_filter(filter_text, &error_offset);
       if (!f.ok()) return fail_filter(g, f.status(), filter_text, error_offset);
     }
+    if (cold_search) return print_cold_search(g, *db, c_name, q, k, ef);
     const MonoTime t0 = now_mono();
     auto answer = db->search(c_name, q, k, ef, filter_text, /*with_metadata=*/true);
     const auto us = (now_mono() - t0).us();
@@ -873,13 +1052,42 @@ int main(int argc, char** argv) {
       std::cout << dump(out, 2) << "\n";
       return 0;
     }
-    // The sink does not exist yet: its backlog is reported as such, never as 0.
+    // The sink's backlog at the top level (kept for scripts); null when no sink is configured,
+    // never 0.
     if (g.json_output) {
-      out["sink_backlog"] = nullptr;
-      out["sink_backlog_note"] = "n/a (no sink yet)";
+      const auto sk = out.find("sink");
+      const bool has_sink = sk != out.end() && sk->is_object();
+      out["sink_backlog"] = has_sink ? sk->value("backlog_entries", json(nullptr)) : json(nullptr);
+      out["sink_backlog_note"] = has_sink ? "delta buffer entries the sink has not acknowledged" : "no sink configured";
       return ok_json(out);
     }
     print_status(out, socket);
+    return 0;
+  }
+  if (sink_status->parsed() || tier->parsed()) {
+    auto text = db->stats_json();
+    if (!text.ok()) return fail(g, text.status());
+    json out = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (out.is_discarded() || !out.is_object()) {
+      return fail(g, Status(Detail::kMalformed, "the daemon's statistics are not a JSON object"));
+    }
+    if (sink_status->parsed()) return print_sink_status(g, out);
+    auto infos = db->list_collections();
+    if (!infos.ok()) return fail(g, infos.status());
+    return print_tiers(g, out, *infos, tier_name);
+  }
+  if (boot->parsed()) {
+    const MonoTime t0 = now_mono();
+    auto r = db->bootstrap_from_sink(c_name);
+    if (!r.ok()) return fail(g, r.status());
+    const double secs = (now_mono() - t0).seconds_f();
+    if (g.json_output) {
+      return ok_json({{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
+                      {"seconds", secs}});
+    }
+    std::cout << "bootstrapped " << escape_for_message(c_name, 256) << " from the sink: " << r->records << " records in "
+              << r->pages << " pages (" << r->bytes << " bytes) in " << secs
+              << " s; peers bring what the sink does not hold\n";
     return 0;
   }
   return 2;

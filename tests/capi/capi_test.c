@@ -148,6 +148,22 @@ int main(int argc, char **argv) {
   CHECK(strstr(err.message, "k must be 1..1000, got 0") != NULL);
   CHECK(shoal_search(db, "items", q, 3, 8, 0, NULL, hits, 4, &count, &err) == SHOAL_E_TOOLARGE);
   CHECK(strstr(err.message, "k is 8") != NULL && strstr(err.message, "holds 4") != NULL);
+  /* Cold search needs a sink: an embedded handle has none, and the client-mode stand-in daemon
+   * runs no mesh; both refuse with a typed SHOAL_EUNAVAILABLE saying so (tests/mesh/
+   * sink_operator_test.py covers a daemon with a sink). NULL arguments are SHOAL_EINVAL. */
+  {
+    unsigned char cold[4];
+    shoal_freshness *cf = NULL;
+    int sink_code = -1;
+    count = 7;
+    CHECK(shoal_search_cold(db, "items", q, 3, 2, 0, hits, cold, 4, &count, &cf, &sink_code, NULL, &err) ==
+          SHOAL_EUNAVAILABLE);
+    CHECK(err.code == SHOAL_EUNAVAILABLE && (strstr(err.message, "sink") != NULL || strstr(err.message, "mesh") != NULL));
+    CHECK(count == 0 && cf == NULL);
+    CHECK(shoal_search_cold(db, NULL, q, 3, 2, 0, hits, cold, 4, &count, NULL, NULL, NULL, &err) == SHOAL_EINVAL);
+    CHECK(shoal_search_cold(db, "items", q, 3, 5, 0, hits, cold, 4, &count, NULL, NULL, NULL, &err) ==
+          SHOAL_E_TOOLARGE);
+  }
   CHECK(shoal_search(db, "items", q, 3, 2, 0, "color", hits, 4, &count, &err) == SHOAL_E_MALFORMED);
   CHECK(strstr(err.message, "at byte 5") != NULL);
   /* Malformed filters are refused with the byte offset, never matched against nothing. */

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/random.hpp"
+#include "node/core/delta_buffer.hpp"
 #include "node/core/node.hpp"
 #include "node/runtime/revocation_replica.hpp"
 #include "node/store/memory_store.hpp"
@@ -689,4 +690,141 @@ TEST_CASE("a delta buffer trimmed empty never reuses a sequence after a restart 
   mesh.run();
   CHECK(mesh[1].collection_info("c")->live_records == static_cast<std::uint64_t>(written + 60));
   require_converged(mesh, 2, "c");
+}
+
+namespace {
+
+// Node i's delta-buffer entries of collections (not the catalogue's): as stored, and as sent
+// (DeltaBuffer::delta_of, read in the scan's transaction).
+struct BufferedDelta {
+  std::uint64_t seq = 0;
+  bool skeleton = false;
+  crdt::Delta stored;
+  crdt::Delta sent;
+};
+std::vector<BufferedDelta> buffered(store::MemoryStore& st) {
+  std::vector<BufferedDelta> out;
+  DeltaBuffer reader(100000);  // scan needs no extent: it reads what the deltas table holds
+  auto txn = st.begin_read();
+  REQUIRE(txn.ok());
+  REQUIRE(reader.scan(**txn, 0, 100000, [&](std::uint64_t seq, const format::BufferEntry& e) {
+    if (e.cid == format::kCatalogueCid) {
+      CHECK_FALSE(e.skeleton);  // the catalogue has no record store to re-hydrate from
+      return true;
+    }
+    BufferedDelta b;
+    b.seq = seq;
+    b.skeleton = e.skeleton;
+    auto stored = crdt::decode_delta(format::as_bytes(e.stored));
+    REQUIRE(stored.ok());
+    b.stored = std::move(stored).value();
+    auto sent = DeltaBuffer::delta_of(**txn, e);
+    REQUIRE(sent.ok());
+    b.sent = std::move(sent).value();
+    out.push_back(std::move(b));
+    return true;
+  }).ok());
+  return out;
+}
+
+std::vector<float> vector_of(const crdt::Entry& e) {
+  auto v = decode_payload(format::as_view(e.payload));
+  REQUIRE(v.ok());
+  return v->vector;
+}
+
+}  // namespace
+
+TEST_CASE("a buffer entry keeps no payload; read later it carries the record's current payload, "
+          "or only its context once the record was overwritten or deleted (D51)", "[node][sync][buffer]") {
+  // Proves DeltaBuffer::delta_of on real nodes: entries are stored as skeletons (dots, clocks,
+  // context, no payload bytes); an upsert's entry sends the payload the store holds now (the
+  // winner's vector put back from the vectors table); after an overwrite, the older entry sends
+  // the record with no entries and the overwritten dot in its context; a delete's and a deleted
+  // record's entries are context-only. A peer that hears only the delta path (repair off)
+  // converges on the current state.
+  Mesh mesh(2, 100000, /*repair=*/false);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "r", value(1)).ok());
+  REQUIRE(mesh[0].upsert("c", "r", value(2)).ok());
+  REQUIRE(mesh[0].upsert("c", "q", value(3)).ok());
+  REQUIRE(mesh[0].remove("c", "q").ok());
+  REQUIRE(mesh[0].upsert("c", "kept", value(4)).ok());
+  const auto entries = buffered(mesh.store(0));
+  REQUIRE(entries.size() == 5);
+  for (const auto& b : entries) {
+    CHECK(b.skeleton);
+    for (const auto& [id, list] : b.stored.records) {
+      for (const auto& e : list) CHECK(e.payload.empty());
+    }
+    CHECK(b.sent.context == b.stored.context);  // the context is sent as it was
+  }
+  // The first upsert of r: its dot was overwritten, so r goes with no entries; the dot is in the context.
+  const crdt::Dot first = entries[0].stored.records.at("r").at(0).dot;
+  CHECK(entries[0].sent.records.at("r").empty());
+  CHECK(entries[0].sent.context.contains(first));
+  // The overwrite: the current payload, vector included.
+  REQUIRE(entries[1].sent.records.at("r").size() == 1);
+  CHECK(vector_of(entries[1].sent.records.at("r").at(0)) == value(2).vector);
+  CHECK(entries[1].sent.records.at("r").at(0).clock == entries[1].stored.records.at("r").at(0).clock);
+  // q's upsert and its delete: context-only deltas naming q.
+  CHECK(entries[2].sent.records.at("q").empty());
+  CHECK(entries[2].sent.context.contains(entries[2].stored.records.at("q").at(0).dot));
+  CHECK(entries[3].sent.records.at("q").empty());
+  REQUIRE(entries[4].sent.records.at("kept").size() == 1);
+  CHECK(vector_of(entries[4].sent.records.at("kept").at(0)) == value(4).vector);
+  // Every sent delta is a sub-state of the current state: joining it changes nothing.
+  const auto state = mesh[0].crdt_state_for_testing("c");
+  REQUIRE(state.ok());
+  for (const auto& b : entries) {
+    crdt::ORMap joined = *state;
+    joined.join(b.sent);
+    CHECK(joined == *state);
+  }
+  mesh.connect(0, 1);
+  mesh.run();
+  require_converged(mesh, 2, "c");
+  CHECK(mesh[1].get("c", "r")->siblings.at(0).value.vector == value(2).vector);
+  CHECK(mesh[1].get("c", "q").status().detail() == Detail::kNoSuchRecord);
+}
+
+TEST_CASE("siblings: each buffer entry sends its own sibling's payload, and both become context-only "
+          "after an overwrite (D51)", "[node][sync][buffer]") {
+  // Nodes 0 and 1 upsert "s" concurrently and exchange: node 0 holds two siblings (its own, and
+  // node 1's from a peer delta, whose entry has node 1 as origin). Each entry sends only its own
+  // sibling, with its payload (the winner's vector from the vectors table, the loser's inline).
+  // Node 2, cut off until then, converges on the delta path alone; after node 0 overwrites "s",
+  // both older entries name "s" with no entries and node 2 still converges.
+  Mesh mesh(3, 100000, /*repair=*/false);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  mesh.isolate(2, true);
+  mesh.connect(0, 1);
+  mesh.connect(0, 2);
+  mesh.run();
+  REQUIRE(mesh[0].upsert("c", "s", value(10)).ok());
+  REQUIRE(mesh[1].upsert("c", "s", value(20)).ok());
+  mesh.run();
+  REQUIRE(mesh[0].get("c", "s")->siblings.size() == 2);
+  auto entries = buffered(mesh.store(0));
+  REQUIRE(entries.size() == 2);
+  std::set<std::vector<float>> sent;
+  for (const auto& b : entries) {
+    REQUIRE(b.sent.records.at("s").size() == 1);
+    CHECK(b.sent.records.at("s").at(0).dot == b.stored.records.at("s").at(0).dot);
+    sent.insert(vector_of(b.sent.records.at("s").at(0)));
+  }
+  CHECK(sent == std::set<std::vector<float>>{value(10).vector, value(20).vector});
+  REQUIRE(mesh[0].upsert("c", "s", value(30)).ok());
+  entries = buffered(mesh.store(0));
+  REQUIRE(entries.size() == 3);
+  CHECK(entries[0].sent.records.at("s").empty());
+  CHECK(entries[1].sent.records.at("s").empty());
+  REQUIRE(entries[2].sent.records.at("s").size() == 1);
+  CHECK(vector_of(entries[2].sent.records.at("s").at(0)) == value(30).vector);
+  mesh.isolate(2, false);
+  mesh.connect(0, 2);
+  mesh.run();
+  require_converged(mesh, 3, "c");
+  REQUIRE(mesh[2].get("c", "s")->siblings.size() == 1);
+  CHECK(mesh[2].get("c", "s")->siblings.at(0).value.vector == value(30).vector);
 }

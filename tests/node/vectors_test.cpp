@@ -6,20 +6,28 @@
 // payloads that sync and repair send are rebuilt identical); after it, every record's winner
 // payload is elided and the vectors table holds exactly the live records' vectors, through
 // upserts, updates and deletes; a reopen loads the snapshot, which holds no floats; and an elided
-// payload is refused by decode_payload, so a peer cannot send one. Data: seeded (seed printed).
+// payload is refused by decode_payload, so a peer cannot send one. The readers that re-rank from
+// the vectors table share a cache of pointers per LMDB snapshot (VectorPointerCache): a reader
+// never sees a vector older than the last write committed before it began, also while searches
+// and writes interleave (run under TSan too). Data: seeded (seed printed).
 #include <catch2/catch.hpp>
 
 #include <lmdb.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
-#include <iterator>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <map>
+#include <thread>
 
 #include "common/random.hpp"
+#include "crdt/codec.hpp"
+#include "node/core/delta_buffer.hpp"
 #include "node/core/vector_store.hpp"
 #include "node/runtime/data_dir.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -391,6 +399,323 @@ TEST_CASE("closing after a few changes keeps the snapshot, and the next open rep
     auto hits = d->node().search("c", live.at("r305"), SearchOptions{});
     REQUIRE(hits.ok());
     CHECK(hits->front().id == "r305");
+  }
+  std::filesystem::remove_all(path);
+}
+
+namespace {
+
+// Every collection entry of the delta buffer at `store_path`, as DeltaBuffer::delta_of sends it,
+// and whether each is stored as a skeleton; also the deltas table's bytes.
+struct BufferView {
+  std::vector<crdt::Delta> sent;
+  std::vector<bool> skeleton;
+  std::size_t bytes = 0;
+};
+BufferView buffer_view(const std::string& store_path) {
+  store::LmdbStoreOptions o;
+  o.path = store_path;
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  auto txn = (*st)->begin_read();
+  REQUIRE(txn.ok());
+  BufferView out;
+  DeltaBuffer reader(1000000);
+  REQUIRE(reader.scan(**txn, 0, 1000000, [&](std::uint64_t, const format::BufferEntry& e) {
+    out.bytes += e.stored.size();
+    if (e.cid == format::kCatalogueCid) return true;
+    auto d = DeltaBuffer::delta_of(**txn, e);
+    REQUIRE(d.ok());
+    out.sent.push_back(std::move(d).value());
+    out.skeleton.push_back(e.skeleton);
+    return true;
+  }).ok());
+  return out;
+}
+
+// Rewrites the buffer at `store_path` as schema version 3 wrote it: every collection entry whole
+// (each entry with a payload: the record's current one while its dot is live, else `lost`, the
+// payload an overwritten write had then), schema version 3, no skeletons key.
+void rewrite_buffer_as_version_3(const std::string& store_path, const std::string& lost) {
+  store::LmdbStoreOptions o;
+  o.path = store_path;
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  auto txn = (*st)->begin_write();
+  REQUIRE(txn.ok());
+  auto rows = (*txn)->collect(store::Table::kDeltas, store::Range::all());
+  REQUIRE(rows.ok());
+  for (const auto& kv : *rows) {
+    auto e = format::decode_buffer_entry(kv.value);
+    REQUIRE(e.ok());
+    if (!e->skeleton) continue;
+    auto bones = crdt::decode_delta(format::as_bytes(e->stored));
+    auto sent = DeltaBuffer::delta_of(**txn, *e);
+    REQUIRE(bones.ok());
+    REQUIRE(sent.ok());
+    crdt::Delta whole = *bones;
+    for (auto& [id, entries] : whole.records) {
+      for (auto& entry : entries) {
+        entry.payload = format::to_bytes(lost);
+        for (const auto& live : sent->records.at(id)) {
+          if (live.dot == entry.dot) entry.payload = live.payload;
+        }
+      }
+    }
+    REQUIRE((*txn)->put(store::Table::kDeltas, kv.key,
+                        format::encode_buffer_entry(e->cid, e->has_origin ? &e->origin : nullptr, e->origin_hot, whole,
+                                                    /*skeleton=*/false))
+                .ok());
+  }
+  REQUIRE((*txn)->put(store::Table::kMeta, store::kSchemaVersionKey, std::string("\0\0\0\x03", 4)).ok());
+  REQUIRE((*txn)->del(store::Table::kMeta, format::kBufferSkeletonsKey).ok());
+  REQUIRE((*txn)->commit().ok());
+}
+
+}  // namespace
+
+TEST_CASE("a data directory whose delta buffer holds whole payloads (schema 3) is rewritten to skeletons at open, "
+          "and every entry sends what it sent before", "[node][vectors][data_dir][buffer]") {
+  // Proves DeltaBuffer::migrate (schema version 4, D51): a real directory written by this build
+  // is rewritten into version 3's buffer (every entry with its payloads; an overwritten write's
+  // entry with a payload the store no longer holds); the next open marks the store version 4,
+  // writes node.buffer_skeletons, stores every collection entry as a skeleton in fewer bytes,
+  // and each entry re-hydrates exactly as before the rewrite (the overwritten payload is never
+  // sent again: the entry is context-only, as it was). A second open rewrites nothing.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string path = fresh_dir("buffer");
+  std::vector<float> r1_now;
+  {
+    auto d = open_dir(path);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    for (int i = 0; i < 20; ++i) {
+      RecordValue v;
+      v.vector = random_vector(rng);
+      REQUIRE(d->node().upsert("c", "r" + std::to_string(i), v).ok());
+    }
+    RecordValue v;
+    v.vector = random_vector(rng);
+    REQUIRE(d->node().upsert("c", "r1", v).ok());
+    REQUIRE(d->node().remove("c", "r2").ok());
+    r1_now = v.vector;
+  }
+  const BufferView before = buffer_view(path + "/store");
+  REQUIRE(before.sent.size() == 22);
+  CHECK(before.sent[1].records.at("r1").empty());  // overwritten since: context only
+  RecordValue old;
+  old.vector = std::vector<float>(kDim, 7.0f);
+  rewrite_buffer_as_version_3(path + "/store", encode_payload(old));
+  const BufferView v3 = buffer_view(path + "/store");
+  for (bool s : v3.skeleton) CHECK_FALSE(s);
+  // As version 3 sent them: whole, so the overwritten write's entry still carries its old payload.
+  REQUIRE(v3.sent.size() == before.sent.size());
+  REQUIRE(v3.sent[1].records.at("r1").size() == 1);
+  CHECK(v3.sent[1].records.at("r1").at(0).payload == format::to_bytes(encode_payload(old)));
+  CHECK(v3.sent[3] == before.sent[3]);
+  {
+    auto d = open_dir(path);
+    auto g = d->node().get("c", "r1");
+    REQUIRE(g.ok());
+    CHECK(g->siblings.at(0).value.vector == r1_now);
+  }
+  const BufferView after = buffer_view(path + "/store");
+  for (bool s : after.skeleton) CHECK(s);
+  CHECK(after.sent == before.sent);
+  CHECK(after.bytes < v3.bytes);
+  Tables t = read_all(path + "/store");
+  bool marked = false;
+  for (const auto& kv : t.rows[store::Table::kMeta]) {
+    marked |= kv.key == format::kBufferSkeletonsKey;
+    if (kv.key == store::kSchemaVersionKey) CHECK(kv.value == std::string("\0\0\0\x04", 4));
+  }
+  CHECK(marked);
+  {
+    auto d = open_dir(path);  // nothing left to rewrite
+    CHECK(d->node().get("c", "r2").status().detail() == Detail::kNoSuchRecord);
+  }
+  CHECK(buffer_view(path + "/store").sent == before.sent);
+  std::filesystem::remove_all(path);
+}
+
+namespace {
+
+// A vector of kDim components all equal to `x`, as the bytes the vectors table holds.
+std::string filled_vector_bytes(float x) {
+  std::vector<float> v(kDim, x);
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+// The first component of `label`'s vector through `r`, after checking that every component is
+// the same (no reader may see a vector half old, half new); NaN when the reader has none.
+float read_version(index::FloatReader& r, std::uint64_t label) {
+  const float* v = r.get(label);
+  if (v == nullptr) return std::numeric_limits<float>::quiet_NaN();
+  for (std::uint32_t i = 1; i < kDim; ++i) REQUIRE(v[i] == v[0]);
+  return v[0];
+}
+
+Status put_vector(store::Store& st, std::uint64_t label, float x) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kVectors, format::vector_key(1, label), filled_vector_bytes(x)));
+  return txn->commit();
+}
+
+}  // namespace
+
+TEST_CASE("the vector pointer cache remembers by label, and nothing past its bound", "[node][vectors][cache]") {
+  // Proves VectorPointerCache's contract: unknown labels are not found, a remembered pointer is
+  // found again (in a chunk of its own or shared), and labels at or past kLabels are never kept.
+  VectorPointerCache cache(store::ReadTxn::Stamp{7, 0});
+  const char bytes[3] = {};
+  CHECK(cache.find(1) == nullptr);
+  cache.remember(1, bytes);
+  cache.remember(VectorPointerCache::kChunkLabels + 5, bytes + 1);
+  CHECK(cache.find(1) == bytes);
+  CHECK(cache.find(2) == nullptr);
+  CHECK(cache.find(VectorPointerCache::kChunkLabels + 5) == bytes + 1);
+  cache.remember(VectorPointerCache::kLabels, bytes + 2);
+  CHECK(cache.find(VectorPointerCache::kLabels) == nullptr);
+  CHECK(cache.stamp() == store::ReadTxn::Stamp{7, 0});
+}
+
+TEST_CASE("readers of the store's vectors see their own snapshot: a rewritten vector is never read old after "
+          "the write, through the pointer cache and across map growth",
+          "[node][vectors][cache]") {
+  // StoreFloatSource's readers share a cache of pointers into LMDB's map per snapshot. A reader
+  // that began before a write keeps its snapshot's floats; every reader that begins after the
+  // commit reads the new ones (the commit makes a new stamp, so the old pointers are not used);
+  // a deleted vector is gone for new readers; and after the map grows (it moves; the stamp's
+  // mapping count changes) readers read the right floats from the new map.
+  const std::string path = fresh_dir("cache");
+  store::LmdbStoreOptions o;
+  o.path = path;
+  o.map_size_initial_bytes = 64 << 10;  // the minimum, so the writes below make it grow
+  auto st = store::LmdbStore::open(o);
+  REQUIRE(st.ok());
+  store::LmdbStore& store = **st;
+  constexpr std::uint64_t kLabels = 40;
+  for (std::uint64_t l = 1; l <= kLabels; ++l) REQUIRE(put_vector(store, l, 1.0f).ok());
+  const StoreFloatSource source(store, 1, kDim);
+  {
+    auto before = source.reader();
+    REQUIRE(before != nullptr);
+    // Fill the cache through get_many, as a search does.
+    std::vector<std::uint64_t> labels;
+    for (std::uint64_t l = 1; l <= kLabels; ++l) labels.push_back(l);
+    std::vector<const float*> out(labels.size());
+    before->get_many(labels, out.data());
+    for (const float* v : out) {
+      REQUIRE(v != nullptr);
+      CHECK(v[0] == 1.0f);
+    }
+    {
+      auto same = source.reader();  // the same snapshot: served from the cache
+      for (std::uint64_t l = 1; l <= kLabels; ++l) CHECK(same->get(l) == out[l - 1]);
+    }
+    REQUIRE(put_vector(store, 3, 2.0f).ok());
+    {
+      auto after = source.reader();
+      CHECK(read_version(*after, 3) == 2.0f);
+      CHECK(read_version(*after, 4) == 1.0f);
+    }
+    // The older reader still reads its own snapshot (and does not use the newer cache).
+    CHECK(read_version(*before, 3) == 1.0f);
+    std::vector<std::uint64_t> three{3};
+    const float* v3 = nullptr;
+    before->get_many(three, &v3);
+    REQUIRE(v3 != nullptr);
+    CHECK(v3[0] == 1.0f);
+  }
+  {
+    auto txn = store.begin_write();
+    REQUIRE(txn.ok());
+    REQUIRE((*txn)->del(store::Table::kVectors, format::vector_key(1, 5)).ok());
+    REQUIRE((*txn)->commit().ok());
+    auto after = source.reader();
+    CHECK(after->get(5) == nullptr);
+  }
+  // Grow the map: many more vectors than 64 KiB hold (each whole in its own page here).
+  const std::uint64_t grown_before = store.grow_count();
+  std::uint64_t label = kLabels + 1;
+  while (store.grow_count() == grown_before) {
+    auto txn = store.begin_write();
+    REQUIRE(txn.ok());
+    for (int i = 0; i < 32; ++i, ++label) {
+      REQUIRE((*txn)->put(store::Table::kVectors, format::vector_key(1, label), filled_vector_bytes(3.0f)).ok());
+    }
+    REQUIRE((*txn)->commit().ok());
+  }
+  auto grown = source.reader();
+  CHECK(read_version(*grown, 3) == 2.0f);
+  CHECK(read_version(*grown, 4) == 1.0f);
+  CHECK(read_version(*grown, label - 1) == 3.0f);
+  grown.reset();
+  st->reset();
+  std::filesystem::remove_all(path);
+}
+
+TEST_CASE("searches running while a record's vector is rewritten never re-rank it with floats older than the "
+          "last acknowledged write",
+          "[node][vectors][cache][concurrency]") {
+  // Writes interleave with searches through the thread-safe node (the C API's path): one thread
+  // rewrites record "x" to version v (every component v), publishing v once upsert returns; two
+  // threads search with the zero query meanwhile. Each search that begins after version v was
+  // acknowledged must return "x" at a distance of at least that of version v (squared L2 from
+  // zero: kDim * v * v): the re-ranking read floats at least that new, never a cached pointer to
+  // an older snapshot's floats. The other records lie far away, so "x" is always the nearest.
+  const std::string path = fresh_dir("interleave");
+  {
+    auto d = open_dir(path);
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < 300; ++i) {  // above the index's exact-scan bound: the graph path
+      RecordValue v;
+      v.vector.assign(kDim, 1000.0f + static_cast<float>(i));
+      batch.push_back(RecordInput{"far" + std::to_string(i), std::move(v)});
+    }
+    RecordValue x;
+    x.vector.assign(kDim, 1.0f);
+    batch.push_back(RecordInput{"x", x});
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    constexpr int kVersions = 60;
+    std::atomic<int> acknowledged{1};
+    std::atomic<bool> done{false};
+    std::atomic<int> failures{0}, searches{0};
+    auto searcher = [&] {
+      const std::vector<float> zero(kDim, 0.0f);
+      SearchOptions so;
+      so.k = 1;
+      while (!done.load()) {
+        const int v = acknowledged.load();
+        auto hits = d->node().search("c", zero, so);
+        searches.fetch_add(1);
+        const float floor = static_cast<float>(kDim) * static_cast<float>(v) * static_cast<float>(v);
+        if (!hits.ok() || hits->size() != 1 || hits->front().id != "x" || hits->front().distance < floor * 0.999f) {
+          failures.fetch_add(1);
+        }
+      }
+    };
+    std::thread s1(searcher), s2(searcher);
+    for (int v = 2; v <= kVersions; ++v) {
+      RecordValue x2;
+      x2.vector.assign(kDim, static_cast<float>(v));
+      REQUIRE(d->node().upsert("c", "x", x2).ok());
+      acknowledged.store(v);
+    }
+    done.store(true);
+    s1.join();
+    s2.join();
+    INFO("searches " << searches.load());
+    CHECK(failures.load() == 0);
+    CHECK(searches.load() > 0);
   }
   std::filesystem::remove_all(path);
 }

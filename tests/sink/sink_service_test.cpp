@@ -8,10 +8,11 @@
 // and reports absent ids; bootstrap pages restore the collection into a fresh node with the same
 // CRDT state; a reopened sink has the same state; every malformed request (NaN vectors and dot
 // counters past the CRDT's limit included) gets a typed error naming the limit and changes
-// nothing. Random data uses the seed printed with each case.
+// nothing; a collection emptied at the sink takes records of another dimension. Random data uses the seed printed with each case.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <set>
 #include <unistd.h>
 
 #include "sink/lmdb_object_store.hpp"
@@ -197,6 +198,38 @@ TEST_CASE("a delete after upload leaves cold search at once and the object store
   check_cold_equals_exact(*reopened, *n, node::Metric::kL2, 6, rng, 10);
 }
 
+// Proves a collection's dimension at the sink is its live records': once every record is
+// deleted, uploads of another dimension are taken (a device that recreated the collection),
+// cold search takes queries of the new dimension, and a reopened sink, with the old records'
+// objects still in the store (not compacted), agrees.
+TEST_CASE("a collection emptied at the sink takes records of another dimension, also after a reopen",
+          "[sink][service]") {
+  Rng rng(seed_of());
+  TestNode old_node(1);
+  fill(*old_node, kColl, 6, node::Metric::kL2, 8, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  for (const auto& s : segments_of(*old_node, kColl, 4)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  TestNode new_node(2);
+  fill(*new_node, kColl, 3, node::Metric::kL2, 5, rng);
+  const auto new_segs = segments_of(*new_node, kColl, 5);
+  // While 6-d records live, 3-d ones are refused, and nothing changes.
+  CHECK(sink->upload_segment(new_segs.at(0), kNow).status().detail() == Detail::kDimensionMismatch);
+  CHECK(sink->status().records == 8);
+  for (int i = 0; i < 8; ++i) {
+    char id[8];
+    std::snprintf(id, sizeof id, "r%04d", i);
+    REQUIRE(sink->apply_delta(kColl, delete_delta(*old_node, kColl, id), kNow + 1).ok());
+  }
+  REQUIRE(sink->status().records == 0);
+  for (const auto& s : new_segs) REQUIRE(sink->upload_segment(s, kNow + 2).ok());
+  CHECK(sink->status().records == 5);
+  check_cold_equals_exact(*sink, *new_node, node::Metric::kL2, 3, rng, 5);
+  auto reopened = open_service(store);
+  CHECK(reopened->status().records == 5);
+  check_cold_equals_exact(*reopened, *new_node, node::Metric::kL2, 3, rng, 5);
+}
+
 TEST_CASE("an upsert after upload replaces the record at the sink", "[sink][service]") {
   Rng rng(seed_of());
   TestNode n(1);
@@ -291,6 +324,116 @@ TEST_CASE("bootstrap pages restore the collection into a fresh node with the sam
   REQUIRE(info.ok());
   CHECK(info->live_records == 118);
   CHECK_FALSE(fresh->get(kColl, "r0010").ok());
+}
+
+// Joins every bootstrap page of kColl into `node` as shoald's bootstrap does (MeshHost::
+// bootstrap_from_sink): sink::bootstrap_page_delta, then Node::join_sink_page.
+void bootstrap_into(node::Node& node, const SinkService& sink) {
+  std::set<std::string> ids;
+  std::string after;
+  for (int guard = 0; guard < 1000; ++guard) {
+    auto page = sink.bootstrap(kColl, after);
+    REQUIRE(page.ok());
+    auto delta = sink::bootstrap_page_delta(kColl, page->segment, page->context, page->done, ids);
+    REQUIRE(delta.ok());
+    Status st = node.join_sink_page(kColl, std::move(*delta), page->done, ids);
+    INFO(st.to_string());
+    REQUIRE(st.ok());
+    if (page->done) return;
+    after = page->next_after;
+  }
+  FAIL("the bootstrap did not end");
+}
+
+TEST_CASE("join_sink_page restores the sink's records, removes what the sink deleted, and keeps writes it never saw",
+          "[sink][service][bootstrap]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 8, node::Metric::kL2, 60, rng);
+  sink::MemoryObjectStore store;
+  sink::SinkLimits limits;
+  limits.max_bootstrap_records = 7;  // several pages
+  auto sink = open_service(store, limits);
+  const auto all = segments_of(*n, kColl, 100);
+  for (const auto& seg : all) REQUIRE(sink->upload_segment(seg, kNow).ok());
+
+  // The device to restore holds an old copy of r0005 (which the sink will see deleted) and a
+  // write of its own the sink never received.
+  TestNode fresh(2);
+  auto spec = n->collection_info(kColl);
+  REQUIRE(spec.ok());
+  REQUIRE(fresh->create_collection(spec->spec).ok());
+  std::set<std::string> none;
+  auto old = sink::bootstrap_page_delta(kColl, all.front(), "", false, none);
+  REQUIRE(old.ok());
+  REQUIRE(fresh->join_sink_page(kColl, std::move(*old), false, none).ok());
+  REQUIRE(fresh->upsert(kColl, "mine", random_value(rng, 8, 99)).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0005"), kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0006"), kNow).ok());
+
+  bootstrap_into(*fresh, *sink);
+  CHECK_FALSE(fresh->get(kColl, "r0005").ok());  // deleted at the sink: removed here too
+  CHECK_FALSE(fresh->get(kColl, "r0006").ok());
+  CHECK(fresh->get(kColl, "mine").ok());          // the sink never saw it: kept
+  auto info = fresh->collection_info(kColl);
+  REQUIRE(info.ok());
+  CHECK(info->live_records == 58 + 1);
+  auto a = n->crdt_state_for_testing(kColl);
+  auto b = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  for (const auto& [id, entries] : a->records()) {
+    const crdt::Entries* got = b->find(id);
+    REQUIRE(got != nullptr);
+    CHECK(*got == entries);
+  }
+  CHECK(b->context().includes(a->context()));
+  // Joining it all again changes nothing.
+  bootstrap_into(*fresh, *sink);
+  auto again = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(again.ok());
+  CHECK(again->records() == b->records());
+  CHECK(again->context() == b->context());
+}
+
+TEST_CASE("a device restored from the sink under its own replica id takes a new incarnation and never reissues a dot",
+          "[sink][service][bootstrap]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 12, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  for (const auto& seg : segments_of(*n, kColl, 100)) REQUIRE(sink->upload_segment(seg, kNow).ok());
+  // A delete: the sink's context now names a dot of replica 1 that no record carries.
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0011"), kNow).ok());
+  REQUIRE(n->upsert(kColl, "later", random_value(rng, 4, 50)).ok());
+  REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "again", random_value(rng, 4, 51)), kNow).ok());
+
+  // The same replica id on an empty store (a replaced device given the old identity): its own
+  // counter is 0, the sink's context claims its dots beyond.
+  TestNode same(1);
+  auto spec = n->collection_info(kColl);
+  REQUIRE(spec.ok());
+  REQUIRE(same->create_collection(spec->spec).ok());
+  const std::uint64_t stripped_before = same->stats().own_claims_stripped;
+  bootstrap_into(*same, *sink);
+  CHECK(same->stats().own_claims_stripped > stripped_before);
+  CHECK_FALSE(same->get(kColl, "r0011").ok());
+  CHECK(same->get(kColl, "again").ok());
+
+  // Its next write's dot is of a new incarnation: never one the sink (or the old device) holds.
+  REQUIRE(same->upsert(kColl, "fresh-write", random_value(rng, 4, 60)).ok());
+  auto state = same->crdt_state_for_testing(kColl);
+  REQUIRE(state.ok());
+  const crdt::Entries* e = state->find("fresh-write");
+  REQUIRE(e != nullptr);
+  REQUIRE(e->size() == 1);
+  const crdt::Dot dot = e->front().dot;
+  CHECK(dot.replica.identity == crdt::replica_for_testing(1).identity);
+  CHECK(dot.replica.incarnation > 0);
+  auto old = n->crdt_state_for_testing(kColl);
+  REQUIRE(old.ok());
+  CHECK_FALSE(old->context().contains(dot));
 }
 
 TEST_CASE("a sink on LMDB reopens with the same state", "[sink][service][lmdb]") {

@@ -81,6 +81,7 @@ enum class Detail : std::uint32_t {
   kDecryptFailed = (10u << 8) | 6u,     // an AEAD tag that does not verify (tampered, replayed)
   // unavailable
   kSessionClosed = (1u << 8) | 4u,      // a secure session already closed by an earlier error
+  kColdUnavailable = (2u << 8) | 4u,    // an evicted record whose payload the sink cannot give now
   // I/O
   kInsecurePermissions = (3u << 8) | 8u,  // a key file readable by group or others
 };

@@ -72,6 +72,7 @@ static_assert(SHOAL_E_STATICKEY == static_cast<int>(Detail::kStaticKeyMismatch))
 static_assert(SHOAL_E_UNKNOWNISSUER == static_cast<int>(Detail::kUnknownIssuer));
 static_assert(SHOAL_E_DECRYPT == static_cast<int>(Detail::kDecryptFailed));
 static_assert(SHOAL_E_KEYPERMS == static_cast<int>(Detail::kInsecurePermissions));
+static_assert(SHOAL_E_COLD == static_cast<int>(Detail::kColdUnavailable));
 static_assert(SHOAL_MAX_ID_BYTES == 256);
 static_assert(SHOAL_MAX_COLLECTION_NAME_BYTES == Limits{}.max_collection_name_bytes);
 // shoal_collection_desc grows only at its end; these offsets are the ABI of its first version.
@@ -514,8 +515,16 @@ int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_le
     if (r.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
     auto rec = std::make_unique<shoal_record>();
     rec->metadata_json = metadata_json(r.siblings.at(0).value.metadata);
+    // An evicted record (a stub: no vector, which no whole record lacks, so client mode, whose
+    // wire does not carry the flag, is judged the same): its metadata, with a typed error.
+    const bool cold = r.siblings.at(0).evicted || r.siblings.at(0).value.vector.empty();
     rec->result = std::move(r);
     *out = rec.release();
+    if (cold) {
+      return Status(Detail::kColdUnavailable,
+                    str_cat("record '", node::escape_for_message(std::string_view(id, id_len)),
+                            "' is evicted to the cold-tier sink; its metadata is returned, its vector is not here"));
+    }
     return {};
   });
 }

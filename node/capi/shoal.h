@@ -101,6 +101,7 @@ extern "C" {
 #define SHOAL_E_UNKNOWNISSUER 0x906  /* issued by a key that is not a trusted authority */
 #define SHOAL_E_DECRYPT 0xa06        /* a frame that does not authenticate (tampered, replayed) */
 #define SHOAL_E_KEYPERMS 0x308       /* a key file readable by group or others */
+#define SHOAL_E_COLD 0x204           /* an evicted record (a stub) whose payload the sink cannot give now */
 
 #define SHOAL_ERROR_MESSAGE_BYTES 256
 #define SHOAL_MAX_ID_BYTES 256
@@ -274,6 +275,10 @@ SHOAL_API int shoal_delete(shoal_db *db, const char *collection, const char *id,
                            shoal_error *err);
 
 /* Reads record `id`. On success *out is a record freed with shoal_record_free. */
+/* A record evicted to the cold-tier sink (docs/tiers.md, "Eviction") is held as a stub: shoal_get
+ * then returns SHOAL_E_COLD ("cold, unavailable") and still sets *out, whose metadata and model
+ * tag are the record's and whose vector has dimension 0 (free it as usual). An app that embeds
+ * the mesh with a sink refills it with shoal_mesh_get... (not built yet: see docs/tiers.md). */
 SHOAL_API int shoal_get(shoal_db *db, const char *collection, const char *id, size_t id_len,
                         shoal_record **out, shoal_error *err);
 SHOAL_API void shoal_record_free(shoal_record *rec);

@@ -246,6 +246,8 @@ Status Node::load_collection(Collection& c) {
         d.id = std::string(id);
         d.metadata = std::move(value->metadata);
         d.model = std::move(value->model);
+        d.evicted = is_stub_payload(as_view(w->payload));
+        if (d.evicted) ++c.stubs;
         c.labels[d.id] = rec->label;
         c.next_label = std::max(c.next_label, rec->label + 1);
         ++c.live;
@@ -293,6 +295,10 @@ Status Node::load_index(Collection& c) {
         std::vector<float> vec(c.spec.dimension);
         for (std::uint64_t label : touched) {
           if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
+          if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
+            if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+            continue;
+          }
           SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, label)));
           if (got.size() != vec.size() * sizeof(float)) {
             return Status(Code::kCorruption, str_cat("vector of label ", label, " has ", got.size(), " bytes"),
@@ -304,16 +310,16 @@ Status Node::load_index(Collection& c) {
         open_report_.snapshot_replayed[c.spec.name] = touched.size();
         // Labels the index still holds but no live record has: deleted since the snapshot.
         for (std::uint64_t label = 1; label < c.next_label; ++label) {
-          const bool is_live = label < c.docs.size() && !c.docs[label].id.empty();
+          const bool is_live = label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted;
           if (!is_live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
         }
-        if (c.index->size() == c.live) {
+        if (c.index->size() == c.live - c.stubs) {
           open_report_.index_source[c.spec.name] = "snapshot";
           c.snapshot_valid = true;
           return {};
         }
         open_report_.snapshot_rejected[c.spec.name] =
-            str_cat("snapshot holds ", c.index->size(), " vectors after catch-up, store ", c.live);
+            str_cat("snapshot holds ", c.index->size(), " vectors after catch-up, store ", c.live - c.stubs);
         c.index.reset();
       }
     }
@@ -344,8 +350,10 @@ Status Node::load_index(Collection& c) {
                                     }));
     SHOAL_RETURN_IF_ERROR(bad);
   }
-  if (labels.size() != c.live) {
-    return Status(Code::kCorruption, str_cat("the vectors table holds ", labels.size(), " of ", c.live, " live records"),
+  if (labels.size() != c.live - c.stubs) {
+    return Status(Code::kCorruption,
+                  str_cat("the vectors table holds ", labels.size(), " of ", c.live - c.stubs,
+                          " live records that are not stubs"),
                   c.spec.name);
   }
   if (!labels.empty()) {
@@ -614,6 +622,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
   for (const auto& [label, ch] : last) {
     auto& d = c.doc(label);
     const bool was_live = !d.id.empty();
+    if (was_live && d.evicted) --c.stubs;
     if (ch->after.empty()) {
       if (was_live) {
         c.labels.erase(d.id);
@@ -631,13 +640,28 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     }
     // Stored payloads were validated before they were committed; decoding cannot fail short of
     // memory corruption, and the index is derived state that a reopen rebuilds.
-    auto value = decode_entry_payload(*crdt::winner(ch->after));
+    const crdt::Entry& w = *crdt::winner(ch->after);
+    auto value = decode_entry_payload(w);
     SHOAL_ASSERT(value.ok());
     if (!was_live) ++c.live;
     d.id = ch->id;
     d.metadata = std::move(value->metadata);
     d.model = std::move(value->model);
+    d.evicted = is_stub_payload(as_view(w.payload));
     c.labels[d.id] = label;
+    if (d.evicted) {
+      // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
+      // search finds it at the sink.
+      ++c.stubs;
+      if (deferred) {
+        c.unindexed.push_back(IndexOp{label, {}});
+        ++index_backlog_;
+      } else if (c.index->contains(label)) {
+        Status s = c.index->remove(label);
+        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
+      }
+      continue;
+    }
     if (deferred) {
       c.unindexed.push_back(IndexOp{label, std::move(value->vector)});
       ++index_backlog_;
@@ -993,6 +1017,11 @@ Result<GetResult> Node::get(std::string_view collection, std::string_view id) co
     std::sort(order.begin(), order.end(), [](const crdt::Entry* a, const crdt::Entry* b) { return crdt::loses_to(*b, *a); });
   }
   for (const crdt::Entry* e : order) {
+    if (is_stub_payload(as_view(e->payload))) {
+      SHOAL_ASSIGN_OR_RETURN(auto stub, decode_stub_payload(as_view(e->payload)));
+      out.siblings.push_back(Sibling{std::move(stub.value), e->clock, e->dot, true, stub.digest});
+      continue;
+    }
     SHOAL_ASSIGN_OR_RETURN(auto value, decode_entry_payload(*e));
     out.siblings.push_back(Sibling{std::move(value), e->clock, e->dot});
   }
@@ -1056,10 +1085,14 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   if (!options.filter.empty()) {
     const Filter& filter = options.filter;
     const auto& docs = c->docs;
+    // A stub (an evicted record, node_evict.cpp) has metadata but no vector: never a candidate.
     predicate = [&filter, &docs](std::uint64_t label) {
-      return label < docs.size() && !docs[label].id.empty() && filter.matches(docs[label].metadata);
+      return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted &&
+             filter.matches(docs[label].metadata);
     };
-    present = [&docs](std::uint64_t label) { return label < docs.size() && !docs[label].id.empty(); };
+    present = [&docs](std::uint64_t label) {
+      return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted;
+    };
   }
   // Read-your-writes with the index queue: queued labels are scored exactly from the queue, and
   // the graph (stale or not yet holding them) is kept from answering for them.
@@ -1152,6 +1185,9 @@ NodeStats Node::stats() const {
   s.replica = issuer_.to_string();
   s.remote_clocks_refused = remote_clocks_refused_;
   s.own_claims_stripped = own_claims_stripped_;
+  const EvictionStatus e = eviction_status();
+  s.evicted_records = e.evicted_records;
+  s.evicted_bytes = e.evicted_bytes;
   return s;
 }
 

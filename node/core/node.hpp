@@ -89,6 +89,8 @@ struct MutationsForTesting {
   // A node issues dots under the incarnation it opened with instead of taking a fresh one at
   // its first local write (the simulator's dot_reused must fire when a peer is rolled back).
   bool stale_incarnation = false;
+  // Eviction ignores the sink's acknowledgements (tests/sink/evict_test.cpp must catch it).
+  bool evict_unacked = false;
 };
 
 struct NodeOptions {
@@ -178,6 +180,10 @@ struct Sibling {
   RecordValue value;
   crdt::Hlc clock;
   crdt::Dot dot;
+  // An evicted entry (a stub, docs/tiers.md "Eviction"): `value` has the metadata and model but
+  // no vector; the sink holds the payload whose BLAKE2b-256 digest is `digest`.
+  bool evicted = false;
+  PayloadDigest digest{};
 };
 
 struct GetResult {
@@ -222,6 +228,9 @@ struct NodeStats {
   // Dots of ours beyond our counter that peers' contexts claimed and the node stripped
   // (node_sync_host.cpp, strip_own_claims).
   std::uint64_t own_claims_stripped = 0;
+  // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
+  std::uint64_t evicted_records = 0;
+  std::uint64_t evicted_bytes = 0;
 };
 
 // One record changed, as the delta buffer recorded it (Node::changes_after).
@@ -290,6 +299,38 @@ struct SinkFeedStatus {
   std::uint64_t uploads_acked = 0;      // since open
   std::uint64_t bytes_acked = 0;
   std::uint64_t quota_refusals = 0;     // local writes refused with kQuotaExceeded
+};
+
+// Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49): while the
+// vectors this device holds take more than `payload_budget_bytes`, records of sink collections
+// whose winner is older than the collection's hot window (TierPolicy::hot_window) and whose every
+// entry the sink acknowledged are turned into stubs, a bounded number per step.
+struct EvictionOptions {
+  // Bytes of vectors held locally (dimension x 4 per record that is not a stub) above which
+  // eviction runs. 0: never evict. At most kMaxPayloadBudgetBytes.
+  std::uint64_t payload_budget_bytes = 0;
+  // Records examined per evict_step (1..1,000,000): bounds one step's work and transaction.
+  std::size_t max_records_per_step = 1024;
+  // BLAKE2b-256 of a payload (the sink's digest, sink::payload_digest): injected so the node core
+  // and libshoal link no hash library. Required when the budget is not 0.
+  std::function<PayloadDigest(std::string_view)> payload_digest;
+};
+inline constexpr std::uint64_t kMaxPayloadBudgetBytes = std::uint64_t{1} << 50;
+
+struct EvictStep {
+  std::uint64_t examined = 0;   // records looked at
+  std::uint64_t evicted = 0;    // records turned into stubs
+  std::uint64_t bytes = 0;      // vector bytes freed
+  bool over_budget = false;     // still over the budget after this step
+};
+
+struct EvictionStatus {
+  std::uint64_t budget_bytes = 0;
+  std::uint64_t held_bytes = 0;        // vector bytes held locally
+  std::uint64_t evicted_records = 0;   // stubs held
+  std::uint64_t evicted_bytes = 0;     // vector bytes the stubs stand for
+  std::uint64_t evictions = 0;         // records evicted since open
+  std::uint64_t skipped_unacked = 0;   // since open: old enough, but not acknowledged by the sink
 };
 
 // How the open went, per collection: "snapshot" (loaded and caught up), "rebuilt", "empty".
@@ -411,6 +452,22 @@ class Node final : private SyncHost {
   // trimmed up to it. An acknowledgement for an older cursor than the current one is ignored.
   [[nodiscard]] Status sink_acked(const SinkUpload& upload);
   SinkFeedStatus sink_feed_status() const;
+
+  // --- Eviction to stubs (EvictionOptions above). The driver (the mesh host's timer) calls
+  // evict_step until it reports no longer over budget; tests call it directly. ---
+  // Statuses: kOutOfRange naming the limit and the value; kInvalidArgument for a budget without
+  // payload_digest. Nothing changes on error.
+  [[nodiscard]] Status set_eviction(EvictionOptions options);
+  // One bounded step: examines at most max_records_per_step records (resuming where the last step
+  // stopped) and evicts those eligible, in one transaction, while over the budget. Eviction is
+  // local: the CRDT state, contexts, digests and the delta buffer do not change. Statuses: the
+  // store's (nothing evicted then).
+  [[nodiscard]] Result<EvictStep> evict_step();
+  EvictionStatus eviction_status() const;
+  // Checks a payload fetched from the sink for a stub sibling (get's `evicted`): its digest must
+  // be the stub's. Returns the decoded record value. Statuses: kChecksumMismatch naming the id;
+  // decode_payload's. The stub stays a stub (get does not re-store what it refills: D49).
+  [[nodiscard]] Result<RecordValue> check_refill(std::string_view id, const Sibling& stub, std::string_view payload) const;
   // Cold search's merge (docs/tiers.md, "Cold search"): `local` (this node's answer, closest
   // first) and the sink's `cold` hits for the same query, metric and k, as one answer of at most
   // k hits, closest first (ties by id). A cold hit is left out when the record is live here (the
@@ -608,6 +665,19 @@ class Node final : private SyncHost {
     std::uint64_t quota_refusals = 0;
   };
   SinkFeed sink_;
+  // Every entry dot the sink acknowledged (in a delta or a full-state chunk), persisted as
+  // meta/node.sink_acked: what eviction may stub (node_evict.cpp).
+  crdt::CausalContext sink_acked_;
+  Status note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn);
+  struct Eviction {
+    EvictionOptions options;
+    std::string next_collection;  // where the next step resumes
+    std::string next_key;
+    std::uint64_t evictions = 0;
+    std::uint64_t skipped_unacked = 0;
+  };
+  Eviction evict_;
+  std::uint64_t held_vector_bytes() const;
   Status check_sink_quota(const Collection& c);
   Status persist_sink_feed();
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter

@@ -55,7 +55,11 @@ Result<StoredRecord> decode_record(std::string_view in, std::string_view key_for
   return r;
 }
 
-Result<RecordValue> decode_entry_payload(const crdt::Entry& e) { return decode_payload(as_view(e.payload)); }
+Result<RecordValue> decode_entry_payload(const crdt::Entry& e) {
+  if (!is_stub_payload(as_view(e.payload))) return decode_payload(as_view(e.payload));
+  SHOAL_ASSIGN_OR_RETURN(auto stub, decode_stub_payload(as_view(e.payload)));
+  return std::move(stub.value);
+}
 
 std::string encode_spec(const CollectionSpec& s, std::uint32_t id) {
   std::string out;

@@ -95,7 +95,8 @@ struct StoredRecord {
 };
 std::string encode_record(std::uint64_t label, const crdt::Entries& entries);
 [[nodiscard]] Result<StoredRecord> decode_record(std::string_view in, std::string_view key_for_errors);
-// The record payload (vector, metadata, model) of one entry.
+// The record payload (vector, metadata, model) of one entry; for an evicted record's stub
+// (is_stub_payload), its metadata and model with an empty vector.
 [[nodiscard]] Result<RecordValue> decode_entry_payload(const crdt::Entry& e);
 
 // --- catalogue table: name -> spec with the local collection id ---

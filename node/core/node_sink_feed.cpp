@@ -71,6 +71,21 @@ struct Reader {
   }
 };
 
+// Leaves out of an upload every record with an evicted entry (a stub): the sink accepts only
+// whole payloads, and with one sink per mesh it has the entry a stub stands for (a stub is made
+// only of entries a sink acknowledged: node_evict.cpp). The whole record goes, not only its stub
+// entries: naming it with its other entries under a context covering the stub's dot would make
+// the sink drop its copy of that entry. The delta's context may still cover the stub's dots,
+// which touches no record the delta does not name.
+void drop_stub_records(crdt::Delta& delta) {
+  std::erase_if(delta.records, [](const auto& kv) {
+    return std::any_of(kv.second.begin(), kv.second.end(),
+                       [](const crdt::Entry& e) { return is_stub_payload(as_view(e.payload)); });
+  });
+}
+
+constexpr std::string_view kSinkAckedKey = "node.sink_acked";
+
 }  // namespace
 
 Status Node::enable_sink_feed(const SinkFeedOptions& options) {
@@ -113,6 +128,20 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     sink_.enabled = false;
     return got.status();
   }
+  // The entry dots the sink acknowledged (absent on a data directory whose feed predates
+  // eviction: nothing is evictable until the sink acknowledges again).
+  if (auto acked = txn->get(Table::kMeta, kSinkAckedKey); acked.ok()) {
+    auto ctx = crdt::decode_context(std::span(reinterpret_cast<const std::uint8_t*>(acked->data()), acked->size()));
+    if (!ctx.ok()) {
+      sink_.enabled = false;
+      return Status(Code::kCorruption, "meta/node.sink_acked does not decode", std::string(kSinkAckedKey));
+    }
+    sink_acked_ = std::move(*ctx);
+  } else if (acked.status().code() != Code::kNotFound) {
+    sink_.enabled = false;
+    return acked.status();
+  }
+  txn.reset();
   sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
   return persist_sink_feed();
 }
@@ -128,6 +157,18 @@ Status Node::persist_sink_feed() {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kSinkFeedKey, v));
   return txn->commit();
+}
+
+Status Node::note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn) {
+  if (upload.delta.empty()) return {};
+  // Only the dots of the entries the upload carried: the delta's context also covers removed
+  // entries, which are no record's and so never evicted.
+  auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(upload.delta.data()), upload.delta.size()));
+  if (!delta.ok()) return delta.status().with_context("acknowledged sink upload");
+  for (const auto& [id, entries] : delta->records) crdt::add_entry_dots(sink_acked_, entries);
+  crdt::Bytes out;
+  crdt::encode_context(sink_acked_, out);
+  return txn.put(Table::kMeta, kSinkAckedKey, as_view(out));
 }
 
 Status Node::check_sink_quota(const Collection& c) {
@@ -184,6 +225,10 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
       }));
       SHOAL_RETURN_IF_ERROR(err);
       if (!more) up.next_key.clear();
+      drop_stub_records(delta);
+      // The chunk's context is its entries' dots: recomputed without the records left out.
+      delta.context = crdt::CausalContext();
+      for (const auto& [id, entries] : delta.records) crdt::add_entry_dots(delta.context, entries);
       if (!delta.records.empty()) {
         crdt::Bytes out;
         crdt::encode_delta(delta, out);
@@ -244,6 +289,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
     gap.kind = Kind::kGap;
     return std::optional<SinkUpload>(std::move(gap));
   }
+  drop_stub_records(joined);
   up.records = joined.records.size();
   if (!up.collection.empty()) {
     crdt::Bytes out;
@@ -292,6 +338,11 @@ Status Node::sink_acked(const SinkUpload& upload) {
     sink_.bytes_acked += upload.delta.size();
   }
   sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
+  if (upload.kind == Kind::kDelta || upload.kind == Kind::kFullChunk) {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+    SHOAL_RETURN_IF_ERROR(note_sink_acked(upload, *txn));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+  }
   return persist_sink_feed();
 }
 
@@ -304,7 +355,14 @@ Result<std::vector<ColdHit>> Node::merge_cold_hits(std::string_view collection, 
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   for (const ColdHit& h : cold) {
     auto here = txn->get(Table::kRecords, record_key(c->id, h.id));
-    if (here.ok()) continue;  // live here: the local version answers for it
+    if (here.ok()) {
+      // Live here: the local version answers for it, unless it is evicted (out of the local
+      // index): the sink's copy then answers, marked cold.
+      auto label = c->labels.find(h.id);
+      if (label == c->labels.end() || !c->docs[label->second].evicted) continue;
+      out.push_back(ColdHit{h.id, h.distance, h.dots, true});
+      continue;
+    }
     if (here.status().code() != Code::kNotFound) return here.status();
     auto dots = crdt::decode_context(
         std::span(reinterpret_cast<const std::uint8_t*>(h.dots.data()), h.dots.size()));

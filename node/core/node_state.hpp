@@ -34,11 +34,13 @@ struct Node::Collection {
     std::string id;  // empty: no live record has this label
     Metadata metadata;
     std::string model;
+    bool evicted = false;  // the winner is a stub (node_evict.cpp): not in the index
   };
   std::vector<Doc> docs;  // by label (label 0 unused)
   std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
   std::uint64_t next_label = 1;
   std::uint64_t live = 0;
+  std::uint64_t stubs = 0;  // live records whose winner is a stub (counted in `live`)
   // Index operations of committed writes not yet applied to `index`, oldest first
   // (NodeOptions::index_queue_max > 0). Search answers for their labels from here.
   std::deque<IndexOp> unindexed;

@@ -58,6 +58,14 @@ Status Node::validate_peer_delta(const Collection& c, const crdt::Delta& delta) 
   for (const auto& [id, entries] : delta.records) {
     SHOAL_RETURN_IF_ERROR(validate_record_id(id, options_.limits));
     for (const auto& e : entries) {
+      if (is_stub_payload(as_view(e.payload))) {
+        // A peer that evicted this record sends its stub (repair slices read the store): held
+        // as a stub here too unless this node has the entry whole (the join keeps ours).
+        auto stub = decode_stub_payload(as_view(e.payload));
+        if (!stub.ok()) return stub.status().with_context(str_cat("record '", id, "' from peer"));
+        SHOAL_RETURN_IF_ERROR(validate_stub(*stub, c.spec.dimension, options_.limits));
+        continue;
+      }
       auto value = decode_entry_payload(e);
       if (!value.ok()) return value.status().with_context(str_cat("record '", id, "' from peer"));
       SHOAL_RETURN_IF_ERROR(validate_record(*value, c.spec.dimension, c.spec.metric, options_.limits));

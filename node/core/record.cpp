@@ -229,6 +229,7 @@ class Reader {
   }
   std::size_t pos() const { return pos_; }
   bool done() const { return pos_ == b_.size(); }
+  std::string_view whole() const { return b_; }
 
  private:
   std::string_view b_;
@@ -239,6 +240,9 @@ Status malformed(const Reader& r, std::string_view what) {
   return Status(Detail::kMalformed, str_cat("record payload: ", what, " at byte ", r.pos()));
 }
 
+// The part after the vector (model tag and metadata), shared by payloads and stubs.
+Status decode_fields(Reader& r, RecordValue& out);
+
 }  // namespace
 
 std::size_t encoded_metadata_size(const Metadata& m) noexcept {
@@ -247,9 +251,27 @@ std::size_t encoded_metadata_size(const Metadata& m) noexcept {
   return n;
 }
 
+namespace {
+// validate_record's checks of everything but the vector (stubs have none).
+Status validate_fields(const RecordValue& r, const Limits& limits);
+}  // namespace
+
 Status validate_record(const RecordValue& r, std::uint32_t dimension, Metric metric,
                        const Limits& limits) {
   SHOAL_RETURN_IF_ERROR(validate_vector(r.vector, dimension, metric));
+  return validate_fields(r, limits);
+}
+
+Status validate_stub(const StubPayload& stub, std::uint32_t dimension, const Limits& limits) {
+  if (stub.dimension != dimension) {
+    return Status(Detail::kDimensionMismatch,
+                  str_cat("evicted record's stub has dimension ", stub.dimension, ", collection has ", dimension));
+  }
+  return validate_fields(stub.value, limits);
+}
+
+namespace {
+Status validate_fields(const RecordValue& r, const Limits& limits) {
   if (r.model.size() > limits.max_model_tag_bytes) {
     return Status(Detail::kTooLarge, str_cat("model tag is ", r.model.size(), " bytes, limit ",
                                              limits.max_model_tag_bytes));
@@ -287,6 +309,7 @@ Status validate_record(const RecordValue& r, std::uint32_t dimension, Metric met
   }
   return {};
 }
+}  // namespace
 
 std::string encode_payload(const RecordValue& r) {
   SHOAL_ASSERT(r.model.size() <= 0xffff && r.metadata.fields.size() <= 0xffff);
@@ -334,6 +357,14 @@ Result<RecordValue> decode_payload(std::string_view bytes) {
   out.vector.resize(dim);
   // memcpy with a null pointer is undefined even for 0 bytes (an empty vector has no data).
   if (!raw.empty()) std::memcpy(out.vector.data(), raw.data(), raw.size());
+  SHOAL_RETURN_IF_ERROR(decode_fields(r, out));
+  return out;
+}
+
+namespace {
+
+Status decode_fields(Reader& r, RecordValue& out) {
+  const std::string_view bytes = r.whole();
   std::uint16_t model_len = 0;
   std::string_view model;
   if (!r.get(model_len) || !r.bytes(model_len, model)) return malformed(r, "truncated model tag");
@@ -383,6 +414,46 @@ Result<RecordValue> decode_payload(std::string_view bytes) {
     out.metadata.fields.emplace_back(std::string(key), std::move(v));
   }
   if (!r.done()) return malformed(r, "trailing bytes");
+  return {};
+}
+
+}  // namespace
+
+bool is_stub_payload(std::string_view bytes) noexcept {
+  return !bytes.empty() && static_cast<std::uint8_t>(bytes[0]) == kStubPayloadVersion;
+}
+
+Result<std::string> make_stub_payload(std::string_view full, const PayloadDigest& digest) {
+  Reader r(full);
+  std::uint8_t version = 0;
+  std::uint32_t dim = 0;
+  std::string_view raw;
+  if (!r.get(version) || version != kPayloadVersion || !r.get(dim) || dim > full.size() / 4 ||
+      !r.bytes(std::size_t{dim} * 4, raw)) {
+    return Status(Detail::kMalformed, "only a version 1 payload with its vector can be evicted");
+  }
+  std::string out;
+  out.reserve(full.size() - raw.size() + digest.size());
+  put<std::uint8_t>(out, kStubPayloadVersion);
+  put<std::uint32_t>(out, dim);
+  out.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+  out.append(full.substr(r.pos()));
+  return out;
+}
+
+Result<StubPayload> decode_stub_payload(std::string_view bytes) {
+  Reader r(bytes);
+  std::uint8_t version = 0;
+  if (!r.get(version)) return malformed(r, "empty payload");
+  if (version != kStubPayloadVersion) {
+    return Status(Detail::kVersionMismatch, str_cat("stub payload version ", int{version}, ", expected 2"));
+  }
+  StubPayload out;
+  std::string_view digest;
+  if (!r.get(out.dimension)) return malformed(r, "truncated dimension");
+  if (!r.bytes(out.digest.size(), digest)) return malformed(r, "truncated payload digest");
+  std::memcpy(out.digest.data(), digest.data(), digest.size());
+  SHOAL_RETURN_IF_ERROR(decode_fields(r, out.value));
   return out;
 }
 

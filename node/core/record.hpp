@@ -8,6 +8,7 @@
 // Thread rules: values and pure functions.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -155,6 +156,30 @@ std::string encode_payload(const RecordValue& r);
 Result<RecordValue> decode_payload(std::string_view bytes);
 // Encoded size of the metadata part alone (what max_metadata_bytes limits).
 std::size_t encoded_metadata_size(const Metadata& m) noexcept;
+
+// --- Evicted records (docs/tiers.md, "Eviction"; D49) ---
+// A stub payload stands for a payload evicted once the cold-tier sink acknowledged it: the same
+// entry (dot, clock) with the vector dropped and the BLAKE2b-256 digest of the whole payload
+// kept, so the sink's copy can be fetched and checked (sink::FetchedRecord::digest):
+//   u8 version=2 | u32 dim | 32 B digest | u16 model_len | model | u16 n_fields | fields (as v1)
+// The dimension stays at the offset of version 1's, so node/core/vector_store.cpp's elided form
+// (dimension 0xffffffff) can never be mistaken for a stub. decode_payload refuses a stub
+// (kVersionMismatch): only readers that know stubs (decode_stub_payload) accept one.
+using PayloadDigest = std::array<std::uint8_t, 32>;
+inline constexpr std::uint8_t kStubPayloadVersion = 2;
+struct StubPayload {
+  std::uint32_t dimension = 0;  // of the evicted vector
+  PayloadDigest digest{};       // BLAKE2b-256 of the evicted (version 1) payload
+  RecordValue value;            // metadata and model; the vector is empty
+};
+bool is_stub_payload(std::string_view bytes) noexcept;
+// The stub of a version 1 payload (kMalformed when `full` does not decode).
+Result<std::string> make_stub_payload(std::string_view full, const PayloadDigest& digest);
+// Decodes a stub strictly (kMalformed with the offset; kVersionMismatch for any other version).
+Result<StubPayload> decode_stub_payload(std::string_view bytes);
+// Checks a stub from a peer: its dimension is the collection's, and its metadata and model tag
+// pass validate_record's rules.
+Status validate_stub(const StubPayload& stub, std::uint32_t dimension, const Limits& limits);
 
 // A conjunction of conditions on metadata: every condition must hold.
 struct Condition {

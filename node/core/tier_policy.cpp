@@ -10,6 +10,10 @@ Status validate(const TierPolicy& policy) {
     return Status(Detail::kOutOfRange, str_cat("warm_interval ", i.ms(), " ms outside [", kMinWarmInterval.ms(), ", ",
                                                kMaxWarmInterval.ms(), "] ms"));
   }
+  if (policy.hot_window < Duration::zero() || policy.hot_window > kMaxHotWindow) {
+    return Status(Detail::kOutOfRange, str_cat("hot_window ", policy.hot_window.ms(), " ms outside [0, ",
+                                               kMaxHotWindow.ms(), "] ms"));
+  }
   return {};
 }
 

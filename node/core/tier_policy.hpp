@@ -37,6 +37,9 @@ struct TierPolicy {
   // goes in buffer order once the device has a sink configured; local writes are refused with
   // kQuotaExceeded while the sink's backlog is at its quota.
   bool sink = false;
+  // Eviction (node/core/node_evict.cpp): a record of a sink collection whose winner was written
+  // less than this long ago keeps its payload, whatever the budget. 0 .. kMaxHotWindow.
+  Duration hot_window = Duration::seconds(24 * 3600);
 
   friend bool operator==(const TierPolicy&, const TierPolicy&) = default;
 };
@@ -44,6 +47,7 @@ struct TierPolicy {
 // Documented limits (docs/tiers.md): an interval outside them is a typed error naming the value.
 inline constexpr Duration kMinWarmInterval = Duration::seconds(1);
 inline constexpr Duration kMaxWarmInterval = Duration::seconds(7 * 24 * 3600);
+inline constexpr Duration kMaxHotWindow = Duration::seconds(3650LL * 24 * 3600);
 
 // kInvalidArgument naming the field, the limit and the value seen.
 [[nodiscard]] Status validate(const TierPolicy& policy);

@@ -82,8 +82,9 @@ Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key,
                   const crdt::Entries& entries) {
   const crdt::Entry* w = crdt::winner(entries);
   const std::string vkey = vector_key(cid, label);
-  if (w == nullptr || w->payload.size() < kVectorOffset) {
-    // Nothing to move (stored payloads are validated, so this is an empty record at most).
+  if (w == nullptr || w->payload.size() < kVectorOffset || is_stub_payload(as_view(w->payload))) {
+    // Nothing to move: an empty record at most (stored payloads are validated), or an evicted
+    // record's stub, which holds no vector (its vector leaves the vectors table).
     SHOAL_RETURN_IF_ERROR(txn.del(Table::kVectors, vkey));
     return txn.put(Table::kRecords, key, encode_record(label, entries));
   }
@@ -111,7 +112,7 @@ Status del_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key,
 }
 
 Result<RecordValue> decode_stored_payload(const crdt::Entry& e) {
-  if (!payload_elided(e.payload)) return decode_payload(as_view(e.payload));
+  if (!payload_elided(e.payload)) return decode_entry_payload(e);
   crdt::Bytes p = e.payload;
   set_payload_dimension(p, 0);
   return decode_payload(as_view(p));

@@ -653,6 +653,18 @@ void parse_tiers_warm_interval(Field& f, DaemonConfig& c) {
   if (auto d = parse_warm_interval(f)) c.tier_warm_interval = *d;
 }
 
+void parse_tiers_hot_window(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(0, node::kMaxHotWindow.ms(), "milliseconds")) c.tier_hot_window = Duration::millis(*v);
+}
+
+// Eviction's budget (node::EvictionOptions): 0 (never) .. 2^50, node::kMaxPayloadBudgetBytes (the
+// node refuses more too; this library does not include the node core's header).
+void parse_sink_payload_budget(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(0, std::int64_t{1} << 50, "bytes")) {
+    c.sink_payload_budget_bytes = static_cast<std::uint64_t>(*v);
+  }
+}
+
 void parse_tiers_warm_budget(Field& f, DaemonConfig& c) {
   if (auto b = parse_warm_budget(f)) c.tier_warm_budget_bytes = *b;
 }
@@ -775,9 +787,11 @@ const std::array kRules{
     rule<&C::tier_warm_interval>("tiers", "warm_interval_ms", kReload, kOptional, parse_tiers_warm_interval),
     rule<&C::tier_warm_budget_bytes>("tiers", "warm_budget_bytes", kReload, kOptional, parse_tiers_warm_budget),
     rule<&C::tier_sink>("tiers", "sink", kReload, kOptional, parse_tiers_sink),
+    rule<&C::tier_hot_window>("tiers", "hot_window_ms", kReload, kOptional, parse_tiers_hot_window),
     rule<&C::tier_collections>("tiers", "collections", kReload, kOptional, parse_tier_collections),
     rule<&C::sink>("sink", "address", kRestart, kOptional, parse_sink_address),
     rule<&C::sink_quota_entries>("sink", "quota_entries", kRestart, kOptional, parse_sink_quota),
+    rule<&C::sink_payload_budget_bytes>("sink", "payload_budget_bytes", kRestart, kOptional, parse_sink_payload_budget),
     rule<&C::metrics_enabled>("metrics", "enabled", kReload, kOptional, parse_metrics_enabled),
     rule<&C::metrics_address, &C::metrics_port>("metrics", "listen", kReload, kOptional, parse_metrics_listen),
 };
@@ -922,7 +936,7 @@ Result<DaemonConfig> load_config(const std::string& path) {
 node::TierPolicies tier_policies(const DaemonConfig& config) {
   node::TierPolicies out;
   out.defaults = node::TierPolicy{config.tier_warm, config.tier_warm_interval, config.tier_warm_budget_bytes,
-                                  config.tier_sink};
+                                  config.tier_sink, config.tier_hot_window};
   for (const auto& e : config.tier_collections) {
     node::TierPolicy p = out.defaults;
     if (e.warm) p.warm = *e.warm;

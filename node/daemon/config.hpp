@@ -90,6 +90,7 @@ struct DaemonConfig {
   Duration tier_warm_interval = Duration::seconds(20);  // tiers.warm_interval_ms
   std::uint64_t tier_warm_budget_bytes = 0;           // tiers.warm_budget_bytes (0: no budget)
   bool tier_sink = false;                             // tiers.sink: upload to the [sink]
+  Duration tier_hot_window = Duration::seconds(24 * 3600);  // tiers.hot_window_ms: eviction spares newer records
   struct CollectionTier {
     std::string name;
     std::optional<bool> warm;
@@ -104,6 +105,7 @@ struct DaemonConfig {
   // sink feed"). No address: none.
   std::optional<PeerConfig> sink;                  // sink.address = "HOST:PORT"
   std::uint64_t sink_quota_entries = 50'000;       // sink.quota_entries
+  std::uint64_t sink_payload_budget_bytes = 0;     // sink.payload_budget_bytes: evict above it (0: never)
 
   // [metrics]
   bool metrics_enabled = true;                  // metrics.enabled

@@ -192,6 +192,11 @@ struct MetricsRegistry::Impl {
       .Name("shoal_sink_quota_refusals_total")
       .Help("Local writes refused because the sink backlog reached its quota")
       .Register(registry);
+  Family<Gauge>& evicted_family = prometheus::BuildGauge()
+      .Name("shoal_evicted_records")
+      .Help("Records held as stubs, their payloads evicted to the cold-tier sink (docs/tiers.md, Eviction)")
+      .Register(registry);
+  Gauge* evicted = nullptr;       // present only when a sink is configured
   Gauge* sink_backlog = nullptr;  // present only when a sink is configured
   Gauge* sink_connected = nullptr;
   Counter* sink_bytes = nullptr;
@@ -379,7 +384,9 @@ void MetricsRegistry::update(const DaemonSnapshot& snapshot) {
       m.sink_connected = &m.sink_connected_family.Add({});
       m.sink_bytes = &m.sink_bytes_family.Add({});
       m.sink_refusals = &m.sink_refusals_family.Add({});
+      m.evicted = &m.evicted_family.Add({});
     }
+    m.evicted->Set(static_cast<double>(snapshot.sink->evicted_records));
     m.sink_backlog->Set(static_cast<double>(snapshot.sink->backlog_entries));
     m.sink_connected->Set(snapshot.sink->connected ? 1.0 : 0.0);
     advance(*m.sink_bytes, m.last_sink_bytes, snapshot.sink->bytes);

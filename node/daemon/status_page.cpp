@@ -420,6 +420,10 @@ std::string render_status_json(const DaemonSnapshot& s) {
            ",\"full_state_pending\":" + (k.full_state_pending ? "true" : "false") +
            ",\"uploads\":" + std::to_string(k.uploads) + ",\"upload_failures\":" + std::to_string(k.upload_failures) +
            ",\"bytes\":" + std::to_string(k.bytes) + ",\"quota_refusals\":" + std::to_string(k.quota_refusals) +
+           ",\"payload_budget_bytes\":" + std::to_string(k.payload_budget_bytes) +
+           ",\"payload_held_bytes\":" + std::to_string(k.payload_held_bytes) +
+           ",\"evicted_records\":" + std::to_string(k.evicted_records) +
+           ",\"evicted_bytes\":" + std::to_string(k.evicted_bytes) +
            ",\"last_ack_unix_ms\":" + (k.last_ack_unix_ms ? std::to_string(*k.last_ack_unix_ms) : "null") +
            ",\"last_error\":" + json_string(k.last_error) + "}";
   }

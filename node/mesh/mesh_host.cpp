@@ -875,6 +875,44 @@ kj::Promise<Result<MeshHost::ColdSearch>> MeshHost::search_with_cold(std::string
       .then(kj::mv(merge));
 }
 
+kj::Promise<Result<MeshHost::ColdGet>> MeshHost::get_with_cold(std::string collection, std::string id) {
+  Impl& h = *impl_;
+  // An answer known now, through a continuation: GCC 12 warns (-Wmaybe-uninitialized, falsely)
+  // on kj's immediate promise of this Result.
+  auto ready = [](Result<ColdGet> r) {
+    return kj::Promise<void>(kj::READY_NOW).then([r = std::move(r)]() mutable { return std::move(r); });
+  };
+  auto got = h.node.read([&](const Node& n) { return n.get(collection, id); });
+  if (!got.ok()) return ready(got.status());
+  ColdGet out;
+  out.record = std::move(*got);
+  if (!out.record.siblings.at(0).evicted) return ready(std::move(out));
+  if (!h.uploader) {
+    out.cold_error = Status(Detail::kColdUnavailable,
+                            str_cat("record '", escape_for_message(id), "' is evicted and no sink is configured"));
+    return ready(std::move(out));
+  }
+  return h.uploader->fetch(collection, id).then(
+      [&h, id, out = std::move(out)](Result<std::optional<std::string>> payload) mutable -> Result<ColdGet> {
+        Sibling& stub = out.record.siblings.at(0);
+        if (!payload.ok() || !*payload) {
+          out.cold_error = Status(Detail::kColdUnavailable,
+                                  str_cat("record '", escape_for_message(id), "' is evicted and the sink cannot give it: ",
+                                          payload.ok() ? std::string("the sink does not have it")
+                                                       : payload.status().to_string()));
+          return std::move(out);
+        }
+        auto value = h.node.read([&](const Node& n) { return n.check_refill(id, stub, **payload); });
+        if (!value.ok()) {
+          out.cold_error = value.status();
+          return std::move(out);
+        }
+        stub.value = std::move(*value);
+        stub.evicted = false;
+        return std::move(out);
+      });
+}
+
 namespace {
 
 // Where a bootstrap from the sink stands between its pages.

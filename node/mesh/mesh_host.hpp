@@ -167,6 +167,17 @@ class MeshHost {
   // Statuses: the node's search's (kNoSuchCollection, kDimensionMismatch...). On the loop's thread.
   kj::Promise<Result<ColdSearch>> search_with_cold(std::string collection, std::vector<float> query,
                                                    SearchOptions options);
+  // get of a record that may be evicted (docs/tiers.md, "Eviction"): a whole record as
+  // Node::get returns it; a stub's payload is fetched from the sink, checked against the stub's
+  // digest (Node::check_refill) and returned with `evicted` cleared (the store keeps the stub:
+  // D49). When no sink is configured, it is unreachable or lacks the record, or the payload does
+  // not match, the stub comes back as is (metadata, no vector, `evicted` set) with `cold_error`
+  // saying why (Detail::kColdUnavailable, or kChecksumMismatch). On the loop's thread.
+  struct ColdGet {
+    GetResult record;
+    Status cold_error;
+  };
+  kj::Promise<Result<ColdGet>> get_with_cold(std::string collection, std::string id);
   // Restores `collection` from the sink (docs/tiers.md, "Bootstrap from the sink"): pulls its
   // bootstrap pages (Sink.bootstrap) one at a time and joins each into the node
   // (Node::join_sink_page; the last page brings the sink's whole context, so what was deleted

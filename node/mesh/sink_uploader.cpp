@@ -195,6 +195,7 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
         return;
       }
       if (!*next) {
+        evict();
         poll_later();
         return;
       }
@@ -253,6 +254,19 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
                       }));
   }
 
+  // One bounded eviction step while the feed is idle (what it evicts the sink has acknowledged);
+  // another follows at once while over the budget and progressing.
+  void evict() {
+    if (options.payload_budget_bytes == 0) return;
+    Result<EvictStep> st = node.write_quiet([](Node& n) { return n.evict_step(); });
+    if (!st.ok()) {
+      stats.last_error = st.status().to_string();
+      SHOAL_LOG(logger, kWarn, kComponent, "eviction failed: ", stats.last_error);
+      return;
+    }
+    if (st->over_budget && st->evicted > 0) tasks.add(kj::evalLater([this]() { step(); }));
+  }
+
   void poll_later() {
     if (stopped || poll_armed) return;
     poll_armed = true;
@@ -293,6 +307,16 @@ Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loo
                                                           Logger* logger) {
   Status st = node.write_quiet([&](Node& n) { return n.enable_sink_feed(feed); });
   if (!st.ok()) return st;
+  EvictionOptions eviction;
+  eviction.payload_budget_bytes = options.payload_budget_bytes;
+  // The sink's digest (sink/segment.hpp, payload_digest): BLAKE2b-256, no key.
+  eviction.payload_digest = [](std::string_view p) {
+    PayloadDigest d{};
+    crypto_generichash(d.data(), d.size(), reinterpret_cast<const unsigned char*>(p.data()), p.size(), nullptr, 0);
+    return d;
+  };
+  st = node.write_quiet([&](Node& n) { return n.set_eviction(std::move(eviction)); });
+  if (!st.ok()) return st;
   auto impl = std::make_unique<Impl>(loop, node, security, std::move(options), logger);
   impl->connect();
   return std::unique_ptr<SinkUploader>(new SinkUploader(std::move(impl)));
@@ -326,6 +350,29 @@ kj::Promise<Result<ColdAnswer>> SinkUploader::cold_search(const std::string& col
             return a;
           },
           [](kj::Exception&& e) -> Result<ColdAnswer> { return transport::status_of(e); });
+}
+
+kj::Promise<Result<std::optional<std::string>>> SinkUploader::fetch(const std::string& collection,
+                                                                    const std::string& id) {
+  using Out = Result<std::optional<std::string>>;
+  Impl& h = *impl_;
+  if (h.stopped || !h.sink) {
+    return Out(Status(Detail::kColdUnavailable, str_cat("the sink ", h.stats.address, " is not connected",
+                                                        h.stats.last_error.empty() ? "" : ": ", h.stats.last_error)));
+  }
+  auto req = h.sink->fetchRequest();
+  req.setCollection(collection);
+  req.initIds(1).set(0, data_of(id));
+  return h.loop.timer()
+      .timeoutAfter(h.options.call_timeout.ns() * kj::NANOSECONDS, req.send())
+      .then(
+          [](capnp::Response<sr::Sink::FetchResults>&& resp) -> Out {
+            auto records = resp.getRecords();
+            if (records.size() != 1 || !records[0].getFound()) return std::optional<std::string>();
+            auto p = records[0].getPayload();
+            return std::optional<std::string>(std::string(reinterpret_cast<const char*>(p.begin()), p.size()));
+          },
+          [](kj::Exception&& e) -> Out { return transport::status_of(e); });
 }
 
 kj::Promise<Result<SinkBootstrapPage>> SinkUploader::bootstrap_page(const std::string& collection,

@@ -36,6 +36,10 @@ struct SinkUploaderOptions {
   // A pushDelta without an answer after this fails (and is retried).
   Duration call_timeout = Duration::seconds(30);
   transport::LinkOptions link;
+  // Eviction to stubs (Node::set_eviction; docs/tiers.md, "Eviction"): the vector bytes this
+  // device keeps before it evicts acknowledged, old records of sink collections. 0: never. While
+  // the feed has nothing to send, each poll runs one bounded Node::evict_step.
+  std::uint64_t payload_budget_bytes = 0;
 };
 
 struct SinkUploaderStats {
@@ -84,6 +88,10 @@ class SinkUploader {
   // kUnavailable when no link is up; otherwise the sink's status or the call's failure.
   kj::Promise<Result<ColdAnswer>> cold_search(const std::string& collection, std::vector<float> query,
                                               std::uint32_t k, std::uint8_t metric);
+  // The sink's payload of record `id` (Sink.fetch), for refilling a stub: nullopt when the sink
+  // does not have it. Fails with kUnavailable when no link is up; otherwise the sink's status or
+  // the call's failure.
+  kj::Promise<Result<std::optional<std::string>>> fetch(const std::string& collection, const std::string& id);
   // One bootstrap page of `collection` after the cursor `after` ("" to start). Fails as
   // cold_search does.
   kj::Promise<Result<SinkBootstrapPage>> bootstrap_page(const std::string& collection, const std::string& after);

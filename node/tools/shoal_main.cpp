@@ -287,6 +287,11 @@ void print_status(const json& s, const std::string& socket) {
     std::cout << "; last error: " << escape_for_message(err, 200);
   }
   std::cout << "\n";
+  if (k.contains("payload_budget_bytes") && get(k, "payload_budget_bytes") != "0") {
+    std::cout << "eviction: " << get(k, "evicted_records") << " records evicted to the sink (" << get(k, "evicted_bytes")
+              << " bytes), " << get(k, "payload_held_bytes") << " bytes held of a budget of "
+              << get(k, "payload_budget_bytes") << "\n";
+  }
 }
 
 std::string wall_ms_text(std::int64_t unix_ms) {

@@ -415,9 +415,11 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
        [](DaemonConfig& c) { c.tier_collections.push_back({"d", {}, Duration::seconds(5), {}, {}}); }},
       {"tiers.collections.warm_budget_bytes", [](DaemonConfig& c) { c.tier_collections.push_back({"e", {}, {}, 10, {}}); }},
       {"tiers.sink", [](DaemonConfig& c) { c.tier_sink = true; }},
+      {"tiers.hot_window_ms", [](DaemonConfig& c) { c.tier_hot_window = Duration::seconds(60); }},
       {"tiers.collections.sink", [](DaemonConfig& c) { c.tier_collections.push_back({"f", {}, {}, {}, true}); }},
       {"sink.address", [](DaemonConfig& c) { c.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot}; }},
       {"sink.quota_entries", [](DaemonConfig& c) { c.sink_quota_entries = 10; }},
+      {"sink.payload_budget_bytes", [](DaemonConfig& c) { c.sink_payload_budget_bytes = 1 << 20; }},
       {"metrics.enabled", [](DaemonConfig& c) { c.metrics_enabled = false; }},
       {"metrics.listen", [](DaemonConfig& c) { c.metrics_address = "0.0.0.0"; }},
   };

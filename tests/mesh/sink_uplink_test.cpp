@@ -8,7 +8,9 @@
 // nothing; when the sink comes back the backlog drains and writes are accepted again; a device
 // that is not a sink at the configured address is never sent anything; the cursor survives a
 // restart of the node (no second full-state upload); a revocation a device holds reaches the
-// sink, which closes the revoked device's link.
+// sink, which closes the revoked device's link; a device over its payload budget evicts what the
+// sink acknowledged (driven by the uploader's timer), and get refills a stub from the live sink
+// and fails typed ("cold, unavailable", with the metadata) while the sink is down.
 #include <catch2/catch.hpp>
 
 #include "mesh_fixture.hpp"
@@ -273,4 +275,49 @@ TEST_CASE("a search that includes the cold tier merges the sink's hits over the 
   // A bad query fails as a local search does.
   auto bad = c.loop().run_until(b.mesh->search_with_cold(kCold, {1.0f}, o));
   CHECK(bad.status().detail() == Detail::kDimensionMismatch);
+}
+
+TEST_CASE("a device over its payload budget evicts what the sink took; get refills from the live sink and is cold, "
+          "unavailable while it is down",
+          "[mesh][sink][evict]") {
+  Cluster c;
+  TestSink sink(c);
+  sink.start();
+  auto base = with_sink(sink.port, 100);
+  Host& a = c.add(security::DeviceRole::kMember, true, [&](node::MeshOptions& o) {
+    base(o);
+    o.sink->payload_budget_bytes = 5 * 4 * sizeof(float);  // room for 5 records of dimension 4
+    o.tier_policies->collections[kCold].hot_window = Duration::zero();
+  });
+  create(a, kCold);
+  for (int i = 0; i < 20; ++i) REQUIRE(a.db().upsert(kCold, "r" + std::to_string(i), value(static_cast<float>(i))).ok());
+  auto stubs = [&] { return a.db().read([](const node::Node& n) { return n.eviction_status().evicted_records; }); };
+  REQUIRE(c.run_until([&] { return sink.records() == 20 && stubs() == 15; }));
+  CHECK(a.db().read([](const node::Node& n) { return n.eviction_status().held_bytes; }) == 5 * 4 * sizeof(float));
+
+  std::string evicted_id;
+  for (int i = 0; i < 20 && evicted_id.empty(); ++i) {
+    auto g = a.db().get(kCold, "r" + std::to_string(i));
+    REQUIRE(g.ok());
+    if (g->siblings[0].evicted) evicted_id = "r" + std::to_string(i);
+  }
+  REQUIRE_FALSE(evicted_id.empty());
+  const float x = static_cast<float>(std::stoi(evicted_id.substr(1)));
+  auto refilled = c.loop().run_until(a.mesh->get_with_cold(kCold, evicted_id));
+  INFO(refilled.status().to_string());
+  REQUIRE(refilled.ok());
+  CHECK(refilled->cold_error.ok());
+  CHECK_FALSE(refilled->record.siblings[0].evicted);
+  CHECK(refilled->record.siblings[0].value == value(x));
+  // The store keeps the stub (get does not re-store).
+  CHECK(a.db().get(kCold, evicted_id)->siblings[0].evicted);
+
+  sink.stop();
+  REQUIRE(c.run_until([&] { return !a.mesh->sink_stats()->connected; }));
+  auto cold = c.loop().run_until(a.mesh->get_with_cold(kCold, evicted_id));
+  REQUIRE(cold.ok());
+  CHECK(cold->cold_error.detail() == Detail::kColdUnavailable);
+  CHECK(cold->record.siblings[0].evicted);
+  CHECK(cold->record.siblings[0].value.vector.empty());
+  CHECK(cold->record.siblings[0].value.metadata == value(x).metadata);
 }

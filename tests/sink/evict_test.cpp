@@ -1,0 +1,455 @@
+// tests/sink/evict_test.cpp: eviction to stubs (node/core/node_evict.cpp; docs/tiers.md,
+// "Eviction"; D49) on a real LMDB store, fed to a real SinkService the way the mesh's uploader
+// drives it. Proves: nothing the sink has not acknowledged is evicted (the mutation that ignores
+// the acknowledgements is caught), nor anything within the hot window; the budget is respected
+// when enough is eligible; an evicted record leaves local search but cold search's merge brings
+// it back, marked cold; get of a stub returns its metadata flagged evicted, and the sink's
+// payload refills it only when its digest matches; the CRDT state's dots, context and repair
+// digests are the same with or without the payloads; stubs sent to peers never replace a peer's
+// payload, and a peer that receives only a stub holds a stub; a reopen keeps the stubs (and the
+// index without them); the feed never uploads a stub; bad options are refused naming the value.
+// Random data uses the seed printed with each case.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "node/core/tier_policy.hpp"
+#include "node/store/lmdb_store.hpp"
+#include "sink/memory_object_store.hpp"
+#include "sink_fixture.hpp"
+
+using namespace shoal;
+using namespace shoal::sink_test;
+using sink::SinkService;
+
+namespace {
+
+constexpr std::int64_t kHourNs = std::int64_t{3600} * 1'000'000'000;
+constexpr std::uint32_t kDim = 8;
+constexpr std::uint64_t kRecordBytes = kDim * sizeof(float);
+
+std::uint64_t seed_of() {
+  const std::uint64_t s = Catch::rngSeed();
+  return s == 0 ? 42 : s;
+}
+
+// A fresh directory under the temp dir, removed at the end of the test.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "shoal-evict-XXXXXX").string();
+    REQUIRE(mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+// A node on a real LMDB store with a wall clock the test moves.
+struct Device {
+  std::unique_ptr<store::LmdbStore> store;
+  std::shared_ptr<std::int64_t> now = std::make_shared<std::int64_t>(1'700'000'000'000'000'000);
+  std::unique_ptr<node::Node> node;
+  node::MutationsForTesting mutations;
+  std::uint64_t replica = 1;
+
+  explicit Device(const std::string& dir, std::uint64_t replica_id = 1) : replica(replica_id) {
+    store::LmdbStoreOptions o;
+    o.path = dir;
+    auto st = store::LmdbStore::open(o);
+    INFO(st.status().to_string());
+    REQUIRE(st.ok());
+    store = std::move(*st);
+    open();
+  }
+  void open() {
+    node.reset();
+    auto o = node_options(replica);
+    auto clock = now;
+    o.wall_clock = [clock] { return WallTime::from_ns(*clock += 1000); };
+    o.mutations = mutations;
+    auto n = node::Node::open(*store, o);
+    INFO(n.status().to_string());
+    REQUIRE(n.ok());
+    node = std::move(*n);
+    node::TierPolicies p;
+    node::TierPolicy t;
+    t.sink = true;
+    t.hot_window = Duration::seconds(3600);
+    p.collections.emplace("cold", t);
+    REQUIRE(node->set_tier_policies(p).ok());
+    REQUIRE(node->enable_sink_feed({}).ok());
+  }
+  void budget(std::uint64_t bytes) {
+    node::EvictionOptions e;
+    e.payload_budget_bytes = bytes;
+    e.max_records_per_step = 16;  // several steps for these tests' sizes
+    e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+    REQUIRE(node->set_eviction(e).ok());
+  }
+  // Runs evict_step until it evicts nothing more; returns the records evicted.
+  std::uint64_t evict() {
+    std::uint64_t total = 0;
+    for (int idle = 0; idle < 64;) {
+      auto step = node->evict_step();
+      INFO(step.status().to_string());
+      REQUIRE(step.ok());
+      total += step->evicted;
+      if (!step->over_budget) break;
+      idle = step->evicted == 0 ? idle + 1 : 0;
+    }
+    return total;
+  }
+};
+
+// The feed's uploads applied to the sink and acknowledged, as the uploader does. Checks that no
+// upload carries a stub (the sink would refuse it, and the apply would fail).
+void drain(node::Node& n, SinkService& sink) {
+  for (int guard = 0; guard < 10'000; ++guard) {
+    auto up = n.next_sink_upload();
+    REQUIRE(up.ok());
+    if (!*up) return;
+    if (!(*up)->delta.empty()) {
+      auto ack = sink.apply_delta((*up)->collection, (*up)->delta, 1);
+      INFO(ack.status().to_string());
+      REQUIRE(ack.ok());
+    }
+    REQUIRE(n.sink_acked(**up).ok());
+  }
+  FAIL("the feed never ran dry");
+}
+
+std::string id_of(const char* prefix, int i) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%s%04d", prefix, i);
+  return b;
+}
+
+void write(node::Node& n, const char* prefix, int count, Rng& rng, std::map<std::string, node::RecordValue>& values) {
+  std::vector<node::RecordInput> batch;
+  for (int i = 0; i < count; ++i) {
+    auto v = random_value(rng, kDim, i);
+    values[id_of(prefix, i)] = v;
+    batch.push_back({id_of(prefix, i), v});
+  }
+  REQUIRE(n.upsert_batch("cold", std::move(batch)).ok());
+}
+
+bool evicted(node::Node& n, const std::string& id) {
+  auto g = n.get("cold", id);
+  REQUIRE(g.ok());
+  return g->siblings.at(0).evicted;
+}
+
+// The state's ids, dots and context: what must not change when payloads are evicted.
+struct Shape {
+  std::map<std::string, std::vector<crdt::Dot>> dots;
+  crdt::CausalContext ctx;
+  std::uint64_t root = 0;
+  friend bool operator==(const Shape&, const Shape&) = default;
+};
+Shape shape_of(node::Node& n) {
+  auto st = n.crdt_state_for_testing("cold");
+  REQUIRE(st.ok());
+  Shape s;
+  for (const auto& [id, entries] : st->records()) {
+    for (const auto& e : entries) s.dots[id].push_back(e.dot);
+  }
+  s.ctx = st->context();
+  auto root = n.digest_root("cold");
+  REQUIRE(root.ok());
+  s.root = *root;
+  return s;
+}
+
+// Sends `n`'s whole state of "cold" to `to` as a peer's delta batch (records with their entries,
+// context the dots they carry), the way a repair slice carries what the sender's store holds.
+void send_state(node::Node& n, node::Node& to, std::uint64_t from) {
+  auto st = n.crdt_state_for_testing("cold");
+  REQUIRE(st.ok());
+  crdt::Delta d;
+  d.records = st->records();
+  for (const auto& [id, entries] : d.records) crdt::add_entry_dots(d.context, entries);
+  auto info = n.collection_info("cold");
+  REQUIRE(info.ok());
+  transport::DeltaBatch batch;
+  transport::CollectionSpecWire w;
+  w.name = "cold";
+  w.dimension = info->spec.dimension;
+  w.metric = node::metric_to_wire_byte(info->spec.metric);
+  w.m = info->spec.m;
+  w.ef_construction = info->spec.ef_construction;
+  w.ef_search = info->spec.ef_search;
+  w.quantize = info->spec.quantize;
+  batch.specs.push_back(w);
+  batch.items.push_back({"cold", encode(d)});
+  batch.first_seq = 0;
+  batch.last_seq = 1;
+  const crdt::ReplicaId peer = crdt::replica_for_testing(from);
+  to.peer_up(peer, node::Tier::kHot, MonoTime::from_ns(1));
+  Status s = to.receive(peer, transport::Message(batch), MonoTime::from_ns(2));
+  INFO(s.to_string());
+  REQUIRE(s.ok());
+}
+
+// A device with 100 records acknowledged two hours ago ("old"), 10 acknowledged just now
+// ("hot", within the one-hour hot window) and 20 the sink has not acknowledged ("late").
+struct Scenario {
+  TempDir dir;
+  sink::MemoryObjectStore objects;
+  std::unique_ptr<SinkService> sink;
+  std::map<std::string, node::RecordValue> values;
+  std::unique_ptr<Device> dev;
+
+  explicit Scenario(Rng& rng, bool evict_unacked = false) {
+    auto opened = SinkService::open(objects);
+    REQUIRE(opened.ok());
+    sink = std::move(*opened);
+    dev = std::make_unique<Device>(dir.path);
+    if (evict_unacked) {
+      dev->mutations.evict_unacked = true;
+      dev->open();
+    }
+    node::CollectionSpec spec;
+    spec.name = "cold";
+    spec.dimension = kDim;
+    REQUIRE(dev->node->create_collection(spec).ok());
+    write(*dev->node, "old", 100, rng, values);
+    drain(*dev->node, *sink);
+    *dev->now += 2 * kHourNs;
+    write(*dev->node, "hot", 10, rng, values);
+    drain(*dev->node, *sink);
+    write(*dev->node, "late", 20, rng, values);
+  }
+  node::Node& node() { return *dev->node; }
+};
+
+}  // namespace
+
+TEST_CASE("eviction stubs acknowledged records older than the hot window until the budget is met, and nothing "
+          "unacknowledged",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+
+  SECTION("the budget is met; the hot and the unacknowledged stay whole; the CRDT shape is unchanged") {
+    Scenario s(rng);
+    const Shape before = shape_of(s.node());
+    // 130 records held; a budget of 60 needs 70 evicted, and 100 are eligible.
+    s.dev->budget(60 * kRecordBytes);
+    CHECK(s.dev->evict() == 70);
+    const auto status = s.node().eviction_status();
+    CHECK(status.held_bytes == 60 * kRecordBytes);
+    CHECK(status.evicted_records == 70);
+    CHECK(s.node().stats().evicted_records == 70);
+    CHECK(s.node().stats().evicted_bytes == 70 * kRecordBytes);
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of("hot", i)));
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+    // Dots, context and repair digests are those of the state with every payload.
+    CHECK(shape_of(s.node()) == before);
+  }
+  SECTION("a budget nothing can meet: every eligible record goes and nothing else") {
+    Scenario s(rng);
+    s.dev->budget(1);
+    CHECK(s.dev->evict() == 100);
+    for (int i = 0; i < 100; ++i) CHECK(evicted(s.node(), id_of("old", i)));
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of("hot", i)));
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+  }
+  SECTION("once all are old, the unacknowledged still stay whole") {
+    Scenario s(rng);
+    *s.dev->now += 2 * kHourNs;
+    s.dev->budget(1);
+    CHECK(s.dev->evict() == 110);
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+    CHECK(s.node().eviction_status().skipped_unacked >= 20);
+    // The sink takes them: now they go too.
+    drain(s.node(), *s.sink);
+    CHECK(s.dev->evict() == 20);
+  }
+  SECTION("mutation: eviction ignoring the acknowledgements stubs what the sink lacks (the checks above catch it)") {
+    Scenario s(rng, /*evict_unacked=*/true);
+    *s.dev->now += 2 * kHourNs;
+    s.dev->budget(1);
+    CHECK(s.dev->evict() == 130);
+    CHECK(evicted(s.node(), id_of("late", 0)));
+  }
+}
+
+TEST_CASE("an evicted record leaves local search, cold search brings it back; get returns its metadata, refills only "
+          "with the digest's payload; a reopen keeps the stubs",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  Scenario s(rng);
+  s.dev->budget(1);
+  REQUIRE(s.dev->evict() == 100);
+
+  auto check_device = [&](node::Node& n) {
+    // Local search for an evicted record's own vector does not find it; the merge with the
+    // sink's answer does, marked cold.
+    const std::string id = id_of("old", 7);
+    const auto& v = s.values.at(id).vector;
+    node::SearchOptions so;
+    so.k = 5;
+    auto local = n.search("cold", v, so);
+    REQUIRE(local.ok());
+    for (const auto& h : *local) CHECK(h.id.rfind("old", 0) != 0);
+    // A filtered search (whose planner may scan the matching labels exactly) skips stubs too.
+    auto filter = node::parse_filter("tag=even");
+    REQUIRE(filter.ok());
+    so.filter = *filter;
+    auto filtered = n.search("cold", v, so);
+    INFO(filtered.status().to_string());
+    REQUIRE(filtered.ok());
+    CHECK(filtered->size() == 5);
+    for (const auto& h : *filtered) CHECK(h.id.rfind("old", 0) != 0);
+    so.filter = node::Filter{};
+    auto cold = s.sink->cold_search("cold", v, 5, node::Metric::kL2);
+    REQUIRE(cold.ok());
+    std::vector<node::ColdHit> hits;
+    for (const auto& h : cold->hits) hits.push_back(node::ColdHit{h.id, h.distance, h.dots, false});
+    auto merged = n.merge_cold_hits("cold", *local, hits, 5);
+    REQUIRE(merged.ok());
+    REQUIRE_FALSE(merged->empty());
+    CHECK(merged->front().id == id);
+    CHECK(merged->front().cold);
+    CHECK(merged->front().distance == 0.0f);
+
+    // get: the metadata, no vector, flagged evicted.
+    auto g = n.get("cold", id);
+    REQUIRE(g.ok());
+    const node::Sibling& stub = g->siblings.at(0);
+    CHECK(stub.evicted);
+    CHECK(stub.value.vector.empty());
+    CHECK(stub.value.metadata == s.values.at(id).metadata);
+    CHECK(stub.value.model == s.values.at(id).model);
+    // The sink's payload refills it; a payload that is not the one evicted is refused.
+    auto fetched = s.sink->fetch("cold", std::vector<std::string>{id});
+    REQUIRE(fetched.ok());
+    REQUIRE((*fetched)[0].found);
+    CHECK((*fetched)[0].digest == stub.digest);
+    auto refill = n.check_refill(id, stub, (*fetched)[0].payload);
+    REQUIRE(refill.ok());
+    CHECK(*refill == s.values.at(id));
+    auto other = s.sink->fetch("cold", std::vector<std::string>{id_of("old", 8)});
+    REQUIRE(other.ok());
+    CHECK(n.check_refill(id, stub, (*other)[0].payload).status().detail() == Detail::kChecksumMismatch);
+    // A record not evicted is whole.
+    auto whole = n.get("cold", id_of("late", 0));
+    REQUIRE(whole.ok());
+    CHECK_FALSE(whole->siblings.at(0).evicted);
+    CHECK(whole->siblings.at(0).value == s.values.at(id_of("late", 0)));
+  };
+  check_device(s.node());
+  const Shape before = shape_of(s.node());
+  // A reopen (the index rebuilt from the vectors table, without the stubs) keeps them.
+  s.dev->open();
+  s.dev->budget(1);
+  CHECK(s.node().eviction_status().evicted_records == 100);
+  CHECK(shape_of(s.node()) == before);
+  check_device(s.node());
+  // The feed never uploads a stub: a full-state upload (as after a hole) sends only whole records,
+  // and the sink keeps every payload.
+  REQUIRE(s.node().upsert("cold", id_of("old", 3), s.values.at(id_of("old", 4))).ok());
+  drain(s.node(), *s.sink);
+  CHECK(s.sink->status().records == 130);
+  CHECK_FALSE(evicted(s.node(), id_of("old", 3)));  // overwritten: a new whole entry
+}
+
+TEST_CASE("stubs join like full entries: a peer's payload is never replaced by a stub, a peer that receives only stubs "
+          "holds stubs, and the repair digests agree",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  Scenario s(rng);
+  TempDir dir_b, dir_c;
+  Device b(dir_b.path, 2), c(dir_c.path, 3);
+  // The operator creates the collection on each peer (as a restore does), then data arrives.
+  for (Device* d : {&b, &c}) {
+    node::CollectionSpec spec;
+    spec.name = "cold";
+    spec.dimension = kDim;
+    REQUIRE(d->node->create_collection(spec).ok());
+  }
+  // b got every record whole before the eviction; c gets the evicting device's state after it.
+  send_state(s.node(), *b.node, 1);
+  s.dev->budget(1);
+  REQUIRE(s.dev->evict() == 100);
+  send_state(s.node(), *b.node, 1);
+  send_state(s.node(), *c.node, 1);
+  const std::uint64_t root = shape_of(s.node()).root;
+  CHECK(shape_of(*b.node).root == root);
+  CHECK(shape_of(*c.node).root == root);
+  CHECK(shape_of(*b.node).dots == shape_of(s.node()).dots);
+  CHECK(shape_of(*c.node).dots == shape_of(s.node()).dots);
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = id_of("old", i);
+    auto gb = b.node->get("cold", id);
+    REQUIRE(gb.ok());
+    CHECK_FALSE(gb->siblings.at(0).evicted);
+    CHECK(gb->siblings.at(0).value == s.values.at(id));
+    CHECK(evicted(*c.node, id));
+  }
+  CHECK(c.node->eviction_status().evicted_records == 100);
+  // b finds the records by local search; c, holding stubs, does not.
+  node::SearchOptions so;
+  so.k = 1;
+  auto hb = b.node->search("cold", s.values.at("old0005").vector, so);
+  REQUIRE(hb.ok());
+  REQUIRE(hb->size() == 1);
+  CHECK((*hb)[0].id == "old0005");
+  auto hc = c.node->search("cold", s.values.at("old0005").vector, so);
+  REQUIRE(hc.ok());
+  for (const auto& h : *hc) CHECK(h.id != "old0005");
+}
+
+TEST_CASE("eviction options outside their limits are refused naming the value", "[sink][evict]") {
+  TempDir dir;
+  Device d(dir.path);
+  node::EvictionOptions e;
+  e.payload_budget_bytes = node::kMaxPayloadBudgetBytes + 1;
+  e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+  Status st = d.node->set_eviction(e);
+  CHECK(st.detail() == Detail::kOutOfRange);
+  CHECK_THAT(st.message(), Catch::Contains(std::to_string(node::kMaxPayloadBudgetBytes + 1)));
+  e.payload_budget_bytes = 1000;
+  e.max_records_per_step = 0;
+  CHECK(d.node->set_eviction(e).detail() == Detail::kOutOfRange);
+  e.max_records_per_step = 10;
+  e.payload_digest = nullptr;
+  CHECK(d.node->set_eviction(e).code() == Code::kInvalidArgument);
+  node::TierPolicy t;
+  t.hot_window = Duration::seconds(-1);
+  CHECK(node::validate(t).detail() == Detail::kOutOfRange);
+}
+
+TEST_CASE("a stub payload round-trips, keeps the dimension's offset, and a malformed one is refused with its offset",
+          "[sink][evict]") {
+  Rng rng(7);
+  const node::RecordValue v = random_value(rng, kDim, 3);
+  const std::string full = node::encode_payload(v);
+  const node::PayloadDigest digest = sink::payload_digest(full);
+  auto stub = node::make_stub_payload(full, digest);
+  REQUIRE(stub.ok());
+  CHECK(node::is_stub_payload(*stub));
+  CHECK_FALSE(node::is_stub_payload(full));
+  auto back = node::decode_stub_payload(*stub);
+  REQUIRE(back.ok());
+  CHECK(back->dimension == kDim);
+  CHECK(back->digest == digest);
+  CHECK(back->value.metadata == v.metadata);
+  CHECK(back->value.model == v.model);
+  CHECK(back->value.vector.empty());
+  // decode_payload refuses a stub: only readers that know stubs take one.
+  CHECK(node::decode_payload(*stub).status().detail() == Detail::kVersionMismatch);
+  for (std::size_t cut = 0; cut < stub->size(); ++cut) {
+    auto bad = node::decode_stub_payload(std::string_view(*stub).substr(0, cut));
+    CHECK_FALSE(bad.ok());
+  }
+  CHECK(node::validate_stub(*back, kDim + 1, node::Limits{}).detail() == Detail::kDimensionMismatch);
+}

@@ -279,13 +279,18 @@ std::unique_ptr<index::FloatReader> StoreFloatSource::reader() const {
   const store::ReadTxn::Stamp stamp = (*txn)->stamp();
   std::shared_ptr<VectorPointerCache> cache;
   if (stamp.snapshot != 0) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (cache_ == nullptr || newer(stamp, cache_->stamp())) {
-      cache_ = std::make_shared<VectorPointerCache>(stamp);
+    std::shared_ptr<VectorPointerCache> cur = cache_.load();
+    if (cur == nullptr || newer(stamp, cur->stamp())) {
+      auto fresh = std::make_shared<VectorPointerCache>(stamp);
+      // Installed unless another reader installed one at least as new meanwhile.
+      while (!cache_.compare_exchange_weak(cur, fresh)) {
+        if (cur != nullptr && !newer(stamp, cur->stamp())) break;
+      }
+      cur = cache_.load();
     }
     // A reader of an older snapshot than the cache's (it began before a write that a newer
     // reader already saw) does without: the cache's pointers are not its snapshot's.
-    if (cache_->stamp() == stamp) cache = cache_;
+    if (cur != nullptr && cur->stamp() == stamp) cache = std::move(cur);
   }
   return std::make_unique<StoreFloatReader>(std::move(txn).value(), std::move(cache), cid_, dimension_);
 }

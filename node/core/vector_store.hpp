@@ -123,11 +123,11 @@ class StoreFloatSource final : public index::FloatSource {
   store::Store* store_;  // not owned; outlives this
   std::uint32_t cid_;
   std::uint32_t dimension_;
-  mutable std::mutex mu_;
   // The newest snapshot's cache. Shared (the one mutable-shared exception to STYLE 4): every
   // reader of that snapshot holds it for its life, so a reader of a newer snapshot can replace it
-  // here while older readers finish with theirs; its slots are atomics.
-  mutable std::shared_ptr<VectorPointerCache> cache_;  // guarded by mu_
+  // here (an atomic exchange: the core takes no lock) while older readers finish with theirs; its
+  // slots are atomics.
+  mutable std::atomic<std::shared_ptr<VectorPointerCache>> cache_;
 };
 
 }  // namespace shoal::node

@@ -612,6 +612,16 @@ void Node::apply_pending(Collection& c, Pending& pending) {
   const bool deferred = options_.index_queue_max > 0;
   std::vector<std::uint64_t> add_labels;
   std::vector<float> add_vectors;
+  // Takes a label out of the index (a deleted record, or a stub), or queues that.
+  auto unindex = [&](std::uint64_t label) {
+    if (deferred) {
+      c.unindexed.push_back(IndexOp{label, {}});
+      ++index_backlog_;
+    } else if (c.index->contains(label)) {
+      Status s = c.index->remove(label);
+      if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
+    }
+  };
   for (const auto& [label, ch] : last) {
     auto& d = c.doc(label);
     const bool was_live = !d.id.empty();
@@ -622,13 +632,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
         d = Collection::Doc{};
         --c.live;
       }
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     // Stored payloads were validated before they were committed; decoding cannot fail short of
@@ -646,13 +650,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
       // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
       // search finds it at the sink.
       ++c.stubs;
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     if (deferred) {

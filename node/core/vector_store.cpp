@@ -69,6 +69,15 @@ const char* slab_slot(std::string_view v, std::uint32_t n, std::uint32_t dim, st
   return v.data() + i * dim * sizeof(float);
 }
 
+// Whether the meta table holds `key` (a migration's done mark).
+Result<bool> meta_present(store::Store& st, std::string_view key) {
+  SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
+  auto got = r->get(Table::kMeta, key);
+  if (got.ok()) return true;
+  if (got.status().code() != Code::kNotFound) return got.status();
+  return false;
+}
+
 // One parsed slab value.
 struct Slab {
   std::uint64_t first = 0;
@@ -352,12 +361,8 @@ Result<RecordValue> decode_stored_payload(const crdt::Entry& e) {
 }
 
 Result<std::uint64_t> migrate_vectors(store::Store& st, std::size_t batch) {
-  {
-    SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
-    auto got = r->get(Table::kMeta, kVectorsApartKey);
-    if (got.ok()) return std::uint64_t{0};
-    if (got.status().code() != Code::kNotFound) return got.status();
-  }
+  SHOAL_ASSIGN_OR_RETURN(const bool done_before, meta_present(st, kVectorsApartKey));
+  if (done_before) return std::uint64_t{0};
   std::uint64_t moved = 0;
   std::string after;  // the last key visited; the next batch starts past it
   bool first = true;
@@ -397,12 +402,8 @@ Result<std::uint64_t> migrate_vectors(store::Store& st, std::size_t batch) {
 }
 
 Result<std::uint64_t> migrate_vector_slabs(store::Store& st, std::size_t batch) {
-  {
-    SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
-    auto got = r->get(Table::kMeta, kVectorSlabsKey);
-    if (got.ok()) return std::uint64_t{0};
-    if (got.status().code() != Code::kNotFound) return got.status();
-  }
+  SHOAL_ASSIGN_OR_RETURN(const bool done_before, meta_present(st, kVectorSlabsKey));
+  if (done_before) return std::uint64_t{0};
   std::uint64_t moved = 0;
   while (true) {
     SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_write());

@@ -486,7 +486,7 @@ class Node final : private SyncHost {
   // of the collection (it covers the dots of records deleted there), and each record held here
   // whose id is not in `sink_ids` (the ids of every page) is joined against it as a removal: its
   // entries the sink saw and no longer holds go (deleted elsewhere), the others (writes the sink
-  // has not received) stay. Joined as a peer's delta is: validated first, and a context claiming
+  // has not received) stay. Validated as a peer's delta is, then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
   // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
   // never issues a dot twice. The change enters the delta buffer as a local one (peers and the

@@ -71,11 +71,17 @@ struct Tables {
   std::map<store::Table, std::vector<store::KeyValue>> rows;
 };
 
-Tables read_all(const std::string& store_path) {
+// Opens the store at `store_path` as this build does (upgrading an older schema's version only).
+Result<std::unique_ptr<store::LmdbStore>> open_store(const std::string& store_path) {
   store::LmdbStoreOptions o;
   o.path = store_path;
   auto st = store::LmdbStore::open(o);
   REQUIRE(st.ok());
+  return st;
+}
+
+Tables read_all(const std::string& store_path) {
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_read();
   REQUIRE(txn.ok());
   Tables t;
@@ -90,10 +96,7 @@ Tables read_all(const std::string& store_path) {
 // Every stored vector of collection 1, by vectors-table key (u32be cid, u64be label), read from
 // the vector slabs of the store at `store_path`.
 std::map<std::string, std::string> stored_vectors(const std::string& store_path) {
-  store::LmdbStoreOptions o;
-  o.path = store_path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_read();
   REQUIRE(txn.ok());
   std::map<std::string, std::string> out;
@@ -339,10 +342,7 @@ TEST_CASE("a data directory with one vectors-table entry per label (schema 4) is
   {
     // One batch of a migration that dies before the next: a store of its own that moves 7 and
     // then fails its next write transaction.
-    store::LmdbStoreOptions o;
-    o.path = w.path + "/store";
-    auto st = store::LmdbStore::open(o);
-    REQUIRE(st.ok());
+    auto st = open_store(w.path + "/store");
     auto txn = (*st)->begin_write();
     REQUIRE(txn.ok());
     auto first = (*txn)->collect(store::Table::kVectors, store::Range::all().limited(7));
@@ -361,10 +361,7 @@ TEST_CASE("a data directory with one vectors-table entry per label (schema 4) is
   }
   {
     // The rest, resumed in batches of 7 (Node::open would do it in batches of 4,096).
-    store::LmdbStoreOptions o;
-    o.path = w.path + "/store";
-    auto st = store::LmdbStore::open(o);
-    REQUIRE(st.ok());
+    auto st = open_store(w.path + "/store");
     auto moved = format::migrate_vector_slabs(**st, 7);
     REQUIRE(moved.ok());
     CHECK(*moved == n - 7);
@@ -392,10 +389,7 @@ TEST_CASE("vector slabs: sizes fill their pages, and vectors are stored, read, r
     CHECK((bytes >= 2048 || dim * 4 >= 2048));  // off the leaf pages, so its pages are its own
   }
   const std::string path = fresh_dir("slab-ops");
-  store::LmdbStoreOptions o;
-  o.path = path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(path);
   const std::uint32_t n = format::slab_vectors(kDim);
   auto put = [&](std::uint64_t label, float x) {
     auto txn = (*st)->begin_write();
@@ -621,10 +615,7 @@ struct BufferView {
   std::size_t bytes = 0;
 };
 BufferView buffer_view(const std::string& store_path) {
-  store::LmdbStoreOptions o;
-  o.path = store_path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_read();
   REQUIRE(txn.ok());
   BufferView out;
@@ -645,10 +636,7 @@ BufferView buffer_view(const std::string& store_path) {
 // (each entry with a payload: the record's current one while its dot is live, else `lost`, the
 // payload an overwritten write had then), schema version 3, no skeletons key.
 void rewrite_buffer_as_version_3(const std::string& store_path, const std::string& lost) {
-  store::LmdbStoreOptions o;
-  o.path = store_path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_write();
   REQUIRE(txn.ok());
   auto rows = (*txn)->collect(store::Table::kDeltas, store::Range::all());

@@ -36,14 +36,19 @@ std::string value_for(int batch, int i) {
   v.replace(0, 12, std::to_string(batch * 1000 + i));
   return v;
 }
+// A store in `dir` whose map starts at 1 MiB, so that tests grow it.
+LmdbStoreOptions one_mib_map(TempDir& dir) {
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  return o;
+}
 }  // namespace
 
 TEST_CASE("the map grows from 1 MiB to hold 50 MiB written in many transactions",
           "[store][lmdb]") {
   TempDir dir;
-  LmdbStoreOptions o;
-  o.path = dir.sub("env");
-  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  const LmdbStoreOptions o = one_mib_map(dir);
   auto s = must_open(o);
   const std::uint64_t initial = s->map_size_bytes();
   CHECK(initial == (std::uint64_t{1} << 20));
@@ -81,9 +86,7 @@ TEST_CASE("a key written many times in one transaction that grows the map keeps 
   // vector slab) is logged once: the replay after growth must still leave each key as the
   // transaction's last put or del of it said, including a put after a del and a del after a put.
   TempDir dir;
-  LmdbStoreOptions o;
-  o.path = dir.sub("env");
-  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  const LmdbStoreOptions o = one_mib_map(dir);
   auto s = must_open(o);
   {
     auto w = must_write(*s);
@@ -359,9 +362,7 @@ TEST_CASE("reused read transactions see each later commit, survive map growth an
   // pages: rewriting the same keys many times does not grow the file as it would if an old
   // snapshot stayed readable.
   TempDir dir;
-  LmdbStoreOptions o;
-  o.path = dir.sub("env");
-  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  const LmdbStoreOptions o = one_mib_map(dir);
   auto s = must_open(o);
   {
     // Eight concurrent reads, then all ended: eight transactions kept for reuse.

@@ -88,8 +88,12 @@ interface Node {
   # All or nothing; durable when it returns.
   upsert @4 (collection :Text, records :List(RecordInput)) -> ();
   delete @5 (collection :Text, id :Data) -> ();
-  # siblings[0] is the winner.
-  get @6 (collection :Text, id :Data) -> (siblings :List(Value));
+  # siblings[0] is the winner. A winner evicted to the cold tier (a stub, docs/tiers.md
+  # "Eviction") is refilled from the daemon's sink; when that fails (no sink, unreachable, it lacks
+  # the record, the payload does not match the stub's digest), siblings[0] has the stub's metadata
+  # and model and no vector, and coldCode (a Status full code: kColdUnavailable or
+  # kChecksumMismatch) and coldError say why. coldCode 0: every value is whole.
+  get @6 (collection :Text, id :Data) -> (siblings :List(Value), coldCode :UInt32, coldError :Text);
   search @7 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32, filter :Text,
              withMetadata :Bool) -> (hits :List(Hit), freshness :List(Freshness));
   # The node's and the mesh's statistics as JSON.

@@ -512,20 +512,14 @@ int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_le
   *out = nullptr;
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto r, db->b().get(collection, std::string(id, id_len)));
-    if (r.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
+    if (r.record.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
     auto rec = std::make_unique<shoal_record>();
-    rec->metadata_json = metadata_json(r.siblings.at(0).value.metadata);
-    // An evicted record (a stub: no vector, which no whole record lacks, so client mode, whose
-    // wire does not carry the flag, is judged the same): its metadata, with a typed error.
-    const bool cold = r.siblings.at(0).evicted || r.siblings.at(0).value.vector.empty();
-    rec->result = std::move(r);
+    rec->metadata_json = metadata_json(r.record.siblings.at(0).value.metadata);
+    rec->result = std::move(r.record);
     *out = rec.release();
-    if (cold) {
-      return Status(Detail::kColdUnavailable,
-                    str_cat("record '", node::escape_for_message(std::string_view(id, id_len)),
-                            "' is evicted to the cold-tier sink; its metadata is returned, its vector is not here"));
-    }
-    return {};
+    // An evicted record the backend could not refill from the sink: its metadata, with the
+    // typed error saying why (SHOAL_E_COLD, or SHOAL_E_CHECKSUM for a payload that does not match).
+    return r.cold;
   });
 }
 

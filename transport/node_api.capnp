@@ -112,9 +112,11 @@ interface Node {
   searchCold @11 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32)
       -> (hits :List(Hit), cold :List(Bool), freshness :List(Freshness), sinkAnswered :Bool,
           sink :SinkFreshness, sinkCode :UInt32, sinkError :Text);
-  # Restores `collection` (which must exist here) from the daemon's sink, page by page
-  # (docs/tiers.md, "Bootstrap from the sink"). Durable when it returns.
-  bootstrapFromSink @12 (collection :Text) -> (pages :UInt32, records :UInt64, bytes :UInt64);
+  # Restores `collection` from the daemon's sink, page by page (docs/tiers.md, "Bootstrap from
+  # the sink"). Durable when it returns. A collection the device lacks is created first with the
+  # sink's dimension and metric (`created`, then `dimension` and `metric`, the wire byte).
+  bootstrapFromSink @12 (collection :Text)
+      -> (pages :UInt32, records :UInt64, bytes :UInt64, created :Bool, dimension :UInt32, metric :UInt8);
   # One page of `collection`'s live records (each with its winning value) after the record `after`
   # in store order (empty: from the first), at most `limit` of them (the daemon caps it, and the
   # page's size, so that an answer stays well under a message's limit). `more`: ask again after

@@ -66,6 +66,9 @@ struct SinkBootstrapReport {
   std::uint32_t pages = 0;
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  bool created = false;  // the collection was created from the sink's dimension and metric:
+  std::uint32_t dimension = 0;
+  node::Metric metric = node::Metric::kL2;
 };
 
 // Receives a watch's changes in order. `gap`: some changes were missed (the delta buffer was
@@ -108,7 +111,8 @@ class Backend {
   // (only the embedded mesh's shoal_mesh_search_cold reaches one): kUnavailable saying so.
   [[nodiscard]] virtual Result<ColdSearchAnswer> search_cold(const std::string& collection, std::span<const float> query,
                                                              std::uint32_t k, std::uint32_t ef) = 0;
-  // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink").
+  // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink"),
+  // creating it from the sink's dimension and metric when the device lacks it.
   // Embedded mode: kUnavailable (the daemon holds the sink's link and the device's identity).
   [[nodiscard]] virtual Result<SinkBootstrapReport> bootstrap_from_sink(const std::string& collection) = 0;
   // One page of `collection`'s live records after the record `after` in store order ("" for the

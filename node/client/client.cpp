@@ -357,7 +357,16 @@ class ClientBackend final : public Backend {
       auto req = n.bootstrapFromSinkRequest();
       req.setCollection(collection);
       return req.send().then([](auto&& r) -> R {
-        return SinkBootstrapReport{r.getPages(), r.getRecords(), r.getBytes()};
+        SinkBootstrapReport out{r.getPages(), r.getRecords(), r.getBytes()};
+        out.created = r.getCreated();
+        if (out.created) {
+          auto m = node::metric_from_wire_byte(r.getMetric());
+          if (!m) return Status(Detail::kMalformed, str_cat("the daemon created the collection with metric byte ",
+                                                            unsigned(r.getMetric()), ", which this library does not know"));
+          out.dimension = r.getDimension();
+          out.metric = *m;
+        }
+        return out;
       });
     });
   }

@@ -591,8 +591,14 @@ struct LocalApi::Impl {
             out.setPages(r->pages);
             out.setRecords(r->records);
             out.setBytes(r->bytes);
+            out.setCreated(r->created);
+            if (r->created) {
+              out.setDimension(r->dimension);
+              out.setMetric(node::metric_to_wire_byte(r->metric));
+            }
             SHOAL_LOG(impl->logger, kInfo, kComponent, "bootstrap of '", collection, "' from the sink for uid ", uid, ": ",
-                      r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)");
+                      r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)",
+                      r->created ? "; the collection was created from the sink's dimension and metric" : "");
             return kj::READY_NOW;
           });
     }

@@ -1120,8 +1120,17 @@ int main(int argc, char** argv) {
     if (!r.ok()) return fail(g, r.status());
     const double secs = (now_mono() - t0).seconds_f();
     if (g.json_output) {
-      return ok_json({{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
-                      {"seconds", secs}});
+      json out{{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
+               {"seconds", secs}, {"created", r->created}};
+      if (r->created) {
+        out["dimension"] = r->dimension;
+        out["metric"] = std::string(metric_name(r->metric));
+      }
+      return ok_json(out);
+    }
+    if (r->created) {
+      std::cout << "created " << escape_for_message(c_name, 256) << " from the sink's settings: dimension " << r->dimension
+                << ", metric " << metric_name(r->metric) << " (index options: the defaults)\n";
     }
     std::cout << "bootstrapped " << escape_for_message(c_name, 256) << " from the sink: " << r->records << " records in "
               << r->pages << " pages (" << r->bytes << " bytes) in " << secs

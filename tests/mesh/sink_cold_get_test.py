@@ -14,10 +14,15 @@ Proves, with the real programs (shoal-sink, shoald, the shoal CLI, an app on lib
      and `shoal export` fails naming the first evicted record in store order, with no record written
      without its vector;
   4. with shoald stopped, shoal_get in embedded mode (shoal_open) returns SHOAL_E_COLD with the
-     metadata, and `shoal -d DIR export` fails naming the record.
+     metadata, and `shoal -d DIR export` fails naming the record;
+  5. the sink restarted (it keeps the metric A's uploads said, `ip`, across the restart): a fresh
+     device B that lacks the collection runs `shoal bootstrap cold`, which creates it with the
+     sink's dimension and metric and restores every record with its exact vector; an app that
+     embeds the mesh does the same with shoal_mesh_bootstrap (tests/capi/mesh_bootstrap_probe.c);
+     a collection the sink does not hold is a typed error naming it.
 Checks are on the programs' outputs; the 60 s polling bound only decides when to give up.
 
-usage: sink_cold_get_test.py SHOAL SHOALD SHOAL_SINK COLD_GET_PROBE
+usage: sink_cold_get_test.py SHOAL SHOALD SHOAL_SINK COLD_GET_PROBE MESH_BOOTSTRAP_PROBE
 """
 import json
 import os
@@ -30,7 +35,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proc_util import run, wait_for  # noqa: E402
 
-SHOAL, SHOALD, SINK, PROBE = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+SHOAL, SHOALD, SINK, PROBE, MESH_PROBE = sys.argv[1:6]
 RECORDS = 6
 
 
@@ -82,6 +87,15 @@ enabled = false
     return conf, data, os.path.join(root, f"{name}.sock")
 
 
+def enrol(mesh, program, conf, data, role="member"):
+    """Enrols the device of `program --config conf` (shoald or shoal-sink) in `mesh`; its
+    certificate goes to data/device.cert (a sink's: data/sink.cert)."""
+    key = run(program, "--config", conf, "--print-device-key").stdout.strip()
+    grant = ["--grant", "*:rw"] if role == "member" else []
+    out = os.path.join(data, "device.cert" if role == "member" else "sink.cert")
+    run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", role, *grant, "--days", "30", "--out", out)
+
+
 def start_daemon(conf):
     d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = d.stdout.readline().split()
@@ -109,22 +123,18 @@ def main():
         with open(sconf, "w") as f:
             f.write(f'[sink]\ndata_dir = "{sdata}"\ncertificate = "{root}/sink.cert"\nlisten = "127.0.0.1:0"\n'
                     'log_level = "warn"\n[store]\nkind = "lmdb"\nlmdb_map_size_mb = 64\n')
-        key = run(SINK, "--config", sconf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "sink", "--days", "30",
-            "--out", os.path.join(root, "sink.cert"))
+        enrol(mesh, SINK, sconf, root, role="sink")
         sink, sport = start_sink(sconf)
         procs.append(sink)
 
         conf, data, sock = write_daemon_conf(root, "a", sport)
-        key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
-            "--days", "30", "--out", os.path.join(data, "device.cert"))
+        enrol(mesh, SHOALD, conf, data)
         a = start_daemon(conf)
         procs.append(a)
         cli = [SHOAL, "--connect", sock]
 
         # 1. Write, let the sink acknowledge, and wait for the eviction.
-        run(*cli, "collection", "create", "cold", "--dim", "4")
+        run(*cli, "collection", "create", "cold", "--dim", "4", "--metric", "ip")
         run(*cli, "collection", "create", "warmish", "--dim", "4")
         for i in range(RECORDS):
             run(*cli, "put", "cold", f"c{i}", "--vector", vec_text(i), "--meta", f"n={i}", "--meta", "tag=frame")
@@ -189,6 +199,38 @@ def main():
         r = run(SHOAL, "-d", data, "export", "cold", os.path.join(root, "export-d.jsonl"), check=False)
         assert r.returncode == 1 and "record 'c" in r.stderr and "--connect" in r.stderr, r
         print(f"4. embedded: shoal_get SHOAL_E_COLD with metadata; shoal -d get exits 3; export -d fails: {r.stderr.strip()}")
+
+        # 5. Bootstrap creates the collection: through shoald, and in an app embedding the mesh.
+        sink, sport = start_sink(sconf)
+        procs.append(sink)
+        conf_b, data_b, sock_b = write_daemon_conf(root, "b", sport)
+        enrol(mesh, SHOALD, conf_b, data_b)
+        b = start_daemon(conf_b)
+        procs.append(b)
+        cli_b = [SHOAL, "--connect", sock_b]
+        assert run(*cli_b, "collection", "info", "cold", check=False).returncode == 1
+        wait_for("B's sink link is up", lambda: jrun(*cli_b, "sink", "status")[1].get("connected"))
+        _, boot = jrun(*cli_b, "bootstrap", "cold")
+        assert boot["created"] and boot["dimension"] == 4 and boot["metric"] == "ip", boot
+        assert boot["records"] == RECORDS, boot
+        _, info = jrun(*cli_b, "collection", "info", "cold")
+        assert info["dimension"] == 4 and info["metric"] == "ip" and info["records"] == RECORDS, info
+        _, g = jrun(*cli_b, "get", "cold", "c4")
+        assert g["siblings"][0]["vector"] == vec(4) and g["siblings"][0]["metadata"] == {"n": 4, "tag": "frame"}, g
+        text = run(*cli_b, "bootstrap", "cold").stdout  # again: exists now, nothing created
+        assert "created" not in text and f"{RECORDS} records" in text, text
+        r = run(*cli_b, "bootstrap", "nosuch", check=False)
+        assert r.returncode == 1 and "nosuch" in r.stderr, r
+        print(f"5. shoald: bootstrap created 'cold' (dimension 4, metric ip) with {boot['records']} records")
+
+        e_data, e_conf = os.path.join(root, "e"), os.path.join(root, "e.toml")
+        with open(e_conf, "w") as f:
+            f.write(f'[node]\ndata_dir = "{e_data}"\ncertificate = "{e_data}/device.cert"\n\n'
+                    f'[mesh]\nlisten = "127.0.0.1:0"\ndiscovery = false\n\n'
+                    f'[sink]\naddress = "127.0.0.1:{sport}"\n\n[metrics]\nenabled = false\n')
+        enrol(mesh, SHOALD, e_conf, e_data)  # the embedded mesh reads shoald's config format
+        out = run(MESH_PROBE, e_data, e_conf, "cold", str(RECORDS), "c3", vec_text(3)).stdout
+        print(f"5. {out.strip()}")
         print("PASS")
     finally:
         for p in procs:

@@ -584,7 +584,7 @@ TEST_CASE("[sink] and tiers' sink key: the sink's address and quota, which colle
   CHECK_THAT(typo.message(), Contains("did you mean sink.address?"));
 }
 
-TEST_CASE("[[tiers.collections]] hot_window_ms gives one collection its own hot window; the others keep [tiers]'",
+TEST_CASE("a tiers.collections entry's hot_window_ms gives that collection its own hot window; the others keep the default",
           "[daemon][config][tiers]") {
   auto c = parse(kRequired +
                  "[tiers]\nhot_window_ms = 3600000\n"

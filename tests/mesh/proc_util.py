@@ -4,7 +4,9 @@ each enrolled in a mesh made with `shoal mesh init`). The polling bound only dec
 up, never what passes."""
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 
 GIVE_UP_S = 60
@@ -71,9 +73,12 @@ def start_sink(sink, conf):
     return p, int(ready_fields(p, "shoal-sink")["port"])
 
 
-def shoald_config(data, sock, peers=(), extra="", listen="127.0.0.1:0", log_level="info", socket_mode=None):
+def shoald_config(data, sock, peers=(), extra="", listen="127.0.0.1:0", log_level="info", socket_mode=None,
+                  metrics=False):
     """shoald's TOML (docs/operations.md) on loopback without discovery: `peers` are (address,
-    tier) pairs; `extra` is appended before [metrics] (tables such as [tiers] and [sink])."""
+    tier) pairs; `extra` is appended before [metrics] (tables such as [tiers] and [sink]); with
+    `metrics`, /metrics and /status.json are served on a free loopback port (the ready line's
+    `metrics` field)."""
     text = (f'[node]\ndata_dir = "{data}"\ncertificate = "{data}/device.cert"\nlog_level = "{log_level}"\n\n'
             f'[mesh]\nlisten = "{listen}"\ndiscovery = false\n')
     for addr, tier in peers:
@@ -81,7 +86,8 @@ def shoald_config(data, sock, peers=(), extra="", listen="127.0.0.1:0", log_leve
     text += f'\n[api]\nsocket = "{sock}"\n'
     if socket_mode:
         text += f'socket_mode = "{socket_mode}"\n'
-    return text + extra + '\n[metrics]\nenabled = false\n'
+    metrics_table = 'listen = "127.0.0.1:0"\n' if metrics else 'enabled = false\n'
+    return text + extra + '\n[metrics]\n' + metrics_table
 
 
 def enrol_shoald(shoal, shoald, mesh, conf, data):
@@ -92,9 +98,10 @@ def enrol_shoald(shoal, shoald, mesh, conf, data):
 
 
 def start_shoald(shoald, conf):
-    """Starts shoald from its config file; returns the process and its mesh port."""
+    """Starts shoald from its config file; returns the process and its ready line's fields (`port`,
+    the mesh port; `metrics`, the metrics port or `off`; `socket`; `device`)."""
     d = subprocess.Popen([shoald, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return d, int(ready_fields(d, "shoald")["port"])
+    return d, ready_fields(d, "shoald")
 
 
 def stop(proc, give_up_s=30):
@@ -103,3 +110,30 @@ def stop(proc, give_up_s=30):
     rc = proc.wait(timeout=give_up_s)
     if rc != 0:
         raise SystemExit(f"FAIL: exited {rc} on SIGTERM: {proc.stderr.read()}")
+
+
+class Scratch:
+    """A test's temporary directory holding a mesh authority (`shoal mesh init`, in ROOT/mesh),
+    and the processes the test started: on leaving, any still running is killed and the
+    directory removed, whether the test passed or not."""
+
+    def __init__(self, shoal, prefix):
+        self.shoal, self.prefix, self.procs = shoal, prefix, []
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix=self.prefix)
+        self.mesh = os.path.join(self.root, "mesh")
+        run(self.shoal, "mesh", "init", "--dir", self.mesh)
+        return self
+
+    def track(self, proc):
+        self.procs.append(proc)
+        return proc
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return False

@@ -97,7 +97,8 @@ def main():
         write_config(conf, data, sock, [(f"127.0.0.1:{warm.port}", "warm")])
         assert run(SHOALD, "--config", conf, "--check").returncode == 0
         enrol_shoald(SHOAL, SHOALD, mesh, conf, data)
-        d, port = start_shoald(SHOALD, conf)
+        d, ready = start_shoald(SHOALD, conf)
+        port = int(ready["port"])
         mode = stat.S_IMODE(os.stat(sock).st_mode)
         assert mode == 0o640, f"socket mode {oct(mode)}, configured 0640"
         hot = Peer(root, "hot", mesh).start([f"127.0.0.1:{port}"])

@@ -15,12 +15,10 @@ usage: sink_daemon_test.py SHOAL SHOALD SHOAL_SINK
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proc_util import (enrol_shoald, enrol_sink, run, shoald_config, sink_config, start_shoald,  # noqa: E402
+from proc_util import (Scratch, enrol_shoald, enrol_sink, run, shoald_config, sink_config, start_shoald,  # noqa: E402
                        start_sink, stop, wait_for)
 
 SHOAL, SHOALD, SINK = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -28,11 +26,8 @@ QUOTA = 5
 
 
 def main():
-    root = tempfile.mkdtemp(prefix="shoal-sinkd-")
-    procs = []
-    try:
-        mesh = os.path.join(root, "mesh")
-        run(SHOAL, "mesh", "init", "--dir", mesh)
+    with Scratch(SHOAL, "shoal-sinkd-") as scratch:
+        root, mesh = scratch.root, scratch.mesh
 
         # 1. The sink.
         sdata = os.path.join(root, "sink")
@@ -45,7 +40,7 @@ def main():
         write_sink_config("127.0.0.1:0")
         enrol_sink(SHOAL, SINK, mesh, sconf, f"{root}/sink.cert")
         sink, sport = start_sink(SINK, sconf)
-        procs.append(sink)
+        scratch.track(sink)
         print(f"1. shoal-sink enrolled with the sink role and serving on 127.0.0.1:{sport}")
 
         # 2. shoald with [sink].
@@ -64,7 +59,7 @@ quota_entries = {QUOTA}
 '''))
         enrol_shoald(SHOAL, SHOALD, mesh, conf, data)
         d, _ = start_shoald(SHOALD, conf)
-        procs.append(d)
+        scratch.track(d)
         cli = [SHOAL, "--connect", sock]
         run(*cli, "collection", "create", "cold", "--dim", "4")
         run(*cli, "collection", "create", "warmonly", "--dim", "4")
@@ -100,18 +95,13 @@ quota_entries = {QUOTA}
         # 4. The sink returns on the same port with the same store: the backlog drains.
         write_sink_config(f"127.0.0.1:{sport}")
         sink, _ = start_sink(SINK, sconf)
-        procs.append(sink)
+        scratch.track(sink)
         wait_for("the backlog drains", lambda: sink_status().get("connected") and sink_status().get("backlog_entries") == 0)
         run(*cli, "put", "cold", f"w{QUOTA}", "--vector", "9,9,9,9")
         print("4. sink back: the backlog drained and writes are accepted again")
 
         stop(d)
         print("PASS")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 main()

@@ -20,12 +20,10 @@ usage: sink_operator_test.py SHOAL SHOALD SHOAL_SINK
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proc_util import (enrol_shoald, enrol_sink, jrun, run, shoald_config, sink_config,  # noqa: E402
+from proc_util import (Scratch, enrol_shoald, enrol_sink, jrun, run, shoald_config, sink_config,  # noqa: E402
                        start_shoald, start_sink, stop, wait_for)
 
 SHOAL, SHOALD, SINK = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -59,21 +57,18 @@ address = "127.0.0.1:{sport}"
 
 
 def main():
-    root = tempfile.mkdtemp(prefix="shoal-sinkop-")
-    procs = []
-    try:
-        mesh = os.path.join(root, "mesh")
-        run(SHOAL, "mesh", "init", "--dir", mesh)
+    with Scratch(SHOAL, "shoal-sinkop-") as scratch:
+        root, mesh = scratch.root, scratch.mesh
         sdata, sconf = os.path.join(root, "sink"), os.path.join(root, "sink.toml")
         with open(sconf, "w") as f:
             f.write(sink_config(sdata, f"{root}/sink.cert"))
         enrol_sink(SHOAL, SINK, mesh, sconf, f"{root}/sink.cert")
         sink, sport = start_sink(SINK, sconf)
-        procs.append(sink)
+        scratch.track(sink)
 
         # 1. Device A writes, deletes, and the sink acknowledges.
         a, cli_a, _ = start_daemon(root, mesh, "a", sport)
-        procs.append(a)
+        scratch.track(a)
         run(*cli_a, "collection", "create", "cold", "--dim", "4")
         run(*cli_a, "collection", "create", "local", "--dim", "4")
         for i in range(RECORDS):
@@ -120,7 +115,7 @@ def main():
 
         # 4. Device B: fresh data directory, no peers, the same sink.
         b, cli_b, _ = start_daemon(root, mesh, "b", sport)
-        procs.append(b)
+        scratch.track(b)
         run(*cli_b, "collection", "create", "cold", "--dim", "4")
         wait_for("B's sink link is up", lambda: sink_status(cli_b).get("connected"))
         _, c = jrun(*cli_b, "search", "cold", "--vector", vec(1), "-k", str(RECORDS), "--cold")
@@ -166,11 +161,6 @@ def main():
         for d in (a, b):
             stop(d)
         print("PASS")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 main()

@@ -328,6 +328,22 @@ inline int drain(node::Node& n, sink::SinkService& sink, std::int64_t now_wall_n
   return sent;
 }
 
+// Every bootstrap page of `collection`, in order (the last one `done`).
+inline std::vector<sink::BootstrapPage> bootstrap_pages(const sink::SinkService& sink, const std::string& collection) {
+  std::vector<sink::BootstrapPage> pages;
+  std::string after;
+  for (int guard = 0; guard < 1000; ++guard) {
+    auto p = sink.bootstrap(collection, after);
+    REQUIRE(p.ok());
+    after = p->next_after;
+    const bool done = p->done;
+    pages.push_back(std::move(*p));
+    if (done) return pages;
+  }
+  FAIL("the bootstrap did not end");
+  return pages;
+}
+
 // Joins every bootstrap page of `collection` into `node` as shoald's bootstrap does
 // (MeshHost::bootstrap_from_sink): sink::bootstrap_page_delta, then Node::join_sink_page.
 inline void bootstrap_into(node::Node& node, const sink::SinkService& sink, const std::string& collection) {

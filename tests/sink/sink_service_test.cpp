@@ -187,19 +187,6 @@ TEST_CASE("a reopened sink has the running sink's state: records, context and wh
   for (const auto& s : segments_of(*n, kColl, 25)) REQUIRE(sink->upload_segment(s, kNow).ok());
   REQUIRE(store.put("seg/photos/00000000000000000002", segs[0]).ok());  // older than the compaction
 
-  auto bootstrap_all = [](const SinkService& s) {
-    std::vector<sink::BootstrapPage> pages;
-    std::string after;
-    for (int guard = 0; guard < 100; ++guard) {
-      auto p = s.bootstrap(kColl, after);
-      REQUIRE(p.ok());
-      after = p->next_after;
-      const bool done = p->done;
-      pages.push_back(std::move(*p));
-      if (done) break;
-    }
-    return pages;
-  };
   std::vector<std::string> ids;
   for (int i = 0; i < 60; ++i) ids.push_back(id_of(i));
   ids.push_back("new");
@@ -219,8 +206,8 @@ TEST_CASE("a reopened sink has the running sink's state: records, context and wh
     CHECK((*b)[i].hlc == (*a)[i].hlc);
     CHECK((*b)[i].object == (*a)[i].object);
   }
-  const auto pa = bootstrap_all(*sink);
-  const auto pb = bootstrap_all(*reopened);
+  const auto pa = bootstrap_pages(*sink, kColl);
+  const auto pb = bootstrap_pages(*reopened, kColl);
   REQUIRE(pa.size() == pb.size());
   for (std::size_t i = 0; i < pa.size(); ++i) {
     CHECK(pa[i].segment == pb[i].segment);  // the same records with the same entries
@@ -319,17 +306,7 @@ TEST_CASE("bootstrap pages restore the collection into a fresh node with the sam
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0010"), kNow).ok());
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0011"), kNow).ok());
 
-  std::vector<sink::BootstrapPage> pages;
-  std::string after;
-  for (int guard = 0; guard < 100; ++guard) {
-    auto p = sink->bootstrap(kColl, after);
-    REQUIRE(p.ok());
-    after = p->next_after;
-    const bool done = p->done;
-    pages.push_back(std::move(*p));
-    if (done) break;
-  }
-  REQUIRE(pages.back().done);
+  const std::vector<sink::BootstrapPage> pages = bootstrap_pages(*sink, kColl);
   CHECK(pages.size() == 7);  // 118 records, 17 a page
   TestNode fresh(2);
   auto spec = n->collection_info(kColl);

@@ -113,9 +113,14 @@ TEST_CASE("catalogue changes that are not relayed are caught", "[sim][mutation]"
 // Dishonest stores (sim/faulty_store.hpp): what an environment without sync, or a store that
 // tears a transaction, would do to a node. The honest store model is what LmdbStore is proven to
 // keep (tests/store/durability_test.cpp).
+// Since D48 a node takes a fresh incarnation at its first write after each open, so a counter an
+// undone commit lost is not issued again under it (as with the torn commit below): dot_reused
+// showed this mutation only when a crash undid a new store's whole life, identity included, and
+// the simulator reopened it under the same replica id at incarnation 0 (seed 51 before the vector
+// slabs of D52 moved the crash points). What it loses is what shows it: acknowledged writes
+// missing everywhere. dot_reused has its own mutation (stale-incarnation, below).
 TEST_CASE("a store that acknowledges commits a crash then undoes (MDB_NOSYNC) is caught", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kNoSyncStore, true, "lost") != 0);
-  CHECK(first_caught(Mutation::kNoSyncStore, true, "dot_reused") != 0);
 }
 
 // A torn commit keeps some of a commit's writes and not others (a record without its counter,

@@ -640,16 +640,15 @@ bool Simulation::open_node(std::uint32_t p) {
   // The incarnation the store holds (a crash may have landed a commit that took a new one before
   // the node could use it): the node must reopen under exactly that, never below what it used.
   std::uint32_t expected = peer.incarnation;
-  bool had_replica = true;
+  bool read_refused = true;
   {
     peer.faulty->set_observing(true);
     auto txn = peer.store->begin_read();
     if (txn.ok()) {
       auto rep = (*txn)->get(store::Table::kMeta, node::format::kReplicaKey);
       crdt::ReplicaId stored;
-      // Only a store that surely holds no replica (wiped) must give exactly the expected one; a
-      // read the store's injected faults refused tells nothing.
-      had_replica = rep.status().code() != Code::kNotFound;
+      // A read the store's injected faults refused tells nothing: the store may hold a later one.
+      read_refused = !rep.ok() && rep.status().code() != Code::kNotFound;
       if (rep.ok() && crdt::ReplicaId::decode(*rep, stored) && stored.incarnation > expected) expected = stored.incarnation;
     }
     peer.faulty->set_observing(false);
@@ -663,11 +662,12 @@ bool Simulation::open_node(std::uint32_t p) {
   peer.node = std::move(opened).value();
   crdt::ReplicaId want = peer.replica;
   want.incarnation = expected;
-  // Above it is allowed when the store held its replica: an open that finds collections without
-  // a catalogue (a crash between a create's two commits) writes their catalogue entries, which
-  // takes a fresh incarnation (D48; seed 1654). A store without one (wiped) must give exactly it.
+  // An open writes no dot, so it takes no fresh incarnation (D48): exactly the store's, unless
+  // the read above was refused. (Seed 1654: a crash between create_collection's commits left a
+  // collection without its catalogue entry, and the open wrote one under a fresh incarnation;
+  // the create is one transaction since D56.)
   const crdt::ReplicaId& got = peer.node->issuer();
-  if (had_replica ? got.identity != want.identity || got.incarnation < want.incarnation : got != want) {
+  if (read_refused ? got.identity != want.identity || got.incarnation < want.incarnation : got != want) {
     violation("identity", peer_name(p) + " reopened as " + peer.node->issuer().to_string() + ", not " + want.to_string());
   }
   peer.incarnation = peer.node->issuer().incarnation;

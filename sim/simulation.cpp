@@ -63,6 +63,8 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSinkAckUnapplied: return "sink-ack-unapplied";
     case Mutation::kSinkQuotaOff: return "sink-quota-off";
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
+    case Mutation::kSinkStoreUnreachable: return "sink-store-unreachable";
+    case Mutation::kSinkAcksDropped: return "sink-acks-dropped";
     case Mutation::kStaleIncarnation: return "stale-incarnation";
     case Mutation::kTruncatedRequest: return "truncated-request";
     case Mutation::kRestoreDiskFull: return "restore-disk-full";
@@ -83,6 +85,7 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
                      Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
+                     Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped,
                      Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
                      Mutation::kFullAfterHeal}) {
     if (text == mutation_name(m)) return m;
@@ -2492,7 +2495,7 @@ void Simulation::sink_ack(const Event& ev) {
   if (peer.node == nullptr || peer.gen != ev.gen || !peer.sink_inflight) return;
   node::SinkUpload up = std::move(*peer.sink_inflight);
   peer.sink_inflight.reset();
-  if (ev.b == 0) {
+  if (ev.b == 0 || sc_.mutation == Mutation::kSinkAcksDropped) {
     trace_.line(now_, static_cast<int>(ev.a), "sink_timeout", "");
     return;
   }
@@ -2508,6 +2511,7 @@ void Simulation::sink_reopen() {
   // The sink comes back as a new process: its state is rebuilt from the object store.
   if (sink_ == nullptr) return;
   sink_.reset();
+  if (sc_.mutation == Mutation::kSinkStoreUnreachable) sink_store_->set_unreachable(true);
   auto opened = sink::SinkService::open(*sink_store_);
   if (!opened.ok()) {
     violation("sink", "the sink failed to reopen: " + opened.status().to_string());

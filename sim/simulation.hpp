@@ -84,7 +84,11 @@ enum class Mutation : std::uint8_t {
   // checker expects 40 (a quota check that never fires): quota.
   // cold-wrong-metric: the sink's cold search ranks by inner product while the oracle's exact
   // search ranks by L2: cold_search.
-  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric,
+  // sink-store-unreachable: the object store the sink restarts on after an outage is
+  // unreachable (a bucket that never comes back): sink (the sink failed to reopen).
+  // sink-acks-dropped: the driver never hands the sink's acknowledgements to the node (an
+  // uploader that loses its replies), so the backlog never shrinks: sink_not_drained.
+  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric, kSinkStoreUnreachable, kSinkAcksDropped,
   // stale-incarnation: a node issues dots under the incarnation it opened with instead of taking
   // a fresh one at its first local write (node::MutationsForTesting::stale_incarnation): a
   // rolled-back peer reissues dots its lost life issued: dot_reused.

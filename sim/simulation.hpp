@@ -224,6 +224,7 @@ struct SeedStats {
   std::uint64_t session_reads = 0;       // reads checked against the session guarantees
   std::uint64_t restores = 0;            // peers put back on an older copy of their own store
   std::uint64_t clones = 0;              // peers started on a copy of another peer's store
+  std::uint64_t twins = 0;               // of those, undetected clones (under the source's replica id)
   std::uint64_t ops_forgotten = 0;       // acknowledged operations a restore or clone lost for good
   // --sink only.
   std::uint64_t sink_uploads = 0;        // uploads the sink applied (non-empty deltas)

@@ -377,7 +377,7 @@ Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
   return c;
 }
 
-Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
+Result<std::unique_ptr<Node::Collection>> Node::new_storage(store::WriteTxn& txn, const CollectionSpec& spec) {
   SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
   SHOAL_ASSERT(find(spec.name) == nullptr);
   auto c = std::make_unique<Collection>();
@@ -386,15 +386,24 @@ Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
   c->floats = std::make_unique<StoreFloatSource>(*store_, c->id, spec.dimension);
   SHOAL_ASSIGN_OR_RETURN(c->index,
                          index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor, c->floats.get()));
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
+  return c;
+}
+
+Node::Collection* Node::install_storage(std::unique_ptr<Collection> c) {
   next_collection_id_ = c->id + 1;
-  open_report_.index_source[spec.name] = "empty";
+  open_report_.index_source[c->spec.name] = "empty";
   Collection* out = c.get();
-  collections_.emplace(spec.name, std::move(c));
+  collections_.emplace(out->spec.name, std::move(c));
   return out;
+}
+
+Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_ASSIGN_OR_RETURN(auto c, new_storage(*txn, spec));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  return install_storage(std::move(c));
 }
 
 Status Node::create_collection(const CollectionSpec& spec) {
@@ -408,13 +417,17 @@ Status Node::create_collection(const CollectionSpec& spec) {
                           metric_name(c->spec.metric), "; a re-create keeps them (peers may still send its deltas): ",
                           "got dimension ", spec.dimension, " and metric ", metric_name(spec.metric)));
   }
-  if (c == nullptr) {
-    SHOAL_ASSIGN_OR_RETURN(c, create_storage(spec));  // not yet live
-  }
   SHOAL_RETURN_IF_ERROR(ensure_fresh_issuer());
-  // One transaction: the catalogue entry, and the deletion of whatever a dropped collection still
-  // holds (concurrent writes from peers), so a re-create starts empty.
+  // One transaction: a new collection's storage, the catalogue entry, and the deletion of
+  // whatever a dropped collection still holds (concurrent writes from peers), so a re-create
+  // starts empty. Storage committed apart from its entry would outlive a crash between the two
+  // as a hidden collection that refuses a create with another dimension (D56; shoal-sim seed 1654).
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::unique_ptr<Collection> added;
+  if (c == nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(added, new_storage(*txn, spec));
+    c = added.get();
+  }
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::HybridClock clock = clock_;
   crdt::ORMap created = catalogue_;
@@ -428,6 +441,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   if (!leftovers.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (added) install_storage(std::move(added));
   clock_ = clock;
   catalogue_ = std::move(cat);
   commit_cursor(cur);

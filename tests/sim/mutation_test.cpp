@@ -12,7 +12,8 @@
 // search-wrong-collection (search_phantom), lenient-dots (hostile_accepted), wrong-metric
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
-// (quota), cold-wrong-metric (cold_search). docs/sim.md, "Proving the checkers", lists every checker with the
+// (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
+// (sink_not_drained). docs/sim.md, "Proving the checkers", lists every checker with the
 // mutation that proves it.
 #include <catch2/catch.hpp>
 
@@ -249,6 +250,15 @@ TEST_CASE("a feed whose quota check lets writes past the quota is caught by the 
 
 TEST_CASE("a sink whose cold search ranks by another metric is caught by cold_search", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kColdWrongMetric, true, "cold_search", true, true) != 0);
+}
+
+TEST_CASE("a sink that cannot reopen its object store after an outage is caught by the sink checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkStoreUnreachable, true, "sink", true, true) != 0);
+}
+
+TEST_CASE("an uploader that never hands the sink's acknowledgements to the node is caught by sink_not_drained",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkAcksDropped, false, "sink_not_drained", true, true) != 0);
 }
 
 // The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a

@@ -75,6 +75,28 @@ class Framer {
   virtual Status end_of_stream() = 0;
   virtual Status seal(std::span<const std::uint8_t> payload, MonoTime now, std::vector<std::uint8_t>& out) = 0;
   virtual Status seal_close(std::vector<std::uint8_t>& out) = 0;
+  // Appends the frame of one Cap'n Proto message of `words` words given as its segments (the
+  // caller checked the size). By default the message is flattened and sealed like any payload.
+  virtual Status seal_message(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::size_t words,
+                              MonoTime now, std::vector<std::uint8_t>& out) {
+    (void)words;
+    kj::Array<capnp::word> flat = capnp::messageToFlatArray(segments);
+    auto bytes = flat.asBytes();
+    return seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now, out);
+  }
+};
+
+// A kj::OutputStream that appends to a byte vector (capnp::writeMessage writes through it).
+class AppendStream final : public kj::OutputStream {
+ public:
+  explicit AppendStream(std::vector<std::uint8_t>& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    const auto* b = static_cast<const std::uint8_t*>(buffer);
+    out_.insert(out_.end(), b, b + size);
+  }
+
+ private:
+  std::vector<std::uint8_t>& out_;
 };
 
 class ChannelFramer final : public Framer {
@@ -128,6 +150,20 @@ class PlainFramer final : public Framer {
     return {};
   }
   Status seal_close(std::vector<std::uint8_t>&) override { return {}; }
+  // The segment table and segments go straight after the length, with no flattened copy of the
+  // message and no zero-filled frame to copy it into (D55).
+  Status seal_message(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::size_t words, MonoTime,
+                      std::vector<std::uint8_t>& out) override {
+    const std::size_t bytes = words * sizeof(capnp::word);
+    if (bytes > max_) return Status(Detail::kTooLarge, str_cat("message of ", bytes, " bytes is above max_message_bytes ", max_));
+    out.reserve(out.size() + security::kFrameHeaderBytes + bytes);
+    std::uint8_t header[security::kFrameHeaderBytes];
+    security::put_frame_length(header, static_cast<std::uint32_t>(bytes));
+    out.insert(out.end(), header, header + security::kFrameHeaderBytes);
+    AppendStream stream(out);
+    capnp::writeMessage(stream, segments);
+    return {};
+  }
 
  private:
   security::FrameBuffer rx_;
@@ -297,13 +333,12 @@ class SealedStream final : public capnp::MessageStream {
 
  private:
   Status seal(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::vector<std::uint8_t>& out) {
-    kj::Array<capnp::word> flat = capnp::messageToFlatArray(segments);
-    auto bytes = flat.asBytes();
-    if (bytes.size() > w_->options.max_message_bytes) {
-      return Status(Detail::kTooLarge, str_cat("outgoing message of ", bytes.size(), " bytes is above max_message_bytes ",
-                                               w_->options.max_message_bytes));
+    const std::size_t words = capnp::computeSerializedSizeInWords(segments);
+    if (words * sizeof(capnp::word) > w_->options.max_message_bytes) {
+      return Status(Detail::kTooLarge, str_cat("outgoing message of ", words * sizeof(capnp::word),
+                                               " bytes is above max_message_bytes ", w_->options.max_message_bytes));
     }
-    SHOAL_RETURN_IF_ERROR(w_->channel->seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now_mono(), out));
+    SHOAL_RETURN_IF_ERROR(w_->channel->seal_message(segments, words, now_mono(), out));
     ++w_->stats.messages_out;
     return {};
   }

@@ -274,7 +274,7 @@ class ClientBackend final : public Backend {
                               std::uint32_t ef, const std::string& filter, bool with_metadata) override {
     using R = Result<SearchAnswer>;
     return invoke<R>([&](api::Node::Client& n) {
-      auto req = n.searchRequest();
+      auto req = n.searchRequest(transport::search_params_size(collection.size(), query.size(), filter.size()));
       req.setCollection(collection);
       transport::put_floats(req.initQuery(static_cast<unsigned>(query.size())), query);
       req.setK(k);

@@ -283,6 +283,7 @@ class ClientBackend final : public Backend {
       req.setWithMetadata(with_metadata);
       return req.send().then([](auto&& r) -> R {
         SearchAnswer a;
+        a.hits.reserve(r.getHits().size());
         for (auto h : r.getHits()) {
           node::Hit hit;
           hit.id = bytes(h.getId());
@@ -605,7 +606,8 @@ class ClientBackend final : public Backend {
       {
         transport::KjLoop::Enter enter(*loop_);
         loop_->poll();
-        issue<R>(make, call);
+        // The request is sent before this returns (no posted turn in between).
+        loop_->run_now([&] { issue<R>(make, call); });
         drive(ready, deadline);
       }
       lock.lock();

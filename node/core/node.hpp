@@ -228,6 +228,9 @@ struct NodeStats {
   // Dots of ours beyond our counter that peers' contexts claimed and the node stripped
   // (node_sync_host.cpp, strip_own_claims).
   std::uint64_t own_claims_stripped = 0;
+  // Incarnations of ours that peers named too far above ours to be true, and that the node
+  // ignored (node_sync_host.cpp, implausible_incarnation).
+  std::uint64_t implausible_incarnations = 0;
   // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
   std::uint64_t evicted_records = 0;
   std::uint64_t evicted_bytes = 0;
@@ -483,7 +486,7 @@ class Node final : private SyncHost {
   // of the collection (it covers the dots of records deleted there), and each record held here
   // whose id is not in `sink_ids` (the ids of every page) is joined against it as a removal: its
   // entries the sink saw and no longer holds go (deleted elsewhere), the others (writes the sink
-  // has not received) stay. Joined as a peer's delta is: validated first, and a context claiming
+  // has not received) stay. Validated as a peer's delta is, then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
   // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
   // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
@@ -614,6 +617,9 @@ class Node final : private SyncHost {
   // this store knows of it (issuer_, `floor`, its contexts' rows) by a random step of
   // 1..kIncarnationSpread, so two copies of one store do not pick the same one.
   Result<crdt::ReplicaId> new_incarnation(store::WriteTxn& txn, std::uint32_t floor = 0) const;
+  // True (counted, logged once) when `inc`, an incarnation of ours a peer named, is too far above
+  // ours to be believed (node_sync_host.cpp, kMaxIncarnationLead).
+  bool implausible_incarnation(std::uint32_t inc, std::string_view where) const;
   // Before this process's first local dot: a new incarnation in its own durable transaction,
   // unless one was taken since open. A store copied or put back (a restore, a VM snapshot, a
   // cloned image) may have issued dots after its copy under the incarnation it holds; those
@@ -683,6 +689,8 @@ class Node final : private SyncHost {
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
   std::uint64_t remote_clocks_refused_ = 0;
   std::uint64_t own_claims_stripped_ = 0;
+  mutable std::uint64_t implausible_incarnations_ = 0;
+  mutable bool implausible_logged_ = false;
   bool own_claims_logged_ = false;  // the first stripped claim is logged, later ones only counted
   std::size_t index_backlog_ = 0;       // sum of the collections' queue lengths
   bool index_dirty_kept_ = false;       // meta/node.index_dirty_kept: the index_dirty table is kept

@@ -99,6 +99,9 @@ Status Node::load() {
   // Data directories written before the vectors table hold each record's vector inline: moved
   // once, here (docs/node-format.md, "Vectors apart from their records").
   SHOAL_RETURN_IF_ERROR(format::migrate_vectors(*store_).status());
+  // Before schema version 5 each vector had a vectors table entry of its own: packed into slabs
+  // once, here (docs/node-format.md, "Vector slabs").
+  SHOAL_RETURN_IF_ERROR(format::migrate_vector_slabs(*store_).status());
   // And before schema version 4 the buffer's entries held whole payloads: rewritten once, here
   // (docs/node-format.md, "Delta-buffer entries without payloads").
   SHOAL_RETURN_IF_ERROR(DeltaBuffer::migrate(*store_).status());
@@ -299,11 +302,7 @@ Status Node::load_index(Collection& c) {
             if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
             continue;
           }
-          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, label)));
-          if (got.size() != vec.size() * sizeof(float)) {
-            return Status(Code::kCorruption, str_cat("vector of label ", label, " has ", got.size(), " bytes"),
-                          c.spec.name);
-          }
+          SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
           std::memcpy(vec.data(), got.data(), got.size());
           SHOAL_RETURN_IF_ERROR(c.index->add(label, vec));
         }
@@ -325,30 +324,24 @@ Status Node::load_index(Collection& c) {
     }
   }
   SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params, options_.rebuild_executor, c.floats.get()));
-  // The live records' vectors, from the vectors table (ordered by label).
+  // The live records' vectors, from the vector slabs (ordered by label).
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
   labels.reserve(c.live);
   vectors.reserve(c.live * c.spec.dimension);
   {
     SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
-    Status bad;
-    SHOAL_RETURN_IF_ERROR(txn->scan(Table::kVectors, store::Range::prefix(collection_prefix(c.id)),
-                                    [&](std::string_view k, std::string_view v) {
-                                      auto label = store::decode_u64_be(k.substr(4));
-                                      if (!label.ok() || v.size() != std::size_t{c.spec.dimension} * sizeof(float)) {
-                                        bad = Status(Code::kCorruption, "malformed vectors table entry", c.spec.name);
-                                        return false;
-                                      }
-                                      // Only live records (a stale entry would be a bug; skip it).
-                                      if (*label >= c.docs.size() || c.docs[*label].id.empty()) return true;
-                                      labels.push_back(*label);
-                                      const std::size_t at = vectors.size();
-                                      vectors.resize(at + c.spec.dimension);
-                                      std::memcpy(vectors.data() + at, v.data(), v.size());
-                                      return true;
-                                    }));
-    SHOAL_RETURN_IF_ERROR(bad);
+    SHOAL_RETURN_IF_ERROR(format::scan_vectors(*txn, c.id, c.spec.dimension,
+                                               [&](std::uint64_t label, std::string_view v) {
+                                                 // Only live records (a stale entry would be a bug; skip it).
+                                                 if (label >= c.docs.size() || c.docs[label].id.empty()) return true;
+                                                 labels.push_back(label);
+                                                 const std::size_t at = vectors.size();
+                                                 vectors.resize(at + c.spec.dimension);
+                                                 std::memcpy(vectors.data() + at, v.data(), v.size());
+                                                 return true;
+                                               })
+                              .with_context(c.spec.name));
   }
   if (labels.size() != c.live - c.stubs) {
     return Status(Code::kCorruption,
@@ -619,6 +612,16 @@ void Node::apply_pending(Collection& c, Pending& pending) {
   const bool deferred = options_.index_queue_max > 0;
   std::vector<std::uint64_t> add_labels;
   std::vector<float> add_vectors;
+  // Takes a label out of the index (a deleted record, or a stub), or queues that.
+  auto unindex = [&](std::uint64_t label) {
+    if (deferred) {
+      c.unindexed.push_back(IndexOp{label, {}});
+      ++index_backlog_;
+    } else if (c.index->contains(label)) {
+      Status s = c.index->remove(label);
+      if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
+    }
+  };
   for (const auto& [label, ch] : last) {
     auto& d = c.doc(label);
     const bool was_live = !d.id.empty();
@@ -629,13 +632,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
         d = Collection::Doc{};
         --c.live;
       }
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     // Stored payloads were validated before they were committed; decoding cannot fail short of
@@ -653,13 +650,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
       // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
       // search finds it at the sink.
       ++c.stubs;
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     if (deferred) {

@@ -84,18 +84,57 @@ bool Oracle::includes(const crdt::ORMap& state, const crdt::Delta& delta) {
   return true;
 }
 
+std::vector<crdt::Delta> Oracle::parts(const crdt::Delta& delta) {
+  std::vector<crdt::Delta> out;
+  crdt::CausalContext own;  // the dots of the delta's entries
+  for (const auto& [id, entries] : delta.records) {
+    for (const crdt::Entry& e : entries) {
+      crdt::Delta& d = out.emplace_back();
+      d.records[id] = crdt::Entries{e};
+      d.context.add(e.dot);
+      own.add(e.dot);
+    }
+  }
+  for (const auto& [replica, row] : delta.context.rows()) {
+    auto removal = [&](std::uint64_t counter) {
+      const crdt::Dot dot{replica, counter};
+      if (own.contains(dot)) return;
+      crdt::Delta& d = out.emplace_back();
+      for (const auto& [id, entries] : delta.records) d.records[id] = crdt::Entries{};
+      d.context.add(dot);
+    };
+    for (std::uint64_t c = 1; c <= row.contiguous; ++c) removal(c);
+    for (std::uint64_t c : row.cloud) removal(c);
+  }
+  return out;
+}
+
 std::size_t Oracle::forget_unheld(const std::function<bool(const crdt::Delta&)>& held, std::vector<Violation>& out) {
   std::size_t gone = 0;
   model_ = crdt::ORMap{};
   issued_.clear();
   for (Op& op : ops_) {
     op.held = held(op.delta);
-    if (!op.held) {
+    bool entry_held = op.held;
+    if (op.held) {
+      model_.join(op.delta);
+    } else {
       ++gone;
-      continue;
+      // A replica can hold part of an operation: repair adds only the dots of the entries it
+      // carries, and merges the sender's whole context only when the session ends, so a peer may
+      // hold an overwrite's entry without the dots it removed, or cover a removed dot without
+      // the entry that removed it (seed 4647: the rolled-back node's later overwrite of 'r2' is
+      // forgotten, yet a peer's context covers the first 'r2', which it learned was removed).
+      // The parts some replica holds stay: each entry, and each removal of a dot this
+      // acknowledged operation removed. A removal stays only where a replica covers the dot and
+      // lacks its entry, so a node that drops a write nobody removed is still caught.
+      for (const crdt::Delta& part : parts(op.delta)) {
+        if (!held(part)) continue;
+        model_.join(part);
+        if (op.dot && part.context.contains(*op.dot)) entry_held = true;
+      }
     }
-    model_.join(op.delta);
-    if (!op.dot) continue;
+    if (!op.dot || !entry_held) continue;
     auto [it, inserted] = issued_.emplace(*op.dot, op.payload_hash);
     if (!inserted && it->second != op.payload_hash) {
       out.push_back({"dot_reused", "dot " + op.dot->to_string() + " issued twice (both writes are held after a restore)"});

@@ -72,11 +72,17 @@ class Oracle {
   // still be put back, includes its delta: join(state, delta) == state), and rebuilds the model
   // and the registry of issued dots from the held ones. Operations stay recorded: one that a
   // copy brings back later is held again at the next call. Two held upserts of one dot with
-  // different payloads are a dot issued twice (appended to `out`). Returns the number of
-  // operations not held.
+  // different payloads are a dot issued twice (appended to `out`). An operation not held as a
+  // whole keeps the parts (`parts`) some replica holds: an entry, or the removal of a dot it
+  // removed where a replica covers that dot without its entry. Returns the number of
+  // operations not held as a whole.
   std::size_t forget_unheld(const std::function<bool(const crdt::Delta&)>& held, std::vector<Violation>& out);
   // The dots deleted by the recorded removes marked by_drop.
   std::set<crdt::Dot> dropped_dots() const;
+  // The parts of a recorded operation's delta that a replica can hold apart (forget_unheld):
+  // one delta per entry (the entry and its dot), and one per other dot of its context (that
+  // dot, removed from the operation's records).
+  static std::vector<crdt::Delta> parts(const crdt::Delta& delta);
   // Whether `state` includes `delta` in the lattice order: every dot of the delta's context is in
   // the state's context, and no entry of the state whose dot the delta's context covers is
   // missing from the delta (the join would delete it).

@@ -180,10 +180,11 @@ class MeshHost {
   kj::Promise<Result<ColdGet>> get_with_cold(std::string collection, std::string id);
   // Restores `collection` from the sink (docs/tiers.md, "Bootstrap from the sink"): pulls its
   // bootstrap pages (Sink.bootstrap) one at a time and joins each into the node
-  // (Node::join_sink_page; the last page brings the sink's whole context, so what was deleted
-  // stays deleted); peers then bring what the sink lacks, as they always do. A failure leaves the
-  // pages joined so far (each is a valid join; running it again is harmless). Statuses:
-  // kUnavailable (no sink configured, or not connected); kNoSuchCollection (the collection must
+  // (Node::join_sink_page; the first and the last page bring the sink's whole context then: the
+  // last judges the records it names, the first the records no page named, so what was deleted
+  // stays deleted and what reached the sink during the run stays: D57); peers then bring what
+  // the sink lacks, as they always do. A failure leaves the pages joined so far (each is a valid
+  // join; running it again is harmless). Statuses: kUnavailable (no sink configured, or not connected); kNoSuchCollection (the collection must
   // exist here: created, or arrived with the catalogue from a peer); the sink's
   // (kNoSuchCollection when it holds none); kMalformed (a page that does not decode, or one of
   // another collection, or a cursor that does not advance); join_sink_page's. On the loop's thread.

@@ -227,50 +227,64 @@ Status SinkService::load() {
       top = it->seq;
       break;
     }
-    for (const Found& f : found) {
-      next_seq_ = std::max(next_seq_, f.seq + 1);
-      last_ack_seq_ = std::max(last_ack_seq_, f.seq);
-      c.last_seq = std::max(c.last_seq, f.seq);
-      if (f.kind == kContextKind) {
-        auto got = store_.get(f.key);
-        if (!got.ok()) return got.status().with_context(f.key);
-        c.objects[f.key] = Object{got->size(), kContextKind, 0};
-        continue;
-      }
+    // Two passes, so that memory holds the state and one decoded object at a time, never every
+    // object decoded at once (a restart's peak, D54): first the newest compaction's segments,
+    // which with its context are the compacted state; then every other object in sequence order,
+    // each joined as the delta it is as soon as it is read. Delta::join is the state join, so
+    // the others' order does not change the state, and an object older than the compaction whose
+    // entries are dead there is judged by the compacted context; the index of which object holds
+    // each winner (`holder`) follows the same order as before: the compacted state first.
+    auto in_compaction = [&](const Found& f) {
+      return f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top;
+    };
+    auto read_object = [&](const Found& f) -> Result<std::pair<crdt::Delta, std::uint64_t>> {
       SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
-      crdt::Delta delta;
       if (f.kind == kSegmentKind) {
         auto seg = decode_segment(bytes, limits_.segment);
         if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
         if (seg->collection != name) {
           return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
         }
-        delta = segment_to_delta(*seg);
-      } else {
-        auto d = crdt::decode_delta(as_bytes(bytes));
-        if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
-        delta = std::move(*d);
+        return std::pair{segment_to_delta(*seg), std::uint64_t{bytes.size()}};
       }
-      if (f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top) {
-        // One of the newest compaction's segments: part of the state that context describes.
-        const std::uint64_t n = entry_count(delta.records);
-        for (auto& [id, entries] : delta.records) {
-          c.holder[id] = f.key;
-          compacted.records[id] = std::move(entries);
-        }
-        c.objects[f.key] = Object{bytes.size(), kSegmentKind, n};
-        c.segment_entries += n;
+      auto d = crdt::decode_delta(as_bytes(bytes));
+      if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
+      return std::pair{std::move(*d), std::uint64_t{bytes.size()}};
+    };
+    for (const Found& f : found) {
+      next_seq_ = std::max(next_seq_, f.seq + 1);
+      last_ack_seq_ = std::max(last_ack_seq_, f.seq);
+      c.last_seq = std::max(c.last_seq, f.seq);
+      if (!in_compaction(f)) continue;
+      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(f));
+      auto& [delta, bytes] = got;
+      // One of the newest compaction's segments: part of the state that context describes.
+      const std::uint64_t n = entry_count(delta.records);
+      for (auto& [id, entries] : delta.records) {
+        c.holder[id] = f.key;
+        compacted.records[id] = std::move(entries);
+      }
+      c.objects[f.key] = Object{bytes, kSegmentKind, n};
+      c.segment_entries += n;
+    }
+    if (top != 0) {
+      // The state is empty, so the compacted state is the join; moved, not copied.
+      c.state = std::move(compacted);
+      join(c, crdt::Delta{}, std::string(), 0, false);
+    }
+    for (const Found& f : found) {
+      if (in_compaction(f)) continue;
+      if (f.kind == kContextKind) {
+        auto got = store_.get(f.key);
+        if (!got.ok()) return got.status().with_context(f.key);
+        c.objects[f.key] = Object{got->size(), kContextKind, 0};
         continue;
       }
+      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(f));
+      auto& [delta, bytes] = got;
       if (f.kind == kSegmentKind) c.segment_entries += entry_count(delta.records);
-      pending_.push_back(Pending{f.key, bytes.size(), f.kind == kDeltaKind, std::move(delta)});
+      join(c, delta, f.key, bytes, f.kind == kDeltaKind);
     }
-    // The compacted state first, then every other object as the delta it is. Delta::join is the
-    // state join, so the order of the others does not matter, and an object older than the
-    // compaction whose entries are dead there is judged by the compacted context.
-    if (top != 0) join(c, compacted, std::string(), 0, false);
-    for (Pending& p : pending_) join(c, p.delta, p.key, p.bytes, p.is_delta);
-    pending_.clear();
   }
   return ok_status();
 }

@@ -230,17 +230,8 @@ class SinkService {
   void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);
   Result<std::uint64_t> compact_one(Collection& c, CompactionReport& report);
 
-  // Objects read at open, joined after the newest compaction's state.
-  struct Pending {
-    std::string key;
-    std::uint64_t bytes = 0;
-    bool is_delta = false;
-    crdt::Delta delta;
-  };
-
   ObjectStore& store_;
   SinkLimits limits_;
-  std::vector<Pending> pending_;
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t uploads_ = 0;

@@ -79,8 +79,9 @@ interface Sink {
   # The winners of `ids`; absent ids come back with found = false. Needs read access.
   fetch @3 (collection :Text, ids :List(Data)) -> (records :List(FetchedRecord));
   # A collection's records and CRDT state as a stream of segments, pulled one page at a time:
-  # pass `nextAfter` back as `after` until `done`; the last page carries the causal context
-  # (crdt::encode_context bytes). Needs read access.
+  # pass `nextAfter` back as `after` until `done`; the first page (`after` empty) and the last
+  # carry the causal context at that moment (crdt::encode_context bytes; the device judges the
+  # records no page named by the first one, D57). Needs read access.
   bootstrap @4 (collection :Text, after :Data) -> (segment :Data, context :Data, nextAfter :Data, done :Bool);
   # Backlog seen, last acknowledgement, bytes stored.
   status @5 () -> (status :SinkStatus);

@@ -1185,6 +1185,7 @@ NodeStats Node::stats() const {
   s.replica = issuer_.to_string();
   s.remote_clocks_refused = remote_clocks_refused_;
   s.own_claims_stripped = own_claims_stripped_;
+  s.implausible_incarnations = implausible_incarnations_;
   const EvictionStatus e = eviction_status();
   s.evicted_records = e.evicted_records;
   s.evicted_bytes = e.evicted_bytes;

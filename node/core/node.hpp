@@ -228,6 +228,9 @@ struct NodeStats {
   // Dots of ours beyond our counter that peers' contexts claimed and the node stripped
   // (node_sync_host.cpp, strip_own_claims).
   std::uint64_t own_claims_stripped = 0;
+  // Incarnations of ours that peers named too far above ours to be true, and that the node
+  // ignored (node_sync_host.cpp, implausible_incarnation).
+  std::uint64_t implausible_incarnations = 0;
   // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
   std::uint64_t evicted_records = 0;
   std::uint64_t evicted_bytes = 0;
@@ -489,7 +492,8 @@ class Node final : private SyncHost {
   // judged against `first_context`, the sink's context as of the first page (D57): its entries
   // the sink had seen then and did not hold go (deleted elsewhere), the others (writes the sink
   // had not received, or received after their key's page went by) stay. An empty
-  // `first_context` (a sink from before D57) removes nothing. Joined as a peer's delta is: validated first, and a context claiming
+  // `first_context` (a sink from before D57) removes nothing. Validated as a peer's delta is,
+  // then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
   // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
   // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
@@ -623,6 +627,9 @@ class Node final : private SyncHost {
   // this store knows of it (issuer_, `floor`, its contexts' rows) by a random step of
   // 1..kIncarnationSpread, so two copies of one store do not pick the same one.
   Result<crdt::ReplicaId> new_incarnation(store::WriteTxn& txn, std::uint32_t floor = 0) const;
+  // True (counted, logged once) when `inc`, an incarnation of ours a peer named, is too far above
+  // ours to be believed (node_sync_host.cpp, kMaxIncarnationLead).
+  bool implausible_incarnation(std::uint32_t inc, std::string_view where) const;
   // Before this process's first local dot: a new incarnation in its own durable transaction,
   // unless one was taken since open. A store copied or put back (a restore, a VM snapshot, a
   // cloned image) may have issued dots after its copy under the incarnation it holds; those
@@ -696,6 +703,8 @@ class Node final : private SyncHost {
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter
   std::uint64_t remote_clocks_refused_ = 0;
   std::uint64_t own_claims_stripped_ = 0;
+  mutable std::uint64_t implausible_incarnations_ = 0;
+  mutable bool implausible_logged_ = false;
   bool own_claims_logged_ = false;  // the first stripped claim is logged, later ones only counted
   std::size_t index_backlog_ = 0;       // sum of the collections' queue lengths
   bool index_dirty_kept_ = false;       // meta/node.index_dirty_kept: the index_dirty table is kept

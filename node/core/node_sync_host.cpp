@@ -114,6 +114,7 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     // naming the incarnation we just left does not move us again.
     const std::uint32_t inc = w.incarnation.value_or(issuer_.incarnation);
     if (inc < issuer_.incarnation) continue;
+    if (implausible_incarnation(inc, "a hello")) continue;
     if (inc == issuer_.incarnation) {
       const crdt::CausalContext* ctx = nullptr;
       if (w.collection.empty()) {
@@ -142,6 +143,26 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
   return {};
 }
 
+// An incarnation of ours named by a peer (a hello's counter, a context row) more than this far
+// above the one we issue under is not believed: every open that writes moves up by at most
+// kIncarnationSpread, so a true one means a copy of this store at least 256 such opens old, while
+// a forged or corrupted one would move us so close to 2^32 that the next opens exhaust the
+// incarnations and every write fails. Ignored, counted (NodeStats::implausible_incarnations) and
+// logged once; what the peer sent otherwise joins as usual.
+inline constexpr std::uint64_t kMaxIncarnationLead = std::uint64_t{1} << 24;
+
+bool Node::implausible_incarnation(std::uint32_t inc, std::string_view where) const {
+  if (std::uint64_t{inc} <= std::uint64_t{issuer_.incarnation} + kMaxIncarnationLead) return false;
+  ++implausible_incarnations_;
+  if (!implausible_logged_) {
+    implausible_logged_ = true;
+    SHOAL_LOG(options_.logger, kWarn, "node", where, " names incarnation ", inc, " of ", issuer_.to_string(),
+              ", more than ", kMaxIncarnationLead, " above ours: ignored (a forged or corrupted value; later ones are "
+              "only counted as implausible_incarnations)");
+  }
+  return true;
+}
+
 // Why a random step (D48): a copy of a store (a clone of a golden image, a VM snapshot or backup
 // put back) starts from the same incarnation as its original, and both then move on at their
 // first write. Sequential incarnations would have both pick the same one and issue the same dots;
@@ -155,7 +176,9 @@ Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn, std::uint32_
   std::uint64_t base = std::max(issuer_.incarnation, floor);
   auto above_rows = [&](const crdt::CausalContext& ctx) {
     for (const auto& [r, row] : ctx.rows()) {
-      if (r.identity == issuer_.identity) base = std::max<std::uint64_t>(base, r.incarnation);
+      if (r.identity == issuer_.identity && !implausible_incarnation(r.incarnation, "a context row")) {
+        base = std::max<std::uint64_t>(base, r.incarnation);
+      }
     }
   };
   above_rows(catalogue_.context());

@@ -25,14 +25,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proc_util import run, wait_for  # noqa: E402
+from proc_util import enrol, enrol_shoald, run, shoald_config, start_shoald, wait_for  # noqa: E402
 
 SHOAL, SHOALD, PEER = sys.argv[1], sys.argv[2], sys.argv[3]
-
-
 
 
 class Peer:
@@ -40,8 +37,7 @@ class Peer:
         self.name, self.data = name, os.path.join(root, name)
         key = run(PEER, "--data", self.data, "--print-device-key").stdout.strip()
         self.cert = os.path.join(self.data, "device.cert")
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member",
-            "--grant", "*:rw", "--days", "30", "--out", self.cert)
+        enrol(SHOAL, mesh, key, self.cert)
 
     def start(self, peers=()):
         args = [PEER, "--data", self.data, "--certificate", self.cert, "--listen", "127.0.0.1:0"]
@@ -72,20 +68,8 @@ TIERS = '\n[[tiers.collections]]\nname = "private"\nwarm = false\n'
 
 
 def write_config(path, data, sock, peers, log_level="info", listen="127.0.0.1:0"):
-    text = f'''[node]
-data_dir = "{data}"
-certificate = "{data}/device.cert"
-log_level = "{log_level}"
-
-[mesh]
-listen = "{listen}"
-discovery = false
-'''
-    for addr, tier in peers:
-        text += f'\n[[mesh.peers]]\naddress = "{addr}"\ntier = "{tier}"\n'
-    text += f'\n[api]\nsocket = "{sock}"\nsocket_mode = "0640"\n' + TIERS + '\n[metrics]\nenabled = false\n'
     with open(path, "w") as f:
-        f.write(text)
+        f.write(shoald_config(data, sock, peers, extra=TIERS, listen=listen, log_level=log_level, socket_mode="0640"))
 
 
 def main():
@@ -112,13 +96,9 @@ def main():
         conf = os.path.join(root, "shoald.toml")
         write_config(conf, data, sock, [(f"127.0.0.1:{warm.port}", "warm")])
         assert run(SHOALD, "--config", conf, "--check").returncode == 0
-        key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
-            "--days", "30", "--out", os.path.join(data, "device.cert"))
-        d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready = d.stdout.readline().split()
-        assert ready[:2] == ["shoald:", "ready"], f"shoald did not start: {ready} {d.stderr.read() if d.poll() is not None else ''}"
-        port = int(dict(f.split("=", 1) for f in ready[2:])["port"])
+        enrol_shoald(SHOAL, SHOALD, mesh, conf, data)
+        d, ready = start_shoald(SHOALD, conf)
+        port = int(ready["port"])
         mode = stat.S_IMODE(os.stat(sock).st_mode)
         assert mode == 0o640, f"socket mode {oct(mode)}, configured 0640"
         hot = Peer(root, "hot", mesh).start([f"127.0.0.1:{port}"])

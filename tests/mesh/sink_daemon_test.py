@@ -15,36 +15,19 @@ usage: sink_daemon_test.py SHOAL SHOALD SHOAL_SINK
 """
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proc_util import run, wait_for  # noqa: E402
+from proc_util import (Scratch, enrol_shoald, enrol_sink, run, shoald_config, sink_config, start_shoald,  # noqa: E402
+                       start_sink, stop, wait_for)
 
 SHOAL, SHOALD, SINK = sys.argv[1], sys.argv[2], sys.argv[3]
 QUOTA = 5
 
 
-
-
-def start_sink(conf):
-    p = subprocess.Popen([SINK, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline().split()
-    if line[:2] != ["shoal-sink:", "ready"]:
-        raise SystemExit(f"FAIL: shoal-sink did not start: {line} {p.stderr.read() if p.poll() is not None else ''}")
-    return p, int(dict(f.split("=", 1) for f in line[2:])["port"])
-
-
 def main():
-    root = tempfile.mkdtemp(prefix="shoal-sinkd-")
-    procs = []
-    try:
-        mesh = os.path.join(root, "mesh")
-        run(SHOAL, "mesh", "init", "--dir", mesh)
+    with Scratch(SHOAL, "shoal-sinkd-") as scratch:
+        root, mesh = scratch.root, scratch.mesh
 
         # 1. The sink.
         sdata = os.path.join(root, "sink")
@@ -52,15 +35,12 @@ def main():
 
         def write_sink_config(listen):
             with open(sconf, "w") as f:
-                f.write(f'[sink]\ndata_dir = "{sdata}"\ncertificate = "{root}/sink.cert"\nlisten = "{listen}"\n'
-                        'log_level = "warn"\n[store]\nkind = "lmdb"\nlmdb_map_size_mb = 64\n')
+                f.write(sink_config(sdata, f"{root}/sink.cert", listen))
 
         write_sink_config("127.0.0.1:0")
-        key = run(SINK, "--config", sconf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "sink", "--days", "30",
-            "--out", os.path.join(root, "sink.cert"))
-        sink, sport = start_sink(sconf)
-        procs.append(sink)
+        enrol_sink(SHOAL, SINK, mesh, sconf, f"{root}/sink.cert")
+        sink, sport = start_sink(SINK, sconf)
+        scratch.track(sink)
         print(f"1. shoal-sink enrolled with the sink role and serving on 127.0.0.1:{sport}")
 
         # 2. shoald with [sink].
@@ -68,17 +48,7 @@ def main():
         sock = os.path.join(root, "shoald.sock")
         conf = os.path.join(root, "shoald.toml")
         with open(conf, "w") as f:
-            f.write(f'''[node]
-data_dir = "{data}"
-certificate = "{data}/device.cert"
-
-[mesh]
-listen = "127.0.0.1:0"
-discovery = false
-
-[api]
-socket = "{sock}"
-
+            f.write(shoald_config(data, sock, extra=f'''
 [[tiers.collections]]
 name = "cold"
 sink = true
@@ -86,17 +56,10 @@ sink = true
 [sink]
 address = "127.0.0.1:{sport}"
 quota_entries = {QUOTA}
-
-[metrics]
-enabled = false
-''')
-        key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
-            "--days", "30", "--out", os.path.join(data, "device.cert"))
-        d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(d)
-        ready = d.stdout.readline().split()
-        assert ready[:2] == ["shoald:", "ready"], f"shoald did not start: {ready} {d.stderr.read() if d.poll() is not None else ''}"
+'''))
+        enrol_shoald(SHOAL, SHOALD, mesh, conf, data)
+        d, _ = start_shoald(SHOALD, conf)
+        scratch.track(d)
         cli = [SHOAL, "--connect", sock]
         run(*cli, "collection", "create", "cold", "--dim", "4")
         run(*cli, "collection", "create", "warmonly", "--dim", "4")
@@ -114,8 +77,7 @@ enabled = false
         print("2. shoald uploaded the CLI's writes; `shoal status`:", [l for l in text.splitlines() if l.startswith("sink")][0])
 
         # 3. The sink stops: writes up to the quota, then a clear refusal.
-        sink.send_signal(signal.SIGTERM)
-        assert sink.wait(timeout=30) == 0, sink.stderr.read()
+        stop(sink)
         wait_for("shoald notices the sink is gone", lambda: not sink_status().get("connected"))
         accepted, refused = 0, None
         for i in range(20):
@@ -132,20 +94,14 @@ enabled = false
 
         # 4. The sink returns on the same port with the same store: the backlog drains.
         write_sink_config(f"127.0.0.1:{sport}")
-        sink, _ = start_sink(sconf)
-        procs.append(sink)
+        sink, _ = start_sink(SINK, sconf)
+        scratch.track(sink)
         wait_for("the backlog drains", lambda: sink_status().get("connected") and sink_status().get("backlog_entries") == 0)
         run(*cli, "put", "cold", f"w{QUOTA}", "--vector", "9,9,9,9")
         print("4. sink back: the backlog drained and writes are accepted again")
 
-        d.send_signal(signal.SIGTERM)
-        assert d.wait(timeout=30) == 0, d.stderr.read()
+        stop(d)
         print("PASS")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 main()

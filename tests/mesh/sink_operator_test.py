@@ -20,14 +20,11 @@ usage: sink_operator_test.py SHOAL SHOALD SHOAL_SINK
 """
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proc_util import run, wait_for  # noqa: E402
+from proc_util import (Scratch, enrol_shoald, enrol_sink, jrun, run, shoald_config, sink_config,  # noqa: E402
+                       start_shoald, start_sink, stop, wait_for)
 
 SHOAL, SHOALD, SINK = sys.argv[1], sys.argv[2], sys.argv[3]
 RECORDS = 20
@@ -38,30 +35,12 @@ def vec(i):
     return f"{i},{i % 3},0.5,{i * 0.25}"
 
 
-def start_sink(conf):
-    p = subprocess.Popen([SINK, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline().split()
-    if line[:2] != ["shoal-sink:", "ready"]:
-        raise SystemExit(f"FAIL: shoal-sink did not start: {line} {p.stderr.read() if p.poll() is not None else ''}")
-    return p, int(dict(f.split("=", 1) for f in line[2:])["port"])
-
-
 def start_daemon(root, mesh, name, sport):
     data = os.path.join(root, name)
     sock = os.path.join(root, f"{name}.sock")
     conf = os.path.join(root, f"{name}.toml")
     with open(conf, "w") as f:
-        f.write(f'''[node]
-data_dir = "{data}"
-certificate = "{data}/device.cert"
-
-[mesh]
-listen = "127.0.0.1:0"
-discovery = false
-
-[api]
-socket = "{sock}"
-
+        f.write(shoald_config(data, sock, extra=f'''
 [tiers]
 warm_budget_bytes = 4096
 
@@ -71,43 +50,25 @@ sink = true
 
 [sink]
 address = "127.0.0.1:{sport}"
-
-[metrics]
-enabled = false
-''')
-    key = run(SHOALD, "--config", conf, "--print-device-key").stdout.strip()
-    run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "member", "--grant", "*:rw",
-        "--days", "30", "--out", os.path.join(data, "device.cert"))
-    d = subprocess.Popen([SHOALD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = d.stdout.readline().split()
-    assert ready[:2] == ["shoald:", "ready"], f"shoald did not start: {ready} {d.stderr.read() if d.poll() is not None else ''}"
+'''))
+    enrol_shoald(SHOAL, SHOALD, mesh, conf, data)
+    d, _ = start_shoald(SHOALD, conf)
     return d, [SHOAL, "--connect", sock], data
 
 
-def jrun(*args, check=True):
-    r = run(*args, "--json", check=check)
-    return r, json.loads(r.stdout)
-
-
 def main():
-    root = tempfile.mkdtemp(prefix="shoal-sinkop-")
-    procs = []
-    try:
-        mesh = os.path.join(root, "mesh")
-        run(SHOAL, "mesh", "init", "--dir", mesh)
+    with Scratch(SHOAL, "shoal-sinkop-") as scratch:
+        root, mesh = scratch.root, scratch.mesh
         sdata, sconf = os.path.join(root, "sink"), os.path.join(root, "sink.toml")
         with open(sconf, "w") as f:
-            f.write(f'[sink]\ndata_dir = "{sdata}"\ncertificate = "{root}/sink.cert"\nlisten = "127.0.0.1:0"\n'
-                    'log_level = "warn"\n[store]\nkind = "lmdb"\nlmdb_map_size_mb = 64\n')
-        key = run(SINK, "--config", sconf, "--print-device-key").stdout.strip()
-        run(SHOAL, "mesh", "enrol", "--mesh", mesh, "--device-key", key, "--role", "sink", "--days", "30",
-            "--out", os.path.join(root, "sink.cert"))
-        sink, sport = start_sink(sconf)
-        procs.append(sink)
+            f.write(sink_config(sdata, f"{root}/sink.cert"))
+        enrol_sink(SHOAL, SINK, mesh, sconf, f"{root}/sink.cert")
+        sink, sport = start_sink(SINK, sconf)
+        scratch.track(sink)
 
         # 1. Device A writes, deletes, and the sink acknowledges.
         a, cli_a, _ = start_daemon(root, mesh, "a", sport)
-        procs.append(a)
+        scratch.track(a)
         run(*cli_a, "collection", "create", "cold", "--dim", "4")
         run(*cli_a, "collection", "create", "local", "--dim", "4")
         for i in range(RECORDS):
@@ -154,7 +115,7 @@ def main():
 
         # 4. Device B: fresh data directory, no peers, the same sink.
         b, cli_b, _ = start_daemon(root, mesh, "b", sport)
-        procs.append(b)
+        scratch.track(b)
         run(*cli_b, "collection", "create", "cold", "--dim", "4")
         wait_for("B's sink link is up", lambda: sink_status(cli_b).get("connected"))
         _, c = jrun(*cli_b, "search", "cold", "--vector", vec(1), "-k", str(RECORDS), "--cold")
@@ -198,14 +159,8 @@ def main():
         print("6. embedded mode: sink status, tier, bootstrap and search --cold need the daemon (typed error)")
 
         for d in (a, b):
-            d.send_signal(signal.SIGTERM)
-            assert d.wait(timeout=30) == 0, d.stderr.read()
+            stop(d)
         print("PASS")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 main()

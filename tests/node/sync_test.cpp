@@ -683,6 +683,51 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   CHECK(mesh[0].get("c", "y")->siblings.at(0).dot.replica == fourth);
 }
 
+TEST_CASE("an incarnation of ours named far above ours (a forged hello or context row) is ignored, so no peer can "
+          "exhaust our incarnations",
+          "[node][sync]") {
+  // Proves Node::implausible_incarnation (docs/crdt.md, "Incarnations"): a hello naming
+  // incarnation 0xFFFF0000 of node 0, and a delta whose context holds a row of node 0's identity
+  // at that incarnation, do not move node 0 near 2^32 (from where the next opens would exhaust
+  // its incarnations and fail every write). Both are counted; the delta's record still joins,
+  // node 0 keeps writing, and after a restart (a fresh incarnation at the first write) it is
+  // still far below the forged value.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  const crdt::ReplicaId before = mesh[0].issuer();
+  constexpr std::uint32_t kForged = 0xFFFF0000u;
+  transport::Hello h;
+  h.replica = mesh[1].replica().encode();
+  h.your_counters.push_back({"c", 1, kForged});
+  REQUIRE(mesh[0].receive(mesh[1].replica(), h, mesh.now()).ok());
+  CHECK(mesh[0].issuer() == before);
+  CHECK(mesh[0].stats().implausible_incarnations == 1);
+  // A delta from node 1 whose context names node 0's identity at the forged incarnation.
+  crdt::ORMap other;
+  std::string payload = encode_payload(value(2));
+  auto d = other.upsert(mesh[1].replica(), "theirs", crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+  REQUIRE(d.ok());
+  crdt::ReplicaId forged = before;
+  forged.incarnation = kForged;
+  d->context.add(crdt::Dot{forged, 7});
+  crdt::Bytes bytes;
+  crdt::encode_delta(*d, bytes);
+  transport::DeltaBatch batch;
+  batch.last_seq = 1;
+  batch.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+  REQUIRE(mesh[0].receive(mesh[1].replica(), batch, mesh.now()).ok());
+  CHECK(mesh[0].get("c", "theirs").ok());
+  for (int restart = 0; restart < 3; ++restart) {
+    mesh.restart(0);
+    REQUIRE(mesh[0].upsert("c", "y" + std::to_string(restart), value(3)).ok());
+    CHECK(mesh[0].issuer().incarnation < (std::uint32_t{1} << 25));
+  }
+  CHECK(mesh[0].stats().implausible_incarnations >= 1);  // the context row, seen at the new incarnation
+}
+
 TEST_CASE("a context claiming our own dots beyond our counter is stripped and we take a new incarnation", "[node][sync]") {
   // Proves Node::strip_own_claims (docs/crdt.md, "Incarnations"): a well-formed batch from a
   // peer whose context claims dots of node 1 above its counter is accepted (refusing it would

@@ -30,22 +30,6 @@ constexpr std::int64_t kHourNs = std::int64_t{3600} * 1'000'000'000;
 constexpr std::uint32_t kDim = 8;
 constexpr std::uint64_t kRecordBytes = kDim * sizeof(float);
 
-std::uint64_t seed_of() {
-  const std::uint64_t s = Catch::rngSeed();
-  return s == 0 ? 42 : s;
-}
-
-// A fresh directory under the temp dir, removed at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "shoal-evict-XXXXXX").string();
-    REQUIRE(mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
 // A node on a real LMDB store with a wall clock the test moves.
 struct Device {
   std::unique_ptr<store::LmdbStore> store;
@@ -73,13 +57,7 @@ struct Device {
     INFO(n.status().to_string());
     REQUIRE(n.ok());
     node = std::move(*n);
-    node::TierPolicies p;
-    node::TierPolicy t;
-    t.sink = true;
-    t.hot_window = Duration::seconds(3600);
-    p.collections.emplace("cold", t);
-    REQUIRE(node->set_tier_policies(p).ok());
-    REQUIRE(node->enable_sink_feed({}).ok());
+    feed_to_sink(*node, "cold", {}, Duration::seconds(3600));
   }
   void budget(std::uint64_t bytes) {
     node::EvictionOptions e;
@@ -103,35 +81,12 @@ struct Device {
   }
 };
 
-// The feed's uploads applied to the sink and acknowledged, as the uploader does. Checks that no
-// upload carries a stub (the sink would refuse it, and the apply would fail).
-void drain(node::Node& n, SinkService& sink) {
-  for (int guard = 0; guard < 10'000; ++guard) {
-    auto up = n.next_sink_upload();
-    REQUIRE(up.ok());
-    if (!*up) return;
-    if (!(*up)->delta.empty()) {
-      auto ack = sink.apply_delta((*up)->collection, (*up)->delta, 1);
-      INFO(ack.status().to_string());
-      REQUIRE(ack.ok());
-    }
-    REQUIRE(n.sink_acked(**up).ok());
-  }
-  FAIL("the feed never ran dry");
-}
-
-std::string id_of(const char* prefix, int i) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%s%04d", prefix, i);
-  return b;
-}
-
 void write(node::Node& n, const char* prefix, int count, Rng& rng, std::map<std::string, node::RecordValue>& values) {
   std::vector<node::RecordInput> batch;
   for (int i = 0; i < count; ++i) {
     auto v = random_value(rng, kDim, i);
-    values[id_of(prefix, i)] = v;
-    batch.push_back({id_of(prefix, i), v});
+    values[id_of(i, prefix)] = v;
+    batch.push_back({id_of(i, prefix), v});
   }
   REQUIRE(n.upsert_batch("cold", std::move(batch)).ok());
 }
@@ -173,48 +128,26 @@ void send_state(node::Node& n, node::Node& to, std::uint64_t from) {
   for (const auto& [id, entries] : d.records) crdt::add_entry_dots(d.context, entries);
   auto info = n.collection_info("cold");
   REQUIRE(info.ok());
-  transport::DeltaBatch batch;
-  transport::CollectionSpecWire w;
-  w.name = "cold";
-  w.dimension = info->spec.dimension;
-  w.metric = node::metric_to_wire_byte(info->spec.metric);
-  w.m = info->spec.m;
-  w.ef_construction = info->spec.ef_construction;
-  w.ef_search = info->spec.ef_search;
-  w.quantize = info->spec.quantize;
-  batch.specs.push_back(w);
-  batch.items.push_back({"cold", encode(d)});
-  batch.first_seq = 0;
-  batch.last_seq = 1;
-  const crdt::ReplicaId peer = crdt::replica_for_testing(from);
-  to.peer_up(peer, node::Tier::kHot, MonoTime::from_ns(1));
-  Status s = to.receive(peer, transport::Message(batch), MonoTime::from_ns(2));
-  INFO(s.to_string());
-  REQUIRE(s.ok());
+  receive_from_peer(to, info->spec, {encode(d)}, from);
 }
 
 // A device with 100 records acknowledged two hours ago ("old"), 10 acknowledged just now
 // ("hot", within the one-hour hot window) and 20 the sink has not acknowledged ("late").
 struct Scenario {
-  TempDir dir;
+  TempDir dir{"shoal-evict"};
   sink::MemoryObjectStore objects;
   std::unique_ptr<SinkService> sink;
   std::map<std::string, node::RecordValue> values;
   std::unique_ptr<Device> dev;
 
   explicit Scenario(Rng& rng, bool evict_unacked = false) {
-    auto opened = SinkService::open(objects);
-    REQUIRE(opened.ok());
-    sink = std::move(*opened);
+    sink = open_service(objects);
     dev = std::make_unique<Device>(dir.path);
     if (evict_unacked) {
       dev->mutations.evict_unacked = true;
       dev->open();
     }
-    node::CollectionSpec spec;
-    spec.name = "cold";
-    spec.dimension = kDim;
-    REQUIRE(dev->node->create_collection(spec).ok());
+    create(*dev->node, "cold", kDim);
     write(*dev->node, "old", 100, rng, values);
     drain(*dev->node, *sink);
     *dev->now += 2 * kHourNs;
@@ -230,9 +163,7 @@ struct Scenario {
 TEST_CASE("eviction stubs acknowledged records older than the hot window until the budget is met, and nothing "
           "unacknowledged",
           "[sink][evict]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
 
   SECTION("the budget is met; the hot and the unacknowledged stay whole; the CRDT shape is unchanged") {
     Scenario s(rng);
@@ -245,8 +176,8 @@ TEST_CASE("eviction stubs acknowledged records older than the hot window until t
     CHECK(status.evicted_records == 70);
     CHECK(s.node().stats().evicted_records == 70);
     CHECK(s.node().stats().evicted_bytes == 70 * kRecordBytes);
-    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of("hot", i)));
-    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "hot")));
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "late")));
     // Dots, context and repair digests are those of the state with every payload.
     CHECK(shape_of(s.node()) == before);
   }
@@ -254,16 +185,16 @@ TEST_CASE("eviction stubs acknowledged records older than the hot window until t
     Scenario s(rng);
     s.dev->budget(1);
     CHECK(s.dev->evict() == 100);
-    for (int i = 0; i < 100; ++i) CHECK(evicted(s.node(), id_of("old", i)));
-    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of("hot", i)));
-    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+    for (int i = 0; i < 100; ++i) CHECK(evicted(s.node(), id_of(i, "old")));
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "hot")));
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "late")));
   }
   SECTION("once all are old, the unacknowledged still stay whole") {
     Scenario s(rng);
     *s.dev->now += 2 * kHourNs;
     s.dev->budget(1);
     CHECK(s.dev->evict() == 110);
-    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of("late", i)));
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "late")));
     CHECK(s.node().eviction_status().skipped_unacked >= 20);
     // The sink takes them: now they go too.
     drain(s.node(), *s.sink);
@@ -274,16 +205,14 @@ TEST_CASE("eviction stubs acknowledged records older than the hot window until t
     *s.dev->now += 2 * kHourNs;
     s.dev->budget(1);
     CHECK(s.dev->evict() == 130);
-    CHECK(evicted(s.node(), id_of("late", 0)));
+    CHECK(evicted(s.node(), id_of(0, "late")));
   }
 }
 
 TEST_CASE("an evicted record leaves local search, cold search brings it back; get returns its metadata, refills only "
           "with the digest's payload; a reopen keeps the stubs",
           "[sink][evict]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   Scenario s(rng);
   s.dev->budget(1);
   REQUIRE(s.dev->evict() == 100);
@@ -291,7 +220,7 @@ TEST_CASE("an evicted record leaves local search, cold search brings it back; ge
   auto check_device = [&](node::Node& n) {
     // Local search for an evicted record's own vector does not find it; the merge with the
     // sink's answer does, marked cold.
-    const std::string id = id_of("old", 7);
+    const std::string id = id_of(7, "old");
     const auto& v = s.values.at(id).vector;
     node::SearchOptions so;
     so.k = 5;
@@ -335,14 +264,14 @@ TEST_CASE("an evicted record leaves local search, cold search brings it back; ge
     auto refill = n.check_refill(id, stub, (*fetched)[0].payload);
     REQUIRE(refill.ok());
     CHECK(*refill == s.values.at(id));
-    auto other = s.sink->fetch("cold", std::vector<std::string>{id_of("old", 8)});
+    auto other = s.sink->fetch("cold", std::vector<std::string>{id_of(8, "old")});
     REQUIRE(other.ok());
     CHECK(n.check_refill(id, stub, (*other)[0].payload).status().detail() == Detail::kChecksumMismatch);
     // A record not evicted is whole.
-    auto whole = n.get("cold", id_of("late", 0));
+    auto whole = n.get("cold", id_of(0, "late"));
     REQUIRE(whole.ok());
     CHECK_FALSE(whole->siblings.at(0).evicted);
-    CHECK(whole->siblings.at(0).value == s.values.at(id_of("late", 0)));
+    CHECK(whole->siblings.at(0).value == s.values.at(id_of(0, "late")));
   };
   check_device(s.node());
   const Shape before = shape_of(s.node());
@@ -354,28 +283,21 @@ TEST_CASE("an evicted record leaves local search, cold search brings it back; ge
   check_device(s.node());
   // The feed never uploads a stub: a full-state upload (as after a hole) sends only whole records,
   // and the sink keeps every payload.
-  REQUIRE(s.node().upsert("cold", id_of("old", 3), s.values.at(id_of("old", 4))).ok());
+  REQUIRE(s.node().upsert("cold", id_of(3, "old"), s.values.at(id_of(4, "old"))).ok());
   drain(s.node(), *s.sink);
   CHECK(s.sink->status().records == 130);
-  CHECK_FALSE(evicted(s.node(), id_of("old", 3)));  // overwritten: a new whole entry
+  CHECK_FALSE(evicted(s.node(), id_of(3, "old")));  // overwritten: a new whole entry
 }
 
 TEST_CASE("stubs join like full entries: a peer's payload is never replaced by a stub, a peer that receives only stubs "
           "holds stubs, and the repair digests agree",
           "[sink][evict]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   Scenario s(rng);
-  TempDir dir_b, dir_c;
+  TempDir dir_b("shoal-evict"), dir_c("shoal-evict");
   Device b(dir_b.path, 2), c(dir_c.path, 3);
   // The operator creates the collection on each peer (as a restore does), then data arrives.
-  for (Device* d : {&b, &c}) {
-    node::CollectionSpec spec;
-    spec.name = "cold";
-    spec.dimension = kDim;
-    REQUIRE(d->node->create_collection(spec).ok());
-  }
+  for (Device* d : {&b, &c}) create(*d->node, "cold", kDim);
   // b got every record whole before the eviction; c gets the evicting device's state after it.
   send_state(s.node(), *b.node, 1);
   s.dev->budget(1);
@@ -388,7 +310,7 @@ TEST_CASE("stubs join like full entries: a peer's payload is never replaced by a
   CHECK(shape_of(*b.node).dots == shape_of(s.node()).dots);
   CHECK(shape_of(*c.node).dots == shape_of(s.node()).dots);
   for (int i = 0; i < 100; ++i) {
-    const std::string id = id_of("old", i);
+    const std::string id = id_of(i, "old");
     auto gb = b.node->get("cold", id);
     REQUIRE(gb.ok());
     CHECK_FALSE(gb->siblings.at(0).evicted);
@@ -409,7 +331,7 @@ TEST_CASE("stubs join like full entries: a peer's payload is never replaced by a
 }
 
 TEST_CASE("eviction options outside their limits are refused naming the value", "[sink][evict]") {
-  TempDir dir;
+  TempDir dir{"shoal-evict"};
   Device d(dir.path);
   node::EvictionOptions e;
   e.payload_budget_bytes = node::kMaxPayloadBudgetBytes + 1;

@@ -25,42 +25,12 @@ using sink::SinkService;
 
 namespace {
 
-constexpr std::int64_t kNow = 1'800'000'000'000'000'000;
-
-std::uint64_t seed_of() {
-  const std::uint64_t s = Catch::rngSeed();
-  return s == 0 ? 42 : s;
-}
-
-node::TierPolicies sink_policy_for(std::initializer_list<const char*> names) {
-  node::TierPolicies p;
-  for (const char* n : names) {
-    node::TierPolicy t;
-    t.sink = true;
-    p.collections.emplace(n, t);
-  }
-  return p;
-}
-
-int drain(node::Node& n, SinkService& sink) { return sink_test::drain(n, sink, kNow); }
-
 void check_sink_equals_node(SinkService& sink, node::Node& n, const std::string& coll, std::uint32_t dim, Rng& rng) {
   auto state = n.crdt_state_for_testing(coll);
   REQUIRE(state.ok());
   const auto live = state->records().size();
   REQUIRE(sink.status().records >= live);
-  for (int q = 0; q < 8; ++q) {
-    std::vector<float> query(dim);
-    for (auto& x : query) x = rng.uniform_float(-1, 1);
-    auto cold = sink.cold_search(coll, query, 10, node::Metric::kL2);
-    REQUIRE(cold.ok());
-    const Exact exact = exact_search(n, coll, query, 10, node::Metric::kL2);
-    REQUIRE(cold->hits.size() == exact.ids.size());
-    for (std::size_t i = 0; i < exact.ids.size(); ++i) {
-      CHECK(cold->hits[i].id == exact.ids[i]);
-      CHECK(cold->hits[i].distance == exact.distances[i]);
-    }
-  }
+  check_cold_equals_exact(sink, n, coll, node::Metric::kL2, dim, rng, 8, 10);
   std::vector<std::string> ids;
   for (const auto& [id, entries] : state->records()) ids.push_back(id);
   for (std::size_t i = 0; i < ids.size(); i += 100) {
@@ -81,22 +51,18 @@ void check_sink_equals_node(SinkService& sink, node::Node& n, const std::string&
 
 TEST_CASE("the first run sends sink collections whole, then deltas; the sink equals the node; others stay home",
           "[sink][feed]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, "cold", 16, node::Metric::kL2, 600, rng);
   fill(*n, "local", 16, node::Metric::kL2, 50, rng);
-  REQUIRE(n->set_tier_policies(sink_policy_for({"cold"})).ok());
   node::SinkFeedOptions o;
   o.max_upload_bytes = 16 * 1024;  // several chunks for 600 records of 16-d
-  REQUIRE(n->enable_sink_feed(o).ok());
+  feed_to_sink(*n, "cold", o);
   CHECK(n->sink_feed_status().full_state_pending);
 
   sink::MemoryObjectStore store;
-  auto opened = SinkService::open(store);
-  REQUIRE(opened.ok());
-  SinkService& sink = **opened;
+  auto opened = open_service(store);
+  SinkService& sink = *opened;
   const int chunks = drain(*n, sink);
   CHECK(chunks > 1);
   CHECK_FALSE(n->sink_feed_status().full_state_pending);
@@ -128,20 +94,16 @@ TEST_CASE("the first run sends sink collections whole, then deltas; the sink equ
 
 TEST_CASE("local writes to a sink collection are refused at the quota and resume after the acknowledgement",
           "[sink][feed][quota]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, "cold", 8, node::Metric::kL2, 10, rng);
   fill(*n, "local", 8, node::Metric::kL2, 1, rng);
-  REQUIRE(n->set_tier_policies(sink_policy_for({"cold"})).ok());
   node::SinkFeedOptions o;
   o.quota_entries = 5;
-  REQUIRE(n->enable_sink_feed(o).ok());
+  feed_to_sink(*n, "cold", o);
   sink::MemoryObjectStore store;
-  auto opened = SinkService::open(store);
-  REQUIRE(opened.ok());
-  drain(*n, **opened);
+  auto sink = open_service(store);
+  drain(*n, *sink);
 
   // The sink is away: nothing is acknowledged. Five writes wait, the sixth is refused.
   for (int i = 0; i < 5; ++i) REQUIRE(n->upsert("cold", "w" + std::to_string(i), random_value(rng, 8, i)).ok());
@@ -159,22 +121,19 @@ TEST_CASE("local writes to a sink collection are refused at the quota and resume
   CHECK(n->upsert("local", "x", random_value(rng, 8, 0)).ok());
 
   // The uploads the feed offers now are acknowledged: writes resume.
-  drain(*n, **opened);
+  drain(*n, *sink);
   CHECK(n->upsert("cold", "w5", random_value(rng, 8, 5)).ok());
-  CHECK((*opened)->status().records == 15);
+  CHECK(sink->status().records == 15);
 }
 
 TEST_CASE("the sink cursor survives a reopen, a stale acknowledgement moves nothing, and a dropped entry restarts a "
           "full-state upload",
           "[sink][feed]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   store::MemoryStore st;
   sink::MemoryObjectStore objects;
-  auto opened = SinkService::open(objects);
-  REQUIRE(opened.ok());
-  SinkService& sink = **opened;
+  auto opened = open_service(objects);
+  SinkService& sink = *opened;
   auto options = node_options(1);
   options.delta_buffer_max = 8;
   std::uint64_t cursor = 0;
@@ -182,10 +141,9 @@ TEST_CASE("the sink cursor survives a reopen, a stale acknowledgement moves noth
     auto n = node::Node::open(st, options);
     REQUIRE(n.ok());
     fill(**n, "cold", 8, node::Metric::kL2, 20, rng);
-    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
     node::SinkFeedOptions o;
     o.quota_entries = 8;
-    REQUIRE((*n)->enable_sink_feed(o).ok());
+    feed_to_sink(**n, "cold", o);
     drain(**n, sink);
     REQUIRE((*n)->upsert("cold", "a", random_value(rng, 8, 0)).ok());
     auto up = (*n)->next_sink_upload();
@@ -203,10 +161,9 @@ TEST_CASE("the sink cursor survives a reopen, a stale acknowledgement moves noth
   {
     auto n = node::Node::open(st, options);
     REQUIRE(n.ok());
-    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
     node::SinkFeedOptions o;
     o.quota_entries = 8;
-    REQUIRE((*n)->enable_sink_feed(o).ok());
+    feed_to_sink(**n, "cold", o);
     CHECK((*n)->sink_feed_status().uploaded_through == cursor);
     CHECK_FALSE((*n)->sink_feed_status().full_state_pending);
     drain(**n, sink);
@@ -218,10 +175,9 @@ TEST_CASE("the sink cursor survives a reopen, a stale acknowledgement moves noth
     auto n = node::Node::open(st, options);
     REQUIRE(n.ok());
     for (int i = 0; i < 12; ++i) REQUIRE((*n)->upsert("cold", "b" + std::to_string(i), random_value(rng, 8, i)).ok());
-    REQUIRE((*n)->set_tier_policies(sink_policy_for({"cold"})).ok());
     node::SinkFeedOptions o;
     o.quota_entries = 8;
-    REQUIRE((*n)->enable_sink_feed(o).ok());
+    feed_to_sink(**n, "cold", o);
     auto up = (*n)->next_sink_upload();
     REQUIRE(up.ok());
     REQUIRE(*up);
@@ -248,24 +204,19 @@ TEST_CASE("a quota outside its limits is refused naming the value", "[sink][feed
 TEST_CASE("cold hits merge with local ones: a live record answers locally, a record deleted here but not yet at the "
           "sink stays out, a record this node never held comes in",
           "[sink][feed][cold]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode a(1);
   fill(*a, "cold", 8, node::Metric::kL2, 40, rng);
-  REQUIRE(a->set_tier_policies(sink_policy_for({"cold"})).ok());
-  REQUIRE(a->enable_sink_feed({}).ok());
+  feed_to_sink(*a, "cold");
   sink::MemoryObjectStore store;
-  auto opened = SinkService::open(store);
-  REQUIRE(opened.ok());
-  SinkService& sink = **opened;
+  auto opened = open_service(store);
+  SinkService& sink = *opened;
   drain(*a, sink);
 
   // Another device's record reaches the sink (not this node): it must come in.
   TestNode b(2);
   fill(*b, "cold", 8, node::Metric::kL2, 0, rng);
-  REQUIRE(b->set_tier_policies(sink_policy_for({"cold"})).ok());
-  REQUIRE(b->enable_sink_feed({}).ok());
+  feed_to_sink(*b, "cold");
   node::RecordValue far = random_value(rng, 8, 0);
   for (auto& x : far.vector) x = 0.0f;  // next to the query below
   REQUIRE(b->upsert("cold", "from-b", far).ok());

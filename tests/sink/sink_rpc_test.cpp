@@ -167,18 +167,11 @@ std::vector<std::pair<std::string, float>> cold_search(transport::KjLoop& loop, 
   return out;
 }
 
-std::uint64_t seed_of() {
-  const std::uint64_t s = Catch::rngSeed();
-  return s == 0 ? 42 : s;
-}
-
 }  // namespace
 
 TEST_CASE("a member uploads segments over a link and gets durable acks; cold search over RPC equals exact search",
           "[sink][rpc]") {
-  const std::uint64_t seed = seed_of();
-  INFO("seed " << seed);
-  Rng rng(seed);
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 16, node::Metric::kCosine, 400, rng);
   Rig rig;
@@ -211,7 +204,7 @@ TEST_CASE("a member uploads segments over a link and gets durable acks; cold sea
 
 TEST_CASE("a delete pushed after upload leaves cold search; compaction removes its payload; fetch answers",
           "[sink][rpc]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 4, node::Metric::kL2, 50, rng);
   Rig rig;
@@ -266,7 +259,7 @@ TEST_CASE("a delete pushed after upload leaves cold search; compaction removes i
 }
 
 TEST_CASE("bootstrap over RPC restores a collection into a fresh node", "[sink][rpc]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 8, node::Metric::kL2, 90, rng);
   Rig rig;
@@ -314,7 +307,7 @@ TEST_CASE("bootstrap over RPC restores a collection into a fresh node", "[sink][
 
 TEST_CASE("a reader or another sink is refused at introduce; a member is refused collections it has no grant for",
           "[sink][rpc]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
   Rig rig;
@@ -474,7 +467,7 @@ TEST_CASE("a member's revocation set reaches the sink: the revoked device's link
 }
 
 TEST_CASE("malformed calls over RPC get typed errors naming the limit and change nothing", "[sink][rpc]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
   Rig rig;
@@ -673,7 +666,7 @@ int stop(Process& p) {
 
 TEST_CASE("shoal-sink from a TOML file serves a member, keeps its objects across a restart, and exits 0 on SIGTERM",
           "[sink][rpc][process]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 8, node::Metric::kL2, 120, rng);
   const auto dir = std::filesystem::temp_directory_path() / ("shoal-sink-proc-" + std::to_string(::getpid()));

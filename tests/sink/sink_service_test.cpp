@@ -13,7 +13,6 @@
 
 #include <filesystem>
 #include <set>
-#include <unistd.h>
 
 #include "sink/lmdb_object_store.hpp"
 #include "sink/memory_object_store.hpp"
@@ -26,20 +25,6 @@ using sink::SinkService;
 namespace {
 
 constexpr const char* kColl = "photos";
-constexpr std::int64_t kNow = 1'800'000'000'000'000'000;
-
-std::uint64_t seed_of() {
-  const std::uint64_t s = Catch::rngSeed();
-  return s == 0 ? 42 : s;
-}
-
-std::unique_ptr<SinkService> open_service(sink::ObjectStore& store, sink::SinkLimits limits = {}) {
-  auto s = SinkService::open(store, limits);
-  INFO(s.status().to_string());
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
-
 // Every object's bytes, to look for a payload.
 bool any_object_contains(sink::ObjectStore& store, std::string_view needle) {
   auto keys = store.list("");
@@ -62,19 +47,7 @@ std::string winner_payload(node::Node& node, const std::string& id) {
 
 void check_cold_equals_exact(SinkService& sink, node::Node& node, node::Metric metric, std::uint32_t dim, Rng& rng,
                              int queries) {
-  for (int q = 0; q < queries; ++q) {
-    std::vector<float> query(dim);
-    for (auto& x : query) x = rng.uniform_float(-1, 1);
-    const std::uint32_t k = 1 + static_cast<std::uint32_t>(rng.uniform(20));
-    auto cold = sink.cold_search(kColl, query, k, metric);
-    REQUIRE(cold.ok());
-    const Exact exact = exact_search(node, kColl, query, k, metric);
-    REQUIRE(cold->hits.size() == exact.ids.size());
-    for (std::size_t i = 0; i < exact.ids.size(); ++i) {
-      CHECK(cold->hits[i].id == exact.ids[i]);
-      CHECK(cold->hits[i].distance == exact.distances[i]);
-    }
-  }
+  sink_test::check_cold_equals_exact(sink, node, kColl, metric, dim, rng, queries);
 }
 
 }  // namespace
@@ -112,11 +85,9 @@ TEST_CASE("uploaded segments are acknowledged after the store has them, and cold
 }
 
 TEST_CASE("a put the store fails is not acknowledged and changes nothing", "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 4, node::Metric::kL2, 40, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 4, node::Metric::kL2, 40);
+  auto& [n, store, sink] = u;
   auto segs = segments_of(*n, kColl, 20);
   REQUIRE(sink->upload_segment(segs[0], kNow).ok());
   store.fail_next_writes(1, false);
@@ -134,11 +105,9 @@ TEST_CASE("a put the store fails is not acknowledged and changes nothing", "[sin
 
 TEST_CASE("a delete after upload leaves cold search at once and the object store after compaction; nothing resurrects",
           "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 6, node::Metric::kL2, 100, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 6, node::Metric::kL2, 100);
+  auto& [n, store, sink] = u;
   const auto segs = segments_of(*n, kColl, 30);
   for (const auto& s : segs) REQUIRE(sink->upload_segment(s, kNow).ok());
 
@@ -198,18 +167,65 @@ TEST_CASE("a delete after upload leaves cold search at once and the object store
   check_cold_equals_exact(*reopened, *n, node::Metric::kL2, 6, rng, 10);
 }
 
+// Proves open() rebuilds exactly the state the running sink had, whatever mix of objects the store
+// holds: a compaction (its context and segments), later segments and deltas (upserts, deletes,
+// a re-upload), and a segment older than the compaction put back: the same records with the same
+// entries, the same context, and for each record the same object named as holding its winner.
+// open() joins one object at a time after the compacted state (D54); this pins what it rebuilds.
+TEST_CASE("a reopened sink has the running sink's state: records, context and which object holds each winner",
+          "[sink][service]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 4, node::Metric::kL2, 60);
+  auto& [n, store, sink] = u;
+  const auto segs = segments_of(*n, kColl, 16);
+  for (const auto& s : segs) REQUIRE(sink->upload_segment(s, kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0001"), kNow).ok());
+  REQUIRE(sink->compact().ok());
+  for (int i : {2, 17, 40}) REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, id_of(i), random_value(rng, 4, i)), kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0018"), kNow).ok());
+  REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "new", random_value(rng, 4, 99)), kNow).ok());
+  for (const auto& s : segments_of(*n, kColl, 25)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  REQUIRE(store.put("seg/photos/00000000000000000002", segs[0]).ok());  // older than the compaction
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 60; ++i) ids.push_back(id_of(i));
+  ids.push_back("new");
+  auto reopened = open_service(store);
+  CHECK(reopened->status().records == 59);
+  CHECK(reopened->status().records == sink->status().records);
+  CHECK(reopened->status().objects == sink->status().objects + 1);  // the segment put back
+  auto a = sink->fetch(kColl, ids);
+  auto b = reopened->fetch(kColl, ids);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    INFO(ids[i]);
+    CHECK((*a)[i].found == ((ids[i] != "r0001") && (ids[i] != "r0018")));
+    CHECK((*b)[i].found == (*a)[i].found);
+    CHECK((*b)[i].payload == (*a)[i].payload);
+    CHECK((*b)[i].hlc == (*a)[i].hlc);
+    CHECK((*b)[i].object == (*a)[i].object);
+  }
+  const auto pa = bootstrap_pages(*sink, kColl);
+  const auto pb = bootstrap_pages(*reopened, kColl);
+  REQUIRE(pa.size() == pb.size());
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    CHECK(pa[i].segment == pb[i].segment);  // the same records with the same entries
+    CHECK(pa[i].context == pb[i].context);  // the same causal context
+  }
+  check_cold_equals_exact(*reopened, *n, node::Metric::kL2, 4, rng, 10);
+}
+
 // Proves a collection's dimension at the sink is its live records': once every record is
 // deleted, uploads of another dimension are taken (a device that recreated the collection),
 // cold search takes queries of the new dimension, and a reopened sink, with the old records'
 // objects still in the store (not compacted), agrees.
 TEST_CASE("a collection emptied at the sink takes records of another dimension, also after a reopen",
           "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode old_node(1);
-  fill(*old_node, kColl, 6, node::Metric::kL2, 8, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
-  for (const auto& s : segments_of(*old_node, kColl, 4)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 6, node::Metric::kL2, 8);
+  auto& [old_node, store, sink] = u;
+  u.upload(kColl, 4);
   TestNode new_node(2);
   fill(*new_node, kColl, 3, node::Metric::kL2, 5, rng);
   const auto new_segs = segments_of(*new_node, kColl, 5);
@@ -217,9 +233,7 @@ TEST_CASE("a collection emptied at the sink takes records of another dimension, 
   CHECK(sink->upload_segment(new_segs.at(0), kNow).status().detail() == Detail::kDimensionMismatch);
   CHECK(sink->status().records == 8);
   for (int i = 0; i < 8; ++i) {
-    char id[8];
-    std::snprintf(id, sizeof id, "r%04d", i);
-    REQUIRE(sink->apply_delta(kColl, delete_delta(*old_node, kColl, id), kNow + 1).ok());
+    REQUIRE(sink->apply_delta(kColl, delete_delta(*old_node, kColl, id_of(i)), kNow + 1).ok());
   }
   REQUIRE(sink->status().records == 0);
   for (const auto& s : new_segs) REQUIRE(sink->upload_segment(s, kNow + 2).ok());
@@ -231,12 +245,10 @@ TEST_CASE("a collection emptied at the sink takes records of another dimension, 
 }
 
 TEST_CASE("an upsert after upload replaces the record at the sink", "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 4, node::Metric::kL2, 20, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
-  for (const auto& s : segments_of(*n, kColl, 20)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 4, node::Metric::kL2, 20);
+  auto& [n, store, sink] = u;
+  u.upload(kColl, 20);
   const std::string old_payload = winner_payload(*n, "r0003");
   node::RecordValue v = random_value(rng, 4, 999);
   REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "r0003", v), kNow).ok());
@@ -259,12 +271,10 @@ TEST_CASE("an upsert after upload replaces the record at the sink", "[sink][serv
 
 TEST_CASE("fetch returns each winner with its metadata, clock and digest; absent ids are not found",
           "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 5, node::Metric::kCosine, 50, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
-  for (const auto& s : segments_of(*n, kColl, 16)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 5, node::Metric::kCosine, 50);
+  auto& [n, store, sink] = u;
+  u.upload(kColl, 16);
   const std::vector<std::string> ids = {"r0007", "nope", "r0049"};
   auto f = sink->fetch(kColl, ids);
   REQUIRE(f.ok());
@@ -287,28 +297,16 @@ TEST_CASE("fetch returns each winner with its metadata, clock and digest; absent
 }
 
 TEST_CASE("bootstrap pages restore the collection into a fresh node with the same CRDT state", "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 8, node::Metric::kL2, 120, rng);
-  sink::MemoryObjectStore store;
+  SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;
   limits.max_bootstrap_records = 17;  // several pages
-  auto sink = open_service(store, limits);
-  for (const auto& s : segments_of(*n, kColl, 50)) REQUIRE(sink->upload_segment(s, kNow).ok());
+  Uploaded u(rng, kColl, 8, node::Metric::kL2, 120, limits);
+  auto& [n, store, sink] = u;
+  u.upload(kColl, 50);
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0010"), kNow).ok());
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0011"), kNow).ok());
 
-  std::vector<sink::BootstrapPage> pages;
-  std::string after;
-  for (int guard = 0; guard < 100; ++guard) {
-    auto p = sink->bootstrap(kColl, after);
-    REQUIRE(p.ok());
-    after = p->next_after;
-    const bool done = p->done;
-    pages.push_back(std::move(*p));
-    if (done) break;
-  }
-  REQUIRE(pages.back().done);
+  const std::vector<sink::BootstrapPage> pages = bootstrap_pages(*sink, kColl);
   CHECK(pages.size() == 7);  // 118 records, 17 a page
   TestNode fresh(2);
   auto spec = n->collection_info(kColl);
@@ -332,22 +330,18 @@ void bootstrap_into(node::Node& node, const SinkService& sink, const std::functi
 
 TEST_CASE("join_sink_page restores the sink's records, removes what the sink deleted, and keeps writes it never saw",
           "[sink][service][bootstrap]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 8, node::Metric::kL2, 60, rng);
-  sink::MemoryObjectStore store;
+  SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;
   limits.max_bootstrap_records = 7;  // several pages
-  auto sink = open_service(store, limits);
+  Uploaded u(rng, kColl, 8, node::Metric::kL2, 60, limits);
+  auto& [n, store, sink] = u;
   const auto all = segments_of(*n, kColl, 100);
   for (const auto& seg : all) REQUIRE(sink->upload_segment(seg, kNow).ok());
 
   // The device to restore holds an old copy of r0005 (which the sink will see deleted) and a
   // write of its own the sink never received.
   TestNode fresh(2);
-  auto spec = n->collection_info(kColl);
-  REQUIRE(spec.ok());
-  REQUIRE(fresh->create_collection(spec->spec).ok());
+  create_like(*n, *fresh, kColl);
   std::set<std::string> none;
   auto old = sink::bootstrap_page_delta(kColl, all.front(), "", false, none);
   REQUIRE(old.ok());
@@ -387,38 +381,25 @@ TEST_CASE("join_sink_page restores the sink's records, removes what the sink del
 // joined as a delta, it made the sink drop all but the last page's).
 TEST_CASE("a bootstrapped device's feed uploads its bootstrap back to the sink without removing anything there",
           "[sink][service][bootstrap]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 8, node::Metric::kL2, 40, rng);
-  sink::MemoryObjectStore store;
+  SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;
   limits.max_bootstrap_records = 6;  // several pages
-  auto sink = open_service(store, limits);
-  for (const auto& seg : segments_of(*n, kColl, 100)) REQUIRE(sink->upload_segment(seg, kNow).ok());
+  Uploaded u(rng, kColl, 8, node::Metric::kL2, 40, limits);
+  auto& [n, store, sink] = u;
+  u.upload(kColl, 100);
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0003"), kNow).ok());
   REQUIRE(sink->status().records == 39);
 
   TestNode fresh(2);
-  auto spec = n->collection_info(kColl);
-  REQUIRE(spec.ok());
-  REQUIRE(fresh->create_collection(spec->spec).ok());
-  node::TierPolicies policies;
-  node::TierPolicy cold;
-  cold.sink = true;
-  policies.collections.emplace(kColl, cold);
-  REQUIRE(fresh->set_tier_policies(policies).ok());
-  REQUIRE(fresh->enable_sink_feed(node::SinkFeedOptions{}).ok());
+  create_like(*n, *fresh, kColl);
+  feed_to_sink(*fresh, kColl);
   drain(*fresh, *sink, kNow);  // the first run: the (empty) collection whole
   bootstrap_into(*fresh, *sink);
   CHECK(fresh->collection_info(kColl)->live_records == 39);
   CHECK(drain(*fresh, *sink, kNow + 1) >= 1);  // the bootstrap's entries went back up
   CHECK(sink->status().records == 39);
   std::vector<std::string> ids;
-  for (int i = 0; i < 40; ++i) {
-    char id[8];
-    std::snprintf(id, sizeof id, "r%04d", i);
-    ids.push_back(id);
-  }
+  for (int i = 0; i < 40; ++i) ids.push_back(id_of(i));
   auto fetched = sink->fetch(kColl, ids);
   REQUIRE(fetched.ok());
   for (const auto& f : *fetched) CHECK(f.found == (f.id != "r0003"));
@@ -475,12 +456,10 @@ TEST_CASE("a write reaching the sink between two bootstrap pages survives the bo
 
 TEST_CASE("a device restored from the sink under its own replica id takes a new incarnation and never reissues a dot",
           "[sink][service][bootstrap]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 4, node::Metric::kL2, 12, rng);
-  sink::MemoryObjectStore store;
-  auto sink = open_service(store);
-  for (const auto& seg : segments_of(*n, kColl, 100)) REQUIRE(sink->upload_segment(seg, kNow).ok());
+  SHOAL_SINK_TEST_RNG(rng);
+  Uploaded u(rng, kColl, 4, node::Metric::kL2, 12);
+  auto& [n, store, sink] = u;
+  u.upload(kColl, 100);
   // A delete: the sink's context now names a dot of replica 1 that no record carries.
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0011"), kNow).ok());
   REQUIRE(n->upsert(kColl, "later", random_value(rng, 4, 50)).ok());
@@ -489,9 +468,7 @@ TEST_CASE("a device restored from the sink under its own replica id takes a new 
   // The same replica id on an empty store (a replaced device given the old identity): its own
   // counter is 0, the sink's context claims its dots beyond.
   TestNode same(1);
-  auto spec = n->collection_info(kColl);
-  REQUIRE(spec.ok());
-  REQUIRE(same->create_collection(spec->spec).ok());
+  create_like(*n, *same, kColl);
   const std::uint64_t stripped_before = same->stats().own_claims_stripped;
   bootstrap_into(*same, *sink);
   CHECK(same->stats().own_claims_stripped > stripped_before);
@@ -514,11 +491,11 @@ TEST_CASE("a device restored from the sink under its own replica id takes a new 
 }
 
 TEST_CASE("a sink on LMDB reopens with the same state", "[sink][service][lmdb]") {
-  Rng rng(seed_of());
+  SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);
   fill(*n, kColl, 4, node::Metric::kL2, 60, rng);
-  const auto dir = std::filesystem::temp_directory_path() / ("shoal-sink-svc-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  const TempDir tmp("shoal-sink-svc");
+  const std::filesystem::path dir = tmp.path;
   {
     auto store = sink::LmdbObjectStore::open(dir.string());
     REQUIRE(store.ok());
@@ -543,18 +520,15 @@ TEST_CASE("a sink on LMDB reopens with the same state", "[sink][service][lmdb]")
     CHECK(sink->status().objects == 2);  // one segment of the 59 records, and the context
     check_cold_equals_exact(*sink, *n, node::Metric::kL2, 4, rng, 10);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("malformed requests get typed errors naming the limit, and change nothing", "[sink][service]") {
-  Rng rng(seed_of());
-  TestNode n(1);
-  fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
-  sink::MemoryObjectStore store;
+  SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;
   limits.max_collections = 1;
   limits.max_upload_bytes = 64 * 1024;
-  auto sink = open_service(store, limits);
+  Uploaded u(rng, kColl, 4, node::Metric::kL2, 10, limits);
+  auto& [n, store, sink] = u;
   const auto segs = segments_of(*n, kColl, 10);
   REQUIRE(sink->upload_segment(segs[0], kNow).ok());
   const auto objects_before = store.object_count();

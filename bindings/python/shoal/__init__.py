@@ -409,6 +409,9 @@ class Database:
         rc = lib.shoal_get(self._handle(), _text(collection, "collection"), idb, len(idb), out, err)
         if rc == constants["SHOAL_E_NORECORD"]:
             return None
+        if rc != 0 and out[0] != ffi.NULL:
+            # SHOAL_E_COLD hands back the evicted record's metadata too: free it before raising.
+            lib.shoal_record_free(out[0])
         _check(rc, err)
         rec = out[0]
         try:

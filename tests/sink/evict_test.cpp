@@ -378,16 +378,9 @@ TEST_CASE("a stub payload round-trips, keeps the dimension's offset, and a malfo
 
 namespace {
 
-void create(node::Node& n, const char* name) {
-  node::CollectionSpec spec;
-  spec.name = name;
-  spec.dimension = kDim;
-  REQUIRE(n.create_collection(spec).ok());
-}
-
 void write_to(node::Node& n, const char* collection, const char* prefix, int count, Rng& rng) {
   std::vector<node::RecordInput> batch;
-  for (int i = 0; i < count; ++i) batch.push_back({id_of(prefix, i), random_value(rng, kDim, i)});
+  for (int i = 0; i < count; ++i) batch.push_back({id_of(i, prefix), random_value(rng, kDim, i)});
   REQUIRE(n.upsert_batch(collection, std::move(batch)).ok());
 }
 
@@ -420,14 +413,14 @@ TEST_CASE("eviction counts only acknowledgements of the record's own collection;
   const std::uint64_t seed = seed_of();
   INFO("seed " << seed);
   Rng rng(seed);
-  TempDir dir;
+  TempDir dir{"shoal-evict"};
   sink::MemoryObjectStore objects;
   auto opened = SinkService::open(objects);
   REQUIRE(opened.ok());
   auto sink = std::move(*opened);
   Device dev(dir.path);
-  create(*dev.node, "cold");
-  create(*dev.node, "docs");
+  create(*dev.node, "cold", kDim);
+  create(*dev.node, "docs", kDim);
   write_to(*dev.node, "cold", "c", 50, rng);
   write_to(*dev.node, "docs", "d", 50, rng);
   drain(*dev.node, *sink);  // "cold" goes up; "docs" (no sink) stays home
@@ -437,14 +430,14 @@ TEST_CASE("eviction counts only acknowledgements of the record's own collection;
   dev.budget(1);
   CHECK(dev.evict() == 50);
   for (int i = 0; i < 50; ++i) {
-    CHECK(evicted_in(*dev.node, "cold", id_of("c", i)));
-    CHECK_FALSE(evicted_in(*dev.node, "docs", id_of("d", i)));
+    CHECK(evicted_in(*dev.node, "cold", id_of(i, "c")));
+    CHECK_FALSE(evicted_in(*dev.node, "docs", id_of(i, "d")));
   }
   // The feed sends "docs" whole now; once the sink has it, its records may go.
   drain(*dev.node, *sink);
   CHECK(sink->status().records == 100);
   CHECK(dev.evict() == 50);
-  for (int i = 0; i < 50; ++i) CHECK(evicted_in(*dev.node, "docs", id_of("d", i)));
+  for (int i = 0; i < 50; ++i) CHECK(evicted_in(*dev.node, "docs", id_of(i, "d")));
   // The acknowledgements are kept per collection across a reopen.
   dev.open();
   CHECK(dev.node->eviction_status().evicted_records == 100);
@@ -457,14 +450,14 @@ TEST_CASE("an upload leaving out a record with a stub does not claim its other e
   const std::uint64_t seed = seed_of();
   INFO("seed " << seed);
   Rng rng(seed);
-  TempDir dir_a, dir_b;
+  TempDir dir_a("shoal-evict"), dir_b("shoal-evict");
   sink::MemoryObjectStore objects;
   auto opened = SinkService::open(objects);
   REQUIRE(opened.ok());
   auto sink = std::move(*opened);
   Device a(dir_a.path, 1), b(dir_b.path, 2);
-  create(*a.node, "cold");
-  create(*b.node, "cold");
+  create(*a.node, "cold", kDim);
+  create(*b.node, "cold", kDim);
   write_to(*a.node, "cold", "r", 1, rng);
   drain(*a.node, *sink);
   REQUIRE(sink->status().records == 1);
@@ -490,8 +483,8 @@ TEST_CASE("an upload leaving out a record with a stub does not claim its other e
   std::set<std::string> ids;
   auto delta = sink::bootstrap_page_delta("cold", page->segment, "", false, ids);
   REQUIRE(delta.ok());
-  REQUIRE(delta->records.contains(id_of("r", 0)));
-  CHECK(delta->records.at(id_of("r", 0)).size() == 2);  // a1 and b1
+  REQUIRE(delta->records.contains(id_of(0, "r")));
+  CHECK(delta->records.at(id_of(0, "r")).size() == 2);  // a1 and b1
 }
 
 // Issue 15 review, item 4: the acknowledged-dot set stays compact under repeated overwrites (the
@@ -500,13 +493,13 @@ TEST_CASE("the acknowledged-dot set stays compact under repeated overwrites", "[
   const std::uint64_t seed = seed_of();
   INFO("seed " << seed);
   Rng rng(seed);
-  TempDir dir;
+  TempDir dir{"shoal-evict"};
   sink::MemoryObjectStore objects;
   auto opened = SinkService::open(objects);
   REQUIRE(opened.ok());
   auto sink = std::move(*opened);
   Device dev(dir.path);
-  create(*dev.node, "cold");
+  create(*dev.node, "cold", kDim);
   for (int round = 0; round < 30; ++round) {
     write_to(*dev.node, "cold", "r", 20, rng);
     write_to(*dev.node, "cold", "r", 20, rng);  // overwrites the round's first write before any upload
@@ -524,10 +517,10 @@ TEST_CASE("vectors of collections without the sink do not count against the evic
   const std::uint64_t seed = seed_of();
   INFO("seed " << seed);
   Rng rng(seed);
-  TempDir dir;
+  TempDir dir{"shoal-evict"};
   Device dev(dir.path);
-  create(*dev.node, "cold");
-  create(*dev.node, "plain");
+  create(*dev.node, "cold", kDim);
+  create(*dev.node, "plain", kDim);
   write_to(*dev.node, "plain", "p", 40, rng);
   write_to(*dev.node, "cold", "c", 2, rng);
   *dev.now += 2 * kHourNs;

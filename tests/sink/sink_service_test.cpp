@@ -421,21 +421,14 @@ TEST_CASE("a write reaching the sink between two bootstrap pages survives the bo
   for (const auto& seg : segments_of(*n, kColl, 100)) REQUIRE(sink->upload_segment(seg, kNow).ok());
 
   TestNode fresh(2);
-  auto spec = n->collection_info(kColl);
-  REQUIRE(spec.ok());
-  REQUIRE(fresh->create_collection(spec->spec).ok());
+  create_like(*n, *fresh, kColl);
   // The device held r0010 before; the sink deleted it before the bootstrap began.
   std::set<std::string> none;
   auto old = sink::bootstrap_page_delta(kColl, segments_of(*n, kColl, 100).front(), "", false, none);
   REQUIRE(old.ok());
   REQUIRE(fresh->join_sink_page(kColl, std::move(*old), false, none, {}).ok());
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0010"), kNow).ok());
-  node::TierPolicies policies;
-  node::TierPolicy cold;
-  cold.sink = true;
-  policies.collections.emplace(kColl, cold);
-  REQUIRE(fresh->set_tier_policies(policies).ok());
-  REQUIRE(fresh->enable_sink_feed(node::SinkFeedOptions{}).ok());
+  feed_to_sink(*fresh, kColl);
   drain(*fresh, *sink, kNow);
   bool written = false;
   bootstrap_into(*fresh, *sink, [&] {

@@ -37,6 +37,19 @@ capnp::Data::Reader as_data(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
 
+// An upload's metric byte (sink.capnp uploadSegment): 255, the default, is "not said" (l2's
+// rules); otherwise the metric wire byte, refused outside 0..2.
+constexpr std::uint8_t kMetricNotSaid = 255;
+Result<std::optional<index::Metric>> upload_metric(std::uint8_t byte) {
+  if (byte == kMetricNotSaid) return std::optional<index::Metric>();
+  auto m = node::metric_from_wire_byte(byte);
+  if (!m) {
+    return Status(Detail::kOutOfRange,
+                  str_cat("metric byte ", unsigned(byte), ", expected 0 (l2), 1 (ip), 2 (cosine) or 255 (not said)"));
+  }
+  return std::optional<index::Metric>(*m);
+}
+
 void fill_ack(sr::Ack::Builder out, const UploadAck& ack) {
   out.setKey(ack.key);
   out.setSeq(ack.seq);
@@ -150,7 +163,9 @@ struct SinkServer::Impl {
       auto coll = segment_collection(bytes);
       if (!coll.ok()) return refused(coll.status());
       if (Status st = admit(*coll, true); !st.ok()) return refused(st);
-      auto ack = host_.service.upload_segment(bytes, host_.now_ns());
+      auto metric = upload_metric(ctx.getParams().getMetric());
+      if (!metric.ok()) return refused(metric.status());
+      auto ack = host_.service.upload_segment(bytes, host_.now_ns(), *metric);
       if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
@@ -172,7 +187,9 @@ struct SinkServer::Impl {
       auto coll = view(p.getCollection());
       auto bytes = view(p.getDelta());
       if (Status st = admit(coll, true); !st.ok()) return refused(st);
-      auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns());
+      auto metric = upload_metric(p.getMetric());
+      if (!metric.ok()) return refused(metric.status());
+      auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns(), *metric);
       if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
@@ -263,6 +280,8 @@ struct SinkServer::Impl {
       res.setContext(as_data(page->context));
       res.setNextAfter(as_data(page->next_after));
       res.setDone(page->done);
+      res.setDimension(page->dimension);
+      res.setMetric(page->metric ? node::metric_to_wire_byte(*page->metric) : kMetricNotSaid);
       return kj::READY_NOW;
     }
 

@@ -18,6 +18,10 @@ namespace {
 constexpr std::string_view kSegmentKind = "seg";
 constexpr std::string_view kDeltaKind = "dlt";
 constexpr std::string_view kContextKind = "ctx";
+// The collection's metric as the members' uploads said it (one byte, the metric wire byte),
+// kept so that a bootstrap can create the collection on a device that lacks it. Not part of the
+// CRDT state: compaction keeps the newest, and a newer one replaces it.
+constexpr std::string_view kSpecKind = "spc";
 constexpr std::size_t kSeqDigits = 20;
 
 std::string_view as_view(const crdt::Bytes& b) {
@@ -59,7 +63,7 @@ bool parse_key(std::string_view key, std::string_view& kind, std::string_view& c
     if (ch < '0' || ch > '9') return false;
     seq = seq * 10 + static_cast<std::uint64_t>(ch - '0');
   }
-  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind;
+  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind || kind == kSpecKind;
 }
 
 std::size_t entry_count(const crdt::RecordMap& records) {
@@ -152,7 +156,9 @@ struct SinkService::Collection {
   std::string name;
   crdt::Delta state;                                // records (live only) and the whole context
   std::uint32_t dimension = 0;                      // the live records' (0: none live)
-  std::map<std::string, Object, std::less<>> objects;  // key -> what it holds
+  std::optional<index::Metric> metric;              // as uploads said it (a kSpecKind object)
+  std::string metric_key;                           // the object that holds it ("" before one is stored)
+  std::map<std::string, Object, std::less<>> objects;  // key -> what it holds (not metric_key)
   std::map<std::string, std::string, std::less<>> holder;  // record id -> object holding its winner
   std::uint64_t segment_entries = 0;  // entries carried by the segment objects
   std::uint64_t last_seq = 0;
@@ -204,7 +210,10 @@ Status SinkService::load() {
     std::string_view k, coll;
     std::uint64_t seq = 0;
     if (!parse_key(key, k, coll, seq)) continue;
-    const std::string_view kind_const = k == kSegmentKind ? kSegmentKind : (k == kDeltaKind ? kDeltaKind : kContextKind);
+    const std::string_view kind_const = k == kSegmentKind  ? kSegmentKind
+                                        : k == kDeltaKind  ? kDeltaKind
+                                        : k == kSpecKind   ? kSpecKind
+                                                           : kContextKind;
     by_collection[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
   }
   for (auto& [name, found] : by_collection) {
@@ -253,6 +262,14 @@ Status SinkService::load() {
     };
     for (const Found& f : found) {
       next_seq_ = std::max(next_seq_, f.seq + 1);
+      if (f.kind == kSpecKind) {  // sorted by seq: the newest is read last
+        SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+        auto m = bytes.size() == 1 ? node::metric_from_wire_byte(static_cast<std::uint8_t>(bytes[0])) : std::nullopt;
+        if (!m) return Status(Code::kCorruption, str_cat("metric object of ", bytes.size(), " bytes is no metric byte"), f.key);
+        c.metric = *m;
+        c.metric_key = f.key;
+        continue;
+      }
       last_ack_seq_ = std::max(last_ack_seq_, f.seq);
       c.last_seq = std::max(c.last_seq, f.seq);
       if (!in_compaction(f)) continue;
@@ -273,7 +290,7 @@ Status SinkService::load() {
       join(c, crdt::Delta{}, std::string(), 0, false);
     }
     for (const Found& f : found) {
-      if (in_compaction(f)) continue;
+      if (in_compaction(f) || f.kind == kSpecKind) continue;
       if (f.kind == kContextKind) {
         auto got = store_.get(f.key);
         if (!got.ok()) return got.status().with_context(f.key);
@@ -296,7 +313,8 @@ Status SinkService::check_collection_name(std::string_view name) const {
 }
 
 Result<std::uint32_t> SinkService::validate_records(const Collection* c, std::string_view collection,
-                                                    const crdt::RecordMap& records) const {
+                                                    const crdt::RecordMap& records,
+                                                    std::optional<index::Metric> metric) const {
   node::Limits l;
   l.max_dimension = limits_.max_dimension;
   std::uint32_t dim = c != nullptr ? c->dimension : 0;
@@ -330,9 +348,10 @@ Result<std::uint32_t> SinkService::validate_records(const Collection* c, std::st
                                                           n, ", collection '", collection, "' has ", dim));
       }
       // The node's one check for records from apps and peers (finite values, metadata, model
-      // tag), so cold search never scores a NaN. Under l2's rules: a collection's metric is not
-      // known here, so the zero vector that only cosine refuses is accepted.
-      Status valid = node::validate_record(*v, n, index::Metric::kL2, l);
+      // tag), so cold search never scores a NaN, under the collection's metric as the member
+      // said it (the sink keeps no collection spec): cosine refuses the zero vector. A member that
+      // did not say gets l2's rules, which refuse the least.
+      Status valid = node::validate_record(*v, n, metric.value_or(index::Metric::kL2), l);
       if (!valid.ok()) {
         return Status(valid.detail(), "record '" + node::escape_for_message(id) + "': " + valid.message());
       }
@@ -404,7 +423,21 @@ Result<SinkService::Collection*> SinkService::collection_for_write(std::string_v
   return c;
 }
 
-Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns) {
+void SinkService::remember_metric(Collection& c, std::optional<index::Metric> metric) {
+  if (!metric || c.metric == metric) return;
+  // After the upload's own object, which is acknowledged whatever happens here: a put that fails
+  // leaves the metric unknown (or the old one), and the next upload that says it tries again.
+  std::string key = next_key(kSpecKind, c.name);
+  const char byte = static_cast<char>(node::metric_to_wire_byte(*metric));
+  if (!store_.put(key, std::string_view(&byte, 1)).ok()) return;
+  // The older one, best effort: at open the newest wins anyway.
+  if (!c.metric_key.empty()) (void)store_.remove(c.metric_key);
+  c.metric = metric;
+  c.metric_key = std::move(key);
+}
+
+Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
+                                              std::optional<index::Metric> metric) {
   if (segment_bytes.size() > limits_.max_upload_bytes) {
     return Status(Detail::kTooLarge,
                   str_cat("segment of ", segment_bytes.size(), " bytes, limit ", limits_.max_upload_bytes));
@@ -414,7 +447,7 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   if (seg.records.empty()) return Status(Detail::kOutOfRange, "segment of '" + seg.collection + "' has no records");
   crdt::Delta delta = segment_to_delta(seg);
   const Collection* existing = find(seg.collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, seg.collection, delta.records).status());
+  SHOAL_RETURN_IF_ERROR(validate_records(existing, seg.collection, delta.records, metric).status());
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", seg.collection, "'"));
@@ -430,11 +463,12 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   last_ack_seq_ = seq;
   last_ack_wall_ns_ = now_wall_ns;
   ++uploads_;
+  remember_metric(*c, metric);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(seg.records.size()), segment_bytes.size()};
 }
 
 Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::string_view delta_bytes,
-                                           std::int64_t now_wall_ns) {
+                                           std::int64_t now_wall_ns, std::optional<index::Metric> metric) {
   SHOAL_RETURN_IF_ERROR(check_collection_name(collection));
   if (delta_bytes.size() > limits_.max_delta_bytes) {
     return Status(Detail::kTooLarge, str_cat("delta of ", delta_bytes.size(), " bytes, limit ", limits_.max_delta_bytes));
@@ -447,7 +481,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   crdt::Delta delta = std::move(*decoded);
   if (delta.empty()) return UploadAck{};
   const Collection* existing = find(collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, collection, delta.records).status());
+  SHOAL_RETURN_IF_ERROR(validate_records(existing, collection, delta.records, metric).status());
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", collection, "'"));
@@ -462,6 +496,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   last_ack_seq_ = seq;
   last_ack_wall_ns_ = now_wall_ns;
   ++deltas_;
+  remember_metric(*c, metric);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(delta.records.size()), delta_bytes.size()};
 }
 
@@ -543,6 +578,8 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
     bytes += rb;
   }
   BootstrapPage out;
+  out.dimension = c->dimension;
+  out.metric = c->metric;
   out.done = it == c->state.records.end();
   if (!page.empty()) {
     out.next_after = page.rbegin()->first;

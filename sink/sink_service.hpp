@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -133,6 +134,11 @@ struct BootstrapPage {
   std::string context;
   std::string next_after;  // pass as `after` for the next page
   bool done = false;
+  // What a device needs to create the collection before it restores it (docs/tiers.md,
+  // "Bootstrap from the sink"): the live records' dimension (0: none live), and the metric the
+  // members' uploads said (nullopt: none said one).
+  std::uint32_t dimension = 0;
+  std::optional<index::Metric> metric;
 };
 
 struct CollectionStatus {
@@ -180,15 +186,20 @@ class SinkService {
   // Statuses: kInvalidArgument/kTooLarge (bytes, records, k...), decode_segment's, kMalformed
   // (an id, or a payload that is not the node's payload encoding, naming the record),
   // kDimensionMismatch (a vector whose dimension differs from the collection's), kTooLarge
-  // (max_collections), the store's. Nothing changes on error.
-  [[nodiscard]] Result<UploadAck> upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns);
+  // (max_collections), the store's. Nothing changes on error. `metric`: the collection's metric on
+  // the uploading member, whose record rules apply (node::validate_record: under cosine a zero
+  // vector is refused with kZeroVector naming the record); nullopt (a member that did not say):
+  // l2's rules.
+  [[nodiscard]] Result<UploadAck> upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
+                                                 std::optional<index::Metric> metric = std::nullopt);
 
   // Stores a delta for `collection` and joins it: how deletes and later upserts reach the sink.
   // Statuses: as upload_segment's; kMalformed when the bytes do not decode (crdt::decode_delta's
   // reason in the message). An empty delta is
   // acknowledged without a write.
   [[nodiscard]] Result<UploadAck> apply_delta(std::string_view collection, std::string_view delta_bytes,
-                                              std::int64_t now_wall_ns);
+                                              std::int64_t now_wall_ns,
+                                              std::optional<index::Metric> metric = std::nullopt);
 
   // The k nearest live records (winners) of `collection` to `query` under `metric`, exactly.
   // Statuses: kNoSuchCollection; kOutOfRange (k = 0), kTooLarge (k above max_k);
@@ -220,11 +231,15 @@ class SinkService {
 
   Status load();
   Status check_collection_name(std::string_view name) const;
-  // Validates the records a delta or segment brings for `c` (ids, payload encoding, dimension);
-  // returns the dimension they use (0 when they carry no entry).
+  // Validates the records a delta or segment brings for `c` (ids, payload encoding, dimension,
+  // and the node's record rules under `metric`, l2's when nullopt); returns the dimension they use
+  // (0 when they carry no entry).
   Result<std::uint32_t> validate_records(const Collection* c, std::string_view collection,
-                                         const crdt::RecordMap& records) const;
+                                         const crdt::RecordMap& records, std::optional<index::Metric> metric) const;
   Result<Collection*> collection_for_write(std::string_view name);
+  // Stores `metric` as `c`'s (a kSpecKind object) when an upload said one that differs from the
+  // one known; best effort (the upload is acknowledged either way).
+  void remember_metric(Collection& c, std::optional<index::Metric> metric);
   const Collection* find(std::string_view name) const;
   std::string next_key(std::string_view kind, std::string_view collection);
   void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);

@@ -88,8 +88,12 @@ interface Node {
   # All or nothing; durable when it returns.
   upsert @4 (collection :Text, records :List(RecordInput)) -> ();
   delete @5 (collection :Text, id :Data) -> ();
-  # siblings[0] is the winner.
-  get @6 (collection :Text, id :Data) -> (siblings :List(Value));
+  # siblings[0] is the winner. A winner evicted to the cold tier (a stub, docs/tiers.md
+  # "Eviction") is refilled from the daemon's sink; when that fails (no sink, unreachable, it lacks
+  # the record, the payload does not match the stub's digest), siblings[0] has the stub's metadata
+  # and model and no vector, and coldCode (a Status full code: kColdUnavailable or
+  # kChecksumMismatch) and coldError say why. coldCode 0: every value is whole.
+  get @6 (collection :Text, id :Data) -> (siblings :List(Value), coldCode :UInt32, coldError :Text);
   search @7 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32, filter :Text,
              withMetadata :Bool) -> (hits :List(Hit), freshness :List(Freshness));
   # The node's and the mesh's statistics as JSON.
@@ -108,9 +112,11 @@ interface Node {
   searchCold @11 (collection :Text, query :List(Float32), k :UInt32, ef :UInt32)
       -> (hits :List(Hit), cold :List(Bool), freshness :List(Freshness), sinkAnswered :Bool,
           sink :SinkFreshness, sinkCode :UInt32, sinkError :Text);
-  # Restores `collection` (which must exist here) from the daemon's sink, page by page
-  # (docs/tiers.md, "Bootstrap from the sink"). Durable when it returns.
-  bootstrapFromSink @12 (collection :Text) -> (pages :UInt32, records :UInt64, bytes :UInt64);
+  # Restores `collection` from the daemon's sink, page by page (docs/tiers.md, "Bootstrap from
+  # the sink"). Durable when it returns. A collection the device lacks is created first with the
+  # sink's dimension and metric (`created`, then `dimension` and `metric`, the wire byte).
+  bootstrapFromSink @12 (collection :Text)
+      -> (pages :UInt32, records :UInt64, bytes :UInt64, created :Bool, dimension :UInt32, metric :UInt8);
   # One page of `collection`'s live records (each with its winning value) after the record `after`
   # in store order (empty: from the first), at most `limit` of them (the daemon caps it, and the
   # page's size, so that an answer stays well under a message's limit). `more`: ask again after

@@ -67,11 +67,15 @@ struct SinkStatus {
 
 interface Sink {
   # Stores an encoded segment (docs/sink-format.md); the result is sent only after the object
-  # store has the object. Needs write access to the segment's collection.
-  uploadSegment @0 (segment :Data) -> (ack :Ack);
+  # store has the object. Needs write access to the segment's collection. `metric`: the
+  # collection's metric on the member (the wire byte: 0 l2, 1 ip, 2 cosine), whose rules the
+  # records are checked under (cosine refuses a zero vector, as the node does); 255, the default (a
+  # member from before the field), checks under l2's rules.
+  uploadSegment @0 (segment :Data, metric :UInt8 = 255) -> (ack :Ack);
   # A delta of `collection` (crdt::encode_delta bytes, as peers push them): deletes and upserts
   # after upload reach the sink this way. Durable when acknowledged. Needs write access.
-  pushDelta @1 (collection :Text, delta :Data) -> (ack :Ack);
+  # `metric` as uploadSegment's.
+  pushDelta @1 (collection :Text, delta :Data, metric :UInt8 = 255) -> (ack :Ack);
   # Exact k-NN over the sink's live records; metric is the wire byte (0 l2, 1 ip, 2 cosine).
   # Needs read access.
   coldSearch @2 (collection :Text, query :List(Float32), k :UInt32, metric :UInt8)
@@ -81,8 +85,11 @@ interface Sink {
   # A collection's records and CRDT state as a stream of segments, pulled one page at a time:
   # pass `nextAfter` back as `after` until `done`; the first page (`after` empty) and the last
   # carry the causal context at that moment (crdt::encode_context bytes; the device judges the
-  # records no page named by the first one, D57). Needs read access.
-  bootstrap @4 (collection :Text, after :Data) -> (segment :Data, context :Data, nextAfter :Data, done :Bool);
+  # records no page named by the first one, D57). Needs read access. Every page also says what a
+  # device needs to create the collection first: `dimension`, the live records' (0: none live),
+  # and `metric`, the wire byte the members' uploads said (255: none said one).
+  bootstrap @4 (collection :Text, after :Data)
+      -> (segment :Data, context :Data, nextAfter :Data, done :Bool, dimension :UInt32, metric :UInt8 = 255);
   # Backlog seen, last acknowledgement, bytes stored.
   status @5 () -> (status :SinkStatus);
   # The member's revocation set (security::encode_revocations bytes): the sink joins every entry

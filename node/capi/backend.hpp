@@ -52,11 +52,23 @@ struct ColdSearchAnswer {
   std::int64_t sink_last_ack_wall_ns = 0;  // and when the sink last acknowledged one (its clock)
 };
 
+// A record read (Backend::get). A winner evicted to the cold tier (a stub: docs/tiers.md,
+// "Eviction") is refilled from the sink where one is reachable (client mode: the daemon's); when
+// it is not, record.siblings[0] keeps the stub's metadata and model with no vector, and `cold`
+// says why (Detail::kColdUnavailable, or kChecksumMismatch for a payload that does not match).
+struct GetAnswer {
+  node::GetResult record;
+  Status cold;
+};
+
 // What a bootstrap from the sink did (node_api.capnp bootstrapFromSink).
 struct SinkBootstrapReport {
   std::uint32_t pages = 0;
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  bool created = false;  // the collection was created from the sink's dimension and metric:
+  std::uint32_t dimension = 0;
+  node::Metric metric = node::Metric::kL2;
 };
 
 // Receives a watch's changes in order. `gap`: some changes were missed (the delta buffer was
@@ -82,7 +94,7 @@ class Backend {
   [[nodiscard]] virtual Status upsert_batch(const std::string& collection, std::vector<node::RecordInput> records) = 0;
   [[nodiscard]] virtual Status remove(const std::string& collection, const std::string& id) = 0;
   // siblings[0] is the winner; only each sibling's value is meaningful in client mode.
-  [[nodiscard]] virtual Result<node::GetResult> get(const std::string& collection, const std::string& id) = 0;
+  [[nodiscard]] virtual Result<GetAnswer> get(const std::string& collection, const std::string& id) = 0;
   // `filter` is the text of docs/api.md ("Filters"), parsed where the node runs. `with_metadata`:
   // each hit carries its metadata and model tag (the CLI's search; shoal_search passes false).
   [[nodiscard]] virtual Result<SearchAnswer> search(const std::string& collection, std::span<const float> query,
@@ -99,7 +111,8 @@ class Backend {
   // (only the embedded mesh's shoal_mesh_search_cold reaches one): kUnavailable saying so.
   [[nodiscard]] virtual Result<ColdSearchAnswer> search_cold(const std::string& collection, std::span<const float> query,
                                                              std::uint32_t k, std::uint32_t ef) = 0;
-  // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink").
+  // Restores `collection` from the daemon's sink (docs/tiers.md, "Bootstrap from the sink"),
+  // creating it from the sink's dimension and metric when the device lacks it.
   // Embedded mode: kUnavailable (the daemon holds the sink's link and the device's identity).
   [[nodiscard]] virtual Result<SinkBootstrapReport> bootstrap_from_sink(const std::string& collection) = 0;
   // One page of `collection`'s live records after the record `after` in store order ("" for the
@@ -115,14 +128,14 @@ class Backend {
 // abi and build_key before calling connect.
 // 2: search's with_metadata and stats_json (the vtable changed). 3: ClientEntry::connect_with.
 // 4: search_cold and bootstrap_from_sink.
-// 5: records_after (the vtable changed).
-inline constexpr std::uint32_t kBackendAbi = 5;
+// 5: records_after (the vtable changed). 6: get returns a GetAnswer (the cold tier's refill).
+inline constexpr std::uint32_t kBackendAbi = 6;
 
 // Sizes of the objects the two libraries exchange: a different build (another compiler, another
 // version of a struct) changes this string, and the client library is then refused.
 #define SHOAL_CAPI_STR2(x) #x
 #define SHOAL_CAPI_STR(x) SHOAL_CAPI_STR2(x)
-#define SHOAL_CAPI_BACKEND_ABI 5  // kBackendAbi, for the build key string
+#define SHOAL_CAPI_BACKEND_ABI 6  // kBackendAbi, for the build key string
 inline std::string backend_build_key() {
   return std::string("shoal-backend abi " SHOAL_CAPI_STR(SHOAL_CAPI_BACKEND_ABI) "; compiler " __VERSION__ "; cplusplus " SHOAL_CAPI_STR(__cplusplus)) +
          "; sizes " + std::to_string(sizeof(Status)) + "," + std::to_string(sizeof(node::RecordValue)) + "," +
@@ -131,7 +144,7 @@ inline std::string backend_build_key() {
          std::to_string(sizeof(node::Change)) + "," + std::to_string(sizeof(node::CollectionInfo)) + "," +
          std::to_string(sizeof(node::CollectionSpec)) + "," + std::to_string(sizeof(Freshness)) + "," +
          std::to_string(sizeof(SearchAnswer)) + "," + std::to_string(sizeof(ColdSearchAnswer)) + "," + std::to_string(sizeof(ChangeSink)) + "," +
-         std::to_string(sizeof(Result<node::GetResult>)) + "," + std::to_string(sizeof(std::string));
+         std::to_string(sizeof(Result<GetAnswer>)) + "," + std::to_string(sizeof(std::string));
 }
 
 // The default call deadline of client mode (shoal_options_set_timeout_ms).

@@ -176,8 +176,18 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
   Status remove(const std::string& collection, const std::string& id) override {
     return node().remove(collection, id);
   }
-  Result<node::GetResult> get(const std::string& collection, const std::string& id) override {
-    return node().get(collection, id);
+  Result<GetAnswer> get(const std::string& collection, const std::string& id) override {
+    GetAnswer answer;
+    SHOAL_ASSIGN_OR_RETURN(answer.record, node().get(collection, id));
+    if (answer.record.siblings.at(0).evicted) {
+      // This process holds no sink link (the embedded mesh's is on its own thread, in another
+      // library): the stub's metadata, with the reason.
+      answer.cold = Status(Detail::kColdUnavailable,
+                           str_cat("record '", node::escape_for_message(id),
+                                   "' is evicted to the cold-tier sink, and a handle from shoal_open has no sink "
+                                   "link to refill it (get it through shoald: shoal_connect)"));
+    }
+    return answer;
   }
   Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
                               std::uint32_t ef, const std::string& filter, bool with_metadata) override {

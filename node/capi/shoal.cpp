@@ -127,6 +127,9 @@ namespace {
 using capi::guarded;
 using capi::null_arg;
 using capi::report;
+using capi::check_hit_count;
+using capi::check_search_args;
+using capi::put_hit;
 
 Status set_meta(shoal_meta* meta, const char* key, MetaValue v) {
   if (meta == nullptr || key == nullptr) return Status(Code::kInvalidArgument, "meta and key must not be NULL");
@@ -512,20 +515,14 @@ int shoal_get(shoal_db* db, const char* collection, const char* id, size_t id_le
   *out = nullptr;
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto r, db->b().get(collection, std::string(id, id_len)));
-    if (r.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
+    if (r.record.siblings.empty()) return Status(Code::kInternal, "a record read returned no value");
     auto rec = std::make_unique<shoal_record>();
-    rec->metadata_json = metadata_json(r.siblings.at(0).value.metadata);
-    // An evicted record (a stub: no vector, which no whole record lacks, so client mode, whose
-    // wire does not carry the flag, is judged the same): its metadata, with a typed error.
-    const bool cold = r.siblings.at(0).evicted || r.siblings.at(0).value.vector.empty();
-    rec->result = std::move(r);
+    rec->metadata_json = metadata_json(r.record.siblings.at(0).value.metadata);
+    rec->result = std::move(r.record);
     *out = rec.release();
-    if (cold) {
-      return Status(Detail::kColdUnavailable,
-                    str_cat("record '", node::escape_for_message(std::string_view(id, id_len)),
-                            "' is evicted to the cold-tier sink; its metadata is returned, its vector is not here"));
-    }
-    return {};
+    // An evicted record the backend could not refill from the sink: its metadata, with the
+    // typed error saying why (SHOAL_E_COLD, or SHOAL_E_CHECKSUM for a payload that does not match).
+    return r.cold;
   });
 }
 
@@ -553,17 +550,6 @@ const float* shoal_record_sibling_vector(const shoal_record* rec, size_t i, size
   return v.data();
 }
 
-namespace {
-// One hit into the caller's array (the id truncated to SHOAL_MAX_ID_BYTES, NUL-terminated).
-void put_hit(shoal_hit& out, const std::string& id, float distance) {
-  const std::size_t n = std::min(id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
-  out.distance = distance;
-  out.id_len = n;
-  std::memcpy(out.id, id.data(), n);
-  out.id[n] = '\0';
-}
-}  // namespace
-
 int shoal_search(shoal_db* db, const char* collection, const float* query, size_t dimension,
                  uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
                  size_t* count, shoal_error* err) {
@@ -574,25 +560,15 @@ int shoal_search_freshness(shoal_db* db, const char* collection, const float* qu
                            uint32_t k, uint32_t ef, const char* filter, shoal_hit* hits, size_t capacity,
                            size_t* count, shoal_freshness** freshness, shoal_error* err) {
   if (freshness != nullptr) *freshness = nullptr;
-  if (db == nullptr) return null_arg("db", err);
-  if (collection == nullptr) return null_arg("collection", err);
-  if (query == nullptr && dimension != 0) return null_arg("query", err);
-  if (count == nullptr) return null_arg("count", err);
-  *count = 0;
-  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
-  if (capacity < k) {
-    return report(Status(Detail::kTooLarge, "k is " + std::to_string(k) + " but the hits array holds " +
-                                                std::to_string(capacity)), err);
+  if (int rc = check_search_args(db, "db", collection, query, dimension, k, hits, capacity, count, err); rc != SHOAL_OK) {
+    return rc;
   }
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto answer, db->b().search(collection, std::span<const float>(query, dimension), k, ef,
                                                        filter == nullptr ? std::string() : std::string(filter),
                                                        /*with_metadata=*/false));
     const auto& found = answer.hits;
-    if (found.size() > capacity) {
-      return Status(Code::kInternal, "the node returned " + std::to_string(found.size()) + " hits for k = " +
-                                         std::to_string(k));
-    }
+    SHOAL_RETURN_IF_ERROR(check_hit_count(found.size(), capacity, k, "the node"));
     std::unique_ptr<shoal_freshness> fresh;
     if (freshness != nullptr) {
       fresh = std::make_unique<shoal_freshness>();
@@ -609,22 +585,12 @@ int shoal_search_cold(shoal_db* db, const char* collection, const float* query, 
                       uint32_t ef, shoal_hit* hits, unsigned char* cold, size_t capacity, size_t* count,
                       shoal_freshness** freshness, int* sink_code, shoal_error* sink_err, shoal_error* err) {
   if (freshness != nullptr) *freshness = nullptr;
-  if (db == nullptr) return null_arg("db", err);
-  if (collection == nullptr) return null_arg("collection", err);
-  if (query == nullptr && dimension != 0) return null_arg("query", err);
-  if (count == nullptr) return null_arg("count", err);
-  *count = 0;
-  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
-  if (capacity < k) {
-    return report(Status(Detail::kTooLarge, "k is " + std::to_string(k) + " but the hits array holds " +
-                                                std::to_string(capacity)), err);
+  if (int rc = check_search_args(db, "db", collection, query, dimension, k, hits, capacity, count, err); rc != SHOAL_OK) {
+    return rc;
   }
   return guarded(err, [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto answer, db->b().search_cold(collection, std::span<const float>(query, dimension), k, ef));
-    if (answer.hits.size() > capacity) {
-      return Status(Code::kInternal, "the daemon returned " + std::to_string(answer.hits.size()) + " hits for k = " +
-                                         std::to_string(k));
-    }
+    SHOAL_RETURN_IF_ERROR(check_hit_count(answer.hits.size(), capacity, k, "the daemon"));
     for (std::size_t i = 0; i < answer.hits.size(); ++i) {
       put_hit(hits[i], answer.hits[i].id, answer.hits[i].distance);
       if (cold != nullptr) cold[i] = answer.hits[i].cold ? 1 : 0;

@@ -108,6 +108,19 @@ SHOAL_MESH_API int shoal_mesh_search_cold(shoal_mesh *mesh, const char *collecti
                                           unsigned char *cold, size_t capacity, size_t *count, int *sink_code,
                                           shoal_error *sink_err, shoal_error *err);
 
+/* Restores `collection` from the sink ([sink] address in the mesh's config; docs/tiers.md,
+ * "Bootstrap from the sink"): pulls the sink's pages into this handle's node, so what was deleted
+ * there stays deleted and writes the sink never saw stay; peers then bring the rest. A collection
+ * the node lacks is created first with the sink's dimension and metric (the index options are the
+ * defaults). Durable when it returns; safe to run again. *records (may be NULL): the records the
+ * pages carried; *created (may be NULL): 1 when the collection was created. Codes: SHOAL_EINVAL
+ * (NULL mesh or collection); SHOAL_EUNAVAILABLE (no sink configured, the sink not connected, or
+ * the mesh stopped); SHOAL_E_NOCOLLECTION (the sink holds no such collection, or it is not here
+ * and the sink cannot say its dimension or metric); the node's join codes (a page refused, with
+ * nothing of it written). */
+SHOAL_MESH_API int shoal_mesh_bootstrap(shoal_mesh *mesh, const char *collection, uint64_t *records, int *created,
+                                        shoal_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,7 @@ using capi::Freshness;
 using capi::SearchAnswer;
 using capi::ColdSearchAnswer;
 using capi::SinkBootstrapReport;
+using capi::GetAnswer;
 
 // --- Conversions between the node's types and node_api.capnp ---
 
@@ -98,6 +99,13 @@ node::Metadata metadata_of(capnp::List<api::MetaField>::Reader list) {
   node::Metadata m;
   m.fields = transport::metadata_of(list);
   return m;
+}
+
+// A Status the daemon sent as a full code and its text; `fallback` when it sent code 0 where a
+// failure is known (a daemon from before the field).
+Status daemon_status(std::uint32_t code, std::string_view why, Status fallback) {
+  if (code == 0) return fallback;
+  return Status(static_cast<Detail>(code), std::string(why));
 }
 
 node::RecordValue value_of(api::Value::Reader r) {
@@ -252,18 +260,28 @@ class ClientBackend final : public Backend {
     });
   }
 
-  Result<node::GetResult> get(const std::string& collection, const std::string& id) override {
-    using R = Result<node::GetResult>;
+  Result<GetAnswer> get(const std::string& collection, const std::string& id) override {
+    using R = Result<GetAnswer>;
     return invoke<R>([&](api::Node::Client& n) {
       auto req = n.getRequest();
       req.setCollection(collection);
       req.setId(data_of(id));
-      return req.send().then([](auto&& r) -> R {
-        node::GetResult out;
+      return req.send().then([id](auto&& r) -> R {
+        GetAnswer out;
         for (auto v : r.getSiblings()) {
           node::Sibling s;
           s.value = value_of(v);
-          out.siblings.push_back(std::move(s));
+          out.record.siblings.push_back(std::move(s));
+        }
+        if (out.record.siblings.empty()) return Status(Code::kInternal, "the daemon's get returned no value");
+        // A winner without a vector is a stub the daemon could not refill (no whole record lacks
+        // one); a daemon from before coldCode says nothing more.
+        if (r.getColdCode() != 0 || out.record.siblings[0].value.vector.empty()) {
+          out.record.siblings[0].evicted = true;
+          out.cold = daemon_status(r.getColdCode(), text_of(r.getColdError()),
+                                   Status(Detail::kColdUnavailable,
+                                          str_cat("record '", node::escape_for_message(id),
+                                                  "' is evicted to the cold-tier sink and the daemon did not refill it")));
         }
         return out;
       });
@@ -325,11 +343,8 @@ class ClientBackend final : public Backend {
           a.sink_records = r.getSink().getRecords();
           a.sink_last_ack_wall_ns = r.getSink().getLastAckWallNs();
         } else {
-          const std::uint32_t code = r.getSinkCode();
           std::string why(text_of(r.getSinkError()));
-          // A daemon that sent no code: say so rather than report an OK sink that did not answer.
-          a.sink_error = code == 0 ? Status(Code::kUnavailable, "the sink did not answer: " + why)
-                                   : Status(static_cast<Detail>(code), std::move(why));
+          a.sink_error = daemon_status(r.getSinkCode(), why, Status(Code::kUnavailable, "the sink did not answer: " + why));
         }
         return a;
       });
@@ -342,7 +357,16 @@ class ClientBackend final : public Backend {
       auto req = n.bootstrapFromSinkRequest();
       req.setCollection(collection);
       return req.send().then([](auto&& r) -> R {
-        return SinkBootstrapReport{r.getPages(), r.getRecords(), r.getBytes()};
+        SinkBootstrapReport out{r.getPages(), r.getRecords(), r.getBytes()};
+        out.created = r.getCreated();
+        if (out.created) {
+          auto m = node::metric_from_wire_byte(r.getMetric());
+          if (!m) return Status(Detail::kMalformed, str_cat("the daemon created the collection with metric byte ",
+                                                            unsigned(r.getMetric()), ", which this library does not know"));
+          out.dimension = r.getDimension();
+          out.metric = *m;
+        }
+        return out;
       });
     });
   }

@@ -653,8 +653,14 @@ void parse_tiers_warm_interval(Field& f, DaemonConfig& c) {
   if (auto d = parse_warm_interval(f)) c.tier_warm_interval = *d;
 }
 
+std::optional<Duration> parse_hot_window(Field& f) {
+  auto v = f.integer(0, node::kMaxHotWindow.ms(), "milliseconds");
+  if (!v) return std::nullopt;
+  return Duration::millis(*v);
+}
+
 void parse_tiers_hot_window(Field& f, DaemonConfig& c) {
-  if (auto v = f.integer(0, node::kMaxHotWindow.ms(), "milliseconds")) c.tier_hot_window = Duration::millis(*v);
+  if (auto d = parse_hot_window(f)) c.tier_hot_window = *d;
 }
 
 // Eviction's budget (node::EvictionOptions): 0 (never) .. 2^50, node::kMaxPayloadBudgetBytes (the
@@ -684,7 +690,8 @@ void parse_sink_quota(Field& f, DaemonConfig& c) {
 }
 
 std::optional<DaemonConfig::CollectionTier> parse_collection_tier(Field& f, std::size_t index) {
-  if (!f.expect(toml::node_type::table, "a table with name and any of warm, warm_interval_ms, warm_budget_bytes, sink")) {
+  if (!f.expect(toml::node_type::table,
+                "a table with name and any of warm, warm_interval_ms, warm_budget_bytes, sink, hot_window_ms")) {
     return std::nullopt;
   }
   const toml::table& t = *f.value().as_table();
@@ -711,10 +718,14 @@ std::optional<DaemonConfig::CollectionTier> parse_collection_tier(Field& f, std:
       if (auto b = parse_warm_budget(sub)) entry.warm_budget_bytes = *b; else ok = false;
     } else if (k.str() == "sink") {
       if (auto b = sub.boolean()) entry.sink = *b; else ok = false;
+    } else if (k.str() == "hot_window_ms") {
+      if (auto d = parse_hot_window(sub)) entry.hot_window = *d; else ok = false;
     } else {
-      std::string_view hint = closest(k.str(), {"name", "warm", "warm_interval_ms", "warm_budget_bytes", "sink"});
+      std::string_view hint =
+          closest(k.str(), {"name", "warm", "warm_interval_ms", "warm_budget_bytes", "sink", "hot_window_ms"});
       sub.fail(Detail::kUnknownName,
-               hint.empty() ? std::string("unknown key; an entry has name, warm, warm_interval_ms, warm_budget_bytes and sink")
+               hint.empty() ? std::string("unknown key; an entry has name, warm, warm_interval_ms, warm_budget_bytes, "
+                                          "sink and hot_window_ms")
                             : str_cat("unknown key (did you mean ", prefix, hint, "?)"));
       ok = false;
     }
@@ -943,6 +954,7 @@ node::TierPolicies tier_policies(const DaemonConfig& config) {
     if (e.warm_interval) p.warm_interval = *e.warm_interval;
     if (e.warm_budget_bytes) p.warm_budget_bytes = *e.warm_budget_bytes;
     if (e.sink) p.sink = *e.sink;
+    if (e.hot_window) p.hot_window = *e.hot_window;
     out.collections.emplace(e.name, p);
   }
   return out;
@@ -969,6 +981,7 @@ std::span<const ConfigKey> config_keys() noexcept {
         out.push_back(ConfigKey{"tiers.collections.warm_interval_ms", true, false});
         out.push_back(ConfigKey{"tiers.collections.warm_budget_bytes", true, false});
         out.push_back(ConfigKey{"tiers.collections.sink", true, false});
+        out.push_back(ConfigKey{"tiers.collections.hot_window_ms", true, false});
       }
     }
     return out;

@@ -84,8 +84,9 @@ struct DaemonConfig {
 
   // [tiers]: what each collection sends warm peers (node/core/tier_policy.hpp, docs/tiers.md).
   // tiers.warm, tiers.warm_interval_ms, tiers.warm_budget_bytes set the default policy;
-  // [[tiers.collections]] name = "...", with any of the same three keys, one collection's (the
-  // keys it leaves out take the defaults).
+  // [[tiers.collections]] name = "...", with any of the same keys (warm, warm_interval_ms,
+  // warm_budget_bytes, sink, hot_window_ms), one collection's (the keys it leaves out take the
+  // defaults).
   bool tier_warm = true;                              // tiers.warm
   Duration tier_warm_interval = Duration::seconds(20);  // tiers.warm_interval_ms
   std::uint64_t tier_warm_budget_bytes = 0;           // tiers.warm_budget_bytes (0: no budget)
@@ -97,6 +98,7 @@ struct DaemonConfig {
     std::optional<Duration> warm_interval;
     std::optional<std::uint64_t> warm_budget_bytes;
     std::optional<bool> sink;
+    std::optional<Duration> hot_window;
     friend bool operator==(const CollectionTier&, const CollectionTier&) = default;
   };
   std::vector<CollectionTier> tier_collections;

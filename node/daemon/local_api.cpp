@@ -64,6 +64,16 @@ void put_value(api::Value::Builder b, const node::RecordValue& v) {
   transport::put_value(b, v.vector, v.metadata.fields, v.model);
 }
 
+// A get's answer: the siblings, and why an evicted winner is not refilled (node_api.capnp, get).
+void put_get(api::Node::GetResults::Builder b, const node::MeshHost::ColdGet& got) {
+  auto list = b.initSiblings(static_cast<unsigned>(got.record.siblings.size()));
+  for (unsigned i = 0; i < got.record.siblings.size(); ++i) put_value(list[i], got.record.siblings[i].value);
+  if (!got.cold_error.ok()) {
+    b.setColdCode(got.cold_error.full_code());
+    b.setColdError(got.cold_error.message());
+  }
+}
+
 // What a stats call reads from the node.
 struct NodeFigures {
   node::NodeStats stats;
@@ -393,11 +403,34 @@ struct LocalApi::Impl {
     kj::Promise<void> get(GetContext ctx) override {
       impl_.count_call();
       auto p = ctx.getParams();
-      auto got = impl_.node.get(text_of(p.getCollection()), bytes_of(p.getId()));
+      std::string collection(text_of(p.getCollection()));
+      std::string id(bytes_of(p.getId()));
+      auto got = impl_.node.get(collection, id);
       if (!got.ok()) return failed(got.status());
-      auto list = ctx.getResults().initSiblings(static_cast<unsigned>(got->siblings.size()));
-      for (unsigned i = 0; i < got->siblings.size(); ++i) put_value(list[i], got->siblings[i].value);
-      return kj::READY_NOW;
+      if (!got->siblings.at(0).evicted) {
+        put_get(ctx.getResults(), node::MeshHost::ColdGet{std::move(*got), Status()});
+        return kj::READY_NOW;
+      }
+      // An evicted winner (a stub): the sink's link is the main loop's, so the refill runs there
+      // (MeshHost::get_with_cold; docs/tiers.md, "Eviction").
+      if (impl_.mesh == nullptr) {
+        put_get(ctx.getResults(),
+                node::MeshHost::ColdGet{std::move(*got), Status(Detail::kColdUnavailable,
+                                                                str_cat("record '", node::escape_for_message(id),
+                                                                        "' is evicted and this server runs no mesh "
+                                                                        "(no sink link) to refill it"))});
+        return kj::READY_NOW;
+      }
+      Impl* impl = &impl_;
+      return thread_.on_main_async<Result<node::MeshHost::ColdGet>>(
+          [impl, collection = std::move(collection), id = std::move(id)]() mutable {
+            return impl->mesh->get_with_cold(std::move(collection), std::move(id));
+          },
+          [ctx, impl](Result<node::MeshHost::ColdGet> r) mutable -> kj::Promise<void> {
+            if (!r.ok()) return impl->failed(r.status());
+            put_get(ctx.getResults(), *r);
+            return kj::READY_NOW;
+          });
     }
     kj::Promise<void> exportRecords(ExportRecordsContext ctx) override {
       impl_.count_call();
@@ -558,8 +591,14 @@ struct LocalApi::Impl {
             out.setPages(r->pages);
             out.setRecords(r->records);
             out.setBytes(r->bytes);
+            out.setCreated(r->created);
+            if (r->created) {
+              out.setDimension(r->dimension);
+              out.setMetric(node::metric_to_wire_byte(r->metric));
+            }
             SHOAL_LOG(impl->logger, kInfo, kComponent, "bootstrap of '", collection, "' from the sink for uid ", uid, ": ",
-                      r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)");
+                      r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)",
+                      r->created ? "; the collection was created from the sink's dimension and metric" : "");
             return kj::READY_NOW;
           });
     }
@@ -682,6 +721,8 @@ struct LocalApi::Impl {
                    {"handshakes_failed", ms.listener.handshakes_failed}};
       if (auto up = mesh->sink_stats()) {  // the cold-tier sink link (docs/tiers.md, "The sink feed")
         const node::SinkFeedStatus feed = node.read([](const node::Node& n) { return n.sink_feed_status(); });
+        // Eviction's figures too (as /status.json's sink object): `shoal status` prints them.
+        const node::EvictionStatus ev = node.read([](const node::Node& n) { return n.eviction_status(); });
         j["sink"] = {{"address", up->address},
                      {"connected", up->connected},
                      {"uploaded_through", feed.uploaded_through},
@@ -693,7 +734,11 @@ struct LocalApi::Impl {
                      {"bytes", up->bytes},
                      {"quota_refusals", feed.quota_refusals},
                      {"last_ack_unix_ms", up->last_ack ? nlohmann::json(up->last_ack->ns() / 1'000'000) : nlohmann::json(nullptr)},
-                     {"last_error", up->last_error}};
+                     {"last_error", up->last_error},
+                     {"payload_budget_bytes", ev.budget_bytes},
+                     {"payload_held_bytes", ev.held_bytes},
+                     {"evicted_records", ev.evicted_records},
+                     {"evicted_bytes", ev.evicted_bytes}};
       }
     }
     // The tier policies in effect (the config file's [tiers], reloaded on SIGHUP; docs/tiers.md):
@@ -704,7 +749,8 @@ struct LocalApi::Impl {
         return nlohmann::json{{"warm", t.warm},
                               {"warm_interval_ms", t.warm_interval.ms()},
                               {"warm_budget_bytes", t.warm_budget_bytes},
-                              {"sink", t.sink}};
+                              {"sink", t.sink},
+                              {"hot_window_ms", t.hot_window.ms()}};
       };
       auto named = nlohmann::json::object();
       for (const auto& [name, t] : tiers.collections) named[name] = policy_json(t);

@@ -918,6 +918,7 @@ namespace {
 // Where a bootstrap from the sink stands between its pages.
 struct BootstrapRun {
   std::string collection;
+  bool create = false;             // the collection is not here: create it from the first page
   std::string after;               // the sink's cursor
   std::set<std::string> ids;       // the ids of every page so far (the last join needs them)
   crdt::CausalContext first_context;  // the sink's context as of the first page (D57)
@@ -926,6 +927,26 @@ struct BootstrapRun {
 
 // Joins one page into the node.
 Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootstrapPage& page) {
+  if (run.create) {
+    // The sink keeps the dimension (its live records') and the metric its members' uploads said;
+    // the index options are this device's defaults (the sink does not keep them).
+    if (page.dimension == 0 || !page.metric) {
+      return Status(Detail::kNoSuchCollection,
+                    str_cat("collection '", run.collection, "' is not here, and the sink cannot say how to create it (",
+                            page.dimension == 0 ? "it holds no live record of it, so no dimension"
+                                                : "no upload told it the metric",
+                            "): create it with its settings, or let a peer's catalogue bring it"));
+    }
+    CollectionSpec spec;
+    spec.name = run.collection;
+    spec.dimension = page.dimension;
+    spec.metric = *page.metric;
+    SHOAL_RETURN_IF_ERROR(node.write([&](Node& n) { return n.create_collection(spec); }));
+    run.create = false;
+    run.report.created = true;
+    run.report.dimension = spec.dimension;
+    run.report.metric = spec.metric;
+  }
   const std::size_t before = run.ids.size();
   if (run.after.empty()) {
     SHOAL_ASSIGN_OR_RETURN(run.first_context, sink::bootstrap_context(run.collection, page.context));
@@ -963,12 +984,12 @@ kj::Promise<Result<MeshHost::SinkBootstrap>> MeshHost::bootstrap_from_sink(std::
     return Result<SinkBootstrap>(Status(Code::kUnavailable, "no sink is configured ([sink] address)"));
   }
   auto info = h.node.read([&](const Node& n) { return n.collection_info(collection); });
-  if (!info.ok()) {
-    return Result<SinkBootstrap>(info.status().with_context(
-        "bootstrap needs the collection here: create it with the same settings, or let a peer's catalogue bring it"));
-  }
+  // A collection this device lacks is created from the sink's first page (its dimension and metric).
+  const bool create = !info.ok() && info.status().detail() == Detail::kNoSuchCollection;
+  if (!info.ok() && !create) return Result<SinkBootstrap>(info.status());
   auto run = std::make_shared<BootstrapRun>();
   run->collection = std::move(collection);
+  run->create = create;
   return next_bootstrap_page(*h.uploader, h.node, run);
 }
 

@@ -184,14 +184,20 @@ class MeshHost {
   // last judges the records it names, the first the records no page named, so what was deleted
   // stays deleted and what reached the sink during the run stays: D57); peers then bring what
   // the sink lacks, as they always do. A failure leaves the pages joined so far (each is a valid
-  // join; running it again is harmless). Statuses: kUnavailable (no sink configured, or not connected); kNoSuchCollection (the collection must
-  // exist here: created, or arrived with the catalogue from a peer); the sink's
-  // (kNoSuchCollection when it holds none); kMalformed (a page that does not decode, or one of
-  // another collection, or a cursor that does not advance); join_sink_page's. On the loop's thread.
+  // join; running it again is harmless). A collection this device lacks is created first with
+  // the sink's dimension and metric (its first page says them; the index options are the
+  // defaults), as if created here. Statuses: kUnavailable (no sink configured, or not connected);
+  // the sink's (kNoSuchCollection when it holds none); kNoSuchCollection when the collection is
+  // not here and the sink cannot say its dimension (no live record) or metric (no upload said
+  // it); create_collection's; kMalformed (a page that does not decode, or one of another
+  // collection, or a cursor that does not advance); join_sink_page's. On the loop's thread.
   struct SinkBootstrap {
     std::uint32_t pages = 0;
     std::uint64_t records = 0;  // records the pages carried
     std::uint64_t bytes = 0;    // segment bytes received
+    bool created = false;       // the collection was created from the sink's dimension and metric
+    std::uint32_t dimension = 0;  // when created: its settings
+    Metric metric = Metric::kL2;
   };
   kj::Promise<Result<SinkBootstrap>> bootstrap_from_sink(std::string collection);
   std::vector<MeshPeerView> peers() const;

@@ -222,6 +222,10 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
     auto req = sink->pushDeltaRequest();
     req.setCollection(up.collection);
     req.setDelta(data_of(up.delta));
+    // The collection's metric, whose record rules the sink checks the upload under (a collection
+    // dropped since: not said, l2's rules; the sink then takes what the delta carries).
+    auto info = node.read([&](const Node& n) { return n.collection_info(up.collection); });
+    if (info.ok()) req.setMetric(metric_to_wire_byte(info->spec.metric));
     auto upload = std::make_shared<SinkUpload>(std::move(up));
     tasks.add(loop.timer()
                   .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
@@ -391,6 +395,8 @@ kj::Promise<Result<SinkBootstrapPage>> SinkUploader::bootstrap_page(const std::s
             p.context.assign(bytes_of(resp.getContext()));
             p.next_after.assign(bytes_of(resp.getNextAfter()));
             p.done = resp.getDone();
+            p.dimension = resp.getDimension();
+            p.metric = metric_from_wire_byte(resp.getMetric());  // 255 (not said): nullopt
             return p;
           },
           [](kj::Exception&& e) -> Result<SinkBootstrapPage> { return transport::status_of(e); });

@@ -70,6 +70,8 @@ struct SinkBootstrapPage {
   std::string context;     // on the last page: the collection's whole causal context
   std::string next_after;  // the cursor for the next page
   bool done = false;
+  std::uint32_t dimension = 0;          // the collection's at the sink (0: no live record there)
+  std::optional<Metric> metric;         // as the members' uploads said it (nullopt: none did)
 };
 
 class SinkUploader {

@@ -140,14 +140,32 @@ class MeshRun {
   // MeshHost::search_with_cold on the loop thread; this thread waits for its answer.
   Result<node::MeshHost::ColdSearch> search_cold(std::string collection, std::vector<float> query,
                                                  node::SearchOptions options) {
-    auto done = std::make_shared<std::promise<Result<node::MeshHost::ColdSearch>>>();
+    return await_on_loop<node::MeshHost::ColdSearch>(
+        [collection = std::move(collection), query = std::move(query), options](node::MeshHost& host) mutable {
+          return host.search_with_cold(std::move(collection), std::move(query), std::move(options));
+        });
+  }
+
+  // MeshHost::bootstrap_from_sink on the loop thread; this thread waits until it is done.
+  Result<node::MeshHost::SinkBootstrap> bootstrap(std::string collection) {
+    return await_on_loop<node::MeshHost::SinkBootstrap>(
+        [collection = std::move(collection)](node::MeshHost& host) mutable {
+          return host.bootstrap_from_sink(std::move(collection));
+        });
+  }
+
+  // Starts `start(host)` on the loop thread (a call that answers later, e.g. over the sink's link)
+  // and waits for its answer here (kUnavailable once stopped).
+  template <typename T>
+  Result<T> await_on_loop(std::function<kj::Promise<Result<T>>(node::MeshHost&)> start) {
+    auto done = std::make_shared<std::promise<Result<T>>>();
     auto result = done->get_future();
     {
       std::lock_guard lock(mu_);
       if (!running_) return unavailable();
-      loop_->post([this, done, collection = std::move(collection), query = std::move(query), options]() mutable {
-        host_->search_with_cold(std::move(collection), std::move(query), std::move(options))
-            .then([done](Result<node::MeshHost::ColdSearch>&& r) { done->set_value(std::move(r)); },
+      loop_->post([this, done, start = std::move(start)]() mutable {
+        start(*host_)
+            .then([done](Result<T>&& r) { done->set_value(std::move(r)); },
                   [done](kj::Exception&& e) { done->set_value(transport::status_of(e)); })
             .detach([](kj::Exception&&) {});
       });
@@ -284,14 +302,9 @@ int shoal_mesh_reload(shoal_mesh* mesh, shoal_error* err) {
 int shoal_mesh_search_cold(shoal_mesh* mesh, const char* collection, const float* query, size_t dimension, uint32_t k,
                            uint32_t ef, shoal_hit* hits, unsigned char* cold, size_t capacity, size_t* count,
                            int* sink_code, shoal_error* sink_err, shoal_error* err) {
-  if (count != nullptr) *count = 0;
-  if (mesh == nullptr) return null_arg("mesh", err);
-  if (collection == nullptr) return null_arg("collection", err);
-  if (query == nullptr && dimension != 0) return null_arg("query", err);
-  if (count == nullptr) return null_arg("count", err);
-  if (hits == nullptr && capacity != 0) return null_arg("hits", err);
-  if (capacity < k) {
-    return report(Status(Detail::kTooLarge, str_cat("k is ", k, " but the hits array holds ", capacity)), err);
+  if (int rc = capi::check_search_args(mesh, "mesh", collection, query, dimension, k, hits, capacity, count, err);
+      rc != SHOAL_OK) {
+    return rc;
   }
   return guarded(err, [&]() -> Status {
     node::SearchOptions o;
@@ -299,17 +312,10 @@ int shoal_mesh_search_cold(shoal_mesh* mesh, const char* collection, const float
     o.ef = ef;
     o.with_metadata = false;
     SHOAL_ASSIGN_OR_RETURN(auto answer, mesh->run->search_cold(collection, std::vector<float>(query, query + dimension), o));
-    if (answer.hits.size() > capacity) {
-      return Status(Code::kInternal, str_cat("the merge returned ", answer.hits.size(), " hits for k = ", k));
-    }
+    SHOAL_RETURN_IF_ERROR(capi::check_hit_count(answer.hits.size(), capacity, k, "the merge"));
     for (std::size_t i = 0; i < answer.hits.size(); ++i) {
-      const auto& h = answer.hits[i];
-      const std::size_t n = std::min(h.id.size(), std::size_t{SHOAL_MAX_ID_BYTES});
-      hits[i].distance = h.distance;
-      hits[i].id_len = n;
-      std::memcpy(hits[i].id, h.id.data(), n);
-      hits[i].id[n] = '\0';
-      if (cold != nullptr) cold[i] = h.cold ? 1 : 0;
+      capi::put_hit(hits[i], answer.hits[i].id, answer.hits[i].distance);
+      if (cold != nullptr) cold[i] = answer.hits[i].cold ? 1 : 0;
     }
     *count = answer.hits.size();
     const int code = report(answer.cold_error, sink_err);
@@ -330,6 +336,19 @@ int shoal_mesh_status_json(shoal_mesh* mesh, char** out, shoal_error* err) {
     if (copy == nullptr) return Status(Code::kOverloaded, "out of memory");
     std::memcpy(copy, text.c_str(), text.size() + 1);
     *out = copy;
+    return {};
+  });
+}
+
+int shoal_mesh_bootstrap(shoal_mesh* mesh, const char* collection, uint64_t* records, int* created, shoal_error* err) {
+  if (records != nullptr) *records = 0;
+  if (created != nullptr) *created = 0;
+  if (mesh == nullptr) return null_arg("mesh", err);
+  if (collection == nullptr) return null_arg("collection", err);
+  return guarded(err, [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto report, mesh->run->bootstrap(collection));
+    if (records != nullptr) *records = report.records;
+    if (created != nullptr) *created = report.created ? 1 : 0;
     return {};
   });
 }

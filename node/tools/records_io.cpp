@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -154,7 +155,16 @@ class StoreExport final : public ExportSource {
             error = v.status();
             return false;
           }
-          return visit(format::id_of_record_key(key), *v, error);
+          const std::string_view id = format::id_of_record_key(key);
+          if (v->vector.empty()) {  // a stub: the vector was evicted to the sink, which only a daemon reaches
+            error = Status(Detail::kColdUnavailable,
+                           str_cat("record '", escape_for_message(id),
+                                   "' is evicted to the cold-tier sink, and an export from the data directory (-d) "
+                                   "cannot fetch it: export through the running shoald (--connect), which refills "
+                                   "it from its sink"));
+            return false;
+          }
+          return visit(id, *v, error);
         }));
     return error;
   }
@@ -181,6 +191,14 @@ class DaemonExport final : public ExportSource {
       SHOAL_ASSIGN_OR_RETURN(auto page, db_.records_after(collection_, after, 1024));
       Status error;
       for (const auto& r : page.records) {
+        if (r.value.vector.empty()) {
+          // A stub (no whole record lacks a vector): the daemon refills it from its sink, or the
+          // export stops here naming it, rather than write a record without its vector.
+          SHOAL_ASSIGN_OR_RETURN(auto refilled, refill(r.id));
+          if (!refilled) continue;  // deleted since the page was read
+          if (!visit(r.id, *refilled, error)) return error;
+          continue;
+        }
         if (!visit(r.id, r.value, error)) return error;
       }
       if (!page.more || page.records.empty()) return {};
@@ -189,6 +207,22 @@ class DaemonExport final : public ExportSource {
   }
 
  private:
+  // An evicted record's value from the daemon's get (which refills it from the sink); nullopt
+  // when the record was deleted since. Statuses: the get's, and its cold status when the daemon
+  // could not refill it (kColdUnavailable, kChecksumMismatch), naming the record.
+  Result<std::optional<RecordValue>> refill(const std::string& id) {
+    auto got = db_.get(collection_, id);
+    if (!got.ok()) {
+      if (got.status().detail() == Detail::kNoSuchRecord) return std::optional<RecordValue>();
+      return got.status();
+    }
+    if (!got->cold.ok()) {
+      return got->cold.with_context(str_cat("export stopped at record '", escape_for_message(id),
+                                            "': its vector is in the cold-tier sink only"));
+    }
+    return std::optional<RecordValue>(std::move(got->record.siblings.at(0).value));
+  }
+
   capi::Backend& db_;
   std::string collection_;
   std::size_t dim_;
@@ -684,7 +718,8 @@ Status import_records(capi::Backend& db, const std::string& collection, RecordSo
       ++read;
       // Idempotence: an identical stored value is not written again.
       auto stored = db.get(collection, rec.id);
-      if (stored.ok() && stored->siblings.size() == 1 && stored->siblings[0].value == rec.value) {
+      // (An evicted record the sink could not refill has no vector here, so it is written again.)
+      if (stored.ok() && stored->record.siblings.size() == 1 && stored->record.siblings[0].value == rec.value) {
         ++report.unchanged;
         continue;
       }

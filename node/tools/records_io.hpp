@@ -51,12 +51,18 @@ class ExportSource {
 // The records of `collection` in the data directory `data_dir`, read from one consistent snapshot
 // of the store (an LMDB read transaction, so it is safe while another process writes), without
 // opening the node: no index is loaded. Statuses: kNotFound (no store at `data_dir`),
-// kNotFound/kNoSuchCollection, and those of LmdbStore::open.
+// kNotFound/kNoSuchCollection, and those of LmdbStore::open; for_each stops with kColdUnavailable
+// naming the first record evicted to the cold tier (its vector is at the sink, which only a
+// daemon reaches).
 [[nodiscard]] Result<std::unique_ptr<ExportSource>> open_store_export(const std::string& data_dir,
                                                                       const std::string& collection);
 // The records of `collection` on a running daemon (client mode), page by page
 // (Backend::records_after): each page is one read transaction there, so a record written during
-// the export is seen if it sorts after the current page. Statuses: those of the backend's calls.
+// the export is seen if it sorts after the current page. A record evicted to the cold tier is
+// read again with Backend::get, which the daemon answers by refilling it from its sink; when it
+// cannot, for_each stops with that get's cold status (kColdUnavailable, kChecksumMismatch) naming
+// the record, so no record is ever written without its vector. Statuses: those of the backend's
+// calls.
 [[nodiscard]] Result<std::unique_ptr<ExportSource>> open_daemon_export(capi::Backend& db,
                                                                        const std::string& collection);
 

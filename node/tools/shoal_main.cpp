@@ -93,6 +93,10 @@ std::string dump(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
+// `get` of a record evicted to the cold tier whose vector could not be fetched from the sink
+// (docs/api.md, "CLI"): the metadata is printed, the reason goes to stderr.
+constexpr int kExitCold = 3;
+
 int fail(const Globals& g, const Status& s) {
   if (g.json_output) {
     std::cout << dump(json{{"ok", false}, {"code", s.full_code()}, {"error", s.to_string()}}) << "\n";
@@ -424,14 +428,18 @@ int print_tiers(const Globals& g, const json& stats, const std::vector<Collectio
     std::cout << dump(json{{"ok", true}, {"collections", rows}, {"defaults", defaults}}) << "\n";
     return 0;
   }
-  std::printf("%-24s %-5s %-14s %-16s %-5s %s\n", "COLLECTION", "WARM", "WARM INTERVAL", "WARM BUDGET", "SINK", "FROM");
+  std::printf("%-24s %-5s %-14s %-16s %-5s %-12s %s\n", "COLLECTION", "WARM", "WARM INTERVAL", "WARM BUDGET", "SINK",
+              "HOT WINDOW", "FROM");
   for (const auto& r : rows) {
     const std::int64_t interval = r.value("warm_interval_ms", std::int64_t{0});
     const std::uint64_t budget = r.value("warm_budget_bytes", std::uint64_t{0});
-    std::printf("%-24s %-5s %-14s %-16s %-5s %s%s\n", escape_for_message(r["collection"].get<std::string>(), 24).c_str(),
+    // The hot window matters only where records go to the sink (eviction spares newer ones).
+    const std::int64_t hot = r.value("hot_window_ms", std::int64_t{-1});
+    std::printf("%-24s %-5s %-14s %-16s %-5s %-12s %s%s\n", escape_for_message(r["collection"].get<std::string>(), 24).c_str(),
                 r.value("warm", true) ? "yes" : "no", interval == 0 ? "default" : short_age(interval).c_str(),
                 budget == 0 ? "none" : str_cat(budget, " B").c_str(), r.value("sink", false) ? "yes" : "no",
-                r["source"].get<std::string>().c_str(), r["exists"].get<bool>() ? "" : " (no such collection yet)");
+                hot < 0 ? "-" : short_age(hot).c_str(), r["source"].get<std::string>().c_str(),
+                r["exists"].get<bool>() ? "" : " (no such collection yet)");
   }
   std::fflush(stdout);
   std::cout << "policies are set in shoald's config file ([tiers]) and applied with SIGHUP\n";
@@ -878,11 +886,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (get->parsed()) {
-    auto r = db->get(c_name, r_id);
-    if (!r.ok()) return fail(g, r.status());
+    auto answer = db->get(c_name, r_id);
+    if (!answer.ok()) return fail(g, answer.status());
+    const node::GetResult* r = &answer->record;
+    // An evicted record neither refilled from the sink: its metadata, the reason, exit code 3.
+    const Status& cold = answer->cold;
     json sibs = json::array();
     for (const auto& s : r->siblings) {
       json one{{"vector", s.value.vector}, {"metadata", meta_json(s.value.metadata)}, {"model", s.value.model}};
+      if (s.evicted) one["evicted"] = true;
       // The clock and dot are the node's; the local API does not carry them.
       if (!remote) {
         one["clock"] = s.clock.to_string();
@@ -890,7 +902,13 @@ int main(int argc, char** argv) {
       }
       sibs.push_back(std::move(one));
     }
-    if (g.json_output) return ok_json({{"id", r_id}, {"siblings", sibs}});
+    if (g.json_output) {
+      if (cold.ok()) return ok_json({{"id", r_id}, {"siblings", sibs}});
+      std::cout << dump(json{{"ok", false}, {"code", cold.full_code()}, {"error", cold.to_string()}, {"cold", true},
+                             {"id", r_id}, {"siblings", sibs}})
+                << "\n";
+      return kExitCold;
+    }
     std::cout << "id: " << escape_for_message(r_id, 1024) << "\n";
     for (std::size_t i = 0; i < r->siblings.size(); ++i) {
       const auto& s = r->siblings[i];
@@ -898,10 +916,18 @@ int main(int argc, char** argv) {
         std::cout << "sibling " << i + 1 << " of " << r->siblings.size() << (i == 0 ? " (the winner)" : "")
                   << ":\n";
       }
-      std::cout << "  vector: " << compact_vector(s.value.vector, full) << "\n";
+      if (s.evicted) {
+        std::cout << "  vector: evicted to the cold-tier sink, not here\n";
+      } else {
+        std::cout << "  vector: " << compact_vector(s.value.vector, full) << "\n";
+      }
       std::cout << "  metadata: " << dump(meta_json(s.value.metadata)) << "\n";
       if (!s.value.model.empty()) std::cout << "  model: " << escape_for_message(s.value.model, 256) << "\n";
       if (!remote) std::cout << "  clock: " << s.clock.to_string() << "  dot: " << s.dot.to_string() << "\n";
+    }
+    if (!cold.ok()) {
+      std::cerr << "shoal: " << cold.to_string() << "\n";
+      return kExitCold;
     }
     return 0;
   }
@@ -1094,8 +1120,17 @@ int main(int argc, char** argv) {
     if (!r.ok()) return fail(g, r.status());
     const double secs = (now_mono() - t0).seconds_f();
     if (g.json_output) {
-      return ok_json({{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
-                      {"seconds", secs}});
+      json out{{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
+               {"seconds", secs}, {"created", r->created}};
+      if (r->created) {
+        out["dimension"] = r->dimension;
+        out["metric"] = std::string(metric_name(r->metric));
+      }
+      return ok_json(out);
+    }
+    if (r->created) {
+      std::cout << "created " << escape_for_message(c_name, 256) << " from the sink's settings: dimension " << r->dimension
+                << ", metric " << metric_name(r->metric) << " (index options: the defaults)\n";
     }
     std::cout << "bootstrapped " << escape_for_message(c_name, 256) << " from the sink: " << r->records << " records in "
               << r->pages << " pages (" << r->bytes << " bytes) in " << secs

@@ -42,7 +42,7 @@ if [ -n "${SHOAL_MESH_LIBRARY:-}" ] && [ -n "${SHOAL_EMBED_ONLY_APP:-}" ]; then
     fi
   done
   mesh_exports=$(nm -D --defined-only "$SHOAL_MESH_LIBRARY" | awk '$2 == "T" {sub(/@.*/, "", $3); print $3}' | sort | tr '\n' ' ')
-  if [ "$mesh_exports" != "shoal_mesh_reload shoal_mesh_search_cold shoal_mesh_start shoal_mesh_status_json shoal_mesh_stop " ]; then
+  if [ "$mesh_exports" != "shoal_mesh_bootstrap shoal_mesh_reload shoal_mesh_search_cold shoal_mesh_start shoal_mesh_status_json shoal_mesh_stop " ]; then
     echo "libshoal_mesh exports more or less than shoal_mesh_*: $mesh_exports"
     fail=1
   fi

@@ -408,15 +408,17 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
       {"tiers.warm", [](DaemonConfig& c) { c.tier_warm = false; }},
       {"tiers.warm_interval_ms", [](DaemonConfig& c) { c.tier_warm_interval = Duration::seconds(60); }},
       {"tiers.warm_budget_bytes", [](DaemonConfig& c) { c.tier_warm_budget_bytes = 4096; }},
-      {"tiers.collections", [](DaemonConfig& c) { c.tier_collections.push_back({"a", false, {}, {}, {}}); }},
-      {"tiers.collections.name", [](DaemonConfig& c) { c.tier_collections.push_back({"b", {}, {}, {}, {}}); }},
-      {"tiers.collections.warm", [](DaemonConfig& c) { c.tier_collections.push_back({"c", true, {}, {}, {}}); }},
+      {"tiers.collections", [](DaemonConfig& c) { c.tier_collections.push_back({"a", false, {}, {}, {}, {}}); }},
+      {"tiers.collections.name", [](DaemonConfig& c) { c.tier_collections.push_back({"b", {}, {}, {}, {}, {}}); }},
+      {"tiers.collections.warm", [](DaemonConfig& c) { c.tier_collections.push_back({"c", true, {}, {}, {}, {}}); }},
       {"tiers.collections.warm_interval_ms",
-       [](DaemonConfig& c) { c.tier_collections.push_back({"d", {}, Duration::seconds(5), {}, {}}); }},
-      {"tiers.collections.warm_budget_bytes", [](DaemonConfig& c) { c.tier_collections.push_back({"e", {}, {}, 10, {}}); }},
+       [](DaemonConfig& c) { c.tier_collections.push_back({"d", {}, Duration::seconds(5), {}, {}, {}}); }},
+      {"tiers.collections.warm_budget_bytes", [](DaemonConfig& c) { c.tier_collections.push_back({"e", {}, {}, 10, {}, {}}); }},
       {"tiers.sink", [](DaemonConfig& c) { c.tier_sink = true; }},
       {"tiers.hot_window_ms", [](DaemonConfig& c) { c.tier_hot_window = Duration::seconds(60); }},
-      {"tiers.collections.sink", [](DaemonConfig& c) { c.tier_collections.push_back({"f", {}, {}, {}, true}); }},
+      {"tiers.collections.sink", [](DaemonConfig& c) { c.tier_collections.push_back({"f", {}, {}, {}, true, {}}); }},
+      {"tiers.collections.hot_window_ms",
+       [](DaemonConfig& c) { c.tier_collections.push_back({"g", {}, {}, {}, {}, Duration::seconds(7)}); }},
       {"sink.address", [](DaemonConfig& c) { c.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot}; }},
       {"sink.quota_entries", [](DaemonConfig& c) { c.sink_quota_entries = 10; }},
       {"sink.payload_budget_bytes", [](DaemonConfig& c) { c.sink_payload_budget_bytes = 1 << 20; }},
@@ -495,7 +497,7 @@ TEST_CASE("packaging/shoald.toml parses, and shows the true defaults", "[daemon]
   DaemonConfig expected = *as_shipped;
   expected.peers = {PeerConfig{"10.0.0.5", 7411, node::Tier::kWarm}};
   expected.socket_group = "shoal";
-  expected.tier_collections = {DaemonConfig::CollectionTier{"images", false, Duration::seconds(60), 1048576, true}};
+  expected.tier_collections = {DaemonConfig::CollectionTier{"images", false, Duration::seconds(60), 1048576, true, {}}};
   expected.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot};
   CHECK(*all == expected);
   // And the shipped file changes nothing but the required keys.
@@ -580,6 +582,38 @@ TEST_CASE("[sink] and tiers' sink key: the sink's address and quota, which colle
   const Status typo = error_of(kRequired + "[sink]\nadress = \"a:1\"\n");
   CHECK(typo.detail() == Detail::kUnknownName);
   CHECK_THAT(typo.message(), Contains("did you mean sink.address?"));
+}
+
+TEST_CASE("a tiers.collections entry's hot_window_ms gives that collection its own hot window; the others keep the default",
+          "[daemon][config][tiers]") {
+  auto c = parse(kRequired +
+                 "[tiers]\nhot_window_ms = 3600000\n"
+                 "[[tiers.collections]]\nname = \"frames\"\nhot_window_ms = 0\n"
+                 "[[tiers.collections]]\nname = \"labels\"\nhot_window_ms = 604800000\nwarm = false\n"
+                 "[[tiers.collections]]\nname = \"logs\"\nsink = true\n");
+  INFO(c.status().to_string());
+  REQUIRE(c.ok());
+  const node::TierPolicies p = daemon::tier_policies(*c);
+  CHECK(p.defaults.hot_window == Duration::seconds(3600));
+  CHECK(p.of("frames").hot_window == Duration::zero());
+  CHECK(p.of("labels").hot_window == Duration::seconds(7 * 24 * 3600));
+  CHECK_FALSE(p.of("labels").warm);
+  CHECK(p.of("logs").hot_window == Duration::seconds(3600));  // left out: the default
+  CHECK(p.of("other").hot_window == Duration::seconds(3600));
+  CHECK(node::validate(p).ok());
+
+  // Out of range (0..3650 days) and the wrong type: file, line, the entry's key, the value seen.
+  const Status big = error_of(kRequired + "[[tiers.collections]]\nname = \"frames\"\nhot_window_ms = 315360000001\n");
+  CHECK(big.detail() == Detail::kOutOfRange);
+  CHECK_THAT(big.message(), Contains("/etc/shoal/shoald.toml:6:1: key tiers.collections[0].hot_window_ms = 315360000001"));
+  const Status negative = error_of(kRequired + "[[tiers.collections]]\nname = \"frames\"\nhot_window_ms = -5\n");
+  CHECK(negative.detail() == Detail::kOutOfRange);
+  CHECK_THAT(negative.message(), Contains("tiers.collections[0].hot_window_ms = -5"));
+  const Status text = error_of(kRequired + "[[tiers.collections]]\nname = \"frames\"\nhot_window_ms = \"1h\"\n");
+  CHECK_THAT(text.message(), Contains("/etc/shoal/shoald.toml:6:1: key tiers.collections[0].hot_window_ms"));
+  const Status typo = error_of(kRequired + "[[tiers.collections]]\nname = \"frames\"\nhot_window = 5\n");
+  CHECK(typo.detail() == Detail::kUnknownName);
+  CHECK_THAT(typo.message(), Contains("did you mean tiers.collections[0].hot_window_ms?"));
 }
 
 TEST_CASE("[tiers] errors name the file, line, key and value", "[daemon][config][tiers][errors]") {

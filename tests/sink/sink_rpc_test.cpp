@@ -491,6 +491,26 @@ TEST_CASE("malformed calls over RPC get typed errors naming the limit and change
   CHECK(ms.detail() == Detail::kOutOfRange);
   CHECK(ms.message().find("metric byte 7") != std::string::npos);
 
+  // An upload's metric byte: out of range refused naming it; under cosine a zero vector is
+  // refused naming the record (the node's rule, sink_service_test.cpp has the service's side).
+  node::RecordValue zero;
+  zero.vector = {0, 0, 0, 0};
+  const std::string zero_delta = upsert_delta(*n, kColl, "zero-vec", zero);
+  auto bad_metric = sink.pushDeltaRequest();
+  bad_metric.setCollection(kColl);
+  bad_metric.setDelta(bytes_of(zero_delta));
+  bad_metric.setMetric(9);
+  Status bm = status_of_call(rig.loop(), bad_metric.send());
+  CHECK(bm.detail() == Detail::kOutOfRange);
+  CHECK(bm.message().find("metric byte 9") != std::string::npos);
+  auto cosine = sink.pushDeltaRequest();
+  cosine.setCollection(kColl);
+  cosine.setDelta(bytes_of(zero_delta));
+  cosine.setMetric(node::metric_to_wire_byte(node::Metric::kCosine));
+  Status cz = status_of_call(rig.loop(), cosine.send());
+  CHECK(cz.detail() == Detail::kZeroVector);
+  CHECK(cz.message().find("zero-vec") != std::string::npos);
+
   auto k0 = sink.coldSearchRequest();
   k0.setCollection(kColl);
   k0.initQuery(4).set(0, 1.0f);

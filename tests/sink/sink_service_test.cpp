@@ -515,6 +515,94 @@ TEST_CASE("a sink on LMDB reopens with the same state", "[sink][service][lmdb]")
   }
 }
 
+TEST_CASE("uploads are checked under the collection's metric: cosine refuses a zero vector naming the record",
+          "[sink][service][metric]") {
+  // The node refuses a zero vector only under cosine (node::validate_record); the sink applies the
+  // same rule under the metric the member says (sink.capnp's metric byte), so cold search under
+  // cosine never scores a vector without a direction.
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 3, rng);
+  sink::MemoryObjectStore store;
+  auto sink = open_service(store);
+  const auto segs = segments_of(*n, kColl, 10);
+  REQUIRE(sink->upload_segment(segs[0], kNow, node::Metric::kCosine).ok());  // no zero vector: taken
+  const auto objects_before = store.object_count();
+
+  node::RecordValue zero;
+  zero.vector = {0, 0, 0, 0};
+  const std::string delta = upsert_delta(*n, kColl, "zero-vec", zero);
+  const std::string with_zero = segments_of(*n, kColl, 10)[0];
+  for (const Status& st : {sink->apply_delta(kColl, delta, kNow, node::Metric::kCosine).status(),
+                           sink->upload_segment(with_zero, kNow, node::Metric::kCosine).status()}) {
+    INFO(st.to_string());
+    CHECK(st.detail() == Detail::kZeroVector);
+    CHECK(st.message().find("zero-vec") != std::string::npos);
+  }
+  // Refused: nothing stored, nothing joined.
+  CHECK(store.object_count() == objects_before);
+  CHECK(sink->status().records == 3);
+  CHECK(sink->fetch(kColl, std::vector<std::string>{"zero-vec"})->at(0).found == false);
+
+  // The same delta under l2 or ip, or from a member that does not say (l2's rules), is taken.
+  REQUIRE(sink->apply_delta(kColl, delta, kNow, node::Metric::kL2).ok());
+  CHECK(sink->status().records == 4);
+  REQUIRE(sink->apply_delta(kColl, delta, kNow, node::Metric::kInnerProduct).ok());
+  REQUIRE(sink->apply_delta(kColl, delta, kNow).ok());
+  REQUIRE(sink->upload_segment(with_zero, kNow).ok());
+  CHECK(sink->status().records == 4);
+}
+
+TEST_CASE("the sink keeps the metric uploads said, across a reopen and a compaction, and bootstrap pages say it",
+          "[sink][service][metric][bootstrap]") {
+  // What lets a device that lacks a collection create it before a bootstrap (MeshHost::
+  // bootstrap_from_sink): the live records' dimension and the metric the members said.
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 5, rng);
+  sink::MemoryObjectStore store;
+  const auto segs = segments_of(*n, kColl, 10);
+  {
+    auto sink = open_service(store);
+    REQUIRE(sink->upload_segment(segs[0], kNow).ok());  // no metric said
+    auto page = sink->bootstrap(kColl, "");
+    REQUIRE(page.ok());
+    CHECK(page->dimension == 4);
+    CHECK_FALSE(page->metric.has_value());
+    REQUIRE(sink->upload_segment(segs[0], kNow, node::Metric::kInnerProduct).ok());
+    page = sink->bootstrap(kColl, "");
+    REQUIRE(page.ok());
+    CHECK(page->metric == node::Metric::kInnerProduct);
+  }
+  {
+    auto sink = open_service(store);  // reopened: the metric object is read back
+    auto page = sink->bootstrap(kColl, "");
+    REQUIRE(page.ok());
+    CHECK(page->metric == node::Metric::kInnerProduct);
+    CHECK(page->dimension == 4);
+    CHECK(sink->status().records == 5);
+    auto report = sink->compact();
+    INFO(report.status().to_string());
+    REQUIRE(report.ok());
+  }
+  {
+    auto sink = open_service(store);  // compaction kept it
+    auto page = sink->bootstrap(kColl, "");
+    REQUIRE(page.ok());
+    CHECK(page->metric == node::Metric::kInnerProduct);
+    // A member that says another metric replaces it; one object of it stays in the store.
+    REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "r-new", random_value(rng, 4, 99)), kNow,
+                              node::Metric::kCosine)
+                .ok());
+    CHECK(sink->bootstrap(kColl, "")->metric == node::Metric::kCosine);
+  }
+  auto sink = open_service(store);
+  CHECK(sink->bootstrap(kColl, "")->metric == node::Metric::kCosine);
+  auto keys = store.list("spc/");
+  REQUIRE(keys.ok());
+  CHECK(keys->size() == 1);
+}
+
 TEST_CASE("malformed requests get typed errors naming the limit, and change nothing", "[sink][service]") {
   SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;

@@ -63,6 +63,8 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kSinkAckUnapplied: return "sink-ack-unapplied";
     case Mutation::kSinkQuotaOff: return "sink-quota-off";
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
+    case Mutation::kSinkStoreUnreachable: return "sink-store-unreachable";
+    case Mutation::kSinkAcksDropped: return "sink-acks-dropped";
     case Mutation::kStaleIncarnation: return "stale-incarnation";
     case Mutation::kTruncatedRequest: return "truncated-request";
     case Mutation::kRestoreDiskFull: return "restore-disk-full";
@@ -83,6 +85,7 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
                      Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
+                     Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped,
                      Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
                      Mutation::kFullAfterHeal}) {
     if (text == mutation_name(m)) return m;
@@ -330,6 +333,12 @@ class Simulation {
   struct Restore {
     bool clone = false;
     bool detected = false;  // the restore path took a new incarnation before the first open
+    // An undetected clone (drawn clones that are not detected): the target runs on the copy under
+    // the source's replica id, as a device cloned with its identity and its data directory's
+    // fingerprint does; only D48's fresh incarnation at the first write keeps their dots apart.
+    bool twin = false;
+    bool twin_active = false;       // the twin runs under the source's id (until the heal)
+    crdt::ReplicaId twin_own;       // the target's own id before it became the twin
     std::uint32_t source = 0;
     std::uint32_t target = 0;
     Duration copy_at;
@@ -385,6 +394,11 @@ class Simulation {
   void drain(std::uint32_t p);
   void schedule_wake(std::uint32_t p);
   void refresh_views();
+  // An undetected clone's links: true when the runtime would refuse the link a-b.
+  void reidentify_twin(Restore& r);
+  bool twin_refused(std::uint32_t a, std::uint32_t b) const;
+  // True when a or b shares its replica id with another device.
+  bool twin_shared(std::uint32_t a, std::uint32_t b) const;
   void deliver(Event& ev);
   void client_op();
   void data_op(std::uint32_t p, double r, const Target& t);
@@ -460,6 +474,7 @@ class Simulation {
   MonoTime now_;
   MonoTime heal_at_;
   bool healed_ = false;
+  std::uint32_t twins_ = 0;  // undetected clones put in place (two devices under one replica id)
   bool done_ = false;
   bool converged_ = false;
   bool views_dirty_ = false;
@@ -640,16 +655,15 @@ bool Simulation::open_node(std::uint32_t p) {
   // The incarnation the store holds (a crash may have landed a commit that took a new one before
   // the node could use it): the node must reopen under exactly that, never below what it used.
   std::uint32_t expected = peer.incarnation;
-  bool had_replica = true;
+  bool read_refused = true;
   {
     peer.faulty->set_observing(true);
     auto txn = peer.store->begin_read();
     if (txn.ok()) {
       auto rep = (*txn)->get(store::Table::kMeta, node::format::kReplicaKey);
       crdt::ReplicaId stored;
-      // Only a store that surely holds no replica (wiped) must give exactly the expected one; a
-      // read the store's injected faults refused tells nothing.
-      had_replica = rep.status().code() != Code::kNotFound;
+      // A read the store's injected faults refused tells nothing: the store may hold a later one.
+      read_refused = !rep.ok() && rep.status().code() != Code::kNotFound;
       if (rep.ok() && crdt::ReplicaId::decode(*rep, stored) && stored.incarnation > expected) expected = stored.incarnation;
     }
     peer.faulty->set_observing(false);
@@ -663,11 +677,12 @@ bool Simulation::open_node(std::uint32_t p) {
   peer.node = std::move(opened).value();
   crdt::ReplicaId want = peer.replica;
   want.incarnation = expected;
-  // Above it is allowed when the store held its replica: an open that finds collections without
-  // a catalogue (a crash between a create's two commits) writes their catalogue entries, which
-  // takes a fresh incarnation (D48; seed 1654). A store without one (wiped) must give exactly it.
+  // An open writes no dot, so it takes no fresh incarnation (D48): exactly the store's, unless
+  // the read above was refused. (Seed 1654: a crash between create_collection's commits left a
+  // collection without its catalogue entry, and the open wrote one under a fresh incarnation;
+  // the create is one transaction since D56.)
   const crdt::ReplicaId& got = peer.node->issuer();
-  if (had_replica ? got.identity != want.identity || got.incarnation < want.incarnation : got != want) {
+  if (read_refused ? got.identity != want.identity || got.incarnation < want.incarnation : got != want) {
     violation("identity", peer_name(p) + " reopened as " + peer.node->issuer().to_string() + ", not " + want.to_string());
   }
   peer.incarnation = peer.node->issuer().incarnation;
@@ -852,6 +867,9 @@ void Simulation::setup() {
       // Half are undetected rollbacks by default (the node's fresh incarnation at its first write
       // closes the window they used to open, D48); --rollbacks makes them all undetected.
       r.detected = !sc_.rollbacks && rr.bernoulli(0.5);
+      // Not onto a peer a restore also puts back on a copy (the copy would hold its old id).
+      r.twin = r.clone && !r.detected &&
+               std::none_of(restores_.begin(), restores_.end(), [&](const Restore& o) { return o.target == r.target; });
       r.copy_at = Duration::millis(chaos_.ms() / 10 + rr.uniform_range(0, chaos_.ms() * 4 / 10));
       r.at = r.copy_at + Duration::millis(rr.uniform_range(300, std::max<std::int64_t>(301, chaos_.ms() * 9 / 10 - r.copy_at.ms())));
       r.downtime = Duration::millis(rr.uniform_range(50, 2000));
@@ -1003,7 +1021,19 @@ void Simulation::drain(std::uint32_t p) {
       violation("unknown_peer", peer_name(p) + " sent " + name + " to " + o.to.to_string());
       continue;
     }
-    const std::uint32_t to = it->second;
+    std::uint32_t to = it->second;
+    if (twins_ > 0) {
+      // Two devices under one replica id: the message goes on the link that is up, if any; an
+      // identity a clone left behind (the target's own) has no device any more.
+      for (std::uint32_t c = 0; c < n_; ++c) {
+        if (peers_[c].replica == o.to && peers_[p].view[c] != 0) to = c;
+      }
+      if (peers_[to].replica != o.to) {
+        ++stats_.messages_dropped;
+        trace_.line(now_, static_cast<int>(p), "send_drop", fmt("to=%s %s retired", o.to.to_string().c_str(), name));
+        continue;
+      }
+    }
     std::string bytes = transport::encode(o.message);
     ++stats_.messages_sent;
     stats_.bytes_sent += bytes.size();
@@ -1058,6 +1088,29 @@ void Simulation::schedule_wake(std::uint32_t p) {
   push(at, Event{Ev::kWake, p, 0, peer.gen});
 }
 
+bool Simulation::twin_shared(std::uint32_t a, std::uint32_t b) const {
+  for (std::uint32_t c = 0; c < n_; ++c) {
+    if (c != a && peers_[c].replica.identity == peers_[a].replica.identity) return true;
+    if (c != b && peers_[c].replica.identity == peers_[b].replica.identity) return true;
+  }
+  return false;
+}
+
+bool Simulation::twin_refused(std::uint32_t a, std::uint32_t b) const {
+  if (twins_ == 0) return false;
+  // Two devices under one replica id (an undetected clone): the runtime refuses a link to itself
+  // and a second link to an identity already up on another device's link (mesh_host.cpp), so
+  // the first link up keeps it until it goes down.
+  const auto& ida = peers_[a].replica.identity;
+  const auto& idb = peers_[b].replica.identity;
+  if (ida == idb) return true;
+  for (std::uint32_t c = 0; c < n_; ++c) {
+    if (c != b && c != a && peers_[c].replica.identity == idb && peers_[a].view[c] != 0) return true;
+    if (c != a && c != b && peers_[c].replica.identity == ida && peers_[b].view[c] != 0) return true;
+  }
+  return false;
+}
+
 void Simulation::refresh_views() {
   for (std::uint32_t a = 0; a < n_; ++a) {
     Peer& pa = peers_[a];
@@ -1066,7 +1119,7 @@ void Simulation::refresh_views() {
     for (std::uint32_t b = 0; b < n_; ++b) {
       if (a == b) continue;
       const bool want = net_.linked(a, b) && peers_[b].node != nullptr && !net_.detected_cut(a, b) &&
-                        !net_.detected_cut(b, a);
+                        !net_.detected_cut(b, a) && !twin_refused(a, b);
       if (want == (pa.view[b] != 0)) continue;
       pa.view[b] = want ? 1 : 0;
       changed = true;
@@ -1093,6 +1146,12 @@ void Simulation::deliver(Event& ev) {
   if (!open || to.node == nullptr) {
     ++stats_.messages_dropped;
     trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB %s", ev.a, ev.bytes.size(), open ? "down" : "cut"));
+    return;
+  }
+  if (twins_ > 0 && twin_shared(ev.a, ev.b) && (to.view[ev.a] == 0 || twin_refused(ev.b, ev.a))) {
+    // A link the runtime refused (two devices under one replica id) carries nothing.
+    ++stats_.messages_dropped;
+    trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB refused", ev.a, ev.bytes.size()));
     return;
   }
   transport::DecodeLimits limits;
@@ -1723,6 +1782,16 @@ void Simulation::restore(std::uint32_t i) {
   } else {
     ++peer.gen;  // a restart already scheduled for the old disk is void
   }
+  if (r.twin) {
+    // Peers see the old identity go down before the device comes back under the source's.
+    refresh_views();
+    r.twin_own = peer.replica;
+    r.twin_own.incarnation = peer.incarnation;
+    peer.replica = peers_[r.source].replica;
+    r.twin_active = true;
+    ++twins_;
+    ++stats_.twins;
+  }
   ++peer.life;
   ++peer.disk_gen;
   peer.store->set_capacity_bytes(UINT64_MAX);
@@ -1731,8 +1800,8 @@ void Simulation::restore(std::uint32_t i) {
   peer.faulty->disarm_crash();
   Image img = *r.image;
   const std::optional<crdt::ReplicaId> held = image_replica(img);
-  std::string how = "undetected";
-  if (r.clone || r.detected) {
+  std::string how = r.twin ? fmt("undetected, as p%02u's replica", r.source) : std::string("undetected");
+  if (!r.twin && (r.clone || r.detected)) {
     // What the data directory's open does for a copy it detects (node/runtime/data_dir.hpp): a
     // new incarnation above every one this device used, written before the node opens. The
     // simulator keeps the peer's identity bytes (peers are named by them here); the runtime also
@@ -1837,6 +1906,37 @@ void Simulation::forget_lost() {
   mark(-1, "forget", fmt("%llu acknowledged operations no replica holds any more", static_cast<unsigned long long>(forgotten)));
 }
 
+void Simulation::reidentify_twin(Restore& r) {
+  // The undetected clone is found (two devices under one id are refused on every shared peer's
+  // link, and the runtime logs it) and given an id of its own, as a data directory that detects
+  // a copy does: the target's own identity bytes (peers are named by them here) at an incarnation
+  // above the one it had. It stops, its store's replica row is rewritten, and the heal reopens it.
+  // Without this, a peer whose link to one device was refused for good could never converge.
+  const std::uint32_t t = r.target;
+  Peer& peer = peers_[t];
+  if (peer.node != nullptr) {
+    peer.node.reset();
+    ++peer.gen;
+    std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
+  }
+  refresh_views();
+  crdt::ReplicaId next = r.twin_own;
+  next.incarnation = r.twin_own.incarnation + 1;
+  Status st = [&]() -> Status {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, peer.store->begin_write());
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, node::format::kReplicaKey, next.encode()));
+    return txn->commit();
+  }();
+  if (!st.ok()) violation("restore", peer_name(t) + " could not be given its own id: " + st.to_string());
+  peer.replica = r.twin_own;
+  peer.replica.incarnation = 0;
+  peer.incarnation = next.incarnation;
+  r.twin_active = false;
+  --twins_;
+  trace_.line(now_, static_cast<int>(t), "twin_found", "own id " + next.to_string());
+  mark(static_cast<int>(t), "twin found", "own id " + next.to_string());
+}
+
 void Simulation::heal() {
   healed_ = true;
   heal_at_ = now_;
@@ -1844,6 +1944,9 @@ void Simulation::heal() {
   ++partition_gen_;
   trace_.line(now_, kNoPeer, "heal", "");
   mark(-1, "heal");
+  for (Restore& r : restores_) {
+    if (r.twin_active) reidentify_twin(r);
+  }
   for (std::uint32_t p = 0; p < n_; ++p) {
     peers_[p].store->set_capacity_bytes(UINT64_MAX);
     peers_[p].store->fail_next_writes(p == 0 && sc_.mutation == Mutation::kReadOnlyDisk ? UINT32_MAX : 0);
@@ -2305,7 +2408,9 @@ void Simulation::loop() {
           }
           // --sink: no probes (a probe write at a node whose sink backlog is at its quota is
           // refused, as it must be, while the sink is still out).
-          if (probe_phase_ == 0 && !sc_.sink) {
+          // Nor with an undetected clone: a peer whose link to one of the two devices was refused
+          // hears the other's changes only through repair (hot peers do not relay, D16).
+          if (probe_phase_ == 0 && !sc_.sink && twins_ == 0) {
             start_probes();
             break;
           }
@@ -2492,7 +2597,7 @@ void Simulation::sink_ack(const Event& ev) {
   if (peer.node == nullptr || peer.gen != ev.gen || !peer.sink_inflight) return;
   node::SinkUpload up = std::move(*peer.sink_inflight);
   peer.sink_inflight.reset();
-  if (ev.b == 0) {
+  if (ev.b == 0 || sc_.mutation == Mutation::kSinkAcksDropped) {
     trace_.line(now_, static_cast<int>(ev.a), "sink_timeout", "");
     return;
   }
@@ -2508,6 +2613,7 @@ void Simulation::sink_reopen() {
   // The sink comes back as a new process: its state is rebuilt from the object store.
   if (sink_ == nullptr) return;
   sink_.reset();
+  if (sc_.mutation == Mutation::kSinkStoreUnreachable) sink_store_->set_unreachable(true);
   auto opened = sink::SinkService::open(*sink_store_);
   if (!opened.ok()) {
     violation("sink", "the sink failed to reopen: " + opened.status().to_string());

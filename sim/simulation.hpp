@@ -84,7 +84,11 @@ enum class Mutation : std::uint8_t {
   // checker expects 40 (a quota check that never fires): quota.
   // cold-wrong-metric: the sink's cold search ranks by inner product while the oracle's exact
   // search ranks by L2: cold_search.
-  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric,
+  // sink-store-unreachable: the object store the sink restarts on after an outage is
+  // unreachable (a bucket that never comes back): sink (the sink failed to reopen).
+  // sink-acks-dropped: the driver never hands the sink's acknowledgements to the node (an
+  // uploader that loses its replies), so the backlog never shrinks: sink_not_drained.
+  kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric, kSinkStoreUnreachable, kSinkAcksDropped,
   // stale-incarnation: a node issues dots under the incarnation it opened with instead of taking
   // a fresh one at its first local write (node::MutationsForTesting::stale_incarnation): a
   // rolled-back peer reissues dots its lost life issued: dot_reused.
@@ -220,6 +224,7 @@ struct SeedStats {
   std::uint64_t session_reads = 0;       // reads checked against the session guarantees
   std::uint64_t restores = 0;            // peers put back on an older copy of their own store
   std::uint64_t clones = 0;              // peers started on a copy of another peer's store
+  std::uint64_t twins = 0;               // of those, undetected clones (under the source's replica id)
   std::uint64_t ops_forgotten = 0;       // acknowledged operations a restore or clone lost for good
   // --sink only.
   std::uint64_t sink_uploads = 0;        // uploads the sink applied (non-empty deltas)

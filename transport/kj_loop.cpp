@@ -139,6 +139,13 @@ void KjLoop::poll() {
   impl_->arm();
 }
 
+void KjLoop::run_now(kj::FunctionParam<void()> fn) {
+  Driving driving(*impl_);
+  fn();
+  driving.run_kj();
+  impl_->arm();
+}
+
 bool KjLoop::run_one_until(std::chrono::steady_clock::time_point deadline) {
   Driving driving(*impl_);
   // kj's queued events count as the one handler, and cost no trip through the io_context.

@@ -27,6 +27,7 @@
 
 #include <kj/async.h>
 #include <kj/debug.h>
+#include <kj/function.h>
 #include <kj/timer.h>
 
 namespace boost::asio {
@@ -63,6 +64,10 @@ class KjLoop {
   bool run_one_until(std::chrono::steady_clock::time_point deadline);
   // Runs every handler that is ready now, without waiting (inside Enter for a floating loop).
   void poll();
+  // Runs `fn` on this thread as the loop's driver, then the kj events it queued, at once: kj events
+  // queued outside a driver would cost a posted Asio turn (D55). On the loop's thread (inside Enter
+  // for a floating loop).
+  void run_now(kj::FunctionParam<void()> fn);
 
   // Makes a floating loop the calling thread's current kj loop for the scope's life. Precondition:
   // no other thread is inside an Enter of this loop, and this thread is in no kj loop's scope.

@@ -75,6 +75,28 @@ class Framer {
   virtual Status end_of_stream() = 0;
   virtual Status seal(std::span<const std::uint8_t> payload, MonoTime now, std::vector<std::uint8_t>& out) = 0;
   virtual Status seal_close(std::vector<std::uint8_t>& out) = 0;
+  // Appends the frame of one Cap'n Proto message of `words` words given as its segments (the
+  // caller checked the size). By default the message is flattened and sealed like any payload.
+  virtual Status seal_message(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::size_t words,
+                              MonoTime now, std::vector<std::uint8_t>& out) {
+    (void)words;
+    kj::Array<capnp::word> flat = capnp::messageToFlatArray(segments);
+    auto bytes = flat.asBytes();
+    return seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now, out);
+  }
+};
+
+// A kj::OutputStream that appends to a byte vector (capnp::writeMessage writes through it).
+class AppendStream final : public kj::OutputStream {
+ public:
+  explicit AppendStream(std::vector<std::uint8_t>& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    const auto* b = static_cast<const std::uint8_t*>(buffer);
+    out_.insert(out_.end(), b, b + size);
+  }
+
+ private:
+  std::vector<std::uint8_t>& out_;
 };
 
 class ChannelFramer final : public Framer {
@@ -128,6 +150,20 @@ class PlainFramer final : public Framer {
     return {};
   }
   Status seal_close(std::vector<std::uint8_t>&) override { return {}; }
+  // The segment table and segments go straight after the length, with no flattened copy of the
+  // message and no zero-filled frame to copy it into (D55).
+  Status seal_message(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::size_t words, MonoTime,
+                      std::vector<std::uint8_t>& out) override {
+    const std::size_t bytes = words * sizeof(capnp::word);
+    if (bytes > max_) return Status(Detail::kTooLarge, str_cat("message of ", bytes, " bytes is above max_message_bytes ", max_));
+    out.reserve(out.size() + security::kFrameHeaderBytes + bytes);
+    std::uint8_t header[security::kFrameHeaderBytes];
+    security::put_frame_length(header, static_cast<std::uint32_t>(bytes));
+    out.insert(out.end(), header, header + security::kFrameHeaderBytes);
+    AppendStream stream(out);
+    capnp::writeMessage(stream, segments);
+    return {};
+  }
 
  private:
   security::FrameBuffer rx_;
@@ -158,6 +194,7 @@ struct Wire {
     std::size_t sent = 0;  // bytes the socket took so far
   };
   std::deque<Out> out;
+  std::vector<std::uint8_t> scratch;  // the frame being built (SealedStream::writeMessage)
   bool writing = false;        // an async_write is in flight
   bool nonblocking_set = false;
   Status write_error;
@@ -197,25 +234,31 @@ void fail_writes(const std::shared_ptr<Wire>& w, const boost::system::error_code
   w->out.clear();
 }
 
+// Writes what the socket takes now, without blocking; the bytes taken (counted in the stats).
+// An error other than "would block" is returned in `ec`.
+std::size_t write_now(Wire& w, const std::uint8_t* data, std::size_t size, boost::system::error_code& ec) {
+  if (!w.nonblocking_set) {
+    boost::system::error_code ignored;
+    w.socket.non_blocking(true, ignored);
+    w.nonblocking_set = true;
+  }
+  const std::size_t n = w.socket.write_some(asio::buffer(data, size), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  w.stats.bytes_out += n;
+  return n;
+}
+
 void pump_writes(const std::shared_ptr<Wire>& w) {
   if (w->writing) return;
   // Each queued frame is first written at once, without blocking: a frame the socket takes
   // whole completes here, with no Asio round (a speculative async_write completes the same
   // sendto, but its handler then waits a trip through the io_context: an epoll_wait per message,
   // D46). What the socket does not take now goes by async_write.
-  if (!w->nonblocking_set) {
-    boost::system::error_code ignored;
-    w->socket.non_blocking(true, ignored);
-    w->nonblocking_set = true;
-  }
   while (!w->out.empty()) {
     Wire::Out& front = w->out.front();
     boost::system::error_code ec;
-    const std::size_t n =
-        w->socket.write_some(asio::buffer(front.bytes.data() + front.sent, front.bytes.size() - front.sent), ec);
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return fail_writes(w, ec);
-    front.sent += n;
-    w->stats.bytes_out += n;
+    front.sent += write_now(*w, front.bytes.data() + front.sent, front.bytes.size() - front.sent, ec);
+    if (ec) return fail_writes(w, ec);
     if (front.sent < front.bytes.size()) break;
     Wire::Out done = std::move(front);
     w->out.pop_front();
@@ -236,10 +279,28 @@ void pump_writes(const std::shared_ptr<Wire>& w) {
                     });
 }
 
-kj::Promise<void> send_bytes(const std::shared_ptr<Wire>& w, std::vector<std::uint8_t> bytes) {
+// Sends `bytes` after what is queued. When nothing is queued and the socket takes them whole (the
+// usual case for a call or an answer), the send is done here: no queue entry, fulfiller or copy,
+// and `bytes` is left empty with its capacity, for the caller to reuse (D55). Otherwise they are
+// moved to the queue.
+kj::Promise<void> send_bytes(const std::shared_ptr<Wire>& w, std::vector<std::uint8_t>& bytes) {
   if (!w->write_error.ok()) return to_exception(w->write_error, kj::Exception::Type::DISCONNECTED);
+  std::size_t sent = 0;
+  if (w->out.empty() && !w->writing) {
+    boost::system::error_code ec;
+    sent = write_now(*w, bytes.data(), bytes.size(), ec);
+    if (ec) {
+      fail_writes(w, ec);
+      return to_exception(w->write_error, kj::Exception::Type::DISCONNECTED);
+    }
+    if (sent == bytes.size()) {
+      bytes.clear();
+      return kj::READY_NOW;
+    }
+  }
   auto paf = kj::newPromiseAndFulfiller<void>();
-  w->out.push_back(Wire::Out{std::move(bytes), kj::mv(paf.fulfiller)});
+  w->out.push_back(Wire::Out{std::move(bytes), kj::mv(paf.fulfiller), sent});
+  bytes.clear();
   pump_writes(w);
   return kj::mv(paf.promise);
 }
@@ -258,22 +319,26 @@ class SealedStream final : public capnp::MessageStream {
     return read_one(w_, options);
   }
 
+  // Frames are built in the wire's scratch buffer, which keeps its capacity from one message to
+  // the next (a frame the socket takes at once is never copied or reallocated).
   kj::Promise<void> writeMessage(kj::ArrayPtr<const int>,
                                  kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
-    std::vector<std::uint8_t> out;
+    std::vector<std::uint8_t>& out = w_->scratch;
+    out.clear();
     Status st = seal(segments, out);
     if (!st.ok()) return to_exception(st, type_of(st));
-    return send_bytes(w_, std::move(out));
+    return sent(send_bytes(w_, out));
   }
 
   kj::Promise<void> writeMessages(
       kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
-    std::vector<std::uint8_t> out;
+    std::vector<std::uint8_t>& out = w_->scratch;
+    out.clear();
     for (auto& segments : messages) {
       Status st = seal(segments, out);
       if (!st.ok()) return to_exception(st, type_of(st));
     }
-    return send_bytes(w_, std::move(out));
+    return sent(send_bytes(w_, out));
   }
 
   kj::Maybe<int> getSendBufferSize() override {
@@ -289,21 +354,27 @@ class SealedStream final : public capnp::MessageStream {
     Status st = w_->channel->seal_close(out);
     if (!st.ok()) return kj::READY_NOW;
     auto w = w_;
-    return send_bytes(w_, std::move(out)).then([w]() {
+    return send_bytes(w_, out).then([w]() {
       boost::system::error_code ec;
       w->socket.shutdown(Socket::shutdown_send, ec);
     });
   }
 
  private:
+  // A scratch buffer grown by a large message (an export page) is not kept for the link's life.
+  static constexpr std::size_t kScratchKeepBytes = std::size_t{256} << 10;
+  kj::Promise<void> sent(kj::Promise<void> p) {
+    if (w_->scratch.capacity() > kScratchKeepBytes) std::vector<std::uint8_t>().swap(w_->scratch);
+    return p;
+  }
+
   Status seal(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::vector<std::uint8_t>& out) {
-    kj::Array<capnp::word> flat = capnp::messageToFlatArray(segments);
-    auto bytes = flat.asBytes();
-    if (bytes.size() > w_->options.max_message_bytes) {
-      return Status(Detail::kTooLarge, str_cat("outgoing message of ", bytes.size(), " bytes is above max_message_bytes ",
-                                               w_->options.max_message_bytes));
+    const std::size_t words = capnp::computeSerializedSizeInWords(segments);
+    if (words * sizeof(capnp::word) > w_->options.max_message_bytes) {
+      return Status(Detail::kTooLarge, str_cat("outgoing message of ", words * sizeof(capnp::word),
+                                               " bytes is above max_message_bytes ", w_->options.max_message_bytes));
     }
-    SHOAL_RETURN_IF_ERROR(w_->channel->seal(std::span<const std::uint8_t>(bytes.begin(), bytes.size()), now_mono(), out));
+    SHOAL_RETURN_IF_ERROR(w_->channel->seal_message(segments, words, now_mono(), out));
     ++w_->stats.messages_out;
     return {};
   }

@@ -1,7 +1,30 @@
 // transport/node_api_convert.cpp: see node_api_convert.hpp.
 #include "transport/node_api_convert.hpp"
 
+#include <capnp/any.h>
+
+#include <bit>
+#include <cstring>
+
 namespace shoal::transport {
+
+namespace {
+
+// The bytes of a list of Float32 elements as laid out on the wire (packed little-endian IEEE
+// floats), or an empty span when the list is laid out otherwise (a sender may write any list as a
+// struct list, which readers must accept) or the host is not little-endian. A search's query is
+// 784 floats: copying them one element at a time, each through capnp's bounds checks, cost about
+// 6,000 instructions per call in the client and 12,000 in the daemon (callgrind, D55).
+std::span<const std::uint8_t> float_bytes(capnp::List<float>::Reader list) {
+  if constexpr (std::endian::native != std::endian::little) return {};
+  capnp::AnyList::Reader any(list);
+  if (any.getElementSize() != capnp::ElementSize::FOUR_BYTES) return {};
+  auto raw = any.getRawBytes();
+  if (raw.size() != std::size_t{list.size()} * sizeof(float)) return {};
+  return {raw.begin(), raw.size()};
+}
+
+}  // namespace
 
 void put_metadata(capnp::List<api::MetaField>::Builder list, const MetaFieldsWire& fields) {
   unsigned i = 0;
@@ -44,11 +67,24 @@ MetaFieldsWire metadata_of(capnp::List<api::MetaField>::Reader list) {
 }
 
 void put_floats(capnp::List<float>::Builder list, std::span<const float> values) {
+  // The list was just made by initList (FOUR_BYTES, values.size() elements) in a message this
+  // thread builds: its raw bytes are that builder's own writable segment memory.
+  auto raw = float_bytes(list.asReader());
+  if (!raw.empty() && raw.size() == values.size_bytes()) {
+    std::memcpy(const_cast<std::uint8_t*>(raw.data()), values.data(), raw.size());
+    return;
+  }
   for (unsigned i = 0; i < values.size(); ++i) list.set(i, values[i]);
 }
 
 std::vector<float> floats_of(capnp::List<float>::Reader list) {
   std::vector<float> out;
+  auto raw = float_bytes(list);
+  if (!raw.empty()) {
+    out.resize(list.size());
+    std::memcpy(out.data(), raw.data(), raw.size());
+    return out;
+  }
   out.reserve(list.size());
   for (float x : list) out.push_back(x);
   return out;

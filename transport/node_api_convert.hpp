@@ -59,7 +59,34 @@ void put_value(api::Value::Builder b, std::span<const float> vector, const MetaF
                const std::string& model);
 ValueWire value_of(api::Value::Reader r);
 
+// Copies whole (one memcpy) when the list is laid out as packed Float32 on a little-endian host,
+// element by element otherwise.
 void put_floats(capnp::List<float>::Builder list, std::span<const float> values);
 std::vector<float> floats_of(capnp::List<float>::Reader list);
+
+// First-segment sizes for the search call's messages (the `sizeHint` of searchRequest and of
+// getResults). Without one capnp-rpc allocates and zeroes 8 KiB for every message; with one it
+// allocates about what the message takes (D55). An estimate that falls short only costs a second
+// segment, so these count generously: a text or data field as its bytes plus one word, each
+// struct as six words.
+inline std::uint64_t blob_words(std::size_t bytes) noexcept { return bytes / 8 + 2; }
+inline capnp::MessageSize search_params_size(std::size_t collection_bytes, std::size_t dim,
+                                             std::size_t filter_bytes) noexcept {
+  return capnp::MessageSize{8 + blob_words(collection_bytes) + (dim * sizeof(float) + 7) / 8 + blob_words(filter_bytes),
+                            0};
+}
+// A hit: its id, model and metadata fields (each key and text value).
+inline std::uint64_t hit_words(std::size_t id_bytes, std::size_t model_bytes, const MetaFieldsWire& metadata) noexcept {
+  std::uint64_t w = 6 + blob_words(id_bytes) + blob_words(model_bytes);
+  for (const auto& [key, value] : metadata) {
+    w += 6 + blob_words(key.size());
+    if (const auto* t = std::get_if<std::string>(&value)) w += blob_words(t->size());
+  }
+  return w;
+}
+// A freshness entry: its replica id and device label.
+inline std::uint64_t freshness_words(std::size_t replica_bytes, std::size_t device_bytes) noexcept {
+  return 6 + blob_words(replica_bytes) + blob_words(device_bytes);
+}
 
 }  // namespace shoal::transport

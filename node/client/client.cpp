@@ -292,7 +292,7 @@ class ClientBackend final : public Backend {
                               std::uint32_t ef, const std::string& filter, bool with_metadata) override {
     using R = Result<SearchAnswer>;
     return invoke<R>([&](api::Node::Client& n) {
-      auto req = n.searchRequest();
+      auto req = n.searchRequest(transport::search_params_size(collection.size(), query.size(), filter.size()));
       req.setCollection(collection);
       transport::put_floats(req.initQuery(static_cast<unsigned>(query.size())), query);
       req.setK(k);
@@ -301,6 +301,7 @@ class ClientBackend final : public Backend {
       req.setWithMetadata(with_metadata);
       return req.send().then([](auto&& r) -> R {
         SearchAnswer a;
+        a.hits.reserve(r.getHits().size());
         for (auto h : r.getHits()) {
           node::Hit hit;
           hit.id = bytes(h.getId());
@@ -629,7 +630,8 @@ class ClientBackend final : public Backend {
       {
         transport::KjLoop::Enter enter(*loop_);
         loop_->poll();
-        issue<R>(make, call);
+        // The request is sent before this returns (no posted turn in between).
+        loop_->run_now([&] { issue<R>(make, call); });
         drive(ready, deadline);
       }
       lock.lock();

@@ -99,6 +99,9 @@ Status Node::load() {
   // Data directories written before the vectors table hold each record's vector inline: moved
   // once, here (docs/node-format.md, "Vectors apart from their records").
   SHOAL_RETURN_IF_ERROR(format::migrate_vectors(*store_).status());
+  // Before schema version 5 each vector had a vectors table entry of its own: packed into slabs
+  // once, here (docs/node-format.md, "Vector slabs").
+  SHOAL_RETURN_IF_ERROR(format::migrate_vector_slabs(*store_).status());
   // And before schema version 4 the buffer's entries held whole payloads: rewritten once, here
   // (docs/node-format.md, "Delta-buffer entries without payloads").
   SHOAL_RETURN_IF_ERROR(DeltaBuffer::migrate(*store_).status());
@@ -299,11 +302,7 @@ Status Node::load_index(Collection& c) {
             if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
             continue;
           }
-          SHOAL_ASSIGN_OR_RETURN(auto got, rtxn->get(Table::kVectors, format::vector_key(c.id, label)));
-          if (got.size() != vec.size() * sizeof(float)) {
-            return Status(Code::kCorruption, str_cat("vector of label ", label, " has ", got.size(), " bytes"),
-                          c.spec.name);
-          }
+          SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
           std::memcpy(vec.data(), got.data(), got.size());
           SHOAL_RETURN_IF_ERROR(c.index->add(label, vec));
         }
@@ -325,30 +324,24 @@ Status Node::load_index(Collection& c) {
     }
   }
   SHOAL_ASSIGN_OR_RETURN(c.index, index::HnswIndex::create(params, options_.rebuild_executor, c.floats.get()));
-  // The live records' vectors, from the vectors table (ordered by label).
+  // The live records' vectors, from the vector slabs (ordered by label).
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
   labels.reserve(c.live);
   vectors.reserve(c.live * c.spec.dimension);
   {
     SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
-    Status bad;
-    SHOAL_RETURN_IF_ERROR(txn->scan(Table::kVectors, store::Range::prefix(collection_prefix(c.id)),
-                                    [&](std::string_view k, std::string_view v) {
-                                      auto label = store::decode_u64_be(k.substr(4));
-                                      if (!label.ok() || v.size() != std::size_t{c.spec.dimension} * sizeof(float)) {
-                                        bad = Status(Code::kCorruption, "malformed vectors table entry", c.spec.name);
-                                        return false;
-                                      }
-                                      // Only live records (a stale entry would be a bug; skip it).
-                                      if (*label >= c.docs.size() || c.docs[*label].id.empty()) return true;
-                                      labels.push_back(*label);
-                                      const std::size_t at = vectors.size();
-                                      vectors.resize(at + c.spec.dimension);
-                                      std::memcpy(vectors.data() + at, v.data(), v.size());
-                                      return true;
-                                    }));
-    SHOAL_RETURN_IF_ERROR(bad);
+    SHOAL_RETURN_IF_ERROR(format::scan_vectors(*txn, c.id, c.spec.dimension,
+                                               [&](std::uint64_t label, std::string_view v) {
+                                                 // Only live records (a stale entry would be a bug; skip it).
+                                                 if (label >= c.docs.size() || c.docs[label].id.empty()) return true;
+                                                 labels.push_back(label);
+                                                 const std::size_t at = vectors.size();
+                                                 vectors.resize(at + c.spec.dimension);
+                                                 std::memcpy(vectors.data() + at, v.data(), v.size());
+                                                 return true;
+                                               })
+                              .with_context(c.spec.name));
   }
   if (labels.size() != c.live - c.stubs) {
     return Status(Code::kCorruption,
@@ -384,7 +377,7 @@ Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
   return c;
 }
 
-Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
+Result<std::unique_ptr<Node::Collection>> Node::new_storage(store::WriteTxn& txn, const CollectionSpec& spec) {
   SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
   SHOAL_ASSERT(find(spec.name) == nullptr);
   auto c = std::make_unique<Collection>();
@@ -393,15 +386,24 @@ Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
   c->floats = std::make_unique<StoreFloatSource>(*store_, c->id, spec.dimension);
   SHOAL_ASSIGN_OR_RETURN(c->index,
                          index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor, c->floats.get()));
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
-  SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kCatalogue, spec.name, encode_spec(spec, c->id)));
+  SHOAL_RETURN_IF_ERROR(txn.put(Table::kMeta, kNextCollectionKey, encode_u32(c->id + 1)));
+  return c;
+}
+
+Node::Collection* Node::install_storage(std::unique_ptr<Collection> c) {
   next_collection_id_ = c->id + 1;
-  open_report_.index_source[spec.name] = "empty";
+  open_report_.index_source[c->spec.name] = "empty";
   Collection* out = c.get();
-  collections_.emplace(spec.name, std::move(c));
+  collections_.emplace(out->spec.name, std::move(c));
   return out;
+}
+
+Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  SHOAL_ASSIGN_OR_RETURN(auto c, new_storage(*txn, spec));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  return install_storage(std::move(c));
 }
 
 Status Node::create_collection(const CollectionSpec& spec) {
@@ -415,13 +417,17 @@ Status Node::create_collection(const CollectionSpec& spec) {
                           metric_name(c->spec.metric), "; a re-create keeps them (peers may still send its deltas): ",
                           "got dimension ", spec.dimension, " and metric ", metric_name(spec.metric)));
   }
-  if (c == nullptr) {
-    SHOAL_ASSIGN_OR_RETURN(c, create_storage(spec));  // not yet live
-  }
   SHOAL_RETURN_IF_ERROR(ensure_fresh_issuer());
-  // One transaction: the catalogue entry, and the deletion of whatever a dropped collection still
-  // holds (concurrent writes from peers), so a re-create starts empty.
+  // One transaction: a new collection's storage, the catalogue entry, and the deletion of
+  // whatever a dropped collection still holds (concurrent writes from peers), so a re-create
+  // starts empty. Storage committed apart from its entry would outlive a crash between the two
+  // as a hidden collection that refuses a create with another dimension (D56; shoal-sim seed 1654).
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::unique_ptr<Collection> added;
+  if (c == nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(added, new_storage(*txn, spec));
+    c = added.get();
+  }
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::HybridClock clock = clock_;
   crdt::ORMap created = catalogue_;
@@ -435,6 +441,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   if (!leftovers.records.empty()) SHOAL_RETURN_IF_ERROR(apply_delta_in_txn(*txn, *c, leftovers, pending, cur, nullptr));
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  if (added) install_storage(std::move(added));
   clock_ = clock;
   catalogue_ = std::move(cat);
   commit_cursor(cur);
@@ -619,6 +626,16 @@ void Node::apply_pending(Collection& c, Pending& pending) {
   const bool deferred = options_.index_queue_max > 0;
   std::vector<std::uint64_t> add_labels;
   std::vector<float> add_vectors;
+  // Takes a label out of the index (a deleted record, or a stub), or queues that.
+  auto unindex = [&](std::uint64_t label) {
+    if (deferred) {
+      c.unindexed.push_back(IndexOp{label, {}});
+      ++index_backlog_;
+    } else if (c.index->contains(label)) {
+      Status s = c.index->remove(label);
+      if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
+    }
+  };
   for (const auto& [label, ch] : last) {
     auto& d = c.doc(label);
     const bool was_live = !d.id.empty();
@@ -629,13 +646,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
         d = Collection::Doc{};
         --c.live;
       }
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     // Stored payloads were validated before they were committed; decoding cannot fail short of
@@ -653,13 +664,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
       // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
       // search finds it at the sink.
       ++c.stubs;
-      if (deferred) {
-        c.unindexed.push_back(IndexOp{label, {}});
-        ++index_backlog_;
-      } else if (c.index->contains(label)) {
-        Status s = c.index->remove(label);
-        if (!s.ok()) SHOAL_LOG(options_.logger, kError, "node", "index remove: ", s.to_string());
-      }
+      unindex(label);
       continue;
     }
     if (deferred) {

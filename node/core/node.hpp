@@ -574,6 +574,9 @@ class Node final : private SyncHost {
   bool live(std::string_view name) const { return catalogue_.find(name) != nullptr; }
   // Storage for a collection (hidden until the catalogue makes it live), in its own transaction.
   Result<Collection*> create_storage(const CollectionSpec& spec);
+  // The same inside the caller's transaction; install_storage makes it known once that commits.
+  Result<std::unique_ptr<Collection>> new_storage(store::WriteTxn& txn, const CollectionSpec& spec);
+  Collection* install_storage(std::unique_ptr<Collection> c);
   Result<Collection*> storage_for(const transport::CollectionSpecWire& spec);
 
   // --- The one path from a delta to the store (local writes, peers' deltas, repairs) ---

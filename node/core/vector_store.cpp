@@ -40,12 +40,254 @@ std::uint32_t cid_of_record_key(std::string_view key) noexcept {
   return cid;
 }
 
+// Slab layout constants (vector_store.hpp, "Vector slabs"): LMDB's page, the header of its
+// first overflow page, the largest value it keeps in a leaf page (12-byte keys, 4 KiB pages:
+// about 2,018 bytes; below this a slab's pages are not its own), the largest slab we choose.
+constexpr std::uint64_t kPageBytes = 4096;
+constexpr std::uint64_t kOverflowHeader = 16;
+constexpr std::uint64_t kLeafValueMax = 2048;
+constexpr std::uint64_t kSlabMaxBytes = 64 * 1024;
+constexpr std::uint64_t kSlabTrailer = 8;  // u32 n, u32 dimension
+
+std::uint64_t bitmap_bytes(std::uint64_t n) noexcept { return ((n + 7) / 8 + 3) / 4 * 4; }
+std::uint64_t slab_bytes(std::uint64_t n, std::uint64_t dim) noexcept {
+  return n * dim * sizeof(float) + bitmap_bytes(n) + kSlabTrailer;
+}
+
+std::uint32_t load_u32(const char* p) noexcept {
+  std::uint32_t v = 0;
+  std::memcpy(&v, p, sizeof(v));
+  return v;  // little-endian hosts only (as every on-disk integer here; docs/node-format.md)
+}
+
+// Slot i's floats in a slab value of this shape, or nullptr when the value has another size or
+// slot i is empty.
+const char* slab_slot(std::string_view v, std::uint32_t n, std::uint32_t dim, std::uint64_t i) noexcept {
+  if (v.size() != slab_bytes(n, dim)) return nullptr;
+  const std::uint64_t bits = std::uint64_t{n} * dim * sizeof(float);
+  if (((static_cast<unsigned char>(v[bits + i / 8]) >> (i % 8)) & 1u) == 0) return nullptr;
+  return v.data() + i * dim * sizeof(float);
+}
+
+// Whether the meta table holds `key` (a migration's done mark).
+Result<bool> meta_present(store::Store& st, std::string_view key) {
+  SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
+  auto got = r->get(Table::kMeta, key);
+  if (got.ok()) return true;
+  if (got.status().code() != Code::kNotFound) return got.status();
+  return false;
+}
+
+// One parsed slab value.
+struct Slab {
+  std::uint64_t first = 0;
+  std::uint32_t n = 0;
+  std::uint32_t dim = 0;
+  std::string_view bytes;
+
+  const char* slot(std::uint64_t label) const noexcept {
+    return label >= first && label - first < n ? slab_slot(bytes, n, dim, label - first) : nullptr;
+  }
+};
+
+Result<Slab> parse_slab(std::string_view key, std::string_view value) {
+  Slab s;
+  if (key.size() != 12) return Status(Code::kCorruption, str_cat("vector slab key of ", key.size(), " bytes"));
+  SHOAL_ASSIGN_OR_RETURN(s.first, store::decode_u64_be(key.substr(4)));
+  if (value.size() < kSlabTrailer) {
+    return Status(Code::kCorruption, str_cat("vector slab of ", value.size(), " bytes"), str_cat("slab ", s.first));
+  }
+  s.n = load_u32(value.data() + value.size() - 8);
+  s.dim = load_u32(value.data() + value.size() - 4);
+  if (s.dim == 0 || s.n != slab_vectors(s.dim) || s.first % s.n != 0 || value.size() != slab_bytes(s.n, s.dim)) {
+    return Status(Code::kCorruption,
+                  str_cat("vector slab of ", value.size(), " bytes says ", s.n, " vectors of dimension ", s.dim,
+                          " from label ", s.first),
+                  str_cat("slab ", s.first));
+  }
+  s.bytes = value;
+  return s;
+}
+
+// The slab holding `label`'s slot, whatever the collection's dimension: the last slab key at or
+// before vector_key(cid, label). `use` sees it during the scan (its view is valid then only).
+// kNotFound when no slab covers the label.
+Status with_slab_of(store::ReadView& view, std::uint32_t cid, std::uint64_t label,
+                    store::FunctionRef<void(const Slab&)> use) {
+  store::Range range;
+  range.begin = u32_be(cid);
+  range.end = vector_key(cid, label) + std::string(1, '\0');
+  range.reverse = true;
+  range.limit = 1;
+  Status out(Code::kNotFound, str_cat("no vector slab holds label ", label));
+  SHOAL_RETURN_IF_ERROR(view.scan(Table::kVectorSlabs, range, [&](std::string_view k, std::string_view v) {
+    auto slab = parse_slab(k, v);
+    if (!slab.ok()) {
+      out = slab.status();
+    } else if (label - slab->first < slab->n) {
+      use(*slab);
+      out = Status();
+    }
+    return false;
+  }));
+  return out;
+}
+
+// Rewrites slabs in one write transaction, keeping the last one in memory so that consecutive
+// labels of one slab cost one put (the migration); flush() before the transaction commits.
+class SlabWriter {
+ public:
+  explicit SlabWriter(store::WriteTxn& txn) noexcept : txn_(&txn) {}
+
+  Status add(std::uint32_t cid, std::uint64_t label, std::string_view floats) {
+    if (floats.empty() || floats.size() % sizeof(float) != 0) {
+      return Status(Code::kInternal, str_cat("a vector of ", floats.size(), " bytes"), str_cat("label ", label));
+    }
+    const auto dim = static_cast<std::uint32_t>(floats.size() / sizeof(float));
+    const std::uint32_t n = slab_vectors(dim);
+    const std::uint64_t first = label - label % n;
+    std::string key = vector_key(cid, first);
+    if (key != key_) {
+      SHOAL_RETURN_IF_ERROR(flush());
+      auto got = txn_->get_view(Table::kVectorSlabs, key);
+      if (got.ok()) {
+        SHOAL_ASSIGN_OR_RETURN(Slab old, parse_slab(key, *got));
+        if (old.dim != dim) {
+          return Status(Code::kCorruption, str_cat("vector slab of dimension ", old.dim, " given a vector of ", dim),
+                        str_cat("label ", label));
+        }
+        slab_.assign(*got);
+      } else if (got.status().code() == Code::kNotFound) {
+        slab_.assign(slab_bytes(n, dim), '\0');
+        std::memcpy(slab_.data() + slab_.size() - 8, &n, sizeof(n));
+        std::memcpy(slab_.data() + slab_.size() - 4, &dim, sizeof(dim));
+      } else {
+        return got.status();
+      }
+      key_ = std::move(key);
+    }
+    const std::uint64_t i = label - first;
+    std::memcpy(slab_.data() + i * floats.size(), floats.data(), floats.size());
+    slab_[std::uint64_t{n} * floats.size() + i / 8] |= static_cast<char>(1u << (i % 8));
+    dirty_ = true;
+    return {};
+  }
+
+  Status flush() {
+    if (!dirty_) return {};
+    dirty_ = false;
+    return txn_->put(Table::kVectorSlabs, key_, slab_);
+  }
+
+ private:
+  store::WriteTxn* txn_;
+  std::string key_;   // the slab in slab_ ("" before the first)
+  std::string slab_;
+  bool dirty_ = false;
+};
+
 }  // namespace
 
 std::string vector_key(std::uint32_t cid, std::uint64_t label) {
   std::string k = u32_be(cid);
   k += store::encode_u64_be(label);
   return k;
+}
+
+std::uint32_t slab_vectors(std::uint32_t dimension) noexcept {
+  if (dimension == 0) return 1;
+  thread_local std::pair<std::uint32_t, std::uint32_t> memo{0, 0};  // dimension -> n
+  if (memo.first == dimension) return memo.second;
+  const std::uint64_t cap = std::max(kSlabMaxBytes, slab_bytes(1, dimension));
+  std::uint64_t best = 1;
+  double best_waste = 2.0;
+  for (std::uint64_t n = 1; slab_bytes(n, dimension) <= cap; ++n) {
+    const std::uint64_t bytes = slab_bytes(n, dimension);
+    if (bytes < kLeafValueMax) continue;
+    const std::uint64_t pages = (bytes + kOverflowHeader + kPageBytes - 1) / kPageBytes;
+    const double waste = 1.0 - static_cast<double>(n * dimension * sizeof(float)) /
+                                   static_cast<double>(pages * kPageBytes);
+    if (waste <= 0.02) {
+      best = n;
+      break;
+    }
+    if (waste < best_waste) {
+      best = n;
+      best_waste = waste;
+    }
+  }
+  memo = {dimension, static_cast<std::uint32_t>(best)};
+  return memo.second;
+}
+
+Result<std::string_view> get_vector(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension,
+                                    std::uint64_t label) {
+  const std::uint32_t n = slab_vectors(dimension);
+  const std::string key = vector_key(cid, label - label % n);
+  SHOAL_ASSIGN_OR_RETURN(std::string_view v, view.get_view(Table::kVectorSlabs, key));
+  SHOAL_ASSIGN_OR_RETURN(Slab slab, parse_slab(key, v));
+  if (slab.dim != dimension) {
+    return Status(Code::kCorruption, str_cat("vector slab of dimension ", slab.dim, ", the collection's is ", dimension),
+                  str_cat("label ", label));
+  }
+  const char* p = slab.slot(label);
+  if (p == nullptr) return Status(Code::kNotFound, str_cat("label ", label, " has no vector"));
+  return std::string_view(p, std::size_t{dimension} * sizeof(float));
+}
+
+Status put_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label, std::string_view floats) {
+  SlabWriter w(txn);
+  SHOAL_RETURN_IF_ERROR(w.add(cid, label, floats));
+  return w.flush();
+}
+
+Status del_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label) {
+  std::string key;
+  std::string slab;
+  std::uint64_t at = 0;  // the byte holding the label's bit
+  std::uint64_t bitmap_at = 0;
+  std::uint64_t bitmap_len = 0;
+  Status s = with_slab_of(txn, cid, label, [&](const Slab& found) {
+    if (found.slot(label) == nullptr) return;  // no vector in its slot
+    key = vector_key(cid, found.first);
+    slab.assign(found.bytes);
+    const std::uint64_t i = label - found.first;
+    bitmap_at = std::uint64_t{found.n} * found.dim * sizeof(float);
+    bitmap_len = bitmap_bytes(found.n);
+    at = bitmap_at + i / 8;
+    slab[at] = static_cast<char>(slab[at] & ~(1u << (i % 8)));
+    std::memset(slab.data() + i * found.dim * sizeof(float), 0, std::size_t{found.dim} * sizeof(float));
+  });
+  if (s.code() == Code::kNotFound) return {};
+  SHOAL_RETURN_IF_ERROR(s);
+  if (key.empty()) return {};
+  const bool empty = std::all_of(slab.begin() + static_cast<std::ptrdiff_t>(bitmap_at),
+                                 slab.begin() + static_cast<std::ptrdiff_t>(bitmap_at + bitmap_len),
+                                 [](char c) { return c == 0; });
+  return empty ? txn.del(Table::kVectorSlabs, key) : txn.put(Table::kVectorSlabs, key, slab);
+}
+
+Status scan_vectors(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension,
+                    store::FunctionRef<bool(std::uint64_t label, std::string_view floats)> visit) {
+  Status err;
+  SHOAL_RETURN_IF_ERROR(
+      view.scan(Table::kVectorSlabs, store::Range::prefix(u32_be(cid)), [&](std::string_view k, std::string_view v) {
+        auto slab = parse_slab(k, v);
+        if (!slab.ok() || slab->dim != dimension) {
+          err = slab.ok() ? Status(Code::kCorruption, str_cat("vector slab of dimension ", slab->dim,
+                                                              ", the collection's is ", dimension))
+                          : slab.status();
+          return false;
+        }
+        for (std::uint64_t i = 0; i < slab->n; ++i) {
+          const char* p = slab_slot(slab->bytes, slab->n, slab->dim, i);
+          if (p != nullptr && !visit(slab->first + i, std::string_view(p, std::size_t{dimension} * sizeof(float)))) {
+            return false;
+          }
+        }
+        return true;
+      }));
+  return err;
 }
 
 bool payload_elided(const crdt::Bytes& payload) noexcept {
@@ -57,23 +299,24 @@ Result<StoredRecord> read_record(store::ReadView& view, std::uint32_t cid, std::
   SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(value, key));
   const crdt::Entry* w = crdt::winner(r.entries);
   if (w == nullptr || !payload_elided(w->payload)) return r;
-  auto v = view.get_view(Table::kVectors, vector_key(cid, r.label));
-  if (!v.ok()) {
-    if (v.status().code() != Code::kNotFound) return v.status();
-    return Status(Code::kCorruption, str_cat("the vector of label ", r.label, " is missing from the vectors table"),
-                  std::string(key));
-  }
-  if (v->size() % sizeof(float) != 0) {
-    return Status(Code::kCorruption, str_cat("the vector of label ", r.label, " has ", v->size(), " bytes"),
-                  std::string(key));
-  }
   crdt::Entry& e = r.entries[static_cast<std::size_t>(w - r.entries.data())];
   crdt::Bytes whole;
-  whole.reserve(e.payload.size() + v->size());
-  whole.insert(whole.end(), e.payload.begin(), e.payload.begin() + kVectorOffset);
-  set_payload_dimension(whole, static_cast<std::uint32_t>(v->size() / sizeof(float)));
-  whole.insert(whole.end(), v->begin(), v->end());
-  whole.insert(whole.end(), e.payload.begin() + kVectorOffset, e.payload.end());
+  // The record does not say its dimension: the slab holding its label does.
+  Status s = with_slab_of(view, cid, r.label, [&](const Slab& slab) {
+    const char* p = slab.slot(r.label);
+    if (p == nullptr) return;
+    const std::size_t vbytes = std::size_t{slab.dim} * sizeof(float);
+    whole.reserve(e.payload.size() + vbytes);
+    whole.insert(whole.end(), e.payload.begin(), e.payload.begin() + kVectorOffset);
+    set_payload_dimension(whole, slab.dim);
+    whole.insert(whole.end(), reinterpret_cast<const std::uint8_t*>(p), reinterpret_cast<const std::uint8_t*>(p) + vbytes);
+    whole.insert(whole.end(), e.payload.begin() + kVectorOffset, e.payload.end());
+  });
+  if (!s.ok() && s.code() != Code::kNotFound) return s.with_context(std::string(key));
+  if (whole.empty()) {
+    return Status(Code::kCorruption, str_cat("the vector of label ", r.label, " is missing from the vector slabs"),
+                  std::string(key));
+  }
   e.payload = std::move(whole);
   return r;
 }
@@ -81,11 +324,10 @@ Result<StoredRecord> read_record(store::ReadView& view, std::uint32_t cid, std::
 Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label,
                   const crdt::Entries& entries) {
   const crdt::Entry* w = crdt::winner(entries);
-  const std::string vkey = vector_key(cid, label);
   if (w == nullptr || w->payload.size() < kVectorOffset || is_stub_payload(as_view(w->payload))) {
     // Nothing to move: an empty record at most (stored payloads are validated), or an evicted
-    // record's stub, which holds no vector (its vector leaves the vectors table).
-    SHOAL_RETURN_IF_ERROR(txn.del(Table::kVectors, vkey));
+    // record's stub, which holds no vector (its vector leaves the slabs).
+    SHOAL_RETURN_IF_ERROR(del_vector(txn, cid, label));
     return txn.put(Table::kRecords, key, encode_record(label, entries));
   }
   const std::uint32_t dim = payload_dimension(w->payload);
@@ -97,7 +339,7 @@ Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key,
     return Status(Code::kInternal, "put_record was given a payload shorter than its vector", std::string(key));
   }
   const auto* vp = reinterpret_cast<const char*>(w->payload.data()) + kVectorOffset;
-  SHOAL_RETURN_IF_ERROR(txn.put(Table::kVectors, vkey, std::string_view(vp, vbytes)));
+  SHOAL_RETURN_IF_ERROR(put_vector(txn, cid, label, std::string_view(vp, vbytes)));
   crdt::Entries stored = entries;
   crdt::Entry& e = stored[static_cast<std::size_t>(w - entries.data())];
   e.payload.erase(e.payload.begin() + kVectorOffset,
@@ -107,7 +349,7 @@ Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key,
 }
 
 Status del_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label) {
-  if (label != 0) SHOAL_RETURN_IF_ERROR(txn.del(Table::kVectors, vector_key(cid, label)));
+  if (label != 0) SHOAL_RETURN_IF_ERROR(del_vector(txn, cid, label));
   return txn.del(Table::kRecords, key);
 }
 
@@ -119,12 +361,8 @@ Result<RecordValue> decode_stored_payload(const crdt::Entry& e) {
 }
 
 Result<std::uint64_t> migrate_vectors(store::Store& st, std::size_t batch) {
-  {
-    SHOAL_ASSIGN_OR_RETURN(auto r, st.begin_read());
-    auto got = r->get(Table::kMeta, kVectorsApartKey);
-    if (got.ok()) return std::uint64_t{0};
-    if (got.status().code() != Code::kNotFound) return got.status();
-  }
+  SHOAL_ASSIGN_OR_RETURN(const bool done_before, meta_present(st, kVectorsApartKey));
+  if (done_before) return std::uint64_t{0};
   std::uint64_t moved = 0;
   std::string after;  // the last key visited; the next batch starts past it
   bool first = true;
@@ -158,6 +396,32 @@ Result<std::uint64_t> migrate_vectors(store::Store& st, std::size_t batch) {
     moved += todo.size();
     const bool done = visited < batch;
     if (done) SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kVectorsApartKey, std::string(1, '\1')));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+    if (done) return moved;
+  }
+}
+
+Result<std::uint64_t> migrate_vector_slabs(store::Store& st, std::size_t batch) {
+  SHOAL_ASSIGN_OR_RETURN(const bool done_before, meta_present(st, kVectorSlabsKey));
+  if (done_before) return std::uint64_t{0};
+  std::uint64_t moved = 0;
+  while (true) {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_write());
+    // From the start each time: what an earlier batch moved has left the table.
+    SHOAL_ASSIGN_OR_RETURN(auto todo, txn->collect(Table::kVectors, store::Range::all().limited(batch)));
+    SlabWriter slabs(*txn);
+    for (const auto& kv : todo) {
+      if (kv.key.size() != 12) {
+        return Status(Code::kCorruption, str_cat("vectors table key of ", kv.key.size(), " bytes"));
+      }
+      SHOAL_ASSIGN_OR_RETURN(std::uint64_t label, store::decode_u64_be(std::string_view(kv.key).substr(4)));
+      SHOAL_RETURN_IF_ERROR(slabs.add(cid_of_record_key(kv.key), label, kv.value).with_context("vectors table"));
+      SHOAL_RETURN_IF_ERROR(txn->del(Table::kVectors, kv.key));
+    }
+    SHOAL_RETURN_IF_ERROR(slabs.flush());
+    moved += todo.size();
+    const bool done = todo.size() < batch;
+    if (done) SHOAL_RETURN_IF_ERROR(txn->put(Table::kMeta, kVectorSlabsKey, std::string(1, '\1')));
     SHOAL_RETURN_IF_ERROR(txn->commit());
     if (done) return moved;
   }
@@ -197,7 +461,11 @@ class StoreFloatReader final : public index::FloatReader {
  public:
   StoreFloatReader(std::unique_ptr<store::ReadTxn> txn, std::shared_ptr<VectorPointerCache> cache, std::uint32_t cid,
                    std::uint32_t dimension)
-      : txn_(std::move(txn)), cache_(std::move(cache)), key_(format::vector_key(cid, 0)), dimension_(dimension) {}
+      : txn_(std::move(txn)),
+        cache_(std::move(cache)),
+        key_(format::vector_key(cid, 0)),
+        dimension_(dimension),
+        slab_n_(format::slab_vectors(dimension)) {}
 
   const float* get(std::uint64_t label) override {
     const char* p = lookup(label);
@@ -240,13 +508,20 @@ class StoreFloatReader final : public index::FloatReader {
     if (cache_ != nullptr) {
       if (const char* p = cache_->find(label)) return p;
     }
-    // The key's last 8 bytes are the label, big-endian: rewritten in place, no allocation.
-    for (std::size_t i = 0; i < 8; ++i) key_[4 + i] = static_cast<char>((label >> (56 - 8 * i)) & 0xff);
-    auto v = txn_->get_view(Table::kVectors, key_);
-    if (!v.ok() || v->size() != std::size_t{dimension_} * sizeof(float)) return nullptr;
+    const std::uint64_t first = label - label % slab_n_;
+    if (slab_.data() == nullptr || first != slab_first_) {
+      // The key's last 8 bytes are the slab's first label, big-endian: rewritten in place, no
+      // allocation. Labels looked up in order share their slab's lookup.
+      for (std::size_t i = 0; i < 8; ++i) key_[4 + i] = static_cast<char>((first >> (56 - 8 * i)) & 0xff);
+      auto v = txn_->get_view(Table::kVectorSlabs, key_);
+      if (!v.ok()) return nullptr;
+      slab_ = *v;
+      slab_first_ = first;
+    }
+    const char* p = format::slab_slot(slab_, slab_n_, dimension_, label - first);
     // Only aligned views are remembered, so get_many can hand a remembered one out as it is.
-    if (cache_ != nullptr && !unaligned(v->data())) cache_->remember(label, v->data());
-    return v->data();
+    if (p != nullptr && cache_ != nullptr && !unaligned(p)) cache_->remember(label, p);
+    return p;
   }
   // In place, from the memory map, when aligned (docs/storage.md says why it always is in the
   // vectors table); a copy otherwise.
@@ -260,6 +535,9 @@ class StoreFloatReader final : public index::FloatReader {
   std::shared_ptr<VectorPointerCache> cache_;
   std::string key_;
   std::uint32_t dimension_;
+  std::uint32_t slab_n_;     // vectors per slab (format::slab_vectors)
+  std::string_view slab_;    // the last slab looked up, in the map (valid for txn_'s life)
+  std::uint64_t slab_first_ = 0;
   std::vector<float> scratch_;
 };
 

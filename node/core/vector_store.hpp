@@ -23,7 +23,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -40,12 +39,43 @@ inline constexpr std::string_view kVectorsApartKey = "node.vectors_apart";
 // The meta key that says the index_dirty table is kept (u8 1): every label changed since a
 // collection's snapshot was written is in it. Absent: snapshots are not trusted (rebuilt).
 inline constexpr std::string_view kIndexDirtyKey = "node.index_dirty_kept";
-// The payload's dimension field when the vector is in the vectors table.
+// The meta key that says every stored vector is in the vector_slabs table (u8 1). Absent in data
+// directories written before it: Node::open migrates them (migrate_vector_slabs).
+inline constexpr std::string_view kVectorSlabsKey = "node.vector_slabs";
+// The payload's dimension field when the vector is in the vector_slabs table.
 inline constexpr std::uint32_t kElidedDimension = 0xffffffffu;
 
-// vectors table key: u32be collection id, u64be label (12 bytes; see docs/storage.md for why
-// this size keeps values aligned).
+// u32be collection id, u64be label (12 bytes): the key of the index_dirty table, of the vectors
+// table before schema version 5, and (with the slab's first label) of the vector_slabs table.
 std::string vector_key(std::uint32_t cid, std::uint64_t label);
+
+// --- Vector slabs (docs/node-format.md, "Vector slabs"; docs/decisions.md, D52) ---
+//
+// The vectors of labels [first, first + n) of a collection share one vector_slabs value, keyed
+// by vector_key(cid, first), first a multiple of n = slab_vectors(dimension):
+//   n x dimension x f32 (slot i = label first + i; zeros when absent), then a presence bitmap
+//   (bit i%8 of byte i/8; ceil(n/8) bytes, zero-padded to a multiple of 4), then u32 n and u32
+//   dimension (little-endian).
+// So a 3,136-byte vector no longer takes a 4 KiB page of its own, and a slot's floats are 4-byte
+// aligned in the map whenever the value is (it is: slabs live on overflow pages).
+
+// Vectors per slab for this dimension: the smallest n whose slab, on LMDB's 4 KiB overflow pages
+// (16-byte header), leaves at most 2% of its pages unused, among slabs too big for a leaf page and
+// at most 64 KiB (or one vector); else the least wasteful of those. Part of the format: a
+// collection's slabs all use it. 784 -> 9 (7 pages), 128 -> 55 (7 pages).
+std::uint32_t slab_vectors(std::uint32_t dimension) noexcept;
+// A label's vector in place (valid as get_view's are), kNotFound when it has none. Statuses:
+// kCorruption for a slab of the wrong size or shape; the store's.
+[[nodiscard]] Result<std::string_view> get_vector(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension,
+                                                  std::uint64_t label);
+// Stores `floats` (dimension = its size / 4) as `label`'s vector, rewriting its slab.
+[[nodiscard]] Status put_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label, std::string_view floats);
+// Removes `label`'s vector (a no-op when it has none); a slab left empty is deleted.
+[[nodiscard]] Status del_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label);
+// Visits every stored vector of a collection in label order (views valid during the call);
+// `visit` returns false to stop. Statuses: kCorruption for a malformed slab; the store's.
+[[nodiscard]] Status scan_vectors(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension,
+                                  store::FunctionRef<bool(std::uint64_t label, std::string_view floats)> visit);
 
 // Decodes a stored record and puts the winner's vector back from the vectors table when it was
 // moved there. `view` is the transaction the record was read in. Statuses: those of
@@ -70,6 +100,11 @@ bool payload_elided(const crdt::Bytes& payload) noexcept;
 // stopped), then writes kVectorsApartKey. Returns the number of records moved. A no-op when the
 // key is present. Statuses: the store's; those of decode_record.
 [[nodiscard]] Result<std::uint64_t> migrate_vectors(store::Store& store, std::size_t batch = 4096);
+// Moves every vector of the per-label vectors table (schema version 4 and older) into slabs,
+// `batch` vectors per transaction (each moved vector leaves the vectors table in the same
+// transaction, so a crash resumes), then writes kVectorSlabsKey. Returns the number moved. A no-op
+// when the key is present. Statuses: kCorruption for a malformed entry; the store's.
+[[nodiscard]] Result<std::uint64_t> migrate_vector_slabs(store::Store& store, std::size_t batch = 4096);
 
 }  // namespace shoal::node::format
 

@@ -467,7 +467,13 @@ struct LocalApi::Impl {
       auto hits = impl_.node.search(text_of(p.getCollection()), query, o);
       if (impl_.hooks.search_seconds) impl_.hooks.search_seconds(seconds_since(t0));
       if (!hits.ok()) return failed(hits.status());
-      auto r = ctx.getResults();
+      const auto board = impl_.freshness_board();
+      std::uint64_t words = 8;
+      for (const auto& h : *hits) words += transport::hit_words(h.id.size(), h.model.size(), h.metadata.fields);
+      if (board) {
+        for (const auto& f : *board) words += transport::freshness_words(f.replica.size(), f.device.size());
+      }
+      auto r = ctx.getResults(capnp::MessageSize{words, 0});
       auto list = r.initHits(static_cast<unsigned>(hits->size()));
       for (unsigned i = 0; i < hits->size(); ++i) {
         const auto& h = (*hits)[i];
@@ -477,7 +483,7 @@ struct LocalApi::Impl {
                                 h.metadata.fields);
         list[i].setModel(h.model);
       }
-      impl_.put_freshness(r);
+      impl_.put_freshness(r, board);
       return kj::READY_NOW;
     }
     kj::Promise<void> stats(StatsContext ctx) override {
@@ -631,17 +637,24 @@ struct LocalApi::Impl {
     b.setIndexBytes(info.index_bytes);
   }
 
+  // Any thread: the board the main loop last published (null without a mesh).
+  std::shared_ptr<const std::vector<FreshPeer>> freshness_board() {
+    if (mesh == nullptr) return nullptr;
+    std::lock_guard lock(fresh_mu);
+    return fresh;
+  }
+
   // Any thread: from the board the main loop publishes.
   template <typename Results>
   void put_freshness(Results r) {
+    put_freshness(r, freshness_board());
+  }
+  // The same from a board already taken (freshness_board()).
+  template <typename Results>
+  void put_freshness(Results r, const std::shared_ptr<const std::vector<FreshPeer>>& peers) {
     if (mesh == nullptr) {
       r.initFreshness(0);
       return;
-    }
-    std::shared_ptr<const std::vector<FreshPeer>> peers;
-    {
-      std::lock_guard lock(fresh_mu);
-      peers = fresh;
     }
     const unsigned n = peers ? static_cast<unsigned>(peers->size()) : 0;
     auto list = r.initFreshness(n);

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <filesystem>
 #include <algorithm>
+#include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 namespace shoal::store {
@@ -186,14 +188,12 @@ class LmdbStore::Write final : public WriteTxn {
   Status put(Table table, std::string_view key, std::string_view value) override {
     SHOAL_RETURN_IF_ERROR(check_live());
     SHOAL_RETURN_IF_ERROR(store_->check_value(table, key, value));
-    log_.push_back(Op{table, true, std::string(key), std::string(value)});
-    return apply_last();
+    return apply(logged(table, true, key, value));
   }
   Status del(Table table, std::string_view key) override {
     SHOAL_RETURN_IF_ERROR(check_live());
     SHOAL_RETURN_IF_ERROR(store_->check_key(table, key));
-    log_.push_back(Op{table, false, std::string(key), {}});
-    return apply_last();
+    return apply(logged(table, false, key, {}));
   }
 
   Status commit() override {
@@ -228,7 +228,7 @@ class LmdbStore::Write final : public WriteTxn {
     return failed_;
   }
 
-  int apply(const Op& op) {
+  int apply_op(const Op& op) {
     MDB_val k = to_val(op.key);
     if (op.is_put) {
       MDB_val v = to_val(op.value);
@@ -238,10 +238,30 @@ class LmdbStore::Write final : public WriteTxn {
     return rc == MDB_NOTFOUND ? 0 : rc;
   }
 
-  Status apply_last() {
-    const int rc = apply(log_.back());
+  // The log's op for this key, now saying `is_put`/`value`. One op per key: a later write to a key
+  // replaces its earlier one in place, since the replay's outcome depends only on each key's last
+  // write (writes to different keys commute). A value rewritten many times in one transaction
+  // (a vector slab, docs/node-format.md) is then logged once, not once per write.
+  const Op& logged(Table table, bool is_put, std::string_view key, std::string_view value) {
+    std::string id;
+    id.reserve(key.size() + 1);
+    id.push_back(static_cast<char>(table));
+    id.append(key);
+    auto [it, fresh] = log_index_.try_emplace(std::move(id), log_.size());
+    if (fresh) {
+      log_.push_back(Op{table, is_put, std::string(key), std::string(value)});
+      return log_.back();
+    }
+    Op& op = log_[it->second];
+    op.is_put = is_put;
+    op.value.assign(value);
+    return op;
+  }
+
+  Status apply(const Op& op) {
+    const int rc = apply_op(op);
     if (rc == 0) return ok_status();
-    if (rc != MDB_MAP_FULL) return fail(to_status(rc, log_.back().is_put ? "mdb_put" : "mdb_del"));
+    if (rc != MDB_MAP_FULL) return fail(to_status(rc, op.is_put ? "mdb_put" : "mdb_del"));
     mdb_txn_abort(txn_);
     txn_ = nullptr;
     Status s = regrow_and_replay();
@@ -260,7 +280,7 @@ class LmdbStore::Write final : public WriteTxn {
         return to_status(rc, "mdb_txn_begin");
       }
       for (const Op& op : log_) {
-        rc = apply(op);
+        rc = apply_op(op);
         if (rc != 0) break;
       }
       if (rc == 0) return ok_status();
@@ -277,6 +297,7 @@ class LmdbStore::Write final : public WriteTxn {
     }
     log_.clear();
     log_.shrink_to_fit();
+    log_index_.clear();
     failed_ = s;
     return s;
   }
@@ -287,6 +308,7 @@ class LmdbStore::Write final : public WriteTxn {
     if (txn_ != nullptr) mdb_txn_abort(txn_);
     txn_ = nullptr;
     log_.clear();
+    log_index_.clear();
     store_->writer_thread_.store(std::thread::id{});
     lock_.unlock();
   }
@@ -295,6 +317,7 @@ class LmdbStore::Write final : public WriteTxn {
   std::unique_lock<std::mutex> lock_;
   MDB_txn* txn_;
   std::vector<Op> log_;
+  std::unordered_map<std::string, std::size_t> log_index_;  // table byte + key -> its op in log_
   Status failed_;
   bool finished_ = false;
 };

@@ -14,6 +14,7 @@ std::string_view table_name(Table table) noexcept {
     case Table::kMeta: return "meta";
     case Table::kVectors: return "vectors";
     case Table::kIndexDirty: return "index_dirty";
+    case Table::kVectorSlabs: return "vector_slabs";
   }
   return "unknown";
 }

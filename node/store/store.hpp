@@ -49,21 +49,23 @@ enum class Table : std::uint8_t {
   kMeta = 5,       // schema version, node id, counters; keys "store.*" are reserved
   kVectors = 6,    // float vectors apart from their records, read in place (schema version 2)
   kIndexDirty = 7, // labels whose index state may differ from the index snapshot (version 3)
+  kVectorSlabs = 8, // float vectors packed several to a value, read in place (version 5)
 };
-inline constexpr std::size_t kTableCount = 8;
+inline constexpr std::size_t kTableCount = 9;
 inline constexpr std::array<Table, kTableCount> kAllTables = {
     Table::kRecords, Table::kContexts, Table::kDeltas, Table::kCatalogue,
-    Table::kPeers,   Table::kMeta,     Table::kVectors, Table::kIndexDirty};
+    Table::kPeers,   Table::kMeta,     Table::kVectors, Table::kIndexDirty, Table::kVectorSlabs};
 
-// "records", "contexts", "deltas", "catalogue", "peers", "meta", "vectors", "index_dirty".
+// "records", "contexts", "deltas", "catalogue", "peers", "meta", "vectors", "index_dirty",
+// "vector_slabs".
 // Static strings.
 std::string_view table_name(Table table) noexcept;
 
 // The store layout version written to meta at creation and checked at every open.
 // Version 2 added the vectors table, version 3 the index_dirty table, version 4 delta-buffer
-// entries without payloads (same tables); older stores are upgraded
-// at open (docs/storage.md).
-inline constexpr std::uint32_t kSchemaVersion = 4;
+// entries without payloads (same tables), version 5 the vector_slabs table (the vectors table is
+// then left empty); older stores are upgraded at open (docs/storage.md).
+inline constexpr std::uint32_t kSchemaVersion = 5;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 

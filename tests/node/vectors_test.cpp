@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -60,15 +61,27 @@ std::vector<float> random_vector(Rng& rng) {
   return v;
 }
 
+// A vector of kDim components all equal to `x`, as the bytes a vector slab's slot holds.
+std::string filled_vector_bytes(float x) {
+  std::vector<float> v(kDim, x);
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
 struct Tables {
   std::map<store::Table, std::vector<store::KeyValue>> rows;
 };
 
-Tables read_all(const std::string& store_path) {
+// Opens the store at `store_path` as this build does (upgrading an older schema's version only).
+Result<std::unique_ptr<store::LmdbStore>> open_store(const std::string& store_path) {
   store::LmdbStoreOptions o;
   o.path = store_path;
   auto st = store::LmdbStore::open(o);
   REQUIRE(st.ok());
+  return st;
+}
+
+Tables read_all(const std::string& store_path) {
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_read();
   REQUIRE(txn.ok());
   Tables t;
@@ -80,49 +93,52 @@ Tables read_all(const std::string& store_path) {
   return t;
 }
 
-// Rewrites the store at `store_path` into schema 1's layout: six tables, each record with its
-// winner's vector inline (as builds before the vectors table wrote it), no vectors key, version 1.
-void rewrite_as_version_1(const std::string& store_path) {
+// Every stored vector of collection 1, by vectors-table key (u32be cid, u64be label), read from
+// the vector slabs of the store at `store_path`.
+std::map<std::string, std::string> stored_vectors(const std::string& store_path) {
+  auto st = open_store(store_path);
+  auto txn = (*st)->begin_read();
+  REQUIRE(txn.ok());
+  std::map<std::string, std::string> out;
+  REQUIRE(format::scan_vectors(**txn, 1, kDim, [&](std::uint64_t label, std::string_view v) {
+    out[format::vector_key(1, label)] = std::string(v);
+    return true;
+  }).ok());
+  return out;
+}
+
+// Rewrites the store at `store_path` with raw LMDB into an older build's layout: only the tables
+// that version had (those before `first_absent`), the schema version set to `version`, the meta
+// keys in `drop` removed, the vectors table holding `vectors`, and each record passed through
+// `record` (which may rewrite its value).
+void rewrite_store(const std::string& store_path, std::uint32_t version, store::Table first_absent,
+                   const std::vector<std::string_view>& drop, const std::map<std::string, std::string>& vectors,
+                   const std::function<void(const std::string& key, std::string& value)>& record) {
   Tables t = read_all(store_path);
-  std::map<std::string, std::string> vectors;
-  for (const auto& kv : t.rows[store::Table::kVectors]) vectors[kv.key] = kv.value;
   std::filesystem::remove_all(store_path);
   std::filesystem::create_directories(store_path);
   MDB_env* env = nullptr;
   REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 10) == 0);
   REQUIRE(mdb_env_set_mapsize(env, std::size_t{64} << 20) == 0);
   REQUIRE(mdb_env_open(env, store_path.c_str(), MDB_NOTLS, 0600) == 0);
   MDB_txn* txn = nullptr;
   REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  std::string schema = store::encode_u64_be(version).substr(4);
   for (store::Table table : store::kAllTables) {
-    if (table == store::Table::kVectors || table == store::Table::kIndexDirty) continue;
+    if (static_cast<int>(table) >= static_cast<int>(first_absent)) continue;
     MDB_dbi dbi = 0;
     REQUIRE(mdb_dbi_open(txn, std::string(store::table_name(table)).c_str(), MDB_CREATE, &dbi) == 0);
-    for (const auto& kv : t.rows[table]) {
+    std::vector<store::KeyValue> rows = t.rows[table];
+    if (table == store::Table::kVectors) {
+      rows.clear();
+      for (const auto& [k, v] : vectors) rows.push_back(store::KeyValue{k, v});
+    }
+    for (const auto& kv : rows) {
       std::string key = kv.key, value = kv.value;
-      if (table == store::Table::kMeta && (key == format::kVectorsApartKey || key == format::kIndexDirtyKey)) continue;
-      if (table == store::Table::kMeta && key == store::kSchemaVersionKey) value = std::string("\0\0\0\x01", 4);
-      if (table == store::Table::kRecords) {
-        // Put the vector back into the winner's payload, as version 1 stored it.
-        auto rec = format::decode_record(value, key);
-        REQUIRE(rec.ok());
-        const crdt::Entry* w = crdt::winner(rec->entries);
-        REQUIRE(w != nullptr);
-        REQUIRE(format::payload_elided(w->payload));
-        std::uint32_t cid = 0;
-        for (int i = 0; i < 4; ++i) cid = (cid << 8) | static_cast<unsigned char>(key[static_cast<std::size_t>(i)]);
-        const std::string& vec = vectors.at(format::vector_key(cid, rec->label));
-        crdt::Entry& e = rec->entries[static_cast<std::size_t>(w - rec->entries.data())];
-        crdt::Bytes p(e.payload.begin(), e.payload.begin() + 1);
-        const std::uint32_t dim = static_cast<std::uint32_t>(vec.size() / 4);
-        p.resize(5);
-        std::memcpy(p.data() + 1, &dim, 4);
-        p.insert(p.end(), vec.begin(), vec.end());
-        p.insert(p.end(), e.payload.begin() + 5, e.payload.end());
-        e.payload = std::move(p);
-        value = format::encode_record(rec->label, rec->entries);
-      }
+      if (table == store::Table::kMeta && std::find(drop.begin(), drop.end(), key) != drop.end()) continue;
+      if (table == store::Table::kMeta && key == store::kSchemaVersionKey) value = schema;
+      if (table == store::Table::kRecords) record(key, value);
       MDB_val k{key.size(), key.data()};
       MDB_val v{value.size(), value.data()};
       REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
@@ -132,19 +148,60 @@ void rewrite_as_version_1(const std::string& store_path) {
   mdb_env_close(env);
 }
 
-// Every record's winner payload is elided and the vectors table holds one entry per live record.
+// Schema 1's layout: six tables, each record with its winner's vector inline (as builds before
+// the vectors table wrote it), no vectors key, version 1.
+void rewrite_as_version_1(const std::string& store_path) {
+  const std::map<std::string, std::string> vectors = stored_vectors(store_path);
+  rewrite_store(store_path, 1, store::Table::kVectors,
+                {format::kVectorsApartKey, format::kIndexDirtyKey, format::kVectorSlabsKey}, {},
+                [&](const std::string& key, std::string& value) {
+                  // Put the vector back into the winner's payload, as version 1 stored it.
+                  auto rec = format::decode_record(value, key);
+                  REQUIRE(rec.ok());
+                  const crdt::Entry* w = crdt::winner(rec->entries);
+                  REQUIRE(w != nullptr);
+                  REQUIRE(format::payload_elided(w->payload));
+                  std::uint32_t cid = 0;
+                  for (int i = 0; i < 4; ++i) cid = (cid << 8) | static_cast<unsigned char>(key[static_cast<std::size_t>(i)]);
+                  const std::string& vec = vectors.at(format::vector_key(cid, rec->label));
+                  crdt::Entry& e = rec->entries[static_cast<std::size_t>(w - rec->entries.data())];
+                  crdt::Bytes p(e.payload.begin(), e.payload.begin() + 1);
+                  const std::uint32_t dim = static_cast<std::uint32_t>(vec.size() / 4);
+                  p.resize(5);
+                  std::memcpy(p.data() + 1, &dim, 4);
+                  p.insert(p.end(), vec.begin(), vec.end());
+                  p.insert(p.end(), e.payload.begin() + 5, e.payload.end());
+                  e.payload = std::move(p);
+                  value = format::encode_record(rec->label, rec->entries);
+                });
+}
+
+// Schema 4's layout: eight tables, each vector in the vectors table under its own label, no slabs
+// key, version 4.
+void rewrite_as_version_4(const std::string& store_path) {
+  rewrite_store(store_path, 4, store::Table::kVectorSlabs, {format::kVectorSlabsKey}, stored_vectors(store_path),
+                [](const std::string&, std::string&) {});
+}
+
+// Every record's winner payload is elided and the vector slabs hold one vector per live record
+// (the per-label vectors table is empty).
 void check_vectors_apart(const std::string& store_path, std::size_t live) {
   Tables t = read_all(store_path);
-  CHECK(t.rows[store::Table::kVectors].size() == live);
+  CHECK(stored_vectors(store_path).size() == live);
+  CHECK(t.rows[store::Table::kVectors].empty());
   CHECK(t.rows[store::Table::kRecords].size() == live);
   for (const auto& kv : t.rows[store::Table::kRecords]) {
     auto rec = format::decode_record(kv.value, kv.key);
     REQUIRE(rec.ok());
     CHECK(format::payload_elided(crdt::winner(rec->entries)->payload));
   }
-  bool marked = false;
-  for (const auto& kv : t.rows[store::Table::kMeta]) marked |= kv.key == format::kVectorsApartKey;
-  CHECK(marked);
+  bool apart = false, slabs = false;
+  for (const auto& kv : t.rows[store::Table::kMeta]) {
+    apart |= kv.key == format::kVectorsApartKey;
+    slabs |= kv.key == format::kVectorSlabsKey;
+  }
+  CHECK(apart);
+  CHECK(slabs);
 }
 
 struct Answers {
@@ -177,68 +234,213 @@ Answers answers(OpenDataDir& d, const std::vector<std::string>& ids, const std::
 
 }  // namespace
 
+namespace {
+
+// A data directory written by this build (400 records, one update, one delete, so labels are not
+// just 1..n) and what it answered before a test rewrote it into an older layout.
+struct Written {
+  std::string path;
+  std::vector<std::string> ids;
+  std::vector<std::vector<float>> queries;
+  Answers before;
+};
+
+Written write_directory(const std::string& name, Rng& rng) {
+  Written w;
+  w.path = fresh_dir(name);
+  for (int i = 0; i < 8; ++i) w.queries.push_back(random_vector(rng));
+  auto d = open_dir(w.path);
+  CollectionSpec spec;
+  spec.name = "c";
+  spec.dimension = kDim;
+  REQUIRE(d->node().create_collection(spec).ok());
+  std::vector<RecordInput> batch;
+  for (int i = 0; i < 400; ++i) {
+    w.ids.push_back("r" + std::to_string(i));
+    RecordValue v;
+    v.vector = random_vector(rng);
+    v.model = "m";
+    v.metadata.fields.emplace_back("i", std::int64_t{i});
+    batch.push_back(RecordInput{w.ids.back(), std::move(v)});
+  }
+  REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+  RecordValue upd;
+  upd.vector = random_vector(rng);
+  REQUIRE(d->node().upsert("c", "r7", upd).ok());
+  REQUIRE(d->node().remove("c", "r9").ok());
+  w.ids.erase(std::find(w.ids.begin(), w.ids.end(), "r9"));
+  w.before = answers(*d, w.ids, w.queries);
+  return w;
+}
+
+// Opens the rewritten directory (migrating it), checks that it answers as before and is in
+// today's layout, then opens it once more (nothing left to migrate; the snapshot is loaded).
+void check_migrated(const Written& w, const std::string& index_source) {
+  {
+    auto d = open_dir(w.path);
+    CHECK(d->node().open_report().index_source.at("c") == index_source);
+    const Answers after = answers(*d, w.ids, w.queries);
+    CHECK(after.vectors == w.before.vectors);
+    CHECK(after.hits == w.before.hits);
+    CHECK(after.state == w.before.state);  // payloads rebuilt byte for byte
+  }
+  check_vectors_apart(w.path + "/store", w.ids.size());
+  {
+    auto d = open_dir(w.path);
+    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+    const Answers again = answers(*d, w.ids, w.queries);
+    CHECK(again.hits == w.before.hits);
+    CHECK(again.vectors == w.before.vectors);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("a data directory from before the vectors table is migrated at open and answers as before",
           "[node][vectors][data_dir]") {
   const std::uint64_t seed = Catch::rngSeed();
   INFO("seed " << seed);
   Rng rng(seed);
-  const std::string path = fresh_dir("migrate");
-  std::vector<std::string> ids;
-  std::vector<std::vector<float>> queries;
-  for (int i = 0; i < 8; ++i) queries.push_back(random_vector(rng));
-  Answers before;
+  const Written w = write_directory("migrate", rng);
+  check_vectors_apart(w.path + "/store", w.ids.size());
+  rewrite_as_version_1(w.path + "/store");
+  std::filesystem::remove_all(w.path + "/snapshots");  // version 1's snapshots held floats: rebuilt
   {
-    auto d = open_dir(path);
-    CollectionSpec spec;
-    spec.name = "c";
-    spec.dimension = kDim;
-    REQUIRE(d->node().create_collection(spec).ok());
-    std::vector<RecordInput> batch;
-    for (int i = 0; i < 400; ++i) {
-      ids.push_back("r" + std::to_string(i));
-      RecordValue v;
-      v.vector = random_vector(rng);
-      v.model = "m";
-      v.metadata.fields.emplace_back("i", std::int64_t{i});
-      batch.push_back(RecordInput{ids.back(), std::move(v)});
-    }
-    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
-    // An update and a delete, so labels are not just 1..n.
-    RecordValue upd;
-    upd.vector = random_vector(rng);
-    REQUIRE(d->node().upsert("c", "r7", upd).ok());
-    REQUIRE(d->node().remove("c", "r9").ok());
-    ids.erase(std::find(ids.begin(), ids.end(), "r9"));
-    before = answers(*d, ids, queries);
-  }
-  check_vectors_apart(path + "/store", ids.size());
-  rewrite_as_version_1(path + "/store");
-  std::filesystem::remove_all(path + "/snapshots");  // version 1's snapshots held floats: rebuilt
-  {
-    Tables old = read_all(path + "/store");  // opening for reading upgrades the schema only
+    Tables old = read_all(w.path + "/store");  // opening for reading upgrades the schema only
     CHECK(old.rows[store::Table::kVectors].empty());
+    CHECK(old.rows[store::Table::kVectorSlabs].empty());
     for (const auto& kv : old.rows[store::Table::kRecords]) {
       auto rec = format::decode_record(kv.value, kv.key);
       REQUIRE(rec.ok());
       CHECK(!format::payload_elided(crdt::winner(rec->entries)->payload));
     }
   }
+  check_migrated(w, "rebuilt");
+  std::filesystem::remove_all(w.path);
+}
+
+TEST_CASE("a data directory with one vectors-table entry per label (schema 4) is packed into slabs at open, in "
+          "resumable batches, and answers as before",
+          "[node][vectors][data_dir][slabs]") {
+  // Proves migrate_vector_slabs (schema version 5, D52): a directory written by this build is
+  // rewritten with raw LMDB into version 4's layout (the vector_slabs table absent, every vector
+  // under its own label); after the migration the directory answers get,
+  // search and its CRDT state as before, loading its snapshot (labels did not change). The
+  // migration resumes from the state a crash after its first batch leaves (7 moved, the rest in
+  // the vectors table) and runs in batches of 7 here.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const Written w = write_directory("slabs", rng);
+  rewrite_as_version_4(w.path + "/store");
+  const std::size_t n = w.ids.size();
   {
-    auto d = open_dir(path);
-    CHECK(d->node().open_report().index_source.at("c") == "rebuilt");
-    const Answers after = answers(*d, ids, queries);
-    CHECK(after.vectors == before.vectors);
-    CHECK(after.hits == before.hits);
-    CHECK(after.state == before.state);  // payloads rebuilt byte for byte
+    Tables old = read_all(w.path + "/store");  // opening upgrades the schema and creates the table only
+    CHECK(old.rows[store::Table::kVectors].size() == n);
+    CHECK(old.rows[store::Table::kVectorSlabs].empty());
   }
-  check_vectors_apart(path + "/store", ids.size());
   {
-    auto d = open_dir(path);
-    CHECK(d->node().open_report().index_source.at("c") == "snapshot");
-    const Answers again = answers(*d, ids, queries);
-    CHECK(again.hits == before.hits);
-    CHECK(again.vectors == before.vectors);
+    // One batch of a migration that dies before the next: a store of its own that moves 7 and
+    // then fails its next write transaction.
+    auto st = open_store(w.path + "/store");
+    auto txn = (*st)->begin_write();
+    REQUIRE(txn.ok());
+    auto first = (*txn)->collect(store::Table::kVectors, store::Range::all().limited(7));
+    REQUIRE(first.ok());
+    for (const auto& kv : *first) {
+      REQUIRE(format::put_vector(**txn, 1, store::decode_u64_be(std::string_view(kv.key).substr(4)).value(), kv.value)
+                  .ok());
+      REQUIRE((*txn)->del(store::Table::kVectors, kv.key).ok());
+    }
+    REQUIRE((*txn)->commit().ok());
   }
+  {
+    Tables mid = read_all(w.path + "/store");
+    CHECK(mid.rows[store::Table::kVectors].size() == n - 7);
+    CHECK(stored_vectors(w.path + "/store").size() == 7);
+  }
+  {
+    // The rest, resumed in batches of 7 (Node::open would do it in batches of 4,096).
+    auto st = open_store(w.path + "/store");
+    auto moved = format::migrate_vector_slabs(**st, 7);
+    REQUIRE(moved.ok());
+    CHECK(*moved == n - 7);
+    CHECK(format::migrate_vector_slabs(**st, 7).value() == 0);  // marked done
+  }
+  check_migrated(w, "snapshot");
+  std::filesystem::remove_all(w.path);
+}
+
+TEST_CASE("vector slabs: sizes fill their pages, and vectors are stored, read, replaced and removed by label",
+          "[node][vectors][slabs]") {
+  // Proves the slab layout's arithmetic (docs/node-format.md, "Vector slabs") for the dimensions
+  // the benches use and the operations on a real store: vectors across slab boundaries read back
+  // exactly, an absent label is kNotFound (a label in an existing slab, and one past every slab),
+  // a replaced vector reads new, a removed one is gone and a slab emptied is deleted, and a slab
+  // value of the wrong size is kCorruption, never read.
+  CHECK(format::slab_vectors(784) == 9);   // 28,236 bytes: 7 pages, 1.6% unused
+  CHECK(format::slab_vectors(128) == 55);  // 28,176 bytes: 7 pages, 1.8% unused
+  for (std::uint32_t dim : {1u, 3u, 12u, 100u, 128u, 784u, 960u, 1536u, 4096u, 20000u}) {
+    const std::uint32_t n = format::slab_vectors(dim);
+    INFO("dimension " << dim << " n " << n);
+    CHECK(n >= 1);
+    const std::uint64_t bytes = std::uint64_t{n} * dim * 4 + ((n + 7) / 8 + 3) / 4 * 4 + 8;
+    CHECK((bytes <= 64 * 1024 || n == 1));
+    CHECK((bytes >= 2048 || dim * 4 >= 2048));  // off the leaf pages, so its pages are its own
+  }
+  const std::string path = fresh_dir("slab-ops");
+  auto st = open_store(path);
+  const std::uint32_t n = format::slab_vectors(kDim);
+  auto put = [&](std::uint64_t label, float x) {
+    auto txn = (*st)->begin_write();
+    REQUIRE(txn.ok());
+    REQUIRE(format::put_vector(**txn, 1, label, filled_vector_bytes(x)).ok());
+    REQUIRE((*txn)->commit().ok());
+  };
+  for (std::uint64_t l = 1; l < 2 * n + 3; ++l) put(l, static_cast<float>(l));
+  put(n, -1.0f);
+  {
+    auto txn = (*st)->begin_read();
+    REQUIRE(txn.ok());
+    for (std::uint64_t l = 1; l < 2 * n + 3; ++l) {
+      auto v = format::get_vector(**txn, 1, kDim, l);
+      REQUIRE(v.ok());
+      CHECK(*v == filled_vector_bytes(l == n ? -1.0f : static_cast<float>(l)));
+    }
+    CHECK(format::get_vector(**txn, 1, kDim, 0).status().code() == Code::kNotFound);
+    CHECK(format::get_vector(**txn, 1, kDim, 5 * n).status().code() == Code::kNotFound);
+    CHECK(format::get_vector(**txn, 2, kDim, 1).status().code() == Code::kNotFound);
+    CHECK((*txn)->count(store::Table::kVectorSlabs).value() == 3);
+  }
+  {
+    auto txn = (*st)->begin_write();
+    REQUIRE(txn.ok());
+    for (std::uint64_t l = 2 * n; l < 2 * n + 3; ++l) REQUIRE(format::del_vector(**txn, 1, l).ok());
+    REQUIRE(format::del_vector(**txn, 1, 3).ok());
+    REQUIRE(format::del_vector(**txn, 1, 3).ok());        // already gone: a no-op
+    REQUIRE(format::del_vector(**txn, 1, 9 * n).ok());    // no slab: a no-op
+    REQUIRE((*txn)->commit().ok());
+    auto r = (*st)->begin_read();
+    REQUIRE(r.ok());
+    CHECK((*r)->count(store::Table::kVectorSlabs).value() == 2);  // the third emptied: deleted
+    CHECK(format::get_vector(**r, 1, kDim, 3).status().code() == Code::kNotFound);
+    CHECK(format::get_vector(**r, 1, kDim, 4).ok());
+    std::size_t seen = 0;
+    REQUIRE(format::scan_vectors(**r, 1, kDim, [&](std::uint64_t, std::string_view) { return ++seen > 0; }).ok());
+    CHECK(seen == 2 * n - 2);
+  }
+  {
+    auto txn = (*st)->begin_write();
+    REQUIRE(txn.ok());
+    REQUIRE((*txn)->put(store::Table::kVectorSlabs, format::vector_key(1, n), std::string(100, '\0')).ok());
+    REQUIRE((*txn)->commit().ok());
+    auto r = (*st)->begin_read();
+    REQUIRE(r.ok());
+    CHECK(format::get_vector(**r, 1, kDim, n + 1).status().code() == Code::kCorruption);
+    CHECK(format::scan_vectors(**r, 1, kDim, [](std::uint64_t, std::string_view) { return true; }).code() ==
+          Code::kCorruption);
+  }
+  st->reset();
   std::filesystem::remove_all(path);
 }
 
@@ -413,10 +615,7 @@ struct BufferView {
   std::size_t bytes = 0;
 };
 BufferView buffer_view(const std::string& store_path) {
-  store::LmdbStoreOptions o;
-  o.path = store_path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_read();
   REQUIRE(txn.ok());
   BufferView out;
@@ -437,10 +636,7 @@ BufferView buffer_view(const std::string& store_path) {
 // (each entry with a payload: the record's current one while its dot is live, else `lost`, the
 // payload an overwritten write had then), schema version 3, no skeletons key.
 void rewrite_buffer_as_version_3(const std::string& store_path, const std::string& lost) {
-  store::LmdbStoreOptions o;
-  o.path = store_path;
-  auto st = store::LmdbStore::open(o);
-  REQUIRE(st.ok());
+  auto st = open_store(store_path);
   auto txn = (*st)->begin_write();
   REQUIRE(txn.ok());
   auto rows = (*txn)->collect(store::Table::kDeltas, store::Range::all());
@@ -531,7 +727,7 @@ TEST_CASE("a data directory whose delta buffer holds whole payloads (schema 3) i
   bool marked = false;
   for (const auto& kv : t.rows[store::Table::kMeta]) {
     marked |= kv.key == format::kBufferSkeletonsKey;
-    if (kv.key == store::kSchemaVersionKey) CHECK(kv.value == std::string("\0\0\0\x04", 4));
+    if (kv.key == store::kSchemaVersionKey) CHECK(kv.value == store::encode_u64_be(store::kSchemaVersion).substr(4));
   }
   CHECK(marked);
   {
@@ -544,12 +740,6 @@ TEST_CASE("a data directory whose delta buffer holds whole payloads (schema 3) i
 
 namespace {
 
-// A vector of kDim components all equal to `x`, as the bytes the vectors table holds.
-std::string filled_vector_bytes(float x) {
-  std::vector<float> v(kDim, x);
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
-
 // The first component of `label`'s vector through `r`, after checking that every component is
 // the same (no reader may see a vector half old, half new); NaN when the reader has none.
 float read_version(index::FloatReader& r, std::uint64_t label) {
@@ -561,7 +751,7 @@ float read_version(index::FloatReader& r, std::uint64_t label) {
 
 Status put_vector(store::Store& st, std::uint64_t label, float x) {
   SHOAL_ASSIGN_OR_RETURN(auto txn, st.begin_write());
-  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kVectors, format::vector_key(1, label), filled_vector_bytes(x)));
+  SHOAL_RETURN_IF_ERROR(format::put_vector(*txn, 1, label, filled_vector_bytes(x)));
   return txn->commit();
 }
 
@@ -634,19 +824,20 @@ TEST_CASE("readers of the store's vectors see their own snapshot: a rewritten ve
   {
     auto txn = store.begin_write();
     REQUIRE(txn.ok());
-    REQUIRE((*txn)->del(store::Table::kVectors, format::vector_key(1, 5)).ok());
+    REQUIRE(format::del_vector(**txn, 1, 5).ok());
     REQUIRE((*txn)->commit().ok());
     auto after = source.reader();
     CHECK(after->get(5) == nullptr);
   }
-  // Grow the map: many more vectors than 64 KiB hold (each whole in its own page here).
+  // Grow the map: many more vectors than 64 KiB hold (a slab rewritten many times per
+  // transaction: the replay after growth writes its last value).
   const std::uint64_t grown_before = store.grow_count();
   std::uint64_t label = kLabels + 1;
   while (store.grow_count() == grown_before) {
     auto txn = store.begin_write();
     REQUIRE(txn.ok());
     for (int i = 0; i < 32; ++i, ++label) {
-      REQUIRE((*txn)->put(store::Table::kVectors, format::vector_key(1, label), filled_vector_bytes(3.0f)).ok());
+      REQUIRE(format::put_vector(**txn, 1, label, filled_vector_bytes(3.0f)).ok());
     }
     REQUIRE((*txn)->commit().ok());
   }

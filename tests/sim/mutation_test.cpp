@@ -12,7 +12,8 @@
 // search-wrong-collection (search_phantom), lenient-dots (hostile_accepted), wrong-metric
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
-// (quota), cold-wrong-metric (cold_search). docs/sim.md, "Proving the checkers", lists every checker with the
+// (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
+// (sink_not_drained). docs/sim.md, "Proving the checkers", lists every checker with the
 // mutation that proves it.
 #include <catch2/catch.hpp>
 
@@ -113,9 +114,14 @@ TEST_CASE("catalogue changes that are not relayed are caught", "[sim][mutation]"
 // Dishonest stores (sim/faulty_store.hpp): what an environment without sync, or a store that
 // tears a transaction, would do to a node. The honest store model is what LmdbStore is proven to
 // keep (tests/store/durability_test.cpp).
+// Since D48 a node takes a fresh incarnation at its first write after each open, so a counter an
+// undone commit lost is not issued again under it (as with the torn commit below): dot_reused
+// showed this mutation only when a crash undid a new store's whole life, identity included, and
+// the simulator reopened it under the same replica id at incarnation 0 (seed 51 before the vector
+// slabs of D52 moved the crash points). What it loses is what shows it: acknowledged writes
+// missing everywhere. dot_reused has its own mutation (stale-incarnation, below).
 TEST_CASE("a store that acknowledges commits a crash then undoes (MDB_NOSYNC) is caught", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kNoSyncStore, true, "lost") != 0);
-  CHECK(first_caught(Mutation::kNoSyncStore, true, "dot_reused") != 0);
 }
 
 // A torn commit keeps some of a commit's writes and not others (a record without its counter,
@@ -244,6 +250,15 @@ TEST_CASE("a feed whose quota check lets writes past the quota is caught by the 
 
 TEST_CASE("a sink whose cold search ranks by another metric is caught by cold_search", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kColdWrongMetric, true, "cold_search", true, true) != 0);
+}
+
+TEST_CASE("a sink that cannot reopen its object store after an outage is caught by the sink checker", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkStoreUnreachable, true, "sink", true, true) != 0);
+}
+
+TEST_CASE("an uploader that never hands the sink's acknowledgements to the node is caught by sink_not_drained",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkAcksDropped, false, "sink_not_drained", true, true) != 0);
 }
 
 // The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a

@@ -88,6 +88,24 @@ TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the
   CHECK(longest > 24LL * 3600 * 1000);
 }
 
+// docs/sim.md, "Restores and clones": seed 1 draws an undetected clone (p03 put on a copy of
+// p05's store, running under p05's replica id until the heal). With D48's fresh incarnation at
+// the first write the two devices issue no dot twice and nothing acknowledged is lost; a node
+// that keeps the incarnation it opened with reissues p05's dots, which dot_reused catches.
+TEST_CASE("an undetected clone issues no dot twice and a stale incarnation under it is caught by dot_reused", "[sim]") {
+  Scenario sc;
+  sc.seed = 1;
+  sc.hostile_own_context = true;
+  const SeedResult r = run_seed(sc);
+  INFO(describe(r));
+  CHECK(r.stats.twins == 1);
+  CHECK(r.violations.empty());
+  CHECK(r.converged);
+  sc.mutation = Mutation::kStaleIncarnation;
+  const SeedResult m = run_seed(sc);
+  CHECK(std::any_of(m.violations.begin(), m.violations.end(), [](const Violation& v) { return v.kind == "dot_reused"; }));
+}
+
 TEST_CASE("without faults every seed converges within seconds", "[sim]") {
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     Scenario sc;

@@ -36,14 +36,19 @@ std::string value_for(int batch, int i) {
   v.replace(0, 12, std::to_string(batch * 1000 + i));
   return v;
 }
+// A store in `dir` whose map starts at 1 MiB, so that tests grow it.
+LmdbStoreOptions one_mib_map(TempDir& dir) {
+  LmdbStoreOptions o;
+  o.path = dir.sub("env");
+  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  return o;
+}
 }  // namespace
 
 TEST_CASE("the map grows from 1 MiB to hold 50 MiB written in many transactions",
           "[store][lmdb]") {
   TempDir dir;
-  LmdbStoreOptions o;
-  o.path = dir.sub("env");
-  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  const LmdbStoreOptions o = one_mib_map(dir);
   auto s = must_open(o);
   const std::uint64_t initial = s->map_size_bytes();
   CHECK(initial == (std::uint64_t{1} << 20));
@@ -73,6 +78,42 @@ TEST_CASE("the map grows from 1 MiB to hold 50 MiB written in many transactions"
   CHECK(r->count(Table::kDeltas).value() == 4096);
   CHECK(r->get(Table::kRecords, encode_u64_be(49 * 256 + 7)).value() == value_for(49, 7));
   CHECK(r->get(Table::kDeltas, encode_u64_be(4095)).value() == value_for(99, 4095));
+}
+
+TEST_CASE("a key written many times in one transaction that grows the map keeps its last write",
+          "[store][lmdb]") {
+  // The replay log keeps one op per key (the last), so a value rewritten in place many times (a
+  // vector slab) is logged once: the replay after growth must still leave each key as the
+  // transaction's last put or del of it said, including a put after a del and a del after a put.
+  TempDir dir;
+  const LmdbStoreOptions o = one_mib_map(dir);
+  auto s = must_open(o);
+  {
+    auto w = must_write(*s);
+    must(w->put(Table::kMeta, "gone", "x"));
+    must(w->commit());
+  }
+  {
+    auto w = must_write(*s);
+    for (int i = 0; i < 2048; ++i) {
+      must(w->put(Table::kVectorSlabs, "slab", value_for(7, i)));  // rewritten in place
+      must(w->put(Table::kRecords, encode_u64_be(static_cast<std::uint64_t>(i)), value_for(8, i)));
+      if (i == 10) must(w->del(Table::kMeta, "gone"));
+      if (i == 20) must(w->del(Table::kMeta, "back"));
+      if (i == 30) must(w->put(Table::kMeta, "back", "y"));
+      if (i == 40) must(w->put(Table::kMeta, "later-gone", "z"));
+      if (i == 50) must(w->del(Table::kMeta, "later-gone"));
+    }
+    must(w->commit());
+  }
+  CHECK(s->grow_count() > 0);
+  auto r = must_read(*s);
+  CHECK(r->get(Table::kVectorSlabs, "slab").value() == value_for(7, 2047));
+  CHECK(r->count(Table::kRecords).value() == 2048);
+  CHECK(r->get(Table::kRecords, encode_u64_be(1000)).value() == value_for(8, 1000));
+  CHECK(r->get(Table::kMeta, "gone").status().code() == Code::kNotFound);
+  CHECK(r->get(Table::kMeta, "back").value() == "y");
+  CHECK(r->get(Table::kMeta, "later-gone").status().code() == Code::kNotFound);
 }
 
 TEST_CASE("a map at its configured maximum gives kMapFull and the directory reopens cleanly",
@@ -208,9 +249,10 @@ TEST_CASE("a schema version 1 store is upgraded to version 3 at open, keeping it
     CHECK(s->upgraded_from() == 1);
     auto r = must_read(*s);
     CHECK(r->get(Table::kRecords, "r1").value() == "payload one");
-    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x04", 4));
+    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x05", 4));
     CHECK(r->count(Table::kVectors).value() == 0);
     CHECK(r->count(Table::kIndexDirty).value() == 0);
+    CHECK(r->count(Table::kVectorSlabs).value() == 0);
     r.reset();
     auto w = must_write(*s);
     must(w->put(Table::kVectors, "v1", "vector bytes"));
@@ -320,9 +362,7 @@ TEST_CASE("reused read transactions see each later commit, survive map growth an
   // pages: rewriting the same keys many times does not grow the file as it would if an old
   // snapshot stayed readable.
   TempDir dir;
-  LmdbStoreOptions o;
-  o.path = dir.sub("env");
-  o.map_size_initial_bytes = std::uint64_t{1} << 20;
+  const LmdbStoreOptions o = one_mib_map(dir);
   auto s = must_open(o);
   {
     // Eight concurrent reads, then all ended: eight transactions kept for reuse.

@@ -39,6 +39,25 @@ void CausalContext::add(const Dot& dot) {
   row.cloud.insert(pos, dot.counter);
 }
 
+void CausalContext::erase(const Dot& dot) {
+  auto it = rows_.find(dot.replica);
+  if (it == rows_.end() || dot.counter == 0) return;
+  Row& row = it->second;
+  if (dot.counter <= row.contiguous) {
+    std::vector<std::uint64_t> cloud;
+    cloud.reserve(row.contiguous - dot.counter + row.cloud.size());
+    for (std::uint64_t c = dot.counter + 1; c <= row.contiguous; ++c) cloud.push_back(c);
+    cloud.insert(cloud.end(), row.cloud.begin(), row.cloud.end());
+    row.contiguous = dot.counter - 1;
+    row.cloud = std::move(cloud);
+  } else {
+    auto pos = std::lower_bound(row.cloud.begin(), row.cloud.end(), dot.counter);
+    if (pos == row.cloud.end() || *pos != dot.counter) return;
+    row.cloud.erase(pos);
+  }
+  if (row.contiguous == 0 && row.cloud.empty()) rows_.erase(it);
+}
+
 void CausalContext::merge(const CausalContext& other) {
   for (const auto& [replica, theirs] : other.rows_) {
     auto [it, inserted] = rows_.try_emplace(replica, theirs);

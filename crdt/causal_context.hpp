@@ -38,6 +38,10 @@ class CausalContext {
   bool contains(const Dot& dot) const noexcept;
   // Adds one dot (precondition: dot.counter >= 1) and compacts.
   void add(const Dot& dot);
+  // Removes one dot, if present (a dot inside the prefix splits it: the counters after it move to
+  // the cloud, so erasing from a long prefix costs its length). The sink feed takes the dots of
+  // records it leaves out of an upload off the upload's context (node_sink_feed.cpp).
+  void erase(const Dot& dot);
   // Set union with `other`, compacted.
   void merge(const CausalContext& other);
   // True when every dot of `other` is in this context.

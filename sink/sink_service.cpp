@@ -108,15 +108,21 @@ Result<crdt::Delta> bootstrap_page_delta(std::string_view collection, std::strin
     delta = segment_to_delta(*seg);
     for (const auto& r : seg->records) ids.insert(r.id);
   }
-  if (done && !context.empty()) {
-    auto ctx = crdt::decode_context(as_bytes(context));
-    if (!ctx.ok()) {
-      return Status(Detail::kMalformed, str_cat("the sink's context of '", collection, "' does not decode: ",
-                                                ctx.status().to_string()));
-    }
-    delta.context.merge(*ctx);
+  if (done) {
+    SHOAL_ASSIGN_OR_RETURN(crdt::CausalContext ctx, bootstrap_context(collection, context));
+    delta.context.merge(ctx);
   }
   return delta;
+}
+
+Result<crdt::CausalContext> bootstrap_context(std::string_view collection, std::string_view context) {
+  if (context.empty()) return crdt::CausalContext();
+  auto ctx = crdt::decode_context(as_bytes(context));
+  if (!ctx.ok()) {
+    return Status(Detail::kMalformed, str_cat("the sink's context of '", collection, "' does not decode: ",
+                                              ctx.status().to_string()));
+  }
+  return std::move(*ctx);
 }
 
 Segment records_to_segment(std::string_view collection, const crdt::RecordMap& records) {
@@ -581,7 +587,10 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
   } else {
     out.next_after = std::string(after);
   }
-  if (out.done) {
+  // The last page's context judges the records it names; the first page's judges the records the
+  // device holds that no page named (Node::join_sink_page): a record reaching this sink after
+  // its key's page went by is covered by a later context, though it was never deleted.
+  if (out.done || after.empty()) {
     crdt::Bytes ctx;
     crdt::encode_context(c->state.context, ctx);
     out.context.assign(ctx.begin(), ctx.end());

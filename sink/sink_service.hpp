@@ -128,8 +128,9 @@ struct FetchedRecord {
 struct BootstrapPage {
   // The records after the cursor, as an encoded segment (its records' entries are the sink's).
   std::string segment;
-  // On the last page: the collection's whole causal context (crdt::encode_context bytes), which
-  // also covers the dots of deleted records, so a restored replica never resurrects them.
+  // On the first page (after == "") and the last: the collection's whole causal context then
+  // (crdt::encode_context bytes), which also covers the dots of deleted records, so a restored
+  // replica never resurrects them. The first page's judges records no page names (D57).
   std::string context;
   std::string next_after;  // pass as `after` for the next page
   bool done = false;
@@ -261,6 +262,9 @@ class SinkService {
 [[nodiscard]] Result<crdt::Delta> bootstrap_page_delta(std::string_view collection, std::string_view segment,
                                                        std::string_view context, bool done,
                                                        std::set<std::string>& ids);
+// A bootstrap page's context bytes decoded (empty bytes: the empty context, as a sink from before
+// D57 sends on a first page that is not the last). Statuses: kMalformed.
+[[nodiscard]] Result<crdt::CausalContext> bootstrap_context(std::string_view collection, std::string_view context);
 
 // Converts between the segment form and the CRDT form of records. A segment's records carry
 // their entries' dots as the context. Statuses (to_delta): kCorruption for an invalid counter.

@@ -83,10 +83,11 @@ interface Sink {
   # The winners of `ids`; absent ids come back with found = false. Needs read access.
   fetch @3 (collection :Text, ids :List(Data)) -> (records :List(FetchedRecord));
   # A collection's records and CRDT state as a stream of segments, pulled one page at a time:
-  # pass `nextAfter` back as `after` until `done`; the last page carries the causal context
-  # (crdt::encode_context bytes). Needs read access. Every page also says what a device needs to
-  # create the collection first: `dimension`, the live records' (0: none live), and `metric`, the
-  # wire byte the members' uploads said (255: none said one).
+  # pass `nextAfter` back as `after` until `done`; the first page (`after` empty) and the last
+  # carry the causal context at that moment (crdt::encode_context bytes; the device judges the
+  # records no page named by the first one, D57). Needs read access. Every page also says what a
+  # device needs to create the collection first: `dimension`, the live records' (0: none live),
+  # and `metric`, the wire byte the members' uploads said (255: none said one).
   bootstrap @4 (collection :Text, after :Data)
       -> (segment :Data, context :Data, nextAfter :Data, done :Bool, dimension :UInt32, metric :UInt8 = 255);
   # Backlog seen, last acknowledgement, bytes stored.

@@ -291,6 +291,7 @@ struct SinkUpload {
   std::uint64_t entries = 0;    // buffer entries of `collection` joined
   std::uint64_t records = 0;    // records named
   std::string next_key;         // kFullChunk: where the next chunk starts; empty: the last one
+  std::uint64_t left_out = 0;   // records left out for their stubs (their dots are off the context)
 };
 
 struct SinkFeedStatus {
@@ -302,6 +303,9 @@ struct SinkFeedStatus {
   std::uint64_t uploads_acked = 0;      // since open
   std::uint64_t bytes_acked = 0;
   std::uint64_t quota_refusals = 0;     // local writes refused with kQuotaExceeded
+  // Out-of-order dots in the acknowledged-dot sets (every collection): what the sets cost beyond
+  // two integers per replica; stays bounded under overwrites (D57).
+  std::uint64_t acked_cloud_dots = 0;
 };
 
 // Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49): while the
@@ -483,17 +487,21 @@ class Node final : private SyncHost {
   // Bootstrap from the sink (docs/tiers.md, "Bootstrap from the sink"): joins one page of the
   // sink's records of `collection` (Sink.bootstrap: each record's entries with their dots as the
   // context, so a page removes nothing). With `last`, `page.context` is the sink's whole context
-  // of the collection (it covers the dots of records deleted there), and each record held here
-  // whose id is not in `sink_ids` (the ids of every page) is joined against it as a removal: its
-  // entries the sink saw and no longer holds go (deleted elsewhere), the others (writes the sink
-  // has not received) stay. Validated as a peer's delta is, then joined as a repair (D50): a context claiming
+  // of the collection (it covers the dots of records deleted there), which judges the records the
+  // page names, and each record held here whose id is not in `sink_ids` (the ids of every page) is
+  // judged against `first_context`, the sink's context as of the first page (D57): its entries
+  // the sink had seen then and did not hold go (deleted elsewhere), the others (writes the sink
+  // had not received, or received after their key's page went by) stay. An empty
+  // `first_context` (a sink from before D57) removes nothing. Validated as a peer's delta is,
+  // then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
   // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
   // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
   // sink feed get it; their joins are idempotent). Statuses: kNoSuchCollection; a peer delta's
   // validation statuses (nothing changed); the store's.
   [[nodiscard]] Status join_sink_page(std::string_view collection, crdt::Delta page, bool last,
-                                      const std::set<std::string>& sink_ids);
+                                      const std::set<std::string>& sink_ids,
+                                      const crdt::CausalContext& first_context);
 
   // --- Synchronisation (sans-I/O: the driver delivers messages, time and peer events, and sends
   // what take_outbox() returns). Peers are named by their replica ids. See SyncEngine. ---
@@ -513,7 +521,9 @@ class Node final : private SyncHost {
   SyncStats sync_stats() const { return sync_.stats(); }
   // What each collection sends warm peers (node/core/tier_policy.hpp). kOutOfRange (nothing
   // changed) for a policy outside the documented limits.
-  [[nodiscard]] Status set_tier_policies(TierPolicies policies) { return sync_.set_tier_policies(std::move(policies)); }
+  // A collection that turns `sink` while the feed runs gets its records uploaded whole (a
+  // full-state upload that keeps the delta cursor: node_sink_feed.cpp, D57).
+  [[nodiscard]] Status set_tier_policies(TierPolicies policies);
   const TierPolicies& tier_policies() const noexcept { return sync_.tier_policies(); }
 
   // --- Revocations (see ReplicatedSet) ---
@@ -674,9 +684,13 @@ class Node final : private SyncHost {
     std::uint64_t quota_refusals = 0;
   };
   SinkFeed sink_;
-  // Every entry dot the sink acknowledged (in a delta or a full-state chunk), persisted as
-  // meta/node.sink_acked: what eviction may stub (node_evict.cpp).
-  crdt::CausalContext sink_acked_;
+  // Per collection id (dots are numbered per collection), every dot the sink acknowledged for it
+  // (D57), persisted as meta/node.sink_acked.<cid>: what eviction may stub (node_evict.cpp).
+  std::map<std::uint32_t, crdt::CausalContext> sink_acked_;
+  // A full-state upload that keeps the delta cursor (a collection turned `sink`): started now, or
+  // after the one under way (whose chunks may have passed the collection's name).
+  bool sink_full_again_ = false;
+  void start_sink_catch_up();
   Status note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn);
   struct Eviction {
     EvictionOptions options;

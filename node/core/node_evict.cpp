@@ -3,11 +3,14 @@
 //
 // What may be evicted: a record of a collection whose tier policy has `sink`, whose winner was
 // written (its hybrid clock's wall part) more than the collection's hot window ago, and every one
-// of whose entries' dots the sink acknowledged. "Acknowledged" is exact: sink_acked_ holds the
-// dots of the entries each acknowledged upload carried (deltas and full-state chunks alike), so a
-// hole in the buffer or a full-state upload changes nothing here: an entry counts once the sink
-// durably took the upload that carried it, and never because the cursor moved past a sequence
-// (a kFullDone or a skipped entry of another collection moves the cursor without carrying it).
+// of whose entries' dots the sink acknowledged for that collection. sink_acked_ holds, per
+// collection (dots are numbered per collection, so D:5 of one collection says nothing of D:5 of
+// another: D57), the dots of the entries each acknowledged upload of it carried (deltas and
+// full-state chunks alike) and the dots its context said were removed, so a hole in the buffer or
+// a full-state upload changes nothing here: an entry counts once the sink durably took an upload
+// that carried it, and never because the cursor moved past a sequence (a kFullDone or a skipped
+// entry of another collection moves the cursor without carrying it). A removed dot in the set is
+// no record's, so it never makes a record eligible.
 //
 // What eviction does: each entry's payload becomes a stub (record.hpp: the metadata and model
 // tag, the evicted vector's dimension and the payload's BLAKE2b-256 digest); the vector leaves
@@ -43,9 +46,14 @@ Status Node::set_eviction(EvictionOptions options) {
   return {};
 }
 
+// Only collections that go to the sink count: the others can never be evicted, so counting them
+// could keep a device over its budget for good, every idle poll scanning records under the
+// exclusive lock for nothing (issue 15 review, item 5).
 std::uint64_t Node::held_vector_bytes() const {
   std::uint64_t held = 0;
+  const TierPolicies& policies = sync_.tier_policies();
   for (const auto& [name, c] : collections_) {
+    if (!live(name) || !policies.of(name).sink) continue;
     held += (c->live - c->stubs) * std::uint64_t{c->spec.dimension} * sizeof(float);
   }
   return held;
@@ -99,6 +107,9 @@ Result<EvictStep> Node::evict_step() {
       const std::uint64_t hot_ms = static_cast<std::uint64_t>(policy.hot_window.ms());
       const std::uint64_t cutoff = now_ms > hot_ms ? now_ms - hot_ms : 0;
       const std::uint64_t bytes_each = std::uint64_t{c->spec.dimension} * sizeof(float);
+      // This collection's acknowledgements only: dots are numbered per collection (D57).
+      auto acked_it = sink_acked_.find(c->id);
+      const crdt::CausalContext* acked_here = acked_it == sink_acked_.end() ? nullptr : &acked_it->second;
       store::Range range = store::Range::prefix(collection_prefix(c->id));
       if (resume) range.begin = evict_.next_key + std::string(1, '\0');
       Status err;
@@ -119,8 +130,9 @@ Result<EvictStep> Node::evict_step() {
         const crdt::Entry* w = crdt::winner(rec->entries);
         if (w == nullptr || is_stub_payload(as_view(w->payload))) return true;
         if (w->clock.physical_ms() >= cutoff) return true;  // within the hot window
-        const bool acked = std::all_of(rec->entries.begin(), rec->entries.end(),
-                                       [&](const crdt::Entry& e) { return sink_acked_.contains(e.dot); });
+        const bool acked = acked_here != nullptr &&
+                           std::all_of(rec->entries.begin(), rec->entries.end(),
+                                       [&](const crdt::Entry& e) { return acked_here->contains(e.dot); });
         if (!acked && !options_.mutations.evict_unacked) {
           ++evict_.skipped_unacked;
           return true;

@@ -75,16 +75,33 @@ struct Reader {
 // whole payloads, and with one sink per mesh it has the entry a stub stands for (a stub is made
 // only of entries a sink acknowledged: node_evict.cpp). The whole record goes, not only its stub
 // entries: naming it with its other entries under a context covering the stub's dot would make
-// the sink drop its copy of that entry. The delta's context may still cover the stub's dots,
-// which touches no record the delta does not name.
-void drop_stub_records(crdt::Delta& delta) {
-  std::erase_if(delta.records, [](const auto& kv) {
-    return std::any_of(kv.second.begin(), kv.second.end(),
-                       [](const crdt::Entry& e) { return is_stub_payload(as_view(e.payload)); });
-  });
+// the sink drop its copy of that entry. The record's live dots leave the context too (issue 15
+// review): the sink judges its records against an upload's context, so a covered dot it holds
+// would be removed, and one it does not hold yet (a concurrent entry another device will send)
+// would be dropped when it arrives. They are live dots, so no deletion is lost. Returns how many
+// records were left out.
+std::uint64_t drop_stub_records(crdt::Delta& delta) {
+  std::uint64_t n = 0;
+  for (auto it = delta.records.begin(); it != delta.records.end();) {
+    const bool stub = std::any_of(it->second.begin(), it->second.end(),
+                                  [](const crdt::Entry& e) { return is_stub_payload(as_view(e.payload)); });
+    if (!stub) {
+      ++it;
+      continue;
+    }
+    for (const crdt::Entry& e : it->second) delta.context.erase(e.dot);
+    it = delta.records.erase(it);
+    ++n;
+  }
+  return n;
 }
 
-constexpr std::string_view kSinkAckedKey = "node.sink_acked";
+// The pre-D57 single acknowledged-dot set (every collection's dots in one set, which cannot be
+// attributed to a collection): read as acknowledging nothing, and deleted.
+constexpr std::string_view kOldSinkAckedKey = "node.sink_acked";
+// One per collection: kSinkAckedPrefix + the collection id as 8 big-endian bytes.
+constexpr std::string_view kSinkAckedPrefix = "node.sink_acked.";
+std::string sink_acked_key(std::uint32_t cid) { return str_cat(kSinkAckedPrefix, store::encode_u64_be(cid)); }
 
 }  // namespace
 
@@ -128,22 +145,84 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     sink_.enabled = false;
     return got.status();
   }
-  // The entry dots the sink acknowledged (absent on a data directory whose feed predates
-  // eviction: nothing is evictable until the sink acknowledges again).
-  if (auto acked = txn->get(Table::kMeta, kSinkAckedKey); acked.ok()) {
-    auto ctx = crdt::decode_context(std::span(reinterpret_cast<const std::uint8_t*>(acked->data()), acked->size()));
-    if (!ctx.ok()) {
-      sink_.enabled = false;
-      return Status(Code::kCorruption, "meta/node.sink_acked does not decode", std::string(kSinkAckedKey));
+  // The dots the sink acknowledged, per collection (D57). A data directory from before D57 has
+  // one set for every collection, which cannot say whose dot D:5 was: it counts for nothing
+  // (never evict on doubt) and goes; the catch-up below re-uploads, and so re-acknowledges,
+  // each sink collection.
+  sink_acked_.clear();
+  Status err;
+  SHOAL_RETURN_IF_ERROR(txn->scan(Table::kMeta, store::Range::prefix(kSinkAckedPrefix), [&](std::string_view k,
+                                                                                              std::string_view v) {
+    k.remove_prefix(kSinkAckedPrefix.size());
+    auto cid = store::decode_u64_be(k);
+    auto ctx = crdt::decode_context(std::span(reinterpret_cast<const std::uint8_t*>(v.data()), v.size()));
+    if (!cid.ok() || k.size() != 8 || *cid > UINT32_MAX || !ctx.ok()) {
+      err = Status(Code::kCorruption, "a meta/node.sink_acked.<collection> entry does not decode");
+      return false;
     }
-    sink_acked_ = std::move(*ctx);
-  } else if (acked.status().code() != Code::kNotFound) {
+    sink_acked_[static_cast<std::uint32_t>(*cid)] = std::move(*ctx);
+    return true;
+  }));
+  if (!err.ok()) {
     sink_.enabled = false;
-    return acked.status();
+    return err;
+  }
+  auto old = txn->get(Table::kMeta, kOldSinkAckedKey);
+  if (!old.ok() && old.status().code() != Code::kNotFound) {
+    sink_.enabled = false;
+    return old.status();
   }
   txn.reset();
+  if (old.ok()) {
+    SHOAL_ASSIGN_OR_RETURN(auto w, store_->begin_write());
+    SHOAL_RETURN_IF_ERROR(w->del(Table::kMeta, kOldSinkAckedKey));
+    SHOAL_RETURN_IF_ERROR(w->commit());
+  }
+  // A sink collection holding records of which the sink acknowledged none was never uploaded
+  // (its policy turned `sink` while this process was down, or the acknowledgements predate
+  // D57): it is sent whole. A collection merely waiting in the backlog is sent twice, at no
+  // cost to correctness.
+  if (!sink_.full_state) {
+    const TierPolicies& policies = sync_.tier_policies();
+    for (const auto& [name, c] : collections_) {
+      if (live(name) && policies.of(name).sink && c->live > 0 && !sink_acked_.contains(c->id)) {
+        start_sink_catch_up();
+        break;
+      }
+    }
+  }
   sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
   return persist_sink_feed();
+}
+
+Status Node::set_tier_policies(TierPolicies policies) {
+  bool turned = false;
+  if (sink_.enabled) {
+    for (const auto& [name, c] : collections_) {
+      if (live(name) && policies.of(name).sink && !sync_.tier_policies().of(name).sink) turned = true;
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(sync_.set_tier_policies(std::move(policies)));
+  if (!turned) return {};
+  start_sink_catch_up();
+  sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
+  return persist_sink_feed();
+}
+
+void Node::start_sink_catch_up() {
+  if (sink_.full_state) {
+    // The one under way may have passed the collection's name; an acknowledgement in flight
+    // would move a restarted one past it too: another follows this one.
+    sink_full_again_ = true;
+    return;
+  }
+  // Sends every sink collection whole, each chunk's context its own dots (it removes nothing at
+  // the sink), and then resumes the delta path where it stood: full_through is the cursor, so
+  // nothing buffered is skipped (a gap's full state skips; this one has no hole to cover).
+  sink_.full_state = true;
+  sink_.full_through = sink_.cursor;
+  sink_.full_collection.clear();
+  sink_.full_key.clear();
 }
 
 Status Node::persist_sink_feed() {
@@ -161,14 +240,25 @@ Status Node::persist_sink_feed() {
 
 Status Node::note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn) {
   if (upload.delta.empty()) return {};
-  // Only the dots of the entries the upload carried: the delta's context also covers removed
-  // entries, which are no record's and so never evicted.
+  const Collection* c = find(upload.collection);
+  if (c == nullptr) return {};  // dropped since: nothing of it is evicted
   auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(upload.delta.data()), upload.delta.size()));
   if (!delta.ok()) return delta.status().with_context("acknowledged sink upload");
-  for (const auto& [id, entries] : delta->records) crdt::add_entry_dots(sink_acked_, entries);
+  crdt::CausalContext& acked = sink_acked_[c->id];
+  if (upload.left_out == 0) {
+    // The whole context: beyond the carried entries' dots it covers only entries removed here
+    // (overwritten or deleted), which are no record's, so never eviction candidates; merged,
+    // they fill the holes the dots of entries overwritten before any upload would leave, and
+    // the set stays a prefix per replica instead of a growing cloud (issue 15 review, item 4).
+    acked.merge(delta->context);
+  } else {
+    // Records were left out (their dots are off the context): their other entries' removed
+    // dots stay off too; only the carried entries count.
+    for (const auto& [id, entries] : delta->records) crdt::add_entry_dots(acked, entries);
+  }
   crdt::Bytes out;
-  crdt::encode_context(sink_acked_, out);
-  return txn.put(Table::kMeta, kSinkAckedKey, as_view(out));
+  crdt::encode_context(acked, out);
+  return txn.put(Table::kMeta, sink_acked_key(c->id), as_view(out));
 }
 
 Status Node::check_sink_quota(const Collection& c) {
@@ -225,10 +315,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
       }));
       SHOAL_RETURN_IF_ERROR(err);
       if (!more) up.next_key.clear();
-      drop_stub_records(delta);
-      // The chunk's context is its entries' dots: recomputed without the records left out.
-      delta.context = crdt::CausalContext();
-      for (const auto& [id, entries] : delta.records) crdt::add_entry_dots(delta.context, entries);
+      up.left_out = drop_stub_records(delta);  // their dots leave the chunk's context with them
       if (!delta.records.empty()) {
         crdt::Bytes out;
         crdt::encode_delta(delta, out);
@@ -289,7 +376,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
     gap.kind = Kind::kGap;
     return std::optional<SinkUpload>(std::move(gap));
   }
-  drop_stub_records(joined);
+  up.left_out = drop_stub_records(joined);
   up.records = joined.records.size();
   if (!up.collection.empty()) {
     crdt::Bytes out;
@@ -327,6 +414,10 @@ Status Node::sink_acked(const SinkUpload& upload) {
       sink_.cursor = std::max(sink_.cursor, sink_.full_through);
       sink_.full_collection.clear();
       sink_.full_key.clear();
+      if (sink_full_again_) {
+        sink_full_again_ = false;
+        start_sink_catch_up();
+      }
       break;
     case Kind::kDelta:
       if (sink_.full_state || upload.first_seq != sink_.cursor + 1 || upload.last_seq <= sink_.cursor) return {};
@@ -387,11 +478,12 @@ SinkFeedStatus Node::sink_feed_status() const {
   s.uploads_acked = sink_.uploads_acked;
   s.bytes_acked = sink_.bytes_acked;
   s.quota_refusals = sink_.quota_refusals;
+  for (const auto& [cid, acked] : sink_acked_) s.acked_cloud_dots += acked.cloud_size();
   return s;
 }
 
 Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool last,
-                            const std::set<std::string>& sink_ids) {
+                            const std::set<std::string>& sink_ids, const crdt::CausalContext& first_context) {
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
   SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, page));
   // The sink's context may name dots of this replica (a device restored under its own identity,
@@ -399,13 +491,28 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
   const bool claims = strip_own_claims(c->ctx, page.records, page.context, crdt::ReplicaId{});
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   if (last) {
-    // Records held here that the sink does not hold: judged against its whole context.
+    // Records held here that no page named: judged against the sink's context as of the first
+    // page, not the last page's (which covers records that reached the sink after their page
+    // went by). The join judges every named record by page.context (a superset), so such a
+    // record is named with its entries the first context does not cover: those stay, the
+    // covered ones (seen by the sink then, not held: deleted) go.
+    Status err;
     SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, store::Range::prefix(collection_prefix(c->id)),
-                                    [&](std::string_view k, std::string_view) {
+                                    [&](std::string_view k, std::string_view v) {
                                       std::string id(id_of_record_key(k));
-                                      if (!sink_ids.contains(id) && !page.records.contains(id)) page.records[std::move(id)];
+                                      if (sink_ids.contains(id) || page.records.contains(id)) return true;
+                                      auto rec = format::read_record(*txn, c->id, k, v);
+                                      if (!rec.ok()) {
+                                        err = rec.status();
+                                        return false;
+                                      }
+                                      crdt::Entries& keep = page.records[std::move(id)];
+                                      for (crdt::Entry& e : rec->entries) {
+                                        if (!first_context.contains(e.dot)) keep.push_back(std::move(e));
+                                      }
                                       return true;
                                     }));
+    SHOAL_RETURN_IF_ERROR(err);
   }
   std::optional<crdt::ReplicaId> next;
   if (claims) {

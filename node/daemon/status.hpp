@@ -95,7 +95,7 @@ struct DaemonSnapshot {
     std::uint64_t quota_refusals = 0;      // local writes refused at the quota, cumulative
     // Eviction to stubs (node::EvictionStatus).
     std::uint64_t payload_budget_bytes = 0;  // 0: never evicts
-    std::uint64_t payload_held_bytes = 0;    // vector bytes held locally
+    std::uint64_t payload_held_bytes = 0;    // vector bytes held locally by sink collections (the budget's measure)
     std::uint64_t evicted_records = 0;       // stubs held
     std::uint64_t evicted_bytes = 0;         // vector bytes the stubs stand for
     std::optional<std::int64_t> last_ack_unix_ms;

@@ -921,6 +921,7 @@ struct BootstrapRun {
   bool create = false;             // the collection is not here: create it from the first page
   std::string after;               // the sink's cursor
   std::set<std::string> ids;       // the ids of every page so far (the last join needs them)
+  crdt::CausalContext first_context;  // the sink's context as of the first page (D57)
   MeshHost::SinkBootstrap report;
 };
 
@@ -947,12 +948,17 @@ Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootst
     run.report.metric = spec.metric;
   }
   const std::size_t before = run.ids.size();
+  if (run.after.empty()) {
+    SHOAL_ASSIGN_OR_RETURN(run.first_context, sink::bootstrap_context(run.collection, page.context));
+  }
   SHOAL_ASSIGN_OR_RETURN(crdt::Delta delta,
                          sink::bootstrap_page_delta(run.collection, page.segment, page.context, page.done, run.ids));
   run.report.records += run.ids.size() - before;
   run.report.bytes += page.segment.size();
   ++run.report.pages;
-  return node.write([&](Node& n) { return n.join_sink_page(run.collection, std::move(delta), page.done, run.ids); });
+  return node.write([&](Node& n) {
+    return n.join_sink_page(run.collection, std::move(delta), page.done, run.ids, run.first_context);
+  });
 }
 
 kj::Promise<Result<MeshHost::SinkBootstrap>> next_bootstrap_page(SinkUploader& uploader, SharedNode& node,

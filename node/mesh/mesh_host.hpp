@@ -180,16 +180,17 @@ class MeshHost {
   kj::Promise<Result<ColdGet>> get_with_cold(std::string collection, std::string id);
   // Restores `collection` from the sink (docs/tiers.md, "Bootstrap from the sink"): pulls its
   // bootstrap pages (Sink.bootstrap) one at a time and joins each into the node
-  // (Node::join_sink_page; the last page brings the sink's whole context, so what was deleted
-  // stays deleted); peers then bring what the sink lacks, as they always do. A failure leaves the
-  // pages joined so far (each is a valid join; running it again is harmless). A collection this
-  // device lacks is created first with the sink's dimension and metric (its first page says them;
-  // the index options are the defaults), as if created here. Statuses: kUnavailable (no sink
-  // configured, or not connected); the sink's (kNoSuchCollection when it holds none);
-  // kNoSuchCollection when the collection is not here and the sink cannot say its dimension (no
-  // live record) or metric (no upload said it); create_collection's; kMalformed (a page that does
-  // not decode, or one of another collection, or a cursor that does not advance); join_sink_page's.
-  // On the loop's thread.
+  // (Node::join_sink_page; the first and the last page bring the sink's whole context then: the
+  // last judges the records it names, the first the records no page named, so what was deleted
+  // stays deleted and what reached the sink during the run stays: D57); peers then bring what
+  // the sink lacks, as they always do. A failure leaves the pages joined so far (each is a valid
+  // join; running it again is harmless). A collection this device lacks is created first with
+  // the sink's dimension and metric (its first page says them; the index options are the
+  // defaults), as if created here. Statuses: kUnavailable (no sink configured, or not connected);
+  // the sink's (kNoSuchCollection when it holds none); kNoSuchCollection when the collection is
+  // not here and the sink cannot say its dimension (no live record) or metric (no upload said
+  // it); create_collection's; kMalformed (a page that does not decode, or one of another
+  // collection, or a cursor that does not advance); join_sink_page's. On the loop's thread.
   struct SinkBootstrap {
     std::uint32_t pages = 0;
     std::uint64_t records = 0;  // records the pages carried

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -279,7 +280,7 @@ inline void restore(node::Node& fresh, const node::CollectionSpec& spec, const s
       REQUIRE(seg.ok());
       deltas.push_back(encode(sink::segment_to_delta(*seg)));
     }
-    if (!page.context.empty()) {
+    if (page.done && !page.context.empty()) {  // the first page's context is the sink's earlier one
       auto ctx = crdt::decode_context(std::span<const std::uint8_t>(
           reinterpret_cast<const std::uint8_t*>(page.context.data()), page.context.size()));
       REQUIRE(ctx.ok());
@@ -346,18 +347,27 @@ inline std::vector<sink::BootstrapPage> bootstrap_pages(const sink::SinkService&
 
 // Joins every bootstrap page of `collection` into `node` as shoald's bootstrap does
 // (MeshHost::bootstrap_from_sink): sink::bootstrap_page_delta, then Node::join_sink_page.
-inline void bootstrap_into(node::Node& node, const sink::SinkService& sink, const std::string& collection) {
+// `between_pages` runs after each page but the last (writes racing the bootstrap).
+inline void bootstrap_into(node::Node& node, const sink::SinkService& sink, const std::string& collection,
+                           const std::function<void()>& between_pages = {}) {
   std::set<std::string> ids;
   std::string after;
+  crdt::CausalContext first;
   for (int guard = 0; guard < 1000; ++guard) {
     auto page = sink.bootstrap(collection, after);
     REQUIRE(page.ok());
+    if (after.empty()) {
+      auto ctx = sink::bootstrap_context(collection, page->context);
+      REQUIRE(ctx.ok());
+      first = std::move(*ctx);
+    }
     auto delta = sink::bootstrap_page_delta(collection, page->segment, page->context, page->done, ids);
     REQUIRE(delta.ok());
-    Status st = node.join_sink_page(collection, std::move(*delta), page->done, ids);
+    Status st = node.join_sink_page(collection, std::move(*delta), page->done, ids, first);
     INFO(st.to_string());
     REQUIRE(st.ok());
     if (page->done) return;
+    if (between_pages) between_pages();
     after = page->next_after;
   }
   FAIL("the bootstrap did not end");

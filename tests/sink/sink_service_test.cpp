@@ -324,7 +324,9 @@ TEST_CASE("bootstrap pages restore the collection into a fresh node with the sam
   CHECK_FALSE(fresh->get(kColl, "r0010").ok());
 }
 
-void bootstrap_into(node::Node& node, const SinkService& sink) { sink_test::bootstrap_into(node, sink, kColl); }
+void bootstrap_into(node::Node& node, const SinkService& sink, const std::function<void()>& between_pages = {}) {
+  sink_test::bootstrap_into(node, sink, kColl, between_pages);
+}
 
 TEST_CASE("join_sink_page restores the sink's records, removes what the sink deleted, and keeps writes it never saw",
           "[sink][service][bootstrap]") {
@@ -343,7 +345,7 @@ TEST_CASE("join_sink_page restores the sink's records, removes what the sink del
   std::set<std::string> none;
   auto old = sink::bootstrap_page_delta(kColl, all.front(), "", false, none);
   REQUIRE(old.ok());
-  REQUIRE(fresh->join_sink_page(kColl, std::move(*old), false, none).ok());
+  REQUIRE(fresh->join_sink_page(kColl, std::move(*old), false, none, {}).ok());
   REQUIRE(fresh->upsert(kColl, "mine", random_value(rng, 8, 99)).ok());
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0005"), kNow).ok());
   REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0006"), kNow).ok());
@@ -401,6 +403,48 @@ TEST_CASE("a bootstrapped device's feed uploads its bootstrap back to the sink w
   auto fetched = sink->fetch(kColl, ids);
   REQUIRE(fetched.ok());
   for (const auto& f : *fetched) CHECK(f.found == (f.id != "r0003"));
+}
+
+// Issue 15 review, item 2: a bootstrap's pages are fetched over time, and a record can reach the
+// sink after its key's page went by. Proves such a write, judged against the sink's context as of
+// the first page (which does not cover it), survives on the device and, after its feed uploads the
+// bootstrap's entries, at the sink; a delete at the sink before the bootstrap still removes.
+TEST_CASE("a write reaching the sink between two bootstrap pages survives the bootstrap on the device and at the sink",
+          "[sink][service][bootstrap]") {
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 8, node::Metric::kL2, 40, rng);
+  sink::MemoryObjectStore store;
+  sink::SinkLimits limits;
+  limits.max_bootstrap_records = 6;  // several pages
+  auto sink = open_service(store, limits);
+  for (const auto& seg : segments_of(*n, kColl, 100)) REQUIRE(sink->upload_segment(seg, kNow).ok());
+
+  TestNode fresh(2);
+  create_like(*n, *fresh, kColl);
+  // The device held r0010 before; the sink deleted it before the bootstrap began.
+  std::set<std::string> none;
+  auto old = sink::bootstrap_page_delta(kColl, segments_of(*n, kColl, 100).front(), "", false, none);
+  REQUIRE(old.ok());
+  REQUIRE(fresh->join_sink_page(kColl, std::move(*old), false, none, {}).ok());
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0010"), kNow).ok());
+  feed_to_sink(*fresh, kColl);
+  drain(*fresh, *sink, kNow);
+  bool written = false;
+  bootstrap_into(*fresh, *sink, [&] {
+    if (written) return;
+    written = true;
+    // After the first page (r0000..r0005): a write whose key that page covered reaches the sink.
+    REQUIRE(fresh->upsert(kColl, "r0002x", random_value(rng, 8, 77)).ok());
+    drain(*fresh, *sink, kNow + 1);
+  });
+  CHECK(fresh->get(kColl, "r0002x").ok());
+  CHECK_FALSE(fresh->get(kColl, "r0010").ok());
+  drain(*fresh, *sink, kNow + 2);
+  auto fetched = sink->fetch(kColl, std::vector<std::string>{"r0002x", "r0010"});
+  REQUIRE(fetched.ok());
+  CHECK(fetched->at(0).found);
+  CHECK_FALSE(fetched->at(1).found);
 }
 
 TEST_CASE("a device restored from the sink under its own replica id takes a new incarnation and never reissues a dot",

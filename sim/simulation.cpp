@@ -1922,11 +1922,17 @@ void Simulation::reidentify_twin(Restore& r) {
   refresh_views();
   crdt::ReplicaId next = r.twin_own;
   next.incarnation = r.twin_own.incarnation + 1;
+  // The rewrite is the operator's, not the node's: injected write failures meant for the node
+  // are set aside for it and stay pending after (seed 495 drew one here, and the reopen then
+  // found the clone's old id).
+  const std::uint32_t write_faults = peer.store->pending_write_faults();
+  peer.store->fail_next_writes(0);
   Status st = [&]() -> Status {
     SHOAL_ASSIGN_OR_RETURN(auto txn, peer.store->begin_write());
     SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, node::format::kReplicaKey, next.encode()));
     return txn->commit();
   }();
+  peer.store->fail_next_writes(write_faults);
   if (!st.ok()) violation("restore", peer_name(t) + " could not be given its own id: " + st.to_string());
   peer.replica = r.twin_own;
   peer.replica.incarnation = 0;

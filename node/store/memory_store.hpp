@@ -61,6 +61,8 @@ class MemoryStore final : public Store {
   // The injected read failures still pending (the simulator's own reads set them aside).
   std::uint32_t pending_read_faults() const noexcept { return fail_reads_; }
   void fail_next_writes(std::uint32_t n) noexcept { fail_writes_ = n; }
+  // The injected write failures still pending (the simulator's own writes set them aside).
+  std::uint32_t pending_write_faults() const noexcept { return fail_writes_; }
   std::uint64_t used_bytes() const noexcept { return used_bytes_; }
   // Number of crash() calls so far; transactions of an earlier generation are dead.
   std::uint64_t generation() const noexcept { return generation_; }

@@ -251,7 +251,7 @@ Status SinkService::load() {
       if (f.kind == kSegmentKind) {
         auto seg = decode_segment(bytes, limits_.segment);
         if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
-        if (seg->collection != name) {
+        if (seg->collection != c.name) {
           return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
         }
         return std::pair{segment_to_delta(*seg), std::uint64_t{bytes.size()}};

@@ -25,6 +25,7 @@
 // upload, past the sequence it covers): SyncEngine::set_trim_cap. The cursor only moves forward
 // and is persisted before an acknowledgement is reported done.
 #include <algorithm>
+#include <vector>
 
 #include "common/assert.hpp"
 #include "crdt/codec.hpp"
@@ -178,12 +179,13 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     SHOAL_RETURN_IF_ERROR(w->del(Table::kMeta, kOldSinkAckedKey));
     SHOAL_RETURN_IF_ERROR(w->commit());
   }
-  // A sink collection holding records of which the sink acknowledged none was never uploaded
-  // (its policy turned `sink` while this process was down, or the acknowledgements predate
-  // D57): it is sent whole. A collection merely waiting in the backlog is sent twice, at no
-  // cost to correctness.
+  const TierPolicies& policies = sync_.tier_policies();
+  SHOAL_RETURN_IF_ERROR(forget_sink_acked(policies));
+  // A sink collection holding records of which the sink acknowledged none was never uploaded, or
+  // not since it last stopped going to the sink (its policy turned `sink` while this process was
+  // down, or the acknowledgements predate D57): it is sent whole. A collection merely waiting in
+  // the backlog is sent twice, at no cost to correctness.
   if (!sink_.full_state) {
-    const TierPolicies& policies = sync_.tier_policies();
     for (const auto& [name, c] : collections_) {
       if (live(name) && policies.of(name).sink && c->live > 0 && !sink_acked_.contains(c->id)) {
         start_sink_catch_up();
@@ -195,12 +197,31 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
   return persist_sink_feed();
 }
 
+// While a collection does not go to the sink, the feed moves its cursor past its writes; when it
+// goes to the sink again, only a whole upload brings the sink what it missed. Its acknowledged
+// dots are dropped, so that a collection turned `sink` again, here or at a restart (when this
+// process never saw it stop), is found with none and sent whole (enable_sink_feed,
+// set_tier_policies). Dropping acknowledgements only delays eviction.
+Status Node::forget_sink_acked(const TierPolicies& policies) {
+  std::vector<std::uint32_t> gone;
+  for (const auto& [name, c] : collections_) {
+    if (!policies.of(name).sink && sink_acked_.contains(c->id)) gone.push_back(c->id);
+  }
+  if (gone.empty()) return {};
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  for (const std::uint32_t cid : gone) SHOAL_RETURN_IF_ERROR(txn->del(Table::kMeta, sink_acked_key(cid)));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  for (const std::uint32_t cid : gone) sink_acked_.erase(cid);
+  return {};
+}
+
 Status Node::set_tier_policies(TierPolicies policies) {
   bool turned = false;
   if (sink_.enabled) {
     for (const auto& [name, c] : collections_) {
       if (live(name) && policies.of(name).sink && !sync_.tier_policies().of(name).sink) turned = true;
     }
+    SHOAL_RETURN_IF_ERROR(forget_sink_acked(policies));
   }
   SHOAL_RETURN_IF_ERROR(sync_.set_tier_policies(std::move(policies)));
   if (!turned) return {};

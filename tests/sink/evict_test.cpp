@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "node/core/tier_policy.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -30,6 +32,18 @@ constexpr std::int64_t kHourNs = std::int64_t{3600} * 1'000'000'000;
 constexpr std::uint32_t kDim = 8;
 constexpr std::uint64_t kRecordBytes = kDim * sizeof(float);
 
+// Tier policies sending `names` to the sink, with a one-hour hot window.
+node::TierPolicies sink_policy_set(const std::vector<std::string>& names) {
+  node::TierPolicies p;
+  for (const std::string& name : names) {
+    node::TierPolicy t;
+    t.sink = true;
+    t.hot_window = Duration::seconds(3600);
+    p.collections.emplace(name, t);
+  }
+  return p;
+}
+
 // A node on a real LMDB store with a wall clock the test moves.
 struct Device {
   std::unique_ptr<store::LmdbStore> store;
@@ -37,6 +51,7 @@ struct Device {
   std::unique_ptr<node::Node> node;
   node::MutationsForTesting mutations;
   std::uint64_t replica = 1;
+  std::vector<std::string> sinks{"cold"};  // the collections that go to the sink when it opens
 
   explicit Device(const std::string& dir, std::uint64_t replica_id = 1) : replica(replica_id) {
     store::LmdbStoreOptions o;
@@ -57,7 +72,11 @@ struct Device {
     INFO(n.status().to_string());
     REQUIRE(n.ok());
     node = std::move(*n);
-    feed_to_sink(*node, "cold", {}, Duration::seconds(3600));
+    // As shoald starts: the config's policies, then the feed.
+    REQUIRE(node->set_tier_policies(sink_policy_set(sinks)).ok());
+    Status st = node->enable_sink_feed({});
+    INFO(st.to_string());
+    REQUIRE(st.ok());
   }
   void budget(std::uint64_t bytes) {
     node::EvictionOptions e;
@@ -385,14 +404,7 @@ void write_to(node::Node& n, const char* collection, const char* prefix, int cou
 }
 
 void sink_policies(node::Node& n, std::initializer_list<const char*> names) {
-  node::TierPolicies p;
-  for (const char* name : names) {
-    node::TierPolicy t;
-    t.sink = true;
-    t.hot_window = Duration::seconds(3600);
-    p.collections.emplace(name, t);
-  }
-  REQUIRE(n.set_tier_policies(p).ok());
+  REQUIRE(n.set_tier_policies(sink_policy_set(std::vector<std::string>(names.begin(), names.end()))).ok());
 }
 
 bool evicted_in(node::Node& n, const char* collection, const std::string& id) {
@@ -530,4 +542,34 @@ TEST_CASE("vectors of collections without the sink do not count against the evic
   CHECK(step->examined == 0);
   CHECK_FALSE(step->over_budget);
   CHECK(dev.node->eviction_status().held_bytes == 2 * kRecordBytes);
+}
+
+// While a collection does not go to the sink, the feed moves its cursor past that collection's
+// writes. Proves that a collection turned sink=false (SIGHUP) and back to true at a restart is
+// sent whole again, so the sink gets the records written meanwhile (before the fix the
+// acknowledgements it kept from before made the feed's start take it as uploaded: the sink never
+// got them, and a device restored from it lacked them), and that they are then evictable.
+TEST_CASE("a collection turned sink=false and back to true across a restart is uploaded whole again",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TempDir dir{"shoal-evict"};
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  Device dev(dir.path);
+  create(*dev.node, "cold", kDim);
+  write_to(*dev.node, "cold", "a", 10, rng);
+  drain(*dev.node, *sink);
+  REQUIRE(sink->status().records == 10);
+  sink_policies(*dev.node, {});  // the operator's SIGHUP: "cold" stays home
+  write_to(*dev.node, "cold", "b", 10, rng);
+  drain(*dev.node, *sink);  // skips "cold"'s writes
+  REQUIRE(sink->status().records == 10);
+  dev.open();  // restarted with "cold" going to the sink again
+  drain(*dev.node, *sink);
+  CHECK(sink->status().records == 20);
+  *dev.now += 2 * kHourNs;
+  dev.budget(1);
+  CHECK(dev.evict() == 20);
 }

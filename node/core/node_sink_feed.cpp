@@ -183,15 +183,15 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
   SHOAL_RETURN_IF_ERROR(forget_sink_acked(policies));
   // A sink collection holding records of which the sink acknowledged none was never uploaded, or
   // not since it last stopped going to the sink (its policy turned `sink` while this process was
-  // down, or the acknowledgements predate D57): it is sent whole. A collection merely waiting in
-  // the backlog is sent twice, at no cost to correctness.
-  if (!sink_.full_state) {
-    for (const auto& [name, c] : collections_) {
-      if (live(name) && policies.of(name).sink && c->live > 0 && !sink_acked_.contains(c->id)) {
-        start_sink_catch_up();
-        break;
-      }
-    }
+  // down, or the acknowledgements predate D57): it is sent whole, after a full-state upload under
+  // way if that one has passed its name (collections go in name order; the writes are behind the
+  // cursor it ends at). A collection merely waiting in the backlog is sent twice, at no cost to
+  // correctness.
+  for (const auto& [name, c] : collections_) {
+    if (!live(name) || !policies.of(name).sink || c->live == 0 || sink_acked_.contains(c->id)) continue;
+    if (sink_.full_state && (sink_.full_collection.empty() || name >= sink_.full_collection)) continue;
+    start_sink_catch_up();
+    break;
   }
   sync_.set_trim_cap(sink_.full_state ? sink_.full_through : sink_.cursor);
   return persist_sink_feed();

@@ -573,3 +573,45 @@ TEST_CASE("a collection turned sink=false and back to true across a restart is u
   dev.budget(1);
   CHECK(dev.evict() == 20);
 }
+
+// Proves that a collection turned sink=true while the process was down, during a full-state
+// upload that had already passed its name (collections go in name order), is sent whole after
+// that upload: its writes are behind the cursor the upload ends at. Before the fix the feed's
+// start looked for such collections only when no full-state upload was under way.
+TEST_CASE("a collection turned sink=true while down, behind a full-state upload under way, is sent after it",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TempDir dir{"shoal-evict"};
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  Device dev(dir.path);
+  create(*dev.node, "aaa", kDim);
+  create(*dev.node, "bbb", kDim);
+  create(*dev.node, "cold", kDim);
+  write_to(*dev.node, "aaa", "a", 10, rng);
+  write_to(*dev.node, "bbb", "b", 10, rng);
+  write_to(*dev.node, "cold", "c", 10, rng);
+  drain(*dev.node, *sink);  // "cold" only; the cursor passes every write
+  REQUIRE(sink->status().records == 10);
+  sink_policies(*dev.node, {"bbb", "cold"});  // SIGHUP: "bbb" turns sink, a full-state upload starts
+  // The upload's chunks of "bbb" and "cold" are acknowledged; the process stops before its end.
+  for (int chunks = 0; chunks < 2;) {
+    auto up = dev.node->next_sink_upload();
+    REQUIRE(up.ok());
+    REQUIRE(up->has_value());
+    REQUIRE((*up)->kind == node::SinkUpload::Kind::kFullChunk);
+    if (!(*up)->delta.empty()) {
+      REQUIRE(sink->apply_delta((*up)->collection, (*up)->delta, kNow).ok());
+      ++chunks;
+    }
+    REQUIRE(dev.node->sink_acked(**up).ok());
+  }
+  REQUIRE(dev.node->sink_feed_status().full_state_pending);
+  REQUIRE(sink->status().records == 20);
+  dev.sinks = {"aaa", "bbb", "cold"};  // "aaa" turned sink while down
+  dev.open();
+  drain(*dev.node, *sink);
+  CHECK(sink->status().records == 30);
+}

@@ -691,6 +691,7 @@ class Node final : private SyncHost {
   // after the one under way (whose chunks may have passed the collection's name).
   bool sink_full_again_ = false;
   void start_sink_catch_up();
+  [[nodiscard]] Status load_sink_feed();  // enable_sink_feed's start: the persisted feed, the catch-up
   [[nodiscard]] Status forget_sink_acked(const TierPolicies& policies);
   Status note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn);
   struct Eviction {

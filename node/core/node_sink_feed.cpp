@@ -117,8 +117,16 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
   }
   const bool was_enabled = sink_.enabled;
   sink_.options = options;
-  sink_.enabled = true;
   if (was_enabled) return {};
+  sink_.enabled = true;
+  // A start that fails (a store fault) leaves the feed off, so the next try runs it whole: one
+  // that returned at once would skip the catch-up decided below.
+  Status st = load_sink_feed();
+  if (!st.ok()) sink_.enabled = false;
+  return st;
+}
+
+Status Node::load_sink_feed() {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_read());
   auto got = txn->get(Table::kMeta, kSinkFeedKey);
   if (got.ok()) {
@@ -131,7 +139,6 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     sink_.full_key = r.text();
     if (!r.ok || version.size() != 1 || static_cast<std::uint8_t>(version[0]) != kSinkFeedVersion ||
         !r.in.empty()) {
-      sink_.enabled = false;
       return Status(Code::kCorruption, "meta/node.sink_feed does not decode", std::string(kSinkFeedKey));
     }
   } else if (got.status().code() == Code::kNotFound) {
@@ -143,7 +150,6 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     sink_.full_key.clear();
     sink_.cursor = 0;
   } else {
-    sink_.enabled = false;
     return got.status();
   }
   // The dots the sink acknowledged, per collection (D57). A data directory from before D57 has
@@ -164,15 +170,9 @@ Status Node::enable_sink_feed(const SinkFeedOptions& options) {
     sink_acked_[static_cast<std::uint32_t>(*cid)] = std::move(*ctx);
     return true;
   }));
-  if (!err.ok()) {
-    sink_.enabled = false;
-    return err;
-  }
+  SHOAL_RETURN_IF_ERROR(err);
   auto old = txn->get(Table::kMeta, kOldSinkAckedKey);
-  if (!old.ok() && old.status().code() != Code::kNotFound) {
-    sink_.enabled = false;
-    return old.status();
-  }
+  if (!old.ok() && old.status().code() != Code::kNotFound) return old.status();
   txn.reset();
   if (old.ok()) {
     SHOAL_ASSIGN_OR_RETURN(auto w, store_->begin_write());

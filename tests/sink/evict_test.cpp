@@ -19,6 +19,7 @@
 
 #include "node/core/tier_policy.hpp"
 #include "node/store/lmdb_store.hpp"
+#include "node/store/memory_store.hpp"
 #include "sink/memory_object_store.hpp"
 #include "sink_fixture.hpp"
 
@@ -614,4 +615,43 @@ TEST_CASE("a collection turned sink=true while down, behind a full-state upload 
   dev.open();
   drain(*dev.node, *sink);
   CHECK(sink->status().records == 30);
+}
+
+// Proves that a sink feed start that failed on a store fault runs whole when tried again (an
+// app's second shoal_mesh_start, the simulator's pump): before the fix the failed try left the
+// feed marked enabled, so the retry returned at once and skipped the start's catch-up, here of a
+// collection turned sink while the device was down, in a data directory from before D57 (the
+// start deletes its old acknowledged-dot set: the write the fault strikes); the sink never got it.
+TEST_CASE("a sink feed start that failed on a store fault runs whole when tried again", "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  store::MemoryStore ms;
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  {
+    auto n = node::Node::open(ms, node_options(1));
+    REQUIRE(n.ok());
+    REQUIRE((*n)->enable_sink_feed({}).ok());  // no collection goes to the sink
+    create(**n, "cold", kDim);
+    write_to(**n, "cold", "c", 10, rng);
+    drain(**n, *sink);  // nothing sent; the cursor passes the writes
+    REQUIRE(sink->status().records == 0);
+  }
+  {
+    auto w = ms.begin_write();
+    REQUIRE(w.ok());
+    crdt::Bytes empty;
+    crdt::encode_context(crdt::CausalContext(), empty);
+    REQUIRE((*w)->put(store::Table::kMeta, "node.sink_acked", std::string(empty.begin(), empty.end())).ok());
+    REQUIRE((*w)->commit().ok());
+  }
+  auto n = node::Node::open(ms, node_options(1));
+  REQUIRE(n.ok());
+  REQUIRE((*n)->set_tier_policies(sink_policy_set({"cold"})).ok());  // turned sink while down
+  ms.fail_next_writes(1);
+  CHECK_FALSE((*n)->enable_sink_feed({}).ok());
+  REQUIRE((*n)->enable_sink_feed({}).ok());
+  drain(**n, *sink);
+  CHECK(sink->status().records == 10);
 }

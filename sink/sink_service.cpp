@@ -246,19 +246,36 @@ Status SinkService::load() {
     auto in_compaction = [&](const Found& f) {
       return f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top;
     };
+    // Every payload must decode: the join and cold search take stored payloads as validated (they
+    // were, at upload), and an object changed in the store since is bad input, not a reason to abort.
+    auto check_payloads = [](const crdt::Delta& d, const std::string& key) -> Status {
+      for (const auto& [id, entries] : d.records) {
+        for (const crdt::Entry& e : entries) {
+          if (auto v = node::decode_payload(as_view(e.payload)); !v.ok()) {
+            return Status(Code::kCorruption,
+                          str_cat("record '", node::escape_for_message(id), "': ", v.status().to_string()), key);
+          }
+        }
+      }
+      return ok_status();
+    };
     auto read_object = [&](const Found& f) -> Result<std::pair<crdt::Delta, std::uint64_t>> {
       SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+      crdt::Delta delta;
       if (f.kind == kSegmentKind) {
         auto seg = decode_segment(bytes, limits_.segment);
         if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
         if (seg->collection != c.name) {
           return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
         }
-        return std::pair{segment_to_delta(*seg), std::uint64_t{bytes.size()}};
+        delta = segment_to_delta(*seg);
+      } else {
+        auto d = crdt::decode_delta(as_bytes(bytes));
+        if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
+        delta = std::move(*d);
       }
-      auto d = crdt::decode_delta(as_bytes(bytes));
-      if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
-      return std::pair{std::move(*d), std::uint64_t{bytes.size()}};
+      SHOAL_RETURN_IF_ERROR(check_payloads(delta, f.key));
+      return std::pair{std::move(delta), std::uint64_t{bytes.size()}};
     };
     for (const Found& f : found) {
       next_seq_ = std::max(next_seq_, f.seq + 1);

@@ -706,3 +706,24 @@ TEST_CASE("malformed requests get typed errors naming the limit, and change noth
   CHECK(sink->status().records == 10);
   CHECK(sink->collections() == std::vector<std::string>{kColl});
 }
+
+// Proves that a stored object whose record payload does not decode (a delta object, which carries
+// no checksum, changed in the object store; or a segment written so) makes open() fail with
+// kCorruption naming the object, instead of aborting the sink (a SHOAL_ASSERT in the join: the
+// payloads were taken as validated at upload).
+TEST_CASE("a stored object whose payload does not decode fails the sink's open with kCorruption, never aborts",
+          "[sink][service]") {
+  sink::MemoryObjectStore store;
+  crdt::Delta bad;
+  crdt::Entry e;
+  e.dot = crdt::Dot{crdt::replica_for_testing(1), 1};
+  e.clock = crdt::Hlc::from_raw(1);
+  e.payload = crdt::Bytes{0x7f, 0x01, 0x02};  // no payload version byte this build writes
+  bad.records["r0"] = {e};
+  bad.context.add(e.dot);
+  REQUIRE(store.put("dlt/photos/00000000000000000001", encode(bad)).ok());
+  auto opened = SinkService::open(store);
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.status().code() == Code::kCorruption);
+  CHECK_THAT(opened.status().to_string(), Catch::Contains("dlt/photos/00000000000000000001"));
+}

@@ -319,6 +319,16 @@ Status SinkService::load() {
       if (f.kind == kSegmentKind) c.segment_entries += entry_count(delta.records);
       join(c, delta, f.key, bytes, f.kind == kDeltaKind);
     }
+    // The live winners share one dimension (uploads are checked against it): a store changed
+    // since that breaks it would have cold search read rows past its vectors.
+    for (const auto& [id, entries] : c.state.records) {
+      auto v = node::decode_payload(as_view(crdt::winner(entries)->payload));
+      if (!v.ok() || v->vector.size() != c.dimension) {
+        return Status(Code::kCorruption,
+                      str_cat("record '", node::escape_for_message(id), "' has a vector of dimension ",
+                              v.ok() ? v->vector.size() : 0, ", collection '", c.name, "' has ", c.dimension));
+      }
+    }
   }
   return ok_status();
 }

@@ -727,3 +727,30 @@ TEST_CASE("a stored object whose payload does not decode fails the sink's open w
   CHECK(opened.status().code() == Code::kCorruption);
   CHECK_THAT(opened.status().to_string(), Catch::Contains("dlt/photos/00000000000000000001"));
 }
+
+// Proves that stored objects leaving live records of two dimensions (written past the upload
+// checks, or changed in the store) fail the sink's open with kCorruption naming the dimensions:
+// cold search lays the live vectors out as rows of the collection's one dimension and would read
+// past them.
+TEST_CASE("stored objects leaving live records of two dimensions fail the sink's open with kCorruption",
+          "[sink][service]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  sink::MemoryObjectStore store;
+  int seq = 1;
+  for (std::uint32_t dim : {4u, 8u}) {
+    crdt::Delta d;
+    crdt::Entry e;
+    e.dot = crdt::Dot{crdt::replica_for_testing(1), static_cast<std::uint64_t>(seq)};
+    e.clock = crdt::Hlc::from_raw(static_cast<std::uint64_t>(seq));
+    const std::string payload = node::encode_payload(random_value(rng, dim, seq));
+    e.payload.assign(payload.begin(), payload.end());
+    d.records[id_of(seq)] = {e};
+    d.context.add(e.dot);
+    REQUIRE(store.put(str_cat("dlt/photos/0000000000000000000", seq), encode(d)).ok());
+    ++seq;
+  }
+  auto opened = SinkService::open(store);
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.status().code() == Code::kCorruption);
+  CHECK_THAT(opened.status().to_string(), Catch::Contains("dimension 8"));
+}

@@ -263,6 +263,9 @@ Status Node::note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn) {
   if (upload.delta.empty()) return {};
   const Collection* c = find(upload.collection);
   if (c == nullptr) return {};  // dropped since: nothing of it is evicted
+  // No longer going to the sink (a SIGHUP while the upload was on its way): it keeps no set, so
+  // that turning it back on sends it whole (forget_sink_acked).
+  if (!sync_.tier_policies().of(c->spec.name).sink) return {};
   auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(upload.delta.data()), upload.delta.size()));
   if (!delta.ok()) return delta.status().with_context("acknowledged sink upload");
   crdt::CausalContext& acked = sink_acked_[c->id];

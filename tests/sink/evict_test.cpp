@@ -655,3 +655,33 @@ TEST_CASE("a sink feed start that failed on a store fault runs whole when tried 
   drain(**n, *sink);
   CHECK(sink->status().records == 10);
 }
+
+// Proves that an acknowledgement arriving after its collection stopped going to the sink (an
+// upload in flight at the SIGHUP) does not give it an acknowledged-dot set again: with one, the
+// restart that turns it back on took it as uploaded, and the sink never got the records written
+// while it was off (10 of 20 before the fix).
+TEST_CASE("an acknowledgement arriving after its collection stopped going to the sink does not mark it uploaded",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TempDir dir{"shoal-evict"};
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  Device dev(dir.path);
+  create(*dev.node, "cold", kDim);
+  write_to(*dev.node, "cold", "a", 10, rng);
+  auto up = dev.node->next_sink_upload();
+  REQUIRE(up.ok());
+  REQUIRE(up->has_value());
+  REQUIRE_FALSE((*up)->delta.empty());
+  REQUIRE(sink->apply_delta((*up)->collection, (*up)->delta, kNow).ok());
+  sink_policies(*dev.node, {});  // the SIGHUP lands while the upload's acknowledgement is on its way
+  REQUIRE(dev.node->sink_acked(**up).ok());
+  write_to(*dev.node, "cold", "b", 10, rng);
+  drain(*dev.node, *sink);
+  REQUIRE(sink->status().records == 10);
+  dev.open();  // restarted with "cold" going to the sink again
+  drain(*dev.node, *sink);
+  CHECK(sink->status().records == 20);
+}

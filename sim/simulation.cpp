@@ -2671,16 +2671,21 @@ void Simulation::sink_pump(std::uint32_t p) {
     sink_enable(p);
     if (!peer.node->sink_feed_status().enabled) return;
   }
+  if (evicting()) {
+    // Eviction's turn. The uploader takes it only while its feed has nothing to send
+    // (node/mesh/sink_uploader.cpp, step()), which spares the uploads a wait; the simulator
+    // takes it at every pump with nothing in flight, also while uploads wait or the sink is out,
+    // because what keeps unacknowledged records from eviction must be the node's own rule, not
+    // the driver's timing (evicted_unacked; docs/sim.md, "Eviction, refills and merged cold search").
+    sink_evict(p);
+    if (peer.node == nullptr || peer.faulty->crashed()) return;
+  }
   auto up = peer.node->next_sink_upload();
   if (!up.ok()) {
     trace_.line(now_, static_cast<int>(p), "sink_next_failed", up.status().to_string());
     return;
   }
-  if (!*up) {
-    // The feed has nothing to send: eviction's turn (node/mesh/sink_uploader.cpp, step()).
-    if (evicting()) sink_evict(p);
-    return;
-  }
+  if (!*up) return;
   node::SinkUpload& u = **up;
   trace_.line(now_, static_cast<int>(p), "sink_send",
               fmt("kind=%d seq=%llu..%llu bytes=%zu", static_cast<int>(u.kind), static_cast<unsigned long long>(u.first_seq),

@@ -14,7 +14,7 @@
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
 // (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
 // (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked),
-// stub-wrong-digest (stub_digest), refill-unchecked (refill_mismatch), merge-local-only
+// stub-wrong-digest (stub_digest, and refill: no stub refills), refill-unchecked (refill_mismatch), merge-local-only
 // (cold_merge), merge-unjudged (cold_deleted). docs/sim.md, "Proving the checkers", lists every
 // checker with the mutation that proves it.
 #include <catch2/catch.hpp>
@@ -271,6 +271,11 @@ TEST_CASE("a node that evicts records the sink has not acknowledged is caught by
 
 TEST_CASE("stubs keeping a digest other than the sink's are caught by stub_digest", "[sim][mutation]") {
   CHECK(first_caught(Mutation::kStubWrongDigest, true, "stub_digest", true, true) != 0);
+}
+
+TEST_CASE("stubs whose digest no payload at the sink matches never refill, which the refill checker catches",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kStubWrongDigest, true, "refill", true, true) != 0);
 }
 
 TEST_CASE("a get that refills a stub with whatever the sink holds, unchecked, is caught by refill_mismatch",

@@ -356,8 +356,8 @@ class Simulation {
     bool refilled = false;   // record.siblings[0] was a stub, refilled from the sink
   };
   Result<ColdRead> cold_get(std::uint32_t p, const std::string& id);
-  // refill_mismatch / cold_deleted for a refilled read: `want_live` judges whether its dot may
-  // still be returned.
+  // A refilled read's value is the client's bytes of its dot (refill_mismatch), and that dot was
+  // not deleted (`removed`: by an acknowledged remove the reader must respect; cold_deleted).
   void judge_refill(std::uint32_t p, const std::string& id, const ColdRead& r, bool removed);
   // A search of `c` that includes the cold tier, merged at the node, as MeshHost::search_with_cold
   // does: the local hits and the sink's (none while it is out).

@@ -345,9 +345,11 @@ class Simulation {
   // evicted_unacked: every stub `s` holds stands for an entry the sink holds, or one whose dot
   // its context covers (removed at the sink: the payload is no longer needed).
   void check_stubs_held(std::uint32_t p, const crdt::ORMap& s, const crdt::Delta* at_sink, const char* when);
-  // `s` with each stub's payload replaced by the client's bytes for its dot when their digest is
-  // the stub's (a stub and the entry it stands for are the same CRDT state, docs/tiers.md); with
-  // `report`, a stub whose digest is not the client's payload's is a stub_digest violation.
+  // `s` with each stub's payload replaced by the client's bytes for its dot (a stub and the entry
+  // it stands for are the same CRDT state, docs/tiers.md). With `report` (the final checks), only
+  // when their digest is the stub's: another digest is a stub_digest violation and the stub stays.
+  // Without (the convergence check), whatever the digest: digests are judged at the end, and a
+  // wrong one must not keep the mesh from converging and draining.
   crdt::ORMap unstub(const crdt::ORMap& s, std::uint32_t p, bool report);
   // A get that refills a stub from the sink, as MeshHost::get_with_cold does.
   struct ColdRead {
@@ -2052,7 +2054,7 @@ bool Simulation::check_converged() {
     auto first = state(0, name);
     if (!first.ok()) return false;
     // A stub and the entry it stands for are one CRDT state (docs/tiers.md, "Eviction"): with
-    // eviction, states are compared with each stub read as the payload its digest names.
+    // eviction, states are compared with each stub read as the client's payload of its dot.
     const bool stubs = evicting() && name == kCollection;
     if (stubs) first = unstub(*first, 0, false);
     for (std::uint32_t p = 1; p < n_; ++p) {
@@ -3033,8 +3035,8 @@ crdt::ORMap Simulation::unstub(const crdt::ORMap& s, std::uint32_t p, bool repor
       auto want = client_values_.find({std::string(kCollection), e.dot});
       if (want == client_values_.end() || !stub.ok()) continue;  // phantom or payload_mismatch then
       crdt::Bytes bytes = payload_bytes(want->second);
-      if (sink::payload_digest(node::format::as_view(bytes)) != stub->digest) {
-        if (report && ++reported <= 3) {
+      if (report && sink::payload_digest(node::format::as_view(bytes)) != stub->digest) {
+        if (++reported <= 3) {
           violation("stub_digest", peer_name(p) + " '" + id + "' " + e.dot.to_string() +
                                        ": the stub's digest is not the digest of the payload the client wrote");
         }

@@ -13,8 +13,8 @@
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
 // (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
-// (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked),
-// stub-wrong-digest (stub_digest, and refill: no stub refills), refill-unchecked (refill_mismatch), merge-local-only
+// (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked, and refill:
+// what the sink never got cannot refill), stub-wrong-digest (stub_digest), refill-unchecked (refill_mismatch), merge-local-only
 // (cold_merge), merge-unjudged (cold_deleted). docs/sim.md, "Proving the checkers", lists every
 // checker with the mutation that proves it.
 #include <catch2/catch.hpp>
@@ -273,9 +273,9 @@ TEST_CASE("stubs keeping a digest other than the sink's are caught by stub_diges
   CHECK(first_caught(Mutation::kStubWrongDigest, true, "stub_digest", true, true) != 0);
 }
 
-TEST_CASE("stubs whose digest no payload at the sink matches never refill, which the refill checker catches",
+TEST_CASE("stubs of payloads the sink never got do not refill after the drain, which the refill checker catches",
           "[sim][mutation]") {
-  CHECK(first_caught(Mutation::kStubWrongDigest, true, "refill", true, true) != 0);
+  CHECK(first_caught(Mutation::kEvictUnacked, true, "refill", true, true) != 0);
 }
 
 TEST_CASE("a get that refills a stub with whatever the sink holds, unchecked, is caught by refill_mismatch",

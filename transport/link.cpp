@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
 #include <capnp/rpc.h>
 #include <capnp/serialize-async.h>
 #include <capnp/serialize.h>
@@ -197,6 +198,10 @@ struct Wire {
   std::vector<std::uint8_t> scratch;  // the frame being built (SealedStream::writeMessage)
   bool writing = false;        // an async_write is in flight
   bool nonblocking_set = false;
+  // LocalLink::hold_finishes: while `hold`, capnp-rpc's Finish messages wait in `held` and go out
+  // in front of the next frame, in its send (D63).
+  bool hold = false;
+  std::vector<std::uint8_t> held;
   Status write_error;
   LinkStats stats;
 
@@ -323,17 +328,21 @@ class SealedStream final : public capnp::MessageStream {
   // the next (a frame the socket takes at once is never copied or reallocated).
   kj::Promise<void> writeMessage(kj::ArrayPtr<const int>,
                                  kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
-    std::vector<std::uint8_t>& out = w_->scratch;
-    out.clear();
+    std::vector<std::uint8_t>& out = start_frames();
     Status st = seal(segments, out);
     if (!st.ok()) return to_exception(st, type_of(st));
+    if (w_->hold && is_finish(segments) && w_->out.empty() && !w_->writing && w_->write_error.ok()) {
+      // Kept back (a copy: `held` keeps a small capacity); the next frame takes it along.
+      w_->held.assign(out.begin(), out.end());
+      out.clear();
+      return kj::READY_NOW;
+    }
     return sent(send_bytes(w_, out));
   }
 
   kj::Promise<void> writeMessages(
       kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
-    std::vector<std::uint8_t>& out = w_->scratch;
-    out.clear();
+    std::vector<std::uint8_t>& out = start_frames();
     for (auto& segments : messages) {
       Status st = seal(segments, out);
       if (!st.ok()) return to_exception(st, type_of(st));
@@ -351,6 +360,7 @@ class SealedStream final : public capnp::MessageStream {
 
   kj::Promise<void> end() override {
     std::vector<std::uint8_t> out;
+    out.swap(w_->held);
     Status st = w_->channel->seal_close(out);
     if (!st.ok()) return kj::READY_NOW;
     auto w = w_;
@@ -366,6 +376,25 @@ class SealedStream final : public capnp::MessageStream {
   kj::Promise<void> sent(kj::Promise<void> p) {
     if (w_->scratch.capacity() > kScratchKeepBytes) std::vector<std::uint8_t>().swap(w_->scratch);
     return p;
+  }
+
+  // The scratch buffer, emptied, with the held frames (if any) in front.
+  std::vector<std::uint8_t>& start_frames() {
+    std::vector<std::uint8_t>& out = w_->scratch;
+    out.assign(w_->held.begin(), w_->held.end());
+    w_->held.clear();
+    return out;
+  }
+
+  // Whether a message is capnp-rpc's Finish (held back by hold_finishes). Any other message,
+  // a call above all, is never held: the answer it waits for depends on it.
+  static bool is_finish(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
+    try {
+      capnp::SegmentArrayMessageReader reader(segments);
+      return reader.getRoot<capnp::rpc::Message>().which() == capnp::rpc::Message::FINISH;
+    } catch (...) {
+      return false;  // our own capnp-rpc wrote it; never seen, but a doubt sends it
+    }
   }
 
   Status seal(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, std::vector<std::uint8_t>& out) {
@@ -459,8 +488,18 @@ class RpcLinkBase : public Iface {
 
   kj::Promise<void> on_disconnect() override { return disconnected_.addBranch(); }
 
+  void hold_finishes(bool hold) {
+    w_->hold = hold;
+    if (hold || w_->held.empty()) return;
+    // The held frames go now; a failure is the wire's write error, seen by the next call.
+    std::vector<std::uint8_t> out;
+    out.swap(w_->held);
+    (void)send_bytes(w_, out);
+  }
+
   void close() override {
     std::vector<std::uint8_t> out;
+    out.swap(w_->held);
     if (w_->channel->seal_close(out).ok() && !out.empty() && w_->write_error.ok() && !w_->writing &&
         w_->out.empty()) {
       // Best effort: the close frame goes out if the socket takes it at once.
@@ -519,6 +558,7 @@ class LocalLinkImpl final : public RpcLinkBase<LocalLink> {
   LocalLinkImpl(std::shared_ptr<Wire> w, bool dialed, PeerCredentials creds)
       : RpcLinkBase<LocalLink>(std::move(w), dialed), creds_(creds) {}
   const PeerCredentials& credentials() const noexcept override { return creds_; }
+  void hold_finishes(bool hold) override { RpcLinkBase<LocalLink>::hold_finishes(hold); }
 
  private:
   PeerCredentials creds_;

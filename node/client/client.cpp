@@ -291,7 +291,7 @@ class ClientBackend final : public Backend {
   Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
                               std::uint32_t ef, const std::string& filter, bool with_metadata) override {
     using R = Result<SearchAnswer>;
-    return invoke<R>([&](api::Node::Client& n) {
+    return invoke<R>(Hold::kFinish, [&](api::Node::Client& n) {
       auto req = n.searchRequest(transport::search_params_size(collection.size(), query.size(), filter.size()));
       req.setCollection(collection);
       transport::put_floats(req.initQuery(static_cast<unsigned>(query.size())), query);
@@ -540,6 +540,9 @@ class ClientBackend final : public Backend {
         lock.unlock();
         {
           transport::KjLoop::Enter enter(*loop_);
+          // A Finish held by the last search goes now: this thread may drive for long (the
+          // watch driver does for good), and only a search's own thread holds one (D63).
+          loop_->run_now([this] { if (loop_state_ != nullptr) hold_finishes(false); });
           drive(ready, deadline);
         }
         lock.lock();
@@ -612,11 +615,32 @@ class ClientBackend final : public Backend {
     wake_waiters();
   }
 
+  // Whether a call's answer may stay in the daemon until the handle's next call: capnp-rpc's
+  // Finish for it is then held back to ride with that call (LocalLink::hold_finishes, D63).
+  // Searches only: their answers are small (k hits), and they are what apps call in a loop.
+  enum class Hold { kNo, kFinish };
+
+  // The loop's holder (inside Enter): turns holding Finish messages on or off (off sends them).
+  void hold_finishes(bool on) {
+    KJ_IF_MAYBE(l, loop_state_->link) { (*l)->hold_finishes(on); }
+  }
+
+  // A call that begins within this of the end of the previous one on this thread skips checking
+  // for a connection lost while idle (an epoll_wait per call, D55): a daemon that went away and
+  // came back takes far longer, and one that dies in between is no different from one that dies
+  // during the call.
+  static constexpr std::chrono::milliseconds kIdleCheckAfter{1};
+
+  template <typename R, typename F>
+  R invoke(F&& make) {
+    return invoke<R>(Hold::kNo, std::forward<F>(make));
+  }
+
   // Runs make(node) on the loop once connected, and waits for its answer until the deadline
   // (options_.timeout_ms; 0: none). `make` runs only while this thread waits (under mu_, never
   // once the caller gave up), so it may capture the caller's arguments by reference.
   template <typename R, typename F>
-  R invoke(F&& make) {
+  R invoke(Hold hold, F&& make) {
     auto call = std::make_shared<Call<R>>();
     std::optional<Clock::time_point> deadline;
     if (options_.timeout_ms != 0) deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
@@ -629,10 +653,20 @@ class ClientBackend final : public Backend {
       lock.unlock();
       {
         transport::KjLoop::Enter enter(*loop_);
-        loop_->poll();
-        // The request is sent before this returns (no posted turn in between).
-        loop_->run_now([&] { issue<R>(make, call); });
+        const Clock::time_point begin = Clock::now();
+        if (begin - last_call_end_ >= kIdleCheckAfter) loop_->poll();
+        // The request is sent before this returns (no posted turn in between), with a Finish
+        // held from the previous search in front of it. This call's own Finish is held until
+        // its answer is in.
+        loop_->run_now([&] {
+          hold_finishes(true);
+          issue<R>(make, call);
+        });
         drive(ready, deadline);
+        // A held Finish stays only after a search answered (what another thread's call left
+        // held goes too, with it); otherwise it goes now.
+        if (hold != Hold::kFinish || !call->done.load()) hold_finishes(false);
+        last_call_end_ = Clock::now();
       }
       lock.lock();
       held_ = false;
@@ -702,6 +736,8 @@ class ClientBackend final : public Backend {
   std::mutex mu_;
   std::condition_variable cv_;
   bool held_ = false;
+  // When the last call that ran the loop on its own thread ended (the loop's holder's).
+  Clock::time_point last_call_end_{};
   std::thread driver_;  // runs the loop once the handle watches
   std::atomic<bool> driver_stop_{false};
 };

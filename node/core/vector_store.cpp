@@ -557,14 +557,14 @@ std::unique_ptr<index::FloatReader> StoreFloatSource::reader() const {
   const store::ReadTxn::Stamp stamp = (*txn)->stamp();
   std::shared_ptr<VectorPointerCache> cache;
   if (stamp.snapshot != 0) {
-    std::shared_ptr<VectorPointerCache> cur = cache_.load();
+    std::shared_ptr<VectorPointerCache> cur = std::atomic_load(&cache_);
     if (cur == nullptr || newer(stamp, cur->stamp())) {
       auto fresh = std::make_shared<VectorPointerCache>(stamp);
       // Installed unless another reader installed one at least as new meanwhile.
-      while (!cache_.compare_exchange_weak(cur, fresh)) {
+      while (!std::atomic_compare_exchange_weak(&cache_, &cur, fresh)) {
         if (cur != nullptr && !newer(stamp, cur->stamp())) break;
       }
-      cur = cache_.load();
+      cur = std::atomic_load(&cache_);
     }
     // A reader of an older snapshot than the cache's (it began before a write that a newer
     // reader already saw) does without: the cache's pointers are not its snapshot's.

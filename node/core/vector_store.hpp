@@ -160,9 +160,14 @@ class StoreFloatSource final : public index::FloatSource {
   std::uint32_t dimension_;
   // The newest snapshot's cache. Shared (the one mutable-shared exception to STYLE 4): every
   // reader of that snapshot holds it for its life, so a reader of a newer snapshot can replace it
-  // here (an atomic exchange: the core takes no lock) while older readers finish with theirs; its
-  // slots are atomics.
-  mutable std::atomic<std::shared_ptr<VectorPointerCache>> cache_;
+  // here while older readers finish with theirs; its slots are atomics. Read and replaced only
+  // through the shared_ptr atomic access functions (std::atomic_load,
+  // std::atomic_compare_exchange_weak; the core takes no lock of its own), not
+  // std::atomic<std::shared_ptr>: libstdc++ 12's load() releases its internal spin lock with a
+  // relaxed store, so its read of the pointer is not ordered before a replacing writer's store
+  // (ThreadSanitizer reports the race; on a weakly ordered CPU such as arm64 the read may pair
+  // the new pointer with the old count, D63).
+  mutable std::shared_ptr<VectorPointerCache> cache_;
 };
 
 }  // namespace shoal::node

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "common/log.hpp"
 #include "crdt/codec.hpp"
@@ -12,6 +13,7 @@
 #include "index/kernels.hpp"
 #include "index/topk.hpp"
 #include "node/core/record.hpp"
+#include "node/store/lmdb_store.hpp"
 #include "node/store/memory_store.hpp"
 
 namespace shoal::sink {
@@ -1107,6 +1109,23 @@ SinkStatus SinkService::status() const {
     s.collections.push_back(std::move(cs));
   }
   return s;
+}
+
+Result<StateEnv> open_state_env(const std::string& path) {
+  store::LmdbStoreOptions o;
+  o.path = path;
+  StateEnv env;
+  auto opened = store::LmdbStore::open(o);
+  if (!opened.ok()) {
+    env.discarded = opened.status().to_string();
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec) return Status(Code::kIo, str_cat("cannot remove the sink's state env ", path, ": ", ec.message()));
+    opened = store::LmdbStore::open(o);
+    if (!opened.ok()) return opened.status().with_context("the sink's state env " + path);
+  }
+  env.store = std::move(*opened);
+  return env;
 }
 
 std::vector<std::string> SinkService::collections() const {

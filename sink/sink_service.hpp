@@ -288,6 +288,17 @@ class SinkService {
   std::uint64_t joined_at_open_ = 0;
 };
 
+// The state env of shoal-sink (DATA_DIR/state): the service's state on LMDB through the node's
+// store::LmdbStore. An env that does not open (damaged, not LMDB, another schema version) is
+// removed and created empty, and `discarded` says why: the state is derived from the objects, and
+// SinkService::open rebuilds it. Statuses: kIo (the directory cannot be removed), and
+// LmdbStore::open's when a fresh env does not open either.
+struct StateEnv {
+  std::unique_ptr<store::Store> store;
+  std::string discarded;
+};
+[[nodiscard]] Result<StateEnv> open_state_env(const std::string& path);
+
 // A bootstrap page in the CRDT form a node joins (node::Node::join_sink_page): its records with
 // their dots as the context, and on the last page (`done`) the collection's whole context too.
 // Adds the page's record ids to `ids` (the last join needs every page's). Statuses:

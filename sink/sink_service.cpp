@@ -1114,6 +1114,10 @@ SinkStatus SinkService::status() const {
 Result<StateEnv> open_state_env(const std::string& path) {
   store::LmdbStoreOptions o;
   o.path = path;
+  // The map grows by doubling as the state does (LmdbStore); its ceiling is address space, not
+  // disk, so it is set far above any sink's data (the node's 16 GiB default would stop a sink at
+  // about 6 GiB of 784-d payload, docs/sink.md).
+  o.map_size_max_bytes = std::uint64_t{1} << 40;
   StateEnv env;
   auto opened = store::LmdbStore::open(o);
   if (!opened.ok()) {

@@ -12,6 +12,7 @@
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
 #include "index/topk.hpp"
+#include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
 #include "node/store/lmdb_store.hpp"
 #include "node/store/memory_store.hpp"
@@ -27,6 +28,10 @@ constexpr std::string_view kContextKind = "ctx";
 // kept so that a bootstrap can create the collection on a device that lacks it. Not part of the
 // CRDT state: compaction keeps the newest, and a newer one replaces it.
 constexpr std::string_view kSpecKind = "spc";
+// The collection's whole spec as the latest upload said it (D62: its index options too), in the
+// node's catalogue encoding with id 0; kept like the metric, beside it (a sink from before it
+// leaves these keys alone, as every key it does not know).
+constexpr std::string_view kIndexKind = "idx";
 constexpr std::size_t kSeqDigits = 20;
 
 std::string_view as_view(const crdt::Bytes& b) {
@@ -68,7 +73,7 @@ bool parse_key(std::string_view key, std::string_view& kind, std::string_view& c
     if (ch < '0' || ch > '9') return false;
     seq = seq * 10 + static_cast<std::uint64_t>(ch - '0');
   }
-  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind || kind == kSpecKind;
+  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind || kind == kSpecKind || kind == kIndexKind;
 }
 
 std::size_t entry_count(const crdt::RecordMap& records) {
@@ -240,6 +245,9 @@ struct SinkService::Collection {
   std::uint32_t dimension = 0;              // the live records' (0: none live)
   std::optional<index::Metric> metric;      // as uploads said it (a kSpecKind object)
   std::string metric_key;                   // the object that holds it ("" before one is stored)
+  // Not in the state env: read from the newest kIndexKind object at open (D62).
+  std::optional<node::CollectionSpec> spec;  // as uploads said it
+  std::string spec_key;                      // the object that holds it
   std::uint64_t records = 0;                // live records
   std::uint64_t live_entries = 0;
   std::uint64_t payload_bytes = 0;          // of the live entries
@@ -330,6 +338,7 @@ Status SinkService::load() {
     const std::string_view kind_const = k == kSegmentKind  ? kSegmentKind
                                         : k == kDeltaKind  ? kDeltaKind
                                         : k == kSpecKind   ? kSpecKind
+                                        : k == kIndexKind  ? kIndexKind
                                                            : kContextKind;
     listing[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
   }
@@ -359,7 +368,7 @@ Status SinkService::load() {
     auto it = collections_.find(name);
     if (it == collections_.end()) continue;
     for (const Found& f : found) {
-      if (f.kind == kSpecKind) continue;
+      if (f.kind == kSpecKind || f.kind == kIndexKind) continue;
       last_ack_seq_ = std::max(last_ack_seq_, f.seq);
       it->second->last_seq = std::max(it->second->last_seq, f.seq);
     }
@@ -407,6 +416,15 @@ Result<std::pair<crdt::Delta, std::uint64_t>> SinkService::read_object(const Col
   return std::pair{std::move(*d), std::uint64_t{bytes.size()}};
 }
 
+Status SinkService::read_spec(Collection& c, const Found& f) {
+  SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+  auto spec = node::format::decode_spec(c.name, bytes);
+  if (!spec.ok()) return Status(Code::kCorruption, "spec object does not decode: " + spec.status().to_string(), f.key);
+  c.spec = std::move(spec->first);
+  c.spec_key = f.key;
+  return ok_status();
+}
+
 namespace {
 std::uint64_t context_base(std::string_view bytes) {
   std::uint64_t base = 0;
@@ -451,12 +469,16 @@ Status SinkService::rebuild(Listing& listing) {
         c.metric_key = f.key;
         continue;
       }
+      if (f.kind == kIndexKind) {  // the same for the spec, which the state env does not keep
+        SHOAL_RETURN_IF_ERROR(read_spec(c, f));
+        continue;
+      }
       if (!in_compaction(f)) continue;
       SHOAL_ASSIGN_OR_RETURN(auto got, read_object(c, f));
       SHOAL_RETURN_IF_ERROR(apply(c, got.first, f.key, got.second));
     }
     for (const Found& f : found) {
-      if (in_compaction(f) || f.kind == kSpecKind) continue;
+      if (in_compaction(f) || f.kind == kSpecKind || f.kind == kIndexKind) continue;
       SHOAL_ASSIGN_OR_RETURN(auto got, read_object(c, f));
       SHOAL_RETURN_IF_ERROR(apply(c, got.first, f.key, got.second));
     }
@@ -551,6 +573,10 @@ Status SinkService::catch_up(Listing& listing) {
       *c = std::move(w);
     }
     for (const Found& f : found) {
+      if (f.kind == kIndexKind) {  // sorted by seq: the newest is read last
+        SHOAL_RETURN_IF_ERROR(read_spec(*c, f));
+        continue;
+      }
       if (f.kind == kSpecKind) {
         if (f.key > c->metric_key || c->metric_key.empty()) {  // same collection and width: by seq
           SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
@@ -722,24 +748,55 @@ Result<SinkService::Collection*> SinkService::collection_for_write(std::string_v
   return c;
 }
 
+Status SinkService::check_spec(std::string_view collection, const std::optional<node::CollectionSpec>& spec,
+                               std::optional<index::Metric> metric, std::uint32_t dimension) const {
+  if (!spec) return ok_status();
+  node::Limits l;
+  l.max_collection_name_bytes = limits_.max_collection_name_bytes;
+  l.max_dimension = limits_.max_dimension;
+  SHOAL_RETURN_IF_ERROR(node::validate_spec(*spec, l).with_context("the upload's spec"));
+  if (spec->name != collection) {
+    return Status(Code::kInvalidArgument, str_cat("the upload's spec names collection '", node::escape_for_message(spec->name),
+                                                  "', the upload is of '", collection, "'"));
+  }
+  if (metric && spec->metric != *metric) {
+    return Status(Code::kInvalidArgument,
+                  str_cat("the upload's spec says metric ", unsigned(node::metric_to_wire_byte(spec->metric)),
+                          ", its metric byte ", unsigned(node::metric_to_wire_byte(*metric))));
+  }
+  if (dimension != 0 && spec->dimension != dimension) {
+    return Status(Detail::kDimensionMismatch, str_cat("the upload's spec says dimension ", spec->dimension,
+                                                      ", its records have ", dimension));
+  }
+  return ok_status();
+}
+
+bool SinkService::replace_setting(Collection& c, std::string_view kind, std::string_view bytes, std::string& key) {
+  // After the upload's own object, which is acknowledged whatever happens here: a put that fails
+  // leaves the setting unknown (or the old one), and the next upload that says it tries again.
+  std::string fresh = next_key(kind, c.name);
+  if (!store_.put(fresh, bytes).ok()) return false;
+  // The older one, best effort: at open the newest wins anyway.
+  if (!key.empty()) (void)store_.remove(key);
+  key = std::move(fresh);
+  return true;
+}
+
 void SinkService::remember_metric(Collection& c, std::optional<index::Metric> metric) {
   if (!metric || c.metric == metric) return;
-  // After the upload's own object, which is acknowledged whatever happens here: a put that fails
-  // leaves the metric unknown (or the old one), and the next upload that says it tries again.
-  std::string key = next_key(kSpecKind, c.name);
   const char byte = static_cast<char>(node::metric_to_wire_byte(*metric));
-  if (!store_.put(key, std::string_view(&byte, 1)).ok()) return;
-  const std::string old_key = c.metric_key;
-  const auto old_metric = c.metric;
+  if (!replace_setting(c, kSpecKind, std::string_view(&byte, 1), c.metric_key)) return;
   c.metric = metric;
-  c.metric_key = key;
-  if (!apply(c, crdt::Delta{}, "", 0).ok()) {  // the next open reads the newest metric object anyway
-    c.metric = old_metric;
-    c.metric_key = old_key;
-    return;
-  }
-  // The older one, best effort: at open the newest wins anyway.
-  if (!old_key.empty()) (void)store_.remove(old_key);
+  // The counters carry the metric. When this commit fails the state env keeps the older one, and
+  // the next open reads the newest metric object anyway (catch_up), so both agree again.
+  (void)apply(c, crdt::Delta{}, "", 0);
+}
+
+void SinkService::remember_spec(Collection& c, const std::optional<node::CollectionSpec>& spec) {
+  if (!spec) return;
+  const std::string bytes = node::format::encode_spec(*spec, 0);
+  if (c.spec && node::format::encode_spec(*c.spec, 0) == bytes) return;
+  if (replace_setting(c, kIndexKind, bytes, c.spec_key)) c.spec = spec;
 }
 
 // After the object's put: joins it into the state; when the state commit fails, takes the object
@@ -757,7 +814,8 @@ Result<SinkService::Collection*> SinkService::join_stored(std::string_view colle
 }
 
 Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
-                                              std::optional<index::Metric> metric) {
+                                              std::optional<index::Metric> metric,
+                                              const std::optional<node::CollectionSpec>& spec) {
   if (segment_bytes.size() > limits_.max_upload_bytes) {
     return Status(Detail::kTooLarge,
                   str_cat("segment of ", segment_bytes.size(), " bytes, limit ", limits_.max_upload_bytes));
@@ -767,7 +825,8 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   if (seg.records.empty()) return Status(Detail::kOutOfRange, "segment of '" + seg.collection + "' has no records");
   crdt::Delta delta = segment_to_delta(seg);
   const Collection* existing = find(seg.collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, seg.collection, delta.records, metric).status());
+  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t dimension, validate_records(existing, seg.collection, delta.records, metric));
+  SHOAL_RETURN_IF_ERROR(check_spec(seg.collection, spec, metric, dimension));
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", seg.collection, "'"));
@@ -782,11 +841,13 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   last_ack_wall_ns_ = now_wall_ns;
   ++uploads_;
   remember_metric(*c, metric);
+  remember_spec(*c, spec);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(seg.records.size()), segment_bytes.size()};
 }
 
 Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::string_view delta_bytes,
-                                           std::int64_t now_wall_ns, std::optional<index::Metric> metric) {
+                                           std::int64_t now_wall_ns, std::optional<index::Metric> metric,
+                                           const std::optional<node::CollectionSpec>& spec) {
   SHOAL_RETURN_IF_ERROR(check_collection_name(collection));
   if (delta_bytes.size() > limits_.max_delta_bytes) {
     return Status(Detail::kTooLarge, str_cat("delta of ", delta_bytes.size(), " bytes, limit ", limits_.max_delta_bytes));
@@ -799,7 +860,8 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   crdt::Delta delta = std::move(*decoded);
   if (delta.empty()) return UploadAck{};
   const Collection* existing = find(collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, collection, delta.records, metric).status());
+  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t dimension, validate_records(existing, collection, delta.records, metric));
+  SHOAL_RETURN_IF_ERROR(check_spec(collection, spec, metric, dimension));
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", collection, "'"));
@@ -814,6 +876,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   last_ack_wall_ns_ = now_wall_ns;
   ++deltas_;
   remember_metric(*c, metric);
+  remember_spec(*c, spec);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(delta.records.size()), delta_bytes.size()};
 }
 
@@ -939,6 +1002,7 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
   BootstrapPage out;
   out.dimension = c->dimension;
   out.metric = c->metric;
+  out.spec = c->spec;
   out.done = !more;
   if (!page.empty()) {
     out.next_after = page.rbegin()->first;

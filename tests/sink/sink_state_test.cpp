@@ -6,7 +6,9 @@
 // the object back and acknowledges nothing; a state env deleted, damaged, or naming an object the
 // store lost is rebuilt from the objects to the same state; an applied object a compaction
 // removed before the state heard of it is forgotten at open; a sink killed with SIGKILL while
-// uploading reopens with everything it acknowledged. Random data uses the seed printed with each case.
+// uploading reopens with everything it acknowledged. The collection's metric and spec (D62),
+// which history() uploads and then changes, come back in each of those cases too. Random data
+// uses the seed printed with each case.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "node/core/node_format.hpp"
 #include "node/store/memory_store.hpp"
 #include "sink/lmdb_object_store.hpp"
 #include "sink/memory_object_store.hpp"
@@ -40,6 +43,7 @@ std::unique_ptr<SinkService> open_on(sink::ObjectStore& objects, store::Store* s
 // for ids 0..n and "new", fetch's answer including the object named as the winner's holder.
 struct Seen {
   std::vector<std::string> segments, contexts;
+  std::vector<std::string> settings;  // each page's metric byte and spec (the catalogue encoding)
   std::vector<std::string> fetched;
   std::uint64_t records = 0, objects = 0, payload_bytes = 0;
   bool operator==(const Seen&) const = default;
@@ -50,6 +54,8 @@ Seen seen(const SinkService& s, int n) {
   for (auto& p : bootstrap_pages(s, kColl)) {
     out.segments.push_back(p.segment);
     out.contexts.push_back(p.context);
+    out.settings.push_back(str_cat(p.metric ? int(node::metric_to_wire_byte(*p.metric)) : -1, "/",
+                                   p.spec ? node::format::encode_spec(*p.spec, 0) : std::string("none")));
   }
   std::vector<std::string> ids{"new"};
   for (int i = 0; i < n; ++i) ids.push_back(id_of(i));
@@ -73,14 +79,27 @@ std::string next_key(sink::ObjectStore& objects, const char* kind) {
   return str_cat(kind, "/", kColl, "/", digits);
 }
 
-// Uploads, a delete, a compaction, upserts and deletes after it, more uploads.
+// Uploads saying the metric and a spec, a delete, a compaction, upserts and deletes after it (one
+// saying a changed spec), more uploads.
 void history(SinkService& sink, node::Node& n, Rng& rng) {
-  for (const auto& s : segments_of(n, kColl, 16)) REQUIRE(sink.upload_segment(s, kNow).ok());
+  node::CollectionSpec spec;
+  spec.name = kColl;
+  spec.dimension = 4;
+  spec.metric = node::Metric::kL2;
+  spec.m = 8;
+  for (const auto& s : segments_of(n, kColl, 16)) REQUIRE(sink.upload_segment(s, kNow, node::Metric::kL2, spec).ok());
   REQUIRE(sink.apply_delta(kColl, delete_delta(n, kColl, "r0001"), kNow).ok());
   REQUIRE(sink.compact().ok());
+  spec.m = 24;
+  spec.ef_search = 77;
+  REQUIRE(sink.apply_delta(kColl, upsert_delta(n, kColl, "r0005", random_value(rng, 4, 5)), kNow, node::Metric::kL2, spec).ok());
   for (int i : {2, 17, 40}) REQUIRE(sink.apply_delta(kColl, upsert_delta(n, kColl, id_of(i), random_value(rng, 4, i)), kNow).ok());
   REQUIRE(sink.apply_delta(kColl, delete_delta(n, kColl, "r0018"), kNow).ok());
   for (const auto& s : segments_of(n, kColl, 25)) REQUIRE(sink.upload_segment(s, kNow).ok());
+  auto page = sink.bootstrap(kColl, "");  // the newest spec said (Seen's equality then proves it kept)
+  REQUIRE(page.ok());
+  REQUIRE(page->spec.has_value());
+  CHECK((page->spec->m == 24 && page->spec->ef_search == 77 && page->metric == node::Metric::kL2));
 }
 
 }  // namespace
@@ -234,7 +253,7 @@ TEST_CASE("a state env deleted, damaged, or behind a replaced object store is re
     CHECK(seen(*sink, 60) == running);
   }
   SECTION("an applied object gone with no newer compaction: the store is not the one the state was built from") {
-    auto keys = (*objects)->list("");
+    auto keys = (*objects)->list("seg/");  // not spc/ or idx/, which sort after it
     REQUIRE(keys.ok());
     REQUIRE((*objects)->remove(keys->back()).ok());  // the newest segment
     auto env = sink::open_state_env(state_dir);

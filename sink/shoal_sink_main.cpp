@@ -183,7 +183,17 @@ int main(int argc, char** argv) {
     std::cerr << "shoal-sink: store: " << store.status().to_string() << "\n";
     return 1;
   }
-  auto service = sink::SinkService::open(**store, cfg.limits);
+  // The replica's state (D54, D60): derived from the objects, rebuilt when missing or damaged.
+  auto state = sink::open_state_env(cfg.data_dir + "/state");
+  if (!state.ok()) {
+    std::cerr << "shoal-sink: state: " << state.status().to_string() << "\n";
+    return 1;
+  }
+  if (!state->discarded.empty()) {
+    SHOAL_LOG(&logger, kWarn, "shoal-sink", "the state env did not open (", state->discarded,
+              "); removed, rebuilding it from the objects");
+  }
+  auto service = sink::SinkService::open(**store, cfg.limits, state->store.get());
   if (!service.ok()) {
     std::cerr << "shoal-sink: opening the sink's objects: " << service.status().to_string() << "\n";
     return 1;
@@ -199,6 +209,8 @@ int main(int argc, char** argv) {
               << " bytes_after=" << r->bytes_after << "\n";
     return 0;
   }
+  SHOAL_LOG(&logger, kInfo, "shoal-sink", "state: ", (*service)->rebuilt_at_open() ? "rebuilt from the objects" : "opened",
+            ", ", (*service)->joined_at_open(), " objects joined at open");
   auto creds = load_certificate(cfg, *identity);
   if (!creds.ok()) {
     std::cerr << "shoal-sink: " << creds.status().message() << "\n";

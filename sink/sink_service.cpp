@@ -4,13 +4,18 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include "common/log.hpp"
 #include "crdt/codec.hpp"
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
+#include "index/topk.hpp"
 #include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
+#include "node/store/lmdb_store.hpp"
+#include "node/store/memory_store.hpp"
 
 namespace shoal::sink {
 
@@ -151,142 +156,328 @@ Segment records_to_segment(std::string_view collection, const crdt::RecordMap& r
   return s;
 }
 
-struct SinkService::Object {
-  std::uint64_t bytes = 0;
-  std::string_view kind;  // one of the k*Kind constants
-  std::uint64_t entries = 0;  // entries a segment carried
+// The state env's layout (docs/sink-format.md, "The state env"); `C` is the collection's name
+// and `\0` a zero byte (no collection name holds one):
+//   records   C \0 id   -> u8 length, the object holding the winner, crdt::encode_entries bytes
+//   vectors   C \0 id   -> the winner's vector, float32 (what cold search scans in place)
+//   contexts  C         -> the collection's causal context (crdt::encode_context bytes)
+//   catalogue C         -> the collection's counters (encode_counters)
+//   deltas    C \0 key  -> an object the state has applied: u64 bytes, u64 entries (big-endian)
+//   meta      sink.state_version -> "1" once a rebuild finished (absent: rebuild at open)
+namespace {
+
+constexpr std::string_view kStateVersionKey = "sink.state_version";
+constexpr std::string_view kStateVersion = "1";
+constexpr std::uint8_t kNoMetric = 255;
+
+std::string in_collection(std::string_view collection, std::string_view key) {
+  std::string s(collection);
+  s += '\0';
+  s += key;
+  return s;
+}
+
+store::Range collection_range(std::string_view collection) { return store::Range::prefix(in_collection(collection, "")); }
+
+std::string encode_record(std::string_view holder, const crdt::Entries& entries) {
+  SHOAL_ASSERT(holder.size() < 256);  // object keys are at most 89 bytes
+  std::string out(1, static_cast<char>(holder.size()));
+  out += holder;
+  crdt::Bytes b;
+  crdt::encode_entries(entries, b);
+  out += as_view(b);
+  return out;
+}
+
+struct StoredRecord {
+  std::string holder;
+  crdt::Entries entries;
 };
 
+Result<StoredRecord> decode_record(std::string_view key, std::string_view v) {
+  const std::size_t n = v.empty() ? 0 : static_cast<std::uint8_t>(v[0]);
+  if (v.empty() || v.size() < 1 + n) return Status(Code::kCorruption, "state record shorter than its header", std::string(key));
+  StoredRecord r;
+  r.holder = std::string(v.substr(1, n));
+  auto e = crdt::decode_entries(as_bytes(v.substr(1 + n)));
+  if (!e.ok()) return Status(Code::kCorruption, "state record does not decode: " + e.status().to_string(), std::string(key));
+  r.entries = std::move(*e);
+  if (r.entries.empty() || !crdt::entries_valid(r.entries)) return Status(Code::kCorruption, "state record has invalid entries", std::string(key));
+  return r;
+}
+
+std::string vector_bytes(const crdt::Entry& winner) {
+  auto v = node::decode_payload(as_view(winner.payload));
+  SHOAL_ASSERT(v.ok());  // validated before it was stored
+  return std::string(reinterpret_cast<const char*>(v->vector.data()), v->vector.size() * sizeof(float));
+}
+
+std::uint64_t payload_size(const crdt::Entries& entries) {
+  std::uint64_t n = 0;
+  for (const crdt::Entry& e : entries) n += e.payload.size();
+  return n;
+}
+
+struct ObjectInfo {
+  std::uint64_t bytes = 0;
+  std::uint64_t entries = 0;
+};
+
+std::string encode_object(const ObjectInfo& o) { return store::encode_u64_be(o.bytes) + store::encode_u64_be(o.entries); }
+
+Result<ObjectInfo> decode_object(std::string_view key, std::string_view v) {
+  if (v.size() != 16) return Status(Code::kCorruption, str_cat("applied-object entry of ", v.size(), " bytes, not 16"), std::string(key));
+  return ObjectInfo{*store::decode_u64_be(v.substr(0, 8)), *store::decode_u64_be(v.substr(8))};
+}
+
+}  // namespace
+
+struct SinkService::Found {
+  std::string key;
+  std::string_view kind;
+  std::uint64_t seq = 0;
+};
+
+// What the heap keeps of a collection: counters and the context; records live in the state env.
 struct SinkService::Collection {
   std::string name;
-  crdt::Delta state;                                // records (live only) and the whole context
-  std::uint32_t dimension = 0;                      // the live records' (0: none live)
-  std::optional<index::Metric> metric;              // as uploads said it (a kSpecKind object)
-  std::string metric_key;                           // the object that holds it ("" before one is stored)
-  std::optional<node::CollectionSpec> spec;         // as uploads said it (a kIndexKind object, D62)
-  std::string spec_key;                             // the object that holds it
-  std::map<std::string, Object, std::less<>> objects;  // key -> what it holds (not metric_key)
-  std::map<std::string, std::string, std::less<>> holder;  // record id -> object holding its winner
-  std::uint64_t segment_entries = 0;  // entries carried by the segment objects
+  crdt::CausalContext context;
+  std::uint32_t dimension = 0;              // the live records' (0: none live)
+  std::optional<index::Metric> metric;      // as uploads said it (a kSpecKind object)
+  std::string metric_key;                   // the object that holds it ("" before one is stored)
+  // Not in the state env: read from the newest kIndexKind object at open (D62).
+  std::optional<node::CollectionSpec> spec;  // as uploads said it
+  std::string spec_key;                      // the object that holds it
+  std::uint64_t records = 0;                // live records
+  std::uint64_t live_entries = 0;
+  std::uint64_t payload_bytes = 0;          // of the live entries
+  std::uint64_t segment_entries = 0;        // entries carried by the segment objects
+  std::uint64_t segments = 0;
+  std::uint64_t deltas = 0;
+  std::uint64_t contexts = 0;
+  std::uint64_t object_bytes = 0;           // of the applied objects (not the metric's)
+  // Not in the state env: from the object listing at open, then each acknowledgement.
   std::uint64_t last_seq = 0;
   std::int64_t last_ack_wall_ns = 0;
-  // Search cache: the winners' vectors, rebuilt when `version` moved past `cached_version`.
-  std::uint64_t version = 0;
-  mutable std::uint64_t cached_version = ~std::uint64_t{0};
-  mutable std::vector<float> vectors;
-  mutable std::vector<std::string> ids;
 
-  std::uint64_t live_entries() const { return entry_count(state.records); }
-  std::uint64_t delta_objects() const {
-    std::uint64_t n = 0;
-    for (const auto& [k, o] : objects) n += o.kind == kDeltaKind ? 1 : 0;
-    return n;
-  }
-  std::uint64_t context_objects() const {
-    std::uint64_t n = 0;
-    for (const auto& [k, o] : objects) n += o.kind == kContextKind ? 1 : 0;
-    return n;
-  }
+  std::uint64_t objects() const { return segments + deltas + contexts; }
   // Anything compaction would fold or drop: delta objects, more than one context, or segment
   // entries that are no longer live (deleted, superseded, or carried twice).
-  bool dirty() const {
-    return delta_objects() > 0 || context_objects() > 1 || segment_entries != live_entries();
+  bool dirty() const { return deltas > 0 || contexts > 1 || segment_entries != live_entries; }
+
+  std::string encode_counters() const {
+    std::string out;
+    for (std::uint64_t v : {std::uint64_t{dimension}, std::uint64_t{metric ? node::metric_to_wire_byte(*metric) : kNoMetric},
+                            records, live_entries, payload_bytes, segment_entries, segments, deltas, contexts,
+                            object_bytes}) {
+      out += store::encode_u64_be(v);
+    }
+    return out + metric_key;
+  }
+  Status decode_counters(std::string_view v) {
+    constexpr std::size_t kFields = 10;
+    if (v.size() < kFields * 8) return Status(Code::kCorruption, "collection counters truncated", name);
+    std::uint64_t f[kFields];
+    for (std::size_t i = 0; i < kFields; ++i) f[i] = *store::decode_u64_be(v.substr(i * 8, 8));
+    dimension = static_cast<std::uint32_t>(f[0]);
+    metric.reset();
+    if (f[1] != kNoMetric) {
+      metric = f[1] <= 255 ? node::metric_from_wire_byte(static_cast<std::uint8_t>(f[1])) : std::nullopt;
+      if (!metric) return Status(Code::kCorruption, str_cat("collection counters name metric byte ", f[1]), name);
+    }
+    records = f[2];
+    live_entries = f[3];
+    payload_bytes = f[4];
+    segment_entries = f[5];
+    segments = f[6];
+    deltas = f[7];
+    contexts = f[8];
+    object_bytes = f[9];
+    metric_key = std::string(v.substr(kFields * 8));
+    return ok_status();
+  }
+  void count_object(std::string_view kind, const ObjectInfo& o, int sign) {
+    const auto add = [sign](std::uint64_t& x, std::uint64_t d) { x = sign > 0 ? x + d : x - d; };
+    add(object_bytes, o.bytes);
+    if (kind == kSegmentKind) {
+      add(segments, 1);
+      add(segment_entries, o.entries);
+    } else if (kind == kDeltaKind) {
+      add(deltas, 1);
+    } else {
+      add(contexts, 1);
+    }
   }
 };
 
-SinkService::SinkService(ObjectStore& store, SinkLimits limits) : store_(store), limits_(std::move(limits)) {}
+SinkService::SinkService(ObjectStore& store, SinkLimits limits, store::Store& state)
+    : store_(store), limits_(std::move(limits)), state_(state) {}
 SinkService::~SinkService() = default;
 
-Result<std::unique_ptr<SinkService>> SinkService::open(ObjectStore& store, SinkLimits limits) {
-  std::unique_ptr<SinkService> s(new SinkService(store, std::move(limits)));
+Result<std::unique_ptr<SinkService>> SinkService::open(ObjectStore& store, SinkLimits limits, store::Store* state) {
+  std::unique_ptr<store::Store> own;
+  if (state == nullptr) {
+    own = std::make_unique<store::MemoryStore>();
+    state = own.get();
+  }
+  std::unique_ptr<SinkService> s(new SinkService(store, std::move(limits), *state));
+  s->own_state_ = std::move(own);
   SHOAL_RETURN_IF_ERROR(s->load());
   return s;
 }
 
 Status SinkService::load() {
-  struct Found {
-    std::string key;
-    std::string_view kind;
-    std::uint64_t seq = 0;
-  };
-  std::map<std::string, std::vector<Found>, std::less<>> by_collection;
+  Listing listing;
   // One listing of everything (not one per kind: a prefix holding '/' is a query moto 5.2
   // re-encodes before it checks the signature, docs/sink-format.md); other keys are left alone.
   SHOAL_ASSIGN_OR_RETURN(auto keys, store_.list(""));
   for (std::string& key : keys) {
     std::string_view k, coll;
     std::uint64_t seq = 0;
-    if (!parse_key(key, k, coll, seq)) continue;
+    if (!parse_key(key, k, coll, seq) || !check_collection_name(coll).ok()) continue;
     const std::string_view kind_const = k == kSegmentKind  ? kSegmentKind
                                         : k == kDeltaKind  ? kDeltaKind
                                         : k == kSpecKind   ? kSpecKind
                                         : k == kIndexKind  ? kIndexKind
                                                            : kContextKind;
-    by_collection[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
+    listing[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
   }
-  for (auto& [name, found] : by_collection) {
+  for (auto& [name, found] : listing) {
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
+    for (const Found& f : found) next_seq_ = std::max(next_seq_, f.seq + 1);
+  }
+  bool complete = false;
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+    auto v = txn->get(store::Table::kMeta, kStateVersionKey);
+    if (v.ok()) {
+      complete = *v == kStateVersion;
+    } else if (v.status().code() != Code::kNotFound) {
+      return v.status().with_context("the sink's state");
+    }
+  }
+  Status st = complete ? catch_up(listing) : Status(Code::kNotFound, "no complete state");
+  if (!st.ok()) {
+    if (complete && st.code() != Code::kCorruption) return st;  // an I/O error: not the state's fault
+    collections_.clear();
+    joined_at_open_ = 0;
+    rebuilt_ = true;
+    SHOAL_RETURN_IF_ERROR(rebuild(listing));
+  }
+  for (auto& [name, found] : listing) {
+    auto it = collections_.find(name);
+    if (it == collections_.end()) continue;
+    for (const Found& f : found) {
+      if (f.kind == kSpecKind || f.kind == kIndexKind) continue;
+      last_ack_seq_ = std::max(last_ack_seq_, f.seq);
+      it->second->last_seq = std::max(it->second->last_seq, f.seq);
+    }
+  }
+  return ok_status();
+}
+
+Status SinkService::clear_state() {
+  for (store::Table t : {store::Table::kRecords, store::Table::kVectors, store::Table::kContexts,
+                         store::Table::kCatalogue, store::Table::kDeltas}) {
+    for (;;) {  // in batches, so no transaction holds a whole table's keys
+      SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+      SHOAL_ASSIGN_OR_RETURN(auto batch, txn->collect(t, store::Range::all().limited(4096)));
+      if (batch.empty()) break;
+      for (const auto& kv : batch) SHOAL_RETURN_IF_ERROR(txn->del(t, kv.key));
+      SHOAL_RETURN_IF_ERROR(txn->commit());
+    }
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kMeta, kStateVersionKey));
+  return txn->commit();
+}
+
+// Every payload must decode: the join and cold search take stored payloads as validated (they
+// were, at upload), and an object changed in the store since is bad input, not a reason to abort.
+static Status check_payloads(const crdt::Delta& d, const std::string& key) {
+  for (const auto& [id, entries] : d.records) {
+    for (const crdt::Entry& e : entries) {
+      if (auto v = node::decode_payload(as_view(e.payload)); !v.ok()) {
+        return Status(Code::kCorruption,
+                      str_cat("record '", node::escape_for_message(id), "': ", v.status().to_string()), key);
+      }
+    }
+  }
+  return ok_status();
+}
+
+Result<std::pair<crdt::Delta, std::uint64_t>> SinkService::read_object(const Collection& c, const Found& f) {
+  SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+  if (f.kind == kSegmentKind) {
+    auto seg = decode_segment(bytes, limits_.segment);
+    if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
+    if (seg->collection != c.name) {
+      return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
+    }
+    crdt::Delta delta = segment_to_delta(*seg);
+    SHOAL_RETURN_IF_ERROR(check_payloads(delta, f.key));
+    return std::pair{std::move(delta), std::uint64_t{bytes.size()}};
+  }
+  if (f.kind == kContextKind) {
+    // u64 little-endian base, then the whole context: joined as a delta naming no record.
+    if (bytes.size() < 8) return Status(Detail::kTruncated, "context object shorter than its 8-byte header", f.key);
+    auto ctx = crdt::decode_context(as_bytes(std::string_view(bytes).substr(8)));
+    if (!ctx.ok()) return Status(Code::kCorruption, "context object does not decode: " + ctx.status().to_string(), f.key);
+    crdt::Delta d;
+    d.context = std::move(*ctx);
+    return std::pair{std::move(d), std::uint64_t{bytes.size()}};
+  }
+  auto d = crdt::decode_delta(as_bytes(bytes));
+  if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
+  SHOAL_RETURN_IF_ERROR(check_payloads(*d, f.key));
+  return std::pair{std::move(*d), std::uint64_t{bytes.size()}};
+}
+
+Status SinkService::read_spec(Collection& c, const Found& f) {
+  SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+  auto spec = node::format::decode_spec(c.name, bytes);
+  if (!spec.ok()) return Status(Code::kCorruption, "spec object does not decode: " + spec.status().to_string(), f.key);
+  c.spec = std::move(spec->first);
+  c.spec_key = f.key;
+  return ok_status();
+}
+
+namespace {
+std::uint64_t context_base(std::string_view bytes) {
+  std::uint64_t base = 0;
+  for (int i = 7; i >= 0; --i) base = (base << 8) | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
+  return base;
+}
+}  // namespace
+
+Status SinkService::rebuild(Listing& listing) {
+  SHOAL_RETURN_IF_ERROR(clear_state());
+  for (auto& [name, found] : listing) {
     auto fresh = std::make_unique<Collection>();
     fresh->name = name;
     Collection& c = *fresh;
     collections_.emplace(name, std::move(fresh));
-    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.seq < b.seq; });
     // The newest compaction: its context object names the first sequence number of its segments.
     std::uint64_t base = 0, top = 0;
-    crdt::Delta compacted;
+    const Found* newest_ctx = nullptr;
     for (auto it = found.rbegin(); it != found.rend(); ++it) {
       if (it->kind != kContextKind) continue;
       SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(it->key));
       if (bytes.size() < 8) return Status(Detail::kTruncated, "context object shorter than its 8-byte header", it->key);
-      for (int i = 7; i >= 0; --i) base = (base << 8) | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
-      auto ctx = crdt::decode_context(as_bytes(std::string_view(bytes).substr(8)));
-      if (!ctx.ok()) return Status(Code::kCorruption, "context object does not decode: " + ctx.status().to_string(), it->key);
-      compacted.context = std::move(*ctx);
+      base = context_base(bytes);
       top = it->seq;
+      newest_ctx = &*it;
       break;
     }
-    // Two passes, so that memory holds the state and one decoded object at a time, never every
-    // object decoded at once (a restart's peak, D54): first the newest compaction's segments,
-    // which with its context are the compacted state; then every other object in sequence order,
-    // each joined as the delta it is as soon as it is read. Delta::join is the state join, so
-    // the others' order does not change the state, and an object older than the compaction whose
-    // entries are dead there is judged by the compacted context; the index of which object holds
-    // each winner (`holder`) follows the same order as before: the compacted state first.
+    // Two passes, one object in memory at a time (D54): first the newest compaction's segments
+    // then its context, which together are the compacted state; then every other object in
+    // sequence order, each joined as the delta it is. An object older than the compaction whose
+    // entries are dead there is judged by the compacted context, so nothing dead comes back; the
+    // index of which object holds each winner follows the same order: the compacted state first.
     auto in_compaction = [&](const Found& f) {
-      return f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top;
-    };
-    // Every payload must decode: the join and cold search take stored payloads as validated (they
-    // were, at upload), and an object changed in the store since is bad input, not a reason to abort.
-    auto check_payloads = [](const crdt::Delta& d, const std::string& key) -> Status {
-      for (const auto& [id, entries] : d.records) {
-        for (const crdt::Entry& e : entries) {
-          if (auto v = node::decode_payload(as_view(e.payload)); !v.ok()) {
-            return Status(Code::kCorruption,
-                          str_cat("record '", node::escape_for_message(id), "': ", v.status().to_string()), key);
-          }
-        }
-      }
-      return ok_status();
-    };
-    auto read_object = [&](const Found& f) -> Result<std::pair<crdt::Delta, std::uint64_t>> {
-      SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
-      crdt::Delta delta;
-      if (f.kind == kSegmentKind) {
-        auto seg = decode_segment(bytes, limits_.segment);
-        if (!seg.ok()) return Status(Code::kCorruption, "segment object does not decode: " + seg.status().to_string(), f.key);
-        if (seg->collection != c.name) {
-          return Status(Code::kCorruption, "segment of collection '" + seg->collection + "' under another key", f.key);
-        }
-        delta = segment_to_delta(*seg);
-      } else {
-        auto d = crdt::decode_delta(as_bytes(bytes));
-        if (!d.ok()) return Status(Code::kCorruption, "delta object does not decode: " + d.status().to_string(), f.key);
-        delta = std::move(*d);
-      }
-      SHOAL_RETURN_IF_ERROR(check_payloads(delta, f.key));
-      return std::pair{std::move(delta), std::uint64_t{bytes.size()}};
+      return (f.kind == kSegmentKind && top != 0 && f.seq >= base && f.seq < top) || &f == newest_ctx;
     };
     for (const Found& f : found) {
-      next_seq_ = std::max(next_seq_, f.seq + 1);
       if (f.kind == kSpecKind) {  // sorted by seq: the newest is read last
         SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
         auto m = bytes.size() == 1 ? node::metric_from_wire_byte(static_cast<std::uint8_t>(bytes[0])) : std::nullopt;
@@ -295,45 +486,130 @@ Status SinkService::load() {
         c.metric_key = f.key;
         continue;
       }
-      if (f.kind == kIndexKind) {  // the same for the spec
-        SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
-        auto spec = node::format::decode_spec(c.name, bytes);
-        if (!spec.ok()) return Status(Code::kCorruption, "spec object does not decode", f.key);
-        c.spec = std::move(spec->first);
-        c.spec_key = f.key;
+      if (f.kind == kIndexKind) {  // the same for the spec, which the state env does not keep
+        SHOAL_RETURN_IF_ERROR(read_spec(c, f));
         continue;
       }
-      last_ack_seq_ = std::max(last_ack_seq_, f.seq);
-      c.last_seq = std::max(c.last_seq, f.seq);
       if (!in_compaction(f)) continue;
-      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(f));
-      auto& [delta, bytes] = got;
-      // One of the newest compaction's segments: part of the state that context describes.
-      const std::uint64_t n = entry_count(delta.records);
-      for (auto& [id, entries] : delta.records) {
-        c.holder[id] = f.key;
-        compacted.records[id] = std::move(entries);
-      }
-      c.objects[f.key] = Object{bytes, kSegmentKind, n};
-      c.segment_entries += n;
-    }
-    if (top != 0) {
-      // The state is empty, so the compacted state is the join; moved, not copied.
-      c.state = std::move(compacted);
-      join(c, crdt::Delta{}, std::string(), 0, false);
+      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(c, f));
+      SHOAL_RETURN_IF_ERROR(apply(c, got.first, f.key, got.second));
     }
     for (const Found& f : found) {
       if (in_compaction(f) || f.kind == kSpecKind || f.kind == kIndexKind) continue;
-      if (f.kind == kContextKind) {
-        auto got = store_.get(f.key);
-        if (!got.ok()) return got.status().with_context(f.key);
-        c.objects[f.key] = Object{got->size(), kContextKind, 0};
+      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(c, f));
+      SHOAL_RETURN_IF_ERROR(apply(c, got.first, f.key, got.second));
+    }
+    // The counters with the metric (a spec object read after the last join, or the only object).
+    SHOAL_RETURN_IF_ERROR(apply(c, crdt::Delta{}, "", 0));
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, kStateVersionKey, kStateVersion));
+  return txn->commit();
+}
+
+Status SinkService::catch_up(Listing& listing) {
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+    Status bad;
+    SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kCatalogue, store::Range::all(), [&](std::string_view k, std::string_view v) {
+      auto c = std::make_unique<Collection>();
+      c->name = std::string(k);
+      bad = c->decode_counters(v);
+      if (!bad.ok()) return false;
+      collections_.emplace(c->name, std::move(c));
+      return true;
+    }));
+    SHOAL_RETURN_IF_ERROR(bad);
+    for (auto& [name, c] : collections_) {
+      SHOAL_ASSIGN_OR_RETURN(std::string ctx, txn->get(store::Table::kContexts, name));
+      auto decoded = crdt::decode_context(as_bytes(ctx));
+      if (!decoded.ok()) return Status(Code::kCorruption, "state context does not decode", name);
+      c->context = std::move(*decoded);
+    }
+  }
+  for (auto& [name, c] : collections_) {
+    if (listing.find(name) == listing.end()) {
+      return Status(Code::kCorruption, "the state holds a collection with no object", name);
+    }
+  }
+  for (auto& [name, found] : listing) {
+    Collection* c = nullptr;
+    auto it = collections_.find(name);
+    if (it == collections_.end()) {
+      auto fresh = std::make_unique<Collection>();
+      fresh->name = name;
+      c = fresh.get();
+      collections_.emplace(name, std::move(fresh));
+    } else {
+      c = it->second.get();
+    }
+    // The objects the state applied that are gone: removed by a compaction (a context object of
+    // a later sequence exists), or the object store is not the one the state was built from.
+    std::set<std::string, std::less<>> listed;
+    std::uint64_t newest_ctx = 0;
+    for (const Found& f : found) {
+      listed.insert(f.key);
+      if (f.kind == kContextKind) newest_ctx = std::max(newest_ctx, f.seq);
+    }
+    std::vector<std::pair<std::string, ObjectInfo>> gone;
+    std::set<std::string, std::less<>> applied;
+    {
+      SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+      Status bad;
+      const std::string prefix = in_collection(name, "");
+      SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kDeltas, collection_range(name), [&](std::string_view k, std::string_view v) {
+        const std::string_view key = k.substr(prefix.size());
+        if (listed.count(key) != 0) {
+          applied.insert(std::string(key));
+          return true;
+        }
+        std::string_view kind, coll;
+        std::uint64_t seq = 0;
+        auto info = decode_object(key, v);
+        if (!info.ok() || !parse_key(key, kind, coll, seq) || seq >= newest_ctx) {
+          bad = Status(Code::kCorruption, "an object the state applied is gone from the object store", std::string(key));
+          return false;
+        }
+        gone.emplace_back(std::string(key), *info);
+        return true;
+      }));
+      SHOAL_RETURN_IF_ERROR(bad);
+    }
+    if (!gone.empty()) {  // a compaction's removals the state had not recorded
+      SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+      Collection w = *c;
+      for (const auto& [key, info] : gone) {
+        std::string_view kind, coll;
+        std::uint64_t seq = 0;
+        (void)parse_key(key, kind, coll, seq);
+        w.count_object(kind == kSegmentKind ? kSegmentKind : kind == kDeltaKind ? kDeltaKind : kContextKind, info, -1);
+        SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kDeltas, in_collection(name, key)));
+      }
+      SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kCatalogue, name, w.encode_counters()));
+      SHOAL_RETURN_IF_ERROR(txn->commit());
+      *c = std::move(w);
+    }
+    for (const Found& f : found) {
+      if (f.kind == kIndexKind) {  // sorted by seq: the newest is read last
+        SHOAL_RETURN_IF_ERROR(read_spec(*c, f));
         continue;
       }
-      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(f));
-      auto& [delta, bytes] = got;
-      if (f.kind == kSegmentKind) c.segment_entries += entry_count(delta.records);
-      join(c, delta, f.key, bytes, f.kind == kDeltaKind);
+      if (f.kind == kSpecKind) {
+        if (f.key > c->metric_key || c->metric_key.empty()) {  // same collection and width: by seq
+          SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+          auto m = bytes.size() == 1 ? node::metric_from_wire_byte(static_cast<std::uint8_t>(bytes[0])) : std::nullopt;
+          if (!m) return Status(Code::kCorruption, str_cat("metric object of ", bytes.size(), " bytes is no metric byte"), f.key);
+          c->metric = *m;
+          c->metric_key = f.key;
+          SHOAL_RETURN_IF_ERROR(apply(*c, crdt::Delta{}, "", 0));
+        }
+        continue;
+      }
+      if (applied.count(f.key) != 0) continue;
+      // Put before a crash took the state commit with it (or by hand): joined now, idempotently.
+      SHOAL_ASSIGN_OR_RETURN(auto got, read_object(*c, f));
+      SHOAL_RETURN_IF_ERROR(apply(*c, got.first, f.key, got.second));
+      ++joined_at_open_;
     }
     // The live winners share one dimension (uploads are checked against it): a store changed
     // since that breaks it would have cold search read rows past its vectors.
@@ -414,41 +690,74 @@ std::string SinkService::next_key(std::string_view kind, std::string_view collec
   return str_cat(kind, "/", collection, "/", digits);
 }
 
-void SinkService::join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta) {
-  c.state.join(delta);
-  // Delta::join keeps named-but-empty ids (a delete); the state keeps live records only.
-  for (auto it = c.state.records.begin(); it != c.state.records.end();) {
-    if (it->second.empty()) {
-      c.holder.erase(it->first);
-      it = c.state.records.erase(it);
-    } else {
-      ++it;
+Status SinkService::apply(Collection& c, const crdt::Delta& delta, std::string_view key, std::uint64_t bytes) {
+  Collection w = c;
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+  for (const auto& [id, remote] : delta.records) {
+    const std::string rk = in_collection(c.name, id);
+    StoredRecord local;
+    auto got = txn->get(store::Table::kRecords, rk);
+    const bool existed = got.ok();
+    if (existed) {
+      SHOAL_ASSIGN_OR_RETURN(local, decode_record(rk, *got));
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
     }
-  }
-  // The index: the object that holds each named record's winner, when this object brought it.
-  for (const auto& [id, entries] : delta.records) {
-    auto live = c.state.records.find(id);
-    if (live == c.state.records.end()) continue;
-    const crdt::Entry* w = crdt::winner(live->second);
-    const bool here = std::any_of(entries.begin(), entries.end(), [&](const crdt::Entry& e) { return e.dot == w->dot; });
-    if (here && !key.empty()) c.holder[id] = key;
+    const crdt::Dot old_winner = existed ? crdt::winner(local.entries)->dot : crdt::Dot{};
+    const std::uint64_t old_entries = local.entries.size();
+    const std::uint64_t old_payload = payload_size(local.entries);
+    // The node's join of one record (crdt/or_map.hpp): the delta's context judges the entries
+    // held here, the collection's context the delta's.
+    if (!crdt::join_entries(local.entries, w.context, remote, delta.context)) continue;
+    w.live_entries = w.live_entries - old_entries + local.entries.size();
+    w.payload_bytes = w.payload_bytes - old_payload + payload_size(local.entries);
+    if (local.entries.empty()) {
+      SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kRecords, rk));
+      SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kVectors, rk));
+      --w.records;
+      continue;
+    }
+    if (!existed) ++w.records;
+    const crdt::Entry* win = crdt::winner(local.entries);
+    // The index: the object that holds the winner, when this object brought it.
+    const bool here = std::any_of(remote.begin(), remote.end(), [&](const crdt::Entry& e) { return e.dot == win->dot; });
+    if (here && !key.empty()) local.holder = std::string(key);
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, rk, encode_record(local.holder, local.entries)));
+    if (!existed || !(win->dot == old_winner)) {
+      const std::string v = vector_bytes(*win);
+      if (w.dimension == 0) w.dimension = static_cast<std::uint32_t>(v.size() / sizeof(float));
+      SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kVectors, rk, v));
+    }
   }
   // The dimension is the live records' (they all share it, validate_records sees to that): with
   // none live the collection has none, so a device that deleted everything and recreated the
   // collection with another dimension is taken, and open() never keeps the dimension of records
   // deleted since.
-  c.dimension = 0;
-  if (!c.state.records.empty()) {
-    auto v = node::decode_payload(as_view(crdt::winner(c.state.records.begin()->second)->payload));
-    SHOAL_ASSERT(v.ok());  // validated before it was stored
-    c.dimension = static_cast<std::uint32_t>(v->vector.size());
+  if (w.records == 0) w.dimension = 0;
+  w.context.merge(delta.context);
+  if (!key.empty()) {
+    std::string_view kind, coll;
+    std::uint64_t seq = 0;
+    const bool parsed = parse_key(key, kind, coll, seq);
+    SHOAL_ASSERT(parsed);
+    const std::string_view k = kind == kSegmentKind ? kSegmentKind : kind == kDeltaKind ? kDeltaKind : kContextKind;
+    const ObjectInfo info{bytes, k == kSegmentKind ? entry_count(delta.records) : 0};
+    const std::string ok = in_collection(c.name, key);
+    auto prior = txn->get(store::Table::kDeltas, ok);
+    if (prior.status().code() == Code::kNotFound) {  // a rebuild may apply an object twice: count it once
+      w.count_object(k, info, +1);
+      SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kDeltas, ok, encode_object(info)));
+    } else if (!prior.ok()) {
+      return prior.status();
+    }
   }
-  ++c.version;
-  if (key.empty()) return;
-  Object& o = c.objects[key];
-  o.bytes = bytes;
-  o.kind = is_delta ? kDeltaKind : kSegmentKind;
-  o.entries = is_delta ? 0 : entry_count(delta.records);
+  crdt::Bytes ctx;
+  crdt::encode_context(w.context, ctx);
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kContexts, c.name, as_view(ctx)));
+  SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kCatalogue, c.name, w.encode_counters()));
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  c = std::move(w);
+  return ok_status();
 }
 
 Result<SinkService::Collection*> SinkService::collection_for_write(std::string_view name) {
@@ -503,7 +812,11 @@ bool SinkService::replace_setting(Collection& c, std::string_view kind, std::str
 void SinkService::remember_metric(Collection& c, std::optional<index::Metric> metric) {
   if (!metric || c.metric == metric) return;
   const char byte = static_cast<char>(node::metric_to_wire_byte(*metric));
-  if (replace_setting(c, kSpecKind, std::string_view(&byte, 1), c.metric_key)) c.metric = metric;
+  if (!replace_setting(c, kSpecKind, std::string_view(&byte, 1), c.metric_key)) return;
+  c.metric = metric;
+  // The counters carry the metric. When this commit fails the state env keeps the older one, and
+  // the next open reads the newest metric object anyway (catch_up), so both agree again.
+  (void)apply(c, crdt::Delta{}, "", 0);
 }
 
 void SinkService::remember_spec(Collection& c, const std::optional<node::CollectionSpec>& spec) {
@@ -511,6 +824,20 @@ void SinkService::remember_spec(Collection& c, const std::optional<node::Collect
   const std::string bytes = node::format::encode_spec(*spec, 0);
   if (c.spec && node::format::encode_spec(*c.spec, 0) == bytes) return;
   if (replace_setting(c, kIndexKind, bytes, c.spec_key)) c.spec = spec;
+}
+
+// After the object's put: joins it into the state; when the state commit fails, takes the object
+// back out (best effort: an object left behind is joined at the next open) and says so.
+Result<SinkService::Collection*> SinkService::join_stored(std::string_view collection, const crdt::Delta& delta,
+                                                         const std::string& key, std::uint64_t bytes) {
+  const bool is_new = find(collection) == nullptr;
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, collection_for_write(collection));
+  Status st = apply(*c, delta, key, bytes);
+  if (st.ok()) return c;
+  if (is_new) collections_.erase(std::string(collection));
+  const bool removed = store_.remove(key).ok();
+  return st.with_context(str_cat("the sink's state (object ", key,
+                                 removed ? " taken back" : " kept: joined at the next open", ")"));
 }
 
 Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
@@ -534,9 +861,7 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   const std::uint64_t seq = next_seq_;
   std::string key = next_key(kSegmentKind, seg.collection);
   SHOAL_RETURN_IF_ERROR(store_.put(key, segment_bytes));
-  SHOAL_ASSIGN_OR_RETURN(Collection * c, collection_for_write(seg.collection));
-  c->segment_entries += entry_count(delta.records);
-  join(*c, delta, key, segment_bytes.size(), false);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, join_stored(seg.collection, delta, key, segment_bytes.size()));
   c->last_seq = seq;
   c->last_ack_wall_ns = now_wall_ns;
   last_ack_seq_ = seq;
@@ -571,8 +896,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   const std::uint64_t seq = next_seq_;
   std::string key = next_key(kDeltaKind, collection);
   SHOAL_RETURN_IF_ERROR(store_.put(key, delta_bytes));
-  SHOAL_ASSIGN_OR_RETURN(Collection * c, collection_for_write(collection));
-  join(*c, delta, key, delta_bytes.size(), true);
+  SHOAL_ASSIGN_OR_RETURN(Collection * c, join_stored(collection, delta, key, delta_bytes.size()));
   c->last_seq = seq;
   c->last_ack_wall_ns = now_wall_ns;
   last_ack_seq_ = seq;
@@ -590,31 +914,55 @@ Result<ColdSearchResult> SinkService::cold_search(std::string_view collection, s
   if (k == 0) return Status(Detail::kOutOfRange, "k is 0, must be 1.." + std::to_string(limits_.max_k));
   if (k > limits_.max_k) return Status(Detail::kTooLarge, str_cat("k is ", k, ", limit ", limits_.max_k));
   ColdSearchResult out;
-  out.freshness = Freshness{c->objects.size(), c->last_seq, c->last_ack_wall_ns, c->state.records.size()};
+  out.freshness = Freshness{c->objects(), c->last_seq, c->last_ack_wall_ns, c->records};
   if (c->dimension == 0) return out;
   SHOAL_RETURN_IF_ERROR(node::validate_vector(query, c->dimension, metric));
-  if (c->cached_version != c->version) {
-    c->vectors.clear();
-    c->ids.clear();
-    for (const auto& [id, entries] : c->state.records) {
-      const crdt::Entry* w = crdt::winner(entries);
-      auto v = node::decode_payload(as_view(w->payload));
-      SHOAL_ASSERT(v.ok());  // validated before it was stored
-      c->vectors.insert(c->vectors.end(), v->vector.begin(), v->vector.end());
-      c->ids.push_back(id);
+  // One scan of the vectors table in place: rows in id order, so ties (by row) come out by id.
+  // LMDB gives no alignment for a value whose key length varies: an unaligned one is copied first.
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+  const index::KernelTable& kernels = index::best_kernels();
+  const std::size_t dim = c->dimension;
+  index::detail::TopK top(k);
+  std::vector<float> aligned(dim);
+  std::uint64_t row = 0;
+  Status bad;
+  const store::Range range = collection_range(collection);
+  SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kVectors, range, [&](std::string_view key, std::string_view v) {
+    if (v.size() != dim * sizeof(float)) {
+      bad = Status(Code::kCorruption, str_cat("state vector of ", v.size(), " bytes, dimension ", dim), std::string(key));
+      return false;
     }
-    c->cached_version = c->version;
-  }
-  auto near = index::exact_knn(index::best_kernels(), metric, c->vectors, c->dimension, query, k);
+    const float* p = reinterpret_cast<const float*>(v.data());
+    if (reinterpret_cast<std::uintptr_t>(v.data()) % alignof(float) != 0) {
+      std::memcpy(aligned.data(), v.data(), v.size());
+      p = aligned.data();
+    }
+    top.push(index::detail::float_distance(kernels, metric, query.data(), p, dim), row++);
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(bad);
+  const auto near = top.take_sorted();
+  // The ids of the rows kept: a second pass over the keys.
+  std::map<std::uint64_t, std::string> ids;
+  for (const auto& n : near) ids.emplace(n.label, std::string());
+  row = 0;
+  auto next = ids.begin();
+  SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kVectors, range, [&](std::string_view key, std::string_view) {
+    if (next == ids.end()) return false;
+    if (row++ == next->first) (next++)->second = std::string(key.substr(collection.size() + 1));
+    return true;
+  }));
   for (const auto& n : near) {
-    const std::string& id = c->ids[n.label];
+    const std::string& id = ids[n.label];
+    const std::string rk = in_collection(collection, id);
+    SHOAL_ASSIGN_OR_RETURN(std::string value, txn->get(store::Table::kRecords, rk));
+    SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(rk, value));
     crdt::CausalContext dots;
-    for (const auto& e : c->state.records.at(id)) dots.add(e.dot);
+    for (const auto& e : r.entries) dots.add(e.dot);
     crdt::Bytes bytes;
     crdt::encode_context(dots, bytes);
     out.hits.push_back(ColdHit{id, n.distance, std::string(as_view(bytes))});
   }
-  // exact_knn breaks ties by row, and rows are in id order: ties come out by id.
   return out;
 }
 
@@ -627,20 +975,24 @@ Result<std::vector<FetchedRecord>> SinkService::fetch(std::string_view collectio
   }
   node::Limits l;
   for (const std::string& id : ids) SHOAL_RETURN_IF_ERROR(node::validate_record_id_for_lookup(id, l));
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
   std::vector<FetchedRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
     FetchedRecord r;
     r.id = id;
-    auto it = c->state.records.find(id);
-    if (it != c->state.records.end()) {
-      const crdt::Entry* w = crdt::winner(it->second);
+    const std::string rk = in_collection(collection, id);
+    auto got = txn->get_view(store::Table::kRecords, rk);
+    if (got.ok()) {
+      SHOAL_ASSIGN_OR_RETURN(StoredRecord s, decode_record(rk, *got));
+      const crdt::Entry* w = crdt::winner(s.entries);
       r.found = true;
       r.payload.assign(w->payload.begin(), w->payload.end());
       r.hlc = w->clock.raw();
       r.digest = payload_digest(r.payload);
-      auto h = c->holder.find(id);
-      if (h != c->holder.end()) r.object = h->second;
+      r.object = std::move(s.holder);
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
     }
     out.push_back(std::move(r));
   }
@@ -650,21 +1002,35 @@ Result<std::vector<FetchedRecord>> SinkService::fetch(std::string_view collectio
 Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::string_view after) const {
   const Collection* c = find(collection);
   if (c == nullptr) return Status(Detail::kNoSuchCollection, "the sink holds no collection '" + std::string(collection) + "'");
+  SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
   crdt::RecordMap page;
   std::size_t bytes = 0;
-  auto it = after.empty() ? c->state.records.begin() : c->state.records.upper_bound(after);
-  for (; it != c->state.records.end(); ++it) {
-    std::size_t rb = it->first.size();
-    for (const crdt::Entry& e : it->second) rb += e.payload.size() + 64;
-    if (!page.empty() && (page.size() >= limits_.max_bootstrap_records || bytes + rb > limits_.max_bootstrap_bytes)) break;
-    page.emplace(it->first, it->second);
+  bool more = false;
+  Status bad;
+  store::Range range = collection_range(collection);
+  if (!after.empty()) range.begin = in_collection(collection, after) + std::string(1, '\0');  // ids after `after`
+  SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kRecords, range, [&](std::string_view key, std::string_view v) {
+    auto r = decode_record(key, v);
+    if (!r.ok()) {
+      bad = r.status();
+      return false;
+    }
+    std::size_t rb = key.size() - collection.size() - 1;
+    for (const crdt::Entry& e : r->entries) rb += e.payload.size() + 64;
+    if (!page.empty() && (page.size() >= limits_.max_bootstrap_records || bytes + rb > limits_.max_bootstrap_bytes)) {
+      more = true;
+      return false;
+    }
+    page.emplace(std::string(key.substr(collection.size() + 1)), std::move(r->entries));
     bytes += rb;
-  }
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(bad);
   BootstrapPage out;
   out.dimension = c->dimension;
   out.metric = c->metric;
   out.spec = c->spec;
-  out.done = it == c->state.records.end();
+  out.done = !more;
   if (!page.empty()) {
     out.next_after = page.rbegin()->first;
     SHOAL_ASSIGN_OR_RETURN(out.segment, encode_segment(records_to_segment(collection, page), limits_.segment));
@@ -676,70 +1042,125 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
   // its key's page went by is covered by a later context, though it was never deleted.
   if (out.done || after.empty()) {
     crdt::Bytes ctx;
-    crdt::encode_context(c->state.context, ctx);
+    crdt::encode_context(c->context, ctx);
     out.context.assign(ctx.begin(), ctx.end());
   }
   return out;
 }
 
 Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& report) {
-  // 1. The live records as new segments, numbered from `base` on.
+  // 1. The live records as new segments, numbered from `base` on, read from the state env one
+  // segment at a time (a snapshot: nothing writes meanwhile, the service has one thread).
   const std::uint64_t base = next_seq_;
-  std::vector<std::string> old_keys;
-  for (const auto& [key, o] : c.objects) old_keys.push_back(key);
-  std::map<std::string, Object, std::less<>> fresh;
-  std::map<std::string, std::string, std::less<>> holder;
+  std::vector<std::pair<std::string, ObjectInfo>> old_objects;
+  std::vector<std::pair<std::string, ObjectInfo>> fresh;  // in id order: each segment's last id
+  std::vector<std::string> last_ids;
   std::uint64_t written = 0;
-  crdt::RecordMap part;
-  auto flush = [&]() -> Status {
-    if (part.empty()) return ok_status();
-    SHOAL_ASSIGN_OR_RETURN(std::string bytes, encode_segment(records_to_segment(c.name, part), limits_.segment));
-    std::string key = next_key(kSegmentKind, c.name);
-    SHOAL_RETURN_IF_ERROR(store_.put(key, bytes));
-    for (const auto& [id, e] : part) holder[id] = key;
-    fresh[key] = Object{bytes.size(), kSegmentKind, entry_count(part)};
-    written += bytes.size();
-    ++report.objects_written;
-    part.clear();
-    return ok_status();
-  };
-  std::size_t part_bytes = 0;
-  for (const auto& [id, entries] : c.state.records) {
-    std::size_t rb = id.size() + 8;
-    for (const crdt::Entry& e : entries) rb += e.payload.size() + 72;
-    if (!part.empty() && (part.size() >= limits_.max_compacted_segment_records ||
-                          part_bytes + rb + 64 > limits_.segment.max_segment_bytes)) {
-      SHOAL_RETURN_IF_ERROR(flush());
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+    const std::string prefix = in_collection(c.name, "");
+    SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kDeltas, collection_range(c.name), [&](std::string_view k, std::string_view v) {
+      auto info = decode_object(k, v);
+      old_objects.emplace_back(std::string(k.substr(prefix.size())), info.ok() ? *info : ObjectInfo{});
+      return true;
+    }));
+    crdt::RecordMap part;
+    std::size_t part_bytes = 0;
+    auto flush = [&]() -> Status {
+      if (part.empty()) return ok_status();
+      SHOAL_ASSIGN_OR_RETURN(std::string bytes, encode_segment(records_to_segment(c.name, part), limits_.segment));
+      std::string key = next_key(kSegmentKind, c.name);
+      SHOAL_RETURN_IF_ERROR(store_.put(key, bytes));
+      last_ids.push_back(part.rbegin()->first);
+      fresh.emplace_back(std::move(key), ObjectInfo{bytes.size(), entry_count(part)});
+      written += bytes.size();
+      ++report.objects_written;
+      part.clear();
       part_bytes = 0;
-    }
-    part.emplace(id, entries);
-    part_bytes += rb;
+      return ok_status();
+    };
+    Status st;
+    SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kRecords, collection_range(c.name), [&](std::string_view k, std::string_view v) {
+      auto r = decode_record(k, v);
+      if (!r.ok()) {
+        st = r.status();
+        return false;
+      }
+      const std::string_view id = k.substr(prefix.size());
+      std::size_t rb = id.size() + 8;
+      for (const crdt::Entry& e : r->entries) rb += e.payload.size() + 72;
+      if (!part.empty() && (part.size() >= limits_.max_compacted_segment_records ||
+                            part_bytes + rb + 64 > limits_.segment.max_segment_bytes)) {
+        st = flush();
+        if (!st.ok()) return false;
+      }
+      part.emplace(std::string(id), std::move(r->entries));
+      part_bytes += rb;
+      return true;
+    }));
+    SHOAL_RETURN_IF_ERROR(st);
+    SHOAL_RETURN_IF_ERROR(flush());
   }
-  SHOAL_RETURN_IF_ERROR(flush());
   // 2. The context, so deleted records' dots stay covered once their deltas are gone.
   crdt::Bytes ctx;
   for (int i = 0; i < 8; ++i) ctx.push_back(static_cast<std::uint8_t>(base >> (8 * i)));
-  crdt::encode_context(c.state.context, ctx);
+  crdt::encode_context(c.context, ctx);
   std::string ctx_key = next_key(kContextKind, c.name);
   SHOAL_RETURN_IF_ERROR(store_.put(ctx_key, as_view(ctx)));
-  fresh[ctx_key] = Object{ctx.size(), kContextKind, 0};
+  fresh.emplace_back(ctx_key, ObjectInfo{ctx.size(), 0});
   written += ctx.size();
   ++report.objects_written;
-  // 3. The old objects. A failure here leaves some behind; they join to the same state.
-  Status first_error;
-  for (const std::string& key : old_keys) {
-    Status st = store_.remove(key);
-    if (!st.ok()) {
-      if (first_error.ok()) first_error = st.with_context(key);
-      fresh[key] = c.objects[key];
-      continue;
+  // 3. One state transaction records the new objects and which one holds each winner, in
+  // batches of records read and rewritten (the old objects stay recorded until removed).
+  Collection w = c;
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+    for (const auto& [key, info] : fresh) {
+      w.count_object(key.starts_with(kSegmentKind) ? kSegmentKind : kContextKind, info, +1);
+      SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kDeltas, in_collection(c.name, key), encode_object(info)));
     }
-    ++report.objects_removed;
+    std::size_t seg = 0;
+    store::Range range = collection_range(c.name);
+    for (;;) {
+      SHOAL_ASSIGN_OR_RETURN(auto batch, txn->collect(store::Table::kRecords, store::Range(range).limited(4096)));
+      if (batch.empty()) break;
+      for (const auto& kv : batch) {
+        const std::string_view id = std::string_view(kv.key).substr(c.name.size() + 1);
+        while (seg < last_ids.size() && last_ids[seg] < id) ++seg;
+        SHOAL_ASSERT(seg < last_ids.size());  // every record is in a segment just written
+        SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(kv.key, kv.value));
+        SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, kv.key, encode_record(fresh[seg].first, r.entries)));
+      }
+      range.begin = batch.back().key + std::string(1, '\0');
+    }
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kCatalogue, c.name, w.encode_counters()));
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+    c = w;
   }
-  c.objects = std::move(fresh);
-  c.holder = std::move(holder);
-  c.segment_entries = 0;
-  for (const auto& [k, o] : c.objects) c.segment_entries += o.kind == kSegmentKind ? o.entries : 0;
+  // 4. The old objects. A failure here leaves some behind; they join to the same state, and the
+  // state keeps them recorded until a later compaction removes them.
+  Status first_error;
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+    for (const auto& [key, info] : old_objects) {
+      Status st = store_.remove(key);
+      if (!st.ok()) {
+        if (first_error.ok()) first_error = st.with_context(key);
+        continue;
+      }
+      std::string_view kind, coll;
+      std::uint64_t seq = 0;
+      (void)parse_key(key, kind, coll, seq);
+      w.count_object(kind == kSegmentKind ? kSegmentKind : kind == kDeltaKind ? kDeltaKind : kContextKind, info, -1);
+      SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kDeltas, in_collection(c.name, key)));
+      ++report.objects_removed;
+    }
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kCatalogue, c.name, w.encode_counters()));
+    // Not committed (a crash, a failed commit): open finds the removed objects gone, with a newer
+    // compaction to explain it, and forgets them then.
+    SHOAL_RETURN_IF_ERROR(txn->commit());
+    c = std::move(w);
+  }
   if (!first_error.ok()) return first_error;
   return written;
 }
@@ -747,12 +1168,12 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
 Result<CompactionReport> SinkService::compact() {
   CompactionReport report;
   for (auto& [name, c] : collections_) {
-    for (const auto& [k, o] : c->objects) report.bytes_before += o.bytes;
+    report.bytes_before += c->object_bytes;
     if (c->dirty()) {
       SHOAL_RETURN_IF_ERROR(compact_one(*c, report).status());
       ++report.collections;
     }
-    for (const auto& [k, o] : c->objects) report.bytes_after += o.bytes;
+    report.bytes_after += c->object_bytes;
   }
   return report;
 }
@@ -767,25 +1188,39 @@ SinkStatus SinkService::status() const {
   for (const auto& [name, c] : collections_) {
     CollectionStatus cs;
     cs.name = name;
-    cs.records = c->state.records.size();
-    for (const auto& [k, o] : c->objects) {
-      cs.bytes += o.bytes;
-      if (o.kind == kSegmentKind) ++cs.segments;
-      if (o.kind == kDeltaKind) ++cs.deltas;
-    }
-    for (const auto& [id, entries] : c->state.records) {
-      for (const crdt::Entry& e : entries) s.payload_bytes += e.payload.size();
-    }
+    cs.records = c->records;
+    cs.bytes = c->object_bytes;
+    cs.segments = c->segments;
+    cs.deltas = c->deltas;
+    s.payload_bytes += c->payload_bytes;
     s.records += cs.records;
-    s.objects += c->objects.size();
+    s.objects += c->objects();
     s.bytes_stored += cs.bytes;
-    if (c->dirty()) {
-      s.backlog_objects += cs.deltas;
-      for (const auto& [k, o] : c->objects) s.backlog_objects += o.kind == kSegmentKind ? 1 : 0;
-    }
+    if (c->dirty()) s.backlog_objects += c->deltas + c->segments;
     s.collections.push_back(std::move(cs));
   }
   return s;
+}
+
+Result<StateEnv> open_state_env(const std::string& path) {
+  store::LmdbStoreOptions o;
+  o.path = path;
+  // The map grows by doubling as the state does (LmdbStore); its ceiling is address space, not
+  // disk, so it is set far above any sink's data (the node's 16 GiB default would stop a sink at
+  // about 6 GiB of 784-d payload, docs/sink.md).
+  o.map_size_max_bytes = std::uint64_t{1} << 40;
+  StateEnv env;
+  auto opened = store::LmdbStore::open(o);
+  if (!opened.ok()) {
+    env.discarded = opened.status().to_string();
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec) return Status(Code::kIo, str_cat("cannot remove the sink's state env ", path, ": ", ec.message()));
+    opened = store::LmdbStore::open(o);
+    if (!opened.ok()) return opened.status().with_context("the sink's state env " + path);
+  }
+  env.store = std::move(*opened);
+  return env;
 }
 
 std::vector<std::string> SinkService::collections() const {

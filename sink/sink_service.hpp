@@ -7,9 +7,12 @@
 // S3 when configured, the memory store in tests); no sockets, clocks (wall time is passed in),
 // threads or randomness.
 //
-// The state. Per collection, the sink keeps the CRDT state in crdt::Delta form (records with
-// their entries, and one causal context): Delta::join is the exact state join, so every object
-// the sink holds joins into it in any order, duplicates included, and the result is the same.
+// The state. Per collection, the sink keeps the CRDT state (records with their entries, and one
+// causal context) in a store::Store of its own, the state env (DATA_DIR/state on LMDB for
+// shoal-sink; a MemoryStore of the service's own when none is given), not in memory (D54, D60).
+// Records join one by one with crdt::join_entries against the collection's context, as the node
+// joins a peer's delta (crdt/or_map.hpp: a delta's context covers only the records it names), so
+// every object joins in any order, duplicates included, and the result is the same.
 // What reaches the sink:
 //   - a segment upload (sink/segment.hpp): each record's entries, with their dots as the
 //     context (a record the sink already holds keeps its other entries: an upload is a delta of
@@ -18,7 +21,14 @@
 //     upload, which reaches the sink like any delta; a deleted record leaves the state (and cold
 //     search) at once, and its payload leaves the object store at the next compaction.
 // Both are written to the object store first, under a new key, and joined into the state only
-// after the put returned OK: an acknowledgement means durable. Object keys:
+// after the put returned OK, in one state transaction that also records the object as applied:
+// an acknowledgement means durable. The object store is the source of truth: open() joins the
+// objects the state env has not applied (a crash between the put and the state commit), and
+// rebuilds the state env from every object when it is empty, half built or disagrees with the
+// objects (docs/sink-format.md, "The state env"). The collection's metric and spec are settings,
+// not CRDT state: each lives as its newest object (below). The state env keeps the metric with
+// the collection's counters; the spec (a few dozen bytes) is read from
+// its object at every open, so the state env never holds a second copy to disagree. Object keys:
 //   seg/<collection>/<seq>   an uploaded or compacted segment
 //   dlt/<collection>/<seq>   a delta (crdt::encode_delta bytes)
 //   ctx/<collection>/<seq>   written by compaction: u64 little-endian `base`, then the
@@ -29,9 +39,9 @@
 //   idx/<collection>/<seq>   the spec the latest upload said (the node's catalogue encoding of
 //                            a spec, node::format::encode_spec, with id 0; D62)
 // where <seq> is 20 decimal digits, one counter for the whole sink (the highest seen + 1 at open).
-// open() lists every object and rebuilds the same state: the newest compaction's state (its
-// context with its segments) first, then every other object joined as the delta it is (an older
-// object the compaction already folded is judged by that context, so nothing dead comes back).
+// A rebuild gives the same state: the newest compaction's state (its segments, then its context)
+// first, then every other object joined as the delta it is (an older object the compaction
+// already folded is judged by that context, so nothing dead comes back).
 //
 // Compaction rewrites a collection whose objects hold anything dead (a deleted or superseded
 // entry, or any delta object): it writes the live records as new segments, then the context,
@@ -39,13 +49,16 @@
 // same state (joins are idempotent), and the next compaction removes them.
 //
 // Cold search is exact, over the winner of every live record, with the same kernels and metric
-// numbering as the node's search (index::exact_knn), so its hits merge with the local ones.
+// numbering as the node's search (index::exact_knn), so its hits merge with the local ones. It
+// scans the state env's vectors table in place (LMDB's map: page cache, not heap); fetch and
+// bootstrap read records from the state env. The heap holds, per collection, a few counters and
+// the causal context, and per request what that request carries.
 //
 // Limits: every request is checked against SinkLimits before it touches the store; a refused
 // request names the limit and the value seen and changes nothing.
 //
 // Thread rules: one thread at a time (shoal-sink calls it from its loop thread).
-// Ownership: the ObjectStore must outlive the service. Results are values.
+// Ownership: the ObjectStore and the state Store must outlive the service. Results are values.
 #pragma once
 
 #include <cstddef>
@@ -62,6 +75,7 @@
 #include "common/status.hpp"
 #include "crdt/or_map.hpp"
 #include "index/types.hpp"
+#include "node/store/store.hpp"
 #include "node/core/spec.hpp"
 #include "sink/object_store.hpp"
 #include "sink/segment.hpp"
@@ -183,9 +197,14 @@ struct CompactionReport {
 
 class SinkService {
  public:
-  // Lists and joins every object of `store`. Statuses: the store's (kUnavailable, kIo...);
-  // kCorruption naming the key for an object that does not decode.
-  [[nodiscard]] static Result<std::unique_ptr<SinkService>> open(ObjectStore& store, SinkLimits limits = {});
+  // Lists the objects of `store` and brings the state env `state` up to them: joins the objects
+  // it has not applied, or rebuilds it from every object when it is empty, was left half built,
+  // or names an applied object that is gone with no newer compaction to explain it (the store
+  // was replaced). `state` nullptr: a MemoryStore of the service's own (rebuilt at every open).
+  // Statuses: the stores' (kUnavailable, kIo...); kCorruption naming the key for an object that
+  // does not decode.
+  [[nodiscard]] static Result<std::unique_ptr<SinkService>> open(ObjectStore& store, SinkLimits limits = {},
+                                                                 store::Store* state = nullptr);
   ~SinkService();
   SinkService(const SinkService&) = delete;
   SinkService& operator=(const SinkService&) = delete;
@@ -236,13 +255,24 @@ class SinkService {
   SinkStatus status() const;
   std::vector<std::string> collections() const;
   const SinkLimits& limits() const noexcept { return limits_; }
+  // How the last open() found the state env: rebuilt from every object (true), or brought up to
+  // date by joining only the objects it had not applied (false); and how many objects it joined.
+  bool rebuilt_at_open() const noexcept { return rebuilt_; }
+  std::uint64_t joined_at_open() const noexcept { return joined_at_open_; }
 
  private:
   struct Collection;
-  struct Object;
-  explicit SinkService(ObjectStore& store, SinkLimits limits);
+  explicit SinkService(ObjectStore& store, SinkLimits limits, store::Store& state);
 
   Status load();
+  // Clears the state env, then joins every object of `listing` (by collection) into it.
+  struct Found;
+  using Listing = std::map<std::string, std::vector<Found>, std::less<>>;
+  Status rebuild(Listing& listing);
+  // Reads the state env's collections; joins the objects it has not applied. Statuses: kCorruption
+  // when the state env disagrees with the objects (the caller rebuilds).
+  Status catch_up(Listing& listing);
+  Status clear_state();
   Status check_collection_name(std::string_view name) const;
   // Validates the records a delta or segment brings for `c` (ids, payload encoding, dimension,
   // and the node's record rules under `metric`, l2's when nullopt); returns the dimension they use
@@ -264,18 +294,43 @@ class SinkService {
   bool replace_setting(Collection& c, std::string_view kind, std::string_view bytes, std::string& key);
   const Collection* find(std::string_view name) const;
   std::string next_key(std::string_view kind, std::string_view collection);
-  void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);
+  // Reads the spec object `f` (kIndexKind) into `c.spec` and `c.spec_key`.
+  Status read_spec(Collection& c, const Found& f);
+  // Reads and decodes one object of `c` (a segment, a delta or a context object) as a delta.
+  Result<std::pair<crdt::Delta, std::uint64_t>> read_object(const Collection& c, const Found& f);
+  // One state transaction: joins `delta` into `c` (from object `key`, "" for none), records the
+  // object as applied, and writes `c`'s counters and context. `c` changes only when it committed.
+  Status apply(Collection& c, const crdt::Delta& delta, std::string_view key, std::uint64_t bytes);
+  // apply() for an object just put under `key` (creating the collection); on failure the
+  // object is taken back out of the object store (best effort) and nothing else changed.
+  Result<Collection*> join_stored(std::string_view collection, const crdt::Delta& delta, const std::string& key,
+                                  std::uint64_t bytes);
   Result<std::uint64_t> compact_one(Collection& c, CompactionReport& report);
 
   ObjectStore& store_;
   SinkLimits limits_;
+  std::unique_ptr<store::Store> own_state_;
+  store::Store& state_;
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t uploads_ = 0;
   std::uint64_t deltas_ = 0;
   std::uint64_t last_ack_seq_ = 0;
   std::int64_t last_ack_wall_ns_ = 0;
+  bool rebuilt_ = false;
+  std::uint64_t joined_at_open_ = 0;
 };
+
+// The state env of shoal-sink (DATA_DIR/state): the service's state on LMDB through the node's
+// store::LmdbStore. An env that does not open (damaged, not LMDB, another schema version) is
+// removed and created empty, and `discarded` says why: the state is derived from the objects, and
+// SinkService::open rebuilds it. Statuses: kIo (the directory cannot be removed), and
+// LmdbStore::open's when a fresh env does not open either.
+struct StateEnv {
+  std::unique_ptr<store::Store> store;
+  std::string discarded;
+};
+[[nodiscard]] Result<StateEnv> open_state_env(const std::string& path);
 
 // A bootstrap page in the CRDT form a node joins (node::Node::join_sink_page): its records with
 // their dots as the context, and on the last page (`done`) the collection's whole context too.

@@ -3,7 +3,8 @@
 //
 // The path measured is the one a member calls: a real loopback link (TCP, the Noise XX handshake
 // with certificates, the sealed channel, Cap'n Proto RPC) to a SinkServer (the code shoal-sink
-// runs, started in this process) over its default store, LMDB in a temporary directory. Records
+// runs, started in this process) over its default store, LMDB in a temporary directory, with its
+// state env on LMDB beside it (as shoal-sink: cold search scans the env's vectors). Records
 // are Fashion-MNIST training images (784-d, the node's payload encoding with two metadata
 // fields), uploaded as segments; queries are test images, k = 10, L2. The anchor, in the same
 // run: exact search (index::exact_knn with the same kernels) over the same vectors in this
@@ -102,7 +103,12 @@ int main(int argc, char** argv) {
   lo.map_size_bytes = std::uint64_t{4} << 30;
   auto store = sink::LmdbObjectStore::open(tmp.string(), lo);
   if (!store.ok()) return 1;
-  auto service = sink::SinkService::open(**store);
+  // The state env on LMDB beside the objects, as shoal-sink keeps it (D60).
+  const std::string state_dir = tmp.string() + "-state";
+  std::filesystem::remove_all(state_dir);
+  auto state = sink::open_state_env(state_dir);
+  if (!state.ok()) return 1;
+  auto service = sink::SinkService::open(**store, {}, state->store.get());
   if (!service.ok()) return 1;
   boost::asio::io_context io;
   transport::KjLoop loop(io);
@@ -242,5 +248,6 @@ int main(int argc, char** argv) {
   link->close();
   server->reset();
   std::filesystem::remove_all(tmp);
+  std::filesystem::remove_all(state_dir);
   return mismatches == 0 ? 0 : 1;
 }

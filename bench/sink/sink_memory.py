@@ -10,8 +10,10 @@ records, once the sink acknowledged everything (shoald's backlog 0) and answered
 (`shoal search --cold`, which builds its copy of the vectors), the bench reads shoal-sink's
 /proc/PID/status: RssAnon (its heap: what it holds in memory) and RssFile (LMDB's map pages
 touched, which the kernel may drop). Anchors, in the same run: the payload bytes the sink holds,
-and the size of its LMDB data file. Last, the sink is restarted on the same store and measured
-again (after a cold search): at open it loads every object back into memory.
+and the sizes of its LMDB data files (the objects, and the state env DATA_DIR/state that holds
+the replica since D60). Last, the sink is restarted on the same store and measured again (after a
+cold search): at open it joins the objects its state env has not applied (none, after a clean
+stop).
 
 usage: sink_memory.py BUILD_DIR [records=20000] [steps=2]
 Prints one line per measurement and the ratios; run at normal priority (not nice) and read the
@@ -115,7 +117,9 @@ quota_entries = 100000
                   f"RssFile {m['RssFile'] / MIB:7.1f} MiB  (import and upload {time.monotonic() - t0:.1f} s)")
 
         store_bytes = os.path.getsize(os.path.join(sdata, "objects", "data.mdb"))
-        # The sink restarted on the same store: open() loads every object into memory.
+        state_file = os.path.join(sdata, "state", "data.mdb")
+        state_bytes = os.path.getsize(state_file) if os.path.exists(state_file) else 0
+        # The sink restarted on the same store and state env.
         stop(sink)
         write_sink_config(f"127.0.0.1:{sport}")
         t0 = time.monotonic()
@@ -138,7 +142,8 @@ quota_entries = 100000
               f"sink heap over the empty sink {(last['RssAnon'] - empty) / MIB:.1f} MiB = "
               f"{(last['RssAnon'] - empty) / payload:.2f} x payload (between steps {slope:.2f} x); "
               f"after a restart {(reopened['RssAnon'] - empty) / MIB:.1f} MiB = {(reopened['RssAnon'] - empty) / payload:.2f} x; "
-              f"LMDB data file {store_bytes / MIB:.1f} MiB = {store_bytes / payload:.2f} x payload")
+              f"LMDB data file {store_bytes / MIB:.1f} MiB = {store_bytes / payload:.2f} x payload; "
+              f"state env file {state_bytes / MIB:.1f} MiB = {state_bytes / payload:.2f} x payload")
         stop(d)
         stop(sink)
 

@@ -38,6 +38,7 @@
 #include "crdt/codec.hpp"
 #include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
+#include "node/store/memory_store.hpp"
 #include "sink/memory_object_store.hpp"
 #include "sink/segment.hpp"
 #include "sink/sink_service.hpp"
@@ -262,12 +263,15 @@ std::string state_of(const sink::SinkService& s) {
 
 struct Run {
   sink::MemoryObjectStore store;
+  // The state env, kept across reopens (open joins what it has not applied); `fresh` opens
+  // rebuild it from the objects instead, which must give the same state.
+  store::MemoryStore state;
   std::unique_ptr<sink::SinkService> service;
   std::int64_t now_ns = 1;
 
-  void open() {
+  void open(bool fresh = false) {
     service.reset();
-    auto s = sink::SinkService::open(store, fuzz_limits());
+    auto s = sink::SinkService::open(store, fuzz_limits(), fresh ? nullptr : &state);
     // Everything in the store was written by the service itself: it must always open again.
     require(s.ok());
     service = std::move(*s);
@@ -393,10 +397,13 @@ struct Run {
         require(state_of(*service) == before);
         break;
       }
-      case 9: {
+      case 9: {  // a reopen on the state env, then one that rebuilds it: the same state
         const std::string before = state_of(*service);
         open();
         require(state_of(*service) == before);
+        open(true);
+        require(state_of(*service) == before);
+        open();
         break;
       }
       case 10:  // the next write fails (not applied), as a store outage would

@@ -729,7 +729,7 @@ TEST_CASE("malformed requests get typed errors naming the limit, and change noth
       s.records[0].entries[0].dot.counter = counter;
       auto encoded = sink::encode_segment(s);
       REQUIRE(encoded.ok());
-      return sink->upload_segment(*encoded, kNow).status();
+      return u.sink->upload_segment(*encoded, kNow).status();  // u.sink: clang-14 refuses a lambda capturing a structured binding
     };
     // A vector of another dimension.
     st = upload_zz({1, 2, 3}, 1);

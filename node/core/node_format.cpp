@@ -295,6 +295,10 @@ Result<OpenStateHeader> decode_open_state(std::string_view in, std::string_view 
     return corrupt("truncated header");
   }
   h.max_clock = crdt::Hlc::from_raw(clock);
+  // Each doc takes at least 8 + 8 + 1 + 2 + 1 + 4 bytes: a count beyond that is a lie.
+  if (h.docs > v.size() / 24 || h.next_label > (std::uint64_t{1} << 40)) {
+    return corrupt(str_cat(h.docs, " docs and next label ", h.next_label, " in ", in.size(), " bytes"));
+  }
   std::uint64_t previous = 0;
   for (std::uint64_t i = 0; i < h.docs; ++i) {
     OpenStateDoc d;

@@ -60,7 +60,7 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
                "drawn restores are undetected rollbacks (the copy keeps its incarnation; only a peer's hello reveals it)");
   app.add_flag("--sink", f.sink,
                "a simulated cold-tier sink with outages of up to 7 simulated days; collection c goes to it, quota 40 entries (docs/sim.md)");
-  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric|sink-store-unreachable|sink-acks-dropped|stale-incarnation|truncated-request|restore-disk-full|full-after-heal");
+  app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric|sink-store-unreachable|sink-acks-dropped|stale-incarnation|truncated-request|restore-disk-full|full-after-heal|evict-unacked|stub-wrong-digest|refill-unchecked|merge-local-only|merge-unjudged");
   app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
   app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
   app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension (default 128)");
@@ -125,6 +125,11 @@ void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
                 " longest_outage_s=%lld records=%" PRIu64 "\n",
                 r.stats.sink_uploads, r.stats.sink_acks, r.stats.sink_lost, r.stats.quota_refusals,
                 static_cast<long long>(r.stats.sink_outage_ms / 1000), r.stats.sink_records);
+    std::printf("  evict: budget=%" PRIu64 "B hot_window_ms=%lld evicted=%" PRIu64 " stubs_at_end=%" PRIu64
+                " refills=%" PRIu64 "/%" PRIu64 "/%" PRIu64 " cold_searches=%" PRIu64 " cold_hits=%" PRIu64 "\n",
+                r.stats.evict_budget_bytes, static_cast<long long>(r.stats.hot_window_ms), r.stats.evicted,
+                r.stats.stubs_at_end, r.stats.refills, r.stats.cold_unavailable, r.stats.refills_refused,
+                r.stats.cold_searches, r.stats.cold_hits);
   }
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());

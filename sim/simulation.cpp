@@ -69,6 +69,11 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kTruncatedRequest: return "truncated-request";
     case Mutation::kRestoreDiskFull: return "restore-disk-full";
     case Mutation::kFullAfterHeal: return "full-after-heal";
+    case Mutation::kEvictUnacked: return "evict-unacked";
+    case Mutation::kStubWrongDigest: return "stub-wrong-digest";
+    case Mutation::kRefillUnchecked: return "refill-unchecked";
+    case Mutation::kMergeLocalOnly: return "merge-local-only";
+    case Mutation::kMergeUnjudged: return "merge-unjudged";
   }
   return "?";
 }
@@ -87,7 +92,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
                      Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped,
                      Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
-                     Mutation::kFullAfterHeal}) {
+                     Mutation::kFullAfterHeal, Mutation::kEvictUnacked, Mutation::kStubWrongDigest,
+                     Mutation::kRefillUnchecked, Mutation::kMergeLocalOnly, Mutation::kMergeUnjudged}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -326,6 +332,42 @@ class Simulation {
   bool sink_start_drain();
   bool sink_check_drained();
   void sink_checks();
+  // Eviction to stubs, refills and merged cold search (--sink; docs/sim.md, "Eviction, refills
+  // and merged cold search").
+  std::uint64_t evict_budget_ = 0;  // each node's payload budget in bytes (0: no eviction)
+  Duration hot_window_;
+  bool evicting() const { return sc_.sink && evict_budget_ > 0; }
+  void evict_setup();
+  void sink_evict(std::uint32_t p);
+  // The sink's records of `c` and its whole context, read page by page (SinkService::bootstrap).
+  // nullopt when the sink holds no `c` yet; an error when a page is refused or does not decode.
+  Result<std::optional<crdt::Delta>> sink_contents() const;
+  // evicted_unacked: every stub `s` holds stands for an entry the sink holds, or one whose dot
+  // its context covers (removed at the sink: the payload is no longer needed).
+  void check_stubs_held(std::uint32_t p, const crdt::ORMap& s, const crdt::Delta* at_sink, const char* when);
+  // `s` with each stub's payload replaced by the client's bytes for its dot (a stub and the entry
+  // it stands for are the same CRDT state, docs/tiers.md). With `report` (the final checks), only
+  // when their digest is the stub's: another digest is a stub_digest violation and the stub stays.
+  // Without (the convergence check), whatever the digest: digests are judged at the end, and a
+  // wrong one must not keep the mesh from converging and draining.
+  crdt::ORMap unstub(const crdt::ORMap& s, std::uint32_t p, bool report);
+  // A get that refills a stub from the sink, as MeshHost::get_with_cold does.
+  struct ColdRead {
+    node::GetResult record;
+    Status cold_error;       // why a stub came back as a stub (kColdUnavailable, kChecksumMismatch)
+    bool refilled = false;   // record.siblings[0] was a stub, refilled from the sink
+  };
+  Result<ColdRead> cold_get(std::uint32_t p, const std::string& id);
+  // A refilled read's value is the client's bytes of its dot (refill_mismatch), and that dot was
+  // not deleted (`removed`: by an acknowledged remove the reader must respect; cold_deleted).
+  void judge_refill(std::uint32_t p, const std::string& id, const ColdRead& r, bool removed);
+  // A search of `c` that includes the cold tier, merged at the node, as MeshHost::search_with_cold
+  // does: the local hits and the sink's (none while it is out).
+  Result<std::vector<node::ColdHit>> search_with_cold(std::uint32_t p, const std::vector<float>& q,
+                                                      const std::vector<node::Hit>& local);
+  // During chaos: a search with the cold tier at p never returns a cold hit whose dots p's own
+  // acknowledged removes deleted (cold_deleted; the sink may not have the remove yet).
+  void cold_search_read(std::uint32_t p, const std::vector<float>& q, const std::vector<node::Hit>& local);
   void loop();
   // A restore or clone (docs/sim.md, "Restores and clones"): `source`'s store is copied at
   // `copy_at`; at `at`, `target` (the same peer for a restore) is stopped, put on the copy and
@@ -561,6 +603,7 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   o.mutations.catalogue_not_relayed = sc_.mutation == Mutation::kCatalogueNotRelayed;
   o.mutations.keep_own_claims = sc_.mutation == Mutation::kKeepOwnClaims;
   o.mutations.stale_incarnation = sc_.mutation == Mutation::kStaleIncarnation;
+  o.mutations.evict_unacked = sc_.mutation == Mutation::kEvictUnacked;
   // New incarnations take a random step (docs/crdt.md, "Incarnations"): bits from the seed's own
   // stream, drawn in event order, so a seed still gives one run.
   o.entropy = [this]() { return incarnation_rng_.next_u64(); };
@@ -785,6 +828,7 @@ void Simulation::setup() {
                        static_cast<long long>(max_skew_ms), static_cast<long long>(max_drift),
                        sc_.faults ? "on" : "off", sc_.repair ? "on" : "off", mutation_name(sc_.mutation));
   if (sc_.large_records > 0) scenario_line_ += fmt(" large=%u dim=%u", id_pool_, dim_);
+  if (sc_.sink) evict_setup();  // before the nodes open: sink_enable gives each its budget
   trace_.line(now_, kNoPeer, "scenario", scenario_line_);
 
   // read-only-disk: peer 0's store refuses every commit (and again after the heal).
@@ -1355,7 +1399,19 @@ void Simulation::session_read(std::uint32_t p, const std::string& id) {
     if (q >= p) ++q;
     if (peers_[q].node == nullptr) return;
   }
-  auto got = peers_[q].node->get(kCollection, id);
+  Result<node::GetResult> got = Status(Code::kInternal, "unread");
+  if (evicting()) {
+    // The session's get refills a stub from the sink, or answers kColdUnavailable while it is out.
+    auto cg = cold_get(q, id);
+    if (cg.ok()) {
+      judge_refill(q, id, *cg, q == p && session_removed_[p].contains(cg->record.siblings.at(0).dot));
+      got = std::move(cg->record);
+    } else {
+      got = cg.status();
+    }
+  } else {
+    got = peers_[q].node->get(kCollection, id);
+  }
   if (!got.ok() && got.status().code() != Code::kNotFound) return;  // a read fault: no answer
   ++stats_.session_reads;
   std::set<crdt::Dot> now;
@@ -1466,6 +1522,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
     // saw these hits, and its own store, which held them, cannot be read until it restarts.
     if (t.name == kCollection && !peer.faulty->crashed()) {
       if (hits.ok()) search_holds(p, *hits);
+      if (sc_.sink && hits.ok()) cold_search_read(p, q.vector, *hits);
       session_read(p, id);
     }
     return;
@@ -1996,8 +2053,13 @@ bool Simulation::check_converged() {
     }
     auto first = state(0, name);
     if (!first.ok()) return false;
+    // A stub and the entry it stands for are one CRDT state (docs/tiers.md, "Eviction"): with
+    // eviction, states are compared with each stub read as the client's payload of its dot.
+    const bool stubs = evicting() && name == kCollection;
+    if (stubs) first = unstub(*first, 0, false);
     for (std::uint32_t p = 1; p < n_; ++p) {
       auto s = state(p, name);
+      if (s.ok() && stubs) s = unstub(*s, p, false);
       if (!s.ok() || !(*s == *first)) return false;
     }
   }
@@ -2024,12 +2086,24 @@ void Simulation::sample_contexts() {
 }
 
 void Simulation::search_check(std::uint32_t p, Rng& rng) {
-  // Exact k-NN over the oracle's winners is the reference.
+  // Exact k-NN over the oracle's winners is the reference. With eviction, over those the node
+  // does not hold as stubs: an evicted record leaves the local index (the search with the cold
+  // tier, judged by cold_merge, finds it).
+  std::set<std::string> stubbed;
+  if (evicting()) {
+    auto s = state(p);
+    if (s.ok()) {
+      for (const auto& [id, entries] : s->records()) {
+        const crdt::Entry* w = crdt::winner(entries);
+        if (w != nullptr && node::is_stub_payload(node::format::as_view(w->payload))) stubbed.insert(id);
+      }
+    }
+  }
   std::vector<std::string> ids;
   std::vector<float> base;
   for (const auto& [id, entries] : oracle_.model().records()) {
     const crdt::Entry* w = crdt::winner(entries);
-    if (w == nullptr) continue;
+    if (w == nullptr || stubbed.contains(id)) continue;
     auto v = node::decode_payload(std::string_view(reinterpret_cast<const char*>(w->payload.data()), w->payload.size()));
     if (!v.ok() || v->vector.size() != dim_) {
       violation("payload", "oracle winner of '" + id + "' does not decode");
@@ -2073,8 +2147,28 @@ void Simulation::client_checks(std::uint32_t p, const Target& t) {
     if (++counts[kind] <= 3) violation(kind, peer_name(p) + " " + std::string(t.name) + ": " + std::move(detail));
   };
   node::Node& nd = *peers_[p].node;
+  // With eviction, gets of `c` refill stubs from the sink (cold_get): the sink is back and
+  // drained, so every stub winner must refill (refill) with the client's bytes (refill_mismatch).
+  const bool cold = evicting() && t.name == kCollection;
   for (const auto& [id, entries] : t.oracle->model().records()) {
-    auto got = nd.get(t.name, id);
+    Result<node::GetResult> got = Status(Code::kInternal, "unread");
+    bool refilled = false;
+    if (cold) {
+      auto cg = cold_get(p, id);
+      if (cg.ok()) {
+        refilled = cg->refilled;
+        judge_refill(p, id, *cg, entries.empty());
+        // Judged once the sink is back and drained (a seed that did not converge never drains).
+        if (!cg->cold_error.ok() && sink_draining_) {
+          report("refill", "'" + id + "' does not refill from the sink: " + cg->cold_error.to_string());
+        }
+        got = std::move(cg->record);
+      } else {
+        got = cg.status();
+      }
+    } else {
+      got = nd.get(t.name, id);
+    }
     if (entries.empty()) {
       if (got.ok()) report("client_mismatch", "'" + id + "' was deleted by an acknowledged operation but reads back");
       continue;
@@ -2102,6 +2196,17 @@ void Simulation::client_checks(std::uint32_t p, const Target& t) {
         continue;
       }
       const node::RecordValue& want = it->second;
+      if (s.evicted) {
+        // A stub (a sibling get does not refill, or a winner the sink could not give): its digest.
+        if (sink::payload_digest(node::format::as_view(payload_bytes(want))) != s.digest) {
+          report("stub_digest", "'" + id + "' " + s.dot.to_string() + ": the stub's digest is not the digest of the payload the client wrote");
+        }
+        if (!(s.value.metadata == want.metadata) || s.value.model != want.model) {
+          report("client_mismatch", "'" + id + "' " + s.dot.to_string() + " is a stub with other metadata or model than the client wrote");
+        }
+        continue;
+      }
+      if (refilled && &s == &got->siblings[0]) continue;  // judge_refill judged it
       const bool same_vector = s.value.vector.size() == want.vector.size() &&
                                std::memcmp(s.value.vector.data(), want.vector.data(), want.vector.size() * sizeof(float)) == 0;
       if (!same_vector || !(s.value.metadata == want.metadata) || s.value.model != want.model) {
@@ -2171,7 +2276,8 @@ void Simulation::final_checks() {
       continue;
     }
     const std::size_t before = violations_.size();
-    oracle_.check_replica(peer_name(p), *s, violations_);
+    // With eviction, stubs are judged by their digest (stub_digest), then as the entries they stand for.
+    oracle_.check_replica(peer_name(p), evicting() ? unstub(*s, p, true) : *s, violations_);
     catalogue_checks(p);
     client_checks(p, Target{kCollection, &oracle_});
     if (live(p, kSecond)) client_checks(p, Target{kSecond, &oracle_second_});
@@ -2526,9 +2632,24 @@ void Simulation::sink_enable(std::uint32_t p) {
   node::Node& nd = *peers_[p].node;
   node::TierPolicies policies = nd.tier_policies();
   policies.collections[std::string(kCollection)].sink = true;
+  if (evicting()) policies.collections[std::string(kCollection)].hot_window = hot_window_;
   if (Status st = nd.set_tier_policies(std::move(policies)); !st.ok()) {
     violation("sink", peer_name(p) + " set_tier_policies: " + st.to_string());
     return;
+  }
+  if (evicting()) {
+    // As the uploader does (node/mesh/sink_uploader.cpp): the sink's digest, BLAKE2b-256.
+    node::EvictionOptions e;
+    e.payload_budget_bytes = evict_budget_;
+    if (sc_.mutation == Mutation::kStubWrongDigest) {
+      e.payload_digest = [](std::string_view payload) { return sink::payload_digest(payload.substr(0, payload.size() - 1)); };
+    } else {
+      e.payload_digest = [](std::string_view payload) { return sink::payload_digest(payload); };
+    }
+    if (Status st = nd.set_eviction(std::move(e)); !st.ok()) {
+      violation("sink", peer_name(p) + " set_eviction: " + st.to_string());
+      return;
+    }
   }
   node::SinkFeedOptions o;
   // sink-quota-off: the quota the node checks is the buffer's bound, not the 40 expected.
@@ -2554,6 +2675,15 @@ void Simulation::sink_pump(std::uint32_t p) {
   if (!peer.node->sink_feed_status().enabled) {
     sink_enable(p);
     if (!peer.node->sink_feed_status().enabled) return;
+  }
+  if (evicting()) {
+    // Eviction's turn. The uploader takes it only while its feed has nothing to send
+    // (node/mesh/sink_uploader.cpp, step()), which spares the uploads a wait; the simulator
+    // takes it at every pump with nothing in flight, also while uploads wait or the sink is out,
+    // because what keeps unacknowledged records from eviction must be the node's own rule, not
+    // the driver's timing (evicted_unacked; docs/sim.md, "Eviction, refills and merged cold search").
+    sink_evict(p);
+    if (peer.node == nullptr || peer.faulty->crashed()) return;
   }
   auto up = peer.node->next_sink_upload();
   if (!up.ok()) {
@@ -2677,28 +2807,19 @@ void Simulation::sink_checks() {
     }
   }
   // sink_state: the sink's live records of `c` are the oracle's (ids, dots and payloads).
-  crdt::RecordMap at_sink;
-  std::string after;
-  bool have = true;
-  for (int page = 0; page < 10'000; ++page) {
-    auto got = sink_->bootstrap(kCollection, after);
-    if (!got.ok()) {
-      if (got.status().detail() != Detail::kNoSuchCollection) violation("sink_state", "bootstrap: " + got.status().to_string());
-      have = got.status().detail() == Detail::kNoSuchCollection;
-      break;
+  auto contents = sink_contents();
+  if (!contents.ok()) violation("sink_state", contents.status().to_string());
+  const bool have = contents.ok();
+  const crdt::RecordMap at_sink = have && *contents ? (*contents)->records : crdt::RecordMap{};
+  // evicted_unacked at the end: every stub any node holds, the sink holds (or removed).
+  for (std::uint32_t p = 0; p < n_ && have && evicting(); ++p) {
+    if (peers_[p].node == nullptr) continue;
+    auto st = state(p);
+    if (!st.ok()) continue;  // final_checks reported it
+    check_stubs_held(p, *st, *contents ? &**contents : nullptr, "after the drain");
+    for (const auto& [id, entries] : st->records()) {
+      for (const crdt::Entry& e : entries) stats_.stubs_at_end += node::is_stub_payload(node::format::as_view(e.payload)) ? 1 : 0;
     }
-    if (!got->segment.empty()) {
-      auto seg = sink::decode_segment(got->segment);
-      if (!seg.ok()) {
-        violation("sink_state", "bootstrap page does not decode: " + seg.status().to_string());
-        have = false;
-        break;
-      }
-      crdt::Delta d = sink::segment_to_delta(*seg);
-      for (auto& [id, entries] : d.records) at_sink[id] = std::move(entries);
-    }
-    if (got->done) break;
-    after = got->next_after;
   }
   if (have) {
     std::map<std::string, std::size_t> counts;
@@ -2754,17 +2875,280 @@ void Simulation::sink_checks() {
     const std::vector<float> q = random_vector(qr);
     auto exact = index::exact_knn(index::scalar_kernels(), index::Metric::kL2, base, dim_, q, 10);
     auto cold = sink_->cold_search(kCollection, q, 10, metric);
+    std::string want, got;
+    for (const auto& nb : exact) want += ids[nb.label] + ",";
     if (!cold.ok()) {
       if (!(ids.empty() && cold.status().detail() == Detail::kNoSuchCollection)) {
         violation("cold_search", "the sink's cold search failed: " + cold.status().to_string());
       }
-      continue;
     }
-    std::string want, got;
-    for (const auto& nb : exact) want += ids[nb.label] + ",";
-    for (const auto& h : cold->hits) got += h.id + ",";
+    if (cold.ok()) {
+      for (const auto& h : cold->hits) got += h.id + ",";
+    } else {
+      got = want;  // reported above, or no record anywhere
+    }
     if (want != got) violation("cold_search", fmt("query %d: the sink answered [%s], exact search over the oracle [%s]", qi, got.c_str(), want.c_str()));
+    // cold_merge, cold_deleted: every node's search with the cold tier (its local hits merged
+    // with the sink's, Node::merge_cold_hits) is exact search over the oracle's live records,
+    // whatever each node evicted; never a deleted record.
+    for (std::uint32_t p = 0; p < n_; ++p) {
+      if (peers_[p].node == nullptr) continue;
+      node::SearchOptions so;
+      so.k = 10;
+      so.with_metadata = false;
+      auto local = peers_[p].node->search(kCollection, q, so);
+      auto merged = local.ok() ? search_with_cold(p, q, *local) : Result<std::vector<node::ColdHit>>(local.status());
+      if (!merged.ok()) {
+        violation("cold_merge", peer_name(p) + fmt(" query %d: ", qi) + merged.status().to_string());
+        continue;
+      }
+      ++stats_.cold_searches;
+      std::string mine;
+      for (const node::ColdHit& h : *merged) {
+        mine += h.id + ",";
+        stats_.cold_hits += h.cold ? 1 : 0;
+        const crdt::Entries* e = oracle_.model().find(h.id);
+        if (e == nullptr || e->empty()) {
+          violation("cold_deleted", peer_name(p) + fmt(" query %d: the search with the cold tier returned '", qi) + h.id +
+                                        (h.cold ? "' (cold)" : "' (local)") + ", which no acknowledged write left live");
+        }
+      }
+      if (mine != want) {
+        violation("cold_merge", peer_name(p) + fmt(" query %d: local and cold hits merged [%s], exact search over the oracle [%s]",
+                                                   qi, mine.c_str(), want.c_str()));
+      }
+    }
   }
+}
+
+// --- Eviction to stubs, refills and merged cold search (docs/sim.md, "Eviction, refills and
+// merged cold search") ---
+
+void Simulation::evict_setup() {
+  // Its own stream, so the sink's draws (sink_setup) stay what they were.
+  Rng er(sc_.seed * 0x9E3779B97F4A7C15ull + 16);
+  // 80% of --sink seeds evict: each node keeps the vectors of 0..16 records of `c` (a budget of
+  // 1 byte keeps none) and may stub a record whose winner is older than a hot window of 0..3 s,
+  // so eviction starts within chaos (2..8 s) and again after the drain.
+  if (!er.bernoulli(0.8)) {
+    scenario_line_ += " evict=off";
+    return;
+  }
+  const std::uint64_t kept = er.uniform(17);
+  evict_budget_ = std::max<std::uint64_t>(1, kept * dim_ * sizeof(float));
+  hot_window_ = Duration::millis(er.uniform_range(0, 3000));
+  stats_.evict_budget_bytes = evict_budget_;
+  stats_.hot_window_ms = hot_window_.ms();
+  scenario_line_ += fmt(" evict_budget=%llu hot_window_ms=%lld", static_cast<unsigned long long>(evict_budget_),
+                        static_cast<long long>(hot_window_.ms()));
+}
+
+void Simulation::sink_evict(std::uint32_t p) {
+  // As the uploader does while its feed is idle (node/mesh/sink_uploader.cpp, evict()): one step,
+  // and another at once while still over the budget and progressing.
+  Peer& peer = peers_[p];
+  std::uint64_t evicted = 0;
+  for (int i = 0; i < 64; ++i) {
+    auto step = peer.node->evict_step();
+    if (!step.ok()) {
+      trace_.line(now_, static_cast<int>(p), "evict_failed", step.status().to_string());
+      break;
+    }
+    evicted += step->evicted;
+    if (!step->over_budget || step->evicted == 0 || peer.faulty->crashed()) break;
+  }
+  if (peer.faulty->crashed()) {
+    after_input(p);  // the process died inside a step: reaped, restarted after its downtime
+    return;
+  }
+  if (evicted == 0) return;
+  stats_.evicted += evicted;
+  const node::EvictionStatus es = peer.node->eviction_status();
+  trace_.line(now_, static_cast<int>(p), "evict",
+              fmt("evicted=%llu stubs=%llu held=%llu", static_cast<unsigned long long>(evicted),
+                  static_cast<unsigned long long>(es.evicted_records), static_cast<unsigned long long>(es.held_bytes)));
+  auto s = state(p);
+  auto contents = sink_contents();
+  if (!s.ok() || !contents.ok()) return;  // an injected read fault: judged at the end
+  check_stubs_held(p, *s, *contents ? &**contents : nullptr, "right after eviction");
+}
+
+Result<std::optional<crdt::Delta>> Simulation::sink_contents() const {
+  if (sink_ == nullptr) return Status(Code::kUnavailable, "the sink is not open");
+  crdt::Delta all;
+  std::string after;
+  for (int page = 0; page < 10'000; ++page) {
+    auto got = sink_->bootstrap(kCollection, after);
+    if (!got.ok()) {
+      if (got.status().detail() == Detail::kNoSuchCollection) return std::optional<crdt::Delta>();
+      return Status(got.status().code(), "bootstrap: " + got.status().to_string());
+    }
+    if (!got->segment.empty()) {
+      auto seg = sink::decode_segment(got->segment);
+      if (!seg.ok()) return Status(seg.status().code(), "bootstrap page does not decode: " + seg.status().to_string());
+      crdt::Delta d = sink::segment_to_delta(*seg);
+      for (auto& [id, entries] : d.records) all.records[id] = std::move(entries);
+    }
+    if (!got->context.empty()) {
+      // The first page's and the last's: the collection's whole context then (the last covers more).
+      auto ctx = sink::bootstrap_context(kCollection, got->context);
+      if (!ctx.ok()) return Status(ctx.status().code(), "bootstrap context: " + ctx.status().to_string());
+      all.context = std::move(*ctx);
+    }
+    if (got->done) break;
+    after = got->next_after;
+  }
+  return std::optional<crdt::Delta>(std::move(all));
+}
+
+void Simulation::check_stubs_held(std::uint32_t p, const crdt::ORMap& s, const crdt::Delta* at_sink, const char* when) {
+  int reported = 0;
+  for (const auto& [id, entries] : s.records()) {
+    for (const crdt::Entry& e : entries) {
+      if (!node::is_stub_payload(node::format::as_view(e.payload))) continue;
+      bool held = false;
+      if (at_sink != nullptr) {
+        auto it = at_sink->records.find(id);
+        held = at_sink->context.contains(e.dot) ||
+               (it != at_sink->records.end() &&
+                std::any_of(it->second.begin(), it->second.end(), [&](const crdt::Entry& o) { return o.dot == e.dot; }));
+      }
+      if (held) continue;
+      if (++reported <= 3) {
+        violation("evicted_unacked", peer_name(p) + " holds '" + id + "' " + e.dot.to_string() + " as a stub " + when +
+                                         ", but the sink neither holds nor removed that entry");
+      }
+    }
+  }
+  if (reported > 3) violation("evicted_unacked", peer_name(p) + fmt(": %d more stubs the sink does not hold", reported - 3));
+}
+
+crdt::ORMap Simulation::unstub(const crdt::ORMap& s, std::uint32_t p, bool report) {
+  crdt::Delta d;
+  d.context = s.context();
+  int reported = 0;
+  for (const auto& [id, entries] : s.records()) {
+    crdt::Entries out = entries;
+    for (crdt::Entry& e : out) {
+      if (!node::is_stub_payload(node::format::as_view(e.payload))) continue;
+      auto stub = node::decode_stub_payload(node::format::as_view(e.payload));
+      auto want = client_values_.find({std::string(kCollection), e.dot});
+      if (want == client_values_.end() || !stub.ok()) continue;  // phantom or payload_mismatch then
+      crdt::Bytes bytes = payload_bytes(want->second);
+      if (report && sink::payload_digest(node::format::as_view(bytes)) != stub->digest) {
+        if (++reported <= 3) {
+          violation("stub_digest", peer_name(p) + " '" + id + "' " + e.dot.to_string() +
+                                       ": the stub's digest is not the digest of the payload the client wrote");
+        }
+        continue;
+      }
+      e.payload = std::move(bytes);
+    }
+    d.records.emplace(id, std::move(out));
+  }
+  if (reported > 3) violation("stub_digest", peer_name(p) + fmt(": %d more stubs with another digest", reported - 3));
+  crdt::ORMap m;
+  (void)m.join(d);
+  return m;
+}
+
+Result<Simulation::ColdRead> Simulation::cold_get(std::uint32_t p, const std::string& id) {
+  // MeshHost::get_with_cold on the simulated sink: a stub winner is fetched from the sink (an
+  // instant call; none while the sink is out) and checked against the stub (Node::check_refill).
+  node::Node& nd = *peers_[p].node;
+  SHOAL_ASSIGN_OR_RETURN(node::GetResult got, nd.get(kCollection, id));
+  ColdRead out;
+  out.record = std::move(got);
+  node::Sibling& stub = out.record.siblings.at(0);
+  if (!stub.evicted) return out;
+  auto unavailable = [&](const std::string& why) {
+    ++stats_.cold_unavailable;
+    out.cold_error = Status(Detail::kColdUnavailable, "record '" + id + "' is evicted and the sink cannot give it: " + why);
+    trace_.line(now_, static_cast<int>(p), "refill", id + " cold_unavailable " + why);
+    return out;
+  };
+  if (sink_ == nullptr || sink_down()) return unavailable("the sink is out");
+  const std::string ids[] = {id};
+  auto fetched = sink_->fetch(kCollection, ids);
+  if (!fetched.ok()) return unavailable(fetched.status().to_string());
+  if (fetched->empty() || !fetched->at(0).found) return unavailable("the sink does not have it");
+  const std::string& payload = fetched->at(0).payload;
+  // refill-unchecked: the sink's payload is taken as it is, whichever version it holds.
+  auto value = sc_.mutation == Mutation::kRefillUnchecked ? node::decode_payload(payload) : nd.check_refill(id, stub, payload);
+  if (!value.ok()) {
+    ++stats_.refills_refused;
+    out.cold_error = value.status();
+    trace_.line(now_, static_cast<int>(p), "refill", id + " refused " + value.status().to_string());
+    return out;
+  }
+  stub.value = std::move(*value);
+  stub.evicted = false;
+  out.refilled = true;
+  ++stats_.refills;
+  trace_.line(now_, static_cast<int>(p), "refill", id + " " + stub.dot.to_string());
+  return out;
+}
+
+void Simulation::judge_refill(std::uint32_t p, const std::string& id, const ColdRead& r, bool removed) {
+  if (!r.refilled) return;
+  const node::Sibling& s = r.record.siblings.at(0);
+  if (removed) {
+    violation("cold_deleted", peer_name(p) + " refilled '" + id + "' " + s.dot.to_string() + ", which an acknowledged remove deleted");
+  }
+  auto want = client_values_.find({std::string(kCollection), s.dot});
+  const bool same = want != client_values_.end() && s.value.vector.size() == want->second.vector.size() &&
+                    std::memcmp(s.value.vector.data(), want->second.vector.data(), s.value.vector.size() * sizeof(float)) == 0 &&
+                    s.value.metadata == want->second.metadata && s.value.model == want->second.model;
+  if (!same) {
+    violation("refill_mismatch", peer_name(p) + " refilled '" + id + "' " + s.dot.to_string() +
+                                     " from the sink with other bytes than the client wrote for that entry");
+  }
+}
+
+void Simulation::cold_search_read(std::uint32_t p, const std::vector<float>& q, const std::vector<node::Hit>& local) {
+  auto merged = search_with_cold(p, q, local);
+  if (!merged.ok()) return;  // a read fault: no answer
+  ++stats_.cold_searches;
+  crdt::CausalContext removed;
+  for (const crdt::Dot& d : session_removed_[p]) removed.add(d);
+  for (const node::ColdHit& h : *merged) {
+    if (!h.cold) continue;
+    ++stats_.cold_hits;
+    auto dots = crdt::decode_context(std::span(reinterpret_cast<const std::uint8_t*>(h.dots.data()), h.dots.size()));
+    if (dots.ok() && !dots->empty() && removed.includes(*dots)) {
+      violation("cold_deleted", peer_name(p) + " searched with the cold tier and got '" + h.id + "' " + dots->to_string() +
+                                    " from the sink, which its own acknowledged remove deleted");
+      return;
+    }
+  }
+}
+
+Result<std::vector<node::ColdHit>> Simulation::search_with_cold(std::uint32_t p, const std::vector<float>& q,
+                                                                const std::vector<node::Hit>& local) {
+  // MeshHost::search_with_cold: the sink's exact search, same metric and k (none while the sink
+  // is out, or before it holds `c`: the local hits come back alone), merged at the node.
+  std::vector<node::ColdHit> cold;
+  if (sink_ != nullptr && !sink_down() && sc_.mutation != Mutation::kMergeLocalOnly) {
+    auto got = sink_->cold_search(kCollection, q, 10, index::Metric::kL2);
+    if (got.ok()) {
+      for (sink::ColdHit& h : got->hits) cold.push_back(node::ColdHit{std::move(h.id), h.distance, std::move(h.dots), false});
+    }
+  }
+  if (sc_.mutation == Mutation::kMergeUnjudged) {
+    // Mutation under test: by distance alone, no rule for records held or removed here.
+    std::vector<node::ColdHit> out;
+    for (const node::Hit& h : local) out.push_back(node::ColdHit{h.id, h.distance, {}, false});
+    for (node::ColdHit& h : cold) {
+      h.cold = true;
+      out.push_back(std::move(h));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const node::ColdHit& a, const node::ColdHit& b) {
+      return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+    });
+    if (out.size() > 10) out.resize(10);
+    return out;
+  }
+  return peers_[p].node->merge_cold_hits(kCollection, local, cold, 10);
 }
 
 }  // namespace

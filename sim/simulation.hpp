@@ -101,7 +101,19 @@ enum class Mutation : std::uint8_t {
   // puts the copy there (an I/O error): restore.
   // full-after-heal: every peer's disk fills up when the probes start (capacity = used bytes), so
   // a probe write fails on the healed mesh: delta_probe.
-  kTruncatedRequest, kRestoreDiskFull, kFullAfterHeal
+  kTruncatedRequest, kRestoreDiskFull, kFullAfterHeal,
+  // Eviction to stubs with --sink (docs/sim.md, "Eviction, refills and merged cold search"):
+  // evict-unacked: the node stubs old records whether or not the sink acknowledged them
+  // (node::MutationsForTesting::evict_unacked): evicted_unacked.
+  // stub-wrong-digest: the driver gives the node a digest function other than the sink's (the
+  // payload without its last byte hashed): stub_digest.
+  // refill-unchecked: the driver's get returns the sink's payload for a stub without
+  // Node::check_refill (whatever version the sink holds): refill_mismatch.
+  // merge-local-only: the driver's search with the cold tier drops the sink's answer (a merge
+  // that forgets the cold hits): cold_merge.
+  // merge-unjudged: the driver joins the local and the cold hits by distance alone, without
+  // Node::merge_cold_hits' rules (a cold hit this node removed comes back): cold_deleted.
+  kEvictUnacked, kStubWrongDigest, kRefillUnchecked, kMergeLocalOnly, kMergeUnjudged
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -180,7 +192,10 @@ struct Scenario {
   // --sink (docs/sim.md, "The sink and its outages"): one simulated sink (sink::SinkService on a
   // sink::MemoryObjectStore), collection `c` goes to it (TierPolicy::sink), each peer's feed has a
   // quota of 40 entries and is driven over a per-peer sink link (delay, loss, the sink's outages
-  // of up to 7 simulated days). Off: nothing of it runs, so every seed keeps its trace.
+  // of up to 7 simulated days). In 80% of such seeds every node also gets an eviction budget and
+  // a hot window drawn from the seed, so old acknowledged records become stubs, and gets of stubs
+  // refill from the sink (docs/sim.md, "Eviction, refills and merged cold search"). Off: nothing
+  // of it runs, so every seed keeps its trace.
   bool sink = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;
@@ -233,6 +248,15 @@ struct SeedStats {
   std::uint64_t quota_refusals = 0;      // client writes refused with kQuotaExceeded
   std::int64_t sink_outage_ms = 0;       // the longest drawn outage
   std::uint64_t sink_records = 0;        // live records at the sink after the drain
+  std::uint64_t evict_budget_bytes = 0;  // the seed's eviction budget per node (0: no eviction)
+  std::int64_t hot_window_ms = 0;        // the seed's hot window
+  std::uint64_t evicted = 0;             // records turned into stubs (Node::evict_step, all nodes)
+  std::uint64_t stubs_at_end = 0;        // stubs the nodes held when the checkers ran
+  std::uint64_t refills = 0;             // gets of a stub answered from the sink (check_refill OK)
+  std::uint64_t cold_unavailable = 0;    // gets of a stub answered kColdUnavailable (sink out, or lacks it)
+  std::uint64_t refills_refused = 0;     // refills check_refill refused (the sink holds another version)
+  std::uint64_t cold_searches = 0;       // searches merged with the sink's cold search (chaos and end)
+  std::uint64_t cold_hits = 0;           // of their hits, the ones that came from the sink
 };
 
 struct SeedResult {

@@ -10,7 +10,9 @@
 
 #include "common/file_io.hpp"
 
+#include "node/core/node_state.hpp"
 #include "node/core/record.hpp"
+#include "transport/codec_wire.hpp"
 #include "transport/rpc.capnp.h"
 #include "transport/sink.capnp.h"
 
@@ -48,6 +50,17 @@ Result<std::optional<index::Metric>> upload_metric(std::uint8_t byte) {
                   str_cat("metric byte ", unsigned(byte), ", expected 0 (l2), 1 (ip), 2 (cosine) or 255 (not said)"));
   }
   return std::optional<index::Metric>(*m);
+}
+
+// An upload's spec (sink.capnp uploadSegment, D62): unset is "not said"; otherwise read as the
+// sync messages read a spec and converted by the node's rule; the service checks the rest.
+template <typename Params>
+Result<std::optional<node::CollectionSpec>> upload_spec(Params p) {
+  if (!p.hasSpec()) return std::optional<node::CollectionSpec>();
+  SHOAL_ASSIGN_OR_RETURN(auto wire, transport::read(p.getSpec()));
+  auto spec = node::from_wire(wire);
+  if (!spec.ok()) return spec.status().with_context("the upload's spec");
+  return std::optional<node::CollectionSpec>(std::move(*spec));
 }
 
 void fill_ack(sr::Ack::Builder out, const UploadAck& ack) {
@@ -165,7 +178,9 @@ struct SinkServer::Impl {
       if (Status st = admit(*coll, true); !st.ok()) return refused(st);
       auto metric = upload_metric(ctx.getParams().getMetric());
       if (!metric.ok()) return refused(metric.status());
-      auto ack = host_.service.upload_segment(bytes, host_.now_ns(), *metric);
+      auto spec = upload_spec(ctx.getParams());
+      if (!spec.ok()) return refused(spec.status());
+      auto ack = host_.service.upload_segment(bytes, host_.now_ns(), *metric, *spec);
       if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
@@ -189,7 +204,9 @@ struct SinkServer::Impl {
       if (Status st = admit(coll, true); !st.ok()) return refused(st);
       auto metric = upload_metric(p.getMetric());
       if (!metric.ok()) return refused(metric.status());
-      auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns(), *metric);
+      auto spec = upload_spec(p);
+      if (!spec.ok()) return refused(spec.status());
+      auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns(), *metric, *spec);
       if (!ack.ok()) return refused(ack.status());
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
@@ -282,6 +299,7 @@ struct SinkServer::Impl {
       res.setDone(page->done);
       res.setDimension(page->dimension);
       res.setMetric(page->metric ? node::metric_to_wire_byte(*page->metric) : kMetricNotSaid);
+      if (page->spec) transport::write(res.initSpec(), node::to_wire(*page->spec));
       return kj::READY_NOW;
     }
 

@@ -9,6 +9,7 @@
 #include "crdt/codec.hpp"
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
+#include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
 
 namespace shoal::sink {
@@ -22,6 +23,10 @@ constexpr std::string_view kContextKind = "ctx";
 // kept so that a bootstrap can create the collection on a device that lacks it. Not part of the
 // CRDT state: compaction keeps the newest, and a newer one replaces it.
 constexpr std::string_view kSpecKind = "spc";
+// The collection's whole spec as the latest upload said it (D62: its index options too), in the
+// node's catalogue encoding with id 0; kept like the metric, beside it (a sink from before it
+// leaves these keys alone, as every key it does not know).
+constexpr std::string_view kIndexKind = "idx";
 constexpr std::size_t kSeqDigits = 20;
 
 std::string_view as_view(const crdt::Bytes& b) {
@@ -63,7 +68,7 @@ bool parse_key(std::string_view key, std::string_view& kind, std::string_view& c
     if (ch < '0' || ch > '9') return false;
     seq = seq * 10 + static_cast<std::uint64_t>(ch - '0');
   }
-  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind || kind == kSpecKind;
+  return kind == kSegmentKind || kind == kDeltaKind || kind == kContextKind || kind == kSpecKind || kind == kIndexKind;
 }
 
 std::size_t entry_count(const crdt::RecordMap& records) {
@@ -158,6 +163,8 @@ struct SinkService::Collection {
   std::uint32_t dimension = 0;                      // the live records' (0: none live)
   std::optional<index::Metric> metric;              // as uploads said it (a kSpecKind object)
   std::string metric_key;                           // the object that holds it ("" before one is stored)
+  std::optional<node::CollectionSpec> spec;         // as uploads said it (a kIndexKind object, D62)
+  std::string spec_key;                             // the object that holds it
   std::map<std::string, Object, std::less<>> objects;  // key -> what it holds (not metric_key)
   std::map<std::string, std::string, std::less<>> holder;  // record id -> object holding its winner
   std::uint64_t segment_entries = 0;  // entries carried by the segment objects
@@ -213,6 +220,7 @@ Status SinkService::load() {
     const std::string_view kind_const = k == kSegmentKind  ? kSegmentKind
                                         : k == kDeltaKind  ? kDeltaKind
                                         : k == kSpecKind   ? kSpecKind
+                                        : k == kIndexKind  ? kIndexKind
                                                            : kContextKind;
     by_collection[std::string(coll)].push_back(Found{std::move(key), kind_const, seq});
   }
@@ -270,6 +278,14 @@ Status SinkService::load() {
         c.metric_key = f.key;
         continue;
       }
+      if (f.kind == kIndexKind) {  // the same for the spec
+        SHOAL_ASSIGN_OR_RETURN(std::string bytes, store_.get(f.key));
+        auto spec = node::format::decode_spec(c.name, bytes);
+        if (!spec.ok()) return Status(Code::kCorruption, "spec object does not decode", f.key);
+        c.spec = std::move(spec->first);
+        c.spec_key = f.key;
+        continue;
+      }
       last_ack_seq_ = std::max(last_ack_seq_, f.seq);
       c.last_seq = std::max(c.last_seq, f.seq);
       if (!in_compaction(f)) continue;
@@ -290,7 +306,7 @@ Status SinkService::load() {
       join(c, crdt::Delta{}, std::string(), 0, false);
     }
     for (const Found& f : found) {
-      if (in_compaction(f) || f.kind == kSpecKind) continue;
+      if (in_compaction(f) || f.kind == kSpecKind || f.kind == kIndexKind) continue;
       if (f.kind == kContextKind) {
         auto got = store_.get(f.key);
         if (!got.ok()) return got.status().with_context(f.key);
@@ -423,21 +439,56 @@ Result<SinkService::Collection*> SinkService::collection_for_write(std::string_v
   return c;
 }
 
+Status SinkService::check_spec(std::string_view collection, const std::optional<node::CollectionSpec>& spec,
+                               std::optional<index::Metric> metric, std::uint32_t dimension) const {
+  if (!spec) return ok_status();
+  node::Limits l;
+  l.max_collection_name_bytes = limits_.max_collection_name_bytes;
+  l.max_dimension = limits_.max_dimension;
+  SHOAL_RETURN_IF_ERROR(node::validate_spec(*spec, l).with_context("the upload's spec"));
+  if (spec->name != collection) {
+    return Status(Code::kInvalidArgument, str_cat("the upload's spec names collection '", node::escape_for_message(spec->name),
+                                                  "', the upload is of '", collection, "'"));
+  }
+  if (metric && spec->metric != *metric) {
+    return Status(Code::kInvalidArgument,
+                  str_cat("the upload's spec says metric ", unsigned(node::metric_to_wire_byte(spec->metric)),
+                          ", its metric byte ", unsigned(node::metric_to_wire_byte(*metric))));
+  }
+  if (dimension != 0 && spec->dimension != dimension) {
+    return Status(Detail::kDimensionMismatch, str_cat("the upload's spec says dimension ", spec->dimension,
+                                                      ", its records have ", dimension));
+  }
+  return ok_status();
+}
+
+bool SinkService::replace_setting(Collection& c, std::string_view kind, std::string_view bytes, std::string& key) {
+  // After the upload's own object, which is acknowledged whatever happens here: a put that fails
+  // leaves the setting unknown (or the old one), and the next upload that says it tries again.
+  std::string fresh = next_key(kind, c.name);
+  if (!store_.put(fresh, bytes).ok()) return false;
+  // The older one, best effort: at open the newest wins anyway.
+  if (!key.empty()) (void)store_.remove(key);
+  key = std::move(fresh);
+  return true;
+}
+
 void SinkService::remember_metric(Collection& c, std::optional<index::Metric> metric) {
   if (!metric || c.metric == metric) return;
-  // After the upload's own object, which is acknowledged whatever happens here: a put that fails
-  // leaves the metric unknown (or the old one), and the next upload that says it tries again.
-  std::string key = next_key(kSpecKind, c.name);
   const char byte = static_cast<char>(node::metric_to_wire_byte(*metric));
-  if (!store_.put(key, std::string_view(&byte, 1)).ok()) return;
-  // The older one, best effort: at open the newest wins anyway.
-  if (!c.metric_key.empty()) (void)store_.remove(c.metric_key);
-  c.metric = metric;
-  c.metric_key = std::move(key);
+  if (replace_setting(c, kSpecKind, std::string_view(&byte, 1), c.metric_key)) c.metric = metric;
+}
+
+void SinkService::remember_spec(Collection& c, const std::optional<node::CollectionSpec>& spec) {
+  if (!spec) return;
+  const std::string bytes = node::format::encode_spec(*spec, 0);
+  if (c.spec && node::format::encode_spec(*c.spec, 0) == bytes) return;
+  if (replace_setting(c, kIndexKind, bytes, c.spec_key)) c.spec = spec;
 }
 
 Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
-                                              std::optional<index::Metric> metric) {
+                                              std::optional<index::Metric> metric,
+                                              const std::optional<node::CollectionSpec>& spec) {
   if (segment_bytes.size() > limits_.max_upload_bytes) {
     return Status(Detail::kTooLarge,
                   str_cat("segment of ", segment_bytes.size(), " bytes, limit ", limits_.max_upload_bytes));
@@ -447,7 +498,8 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   if (seg.records.empty()) return Status(Detail::kOutOfRange, "segment of '" + seg.collection + "' has no records");
   crdt::Delta delta = segment_to_delta(seg);
   const Collection* existing = find(seg.collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, seg.collection, delta.records, metric).status());
+  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t dimension, validate_records(existing, seg.collection, delta.records, metric));
+  SHOAL_RETURN_IF_ERROR(check_spec(seg.collection, spec, metric, dimension));
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", seg.collection, "'"));
@@ -464,11 +516,13 @@ Result<UploadAck> SinkService::upload_segment(std::string_view segment_bytes, st
   last_ack_wall_ns_ = now_wall_ns;
   ++uploads_;
   remember_metric(*c, metric);
+  remember_spec(*c, spec);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(seg.records.size()), segment_bytes.size()};
 }
 
 Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::string_view delta_bytes,
-                                           std::int64_t now_wall_ns, std::optional<index::Metric> metric) {
+                                           std::int64_t now_wall_ns, std::optional<index::Metric> metric,
+                                           const std::optional<node::CollectionSpec>& spec) {
   SHOAL_RETURN_IF_ERROR(check_collection_name(collection));
   if (delta_bytes.size() > limits_.max_delta_bytes) {
     return Status(Detail::kTooLarge, str_cat("delta of ", delta_bytes.size(), " bytes, limit ", limits_.max_delta_bytes));
@@ -481,7 +535,8 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   crdt::Delta delta = std::move(*decoded);
   if (delta.empty()) return UploadAck{};
   const Collection* existing = find(collection);
-  SHOAL_RETURN_IF_ERROR(validate_records(existing, collection, delta.records, metric).status());
+  SHOAL_ASSIGN_OR_RETURN(const std::uint32_t dimension, validate_records(existing, collection, delta.records, metric));
+  SHOAL_RETURN_IF_ERROR(check_spec(collection, spec, metric, dimension));
   if (existing == nullptr && collections_.size() >= limits_.max_collections) {
     return Status(Detail::kTooLarge, str_cat("the sink holds ", collections_.size(), " collections, limit ",
                                              limits_.max_collections, "; refused '", collection, "'"));
@@ -497,6 +552,7 @@ Result<UploadAck> SinkService::apply_delta(std::string_view collection, std::str
   last_ack_wall_ns_ = now_wall_ns;
   ++deltas_;
   remember_metric(*c, metric);
+  remember_spec(*c, spec);
   return UploadAck{std::move(key), seq, static_cast<std::uint32_t>(delta.records.size()), delta_bytes.size()};
 }
 
@@ -580,6 +636,7 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
   BootstrapPage out;
   out.dimension = c->dimension;
   out.metric = c->metric;
+  out.spec = c->spec;
   out.done = it == c->state.records.end();
   if (!page.empty()) {
     out.next_after = page.rbegin()->first;

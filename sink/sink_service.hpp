@@ -25,6 +25,9 @@
 //                            collection's whole causal context (crdt::encode_context bytes).
 //                            With the segments numbered base..seq-1 it is the whole state at
 //                            compaction time, so the dots of deleted records stay covered
+//   spc/<collection>/<seq>   the metric the latest upload said (one byte, D53)
+//   idx/<collection>/<seq>   the spec the latest upload said (the node's catalogue encoding of
+//                            a spec, node::format::encode_spec, with id 0; D62)
 // where <seq> is 20 decimal digits, one counter for the whole sink (the highest seen + 1 at open).
 // open() lists every object and rebuilds the same state: the newest compaction's state (its
 // context with its segments) first, then every other object joined as the delta it is (an older
@@ -59,6 +62,7 @@
 #include "common/status.hpp"
 #include "crdt/or_map.hpp"
 #include "index/types.hpp"
+#include "node/core/spec.hpp"
 #include "sink/object_store.hpp"
 #include "sink/segment.hpp"
 
@@ -139,6 +143,10 @@ struct BootstrapPage {
   // members' uploads said (nullopt: none said one).
   std::uint32_t dimension = 0;
   std::optional<index::Metric> metric;
+  // The collection's spec as the latest upload that said one gave it (D62; nullopt: none did):
+  // a device creates the collection with its index options (m, ef_construction, ef_search,
+  // quantization).
+  std::optional<node::CollectionSpec> spec;
 };
 
 struct CollectionStatus {
@@ -189,17 +197,22 @@ class SinkService {
   // (max_collections), the store's. Nothing changes on error. `metric`: the collection's metric on
   // the uploading member, whose record rules apply (node::validate_record: under cosine a zero
   // vector is refused with kZeroVector naming the record); nullopt (a member that did not say):
-  // l2's rules.
+  // l2's rules. `spec`: the collection's spec on the member (D62), kept for bootstrap; checked
+  // first (node::validate_spec under these limits; its name must be the upload's collection, its
+  // metric `metric` when said, its dimension the records': kInvalidArgument, kOutOfRange...,
+  // kDimensionMismatch otherwise); nullopt: not said, the one kept stays.
   [[nodiscard]] Result<UploadAck> upload_segment(std::string_view segment_bytes, std::int64_t now_wall_ns,
-                                                 std::optional<index::Metric> metric = std::nullopt);
+                                                 std::optional<index::Metric> metric = std::nullopt,
+                                                 const std::optional<node::CollectionSpec>& spec = std::nullopt);
 
   // Stores a delta for `collection` and joins it: how deletes and later upserts reach the sink.
   // Statuses: as upload_segment's; kMalformed when the bytes do not decode (crdt::decode_delta's
   // reason in the message). An empty delta is
-  // acknowledged without a write.
+  // acknowledged without a write (and its spec is not kept). `metric` and `spec` as upload_segment's.
   [[nodiscard]] Result<UploadAck> apply_delta(std::string_view collection, std::string_view delta_bytes,
                                               std::int64_t now_wall_ns,
-                                              std::optional<index::Metric> metric = std::nullopt);
+                                              std::optional<index::Metric> metric = std::nullopt,
+                                              const std::optional<node::CollectionSpec>& spec = std::nullopt);
 
   // The k nearest live records (winners) of `collection` to `query` under `metric`, exactly.
   // Statuses: kNoSuchCollection; kOutOfRange (k = 0), kTooLarge (k above max_k);
@@ -237,9 +250,18 @@ class SinkService {
   Result<std::uint32_t> validate_records(const Collection* c, std::string_view collection,
                                          const crdt::RecordMap& records, std::optional<index::Metric> metric) const;
   Result<Collection*> collection_for_write(std::string_view name);
+  // Checks an upload's `spec` (see upload_segment) against its collection, metric and the
+  // dimension its records use (0: none).
+  Status check_spec(std::string_view collection, const std::optional<node::CollectionSpec>& spec,
+                    std::optional<index::Metric> metric, std::uint32_t dimension) const;
   // Stores `metric` as `c`'s (a kSpecKind object) when an upload said one that differs from the
   // one known; best effort (the upload is acknowledged either way).
   void remember_metric(Collection& c, std::optional<index::Metric> metric);
+  // The same for an upload's spec (a kIndexKind object, D62).
+  void remember_spec(Collection& c, const std::optional<node::CollectionSpec>& spec);
+  // Puts `bytes` as the newest object of `kind` for `c`, then removes the one at `key` (best
+  // effort) and sets `key` to the new one. False (nothing changed) when the put failed.
+  bool replace_setting(Collection& c, std::string_view kind, std::string_view bytes, std::string& key);
   const Collection* find(std::string_view name) const;
   std::string next_key(std::string_view kind, std::string_view collection);
   void join(Collection& c, const crdt::Delta& delta, std::string key, std::uint64_t bytes, bool is_delta);

@@ -11,6 +11,7 @@
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("shoal::transport::sinkrpc");
+using Sync = import "sync.capnp";
 
 # A durable acknowledgement: the object store had the object when it was sent.
 struct Ack {
@@ -71,11 +72,16 @@ interface Sink {
   # collection's metric on the member (the wire byte: 0 l2, 1 ip, 2 cosine), whose rules the
   # records are checked under (cosine refuses a zero vector, as the node does); 255, the default (a
   # member from before the field), checks under l2's rules.
-  uploadSegment @0 (segment :Data, metric :UInt8 = 255) -> (ack :Ack);
+  # `spec` (D62; unset from a member before it): the collection's whole spec on the member
+  # (sync.capnp's CollectionSpec: name, dimension, metric, m, efConstruction, efSearch, quantize
+  # and its range), checked by the node's rules (its name the segment's, its metric the `metric`
+  # byte when that is said, its dimension the records'; refused otherwise, nothing stored) and
+  # kept, the latest per collection, so a bootstrap creates the collection with its index options.
+  uploadSegment @0 (segment :Data, metric :UInt8 = 255, spec :Sync.CollectionSpec) -> (ack :Ack);
   # A delta of `collection` (crdt::encode_delta bytes, as peers push them): deletes and upserts
   # after upload reach the sink this way. Durable when acknowledged. Needs write access.
-  # `metric` as uploadSegment's.
-  pushDelta @1 (collection :Text, delta :Data, metric :UInt8 = 255) -> (ack :Ack);
+  # `metric` and `spec` as uploadSegment's.
+  pushDelta @1 (collection :Text, delta :Data, metric :UInt8 = 255, spec :Sync.CollectionSpec) -> (ack :Ack);
   # Exact k-NN over the sink's live records; metric is the wire byte (0 l2, 1 ip, 2 cosine).
   # Needs read access.
   coldSearch @2 (collection :Text, query :List(Float32), k :UInt32, metric :UInt8)
@@ -87,9 +93,12 @@ interface Sink {
   # carry the causal context at that moment (crdt::encode_context bytes; the device judges the
   # records no page named by the first one, D57). Needs read access. Every page also says what a
   # device needs to create the collection first: `dimension`, the live records' (0: none live),
-  # and `metric`, the wire byte the members' uploads said (255: none said one).
+  # `metric`, the wire byte the members' uploads said (255: none said one), and `spec`, the latest
+  # spec an upload said (D62; unset when none did, or from a sink before it), whose index options
+  # (m, efConstruction, efSearch, quantize and its range) the device creates the collection with.
   bootstrap @4 (collection :Text, after :Data)
-      -> (segment :Data, context :Data, nextAfter :Data, done :Bool, dimension :UInt32, metric :UInt8 = 255);
+      -> (segment :Data, context :Data, nextAfter :Data, done :Bool, dimension :UInt32, metric :UInt8 = 255,
+          spec :Sync.CollectionSpec);
   # Backlog seen, last acknowledgement, bytes stored.
   status @5 () -> (status :SinkStatus);
   # The member's revocation set (security::encode_revocations bytes): the sink joins every entry

@@ -179,14 +179,25 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
   Result<GetAnswer> get(const std::string& collection, const std::string& id) override {
     GetAnswer answer;
     SHOAL_ASSIGN_OR_RETURN(answer.record, node().get(collection, id));
-    if (answer.record.siblings.at(0).evicted) {
-      // This process holds no sink link (the embedded mesh's is on its own thread, in another
-      // library): the stub's metadata, with the reason.
+    if (!answer.record.siblings.at(0).evicted) return answer;
+    // A stub. An embedded mesh refills it over its sink link, with the code shoald runs for its
+    // clients (MeshHost::get_with_cold); without one, the stub's metadata, with the reason.
+    if (MeshRefill* refill = begin_refill()) {
+      Result<GetAnswer> refilled = (*refill)(collection, id);
+      end_refill();
+      if (refilled.ok()) return refilled;
+      // The call itself failed (the mesh stopping, the record changed under it): still a get.
       answer.cold = Status(Detail::kColdUnavailable,
                            str_cat("record '", node::escape_for_message(id),
-                                   "' is evicted to the cold-tier sink, and a handle from shoal_open has no sink "
-                                   "link to refill it (get it through shoald: shoal_connect)"));
+                                   "' is evicted to the cold-tier sink, and the embedded mesh could not refill it: ",
+                                   refilled.status().to_string()));
+      return answer;
     }
+    answer.cold = Status(Detail::kColdUnavailable,
+                         str_cat("record '", node::escape_for_message(id),
+                                 "' is evicted to the cold-tier sink, and no embedded mesh runs on this handle to "
+                                 "refill it (shoal_mesh_start with a [sink] address, or get it through shoald: "
+                                 "shoal_connect)"));
     return answer;
   }
   Result<SearchAnswer> search(const std::string& collection, std::span<const float> query, std::uint32_t k,
@@ -236,7 +247,7 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
   // --- MeshAttachment (mesh_attach.hpp) ---
   node::SharedNode& shared_node() override { return node(); }
   const std::string& data_dir() const override { return path_; }
-  Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop) override {
+  Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop, MeshRefill refill) override {
     std::lock_guard lock(mesh_mu_);
     if (mesh_attached_) {
       return Status(Detail::kAlreadyExists, "this handle's mesh is running already (shoal_mesh_stop it first)");
@@ -244,14 +255,18 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
     SHOAL_RETURN_IF_ERROR(node().write_quiet([&](node::Node&) { return revocations_->attach(revocations); }));
     mesh_attached_ = true;
     mesh_stop_ = std::move(stop);
+    mesh_refill_ = std::move(refill);
     return {};
   }
   void detach_mesh() override {
-    std::lock_guard lock(mesh_mu_);
+    std::unique_lock lock(mesh_mu_);
     if (!mesh_attached_) return;
+    // The refills under way hold a pointer to mesh_refill_ and to the mesh behind it.
+    refills_done_.wait(lock, [&] { return refills_in_flight_ == 0; });
     node().write_quiet([&](node::Node&) { revocations_->detach(); });
     mesh_attached_ = false;
     mesh_stop_ = nullptr;
+    mesh_refill_ = nullptr;
   }
   std::function<void()> take_mesh_stop() override {
     std::lock_guard lock(mesh_mu_);
@@ -261,13 +276,32 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
  private:
   node::SharedNode& node() { return dir_->node(); }
 
+  // The attached mesh's refill, counted as under way until end_refill (detach_mesh waits for
+  // it); nullptr when no mesh is attached. The call itself runs outside mesh_mu_.
+  MeshRefill* begin_refill() {
+    std::lock_guard lock(mesh_mu_);
+    if (!mesh_refill_) return nullptr;
+    ++refills_in_flight_;
+    return &mesh_refill_;
+  }
+  void end_refill() {
+    {
+      std::lock_guard lock(mesh_mu_);
+      --refills_in_flight_;
+    }
+    refills_done_.notify_all();
+  }
+
   // Declared before dir_: the node holds a pointer to it (NodeOptions::revocations) until it goes.
   std::unique_ptr<DeferredRevocations> revocations_;
   std::unique_ptr<node::OpenDataDir> dir_;
   std::string path_;
-  std::mutex mesh_mu_;  // guards mesh_attached_ and mesh_stop_
+  std::mutex mesh_mu_;  // guards mesh_attached_, mesh_stop_, mesh_refill_ and refills_in_flight_
   bool mesh_attached_ = false;
   std::function<void()> mesh_stop_;
+  MeshRefill mesh_refill_;  // replaced only while refills_in_flight_ is 0
+  std::size_t refills_in_flight_ = 0;
+  std::condition_variable refills_done_;
   std::shared_ptr<WriteSignal> signal_ = std::make_shared<WriteSignal>();
   std::size_t observer_ = 0;
 };

@@ -12,6 +12,13 @@
 // So an embedded node opens with a DeferredRevocations (embedded.cpp) that keeps what the store
 // holds until a mesh attaches its RevocationReplica, then forwards to it; after the mesh detaches
 // it keeps the replica's encoded state (no mesh, no Hello, so nothing else reads it).
+//
+// Refills: a record the node holds as a stub (its payload evicted to the cold-tier sink) is
+// refilled by shoal_get through the attached mesh's MeshRefill, which runs MeshHost::get_with_cold
+// (the code shoald's local API runs for its clients) on the mesh's thread, over its sink link.
+// The backend counts the refills under way and detach_mesh waits for them, so the mesh that made
+// the MeshRefill outlives every call of it (a call made while the mesh stops gets its kUnavailable
+// quickly: the mesh's loop breaks the promise it waits on).
 // Thread rules: every method from any thread; attach_mesh and detach_mesh are serialised by the
 // caller (one mesh per handle), and shoal_close never runs concurrently with them (shoal_mesh.h).
 #pragma once
@@ -26,6 +33,12 @@
 
 namespace shoal::capi {
 
+// Refills an evicted record of `collection` (MeshHost::get_with_cold on the mesh's thread): the
+// record with its winner refilled, or the stub with GetAnswer::cold saying why not. A failure of
+// the call itself (the mesh stopped, the record gone) is an error status. From any thread but the
+// mesh's; blocks until the mesh answered.
+using MeshRefill = std::function<Result<GetAnswer>(const std::string& collection, const std::string& id)>;
+
 class MeshAttachment {
  public:
   // The handle's node (lives as long as the handle).
@@ -34,11 +47,13 @@ class MeshAttachment {
   virtual const std::string& data_dir() const = 0;
   // Makes `revocations` (which must outlive detach_mesh) the node's revocation set, after joining
   // into it what the node loaded from its store; records `stop`, which shoal_close calls when the
-  // app closes the handle with the mesh still running. Statuses: kConflict when a mesh is
-  // attached already (the message says so); kCorruption when the stored revocations do not decode
-  // (nothing attached).
-  [[nodiscard]] virtual Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop) = 0;
-  // Undoes attach_mesh (keeps the set's state, forgets `stop`). No-op when nothing is attached.
+  // app closes the handle with the mesh still running, and `refill`, which the handle's get calls
+  // for a stub until detach_mesh. Statuses: kConflict when a mesh is attached already (the message
+  // says so); kCorruption when the stored revocations do not decode (nothing attached).
+  [[nodiscard]] virtual Status attach_mesh(node::ReplicatedSet* revocations, std::function<void()> stop,
+                                           MeshRefill refill) = 0;
+  // Undoes attach_mesh (keeps the set's state, forgets `stop` and `refill`), after the refills
+  // under way returned. No-op when nothing is attached. Never from inside a MeshRefill.
   virtual void detach_mesh() = 0;
   // Takes the `stop` of the attached mesh, if any (shoal_close calls it, outside every lock).
   virtual std::function<void()> take_mesh_stop() = 0;
@@ -49,7 +64,7 @@ class MeshAttachment {
 
 // The build key both libraries compare before the attachment is used.
 inline std::string mesh_attach_build_key() {
-  return backend_build_key() + "; mesh attachment 1; sizes " + std::to_string(sizeof(node::SharedNode));
+  return backend_build_key() + "; mesh attachment 2; sizes " + std::to_string(sizeof(node::SharedNode));
 }
 
 }  // namespace shoal::capi

@@ -277,10 +277,12 @@ SHOAL_API int shoal_delete(shoal_db *db, const char *collection, const char *id,
 /* Reads record `id`. On success *out is a record freed with shoal_record_free. */
 /* A record evicted to the cold-tier sink (docs/tiers.md, "Eviction") is held as a stub. In client
  * mode (shoal_connect) the daemon refills it from its sink (the payload checked against the stub's
- * digest; the store keeps the stub) and shoal_get returns it whole with SHOAL_OK. When it cannot
- * (no sink configured, the sink unreachable or without the record), and always in embedded mode
- * (a handle from shoal_open holds no sink link, even with the embedded mesh running), shoal_get
- * returns SHOAL_E_COLD ("cold, unavailable"; the message says why) and still sets *out, whose
+ * digest; the store keeps the stub) and shoal_get returns it whole with SHOAL_OK; in embedded mode
+ * (shoal_open) the embedded mesh does the same over its own sink link while it runs on the handle
+ * (shoal_mesh_start, shoal_mesh.h; the call then waits for the sink's answer). When it cannot (no
+ * sink configured, the sink unreachable or without the record, or an embedded handle with no mesh
+ * running), shoal_get returns SHOAL_E_COLD ("cold, unavailable"; the message says why) and still
+ * sets *out, whose
  * metadata and model tag are the record's and whose vector has dimension 0 (free it as usual);
  * SHOAL_E_CHECKSUM, with the same *out, when the sink's payload does not match the stub. */
 SHOAL_API int shoal_get(shoal_db *db, const char *collection, const char *id, size_t id_len,

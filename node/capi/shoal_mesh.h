@@ -23,7 +23,10 @@
  * Threads: the mesh runs on one thread of its own and shares the node with the app's calls on
  * the shoal_db (which may come from any thread, as before). A write the app makes is pushed to
  * the peers at once (the mesh is woken after every write), and changes from peers are visible
- * to the app's next read and to its watches (shoal_watch). Every call below may be made from
+ * to the app's next read and to its watches (shoal_watch). While the mesh runs, shoal_get on `db` of
+ * a record evicted to the cold tier refills it from the sink ([sink] address) over the mesh's link,
+ * as shoald does for its clients (shoal.h, shoal_get; docs/tiers.md, "Eviction"): SHOAL_OK with
+ * the whole record, or SHOAL_E_COLD with its metadata when the sink cannot give it. Every call below may be made from
  * any thread, but not concurrently on one shoal_mesh with shoal_mesh_stop, nor with shoal_close
  * of its db.
  */
@@ -111,8 +114,9 @@ SHOAL_MESH_API int shoal_mesh_search_cold(shoal_mesh *mesh, const char *collecti
 /* Restores `collection` from the sink ([sink] address in the mesh's config; docs/tiers.md,
  * "Bootstrap from the sink"): pulls the sink's pages into this handle's node, so what was deleted
  * there stays deleted and writes the sink never saw stay; peers then bring the rest. A collection
- * the node lacks is created first with the sink's dimension and metric (the index options are the
- * defaults). Durable when it returns; safe to run again. *records (may be NULL): the records the
+ * the node lacks is created first with the sink's dimension and metric, and the index options its
+ * members' uploads said (m, ef_construction, ef_search, quantization; the defaults when the sink
+ * keeps none: a sink or members from before D62). Durable when it returns; safe to run again. *records (may be NULL): the records the
  * pages carried; *created (may be NULL): 1 when the collection was created. Codes: SHOAL_EINVAL
  * (NULL mesh or collection); SHOAL_EUNAVAILABLE (no sink configured, the sink not connected, or
  * the mesh stopped); SHOAL_E_NOCOLLECTION (the sink holds no such collection, or it is not here

@@ -89,8 +89,6 @@ struct Node::OpenGroup {
 // Peers' deltas must name each dot once: honest replicas never do otherwise, and the join's laws
 // assume it (the fuzzer found decodable deltas that break them: tests/fuzz/regressions).
 [[nodiscard]] Status check_unique_dots(const crdt::Delta& d);
-// A collection spec an app or a peer may create: name, dimension and index parameters in limits.
-[[nodiscard]] Status validate_spec(const CollectionSpec& spec, const Limits& limits);
 transport::CollectionSpecWire to_wire(const CollectionSpec& s);
 [[nodiscard]] Result<CollectionSpec> from_wire(const transport::CollectionSpecWire& w);
 index::IndexParams index_params(const CollectionSpec& s);

@@ -27,6 +27,11 @@ struct CollectionSpec {
   float quant_max = 0.0f;
 };
 
+// A collection spec an app, a peer or the sink (D62) may create: name, dimension and index
+// parameters in limits. Statuses: validate_collection_name's, kOutOfRange (dimension),
+// index::validate_params' (m, ef_construction, ef_search, the quantization range).
+[[nodiscard]] Status validate_spec(const CollectionSpec& spec, const Limits& limits);
+
 // How close a peer is: hot peers (same site) get every delta at once;
 // warm peers (other sites) on a schedule. Stored in the peers table: never renumber.
 enum class Tier : std::uint8_t { kHot = 0, kWarm = 1 };

@@ -604,7 +604,9 @@ struct LocalApi::Impl {
             }
             SHOAL_LOG(impl->logger, kInfo, kComponent, "bootstrap of '", collection, "' from the sink for uid ", uid, ": ",
                       r->records, " records in ", r->pages, " pages (", r->bytes, " bytes)",
-                      r->created ? "; the collection was created from the sink's dimension and metric" : "");
+                      !r->created              ? ""
+                      : r->options_from_sink ? "; the collection was created from the sink's spec (dimension, metric, index options)"
+                                             : "; the collection was created from the sink's dimension and metric (index options: the defaults)");
             return kj::READY_NOW;
           });
     }

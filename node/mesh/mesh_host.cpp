@@ -928,8 +928,9 @@ struct BootstrapRun {
 // Joins one page into the node.
 Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootstrapPage& page) {
   if (run.create) {
-    // The sink keeps the dimension (its live records') and the metric its members' uploads said;
-    // the index options are this device's defaults (the sink does not keep them).
+    // The sink keeps the dimension (its live records') and the metric its members' uploads said,
+    // and, since D62, the spec they said, whose index options the collection is created with (a
+    // sink that has none, or one from before D62: this device's defaults).
     if (page.dimension == 0 || !page.metric) {
       return Status(Detail::kNoSuchCollection,
                     str_cat("collection '", run.collection, "' is not here, and the sink cannot say how to create it (",
@@ -941,6 +942,15 @@ Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootst
     spec.name = run.collection;
     spec.dimension = page.dimension;
     spec.metric = *page.metric;
+    if (page.spec) {
+      spec.m = page.spec->m;
+      spec.ef_construction = page.spec->ef_construction;
+      spec.ef_search = page.spec->ef_search;
+      spec.quantize = page.spec->quantize;
+      spec.quant_min = page.spec->quant_min;
+      spec.quant_max = page.spec->quant_max;
+      run.report.options_from_sink = true;
+    }
     SHOAL_RETURN_IF_ERROR(node.write([&](Node& n) { return n.create_collection(spec); }));
     run.create = false;
     run.report.created = true;

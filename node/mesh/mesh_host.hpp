@@ -185,8 +185,8 @@ class MeshHost {
   // stays deleted and what reached the sink during the run stays: D57); peers then bring what
   // the sink lacks, as they always do. A failure leaves the pages joined so far (each is a valid
   // join; running it again is harmless). A collection this device lacks is created first with
-  // the sink's dimension and metric (its first page says them; the index options are the
-  // defaults), as if created here. Statuses: kUnavailable (no sink configured, or not connected);
+  // the sink's dimension and metric (its first page says them; the index options are those of
+  // the spec the sink keeps, D62, or the defaults when it keeps none), as if created here. Statuses: kUnavailable (no sink configured, or not connected);
   // the sink's (kNoSuchCollection when it holds none); kNoSuchCollection when the collection is
   // not here and the sink cannot say its dimension (no live record) or metric (no upload said
   // it); create_collection's; kMalformed (a page that does not decode, or one of another
@@ -198,6 +198,7 @@ class MeshHost {
     bool created = false;       // the collection was created from the sink's dimension and metric
     std::uint32_t dimension = 0;  // when created: its settings
     Metric metric = Metric::kL2;
+    bool options_from_sink = false;  // when created: index options from the sink's spec (D62), not the defaults
   };
   kj::Promise<Result<SinkBootstrap>> bootstrap_from_sink(std::string collection);
   std::vector<MeshPeerView> peers() const;

@@ -6,6 +6,8 @@
 #include <capnp/message.h>
 
 #include "common/status.hpp"
+#include "node/core/node_state.hpp"
+#include "transport/codec_wire.hpp"
 #include "transport/rpc.capnp.h"
 #include "transport/sink.capnp.h"
 
@@ -223,9 +225,13 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
     req.setCollection(up.collection);
     req.setDelta(data_of(up.delta));
     // The collection's metric, whose record rules the sink checks the upload under (a collection
-    // dropped since: not said, l2's rules; the sink then takes what the delta carries).
+    // dropped since: not said, l2's rules; the sink then takes what the delta carries), and its
+    // whole spec, which the sink keeps so a bootstrap creates it with its index options (D62).
     auto info = node.read([&](const Node& n) { return n.collection_info(up.collection); });
-    if (info.ok()) req.setMetric(metric_to_wire_byte(info->spec.metric));
+    if (info.ok()) {
+      req.setMetric(metric_to_wire_byte(info->spec.metric));
+      transport::write(req.initSpec(), to_wire(info->spec));
+    }
     auto upload = std::make_shared<SinkUpload>(std::move(up));
     tasks.add(loop.timer()
                   .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
@@ -397,6 +403,12 @@ kj::Promise<Result<SinkBootstrapPage>> SinkUploader::bootstrap_page(const std::s
             p.done = resp.getDone();
             p.dimension = resp.getDimension();
             p.metric = metric_from_wire_byte(resp.getMetric());  // 255 (not said): nullopt
+            if (resp.hasSpec()) {  // D62; a sink before it, or no upload said one: unset
+              auto wire = transport::read(resp.getSpec());
+              auto spec = wire.ok() ? from_wire(*wire) : Result<CollectionSpec>(wire.status());
+              if (!spec.ok()) return spec.status().with_context("the sink's spec of the collection");
+              p.spec = std::move(*spec);
+            }
             return p;
           },
           [](kj::Exception&& e) -> Result<SinkBootstrapPage> { return transport::status_of(e); });

@@ -72,6 +72,9 @@ struct SinkBootstrapPage {
   bool done = false;
   std::uint32_t dimension = 0;          // the collection's at the sink (0: no live record there)
   std::optional<Metric> metric;         // as the members' uploads said it (nullopt: none did)
+  // The spec the latest upload said (D62; nullopt: none did, or a sink from before it): its index
+  // options are the collection's on its members. Read, not validated (create_collection does).
+  std::optional<CollectionSpec> spec;
 };
 
 class SinkUploader {

@@ -4,6 +4,7 @@
 // over the node an app opened with shoal_open. The app's handle is reached through libshoal's one
 // internal entry point (node/capi/mesh_attach.hpp); the node's revocation set is attached for as
 // long as the mesh runs.
+// A stub's get on the app's handle is refilled here (MeshRun::refill, through the attachment).
 // Threads: the mesh thread owns the io_context's run, the KjLoop and the MeshHost (created,
 // used and destroyed there, the KjLoop's rule). Other threads reach them only by posting to the
 // loop (KjLoop::post) and waiting for the answer. MeshRun::mu_ guards `running_` and the loop
@@ -69,7 +70,9 @@ class MeshRun {
 
   // Attaches the revocation set, starts the thread and waits until the host listens (or failed).
   Status start() {
-    SHOAL_RETURN_IF_ERROR(attach_.attach_mesh(&revocations_, [this] { halt(); }));
+    SHOAL_RETURN_IF_ERROR(attach_.attach_mesh(
+        &revocations_, [this] { halt(); },
+        [this](const std::string& collection, const std::string& id) { return refill(collection, id); }));
     // Shared with the thread: it may still be inside set_value when this frame has returned.
     auto started = std::make_shared<std::promise<Status>>();
     auto started_future = started->get_future();
@@ -152,6 +155,16 @@ class MeshRun {
         [collection = std::move(collection)](node::MeshHost& host) mutable {
           return host.bootstrap_from_sink(std::move(collection));
         });
+  }
+
+  // shoal_get of a stub on the app's handle (mesh_attach.hpp, MeshRefill): MeshHost::get_with_cold,
+  // what shoald's local API runs for a client's get, on the loop thread; this thread waits.
+  Result<capi::GetAnswer> refill(const std::string& collection, const std::string& id) {
+    SHOAL_ASSIGN_OR_RETURN(auto got, await_on_loop<node::MeshHost::ColdGet>(
+                                         [collection, id](node::MeshHost& host) mutable {
+                                           return host.get_with_cold(std::move(collection), std::move(id));
+                                         }));
+    return capi::GetAnswer{std::move(got.record), std::move(got.cold_error)};
   }
 
   // Starts `start(host)` on the loop thread (a call that answers later, e.g. over the sink's link)

@@ -53,6 +53,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -1119,6 +1120,13 @@ int main(int argc, char** argv) {
     auto r = db->bootstrap_from_sink(c_name);
     if (!r.ok()) return fail(g, r.status());
     const double secs = (now_mono() - t0).seconds_f();
+    // A created collection's index options: the sink's spec's (D62), or the defaults from a sink
+    // that keeps none; read back as created.
+    std::optional<CollectionSpec> made;
+    if (r->created) {
+      auto info = db->collection_info(c_name);
+      if (info.ok()) made = info->spec;
+    }
     if (g.json_output) {
       json out{{"collection", c_name}, {"pages", r->pages}, {"records", r->records}, {"bytes", r->bytes},
                {"seconds", secs}, {"created", r->created}};
@@ -1126,11 +1134,22 @@ int main(int argc, char** argv) {
         out["dimension"] = r->dimension;
         out["metric"] = std::string(metric_name(r->metric));
       }
+      if (made) {
+        out["m"] = made->m;
+        out["ef_construction"] = made->ef_construction;
+        out["ef_search"] = made->ef_search;
+        out["quantize"] = made->quantize;
+      }
       return ok_json(out);
     }
     if (r->created) {
       std::cout << "created " << escape_for_message(c_name, 256) << " from the sink's settings: dimension " << r->dimension
-                << ", metric " << metric_name(r->metric) << " (index options: the defaults)\n";
+                << ", metric " << metric_name(r->metric);
+      if (made) {
+        std::cout << ", m " << made->m << ", ef_construction " << made->ef_construction << ", ef_search "
+                  << made->ef_search << (made->quantize ? ", quantized" : ", not quantized");
+      }
+      std::cout << "\n";
     }
     std::cout << "bootstrapped " << escape_for_message(c_name, 256) << " from the sink: " << r->records << " records in "
               << r->pages << " pages (" << r->bytes << " bytes) in " << secs

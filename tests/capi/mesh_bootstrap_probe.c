@@ -3,9 +3,11 @@
  * by tests/mesh/sink_cold_get_test.py, which runs the real sink holding the collection and enrols
  * this app's device; this program asserts what the C API returns.
  *
- * usage: mesh_bootstrap_probe DATA_DIR CONFIG COLLECTION RECORDS ID VECTOR
+ * usage: mesh_bootstrap_probe DATA_DIR CONFIG COLLECTION RECORDS ID VECTOR OPTIONS
  * Proves: shoal_mesh_bootstrap creates COLLECTION (absent before) with the sink's dimension and
- * metric and restores RECORDS records; record ID then reads back with exactly VECTOR ("1,2,3");
+ * metric and the index options OPTIONS ("m,ef_construction,ef_search,quantized", as
+ * shoal_collection_info reports them: the members' options the sink kept, D62) and restores
+ * RECORDS records; record ID then reads back with exactly VECTOR ("1,2,3");
  * a second bootstrap creates nothing and leaves RECORDS records (idempotent); a NULL collection
  * is SHOAL_EINVAL. Exit 0 when all hold, 1 (the reason on stderr) otherwise. The only wait is for
  * the mesh's sink link to come up (SHOAL_EUNAVAILABLE before), bounded at 60 s. */
@@ -24,8 +26,8 @@ static int failf(const char *what, int code, const shoal_error *err) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: %s DATA_DIR CONFIG COLLECTION RECORDS ID VECTOR\n", argv[0]);
+  if (argc != 8) {
+    fprintf(stderr, "usage: %s DATA_DIR CONFIG COLLECTION RECORDS ID VECTOR OPTIONS\n", argv[0]);
     return 2;
   }
   const char *dir = argv[1], *config = argv[2], *coll = argv[3], *id = argv[5], *vector = argv[6];
@@ -64,6 +66,19 @@ int main(int argc, char **argv) {
     result = 1;
   }
   if (result == 0) {
+    shoal_collection_desc desc;
+    char got[96];
+    memset(&desc, 0, sizeof desc);
+    rc = shoal_collection_info(db, coll, &desc, sizeof desc, &err);
+    snprintf(got, sizeof got, "%u,%u,%u,%d", (unsigned)desc.m, (unsigned)desc.ef_construction, (unsigned)desc.ef_search,
+             desc.quantized);
+    if (rc != SHOAL_OK || strcmp(got, argv[7]) != 0) {
+      fprintf(stderr, "FAIL: the created collection's index options are %s (code 0x%x), want %s\n", got, (unsigned)rc,
+              argv[7]);
+      result = 1;
+    }
+  }
+  if (result == 0) {
     shoal_record *rec = NULL;
     rc = shoal_get(db, coll, id, strlen(id), &rec, &err);
     size_t dim = 0;
@@ -95,7 +110,8 @@ int main(int argc, char **argv) {
   if (result == 0 && (rc = shoal_mesh_bootstrap(mesh, NULL, NULL, NULL, &err)) != SHOAL_EINVAL) {
     result = failf("a NULL collection should be SHOAL_EINVAL", rc, &err);
   }
-  if (result == 0) printf("embedded mesh: bootstrap created %s and restored %llu records\n", coll, (unsigned long long)records);
+  if (result == 0) printf("embedded mesh: bootstrap created %s (index options %s) and restored %llu records\n", coll, argv[7],
+                          (unsigned long long)records);
   shoal_mesh_stop(mesh, &err);
   shoal_close(db);
   return result;

@@ -2,15 +2,18 @@
 // what a member can send over the Sink capability (transport/sink.capnp) minus the socket: each
 // input is a program of up to 48 calls (upload a segment: raw bytes, raw bytes re-sealed with a
 // correct checksum, or a segment built from the input with valid or odd payloads, dots and ids;
-// push a delta: raw bytes or one built from the input, deletes included; cold search with any
-// query, k and metric byte; fetch; a full bootstrap; compaction; a reopen of the service from the
-// store; a store write failure before the next call). Proves, by not crashing under ASan+UBSan and
-// by trapping on a broken rule, that:
+// push a delta: raw bytes or one built from the input, deletes included; each upload with a metric
+// byte or none, and with a collection spec or none, the spec's fields from the input (name,
+// dimension, metric and index options in and out of range: D53's metric checks and D62's spec
+// checks); cold search with any query, k and metric byte; fetch; a full bootstrap; compaction; a
+// reopen of the service from the store; a store write failure before the next call). Proves, by not
+// crashing under ASan+UBSan and by trapping on a broken rule, that:
 //   - no call crashes or reads out of bounds, whatever the bytes claim;
 //   - a refused call changes nothing (the state, read back through bootstrap, and the store's
 //     objects are the same before and after);
+//   - the metric and spec an accepted upload said are the ones bootstrap pages say;
 //   - compaction changes no state, and a reopen from the store gives back the same state (what
-//     the sink acknowledged is what it holds);
+//     the sink acknowledged is what it holds, with the metric and spec kept beside it);
 //   - bootstrap pages decode as segments, carry ascending ids and end with a context that decodes
 //     as a node decodes it; cold search returns at most k hits, closest first, each a live record.
 // The collection and record names come mostly from small sets, so calls meet the same records.
@@ -26,12 +29,14 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "crdt/codec.hpp"
+#include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
 #include "sink/memory_object_store.hpp"
 #include "sink/segment.hpp"
@@ -117,6 +122,34 @@ crdt::Dot pick_dot(FuzzedDataProvider& in) {
   return d;
 }
 
+// An upload's metric: not said (the server's 255), or one the server lets through (it refuses an
+// unknown byte before the service).
+std::optional<index::Metric> pick_metric(FuzzedDataProvider& in) {
+  return node::metric_from_wire_byte(in.ConsumeIntegralInRange<std::uint8_t>(0, 3));  // 3: not said
+}
+
+// An upload's spec (D62): none, or one mostly like the upload's (its collection, dimension 1..3,
+// the metric said), with fields from the input that are sometimes out of range or disagree.
+std::optional<node::CollectionSpec> pick_spec(FuzzedDataProvider& in, std::optional<index::Metric> metric) {
+  if (in.ConsumeBool()) return std::nullopt;
+  node::CollectionSpec s;
+  s.name = pick_collection(in);
+  s.dimension = in.ConsumeIntegralInRange<int>(0, 7) == 0 ? in.ConsumeIntegral<std::uint32_t>()
+                                                           : in.ConsumeIntegralInRange<std::uint32_t>(1, 3);
+  const auto m = node::metric_from_wire_byte(in.ConsumeIntegralInRange<std::uint8_t>(0, 2));
+  s.metric = metric && in.ConsumeIntegralInRange<int>(0, 7) != 0 ? *metric : *m;
+  const bool odd = in.ConsumeIntegralInRange<int>(0, 3) == 0;
+  s.m = odd ? in.ConsumeIntegral<std::uint32_t>() : in.ConsumeIntegralInRange<std::uint32_t>(2, 64);
+  s.ef_construction = odd ? in.ConsumeIntegral<std::uint32_t>() : in.ConsumeIntegralInRange<std::uint32_t>(1, 400);
+  s.ef_search = odd ? in.ConsumeIntegral<std::uint32_t>() : in.ConsumeIntegralInRange<std::uint32_t>(1, 400);
+  s.quantize = in.ConsumeBool();
+  if (in.ConsumeIntegralInRange<int>(0, 3) == 0) {
+    s.quant_min = pick_float(in);
+    s.quant_max = pick_float(in);
+  }
+  return s;
+}
+
 // A segment built from the input: records in id order, entries in segment dot order, digests
 // right, so it decodes and the service's own checks (ids, payloads, counters, dimension) decide.
 std::string built_segment(FuzzedDataProvider& in) {
@@ -195,6 +228,12 @@ std::string state_of(const sink::SinkService& s) {
       require(page <= 1 + (std::size_t{1} << 16));
       auto p = s.bootstrap(c, after);
       require(p.ok());
+      if (page == 0) {  // what a device creates the collection from: kept like the records
+        out += std::to_string(p->dimension) + '/';
+        out += p->metric ? std::to_string(node::metric_to_wire_byte(*p->metric)) : std::string("-");
+        out += p->spec ? node::format::encode_spec(*p->spec, 0) : std::string("-");
+        out += '\n';
+      }
       if (!p->segment.empty()) {
         auto seg = sink::decode_segment(p->segment);
         require(seg.ok());
@@ -234,17 +273,37 @@ struct Run {
     service = std::move(*s);
   }
 
-  // Runs a write; a refused one must leave the state and the store's objects as they were.
+  // Runs a write; a refused one must leave the state and the store's objects as they were. An
+  // accepted one that wrote an object (seq > 0) must have kept the metric and spec it said.
   template <typename F>
-  void write(F&& call) {
+  void write(F&& call, std::optional<index::Metric> metric = std::nullopt,
+             const std::optional<node::CollectionSpec>& spec = std::nullopt) {
     const std::string before = state_of(*service);
     const std::uint64_t objects = store.object_count();
     auto r = call();
     if (!r.ok()) {
       require(state_of(*service) == before);
       require(store.object_count() == objects);
+    } else if (r->seq != 0) {
+      check_kept(r->key, metric, spec);
     }
     ++now_ns;
+  }
+
+  // After an accepted upload held in object `key` ("seg/C/..." or "dlt/C/..."): bootstrap pages
+  // of C say the metric and spec it said. (Whether its records passed the rules of that metric is
+  // not checked here: a record may keep an older upload's entry under the same dot, which the
+  // join keeps, so the winner need not be the payload this upload's check saw.)
+  void check_kept(const std::string& key, std::optional<index::Metric> metric,
+                  const std::optional<node::CollectionSpec>& spec) {
+    const auto first = key.find('/');
+    const auto last = key.rfind('/');
+    require(first != std::string::npos && last > first);
+    const std::string c = key.substr(first + 1, last - first - 1);
+    auto p = service->bootstrap(c, "");
+    require(p.ok());
+    if (metric) require(p->metric == metric);
+    if (spec) require(p->spec && node::format::encode_spec(*p->spec, 0) == node::format::encode_spec(*spec, 0));
   }
 
   void cold_search(FuzzedDataProvider& in) {
@@ -293,13 +352,16 @@ struct Run {
         std::string bytes = in.ConsumeRandomLengthString(4096);
         const std::uint64_t h = XXH64(bytes.data(), bytes.size(), 0);
         for (int i = 0; i < 8; ++i) bytes += static_cast<char>(static_cast<std::uint8_t>(h >> (8 * i)));
-        write([&] { return service->upload_segment(bytes, now_ns); });
+        const auto metric = pick_metric(in);
+        write([&] { return service->upload_segment(bytes, now_ns, metric); }, metric);
         break;
       }
       case 2:
       case 3: {
         const std::string bytes = built_segment(in);
-        write([&] { return service->upload_segment(bytes, now_ns); });
+        const auto metric = pick_metric(in);
+        const auto spec = pick_spec(in, metric);
+        write([&] { return service->upload_segment(bytes, now_ns, metric, spec); }, metric, spec);
         break;
       }
       case 4: {
@@ -311,7 +373,9 @@ struct Run {
       case 5: {
         const std::string c = pick_collection(in);
         const std::string bytes = built_delta(in);
-        write([&] { return service->apply_delta(c, bytes, now_ns); });
+        const auto metric = pick_metric(in);
+        const auto spec = pick_spec(in, metric);
+        write([&] { return service->apply_delta(c, bytes, now_ns, metric, spec); }, metric, spec);
         break;
       }
       case 6:

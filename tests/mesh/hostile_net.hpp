@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <string>
@@ -96,12 +97,14 @@ inline std::vector<std::uint8_t> random_bytes(std::size_t n) {
 
 // `[u32 big-endian length]` then `body`.
 inline std::vector<std::uint8_t> frame(std::uint32_t length, const std::vector<std::uint8_t>& body = {}) {
-  std::vector<std::uint8_t> out(4);
+  // Sized once, then filled: GCC 12 reports a false -Warray-bounds for a 4-byte vector that is
+  // then grown by insert().
+  std::vector<std::uint8_t> out(4 + body.size());
   out[0] = static_cast<std::uint8_t>(length >> 24);
   out[1] = static_cast<std::uint8_t>(length >> 16);
   out[2] = static_cast<std::uint8_t>(length >> 8);
   out[3] = static_cast<std::uint8_t>(length);
-  out.insert(out.end(), body.begin(), body.end());
+  std::copy(body.begin(), body.end(), out.begin() + 4);
   return out;
 }
 

@@ -14,15 +14,23 @@ Proves, with the real programs (shoal-sink, shoald, the shoal CLI, an app on lib
      and `shoal export` fails naming the first evicted record in store order, with no record written
      without its vector;
   4. with shoald stopped, shoal_get in embedded mode (shoal_open) returns SHOAL_E_COLD with the
-     metadata, and `shoal -d DIR export` fails naming the record;
-  5. the sink restarted (it keeps the metric A's uploads said, `ip`, across the restart): a fresh
-     device B that lacks the collection runs `shoal bootstrap cold`, which creates it with the
-     sink's dimension and metric and restores every record with its exact vector; an app that
-     embeds the mesh does the same with shoal_mesh_bootstrap (tests/capi/mesh_bootstrap_probe.c);
-     a collection the sink does not hold is a typed error naming it.
+     metadata, and `shoal -d DIR export` fails naming the record; the same app with the embedded
+     mesh running on its handle (shoal_mesh_start with the device's config), the sink still down,
+     gets SHOAL_E_COLD with the metadata too, the mesh's reason naming the record;
+  5. the sink restarted (it keeps the metric A's uploads said, `ip`, and their spec, across the
+     restart): a fresh device B that lacks the collection runs `shoal bootstrap cold`, which creates
+     it with the sink's dimension, metric and A's index options (m 8, ef_construction 50, ef_search
+     20, no quantization: not the defaults, D62) and restores every record with its exact vector;
+     an app that embeds the mesh does the same with shoal_mesh_bootstrap
+     (tests/capi/mesh_bootstrap_probe.c, which checks the options with shoal_collection_info);
+     a collection the sink does not hold is a typed error naming it;
+  6. the sink up again, the app that embeds the mesh on device A's data directory (shoald still
+     stopped) gets the evicted record whole from shoal_get: the embedded mesh refills it over its
+     own sink link (MeshHost::get_with_cold, the code shoald runs), and the store keeps the stub.
 Checks are on the programs' outputs; the 60 s polling bound only decides when to give up.
 
 usage: sink_cold_get_test.py SHOAL SHOALD SHOAL_SINK COLD_GET_PROBE MESH_BOOTSTRAP_PROBE
+(COLD_GET_PROBE is tests/capi/cold_get_probe.c, in the modes connect, open and mesh)
 """
 import json
 import os
@@ -134,7 +142,9 @@ def main():
         cli = [SHOAL, "--connect", sock]
 
         # 1. Write, let the sink acknowledge, and wait for the eviction.
-        run(*cli, "collection", "create", "cold", "--dim", "4", "--metric", "ip")
+        # Index options other than the defaults, which the sink keeps from the uploads (D62).
+        run(*cli, "collection", "create", "cold", "--dim", "4", "--metric", "ip", "--m", "8", "--ef-construction", "50",
+            "--ef", "20", "--quantization", "none")
         run(*cli, "collection", "create", "warmish", "--dim", "4")
         for i in range(RECORDS):
             run(*cli, "put", "cold", f"c{i}", "--vector", vec_text(i), "--meta", f"n={i}", "--meta", "tag=frame")
@@ -199,6 +209,9 @@ def main():
         r = run(SHOAL, "-d", data, "export", "cold", os.path.join(root, "export-d.jsonl"), check=False)
         assert r.returncode == 1 and "record 'c" in r.stderr and "--connect" in r.stderr, r
         print(f"4. embedded: shoal_get SHOAL_E_COLD with metadata; shoal -d get exits 3; export -d fails: {r.stderr.strip()}")
+        out = run(PROBE, "mesh", data, conf, "cold", "c1", "cold", '"n":1').stdout
+        assert "sink" in out, out  # the embedded mesh's reason: its sink is not connected
+        print(f"4. embedded mesh, sink down: {out.strip()}")
 
         # 5. Bootstrap creates the collection: through shoald, and in an app embedding the mesh.
         sink, sport = start_sink(sconf)
@@ -213,15 +226,18 @@ def main():
         _, boot = jrun(*cli_b, "bootstrap", "cold")
         assert boot["created"] and boot["dimension"] == 4 and boot["metric"] == "ip", boot
         assert boot["records"] == RECORDS, boot
+        assert boot["m"] == 8 and boot["ef_construction"] == 50 and boot["ef_search"] == 20 and not boot["quantize"], boot
         _, info = jrun(*cli_b, "collection", "info", "cold")
         assert info["dimension"] == 4 and info["metric"] == "ip" and info["records"] == RECORDS, info
+        assert info["m"] == 8 and info["ef_construction"] == 50 and info["ef_search"] == 20 and not info["quantize"], info
         _, g = jrun(*cli_b, "get", "cold", "c4")
         assert g["siblings"][0]["vector"] == vec(4) and g["siblings"][0]["metadata"] == {"n": 4, "tag": "frame"}, g
         text = run(*cli_b, "bootstrap", "cold").stdout  # again: exists now, nothing created
         assert "created" not in text and f"{RECORDS} records" in text, text
         r = run(*cli_b, "bootstrap", "nosuch", check=False)
         assert r.returncode == 1 and "nosuch" in r.stderr, r
-        print(f"5. shoald: bootstrap created 'cold' (dimension 4, metric ip) with {boot['records']} records")
+        print(f"5. shoald: bootstrap created 'cold' (dimension 4, metric ip, m 8, ef_construction 50, ef_search 20, "
+              f"not quantized) with {boot['records']} records")
 
         e_data, e_conf = os.path.join(root, "e"), os.path.join(root, "e.toml")
         with open(e_conf, "w") as f:
@@ -229,8 +245,15 @@ def main():
                     f'[mesh]\nlisten = "127.0.0.1:0"\ndiscovery = false\n\n'
                     f'[sink]\naddress = "127.0.0.1:{sport}"\n\n[metrics]\nenabled = false\n')
         enrol(mesh, SHOALD, e_conf, e_data)  # the embedded mesh reads shoald's config format
-        out = run(MESH_PROBE, e_data, e_conf, "cold", str(RECORDS), "c3", vec_text(3)).stdout
+        out = run(MESH_PROBE, e_data, e_conf, "cold", str(RECORDS), "c3", vec_text(3), "8,50,20,0").stdout
         print(f"5. {out.strip()}")
+
+        # 6. The embedded mesh refills through its own sink link (device A's data, shoald stopped).
+        conf, _, _ = write_daemon_conf(root, "a", sport)  # the restarted sink's port
+        out = run(PROBE, "mesh", data, conf, "cold", "c4", "whole", vec_text(4)).stdout
+        print(f"6. embedded mesh, sink up: {out.strip()}")
+        r = run(SHOAL, "-d", data, "get", "cold", "c4", check=False)
+        assert r.returncode == 3, r  # a refill is a read: the store still holds the stub
         print("PASS")
     finally:
         for p in procs:

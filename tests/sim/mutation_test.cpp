@@ -13,8 +13,10 @@
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
 // (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
-// (sink_not_drained). docs/sim.md, "Proving the checkers", lists every checker with the
-// mutation that proves it.
+// (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked, and refill:
+// what the sink never got cannot refill), stub-wrong-digest (stub_digest), refill-unchecked (refill_mismatch), merge-local-only
+// (cold_merge), merge-unjudged (cold_deleted). docs/sim.md, "Proving the checkers", lists every
+// checker with the mutation that proves it.
 #include <catch2/catch.hpp>
 
 #include "sim/simulation.hpp"
@@ -259,6 +261,35 @@ TEST_CASE("a sink that cannot reopen its object store after an outage is caught 
 TEST_CASE("an uploader that never hands the sink's acknowledgements to the node is caught by sink_not_drained",
           "[sim][mutation]") {
   CHECK(first_caught(Mutation::kSinkAcksDropped, false, "sink_not_drained", true, true) != 0);
+}
+
+// Eviction to stubs with --sink (docs/sim.md, "Eviction, refills and merged cold search"): each
+// of its checkers fires on its mutation.
+TEST_CASE("a node that evicts records the sink has not acknowledged is caught by evicted_unacked", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kEvictUnacked, true, "evicted_unacked", true, true) != 0);
+}
+
+TEST_CASE("stubs keeping a digest other than the sink's are caught by stub_digest", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kStubWrongDigest, true, "stub_digest", true, true) != 0);
+}
+
+TEST_CASE("stubs of payloads the sink never got do not refill after the drain, which the refill checker catches",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kEvictUnacked, true, "refill", true, true) != 0);
+}
+
+TEST_CASE("a get that refills a stub with whatever the sink holds, unchecked, is caught by refill_mismatch",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kRefillUnchecked, true, "refill_mismatch", true, true) != 0);
+}
+
+TEST_CASE("a search with the cold tier that drops the sink's hits is caught by cold_merge", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kMergeLocalOnly, true, "cold_merge", true, true) != 0);
+}
+
+TEST_CASE("a merge of cold hits by distance alone, bringing back what the node removed, is caught by cold_deleted",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kMergeUnjudged, true, "cold_deleted", true, true) != 0);
 }
 
 // The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a

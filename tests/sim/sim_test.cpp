@@ -66,10 +66,13 @@ TEST_CASE("faulty seeds without mutations converge with no violation", "[sim]") 
 }
 
 TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the quota, the backlog drains, the sink equals the oracle", "[sim]") {
-  // Seeds 1..20 with the sink: no violation (quota, sink_state, cold_search and the mesh's own
-  // checkers), and among them some writes were refused at the quota, some outage lasted more
-  // than a simulated day, and the sink holds records after the drain.
-  std::uint64_t refusals = 0, records = 0;
+  // Seeds 1..20 with the sink: no violation (quota, sink_state, cold_search, the eviction
+  // checkers evicted_unacked, stub_digest, refill, refill_mismatch, cold_merge, cold_deleted, and
+  // the mesh's own checkers), and among them some writes were refused at the quota, some outage
+  // lasted more than a simulated day, the sink holds records after the drain, nodes evicted
+  // records to stubs and held stubs at the end, gets refilled stubs from the sink and answered
+  // kColdUnavailable while it was out, and searches with the cold tier got hits from the sink.
+  std::uint64_t refusals = 0, records = 0, evicted = 0, stubs = 0, refills = 0, unavailable = 0, cold_hits = 0;
   std::int64_t longest = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     Scenario sc;
@@ -82,10 +85,20 @@ TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the
     refusals += r.stats.quota_refusals;
     records += r.stats.sink_records;
     longest = std::max(longest, r.stats.sink_outage_ms);
+    evicted += r.stats.evicted;
+    stubs += r.stats.stubs_at_end;
+    refills += r.stats.refills;
+    unavailable += r.stats.cold_unavailable;
+    cold_hits += r.stats.cold_hits;
   }
   CHECK(refusals > 0);
   CHECK(records > 0);
   CHECK(longest > 24LL * 3600 * 1000);
+  CHECK(evicted > 0);
+  CHECK(stubs > 0);
+  CHECK(refills > 0);
+  CHECK(unavailable > 0);
+  CHECK(cold_hits > 0);
 }
 
 // docs/sim.md, "Restores and clones": seed 1 draws an undetected clone (p03 put on a copy of

@@ -31,6 +31,8 @@
 #include "sink/sink_server.hpp"
 #include "../mesh/test_authority.hpp"
 #include "sink_fixture.hpp"
+#include "node/core/node_state.hpp"
+#include "transport/codec_wire.hpp"
 #include "transport/link.hpp"
 #include "transport/rpc.capnp.h"
 #include "transport/sink.capnp.h"
@@ -289,6 +291,24 @@ TEST_CASE("bootstrap over RPC restores a collection into a fresh node", "[sink][
   TestNode fresh(2);
   auto info = n->collection_info(kColl);
   REQUIRE(info.ok());
+  {
+    // The collection's spec said with an upload comes back on every page (D62).
+    auto spec = info->spec;
+    spec.m = 12;
+    spec.ef_search = 33;
+    auto req = sink.uploadSegmentRequest();
+    req.setSegment(bytes_of(segments_of(*n, kColl, 40)[0]));
+    req.setMetric(node::metric_to_wire_byte(spec.metric));
+    transport::write(req.initSpec(), node::to_wire(spec));
+    rig.loop().run_until(req.send());
+    auto page = sink.bootstrapRequest();
+    page.setCollection(kColl);
+    auto got = rig.loop().run_until(page.send());
+    REQUIRE(got.hasSpec());
+    auto back = transport::read(got.getSpec());
+    REQUIRE(back.ok());
+    CHECK(*back == node::to_wire(spec));
+  }
   restore(*fresh, info->spec, pages, 9);
   auto a = n->crdt_state_for_testing(kColl);
   auto b = fresh->crdt_state_for_testing(kColl);
@@ -510,6 +530,29 @@ TEST_CASE("malformed calls over RPC get typed errors naming the limit and change
   Status cz = status_of_call(rig.loop(), cosine.send());
   CHECK(cz.detail() == Detail::kZeroVector);
   CHECK(cz.message().find("zero-vec") != std::string::npos);
+
+  // An upload's spec (D62): a metric the node does not know is refused naming it; one that
+  // disagrees with the metric byte is refused too; nothing is kept.
+  auto info = n->collection_info(kColl);
+  REQUIRE(info.ok());
+  auto bad_spec = sink.pushDeltaRequest();
+  bad_spec.setCollection(kColl);
+  bad_spec.setDelta(bytes_of(upsert_delta(*n, kColl, "spec-vec", random_value(rng, 4, 7))));
+  auto wire = node::to_wire(info->spec);
+  wire.metric = 7;
+  transport::write(bad_spec.initSpec(), wire);
+  Status bsp = status_of_call(rig.loop(), bad_spec.send());
+  CHECK(bsp.detail() == Detail::kUnknownName);
+  CHECK(bsp.message().find("metric 7") != std::string::npos);
+  auto other_metric = sink.pushDeltaRequest();
+  other_metric.setCollection(kColl);
+  other_metric.setDelta(bytes_of(upsert_delta(*n, kColl, "spec-vec", random_value(rng, 4, 7))));
+  other_metric.setMetric(node::metric_to_wire_byte(node::Metric::kInnerProduct));
+  transport::write(other_metric.initSpec(), node::to_wire(info->spec));  // says l2
+  CHECK(status_of_call(rig.loop(), other_metric.send()).code() == Code::kInvalidArgument);
+  auto no_spec = sink.bootstrapRequest();
+  no_spec.setCollection(kColl);
+  CHECK_FALSE(rig.loop().run_until(no_spec.send()).hasSpec());
 
   auto k0 = sink.coldSearchRequest();
   k0.setCollection(kColl);

@@ -603,6 +603,87 @@ TEST_CASE("the sink keeps the metric uploads said, across a reopen and a compact
   CHECK(keys->size() == 1);
 }
 
+TEST_CASE("the sink keeps the spec uploads said (index options), across a reopen and a compaction, refuses a "
+          "spec that disagrees with its upload, and bootstrap pages say it (D62)",
+          "[sink][service][metric][bootstrap]") {
+  // What lets a bootstrap create a collection with its members' index options, not the defaults.
+  Rng rng(seed_of());
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 5, rng);
+  sink::MemoryObjectStore store;
+  const auto segs = segments_of(*n, kColl, 10);
+  node::CollectionSpec spec;
+  spec.name = kColl;
+  spec.dimension = 4;
+  spec.metric = node::Metric::kL2;
+  spec.m = 8;
+  spec.ef_construction = 50;
+  spec.ef_search = 20;
+  spec.quantize = false;
+  auto same_options = [](const node::CollectionSpec& a, const node::CollectionSpec& b) {
+    return a.name == b.name && a.dimension == b.dimension && a.metric == b.metric && a.m == b.m &&
+           a.ef_construction == b.ef_construction && a.ef_search == b.ef_search && a.quantize == b.quantize &&
+           a.quant_min == b.quant_min && a.quant_max == b.quant_max;
+  };
+  {
+    auto sink = open_service(store);
+    REQUIRE(sink->upload_segment(segs[0], kNow, node::Metric::kL2).ok());  // no spec said (a member before D62)
+    CHECK_FALSE(sink->bootstrap(kColl, "")->spec.has_value());
+
+    // Refused, naming what disagrees, and nothing stored: another collection's name, another metric
+    // than the byte, another dimension than the records', an index option out of range.
+    const auto objects = store.object_count();
+    auto bad = spec;
+    bad.name = "other";
+    auto r = sink->upload_segment(segs[0], kNow, node::Metric::kL2, bad);
+    CHECK(r.status().code() == Code::kInvalidArgument);
+    CHECK(r.status().message().find("other") != std::string::npos);
+    bad = spec;
+    bad.metric = node::Metric::kCosine;
+    CHECK(sink->upload_segment(segs[0], kNow, node::Metric::kL2, bad).status().code() == Code::kInvalidArgument);
+    bad = spec;
+    bad.dimension = 5;
+    r = sink->upload_segment(segs[0], kNow, node::Metric::kL2, bad);
+    CHECK(r.status().detail() == Detail::kDimensionMismatch);
+    CHECK(r.status().message().find("dimension 5") != std::string::npos);
+    bad = spec;
+    bad.m = 100000;
+    r = sink->apply_delta(kColl, upsert_delta(*n, kColl, "r-bad", random_value(rng, 4, 98)), kNow, node::Metric::kL2, bad);
+    CHECK(r.status().detail() == Detail::kOutOfRange);
+    CHECK(r.status().message().find("100000") != std::string::npos);
+    CHECK(store.object_count() == objects);
+    CHECK_FALSE(sink->bootstrap(kColl, "")->spec.has_value());
+
+    REQUIRE(sink->upload_segment(segs[0], kNow, node::Metric::kL2, spec).ok());
+    auto page = sink->bootstrap(kColl, "");
+    REQUIRE(page.ok());
+    REQUIRE(page->spec.has_value());
+    CHECK(same_options(*page->spec, spec));
+  }
+  {
+    auto sink = open_service(store);  // reopened: the spec object is read back
+    REQUIRE(sink->bootstrap(kColl, "")->spec.has_value());
+    CHECK(same_options(*sink->bootstrap(kColl, "")->spec, spec));
+    REQUIRE(sink->compact().ok());
+  }
+  {
+    auto sink = open_service(store);  // compaction kept it
+    CHECK(same_options(*sink->bootstrap(kColl, "")->spec, spec));
+    // A newer spec replaces it (a delta says it); one object of it stays in the store.
+    spec.m = 24;
+    spec.quantize = true;
+    REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "r-new", random_value(rng, 4, 99)), kNow, node::Metric::kL2,
+                              spec)
+                .ok());
+    CHECK(same_options(*sink->bootstrap(kColl, "")->spec, spec));
+  }
+  auto sink = open_service(store);
+  CHECK(same_options(*sink->bootstrap(kColl, "")->spec, spec));
+  auto keys = store.list("idx/");
+  REQUIRE(keys.ok());
+  CHECK(keys->size() == 1);
+}
+
 TEST_CASE("malformed requests get typed errors naming the limit, and change nothing", "[sink][service]") {
   SHOAL_SINK_TEST_RNG(rng);
   sink::SinkLimits limits;

@@ -481,7 +481,7 @@ void Graph::write_links(const std::function<void(const void*, std::size_t)>& emi
   }
 }
 
-Status Graph::read_links(const char* p, std::size_t& off, std::size_t end, std::uint64_t count,
+Status Graph::read_links(const std::function<bool(void*, std::size_t)>& take, std::uint64_t count,
                          const Layout& file, const std::string& path) {
   Hnsw& h = *hnsw->h;
   const std::uint64_t sde = file.data_bytes_per_element;
@@ -489,30 +489,23 @@ Status Graph::read_links(const char* p, std::size_t& off, std::size_t end, std::
   if (sde != h.size_data_per_element_ || slpe != h.size_links_per_element_) {
     return snapshot_corrupt(path, "element layout differs from this build's hnswlib");
   }
-  const std::size_t level0_bytes = count * sde;
-  if (off + level0_bytes > end) return snapshot_corrupt(path, "level-0 block overruns the payload");
-  std::memcpy(h.data_level0_memory_, p + off, level0_bytes);
-  off += level0_bytes;
+  if (!take(h.data_level0_memory_, count * sde)) return snapshot_corrupt(path, "level-0 block overruns the payload");
   // From here on hnswlib's destructor frees linkLists_[i] for i < cur_element_count with
   // element_levels_[i] > 0, so set the count only as lists are installed.
   h.cur_element_count = 0;
   for (std::size_t i = 0; i < count; ++i) {
-    if (off + 4 > end) return snapshot_corrupt(path, "link lists overrun the payload");
     std::uint32_t level;
-    std::memcpy(&level, p + off, sizeof(level));
-    off += 4;
+    if (!take(&level, sizeof(level))) return snapshot_corrupt(path, "link lists overrun the payload");
     if (level > kSnapshotMaxLevel) return snapshot_corrupt(path, "element level " + std::to_string(level));
     const std::size_t bytes = level * slpe;
-    if (off + bytes > end) return snapshot_corrupt(path, "link lists overrun the payload");
     h.element_levels_[i] = static_cast<int>(level);
     h.linkLists_[i] = nullptr;
     if (bytes > 0) {
       h.linkLists_[i] = static_cast<char*>(std::malloc(bytes));
       if (h.linkLists_[i] == nullptr) return Status(Code::kInternal, "out of memory", path);
-      std::memcpy(h.linkLists_[i], p + off, bytes);
     }
     h.cur_element_count = i + 1;
-    off += bytes;
+    if (bytes > 0 && !take(h.linkLists_[i], bytes)) return snapshot_corrupt(path, "link lists overrun the payload");
   }
   return ok_status();
 }

@@ -219,6 +219,19 @@ Status HnswIndex::reserve(std::size_t capacity) {
   return ok_status();
 }
 
+Status HnswIndex::reserve_more(std::size_t more) {
+  std::size_t count = 0;
+  {
+    std::shared_lock lock(mu_);
+    count = graph_->count();
+  }
+  if (more > kMaxElements - std::min<std::uint64_t>(count, kMaxElements)) {
+    return Status(Detail::kTooLarge, std::to_string(count) + " + " + std::to_string(more) +
+                                         " vectors is above the limit " + std::to_string(kMaxElements));
+  }
+  return reserve(count + more);
+}
+
 MemoryUsage HnswIndex::memory() const {
   std::shared_lock lock(mu_);
   MemoryUsage m = graph_->memory();

@@ -77,6 +77,9 @@ class HnswIndex final : public VectorIndex {
   bool contains(std::uint64_t label) const override;
   std::size_t size() const override;
   Status reserve(std::size_t capacity) override;
+  // Room for `more` new labels beyond the elements the graph holds (deleted ones included),
+  // exactly: a replay of a known number of inserts then does not double the capacity.
+  Status reserve_more(std::size_t more);
   Result<SearchResult> search(const SearchRequest& req) const override;
   MemoryUsage memory() const override;
 

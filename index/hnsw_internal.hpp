@@ -228,10 +228,13 @@ struct Graph {
   // Streams the level-0 block (count() records), then for each element its level (u32) and its
   // upper link lists.
   void write_links(const std::function<void(const void*, std::size_t)>& emit) const;
-  // Installs the level-0 block and the link lists of `count` elements from p[off, end), advancing
-  // off. Statuses: snapshot_corrupt on any inconsistency, kInternal when out of memory.
-  Status read_links(const char* p, std::size_t& off, std::size_t end, std::uint64_t count,
-                    const Layout& file, const std::string& path);
+  // Installs the level-0 block and the link lists of `count` elements, as write_links emitted
+  // them, from `take` (copies the payload's next n bytes to dst; false when the payload ends
+  // first). The level-0 block is taken straight into hnswlib's memory, so that loading holds no
+  // second copy of it. Statuses: snapshot_corrupt on any inconsistency, kInternal when out of
+  // memory.
+  Status read_links(const std::function<bool(void*, std::size_t)>& take, std::uint64_t count, const Layout& file,
+                    const std::string& path);
   // After read_links (and the float vectors): checks every link and list size, fills the label
   // map, sets the entry point and the deleted count.
   Status finish_load(std::uint64_t count, const Layout& file, const std::string& path);

@@ -74,6 +74,58 @@ T get(const char* p, std::size_t offset) {
   return v;
 }
 
+// Reads a snapshot file in order through a small buffer (large reads go straight to their
+// destination) and hashes every byte it hands out, so that the checksum is known at the end
+// without holding the file in memory.
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(int fd) : fd_(fd), buf_(kBufferBytes) {}
+  // Copies the next n bytes to dst; false at the end of the file or on an error (error()).
+  bool read(void* dst, std::size_t n) {
+    char* out = static_cast<char*>(dst);
+    const std::size_t want = n;
+    while (n > 0) {
+      if (at_ < end_) {
+        const std::size_t k = std::min(n, end_ - at_);
+        std::memcpy(out, buf_.data() + at_, k);
+        at_ += k;
+        out += k;
+        n -= k;
+        continue;
+      }
+      const bool direct = n >= buf_.size();
+      const ssize_t r = ::read(fd_, direct ? out : buf_.data(), direct ? n : buf_.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) error_ = errno;
+      if (r <= 0) return false;
+      if (direct) {
+        out += r;
+        n -= static_cast<std::size_t>(r);
+      } else {
+        at_ = 0;
+        end_ = static_cast<std::size_t>(r);
+      }
+    }
+    hasher_.update(dst, want);
+    consumed_ += want;
+    return true;
+  }
+  // Bytes handed out so far.
+  std::uint64_t consumed() const noexcept { return consumed_; }
+  // XXH3-64 of every byte read so far.
+  std::uint64_t digest() const noexcept { return hasher_.digest(); }
+  int error() const noexcept { return error_; }
+
+ private:
+  static constexpr std::size_t kBufferBytes = 1 << 20;
+  int fd_;
+  std::vector<char> buf_;
+  std::size_t at_ = 0, end_ = 0;
+  Hasher64 hasher_;
+  std::uint64_t consumed_ = 0;
+  int error_ = 0;
+};
+
 Status io_error(const std::string& what, const std::string& path, int err) {
   return Status(Code::kIo, what + ": " + std::strerror(err), path);
 }
@@ -166,58 +218,56 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
     return Status(Code::kUnimplemented, "snapshots are little-endian only", path);
   }
   SHOAL_RETURN_IF_ERROR(validate_params(expected));
-  // Read the whole file.
-  std::vector<char> file;
-  {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_error("cannot open snapshot", path, errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return io_error("cannot stat snapshot", path, e);
-    }
-    file.resize(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < file.size()) {
-      const ssize_t r = ::read(fd, file.data() + got, file.size() - got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += static_cast<std::size_t>(r);
-    }
-    ::close(fd);
-    file.resize(got);
+  // The header first; the payload is then read straight into the graph's memory (no copy of the
+  // whole file: opening holds no more than the index it builds), hashed as it streams by, and the
+  // checksum is compared before the index is returned.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open snapshot", path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return io_error("cannot stat snapshot", path, errno);
+  const auto file_size = static_cast<std::uint64_t>(st.st_size);
+  SnapshotReader in(fd);
+  std::vector<char> header(static_cast<std::size_t>(std::min<std::uint64_t>(file_size, kHeaderBytes)));
+  if (!in.read(header.data(), header.size())) {
+    return in.error() != 0 ? io_error("cannot read snapshot", path, in.error())
+                           : Status(Detail::kTruncated, "snapshot ends early", path);
   }
-  const char* p = file.data();
-  if (file.size() < sizeof(kMagic) || std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
+  const char* p = header.data();
+  if (header.size() < sizeof(kMagic) || std::memcmp(p, kMagic, sizeof(kMagic)) != 0) {
     return Status(Detail::kBadMagic, "not a Shoal index snapshot", path);
   }
-  if (file.size() < field::kVersion + sizeof(std::uint32_t)) return Status(Detail::kTruncated, "snapshot ends inside its header", path);
+  if (header.size() < field::kVersion + sizeof(std::uint32_t)) return Status(Detail::kTruncated, "snapshot ends inside its header", path);
   const auto version = get<std::uint32_t>(p, field::kVersion);
   if (version != kFormatVersion) {
     return Status(Detail::kVersionMismatch, "snapshot format version " + std::to_string(version) +
                                                 ", this build reads version " +
                                                 std::to_string(kFormatVersion), path);
   }
-  if (file.size() < kHeaderBytes) {
+  if (header.size() < kHeaderBytes) {
     return Status(Detail::kTruncated, "snapshot ends inside its header (" +
-                                          std::to_string(file.size()) + " bytes)", path);
+                                          std::to_string(file_size) + " bytes)", path);
   }
   if (get<std::uint64_t>(p, field::kHeaderHash) != hash64(p, field::kHeaderHash)) {
     return Status(Detail::kChecksumMismatch, "snapshot header checksum does not match", path);
   }
   const auto payload = get<std::uint64_t>(p, field::kPayload);
+  if (payload > file_size) {
+    return Status(Detail::kTruncated, "snapshot has " + std::to_string(file_size) +
+                                          " bytes, its header announces a payload of " + std::to_string(payload),
+                  path);
+  }
   const std::uint64_t expected_size = kHeaderBytes + payload + sizeof(std::uint64_t);
-  if (file.size() < expected_size) {
-    return Status(Detail::kTruncated, "snapshot has " + std::to_string(file.size()) +
+  if (file_size < expected_size) {
+    return Status(Detail::kTruncated, "snapshot has " + std::to_string(file_size) +
                                           " bytes, its header announces " +
                                           std::to_string(expected_size), path);
   }
-  if (file.size() > expected_size) {
+  if (file_size > expected_size) {
     return Status(Detail::kChecksumMismatch, "snapshot has trailing bytes", path);
-  }
-  if (get<std::uint64_t>(p, kHeaderBytes + payload) != hash64(p, kHeaderBytes + payload)) {
-    return Status(Detail::kChecksumMismatch, "snapshot checksum does not match", path);
   }
 
   // Parameters the file was made for.
@@ -279,20 +329,47 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
 
   std::unique_ptr<HnswIndex> index(new HnswIndex(expected, std::move(executor)));
   index->floats_ = floats;
+  // A damaged file is reported as such (kChecksumMismatch) even when the damage shows first as
+  // an inconsistency in the graph: on a parse error the rest is read, and the checksum decides.
+  auto read_failed = [&]() {
+    return in.error() != 0 ? io_error("cannot read snapshot", path, in.error())
+                           : Status(Detail::kTruncated, "snapshot ends early", path);
+  };
+  auto checksum_status = [&]() -> Status {
+    std::vector<char> rest(1 << 16);
+    std::uint64_t left = kHeaderBytes + payload - in.consumed();
+    while (left > 0) {
+      const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(left, rest.size()));
+      if (!in.read(rest.data(), k)) return read_failed();
+      left -= k;
+    }
+    const std::uint64_t digest = in.digest();
+    std::uint64_t stored = 0;
+    if (!in.read(&stored, sizeof(stored))) return read_failed();
+    if (stored != digest) return Status(Detail::kChecksumMismatch, "snapshot checksum does not match", path);
+    return ok_status();
+  };
   try {
     auto g = Graph::make(expected, index->kernels_,
                          std::max<std::size_t>(count, expected.initial_capacity), floats);
-    std::size_t off = kHeaderBytes;
-    const std::size_t end = kHeaderBytes + payload;
-    if (count > 0) g->set_range(qmin, qmax);
-    SHOAL_RETURN_IF_ERROR(g->read_links(p, off, end, count, file_layout, path));
-    if (g->float_store) {
-      const std::size_t fb = count * g->dim * sizeof(float);
-      if (off + fb > end) return corrupt("float vectors overrun the payload");
-      std::memcpy(g->floats.data(), p + off, fb);
-      off += fb;
-    }
-    if (off != end) return corrupt("payload has unparsed bytes");
+    // The payload's bytes, in order, each once; never past its end.
+    auto take = [&](void* dst, std::size_t n) {
+      if (n > kHeaderBytes + payload - in.consumed()) return false;
+      return in.read(dst, n);
+    };
+    Status parsed = [&]() -> Status {
+      if (count > 0) g->set_range(qmin, qmax);
+      SHOAL_RETURN_IF_ERROR(g->read_links(take, count, file_layout, path));
+      if (g->float_store && !take(g->floats.data(), count * g->dim * sizeof(float))) {
+        return corrupt("float vectors overrun the payload");
+      }
+      if (in.error() != 0) return read_failed();
+      if (in.consumed() != kHeaderBytes + payload) return corrupt("payload has unparsed bytes");
+      return ok_status();
+    }();
+    const Status sum = checksum_status();
+    if (!sum.ok()) return sum;
+    SHOAL_RETURN_IF_ERROR(parsed);
     SHOAL_RETURN_IF_ERROR(g->finish_load(count, file_layout, path));
     index->graph_ = std::move(g);
   } catch (const std::exception& e) {

@@ -4,9 +4,11 @@
 //
 //   bench_footprint --fashion DATASET_DIR [--n N] [--work DIR] [--writes W] [--queries Q] [--keep]
 //   bench_footprint --synthetic N --dim D [--seed S] [--work DIR] [--writes W] [--queries Q] [--keep]
+//   bench_footprint (--fashion DIR | --synthetic N --dim D) --hnswlib-only   (the anchor's build alone)
 //
 // 1. Build: a fresh data directory gets the vectors through shoal_upsert_batch (1,000 per durable
-//    batch), then shoal_close (timed: "close after ingest"). With --keep an existing directory
+//    batch), then shoal_close (timed: "close after ingest"); then raw hnswlib builds the same
+//    vectors (M 16, efConstruction 200, 2 threads, as Shoal's defaults) as the ingest's anchor. With --keep an existing directory
 //    built by the same command is reused.
 // 2. Open, in a fresh process (this program re-executed with --open-phase), so that nothing of
 //    the build (the dataset, freed heap) counts: shoal_open, then one shoal_search; the time from
@@ -20,7 +22,8 @@
 //    (shoal_collection_info index_bytes: int8 codes and graph, plus floats if the index still
 //    keeps them) plus every float vector (n x d x 4, an upper bound of "the vectors touched").
 //    Then W single durable upserts (new ids, existing vectors), then shoal_close ("close after W
-//    writes").
+//    writes"), then shoal_open and one search again ("reopen after W writes": the snapshot with
+//    the W labels replayed; the index's bytes then, against those of the first open).
 // 3. Disk: the data directory's allocated bytes (st_blocks x 512, every file) over the raw vector
 //    bytes n x d x 4.
 // Goals (issue 16): anonymous RSS <= 100 MB and total RSS <= 1.2x the reference at 60k x 784;
@@ -42,6 +45,7 @@
 
 #include "common/random.hpp"
 #include "common/time.hpp"
+#include "bench/ann/hnswlib_anchor.hpp"
 #include "node/io/datasets.hpp"
 #include "shoal.h"
 
@@ -120,6 +124,7 @@ struct Args {
   std::size_t queries = 1000;
   bool keep = false;
   bool open_phase = false;
+  bool hnswlib_only = false;
 };
 
 // The base vectors and the queries the command names.
@@ -146,6 +151,16 @@ void load(const Args& a, io::VectorSet* base, io::VectorSet* queries) {
 }
 
 std::string id_of(std::size_t i) { return "r" + std::to_string(i); }
+
+// The ingest's anchor: raw hnswlib building the same vectors with Shoal's default M and
+// efConstruction on as many threads as Shoal's batch inserts use (NodeOptions::build_threads).
+constexpr unsigned kAnchorThreads = 2;
+double hnswlib_build_s(const io::VectorSet& base) {
+  const MonoTime t0 = now_mono();
+  bench::HnswlibAnchor anchor(base.dimension, base.count, 16, 200);
+  anchor.build(base.row(0), base.count, kAnchorThreads);
+  return seconds_since(t0);
+}
 
 void build(const Args& a, const std::string& dir) {
   io::VectorSet base, queries;
@@ -180,10 +195,14 @@ void build(const Args& a, const std::string& dir) {
   const MonoTime tc = now_mono();
   shoal_close(db);
   const double close_s = seconds_since(tc);
-  std::printf("built %zu x %zu: ingest %.1f s, close after ingest %.2f s\n", base.count, base.dimension, ingest_s,
-              close_s);
-  std::printf("footprint build n=%zu dim=%zu ingest_s=%.2f close_after_ingest_s=%.3f\n", base.count, base.dimension,
-              ingest_s, close_s);
+  const double hnswlib_s = hnswlib_build_s(base);
+  const double shoal_s = ingest_s + close_s;  // until every vector is indexed and the snapshot written
+  std::printf("built %zu x %zu: ingest %.1f s, close after ingest %.2f s; raw hnswlib build (%u threads) %.1f s: "
+              "(ingest + close) / hnswlib %.2fx\n",
+              base.count, base.dimension, ingest_s, close_s, kAnchorThreads, hnswlib_s, shoal_s / hnswlib_s);
+  std::printf("footprint build n=%zu dim=%zu ingest_s=%.2f close_after_ingest_s=%.3f hnswlib_build_s=%.2f "
+              "ingest_over_hnswlib=%.3f\n",
+              base.count, base.dimension, ingest_s, close_s, hnswlib_s, shoal_s / hnswlib_s);
   std::ofstream(dir + ".built") << base.count << " " << base.dimension << "\n";
 }
 
@@ -212,6 +231,7 @@ int open_phase(const Args& a, const std::string& dir) {
   rc = shoal_collection_info(db, kCollection, &desc, sizeof desc, &err);
   if (rc != SHOAL_OK) die("shoal_collection_info", rc, err);
   const double n = static_cast<double>(desc.count);
+  const std::uint64_t index_bytes = desc.index_bytes;
   const double float_bytes = n * static_cast<double>(dim) * 4.0;
   const double reference = static_cast<double>(desc.index_bytes) + float_bytes;
   const double anon = steady.anon - before.anon;
@@ -234,12 +254,25 @@ int open_phase(const Args& a, const std::string& dir) {
   shoal_close(db);
   const double close_s = seconds_since(tc);
   std::printf("close after %zu writes: %.3f s\n", a.writes, close_s);
+  // Reopen: the snapshot with the W written labels replayed on it.
+  const MonoTime tr = now_mono();
+  rc = shoal_open(dir.c_str(), nullptr, &db, &err);
+  if (rc != SHOAL_OK) die("shoal_open", rc, err);
+  rc = shoal_search(db, kCollection, queries.row(0), dim, 10, 0, nullptr, hits, 10, &count, &err);
+  if (rc != SHOAL_OK) die("shoal_search", rc, err);
+  const double reopen_s = seconds_since(tr);
+  rc = shoal_collection_info(db, kCollection, &desc, sizeof desc, &err);
+  if (rc != SHOAL_OK) die("shoal_collection_info", rc, err);
+  const double reopen_index = static_cast<double>(desc.index_bytes);
+  shoal_close(db);
+  std::printf("reopen after %zu writes: first answer after %.3f s, index %.1f MiB (was %.1f MiB)\n", a.writes,
+              reopen_s, mib(reopen_index), mib(static_cast<double>(index_bytes)));
   std::printf("footprint open n=%.0f dim=%zu first_answer_s=%.3f anon_mib=%.1f file_mib=%.1f total_mib=%.1f "
               "index_mib=%.1f total_over_reference=%.3f peak_mib=%.1f steady_mib=%.1f peak_over_steady=%.3f "
-              "close_after_writes_s=%.3f writes=%zu\n",
+              "close_after_writes_s=%.3f writes=%zu reopen_first_answer_s=%.3f reopen_index_mib=%.1f\n",
               n, dim, first_s, mib(anon), mib(steady.file - before.file), mib(total),
               mib(static_cast<double>(desc.index_bytes)), total / reference, mib(opened.hwm), mib(steady.rss),
-              opened.hwm / steady.rss, close_s, a.writes);
+              opened.hwm / steady.rss, close_s, a.writes, reopen_s, mib(reopen_index));
   return 0;
 }
 
@@ -266,10 +299,11 @@ int main(int argc, char** argv) {
     else if (s == "--queries") a.queries = std::stoull(next());
     else if (s == "--keep") a.keep = true;
     else if (s == "--open-phase") a.open_phase = true;
+    else if (s == "--hnswlib-only") a.hnswlib_only = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_footprint (--fashion DIR [--n N] | --synthetic N --dim D [--seed S]) [--work DIR] "
-                   "[--writes W] [--queries Q] [--keep]\n");
+                   "[--writes W] [--queries Q] [--keep] [--hnswlib-only]\n");
       return 2;
     }
   }
@@ -279,6 +313,14 @@ int main(int argc, char** argv) {
   }
   const std::string dir = a.work + "/node";
   if (a.open_phase) return open_phase(a, dir);
+  if (a.hnswlib_only) {  // the anchor alone, for a directory built earlier with --keep
+    io::VectorSet base, queries;
+    load(a, &base, &queries);
+    const double s = hnswlib_build_s(base);
+    std::printf("footprint hnswlib n=%zu dim=%zu threads=%u hnswlib_build_s=%.2f\n", base.count, base.dimension,
+                kAnchorThreads, s);
+    return 0;
+  }
   std::filesystem::create_directories(a.work);
   if (!a.keep || !std::filesystem::exists(dir + ".built")) build(a, dir);
 
@@ -310,6 +352,10 @@ int main(int argc, char** argv) {
   for (const char* sub : {"store", "snapshots"}) {
     const std::string p = dir + "/" + sub;
     if (std::filesystem::exists(p)) std::printf("  %s: %.1f MiB\n", sub, mib(static_cast<double>(dir_bytes(p))));
+  }
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/snapshots")) {
+    std::printf("    %s: %.1f MiB\n", e.path().filename().c_str(),
+                mib(static_cast<double>(std::filesystem::file_size(e.path()))));
   }
   std::printf("footprint disk n=%zu dim=%zu dir_mib=%.1f raw_mib=%.1f disk_over_raw=%.3f\n", n, dim, mib(disk), mib(raw),
               disk / raw);

@@ -345,6 +345,10 @@ struct OpenReport {
   std::map<std::string, std::string> index_source;
   std::map<std::string, std::string> snapshot_rejected;  // why a snapshot was not used
   std::map<std::string, std::size_t> snapshot_replayed;  // labels replayed on a loaded snapshot
+  // How each collection's docs, labels and digests were obtained: "state" (its open state file,
+  // with the labels changed since replayed; no record scan) or "scan" (every record read).
+  std::map<std::string, std::string> state_source;
+  std::map<std::string, std::string> state_rejected;  // why an open state file was not used
 };
 
 class Node final : private SyncHost {
@@ -564,6 +568,16 @@ class Node final : private SyncHost {
   Status load_catalogue();
   index::IndexParams node_index_params(const CollectionSpec& spec) const;
   Status load_collection(Collection& c);
+  // The collection's docs, labels, digests and largest clock from its open state file, with the
+  // index_dirty table's labels re-read from their records; false (and `c` as it was) when there
+  // is none to use, and open scans the records instead.
+  Result<bool> load_open_state(Collection& c);
+  // A stored record into the collection's memory (docs, labels, digests, largest clock).
+  Status load_record(Collection& c, std::string_view id, const format::StoredRecord& rec);
+  // Takes a label's doc out of the collection's memory (the inverse of load_record).
+  void forget_doc(Collection& c, std::uint64_t label);
+  // Writes the open state file of `c` from memory.
+  Status save_open_state(const Collection& c);
   Status load_index(Collection& c);
   Status mark_index_dirty_kept();
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.

@@ -163,7 +163,7 @@ Result<EvictStep> Node::evict_step() {
       }
       SHOAL_RETURN_IF_ERROR(put_record(*txn, cand.c->id, cand.key, rec.label, rec.entries));
       if (index_dirty_kept_ && rec.label != 0) {
-        SHOAL_RETURN_IF_ERROR(txn->put(Table::kIndexDirty, vector_key(cand.c->id, rec.label), ""));
+        SHOAL_RETURN_IF_ERROR(txn->put(Table::kIndexDirty, vector_key(cand.c->id, rec.label), id_of_record_key(cand.key)));
       }
     }
     SHOAL_RETURN_IF_ERROR(txn->commit());

@@ -2,6 +2,9 @@
 
 #include <vector>
 
+#include "common/assert.hpp"
+#include "common/hash.hpp"
+#include "common/log.hpp"
 #include "crdt/codec.hpp"
 
 namespace shoal::node::format {
@@ -218,6 +221,112 @@ crdt::ORMap ormap_from_state(const crdt::Delta& state, crdt::DigestConfig config
   (void)m.join_repair(state, all);
   m.merge_context(state.context);
   return m;
+}
+
+// --- open state ---
+
+namespace {
+constexpr char kOpenStateMagic[8] = {'S', 'H', 'O', 'A', 'L', 'D', 'O', 'C'};
+constexpr std::uint32_t kOpenStateVersion = 1;
+constexpr std::size_t kOpenStateCountOffset = 8 + 4 + 4 + 8 + 8 + 8;
+}  // namespace
+
+OpenStateWriter::OpenStateWriter(std::uint32_t cid, std::uint64_t covered_position, std::uint64_t next_label,
+                                 crdt::Hlc max_clock, std::uint64_t docs)
+    : expected_(docs) {
+  out_.append(kOpenStateMagic, sizeof(kOpenStateMagic));
+  put_le<std::uint32_t>(out_, kOpenStateVersion);
+  put_le<std::uint32_t>(out_, cid);
+  put_le<std::uint64_t>(out_, covered_position);
+  put_le<std::uint64_t>(out_, next_label);
+  put_le<std::uint64_t>(out_, max_clock.raw());
+  count_at_ = out_.size();
+  SHOAL_ASSERT(count_at_ == kOpenStateCountOffset);
+  put_le<std::uint64_t>(out_, docs);
+}
+
+void OpenStateWriter::add(std::uint64_t label, std::uint64_t digest, bool evicted, std::string_view id,
+                          std::string_view model, const Metadata& metadata) {
+  SHOAL_ASSERT(id.size() <= 0xffff);
+  put_le<std::uint64_t>(out_, label);
+  put_le<std::uint64_t>(out_, digest);
+  put_le<std::uint8_t>(out_, evicted ? 1 : 0);
+  put_le<std::uint16_t>(out_, static_cast<std::uint16_t>(id.size()));
+  out_ += id;
+  // Model and metadata as a record payload without a vector (decode_payload reads it back).
+  RecordValue v;
+  v.model = std::string(model);
+  v.metadata = metadata;
+  const std::string value = encode_payload(v);
+  put_le<std::uint32_t>(out_, static_cast<std::uint32_t>(value.size()));
+  out_ += value;
+  ++added_;
+}
+
+std::string OpenStateWriter::finish() {
+  SHOAL_ASSERT(added_ == expected_);
+  put_le<std::uint64_t>(out_, hash64(out_));
+  return std::move(out_);
+}
+
+Result<OpenStateHeader> decode_open_state(std::string_view in, std::string_view path_for_errors,
+                                          const std::function<Status(OpenStateDoc&&)>& each) {
+  auto corrupt = [&](const std::string& why) {
+    return Status(Code::kCorruption, "open state file: " + why, std::string(path_for_errors));
+  };
+  if (in.size() < kOpenStateCountOffset + 8 + 8 || std::memcmp(in.data(), kOpenStateMagic, 8) != 0) {
+    return corrupt("no header");
+  }
+  std::uint64_t sum = 0;
+  std::memcpy(&sum, in.data() + in.size() - 8, 8);
+  if (sum != hash64(in.data(), in.size() - 8)) return corrupt("checksum does not match");
+  std::string_view v = in.substr(8, in.size() - 16);
+  OpenStateHeader h;
+  std::uint32_t version = 0;
+  std::uint64_t clock = 0;
+  (void)get_le(v, version);
+  if (version != kOpenStateVersion) {
+    return Status(Detail::kVersionMismatch,
+                  str_cat("open state file version ", version, ", this build reads ", kOpenStateVersion),
+                  std::string(path_for_errors));
+  }
+  if (!get_le(v, h.cid) || !get_le(v, h.covered_position) || !get_le(v, h.next_label) || !get_le(v, clock) ||
+      !get_le(v, h.docs)) {
+    return corrupt("truncated header");
+  }
+  h.max_clock = crdt::Hlc::from_raw(clock);
+  // Each doc takes at least 8 + 8 + 1 + 2 + 1 + 4 bytes: a count beyond that is a lie.
+  if (h.docs > v.size() / 24 || h.next_label > (std::uint64_t{1} << 40)) {
+    return corrupt(str_cat(h.docs, " docs and next label ", h.next_label, " in ", in.size(), " bytes"));
+  }
+  std::uint64_t previous = 0;
+  for (std::uint64_t i = 0; i < h.docs; ++i) {
+    OpenStateDoc d;
+    std::uint8_t flags = 0;
+    std::uint16_t id_len = 0;
+    std::uint32_t value_len = 0;
+    if (!get_le(v, d.label) || !get_le(v, d.digest) || !get_le(v, flags) || !get_le(v, id_len) || v.size() < id_len) {
+      return corrupt(str_cat("doc ", i, " truncated"));
+    }
+    if (d.label <= previous || d.label >= h.next_label || flags > 1 || id_len == 0) {
+      return corrupt(str_cat("doc ", i, ": label ", d.label, " after ", previous, ", next label ", h.next_label,
+                             ", flags ", int{flags}, ", id of ", id_len, " bytes"));
+    }
+    previous = d.label;
+    d.evicted = flags == 1;
+    d.id.assign(v.data(), id_len);
+    v.remove_prefix(id_len);
+    if (!get_le(v, value_len) || v.size() < value_len) return corrupt(str_cat("doc ", i, " truncated"));
+    auto value = decode_payload(v.substr(0, value_len));
+    if (!value.ok()) return corrupt(str_cat("doc ", i, ": ", value.status().message()));
+    if (!value->vector.empty()) return corrupt(str_cat("doc ", i, " holds a vector"));
+    v.remove_prefix(value_len);
+    d.model = std::move(value->model);
+    d.metadata = std::move(value->metadata);
+    SHOAL_RETURN_IF_ERROR(each(std::move(d)));
+  }
+  if (!v.empty()) return corrupt(str_cat(v.size(), " bytes after the last doc"));
+  return h;
 }
 
 }  // namespace shoal::node::format

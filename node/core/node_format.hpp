@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -112,6 +113,45 @@ struct CollectionState {
 };
 std::string encode_collection_state(std::uint64_t next_label, crdt::Hlc hlc, const crdt::CausalContext& ctx);
 [[nodiscard]] Result<CollectionState> decode_collection_state(std::string_view in, std::string_view key_for_errors);
+
+// --- open state: what opening a collection needs besides its index (docs/node-format.md,
+// "Open state files"; D59), saved beside the index snapshot so that open reads no record ---
+struct OpenStateHeader {
+  std::uint32_t cid = 0;
+  std::uint64_t covered_position = 0;  // the delta buffer's last sequence when it was saved
+  std::uint64_t next_label = 1;
+  crdt::Hlc max_clock;  // the largest clock of any entry the collection held
+  std::uint64_t docs = 0;
+};
+struct OpenStateDoc {
+  std::uint64_t label = 0;
+  std::uint64_t digest = 0;  // crdt::record_digest of the record's entries
+  bool evicted = false;
+  std::string id;
+  std::string model;
+  Metadata metadata;
+};
+// An encoder that appends docs one by one (ascending labels), so that no second copy of the
+// collection's state is built first.
+class OpenStateWriter {
+ public:
+  OpenStateWriter(std::uint32_t cid, std::uint64_t covered_position, std::uint64_t next_label, crdt::Hlc max_clock,
+                  std::uint64_t docs);
+  void add(std::uint64_t label, std::uint64_t digest, bool evicted, std::string_view id, std::string_view model,
+           const Metadata& metadata);
+  // The file's bytes, with its checksum; the writer is spent.
+  std::string finish();
+
+ private:
+  std::string out_;
+  std::size_t count_at_ = 0;
+  std::uint64_t expected_ = 0, added_ = 0;
+};
+// Checks the magic, version, checksum and every length, then calls `each` for every doc in
+// order. kCorruption (naming `path_for_errors`) for anything malformed; kVersionMismatch for
+// another version. `each` may stop the decode by returning an error, which is returned.
+[[nodiscard]] Result<OpenStateHeader> decode_open_state(std::string_view in, std::string_view path_for_errors,
+                                                        const std::function<Status(OpenStateDoc&&)>& each);
 
 // --- deltas table: u64be sequence -> one delta-buffer entry ---
 struct BufferEntry {

@@ -30,10 +30,15 @@ struct Node::Collection {
   // The snapshot file, with the index_dirty table's labels replayed on it, gives `index`: it was
   // loaded at open or saved since.
   bool snapshot_valid = false;
+  // The open state file (docs/node-format.md, "Open state files"), with the index_dirty table's
+  // labels replayed on it, gives docs, labels, digests and max_clock: it was loaded at open or
+  // saved since.
+  bool state_valid = false;
   struct Doc {
     std::string id;  // empty: no live record has this label
     Metadata metadata;
     std::string model;
+    std::uint64_t digest = 0;  // crdt::record_digest of the record's entries (for the open state)
     bool evicted = false;  // the winner is a stub (node_evict.cpp): not in the index
   };
   std::vector<Doc> docs;  // by label (label 0 unused)
@@ -41,6 +46,9 @@ struct Node::Collection {
   std::uint64_t next_label = 1;
   std::uint64_t live = 0;
   std::uint64_t stubs = 0;  // live records whose winner is a stub (counted in `live`)
+  // The largest clock of any entry the collection held since open (the node's clock resumes
+  // above it; kept in the open state).
+  crdt::Hlc max_clock;
   // Index operations of committed writes not yet applied to `index`, oldest first
   // (NodeOptions::index_queue_max > 0). Search answers for their labels from here.
   std::deque<IndexOp> unindexed;

@@ -1,4 +1,4 @@
-// node/core/snapshot_store.hpp: where a node's index snapshots live, behind an interface, so that
+// node/core/snapshot_store.hpp: where a node's index snapshots (and open states) live, behind an interface, so that
 // the core never touches a file (node/runtime/ keeps them as files in the data directory; the
 // simulator keeps none).
 // Thread rules: called by the node's owner only.
@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "common/status.hpp"
 #include "index/hnsw_index.hpp"
@@ -24,7 +26,13 @@ class SnapshotStore {
       const index::FloatSource* floats) = 0;
   // Replaces the snapshot of collection `cid` (atomically: a crash leaves the old or the new).
   [[nodiscard]] virtual Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) = 0;
-  // Removes the snapshot of collection `cid`, if any.
+  // The open state of collection `cid` (format::OpenStateWriter's bytes: what opening needs
+  // besides the index, so that it reads no record; docs/node-format.md, "Open state files"), if
+  // one was saved: nullopt when none; an error when it cannot be read.
+  [[nodiscard]] virtual Result<std::optional<std::string>> load_state(std::uint32_t cid) = 0;
+  // Replaces the open state of collection `cid` (atomically: a crash leaves the old or the new).
+  [[nodiscard]] virtual Status save_state(std::uint32_t cid, std::string_view bytes) = 0;
+  // Removes the snapshot and the open state of collection `cid`, if any.
   virtual void remove(std::uint32_t cid) noexcept = 0;
 };
 

@@ -1,6 +1,7 @@
 // node/runtime/file_snapshot_store.hpp: index snapshots as files in a directory, one per
 // collection (`collection-<id>.hnsw`, format: docs/index.md); written atomically and mode 0600 by
-// index::HnswIndex::save_snapshot.
+// index::HnswIndex::save_snapshot. Beside each, the collection's open state
+// (`collection-<id>.state`, docs/node-format.md), written atomically and mode 0600 as well.
 // Thread rules: as its node (called by the node's owner).
 #pragma once
 
@@ -17,8 +18,11 @@ class FileSnapshotStore final : public SnapshotStore {
                                                        std::function<void(std::function<void()>)> executor,
                                                        const index::FloatSource* floats) override;
   Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) override;
+  Result<std::optional<std::string>> load_state(std::uint32_t cid) override;
+  Status save_state(std::uint32_t cid, std::string_view bytes) override;
   void remove(std::uint32_t cid) noexcept override;
   std::string path(std::uint32_t cid) const;
+  std::string state_path(std::uint32_t cid) const;
 
  private:
   std::string dir_;

@@ -611,16 +611,6 @@ Status SinkService::catch_up(Listing& listing) {
       SHOAL_RETURN_IF_ERROR(apply(*c, got.first, f.key, got.second));
       ++joined_at_open_;
     }
-    // The live winners share one dimension (uploads are checked against it): a store changed
-    // since that breaks it would have cold search read rows past its vectors.
-    for (const auto& [id, entries] : c.state.records) {
-      auto v = node::decode_payload(as_view(crdt::winner(entries)->payload));
-      if (!v.ok() || v->vector.size() != c.dimension) {
-        return Status(Code::kCorruption,
-                      str_cat("record '", node::escape_for_message(id), "' has a vector of dimension ",
-                              v.ok() ? v->vector.size() : 0, ", collection '", c.name, "' has ", c.dimension));
-      }
-    }
   }
   return ok_status();
 }
@@ -725,7 +715,15 @@ Status SinkService::apply(Collection& c, const crdt::Delta& delta, std::string_v
     SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, rk, encode_record(local.holder, local.entries)));
     if (!existed || !(win->dot == old_winner)) {
       const std::string v = vector_bytes(*win);
-      if (w.dimension == 0) w.dimension = static_cast<std::uint32_t>(v.size() / sizeof(float));
+      const auto dim = static_cast<std::uint32_t>(v.size() / sizeof(float));
+      if (w.dimension == 0) w.dimension = dim;
+      // The live winners share one dimension (uploads are checked against it): an object changed
+      // in the store since that breaks it would have cold search read rows past its vectors (D58).
+      if (dim != w.dimension) {
+        return Status(Code::kCorruption, str_cat("record '", node::escape_for_message(id), "' has a vector of dimension ",
+                                                 dim, ", collection '", c.name, "' has ", w.dimension),
+                      std::string(key));
+      }
       SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kVectors, rk, v));
     }
   }

@@ -17,6 +17,7 @@ packages=(
   zlib1g-dev libcli11-dev nlohmann-json3-dev iproute2 dataset-fashion-mnist
   python3-cffi python3-numpy python3-pytest file prometheus-cpp-dev libtomlplusplus-dev libsystemd-dev
   lmdb-utils  # mdb_stat: the per-table page counts that bench/README.md's disk figures break down
+  chromium  # the status page's test in headless Chromium (tests/daemon; ~30 s to install)
 )
 
 missing=()

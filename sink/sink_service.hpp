@@ -301,6 +301,10 @@ class SinkService {
   // One state transaction: joins `delta` into `c` (from object `key`, "" for none), records the
   // object as applied, and writes `c`'s counters and context. `c` changes only when it committed.
   Status apply(Collection& c, const crdt::Delta& delta, std::string_view key, std::uint64_t bytes);
+  // Frees `label`'s slot of `w` (labels 1..w.records, dense): the record in the last slot moves
+  // into it (its vector, its label entry, the label in its record), so the slabs stay full and
+  // the slot a delete freed is the next one given (D66). The caller decrements w.records.
+  static Status free_label(store::WriteTxn& txn, const Collection& w, std::uint64_t label);
   // apply() for an object just put under `key` (creating the collection); on failure the
   // object is taken back out of the object store (best effort) and nothing else changed.
   Result<Collection*> join_stored(std::string_view collection, const crdt::Delta& delta, const std::string& key,

@@ -50,8 +50,10 @@
 //
 // Cold search is exact, over the winner of every live record, with the same kernels and metric
 // numbering as the node's search (index::exact_knn), so its hits merge with the local ones. It
-// scans the state env's vectors table in place (LMDB's map: page cache, not heap); fetch and
-// bootstrap read records from the state env. The heap holds, per collection, a few counters and
+// scans the state env's vector slabs in place (LMDB's map: page cache, not heap): each winner's
+// vector is stored once, in the node's slabs (node/core/vector_store.hpp, D52), at a label that is
+// dense per collection (a delete moves the last record into the freed slot, D66), and elided from
+// its record; fetch and bootstrap read records from the state env with the vector put back. The heap holds, per collection, a few counters and
 // the causal context, and per request what that request carries.
 //
 // Limits: every request is checked against SinkLimits before it touches the store; a refused

@@ -5,8 +5,10 @@
 // moving the last record into it, so the slabs stay full and new records reuse the slots; a
 // deleted record's floats leave the env at the delete and the object store at the compaction;
 // cold search over the slabs breaks ties by id as exact search over the node does, also when a
-// tie crosses the cut of k; and a state env from before the slabs (state version 1, a vector per
-// record in the vectors table) is rebuilt at open into this layout, equal to a fresh rebuild.
+// tie crosses the cut of k; a failed state commit of a delete changes no table, and a kill after
+// a delete's object put is replayed at open into valid slabs; and a state env from before the
+// slabs (state version 1, a vector per record in the vectors table) is rebuilt at open into this
+// layout, equal to a fresh rebuild.
 // Random data uses the seed printed with each case.
 #include <catch2/catch.hpp>
 
@@ -215,6 +217,70 @@ TEST_CASE("a deleted record's vector leaves the state env at the delete and the 
   auto reopened = open_on(objects, &state);
   CHECK_FALSE(reopened->rebuilt_at_open());
   check_cold_equals_exact(*reopened, *n, kColl, node::Metric::kL2, kDim, rng, 5);
+}
+
+TEST_CASE("deletes that move slots survive a failed state commit unchanged and a kill before the state commit is replayed into the same slabs",
+          "[sink][service][state][slabs][lmdb]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  constexpr std::uint32_t kDim = 16;
+  TestNode n(1);
+  fill(*n, kColl, kDim, node::Metric::kL2, 50, rng);
+  const TempDir tmp("shoal-sink-slab");
+  auto objects = sink::LmdbObjectStore::open(tmp.path + "/objects");
+  REQUIRE(objects.ok());
+  {  // a failed state commit of a delete (which moves the last record into its slot) changes nothing
+    sink::MemoryObjectStore mem;
+    store::MemoryStore state;
+    auto sink = open_on(mem, &state);
+    for (const auto& s : segments_of(*n, kColl, 20)) REQUIRE(sink->upload_segment(s, kNow).ok());
+    const auto hash = store::state_hash(state);
+    REQUIRE(hash.ok());
+    const std::uint64_t count = mem.object_count();
+    state.fail_next_writes(1);
+    auto state_of_node = n->crdt_state_for_testing(kColl);
+    REQUIRE(state_of_node.ok());
+    auto del = state_of_node->remove(id_of(2));  // the delta only: the node keeps the record
+    REQUIRE(del.ok());
+    REQUIRE_FALSE(sink->apply_delta(kColl, encode(*del), kNow).ok());
+    CHECK(mem.object_count() == count);
+    CHECK(*store::state_hash(state) == *hash);
+    check_layout(state, *n, kDim);
+    check_cold_equals_exact(*sink, *n, kColl, node::Metric::kL2, kDim, rng, 5);
+  }
+  {
+    auto env = sink::open_state_env(tmp.path + "/state");
+    REQUIRE(env.ok());
+    auto sink = open_on(**objects, env->store.get());
+    for (const auto& s : segments_of(*n, kColl, 20)) REQUIRE(sink->upload_segment(s, kNow).ok());
+    REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, id_of(7)), kNow).ok());
+  }
+  // What a kill right after the object store's puts leaves: two deletes and an upsert the state
+  // env never joined (the sink's key sequence continues from the highest key).
+  std::vector<std::string> pending{delete_delta(*n, kColl, id_of(0)), delete_delta(*n, kColl, id_of(30)),
+                                   upsert_delta(*n, kColl, "late", random_value(rng, kDim, 9))};
+  for (const auto& d : pending) {
+    auto keys = (*objects)->list("");
+    REQUIRE(keys.ok());
+    std::uint64_t top = 0;
+    for (const auto& k : *keys) top = std::max<std::uint64_t>(top, std::stoull(k.substr(k.rfind('/') + 1)));
+    char digits[21];
+    std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(top + 1));
+    REQUIRE((*objects)->put(str_cat("dlt/", kColl, "/", digits), d).ok());
+  }
+  auto env = sink::open_state_env(tmp.path + "/state");
+  REQUIRE(env.ok());
+  auto sink = open_on(**objects, env->store.get());
+  CHECK_FALSE(sink->rebuilt_at_open());
+  CHECK(sink->joined_at_open() == 3);
+  check_layout(*env->store, *n, kDim);
+  check_cold_equals_exact(*sink, *n, kColl, node::Metric::kL2, kDim, rng, 10);
+  store::MemoryStore fresh;  // equal to a rebuild from the objects
+  auto rebuilt = open_on(**objects, &fresh);
+  CHECK(rebuilt->rebuilt_at_open());
+  const auto pages = bootstrap_pages(*sink, kColl);
+  const auto fresh_pages = bootstrap_pages(*rebuilt, kColl);
+  REQUIRE(pages.size() == fresh_pages.size());
+  for (std::size_t i = 0; i < pages.size(); ++i) CHECK(pages[i].segment == fresh_pages[i].segment);
 }
 
 TEST_CASE("cold search over the slabs breaks distance ties by id, as exact search does, also across the cut of k",

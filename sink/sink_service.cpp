@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "common/log.hpp"
 #include "crdt/codec.hpp"
@@ -14,6 +15,7 @@
 #include "index/topk.hpp"
 #include "node/core/node_format.hpp"
 #include "node/core/record.hpp"
+#include "node/core/vector_store.hpp"
 #include "node/store/lmdb_store.hpp"
 #include "node/store/memory_store.hpp"
 
@@ -156,18 +158,25 @@ Segment records_to_segment(std::string_view collection, const crdt::RecordMap& r
   return s;
 }
 
-// The state env's layout (docs/sink-format.md, "The state env"); `C` is the collection's name
-// and `\0` a zero byte (no collection name holds one):
-//   records   C \0 id   -> u8 length, the object holding the winner, crdt::encode_entries bytes
-//   vectors   C \0 id   -> the winner's vector, float32 (what cold search scans in place)
-//   contexts  C         -> the collection's causal context (crdt::encode_context bytes)
-//   catalogue C         -> the collection's counters (encode_counters)
-//   deltas    C \0 key  -> an object the state has applied: u64 bytes, u64 entries (big-endian)
-//   meta      sink.state_version -> "1" once a rebuild finished (absent: rebuild at open)
+// The state env's layout (docs/sink-format.md, "The state env"); `C` is the collection's name,
+// `\0` a zero byte (no collection name holds one), `cid` the collection's number in the env (u32,
+// from 1) and `label` its record's slot (u64, 1..records: dense, D66):
+//   records      C \0 id    -> u8 length, the object holding the winner, then the node's record
+//                              encoding (node::format::encode_record: the label, the entries with
+//                              the winner's vector elided, node/core/vector_store.hpp)
+//   vector_slabs cid label -> the winners' vectors, several to a value (the node's slabs, D52)
+//   index_dirty  cid label -> the id of the record whose vector is in that slot (the labels)
+//   contexts     C         -> the collection's causal context (crdt::encode_context bytes)
+//   catalogue    C         -> the collection's counters (encode_counters)
+//   deltas       C \0 key  -> an object the state has applied: u64 bytes, u64 entries (big-endian)
+//   meta         sink.state_version -> "2" once a rebuild finished (absent, or main's "1" from
+//                before the slabs: rebuild at open); sink.next_cid -> u64be, the next cid
 namespace {
 
 constexpr std::string_view kStateVersionKey = "sink.state_version";
-constexpr std::string_view kStateVersion = "1";
+constexpr std::string_view kStateVersion = "2";
+constexpr std::string_view kNextCidKey = "sink.next_cid";
+constexpr store::Table kLabels = store::Table::kIndexDirty;
 constexpr std::uint8_t kNoMetric = 255;
 
 std::string in_collection(std::string_view collection, std::string_view key) {
@@ -179,19 +188,19 @@ std::string in_collection(std::string_view collection, std::string_view key) {
 
 store::Range collection_range(std::string_view collection) { return store::Range::prefix(in_collection(collection, "")); }
 
-std::string encode_record(std::string_view holder, const crdt::Entries& entries) {
+// `entries` as stored: the winner's vector elided (it is in the slabs, under `label`).
+std::string encode_record(std::string_view holder, std::uint64_t label, const crdt::Entries& entries) {
   SHOAL_ASSERT(holder.size() < 256);  // object keys are at most 89 bytes
   std::string out(1, static_cast<char>(holder.size()));
   out += holder;
-  crdt::Bytes b;
-  crdt::encode_entries(entries, b);
-  out += as_view(b);
+  out += node::format::encode_record(label, entries);
   return out;
 }
 
 struct StoredRecord {
   std::string holder;
-  crdt::Entries entries;
+  std::uint64_t label = 0;
+  crdt::Entries entries;  // the winner's vector elided unless read with read_whole
 };
 
 Result<StoredRecord> decode_record(std::string_view key, std::string_view v) {
@@ -199,17 +208,30 @@ Result<StoredRecord> decode_record(std::string_view key, std::string_view v) {
   if (v.empty() || v.size() < 1 + n) return Status(Code::kCorruption, "state record shorter than its header", std::string(key));
   StoredRecord r;
   r.holder = std::string(v.substr(1, n));
-  auto e = crdt::decode_entries(as_bytes(v.substr(1 + n)));
-  if (!e.ok()) return Status(Code::kCorruption, "state record does not decode: " + e.status().to_string(), std::string(key));
-  r.entries = std::move(*e);
-  if (r.entries.empty() || !crdt::entries_valid(r.entries)) return Status(Code::kCorruption, "state record has invalid entries", std::string(key));
+  auto rec = node::format::decode_record(v.substr(1 + n), key);
+  if (!rec.ok()) return Status(Code::kCorruption, "state record does not decode: " + rec.status().to_string(), std::string(key));
+  r.label = rec->label;
+  r.entries = std::move(rec->entries);
+  const crdt::Entry* w = crdt::winner(r.entries);
+  if (r.entries.empty() || !crdt::entries_valid(r.entries) || !node::format::payload_elided(w->payload)) {
+    return Status(Code::kCorruption, "state record has invalid entries", std::string(key));
+  }
   return r;
 }
 
-std::string vector_bytes(const crdt::Entry& winner) {
-  auto v = node::decode_payload(as_view(winner.payload));
-  SHOAL_ASSERT(v.ok());  // validated before it was stored
-  return std::string(reinterpret_cast<const char*>(v->vector.data()), v->vector.size() * sizeof(float));
+std::string slot_key(std::uint32_t cid, std::uint64_t label) { return node::format::vector_key(cid, label); }
+
+// A state record with its winner's vector put back from the collection's slabs (fetch,
+// bootstrap, compaction and the join see whole payloads). `view` is the one `v` was read in.
+Result<StoredRecord> read_whole(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension, std::string_view key,
+                                std::string_view v) {
+  SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(key, v));
+  auto floats = node::format::get_vector(view, cid, dimension, r.label);
+  if (!floats.ok()) {
+    return Status(Code::kCorruption, "state record's vector: " + floats.status().to_string(), std::string(key));
+  }
+  SHOAL_RETURN_IF_ERROR(node::format::restore_winner_vector(r.entries, *floats).with_context(std::string(key)));
+  return r;
 }
 
 std::uint64_t payload_size(const crdt::Entries& entries) {
@@ -241,6 +263,7 @@ struct SinkService::Found {
 // What the heap keeps of a collection: counters and the context; records live in the state env.
 struct SinkService::Collection {
   std::string name;
+  std::uint32_t cid = 0;                    // its slabs' and labels' key (0: none given yet)
   crdt::CausalContext context;
   std::uint32_t dimension = 0;              // the live records' (0: none live)
   std::optional<index::Metric> metric;      // as uploads said it (a kSpecKind object)
@@ -269,13 +292,13 @@ struct SinkService::Collection {
     std::string out;
     for (std::uint64_t v : {std::uint64_t{dimension}, std::uint64_t{metric ? node::metric_to_wire_byte(*metric) : kNoMetric},
                             records, live_entries, payload_bytes, segment_entries, segments, deltas, contexts,
-                            object_bytes}) {
+                            object_bytes, std::uint64_t{cid}}) {
       out += store::encode_u64_be(v);
     }
     return out + metric_key;
   }
   Status decode_counters(std::string_view v) {
-    constexpr std::size_t kFields = 10;
+    constexpr std::size_t kFields = 11;
     if (v.size() < kFields * 8) return Status(Code::kCorruption, "collection counters truncated", name);
     std::uint64_t f[kFields];
     for (std::size_t i = 0; i < kFields; ++i) f[i] = *store::decode_u64_be(v.substr(i * 8, 8));
@@ -293,6 +316,8 @@ struct SinkService::Collection {
     deltas = f[7];
     contexts = f[8];
     object_bytes = f[9];
+    if (f[10] == 0 || f[10] > UINT32_MAX) return Status(Code::kCorruption, str_cat("collection counters name cid ", f[10]), name);
+    cid = static_cast<std::uint32_t>(f[10]);
     metric_key = std::string(v.substr(kFields * 8));
     return ok_status();
   }
@@ -377,8 +402,9 @@ Status SinkService::load() {
 }
 
 Status SinkService::clear_state() {
-  for (store::Table t : {store::Table::kRecords, store::Table::kVectors, store::Table::kContexts,
-                         store::Table::kCatalogue, store::Table::kDeltas}) {
+  // The vectors table too: an env from before the slabs (D66) kept a vector per record there.
+  for (store::Table t : {store::Table::kRecords, store::Table::kVectors, store::Table::kVectorSlabs, kLabels,
+                         store::Table::kContexts, store::Table::kCatalogue, store::Table::kDeltas}) {
     for (;;) {  // in batches, so no transaction holds a whole table's keys
       SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
       SHOAL_ASSIGN_OR_RETURN(auto batch, txn->collect(t, store::Range::all().limited(4096)));
@@ -389,6 +415,7 @@ Status SinkService::clear_state() {
   }
   SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
   SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kMeta, kStateVersionKey));
+  SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kMeta, kNextCidKey));
   return txn->commit();
 }
 
@@ -683,13 +710,26 @@ std::string SinkService::next_key(std::string_view kind, std::string_view collec
 Status SinkService::apply(Collection& c, const crdt::Delta& delta, std::string_view key, std::uint64_t bytes) {
   Collection w = c;
   SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_write());
+  if (w.cid == 0) {  // the collection's first transaction: its number in the env, from the meta counter
+    std::uint64_t next = 1;
+    auto got = txn->get(store::Table::kMeta, kNextCidKey);
+    if (got.ok()) {
+      auto n = store::decode_u64_be(*got);
+      if (!n.ok() || *n == 0 || *n > UINT32_MAX) return Status(Code::kCorruption, "the state's next cid is no cid", std::string(kNextCidKey));
+      next = *n;
+    } else if (got.status().code() != Code::kNotFound) {
+      return got.status();
+    }
+    w.cid = static_cast<std::uint32_t>(next);
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kMeta, kNextCidKey, store::encode_u64_be(next + 1)));
+  }
   for (const auto& [id, remote] : delta.records) {
     const std::string rk = in_collection(c.name, id);
     StoredRecord local;
     auto got = txn->get(store::Table::kRecords, rk);
     const bool existed = got.ok();
     if (existed) {
-      SHOAL_ASSIGN_OR_RETURN(local, decode_record(rk, *got));
+      SHOAL_ASSIGN_OR_RETURN(local, read_whole(*txn, w.cid, w.dimension, rk, *got));
     } else if (got.status().code() != Code::kNotFound) {
       return got.status();
     }
@@ -702,30 +742,32 @@ Status SinkService::apply(Collection& c, const crdt::Delta& delta, std::string_v
     w.live_entries = w.live_entries - old_entries + local.entries.size();
     w.payload_bytes = w.payload_bytes - old_payload + payload_size(local.entries);
     if (local.entries.empty()) {
+      SHOAL_RETURN_IF_ERROR(free_label(*txn, w, local.label));
       SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kRecords, rk));
-      SHOAL_RETURN_IF_ERROR(txn->del(store::Table::kVectors, rk));
       --w.records;
       continue;
     }
-    if (!existed) ++w.records;
+    if (!existed) local.label = ++w.records;  // the first free slot (labels are dense)
     const crdt::Entry* win = crdt::winner(local.entries);
     // The index: the object that holds the winner, when this object brought it.
     const bool here = std::any_of(remote.begin(), remote.end(), [&](const crdt::Entry& e) { return e.dot == win->dot; });
     if (here && !key.empty()) local.holder = std::string(key);
-    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, rk, encode_record(local.holder, local.entries)));
-    if (!existed || !(win->dot == old_winner)) {
-      const std::string v = vector_bytes(*win);
-      const auto dim = static_cast<std::uint32_t>(v.size() / sizeof(float));
+    const bool new_winner = !existed || !(win->dot == old_winner);
+    SHOAL_ASSIGN_OR_RETURN(const std::string floats, node::format::elide_winner_vector(local.entries));
+    if (new_winner) {
+      const auto dim = static_cast<std::uint32_t>(floats.size() / sizeof(float));
       if (w.dimension == 0) w.dimension = dim;
       // The live winners share one dimension (uploads are checked against it): an object changed
-      // in the store since that breaks it would have cold search read rows past its vectors (D58).
+      // in the store since that breaks it would put a vector of another size in the slabs (D58).
       if (dim != w.dimension) {
         return Status(Code::kCorruption, str_cat("record '", node::escape_for_message(id), "' has a vector of dimension ",
                                                  dim, ", collection '", c.name, "' has ", w.dimension),
                       std::string(key));
       }
-      SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kVectors, rk, v));
+      SHOAL_RETURN_IF_ERROR(node::format::put_vector(*txn, w.cid, local.label, floats));
+      if (!existed) SHOAL_RETURN_IF_ERROR(txn->put(kLabels, slot_key(w.cid, local.label), id));
     }
+    SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, rk, encode_record(local.holder, local.label, local.entries)));
   }
   // The dimension is the live records' (they all share it, validate_records sees to that): with
   // none live the collection has none, so a device that deleted everything and recreated the
@@ -756,6 +798,29 @@ Status SinkService::apply(Collection& c, const crdt::Delta& delta, std::string_v
   SHOAL_RETURN_IF_ERROR(txn->commit());
   c = std::move(w);
   return ok_status();
+}
+
+Status SinkService::free_label(store::WriteTxn& txn, const Collection& w, std::uint64_t label) {
+  const std::uint64_t last = w.records;
+  if (label == 0 || label > last) {
+    return Status(Code::kCorruption, str_cat("state record of label ", label, ", the collection has ", last), w.name);
+  }
+  if (label != last) {
+    SHOAL_ASSIGN_OR_RETURN(const std::string moved_id, txn.get(kLabels, slot_key(w.cid, last)));
+    SHOAL_ASSIGN_OR_RETURN(const std::string_view view, node::format::get_vector(txn, w.cid, w.dimension, last));
+    const std::string floats(view);  // the view ends at the next write
+    SHOAL_RETURN_IF_ERROR(node::format::put_vector(txn, w.cid, label, floats));
+    SHOAL_RETURN_IF_ERROR(txn.put(kLabels, slot_key(w.cid, label), moved_id));
+    const std::string mk = in_collection(w.name, moved_id);
+    SHOAL_ASSIGN_OR_RETURN(const std::string mv, txn.get(store::Table::kRecords, mk));
+    SHOAL_ASSIGN_OR_RETURN(StoredRecord moved, decode_record(mk, mv));
+    if (moved.label != last) {
+      return Status(Code::kCorruption, str_cat("label ", last, " names a record of label ", moved.label), mk);
+    }
+    SHOAL_RETURN_IF_ERROR(txn.put(store::Table::kRecords, mk, encode_record(moved.holder, label, moved.entries)));
+  }
+  SHOAL_RETURN_IF_ERROR(node::format::del_vector(txn, w.cid, last));
+  return txn.del(kLabels, slot_key(w.cid, last));
 }
 
 Result<SinkService::Collection*> SinkService::collection_for_write(std::string_view name) {
@@ -915,51 +980,81 @@ Result<ColdSearchResult> SinkService::cold_search(std::string_view collection, s
   out.freshness = Freshness{c->objects(), c->last_seq, c->last_ack_wall_ns, c->records};
   if (c->dimension == 0) return out;
   SHOAL_RETURN_IF_ERROR(node::validate_vector(query, c->dimension, metric));
-  // One scan of the vectors table in place: rows in id order, so ties (by row) come out by id.
-  // LMDB gives no alignment for a value whose key length varies: an unaligned one is copied first.
+  // One scan of the collection's slabs in place, in label order (D66): several vectors to a page
+  // run, read from the map as the node's float source reads them. Labels say nothing of ids, so
+  // the k nearest are kept by (distance, label), and the smallest distance left out is noted: when
+  // it equals the k-th's, a tie crosses the cut and a second scan settles it by id, as a scan in
+  // id order did.
   SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
   const index::KernelTable& kernels = index::best_kernels();
   const std::size_t dim = c->dimension;
-  index::detail::TopK top(k);
+  using index::Neighbor;
+  using index::detail::TopK;
+  std::vector<Neighbor> heap;
+  heap.reserve(k + 1);
+  float left_out = std::numeric_limits<float>::infinity();
   std::vector<float> aligned(dim);
-  std::uint64_t row = 0;
-  Status bad;
-  const store::Range range = collection_range(collection);
-  SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kVectors, range, [&](std::string_view key, std::string_view v) {
-    if (v.size() != dim * sizeof(float)) {
-      bad = Status(Code::kCorruption, str_cat("state vector of ", v.size(), " bytes, dimension ", dim), std::string(key));
-      return false;
-    }
-    const float* p = reinterpret_cast<const float*>(v.data());
-    if (reinterpret_cast<std::uintptr_t>(v.data()) % alignof(float) != 0) {
-      std::memcpy(aligned.data(), v.data(), v.size());
+  const auto distance = [&](std::string_view floats) {
+    const float* p = reinterpret_cast<const float*>(floats.data());
+    if (reinterpret_cast<std::uintptr_t>(floats.data()) % alignof(float) != 0) {  // the memory store's values
+      std::memcpy(aligned.data(), floats.data(), floats.size());
       p = aligned.data();
     }
-    top.push(index::detail::float_distance(kernels, metric, query.data(), p, dim), row++);
-    return true;
-  }));
-  SHOAL_RETURN_IF_ERROR(bad);
-  const auto near = top.take_sorted();
-  // The ids of the rows kept: a second pass over the keys.
-  std::map<std::uint64_t, std::string> ids;
-  for (const auto& n : near) ids.emplace(n.label, std::string());
-  row = 0;
-  auto next = ids.begin();
-  SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kVectors, range, [&](std::string_view key, std::string_view) {
-    if (next == ids.end()) return false;
-    if (row++ == next->first) (next++)->second = std::string(key.substr(collection.size() + 1));
-    return true;
-  }));
-  for (const auto& n : near) {
-    const std::string& id = ids[n.label];
-    const std::string rk = in_collection(collection, id);
-    SHOAL_ASSIGN_OR_RETURN(std::string value, txn->get(store::Table::kRecords, rk));
+    return index::detail::float_distance(kernels, metric, query.data(), p, dim);
+  };
+  SHOAL_RETURN_IF_ERROR(node::format::scan_vectors(
+      *txn, c->cid, c->dimension, [&](std::uint64_t label, std::string_view floats) {
+        const Neighbor n{label, distance(floats)};
+        if (heap.size() < k) {
+          heap.push_back(n);
+          std::push_heap(heap.begin(), heap.end(), TopK::less);
+        } else if (TopK::less(n, heap.front())) {
+          left_out = std::min(left_out, heap.front().distance);
+          std::pop_heap(heap.begin(), heap.end(), TopK::less);
+          heap.back() = n;
+          std::push_heap(heap.begin(), heap.end(), TopK::less);
+        } else {
+          left_out = std::min(left_out, n.distance);
+        }
+        return true;
+      }));
+  std::sort_heap(heap.begin(), heap.end(), TopK::less);
+  if (!heap.empty() && heap.size() == k && left_out == heap.back().distance) {
+    // The tie at the cut: every record at the k-th distance competes by id for what is left.
+    const float cut = heap.back().distance;
+    while (!heap.empty() && heap.back().distance == cut) heap.pop_back();
+    SHOAL_RETURN_IF_ERROR(node::format::scan_vectors(*txn, c->cid, c->dimension,
+                                                     [&](std::uint64_t label, std::string_view floats) {
+                                                       if (distance(floats) == cut) heap.push_back(Neighbor{label, cut});
+                                                       return true;
+                                                     }));
+  }
+  struct Hit {
+    float distance;
+    std::string id;
+  };
+  std::vector<Hit> hits;
+  hits.reserve(heap.size());
+  for (const Neighbor& n : heap) {
+    auto id = txn->get(kLabels, slot_key(c->cid, n.label));
+    if (!id.ok()) {
+      return Status(Code::kCorruption, str_cat("the state's slot ", n.label, " names no record: ", id.status().to_string()),
+                    std::string(collection));
+    }
+    hits.push_back(Hit{n.distance, std::move(*id)});
+  }
+  std::sort(hits.begin(), hits.end(),
+            [](const Hit& a, const Hit& b) { return a.distance < b.distance || (a.distance == b.distance && a.id < b.id); });
+  if (hits.size() > k) hits.resize(k);
+  for (Hit& h : hits) {
+    const std::string rk = in_collection(collection, h.id);
+    SHOAL_ASSIGN_OR_RETURN(std::string_view value, txn->get_view(store::Table::kRecords, rk));
     SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(rk, value));
     crdt::CausalContext dots;
     for (const auto& e : r.entries) dots.add(e.dot);
     crdt::Bytes bytes;
     crdt::encode_context(dots, bytes);
-    out.hits.push_back(ColdHit{id, n.distance, std::string(as_view(bytes))});
+    out.hits.push_back(ColdHit{std::move(h.id), h.distance, std::string(as_view(bytes))});
   }
   return out;
 }
@@ -982,7 +1077,7 @@ Result<std::vector<FetchedRecord>> SinkService::fetch(std::string_view collectio
     const std::string rk = in_collection(collection, id);
     auto got = txn->get_view(store::Table::kRecords, rk);
     if (got.ok()) {
-      SHOAL_ASSIGN_OR_RETURN(StoredRecord s, decode_record(rk, *got));
+      SHOAL_ASSIGN_OR_RETURN(StoredRecord s, read_whole(*txn, c->cid, c->dimension, rk, *got));
       const crdt::Entry* w = crdt::winner(s.entries);
       r.found = true;
       r.payload.assign(w->payload.begin(), w->payload.end());
@@ -1008,7 +1103,7 @@ Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::s
   store::Range range = collection_range(collection);
   if (!after.empty()) range.begin = in_collection(collection, after) + std::string(1, '\0');  // ids after `after`
   SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kRecords, range, [&](std::string_view key, std::string_view v) {
-    auto r = decode_record(key, v);
+    auto r = read_whole(*txn, c->cid, c->dimension, key, v);
     if (!r.ok()) {
       bad = r.status();
       return false;
@@ -1079,7 +1174,7 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
     };
     Status st;
     SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kRecords, collection_range(c.name), [&](std::string_view k, std::string_view v) {
-      auto r = decode_record(k, v);
+      auto r = read_whole(*txn, c.cid, c.dimension, k, v);
       if (!r.ok()) {
         st = r.status();
         return false;
@@ -1127,7 +1222,7 @@ Result<std::uint64_t> SinkService::compact_one(Collection& c, CompactionReport& 
         while (seg < last_ids.size() && last_ids[seg] < id) ++seg;
         SHOAL_ASSERT(seg < last_ids.size());  // every record is in a segment just written
         SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(kv.key, kv.value));
-        SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, kv.key, encode_record(fresh[seg].first, r.entries)));
+        SHOAL_RETURN_IF_ERROR(txn->put(store::Table::kRecords, kv.key, encode_record(fresh[seg].first, r.label, r.entries)));
       }
       range.begin = batch.back().key + std::string(1, '\0');
     }

@@ -50,8 +50,10 @@
 //
 // Cold search is exact, over the winner of every live record, with the same kernels and metric
 // numbering as the node's search (index::exact_knn), so its hits merge with the local ones. It
-// scans the state env's vectors table in place (LMDB's map: page cache, not heap); fetch and
-// bootstrap read records from the state env. The heap holds, per collection, a few counters and
+// scans the state env's vector slabs in place (LMDB's map: page cache, not heap): each winner's
+// vector is stored once, in the node's slabs (node/core/vector_store.hpp, D52), at a label that is
+// dense per collection (a delete moves the last record into the freed slot, D66), and elided from
+// its record; fetch and bootstrap read records from the state env with the vector put back. The heap holds, per collection, a few counters and
 // the causal context, and per request what that request carries.
 //
 // Limits: every request is checked against SinkLimits before it touches the store; a refused
@@ -301,6 +303,10 @@ class SinkService {
   // One state transaction: joins `delta` into `c` (from object `key`, "" for none), records the
   // object as applied, and writes `c`'s counters and context. `c` changes only when it committed.
   Status apply(Collection& c, const crdt::Delta& delta, std::string_view key, std::uint64_t bytes);
+  // Frees `label`'s slot of `w` (labels 1..w.records, dense): the record in the last slot moves
+  // into it (its vector, its label entry, the label in its record), so the slabs stay full and
+  // the slot a delete freed is the next one given (D66). The caller decrements w.records.
+  static Status free_label(store::WriteTxn& txn, const Collection& w, std::uint64_t label);
   // apply() for an object just put under `key` (creating the collection); on failure the
   // object is taken back out of the object store (best effort) and nothing else changed.
   Result<Collection*> join_stored(std::string_view collection, const crdt::Delta& delta, const std::string& key,

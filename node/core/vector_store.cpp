@@ -299,52 +299,63 @@ Result<StoredRecord> read_record(store::ReadView& view, std::uint32_t cid, std::
   SHOAL_ASSIGN_OR_RETURN(StoredRecord r, decode_record(value, key));
   const crdt::Entry* w = crdt::winner(r.entries);
   if (w == nullptr || !payload_elided(w->payload)) return r;
-  crdt::Entry& e = r.entries[static_cast<std::size_t>(w - r.entries.data())];
-  crdt::Bytes whole;
   // The record does not say its dimension: the slab holding its label does.
+  std::string_view floats;
   Status s = with_slab_of(view, cid, r.label, [&](const Slab& slab) {
-    const char* p = slab.slot(r.label);
-    if (p == nullptr) return;
-    const std::size_t vbytes = std::size_t{slab.dim} * sizeof(float);
-    whole.reserve(e.payload.size() + vbytes);
-    whole.insert(whole.end(), e.payload.begin(), e.payload.begin() + kVectorOffset);
-    set_payload_dimension(whole, slab.dim);
-    whole.insert(whole.end(), reinterpret_cast<const std::uint8_t*>(p), reinterpret_cast<const std::uint8_t*>(p) + vbytes);
-    whole.insert(whole.end(), e.payload.begin() + kVectorOffset, e.payload.end());
+    if (const char* p = slab.slot(r.label)) floats = std::string_view(p, std::size_t{slab.dim} * sizeof(float));
   });
   if (!s.ok() && s.code() != Code::kNotFound) return s.with_context(std::string(key));
-  if (whole.empty()) {
+  if (floats.empty()) {
     return Status(Code::kCorruption, str_cat("the vector of label ", r.label, " is missing from the vector slabs"),
                   std::string(key));
   }
-  e.payload = std::move(whole);
+  SHOAL_RETURN_IF_ERROR(restore_winner_vector(r.entries, floats).with_context(std::string(key)));
   return r;
+}
+
+Result<std::string> elide_winner_vector(crdt::Entries& entries) {
+  const crdt::Entry* w = crdt::winner(entries);
+  if (w == nullptr || w->payload.size() < kVectorOffset || is_stub_payload(as_view(w->payload))) {
+    // Nothing to move: an empty record at most (stored payloads are validated), or an evicted
+    // record's stub, which holds no vector.
+    return std::string();
+  }
+  const std::uint32_t dim = payload_dimension(w->payload);
+  if (dim == kElidedDimension) return Status(Code::kInternal, "the winner's vector is elided already");
+  const std::size_t vbytes = std::size_t{dim} * sizeof(float);
+  if (w->payload.size() < kVectorOffset + vbytes) return Status(Code::kInternal, "a payload shorter than its vector");
+  crdt::Bytes& p = entries[static_cast<std::size_t>(w - entries.data())].payload;
+  std::string floats(reinterpret_cast<const char*>(p.data()) + kVectorOffset, vbytes);
+  p.erase(p.begin() + kVectorOffset, p.begin() + static_cast<std::ptrdiff_t>(kVectorOffset + vbytes));
+  set_payload_dimension(p, kElidedDimension);
+  return floats;
+}
+
+Status restore_winner_vector(crdt::Entries& entries, std::string_view floats) {
+  const crdt::Entry* w = crdt::winner(entries);
+  if (w == nullptr || !payload_elided(w->payload)) return Status(Code::kInternal, "the winner's vector is not elided");
+  if (floats.empty() || floats.size() % sizeof(float) != 0) {
+    return Status(Code::kCorruption, str_cat("a vector of ", floats.size(), " bytes"));
+  }
+  crdt::Bytes& p = entries[static_cast<std::size_t>(w - entries.data())].payload;
+  crdt::Bytes whole;
+  whole.reserve(p.size() + floats.size());
+  whole.insert(whole.end(), p.begin(), p.begin() + kVectorOffset);
+  set_payload_dimension(whole, static_cast<std::uint32_t>(floats.size() / sizeof(float)));
+  const auto* f = reinterpret_cast<const std::uint8_t*>(floats.data());
+  whole.insert(whole.end(), f, f + floats.size());
+  whole.insert(whole.end(), p.begin() + kVectorOffset, p.end());
+  p = std::move(whole);
+  return {};
 }
 
 Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label,
                   const crdt::Entries& entries) {
-  const crdt::Entry* w = crdt::winner(entries);
-  if (w == nullptr || w->payload.size() < kVectorOffset || is_stub_payload(as_view(w->payload))) {
-    // Nothing to move: an empty record at most (stored payloads are validated), or an evicted
-    // record's stub, which holds no vector (its vector leaves the slabs).
-    SHOAL_RETURN_IF_ERROR(del_vector(txn, cid, label));
-    return txn.put(Table::kRecords, key, encode_record(label, entries));
-  }
-  const std::uint32_t dim = payload_dimension(w->payload);
-  if (dim == kElidedDimension) {
-    return Status(Code::kInternal, "put_record was given a record whose vector is elided", std::string(key));
-  }
-  const std::size_t vbytes = std::size_t{dim} * sizeof(float);
-  if (w->payload.size() < kVectorOffset + vbytes) {
-    return Status(Code::kInternal, "put_record was given a payload shorter than its vector", std::string(key));
-  }
-  const auto* vp = reinterpret_cast<const char*>(w->payload.data()) + kVectorOffset;
-  SHOAL_RETURN_IF_ERROR(put_vector(txn, cid, label, std::string_view(vp, vbytes)));
   crdt::Entries stored = entries;
-  crdt::Entry& e = stored[static_cast<std::size_t>(w - entries.data())];
-  e.payload.erase(e.payload.begin() + kVectorOffset,
-                  e.payload.begin() + static_cast<std::ptrdiff_t>(kVectorOffset + vbytes));
-  set_payload_dimension(e.payload, kElidedDimension);
+  auto floats = elide_winner_vector(stored);
+  if (!floats.ok()) return floats.status().with_context(std::string(key));
+  // An empty record at most, or an evicted record's stub: its vector leaves the slabs.
+  SHOAL_RETURN_IF_ERROR(floats->empty() ? del_vector(txn, cid, label) : put_vector(txn, cid, label, *floats));
   return txn.put(Table::kRecords, key, encode_record(label, stored));
 }
 

@@ -87,6 +87,15 @@ std::uint32_t slab_vectors(std::uint32_t dimension) noexcept;
 // Statuses: the store's; kInternal if the winner's payload is already elided (a bug).
 [[nodiscard]] Status put_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label,
                                 const crdt::Entries& entries);
+// The two halves of put_record and read_record, shared with the sink's state env (D66), which
+// keys its records its own way: elide_winner_vector moves the winner's vector out of `entries`
+// (the winner's payload is then elided, as put_record stores it) and returns its floats, or ""
+// when there is none to move (no winner, or an evicted record's stub); kInternal when it is
+// elided already or shorter than its dimension says. restore_winner_vector puts `floats` back
+// into the elided winner; kInternal when the winner is not elided, kCorruption for floats that
+// are no vector.
+[[nodiscard]] Result<std::string> elide_winner_vector(crdt::Entries& entries);
+[[nodiscard]] Status restore_winner_vector(crdt::Entries& entries, std::string_view floats);
 // Deletes a record and its vector (label 0: none was stored).
 [[nodiscard]] Status del_record(store::WriteTxn& txn, std::uint32_t cid, std::string_view key, std::uint64_t label);
 // The payload of a stored entry, elided or not (the vector is then empty). For readers that need

@@ -394,7 +394,12 @@ class Simulation {
   // Per replaced peer: what the mesh and the sink knew of `c` when its data directory was lost
   // (every replica's context, the sink's and the oracle's), and the identities it issued under;
   // the new device must never issue a dot in it (reissued_dot).
-  std::map<std::uint32_t, std::pair<std::vector<crdt::ReplicaId>, crdt::CausalContext>> lost_known_;
+  struct LostKnown {
+    std::vector<crdt::ReplicaId> ids;
+    crdt::CausalContext records;    // of `c`
+    crdt::CausalContext catalogue;  // of the replicated catalogue
+  };
+  std::map<std::uint32_t, LostKnown> lost_known_;
   bool boot_done_in_drain_ = false;  // a bootstrap completed during the drain: wait for convergence again
   void replace(std::uint32_t i);
   void boot_start(std::uint32_t p, std::uint64_t gen);
@@ -410,7 +415,7 @@ class Simulation {
   }
   // reissued_dot: an acknowledged upsert of a replaced device issued a dot the mesh or the sink
   // knew before its data directory was lost.
-  void check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id);
+  void check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id, bool catalogue = false);
   // Eviction to stubs, refills and merged cold search (--sink; docs/sim.md, "Eviction, refills
   // and merged cold search").
   std::uint64_t evict_budget_ = 0;  // each node's payload budget in bytes (0: no eviction)
@@ -1816,8 +1821,9 @@ void Simulation::catalogue_op(std::uint32_t p) {
     if (live(p, kSecond)) violation("collection_returned", peer_name(p) + " still lists 'd' right after dropping it");
     return;
   }
-  (void)oracle_catalogue_.upsert(peer.node->issuer(), kSecond, entries_of(*cat_before, kSecond),
-                                 entries_of(*cat_after, kSecond), violations_);
+  auto cat_dot = oracle_catalogue_.upsert(peer.node->issuer(), kSecond, entries_of(*cat_before, kSecond),
+                                          entries_of(*cat_after, kSecond), violations_);
+  if (cat_dot && !lost_known_.empty()) check_reissue(p, *cat_dot, kSecond, /*catalogue=*/true);
   auto fresh = state(p, kSecond);
   if (!fresh.ok()) {
     violation("state_unreadable", peer_name(p) + " d after create: " + fresh.status().to_string());
@@ -3334,18 +3340,20 @@ void Simulation::replace(std::uint32_t i) {
   // context (from its store, also while it is down), the sink's and the oracle's. The new device
   // must never issue a dot of it (reissued_dot). The simulator's reads leave injected read
   // faults for the nodes.
-  crdt::CausalContext known = oracle_.model().context();
+  LostKnown& lost = lost_known_[t];
+  lost.ids.push_back(peer.replica);
+  lost.records.merge(oracle_.model().context());
+  lost.catalogue.merge(oracle_catalogue_.model().context());
   for (std::uint32_t p = 0; p < n_; ++p) {
     const std::uint32_t pending = peers_[p].store->pending_read_faults();
     peers_[p].store->fail_next_reads(0);
     auto st = durable_state(p, kCollection);
+    auto cat = catalogue(p);
     peers_[p].store->fail_next_reads(pending);
-    if (st.ok()) known.merge(st->context());
+    if (st.ok()) lost.records.merge(st->context());
+    if (cat.ok()) lost.catalogue.merge(cat->context());
   }
-  if (auto at_sink = sink_contents(); at_sink.ok() && *at_sink) known.merge((*at_sink)->context);
-  auto& lost = lost_known_[t];
-  lost.first.push_back(peer.replica);
-  lost.second.merge(known);
+  if (auto at_sink = sink_contents(); at_sink.ok() && *at_sink) lost.records.merge((*at_sink)->context);
   // The device stops and its disk is gone: peers see its identity go down.
   const crdt::ReplicaId old = peer.replica;
   if (peer.node != nullptr) peer.node.reset();
@@ -3530,8 +3538,9 @@ Status Simulation::boot_join(std::uint32_t p) {
     if (st.ok() && !died_after_commit(p)) return Status(Code::kUnavailable, "could not reopen after the create");
     auto after = catalogue(p);
     if (!after.ok()) return after.status();
-    (void)oracle_catalogue_.upsert(peer.node->issuer(), kCollection, entries_of(*before, kCollection),
-                                   entries_of(*after, kCollection), violations_);
+    auto dot = oracle_catalogue_.upsert(peer.node->issuer(), kCollection, entries_of(*before, kCollection),
+                                        entries_of(*after, kCollection), violations_);
+    if (dot) check_reissue(p, *dot, kCollection, /*catalogue=*/true);
     ++stats_.catalogue_ops;
     trace_.line(now_, static_cast<int>(p), "boot_create", fmt("dim=%u metric=%d spec=%s", spec.dimension,
                                                               static_cast<int>(spec.metric), page.spec ? "sink" : "default"));
@@ -3604,12 +3613,14 @@ void Simulation::boot_complete(std::uint32_t p) {
   if (back > 3) violation("bootstrap_resurrected", peer_name(p) + fmt(": %d more", back - 3));
 }
 
-void Simulation::check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id) {
+void Simulation::check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id, bool catalogue) {
   auto it = lost_known_.find(p);
   if (it == lost_known_.end()) return;
-  for (const crdt::ReplicaId& old : it->second.first) {
-    if (old.identity == dot.replica.identity && it->second.second.contains(dot)) {
-      violation("reissued_dot", peer_name(p) + " wrote '" + std::string(id) + "' under " + dot.to_string() +
+  const crdt::CausalContext& known = catalogue ? it->second.catalogue : it->second.records;
+  for (const crdt::ReplicaId& old : it->second.ids) {
+    if (old.identity == dot.replica.identity && known.contains(dot)) {
+      violation("reissued_dot", peer_name(p) + (catalogue ? " wrote the catalogue entry of '" : " wrote '") + std::string(id) +
+                                    "' under " + dot.to_string() +
                                     ", a dot the mesh or the sink knew before its data directory was lost");
       return;
     }

@@ -204,8 +204,10 @@ struct Scenario {
   // quota of 40 entries and is driven over a per-peer sink link (delay, loss, the sink's outages
   // of up to 7 simulated days). In 80% of such seeds every node also gets an eviction budget and
   // a hot window drawn from the seed, so old acknowledged records become stubs, and gets of stubs
-  // refill from the sink (docs/sim.md, "Eviction, refills and merged cold search"). Off: nothing
-  // of it runs, so every seed keeps its trace.
+  // refill from the sink (docs/sim.md, "Eviction, refills and merged cold search"). With repair,
+  // 35% of faulty seeds replace a device (its data directory lost) by a new one that bootstraps
+  // from the sink page by page and catches up from peers (docs/sim.md, "Device replacement and
+  // bootstrap from the sink"). Off: nothing of it runs, so every seed keeps its trace.
   bool sink = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;

@@ -130,6 +130,12 @@ void print_result(const Scenario& sc, const SeedResult& r, Totals& t) {
                 r.stats.evict_budget_bytes, static_cast<long long>(r.stats.hot_window_ms), r.stats.evicted,
                 r.stats.stubs_at_end, r.stats.refills, r.stats.cold_unavailable, r.stats.refills_refused,
                 r.stats.cold_searches, r.stats.cold_hits);
+    if (r.stats.replacements > 0) {
+      std::printf("  replace: devices=%" PRIu64 " bootstraps=%" PRIu64 "/%" PRIu64 " pages=%" PRIu64 " records=%" PRIu64
+                  " created=%" PRIu64 " forgotten_ops=%" PRIu64 "\n",
+                  r.stats.replacements, r.stats.bootstraps, r.stats.boot_attempts, r.stats.boot_pages,
+                  r.stats.boot_records, r.stats.boot_created, r.stats.ops_forgotten_replace);
+    }
   }
   if (!r.violations.empty()) {
     std::printf("  scenario: %s\n", r.scenario.c_str());

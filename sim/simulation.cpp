@@ -74,6 +74,9 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kRefillUnchecked: return "refill-unchecked";
     case Mutation::kMergeLocalOnly: return "merge-local-only";
     case Mutation::kMergeUnjudged: return "merge-unjudged";
+    case Mutation::kBootOnePage: return "boot-one-page";
+    case Mutation::kBootUnjudged: return "boot-unjudged";
+    case Mutation::kReplaceSameReplica: return "replace-same-replica";
   }
   return "?";
 }
@@ -93,7 +96,8 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped,
                      Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
                      Mutation::kFullAfterHeal, Mutation::kEvictUnacked, Mutation::kStubWrongDigest,
-                     Mutation::kRefillUnchecked, Mutation::kMergeLocalOnly, Mutation::kMergeUnjudged}) {
+                     Mutation::kRefillUnchecked, Mutation::kMergeLocalOnly, Mutation::kMergeUnjudged,
+                     Mutation::kBootOnePage, Mutation::kBootUnjudged, Mutation::kReplaceSameReplica}) {
     if (text == mutation_name(m)) return m;
     all += std::string(all.empty() ? "" : ", ") + mutation_name(m);
   }
@@ -149,7 +153,11 @@ enum class Ev : std::uint8_t {
   // --sink only: a peer's feed looks for its next upload; an upload reaches the sink; the sink's
   // acknowledgement (b = 1) or the driver's timeout (b = 0) reaches the peer; an outage ends;
   // the drain is checked.
-  kSinkPump, kSinkArrive, kSinkAck, kSinkBack, kSinkCheck
+  kSinkPump, kSinkArrive, kSinkAck, kSinkBack, kSinkCheck,
+  // --sink, device replacement: a device's data directory is lost; a bootstrap run starts; its
+  // page request reaches the sink; the page (b = 1), a loss (b = 0) or a refusal (b = 2) reaches
+  // the device.
+  kReplace, kBootStart, kBootReq, kBootReply
 };
 
 // The sink (docs/sim.md, "The sink and its outages").
@@ -158,6 +166,13 @@ constexpr Duration kSinkPumpEvery = Duration::millis(50);
 constexpr std::int64_t kMaxSinkOutageMs = 7LL * 24 * 3600 * 1000;
 // After the drain starts, every backlog must reach 0 within this much simulated time.
 constexpr Duration kMaxSinkDrain = Duration::seconds(600);
+// Device replacement (docs/sim.md, "Device replacement and bootstrap from the sink"): records per
+// bootstrap page at the simulated sink (the product's default is 4,096; at most 48 ids exist
+// here, so a small page makes every bootstrap take several pages, with writes between them),
+// and the backoff between runs after a lost page or a refusal.
+constexpr std::size_t kBootPageRecords = 4;
+constexpr Duration kBootRetryFirst = Duration::millis(500);
+constexpr Duration kBootRetryMax = Duration::seconds(60);
 
 // Delta-path probes (docs/sim.md, "The delta path within a bound").
 constexpr int kProbes = 3;
@@ -186,6 +201,11 @@ struct Event {
   std::string bytes;
   Corruption corruption = Corruption::kNone;
   std::string original;  // the frame as sent, when corrupted
+  // The receiver's (kDeliver) or the sender's (kSinkArrive) Peer::replaced at send: a frame or an
+  // upload of a device whose data directory was lost since is dropped.
+  std::uint32_t replaced = 0;
+  // kSinkArrive: the collection's spec, which the uploader sends with its metric (D62).
+  std::optional<node::CollectionSpec> spec;
 };
 
 // The 20-byte wire form of a replica id (docs/protocol.md, Hello.replica).
@@ -307,6 +327,25 @@ class Simulation {
     // --sink: the upload on the way (at most one), and the one-way delay of the sink link.
     std::optional<node::SinkUpload> sink_inflight;
     Duration sink_delay;
+    // Device replacement: how many times this peer's device was replaced (its data directory
+    // lost), and its bootstrap from the sink (docs/sim.md, "Device replacement and bootstrap
+    // from the sink").
+    std::uint32_t replaced = 0;
+    struct Boot {
+      bool pending = false;  // the device must still bootstrap (a crash restarts the run at the open)
+      bool active = false;   // a run is under way (its page request or reply is in flight)
+      bool create = false;   // as MeshHost::bootstrap_from_sink: `c` is not here, create it from the first page
+      std::string after;     // the sink's cursor
+      std::set<std::string> ids;          // the ids of every page so far
+      crdt::CausalContext first_context;  // the sink's context as of the first page (D57)
+      std::optional<sink::BootstrapPage> page;  // the page on its way back
+      Status refused;                           // b = 2: why the sink refused the page
+      std::optional<crdt::Delta> at_first;      // the sink's records and context when it served the first page
+      Duration delay;    // from the open to the run's start
+      Duration backoff;  // before the next run after a failed one
+      std::uint64_t pages = 0;
+      std::uint64_t records = 0;
+    } boot;
   };
   // --sink (docs/sim.md, "The sink and its outages").
   struct SinkOutage {
@@ -322,6 +361,11 @@ class Simulation {
   double sink_loss_ = 0.0;
   Rng sink_rng_{0};
   void sink_setup();
+  static sink::SinkLimits sink_limits() {
+    sink::SinkLimits l;
+    l.max_bootstrap_records = kBootPageRecords;
+    return l;
+  }
   void sink_enable(std::uint32_t p);
   bool sink_down() const;
   void sink_pump(std::uint32_t p);
@@ -332,6 +376,46 @@ class Simulation {
   bool sink_start_drain();
   bool sink_check_drained();
   void sink_checks();
+  // Device replacement and bootstrap from the sink (--sink with repair; docs/sim.md, "Device
+  // replacement and bootstrap from the sink"). replace(): the peer's device is stopped and its
+  // data directory lost; a new device (a fresh store, a fresh replica id) starts after the
+  // downtime and bootstraps `c` from the sink page by page over its sink link, as
+  // MeshHost::bootstrap_from_sink does, while it catches up from peers.
+  struct Replacement {
+    std::uint32_t target = 0;
+    Duration at;
+    Duration downtime;
+    Duration boot_delay;
+  };
+  std::vector<Replacement> replacements_;
+  Rng boot_rng_{0};  // losses of bootstrap pages (their own stream)
+  // Identities whose device is gone: messages addressed to them are dropped at send.
+  std::vector<crdt::ReplicaId> retired_;
+  // Per replaced peer: what the mesh and the sink knew of `c` when its data directory was lost
+  // (every replica's context, the sink's and the oracle's), and the identities it issued under;
+  // the new device must never issue a dot in it (reissued_dot).
+  struct LostKnown {
+    std::vector<crdt::ReplicaId> ids;
+    crdt::CausalContext records;    // of `c`
+    crdt::CausalContext catalogue;  // of the replicated catalogue
+  };
+  std::map<std::uint32_t, LostKnown> lost_known_;
+  bool boot_done_in_drain_ = false;  // a bootstrap completed during the drain: wait for convergence again
+  void replace(std::uint32_t i);
+  void boot_start(std::uint32_t p, std::uint64_t gen);
+  void boot_request(const Event& ev);
+  void boot_reply(const Event& ev);
+  // One page joined into the node, as mesh_host.cpp's join_bootstrap_page does.
+  Status boot_join(std::uint32_t p);
+  void boot_failed(std::uint32_t p, const std::string& why);
+  // bootstrap_lost, bootstrap_resurrected: judged when the last page joined.
+  void boot_complete(std::uint32_t p);
+  bool boot_retired(const crdt::ReplicaId& r) const {
+    return std::any_of(retired_.begin(), retired_.end(), [&](const crdt::ReplicaId& x) { return x.identity == r.identity; });
+  }
+  // reissued_dot: an acknowledged upsert of a replaced device issued a dot the mesh or the sink
+  // knew before its data directory was lost.
+  void check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id, bool catalogue = false);
   // Eviction to stubs, refills and merged cold search (--sink; docs/sim.md, "Eviction, refills
   // and merged cold search").
   std::uint64_t evict_budget_ = 0;  // each node's payload budget in bytes (0: no eviction)
@@ -732,6 +816,12 @@ bool Simulation::open_node(std::uint32_t p) {
   std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
   peer.wake_at = MonoTime::from_ns(INT64_MAX);
   if (sc_.sink) sink_enable(p);
+  // A replaced device that has not finished its bootstrap runs it (again) from the start: a run
+  // lives in the process, as MeshHost::bootstrap_from_sink's does.
+  if (peer.boot.pending) {
+    peer.boot.active = false;
+    push(now_ + peer.boot.delay, Event{Ev::kBootStart, p, 0, peer.gen});
+  }
   return true;
 }
 
@@ -920,6 +1010,25 @@ void Simulation::setup() {
       restores_.push_back(std::move(r));
     }
   }
+  // Device replacements (docs/sim.md, "Device replacement and bootstrap from the sink"): in 35%
+  // of --sink seeds with repair and faults, one device loses its data directory during chaos and
+  // a new one bootstraps from the sink. Only with repair: the new device's peers never re-send
+  // the deltas they sent the old one; the bootstrap and repair bring them. Their own stream, so
+  // the other draws stay what they were.
+  if (!sc_.plan && sc_.sink && sc_.faults && sc_.repair && n_ >= 2) {
+    Rng rr(sc_.seed * 0x9E3779B97F4A7C15ull + 31);
+    boot_rng_ = rr.fork(1);
+    if (rr.bernoulli(0.35)) {
+      Replacement r;
+      r.target = static_cast<std::uint32_t>(rr.uniform(n_));
+      r.at = Duration::millis(chaos_.ms() / 5 + rr.uniform_range(0, chaos_.ms() * 3 / 5));
+      r.downtime = Duration::millis(rr.uniform_range(50, 2000));
+      r.boot_delay = Duration::millis(rr.uniform_range(0, 1000));
+      scenario_line_ += fmt(" replace=p%02u@%lldms", r.target, static_cast<long long>(r.at.ms()));
+      replacements_.push_back(r);
+    }
+  }
+  for (std::uint32_t i = 0; i < replacements_.size(); ++i) push(now_ + replacements_[i].at, Event{Ev::kReplace, i});
   for (std::uint32_t i = 0; i < restores_.size(); ++i) {
     push(now_ + restores_[i].copy_at, Event{Ev::kCopy, i});
     push(now_ + restores_[i].at, Event{Ev::kRestore, i});
@@ -1066,6 +1175,12 @@ void Simulation::drain(std::uint32_t p) {
       continue;
     }
     std::uint32_t to = it->second;
+    if (!retired_.empty() && boot_retired(o.to)) {
+      // A device whose data directory was lost: nobody answers under that identity any more.
+      ++stats_.messages_dropped;
+      trace_.line(now_, static_cast<int>(p), "send_drop", fmt("to=%s %s replaced", o.to.to_string().c_str(), name));
+      continue;
+    }
     if (twins_ > 0) {
       // Two devices under one replica id: the message goes on the link that is up, if any; an
       // identity a clone left behind (the target's own) has no device any more.
@@ -1094,6 +1209,7 @@ void Simulation::drain(std::uint32_t p) {
     trace_.line(now_, static_cast<int>(p), "send", fmt("to=p%02u %s %zuB x%zu", to, name, bytes.size(), fate.deliveries.size()));
     for (std::size_t i = 0; i < fate.deliveries.size(); ++i) {
       Event ev{Ev::kDeliver, p, to, peers_[p].life, i + 1 == fate.deliveries.size() ? std::move(bytes) : bytes};
+      ev.replaced = peers_[to].replaced;
       // A lying link (before heal): the frame arrives altered.
       if (!healed_ && corrupt_rate_ > 0 && corrupt_rng_.bernoulli(corrupt_rate_) && !ev.bytes.empty()) {
         ev.original = ev.bytes;
@@ -1185,6 +1301,13 @@ void Simulation::deliver(Event& ev) {
   if (ev.gen != peers_[ev.a].life) {
     ++stats_.messages_dropped;
     trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB sender restored", ev.a, ev.bytes.size()));
+    return;
+  }
+  if (ev.replaced != to.replaced) {
+    // Sent to the device whose data directory was lost since (a replacement takes longer than
+    // any network delay).
+    ++stats_.messages_dropped;
+    trace_.line(now_, static_cast<int>(ev.b), "recv_drop", fmt("from=p%02u %zuB receiver replaced", ev.a, ev.bytes.size()));
     return;
   }
   if (!open || to.node == nullptr) {
@@ -1626,6 +1749,7 @@ void Simulation::data_op(std::uint32_t p, double r, const Target& t) {
       ++stats_.acked_upserts;
       mark(static_cast<int>(p), "write", d.id);
       if (dot) {
+        if (t.name == kCollection && !lost_known_.empty()) check_reissue(p, *dot, d.id);
         if (t.name == kCollection) session_seen_[p][d.id].insert(*dot);
         client_values_[{std::string(t.name), *dot}] = d.value;
         for (const crdt::Entry& e : entries_of(*after, d.id)) {
@@ -1697,8 +1821,9 @@ void Simulation::catalogue_op(std::uint32_t p) {
     if (live(p, kSecond)) violation("collection_returned", peer_name(p) + " still lists 'd' right after dropping it");
     return;
   }
-  (void)oracle_catalogue_.upsert(peer.node->issuer(), kSecond, entries_of(*cat_before, kSecond),
-                                 entries_of(*cat_after, kSecond), violations_);
+  auto cat_dot = oracle_catalogue_.upsert(peer.node->issuer(), kSecond, entries_of(*cat_before, kSecond),
+                                          entries_of(*cat_after, kSecond), violations_);
+  if (cat_dot && !lost_known_.empty()) check_reissue(p, *cat_dot, kSecond, /*catalogue=*/true);
   auto fresh = state(p, kSecond);
   if (!fresh.ok()) {
     violation("state_unreadable", peer_name(p) + " d after create: " + fresh.status().to_string());
@@ -1946,6 +2071,20 @@ void Simulation::forget_lost() {
     }
     for (const Restore& r : restores_) {
       if (r.image && !r.applied && !add(image_state(*r.image, r.source, coll), r.source, "copy")) return;
+    }
+    if (sc_.sink && sink_ != nullptr && coll == kCollection) {
+      // The sink holds what it acknowledged: a replaced device bootstraps it back (docs/sim.md,
+      // "Device replacement and bootstrap from the sink").
+      auto at_sink = sink_contents();
+      if (!at_sink.ok()) {
+        violation("sink_state", "the sink's records during a restore or replacement: " + at_sink.status().to_string());
+        return;
+      }
+      if (*at_sink) {
+        crdt::ORMap m;
+        (void)m.join(**at_sink);
+        states.push_back(std::move(m));
+      }
     }
     forgotten += o.forget_unheld(
         [&](const crdt::Delta& d) {
@@ -2574,6 +2713,18 @@ void Simulation::loop() {
         trace_.line(now_, kNoPeer, "sink_back", "");
         sink_reopen();
         break;
+      case Ev::kReplace:
+        replace(ev.a);
+        break;
+      case Ev::kBootStart:
+        boot_start(ev.a, ev.gen);
+        break;
+      case Ev::kBootReq:
+        boot_request(ev);
+        break;
+      case Ev::kBootReply:
+        boot_reply(ev);
+        break;
       case Ev::kSinkCheck:
         if (sink_check_drained()) {
           done_ = true;
@@ -2601,7 +2752,7 @@ void Simulation::sink_setup() {
   // Its own stream (not forked from the root), so the other concerns draw what they drew before.
   sink_rng_ = Rng(sc_.seed * 0x9E3779B97F4A7C15ull + 15);
   sink_store_ = std::make_unique<sink::MemoryObjectStore>();
-  auto opened = sink::SinkService::open(*sink_store_);
+  auto opened = sink::SinkService::open(*sink_store_, sink_limits());
   if (!opened.ok()) {
     violation("sink", "the sink failed to open: " + opened.status().to_string());
     return;
@@ -2697,6 +2848,10 @@ void Simulation::sink_pump(std::uint32_t p) {
                   static_cast<unsigned long long>(u.last_seq), u.delta.size()));
   Event ev{Ev::kSinkArrive, p, 0, peer.gen, u.delta};
   ev.original = u.collection;
+  ev.replaced = peer.replaced;
+  // As the uploader does (node/mesh/sink_uploader.cpp, send()): the collection's spec, whose
+  // metric the sink checks the upload under and which it keeps for bootstraps (D62).
+  if (auto info = peer.node->collection_info(u.collection); info.ok()) ev.spec = info->spec;
   peer.sink_inflight = std::move(u);
   push(now_ + peer.sink_delay, std::move(ev));
 }
@@ -2705,6 +2860,12 @@ void Simulation::sink_arrive(const Event& ev) {
   Peer& peer = peers_[ev.a];
   const bool ack_anyway = sc_.mutation == Mutation::kSinkAckUnapplied;
   bool taken = false;
+  if (ev.replaced != peer.replaced) {
+    // The upload of a device whose data directory was lost since: dropped with it (a
+    // replacement takes longer than the sink link's delay).
+    trace_.line(now_, static_cast<int>(ev.a), "sink_lost", "replaced");
+    return;
+  }
   if (sink_ == nullptr || sink_down() || (!healed_ && sink_rng_.bernoulli(sink_loss_))) {
     trace_.line(now_, static_cast<int>(ev.a), "sink_lost", sink_down() ? "outage" : "loss");
   } else if (ev.bytes.empty()) {
@@ -2713,7 +2874,8 @@ void Simulation::sink_arrive(const Event& ev) {
     // Before the heal, 5% of puts fail (half of them after the object was stored).
     if (!healed_ && sink_rng_.bernoulli(0.05)) sink_store_->fail_next_writes(1, sink_rng_.bernoulli(0.5));
     const std::int64_t wall = kEpochNs + now_.ns();
-    auto ack = sink_->apply_delta(ev.original, ev.bytes, wall);
+    auto ack = sink_->apply_delta(ev.original, ev.bytes, wall, ev.spec ? std::optional<index::Metric>(ev.spec->metric) : std::nullopt,
+                                  ev.spec);
     sink_store_->fail_next_writes(0, false);
     if (ack.ok()) {
       taken = true;
@@ -2750,7 +2912,7 @@ void Simulation::sink_reopen() {
   if (sink_ == nullptr) return;
   sink_.reset();
   if (sc_.mutation == Mutation::kSinkStoreUnreachable) sink_store_->set_unreachable(true);
-  auto opened = sink::SinkService::open(*sink_store_);
+  auto opened = sink::SinkService::open(*sink_store_, sink_limits());
   if (!opened.ok()) {
     violation("sink", "the sink failed to reopen: " + opened.status().to_string());
     return;
@@ -2781,6 +2943,12 @@ bool Simulation::sink_start_drain() {
     if (peer.node == nullptr) continue;
     after_input(p);
     push(now_ + Duration::millis(1 + p), Event{Ev::kSinkPump, p});
+    if (peer.boot.pending) {
+      // A bootstrap that waited for the sink (or was under way): run again now that it is back.
+      peer.boot.active = false;
+      peer.boot.backoff = Duration();
+      push(now_ + Duration::millis(1 + p), Event{Ev::kBootStart, p, 0, peer.gen});
+    }
   }
   push(now_ + Duration::millis(100), Event{Ev::kSinkCheck});
   return true;
@@ -2792,11 +2960,18 @@ bool Simulation::sink_check_drained() {
     if (peer.node == nullptr) continue;
     const node::SinkFeedStatus fs = peer.node->sink_feed_status();
     if (!fs.enabled || fs.backlog_entries > 0 || fs.full_state_pending || peer.sink_inflight) return false;
+    if (peer.boot.pending) return false;
   }
-  return true;
+  // A bootstrap that completed during the drain brought records the mesh may not have had (held
+  // only by the sink and the lost device): the mesh must converge again before the checkers run.
+  return !boot_done_in_drain_ || check_converged();
 }
 
 void Simulation::sink_checks() {
+  // bootstrap: every replaced device finished its bootstrap once the sink was back.
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    if (peers_[p].boot.pending) violation("bootstrap", peer_name(p) + " never completed its bootstrap from the sink");
+  }
   // quota: after the sink returned and the feeds drained, every node's backlog is 0.
   for (std::uint32_t p = 0; p < n_; ++p) {
     if (peers_[p].node == nullptr) continue;
@@ -3149,6 +3324,307 @@ Result<std::vector<node::ColdHit>> Simulation::search_with_cold(std::uint32_t p,
     return out;
   }
   return peers_[p].node->merge_cold_hits(kCollection, local, cold, 10);
+}
+
+// --- Device replacement and bootstrap from the sink (docs/sim.md) ---
+
+void Simulation::replace(std::uint32_t i) {
+  const Replacement& r = replacements_[i];
+  const std::uint32_t t = r.target;
+  Peer& peer = peers_[t];
+  if (healed_) {
+    trace_.line(now_, static_cast<int>(t), "replace_skipped", "healed");
+    return;
+  }
+  // What the mesh and the sink knew of `c` when the data directory was lost: every replica's
+  // context (from its store, also while it is down), the sink's and the oracle's. The new device
+  // must never issue a dot of it (reissued_dot). The simulator's reads leave injected read
+  // faults for the nodes.
+  LostKnown& lost = lost_known_[t];
+  lost.ids.push_back(peer.replica);
+  lost.records.merge(oracle_.model().context());
+  lost.catalogue.merge(oracle_catalogue_.model().context());
+  for (std::uint32_t p = 0; p < n_; ++p) {
+    const std::uint32_t pending = peers_[p].store->pending_read_faults();
+    peers_[p].store->fail_next_reads(0);
+    auto st = durable_state(p, kCollection);
+    auto cat = catalogue(p);
+    peers_[p].store->fail_next_reads(pending);
+    if (st.ok()) lost.records.merge(st->context());
+    if (cat.ok()) lost.catalogue.merge(cat->context());
+  }
+  if (auto at_sink = sink_contents(); at_sink.ok() && *at_sink) lost.records.merge((*at_sink)->context);
+  // The device stops and its disk is gone: peers see its identity go down.
+  const crdt::ReplicaId old = peer.replica;
+  if (peer.node != nullptr) peer.node.reset();
+  ++peer.gen;
+  std::fill(peer.view.begin(), peer.view.end(), std::uint8_t{0});
+  refresh_views();
+  ++peer.replaced;
+  ++peer.life;
+  ++peer.disk_gen;
+  peer.store = std::make_unique<store::MemoryStore>();
+  peer.faulty = std::make_unique<FaultyStore>(*peer.store, store_mode());
+  // The new device's data directory draws fresh identity bytes (node/runtime/data_dir.hpp), so it
+  // is a new replica: nothing it issues can be a dot of the old one, whatever its counter. The
+  // simulator names it by a number of its own. replace-same-replica keeps the old id at
+  // incarnation 0 (mutation under test).
+  if (sc_.mutation != Mutation::kReplaceSameReplica) {
+    retired_.push_back(old);
+    peer.replica = crdt::replica_for_testing(10000ull * peer.replaced + t + 1, 0);
+    index_of_[peer.replica] = t;
+  }
+  peer.incarnation = 0;
+  peer.wiped = false;
+  peer.sink_inflight.reset();
+  peer.last_write_clock.reset();
+  peer.last_context.reset();
+  session_seen_[t].clear();
+  session_removed_[t].clear();
+  peer.boot = Peer::Boot{};
+  peer.boot.pending = true;
+  peer.boot.delay = r.boot_delay;
+  ++stats_.replacements;
+  trace_.line(now_, static_cast<int>(t), "replace",
+              fmt("old=%s new=%s restart_in_ms=%lld boot_delay_ms=%lld", old.to_string().c_str(), peer.replica.to_string().c_str(),
+                  static_cast<long long>(r.downtime.ms()), static_cast<long long>(r.boot_delay.ms())));
+  mark(static_cast<int>(t), "replace", "data directory lost, new device " + peer.replica.to_string());
+  // What only the lost device held is gone; what the sink holds is not (forget_lost counts the
+  // sink as a holder of `c`).
+  forget_lost();
+  stats_.ops_forgotten_replace = stats_.ops_forgotten;
+  push(now_ + r.downtime, Event{Ev::kRestart, t, 0, peer.gen});
+}
+
+void Simulation::boot_start(std::uint32_t p, std::uint64_t gen) {
+  Peer& peer = peers_[p];
+  Peer::Boot& b = peer.boot;
+  if (peer.node == nullptr || peer.gen != gen || !b.pending || b.active || peer.faulty->crashed()) return;
+  // MeshHost::bootstrap_from_sink: a collection the device lacks is created from the first page.
+  b.active = true;
+  b.create = !peer.node->collection_info(kCollection).ok();
+  b.after.clear();
+  b.ids.clear();
+  b.first_context = crdt::CausalContext();
+  b.page.reset();
+  b.at_first.reset();
+  b.pages = 0;
+  b.records = 0;
+  ++stats_.boot_attempts;
+  trace_.line(now_, static_cast<int>(p), "boot_start", b.create ? "create" : "");
+  push(now_ + peer.sink_delay, Event{Ev::kBootReq, p, 0, gen});
+}
+
+void Simulation::boot_request(const Event& ev) {
+  // The page request reaches the sink over the device's sink link (its delay and loss, the
+  // sink's outages), as a Sink.bootstrap call does.
+  Peer& peer = peers_[ev.a];
+  Peer::Boot& b = peer.boot;
+  if (peer.gen != ev.gen || !b.active) return;  // the device died meanwhile: nobody waits for the answer
+  std::uint32_t outcome = 1;
+  if (sink_ == nullptr || sink_down() || (!healed_ && boot_rng_.bernoulli(sink_loss_))) {
+    outcome = 0;
+  } else {
+    auto page = sink_->bootstrap(kCollection, b.after);
+    if (!page.ok()) {
+      b.refused = page.status();
+      outcome = 2;
+    } else {
+      if (b.after.empty()) {
+        // What the sink holds as it serves the first page: bootstrap_lost and
+        // bootstrap_resurrected judge the device against it.
+        auto at = sink_contents();
+        b.at_first = at.ok() && *at ? std::move(**at) : crdt::Delta{};
+      }
+      b.page = std::move(page).value();
+      if (!healed_ && boot_rng_.bernoulli(sink_loss_)) outcome = 0;  // the answer is lost
+    }
+  }
+  push(now_ + peer.sink_delay, Event{Ev::kBootReply, ev.a, outcome, ev.gen});
+}
+
+void Simulation::boot_failed(std::uint32_t p, const std::string& why) {
+  // The call fails (MeshHost returns the error); the operator or the app runs it again, from the
+  // start, after a backoff.
+  Peer& peer = peers_[p];
+  Peer::Boot& b = peer.boot;
+  b.active = false;
+  b.page.reset();
+  b.backoff = b.backoff.ns() == 0 ? kBootRetryFirst : std::min(kBootRetryMax, b.backoff + b.backoff);
+  trace_.line(now_, static_cast<int>(p), "boot_failed", why + fmt(" retry_in_ms=%lld", static_cast<long long>(b.backoff.ms())));
+  push(now_ + b.backoff, Event{Ev::kBootStart, p, 0, peer.gen});
+}
+
+void Simulation::boot_reply(const Event& ev) {
+  const std::uint32_t p = ev.a;
+  Peer& peer = peers_[p];
+  Peer::Boot& b = peer.boot;
+  if (peer.node == nullptr || peer.gen != ev.gen || !b.active || peer.faulty->crashed()) return;
+  if (ev.b == 0) {
+    boot_failed(p, "lost");
+    return;
+  }
+  if (ev.b == 2) {
+    boot_failed(p, "refused: " + b.refused.to_string());
+    return;
+  }
+  const std::uint64_t gen = peer.gen;
+  const Status st = boot_join(p);
+  if (peer.gen != gen || peer.node == nullptr || peer.faulty->crashed()) {
+    // The process died inside the join (reaped after this event) or was reopened at once after
+    // a landed create: the reopened device runs the bootstrap again from the start.
+    b.active = false;
+    trace_.line(now_, static_cast<int>(p), "boot_died", st.to_string());
+    return;
+  }
+  if (!st.ok()) {
+    // The sink cannot say how to create `c` yet, the catalogue brought it meanwhile, or the disk
+    // refused: run again. Anything else is a page the product refused.
+    const bool again = st.detail() == Detail::kNoSuchCollection || st.detail() == Detail::kAlreadyExists ||
+                       st.code() == Code::kIo || st.code() == Code::kUnavailable || st.code() == Code::kOverloaded;
+    if (!again) violation("bootstrap", peer_name(p) + " refused the sink's page: " + st.to_string());
+    boot_failed(p, st.to_string());
+    return;
+  }
+  note_incarnation(p);
+  ++b.pages;
+  ++stats_.boot_pages;
+  const bool done = b.page->done || sc_.mutation == Mutation::kBootOnePage;
+  std::string next = b.page->next_after;
+  b.page.reset();
+  if (done) {
+    boot_complete(p);
+  } else if (next <= b.after) {
+    violation("bootstrap", peer_name(p) + ": the sink's bootstrap cursor did not advance");
+    b.active = false;
+    b.pending = false;
+  } else {
+    b.after = std::move(next);
+    push(now_ + peer.sink_delay, Event{Ev::kBootReq, p, 0, gen});
+  }
+  after_input(p);
+}
+
+Status Simulation::boot_join(std::uint32_t p) {
+  // mesh_host.cpp's join_bootstrap_page, on the simulated sink's page: the same sink and node
+  // calls (sink::bootstrap_context, sink::bootstrap_page_delta, Node::create_collection,
+  // Node::join_sink_page) in the same order.
+  Peer& peer = peers_[p];
+  Peer::Boot& b = peer.boot;
+  const sink::BootstrapPage& page = *b.page;
+  if (b.create) {
+    if (page.dimension == 0 || !page.metric) {
+      return Status(Detail::kNoSuchCollection,
+                    std::string("the sink cannot say how to create c (") +
+                        (page.dimension == 0 ? "no live record" : "no upload told it the metric") + ")");
+    }
+    node::CollectionSpec spec;
+    spec.name = std::string(kCollection);
+    spec.dimension = page.dimension;
+    spec.metric = *page.metric;
+    if (page.spec) {
+      spec.m = page.spec->m;
+      spec.ef_construction = page.spec->ef_construction;
+      spec.ef_search = page.spec->ef_search;
+      spec.quantize = page.spec->quantize;
+      spec.quant_min = page.spec->quant_min;
+      spec.quant_max = page.spec->quant_max;
+    }
+    // A create is a catalogue operation: the catalogue oracle records it as setup's are.
+    auto before = catalogue(p);
+    if (!before.ok()) return before.status();
+    Status st = peer.node->create_collection(spec);
+    if (!st.ok() && !landed_restart(p)) return st;
+    if (st.ok() && !died_after_commit(p)) return Status(Code::kUnavailable, "could not reopen after the create");
+    auto after = catalogue(p);
+    if (!after.ok()) return after.status();
+    auto dot = oracle_catalogue_.upsert(peer.node->issuer(), kCollection, entries_of(*before, kCollection),
+                                        entries_of(*after, kCollection), violations_);
+    if (dot) check_reissue(p, *dot, kCollection, /*catalogue=*/true);
+    ++stats_.catalogue_ops;
+    trace_.line(now_, static_cast<int>(p), "boot_create", fmt("dim=%u metric=%d spec=%s", spec.dimension,
+                                                              static_cast<int>(spec.metric), page.spec ? "sink" : "default"));
+    if (!st.ok()) return Status(Code::kUnavailable, "the process died in the create; its commit landed");
+    b.create = false;
+    ++stats_.boot_created;
+  }
+  // boot-unjudged (mutation under test): no page is the last, and no first context.
+  const bool unjudged = sc_.mutation == Mutation::kBootUnjudged;
+  const bool done = !unjudged && (page.done || sc_.mutation == Mutation::kBootOnePage);
+  if (b.after.empty() && !unjudged) {
+    SHOAL_ASSIGN_OR_RETURN(b.first_context, sink::bootstrap_context(kCollection, page.context));
+  }
+  const std::size_t before_ids = b.ids.size();
+  SHOAL_ASSIGN_OR_RETURN(crdt::Delta delta, sink::bootstrap_page_delta(kCollection, page.segment, page.context, done, b.ids));
+  b.records += b.ids.size() - before_ids;
+  return peer.node->join_sink_page(kCollection, std::move(delta), done, b.ids, b.first_context);
+}
+
+void Simulation::boot_complete(std::uint32_t p) {
+  Peer& peer = peers_[p];
+  Peer::Boot& b = peer.boot;
+  b.active = false;
+  b.pending = false;
+  b.backoff = Duration();
+  ++stats_.bootstraps;
+  stats_.boot_records += b.records;
+  if (sink_draining_) boot_done_in_drain_ = true;
+  trace_.line(now_, static_cast<int>(p), "boot_done", fmt("pages=%llu records=%llu", static_cast<unsigned long long>(b.pages),
+                                                          static_cast<unsigned long long>(b.records)));
+  mark(static_cast<int>(p), "bootstrap", fmt("%llu pages", static_cast<unsigned long long>(b.pages)));
+  auto s = state(p, kCollection);
+  if (!s.ok()) {
+    violation("state_unreadable", peer_name(p) + " after its bootstrap: " + s.status().to_string());
+    return;
+  }
+  const crdt::Delta first = b.at_first ? *b.at_first : crdt::Delta{};
+  b.at_first.reset();
+  auto holds = [](const crdt::RecordMap& m, const std::string& id, const crdt::Dot& dot) {
+    auto it = m.find(id);
+    return it != m.end() && std::any_of(it->second.begin(), it->second.end(), [&](const crdt::Entry& e) { return e.dot == dot; });
+  };
+  int lost = 0;
+  int back = 0;
+  // bootstrap_lost: every entry the sink held when it served the first page is on the device
+  // now, unless the device saw it removed by an acknowledged operation (the oracle removed it).
+  for (const auto& [id, entries] : first.records) {
+    for (const crdt::Entry& e : entries) {
+      if (holds(s->records(), id, e.dot)) continue;
+      if (s->context().contains(e.dot) && oracle_.model().context().contains(e.dot) && oracle_.entry(id, e.dot) == nullptr) continue;
+      if (++lost <= 3) {
+        violation("bootstrap_lost", peer_name(p) + " lacks '" + id + "' " + e.dot.to_string() + " after its bootstrap" +
+                                        (s->context().contains(e.dot) ? " (covered by its context)" : "") +
+                                        ", which the sink held at the first page and no acknowledged operation removed");
+      }
+    }
+  }
+  // bootstrap_resurrected: no entry on the device whose dot the sink's first context covers and
+  // that the sink no longer held then (removed at the sink before the bootstrap began).
+  for (const auto& [id, entries] : s->records()) {
+    for (const crdt::Entry& e : entries) {
+      if (!first.context.contains(e.dot) || holds(first.records, id, e.dot)) continue;
+      if (++back <= 3) {
+        violation("bootstrap_resurrected", peer_name(p) + " holds '" + id + "' " + e.dot.to_string() +
+                                               " after its bootstrap, which the sink had removed before its first page");
+      }
+    }
+  }
+  if (lost > 3) violation("bootstrap_lost", peer_name(p) + fmt(": %d more", lost - 3));
+  if (back > 3) violation("bootstrap_resurrected", peer_name(p) + fmt(": %d more", back - 3));
+}
+
+void Simulation::check_reissue(std::uint32_t p, const crdt::Dot& dot, std::string_view id, bool catalogue) {
+  auto it = lost_known_.find(p);
+  if (it == lost_known_.end()) return;
+  const crdt::CausalContext& known = catalogue ? it->second.catalogue : it->second.records;
+  for (const crdt::ReplicaId& old : it->second.ids) {
+    if (old.identity == dot.replica.identity && known.contains(dot)) {
+      violation("reissued_dot", peer_name(p) + (catalogue ? " wrote the catalogue entry of '" : " wrote '") + std::string(id) +
+                                    "' under " + dot.to_string() +
+                                    ", a dot the mesh or the sink knew before its data directory was lost");
+      return;
+    }
+  }
 }
 
 }  // namespace

@@ -113,7 +113,17 @@ enum class Mutation : std::uint8_t {
   // that forgets the cold hits): cold_merge.
   // merge-unjudged: the driver joins the local and the cold hits by distance alone, without
   // Node::merge_cold_hits' rules (a cold hit this node removed comes back): cold_deleted.
-  kEvictUnacked, kStubWrongDigest, kRefillUnchecked, kMergeLocalOnly, kMergeUnjudged
+  kEvictUnacked, kStubWrongDigest, kRefillUnchecked, kMergeLocalOnly, kMergeUnjudged,
+  // Device replacement and bootstrap from the sink with --sink (docs/sim.md, "Device replacement
+  // and bootstrap from the sink"), simulator-side:
+  // boot-one-page: the driver takes the sink's first page as the last (a bootstrap that ignores
+  // the cursor): bootstrap_lost.
+  // boot-unjudged: the driver joins every page as a non-last one with no first context, so no
+  // context of the sink judges what the device holds: bootstrap_resurrected.
+  // replace-same-replica: the new device keeps the lost one's replica id at incarnation 0 (a
+  // runtime that would derive the replica id from something the device keeps, not draw fresh
+  // bytes for a new data directory): reissued_dot.
+  kBootOnePage, kBootUnjudged, kReplaceSameReplica
 };
 const char* mutation_name(Mutation m) noexcept;
 // The names above ("none", "lww", ...). kInvalidArgument else.
@@ -194,8 +204,10 @@ struct Scenario {
   // quota of 40 entries and is driven over a per-peer sink link (delay, loss, the sink's outages
   // of up to 7 simulated days). In 80% of such seeds every node also gets an eviction budget and
   // a hot window drawn from the seed, so old acknowledged records become stubs, and gets of stubs
-  // refill from the sink (docs/sim.md, "Eviction, refills and merged cold search"). Off: nothing
-  // of it runs, so every seed keeps its trace.
+  // refill from the sink (docs/sim.md, "Eviction, refills and merged cold search"). With repair,
+  // 35% of faulty seeds replace a device (its data directory lost) by a new one that bootstraps
+  // from the sink page by page and catches up from peers (docs/sim.md, "Device replacement and
+  // bootstrap from the sink"). Off: nothing of it runs, so every seed keeps its trace.
   bool sink = false;
   // Nullable: where trace lines are printed.
   std::FILE* trace_out = nullptr;
@@ -257,6 +269,15 @@ struct SeedStats {
   std::uint64_t refills_refused = 0;     // refills check_refill refused (the sink holds another version)
   std::uint64_t cold_searches = 0;       // searches merged with the sink's cold search (chaos and end)
   std::uint64_t cold_hits = 0;           // of their hits, the ones that came from the sink
+  // Device replacement (--sink with repair): a device's data directory lost, a new device
+  // bootstrapped from the sink (docs/sim.md, "Device replacement and bootstrap from the sink").
+  std::uint64_t replacements = 0;        // devices replaced
+  std::uint64_t bootstraps = 0;          // bootstraps that joined their last page
+  std::uint64_t boot_attempts = 0;       // runs started (a lost page, an outage or a crash restarts one)
+  std::uint64_t boot_pages = 0;          // pages joined
+  std::uint64_t boot_records = 0;        // records the completed bootstraps' pages named
+  std::uint64_t boot_created = 0;        // completed bootstraps that created `c` from the sink's spec
+  std::uint64_t ops_forgotten_replace = 0;  // acknowledged operations only the lost device held
 };
 
 struct SeedResult {

@@ -490,13 +490,17 @@ class Node final : private SyncHost {
                                                              const std::vector<ColdHit>& cold, std::uint32_t k) const;
   // Bootstrap from the sink (docs/tiers.md, "Bootstrap from the sink"): joins one page of the
   // sink's records of `collection` (Sink.bootstrap: each record's entries with their dots as the
-  // context, so a page removes nothing). With `last`, `page.context` is the sink's whole context
+  // context). A page before the last judges the records it names by `first_context` too (D67:
+  // entries the sink had seen then and no longer holds go). With `last`, `page.context` is the sink's whole context
   // of the collection (it covers the dots of records deleted there), which judges the records the
   // page names, and each record held here whose id is not in `sink_ids` (the ids of every page) is
   // judged against `first_context`, the sink's context as of the first page (D57): its entries
   // the sink had seen then and did not hold go (deleted elsewhere), the others (writes the sink
   // had not received, or received after their key's page went by) stay. An empty
-  // `first_context` (a sink from before D57) removes nothing. Validated as a peer's delta is,
+  // `first_context` (a sink from before D57) removes nothing. With `last` the collection's
+  // context also takes in `first_context` (D67; not the delta buffer), less claims on this
+  // node's own dots beyond its counter, so deletes only the sink knows are known here.
+  // Validated as a peer's delta is,
   // then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
   // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink

@@ -509,7 +509,24 @@ SinkFeedStatus Node::sink_feed_status() const {
 Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool last,
                             const std::set<std::string>& sink_ids, const crdt::CausalContext& first_context) {
   SHOAL_ASSIGN_OR_RETURN(Collection * c, find_or_error(collection));
+  // A page before the last judges the records it names by the sink's context as of the first
+  // page (D67): an entry held here that the sink had seen then and no longer holds was removed
+  // there, and no later page names the record again to remove it (found by shoal-sim's device
+  // replacements: a stale sibling from a peer outlived the bootstrap). The last page's context
+  // already covers the first's.
+  if (!last) page.context.merge(first_context);
   SHOAL_RETURN_IF_ERROR(validate_peer_delta(*c, page));
+  // With the last page the node learns the sink's context as of the first page (D67): each of its
+  // dots is an entry the pages brought or one removed at the sink, so a stale copy a peer sends
+  // later is not taken for a write never seen. Needed when the removal's only other holder was
+  // the device this one replaces: nobody else would ever send it. Kept out of the delta buffer
+  // (D50); peers learn it at the end of their repair sessions. Claims on this node's own dots
+  // beyond its counter are left out, as strip_own_claims leaves them out of the page's context.
+  crdt::CausalContext learned;
+  if (last) {
+    learned = first_context;
+    learned.drop_above(issuer_, c->ctx.max_counter(issuer_));
+  }
   // The sink's context may name dots of this replica (a device restored under its own identity,
   // or an older copy of this store): the rule of a peer's delta (strip, new incarnation).
   const bool claims = strip_own_claims(c->ctx, page.records, page.context, crdt::ReplicaId{});
@@ -557,6 +574,10 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
   for (const auto& [id, entries] : page.records) ids.push_back(id);
   SHOAL_RETURN_IF_ERROR(
       join_in_txn(*txn, *c, ids, page.records, page.context, JoinKind::kRepair, pending, cur, nullptr));
+  if (last && !pending.ctx.includes(learned)) {
+    pending.ctx.merge(learned);
+    pending.state_dirty = true;
+  }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   if (next) issuer_ = *next;

@@ -15,7 +15,9 @@
 // (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
 // (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked, and refill:
 // what the sink never got cannot refill), stub-wrong-digest (stub_digest), refill-unchecked (refill_mismatch), merge-local-only
-// (cold_merge), merge-unjudged (cold_deleted). docs/sim.md, "Proving the checkers", lists every
+// (cold_merge), merge-unjudged (cold_deleted); and for device replacement with --sink,
+// boot-one-page (bootstrap_lost), boot-unjudged (bootstrap_resurrected), replace-same-replica
+// (reissued_dot). docs/sim.md, "Proving the checkers", lists every
 // checker with the mutation that proves it.
 #include <catch2/catch.hpp>
 
@@ -290,6 +292,23 @@ TEST_CASE("a search with the cold tier that drops the sink's hits is caught by c
 TEST_CASE("a merge of cold hits by distance alone, bringing back what the node removed, is caught by cold_deleted",
           "[sim][mutation]") {
   CHECK(first_caught(Mutation::kMergeUnjudged, true, "cold_deleted", true, true) != 0);
+}
+
+// Device replacement and bootstrap from the sink with --sink (docs/sim.md, "Device replacement and
+// bootstrap from the sink"): each of its checkers fires on its mutation. Each would also fire on
+// the node before D67 for the cases the fix covers (a stale sibling of a record on an earlier page).
+TEST_CASE("a bootstrap that stops after the sink's first page is caught by bootstrap_lost", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kBootOnePage, true, "bootstrap_lost", true, true) != 0);
+}
+
+TEST_CASE("a bootstrap whose pages no sink context judges keeps records the sink had removed: bootstrap_resurrected",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kBootUnjudged, true, "bootstrap_resurrected", true, true) != 0);
+}
+
+TEST_CASE("a replacement device that keeps the lost device's replica id reissues its dots: reissued_dot",
+          "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kReplaceSameReplica, true, "reissued_dot", true, true) != 0);
 }
 
 // The three checkers no node fault reaches (docs/sim.md, "Proving the checkers"): each has a

@@ -72,7 +72,11 @@ TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the
   // lasted more than a simulated day, the sink holds records after the drain, nodes evicted
   // records to stubs and held stubs at the end, gets refilled stubs from the sink and answered
   // kColdUnavailable while it was out, and searches with the cold tier got hits from the sink.
+  // Device replacements (D67): some device lost its data directory, every replaced device
+  // completed its bootstrap from the sink (bootstrap_lost, bootstrap_resurrected and reissued_dot
+  // judge it), and bootstraps took several pages each.
   std::uint64_t refusals = 0, records = 0, evicted = 0, stubs = 0, refills = 0, unavailable = 0, cold_hits = 0;
+  std::uint64_t replaced = 0, bootstraps = 0, pages = 0;
   std::int64_t longest = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     Scenario sc;
@@ -90,7 +94,13 @@ TEST_CASE("shoal-sim --sink: through outages of up to 7 days, writes stop at the
     refills += r.stats.refills;
     unavailable += r.stats.cold_unavailable;
     cold_hits += r.stats.cold_hits;
+    CHECK(r.stats.bootstraps == r.stats.replacements);
+    replaced += r.stats.replacements;
+    bootstraps += r.stats.bootstraps;
+    pages += r.stats.boot_pages;
   }
+  CHECK(replaced > 0);
+  CHECK(pages > 2 * bootstraps);
   CHECK(refusals > 0);
   CHECK(records > 0);
   CHECK(longest > 24LL * 3600 * 1000);

@@ -447,6 +447,64 @@ TEST_CASE("a write reaching the sink between two bootstrap pages survives the bo
   CHECK_FALSE(fetched->at(1).found);
 }
 
+// D67, found by shoal-sim's device replacements (--sink seeds 3, 10, 12, 31): a replaced device
+// caught a stale version of a record from a peer before its bootstrap, and the lost device had
+// been the only one besides the sink to hold the overwrite. Proves that a record named on a page
+// before the last keeps no entry the sink had removed before the first page (the page was judged
+// by its own dots alone, so the stale sibling stayed), and that the device's context learns the
+// sink's first context, so the removal of a record it never held is known here and a stale copy
+// arriving later is not taken in (before, only the dots of received entries entered it).
+TEST_CASE("a bootstrap removes stale entries of records on earlier pages and learns what the sink removed",
+          "[sink][service][bootstrap]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  sink::SinkLimits limits;
+  limits.max_bootstrap_records = 6;  // 7 pages: r0001 is on the first, r0020 on the fourth
+  Uploaded u(rng, kColl, 8, node::Metric::kL2, 40, limits);
+  auto& [n, store, sink] = u;
+  const auto all = segments_of(*n, kColl, 100);
+  u.upload(kColl, 100);
+
+  // The new device holds the old version of r0001 only (a peer's stale copy).
+  TestNode fresh(2);
+  create_like(*n, *fresh, kColl);
+  std::set<std::string> none;
+  auto old = sink::bootstrap_page_delta(kColl, all.front(), "", false, none);
+  REQUIRE(old.ok());
+  crdt::Delta stale;
+  stale.records["r0001"] = old->records.at("r0001");
+  crdt::add_entry_dots(stale.context, stale.records["r0001"]);
+  const crdt::Entries old_r0001 = stale.records["r0001"];
+  REQUIRE(fresh->join_sink_page(kColl, stale, false, none, {}).ok());
+  // At the sink: r0001 overwritten, r0020 deleted (the device never held r0020).
+  REQUIRE(sink->apply_delta(kColl, upsert_delta(*n, kColl, "r0001", random_value(rng, 8, 5)), kNow).ok());
+  auto removed = n->crdt_state_for_testing(kColl);
+  REQUIRE(removed.ok());
+  const crdt::Entries r0020 = *removed->find("r0020");
+  REQUIRE(sink->apply_delta(kColl, delete_delta(*n, kColl, "r0020"), kNow).ok());
+
+  bootstrap_into(*fresh, *sink);
+  auto a = n->crdt_state_for_testing(kColl);
+  auto b = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(b->find("r0001") != nullptr);
+  CHECK(*b->find("r0001") == *a->find("r0001"));  // one entry, the sink's: the stale one went
+  CHECK(b->records() == a->records());
+  CHECK(b->context() == a->context());
+  for (const crdt::Entry& e : r0020) CHECK(b->context().contains(e.dot));
+  // The stale copies arriving again (from a peer that never heard) change nothing.
+  crdt::Delta again = stale;
+  again.records["r0020"] = r0020;
+  crdt::add_entry_dots(again.context, r0020);
+  std::set<std::string> later;
+  REQUIRE(fresh->join_sink_page(kColl, again, false, later, {}).ok());
+  auto c = fresh->crdt_state_for_testing(kColl);
+  REQUIRE(c.ok());
+  CHECK(c->records() == a->records());
+  CHECK_FALSE(fresh->get(kColl, "r0020").ok());
+  CHECK(old_r0001 != *a->find("r0001"));
+}
+
 TEST_CASE("a device restored from the sink under its own replica id takes a new incarnation and never reissues a dot",
           "[sink][service][bootstrap]") {
   SHOAL_SINK_TEST_RNG(rng);

@@ -392,7 +392,29 @@ Status Node::load_index(Collection& c) {
   // replayed on it.
   const index::IndexParams params = node_index_params(c.spec);
   if (options_.snapshots != nullptr) {
-    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get());
+    // The labels changed since the snapshot, read first so that the graph is allocated with room
+    // for those the replay may add (growing it after would reallocate hnswlib's arrays).
+    std::vector<std::uint64_t> touched;
+    {
+      SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+      Status bad;
+      SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
+                                       [&](std::string_view k, std::string_view) {
+                                         auto label = store::decode_u64_be(k.substr(4));
+                                         if (!label.ok()) {
+                                           bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
+                                           return false;
+                                         }
+                                         touched.push_back(*label);
+                                         return true;
+                                       }));
+      SHOAL_RETURN_IF_ERROR(bad);
+    }
+    std::size_t spare = 0;
+    for (std::uint64_t label : touched) {
+      if (label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted) ++spare;
+    }
+    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get(), spare);
     if (!loaded.ok()) {
       open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
     } else if (loaded->has_value() && !index_dirty_kept_) {
@@ -406,19 +428,6 @@ Status Node::load_index(Collection& c) {
         c.index = std::move(snap.index);
         // Catch up: every label changed since the snapshot gets its current vector; removals below.
         SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-        std::vector<std::uint64_t> touched;
-        Status bad;
-        SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
-                                         [&](std::string_view k, std::string_view) {
-                                           auto label = store::decode_u64_be(k.substr(4));
-                                           if (!label.ok()) {
-                                             bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
-                                             return false;
-                                           }
-                                           touched.push_back(*label);
-                                           return true;
-                                         }));
-        SHOAL_RETURN_IF_ERROR(bad);
         // Room for the labels the snapshot lacks, exactly: growing on demand would double the
         // graph's capacity for a few inserts (117.7 instead of 61.7 MiB at 60k x 784).
         std::size_t added = 0;

@@ -20,10 +20,11 @@ class SnapshotStore {
   virtual ~SnapshotStore() = default;
   // The snapshot of collection `cid`, if one exists: nullopt when none; an error when one exists
   // but cannot be used (the node then rebuilds and reports why). `floats` as for
-  // index::HnswIndex::load_snapshot (the collection's vectors in the store; may be null).
+  // index::HnswIndex::load_snapshot (the collection's vectors in the store; may be null), and
+  // `spare` (room for that many more vectors).
   [[nodiscard]] virtual Result<std::optional<index::HnswIndex::Loaded>> load(
       std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
-      const index::FloatSource* floats) = 0;
+      const index::FloatSource* floats, std::size_t spare) = 0;
   // Replaces the snapshot of collection `cid` (atomically: a crash leaves the old or the new).
   [[nodiscard]] virtual Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) = 0;
   // The open state of collection `cid` (format::OpenStateWriter's bytes: what opening needs

@@ -19,11 +19,11 @@ std::string FileSnapshotStore::path(std::uint32_t cid) const {
 
 Result<std::optional<index::HnswIndex::Loaded>> FileSnapshotStore::load(
     std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
-    const index::FloatSource* floats) {
+    const index::FloatSource* floats, std::size_t spare) {
   const std::string p = path(cid);
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) return std::optional<index::HnswIndex::Loaded>();
-  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor), floats));
+  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor), floats, spare));
   return std::optional<index::HnswIndex::Loaded>(std::move(loaded));
 }
 

@@ -16,7 +16,7 @@ class FileSnapshotStore final : public SnapshotStore {
   explicit FileSnapshotStore(std::string dir) : dir_(std::move(dir)) {}
   Result<std::optional<index::HnswIndex::Loaded>> load(std::uint32_t cid, const index::IndexParams& expected,
                                                        std::function<void(std::function<void()>)> executor,
-                                                       const index::FloatSource* floats) override;
+                                                       const index::FloatSource* floats, std::size_t spare) override;
   Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) override;
   Result<std::optional<std::string>> load_state(std::uint32_t cid) override;
   Status save_state(std::uint32_t cid, std::string_view bytes) override;

@@ -261,7 +261,7 @@ Status Node::load_record(Collection& c, std::string_view id, const format::Store
   d.digest = digest;
   d.evicted = is_stub_payload(as_view(w->payload));
   if (d.evicted) ++c.stubs;
-  c.labels[d.id] = rec.label;
+  c.map_id(rec.label);
   c.next_label = std::max(c.next_label, rec.label + 1);
   ++c.live;
   return {};
@@ -271,7 +271,7 @@ void Node::forget_doc(Collection& c, std::uint64_t label) {
   if (label >= c.docs.size() || c.docs[label].id.empty()) return;
   auto& d = c.docs[label];
   c.digests.update(c.digests.bucket_of(d.id), d.digest, 0);
-  c.labels.erase(d.id);
+  c.unmap_id(d.id);
   --c.live;
   if (d.evicted) --c.stubs;
   d = Collection::Doc{};
@@ -321,9 +321,9 @@ Result<bool> Node::load_open_state(Collection& c) {
     if (id.empty()) return reject(str_cat("changed label ", label, " has no record id (an older build wrote it)"));
   }
   std::uint64_t docs = 0;
-  // Every label is below the store's next label: room for them up front (growing the id map
-  // one rehash at a time was an eighth of a 1M-record open).
-  c.docs.reserve(c.next_label);
+  // Every label is below the store's next label: the docs and the id map get their size up front
+  // (growing either one step at a time was a large part of a 1M-record open, D59, D64).
+  c.docs.resize(c.next_label);
   c.labels.reserve(c.next_label);
   auto header = format::decode_open_state(**got, name, [&](format::OpenStateDoc&& d) -> Status {
     auto& doc = c.doc(d.label);
@@ -332,7 +332,7 @@ Result<bool> Node::load_open_state(Collection& c) {
     doc.model = std::move(d.model);
     doc.digest = d.digest;
     doc.evicted = d.evicted;
-    if (!c.labels.emplace(doc.id, d.label).second) {
+    if (!c.map_id(d.label, false)) {
       return Status(Code::kCorruption, "open state file: a record id under two labels", name);
     }
     c.digests.update(c.digests.bucket_of(doc.id), 0, d.digest);
@@ -358,7 +358,7 @@ Result<bool> Node::load_open_state(Collection& c) {
   ids.reserve(dirty.size());
   for (auto& [label, id] : dirty) {
     forget_doc(c, label);
-    if (auto it = c.labels.find(id); it != c.labels.end()) forget_doc(c, it->second);
+    if (const std::uint64_t at = c.label_of(id); at != 0) forget_doc(c, at);
     ids.push_back(std::move(id));
   }
   std::sort(ids.begin(), ids.end());
@@ -785,7 +785,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     if (was_live && d.evicted) --c.stubs;
     if (ch->after.empty()) {
       if (was_live) {
-        c.labels.erase(d.id);
+        c.unmap_id(d.id);
         d = Collection::Doc{};
         --c.live;
       }
@@ -806,7 +806,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     for (const auto& e : ch->after) {
       if (e.clock > c.max_clock) c.max_clock = e.clock;
     }
-    c.labels[d.id] = label;
+    c.map_id(label);
     if (d.evicted) {
       // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
       // search finds it at the sink.

@@ -111,10 +111,12 @@ struct HnswGraph {
 namespace {
 // Asks the kernel for transparent huge pages over the whole 2 MiB pages inside hnswlib's level-0
 // array (THP in `madvise` mode serves only regions that ask). Loading a 1M x 128 snapshot
-// otherwise takes one page fault per 4 KiB of the 264 MiB it fills, a fifth of the open (D64);
-// searches walk the array at random, so fewer TLB misses too. Advice only: a kernel without THP
-// refuses it (EINVAL) and nothing changes, so the result is ignored. Pages already touched keep
-// their size; an array below 2 MiB is left alone.
+// otherwise takes one page fault per 4 KiB of the 264 MiB it fills (D64); searches walk the array
+// at random, so fewer TLB misses too. Advice only: a kernel without THP refuses it (EINVAL) and
+// nothing changes, so the result is ignored. An array below 2 MiB is left alone.
+// Only a snapshot's load asks, for the array it fills at once: the advice splits the array's
+// mapping, so glibc's realloc can no longer mremap it and the next resizeIndex copies it (once;
+// the copy asks for nothing). A graph that grows by inserts keeps mremap's copy-free growth.
 void advise_huge_pages(void* p, std::size_t bytes) {
   constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
   const auto begin = reinterpret_cast<std::uintptr_t>(p);
@@ -160,7 +162,6 @@ std::unique_ptr<Graph> Graph::make(const IndexParams& p, const KernelTable* k, s
     hg.space = std::make_unique<Space>(g->dim * sizeof(float), l2 ? &hn_l2 : &hn_ip, hg.dist_param);
   }
   hg.h = std::make_unique<Hnsw>(hg.space.get(), capacity, p.m, p.ef_construction, p.seed);
-  advise_huge_pages(hg.h->data_level0_memory_, capacity * hg.h->size_data_per_element_);
   if (g->float_store) g->floats.resize(capacity * g->dim);
   return g;
 }
@@ -316,8 +317,6 @@ void Graph::mark_deleted(std::uint64_t label) { hnsw->h->markDelete(label); }
 
 void Graph::grow(std::size_t new_capacity) {
   hnsw->h->resizeIndex(new_capacity);
-  // realloc may have moved the array to a fresh mapping.
-  advise_huge_pages(hnsw->h->data_level0_memory_, new_capacity * hnsw->h->size_data_per_element_);
   if (float_store) floats.resize(new_capacity * dim);
 }
 
@@ -512,6 +511,7 @@ Status Graph::read_links(const std::function<bool(void*, std::size_t)>& take, st
   if (sde != h.size_data_per_element_ || slpe != h.size_links_per_element_) {
     return snapshot_corrupt(path, "element layout differs from this build's hnswlib");
   }
+  advise_huge_pages(h.data_level0_memory_, h.max_elements_ * sde);
   if (!take(h.data_level0_memory_, count * sde)) return snapshot_corrupt(path, "level-0 block overruns the payload");
   // From here on hnswlib's destructor frees linkLists_[i] for i < cur_element_count with
   // element_levels_[i] > 0, so set the count only as lists are installed.

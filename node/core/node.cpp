@@ -219,6 +219,9 @@ Status Node::load_collection(Collection& c) {
     return state.status();
   }
   txn.reset();
+  // The snapshot may load in the background (FileSnapshotStore: on a thread) while the open state
+  // is read; load_index then takes it (D64).
+  SHOAL_RETURN_IF_ERROR(prefetch_index(c));
   SHOAL_ASSIGN_OR_RETURN(bool from_state, load_open_state(c));
   if (!from_state) {
     // One pass over the records: labels, metadata, digests. The vectors stay in their slabs.
@@ -386,35 +389,43 @@ Status Node::save_open_state(const Collection& c) {
   return options_.snapshots->save_state(c.id, w.finish());
 }
 
-Status Node::load_index(Collection& c) {
+Result<std::vector<std::uint64_t>> Node::dirty_labels(const Collection& c) {
+  std::vector<std::uint64_t> touched;
+  SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+  Status bad;
+  SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
+                                   [&](std::string_view k, std::string_view) {
+                                     auto label = store::decode_u64_be(k.substr(4));
+                                     if (!label.ok()) {
+                                       bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
+                                       return false;
+                                     }
+                                     touched.push_back(*label);
+                                     return true;
+                                   }));
+  SHOAL_RETURN_IF_ERROR(bad);
+  return touched;
+}
+
+Status Node::prefetch_index(Collection& c) {
   c.floats = std::make_unique<StoreFloatSource>(*store_, c.id, c.spec.dimension);
+  if (options_.snapshots == nullptr) return {};
+  // Room for every changed label (an upper bound of what the replay adds: some were removed or
+  // evicted): the graph is allocated once, never grown by the replay.
+  SHOAL_ASSIGN_OR_RETURN(auto touched, dirty_labels(c));
+  options_.snapshots->prefetch(c.id, node_index_params(c.spec), options_.rebuild_executor, c.floats.get(),
+                               touched.size());
+  return {};
+}
+
+Status Node::load_index(Collection& c) {
   // From the snapshot, with the labels changed since it was written (the index_dirty table)
   // replayed on it.
   const index::IndexParams params = node_index_params(c.spec);
   if (options_.snapshots != nullptr) {
-    // The labels changed since the snapshot, read first so that the graph is allocated with room
-    // for those the replay may add (growing it after would reallocate hnswlib's arrays).
-    std::vector<std::uint64_t> touched;
-    {
-      SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-      Status bad;
-      SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
-                                       [&](std::string_view k, std::string_view) {
-                                         auto label = store::decode_u64_be(k.substr(4));
-                                         if (!label.ok()) {
-                                           bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
-                                           return false;
-                                         }
-                                         touched.push_back(*label);
-                                         return true;
-                                       }));
-      SHOAL_RETURN_IF_ERROR(bad);
-    }
-    std::size_t spare = 0;
-    for (std::uint64_t label : touched) {
-      if (label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted) ++spare;
-    }
-    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get(), spare);
+    // The labels changed since the snapshot; the graph gets room for all of them (as prefetched).
+    SHOAL_ASSIGN_OR_RETURN(auto touched, dirty_labels(c));
+    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get(), touched.size());
     if (!loaded.ok()) {
       open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
     } else if (loaded->has_value() && !index_dirty_kept_) {

@@ -117,9 +117,12 @@ class HnswIndex final : public VectorIndex {
   // structure), kParameterMismatch (naming the field). On any error the caller rebuilds.
   // `floats` as for create(): a snapshot of an index that read its floats from a source holds
   // none, and loads only with a source (kParameterMismatch otherwise, and the other way round).
+  // `spare`: room for that many vectors beyond the file's, allocated with the graph (a caller
+  // that adds a known number right away, as open's replay does, then does not grow it: growing
+  // reallocates hnswlib's arrays, D64). kTooLarge when the sum is above kMaxElements.
   static Result<Loaded> load_snapshot(const std::string& path, const IndexParams& expected,
                                       RebuildExecutor executor = {},
-                                      const FloatSource* floats = nullptr);
+                                      const FloatSource* floats = nullptr, std::size_t spare = 0);
 
   // --- Rebuild ---
 

@@ -213,7 +213,7 @@ Status HnswIndex::save_snapshot(const std::string& path, std::uint64_t covered_p
 Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
                                                    const IndexParams& expected,
                                                    RebuildExecutor executor,
-                                                   const FloatSource* floats) {
+                                                   const FloatSource* floats, std::size_t spare) {
   if constexpr (std::endian::native != std::endian::little) {
     return Status(Code::kUnimplemented, "snapshots are little-endian only", path);
   }
@@ -326,6 +326,10 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
   file_layout.link_bytes_per_level = get<std::uint64_t>(p, field::kLinksPerLevel);
   auto corrupt = [&](const std::string& why) { return detail::snapshot_corrupt(path, why); };
   if (count > kMaxElements) return corrupt("element count " + std::to_string(count));
+  if (spare > kMaxElements - count) {
+    return Status(Detail::kTooLarge, std::to_string(count) + " + " + std::to_string(spare) +
+                                         " vectors is above the limit " + std::to_string(kMaxElements), path);
+  }
 
   std::unique_ptr<HnswIndex> index(new HnswIndex(expected, std::move(executor)));
   index->floats_ = floats;
@@ -351,7 +355,7 @@ Result<HnswIndex::Loaded> HnswIndex::load_snapshot(const std::string& path,
   };
   try {
     auto g = Graph::make(expected, index->kernels_,
-                         std::max<std::size_t>(count, expected.initial_capacity), floats);
+                         std::max<std::size_t>(count + spare, expected.initial_capacity), floats);
     // The payload's bytes, in order, each once; never past its end.
     auto take = [&](void* dst, std::size_t n) {
       if (n > kHeaderBytes + payload - in.consumed()) return false;

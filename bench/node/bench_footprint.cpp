@@ -5,6 +5,12 @@
 //   bench_footprint --fashion DATASET_DIR [--n N] [--work DIR] [--writes W] [--queries Q] [--keep]
 //   bench_footprint --synthetic N --dim D [--seed S] [--work DIR] [--writes W] [--queries Q] [--keep]
 //   bench_footprint (--fashion DIR | --synthetic N --dim D) --hnswlib-only   (the anchor's build alone)
+//   --ef-construction E: build the collection (and the anchor) with efConstruction E instead of 200. Only
+//   for building a directory whose open and disk are measured: the graph's size and layout do not
+//   depend on it, its recall and the ingest time do; report it beside every figure it produced.
+//   --no-anchor: skip raw hnswlib's build after the ingest (the ratio is then printed as nan).
+//   --open-only: the open phase stops after the first answer, without closing (to profile open:
+//   `perf record -g bench_footprint ... --keep --open-only --open-phase`); no disk figures.
 //
 // 1. Build: a fresh data directory gets the vectors through shoal_upsert_batch (1,000 per durable
 //    batch), then shoal_close (timed: "close after ingest"); then raw hnswlib builds the same
@@ -125,6 +131,9 @@ struct Args {
   bool keep = false;
   bool open_phase = false;
   bool hnswlib_only = false;
+  std::uint32_t ef_construction = 200;  // --ef-construction
+  bool no_anchor = false;                // --no-anchor: skip raw hnswlib's build after the ingest
+  bool open_only = false;                // --open-only: the open phase ends at the first answer
 };
 
 // The base vectors and the queries the command names.
@@ -155,9 +164,9 @@ std::string id_of(std::size_t i) { return "r" + std::to_string(i); }
 // The ingest's anchor: raw hnswlib building the same vectors with Shoal's default M and
 // efConstruction on as many threads as Shoal's batch inserts use (NodeOptions::build_threads).
 constexpr unsigned kAnchorThreads = 2;
-double hnswlib_build_s(const io::VectorSet& base) {
+double hnswlib_build_s(const io::VectorSet& base, std::uint32_t ef_construction) {
   const MonoTime t0 = now_mono();
-  bench::HnswlibAnchor anchor(base.dimension, base.count, 16, 200);
+  bench::HnswlibAnchor anchor(base.dimension, base.count, 16, ef_construction);
   anchor.build(base.row(0), base.count, kAnchorThreads);
   return seconds_since(t0);
 }
@@ -170,8 +179,12 @@ void build(const Args& a, const std::string& dir) {
   shoal_db* db = nullptr;
   int rc = shoal_open(dir.c_str(), nullptr, &db, &err);
   if (rc != SHOAL_OK) die("shoal_open", rc, err);
-  rc = shoal_collection_create(db, kCollection, static_cast<std::uint32_t>(base.dimension), SHOAL_METRIC_L2, &err);
-  if (rc != SHOAL_OK) die("shoal_collection_create", rc, err);
+  shoal_collection_options opts{};
+  opts.struct_size = sizeof opts;
+  opts.ef_construction = a.ef_construction;
+  rc = shoal_collection_create_ex(db, kCollection, static_cast<std::uint32_t>(base.dimension), SHOAL_METRIC_L2, &opts,
+                                  &err);
+  if (rc != SHOAL_OK) die("shoal_collection_create_ex", rc, err);
   const MonoTime t0 = now_mono();
   constexpr std::size_t kBatch = 1000;
   std::vector<std::string> ids;
@@ -195,15 +208,15 @@ void build(const Args& a, const std::string& dir) {
   const MonoTime tc = now_mono();
   shoal_close(db);
   const double close_s = seconds_since(tc);
-  const double hnswlib_s = hnswlib_build_s(base);
+  const double hnswlib_s = a.no_anchor ? std::nan("") : hnswlib_build_s(base, a.ef_construction);
   const double shoal_s = ingest_s + close_s;  // until every vector is indexed and the snapshot written
   std::printf("built %zu x %zu: ingest %.1f s, close after ingest %.2f s; raw hnswlib build (%u threads) %.1f s: "
               "(ingest + close) / hnswlib %.2fx\n",
               base.count, base.dimension, ingest_s, close_s, kAnchorThreads, hnswlib_s, shoal_s / hnswlib_s);
-  std::printf("footprint build n=%zu dim=%zu ingest_s=%.2f close_after_ingest_s=%.3f hnswlib_build_s=%.2f "
-              "ingest_over_hnswlib=%.3f\n",
-              base.count, base.dimension, ingest_s, close_s, hnswlib_s, shoal_s / hnswlib_s);
-  std::ofstream(dir + ".built") << base.count << " " << base.dimension << "\n";
+  std::printf("footprint build n=%zu dim=%zu ef_construction=%u ingest_s=%.2f close_after_ingest_s=%.3f "
+              "hnswlib_build_s=%.2f ingest_over_hnswlib=%.3f\n",
+              base.count, base.dimension, a.ef_construction, ingest_s, close_s, hnswlib_s, shoal_s / hnswlib_s);
+  std::ofstream(dir + ".built") << base.count << " " << base.dimension << " " << a.ef_construction << "\n";
 }
 
 int open_phase(const Args& a, const std::string& dir) {
@@ -222,6 +235,11 @@ int open_phase(const Args& a, const std::string& dir) {
   if (rc != SHOAL_OK) die("shoal_search", rc, err);
   const double first_s = seconds_since(t0);
   const ProcMem opened = proc_mem();
+  if (a.open_only) {  // for profiling open: no queries, no writes, no close (the process ends)
+    std::printf("open: first answer after %.3f s\n", first_s);
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
   for (std::size_t q = 0; q < queries.count; ++q) {
     rc = shoal_search(db, kCollection, queries.row(q), dim, 10, 0, nullptr, hits, 10, &count, &err);
     if (rc != SHOAL_OK) die("shoal_search", rc, err);
@@ -300,10 +318,13 @@ int main(int argc, char** argv) {
     else if (s == "--keep") a.keep = true;
     else if (s == "--open-phase") a.open_phase = true;
     else if (s == "--hnswlib-only") a.hnswlib_only = true;
+    else if (s == "--no-anchor") a.no_anchor = true;
+    else if (s == "--open-only") a.open_only = true;
+    else if (s == "--ef-construction") a.ef_construction = static_cast<std::uint32_t>(std::stoul(next()));
     else {
       std::fprintf(stderr,
                    "usage: bench_footprint (--fashion DIR [--n N] | --synthetic N --dim D [--seed S]) [--work DIR] "
-                   "[--writes W] [--queries Q] [--keep] [--hnswlib-only]\n");
+                   "[--writes W] [--queries Q] [--keep] [--hnswlib-only] [--ef-construction E] [--no-anchor] [--open-only]\n");
       return 2;
     }
   }
@@ -316,7 +337,7 @@ int main(int argc, char** argv) {
   if (a.hnswlib_only) {  // the anchor alone, for a directory built earlier with --keep
     io::VectorSet base, queries;
     load(a, &base, &queries);
-    const double s = hnswlib_build_s(base);
+    const double s = hnswlib_build_s(base, a.ef_construction);
     std::printf("footprint hnswlib n=%zu dim=%zu threads=%u hnswlib_build_s=%.2f\n", base.count, base.dimension,
                 kAnchorThreads, s);
     return 0;
@@ -344,9 +365,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::size_t n = 0, dim = 0;
-  std::ifstream(dir + ".built") >> n >> dim;
+  std::uint32_t built_ef = 200;  // a .built file from before --ef-construction has two fields
+  std::ifstream(dir + ".built") >> n >> dim >> built_ef;
   const double raw = static_cast<double>(n) * static_cast<double>(dim) * 4.0;
   const double disk = static_cast<double>(dir_bytes(dir));
+  std::printf("directory built with efConstruction %u\n", built_ef);
   std::printf("disk: data directory %.1f MiB, raw vectors (%zu x %zu x 4) %.1f MiB: %.2fx\n", mib(disk), n, dim,
               mib(raw), disk / raw);
   for (const char* sub : {"store", "snapshots"}) {

@@ -219,6 +219,9 @@ Status Node::load_collection(Collection& c) {
     return state.status();
   }
   txn.reset();
+  // The snapshot may load in the background (FileSnapshotStore: on a thread) while the open state
+  // is read; load_index then takes it (D64).
+  SHOAL_RETURN_IF_ERROR(prefetch_index(c));
   SHOAL_ASSIGN_OR_RETURN(bool from_state, load_open_state(c));
   if (!from_state) {
     // One pass over the records: labels, metadata, digests. The vectors stay in their slabs.
@@ -261,7 +264,7 @@ Status Node::load_record(Collection& c, std::string_view id, const format::Store
   d.digest = digest;
   d.evicted = is_stub_payload(as_view(w->payload));
   if (d.evicted) ++c.stubs;
-  c.labels[d.id] = rec.label;
+  c.map_id(rec.label);
   c.next_label = std::max(c.next_label, rec.label + 1);
   ++c.live;
   return {};
@@ -271,7 +274,7 @@ void Node::forget_doc(Collection& c, std::uint64_t label) {
   if (label >= c.docs.size() || c.docs[label].id.empty()) return;
   auto& d = c.docs[label];
   c.digests.update(c.digests.bucket_of(d.id), d.digest, 0);
-  c.labels.erase(d.id);
+  c.unmap_id(d.id);
   --c.live;
   if (d.evicted) --c.stubs;
   d = Collection::Doc{};
@@ -321,9 +324,9 @@ Result<bool> Node::load_open_state(Collection& c) {
     if (id.empty()) return reject(str_cat("changed label ", label, " has no record id (an older build wrote it)"));
   }
   std::uint64_t docs = 0;
-  // Every label is below the store's next label: room for them up front (growing the id map
-  // one rehash at a time was an eighth of a 1M-record open).
-  c.docs.reserve(c.next_label);
+  // Every label is below the store's next label: the docs and the id map get their size up front
+  // (growing either one step at a time was a large part of a 1M-record open, D59, D64).
+  c.docs.resize(c.next_label);
   c.labels.reserve(c.next_label);
   auto header = format::decode_open_state(**got, name, [&](format::OpenStateDoc&& d) -> Status {
     auto& doc = c.doc(d.label);
@@ -332,7 +335,7 @@ Result<bool> Node::load_open_state(Collection& c) {
     doc.model = std::move(d.model);
     doc.digest = d.digest;
     doc.evicted = d.evicted;
-    if (!c.labels.emplace(doc.id, d.label).second) {
+    if (!c.map_id(d.label, false)) {
       return Status(Code::kCorruption, "open state file: a record id under two labels", name);
     }
     c.digests.update(c.digests.bucket_of(doc.id), 0, d.digest);
@@ -358,7 +361,7 @@ Result<bool> Node::load_open_state(Collection& c) {
   ids.reserve(dirty.size());
   for (auto& [label, id] : dirty) {
     forget_doc(c, label);
-    if (auto it = c.labels.find(id); it != c.labels.end()) forget_doc(c, it->second);
+    if (const std::uint64_t at = c.label_of(id); at != 0) forget_doc(c, at);
     ids.push_back(std::move(id));
   }
   std::sort(ids.begin(), ids.end());
@@ -386,13 +389,43 @@ Status Node::save_open_state(const Collection& c) {
   return options_.snapshots->save_state(c.id, w.finish());
 }
 
-Status Node::load_index(Collection& c) {
+Result<std::vector<std::uint64_t>> Node::dirty_labels(const Collection& c) {
+  std::vector<std::uint64_t> touched;
+  SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+  Status bad;
+  SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
+                                   [&](std::string_view k, std::string_view) {
+                                     auto label = store::decode_u64_be(k.substr(4));
+                                     if (!label.ok()) {
+                                       bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
+                                       return false;
+                                     }
+                                     touched.push_back(*label);
+                                     return true;
+                                   }));
+  SHOAL_RETURN_IF_ERROR(bad);
+  return touched;
+}
+
+Status Node::prefetch_index(Collection& c) {
   c.floats = std::make_unique<StoreFloatSource>(*store_, c.id, c.spec.dimension);
+  if (options_.snapshots == nullptr) return {};
+  // Room for every changed label (an upper bound of what the replay adds: some were removed or
+  // evicted): the graph is allocated once, never grown by the replay.
+  SHOAL_ASSIGN_OR_RETURN(auto touched, dirty_labels(c));
+  options_.snapshots->prefetch(c.id, node_index_params(c.spec), options_.rebuild_executor, c.floats.get(),
+                               touched.size());
+  return {};
+}
+
+Status Node::load_index(Collection& c) {
   // From the snapshot, with the labels changed since it was written (the index_dirty table)
   // replayed on it.
   const index::IndexParams params = node_index_params(c.spec);
   if (options_.snapshots != nullptr) {
-    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get());
+    // The labels changed since the snapshot; the graph gets room for all of them (as prefetched).
+    SHOAL_ASSIGN_OR_RETURN(auto touched, dirty_labels(c));
+    auto loaded = options_.snapshots->load(c.id, params, options_.rebuild_executor, c.floats.get(), touched.size());
     if (!loaded.ok()) {
       open_report_.snapshot_rejected[c.spec.name] = loaded.status().to_string();
     } else if (loaded->has_value() && !index_dirty_kept_) {
@@ -406,19 +439,6 @@ Status Node::load_index(Collection& c) {
         c.index = std::move(snap.index);
         // Catch up: every label changed since the snapshot gets its current vector; removals below.
         SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-        std::vector<std::uint64_t> touched;
-        Status bad;
-        SHOAL_RETURN_IF_ERROR(rtxn->scan(Table::kIndexDirty, store::Range::prefix(collection_prefix(c.id)),
-                                         [&](std::string_view k, std::string_view) {
-                                           auto label = store::decode_u64_be(k.substr(4));
-                                           if (!label.ok()) {
-                                             bad = Status(Code::kCorruption, "malformed index_dirty key", c.spec.name);
-                                             return false;
-                                           }
-                                           touched.push_back(*label);
-                                           return true;
-                                         }));
-        SHOAL_RETURN_IF_ERROR(bad);
         // Room for the labels the snapshot lacks, exactly: growing on demand would double the
         // graph's capacity for a few inserts (117.7 instead of 61.7 MiB at 60k x 784).
         std::size_t added = 0;
@@ -776,7 +796,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     if (was_live && d.evicted) --c.stubs;
     if (ch->after.empty()) {
       if (was_live) {
-        c.labels.erase(d.id);
+        c.unmap_id(d.id);
         d = Collection::Doc{};
         --c.live;
       }
@@ -797,7 +817,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     for (const auto& e : ch->after) {
       if (e.clock > c.max_clock) c.max_clock = e.clock;
     }
-    c.labels[d.id] = label;
+    c.map_id(label);
     if (d.evicted) {
       // A stub (evicted here, or received from a peer that evicted it): out of the index; cold
       // search finds it at the sink.

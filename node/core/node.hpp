@@ -583,6 +583,11 @@ class Node final : private SyncHost {
   // Writes the open state file of `c` from memory.
   Status save_open_state(const Collection& c);
   Status load_index(Collection& c);
+  // Creates the collection's float source and lets the snapshot store start loading its snapshot
+  // (SnapshotStore::prefetch), with room for the changed labels.
+  Status prefetch_index(Collection& c);
+  // The labels of the index_dirty table for `c`, ascending.
+  Result<std::vector<std::uint64_t>> dirty_labels(const Collection& c);
   Status mark_index_dirty_kept();
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;

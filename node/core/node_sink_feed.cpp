@@ -473,8 +473,8 @@ Result<std::vector<ColdHit>> Node::merge_cold_hits(std::string_view collection, 
     if (here.ok()) {
       // Live here: the local version answers for it, unless it is evicted (out of the local
       // index): the sink's copy then answers, marked cold.
-      auto label = c->labels.find(h.id);
-      if (label == c->labels.end() || !c->docs[label->second].evicted) continue;
+      const std::uint64_t label = c->label_of(h.id);
+      if (label == 0 || !c->docs[label].evicted) continue;
       out.push_back(ColdHit{h.id, h.distance, h.dots, true});
       continue;
     }

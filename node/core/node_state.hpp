@@ -11,6 +11,7 @@
 
 #include "crdt/digest.hpp"
 #include "index/hnsw_index.hpp"
+#include "node/core/label_map.hpp"
 #include "node/core/node.hpp"
 #include "node/core/node_format.hpp"
 #include "node/core/vector_store.hpp"
@@ -42,7 +43,9 @@ struct Node::Collection {
     bool evicted = false;  // the winner is a stub (node_evict.cpp): not in the index
   };
   std::vector<Doc> docs;  // by label (label 0 unused)
-  std::unordered_map<std::string, std::uint64_t> labels;  // lookups only; never iterated
+  // Record id -> label; the ids are those of `docs` (node/core/label_map.hpp). Use label_of,
+  // map_id and unmap_id.
+  LabelMap labels;
   std::uint64_t next_label = 1;
   std::uint64_t live = 0;
   std::uint64_t stubs = 0;  // live records whose winner is a stub (counted in `live`)
@@ -57,6 +60,19 @@ struct Node::Collection {
     if (docs.size() <= label) docs.resize(label + 1);
     return docs[label];
   }
+  // The id docs[label] holds (labels' keys).
+  auto id_of() const {
+    return [this](std::uint64_t label) -> std::string_view { return docs[label].id; };
+  }
+  // The label of record `id`; 0 when no live record has it.
+  std::uint64_t label_of(std::string_view record_id) const { return labels.find(record_id, id_of()); }
+  // Maps docs[label].id to `label` (set the doc's id first). `replace` false: false when the id
+  // already has a label, which keeps it.
+  bool map_id(std::uint64_t label, bool replace = true) {
+    return labels.insert(docs[label].id, label, id_of(), replace);
+  }
+  // Forgets record `id`'s label; call it before the doc that holds `id` is cleared.
+  void unmap_id(std::string_view record_id) { labels.erase(record_id, id_of()); }
 };
 
 // Effects of a write transaction, applied to memory only after it commits.

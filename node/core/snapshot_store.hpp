@@ -20,10 +20,20 @@ class SnapshotStore {
   virtual ~SnapshotStore() = default;
   // The snapshot of collection `cid`, if one exists: nullopt when none; an error when one exists
   // but cannot be used (the node then rebuilds and reports why). `floats` as for
-  // index::HnswIndex::load_snapshot (the collection's vectors in the store; may be null).
+  // index::HnswIndex::load_snapshot (the collection's vectors in the store; may be null), and
+  // `spare` (room for that many more vectors).
   [[nodiscard]] virtual Result<std::optional<index::HnswIndex::Loaded>> load(
       std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
-      const index::FloatSource* floats) = 0;
+      const index::FloatSource* floats, std::size_t spare) = 0;
+  // May start loading the snapshot of collection `cid` in the background, for the load() with the
+  // same arguments that follows (open calls it before reading the open state, so that the two
+  // files are read at once, D64). The default loads nothing ahead. Each prefetch must be followed
+  // by that load(), which returns the prefetched result.
+  virtual void prefetch(std::uint32_t cid, const index::IndexParams& expected,
+                        std::function<void(std::function<void()>)> executor, const index::FloatSource* floats,
+                        std::size_t spare) {
+    (void)cid, (void)expected, (void)executor, (void)floats, (void)spare;
+  }
   // Replaces the snapshot of collection `cid` (atomically: a crash leaves the old or the new).
   [[nodiscard]] virtual Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) = 0;
   // The open state of collection `cid` (format::OpenStateWriter's bytes: what opening needs

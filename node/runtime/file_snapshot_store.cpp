@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 
 #include "common/file_io.hpp"
 #include "common/log.hpp"
@@ -17,13 +18,59 @@ std::string FileSnapshotStore::path(std::uint32_t cid) const {
   return dir_ + "/collection-" + std::to_string(cid) + ".hnsw";
 }
 
+FileSnapshotStore::~FileSnapshotStore() {
+  // A prefetch nobody took (open failed first): wait for its thread, then drop the index.
+  for (auto& [cid, p] : pending_) {
+    if (p.result.valid()) p.result.wait();
+  }
+}
+
+void FileSnapshotStore::prefetch(std::uint32_t cid, const index::IndexParams& expected,
+                                 std::function<void(std::function<void()>)> executor,
+                                 const index::FloatSource* floats, std::size_t spare) {
+  if (auto it = pending_.find(cid); it != pending_.end()) {
+    if (it->second.result.valid()) it->second.result.wait();
+    pending_.erase(it);
+  }
+  Pending p{expected, floats, spare, {}};
+  try {
+    p.result = std::async(std::launch::async, [this, cid, expected, executor = std::move(executor), floats,
+                                               spare]() mutable {
+      return load_now(cid, expected, std::move(executor), floats, spare);
+    });
+  } catch (const std::system_error&) {
+    return;  // no thread to be had: load() reads the file itself
+  }
+  pending_.emplace(cid, std::move(p));
+}
+
 Result<std::optional<index::HnswIndex::Loaded>> FileSnapshotStore::load(
     std::uint32_t cid, const index::IndexParams& expected, std::function<void(std::function<void()>)> executor,
-    const index::FloatSource* floats) {
+    const index::FloatSource* floats, std::size_t spare) {
+  if (auto it = pending_.find(cid); it != pending_.end()) {
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    LoadResult got = p.result.get();
+    // The prefetch was for the same collection shape, source and room (the node passes the same
+    // values): its result stands. Otherwise it is dropped and the file read again.
+    const index::IndexParams& e = p.expected;
+    if (e.dimension == expected.dimension && e.metric == expected.metric && e.m == expected.m &&
+        e.ef_construction == expected.ef_construction && e.quantization == expected.quantization &&
+        e.quant_min == expected.quant_min && e.quant_max == expected.quant_max &&
+        e.keep_float_vectors == expected.keep_float_vectors && p.floats == floats && p.spare >= spare) {
+      return got;
+    }
+  }
+  return load_now(cid, expected, std::move(executor), floats, spare);
+}
+
+FileSnapshotStore::LoadResult FileSnapshotStore::load_now(std::uint32_t cid, const index::IndexParams& expected,
+                                                          std::function<void(std::function<void()>)> executor,
+                                                          const index::FloatSource* floats, std::size_t spare) const {
   const std::string p = path(cid);
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) return std::optional<index::HnswIndex::Loaded>();
-  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor), floats));
+  SHOAL_ASSIGN_OR_RETURN(auto loaded, index::HnswIndex::load_snapshot(p, expected, std::move(executor), floats, spare));
   return std::optional<index::HnswIndex::Loaded>(std::move(loaded));
 }
 
@@ -72,6 +119,10 @@ Status FileSnapshotStore::save_state(std::uint32_t cid, std::string_view bytes) 
 }
 
 void FileSnapshotStore::remove(std::uint32_t cid) noexcept {
+  if (auto it = pending_.find(cid); it != pending_.end()) {
+    if (it->second.result.valid()) it->second.result.wait();
+    pending_.erase(it);
+  }
   std::error_code ec;
   std::filesystem::remove(path(cid), ec);
   std::filesystem::remove(state_path(cid), ec);

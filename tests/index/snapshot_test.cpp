@@ -277,3 +277,49 @@ TEST_CASE("a version 1 snapshot (symmetric inner-product codes) is refused as a 
   CHECK(st.detail() == Detail::kVersionMismatch);
   CHECK_THAT(st.message(), Catch::Contains("version 1") && Catch::Contains("version 2"));
 }
+
+TEST_CASE("a snapshot loaded with spare room takes that many more vectors without growing", "[index]") {
+  // Proves load_snapshot's `spare` (D64): open loads the graph with room for the labels its replay
+  // adds, so the replay never reallocates hnswlib's arrays; without it the first add grows them.
+  // A spare above the element limit is refused with kTooLarge naming the sum.
+  const auto dir = testing::temp_dir("snapshot_spare");
+  Rng rng(5);
+  auto data = testing::clustered_data(rng, 300, kDim);
+  IndexParams p = params(Quantization::kInt8);
+  p.initial_capacity = 1;  // the loaded graph's capacity is then the file's count (+ spare)
+  auto idx = std::move(HnswIndex::create(p)).value();
+  std::vector<std::uint64_t> labels(200);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = i + 1;
+  REQUIRE(idx->add_batch(labels, std::span<const float>(data).subspan(0, 200 * kDim)).ok());
+  const auto path = (dir / "index.snap").string();
+  REQUIRE(idx->save_snapshot(path, 1).ok());
+  auto add_rest = [&](HnswIndex& x) {
+    for (std::size_t i = 200; i < 300; ++i) {
+      REQUIRE(x.add(i + 1, std::span<const float>(data).subspan(i * kDim, kDim)).ok());
+    }
+  };
+
+  auto roomy = HnswIndex::load_snapshot(path, p, {}, nullptr, 100);
+  REQUIRE(roomy.ok());
+  const std::size_t before = roomy->index->memory().vector_bytes;
+  add_rest(*roomy->index);
+  CHECK(roomy->index->size() == 300);
+  CHECK(roomy->index->memory().vector_bytes == before);
+
+  auto tight = HnswIndex::load_snapshot(path, p);
+  REQUIRE(tight.ok());
+  const std::size_t tight_before = tight->index->memory().vector_bytes;
+  CHECK(tight_before < before);
+  add_rest(*tight->index);
+  CHECK(tight->index->memory().vector_bytes > tight_before);
+  // Both answer the same.
+  for (std::size_t i = 0; i < 300; i += 37) {
+    const auto q = std::span<const float>(data).subspan(i * kDim, kDim);
+    CHECK(query(*roomy->index, q) == query(*tight->index, q));
+  }
+
+  auto too_many = HnswIndex::load_snapshot(path, p, {}, nullptr, kMaxElements);
+  REQUIRE_FALSE(too_many.ok());
+  CHECK(too_many.status().detail() == Detail::kTooLarge);
+  CHECK(too_many.status().message().find("200 + " + std::to_string(kMaxElements)) != std::string::npos);
+}

@@ -10,7 +10,9 @@
 #include <limits>
 
 #include "common/random.hpp"
+#include "index/hnsw_index.hpp"
 #include "node/runtime/data_dir.hpp"
+#include "node/runtime/file_snapshot_store.hpp"
 #include "node/core/node.hpp"
 #include "node/store/memory_store.hpp"
 
@@ -494,4 +496,66 @@ TEST_CASE("writes make progress under saturating searches and searches never see
   CHECK(torn == 0);
   CHECK(shrank == 0);
   CHECK(n.collection_info("c")->live_records == 600);
+}
+
+TEST_CASE("a prefetched snapshot is the one load returns; a damaged or unwanted one is refused or dropped",
+          "[node][snapshot]") {
+  // Proves FileSnapshotStore::prefetch (D64): load() after a prefetch returns the index read on
+  // the prefetch's thread, with the room it asked for; a damaged file prefetched is refused by
+  // load() with the same typed status as a direct load (the node then rebuilds, as the corrupt
+  // snapshot test above shows); a load for other parameters drops the prefetch and reads the file
+  // again (kParameterMismatch); a prefetch nobody loads is joined by the store's destructor.
+  const std::string dir = temp_dir("prefetch");
+  std::filesystem::create_directories(dir);
+  index::IndexParams p;
+  p.dimension = 4;
+  p.m = 8;
+  p.ef_construction = 32;
+  p.initial_capacity = 1;
+  Rng rng(9);
+  {
+    auto idx = std::move(index::HnswIndex::create(p)).value();
+    for (std::uint64_t label = 1; label <= 50; ++label) {
+      std::vector<float> v(4);
+      for (float& x : v) x = rng.uniform_float(-1.0f, 1.0f);
+      REQUIRE(idx->add(label, v).ok());
+    }
+    FileSnapshotStore store(dir);
+    REQUIRE(store.save(1, *idx, 7).ok());
+  }
+  {
+    FileSnapshotStore store(dir);
+    store.prefetch(1, p, {}, nullptr, 10);
+    auto got = store.load(1, p, {}, nullptr, 10);
+    REQUIRE(got.ok());
+    REQUIRE(got->has_value());
+    index::HnswIndex& idx = *(*got)->index;
+    CHECK((*got)->covered_position == 7);
+    CHECK(idx.size() == 50);
+    const std::size_t bytes = idx.memory().vector_bytes;
+    for (std::uint64_t label = 51; label <= 60; ++label) REQUIRE(idx.add(label, std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f}).ok());
+    CHECK(idx.memory().vector_bytes == bytes);  // the spare room was there: no growth
+    // Other parameters than the prefetch's: dropped, the file is read for them and refused.
+    index::IndexParams other = p;
+    other.m = 12;
+    store.prefetch(1, p, {}, nullptr, 0);
+    auto mismatched = store.load(1, other, {}, nullptr, 0);
+    REQUIRE_FALSE(mismatched.ok());
+    CHECK(mismatched.status().detail() == Detail::kParameterMismatch);
+    // Prefetched and never loaded: the destructor waits for the thread.
+    store.prefetch(1, p, {}, nullptr, 0);
+  }
+  {
+    std::FILE* f = std::fopen((dir + "/collection-1.hnsw").c_str(), "r+b");
+    REQUIRE(f != nullptr);
+    std::fseek(f, 200, SEEK_SET);
+    std::fputc(0x5a, f);
+    std::fclose(f);
+    FileSnapshotStore store(dir);
+    store.prefetch(1, p, {}, nullptr, 0);
+    auto damaged = store.load(1, p, {}, nullptr, 0);
+    REQUIRE_FALSE(damaged.ok());
+    CHECK(damaged.status().detail() == Detail::kChecksumMismatch);
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -1,0 +1,107 @@
+// node/core/label_map.hpp: a collection's map from record id to index label, stored as a flat
+// open-addressing table of labels whose keys are read from the collection's docs (D64).
+//
+// Role: the id-to-label lookup of Node::Collection. The ids already live in the docs (by label),
+// so the table holds only (hash, label) slots: no second copy of every id, no allocation per
+// entry. Building it for 1M records was a fifth of a 1M x 128 open as a
+// std::unordered_map<std::string, std::uint64_t> (one node allocation and one string per entry,
+// plus pointer chasing on each probe); here it is one hash and a probe into one array per id.
+// Every call that compares ids takes `id_of(label)`, the id the caller's docs hold for a label: a
+// slot's label must keep the id it was inserted with until it is erased (Node clears a doc only
+// after erasing its id).
+// Thread rules: a value; not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/hash.hpp"
+
+namespace shoal::node {
+
+class LabelMap {
+ public:
+  // The label of `id`; 0 (never a label) when absent.
+  template <typename IdOf>
+  std::uint64_t find(std::string_view id, const IdOf& id_of) const {
+    if (size_ == 0) return 0;
+    const std::uint64_t h = hash_of(id);
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.label == 0) return 0;
+      if (s.hash == h && id_of(s.label) == id) return s.label;
+    }
+  }
+  // Maps `id` to `label` (label > 0). With `replace`, an existing mapping of `id` takes the new
+  // label; without it, an existing mapping is left as it is and false is returned.
+  template <typename IdOf>
+  bool insert(std::string_view id, std::uint64_t label, const IdOf& id_of, bool replace) {
+    if ((size_ + 1) * kLoadDen > slots_.size() * kLoadNum) grow((size_ + 1) * 2);
+    const std::uint64_t h = hash_of(id);
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.label == 0) {
+        s = Slot{h, label};
+        ++size_;
+        return true;
+      }
+      if (s.hash == h && id_of(s.label) == id) {
+        if (!replace) return false;
+        s.label = label;
+        return true;
+      }
+    }
+  }
+  // Removes `id`'s mapping; false when it had none.
+  template <typename IdOf>
+  bool erase(std::string_view id, const IdOf& id_of) {
+    if (size_ == 0) return false;
+    const std::uint64_t h = hash_of(id);
+    std::size_t i = h & mask_;
+    for (;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.label == 0) return false;
+      if (s.hash == h && id_of(s.label) == id) break;
+    }
+    // Backward-shift deletion: later slots of the same probe run move up into the hole, so
+    // lookups never need tombstones.
+    for (std::size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      const Slot& s = slots_[j];
+      if (s.label == 0) break;
+      const std::size_t home = s.hash & mask_;
+      // s may move to i when i lies cyclically in [home, j).
+      if (((j - home) & mask_) >= ((j - i) & mask_)) {
+        slots_[i] = s;
+        i = j;
+      }
+    }
+    slots_[i] = Slot{};
+    --size_;
+    return true;
+  }
+  // Room for `n` ids without growing.
+  void reserve(std::size_t n);
+  void clear() noexcept;
+  std::size_t size() const noexcept { return size_; }
+  // The table's own bytes (the ids stay in the docs).
+  std::size_t memory_bytes() const noexcept { return slots_.capacity() * sizeof(Slot); }
+
+ private:
+  struct Slot {
+    std::uint64_t hash = 0;
+    std::uint64_t label = 0;  // 0: empty
+  };
+  // Grown past 7/10 full: linear probing stays short.
+  static constexpr std::size_t kLoadNum = 7, kLoadDen = 10;
+  static std::uint64_t hash_of(std::string_view id) noexcept { return hash64(id.data(), id.size()); }
+  // Rehashes into a power of two of at least `min_slots` slots (from the stored hashes).
+  void grow(std::size_t min_slots);
+
+  std::vector<Slot> slots_;
+  std::size_t mask_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace shoal::node

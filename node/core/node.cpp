@@ -1034,12 +1034,14 @@ Status IndexWork::run(unsigned threads, const std::function<bool()>& stop) {
     if (!s.ok() && first.ok()) first = std::move(s);
   };
   // Applies the pending adds (ops_[applied_, applied_ + labels.size())); false when `stop` ended
-  // them, and then applied_ stays at the first of them that is not surely in.
+  // them, and then applied_ stays at the first of them that is not in. A parallel batch is asked
+  // once, before it starts, and then runs whole: stopped part way, its inserted rows would not be
+  // a prefix of the queue, and applying them again later goes through hnswlib's update path,
+  // which was seen to leave an element unreachable (a tiny, nearly collinear set, under TSan).
   auto flush = [&] {
     if (labels.size() >= kBatchFrom && threads > 1) {
-      Status s = index_->add_batch(labels, vectors, threads, stop);
-      if (s.code() == Code::kUnavailable) return false;  // `stop` ended it part way
-      keep(std::move(s));
+      if (stop && stop()) return false;
+      keep(index_->add_batch(labels, vectors, threads));
       applied_ += labels.size();
     } else {
       const std::size_t dim = labels.empty() ? 0 : vectors.size() / labels.size();

@@ -166,11 +166,11 @@ class IndexWork {
  public:
   // Applies the operations in order; adds in runs of up to `threads` threads. The first index
   // error (logged by finish_index_work; the index is rebuilt from the store at the next open).
-  // `stop` (optional; called from the running threads, so it must be thread-safe) ends the work
-  // early when it returns true, between inserts: a closing node does not wait for a slice whose
-  // operations the next open replays anyway (D65). Then only applied() operations from the front
-  // count as done; the rest stay queued, and applying them again later is harmless (an add
-  // replaces the label's vector, a remove of an absent label is skipped).
+  // `stop` (optional; thread-safe) ends the work early when it returns true, asked before each
+  // single insert and before each parallel batch (which then runs whole): a closing node does not
+  // wait for a slice whose operations the next open replays anyway (D65). Then only applied()
+  // operations, a prefix, are in the index; the rest stay queued, untouched, for later (an add
+  // not applied is applied once; no operation is ever applied twice).
   [[nodiscard]] Status run(unsigned threads, const std::function<bool()>& stop = {});
   std::size_t size() const noexcept { return ops_.size(); }
   // The operations from the front that are in the index: all of them unless `stop` ended run().

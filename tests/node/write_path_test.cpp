@@ -391,9 +391,9 @@ TEST_CASE("index work taken from the queue keeps search exact until it is handed
 }
 
 TEST_CASE("index work stopped part way hands back only what it applied, and search stays exact", "[node][write_path]") {
-  // What a closing SharedNode relies on (D65): IndexWork::run asks `stop` before each insert; the
-  // operations it did not surely apply stay queued (a stopped batch counts as not applied, though
-  // some of its rows are in the graph), and search answers for queued labels from the queue.
+  // What a closing SharedNode relies on (D65): IndexWork::run asks `stop` before each single
+  // insert and before each parallel batch (which then runs whole); the operations it did not
+  // apply stay queued, a suffix, and search answers for queued labels from the queue.
   store::MemoryStore st;
   NodeOptions options = core_options(1024);
   options.build_threads = 2;
@@ -432,16 +432,24 @@ TEST_CASE("index work stopped part way hands back only what it applied, and sear
   n.finish_index_work(*work, Status());
   CHECK(n.index_backlog() == kRecords - 100);
   CHECK(all_found());
-  // Two threads: the rest goes as one add_batch, stopped after 50 inserts: none counts as applied.
+  // Two threads: the rest is one add_batch; a stop already asked for keeps it from starting.
   work = n.take_index_work(kRecords);
   REQUIRE(work.has_value());
   REQUIRE(work->size() == kRecords - 100);
-  REQUIRE(work->run(2, stop_after(50)).ok());
+  REQUIRE(work->run(2, stop_after(0)).ok());
   CHECK(work->applied() == 0);
+  CHECK(asked.load() == 1);  // asked once, before the batch
   n.finish_index_work(*work, Status());
   CHECK(n.index_backlog() == kRecords - 100);
   CHECK(all_found());
-  // Applied again from the queue (some rows a second time, as replacements): complete and exact.
+  // A stop asked for once the batch has started does not cut it: applied whole.
+  work = n.take_index_work(kRecords);
+  REQUIRE(work.has_value());
+  REQUIRE(work->run(2, stop_after(1)).ok());
+  CHECK(work->applied() == kRecords - 100);
+  n.finish_index_work(*work, Status());
+  CHECK(n.index_backlog() == 0);
+  CHECK(all_found());
   n.drain_index();
   CHECK(n.index_backlog() == 0);
   CHECK(all_found());

@@ -71,7 +71,7 @@ Status HnswIndex::add(std::uint64_t label, std::span<const float> vector) {
 }
 
 Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<const float> vectors,
-                            unsigned threads) {
+                            unsigned threads, const std::function<bool()>& stop) {
   const std::size_t dim = params_.dimension;
   if (vectors.size() != labels.size() * dim) {
     return Status(Detail::kDimensionMismatch,
@@ -115,9 +115,16 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
     for (std::size_t i = 0; i < labels.size(); ++i) (fresh[i] ? fresh_rows : update_rows).push_back(i);
   }
   std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> inserted{0};
+  std::atomic<bool> stopped{false};
   std::mutex err_mu;
   Status first_error;
   auto insert_row = [&](std::size_t i, std::vector<float>& prepared) {
+    if (stopped.load(std::memory_order_relaxed) || (stop && stop())) {
+      stopped.store(true, std::memory_order_relaxed);
+      return;
+    }
+    inserted.fetch_add(1, std::memory_order_relaxed);
     try {
       g.prepare(vectors.subspan(i * dim, dim), prepared.data());
       g.insert(labels[i], prepared.data());
@@ -130,7 +137,7 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
     std::vector<float> prepared(dim);
     for (;;) {
       const std::size_t j = next.fetch_add(1);
-      if (j >= fresh_rows.size()) return;
+      if (j >= fresh_rows.size() || stopped.load(std::memory_order_relaxed)) return;
       insert_row(fresh_rows[j], prepared);
     }
   };
@@ -141,14 +148,23 @@ Status HnswIndex::add_batch(std::span<const std::uint64_t> labels, std::span<con
   for (auto& t : pool) t.join();
   {
     std::vector<float> prepared(dim);
-    for (std::size_t i : update_rows) insert_row(i, prepared);
+    for (std::size_t i : update_rows) {
+      if (stopped.load(std::memory_order_relaxed)) break;
+      insert_row(i, prepared);
+    }
   }
   if (journaling_) {
+    // A stopped batch journals every row too: the caller adds it again, so a rebuild replaying
+    // the journal holds at least what the graph holds.
     for (std::size_t i = 0; i < labels.size(); ++i) {
       std::vector<float> prepared(dim);
       g.prepare(vectors.subspan(i * dim, dim), prepared.data());
       journal_.push_back({false, labels[i], std::move(prepared)});
     }
+  }
+  if (first_error.ok() && stopped.load()) {
+    return Status(Code::kUnavailable, "batch stopped after " + std::to_string(inserted.load()) + " of " +
+                                          std::to_string(labels.size()) + " rows");
   }
   return first_error;
 }

@@ -88,8 +88,12 @@ class HnswIndex final : public VectorIndex {
   // New labels are inserted in parallel; replacements (and repeats of a label within the batch)
   // run afterwards on the calling thread in batch order, so the last row of a label wins.
   // Element levels depend only on IndexParams::seed and the label, never on the thread count.
+  // `stop` (optional, called from every inserting thread, so thread-safe) is asked before each
+  // insert; once it returns true no further row is inserted and the call returns kUnavailable
+  // naming how many rows went in (an unknown subset of the batch: the caller adds it again, which
+  // replaces those rows' vectors).
   Status add_batch(std::span<const std::uint64_t> labels, std::span<const float> vectors,
-                   unsigned threads = 1);
+                   unsigned threads = 1, const std::function<bool()>& stop = {});
 
   // Removed-but-still-linked vectors over all stored vectors, in [0, 1].
   double deleted_share() const;

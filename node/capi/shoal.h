@@ -172,7 +172,10 @@ SHOAL_API int shoal_open(const char *path, const shoal_options *opts, shoal_db *
  * message limit with SHOAL_E_TOOLARGE (split the batch), and shoal_stats_json says more (the
  * daemon's peers); see docs/api.md, "Client mode". */
 SHOAL_API int shoal_connect(const char *socket_path, const shoal_options *opts, shoal_db **out, shoal_error *err);
-/* Closes the handle (embedded: pending work is finished first; client: the connection is closed).
+/* Closes the handle (embedded: every acknowledged write is already durable; index updates still
+ * queued are applied now only for a collection whose index snapshot close rewrites, and
+ * otherwise replayed by the next open, so close costs O(changes); client: the connection is
+ * closed).
  * Ends the handle's watches (their handles must still be freed with shoal_unwatch). Accepts NULL. */
 SHOAL_API void shoal_close(shoal_db *db);
 

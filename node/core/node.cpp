@@ -389,6 +389,50 @@ Status Node::save_open_state(const Collection& c) {
   return options_.snapshots->save_state(c.id, w.finish());
 }
 
+Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touched) {
+  // Room for the labels the snapshot lacks, exactly: growing on demand would double the graph's
+  // capacity for a few inserts (117.7 instead of 61.7 MiB at 60k x 784).
+  std::size_t added = 0;
+  for (std::uint64_t label : touched) {
+    if (label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted && !c.index->contains(label)) {
+      ++added;
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(c.index->reserve_more(added));
+  // The current vectors go in as batches on build_threads threads (D65): the labels are distinct
+  // (the table's keys), so their order does not matter, and an element's level depends only on
+  // its label. A batch is bounded, so a dirty set left by a crash long after the last close
+  // (larger than snapshot_dirty_max) does not hold all its vectors at once.
+  constexpr std::size_t kReplayBatch = 4096;
+  const std::size_t dim = c.spec.dimension;
+  std::vector<std::uint64_t> labels;
+  std::vector<float> vectors;
+  labels.reserve(std::min(touched.size(), kReplayBatch));
+  vectors.reserve(labels.capacity() * dim);
+  auto flush = [&]() -> Status {
+    if (labels.empty()) return {};
+    Status s = c.index->add_batch(labels, vectors, options_.build_threads);
+    labels.clear();
+    vectors.clear();
+    return s;
+  };
+  SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+  for (std::uint64_t label : touched) {
+    if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
+    if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
+      if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+      continue;
+    }
+    SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
+    const std::size_t at = vectors.size();
+    vectors.resize(at + dim);
+    std::memcpy(vectors.data() + at, got.data(), got.size());
+    labels.push_back(label);
+    if (labels.size() == kReplayBatch) SHOAL_RETURN_IF_ERROR(flush());
+  }
+  return flush();
+}
+
 Result<std::vector<std::uint64_t>> Node::dirty_labels(const Collection& c) {
   std::vector<std::uint64_t> touched;
   SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
@@ -438,27 +482,7 @@ Status Node::load_index(Collection& c) {
       } else {
         c.index = std::move(snap.index);
         // Catch up: every label changed since the snapshot gets its current vector; removals below.
-        SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-        // Room for the labels the snapshot lacks, exactly: growing on demand would double the
-        // graph's capacity for a few inserts (117.7 instead of 61.7 MiB at 60k x 784).
-        std::size_t added = 0;
-        for (std::uint64_t label : touched) {
-          if (label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted && !c.index->contains(label)) {
-            ++added;
-          }
-        }
-        SHOAL_RETURN_IF_ERROR(c.index->reserve_more(added));
-        std::vector<float> vec(c.spec.dimension);
-        for (std::uint64_t label : touched) {
-          if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
-          if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
-            if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
-            continue;
-          }
-          SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
-          std::memcpy(vec.data(), got.data(), got.size());
-          SHOAL_RETURN_IF_ERROR(c.index->add(label, vec));
-        }
+        SHOAL_RETURN_IF_ERROR(replay_dirty(c, touched));
         open_report_.snapshot_replayed[c.spec.name] = touched.size();
         // Labels the index still holds but no live record has: deleted since the snapshot.
         for (std::uint64_t label = 1; label < c.next_label; ++label) {
@@ -1014,38 +1038,54 @@ void Node::end_group(const Status& committed, std::vector<Status>& out) {
 
 // --- the index queue ---
 
-Status IndexWork::run(unsigned threads) const {
+Status IndexWork::run(unsigned threads, const std::function<bool()>& stop) {
   // Single adds hold the index's write lock one insert at a time, so searches interleave; a long
   // run of adds (a backlog after a batch) goes in parallel as one add_batch.
   constexpr std::size_t kBatchFrom = 128;
+  applied_ = 0;
   Status first;
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
+  bool stopped = false;
   auto keep = [&first](Status s) {
     if (!s.ok() && first.ok()) first = std::move(s);
   };
+  // Applies the pending adds (ops_[applied_, applied_ + labels.size())); false when `stop` ended
+  // them, and then applied_ stays at the first of them that is not in. A parallel batch is asked
+  // once, before it starts, and then runs whole: stopped part way, its inserted rows would not be
+  // a prefix of the queue, and applying them again later goes through hnswlib's update path,
+  // which was seen to leave an element unreachable (a tiny, nearly collinear set, under TSan).
   auto flush = [&] {
     if (labels.size() >= kBatchFrom && threads > 1) {
+      if (stop && stop()) return false;
       keep(index_->add_batch(labels, vectors, threads));
+      applied_ += labels.size();
     } else {
       const std::size_t dim = labels.empty() ? 0 : vectors.size() / labels.size();
       for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (stop && stop()) return false;
         keep(index_->add(labels[i], std::span<const float>(vectors).subspan(i * dim, dim)));
+        ++applied_;
       }
     }
     labels.clear();
     vectors.clear();
+    return true;
   };
   for (const IndexOp& op : ops_) {
     if (op.vector.empty()) {
-      flush();
+      if (!flush()) {
+        stopped = true;
+        break;
+      }
       if (index_->contains(op.label)) keep(index_->remove(op.label));
+      ++applied_;
       continue;
     }
     labels.push_back(op.label);
     vectors.insert(vectors.end(), op.vector.begin(), op.vector.end());
   }
-  flush();
+  if (!stopped) flush();
   return first;
 }
 
@@ -1069,6 +1109,7 @@ std::optional<IndexWork> Node::take_index_work(std::size_t max_ops) {
   w.cid_ = pick->id;
   const std::size_t n = std::min(max_ops, pick->unindexed.size());
   w.ops_.assign(pick->unindexed.begin(), pick->unindexed.begin() + static_cast<std::ptrdiff_t>(n));
+  w.applied_ = n;  // until run() says otherwise
   index_work_out_ = true;
   return w;
 }
@@ -1077,9 +1118,9 @@ void Node::finish_index_work(const IndexWork& work, const Status& result) {
   SHOAL_ASSERT(index_work_out_);
   index_work_out_ = false;
   Collection* c = find_by_id(work.cid_);
-  SHOAL_ASSERT(c != nullptr && c->unindexed.size() >= work.ops_.size());
-  for (std::size_t i = 0; i < work.ops_.size(); ++i) c->unindexed.pop_front();
-  index_backlog_ -= work.ops_.size();
+  SHOAL_ASSERT(c != nullptr && c->unindexed.size() >= work.ops_.size() && work.applied_ <= work.ops_.size());
+  for (std::size_t i = 0; i < work.applied_; ++i) c->unindexed.pop_front();
+  index_backlog_ -= work.applied_;
   // The writes are durable; the index is derived state that a reopen rebuilds from the store.
   if (!result.ok()) SHOAL_LOG(options_.logger, kError, "node", "queued index update: ", result.to_string());
 }
@@ -1089,6 +1130,18 @@ void Node::drain_index() {
     const Status s = w->run(options_.build_threads);
     finish_index_work(*w, s);
   }
+}
+
+void Node::drain_collection(Collection& c) {
+  SHOAL_ASSERT(!index_work_out_);
+  if (c.unindexed.empty()) return;
+  IndexWork w;
+  w.index_ = c.index.get();
+  w.cid_ = c.id;
+  w.ops_.assign(c.unindexed.begin(), c.unindexed.end());
+  index_work_out_ = true;
+  const Status s = w.run(options_.build_threads);
+  finish_index_work(w, s);
 }
 
 std::vector<index::Neighbor> Node::search_queue(const Collection& c, std::span<const float> query, std::size_t k,
@@ -1302,8 +1355,6 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
 
 Status Node::save_snapshots() {
   if (options_.snapshots == nullptr) return {};
-  // A snapshot claims to cover the whole buffer: the queue goes into the index first.
-  drain_index();
   for (const auto& [name, c] : collections_) {
     // O(changes): a snapshot that, with the labels changed since, still gives the index is kept
     // while they are few (each costs an insert at the next open).
@@ -1318,14 +1369,20 @@ Status Node::save_snapshots() {
       }));
     }
     if (c->snapshot_valid && dirty <= options_.snapshot_dirty_max) {
-      // The open state may be written whenever it is missing: the labels changed since stay in
-      // the table and are replayed on it, which is idempotent.
+      // The snapshot file is kept, so what the index in memory holds does not matter: the
+      // queue's operations are committed and their labels are in the table, which the next open
+      // replays on the file (D65). The open state may be written whenever it is missing: it is
+      // taken from the docs, which every committed write already changed, and the labels changed
+      // since stay in the table and are replayed on it, which is idempotent.
       if (!c->state_valid) {
         SHOAL_RETURN_IF_ERROR(save_open_state(*c));
         c->state_valid = true;
       }
       continue;
     }
+    // A snapshot claims to cover the whole buffer: this collection's queue goes into its index
+    // first.
+    drain_collection(*c);
     SHOAL_RETURN_IF_ERROR(options_.snapshots->save(c->id, *c->index, buffer_.last()));
     c->snapshot_valid = true;
     SHOAL_RETURN_IF_ERROR(save_open_state(*c));

@@ -166,14 +166,22 @@ class IndexWork {
  public:
   // Applies the operations in order; adds in runs of up to `threads` threads. The first index
   // error (logged by finish_index_work; the index is rebuilt from the store at the next open).
-  [[nodiscard]] Status run(unsigned threads) const;
+  // `stop` (optional; thread-safe) ends the work early when it returns true, asked before each
+  // single insert and before each parallel batch (which then runs whole): a closing node does not
+  // wait for a slice whose operations the next open replays anyway (D65). Then only applied()
+  // operations, a prefix, are in the index; the rest stay queued, untouched, for later (an add
+  // not applied is applied once; no operation is ever applied twice).
+  [[nodiscard]] Status run(unsigned threads, const std::function<bool()>& stop = {});
   std::size_t size() const noexcept { return ops_.size(); }
+  // The operations from the front that are in the index: all of them unless `stop` ended run().
+  std::size_t applied() const noexcept { return applied_; }
 
  private:
   friend class Node;
   index::HnswIndex* index_ = nullptr;
   std::uint32_t cid_ = 0;
   std::vector<IndexOp> ops_;
+  std::size_t applied_ = 0;
 };
 
 struct Sibling {
@@ -426,9 +434,11 @@ class Node final : private SyncHost {
   // (asserted), and it must come back through finish_index_work before drain_index,
   // save_snapshots or the node's destruction.
   std::optional<IndexWork> take_index_work(std::size_t max_ops);
-  // Drops the work's operations from its queue; logs `result` if it is an error.
+  // Drops the work's applied operations (IndexWork::applied) from its queue; logs `result` if it
+  // is an error.
   void finish_index_work(const IndexWork& work, const Status& result);
-  // Applies every queued operation on the calling thread (close, snapshots, tests).
+  // Applies every queued operation on the calling thread (tests, and drivers that need the
+  // index complete).
   void drain_index();
   // kNoSuchCollection, kNoSuchRecord; kCorruption if stored bytes do not decode.
   [[nodiscard]] Result<GetResult> get(std::string_view collection, std::string_view id) const;
@@ -540,7 +550,13 @@ class Node final : private SyncHost {
   // options.revocations; the set's decode errors; the store's.
   [[nodiscard]] Status add_revocations(std::string_view encoded);
 
-  // Writes an index snapshot for every collection (if options.snapshots is set).
+  // Brings every collection's index snapshot and open state file up to date (if
+  // options.snapshots is set), in O(changes) where it can (D45, D65): a collection whose snapshot
+  // is valid and whose changed labels (the index_dirty table) are at most snapshot_dirty_max
+  // keeps its snapshot and its index queue as they are (the queued operations are committed and
+  // named in index_dirty, so the next open replays them), and writes only a missing open state.
+  // Any other collection first applies its queue, then writes its snapshot and open state and
+  // empties its changed labels.
   [[nodiscard]] Status save_snapshots();
   NodeStats stats() const;
 
@@ -588,6 +604,11 @@ class Node final : private SyncHost {
   Status prefetch_index(Collection& c);
   // The labels of the index_dirty table for `c`, ascending.
   Result<std::vector<std::uint64_t>> dirty_labels(const Collection& c);
+  // Replays the labels changed since the loaded snapshot (`touched`, from index_dirty) on
+  // c.index: current vectors in batches on build_threads threads, stubs out of the graph.
+  Status replay_dirty(Collection& c, const std::vector<std::uint64_t>& touched);
+  // Applies one collection's index queue on the calling thread (save_snapshots).
+  void drain_collection(Collection& c);
   Status mark_index_dirty_kept();
   // Any collection we hold storage for, dropped (hidden) ones included: the sync engine's view.
   Collection* find(std::string_view name) const;

@@ -28,6 +28,9 @@ OpenDataDir::OpenDataDir(std::string path, int lock_fd, std::unique_ptr<store::S
 
 OpenDataDir::~OpenDataDir() {
   if (node_) {
+    // Close in O(changes) (D65): the index thread stops mid-slice instead of draining the queue;
+    // save_snapshots applies a collection's queue only if it writes that snapshot.
+    node_->stop_index();
     Status s = node_->save_snapshots();
     if (!s.ok()) SHOAL_LOG(logger_, kWarn, "node", "snapshot at close failed: ", s.to_string());
   }

@@ -23,8 +23,11 @@
 // the exclusive lock, runs it with no lock of ours (the HnswIndex has its own), and hands it back
 // under the exclusive lock. Searches stay read-your-writes meanwhile (the node scans the queue).
 // A writer waits before joining a group while the queue is at its bound (back-pressure; nothing
-// is dropped); peers' batches (receive, write_quiet) wait the same way. Snapshots and the
-// destructor drain the queue first, so close leaves the index complete.
+// is dropped); peers' batches (receive, write_quiet) wait the same way. Closing does not drain
+// the queue (D65): stop_index() ends the thread, cutting short the slice it is inserting, and
+// save_snapshots() applies a collection's queue only when it writes that collection's snapshot;
+// a kept snapshot leaves the queued operations to the next open, which replays them from the
+// store's index_dirty table, where each write's transaction named them.
 //
 // Thread rules: every method may be called from any thread, but not from inside a read() or
 // write() callback (the lock is not recursive). Lock order: drain_mu_, commit_mu_, then the node
@@ -71,19 +74,9 @@ class SharedNode {
   explicit SharedNode(std::unique_ptr<Node> node) : node_(std::move(node)) {
     if (node_->index_queue_max() > 0) index_thread_ = std::thread([this] { index_loop(); });
   }
-  // Stops the index thread and drains what is left of the queue into the index.
-  ~SharedNode() {
-    {
-      std::lock_guard l(signal_mu_);
-      stop_ = true;
-    }
-    signal_cv_.notify_all();
-    progress_cv_.notify_all();
-    if (index_thread_.joinable()) index_thread_.join();
-    std::lock_guard d(drain_mu_);
-    std::unique_lock lock(mu_);
-    node_->drain_index();
-  }
+  // Stops the index thread; what is left of the queue dies with the node (its writes are
+  // committed; the index is derived state, rebuilt or caught up at the next open).
+  ~SharedNode() { stop_index(); }
   SharedNode(const SharedNode&) = delete;
   SharedNode& operator=(const SharedNode&) = delete;
 
@@ -179,7 +172,23 @@ class SharedNode {
                                                 const SearchOptions& options) const {
     return read([&](const Node& n) { return n.search(collection, query, options); });
   }
-  // Drains the index queue, then writes the snapshots (Node::save_snapshots).
+  // Ends the index thread for good (close): the slice it is inserting stops at its next insert,
+  // and only the operations it applied leave the queue. Writers held back by a full queue are
+  // let through. Afterwards nothing applies the queue but save_snapshots() (Node::drain_index is
+  // the caller's to run under write() if it wants the index complete). Idempotent.
+  void stop_index() {
+    {
+      std::lock_guard l(signal_mu_);
+      stop_ = true;
+    }
+    stop_work_.store(true, std::memory_order_relaxed);
+    signal_cv_.notify_all();
+    progress_cv_.notify_all();
+    std::lock_guard t(stop_mu_);
+    if (index_thread_.joinable()) index_thread_.join();
+  }
+  // Writes the snapshots and open states that need it (Node::save_snapshots: a collection's
+  // queue is applied first only when its snapshot is written).
   [[nodiscard]] Status save_snapshots() {
     std::lock_guard d(drain_mu_);  // no IndexWork is out while we hold it
     return write([&](Node& n) { return n.save_snapshots(); });
@@ -281,7 +290,8 @@ class SharedNode {
   struct Kick {
     SharedNode& s;
     ~Kick() {
-      if (!s.index_thread_.joinable() || s.backlog_.load(std::memory_order_relaxed) == 0) return;
+      // index_queue_max() is fixed at open (index_thread_ itself may be being joined).
+      if (s.node_->index_queue_max() == 0 || s.backlog_.load(std::memory_order_relaxed) == 0) return;
       {
         std::lock_guard l(s.signal_mu_);
         s.hint_ = true;
@@ -409,7 +419,8 @@ class SharedNode {
           threads = node_->build_threads();
         }
         if (!work) break;
-        const Status result = work->run(threads);  // no node lock: searches and commits go on
+        // No node lock: searches and commits go on. stop_index() cuts it short.
+        const Status result = work->run(threads, [this] { return stop_work_.load(std::memory_order_relaxed); });
         {
           std::unique_lock lock(mu_);
           node_->finish_index_work(*work, result);
@@ -455,6 +466,8 @@ class SharedNode {
   bool hint_ = false;
   bool paused_ = false;
   bool stop_ = false;
+  std::atomic<bool> stop_work_{false};  // stop_, read by the running IndexWork without a lock
+  std::mutex stop_mu_;                  // one joiner of index_thread_ at a time
   std::size_t waiting_ = 0;
   std::thread index_thread_;  // last: started after everything it uses exists
 };

@@ -334,3 +334,24 @@ TEST_CASE("element levels depend on the seed and the label, not on the number of
   for (std::uint64_t l : labels) other_differ += one->level_for_testing(l) != other->level_for_testing(l) ? 1 : 0;
   CHECK(other_differ > 0);
 }
+
+TEST_CASE("a batch whose stop turns true inserts no further row and says how many went in", "[index]") {
+  // add_batch asks `stop` before each row on each thread; once it is true, no thread inserts
+  // another row and the call returns kUnavailable naming the count (D65). Without a stop the same
+  // rows all go in.
+  const std::size_t n = 300, dim = 8;
+  Rng rng(11);
+  auto data = testing::clustered_data(rng, n, dim);
+  std::vector<std::uint64_t> labels(n);
+  for (std::size_t i = 0; i < n; ++i) labels[i] = i + 1;
+  auto stopped = make(small_params(dim));
+  std::atomic<int> asked{0};
+  const shoal::Status s = stopped->add_batch(labels, data, 2, [&asked] { return asked.fetch_add(1) >= 20; });
+  CHECK(s.code() == shoal::Code::kUnavailable);
+  CHECK_THAT(s.message(), Catch::Contains("of 300 rows"));
+  CHECK(stopped->size() <= 20);  // a row goes in only after a "no" from stop
+  CHECK(stopped->size() > 0);
+  auto whole = make(small_params(dim));
+  REQUIRE(whole->add_batch(labels, data, 2).ok());
+  CHECK(whole->size() == n);
+}

@@ -26,4 +26,14 @@ inline std::vector<float> vector_of(std::uint64_t b, std::uint64_t i) {
   return v;
 }
 
+// The closing writer's record i of batch b: distinct for every (b, i), so that an unfiltered
+// search by it has one answer at distance 0, which only the index gives.
+inline std::vector<float> distinct_vector(std::uint64_t b, std::uint64_t i) {
+  std::vector<float> v(8, 0.0f);
+  v[0] = static_cast<float>(b);
+  v[1] = static_cast<float>(i) * 0.25f;
+  v[2] = 1.0f;
+  return v;
+}
+
 }  // namespace shoal::kill9

@@ -1106,3 +1106,85 @@ TEST_CASE("searches running while a record's vector is rewritten never re-rank i
   }
   std::filesystem::remove_all(path);
 }
+
+TEST_CASE("a close that keeps the snapshot leaves the index queue to the next open, whose answers equal "
+          "those before the close, on every metric",
+          "[node][vectors][snapshot]") {
+  // Close in O(changes) (D65): with the snapshot kept, close neither drains the index queue nor
+  // writes the snapshot; the queued operations are committed and their labels are in index_dirty,
+  // so the next open replays them (in batches on build_threads threads). The searches are near
+  // exhaustive (ef above the collection's size), so before the close (graph + queue scanned
+  // exactly) and after the reopen (graph with the replayed labels) must give the same hits.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  for (const Metric metric : index::kAllMetrics) {
+    INFO("metric " << static_cast<int>(metric));
+    Rng rng(seed + static_cast<std::uint64_t>(metric));
+    const std::string path = fresh_dir("keepqueue");
+    const std::string snap = path + "/snapshots/collection-1.hnsw";
+    auto open = [&path] {
+      DataDirOptions o;
+      o.node.build_threads = 2;  // the replay's batches run on two threads
+      auto d = open_data_dir(path, std::move(o));
+      INFO(path << ": " << d.status().to_string());
+      REQUIRE(d.ok());
+      return std::move(d).value();
+    };
+    {
+      auto d = open();
+      CollectionSpec spec;
+      spec.name = "c";
+      spec.dimension = kDim;
+      spec.metric = metric;
+      REQUIRE(d->node().create_collection(spec).ok());
+      std::vector<RecordInput> batch;
+      for (int i = 0; i < 300; ++i) batch.push_back(RecordInput{"r" + std::to_string(i), RecordValue{random_vector(rng), {}, ""}});
+      REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    }
+    const std::string first = file_bytes(snap);
+    REQUIRE(!first.empty());
+    std::vector<std::vector<float>> queries;
+    for (int q = 0; q < 25; ++q) queries.push_back(random_vector(rng));
+    SearchOptions o;
+    o.k = 10;
+    o.ef = 1024;
+    std::vector<std::vector<Hit>> before;
+    {
+      auto d = open();
+      REQUIRE(d->node().open_report().index_source.at("c") == "snapshot");
+      d->node().pause_index_for_testing(true);  // everything below stays in the queue
+      for (int i = 0; i < 20; ++i) {  // updates
+        REQUIRE(d->node().upsert("c", "r" + std::to_string(i), RecordValue{random_vector(rng), {}, ""}).ok());
+      }
+      for (int i = 20; i < 25; ++i) REQUIRE(d->node().remove("c", "r" + std::to_string(i)).ok());
+      std::vector<RecordInput> more;  // new records, as one batch (a run of adds in the queue)
+      for (int i = 300; i < 340; ++i) more.push_back(RecordInput{"r" + std::to_string(i), RecordValue{random_vector(rng), {}, ""}});
+      REQUIRE(d->node().upsert_batch("c", std::move(more)).ok());
+      REQUIRE(d->node().index_backlog() == 65);
+      for (const auto& q : queries) {
+        auto hits = d->node().search("c", q, o);
+        REQUIRE(hits.ok());
+        before.push_back(*hits);
+      }
+    }  // close with 65 operations queued
+    CHECK(file_bytes(snap) == first);                   // the snapshot was kept
+    CHECK(dirty_count(path + "/store") == 65);          // and the changes wait in index_dirty
+    {
+      auto d = open();
+      CHECK(d->node().open_report().index_source.at("c") == "snapshot");
+      CHECK(d->node().open_report().snapshot_replayed.at("c") == 65);
+      CHECK(d->node().index_backlog() == 0);
+      for (std::size_t q = 0; q < queries.size(); ++q) {
+        auto hits = d->node().search("c", queries[q], o);
+        REQUIRE(hits.ok());
+        INFO("query " << q);
+        REQUIRE(hits->size() == before[q].size());
+        for (std::size_t i = 0; i < hits->size(); ++i) {
+          CHECK((*hits)[i].id == before[q][i].id);
+          CHECK((*hits)[i].distance == Approx(before[q][i].distance).margin(1e-5));
+        }
+      }
+    }
+    std::filesystem::remove_all(path);
+  }
+}

@@ -291,7 +291,8 @@ class Database:
 
     # Lifetime. ---------------------------------------------------------------------------------
     def close(self):
-        """Closes the handle (pending work is finished first). Idempotent."""
+        """Closes the handle (acknowledged writes are already durable; queued index updates may
+        be left to the next open). Idempotent."""
         if self._db is not None:
             ffi.release(self._db)
             self._db = None

@@ -231,6 +231,10 @@ struct NodeStats {
   // Incarnations of ours that peers named too far above ours to be true, and that the node
   // ignored (node_sync_host.cpp, implausible_incarnation).
   std::uint64_t implausible_incarnations = 0;
+  // Incarnations retired on peers' claims since open, and claims past the bound on those that
+  // moved the node no more (node_sync_host.cpp, retire_issuer; D68).
+  std::uint64_t claim_retirements = 0;
+  std::uint64_t claims_unheeded = 0;
   // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
   std::uint64_t evicted_records = 0;
   std::uint64_t evicted_bytes = 0;
@@ -498,8 +502,8 @@ class Node final : private SyncHost {
   // had not received, or received after their key's page went by) stay. An empty
   // `first_context` (a sink from before D57) removes nothing. Validated as a peer's delta is,
   // then joined as a repair (D50): a context claiming
-  // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
-  // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
+  // this node's own dots beyond its counter is stripped and the node retires its incarnation
+  // (docs/crdt.md, "Incarnations"; the next local dot takes a new one), so a device restored from the sink
   // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
   // sink feed get it; their joins are idempotent). Statuses: kNoSuchCollection; a peer delta's
   // validation statuses (nothing changed); the store's.
@@ -586,12 +590,18 @@ class Node final : private SyncHost {
   // A live collection (in the catalogue): the API's view.
   Result<Collection*> find_or_error(std::string_view name) const;
   bool live(std::string_view name) const { return catalogue_.find(name) != nullptr; }
-  // Storage for a collection (hidden until the catalogue makes it live), in its own transaction.
-  Result<Collection*> create_storage(const CollectionSpec& spec);
-  // The same inside the caller's transaction; install_storage makes it known once that commits.
-  Result<std::unique_ptr<Collection>> new_storage(store::WriteTxn& txn, const CollectionSpec& spec);
+  // Storage for a collection (hidden until the catalogue makes it live) inside the caller's
+  // transaction, under collection id `id`; install_storage makes it known once that commits.
+  Result<std::unique_ptr<Collection>> new_storage(store::WriteTxn& txn, const CollectionSpec& spec, std::uint32_t id);
   Collection* install_storage(std::unique_ptr<Collection> c);
-  Result<Collection*> storage_for(const transport::CollectionSpecWire& spec);
+  // Storage a peer's request names, made in that request's own transaction and installed only
+  // once it commits (node_sync_host.cpp): a request rejected later leaves no storage behind.
+  struct StagedStorage;
+  // The collection a peer's spec names: ours (kConflict if its dimension or metric differs), one
+  // staged earlier in the same request, or new storage staged in `txn`.
+  Result<Collection*> storage_for(store::WriteTxn& txn, const transport::CollectionSpecWire& spec,
+                                  StagedStorage& staged);
+  void install_staged(StagedStorage& staged);
 
   // --- The one path from a delta to the store (local writes, peers' deltas, repairs) ---
   enum class JoinKind {
@@ -611,9 +621,10 @@ class Node final : private SyncHost {
   // relayed delta could not carry the dots of entries a drop removed that the relay never held).
   Status join_catalogue_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::ORMap& theirs,
                                DeltaBuffer::Cursor& cursor, const Origin* origin);
-  // Decodes and validates a peer's catalogue state (Hello or delta batch) and makes storage for
-  // the collections it names.
-  Result<crdt::ORMap> peer_catalogue(const Origin& origin, std::string_view bytes);
+  // Decodes and validates a peer's catalogue state (Hello or delta batch) and stages storage for
+  // the collections it names in `txn`.
+  Result<crdt::ORMap> peer_catalogue(const Origin& origin, std::string_view bytes, store::WriteTxn& txn,
+                                     StagedStorage& staged);
   // A delta naming every stored record of `c` with no entries: deletes all it observed.
   Result<crdt::Delta> delete_all_delta(store::WriteTxn& txn, const Collection& c) const;
   // The per-record join rule (or the LWW mutation under test).
@@ -637,7 +648,7 @@ class Node final : private SyncHost {
   // Strips from a peer's context the dots of issuer_ above `ours`' counter for it (dots no
   // version of this store issued: forged, or this store is an older copy), keeping those its
   // entries carry; counts them. True when any were stripped: the caller then writes
-  // new_incarnation() in the same transaction, so those counters are never issued.
+  // retire_issuer() once the request commits, so those counters are never issued.
   bool strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                         crdt::CausalContext& theirs, const crdt::ReplicaId& from);
   // A new incarnation of our identity, written to meta/node.replica in `txn`: above every one
@@ -652,7 +663,10 @@ class Node final : private SyncHost {
   // cloned image) may have issued dots after its copy under the incarnation it holds; those
   // counters are never issued again (docs/crdt.md, "Incarnations", D48).
   Status ensure_fresh_issuer();
-  void take_issuer(const crdt::ReplicaId& next);
+  // A peer's claim on our dots: the incarnation we issue under is retired (lazily: the next
+  // local dot takes a new one above `floor`), at most kMaxClaimRetirements times per process
+  // life (node_sync_host.cpp; docs/crdt.md, "Incarnations"; D68). `why` is logged.
+  void retire_issuer(std::uint32_t floor, std::string_view why);
   Result<bool> join_revocations(std::string_view encoded) override;
   Status load_revocations();
   std::vector<std::string> collection_names() const override;
@@ -673,8 +687,15 @@ class Node final : private SyncHost {
   // The id this node issues dots under: replica_, or a newer incarnation once a peer showed that
   // this store is an older copy of itself (check_own_counters). Persisted as meta/node.replica.
   crdt::ReplicaId issuer_;
-  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer).
+  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer), and no claim
+  // retired it since (retire_issuer).
   bool fresh_issuer_ = false;
+  // The incarnation the next one must go above (one a peer named), and how many incarnations
+  // claims retired since open.
+  std::uint32_t retire_floor_ = 0;
+  std::uint64_t claim_retirements_ = 0;
+  std::uint64_t claims_unheeded_ = 0;
+  bool claims_unheeded_logged_ = false;
   crdt::HybridClock clock_;
   // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;

@@ -1105,7 +1105,9 @@ TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", 
       implausible += mesh[0].stats().implausible_incarnations;
       mesh.restart(0);
     }
-    CHECK(implausible >= 3 * 300);  // the names past 2^24 from the opened one, or past the ceiling
+    // The names past 2^24 from the opened incarnation or at the ceiling were not believed (three a
+    // life until the node reaches the ceiling; after it every name is below ours and moves nothing).
+    CHECK(implausible >= 3 * 150);
     // Far from exhausted: the node still writes, and a quarter of the space stays for its own opens.
     REQUIRE(mesh[0].upsert("c", "last", value(4)).ok());
     CHECK(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));

@@ -685,3 +685,64 @@ TEST_CASE("an acknowledgement arriving after its collection stopped going to the
   drain(*dev.node, *sink);
   CHECK(sink->status().records == 20);
 }
+
+// Proves that a restart uploads nothing the sink already acknowledged when a sink collection is
+// held only as stubs (D68). Such a collection's uploads leave every record out (a stub is never
+// uploaded), so they carried nothing, and the acknowledgement of an empty upload gave it no
+// acknowledged-dot set: the feed's start took it as never uploaded and sent every sink
+// collection whole again, at every restart (here the 10 records of "more", in one upload each
+// time, before the fix).
+TEST_CASE("a restart uploads nothing already acknowledged when a sink collection holds only stubs", "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  TempDir dir{"shoal-evict"};
+  SECTION("stubs received from a peer that evicted them") {
+    TempDir dir_a{"shoal-evict"};
+    Device a(dir_a.path, 1);
+    create(*a.node, "cold", kDim);
+    write_to(*a.node, "cold", "c", 20, rng);
+    drain(*a.node, *sink);
+    *a.now += 2 * kHourNs;
+    a.budget(1);
+    REQUIRE(a.evict() == 20);
+    Device b(dir.path, 2);
+    b.sinks = {"cold", "more"};
+    b.open();
+    create(*b.node, "cold", kDim);
+    create(*b.node, "more", kDim);
+    write_to(*b.node, "more", "m", 10, rng);
+    drain(*b.node, *sink);
+    send_state(*a.node, *b.node, 1);  // b holds "cold" as 20 stubs
+    REQUIRE(b.node->eviction_status().evicted_records == 20);
+    drain(*b.node, *sink);
+    for (int restart = 0; restart < 2; ++restart) {
+      b.open();
+      CHECK(drain(*b.node, *sink) == 0);
+    }
+  }
+  SECTION("stubs evicted here, in a collection turned sink=false and back on") {
+    Device d(dir.path);
+    d.sinks = {"cold", "more"};
+    d.open();
+    create(*d.node, "cold", kDim);
+    create(*d.node, "more", kDim);
+    write_to(*d.node, "cold", "c", 20, rng);
+    drain(*d.node, *sink);
+    *d.now += 2 * kHourNs;
+    write_to(*d.node, "more", "m", 10, rng);
+    drain(*d.node, *sink);
+    d.budget(1);  // "more" is within the hot window: only "cold" goes
+    REQUIRE(d.evict() == 20);
+    sink_policies(*d.node, {"more"});  // the operator's SIGHUP: "cold" stays home
+    d.open();  // restarted with "cold" going to the sink again: sent whole once (it holds stubs only)
+    drain(*d.node, *sink);
+    for (int restart = 0; restart < 2; ++restart) {
+      d.open();
+      CHECK(drain(*d.node, *sink) == 0);
+    }
+  }
+  CHECK(sink->status().records == 30);
+}

@@ -8,6 +8,7 @@
 
 #include <deque>
 #include <functional>
+#include <limits>
 #include <set>
 
 #include "common/random.hpp"
@@ -1085,9 +1086,9 @@ TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", 
     CHECK(mesh[0].collection_info("c")->live_records == 201);
   }
   SECTION("forged hellos naming later incarnations, over many restarts, never pass the ceiling") {
-    // Each life: a hello naming the highest incarnation believable (2^24 above the one opened, or
-    // just below the ceiling), then a write. Before, each forged name counted from the current
-    // incarnation, so they stacked; 300 lives would have exhausted the u32 after ~256.
+    // Each life: hellos naming incarnations 2^24 (and a little more) above the one opened, then a
+    // write. Before, each forged name counted from the current incarnation, so they stacked and
+    // the write of about the 256th life failed ("replica incarnation exhausted").
     constexpr std::uint64_t kCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
     std::uint64_t implausible = 0;  // per process life in NodeStats: summed here
     for (int life = 0; life < 300; ++life) {
@@ -1095,8 +1096,9 @@ TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", 
       for (int k = 0; k < 4; ++k) {
         transport::Hello h;
         h.replica = peer.encode();
-        const std::uint64_t named = std::min(opened + (std::uint64_t{1} << 24), kCeiling - 1);
-        h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(named + static_cast<std::uint64_t>(k))});
+        const std::uint64_t named = std::min(opened + (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(k),
+                                             std::uint64_t{std::numeric_limits<std::uint32_t>::max()});
+        h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(named)});
         REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
       }
       REQUIRE(mesh[0].upsert("c", "l" + std::to_string(life), value(3)).ok());
@@ -1105,9 +1107,9 @@ TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", 
       implausible += mesh[0].stats().implausible_incarnations;
       mesh.restart(0);
     }
-    // The names past 2^24 from the opened incarnation or at the ceiling were not believed (three a
-    // life until the node reaches the ceiling; after it every name is below ours and moves nothing).
-    CHECK(implausible >= 3 * 150);
+    // The names past 2^24 from the opened incarnation, and every one at or past the ceiling, were
+    // not believed.
+    CHECK(implausible >= 3 * 300);
     // Far from exhausted: the node still writes, and a quarter of the space stays for its own opens.
     REQUIRE(mesh[0].upsert("c", "last", value(4)).ok());
     CHECK(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));

@@ -687,11 +687,13 @@ TEST_CASE("an acknowledgement arriving after its collection stopped going to the
 }
 
 // Proves that a restart uploads nothing the sink already acknowledged when a sink collection is
-// held only as stubs (D68). Such a collection's uploads leave every record out (a stub is never
-// uploaded), so they carried nothing, and the acknowledgement of an empty upload gave it no
-// acknowledged-dot set: the feed's start took it as never uploaded and sent every sink
-// collection whole again, at every restart (here the 10 records of "more", in one upload each
-// time, before the fix).
+// held only as stubs (D68). A full-state chunk of such a collection leaves every record out (a
+// stub is never uploaded) and so carries no delta at all, and the acknowledgement of a chunk
+// with no delta gave the collection no acknowledged-dot set: the feed's start took it as never
+// uploaded and sent every sink collection whole again, at every restart (the second section: the
+// 10 records of "more", one upload at each restart, before the fix). The first section (stubs
+// received from a peer, uploaded on the delta path, whose uploads carry an empty delta) passed
+// before too; it stays as the other way a device comes to hold only stubs.
 TEST_CASE("a restart uploads nothing already acknowledged when a sink collection holds only stubs", "[sink][evict]") {
   const std::uint64_t seed = seed_of();
   INFO("seed " << seed);

@@ -312,14 +312,23 @@ struct SinkFeedStatus {
   std::uint64_t acked_cloud_dots = 0;
 };
 
-// Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49): while the
-// vectors this device holds take more than `payload_budget_bytes`, records of sink collections
-// whose winner is older than the collection's hot window (TierPolicy::hot_window) and whose every
-// entry the sink acknowledged are turned into stubs, a bounded number per step.
+// Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49, D68): while the
+// vectors this device holds take more than `payload_budget_bytes`, or the indexes of its sink
+// collections more memory than `memory_budget_bytes`, records of sink collections whose winner is
+// older than the collection's hot window (TierPolicy::hot_window) and whose every entry the sink
+// acknowledged are turned into stubs, a bounded number per step.
 struct EvictionOptions {
   // Bytes of vectors held locally (dimension x 4 per record that is not a stub) above which
-  // eviction runs. 0: never evict. At most kMaxPayloadBudgetBytes.
+  // eviction runs. 0: no payload budget. At most kMaxPayloadBudgetBytes.
   std::uint64_t payload_budget_bytes = 0;
+  // Bytes of index memory (codes, graph and label map: HnswIndex::memory, what
+  // shoal_collection_info reports as index_bytes) of the sink collections' records that are not
+  // stubs, above which eviction runs. Each collection's index memory counts in proportion to the
+  // records it must hold among the elements it stores: an evicted record's element stays in the
+  // graph, marked deleted, until the background rebuild drops it (when more than a quarter are
+  // deleted), so its share is counted freed at once. 0: no memory budget. At most
+  // kMaxPayloadBudgetBytes.
+  std::uint64_t memory_budget_bytes = 0;
   // Records examined per evict_step (1..1,000,000): bounds one step's work and transaction.
   std::size_t max_records_per_step = 1024;
   // BLAKE2b-256 of a payload (the sink's digest, sink::payload_digest): injected so the node core
@@ -338,6 +347,8 @@ struct EvictStep {
 struct EvictionStatus {
   std::uint64_t budget_bytes = 0;
   std::uint64_t held_bytes = 0;        // vector bytes held locally
+  std::uint64_t memory_budget_bytes = 0;
+  std::uint64_t index_held_bytes = 0;  // index memory of sink collections' records (the memory budget's measure)
   std::uint64_t evicted_records = 0;   // stubs held
   std::uint64_t evicted_bytes = 0;     // vector bytes the stubs stand for
   std::uint64_t evictions = 0;         // records evicted since open
@@ -738,6 +749,14 @@ class Node final : private SyncHost {
   };
   Eviction evict_;
   std::uint64_t held_vector_bytes() const;
+  // The index memory that `c`'s records not evicted account for, and one record's share of it
+  // (node_evict.cpp; EvictionOptions::memory_budget_bytes).
+  struct IndexShare {
+    std::uint64_t held = 0;
+    std::uint64_t each = 0;
+  };
+  IndexShare index_share(const Collection& c) const;
+  std::uint64_t held_index_bytes() const;
   Status check_sink_quota(const Collection& c);
   Status persist_sink_feed();
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter

@@ -748,3 +748,81 @@ TEST_CASE("a restart uploads nothing already acknowledged when a sink collection
   }
   CHECK(sink->status().records == 30);
 }
+
+// Proves the memory budget (EvictionOptions::memory_budget_bytes, shoald's
+// sink.memory_budget_bytes; D68): with no payload budget, a device whose sink collections' index
+// memory is over it evicts acknowledged records older than the hot window until it fits, charging
+// each record its index's memory over the elements it stores; it never evicts an unacknowledged
+// record nor one within the hot window, however far over the budget it stays; and a budget over
+// 2^50 is refused naming the value.
+TEST_CASE("a memory budget over the sink collections' index memory evicts acknowledged old records until it fits, "
+          "and never an unacknowledged one",
+          "[sink][evict]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  Scenario s(rng);
+  auto memory_budget = [&](std::uint64_t bytes) {
+    node::EvictionOptions e;
+    e.memory_budget_bytes = bytes;
+    e.max_records_per_step = 16;
+    e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+    REQUIRE(s.node().set_eviction(e).ok());
+  };
+  const std::uint64_t index_bytes = s.node().collection_info("cold")->index_bytes;
+  const auto before = s.node().eviction_status();
+  REQUIRE(before.index_held_bytes > 0);
+  CHECK(before.index_held_bytes <= index_bytes);
+  const std::uint64_t each = before.index_held_bytes / 130;  // 130 records, none evicted
+  REQUIRE(each > 0);
+  SECTION("a budget of 60 records' share evicts 70 of the 100 eligible") {
+    memory_budget(60 * each);
+    CHECK(s.dev->evict() == 70);
+    const auto after = s.node().eviction_status();
+    CHECK(after.memory_budget_bytes == 60 * each);
+    CHECK(after.index_held_bytes <= 60 * each);
+    CHECK(after.evicted_records == 70);
+  }
+  SECTION("a budget no eviction can meet evicts every eligible record and nothing else") {
+    memory_budget(1);
+    CHECK(s.dev->evict() == 100);
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "hot")));
+    // Two hours on, "hot" is old too; "late" is old but still unacknowledged: it stays.
+    *s.dev->now += 2 * kHourNs;
+    CHECK(s.dev->evict() == 10);
+    auto step = s.node().evict_step();
+    REQUIRE(step.ok());
+    CHECK(step->over_budget);
+    CHECK(step->evicted == 0);
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "late")));
+    CHECK(s.node().eviction_status().skipped_unacked > 0);
+    // What is left is charged for the 20 records the index must still hold.
+    CHECK(s.node().eviction_status().index_held_bytes <= 20 * (index_bytes / 130 + 1));
+  }
+  SECTION("a budget over the limit is refused naming the value, and nothing changes") {
+    node::EvictionOptions e;
+    e.memory_budget_bytes = node::kMaxPayloadBudgetBytes + 1;
+    e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+    const Status st = s.node().set_eviction(e);
+    CHECK(st.detail() == Detail::kOutOfRange);
+    CHECK_THAT(st.message(), Catch::Contains(std::to_string(node::kMaxPayloadBudgetBytes + 1)));
+    e.memory_budget_bytes = 1;
+    e.payload_digest = nullptr;
+    CHECK(s.node().set_eviction(e).code() == Code::kInvalidArgument);
+    CHECK(s.node().eviction_status().memory_budget_bytes == 0);
+    CHECK(s.dev->evict() == 0);
+  }
+}
+
+// The same budget under the mutation that ignores the sink's acknowledgements evicts the
+// unacknowledged records: the check above is what keeps them (a memory budget reaches the same
+// acknowledgement test as the payload one).
+TEST_CASE("a memory budget under the evict-unacked mutation evicts unacknowledged records", "[sink][evict]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  Scenario s(rng, /*evict_unacked=*/true);
+  *s.dev->now += 2 * kHourNs;
+  node::EvictionOptions e;
+  e.memory_budget_bytes = 1;
+  e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+  REQUIRE(s.node().set_eviction(e).ok());
+  CHECK(s.dev->evict() == 130);
+  CHECK(evicted(s.node(), id_of(0, "late")));
+}

@@ -704,6 +704,9 @@ class Node final : private SyncHost {
   // The incarnation the next one must go above (one a peer named), and how many incarnations
   // claims retired since open.
   std::uint32_t retire_floor_ = 0;
+  // issuer_ was retired on a claim: it never issues again, so later claims on it join like an
+  // older incarnation's dots (strip_own_claims), as they did once the node had moved at once.
+  bool issuer_retired_ = false;
   std::uint64_t claim_retirements_ = 0;
   std::uint64_t claims_unheeded_ = 0;
   bool claims_unheeded_logged_ = false;

@@ -187,6 +187,7 @@ inline constexpr std::uint64_t kMaxClaimRetirements = 16;
 void Node::retire_issuer(std::uint32_t floor, std::string_view why) {
   if (!fresh_issuer_) {
     retire_floor_ = std::max(retire_floor_, floor);  // not taken yet: the next one goes above
+    issuer_retired_ = true;
     return;
   }
   if (claim_retirements_ >= kMaxClaimRetirements) {
@@ -201,6 +202,7 @@ void Node::retire_issuer(std::uint32_t floor, std::string_view why) {
   }
   ++claim_retirements_;
   fresh_issuer_ = false;
+  issuer_retired_ = true;
   retire_floor_ = std::max(retire_floor_, floor);
   SHOAL_LOG(options_.logger, kWarn, "node", why, ": incarnation ", issuer_.to_string(),
             " retired; the next local write takes a new one");
@@ -251,6 +253,7 @@ Status Node::ensure_fresh_issuer() {
   SHOAL_RETURN_IF_ERROR(txn->commit());
   issuer_ = next;
   fresh_issuer_ = true;
+  issuer_retired_ = false;
   retire_floor_ = 0;
   return {};
 }
@@ -265,9 +268,13 @@ Status Node::ensure_fresh_issuer() {
 // claimed counters are never issued under the id they name. Dots that the peer's entries
 // carry stay (a record of ours we lost, which the join must keep). Contexts of repair slices
 // need no stripping: a slice adds only its entries' dots (join_in_txn, JoinKind::kRepair).
+// Once the incarnation is retired it never issues again: a claim on it then joins, as a claim on
+// an older incarnation always did, so a claim that other peers took in (a hostile peer's claim
+// on our dot, relayed back by repair) converges everywhere.
 bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                             crdt::CausalContext& theirs, const crdt::ReplicaId& from) {
   if (options_.mutations.keep_own_claims) return false;  // mutation under test
+  if (issuer_retired_) return false;
   const std::uint64_t issued = ours.max_counter(issuer_);
   if (theirs.max_counter(issuer_) <= issued) return false;
   const crdt::CausalContext claimed = theirs;

@@ -303,7 +303,7 @@ struct SinkUpload {
   std::uint64_t entries = 0;    // buffer entries of `collection` joined
   std::uint64_t records = 0;    // records named
   std::string next_key;         // kFullChunk: where the next chunk starts; empty: the last one
-  std::uint64_t left_out = 0;   // records left out for their stubs (their dots are off the context)
+  std::uint64_t left_out = 0;   // records whose stubs were left out (their dots are off the context)
 };
 
 struct SinkFeedStatus {

@@ -72,27 +72,33 @@ struct Reader {
   }
 };
 
-// Leaves out of an upload every record with an evicted entry (a stub): the sink accepts only
-// whole payloads, and with one sink per mesh it has the entry a stub stands for (a stub is made
-// only of entries a sink acknowledged: node_evict.cpp). The whole record goes, not only its stub
-// entries: naming it with its other entries under a context covering the stub's dot would make
-// the sink drop its copy of that entry. The record's live dots leave the context too (issue 15
-// review): the sink judges its records against an upload's context, so a covered dot it holds
-// would be removed, and one it does not hold yet (a concurrent entry another device will send)
-// would be dropped when it arrives. They are live dots, so no deletion is lost. Returns how many
-// records were left out.
-std::uint64_t drop_stub_records(crdt::Delta& delta) {
+// Leaves the evicted entries (stubs) out of an upload: the sink accepts only whole payloads, and
+// with one sink per mesh it has the entry a stub stands for (a stub is made only of entries a
+// sink acknowledged: node_evict.cpp). A stub's dot leaves the context with it: the sink judges its
+// records against an upload's context, so a covered dot it holds would be removed (D57). The
+// record's whole entries still go: they may be concurrent entries this device holds that no
+// other device will send, since every device that took the stub leaves it out alike (D69; the
+// simulator's seed 829 lost such an entry when the whole record went). A record left with no
+// whole entry leaves the upload. Returns how many records had a stub left out.
+std::uint64_t drop_stub_entries(crdt::Delta& delta) {
   std::uint64_t n = 0;
   for (auto it = delta.records.begin(); it != delta.records.end();) {
-    const bool stub = std::any_of(it->second.begin(), it->second.end(),
-                                  [](const crdt::Entry& e) { return is_stub_payload(as_view(e.payload)); });
-    if (!stub) {
+    auto& entries = it->second;
+    const auto is_stub = [](const crdt::Entry& e) { return is_stub_payload(as_view(e.payload)); };
+    if (std::none_of(entries.begin(), entries.end(), is_stub)) {
       ++it;
       continue;
     }
-    for (const crdt::Entry& e : it->second) delta.context.erase(e.dot);
-    it = delta.records.erase(it);
     ++n;
+    for (const crdt::Entry& e : entries) {
+      if (is_stub(e)) delta.context.erase(e.dot);
+    }
+    std::erase_if(entries, is_stub);
+    if (entries.empty()) {
+      it = delta.records.erase(it);
+    } else {
+      ++it;
+    }
   }
   return n;
 }
@@ -351,7 +357,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
       }));
       SHOAL_RETURN_IF_ERROR(err);
       if (!more) up.next_key.clear();
-      up.left_out = drop_stub_records(delta);  // their dots leave the chunk's context with them
+      up.left_out = drop_stub_entries(delta);  // their dots leave the chunk's context with them
       if (!delta.records.empty()) {
         crdt::Bytes out;
         crdt::encode_delta(delta, out);
@@ -412,7 +418,7 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
     gap.kind = Kind::kGap;
     return std::optional<SinkUpload>(std::move(gap));
   }
-  up.left_out = drop_stub_records(joined);
+  up.left_out = drop_stub_entries(joined);
   up.records = joined.records.size();
   if (!up.collection.empty()) {
     crdt::Bytes out;

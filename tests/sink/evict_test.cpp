@@ -500,6 +500,53 @@ TEST_CASE("an upload leaving out a record with a stub does not claim its other e
   CHECK(delta->records.at(id_of(0, "r")).size() == 2);  // a1 and b1
 }
 
+// D69 (simulator seed 829): a device that takes a peer's stub of a record before its own
+// concurrent entry of that record reached the sink must still upload that entry. Device a's r =
+// [a1] is acknowledged and evicted; b writes b1 concurrently, then takes a's stub by a repair
+// join, b: r = [a1 (stub), b1], before b's first upload. Every device that holds the stub would
+// leave r out if the whole record went, so b1 would never reach the sink; b's upload must carry
+// b1 without claiming a1 (the sink keeps its copy of a1).
+TEST_CASE("an upload carries a record's whole entries beside a stub it leaves out", "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TempDir dir_a("shoal-evict"), dir_b("shoal-evict");
+  sink::MemoryObjectStore objects;
+  auto opened = SinkService::open(objects);
+  REQUIRE(opened.ok());
+  auto sink = std::move(*opened);
+  Device a(dir_a.path, 1), b(dir_b.path, 2);
+  create(*a.node, "cold", kDim);
+  create(*b.node, "cold", kDim);
+  write_to(*a.node, "cold", "r", 1, rng);
+  drain(*a.node, *sink);
+  REQUIRE(sink->status().records == 1);
+  *a.now += 2 * kHourNs;
+  a.budget(1);
+  REQUIRE(a.evict() == 1);
+  write_to(*b.node, "cold", "r", 1, rng);  // concurrent with a's r
+  send_state(*a.node, *b.node, 1);         // b: r = [a1 stub, b1]
+  const std::string r = id_of(0, "r");
+  {
+    auto got = b.node->get("cold", r);
+    REQUIRE(got.ok());
+    REQUIRE(got->siblings.size() == 2);
+    const bool one_stub = got->siblings[0].evicted != got->siblings[1].evicted;
+    REQUIRE(one_stub);
+  }
+  drain(*b.node, *sink);
+  auto page = sink->bootstrap("cold", "");
+  REQUIRE(page.ok());
+  std::set<std::string> ids;
+  auto delta = sink::bootstrap_page_delta("cold", page->segment, "", false, ids);
+  REQUIRE(delta.ok());
+  REQUIRE(delta->records.contains(r));
+  const crdt::Entries& at_sink = delta->records.at(r);
+  CHECK(at_sink.size() == 2);  // a1 kept, b1 carried
+  for (const crdt::Entry& e : at_sink) CHECK_FALSE(node::is_stub_payload(node::format::as_view(e.payload)));
+  CHECK(b.node->sink_feed_status().backlog_entries == 0);
+}
+
 // Issue 15 review, item 4: the acknowledged-dot set stays compact under repeated overwrites (the
 // dots of entries overwritten before any upload carried them would otherwise stay holes forever).
 TEST_CASE("the acknowledged-dot set stays compact under repeated overwrites", "[sink][evict]") {

@@ -3518,18 +3518,12 @@ Status Simulation::boot_join(std::uint32_t p) {
                     std::string("the sink cannot say how to create c (") +
                         (page.dimension == 0 ? "no live record" : "no upload told it the metric") + ")");
     }
-    node::CollectionSpec spec;
+    // The index options the sink keeps (D62), else this device's defaults; the identity, dimension
+    // and metric are the page's.
+    node::CollectionSpec spec = page.spec.value_or(node::CollectionSpec{});
     spec.name = std::string(kCollection);
     spec.dimension = page.dimension;
     spec.metric = *page.metric;
-    if (page.spec) {
-      spec.m = page.spec->m;
-      spec.ef_construction = page.spec->ef_construction;
-      spec.ef_search = page.spec->ef_search;
-      spec.quantize = page.spec->quantize;
-      spec.quant_min = page.spec->quant_min;
-      spec.quant_max = page.spec->quant_max;
-    }
     // A create is a catalogue operation: the catalogue oracle records it as setup's are.
     auto before = catalogue(p);
     if (!before.ok()) return before.status();

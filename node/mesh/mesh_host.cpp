@@ -938,19 +938,13 @@ Status join_bootstrap_page(SharedNode& node, BootstrapRun& run, const SinkBootst
                                                 : "no upload told it the metric",
                             "): create it with its settings, or let a peer's catalogue bring it"));
     }
-    CollectionSpec spec;
+    // The index options the sink keeps, else this device's defaults; the name, dimension and
+    // metric are the page's.
+    CollectionSpec spec = page.spec.value_or(CollectionSpec{});
     spec.name = run.collection;
     spec.dimension = page.dimension;
     spec.metric = *page.metric;
-    if (page.spec) {
-      spec.m = page.spec->m;
-      spec.ef_construction = page.spec->ef_construction;
-      spec.ef_search = page.spec->ef_search;
-      spec.quantize = page.spec->quantize;
-      spec.quant_min = page.spec->quant_min;
-      spec.quant_max = page.spec->quant_max;
-      run.report.options_from_sink = true;
-    }
+    run.report.options_from_sink = page.spec.has_value();
     SHOAL_RETURN_IF_ERROR(node.write([&](Node& n) { return n.create_collection(spec); }));
     run.create = false;
     run.report.created = true;

@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "common/file_io.hpp"
@@ -146,6 +149,42 @@ Result<Identity> load_or_create_identity(const std::string& data_dir) {
   if (!fresh.ok()) return fresh;
   SHOAL_RETURN_IF_ERROR(write_key_file(path, *fresh, KeyKind::kDevice));
   return fresh;
+}
+
+Result<Identity> open_data_dir_identity(const std::string& data_dir, std::string_view setting) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    return Status(Code::kIo, "cannot create " + std::string(setting) + " " + data_dir + ": " + ec.message(),
+                  std::string(setting));
+  }
+  std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all, ec);
+  auto identity = load_or_create_identity(data_dir);
+  if (!identity.ok()) return Status(identity.status().detail(), identity.status().to_string(), std::string(setting));
+  return identity;
+}
+
+Result<DeviceCertificate> load_device_certificate(const std::string& path, const Identity& identity,
+                                                  std::string_view setting, std::string_view program) {
+  const std::string what = std::string(setting) + " " + path;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status(Code::kIo, "cannot read " + what, std::string(setting));
+  DeviceCertificate c;
+  c.bytes.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  if (f.bad()) return Status(Code::kIo, "cannot read " + what, std::string(setting));
+  auto cert = decode_certificate(c.bytes);
+  if (!cert.ok()) return Status(cert.status().detail(), what + ": " + cert.status().to_string(), std::string(setting));
+  if (cert->device_key != identity.public_key()) {
+    return Status(Code::kInvalidArgument,
+                  what + " was issued for device " + key_label(cert->device_key) +
+                      ", but this data directory's identity is " + key_label(identity.public_key()) +
+                      " (enrol this device: " + std::string(program) + " --print-device-key)",
+                  std::string(setting));
+  }
+  c.decoded = std::move(*cert);
+  c.anchor.mesh_id = c.decoded.mesh_id;
+  c.anchor.authorities = {c.decoded.issuer_key};
+  return c;
 }
 
 }  // namespace shoal::security

@@ -15,9 +15,13 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.hpp"
+#include "security/certificate.hpp"
 #include "security/identity.hpp"
+#include "security/mesh.hpp"
 
 namespace shoal::security {
 
@@ -43,5 +47,29 @@ inline constexpr const char* kIdentityFileName = "identity.key";
 // `<data_dir>/identity.key`: read it, or create a new device identity there when it does not
 // exist. Statuses: those of read_key_file and write_key_file.
 [[nodiscard]] Result<Identity> load_or_create_identity(const std::string& data_dir);
+
+// What shoald and shoal-sink do first: create `data_dir` (owner-only) when missing, then
+// load_or_create_identity there. `setting` is the configuration key that named the directory
+// ("node.data_dir", "sink.data_dir"): statuses carry it as their context. Statuses: kIo "cannot
+// create SETTING DIR: REASON"; those of load_or_create_identity.
+[[nodiscard]] Result<Identity> open_data_dir_identity(const std::string& data_dir, std::string_view setting);
+
+// A device's certificate file (the bytes it sends in handshakes) and what it implies the device
+// trusts: the certificate's mesh, with its issuer as the one authority (docs/mesh.md, "The trust
+// anchor").
+struct DeviceCertificate {
+  std::vector<std::uint8_t> bytes;
+  Certificate decoded;
+  TrustAnchor anchor;
+};
+
+// Reads and decodes the certificate at `path` and checks that it was issued for `identity`.
+// `setting` names the configuration key ("node.certificate"); `program` the program whose
+// --print-device-key enrols this identity. Every status's message begins "SETTING PATH" and its
+// context is `setting`: kIo when it cannot be read; the decoder's status when it does not decode;
+// kInvalidArgument when it was issued for another device key (both key labels are named, with how
+// to enrol). The role is the caller's to check.
+[[nodiscard]] Result<DeviceCertificate> load_device_certificate(const std::string& path, const Identity& identity,
+                                                                std::string_view setting, std::string_view program);
 
 }  // namespace shoal::security

@@ -15,22 +15,20 @@
 // configuration error. With NOTIFY_SOCKET set (systemd Type=notify, packaging/shoal-sink.service)
 // it reports READY=1 once it listens and STOPPING=1 on a stop signal, as shoald does.
 //
-// What could later be shared with shoald's runtime (being extracted into node/daemon/ now): the
-// identity and certificate loading (here open_identity/load_certificate, the same rules as
-// shoald's), the stop-signal set, the "ready" line. The sink does not link the node's runtime.
+// Shared with shoald: the kj loop on Asio and the links (transport/), the data directory's
+// identity and the certificate checks (security::open_data_dir_identity,
+// load_device_certificate), hex (common/hex.hpp). The sink does not link the node's runtime.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <systemd/sd-daemon.h>
 
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <string>
 
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "security/certificate.hpp"
 #include "security/key_file.hpp"
@@ -47,50 +45,23 @@ using namespace shoal;
 
 namespace {
 
-std::string hex(const security::SignPublicKey& key) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : key) {
-    s += d[x >> 4];
-    s += d[x & 15];
-  }
-  return s;
-}
-
-Result<security::Identity> open_identity(const sink::SinkConfig& cfg) {
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.data_dir, ec);
-  if (ec) return Status(Code::kIo, "cannot create sink.data_dir " + cfg.data_dir + ": " + ec.message());
-  std::filesystem::permissions(cfg.data_dir, std::filesystem::perms::owner_all, ec);
-  auto id = security::load_or_create_identity(cfg.data_dir);
-  if (!id.ok()) return Status(id.status().detail(), id.status().to_string());
-  return id;
-}
-
 std::string revocations_path(const sink::SinkConfig& cfg) { return cfg.data_dir + "/revocations.bin"; }
 
-// The sink's certificate: decoded, issued for this identity, with the sink role. The sink trusts
-// the authority that enrolled it (docs/mesh.md, "The trust anchor").
+// The sink's certificate: decoded, issued for this identity, with the sink role (the checks and
+// messages are shoald's: security::load_device_certificate). The sink trusts the authority that
+// enrolled it (docs/mesh.md, "The trust anchor").
 Result<sink::SinkCredentials> load_certificate(const sink::SinkConfig& cfg, const security::Identity& identity) {
-  std::ifstream f(cfg.certificate, std::ios::binary);
-  if (!f) return Status(Code::kIo, "cannot read sink.certificate " + cfg.certificate);
+  SHOAL_ASSIGN_OR_RETURN(auto cert,
+                         security::load_device_certificate(cfg.certificate, identity, "sink.certificate", "shoal-sink"));
+  if (cert.decoded.role != security::DeviceRole::kSink) {
+    return Status(Detail::kWrongRole, "sink.certificate " + cfg.certificate + " has role " +
+                                          std::string(security::role_name(cert.decoded.role)) + ", expected sink",
+                  "sink.certificate");
+  }
   sink::SinkCredentials c;
   c.identity = &identity;
-  c.certificate.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  auto cert = security::decode_certificate(c.certificate);
-  if (!cert.ok()) return Status(cert.status().detail(), "sink.certificate " + cfg.certificate + ": " + cert.status().to_string());
-  if (cert->device_key != identity.public_key()) {
-    return Status(Code::kInvalidArgument, "sink.certificate " + cfg.certificate + " was issued for device " +
-                                              security::key_label(cert->device_key) + ", but this identity is " +
-                                              security::key_label(identity.public_key()) +
-                                              " (enrol it: shoal-sink --print-device-key)");
-  }
-  if (cert->role != security::DeviceRole::kSink) {
-    return Status(Detail::kWrongRole, "sink.certificate " + cfg.certificate + " has role " +
-                                          std::string(security::role_name(cert->role)) + ", expected sink");
-  }
-  c.anchor.mesh_id = cert->mesh_id;
-  c.anchor.authorities = {cert->issuer_key};
+  c.certificate = std::move(cert.bytes);
+  c.anchor = std::move(cert.anchor);
   // The revocations members pushed before a restart (Sink.revocations).
   SHOAL_ASSIGN_OR_RETURN(c.revocations, sink::load_revocations(revocations_path(cfg), c.anchor));
   return c;
@@ -169,13 +140,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   Logger logger(cfg.log_level);
-  auto identity = open_identity(cfg);
+  auto identity = security::open_data_dir_identity(cfg.data_dir, "sink.data_dir");
   if (!identity.ok()) {
     std::cerr << "shoal-sink: " << identity.status().message() << "\n";
     return 1;
   }
   if (print_key) {
-    std::cout << hex(identity->public_key()) << "\n";
+    std::cout << common::to_hex(identity->public_key()) << "\n";
     return 0;
   }
   auto store = open_store(cfg);
@@ -259,7 +230,7 @@ int main(int argc, char** argv) {
     SHOAL_LOG(&logger, kInfo, "shoal-sink", "running: ", security::key_label(identity->public_key()), ", store ",
               (*store)->kind(), ", port ", (*server)->port());
     std::cout << "shoal-sink: ready port=" << (*server)->port() << " store=" << (*store)->kind()
-              << " device=" << hex(identity->public_key()) << std::endl;
+              << " device=" << common::to_hex(identity->public_key()) << std::endl;
     ::sd_notify(0, "READY=1");
     io.run();
     server->reset();

@@ -3,8 +3,6 @@
 #include "node/daemon/mesh_runtime.hpp"
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "security/certificate.hpp"
 #include "security/key_file.hpp"
@@ -24,52 +22,13 @@ std::uint64_t dir_bytes(const std::string& dir) {
 
 }  // namespace
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : bytes) {
-    s += d[x >> 4];
-    s += d[x & 15];
-  }
-  return s;
-}
-
 Result<security::Identity> open_identity(const DaemonConfig& config) {
-  // The data directory holds the identity key: make it (owner only) before the key.
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) {
-    return Status(Code::kIo, "cannot create node.data_dir " + config.data_dir + ": " + ec.message(), "node.data_dir");
-  }
-  std::filesystem::permissions(config.data_dir, std::filesystem::perms::owner_all, ec);
-  auto identity = security::load_or_create_identity(config.data_dir);
-  if (!identity.ok()) return Status(identity.status().detail(), identity.status().to_string());
-  return identity;
+  return security::open_data_dir_identity(config.data_dir, "node.data_dir");
 }
 
 Result<MeshTrust> load_trust(const DaemonConfig& config, const security::Identity& identity) {
-  std::ifstream f(config.certificate, std::ios::binary);
-  MeshTrust trust;
-  trust.certificate.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  if (!f.good() && !f.eof()) {
-    return Status(Code::kIo, "cannot read node.certificate " + config.certificate, "node.certificate");
-  }
-  auto cert = security::decode_certificate(trust.certificate);
-  if (!cert.ok()) {
-    return Status(cert.status().detail(), "node.certificate " + config.certificate + ": " + cert.status().to_string(),
-                  "node.certificate");
-  }
-  if (cert->device_key != identity.public_key()) {
-    return Status(Code::kInvalidArgument,
-                  "node.certificate " + config.certificate + " was issued for device " +
-                      security::key_label(cert->device_key) + ", but this data directory's identity is " +
-                      security::key_label(identity.public_key()) + " (enrol this device: shoald --print-device-key)",
-                  "node.certificate");
-  }
-  // The device trusts the authority that enrolled it (docs/mesh.md, "The trust anchor").
-  trust.anchor.mesh_id = cert->mesh_id;
-  trust.anchor.authorities = {cert->issuer_key};
-  return trust;
+  SHOAL_ASSIGN_OR_RETURN(auto cert, security::load_device_certificate(config.certificate, identity, "node.certificate", "shoald"));
+  return MeshTrust{std::move(cert.bytes), std::move(cert.anchor)};
 }
 
 node::MeshOptions mesh_options(const DaemonConfig& c) {

@@ -82,7 +82,4 @@ ReloadPlan apply_reload(const DaemonConfig& current, const DaemonConfig& next, n
 DaemonSnapshot take_snapshot(node::SharedNode& node, node::MeshHost& mesh, const std::string& device,
                              const std::string& data_dir);
 
-// Lowercase hex of `bytes` (the device key shoald prints).
-std::string hex(std::span<const std::uint8_t> bytes);
-
 }  // namespace shoal::daemon

@@ -35,6 +35,7 @@
 #include <memory>
 #include <string>
 
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "node/daemon/config.hpp"
 #include "node/daemon/http_server.hpp"
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (print_key) {
-    std::cout << daemon::hex(identity->public_key()) << "\n";
+    std::cout << common::to_hex(identity->public_key()) << "\n";
     return 0;
   }
 
@@ -251,7 +252,7 @@ int main(int argc, char** argv) {
               cfg.socket);
     std::cout << "shoald: ready port=" << (*mesh)->port() << " socket=" << cfg.socket
               << " metrics=" << (http ? std::to_string(http->port()) : std::string("off"))
-              << " device=" << daemon::hex(identity->public_key()) << std::endl;
+              << " device=" << common::to_hex(identity->public_key()) << std::endl;
     ::sd_notify(0, "READY=1");
 
     boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "common/file_io.hpp"
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "node/core/node_format.hpp"
 #include "node/store/lmdb_store.hpp"
@@ -142,32 +143,10 @@ Result<Place> place_of(const std::string& dir, const std::optional<std::string>&
   return p;
 }
 
-std::string hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-std::optional<std::string> unhex(std::string_view text) {
-  if (text.size() % 2 != 0) return std::nullopt;
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); i += 2) {
-    int v = 0;
-    auto [p, ec] = std::from_chars(text.data() + i, text.data() + i + 2, v, 16);
-    if (ec != std::errc() || p != text.data() + i + 2) return std::nullopt;
-    out += static_cast<char>(v);
-  }
-  return out;
-}
-
 std::string render(const Recorded& r) {
   return str_cat(kFingerprintMagic, "\nmachine ", r.place.machine, "\nfilesystem ", r.place.filesystem,
                  "\nstore-inode ", r.place.store_inode, "\ndata-inode ", r.place.data_inode, "\nreplica ",
-                 hex(r.replica.encode()), "\n");
+                 common::to_hex(r.replica.encode()), "\n");
 }
 
 // nullopt when the file is absent or is not a fingerprint this build reads (both mean: no
@@ -198,7 +177,7 @@ std::optional<Recorded> read_fingerprint(const std::string& file) {
     } else if (key == "data-inode") {
       ok = number(r.place.data_inode);
     } else if (key == "replica") {
-      auto bytes = unhex(value);
+      auto bytes = common::from_hex(value);
       ok = bytes && crdt::ReplicaId::decode(*bytes, r.replica);
     } else {
       ok = false;

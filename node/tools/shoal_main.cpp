@@ -58,6 +58,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "common/time.hpp"
 #include "node/capi/backend.hpp"
@@ -197,16 +198,6 @@ std::string distance_label(Metric m) {
   return "distance";
 }
 
-std::string hex(const std::string& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
 std::string num(float x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", static_cast<double>(x));
@@ -319,7 +310,7 @@ int print_cold_search(const Globals& g, capi::Backend& db, const std::string& co
     arr.push_back({{"id", h.id}, {"distance", h.distance}, {"tier", h.cold ? "cold" : "local"}});
   }
   for (const auto& f : answer->freshness) {
-    fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", hex(f.replica)},
+    fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", common::to_hex(f.replica)},
                      {"since_last_delta_ms", f.since_last_delta_ms}, {"up", f.up}});
   }
   json sink{{"answered", answer->sink_answered}};
@@ -1060,7 +1051,7 @@ int main(int argc, char** argv) {
     }
     json fresh = json::array();
     for (const auto& f : answer->freshness) {
-      fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", hex(f.replica)},
+      fresh.push_back({{"device", to_valid_utf8(f.device)}, {"replica", common::to_hex(f.replica)},
                        {"since_last_delta_ms", f.since_last_delta_ms}, {"up", f.up}});
     }
     if (g.json_output) {

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "node/mesh/mesh_host.hpp"
 #include "node/runtime/data_dir.hpp"
@@ -54,16 +55,6 @@ std::mutex out_mu;
 void say(const std::string& line) {
   std::lock_guard lock(out_mu);
   std::cout << line << "\n" << std::flush;
-}
-
-std::string hex(std::span<const std::uint8_t> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += d[x >> 4];
-    s += d[x & 15];
-  }
-  return s;
 }
 
 bool split_host_port(const std::string& text, std::string& host, std::uint16_t& port, std::string& rest) {
@@ -132,7 +123,7 @@ int main(int argc, char** argv) {
   auto identity = security::load_or_create_identity(data);
   if (!identity.ok()) die(identity.status().to_string());
   if (print_key) {
-    std::cout << hex(identity->public_key()) << "\n";
+    std::cout << common::to_hex(identity->public_key()) << "\n";
     return 0;
   }
   if (cert_path.empty()) die("give --certificate FILE");
@@ -181,7 +172,7 @@ int main(int argc, char** argv) {
   creds.anchor = anchor;
   auto mesh = node::MeshHost::start(loop, db, revocations, std::move(creds), mo, &logger);
   if (!mesh.ok()) die(mesh.status().to_string());
-  say("ready port=" + std::to_string((*mesh)->port()) + " device=" + hex(identity->public_key()) +
+  say("ready port=" + std::to_string((*mesh)->port()) + " device=" + common::to_hex(identity->public_key()) +
       " replica=" + db.replica().to_string());
 
   std::atomic<bool> quitting{false};

@@ -3,7 +3,8 @@
 //
 // What may be evicted: a record of a collection whose tier policy has `sink`, whose winner was
 // written (its hybrid clock's wall part) more than the collection's hot window ago, and every one
-// of whose entries' dots the sink acknowledged for that collection. sink_acked_ holds, per
+// of whose whole entries' dots the sink acknowledged for that collection (a stub entry needs none:
+// D72, at the check). sink_acked_ holds, per
 // collection (dots are numbered per collection, so D:5 of one collection says nothing of D:5 of
 // another: D57), the dots of the entries each acknowledged upload of it carried (deltas and
 // full-state chunks alike) and the dots its context said were removed, so a hole in the buffer or
@@ -130,9 +131,14 @@ Result<EvictStep> Node::evict_step() {
         const crdt::Entry* w = crdt::winner(rec->entries);
         if (w == nullptr || is_stub_payload(as_view(w->payload))) return true;
         if (w->clock.physical_ms() >= cutoff) return true;  // within the hot window
+        // Every whole entry's dot acknowledged. A stub entry needs nothing (D72): with one sink
+        // per mesh (D49) a stub is made only of an entry the sink acknowledged, and a peer's stub
+        // replicated to us is never in our set (we never had its payload to upload), so asking
+        // for it kept such a record whole for good.
         const bool acked = acked_here != nullptr &&
-                           std::all_of(rec->entries.begin(), rec->entries.end(),
-                                       [&](const crdt::Entry& e) { return acked_here->contains(e.dot); });
+                           std::all_of(rec->entries.begin(), rec->entries.end(), [&](const crdt::Entry& e) {
+                             return is_stub_payload(as_view(e.payload)) || acked_here->contains(e.dot);
+                           });
         if (!acked && !options_.mutations.evict_unacked) {
           ++evict_.skipped_unacked;
           return true;

@@ -732,3 +732,75 @@ TEST_CASE("an acknowledgement arriving after its collection stopped going to the
   drain(*dev.node, *sink);
   CHECK(sink->status().records == 20);
 }
+
+// D72 (noticed in D69): a stub entry exists only after the sink acknowledged its payload (one
+// sink per mesh, D49), but its dot is never in this device's acknowledged set when the stub came
+// from a peer (this device never had the payload to upload). Device a's r = [a1] is acknowledged
+// and evicted; b writes b1 concurrently and later (b1 wins), takes a's stub by a repair join, b:
+// r = [b1, a1 (stub)]. Proves that b, over its budget and past the hot window, evicts r once the
+// sink acknowledged b1 (before the fix it kept r whole for good: 0 evicted), and that a whole
+// entry the sink has not acknowledged still blocks it, b's own winner or a peer's concurrent
+// loser c1 alike, until the sink takes it.
+TEST_CASE("a record holding a peer's stub beside whole entries is evicted once the sink acknowledged every whole entry",
+          "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  TempDir dir_a("shoal-evict"), dir_b("shoal-evict"), dir_c("shoal-evict");
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  Device a(dir_a.path, 1), b(dir_b.path, 2), c(dir_c.path, 3);
+  for (Device* d : {&a, &b, &c}) create(*d->node, "cold", kDim);
+  const std::string r = id_of(0, "r");
+  write_to(*a.node, "cold", "r", 1, rng);
+  drain(*a.node, *sink);
+  *a.now += 2 * kHourNs;
+  a.budget(1);
+  REQUIRE(a.evict() == 1);
+  *b.now += std::int64_t{60} * 1'000'000'000;  // b1 is written after a1: it wins
+  write_to(*b.node, "cold", "r", 1, rng);
+  send_state(*a.node, *b.node, 1);  // b: r = [b1, a1 stub]
+  auto siblings = [&](node::Node& n) {
+    auto got = n.get("cold", r);
+    REQUIRE(got.ok());
+    return got->siblings;
+  };
+  {
+    const auto held = siblings(*b.node);
+    REQUIRE(held.size() == 2);
+    REQUIRE_FALSE(held[0].evicted);  // the winner, b1, is whole
+    REQUIRE(held[1].evicted);        // a1 is a stub
+  }
+  *b.now += 2 * kHourNs;
+  b.budget(1);
+
+  SECTION("b1 acknowledged: the record goes, the stub needing nothing") {
+    drain(*b.node, *sink);
+    CHECK(b.evict() == 1);
+    const auto held = siblings(*b.node);
+    REQUIRE(held.size() == 2);
+    CHECK(held[0].evicted);
+    CHECK(held[1].evicted);
+    CHECK(b.node->eviction_status().evicted_records == 1);
+  }
+  SECTION("b1 not acknowledged: the record stays whole until the sink takes it") {
+    const std::uint64_t skipped = b.node->eviction_status().skipped_unacked;
+    CHECK(b.evict() == 0);
+    CHECK_FALSE(siblings(*b.node)[0].evicted);
+    CHECK(b.node->eviction_status().skipped_unacked > skipped);
+    drain(*b.node, *sink);
+    CHECK(b.evict() == 1);
+    CHECK(siblings(*b.node)[0].evicted);
+  }
+  SECTION("a peer's concurrent whole entry not acknowledged here blocks it too") {
+    drain(*b.node, *sink);
+    write_to(*c.node, "cold", "r", 1, rng);  // c1, concurrent with a1 and b1, loses to b1
+    send_state(*c.node, *b.node, 3);          // b: r = [b1, c1, a1 stub]; c1 not uploaded by b yet
+    REQUIRE(siblings(*b.node).size() == 3);
+    CHECK(b.evict() == 0);
+    CHECK_FALSE(siblings(*b.node)[0].evicted);
+    drain(*b.node, *sink);  // b's upload carries c1 (and leaves a1 out)
+    CHECK(b.evict() == 1);
+    for (const node::Sibling& s : siblings(*b.node)) CHECK(s.evicted);
+  }
+}

@@ -126,41 +126,86 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     }
     // A peer holds a dot of ours that we do not, or knows us by a later incarnation than the one
     // we issue under: this process runs on an older copy of its store (a VM rolled back with its
-    // memory, a restore the fresh incarnation at the first write did not cover). Counters after
-    // ours were issued already, so the next dot could collide: take a new incarnation above the
-    // one named, durably, before any other write.
-    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-    SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn, inc));
-    SHOAL_RETURN_IF_ERROR(txn->commit());
+    // memory, a restore the fresh incarnation at the first write did not cover), or the peer
+    // took a forged claim in. Counters after ours may be held already, so the next dot could
+    // collide: the incarnation is retired, and the next local dot takes one above the one named.
     crdt::ReplicaId named = issuer_;
     named.incarnation = inc;
-    SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", w.counter, " of ", named.to_string(), " in '",
-              w.collection, "', beyond ours (", issuer_.to_string(), "): this store is an older copy; new incarnation ",
-              next.to_string());
-    take_issuer(next);
-    return {};
+    retire_issuer(inc, str_cat("a peer holds dot ", w.counter, " of ", named.to_string(), " in '", w.collection,
+                                "', beyond ours (", issuer_.to_string(), ")"));
   }
   return {};
 }
 
-// An incarnation of ours named by a peer (a hello's counter, a context row) more than this far
-// above the one we issue under is not believed: every open that writes moves up by at most
-// kIncarnationSpread, so a true one means a copy of this store at least 256 such opens old, while
-// a forged or corrupted one would move us so close to 2^32 that the next opens exhaust the
-// incarnations and every write fails. Ignored, counted (NodeStats::implausible_incarnations) and
-// logged once; what the peer sent otherwise joins as usual.
+// An incarnation of ours named by a peer (a hello's counter, a context row) is believed only up to
+// kMaxIncarnationLead above the one this process opened with, and never at or past
+// kIncarnationCeiling (docs/crdt.md, "Incarnations"; D68). Every open that writes moves up by at
+// most kIncarnationSpread, so a true one that far ahead means a copy of this store at least 256
+// such opens old. The lead counts from the incarnation at open, not the current one: a lead from
+// the current one let forged names stack (each believed one moved us up to 2^24 further, 256 of
+// them exhausted the u32 and every write failed for good). Per process life peers can thus move
+// us at most 2^24 (plus the claim retirements' steps); across restarts, never past the ceiling,
+// which keeps a quarter of the incarnations (about 32,000 writing opens) for the node's own.
+// Ignored, counted (NodeStats::implausible_incarnations) and logged once; what the peer sent
+// otherwise joins as usual. An incarnation at or below ours is never implausible (our own rows).
 inline constexpr std::uint64_t kMaxIncarnationLead = std::uint64_t{1} << 24;
+inline constexpr std::uint64_t kIncarnationCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
 
 bool Node::implausible_incarnation(std::uint32_t inc, std::string_view where) const {
-  if (std::uint64_t{inc} <= std::uint64_t{issuer_.incarnation} + kMaxIncarnationLead) return false;
+  if (inc <= issuer_.incarnation) return false;
+  if (std::uint64_t{inc} <= std::uint64_t{replica_.incarnation} + kMaxIncarnationLead && inc < kIncarnationCeiling) {
+    return false;
+  }
   ++implausible_incarnations_;
   if (!implausible_logged_) {
     implausible_logged_ = true;
     SHOAL_LOG(options_.logger, kWarn, "node", where, " names incarnation ", inc, " of ", issuer_.to_string(),
-              ", more than ", kMaxIncarnationLead, " above ours: ignored (a forged or corrupted value; later ones are "
-              "only counted as implausible_incarnations)");
+              ", more than ", kMaxIncarnationLead, " above the one opened (", replica_.incarnation, ") or past ",
+              kIncarnationCeiling, ": ignored (a forged or corrupted value; later ones are only counted as "
+              "implausible_incarnations)");
   }
   return true;
+}
+
+// How many incarnations claims may retire in one process life (retire_issuer).
+inline constexpr std::uint64_t kMaxClaimRetirements = 16;
+
+// A claim on our dots (strip_own_claims, check_own_counters) retires the incarnation we issue
+// under: nothing more is issued under it, and the next local dot takes a new incarnation above
+// `floor` and every one we know (ensure_fresh_issuer, in its own durable transaction). Lazy, so
+// that any number of claims between two local writes cost one incarnation, and an idle node none
+// (each forged batch took one, durably, before: D68). A crash before that write loses nothing:
+// the next open's first write takes a fresh incarnation anyway (rule 1), and the named floor
+// comes back with the peer's next hello or as a row of the contexts joined.
+//
+// Only an incarnation this process took (fresh_issuer_) counts as retired; at most
+// kMaxClaimRetirements per process life are. Past that, claims are still stripped (nothing of
+// them joins) but move the node no more: counted as claims_unheeded and logged once. A peer that
+// took the same forged claim in may then drop this node's writes in the claimed range, which
+// the forging member could delete anyway (revoke it); a true claim past the bound would need
+// seventeen older copies of this store revealed within one process life.
+void Node::retire_issuer(std::uint32_t floor, std::string_view why) {
+  if (!fresh_issuer_) {
+    retire_floor_ = std::max(retire_floor_, floor);  // not taken yet: the next one goes above
+    issuer_retired_ = true;
+    return;
+  }
+  if (claim_retirements_ >= kMaxClaimRetirements) {
+    ++claims_unheeded_;
+    if (!claims_unheeded_logged_) {
+      claims_unheeded_logged_ = true;
+      SHOAL_LOG(options_.logger, kWarn, "node", why, ": not heeded, ", kMaxClaimRetirements,
+                " incarnations were retired on peers' claims since open (a forging member?); later ones are only "
+                "counted (claims_unheeded)");
+    }
+    return;
+  }
+  ++claim_retirements_;
+  fresh_issuer_ = false;
+  issuer_retired_ = true;
+  retire_floor_ = std::max(retire_floor_, floor);
+  SHOAL_LOG(options_.logger, kWarn, "node", why, ": incarnation ", issuer_.to_string(),
+            " retired; the next local write takes a new one");
 }
 
 // Why a random step (D48): a copy of a store (a clone of a golden image, a VM snapshot or backup
@@ -204,15 +249,13 @@ Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn, std::uint32_
 Status Node::ensure_fresh_issuer() {
   if (fresh_issuer_ || options_.mutations.stale_incarnation) return {};
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
+  SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn, retire_floor_));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  take_issuer(next);
-  return {};
-}
-
-void Node::take_issuer(const crdt::ReplicaId& next) {
   issuer_ = next;
   fresh_issuer_ = true;
+  issuer_retired_ = false;
+  retire_floor_ = 0;
+  return {};
 }
 
 // A context from a peer may claim dots of ours beyond the counter we issued: a forged claim (a
@@ -220,13 +263,18 @@ void Node::take_issuer(const crdt::ReplicaId& next) {
 // the hello has not revealed yet). Rejecting the batch would stall the delta path for good (an
 // honest peer relaying the claim would resend it forever); joining it would spread a dot nobody
 // issued. So the claim is stripped (the rest of the batch joins and is relayed without it), and
-// because the claim may be true the caller moves to a new incarnation in the same transaction:
-// the claimed counters are never issued under the id they name. Dots that the peer's entries
+// because the claim may be true (or was sent to other peers too, which cannot tell it from a
+// remove) the caller retires the incarnation once the batch commits (retire_issuer): the
+// claimed counters are never issued under the id they name. Dots that the peer's entries
 // carry stay (a record of ours we lost, which the join must keep). Contexts of repair slices
 // need no stripping: a slice adds only its entries' dots (join_in_txn, JoinKind::kRepair).
+// Once the incarnation is retired it never issues again: a claim on it then joins, as a claim on
+// an older incarnation always did, so a claim that other peers took in (a hostile peer's claim
+// on our dot, relayed back by repair) converges everywhere.
 bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                             crdt::CausalContext& theirs, const crdt::ReplicaId& from) {
   if (options_.mutations.keep_own_claims) return false;  // mutation under test
+  if (issuer_retired_) return false;
   const std::uint64_t issued = ours.max_counter(issuer_);
   if (theirs.max_counter(issuer_) <= issued) return false;
   const crdt::CausalContext claimed = theirs;
@@ -245,7 +293,7 @@ bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordM
     own_claims_logged_ = true;
     SHOAL_LOG(options_.logger, kWarn, "node", from == crdt::ReplicaId{} ? std::string("a repair") : "peer " + from.to_string(), " sent a context claiming ", stripped,
               " dot(s) of ", issuer_.to_string(), " beyond our counter ", issued, " (up to ", claimed.max_counter(issuer_),
-              "): stripped, and a new incarnation taken; later claims are only counted (own_claims_stripped)");
+              "): stripped, and the incarnation retired; later claims are only counted (own_claims_stripped)");
   }
   return true;
 }
@@ -262,24 +310,70 @@ std::optional<transport::CollectionSpecWire> Node::collection_spec(std::uint32_t
   return to_wire(c->spec);
 }
 
-Result<Node::Collection*> Node::storage_for(const transport::CollectionSpecWire& wire) {
-  SHOAL_ASSIGN_OR_RETURN(CollectionSpec spec, from_wire(wire));
-  if (Collection* c = find(spec.name); c != nullptr) {
-    if (c->spec.dimension != spec.dimension || c->spec.metric != spec.metric) {
-      return Status(Code::kConflict, str_cat("peer's collection '", spec.name, "' has dimension ", spec.dimension,
-                                             " and metric ", metric_name(spec.metric), "; ours has ", c->spec.dimension,
-                                             " and ", metric_name(c->spec.metric)));
-    }
-    return c;
-  }
-  return create_storage(spec);
+// Storage a peer's request names is made in the request's own transaction and becomes known
+// (install_staged) only once that commits: a batch rejected after its catalogue item or spec was
+// read (a bad delta further on) leaves no storage behind (issue 15 review; D68). Until then the
+// request sees it here, under the ids it will have.
+namespace {
+
+// A peer's collection of the same name must have our dimension and metric.
+Status same_shape(const CollectionSpec& ours, const CollectionSpec& theirs) {
+  if (ours.dimension == theirs.dimension && ours.metric == theirs.metric) return {};
+  return Status(Code::kConflict, str_cat("peer's collection '", theirs.name, "' has dimension ", theirs.dimension,
+                                         " and metric ", metric_name(theirs.metric), "; ours has ", ours.dimension,
+                                         " and ", metric_name(ours.metric)));
 }
 
-Status Node::ensure_collection(const transport::CollectionSpecWire& spec) { return storage_for(spec).status(); }
+}  // namespace
+
+struct Node::StagedStorage {
+  std::vector<std::unique_ptr<Collection>> added;
+  Collection* find(std::string_view name) const {
+    for (const auto& c : added) {
+      if (c->spec.name == name) return c.get();
+    }
+    return nullptr;
+  }
+};
+
+Result<Node::Collection*> Node::storage_for(store::WriteTxn& txn, const transport::CollectionSpecWire& wire,
+                                            StagedStorage& staged) {
+  SHOAL_ASSIGN_OR_RETURN(CollectionSpec spec, from_wire(wire));
+  Collection* c = find(spec.name);
+  if (c == nullptr) c = staged.find(spec.name);
+  if (c != nullptr) {
+    SHOAL_RETURN_IF_ERROR(same_shape(c->spec, spec));
+    return c;
+  }
+  const auto id = static_cast<std::uint32_t>(next_collection_id_ + staged.added.size());
+  SHOAL_ASSIGN_OR_RETURN(auto made, new_storage(txn, spec, id));
+  staged.added.push_back(std::move(made));
+  return staged.added.back().get();
+}
+
+void Node::install_staged(StagedStorage& staged) {
+  for (auto& c : staged.added) install_storage(std::move(c));
+  staged.added.clear();
+}
+
+Status Node::ensure_collection(const transport::CollectionSpecWire& spec) {
+  if (const Collection* c = find(spec.name); c != nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(CollectionSpec theirs, from_wire(spec));
+    return same_shape(c->spec, theirs);  // ours already: nothing to write
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
+  SHOAL_RETURN_IF_ERROR(storage_for(*txn, spec, staged).status());
+  if (staged.added.empty()) return {};  // ours already: nothing to write
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  install_staged(staged);
+  return {};
+}
 
 // --- the delta path ---
 
-Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view bytes) {
+Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view bytes, store::WriteTxn& txn,
+                                         StagedStorage& staged) {
   auto state = crdt::decode_delta(as_bytes(bytes));
   if (!state.ok()) return state.status().with_context("catalogue from peer " + origin.peer.to_string());
   SHOAL_RETURN_IF_ERROR(validate_catalogue(*state));
@@ -287,29 +381,33 @@ Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view 
   for (const auto& [name, entries] : state->records) {
     for (const auto& e : entries) {
       auto spec = decode_spec(name, as_view(e.payload));
-      SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
+      SHOAL_RETURN_IF_ERROR(storage_for(txn, to_wire(spec->first), staged).status());
     }
   }
   return ormap_from_state(*state, kCatalogueDigestConfig);
 }
 
 Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch& m) {
-  // Validate everything before touching the store: a rejected batch changes nothing.
+  // Validate everything before anything is committed: a rejected batch changes nothing. Storage
+  // for the collections the batch names is made in the batch's own transaction (StagedStorage).
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
   std::vector<std::pair<Collection*, crdt::Delta>> items;
   std::vector<crdt::ORMap> catalogues;  // whole catalogue states (items with no collection name)
   for (const auto& item : m.items) {
     if (item.collection.empty()) {
-      SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, item.delta));
+      SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, item.delta, *txn, staged));
       catalogues.push_back(std::move(theirs));
       continue;
     }
     auto spec = std::find_if(m.specs.begin(), m.specs.end(), [&](const auto& s) { return s.name == item.collection; });
     Collection* c = find(item.collection);
+    if (c == nullptr) c = staged.find(item.collection);
     if (c == nullptr) {
       if (spec == m.specs.end()) {
         return Status(Detail::kNoSuchCollection, str_cat("delta for unknown collection '", item.collection, "'"));
       }
-      SHOAL_ASSIGN_OR_RETURN(c, storage_for(*spec));
+      SHOAL_ASSIGN_OR_RETURN(c, storage_for(*txn, *spec, staged));
     }
     auto delta = crdt::decode_delta(as_bytes(item.delta));
     if (!delta.ok()) return delta.status().with_context("delta from peer " + origin.peer.to_string());
@@ -318,11 +416,6 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   bool claims = false;
   for (auto& [c, delta] : items) claims = strip_own_claims(c->ctx, delta.records, delta.context, origin.peer) || claims;
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  std::optional<crdt::ReplicaId> next;
-  if (claims) {
-    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
-  }
   // Keyed by collection id, so the order of effects never depends on pointer values.
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   DeltaBuffer::Cursor cur = buffer_.cursor();
@@ -337,7 +430,8 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) take_issuer(*next);
+  install_staged(staged);
+  if (claims) retire_issuer(0, "a context claiming our dots");
   if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
@@ -348,13 +442,15 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
 }
 
 Status Node::join_catalogue_state(const Origin& origin, std::string_view bytes) {
-  SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, bytes));
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
+  SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, bytes, *txn, staged));
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, theirs, cur, &origin));
-  if (cur.last == buffer_.last()) return {};  // nothing new: nothing to write
+  if (cur.last == buffer_.last() && staged.added.empty()) return {};  // nothing new: nothing to write
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  install_staged(staged);
   catalogue_ = std::move(cat);
   commit_cursor(cur);
   return {};
@@ -463,13 +559,9 @@ Status Node::merge_context(std::string_view collection, const crdt::CausalContex
   pending.ctx.merge(theirs);
   pending.state_dirty = true;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  std::optional<crdt::ReplicaId> next;
-  if (claims) {
-    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
-  }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) take_issuer(*next);
+  if (claims) retire_issuer(0, "a repair's context claiming our dots");
   apply_pending(*c, pending);
   return {};
 }

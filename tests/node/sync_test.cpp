@@ -8,11 +8,13 @@
 
 #include <deque>
 #include <functional>
+#include <limits>
 #include <set>
 
 #include "common/random.hpp"
 #include "node/core/delta_buffer.hpp"
 #include "node/core/node.hpp"
+#include "node/core/node_format.hpp"
 #include "node/runtime/revocation_replica.hpp"
 #include "node/store/memory_store.hpp"
 #include "security/identity.hpp"
@@ -393,10 +395,11 @@ TEST_CASE("a node restored from an older copy of itself takes a new incarnation 
   CHECK(mesh[0].collection_info("c")->live_records == 5);
   mesh.connect(0, 1);
   mesh.run();
+  // Writes after the restore carry a new incarnation (the hello retired the old one: the first
+  // write takes it); nothing is lost on either side.
+  for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
   CHECK(mesh[0].issuer().identity == before.identity);
   CHECK(mesh[0].issuer().incarnation > before.incarnation);
-  // Writes after the restore carry the new incarnation; nothing is lost on either side.
-  for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
   mesh.run();
   require_converged(mesh, 2, "c");
   CHECK(mesh[1].collection_info("c")->live_records == 15);
@@ -647,6 +650,8 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
           "[node][sync]") {
   // Hello.yourCounters names the incarnation each counter counts. A hello still naming the
   // incarnation a node just left (sent before its peer heard the new one) used to move it again.
+  // A hello that moves the node retires its incarnation; the next write takes the new one (D68),
+  // so each step below is a hello and then a write, and looks at the write's dot.
   Mesh mesh(2);
   REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
   REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
@@ -654,12 +659,17 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   mesh.run();
   const crdt::ReplicaId first = mesh[0].issuer();
   const std::uint64_t issued = mesh[0].crdt_state_for_testing("c")->context().max_counter(first);
+  int writes = 0;
   auto hello = [&](std::uint64_t counter, std::optional<std::uint32_t> incarnation) {
     transport::Hello h;
     h.replica = mesh[1].replica().encode();
     h.your_counters.push_back({"c", counter, incarnation});
     REQUIRE(mesh[0].receive(mesh[1].replica(), h, mesh.now()).ok());
-    return mesh[0].issuer();
+    const std::string id = "w" + std::to_string(writes++);
+    REQUIRE(mesh[0].upsert("c", id, value(2)).ok());
+    const crdt::ReplicaId dot_replica = mesh[0].get("c", id)->siblings.at(0).dot.replica;
+    CHECK(dot_replica == mesh[0].issuer());
+    return dot_replica;
   };
   // Not above our counter: no move.
   CHECK(hello(issued, first.incarnation) == first);
@@ -669,18 +679,15 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   // The same stale counter again (a hello sent before the peer heard of `second`): no move.
   CHECK(hello(issued + 5, first.incarnation) == second);
   // A sender from before the field: its counter counts our current incarnation (which has issued
-  // one dot now), so it moves us only above that.
-  REQUIRE(mesh[0].upsert("c", "z", value(3)).ok());
+  // two dots now), so it moves us only above that.
   CHECK(hello(1, std::nullopt) == second);
-  const crdt::ReplicaId third = hello(issued + 9, std::nullopt);
+  const crdt::ReplicaId third = hello(50, std::nullopt);
   CHECK(third.incarnation > second.incarnation);
   // A later incarnation than ours (we run on an older copy of ourselves): a move above it.
   const std::uint32_t later = third.incarnation + 1000;
   const crdt::ReplicaId fourth = hello(1, later);
   CHECK(fourth.incarnation > later);
-  // Dots after the moves are issued under the last one.
-  REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
-  CHECK(mesh[0].get("c", "y")->siblings.at(0).dot.replica == fourth);
+  CHECK(mesh[0].stats().claim_retirements == 3);
 }
 
 TEST_CASE("an incarnation of ours named far above ours (a forged hello or context row) is ignored, so no peer can "
@@ -762,9 +769,10 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(state->find("theirs") != nullptr);
   CHECK(state->context().max_counter(own) == issued);
   CHECK(mesh[1].stats().own_claims_stripped == 2);
+  CHECK(mesh[1].stats().claim_retirements == 1);
+  REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
   CHECK(mesh[1].issuer().identity == own.identity);
   CHECK(mesh[1].issuer().incarnation > own.incarnation);
-  REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
   auto after = mesh[1].get("c", "after");
   REQUIRE(after.ok());
   CHECK(after->siblings.at(0).dot.replica == mesh[1].issuer());
@@ -778,7 +786,7 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(relayed->find("theirs") != nullptr);
   CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 5}));
   CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 6}));
-  // A restart keeps the new incarnation (it was written in the batch's transaction).
+  // A restart keeps the new incarnation (the write took it in its own durable transaction).
   const crdt::ReplicaId newer = mesh[1].issuer();
   mesh.restart(1);
   CHECK(mesh[1].issuer() == newer);
@@ -952,4 +960,164 @@ TEST_CASE("siblings: each buffer entry sends its own sibling's payload, and both
   require_converged(mesh, 3, "c");
   REQUIRE(mesh[2].get("c", "s")->siblings.size() == 1);
   CHECK(mesh[2].get("c", "s")->siblings.at(0).value.vector == value(30).vector);
+}
+
+namespace {
+
+// A peer's catalogue state naming collection `name` (4-d, L2), as a delta batch item carries it.
+std::string catalogue_item(const crdt::ReplicaId& from, const std::string& name) {
+  crdt::ORMap cat;
+  const std::string spec = format::encode_spec(CollectionSpec{name, 4, Metric::kL2}, 0);
+  REQUIRE(cat.upsert(from, name, crdt::Bytes(spec.begin(), spec.end()), crdt::Hlc::from_raw(1)).ok());
+  crdt::Bytes bytes;
+  crdt::encode_delta(cat.to_delta(), bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A peer's delta upserting record `id` of a 4-d collection.
+std::string record_item(const crdt::ReplicaId& from, const std::string& id) {
+  crdt::ORMap other;
+  const std::string payload = encode_payload(value(1));
+  auto d = other.upsert(from, id, crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+  REQUIRE(d.ok());
+  crdt::Bytes bytes;
+  crdt::encode_delta(*d, bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+}  // namespace
+
+TEST_CASE("a delta batch rejected after a catalogue item or a new collection's spec leaves the store unchanged",
+          "[node][sync]") {
+  // Proves that the storage a peer's batch names is made in the batch's own transaction (D68):
+  // Node::peer_catalogue (and a spec for an unknown collection) committed it on its own while
+  // the later items were still being validated, so a batch rejected for a bad delta after them
+  // left the store changed (a hidden collection, its catalogue-table row and the next id). A
+  // batch that is accepted makes the storage and uses it at once.
+  Mesh mesh(2);
+  REQUIRE(mesh[1].create_collection({"c", 4, Metric::kL2}).ok());
+  const crdt::ReplicaId peer = mesh[0].replica();
+  const auto before = store::state_hash(mesh.store(1));
+  REQUIRE(before.ok());
+  SECTION("a catalogue item, then a delta that does not decode") {
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.items.push_back({"", catalogue_item(peer, "n")});
+    bad.items.push_back({"c", "\x01\xff\xff garbage"});
+    CHECK_FALSE(mesh[1].receive(peer, bad, mesh.now()).ok());
+  }
+  SECTION("a spec and a delta for a new collection, then a delta of the wrong dimension") {
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.specs.push_back(transport::CollectionSpecWire{"m", 4, metric_to_wire_byte(Metric::kL2)});
+    bad.items.push_back({"m", record_item(peer, "a")});
+    crdt::ORMap other;
+    const std::string payload = encode_payload(RecordValue{{1, 2, 3}, {}, ""});
+    auto d = other.upsert(peer, "evil", crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+    REQUIRE(d.ok());
+    crdt::Bytes bytes;
+    crdt::encode_delta(*d, bytes);
+    bad.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    CHECK(mesh[1].receive(peer, bad, mesh.now()).detail() == Detail::kDimensionMismatch);
+  }
+  CHECK(*store::state_hash(mesh.store(1)) == *before);
+  // The same collection in an accepted batch: made, live, holding the record, and kept over a
+  // restart (the staged storage committed with the batch).
+  transport::DeltaBatch good;
+  good.last_seq = 2;
+  good.items.push_back({"", catalogue_item(peer, "n")});
+  good.specs.push_back(transport::CollectionSpecWire{"n", 4, metric_to_wire_byte(Metric::kL2)});
+  good.items.push_back({"n", record_item(peer, "r")});
+  REQUIRE(mesh[1].receive(peer, good, mesh.now()).ok());
+  CHECK(mesh[1].get("n", "r").ok());
+  mesh.restart(1);
+  CHECK(mesh[1].get("n", "r").ok());
+  CHECK(mesh[1].collection_info("c").ok());
+}
+
+TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", "[node][sync]") {
+  // Proves the bounds of docs/crdt.md, "Incarnations" (D68). Before: every forged batch claiming
+  // our dots took a new incarnation at once (1,000 batches: 1,000 incarnations, each a random
+  // step of up to 2^16, and ~131,000 of them exhaust the u32), and each forged hello naming a
+  // later incarnation within 2^24 of the current one moved the node that far, so 256 of them
+  // exhausted it and every write failed for good.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  const crdt::ReplicaId peer = mesh[1].replica();
+  // A batch from node 1 whose context claims node 0's dot `counter` of its current incarnation.
+  auto forged_claim = [&](std::uint64_t counter) {
+    crdt::Delta d;
+    d.context.add(crdt::Dot{mesh[0].issuer(), counter});
+    crdt::Bytes bytes;
+    crdt::encode_delta(d, bytes);
+    transport::DeltaBatch batch;
+    batch.last_seq = 1;
+    batch.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    REQUIRE(mesh[0].receive(peer, batch, mesh.now()).ok());
+  };
+  SECTION("claims between two writes cost one incarnation; an idle node takes none") {
+    const crdt::ReplicaId before = mesh[0].issuer();
+    const std::uint64_t issued = mesh[0].crdt_state_for_testing("c")->context().max_counter(before);
+    forged_claim(100);
+    CHECK(mesh[0].stats().own_claims_stripped == 1);
+    CHECK_FALSE(mesh[0].crdt_state_for_testing("c")->context().contains(crdt::Dot{before, 100}));
+    // The incarnation is retired: it never issues again, so later claims on it join as claims on
+    // an older incarnation do, and move nothing.
+    for (std::uint64_t i = 1; i < 1000; ++i) forged_claim(100 + i);
+    CHECK(mesh[0].issuer() == before);
+    CHECK(mesh[0].stats().claim_retirements == 1);
+    REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
+    const crdt::ReplicaId after = mesh[0].issuer();
+    CHECK(after.incarnation > before.incarnation);
+    CHECK(after.incarnation - before.incarnation <= (1u << 16));
+    // Nothing was issued under `before` after the claims: its last dot is the one before them.
+    auto y = mesh[0].get("c", "y");
+    REQUIRE(y.ok());
+    CHECK(y->siblings.at(0).dot == crdt::Dot{after, 1});
+    CHECK(mesh[0].get("c", "x")->siblings.at(0).dot.counter <= issued);
+  }
+  SECTION("a claim after every write retires at most 16 incarnations per process life, and the node keeps writing") {
+    const std::uint32_t opened = mesh[0].issuer().incarnation;
+    for (int i = 0; i < 200; ++i) {
+      forged_claim(1000);
+      REQUIRE(mesh[0].upsert("c", "w" + std::to_string(i), value(static_cast<float>(i))).ok());
+    }
+    CHECK(mesh[0].stats().claim_retirements == 16);
+    CHECK(mesh[0].stats().claims_unheeded == 200 - 16);
+    CHECK(mesh[0].issuer().incarnation - opened <= 16u * (1u << 16));
+    // Every write of the 200 is held, none under a counter a claim named.
+    CHECK(mesh[0].collection_info("c")->live_records == 201);
+  }
+  SECTION("forged hellos naming later incarnations, over many restarts, never pass the ceiling") {
+    // Each life: hellos naming incarnations 2^24 (and a little more) above the one opened, then a
+    // write. Before, each forged name counted from the current incarnation, so they stacked and
+    // the write of about the 256th life failed ("replica incarnation exhausted").
+    constexpr std::uint64_t kCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
+    std::uint64_t implausible = 0;  // per process life in NodeStats: summed here
+    for (int life = 0; life < 300; ++life) {
+      const std::uint64_t opened = mesh[0].issuer().incarnation;
+      for (int k = 0; k < 4; ++k) {
+        transport::Hello h;
+        h.replica = peer.encode();
+        const std::uint64_t named = std::min(opened + (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(k),
+                                             std::uint64_t{std::numeric_limits<std::uint32_t>::max()});
+        h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(named)});
+        REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
+      }
+      REQUIRE(mesh[0].upsert("c", "l" + std::to_string(life), value(3)).ok());
+      // Past the ceiling only each open's own step (rule 1, up to 2^16) moves it.
+      REQUIRE(mesh[0].issuer().incarnation < kCeiling + static_cast<std::uint64_t>(life + 2) * (1u << 16));
+      implausible += mesh[0].stats().implausible_incarnations;
+      mesh.restart(0);
+    }
+    // The names past 2^24 from the opened incarnation, and every one at or past the ceiling, were
+    // not believed.
+    CHECK(implausible >= 3 * 300);
+    // Far from exhausted: the node still writes, and a quarter of the space stays for its own opens.
+    REQUIRE(mesh[0].upsert("c", "last", value(4)).ok());
+    CHECK(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));
+  }
 }

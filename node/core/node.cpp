@@ -1410,7 +1410,7 @@ NodeStats Node::stats() const {
   s.remote_clocks_refused = remote_clocks_refused_;
   s.own_claims_stripped = own_claims_stripped_;
   s.implausible_incarnations = implausible_incarnations_;
-  s.claim_retirements = claim_retirements_;
+  s.claim_incarnations = claim_incarnations_;
   s.claims_unheeded = claims_unheeded_;
   const EvictionStatus e = eviction_status();
   s.evicted_records = e.evicted_records;

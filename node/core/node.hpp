@@ -239,9 +239,11 @@ struct NodeStats {
   // Incarnations of ours that peers named too far above ours to be true, and that the node
   // ignored (node_sync_host.cpp, implausible_incarnation).
   std::uint64_t implausible_incarnations = 0;
-  // Incarnations retired on peers' claims since open, and claims past the bound on those that
-  // moved the node no more (node_sync_host.cpp, retire_issuer; D68).
-  std::uint64_t claim_retirements = 0;
+  // Incarnations taken on peers' claims on our dots since open (a context's stripped claim, a
+  // hello's counter), past the first one (which stands for the one the first write would take),
+  // and claims that moved the node no more, past that bound or the ceiling (node_sync_host.cpp,
+  // claim_may_move; D68).
+  std::uint64_t claim_incarnations = 0;
   std::uint64_t claims_unheeded = 0;
   // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
   std::uint64_t evicted_records = 0;
@@ -527,9 +529,9 @@ class Node final : private SyncHost {
   // node's own dots beyond its counter, so deletes only the sink knows are known here.
   // Validated as a peer's delta is,
   // then joined as a repair (D50): a context claiming
-  // this node's own dots beyond its counter is stripped and the node retires its incarnation
-  // (docs/crdt.md, "Incarnations"; the next local dot takes a new one), so a device restored from the sink
-  // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
+  // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
+  // the same transaction (docs/crdt.md, "Incarnations"; within its bounds), so a device restored
+  // from the sink never issues a dot twice. The change enters the delta buffer as a local one (peers and the
   // sink feed get it; their joins are idempotent). Statuses: kNoSuchCollection; a peer delta's
   // validation statuses (nothing changed); the store's.
   [[nodiscard]] Status join_sink_page(std::string_view collection, crdt::Delta page, bool last,
@@ -689,7 +691,8 @@ class Node final : private SyncHost {
   // Strips from a peer's context the dots of issuer_ above `ours`' counter for it (dots no
   // version of this store issued: forged, or this store is an older copy), keeping those its
   // entries carry; counts them. True when any were stripped: the caller then writes
-  // retire_issuer() once the request commits, so those counters are never issued.
+  // new_incarnation() in the same transaction if claim_may_move(), and calls claim_answered()
+  // once it commits, so those counters are never issued.
   bool strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                         crdt::CausalContext& theirs, const crdt::ReplicaId& from);
   // A new incarnation of our identity, written to meta/node.replica in `txn`: above every one
@@ -704,10 +707,15 @@ class Node final : private SyncHost {
   // cloned image) may have issued dots after its copy under the incarnation it holds; those
   // counters are never issued again (docs/crdt.md, "Incarnations", D48).
   Status ensure_fresh_issuer();
-  // A peer's claim on our dots: the incarnation we issue under is retired (lazily: the next
-  // local dot takes a new one above `floor`), at most kMaxClaimRetirements times per process
-  // life (node_sync_host.cpp; docs/crdt.md, "Incarnations"; D68). `why` is logged.
-  void retire_issuer(std::uint32_t floor, std::string_view why);
+  // Whether a peer's claim on our dots may move us to a new incarnation now: always while we
+  // issue under the incarnation we opened with; then at most kMaxClaimIncarnations times per
+  // process life, and only below kIncarnationCeiling (node_sync_host.cpp; docs/crdt.md,
+  // "Incarnations"; D68).
+  bool claim_may_move() const;
+  // After the request that carried a claim committed: we issue under `next` (taken in that
+  // request's transaction), or, with none, the claim was stripped but not heeded (counted,
+  // logged once). `why` is logged.
+  void claim_answered(const std::optional<crdt::ReplicaId>& next, std::string_view why);
   Result<bool> join_revocations(std::string_view encoded) override;
   Status load_revocations();
   std::vector<std::string> collection_names() const override;
@@ -728,16 +736,12 @@ class Node final : private SyncHost {
   // The id this node issues dots under: replica_, or a newer incarnation once a peer showed that
   // this store is an older copy of itself (check_own_counters). Persisted as meta/node.replica.
   crdt::ReplicaId issuer_;
-  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer), and no claim
-  // retired it since (retire_issuer).
+  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer, or a claim's:
+  // claim_answered).
   bool fresh_issuer_ = false;
-  // The incarnation the next one must go above (one a peer named), and how many incarnations
-  // claims retired since open.
-  std::uint32_t retire_floor_ = 0;
-  // issuer_ was retired on a claim: it never issues again, so later claims on it join like an
-  // older incarnation's dots (strip_own_claims), as they did once the node had moved at once.
-  bool issuer_retired_ = false;
-  std::uint64_t claim_retirements_ = 0;
+  // Incarnations claims moved the node to since open, past the one that replaced the opened
+  // incarnation (bounded: claim_may_move), and claims that moved it no more.
+  std::uint64_t claim_incarnations_ = 0;
   std::uint64_t claims_unheeded_ = 0;
   bool claims_unheeded_logged_ = false;
   crdt::HybridClock clock_;

@@ -546,9 +546,14 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
     learned.drop_above(issuer_, c->ctx.max_counter(issuer_));
   }
   // The sink's context may name dots of this replica (a device restored under its own identity,
-  // or an older copy of this store): the rule of a peer's delta (strip, new incarnation).
+  // or an older copy of this store): the rule of a peer's delta (strip, new incarnation in the
+  // same transaction, within the bounds of claim_may_move).
   const bool claims = strip_own_claims(c->ctx, page.records, page.context, crdt::ReplicaId{});
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::optional<crdt::ReplicaId> next;
+  if (claims && claim_may_move()) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   if (last) {
     // Records held here that no page named: judged against the sink's context as of the first
     // page, not the last page's (which covers records that reached the sink after their page
@@ -594,7 +599,7 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
   }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (claims) retire_issuer(0, "the sink's context claiming our dots");
+  if (claims) claim_answered(next, "the sink's context claiming our dots");
   commit_cursor(cur);
   apply_pending(*c, pending);
   observe_clocks(page.records);

@@ -127,12 +127,21 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     // A peer holds a dot of ours that we do not, or knows us by a later incarnation than the one
     // we issue under: this process runs on an older copy of its store (a VM rolled back with its
     // memory, a restore the fresh incarnation at the first write did not cover), or the peer
-    // took a forged claim in. Counters after ours may be held already, so the next dot could
-    // collide: the incarnation is retired, and the next local dot takes one above the one named.
+    // took a forged claim in. Counters after ours were issued already, so the next dot could
+    // collide: take a new incarnation above the one named, durably, before any other write
+    // (within the bounds of claim_may_move).
     crdt::ReplicaId named = issuer_;
     named.incarnation = inc;
-    retire_issuer(inc, str_cat("a peer holds dot ", w.counter, " of ", named.to_string(), " in '", w.collection,
-                                "', beyond ours (", issuer_.to_string(), ")"));
+    const std::string why = str_cat("a peer holds dot ", w.counter, " of ", named.to_string(), " in '", w.collection,
+                                    "', beyond ours (", issuer_.to_string(), ")");
+    std::optional<crdt::ReplicaId> next;
+    if (claim_may_move()) {
+      SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+      SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn, inc));
+      SHOAL_RETURN_IF_ERROR(txn->commit());
+    }
+    claim_answered(next, why);
+    return {};
   }
   return {};
 }
@@ -144,8 +153,9 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
 // such opens old. The lead counts from the incarnation at open, not the current one: a lead from
 // the current one let forged names stack (each believed one moved us up to 2^24 further, 256 of
 // them exhausted the u32 and every write failed for good). Per process life peers can thus move
-// us at most 2^24 (plus the claim retirements' steps); across restarts, never past the ceiling,
-// which keeps a quarter of the incarnations (about 32,000 writing opens) for the node's own.
+// us at most 2^24 (plus the steps of the claims' incarnations); across restarts, never past the
+// ceiling, which keeps a quarter of the incarnations (about 32,000 writing opens) for the node's
+// own: no claim moves the node at or past it either (claim_may_move).
 // Ignored, counted (NodeStats::implausible_incarnations) and logged once; what the peer sent
 // otherwise joins as usual. An incarnation at or below ours is never implausible (our own rows).
 inline constexpr std::uint64_t kMaxIncarnationLead = std::uint64_t{1} << 24;
@@ -167,45 +177,50 @@ bool Node::implausible_incarnation(std::uint32_t inc, std::string_view where) co
   return true;
 }
 
-// How many incarnations claims may retire in one process life (retire_issuer).
-inline constexpr std::uint64_t kMaxClaimRetirements = 16;
+// How many incarnations peers' claims may move the node to in one process life, past the one
+// that replaces the incarnation it opened with (claim_may_move).
+inline constexpr std::uint64_t kMaxClaimIncarnations = 16;
 
-// A claim on our dots (strip_own_claims, check_own_counters) retires the incarnation we issue
-// under: nothing more is issued under it, and the next local dot takes a new incarnation above
-// `floor` and every one we know (ensure_fresh_issuer, in its own durable transaction). Lazy, so
-// that any number of claims between two local writes cost one incarnation, and an idle node none
-// (each forged batch took one, durably, before: D68). A crash before that write loses nothing:
-// the next open's first write takes a fresh incarnation anyway (rule 1), and the named floor
-// comes back with the peer's next hello or as a row of the contexts joined.
-//
-// Only an incarnation this process took (fresh_issuer_) counts as retired; at most
-// kMaxClaimRetirements per process life are. Past that, claims are still stripped (nothing of
-// them joins) but move the node no more: counted as claims_unheeded and logged once. A peer that
-// took the same forged claim in may then drop this node's writes in the claimed range, which
-// the forging member could delete anyway (revoke it); a true claim past the bound would need
-// seventeen older copies of this store revealed within one process life.
-void Node::retire_issuer(std::uint32_t floor, std::string_view why) {
-  if (!fresh_issuer_) {
-    retire_floor_ = std::max(retire_floor_, floor);  // not taken yet: the next one goes above
-    issuer_retired_ = true;
-    return;
-  }
-  if (claim_retirements_ >= kMaxClaimRetirements) {
+// A claim on our dots (strip_own_claims, check_own_counters) moves the node to a new incarnation
+// at once, in the claim's own transaction (D36, D48): the claimed counters are never issued under
+// the id they name, hellos announce the new incarnation from then on, and a later claim on the
+// incarnation we issue under is stripped again, so no dot nobody issued of our current
+// incarnation is ever kept or relayed. But each forged claim would take one, durably (1,000
+// forged batches: 1,000 incarnations, each a step of up to 2^16: about 131,000 exhaust the u32,
+// after which every write fails for good, restarts included). So (D68):
+// - while we issue under the incarnation we opened with, a claim always moves us: that move
+//   stands for the fresh incarnation the first write would take anyway (rule 1), and reveals a
+//   restored copy before it writes at no cost;
+// - after it, at most kMaxClaimIncarnations claims per process life move us, and none once our
+//   incarnation is at or past kIncarnationCeiling. Past either bound a claim is still stripped
+//   (nothing of it is kept or relayed) but moves us no more: counted as claims_unheeded, logged
+//   once. A peer that took the same forged claim in may then drop this node's writes in the
+//   claimed range, which the forging member could delete anyway (revoke it); a true claim past
+//   the bound would need seventeen older copies of this store revealed within one process life.
+// A process life thus takes at most 17 incarnations (the fresh one and 16 on claims), each a step
+// of at most 2^16, and no number of forged claims or restarts takes the node past the ceiling
+// plus one step: a quarter of the space (about 32,000 writing opens) stays for rule 1.
+bool Node::claim_may_move() const {
+  if (!fresh_issuer_) return true;
+  return claim_incarnations_ < kMaxClaimIncarnations && issuer_.incarnation < kIncarnationCeiling;
+}
+
+void Node::claim_answered(const std::optional<crdt::ReplicaId>& next, std::string_view why) {
+  if (!next) {
     ++claims_unheeded_;
     if (!claims_unheeded_logged_) {
       claims_unheeded_logged_ = true;
-      SHOAL_LOG(options_.logger, kWarn, "node", why, ": not heeded, ", kMaxClaimRetirements,
-                " incarnations were retired on peers' claims since open (a forging member?); later ones are only "
-                "counted (claims_unheeded)");
+      SHOAL_LOG(options_.logger, kWarn, "node", why, ": stripped but not heeded, ", claim_incarnations_,
+                " incarnations were taken on peers' claims since open (at most ", kMaxClaimIncarnations,
+                "; none at or past ", kIncarnationCeiling, ": a forging member?); later ones are only counted "
+                "(claims_unheeded)");
     }
     return;
   }
-  ++claim_retirements_;
-  fresh_issuer_ = false;
-  issuer_retired_ = true;
-  retire_floor_ = std::max(retire_floor_, floor);
-  SHOAL_LOG(options_.logger, kWarn, "node", why, ": incarnation ", issuer_.to_string(),
-            " retired; the next local write takes a new one");
+  if (fresh_issuer_) ++claim_incarnations_;
+  SHOAL_LOG(options_.logger, kWarn, "node", why, ": new incarnation ", next->to_string());
+  issuer_ = *next;
+  fresh_issuer_ = true;
 }
 
 // Why a random step (D48): a copy of a store (a clone of a golden image, a VM snapshot or backup
@@ -249,12 +264,10 @@ Result<crdt::ReplicaId> Node::new_incarnation(store::WriteTxn& txn, std::uint32_
 Status Node::ensure_fresh_issuer() {
   if (fresh_issuer_ || options_.mutations.stale_incarnation) return {};
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn, retire_floor_));
+  SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   issuer_ = next;
   fresh_issuer_ = true;
-  issuer_retired_ = false;
-  retire_floor_ = 0;
   return {};
 }
 
@@ -264,17 +277,16 @@ Status Node::ensure_fresh_issuer() {
 // honest peer relaying the claim would resend it forever); joining it would spread a dot nobody
 // issued. So the claim is stripped (the rest of the batch joins and is relayed without it), and
 // because the claim may be true (or was sent to other peers too, which cannot tell it from a
-// remove) the caller retires the incarnation once the batch commits (retire_issuer): the
-// claimed counters are never issued under the id they name. Dots that the peer's entries
-// carry stay (a record of ours we lost, which the join must keep). Contexts of repair slices
-// need no stripping: a slice adds only its entries' dots (join_in_txn, JoinKind::kRepair).
-// Once the incarnation is retired it never issues again: a claim on it then joins, as a claim on
-// an older incarnation always did, so a claim that other peers took in (a hostile peer's claim
-// on our dot, relayed back by repair) converges everywhere.
+// remove) the caller moves to a new incarnation in the same transaction (within the bounds of
+// claim_may_move): the claimed counters are never issued under the id they name. Dots that the
+// peer's entries carry stay (a record of ours we lost, which the join must keep). Contexts of
+// repair slices need no stripping: a slice adds only its entries' dots (join_in_txn,
+// JoinKind::kRepair). A claim on an older incarnation of ours joins: we never issue under it
+// again, and a claim that other peers took in (a hostile peer's claim on our dot, relayed back
+// by repair) must join for the mesh to converge.
 bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                             crdt::CausalContext& theirs, const crdt::ReplicaId& from) {
   if (options_.mutations.keep_own_claims) return false;  // mutation under test
-  if (issuer_retired_) return false;
   const std::uint64_t issued = ours.max_counter(issuer_);
   if (theirs.max_counter(issuer_) <= issued) return false;
   const crdt::CausalContext claimed = theirs;
@@ -293,7 +305,7 @@ bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordM
     own_claims_logged_ = true;
     SHOAL_LOG(options_.logger, kWarn, "node", from == crdt::ReplicaId{} ? std::string("a repair") : "peer " + from.to_string(), " sent a context claiming ", stripped,
               " dot(s) of ", issuer_.to_string(), " beyond our counter ", issued, " (up to ", claimed.max_counter(issuer_),
-              "): stripped, and the incarnation retired; later claims are only counted (own_claims_stripped)");
+              "): stripped, and a new incarnation taken; later claims are only counted (own_claims_stripped)");
   }
   return true;
 }
@@ -416,6 +428,10 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   bool claims = false;
   for (auto& [c, delta] : items) claims = strip_own_claims(c->ctx, delta.records, delta.context, origin.peer) || claims;
+  std::optional<crdt::ReplicaId> next;
+  if (claims && claim_may_move()) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   // Keyed by collection id, so the order of effects never depends on pointer values.
   std::map<std::uint32_t, std::pair<Collection*, Pending>> pendings;
   DeltaBuffer::Cursor cur = buffer_.cursor();
@@ -431,7 +447,7 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
   install_staged(staged);
-  if (claims) retire_issuer(0, "a context claiming our dots");
+  if (claims) claim_answered(next, str_cat("peer ", origin.peer.to_string(), " sent a context claiming our dots"));
   if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
@@ -559,9 +575,13 @@ Status Node::merge_context(std::string_view collection, const crdt::CausalContex
   pending.ctx.merge(theirs);
   pending.state_dirty = true;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::optional<crdt::ReplicaId> next;
+  if (claims && claim_may_move()) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (claims) retire_issuer(0, "a repair's context claiming our dots");
+  if (claims) claim_answered(next, "a repair's context claiming our dots");
   apply_pending(*c, pending);
   return {};
 }

@@ -395,11 +395,10 @@ TEST_CASE("a node restored from an older copy of itself takes a new incarnation 
   CHECK(mesh[0].collection_info("c")->live_records == 5);
   mesh.connect(0, 1);
   mesh.run();
-  // Writes after the restore carry a new incarnation (the hello retired the old one: the first
-  // write takes it); nothing is lost on either side.
-  for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
   CHECK(mesh[0].issuer().identity == before.identity);
   CHECK(mesh[0].issuer().incarnation > before.incarnation);
+  // Writes after the restore carry the new incarnation; nothing is lost on either side.
+  for (int i = 0; i < 5; ++i) REQUIRE(mesh[0].upsert("c", "b" + std::to_string(i), value(static_cast<float>(-i))).ok());
   mesh.run();
   require_converged(mesh, 2, "c");
   CHECK(mesh[1].collection_info("c")->live_records == 15);
@@ -650,8 +649,6 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
           "[node][sync]") {
   // Hello.yourCounters names the incarnation each counter counts. A hello still naming the
   // incarnation a node just left (sent before its peer heard the new one) used to move it again.
-  // A hello that moves the node retires its incarnation; the next write takes the new one (D68),
-  // so each step below is a hello and then a write, and looks at the write's dot.
   Mesh mesh(2);
   REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
   REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
@@ -659,17 +656,12 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   mesh.run();
   const crdt::ReplicaId first = mesh[0].issuer();
   const std::uint64_t issued = mesh[0].crdt_state_for_testing("c")->context().max_counter(first);
-  int writes = 0;
   auto hello = [&](std::uint64_t counter, std::optional<std::uint32_t> incarnation) {
     transport::Hello h;
     h.replica = mesh[1].replica().encode();
     h.your_counters.push_back({"c", counter, incarnation});
     REQUIRE(mesh[0].receive(mesh[1].replica(), h, mesh.now()).ok());
-    const std::string id = "w" + std::to_string(writes++);
-    REQUIRE(mesh[0].upsert("c", id, value(2)).ok());
-    const crdt::ReplicaId dot_replica = mesh[0].get("c", id)->siblings.at(0).dot.replica;
-    CHECK(dot_replica == mesh[0].issuer());
-    return dot_replica;
+    return mesh[0].issuer();
   };
   // Not above our counter: no move.
   CHECK(hello(issued, first.incarnation) == first);
@@ -679,15 +671,19 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   // The same stale counter again (a hello sent before the peer heard of `second`): no move.
   CHECK(hello(issued + 5, first.incarnation) == second);
   // A sender from before the field: its counter counts our current incarnation (which has issued
-  // two dots now), so it moves us only above that.
+  // one dot now), so it moves us only above that.
+  REQUIRE(mesh[0].upsert("c", "z", value(3)).ok());
   CHECK(hello(1, std::nullopt) == second);
-  const crdt::ReplicaId third = hello(50, std::nullopt);
+  const crdt::ReplicaId third = hello(issued + 9, std::nullopt);
   CHECK(third.incarnation > second.incarnation);
   // A later incarnation than ours (we run on an older copy of ourselves): a move above it.
   const std::uint32_t later = third.incarnation + 1000;
   const crdt::ReplicaId fourth = hello(1, later);
   CHECK(fourth.incarnation > later);
-  CHECK(mesh[0].stats().claim_retirements == 3);
+  CHECK(mesh[0].stats().claim_incarnations == 3);
+  // Dots after the moves are issued under the last one.
+  REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
+  CHECK(mesh[0].get("c", "y")->siblings.at(0).dot.replica == fourth);
 }
 
 TEST_CASE("an incarnation of ours named far above ours (a forged hello or context row) is ignored, so no peer can "
@@ -769,10 +765,10 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(state->find("theirs") != nullptr);
   CHECK(state->context().max_counter(own) == issued);
   CHECK(mesh[1].stats().own_claims_stripped == 2);
-  CHECK(mesh[1].stats().claim_retirements == 1);
-  REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
+  CHECK(mesh[1].stats().claim_incarnations == 1);
   CHECK(mesh[1].issuer().identity == own.identity);
   CHECK(mesh[1].issuer().incarnation > own.incarnation);
+  REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
   auto after = mesh[1].get("c", "after");
   REQUIRE(after.ok());
   CHECK(after->siblings.at(0).dot.replica == mesh[1].issuer());
@@ -786,7 +782,7 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(relayed->find("theirs") != nullptr);
   CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 5}));
   CHECK_FALSE(relayed->context().contains(crdt::Dot{own, 6}));
-  // A restart keeps the new incarnation (the write took it in its own durable transaction).
+  // A restart keeps the new incarnation (it was written in the batch's transaction).
   const crdt::ReplicaId newer = mesh[1].issuer();
   mesh.restart(1);
   CHECK(mesh[1].issuer() == newer);
@@ -993,7 +989,8 @@ TEST_CASE("a delta batch rejected after a catalogue item or a new collection's s
   // Node::peer_catalogue (and a spec for an unknown collection) committed it on its own while
   // the later items were still being validated, so a batch rejected for a bad delta after them
   // left the store changed (a hidden collection, its catalogue-table row and the next id). A
-  // batch that is accepted makes the storage and uses it at once.
+  // batch that is accepted makes the storage and uses it at once. A claim on our dots in a
+  // rejected batch takes no incarnation either (it is written in the batch's transaction).
   Mesh mesh(2);
   REQUIRE(mesh[1].create_collection({"c", 4, Metric::kL2}).ok());
   const crdt::ReplicaId peer = mesh[0].replica();
@@ -1020,6 +1017,20 @@ TEST_CASE("a delta batch rejected after a catalogue item or a new collection's s
     bad.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
     CHECK(mesh[1].receive(peer, bad, mesh.now()).detail() == Detail::kDimensionMismatch);
   }
+  SECTION("a context claiming our dots, then a delta that does not decode") {
+    crdt::Delta claim;
+    claim.context.add(crdt::Dot{mesh[1].issuer(), 1000});
+    crdt::Bytes bytes;
+    crdt::encode_delta(claim, bytes);
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    bad.items.push_back({"c", "\x01\xff\xff garbage"});
+    const crdt::ReplicaId issuer = mesh[1].issuer();
+    CHECK_FALSE(mesh[1].receive(peer, bad, mesh.now()).ok());
+    CHECK(mesh[1].issuer() == issuer);
+    CHECK(mesh[1].stats().claim_incarnations == 0);
+  }
   CHECK(*store::state_hash(mesh.store(1)) == *before);
   // The same collection in an accepted batch: made, live, holding the record, and kept over a
   // restart (the staged storage committed with the batch).
@@ -1036,11 +1047,11 @@ TEST_CASE("a delta batch rejected after a catalogue item or a new collection's s
 }
 
 TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", "[node][sync]") {
-  // Proves the bounds of docs/crdt.md, "Incarnations" (D68). Before: every forged batch claiming
-  // our dots took a new incarnation at once (1,000 batches: 1,000 incarnations, each a random
-  // step of up to 2^16, and ~131,000 of them exhaust the u32), and each forged hello naming a
-  // later incarnation within 2^24 of the current one moved the node that far, so 256 of them
-  // exhausted it and every write failed for good.
+  // Proves the bounds of docs/crdt.md, "Incarnations" (D68). A claim on our dots moves the node
+  // to a new incarnation at once (D36, D48), but before D68 with no bound: every forged batch took
+  // one (1,000 batches: 1,000 incarnations, each a random step of up to 2^16, and ~131,000 of them
+  // exhaust the u32), and each forged hello naming a later incarnation within 2^24 of the current
+  // one moved the node that far, so 256 of them exhausted it and every write failed for good.
   Mesh mesh(2);
   REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
   REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
@@ -1049,75 +1060,118 @@ TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", 
   const crdt::ReplicaId peer = mesh[1].replica();
   // A batch from node 1 whose context claims node 0's dot `counter` of its current incarnation.
   auto forged_claim = [&](std::uint64_t counter) {
+    const crdt::Dot claimed{mesh[0].issuer(), counter};
     crdt::Delta d;
-    d.context.add(crdt::Dot{mesh[0].issuer(), counter});
+    d.context.add(claimed);
     crdt::Bytes bytes;
     crdt::encode_delta(d, bytes);
     transport::DeltaBatch batch;
     batch.last_seq = 1;
     batch.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
     REQUIRE(mesh[0].receive(peer, batch, mesh.now()).ok());
+    return claimed;
   };
-  SECTION("claims between two writes cost one incarnation; an idle node takes none") {
-    const crdt::ReplicaId before = mesh[0].issuer();
-    const std::uint64_t issued = mesh[0].crdt_state_for_testing("c")->context().max_counter(before);
-    forged_claim(100);
-    CHECK(mesh[0].stats().own_claims_stripped == 1);
-    CHECK_FALSE(mesh[0].crdt_state_for_testing("c")->context().contains(crdt::Dot{before, 100}));
-    // The incarnation is retired: it never issues again, so later claims on it join as claims on
-    // an older incarnation do, and move nothing.
-    for (std::uint64_t i = 1; i < 1000; ++i) forged_claim(100 + i);
-    CHECK(mesh[0].issuer() == before);
-    CHECK(mesh[0].stats().claim_retirements == 1);
+  constexpr std::uint32_t kStep = 1u << 16;
+  SECTION("1,000 forged batches move an idle node 16 times in a process life; every claim is stripped") {
+    const crdt::ReplicaId opened = mesh[0].issuer();
+    std::vector<crdt::Dot> claims;
+    for (std::uint64_t i = 0; i < 1000; ++i) claims.push_back(forged_claim(1000 + i));
+    CHECK(mesh[0].stats().own_claims_stripped == 1000);
+    CHECK(mesh[0].stats().claim_incarnations == 16);
+    CHECK(mesh[0].stats().claims_unheeded == 1000 - 16);
+    CHECK(mesh[0].issuer().identity == opened.identity);
+    CHECK(mesh[0].issuer().incarnation > opened.incarnation);
+    CHECK(mesh[0].issuer().incarnation - opened.incarnation <= 16 * kStep);
+    // Nothing any claim named was kept: not the claims on an incarnation we issued under at the
+    // time, including the 984 on the last one, which moved the node no more.
+    const auto ctx = mesh[0].crdt_state_for_testing("c")->context();
+    for (const crdt::Dot& dot : claims) CHECK_FALSE(ctx.contains(dot));
+    // The node keeps writing, under the last incarnation, from its first counter.
     REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
-    const crdt::ReplicaId after = mesh[0].issuer();
-    CHECK(after.incarnation > before.incarnation);
-    CHECK(after.incarnation - before.incarnation <= (1u << 16));
-    // Nothing was issued under `before` after the claims: its last dot is the one before them.
-    auto y = mesh[0].get("c", "y");
-    REQUIRE(y.ok());
-    CHECK(y->siblings.at(0).dot == crdt::Dot{after, 1});
-    CHECK(mesh[0].get("c", "x")->siblings.at(0).dot.counter <= issued);
+    CHECK(mesh[0].get("c", "y")->siblings.at(0).dot == crdt::Dot{mesh[0].issuer(), 1});
+    // The bound is per process life: after a restart claims move the node again. The first one
+    // before a write stands for the fresh incarnation the write would take, and is not counted.
+    const crdt::ReplicaId before_restart = mesh[0].issuer();
+    mesh.restart(0);
+    forged_claim(5000);
+    CHECK(mesh[0].issuer().incarnation > before_restart.incarnation);
+    CHECK(mesh[0].stats().claim_incarnations == 0);
+    const crdt::ReplicaId moved = mesh[0].issuer();
+    REQUIRE(mesh[0].upsert("c", "z", value(3)).ok());
+    CHECK(mesh[0].issuer() == moved);  // the write took no other
+    forged_claim(5000);
+    CHECK(mesh[0].stats().claim_incarnations == 1);
   }
-  SECTION("a claim after every write retires at most 16 incarnations per process life, and the node keeps writing") {
+  SECTION("a claim after every write moves the node at most 16 times per process life, and it keeps writing") {
     const std::uint32_t opened = mesh[0].issuer().incarnation;
     for (int i = 0; i < 200; ++i) {
-      forged_claim(1000);
-      REQUIRE(mesh[0].upsert("c", "w" + std::to_string(i), value(static_cast<float>(i))).ok());
+      const crdt::Dot claimed = forged_claim(1000);
+      const std::string id = "w" + std::to_string(i);
+      REQUIRE(mesh[0].upsert("c", id, value(static_cast<float>(i))).ok());
+      // The first 16 claims moved the node: the write is not under the claimed incarnation. Past
+      // the bound the node stays (the documented cost: a peer that took such a claim in may drop
+      // its writes in the claimed range).
+      const crdt::ReplicaId wrote = mesh[0].get("c", id)->siblings.at(0).dot.replica;
+      if (i < 16) {
+        CHECK(wrote != claimed.replica);
+      } else {
+        CHECK(wrote == claimed.replica);
+      }
     }
-    CHECK(mesh[0].stats().claim_retirements == 16);
+    CHECK(mesh[0].stats().claim_incarnations == 16);
     CHECK(mesh[0].stats().claims_unheeded == 200 - 16);
-    CHECK(mesh[0].issuer().incarnation - opened <= 16u * (1u << 16));
-    // Every write of the 200 is held, none under a counter a claim named.
+    CHECK(mesh[0].issuer().incarnation - opened <= 16 * kStep);
+    // Every write of the 200 is held.
     CHECK(mesh[0].collection_info("c")->live_records == 201);
   }
-  SECTION("forged hellos naming later incarnations, over many restarts, never pass the ceiling") {
-    // Each life: hellos naming incarnations 2^24 (and a little more) above the one opened, then a
-    // write. Before, each forged name counted from the current incarnation, so they stacked and
-    // the write of about the 256th life failed ("replica incarnation exhausted").
+  SECTION("forged hellos naming later incarnations, over many restarts, never pass the ceiling, "
+          "and past it claims move nothing") {
+    // Each life: four hellos, each naming the incarnation 2^24 above the node's current one, then
+    // a write. Before, the lead counted from the current incarnation, so they stacked (each moved
+    // the node 2^24) and the write of about the 64th life failed ("replica incarnation
+    // exhausted"). Now only the first of a life (2^24 above the incarnation opened) is believed,
+    // and none at or past the ceiling: from about the 190th life on, only rule 1's step moves it.
     constexpr std::uint64_t kCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
     std::uint64_t implausible = 0;  // per process life in NodeStats: summed here
     for (int life = 0; life < 300; ++life) {
-      const std::uint64_t opened = mesh[0].issuer().incarnation;
       for (int k = 0; k < 4; ++k) {
         transport::Hello h;
         h.replica = peer.encode();
-        const std::uint64_t named = std::min(opened + (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(k),
+        const std::uint64_t named = std::min(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 24),
                                              std::uint64_t{std::numeric_limits<std::uint32_t>::max()});
         h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(named)});
         REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
       }
       REQUIRE(mesh[0].upsert("c", "l" + std::to_string(life), value(3)).ok());
       // Past the ceiling only each open's own step (rule 1, up to 2^16) moves it.
-      REQUIRE(mesh[0].issuer().incarnation < kCeiling + static_cast<std::uint64_t>(life + 2) * (1u << 16));
+      REQUIRE(mesh[0].issuer().incarnation < kCeiling + static_cast<std::uint64_t>(life + 2) * kStep);
       implausible += mesh[0].stats().implausible_incarnations;
       mesh.restart(0);
     }
-    // The names past 2^24 from the opened incarnation, and every one at or past the ceiling, were
-    // not believed.
     CHECK(implausible >= 3 * 300);
-    // Far from exhausted: the node still writes, and a quarter of the space stays for its own opens.
+    // A hello naming the incarnation just under the ceiling (believed: within 2^24 of the one
+    // opened) takes the node to or past it.
+    for (int life = 0; mesh[0].issuer().incarnation < kCeiling; ++life) {
+      REQUIRE(life < 3);
+      transport::Hello h;
+      h.replica = peer.encode();
+      h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(kCeiling - 1)});
+      REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
+      mesh.restart(0);
+    }
+    // At the ceiling: the node still writes, a quarter of the space stays for its own opens, and
+    // forged batches are stripped but move it no more.
     REQUIRE(mesh[0].upsert("c", "last", value(4)).ok());
-    CHECK(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));
+    const crdt::ReplicaId at_ceiling = mesh[0].issuer();
+    CHECK(std::uint64_t{at_ceiling.incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));
+    for (std::uint64_t i = 0; i < 50; ++i) {
+      const crdt::Dot claimed = forged_claim(1000 + i);
+      CHECK_FALSE(mesh[0].crdt_state_for_testing("c")->context().contains(claimed));
+    }
+    CHECK(mesh[0].issuer() == at_ceiling);
+    CHECK(mesh[0].stats().claim_incarnations == 0);
+    CHECK(mesh[0].stats().claims_unheeded == 50);
+    REQUIRE(mesh[0].upsert("c", "after", value(5)).ok());
+    CHECK(mesh[0].get("c", "after")->siblings.at(0).dot.replica == at_ceiling);
   }
 }

@@ -198,8 +198,8 @@ inline constexpr std::uint64_t kMaxClaimIncarnations = 16;
 //   claimed range, which the forging member could delete anyway (revoke it); a true claim past
 //   the bound would need seventeen older copies of this store revealed within one process life.
 // A process life thus takes at most 17 incarnations (the fresh one and 16 on claims), each a step
-// of at most 2^16, and no number of forged claims or restarts takes the node past the ceiling
-// plus one step: a quarter of the space (about 32,000 writing opens) stays for rule 1.
+// of at most 2^16, and forged claims, over any number of restarts, take the node at most one
+// step past the ceiling: a quarter of the space (about 32,000 writing opens) stays for rule 1.
 bool Node::claim_may_move() const {
   if (!fresh_issuer_) return true;
   return claim_incarnations_ < kMaxClaimIncarnations && issuer_.incarnation < kIncarnationCeiling;

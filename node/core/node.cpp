@@ -554,12 +554,13 @@ Result<Node::Collection*> Node::find_or_error(std::string_view name) const {
   return c;
 }
 
-Result<std::unique_ptr<Node::Collection>> Node::new_storage(store::WriteTxn& txn, const CollectionSpec& spec) {
+Result<std::unique_ptr<Node::Collection>> Node::new_storage(store::WriteTxn& txn, const CollectionSpec& spec,
+                                                           std::uint32_t id) {
   SHOAL_RETURN_IF_ERROR(validate_spec(spec, options_.limits));
-  SHOAL_ASSERT(find(spec.name) == nullptr);
+  SHOAL_ASSERT(find(spec.name) == nullptr && id >= next_collection_id_);
   auto c = std::make_unique<Collection>();
   c->spec = spec;
-  c->id = next_collection_id_;
+  c->id = id;
   c->floats = std::make_unique<StoreFloatSource>(*store_, c->id, spec.dimension);
   SHOAL_ASSIGN_OR_RETURN(c->index,
                          index::HnswIndex::create(node_index_params(spec), options_.rebuild_executor, c->floats.get()));
@@ -574,13 +575,6 @@ Node::Collection* Node::install_storage(std::unique_ptr<Collection> c) {
   Collection* out = c.get();
   collections_.emplace(out->spec.name, std::move(c));
   return out;
-}
-
-Result<Node::Collection*> Node::create_storage(const CollectionSpec& spec) {
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-  SHOAL_ASSIGN_OR_RETURN(auto c, new_storage(*txn, spec));
-  SHOAL_RETURN_IF_ERROR(txn->commit());
-  return install_storage(std::move(c));
 }
 
 Status Node::create_collection(const CollectionSpec& spec) {
@@ -602,7 +596,7 @@ Status Node::create_collection(const CollectionSpec& spec) {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   std::unique_ptr<Collection> added;
   if (c == nullptr) {
-    SHOAL_ASSIGN_OR_RETURN(added, new_storage(*txn, spec));
+    SHOAL_ASSIGN_OR_RETURN(added, new_storage(*txn, spec, next_collection_id_));
     c = added.get();
   }
   DeltaBuffer::Cursor cur = buffer_.cursor();
@@ -1416,6 +1410,8 @@ NodeStats Node::stats() const {
   s.remote_clocks_refused = remote_clocks_refused_;
   s.own_claims_stripped = own_claims_stripped_;
   s.implausible_incarnations = implausible_incarnations_;
+  s.claim_incarnations = claim_incarnations_;
+  s.claims_unheeded = claims_unheeded_;
   const EvictionStatus e = eviction_status();
   s.evicted_records = e.evicted_records;
   s.evicted_bytes = e.evicted_bytes;

@@ -239,6 +239,12 @@ struct NodeStats {
   // Incarnations of ours that peers named too far above ours to be true, and that the node
   // ignored (node_sync_host.cpp, implausible_incarnation).
   std::uint64_t implausible_incarnations = 0;
+  // Incarnations taken on peers' claims on our dots since open (a context's stripped claim, a
+  // hello's counter), past the first one (which stands for the one the first write would take),
+  // and claims that moved the node no more, past that bound or the ceiling (node_sync_host.cpp,
+  // claim_may_move; D68).
+  std::uint64_t claim_incarnations = 0;
+  std::uint64_t claims_unheeded = 0;
   // Records held as stubs (their payloads evicted to the sink) and the vector bytes they free.
   std::uint64_t evicted_records = 0;
   std::uint64_t evicted_bytes = 0;
@@ -316,14 +322,23 @@ struct SinkFeedStatus {
   std::uint64_t acked_cloud_dots = 0;
 };
 
-// Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49): while the
-// vectors this device holds take more than `payload_budget_bytes`, records of sink collections
-// whose winner is older than the collection's hot window (TierPolicy::hot_window) and whose every
-// entry the sink acknowledged are turned into stubs, a bounded number per step.
+// Eviction to stubs (node/core/node_evict.cpp; docs/tiers.md, "Eviction"; D49, D68): while the
+// vectors this device holds take more than `payload_budget_bytes`, or the indexes of its sink
+// collections more memory than `memory_budget_bytes`, records of sink collections whose winner is
+// older than the collection's hot window (TierPolicy::hot_window) and whose every entry the sink
+// acknowledged are turned into stubs, a bounded number per step.
 struct EvictionOptions {
   // Bytes of vectors held locally (dimension x 4 per record that is not a stub) above which
-  // eviction runs. 0: never evict. At most kMaxPayloadBudgetBytes.
+  // eviction runs. 0: no payload budget. At most kMaxPayloadBudgetBytes.
   std::uint64_t payload_budget_bytes = 0;
+  // Bytes of index memory (codes, graph and label map: HnswIndex::memory, what
+  // shoal_collection_info reports as index_bytes) of the sink collections' records that are not
+  // stubs, above which eviction runs. Each collection's index memory counts in proportion to the
+  // records it must hold among the elements it stores: an evicted record's element stays in the
+  // graph, marked deleted, until the background rebuild drops it (when more than a quarter are
+  // deleted), so its share is counted freed at once. 0: no memory budget. At most
+  // kMaxPayloadBudgetBytes.
+  std::uint64_t memory_budget_bytes = 0;
   // Records examined per evict_step (1..1,000,000): bounds one step's work and transaction.
   std::size_t max_records_per_step = 1024;
   // BLAKE2b-256 of a payload (the sink's digest, sink::payload_digest): injected so the node core
@@ -342,6 +357,8 @@ struct EvictStep {
 struct EvictionStatus {
   std::uint64_t budget_bytes = 0;
   std::uint64_t held_bytes = 0;        // vector bytes held locally
+  std::uint64_t memory_budget_bytes = 0;
+  std::uint64_t index_held_bytes = 0;  // index memory of sink collections' records (the memory budget's measure)
   std::uint64_t evicted_records = 0;   // stubs held
   std::uint64_t evicted_bytes = 0;     // vector bytes the stubs stand for
   std::uint64_t evictions = 0;         // records evicted since open
@@ -513,8 +530,8 @@ class Node final : private SyncHost {
   // Validated as a peer's delta is,
   // then joined as a repair (D50): a context claiming
   // this node's own dots beyond its counter is stripped and the node takes a new incarnation in
-  // the same transaction (docs/crdt.md, "Incarnations"), so a device restored from the sink
-  // never issues a dot twice. The change enters the delta buffer as a local one (peers and the
+  // the same transaction (docs/crdt.md, "Incarnations"; within its bounds), so a device restored
+  // from the sink never issues a dot twice. The change enters the delta buffer as a local one (peers and the
   // sink feed get it; their joins are idempotent). Statuses: kNoSuchCollection; a peer delta's
   // validation statuses (nothing changed); the store's.
   [[nodiscard]] Status join_sink_page(std::string_view collection, crdt::Delta page, bool last,
@@ -616,12 +633,18 @@ class Node final : private SyncHost {
   // A live collection (in the catalogue): the API's view.
   Result<Collection*> find_or_error(std::string_view name) const;
   bool live(std::string_view name) const { return catalogue_.find(name) != nullptr; }
-  // Storage for a collection (hidden until the catalogue makes it live), in its own transaction.
-  Result<Collection*> create_storage(const CollectionSpec& spec);
-  // The same inside the caller's transaction; install_storage makes it known once that commits.
-  Result<std::unique_ptr<Collection>> new_storage(store::WriteTxn& txn, const CollectionSpec& spec);
+  // Storage for a collection (hidden until the catalogue makes it live) inside the caller's
+  // transaction, under collection id `id`; install_storage makes it known once that commits.
+  Result<std::unique_ptr<Collection>> new_storage(store::WriteTxn& txn, const CollectionSpec& spec, std::uint32_t id);
   Collection* install_storage(std::unique_ptr<Collection> c);
-  Result<Collection*> storage_for(const transport::CollectionSpecWire& spec);
+  // Storage a peer's request names, made in that request's own transaction and installed only
+  // once it commits (node_sync_host.cpp): a request rejected later leaves no storage behind.
+  struct StagedStorage;
+  // The collection a peer's spec names: ours (kConflict if its dimension or metric differs), one
+  // staged earlier in the same request, or new storage staged in `txn`.
+  Result<Collection*> storage_for(store::WriteTxn& txn, const transport::CollectionSpecWire& spec,
+                                  StagedStorage& staged);
+  void install_staged(StagedStorage& staged);
 
   // --- The one path from a delta to the store (local writes, peers' deltas, repairs) ---
   enum class JoinKind {
@@ -641,9 +664,10 @@ class Node final : private SyncHost {
   // relayed delta could not carry the dots of entries a drop removed that the relay never held).
   Status join_catalogue_in_txn(store::WriteTxn& txn, crdt::ORMap& cat, const crdt::ORMap& theirs,
                                DeltaBuffer::Cursor& cursor, const Origin* origin);
-  // Decodes and validates a peer's catalogue state (Hello or delta batch) and makes storage for
-  // the collections it names.
-  Result<crdt::ORMap> peer_catalogue(const Origin& origin, std::string_view bytes);
+  // Decodes and validates a peer's catalogue state (Hello or delta batch) and stages storage for
+  // the collections it names in `txn`.
+  Result<crdt::ORMap> peer_catalogue(const Origin& origin, std::string_view bytes, store::WriteTxn& txn,
+                                     StagedStorage& staged);
   // A delta naming every stored record of `c` with no entries: deletes all it observed.
   Result<crdt::Delta> delete_all_delta(store::WriteTxn& txn, const Collection& c) const;
   // The per-record join rule (or the LWW mutation under test).
@@ -667,7 +691,8 @@ class Node final : private SyncHost {
   // Strips from a peer's context the dots of issuer_ above `ours`' counter for it (dots no
   // version of this store issued: forged, or this store is an older copy), keeping those its
   // entries carry; counts them. True when any were stripped: the caller then writes
-  // new_incarnation() in the same transaction, so those counters are never issued.
+  // new_incarnation() in the same transaction if claim_may_move(), and calls claim_answered()
+  // once it commits, so those counters are never issued.
   bool strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                         crdt::CausalContext& theirs, const crdt::ReplicaId& from);
   // A new incarnation of our identity, written to meta/node.replica in `txn`: above every one
@@ -682,7 +707,15 @@ class Node final : private SyncHost {
   // cloned image) may have issued dots after its copy under the incarnation it holds; those
   // counters are never issued again (docs/crdt.md, "Incarnations", D48).
   Status ensure_fresh_issuer();
-  void take_issuer(const crdt::ReplicaId& next);
+  // Whether a peer's claim on our dots may move us to a new incarnation now: always while we
+  // issue under the incarnation we opened with; then at most kMaxClaimIncarnations times per
+  // process life, and only below kIncarnationCeiling (node_sync_host.cpp; docs/crdt.md,
+  // "Incarnations"; D68).
+  bool claim_may_move() const;
+  // After the request that carried a claim committed: we issue under `next` (taken in that
+  // request's transaction), or, with none, the claim was stripped but not heeded (counted,
+  // logged once). `why` is logged.
+  void claim_answered(const std::optional<crdt::ReplicaId>& next, std::string_view why);
   Result<bool> join_revocations(std::string_view encoded) override;
   Status load_revocations();
   std::vector<std::string> collection_names() const override;
@@ -703,8 +736,14 @@ class Node final : private SyncHost {
   // The id this node issues dots under: replica_, or a newer incarnation once a peer showed that
   // this store is an older copy of itself (check_own_counters). Persisted as meta/node.replica.
   crdt::ReplicaId issuer_;
-  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer).
+  // True once issuer_ is an incarnation this process took (ensure_fresh_issuer, or a claim's:
+  // claim_answered).
   bool fresh_issuer_ = false;
+  // Incarnations claims moved the node to since open, past the one that replaced the opened
+  // incarnation (bounded: claim_may_move), and claims that moved it no more.
+  std::uint64_t claim_incarnations_ = 0;
+  std::uint64_t claims_unheeded_ = 0;
+  bool claims_unheeded_logged_ = false;
   crdt::HybridClock clock_;
   // Every collection we hold storage for (live or dropped), by name.
   std::map<std::string, std::unique_ptr<Collection>, std::less<>> collections_;
@@ -747,6 +786,14 @@ class Node final : private SyncHost {
   };
   Eviction evict_;
   std::uint64_t held_vector_bytes() const;
+  // The index memory that `c`'s records not evicted account for, and one record's share of it
+  // (node_evict.cpp; EvictionOptions::memory_budget_bytes).
+  struct IndexShare {
+    std::uint64_t held = 0;
+    std::uint64_t each = 0;
+  };
+  IndexShare index_share(const Collection& c) const;
+  std::uint64_t held_index_bytes() const;
   Status check_sink_quota(const Collection& c);
   Status persist_sink_feed();
   std::uint64_t lazy_counter_writes_ = 0;  // MutationsForTesting::lazy_counter

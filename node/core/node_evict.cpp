@@ -36,11 +36,15 @@ Status Node::set_eviction(EvictionOptions options) {
     return Status(Detail::kOutOfRange, str_cat("payload_budget_bytes ", options.payload_budget_bytes,
                                                " above the limit ", kMaxPayloadBudgetBytes));
   }
+  if (options.memory_budget_bytes > kMaxPayloadBudgetBytes) {
+    return Status(Detail::kOutOfRange, str_cat("memory_budget_bytes ", options.memory_budget_bytes,
+                                               " above the limit ", kMaxPayloadBudgetBytes));
+  }
   if (options.max_records_per_step < 1 || options.max_records_per_step > 1'000'000) {
     return Status(Detail::kOutOfRange,
                   str_cat("eviction max_records_per_step ", options.max_records_per_step, " outside 1..1000000"));
   }
-  if (options.payload_budget_bytes != 0 && !options.payload_digest) {
+  if ((options.payload_budget_bytes != 0 || options.memory_budget_bytes != 0) && !options.payload_digest) {
     return Status(Code::kInvalidArgument, "an eviction budget needs a payload digest function");
   }
   evict_.options = std::move(options);
@@ -60,10 +64,43 @@ std::uint64_t Node::held_vector_bytes() const {
   return held;
 }
 
+// The memory budget's measure (D68). An index's memory (HnswIndex::memory: codes or vectors,
+// links, labels, sized by its capacity) does not shrink when a record leaves it: the element is
+// marked deleted and stays until the background rebuild, which runs once more than a quarter of
+// the elements are deleted (IndexParams::rebuild_deleted_share). So each record not evicted is
+// charged the index's memory divided by the elements it stores (live and deleted; records still
+// waiting in the index queue are charged as stored ones): evicting a record frees its share at
+// once, as the rebuild will. Only sink collections count (the others are never evicted).
+Node::IndexShare Node::index_share(const Collection& c) const {
+  IndexShare out;
+  const std::uint64_t held = c.live - c.stubs;
+  if (held == 0) return out;
+  const std::uint64_t total = c.index->memory().total();
+  const double share = c.index->deleted_share();
+  const auto in_index = static_cast<double>(c.index->size());
+  std::uint64_t stored = share < 1.0 ? static_cast<std::uint64_t>(in_index / (1.0 - share) + 0.5) : 0;
+  stored = std::max(stored, held);
+  out.each = total / stored;
+  out.held = out.each * held;
+  return out;
+}
+
+std::uint64_t Node::held_index_bytes() const {
+  std::uint64_t held = 0;
+  const TierPolicies& policies = sync_.tier_policies();
+  for (const auto& [name, c] : collections_) {
+    if (!live(name) || !policies.of(name).sink) continue;
+    held += index_share(*c).held;
+  }
+  return held;
+}
+
 EvictionStatus Node::eviction_status() const {
   EvictionStatus s;
   s.budget_bytes = evict_.options.payload_budget_bytes;
   s.held_bytes = held_vector_bytes();
+  s.memory_budget_bytes = evict_.options.memory_budget_bytes;
+  s.index_held_bytes = held_index_bytes();
   for (const auto& [name, c] : collections_) {
     s.evicted_records += c->stubs;
     s.evicted_bytes += c->stubs * std::uint64_t{c->spec.dimension} * sizeof(float);
@@ -76,10 +113,17 @@ EvictionStatus Node::eviction_status() const {
 Result<EvictStep> Node::evict_step() {
   EvictStep step;
   const std::uint64_t budget = evict_.options.payload_budget_bytes;
+  const std::uint64_t memory_budget = evict_.options.memory_budget_bytes;
   // Without a feed nothing was acknowledged, so nothing may go.
-  if (budget == 0 || !sink_.enabled) return step;
-  const std::uint64_t held = held_vector_bytes();
-  if (held <= budget) return step;
+  if ((budget == 0 && memory_budget == 0) || !sink_.enabled) return step;
+  // Over a budget: the payload one (vector bytes) or the memory one (index bytes), each 0 = none.
+  const std::uint64_t held = budget == 0 ? 0 : held_vector_bytes();
+  const std::uint64_t held_memory = memory_budget == 0 ? 0 : held_index_bytes();
+  std::uint64_t freeing_memory = 0;
+  auto over = [&](std::uint64_t freeing) {
+    return (budget != 0 && held - freeing > budget) || (memory_budget != 0 && held_memory - freeing_memory > memory_budget);
+  };
+  if (!over(0)) return step;
   const std::uint64_t now_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, wall_now().ms()));
   const TierPolicies& policies = sync_.tier_policies();
 
@@ -102,12 +146,13 @@ Result<EvictStep> Node::evict_step() {
     for (Collection* c : order) {
       const bool resume = first && c->spec.name == evict_.next_collection && !evict_.next_key.empty();
       first = false;
-      if (step.examined >= evict_.options.max_records_per_step || held - freeing <= budget) break;
+      if (step.examined >= evict_.options.max_records_per_step || !over(freeing)) break;
       const TierPolicy& policy = policies.of(c->spec.name);
       if (!live(c->spec.name) || !policy.sink || c->live == c->stubs) continue;
       const std::uint64_t hot_ms = static_cast<std::uint64_t>(policy.hot_window.ms());
       const std::uint64_t cutoff = now_ms > hot_ms ? now_ms - hot_ms : 0;
       const std::uint64_t bytes_each = std::uint64_t{c->spec.dimension} * sizeof(float);
+      const std::uint64_t memory_each = memory_budget == 0 ? 0 : index_share(*c).each;
       // This collection's acknowledgements only: dots are numbered per collection (D57).
       auto acked_it = sink_acked_.find(c->id);
       const crdt::CausalContext* acked_here = acked_it == sink_acked_.end() ? nullptr : &acked_it->second;
@@ -116,7 +161,7 @@ Result<EvictStep> Node::evict_step() {
       Status err;
       bool stopped = false;
       SHOAL_RETURN_IF_ERROR(txn->scan(Table::kRecords, range, [&](std::string_view k, std::string_view v) {
-        if (step.examined >= evict_.options.max_records_per_step || held - freeing <= budget) {
+        if (step.examined >= evict_.options.max_records_per_step || !over(freeing)) {
           stopped = true;
           return false;
         }
@@ -145,6 +190,7 @@ Result<EvictStep> Node::evict_step() {
         }
         picked.push_back(Candidate{c, std::string(k), rec->label});
         freeing += bytes_each;
+        freeing_memory += memory_each;
         return true;
       }));
       SHOAL_RETURN_IF_ERROR(err);
@@ -193,7 +239,8 @@ Result<EvictStep> Node::evict_step() {
     }
     evict_.evictions += step.evicted;
   }
-  step.over_budget = held_vector_bytes() > budget;
+  step.over_budget = (budget != 0 && held_vector_bytes() > budget) ||
+                     (memory_budget != 0 && held_index_bytes() > memory_budget);
   return step;
 }
 

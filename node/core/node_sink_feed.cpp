@@ -266,12 +266,24 @@ Status Node::persist_sink_feed() {
 }
 
 Status Node::note_sink_acked(const SinkUpload& upload, store::WriteTxn& txn) {
-  if (upload.delta.empty()) return {};
+  if (upload.collection.empty()) return {};  // only other collections' entries, skipped
   const Collection* c = find(upload.collection);
   if (c == nullptr) return {};  // dropped since: nothing of it is evicted
   // No longer going to the sink (a SIGHUP while the upload was on its way): it keeps no set, so
   // that turning it back on sends it whole (forget_sink_acked).
   if (!sync_.tier_policies().of(c->spec.name).sink) return {};
+  if (upload.delta.empty()) {
+    // An acknowledged upload of this collection that carried nothing: every record it named was
+    // left out for a stub (a collection held only as stubs, evicted here or received so from a
+    // peer), or a full-state chunk found none. The sink holds what a stub stands for (one sink
+    // per mesh), so the collection counts as uploaded: it gets its set, empty. Without one, the
+    // feed's start took it as never uploaded and sent every sink collection whole again at each
+    // restart (issue 15 review; D68).
+    if (sink_acked_.contains(c->id)) return {};
+    crdt::Bytes none;
+    crdt::encode_context(sink_acked_[c->id], none);
+    return txn.put(Table::kMeta, sink_acked_key(c->id), as_view(none));
+  }
   auto delta = crdt::decode_delta(std::span(reinterpret_cast<const std::uint8_t*>(upload.delta.data()), upload.delta.size()));
   if (!delta.ok()) return delta.status().with_context("acknowledged sink upload");
   crdt::CausalContext& acked = sink_acked_[c->id];
@@ -534,9 +546,14 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
     learned.drop_above(issuer_, c->ctx.max_counter(issuer_));
   }
   // The sink's context may name dots of this replica (a device restored under its own identity,
-  // or an older copy of this store): the rule of a peer's delta (strip, new incarnation).
+  // or an older copy of this store): the rule of a peer's delta (strip, new incarnation in the
+  // same transaction, within the bounds of claim_may_move).
   const bool claims = strip_own_claims(c->ctx, page.records, page.context, crdt::ReplicaId{});
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  std::optional<crdt::ReplicaId> next;
+  if (claims && claim_may_move()) {
+    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
+  }
   if (last) {
     // Records held here that no page named: judged against the sink's context as of the first
     // page, not the last page's (which covers records that reached the sink after their page
@@ -561,10 +578,6 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
                                     }));
     SHOAL_RETURN_IF_ERROR(err);
   }
-  std::optional<crdt::ReplicaId> next;
-  if (claims) {
-    SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
-  }
   Pending pending = Pending::of(*c);
   DeltaBuffer::Cursor cur = buffer_.cursor();
   // Joined as a repair, not as a delta: the last page's context is the sink's whole context,
@@ -586,7 +599,7 @@ Status Node::join_sink_page(std::string_view collection, crdt::Delta page, bool 
   }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) issuer_ = *next;
+  if (claims) claim_answered(next, "the sink's context claiming our dots");
   commit_cursor(cur);
   apply_pending(*c, pending);
   observe_clocks(page.records);

@@ -126,41 +126,101 @@ Status Node::check_own_counters(const std::vector<transport::CounterWire>& count
     }
     // A peer holds a dot of ours that we do not, or knows us by a later incarnation than the one
     // we issue under: this process runs on an older copy of its store (a VM rolled back with its
-    // memory, a restore the fresh incarnation at the first write did not cover). Counters after
-    // ours were issued already, so the next dot could collide: take a new incarnation above the
-    // one named, durably, before any other write.
-    SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
-    SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn, inc));
-    SHOAL_RETURN_IF_ERROR(txn->commit());
+    // memory, a restore the fresh incarnation at the first write did not cover), or the peer
+    // took a forged claim in. Counters after ours were issued already, so the next dot could
+    // collide: take a new incarnation above the one named, durably, before any other write
+    // (within the bounds of claim_may_move).
     crdt::ReplicaId named = issuer_;
     named.incarnation = inc;
-    SHOAL_LOG(options_.logger, kWarn, "node", "a peer holds dot ", w.counter, " of ", named.to_string(), " in '",
-              w.collection, "', beyond ours (", issuer_.to_string(), "): this store is an older copy; new incarnation ",
-              next.to_string());
-    take_issuer(next);
+    const std::string why = str_cat("a peer holds dot ", w.counter, " of ", named.to_string(), " in '", w.collection,
+                                    "', beyond ours (", issuer_.to_string(), ")");
+    std::optional<crdt::ReplicaId> next;
+    if (claim_may_move()) {
+      SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+      SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn, inc));
+      SHOAL_RETURN_IF_ERROR(txn->commit());
+    }
+    claim_answered(next, why);
     return {};
   }
   return {};
 }
 
-// An incarnation of ours named by a peer (a hello's counter, a context row) more than this far
-// above the one we issue under is not believed: every open that writes moves up by at most
-// kIncarnationSpread, so a true one means a copy of this store at least 256 such opens old, while
-// a forged or corrupted one would move us so close to 2^32 that the next opens exhaust the
-// incarnations and every write fails. Ignored, counted (NodeStats::implausible_incarnations) and
-// logged once; what the peer sent otherwise joins as usual.
+// An incarnation of ours named by a peer (a hello's counter, a context row) is believed only up to
+// kMaxIncarnationLead above the one this process opened with, and never at or past
+// kIncarnationCeiling (docs/crdt.md, "Incarnations"; D68). Every open that writes moves up by at
+// most kIncarnationSpread, so a true one that far ahead means a copy of this store at least 256
+// such opens old. The lead counts from the incarnation at open, not the current one: a lead from
+// the current one let forged names stack (each believed one moved us up to 2^24 further, 256 of
+// them exhausted the u32 and every write failed for good). Per process life peers can thus move
+// us at most 2^24 (plus the steps of the claims' incarnations); across restarts, never past the
+// ceiling, which keeps a quarter of the incarnations (about 32,000 writing opens) for the node's
+// own: no claim moves the node at or past it either (claim_may_move).
+// Ignored, counted (NodeStats::implausible_incarnations) and logged once; what the peer sent
+// otherwise joins as usual. An incarnation at or below ours is never implausible (our own rows).
 inline constexpr std::uint64_t kMaxIncarnationLead = std::uint64_t{1} << 24;
+inline constexpr std::uint64_t kIncarnationCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
 
 bool Node::implausible_incarnation(std::uint32_t inc, std::string_view where) const {
-  if (std::uint64_t{inc} <= std::uint64_t{issuer_.incarnation} + kMaxIncarnationLead) return false;
+  if (inc <= issuer_.incarnation) return false;
+  if (std::uint64_t{inc} <= std::uint64_t{replica_.incarnation} + kMaxIncarnationLead && inc < kIncarnationCeiling) {
+    return false;
+  }
   ++implausible_incarnations_;
   if (!implausible_logged_) {
     implausible_logged_ = true;
     SHOAL_LOG(options_.logger, kWarn, "node", where, " names incarnation ", inc, " of ", issuer_.to_string(),
-              ", more than ", kMaxIncarnationLead, " above ours: ignored (a forged or corrupted value; later ones are "
-              "only counted as implausible_incarnations)");
+              ", more than ", kMaxIncarnationLead, " above the one opened (", replica_.incarnation, ") or past ",
+              kIncarnationCeiling, ": ignored (a forged or corrupted value; later ones are only counted as "
+              "implausible_incarnations)");
   }
   return true;
+}
+
+// How many incarnations peers' claims may move the node to in one process life, past the one
+// that replaces the incarnation it opened with (claim_may_move).
+inline constexpr std::uint64_t kMaxClaimIncarnations = 16;
+
+// A claim on our dots (strip_own_claims, check_own_counters) moves the node to a new incarnation
+// at once, in the claim's own transaction (D36, D48): the claimed counters are never issued under
+// the id they name, hellos announce the new incarnation from then on, and a later claim on the
+// incarnation we issue under is stripped again, so no dot nobody issued of our current
+// incarnation is ever kept or relayed. But each forged claim would take one, durably (1,000
+// forged batches: 1,000 incarnations, each a step of up to 2^16: about 131,000 exhaust the u32,
+// after which every write fails for good, restarts included). So (D68):
+// - while we issue under the incarnation we opened with, a claim always moves us: that move
+//   stands for the fresh incarnation the first write would take anyway (rule 1), and reveals a
+//   restored copy before it writes at no cost;
+// - after it, at most kMaxClaimIncarnations claims per process life move us, and none once our
+//   incarnation is at or past kIncarnationCeiling. Past either bound a claim is still stripped
+//   (nothing of it is kept or relayed) but moves us no more: counted as claims_unheeded, logged
+//   once. A peer that took the same forged claim in may then drop this node's writes in the
+//   claimed range, which the forging member could delete anyway (revoke it); a true claim past
+//   the bound would need seventeen older copies of this store revealed within one process life.
+// A process life thus takes at most 17 incarnations (the fresh one and 16 on claims), each a step
+// of at most 2^16, and forged claims, over any number of restarts, take the node at most one
+// step past the ceiling: a quarter of the space (about 32,000 writing opens) stays for rule 1.
+bool Node::claim_may_move() const {
+  if (!fresh_issuer_) return true;
+  return claim_incarnations_ < kMaxClaimIncarnations && issuer_.incarnation < kIncarnationCeiling;
+}
+
+void Node::claim_answered(const std::optional<crdt::ReplicaId>& next, std::string_view why) {
+  if (!next) {
+    ++claims_unheeded_;
+    if (!claims_unheeded_logged_) {
+      claims_unheeded_logged_ = true;
+      SHOAL_LOG(options_.logger, kWarn, "node", why, ": stripped but not heeded, ", claim_incarnations_,
+                " incarnations were taken on peers' claims since open (at most ", kMaxClaimIncarnations,
+                "; none at or past ", kIncarnationCeiling, ": a forging member?); later ones are only counted "
+                "(claims_unheeded)");
+    }
+    return;
+  }
+  if (fresh_issuer_) ++claim_incarnations_;
+  SHOAL_LOG(options_.logger, kWarn, "node", why, ": new incarnation ", next->to_string());
+  issuer_ = *next;
+  fresh_issuer_ = true;
 }
 
 // Why a random step (D48): a copy of a store (a clone of a golden image, a VM snapshot or backup
@@ -206,13 +266,9 @@ Status Node::ensure_fresh_issuer() {
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   SHOAL_ASSIGN_OR_RETURN(const crdt::ReplicaId next, new_incarnation(*txn));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  take_issuer(next);
-  return {};
-}
-
-void Node::take_issuer(const crdt::ReplicaId& next) {
   issuer_ = next;
   fresh_issuer_ = true;
+  return {};
 }
 
 // A context from a peer may claim dots of ours beyond the counter we issued: a forged claim (a
@@ -220,10 +276,14 @@ void Node::take_issuer(const crdt::ReplicaId& next) {
 // the hello has not revealed yet). Rejecting the batch would stall the delta path for good (an
 // honest peer relaying the claim would resend it forever); joining it would spread a dot nobody
 // issued. So the claim is stripped (the rest of the batch joins and is relayed without it), and
-// because the claim may be true the caller moves to a new incarnation in the same transaction:
-// the claimed counters are never issued under the id they name. Dots that the peer's entries
-// carry stay (a record of ours we lost, which the join must keep). Contexts of repair slices
-// need no stripping: a slice adds only its entries' dots (join_in_txn, JoinKind::kRepair).
+// because the claim may be true (or was sent to other peers too, which cannot tell it from a
+// remove) the caller moves to a new incarnation in the same transaction (within the bounds of
+// claim_may_move): the claimed counters are never issued under the id they name. Dots that the
+// peer's entries carry stay (a record of ours we lost, which the join must keep). Contexts of
+// repair slices need no stripping: a slice adds only its entries' dots (join_in_txn,
+// JoinKind::kRepair). A claim on an older incarnation of ours joins: we never issue under it
+// again, and a claim that other peers took in (a hostile peer's claim on our dot, relayed back
+// by repair) must join for the mesh to converge.
 bool Node::strip_own_claims(const crdt::CausalContext& ours, const crdt::RecordMap& records,
                             crdt::CausalContext& theirs, const crdt::ReplicaId& from) {
   if (options_.mutations.keep_own_claims) return false;  // mutation under test
@@ -262,24 +322,70 @@ std::optional<transport::CollectionSpecWire> Node::collection_spec(std::uint32_t
   return to_wire(c->spec);
 }
 
-Result<Node::Collection*> Node::storage_for(const transport::CollectionSpecWire& wire) {
-  SHOAL_ASSIGN_OR_RETURN(CollectionSpec spec, from_wire(wire));
-  if (Collection* c = find(spec.name); c != nullptr) {
-    if (c->spec.dimension != spec.dimension || c->spec.metric != spec.metric) {
-      return Status(Code::kConflict, str_cat("peer's collection '", spec.name, "' has dimension ", spec.dimension,
-                                             " and metric ", metric_name(spec.metric), "; ours has ", c->spec.dimension,
-                                             " and ", metric_name(c->spec.metric)));
-    }
-    return c;
-  }
-  return create_storage(spec);
+// Storage a peer's request names is made in the request's own transaction and becomes known
+// (install_staged) only once that commits: a batch rejected after its catalogue item or spec was
+// read (a bad delta further on) leaves no storage behind (issue 15 review; D68). Until then the
+// request sees it here, under the ids it will have.
+namespace {
+
+// A peer's collection of the same name must have our dimension and metric.
+Status same_shape(const CollectionSpec& ours, const CollectionSpec& theirs) {
+  if (ours.dimension == theirs.dimension && ours.metric == theirs.metric) return {};
+  return Status(Code::kConflict, str_cat("peer's collection '", theirs.name, "' has dimension ", theirs.dimension,
+                                         " and metric ", metric_name(theirs.metric), "; ours has ", ours.dimension,
+                                         " and ", metric_name(ours.metric)));
 }
 
-Status Node::ensure_collection(const transport::CollectionSpecWire& spec) { return storage_for(spec).status(); }
+}  // namespace
+
+struct Node::StagedStorage {
+  std::vector<std::unique_ptr<Collection>> added;
+  Collection* find(std::string_view name) const {
+    for (const auto& c : added) {
+      if (c->spec.name == name) return c.get();
+    }
+    return nullptr;
+  }
+};
+
+Result<Node::Collection*> Node::storage_for(store::WriteTxn& txn, const transport::CollectionSpecWire& wire,
+                                            StagedStorage& staged) {
+  SHOAL_ASSIGN_OR_RETURN(CollectionSpec spec, from_wire(wire));
+  Collection* c = find(spec.name);
+  if (c == nullptr) c = staged.find(spec.name);
+  if (c != nullptr) {
+    SHOAL_RETURN_IF_ERROR(same_shape(c->spec, spec));
+    return c;
+  }
+  const auto id = static_cast<std::uint32_t>(next_collection_id_ + staged.added.size());
+  SHOAL_ASSIGN_OR_RETURN(auto made, new_storage(txn, spec, id));
+  staged.added.push_back(std::move(made));
+  return staged.added.back().get();
+}
+
+void Node::install_staged(StagedStorage& staged) {
+  for (auto& c : staged.added) install_storage(std::move(c));
+  staged.added.clear();
+}
+
+Status Node::ensure_collection(const transport::CollectionSpecWire& spec) {
+  if (const Collection* c = find(spec.name); c != nullptr) {
+    SHOAL_ASSIGN_OR_RETURN(CollectionSpec theirs, from_wire(spec));
+    return same_shape(c->spec, theirs);  // ours already: nothing to write
+  }
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
+  SHOAL_RETURN_IF_ERROR(storage_for(*txn, spec, staged).status());
+  if (staged.added.empty()) return {};  // ours already: nothing to write
+  SHOAL_RETURN_IF_ERROR(txn->commit());
+  install_staged(staged);
+  return {};
+}
 
 // --- the delta path ---
 
-Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view bytes) {
+Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view bytes, store::WriteTxn& txn,
+                                         StagedStorage& staged) {
   auto state = crdt::decode_delta(as_bytes(bytes));
   if (!state.ok()) return state.status().with_context("catalogue from peer " + origin.peer.to_string());
   SHOAL_RETURN_IF_ERROR(validate_catalogue(*state));
@@ -287,29 +393,33 @@ Result<crdt::ORMap> Node::peer_catalogue(const Origin& origin, std::string_view 
   for (const auto& [name, entries] : state->records) {
     for (const auto& e : entries) {
       auto spec = decode_spec(name, as_view(e.payload));
-      SHOAL_RETURN_IF_ERROR(storage_for(to_wire(spec->first)).status());
+      SHOAL_RETURN_IF_ERROR(storage_for(txn, to_wire(spec->first), staged).status());
     }
   }
   return ormap_from_state(*state, kCatalogueDigestConfig);
 }
 
 Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch& m) {
-  // Validate everything before touching the store: a rejected batch changes nothing.
+  // Validate everything before anything is committed: a rejected batch changes nothing. Storage
+  // for the collections the batch names is made in the batch's own transaction (StagedStorage).
+  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
   std::vector<std::pair<Collection*, crdt::Delta>> items;
   std::vector<crdt::ORMap> catalogues;  // whole catalogue states (items with no collection name)
   for (const auto& item : m.items) {
     if (item.collection.empty()) {
-      SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, item.delta));
+      SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, item.delta, *txn, staged));
       catalogues.push_back(std::move(theirs));
       continue;
     }
     auto spec = std::find_if(m.specs.begin(), m.specs.end(), [&](const auto& s) { return s.name == item.collection; });
     Collection* c = find(item.collection);
+    if (c == nullptr) c = staged.find(item.collection);
     if (c == nullptr) {
       if (spec == m.specs.end()) {
         return Status(Detail::kNoSuchCollection, str_cat("delta for unknown collection '", item.collection, "'"));
       }
-      SHOAL_ASSIGN_OR_RETURN(c, storage_for(*spec));
+      SHOAL_ASSIGN_OR_RETURN(c, storage_for(*txn, *spec, staged));
     }
     auto delta = crdt::decode_delta(as_bytes(item.delta));
     if (!delta.ok()) return delta.status().with_context("delta from peer " + origin.peer.to_string());
@@ -318,9 +428,8 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   bool claims = false;
   for (auto& [c, delta] : items) claims = strip_own_claims(c->ctx, delta.records, delta.context, origin.peer) || claims;
-  SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   std::optional<crdt::ReplicaId> next;
-  if (claims) {
+  if (claims && claim_may_move()) {
     SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
   }
   // Keyed by collection id, so the order of effects never depends on pointer values.
@@ -337,7 +446,8 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
   }
   for (auto& [id, cp] : pendings) SHOAL_RETURN_IF_ERROR(write_state(*txn, *cp.first, cp.second, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) take_issuer(*next);
+  install_staged(staged);
+  if (claims) claim_answered(next, str_cat("peer ", origin.peer.to_string(), " sent a context claiming our dots"));
   if (cat) catalogue_ = std::move(*cat);
   commit_cursor(cur);
   for (auto& [id, cp] : pendings) apply_pending(*cp.first, cp.second);
@@ -348,13 +458,15 @@ Status Node::apply_peer_batch(const Origin& origin, const transport::DeltaBatch&
 }
 
 Status Node::join_catalogue_state(const Origin& origin, std::string_view bytes) {
-  SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, bytes));
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
+  StagedStorage staged;
+  SHOAL_ASSIGN_OR_RETURN(auto theirs, peer_catalogue(origin, bytes, *txn, staged));
   DeltaBuffer::Cursor cur = buffer_.cursor();
   crdt::ORMap cat = catalogue_;
   SHOAL_RETURN_IF_ERROR(join_catalogue_in_txn(*txn, cat, theirs, cur, &origin));
-  if (cur.last == buffer_.last()) return {};  // nothing new: nothing to write
+  if (cur.last == buffer_.last() && staged.added.empty()) return {};  // nothing new: nothing to write
   SHOAL_RETURN_IF_ERROR(txn->commit());
+  install_staged(staged);
   catalogue_ = std::move(cat);
   commit_cursor(cur);
   return {};
@@ -464,12 +576,12 @@ Status Node::merge_context(std::string_view collection, const crdt::CausalContex
   pending.state_dirty = true;
   SHOAL_ASSIGN_OR_RETURN(auto txn, store_->begin_write());
   std::optional<crdt::ReplicaId> next;
-  if (claims) {
+  if (claims && claim_may_move()) {
     SHOAL_ASSIGN_OR_RETURN(next, new_incarnation(*txn));
   }
   SHOAL_RETURN_IF_ERROR(write_state(*txn, *c, pending, clock_.last()));
   SHOAL_RETURN_IF_ERROR(txn->commit());
-  if (next) take_issuer(*next);
+  if (claims) claim_answered(next, "a repair's context claiming our dots");
   apply_pending(*c, pending);
   return {};
 }

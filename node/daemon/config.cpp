@@ -671,6 +671,13 @@ void parse_sink_payload_budget(Field& f, DaemonConfig& c) {
   }
 }
 
+// Eviction's memory budget (node::EvictionOptions::memory_budget_bytes): the same range.
+void parse_sink_memory_budget(Field& f, DaemonConfig& c) {
+  if (auto v = f.integer(0, std::int64_t{1} << 50, "bytes")) {
+    c.sink_memory_budget_bytes = static_cast<std::uint64_t>(*v);
+  }
+}
+
 void parse_tiers_warm_budget(Field& f, DaemonConfig& c) {
   if (auto b = parse_warm_budget(f)) c.tier_warm_budget_bytes = *b;
 }
@@ -803,6 +810,7 @@ const std::array kRules{
     rule<&C::sink>("sink", "address", kRestart, kOptional, parse_sink_address),
     rule<&C::sink_quota_entries>("sink", "quota_entries", kRestart, kOptional, parse_sink_quota),
     rule<&C::sink_payload_budget_bytes>("sink", "payload_budget_bytes", kRestart, kOptional, parse_sink_payload_budget),
+    rule<&C::sink_memory_budget_bytes>("sink", "memory_budget_bytes", kRestart, kOptional, parse_sink_memory_budget),
     rule<&C::metrics_enabled>("metrics", "enabled", kReload, kOptional, parse_metrics_enabled),
     rule<&C::metrics_address, &C::metrics_port>("metrics", "listen", kReload, kOptional, parse_metrics_listen),
 };

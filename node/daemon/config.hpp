@@ -108,6 +108,7 @@ struct DaemonConfig {
   std::optional<PeerConfig> sink;                  // sink.address = "HOST:PORT"
   std::uint64_t sink_quota_entries = 50'000;       // sink.quota_entries
   std::uint64_t sink_payload_budget_bytes = 0;     // sink.payload_budget_bytes: evict above it (0: never)
+  std::uint64_t sink_memory_budget_bytes = 0;      // sink.memory_budget_bytes: index memory; evict above it (0: never)
 
   // [metrics]
   bool metrics_enabled = true;                  // metrics.enabled

@@ -752,6 +752,8 @@ struct LocalApi::Impl {
                      {"last_error", up->last_error},
                      {"payload_budget_bytes", ev.budget_bytes},
                      {"payload_held_bytes", ev.held_bytes},
+                     {"memory_budget_bytes", ev.memory_budget_bytes},
+                     {"index_held_bytes", ev.index_held_bytes},
                      {"evicted_records", ev.evicted_records},
                      {"evicted_bytes", ev.evicted_bytes}};
       }

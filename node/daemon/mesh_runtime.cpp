@@ -50,6 +50,7 @@ node::MeshOptions mesh_options(const DaemonConfig& c) {
     sink.port = c.sink->port;
     sink.backoff_max = c.backoff_max;
     sink.payload_budget_bytes = c.sink_payload_budget_bytes;
+    sink.memory_budget_bytes = c.sink_memory_budget_bytes;
     o.sink = sink;
     o.sink_feed.quota_entries = c.sink_quota_entries;
   }
@@ -168,6 +169,8 @@ DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const s
     const node::EvictionStatus ev = db.read([](const node::Node& n) { return n.eviction_status(); });
     k.payload_budget_bytes = ev.budget_bytes;
     k.payload_held_bytes = ev.held_bytes;
+    k.memory_budget_bytes = ev.memory_budget_bytes;
+    k.index_held_bytes = ev.index_held_bytes;
     k.evicted_records = ev.evicted_records;
     k.evicted_bytes = ev.evicted_bytes;
     if (up->last_ack) k.last_ack_unix_ms = up->last_ack->ns() / 1'000'000;

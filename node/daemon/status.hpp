@@ -96,6 +96,8 @@ struct DaemonSnapshot {
     // Eviction to stubs (node::EvictionStatus).
     std::uint64_t payload_budget_bytes = 0;  // 0: never evicts
     std::uint64_t payload_held_bytes = 0;    // vector bytes held locally by sink collections (the budget's measure)
+    std::uint64_t memory_budget_bytes = 0;   // 0: no memory budget
+    std::uint64_t index_held_bytes = 0;      // index memory of sink collections' records (its measure)
     std::uint64_t evicted_records = 0;       // stubs held
     std::uint64_t evicted_bytes = 0;         // vector bytes the stubs stand for
     std::optional<std::int64_t> last_ack_unix_ms;

@@ -422,6 +422,8 @@ std::string render_status_json(const DaemonSnapshot& s) {
            ",\"bytes\":" + std::to_string(k.bytes) + ",\"quota_refusals\":" + std::to_string(k.quota_refusals) +
            ",\"payload_budget_bytes\":" + std::to_string(k.payload_budget_bytes) +
            ",\"payload_held_bytes\":" + std::to_string(k.payload_held_bytes) +
+           ",\"memory_budget_bytes\":" + std::to_string(k.memory_budget_bytes) +
+           ",\"index_held_bytes\":" + std::to_string(k.index_held_bytes) +
            ",\"evicted_records\":" + std::to_string(k.evicted_records) +
            ",\"evicted_bytes\":" + std::to_string(k.evicted_bytes) +
            ",\"last_ack_unix_ms\":" + (k.last_ack_unix_ms ? std::to_string(*k.last_ack_unix_ms) : "null") +

@@ -267,7 +267,7 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
   // One bounded eviction step while the feed is idle (what it evicts the sink has acknowledged);
   // another follows at once while over the budget and progressing.
   void evict() {
-    if (options.payload_budget_bytes == 0) return;
+    if (options.payload_budget_bytes == 0 && options.memory_budget_bytes == 0) return;
     Result<EvictStep> st = node.write_quiet([](Node& n) { return n.evict_step(); });
     if (!st.ok()) {
       stats.last_error = st.status().to_string();
@@ -319,6 +319,7 @@ Result<std::unique_ptr<SinkUploader>> SinkUploader::start(transport::KjLoop& loo
   if (!st.ok()) return st;
   EvictionOptions eviction;
   eviction.payload_budget_bytes = options.payload_budget_bytes;
+  eviction.memory_budget_bytes = options.memory_budget_bytes;
   // The sink's digest (sink/segment.hpp, payload_digest): BLAKE2b-256, no key.
   eviction.payload_digest = [](std::string_view p) {
     PayloadDigest d{};

@@ -40,6 +40,9 @@ struct SinkUploaderOptions {
   // device keeps before it evicts acknowledged, old records of sink collections. 0: never. While
   // the feed has nothing to send, each poll runs one bounded Node::evict_step.
   std::uint64_t payload_budget_bytes = 0;
+  // The index memory of sink collections' records this device keeps before it evicts (D68;
+  // EvictionOptions::memory_budget_bytes). 0: no memory budget.
+  std::uint64_t memory_budget_bytes = 0;
 };
 
 struct SinkUploaderStats {

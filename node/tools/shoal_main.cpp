@@ -288,6 +288,10 @@ void print_status(const json& s, const std::string& socket) {
               << " bytes), " << get(k, "payload_held_bytes") << " bytes held of a budget of "
               << get(k, "payload_budget_bytes") << "\n";
   }
+  if (k.contains("memory_budget_bytes") && get(k, "memory_budget_bytes") != "0") {
+    std::cout << "eviction: " << get(k, "index_held_bytes") << " bytes of index memory held of a budget of "
+              << get(k, "memory_budget_bytes") << "\n";
+  }
 }
 
 std::string wall_ms_text(std::int64_t unix_ms) {

@@ -422,6 +422,7 @@ TEST_CASE("plan_reload applies reloadable keys and names the others", "[daemon][
       {"sink.address", [](DaemonConfig& c) { c.sink = PeerConfig{"sink.example.net", 7420, node::Tier::kHot}; }},
       {"sink.quota_entries", [](DaemonConfig& c) { c.sink_quota_entries = 10; }},
       {"sink.payload_budget_bytes", [](DaemonConfig& c) { c.sink_payload_budget_bytes = 1 << 20; }},
+      {"sink.memory_budget_bytes", [](DaemonConfig& c) { c.sink_memory_budget_bytes = 1 << 20; }},
       {"metrics.enabled", [](DaemonConfig& c) { c.metrics_enabled = false; }},
       {"metrics.listen", [](DaemonConfig& c) { c.metrics_address = "0.0.0.0"; }},
   };
@@ -579,6 +580,14 @@ TEST_CASE("[sink] and tiers' sink key: the sink's address and quota, which colle
   CHECK_THAT(quota.message(), Contains("sink.quota_entries = 0"));
   const Status big = error_of(kRequired + "[sink]\nquota_entries = 100001\n");
   CHECK(big.detail() == Detail::kOutOfRange);
+  // The two eviction budgets (D68): read into their members; beyond 2^50 refused with the range.
+  auto budgets = parse(kRequired + "[sink]\npayload_budget_bytes = 4096\nmemory_budget_bytes = 8192\n");
+  REQUIRE(budgets.ok());
+  CHECK(budgets->sink_payload_budget_bytes == 4096);
+  CHECK(budgets->sink_memory_budget_bytes == 8192);
+  const Status memory = error_of(kRequired + "[sink]\nmemory_budget_bytes = 1125899906842625\n");
+  CHECK(memory.detail() == Detail::kOutOfRange);
+  CHECK_THAT(memory.message(), Contains("key sink.memory_budget_bytes = 1125899906842625: must be 0..1125899906842624"));
   const Status typo = error_of(kRequired + "[sink]\nadress = \"a:1\"\n");
   CHECK(typo.detail() == Detail::kUnknownName);
   CHECK_THAT(typo.message(), Contains("did you mean sink.address?"));

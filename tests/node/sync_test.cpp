@@ -8,11 +8,13 @@
 
 #include <deque>
 #include <functional>
+#include <limits>
 #include <set>
 
 #include "common/random.hpp"
 #include "node/core/delta_buffer.hpp"
 #include "node/core/node.hpp"
+#include "node/core/node_format.hpp"
 #include "node/runtime/revocation_replica.hpp"
 #include "node/store/memory_store.hpp"
 #include "security/identity.hpp"
@@ -678,6 +680,7 @@ TEST_CASE("a hello moves a node to a new incarnation only for a counter of its c
   const std::uint32_t later = third.incarnation + 1000;
   const crdt::ReplicaId fourth = hello(1, later);
   CHECK(fourth.incarnation > later);
+  CHECK(mesh[0].stats().claim_incarnations == 3);
   // Dots after the moves are issued under the last one.
   REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
   CHECK(mesh[0].get("c", "y")->siblings.at(0).dot.replica == fourth);
@@ -762,6 +765,7 @@ TEST_CASE("a context claiming our own dots beyond our counter is stripped and we
   CHECK(state->find("theirs") != nullptr);
   CHECK(state->context().max_counter(own) == issued);
   CHECK(mesh[1].stats().own_claims_stripped == 2);
+  CHECK(mesh[1].stats().claim_incarnations == 1);
   CHECK(mesh[1].issuer().identity == own.identity);
   CHECK(mesh[1].issuer().incarnation > own.incarnation);
   REQUIRE(mesh[1].upsert("c", "after", value(3)).ok());
@@ -952,4 +956,222 @@ TEST_CASE("siblings: each buffer entry sends its own sibling's payload, and both
   require_converged(mesh, 3, "c");
   REQUIRE(mesh[2].get("c", "s")->siblings.size() == 1);
   CHECK(mesh[2].get("c", "s")->siblings.at(0).value.vector == value(30).vector);
+}
+
+namespace {
+
+// A peer's catalogue state naming collection `name` (4-d, L2), as a delta batch item carries it.
+std::string catalogue_item(const crdt::ReplicaId& from, const std::string& name) {
+  crdt::ORMap cat;
+  const std::string spec = format::encode_spec(CollectionSpec{name, 4, Metric::kL2}, 0);
+  REQUIRE(cat.upsert(from, name, crdt::Bytes(spec.begin(), spec.end()), crdt::Hlc::from_raw(1)).ok());
+  crdt::Bytes bytes;
+  crdt::encode_delta(cat.to_delta(), bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A peer's delta upserting record `id` of a 4-d collection.
+std::string record_item(const crdt::ReplicaId& from, const std::string& id) {
+  crdt::ORMap other;
+  const std::string payload = encode_payload(value(1));
+  auto d = other.upsert(from, id, crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+  REQUIRE(d.ok());
+  crdt::Bytes bytes;
+  crdt::encode_delta(*d, bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+}  // namespace
+
+TEST_CASE("a delta batch rejected after a catalogue item or a new collection's spec leaves the store unchanged",
+          "[node][sync]") {
+  // Proves that the storage a peer's batch names is made in the batch's own transaction (D68):
+  // Node::peer_catalogue (and a spec for an unknown collection) committed it on its own while
+  // the later items were still being validated, so a batch rejected for a bad delta after them
+  // left the store changed (a hidden collection, its catalogue-table row and the next id). A
+  // batch that is accepted makes the storage and uses it at once. A claim on our dots in a
+  // rejected batch takes no incarnation either (it is written in the batch's transaction).
+  Mesh mesh(2);
+  REQUIRE(mesh[1].create_collection({"c", 4, Metric::kL2}).ok());
+  const crdt::ReplicaId peer = mesh[0].replica();
+  const auto before = store::state_hash(mesh.store(1));
+  REQUIRE(before.ok());
+  SECTION("a catalogue item, then a delta that does not decode") {
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.items.push_back({"", catalogue_item(peer, "n")});
+    bad.items.push_back({"c", "\x01\xff\xff garbage"});
+    CHECK_FALSE(mesh[1].receive(peer, bad, mesh.now()).ok());
+  }
+  SECTION("a spec and a delta for a new collection, then a delta of the wrong dimension") {
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.specs.push_back(transport::CollectionSpecWire{"m", 4, metric_to_wire_byte(Metric::kL2)});
+    bad.items.push_back({"m", record_item(peer, "a")});
+    crdt::ORMap other;
+    const std::string payload = encode_payload(RecordValue{{1, 2, 3}, {}, ""});
+    auto d = other.upsert(peer, "evil", crdt::Bytes(payload.begin(), payload.end()), crdt::Hlc::from_raw(1));
+    REQUIRE(d.ok());
+    crdt::Bytes bytes;
+    crdt::encode_delta(*d, bytes);
+    bad.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    CHECK(mesh[1].receive(peer, bad, mesh.now()).detail() == Detail::kDimensionMismatch);
+  }
+  SECTION("a context claiming our dots, then a delta that does not decode") {
+    crdt::Delta claim;
+    claim.context.add(crdt::Dot{mesh[1].issuer(), 1000});
+    crdt::Bytes bytes;
+    crdt::encode_delta(claim, bytes);
+    transport::DeltaBatch bad;
+    bad.last_seq = 1;
+    bad.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    bad.items.push_back({"c", "\x01\xff\xff garbage"});
+    const crdt::ReplicaId issuer = mesh[1].issuer();
+    CHECK_FALSE(mesh[1].receive(peer, bad, mesh.now()).ok());
+    CHECK(mesh[1].issuer() == issuer);
+    CHECK(mesh[1].stats().claim_incarnations == 0);
+  }
+  CHECK(*store::state_hash(mesh.store(1)) == *before);
+  // The same collection in an accepted batch: made, live, holding the record, and kept over a
+  // restart (the staged storage committed with the batch).
+  transport::DeltaBatch good;
+  good.last_seq = 2;
+  good.items.push_back({"", catalogue_item(peer, "n")});
+  good.specs.push_back(transport::CollectionSpecWire{"n", 4, metric_to_wire_byte(Metric::kL2)});
+  good.items.push_back({"n", record_item(peer, "r")});
+  REQUIRE(mesh[1].receive(peer, good, mesh.now()).ok());
+  CHECK(mesh[1].get("n", "r").ok());
+  mesh.restart(1);
+  CHECK(mesh[1].get("n", "r").ok());
+  CHECK(mesh[1].collection_info("c").ok());
+}
+
+TEST_CASE("forged claims on our dots cannot churn or exhaust our incarnations", "[node][sync]") {
+  // Proves the bounds of docs/crdt.md, "Incarnations" (D68). A claim on our dots moves the node
+  // to a new incarnation at once (D36, D48), but before D68 with no bound: every forged batch took
+  // one (1,000 batches: 1,000 incarnations, each a random step of up to 2^16, and ~131,000 of them
+  // exhaust the u32), and each forged hello naming a later incarnation within 2^24 of the current
+  // one moved the node that far, so 256 of them exhausted it and every write failed for good.
+  Mesh mesh(2);
+  REQUIRE(mesh[0].create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(mesh[0].upsert("c", "x", value(1)).ok());
+  mesh.connect(0, 1);
+  mesh.run();
+  const crdt::ReplicaId peer = mesh[1].replica();
+  // A batch from node 1 whose context claims node 0's dot `counter` of its current incarnation.
+  auto forged_claim = [&](std::uint64_t counter) {
+    const crdt::Dot claimed{mesh[0].issuer(), counter};
+    crdt::Delta d;
+    d.context.add(claimed);
+    crdt::Bytes bytes;
+    crdt::encode_delta(d, bytes);
+    transport::DeltaBatch batch;
+    batch.last_seq = 1;
+    batch.items.push_back({"c", std::string(bytes.begin(), bytes.end())});
+    REQUIRE(mesh[0].receive(peer, batch, mesh.now()).ok());
+    return claimed;
+  };
+  constexpr std::uint32_t kStep = 1u << 16;
+  SECTION("1,000 forged batches move an idle node 16 times in a process life; every claim is stripped") {
+    const crdt::ReplicaId opened = mesh[0].issuer();
+    std::vector<crdt::Dot> claims;
+    for (std::uint64_t i = 0; i < 1000; ++i) claims.push_back(forged_claim(1000 + i));
+    CHECK(mesh[0].stats().own_claims_stripped == 1000);
+    CHECK(mesh[0].stats().claim_incarnations == 16);
+    CHECK(mesh[0].stats().claims_unheeded == 1000 - 16);
+    CHECK(mesh[0].issuer().identity == opened.identity);
+    CHECK(mesh[0].issuer().incarnation > opened.incarnation);
+    CHECK(mesh[0].issuer().incarnation - opened.incarnation <= 16 * kStep);
+    // Nothing any claim named was kept: not the claims on an incarnation we issued under at the
+    // time, including the 984 on the last one, which moved the node no more.
+    const auto ctx = mesh[0].crdt_state_for_testing("c")->context();
+    for (const crdt::Dot& dot : claims) CHECK_FALSE(ctx.contains(dot));
+    // The node keeps writing, under the last incarnation, from its first counter.
+    REQUIRE(mesh[0].upsert("c", "y", value(2)).ok());
+    CHECK(mesh[0].get("c", "y")->siblings.at(0).dot == crdt::Dot{mesh[0].issuer(), 1});
+    // The bound is per process life: after a restart claims move the node again. The first one
+    // before a write stands for the fresh incarnation the write would take, and is not counted.
+    const crdt::ReplicaId before_restart = mesh[0].issuer();
+    mesh.restart(0);
+    forged_claim(5000);
+    CHECK(mesh[0].issuer().incarnation > before_restart.incarnation);
+    CHECK(mesh[0].stats().claim_incarnations == 0);
+    const crdt::ReplicaId moved = mesh[0].issuer();
+    REQUIRE(mesh[0].upsert("c", "z", value(3)).ok());
+    CHECK(mesh[0].issuer() == moved);  // the write took no other
+    forged_claim(5000);
+    CHECK(mesh[0].stats().claim_incarnations == 1);
+  }
+  SECTION("a claim after every write moves the node at most 16 times per process life, and it keeps writing") {
+    const std::uint32_t opened = mesh[0].issuer().incarnation;
+    for (int i = 0; i < 200; ++i) {
+      const crdt::Dot claimed = forged_claim(1000);
+      const std::string id = "w" + std::to_string(i);
+      REQUIRE(mesh[0].upsert("c", id, value(static_cast<float>(i))).ok());
+      // The first 16 claims moved the node: the write is not under the claimed incarnation. Past
+      // the bound the node stays (the documented cost: a peer that took such a claim in may drop
+      // its writes in the claimed range).
+      const crdt::ReplicaId wrote = mesh[0].get("c", id)->siblings.at(0).dot.replica;
+      if (i < 16) {
+        CHECK(wrote != claimed.replica);
+      } else {
+        CHECK(wrote == claimed.replica);
+      }
+    }
+    CHECK(mesh[0].stats().claim_incarnations == 16);
+    CHECK(mesh[0].stats().claims_unheeded == 200 - 16);
+    CHECK(mesh[0].issuer().incarnation - opened <= 16 * kStep);
+    // Every write of the 200 is held.
+    CHECK(mesh[0].collection_info("c")->live_records == 201);
+  }
+  SECTION("forged hellos naming later incarnations, over many restarts, never pass the ceiling, "
+          "and past it claims move nothing") {
+    // Each life: four hellos, each naming the incarnation 2^24 above the node's current one, then
+    // a write. Before, the lead counted from the current incarnation, so they stacked (each moved
+    // the node 2^24) and the write of about the 64th life failed ("replica incarnation
+    // exhausted"). Now only the first of a life (2^24 above the incarnation opened) is believed,
+    // and none at or past the ceiling: from about the 190th life on, only rule 1's step moves it.
+    constexpr std::uint64_t kCeiling = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 30);
+    std::uint64_t implausible = 0;  // per process life in NodeStats: summed here
+    for (int life = 0; life < 300; ++life) {
+      for (int k = 0; k < 4; ++k) {
+        transport::Hello h;
+        h.replica = peer.encode();
+        const std::uint64_t named = std::min(std::uint64_t{mesh[0].issuer().incarnation} + (std::uint64_t{1} << 24),
+                                             std::uint64_t{std::numeric_limits<std::uint32_t>::max()});
+        h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(named)});
+        REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
+      }
+      REQUIRE(mesh[0].upsert("c", "l" + std::to_string(life), value(3)).ok());
+      // Past the ceiling only each open's own step (rule 1, up to 2^16) moves it.
+      REQUIRE(mesh[0].issuer().incarnation < kCeiling + static_cast<std::uint64_t>(life + 2) * kStep);
+      implausible += mesh[0].stats().implausible_incarnations;
+      mesh.restart(0);
+    }
+    CHECK(implausible >= 3 * 300);
+    // A hello naming the incarnation just under the ceiling (believed: within 2^24 of the one
+    // opened) takes the node to or past it.
+    for (int life = 0; mesh[0].issuer().incarnation < kCeiling; ++life) {
+      REQUIRE(life < 3);
+      transport::Hello h;
+      h.replica = peer.encode();
+      h.your_counters.push_back({"c", 1, static_cast<std::uint32_t>(kCeiling - 1)});
+      REQUIRE(mesh[0].receive(peer, h, mesh.now()).ok());
+      mesh.restart(0);
+    }
+    // At the ceiling: the node still writes, a quarter of the space stays for its own opens, and
+    // forged batches are stripped but move it no more.
+    REQUIRE(mesh[0].upsert("c", "last", value(4)).ok());
+    const crdt::ReplicaId at_ceiling = mesh[0].issuer();
+    CHECK(std::uint64_t{at_ceiling.incarnation} + (std::uint64_t{1} << 29) < (std::uint64_t{1} << 32));
+    for (std::uint64_t i = 0; i < 50; ++i) {
+      const crdt::Dot claimed = forged_claim(1000 + i);
+      CHECK_FALSE(mesh[0].crdt_state_for_testing("c")->context().contains(claimed));
+    }
+    CHECK(mesh[0].issuer() == at_ceiling);
+    CHECK(mesh[0].stats().claim_incarnations == 0);
+    CHECK(mesh[0].stats().claims_unheeded == 50);
+    REQUIRE(mesh[0].upsert("c", "after", value(5)).ok());
+    CHECK(mesh[0].get("c", "after")->siblings.at(0).dot.replica == at_ceiling);
+  }
 }

@@ -804,3 +804,144 @@ TEST_CASE("a record holding a peer's stub beside whole entries is evicted once t
     for (const node::Sibling& s : siblings(*b.node)) CHECK(s.evicted);
   }
 }
+
+// Proves that a restart uploads nothing the sink already acknowledged when a sink collection is
+// held only as stubs (D68). A full-state chunk of such a collection leaves every record out (a
+// stub is never uploaded) and so carries no delta at all, and the acknowledgement of a chunk
+// with no delta gave the collection no acknowledged-dot set: the feed's start took it as never
+// uploaded and sent every sink collection whole again, at every restart (the second section: the
+// 10 records of "more", one upload at each restart, before the fix). The first section (stubs
+// received from a peer, uploaded on the delta path, whose uploads carry an empty delta) passed
+// before too; it stays as the other way a device comes to hold only stubs.
+TEST_CASE("a restart uploads nothing already acknowledged when a sink collection holds only stubs", "[sink][evict]") {
+  const std::uint64_t seed = seed_of();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  sink::MemoryObjectStore objects;
+  auto sink = open_service(objects);
+  TempDir dir{"shoal-evict"};
+  SECTION("stubs received from a peer that evicted them") {
+    TempDir dir_a{"shoal-evict"};
+    Device a(dir_a.path, 1);
+    create(*a.node, "cold", kDim);
+    write_to(*a.node, "cold", "c", 20, rng);
+    drain(*a.node, *sink);
+    *a.now += 2 * kHourNs;
+    a.budget(1);
+    REQUIRE(a.evict() == 20);
+    Device b(dir.path, 2);
+    b.sinks = {"cold", "more"};
+    b.open();
+    create(*b.node, "cold", kDim);
+    create(*b.node, "more", kDim);
+    write_to(*b.node, "more", "m", 10, rng);
+    drain(*b.node, *sink);
+    send_state(*a.node, *b.node, 1);  // b holds "cold" as 20 stubs
+    REQUIRE(b.node->eviction_status().evicted_records == 20);
+    drain(*b.node, *sink);
+    for (int restart = 0; restart < 2; ++restart) {
+      b.open();
+      CHECK(drain(*b.node, *sink) == 0);
+    }
+  }
+  SECTION("stubs evicted here, in a collection turned sink=false and back on") {
+    Device d(dir.path);
+    d.sinks = {"cold", "more"};
+    d.open();
+    create(*d.node, "cold", kDim);
+    create(*d.node, "more", kDim);
+    write_to(*d.node, "cold", "c", 20, rng);
+    drain(*d.node, *sink);
+    *d.now += 2 * kHourNs;
+    write_to(*d.node, "more", "m", 10, rng);
+    drain(*d.node, *sink);
+    d.budget(1);  // "more" is within the hot window: only "cold" goes
+    REQUIRE(d.evict() == 20);
+    sink_policies(*d.node, {"more"});  // the operator's SIGHUP: "cold" stays home
+    d.open();  // restarted with "cold" going to the sink again: sent whole once (it holds stubs only)
+    drain(*d.node, *sink);
+    for (int restart = 0; restart < 2; ++restart) {
+      d.open();
+      CHECK(drain(*d.node, *sink) == 0);
+    }
+  }
+  CHECK(sink->status().records == 30);
+}
+
+// Proves the memory budget (EvictionOptions::memory_budget_bytes, shoald's
+// sink.memory_budget_bytes; D68): with no payload budget, a device whose sink collections' index
+// memory is over it evicts acknowledged records older than the hot window until it fits, charging
+// each record its index's memory over the elements it stores; it never evicts an unacknowledged
+// record nor one within the hot window, however far over the budget it stays; and a budget over
+// 2^50 is refused naming the value.
+TEST_CASE("a memory budget over the sink collections' index memory evicts acknowledged old records until it fits, "
+          "and never an unacknowledged one",
+          "[sink][evict]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  Scenario s(rng);
+  auto memory_budget = [&](std::uint64_t bytes) {
+    node::EvictionOptions e;
+    e.memory_budget_bytes = bytes;
+    e.max_records_per_step = 16;
+    e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+    REQUIRE(s.node().set_eviction(e).ok());
+  };
+  const std::uint64_t index_bytes = s.node().collection_info("cold")->index_bytes;
+  const auto before = s.node().eviction_status();
+  REQUIRE(before.index_held_bytes > 0);
+  CHECK(before.index_held_bytes <= index_bytes);
+  const std::uint64_t each = before.index_held_bytes / 130;  // 130 records, none evicted
+  REQUIRE(each > 0);
+  SECTION("a budget of 60 records' share evicts 70 of the 100 eligible") {
+    memory_budget(60 * each);
+    CHECK(s.dev->evict() == 70);
+    const auto after = s.node().eviction_status();
+    CHECK(after.memory_budget_bytes == 60 * each);
+    CHECK(after.index_held_bytes <= 60 * each);
+    CHECK(after.evicted_records == 70);
+  }
+  SECTION("a budget no eviction can meet evicts every eligible record and nothing else") {
+    memory_budget(1);
+    CHECK(s.dev->evict() == 100);
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "hot")));
+    // Two hours on, "hot" is old too; "late" is old but still unacknowledged: it stays.
+    *s.dev->now += 2 * kHourNs;
+    CHECK(s.dev->evict() == 10);
+    auto step = s.node().evict_step();
+    REQUIRE(step.ok());
+    CHECK(step->over_budget);
+    CHECK(step->evicted == 0);
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(evicted(s.node(), id_of(i, "late")));
+    CHECK(s.node().eviction_status().skipped_unacked > 0);
+    // What is left is charged for the 20 records the index must still hold.
+    CHECK(s.node().eviction_status().index_held_bytes <= 20 * (index_bytes / 130 + 1));
+  }
+  SECTION("a budget over the limit is refused naming the value, and nothing changes") {
+    node::EvictionOptions e;
+    e.memory_budget_bytes = node::kMaxPayloadBudgetBytes + 1;
+    e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+    const Status st = s.node().set_eviction(e);
+    CHECK(st.detail() == Detail::kOutOfRange);
+    CHECK_THAT(st.message(), Catch::Contains(std::to_string(node::kMaxPayloadBudgetBytes + 1)));
+    e.memory_budget_bytes = 1;
+    e.payload_digest = nullptr;
+    CHECK(s.node().set_eviction(e).code() == Code::kInvalidArgument);
+    CHECK(s.node().eviction_status().memory_budget_bytes == 0);
+    CHECK(s.dev->evict() == 0);
+  }
+}
+
+// The same budget under the mutation that ignores the sink's acknowledgements evicts the
+// unacknowledged records: the check above is what keeps them (a memory budget reaches the same
+// acknowledgement test as the payload one).
+TEST_CASE("a memory budget under the evict-unacked mutation evicts unacknowledged records", "[sink][evict]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  Scenario s(rng, /*evict_unacked=*/true);
+  *s.dev->now += 2 * kHourNs;
+  node::EvictionOptions e;
+  e.memory_budget_bytes = 1;
+  e.payload_digest = [](std::string_view p) { return sink::payload_digest(p); };
+  REQUIRE(s.node().set_eviction(e).ok());
+  CHECK(s.dev->evict() == 130);
+  CHECK(evicted(s.node(), id_of(0, "late")));
+}

@@ -19,7 +19,10 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "two_apps_cli_test: FAIL: $*"; exit 1; }
 mkfifo "$tmp/in"
-"$server" "$dir" "$tmp/api.sock" <"$tmp/in" >"$tmp/out" &
+# SHOAL_TEST_SERVER_TSAN_OPTIONS: more ThreadSanitizer options for the server only (a TSan build's
+# CTest sets it: docs/decisions.md, D71); empty otherwise.
+TSAN_OPTIONS="${TSAN_OPTIONS:-} ${SHOAL_TEST_SERVER_TSAN_OPTIONS:-}" \
+  "$server" "$dir" "$tmp/api.sock" <"$tmp/in" >"$tmp/out" &
 pid=$!
 exec 3>"$tmp/in"
 for _ in $(seq 1 200); do

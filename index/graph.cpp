@@ -2,7 +2,6 @@
 // internals: hnswlib's graph behind detail::Graph (index/hnsw_internal.hpp), the distance space
 // over our kernels, our search loop over 0.6.2's memory layout, the two replaced hnswlib members,
 // and the snapshot's view of the layout. A newer hnswlib must be re-checked here, and only here.
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +14,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include "common/hash.hpp"
+#include "common/memory.hpp"
 #include "common/random.hpp"
 #include "index/hnsw_internal.hpp"
 
@@ -108,24 +108,12 @@ struct HnswGraph {
   std::unique_ptr<Hnsw> h;
 };
 
-namespace {
-// Asks the kernel for transparent huge pages over the whole 2 MiB pages inside hnswlib's level-0
-// array (THP in `madvise` mode serves only regions that ask). Loading a 1M x 128 snapshot
-// otherwise takes one page fault per 4 KiB of the 264 MiB it fills (D64); searches walk the array
-// at random, so fewer TLB misses too. Advice only: a kernel without THP refuses it (EINVAL) and
-// nothing changes, so the result is ignored. An array below 2 MiB is left alone.
-// Only a snapshot's load asks, for the array it fills at once: the advice splits the array's
-// mapping, so glibc's realloc can no longer mremap it and the next resizeIndex copies it (once;
-// the copy asks for nothing). A graph that grows by inserts keeps mremap's copy-free growth.
-void advise_huge_pages(void* p, std::size_t bytes) {
-  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-  const auto begin = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const std::uintptr_t last = (begin + bytes) & ~(kHuge - 1);
-  if (p == nullptr || last <= first) return;
-  (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-}
-}  // namespace
+// The level-0 array gets transparent huge pages before a snapshot fills it (common/memory.hpp):
+// loading a 1M x 128 snapshot otherwise takes one page fault per 4 KiB of the 264 MiB it fills
+// (D64); searches walk the array at random, so fewer TLB misses too. An array below 2 MiB is left
+// alone. Only a snapshot's load asks, for the array it fills at once: the advice splits the
+// array's mapping, so glibc's realloc can no longer mremap it and the next resizeIndex copies it
+// (once; the copy asks for nothing). A graph that grows by inserts keeps mremap's copy-free growth.
 
 Status hnswlib_error(const char* what, const std::exception& e) {
   return Status(Code::kInternal, std::string("hnswlib ") + what + " failed: " + e.what());

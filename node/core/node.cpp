@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "common/assert.hpp"
+#include "common/memory.hpp"
 #include "crdt/codec.hpp"
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
@@ -328,7 +329,11 @@ Result<bool> Node::load_open_state(Collection& c) {
   // constructed and then overwritten (D59, D64, D70).
   c.docs.clear();
   c.docs.reserve(c.next_label);
+  advise_huge_pages(c.docs.data(), c.docs.capacity() * sizeof(Collection::Doc));
   c.docs.emplace_back();  // label 0
+  // The repair digests' leaves summed here first, then added to the tree once per bucket: one
+  // update per record walked every level of the tree.
+  std::vector<std::uint64_t> leaves(c.digests.leaf_count(), 0);
   auto header = format::decode_open_state(**got, name, [&](format::OpenStateDoc&& d) -> Status {
     while (c.docs.size() < d.label) c.docs.emplace_back();
     Collection::Doc& doc = c.docs.emplace_back();
@@ -336,13 +341,14 @@ Result<bool> Node::load_open_state(Collection& c) {
     doc.digest = d.digest;
     doc.evicted = d.evicted;
     c.set_extras(doc, std::move(d.metadata), std::move(d.model));
-    c.digests.update(c.digests.bucket_of(doc.id), 0, d.digest);
+    leaves[c.digests.bucket_of(doc.id)] += d.digest;  // wrapping, as the tree sums
     ++c.live;
     if (d.evicted) ++c.stubs;
     return {};
   });
   got->reset();
   if (!header.ok()) return reject(header.status().to_string());
+  for (std::uint32_t bucket = 0; bucket < leaves.size(); ++bucket) c.digests.update(bucket, 0, leaves[bucket]);
   if (c.docs.size() < c.next_label) c.docs.resize(c.next_label);
   // The id map in one pass over the docs, sized once (insert_new prefetches its slots).
   std::uint64_t scanned = 0;

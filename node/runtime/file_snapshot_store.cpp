@@ -11,6 +11,7 @@
 
 #include "common/file_io.hpp"
 #include "common/log.hpp"
+#include "common/memory.hpp"
 
 namespace shoal::node {
 
@@ -92,12 +93,23 @@ Result<std::optional<std::string>> FileSnapshotStore::load_state(std::uint32_t c
     if (errno == ENOENT) return std::optional<std::string>();
     return Status(Code::kIo, str_cat("cannot open the open state: ", std::strerror(errno)), p);
   }
+  // Read straight into the string, sized from fstat (asking for huge pages: a 1M-record state is
+  // 37 MiB, D70); a file that changed size meanwhile is still read to its end.
   std::string out;
   struct stat st {};
-  if (::fstat(fd, &st) == 0) out.reserve(static_cast<std::size_t>(st.st_size));
-  char buf[1 << 16];
+  std::size_t filled = 0;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    const auto size = static_cast<std::size_t>(st.st_size);
+    out.reserve(size);
+    advise_huge_pages(out.data(), size);
+    out.resize(size);
+  }
+  char spill[1 << 12];  // past the size fstat gave: read here, then appended
   for (;;) {
-    const ssize_t r = ::read(fd, buf, sizeof buf);
+    const bool in_place = filled < out.size();
+    char* to = in_place ? out.data() + filled : spill;
+    const std::size_t room = in_place ? out.size() - filled : sizeof spill;
+    const ssize_t r = ::read(fd, to, room);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       const int e = errno;
@@ -105,8 +117,10 @@ Result<std::optional<std::string>> FileSnapshotStore::load_state(std::uint32_t c
       return Status(Code::kIo, str_cat("cannot read the open state: ", std::strerror(e)), p);
     }
     if (r == 0) break;
-    out.append(buf, static_cast<std::size_t>(r));
+    if (!in_place) out.append(spill, static_cast<std::size_t>(r));
+    filled += static_cast<std::size_t>(r);
   }
+  out.resize(filled);
   ::close(fd);
   return std::optional<std::string>(std::move(out));
 }

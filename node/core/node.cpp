@@ -334,7 +334,7 @@ Result<bool> Node::load_open_state(Collection& c) {
   // The repair digests' leaves summed here first, then added to the tree once per bucket: one
   // update per record walked every level of the tree.
   std::vector<std::uint64_t> leaves(c.digests.leaf_count(), 0);
-  auto header = format::decode_open_state(**got, name, [&](format::OpenStateDoc&& d) -> Status {
+  auto header = format::decode_open_state((*got)->view(), name, [&](format::OpenStateDoc&& d) -> Status {
     while (c.docs.size() < d.label) c.docs.emplace_back();
     Collection::Doc& doc = c.docs.emplace_back();
     doc.id = std::move(d.id);

@@ -16,5 +16,10 @@ namespace shoal {
 // 2 MiB page is left alone. The advice splits the mapping: glibc's realloc of such a block can no
 // longer mremap it and copies instead (index/graph.cpp says when that matters).
 void advise_huge_pages(void* p, std::size_t bytes) noexcept;
+// Faults in, writable, the whole 4 KiB pages inside [p, p + bytes) that are not yet present
+// (MADV_POPULATE_WRITE, Linux 5.14): the kernel zeroes fresh ones; pages already present and
+// their contents are left as they are, so it may run while another thread writes the range.
+// False when the kernel refuses (an older one: nothing was done).
+bool populate_for_write(void* p, std::size_t bytes) noexcept;
 
 }  // namespace shoal

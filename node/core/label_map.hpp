@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 #include "common/hash.hpp"
 
@@ -28,6 +29,20 @@ namespace shoal::node {
 
 class LabelMap {
  public:
+  LabelMap() = default;
+  // Move-only (the slots are one calloc'ed array); a moved-from map is empty.
+  LabelMap(LabelMap&& other) noexcept
+      : slots_(std::move(other.slots_)),
+        capacity_(std::exchange(other.capacity_, 0)),
+        mask_(std::exchange(other.mask_, 0)),
+        size_(std::exchange(other.size_, 0)) {}
+  LabelMap& operator=(LabelMap&& other) noexcept {
+    slots_ = std::move(other.slots_);
+    capacity_ = std::exchange(other.capacity_, 0);
+    mask_ = std::exchange(other.mask_, 0);
+    size_ = std::exchange(other.size_, 0);
+    return *this;
+  }
   // The label of `id`; 0 (never a label) when absent.
   template <typename IdOf>
   std::uint64_t find(std::string_view id, const IdOf& id_of) const {

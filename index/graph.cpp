@@ -2,19 +2,22 @@
 // internals: hnswlib's graph behind detail::Graph (index/hnsw_internal.hpp), the distance space
 // over our kernels, our search loop over 0.6.2's memory layout, the two replaced hnswlib members,
 // and the snapshot's view of the layout. A newer hnswlib must be re-checked here, and only here.
-#include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include <hnswlib/hnswlib.h>
 
 #include "common/hash.hpp"
+#include "common/memory.hpp"
 #include "common/random.hpp"
 #include "index/hnsw_internal.hpp"
 
@@ -108,24 +111,12 @@ struct HnswGraph {
   std::unique_ptr<Hnsw> h;
 };
 
-namespace {
-// Asks the kernel for transparent huge pages over the whole 2 MiB pages inside hnswlib's level-0
-// array (THP in `madvise` mode serves only regions that ask). Loading a 1M x 128 snapshot
-// otherwise takes one page fault per 4 KiB of the 264 MiB it fills (D64); searches walk the array
-// at random, so fewer TLB misses too. Advice only: a kernel without THP refuses it (EINVAL) and
-// nothing changes, so the result is ignored. An array below 2 MiB is left alone.
-// Only a snapshot's load asks, for the array it fills at once: the advice splits the array's
-// mapping, so glibc's realloc can no longer mremap it and the next resizeIndex copies it (once;
-// the copy asks for nothing). A graph that grows by inserts keeps mremap's copy-free growth.
-void advise_huge_pages(void* p, std::size_t bytes) {
-  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-  const auto begin = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const std::uintptr_t last = (begin + bytes) & ~(kHuge - 1);
-  if (p == nullptr || last <= first) return;
-  (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-}
-}  // namespace
+// The level-0 array gets transparent huge pages before a snapshot fills it (common/memory.hpp):
+// loading a 1M x 128 snapshot otherwise takes one page fault per 4 KiB of the 264 MiB it fills
+// (D64); searches walk the array at random, so fewer TLB misses too. An array below 2 MiB is left
+// alone. Only a snapshot's load asks, for the array it fills at once: the advice splits the
+// array's mapping, so glibc's realloc can no longer mremap it and the next resizeIndex copies it
+// (once; the copy asks for nothing). A graph that grows by inserts keeps mremap's copy-free growth.
 
 Status hnswlib_error(const char* what, const std::exception& e) {
   return Status(Code::kInternal, std::string("hnswlib ") + what + " failed: " + e.what());
@@ -503,6 +494,56 @@ void Graph::write_links(const std::function<void(const void*, std::size_t)>& emi
   }
 }
 
+namespace {
+// While a snapshot's level-0 block is read front to back into fresh memory, a second thread
+// faults the block's pages in from the back (D70): the kernel zeroes every fresh page before the
+// read copies into it, the largest single cost of an open (1M x 128: 264 MiB), and the two halves
+// of that work then run on two cores. The thread only populates pages (never writes a byte), so
+// pages the read reached first are left alone; it stops where it meets the read's front, when
+// the kernel refuses, or when the object is destroyed. Blocks under kMinBytes, and machines with
+// one core, get no thread.
+class BackFaulter {
+ public:
+  static constexpr std::size_t kMinBytes = std::size_t{64} << 20;
+  static constexpr std::size_t kStep = std::size_t{8} << 20;  // populated per call, and read per take
+
+  BackFaulter(char* base, std::size_t bytes) : base_(base), bytes_(bytes) {
+    if (bytes < kMinBytes || std::thread::hardware_concurrency() < 2) return;
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error&) {
+      // No thread: the read faults every page itself, as without this.
+    }
+  }
+  ~BackFaulter() {
+    stop_.store(true, std::memory_order_relaxed);
+    if (thread_.joinable()) thread_.join();
+  }
+  BackFaulter(const BackFaulter&) = delete;
+  BackFaulter& operator=(const BackFaulter&) = delete;
+  // The read has filled [0, at).
+  void reached(std::size_t at) noexcept { front_.store(at, std::memory_order_relaxed); }
+
+ private:
+  void run() noexcept {
+    std::size_t end = bytes_;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const std::size_t begin = end > kStep ? end - kStep : 0;
+      // Leave a step of room ahead of the read: it faults its own pages there.
+      if (begin <= front_.load(std::memory_order_relaxed) + kStep) return;
+      if (!populate_for_write(base_ + begin, end - begin)) return;
+      end = begin;
+    }
+  }
+
+  char* const base_;
+  const std::size_t bytes_;
+  std::atomic<std::size_t> front_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+}  // namespace
+
 Status Graph::read_links(const std::function<bool(void*, std::size_t)>& take, std::uint64_t count,
                          const Layout& file, const std::string& path) {
   Hnsw& h = *hnsw->h;
@@ -512,7 +553,16 @@ Status Graph::read_links(const std::function<bool(void*, std::size_t)>& take, st
     return snapshot_corrupt(path, "element layout differs from this build's hnswlib");
   }
   advise_huge_pages(h.data_level0_memory_, h.max_elements_ * sde);
-  if (!take(h.data_level0_memory_, count * sde)) return snapshot_corrupt(path, "level-0 block overruns the payload");
+  {
+    const std::size_t block = count * sde;
+    BackFaulter faulter(h.data_level0_memory_, block);
+    for (std::size_t at = 0; at < block;) {
+      const std::size_t n = std::min(BackFaulter::kStep, block - at);
+      if (!take(h.data_level0_memory_ + at, n)) return snapshot_corrupt(path, "level-0 block overruns the payload");
+      at += n;
+      faulter.reached(at);
+    }
+  }
   // From here on hnswlib's destructor frees linkLists_[i] for i < cur_element_count with
   // element_levels_[i] > 0, so set the count only as lists are installed.
   h.cur_element_count = 0;

@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "common/assert.hpp"
+#include "common/memory.hpp"
 #include "crdt/codec.hpp"
 #include "index/exact_index.hpp"
 #include "index/kernels.hpp"
@@ -259,8 +260,7 @@ Status Node::load_record(Collection& c, std::string_view id, const format::Store
   }
   auto& d = c.doc(rec.label);
   d.id = std::string(id);
-  d.metadata = std::move(value->metadata);
-  d.model = std::move(value->model);
+  c.set_extras(d, std::move(value->metadata), std::move(value->model));
   d.digest = digest;
   d.evicted = is_stub_payload(as_view(w->payload));
   if (d.evicted) ++c.stubs;
@@ -277,7 +277,7 @@ void Node::forget_doc(Collection& c, std::uint64_t label) {
   c.unmap_id(d.id);
   --c.live;
   if (d.evicted) --c.stubs;
-  d = Collection::Doc{};
+  c.clear_doc(d);
 }
 
 Result<bool> Node::load_open_state(Collection& c) {
@@ -314,6 +314,7 @@ Result<bool> Node::load_open_state(Collection& c) {
   auto reject = [&](const std::string& why) {
     open_report_.state_rejected[name] = why;
     c.docs.clear();
+    c.extras.clear();
     c.labels.clear();
     c.digests = crdt::DigestTree(format::kDigestConfig);
     c.live = c.stubs = 0;
@@ -323,29 +324,43 @@ Result<bool> Node::load_open_state(Collection& c) {
   for (const auto& [label, id] : dirty) {
     if (id.empty()) return reject(str_cat("changed label ", label, " has no record id (an older build wrote it)"));
   }
-  std::uint64_t docs = 0;
-  // Every label is below the store's next label: the docs and the id map get their size up front
-  // (growing either one step at a time was a large part of a 1M-record open, D59, D64).
-  c.docs.resize(c.next_label);
-  c.labels.reserve(c.next_label);
-  auto header = format::decode_open_state(**got, name, [&](format::OpenStateDoc&& d) -> Status {
-    auto& doc = c.doc(d.label);
+  // The docs are built in label order (the file's order), each written once: room for every label
+  // below the store's next label is reserved (memory the kernel zeroes on first touch), not
+  // constructed and then overwritten (D59, D64, D70).
+  c.docs.clear();
+  c.docs.reserve(c.next_label);
+  advise_huge_pages(c.docs.data(), c.docs.capacity() * sizeof(Collection::Doc));
+  c.docs.emplace_back();  // label 0
+  // The repair digests' leaves summed here first, then added to the tree once per bucket: one
+  // update per record walked every level of the tree.
+  std::vector<std::uint64_t> leaves(c.digests.leaf_count(), 0);
+  auto header = format::decode_open_state((*got)->view(), name, [&](format::OpenStateDoc&& d) -> Status {
+    while (c.docs.size() < d.label) c.docs.emplace_back();
+    Collection::Doc& doc = c.docs.emplace_back();
     doc.id = std::move(d.id);
-    doc.metadata = std::move(d.metadata);
-    doc.model = std::move(d.model);
     doc.digest = d.digest;
     doc.evicted = d.evicted;
-    if (!c.map_id(d.label, false)) {
-      return Status(Code::kCorruption, "open state file: a record id under two labels", name);
-    }
-    c.digests.update(c.digests.bucket_of(doc.id), 0, d.digest);
+    c.set_extras(doc, std::move(d.metadata), std::move(d.model));
+    leaves[c.digests.bucket_of(doc.id)] += d.digest;  // wrapping, as the tree sums
     ++c.live;
     if (d.evicted) ++c.stubs;
-    ++docs;
     return {};
   });
   got->reset();
   if (!header.ok()) return reject(header.status().to_string());
+  for (std::uint32_t bucket = 0; bucket < leaves.size(); ++bucket) c.digests.update(bucket, 0, leaves[bucket]);
+  if (c.docs.size() < c.next_label) c.docs.resize(c.next_label);
+  // The id map in one pass over the docs, sized once (insert_new prefetches its slots).
+  std::uint64_t scanned = 0;
+  auto next_label = [&]() -> std::uint64_t {
+    while (++scanned < c.docs.size()) {
+      if (!c.docs[scanned].id.empty()) return scanned;
+    }
+    return 0;
+  };
+  if (c.labels.insert_new(next_label, c.live, c.id_of()) != 0) {
+    return reject(Status(Code::kCorruption, "open state file: a record id under two labels", name).to_string());
+  }
   if (header->cid != c.id) return reject(str_cat("open state of collection id ", header->cid, ", expected ", c.id));
   if (header->covered_position > buffer_.last()) {
     return reject(str_cat("open state covers delta ", header->covered_position, ", newer than the buffer's last, ",
@@ -384,7 +399,7 @@ Status Node::save_open_state(const Collection& c) {
   format::OpenStateWriter w(c.id, buffer_.last(), c.next_label, c.max_clock, c.live);
   for (std::uint64_t label = 1; label < c.docs.size(); ++label) {
     const auto& d = c.docs[label];
-    if (!d.id.empty()) w.add(label, d.digest, d.evicted, d.id, d.model, d.metadata);
+    if (!d.id.empty()) w.add(label, d.digest, d.evicted, d.id, c.model_of(d), c.metadata_of(d));
   }
   return options_.snapshots->save_state(c.id, w.finish());
 }
@@ -815,7 +830,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     if (ch->after.empty()) {
       if (was_live) {
         c.unmap_id(d.id);
-        d = Collection::Doc{};
+        c.clear_doc(d);
         --c.live;
       }
       unindex(label);
@@ -828,8 +843,7 @@ void Node::apply_pending(Collection& c, Pending& pending) {
     SHOAL_ASSERT(value.ok());
     if (!was_live) ++c.live;
     d.id = ch->id;
-    d.metadata = std::move(value->metadata);
-    d.model = std::move(value->model);
+    c.set_extras(d, std::move(value->metadata), std::move(value->model));
     d.evicted = is_stub_payload(as_view(w.payload));
     d.digest = crdt::record_digest(d.id, ch->after);
     for (const auto& e : ch->after) {
@@ -1295,10 +1309,11 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
   if (!options.filter.empty()) {
     const Filter& filter = options.filter;
     const auto& docs = c->docs;
+    const DocExtras& extras = c->extras;
     // A stub (an evicted record, node_evict.cpp) has metadata but no vector: never a candidate.
-    predicate = [&filter, &docs](std::uint64_t label) {
+    predicate = [&filter, &docs, &extras](std::uint64_t label) {
       return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted &&
-             filter.matches(docs[label].metadata);
+             filter.matches(extras.metadata(docs[label].extras));
     };
     present = [&docs](std::uint64_t label) {
       return label < docs.size() && !docs[label].id.empty() && !docs[label].evicted;
@@ -1339,7 +1354,7 @@ Result<std::vector<Hit>> Node::search(std::string_view collection, std::span<con
     SHOAL_ASSERT(nb.label < c->docs.size() && !c->docs[nb.label].id.empty());
     const auto& d = c->docs[nb.label];
     if (options.with_metadata) {
-      hits.push_back(Hit{d.id, nb.distance, d.metadata, d.model});
+      hits.push_back(Hit{d.id, nb.distance, c->metadata_of(d), c->model_of(d)});
     } else {
       hits.push_back(Hit{d.id, nb.distance, {}, {}});
     }

@@ -11,6 +11,7 @@
 
 #include "crdt/digest.hpp"
 #include "index/hnsw_index.hpp"
+#include "node/core/doc_extras.hpp"
 #include "node/core/label_map.hpp"
 #include "node/core/node.hpp"
 #include "node/core/node_format.hpp"
@@ -35,14 +36,17 @@ struct Node::Collection {
   // labels replayed on it, gives docs, labels, digests and max_clock: it was loaded at open or
   // saved since.
   bool state_valid = false;
+  // 48 bytes: the rare metadata and model tag live in `extras` (D70; inline they made a doc 104
+  // bytes, mostly an empty vector and string). Read them with metadata_of and model_of, set them
+  // with set_extras, and clear a doc with clear_doc, which frees its extras.
   struct Doc {
     std::string id;  // empty: no live record has this label
-    Metadata metadata;
-    std::string model;
     std::uint64_t digest = 0;  // crdt::record_digest of the record's entries (for the open state)
+    std::uint32_t extras = DocExtras::kNone;  // its metadata and model tag in `extras`
     bool evicted = false;  // the winner is a stub (node_evict.cpp): not in the index
   };
   std::vector<Doc> docs;  // by label (label 0 unused)
+  DocExtras extras;  // the docs' metadata and model tags
   // Record id -> label; the ids are those of `docs` (node/core/label_map.hpp). Use label_of,
   // map_id and unmap_id.
   LabelMap labels;
@@ -59,6 +63,16 @@ struct Node::Collection {
   Doc& doc(std::uint64_t label) {
     if (docs.size() <= label) docs.resize(label + 1);
     return docs[label];
+  }
+  const Metadata& metadata_of(const Doc& d) const noexcept { return extras.metadata(d.extras); }
+  const std::string& model_of(const Doc& d) const noexcept { return extras.model(d.extras); }
+  void set_extras(Doc& d, Metadata&& metadata, std::string&& model) {
+    d.extras = extras.set(d.extras, std::move(metadata), std::move(model));
+  }
+  // Empties `d` (its id unmapped first: unmap_id) and frees its extras.
+  void clear_doc(Doc& d) {
+    extras.release(d.extras);
+    d = Doc{};
   }
   // The id docs[label] holds (labels' keys).
   auto id_of() const {

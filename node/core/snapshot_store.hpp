@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,23 @@
 #include "index/hnsw_index.hpp"
 
 namespace shoal::node {
+
+// The bytes of an open state file, and whatever keeps them readable (a string, a read-only
+// memory map of the file, D70) until the value is dropped.
+class StateBytes {
+ public:
+  StateBytes() = default;
+  explicit StateBytes(std::string bytes)
+      : owner_(std::make_shared<const std::string>(std::move(bytes))),
+        view_(*static_cast<const std::string*>(owner_.get())) {}
+  // `view` stays valid while `owner` lives.
+  StateBytes(std::string_view view, std::shared_ptr<const void> owner) : owner_(std::move(owner)), view_(view) {}
+  std::string_view view() const noexcept { return view_; }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  std::string_view view_;
+};
 
 class SnapshotStore {
  public:
@@ -39,7 +57,7 @@ class SnapshotStore {
   // The open state of collection `cid` (format::OpenStateWriter's bytes: what opening needs
   // besides the index, so that it reads no record; docs/node-format.md, "Open state files"), if
   // one was saved: nullopt when none; an error when it cannot be read.
-  [[nodiscard]] virtual Result<std::optional<std::string>> load_state(std::uint32_t cid) = 0;
+  [[nodiscard]] virtual Result<std::optional<StateBytes>> load_state(std::uint32_t cid) = 0;
   // Replaces the open state of collection `cid` (atomically: a crash leaves the old or the new).
   [[nodiscard]] virtual Status save_state(std::uint32_t cid, std::string_view bytes) = 0;
   // Removes the snapshot and the open state of collection `cid`, if any.

@@ -1,6 +1,7 @@
 #include "node/runtime/file_snapshot_store.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,30 +86,34 @@ std::string FileSnapshotStore::state_path(std::uint32_t cid) const {
   return dir_ + "/collection-" + std::to_string(cid) + ".state";
 }
 
-Result<std::optional<std::string>> FileSnapshotStore::load_state(std::uint32_t cid) {
+Result<std::optional<StateBytes>> FileSnapshotStore::load_state(std::uint32_t cid) {
   const std::string p = state_path(cid);
   const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return std::optional<std::string>();
+    if (errno == ENOENT) return std::optional<StateBytes>();
     return Status(Code::kIo, str_cat("cannot open the open state: ", std::strerror(errno)), p);
   }
-  std::string out;
   struct stat st {};
-  if (::fstat(fd, &st) == 0) out.reserve(static_cast<std::size_t>(st.st_size));
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      const int e = errno;
-      ::close(fd);
-      return Status(Code::kIo, str_cat("cannot read the open state: ", std::strerror(e)), p);
-    }
-    if (r == 0) break;
-    out.append(buf, static_cast<std::size_t>(r));
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status(Code::kIo, str_cat("cannot read the open state: ", std::strerror(e)), p);
   }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return std::optional<StateBytes>(StateBytes(std::string()));
+  }
+  // Mapped read-only, not read into memory: the open reads the page cache in place, with no copy
+  // and no fresh pages to zero (a 1M-record state is 37 MiB, D70); MAP_POPULATE maps it in one
+  // call instead of a fault per few pages. The file is only ever replaced by a rename (never
+  // truncated in place), so the mapping stays whole while the open reads it.
+  void* at = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  const int e = errno;
   ::close(fd);
-  return std::optional<std::string>(std::move(out));
+  if (at == MAP_FAILED) return Status(Code::kIo, str_cat("cannot map the open state: ", std::strerror(e)), p);
+  std::shared_ptr<const void> mapping(at, [size](const void* m) { ::munmap(const_cast<void*>(m), size); });
+  return std::optional<StateBytes>(StateBytes(std::string_view(static_cast<const char*>(at), size), std::move(mapping)));
 }
 
 Status FileSnapshotStore::save_state(std::uint32_t cid, std::string_view bytes) {

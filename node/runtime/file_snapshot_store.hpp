@@ -27,7 +27,7 @@ class FileSnapshotStore final : public SnapshotStore {
                                                        std::function<void(std::function<void()>)> executor,
                                                        const index::FloatSource* floats, std::size_t spare) override;
   Status save(std::uint32_t cid, const index::HnswIndex& index, std::uint64_t covered_position) override;
-  Result<std::optional<std::string>> load_state(std::uint32_t cid) override;
+  Result<std::optional<StateBytes>> load_state(std::uint32_t cid) override;
   Status save_state(std::uint32_t cid, std::string_view bytes) override;
   void remove(std::uint32_t cid) noexcept override;
   std::string path(std::uint32_t cid) const;

@@ -498,6 +498,49 @@ TEST_CASE("writes make progress under saturating searches and searches never see
   CHECK(n.collection_info("c")->live_records == 600);
 }
 
+TEST_CASE("an open state file reads back byte for byte through its mapping, and outlives a replacement while held",
+          "[node][snapshot][state]") {
+  // Proves FileSnapshotStore::load_state (D70: the file is memory-mapped, not read into a
+  // string): no file gives nullopt; an empty file gives no bytes; seeded bytes of several sizes
+  // (inside one page, across pages, 3 MiB) read back exactly; bytes still held stay as they were
+  // read after save_state replaces the file (a rename, never a write in place), and the next
+  // load_state sees the new bytes.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const std::string dir = temp_dir("state-bytes");
+  std::filesystem::create_directories(dir);
+  FileSnapshotStore store(dir);
+  auto none = store.load_state(4);
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+  REQUIRE(store.save_state(4, "").ok());
+  auto empty = store.load_state(4);
+  REQUIRE(empty.ok());
+  REQUIRE(empty->has_value());
+  CHECK((*empty)->view().empty());
+  auto random_bytes = [&](std::size_t n) {
+    std::string b(n, '\0');
+    for (char& c : b) c = static_cast<char>(rng.uniform(256));
+    return b;
+  };
+  for (std::size_t n : {std::size_t{1}, std::size_t{4095}, std::size_t{4097}, std::size_t{100000}, std::size_t{3} << 20}) {
+    const std::string bytes = random_bytes(n);
+    REQUIRE(store.save_state(4, bytes).ok());
+    auto got = store.load_state(4);
+    REQUIRE(got.ok());
+    REQUIRE(got->has_value());
+    CHECK((*got)->view() == bytes);
+    const std::string next = random_bytes(n / 2 + 1);
+    REQUIRE(store.save_state(4, next).ok());
+    CHECK((*got)->view() == bytes);  // the held mapping is of the replaced file
+    auto again = store.load_state(4);
+    REQUIRE(again.ok());
+    CHECK((*again)->view() == next);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("a prefetched snapshot is the one load returns; a damaged or unwanted one is refused or dropped",
           "[node][snapshot]") {
   // Proves FileSnapshotStore::prefetch (D64): load() after a prefetch returns the index read on

@@ -1,5 +1,6 @@
 #include "crdt/codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -305,6 +306,58 @@ Result<Delta> decode_delta(std::span<const std::uint8_t> bytes) {
   }
   SHOAL_RETURN_IF_ERROR(r.finish());
   return delta;
+}
+
+void encode_dot_ranges(std::span<const DotRange> ranges, Bytes& out) {
+  out.push_back(kFormatVersion);
+  put_varint(ranges.size(), out);
+  for (const DotRange& r : ranges) {
+    put_replica(r.replica, out);
+    put_varint(r.first, out);
+    put_varint(r.last - r.first, out);
+  }
+}
+
+Result<std::vector<DotRange>> decode_dot_ranges(std::span<const std::uint8_t> bytes, std::size_t max_ranges) {
+  Reader r(bytes);
+  SHOAL_RETURN_IF_ERROR(r.version());
+  std::uint64_t n = 0;
+  // A range takes at least 16 + 1 + 1 + 1 bytes.
+  SHOAL_RETURN_IF_ERROR(r.count(n, 19, "dot range count"));
+  if (n > max_ranges) {
+    return Status(Detail::kTooLarge, str_cat(n, " removed-dot ranges in one message, limit ", max_ranges));
+  }
+  std::vector<DotRange> out;
+  out.reserve(static_cast<std::size_t>(n));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    DotRange d;
+    SHOAL_RETURN_IF_ERROR(read_replica(r, d.replica));
+    std::uint64_t span = 0;
+    SHOAL_RETURN_IF_ERROR(read_counter(r, d.first, "dot range start"));
+    SHOAL_RETURN_IF_ERROR(r.varint(span, "dot range length"));
+    if (d.first == 0) return corrupt("dot range starting at counter 0");
+    if (span >= kMaxCounter - d.first) return corrupt(str_cat("dot range ", d.first, "+", span, " reaches 2^62"));
+    d.last = d.first + span;
+    if (!out.empty()) {
+      const DotRange& p = out.back();
+      if (d.replica < p.replica || (d.replica == p.replica && d.first <= p.last + 1)) {
+        return corrupt("dot ranges out of order, overlapping or touching");
+      }
+    }
+    out.push_back(d);
+  }
+  SHOAL_RETURN_IF_ERROR(r.finish());
+  return out;
+}
+
+bool ranges_contain(std::span<const DotRange> ranges, const Dot& dot) noexcept {
+  // The first range after `dot`'s position; the one before it holds the dot if any does.
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), dot, [](const Dot& d, const DotRange& r) {
+    return d.replica != r.replica ? d.replica < r.replica : d.counter < r.first;
+  });
+  if (it == ranges.begin()) return false;
+  --it;
+  return it->replica == dot.replica && it->first <= dot.counter && dot.counter <= it->last;
 }
 
 }  // namespace shoal::crdt

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "common/status.hpp"
 #include "crdt/causal_context.hpp"
@@ -44,6 +45,25 @@ void encode_delta(const Delta& delta, Bytes& out);
 [[nodiscard]] Result<CausalContext> decode_context(std::span<const std::uint8_t> bytes);
 [[nodiscard]] Result<Entries> decode_entries(std::span<const std::uint8_t> bytes);
 [[nodiscard]] Result<Delta> decode_delta(std::span<const std::uint8_t> bytes);
+
+// Removed dots as ranges (D74): what a full-state sink upload tells the sink it removed. Each range
+// is the counters first..last of one replica; a list is sorted by (replica, first), its ranges of
+// one replica neither overlap nor touch, and 1 <= first <= last < 2^62. Encoding: the version
+// byte, the range count, then per range the replica, `first` and `last - first` (varints).
+struct DotRange {
+  ReplicaId replica;
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  friend bool operator==(const DotRange&, const DotRange&) = default;
+};
+// Encodes `ranges`, which must already be in that canonical form.
+void encode_dot_ranges(std::span<const DotRange> ranges, Bytes& out);
+// Statuses: decode_context's, kTooLarge naming `max_ranges` and the count seen, kCorruption for
+// ranges out of order, overlapping or touching, or outside 1..2^62-1.
+[[nodiscard]] Result<std::vector<DotRange>> decode_dot_ranges(std::span<const std::uint8_t> bytes,
+                                                              std::size_t max_ranges);
+// True when `dot` lies in one of `ranges` (canonical): a binary search.
+bool ranges_contain(std::span<const DotRange> ranges, const Dot& dot) noexcept;
 
 // Varint (unsigned LEB128) helpers, exposed for tests and for other formats that embed these.
 void put_varint(std::uint64_t value, Bytes& out);

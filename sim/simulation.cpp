@@ -65,6 +65,7 @@ const char* mutation_name(Mutation m) noexcept {
     case Mutation::kColdWrongMetric: return "cold-wrong-metric";
     case Mutation::kSinkStoreUnreachable: return "sink-store-unreachable";
     case Mutation::kSinkAcksDropped: return "sink-acks-dropped";
+    case Mutation::kSinkRemovedDropped: return "sink-removed-dropped";
     case Mutation::kStaleIncarnation: return "stale-incarnation";
     case Mutation::kTruncatedRequest: return "truncated-request";
     case Mutation::kRestoreDiskFull: return "restore-disk-full";
@@ -93,7 +94,7 @@ Result<Mutation> parse_mutation(std::string_view text) {
                      Mutation::kLaxDecode, Mutation::kSearchWrongCollection, Mutation::kLenientDots,
                      Mutation::kWrongMetric, Mutation::kReadOnlyDisk, Mutation::kUnreadableAfterAck,
                      Mutation::kSinkAckUnapplied, Mutation::kSinkQuotaOff, Mutation::kColdWrongMetric,
-                     Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped,
+                     Mutation::kSinkStoreUnreachable, Mutation::kSinkAcksDropped, Mutation::kSinkRemovedDropped,
                      Mutation::kStaleIncarnation, Mutation::kTruncatedRequest, Mutation::kRestoreDiskFull,
                      Mutation::kFullAfterHeal, Mutation::kEvictUnacked, Mutation::kStubWrongDigest,
                      Mutation::kRefillUnchecked, Mutation::kMergeLocalOnly, Mutation::kMergeUnjudged,
@@ -206,6 +207,8 @@ struct Event {
   std::uint32_t replaced = 0;
   // kSinkArrive: the collection's spec, which the uploader sends with its metric (D62).
   std::optional<node::CollectionSpec> spec;
+  // kSinkArrive: the removed-dots pieces of a full-state upload's last chunk (D74).
+  std::vector<std::string> removed;
 };
 
 // The 20-byte wire form of a replica id (docs/protocol.md, Hello.replica).
@@ -670,11 +673,10 @@ node::NodeOptions Simulation::options_for(std::uint32_t p) {
   // Small, so offline periods outlast what the buffer reaches back to and repair must run;
   // without repair, large, so the delta path alone must deliver everything.
   o.delta_buffer_max = sc_.repair ? 64 : 1'000'000;
-  // --sink: the buffer holds the sink's backlog (never trimmed past its cursor); at 64 entries
-  // peers' deltas would overflow it in every outage and each feed would fall back to full-state
-  // uploads, which cannot carry a delete or an overwrite of what the sink already holds
-  // (docs/tiers.md): docs/sim.md, "The sink and its outages".
-  if (sc_.sink) o.delta_buffer_max = 1'000'000;
+  // --sink keeps these: the buffer holds the sink's backlog (never trimmed past its cursor), and
+  // at 64 entries peers' deltas overflow it in sink outages, so feeds fall back to full-state
+  // uploads, whose removed dots must carry the deletes and overwrites of what the sink already
+  // holds (D74): docs/sim.md, "The sink and its outages".
   o.sync.repair_enabled = sc_.repair;
   o.mutations.lww_join = sc_.mutation == Mutation::kLww;
   o.mutations.lazy_counter = sc_.mutation == Mutation::kLazyCounter;
@@ -2849,6 +2851,7 @@ void Simulation::sink_pump(std::uint32_t p) {
   Event ev{Ev::kSinkArrive, p, 0, peer.gen, u.delta};
   ev.original = u.collection;
   ev.replaced = peer.replaced;
+  ev.removed = u.removed;
   // As the uploader does (node/mesh/sink_uploader.cpp, send()): the collection's spec, whose
   // metric the sink checks the upload under and which it keeps for bootstraps (D62).
   if (auto info = peer.node->collection_info(u.collection); info.ok()) ev.spec = info->spec;
@@ -2868,20 +2871,33 @@ void Simulation::sink_arrive(const Event& ev) {
   }
   if (sink_ == nullptr || sink_down() || (!healed_ && sink_rng_.bernoulli(sink_loss_))) {
     trace_.line(now_, static_cast<int>(ev.a), "sink_lost", sink_down() ? "outage" : "loss");
-  } else if (ev.bytes.empty()) {
+  } else if (ev.bytes.empty() && ev.removed.empty()) {
     taken = true;  // nothing to store: acknowledged at once (as SinkService::apply_delta does)
   } else {
     // Before the heal, 5% of puts fail (half of them after the object was stored).
     if (!healed_ && sink_rng_.bernoulli(0.05)) sink_store_->fail_next_writes(1, sink_rng_.bernoulli(0.5));
     const std::int64_t wall = kEpochNs + now_.ns();
-    auto ack = sink_->apply_delta(ev.original, ev.bytes, wall, ev.spec ? std::optional<index::Metric>(ev.spec->metric) : std::nullopt,
-                                  ev.spec);
+    Status st;
+    if (!ev.bytes.empty()) {
+      auto ack = sink_->apply_delta(ev.original, ev.bytes, wall,
+                                    ev.spec ? std::optional<index::Metric>(ev.spec->metric) : std::nullopt, ev.spec);
+      st = ack.status();
+    }
+    // The removed dots (D74), piece after piece as the uploader sends them (sink-removed-dropped:
+    // never delivered, though acknowledged).
+    if (sc_.mutation != Mutation::kSinkRemovedDropped) {
+      for (std::size_t i = 0; st.ok() && i < ev.removed.size(); ++i) {
+        auto ranges = sink_->check_removed(ev.original, ev.removed[i]);
+        st = ranges.status();
+        if (st.ok()) st = sink_->remove_dots(ev.original, *ranges, wall).status();
+      }
+    }
     sink_store_->fail_next_writes(0, false);
-    if (ack.ok()) {
+    if (st.ok()) {
       taken = true;
       ++stats_.sink_uploads;
     } else {
-      trace_.line(now_, static_cast<int>(ev.a), "sink_refused", ack.status().to_string());
+      trace_.line(now_, static_cast<int>(ev.a), "sink_refused", st.to_string());
     }
   }
   if (!taken) ++stats_.sink_lost;

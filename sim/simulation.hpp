@@ -88,7 +88,10 @@ enum class Mutation : std::uint8_t {
   // unreachable (a bucket that never comes back): sink (the sink failed to reopen).
   // sink-acks-dropped: the driver never hands the sink's acknowledgements to the node (an
   // uploader that loses its replies), so the backlog never shrinks: sink_not_drained.
+  // sink-removed-dropped: the sink never gets a full-state upload's removed dots (D74), so a
+  // delete or overwrite the buffer lost in a hole stays at the sink: sink_state / cold_search.
   kSinkAckUnapplied, kSinkQuotaOff, kColdWrongMetric, kSinkStoreUnreachable, kSinkAcksDropped,
+  kSinkRemovedDropped,
   // stale-incarnation: a node issues dots under the incarnation it opened with instead of taking
   // a fresh one at its first local write (node::MutationsForTesting::stale_incarnation): a
   // rolled-back peer reissues dots its lost life issued: dot_reused.

@@ -206,8 +206,20 @@ struct SinkServer::Impl {
       if (!metric.ok()) return refused(metric.status());
       auto spec = upload_spec(p);
       if (!spec.ok()) return refused(spec.status());
+      // D74: removed dots are checked before anything is stored, and applied after the delta.
+      std::vector<crdt::DotRange> removed;
+      if (p.hasRemoved() && p.getRemoved().size() > 0) {
+        auto checked = host_.service.check_removed(coll, view(p.getRemoved()));
+        if (!checked.ok()) return refused(checked.status());
+        removed = std::move(*checked);
+      }
       auto ack = host_.service.apply_delta(coll, bytes, host_.now_ns(), *metric, *spec);
       if (!ack.ok()) return refused(ack.status());
+      if (!removed.empty()) {
+        auto gone = host_.service.remove_dots(coll, removed, host_.now_ns());
+        if (!gone.ok()) return refused(gone.status());
+        if (gone->seq != 0) ack = std::move(gone);
+      }
       fill_ack(ctx.getResults().initAck(), *ack);
       return kj::READY_NOW;
     }

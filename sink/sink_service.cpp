@@ -1092,6 +1092,76 @@ Result<std::vector<FetchedRecord>> SinkService::fetch(std::string_view collectio
   return out;
 }
 
+Result<std::vector<crdt::DotRange>> SinkService::check_removed(std::string_view collection,
+                                                               std::string_view removed_bytes) const {
+  SHOAL_RETURN_IF_ERROR(check_collection_name(collection));
+  if (removed_bytes.size() > limits_.max_delta_bytes) {
+    return Status(Detail::kTooLarge, str_cat("removed dots of ", removed_bytes.size(), " bytes, limit ",
+                                             limits_.max_delta_bytes));
+  }
+  auto ranges = crdt::decode_dot_ranges(as_bytes(removed_bytes), limits_.max_removed_ranges);
+  if (!ranges.ok()) {
+    if (ranges.status().detail() == Detail::kTooLarge) return ranges.status();
+    return Status(Detail::kMalformed, "removed dots of '" + std::string(collection) + "' do not decode: " +
+                                          ranges.status().to_string());
+  }
+  return std::move(*ranges);
+}
+
+Result<UploadAck> SinkService::remove_dots(std::string_view collection, std::span<const crdt::DotRange> ranges,
+                                           std::int64_t now_wall_ns) {
+  const Collection* c = find(collection);
+  UploadAck ack;
+  if (c == nullptr || ranges.empty()) return ack;  // nothing held
+  // The records holding a removed dot, each as a peer's delete names it: no entries, the removed
+  // dots as the context (its other entries are not covered, so they stay). Read first, then
+  // joined in deltas of bounded size.
+  std::vector<crdt::Delta> batches(1);
+  std::size_t batch_bytes = 0;
+  Status bad;
+  {
+    SHOAL_ASSIGN_OR_RETURN(auto txn, state_.begin_read());
+    SHOAL_RETURN_IF_ERROR(txn->scan(store::Table::kRecords, collection_range(collection),
+                                    [&](std::string_view key, std::string_view v) {
+                                      auto r = decode_record(key, v);
+                                      if (!r.ok()) {
+                                        bad = r.status();
+                                        return false;
+                                      }
+                                      bool named = false;
+                                      for (const crdt::Entry& e : r->entries) {
+                                        if (!crdt::ranges_contain(ranges, e.dot)) continue;
+                                        if (!named) {
+                                          const std::size_t id_bytes = key.size() - collection.size() - 1;
+                                          if (batch_bytes + id_bytes + 64 > limits_.max_delta_bytes / 2) {
+                                            batches.emplace_back();
+                                            batch_bytes = 0;
+                                          }
+                                          batches.back().records.emplace(std::string(key.substr(collection.size() + 1)),
+                                                                         crdt::Entries{});
+                                          batch_bytes += id_bytes + 8;
+                                          named = true;
+                                        }
+                                        batches.back().context.add(e.dot);
+                                        batch_bytes += 32;
+                                      }
+                                      return true;
+                                    }));
+    SHOAL_RETURN_IF_ERROR(bad);
+  }
+  std::uint32_t changed = 0;
+  for (const crdt::Delta& d : batches) {
+    if (d.records.empty()) continue;
+    crdt::Bytes out;
+    crdt::encode_delta(d, out);
+    SHOAL_ASSIGN_OR_RETURN(ack, apply_delta(collection, std::string_view(reinterpret_cast<const char*>(out.data()), out.size()),
+                                            now_wall_ns));
+    changed += static_cast<std::uint32_t>(d.records.size());
+  }
+  ack.records = changed;
+  return ack;
+}
+
 Result<BootstrapPage> SinkService::bootstrap(std::string_view collection, std::string_view after) const {
   const Collection* c = find(collection);
   if (c == nullptr) return Status(Detail::kNoSuchCollection, "the sink holds no collection '" + std::string(collection) + "'");

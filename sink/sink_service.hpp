@@ -19,7 +19,10 @@
 //     the entries it carries, never a delete);
 //   - a delta (crdt::encode_delta bytes, exactly what peers push): an upsert or a delete after
 //     upload, which reaches the sink like any delta; a deleted record leaves the state (and cold
-//     search) at once, and its payload leaves the object store at the next compaction.
+//     search) at once, and its payload leaves the object store at the next compaction;
+//   - removed dots (D74): the dots a member's full-state upload says it removed; every entry the
+//     sink holds of the collection with such a dot goes, stored first as delta objects of the
+//     shape of a peer's delete (remove_dots).
 // Both are written to the object store first, under a new key, and joined into the state only
 // after the put returned OK, in one state transaction that also records the object as applied:
 // an acknowledgement means durable. The object store is the source of truth: open() joins the
@@ -75,6 +78,7 @@
 #include <vector>
 
 #include "common/status.hpp"
+#include "crdt/codec.hpp"
 #include "crdt/or_map.hpp"
 #include "index/types.hpp"
 #include "node/store/store.hpp"
@@ -100,6 +104,9 @@ struct SinkLimits {
   // least one record).
   std::size_t max_bootstrap_records = 4096;
   std::size_t max_bootstrap_bytes = std::size_t{4} << 20;
+  // Ranges in one removed-dots message (D74; a range takes at most 39 bytes, so 262,144 fit
+  // well under the RPC message limit).
+  std::size_t max_removed_ranges = 262144;
   // Records per segment written by compaction.
   std::size_t max_compacted_segment_records = 65536;
   SegmentLimits segment;
@@ -235,6 +242,23 @@ class SinkService {
                                               std::optional<index::Metric> metric = std::nullopt,
                                               const std::optional<node::CollectionSpec>& spec = std::nullopt);
 
+  // D74: a member's full-state upload says which dots of `collection` it removed (the dots of its
+  // context that none of its entries carries; crdt::encode_dot_ranges bytes). Checks them
+  // without touching anything: kInvalidArgument (the name), kTooLarge (bytes above
+  // max_delta_bytes, ranges above max_removed_ranges: the limit and the value seen), kMalformed
+  // (the bytes do not decode: decode_dot_ranges's reason).
+  [[nodiscard]] Result<std::vector<crdt::DotRange>> check_removed(std::string_view collection,
+                                                                  std::string_view removed_bytes) const;
+  // Removes every entry the sink holds of `collection` whose dot is in `ranges` (checked by
+  // check_removed), whichever record holds it: a record left with no entry leaves the state.
+  // Stored as delta objects before they join (each names the records it changes with no
+  // entries and the removed dots as its context, as a peer's delete does), so it is durable when
+  // OK and an open rebuilds it; idempotent (a second call finds nothing and writes nothing).
+  // Returns the last delta's Ack (seq 0: nothing held was removed) with `records` the records
+  // changed. Statuses: apply_delta's; on error the deltas acknowledged before stay (each is a
+  // sound removal on its own) and a retry finishes the rest.
+  [[nodiscard]] Result<UploadAck> remove_dots(std::string_view collection, std::span<const crdt::DotRange> ranges,
+                                              std::int64_t now_wall_ns);
   // The k nearest live records (winners) of `collection` to `query` under `metric`, exactly.
   // Statuses: kNoSuchCollection; kOutOfRange (k = 0), kTooLarge (k above max_k);
   // kDimensionMismatch; kNonFinite; kZeroVector (cosine).

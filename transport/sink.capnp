@@ -81,7 +81,13 @@ interface Sink {
   # A delta of `collection` (crdt::encode_delta bytes, as peers push them): deletes and upserts
   # after upload reach the sink this way. Durable when acknowledged. Needs write access.
   # `metric` and `spec` as uploadSegment's.
-  pushDelta @1 (collection :Text, delta :Data, metric :UInt8 = 255, spec :Sync.CollectionSpec) -> (ack :Ack);
+  # `removed` (D74; empty from a member before it, or when there is nothing to say): dots of the
+  # collection the member removed (crdt::encode_dot_ranges bytes, at most 262,144 ranges), which a
+  # full-state upload's last chunk of a collection carries; the sink removes every entry it holds
+  # of the collection whose dot is in them, whichever record holds it, after joining `delta`,
+  # and acknowledges once both are stored. Checked before anything is stored.
+  pushDelta @1 (collection :Text, delta :Data, metric :UInt8 = 255, spec :Sync.CollectionSpec,
+                removed :Data) -> (ack :Ack);
   # Exact k-NN over the sink's live records; metric is the wire byte (0 l2, 1 ip, 2 cosine).
   # Needs read access.
   coldSearch @2 (collection :Text, query :List(Float32), k :UInt32, metric :UInt8)

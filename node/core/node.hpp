@@ -306,6 +306,11 @@ struct SinkUpload {
   std::uint64_t records = 0;    // records named
   std::string next_key;         // kFullChunk: where the next chunk starts; empty: the last one
   std::uint64_t left_out = 0;   // records whose stubs were left out (their dots are off the context)
+  // kFullChunk, the last of its collection (D74): the dots of the collection's context that no
+  // entry held here carries (removed here: overwritten or deleted), as crdt::encode_dot_ranges
+  // pieces, sent after `delta` (each its own message); the sink removes every entry it holds of
+  // the collection whose dot is in them. Empty: nothing removed. Sent even with an empty `delta`.
+  std::vector<std::string> removed;
 };
 
 struct SinkFeedStatus {

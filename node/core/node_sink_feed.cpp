@@ -17,14 +17,20 @@
 // deletes at the sink. (A chunk carrying the collection's whole context would be wrong: the sink
 // would merge dots of records in later chunks and then drop them when they arrive, the same rule
 // as a repair slice, crdt/digest.hpp.) The delta path resumes after the sequence the full state
-// covers. What a full-state upload cannot carry is a delete of a record the sink holds from
-// before the hole: that record stays at the sink until a later write names it (stated in
-// docs/tiers.md).
+// covers.
+//
+// The last chunk of each collection also carries the dots its context covers that no entry held
+// here carries (D74): entries removed here, overwritten or deleted, which the chunks cannot
+// remove at the sink, since their contexts cover only their own entries. The sink removes every
+// entry it holds of the collection whose dot is in that set, whichever record holds it; so a
+// delete or an overwrite made before a hole reaches the sink too. Sound whenever it is computed:
+// a dot in the context that no entry carries was removed, and a removal is permanent.
 //
 // Invariants: the buffer is never trimmed past the acknowledged cursor (nor, during a full-state
 // upload, past the sequence it covers): SyncEngine::set_trim_cap. The cursor only moves forward
 // and is persisted before an acknowledgement is reported done.
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "common/assert.hpp"
@@ -101,6 +107,68 @@ std::uint64_t drop_stub_entries(crdt::Delta& delta) {
     }
   }
   return n;
+}
+
+// D74: the dots of `ctx` that no entry of the collection's records carries, as canonical ranges,
+// encoded in pieces of at most `per_piece` ranges. A stub's entry counts as carried: it stands
+// for an entry the sink holds whole (node_evict.cpp), which is live.
+template <typename Txn>
+Result<std::vector<std::string>> removed_dot_pieces(Txn& txn, std::uint32_t cid, const crdt::CausalContext& ctx,
+                                                    std::size_t per_piece) {
+  std::map<crdt::ReplicaId, std::vector<std::uint64_t>> live;
+  Status err;
+  SHOAL_RETURN_IF_ERROR(txn.scan(Table::kRecords, store::Range::prefix(collection_prefix(cid)),
+                                 [&](std::string_view k, std::string_view v) {
+                                   auto rec = format::decode_record(v, k);
+                                   if (!rec.ok()) {
+                                     err = rec.status();
+                                     return false;
+                                   }
+                                   for (const crdt::Entry& e : rec->entries) live[e.dot.replica].push_back(e.dot.counter);
+                                   return true;
+                                 }));
+  SHOAL_RETURN_IF_ERROR(err);
+  std::vector<crdt::DotRange> ranges;
+  const auto add = [&ranges](const crdt::ReplicaId& r, std::uint64_t first, std::uint64_t last) {
+    if (first > last) return;
+    if (!ranges.empty() && ranges.back().replica == r && ranges.back().last + 1 >= first) {
+      ranges.back().last = std::max(ranges.back().last, last);
+      return;
+    }
+    ranges.push_back(crdt::DotRange{r, first, last});
+  };
+  for (const auto& [replica, row] : ctx.rows()) {
+    std::vector<std::uint64_t>& held = live[replica];
+    std::sort(held.begin(), held.end());
+    // The context's counters of this replica as runs: the prefix, then the cloud's runs.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> runs;
+    if (row.contiguous > 0) runs.emplace_back(1, row.contiguous);
+    for (const std::uint64_t c : row.cloud) {
+      if (!runs.empty() && runs.back().second + 1 == c) {
+        runs.back().second = c;
+      } else {
+        runs.emplace_back(c, c);
+      }
+    }
+    auto h = held.begin();
+    for (const auto& [first, last] : runs) {
+      std::uint64_t from = first;
+      h = std::lower_bound(h, held.end(), first);
+      for (; h != held.end() && *h <= last; ++h) {
+        if (*h > from) add(replica, from, *h - 1);
+        from = *h + 1;
+      }
+      if (from <= last) add(replica, from, last);
+    }
+  }
+  std::vector<std::string> pieces;
+  for (std::size_t i = 0; i < ranges.size(); i += per_piece) {
+    const std::size_t n = std::min(per_piece, ranges.size() - i);
+    crdt::Bytes out;
+    crdt::encode_dot_ranges(std::span(ranges).subspan(i, n), out);
+    pieces.emplace_back(reinterpret_cast<const char*>(out.data()), out.size());
+  }
+  return pieces;
 }
 
 // The pre-D57 single acknowledged-dot set (every collection's dots in one set, which cannot be
@@ -356,7 +424,12 @@ Result<std::optional<SinkUpload>> Node::next_sink_upload() const {
         return true;
       }));
       SHOAL_RETURN_IF_ERROR(err);
-      if (!more) up.next_key.clear();
+      if (!more) {
+        up.next_key.clear();
+        // A range takes at most 39 bytes (the replica 21, two counters 9 each).
+        const std::size_t per_piece = std::max<std::size_t>(1, sink_.options.max_upload_bytes / 40);
+        SHOAL_ASSIGN_OR_RETURN(up.removed, removed_dot_pieces(*txn, c.id, c.ctx, per_piece));
+      }
       up.left_out = drop_stub_entries(delta);  // their dots leave the chunk's context with them
       if (!delta.records.empty()) {
         crdt::Bytes out;

@@ -3,6 +3,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <memory>
+
 #include <capnp/message.h>
 
 #include "common/status.hpp"
@@ -202,7 +205,7 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
         return;
       }
       SinkUpload up = std::move(**next);
-      if (up.delta.empty()) {
+      if (up.delta.empty() && up.removed.empty()) {
         // Nothing to send (entries of other collections, a marker): acknowledged here.
         Status st = node.write_quiet([&](Node& n) { return n.sink_acked(up); });
         if (!st.ok()) {
@@ -220,24 +223,36 @@ struct SinkUploader::Impl final : public kj::TaskSet::ErrorHandler {
 
   void send(SinkUpload up) {
     in_flight = true;
-    const std::uint64_t generation = link_generation;
+    send_part(std::make_shared<SinkUpload>(std::move(up)), 0, link_generation);
+  }
+
+  // One pushDelta of `upload`: the first carries its delta and its first removed-dots piece, each
+  // later one the next piece alone (D74: each piece is bounded and applied on its own, so a
+  // retry that sends them all again is harmless). The node takes the acknowledgement after the
+  // last.
+  void send_part(std::shared_ptr<SinkUpload> upload, std::size_t part, std::uint64_t generation) {
     auto req = sink->pushDeltaRequest();
-    req.setCollection(up.collection);
-    req.setDelta(data_of(up.delta));
+    req.setCollection(upload->collection);
+    if (part == 0) req.setDelta(data_of(upload->delta));
+    if (part < upload->removed.size()) req.setRemoved(data_of(upload->removed[part]));
+    const bool last = part + 1 >= std::max<std::size_t>(1, upload->removed.size());
     // The collection's metric, whose record rules the sink checks the upload under (a collection
     // dropped since: not said, l2's rules; the sink then takes what the delta carries), and its
     // whole spec, which the sink keeps so a bootstrap creates it with its index options (D62).
-    auto info = node.read([&](const Node& n) { return n.collection_info(up.collection); });
+    auto info = node.read([&](const Node& n) { return n.collection_info(upload->collection); });
     if (info.ok()) {
       req.setMetric(metric_to_wire_byte(info->spec.metric));
       transport::write(req.initSpec(), to_wire(info->spec));
     }
-    auto upload = std::make_shared<SinkUpload>(std::move(up));
     tasks.add(loop.timer()
                   .timeoutAfter(options.call_timeout.ns() * kj::NANOSECONDS, req.send())
                   .then(
-                      [this, generation, upload](capnp::Response<sr::Sink::PushDeltaResults>&& resp) {
+                      [this, generation, upload, part, last](capnp::Response<sr::Sink::PushDeltaResults>&& resp) {
                         if (generation != link_generation || stopped) return;
+                        if (!last) {
+                          send_part(upload, part + 1, generation);
+                          return;
+                        }
                         in_flight = false;
                         Status st = node.write_quiet([&](Node& n) { return n.sink_acked(*upload); });
                         if (!st.ok()) {

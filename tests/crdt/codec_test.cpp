@@ -153,3 +153,53 @@ TEST_CASE("decoders report the documented statuses", "[crdt]") {
   encode_delta(d, b);
   CHECK(decode_delta(b).ok());
 }
+
+// Proves D74's removed-dot ranges: canonical lists round-trip, ranges_contain agrees with a plain
+// scan, every strict prefix is refused, and a list over the limit, out of order, touching or
+// starting at counter 0 is refused with the documented status.
+TEST_CASE("removed-dot ranges round-trip, answer membership and refuse bad input", "[crdt]") {
+  for (std::uint64_t seed = 1; seed <= 50; ++seed) {
+    Rng rng(seed);
+    std::vector<DotRange> ranges;
+    for (std::uint64_t r = 1; r <= 3; ++r) {
+      std::uint64_t at = 1 + rng.uniform(3);
+      const std::uint64_t n = rng.uniform(6);
+      for (std::uint64_t i = 0; i < n; ++i) {
+        const std::uint64_t len = rng.uniform(4);
+        ranges.push_back(DotRange{replica_for_testing(r), at, at + len});
+        at += len + 2 + rng.uniform(3);
+      }
+    }
+    Bytes b;
+    encode_dot_ranges(ranges, b);
+    auto back = decode_dot_ranges(b, 100);
+    REQUIRE(back.ok());
+    CHECK(*back == ranges);
+    for (std::uint64_t r = 1; r <= 4; ++r) {
+      for (std::uint64_t c = 1; c < 40; ++c) {
+        const Dot d{replica_for_testing(r), c};
+        bool scan = false;
+        for (const DotRange& x : ranges) scan = scan || (x.replica == d.replica && x.first <= c && c <= x.last);
+        CHECK(ranges_contain(ranges, d) == scan);
+      }
+    }
+    for (std::size_t cut = 0; cut < b.size(); ++cut) {
+      CHECK_FALSE(decode_dot_ranges(std::span(b).first(cut), 100).ok());
+    }
+    if (ranges.size() > 1) {
+      auto over = decode_dot_ranges(b, ranges.size() - 1);
+      REQUIRE_FALSE(over.ok());
+      CHECK(over.status().detail() == shoal::Detail::kTooLarge);
+    }
+  }
+  const ReplicaId r1 = replica_for_testing(1);
+  const auto bad = [](std::vector<DotRange> v) {
+    Bytes b;
+    encode_dot_ranges(v, b);
+    return decode_dot_ranges(b, 100).status().code();
+  };
+  CHECK(bad({{r1, 3, 4}, {r1, 1, 1}}) == shoal::Code::kCorruption);  // out of order
+  CHECK(bad({{r1, 1, 2}, {r1, 3, 4}}) == shoal::Code::kCorruption);  // touching
+  CHECK(bad({{r1, 1, 4}, {r1, 2, 5}}) == shoal::Code::kCorruption);  // overlapping
+  CHECK(bad({{r1, 0, 4}}) == shoal::Code::kCorruption);              // counter 0
+}

@@ -344,8 +344,54 @@ struct Run {
     }
   }
 
+  // D74: removed dots, as raw bytes or as ranges over the dots pick_dot draws. Refused ones
+  // change nothing; an accepted removal leaves no entry with such a dot, and a second one finds
+  // nothing and writes nothing.
+  void remove_dots(FuzzedDataProvider& in) {
+    const std::string c = pick_collection(in);
+    std::string bytes;
+    if (in.ConsumeBool()) {
+      bytes = in.ConsumeRandomLengthString(512);
+    } else {
+      std::vector<crdt::DotRange> ranges;
+      const int n = in.ConsumeIntegralInRange<int>(0, 4);
+      for (int i = 0; i < n; ++i) {
+        const crdt::Dot d = pick_dot(in);
+        ranges.push_back(crdt::DotRange{d.replica, d.counter, d.counter + in.ConsumeIntegralInRange<std::uint64_t>(0, 3)});
+      }
+      std::sort(ranges.begin(), ranges.end(), [](const crdt::DotRange& a, const crdt::DotRange& b) {
+        return a.replica != b.replica ? a.replica < b.replica : a.first < b.first;
+      });
+      crdt::Bytes out;
+      crdt::encode_dot_ranges(ranges, out);  // may be out of canonical form: then refused
+      bytes.assign(out.begin(), out.end());
+    }
+    const std::string before = state_of(*service);
+    const std::uint64_t objects = store.object_count();
+    auto checked = service->check_removed(c, bytes);
+    if (!checked.ok()) {
+      require(state_of(*service) == before);
+      require(store.object_count() == objects);
+      return;
+    }
+    auto r = service->remove_dots(c, *checked, now_ns);
+    ++now_ns;
+    if (!r.ok()) return;  // a failed put: the deltas before it stay, each a sound removal
+    const std::string after = state_of(*service);
+    auto again = service->remove_dots(c, *checked, now_ns);
+    require(again.ok() && again->seq == 0 && again->records == 0);
+    require(state_of(*service) == after);
+    auto page = service->bootstrap(c, "");
+    if (!page.ok() || page->segment.empty()) return;
+    auto seg = sink::decode_segment(page->segment, fuzz_limits().segment);
+    require(seg.ok());
+    for (const auto& [id, entries] : sink::segment_to_delta(*seg).records) {
+      for (const crdt::Entry& e : entries) require(!crdt::ranges_contain(*checked, e.dot));
+    }
+  }
+
   void step(FuzzedDataProvider& in) {
-    switch (in.ConsumeIntegralInRange<int>(0, 10)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 11)) {
       case 0: {
         const std::string bytes = in.ConsumeRandomLengthString(4096);
         (void)sink::segment_collection(bytes);
@@ -408,6 +454,9 @@ struct Run {
       }
       case 10:  // the next write fails (not applied), as a store outage would
         store.fail_next_writes(1, false);
+        break;
+      case 11:
+        remove_dots(in);
         break;
     }
   }

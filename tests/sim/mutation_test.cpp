@@ -13,7 +13,7 @@
 // (search_recall), read-only-disk (the driver's open and reopen), unreadable-after-ack (the
 // driver's state_unreadable); with --sink, sink-ack-unapplied (sink_state), sink-quota-off
 // (quota), cold-wrong-metric (cold_search), sink-store-unreachable (sink), sink-acks-dropped
-// (sink_not_drained); and for eviction with --sink, evict-unacked (evicted_unacked, and refill:
+// (sink_not_drained), sink-removed-dropped (sink_state, D74); and for eviction with --sink, evict-unacked (evicted_unacked, and refill:
 // what the sink never got cannot refill), stub-wrong-digest (stub_digest), refill-unchecked (refill_mismatch), merge-local-only
 // (cold_merge), merge-unjudged (cold_deleted); and for device replacement with --sink,
 // boot-one-page (bootstrap_lost), boot-unjudged (bootstrap_resurrected), replace-same-replica
@@ -263,6 +263,13 @@ TEST_CASE("a sink that cannot reopen its object store after an outage is caught 
 TEST_CASE("an uploader that never hands the sink's acknowledgements to the node is caught by sink_not_drained",
           "[sim][mutation]") {
   CHECK(first_caught(Mutation::kSinkAcksDropped, false, "sink_not_drained", true, true) != 0);
+}
+
+// D74: with --sink the buffer is the repair scenario's 64 entries, so sink outages make holes and
+// feeds fall back to full-state uploads; without their removed dots a delete or an overwrite of
+// what the sink held stays there.
+TEST_CASE("a sink that never gets a full-state upload's removed dots is caught by sink_state", "[sim][mutation]") {
+  CHECK(first_caught(Mutation::kSinkRemovedDropped, true, "sink_state", true, true) != 0);
 }
 
 // Eviction to stubs with --sink (docs/sim.md, "Eviction, refills and merged cold search"): each

@@ -255,3 +255,160 @@ TEST_CASE("cold hits merge with local ones: a live record answers locally, a rec
   CHECK(refused.status().detail() == Detail::kMalformed);
   CHECK(refused.status().message().find("'zz'") != std::string::npos);
 }
+
+namespace {
+
+// What the sink holds of `id` after the hole scenario below: the number of its entries (0: gone).
+std::size_t sink_entries_of(const SinkService& sink, const std::string& coll, const std::string& id) {
+  for (const sink::BootstrapPage& p : bootstrap_pages(sink, coll)) {
+    if (p.segment.empty()) continue;
+    auto seg = sink::decode_segment(p.segment, sink::SegmentLimits{});
+    REQUIRE(seg.ok());
+    for (const auto& r : seg->records) {
+      if (r.id == id) return r.entries.size();
+    }
+  }
+  return 0;
+}
+
+struct HoleOutcome {
+  std::size_t deleted_entries = 0;      // entries the sink holds of the record deleted in the hole
+  std::size_t overwritten_entries = 0;  // entries it holds of the record overwritten in the hole
+  std::size_t concurrent_entries = 0;   // entries of a record only another replica wrote
+  std::uint64_t records = 0;
+};
+
+// A node feeds a sink, then (feed off) deletes r0003 and overwrites r0005 while its buffer drops
+// those entries at its bound; when the feed runs again the buffer has a hole and the feed sends
+// the collection whole. `send_removed`: whether the removed dots of that upload reach the sink.
+HoleOutcome run_hole(bool send_removed, Rng& rng) {
+  store::MemoryStore st;
+  sink::MemoryObjectStore objects;
+  auto opened = open_service(objects);
+  SinkService& sink = *opened;
+  auto options = node_options(1);
+  options.delta_buffer_max = 8;
+  node::SinkFeedOptions o;
+  o.quota_entries = 8;
+  o.max_upload_bytes = 2048;  // several chunks, and a range piece of 51 ranges
+  {
+    auto n = node::Node::open(st, options);
+    REQUIRE(n.ok());
+    fill(**n, "cold", 8, node::Metric::kL2, 40, rng);
+    feed_to_sink(**n, "cold", o);
+    drain(**n, sink);
+    REQUIRE(sink_entries_of(sink, "cold", "r0003") == 1);
+    // A record another member wrote and uploaded, which this node never saw: not its to remove.
+    TestNode other(2);
+    create_like(**n, *other, "cold");
+    REQUIRE(sink.apply_delta("cold", upsert_delta(*other, "cold", "x-other", random_value(rng, 8, 99)), kNow).ok());
+  }
+  {
+    auto n = node::Node::open(st, options);
+    REQUIRE(n.ok());
+    REQUIRE((*n)->remove("cold", "r0003").ok());
+    REQUIRE((*n)->upsert("cold", "r0005", random_value(rng, 8, 5)).ok());
+    for (int i = 0; i < 12; ++i) REQUIRE((*n)->upsert("cold", "b" + std::to_string(i), random_value(rng, 8, i)).ok());
+    feed_to_sink(**n, "cold", o);
+    auto up = (*n)->next_sink_upload();
+    REQUIRE(up.ok());
+    REQUIRE(*up);
+    REQUIRE((*up)->kind == SinkUpload::Kind::kGap);
+    drain(**n, sink, kNow, send_removed);
+    CHECK_FALSE((*n)->sink_feed_status().full_state_pending);
+    // The sink's winner of the overwritten record is the node's either way.
+    auto state = (*n)->crdt_state_for_testing("cold");
+    REQUIRE(state.ok());
+    const std::vector<std::string> ids{"r0005"};
+    auto got = sink.fetch("cold", ids);
+    REQUIRE(got.ok());
+    REQUIRE(got->at(0).found);
+    const crdt::Entry* w = state->winner("r0005");
+    REQUIRE(w != nullptr);
+    CHECK(got->at(0).payload == std::string(w->payload.begin(), w->payload.end()));
+  }
+  HoleOutcome out;
+  out.deleted_entries = sink_entries_of(sink, "cold", "r0003");
+  out.overwritten_entries = sink_entries_of(sink, "cold", "r0005");
+  out.concurrent_entries = sink_entries_of(sink, "cold", "x-other");
+  out.records = sink.status().records;
+  // The removal is durable: a sink reopened on its objects (the state rebuilt) holds the same.
+  auto again = open_service(objects);
+  CHECK(sink_entries_of(*again, "cold", "r0003") == out.deleted_entries);
+  CHECK(sink_entries_of(*again, "cold", "r0005") == out.overwritten_entries);
+  return out;
+}
+
+}  // namespace
+
+// Proves D74: a delete and an overwrite the buffer lost in a hole reach the sink through the
+// full-state upload's removed dots (without them, as before D74, the deleted record stays at the
+// sink and the overwritten one keeps its old entry beside the new); a record only another
+// replica wrote stays; the removal survives a reopen of the sink.
+TEST_CASE("a delete and an overwrite lost in a buffer hole reach the sink as removed dots", "[sink][feed]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  const HoleOutcome without = run_hole(false, rng);
+  CHECK(without.deleted_entries == 1);
+  CHECK(without.overwritten_entries == 2);
+  const HoleOutcome with = run_hole(true, rng);
+  CHECK(with.deleted_entries == 0);
+  CHECK(with.overwritten_entries == 1);
+  CHECK(with.concurrent_entries == 1);
+  CHECK(with.records == 40 - 1 + 12 + 1);
+}
+
+// Proves D74's bound and validation: removed dots over the limit, out of order or undecodable are
+// refused with the limit and the value seen, and the sink is unchanged; a second removal of the
+// same dots writes nothing (idempotent).
+TEST_CASE("removed dots are bounded and validated, and their removal is idempotent", "[sink][feed]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  TestNode n(1);
+  fill(*n, "cold", 8, node::Metric::kL2, 10, rng);
+  sink::MemoryObjectStore objects;
+  sink::SinkLimits limits;
+  limits.max_removed_ranges = 2;
+  auto opened = open_service(objects, limits);
+  SinkService& sink = *opened;
+  feed_to_sink(*n, "cold");
+  drain(*n, sink);
+  const std::uint64_t objects_before = sink.status().objects;
+  const crdt::ReplicaId r1 = crdt::replica_for_testing(1);
+  const auto encoded = [](std::vector<crdt::DotRange> ranges) {
+    crdt::Bytes b;
+    crdt::encode_dot_ranges(ranges, b);
+    return std::string(b.begin(), b.end());
+  };
+  auto too_many = sink.check_removed("cold", encoded({{r1, 1, 1}, {r1, 3, 3}, {r1, 5, 5}}));
+  REQUIRE_FALSE(too_many.ok());
+  CHECK(too_many.status().detail() == Detail::kTooLarge);
+  CHECK(too_many.status().message().find("3 removed-dot ranges") != std::string::npos);
+  CHECK(too_many.status().message().find("limit 2") != std::string::npos);
+  auto unordered = sink.check_removed("cold", encoded({{r1, 5, 6}, {r1, 1, 2}}));
+  REQUIRE_FALSE(unordered.ok());
+  CHECK(unordered.status().detail() == Detail::kMalformed);
+  auto touching = sink.check_removed("cold", encoded({{r1, 1, 2}, {r1, 3, 4}}));
+  CHECK(touching.status().detail() == Detail::kMalformed);
+  CHECK(sink.check_removed("cold", "\x01\x05").status().detail() == Detail::kMalformed);
+  CHECK(sink.check_removed("no/such", encoded({{r1, 1, 1}})).status().code() == Code::kInvalidArgument);
+  CHECK(sink.status().objects == objects_before);
+  CHECK(sink.status().records == 10);
+
+  // Remove the entries with dots 2..3 of replica 1 (records r0001 and r0002, written in order).
+  auto ranges = sink.check_removed("cold", encoded({{r1, 2, 3}}));
+  REQUIRE(ranges.ok());
+  auto first = sink.remove_dots("cold", *ranges, kNow);
+  REQUIRE(first.ok());
+  CHECK(first->records == 2);
+  CHECK(first->seq != 0);
+  CHECK(sink.status().records == 8);
+  const std::uint64_t objects_after = sink.status().objects;
+  auto second = sink.remove_dots("cold", *ranges, kNow);
+  REQUIRE(second.ok());
+  CHECK(second->records == 0);
+  CHECK(second->seq == 0);
+  CHECK(sink.status().objects == objects_after);
+  // A collection the sink does not hold: nothing to remove.
+  auto none = sink.remove_dots("absent", *ranges, kNow);
+  REQUIRE(none.ok());
+  CHECK(none->records == 0);
+}

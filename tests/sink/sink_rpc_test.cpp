@@ -486,6 +486,62 @@ TEST_CASE("a member's revocation set reaches the sink: the revoked device's link
   std::filesystem::remove_all(dir);
 }
 
+// Proves D74 over the link: pushDelta's `removed` removes the entries with those dots whatever
+// record holds them, and acknowledges with the removal's object; removed dots over the limit
+// are refused naming it and the count, before the call's delta is stored.
+TEST_CASE("removed dots over RPC remove the entries they name; bad ones refuse the whole call", "[sink][rpc]") {
+  SHOAL_SINK_TEST_RNG(rng);
+  TestNode n(1);
+  fill(*n, kColl, 4, node::Metric::kL2, 10, rng);
+  Rig rig;
+  sink::SinkLimits limits;
+  limits.max_removed_ranges = 1;
+  rig.start(limits);
+  auto sink = rig.member();
+  upload(rig.loop(), sink, segments_of(*n, kColl, 10)[0]);
+  const auto objects = rig.store().object_count();
+  const crdt::ReplicaId r1 = crdt::replica_for_testing(1);
+  const auto ranges = [](std::vector<crdt::DotRange> v) {
+    crdt::Bytes b;
+    crdt::encode_dot_ranges(v, b);
+    return std::string(b.begin(), b.end());
+  };
+
+  auto over = sink.pushDeltaRequest();
+  over.setCollection(kColl);
+  const std::string up = upsert_delta(*n, kColl, "new-one", random_value(rng, 4, 3));
+  over.setDelta(bytes_of(up));
+  const std::string two = ranges({{r1, 1, 1}, {r1, 3, 3}});
+  over.setRemoved(bytes_of(two));
+  Status os = status_of_call(rig.loop(), over.send());
+  CHECK(os.detail() == Detail::kTooLarge);
+  CHECK(os.message().find("2 removed-dot ranges") != std::string::npos);
+  CHECK(os.message().find("limit 1") != std::string::npos);
+  CHECK(rig.store().object_count() == objects);
+  CHECK(rig.service().status().records == 10);
+
+  // Dots 1..2 of replica 1: the entries of r0000 and r0001 (written in that order).
+  auto push = sink.pushDeltaRequest();
+  push.setCollection(kColl);
+  push.setDelta(bytes_of(up));
+  const std::string one = ranges({{r1, 1, 2}});
+  push.setRemoved(bytes_of(one));
+  auto ack = rig.loop().run_until(push.send());
+  CHECK(ack.getAck().getRecords() == 2);
+  CHECK(rig.service().status().records == 10 - 2 + 1);
+  auto fetch = sink.fetchRequest();
+  fetch.setCollection(kColl);
+  auto ids = fetch.initIds(3);
+  ids.set(0, bytes_of("r0000"));
+  ids.set(1, bytes_of("r0001"));
+  ids.set(2, bytes_of("r0002"));
+  auto got = rig.loop().run_until(fetch.send());
+  REQUIRE(got.getRecords().size() == 3);
+  CHECK_FALSE(got.getRecords()[0].getFound());
+  CHECK_FALSE(got.getRecords()[1].getFound());
+  CHECK(got.getRecords()[2].getFound());
+}
+
 TEST_CASE("malformed calls over RPC get typed errors naming the limit and change nothing", "[sink][rpc]") {
   SHOAL_SINK_TEST_RNG(rng);
   TestNode n(1);

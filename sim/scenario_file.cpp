@@ -7,6 +7,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "common/toml_report.hpp"
+
 namespace shoal::sim {
 
 namespace {
@@ -22,17 +24,7 @@ Status bad(const std::string& path, const toml::node* node, std::string_view key
 }
 
 // The value of `node` as written, for error messages.
-std::string shown(const toml::node& node) {
-  std::ostringstream out;
-  if (const auto* s = node.as_string()) {
-    out << '"' << s->get() << '"';
-  } else {
-    node.visit([&](const auto& v) { out << v; });
-  }
-  std::string text = out.str();
-  if (text.size() > 60) text = text.substr(0, 60) + "...";
-  return text;
-}
+std::string shown(const toml::node& node) { return toml_report::echo(node); }
 
 // Rejects keys of `table` outside `allowed` (a misspelt key must not be silently ignored).
 Status only_keys(const std::string& path, const toml::table& table, std::string_view where_name,
@@ -41,9 +33,11 @@ Status only_keys(const std::string& path, const toml::table& table, std::string_
     bool ok = false;
     for (std::string_view a : allowed) ok = ok || k.str() == a;
     if (!ok) {
-      std::string list;
-      for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return bad(path, &v, std::string(where_name) + std::string(k.str()), "unknown key (allowed: " + list + ")");
+      const std::vector<std::string_view> names(allowed);
+      const std::string_view hint = toml_report::closest(k.str(), names);
+      return bad(path, &v, std::string(where_name) + std::string(k.str()),
+                 hint.empty() ? "unknown key (allowed: " + toml_report::join(names, ", ") + ")"
+                              : "unknown key (did you mean " + std::string(where_name) + std::string(hint) + "?)");
     }
   }
   return {};

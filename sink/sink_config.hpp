@@ -2,7 +2,7 @@
 // shoald's (node/daemon/config.hpp): every key known, every value checked, and one Status that
 // names, for every problem, the file, line and column, the key, the value seen and what was
 // expected:
-//   /etc/shoal/shoal-sink.toml:3:10: key sink.listen = "0.0.0.0:99999": port must be 0..65535
+//   /etc/shoal/shoal-sink.toml:3:1: key sink.listen = "0.0.0.0:99999": port must be 0..65535
 // docs/sink.md lists every key; packaging/shoal-sink.toml (the package's conffile) shows each one.
 //
 // Invariants of a SinkConfig returned by parse_sink_config: data_dir and certificate are absolute

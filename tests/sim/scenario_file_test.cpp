@@ -49,7 +49,7 @@ TEST_CASE("bad scenario files are refused with file, line, key and value", "[sim
     const char* expect;  // a part of the message
   };
   const Case cases[] = {
-      {"peers = 3\npers = 4\n", "x.toml:2: key pers: unknown key"},
+      {"peers = 3\npers = 4\n", "x.toml:2: key pers: unknown key (did you mean peers?)"},
       {"peers = 40\n", "x.toml:1: key peers: must be in 2..16, got 40"},
       {"sites = 2\n", "x.toml: key peers: required"},
       {"peers = \"four\"\n", "key peers: expected a whole number, got \"four\""},

@@ -668,11 +668,23 @@ TEST_CASE("shoal-sink's configuration: defaults, relative paths, and every probl
       "[sink]\ndata_dir = \"d\"\nlisten = \"0.0.0.0:99999\"\ncolour = 3\n[store]\nkind = \"s3\"\n", "/x/s.toml");
   REQUIRE_FALSE(bad.ok());
   const std::string& m = bad.status().message();
-  CHECK(m.find("/x/s.toml:3:10: key sink.listen = \"0.0.0.0:99999\": port must be 0..65535") != std::string::npos);
-  CHECK(m.find("key sink.colour: unknown key") != std::string::npos);
-  CHECK(m.find("sink.certificate: required") != std::string::npos);
-  CHECK(m.find("store.s3_bucket: required when store.kind = \"s3\"") != std::string::npos);
-  CHECK(bad.status().detail() == Detail::kUnknownName);
+  CHECK(m.find("/x/s.toml:3:1: key sink.listen = \"0.0.0.0:99999\": port must be 0..65535") != std::string::npos);
+  CHECK(m.find("/x/s.toml:4:1: key sink.colour = 3: unknown key; [sink] has data_dir, certificate") != std::string::npos);
+  CHECK(m.find("/x/s.toml: key sink.certificate: required") != std::string::npos);
+  CHECK(m.find("key store.s3_bucket: required when store.kind = \"s3\"") != std::string::npos);
+  // The status's detail and subject are the first problem's in file order (line 3).
+  CHECK(bad.status().detail() == Detail::kOutOfRange);
+
+  // A typo is answered with the key it likely meant, and a bad value of a required key is
+  // reported once, as bad, not also as missing.
+  auto typo = sink::parse_sink_config("[sink]\ndata_dir = \"\"\ncertificate = \"c\"\nlisen = \"[::1]:1\"\n[stor]\n",
+                                      "/x/s.toml");
+  REQUIRE_FALSE(typo.ok());
+  const std::string& t = typo.status().message();
+  CHECK(t.find("/x/s.toml:2:1: key sink.data_dir = \"\": must not be empty; expected a path") != std::string::npos);
+  CHECK(t.find("sink.data_dir: required") == std::string::npos);
+  CHECK(t.find("/x/s.toml:4:1: key sink.lisen = \"[::1]:1\": unknown key (did you mean sink.listen?)") != std::string::npos);
+  CHECK(t.find("/x/s.toml:5:2: table [stor]: unknown table (did you mean [store]?)") != std::string::npos);
 
   auto syntax = sink::parse_sink_config("[sink\n", "/x/s.toml");
   CHECK(syntax.status().detail() == Detail::kMalformed);

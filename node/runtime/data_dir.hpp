@@ -34,9 +34,12 @@ namespace shoal::node {
 
 // The index queue's bound for an open data directory (NodeOptions::index_queue_max when the
 // caller leaves it 0): writes return after their durable commit, and SharedNode's index thread
-// inserts them into the index; past this many queued operations writers wait. At 784-d floats
-// that is at most ~3 MiB of vectors, and the exact scan of a full queue costs a search ~0.1 ms.
-inline constexpr std::size_t kDefaultIndexQueueMax = 1024;
+// inserts them into the index; past this many queued operations writers wait. It is a whole
+// group's worth of records (SharedNode::kMaxGroupRecords), so an ingest's next batch commits while
+// the index thread inserts the previous one (D77; with 1,024 a batch of 1,000 waited for an empty
+// queue, and the index stood still during every commit). At 784-d floats a full queue holds
+// ~12 MiB of vectors, and its exact scan costs a search ~0.4 ms while it lasts.
+inline constexpr std::size_t kDefaultIndexQueueMax = SharedNode::kMaxGroupRecords;
 
 struct DataDirOptions {
   // snapshots is set by open_data_dir; wall_clock defaults to the real clock, and a new

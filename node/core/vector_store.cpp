@@ -313,9 +313,48 @@ Result<std::string_view> get_vector(store::ReadView& view, std::uint32_t cid, st
 }
 
 Status put_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label, std::string_view floats) {
-  SlabWriter w(txn);
-  SHOAL_RETURN_IF_ERROR(w.add(cid, label, floats));
-  return w.flush();
+  // One vector: the new value is built in one pass from the stored one (SlabWriter keeps a whole
+  // slab in memory for the many vectors of a migration).
+  if (floats.empty() || floats.size() % sizeof(float) != 0) {
+    return Status(Code::kInternal, str_cat("a vector of ", floats.size(), " bytes"), str_cat("label ", label));
+  }
+  const auto dim = static_cast<std::uint32_t>(floats.size() / sizeof(float));
+  const std::uint32_t n = slab_vectors(dim);
+  const std::uint64_t first = label - label % n;
+  const std::uint64_t i = label - first;
+  const std::string key = vector_key(cid, first);
+  std::string value;
+  std::uint64_t stored = std::max<std::uint64_t>(i + 1, min_stored_slots(n, dim));
+  auto got = txn.get_view(Table::kVectorSlabs, key);
+  if (got.ok()) {
+    SHOAL_ASSIGN_OR_RETURN(Slab old, parse_slab(key, *got));
+    if (old.dim != dim) {
+      return Status(Code::kCorruption, str_cat("vector slab of dimension ", old.dim, " given a vector of ", dim),
+                    str_cat("label ", label));
+    }
+    // Up to the last present slot (a slab written before schema 7 stores all n).
+    for (std::uint64_t j = old.stored; j > stored; --j) {
+      if (bit_set(old.bitmap(), j - 1)) {
+        stored = j;
+        break;
+      }
+    }
+    value.reserve(slab_bytes(stored, n, dim));
+    value.append(old.bytes.data(), std::min(old.stored, stored) * floats.size());
+    value.resize(stored * floats.size(), '\0');
+    value.append(old.bitmap(), bitmap_bytes(n));
+  } else if (got.status().code() == Code::kNotFound) {
+    value.reserve(slab_bytes(stored, n, dim));
+    value.resize(stored * floats.size() + bitmap_bytes(n), '\0');
+  } else {
+    return got.status();
+  }
+  std::memcpy(value.data() + i * floats.size(), floats.data(), floats.size());
+  char& bits = value[stored * floats.size() + i / 8];
+  bits = static_cast<char>(bits | (1u << (i % 8)));
+  value.append(reinterpret_cast<const char*>(&n), sizeof(n));
+  value.append(reinterpret_cast<const char*>(&dim), sizeof(dim));
+  return txn.put(Table::kVectorSlabs, key, value);
 }
 
 Status del_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label) {

@@ -111,6 +111,24 @@ double percentile(std::vector<double>& values, double p) {
   return values[std::min(values.size() - 1, idx == 0 ? 0 : idx - 1)];
 }
 
+RoundRatio round_ratio(const std::vector<double>& measured_s, const std::vector<double>& anchor_s) {
+  RoundRatio r;
+  const std::size_t rounds = std::min(measured_s.size(), anchor_s.size());
+  if (rounds == 0) return r;
+  double measured = 0, anchor = 0;
+  std::vector<double> each;
+  for (std::size_t i = 0; i < rounds; ++i) {
+    measured += measured_s[i];
+    anchor += anchor_s[i];
+    each.push_back(anchor_s[i] / measured_s[i]);
+  }
+  r.ratio = anchor / measured;
+  r.lowest = *std::min_element(each.begin(), each.end());
+  r.highest = *std::max_element(each.begin(), each.end());
+  r.median = percentile(each, 50);
+  return r;
+}
+
 std::size_t rss_bytes() {
   std::ifstream in("/proc/self/statm");
   std::size_t pages = 0, resident = 0;

@@ -41,4 +41,16 @@ double percentile(std::vector<double>& values, double p);
 // Resident set size of this process in bytes (from /proc/self/statm).
 std::size_t rss_bytes();
 
+// Two loops timed in alternating rounds over the same amount of work each (the system measured,
+// then its anchor), so that a drifting resource such as the disk's sync latency affects both
+// alike: the ratio of their rates over all rounds (anchor seconds / measured seconds), and the
+// spread of that ratio round by round.
+struct RoundRatio {
+  double ratio = 0;   // total anchor time / total measured time = measured rate / anchor rate
+  double lowest = 0;  // the per-round ratios: lowest, median, highest
+  double median = 0;
+  double highest = 0;
+};
+RoundRatio round_ratio(const std::vector<double>& measured_s, const std::vector<double>& anchor_s);
+
 }  // namespace shoal::bench

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -50,8 +51,20 @@ constexpr std::uint64_t kSlabMaxBytes = 64 * 1024;
 constexpr std::uint64_t kSlabTrailer = 8;  // u32 n, u32 dimension
 
 std::uint64_t bitmap_bytes(std::uint64_t n) noexcept { return ((n + 7) / 8 + 3) / 4 * 4; }
-std::uint64_t slab_bytes(std::uint64_t n, std::uint64_t dim) noexcept {
-  return n * dim * sizeof(float) + bitmap_bytes(n) + kSlabTrailer;
+// The bytes after the slots: the presence bitmap and the trailer.
+std::uint64_t slab_tail(std::uint64_t n) noexcept { return bitmap_bytes(n) + kSlabTrailer; }
+// A slab value holding its first k slots (k = n: every slot).
+std::uint64_t slab_bytes(std::uint64_t k, std::uint64_t n, std::uint64_t dim) noexcept {
+  return k * dim * sizeof(float) + slab_tail(n);
+}
+std::uint64_t slab_bytes(std::uint64_t n, std::uint64_t dim) noexcept { return slab_bytes(n, n, dim); }
+// The fewest slots a slab is stored with: enough for a value of kLeafValueMax bytes or more, so
+// that it lives on overflow pages of its own, 4-byte aligned (docs/node-format.md, "Vector slabs").
+std::uint64_t min_stored_slots(std::uint64_t n, std::uint64_t dim) noexcept {
+  const std::uint64_t vbytes = dim * sizeof(float);
+  const std::uint64_t tail = slab_tail(n);
+  const std::uint64_t k = tail >= kLeafValueMax ? 1 : (kLeafValueMax - tail + vbytes - 1) / vbytes;
+  return std::clamp<std::uint64_t>(k, 1, n);
 }
 
 std::uint32_t load_u32(const char* p) noexcept {
@@ -60,13 +73,22 @@ std::uint32_t load_u32(const char* p) noexcept {
   return v;  // little-endian hosts only (as every on-disk integer here; docs/node-format.md)
 }
 
-// Slot i's floats in a slab value of this shape, or nullptr when the value has another size or
+bool bit_set(const char* bitmap, std::uint64_t i) noexcept {
+  return ((static_cast<unsigned char>(bitmap[i / 8]) >> (i % 8)) & 1u) != 0;
+}
+
+// Slot i's floats in a slab value of this shape (n slots of `dim` floats, of which the value
+// stores the first ones), or nullptr when the value has no such shape, does not store slot i, or
 // slot i is empty.
 const char* slab_slot(std::string_view v, std::uint32_t n, std::uint32_t dim, std::uint64_t i) noexcept {
-  if (v.size() != slab_bytes(n, dim)) return nullptr;
-  const std::uint64_t bits = std::uint64_t{n} * dim * sizeof(float);
-  if (((static_cast<unsigned char>(v[bits + i / 8]) >> (i % 8)) & 1u) == 0) return nullptr;
-  return v.data() + i * dim * sizeof(float);
+  const std::uint64_t vbytes = std::uint64_t{dim} * sizeof(float);
+  const std::uint64_t tail = slab_tail(n);
+  if (i >= n || v.size() < tail + (i + 1) * vbytes || v.size() > slab_bytes(n, dim) ||
+      (v.size() - tail) % vbytes != 0) {
+    return nullptr;
+  }
+  if (!bit_set(v.data() + (v.size() - tail), i)) return nullptr;
+  return v.data() + i * vbytes;
 }
 
 // Whether the meta table holds `key` (a migration's done mark).
@@ -83,11 +105,13 @@ struct Slab {
   std::uint64_t first = 0;
   std::uint32_t n = 0;
   std::uint32_t dim = 0;
+  std::uint64_t stored = 0;  // the slots the value holds: the first `stored` of n
   std::string_view bytes;
 
   const char* slot(std::uint64_t label) const noexcept {
     return label >= first && label - first < n ? slab_slot(bytes, n, dim, label - first) : nullptr;
   }
+  const char* bitmap() const noexcept { return bytes.data() + stored * dim * sizeof(float); }
 };
 
 Result<Slab> parse_slab(std::string_view key, std::string_view value) {
@@ -99,15 +123,70 @@ Result<Slab> parse_slab(std::string_view key, std::string_view value) {
   }
   s.n = load_u32(value.data() + value.size() - 8);
   s.dim = load_u32(value.data() + value.size() - 4);
-  if (s.dim == 0 || s.n != slab_vectors(s.dim) || s.first % s.n != 0 || value.size() != slab_bytes(s.n, s.dim)) {
+  const auto bad = [&] {
     return Status(Code::kCorruption,
                   str_cat("vector slab of ", value.size(), " bytes says ", s.n, " vectors of dimension ", s.dim,
                           " from label ", s.first),
                   str_cat("slab ", s.first));
+  };
+  // The value stores its first `stored` slots (1..n), then the bitmap of all n, then the trailer.
+  if (s.dim == 0 || s.n != slab_vectors(s.dim) || s.first % s.n != 0 || value.size() < slab_bytes(1, s.n, s.dim) ||
+      value.size() > slab_bytes(s.n, s.dim) || (value.size() - slab_tail(s.n)) % (std::uint64_t{s.dim} * sizeof(float)) != 0) {
+    return bad();
   }
+  s.stored = (value.size() - slab_tail(s.n)) / (std::uint64_t{s.dim} * sizeof(float));
   s.bytes = value;
+  for (std::uint64_t i = s.stored; i < s.n; ++i) {
+    if (bit_set(s.bitmap(), i)) return bad();  // a vector said present in a slot the value lacks
+  }
   return s;
 }
+
+// A slab being changed, with all n slots in memory; value() is the stored form: the slots up to
+// the last present one (at least min_stored_slots), the bitmap, the trailer.
+class SlabImage {
+ public:
+  SlabImage(std::uint32_t n, std::uint32_t dim)
+      : n_(n), dim_(dim), slots_(std::uint64_t{n} * dim * sizeof(float), '\0'), bitmap_(bitmap_bytes(n), '\0') {}
+  explicit SlabImage(const Slab& s) : SlabImage(s.n, s.dim) {
+    std::memcpy(slots_.data(), s.bytes.data(), s.stored * s.dim * sizeof(float));
+    std::memcpy(bitmap_.data(), s.bitmap(), bitmap_.size());
+  }
+  std::uint32_t dim() const noexcept { return dim_; }
+  void set(std::uint64_t i, std::string_view floats) noexcept {
+    std::memcpy(slots_.data() + i * floats.size(), floats.data(), floats.size());
+    bitmap_[i / 8] = static_cast<char>(bitmap_[i / 8] | (1u << (i % 8)));
+  }
+  void clear(std::uint64_t i) noexcept {
+    const std::size_t vbytes = std::size_t{dim_} * sizeof(float);
+    std::memset(slots_.data() + i * vbytes, 0, vbytes);
+    bitmap_[i / 8] = static_cast<char>(bitmap_[i / 8] & ~(1u << (i % 8)));
+  }
+  bool empty() const noexcept {
+    return std::all_of(bitmap_.begin(), bitmap_.end(), [](char c) { return c == 0; });
+  }
+  // The stored form, into `out` (reused across calls).
+  void value(std::string& out) const {
+    std::uint64_t last = 0;  // one past the last present slot
+    for (std::uint64_t i = n_; i > 0; --i) {
+      if (bit_set(bitmap_.data(), i - 1)) {
+        last = i;
+        break;
+      }
+    }
+    const std::uint64_t stored = std::max(last, min_stored_slots(n_, dim_));
+    out.assign(slots_.data(), stored * dim_ * sizeof(float));
+    out.append(bitmap_);
+    out.append(reinterpret_cast<const char*>(&n_), sizeof(n_));
+    out.append(reinterpret_cast<const char*>(&dim_), sizeof(dim_));
+  }
+
+ private:
+  std::uint32_t n_;
+  std::uint32_t dim_;
+  std::string slots_;
+  std::string bitmap_;
+};
 
 // The slab holding `label`'s slot, whatever the collection's dimension: the last slab key at or
 // before vector_key(cid, label). `use` sees it during the scan (its view is valid then only).
@@ -147,7 +226,7 @@ class SlabWriter {
     const std::uint32_t n = slab_vectors(dim);
     const std::uint64_t first = label - label % n;
     std::string key = vector_key(cid, first);
-    if (key != key_) {
+    if (!slab_ || key != key_) {
       SHOAL_RETURN_IF_ERROR(flush());
       auto got = txn_->get_view(Table::kVectorSlabs, key);
       if (got.ok()) {
@@ -156,19 +235,15 @@ class SlabWriter {
           return Status(Code::kCorruption, str_cat("vector slab of dimension ", old.dim, " given a vector of ", dim),
                         str_cat("label ", label));
         }
-        slab_.assign(*got);
+        slab_.emplace(old);
       } else if (got.status().code() == Code::kNotFound) {
-        slab_.assign(slab_bytes(n, dim), '\0');
-        std::memcpy(slab_.data() + slab_.size() - 8, &n, sizeof(n));
-        std::memcpy(slab_.data() + slab_.size() - 4, &dim, sizeof(dim));
+        slab_.emplace(n, dim);
       } else {
         return got.status();
       }
       key_ = std::move(key);
     }
-    const std::uint64_t i = label - first;
-    std::memcpy(slab_.data() + i * floats.size(), floats.data(), floats.size());
-    slab_[std::uint64_t{n} * floats.size() + i / 8] |= static_cast<char>(1u << (i % 8));
+    slab_->set(label - first, floats);
     dirty_ = true;
     return {};
   }
@@ -176,13 +251,15 @@ class SlabWriter {
   Status flush() {
     if (!dirty_) return {};
     dirty_ = false;
-    return txn_->put(Table::kVectorSlabs, key_, slab_);
+    slab_->value(value_);
+    return txn_->put(Table::kVectorSlabs, key_, value_);
   }
 
  private:
   store::WriteTxn* txn_;
-  std::string key_;   // the slab in slab_ ("" before the first)
-  std::string slab_;
+  std::string key_;                 // the slab in slab_
+  std::optional<SlabImage> slab_;   // none before the first
+  std::string value_;               // its stored form, reused
   bool dirty_ = false;
 };
 
@@ -236,35 +313,66 @@ Result<std::string_view> get_vector(store::ReadView& view, std::uint32_t cid, st
 }
 
 Status put_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label, std::string_view floats) {
-  SlabWriter w(txn);
-  SHOAL_RETURN_IF_ERROR(w.add(cid, label, floats));
-  return w.flush();
+  // One vector: the new value is built in one pass from the stored one (SlabWriter keeps a whole
+  // slab in memory for the many vectors of a migration).
+  if (floats.empty() || floats.size() % sizeof(float) != 0) {
+    return Status(Code::kInternal, str_cat("a vector of ", floats.size(), " bytes"), str_cat("label ", label));
+  }
+  const auto dim = static_cast<std::uint32_t>(floats.size() / sizeof(float));
+  const std::uint32_t n = slab_vectors(dim);
+  const std::uint64_t first = label - label % n;
+  const std::uint64_t i = label - first;
+  const std::string key = vector_key(cid, first);
+  std::string value;
+  std::uint64_t stored = std::max<std::uint64_t>(i + 1, min_stored_slots(n, dim));
+  auto got = txn.get_view(Table::kVectorSlabs, key);
+  if (got.ok()) {
+    SHOAL_ASSIGN_OR_RETURN(Slab old, parse_slab(key, *got));
+    if (old.dim != dim) {
+      return Status(Code::kCorruption, str_cat("vector slab of dimension ", old.dim, " given a vector of ", dim),
+                    str_cat("label ", label));
+    }
+    // Up to the last present slot (a slab written before schema 7 stores all n).
+    for (std::uint64_t j = old.stored; j > stored; --j) {
+      if (bit_set(old.bitmap(), j - 1)) {
+        stored = j;
+        break;
+      }
+    }
+    value.reserve(slab_bytes(stored, n, dim));
+    value.append(old.bytes.data(), std::min(old.stored, stored) * floats.size());
+    value.resize(stored * floats.size(), '\0');
+    value.append(old.bitmap(), bitmap_bytes(n));
+  } else if (got.status().code() == Code::kNotFound) {
+    value.reserve(slab_bytes(stored, n, dim));
+    value.resize(stored * floats.size() + bitmap_bytes(n), '\0');
+  } else {
+    return got.status();
+  }
+  std::memcpy(value.data() + i * floats.size(), floats.data(), floats.size());
+  char& bits = value[stored * floats.size() + i / 8];
+  bits = static_cast<char>(bits | (1u << (i % 8)));
+  value.append(reinterpret_cast<const char*>(&n), sizeof(n));
+  value.append(reinterpret_cast<const char*>(&dim), sizeof(dim));
+  return txn.put(Table::kVectorSlabs, key, value);
 }
 
 Status del_vector(store::WriteTxn& txn, std::uint32_t cid, std::uint64_t label) {
   std::string key;
-  std::string slab;
-  std::uint64_t at = 0;  // the byte holding the label's bit
-  std::uint64_t bitmap_at = 0;
-  std::uint64_t bitmap_len = 0;
+  std::optional<SlabImage> slab;
   Status s = with_slab_of(txn, cid, label, [&](const Slab& found) {
     if (found.slot(label) == nullptr) return;  // no vector in its slot
     key = vector_key(cid, found.first);
-    slab.assign(found.bytes);
-    const std::uint64_t i = label - found.first;
-    bitmap_at = std::uint64_t{found.n} * found.dim * sizeof(float);
-    bitmap_len = bitmap_bytes(found.n);
-    at = bitmap_at + i / 8;
-    slab[at] = static_cast<char>(slab[at] & ~(1u << (i % 8)));
-    std::memset(slab.data() + i * found.dim * sizeof(float), 0, std::size_t{found.dim} * sizeof(float));
+    slab.emplace(found);
+    slab->clear(label - found.first);
   });
   if (s.code() == Code::kNotFound) return {};
   SHOAL_RETURN_IF_ERROR(s);
-  if (key.empty()) return {};
-  const bool empty = std::all_of(slab.begin() + static_cast<std::ptrdiff_t>(bitmap_at),
-                                 slab.begin() + static_cast<std::ptrdiff_t>(bitmap_at + bitmap_len),
-                                 [](char c) { return c == 0; });
-  return empty ? txn.del(Table::kVectorSlabs, key) : txn.put(Table::kVectorSlabs, key, slab);
+  if (!slab) return {};
+  if (slab->empty()) return txn.del(Table::kVectorSlabs, key);
+  std::string value;
+  slab->value(value);
+  return txn.put(Table::kVectorSlabs, key, value);
 }
 
 Status scan_vectors(store::ReadView& view, std::uint32_t cid, std::uint32_t dimension,
@@ -279,7 +387,7 @@ Status scan_vectors(store::ReadView& view, std::uint32_t cid, std::uint32_t dime
                           : slab.status();
           return false;
         }
-        for (std::uint64_t i = 0; i < slab->n; ++i) {
+        for (std::uint64_t i = 0; i < slab->stored; ++i) {
           const char* p = slab_slot(slab->bytes, slab->n, slab->dim, i);
           if (p != nullptr && !visit(slab->first + i, std::string_view(p, std::size_t{dimension} * sizeof(float)))) {
             return false;

@@ -53,9 +53,12 @@ std::string vector_key(std::uint32_t cid, std::uint64_t label);
 //
 // The vectors of labels [first, first + n) of a collection share one vector_slabs value, keyed
 // by vector_key(cid, first), first a multiple of n = slab_vectors(dimension):
-//   n x dimension x f32 (slot i = label first + i; zeros when absent), then a presence bitmap
-//   (bit i%8 of byte i/8; ceil(n/8) bytes, zero-padded to a multiple of 4), then u32 n and u32
-//   dimension (little-endian).
+//   k x dimension x f32 (slot i = label first + i; zeros when absent), then a presence bitmap
+//   of all n slots (bit i%8 of byte i/8; ceil(n/8) bytes, zero-padded to a multiple of 4), then
+//   u32 n and u32 dimension (little-endian).
+// k (1..n) is what the value's size says: writers store the slots up to the last present one, and
+// at least as many as make the value 2,048 bytes (schema version 7; before, always n), so a
+// single write into the slab that is filling rewrites its filled part only.
 // So a 3,136-byte vector no longer takes a 4 KiB page of its own, and a slot's floats are 4-byte
 // aligned in the map whenever the value is (it is: slabs live on overflow pages).
 

@@ -408,9 +408,11 @@ Status LmdbStore::open_impl() {
   rc = mdb_get(txn, dbi_[index_of(Table::kMeta)], &k, &v);
   // Versions 1 and 2 lack only tables that mdb_dbi_open just created empty (vectors,
   // index_dirty); version 3 differs only in the delta buffer's entries, which version 4 writes
-  // without payloads, and version 5 only in index_dirty's values (empty before version 6, which
-  // names the record; the node then scans its records once): the upgrade is the new version
-  // number, in this transaction. Filling the
+  // without payloads, version 5 only in index_dirty's values (empty before version 6, which
+  // names the record; the node then scans its records once), and version 6 only in the length
+  // of vector slabs (version 7 stores a slab up to its last present slot; the full length that
+  // version 6 wrote is a valid version 7 slab): the upgrade is the new version number, in this
+  // transaction. Filling the
   // vectors table and rewriting the buffer's entries are the node core's job (docs/node-format.md,
   // "Vectors apart from their records" and "Delta-buffer entries without payloads").
   std::uint32_t older = 0;

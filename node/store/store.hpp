@@ -65,9 +65,10 @@ std::string_view table_name(Table table) noexcept;
 // Version 2 added the vectors table, version 3 the index_dirty table, version 4 delta-buffer
 // entries without payloads (same tables), version 5 the vector_slabs table (the vectors table is
 // then left empty), version 6 index_dirty values naming the changed record's id (same tables;
-// the node's open state replays from them, D59); older stores are upgraded at open
-// (docs/storage.md).
-inline constexpr std::uint32_t kSchemaVersion = 6;
+// the node's open state replays from them, D59), version 7 vector slabs stored up to their last
+// present slot (same tables; a full-length slab of before is still valid, D75); older stores are
+// upgraded at open (docs/storage.md).
+inline constexpr std::uint32_t kSchemaVersion = 7;
 // The meta key holding the schema version: 4 bytes, big-endian u32.
 inline constexpr std::string_view kSchemaVersionKey = "store.schema_version";
 

@@ -183,6 +183,49 @@ void rewrite_as_version_4(const std::string& store_path) {
                 [](const std::string&, std::string&) {});
 }
 
+// Schema 6's layout: the same tables, every vector slab at its full length (n slots, as builds
+// before D75 stored each slab), version 6. Returns how many slabs were shorter before.
+std::size_t rewrite_as_version_6(const std::string& store_path) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+  REQUIRE(mdb_env_open(env, store_path.c_str(), MDB_NOTLS, 0600) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi slabs = 0, meta = 0;
+  REQUIRE(mdb_dbi_open(txn, "vector_slabs", 0, &slabs) == 0);
+  REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+  std::vector<std::pair<std::string, std::string>> padded;
+  MDB_cursor* cur = nullptr;
+  REQUIRE(mdb_cursor_open(txn, slabs, &cur) == 0);
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    const std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
+    std::uint32_t n = 0, dim = 0;
+    std::memcpy(&n, value.data() + value.size() - 8, 4);
+    std::memcpy(&dim, value.data() + value.size() - 4, 4);
+    const std::size_t tail = ((n + 7) / 8 + 3) / 4 * 4 + 8;
+    const std::size_t full = std::size_t{n} * dim * 4 + tail;
+    if (value.size() == full) continue;
+    std::string f = value.substr(0, value.size() - tail);
+    f.resize(full - tail, '\0');
+    f += value.substr(value.size() - tail);
+    padded.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size), std::move(f));
+  }
+  mdb_cursor_close(cur);
+  for (auto& [key, value] : padded) {
+    MDB_val pk{key.size(), key.data()}, pv{value.size(), value.data()};
+    REQUIRE(mdb_put(txn, slabs, &pk, &pv, 0) == 0);
+  }
+  std::string version("\0\0\0\x06", 4);
+  MDB_val vk{store::kSchemaVersionKey.size(), const_cast<char*>(store::kSchemaVersionKey.data())};
+  MDB_val vv{version.size(), version.data()};
+  REQUIRE(mdb_put(txn, meta, &vk, &vv, 0) == 0);
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+  return padded.size();
+}
+
 // Every record's winner payload is elided and the vector slabs hold one vector per live record
 // (the per-label vectors table is empty).
 void check_vectors_apart(const std::string& store_path, std::size_t live) {
@@ -369,6 +412,141 @@ TEST_CASE("a data directory with one vectors-table entry per label (schema 4) is
   }
   check_migrated(w, "snapshot");
   std::filesystem::remove_all(w.path);
+}
+
+TEST_CASE("a data directory whose vector slabs are all at full length (schema 6) opens as it is, answers as "
+          "before, and its next writes store the slab they change up to its last present slot",
+          "[node][vectors][data_dir][slabs]") {
+  // Proves the schema 7 upgrade (D75): a directory written by this build is rewritten with raw
+  // LMDB into what builds before D75 wrote (every slab n slots long, schema version 6); the store
+  // upgrades the version number only, leaving every slab as it was (a full-length slab is a valid
+  // version 7 one); the directory then answers get, search and its CRDT state as before, from its
+  // snapshot; and a new record's write stores its (last, filling) slab at its filled length while
+  // the slabs it did not touch keep their full length.
+  const std::uint64_t seed = Catch::rngSeed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  Written w = write_directory("slabs-v6", rng);
+  const std::string store_path = w.path + "/store";
+  const std::uint32_t n = format::slab_vectors(kDim);
+  const std::size_t full = std::size_t{n} * kDim * 4 + ((n + 7) / 8 + 3) / 4 * 4 + 8;
+  // 400 records at labels 1..400 (r9 deleted): the last slab, from label 336, holds 65 slots.
+  CHECK(rewrite_as_version_6(store_path) == 1);
+  Tables old = read_all(store_path);  // opening upgrades the schema number only
+  for (const auto& kv : old.rows[store::Table::kVectorSlabs]) CHECK(kv.value.size() == full);
+  {
+    auto st = open_store(store_path);
+    CHECK((*st)->upgraded_from() == 0);  // read_all upgraded it already
+  }
+  CHECK(read_all(store_path).rows[store::Table::kVectorSlabs] == old.rows[store::Table::kVectorSlabs]);
+  check_migrated(w, "snapshot");
+  {
+    auto d = open_dir(w.path);
+    RecordValue v;
+    v.vector = random_vector(rng);
+    REQUIRE(d->node().upsert("c", "fresh", v).ok());  // label 401, in the slab from label 336
+    auto g = d->node().get("c", "fresh");
+    REQUIRE(g.ok());
+    CHECK(g->siblings.at(0).value.vector == v.vector);
+  }
+  const Tables after = read_all(store_path);
+  const auto& slabs = after.rows.at(store::Table::kVectorSlabs);
+  REQUIRE(slabs.size() == old.rows[store::Table::kVectorSlabs].size());
+  for (const auto& kv : slabs) {
+    const std::uint64_t first = store::decode_u64_be(std::string_view(kv.key).substr(4)).value();
+    INFO("slab from label " << first);
+    if (first == 336) {
+      CHECK(kv.value.size() == std::size_t{401 - 336 + 1} * kDim * 4 + (full - std::size_t{n} * kDim * 4));
+    } else {
+      CHECK(kv.value.size() == full);
+    }
+  }
+  std::filesystem::remove_all(w.path);
+}
+
+TEST_CASE("vector slabs are stored up to their last present slot and at least 2,048 bytes, and read back at "
+          "every length",
+          "[node][vectors][slabs]") {
+  // Proves the stored length of a slab (schema 7, D75; docs/node-format.md, "Vector slabs"): at
+  // 784-d (9 slots of 3,136 bytes) a slab grows by one slot per label written in order and
+  // shrinks when its last vector is removed, so a single write into the filling slab rewrites its
+  // filled part only; at 12-d (84 slots of 48 bytes) it never drops below the 43 slots that make
+  // it 2,048 bytes (so it stays on overflow pages of its own). Every vector reads back at every
+  // length, and a slab whose bitmap says present a slot it does not store, or whose size is no
+  // whole number of slots, is kCorruption.
+  const std::string path = fresh_dir("slab-lengths");
+  auto st = open_store(path);
+  auto slab_size = [&](std::uint32_t cid) {
+    auto r = (*st)->begin_read();
+    REQUIRE(r.ok());
+    auto v = (*r)->get(store::Table::kVectorSlabs, format::vector_key(cid, 0));
+    return v.ok() ? v->size() : std::size_t{0};
+  };
+  auto vector_of = [](std::uint32_t dim, float x) {
+    std::vector<float> v(dim, x);
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  };
+  auto write = [&](const std::function<Status(store::WriteTxn&)>& f) {
+    auto txn = (*st)->begin_write();
+    REQUIRE(txn.ok());
+    REQUIRE(f(**txn).ok());
+    REQUIRE((*txn)->commit().ok());
+  };
+  auto check_reads = [&](std::uint32_t cid, std::uint32_t dim, std::uint64_t last) {
+    auto r = (*st)->begin_read();
+    REQUIRE(r.ok());
+    for (std::uint64_t l = 1; l <= last; ++l) {
+      auto v = format::get_vector(**r, cid, dim, l);
+      REQUIRE(v.ok());
+      CHECK(*v == vector_of(dim, static_cast<float>(l)));
+    }
+    CHECK(format::get_vector(**r, cid, dim, last + 1).status().code() == Code::kNotFound);
+  };
+  REQUIRE(format::slab_vectors(784) == 9);
+  constexpr std::size_t kTail784 = 4 + 8;  // bitmap of 9 bits in 4 bytes, trailer
+  for (std::uint64_t l = 1; l < 9; ++l) {
+    write([&](store::WriteTxn& t) { return format::put_vector(t, 1, l, vector_of(784, static_cast<float>(l))); });
+    CHECK(slab_size(1) == (l + 1) * 3136 + kTail784);  // slot 0 (label 0) is empty but below the last
+    check_reads(1, 784, l);
+  }
+  write([](store::WriteTxn& t) { return format::del_vector(t, 1, 8); });
+  CHECK(slab_size(1) == 8 * 3136 + kTail784);
+  check_reads(1, 784, 7);
+  write([](store::WriteTxn& t) { return format::del_vector(t, 1, 3); });  // not the last: no shorter
+  CHECK(slab_size(1) == 8 * 3136 + kTail784);
+  for (std::uint64_t l : {1, 2, 4, 5, 6}) write([&](store::WriteTxn& t) { return format::del_vector(t, 1, l); });
+  CHECK(slab_size(1) == 8 * 3136 + kTail784);
+  write([](store::WriteTxn& t) { return format::del_vector(t, 1, 7); });
+  CHECK(slab_size(1) == 0);  // emptied: deleted
+
+  REQUIRE(format::slab_vectors(12) == 84);
+  constexpr std::size_t kTail12 = 12 + 8;
+  for (std::uint64_t l = 1; l <= 60; ++l) {
+    write([&](store::WriteTxn& t) { return format::put_vector(t, 2, l, vector_of(12, static_cast<float>(l))); });
+    CHECK(slab_size(2) == std::max<std::size_t>(43, l + 1) * 48 + kTail12);
+  }
+  CHECK(43 * 48 + kTail12 >= 2048);
+  CHECK(42 * 48 + kTail12 < 2048);
+  check_reads(2, 12, 60);
+
+  // A slab of 2 stored slots at 784-d whose bitmap also says slot 5 present; one of 2.5 slots.
+  std::string two = vector_of(784, 1.0f) + vector_of(784, 2.0f);
+  const std::uint32_t trailer[2] = {9, 784};
+  std::string lying = two + std::string("\x23\0\0\0", 4) + std::string(reinterpret_cast<const char*>(trailer), 8);
+  std::string ragged = two + std::string(1568, '\0') + std::string("\x03\0\0\0", 4) +
+                       std::string(reinterpret_cast<const char*>(trailer), 8);
+  write([&](store::WriteTxn& t) { return t.put(store::Table::kVectorSlabs, format::vector_key(3, 0), lying); });
+  write([&](store::WriteTxn& t) { return t.put(store::Table::kVectorSlabs, format::vector_key(4, 0), ragged); });
+  {
+    auto r = (*st)->begin_read();
+    REQUIRE(r.ok());
+    CHECK(format::get_vector(**r, 3, 784, 1).status().code() == Code::kCorruption);
+    CHECK(format::get_vector(**r, 4, 784, 1).status().code() == Code::kCorruption);
+    CHECK(format::scan_vectors(**r, 3, 784, [](std::uint64_t, std::string_view) { return true; }).code() ==
+          Code::kCorruption);
+  }
+  st->reset();
+  std::filesystem::remove_all(path);
 }
 
 TEST_CASE("vector slabs: sizes fill their pages, and vectors are stored, read, replaced and removed by label",

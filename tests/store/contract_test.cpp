@@ -271,7 +271,7 @@ TEMPLATE_TEST_CASE("committed data survives a reopen and uncommitted data vanish
   CHECK(r->count(Table::kRecords).value() == 100);
   CHECK(r->get(Table::kRecords, "uncommitted").status().code() == Code::kNotFound);
   CHECK(r->get(Table::kMeta, "node_id").value() == "n1");
-  CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\6", 4));
+  CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\7", 4));
   r.reset();
   f.reopen();  // a second restart changes nothing
   CHECK(must_hash(f.store()) == committed);

@@ -249,7 +249,7 @@ TEST_CASE("a schema version 1 store is upgraded to version 3 at open, keeping it
     CHECK(s->upgraded_from() == 1);
     auto r = must_read(*s);
     CHECK(r->get(Table::kRecords, "r1").value() == "payload one");
-    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x06", 4));
+    CHECK(r->get(Table::kMeta, kSchemaVersionKey).value() == std::string("\0\0\0\x07", 4));
     CHECK(r->count(Table::kVectors).value() == 0);
     CHECK(r->count(Table::kIndexDirty).value() == 0);
     CHECK(r->count(Table::kVectorSlabs).value() == 0);

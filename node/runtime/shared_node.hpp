@@ -270,6 +270,21 @@ class SharedNode {
     }
     signal_cv_.notify_all();
   }
+  // While held, the index thread stops inside its next change to an index, after it took the
+  // index gate and before it touches the index (an insert in progress, as searches and writers
+  // see it); index_change_held_for_testing() is true while it waits there.
+  void hold_index_changes_for_testing(bool hold) {
+    {
+      std::lock_guard l(signal_mu_);
+      hold_changes_ = hold;
+      hold_changes_set_.store(hold, std::memory_order_relaxed);
+    }
+    signal_cv_.notify_all();
+  }
+  bool index_change_held_for_testing() const {
+    std::lock_guard l(signal_mu_);
+    return change_held_;
+  }
   // Writers held back by a full index queue right now.
   std::size_t writers_waiting_for_testing() const {
     std::lock_guard l(signal_mu_);
@@ -420,6 +435,17 @@ class SharedNode {
     group_cv_.notify_all();
   }
 
+  // The bracket's enter (IndexChangeBracket), on the index thread: takes the gate, then waits
+  // while hold_index_changes_for_testing() holds it.
+  void enter_index_change() {
+    index_gate_.lock();
+    if (!hold_changes_set_.load(std::memory_order_relaxed)) return;
+    std::unique_lock l(signal_mu_);
+    change_held_ = true;
+    signal_cv_.wait(l, [&] { return stop_ || !hold_changes_; });
+    change_held_ = false;
+  }
+
   // The index thread: applies the node's queued index operations until stopped.
   void index_loop() {
     for (;;) {
@@ -464,7 +490,7 @@ class SharedNode {
   // The index gate ("Index gate" above): shared by read(), exclusive around each change the
   // index thread makes to an index.
   mutable RwLock index_gate_;
-  const IndexChangeBracket gate_bracket_{[this] { index_gate_.lock(); }, [this] { index_gate_.unlock(); }};
+  const IndexChangeBracket gate_bracket_{[this] { enter_index_change(); }, [this] { index_gate_.unlock(); }};
   mutable RwLock mu_;
   // Held by every caller that may write the store or the node's state (write(), write_quiet(),
   // and a group from begin_group to end_group), before mu_: a group's commit runs without mu_,
@@ -499,6 +525,9 @@ class SharedNode {
   std::atomic<bool> stop_work_{false};  // stop_, read by the running IndexWork without a lock
   std::mutex stop_mu_;                  // one joiner of index_thread_ at a time
   std::size_t waiting_ = 0;
+  bool hold_changes_ = false;                  // hold_index_changes_for_testing
+  std::atomic<bool> hold_changes_set_{false};  // hold_changes_, read before taking signal_mu_
+  bool change_held_ = false;                   // the index thread waits in enter_index_change
   std::thread index_thread_;  // last: started after everything it uses exists
 };
 

@@ -33,8 +33,8 @@
 // or a parallel batch of up to kIndexWorkOps). A search takes the node's lock, then the index's;
 // so a search that met an insert used to wait for it while holding the node's shared lock, and a
 // writer asking for the exclusive node lock (begin_group, end_group) waited behind that search
-// for the rest of the insert: with searches running, almost every single write waited for the
-// insert of the write before it (D76). So every read() first takes index_gate_ shared, and the
+// for the rest of the insert, and so did every search that came after the writer (D76 measures
+// it). So every read() first takes index_gate_ shared, and the
 // index thread holds it exclusively around each change it makes to the index
 // (IndexChangeBracket): a search that would wait for an insert waits at the gate, before it holds
 // the node's lock, and writers go on meanwhile. The gate prefers its writer (common/rw_lock.hpp),

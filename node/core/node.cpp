@@ -1046,12 +1046,24 @@ void Node::end_group(const Status& committed, std::vector<Status>& out) {
 
 // --- the index queue ---
 
-Status IndexWork::run(unsigned threads, const std::function<bool()>& stop) {
+Status IndexWork::run(unsigned threads, const std::function<bool()>& stop, const IndexChangeBracket& bracket) {
   // Single adds hold the index's write lock one insert at a time, so searches interleave; a long
   // run of adds (a backlog after a batch) goes in parallel as one add_batch.
   constexpr std::size_t kBatchFrom = 128;
   applied_ = 0;
   Status first;
+  // Surrounds one change to the index with the bracket (left on every path out).
+  struct Bracketed {
+    const IndexChangeBracket& b;
+    explicit Bracketed(const IndexChangeBracket& bracket) : b(bracket) {
+      if (b.enter) b.enter();
+    }
+    ~Bracketed() {
+      if (b.leave) b.leave();
+    }
+    Bracketed(const Bracketed&) = delete;
+    Bracketed& operator=(const Bracketed&) = delete;
+  };
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
   bool stopped = false;
@@ -1066,13 +1078,19 @@ Status IndexWork::run(unsigned threads, const std::function<bool()>& stop) {
   auto flush = [&] {
     if (labels.size() >= kBatchFrom && threads > 1) {
       if (stop && stop()) return false;
-      keep(index_->add_batch(labels, vectors, threads));
+      {
+        Bracketed change(bracket);
+        keep(index_->add_batch(labels, vectors, threads));
+      }
       applied_ += labels.size();
     } else {
       const std::size_t dim = labels.empty() ? 0 : vectors.size() / labels.size();
       for (std::size_t i = 0; i < labels.size(); ++i) {
         if (stop && stop()) return false;
-        keep(index_->add(labels[i], std::span<const float>(vectors).subspan(i * dim, dim)));
+        {
+          Bracketed change(bracket);
+          keep(index_->add(labels[i], std::span<const float>(vectors).subspan(i * dim, dim)));
+        }
         ++applied_;
       }
     }
@@ -1086,7 +1104,10 @@ Status IndexWork::run(unsigned threads, const std::function<bool()>& stop) {
         stopped = true;
         break;
       }
-      if (index_->contains(op.label)) keep(index_->remove(op.label));
+      {
+        Bracketed change(bracket);
+        if (index_->contains(op.label)) keep(index_->remove(op.label));
+      }
       ++applied_;
       continue;
     }

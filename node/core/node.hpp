@@ -157,6 +157,16 @@ struct IndexOp {
   std::vector<float> vector;
 };
 
+// What IndexWork::run calls around each change it makes to the index (one single insert, one
+// parallel batch, one removal), on the thread that runs the work; `enter` and `leave` are set
+// together or not at all. SharedNode uses it to hold its index gate exclusively meanwhile, so that
+// a search waiting for the index's lock does so before it takes the node's lock, not while it
+// holds it (node/runtime/shared_node.hpp, "Index gate").
+struct IndexChangeBracket {
+  std::function<void()> enter;
+  std::function<void()> leave;
+};
+
 // A slice from the front of one collection's index queue, taken by Node::take_index_work and
 // applied by run() on any thread WITHOUT the node (it touches only the collection's HnswIndex,
 // which has its own lock and which nothing else changes while the work is out), then handed back
@@ -170,8 +180,10 @@ class IndexWork {
   // single insert and before each parallel batch (which then runs whole): a closing node does not
   // wait for a slice whose operations the next open replays anyway (D65). Then only applied()
   // operations, a prefix, are in the index; the rest stay queued, untouched, for later (an add
-  // not applied is applied once; no operation is ever applied twice).
-  [[nodiscard]] Status run(unsigned threads, const std::function<bool()>& stop = {});
+  // not applied is applied once; no operation is ever applied twice). `bracket` (optional)
+  // surrounds each change to the index.
+  [[nodiscard]] Status run(unsigned threads, const std::function<bool()>& stop = {},
+                           const IndexChangeBracket& bracket = {});
   std::size_t size() const noexcept { return ops_.size(); }
   // The operations from the front that are in the index: all of them unless `stop` ended run().
   std::size_t applied() const noexcept { return applied_; }

@@ -29,9 +29,22 @@
 // a kept snapshot leaves the queued operations to the next open, which replays them from the
 // store's index_dirty table, where each write's transaction named them.
 //
+// Index gate: the HnswIndex has its own lock, which an insert holds exclusively (a single insert,
+// or a parallel batch of up to kIndexWorkOps). A search takes the node's lock, then the index's;
+// so a search that met an insert used to wait for it while holding the node's shared lock, and a
+// writer asking for the exclusive node lock (begin_group, end_group) waited behind that search
+// for the rest of the insert, and so did every search that came after the writer (D76 measures
+// it). So every read() first takes index_gate_ shared, and the
+// index thread holds it exclusively around each change it makes to the index
+// (IndexChangeBracket): a search that would wait for an insert waits at the gate, before it holds
+// the node's lock, and writers go on meanwhile. The gate prefers its writer (common/rw_lock.hpp),
+// so a stream of searches does not keep the index thread out. Reads that never touch the index
+// (get, a writer's validation, sync and test accessors) skip the gate, so an insert does not
+// delay them.
+//
 // Thread rules: every method may be called from any thread, but not from inside a read() or
-// write() callback (the lock is not recursive). Lock order: drain_mu_, commit_mu_, then the node
-// lock; group_mu_ and signal_mu_ are never held while taking another.
+// write() callback (the locks are not recursive). Lock order: drain_mu_, commit_mu_,
+// index_gate_, then the node lock; group_mu_ and signal_mu_ are never held while taking another.
 #pragma once
 
 #include <algorithm>
@@ -45,6 +58,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -81,9 +95,11 @@ class SharedNode {
   SharedNode& operator=(const SharedNode&) = delete;
 
   // Runs `f(const Node&)` under the shared lock / `f(Node&)` under the exclusive lock: for
-  // callers that need several calls to see one state.
+  // callers that need several calls to see one state. read() passes the index gate first
+  // ("Index gate" above), so `f` may search or measure the indexes.
   template <typename F>
   decltype(auto) read(F&& f) const {
+    std::shared_lock gate(index_gate_);
     std::shared_lock lock(mu_);
     return std::forward<F>(f)(std::as_const(*node_));
   }
@@ -150,12 +166,12 @@ class SharedNode {
   }
   [[nodiscard]] Status upsert_batch(std::string_view collection, std::vector<RecordInput> records) {
     // Validation first, on this thread: a rejected write never joins a group.
-    SHOAL_RETURN_IF_ERROR(read([&](const Node& n) { return n.check_upsert(collection, records); }));
+    SHOAL_RETURN_IF_ERROR(read_store([&](const Node& n) { return n.check_upsert(collection, records); }));
     const std::size_t ops = records.size();
     return submit(WriteRequest{std::string(collection), std::move(records), std::nullopt}, ops);
   }
   [[nodiscard]] Status remove(std::string_view collection, std::string_view id) {
-    SHOAL_RETURN_IF_ERROR(read([&](const Node& n) { return n.check_remove(collection, id); }));
+    SHOAL_RETURN_IF_ERROR(read_store([&](const Node& n) { return n.check_remove(collection, id); }));
     return submit(WriteRequest{std::string(collection), {}, std::string(id)}, 1);
   }
   WriteGroupStats write_stats() const {
@@ -166,7 +182,7 @@ class SharedNode {
   std::size_t index_backlog() const noexcept { return backlog_.load(std::memory_order_relaxed); }
 
   [[nodiscard]] Result<GetResult> get(std::string_view collection, std::string_view id) const {
-    return read([&](const Node& n) { return n.get(collection, id); });
+    return read_store([&](const Node& n) { return n.get(collection, id); });
   }
   [[nodiscard]] Result<std::vector<Hit>> search(std::string_view collection, std::span<const float> query,
                                                 const SearchOptions& options) const {
@@ -197,16 +213,16 @@ class SharedNode {
     return read([&](const Node& n) { return n.stats(); });
   }
   std::vector<PeerProgress> peer_progress() const {
-    return read([&](const Node& n) { return n.peer_progress(); });
+    return read_store([&](const Node& n) { return n.peer_progress(); });
   }
   SyncStats sync_stats() const {
-    return read([&](const Node& n) { return n.sync_stats(); });
+    return read_store([&](const Node& n) { return n.sync_stats(); });
   }
   [[nodiscard]] Result<crdt::ORMap> crdt_state_for_testing(std::string_view collection) const {
-    return read([&](const Node& n) { return n.crdt_state_for_testing(collection); });
+    return read_store([&](const Node& n) { return n.crdt_state_for_testing(collection); });
   }
   [[nodiscard]] Result<std::uint64_t> digest_root(std::string_view collection) const {
-    return read([&](const Node& n) { return n.digest_root(collection); });
+    return read_store([&](const Node& n) { return n.digest_root(collection); });
   }
 
   // Synchronisation (the daemon's driver): every call is exclusive.
@@ -227,7 +243,7 @@ class SharedNode {
     return write([&](Node& n) { return n.take_outbox(); });
   }
   std::optional<MonoTime> next_wakeup() const {
-    return read([&](const Node& n) { return n.next_wakeup(); });
+    return read_store([&](const Node& n) { return n.next_wakeup(); });
   }
 
   // --- Test hooks (deterministic, no timing) ---
@@ -254,6 +270,21 @@ class SharedNode {
     }
     signal_cv_.notify_all();
   }
+  // While held, the index thread stops inside its next change to an index, after it took the
+  // index gate and before it touches the index (an insert in progress, as searches and writers
+  // see it); index_change_held_for_testing() is true while it waits there.
+  void hold_index_changes_for_testing(bool hold) {
+    {
+      std::lock_guard l(signal_mu_);
+      hold_changes_ = hold;
+      hold_changes_set_.store(hold, std::memory_order_relaxed);
+    }
+    signal_cv_.notify_all();
+  }
+  bool index_change_held_for_testing() const {
+    std::lock_guard l(signal_mu_);
+    return change_held_;
+  }
   // Writers held back by a full index queue right now.
   std::size_t writers_waiting_for_testing() const {
     std::lock_guard l(signal_mu_);
@@ -266,6 +297,14 @@ class SharedNode {
   }
 
  private:
+  // As read(), without the index gate: for the wrapper's own reads that never touch an index, so
+  // that an insert in progress does not hold them up.
+  template <typename F>
+  std::invoke_result_t<F, const Node&> read_store(F&& f) const {
+    std::shared_lock lock(mu_);
+    return std::forward<F>(f)(std::as_const(*node_));
+  }
+
   // Runs the after-write observers (declared before the locks, so it runs after their release).
   struct Notify {
     SharedNode& self;
@@ -396,6 +435,17 @@ class SharedNode {
     group_cv_.notify_all();
   }
 
+  // The bracket's enter (IndexChangeBracket), on the index thread: takes the gate, then waits
+  // while hold_index_changes_for_testing() holds it.
+  void enter_index_change() {
+    index_gate_.lock();
+    if (!hold_changes_set_.load(std::memory_order_relaxed)) return;
+    std::unique_lock l(signal_mu_);
+    change_held_ = true;
+    signal_cv_.wait(l, [&] { return stop_ || !hold_changes_; });
+    change_held_ = false;
+  }
+
   // The index thread: applies the node's queued index operations until stopped.
   void index_loop() {
     for (;;) {
@@ -419,8 +469,10 @@ class SharedNode {
           threads = node_->build_threads();
         }
         if (!work) break;
-        // No node lock: searches and commits go on. stop_index() cuts it short.
-        const Status result = work->run(threads, [this] { return stop_work_.load(std::memory_order_relaxed); });
+        // No node lock: searches and commits go on. stop_index() cuts it short. Each change to
+        // the index holds the gate, so searches wait for it outside the node's lock.
+        const Status result = work->run(
+            threads, [this] { return stop_work_.load(std::memory_order_relaxed); }, gate_bracket_);
         {
           std::unique_lock lock(mu_);
           node_->finish_index_work(*work, result);
@@ -435,6 +487,10 @@ class SharedNode {
   }
 
  private:
+  // The index gate ("Index gate" above): shared by read(), exclusive around each change the
+  // index thread makes to an index.
+  mutable RwLock index_gate_;
+  const IndexChangeBracket gate_bracket_{[this] { enter_index_change(); }, [this] { index_gate_.unlock(); }};
   mutable RwLock mu_;
   // Held by every caller that may write the store or the node's state (write(), write_quiet(),
   // and a group from begin_group to end_group), before mu_: a group's commit runs without mu_,
@@ -469,6 +525,9 @@ class SharedNode {
   std::atomic<bool> stop_work_{false};  // stop_, read by the running IndexWork without a lock
   std::mutex stop_mu_;                  // one joiner of index_thread_ at a time
   std::size_t waiting_ = 0;
+  bool hold_changes_ = false;                  // hold_index_changes_for_testing
+  std::atomic<bool> hold_changes_set_{false};  // hold_changes_, read before taking signal_mu_
+  bool change_held_ = false;                   // the index thread waits in enter_index_change
   std::thread index_thread_;  // last: started after everything it uses exists
 };
 

@@ -6,16 +6,23 @@
 //   updates, and deletes that hide the graph's stale hit), with and without a filter; writers
 //   wait while the queue is full and none is dropped; closing drains the queue into the snapshot;
 // - the core alone (Node on a MemoryStore): a failed group commit (injected) fails exactly the
-//   writes that joined it and changes nothing; index work taken off the queue keeps search exact.
+//   writes that joined it and changes nothing; index work taken off the queue keeps search exact;
+// - the index gate (D76): a search waiting for an insert holds no node lock, so writes go on.
 // Deterministic: the test hooks hold the group leader (hold_commits_for_testing) and the index
-// thread (pause_index_for_testing), and the tests wait for states (queued writes, waiting
-// writers), never for time.
+// thread (pause_index_for_testing, hold_index_changes_for_testing), and the tests wait for states
+// (queued writes, waiting writers, a thread asleep on a lock), never for time; only the gate test
+// bounds its write (30 s), so that the bug it looks for fails it instead of hanging it.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <future>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -244,6 +251,84 @@ TEST_CASE("closing drains the index queue, so the snapshot covers every acknowle
       CHECK(hits[0].distance == 0.0f);
     }
   }
+  d.reset();
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// Waits until thread `tid` of this process sleeps (state S in /proc: blocked, here on a lock).
+void wait_until_sleeping(pid_t tid) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
+  for (;;) {
+    std::ifstream f(path);
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    const auto close = stat.rfind(')');
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S') return;
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+// D76: a search used to wait for an insert's index lock while it held the node's shared lock, so
+// a writer (which needs the node's lock exclusively twice per group) waited for the insert too.
+// Now the search waits at the index gate, before the node's lock: with the index thread held
+// inside a change (the gate taken, the insert about to run) and a search blocked behind it, a
+// write still commits; the search then answers with every write acknowledged before it began.
+TEST_CASE("a search waiting for an index insert holds no node lock: a write commits meanwhile",
+          "[node][write_path]") {
+  const std::string dir = fresh_dir("gate");
+  auto d = open_dir(dir);
+  SharedNode& n = d->node();
+  REQUIRE(n.create_collection({"c", 4, Metric::kL2}).ok());
+  REQUIRE(n.upsert("c", "a", value({1, 0, 0, 0})).ok());
+  n.wait_index_idle_for_testing();
+
+  n.hold_index_changes_for_testing(true);
+  REQUIRE(n.upsert("c", "b", value({0, 1, 0, 0})).ok());  // its insert is now held, gate taken
+  wait_until([&] { return n.index_change_held_for_testing(); });
+
+  std::atomic<pid_t> search_tid{0};
+  std::atomic<bool> search_done{false};
+  Result<std::vector<Hit>> seen = Status(Code::kInternal, "not run");
+  std::thread searcher([&] {
+    search_tid = ::gettid();
+    SearchOptions o;
+    o.k = 3;
+    seen = n.search("c", std::vector<float>{0, 1, 0, 0}, o);
+    search_done = true;
+  });
+  wait_until([&] { return search_tid.load() != 0; });
+  wait_until_sleeping(search_tid.load());  // blocked at the gate behind the held insert
+
+  // The write takes the node's lock exclusively (begin_group, end_group). Run on its own thread
+  // and bounded, so that a search holding the node's lock while it waits fails this check
+  // instead of hanging the test.
+  std::promise<Status> wrote;
+  auto written = wrote.get_future();
+  std::thread writer([&] { wrote.set_value(n.upsert("c", "c", value({0, 0, 1, 0}))); });
+  const bool committed = written.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  CHECK(committed);
+  CHECK_FALSE(search_done.load());  // still at the gate: the insert has not run
+  CHECK(n.index_change_held_for_testing());
+
+  n.hold_index_changes_for_testing(false);
+  writer.join();
+  searcher.join();
+  CHECK(written.get().ok());
+  REQUIRE(seen.ok());
+  // Every write acknowledged before the search began is in its answer ("c" came after).
+  REQUIRE(seen->size() >= 2);
+  CHECK((*seen)[0].id == "b");
+  CHECK((*seen)[0].distance == 0.0f);
+  CHECK(std::any_of(seen->begin(), seen->end(), [](const Hit& h) { return h.id == "a"; }));
+  // And the write made meanwhile is found by the next search.
+  auto hits = search(n, {0, 0, 1, 0}, 1);
+  REQUIRE(hits.size() == 1);
+  CHECK(hits[0].id == "c");
+  CHECK(hits[0].distance == 0.0f);
   d.reset();
   std::filesystem::remove_all(dir);
 }

@@ -414,6 +414,28 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
     }
   }
   SHOAL_RETURN_IF_ERROR(c.index->reserve_more(added));
+  if (options_.index_queue_max > 0 && touched.size() <= options_.index_queue_max) {
+    // With an index queue (the runtime), the changed labels join it and the open returns without
+    // inserting them (D78): searches score queued labels exactly and keep their stale graph
+    // entries out (search_queue) until the index thread has applied them, as after a write.
+    SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
+    for (std::uint64_t label : touched) {
+      if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
+      if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
+        if (c.index->contains(label)) {
+          c.unindexed.push_back(IndexOp{label, {}});
+          ++index_backlog_;
+        }
+        continue;
+      }
+      SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
+      std::vector<float> vector(c.spec.dimension);
+      std::memcpy(vector.data(), got.data(), std::min(got.size(), vector.size() * sizeof(float)));
+      c.unindexed.push_back(IndexOp{label, std::move(vector)});
+      ++index_backlog_;
+    }
+    return {};
+  }
   // The current vectors go in as batches on build_threads threads (D65): the labels are distinct
   // (the table's keys), so their order does not matter, and an element's level depends only on
   // its label. A batch is bounded, so a dirty set left by a crash long after the last close
@@ -504,13 +526,22 @@ Status Node::load_index(Collection& c) {
           const bool is_live = label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted;
           if (!is_live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
         }
-        if (c.index->size() == c.live - c.stubs) {
+        // Queued by the replay (D78): new labels the index will hold, and stubs it will drop.
+        std::size_t queued_new = 0, queued_out = 0;
+        for (const IndexOp& op : c.unindexed) {
+          if (op.vector.empty()) ++queued_out;
+          else if (!c.index->contains(op.label)) ++queued_new;
+        }
+        if (c.index->size() + queued_new - queued_out == c.live - c.stubs) {
           open_report_.index_source[c.spec.name] = "snapshot";
           c.snapshot_valid = true;
           return {};
         }
         open_report_.snapshot_rejected[c.spec.name] =
-            str_cat("snapshot holds ", c.index->size(), " vectors after catch-up, store ", c.live - c.stubs);
+            str_cat("snapshot holds ", c.index->size() + queued_new - queued_out, " vectors after catch-up, store ",
+                    c.live - c.stubs);
+        index_backlog_ -= c.unindexed.size();
+        c.unindexed.clear();
         c.index.reset();
       }
     }

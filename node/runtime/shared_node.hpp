@@ -86,6 +86,10 @@ class SharedNode {
   static constexpr std::chrono::steady_clock::duration kMaxGather = std::chrono::milliseconds(2);
 
   explicit SharedNode(std::unique_ptr<Node> node) : node_(std::move(node)) {
+    // The open may have queued work already (the labels changed since the snapshot, D78): the
+    // thread starts on it at once.
+    backlog_.store(node_->index_backlog(), std::memory_order_relaxed);
+    hint_ = backlog_.load(std::memory_order_relaxed) > 0;
     if (node_->index_queue_max() > 0) index_thread_ = std::thread([this] { index_loop(); });
   }
   // Stops the index thread; what is left of the queue dies with the node (its writes are

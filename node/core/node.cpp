@@ -414,38 +414,22 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
     }
   }
   SHOAL_RETURN_IF_ERROR(c.index->reserve_more(added));
-  if (options_.index_queue_max > 0 && touched.size() <= options_.index_queue_max) {
-    // With an index queue (the runtime), the changed labels join it and the open returns without
-    // inserting them (D78): searches score queued labels exactly and keep their stale graph
-    // entries out (search_queue) until the index thread has applied them, as after a write.
-    SHOAL_ASSIGN_OR_RETURN(auto rtxn, store_->begin_read());
-    for (std::uint64_t label : touched) {
-      if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
-      if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
-        if (c.index->contains(label)) {
-          c.unindexed.push_back(IndexOp{label, {}});
-          ++index_backlog_;
-        }
-        continue;
-      }
-      SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
-      std::vector<float> vector(c.spec.dimension);
-      std::memcpy(vector.data(), got.data(), std::min(got.size(), vector.size() * sizeof(float)));
-      c.unindexed.push_back(IndexOp{label, std::move(vector)});
-      ++index_backlog_;
-    }
-    return {};
-  }
-  // The current vectors go in as batches on build_threads threads (D65): the labels are distinct
-  // (the table's keys), so their order does not matter, and an element's level depends only on
-  // its label. A batch is bounded, so a dirty set left by a crash long after the last close
-  // (larger than snapshot_dirty_max) does not hold all its vectors at once.
+  // With an index queue (the runtime) and room in it, the changed labels join the queue and the
+  // open returns without inserting them (D78): searches score queued labels exactly and keep
+  // their stale graph entries out (search_queue) until the index thread has applied them, as
+  // after a write. Otherwise the current vectors go in as batches on build_threads threads (D65):
+  // the labels are distinct (the table's keys), so their order does not matter, and an element's
+  // level depends only on its label. A batch is bounded, so a dirty set left by a crash long after
+  // the last close (larger than snapshot_dirty_max) does not hold all its vectors at once.
+  const bool queue = options_.index_queue_max > 0 && touched.size() <= options_.index_queue_max;
   constexpr std::size_t kReplayBatch = 4096;
   const std::size_t dim = c.spec.dimension;
   std::vector<std::uint64_t> labels;
   std::vector<float> vectors;
-  labels.reserve(std::min(touched.size(), kReplayBatch));
-  vectors.reserve(labels.capacity() * dim);
+  if (!queue) {
+    labels.reserve(std::min(touched.size(), kReplayBatch));
+    vectors.reserve(labels.capacity() * dim);
+  }
   auto flush = [&]() -> Status {
     if (labels.empty()) return {};
     Status s = c.index->add_batch(labels, vectors, options_.build_threads);
@@ -457,10 +441,23 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
   for (std::uint64_t label : touched) {
     if (label >= c.docs.size() || c.docs[label].id.empty()) continue;
     if (c.docs[label].evicted) {  // a stub: out of the index (node_evict.cpp)
-      if (c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+      if (!c.index->contains(label)) continue;
+      if (!queue) {
+        SHOAL_RETURN_IF_ERROR(c.index->remove(label));
+        continue;
+      }
+      c.unindexed.push_back(IndexOp{label, {}});
+      ++index_backlog_;
       continue;
     }
     SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
+    if (queue) {
+      std::vector<float> vector(dim);
+      std::memcpy(vector.data(), got.data(), got.size());
+      c.unindexed.push_back(IndexOp{label, std::move(vector)});
+      ++index_backlog_;
+      continue;
+    }
     const std::size_t at = vectors.size();
     vectors.resize(at + dim);
     std::memcpy(vectors.data() + at, got.data(), got.size());

@@ -12,7 +12,8 @@
 //    without --quick). Goal: >= 0.8x. Also the spread of the per-round ratios.
 // 2. 8 writer threads of durable single upserts: acknowledged writes per second vs the raw
 //    loop's rate, in alternating rounds (goal: >= 5x), with raw LMDB on 8 threads (one commit
-//    per write) for context.
+//    per write) for context, and the writes one group commit covered on average (shoal_stats_json's
+//    "write_groups": at most 8 here, one outstanding write per thread).
 // 3. Search QPS while writing: one thread of shoal_search (k=10, the default ef) alone, then
 //    while 8 threads write, with the writes per second reached meanwhile.
 // Machine-readable lines start with "writes ".
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -44,6 +46,26 @@ void die(const char* what, int rc, const shoal_error& err) {
 }
 
 double seconds_since(MonoTime t0) { return (now_mono() - t0).seconds_f(); }
+
+// Group commit's totals from shoal_stats_json ("write_groups": {"groups", "largest", "writes"}).
+struct Groups {
+  unsigned long long groups = 0, writes = 0;
+};
+Groups write_groups(shoal_db* db) {
+  char* text = nullptr;
+  shoal_error err;
+  Groups g;
+  if (shoal_stats_json(db, &text, &err) != SHOAL_OK) die("stats_json", err.code, err);
+  const char* at = std::strstr(text, "\"write_groups\":");
+  unsigned long long largest = 0;
+  if (at == nullptr || std::sscanf(at, "\"write_groups\":{\"groups\":%llu,\"largest\":%llu,\"writes\":%llu}", &g.groups,
+                                   &largest, &g.writes) != 3) {
+    std::fprintf(stderr, "bench_writes: no write_groups in shoal_stats_json: %s\n", text);
+    std::exit(1);
+  }
+  shoal_string_free(text);
+  return g;
+}
 
 // Raw LMDB anchor: a fresh environment pre-filled with `prefill` values of the same size in one
 // transaction (so its B-tree is as deep as the node's), then single-key durable commits.
@@ -166,7 +188,7 @@ int main(int argc, char** argv) {
   // 1. Single durable upserts vs raw commit-per-write, in alternating rounds of kRoundWrites
   // each (the disk's sync latency drifts; many short rounds keep both loops on the same disk
   // state). The node's index thread inserts the writes meanwhile: the total stays below the
-  // index queue's bound (1,024), so no write waits for the index.
+  // index queue's bound (4,096), so no write waits for the index.
   constexpr std::size_t kRoundWrites = 25;
   const std::size_t singles = quick ? 600 : 1000;
   const std::size_t rounds = singles / kRoundWrites;
@@ -205,6 +227,7 @@ int main(int argc, char** argv) {
   const std::size_t raw_each = singles / kRounds;
   double mt_s = 0, raw2_s = 0;
   std::size_t acked = 0;
+  const Groups groups_before = write_groups(db);
   MonoTime t0 = now_mono();
   for (int round = 0; round < kRounds; ++round) {
     t0 = now_mono();
@@ -215,6 +238,9 @@ int main(int argc, char** argv) {
     raw2_s += seconds_since(t0);
   }
   const double mt_rate = static_cast<double>(acked) / mt_s;
+  const Groups groups_after = write_groups(db);
+  const double per_sync = static_cast<double>(groups_after.writes - groups_before.writes) /
+                          static_cast<double>(std::max(1ull, groups_after.groups - groups_before.groups));
   const double raw2_rate = static_cast<double>(raw_each * kRounds) / raw2_s;
   t0 = now_mono();
   {
@@ -228,10 +254,12 @@ int main(int argc, char** argv) {
   }
   const double raw_mt_rate = static_cast<double>(kWriters * (each / 4)) / seconds_since(t0);
   std::printf("2. %u writer threads: node %.0f acknowledged durable writes/s; raw LMDB commit-per-write %.0f/s in "
-              "alternating rounds; ratio %.2fx (goal >= 5x); raw LMDB on %u threads, one commit per write: %.0f/s\n",
-              kWriters, mt_rate, raw2_rate, mt_rate / raw2_rate, kWriters, raw_mt_rate);
-  std::printf("writes threads=%u node_per_s=%.0f raw_lmdb_per_s=%.0f ratio=%.3f raw_lmdb_threads_per_s=%.0f\n",
-              kWriters, mt_rate, raw2_rate, mt_rate / raw2_rate, raw_mt_rate);
+              "alternating rounds; ratio %.2fx (goal >= 5x); raw LMDB on %u threads, one commit per write: %.0f/s; "
+              "%.2f writes per group commit\n",
+              kWriters, mt_rate, raw2_rate, mt_rate / raw2_rate, kWriters, raw_mt_rate, per_sync);
+  std::printf("writes threads=%u node_per_s=%.0f raw_lmdb_per_s=%.0f ratio=%.3f raw_lmdb_threads_per_s=%.0f "
+              "writes_per_group=%.2f\n",
+              kWriters, mt_rate, raw2_rate, mt_rate / raw2_rate, raw_mt_rate, per_sync);
 
   // 3. Search QPS alone and while 8 threads write.
   auto search_n = [&](std::size_t n) {

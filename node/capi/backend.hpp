@@ -103,7 +103,8 @@ class Backend {
   // Changes after this call, to records of `collection` ("" for all), until the Watch is destroyed.
   [[nodiscard]] virtual Result<std::unique_ptr<Watch>> watch(const std::string& collection, ChangeSink sink) = 0;
   // The node's statistics as a JSON object (shoal_stats_json). Both modes: "replica",
-  // "collections", "live_records", "delta_buffer_entries", "index_bytes". Client mode adds what
+  // "collections", "live_records", "delta_buffer_entries", "index_bytes", "index_backlog" and
+  // "write_groups" ({"groups", "writes", "largest"}: group commit's totals). Client mode adds what
   // the daemon knows (node/daemon/local_api.cpp: "peers", "mesh", "api"); embedded mode adds
   // "last_delta_seq" and "index_source" (how each collection's index was loaded).
   [[nodiscard]] virtual Result<std::string> stats_json() = 0;

@@ -235,6 +235,10 @@ class EmbeddedBackend final : public Backend, public MeshAttachment {
                      {"delta_buffer_entries", s.delta_buffer_entries},
                      {"last_delta_seq", s.last_delta_seq},
                      {"index_bytes", s.index_bytes}};
+    // Group commit and the index queue (node/runtime/shared_node.hpp; docs/operations.md).
+    const node::WriteGroupStats w = node().write_stats();
+    j["write_groups"] = {{"groups", w.groups}, {"writes", w.writes}, {"largest", w.largest}};
+    j["index_backlog"] = node().index_backlog();
     nlohmann::json src = nlohmann::json::object();
     for (const auto& [name, how] : node().open_report().index_source) src[node::to_valid_utf8(name)] = how;
     j["index_source"] = src;

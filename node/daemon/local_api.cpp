@@ -697,6 +697,10 @@ struct LocalApi::Impl {
     j["live_records"] = s.live_records;
     j["delta_buffer_entries"] = s.delta_buffer_entries;
     j["index_bytes"] = s.index_bytes;
+    // Group commit and the index queue, as in embedded mode (node/capi/embedded.cpp).
+    const node::WriteGroupStats w = node.write_stats();
+    j["write_groups"] = {{"groups", w.groups}, {"writes", w.writes}, {"largest", w.largest}};
+    j["index_backlog"] = node.index_backlog();
     if (mesh != nullptr) {
       auto peers = nlohmann::json::array();
       const MonoTime now = now_mono();

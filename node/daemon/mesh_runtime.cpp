@@ -147,6 +147,10 @@ DaemonSnapshot take_snapshot(node::SharedNode& db, node::MeshHost& mesh, const s
   s.store_bytes = dir_bytes(data_dir + "/store");
   for (const auto& c : colls) s.collections.push_back(CollectionSnapshot{c.spec.name, c.live_records, c.index_bytes});
   s.delta_buffer_entries = ns.delta_buffer_entries;
+  s.index_backlog = db.index_backlog();
+  const node::WriteGroupStats groups = db.write_stats();
+  s.write_groups = groups.groups;
+  s.group_writes = groups.writes;
   s.repair_sessions_started = ss.repair_sessions_started;
   s.repair_sessions_completed = ss.repair_sessions_completed;
   s.repair_sessions_abandoned = ss.repair_sessions_abandoned;

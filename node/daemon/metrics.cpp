@@ -148,6 +148,22 @@ struct MetricsRegistry::Impl {
       .Help("Entries in the delta buffer (kept until every peer acknowledged them, bounded)")
       .Register(registry);
   Gauge& delta_buffer = delta_buffer_family.Add({});
+  Family<Gauge>& index_backlog_family = prometheus::BuildGauge()
+      .Name("shoal_index_backlog")
+      .Help("Index operations committed but not yet applied to the vector index (searches scan them exactly)")
+      .Register(registry);
+  Gauge& index_backlog = index_backlog_family.Add({});
+  Family<Counter>& write_groups_family = prometheus::BuildCounter()
+      .Name("shoal_write_groups_total")
+      .Help("Group commits: shared store transactions, each with one durable sync")
+      .Register(registry);
+  Counter& write_groups = write_groups_family.Add({});
+  Family<Counter>& group_writes_family = prometheus::BuildCounter()
+      .Name("shoal_group_writes_total")
+      .Help("Writes (upserts, batches, deletes) carried by group commits")
+      .Register(registry);
+  Counter& group_writes = group_writes_family.Add({});
+  std::uint64_t last_write_groups = 0, last_group_writes = 0;
   Family<Counter>& repair_started_family = prometheus::BuildCounter()
       .Name("shoal_repair_sessions_started_total")
       .Help("Digest repair sessions started with peers")
@@ -371,6 +387,9 @@ void MetricsRegistry::update(const DaemonSnapshot& snapshot) {
   m.update_failures(snapshot.handshake_failures);
   m.store_bytes.Set(static_cast<double>(snapshot.store_bytes));
   m.delta_buffer.Set(static_cast<double>(snapshot.delta_buffer_entries));
+  m.index_backlog.Set(static_cast<double>(snapshot.index_backlog));
+  advance(m.write_groups, m.last_write_groups, snapshot.write_groups);
+  advance(m.group_writes, m.last_group_writes, snapshot.group_writes);
   advance(m.repair_started, m.last_repair_started, snapshot.repair_sessions_started);
   advance(m.repair_completed, m.last_repair_completed, snapshot.repair_sessions_completed);
   advance(m.repair_abandoned, m.last_repair_abandoned, snapshot.repair_sessions_abandoned);

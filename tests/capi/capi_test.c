@@ -119,6 +119,13 @@ int main(int argc, char **argv) {
   const char *ids2[3] = {"s", "t", "u"};
   CHECK(shoal_upsert_batch(db, "items", 3, ids2, lens, vecs, 3, NULL, NULL, &err) == SHOAL_E_NONFINITE);
   CHECK(shoal_collection_count(db, "items", &n, NULL) == SHOAL_OK && n == 5);
+  /* Group commit's totals: one group per accepted write on one thread (2 upserts, 1 batch); the
+   * rejected ones above never joined a group. */
+  char *stats = NULL;
+  CHECK(shoal_stats_json(db, &stats, &err) == SHOAL_OK);
+  CHECK(strstr(stats, "\"write_groups\":{\"groups\":3,\"largest\":1,\"writes\":3}") != NULL);
+  CHECK(strstr(stats, "\"index_backlog\":") != NULL);
+  shoal_string_free(stats);
 
   /* Get. */
   shoal_record *rec = NULL;

@@ -196,6 +196,9 @@ TEST_CASE("a snapshot's values appear under their names with the peer and tier l
   CHECK(value(e, "shoal_index_bytes", {{"collection", "fm"}}) == 9400000);
   CHECK(value(e, "shoal_index_records", {{"collection", "faces"}}) == 250);
   CHECK(value(e, "shoal_delta_buffer_entries") == 3100);
+  CHECK(value(e, "shoal_index_backlog") == 212);
+  CHECK(value(e, "shoal_write_groups_total") == 40);
+  CHECK(value(e, "shoal_group_writes_total") == 290);
   CHECK(value(e, "shoal_repair_sessions_started_total") == 9);
   CHECK(value(e, "shoal_repair_sessions_completed_total") == 7);
   CHECK(value(e, "shoal_repair_sessions_abandoned_total") == 1);

@@ -57,6 +57,9 @@ inline daemon::DaemonSnapshot three_peer_snapshot() {
   s.store_bytes = 64 * 1024 * 1024;
   s.collections = {{"fm", 10'000, 9'400'000}, {"faces", 250, 180'000}};
   s.delta_buffer_entries = 3'100;
+  s.index_backlog = 212;
+  s.write_groups = 40;
+  s.group_writes = 290;
   s.repair_sessions_started = 9;
   s.repair_sessions_completed = 7;
   s.repair_sessions_abandoned = 1;

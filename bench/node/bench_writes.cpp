@@ -23,13 +23,13 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench/common/bench_util.hpp"
+#include "bench/common/capi_stats.hpp"
 #include "common/time.hpp"
 #include "shoal.h"
 
@@ -46,26 +46,6 @@ void die(const char* what, int rc, const shoal_error& err) {
 }
 
 double seconds_since(MonoTime t0) { return (now_mono() - t0).seconds_f(); }
-
-// Group commit's totals from shoal_stats_json ("write_groups": {"groups", "largest", "writes"}).
-struct Groups {
-  unsigned long long groups = 0, writes = 0;
-};
-Groups write_groups(shoal_db* db) {
-  char* text = nullptr;
-  shoal_error err;
-  Groups g;
-  if (shoal_stats_json(db, &text, &err) != SHOAL_OK) die("stats_json", err.code, err);
-  const char* at = std::strstr(text, "\"write_groups\":");
-  unsigned long long largest = 0;
-  if (at == nullptr || std::sscanf(at, "\"write_groups\":{\"groups\":%llu,\"largest\":%llu,\"writes\":%llu}", &g.groups,
-                                   &largest, &g.writes) != 3) {
-    std::fprintf(stderr, "bench_writes: no write_groups in shoal_stats_json: %s\n", text);
-    std::exit(1);
-  }
-  shoal_string_free(text);
-  return g;
-}
 
 // Raw LMDB anchor: a fresh environment pre-filled with `prefill` values of the same size in one
 // transaction (so its B-tree is as deep as the node's), then single-key durable commits.
@@ -227,7 +207,7 @@ int main(int argc, char** argv) {
   const std::size_t raw_each = singles / kRounds;
   double mt_s = 0, raw2_s = 0;
   std::size_t acked = 0;
-  const Groups groups_before = write_groups(db);
+  const bench::CapiWriteFigures groups_before = bench::capi_write_figures(db);
   MonoTime t0 = now_mono();
   for (int round = 0; round < kRounds; ++round) {
     t0 = now_mono();
@@ -238,7 +218,7 @@ int main(int argc, char** argv) {
     raw2_s += seconds_since(t0);
   }
   const double mt_rate = static_cast<double>(acked) / mt_s;
-  const Groups groups_after = write_groups(db);
+  const bench::CapiWriteFigures groups_after = bench::capi_write_figures(db);
   const double per_sync = static_cast<double>(groups_after.writes - groups_before.writes) /
                           static_cast<double>(std::max(1ull, groups_after.groups - groups_before.groups));
   const double raw2_rate = static_cast<double>(raw_each * kRounds) / raw2_s;

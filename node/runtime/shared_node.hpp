@@ -259,6 +259,7 @@ class SharedNode {
       hold_ = hold;
     }
     group_cv_.notify_all();
+    gather_cv_.notify_all();
   }
   // Writes waiting in the group queue (not yet taken by a leader).
   std::size_t queued_writes_for_testing() const {
@@ -365,7 +366,9 @@ class SharedNode {
     Ticket t{std::move(request), std::max<std::size_t>(ops, 1), {}, false};
     std::unique_lock g(group_mu_);
     queue_.push_back(&t);
-    if (gathering_) group_cv_.notify_all();
+    // Only the gathering leader needs to know, and only once its group is complete: the writers
+    // waiting for their own tickets are not woken by an arrival.
+    if (gathering_ && queue_.size() >= active_) gather_cv_.notify_one();
     while (!t.done) {
       if (!leading_ && !hold_) {
         lead(g);  // our own ticket is still queued: no other leader took it
@@ -386,7 +389,7 @@ class SharedNode {
     // quarter of the last commit's time (capped at kMaxGather). A lone writer never waits.
     if (queue_.size() < active_) {
       gathering_ = true;
-      group_cv_.wait_for(g, gather_limit_, [&] { return queue_.size() >= active_ || hold_; });
+      gather_cv_.wait_for(g, gather_limit_, [&] { return queue_.size() >= active_ || hold_; });
       gathering_ = false;
     }
     std::vector<Ticket*> group;
@@ -508,7 +511,8 @@ class SharedNode {
 
   // Group commit.
   mutable std::mutex group_mu_;
-  std::condition_variable group_cv_;
+  std::condition_variable group_cv_;   // writers waiting for their ticket, or to lead
+  std::condition_variable gather_cv_;  // the leader while gathering_
   std::vector<Ticket*> queue_;  // oldest first
   bool leading_ = false;
   bool hold_ = false;

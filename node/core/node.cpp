@@ -523,11 +523,16 @@ Status Node::load_index(Collection& c) {
           const bool is_live = label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted;
           if (!is_live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
         }
-        // Queued by the replay (D78): new labels the index will hold, and stubs it will drop.
+        // Queued by the replay (D78): new labels the index will hold, and stubs it will drop. The
+        // loop above already took out every label no live record has, stubs included, so a queued
+        // removal counts only while the graph still holds its label.
         std::size_t queued_new = 0, queued_out = 0;
         for (const IndexOp& op : c.unindexed) {
-          if (op.vector.empty()) ++queued_out;
-          else if (!c.index->contains(op.label)) ++queued_new;
+          if (op.vector.empty()) {
+            if (c.index->contains(op.label)) ++queued_out;
+          } else if (!c.index->contains(op.label)) {
+            ++queued_new;
+          }
         }
         if (c.index->size() + queued_new - queued_out == c.live - c.stubs) {
           open_report_.index_source[c.spec.name] = "snapshot";

@@ -1373,3 +1373,108 @@ TEST_CASE("a close that keeps the snapshot leaves the index queue to the next op
     std::filesystem::remove_all(path);
   }
 }
+
+TEST_CASE("an open that queues the labels changed since the snapshot keeps the snapshot when some of them are "
+          "records evicted to stubs since it was written",
+          "[node][vectors][snapshot][evict]") {
+  // D78: the open queues a removal for each stub the snapshot still holds, and then checks that
+  // the snapshot with the queue applied holds exactly the live records that are not stubs. The
+  // labels no live record has are taken out of the loaded graph at once, stubs among them, so a
+  // queued removal of a label the graph no longer holds must not be counted again: the snapshot
+  // is kept (index_source "snapshot", nothing rejected), and the stubs never answer a search.
+  // The stubs are made by this node's own eviction; the evict_unacked switch lets it evict
+  // without a sink acknowledging first (the stubs are the same as after an acknowledgement).
+  const std::string path = fresh_dir("evictqueue");
+  const std::string snap = path + "/snapshots/collection-1.hnsw";
+  auto wall_ns = std::make_shared<std::int64_t>(1'700'000'000'000'000'000);
+  auto open = [&path, wall_ns] {
+    DataDirOptions o;
+    o.node.build_threads = 1;
+    o.node.wall_clock = [wall_ns] { return WallTime::from_ns(*wall_ns += 1000); };
+    o.node.mutations.evict_unacked = true;
+    auto d = open_data_dir(path, std::move(o));
+    INFO(path << ": " << d.status().to_string());
+    REQUIRE(d.ok());
+    return std::move(d).value();
+  };
+  Rng rng(Catch::rngSeed());
+  INFO("seed " << Catch::rngSeed());
+  constexpr int kRecords = 300;
+  constexpr std::uint64_t kEvicted = 5;
+  std::vector<std::vector<float>> vectors;
+  {
+    auto d = open();
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < kRecords; ++i) {
+      vectors.push_back(random_vector(rng));
+      batch.push_back(RecordInput{"r" + std::to_string(i), RecordValue{vectors.back(), {}, ""}});
+    }
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+  }  // the first close writes the snapshot
+  const std::string first = file_bytes(snap);
+  REQUIRE(!first.empty());
+  {
+    auto d = open();
+    REQUIRE(d->node().open_report().index_source.at("c") == "snapshot");
+    *wall_ns += std::int64_t{3600} * 1'000'000'000;  // every record is out of the hot window
+    const Result<EvictStep> step = d->node().write([&](Node& n) -> Result<EvictStep> {
+      TierPolicies policies;
+      TierPolicy t;
+      t.sink = true;
+      t.hot_window = Duration::zero();
+      policies.collections.emplace("c", t);
+      SHOAL_RETURN_IF_ERROR(n.set_tier_policies(policies));
+      SHOAL_RETURN_IF_ERROR(n.enable_sink_feed({}));
+      EvictionOptions e;
+      e.payload_budget_bytes = (kRecords - kEvicted) * kDim * sizeof(float);
+      e.max_records_per_step = kEvicted;
+      e.payload_digest = [](std::string_view) { return PayloadDigest{}; };
+      SHOAL_RETURN_IF_ERROR(n.set_eviction(std::move(e)));
+      return n.evict_step();
+    });
+    INFO(step.status().to_string());
+    REQUIRE(step.ok());
+    REQUIRE(step->evicted == kEvicted);
+  }  // the close keeps the snapshot: the stubs' labels wait in index_dirty
+  CHECK(file_bytes(snap) == first);
+  CHECK(dirty_count(path + "/store") == kEvicted);
+  {
+    auto d = open();
+    const OpenReport& report = d->node().open_report();
+    INFO((report.snapshot_rejected.count("c") != 0 ? report.snapshot_rejected.at("c") : std::string("not rejected")));
+    CHECK(report.snapshot_rejected.count("c") == 0);
+    CHECK(report.index_source.at("c") == "snapshot");
+    CHECK(report.snapshot_replayed.at("c") == kEvicted);
+    // Every record that is not a stub is its own nearest neighbour; no stub answers.
+    auto check_answers = [&] {
+      std::size_t stubs = 0;
+      SearchOptions so;
+      so.k = 1;
+      so.ef = 512;
+      for (int i = 0; i < kRecords; ++i) {
+        const std::string id = "r" + std::to_string(i);
+        auto got = d->node().get("c", id);
+        REQUIRE(got.ok());
+        auto hits = d->node().search("c", vectors[static_cast<std::size_t>(i)], so);
+        REQUIRE(hits.ok());
+        REQUIRE(hits->size() == 1);
+        if (got->siblings.at(0).evicted) {
+          ++stubs;
+          CHECK((*hits)[0].id != id);
+        } else {
+          CHECK((*hits)[0].id == id);
+        }
+      }
+      CHECK(stubs == kEvicted);
+    };
+    check_answers();
+    d->node().wait_index_idle_for_testing();
+    CHECK(d->node().index_backlog() == 0);
+    check_answers();
+  }
+  std::filesystem::remove_all(path);
+}

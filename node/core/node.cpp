@@ -450,7 +450,16 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
       ++index_backlog_;
       continue;
     }
-    SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
+    auto found = format::get_vector(*rtxn, c.id, c.spec.dimension, label);
+    if (!found.ok()) {
+      // A live record that is not a stub always has its vector: a slab without it is a damaged
+      // store, as the rebuild's count says (load_index), not a missing record.
+      if (found.status().code() != Code::kNotFound) return found.status().with_context(c.spec.name);
+      return Status(Code::kCorruption,
+                    str_cat("collection '", c.spec.name, "': live label ", label, " has no vector in the vector slabs"),
+                    c.spec.name);
+    }
+    const std::string_view got = *found;
     if (queue) {
       std::vector<float> vector(dim);
       std::memcpy(vector.data(), got.data(), got.size());

@@ -1478,3 +1478,57 @@ TEST_CASE("an open that queues the labels changed since the snapshot keeps the s
   }
   std::filesystem::remove_all(path);
 }
+
+TEST_CASE("an open whose replay finds a live record's vector missing from the vector slabs refuses with "
+          "kCorruption naming the collection and the label, as a rebuild does",
+          "[node][vectors][snapshot]") {
+  // A record written after the snapshot is replayed from its vector slab at the next open (D65,
+  // D78). A slab that lost the vector of a live record that is not a stub is a damaged store:
+  // the open must say so (kCorruption, the collection and the label), as the full rebuild's count
+  // does, and not answer kNotFound, which names no collection and reads as a missing directory or
+  // record. Both replay paths are checked: queued (the runtime's queue) and inserted at open (a
+  // queue too small for the changed labels).
+  for (const std::size_t queue_max : {std::size_t{0}, std::size_t{1}}) {
+    INFO("index_queue_max " << queue_max << (queue_max == 0 ? " (the runtime's default: queued)" : " (inserted)"));
+    const std::string path = fresh_dir("lostvector");
+    Rng rng(Catch::rngSeed());
+    {
+      auto d = open_dir(path);
+      CollectionSpec spec;
+      spec.name = "c";
+      spec.dimension = kDim;
+      REQUIRE(d->node().create_collection(spec).ok());
+      std::vector<RecordInput> batch;
+      for (int i = 0; i < 50; ++i) batch.push_back(RecordInput{"r" + std::to_string(i), RecordValue{random_vector(rng), {}, ""}});
+      REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    }  // the first close writes the snapshot
+    {
+      auto d = open_dir(path);
+      REQUIRE(d->node().open_report().index_source.at("c") == "snapshot");
+      REQUIRE(d->node().upsert("c", "x", RecordValue{random_vector(rng), {}, ""}).ok());
+      REQUIRE(d->node().upsert("c", "y", RecordValue{random_vector(rng), {}, ""}).ok());
+    }  // kept: the two new labels wait in index_dirty
+    const Tables before = read_all(path + "/store");
+    REQUIRE(before.rows.at(store::Table::kIndexDirty).size() == 2);
+    const std::string& dirty_key = before.rows.at(store::Table::kIndexDirty).front().key;
+    auto label = store::decode_u64_be(std::string_view(dirty_key).substr(4));
+    REQUIRE(label.ok());
+    {
+      auto st = open_store(path + "/store");
+      auto txn = (*st)->begin_write();
+      REQUIRE(txn.ok());
+      REQUIRE(format::del_vector(**txn, 1, *label).ok());  // the damage: the record stays
+      REQUIRE((*txn)->commit().ok());
+    }
+    DataDirOptions o;
+    o.node.build_threads = 1;
+    o.node.index_queue_max = queue_max;
+    auto d = open_data_dir(path, std::move(o));
+    REQUIRE_FALSE(d.ok());
+    INFO(d.status().to_string());
+    CHECK(d.status().code() == Code::kCorruption);
+    CHECK(d.status().to_string().find("label " + std::to_string(*label)) != std::string::npos);
+    CHECK(d.status().to_string().find("'c'") != std::string::npos);
+    std::filesystem::remove_all(path);
+  }
+}

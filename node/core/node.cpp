@@ -421,7 +421,9 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
   // the labels are distinct (the table's keys), so their order does not matter, and an element's
   // level depends only on its label. A batch is bounded, so a dirty set left by a crash long after
   // the last close (larger than snapshot_dirty_max) does not hold all its vectors at once.
-  const bool queue = options_.index_queue_max > 0 && touched.size() <= options_.index_queue_max;
+  // The bound is the node's (the sum over its collections, D33): the room left by the collections
+  // replayed before this one.
+  const bool queue = options_.index_queue_max > 0 && index_backlog_ + touched.size() <= options_.index_queue_max;
   constexpr std::size_t kReplayBatch = 4096;
   const std::size_t dim = c.spec.dimension;
   std::vector<std::uint64_t> labels;

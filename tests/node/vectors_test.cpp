@@ -31,6 +31,7 @@
 #include "node/core/delta_buffer.hpp"
 #include "node/core/vector_store.hpp"
 #include "node/runtime/data_dir.hpp"
+#include "node/runtime/file_snapshot_store.hpp"
 #include "node/store/lmdb_store.hpp"
 
 using namespace shoal;
@@ -1531,4 +1532,77 @@ TEST_CASE("an open whose replay finds a live record's vector missing from the ve
     CHECK(d.status().to_string().find("'c'") != std::string::npos);
     std::filesystem::remove_all(path);
   }
+}
+
+TEST_CASE("an open queues the labels changed since the snapshot only while the node's whole queue stays within "
+          "its bound; the collections past it are inserted before the open returns",
+          "[node][vectors][snapshot]") {
+  // NodeOptions::index_queue_max bounds the node's queue, the sum over its collections (D33,
+  // D77); D78 queues a collection's changed labels when they fit in it. Three collections with 8
+  // changed labels each under a bound of 20: the first two are queued (16), the third would pass
+  // the bound and is inserted at open instead. The node is opened directly (no index thread), so
+  // the backlog right after the open is what the open queued. Every collection then answers each
+  // of its records as its own nearest neighbour, queued or inserted.
+  const std::string path = fresh_dir("queuebound");
+  Rng rng(Catch::rngSeed());
+  INFO("seed " << Catch::rngSeed());
+  const std::vector<std::string> names = {"a", "b", "c"};
+  std::map<std::string, std::map<std::string, std::vector<float>>> vectors;
+  {
+    auto d = open_dir(path);
+    for (const std::string& name : names) {
+      CollectionSpec spec;
+      spec.name = name;
+      spec.dimension = kDim;
+      REQUIRE(d->node().create_collection(spec).ok());
+      std::vector<RecordInput> batch;
+      for (int i = 0; i < 40; ++i) {
+        const std::string id = "r" + std::to_string(i);
+        vectors[name][id] = random_vector(rng);
+        batch.push_back(RecordInput{id, RecordValue{vectors[name][id], {}, ""}});
+      }
+      REQUIRE(d->node().upsert_batch(name, std::move(batch)).ok());
+    }
+  }  // the first close writes the snapshots
+  {
+    auto d = open_dir(path);
+    for (const std::string& name : names) {
+      REQUIRE(d->node().open_report().index_source.at(name) == "snapshot");
+      for (int i = 0; i < 8; ++i) {  // 4 updates and 4 new records
+        const std::string id = "r" + std::to_string(i < 4 ? i : 36 + i);
+        vectors[name][id] = random_vector(rng);
+        REQUIRE(d->node().upsert(name, id, RecordValue{vectors[name][id], {}, ""}).ok());
+      }
+    }
+  }  // kept: 8 changed labels per collection wait in index_dirty
+  REQUIRE(dirty_count(path + "/store") == 24);
+  auto st = open_store(path + "/store");
+  FileSnapshotStore snapshots(path + "/snapshots");
+  NodeOptions o;
+  o.snapshots = &snapshots;
+  o.wall_clock = [] { return WallTime::from_ns(1'700'000'000'000'000'000); };
+  o.build_threads = 1;
+  o.index_queue_max = 20;
+  auto n = Node::open(**st, std::move(o));
+  INFO(n.status().to_string());
+  REQUIRE(n.ok());
+  for (const std::string& name : names) CHECK((*n)->open_report().index_source.at(name) == "snapshot");
+  CHECK((*n)->index_backlog() == 16);
+  for (const std::string& name : names) {
+    INFO("collection " << name);
+    SearchOptions so;
+    so.k = 1;
+    so.ef = 256;
+    for (const auto& [id, v] : vectors[name]) {
+      auto hits = (*n)->search(name, v, so);
+      REQUIRE(hits.ok());
+      REQUIRE(hits->size() == 1);
+      CHECK((*hits)[0].id == id);
+    }
+  }
+  (*n)->drain_index();
+  CHECK((*n)->index_backlog() == 0);
+  n->reset();
+  st->reset();
+  std::filesystem::remove_all(path);
 }

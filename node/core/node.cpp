@@ -421,7 +421,9 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
   // the labels are distinct (the table's keys), so their order does not matter, and an element's
   // level depends only on its label. A batch is bounded, so a dirty set left by a crash long after
   // the last close (larger than snapshot_dirty_max) does not hold all its vectors at once.
-  const bool queue = options_.index_queue_max > 0 && touched.size() <= options_.index_queue_max;
+  // The bound is the node's (the sum over its collections, D33): the room left by the collections
+  // replayed before this one.
+  const bool queue = options_.index_queue_max > 0 && index_backlog_ + touched.size() <= options_.index_queue_max;
   constexpr std::size_t kReplayBatch = 4096;
   const std::size_t dim = c.spec.dimension;
   std::vector<std::uint64_t> labels;
@@ -450,7 +452,16 @@ Status Node::replay_dirty(Collection& c, const std::vector<std::uint64_t>& touch
       ++index_backlog_;
       continue;
     }
-    SHOAL_ASSIGN_OR_RETURN(auto got, format::get_vector(*rtxn, c.id, c.spec.dimension, label));
+    auto found = format::get_vector(*rtxn, c.id, c.spec.dimension, label);
+    if (!found.ok()) {
+      // A live record that is not a stub always has its vector: a slab without it is a damaged
+      // store, as the rebuild's count says (load_index), not a missing record.
+      if (found.status().code() != Code::kNotFound) return found.status().with_context(c.spec.name);
+      return Status(Code::kCorruption,
+                    str_cat("collection '", c.spec.name, "': live label ", label, " has no vector in the vector slabs"),
+                    c.spec.name);
+    }
+    const std::string_view got = *found;
     if (queue) {
       std::vector<float> vector(dim);
       std::memcpy(vector.data(), got.data(), got.size());
@@ -523,11 +534,16 @@ Status Node::load_index(Collection& c) {
           const bool is_live = label < c.docs.size() && !c.docs[label].id.empty() && !c.docs[label].evicted;
           if (!is_live && c.index->contains(label)) SHOAL_RETURN_IF_ERROR(c.index->remove(label));
         }
-        // Queued by the replay (D78): new labels the index will hold, and stubs it will drop.
+        // Queued by the replay (D78): new labels the index will hold, and stubs it will drop. The
+        // loop above already took out every label no live record has, stubs included, so a queued
+        // removal counts only while the graph still holds its label.
         std::size_t queued_new = 0, queued_out = 0;
         for (const IndexOp& op : c.unindexed) {
-          if (op.vector.empty()) ++queued_out;
-          else if (!c.index->contains(op.label)) ++queued_new;
+          if (op.vector.empty()) {
+            if (c.index->contains(op.label)) ++queued_out;
+          } else if (!c.index->contains(op.label)) {
+            ++queued_new;
+          }
         }
         if (c.index->size() + queued_new - queued_out == c.live - c.stubs) {
           open_report_.index_source[c.spec.name] = "snapshot";

@@ -646,3 +646,44 @@ TEST_CASE("[tiers] errors name the file, line, key and value", "[daemon][config]
   CHECK(negative.detail() == Detail::kOutOfRange);
   CHECK_THAT(negative.message(), Contains("tiers.warm_budget_bytes = -1"));
 }
+
+TEST_CASE("hostile TOML (bytes that are not UTF-8, numbers past 64 bits, tables, arrays and deep nesting where a "
+          "value belongs) is refused with a typed status naming the file, never a crash",
+          "[daemon][config]") {
+  // Each text is a valid config (kRequired) spoiled in one way; the parse must fail with a
+  // status whose message names the file (the syntax error or the key's problem), whatever the
+  // spoiling, and never throw.
+  std::string deep = "[node]\ndata_dir = ";
+  for (int i = 0; i < 2000; ++i) deep += '[';
+  for (int i = 0; i < 2000; ++i) deep += ']';
+  deep += "\ncertificate = \"/etc/shoal/device.cert\"\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a string that is not UTF-8", kRequired + "[api]\nsocket_group = \"g\xff\xfe\"\n"},
+      {"a key that is not UTF-8", kRequired + "[api]\n\"so\xc3\x28\" = 1\n"},
+      {"a comment that is not UTF-8", kRequired + "# \xe2\x82\n"},
+      {"a NUL byte", kRequired + std::string("[api]\nmax_clients = 1\0\n", 23)},
+      {"an integer past 64 bits", kRequired + "[api]\nmax_clients = 99999999999999999999\n"},
+      {"the lowest 64-bit integer", kRequired + "[api]\nmax_clients = -9223372036854775808\n"},
+      {"a float past double", kRequired + "[api]\nmax_clients = 1e999\n"},
+      {"nan where an integer belongs", kRequired + "[mesh]\nping_interval_ms = nan\n"},
+      {"a table where a string belongs", kRequired + "[mesh]\nlisten = { host = \"0.0.0.0\" }\n"},
+      {"a sub-table where a string belongs", kRequired + "[mesh.listen]\nhost = \"0.0.0.0\"\n"},
+      {"an array where a string belongs", kRequired + "[api]\nsocket = [\"/run/a\", \"/run/b\"]\n"},
+      {"an array where an integer belongs", kRequired + "[api]\nmax_clients = [1]\n"},
+      {"an array of arrays where ids belong", kRequired + "[api]\nallow_uids = [[0], [1]]\n"},
+      {"a table of tables where a peer belongs", kRequired + "[[mesh.peers]]\naddress = { a = { b = 1 } }\n"},
+      {"a table given as an array of tables", "[[node]]\ndata_dir = \"/a\"\ncertificate = \"/b\"\n"},
+      {"a root key where a table belongs", "node = 3\n"},
+      {"arrays nested 2,000 deep", deep},
+      {"a date where a path belongs", "[node]\ndata_dir = 1979-05-27T07:32:00Z\ncertificate = \"/c\"\n"},
+      {"a port of 20 digits", kRequired + "[mesh]\nlisten = \"0.0.0.0:99999999999999999999\"\n"},
+  };
+  for (const auto& [what, text] : cases) {
+    INFO(what);
+    Result<DaemonConfig> r = DaemonConfig{};
+    REQUIRE_NOTHROW(r = parse(text));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() != Code::kOk);
+    CHECK_THAT(r.status().message(), Contains(kPath));
+  }
+}

@@ -31,6 +31,7 @@
 #include "node/core/delta_buffer.hpp"
 #include "node/core/vector_store.hpp"
 #include "node/runtime/data_dir.hpp"
+#include "node/runtime/file_snapshot_store.hpp"
 #include "node/store/lmdb_store.hpp"
 
 using namespace shoal;
@@ -1372,4 +1373,236 @@ TEST_CASE("a close that keeps the snapshot leaves the index queue to the next op
     }
     std::filesystem::remove_all(path);
   }
+}
+
+TEST_CASE("an open that queues the labels changed since the snapshot keeps the snapshot when some of them are "
+          "records evicted to stubs since it was written",
+          "[node][vectors][snapshot][evict]") {
+  // D78: the open queues a removal for each stub the snapshot still holds, and then checks that
+  // the snapshot with the queue applied holds exactly the live records that are not stubs. The
+  // labels no live record has are taken out of the loaded graph at once, stubs among them, so a
+  // queued removal of a label the graph no longer holds must not be counted again: the snapshot
+  // is kept (index_source "snapshot", nothing rejected), and the stubs never answer a search.
+  // The stubs are made by this node's own eviction; the evict_unacked switch lets it evict
+  // without a sink acknowledging first (the stubs are the same as after an acknowledgement).
+  const std::string path = fresh_dir("evictqueue");
+  const std::string snap = path + "/snapshots/collection-1.hnsw";
+  auto wall_ns = std::make_shared<std::int64_t>(1'700'000'000'000'000'000);
+  auto open = [&path, wall_ns] {
+    DataDirOptions o;
+    o.node.build_threads = 1;
+    o.node.wall_clock = [wall_ns] { return WallTime::from_ns(*wall_ns += 1000); };
+    o.node.mutations.evict_unacked = true;
+    auto d = open_data_dir(path, std::move(o));
+    INFO(path << ": " << d.status().to_string());
+    REQUIRE(d.ok());
+    return std::move(d).value();
+  };
+  Rng rng(Catch::rngSeed());
+  INFO("seed " << Catch::rngSeed());
+  constexpr int kRecords = 300;
+  constexpr std::uint64_t kEvicted = 5;
+  std::vector<std::vector<float>> vectors;
+  {
+    auto d = open();
+    CollectionSpec spec;
+    spec.name = "c";
+    spec.dimension = kDim;
+    REQUIRE(d->node().create_collection(spec).ok());
+    std::vector<RecordInput> batch;
+    for (int i = 0; i < kRecords; ++i) {
+      vectors.push_back(random_vector(rng));
+      batch.push_back(RecordInput{"r" + std::to_string(i), RecordValue{vectors.back(), {}, ""}});
+    }
+    REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+  }  // the first close writes the snapshot
+  const std::string first = file_bytes(snap);
+  REQUIRE(!first.empty());
+  {
+    auto d = open();
+    REQUIRE(d->node().open_report().index_source.at("c") == "snapshot");
+    *wall_ns += std::int64_t{3600} * 1'000'000'000;  // every record is out of the hot window
+    const Result<EvictStep> step = d->node().write([&](Node& n) -> Result<EvictStep> {
+      TierPolicies policies;
+      TierPolicy t;
+      t.sink = true;
+      t.hot_window = Duration::zero();
+      policies.collections.emplace("c", t);
+      SHOAL_RETURN_IF_ERROR(n.set_tier_policies(policies));
+      SHOAL_RETURN_IF_ERROR(n.enable_sink_feed({}));
+      EvictionOptions e;
+      e.payload_budget_bytes = (kRecords - kEvicted) * kDim * sizeof(float);
+      e.max_records_per_step = kEvicted;
+      e.payload_digest = [](std::string_view) { return PayloadDigest{}; };
+      SHOAL_RETURN_IF_ERROR(n.set_eviction(std::move(e)));
+      return n.evict_step();
+    });
+    INFO(step.status().to_string());
+    REQUIRE(step.ok());
+    REQUIRE(step->evicted == kEvicted);
+  }  // the close keeps the snapshot: the stubs' labels wait in index_dirty
+  CHECK(file_bytes(snap) == first);
+  CHECK(dirty_count(path + "/store") == kEvicted);
+  {
+    auto d = open();
+    const OpenReport& report = d->node().open_report();
+    INFO((report.snapshot_rejected.count("c") != 0 ? report.snapshot_rejected.at("c") : std::string("not rejected")));
+    CHECK(report.snapshot_rejected.count("c") == 0);
+    CHECK(report.index_source.at("c") == "snapshot");
+    CHECK(report.snapshot_replayed.at("c") == kEvicted);
+    // Every record that is not a stub is its own nearest neighbour; no stub answers.
+    auto check_answers = [&] {
+      std::size_t stubs = 0;
+      SearchOptions so;
+      so.k = 1;
+      so.ef = 512;
+      for (int i = 0; i < kRecords; ++i) {
+        const std::string id = "r" + std::to_string(i);
+        auto got = d->node().get("c", id);
+        REQUIRE(got.ok());
+        auto hits = d->node().search("c", vectors[static_cast<std::size_t>(i)], so);
+        REQUIRE(hits.ok());
+        REQUIRE(hits->size() == 1);
+        if (got->siblings.at(0).evicted) {
+          ++stubs;
+          CHECK((*hits)[0].id != id);
+        } else {
+          CHECK((*hits)[0].id == id);
+        }
+      }
+      CHECK(stubs == kEvicted);
+    };
+    check_answers();
+    d->node().wait_index_idle_for_testing();
+    CHECK(d->node().index_backlog() == 0);
+    check_answers();
+  }
+  std::filesystem::remove_all(path);
+}
+
+TEST_CASE("an open whose replay finds a live record's vector missing from the vector slabs refuses with "
+          "kCorruption naming the collection and the label, as a rebuild does",
+          "[node][vectors][snapshot]") {
+  // A record written after the snapshot is replayed from its vector slab at the next open (D65,
+  // D78). A slab that lost the vector of a live record that is not a stub is a damaged store:
+  // the open must say so (kCorruption, the collection and the label), as the full rebuild's count
+  // does, and not answer kNotFound, which names no collection and reads as a missing directory or
+  // record. Both replay paths are checked: queued (the runtime's queue) and inserted at open (a
+  // queue too small for the changed labels).
+  for (const std::size_t queue_max : {std::size_t{0}, std::size_t{1}}) {
+    INFO("index_queue_max " << queue_max << (queue_max == 0 ? " (the runtime's default: queued)" : " (inserted)"));
+    const std::string path = fresh_dir("lostvector");
+    Rng rng(Catch::rngSeed());
+    {
+      auto d = open_dir(path);
+      CollectionSpec spec;
+      spec.name = "c";
+      spec.dimension = kDim;
+      REQUIRE(d->node().create_collection(spec).ok());
+      std::vector<RecordInput> batch;
+      for (int i = 0; i < 50; ++i) batch.push_back(RecordInput{"r" + std::to_string(i), RecordValue{random_vector(rng), {}, ""}});
+      REQUIRE(d->node().upsert_batch("c", std::move(batch)).ok());
+    }  // the first close writes the snapshot
+    {
+      auto d = open_dir(path);
+      REQUIRE(d->node().open_report().index_source.at("c") == "snapshot");
+      REQUIRE(d->node().upsert("c", "x", RecordValue{random_vector(rng), {}, ""}).ok());
+      REQUIRE(d->node().upsert("c", "y", RecordValue{random_vector(rng), {}, ""}).ok());
+    }  // kept: the two new labels wait in index_dirty
+    const Tables before = read_all(path + "/store");
+    REQUIRE(before.rows.at(store::Table::kIndexDirty).size() == 2);
+    const std::string& dirty_key = before.rows.at(store::Table::kIndexDirty).front().key;
+    auto label = store::decode_u64_be(std::string_view(dirty_key).substr(4));
+    REQUIRE(label.ok());
+    {
+      auto st = open_store(path + "/store");
+      auto txn = (*st)->begin_write();
+      REQUIRE(txn.ok());
+      REQUIRE(format::del_vector(**txn, 1, *label).ok());  // the damage: the record stays
+      REQUIRE((*txn)->commit().ok());
+    }
+    DataDirOptions o;
+    o.node.build_threads = 1;
+    o.node.index_queue_max = queue_max;
+    auto d = open_data_dir(path, std::move(o));
+    REQUIRE_FALSE(d.ok());
+    INFO(d.status().to_string());
+    CHECK(d.status().code() == Code::kCorruption);
+    CHECK(d.status().to_string().find("label " + std::to_string(*label)) != std::string::npos);
+    CHECK(d.status().to_string().find("'c'") != std::string::npos);
+    std::filesystem::remove_all(path);
+  }
+}
+
+TEST_CASE("an open queues the labels changed since the snapshot only while the node's whole queue stays within "
+          "its bound; the collections past it are inserted before the open returns",
+          "[node][vectors][snapshot]") {
+  // NodeOptions::index_queue_max bounds the node's queue, the sum over its collections (D33,
+  // D77); D78 queues a collection's changed labels when they fit in it. Three collections with 8
+  // changed labels each under a bound of 20: the first two are queued (16), the third would pass
+  // the bound and is inserted at open instead. The node is opened directly (no index thread), so
+  // the backlog right after the open is what the open queued. Every collection then answers each
+  // of its records as its own nearest neighbour, queued or inserted.
+  const std::string path = fresh_dir("queuebound");
+  Rng rng(Catch::rngSeed());
+  INFO("seed " << Catch::rngSeed());
+  const std::vector<std::string> names = {"a", "b", "c"};
+  std::map<std::string, std::map<std::string, std::vector<float>>> vectors;
+  {
+    auto d = open_dir(path);
+    for (const std::string& name : names) {
+      CollectionSpec spec;
+      spec.name = name;
+      spec.dimension = kDim;
+      REQUIRE(d->node().create_collection(spec).ok());
+      std::vector<RecordInput> batch;
+      for (int i = 0; i < 40; ++i) {
+        const std::string id = "r" + std::to_string(i);
+        vectors[name][id] = random_vector(rng);
+        batch.push_back(RecordInput{id, RecordValue{vectors[name][id], {}, ""}});
+      }
+      REQUIRE(d->node().upsert_batch(name, std::move(batch)).ok());
+    }
+  }  // the first close writes the snapshots
+  {
+    auto d = open_dir(path);
+    for (const std::string& name : names) {
+      REQUIRE(d->node().open_report().index_source.at(name) == "snapshot");
+      for (int i = 0; i < 8; ++i) {  // 4 updates and 4 new records
+        const std::string id = "r" + std::to_string(i < 4 ? i : 36 + i);
+        vectors[name][id] = random_vector(rng);
+        REQUIRE(d->node().upsert(name, id, RecordValue{vectors[name][id], {}, ""}).ok());
+      }
+    }
+  }  // kept: 8 changed labels per collection wait in index_dirty
+  REQUIRE(dirty_count(path + "/store") == 24);
+  auto st = open_store(path + "/store");
+  FileSnapshotStore snapshots(path + "/snapshots");
+  NodeOptions o;
+  o.snapshots = &snapshots;
+  o.wall_clock = [] { return WallTime::from_ns(1'700'000'000'000'000'000); };
+  o.build_threads = 1;
+  o.index_queue_max = 20;
+  auto n = Node::open(**st, std::move(o));
+  INFO(n.status().to_string());
+  REQUIRE(n.ok());
+  for (const std::string& name : names) CHECK((*n)->open_report().index_source.at(name) == "snapshot");
+  CHECK((*n)->index_backlog() == 16);
+  for (const std::string& name : names) {
+    INFO("collection " << name);
+    SearchOptions so;
+    so.k = 1;
+    so.ef = 256;
+    for (const auto& [id, v] : vectors[name]) {
+      auto hits = (*n)->search(name, v, so);
+      REQUIRE(hits.ok());
+      REQUIRE(hits->size() == 1);
+      CHECK((*hits)[0].id == id);
+    }
+  }
+  (*n)->drain_index();
+  CHECK((*n)->index_backlog() == 0);
+  n->reset();
+  st->reset();
+  std::filesystem::remove_all(path);
 }

@@ -88,6 +88,43 @@ TEST_CASE("bad scenario files are refused with file, line, key and value", "[sim
   CHECK(parse_scenario_file("/nonexistent/x.toml").status().code() == Code::kIo);
 }
 
+TEST_CASE("hostile scenario files (not UTF-8, numbers past 64 bits, tables, arrays and deep nesting where a value "
+          "belongs) are refused with a typed status naming the file, never a crash",
+          "[sim][scenario]") {
+  std::string deep = "peers = ";
+  for (int i = 0; i < 2000; ++i) deep += '[';
+  for (int i = 0; i < 2000; ++i) deep += ']';
+  deep += "\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a string that is not UTF-8", "peers = 3\nname = \"n\xff\"\n"},
+      {"a key that is not UTF-8", "peers = 3\n\"\xc3\x28\" = 1\n"},
+      {"a NUL byte", std::string("peers = 3\0\n", 11)},
+      {"an integer past 64 bits", "peers = 99999999999999999999\n"},
+      {"the lowest 64-bit integer", "peers = 3\nseed = -9223372036854775808\n"},
+      {"a float past double as seconds", "peers = 3\n[workload]\nseconds = 1e999\n"},
+      {"nan as seconds", "peers = 3\n[workload]\nseconds = nan\n"},
+      {"a table where a number belongs", "peers = { n = 3 }\n"},
+      {"an array where a number belongs", "peers = [3]\n"},
+      {"a table where [workload] belongs as a value", "peers = 3\nworkload = 3\n"},
+      {"[[fault]] as a plain table", "peers = 3\n[fault]\nkind = \"cut\"\n"},
+      {"[[fault]] as an array of numbers", "peers = 3\nfault = [1, 2]\n"},
+      {"an empty fault array", "peers = 3\nfault = []\n"},
+      {"a fault's kind as a table", "peers = 3\n[[fault]]\nkind = { a = 1 }\nat_s = 1\nfor_s = 1\npeers = [0]\n"},
+      {"a fault's peers nested", "peers = 3\n[[fault]]\nkind = \"crash\"\nat_s = 1\nfor_s = 1\npeers = [[0]]\n"},
+      {"a fault's peers past 64 bits", "peers = 3\n[[fault]]\nkind = \"crash\"\nat_s = 1\nfor_s = 1\npeers = [18446744073709551616]\n"},
+      {"arrays nested 2,000 deep", deep},
+  };
+  for (const auto& [what, text] : cases) {
+    INFO(what);
+    Result<Scenario> sc = Scenario{};
+    REQUIRE_NOTHROW(sc = parse_scenario_text(text, "x.toml"));
+    REQUIRE_FALSE(sc.ok());
+    INFO(sc.status().to_string());
+    CHECK(sc.status().code() != Code::kOk);
+    CHECK(sc.status().to_string().find("x.toml") != std::string::npos);
+  }
+}
+
 TEST_CASE("a scenario file's sink key turns on the simulated sink", "[sim][scenario]") {
   auto on = parse_scenario_text("peers = 3\nsink = true\n", "x.toml");
   REQUIRE(on.ok());

@@ -695,6 +695,41 @@ TEST_CASE("shoal-sink's configuration: defaults, relative paths, and every probl
         std::string::npos);
 }
 
+TEST_CASE("shoal-sink's configuration refuses hostile TOML (not UTF-8, numbers past 64 bits, tables, arrays and "
+          "deep nesting where a value belongs) with a typed status naming the file, never a crash",
+          "[sink][config]") {
+  const std::string kFile = "/x/s.toml";
+  const std::string kOk = "[sink]\ndata_dir = \"d\"\ncertificate = \"c\"\n";
+  std::string deep = "[sink]\ndata_dir = ";
+  for (int i = 0; i < 2000; ++i) deep += '[';
+  for (int i = 0; i < 2000; ++i) deep += ']';
+  deep += "\ncertificate = \"c\"\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"a string that is not UTF-8", kOk + "[store]\ns3_region = \"r\xff\"\n"},
+      {"a key that is not UTF-8", kOk + "[limits]\n\"\xc3\x28\" = 1\n"},
+      {"a NUL byte", kOk + std::string("[limits]\nmax_k = 1\0\n", 20)},
+      {"an integer past 64 bits", kOk + "[limits]\nmax_k = 99999999999999999999\n"},
+      {"the lowest 64-bit integer", kOk + "[limits]\nmax_k = -9223372036854775808\n"},
+      {"a float where an integer belongs", kOk + "[limits]\nmax_k = 1e999\n"},
+      {"a table where a string belongs", kOk + "[store]\nkind = { a = 1 }\n"},
+      {"a sub-table where a string belongs", kOk + "[sink.listen]\nhost = \"::1\"\n"},
+      {"an array where a path belongs", "[sink]\ndata_dir = [\"a\"]\ncertificate = \"c\"\n"},
+      {"an array where a boolean belongs", kOk + "[store]\ns3_create_bucket = [true]\n"},
+      {"a table given as an array of tables", "[[sink]]\ndata_dir = \"d\"\ncertificate = \"c\"\n"},
+      {"a root key where a table belongs", "sink = 3\n"},
+      {"arrays nested 2,000 deep", deep},
+      {"a port of 20 digits", kOk + "listen = \"[::1]:99999999999999999999\"\n"},
+  };
+  for (const auto& [what, text] : cases) {
+    INFO(what);
+    Result<sink::SinkConfig> r = sink::SinkConfig{};
+    REQUIRE_NOTHROW(r = sink::parse_sink_config(text, kFile));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() != Code::kOk);
+    CHECK(r.status().message().find(kFile) != std::string::npos);
+  }
+}
+
 TEST_CASE("packaging/shoal-sink.toml (the package's conffile) parses, shows the true defaults and every documented key",
           "[sink][config][docs]") {
   auto read = [](const std::string& path) {

@@ -176,11 +176,26 @@ Result<Metadata> parse_meta(const std::vector<std::string>& items) {
   for (const auto& item : items) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return Status(Detail::kMalformed, "metadata '" + item + "' must be key=value");
+      return Status(Detail::kMalformed, str_cat("metadata '", escape_for_message(item, 200), "' must be key=value"));
     }
-    // Reuse the filter value grammar: int, float, true/false, "quoted string", else string.
+    // Reuse the filter value grammar: int, float, true/false, "quoted string", else string. A
+    // --meta item is exactly one key=value: another operator (year>=5) or a second condition
+    // (a=1,b=2) would otherwise be stored as something the user did not write.
     auto f = parse_filter(item);
-    if (!f.ok()) return f.status();
+    if (!f.ok()) {
+      std::string why = f.status().message();
+      if (why.rfind("filter: ", 0) == 0) why.erase(0, 8);
+      if (auto at = why.find("the end of the filter"); at != std::string::npos) why.replace(at + 15, 6, "item");
+      const bool hint = item.find_first_of(",?") != std::string::npos;
+      return Status(Detail::kMalformed, str_cat("metadata '", escape_for_message(item, 200), "': ", why,
+                                                hint ? " (quote a value holding ',' or '?': key=\"a, b\")" : ""));
+    }
+    if (f->all.size() != 1 || f->all[0].op != Condition::Op::kEq) {
+      return Status(Detail::kMalformed,
+                    str_cat("metadata '", escape_for_message(item, 200), "' must be one key=value, got ",
+                            f->all.size(), f->all.size() == 1 ? " condition with another operator than '='"
+                                                              : " conditions (give --meta once per field)"));
+    }
     m.fields.emplace_back(f->all[0].key, f->all[0].value);
   }
   m.normalize();

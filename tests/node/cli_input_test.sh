@@ -1,0 +1,43 @@
+#!/bin/sh
+# tests/node/cli_input_test.sh SHOAL: what a new user's mistakes on the CLI's command line get.
+# Proves: `put --meta` takes exactly one key=value per item: another operator (year>=5, a!=3) or a
+# second condition (a=1,b=2) is refused with exit 1 naming the item, instead of being stored as
+# year=5 or with b=2 silently dropped, and the stored record is unchanged; a value holding ',' is
+# refused with the advice to quote it, and the quoted form is stored whole; a bad item's error
+# says "metadata", not "filter".
+set -u
+shoal=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+d=$work/data
+check() {  # check DESCRIPTION EXPECTED_RC ACTUAL_RC
+  if [ "$2" != "$3" ]; then echo "FAIL: $1: exit $3, expected $2"; fails=$((fails + 1)); else echo "ok: $1"; fi
+}
+expect() {  # expect DESCRIPTION TEXT PATTERN
+  if echo "$2" | grep -q -- "$3"; then echo "ok: $1"; else echo "FAIL: $1: '$2' lacks '$3'"; fails=$((fails + 1)); fi
+}
+
+"$shoal" -d "$d" init >/dev/null
+"$shoal" -d "$d" collection create v --dim 3 >/dev/null
+"$shoal" -d "$d" put v a --vector 1,0,0 --meta year=2024 >/dev/null; check "put with --meta" 0 $?
+before=$("$shoal" -d "$d" --json get v a)
+
+# --meta: one key=value per item.
+err=$("$shoal" -d "$d" put v a --vector 0,1,0 --meta 'year>=5' 2>&1 >/dev/null); check "--meta year>=5" 1 $?
+expect "--meta with another operator names the item" "$err" "metadata 'year>=5' must be one key=value"
+err=$("$shoal" -d "$d" put v a --vector 0,1,0 --meta 'a!=3' 2>&1 >/dev/null); check "--meta a!=3" 1 $?
+expect "--meta with != names the item" "$err" "metadata 'a!=3' must be one key=value"
+err=$("$shoal" -d "$d" put v a --vector 0,1,0 --meta 'a=1,b=2' 2>&1 >/dev/null); check "--meta a=1,b=2" 1 $?
+expect "--meta with two conditions says so" "$err" "got 2 conditions (give --meta once per field)"
+err=$("$shoal" -d "$d" put v a --vector 0,1,0 --meta 'note=hello, world' 2>&1 >/dev/null); check "--meta with a bare comma" 1 $?
+expect "a bare comma gets the advice to quote" "$err" "metadata 'note=hello, world': .*quote a value"
+err=$("$shoal" -d "$d" put v a --vector 0,1,0 --meta 'k=' 2>&1 >/dev/null); check "--meta k=" 1 $?
+expect "an empty value is a metadata error, not a filter error" "$err" "metadata 'k=': expected a value, got the end of the item"
+after=$("$shoal" -d "$d" --json get v a)
+[ "$before" = "$after" ] && echo "ok: refused puts left the record unchanged" ||
+  { echo "FAIL: record changed: $before -> $after"; fails=$((fails + 1)); }
+"$shoal" -d "$d" put v b --vector 0,1,0 --meta 'note="hello, world"' --meta year=2023 >/dev/null; check "--meta quoted comma" 0 $?
+expect "the quoted value is stored whole" "$("$shoal" -d "$d" --json get v b)" '"metadata":{"note":"hello, world","year":2023}'
+
+if [ "$fails" -ne 0 ]; then echo "$fails failed"; exit 1; fi

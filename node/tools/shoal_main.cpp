@@ -45,6 +45,7 @@
 #include <charconv>
 #include <csignal>
 #include <functional>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -153,6 +154,26 @@ Result<std::vector<float>> parse_vector(const std::string& text) {
     pos = end + 1;
   }
   return v;
+}
+
+// CLI11 reads "-1" into a 64-bit unsigned option as its largest value (`import --limit -1`
+// imported everything, `search --row -1` asked for row 18446744073709551615) and refuses a
+// too large number for a 32-bit one without saying the limit. Every count option takes decimal
+// digits only, up to the largest value of its type; anything else is a usage error naming both.
+template <typename T>
+CLI::Validator whole_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        T value{};
+        const char* end = text.data() + text.size();
+        const auto [stop, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || ec != std::errc() || stop != end) {
+          return str_cat("must be a whole number 0..", std::numeric_limits<T>::max(), ", got '",
+                         escape_for_message(text, 40), "'");
+        }
+        return {};
+      },
+      "");
 }
 
 json meta_json(const Metadata& m) {
@@ -551,12 +572,15 @@ int main(int argc, char** argv) {
   std::string metric = "l2";
   auto* ccreate = coll->add_subcommand("create", "create a collection");
   ccreate->add_option("name", spec.name)->required();
-  ccreate->add_option("--dim", spec.dimension, "vector dimension")->required();
+  ccreate->add_option("--dim", spec.dimension, "vector dimension")->required()->check(whole_number<std::uint32_t>());
   ccreate->add_option("--metric", metric, "l2, ip or cosine")->capture_default_str();
-  ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str();
-  ccreate->add_option("--ef-construction", spec.ef_construction)->capture_default_str();
+  ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str()->check(whole_number<std::uint32_t>());
+  ccreate->add_option("--ef-construction", spec.ef_construction)
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   ccreate->add_option("--ef,--ef-search", spec.ef_search, "default search beam (ef when a search passes 0)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   std::string quantization = "int8";
   ccreate->add_option("--quantization", quantization,
                       "int8 (graph vectors as int8, results re-ranked with the floats) or none")
@@ -604,13 +628,14 @@ int main(int argc, char** argv) {
   imp->add_option("collection", c_name)->required();
   imp->add_option("file", file)->required();
   imp->add_option("--format", format, "idx, fvecs, npy or jsonl (default: from the file name; '-' is jsonl)");
-  imp->add_option("--limit", limit, "import at most N vectors");
-  imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str();
+  imp->add_option("--limit", limit, "import at most N vectors")->check(whole_number<std::size_t>());
+  imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str()->check(whole_number<std::size_t>());
   imp->add_option("--id-prefix", id_prefix, "ids are <prefix><row number>");
   imp->add_option("--model", model, "embedding-model tag");
   imp->add_option("--ids", ids_file, "vector files: the ids, one per line (default: <prefix><row number>)");
   imp->add_option("--metadata", meta_file, "vector files: each row's metadata, a JSON object per line");
-  imp->add_option("--skip", skip, "pass over the first N records (resume an interrupted import)");
+  imp->add_option("--skip", skip, "pass over the first N records (resume an interrupted import)")
+      ->check(whole_number<std::uint64_t>());
 
   std::uint32_t k = 10, ef = 0;
   std::size_t row = 0;
@@ -619,9 +644,11 @@ int main(int argc, char** argv) {
   auto* vopt = search->add_option("--vector", vector_text, "comma-separated floats");
   auto* qopt = search->add_option("--query-file", query_file, "take the query from this file");
   vopt->excludes(qopt);
-  search->add_option("--row", row, "row of --query-file")->capture_default_str();
-  search->add_option("-k", k)->capture_default_str();
-  search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
+  search->add_option("--row", row, "row of --query-file")->capture_default_str()->check(whole_number<std::size_t>());
+  search->add_option("-k", k)->capture_default_str()->check(whole_number<std::uint32_t>());
+  search->add_option("--ef", ef, "beam width (0: the collection default)")
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
   bool cold_search = false;
   search->add_flag("--cold", cold_search, "include the cold tier: the daemon's sink answers too (docs/tiers.md)");

@@ -4,7 +4,10 @@
 # second condition (a=1,b=2) is refused with exit 1 naming the item, instead of being stored as
 # year=5 or with b=2 silently dropped, and the stored record is unchanged; a value holding ',' is
 # refused with the advice to quote it, and the quoted form is stored whole; a bad item's error
-# says "metadata", not "filter".
+# says "metadata", not "filter". A negative or out-of-range count (--limit -1, --batch -1,
+# --skip -1, --row -1, -k -1, --dim -3, -k 99999999999) is a usage error (exit 2) naming the
+# option, the limit and the value seen, and imports nothing, where --limit -1 used to import the
+# whole file and --row -1 asked for row 18446744073709551615.
 set -u
 shoal=$1
 work=$(mktemp -d)
@@ -39,5 +42,25 @@ after=$("$shoal" -d "$d" --json get v a)
   { echo "FAIL: record changed: $before -> $after"; fails=$((fails + 1)); }
 "$shoal" -d "$d" put v b --vector 0,1,0 --meta 'note="hello, world"' --meta year=2023 >/dev/null; check "--meta quoted comma" 0 $?
 expect "the quoted value is stored whole" "$("$shoal" -d "$d" --json get v b)" '"metadata":{"note":"hello, world","year":2023}'
+
+# Counts: digits only, within the option's type.
+printf '{"id":"n1","vector":[1,1,1]}\n{"id":"n2","vector":[1,2,1]}\n' >"$work/two.jsonl"
+for opt in "--limit -1" "--batch -1" "--skip -1"; do
+  # shellcheck disable=SC2086
+  err=$("$shoal" -d "$d" import v "$work/two.jsonl" $opt 2>&1 >/dev/null); check "import $opt" 2 $?
+  expect "import $opt names the option, the limit and the value" "$err" "${opt% *}: must be a whole number 0..18446744073709551615, got '-1'"
+done
+"$shoal" -d "$d" get v n1 >/dev/null 2>&1; check "a refused import stored nothing" 1 $?
+err=$("$shoal" -d "$d" search v --query-file "$work/two.jsonl" --row -1 2>&1 >/dev/null); check "search --row -1" 2 $?
+expect "--row -1 names the value" "$err" "--row: must be a whole number 0..18446744073709551615, got '-1'"
+err=$("$shoal" -d "$d" search v --vector 1,0,0 -k -1 2>&1 >/dev/null); check "search -k -1" 2 $?
+expect "-k -1 names the limit" "$err" "-k: must be a whole number 0..4294967295, got '-1'"
+err=$("$shoal" -d "$d" search v --vector 1,0,0 -k 99999999999 2>&1 >/dev/null); check "search -k 99999999999" 2 $?
+expect "-k too large names the limit" "$err" "-k: must be a whole number 0..4294967295, got '99999999999'"
+out=$("$shoal" -d "$d" --json collection create w --dim -3); check "create --dim -3" 2 $?
+expect "--dim -3 is a JSON usage error" "$out" '"error":"invalid argument: --dim: must be a whole number 0..4294967295, got .-3.","ok":false,"usage":true'
+"$shoal" -d "$d" collection info w >/dev/null 2>&1; check "no collection created by the refused create" 1 $?
+out=$("$shoal" -d "$d" search v --vector 1,0,0 -k 1 --ef 20); check "valid counts still work" 0 $?
+expect "the search answers" "$out" "^a	"
 
 if [ "$fails" -ne 0 ]; then echo "$fails failed"; exit 1; fi

@@ -708,8 +708,10 @@ Status import_records(capi::Backend& db, const std::string& collection, RecordSo
       if (!more.ok()) {
         // An interrupted read (SIGINT while the file or pipe blocked) is a stop, not an error.
         if (stopping()) break;
+        // The `read` records of this batch before the bad one are not written (a batch is
+        // atomic), so only those before report.position are stored.
         return more.status().with_context(
-            str_cat("records before ", report.position + read, " are stored; resume with --skip ", report.position));
+            str_cat("records before ", report.position, " are stored; resume with --skip ", report.position));
       }
       if (!*more) {
         end = true;

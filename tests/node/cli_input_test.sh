@@ -7,7 +7,10 @@
 # says "metadata", not "filter". A negative or out-of-range count (--limit -1, --batch -1,
 # --skip -1, --row -1, -k -1, --dim -3, -k 99999999999) is a usage error (exit 2) naming the
 # option, the limit and the value seen, and imports nothing, where --limit -1 used to import the
-# whole file and --row -1 asked for row 18446744073709551615.
+# whole file and --row -1 asked for row 18446744073709551615. An import that meets a malformed
+# line says truly which records are stored: with the default batch none of the batch holding it
+# ("records before 0"), with --batch 1 the ones before it, and resuming with the --skip it names
+# after fixing the line imports the rest.
 set -u
 shoal=$1
 work=$(mktemp -d)
@@ -62,5 +65,19 @@ expect "--dim -3 is a JSON usage error" "$out" '"error":"invalid argument: --dim
 "$shoal" -d "$d" collection info w >/dev/null 2>&1; check "no collection created by the refused create" 1 $?
 out=$("$shoal" -d "$d" search v --vector 1,0,0 -k 1 --ef 20); check "valid counts still work" 0 $?
 expect "the search answers" "$out" "^a	"
+
+# A malformed third line: what the error says is stored is what is stored.
+printf '{"id":"i1","vector":[1,0,1]}\n{"id":"i2","vector":[0,1,1]}\nnot json\n{"id":"i4","vector":[1,1,0]}\n' >"$work/bad.jsonl"
+"$shoal" -d "$d" collection create imp --dim 3 >/dev/null
+err=$("$shoal" -d "$d" import imp "$work/bad.jsonl" 2>&1 >/dev/null); check "import of a malformed line" 1 $?
+expect "one batch: nothing stored, and the error says so" "$err" "line 3: not a JSON object \[records before 0 are stored; resume with --skip 0\]"
+expect "count after the failed batch" "$("$shoal" -d "$d" count imp)" "^0$"
+err=$("$shoal" -d "$d" import imp "$work/bad.jsonl" --batch 1 2>&1 >/dev/null); check "import --batch 1 of a malformed line" 1 $?
+expect "batches of one: the two before it stored, and the error says so" "$err" "records before 2 are stored; resume with --skip 2"
+expect "count after batches of one" "$("$shoal" -d "$d" count imp)" "^2$"
+sed -i 's/^not json$/{"id":"i3","vector":[0,0,1]}/' "$work/bad.jsonl"
+out=$("$shoal" -d "$d" --json import imp "$work/bad.jsonl" --skip 2); check "resume with the --skip named" 0 $?
+expect "the resumed import wrote the rest" "$out" '"written":2'
+expect "count after the resume" "$("$shoal" -d "$d" count imp)" "^4$"
 
 if [ "$fails" -ne 0 ]; then echo "$fails failed"; exit 1; fi

@@ -10,7 +10,8 @@
 # whole file and --row -1 asked for row 18446744073709551615. An import that meets a malformed
 # line says truly which records are stored: with the default batch none of the batch holding it
 # ("records before 0"), with --batch 1 the ones before it, and resuming with the --skip it names
-# after fixing the line imports the rest.
+# after fixing the line imports the rest. A JSON line that is not an object says why: a byte
+# that is not UTF-8 (with its offset), JSON that stops parsing (where), or another JSON type.
 set -u
 shoal=$1
 work=$(mktemp -d)
@@ -70,7 +71,7 @@ expect "the search answers" "$out" "^a	"
 printf '{"id":"i1","vector":[1,0,1]}\n{"id":"i2","vector":[0,1,1]}\nnot json\n{"id":"i4","vector":[1,1,0]}\n' >"$work/bad.jsonl"
 "$shoal" -d "$d" collection create imp --dim 3 >/dev/null
 err=$("$shoal" -d "$d" import imp "$work/bad.jsonl" 2>&1 >/dev/null); check "import of a malformed line" 1 $?
-expect "one batch: nothing stored, and the error says so" "$err" "line 3: not a JSON object \[records before 0 are stored; resume with --skip 0\]"
+expect "one batch: nothing stored, and the error says so" "$err" "line 3: not a JSON object: invalid JSON at offset 1 of 8 \[records before 0 are stored; resume with --skip 0\]"
 expect "count after the failed batch" "$("$shoal" -d "$d" count imp)" "^0$"
 err=$("$shoal" -d "$d" import imp "$work/bad.jsonl" --batch 1 2>&1 >/dev/null); check "import --batch 1 of a malformed line" 1 $?
 expect "batches of one: the two before it stored, and the error says so" "$err" "records before 2 are stored; resume with --skip 2"
@@ -79,5 +80,17 @@ sed -i 's/^not json$/{"id":"i3","vector":[0,0,1]}/' "$work/bad.jsonl"
 out=$("$shoal" -d "$d" --json import imp "$work/bad.jsonl" --skip 2); check "resume with the --skip named" 0 $?
 expect "the resumed import wrote the rest" "$out" '"written":2'
 expect "count after the resume" "$("$shoal" -d "$d" count imp)" "^4$"
+
+# Why a line is not a JSON object.
+printf '{"id":"\377","vector":[1,0,0]}\n' >"$work/utf.jsonl"
+err=$("$shoal" -d "$d" import imp "$work/utf.jsonl" 2>&1 >/dev/null); check "import of a non-UTF-8 line" 1 $?
+expect "a non-UTF-8 byte is named with its offset" "$err" "line 1: not a JSON object: byte 0xff at offset 7 is not valid UTF-8"
+printf '{"id":"t","vector":[1,0\n' >"$work/cut.jsonl"
+err=$("$shoal" -d "$d" import imp "$work/cut.jsonl" 2>&1 >/dev/null); check "import of a cut line" 1 $?
+expect "JSON that stops parsing says where" "$err" "line 1: not a JSON object: invalid JSON at offset 23 of 23"
+printf '[1,0,0]\n' >"$work/arr.jsonl"
+err=$("$shoal" -d "$d" import imp "$work/arr.jsonl" 2>&1 >/dev/null); check "import of an array line" 1 $?
+expect "another JSON type is named" "$err" "line 1: not a JSON object, got array"
+expect "count unchanged by the refused imports" "$("$shoal" -d "$d" count imp)" "^4$"
 
 if [ "$fails" -ne 0 ]; then echo "$fails failed"; exit 1; fi

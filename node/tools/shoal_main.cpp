@@ -1032,6 +1032,12 @@ int main(int argc, char** argv) {
     });
     if (!g.json_output && ::isatty(2)) std::fprintf(stderr, "\n");
     if (!s.ok()) return fail(g, s);
+    if (!report.stopped && report.position < skip) {
+      // The source ended inside the --skip: a resume position from another file or a typo, not
+      // an import of nothing. Nothing was written.
+      return fail(g, Status(Detail::kOutOfRange, str_cat("--skip ", skip, " passes the end of the input, which has ",
+                                                          report.position, " records; nothing imported")));
+    }
     const double secs = (now_mono() - start).seconds_f();
     const std::uint64_t imported = report.position - std::min(report.position, skip);
     if (report.stopped) {

@@ -12,6 +12,9 @@
 # ("records before 0"), with --batch 1 the ones before it, and resuming with the --skip it names
 # after fixing the line imports the rest. A JSON line that is not an object says why: a byte
 # that is not UTF-8 (with its offset), JSON that stops parsing (where), or another JSON type.
+# An import whose --skip passes the end of its input fails naming both numbers (it printed
+# "imported 0 records" and exited 0); a --skip exactly at the end (a finished import resumed)
+# still succeeds.
 set -u
 shoal=$1
 work=$(mktemp -d)
@@ -92,5 +95,11 @@ printf '[1,0,0]\n' >"$work/arr.jsonl"
 err=$("$shoal" -d "$d" import imp "$work/arr.jsonl" 2>&1 >/dev/null); check "import of an array line" 1 $?
 expect "another JSON type is named" "$err" "line 1: not a JSON object, got array"
 expect "count unchanged by the refused imports" "$("$shoal" -d "$d" count imp)" "^4$"
+
+# --skip past the end.
+err=$("$shoal" -d "$d" import imp "$work/bad.jsonl" --skip 99 2>&1 >/dev/null); check "import --skip past the end" 1 $?
+expect "--skip past the end names both numbers" "$err" "invalid argument: --skip 99 passes the end of the input, which has 4 records; nothing imported"
+out=$("$shoal" -d "$d" --json import imp "$work/bad.jsonl" --skip 4); check "import --skip at the end" 0 $?
+expect "--skip at the end imports nothing, successfully" "$out" '"imported":0'
 
 if [ "$fails" -ne 0 ]; then echo "$fails failed"; exit 1; fi

@@ -8,9 +8,11 @@
 // Thread rules: seeds may run on --jobs threads; each seed is independent and its output is
 // printed in seed order, so output and trace hash do not depend on --jobs.
 #include <atomic>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -46,12 +48,43 @@ struct Flags {
   std::int64_t max_converge_s = 120;
 };
 
+// The limits of the numeric flags. The simulation itself clamped --peers to 1..64 and --sites to
+// the peers silently, --seeds -1 asked for 2^64 scenarios (std::bad_alloc), --max-converge-s -5
+// judged every seed not converged and --jobs 100000 died starting threads: each flag now names
+// its range, and a value outside it is a usage error (exit 2).
+constexpr std::uint64_t kMaxSeeds = 1'000'000;
+constexpr std::uint32_t kMaxPeers = 64;
+constexpr std::int64_t kMaxConvergeS = 366LL * 24 * 3600;
+constexpr unsigned kMaxJobs = 256;
+constexpr std::uint32_t kMinLargeDim = 4, kMaxLargeDim = 1024;
+
+// Decimal digits only (a sign is refused: CLI11 would read "-1" into an unsigned flag as its
+// largest value), within [lo, hi].
+template <typename T>
+CLI::Validator whole_number(T lo, T hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        T value{};
+        const char* end = text.data() + text.size();
+        const auto [stop, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || text[0] == '-' || ec != std::errc() || stop != end || value < lo || value > hi) {
+          return "must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
+                 text.substr(0, 40) + "'";
+        }
+        return {};
+      },
+      "");
+}
+
 // Registers the scenario flags (shared by the command line and regression-list lines).
 void add_scenario_flags(CLI::App& app, Flags& f) {
-  app.add_option("--seed", f.seed, "first seed");
-  app.add_option("--seeds", f.seeds, "number of seeds");
-  app.add_option("--peers", f.peers, "peers (default: drawn from the seed, 2..16)");
-  app.add_option("--sites", f.sites, "sites (default: drawn from the seed, 1..4)");
+  app.add_option("--seed", f.seed, "first seed")
+      ->check(whole_number<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()));
+  app.add_option("--seeds", f.seeds, "number of seeds (0..1000000)")->check(whole_number<std::uint64_t>(0, kMaxSeeds));
+  app.add_option("--peers", f.peers, "peers, 1..64 (default: drawn from the seed, 2..16)")
+      ->check(whole_number<std::uint32_t>(1, kMaxPeers));
+  app.add_option("--sites", f.sites, "sites, 1..peers (default: drawn from the seed, 1..4)")
+      ->check(whole_number<std::uint32_t>(1, kMaxPeers));
   app.add_flag("--no-faults", f.no_faults, "no network faults, crashes, clock jumps or full disks");
   app.add_flag("--no-repair", f.no_repair, "disable the digest path (and faults that need it)");
   app.add_flag("--hostile-own-context", f.hostile_own_context,
@@ -61,15 +94,22 @@ void add_scenario_flags(CLI::App& app, Flags& f) {
   app.add_flag("--sink", f.sink,
                "a simulated cold-tier sink with outages of up to 7 simulated days; collection c goes to it, quota 40 entries (docs/sim.md)");
   app.add_option("--mutation", f.mutation, "none|lww|lazy-counter|trim-before-ack|early-context-merge|store-flip|tight-decode|tiny-outbox|skew-beyond-bound|stranger|wipe-on-restart|hlc-ignore-remote|winner-by-dot|drop-keeps-records|recreate-keeps-hidden|catalogue-not-relayed|nosync-store|torn-commit|lose-deltas|hostile-split|read-elsewhere|keep-own-claims|lax-decode|search-wrong-collection|lenient-dots|wrong-metric|read-only-disk|unreadable-after-ack|sink-ack-unapplied|sink-quota-off|cold-wrong-metric|sink-store-unreachable|sink-acks-dropped|sink-removed-dropped|stale-incarnation|truncated-request|restore-disk-full|full-after-heal|evict-unacked|stub-wrong-digest|refill-unchecked|merge-local-only|merge-unjudged");
-  app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal");
-  app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)");
-  app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension (default 128)");
+  app.add_option("--max-converge-s", f.max_converge_s, "simulated seconds allowed to converge after heal (1..31622400)")
+      ->check(whole_number<std::int64_t>(1, kMaxConvergeS));
+  app.add_option("--large", f.large, "large seeds: N records of clustered vectors, the HNSW graph built (docs/sim.md)")
+      ->check(whole_number<std::uint32_t>(0, std::numeric_limits<std::uint32_t>::max()));
+  app.add_option("--large-dim", f.large_dim, "with --large: the vectors' dimension, 4..1024 (default 128)")
+      ->check(whole_number<std::uint32_t>(kMinLargeDim, kMaxLargeDim));
 }
 
 bool to_scenario(const Flags& f, Scenario& sc, std::string& error) {
   auto m = shoal::sim::parse_mutation(f.mutation);
   if (!m.ok()) {
     error = m.status().to_string();
+    return false;
+  }
+  if (f.peers != 0 && f.sites > f.peers) {
+    error = "--sites " + std::to_string(f.sites) + " must be at most --peers " + std::to_string(f.peers);
     return false;
   }
   sc.seed = f.seed;
@@ -216,7 +256,8 @@ int main(int argc, char** argv) {
   bool do_report = false;
   std::uint64_t report_records = 100'000;
   app.add_flag("--trace", f.trace, "print every trace line (use with --seeds 1)");
-  app.add_option("--jobs", jobs, "threads running seeds in parallel (output does not change)");
+  app.add_option("--jobs", jobs, "threads running seeds in parallel, 0..256 (0: 1; output does not change)")
+      ->check(whole_number<unsigned>(0, kMaxJobs));
   app.add_option("--regressions", regressions,
                  "run every scenario of this regression list twice and compare trace hashes");
   app.add_flag("--report", do_report, "print the sync measurements instead of running seeds");
@@ -226,7 +267,13 @@ int main(int argc, char** argv) {
                  "run the TOML scenario FILE (mesh, workload, fault schedule; docs/sim.md) and print its timeline");
   app.add_option("--timeline", timeline_file, "with --scenario: write the timeline text to this file instead of stdout");
   app.add_option("--svg", svg_file, "with --scenario: write the timeline as an SVG picture to this file");
-  CLI11_PARSE(app, argc, argv);
+  // CLI11 reports errors by exception; this is the boundary where one becomes a message and the
+  // documented exit code (2 for a usage error; --help exits 0).
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (jobs == 0) jobs = 1;
   if (f.trace) jobs = 1;
 

@@ -14,7 +14,8 @@
 // The device certificates are issued in-process by a throwaway mesh authority.
 // Ends with exactly one line:
 //   demo gateways=<n> discovered=<n> converged=<yes|no> lost=<n> resurrected=<n> converge_ms=<t>
-// Exit 0 when converged with nothing lost or resurrected, 1 otherwise.
+// Exit 0 when converged with nothing lost or resurrected, 1 otherwise, 2 for a usage error (an
+// unknown option, a number outside its range). The gateways end with the demo, however it ends.
 #include <boost/asio/io_context.hpp>
 
 #include <capnp/message.h>
@@ -23,10 +24,12 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +61,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kCollection = "fmnist";
+// The demo reads its images and 400 more (the writes on both sides of the partition) from the
+// 60,000 rows of Fashion-MNIST's training file.
+constexpr std::size_t kMaxImages = 60000 - 400;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -69,6 +75,27 @@ int sh(const std::string& cmd) {
 [[noreturn]] void die(const std::string& why) {
   std::cerr << "shoal-demo: " << why << "\n";
   std::exit(1);
+}
+
+// A usage error: exit 2.
+[[noreturn]] void usage_error(const std::string& why) {
+  std::cerr << "shoal-demo: " << why << "\n"
+            << "usage: shoal-demo --shoald PATH [--gateways 2..8] [--images 1..59600] [--dataset DIR] [--work DIR] "
+               "[--mode auto|netns|loopback]\n";
+  std::exit(2);
+}
+
+// A whole number in [lo, hi] (decimal digits only), else a usage error naming the option, the
+// range and the value seen (std::stoul read "-1" as 2^64 - 1, and "x" ended in std::terminate).
+std::size_t whole_number(const std::string& option, const std::string& text, std::size_t lo, std::size_t hi) {
+  std::size_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || stop != end || value < lo || value > hi) {
+    usage_error(option + " must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
+                text.substr(0, 40) + "'");
+  }
+  return value;
 }
 
 struct Gateway {
@@ -197,8 +224,14 @@ class Demo {
   bool try_start(Gateway& g, bool with_peers) {
     write_config(g, with_peers);
     const std::string log = g.dir + "/shoald.log";
+    const pid_t demo_pid = ::getpid();
     g.pid = ::fork();
     if (g.pid == 0) {
+      // The gateway dies with the demo however the demo ends (an error, a crash, Ctrl-C or a
+      // kill): before, every early exit left the gateways running, holding their data
+      // directories and ports. The signal survives the exec (shoald is not set-user-ID).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != demo_pid) _exit(127);  // the demo ended before the prctl
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
@@ -457,20 +490,21 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
+      if (i + 1 >= argc) usage_error(a + " needs a value");
       return argv[++i];
     };
     if (a == "--shoald") shoald = next();
     else if (a == "--dataset") dataset = next();
     else if (a == "--work") work = next();
     else if (a == "--mode") mode = next();
-    else if (a == "--gateways") gateways = std::stoi(next());
-    else if (a == "--images") images = std::stoul(next());
-    else die("unknown option " + a);
+    else if (a == "--gateways") gateways = static_cast<int>(whole_number(a, next(), 2, 8));
+    else if (a == "--images") images = whole_number(a, next(), 1, kMaxImages);
+    else usage_error("unknown option " + a);
   }
-  if (shoald.empty()) die("give --shoald PATH");
-  if (gateways < 2 || gateways > 8) die("--gateways must be 2..8");
-  if (mode != "auto" && mode != "netns" && mode != "loopback") die("--mode is auto, netns or loopback");
+  if (shoald.empty()) usage_error("give --shoald PATH");
+  if (mode != "auto" && mode != "netns" && mode != "loopback") {
+    usage_error("--mode is auto, netns or loopback, got '" + mode + "'");
+  }
   ::signal(SIGPIPE, SIG_IGN);
   Demo demo(shoald, work, mode);
   demo.setup(gateways);

@@ -18,8 +18,10 @@
 #include <vector>
 
 #include "common/assert.hpp"
+#include "common/hex.hpp"
 #include "crdt/entries.hpp"
 #include "node/core/node_format.hpp"
+#include "node/core/record.hpp"
 #include "node/core/vector_store.hpp"
 #include "node/store/lmdb_store.hpp"
 
@@ -71,11 +73,29 @@ Result<MetaValue> meta_value(const json& v, const std::string& key, std::uint64_
                                             "' must be a string, number or boolean, got ", v.type_name()));
 }
 
+// Why a line is not a JSON object, as precisely as the user can act on: bytes that are not UTF-8
+// (JSON text is UTF-8), JSON that does not parse (with the byte where it stops), or valid JSON of
+// another type.
+Status not_an_object(const std::string& text, std::uint64_t line, const char* what = "not a JSON object") {
+  if (auto bad = find_invalid_utf8(text)) {
+    return Status(Detail::kMalformed,
+                  str_cat("line ", line, ": ", what, ": byte 0x", common::to_hex(std::string_view(text).substr(*bad, 1)),
+                          " at offset ", *bad, " is not valid UTF-8"));
+  }
+  try {
+    const json j = json::parse(text);
+    return Status(Detail::kMalformed, str_cat("line ", line, ": ", what, ", got ", j.type_name()));
+  } catch (const json::parse_error& e) {
+    // e.byte counts from 1, and points one past the end when the text ends early.
+    const std::size_t at = e.byte == 0 ? 0 : e.byte - 1;
+    return Status(Detail::kMalformed, str_cat("line ", line, ": ", what, ": invalid JSON at offset ",
+                                              std::min(at, text.size()), " of ", text.size()));
+  }
+}
+
 Result<RecordInput> parse_line(const std::string& text, std::uint64_t line, const std::string& model) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status(Detail::kMalformed, str_cat("line ", line, ": not a JSON object"));
-  }
+  if (j.is_discarded() || !j.is_object()) return not_an_object(text, line);
   RecordInput r;
   auto id = j.find("id");
   if (id == j.end() || !id->is_string()) {
@@ -640,7 +660,7 @@ class VectorSource final : public RecordSource {
       }
       json j = json::parse(text_, nullptr, /*allow_exceptions=*/false);
       if (j.is_discarded() || !(j.is_object() || j.is_null())) {
-        return Status(Detail::kMalformed, str_cat("line ", row + 1, ": not a JSON object"), meta_->path());
+        return not_an_object(text_, row + 1, "not a JSON object or null").with_context(meta_->path());
       }
       if (j.is_object()) {
         for (const auto& [k, v] : j.items()) {
@@ -708,8 +728,10 @@ Status import_records(capi::Backend& db, const std::string& collection, RecordSo
       if (!more.ok()) {
         // An interrupted read (SIGINT while the file or pipe blocked) is a stop, not an error.
         if (stopping()) break;
+        // The `read` records of this batch before the bad one are not written (a batch is
+        // atomic), so only those before report.position are stored.
         return more.status().with_context(
-            str_cat("records before ", report.position + read, " are stored; resume with --skip ", report.position));
+            str_cat("records before ", report.position, " are stored; resume with --skip ", report.position));
       }
       if (!*more) {
         end = true;

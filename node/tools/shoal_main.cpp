@@ -45,6 +45,7 @@
 #include <charconv>
 #include <csignal>
 #include <functional>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -155,6 +156,26 @@ Result<std::vector<float>> parse_vector(const std::string& text) {
   return v;
 }
 
+// CLI11 reads "-1" into a 64-bit unsigned option as its largest value (`import --limit -1`
+// imported everything, `search --row -1` asked for row 18446744073709551615) and refuses a
+// too large number for a 32-bit one without saying the limit. Every count option takes decimal
+// digits only, up to the largest value of its type; anything else is a usage error naming both.
+template <typename T>
+CLI::Validator whole_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        T value{};
+        const char* end = text.data() + text.size();
+        const auto [stop, ec] = std::from_chars(text.data(), end, value);
+        if (text.empty() || ec != std::errc() || stop != end) {
+          return str_cat("must be a whole number 0..", std::numeric_limits<T>::max(), ", got '",
+                         escape_for_message(text, 40), "'");
+        }
+        return {};
+      },
+      "");
+}
+
 json meta_json(const Metadata& m) {
   json out = json::object();
   for (const auto& [k, v] : m.fields) {
@@ -176,11 +197,26 @@ Result<Metadata> parse_meta(const std::vector<std::string>& items) {
   for (const auto& item : items) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return Status(Detail::kMalformed, "metadata '" + item + "' must be key=value");
+      return Status(Detail::kMalformed, str_cat("metadata '", escape_for_message(item, 200), "' must be key=value"));
     }
-    // Reuse the filter value grammar: int, float, true/false, "quoted string", else string.
+    // Reuse the filter value grammar: int, float, true/false, "quoted string", else string. A
+    // --meta item is exactly one key=value: another operator (year>=5) or a second condition
+    // (a=1,b=2) would otherwise be stored as something the user did not write.
     auto f = parse_filter(item);
-    if (!f.ok()) return f.status();
+    if (!f.ok()) {
+      std::string why = f.status().message();
+      if (why.rfind("filter: ", 0) == 0) why.erase(0, 8);
+      if (auto at = why.find("the end of the filter"); at != std::string::npos) why.replace(at + 15, 6, "item");
+      const bool hint = item.find_first_of(",?") != std::string::npos;
+      return Status(Detail::kMalformed, str_cat("metadata '", escape_for_message(item, 200), "': ", why,
+                                                hint ? " (quote a value holding ',' or '?': key=\"a, b\")" : ""));
+    }
+    if (f->all.size() != 1 || f->all[0].op != Condition::Op::kEq) {
+      return Status(Detail::kMalformed,
+                    str_cat("metadata '", escape_for_message(item, 200), "' must be one key=value, got ",
+                            f->all.size(), f->all.size() == 1 ? " condition with another operator than '='"
+                                                              : " conditions (give --meta once per field)"));
+    }
     m.fields.emplace_back(f->all[0].key, f->all[0].value);
   }
   m.normalize();
@@ -536,12 +572,15 @@ int main(int argc, char** argv) {
   std::string metric = "l2";
   auto* ccreate = coll->add_subcommand("create", "create a collection");
   ccreate->add_option("name", spec.name)->required();
-  ccreate->add_option("--dim", spec.dimension, "vector dimension")->required();
+  ccreate->add_option("--dim", spec.dimension, "vector dimension")->required()->check(whole_number<std::uint32_t>());
   ccreate->add_option("--metric", metric, "l2, ip or cosine")->capture_default_str();
-  ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str();
-  ccreate->add_option("--ef-construction", spec.ef_construction)->capture_default_str();
+  ccreate->add_option("--m", spec.m, "HNSW graph degree")->capture_default_str()->check(whole_number<std::uint32_t>());
+  ccreate->add_option("--ef-construction", spec.ef_construction)
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   ccreate->add_option("--ef,--ef-search", spec.ef_search, "default search beam (ef when a search passes 0)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   std::string quantization = "int8";
   ccreate->add_option("--quantization", quantization,
                       "int8 (graph vectors as int8, results re-ranked with the floats) or none")
@@ -589,13 +628,14 @@ int main(int argc, char** argv) {
   imp->add_option("collection", c_name)->required();
   imp->add_option("file", file)->required();
   imp->add_option("--format", format, "idx, fvecs, npy or jsonl (default: from the file name; '-' is jsonl)");
-  imp->add_option("--limit", limit, "import at most N vectors");
-  imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str();
+  imp->add_option("--limit", limit, "import at most N vectors")->check(whole_number<std::size_t>());
+  imp->add_option("--batch", batch, "records per atomic batch")->capture_default_str()->check(whole_number<std::size_t>());
   imp->add_option("--id-prefix", id_prefix, "ids are <prefix><row number>");
   imp->add_option("--model", model, "embedding-model tag");
   imp->add_option("--ids", ids_file, "vector files: the ids, one per line (default: <prefix><row number>)");
   imp->add_option("--metadata", meta_file, "vector files: each row's metadata, a JSON object per line");
-  imp->add_option("--skip", skip, "pass over the first N records (resume an interrupted import)");
+  imp->add_option("--skip", skip, "pass over the first N records (resume an interrupted import)")
+      ->check(whole_number<std::uint64_t>());
 
   std::uint32_t k = 10, ef = 0;
   std::size_t row = 0;
@@ -604,9 +644,11 @@ int main(int argc, char** argv) {
   auto* vopt = search->add_option("--vector", vector_text, "comma-separated floats");
   auto* qopt = search->add_option("--query-file", query_file, "take the query from this file");
   vopt->excludes(qopt);
-  search->add_option("--row", row, "row of --query-file")->capture_default_str();
-  search->add_option("-k", k)->capture_default_str();
-  search->add_option("--ef", ef, "beam width (0: the collection default)")->capture_default_str();
+  search->add_option("--row", row, "row of --query-file")->capture_default_str()->check(whole_number<std::size_t>());
+  search->add_option("-k", k)->capture_default_str()->check(whole_number<std::uint32_t>());
+  search->add_option("--ef", ef, "beam width (0: the collection default)")
+      ->capture_default_str()
+      ->check(whole_number<std::uint32_t>());
   search->add_option("--filter", filter_text, "e.g. color=red,year>=2020");
   bool cold_search = false;
   search->add_flag("--cold", cold_search, "include the cold tier: the daemon's sink answers too (docs/tiers.md)");
@@ -990,6 +1032,12 @@ int main(int argc, char** argv) {
     });
     if (!g.json_output && ::isatty(2)) std::fprintf(stderr, "\n");
     if (!s.ok()) return fail(g, s);
+    if (!report.stopped && report.position < skip) {
+      // The source ended inside the --skip: a resume position from another file or a typo, not
+      // an import of nothing. Nothing was written.
+      return fail(g, Status(Detail::kOutOfRange, str_cat("--skip ", skip, " passes the end of the input, which has ",
+                                                          report.position, " records; nothing imported")));
+    }
     const double secs = (now_mono() - start).seconds_f();
     const std::uint64_t imported = report.position - std::min(report.position, skip);
     if (report.stopped) {

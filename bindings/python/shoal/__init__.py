@@ -110,6 +110,9 @@ for _name, _value in constants.items():
         globals()[_name[len("SHOAL_"):]] = _value
 del _name, _value
 
+# The most hits one search returns (docs/api.md, "Limits": k up to 1,000).
+MAX_K = 1000
+
 _METRICS = {"l2": lib.SHOAL_METRIC_L2, "ip": lib.SHOAL_METRIC_IP, "cosine": lib.SHOAL_METRIC_COSINE}
 _METRIC_NAMES = {v: k for k, v in _METRICS.items()}
 
@@ -435,8 +438,10 @@ class Database:
         object (str), distances float32 (smaller is closer for every metric)."""
         q = _vectors(query, "query", 1)
         k = int(k)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        # The hits array is allocated here before the C call checks k, so a k beyond the API's
+        # limit is refused first (k=10**9 raised a bare MemoryError).
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be 1..{MAX_K}, got {k}")
         hits = ffi.new("shoal_hit[]", k)
         count = ffi.new("size_t *")
         err = ffi.new("shoal_error *")

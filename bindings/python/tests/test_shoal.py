@@ -158,6 +158,13 @@ def test_errors_carry_the_code_and_the_message(db):
         db.upsert_batch("e", ["a", "b"], [[1, 2, 3]])
     with pytest.raises(TypeError, match="metadata value"):
         db.upsert("e", "a", [1, 2, 3], metadata={"k": [1]})
+    # k beyond the API's limit is refused naming it before a hit array is allocated (k=10**9
+    # raised a bare MemoryError); the limit itself is served.
+    db.upsert("e", "a", [1, 2, 3])
+    for k in (0, shoal.MAX_K + 1, 10**9):
+        with pytest.raises(ValueError, match=f"k must be 1..1000, got {k}$"):
+            db.search("e", [1, 2, 3], k=k)
+    assert list(db.search("e", [1, 2, 3], k=shoal.MAX_K)[0]) == ["a"]
 
 
 def test_a_second_open_is_unavailable_and_data_persists(tmp_path):

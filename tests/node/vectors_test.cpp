@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -1354,6 +1355,7 @@ TEST_CASE("a close that keeps the snapshot leaves the index queue to the next op
       CHECK(d->node().open_report().snapshot_replayed.at("c") == 65);
       // The open queued the 65 changes (D78) and answers at once; the answers are the same
       // whatever part of the queue the index thread has applied, and again once it is empty.
+      constexpr float kTie = 1e-5f;
       auto same_as_before = [&] {
         for (std::size_t q = 0; q < queries.size(); ++q) {
           auto hits = d->node().search("c", queries[q], o);
@@ -1361,8 +1363,17 @@ TEST_CASE("a close that keeps the snapshot leaves the index queue to the next op
           INFO("query " << q);
           REQUIRE(hits->size() == before[q].size());
           for (std::size_t i = 0; i < hits->size(); ++i) {
-            CHECK((*hits)[i].id == before[q][i].id);
-            CHECK((*hits)[i].distance == Approx(before[q][i].distance).margin(1e-5));
+            const Hit& now = (*hits)[i];
+            INFO("hit " << i << ": " << now.id << " at " << now.distance << ", before " << before[q][i].id << " at "
+                        << before[q][i].distance);
+            CHECK(now.distance == Approx(before[q][i].distance).margin(kTie));
+            // The same id, or one whose distance ties with it within float rounding: the queue's
+            // exact scan and the graph's re-ranking sum in different orders, so two records at
+            // (nearly) one distance may swap places, or swap across the k-th (seed 462751432).
+            bool same = now.id == before[q][i].id;
+            for (const Hit& b : before[q]) same = same || (b.id == now.id && std::abs(b.distance - now.distance) <= kTie);
+            same = same || std::abs(now.distance - before[q].back().distance) <= kTie;
+            CHECK(same);
           }
         }
       };

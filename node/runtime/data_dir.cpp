@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -368,6 +369,26 @@ Status require_store(const std::string& path) {
   return {};
 }
 
+// A backup's `dest` must lie outside the data directory `path`: a copy inside it would share the
+// fate it is meant to survive, and travel with every later copy of the directory.
+Status require_outside(const std::string& path, const std::string& dest) {
+  const auto resolved = [](const std::string& p) {
+    std::error_code ec;
+    std::filesystem::path r = std::filesystem::weakly_canonical(p, ec);
+    if (ec) r = std::filesystem::absolute(p, ec).lexically_normal();
+    if (!r.has_filename()) r = r.parent_path();  // "dir/" -> "dir"
+    return r;
+  };
+  const std::filesystem::path dir = resolved(path), to = resolved(dest);
+  if (std::mismatch(dir.begin(), dir.end(), to.begin(), to.end()).first == dir.end()) {
+    return Status(Code::kInvalidArgument,
+                  str_cat("the backup destination is inside the data directory ", path,
+                          ": choose a directory outside it"),
+                  dest);
+  }
+  return {};
+}
+
 // `dir` must not exist or be empty; it is created.
 Status require_empty(const std::string& dir) {
   std::error_code ec;
@@ -409,6 +430,7 @@ Result<StoreCopyReport> copy_store(const std::string& src, const std::string& de
 Result<StoreCopyReport> OpenDataDir::backup_to(const std::string& dest, bool compact) {
   auto* lmdb = dynamic_cast<store::LmdbStore*>(store_.get());
   if (lmdb == nullptr) return Status(Code::kUnimplemented, "this store cannot be copied");
+  SHOAL_RETURN_IF_ERROR(require_outside(path_, dest));
   SHOAL_RETURN_IF_ERROR(require_empty(dest));
   StoreCopyReport r;
   r.replica = node_ ? node_->replica().to_string() : std::string();
@@ -422,6 +444,7 @@ Result<StoreCopyReport> backup_data_dir(const std::string& path, const std::stri
   SHOAL_RETURN_IF_ERROR(require_store(path));
   SHOAL_ASSIGN_OR_RETURN(const int fd, lock_data_dir(path, nullptr));
   LockGuard lock{fd};
+  SHOAL_RETURN_IF_ERROR(require_outside(path, dest));
   SHOAL_RETURN_IF_ERROR(require_empty(dest));
   return copy_store(path, dest + "/store", compact);
 }

@@ -105,15 +105,16 @@ class OpenDataDir {
 
 // --- Maintenance of a closed data directory (docs/operations.md) ---
 // Each takes the directory's lock for its whole run, so it fails with kUnavailable (naming the
-// holder) while a process has the directory open; backing up a directory a running daemon holds
-// goes through the daemon (not yet).
+// holder) while a process has the directory open; a directory a running daemon holds is backed
+// up through the daemon (`shoald --backup`, OpenDataDir::backup_to).
 
 
 // Writes a consistent copy of the store of the data directory `path` into `dest`/store (`dest`
 // must not exist or be an empty directory; it is created). compact: free pages are left out. The
 // copy holds only the store: no LOCK, FINGERPRINT or index snapshots (indexes are rebuilt after a
-// restore). Statuses: kNotFound (no store at `path`), kConflict/kAlreadyExists (`dest` is not
-// empty), kUnavailable (the directory is open), kIo, kIo/kDiskFull; those of LmdbStore::open.
+// restore). Statuses: kNotFound (no store at `path`), kInvalidArgument (`dest` is inside `path`),
+// kConflict/kAlreadyExists (`dest` is not empty), kUnavailable (the directory is open), kIo,
+// kIo/kDiskFull; those of LmdbStore::open.
 [[nodiscard]] Result<StoreCopyReport> backup_data_dir(const std::string& path, const std::string& dest, bool compact);
 
 // Creates the data directory `path` (must not exist or be empty) from `backup` (a directory

@@ -331,6 +331,16 @@ TEST_CASE("a restored backup holds every record under a new incarnation, and syn
   REQUIRE(::stat((backup + "/store/data.mdb").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   CHECK(backup_data_dir(src, backup, false).status().detail() == Detail::kAlreadyExists);
+  // A destination inside the data directory is refused before anything is created there,
+  // however it is spelled (a trailing slash, a "..").
+  for (const std::string& inside : {src + "/bk", src + "/snapshots/../bk/", src + "/store/x"}) {
+    INFO(inside);
+    const Status refused = backup_data_dir(src, inside, false).status();
+    CHECK(refused.code() == Code::kInvalidArgument);
+    CHECK(refused.to_string().find("inside the data directory") != std::string::npos);
+    CHECK(!std::filesystem::exists(src + "/bk"));
+    CHECK(!std::filesystem::exists(src + "/store/x"));
+  }
 
   auto r = restore_data_dir(backup, restored, options());
   REQUIRE(r.ok());

@@ -925,6 +925,9 @@ TEST_CASE("open reads the open state, not the records, and a crash after writes 
     for (int i = 15; i < 25; ++i) REQUIRE(d->node().remove("c", "r" + std::to_string(i)).ok());
     for (int i = 300; i < 310; ++i) REQUIRE(d->node().upsert("c", "r" + std::to_string(i), tagged(rng, 1, "m3")).ok());
     REQUIRE(d->node().upsert("c", "r20", tagged(rng, 1, "again")).ok());  // deleted above, written again
+    // A running node's backup (shoald --backup) refuses a destination inside its own directory.
+    CHECK(d->backup_to(path + "/copy", false).status().code() == Code::kInvalidArgument);
+    CHECK(!std::filesystem::exists(path + "/copy"));
     for (const auto& p : {crash, scan}) {
       REQUIRE(d->backup_to(p, false).ok());
       std::filesystem::copy(path + "/snapshots", p + "/snapshots");

@@ -1079,7 +1079,7 @@ int main(int argc, char** argv) {
       if (!v.ok()) return fail(g, v.status());
       q = *v;
     } else {
-      return fail(g, Status(Code::kInvalidArgument, "give --vector or --query-file"));
+      return fail_usage(g, "search needs a query: give --vector or --query-file");
     }
     if (!filter_text.empty()) {
       // Parsed here too, for the caret under the offending byte; the node parses the text again.

@@ -209,7 +209,13 @@ Result<bool> VectorReader::next(std::vector<float>& out) {
     if (got == 0) return false;
     if (got < 4) return Status(Detail::kMalformed, str_cat("truncated .fvecs row ", row_), path);
     const std::uint32_t d = le32(d4);
-    if (d == 0 || d > 65536) return Status(Detail::kMalformed, str_cat(".fvecs row ", row_, " has dimension ", d), path);
+    if (d == 0 || d > 65536) {
+      return Status(Detail::kMalformed,
+                    str_cat(".fvecs row ", row_, " announces dimension ", d,
+                            " (this reader takes 1..65536; each row starts with its dimension as a little-endian u32: "
+                            "is this an .fvecs file?)"),
+                    path);
+    }
     if (dim_ == 0) dim_ = d;
     if (d != dim_) {
       return Status(Detail::kDimensionMismatch, str_cat(".fvecs row ", row_, " has dimension ", d, ", row 0 had ", dim_), path);

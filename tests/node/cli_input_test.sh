@@ -67,6 +67,11 @@ expect "-k too large names the limit" "$err" "-k: must be a whole number 0..4294
 out=$("$shoal" -d "$d" --json collection create w --dim -3); check "create --dim -3" 2 $?
 expect "--dim -3 is a JSON usage error" "$out" '"error":"invalid argument: --dim: must be a whole number 0..4294967295, got .-3.","ok":false,"usage":true'
 "$shoal" -d "$d" collection info w >/dev/null 2>&1; check "no collection created by the refused create" 1 $?
+printf 'hello world, not vectors\n' >"$work/junk.fvecs"
+err=$("$shoal" -d "$d" import v "$work/junk.fvecs" 2>&1 >/dev/null); check "import of a file that is not .fvecs" 1 $?
+expect "a wrong .fvecs dimension names the reader's limit" "$err" "announces dimension 1819043176 (this reader takes 1..65536"
+err=$("$shoal" -d "$d" search v 2>&1 >/dev/null); check "search without a query is a usage error" 2 $?
+expect "search without a query says what to give" "$err" "search needs a query: give --vector or --query-file"
 out=$("$shoal" -d "$d" search v --vector 1,0,0 -k 1 --ef 20); check "valid counts still work" 0 $?
 expect "the search answers" "$out" "^a	"
 

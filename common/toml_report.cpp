@@ -2,6 +2,10 @@
 #include "common/toml_report.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
 #include <sstream>
 #include <utility>
 
@@ -205,6 +209,25 @@ std::optional<std::string> Field::path() {
 }
 
 // --- documents and keys ---
+
+Result<std::string> read_file(const std::string& path, std::string_view what, std::size_t max_bytes) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) return Status(Code::kIo, str_cat(path, ": cannot open the ", what, ": ", std::strerror(errno)), path);
+  std::string text;
+  char buffer[16384];
+  for (;;) {
+    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
+    text.append(buffer, n);
+    if (text.size() > max_bytes) {
+      return Status(Detail::kTooLarge, str_cat(path, ": the ", what, " is larger than ", max_bytes, " bytes"), path);
+    }
+    if (n < sizeof buffer) break;
+  }
+  if (std::ferror(file.get())) {
+    return Status(Code::kIo, str_cat(path, ": cannot read the ", what, ": ", std::strerror(errno)), path);
+  }
+  return text;
+}
 
 std::optional<toml::table> parse_document(std::string_view text, const std::string& path, Report& report) {
   try {

@@ -99,6 +99,11 @@ class Field {
   const toml::node& value_;
 };
 
+// Reads the whole file at `path` (`what` names it in messages: "config file", "scenario file"),
+// at most `max_bytes` of it. Statuses: kIo naming the file and the OS reason when it cannot be
+// opened or read; kTooLarge naming the limit when it holds more (reading stops there).
+[[nodiscard]] Result<std::string> read_file(const std::string& path, std::string_view what, std::size_t max_bytes);
+
 // Parses `text` as the file `path`; a syntax error is added to `report` (kMalformed, with its
 // position) and gives nullopt.
 std::optional<toml::table> parse_document(std::string_view text, const std::string& path, Report& report);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -220,14 +219,8 @@ Result<Scenario> parse_scenario_text(std::string_view text, const std::string& p
 }
 
 Result<Scenario> parse_scenario_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(Code::kIo, path + ": cannot open the scenario file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > 1'000'000) {
-    return Status(Detail::kTooLarge, path + ": a scenario file is at most 1000000 bytes, got " + std::to_string(text.str().size()));
-  }
-  return parse_scenario_text(text.str(), path);
+  SHOAL_ASSIGN_OR_RETURN(const std::string text, toml_report::read_file(path, "scenario file", 1'000'000));
+  return parse_scenario_text(text, path);
 }
 
 }  // namespace shoal::sim

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 #include <type_traits>
 #include <vector>
@@ -204,9 +203,7 @@ Result<SinkConfig> parse_sink_config(std::string_view text, const std::string& p
 }
 
 Result<SinkConfig> load_sink_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status(Code::kIo, "cannot read " + path, path);
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  SHOAL_ASSIGN_OR_RETURN(const std::string text, toml_report::read_file(path, "config file", kMaxSinkConfigBytes));
   return parse_sink_config(text, path);
 }
 

@@ -11,6 +11,7 @@
 // Thread rules: values and free functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -46,7 +47,10 @@ struct SinkConfig {
 // Parses `text` as the file `path`. Statuses: kInvalidArgument listing every problem;
 // kMalformed for a TOML syntax error (with its position); kUnknownName for an unknown key.
 [[nodiscard]] Result<SinkConfig> parse_sink_config(std::string_view text, const std::string& path);
-// Reads and parses `path`. Statuses: kIo when it cannot be read; parse_sink_config's.
+// The largest configuration file load_sink_config reads (as shoald's, kMaxConfigBytes).
+inline constexpr std::size_t kMaxSinkConfigBytes = std::size_t{1} << 20;
+// Reads and parses `path`. Statuses: kIo naming the file and the OS reason when it cannot be
+// read; kTooLarge above kMaxSinkConfigBytes; parse_sink_config's.
 [[nodiscard]] Result<SinkConfig> load_sink_config(const std::string& path);
 
 }  // namespace shoal::sink

@@ -15,9 +15,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <system_error>
@@ -693,21 +690,7 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& path
 }
 
 Result<DaemonConfig> load_config(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) return Status(Code::kIo, str_cat(path, ": cannot open the config file: ", std::strerror(errno)), path);
-  std::string text;
-  char buffer[16384];
-  for (;;) {
-    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
-    text.append(buffer, n);
-    if (text.size() > kMaxConfigBytes) {
-      return Status(Detail::kTooLarge, str_cat(path, ": the config file is larger than ", kMaxConfigBytes, " bytes"), path);
-    }
-    if (n < sizeof buffer) break;
-  }
-  if (std::ferror(file.get())) {
-    return Status(Code::kIo, str_cat(path, ": cannot read the config file: ", std::strerror(errno)), path);
-  }
+  SHOAL_ASSIGN_OR_RETURN(const std::string text, toml_report::read_file(path, "config file", kMaxConfigBytes));
   return parse_config(text, path);
 }
 

@@ -695,6 +695,27 @@ TEST_CASE("shoal-sink's configuration: defaults, relative paths, and every probl
         std::string::npos);
 }
 
+TEST_CASE("shoal-sink's configuration file: a missing file names the OS reason, a file past the limit is refused "
+          "unread, as shoald's",
+          "[sink][config]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("shoal_sink_config_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string absent = (dir / "absent.toml").string();
+  const Status missing = sink::load_sink_config(absent).status();
+  CHECK(missing.code() == Code::kIo);
+  CHECK(missing.message().find(absent + ": cannot open the config file: No such file or directory") !=
+        std::string::npos);
+  const std::string big = (dir / "big.toml").string();
+  {
+    std::ofstream out(big);
+    out << "# " << std::string(sink::kMaxSinkConfigBytes, 'x') << "\n";
+  }
+  const Status too_large = sink::load_sink_config(big).status();
+  CHECK(too_large.detail() == Detail::kTooLarge);
+  CHECK(too_large.message().find("larger than 1048576 bytes") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("shoal-sink's configuration refuses hostile TOML (not UTF-8, numbers past 64 bits, tables, arrays and "
           "deep nesting where a value belongs) with a typed status naming the file, never a crash",
           "[sink][config]") {

@@ -799,14 +799,17 @@ int main(int argc, char** argv) {
   if (exp->parsed() && !remote) return run_export([&] { return tools::open_store_export(g.data, c_name); });
 
   if (init->parsed()) {
+    // Idempotent: an existing data directory is opened and left as it is, and says so.
+    std::error_code ec;
+    const bool existed = std::filesystem::exists(g.data + "/store/data.mdb", ec);
     auto dir = open_data_dir(g.data, DataDirOptions{});
     if (!dir.ok()) return fail(g, dir.status());
     const std::string replica = (*dir)->node().replica().to_string();
     if (g.json_output) {
-      std::cout << dump(json{{"ok", true}, {"data", g.data}, {"replica", replica}}) << "\n";
+      std::cout << dump(json{{"ok", true}, {"data", g.data}, {"replica", replica}, {"created", !existed}}) << "\n";
       return 0;
     }
-    std::cout << "initialised " << g.data << " (replica " << replica << ")\n";
+    std::cout << (existed ? "already initialised " : "initialised ") << g.data << " (replica " << replica << ")\n";
     return 0;
   }
 

@@ -28,7 +28,11 @@ expect() {  # expect DESCRIPTION TEXT PATTERN
   if echo "$2" | grep -q -- "$3"; then echo "ok: $1"; else echo "FAIL: $1: '$2' lacks '$3'"; fails=$((fails + 1)); fi
 }
 
-"$shoal" -d "$d" init >/dev/null
+out=$("$shoal" -d "$d" init); check "init" 0 $?
+expect "a new data directory says initialised" "$out" "^initialised $d"
+out=$("$shoal" -d "$d" init); check "init again" 0 $?
+expect "an existing one says so and is left as it is" "$out" "^already initialised $d"
+expect "init --json says whether it created the directory" "$("$shoal" -d "$d" --json init)" '"created":false'
 "$shoal" -d "$d" collection create v --dim 3 >/dev/null
 "$shoal" -d "$d" put v a --vector 1,0,0 --meta year=2024 >/dev/null; check "put with --meta" 0 $?
 before=$("$shoal" -d "$d" --json get v a)

@@ -233,7 +233,12 @@ std::optional<toml::table> parse_document(std::string_view text, const std::stri
   try {
     return toml::parse(text, std::string_view(path));
   } catch (const toml::parse_error& e) {
-    report.add(&e.source(), Detail::kMalformed, {}, str_cat("TOML syntax error: ", e.description()));
+    std::string message = str_cat("TOML syntax error: ", e.description());
+    // "mode = 0660" is the usual way in: say how TOML writes it.
+    if (e.description().find("leading zero") != std::string_view::npos) {
+      message += " (TOML numbers cannot start with 0: a file mode is written as a string, as in socket_mode = \"0660\")";
+    }
+    report.add(&e.source(), Detail::kMalformed, {}, std::move(message));
   }
   return std::nullopt;
 }

@@ -687,3 +687,10 @@ TEST_CASE("hostile TOML (bytes that are not UTF-8, numbers past 64 bits, tables,
     CHECK_THAT(r.status().message(), Contains(kPath));
   }
 }
+
+TEST_CASE("an unquoted socket_mode = 0660 is a syntax error that says how to write it", "[daemon][config]") {
+  const Status s = error_of(kRequired + "[api]\nsocket_mode = 0660\n");
+  CHECK(s.detail() == Detail::kMalformed);
+  CHECK_THAT(s.message(), Contains("leading zero"));
+  CHECK_THAT(s.message(), Contains("a file mode is written as a string, as in socket_mode = \"0660\""));
+}

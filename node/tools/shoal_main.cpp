@@ -136,21 +136,29 @@ int fail_filter(const Globals& g, const Status& s, const std::string& filter, st
   return 1;
 }
 
+// "0.9,0.1,-2e-3": decimal floats separated by commas (spaces around them allowed, a leading '+'
+// too). "nan" and "inf" parse, and the node refuses them with the component's index.
 Result<std::vector<float>> parse_vector(const std::string& text) {
   std::vector<float> v;
   std::size_t pos = 0;
   while (pos <= text.size()) {
     std::size_t end = text.find(',', pos);
     if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(pos, end - pos);
-    try {
-      std::size_t used = 0;
-      v.push_back(std::stof(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      return Status(Detail::kMalformed, "vector component " + std::to_string(v.size()) + " '" +
-                                            item + "' is not a number");
+    std::string_view item(text.data() + pos, end - pos);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    std::string_view digits = item;
+    if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-') digits.remove_prefix(1);
+    float x = 0;
+    const auto [stop, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), x);
+    const std::string what = str_cat("vector component ", v.size(), " '", item, "'");
+    if (ec == std::errc::result_out_of_range) {
+      return Status(Detail::kOutOfRange, what + " is outside the float range (a magnitude of 1.4e-45 .. 3.4e38, or 0)");
     }
+    if (digits.empty() || ec != std::errc() || stop != digits.data() + digits.size()) {
+      return Status(Detail::kMalformed, what + " is not a decimal number");
+    }
+    v.push_back(x);
     pos = end + 1;
   }
   return v;

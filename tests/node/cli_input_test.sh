@@ -74,6 +74,13 @@ expect "--dim -3 is a JSON usage error" "$out" '"error":"invalid argument: --dim
 printf 'hello world, not vectors\n' >"$work/junk.fvecs"
 err=$("$shoal" -d "$d" import v "$work/junk.fvecs" 2>&1 >/dev/null); check "import of a file that is not .fvecs" 1 $?
 expect "a wrong .fvecs dimension names the reader's limit" "$err" "announces dimension 1819043176 (this reader takes 1..65536"
+# Vector components: decimal floats, spaces and a '+' allowed; the float range named.
+"$shoal" -d "$d" put v f1 --vector " +1, 2e-40 ,0" >/dev/null; check "spaces, '+' and a subnormal component" 0 $?
+err=$("$shoal" -d "$d" put v f2 --vector 1e39,0,0 2>&1 >/dev/null); check "put --vector 1e39" 1 $?
+expect "1e39 names the float range" "$err" "vector component 0 '1e39' is outside the float range (a magnitude of 1.4e-45 .. 3.4e38, or 0)"
+err=$("$shoal" -d "$d" put v f2 --vector 0x10,0,0 2>&1 >/dev/null); check "put --vector 0x10" 1 $?
+expect "hex is not taken for a number" "$err" "vector component 0 '0x10' is not a decimal number"
+"$shoal" -d "$d" get v f2 >/dev/null 2>&1; check "a refused put stored nothing" 1 $?
 err=$("$shoal" -d "$d" search v 2>&1 >/dev/null); check "search without a query is a usage error" 2 $?
 expect "search without a query says what to give" "$err" "search needs a query: give --vector or --query-file"
 out=$("$shoal" -d "$d" search v --vector 1,0,0 -k 1 --ef 20); check "valid counts still work" 0 $?

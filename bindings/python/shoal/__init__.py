@@ -235,6 +235,9 @@ class _Meta:
             if isinstance(value, (bool, np.bool_)):
                 rc = lib.shoal_meta_set_bool(self.ptr, k, 1 if value else 0, err)
             elif isinstance(value, (int, np.integer)):
+                if not -2**63 <= int(value) < 2**63:
+                    raise ValueError(f"metadata value of key {key!r} must be a 64-bit signed integer "
+                                     f"(-2**63 .. 2**63 - 1), got {int(value)}")
                 rc = lib.shoal_meta_set_int(self.ptr, k, int(value), err)
             elif isinstance(value, (float, np.floating)):
                 rc = lib.shoal_meta_set_float(self.ptr, k, float(value), err)

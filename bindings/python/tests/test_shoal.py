@@ -165,6 +165,11 @@ def test_errors_carry_the_code_and_the_message(db):
         with pytest.raises(ValueError, match=f"k must be 1..1000, got {k}$"):
             db.search("e", [1, 2, 3], k=k)
     assert list(db.search("e", [1, 2, 3], k=shoal.MAX_K)[0]) == ["a"]
+    # An int past 64 bits names its key and the range (it raised a bare OverflowError); the
+    # extremes of the range are stored.
+    with pytest.raises(ValueError, match=r"key 'big' must be a 64-bit signed integer .* got 9223372036854775808$"):
+        db.upsert("e", "a", [1, 2, 3], metadata={"big": 2**63})
+    db.upsert("e", "x", [1, 2, 3], metadata={"lo": -2**63, "hi": 2**63 - 1})
 
 
 def test_a_second_open_is_unavailable_and_data_persists(tmp_path):

@@ -86,7 +86,12 @@ ReloadPlan apply_reload(const DaemonConfig& current, const DaemonConfig& next, n
   }
   std::string applied;
   for (const auto& k : plan.applied) applied += (applied.empty() ? "" : ", ") + k;
-  SHOAL_LOG(&logger, kInfo, component, "reloaded ", plan.next.path, applied.empty() ? " (no change)" : ": " + applied);
+  std::string waiting;
+  for (const auto& k : plan.need_restart) waiting += (waiting.empty() ? "" : ", ") + k;
+  const std::string outcome = applied.empty() ? (waiting.empty() ? " (no change)" : ": nothing applied")
+                                              : ": applied " + applied;
+  SHOAL_LOG(&logger, kInfo, component, "reloaded ", plan.next.path, outcome,
+            waiting.empty() ? "" : "; waiting for a restart: " + waiting);
   return plan;
 }
 

@@ -146,6 +146,10 @@ def main():
         err = d.stderr.read()
         assert rc == 0, f"shoald exited {rc} on SIGTERM: {err}"
         assert "mesh.listen" in err and "restart" in err, f"the restart-only change was not reported: {err}"
+        # The reload's summary says what it applied and what waits (it said "(no change)" after
+        # warning that mesh.listen changed).
+        assert "waiting for a restart: mesh.listen" in err and "(no change)" not in err, \
+            f"the reload's summary does not name what waits for a restart: {err}"
         assert not os.path.exists(sock), "the socket file was left behind"
         print("4. SIGTERM: exit 0, socket removed; the reload reported mesh.listen as needing a restart")
         print("PASS")

@@ -9,6 +9,7 @@
  * Enrol the device first: `shoald --config CONFIG --print-device-key` prints its key, and
  * `shoal mesh enrol --device-key KEY ... --out DATA_DIR/device.cert` makes node.certificate.
  * Build: cc mesh_app.c $(pkg-config --cflags --libs shoal-mesh) */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s DATA_DIR CONFIG [SECONDS]\n", argv[0]);
     return 2;
   }
-  const int seconds = argc > 3 ? atoi(argv[3]) : 0;
+  int seconds = 0;
+  if (argc > 3) {
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(argv[3], &end, 10);
+    if (end == argv[3] || *end != '\0' || errno != 0 || v < 0 || v > 86400) {
+      fprintf(stderr, "SECONDS must be a whole number 0..86400, got '%s'\n", argv[3]);
+      return 2;
+    }
+    seconds = (int)v;
+  }
   shoal_error err;
   shoal_db *db = NULL;
   shoal_mesh *mesh = NULL;

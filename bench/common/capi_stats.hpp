@@ -16,7 +16,7 @@ struct CapiWriteFigures {
   unsigned long long groups = 0;   // group commits (one durable sync each)
   unsigned long long writes = 0;   // writes they carried
   unsigned long long largest = 0;  // the most writes one group carried
-  unsigned long long index_backlog = 0;  // index operations committed, not yet in the index
+  unsigned long long index_backlog = 0;  // index operations committed, still queued for the index
 };
 
 // Exits with a message when the statistics cannot be read or lack a figure.

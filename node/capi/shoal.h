@@ -352,7 +352,7 @@ SHOAL_API void shoal_freshness_free(shoal_freshness *list);
 
 /* The node's statistics as a JSON object (UTF-8, NUL-terminated), in both modes: "replica",
  * "collections", "live_records", "delta_buffer_entries", "index_bytes", "index_backlog" (index
- * operations committed but not yet in the index) and "write_groups" (group commit's totals:
+ * operations committed and still queued for the index) and "write_groups" (group commit's totals:
  * "groups", "writes", "largest"); client mode adds the
  * daemon's view of the mesh ("peers": device, replica, remote, role, tier, up,
  * since_last_delta_ms, bytes_in, bytes_out; "mesh"; "api"), embedded mode "last_delta_seq" and

@@ -150,7 +150,7 @@ struct MetricsRegistry::Impl {
   Gauge& delta_buffer = delta_buffer_family.Add({});
   Family<Gauge>& index_backlog_family = prometheus::BuildGauge()
       .Name("shoal_index_backlog")
-      .Help("Index operations committed but not yet applied to the vector index (searches scan them exactly)")
+      .Help("Index operations committed and still queued for the vector index (searches scan them exactly)")
       .Register(registry);
   Gauge& index_backlog = index_backlog_family.Add({});
   Family<Counter>& write_groups_family = prometheus::BuildCounter()

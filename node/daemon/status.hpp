@@ -71,7 +71,7 @@ struct DaemonSnapshot {
   std::uint64_t store_bytes = 0;  // the data directory's store file(s)
   std::vector<CollectionSnapshot> collections;
   std::uint64_t delta_buffer_entries = 0;  // NodeStats::delta_buffer_entries
-  // Index operations committed but not yet in the index (SharedNode::index_backlog), and group
+  // Index operations committed and still queued for the index (SharedNode::index_backlog), and group
   // commit's cumulative totals (SharedNode::write_stats): shared transactions, writes they carried.
   std::uint64_t index_backlog = 0;
   std::uint64_t write_groups = 0;

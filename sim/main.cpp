@@ -8,7 +8,6 @@
 // Thread rules: seeds may run on --jobs threads; each seed is independent and its output is
 // printed in seed order, so output and trace hash do not depend on --jobs.
 #include <atomic>
-#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -21,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/hash.hpp"
+#include "common/whole_number.hpp"
 #include "sim/measure.hpp"
 #include "sim/scenario_file.hpp"
 #include "sim/simulation.hpp"
@@ -64,14 +64,8 @@ template <typename T>
 CLI::Validator whole_number(T lo, T hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
-        T value{};
-        const char* end = text.data() + text.size();
-        const auto [stop, ec] = std::from_chars(text.data(), end, value);
-        if (text.empty() || text[0] == '-' || ec != std::errc() || stop != end || value < lo || value > hi) {
-          return "must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
-                 text.substr(0, 40) + "'";
-        }
-        return {};
+        if (shoal::parse_whole_number<T>(text, lo, hi)) return {};
+        return shoal::whole_number_refusal<T>(lo, hi, text.substr(0, 40));
       },
       "");
 }

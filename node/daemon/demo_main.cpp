@@ -29,10 +29,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/whole_number.hpp"
 #include "node/io/datasets.hpp"
 #include "security/certificate.hpp"
 #include "security/key_file.hpp"
@@ -88,14 +89,9 @@ int sh(const std::string& cmd) {
 // A whole number in [lo, hi] (decimal digits only), else a usage error naming the option, the
 // range and the value seen (std::stoul read "-1" as 2^64 - 1, and "x" ended in std::terminate).
 std::size_t whole_number(const std::string& option, const std::string& text, std::size_t lo, std::size_t hi) {
-  std::size_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || stop != end || value < lo || value > hi) {
-    usage_error(option + " must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
-                text.substr(0, 40) + "'");
-  }
-  return value;
+  const std::optional<std::size_t> value = parse_whole_number(std::string_view(text), lo, hi);
+  if (!value) usage_error(option + " " + whole_number_refusal(lo, hi, text.substr(0, 40)));
+  return *value;
 }
 
 struct Gateway {

@@ -62,6 +62,7 @@
 #include "common/hex.hpp"
 #include "common/log.hpp"
 #include "common/time.hpp"
+#include "common/whole_number.hpp"
 #include "node/capi/backend.hpp"
 #include "node/capi/client_loader.hpp"
 #include "node/capi/embedded.hpp"
@@ -172,14 +173,9 @@ template <typename T>
 CLI::Validator whole_number() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        T value{};
-        const char* end = text.data() + text.size();
-        const auto [stop, ec] = std::from_chars(text.data(), end, value);
-        if (text.empty() || ec != std::errc() || stop != end) {
-          return str_cat("must be a whole number 0..", std::numeric_limits<T>::max(), ", got '",
-                         escape_for_message(text, 40), "'");
-        }
-        return {};
+        constexpr T kMax = std::numeric_limits<T>::max();
+        if (parse_whole_number<T>(text, 0, kMax)) return {};
+        return whole_number_refusal<T>(0, kMax, escape_for_message(text, 40));
       },
       "");
 }
